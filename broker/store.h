@@ -137,6 +137,11 @@ keel_err keel_store_commit (keel_store_t *self, keel_error_t *err);
 // Abandons the open transaction, if any.
 void keel_store_rollback (keel_store_t *self);
 
+// The message of the most recent failed write ("PATH: ...: database or disk
+// is full"), for logging after a write returned an error; "" if none. Valid
+// until the next call on the store.
+const char *keel_store_last_error (const keel_store_t *self);
+
 // ---------------------------------------------------------------- writes
 // Each joins the open transaction (opening one if needed). They fail only
 // on store errors; the broker then rolls back the turn.

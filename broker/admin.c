@@ -1,0 +1,503 @@
+/*  admin.c — keel-admin commands. See admin.h. */
+
+#include "admin.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "json.h"
+
+// Tasks listed by `tasks SERVICE` at most (the JSON says when it cut).
+#define KEEL_ADMIN_TASKS_MAX 10000
+#define KEEL_ADMIN_EVENTS 100
+
+static const char *s_task_state[] = { "queued", "running", "done", "failed", "cancelled" };
+static const char *s_service_state[] = { "open", "closed", "cancelled", "detached" };
+
+// ---------------------------------------------------------------- text buffer
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} s_text_t;
+
+static void
+s_tf (s_text_t *t, const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    int n = vsnprintf (NULL, 0, fmt, args);
+    va_end (args);
+    if (n < 0)
+        return;
+    if (t->len + (size_t) n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 512;
+        while (cap < t->len + (size_t) n + 1)
+            cap *= 2;
+        char *b = realloc (t->buf, cap);
+        if (!b)
+            return;
+        t->buf = b;
+        t->cap = cap;
+    }
+    va_start (args, fmt);
+    vsnprintf (t->buf + t->len, t->cap - t->len, fmt, args);
+    va_end (args);
+    t->len += (size_t) n;
+}
+
+static void
+s_ok (keel_admin_reply_t *reply, keel_json_t *j, s_text_t *t)
+{
+    reply->ok = true;
+    reply->json = keel_json_take (j);
+    reply->text = t->buf ? t->buf : strdup ("");
+    if (!reply->json) {
+        reply->ok = false;
+        reply->error = strdup ("out of memory building the reply");
+    }
+}
+
+static void
+s_fail (keel_admin_reply_t *reply, const char *fmt, ...)
+{
+    char text[300];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (text, sizeof text, fmt, args);
+    va_end (args);
+    reply->ok = false;
+    reply->error = strdup (text);
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_object (&j);
+    keel_json_kv_bool (&j, "ok", false);
+    keel_json_kv_str (&j, "error", text);
+    keel_json_end_object (&j);
+    reply->json = keel_json_take (&j);
+    reply->text = strdup (text);
+}
+
+void
+keel_admin_reply_clear (keel_admin_reply_t *reply)
+{
+    free (reply->error);
+    free (reply->json);
+    free (reply->text);
+    memset (reply, 0, sizeof *reply);
+}
+
+// ---------------------------------------------------------------- status
+
+static void
+s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
+{
+    uint64_t online = 0, offline = 0, slots = 0, busy = 0;
+    zlistx_t *engines = keel_model_engines (v->model);
+    for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
+        if (e->state == KEEL_ENGINE_ONLINE) {
+            online++;
+            slots += e->slots;
+            busy += zlistx_size (e->execs);
+        }
+        else
+            offline++;
+    }
+    uint64_t open = 0, total = 0, tasks[5] = { 0 };
+    for (keel_service_t *s = keel_model_service_first (v->model); s;
+         s = keel_model_service_next (v->model)) {
+        total++;
+        if (s->state == KEEL_SERVICE_OPEN)
+            open++;
+        for (int i = 0; i < 5; i++)
+            tasks[i] += s->count[i];
+    }
+    int64_t uptime = (zclock_mono () - v->started_mono) / 1000;
+
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_object (&j);
+    keel_json_kv_str (&j, "name", v->name);
+    keel_json_kv_str (&j, "role", v->role);
+    keel_json_kv_uint (&j, "epoch", v->epoch);
+    keel_json_kv_int (&j, "uptime_s", uptime);
+    keel_json_kv_str (&j, "store", keel_store_describe (v->store));
+    keel_json_kv_uint (&j, "store_bytes", keel_store_size (v->store));
+    keel_json_key (&j, "engines");
+    keel_json_object (&j);
+    keel_json_kv_uint (&j, "online", online);
+    keel_json_kv_uint (&j, "offline", offline);
+    keel_json_kv_uint (&j, "slots", slots);
+    keel_json_kv_uint (&j, "busy", busy);
+    keel_json_end_object (&j);
+    keel_json_key (&j, "services");
+    keel_json_object (&j);
+    keel_json_kv_uint (&j, "open", open);
+    keel_json_kv_uint (&j, "total", total);
+    keel_json_end_object (&j);
+    keel_json_key (&j, "tasks");
+    keel_json_object (&j);
+    for (int i = 0; i < 5; i++)
+        keel_json_kv_uint (&j, s_task_state[i], tasks[i]);
+    keel_json_end_object (&j);
+    keel_json_kv_uint (&j, "pending_claims", v->pending_claims);
+    keel_json_key (&j, "counters");
+    keel_json_object (&j);
+#define KEEL_COUNTER_JSON(name) keel_json_kv_uint (&j, #name, v->counters->name);
+    KEEL_COUNTERS (KEEL_COUNTER_JSON)
+#undef KEEL_COUNTER_JSON
+    keel_json_end_object (&j);
+    keel_json_end_object (&j);
+
+    s_text_t t = { 0 };
+    s_tf (&t, "# Broker\nname:%s\nrole:%s\nepoch:%llu\nuptime_s:%lld\nstore:%s\nstore_bytes:%llu\n",
+          v->name, v->role, (unsigned long long) v->epoch, (long long) uptime,
+          keel_store_describe (v->store), (unsigned long long) keel_store_size (v->store));
+    s_tf (&t, "\n# Engines\nonline:%llu\noffline:%llu\nslots:%llu\nbusy:%llu\n",
+          (unsigned long long) online, (unsigned long long) offline, (unsigned long long) slots,
+          (unsigned long long) busy);
+    s_tf (&t, "\n# Services\nopen:%llu\ntotal:%llu\n", (unsigned long long) open,
+          (unsigned long long) total);
+    s_tf (&t, "\n# Tasks\n");
+    for (int i = 0; i < 5; i++)
+        s_tf (&t, "%s:%llu\n", s_task_state[i], (unsigned long long) tasks[i]);
+    s_tf (&t, "pending_claims:%zu\n\n# Counters\n", v->pending_claims);
+#define KEEL_COUNTER_TEXT(name) s_tf (&t, "%s:%llu\n", #name, (unsigned long long) v->counters->name);
+    KEEL_COUNTERS (KEEL_COUNTER_TEXT)
+#undef KEEL_COUNTER_TEXT
+    s_ok (reply, &j, &t);
+}
+
+// ---------------------------------------------------------------- engines
+
+static void
+s_engines (const keel_admin_view_t *v, keel_admin_reply_t *reply)
+{
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_object (&j);
+    keel_json_key (&j, "engines");
+    keel_json_array (&j);
+    s_text_t t = { 0 };
+    s_tf (&t, "%-36s  %-16s  %-8s  %5s  %7s  %9s  %s\n", "ENGINE", "HOST", "STATE", "SLOTS",
+          "RUNNING", "DONE", "SERVICES");
+    zlistx_t *engines = keel_model_engines (v->model);
+    for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
+        const char *state = e->state == KEEL_ENGINE_ONLINE ? (e->draining ? "draining" : "online")
+                                                           : "offline";
+        keel_json_object (&j);
+        keel_json_kv_str (&j, "id", e->id);
+        keel_json_kv_str (&j, "host", e->host);
+        keel_json_kv_str (&j, "state", state);
+        keel_json_kv_bool (&j, "draining", e->draining);
+        keel_json_kv_uint (&j, "slots", e->slots);
+        keel_json_kv_uint (&j, "running", zlistx_size (e->execs));
+        keel_json_kv_uint (&j, "tasks_done", e->tasks_done);
+        keel_json_kv_str (&j, "session", e->session);
+        keel_json_key (&j, "service_types");
+        keel_json_array (&j);
+        s_text_t types = { 0 };
+        for (size_t i = 0; i < e->ntypes; i++) {
+            keel_json_str (&j, e->types[i]);
+            s_tf (&types, "%s%s", i ? "," : "", e->types[i]);
+        }
+        keel_json_end_array (&j);
+        keel_json_end_object (&j);
+        s_tf (&t, "%-36s  %-16.16s  %-8s  %5u  %7zu  %9llu  %s\n", e->id, e->host, state, e->slots,
+              zlistx_size (e->execs), (unsigned long long) e->tasks_done,
+              types.buf ? types.buf : "");
+        free (types.buf);
+    }
+    keel_json_end_array (&j);
+    keel_json_end_object (&j);
+    s_ok (reply, &j, &t);
+}
+
+// ---------------------------------------------------------------- services
+
+static void
+s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
+{
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_object (&j);
+    keel_json_key (&j, "services");
+    keel_json_array (&j);
+    s_text_t t = { 0 };
+    s_tf (&t, "%-36s  %-16s  %-9s  %4s  %8s  %8s  %8s  %8s  %8s\n", "SERVICE", "TYPE", "STATE",
+          "PRIO", "TOTAL", "QUEUED", "RUNNING", "DONE", "FAILED");
+    for (keel_service_t *s = keel_model_service_first (v->model); s;
+         s = keel_model_service_next (v->model)) {
+        keel_json_object (&j);
+        keel_json_kv_str (&j, "id", s->id);
+        keel_json_kv_str (&j, "type", s->type);
+        keel_json_kv_str (&j, "driver", s->driver_id);
+        keel_json_kv_str (&j, "state", s_service_state[s->state]);
+        keel_json_kv_int (&j, "priority", s->priority);
+        keel_json_kv_uint (&j, "unacked_results", s->unacked);
+        keel_json_key (&j, "tasks");
+        keel_json_object (&j);
+        keel_json_kv_uint (&j, "total", s->total);
+        for (int i = 0; i < 5; i++)
+            keel_json_kv_uint (&j, s_task_state[i], s->count[i]);
+        keel_json_end_object (&j);
+        keel_json_end_object (&j);
+        s_tf (&t, "%-36s  %-16.16s  %-9s  %4d  %8llu  %8llu  %8llu  %8llu  %8llu\n", s->id, s->type,
+              s_service_state[s->state], s->priority, (unsigned long long) s->total,
+              (unsigned long long) s->count[0], (unsigned long long) s->count[1],
+              (unsigned long long) s->count[2], (unsigned long long) s->count[3]);
+    }
+    keel_json_end_array (&j);
+    keel_json_end_object (&j);
+    s_ok (reply, &j, &t);
+}
+
+static void
+s_tasks (const keel_admin_view_t *v, const char *service_id, keel_admin_reply_t *reply)
+{
+    keel_service_t *s = keel_model_service (v->model, service_id);
+    if (!s) {
+        s_fail (reply, "no service '%s' (keel-admin services lists them)", service_id);
+        return;
+    }
+    int64_t now = zclock_time ();
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_object (&j);
+    keel_json_kv_str (&j, "service", s->id);
+    keel_json_kv_str (&j, "type", s->type);
+    keel_json_key (&j, "tasks");
+    keel_json_array (&j);
+    s_text_t t = { 0 };
+    s_tf (&t, "%8s  %-9s  %8s  %10s  %14s  %s\n", "TASK", "STATE", "ATTEMPTS", "CKPT_BYTES",
+          "CKPT_AGE_S", "ENGINES");
+    uint64_t listed = 0;
+    for (uint64_t id = 0; id < s->ntasks && listed < KEEL_ADMIN_TASKS_MAX; id++) {
+        keel_task_t *task = &s->tasks[id];
+        if (!task->present)
+            continue;
+        listed++;
+        keel_json_object (&j);
+        keel_json_kv_uint (&j, "task", id);
+        keel_json_kv_str (&j, "state", s_task_state[task->state]);
+        keel_json_kv_uint (&j, "attempts", task->attempts);
+        keel_json_kv_uint (&j, "checkpoint_bytes", task->checkpoint_len);
+        if (task->checkpoint)
+            keel_json_kv_int (&j, "checkpoint_age_s", (now - task->checkpoint_wall_ms) / 1000);
+        keel_json_kv_bool (&j, "result_acked", task->acked);
+        if (task->result && task->result->error)
+            keel_json_kv_str (&j, "error", task->result->error);
+        keel_json_key (&j, "executions");
+        keel_json_array (&j);
+        s_text_t engines = { 0 };
+        for (keel_exec_t *x = task->execs; x; x = x->next_of_task) {
+            keel_json_object (&j);
+            keel_json_kv_uint (&j, "id", x->id);
+            keel_json_kv_str (&j, "engine", x->engine ? x->engine->id : NULL);
+            keel_json_end_object (&j);
+            s_tf (&engines, "%s%s", engines.len ? "," : "", x->engine ? x->engine->id : "(lost)");
+        }
+        keel_json_end_array (&j);
+        keel_json_end_object (&j);
+        char age[32] = "-";
+        if (task->checkpoint)
+            snprintf (age, sizeof age, "%lld", (long long) ((now - task->checkpoint_wall_ms) / 1000));
+        s_tf (&t, "%8llu  %-9s  %8u  %10u  %14s  %s\n", (unsigned long long) id,
+              s_task_state[task->state], task->attempts, task->checkpoint_len, age,
+              engines.buf ? engines.buf : "");
+        free (engines.buf);
+    }
+    keel_json_end_array (&j);
+    keel_json_kv_bool (&j, "truncated", listed < s->total);
+    keel_json_end_object (&j);
+    if (listed < s->total)
+        s_tf (&t, "(first %llu of %llu tasks)\n", (unsigned long long) listed,
+              (unsigned long long) s->total);
+    s_ok (reply, &j, &t);
+}
+
+// ---------------------------------------------------------------- config
+
+static void
+s_config_one (keel_json_t *j, s_text_t *t, keel_settings_t *settings, const keel_setting_def_t *d)
+{
+    keel_json_object (j);
+    keel_json_kv_str (j, "key", d->name);
+    keel_json_kv_str (j, "value", keel_settings_str (settings, d->name));
+    keel_json_kv_str (j, "origin", keel_settings_origin (settings, d->name));
+    keel_json_kv_bool (j, "runtime", d->runtime);
+    keel_json_end_object (j);
+    s_tf (t, "%s:%s\n", d->name, keel_settings_str (settings, d->name));
+}
+
+static void
+s_config_get (const keel_admin_view_t *v, char **args, size_t nargs, keel_admin_reply_t *reply)
+{
+    keel_json_t j;
+    keel_json_init (&j);
+    s_text_t t = { 0 };
+    if (nargs >= 2) {
+        const keel_setting_def_t *d = keel_settings_def (v->settings, args[1]);
+        if (!d || strchr (d->name, '*')) {
+            keel_json_reset (&j);
+            s_fail (reply, "unknown key '%s' (keel-admin config get lists the keys)", args[1]);
+            return;
+        }
+        s_config_one (&j, &t, v->settings, d);
+        s_ok (reply, &j, &t);
+        return;
+    }
+    // No key: every key, for people browsing.
+    keel_json_object (&j);
+    keel_json_key (&j, "config");
+    keel_json_array (&j);
+    for (const keel_setting_def_t *d = keel_broker_settings; d->name; d++)
+        s_config_one (&j, &t, v->settings, d);
+    keel_json_end_array (&j);
+    keel_json_end_object (&j);
+    s_ok (reply, &j, &t);
+}
+
+static void
+s_done (keel_admin_reply_t *reply, const char *what, const char *text)
+{
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_object (&j);
+    keel_json_kv_bool (&j, "ok", true);
+    keel_json_kv_str (&j, "done", what);
+    keel_json_end_object (&j);
+    s_text_t t = { 0 };
+    s_tf (&t, "%s\n", text);
+    s_ok (reply, &j, &t);
+}
+
+// ---------------------------------------------------------------- events
+
+typedef struct {
+    keel_json_t *j;
+    s_text_t *t;
+} s_events_ctx_t;
+
+static void
+s_event (int64_t wall_ms, const char *kind, const char *text, void *arg)
+{
+    s_events_ctx_t *c = arg;
+    time_t secs = (time_t) (wall_ms / 1000);
+    struct tm tm;
+    gmtime_r (&secs, &tm);
+    char when[40];
+    strftime (when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    keel_json_object (c->j);
+    keel_json_kv_str (c->j, "time", when);
+    keel_json_kv_int (c->j, "time_ms", wall_ms);
+    keel_json_kv_str (c->j, "kind", kind);
+    keel_json_kv_str (c->j, "text", text);
+    keel_json_end_object (c->j);
+    s_tf (c->t, "%s  %-18s  %s\n", when, kind, text);
+}
+
+static void
+s_events (const keel_admin_view_t *v, keel_admin_reply_t *reply)
+{
+    keel_json_t j;
+    keel_json_init (&j);
+    s_text_t t = { 0 };
+    keel_json_object (&j);
+    keel_json_key (&j, "events");
+    keel_json_array (&j);
+    s_events_ctx_t c = { &j, &t };
+    keel_store_events (v->store, KEEL_ADMIN_EVENTS, s_event, &c);
+    keel_json_end_array (&j);
+    keel_json_end_object (&j);
+    if (!t.buf)
+        s_tf (&t, "(no events%s)\n", keel_store_durable (v->store) ? "" : ": Store=memory keeps none");
+    s_ok (reply, &j, &t);
+}
+
+// ---------------------------------------------------------------- dispatch
+
+static bool
+s_args (keel_admin_reply_t *reply, const char *command, size_t nargs, size_t want,
+        const char *usage)
+{
+    if (nargs == want)
+        return true;
+    s_fail (reply, "%s: usage: %s", command, usage);
+    return false;
+}
+
+void
+keel_admin_handle (const keel_admin_view_t *v, const char *command, char **args, size_t nargs,
+                   keel_admin_reply_t *reply)
+{
+    memset (reply, 0, sizeof *reply);
+    keel_error_t err = { "" };
+    if (!command)
+        s_fail (reply, "no command");
+    else if (strcmp (command, "status") == 0)
+        s_status (v, reply);
+    else if (strcmp (command, "engines") == 0)
+        s_engines (v, reply);
+    else if (strcmp (command, "services") == 0)
+        s_services (v, reply);
+    else if (strcmp (command, "tasks") == 0) {
+        if (s_args (reply, command, nargs, 1, "tasks SERVICE"))
+            s_tasks (v, args[0], reply);
+    }
+    else if (strcmp (command, "cancel") == 0) {
+        if (s_args (reply, command, nargs, 1, "cancel SERVICE")) {
+            if (v->cancel (v->broker, args[0], &err) == KEEL_OK)
+                s_done (reply, "cancel", "service cancelled");
+            else
+                s_fail (reply, "cancel: %s", err.text);
+        }
+    }
+    else if (strcmp (command, "config") == 0) {
+        if (nargs >= 1 && strcmp (args[0], "get") == 0 && nargs <= 2)
+            s_config_get (v, args, nargs, reply);
+        else if (nargs == 3 && strcmp (args[0], "set") == 0) {
+            if (v->config_set (v->broker, args[1], args[2], &err) == KEEL_OK)
+                s_done (reply, "config set", "ok");
+            else
+                s_fail (reply, "config set: %s", err.text);
+        }
+        else
+            s_fail (reply, "config: usage: config get [KEY] | config set KEY VALUE");
+    }
+    else if (strcmp (command, "events") == 0)
+        s_events (v, reply);
+    else if (strcmp (command, "maintenance") == 0) {
+        keel_store_maintenance_t report = { 0 };
+        if (v->maintenance (v->broker, &report, &err) != KEEL_OK) {
+            s_fail (reply, "maintenance: %s", err.text);
+            return;
+        }
+        keel_json_t j;
+        keel_json_init (&j);
+        keel_json_object (&j);
+        keel_json_kv_uint (&j, "services_purged", report.services_purged);
+        keel_json_kv_uint (&j, "bytes_before", report.bytes_before);
+        keel_json_kv_uint (&j, "bytes_after", report.bytes_after);
+        keel_json_end_object (&j);
+        s_text_t t = { 0 };
+        s_tf (&t, "services_purged:%llu\nbytes_before:%llu\nbytes_after:%llu\n",
+              (unsigned long long) report.services_purged, (unsigned long long) report.bytes_before,
+              (unsigned long long) report.bytes_after);
+        s_ok (reply, &j, &t);
+    }
+    else if (strcmp (command, "drain") == 0) {
+        if (s_args (reply, command, nargs, 1, "drain ENGINE")) {
+            if (v->drain (v->broker, args[0], &err) == KEEL_OK)
+                s_done (reply, "drain", "engine draining: no new tasks, running ones finish");
+            else
+                s_fail (reply, "drain: %s", err.text);
+        }
+    }
+    else
+        s_fail (reply, "unknown command '%s' (commands: status, engines, services, tasks, cancel, "
+                       "config, events, maintenance, drain)", command);
+}

@@ -1,0 +1,53 @@
+/*  admin.h — keel-admin commands, answered by the broker (DESIGN §10).
+
+    The broker's loop hands each AdminRequest to keel_admin_handle with a
+    view of its state and callbacks for the commands that change something.
+    Every reply carries the same facts twice: `json`, one object with stable
+    field names for scripts, and `text` for people (aligned tables and
+    Redis-INFO-style "# Section" / "name:value" lines).
+*/
+#ifndef KEEL_ADMIN_H
+#define KEEL_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "counters.h"
+#include "model.h"
+#include "settings.h"
+#include "store.h"
+
+typedef struct {
+    const char *name;
+    const char *role;                    // "standalone" (pair roles come later)
+    uint64_t epoch;
+    int64_t started_mono;
+    keel_model_t *model;
+    keel_store_t *store;
+    keel_settings_t *settings;
+    const keel_counters_t *counters;
+    size_t pending_claims;               // HOLD claims waiting for their service
+
+    void *broker;                        // passed back to the callbacks
+    keel_err (*cancel) (void *broker, const char *service_id, keel_error_t *err);
+    keel_err (*config_set) (void *broker, const char *key, const char *value, keel_error_t *err);
+    keel_err (*drain) (void *broker, const char *engine_id, keel_error_t *err);
+    keel_err (*maintenance) (void *broker, keel_store_maintenance_t *report, keel_error_t *err);
+} keel_admin_view_t;
+
+typedef struct {
+    bool ok;
+    char *error;         // heap, NULL when ok
+    char *json;          // heap
+    char *text;          // heap
+} keel_admin_reply_t;
+
+// Runs one command. Always fills reply (ok=false with an error naming the
+// problem for unknown commands, missing arguments, unknown services...).
+void keel_admin_handle (const keel_admin_view_t *view, const char *command, char **args,
+                        size_t nargs, keel_admin_reply_t *reply);
+
+// Frees the reply's strings.
+void keel_admin_reply_clear (keel_admin_reply_t *reply);
+
+#endif

@@ -1,0 +1,777 @@
+/*  broker.c — keel-broker's event loop: sockets, turns, group commit.
+
+    The message handlers live in broker_driver.c and broker_engine.c; the
+    state they share is struct _keel_broker_t in broker_int.h. See broker.h
+    for the turn structure.
+*/
+
+#include "broker_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "config.h"
+#include "log.h"
+
+// Messages read per socket per turn: bounds the work (and the latency of
+// everything else) one turn can take.
+#define KEEL_TURN_MAX_MESSAGES 4096
+// Results per TaskResults message, and a byte budget per message.
+#define KEEL_RESULTS_PER_MSG 512
+#define KEEL_RESULTS_BYTES_PER_MSG (1024 * 1024)
+// Execution ids are reserved from the store in blocks.
+#define KEEL_EXEC_BLOCK 10000
+
+// ---------------------------------------------------------------- outbox
+
+typedef struct {
+    zframe_t *route;
+    zframe_t *payload;
+} s_out_t;
+
+static void
+s_out_destroy (void **item_p)
+{
+    s_out_t *out = *item_p;
+    if (!out)
+        return;
+    zframe_destroy (&out->route);
+    zframe_destroy (&out->payload);
+    free (out);
+    *item_p = NULL;
+}
+
+void
+keel_broker_send (keel_broker_t *self, zframe_t *route, keel_env_t *env)
+{
+    env->epoch = self->epoch;
+    env->has_epoch = true;
+    zframe_t *payload = keel_wire_encode (env);
+    s_out_t *out = calloc (1, sizeof *out);
+    if (!payload || !out) {
+        zframe_destroy (&payload);
+        free (out);
+        KEEL_ERROR ("broker", "out of memory encoding %s", keel_wire_body_name (env));
+        return;
+    }
+    out->route = zframe_dup (route);
+    out->payload = payload;
+    zlistx_add_end (self->outbox, out);
+}
+
+void
+keel_broker_send_engine (keel_broker_t *self, keel_engine_t *engine, keel_env_t *env)
+{
+    if (!engine->route)
+        return;
+    keel_broker_send (self, engine->route, env);
+    keel_peer_clock_sent (&engine->clock, self->now);
+}
+
+void
+keel_broker_send_driver (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t *env)
+{
+    if (!drv->route || !drv->connected)
+        return;
+    keel_broker_send (self, drv->route, env);
+    keel_peer_clock_sent (&drv->clock, self->now);
+}
+
+void
+keel_broker_relogin (keel_broker_t *self, zframe_t *route, const char *reason)
+{
+    Keel__Envelope env;
+    Keel__Relogin relogin = KEEL__RELOGIN__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    relogin.reason = (char *) reason;
+    env.body_case = KEEL__ENVELOPE__BODY_RELOGIN;
+    env.relogin = &relogin;
+    keel_broker_send (self, route, &env);
+}
+
+static void
+s_flush (keel_broker_t *self)
+{
+    s_out_t *out;
+    while ((out = zlistx_first (self->outbox))) {
+        if (keel_wire_send_frames (self->router, out->route, out->payload) != KEEL_OK)
+            self->counters.send_failures++;
+        zlistx_delete (self->outbox, zlistx_cursor (self->outbox));
+    }
+}
+
+// ---------------------------------------------------------------- dirty tasks
+
+void
+keel_broker_touch (keel_broker_t *self, keel_service_t *svc, uint64_t task_id, uint8_t what)
+{
+    keel_task_t *task = keel_service_task (svc, task_id);
+    if (!task)
+        return;
+    if (!task->dirty) {
+        if (self->ndirty == self->dirty_cap) {
+            size_t cap = self->dirty_cap ? self->dirty_cap * 2 : 1024;
+            keel_ref_t *d = realloc (self->dirty, cap * sizeof *d);
+            if (!d) {
+                KEEL_ERROR ("broker", "out of memory tracking changed tasks");
+                return;
+            }
+            self->dirty = d;
+            self->dirty_cap = cap;
+        }
+        self->dirty[self->ndirty++] = (keel_ref_t) { svc, task_id };
+    }
+    task->dirty |= what;
+}
+
+void
+keel_broker_store_task (const keel_service_t *svc, uint64_t task_id, const keel_task_t *task,
+                        keel_store_task_t *row)
+{
+    memset (row, 0, sizeof *row);
+    row->service_id = svc->id;
+    row->task_id = task_id;
+    row->state = (keel_task_state_t) task->state;
+    row->attempts = task->attempts;
+    row->input = task->input;
+    row->input_len = task->input_len;
+    row->result_acked = task->acked;
+    row->checkpoint = task->checkpoint;
+    row->checkpoint_len = task->checkpoint_len;
+    row->checkpoint_wall_ms = task->checkpoint_wall_ms;
+    if (task->result) {
+        row->status = task->result->status;
+        row->output = task->result->output;
+        row->output_len = task->result->output_len;
+        row->error = task->result->error;
+        row->engine_id = task->result->engine_id;
+        row->execution_id = task->result->execution_id;
+        row->run_ms = task->result->run_ms;
+        row->queued_ms = task->result->queued_ms;
+    }
+}
+
+// Writes every changed task into the open transaction.
+static keel_err
+s_write_dirty (keel_broker_t *self)
+{
+    for (size_t i = 0; i < self->ndirty; i++) {
+        keel_service_t *svc = self->dirty[i].svc;
+        uint64_t id = self->dirty[i].task_id;
+        keel_task_t *t = keel_service_task (svc, id);
+        if (!t || !t->dirty)
+            continue;
+        keel_store_task_t row;
+        keel_broker_store_task (svc, id, t, &row);
+        keel_err rc = KEEL_OK;
+        if (t->dirty & KEEL_DIRTY_NEW)
+            rc = keel_store_task_put (self->store, &row);
+        else {
+            if (t->dirty & KEEL_DIRTY_RESULT)
+                rc = keel_store_task_result (self->store, &row);
+            else if (t->dirty & KEEL_DIRTY_STATE)
+                rc = keel_store_task_state (self->store, svc->id, id, row.state, row.attempts);
+            if (rc == KEEL_OK && (t->dirty & KEEL_DIRTY_ACK))
+                rc = keel_store_task_acked (self->store, svc->id, id);
+            if (rc == KEEL_OK && (t->dirty & KEEL_DIRTY_CKPT))
+                rc = keel_store_task_checkpoint (self->store, svc->id, id, t->checkpoint,
+                                                 t->checkpoint_len, t->checkpoint_wall_ms);
+        }
+        if (rc != KEEL_OK)
+            return rc;
+    }
+    return KEEL_OK;
+}
+
+static void
+s_clear_dirty (keel_broker_t *self)
+{
+    for (size_t i = 0; i < self->ndirty; i++) {
+        keel_task_t *t = keel_service_task (self->dirty[i].svc, self->dirty[i].task_id);
+        if (t) {
+            t->dirty = 0;
+            if (!t->durable) {
+                t->durable = 1;
+                self->dispatch_ready = true;
+            }
+        }
+    }
+    self->ndirty = 0;
+}
+
+// ---------------------------------------------------------------- results to drivers
+
+void
+keel_broker_deliver (keel_broker_t *self, keel_service_t *svc, uint64_t task_id)
+{
+    if (self->nresults == self->results_cap) {
+        size_t cap = self->results_cap ? self->results_cap * 2 : 1024;
+        keel_ref_t *r = realloc (self->results, cap * sizeof *r);
+        if (!r)
+            return;     // the driver gets it at its next hello
+        self->results = r;
+        self->results_cap = cap;
+    }
+    self->results[self->nresults++] = (keel_ref_t) { svc, task_id };
+}
+
+static void
+s_send_results_batch (keel_broker_t *self, keel_driver_rec_t *drv, Keel__TaskResult **items,
+                      size_t n)
+{
+    Keel__Envelope env;
+    Keel__TaskResults msg = KEEL__TASK_RESULTS__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    msg.n_results = n;
+    msg.results = items;
+    env.body_case = KEEL__ENVELOPE__BODY_TASK_RESULTS;
+    env.task_results = &msg;
+    keel_broker_send_driver (self, drv, &env);
+}
+
+// Encodes the turn's results into TaskResults messages, per driver.
+static void
+s_encode_results (keel_broker_t *self)
+{
+    if (self->nresults == 0)
+        return;
+    Keel__TaskResult *items = calloc (KEEL_RESULTS_PER_MSG, sizeof *items);
+    Keel__TaskResult **ptrs = calloc (KEEL_RESULTS_PER_MSG, sizeof *ptrs);
+    Keel__Timings *timings = calloc (KEEL_RESULTS_PER_MSG, sizeof *timings);
+    uint8_t *done = calloc (self->nresults, 1);
+    if (!items || !ptrs || !timings || !done)
+        goto cleanup;
+    // Group by driver: each pass takes the first unsent result's driver
+    // and sends every result of that driver.
+    for (size_t first = 0; first < self->nresults; first++) {
+        if (done[first])
+            continue;
+        keel_driver_rec_t *drv = keel_model_driver (self->model, self->results[first].svc->driver_id);
+        size_t n = 0, bytes = 0;
+        for (size_t i = first; i < self->nresults; i++) {
+            keel_service_t *svc = self->results[i].svc;
+            if (done[i] || strcmp (svc->driver_id, self->results[first].svc->driver_id) != 0)
+                continue;
+            done[i] = 1;
+            keel_task_t *t = keel_service_task (svc, self->results[i].task_id);
+            if (!drv || !t || !t->result || t->acked)
+                continue;
+            keel_result_t *r = t->result;
+            Keel__TaskResult *tr = &items[n];
+            keel__task_result__init (tr);
+            keel__timings__init (&timings[n]);
+            tr->service_id = svc->id;
+            tr->has_task_id = true;
+            tr->task_id = self->results[i].task_id;
+            tr->has_status = true;
+            tr->status = r->status;
+            if (r->output) {
+                tr->has_output = true;
+                tr->output.data = r->output;
+                tr->output.len = r->output_len;
+            }
+            tr->error = r->error;
+            tr->engine_id = r->engine_id[0] ? r->engine_id : NULL;
+            tr->has_execution_id = true;
+            tr->execution_id = r->execution_id;
+            tr->has_attempts = true;
+            tr->attempts = t->attempts + (r->status == KEEL__TASK_STATUS__STATUS_OK ? 1 : 0);
+            timings[n].has_queued_ms = true;
+            timings[n].queued_ms = r->queued_ms;
+            timings[n].has_run_ms = true;
+            timings[n].run_ms = r->run_ms;
+            tr->timings = &timings[n];
+            ptrs[n] = tr;
+            n++;
+            bytes += r->output_len + (r->error ? strlen (r->error) : 0) + 64;
+            if (n == KEEL_RESULTS_PER_MSG || bytes >= KEEL_RESULTS_BYTES_PER_MSG) {
+                s_send_results_batch (self, drv, ptrs, n);
+                n = 0;
+                bytes = 0;
+            }
+        }
+        if (n)
+            s_send_results_batch (self, drv, ptrs, n);
+    }
+cleanup:
+    free (items);
+    free (ptrs);
+    free (timings);
+    free (done);
+    self->nresults = 0;
+}
+
+// ---------------------------------------------------------------- engine acks
+
+void
+keel_broker_ack_engine (keel_broker_t *self, keel_engine_t *engine, uint64_t exec_id)
+{
+    if (!engine)
+        return;
+    if (self->nacks == self->acks_cap) {
+        size_t cap = self->acks_cap ? self->acks_cap * 2 : 256;
+        keel_ack_t *a = realloc (self->acks, cap * sizeof *a);
+        if (!a)
+            return;     // the engine re-sends the result at its next login
+        self->acks = a;
+        self->acks_cap = cap;
+    }
+    self->acks[self->nacks++] = (keel_ack_t) { engine, exec_id };
+}
+
+static void
+s_encode_acks (keel_broker_t *self)
+{
+    if (self->nacks == 0)
+        return;
+    uint64_t *ids = calloc (self->nacks, sizeof *ids);
+    uint8_t *done = calloc (self->nacks, 1);
+    for (size_t first = 0; ids && done && first < self->nacks; first++) {
+        if (done[first])
+            continue;
+        keel_engine_t *engine = self->acks[first].engine;
+        size_t n = 0;
+        for (size_t i = first; i < self->nacks; i++)
+            if (!done[i] && self->acks[i].engine == engine) {
+                done[i] = 1;
+                ids[n++] = self->acks[i].exec_id;
+            }
+        Keel__Envelope env;
+        Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
+        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+        ack.n_execution_ids = n;
+        ack.execution_ids = ids;
+        env.body_case = KEEL__ENVELOPE__BODY_RESULT_ACK;
+        env.result_ack = &ack;
+        keel_broker_send_engine (self, engine, &env);
+    }
+    free (ids);
+    free (done);
+    self->nacks = 0;
+}
+
+// ---------------------------------------------------------------- acceptances
+
+void
+keel_broker_accept (keel_broker_t *self, zframe_t *route, const char *service_id,
+                    const uint64_t *task_ids, size_t n)
+{
+    keel_accept_t *acc = calloc (1, sizeof *acc);
+    if (!acc)
+        return;
+    acc->route = zframe_dup (route);
+    snprintf (acc->service_id, sizeof acc->service_id, "%s", service_id);
+    if (n) {
+        acc->task_ids = malloc (n * sizeof *acc->task_ids);
+        if (!acc->task_ids) {
+            zframe_destroy (&acc->route);
+            free (acc);
+            return;
+        }
+        memcpy (acc->task_ids, task_ids, n * sizeof *task_ids);
+    }
+    acc->n = n;
+    zlistx_add_end (self->accepts, acc);
+}
+
+static void
+s_accept_destroy (void **item_p)
+{
+    keel_accept_t *acc = *item_p;
+    if (!acc)
+        return;
+    zframe_destroy (&acc->route);
+    free (acc->task_ids);
+    free (acc);
+    *item_p = NULL;
+}
+
+// Sends Accepted (committed) or Refused{STORE_FULL} (commit failed) for
+// every submission of the turn.
+static void
+s_answer_submissions (keel_broker_t *self, bool committed, const char *error)
+{
+    keel_accept_t *acc;
+    while ((acc = zlistx_first (self->accepts))) {
+        Keel__Envelope env;
+        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+        Keel__Accepted accepted = KEEL__ACCEPTED__INIT;
+        Keel__Refused refused = KEEL__REFUSED__INIT;
+        if (committed) {
+            accepted.service_id = acc->service_id;
+            accepted.n_task_ids = acc->n;
+            accepted.task_ids = acc->task_ids;
+            env.body_case = KEEL__ENVELOPE__BODY_ACCEPTED;
+            env.accepted = &accepted;
+        }
+        else {
+            refused.service_id = acc->service_id;
+            refused.n_task_ids = acc->n;
+            refused.task_ids = acc->task_ids;
+            refused.has_code = true;
+            refused.code = KEEL__REFUSE_CODE__REFUSE_STORE_FULL;
+            refused.error = (char *) error;
+            env.body_case = KEEL__ENVELOPE__BODY_REFUSED;
+            env.refused = &refused;
+            self->counters.submissions_refused += acc->n ? acc->n : 1;
+        }
+        keel_broker_send (self, acc->route, &env);
+        keel_driver_rec_t *drv = keel_model_driver_by_route (self->model, acc->route);
+        if (drv)
+            keel_peer_clock_sent (&drv->clock, self->now);
+        zlistx_delete (self->accepts, zlistx_cursor (self->accepts));
+    }
+}
+
+// Undoes the turn's new tasks and services after a failed commit.
+static void
+s_undo_fresh (keel_broker_t *self)
+{
+    for (size_t i = 0; i < self->nfresh; i++) {
+        keel_service_t *svc = self->fresh[i].svc;
+        keel_task_t *t = keel_service_task (svc, self->fresh[i].task_id);
+        if (!t || t->durable)
+            continue;
+        keel_service_queue_remove (svc, self->fresh[i].task_id);
+        while (t->execs)
+            keel_model_exec_remove (self->model, t->execs);
+        t->queued = 0;
+        keel_service_task_drop (svc, self->fresh[i].task_id);
+    }
+    self->nfresh = 0;
+    keel_service_t *svc;
+    while ((svc = zlistx_first (self->fresh_services))) {
+        zlistx_delete (self->fresh_services, zlistx_cursor (self->fresh_services));
+        if (svc->total == 0) {
+            keel_sched_remove (self->sched, svc);
+            keel_model_service_remove (self->model, svc);
+        }
+    }
+}
+
+void
+keel_broker_fresh_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_id)
+{
+    if (self->nfresh == self->fresh_cap) {
+        size_t cap = self->fresh_cap ? self->fresh_cap * 2 : 1024;
+        keel_ref_t *f = realloc (self->fresh, cap * sizeof *f);
+        if (!f)
+            return;
+        self->fresh = f;
+        self->fresh_cap = cap;
+    }
+    self->fresh[self->nfresh++] = (keel_ref_t) { svc, task_id };
+}
+
+// ---------------------------------------------------------------- execution ids
+
+uint64_t
+keel_broker_next_exec_id (keel_broker_t *self)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        if (self->exec_seq >= self->exec_seq_limit) {
+            self->exec_seq_limit = self->exec_seq + KEEL_EXEC_BLOCK;
+            keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
+        }
+        uint64_t id = self->exec_prefix | ++self->exec_seq;
+        // An engine may hold an execution id from another broker; skip it.
+        if (!keel_model_exec (self->model, id))
+            return id;
+    }
+    return self->exec_prefix | ++self->exec_seq;
+}
+
+// ---------------------------------------------------------------- the turn
+
+static void
+s_recv_router (keel_broker_t *self)
+{
+    for (int i = 0; i < KEEL_TURN_MAX_MESSAGES; i++) {
+        if (!(zsock_events (self->router) & ZMQ_POLLIN))
+            break;
+        zmsg_t *msg = zmsg_recv (self->router);
+        if (!msg)
+            break;
+        self->now = zclock_mono ();
+        if (zmsg_size (msg) != 2) {
+            keel_broker_malformed (self, "expected 2 frames (routing id + message), got %zu",
+                                   zmsg_size (msg));
+            zmsg_destroy (&msg);
+            continue;
+        }
+        zframe_t *route = zmsg_pop (msg);
+        zframe_t *payload = zmsg_pop (msg);
+        keel_error_t err;
+        keel_env_t *env = keel_wire_decode (zframe_data (payload), zframe_size (payload), &err);
+        if (!env)
+            keel_broker_malformed (self, "%s", err.text);
+        else
+            keel_broker_handle (self, route, env);
+        keel_wire_free (&env);
+        zframe_destroy (&route);
+        zframe_destroy (&payload);
+        zmsg_destroy (&msg);
+    }
+}
+
+void
+keel_broker_malformed (keel_broker_t *self, const char *fmt, ...)
+{
+    self->counters.malformed_messages++;
+    int64_t suppressed = 0;
+    if (!keel_ratelimit_allow (&self->malformed_rl, zclock_mono (), &suppressed))
+        return;
+    char text[300];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (text, sizeof text, fmt, args);
+    va_end (args);
+    if (suppressed)
+        KEEL_WARN ("broker", "malformed message dropped: %s (and %lld more not logged)", text,
+                   (long long) suppressed);
+    else
+        KEEL_WARN ("broker", "malformed message dropped: %s", text);
+}
+
+static void
+s_recv_admin (keel_broker_t *self)
+{
+    for (int i = 0; i < 64; i++) {
+        if (!(zsock_events (self->admin) & ZMQ_POLLIN))
+            break;
+        zmsg_t *msg = zmsg_recv (self->admin);
+        if (!msg)
+            break;
+        zlistx_add_end (self->admin_queue, msg);
+    }
+}
+
+static void
+s_answer_admin (keel_broker_t *self)
+{
+    zmsg_t *msg;
+    while ((msg = zlistx_first (self->admin_queue))) {
+        zlistx_detach_cur (self->admin_queue);
+        keel_broker_admin (self, msg);
+        zmsg_destroy (&msg);
+    }
+}
+
+static int64_t
+s_poll_timeout (keel_broker_t *self)
+{
+    if (self->dispatch_ready || zlistx_size (self->outbox))
+        return 0;
+    int64_t t = self->heartbeat_ms / 4;
+    return t < 5 ? 5 : t > 250 ? 250 : t;
+}
+
+// One loop turn. Returns false when the loop should end.
+static bool
+s_turn (keel_broker_t *self, zpoller_t *poller)
+{
+    zpoller_wait (poller, (int) s_poll_timeout (self));
+    if (zpoller_terminated (poller) || zsys_interrupted)
+        return false;
+    self->now = zclock_mono ();
+    s_recv_admin (self);
+    s_recv_router (self);
+    self->now = zclock_mono ();
+    keel_broker_timers (self);
+    self->dispatch_ready = false;
+    keel_broker_dispatch (self);
+
+    keel_error_t err = { "" };
+    keel_err rc = s_write_dirty (self);
+    if (rc == KEEL_OK)
+        rc = keel_store_commit (self->store, &err);
+    else {
+        snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
+        keel_store_rollback (self->store);
+    }
+    if (rc == KEEL_OK) {
+        self->counters.store_commits++;
+        if (self->store_failed) {
+            KEEL_INFO ("broker", "store writable again; accepting submissions");
+            self->store_failed = false;
+        }
+        s_clear_dirty (self);
+        self->nfresh = 0;
+        zlistx_purge (self->fresh_services);
+        s_answer_submissions (self, true, NULL);
+        s_encode_results (self);
+        s_encode_acks (self);
+        s_flush (self);
+    }
+    else {
+        // Memory keeps the turn's effects except new submissions; the
+        // dirty tasks and the queued messages wait for the next commit.
+        self->counters.store_failures++;
+        if (!self->store_failed)
+            KEEL_ERROR ("broker", "store commit failed: %s; refusing new submissions until it recovers",
+                        err.text);
+        self->store_failed = true;
+        s_undo_fresh (self);
+        s_answer_submissions (self, false, err.text[0] ? err.text : "store commit failed");
+        // Refusals, replies and assignments go out; results for drivers
+        // and result acks for engines stay in their arrays until a commit
+        // makes them durable.
+        s_flush (self);
+    }
+    s_answer_admin (self);
+    return !self->stop;
+}
+
+keel_err
+keel_broker_run (keel_broker_t *self)
+{
+    zpoller_t *poller = zpoller_new (self->router, self->admin, NULL);
+    if (!poller)
+        return KEEL_ERR_NOMEM;
+    KEEL_INFO ("broker", "serving name=%s endpoint=%s admin=%s epoch=%llu",
+               self->name, keel_settings_str (self->settings, "Endpoint"),
+               keel_settings_str (self->settings, "AdminEndpoint"), (unsigned long long) self->epoch);
+    while (s_turn (self, poller))
+        ;
+    zpoller_destroy (&poller);
+    KEEL_INFO ("broker", "stopping");
+    return KEEL_OK;
+}
+
+void
+keel_broker_stop (keel_broker_t *self)
+{
+    self->stop = true;
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+static zsock_t *
+s_bind_router (const char *endpoint, int64_t max_msg, keel_error_t *err, const char *key)
+{
+    zsock_t *sock = zsock_new (ZMQ_ROUTER);
+    if (!sock) {
+        keel_error_set (err, KEEL_ERR_IO, "cannot create a ZeroMQ socket");
+        return NULL;
+    }
+    zsock_set_router_mandatory (sock, 1);
+    zsock_set_router_handover (sock, 1);
+    zsock_set_maxmsgsize (sock, (int) (max_msg > INT32_MAX ? INT32_MAX : max_msg));
+    zsock_set_sndhwm (sock, 100000);
+    zsock_set_rcvhwm (sock, 100000);
+    zsock_set_linger (sock, 0);
+    if (zsock_bind (sock, "%s", endpoint) < 0) {
+        keel_error_set (err, KEEL_ERR_CONFIG, "%s: cannot bind '%s': %s", key, endpoint,
+                        zmq_strerror (zmq_errno ()));
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    return sock;
+}
+
+static uint64_t
+s_name_prefix (const char *name)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = name; *p; p++)
+        h = (h ^ (uint8_t) *p) * 16777619u;
+    return ((uint64_t) (h % 255 + 1)) << 40;
+}
+
+keel_broker_t *
+keel_broker_new (keel_settings_t *settings, keel_error_t *err)
+{
+    keel_broker_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    self->settings = settings;
+    snprintf (self->name, sizeof self->name, "%s", keel_settings_str (settings, "Name"));
+    keel_broker_apply_settings (self);
+    self->started_mono = zclock_mono ();
+    self->now = self->started_mono;
+    self->malformed_rl = (keel_ratelimit_t) KEEL_RATELIMIT_INIT (10000, 5);
+    self->model = keel_model_new ();
+    self->sched = keel_sched_new ();
+    self->outbox = zlistx_new ();
+    self->accepts = zlistx_new ();
+    self->fresh_services = zlistx_new ();
+    self->admin_queue = zlistx_new ();
+    self->pending = zhashx_new ();
+    if (!self->model || !self->sched || !self->outbox || !self->accepts || !self->fresh_services
+        || !self->admin_queue || !self->pending) {
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        keel_broker_destroy (&self);
+        return NULL;
+    }
+    zlistx_set_destructor (self->outbox, s_out_destroy);
+    zlistx_set_destructor (self->accepts, s_accept_destroy);
+    self->exec_prefix = s_name_prefix (self->name);
+
+    keel_store_sync_t sync = strcmp (keel_settings_str (settings, "StoreSync"), "normal") == 0
+                                 ? KEEL_STORE_SYNC_NORMAL : KEEL_STORE_SYNC_FULL;
+    self->store = keel_store_open (keel_settings_str (settings, "Store"), sync, err);
+    if (!self->store) {
+        keel_error_prefix (err, "Store");
+        keel_broker_destroy (&self);
+        return NULL;
+    }
+    if (keel_broker_recover (self, err) != KEEL_OK) {
+        keel_broker_destroy (&self);
+        return NULL;
+    }
+    self->router = s_bind_router (keel_settings_str (settings, "Endpoint"),
+                                  keel_settings_int (settings, "MaxMessageSize"), err, "Endpoint");
+    if (!self->router) {
+        keel_broker_destroy (&self);
+        return NULL;
+    }
+    self->admin = s_bind_router (keel_settings_str (settings, "AdminEndpoint"), 1024 * 1024, err,
+                                 "AdminEndpoint");
+    if (!self->admin) {
+        keel_broker_destroy (&self);
+        return NULL;
+    }
+    KEEL_INFO ("broker", "store %s", keel_store_describe (self->store));
+    if (!keel_store_durable (self->store))
+        KEEL_WARN ("broker", "Store=memory: nothing survives a broker restart");
+    return self;
+}
+
+void
+keel_broker_destroy (keel_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    keel_broker_t *self = *self_p;
+    if (self->router) {
+        // Send what the last turn left, then close without lingering.
+        s_flush (self);
+    }
+    zsock_destroy (&self->router);
+    zsock_destroy (&self->admin);
+    if (self->admin_queue) {
+        zmsg_t *msg;
+        while ((msg = zlistx_first (self->admin_queue))) {
+            zlistx_detach_cur (self->admin_queue);
+            zmsg_destroy (&msg);
+        }
+        zlistx_destroy (&self->admin_queue);
+    }
+    keel_broker_pending_clear (self);
+    zhashx_destroy (&self->pending);
+    zlistx_destroy (&self->outbox);
+    zlistx_destroy (&self->accepts);
+    zlistx_destroy (&self->fresh_services);
+    free (self->dirty);
+    free (self->fresh);
+    free (self->results);
+    free (self->acks);
+    keel_sched_destroy (&self->sched);
+    keel_model_destroy (&self->model);
+    keel_store_destroy (&self->store);
+    free (self);
+    *self_p = NULL;
+}

@@ -1,0 +1,429 @@
+/*  broker_driver.c — what the broker does with driver messages
+    (docs/protocol.md, "Driver ↔ broker"), and the routing of every message
+    from the main endpoint to its handler.
+*/
+
+#include "broker_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void
+keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
+{
+    char text[512];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (text, sizeof text, fmt, args);
+    va_end (args);
+    KEEL_INFO ("broker", "%s: %s", kind, text);
+    keel_store_event (self->store, zclock_time (), kind, text);
+}
+
+// ---------------------------------------------------------------- routing
+
+void
+keel_broker_handle (keel_broker_t *self, zframe_t *route, keel_env_t *env)
+{
+    if (env->body_case == KEEL__ENVELOPE__BODY_DRIVER_HELLO) {
+        keel_broker_driver_hello (self, route, env->driver_hello);
+        return;
+    }
+    if (env->body_case == KEEL__ENVELOPE__BODY_ENGINE_LOGIN) {
+        keel_broker_engine_login (self, route, env->engine_login);
+        return;
+    }
+    if (env->sender == KEEL__SENDER_KIND__SENDER_ENGINE) {
+        keel_engine_t *engine = keel_model_engine_by_route (self->model, route);
+        if (!engine || engine->state != KEEL_ENGINE_ONLINE) {
+            keel_broker_relogin (self, route, "unknown engine: log in");
+            return;
+        }
+        keel_peer_clock_received (&engine->clock, self->now);
+        keel_broker_engine_msg (self, engine, env);
+    }
+    else if (env->sender == KEEL__SENDER_KIND__SENDER_DRIVER) {
+        keel_driver_rec_t *drv = keel_model_driver_by_route (self->model, route);
+        if (!drv || !drv->connected) {
+            keel_broker_relogin (self, route, "unknown driver: send hello");
+            return;
+        }
+        keel_peer_clock_received (&drv->clock, self->now);
+        keel_broker_driver_msg (self, drv, env);
+    }
+    else
+        keel_broker_malformed (self, "%s from a %s on the main endpoint",
+                               keel_wire_body_name (env),
+                               env->sender == KEEL__SENDER_KIND__SENDER_ADMIN ? "admin" : "broker");
+}
+
+// ---------------------------------------------------------------- hello
+
+// Queues every terminal result of svc the driver has not acknowledged.
+static void
+s_resend_results (keel_broker_t *self, keel_service_t *svc)
+{
+    if (svc->unacked == 0)
+        return;
+    for (uint64_t id = 0; id < svc->ntasks; id++) {
+        keel_task_t *t = &svc->tasks[id];
+        if (t->present && t->result && !t->acked)
+            keel_broker_deliver (self, svc, id);
+    }
+}
+
+void
+keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHello *hello)
+{
+    keel_driver_rec_t *drv = keel_model_driver (self->model, hello->driver_id);
+    if (!drv) {
+        drv = keel_model_driver_add (self->model, hello->driver_id);
+        if (!drv)
+            return;
+        KEEL_INFO ("broker", "driver connected driver=%s", drv->id);
+    }
+    else if (!drv->connected)
+        KEEL_INFO ("broker", "driver reconnected driver=%s", drv->id);
+    keel_model_driver_route (self->model, drv, route);
+    drv->connected = true;
+    keel_peer_clock_init (&drv->clock, self->heartbeat_ms, 3, self->now);
+    drv->broker_timeout_ms = hello->has_broker_timeout_ms ? hello->broker_timeout_ms : 0;
+
+    char **unknown = calloc (hello->n_services + 1, sizeof *unknown);
+    size_t nunknown = 0;
+    for (size_t i = 0; i < hello->n_services; i++) {
+        keel_service_t *svc = keel_model_service (self->model, hello->services[i]);
+        if (!svc || svc->state == KEEL_SERVICE_CANCELLED) {
+            if (unknown)
+                unknown[nunknown++] = hello->services[i];
+            continue;
+        }
+        if (strcmp (svc->driver_id, drv->id) != 0) {
+            snprintf (svc->driver_id, sizeof svc->driver_id, "%s", drv->id);
+            keel_store_service_t row = { .service_id = svc->id, .type = svc->type,
+                                         .driver_id = svc->driver_id, .priority = svc->priority,
+                                         .max_attempts = svc->max_attempts,
+                                         .reschedule_delay_ms = svc->reschedule_delay_ms,
+                                         .init_data = svc->init_data, .init_len = svc->init_len,
+                                         .state = svc->state,
+                                         .created_wall_ms = svc->created_wall_ms,
+                                         .closed_wall_ms = svc->closed_wall_ms };
+            keel_store_service_put (self->store, &row);
+        }
+        s_resend_results (self, svc);
+    }
+
+    Keel__Envelope env;
+    Keel__DriverWelcome welcome = KEEL__DRIVER_WELCOME__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    welcome.broker_name = self->name;
+    welcome.has_epoch = true;
+    welcome.epoch = self->epoch;
+    welcome.has_heartbeat_ms = true;
+    welcome.heartbeat_ms = (uint64_t) self->heartbeat_ms;
+    welcome.n_unknown_services = nunknown;
+    welcome.unknown_services = unknown;
+    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_WELCOME;
+    env.driver_welcome = &welcome;
+    keel_broker_send_driver (self, drv, &env);
+    free (unknown);
+
+    if (drv->broker_timeout_ms && (uint64_t) self->engine_timeout_ms <= drv->broker_timeout_ms) {
+        KEEL_WARN ("broker",
+                   "EngineTimeoutMinutes (%.2f min) is not above driver %s's DSBrokerTimeout "
+                   "(%.0f s): engines may abandon tasks before the driver fails over",
+                   self->engine_timeout_ms / 60000.0, drv->id, drv->broker_timeout_ms / 1000.0);
+    }
+}
+
+// ---------------------------------------------------------------- services
+
+static void
+s_refuse (keel_broker_t *self, keel_driver_rec_t *drv, const char *service_id,
+          const uint64_t *ids, size_t n, Keel__RefuseCode code, const char *error)
+{
+    Keel__Envelope env;
+    Keel__Refused refused = KEEL__REFUSED__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    refused.service_id = (char *) service_id;
+    refused.n_task_ids = n;
+    refused.task_ids = (uint64_t *) ids;
+    refused.has_code = true;
+    refused.code = code;
+    refused.error = (char *) error;
+    env.body_case = KEEL__ENVELOPE__BODY_REFUSED;
+    env.refused = &refused;
+    keel_broker_send_driver (self, drv, &env);
+    self->counters.submissions_refused += n ? n : 1;
+}
+
+static void
+s_notice (keel_broker_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
+          const char *service_id, const char *text)
+{
+    Keel__Envelope env;
+    Keel__Notice notice = KEEL__NOTICE__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    notice.has_level = true;
+    notice.level = level;
+    notice.text = (char *) text;
+    notice.service_id = (char *) service_id;
+    env.body_case = KEEL__ENVELOPE__BODY_NOTICE;
+    env.notice = &notice;
+    keel_broker_send_driver (self, drv, &env);
+}
+
+static bool
+s_type_offered (keel_broker_t *self, const char *type)
+{
+    zlistx_t *engines = keel_model_engines (self->model);
+    for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines))
+        if (e->state == KEEL_ENGINE_ONLINE && keel_engine_offers (e, type))
+            return true;
+    return false;
+}
+
+static void
+s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
+                  Keel__SubmitService *msg)
+{
+    keel_service_t *svc = keel_model_service (self->model, msg->service_id);
+    if (svc) {
+        // Resubmission is idempotent; a detached service comes back.
+        if (svc->state == KEEL_SERVICE_DETACHED) {
+            svc->state = KEEL_SERVICE_OPEN;
+            keel_store_service_state (self->store, svc->id, svc->state, 0);
+            for (uint64_t id = 0; id < svc->ntasks; id++) {
+                keel_task_t *t = &svc->tasks[id];
+                if (t->present && t->state == KEEL_TASK_QUEUED && !t->queued)
+                    keel_broker_requeue (self, svc, id);
+            }
+        }
+        snprintf (svc->driver_id, sizeof svc->driver_id, "%s", drv->id);
+        keel_broker_accept (self, route, svc->id, NULL, 0);
+        return;
+    }
+    if (self->store_failed) {
+        s_refuse (self, drv, msg->service_id, NULL, 0, KEEL__REFUSE_CODE__REFUSE_STORE_FULL,
+                  "the broker's store cannot take new work now (disk full?)");
+        return;
+    }
+    svc = keel_model_service_add (self->model, msg->service_id, msg->type, drv->id);
+    if (!svc)
+        return;
+    svc->priority = msg->has_priority ? msg->priority : 0;
+    svc->max_attempts = msg->has_max_attempts ? msg->max_attempts : 0;
+    svc->reschedule_delay_ms = msg->has_reschedule_delay_ms ? msg->reschedule_delay_ms : -1;
+    if (msg->has_init_data && msg->init_data.len) {
+        svc->init_data = malloc (msg->init_data.len);
+        if (svc->init_data) {
+            memcpy (svc->init_data, msg->init_data.data, msg->init_data.len);
+            svc->init_len = msg->init_data.len;
+        }
+    }
+    svc->state = KEEL_SERVICE_OPEN;
+    svc->created_wall_ms = zclock_time ();
+    keel_store_service_t row = { .service_id = svc->id, .type = svc->type,
+                                 .driver_id = svc->driver_id, .priority = svc->priority,
+                                 .max_attempts = svc->max_attempts,
+                                 .reschedule_delay_ms = svc->reschedule_delay_ms,
+                                 .init_data = svc->init_data, .init_len = svc->init_len,
+                                 .state = svc->state, .created_wall_ms = svc->created_wall_ms };
+    keel_store_service_put (self->store, &row);
+    zlistx_add_end (self->fresh_services, svc);
+    keel_broker_accept (self, route, svc->id, NULL, 0);
+    KEEL_INFO ("broker", "service opened service=%s type=%s driver=%s priority=%d", svc->id,
+               svc->type, drv->id, svc->priority);
+    if (!s_type_offered (self, svc->type)) {
+        char text[200];
+        snprintf (text, sizeof text, "no engine online offers service type '%s' yet; tasks wait",
+                  svc->type);
+        s_notice (self, drv, KEEL__NOTICE_LEVEL__NOTICE_WARNING, svc->id, text);
+    }
+}
+
+static void
+s_submit_tasks (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
+                Keel__SubmitTasks *msg)
+{
+    keel_service_t *svc = keel_model_service (self->model, msg->service_id);
+    uint64_t *ids = calloc (msg->n_tasks + 1, sizeof *ids);
+    if (!ids)
+        return;
+    for (size_t i = 0; i < msg->n_tasks; i++)
+        ids[i] = msg->tasks[i]->task_id;
+    if (!svc) {
+        s_refuse (self, drv, msg->service_id, ids, msg->n_tasks,
+                  KEEL__REFUSE_CODE__REFUSE_UNKNOWN_SERVICE, "unknown service: submit it first");
+        free (ids);
+        return;
+    }
+    if (svc->state == KEEL_SERVICE_CANCELLED || svc->state == KEEL_SERVICE_CLOSED) {
+        s_refuse (self, drv, svc->id, ids, msg->n_tasks, KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED,
+                  svc->state == KEEL_SERVICE_CANCELLED ? "service is cancelled" : "service is closed");
+        free (ids);
+        return;
+    }
+    size_t nacc = 0;
+    for (size_t i = 0; i < msg->n_tasks; i++) {
+        Keel__TaskInput *in = msg->tasks[i];
+        if (in->task_id >= self->max_tasks) {
+            char text[160];
+            snprintf (text, sizeof text, "task id %llu is not below MaxTasksPerService (%llu)",
+                      (unsigned long long) in->task_id, (unsigned long long) self->max_tasks);
+            s_refuse (self, drv, svc->id, &in->task_id, 1, KEEL__REFUSE_CODE__REFUSE_INVALID, text);
+            continue;
+        }
+        if (keel_service_task (svc, in->task_id)) {
+            ids[nacc++] = in->task_id;      // already here: idempotent
+            continue;
+        }
+        if (self->store_failed) {
+            s_refuse (self, drv, svc->id, &in->task_id, 1, KEEL__REFUSE_CODE__REFUSE_STORE_FULL,
+                      "the broker's store cannot take new work now (disk full?)");
+            continue;
+        }
+        keel_task_t *t = keel_service_task_add (svc, in->task_id, in->input.data,
+                                                in->has_input ? in->input.len : 0);
+        if (!t) {
+            s_refuse (self, drv, svc->id, &in->task_id, 1, KEEL__REFUSE_CODE__REFUSE_STORE_FULL,
+                      "broker out of memory");
+            continue;
+        }
+        t->accepted_mono = self->now;
+        self->counters.tasks_submitted++;
+        keel_broker_touch (self, svc, in->task_id, KEEL_DIRTY_NEW);
+        keel_broker_fresh_task (self, svc, in->task_id);
+        if (!keel_broker_pending_attach (self, svc, in->task_id)) {
+            keel_service_queue_push (svc, in->task_id);
+            keel_sched_activate (self->sched, svc);
+        }
+        ids[nacc++] = in->task_id;
+    }
+    if (nacc)
+        keel_broker_accept (self, route, svc->id, ids, nacc);
+    free (ids);
+}
+
+static void
+s_result_ack (keel_broker_t *self, Keel__ResultAck *msg)
+{
+    keel_service_t *svc = keel_model_service (self->model, msg->service_id);
+    if (!svc)
+        return;
+    for (size_t i = 0; i < msg->n_task_ids; i++) {
+        keel_task_t *t = keel_service_task (svc, msg->task_ids[i]);
+        if (!t || !t->result || t->acked)
+            continue;
+        t->acked = 1;
+        svc->unacked--;
+        self->counters.results_delivered++;
+        keel_broker_touch (self, svc, msg->task_ids[i], KEEL_DIRTY_ACK);
+    }
+}
+
+keel_err
+keel_broker_cancel_service (keel_broker_t *self, keel_service_t *svc)
+{
+    if (svc->state == KEEL_SERVICE_CANCELLED)
+        return KEEL_OK;
+    keel_sched_remove (self->sched, svc);
+    for (uint64_t id = 0; id < svc->ntasks; id++) {
+        keel_task_t *t = &svc->tasks[id];
+        if (!t->present || t->state >= KEEL_TASK_DONE)
+            continue;
+        keel_service_queue_remove (svc, id);
+        while (t->execs) {
+            keel_exec_t *x = t->execs;
+            if (x->engine && x->engine->state == KEEL_ENGINE_ONLINE) {
+                Keel__Envelope env;
+                Keel__Cancel cancel = KEEL__CANCEL__INIT;
+                keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+                cancel.n_execution_ids = 1;
+                cancel.execution_ids = &x->id;
+                cancel.reason = "service cancelled";
+                env.body_case = KEEL__ENVELOPE__BODY_CANCEL;
+                env.cancel = &cancel;
+                keel_broker_send_engine (self, x->engine, &env);
+                self->counters.executions_cancelled++;
+            }
+            keel_store_execution_delete (self->store, x->id);
+            keel_model_exec_remove (self->model, x);
+        }
+        keel_service_task_set_state (svc, t, KEEL_TASK_CANCELLED);
+        keel_broker_touch (self, svc, id, KEEL_DIRTY_STATE);
+    }
+    svc->state = KEEL_SERVICE_CANCELLED;
+    svc->closed_wall_ms = zclock_time ();
+    keel_broker_event (self, "service-cancelled", "service=%s", svc->id);
+    return keel_store_service_state (self->store, svc->id, svc->state, svc->closed_wall_ms);
+}
+
+// The driver moved these services back to its primary: stop working on
+// them here and send their engines home, carrying the tasks.
+static void
+s_detach (keel_broker_t *self, Keel__Detach *msg)
+{
+    for (size_t i = 0; i < msg->n_service_ids; i++) {
+        keel_service_t *svc = keel_model_service (self->model, msg->service_ids[i]);
+        if (!svc || svc->state != KEEL_SERVICE_OPEN)
+            continue;
+        svc->state = KEEL_SERVICE_DETACHED;
+        keel_sched_remove (self->sched, svc);
+        zlistx_t *sent = zlistx_new ();
+        for (uint64_t id = 0; id < svc->ntasks; id++) {
+            keel_task_t *t = &svc->tasks[id];
+            if (!t->present)
+                continue;
+            keel_service_queue_remove (svc, id);
+            for (keel_exec_t *x = t->execs; x; x = x->next_of_task)
+                if (x->engine && x->engine->state == KEEL_ENGINE_ONLINE && sent
+                    && !zlistx_find (sent, x->engine)) {
+                    zlistx_add_end (sent, x->engine);
+                    keel_broker_relogin (self, x->engine->route, "primary");
+                }
+        }
+        zlistx_destroy (&sent);
+        keel_store_service_state (self->store, svc->id, svc->state, zclock_time ());
+        keel_broker_event (self, "service-detached", "service=%s", svc->id);
+    }
+}
+
+void
+keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t *env)
+{
+    switch (env->body_case) {
+        case KEEL__ENVELOPE__BODY_HEARTBEAT:
+            break;
+        case KEEL__ENVELOPE__BODY_SUBMIT_SERVICE:
+            s_submit_service (self, drv, drv->route, env->submit_service);
+            break;
+        case KEEL__ENVELOPE__BODY_SUBMIT_TASKS:
+            s_submit_tasks (self, drv, drv->route, env->submit_tasks);
+            break;
+        case KEEL__ENVELOPE__BODY_RESULT_ACK:
+            s_result_ack (self, env->result_ack);
+            break;
+        case KEEL__ENVELOPE__BODY_CLOSE_SERVICE: {
+            keel_service_t *svc = keel_model_service (self->model, env->close_service->service_id);
+            if (svc && svc->state == KEEL_SERVICE_OPEN) {
+                svc->state = KEEL_SERVICE_CLOSED;
+                svc->closed_wall_ms = zclock_time ();
+                keel_store_service_state (self->store, svc->id, svc->state, svc->closed_wall_ms);
+            }
+            break;
+        }
+        case KEEL__ENVELOPE__BODY_CANCEL_SERVICE: {
+            keel_service_t *svc = keel_model_service (self->model, env->cancel_service->service_id);
+            if (svc)
+                keel_broker_cancel_service (self, svc);
+            break;
+        }
+        case KEEL__ENVELOPE__BODY_DETACH:
+            s_detach (self, env->detach);
+            break;
+        default:
+            keel_broker_malformed (self, "%s is not a driver message", keel_wire_body_name (env));
+            break;
+    }
+}

@@ -1,0 +1,360 @@
+/*  broker_engine.c — what the broker does with engine messages
+    (docs/protocol.md, "Engine ↔ broker"): login with claims, results with
+    first-wins deduplication and retries, checkpoints, logoff.
+*/
+
+#include "broker_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int64_t
+keel_broker_service_delay (keel_broker_t *self, keel_service_t *svc)
+{
+    return svc && svc->reschedule_delay_ms >= 0 ? svc->reschedule_delay_ms
+                                                 : self->reschedule_delay_ms;
+}
+
+void
+keel_broker_requeue (keel_broker_t *self, keel_service_t *svc, uint64_t task_id)
+{
+    keel_task_t *t = keel_service_task (svc, task_id);
+    if (!t || t->state >= KEEL_TASK_DONE)
+        return;
+    if (t->state != KEEL_TASK_QUEUED) {
+        keel_service_task_set_state (svc, t, KEEL_TASK_QUEUED);
+        keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE);
+    }
+    if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
+        return;     // detached or cancelled: stays here, not dispatched
+    keel_service_queue_push (svc, task_id);
+    keel_sched_activate (self->sched, svc);
+    self->dispatch_ready = true;
+}
+
+static keel_result_t *
+s_result_from (const Keel__Result *res, const char *engine_id)
+{
+    keel_result_t *r = calloc (1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->status = res->status;
+    if (res->has_output && res->output.len) {
+        r->output = malloc (res->output.len);
+        if (!r->output) {
+            free (r);
+            return NULL;
+        }
+        memcpy (r->output, res->output.data, res->output.len);
+        r->output_len = res->output.len;
+    }
+    if (res->error)
+        r->error = strdup (res->error);
+    snprintf (r->engine_id, sizeof r->engine_id, "%s", engine_id ? engine_id : "");
+    r->execution_id = res->execution_id;
+    r->run_ms = res->has_run_ms ? res->run_ms : 0;
+    return r;
+}
+
+static void
+s_cancel_exec (keel_broker_t *self, keel_exec_t *x, const char *reason)
+{
+    if (x->engine && x->engine->state == KEEL_ENGINE_ONLINE) {
+        Keel__Envelope env;
+        Keel__Cancel cancel = KEEL__CANCEL__INIT;
+        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+        cancel.n_execution_ids = 1;
+        cancel.execution_ids = &x->id;
+        cancel.reason = (char *) reason;
+        env.body_case = KEEL__ENVELOPE__BODY_CANCEL;
+        env.cancel = &cancel;
+        keel_broker_send_engine (self, x->engine, &env);
+    }
+    self->counters.executions_cancelled++;
+    keel_store_execution_delete (self->store, x->id);
+    keel_model_exec_remove (self->model, x);
+}
+
+void
+keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t task_id,
+                           keel_result_t *result, keel_task_state_t state)
+{
+    keel_task_t *t = keel_service_task (svc, task_id);
+    if (!t) {
+        keel_result_destroy (&result);
+        return;
+    }
+    result->queued_ms = t->accepted_mono && result->queued_ms == 0
+                            ? (uint64_t) (self->now - t->accepted_mono) : result->queued_ms;
+    keel_service_queue_remove (svc, task_id);
+    keel_task_set_result (t, result);
+    keel_service_task_set_state (svc, t, state);
+    svc->unacked++;
+    keel_broker_touch (self, svc, task_id, KEEL_DIRTY_RESULT);
+    if (self->cancel_redundant) {
+        while (t->execs)
+            s_cancel_exec (self, t->execs, "another execution of this task finished first");
+    }
+    keel_broker_deliver (self, svc, task_id);
+}
+
+// ---------------------------------------------------------------- results
+
+static void
+s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
+{
+    self->counters.results_received++;
+    keel_service_t *svc = keel_model_service (self->model, res->service_id);
+    keel_task_t *t = svc ? keel_service_task (svc, res->task_id) : NULL;
+    if (svc && svc->state == KEEL_SERVICE_DETACHED) {
+        // The driver is with its primary now: the result goes there, so it
+        // is not acknowledged here.
+        keel_broker_relogin (self, engine->route, "primary");
+        return;
+    }
+    keel_broker_ack_engine (self, engine, res->execution_id);
+    keel_exec_t *x = keel_model_exec (self->model, res->execution_id);
+    if (x && (strcmp (x->service->id, res->service_id) != 0 || x->task_id != res->task_id))
+        x = NULL;      // an id from another broker that collides with ours
+    if (x) {
+        engine->tasks_done++;
+        keel_store_execution_delete (self->store, x->id);
+        keel_model_exec_remove (self->model, x);
+    }
+    if (!svc || !t) {
+        // Service (or task) not submitted here yet: keep the result pending
+        // so no engine runs the task again once the driver submits it.
+        keel_result_t *r = s_result_from (res, engine->id);
+        if (r)
+            keel_broker_pending_add (self, res->service_id, res->task_id, res->execution_id,
+                                     engine->id, r);
+        return;
+    }
+    if (t->state >= KEEL_TASK_DONE) {
+        self->counters.redundant_results_discarded++;
+        KEEL_DEBUG ("broker", "redundant result discarded service=%s task=%llu exec=%llu",
+                    svc->id, (unsigned long long) res->task_id,
+                    (unsigned long long) res->execution_id);
+        return;
+    }
+    keel_result_t *r = s_result_from (res, engine->id);
+    if (!r)
+        return;
+    uint32_t max = svc->max_attempts ? svc->max_attempts : self->max_attempts;
+    if (res->status == KEEL__TASK_STATUS__STATUS_OK) {
+        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_DONE);
+        return;
+    }
+    // The task itself failed.
+    self->counters.task_failures++;
+    t->attempts++;
+    if (t->attempts >= max) {
+        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_FAILED);
+        return;
+    }
+    KEEL_INFO ("broker", "task failed, will retry service=%s task=%llu attempt=%u/%u error=%s",
+               svc->id, (unsigned long long) res->task_id, t->attempts, max,
+               r->error ? r->error : "");
+    keel_result_destroy (&r);
+    t->avoid = engine;
+    keel_broker_touch (self, svc, res->task_id, KEEL_DIRTY_STATE);
+    if (!t->execs)
+        keel_broker_requeue (self, svc, res->task_id);
+}
+
+static void
+s_checkpoint (keel_broker_t *self, Keel__Checkpoint *cp)
+{
+    keel_service_t *svc = keel_model_service (self->model, cp->service_id);
+    keel_task_t *t = svc ? keel_service_task (svc, cp->task_id) : NULL;
+    if (!t || t->state >= KEEL_TASK_DONE)
+        return;
+    uint8_t *data = NULL;
+    if (cp->has_data && cp->data.len) {
+        data = malloc (cp->data.len);
+        if (!data)
+            return;
+        memcpy (data, cp->data.data, cp->data.len);
+    }
+    free (t->checkpoint);
+    t->checkpoint = data;
+    t->checkpoint_len = data ? (uint32_t) cp->data.len : 0;
+    t->checkpoint_wall_ms = zclock_time ();
+    keel_broker_touch (self, svc, cp->task_id, KEEL_DIRTY_CKPT);
+}
+
+void
+keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_env_t *env)
+{
+    switch (env->body_case) {
+        case KEEL__ENVELOPE__BODY_HEARTBEAT:
+            break;
+        case KEEL__ENVELOPE__BODY_RESULT:
+            s_engine_result (self, engine, env->result);
+            break;
+        case KEEL__ENVELOPE__BODY_CHECKPOINT:
+            s_checkpoint (self, env->checkpoint);
+            break;
+        case KEEL__ENVELOPE__BODY_LOGOFF: {
+            bool moving = env->logoff->reason && strcmp (env->logoff->reason, "moving") == 0;
+            keel_broker_engine_lost (self, engine,
+                                     env->logoff->reason ? env->logoff->reason : "logoff", moving);
+            break;
+        }
+        default:
+            keel_broker_malformed (self, "%s is not an engine message", keel_wire_body_name (env));
+            break;
+    }
+}
+
+// ---------------------------------------------------------------- login
+
+static Keel__Verdict
+s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
+{
+    keel_service_t *svc = keel_model_service (self->model, held->service_id);
+    keel_task_t *t = svc ? keel_service_task (svc, held->task_id) : NULL;
+    if (!svc || !t) {
+        keel_result_t *r = NULL;
+        if (held->state == KEEL__HELD_STATE__HELD_DONE && held->result)
+            r = s_result_from (held->result, engine->id);
+        keel_broker_pending_add (self, held->service_id, held->task_id, held->execution_id,
+                                 engine->id, r);
+        if (r)
+            keel_broker_ack_engine (self, engine, held->execution_id);
+        self->counters.claims_held++;
+        return KEEL__VERDICT__VERDICT_HOLD;
+    }
+    if (t->state >= KEEL_TASK_DONE || svc->state == KEEL_SERVICE_CANCELLED) {
+        self->counters.claims_dropped++;
+        if (held->state == KEEL__HELD_STATE__HELD_DONE)
+            self->counters.redundant_results_discarded++;
+        return KEEL__VERDICT__VERDICT_DROP;
+    }
+    keel_exec_t *x = keel_model_exec (self->model, held->execution_id);
+    if (x && (x->service != svc || x->task_id != held->task_id)) {
+        // Same id, other task: we cannot track both. The task runs again
+        // elsewhere (at-least-once); this engine drops its copy.
+        self->counters.claims_dropped++;
+        return KEEL__VERDICT__VERDICT_DROP;
+    }
+    if (x) {
+        if (x->engine != engine) {
+            if (x->engine) {
+                void *h = zlistx_find (x->engine->execs, x);
+                if (h)
+                    zlistx_delete (x->engine->execs, h);
+            }
+            x->engine = engine;
+            zlistx_add_end (engine->execs, x);
+        }
+        x->requeue_at = 0;
+    }
+    else {
+        x = keel_model_exec_add (self->model, held->execution_id, svc, held->task_id, engine,
+                                 t->attempts + 1, self->now);
+        if (!x)
+            return KEEL__VERDICT__VERDICT_DROP;
+        keel_store_execution_t row = { x->id, svc->id, x->task_id, engine->id, x->attempt,
+                                       zclock_time () };
+        keel_store_execution_put (self->store, &row);
+        keel_service_queue_remove (svc, held->task_id);     // no redundant run
+        if (t->state != KEEL_TASK_RUNNING) {
+            keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
+            keel_broker_touch (self, svc, held->task_id, KEEL_DIRTY_STATE);
+        }
+    }
+    self->counters.claims_kept++;
+    return KEEL__VERDICT__VERDICT_KEEP;
+}
+
+static void
+s_login_reply (keel_broker_t *self, keel_engine_t *engine, Keel__TaskVerdict **verdicts, size_t n)
+{
+    Keel__Envelope env;
+    Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    reply.has_ok = true;
+    reply.ok = true;
+    reply.broker_name = self->name;
+    reply.has_epoch = true;
+    reply.epoch = self->epoch;
+    reply.has_engine_timeout_ms = true;
+    reply.engine_timeout_ms = (uint64_t) self->engine_timeout_ms;
+    reply.has_heartbeat_ms = true;
+    reply.heartbeat_ms = (uint64_t) self->heartbeat_ms;
+    reply.n_verdicts = n;
+    reply.verdicts = verdicts;
+    env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
+    env.login_reply = &reply;
+    keel_broker_send_engine (self, engine, &env);
+}
+
+void
+keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogin *login)
+{
+    keel_engine_t *engine = keel_model_engine (self->model, login->engine_id);
+    bool returning = engine != NULL;
+    if (!engine) {
+        engine = keel_model_engine_add (self->model, login->engine_id);
+        if (!engine)
+            return;
+    }
+    bool new_session = strcmp (engine->session, login->session) != 0;
+    keel_model_engine_route (self->model, engine, route);
+    snprintf (engine->session, sizeof engine->session, "%s", login->session);
+    snprintf (engine->host, sizeof engine->host, "%s", login->host ? login->host : "");
+    engine->slots = login->slots;
+    char **types = calloc (login->n_service_types, sizeof *types);
+    size_t ntypes = 0;
+    for (size_t i = 0; types && i < login->n_service_types; i++) {
+        types[ntypes] = strdup (login->service_types[i]);
+        if (types[ntypes])
+            ntypes++;
+    }
+    keel_engine_set_types (engine, types, ntypes);
+    engine->state = KEEL_ENGINE_ONLINE;
+    engine->draining = false;
+    engine->login_wall_ms = zclock_time ();
+    keel_peer_clock_init (&engine->clock, self->heartbeat_ms, 3, self->now);
+    if (new_session)
+        zhashx_purge (engine->init_sent);   // a new process has no init data
+
+    Keel__TaskVerdict *verdicts = calloc (login->n_held + 1, sizeof *verdicts);
+    Keel__TaskVerdict **vptrs = calloc (login->n_held + 1, sizeof *vptrs);
+    size_t nv = 0;
+    for (size_t i = 0; verdicts && vptrs && i < login->n_held; i++) {
+        Keel__HeldTask *held = login->held[i];
+        keel__task_verdict__init (&verdicts[nv]);
+        verdicts[nv].service_id = held->service_id;
+        verdicts[nv].has_task_id = true;
+        verdicts[nv].task_id = held->task_id;
+        verdicts[nv].has_execution_id = true;
+        verdicts[nv].execution_id = held->execution_id;
+        verdicts[nv].has_verdict = true;
+        verdicts[nv].verdict = s_claim (self, engine, held);
+        vptrs[nv] = &verdicts[nv];
+        nv++;
+    }
+    // Executions we thought ran there that the engine did not list are gone.
+    zlistx_t *lost = zlistx_new ();
+    for (keel_exec_t *x = zlistx_first (engine->execs); x && lost; x = zlistx_next (engine->execs)) {
+        bool listed = false;
+        for (size_t i = 0; i < login->n_held && !listed; i++)
+            listed = login->held[i]->execution_id == x->id;
+        if (!listed)
+            zlistx_add_end (lost, x);
+    }
+    for (keel_exec_t *x = lost ? zlistx_first (lost) : NULL; x; x = zlistx_next (lost))
+        keel_broker_exec_lost (self, x);
+    zlistx_destroy (&lost);
+
+    s_login_reply (self, engine, vptrs, nv);
+    free (verdicts);
+    free (vptrs);
+    keel_broker_event (self, returning ? "engine-returned" : "engine-login",
+                       "engine=%s host=%s slots=%u types=%zu held=%zu session=%s", engine->id,
+                       engine->host, engine->slots, engine->ntypes, login->n_held,
+                       new_session ? "new" : "same");
+    self->dispatch_ready = true;
+}

@@ -1,0 +1,153 @@
+/*  broker_int.h — state shared by the broker's loop (broker.c), its
+    message handlers (broker_driver.c, broker_engine.c) and its timers,
+    dispatch and recovery (broker_sched.c). Private to keel-broker; the
+    public interface is broker.h.
+*/
+#ifndef KEEL_BROKER_INT_H
+#define KEEL_BROKER_INT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <czmq.h>
+
+#include "broker.h"
+#include "counters.h"
+#include "log.h"
+#include "model.h"
+#include "scheduler.h"
+#include "store.h"
+#include "wire.h"
+
+typedef struct {
+    keel_service_t *svc;
+    uint64_t task_id;
+} keel_ref_t;
+
+typedef struct {
+    keel_engine_t *engine;
+    uint64_t exec_id;
+} keel_ack_t;
+
+// A submission answered after the commit (Accepted) or after a failed one
+// (Refused STORE_FULL).
+typedef struct {
+    zframe_t *route;
+    char service_id[KEEL_ID_MAX + 1];
+    uint64_t *task_ids;
+    size_t n;
+} keel_accept_t;
+
+// A HOLD claim: an engine runs (or ran) a task of a service this broker
+// does not know yet.
+typedef struct {
+    char service_id[KEEL_ID_MAX + 1];
+    uint64_t task_id;
+    uint64_t execution_id;
+    char engine_id[KEEL_ID_MAX + 1];
+    keel_result_t *result;          // NULL while the engine still runs it
+    int64_t expires_mono;
+} keel_pending_t;
+
+struct _keel_broker_t {
+    keel_settings_t *settings;
+    char name[128];
+    // Settings read once per change (keel_broker_apply_settings).
+    int64_t heartbeat_ms;
+    int64_t engine_timeout_ms;
+    int64_t reschedule_delay_ms;
+    int64_t login_window_ms;
+    uint32_t max_attempts;
+    bool cancel_redundant;
+    uint64_t max_tasks;
+
+    zsock_t *router;
+    zsock_t *admin;
+    keel_store_t *store;
+    bool store_failed;
+    keel_model_t *model;
+    keel_sched_t *sched;
+    zhashx_t *pending;              // "service_id/task_id" → zlistx_t of keel_pending_t *
+    size_t npending;
+
+    uint64_t epoch;
+    uint64_t exec_prefix;
+    uint64_t exec_seq;
+    uint64_t exec_seq_limit;
+    int64_t requeue_check_at;       // earliest exec requeue deadline, 0 = none
+    int64_t last_slow_timer;        // HOLD expiry check
+    int64_t last_purge;             // retention purge
+
+    keel_counters_t counters;
+    keel_ratelimit_t malformed_rl;
+    int64_t started_mono;
+    int64_t now;                    // monotonic ms, updated through the turn
+    bool stop;
+    bool dispatch_ready;            // a commit made tasks dispatchable
+
+    // The turn's effects, sent after the commit.
+    zlistx_t *outbox;
+    zlistx_t *accepts;
+    keel_ref_t *dirty;
+    size_t ndirty, dirty_cap;
+    keel_ref_t *fresh;              // tasks added this turn (undone if the commit fails)
+    size_t nfresh, fresh_cap;
+    zlistx_t *fresh_services;
+    keel_ref_t *results;            // results to send to drivers
+    size_t nresults, results_cap;
+    keel_ack_t *acks;               // result acks to send to engines
+    size_t nacks, acks_cap;
+    zlistx_t *admin_queue;          // zmsg_t * admin requests, answered after the commit
+};
+
+// ---- broker.c: outbox and turn bookkeeping
+void keel_broker_send (keel_broker_t *self, zframe_t *route, keel_env_t *env);
+void keel_broker_send_engine (keel_broker_t *self, keel_engine_t *engine, keel_env_t *env);
+void keel_broker_send_driver (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t *env);
+void keel_broker_relogin (keel_broker_t *self, zframe_t *route, const char *reason);
+void keel_broker_touch (keel_broker_t *self, keel_service_t *svc, uint64_t task_id, uint8_t what);
+void keel_broker_deliver (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
+void keel_broker_ack_engine (keel_broker_t *self, keel_engine_t *engine, uint64_t exec_id);
+void keel_broker_accept (keel_broker_t *self, zframe_t *route, const char *service_id,
+                         const uint64_t *task_ids, size_t n);
+void keel_broker_fresh_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
+uint64_t keel_broker_next_exec_id (keel_broker_t *self);
+void keel_broker_malformed (keel_broker_t *self, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+void keel_broker_store_task (const keel_service_t *svc, uint64_t task_id, const keel_task_t *task,
+                             keel_store_task_t *row);
+
+// ---- broker_driver.c / broker_engine.c: message handlers
+// Handles one valid message from the main endpoint.
+void keel_broker_handle (keel_broker_t *self, zframe_t *route, keel_env_t *env);
+void keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t *env);
+void keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHello *hello);
+void keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_env_t *env);
+void keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogin *login);
+// A task reached a terminal state: store it, deliver it, cancel the rest.
+void keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t task_id,
+                                keel_result_t *result, keel_task_state_t state);
+// Puts a task back in its service's FIFO (and the service in the scheduler).
+void keel_broker_requeue (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
+keel_err keel_broker_cancel_service (keel_broker_t *self, keel_service_t *svc);
+void keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+// ---- broker_sched.c: timers, dispatch, HOLD claims, recovery, admin glue
+void keel_broker_timers (keel_broker_t *self);
+void keel_broker_dispatch (keel_broker_t *self);
+void keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const char *why,
+                              bool moving);
+void keel_broker_exec_lost (keel_broker_t *self, keel_exec_t *exec);
+keel_err keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t task_id,
+                                  uint64_t exec_id, const char *engine_id, keel_result_t *result);
+// Attaches HOLD claims to a task that was just submitted. Returns true when
+// the task needs no dispatch (a claim runs it, or a held result finished it).
+bool keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
+void keel_broker_pending_clear (keel_broker_t *self);
+keel_err keel_broker_recover (keel_broker_t *self, keel_error_t *err);
+void keel_broker_apply_settings (keel_broker_t *self);
+void keel_broker_admin (keel_broker_t *self, zmsg_t *msg);
+int64_t keel_broker_service_delay (keel_broker_t *self, keel_service_t *svc);
+
+#endif

@@ -1,0 +1,33 @@
+/*  counters.h — the broker's counters, as keel-admin status shows them.
+    Monotonic since the broker started; names are stable (scripts read them).
+*/
+#ifndef KEEL_COUNTERS_H
+#define KEEL_COUNTERS_H
+
+#include <stdint.h>
+
+#define KEEL_COUNTERS(X) \
+    X (results_delivered) \
+    X (redundant_results_discarded) \
+    X (tasks_rescheduled) \
+    X (claims_kept) \
+    X (claims_dropped) \
+    X (claims_held) \
+    X (malformed_messages) \
+    X (executions_cancelled) \
+    X (tasks_submitted) \
+    X (tasks_dispatched) \
+    X (task_failures) \
+    X (results_received) \
+    X (submissions_refused) \
+    X (send_failures) \
+    X (store_commits) \
+    X (store_failures)
+
+typedef struct {
+#define KEEL_COUNTER_FIELD(name) uint64_t name;
+    KEEL_COUNTERS (KEEL_COUNTER_FIELD)
+#undef KEEL_COUNTER_FIELD
+} keel_counters_t;
+
+#endif

@@ -1,0 +1,331 @@
+/*  keel_admin.c — keel-admin, the operator's command line for a running broker.
+
+    keel-admin [-e ENDPOINT | -c broker.properties] [--json] [--timeout DURATION]
+               COMMAND [ARGS]
+
+    Sends one AdminRequest{command, args} (Envelope sender = SENDER_ADMIN) on a
+    DEALER socket to the broker's admin endpoint and waits for the AdminReply.
+    The command and its argument count are checked here before anything is
+    sent, so a typo never reaches the broker. Exit codes (DESIGN §10): 0 the
+    broker answered ok, 1 the broker answered with an error, 2 usage or
+    configuration error, 3 no answer within the timeout.
+*/
+#include <czmq.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "error.h"
+#include "props.h"
+#include "settings.h"
+#include "wire.h"
+
+#define PROGRAM "keel-admin"
+#define DEFAULT_ADMIN_ENDPOINT "tcp://127.0.0.1:7071"
+#define DEFAULT_TIMEOUT_MS 5000
+
+typedef struct {
+    const char *name;
+    int min_args;
+    int max_args;
+    const char *usage;
+    const char *summary;
+} s_command_t;
+
+static const s_command_t s_commands[] = {
+    { "status", 0, 0, "status", "broker role, epoch, engines, services, tasks, counters" },
+    { "engines", 0, 0, "engines", "engines known to the broker, online and offline" },
+    { "services", 0, 0, "services", "services and their task counts" },
+    { "tasks", 1, 1, "tasks SERVICE", "tasks of one service and their states" },
+    { "cancel", 1, 1, "cancel SERVICE", "cancel a service: drop queued tasks, stop running ones" },
+    { "config", 2, 3, "config get KEY | config set KEY VALUE", "read or change a broker setting" },
+    { "events", 0, 0, "events", "recent broker events" },
+    { "maintenance", 0, 0, "maintenance", "compact the store" },
+    { "drain", 1, 1, "drain ENGINE", "stop giving new tasks to an engine" },
+    { NULL, 0, 0, NULL, NULL }
+};
+
+static void
+s_print_usage (FILE *out)
+{
+    fprintf (out,
+             "Usage: " PROGRAM " [-e ENDPOINT | -c broker.properties] [--json] "
+             "[--timeout DURATION] COMMAND [ARGS]\n"
+             "Asks a running keel-broker on its admin endpoint.\n\n"
+             "Options:\n"
+             "  -e, --endpoint ENDPOINT  admin endpoint (default " DEFAULT_ADMIN_ENDPOINT ")\n"
+             "  -c, --config FILE        read AdminEndpoint from the broker's properties file\n"
+             "      --set KEY=VALUE      AdminEndpoint=ENDPOINT or Timeout=DURATION\n"
+             "      --json               print the reply as one JSON object\n"
+             "      --timeout DURATION   how long to wait for the answer (default 5s)\n"
+             "  -h, --help               this text\n"
+             "      --version            print the version\n\n"
+             "Commands:\n");
+    for (const s_command_t *cmd = s_commands; cmd->name; cmd++)
+        fprintf (out, "  %-38s %s\n", cmd->usage, cmd->summary);
+    fprintf (out, "\nExit codes: 0 ok, 1 the broker reported an error, 2 usage or "
+                  "configuration error, 3 no answer in time.\n");
+}
+
+static void
+s_command_list (char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (const s_command_t *cmd = s_commands; cmd->name; cmd++) {
+        if (cmd != s_commands)
+            strncat (buf, ", ", size - strlen (buf) - 1);
+        strncat (buf, cmd->name, size - strlen (buf) - 1);
+    }
+}
+
+// Checks command and argument count. Returns the command, or NULL after
+// printing what is wrong.
+static const s_command_t *
+s_command_check (const char *name, int nargs, char **args)
+{
+    const s_command_t *found = NULL;
+    for (const s_command_t *cmd = s_commands; cmd->name; cmd++)
+        if (strcmp (cmd->name, name) == 0)
+            found = cmd;
+    if (!found) {
+        char list[256];
+        s_command_list (list, sizeof list);
+        fprintf (stderr, PROGRAM ": unknown command '%s' (commands: %s)\n", name, list);
+        return NULL;
+    }
+    bool arity_ok = nargs >= found->min_args && nargs <= found->max_args;
+    if (arity_ok && strcmp (found->name, "config") == 0) {
+        if (strcmp (args[0], "get") == 0)
+            arity_ok = nargs == 2;
+        else if (strcmp (args[0], "set") == 0)
+            arity_ok = nargs == 3;
+        else
+            arity_ok = false;
+    }
+    if (!arity_ok) {
+        fprintf (stderr, PROGRAM ": usage: " PROGRAM " [options] %s\n", found->usage);
+        return NULL;
+    }
+    return found;
+}
+
+// Formats a duration for messages: "5 s", "500 ms", "1.5 s".
+static void
+s_format_duration (int64_t ms, char *buf, size_t size)
+{
+    if (ms % 1000 == 0)
+        snprintf (buf, size, "%lld s", (long long) (ms / 1000));
+    else if (ms < 1000)
+        snprintf (buf, size, "%lld ms", (long long) ms);
+    else
+        snprintf (buf, size, "%.1f s", (double) ms / 1000.0);
+}
+
+// Reads AdminEndpoint from a broker properties file into endpoint (owned by
+// the caller). Returns 0, or 2 after printing the error.
+static int
+s_endpoint_from_file (const char *path, char **endpoint)
+{
+    keel_error_t err = { "" };
+    keel_props_t *props = keel_props_load_file (path, &err);
+    if (!props) {
+        fprintf (stderr, PROGRAM ": %s\n", err.text[0] ? err.text : path);
+        return KEEL_EXIT_USAGE;
+    }
+    const char *value = keel_props_get (props, "AdminEndpoint");
+    free (*endpoint);
+    *endpoint = strdup (value && *value ? value : DEFAULT_ADMIN_ENDPOINT);
+    keel_props_destroy (&props);
+    return *endpoint ? 0 : KEEL_EXIT_USAGE;
+}
+
+// Sends the request and waits for the reply. Returns the exit code.
+static int
+s_ask (const char *endpoint, const char *command, int nargs, char **args, bool json,
+       int64_t timeout_ms)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    if (!dealer) {
+        fprintf (stderr, PROGRAM ": cannot create a socket: %s\n", zmq_strerror (zmq_errno ()));
+        return KEEL_EXIT_FAILED;
+    }
+    zsock_set_linger (dealer, 0);
+    zsock_set_maxmsgsize (dealer, KEEL_DEFAULT_MAX_MSG_SIZE);
+    zsock_set_sndtimeo (dealer, (int) timeout_ms);
+    if (zsock_connect (dealer, "%s", endpoint) != 0) {
+        fprintf (stderr, PROGRAM ": cannot connect to '%s': %s\n", endpoint,
+                 zmq_strerror (zmq_errno ()));
+        zsock_destroy (&dealer);
+        return KEEL_EXIT_USAGE;
+    }
+
+    Keel__AdminRequest request = KEEL__ADMIN_REQUEST__INIT;
+    request.command = (char *) command;
+    request.n_args = (size_t) nargs;
+    request.args = args;
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ADMIN);
+    env.body_case = KEEL__ENVELOPE__BODY_ADMIN_REQUEST;
+    env.admin_request = &request;
+
+    int64_t deadline = zclock_mono () + timeout_ms;
+    int rc = KEEL_EXIT_NOBROKER;
+    zframe_t *frame = keel_wire_encode (&env);
+    if (!frame) {
+        fprintf (stderr, PROGRAM ": cannot encode the request\n");
+        zsock_destroy (&dealer);
+        return KEEL_EXIT_FAILED;
+    }
+    if (zframe_send (&frame, dealer, 0) != 0) {
+        zframe_destroy (&frame);
+        goto no_answer;
+    }
+
+    // Bounded by the deadline: frames that are not our reply are skipped.
+    while (true) {
+        int64_t left = deadline - zclock_mono ();
+        if (left <= 0)
+            break;
+        zsock_set_rcvtimeo (dealer, (int) left);
+        zframe_t *in = zframe_recv (dealer);
+        if (!in)
+            break;
+        keel_error_t err = { "" };
+        keel_env_t *reply = keel_wire_decode (zframe_data (in), zframe_size (in), &err);
+        zframe_destroy (&in);
+        if (!reply)
+            continue;
+        if (reply->body_case != KEEL__ENVELOPE__BODY_ADMIN_REPLY) {
+            keel_wire_free (&reply);
+            continue;
+        }
+        const Keel__AdminReply *ar = reply->admin_reply;
+        if (ar->has_ok && ar->ok) {
+            const char *out = json ? ar->json : (ar->text && *ar->text ? ar->text : ar->json);
+            if (out && *out) {
+                fputs (out, stdout);
+                if (out[strlen (out) - 1] != '\n')
+                    fputc ('\n', stdout);
+            }
+            rc = KEEL_EXIT_OK;
+        }
+        else {
+            fprintf (stderr, PROGRAM ": %s\n",
+                     ar->error && *ar->error ? ar->error : "the broker refused the request");
+            rc = KEEL_EXIT_FAILED;
+        }
+        keel_wire_free (&reply);
+        zsock_destroy (&dealer);
+        return rc;
+    }
+
+no_answer:;
+    char took[32];
+    s_format_duration (timeout_ms, took, sizeof took);
+    fprintf (stderr, PROGRAM ": no answer from %s within %s (is keel-broker running?)\n",
+             endpoint, took);
+    zsock_destroy (&dealer);
+    return KEEL_EXIT_NOBROKER;
+}
+
+int
+main (int argc, char **argv)
+{
+    static const struct option options[] = {
+        { "endpoint", required_argument, NULL, 'e' },
+        { "config", required_argument, NULL, 'c' },
+        { "set", required_argument, NULL, 's' },
+        { "json", no_argument, NULL, 'j' },
+        { "timeout", required_argument, NULL, 't' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char *endpoint_arg = NULL;
+    const char *config_path = NULL;
+    const char *timeout_arg = NULL;
+    bool json = false;
+    int opt;
+
+    // '+': stop at the command, so its arguments are never taken as options.
+    while ((opt = getopt_long (argc, argv, "+e:c:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'e':
+            endpoint_arg = optarg;
+            break;
+        case 'c':
+            config_path = optarg;
+            break;
+        case 's':
+            if (strncmp (optarg, "AdminEndpoint=", 14) == 0)
+                endpoint_arg = optarg + 14;
+            else if (strncmp (optarg, "Timeout=", 8) == 0)
+                timeout_arg = optarg + 8;
+            else {
+                fprintf (stderr, PROGRAM ": --set %s: unknown key (keys: AdminEndpoint, Timeout)\n",
+                         optarg);
+                return KEEL_EXIT_USAGE;
+            }
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 't':
+            timeout_arg = optarg;
+            break;
+        case 'h':
+            s_print_usage (stdout);
+            return KEEL_EXIT_OK;
+        case 'V':
+            keel_cli_print_version (PROGRAM, stdout);
+            return KEEL_EXIT_OK;
+        default:
+            fprintf (stderr, "Try '" PROGRAM " --help'.\n");
+            return KEEL_EXIT_USAGE;
+        }
+    }
+    if (endpoint_arg && config_path) {
+        fprintf (stderr, PROGRAM ": -e and -c both name the endpoint; give one\n");
+        return KEEL_EXIT_USAGE;
+    }
+    if (optind >= argc) {
+        fprintf (stderr, PROGRAM ": no command given\n");
+        s_print_usage (stderr);
+        return KEEL_EXIT_USAGE;
+    }
+    const char *command = argv[optind];
+    int nargs = argc - optind - 1;
+    char **args = argv + optind + 1;
+    if (!s_command_check (command, nargs, args))
+        return KEEL_EXIT_USAGE;
+
+    int64_t timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (timeout_arg) {
+        keel_error_t err = { "" };
+        if (keel_duration_parse (timeout_arg, "s", &timeout_ms, &err) != KEEL_OK
+            || timeout_ms <= 0 || timeout_ms > 24LL * 3600 * 1000) {
+            fprintf (stderr, PROGRAM ": --timeout: expected a duration such as 500ms or 5s, got '%s'\n",
+                     timeout_arg);
+            return KEEL_EXIT_USAGE;
+        }
+    }
+
+    char *endpoint = strdup (endpoint_arg ? endpoint_arg : DEFAULT_ADMIN_ENDPOINT);
+    if (!endpoint)
+        return KEEL_EXIT_FAILED;
+    if (config_path) {
+        int rc = s_endpoint_from_file (config_path, &endpoint);
+        if (rc != 0) {
+            free (endpoint);
+            return rc;
+        }
+    }
+
+    // CZMQ would otherwise install its own SIGINT handler and print on exit.
+    zsys_handler_set (NULL);
+    int rc = s_ask (endpoint, command, nargs, args, json, timeout_ms);
+    free (endpoint);
+    return rc;
+}

@@ -1,0 +1,591 @@
+/*  model.c — the broker's in-memory state. See model.h. */
+
+#include "model.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct _keel_model_t {
+    zhashx_t *services;         // id → keel_service_t * (owned)
+    zhashx_t *execs;            // uint64 id (as key pointer) → keel_exec_t * (owned)
+    zhashx_t *engines;          // id → keel_engine_t * (owned)
+    zhashx_t *engine_routes;    // route key → keel_engine_t *
+    zlistx_t *engine_list;      // keel_engine_t *, stable order
+    zhashx_t *drivers;          // id → keel_driver_rec_t * (owned)
+    zhashx_t *driver_routes;    // route key → keel_driver_rec_t *
+    zlistx_t *driver_list;
+};
+
+// ---------------------------------------------------------------- uint64 keys
+
+static size_t
+s_u64_hash (const void *key)
+{
+    uint64_t x = (uint64_t) (uintptr_t) key;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t) x;
+}
+
+static int
+s_u64_cmp (const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) a, y = (uintptr_t) b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+// ---------------------------------------------------------------- destructors
+
+void
+keel_result_destroy (keel_result_t **result_p)
+{
+    if (!result_p || !*result_p)
+        return;
+    keel_result_t *r = *result_p;
+    free (r->output);
+    free (r->error);
+    free (r);
+    *result_p = NULL;
+}
+
+static void
+s_service_free (keel_service_t *svc)
+{
+    for (uint64_t i = 0; i < svc->ntasks; i++) {
+        keel_task_t *t = &svc->tasks[i];
+        free (t->input);
+        free (t->checkpoint);
+        keel_result_destroy (&t->result);
+    }
+    free (svc->tasks);
+    free (svc->queue);
+    free (svc->init_data);
+    free (svc);
+}
+
+static void
+s_engine_free (keel_engine_t *engine)
+{
+    zframe_destroy (&engine->route);
+    for (size_t i = 0; i < engine->ntypes; i++)
+        free (engine->types[i]);
+    free (engine->types);
+    zlistx_destroy (&engine->execs);
+    zhashx_destroy (&engine->init_sent);
+    free (engine);
+}
+
+static void
+s_driver_free (keel_driver_rec_t *drv)
+{
+    zframe_destroy (&drv->route);
+    free (drv);
+}
+
+keel_model_t *
+keel_model_new (void)
+{
+    keel_model_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->services = zhashx_new ();
+    self->execs = zhashx_new ();
+    self->engines = zhashx_new ();
+    self->engine_routes = zhashx_new ();
+    self->engine_list = zlistx_new ();
+    self->drivers = zhashx_new ();
+    self->driver_routes = zhashx_new ();
+    self->driver_list = zlistx_new ();
+    if (!self->services || !self->execs || !self->engines || !self->engine_routes
+        || !self->engine_list || !self->drivers || !self->driver_routes || !self->driver_list) {
+        keel_model_destroy (&self);
+        return NULL;
+    }
+    zhashx_set_key_hasher (self->execs, s_u64_hash);
+    zhashx_set_key_comparator (self->execs, s_u64_cmp);
+    zhashx_set_key_duplicator (self->execs, NULL);
+    zhashx_set_key_destructor (self->execs, NULL);
+    return self;
+}
+
+void
+keel_model_destroy (keel_model_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    keel_model_t *self = *self_p;
+    if (self->execs) {
+        for (keel_exec_t *e = zhashx_first (self->execs); e; e = zhashx_next (self->execs))
+            free (e);
+        zhashx_destroy (&self->execs);
+    }
+    if (self->services) {
+        for (keel_service_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services))
+            s_service_free (s);
+        zhashx_destroy (&self->services);
+    }
+    if (self->engines) {
+        for (keel_engine_t *e = zhashx_first (self->engines); e; e = zhashx_next (self->engines))
+            s_engine_free (e);
+        zhashx_destroy (&self->engines);
+    }
+    if (self->drivers) {
+        for (keel_driver_rec_t *d = zhashx_first (self->drivers); d; d = zhashx_next (self->drivers))
+            s_driver_free (d);
+        zhashx_destroy (&self->drivers);
+    }
+    zhashx_destroy (&self->engine_routes);
+    zhashx_destroy (&self->driver_routes);
+    zlistx_destroy (&self->engine_list);
+    zlistx_destroy (&self->driver_list);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+keel_route_key (zframe_t *route, char out[64])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = zframe_size (route);
+    const uint8_t *d = zframe_data (route);
+    if (n > 31)
+        n = 31;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+// ---------------------------------------------------------------- services
+
+keel_service_t *
+keel_model_service (keel_model_t *self, const char *id)
+{
+    return zhashx_lookup (self->services, id);
+}
+
+keel_service_t *
+keel_model_service_add (keel_model_t *self, const char *id, const char *type, const char *driver_id)
+{
+    keel_service_t *svc = calloc (1, sizeof *svc);
+    if (!svc)
+        return NULL;
+    snprintf (svc->id, sizeof svc->id, "%s", id);
+    snprintf (svc->type, sizeof svc->type, "%s", type);
+    snprintf (svc->driver_id, sizeof svc->driver_id, "%s", driver_id ? driver_id : "");
+    svc->reschedule_delay_ms = -1;
+    if (zhashx_insert (self->services, svc->id, svc) != 0) {
+        free (svc);
+        return NULL;
+    }
+    return svc;
+}
+
+void
+keel_model_service_remove (keel_model_t *self, keel_service_t *svc)
+{
+    for (uint64_t i = 0; i < svc->ntasks; i++) {
+        keel_task_t *t = &svc->tasks[i];
+        while (t->execs)
+            keel_model_exec_remove (self, t->execs);
+    }
+    for (keel_engine_t *e = zhashx_first (self->engines); e; e = zhashx_next (self->engines))
+        zhashx_delete (e->init_sent, svc->id);
+    zhashx_delete (self->services, svc->id);
+    s_service_free (svc);
+}
+
+keel_service_t *
+keel_model_service_first (keel_model_t *self)
+{
+    return zhashx_first (self->services);
+}
+
+keel_service_t *
+keel_model_service_next (keel_model_t *self)
+{
+    return zhashx_next (self->services);
+}
+
+size_t
+keel_model_service_count (keel_model_t *self)
+{
+    return zhashx_size (self->services);
+}
+
+// ---------------------------------------------------------------- tasks
+
+keel_task_t *
+keel_service_task (keel_service_t *svc, uint64_t task_id)
+{
+    if (task_id >= svc->ntasks || !svc->tasks[task_id].present)
+        return NULL;
+    return &svc->tasks[task_id];
+}
+
+static bool
+s_grow_tasks (keel_service_t *svc, uint64_t need)
+{
+    if (need <= svc->capacity)
+        return true;
+    uint64_t cap = svc->capacity ? svc->capacity : 64;
+    while (cap < need)
+        cap *= 2;
+    keel_task_t *tasks = realloc (svc->tasks, cap * sizeof *tasks);
+    if (!tasks)
+        return false;
+    memset (tasks + svc->capacity, 0, (cap - svc->capacity) * sizeof *tasks);
+    // Executions point at their service and task id, never at the task
+    // struct, so moving the array is safe.
+    svc->tasks = tasks;
+    svc->capacity = cap;
+    return true;
+}
+
+keel_task_t *
+keel_service_task_add (keel_service_t *svc, uint64_t task_id, const uint8_t *input, size_t len)
+{
+    if (task_id == UINT64_MAX || !s_grow_tasks (svc, task_id + 1))
+        return NULL;
+    keel_task_t *t = &svc->tasks[task_id];
+    if (t->present)
+        return NULL;
+    memset (t, 0, sizeof *t);
+    if (len) {
+        t->input = malloc (len);
+        if (!t->input)
+            return NULL;
+        memcpy (t->input, input, len);
+    }
+    t->input_len = (uint32_t) len;
+    t->present = 1;
+    t->state = KEEL_TASK_QUEUED;
+    svc->count[KEEL_TASK_QUEUED]++;
+    svc->total++;
+    if (task_id + 1 > svc->ntasks)
+        svc->ntasks = task_id + 1;
+    return t;
+}
+
+void
+keel_service_task_drop (keel_service_t *svc, uint64_t task_id)
+{
+    keel_task_t *t = keel_service_task (svc, task_id);
+    if (!t)
+        return;
+    assert (!t->execs && !t->queued);
+    svc->count[t->state]--;
+    svc->total--;
+    free (t->input);
+    free (t->checkpoint);
+    keel_result_destroy (&t->result);
+    memset (t, 0, sizeof *t);
+    while (svc->ntasks > 0 && !svc->tasks[svc->ntasks - 1].present)
+        svc->ntasks--;
+}
+
+void
+keel_service_task_set_state (keel_service_t *svc, keel_task_t *task, keel_task_state_t state)
+{
+    svc->count[task->state]--;
+    task->state = (uint8_t) state;
+    svc->count[state]++;
+}
+
+bool
+keel_service_queue_push (keel_service_t *svc, uint64_t task_id)
+{
+    keel_task_t *t = keel_service_task (svc, task_id);
+    if (!t || t->queued)
+        return true;
+    if (svc->qlen == svc->qcap) {
+        uint64_t cap = svc->qcap ? svc->qcap * 2 : 64;
+        uint64_t *q = malloc (cap * sizeof *q);
+        if (!q)
+            return false;
+        for (uint64_t i = 0; i < svc->qlen; i++)
+            q[i] = svc->queue[(svc->qhead + i) % svc->qcap];
+        free (svc->queue);
+        svc->queue = q;
+        svc->qcap = cap;
+        svc->qhead = 0;
+    }
+    svc->queue[(svc->qhead + svc->qlen) % svc->qcap] = task_id;
+    svc->qlen++;
+    t->queued = 1;
+    svc->nready++;
+    return true;
+}
+
+keel_task_t *
+keel_service_queue_pop (keel_service_t *svc, bool (*accept) (keel_task_t *, void *), void *arg,
+                        int scan, uint64_t *task_id_p)
+{
+    // Entries whose task is gone or no longer queued are skipped lazily.
+    int looked = 0;
+    for (uint64_t i = 0; i < svc->qlen && looked < scan; i++) {
+        uint64_t pos = (svc->qhead + i) % svc->qcap;
+        uint64_t id = svc->queue[pos];
+        keel_task_t *t = keel_service_task (svc, id);
+        if (!t || !t->queued) {
+            if (i == 0) {   // drop dead entries at the head for free
+                svc->qhead = (svc->qhead + 1) % svc->qcap;
+                svc->qlen--;
+                i--;
+            }
+            continue;
+        }
+        looked++;
+        if (accept && !accept (t, arg))
+            continue;
+        // Remove entry i, shifting the entries before it one step back so
+        // the skipped ones keep their order.
+        for (uint64_t j = i; j > 0; j--)
+            svc->queue[(svc->qhead + j) % svc->qcap] = svc->queue[(svc->qhead + j - 1) % svc->qcap];
+        svc->qhead = (svc->qhead + 1) % svc->qcap;
+        svc->qlen--;
+        t->queued = 0;
+        svc->nready--;
+        *task_id_p = id;
+        return t;
+    }
+    return NULL;
+}
+
+void
+keel_service_queue_remove (keel_service_t *svc, uint64_t task_id)
+{
+    // Lazy: the FIFO entry stays and is skipped when reached.
+    keel_task_t *t = keel_service_task (svc, task_id);
+    if (t && t->queued) {
+        t->queued = 0;
+        svc->nready--;
+    }
+}
+
+void
+keel_task_set_result (keel_task_t *task, keel_result_t *result)
+{
+    keel_result_destroy (&task->result);
+    task->result = result;
+}
+
+// ---------------------------------------------------------------- executions
+
+keel_exec_t *
+keel_model_exec (keel_model_t *self, uint64_t exec_id)
+{
+    return zhashx_lookup (self->execs, (void *) (uintptr_t) exec_id);
+}
+
+keel_exec_t *
+keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_t *svc, uint64_t task_id,
+                     keel_engine_t *engine, uint32_t attempt, int64_t now)
+{
+    keel_task_t *t = keel_service_task (svc, task_id);
+    if (!t || keel_model_exec (self, exec_id))
+        return NULL;
+    keel_exec_t *e = calloc (1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->id = exec_id;
+    e->service = svc;
+    e->task_id = task_id;
+    e->engine = engine;
+    e->attempt = attempt;
+    e->started_mono = now;
+    if (zhashx_insert (self->execs, (void *) (uintptr_t) exec_id, e) != 0) {
+        free (e);
+        return NULL;
+    }
+    e->next_of_task = t->execs;
+    t->execs = e;
+    if (engine)
+        zlistx_add_end (engine->execs, e);
+    return e;
+}
+
+void
+keel_model_exec_remove (keel_model_t *self, keel_exec_t *exec)
+{
+    keel_task_t *t = keel_service_task (exec->service, exec->task_id);
+    if (t) {
+        for (keel_exec_t **pp = &t->execs; *pp; pp = &(*pp)->next_of_task)
+            if (*pp == exec) {
+                *pp = exec->next_of_task;
+                break;
+            }
+    }
+    if (exec->engine) {
+        void *handle = zlistx_find (exec->engine->execs, exec);
+        if (handle)
+            zlistx_delete (exec->engine->execs, handle);
+    }
+    zhashx_delete (self->execs, (void *) (uintptr_t) exec->id);
+    free (exec);
+}
+
+size_t
+keel_model_exec_count (keel_model_t *self)
+{
+    return zhashx_size (self->execs);
+}
+
+keel_exec_t *
+keel_model_exec_first (keel_model_t *self)
+{
+    return zhashx_first (self->execs);
+}
+
+keel_exec_t *
+keel_model_exec_next (keel_model_t *self)
+{
+    return zhashx_next (self->execs);
+}
+
+// ---------------------------------------------------------------- engines
+
+keel_engine_t *
+keel_model_engine (keel_model_t *self, const char *engine_id)
+{
+    return zhashx_lookup (self->engines, engine_id);
+}
+
+keel_engine_t *
+keel_model_engine_add (keel_model_t *self, const char *engine_id)
+{
+    keel_engine_t *e = calloc (1, sizeof *e);
+    if (!e)
+        return NULL;
+    snprintf (e->id, sizeof e->id, "%s", engine_id);
+    e->execs = zlistx_new ();
+    e->init_sent = zhashx_new ();
+    e->state = KEEL_ENGINE_OFFLINE;
+    if (!e->execs || !e->init_sent || zhashx_insert (self->engines, e->id, e) != 0) {
+        s_engine_free (e);
+        return NULL;
+    }
+    zlistx_add_end (self->engine_list, e);
+    return e;
+}
+
+void
+keel_model_engine_remove (keel_model_t *self, keel_engine_t *engine)
+{
+    keel_model_engine_route (self, engine, NULL);
+    while (zlistx_size (engine->execs)) {
+        keel_exec_t *x = zlistx_first (engine->execs);
+        x->engine = NULL;
+        zlistx_delete (engine->execs, zlistx_cursor (engine->execs));
+    }
+    void *handle = zlistx_find (self->engine_list, engine);
+    if (handle)
+        zlistx_delete (self->engine_list, handle);
+    zhashx_delete (self->engines, engine->id);
+    s_engine_free (engine);
+}
+
+void
+keel_model_engine_route (keel_model_t *self, keel_engine_t *engine, zframe_t *route)
+{
+    if (engine->route) {
+        if (zhashx_lookup (self->engine_routes, engine->route_key) == engine)
+            zhashx_delete (self->engine_routes, engine->route_key);
+        zframe_destroy (&engine->route);
+        engine->route_key[0] = 0;
+    }
+    if (route) {
+        engine->route = zframe_dup (route);
+        keel_route_key (route, engine->route_key);
+        zhashx_update (self->engine_routes, engine->route_key, engine);
+    }
+}
+
+keel_engine_t *
+keel_model_engine_by_route (keel_model_t *self, zframe_t *route)
+{
+    char key[64];
+    keel_route_key (route, key);
+    return zhashx_lookup (self->engine_routes, key);
+}
+
+bool
+keel_engine_offers (const keel_engine_t *engine, const char *type)
+{
+    for (size_t i = 0; i < engine->ntypes; i++)
+        if (strcmp (engine->types[i], type) == 0)
+            return true;
+    return false;
+}
+
+void
+keel_engine_set_types (keel_engine_t *engine, char **types, size_t ntypes)
+{
+    for (size_t i = 0; i < engine->ntypes; i++)
+        free (engine->types[i]);
+    free (engine->types);
+    engine->types = types;
+    engine->ntypes = ntypes;
+}
+
+zlistx_t *
+keel_model_engines (keel_model_t *self)
+{
+    return self->engine_list;
+}
+
+// ---------------------------------------------------------------- drivers
+
+keel_driver_rec_t *
+keel_model_driver (keel_model_t *self, const char *driver_id)
+{
+    return zhashx_lookup (self->drivers, driver_id);
+}
+
+keel_driver_rec_t *
+keel_model_driver_add (keel_model_t *self, const char *driver_id)
+{
+    keel_driver_rec_t *d = calloc (1, sizeof *d);
+    if (!d)
+        return NULL;
+    snprintf (d->id, sizeof d->id, "%s", driver_id);
+    if (zhashx_insert (self->drivers, d->id, d) != 0) {
+        free (d);
+        return NULL;
+    }
+    zlistx_add_end (self->driver_list, d);
+    return d;
+}
+
+void
+keel_model_driver_route (keel_model_t *self, keel_driver_rec_t *drv, zframe_t *route)
+{
+    if (drv->route) {
+        if (zhashx_lookup (self->driver_routes, drv->route_key) == drv)
+            zhashx_delete (self->driver_routes, drv->route_key);
+        zframe_destroy (&drv->route);
+        drv->route_key[0] = 0;
+    }
+    if (route) {
+        drv->route = zframe_dup (route);
+        keel_route_key (route, drv->route_key);
+        zhashx_update (self->driver_routes, drv->route_key, drv);
+    }
+}
+
+keel_driver_rec_t *
+keel_model_driver_by_route (keel_model_t *self, zframe_t *route)
+{
+    char key[64];
+    keel_route_key (route, key);
+    return zhashx_lookup (self->driver_routes, key);
+}
+
+zlistx_t *
+keel_model_drivers (keel_model_t *self)
+{
+    return self->driver_list;
+}

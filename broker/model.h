@@ -1,0 +1,217 @@
+/*  model.h — the broker's in-memory state: services, tasks, executions,
+    engines and drivers.
+
+    The event loop (broker.c) owns one keel_model_t and is its only user, so
+    nothing here locks. The model is the truth while the broker runs; the
+    store is where each loop turn makes that truth durable before anything is
+    acknowledged. Functions here change memory only; broker.c mirrors every
+    change into the store.
+
+    Tasks live in a per-service array indexed by task_id (drivers number
+    tasks 0,1,2… so the array is dense). Each service keeps a FIFO of its
+    queued task ids. Executions are found by id in one hash table and are
+    linked both to their task and to their engine, so an engine loss, a
+    winning result or a cancel finds the others in O(executions).
+*/
+#ifndef KEEL_MODEL_H
+#define KEEL_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <czmq.h>
+#include "heartbeat.h"
+#include "store.h"
+#include "wire.h"
+
+typedef struct _keel_exec_t keel_exec_t;
+typedef struct _keel_engine_t keel_engine_t;
+typedef struct _keel_service_t keel_service_t;
+
+typedef struct {
+    int status;                 // KEEL__TASK_STATUS__STATUS_*
+    uint8_t *output;
+    size_t output_len;
+    char *error;                // NULL when none
+    char engine_id[KEEL_ID_MAX + 1];
+    uint64_t execution_id;
+    uint64_t run_ms;
+    uint64_t queued_ms;
+} keel_result_t;
+
+// What changed in a task since the last successful commit.
+#define KEEL_DIRTY_NEW      1       // whole row (new task)
+#define KEEL_DIRTY_STATE    2       // state and attempts
+#define KEEL_DIRTY_RESULT   4       // terminal result
+#define KEEL_DIRTY_ACK      8       // driver acknowledged the result
+#define KEEL_DIRTY_CKPT     16      // checkpoint
+
+typedef struct {
+    uint8_t present;            // 0 = no such task id (hole in the array)
+    uint8_t state;              // keel_task_state_t
+    uint8_t queued;             // in the service's FIFO
+    uint8_t acked;              // the driver has the result
+    uint8_t durable;            // committed to the store (may be dispatched)
+    uint8_t dirty;              // KEEL_DIRTY_* bits: what the next commit must write
+    uint16_t attempts;          // executions that ended in a task failure
+    uint32_t input_len;
+    uint8_t *input;
+    keel_exec_t *execs;         // live executions (linked by next_of_task)
+    keel_result_t *result;      // terminal result, NULL before
+    uint8_t *checkpoint;
+    uint32_t checkpoint_len;
+    int64_t checkpoint_wall_ms;
+    int64_t accepted_mono;      // for queued_ms
+    keel_engine_t *avoid;       // engine whose execution last failed (retry elsewhere)
+} keel_task_t;
+
+struct _keel_service_t {
+    char id[KEEL_ID_MAX + 1];
+    char type[KEEL_TYPE_MAX + 1];
+    char driver_id[KEEL_ID_MAX + 1];
+    int32_t priority;
+    uint32_t max_attempts;
+    int64_t reschedule_delay_ms;    // -1 = broker default
+    uint8_t *init_data;
+    size_t init_len;
+    keel_service_state_t state;
+    int64_t created_wall_ms;
+    int64_t closed_wall_ms;
+
+    keel_task_t *tasks;             // indexed by task_id
+    uint64_t ntasks;                // highest task_id + 1
+    uint64_t capacity;
+
+    uint64_t *queue;                // ring buffer of queued task ids
+    uint64_t qhead, qlen, qcap;
+
+    uint64_t nready;                // tasks in the FIFO (dispatchable)
+    uint64_t count[5];              // tasks per keel_task_state_t
+    uint64_t total;                 // tasks present
+    uint64_t unacked;               // terminal results the driver has not acknowledged
+    uint64_t serve_seq;             // scheduler round-robin stamp
+    void *sched_handle;             // position in the scheduler's list, NULL if absent
+};
+
+struct _keel_exec_t {
+    uint64_t id;
+    keel_service_t *service;
+    uint64_t task_id;
+    keel_engine_t *engine;          // NULL once its engine is gone
+    uint32_t attempt;
+    int64_t started_mono;
+    int64_t requeue_at;             // > 0: engine lost; requeue at this time unless claimed
+    keel_exec_t *next_of_task;
+};
+
+typedef enum {
+    KEEL_ENGINE_ONLINE = 0,
+    KEEL_ENGINE_OFFLINE = 1
+} keel_engine_state_t;
+
+struct _keel_engine_t {
+    char id[KEEL_ID_MAX + 1];
+    char session[KEEL_ID_MAX + 1];
+    char host[256];
+    char route_key[64];             // hex of the routing id
+    zframe_t *route;                // routing id frame, NULL when offline
+    keel_engine_state_t state;
+    bool draining;
+    uint32_t slots;
+    char **types;
+    size_t ntypes;
+    zlistx_t *execs;                // keel_exec_t * running here
+    zhashx_t *init_sent;            // service ids whose init data this engine has
+    keel_peer_clock_t clock;
+    int64_t offline_since_mono;
+    int64_t login_wall_ms;
+    uint64_t tasks_done;
+};
+
+typedef struct {
+    char id[KEEL_ID_MAX + 1];
+    char route_key[64];
+    zframe_t *route;                // NULL when disconnected
+    keel_peer_clock_t clock;
+    uint64_t broker_timeout_ms;
+    bool connected;
+} keel_driver_rec_t;
+
+typedef struct _keel_model_t keel_model_t;
+
+keel_model_t *keel_model_new (void);
+void keel_model_destroy (keel_model_t **self_p);
+
+// ---------------------------------------------------------------- services
+keel_service_t *keel_model_service (keel_model_t *self, const char *id);
+// Creates a service (caller checked it does not exist). Returns NULL on OOM.
+keel_service_t *keel_model_service_add (keel_model_t *self, const char *id, const char *type,
+                                        const char *driver_id);
+// Removes and frees a service, its tasks and executions (engines forget them).
+void keel_model_service_remove (keel_model_t *self, keel_service_t *svc);
+// Iteration over all services.
+keel_service_t *keel_model_service_first (keel_model_t *self);
+keel_service_t *keel_model_service_next (keel_model_t *self);
+size_t keel_model_service_count (keel_model_t *self);
+
+// ---------------------------------------------------------------- tasks
+// The task with this id, or NULL.
+keel_task_t *keel_service_task (keel_service_t *svc, uint64_t task_id);
+// Adds a task in state QUEUED (not yet in the FIFO). Takes a copy of input.
+// Returns NULL on OOM or when the task exists.
+keel_task_t *keel_service_task_add (keel_service_t *svc, uint64_t task_id, const uint8_t *input,
+                                    size_t len);
+// Undoes keel_service_task_add (a failed commit): the task must have no
+// executions and not be queued.
+void keel_service_task_drop (keel_service_t *svc, uint64_t task_id);
+// Changes a task's state, keeping the per-state counts right.
+void keel_service_task_set_state (keel_service_t *svc, keel_task_t *task, keel_task_state_t state);
+// FIFO of queued tasks: push to the tail, pop from the head.
+bool keel_service_queue_push (keel_service_t *svc, uint64_t task_id);
+// Pops the first queued task that `accept` allows (NULL accepts any),
+// looking at no more than `scan` entries; skipped entries keep their order.
+keel_task_t *keel_service_queue_pop (keel_service_t *svc, bool (*accept) (keel_task_t *, void *),
+                                     void *arg, int scan, uint64_t *task_id_p);
+// Removes a task id from the FIFO wherever it is (a claim took it).
+void keel_service_queue_remove (keel_service_t *svc, uint64_t task_id);
+// Stores a terminal result (takes ownership of result).
+void keel_task_set_result (keel_task_t *task, keel_result_t *result);
+void keel_result_destroy (keel_result_t **result_p);
+
+// ---------------------------------------------------------------- executions
+keel_exec_t *keel_model_exec (keel_model_t *self, uint64_t exec_id);
+// Adds an execution of svc/task_id on engine (may be NULL) and links it.
+keel_exec_t *keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_t *svc,
+                                  uint64_t task_id, keel_engine_t *engine, uint32_t attempt,
+                                  int64_t now);
+// Unlinks and frees an execution.
+void keel_model_exec_remove (keel_model_t *self, keel_exec_t *exec);
+size_t keel_model_exec_count (keel_model_t *self);
+// Iteration over executions (for timers). Do not add/remove while iterating;
+// collect first.
+keel_exec_t *keel_model_exec_first (keel_model_t *self);
+keel_exec_t *keel_model_exec_next (keel_model_t *self);
+
+// ---------------------------------------------------------------- engines
+keel_engine_t *keel_model_engine (keel_model_t *self, const char *engine_id);
+keel_engine_t *keel_model_engine_add (keel_model_t *self, const char *engine_id);
+void keel_model_engine_remove (keel_model_t *self, keel_engine_t *engine);
+// Sets (or clears, with NULL) an engine's routing id; keeps the route index.
+void keel_model_engine_route (keel_model_t *self, keel_engine_t *engine, zframe_t *route);
+keel_engine_t *keel_model_engine_by_route (keel_model_t *self, zframe_t *route);
+bool keel_engine_offers (const keel_engine_t *engine, const char *type);
+void keel_engine_set_types (keel_engine_t *engine, char **types, size_t ntypes);
+// Engines in a stable order (round-robin dispatch).
+zlistx_t *keel_model_engines (keel_model_t *self);
+
+// ---------------------------------------------------------------- drivers
+keel_driver_rec_t *keel_model_driver (keel_model_t *self, const char *driver_id);
+keel_driver_rec_t *keel_model_driver_add (keel_model_t *self, const char *driver_id);
+void keel_model_driver_route (keel_model_t *self, keel_driver_rec_t *drv, zframe_t *route);
+keel_driver_rec_t *keel_model_driver_by_route (keel_model_t *self, zframe_t *route);
+zlistx_t *keel_model_drivers (keel_model_t *self);
+
+// Hex text of a routing id, for hash keys and logs.
+void keel_route_key (zframe_t *route, char out[64]);
+
+#endif

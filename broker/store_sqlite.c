@@ -1,0 +1,1157 @@
+/*  store_sqlite.c — the "sqlite:PATH" store backend (see store.h, store_sqlite.h).
+
+    One connection, owned by the broker's loop thread. WAL mode; every loop
+    turn is one BEGIN IMMEDIATE transaction opened lazily by the first write
+    and ended by keel_store_sqlite_commit. The hot-path statements are
+    prepared once at open and reused.
+
+    A write that fails poisons the turn: the transaction is rolled back at
+    once, and every later write of the same turn fails with the same error
+    without touching the database, so a turn can never be half committed
+    under a fresh transaction. Commit or rollback clears the poison.
+
+    Task blobs (input, output, checkpoint) live in task_blobs, one row per
+    blob, so the frequent small updates of a task (state, attempts, acked)
+    do not rewrite a large input in the WAL.
+*/
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store_sqlite.h"
+
+#define KEEL_STORE_APP_ID     0x4B45454C   // "KEEL" in PRAGMA application_id
+#define KEEL_STORE_FORMAT     "keel-broker-store"
+#define KEEL_STORE_EVENTS_MAX 10000        // newest events kept
+#define KEEL_STORE_BUSY_MS    5000
+#define S_STR(x) #x
+#define S_XSTR(x) S_STR (x)
+#define S_EVENT_TRIM_SQL \
+    "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - " S_XSTR (KEEL_STORE_EVENTS_MAX)
+
+enum { S_BLOB_INPUT = 0, S_BLOB_OUTPUT = 1, S_BLOB_CHECKPOINT = 2 };
+
+// ---------------------------------------------------------------- schema
+
+// Migration i takes the schema from user_version i to i + 1. All steps run
+// in one transaction at open; the last statement of each step need not set
+// user_version, s_migrate does. Never edit a released step: append one.
+static const char *s_migrations[] = {
+    // 0 -> 1: the first schema.
+    "CREATE TABLE keel_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT INTO keel_meta VALUES ('format', '" KEEL_STORE_FORMAT "');"
+    "CREATE TABLE services ("
+    "  service_id TEXT PRIMARY KEY, type TEXT NOT NULL, driver_id TEXT NOT NULL,"
+    "  priority INTEGER NOT NULL, max_attempts INTEGER NOT NULL,"
+    "  reschedule_delay_ms INTEGER NOT NULL, init_data BLOB, state INTEGER NOT NULL,"
+    "  created_wall_ms INTEGER NOT NULL, closed_wall_ms INTEGER NOT NULL);"
+    "CREATE TABLE tasks ("
+    "  service_id TEXT NOT NULL, task_id INTEGER NOT NULL, state INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL, status INTEGER NOT NULL, error TEXT, engine_id TEXT,"
+    "  execution_id INTEGER NOT NULL, run_ms INTEGER NOT NULL, queued_ms INTEGER NOT NULL,"
+    "  acked INTEGER NOT NULL, checkpoint_wall_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (service_id, task_id));"
+    "CREATE TABLE task_blobs ("
+    "  service_id TEXT NOT NULL, task_id INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    "  data BLOB NOT NULL, PRIMARY KEY (service_id, task_id, kind));"
+    "CREATE TABLE executions ("
+    "  execution_id INTEGER PRIMARY KEY, service_id TEXT NOT NULL, task_id INTEGER NOT NULL,"
+    "  engine_id TEXT NOT NULL, attempt INTEGER NOT NULL, started_wall_ms INTEGER NOT NULL);"
+    "CREATE TABLE pending ("
+    "  service_id TEXT NOT NULL, task_id INTEGER NOT NULL, execution_id INTEGER NOT NULL,"
+    "  engine_id TEXT NOT NULL, has_result INTEGER NOT NULL, status INTEGER NOT NULL,"
+    "  output BLOB, error TEXT, run_ms INTEGER NOT NULL, expires_wall_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (service_id, task_id, execution_id));"
+    "CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, wall_ms INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL, text TEXT NOT NULL);"
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+};
+#define KEEL_STORE_SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof s_migrations[0]))
+
+// Prepared once at open, reused every turn.
+typedef enum {
+    Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+    Q_SERVICE_PUT, Q_SERVICE_STATE,
+    Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS, Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING,
+    Q_SERVICE_DEL,
+    Q_TASK_PUT, Q_TASK_BLOBS_DEL, Q_BLOB_PUT, Q_BLOB_DEL,
+    Q_TASK_STATE, Q_TASK_RESULT, Q_TASK_ACKED, Q_TASK_CHECKPOINT,
+    Q_EXEC_PUT, Q_EXEC_DEL, Q_PENDING_PUT, Q_PENDING_DEL,
+    Q_CONFIG_SET, Q_CONFIG_DEL, Q_EVENT, Q_EVENT_TRIM, Q_META_SET, Q_META_GET,
+    Q_COUNT
+} s_query_t;
+
+static const char *s_sql[Q_COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SERVICE_PUT] = "INSERT OR REPLACE INTO services VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    [Q_SERVICE_STATE] = "UPDATE services SET state = ?2,"
+                        " closed_wall_ms = CASE WHEN ?2 = 0 THEN 0 ELSE ?3 END"
+                        " WHERE service_id = ?1",
+    [Q_SERVICE_DEL_BLOBS] = "DELETE FROM task_blobs WHERE service_id = ?1",
+    [Q_SERVICE_DEL_TASKS] = "DELETE FROM tasks WHERE service_id = ?1",
+    [Q_SERVICE_DEL_EXECS] = "DELETE FROM executions WHERE service_id = ?1",
+    [Q_SERVICE_DEL_PENDING] = "DELETE FROM pending WHERE service_id = ?1",
+    [Q_SERVICE_DEL] = "DELETE FROM services WHERE service_id = ?1",
+    [Q_TASK_PUT] = "INSERT OR REPLACE INTO tasks VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+    [Q_TASK_BLOBS_DEL] = "DELETE FROM task_blobs WHERE service_id = ?1 AND task_id = ?2",
+    [Q_BLOB_PUT] = "INSERT OR REPLACE INTO task_blobs VALUES (?1,?2,?3,?4)",
+    [Q_BLOB_DEL] = "DELETE FROM task_blobs WHERE service_id = ?1 AND task_id = ?2 AND kind = ?3",
+    [Q_TASK_STATE] = "UPDATE tasks SET state = ?3, attempts = ?4"
+                     " WHERE service_id = ?1 AND task_id = ?2",
+    [Q_TASK_RESULT] = "UPDATE tasks SET state = ?3, attempts = ?4, status = ?5, error = ?6,"
+                      " engine_id = ?7, execution_id = ?8, run_ms = ?9, queued_ms = ?10"
+                      " WHERE service_id = ?1 AND task_id = ?2",
+    [Q_TASK_ACKED] = "UPDATE tasks SET acked = 1 WHERE service_id = ?1 AND task_id = ?2",
+    [Q_TASK_CHECKPOINT] = "UPDATE tasks SET checkpoint_wall_ms = ?3"
+                          " WHERE service_id = ?1 AND task_id = ?2",
+    [Q_EXEC_PUT] = "INSERT OR REPLACE INTO executions VALUES (?1,?2,?3,?4,?5,?6)",
+    [Q_EXEC_DEL] = "DELETE FROM executions WHERE execution_id = ?1",
+    [Q_PENDING_PUT] = "INSERT OR REPLACE INTO pending VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    [Q_PENDING_DEL] = "DELETE FROM pending WHERE service_id = ?1 AND task_id = ?2"
+                      " AND execution_id = ?3",
+    [Q_CONFIG_SET] = "INSERT OR REPLACE INTO config VALUES (?1, ?2)",
+    [Q_CONFIG_DEL] = "DELETE FROM config WHERE key = ?1",
+    [Q_EVENT] = "INSERT INTO events (wall_ms, kind, text) VALUES (?1, ?2, ?3)",
+    [Q_EVENT_TRIM] = "DELETE FROM events WHERE id <= ?1",
+    [Q_META_SET] = "INSERT OR REPLACE INTO meta VALUES (?1, ?2)",
+    [Q_META_GET] = "SELECT value FROM meta WHERE name = ?1",
+};
+
+struct _keel_store_sqlite_t {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *q[Q_COUNT];
+    bool in_txn;             // a turn transaction is open
+    keel_err poison;         // a write of this turn failed (KEEL_OK if not)
+    keel_error_t poison_err; // its message
+    int bind_rc;             // first failed binding of the statement being built
+};
+
+// ---------------------------------------------------------------- errors
+
+// Maps a SQLite result code to a Keel error: disk full (SQLITE_FULL, or an
+// I/O error whose errno is ENOSPC/EDQUOT) is KEEL_ERR_FULL, the rest
+// KEEL_ERR_STORE.
+static keel_err
+s_code (sqlite3 *db, int rc)
+{
+    if ((rc & 0xff) == SQLITE_FULL)
+        return KEEL_ERR_FULL;
+    if ((rc & 0xff) == SQLITE_IOERR) {
+        int sys = sqlite3_system_errno (db);
+        if (sys == ENOSPC || sys == EDQUOT)
+            return KEEL_ERR_FULL;
+    }
+    return KEEL_ERR_STORE;
+}
+
+static keel_err
+s_error (keel_store_sqlite_t *self, keel_error_t *err, int rc, const char *what)
+{
+    keel_err code = s_code (self->db, rc);
+    if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
+        return keel_error_set (err, code, "%s: store is corrupt: %s", self->path,
+                               sqlite3_errmsg (self->db));
+    return keel_error_set (err, code, "%s: %s: %s%s", self->path, what, sqlite3_errmsg (self->db),
+                           code == KEEL_ERR_FULL ? " (disk full)" : "");
+}
+
+// Ends the open transaction, if SQLite has not already rolled it back.
+static void
+s_rollback_now (keel_store_sqlite_t *self)
+{
+    if (!sqlite3_get_autocommit (self->db)) {
+        sqlite3_step (self->q[Q_ROLLBACK]);
+        sqlite3_reset (self->q[Q_ROLLBACK]);
+    }
+    self->in_txn = false;
+}
+
+// A write failed: roll the turn back now and poison the rest of it.
+static keel_err
+s_poison (keel_store_sqlite_t *self, int rc, const char *what)
+{
+    self->poison = s_error (self, &self->poison_err, rc, what);
+    s_rollback_now (self);
+    return self->poison;
+}
+
+// ---------------------------------------------------------------- statements
+
+// Joins the turn's transaction, opening it at the first write.
+static keel_err
+s_begin (keel_store_sqlite_t *self)
+{
+    if (self->poison)
+        return self->poison;
+    if (self->in_txn)
+        return KEEL_OK;
+    int rc = sqlite3_step (self->q[Q_BEGIN]);
+    sqlite3_reset (self->q[Q_BEGIN]);
+    if (rc != SQLITE_DONE)
+        return s_poison (self, rc, "BEGIN");
+    self->in_txn = true;
+    return KEEL_OK;
+}
+
+// Remembers the first failed binding (a value over SQLite's length limit)
+// so that s_run fails the write instead of storing NULL.
+static void
+s_bound (keel_store_sqlite_t *self, int rc)
+{
+    if (rc != SQLITE_OK && self->bind_rc == SQLITE_OK)
+        self->bind_rc = rc;
+}
+
+static void
+s_text (keel_store_sqlite_t *self, sqlite3_stmt *stmt, int col, const char *text)
+{
+    s_bound (self, text ? sqlite3_bind_text (stmt, col, text, -1, SQLITE_STATIC)
+                        : sqlite3_bind_null (stmt, col));
+}
+
+// Binds a blob; NULL data means SQL NULL, a zero-length blob stays a blob.
+static void
+s_blob (keel_store_sqlite_t *self, sqlite3_stmt *stmt, int col, const uint8_t *data, size_t len)
+{
+    s_bound (self, data ? sqlite3_bind_blob64 (stmt, col, len ? (const void *) data : "", len,
+                                               SQLITE_STATIC)
+                        : sqlite3_bind_null (stmt, col));
+}
+
+static void
+s_int (sqlite3_stmt *stmt, int col, int64_t value)
+{
+    sqlite3_bind_int64 (stmt, col, value);
+}
+
+// Runs a bound write statement inside the turn transaction. The bindings
+// point at the caller's buffers and are cleared before returning.
+static keel_err
+s_run (keel_store_sqlite_t *self, s_query_t query)
+{
+    sqlite3_stmt *stmt = self->q[query];
+    int rc = self->bind_rc ? self->bind_rc : sqlite3_step (stmt);
+    self->bind_rc = SQLITE_OK;
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    if (rc != SQLITE_DONE)
+        return s_poison (self, rc, s_sql[query]);
+    return KEEL_OK;
+}
+
+// Returns the statement for query with its transaction open, or NULL after
+// storing the failure in *rc_p.
+static sqlite3_stmt *
+s_write (keel_store_sqlite_t *self, s_query_t query, keel_err *rc_p)
+{
+    *rc_p = s_begin (self);
+    return *rc_p ? NULL : self->q[query];
+}
+
+// Stores or deletes one blob of a task.
+static keel_err
+s_task_blob (keel_store_sqlite_t *self, const char *service_id, uint64_t task_id, int kind,
+             const uint8_t *data, size_t len)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, data ? Q_BLOB_PUT : Q_BLOB_DEL, &rc);
+    if (!stmt)
+        return rc;
+    s_text (self, stmt, 1, service_id);
+    s_int (stmt, 2, (int64_t) task_id);
+    s_int (stmt, 3, kind);
+    if (data)
+        s_blob (self, stmt, 4, data, len);
+    return s_run (self, data ? Q_BLOB_PUT : Q_BLOB_DEL);
+}
+
+// ---------------------------------------------------------------- open
+
+static keel_err
+s_exec (keel_store_sqlite_t *self, const char *sql, keel_error_t *err)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec (self->db, sql, NULL, NULL, &msg);
+    sqlite3_free (msg);
+    return rc == SQLITE_OK ? KEEL_OK : s_error (self, err, rc, sql);
+}
+
+// Runs a query returning one integer (a PRAGMA or a count).
+static keel_err
+s_query_int (keel_store_sqlite_t *self, const char *sql, int64_t *value_p, keel_error_t *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step (stmt);
+        if (rc == SQLITE_ROW) {
+            *value_p = sqlite3_column_int64 (stmt, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    if (rc != SQLITE_OK)
+        rc = sqlite3_errcode (self->db);
+    sqlite3_finalize (stmt);
+    return rc == SQLITE_OK ? KEEL_OK : s_error (self, err, rc, sql);
+}
+
+// Checks the file before SQLite touches it, so that every refusal names the
+// path and the reason; creates an empty file when there is none (SQLite
+// treats an empty file as a new database).
+static keel_err
+s_check_file (const char *path, keel_error_t *err)
+{
+    char dir[4096];
+    snprintf (dir, sizeof dir, "%s", path);
+    char *slash = strrchr (dir, '/');
+    if (!slash)
+        snprintf (dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+
+    struct stat st;
+    if (stat (dir, &st) != 0)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open store directory %s: %s", path,
+                               dir, strerror (errno));
+    if (!S_ISDIR (st.st_mode))
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: %s is not a directory", path, dir);
+    // SQLite creates PATH-wal and PATH-shm next to the store.
+    if (access (dir, W_OK | X_OK) != 0)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: store directory %s is not writable: %s",
+                               path, dir, strerror (errno));
+
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open store: %s", path,
+                               strerror (errno));
+    char header[16];
+    ssize_t got = pread (fd, header, sizeof header, 0);
+    int saved = errno;
+    bool regular = fstat (fd, &st) == 0 && S_ISREG (st.st_mode);
+    close (fd);
+    if (!regular)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: not a regular file", path);
+    if (got < 0)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot read store: %s", path,
+                               strerror (saved));
+    if (got > 0 && (got < (ssize_t) sizeof header || st.st_size < 100
+                    || memcmp (header, "SQLite format 3", 16) != 0))
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: not a SQLite database", path);
+    return KEEL_OK;
+}
+
+// Refuses anything but an empty database or a Keel store this code knows;
+// returns the schema version found through *version_p.
+static keel_err
+s_identify (keel_store_sqlite_t *self, int64_t *version_p, keel_error_t *err)
+{
+    int64_t app_id = 0, objects = 0;
+    keel_err rc = s_query_int (self, "PRAGMA application_id", &app_id, err);
+    if (!rc)
+        rc = s_query_int (self, "PRAGMA user_version", version_p, err);
+    if (!rc)
+        rc = s_query_int (self, "SELECT count(*) FROM sqlite_master", &objects, err);
+    if (rc) {
+        int code = sqlite3_errcode (self->db) & 0xff;
+        if (code == SQLITE_NOTADB)
+            return keel_error_set (err, KEEL_ERR_STORE, "%s: not a SQLite database", self->path);
+        return rc;
+    }
+    if (app_id == 0 && objects == 0 && *version_p == 0)
+        return KEEL_OK;
+    if (app_id != KEEL_STORE_APP_ID)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: not a Keel store (foreign SQLite database)",
+                               self->path);
+    if (*version_p > KEEL_STORE_SCHEMA_VERSION)
+        return keel_error_set (err, KEEL_ERR_STORE,
+                               "%s: store schema version %" PRId64
+                               " is newer than this broker supports (%d); upgrade keel-broker",
+                               self->path, *version_p, KEEL_STORE_SCHEMA_VERSION);
+    return KEEL_OK;
+}
+
+// PRAGMA quick_check: O(N) but catches torn or overwritten pages before the
+// broker trusts the contents.
+static keel_err
+s_quick_check (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (self->db, "PRAGMA quick_check(1)", -1, &stmt, NULL);
+    char verdict[160] = "";
+    if (rc == SQLITE_OK && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        const char *text = (const char *) sqlite3_column_text (stmt, 0);
+        snprintf (verdict, sizeof verdict, "%s", text ? text : "(no verdict)");
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        rc = sqlite3_errcode (self->db);
+    sqlite3_finalize (stmt);
+    if (rc != SQLITE_OK) {
+        int code = rc & 0xff;
+        if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+            return keel_error_set (err, KEEL_ERR_STORE, "%s: store is corrupt: %s", self->path,
+                                   sqlite3_errmsg (self->db));
+        return s_error (self, err, rc, "quick_check");
+    }
+    if (strcmp (verdict, "ok") != 0)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: store is corrupt: %s", self->path, verdict);
+    return KEEL_OK;
+}
+
+// Applies every migration from version to the current one in one
+// transaction; on failure nothing changes.
+static keel_err
+s_migrate (keel_store_sqlite_t *self, int64_t version, keel_error_t *err)
+{
+    if (version == KEEL_STORE_SCHEMA_VERSION)
+        return KEEL_OK;
+    keel_err rc = s_exec (self, "BEGIN IMMEDIATE", err);
+    if (rc)
+        return rc;
+    char sql[80];
+    snprintf (sql, sizeof sql, "PRAGMA application_id = %d", KEEL_STORE_APP_ID);
+    rc = s_exec (self, sql, err);
+    for (int64_t step = version; !rc && step < KEEL_STORE_SCHEMA_VERSION; step++) {
+        rc = s_exec (self, s_migrations[step], err);
+        if (rc)
+            keel_error_prefix (err, "migrating store schema %" PRId64 " -> %" PRId64, step,
+                               step + 1);
+    }
+    snprintf (sql, sizeof sql, "PRAGMA user_version = %d", KEEL_STORE_SCHEMA_VERSION);
+    if (!rc)
+        rc = s_exec (self, sql, err);
+    if (!rc)
+        rc = s_exec (self, "COMMIT", err);
+    if (rc && !sqlite3_get_autocommit (self->db))
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+// The format marker written by migration 0 -> 1 must be there.
+static keel_err
+s_check_marker (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    int64_t found = 0;
+    keel_err rc = s_query_int (self,
+                               "SELECT count(*) FROM keel_meta WHERE name = 'format'"
+                               " AND value = '" KEEL_STORE_FORMAT "'",
+                               &found, err);
+    if (rc || found != 1)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: not a Keel store (no %s marker)",
+                               self->path, KEEL_STORE_FORMAT);
+    return KEEL_OK;
+}
+
+static keel_err
+s_configure (keel_store_sqlite_t *self, keel_store_sync_t sync, keel_error_t *err)
+{
+    sqlite3_busy_timeout (self->db, KEEL_STORE_BUSY_MS);
+    sqlite3_extended_result_codes (self->db, 1);
+    sqlite3_stmt *stmt = NULL;
+    char mode[16] = "";
+    int rc = sqlite3_prepare_v2 (self->db, "PRAGMA journal_mode = WAL", -1, &stmt, NULL);
+    if (rc == SQLITE_OK && sqlite3_step (stmt) == SQLITE_ROW)
+        snprintf (mode, sizeof mode, "%s", (const char *) sqlite3_column_text (stmt, 0));
+    rc = sqlite3_errcode (self->db);
+    sqlite3_finalize (stmt);
+    if (strcmp (mode, "wal") != 0) {
+        if ((rc & 0xff) == SQLITE_NOTADB)
+            return keel_error_set (err, KEEL_ERR_STORE, "%s: not a SQLite database", self->path);
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot switch to WAL mode: %s", self->path,
+                               sqlite3_errmsg (self->db));
+    }
+    // Children are deleted explicitly (service_delete); foreign keys would
+    // add a parent lookup to every hot-path insert and turn an ordering slip
+    // inside a turn into a failed commit.
+    return s_exec (self,
+                   sync == KEEL_STORE_SYNC_FULL
+                       ? "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"
+                         " PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -16384;"
+                       : "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;"
+                         " PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -16384;",
+                   err);
+}
+
+static keel_err
+s_prepare (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    for (int i = 0; i < Q_COUNT; i++) {
+        int rc = sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                     &self->q[i], NULL);
+        if (rc != SQLITE_OK)
+            return s_error (self, err, rc, s_sql[i]);
+    }
+    return KEEL_OK;
+}
+
+static keel_err
+s_open (keel_store_sqlite_t *self, keel_store_sync_t sync, keel_error_t *err)
+{
+    keel_err rc = s_check_file (self->path, err);
+    if (rc)
+        return rc;
+    int src = sqlite3_open_v2 (self->path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                               NULL);
+    if (src != SQLITE_OK)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open store: %s", self->path,
+                               self->db ? sqlite3_errmsg (self->db) : sqlite3_errstr (src));
+    int64_t version = 0;
+    rc = s_identify (self, &version, err);
+    if (!rc && version > 0)
+        rc = s_quick_check (self, err);
+    if (!rc)
+        rc = s_configure (self, sync, err);
+    if (!rc)
+        rc = s_migrate (self, version, err);
+    if (!rc)
+        rc = s_check_marker (self, err);
+    if (!rc)
+        rc = s_prepare (self, err);
+    return rc;
+}
+
+keel_store_sqlite_t *
+keel_store_sqlite_open (const char *path, keel_store_sync_t sync, keel_error_t *err)
+{
+    if (!path || !*path) {
+        keel_error_set (err, KEEL_ERR_STORE, "sqlite: store URI has no path");
+        return NULL;
+    }
+    keel_store_sqlite_t *self = calloc (1, sizeof *self);
+    if (self)
+        self->path = strdup (path);
+    if (!self || !self->path) {
+        free (self);
+        keel_error_set (err, KEEL_ERR_NOMEM, "%s: out of memory", path);
+        return NULL;
+    }
+    if (s_open (self, sync, err) != KEEL_OK)
+        keel_store_sqlite_destroy (&self);
+    return self;
+}
+
+void
+keel_store_sqlite_destroy (keel_store_sqlite_t **self_p)
+{
+    assert (self_p);
+    keel_store_sqlite_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->db && self->in_txn)
+        s_rollback_now (self);
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize (self->q[i]);
+    sqlite3_close (self->db);
+    free (self->path);
+    free (self);
+    *self_p = NULL;
+}
+
+// ---------------------------------------------------------------- transactions
+
+keel_err
+keel_store_sqlite_commit (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    if (self->poison) {
+        keel_err code = self->poison;
+        if (err)
+            *err = self->poison_err;
+        self->poison = KEEL_OK;
+        s_rollback_now (self);
+        return code;
+    }
+    if (!self->in_txn)
+        return KEEL_OK;
+    int rc = sqlite3_step (self->q[Q_COMMIT]);
+    sqlite3_reset (self->q[Q_COMMIT]);
+    if (rc == SQLITE_DONE) {
+        self->in_txn = false;
+        return KEEL_OK;
+    }
+    keel_err code = s_error (self, err, rc, "commit");
+    s_rollback_now (self);
+    return code;
+}
+
+void
+keel_store_sqlite_rollback (keel_store_sqlite_t *self)
+{
+    self->poison = KEEL_OK;
+    s_rollback_now (self);
+}
+
+// The poison message outlives the poison: commit and rollback clear only the code.
+const char *
+keel_store_sqlite_last_error (const keel_store_sqlite_t *self)
+{
+    return self->poison_err.text;
+}
+
+// ---------------------------------------------------------------- writes
+
+keel_err
+keel_store_sqlite_service_put (keel_store_sqlite_t *self, const keel_store_service_t *svc)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_SERVICE_PUT, &rc);
+    if (!stmt)
+        return rc;
+    s_text (self, stmt, 1, svc->service_id);
+    s_text (self, stmt, 2, svc->type ? svc->type : "");
+    s_text (self, stmt, 3, svc->driver_id ? svc->driver_id : "");
+    s_int (stmt, 4, svc->priority);
+    s_int (stmt, 5, svc->max_attempts);
+    s_int (stmt, 6, svc->reschedule_delay_ms);
+    s_blob (self, stmt, 7, svc->init_data, svc->init_len);
+    s_int (stmt, 8, svc->state);
+    s_int (stmt, 9, svc->created_wall_ms);
+    s_int (stmt, 10, svc->closed_wall_ms);
+    return s_run (self, Q_SERVICE_PUT);
+}
+
+keel_err
+keel_store_sqlite_service_state (keel_store_sqlite_t *self, const char *service_id,
+                                 keel_service_state_t state, int64_t wall_ms)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_SERVICE_STATE, &rc);
+    if (!stmt)
+        return rc;
+    s_text (self, stmt, 1, service_id);
+    s_int (stmt, 2, state);
+    s_int (stmt, 3, wall_ms);
+    return s_run (self, Q_SERVICE_STATE);
+}
+
+keel_err
+keel_store_sqlite_service_delete (keel_store_sqlite_t *self, const char *service_id)
+{
+    static const s_query_t steps[] = { Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS,
+                                       Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING, Q_SERVICE_DEL };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        keel_err rc;
+        sqlite3_stmt *stmt = s_write (self, steps[i], &rc);
+        if (!stmt)
+            return rc;
+        s_text (self, stmt, 1, service_id);
+        if ((rc = s_run (self, steps[i])) != KEEL_OK)
+            return rc;
+    }
+    return KEEL_OK;
+}
+
+static void
+s_bind_key (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const char *service_id, uint64_t task_id)
+{
+    s_text (self, stmt, 1, service_id);
+    s_int (stmt, 2, (int64_t) task_id);
+}
+
+keel_err
+keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *task)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_TASK_PUT, &rc);
+    if (!stmt)
+        return rc;
+    s_bind_key (self, stmt, task->service_id, task->task_id);
+    s_int (stmt, 3, task->state);
+    s_int (stmt, 4, task->attempts);
+    s_int (stmt, 5, task->status);
+    s_text (self, stmt, 6, task->error);
+    s_text (self, stmt, 7, task->engine_id);
+    s_int (stmt, 8, (int64_t) task->execution_id);
+    s_int (stmt, 9, (int64_t) task->run_ms);
+    s_int (stmt, 10, (int64_t) task->queued_ms);
+    s_int (stmt, 11, task->result_acked);
+    s_int (stmt, 12, task->checkpoint_wall_ms);
+    if ((rc = s_run (self, Q_TASK_PUT)) != KEEL_OK)
+        return rc;
+    stmt = self->q[Q_TASK_BLOBS_DEL];
+    s_bind_key (self, stmt, task->service_id, task->task_id);
+    if ((rc = s_run (self, Q_TASK_BLOBS_DEL)) != KEEL_OK)
+        return rc;
+    const struct { int kind; const uint8_t *data; size_t len; } blobs[] = {
+        { S_BLOB_INPUT, task->input, task->input_len },
+        { S_BLOB_OUTPUT, task->output, task->output_len },
+        { S_BLOB_CHECKPOINT, task->checkpoint, task->checkpoint_len },
+    };
+    for (size_t i = 0; i < 3 && !rc; i++)
+        if (blobs[i].data)
+            rc = s_task_blob (self, task->service_id, task->task_id, blobs[i].kind, blobs[i].data,
+                              blobs[i].len);
+    return rc;
+}
+
+keel_err
+keel_store_sqlite_task_state (keel_store_sqlite_t *self, const char *service_id, uint64_t task_id,
+                              keel_task_state_t state, uint32_t attempts)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_TASK_STATE, &rc);
+    if (!stmt)
+        return rc;
+    s_bind_key (self, stmt, service_id, task_id);
+    s_int (stmt, 3, state);
+    s_int (stmt, 4, attempts);
+    return s_run (self, Q_TASK_STATE);
+}
+
+keel_err
+keel_store_sqlite_task_result (keel_store_sqlite_t *self, const keel_store_task_t *task)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_TASK_RESULT, &rc);
+    if (!stmt)
+        return rc;
+    s_bind_key (self, stmt, task->service_id, task->task_id);
+    s_int (stmt, 3, task->state);
+    s_int (stmt, 4, task->attempts);
+    s_int (stmt, 5, task->status);
+    s_text (self, stmt, 6, task->error);
+    s_text (self, stmt, 7, task->engine_id);
+    s_int (stmt, 8, (int64_t) task->execution_id);
+    s_int (stmt, 9, (int64_t) task->run_ms);
+    s_int (stmt, 10, (int64_t) task->queued_ms);
+    if ((rc = s_run (self, Q_TASK_RESULT)) != KEEL_OK)
+        return rc;
+    return s_task_blob (self, task->service_id, task->task_id, S_BLOB_OUTPUT, task->output,
+                        task->output_len);
+}
+
+keel_err
+keel_store_sqlite_task_acked (keel_store_sqlite_t *self, const char *service_id, uint64_t task_id)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_TASK_ACKED, &rc);
+    if (!stmt)
+        return rc;
+    s_bind_key (self, stmt, service_id, task_id);
+    return s_run (self, Q_TASK_ACKED);
+}
+
+keel_err
+keel_store_sqlite_task_checkpoint (keel_store_sqlite_t *self, const char *service_id,
+                                   uint64_t task_id, const uint8_t *data, size_t len,
+                                   int64_t wall_ms)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_TASK_CHECKPOINT, &rc);
+    if (!stmt)
+        return rc;
+    s_bind_key (self, stmt, service_id, task_id);
+    s_int (stmt, 3, data ? wall_ms : 0);
+    if ((rc = s_run (self, Q_TASK_CHECKPOINT)) != KEEL_OK)
+        return rc;
+    return s_task_blob (self, service_id, task_id, S_BLOB_CHECKPOINT, data, len);
+}
+
+keel_err
+keel_store_sqlite_execution_put (keel_store_sqlite_t *self, const keel_store_execution_t *exec)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_EXEC_PUT, &rc);
+    if (!stmt)
+        return rc;
+    s_int (stmt, 1, (int64_t) exec->execution_id);
+    s_text (self, stmt, 2, exec->service_id);
+    s_int (stmt, 3, (int64_t) exec->task_id);
+    s_text (self, stmt, 4, exec->engine_id ? exec->engine_id : "");
+    s_int (stmt, 5, exec->attempt);
+    s_int (stmt, 6, exec->started_wall_ms);
+    return s_run (self, Q_EXEC_PUT);
+}
+
+keel_err
+keel_store_sqlite_execution_delete (keel_store_sqlite_t *self, uint64_t execution_id)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_EXEC_DEL, &rc);
+    if (!stmt)
+        return rc;
+    s_int (stmt, 1, (int64_t) execution_id);
+    return s_run (self, Q_EXEC_DEL);
+}
+
+keel_err
+keel_store_sqlite_pending_put (keel_store_sqlite_t *self, const keel_store_pending_t *pending)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_PENDING_PUT, &rc);
+    if (!stmt)
+        return rc;
+    s_bind_key (self, stmt, pending->service_id, pending->task_id);
+    s_int (stmt, 3, (int64_t) pending->execution_id);
+    s_text (self, stmt, 4, pending->engine_id ? pending->engine_id : "");
+    s_int (stmt, 5, pending->has_result);
+    s_int (stmt, 6, pending->status);
+    s_blob (self, stmt, 7, pending->output, pending->output_len);
+    s_text (self, stmt, 8, pending->error);
+    s_int (stmt, 9, (int64_t) pending->run_ms);
+    s_int (stmt, 10, pending->expires_wall_ms);
+    return s_run (self, Q_PENDING_PUT);
+}
+
+keel_err
+keel_store_sqlite_pending_delete (keel_store_sqlite_t *self, const char *service_id,
+                                  uint64_t task_id, uint64_t execution_id)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_PENDING_DEL, &rc);
+    if (!stmt)
+        return rc;
+    s_bind_key (self, stmt, service_id, task_id);
+    s_int (stmt, 3, (int64_t) execution_id);
+    return s_run (self, Q_PENDING_DEL);
+}
+
+// A NULL value removes the key.
+keel_err
+keel_store_sqlite_config_set (keel_store_sqlite_t *self, const char *key, const char *value)
+{
+    s_query_t query = value ? Q_CONFIG_SET : Q_CONFIG_DEL;
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, query, &rc);
+    if (!stmt)
+        return rc;
+    s_text (self, stmt, 1, key);
+    if (value)
+        s_text (self, stmt, 2, value);
+    return s_run (self, query);
+}
+
+// Appends an event; every 1000th insert also drops events older than the
+// newest KEEL_STORE_EVENTS_MAX, so the log stays bounded between
+// maintenance runs.
+keel_err
+keel_store_sqlite_event (keel_store_sqlite_t *self, int64_t wall_ms, const char *kind,
+                         const char *text)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_EVENT, &rc);
+    if (!stmt)
+        return rc;
+    s_int (stmt, 1, wall_ms);
+    s_text (self, stmt, 2, kind ? kind : "");
+    s_text (self, stmt, 3, text ? text : "");
+    if ((rc = s_run (self, Q_EVENT)) != KEEL_OK)
+        return rc;
+    int64_t id = sqlite3_last_insert_rowid (self->db);
+    if (id % 1000 != 0 || id <= KEEL_STORE_EVENTS_MAX)
+        return KEEL_OK;
+    s_int (self->q[Q_EVENT_TRIM], 1, id - KEEL_STORE_EVENTS_MAX);
+    return s_run (self, Q_EVENT_TRIM);
+}
+
+keel_err
+keel_store_sqlite_meta_set (keel_store_sqlite_t *self, const char *name, uint64_t value)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_META_SET, &rc);
+    if (!stmt)
+        return rc;
+    s_text (self, stmt, 1, name);
+    s_int (stmt, 2, (int64_t) value);
+    return s_run (self, Q_META_SET);
+}
+
+// ---------------------------------------------------------------- reads
+
+keel_err
+keel_store_sqlite_meta_get (keel_store_sqlite_t *self, const char *name, uint64_t *value_p)
+{
+    sqlite3_stmt *stmt = self->q[Q_META_GET];
+    s_text (self, stmt, 1, name);
+    int rc = self->bind_rc ? self->bind_rc : sqlite3_step (stmt);
+    self->bind_rc = SQLITE_OK;
+    *value_p = rc == SQLITE_ROW ? (uint64_t) sqlite3_column_int64 (stmt, 0) : 0;
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KEEL_OK : s_code (self->db, rc);
+}
+
+static const char *
+s_col_text (sqlite3_stmt *stmt, int col)
+{
+    return (const char *) sqlite3_column_text (stmt, col);
+}
+
+// A blob column: NULL stays NULL; an empty blob is a non-NULL empty buffer.
+static const uint8_t *
+s_col_blob (sqlite3_stmt *stmt, int col, size_t *len_p)
+{
+    if (sqlite3_column_type (stmt, col) == SQLITE_NULL) {
+        *len_p = 0;
+        return NULL;
+    }
+    const uint8_t *data = sqlite3_column_blob (stmt, col);
+    *len_p = (size_t) sqlite3_column_bytes (stmt, col);
+    return data ? data : (const uint8_t *) "";
+}
+
+static int
+s_load_service (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
+{
+    keel_store_service_t svc = {
+        .service_id = s_col_text (stmt, 0),
+        .type = s_col_text (stmt, 1),
+        .driver_id = s_col_text (stmt, 2),
+        .priority = sqlite3_column_int (stmt, 3),
+        .max_attempts = (uint32_t) sqlite3_column_int64 (stmt, 4),
+        .reschedule_delay_ms = sqlite3_column_int64 (stmt, 5),
+        .state = (keel_service_state_t) sqlite3_column_int (stmt, 7),
+        .created_wall_ms = sqlite3_column_int64 (stmt, 8),
+        .closed_wall_ms = sqlite3_column_int64 (stmt, 9),
+    };
+    svc.init_data = s_col_blob (stmt, 6, &svc.init_len);
+    return loader->service (&svc, arg);
+}
+
+static int
+s_load_task (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
+{
+    keel_store_task_t task = {
+        .service_id = s_col_text (stmt, 0),
+        .task_id = (uint64_t) sqlite3_column_int64 (stmt, 1),
+        .state = (keel_task_state_t) sqlite3_column_int (stmt, 2),
+        .attempts = (uint32_t) sqlite3_column_int64 (stmt, 3),
+        .status = sqlite3_column_int (stmt, 4),
+        .error = s_col_text (stmt, 5),
+        .engine_id = s_col_text (stmt, 6),
+        .execution_id = (uint64_t) sqlite3_column_int64 (stmt, 7),
+        .run_ms = (uint64_t) sqlite3_column_int64 (stmt, 8),
+        .queued_ms = (uint64_t) sqlite3_column_int64 (stmt, 9),
+        .result_acked = sqlite3_column_int (stmt, 10) != 0,
+        .checkpoint_wall_ms = sqlite3_column_int64 (stmt, 11),
+    };
+    task.input = s_col_blob (stmt, 12, &task.input_len);
+    task.output = s_col_blob (stmt, 13, &task.output_len);
+    task.checkpoint = s_col_blob (stmt, 14, &task.checkpoint_len);
+    return loader->task (&task, arg);
+}
+
+static int
+s_load_execution (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
+{
+    keel_store_execution_t exec = {
+        .execution_id = (uint64_t) sqlite3_column_int64 (stmt, 0),
+        .service_id = s_col_text (stmt, 1),
+        .task_id = (uint64_t) sqlite3_column_int64 (stmt, 2),
+        .engine_id = s_col_text (stmt, 3),
+        .attempt = (uint32_t) sqlite3_column_int64 (stmt, 4),
+        .started_wall_ms = sqlite3_column_int64 (stmt, 5),
+    };
+    return loader->execution (&exec, arg);
+}
+
+static int
+s_load_pending (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
+{
+    keel_store_pending_t pending = {
+        .service_id = s_col_text (stmt, 0),
+        .task_id = (uint64_t) sqlite3_column_int64 (stmt, 1),
+        .execution_id = (uint64_t) sqlite3_column_int64 (stmt, 2),
+        .engine_id = s_col_text (stmt, 3),
+        .has_result = sqlite3_column_int (stmt, 4) != 0,
+        .status = sqlite3_column_int (stmt, 5),
+        .error = s_col_text (stmt, 7),
+        .run_ms = (uint64_t) sqlite3_column_int64 (stmt, 8),
+        .expires_wall_ms = sqlite3_column_int64 (stmt, 9),
+    };
+    pending.output = s_col_blob (stmt, 6, &pending.output_len);
+    return loader->pending (&pending, arg);
+}
+
+static int
+s_load_config (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
+{
+    return loader->config (s_col_text (stmt, 0), s_col_text (stmt, 1), arg);
+}
+
+typedef int (s_row_fn) (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg);
+
+// Streams one table's rows to a loader callback, one row in memory at a time.
+static keel_err
+s_load_table (keel_store_sqlite_t *self, const char *what, const char *sql, s_row_fn *row,
+              const keel_store_loader_t *loader, void *arg, keel_error_t *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL);
+    if (rc != SQLITE_OK)
+        return s_error (self, err, rc, what);
+    int stopped = 0;
+    while (!stopped && (rc = sqlite3_step (stmt)) == SQLITE_ROW)
+        stopped = row (stmt, loader, arg);
+    keel_err code = KEEL_OK;
+    if (stopped)
+        code = keel_error_set (err, KEEL_ERR_STORE, "%s: loading %s stopped by the broker (%d)",
+                               self->path, what, stopped);
+    else if (rc != SQLITE_DONE)
+        code = s_error (self, err, rc, what);
+    sqlite3_finalize (stmt);
+    return code;
+}
+
+#define S_BLOB_SQL(kind) \
+    "(SELECT data FROM task_blobs b WHERE b.service_id = t.service_id" \
+    " AND b.task_id = t.task_id AND b.kind = " #kind ")"
+
+keel_err
+keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *loader, void *arg,
+                        keel_error_t *err)
+{
+    const struct { const char *what; const char *sql; s_row_fn *row; bool wanted; } tables[] = {
+        { "services", "SELECT * FROM services ORDER BY created_wall_ms, service_id",
+          s_load_service, loader->service != NULL },
+        { "tasks",
+          "SELECT t.service_id, t.task_id, t.state, t.attempts, t.status, t.error, t.engine_id,"
+          " t.execution_id, t.run_ms, t.queued_ms, t.acked, t.checkpoint_wall_ms, "
+          S_BLOB_SQL (0) ", " S_BLOB_SQL (1) ", " S_BLOB_SQL (2)
+          " FROM tasks t ORDER BY t.service_id, t.task_id",
+          s_load_task, loader->task != NULL },
+        { "executions", "SELECT * FROM executions ORDER BY execution_id", s_load_execution,
+          loader->execution != NULL },
+        { "pending", "SELECT * FROM pending ORDER BY service_id, task_id, execution_id",
+          s_load_pending, loader->pending != NULL },
+        { "config", "SELECT key, value FROM config ORDER BY key", s_load_config,
+          loader->config != NULL },
+    };
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        if (!tables[i].wanted)
+            continue;
+        keel_err rc = s_load_table (self, tables[i].what, tables[i].sql, tables[i].row, loader,
+                                    arg, err);
+        if (rc)
+            return rc;
+    }
+    return KEEL_OK;
+}
+
+keel_err
+keel_store_sqlite_events (keel_store_sqlite_t *self, int limit, keel_store_event_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (self->db,
+                                 "SELECT wall_ms, kind, text FROM (SELECT * FROM events"
+                                 " ORDER BY id DESC LIMIT ?1) ORDER BY id",
+                                 -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int (stmt, 1, limit < 0 ? 0 : limit);
+        while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+            fn (sqlite3_column_int64 (stmt, 0), s_col_text (stmt, 1), s_col_text (stmt, 2), arg);
+    }
+    sqlite3_finalize (stmt);
+    return rc == SQLITE_DONE ? KEEL_OK : s_code (self->db, rc);
+}
+
+// ---------------------------------------------------------------- maintenance
+
+// Collects the ids of services maintenance may purge: closed or cancelled
+// before cutoff, with no task left whose result the driver has not acked.
+static keel_err
+s_purgeable (keel_store_sqlite_t *self, int64_t cutoff, char ***ids_p, size_t *count_p,
+             keel_error_t *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (self->db,
+                                 "SELECT service_id FROM services s WHERE state IN (1, 2)"
+                                 " AND closed_wall_ms < ?1 AND NOT EXISTS (SELECT 1 FROM tasks t"
+                                 " WHERE t.service_id = s.service_id AND t.acked = 0"
+                                 " AND t.state <> 4)",
+                                 -1, &stmt, NULL);
+    if (rc != SQLITE_OK)
+        return s_error (self, err, rc, "maintenance");
+    sqlite3_bind_int64 (stmt, 1, cutoff);
+    char **ids = NULL;
+    size_t count = 0;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        char **grown = realloc (ids, (count + 1) * sizeof *ids);
+        char *id = strdup (s_col_text (stmt, 0));
+        if (!grown || !id) {
+            free (id);
+            ids = grown ? grown : ids;
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        ids = grown;
+        ids[count++] = id;
+    }
+    keel_err code = rc == SQLITE_DONE ? KEEL_OK : s_error (self, err, rc, "maintenance");
+    sqlite3_finalize (stmt);
+    *ids_p = ids;
+    *count_p = count;
+    return code;
+}
+
+// Deletes the purgeable services inside the (lazily opened) transaction.
+static keel_err
+s_purge (keel_store_sqlite_t *self, int64_t cutoff, uint64_t *purged_p, keel_error_t *err)
+{
+    char **ids = NULL;
+    size_t count = 0;
+    keel_err rc = s_purgeable (self, cutoff, &ids, &count, err);
+    for (size_t i = 0; i < count && !rc; i++)
+        rc = keel_store_sqlite_service_delete (self, ids[i]);
+    for (size_t i = 0; i < count; i++)
+        free (ids[i]);
+    free (ids);
+    if (!rc)
+        *purged_p = count;
+    return rc;
+}
+
+keel_err
+keel_store_sqlite_maintenance (keel_store_sqlite_t *self, int64_t now_wall_ms, int64_t retention_ms,
+                               keel_store_maintenance_t *report, keel_error_t *err)
+{
+    if (self->in_txn || self->poison)
+        return keel_error_set (err, KEEL_ERR_STATE,
+                               "%s: maintenance inside a loop-turn transaction", self->path);
+    keel_store_maintenance_t result = { .bytes_before = keel_store_sqlite_size (self) };
+    keel_err rc = s_purge (self, now_wall_ms - retention_ms, &result.services_purged, err);
+    if (!rc)
+        rc = s_begin (self);
+    if (!rc)
+        rc = s_exec (self, S_EVENT_TRIM_SQL, err);
+    // Commit also reports (and clears) a write that failed during the purge.
+    if (!rc || self->poison)
+        rc = keel_store_sqlite_commit (self, err);
+    else
+        keel_store_sqlite_rollback (self);
+    if (!rc)
+        rc = s_exec (self, "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+                     err);
+    result.bytes_after = keel_store_sqlite_size (self);
+    if (report)
+        *report = result;
+    return rc;
+}
+
+static uint64_t
+s_file_size (const char *path)
+{
+    struct stat st;
+    return stat (path, &st) == 0 ? (uint64_t) st.st_size : 0;
+}
+
+uint64_t
+keel_store_sqlite_size (keel_store_sqlite_t *self)
+{
+    char wal[4200];
+    snprintf (wal, sizeof wal, "%s-wal", self->path);
+    return s_file_size (self->path) + s_file_size (wal);
+}

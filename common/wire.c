@@ -1,0 +1,779 @@
+/*  wire.c — the codec: Envelope <-> bytes, with validation.
+
+    Decoding happens in three steps, each of which may refuse the frame:
+    1. protobuf-c unpacks it through a capped allocator, so a frame of many
+       empty submessages cannot make it allocate without bound;
+    2. the raw bytes are walked once with the message descriptors to find
+       strings holding a NUL (protobuf-c would silently cut them short);
+    3. keel_wire_validate checks the envelope and its body against the
+       table of bodies below (who may send it, and what it must carry).
+*/
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include "wire.h"
+
+#define S_ALLOC_FACTOR      16                  // bytes allocated per frame byte
+#define S_ALLOC_SLACK       (64 * 1024)
+#define S_MAX_SLOTS         4096
+#define S_MAX_SERVICE_TYPES 256
+#define S_MAX_ADMIN_ARGS    16
+#define S_MIN_HEARTBEAT_MS  10
+#define S_MAX_DEPTH         8                   // nesting the NUL scan follows
+
+#define S_SENDER(kind)      (1u << (KEEL__SENDER_KIND__SENDER_ ## kind))
+
+// ---------------------------------------------------------------- checks
+
+// Each check returns true when the value is acceptable; otherwise it fills
+// err with "where: what" and returns false.
+static bool
+s_fail (keel_error_t *err, const char *where, const char *fmt, ...)
+{
+    char what [200];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (what, sizeof what, fmt, args);
+    va_end (args);
+    keel_error_set (err, KEEL_ERR_INVALID, "%s: %s", where, what);
+    return false;
+}
+
+static bool
+s_has (keel_error_t *err, const char *where, const char *field, bool present)
+{
+    return present || s_fail (err, where, "missing %s", field);
+}
+
+// Describes why text is not a well formed name of at most max characters
+// drawn from [A-Za-z0-9_.-] (plus ':' when colon), or NULL when it is.
+static const char *
+s_name_problem (const char *text, size_t max, bool colon)
+{
+    size_t len = strnlen (text, max + 1);
+    if (len == 0)
+        return "empty";
+    if (len > max)
+        return "too long";
+    for (size_t i = 0; i < len; i++) {
+        char c = text [i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+               || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'
+               || (colon && c == ':');
+        if (!ok)
+            return "bad character";
+    }
+    return NULL;
+}
+
+static bool
+s_id (keel_error_t *err, const char *where, const char *field, const char *id, bool required)
+{
+    if (!id)
+        return !required || s_fail (err, where, "missing %s", field);
+    const char *problem = s_name_problem (id, KEEL_ID_MAX, true);
+    return !problem || s_fail (err, where, "%s: bad id (%s)", field, problem);
+}
+
+static bool
+s_type (keel_error_t *err, const char *where, const char *field, const char *type)
+{
+    if (!type)
+        return s_fail (err, where, "missing %s", field);
+    const char *problem = s_name_problem (type, KEEL_TYPE_MAX, false);
+    return !problem || s_fail (err, where, "%s: bad service type (%s)", field, problem);
+}
+
+// Texts are NUL free by construction here: decode refuses embedded NULs.
+static bool
+s_text (keel_error_t *err, const char *where, const char *field, const char *text,
+        bool required, size_t max)
+{
+    if (!text)
+        return !required || s_fail (err, where, "missing %s", field);
+    if (required && *text == 0)
+        return s_fail (err, where, "%s: empty", field);
+    return strnlen (text, max + 1) <= max
+        || s_fail (err, where, "%s: longer than %zu bytes", field, max);
+}
+
+static bool
+s_count (keel_error_t *err, const char *where, const char *field, size_t n,
+         size_t min, size_t max)
+{
+    if (n < min)
+        return s_fail (err, where, "%s: needs at least %zu entries", field, min);
+    return n <= max || s_fail (err, where, "%s: more than %zu entries", field, max);
+}
+
+static bool
+s_id_list (keel_error_t *err, const char *where, const char *field, size_t n,
+           char **ids, size_t min)
+{
+    if (!s_count (err, where, field, n, min, KEEL_LIST_MAX))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char name [64];
+        snprintf (name, sizeof name, "%s[%zu]", field, i);
+        if (!s_id (err, where, name, ids [i], true))
+            return false;
+    }
+    return true;
+}
+
+// Optional enum field: when present its value must lie in lo..hi.
+static bool
+s_enum (keel_error_t *err, const char *where, const char *field, bool has, int value,
+        int lo, int hi)
+{
+    return !has || (value >= lo && value <= hi)
+        || s_fail (err, where, "%s: value %d out of range", field, value);
+}
+
+// ---------------------------------------------------------------- bodies
+
+static bool
+s_check_heartbeat (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    return s_count (err, w, "running", env->heartbeat->n_running, 0, KEEL_LIST_MAX);
+}
+
+static bool
+s_check_relogin (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    return s_text (err, w, "reason", env->relogin->reason, false, KEEL_TEXT_MAX);
+}
+
+static bool
+s_check_notice (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__Notice *m = env->notice;
+    return s_enum (err, w, "level", m->has_level, m->level,
+                   KEEL__NOTICE_LEVEL__NOTICE_INFO, KEEL__NOTICE_LEVEL__NOTICE_ERROR)
+        && s_text (err, w, "text", m->text, true, KEEL_TEXT_MAX)
+        && s_id (err, w, "service_id", m->service_id, false);
+}
+
+static bool
+s_check_driver_hello (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__DriverHello *m = env->driver_hello;
+    return s_id (err, w, "driver_id", m->driver_id, true)
+        && s_id_list (err, w, "services", m->n_services, m->services, 0);
+}
+
+static bool
+s_check_driver_welcome (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__DriverWelcome *m = env->driver_welcome;
+    if (!s_text (err, w, "broker_name", m->broker_name, true, KEEL_TEXT_MAX)
+    ||  !s_has (err, w, "heartbeat_ms", m->has_heartbeat_ms))
+        return false;
+    if (m->heartbeat_ms < S_MIN_HEARTBEAT_MS)
+        return s_fail (err, w, "heartbeat_ms: below %d", S_MIN_HEARTBEAT_MS);
+    return s_id_list (err, w, "unknown_services", m->n_unknown_services,
+                      m->unknown_services, 0);
+}
+
+static bool
+s_check_submit_service (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__SubmitService *m = env->submit_service;
+    if (!s_id (err, w, "service_id", m->service_id, true)
+    ||  !s_type (err, w, "type", m->type))
+        return false;
+    return !m->has_reschedule_delay_ms || m->reschedule_delay_ms >= -1
+        || s_fail (err, w, "reschedule_delay_ms: below -1");
+}
+
+static bool
+s_check_submit_tasks (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__SubmitTasks *m = env->submit_tasks;
+    if (!s_id (err, w, "service_id", m->service_id, true)
+    ||  !s_count (err, w, "tasks", m->n_tasks, 1, KEEL_LIST_MAX))
+        return false;
+    for (size_t i = 0; i < m->n_tasks; i++)
+        if (!m->tasks [i]->has_task_id)
+            return s_fail (err, w, "tasks[%zu]: missing task_id", i);
+    return true;
+}
+
+static bool
+s_check_accepted (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__Accepted *m = env->accepted;
+    return s_id (err, w, "service_id", m->service_id, true)
+        && s_count (err, w, "task_ids", m->n_task_ids, 0, KEEL_LIST_MAX);
+}
+
+static bool
+s_check_refused (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__Refused *m = env->refused;
+    return s_id (err, w, "service_id", m->service_id, true)
+        && s_count (err, w, "task_ids", m->n_task_ids, 0, KEEL_LIST_MAX)
+        && s_has (err, w, "code", m->has_code)
+        && s_enum (err, w, "code", true, m->code, KEEL__REFUSE_CODE__REFUSE_UNKNOWN_SERVICE,
+                   KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED)
+        && s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX);
+}
+
+static bool
+s_check_task_results (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__TaskResults *m = env->task_results;
+    if (!s_count (err, w, "results", m->n_results, 1, KEEL_LIST_MAX))
+        return false;
+    for (size_t i = 0; i < m->n_results; i++) {
+        const Keel__TaskResult *r = m->results [i];
+        char where [64];
+        snprintf (where, sizeof where, "%s: results[%zu]", w, i);
+        if (!s_id (err, where, "service_id", r->service_id, true)
+        ||  !s_has (err, where, "task_id", r->has_task_id)
+        ||  !s_has (err, where, "status", r->has_status)
+        ||  !s_enum (err, where, "status", true, r->status, KEEL__TASK_STATUS__STATUS_OK,
+                     KEEL__TASK_STATUS__STATUS_CANCELLED)
+        ||  !s_text (err, where, "error", r->error, false, KEEL_TEXT_MAX)
+        ||  !s_id (err, where, "engine_id", r->engine_id, false))
+            return false;
+    }
+    return true;
+}
+
+// Drivers acknowledge results by service and task ids, brokers by execution ids.
+static bool
+s_check_result_ack (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__ResultAck *m = env->result_ack;
+    if (env->sender == KEEL__SENDER_KIND__SENDER_DRIVER) {
+        if (m->n_execution_ids)
+            return s_fail (err, w, "execution_ids: not allowed from a driver");
+        return s_id (err, w, "service_id", m->service_id, true)
+            && s_count (err, w, "task_ids", m->n_task_ids, 1, KEEL_LIST_MAX);
+    }
+    if (m->service_id || m->n_task_ids)
+        return s_fail (err, w, "service_id, task_ids: not allowed from a broker");
+    return s_count (err, w, "execution_ids", m->n_execution_ids, 1, KEEL_LIST_MAX);
+}
+
+static bool
+s_check_close_service (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    return s_id (err, w, "service_id", env->close_service->service_id, true);
+}
+
+static bool
+s_check_cancel_service (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    return s_id (err, w, "service_id", env->cancel_service->service_id, true);
+}
+
+static bool
+s_check_detach (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__Detach *m = env->detach;
+    return s_id_list (err, w, "service_ids", m->n_service_ids, m->service_ids, 1);
+}
+
+// An engine's Result, on its own or inside a held task.
+static bool
+s_check_result_msg (const Keel__Result *r, const char *w, keel_error_t *err)
+{
+    return s_id (err, w, "service_id", r->service_id, true)
+        && s_has (err, w, "task_id", r->has_task_id)
+        && s_has (err, w, "execution_id", r->has_execution_id)
+        && s_has (err, w, "status", r->has_status)
+        && s_enum (err, w, "status", true, r->status, KEEL__TASK_STATUS__STATUS_OK,
+                   KEEL__TASK_STATUS__STATUS_FAILED)
+        && s_text (err, w, "error", r->error, false, KEEL_TEXT_MAX);
+}
+
+static bool
+s_check_held (const Keel__HeldTask *h, const char *w, keel_error_t *err)
+{
+    if (!s_id (err, w, "service_id", h->service_id, true)
+    ||  !s_has (err, w, "task_id", h->has_task_id)
+    ||  !s_has (err, w, "execution_id", h->has_execution_id)
+    ||  !s_enum (err, w, "state", h->has_state, h->state, KEEL__HELD_STATE__HELD_RUNNING,
+                 KEEL__HELD_STATE__HELD_DONE)
+    ||  !s_text (err, w, "broker_name", h->broker_name, false, KEEL_TEXT_MAX))
+        return false;
+    bool done = h->has_state && h->state == KEEL__HELD_STATE__HELD_DONE;
+    if (!done)
+        return !h->result || s_fail (err, w, "result: not allowed on a running task");
+    if (!h->result)
+        return s_fail (err, w, "missing result (state DONE)");
+    char where [80];
+    snprintf (where, sizeof where, "%s: result", w);
+    if (!s_check_result_msg (h->result, where, err))
+        return false;
+    if (strcmp (h->result->service_id, h->service_id) != 0
+    ||  h->result->task_id != h->task_id
+    ||  h->result->execution_id != h->execution_id)
+        return s_fail (err, where, "ids differ from the held task's");
+    return true;
+}
+
+static bool
+s_check_engine_login (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__EngineLogin *m = env->engine_login;
+    if (!s_id (err, w, "engine_id", m->engine_id, true)
+    ||  !s_id (err, w, "session", m->session, true)
+    ||  !s_text (err, w, "host", m->host, false, KEEL_TEXT_MAX)
+    ||  !s_has (err, w, "slots", m->has_slots))
+        return false;
+    if (m->slots < 1 || m->slots > S_MAX_SLOTS)
+        return s_fail (err, w, "slots: %u not in 1..%d", m->slots, S_MAX_SLOTS);
+    if (!s_count (err, w, "service_types", m->n_service_types, 1, S_MAX_SERVICE_TYPES))
+        return false;
+    for (size_t i = 0; i < m->n_service_types; i++) {
+        char name [40];
+        snprintf (name, sizeof name, "service_types[%zu]", i);
+        if (!s_type (err, w, name, m->service_types [i]))
+            return false;
+    }
+    if (!s_count (err, w, "held", m->n_held, 0, KEEL_LIST_MAX))
+        return false;
+    for (size_t i = 0; i < m->n_held; i++) {
+        char where [64];
+        snprintf (where, sizeof where, "%s: held[%zu]", w, i);
+        if (!s_check_held (m->held [i], where, err))
+            return false;
+    }
+    return true;
+}
+
+static bool
+s_check_login_reply (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__LoginReply *m = env->login_reply;
+    if (!s_has (err, w, "ok", m->has_ok)
+    ||  !s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX)
+    ||  !s_text (err, w, "broker_name", m->broker_name, false, KEEL_TEXT_MAX)
+    ||  !s_count (err, w, "verdicts", m->n_verdicts, 0, KEEL_LIST_MAX))
+        return false;
+    if (m->ok) {
+        if (!s_has (err, w, "heartbeat_ms", m->has_heartbeat_ms)
+        ||  !s_has (err, w, "engine_timeout_ms", m->has_engine_timeout_ms))
+            return false;
+        if (m->heartbeat_ms < S_MIN_HEARTBEAT_MS)
+            return s_fail (err, w, "heartbeat_ms: below %d", S_MIN_HEARTBEAT_MS);
+        if (m->engine_timeout_ms == 0)
+            return s_fail (err, w, "engine_timeout_ms: zero");
+    }
+    for (size_t i = 0; i < m->n_verdicts; i++) {
+        const Keel__TaskVerdict *v = m->verdicts [i];
+        char where [64];
+        snprintf (where, sizeof where, "%s: verdicts[%zu]", w, i);
+        if (!s_id (err, where, "service_id", v->service_id, true)
+        ||  !s_has (err, where, "task_id", v->has_task_id)
+        ||  !s_has (err, where, "execution_id", v->has_execution_id)
+        ||  !s_enum (err, where, "verdict", v->has_verdict, v->verdict,
+                     KEEL__VERDICT__VERDICT_KEEP, KEEL__VERDICT__VERDICT_HOLD))
+            return false;
+    }
+    return true;
+}
+
+static bool
+s_check_assign (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__Assign *m = env->assign;
+    return s_id (err, w, "service_id", m->service_id, true)
+        && s_type (err, w, "type", m->type)
+        && s_has (err, w, "task_id", m->has_task_id)
+        && s_has (err, w, "execution_id", m->has_execution_id);
+}
+
+static bool
+s_check_result (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    return s_check_result_msg (env->result, w, err);
+}
+
+static bool
+s_check_checkpoint (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__Checkpoint *m = env->checkpoint;
+    return s_id (err, w, "service_id", m->service_id, true)
+        && s_has (err, w, "task_id", m->has_task_id)
+        && s_has (err, w, "execution_id", m->has_execution_id);
+}
+
+static bool
+s_check_cancel (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__Cancel *m = env->cancel;
+    return s_count (err, w, "execution_ids", m->n_execution_ids, 1, KEEL_LIST_MAX)
+        && s_text (err, w, "reason", m->reason, false, KEEL_TEXT_MAX);
+}
+
+static bool
+s_check_logoff (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    return s_text (err, w, "reason", env->logoff->reason, false, KEEL_TEXT_MAX);
+}
+
+static bool
+s_check_admin_request (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__AdminRequest *m = env->admin_request;
+    if (!s_text (err, w, "command", m->command, true, KEEL_TEXT_MAX)
+    ||  !s_count (err, w, "args", m->n_args, 0, S_MAX_ADMIN_ARGS))
+        return false;
+    for (size_t i = 0; i < m->n_args; i++) {
+        char name [32];
+        snprintf (name, sizeof name, "args[%zu]", i);
+        if (!s_text (err, w, name, m->args [i], false, KEEL_TEXT_MAX))
+            return false;
+    }
+    return true;
+}
+
+// json and text carry whole listings: bounded by the frame size only.
+static bool
+s_check_admin_reply (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__AdminReply *m = env->admin_reply;
+    return s_has (err, w, "ok", m->has_ok)
+        && s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX);
+}
+
+typedef bool (s_check_fn) (const keel_env_t *env, const char *where, keel_error_t *err);
+
+#define S_BODY(upper, lower, senders) \
+    { KEEL__ENVELOPE__BODY_ ## upper, #lower, senders, s_check_ ## lower }
+#define S_DRIVER        S_SENDER (DRIVER)
+#define S_ENGINE        S_SENDER (ENGINE)
+#define S_ADMIN         S_SENDER (ADMIN)
+#define S_BROKER        S_SENDER (BROKER)
+
+// Who may send each body, and what it must carry.
+static const struct {
+    Keel__Envelope__BodyCase body;
+    const char *name;
+    unsigned senders;           // S_SENDER bits allowed to send it
+    s_check_fn *check;
+} s_bodies [] = {
+    S_BODY (HEARTBEAT,      heartbeat,      S_DRIVER | S_ENGINE | S_BROKER),
+    S_BODY (RELOGIN,        relogin,        S_BROKER),
+    S_BODY (NOTICE,         notice,         S_BROKER),
+    S_BODY (DRIVER_HELLO,   driver_hello,   S_DRIVER),
+    S_BODY (DRIVER_WELCOME, driver_welcome, S_BROKER),
+    S_BODY (SUBMIT_SERVICE, submit_service, S_DRIVER),
+    S_BODY (SUBMIT_TASKS,   submit_tasks,   S_DRIVER),
+    S_BODY (ACCEPTED,       accepted,       S_BROKER),
+    S_BODY (REFUSED,        refused,        S_BROKER),
+    S_BODY (TASK_RESULTS,   task_results,   S_BROKER),
+    S_BODY (RESULT_ACK,     result_ack,     S_DRIVER | S_BROKER),
+    S_BODY (CLOSE_SERVICE,  close_service,  S_DRIVER),
+    S_BODY (CANCEL_SERVICE, cancel_service, S_DRIVER),
+    S_BODY (DETACH,         detach,         S_DRIVER),
+    S_BODY (ENGINE_LOGIN,   engine_login,   S_ENGINE),
+    S_BODY (LOGIN_REPLY,    login_reply,    S_BROKER),
+    S_BODY (ASSIGN,         assign,         S_BROKER),
+    S_BODY (RESULT,         result,         S_ENGINE),
+    S_BODY (CHECKPOINT,     checkpoint,     S_ENGINE),
+    S_BODY (CANCEL,         cancel,         S_BROKER),
+    S_BODY (LOGOFF,         logoff,         S_ENGINE),
+    S_BODY (ADMIN_REQUEST,  admin_request,  S_ADMIN),
+    S_BODY (ADMIN_REPLY,    admin_reply,    S_BROKER),
+};
+#define S_BODIES (sizeof s_bodies / sizeof s_bodies [0])
+
+static const char *s_sender_names [] = {
+    "an unknown sender", "a driver", "an engine", "an admin", "a broker"
+};
+
+static int
+s_body_index (Keel__Envelope__BodyCase body)
+{
+    for (size_t i = 0; i < S_BODIES; i++)
+        if (s_bodies [i].body == body)
+            return (int) i;
+    return -1;
+}
+
+const char *
+keel_wire_body_name (const keel_env_t *env)
+{
+    int index = env? s_body_index (env->body_case): -1;
+    return index < 0? "none": s_bodies [index].name;
+}
+
+keel_err
+keel_wire_validate (const keel_env_t *env, keel_error_t *err)
+{
+    if (!env)
+        return keel_error_set (err, KEEL_ERR_INVALID, "envelope: missing");
+    if (!env->has_version)
+        return keel_error_set (err, KEEL_ERR_INVALID, "envelope: missing version");
+    if (env->version != KEEL_PROTOCOL_VERSION)
+        return keel_error_set (err, KEEL_ERR_INVALID, "envelope: version %u, expected %d",
+                               env->version, KEEL_PROTOCOL_VERSION);
+    if (!env->has_sender)
+        return keel_error_set (err, KEEL_ERR_INVALID, "envelope: missing sender");
+    if ((int) env->sender <= KEEL__SENDER_KIND__SENDER_UNKNOWN
+    ||  (int) env->sender > KEEL__SENDER_KIND__SENDER_BROKER)
+        return keel_error_set (err, KEEL_ERR_INVALID, "envelope: sender: value %d out of range",
+                               (int) env->sender);
+    if (env->body_case == KEEL__ENVELOPE__BODY__NOT_SET)
+        return keel_error_set (err, KEEL_ERR_INVALID, "envelope: no body");
+    int index = s_body_index (env->body_case);
+    // A body case outside the table cannot come out of protobuf-c, but a
+    // locally built envelope may carry anything.
+    if (index < 0 || !env->heartbeat)
+        return keel_error_set (err, KEEL_ERR_INVALID, "envelope: bad body %d",
+                               (int) env->body_case);
+    if (!(s_bodies [index].senders & (1u << env->sender)))
+        return keel_error_set (err, KEEL_ERR_INVALID, "%s: not allowed from %s",
+                               s_bodies [index].name, s_sender_names [env->sender]);
+    if (!s_bodies [index].check (env, s_bodies [index].name, err))
+        return KEEL_ERR_INVALID;
+    return KEEL_OK;
+}
+
+// ---------------------------------------------------------------- decoding
+
+typedef struct {
+    size_t used;        // bytes handed out so far (frees are not subtracted)
+    size_t cap;
+    bool over_cap;
+    bool no_memory;
+} s_budget_t;
+
+static void *
+s_budget_alloc (void *data, size_t size)
+{
+    s_budget_t *budget = (s_budget_t *) data;
+    if (size > budget->cap - budget->used) {
+        budget->over_cap = true;
+        return NULL;
+    }
+    void *block = malloc (size? size: 1);
+    if (!block) {
+        budget->no_memory = true;
+        return NULL;
+    }
+    budget->used += size;
+    return block;
+}
+
+static void
+s_budget_free (void *data, void *block)
+{
+    (void) data;
+    free (block);
+}
+
+static bool
+s_read_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
+{
+    *value = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t byte = *(*p)++;
+        *value |= (uint64_t) (byte & 0x7f) << shift;
+        if (!(byte & 0x80))
+            return true;
+    }
+    return false;
+}
+
+// Walks the encoded message and reports the first string field holding a
+// NUL byte (protobuf-c would hand it over cut short at the NUL). Returns
+// false with err filled on a NUL or on bytes it cannot walk.
+static bool
+s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescriptor *desc,
+                int depth, keel_error_t *err)
+{
+    const uint8_t *p = data, *end = data + size;
+    while (p < end) {
+        uint64_t key, length;
+        if (!s_read_varint (&p, end, &key))
+            return keel_error_set (err, KEEL_ERR_INVALID, "bad field key"), false;
+        switch (key & 7) {
+            case 0:
+                if (!s_read_varint (&p, end, &length))
+                    return keel_error_set (err, KEEL_ERR_INVALID, "bad varint"), false;
+                continue;
+            case 1: length = 8; break;
+            case 5: length = 4; break;
+            case 2:
+                if (!s_read_varint (&p, end, &length))
+                    return keel_error_set (err, KEEL_ERR_INVALID, "bad length"), false;
+                break;
+            default:
+                return keel_error_set (err, KEEL_ERR_INVALID, "bad wire type"), false;
+        }
+        if (length > (uint64_t) (end - p))
+            return keel_error_set (err, KEEL_ERR_INVALID, "field past the end"), false;
+        const ProtobufCFieldDescriptor *field = (key & 7) == 2 && (key >> 3) <= UINT32_MAX
+            ? protobuf_c_message_descriptor_get_field (desc, (unsigned) (key >> 3)): NULL;
+        if (field && field->type == PROTOBUF_C_TYPE_STRING && memchr (p, 0, length))
+            return keel_error_set (err, KEEL_ERR_INVALID, "%s.%s: embedded NUL",
+                                   desc->short_name, field->name), false;
+        if (field && field->type == PROTOBUF_C_TYPE_MESSAGE && depth < S_MAX_DEPTH
+        &&  !s_scan_strings (p, length, field->descriptor, depth + 1, err))
+            return false;
+        p += length;
+    }
+    return true;
+}
+
+keel_env_t *
+keel_wire_decode (const uint8_t *data, size_t size, keel_error_t *err)
+{
+    if (!data && size)
+        return keel_error_set (err, KEEL_ERR_INVALID, "no data"), NULL;
+    s_budget_t budget = { 0, size * S_ALLOC_FACTOR + S_ALLOC_SLACK, false, false };
+    if (size > (SIZE_MAX - S_ALLOC_SLACK) / S_ALLOC_FACTOR)
+        budget.cap = SIZE_MAX;
+    ProtobufCAllocator allocator = { s_budget_alloc, s_budget_free, &budget };
+    keel_env_t *env = keel__envelope__unpack (&allocator, size, data);
+    if (!env) {
+        if (budget.over_cap)
+            keel_error_set (err, KEEL_ERR_NOMEM, "message too large to decode");
+        else
+        if (budget.no_memory)
+            keel_error_set (err, KEEL_ERR_NOMEM, "out of memory decoding a message");
+        else
+            keel_error_set (err, KEEL_ERR_INVALID, "not a valid protobuf message");
+        return NULL;
+    }
+    if ((size && !s_scan_strings (data, size, &keel__envelope__descriptor, 0, err))
+    ||  keel_wire_validate (env, err) != KEEL_OK) {
+        keel_wire_free (&env);
+        return NULL;
+    }
+    return env;
+}
+
+void
+keel_wire_free (keel_env_t **env_p)
+{
+    if (env_p && *env_p) {
+        // Blocks came from malloc, so the default allocator frees them.
+        keel__envelope__free_unpacked (*env_p, NULL);
+        *env_p = NULL;
+    }
+}
+
+// ---------------------------------------------------------------- encoding and sending
+
+zframe_t *
+keel_wire_encode (keel_env_t *env)
+{
+    if (env->version == 0)
+        env->version = KEEL_PROTOCOL_VERSION;
+    env->has_version = true;
+    if (env->sender != KEEL__SENDER_KIND__SENDER_UNKNOWN)
+        env->has_sender = true;
+    size_t size = keel__envelope__get_packed_size (env);
+    zframe_t *frame = zframe_new (NULL, size);
+    if (frame)
+        keel__envelope__pack (env, zframe_data (frame));
+    return frame;
+}
+
+keel_err
+keel_wire_send (zsock_t *dealer, keel_env_t *env)
+{
+    zframe_t *frame = keel_wire_encode (env);
+    if (!frame)
+        return KEEL_ERR_NOMEM;
+    if (zframe_send (&frame, dealer, ZFRAME_DONTWAIT) == 0)
+        return KEEL_OK;
+    int saved = errno;
+    zframe_destroy (&frame);
+    errno = saved;
+    return KEEL_ERR_IO;
+}
+
+// Once the identity frame is out, the ROUTER is in the middle of a message
+// for that peer: whatever is sent next is appended to it. So if the payload
+// fails (ROUTER never refuses a later part for a full pipe, but a signal or
+// a terminating context can interrupt any send) it is retried once, then the
+// message is ended with an empty frame the peer drops as malformed. Nothing
+// is left open to swallow the next message.
+keel_err
+keel_wire_send_frames (zsock_t *router, zframe_t *identity, zframe_t *payload)
+{
+    if (zframe_send (&identity, router, ZFRAME_MORE | ZFRAME_REUSE | ZFRAME_DONTWAIT) != 0)
+        return KEEL_ERR_IO;
+    if (zframe_send (&payload, router, ZFRAME_REUSE | ZFRAME_DONTWAIT) == 0)
+        return KEEL_OK;
+    int saved = errno;
+    if (zframe_send (&payload, router, ZFRAME_REUSE | ZFRAME_DONTWAIT) == 0)
+        return KEEL_OK;
+    zframe_t *end = zframe_new_empty ();
+    if (end && zframe_send (&end, router, ZFRAME_DONTWAIT) != 0)
+        zframe_destroy (&end);
+    errno = saved;
+    return KEEL_ERR_IO;
+}
+
+keel_err
+keel_wire_send_to (zsock_t *router, zframe_t *identity, keel_env_t *env)
+{
+    zframe_t *payload = keel_wire_encode (env);
+    if (!payload)
+        return KEEL_ERR_NOMEM;
+    keel_err rc = keel_wire_send_frames (router, identity, payload);
+    int saved = errno;
+    zframe_destroy (&payload);
+    errno = saved;
+    return rc;
+}
+
+// ---------------------------------------------------------------- helpers
+
+void
+keel_env_init (keel_env_t *env, Keel__SenderKind sender)
+{
+    keel__envelope__init (env);
+    env->has_version = true;
+    env->version = KEEL_PROTOCOL_VERSION;
+    env->has_sender = true;
+    env->sender = sender;
+}
+
+bool
+keel_id_valid (const char *id)
+{
+    return id && !s_name_problem (id, KEEL_ID_MAX, true);
+}
+
+bool
+keel_type_name_valid (const char *name)
+{
+    return name && !s_name_problem (name, KEEL_TYPE_MAX, false);
+}
+
+void
+keel_uuid_new (char buf [37])
+{
+    uint8_t bytes [16];
+    if (getrandom (bytes, sizeof bytes, 0) != (ssize_t) sizeof bytes) {
+        // No kernel randomness: zuuid falls back on its own sources.
+        zuuid_t *uuid = zuuid_new ();
+        snprintf (buf, 37, "%s", zuuid_str_canonical (uuid));
+        zuuid_destroy (&uuid);
+        return;
+    }
+    bytes [6] = (bytes [6] & 0x0f) | 0x40;      // version 4
+    bytes [8] = (bytes [8] & 0x3f) | 0x80;      // RFC 4122 variant
+    static const char hex [] = "0123456789abcdef";
+    char *out = buf;
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *out++ = '-';
+        *out++ = hex [bytes [i] >> 4];
+        *out++ = hex [bytes [i] & 0x0f];
+    }
+    *out = 0;
+}

@@ -1,0 +1,1016 @@
+/*  test_store.c — the broker's store (broker/store.h), both backends.
+
+    Every test works in its own directory under /tmp, removed afterwards;
+    the disk-full and read-only tests mount a small tmpfs there (root only,
+    skipped with a message when mount(2) is refused).
+*/
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static char s_dir[64];
+static char s_path[128];
+static char s_uri[160];
+static bool s_mounted;
+
+static int
+s_remove (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st; (void) flag; (void) ftw;
+    return remove (path);
+}
+
+static void
+s_setup (void)
+{
+    // mkdtemp wants the name to end in six capital X.
+    snprintf (s_dir, sizeof s_dir, "/tmp/keel-store-%s", "");
+    memset (s_dir + strlen (s_dir), 'X', 6);
+    s_dir[strlen ("/tmp/keel-store-") + 6] = 0;
+    cr_assert_not_null (mkdtemp (s_dir));
+    snprintf (s_path, sizeof s_path, "%s/broker.db", s_dir);
+    snprintf (s_uri, sizeof s_uri, "sqlite:%s", s_path);
+    s_mounted = false;
+}
+
+static void
+s_teardown (void)
+{
+    if (s_mounted)
+        umount2 (s_dir, MNT_DETACH);
+    nftw (s_dir, s_remove, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+// Mounts a tmpfs of the given size on the test directory; false if refused.
+static bool
+s_mount_tmpfs (const char *size)
+{
+    char options[64];
+    snprintf (options, sizeof options, "size=%s,mode=0755", size);
+    s_mounted = mount ("tmpfs", s_dir, "tmpfs", 0, options) == 0;
+    return s_mounted;
+}
+
+static keel_store_t *
+s_open (void)
+{
+    keel_error_t err = { "" };
+    keel_store_t *store = keel_store_open (s_uri, KEEL_STORE_SYNC_FULL, &err);
+    cr_assert_not_null (store, "open %s: %s", s_uri, err.text);
+    return store;
+}
+
+// Opens a store that must be refused; returns the message.
+static const char *
+s_refused (void)
+{
+    static keel_error_t err;
+    memset (&err, 0, sizeof err);
+    keel_store_t *store = keel_store_open (s_uri, KEEL_STORE_SYNC_FULL, &err);
+    cr_assert_null (store, "%s was opened but must be refused", s_uri);
+    cr_assert_str_not_empty (err.text);
+    return err.text;
+}
+
+static void
+s_commit (keel_store_t *store)
+{
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_store_commit (store, &err), KEEL_OK, "commit: %s", err.text);
+}
+
+// Runs SQL on the store file directly, bypassing Keel.
+static void
+s_sql (const char *sql)
+{
+    sqlite3 *db = NULL;
+    cr_assert_eq (sqlite3_open (s_path, &db), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec (db, sql, NULL, NULL, &msg);
+    cr_assert_eq (rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_free (msg);
+    sqlite3_close (db);
+}
+
+static int64_t
+s_sql_int (const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *stmt = NULL;
+    cr_assert_eq (sqlite3_open (s_path, &db), SQLITE_OK);
+    cr_assert_eq (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL), SQLITE_OK, "%s", sql);
+    cr_assert_eq (sqlite3_step (stmt), SQLITE_ROW, "%s", sql);
+    int64_t value = sqlite3_column_int64 (stmt, 0);
+    sqlite3_finalize (stmt);
+    sqlite3_close (db);
+    return value;
+}
+
+static void
+s_write_file (const char *path, const void *data, size_t len)
+{
+    FILE *file = fopen (path, "wb");
+    cr_assert_not_null (file);
+    cr_assert_eq (fwrite (data, 1, len, file), len);
+    fclose (file);
+}
+
+// ---------------------------------------------------------------- records
+
+static keel_store_service_t
+s_service (const char *id)
+{
+    static const uint8_t init[] = { 1, 2, 3, 0, 4 };
+    return (keel_store_service_t) {
+        .service_id = id, .type = "python", .driver_id = "driver-1", .priority = -3,
+        .max_attempts = 5, .reschedule_delay_ms = -1, .init_data = init, .init_len = sizeof init,
+        .state = KEEL_SERVICE_OPEN, .created_wall_ms = 1700000000000, .closed_wall_ms = 0,
+    };
+}
+
+static keel_store_task_t
+s_task (const char *service_id, uint64_t task_id)
+{
+    static const uint8_t input[] = { 'i', 'n', 0, 'p' };
+    return (keel_store_task_t) {
+        .service_id = service_id, .task_id = task_id, .state = KEEL_TASK_QUEUED,
+        .input = input, .input_len = sizeof input,
+    };
+}
+
+// What a load saw; strings and blobs of the last record of each kind copied.
+typedef struct {
+    int services, tasks, executions, pending, config;
+    char order[64];                    // 's', 't', 'e', 'p', 'c' in call order (first 63)
+    keel_store_service_t svc;
+    keel_store_task_t task;
+    keel_store_execution_t exec;
+    keel_store_pending_t pend;
+    char text[16][256];
+    uint8_t blob[4][256];
+    uint64_t last_task_id;
+    bool task_order_ok;
+    char config_key[64], config_value[64];
+} s_seen_t;
+
+static void
+s_mark (s_seen_t *seen, char kind)
+{
+    size_t len = strlen (seen->order);
+    if (len + 1 < sizeof seen->order && (len == 0 || seen->order[len - 1] != kind))
+        seen->order[len] = kind;
+}
+
+static const char *
+s_keep (s_seen_t *seen, int slot, const char *text)
+{
+    if (!text)
+        return NULL;
+    snprintf (seen->text[slot], sizeof seen->text[slot], "%s", text);
+    return seen->text[slot];
+}
+
+static const uint8_t *
+s_keep_blob (s_seen_t *seen, int slot, const uint8_t *data, size_t len)
+{
+    if (!data)
+        return NULL;
+    cr_assert_leq (len, sizeof seen->blob[slot]);
+    memcpy (seen->blob[slot], data, len);
+    return seen->blob[slot];
+}
+
+static int
+s_on_service (const keel_store_service_t *svc, void *arg)
+{
+    s_seen_t *seen = arg;
+    s_mark (seen, 's');
+    seen->services++;
+    seen->svc = *svc;
+    seen->svc.service_id = s_keep (seen, 0, svc->service_id);
+    seen->svc.type = s_keep (seen, 1, svc->type);
+    seen->svc.driver_id = s_keep (seen, 2, svc->driver_id);
+    seen->svc.init_data = s_keep_blob (seen, 0, svc->init_data, svc->init_len);
+    return 0;
+}
+
+static int
+s_on_task (const keel_store_task_t *task, void *arg)
+{
+    s_seen_t *seen = arg;
+    s_mark (seen, 't');
+    if (seen->tasks > 0 && task->task_id <= seen->last_task_id)
+        seen->task_order_ok = false;
+    seen->tasks++;
+    seen->last_task_id = task->task_id;
+    seen->task = *task;
+    seen->task.service_id = s_keep (seen, 3, task->service_id);
+    seen->task.error = s_keep (seen, 4, task->error);
+    seen->task.engine_id = s_keep (seen, 5, task->engine_id);
+    seen->task.input = s_keep_blob (seen, 1, task->input, task->input_len);
+    seen->task.output = s_keep_blob (seen, 2, task->output, task->output_len);
+    seen->task.checkpoint = s_keep_blob (seen, 3, task->checkpoint, task->checkpoint_len);
+    return 0;
+}
+
+static int
+s_on_execution (const keel_store_execution_t *exec, void *arg)
+{
+    s_seen_t *seen = arg;
+    s_mark (seen, 'e');
+    seen->executions++;
+    seen->exec = *exec;
+    seen->exec.service_id = s_keep (seen, 6, exec->service_id);
+    seen->exec.engine_id = s_keep (seen, 7, exec->engine_id);
+    return 0;
+}
+
+static int
+s_on_pending (const keel_store_pending_t *pending, void *arg)
+{
+    s_seen_t *seen = arg;
+    s_mark (seen, 'p');
+    seen->pending++;
+    seen->pend = *pending;
+    seen->pend.service_id = s_keep (seen, 8, pending->service_id);
+    seen->pend.engine_id = s_keep (seen, 9, pending->engine_id);
+    seen->pend.error = s_keep (seen, 10, pending->error);
+    seen->pend.output = NULL;   // not copied; checked through output_len
+    return 0;
+}
+
+static int
+s_on_config (const char *key, const char *value, void *arg)
+{
+    s_seen_t *seen = arg;
+    s_mark (seen, 'c');
+    seen->config++;
+    snprintf (seen->config_key, sizeof seen->config_key, "%s", key);
+    snprintf (seen->config_value, sizeof seen->config_value, "%s", value);
+    return 0;
+}
+
+static const keel_store_loader_t s_loader = {
+    s_on_service, s_on_task, s_on_execution, s_on_pending, s_on_config,
+};
+
+static s_seen_t
+s_load (keel_store_t *store)
+{
+    s_seen_t seen = { .task_order_ok = true };
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_store_load (store, &s_loader, &seen, &err), KEEL_OK, "load: %s", err.text);
+    return seen;
+}
+
+static s_seen_t
+s_reopen_and_load (keel_store_t **store_p)
+{
+    keel_store_destroy (store_p);
+    cr_assert_null (*store_p);
+    *store_p = s_open ();
+    return s_load (*store_p);
+}
+
+TestSuite (store, .init = s_setup, .fini = s_teardown, .timeout = 60);
+
+// ---------------------------------------------------------------- memory:
+
+Test (store, memory_store_accepts_every_write_and_loads_nothing)
+{
+    keel_error_t err = { "" };
+    keel_store_t *store = keel_store_open ("memory:", KEEL_STORE_SYNC_FULL, &err);
+    cr_assert_not_null (store, "%s", err.text);
+    cr_expect_not (keel_store_durable (store));
+    cr_expect_str_eq (keel_store_describe (store), "memory: (not durable)");
+    cr_expect_str_empty (keel_store_last_error (store));
+    keel_store_service_t svc = s_service ("svc");
+    keel_store_task_t task = s_task ("svc", 1);
+    cr_expect_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_expect_eq (keel_store_task_put (store, &task), KEEL_OK);
+    cr_expect_eq (keel_store_meta_set (store, "epoch", 9), KEEL_OK);
+    cr_expect_eq (keel_store_commit (store, &err), KEEL_OK);
+    uint64_t epoch = 77;
+    cr_expect_eq (keel_store_meta_get (store, "epoch", &epoch), KEEL_OK);
+    cr_expect_eq (epoch, 0);
+    s_seen_t seen = s_load (store);
+    cr_expect_eq (seen.services + seen.tasks + seen.executions + seen.pending + seen.config, 0);
+    cr_expect_eq (keel_store_size (store), 0);
+    keel_store_destroy (&store);
+    keel_store_destroy (&store);
+}
+
+Test (store, unknown_uri_scheme_is_refused)
+{
+    keel_error_t err = { "" };
+    cr_assert_null (keel_store_open ("postgres://x", KEEL_STORE_SYNC_FULL, &err));
+    cr_expect (strstr (err.text, "postgres://x"), "%s", err.text);
+}
+
+// ---------------------------------------------------------------- round trips
+
+Test (store, every_record_type_survives_commit_close_and_reopen)
+{
+    keel_store_t *store = s_open ();
+    cr_expect (keel_store_durable (store));
+    char want[300];
+    snprintf (want, sizeof want, "%s (WAL, synchronous=FULL)", s_uri);
+    cr_expect_str_eq (keel_store_describe (store), want);
+
+    keel_store_service_t svc = s_service ("svc-a");
+    static const uint8_t output[] = { 'o', 'u', 't' }, memo[] = { 'c', 'k' };
+    keel_store_task_t task = {
+        .service_id = "svc-a", .task_id = 42, .state = KEEL_TASK_DONE, .attempts = 2,
+        .input = (const uint8_t *) "", .input_len = 0, .status = 3,
+        .output = output, .output_len = sizeof output, .error = "boom", .engine_id = "eng-7",
+        .execution_id = 9001, .run_ms = 1234, .queued_ms = 56, .result_acked = true,
+        .checkpoint = memo, .checkpoint_len = sizeof memo, .checkpoint_wall_ms = 1700000000500,
+    };
+    keel_store_execution_t exec = { 9002, "svc-a", 42, "eng-8", 3, 1700000000700 };
+    keel_store_pending_t pend = {
+        .service_id = "svc-z", .task_id = 5, .execution_id = 77, .engine_id = "eng-9",
+        .has_result = true, .status = 1, .output = output, .output_len = sizeof output,
+        .error = NULL, .run_ms = 99, .expires_wall_ms = 1700000009000,
+    };
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (keel_store_execution_put (store, &exec), KEEL_OK);
+    cr_assert_eq (keel_store_pending_put (store, &pend), KEEL_OK);
+    cr_assert_eq (keel_store_config_set (store, "EngineTimeoutMinutes", "15"), KEEL_OK);
+    cr_assert_eq (keel_store_meta_set (store, "epoch", 12), KEEL_OK);
+    cr_assert_eq (keel_store_meta_set (store, "execution_seq", UINT64_C (1) << 40), KEEL_OK);
+    cr_assert_eq (keel_store_event (store, 1700000001000, "engine-lost", "eng-7 silent"), KEEL_OK);
+    s_commit (store);
+
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_str_eq (seen.order, "stepc");
+    cr_assert_eq (seen.services, 1);
+    cr_expect_str_eq (seen.svc.service_id, "svc-a");
+    cr_expect_str_eq (seen.svc.type, "python");
+    cr_expect_str_eq (seen.svc.driver_id, "driver-1");
+    cr_expect_eq (seen.svc.priority, -3);
+    cr_expect_eq (seen.svc.max_attempts, 5);
+    cr_expect_eq (seen.svc.reschedule_delay_ms, -1);
+    cr_expect_eq (seen.svc.init_len, svc.init_len);
+    cr_expect_arr_eq (seen.svc.init_data, svc.init_data, svc.init_len);
+    cr_expect_eq (seen.svc.state, KEEL_SERVICE_OPEN);
+    cr_expect_eq (seen.svc.created_wall_ms, svc.created_wall_ms);
+
+    cr_assert_eq (seen.tasks, 1);
+    cr_expect_str_eq (seen.task.service_id, "svc-a");
+    cr_expect_eq (seen.task.task_id, 42);
+    cr_expect_eq (seen.task.state, KEEL_TASK_DONE);
+    cr_expect_eq (seen.task.attempts, 2);
+    cr_expect_not_null (seen.task.input, "an empty input stays an empty buffer, not NULL");
+    cr_expect_eq (seen.task.input_len, 0);
+    cr_expect_eq (seen.task.status, 3);
+    cr_expect_eq (seen.task.output_len, sizeof output);
+    cr_expect_arr_eq (seen.task.output, output, sizeof output);
+    cr_expect_str_eq (seen.task.error, "boom");
+    cr_expect_str_eq (seen.task.engine_id, "eng-7");
+    cr_expect_eq (seen.task.execution_id, 9001);
+    cr_expect_eq (seen.task.run_ms, 1234);
+    cr_expect_eq (seen.task.queued_ms, 56);
+    cr_expect (seen.task.result_acked);
+    cr_expect_eq (seen.task.checkpoint_len, sizeof memo);
+    cr_expect_arr_eq (seen.task.checkpoint, memo, sizeof memo);
+    cr_expect_eq (seen.task.checkpoint_wall_ms, 1700000000500);
+
+    cr_assert_eq (seen.executions, 1);
+    cr_expect_eq (seen.exec.execution_id, 9002);
+    cr_expect_str_eq (seen.exec.service_id, "svc-a");
+    cr_expect_eq (seen.exec.task_id, 42);
+    cr_expect_str_eq (seen.exec.engine_id, "eng-8");
+    cr_expect_eq (seen.exec.attempt, 3);
+    cr_expect_eq (seen.exec.started_wall_ms, 1700000000700);
+
+    cr_assert_eq (seen.pending, 1);
+    cr_expect_str_eq (seen.pend.service_id, "svc-z");
+    cr_expect_eq (seen.pend.task_id, 5);
+    cr_expect_eq (seen.pend.execution_id, 77);
+    cr_expect_str_eq (seen.pend.engine_id, "eng-9");
+    cr_expect (seen.pend.has_result);
+    cr_expect_eq (seen.pend.status, 1);
+    cr_expect_eq (seen.pend.output_len, sizeof output);
+    cr_expect_null (seen.pend.error);
+    cr_expect_eq (seen.pend.run_ms, 99);
+    cr_expect_eq (seen.pend.expires_wall_ms, 1700000009000);
+
+    cr_assert_eq (seen.config, 1);
+    cr_expect_str_eq (seen.config_key, "EngineTimeoutMinutes");
+    cr_expect_str_eq (seen.config_value, "15");
+
+    uint64_t value = 0;
+    cr_expect_eq (keel_store_meta_get (store, "epoch", &value), KEEL_OK);
+    cr_expect_eq (value, 12);
+    cr_expect_eq (keel_store_meta_get (store, "execution_seq", &value), KEEL_OK);
+    cr_expect_eq (value, UINT64_C (1) << 40);
+    cr_expect_eq (keel_store_meta_get (store, "never-set", &value), KEEL_OK);
+    cr_expect_eq (value, 0);
+    cr_expect_gt (keel_store_size (store), 0);
+    keel_store_destroy (&store);
+}
+
+Test (store, tasks_load_grouped_by_service_in_task_id_order)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t a = s_service ("a"), b = s_service ("b");
+    cr_assert_eq (keel_store_service_put (store, &b), KEEL_OK);
+    cr_assert_eq (keel_store_service_put (store, &a), KEEL_OK);
+    static const uint64_t ids[] = { 30, 2, 1000, 7 };
+    for (int i = 0; i < 4; i++) {
+        keel_store_task_t ta = s_task ("a", ids[i]), tb = s_task ("b", ids[i] + 1);
+        cr_assert_eq (keel_store_task_put (store, &tb), KEEL_OK);
+        cr_assert_eq (keel_store_task_put (store, &ta), KEEL_OK);
+    }
+    s_commit (store);
+    // One service only, so the order check sees a single ascending run.
+    keel_store_service_delete (store, "b");
+    s_commit (store);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.services, 1);
+    cr_expect_eq (seen.tasks, 4);
+    cr_expect (seen.task_order_ok, "tasks were not loaded in task_id order");
+    cr_expect_eq (seen.last_task_id, 1000);
+    keel_store_destroy (&store);
+}
+
+Test (store, rollback_discards_the_whole_turn)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("kept");
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    s_commit (store);
+    svc = s_service ("dropped");
+    keel_store_task_t task = s_task ("kept", 1);
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (keel_store_meta_set (store, "epoch", 5), KEEL_OK);
+    keel_store_rollback (store);
+    keel_store_rollback (store);
+    s_commit (store);   // nothing left to commit
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.services, 1);
+    cr_expect_str_eq (seen.svc.service_id, "kept");
+    cr_expect_eq (seen.tasks, 0);
+    uint64_t epoch = 1;
+    keel_store_meta_get (store, "epoch", &epoch);
+    cr_expect_eq (epoch, 0);
+    keel_store_destroy (&store);
+}
+
+Test (store, uncommitted_writes_are_not_visible_after_reopen)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    s_commit (store);
+    keel_store_task_t task = s_task ("svc", 1);
+    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (keel_store_config_set (store, "k", "v"), KEEL_OK);
+    s_seen_t seen = s_reopen_and_load (&store);   // destroy without commit
+    cr_expect_eq (seen.services, 1);
+    cr_expect_eq (seen.tasks, 0);
+    cr_expect_eq (seen.config, 0);
+    keel_store_destroy (&store);
+}
+
+Test (store, task_updates_change_only_their_own_columns)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    keel_store_task_t task = s_task ("svc", 3);
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    s_commit (store);
+
+    cr_assert_eq (keel_store_task_state (store, "svc", 3, KEEL_TASK_RUNNING, 1), KEEL_OK);
+    const uint8_t memo[] = "memo-1";
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 3, memo, sizeof memo, 111), KEEL_OK);
+    s_commit (store);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.task.state, KEEL_TASK_RUNNING);
+    cr_expect_eq (seen.task.attempts, 1);
+    cr_expect_eq (seen.task.input_len, task.input_len, "input survives state updates");
+    cr_expect_arr_eq (seen.task.input, task.input, task.input_len);
+    cr_expect_eq (seen.task.checkpoint_len, sizeof memo);
+    cr_expect_eq (seen.task.checkpoint_wall_ms, 111);
+    cr_expect_null (seen.task.output);
+    cr_expect_not (seen.task.result_acked);
+
+    keel_store_task_t result = {
+        .service_id = "svc", .task_id = 3, .state = KEEL_TASK_FAILED, .attempts = 4,
+        .status = 2, .error = "exit 3", .engine_id = "eng", .execution_id = 17, .run_ms = 5,
+        .queued_ms = 6,
+    };
+    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
+    s_commit (store);
+    seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.task.state, KEEL_TASK_FAILED);
+    cr_expect_eq (seen.task.attempts, 4);
+    cr_expect_eq (seen.task.status, 2);
+    cr_expect_str_eq (seen.task.error, "exit 3");
+    cr_expect_str_eq (seen.task.engine_id, "eng");
+    cr_expect_eq (seen.task.execution_id, 17);
+    cr_expect_eq (seen.task.run_ms, 5);
+    cr_expect_eq (seen.task.queued_ms, 6);
+    cr_expect_null (seen.task.output);
+    cr_expect_eq (seen.task.checkpoint_len, sizeof memo, "the result keeps the checkpoint");
+    cr_expect_not (seen.task.result_acked);
+
+    cr_assert_eq (keel_store_task_acked (store, "svc", 3), KEEL_OK);
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 3, NULL, 0, 222), KEEL_OK);
+    cr_assert_eq (keel_store_service_state (store, "svc", KEEL_SERVICE_CLOSED, 333), KEEL_OK);
+    s_commit (store);
+    seen = s_reopen_and_load (&store);
+    cr_expect (seen.task.result_acked);
+    cr_expect_null (seen.task.checkpoint, "a NULL checkpoint clears it");
+    cr_expect_eq (seen.task.checkpoint_wall_ms, 0);
+    cr_expect_eq (seen.task.input_len, task.input_len);
+    cr_expect_eq (seen.svc.state, KEEL_SERVICE_CLOSED);
+    cr_expect_eq (seen.svc.closed_wall_ms, 333);
+    keel_store_destroy (&store);
+}
+
+Test (store, deletes_remove_services_with_their_rows)
+{
+    keel_store_t *store = s_open ();
+    const char *ids[] = { "gone", "stays" };
+    for (int i = 0; i < 2; i++) {
+        keel_store_service_t svc = s_service (ids[i]);
+        keel_store_task_t task = s_task (ids[i], 1);
+        keel_store_execution_t exec = { (uint64_t) i + 1, ids[i], 1, "eng", 1, 1 };
+        keel_store_pending_t pend = { .service_id = ids[i], .task_id = 1, .execution_id = 50,
+                                      .engine_id = "eng" };
+        cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+        cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+        cr_assert_eq (keel_store_execution_put (store, &exec), KEEL_OK);
+        cr_assert_eq (keel_store_pending_put (store, &pend), KEEL_OK);
+    }
+    cr_assert_eq (keel_store_config_set (store, "a", "1"), KEEL_OK);
+    s_commit (store);
+    cr_assert_eq (keel_store_service_delete (store, "gone"), KEEL_OK);
+    cr_assert_eq (keel_store_config_set (store, "a", NULL), KEEL_OK);
+    s_commit (store);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.services, 1);
+    cr_expect_eq (seen.tasks, 1);
+    cr_expect_eq (seen.executions, 1);
+    cr_expect_eq (seen.pending, 1);
+    cr_expect_str_eq (seen.svc.service_id, "stays");
+    cr_expect_eq (seen.config, 0, "config_set with NULL removes the key");
+
+    cr_assert_eq (keel_store_execution_delete (store, 2), KEEL_OK);
+    cr_assert_eq (keel_store_pending_delete (store, "stays", 1, 50), KEEL_OK);
+    s_commit (store);
+    seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.executions, 0);
+    cr_expect_eq (seen.pending, 0);
+    cr_expect_eq (seen.tasks, 1);
+    keel_store_destroy (&store);
+}
+
+static int
+s_stop_at_first (const keel_store_service_t *svc, void *arg)
+{
+    (void) svc; (void) arg;
+    return 1;
+}
+
+Test (store, a_loader_callback_can_stop_the_load)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    s_commit (store);
+    keel_store_loader_t loader = { .service = s_stop_at_first };
+    keel_error_t err = { "" };
+    cr_expect_eq (keel_store_load (store, &loader, NULL, &err), KEEL_ERR_STORE);
+    cr_expect_str_not_empty (err.text);
+    keel_store_destroy (&store);
+}
+
+static void
+s_on_event (int64_t wall_ms, const char *kind, const char *text, void *arg)
+{
+    int64_t *seen = arg;
+    cr_expect_gt (wall_ms, seen[1], "events come oldest first");
+    cr_expect_str_eq (kind, "k");
+    cr_expect_str_not_empty (text);
+    seen[0]++;
+    seen[1] = wall_ms;
+}
+
+Test (store, event_log_returns_the_newest_oldest_first_and_is_trimmed)
+{
+    keel_store_t *store = s_open ();
+    for (int i = 1; i <= 10500; i++)
+        cr_assert_eq (keel_store_event (store, i, "k", "text"), KEEL_OK);
+    s_commit (store);
+    int64_t seen[2] = { 0, 10490 };
+    cr_assert_eq (keel_store_events (store, 10, s_on_event, seen), KEEL_OK);
+    cr_expect_eq (seen[0], 10);
+    cr_expect_eq (seen[1], 10500);
+
+    keel_error_t err = { "" };
+    keel_store_maintenance_t report;
+    cr_assert_eq (keel_store_maintenance (store, 0, 0, &report, &err), KEEL_OK, "%s", err.text);
+    int64_t all[2] = { 0, 0 };
+    cr_assert_eq (keel_store_events (store, 100000, s_on_event, all), KEEL_OK);
+    cr_expect_eq (all[0], 10000, "the newest 10000 events are kept");
+    keel_store_destroy (&store);
+}
+
+// ---------------------------------------------------------------- failures in a turn
+
+Test (store, a_failed_write_fails_the_rest_of_its_turn_and_nothing_of_it_is_kept)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    keel_store_task_t ok = s_task ("svc", 1);
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (keel_store_task_put (store, &ok), KEEL_OK);
+    // A length above SQLite's limit is refused at bind time; SQLite never
+    // reads the buffer.
+    keel_store_task_t huge = s_task ("svc", 2);
+    huge.input_len = (size_t) 3 << 30;
+    cr_expect_str_empty (keel_store_last_error (store));
+    cr_expect_eq (keel_store_task_put (store, &huge), KEEL_ERR_STORE);
+    cr_expect (strstr (keel_store_last_error (store), s_path), "last error: %s",
+               keel_store_last_error (store));
+    keel_store_task_t after = s_task ("svc", 3);
+    cr_expect_eq (keel_store_task_put (store, &after), KEEL_ERR_STORE,
+                  "a write after a failure in the same turn must fail too");
+    keel_error_t err = { "" };
+    cr_expect_eq (keel_store_commit (store, &err), KEEL_ERR_STORE);
+    cr_expect (strstr (err.text, s_path), "%s", err.text);
+    cr_expect_str_not_empty (keel_store_last_error (store), "kept after the commit reported it");
+    cr_log_info ("failed turn reported: %s", err.text);
+
+    keel_store_task_t next = s_task ("svc", 4);
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (keel_store_task_put (store, &next), KEEL_OK);
+    s_commit (store);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.tasks, 1);
+    cr_expect_eq (seen.last_task_id, 4);
+    keel_store_destroy (&store);
+}
+
+Test (store, maintenance_refuses_to_run_inside_a_turn)
+{
+    keel_store_t *store = s_open ();
+    cr_assert_eq (keel_store_meta_set (store, "epoch", 1), KEEL_OK);
+    keel_error_t err = { "" };
+    keel_store_maintenance_t report;
+    cr_expect_eq (keel_store_maintenance (store, 0, 0, &report, &err), KEEL_ERR_STATE);
+    s_commit (store);
+    keel_store_destroy (&store);
+}
+
+// ---------------------------------------------------------------- opening safely
+
+Test (store, an_empty_file_becomes_a_new_store)
+{
+    s_write_file (s_path, "", 0);
+    keel_store_t *store = s_open ();
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 1);
+    cr_expect_eq (s_sql_int ("PRAGMA application_id"), 0x4B45454C);
+}
+
+Test (store, a_store_with_a_newer_schema_is_refused)
+{
+    keel_store_t *store = s_open ();
+    keel_store_destroy (&store);
+    s_sql ("PRAGMA user_version = 7");
+    char want[300];
+    snprintf (want, sizeof want,
+              "%s: store schema version 7 is newer than this broker supports (1);"
+              " upgrade keel-broker",
+              s_path);
+    cr_expect_str_eq (s_refused (), want);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 7, "the refused store is left alone");
+}
+
+Test (store, an_older_keel_store_is_migrated_forward)
+{
+    // Version 0 of a Keel store: marked as Keel, no tables yet.
+    s_sql ("PRAGMA application_id = 1262830924");
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    s_commit (store);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.services, 1);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 1);
+}
+
+Test (store, a_failing_migration_changes_nothing)
+{
+    s_sql ("PRAGMA application_id = 1262830924; CREATE TABLE services (x);");
+    const char *text = s_refused ();
+    cr_expect (strstr (text, "migrating store schema 0 -> 1"), "%s", text);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 0);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name = 'keel_meta'"), 0,
+                  "the migration was not rolled back");
+}
+
+Test (store, a_foreign_sqlite_database_is_refused)
+{
+    s_sql ("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT);"
+           "INSERT INTO photos (name) VALUES ('cat');");
+    struct stat before, after;
+    cr_assert_eq (stat (s_path, &before), 0);
+    char want[300];
+    snprintf (want, sizeof want, "%s: not a Keel store (foreign SQLite database)", s_path);
+    cr_expect_str_eq (s_refused (), want);
+    cr_assert_eq (stat (s_path, &after), 0);
+    cr_expect_eq (before.st_size, after.st_size);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM photos"), 1);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'"), 0);
+}
+
+Test (store, a_file_that_is_not_sqlite_is_refused_and_left_alone)
+{
+    char garbage[5000];
+    for (size_t i = 0; i < sizeof garbage; i++)
+        garbage[i] = "not a database, just text\n"[i % 26];
+    s_write_file (s_path, garbage, sizeof garbage);
+    char want[300];
+    snprintf (want, sizeof want, "%s: not a SQLite database", s_path);
+    cr_expect_str_eq (s_refused (), want);
+    char back[sizeof garbage];
+    FILE *file = fopen (s_path, "rb");
+    cr_assert_not_null (file);
+    cr_expect_eq (fread (back, 1, sizeof back + 1, file), sizeof garbage);
+    fclose (file);
+    cr_expect_arr_eq (back, garbage, sizeof garbage);
+
+    s_write_file (s_path, "SQLite", 6);
+    cr_expect_str_eq (s_refused (), want, "a short file is not a database either");
+}
+
+// Builds a closed store of a few hundred pages.
+static void
+s_build_store (void)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    uint8_t input[200];
+    for (uint64_t id = 1; id <= 3000; id++) {
+        memset (input, (int) (id & 0xff), sizeof input);
+        keel_store_task_t task = s_task ("svc", id);
+        task.input = input;
+        task.input_len = sizeof input;
+        cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    }
+    s_commit (store);
+    keel_store_destroy (&store);
+}
+
+Test (store, a_store_with_overwritten_pages_is_refused_as_corrupt)
+{
+    s_build_store ();
+    struct stat st;
+    cr_assert_eq (stat (s_path, &st), 0);
+    cr_assert_gt (st.st_size, 64 * 4096, "store too small to corrupt its middle");
+    int fd = open (s_path, O_WRONLY);
+    cr_assert_geq (fd, 0);
+    uint8_t noise[3 * 4096];
+    for (size_t i = 0; i < sizeof noise; i++)
+        noise[i] = (uint8_t) (i * 7 + 13);
+    off_t middle = (st.st_size / 2) & ~(off_t) 4095;
+    cr_assert_eq (pwrite (fd, noise, sizeof noise, middle), (ssize_t) sizeof noise);
+    close (fd);
+    const char *text = s_refused ();
+    cr_log_info ("refused: %s", text);
+    cr_expect (strstr (text, s_path) && strstr (text, "store is corrupt"), "%s", text);
+}
+
+Test (store, a_truncated_store_is_refused_as_corrupt)
+{
+    s_build_store ();
+    struct stat st;
+    cr_assert_eq (stat (s_path, &st), 0);
+    cr_assert_eq (truncate (s_path, (st.st_size / 2) & ~(off_t) 4095), 0);
+    const char *text = s_refused ();
+    cr_log_info ("refused: %s", text);
+    cr_expect (strstr (text, s_path) && strstr (text, "store is corrupt"), "%s", text);
+}
+
+Test (store, a_path_in_a_missing_directory_is_refused)
+{
+    snprintf (s_path, sizeof s_path, "%s/no/such/dir/broker.db", s_dir);
+    snprintf (s_uri, sizeof s_uri, "sqlite:%s", s_path);
+    const char *text = s_refused ();
+    cr_expect (strstr (text, s_path), "%s", text);
+    cr_expect (strstr (text, strerror (ENOENT)), "%s", text);
+}
+
+Test (store, an_existing_store_on_a_read_only_filesystem_is_refused)
+{
+    if (!s_mount_tmpfs ("1m"))
+        cr_skip_test ("cannot mount a tmpfs on %s (%s); needs root", s_dir, strerror (errno));
+    s_build_store ();
+    cr_assert_eq (mount (NULL, s_dir, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0,
+                  "remount read-only: %s", strerror (errno));
+    const char *text = s_refused ();
+    cr_expect (strstr (text, s_path), "%s", text);
+    cr_expect (strstr (text, strerror (EROFS)), "%s", text);
+
+    snprintf (s_path, sizeof s_path, "%s/new.db", s_dir);
+    snprintf (s_uri, sizeof s_uri, "sqlite:%s", s_path);
+    text = s_refused ();
+    cr_expect (strstr (text, strerror (EROFS)), "a new store there: %s", text);
+}
+
+// ---------------------------------------------------------------- disk full
+
+// Fills the filesystem with a file until it reports ENOSPC.
+static void
+s_fill (const char *path)
+{
+    int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq (fd, 0);
+    char block[4096];
+    memset (block, 'f', sizeof block);
+    while (write (fd, block, sizeof block) > 0)
+        ;
+    char byte = 'f';
+    while (write (fd, &byte, 1) > 0)
+        ;
+    close (fd);
+}
+
+Test (store, disk_full_fails_the_turn_without_damage_and_later_turns_succeed)
+{
+    if (!s_mount_tmpfs ("512k"))
+        cr_skip_test ("cannot mount a 512k tmpfs on %s (%s); needs root", s_dir, strerror (errno));
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    keel_store_task_t first = s_task ("svc", 1);
+    cr_assert_eq (keel_store_task_put (store, &first), KEEL_OK);
+    s_commit (store);
+
+    char filler[128];
+    snprintf (filler, sizeof filler, "%s/filler", s_dir);
+    s_fill (filler);
+    static uint8_t input[8192];
+    memset (input, 'x', sizeof input);
+    keel_err write_rc = KEEL_OK;
+    for (uint64_t id = 100; id < 200 && write_rc == KEEL_OK; id++) {
+        keel_store_task_t task = s_task ("svc", id);
+        task.input = input;
+        task.input_len = sizeof input;
+        write_rc = keel_store_task_put (store, &task);
+    }
+    keel_error_t err = { "" };
+    keel_err commit_rc = keel_store_commit (store, &err);
+    cr_log_info ("write: %s, commit: %s (%s)", keel_strerror (write_rc), keel_strerror (commit_rc),
+                 err.text);
+    cr_expect (write_rc == KEEL_OK || write_rc == KEEL_ERR_FULL, "write: %d", write_rc);
+    cr_assert_eq (commit_rc, KEEL_ERR_FULL, "commit on a full disk: %s", err.text);
+    cr_expect (strstr (err.text, s_path), "%s", err.text);
+
+    // A small turn may still fail while the disk is full; it must say so.
+    keel_store_task_t small = s_task ("svc", 2);
+    keel_store_task_put (store, &small);
+    commit_rc = keel_store_commit (store, &err);
+    cr_expect (commit_rc == KEEL_OK || commit_rc == KEEL_ERR_FULL, "%s", err.text);
+    keel_store_rollback (store);
+
+    cr_assert_eq (unlink (filler), 0);
+    keel_store_task_t later = s_task ("svc", 3);
+    cr_assert_eq (keel_store_task_put (store, &later), KEEL_OK);
+    s_commit (store);
+
+    s_seen_t seen = s_reopen_and_load (&store);   // reopening runs quick_check
+    cr_expect_eq (seen.services, 1);
+    cr_expect_eq (seen.last_task_id, 3);
+    cr_expect (seen.tasks == 2 || seen.tasks == 3, "tasks: %d", seen.tasks);
+    keel_store_destroy (&store);
+}
+
+// ---------------------------------------------------------------- maintenance
+
+Test (store, maintenance_purges_only_eligible_services)
+{
+    keel_store_t *store = s_open ();
+    const int64_t now = 1700000100000, retention = 3600000;
+    struct {
+        const char *id;
+        keel_service_state_t state;
+        int64_t closed;
+        bool acked;
+        bool purged;
+    } cases[] = {
+        { "closed-acked-old", KEEL_SERVICE_CLOSED, now - retention - 1, true, true },
+        { "cancelled-old", KEEL_SERVICE_CANCELLED, now - retention - 1, false, true },
+        { "closed-acked-recent", KEEL_SERVICE_CLOSED, now - 1000, true, false },
+        { "closed-unacked-old", KEEL_SERVICE_CLOSED, now - retention - 1, false, false },
+        { "open-acked", KEEL_SERVICE_OPEN, 0, true, false },
+        { "detached-old", KEEL_SERVICE_DETACHED, now - retention - 1, true, false },
+    };
+    size_t count = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < count; i++) {
+        keel_store_service_t svc = s_service (cases[i].id);
+        svc.state = cases[i].state;
+        svc.closed_wall_ms = cases[i].closed;
+        cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+        for (uint64_t id = 1; id <= 3; id++) {
+            keel_store_task_t task = s_task (cases[i].id, id);
+            task.state = cases[i].state == KEEL_SERVICE_CANCELLED ? KEEL_TASK_CANCELLED
+                                                                 : KEEL_TASK_DONE;
+            task.result_acked = cases[i].acked || id < 3;
+            cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+        }
+        keel_store_execution_t exec = { i + 1, cases[i].id, 1, "eng", 1, 1 };
+        keel_store_pending_t pend = { .service_id = cases[i].id, .task_id = 2,
+                                      .execution_id = 90 + i, .engine_id = "eng" };
+        cr_assert_eq (keel_store_execution_put (store, &exec), KEEL_OK);
+        cr_assert_eq (keel_store_pending_put (store, &pend), KEEL_OK);
+    }
+    s_commit (store);
+
+    keel_error_t err = { "" };
+    keel_store_maintenance_t report = { 0 };
+    cr_assert_eq (keel_store_maintenance (store, now, retention, &report, &err), KEEL_OK, "%s",
+                  err.text);
+    cr_expect_eq (report.services_purged, 2);
+    cr_expect_gt (report.bytes_before, 0);
+    cr_expect_gt (report.bytes_after, 0);
+    cr_log_info ("maintenance: %llu purged, %llu -> %llu bytes",
+                 (unsigned long long) report.services_purged,
+                 (unsigned long long) report.bytes_before, (unsigned long long) report.bytes_after);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.services, 4);
+    cr_expect_eq (seen.tasks, 12);
+    cr_expect_eq (seen.executions, 4);
+    cr_expect_eq (seen.pending, 4);
+    keel_store_destroy (&store);
+    for (size_t i = 0; i < count; i++) {
+        char sql[200];
+        snprintf (sql, sizeof sql, "SELECT count(*) FROM services WHERE service_id = '%s'",
+                  cases[i].id);
+        cr_expect_eq (s_sql_int (sql), cases[i].purged ? 0 : 1, "%s", cases[i].id);
+    }
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 12, "blobs of purged tasks remain");
+}
+
+// ---------------------------------------------------------------- volume
+
+static int
+s_count_task (const keel_store_task_t *task, void *arg)
+{
+    (void) task;
+    (*(int *) arg)++;
+    return 0;
+}
+
+Test (store, a_hundred_thousand_tasks_insert_in_one_transaction, .timeout = 120)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("bulk");
+    struct timespec t0, t1, t2;
+    clock_gettime (CLOCK_MONOTONIC, &t0);
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    uint8_t input[100];
+    memset (input, 'i', sizeof input);
+    for (uint64_t id = 1; id <= 100000; id++) {
+        keel_store_task_t task = s_task ("bulk", id);
+        task.input = input;
+        task.input_len = sizeof input;
+        cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    }
+    s_commit (store);
+    clock_gettime (CLOCK_MONOTONIC, &t1);
+    keel_store_destroy (&store);
+    store = s_open ();
+    int tasks = 0;
+    keel_store_loader_t loader = { .task = s_count_task };
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_store_load (store, &loader, &tasks, &err), KEEL_OK, "%s", err.text);
+    clock_gettime (CLOCK_MONOTONIC, &t2);
+    cr_expect_eq (tasks, 100000);
+    cr_log_info ("100000 tasks: insert+commit %.0f ms, reopen+load %.0f ms, store %llu bytes",
+                 (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
+                 (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6,
+                 (unsigned long long) keel_store_size (store));
+    keel_store_destroy (&store);
+}
