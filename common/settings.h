@@ -14,7 +14,7 @@
     pattern keys (service.*.exec) have no environment variable.
 
     Pattern keys: a name with one '*' segment ("service.*.exec") matches any
-    key with a non-empty segment [A-Za-z0-9_.-] in its place. Their values
+    key with a non-empty segment of [A-Za-z0-9_-] in its place. Their values
     are listed with keel_settings_match.
 
     Durations: a number (fractional allowed) with an optional unit ms, s, m,
