@@ -466,20 +466,28 @@ keel_broker_fresh_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_
 
 // ---------------------------------------------------------------- execution ids
 
+// Execution ids come from a sequence whose high-water mark is reserved in
+// the store in blocks. An id is only handed out below a reservation that is
+// already committed, so a broker restarted after a crash never reuses an id
+// an engine may still hold. The next block is requested half a block early
+// so dispatch rarely waits for it. Returns 0 when no committed id is left
+// this turn (dispatch resumes after the next commit).
 uint64_t
 keel_broker_next_exec_id (keel_broker_t *self)
 {
+    if (self->exec_seq + KEEL_EXEC_BLOCK / 2 >= self->exec_seq_limit) {
+        self->exec_seq_limit = self->exec_seq + KEEL_EXEC_BLOCK;
+        keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
+    }
     for (int tries = 0; tries < 1000; tries++) {
-        if (self->exec_seq >= self->exec_seq_limit) {
-            self->exec_seq_limit = self->exec_seq + KEEL_EXEC_BLOCK;
-            keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
-        }
+        if (self->exec_seq + 1 > self->exec_seq_durable)
+            return 0;
         uint64_t id = self->exec_prefix | ++self->exec_seq;
         // An engine may hold an execution id from another broker; skip it.
         if (!keel_model_exec (self->model, id))
             return id;
     }
-    return self->exec_prefix | ++self->exec_seq;
+    return 0;
 }
 
 // ---------------------------------------------------------------- the turn
@@ -579,10 +587,9 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     s_recv_router (self);
     self->now = zclock_mono ();
     keel_broker_timers (self);
-    self->dispatch_ready = false;
-    keel_broker_dispatch (self);
 
     keel_error_t err = { "" };
+    uint64_t limit_in_txn = self->exec_seq_limit;
     keel_err rc = s_write_dirty (self);
     if (rc == KEEL_OK)
         rc = keel_store_commit (self->store, &err);
@@ -596,13 +603,13 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
             KEEL_INFO ("broker", "store writable again; accepting submissions");
             self->store_failed = false;
         }
+        self->exec_seq_durable = limit_in_txn;
         s_clear_dirty (self);
         self->nfresh = 0;
         zlistx_purge (self->fresh_services);
         s_answer_submissions (self, true, NULL);
         s_encode_results (self);
         s_encode_acks (self);
-        s_flush (self);
     }
     else {
         // Memory keeps the turn's effects except new submissions; the
@@ -614,11 +621,16 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
         self->store_failed = true;
         s_undo_fresh (self);
         s_answer_submissions (self, false, err.text[0] ? err.text : "store commit failed");
-        // Refusals, replies and assignments go out; results for drivers
-        // and result acks for engines stay in their arrays until a commit
-        // makes them durable.
-        s_flush (self);
+        // Refusals and replies go out; results for drivers and result acks
+        // for engines stay in their arrays until a commit makes them durable.
     }
+    // Dispatch after the commit: only committed tasks are dispatched, and an
+    // assignment needs no durability of its own (an engine that runs a task
+    // the store does not show as running claims it at its next login), so
+    // its state changes ride in the next turn's transaction.
+    self->dispatch_ready = false;
+    keel_broker_dispatch (self);
+    s_flush (self);
     s_answer_admin (self);
     return !self->stop;
 }

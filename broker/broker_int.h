@@ -73,7 +73,8 @@ struct _keel_broker_t {
     uint64_t epoch;
     uint64_t exec_prefix;
     uint64_t exec_seq;
-    uint64_t exec_seq_limit;
+    uint64_t exec_seq_limit;        // reservation requested (maybe not committed yet)
+    uint64_t exec_seq_durable;      // reservation committed: ids up to here are safe
     int64_t requeue_check_at;       // earliest exec requeue deadline, 0 = none
     int64_t last_slow_timer;        // HOLD expiry check
     int64_t last_purge;             // retention purge

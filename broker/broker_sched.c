@@ -396,6 +396,10 @@ s_assign (keel_broker_t *self, keel_engine_t *engine, keel_service_t *svc, uint6
           keel_task_t *t)
 {
     uint64_t exec_id = keel_broker_next_exec_id (self);
+    if (exec_id == 0) {
+        keel_broker_requeue (self, svc, task_id);   // next turn, after the commit
+        return;
+    }
     keel_exec_t *x = keel_model_exec_add (self->model, exec_id, svc, task_id, engine,
                                           t->attempts + 1u, self->now);
     if (!x) {
@@ -641,6 +645,7 @@ keel_broker_recover (keel_broker_t *self, keel_error_t *err)
         }
     }
     self->exec_seq_limit = self->exec_seq + 10000;
+    self->exec_seq_durable = self->exec_seq_limit;
     rc = keel_store_meta_set (self->store, "epoch", self->epoch);
     if (rc == KEEL_OK)
         rc = keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
