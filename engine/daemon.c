@@ -1,0 +1,599 @@
+/*  daemon.c — the keel-engine process: sockets, tasks and the main loop. */
+#include "daemon.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "runner.h"
+#include "engine_session.h"
+#include "spool.h"
+#include "statedir.h"
+#include "held.h"
+#include "wire.h"
+
+#define S_MSGS_PER_TURN     256     // broker messages handled per loop turn
+#define S_RESULTS_PER_TURN  256     // held results (re)sent per loop turn
+#define S_POLL_MAX_MS       5000
+#define S_HWM               100000
+#define S_LOGOFF_LINGER_MS  1000
+
+struct _keel_daemon_t {
+    const keel_engine_config_t *cfg;
+    keel_statedir_t *statedir;
+    keel_spool_t *spool;
+    keel_runner_t *runner;
+    keel_held_t *tasks;
+    keel_engine_session_t *session;
+    keel_engine_session_ops_t ops;
+    zsock_t *dealer;            // to the current broker; NULL when offline
+    zsock_t *probe;             // to the primary while probing
+    unsigned dealer_gen;        // changes whenever dealer is replaced
+    char session_id[37];
+    uint64_t seq;
+    int64_t now;
+    uint64_t malformed_messages;
+    uint64_t unexpected_messages;
+    keel_ratelimit_t bad_log;
+};
+
+// ------------------------------------------------------------ sending
+
+static keel_err
+s_send (keel_daemon_t *self, zsock_t *sock, keel_env_t *env)
+{
+    if (!sock)
+        return KEEL_ERR_STATE;
+    env->has_seq = true;
+    env->seq = ++self->seq;
+    keel_err rc = keel_wire_send (sock, env);
+    if (rc == KEEL_OK && sock == self->dealer)
+        keel_engine_session_sent (self->session, self->now);
+    return rc;
+}
+
+static zsock_t *
+s_dealer_new (keel_daemon_t *self, const char *endpoint, bool immediate)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    if (!sock)
+        return NULL;
+    zsock_set_linger (sock, 0);
+    zsock_set_immediate (sock, immediate ? 1 : 0);
+    zsock_set_maxmsgsize (sock, self->cfg->max_message_bytes);
+    zsock_set_sndhwm (sock, S_HWM);
+    zsock_set_rcvhwm (sock, S_HWM);
+    if (zsock_connect (sock, "%s", endpoint) != 0) {
+        zsock_destroy (&sock);
+        return NULL;
+    }
+    return sock;
+}
+
+//  Sends the Result of a done task on the current connection.
+static void
+s_send_result (keel_daemon_t *self, keel_held_task_t *task)
+{
+    Keel__Result result;
+    keel_held_result_view (task, &result);
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env.body_case = KEEL__ENVELOPE__BODY_RESULT;
+    env.result = &result;
+    if (s_send (self, self->dealer, &env) == KEEL_OK)
+        task->sent = true;
+}
+
+static void
+s_flush_results (keel_daemon_t *self)
+{
+    if (keel_engine_session_state (self->session) != KEEL_ENGINE_SESSION_ONLINE)
+        return;
+    int sent = 0;
+    for (size_t i = 0; i < keel_held_size (self->tasks) && sent < S_RESULTS_PER_TURN; i++) {
+        keel_held_task_t *task = keel_held_at (self->tasks, i);
+        if (!task->done || task->sent)
+            continue;
+        s_send_result (self, task);
+        if (!task->sent)
+            break;      // the connection cannot take more now
+        sent++;
+    }
+}
+
+static void
+s_forget (keel_daemon_t *self, uint64_t execution_id)
+{
+    if (keel_runner_is_running (self->runner, execution_id))
+        keel_runner_cancel (self->runner, execution_id);
+    keel_held_remove (self->tasks, execution_id);
+    keel_spool_remove (self->spool, execution_id);
+}
+
+// ------------------------------------------------------------ session actions
+
+static bool
+s_op_connect (void *arg, int index)
+{
+    keel_daemon_t *self = arg;
+    zsock_destroy (&self->dealer);
+    self->dealer = s_dealer_new (self, self->cfg->brokers[index], true);
+    self->dealer_gen++;
+    return self->dealer != NULL;
+}
+
+static void
+s_op_disconnect (void *arg)
+{
+    keel_daemon_t *self = arg;
+    if (self->dealer) {
+        zsock_destroy (&self->dealer);
+        self->dealer_gen++;
+    }
+}
+
+static bool
+s_op_send_login (void *arg)
+{
+    keel_daemon_t *self = arg;
+    size_t n = keel_held_size (self->tasks);
+    Keel__HeldTask *held = calloc (n ? n : 1, sizeof *held);
+    Keel__HeldTask **held_p = calloc (n ? n : 1, sizeof *held_p);
+    Keel__Result *results = calloc (n ? n : 1, sizeof *results);
+    char *types[KEEL_ENGINE_MAX_SERVICES];
+    bool sent = false;
+    if (held && held_p && results) {
+        for (size_t i = 0; i < n; i++) {
+            keel_held_task_t *task = keel_held_at (self->tasks, i);
+            keel__held_task__init (&held[i]);
+            held[i].service_id = task->service_id;
+            held[i].has_task_id = held[i].has_execution_id = held[i].has_state = true;
+            held[i].task_id = task->task_id;
+            held[i].execution_id = task->execution_id;
+            held[i].state = task->done ? KEEL__HELD_STATE__HELD_DONE
+                                       : KEEL__HELD_STATE__HELD_RUNNING;
+            if (task->done) {
+                keel_held_result_view (task, &results[i]);
+                held[i].result = &results[i];
+            }
+            held_p[i] = &held[i];
+        }
+        for (int i = 0; i < self->cfg->n_services; i++)
+            types[i] = self->cfg->services[i].name;
+        Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
+        login.engine_id = (char *) keel_statedir_engine_id (self->statedir);
+        login.session = self->session_id;
+        login.host = self->cfg->host;
+        login.has_slots = login.has_pid = true;
+        login.slots = (uint32_t) self->cfg->slots;
+        login.pid = (uint32_t) getpid ();
+        login.n_service_types = (size_t) self->cfg->n_services;
+        login.service_types = types;
+        login.n_held = n;
+        login.held = held_p;
+        keel_env_t env;
+        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+        env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
+        env.engine_login = &login;
+        sent = s_send (self, self->dealer, &env) == KEEL_OK;
+    }
+    free (held);
+    free (held_p);
+    free (results);
+    return sent;
+}
+
+static bool
+s_send_heartbeat (keel_daemon_t *self, zsock_t *sock)
+{
+    uint64_t running[KEEL_ENGINE_MAX_SLOTS];
+    Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
+    hb.n_running = (size_t) keel_runner_running (self->runner, running, KEEL_ENGINE_MAX_SLOTS);
+    hb.running = running;
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    return s_send (self, sock, &env) == KEEL_OK;
+}
+
+static bool
+s_op_send_heartbeat (void *arg)
+{
+    keel_daemon_t *self = arg;
+    return s_send_heartbeat (self, self->dealer);
+}
+
+static void
+s_op_send_logoff (void *arg, const char *reason)
+{
+    keel_daemon_t *self = arg;
+    Keel__Logoff logoff = KEEL__LOGOFF__INIT;
+    logoff.reason = (char *) reason;
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env.body_case = KEEL__ENVELOPE__BODY_LOGOFF;
+    env.logoff = &logoff;
+    if (self->dealer) {
+        //  Give the Logoff a moment to leave before the socket goes away.
+        zsock_set_linger (self->dealer, S_LOGOFF_LINGER_MS);
+        s_send (self, self->dealer, &env);
+    }
+}
+
+static void
+s_op_logged_in (void *arg, const Keel__LoginReply *reply)
+{
+    keel_daemon_t *self = arg;
+    //  Every held result is offered again on this connection unless a
+    //  verdict says otherwise.
+    for (size_t i = 0; i < keel_held_size (self->tasks); i++)
+        keel_held_at (self->tasks, i)->sent = false;
+    size_t dropped = 0, held = 0;
+    for (size_t i = 0; i < reply->n_verdicts; i++) {
+        const Keel__TaskVerdict *v = reply->verdicts[i];
+        keel_held_task_t *task = keel_held_find (self->tasks, v->execution_id);
+        if (!task)
+            continue;
+        if (v->verdict == KEEL__VERDICT__VERDICT_DROP) {
+            KEEL_INFO ("engine", "task dropped by broker exec=%" PRIu64, v->execution_id);
+            s_forget (self, v->execution_id);
+            dropped++;
+        }
+        else if (v->verdict == KEEL__VERDICT__VERDICT_HOLD) {
+            task->sent = true;      // the broker holds the result pending; keep ours
+            held++;
+        }
+    }
+    KEEL_DEBUG ("engine", "verdicts applied dropped=%zu held=%zu", dropped, held);
+    s_flush_results (self);
+}
+
+static void
+s_assign (keel_daemon_t *self, const Keel__Assign *assign)
+{
+    if (keel_held_find (self->tasks, assign->execution_id)) {
+        KEEL_DEBUG ("engine", "duplicate assign ignored exec=%" PRIu64, assign->execution_id);
+        return;
+    }
+    keel_held_task_t *task = keel_held_add (self->tasks, assign->execution_id, assign->service_id,
+                                        assign->task_id, assign->type);
+    if (!task)
+        return;
+    const keel_service_def_t *def = keel_engine_config_service (self->cfg, assign->type);
+    char error[200] = "";
+    if (!def)
+        snprintf (error, sizeof error, "service type '%s' is not offered by this engine",
+                  assign->type);
+    else {
+        keel_err rc = keel_runner_start (self->runner, assign->execution_id, assign->type,
+                                         def->command, assign->input.data, assign->input.len,
+                                         def->timeout_ms, self->now);
+        if (rc == KEEL_ERR_FULL)
+            snprintf (error, sizeof error, "engine has no free slot");
+        else if (rc != KEEL_OK)
+            snprintf (error, sizeof error, "cannot start task: %s", keel_strerror (rc));
+    }
+    if (*error) {
+        KEEL_WARN ("engine", "task not started exec=%" PRIu64 " error=\"%s\"",
+                   assign->execution_id, error);
+        keel_held_finish (task, false, (const uint8_t *) error, strlen (error), 0);
+        s_send_result (self, task);
+        return;
+    }
+    KEEL_INFO ("engine", "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s",
+               assign->execution_id, assign->service_id, assign->task_id, assign->type);
+}
+
+static void
+s_op_work (void *arg, const keel_env_t *env)
+{
+    keel_daemon_t *self = arg;
+    switch (env->body_case) {
+    case KEEL__ENVELOPE__BODY_ASSIGN:
+        s_assign (self, env->assign);
+        break;
+    case KEEL__ENVELOPE__BODY_CANCEL:
+        for (size_t i = 0; i < env->cancel->n_execution_ids; i++) {
+            uint64_t id = env->cancel->execution_ids[i];
+            if (keel_held_find (self->tasks, id)) {
+                KEEL_INFO ("engine", "task cancelled exec=%" PRIu64 " reason=\"%s\"", id,
+                           env->cancel->reason ? env->cancel->reason : "");
+                s_forget (self, id);
+            }
+        }
+        break;
+    case KEEL__ENVELOPE__BODY_RESULT_ACK:
+        for (size_t i = 0; i < env->result_ack->n_execution_ids; i++) {
+            uint64_t id = env->result_ack->execution_ids[i];
+            keel_held_task_t *task = keel_held_find (self->tasks, id);
+            if (task && task->done) {
+                keel_held_remove (self->tasks, id);
+                keel_spool_remove (self->spool, id);
+            }
+        }
+        break;
+    case KEEL__ENVELOPE__BODY_NOTICE:
+        KEEL_INFO ("engine", "broker notice: %s", env->notice->text ? env->notice->text : "");
+        break;
+    default:
+        break;      // Heartbeat: liveness only
+    }
+}
+
+static bool
+s_op_probe_open (void *arg)
+{
+    keel_daemon_t *self = arg;
+    zsock_destroy (&self->probe);
+    //  No ZMQ_IMMEDIATE here: the probe heartbeat waits for the connection.
+    self->probe = s_dealer_new (self, self->cfg->brokers[0], false);
+    if (self->probe && !s_send_heartbeat (self, self->probe))
+        zsock_destroy (&self->probe);
+    return self->probe != NULL;
+}
+
+static void
+s_op_probe_close (void *arg)
+{
+    keel_daemon_t *self = arg;
+    zsock_destroy (&self->probe);
+}
+
+static void
+s_op_engine_timeout (void *arg)
+{
+    keel_daemon_t *self = arg;
+    bool all_gone = true;
+    int killed = keel_runner_kill_all (self->runner, &all_gone);
+    size_t held = keel_held_size (self->tasks) - keel_held_running (self->tasks);
+    keel_held_clear (self->tasks);
+    int spooled = keel_spool_clear (self->spool);
+    KEEL_WARN ("engine", "timeout: killed tasks=%d dropped results=%zu spool_files=%d "
+               "process_groups_gone=%s", killed, held, spooled, all_gone ? "yes" : "no");
+}
+
+static void
+s_op_new_session (void *arg)
+{
+    keel_daemon_t *self = arg;
+    keel_uuid_new (self->session_id);
+    KEEL_INFO ("engine", "starting over session=%s", self->session_id);
+}
+
+// ------------------------------------------------------------ life cycle
+
+static void
+s_on_spooled (const Keel__Result *result, void *arg)
+{
+    keel_daemon_t *self = arg;
+    keel_held_add_done (self->tasks, result);
+}
+
+keel_daemon_t *
+keel_daemon_new (const keel_engine_config_t *cfg, keel_error_t *err)
+{
+    keel_daemon_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    self->cfg = cfg;
+    self->bad_log = (keel_ratelimit_t) KEEL_RATELIMIT_INIT (10000, 5);
+    self->ops = (keel_engine_session_ops_t) {
+        s_op_connect, s_op_disconnect, s_op_send_login, s_op_send_heartbeat, s_op_send_logoff,
+        s_op_logged_in, s_op_work, s_op_probe_open, s_op_probe_close, s_op_engine_timeout,
+        s_op_new_session
+    };
+    keel_uuid_new (self->session_id);
+    self->now = zclock_mono ();
+    if (!(self->statedir = keel_statedir_open (cfg->state_dir, err))
+        || !(self->spool = keel_spool_new (cfg->state_dir, err))
+        || !(self->tasks = keel_held_new ())
+        || !(self->runner = keel_runner_new (cfg->slots, (size_t) cfg->max_output_bytes, err))
+        || !(self->session = keel_engine_session_new (cfg, &self->ops, self, self->now))) {
+        keel_daemon_destroy (&self);
+        return NULL;
+    }
+    int loaded = keel_spool_load (self->spool, (size_t) cfg->max_message_bytes, s_on_spooled,
+                                  self);
+    KEEL_INFO ("engine", "started engine=%s session=%s slots=%d services=%d state_dir=%s "
+               "spooled_results=%d",
+               keel_statedir_engine_id (self->statedir), self->session_id, cfg->slots,
+               cfg->n_services, cfg->state_dir, loaded);
+    return self;
+}
+
+void
+keel_daemon_destroy (keel_daemon_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    keel_daemon_t *self = *self_p;
+    zsock_destroy (&self->probe);
+    zsock_destroy (&self->dealer);
+    keel_runner_destroy (&self->runner);
+    keel_engine_session_destroy (&self->session);
+    keel_held_destroy (&self->tasks);
+    keel_spool_destroy (&self->spool);
+    keel_statedir_destroy (&self->statedir);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+keel_daemon_engine_id (const keel_daemon_t *self)
+{
+    return keel_statedir_engine_id (self->statedir);
+}
+
+const char *
+keel_daemon_session_id (const keel_daemon_t *self)
+{
+    return self->session_id;
+}
+
+// ------------------------------------------------------------ the loop
+
+static void
+s_bad_message (keel_daemon_t *self, const char *what, const char *why)
+{
+    int64_t suppressed = 0;
+    if (keel_ratelimit_allow (&self->bad_log, self->now, &suppressed))
+        KEEL_WARN ("engine", "%s message dropped reason=\"%s\" suppressed=%" PRId64, what, why,
+                   suppressed);
+}
+
+//  Receives one frame from sock; returns the validated envelope or NULL
+//  (and *empty_p true when nothing was waiting).
+static keel_env_t *
+s_recv (keel_daemon_t *self, zsock_t *sock, bool *empty_p)
+{
+    *empty_p = false;
+    zmsg_t *msg = zmsg_recv_nowait (sock);
+    if (!msg) {
+        *empty_p = true;
+        return NULL;
+    }
+    keel_env_t *env = NULL;
+    keel_error_t err = { "more than one frame" };
+    if (zmsg_size (msg) == 1) {
+        zframe_t *frame = zmsg_first (msg);
+        env = keel_wire_decode (zframe_data (frame), zframe_size (frame), &err);
+        if (env && env->sender != KEEL__SENDER_KIND__SENDER_BROKER) {
+            snprintf (err.text, sizeof err.text, "not from a broker");
+            keel_wire_free (&env);
+        }
+    }
+    zmsg_destroy (&msg);
+    if (!env) {
+        self->malformed_messages++;
+        s_bad_message (self, "malformed", err.text);
+    }
+    return env;
+}
+
+static void
+s_read_broker (keel_daemon_t *self)
+{
+    unsigned gen = self->dealer_gen;
+    for (int i = 0; i < S_MSGS_PER_TURN && self->dealer && gen == self->dealer_gen; i++) {
+        bool empty = false;
+        keel_env_t *env = s_recv (self, self->dealer, &empty);
+        if (empty)
+            break;
+        if (env && !keel_engine_session_on_message (self->session, env, self->now)) {
+            self->unexpected_messages++;
+            s_bad_message (self, keel_wire_body_name (env), "unexpected in this state");
+        }
+        keel_wire_free (&env);
+    }
+}
+
+static void
+s_read_probe (keel_daemon_t *self)
+{
+    for (int i = 0; i < S_MSGS_PER_TURN && self->probe; i++) {
+        bool empty = false;
+        keel_env_t *env = s_recv (self, self->probe, &empty);
+        if (empty)
+            break;
+        if (env) {
+            keel_wire_free (&env);
+            keel_engine_session_on_probe_reply (self->session, self->now);
+        }
+    }
+}
+
+static void
+s_on_done (const keel_runner_result_t *r, void *arg)
+{
+    keel_daemon_t *self = arg;
+    keel_held_task_t *task = keel_held_find (self->tasks, r->execution_id);
+    if (!task || task->done)
+        return;
+    keel_held_finish (task, r->ok, r->data, r->size, r->run_ms);
+    KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s",
+               task->execution_id, task->ok ? "ok" : "failed", (long long) r->run_ms,
+               task->ok ? "" : " error=\"", task->ok ? "" : task->error, task->ok ? "" : "\"");
+    Keel__Result result;
+    keel_held_result_view (task, &result);
+    keel_error_t err;
+    if (keel_spool_write (self->spool, &result, &err) != KEEL_OK)
+        KEEL_ERROR ("engine", "result not spooled exec=%" PRIu64 " error=\"%s\"",
+                    task->execution_id, err.text);
+    if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_ONLINE)
+        s_send_result (self, task);
+}
+
+int
+keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
+{
+    zmq_pollitem_t items[2 + KEEL_ENGINE_MAX_SLOTS];
+    int fds[KEEL_ENGINE_MAX_SLOTS];
+    //  One turn per wake-up; the process runs until stopped.
+    while (keel_engine_session_state (self->session) != KEEL_ENGINE_SESSION_STOPPED) {
+        self->now = zclock_mono ();
+        if (*stop) {
+            KEEL_INFO ("engine", "stopping: logging off, killing tasks running=%zu",
+                       keel_held_running (self->tasks));
+            keel_engine_session_stop (self->session, self->now);
+            break;
+        }
+        keel_engine_session_tick (self->session, self->now);
+        if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_STOPPED)
+            break;
+        s_flush_results (self);
+
+        int n = 0;
+        int dealer_at = -1, probe_at = -1;
+        if (self->dealer) {
+            dealer_at = n;
+            short events = ZMQ_POLLIN;
+            if (keel_engine_session_wants_writable (self->session))
+                events |= ZMQ_POLLOUT;
+            items[n++] = (zmq_pollitem_t) { zsock_resolve (self->dealer), 0, events, 0 };
+        }
+        if (self->probe) {
+            probe_at = n;
+            items[n++] = (zmq_pollitem_t) { zsock_resolve (self->probe), 0, ZMQ_POLLIN, 0 };
+        }
+        int nfds = keel_runner_fds (self->runner, fds, KEEL_ENGINE_MAX_SLOTS);
+        for (int i = 0; i < nfds; i++)
+            items[n++] = (zmq_pollitem_t) { NULL, fds[i], ZMQ_POLLIN, 0 };
+
+        int64_t next = keel_engine_session_next_deadline (self->session);
+        int64_t runner_next = keel_runner_next_deadline (self->runner);
+        if (runner_next < next)
+            next = runner_next;
+        int64_t wait = next - self->now;
+        if (wait < 0)
+            wait = 0;
+        if (wait > S_POLL_MAX_MS)
+            wait = S_POLL_MAX_MS;
+        int rc = zmq_poll (items, n, (long) wait);
+        self->now = zclock_mono ();
+        if (rc < 0)
+            continue;   // EINTR: a signal; the loop top looks at *stop
+        if (dealer_at >= 0 && (items[dealer_at].revents & ZMQ_POLLIN))
+            s_read_broker (self);
+        if (probe_at >= 0 && (items[probe_at].revents & ZMQ_POLLIN))
+            s_read_probe (self);
+        keel_runner_process (self->runner, self->now, s_on_done, self);
+    }
+    bool all_gone = true;
+    int killed = keel_runner_kill_all (self->runner, &all_gone);
+    for (size_t i = keel_held_size (self->tasks); i > 0; i--) {
+        keel_held_task_t *task = keel_held_at (self->tasks, i - 1);
+        if (!task->done)
+            keel_held_remove (self->tasks, task->execution_id);
+    }
+    int code = keel_engine_session_exit_code (self->session);
+    KEEL_INFO ("engine", "stopped exit_code=%d killed_tasks=%d spooled_results=%zu "
+               "malformed_messages=%" PRIu64, code, killed, keel_held_size (self->tasks),
+               self->malformed_messages);
+    return code;
+}

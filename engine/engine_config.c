@@ -1,0 +1,265 @@
+/*  engine_config.c — the engine's settings table and the configuration built from it. */
+#include "engine_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "builtin.h"
+#include "wire.h"
+
+#define S_DEFAULT_ENGINE_TIMEOUT_MS (15 * 60 * 1000)
+
+static const keel_setting_def_t s_table[] = {
+    { "Brokers", KEEL_SETTING_STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL,
+      "comma-separated broker endpoints; the first is the primary" },
+    { "Slots", KEEL_SETTING_INT, NULL, "0", 0, KEEL_ENGINE_MAX_SLOTS, false, NULL,
+      "tasks run at once; 0 = number of cores" },
+    { "StateDir", KEEL_SETTING_STRING, NULL, "keel-engine-state", 0, 0, false, NULL,
+      "directory for the engine id, the lock file and the result spool (one per engine)" },
+    { "EngineTimeoutAction", KEEL_SETTING_ENUM, NULL, "restart", 0, 0, false, "exit|restart",
+      "after the Engine Timeout: exit (code 3) or start over as a fresh session" },
+    { "PrimaryRetryInterval", KEEL_SETTING_DURATION, "s", "60s", 0.1, 86400, false, NULL,
+      "how often an engine on a failover broker probes its primary" },
+    { "HeartbeatInterval", KEEL_SETTING_DURATION, "s", "1s", 0.01, 3600, false, NULL,
+      "heartbeat interval until a broker's LoginReply sets it" },
+    { "Host", KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL,
+      "host name reported at login; default: gethostname()" },
+    { "LogLevel", KEEL_SETTING_ENUM, NULL, "info", 0, 0, false, "error|warn|info|debug",
+      "log level" },
+    { "MaxOutputBytes", KEEL_SETTING_INT, "bytes", "16777216", 1, 1073741824, false, NULL,
+      "largest task output; a larger one fails the task with 'output too large'" },
+    { "MaxMessageSize", KEEL_SETTING_INT, "bytes", "67108864", 65536, 1073741824, false, NULL,
+      "largest message accepted from a broker (ZMQ_MAXMSGSIZE)" },
+    { "service.*.exec", KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL,
+      "command service: run with /bin/sh -c, input on stdin, output from stdout, exit 0 = ok" },
+    { "service.*.timeout", KEEL_SETTING_DURATION, "s", "0", 0, 31536000, false, NULL,
+      "kill a task of this service (built-ins too) after this long; 0 = no limit" },
+    { "service.*.library", KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL,
+      "library service (not supported yet: setting it is a configuration error)" },
+    KEEL_SETTINGS_END
+};
+
+const keel_setting_def_t *
+keel_engine_settings_table (void)
+{
+    return s_table;
+}
+
+//  Collected while walking pattern keys; the first error wins.
+typedef struct {
+    keel_engine_config_t *cfg;
+    keel_error_t *err;
+    keel_err rc;
+} s_walk_t;
+
+static keel_service_def_t *
+s_find (keel_engine_config_t *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->n_services; i++)
+        if (strcmp (cfg->services[i].name, name) == 0)
+            return &cfg->services[i];
+    return NULL;
+}
+
+static keel_service_def_t *
+s_add (s_walk_t *walk, const char *key, const char *name)
+{
+    keel_engine_config_t *cfg = walk->cfg;
+    if (!keel_type_name_valid (name)) {
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
+                                   "%s: '%s' is not a valid service name", key, name);
+        return NULL;
+    }
+    keel_service_def_t *def = s_find (cfg, name);
+    if (def)
+        return def;
+    if (cfg->n_services >= KEEL_ENGINE_MAX_SERVICES) {
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
+                                   "%s: more than %d services", key, KEEL_ENGINE_MAX_SERVICES);
+        return NULL;
+    }
+    def = &cfg->services[cfg->n_services++];
+    def->name = strdup (name);
+    def->command = NULL;
+    def->timeout_ms = 0;
+    return def;
+}
+
+static void
+s_on_exec (const char *key, const char *wildcard, const char *value, void *arg)
+{
+    s_walk_t *walk = arg;
+    if (walk->rc != KEEL_OK)
+        return;
+    if (keel_builtin_known (wildcard)) {
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
+                                   "%s: '%s' is a built-in service and cannot be replaced",
+                                   key, wildcard);
+        return;
+    }
+    if (!value || !*value) {
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG, "%s: empty command", key);
+        return;
+    }
+    keel_service_def_t *def = s_add (walk, key, wildcard);
+    if (def) {
+        free (def->command);
+        def->command = strdup (value);
+    }
+}
+
+static void
+s_on_library (const char *key, const char *wildcard, const char *value, void *arg)
+{
+    (void) value;
+    s_walk_t *walk = arg;
+    if (walk->rc == KEEL_OK)
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
+                                   "service.%s.library: library services are not supported yet",
+                                   wildcard);
+    (void) key;
+}
+
+static void
+s_on_timeout (const char *key, const char *wildcard, const char *value, void *arg)
+{
+    s_walk_t *walk = arg;
+    if (walk->rc != KEEL_OK)
+        return;
+    keel_service_def_t *def = s_find (walk->cfg, wildcard);
+    if (!def) {
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
+                                   "%s: no service '%s' (define service.%s.exec first)",
+                                   key, wildcard, wildcard);
+        return;
+    }
+    int64_t ms = 0;
+    keel_error_t perr;
+    if (keel_duration_parse (value, "s", &ms, &perr) != KEEL_OK) {
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG, "%s: %s", key, perr.text);
+        return;
+    }
+    def->timeout_ms = ms;
+}
+
+//  Splits the comma list of endpoints (white space around items ignored).
+static keel_err
+s_parse_brokers (keel_engine_config_t *cfg, const char *text, keel_error_t *err)
+{
+    char *copy = strdup (text);
+    char *save = NULL;
+    for (char *item = strtok_r (copy, ",", &save); item; item = strtok_r (NULL, ",", &save)) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        size_t len = strlen (item);
+        while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+            item[--len] = 0;
+        if (len == 0)
+            continue;
+        if (cfg->n_brokers >= KEEL_ENGINE_MAX_BROKERS) {
+            free (copy);
+            return keel_error_set (err, KEEL_ERR_CONFIG, "Brokers: more than %d endpoints",
+                                   KEEL_ENGINE_MAX_BROKERS);
+        }
+        if (!strstr (item, "://")) {
+            keel_error_set (err, KEEL_ERR_CONFIG,
+                            "Brokers: '%s' is not an endpoint (e.g. tcp://host:7070)", item);
+            free (copy);
+            return KEEL_ERR_CONFIG;
+        }
+        cfg->brokers[cfg->n_brokers++] = strdup (item);
+    }
+    free (copy);
+    if (cfg->n_brokers == 0)
+        return keel_error_set (err, KEEL_ERR_CONFIG, "Brokers: no broker endpoint given");
+    return KEEL_OK;
+}
+
+keel_engine_config_t *
+keel_engine_config_new (const keel_settings_t *settings, keel_error_t *err)
+{
+    keel_engine_config_t *cfg = calloc (1, sizeof *cfg);
+    if (!cfg) {
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (s_parse_brokers (cfg, keel_settings_str (settings, "Brokers"), err) != KEEL_OK)
+        goto fail;
+
+    int64_t slots = keel_settings_int (settings, "Slots");
+    if (slots == 0) {
+        long cores = sysconf (_SC_NPROCESSORS_ONLN);
+        slots = cores > 0 ? cores : 1;
+        if (slots > KEEL_ENGINE_MAX_SLOTS)
+            slots = KEEL_ENGINE_MAX_SLOTS;
+    }
+    cfg->slots = (int) slots;
+
+    const char *dir = keel_settings_str (settings, "StateDir");
+    if (!*dir) {
+        keel_error_set (err, KEEL_ERR_CONFIG, "StateDir: must not be empty");
+        goto fail;
+    }
+    cfg->state_dir = strdup (dir);
+    cfg->timeout_action = strcmp (keel_settings_str (settings, "EngineTimeoutAction"), "exit") == 0
+                              ? KEEL_TIMEOUT_ACTION_EXIT
+                              : KEEL_TIMEOUT_ACTION_RESTART;
+    cfg->primary_retry_ms = keel_settings_ms (settings, "PrimaryRetryInterval");
+    cfg->heartbeat_ms = keel_settings_ms (settings, "HeartbeatInterval");
+    cfg->default_engine_timeout_ms = S_DEFAULT_ENGINE_TIMEOUT_MS;
+    cfg->max_output_bytes = keel_settings_int (settings, "MaxOutputBytes");
+    cfg->max_message_bytes = keel_settings_int (settings, "MaxMessageSize");
+
+    const char *host = keel_settings_str (settings, "Host");
+    if (*host)
+        cfg->host = strdup (host);
+    else {
+        char name[256] = "";
+        if (gethostname (name, sizeof name - 1) != 0 || !*name)
+            strcpy (name, "localhost");
+        cfg->host = strdup (name);
+    }
+
+    //  Built-ins first, then command services, then timeouts for either.
+    s_walk_t walk = { cfg, err, KEEL_OK };
+    for (int i = 0; keel_builtin_name (i); i++)
+        s_add (&walk, "built-in", keel_builtin_name (i));
+    keel_settings_match (settings, "service.*.library", s_on_library, &walk);
+    keel_settings_match (settings, "service.*.exec", s_on_exec, &walk);
+    keel_settings_match (settings, "service.*.timeout", s_on_timeout, &walk);
+    if (walk.rc != KEEL_OK)
+        goto fail;
+    return cfg;
+
+fail:
+    keel_engine_config_destroy (&cfg);
+    return NULL;
+}
+
+void
+keel_engine_config_destroy (keel_engine_config_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    keel_engine_config_t *cfg = *self_p;
+    for (int i = 0; i < cfg->n_brokers; i++)
+        free (cfg->brokers[i]);
+    for (int i = 0; i < cfg->n_services; i++) {
+        free (cfg->services[i].name);
+        free (cfg->services[i].command);
+    }
+    free (cfg->state_dir);
+    free (cfg->host);
+    free (cfg);
+    *self_p = NULL;
+}
+
+const keel_service_def_t *
+keel_engine_config_service (const keel_engine_config_t *self, const char *name)
+{
+    for (int i = 0; i < self->n_services; i++)
+        if (strcmp (self->services[i].name, name) == 0)
+            return &self->services[i];
+    return NULL;
+}

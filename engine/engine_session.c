@@ -1,0 +1,426 @@
+/*  engine_session.c — the engine ↔ broker session state machine (see engine_session.h). */
+#include "engine_session.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "heartbeat.h"
+#include "log.h"
+
+#define S_LIVENESS          3
+#define S_BACKOFF_INITIAL   1000
+#define S_BACKOFF_MAX       32000
+#define S_NEVER             INT64_MAX
+
+struct _keel_engine_session_t {
+    const keel_engine_config_t *cfg;
+    const keel_engine_session_ops_t *ops;
+    void *arg;
+    keel_engine_session_state_t state;
+    int broker;                 // index of the broker tried / logged in to
+    int exit_code;
+    int64_t heartbeat_ms;
+    int64_t engine_timeout_ms;
+    uint64_t epoch;             // of the broker we are logged in to
+    keel_backoff_t backoff;
+    keel_peer_clock_t clock;    // ONLINE and LOGGING_IN
+    int64_t retry_at;           // OFFLINE
+    int64_t login_deadline;     // LOGGING_IN
+    bool login_sent;            // LOGGING_IN
+    int64_t offline_since;      // every state but ONLINE
+    int64_t probe_at;           // ONLINE on a failover broker; S_NEVER otherwise
+    int64_t probe_deadline;     // S_NEVER unless a probe is open
+};
+
+static const char *s_state_names[] = { "offline", "logging-in", "online", "stopped" };
+
+keel_engine_session_t *
+keel_engine_session_new (const keel_engine_config_t *cfg, const keel_engine_session_ops_t *ops, void *arg,
+                  int64_t now)
+{
+    keel_engine_session_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = cfg;
+    self->ops = ops;
+    self->arg = arg;
+    self->state = KEEL_ENGINE_SESSION_OFFLINE;
+    self->heartbeat_ms = cfg->heartbeat_ms;
+    self->engine_timeout_ms = cfg->default_engine_timeout_ms;
+    keel_backoff_init (&self->backoff, S_BACKOFF_INITIAL, S_BACKOFF_MAX,
+                       (uint32_t) getpid () ^ (uint32_t) now);
+    self->retry_at = now;
+    self->offline_since = now;
+    self->probe_at = S_NEVER;
+    self->probe_deadline = S_NEVER;
+    return self;
+}
+
+void
+keel_engine_session_destroy (keel_engine_session_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free (*self_p);
+    *self_p = NULL;
+}
+
+keel_engine_session_state_t keel_engine_session_state (const keel_engine_session_t *self) { return self->state; }
+int keel_engine_session_broker (const keel_engine_session_t *self) { return self->broker; }
+int64_t keel_engine_session_heartbeat_ms (const keel_engine_session_t *self) { return self->heartbeat_ms; }
+int keel_engine_session_exit_code (const keel_engine_session_t *self) { return self->exit_code; }
+bool keel_engine_session_probing (const keel_engine_session_t *self) { return self->probe_deadline != S_NEVER; }
+
+int64_t
+keel_engine_session_engine_timeout_ms (const keel_engine_session_t *self)
+{
+    return self->engine_timeout_ms;
+}
+
+const char *
+keel_engine_session_state_name (keel_engine_session_state_t state)
+{
+    return (unsigned) state < 4 ? s_state_names[state] : "?";
+}
+
+bool
+keel_engine_session_wants_writable (const keel_engine_session_t *self)
+{
+    return self->state == KEEL_ENGINE_SESSION_LOGGING_IN && !self->login_sent;
+}
+
+// ------------------------------------------------------------ actions
+
+static void
+s_set_state (keel_engine_session_t *self, keel_engine_session_state_t state)
+{
+    if (state != self->state)
+        KEEL_DEBUG ("engine", "session %s -> %s", s_state_names[self->state],
+                    s_state_names[state]);
+    self->state = state;
+}
+
+static void
+s_close_probe (keel_engine_session_t *self)
+{
+    if (self->probe_deadline != S_NEVER)
+        self->ops->probe_close (self->arg);
+    self->probe_deadline = S_NEVER;
+    self->probe_at = S_NEVER;
+}
+
+//  Opens a fresh connection to the current broker and sends the login.
+static void
+s_start_login (keel_engine_session_t *self, int64_t now)
+{
+    const char *endpoint = self->cfg->brokers[self->broker];
+    if (!self->ops->connect (self->arg, self->broker)) {
+        KEEL_WARN ("engine", "cannot connect broker=%s", endpoint);
+        self->retry_at = now + keel_backoff_next (&self->backoff);
+        s_set_state (self, KEEL_ENGINE_SESSION_OFFLINE);
+        return;
+    }
+    s_set_state (self, KEEL_ENGINE_SESSION_LOGGING_IN);
+    self->login_deadline = now + S_LIVENESS * self->heartbeat_ms;
+    self->login_sent = self->ops->send_login (self->arg);
+    if (self->login_sent)
+        keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
+    KEEL_DEBUG ("engine", "logging in broker=%s sent=%d", endpoint, self->login_sent);
+}
+
+//  Leaves ONLINE (or gives up a login): no socket, next try scheduled.
+//  A failed login moves to the next broker: at once within a sweep of the
+//  list, after a backoff delay when the sweep starts again at the primary.
+static void
+s_go_offline (keel_engine_session_t *self, int64_t now, bool next_broker)
+{
+    s_close_probe (self);
+    self->ops->disconnect (self->arg);
+    if (self->state == KEEL_ENGINE_SESSION_ONLINE) {
+        self->offline_since = now;
+        self->broker = 0;
+        self->retry_at = now + keel_backoff_next (&self->backoff);
+    }
+    else if (next_broker) {
+        self->broker = (self->broker + 1) % self->cfg->n_brokers;
+        self->retry_at = self->broker == 0 ? now + keel_backoff_next (&self->backoff) : now;
+    }
+    s_set_state (self, KEEL_ENGINE_SESSION_OFFLINE);
+}
+
+//  Logs off the current broker and logs in to the primary, carrying tasks.
+static void
+s_move_to_primary (keel_engine_session_t *self, int64_t now, const char *why)
+{
+    KEEL_INFO ("engine", "moving to primary broker=%s from=%s reason=\"%s\"",
+               self->cfg->brokers[0], self->cfg->brokers[self->broker], why);
+    if (self->broker != 0)
+        self->ops->send_logoff (self->arg, "moving");
+    s_close_probe (self);
+    self->ops->disconnect (self->arg);
+    self->offline_since = now;
+    self->broker = 0;
+    s_start_login (self, now);
+}
+
+static void
+s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
+{
+    const Keel__LoginReply *reply = env->login_reply;
+    self->heartbeat_ms = (int64_t) reply->heartbeat_ms;
+    self->engine_timeout_ms = (int64_t) reply->engine_timeout_ms;
+    self->epoch = reply->has_epoch ? reply->epoch : (env->has_epoch ? env->epoch : 0);
+    keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
+    keel_backoff_reset (&self->backoff);
+    s_set_state (self, KEEL_ENGINE_SESSION_ONLINE);
+    self->probe_deadline = S_NEVER;
+    self->probe_at = self->broker != 0 ? now + self->cfg->primary_retry_ms : S_NEVER;
+    KEEL_INFO ("engine", "logged in broker=%s name=%s slots=%d heartbeat_ms=%lld "
+               "engine_timeout_ms=%lld verdicts=%zu",
+               self->cfg->brokers[self->broker], reply->broker_name ? reply->broker_name : "?",
+               self->cfg->slots, (long long) self->heartbeat_ms,
+               (long long) self->engine_timeout_ms, reply->n_verdicts);
+    self->ops->logged_in (self->arg, reply);
+}
+
+static void
+s_engine_timeout (keel_engine_session_t *self, int64_t now)
+{
+    KEEL_ERROR ("engine", "engine timeout: offline for %lld ms (limit %lld ms); killing tasks, "
+                "dropping held results action=%s",
+                (long long) (now - self->offline_since), (long long) self->engine_timeout_ms,
+                self->cfg->timeout_action == KEEL_TIMEOUT_ACTION_EXIT ? "exit" : "restart");
+    s_close_probe (self);
+    self->ops->disconnect (self->arg);
+    self->ops->engine_timeout (self->arg);
+    if (self->cfg->timeout_action == KEEL_TIMEOUT_ACTION_EXIT) {
+        self->exit_code = 3;
+        s_set_state (self, KEEL_ENGINE_SESSION_STOPPED);
+        return;
+    }
+    self->ops->new_session (self->arg);
+    keel_backoff_reset (&self->backoff);
+    self->broker = 0;
+    self->offline_since = now;
+    self->retry_at = now;
+    s_set_state (self, KEEL_ENGINE_SESSION_OFFLINE);
+}
+
+static void
+s_stop (keel_engine_session_t *self)
+{
+    if (self->state == KEEL_ENGINE_SESSION_ONLINE)
+        self->ops->send_logoff (self->arg, "stopping");
+    s_close_probe (self);
+    self->ops->disconnect (self->arg);
+    self->exit_code = 0;
+    s_set_state (self, KEEL_ENGINE_SESSION_STOPPED);
+}
+
+static void
+s_unexpected (keel_engine_session_t *self, keel_engine_session_event_t event)
+{
+    KEEL_DEBUG ("engine", "session: event %d ignored in state %s", (int) event,
+                s_state_names[self->state]);
+}
+
+// ------------------------------------------------------------ the machine
+
+void
+keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_event_t event, const keel_env_t *env,
+                    int64_t now)
+{
+    if (event == KEEL_ENGINE_SEV_STOP && self->state != KEEL_ENGINE_SESSION_STOPPED) {
+        s_stop (self);
+        return;
+    }
+    if (event == KEEL_ENGINE_SEV_ENGINE_TIMEOUT && self->state != KEEL_ENGINE_SESSION_ONLINE
+        && self->state != KEEL_ENGINE_SESSION_STOPPED) {
+        s_engine_timeout (self, now);
+        return;
+    }
+    switch (self->state) {
+    case KEEL_ENGINE_SESSION_OFFLINE:
+        switch (event) {
+        case KEEL_ENGINE_SEV_RETRY_DUE: s_start_login (self, now); break;
+        default: s_unexpected (self, event); break;
+        }
+        break;
+
+    case KEEL_ENGINE_SESSION_LOGGING_IN:
+        switch (event) {
+        case KEEL_ENGINE_SEV_WRITABLE:
+            self->login_sent = self->ops->send_login (self->arg);
+            if (self->login_sent)
+                keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
+            break;
+        case KEEL_ENGINE_SEV_LOGIN_OK: s_logged_in (self, env, now); break;
+        case KEEL_ENGINE_SEV_LOGIN_REFUSED:
+            KEEL_WARN ("engine", "login refused broker=%s error=\"%s\"",
+                       self->cfg->brokers[self->broker],
+                       env->login_reply->error ? env->login_reply->error : "");
+            s_go_offline (self, now, true);
+            break;
+        case KEEL_ENGINE_SEV_LOGIN_TIMEOUT:
+            KEEL_INFO ("engine", "no login reply broker=%s", self->cfg->brokers[self->broker]);
+            s_go_offline (self, now, true);
+            break;
+        default: s_unexpected (self, event); break;
+        }
+        break;
+
+    case KEEL_ENGINE_SESSION_ONLINE:
+        switch (event) {
+        case KEEL_ENGINE_SEV_WORK: self->ops->work (self->arg, env); break;
+        case KEEL_ENGINE_SEV_HEARTBEAT_DUE:
+            //  Sent or not (the connection may be down), the next try is one
+            //  interval away: no spinning on a dead socket.
+            self->ops->send_heartbeat (self->arg);
+            keel_peer_clock_sent (&self->clock, now);
+            break;
+        case KEEL_ENGINE_SEV_BROKER_SILENT:
+            KEEL_WARN ("engine", "offline: broker silent broker=%s silent_ms=%lld",
+                       self->cfg->brokers[self->broker], (long long) (now - self->clock.last_recv));
+            s_go_offline (self, now, false);
+            break;
+        case KEEL_ENGINE_SEV_RELOGIN:
+            s_move_to_primary (self, now, env && env->relogin->reason ? env->relogin->reason
+                                                                      : "relogin");
+            break;
+        case KEEL_ENGINE_SEV_PROBE_DUE:
+            if (self->ops->probe_open (self->arg))
+                self->probe_deadline = now + S_LIVENESS * self->heartbeat_ms;
+            self->probe_at = now + self->cfg->primary_retry_ms;
+            break;
+        case KEEL_ENGINE_SEV_PROBE_ANSWERED:
+            s_move_to_primary (self, now, "primary is back");
+            break;
+        case KEEL_ENGINE_SEV_PROBE_TIMEOUT:
+            self->ops->probe_close (self->arg);
+            self->probe_deadline = S_NEVER;
+            break;
+        default: s_unexpected (self, event); break;
+        }
+        break;
+
+    case KEEL_ENGINE_SESSION_STOPPED:
+    default:
+        s_unexpected (self, event);
+        break;
+    }
+}
+
+// ------------------------------------------------------------ inputs
+
+void
+keel_engine_session_tick (keel_engine_session_t *self, int64_t now)
+{
+    if (self->state != KEEL_ENGINE_SESSION_ONLINE && self->state != KEEL_ENGINE_SESSION_STOPPED
+        && now - self->offline_since >= self->engine_timeout_ms) {
+        keel_engine_session_event (self, KEEL_ENGINE_SEV_ENGINE_TIMEOUT, NULL, now);
+        return;
+    }
+    switch (self->state) {
+    case KEEL_ENGINE_SESSION_OFFLINE:
+        if (now >= self->retry_at)
+            keel_engine_session_event (self, KEEL_ENGINE_SEV_RETRY_DUE, NULL, now);
+        break;
+    case KEEL_ENGINE_SESSION_LOGGING_IN:
+        if (now >= self->login_deadline)
+            keel_engine_session_event (self, KEEL_ENGINE_SEV_LOGIN_TIMEOUT, NULL, now);
+        else if (!self->login_sent)
+            keel_engine_session_event (self, KEEL_ENGINE_SEV_WRITABLE, NULL, now);
+        break;
+    case KEEL_ENGINE_SESSION_ONLINE:
+        if (keel_peer_clock_lost (&self->clock, now)) {
+            keel_engine_session_event (self, KEEL_ENGINE_SEV_BROKER_SILENT, NULL, now);
+            break;
+        }
+        if (now >= self->probe_deadline)
+            keel_engine_session_event (self, KEEL_ENGINE_SEV_PROBE_TIMEOUT, NULL, now);
+        if (self->probe_deadline == S_NEVER && now >= self->probe_at)
+            keel_engine_session_event (self, KEEL_ENGINE_SEV_PROBE_DUE, NULL, now);
+        if (keel_peer_clock_heartbeat_due (&self->clock, now))
+            keel_engine_session_event (self, KEEL_ENGINE_SEV_HEARTBEAT_DUE, NULL, now);
+        break;
+    case KEEL_ENGINE_SESSION_STOPPED:
+    default:
+        break;
+    }
+}
+
+int64_t
+keel_engine_session_next_deadline (const keel_engine_session_t *self)
+{
+    int64_t next = S_NEVER;
+    if (self->state != KEEL_ENGINE_SESSION_ONLINE && self->state != KEEL_ENGINE_SESSION_STOPPED)
+        next = self->offline_since + self->engine_timeout_ms;
+    int64_t at = S_NEVER;
+    switch (self->state) {
+    case KEEL_ENGINE_SESSION_OFFLINE: at = self->retry_at; break;
+    case KEEL_ENGINE_SESSION_LOGGING_IN: at = self->login_deadline; break;
+    case KEEL_ENGINE_SESSION_ONLINE:
+        at = keel_peer_clock_next_deadline (&self->clock);
+        if (self->probe_deadline < at)
+            at = self->probe_deadline;
+        if (self->probe_deadline == S_NEVER && self->probe_at < at)
+            at = self->probe_at;
+        break;
+    default: break;
+    }
+    return at < next ? at : next;
+}
+
+bool
+keel_engine_session_on_message (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
+{
+    keel_engine_session_state_t state = self->state;
+    if (state != KEEL_ENGINE_SESSION_ONLINE && state != KEEL_ENGINE_SESSION_LOGGING_IN)
+        return false;
+    keel_peer_clock_received (&self->clock, now);
+    if (state == KEEL_ENGINE_SESSION_LOGGING_IN) {
+        if (env->body_case != KEEL__ENVELOPE__BODY_LOGIN_REPLY)
+            return false;   // e.g. a Relogin answering a heartbeat sent before
+        keel_engine_session_event (self, env->login_reply->ok ? KEEL_ENGINE_SEV_LOGIN_OK
+                                                       : KEEL_ENGINE_SEV_LOGIN_REFUSED, env, now);
+        return true;
+    }
+    //  Fencing: a message from an older epoch of the broker is refused.
+    if (env->has_epoch && self->epoch && env->epoch < self->epoch)
+        return false;
+    switch (env->body_case) {
+    case KEEL__ENVELOPE__BODY_RELOGIN:
+        keel_engine_session_event (self, KEEL_ENGINE_SEV_RELOGIN, env, now);
+        return true;
+    case KEEL__ENVELOPE__BODY_ASSIGN:
+    case KEEL__ENVELOPE__BODY_CANCEL:
+    case KEEL__ENVELOPE__BODY_RESULT_ACK:
+    case KEEL__ENVELOPE__BODY_HEARTBEAT:
+    case KEEL__ENVELOPE__BODY_NOTICE:
+        keel_engine_session_event (self, KEEL_ENGINE_SEV_WORK, env, now);
+        return true;
+    default:
+        return false;
+    }
+}
+
+void
+keel_engine_session_on_probe_reply (keel_engine_session_t *self, int64_t now)
+{
+    if (self->state == KEEL_ENGINE_SESSION_ONLINE && self->probe_deadline != S_NEVER)
+        keel_engine_session_event (self, KEEL_ENGINE_SEV_PROBE_ANSWERED, NULL, now);
+}
+
+void
+keel_engine_session_sent (keel_engine_session_t *self, int64_t now)
+{
+    if (self->state == KEEL_ENGINE_SESSION_ONLINE || self->state == KEEL_ENGINE_SESSION_LOGGING_IN)
+        keel_peer_clock_sent (&self->clock, now);
+}
+
+void
+keel_engine_session_stop (keel_engine_session_t *self, int64_t now)
+{
+    keel_engine_session_event (self, KEEL_ENGINE_SEV_STOP, NULL, now);
+}

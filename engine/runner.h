@@ -1,0 +1,88 @@
+/*  runner.h — the task runner: a pool of worker processes, one per slot.
+
+    Each worker (worker.h) is a forked child in its own process group,
+    talking to the engine over a socketpair. A task that crashes, hangs or
+    floods cannot take the engine down:
+      - a worker that dies mid-task fails that task ("task process crashed:
+        signal 11") and is replaced;
+      - a task past its timeout has its worker's whole process group killed
+        (SIGKILL), fails with "timed out after N ms", and the worker is replaced;
+      - keel_runner_cancel kills the process group and reports nothing.
+    Children are reaped with waitpid; the runner makes its process a child
+    subreaper (prctl) so that a command's orphans are reaped here too, and it
+    reaps any child of the process (waitpid(-1, WNOHANG)): the engine forks
+    nothing else.
+
+    The runner is driven by its owner's poll loop: poll the fds from
+    keel_runner_fds, wake at keel_runner_next_deadline, then call
+    keel_runner_process. All times are zclock_mono milliseconds.
+*/
+#ifndef KEEL_ENGINE_RUNNER_H
+#define KEEL_ENGINE_RUNNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "error.h"
+
+typedef struct _keel_runner_t keel_runner_t;
+
+typedef struct {
+    uint64_t execution_id;
+    bool ok;                // true: data is the output; false: data is the error text
+    const uint8_t *data;    // valid only during the callback
+    size_t size;
+    int64_t run_ms;
+} keel_runner_result_t;
+
+typedef void (keel_runner_done_fn) (const keel_runner_result_t *result, void *arg);
+
+// Starts `slots` workers. max_output caps a task's output. Returns NULL and
+// fills err if no worker could be started.
+keel_runner_t *keel_runner_new (int slots, size_t max_output, keel_error_t *err);
+
+// Kills every worker's process group, reaps them, frees everything, nulls
+// *self_p. Idempotent.
+void keel_runner_destroy (keel_runner_t **self_p);
+
+int keel_runner_slots (const keel_runner_t *self);
+int keel_runner_free_slots (const keel_runner_t *self);
+
+// Starts execution_id on an idle worker. command NULL = built-in `type`.
+// timeout_ms 0 = no timeout. Returns KEEL_ERR_FULL when no worker is idle,
+// KEEL_ERR_STATE if the id is already running, KEEL_ERR_IO if the worker
+// could not take it (it is then replaced).
+keel_err keel_runner_start (keel_runner_t *self, uint64_t execution_id, const char *type,
+                            const char *command, const uint8_t *input, size_t size,
+                            int64_t timeout_ms, int64_t now);
+
+// Kills execution_id (its worker's process group) and replaces the worker;
+// no result is reported. Returns KEEL_ERR_NOTFOUND if it is not running.
+keel_err keel_runner_cancel (keel_runner_t *self, uint64_t execution_id);
+
+// Kills every running task, waits (bounded, ~2 s) until their process groups
+// are gone, replaces the workers. Returns the number of tasks killed; sets
+// *all_gone_p (if not NULL) to false if some process group outlived the wait.
+int keel_runner_kill_all (keel_runner_t *self, bool *all_gone_p);
+
+bool keel_runner_is_running (const keel_runner_t *self, uint64_t execution_id);
+
+// Fills ids with up to max running execution ids; returns how many.
+int keel_runner_running (const keel_runner_t *self, uint64_t *ids, int max);
+
+// The worker pid (= its process group) running execution_id, or 0.
+pid_t keel_runner_pid_of (const keel_runner_t *self, uint64_t execution_id);
+
+// Fills fds with the worker socket fds to poll for input; returns how many.
+int keel_runner_fds (const keel_runner_t *self, int *fds, int max);
+
+// The earliest task deadline or respawn time, or INT64_MAX.
+int64_t keel_runner_next_deadline (const keel_runner_t *self);
+
+// Reads finished results, fails crashed and timed-out tasks, reaps children
+// and respawns workers. Calls done for every task that ended (not for
+// cancelled ones). Returns the number of results reported.
+int keel_runner_process (keel_runner_t *self, int64_t now, keel_runner_done_fn *done, void *arg);
+
+#endif

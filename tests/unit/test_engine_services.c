@@ -1,0 +1,395 @@
+/*  Built-in services, the engine configuration, and the task runner
+    (process pool): crash, timeout, cancel, command services. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "builtin.h"
+#include "cli.h"
+#include "engine_config.h"
+#include "runner.h"
+
+// ------------------------------------------------------------ built-ins
+
+static keel_builtin_result_t
+s_run (const char *type, const char *input)
+{
+    keel_builtin_result_t r;
+    cr_assert (keel_builtin_run (type, (const uint8_t *) input, strlen (input), &r));
+    return r;
+}
+
+Test (engine_builtin, double_doubles_a_decimal_integer)
+{
+    keel_builtin_result_t r = s_run ("double", "21");
+    cr_assert (r.ok);
+    cr_assert_str_eq ((char *) r.data, "42");
+    free (r.data);
+    r = s_run ("double", "  -7\n");
+    cr_assert (r.ok);
+    cr_assert_str_eq ((char *) r.data, "-14");
+    free (r.data);
+    r = s_run ("double", "+4611686018427387903");
+    cr_assert (r.ok);
+    cr_assert_str_eq ((char *) r.data, "9223372036854775806");
+    free (r.data);
+}
+
+Test (engine_builtin, double_fails_on_input_that_is_not_an_integer)
+{
+    const char *bad[] = { "abc", "", "   ", "1.5", "12x", "- 3", "0x10", "99999999999999999999" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        keel_builtin_result_t r = s_run ("double", bad[i]);
+        cr_assert (!r.ok, "input '%s' should fail", bad[i]);
+        cr_assert (strstr ((char *) r.data, "double:"), "error names the service: %s", r.data);
+        free (r.data);
+    }
+}
+
+Test (engine_builtin, double_fails_when_the_result_overflows)
+{
+    keel_builtin_result_t r = s_run ("double", "4611686018427387904");
+    cr_assert (!r.ok);
+    cr_assert (strstr ((char *) r.data, "overflow"), "%s", r.data);
+    free (r.data);
+    r = s_run ("double", "-4611686018427387905");
+    cr_assert (!r.ok);
+    free (r.data);
+}
+
+Test (engine_builtin, echo_returns_its_input_byte_for_byte)
+{
+    const uint8_t input[] = { 'a', 0, 'b', 0xff };
+    keel_builtin_result_t r;
+    cr_assert (keel_builtin_run ("echo", input, sizeof input, &r));
+    cr_assert (r.ok);
+    cr_assert_eq (r.size, sizeof input);
+    cr_assert (memcmp (r.data, input, sizeof input) == 0);
+    free (r.data);
+}
+
+Test (engine_builtin, fail_fails_with_its_input_as_the_error)
+{
+    keel_builtin_result_t r = s_run ("fail", "it broke");
+    cr_assert (!r.ok);
+    cr_assert_str_eq ((char *) r.data, "it broke");
+    free (r.data);
+}
+
+Test (engine_builtin, sleep_returns_its_input_and_rejects_junk)
+{
+    keel_builtin_result_t r = s_run ("sleep", "5");
+    cr_assert (r.ok);
+    cr_assert_str_eq ((char *) r.data, "5");
+    free (r.data);
+    r = s_run ("sleep", "-1");
+    cr_assert (!r.ok);
+    free (r.data);
+}
+
+Test (engine_builtin, an_unknown_type_fails_and_is_not_listed)
+{
+    cr_assert (!keel_builtin_known ("count"));
+    cr_assert (keel_builtin_known ("double"));
+    keel_builtin_result_t r = s_run ("nope", "");
+    cr_assert (!r.ok);
+    free (r.data);
+}
+
+// ------------------------------------------------------------ config
+
+static keel_engine_config_t *
+s_config (char **sets, int n, keel_error_t *err)
+{
+    keel_settings_t *settings = keel_cli_load (keel_engine_settings_table (), NULL, sets, n, err);
+    if (!settings)
+        return NULL;
+    keel_engine_config_t *cfg = keel_engine_config_new (settings, err);
+    keel_settings_destroy (&settings);
+    return cfg;
+}
+
+Test (engine_config, defaults_offer_the_built_ins_and_the_local_broker)
+{
+    keel_error_t err = { "" };
+    keel_engine_config_t *cfg = s_config (NULL, 0, &err);
+    cr_assert (cfg, "%s", err.text);
+    cr_assert_eq (cfg->n_brokers, 1);
+    cr_assert_str_eq (cfg->brokers[0], "tcp://127.0.0.1:7070");
+    cr_assert_gt (cfg->slots, 0);
+    cr_assert_eq (cfg->timeout_action, KEEL_TIMEOUT_ACTION_RESTART);
+    cr_assert_eq (cfg->primary_retry_ms, 60000);
+    cr_assert (keel_engine_config_service (cfg, "echo"));
+    cr_assert (keel_engine_config_service (cfg, "sleep"));
+    cr_assert_null (keel_engine_config_service (cfg, "count"));
+    keel_engine_config_destroy (&cfg);
+    cr_assert_null (cfg);
+}
+
+Test (engine_config, command_services_and_timeouts_are_read)
+{
+    char *sets[] = { "Brokers=tcp://a:1, tcp://b:2", "service.upper.exec=tr a-z A-Z",
+                     "service.upper.timeout=1.5", "service.sleep.timeout=250ms",
+                     "EngineTimeoutAction=exit" };
+    keel_error_t err = { "" };
+    keel_engine_config_t *cfg = s_config (sets, 5, &err);
+    cr_assert (cfg, "%s", err.text);
+    cr_assert_eq (cfg->n_brokers, 2);
+    cr_assert_str_eq (cfg->brokers[1], "tcp://b:2");
+    const keel_service_def_t *upper = keel_engine_config_service (cfg, "upper");
+    cr_assert (upper);
+    cr_assert_str_eq (upper->command, "tr a-z A-Z");
+    cr_assert_eq (upper->timeout_ms, 1500);
+    cr_assert_eq (keel_engine_config_service (cfg, "sleep")->timeout_ms, 250);
+    cr_assert_eq (cfg->timeout_action, KEEL_TIMEOUT_ACTION_EXIT);
+    keel_engine_config_destroy (&cfg);
+}
+
+Test (engine_config, library_services_are_refused_with_the_key_named)
+{
+    char *sets[] = { "service.calc.library=libcalc.so" };
+    keel_error_t err = { "" };
+    cr_assert_null (s_config (sets, 1, &err));
+    cr_assert_str_eq (err.text, "service.calc.library: library services are not supported yet");
+}
+
+Test (engine_config, a_command_cannot_replace_a_built_in)
+{
+    char *sets[] = { "service.echo.exec=cat" };
+    keel_error_t err = { "" };
+    cr_assert_null (s_config (sets, 1, &err));
+    cr_assert (strstr (err.text, "service.echo.exec"), "%s", err.text);
+}
+
+// ------------------------------------------------------------ runner
+
+typedef struct {
+    int count;
+    uint64_t execution_id;
+    bool ok;
+    char text[4096];
+} s_seen_t;
+
+static void
+s_collect (const keel_runner_result_t *r, void *arg)
+{
+    s_seen_t *seen = arg;
+    seen->count++;
+    seen->execution_id = r->execution_id;
+    seen->ok = r->ok;
+    size_t n = r->size < sizeof seen->text - 1 ? r->size : sizeof seen->text - 1;
+    memcpy (seen->text, r->data, n);
+    seen->text[n] = 0;
+}
+
+static int64_t
+s_now (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+//  Drives the runner like the engine loop until `want` results arrived or
+//  the deadline passed.
+static void
+s_drive (keel_runner_t *runner, s_seen_t *seen, int want, int64_t deadline_ms)
+{
+    int64_t until = s_now () + deadline_ms;
+    while (seen->count < want && s_now () < until) {
+        int fds[16];
+        int n = keel_runner_fds (runner, fds, 16);
+        struct pollfd pfd[16];
+        for (int i = 0; i < n; i++)
+            pfd[i] = (struct pollfd) { fds[i], POLLIN, 0 };
+        int64_t wait = keel_runner_next_deadline (runner) - s_now ();
+        if (wait > 50 || wait < 0)
+            wait = wait < 0 ? 0 : 50;
+        poll (pfd, (nfds_t) n, (int) wait);
+        keel_runner_process (runner, s_now (), s_collect, seen);
+    }
+}
+
+//  Keeps the runner turning (it reaps the group's orphans: it is their
+//  subreaper) until no process of the group is left or the deadline passed.
+static bool
+s_group_gone_within (keel_runner_t *runner, pid_t pgid, int64_t deadline_ms)
+{
+    int64_t until = s_now () + deadline_ms;
+    do {
+        keel_runner_process (runner, s_now (), NULL, NULL);
+        if (kill (-pgid, 0) != 0 && errno == ESRCH)
+            return true;
+        poll (NULL, 0, 5);
+    } while (s_now () < until);
+    return false;
+}
+
+Test (engine_runner, runs_a_built_in_task_in_a_worker)
+{
+    keel_runner_t *runner = keel_runner_new (2, 1 << 20, NULL);
+    cr_assert (runner);
+    cr_assert_eq (keel_runner_free_slots (runner), 2);
+    cr_assert_eq (keel_runner_start (runner, 7, "double", NULL, (const uint8_t *) "21", 2, 0,
+                                     s_now ()), KEEL_OK);
+    cr_assert (keel_runner_is_running (runner, 7));
+    cr_assert_neq (keel_runner_pid_of (runner, 7), getpid ());
+    s_seen_t seen = { 0 };
+    s_drive (runner, &seen, 1, 5000);
+    cr_assert_eq (seen.count, 1);
+    cr_assert_eq (seen.execution_id, 7);
+    cr_assert (seen.ok);
+    cr_assert_str_eq (seen.text, "42");
+    cr_assert_eq (keel_runner_free_slots (runner), 2);
+    keel_runner_destroy (&runner);
+    cr_assert_null (runner);
+}
+
+Test (engine_runner, refuses_a_task_when_every_slot_is_busy)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    cr_assert_eq (keel_runner_start (runner, 1, "sleep", NULL, (const uint8_t *) "10000", 5, 0,
+                                     s_now ()), KEEL_OK);
+    cr_assert_eq (keel_runner_start (runner, 2, "echo", NULL, (const uint8_t *) "x", 1, 0,
+                                     s_now ()), KEEL_ERR_FULL);
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_runner, a_crashing_task_fails_and_its_worker_is_replaced)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    cr_assert_eq (keel_runner_start (runner, 3, "sleep", NULL, (const uint8_t *) "10000", 5, 0,
+                                     s_now ()), KEEL_OK);
+    pid_t pid = keel_runner_pid_of (runner, 3);
+    cr_assert_gt (pid, 0);
+    kill (pid, SIGSEGV);
+    s_seen_t seen = { 0 };
+    s_drive (runner, &seen, 1, 5000);
+    cr_assert_eq (seen.count, 1);
+    cr_assert (!seen.ok);
+    cr_assert_str_eq (seen.text, "task process crashed: signal 11");
+    cr_assert_eq (keel_runner_free_slots (runner), 1);
+    //  The replacement worker runs the next task.
+    cr_assert_eq (keel_runner_start (runner, 4, "echo", NULL, (const uint8_t *) "hi", 2, 0,
+                                     s_now ()), KEEL_OK);
+    cr_assert_neq (keel_runner_pid_of (runner, 4), pid);
+    s_drive (runner, &seen, 2, 5000);
+    cr_assert_eq (seen.count, 2);
+    cr_assert (seen.ok);
+    cr_assert_str_eq (seen.text, "hi");
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_runner, a_task_past_its_timeout_is_killed_with_its_process_group)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    //  The command leaves a grandchild behind in the same process group.
+    cr_assert_eq (keel_runner_start (runner, 5, "slow", "sleep 30 & sleep 30", NULL, 0, 200,
+                                     s_now ()), KEEL_OK);
+    pid_t pgid = keel_runner_pid_of (runner, 5);
+    s_seen_t seen = { 0 };
+    s_drive (runner, &seen, 1, 5000);
+    cr_assert_eq (seen.count, 1);
+    cr_assert (!seen.ok);
+    cr_assert_str_eq (seen.text, "timed out after 200 ms");
+    cr_assert (s_group_gone_within (runner, pgid, 3000), "process group %d still exists", (int) pgid);
+    cr_assert_eq (keel_runner_free_slots (runner), 1);
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_runner, a_timeout_applies_to_built_ins_too)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    cr_assert_eq (keel_runner_start (runner, 6, "sleep", NULL, (const uint8_t *) "20000", 5, 100,
+                                     s_now ()), KEEL_OK);
+    s_seen_t seen = { 0 };
+    s_drive (runner, &seen, 1, 5000);
+    cr_assert_eq (seen.count, 1);
+    cr_assert_str_eq (seen.text, "timed out after 100 ms");
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_runner, a_command_service_reads_stdin_and_writes_stdout)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    cr_assert_eq (keel_runner_start (runner, 8, "upper", "tr a-z A-Z", (const uint8_t *) "hello",
+                                     5, 0, s_now ()), KEEL_OK);
+    s_seen_t seen = { 0 };
+    s_drive (runner, &seen, 1, 5000);
+    cr_assert_eq (seen.count, 1);
+    cr_assert (seen.ok, "%s", seen.text);
+    cr_assert_str_eq (seen.text, "HELLO");
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_runner, a_failing_command_reports_exit_status_and_stderr_tail)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    s_seen_t seen = { 0 };
+    cr_assert_eq (keel_runner_start (runner, 9, "bad", "echo partial; echo oops >&2; exit 3",
+                                     NULL, 0, 0, s_now ()), KEEL_OK);
+    s_drive (runner, &seen, 1, 5000);
+    cr_assert (!seen.ok);
+    cr_assert_str_eq (seen.text, "exit status 3: oops");
+    cr_assert_eq (keel_runner_start (runner, 10, "bad", "kill -9 $$", NULL, 0, 0, s_now ()),
+                  KEEL_OK);
+    s_drive (runner, &seen, 2, 5000);
+    cr_assert (!seen.ok);
+    cr_assert_str_eq (seen.text, "killed by signal 9");
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_runner, too_much_output_fails_the_task)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1000, NULL);
+    s_seen_t seen = { 0 };
+    cr_assert_eq (keel_runner_start (runner, 11, "big", "head -c 100000 /dev/zero", NULL, 0, 0,
+                                     s_now ()), KEEL_OK);
+    s_drive (runner, &seen, 1, 5000);
+    cr_assert (!seen.ok);
+    cr_assert (strstr (seen.text, "output too large"), "%s", seen.text);
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_runner, a_cancelled_task_is_killed_and_reports_nothing)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    cr_assert_eq (keel_runner_start (runner, 12, "slow", "sleep 30", NULL, 0, 0, s_now ()),
+                  KEEL_OK);
+    pid_t pgid = keel_runner_pid_of (runner, 12);
+    cr_assert_eq (keel_runner_cancel (runner, 12), KEEL_OK);
+    cr_assert (!keel_runner_is_running (runner, 12));
+    cr_assert_eq (keel_runner_cancel (runner, 12), KEEL_ERR_NOTFOUND);
+    cr_assert (s_group_gone_within (runner, pgid, 3000));
+    //  The next result seen is the next task's: the cancelled one said nothing.
+    cr_assert_eq (keel_runner_start (runner, 13, "echo", NULL, (const uint8_t *) "after", 5, 0,
+                                     s_now ()), KEEL_OK);
+    s_seen_t seen = { 0 };
+    s_drive (runner, &seen, 1, 5000);
+    cr_assert_eq (seen.count, 1);
+    cr_assert_eq (seen.execution_id, 13);
+    cr_assert_str_eq (seen.text, "after");
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_runner, kill_all_leaves_no_process_group_behind)
+{
+    keel_runner_t *runner = keel_runner_new (2, 1 << 20, NULL);
+    cr_assert_eq (keel_runner_start (runner, 14, "slow", "sleep 30 & sleep 30", NULL, 0, 0,
+                                     s_now ()), KEEL_OK);
+    cr_assert_eq (keel_runner_start (runner, 15, "sleep", NULL, (const uint8_t *) "30000", 5, 0,
+                                     s_now ()), KEEL_OK);
+    pid_t a = keel_runner_pid_of (runner, 14), b = keel_runner_pid_of (runner, 15);
+    bool all_gone = false;
+    cr_assert_eq (keel_runner_kill_all (runner, &all_gone), 2);
+    cr_assert (all_gone);
+    cr_assert (kill (-a, 0) != 0 && errno == ESRCH);
+    cr_assert (kill (-b, 0) != 0 && errno == ESRCH);
+    cr_assert_eq (keel_runner_free_slots (runner), 2);
+    keel_runner_destroy (&runner);
+}

@@ -1,0 +1,284 @@
+/*  The engine ↔ broker session state machine, driven without sockets: the
+    actions are recorded by fake ops and time is passed in by the test. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "engine_config.h"
+#include "engine_session.h"
+
+typedef struct {
+    int connects, disconnects, logins, heartbeats, logged_in, works;
+    int probes_opened, probes_closed, timeouts, new_sessions;
+    int last_connect;
+    char last_logoff[32];
+    int logoffs;
+    bool connect_ok, login_ok, probe_ok;
+} s_fake_t;
+
+static bool f_connect (void *a, int i) { s_fake_t *f = a; f->connects++; f->last_connect = i; return f->connect_ok; }
+static void f_disconnect (void *a) { ((s_fake_t *) a)->disconnects++; }
+static bool f_login (void *a) { s_fake_t *f = a; f->logins++; return f->login_ok; }
+static bool f_heartbeat (void *a) { ((s_fake_t *) a)->heartbeats++; return true; }
+static void f_logoff (void *a, const char *r)
+{
+    s_fake_t *f = a;
+    f->logoffs++;
+    snprintf (f->last_logoff, sizeof f->last_logoff, "%s", r);
+}
+static void f_logged_in (void *a, const Keel__LoginReply *r) { (void) r; ((s_fake_t *) a)->logged_in++; }
+static void f_work (void *a, const keel_env_t *e) { (void) e; ((s_fake_t *) a)->works++; }
+static bool f_probe_open (void *a) { s_fake_t *f = a; f->probes_opened++; return f->probe_ok; }
+static void f_probe_close (void *a) { ((s_fake_t *) a)->probes_closed++; }
+static void f_timeout (void *a) { ((s_fake_t *) a)->timeouts++; }
+static void f_new_session (void *a) { ((s_fake_t *) a)->new_sessions++; }
+
+static const keel_engine_session_ops_t s_ops = {
+    f_connect, f_disconnect, f_login, f_heartbeat, f_logoff, f_logged_in, f_work,
+    f_probe_open, f_probe_close, f_timeout, f_new_session
+};
+
+static keel_engine_config_t s_cfg;
+static s_fake_t s_fake;
+static keel_engine_session_t *s_session;
+
+static void
+s_setup_with (keel_timeout_action_t action)
+{
+    memset (&s_cfg, 0, sizeof s_cfg);
+    s_cfg.brokers[0] = "tcp://primary:1";
+    s_cfg.brokers[1] = "tcp://failover:2";
+    s_cfg.n_brokers = 2;
+    s_cfg.slots = 2;
+    s_cfg.timeout_action = action;
+    s_cfg.primary_retry_ms = 10000;
+    s_cfg.heartbeat_ms = 1000;
+    s_cfg.default_engine_timeout_ms = 900000;
+    memset (&s_fake, 0, sizeof s_fake);
+    s_fake.connect_ok = s_fake.login_ok = s_fake.probe_ok = true;
+    s_session = keel_engine_session_new (&s_cfg, &s_ops, &s_fake, 0);
+    cr_assert (s_session);
+}
+
+static void setup (void) { s_setup_with (KEEL_TIMEOUT_ACTION_RESTART); }
+static void setup_exit (void) { s_setup_with (KEEL_TIMEOUT_ACTION_EXIT); }
+static void teardown (void) { keel_engine_session_destroy (&s_session); }
+
+//  Feeds a LoginReply{ok} with the given heartbeat and Engine Timeout.
+static void
+s_login_reply (bool ok, uint64_t heartbeat_ms, uint64_t timeout_ms, int64_t now)
+{
+    Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
+    reply.has_ok = true;
+    reply.ok = ok;
+    reply.has_heartbeat_ms = reply.has_engine_timeout_ms = true;
+    reply.heartbeat_ms = heartbeat_ms;
+    reply.engine_timeout_ms = timeout_ms;
+    reply.broker_name = "b";
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
+    env.login_reply = &reply;
+    cr_assert (keel_engine_session_on_message (s_session, &env, now));
+}
+
+static bool
+s_message (Keel__Envelope__BodyCase body, int64_t now)
+{
+    Keel__Relogin relogin = KEEL__RELOGIN__INIT;
+    Keel__Heartbeat heartbeat = KEEL__HEARTBEAT__INIT;
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    env.body_case = body;
+    if (body == KEEL__ENVELOPE__BODY_RELOGIN)
+        env.relogin = &relogin;
+    else
+        env.heartbeat = &heartbeat;
+    return keel_engine_session_on_message (s_session, &env, now);
+}
+
+//  Logs in to the broker the session is trying, at time now.
+static void
+s_online_at (int64_t now)
+{
+    keel_engine_session_tick (s_session, now);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    s_login_reply (true, 500, 60000, now);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_ONLINE);
+}
+
+TestSuite (engine_session, .init = setup, .fini = teardown);
+
+Test (engine_session, starts_offline_and_logs_in_to_the_primary_at_once)
+{
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    keel_engine_session_tick (s_session, 0);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    cr_assert_eq (s_fake.last_connect, 0);
+    cr_assert_eq (s_fake.logins, 1);
+}
+
+Test (engine_session, retries_the_login_until_the_socket_takes_it)
+{
+    s_fake.login_ok = false;
+    keel_engine_session_tick (s_session, 0);
+    cr_assert (keel_engine_session_wants_writable (s_session));
+    s_fake.login_ok = true;
+    keel_engine_session_tick (s_session, 100);
+    cr_assert_eq (s_fake.logins, 2);
+    cr_assert (!keel_engine_session_wants_writable (s_session));
+}
+
+Test (engine_session, a_login_timeout_moves_to_the_next_broker_then_backs_off)
+{
+    keel_engine_session_tick (s_session, 0);
+    keel_engine_session_tick (s_session, 3000);        // 3 heartbeats without LoginReply
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    cr_assert_eq (keel_engine_session_broker (s_session), 1);
+    keel_engine_session_tick (s_session, 3000);        // next broker of the sweep: at once
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    cr_assert_eq (s_fake.last_connect, 1);
+    keel_engine_session_tick (s_session, 6000);        // sweep over: back to the primary, later
+    cr_assert_eq (keel_engine_session_broker (s_session), 0);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    keel_engine_session_tick (s_session, 6000);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    cr_assert_gt (keel_engine_session_next_deadline (s_session), 6000);
+}
+
+Test (engine_session, login_reply_goes_online_and_adopts_heartbeat_and_engine_timeout)
+{
+    s_online_at (0);
+    cr_assert_eq (s_fake.logged_in, 1);
+    cr_assert_eq (keel_engine_session_heartbeat_ms (s_session), 500);
+    cr_assert_eq (keel_engine_session_engine_timeout_ms (s_session), 60000);
+    keel_engine_session_tick (s_session, 500);
+    cr_assert_eq (s_fake.heartbeats, 1);
+}
+
+Test (engine_session, a_refused_login_tries_the_next_broker)
+{
+    keel_engine_session_tick (s_session, 0);
+    s_login_reply (false, 500, 60000, 10);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    cr_assert_eq (keel_engine_session_broker (s_session), 1);
+}
+
+Test (engine_session, work_is_refused_before_login_and_accepted_online)
+{
+    keel_engine_session_tick (s_session, 0);
+    cr_assert (!s_message (KEEL__ENVELOPE__BODY_ASSIGN, 10));
+    cr_assert_eq (s_fake.works, 0);
+    s_login_reply (true, 500, 60000, 20);
+    cr_assert (s_message (KEEL__ENVELOPE__BODY_ASSIGN, 30));
+    cr_assert_eq (s_fake.works, 1);
+}
+
+Test (engine_session, keeps_running_tasks_while_the_broker_is_silent_and_retries_the_primary)
+{
+    s_online_at (0);
+    s_message (KEEL__ENVELOPE__BODY_HEARTBEAT, 1000);
+    keel_engine_session_tick (s_session, 2400);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_ONLINE);
+    keel_engine_session_tick (s_session, 2500);        // 3 x 500 ms of silence
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    cr_assert_eq (s_fake.timeouts, 0, "tasks are not killed on broker loss");
+    cr_assert_eq (keel_engine_session_broker (s_session), 0);
+    int64_t retry = keel_engine_session_next_deadline (s_session);
+    cr_assert (retry > 2500 && retry <= 2500 + 1200, "retry after about 1 s, got %lld",
+               (long long) retry);
+}
+
+Test (engine_session, engine_timeout_with_restart_starts_a_fresh_session, .init = setup)
+{
+    s_online_at (0);
+    keel_engine_session_tick (s_session, 1500);        // lost at 1500 (3 x 500)
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    keel_engine_session_tick (s_session, 1500 + 59999);
+    cr_assert_eq (s_fake.timeouts, 0);
+    keel_engine_session_tick (s_session, 1500 + 60000);
+    cr_assert_eq (s_fake.timeouts, 1);
+    cr_assert_eq (s_fake.new_sessions, 1);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    keel_engine_session_tick (s_session, 1500 + 60000);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    cr_assert_eq (s_fake.last_connect, 0);
+}
+
+Test (engine_session, engine_timeout_with_exit_stops_with_code_3, .init = setup_exit)
+{
+    keel_engine_session_tick (s_session, 0);
+    keel_engine_session_tick (s_session, 900000);      // default Engine Timeout: 15 minutes
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_STOPPED);
+    cr_assert_eq (keel_engine_session_exit_code (s_session), 3);
+    cr_assert_eq (s_fake.timeouts, 1);
+    cr_assert_eq (s_fake.new_sessions, 0);
+}
+
+Test (engine_session, relogin_on_a_failover_logs_off_moving_and_logs_in_to_the_primary)
+{
+    keel_engine_session_tick (s_session, 0);
+    keel_engine_session_tick (s_session, 3000);        // primary did not answer
+    s_online_at (3000);                         // logged in to the failover
+    cr_assert_eq (keel_engine_session_broker (s_session), 1);
+    cr_assert (s_message (KEEL__ENVELOPE__BODY_RELOGIN, 3100));
+    cr_assert_eq (s_fake.logoffs, 1);
+    cr_assert_str_eq (s_fake.last_logoff, "moving");
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    cr_assert_eq (s_fake.last_connect, 0);
+    cr_assert_eq (s_fake.timeouts, 0, "no task is cancelled");
+}
+
+Test (engine_session, on_a_failover_the_primary_is_probed_and_rejoined_when_it_answers)
+{
+    keel_engine_session_tick (s_session, 0);
+    keel_engine_session_tick (s_session, 3000);
+    s_online_at (3000);
+    for (int64_t t = 3000; t < 13000; t += 250) {
+        s_message (KEEL__ENVELOPE__BODY_HEARTBEAT, t);
+        keel_engine_session_tick (s_session, t);
+    }
+    cr_assert_eq (s_fake.probes_opened, 0);
+    s_message (KEEL__ENVELOPE__BODY_HEARTBEAT, 13000);
+    keel_engine_session_tick (s_session, 13000);       // PrimaryRetryInterval after login
+    cr_assert_eq (s_fake.probes_opened, 1);
+    cr_assert (keel_engine_session_probing (s_session));
+    keel_engine_session_on_probe_reply (s_session, 13100);
+    cr_assert_str_eq (s_fake.last_logoff, "moving");
+    cr_assert_eq (s_fake.probes_closed, 1);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    cr_assert_eq (keel_engine_session_broker (s_session), 0);
+}
+
+Test (engine_session, an_unanswered_probe_is_closed_and_tried_again_later)
+{
+    keel_engine_session_tick (s_session, 0);
+    keel_engine_session_tick (s_session, 3000);
+    s_online_at (3000);
+    for (int64_t t = 3000; t <= 14600; t += 200) {
+        s_message (KEEL__ENVELOPE__BODY_HEARTBEAT, t);
+        keel_engine_session_tick (s_session, t);
+    }
+    cr_assert_eq (s_fake.probes_opened, 1);
+    cr_assert_eq (s_fake.probes_closed, 1);         // 3 x 500 ms without answer
+    cr_assert (!keel_engine_session_probing (s_session));
+    cr_assert_eq (keel_engine_session_broker (s_session), 1);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_ONLINE);
+}
+
+Test (engine_session, stop_while_online_logs_off_stopping)
+{
+    s_online_at (0);
+    keel_engine_session_stop (s_session, 100);
+    cr_assert_eq (s_fake.logoffs, 1);
+    cr_assert_str_eq (s_fake.last_logoff, "stopping");
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_STOPPED);
+    cr_assert_eq (keel_engine_session_exit_code (s_session), 0);
+    cr_assert_eq (s_fake.timeouts, 0);
+}
+
+Test (engine_session, stop_while_offline_stops_without_logoff)
+{
+    keel_engine_session_stop (s_session, 0);
+    cr_assert_eq (s_fake.logoffs, 0);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_STOPPED);
+}
