@@ -1,0 +1,87 @@
+/*  actor.h — the driver's background thread (a CZMQ actor) and the messages
+    it exchanges with the application thread over the actor pipe.
+
+    The actor owns the DEALER socket(s) to the brokers, the session state
+    machine (session.c), heartbeats, and one keel_outstanding_t per service
+    (outstanding.c). The application thread (driver.c) never touches any of
+    that; it sends commands and receives events, each one pipe message whose
+    first frame names it and whose second frame is a pointer to a heap
+    struct (both threads are in one process; ownership passes with the
+    message and the receiver frees it).
+
+    Application → actor:
+      "OPEN"   p keel_actor_open_t *     open (or reopen) a service
+      "TASKS"  p keel_actor_tasks_t *    tasks to submit, in id order per service
+      "CLOSE"  s service_id              the application closed the service
+      "CANCEL" s service_id              the application cancelled the service
+      "$TERM"                            stop (zactor_destroy)
+
+    Actor → application:
+      "RESULT" p keel_result_t *          a result to deliver (exactly once)
+      "STATUS" p keel_actor_status_t *    a status event
+*/
+#ifndef KEEL_DRIVER_ACTOR_H
+#define KEEL_DRIVER_ACTOR_H
+
+#include <czmq.h>
+#include <stdint.h>
+#include "keel/driver.h"
+#include "wire.h"
+
+typedef struct {
+    char driver_id[37];
+    int nbrokers;
+    char **brokers;                 // [0] primary, then failovers; owned
+    int64_t broker_timeout_ms;
+    int64_t primary_retry_ms;
+    int64_t heartbeat_ms;
+    int64_t batch_size;
+    int64_t max_unaccepted;
+} keel_actor_config_t;
+
+typedef struct {
+    char service_id[37];
+    char type[KEEL_TYPE_MAX + 1];
+    int32_t priority;
+    uint32_t max_attempts;
+    int64_t reschedule_delay_ms;
+    uint8_t *init_data;             // owned; NULL when none
+    size_t init_data_size;
+} keel_actor_open_t;
+
+typedef struct {
+    char service_id[37];
+    uint64_t task_id;
+    uint8_t *input;                 // owned; NULL when size is 0
+    size_t size;
+} keel_actor_task_t;
+
+typedef struct {
+    size_t count;
+    size_t cap;
+    keel_actor_task_t *tasks;
+} keel_actor_tasks_t;
+
+typedef struct {
+    keel_status_kind_t kind;
+    keel_status_level_t level;
+    char text[KEEL_TEXT_MAX + 1];
+    char broker[256];
+    char service_id[KEEL_ID_MAX + 1];
+} keel_actor_status_t;
+
+// The actor body for zactor_new; args is a keel_actor_config_t * that the
+// actor takes over (frees with keel_actor_config_destroy).
+void keel_actor_run (zsock_t *pipe, void *args);
+
+void keel_actor_config_destroy (keel_actor_config_t **config_p);
+void keel_actor_open_destroy (keel_actor_open_t **open_p);
+void keel_actor_tasks_destroy (keel_actor_tasks_t **tasks_p);
+
+// Allocates a result with copies of output (size bytes) and the strings
+// (NULL = ""). Returns NULL when out of memory.
+keel_result_t *keel_actor_result_new (const char *service_id, uint64_t task_id,
+                                      keel_task_status_t status, const void *output, size_t size,
+                                      const char *error, const char *engine_id);
+
+#endif

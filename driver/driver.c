@@ -1,0 +1,595 @@
+/*  driver.c — libkeeldriver's application-thread side (keel/driver.h).
+
+    Everything here runs in the application's thread: it validates what the
+    application asks, batches submitted tasks, sends commands to the actor
+    (actor.c) and turns the actor's events into callbacks or kept results.
+*/
+#include "keel/driver.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actor.h"
+#include "cli.h"
+#include "log.h"
+
+#define S_MAX_BROKERS 16
+#define S_MAX_EVENTS_PER_POLL 10000  // events handled by one keel_driver_poll
+#define S_STOP_WAIT_MS 5000
+
+static const keel_setting_def_t s_settings[] = {
+    { "DSPrimaryBroker", KEEL_SETTING_STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL,
+      "endpoint of the primary broker" },
+    { "DSFailoverBrokers", KEEL_SETTING_STRING, NULL, "", 0, 0, false, NULL,
+      "comma-separated endpoints of failover brokers, tried in order" },
+    { "DSBrokerTimeout", KEEL_SETTING_DURATION, "s", "300", 0.05, 86400, false, NULL,
+      "how long a lost broker is retried before moving to the next one" },
+    { "DSPrimaryRetryInterval", KEEL_SETTING_DURATION, "s", "60", 0.05, 86400, false, NULL,
+      "how often a driver on a failover broker probes the primary" },
+    { "DSHeartbeatInterval", KEEL_SETTING_DURATION, "s", "1", 0.01, 3600, false, NULL,
+      "heartbeat interval until the broker hands out its own" },
+    { "DSBatchSize", KEEL_SETTING_INT, "tasks", "256", 1, 100000, false, NULL,
+      "tasks per SubmitTasks message" },
+    { "DSMaxUnaccepted", KEEL_SETTING_INT, "tasks", "100000", 1, 100000000, false, NULL,
+      "tasks sent but not yet accepted by the broker before further tasks wait in the driver" },
+    { "LogLevel", KEEL_SETTING_ENUM, NULL, "warn", 0, 0, false, "error|warn|info|debug",
+      "log level of keel-driver (the library leaves process logging to the application)" },
+    KEEL_SETTINGS_END
+};
+
+struct _keel_service_t {
+    keel_driver_t *driver;
+    char id[37];
+    uint64_t next_id;
+    bool closed;
+    bool cancelled;
+};
+
+struct _keel_driver_t {
+    zactor_t *actor;
+    char id[37];
+    keel_status_fn *status_fn;
+    void *status_arg;
+    keel_result_fn *result_fn;
+    void *result_arg;
+    zlistx_t *services;             // keel_service_t *, owned
+    zhashx_t *by_id;                // id -> keel_service_t * (not owned)
+    zlistx_t *results;              // keel_result_t * kept for keel_driver_next_result
+    keel_actor_tasks_t *pending;    // submitted, not yet passed to the actor
+    size_t batch_size;
+    uint64_t submitted;
+    uint64_t delivered;
+    bool no_broker;                 // a NO_BROKER event waits to be returned
+    char no_broker_text[KEEL_TEXT_MAX + 1];
+};
+
+// ---------------------------------------------------------------- helpers
+
+static void
+s_service_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static void
+s_result_free (void **item)
+{
+    keel_result_destroy ((keel_result_t **) item);
+}
+
+//  Splits a comma list into endpoints appended to brokers[]; checks each.
+static keel_err
+s_add_brokers (char **brokers, int *count, const char *list, const char *key, keel_error_t *err)
+{
+    const char *p = list;
+    for (int guard = 0; guard <= S_MAX_BROKERS && *p; guard++) {
+        const char *end = strchr (p, ',');
+        size_t len = end ? (size_t) (end - p) : strlen (p);
+        while (len > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            len--;
+        }
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len > 0) {
+            if (*count >= S_MAX_BROKERS)
+                return keel_error_set (err, KEEL_ERR_CONFIG, "%s: more than %d brokers", key,
+                                       S_MAX_BROKERS);
+            char *url = strndup (p, len);
+            if (!url)
+                return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+            if (!strstr (url, "://")) {
+                keel_err rc = keel_error_set (err, KEEL_ERR_CONFIG,
+                                              "%s: '%s' is not an endpoint (e.g. tcp://host:7070)",
+                                              key, url);
+                free (url);
+                return rc;
+            }
+            brokers[(*count)++] = url;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return KEEL_OK;
+}
+
+static keel_err
+s_flush_pending (keel_driver_t *self)
+{
+    if (!self->pending || self->pending->count == 0)
+        return KEEL_OK;
+    keel_actor_tasks_t *batch = self->pending;
+    self->pending = NULL;
+    if (zsock_send (self->actor, "sp", "TASKS", batch) != 0) {
+        keel_actor_tasks_destroy (&batch);
+        return KEEL_ERR_IO;
+    }
+    return KEEL_OK;
+}
+
+static void
+s_handle_result (keel_driver_t *self, keel_result_t *result)
+{
+    result->service = zhashx_lookup (self->by_id, result->service_id);
+    self->delivered++;
+    if (self->result_fn) {
+        self->result_fn (result, self->result_arg);
+        keel_result_destroy (&result);
+    }
+    else
+        zlistx_add_end (self->results, result);
+}
+
+static void
+s_handle_status (keel_driver_t *self, keel_actor_status_t *msg)
+{
+    keel_status_t status = { msg->kind, msg->level, msg->text, msg->broker, msg->service_id };
+    if (msg->kind == KEEL_STATUS_NO_BROKER) {
+        self->no_broker = true;
+        snprintf (self->no_broker_text, sizeof self->no_broker_text, "%s", msg->text);
+    }
+    if (self->status_fn)
+        self->status_fn (&status, self->status_arg);
+    else
+        KEEL_WARN ("driver", "%s: %s", keel_status_kind_name (msg->kind), msg->text);
+    free (msg);
+}
+
+//  Reads one event from the actor (the pipe is readable).
+static void
+s_read_event (keel_driver_t *self)
+{
+    zmsg_t *msg = zmsg_recv (self->actor);
+    if (!msg)
+        return;
+    char *name = zmsg_popstr (msg);
+    zframe_t *arg = zmsg_pop (msg);
+    void *ptr = NULL;
+    if (arg && zframe_size (arg) == sizeof (void *))
+        memcpy (&ptr, zframe_data (arg), sizeof ptr);
+    if (name && ptr && streq (name, "RESULT"))
+        s_handle_result (self, (keel_result_t *) ptr);
+    else
+    if (name && ptr && streq (name, "STATUS"))
+        s_handle_status (self, (keel_actor_status_t *) ptr);
+    zstr_free (&name);
+    zframe_destroy (&arg);
+    zmsg_destroy (&msg);
+}
+
+// ---------------------------------------------------------------- driver
+
+const keel_setting_def_t *
+keel_driver_settings (void)
+{
+    return s_settings;
+}
+
+const char *
+keel_status_kind_name (keel_status_kind_t kind)
+{
+    switch (kind) {
+        case KEEL_STATUS_CONNECTED: return "connected";
+        case KEEL_STATUS_LOST: return "lost";
+        case KEEL_STATUS_RECONNECTED: return "reconnected";
+        case KEEL_STATUS_FAILOVER: return "failover";
+        case KEEL_STATUS_FAILBACK: return "failback";
+        case KEEL_STATUS_TRYING: return "trying";
+        case KEEL_STATUS_NOTICE: return "notice";
+        case KEEL_STATUS_STORE_FULL: return "store full";
+        case KEEL_STATUS_NO_BROKER: return "no broker";
+        default: return "status";
+    }
+}
+
+keel_driver_t *
+keel_driver_new (const char *config_path, char **overrides, int noverrides, keel_error_t *err)
+{
+    keel_settings_t *settings = keel_cli_load (s_settings, config_path, overrides, noverrides, err);
+    if (!settings)
+        return NULL;
+    keel_driver_t *self = keel_driver_new_from_settings (settings, err);
+    keel_settings_destroy (&settings);
+    return self;
+}
+
+keel_driver_t *
+keel_driver_new_from_settings (const keel_settings_t *settings, keel_error_t *err)
+{
+    assert (settings);
+    keel_actor_config_t *config = calloc (1, sizeof *config);
+    if (config)
+        config->brokers = calloc (S_MAX_BROKERS, sizeof (char *));
+    if (!config || !config->brokers) {
+        free (config);
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (s_add_brokers (config->brokers, &config->nbrokers,
+                       keel_settings_str (settings, "DSPrimaryBroker"), "DSPrimaryBroker", err)
+        || s_add_brokers (config->brokers, &config->nbrokers,
+                          keel_settings_str (settings, "DSFailoverBrokers"), "DSFailoverBrokers", err)) {
+        keel_actor_config_destroy (&config);
+        return NULL;
+    }
+    if (config->nbrokers == 0 || !strchr (keel_settings_str (settings, "DSPrimaryBroker"), ':')) {
+        keel_actor_config_destroy (&config);
+        keel_error_set (err, KEEL_ERR_CONFIG, "DSPrimaryBroker: an endpoint is required");
+        return NULL;
+    }
+    config->broker_timeout_ms = keel_settings_ms (settings, "DSBrokerTimeout");
+    config->primary_retry_ms = keel_settings_ms (settings, "DSPrimaryRetryInterval");
+    config->heartbeat_ms = keel_settings_ms (settings, "DSHeartbeatInterval");
+    config->batch_size = keel_settings_int (settings, "DSBatchSize");
+    config->max_unaccepted = keel_settings_int (settings, "DSMaxUnaccepted");
+    if (config->batch_size < 1)
+        config->batch_size = 1;
+
+    keel_driver_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        keel_actor_config_destroy (&config);
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    keel_uuid_new (self->id);
+    memcpy (config->driver_id, self->id, sizeof self->id);
+    self->batch_size = (size_t) config->batch_size;
+    self->services = zlistx_new ();
+    self->by_id = zhashx_new ();
+    self->results = zlistx_new ();
+    if (!self->services || !self->by_id || !self->results) {
+        keel_actor_config_destroy (&config);
+        keel_driver_destroy (&self);
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    zlistx_set_destructor (self->services, s_service_free);
+    zlistx_set_destructor (self->results, s_result_free);
+    KEEL_INFO ("driver", "driver %s starting primary=%s brokers=%d", self->id, config->brokers[0],
+               config->nbrokers);
+    self->actor = zactor_new (keel_actor_run, config);
+    if (!self->actor) {
+        keel_driver_destroy (&self);
+        keel_error_set (err, KEEL_ERR_NOMEM, "cannot start the driver thread");
+        return NULL;
+    }
+    return self;
+}
+
+void
+keel_driver_destroy (keel_driver_t **self_p)
+{
+    assert (self_p);
+    keel_driver_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->actor) {
+        //  STOP first so every event still in the pipe is read and freed here.
+        zstr_send (self->actor, "STOP");
+        int64_t deadline = zclock_mono () + S_STOP_WAIT_MS;
+        bool stopped = false;
+        for (int i = 0; i < 1000000 && !stopped; i++) {
+            int64_t left = deadline - zclock_mono ();
+            if (left <= 0)
+                break;
+            zmq_pollitem_t item = { zsock_resolve (self->actor), 0, ZMQ_POLLIN, 0 };
+            if (zmq_poll (&item, 1, (long) left) <= 0)
+                continue;
+            zmsg_t *msg = zmsg_recv (self->actor);
+            if (!msg)
+                break;
+            char *name = zmsg_popstr (msg);
+            zframe_t *arg = zmsg_pop (msg);
+            void *ptr = NULL;
+            if (arg && zframe_size (arg) == sizeof (void *))
+                memcpy (&ptr, zframe_data (arg), sizeof ptr);
+            if (name && streq (name, "STOPPED"))
+                stopped = true;
+            else
+                free (ptr);
+            zstr_free (&name);
+            zframe_destroy (&arg);
+            zmsg_destroy (&msg);
+        }
+        zactor_destroy (&self->actor);
+    }
+    keel_actor_tasks_destroy (&self->pending);
+    zlistx_destroy (&self->results);
+    zhashx_destroy (&self->by_id);
+    zlistx_destroy (&self->services);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+keel_driver_id (const keel_driver_t *self)
+{
+    assert (self);
+    return self->id;
+}
+
+void
+keel_driver_set_status_handler (keel_driver_t *self, keel_status_fn *fn, void *arg)
+{
+    assert (self);
+    self->status_fn = fn;
+    self->status_arg = arg;
+}
+
+void
+keel_driver_set_result_handler (keel_driver_t *self, keel_result_fn *fn, void *arg)
+{
+    assert (self);
+    self->result_fn = fn;
+    self->result_arg = arg;
+    if (fn) {
+        //  Results kept so far go to the new handler at the next poll.
+        size_t bound = zlistx_size (self->results);
+        for (size_t i = 0; i < bound && zlistx_size (self->results) > 0; i++) {
+            keel_result_t *result = zlistx_first (self->results);
+            zlistx_detach_cur (self->results);
+            self->result_fn (result, self->result_arg);
+            keel_result_destroy (&result);
+        }
+    }
+}
+
+keel_err
+keel_driver_poll (keel_driver_t *self, int timeout_ms, keel_error_t *err)
+{
+    assert (self);
+    if (s_flush_pending (self) != KEEL_OK)
+        return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    long timeout = timeout_ms < 0 ? -1 : timeout_ms;
+    for (int i = 0; i < S_MAX_EVENTS_PER_POLL; i++) {
+        zmq_pollitem_t item = { zsock_resolve (self->actor), 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&item, 1, i == 0 ? timeout : 0);
+        if (rc < 0 && zmq_errno () == EINTR)
+            return keel_error_set (err, KEEL_ERR_INTERRUPTED, "interrupted");
+        if (rc <= 0)
+            break;
+        s_read_event (self);
+        if (s_flush_pending (self) != KEEL_OK)   // a callback may have submitted
+            return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    }
+    if (self->no_broker) {
+        self->no_broker = false;
+        return keel_error_set (err, KEEL_ERR_TIMEOUT, "%s", self->no_broker_text);
+    }
+    return KEEL_OK;
+}
+
+keel_err
+keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **result_p,
+                         keel_error_t *err)
+{
+    assert (self && result_p);
+    *result_p = NULL;
+    if (self->result_fn)
+        return keel_error_set (err, KEEL_ERR_STATE, "a result handler is set");
+    int64_t deadline = zclock_mono () + (timeout_ms < 0 ? 0 : timeout_ms);
+    //  Each turn waits for at least one event, so the loop ends by the deadline.
+    for (uint64_t turn = 0; ; turn++) {
+        if (zlistx_size (self->results) > 0) {
+            *result_p = zlistx_first (self->results);
+            zlistx_detach_cur (self->results);
+            return KEEL_OK;
+        }
+        int64_t left = deadline - zclock_mono ();
+        if (timeout_ms >= 0 && left <= 0 && turn > 0)
+            return KEEL_OK;
+        keel_err rc = keel_driver_poll (self, timeout_ms < 0 ? -1 : (int) (left > 0 ? left : 0), err);
+        if (rc != KEEL_OK)
+            return rc;
+    }
+}
+
+keel_err
+keel_driver_wait_all (keel_driver_t *self, int timeout_ms, keel_error_t *err)
+{
+    assert (self);
+    int64_t deadline = zclock_mono () + (timeout_ms < 0 ? 0 : timeout_ms);
+    for (uint64_t turn = 0; self->submitted > self->delivered; turn++) {
+        int64_t left = deadline - zclock_mono ();
+        if (timeout_ms >= 0 && left <= 0 && turn > 0)
+            return keel_error_set (err, KEEL_ERR_TIMEOUT, "%" PRIu64 " tasks still outstanding",
+                                   self->submitted - self->delivered);
+        keel_err rc = keel_driver_poll (self, timeout_ms < 0 ? 1000 : (int) (left > 0 ? left : 0), err);
+        if (rc != KEEL_OK)
+            return rc;
+    }
+    return KEEL_OK;
+}
+
+uint64_t
+keel_driver_outstanding (const keel_driver_t *self)
+{
+    assert (self);
+    return self->submitted - self->delivered;
+}
+
+// ---------------------------------------------------------------- services
+
+void
+keel_service_options_init (keel_service_options_t *options, const char *type)
+{
+    assert (options);
+    memset (options, 0, sizeof *options);
+    options->type = type;
+    options->reschedule_delay_ms = -1;
+}
+
+keel_service_t *
+keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *options,
+                          keel_error_t *err)
+{
+    assert (self && options);
+    if (!options->type || !keel_type_name_valid (options->type)) {
+        keel_error_set (err, KEEL_ERR_INVALID,
+                        "service type '%s' is not 1-%d characters of [A-Za-z0-9_.-]",
+                        options->type ? options->type : "", KEEL_TYPE_MAX);
+        return NULL;
+    }
+    if (options->reschedule_delay_ms < -1) {
+        keel_error_set (err, KEEL_ERR_INVALID, "reschedule delay must be -1 or more");
+        return NULL;
+    }
+    if (options->init_data_size > KEEL_DEFAULT_MAX_MSG_SIZE / 2) {
+        keel_error_set (err, KEEL_ERR_INVALID, "init data over %d bytes", KEEL_DEFAULT_MAX_MSG_SIZE / 2);
+        return NULL;
+    }
+    keel_service_t *service = calloc (1, sizeof *service);
+    keel_actor_open_t *open = calloc (1, sizeof *open);
+    if (!service || !open)
+        goto nomem;
+    service->driver = self;
+    keel_uuid_new (service->id);
+    memcpy (open->service_id, service->id, sizeof service->id);
+    snprintf (open->type, sizeof open->type, "%s", options->type);
+    open->priority = options->priority;
+    open->max_attempts = options->max_attempts;
+    open->reschedule_delay_ms = options->reschedule_delay_ms;
+    if (options->init_data && options->init_data_size > 0) {
+        open->init_data = malloc (options->init_data_size);
+        if (!open->init_data)
+            goto nomem;
+        memcpy (open->init_data, options->init_data, options->init_data_size);
+        open->init_data_size = options->init_data_size;
+    }
+    if (zsock_send (self->actor, "sp", "OPEN", open) != 0) {
+        keel_actor_open_destroy (&open);
+        free (service);
+        keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+        return NULL;
+    }
+    zlistx_add_end (self->services, service);
+    zhashx_insert (self->by_id, service->id, service);
+    KEEL_INFO ("driver", "opened service=%s type=%s", service->id, options->type);
+    return service;
+nomem:
+    keel_actor_open_destroy (&open);
+    free (service);
+    keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+    return NULL;
+}
+
+const char *
+keel_service_id (const keel_service_t *service)
+{
+    assert (service);
+    return service->id;
+}
+
+uint64_t
+keel_service_submitted (const keel_service_t *service)
+{
+    assert (service);
+    return service->next_id;
+}
+
+keel_err
+keel_service_submit (keel_service_t *service, const void *input, size_t size, uint64_t *task_id_p,
+                     keel_error_t *err)
+{
+    assert (service);
+    keel_driver_t *self = service->driver;
+    if (service->closed || service->cancelled)
+        return keel_error_set (err, KEEL_ERR_STATE, "service %s is %s", service->id,
+                               service->cancelled ? "cancelled" : "closed");
+    if (size > KEEL_DEFAULT_MAX_MSG_SIZE / 2)
+        return keel_error_set (err, KEEL_ERR_INVALID, "task input over %d bytes",
+                               KEEL_DEFAULT_MAX_MSG_SIZE / 2);
+    if (!self->pending) {
+        self->pending = calloc (1, sizeof (keel_actor_tasks_t));
+        if (!self->pending)
+            return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+    }
+    keel_actor_tasks_t *batch = self->pending;
+    if (batch->count == batch->cap) {
+        size_t cap = batch->cap ? batch->cap * 2 : 64;
+        keel_actor_task_t *tasks = realloc (batch->tasks, cap * sizeof *tasks);
+        if (!tasks)
+            return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        batch->tasks = tasks;
+        batch->cap = cap;
+    }
+    uint8_t *copy = NULL;
+    if (size > 0) {
+        copy = malloc (size);
+        if (!copy)
+            return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        memcpy (copy, input, size);
+    }
+    keel_actor_task_t *task = &batch->tasks[batch->count++];
+    memcpy (task->service_id, service->id, sizeof service->id);
+    task->task_id = service->next_id++;
+    task->input = copy;
+    task->size = size;
+    self->submitted++;
+    if (task_id_p)
+        *task_id_p = task->task_id;
+    if (batch->count >= self->batch_size && s_flush_pending (self) != KEEL_OK)
+        return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    return KEEL_OK;
+}
+
+static keel_err
+s_service_command (keel_service_t *service, const char *command, keel_error_t *err)
+{
+    keel_driver_t *self = service->driver;
+    if (s_flush_pending (self) != KEEL_OK || zsock_send (self->actor, "ss", command, service->id) != 0)
+        return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    return KEEL_OK;
+}
+
+keel_err
+keel_service_close (keel_service_t *service, keel_error_t *err)
+{
+    assert (service);
+    if (service->closed || service->cancelled)
+        return KEEL_OK;
+    service->closed = true;
+    return s_service_command (service, "CLOSE", err);
+}
+
+keel_err
+keel_service_cancel (keel_service_t *service, keel_error_t *err)
+{
+    assert (service);
+    if (service->cancelled)
+        return KEEL_OK;
+    service->cancelled = true;
+    return s_service_command (service, "CANCEL", err);
+}
+
+void
+keel_result_destroy (keel_result_t **result_p)
+{
+    assert (result_p);
+    free (*result_p);               // one block: see keel_actor_result_new
+    *result_p = NULL;
+}

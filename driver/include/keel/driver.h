@@ -1,0 +1,232 @@
+/*  keel/driver.h — libkeeldriver: submit work to a Keel grid and get every
+    result exactly once, whatever happens to the brokers in between.
+
+    A driver (keel_driver_t) is one client of the grid with its own identity
+    (a UUID made at keel_driver_new). It opens services — sessions of tasks of
+    one service type ("double", "echo", a configured command service) — and
+    submits tasks to them. Task ids are 0, 1, 2 ... in submit order within
+    each service and are returned by keel_service_submit at once.
+
+    Threads. keel_driver_new starts one background thread (a CZMQ actor)
+    that owns the connection to the broker: hello, heartbeats, batching,
+    retrying a lost broker, failing over to the next one, probing the
+    primary and moving back to it (DESIGN §4). It keeps each task's input
+    until the task's result arrives, so nothing submitted is lost when a
+    broker is. Every function below is called from ONE application thread;
+    keel_driver_t is not thread-safe. Callbacks (status and results) run in
+    that application thread, inside keel_driver_poll, keel_driver_next_result
+    and keel_driver_wait_all — never on the background thread and never
+    inside keel_service_submit. A callback may submit tasks and open, close
+    or cancel services; it must not destroy the driver.
+
+    Exactly once. The broker may send a result again (it keeps results until
+    acknowledged, and re-sends them after a reconnect); the library delivers
+    each task's result to the application once, then acknowledges it.
+    Results arrive in completion order, not submit order.
+
+    Flow control. Submitting never blocks: tasks are queued in the library
+    and sent in batches of DSBatchSize, with at most DSMaxUnaccepted tasks
+    sent but not yet Accepted (stored) by the broker; the rest wait in the
+    library. An application that streams large jobs keeps its own window:
+    keel_driver_outstanding tells how many tasks wait for their result.
+
+    Configuration keys (keel_driver_settings lists them with their units,
+    bounds and descriptions): DSPrimaryBroker (tcp://127.0.0.1:7070),
+    DSFailoverBrokers (""), DSBrokerTimeout (300 s), DSPrimaryRetryInterval
+    (60 s), DSHeartbeatInterval (1 s), DSBatchSize (256), DSMaxUnaccepted
+    (100000), LogLevel (warn; applied by programs such as keel-driver through
+    keel_log_init — the library does not change process-wide logging).
+
+    Errors: fallible calls return a keel_err (KEEL_OK = 0) and fill a
+    keel_error_t (may be NULL) with one line for a person.
+*/
+#ifndef KEEL_DRIVER_H
+#define KEEL_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "error.h"
+#include "settings.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct _keel_driver_t keel_driver_t;
+typedef struct _keel_service_t keel_service_t;
+
+// ---------------------------------------------------------------- results
+
+typedef enum {
+    KEEL_TASK_OK = 1,           // the task ran and produced output
+    KEEL_TASK_FAILED = 2,       // the task failed (after MaxAttempts), or the broker refused it
+    KEEL_TASK_CANCELLED = 3     // the service was cancelled before the task finished
+} keel_task_status_t;
+
+// One task's result. Owned by the library while a result callback runs;
+// owned by the caller (free with keel_result_destroy) when returned by
+// keel_driver_next_result.
+typedef struct {
+    keel_service_t *service;        // the service handle it belongs to
+    const char *service_id;         // the service's UUID
+    uint64_t task_id;
+    keel_task_status_t status;
+    const uint8_t *output;          // KEEL_TASK_OK: the output (output_size bytes, may be 0)
+    size_t output_size;
+    const char *error;              // otherwise: why; "" when none was given
+    const char *engine_id;          // engine that produced it; "" when failed locally
+    uint64_t execution_id;          // 0 when failed locally
+    uint32_t attempts;              // executions that failed plus the final one
+    uint64_t queued_ms;             // from acceptance to first dispatch
+    uint64_t run_ms;                // wall time of the winning execution
+} keel_result_t;
+
+void keel_result_destroy (keel_result_t **result_p);
+
+typedef void (keel_result_fn) (const keel_result_t *result, void *arg);
+
+// ---------------------------------------------------------------- status
+
+typedef enum {
+    KEEL_STATUS_CONNECTED = 0,  // first broker answered
+    KEEL_STATUS_LOST,           // the broker went silent; the driver retries it for DSBrokerTimeout
+    KEEL_STATUS_RECONNECTED,    // the same broker answered again; unaccepted tasks resent
+    KEEL_STATUS_FAILOVER,       // now on a failover broker; outstanding tasks resubmitted
+    KEEL_STATUS_FAILBACK,       // back on the primary; the failover broker was told to Detach
+    KEEL_STATUS_TRYING,         // a broker did not answer in DSBrokerTimeout; trying the next
+    KEEL_STATUS_NOTICE,         // a Notice from the broker (level and text are the broker's)
+    KEEL_STATUS_STORE_FULL,     // the broker's store refused tasks; they are retried later
+    KEEL_STATUS_NO_BROKER       // no broker answered in a whole pass over the list
+} keel_status_kind_t;
+
+typedef enum {
+    KEEL_LEVEL_INFO = 0,
+    KEEL_LEVEL_WARNING = 1,
+    KEEL_LEVEL_ERROR = 2
+} keel_status_level_t;
+
+// What the "status bar" should show. Valid only during the callback.
+typedef struct {
+    keel_status_kind_t kind;
+    keel_status_level_t level;
+    const char *text;           // one line for a person: "failover: now on tcp://b2:7070"
+    const char *broker;         // endpoint concerned, "" when none
+    const char *service_id;     // service concerned (notices), "" when none
+} keel_status_t;
+
+typedef void (keel_status_fn) (const keel_status_t *status, void *arg);
+
+// Short name of a status kind ("failover").
+const char *keel_status_kind_name (keel_status_kind_t kind);
+
+// ---------------------------------------------------------------- driver
+
+// The settings table of the driver (DS* keys and LogLevel), for
+// keel_cli_load, --help and docs/configuration.md.
+const keel_setting_def_t *keel_driver_settings (void);
+
+// Creates a driver from defaults, then the properties file config_path (if
+// not NULL), then KEEL_<KEY> environment variables, then overrides[0..n)
+// ("KEY=VALUE"), and starts its background thread, which connects to
+// DSPrimaryBroker at once. Returns NULL and fills err on a configuration
+// error (the message names the key and file:line) or a failure to start.
+keel_driver_t *keel_driver_new (const char *config_path, char **overrides, int noverrides,
+                                keel_error_t *err);
+
+// Same from settings built with keel_driver_settings() (e.g. by
+// keel_cli_load); the settings are read, not kept.
+keel_driver_t *keel_driver_new_from_settings (const keel_settings_t *settings, keel_error_t *err);
+
+// Stops the background thread and frees the driver, its services and any
+// result not yet taken. Services are not closed at the broker: their tasks
+// stay there until RetentionHours (close or cancel them first when that
+// matters). Nulls *self_p; idempotent.
+void keel_driver_destroy (keel_driver_t **self_p);
+
+// The driver's UUID (also its DriverHello.driver_id).
+const char *keel_driver_id (const keel_driver_t *self);
+
+// Sets (or with NULL clears) the callback for status events. Without one,
+// status events are only logged.
+void keel_driver_set_status_handler (keel_driver_t *self, keel_status_fn *fn, void *arg);
+
+// Sets (or with NULL clears) the callback for results. With one, results go
+// to it from keel_driver_poll / keel_driver_wait_all / keel_driver_next_result;
+// without one they are kept for keel_driver_next_result.
+void keel_driver_set_result_handler (keel_driver_t *self, keel_result_fn *fn, void *arg);
+
+// Waits up to timeout_ms (0: do not wait; -1: forever) for events and
+// handles every event that is ready: status events go to the status
+// callback, results to the result callback (or are kept for
+// keel_driver_next_result). Returns KEEL_OK, or KEEL_ERR_TIMEOUT with "no
+// broker reachable ..." in err when no broker answered for a whole pass
+// over the broker list (DSBrokerTimeout each). The driver keeps trying
+// after that: the caller decides whether to give up.
+keel_err keel_driver_poll (keel_driver_t *self, int timeout_ms, keel_error_t *err);
+
+// Waits up to timeout_ms (-1: forever) for the next result and returns it
+// in *result_p (caller frees with keel_result_destroy); status callbacks run
+// meanwhile. Returns KEEL_OK with *result_p = NULL when the time passed
+// without a result, KEEL_ERR_TIMEOUT with "no broker reachable" as for
+// keel_driver_poll, or KEEL_ERR_STATE when a result handler is set.
+keel_err keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **result_p,
+                                  keel_error_t *err);
+
+// Runs keel_driver_poll until every submitted task's result has been
+// delivered (to the result callback, or kept for keel_driver_next_result),
+// or timeout_ms passed (-1: forever; then returns KEEL_ERR_TIMEOUT with
+// "N tasks still outstanding"), or no broker is reachable (KEEL_ERR_TIMEOUT).
+keel_err keel_driver_wait_all (keel_driver_t *self, int timeout_ms, keel_error_t *err);
+
+// Tasks submitted (over all services) whose result has not reached the
+// application yet.
+uint64_t keel_driver_outstanding (const keel_driver_t *self);
+
+// ---------------------------------------------------------------- services
+
+typedef struct {
+    const char *type;               // service type name, 1-64 of [A-Za-z0-9_.-]
+    int32_t priority;               // higher runs first; default 0
+    uint32_t max_attempts;          // task failures before giving up; 0 = broker's MaxAttempts
+    int64_t reschedule_delay_ms;    // after engine loss; -1 = broker's RescheduleDelay
+    const void *init_data;          // given to each engine once per service; may be NULL
+    size_t init_data_size;
+} keel_service_options_t;
+
+// Fills options with the defaults for service type `type`.
+void keel_service_options_init (keel_service_options_t *options, const char *type);
+
+// Opens a service (a new UUID; sent to the broker in the background) and
+// returns its handle, owned by the driver and valid until keel_driver_destroy.
+// Returns NULL and fills err when the options are invalid.
+keel_service_t *keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *options,
+                                          keel_error_t *err);
+
+// The service's UUID.
+const char *keel_service_id (const keel_service_t *service);
+
+// Submits one task with input[0..size) (copied) and returns its id in
+// *task_id_p (may be NULL). Never blocks. Returns KEEL_ERR_STATE when the
+// service was closed or cancelled, KEEL_ERR_NOMEM when out of memory.
+keel_err keel_service_submit (keel_service_t *service, const void *input, size_t size,
+                              uint64_t *task_id_p, keel_error_t *err);
+
+// Tasks submitted to the service so far (= the next task id).
+uint64_t keel_service_submitted (const keel_service_t *service);
+
+// No more tasks will be submitted. Results of tasks already submitted still
+// arrive; the broker is told (CloseService) once every one of them has been
+// delivered, so a failover until then still resubmits the open service.
+keel_err keel_service_close (keel_service_t *service, keel_error_t *err);
+
+// Cancels the service: the broker drops its queued tasks and stops running
+// ones. Every task still waiting for its result is delivered as
+// KEEL_TASK_CANCELLED (once; a result already in flight may win instead).
+keel_err keel_service_cancel (keel_service_t *service, keel_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

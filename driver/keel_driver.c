@@ -1,0 +1,345 @@
+/*  keel_driver.c — keel-driver, the batch-job CLI (DESIGN §10).
+
+    Streams inputs into one service while printing results as they come:
+    at most DSMaxUnaccepted tasks wait for their result at any time, so a
+    job of any size runs in bounded memory. One JSON line per task on
+    stdout (completion order); status, progress and the summary on stderr.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <czmq.h>
+
+#include "cli.h"
+#include "jsonl.h"
+#include "keel/driver.h"
+#include "log.h"
+#include "submit_args.h"
+
+#define S_PROGRAM "keel-driver"
+#define S_PROGRESS_MS 200
+
+typedef struct {
+    const keel_submit_args_t *args;
+    FILE *file;                     // KEEL_INPUT_FILE
+    char *line;
+    size_t line_cap;
+    int64_t produced;               // inputs produced so far
+    char number[32];
+} s_inputs_t;
+
+typedef struct {
+    bool tty;                       // stderr is a terminal: progress bar
+    bool progress_shown;
+    int64_t last_progress;
+    int64_t total;                  // -1 when unknown (input file)
+    uint64_t ok;
+    uint64_t failed;
+    const char *output_dir;
+    keel_jsonl_buf_t line;
+    bool write_failed;
+} s_job_t;
+
+//  Next input; false at the end. *data stays valid until the next call.
+static bool
+s_inputs_next (s_inputs_t *in, const char **data, size_t *size)
+{
+    const keel_submit_args_t *args = in->args;
+    switch (args->input) {
+        case KEEL_INPUT_TEXT:
+            if (in->produced >= args->count)
+                return false;
+            *data = args->input_text;
+            *size = strlen (args->input_text);
+            break;
+        case KEEL_INPUT_RANGE: {
+            if (in->produced >= args->range_to - args->range_from)
+                return false;
+            int n = snprintf (in->number, sizeof in->number, "%lld",
+                              (long long) (args->range_from + in->produced));
+            *data = in->number;
+            *size = (size_t) n;
+            break;
+        }
+        case KEEL_INPUT_FILE: {
+            ssize_t n = getline (&in->line, &in->line_cap, in->file);
+            if (n < 0)
+                return false;
+            if (n > 0 && in->line[n - 1] == '\n')
+                in->line[--n] = 0;
+            if (n > 0 && in->line[n - 1] == '\r')
+                in->line[--n] = 0;
+            *data = in->line;
+            *size = (size_t) n;
+            break;
+        }
+        default:
+            return false;
+    }
+    in->produced++;
+    return true;
+}
+
+static void
+s_clear_progress (s_job_t *job)
+{
+    if (job->progress_shown) {
+        fputs ("\r\033[K", stderr);
+        job->progress_shown = false;
+    }
+}
+
+static void
+s_progress (s_job_t *job, uint64_t submitted, bool force)
+{
+    if (!job->tty)
+        return;
+    int64_t now = zclock_mono ();
+    if (!force && now - job->last_progress < S_PROGRESS_MS)
+        return;
+    job->last_progress = now;
+    uint64_t done = job->ok + job->failed;
+    if (job->total > 0) {
+        int width = 30;
+        int filled = (int) ((double) done / (double) job->total * width);
+        char bar[64];
+        for (int i = 0; i < width; i++)
+            bar[i] = i < filled ? '#' : '.';
+        bar[width] = 0;
+        fprintf (stderr, "\r[%s] %" PRIu64 "/%" PRId64 " ok %" PRIu64 " failed %" PRIu64 "\033[K",
+                 bar, done, job->total, job->ok, job->failed);
+    }
+    else
+        fprintf (stderr, "\r%" PRIu64 " done of %" PRIu64 " submitted, ok %" PRIu64 " failed %" PRIu64 "\033[K",
+                 done, submitted, job->ok, job->failed);
+    job->progress_shown = true;
+}
+
+static void
+s_on_status (const keel_status_t *status, void *arg)
+{
+    s_job_t *job = (s_job_t *) arg;
+    s_clear_progress (job);
+    if (status->kind == KEEL_STATUS_NOTICE)
+        fprintf (stderr, S_PROGRAM ": notice (%s): %s\n",
+                 status->level == KEEL_LEVEL_ERROR ? "error"
+                 : status->level == KEEL_LEVEL_WARNING ? "warning" : "info", status->text);
+    else
+    if (status->kind != KEEL_STATUS_CONNECTED && status->kind != KEEL_STATUS_NO_BROKER)
+        fprintf (stderr, S_PROGRAM ": %s\n", status->text);
+}
+
+static void
+s_write_result (s_job_t *job, const keel_result_t *result)
+{
+    char path[4096];
+    const char *output_path = NULL;
+    if (job->output_dir && result->status == KEEL_TASK_OK) {
+        snprintf (path, sizeof path, "%s/%" PRIu64 ".out", job->output_dir, result->task_id);
+        FILE *out = fopen (path, "wb");
+        if (!out || fwrite (result->output, 1, result->output_size, out) != result->output_size) {
+            s_clear_progress (job);
+            fprintf (stderr, S_PROGRAM ": cannot write %s: %s\n", path, strerror (errno));
+            job->write_failed = true;
+        }
+        if (out)
+            fclose (out);
+        output_path = path;
+    }
+    keel_jsonl_format_result (&job->line, result, output_path);
+    //  One fwrite per line: lines never interleave.
+    if (job->line.failed || fwrite (job->line.data, 1, job->line.len, stdout) != job->line.len)
+        job->write_failed = true;
+    if (result->status == KEEL_TASK_OK)
+        job->ok++;
+    else
+        job->failed++;
+}
+
+static keel_settings_t *
+s_load_settings (const keel_submit_args_t *args, keel_error_t *err)
+{
+    //  --set values, then --broker / --log-level, which name keys themselves.
+    int nsets = 0;
+    char **sets = calloc ((size_t) args->nsets + 2, sizeof (char *));
+    char *broker = NULL, *level = NULL;
+    if (!sets)
+        return NULL;
+    for (int i = 0; i < args->nsets; i++)
+        sets[nsets++] = args->sets[i];
+    if (args->broker && asprintf (&broker, "DSPrimaryBroker=%s", args->broker) > 0)
+        sets[nsets++] = broker;
+    if (args->log_level && asprintf (&level, "LogLevel=%s", args->log_level) > 0)
+        sets[nsets++] = level;
+    keel_settings_t *settings = keel_cli_load (keel_driver_settings (), args->config_path, sets,
+                                               nsets, err);
+    free (broker);
+    free (level);
+    free (sets);
+    for (int i = 0; settings && i < args->nfailovers; i++) {
+        const char *list = keel_settings_str (settings, "DSFailoverBrokers");
+        char *value = NULL;
+        if (asprintf (&value, "%s%s%s", list, *list ? "," : "", args->failovers[i]) < 0
+            || keel_settings_set (settings, "DSFailoverBrokers", value, "--failover", err) != KEEL_OK)
+            keel_settings_destroy (&settings);
+        free (value);
+    }
+    return settings;
+}
+
+static int
+s_usage_error (const char *message)
+{
+    fprintf (stderr, S_PROGRAM ": %s\n" S_PROGRAM ": try '" S_PROGRAM " --help'\n", message);
+    return KEEL_EXIT_USAGE;
+}
+
+//  Submits while fewer than window tasks wait; prints results as they come.
+static int
+s_run (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job_t *job,
+       uint64_t window)
+{
+    bool more = true;
+    keel_error_t err = { "" };
+    //  Ends when inputs run out and every result is in, or on an error.
+    for (uint64_t turn = 0; more || keel_driver_outstanding (driver) > 0; turn++) {
+        for (uint64_t i = 0; more && i < window && keel_driver_outstanding (driver) < window; i++) {
+            const char *data;
+            size_t size;
+            more = s_inputs_next (inputs, &data, &size);
+            if (more && keel_service_submit (service, data, size, NULL, &err) != KEEL_OK) {
+                s_clear_progress (job);
+                fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+                return KEEL_EXIT_FAILED;
+            }
+        }
+        if (!more && !keel_service_submitted (service))
+            break;
+        if (!more)
+            keel_service_close (service, NULL);
+        keel_result_t *result = NULL;
+        keel_err rc = keel_driver_next_result (driver, 100, &result, &err);
+        if (rc == KEEL_ERR_TIMEOUT) {
+            s_clear_progress (job);
+            fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+            return KEEL_EXIT_NOBROKER;
+        }
+        if (rc != KEEL_OK) {
+            s_clear_progress (job);
+            fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+            return KEEL_EXIT_FAILED;
+        }
+        //  Take every result that is ready before submitting more.
+        for (int k = 0; result && k < 100000; k++) {
+            s_write_result (job, result);
+            keel_result_destroy (&result);
+            keel_driver_next_result (driver, 0, &result, NULL);
+        }
+        s_progress (job, keel_service_submitted (service), false);
+    }
+    return KEEL_EXIT_OK;
+}
+
+int
+main (int argc, char **argv)
+{
+    keel_submit_args_t args;
+    keel_error_t err = { "" };
+    if (keel_submit_args_parse (argc, argv, &args, &err) != KEEL_OK) {
+        keel_submit_args_free (&args);
+        return s_usage_error (err.text);
+    }
+    if (args.help) {
+        keel_submit_args_usage (stdout);
+        printf ("\n");
+        keel_settings_print_help (keel_driver_settings (), stdout);
+        keel_submit_args_free (&args);
+        return KEEL_EXIT_OK;
+    }
+    if (args.version) {
+        keel_cli_print_version (S_PROGRAM, stdout);
+        keel_submit_args_free (&args);
+        return KEEL_EXIT_OK;
+    }
+    keel_settings_t *settings = s_load_settings (&args, &err);
+    if (!settings) {
+        fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+        keel_submit_args_free (&args);
+        return KEEL_EXIT_USAGE;
+    }
+    keel_log_level_t level = KEEL_LOG_WARN;
+    keel_log_level_parse (keel_settings_str (settings, "LogLevel"), &level);
+    keel_log_init (level);
+
+    s_inputs_t inputs = { .args = &args };
+    s_job_t job = { .tty = isatty (STDERR_FILENO), .output_dir = args.output_dir, .total = -1 };
+    int code = KEEL_EXIT_USAGE;
+    keel_driver_t *driver = NULL;
+    if (args.input == KEEL_INPUT_FILE) {
+        inputs.file = streq (args.input_file, "-") ? stdin : fopen (args.input_file, "r");
+        if (!inputs.file) {
+            fprintf (stderr, S_PROGRAM ": --input-file: cannot open '%s': %s\n", args.input_file,
+                     strerror (errno));
+            goto done;
+        }
+    }
+    else
+        job.total = args.input == KEEL_INPUT_TEXT ? args.count : args.range_to - args.range_from;
+    if (args.output_dir) {
+        struct stat st;
+        if (stat (args.output_dir, &st) != 0 && mkdir (args.output_dir, 0777) != 0) {
+            fprintf (stderr, S_PROGRAM ": --output-dir: cannot create '%s': %s\n", args.output_dir,
+                     strerror (errno));
+            goto done;
+        }
+        if (stat (args.output_dir, &st) != 0 || !S_ISDIR (st.st_mode)) {
+            fprintf (stderr, S_PROGRAM ": --output-dir: '%s' is not a directory\n", args.output_dir);
+            goto done;
+        }
+    }
+    driver = keel_driver_new_from_settings (settings, &err);
+    if (!driver) {
+        fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+        goto done;
+    }
+    keel_driver_set_status_handler (driver, s_on_status, &job);
+    keel_service_options_t options;
+    keel_service_options_init (&options, args.service);
+    if (args.has_priority)
+        options.priority = args.priority;
+    if (args.has_max_attempts)
+        options.max_attempts = args.max_attempts;
+    keel_service_t *service = keel_driver_open_service (driver, &options, &err);
+    if (!service) {
+        fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+        goto done;
+    }
+    if (!isatty (STDOUT_FILENO))
+        setvbuf (stdout, NULL, _IOFBF, 1 << 16);
+    int64_t started = zclock_mono ();
+    int64_t window = keel_settings_int (settings, "DSMaxUnaccepted");
+    code = s_run (driver, service, &inputs, &job, (uint64_t) (window > 0 ? window : 1));
+    fflush (stdout);
+    if (ferror (stdout))
+        job.write_failed = true;
+    s_progress (&job, keel_service_submitted (service), true);
+    s_clear_progress (&job);
+    fprintf (stderr, S_PROGRAM ": %" PRIu64 " tasks: %" PRIu64 " ok, %" PRIu64 " failed in %.1f s\n",
+             job.ok + job.failed, job.ok, job.failed, (zclock_mono () - started) / 1000.0);
+    if (code == KEEL_EXIT_OK && (job.failed > 0 || job.write_failed))
+        code = KEEL_EXIT_FAILED;
+done:
+    keel_driver_destroy (&driver);
+    if (inputs.file && inputs.file != stdin)
+        fclose (inputs.file);
+    free (inputs.line);
+    keel_jsonl_buf_free (&job.line);
+    keel_settings_destroy (&settings);
+    keel_submit_args_free (&args);
+    return code;
+}

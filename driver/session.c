@@ -1,0 +1,365 @@
+/*  session.c — the driver ↔ broker session state machine (see session.h
+    for the state table). Pure logic: no sockets, no clock reads.
+*/
+#include "session.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_LIVENESS 3                // heartbeat intervals of silence before a broker is lost
+#define S_BACKOFF_CAP_MS 30000      // longest wait between two hellos to the same broker
+#define S_PROBE_WAIT_MIN_MS 1000    // a probe waits at least this long for its welcome
+
+struct _keel_session_t {
+    keel_session_config_t config;
+    char **brokers;                 // owned copies of config.brokers
+    keel_session_state_t state;
+    int current;                    // broker the session socket talks to
+    int last_welcomed;              // broker that last answered the session (-1: none yet)
+    int64_t heartbeat_ms;           // H
+    keel_peer_clock_t clock;        // READY: liveness of the broker, our idle time
+    keel_backoff_t backoff;         // CONNECTING: wait between hellos to the same broker
+    int64_t attempt_deadline;       // CONNECTING: reconnect when no welcome by then
+    int64_t broker_deadline;        // CONNECTING: move to the next broker then
+    int tried;                      // brokers given up on since the last welcome
+    bool probe_open;                // a probe DEALER to the primary is waiting for its welcome
+    int64_t probe_next;             // when to open the next probe
+    int64_t probe_deadline;         // when to give up on the open probe
+};
+
+static void
+s_emit (keel_session_out_t *out, keel_session_do_t what, int broker)
+{
+    //  The table never emits more than KEEL_SESSION_MAX_ACTIONS per step.
+    assert (out->count < KEEL_SESSION_MAX_ACTIONS);
+    keel_session_action_t *action = &out->actions[out->count++];
+    memset (action, 0, sizeof *action);
+    action->what = what;
+    action->broker = broker;
+}
+
+static void s_status (keel_session_out_t *out, keel_session_status_t status, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_status (keel_session_out_t *out, keel_session_status_t status, const char *fmt, ...)
+{
+    s_emit (out, KEEL_SESSION_DO_STATUS, -1);
+    keel_session_action_t *action = &out->actions[out->count - 1];
+    action->status = status;
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (action->text, sizeof action->text, fmt, args);
+    va_end (args);
+}
+
+static int64_t
+s_max (int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+static int64_t
+s_min (int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+//  Starts (or restarts) trying broker `broker` with a fresh socket.
+static void
+s_connect (keel_session_t *self, int broker, int64_t now, bool new_broker, keel_session_out_t *out)
+{
+    self->state = KEEL_SESSION_CONNECTING;
+    self->current = broker;
+    if (new_broker) {
+        keel_backoff_reset (&self->backoff);
+        self->broker_deadline = now + self->config.broker_timeout_ms;
+    }
+    s_emit (out, KEEL_SESSION_DO_CONNECT, broker);
+    self->attempt_deadline = now + s_max (S_LIVENESS * self->heartbeat_ms,
+                                          keel_backoff_next (&self->backoff));
+}
+
+static void
+s_adopt_heartbeat (keel_session_t *self, uint64_t heartbeat_ms, int64_t now)
+{
+    if (heartbeat_ms > 0 && heartbeat_ms <= 3600 * 1000)
+        self->heartbeat_ms = (int64_t) heartbeat_ms;
+    keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
+}
+
+static void
+s_became_ready (keel_session_t *self, uint64_t heartbeat_ms, int64_t now)
+{
+    self->state = KEEL_SESSION_READY;
+    self->tried = 0;
+    keel_backoff_reset (&self->backoff);
+    s_adopt_heartbeat (self, heartbeat_ms, now);
+    if (self->current != 0)
+        self->probe_next = now + self->config.primary_retry_ms;
+}
+
+static void
+s_on_welcome (keel_session_t *self, uint64_t heartbeat_ms, int64_t now, keel_session_out_t *out)
+{
+    const char *url = self->brokers[self->current];
+    s_emit (out, KEEL_SESSION_DO_RESYNC, self->current);
+    if (self->state == KEEL_SESSION_CONNECTING) {
+        if (self->last_welcomed < 0)
+            s_status (out, KEEL_SESSION_STATUS_CONNECTED, "connected to %s", url);
+        else if (self->last_welcomed == self->current)
+            s_status (out, KEEL_SESSION_STATUS_RECONNECTED, "reconnected to %s", url);
+        else if (self->current == 0)
+            s_status (out, KEEL_SESSION_STATUS_FAILBACK, "back on primary %s", url);
+        else
+            s_status (out, KEEL_SESSION_STATUS_FAILOVER, "failover: now on %s", url);
+    }
+    self->last_welcomed = self->current;
+    s_became_ready (self, heartbeat_ms, now);
+}
+
+static void
+s_on_probe_welcome (keel_session_t *self, uint64_t heartbeat_ms, int64_t now,
+                    keel_session_out_t *out)
+{
+    if (!self->probe_open || self->current == 0)
+        return;                     // a late answer to a probe we gave up on
+    bool was_ready = self->state == KEEL_SESSION_READY;
+    s_emit (out, KEEL_SESSION_DO_ADOPT_PROBE, 0);
+    s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, 0);
+    s_emit (out, KEEL_SESSION_DO_RESYNC, 0);
+    if (was_ready)
+        s_emit (out, KEEL_SESSION_DO_DETACH_OLD, self->current);
+    s_emit (out, KEEL_SESSION_DO_CLOSE_OLD, self->current);
+    s_status (out, KEEL_SESSION_STATUS_FAILBACK, "back on primary %s", self->brokers[0]);
+    self->probe_open = false;
+    self->current = 0;
+    self->last_welcomed = 0;
+    s_became_ready (self, heartbeat_ms, now);
+}
+
+static void
+s_on_relogin (keel_session_t *self, int64_t now, keel_session_out_t *out)
+{
+    s_emit (out, KEEL_SESSION_DO_HELLO, self->current);
+    if (self->state == KEEL_SESSION_READY) {
+        self->state = KEEL_SESSION_CONNECTING;
+        self->broker_deadline = now + self->config.broker_timeout_ms;
+    }
+    self->attempt_deadline = now + S_LIVENESS * self->heartbeat_ms;
+}
+
+//  CONNECTING and time passed: hello again, or move on to the next broker.
+static void
+s_tick_connecting (keel_session_t *self, int64_t now, keel_session_out_t *out)
+{
+    if (now >= self->broker_deadline) {
+        int from = self->current;
+        int next = (from + 1) % self->config.nbrokers;
+        self->tried++;
+        if (self->tried >= self->config.nbrokers) {
+            s_emit (out, KEEL_SESSION_DO_GIVE_UP, from);
+            self->tried = 0;
+        }
+        if (next != from) {
+            s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, next);
+            s_status (out, KEEL_SESSION_STATUS_TRYING, "%s did not answer for %.1f s; trying %s",
+                      self->brokers[from], self->config.broker_timeout_ms / 1000.0,
+                      self->brokers[next]);
+        }
+        s_connect (self, next, now, true, out);
+    }
+    else
+    if (now >= self->attempt_deadline)
+        s_connect (self, self->current, now, false, out);
+}
+
+static void
+s_tick_ready (keel_session_t *self, int64_t now, keel_session_out_t *out)
+{
+    if (keel_peer_clock_lost (&self->clock, now)) {
+        s_status (out, KEEL_SESSION_STATUS_LOST, "lost %s (silent for %.1f s); retrying",
+                  self->brokers[self->current], (now - self->clock.last_recv) / 1000.0);
+        self->tried = 0;
+        s_connect (self, self->current, now, true, out);
+    }
+    else
+    if (keel_peer_clock_heartbeat_due (&self->clock, now))
+        s_emit (out, KEEL_SESSION_DO_HEARTBEAT, self->current);
+}
+
+//  Probing the primary runs beside both states whenever we are elsewhere.
+static void
+s_tick_probe (keel_session_t *self, int64_t now, keel_session_out_t *out)
+{
+    if (self->current == 0 || self->last_welcomed < 0) {
+        if (self->probe_open) {
+            s_emit (out, KEEL_SESSION_DO_PROBE_CLOSE, 0);
+            self->probe_open = false;
+        }
+        return;
+    }
+    if (self->probe_open && now >= self->probe_deadline) {
+        s_emit (out, KEEL_SESSION_DO_PROBE_CLOSE, 0);
+        self->probe_open = false;
+    }
+    if (!self->probe_open && now >= self->probe_next) {
+        s_emit (out, KEEL_SESSION_DO_PROBE_OPEN, 0);
+        self->probe_open = true;
+        int64_t wait = s_max (S_LIVENESS * self->heartbeat_ms, S_PROBE_WAIT_MIN_MS);
+        self->probe_deadline = now + s_min (wait, s_max (self->config.primary_retry_ms, 1));
+        self->probe_next = now + self->config.primary_retry_ms;
+    }
+}
+
+keel_session_t *
+keel_session_new (const keel_session_config_t *config, int64_t now)
+{
+    assert (config);
+    if (config->nbrokers < 1 || !config->brokers)
+        return NULL;
+    keel_session_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = *config;
+    self->brokers = calloc ((size_t) config->nbrokers, sizeof (char *));
+    if (!self->brokers) {
+        free (self);
+        return NULL;
+    }
+    for (int i = 0; i < config->nbrokers; i++) {
+        self->brokers[i] = strdup (config->brokers[i] ? config->brokers[i] : "");
+        if (!self->brokers[i]) {
+            keel_session_destroy (&self);
+            return NULL;
+        }
+    }
+    self->config.brokers = NULL;
+    self->state = KEEL_SESSION_CONNECTING;
+    self->last_welcomed = -1;
+    self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : 1000;
+    int64_t cap = s_max (S_LIVENESS * self->heartbeat_ms,
+                         s_min (S_BACKOFF_CAP_MS, config->broker_timeout_ms / 2));
+    keel_backoff_init (&self->backoff, S_LIVENESS * self->heartbeat_ms, cap, config->seed | 1);
+    keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
+    self->attempt_deadline = now;
+    self->broker_deadline = now + config->broker_timeout_ms;
+    return self;
+}
+
+void
+keel_session_destroy (keel_session_t **self_p)
+{
+    assert (self_p);
+    keel_session_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->brokers) {
+        for (int i = 0; i < self->config.nbrokers; i++)
+            free (self->brokers[i]);
+        free (self->brokers);
+    }
+    free (self);
+    *self_p = NULL;
+}
+
+void
+keel_session_step (keel_session_t *self, keel_session_event_t event, uint64_t heartbeat_ms,
+                   int64_t now, keel_session_out_t *out)
+{
+    assert (self && out);
+    out->count = 0;
+    switch (event) {
+        case KEEL_SESSION_EV_START:
+            self->tried = 0;
+            s_connect (self, 0, now, true, out);
+            break;
+        case KEEL_SESSION_EV_WELCOME:
+            s_on_welcome (self, heartbeat_ms, now, out);
+            break;
+        case KEEL_SESSION_EV_PROBE_WELCOME:
+            s_on_probe_welcome (self, heartbeat_ms, now, out);
+            break;
+        case KEEL_SESSION_EV_RELOGIN:
+            s_on_relogin (self, now, out);
+            break;
+        case KEEL_SESSION_EV_TICK:
+            switch (self->state) {
+                case KEEL_SESSION_CONNECTING:
+                    s_tick_connecting (self, now, out);
+                    break;
+                case KEEL_SESSION_READY:
+                    s_tick_ready (self, now, out);
+                    break;
+                default:
+                    assert (false);
+                    break;
+            }
+            s_tick_probe (self, now, out);
+            break;
+        default:
+            break;                  // unknown events change nothing
+    }
+}
+
+void
+keel_session_received (keel_session_t *self, int64_t now)
+{
+    assert (self);
+    keel_peer_clock_received (&self->clock, now);
+}
+
+void
+keel_session_sent (keel_session_t *self, int64_t now)
+{
+    assert (self);
+    keel_peer_clock_sent (&self->clock, now);
+}
+
+int64_t
+keel_session_next_deadline (const keel_session_t *self)
+{
+    assert (self);
+    int64_t next;
+    if (self->state == KEEL_SESSION_CONNECTING)
+        next = s_min (self->attempt_deadline, self->broker_deadline);
+    else
+        next = keel_peer_clock_next_deadline (&self->clock);
+    if (self->current != 0 && self->last_welcomed >= 0)
+        next = s_min (next, self->probe_open ? self->probe_deadline : self->probe_next);
+    return next;
+}
+
+keel_session_state_t
+keel_session_state (const keel_session_t *self)
+{
+    assert (self);
+    return self->state;
+}
+
+int
+keel_session_broker (const keel_session_t *self)
+{
+    assert (self);
+    return self->current;
+}
+
+int64_t
+keel_session_heartbeat_ms (const keel_session_t *self)
+{
+    assert (self);
+    return self->heartbeat_ms;
+}
+
+const char *
+keel_session_state_name (keel_session_state_t state)
+{
+    switch (state) {
+        case KEEL_SESSION_CONNECTING: return "CONNECTING";
+        case KEEL_SESSION_READY: return "READY";
+        default: return "?";
+    }
+}

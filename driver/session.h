@@ -1,0 +1,148 @@
+/*  session.h — the driver ↔ broker session state machine (DESIGN §4,
+    "Driver loses its broker").
+
+    This module decides *when* to connect, hello, heartbeat, retry, fail over,
+    probe the primary and fail back; it owns no socket and reads no clock.
+    The driver actor (actor.c) feeds it events with the current monotonic
+    time and carries out the actions it returns. Tests drive it the same way,
+    with invented times.
+
+    Brokers are numbered 0 (the primary) .. n-1 (the failover brokers in the
+    order configured). States:
+
+      CONNECTING  a fresh DEALER to broker `current` has sent DriverHello
+                  and waits for DriverWelcome. With no answer by the attempt
+                  deadline (3·H, growing with backoff) it reconnects with a
+                  fresh socket and hellos again. After DSBrokerTimeout on this
+                  broker it moves to the next one (FAILOVER). When a whole
+                  pass over the list has gone unanswered it reports GIVE_UP
+                  once per pass (the application's wait call fails with "no
+                  broker reachable") and keeps cycling.
+      READY       DriverWelcome received: tasks flow. Heartbeat when idle for
+                  H; the broker silent for 3·H → CONNECTING on the same broker
+                  (RETRYING). On a failover broker the primary is probed every
+                  DSPrimaryRetryInterval; a probe's DriverWelcome → the probe
+                  socket becomes the session (FAILBACK), the failover broker
+                  gets Detach.
+
+      state       event              actions                         next
+      ----------  -----------------  ------------------------------  ----------
+      (new)       START              CONNECT(0)                      CONNECTING
+      CONNECTING  WELCOME            RESYNC, STATUS                  READY
+      CONNECTING  TICK attempt due   CONNECT(same)                   CONNECTING
+      CONNECTING  TICK broker t/o    FORGET_ACCEPTED, CONNECT(next)  CONNECTING
+                                     [GIVE_UP after a whole pass]
+      CONNECTING  RELOGIN            HELLO                           CONNECTING
+      READY       TICK idle H        HEARTBEAT                       READY
+      READY       TICK silent 3·H    STATUS(lost), CONNECT(same)     CONNECTING
+      READY       RELOGIN            HELLO                           CONNECTING
+      READY       WELCOME            RESYNC                          READY
+      any         TICK probe due     PROBE_OPEN (not on primary)     same
+      any         TICK probe t/o     PROBE_CLOSE                     same
+      any         PROBE_WELCOME      ADOPT_PROBE, FORGET_ACCEPTED,   READY
+                                     RESYNC, [DETACH_OLD if READY],
+                                     STATUS(back on primary)
+
+    Resync (actor): services in DriverWelcome.unknown_services are
+    resubmitted with every outstanding task; for the others only tasks the
+    broker has not Accepted are resent. FORGET_ACCEPTED precedes a change of
+    broker, so on a new broker every outstanding task is resent.
+*/
+#ifndef KEEL_DRIVER_SESSION_H
+#define KEEL_DRIVER_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "heartbeat.h"
+
+typedef enum {
+    KEEL_SESSION_CONNECTING = 0,
+    KEEL_SESSION_READY
+} keel_session_state_t;
+
+typedef enum {
+    KEEL_SESSION_EV_START = 0,      // first step after keel_session_new
+    KEEL_SESSION_EV_TICK,           // time passed; check timers
+    KEEL_SESSION_EV_WELCOME,        // DriverWelcome on the session socket
+    KEEL_SESSION_EV_RELOGIN,        // Relogin on the session socket
+    KEEL_SESSION_EV_PROBE_WELCOME   // DriverWelcome on the primary probe socket
+} keel_session_event_t;
+
+typedef enum {
+    KEEL_SESSION_DO_CONNECT = 0,    // close the session socket, open a fresh DEALER to `broker`, send DriverHello
+    KEEL_SESSION_DO_HELLO,          // send DriverHello on the session socket
+    KEEL_SESSION_DO_HEARTBEAT,      // send Heartbeat on the session socket
+    KEEL_SESSION_DO_FORGET_ACCEPTED,// every outstanding task counts as not Accepted (new broker)
+    KEEL_SESSION_DO_RESYNC,         // apply the DriverWelcome just received (resubmit / resend)
+    KEEL_SESSION_DO_PROBE_OPEN,     // open a DEALER to broker 0 and send DriverHello on it
+    KEEL_SESSION_DO_PROBE_CLOSE,    // close the probe socket
+    KEEL_SESSION_DO_ADOPT_PROBE,    // the probe socket becomes the session socket; the old one is kept for DETACH_OLD
+    KEEL_SESSION_DO_DETACH_OLD,     // send Detach{open services} on the old session socket
+    KEEL_SESSION_DO_CLOSE_OLD,      // close the old session socket
+    KEEL_SESSION_DO_STATUS,         // tell the application: `status` kind with `text`
+    KEEL_SESSION_DO_GIVE_UP         // no broker answered in a whole pass over the list
+} keel_session_do_t;
+
+// Kinds of status the session reports (mirrors keel_status_kind_t in driver.h).
+typedef enum {
+    KEEL_SESSION_STATUS_CONNECTED = 0,  // first welcome from a broker
+    KEEL_SESSION_STATUS_LOST,           // the broker went silent; retrying it
+    KEEL_SESSION_STATUS_RECONNECTED,    // the same broker answered again
+    KEEL_SESSION_STATUS_FAILOVER,       // now on a failover broker
+    KEEL_SESSION_STATUS_FAILBACK,       // back on the primary
+    KEEL_SESSION_STATUS_TRYING          // moved on to try the next broker
+} keel_session_status_t;
+
+#define KEEL_SESSION_MAX_ACTIONS 12
+#define KEEL_SESSION_TEXT_MAX 300
+
+typedef struct {
+    keel_session_do_t what;
+    int broker;                     // CONNECT: which broker
+    keel_session_status_t status;   // STATUS: kind
+    char text[KEEL_SESSION_TEXT_MAX];
+} keel_session_action_t;
+
+typedef struct {
+    int count;
+    keel_session_action_t actions[KEEL_SESSION_MAX_ACTIONS];
+} keel_session_out_t;
+
+typedef struct {
+    int nbrokers;                   // >= 1
+    const char *const *brokers;     // endpoints, for status texts; copied
+    int64_t broker_timeout_ms;      // DSBrokerTimeout
+    int64_t primary_retry_ms;       // DSPrimaryRetryInterval
+    int64_t heartbeat_ms;           // DSHeartbeatInterval, until the broker says otherwise
+    uint32_t seed;                  // backoff jitter seed
+} keel_session_config_t;
+
+typedef struct _keel_session_t keel_session_t;
+
+// Creates a session in CONNECTING (nothing done yet: step START next).
+// Returns NULL on allocation failure or an empty broker list.
+keel_session_t *keel_session_new (const keel_session_config_t *config, int64_t now);
+void keel_session_destroy (keel_session_t **self_p);
+
+// Applies one event at monotonic time now; out receives the actions to
+// carry out, in order (out->count is reset first). For WELCOME and
+// PROBE_WELCOME, heartbeat_ms is DriverWelcome.heartbeat_ms (0 = keep H).
+void keel_session_step (keel_session_t *self, keel_session_event_t event, uint64_t heartbeat_ms,
+                        int64_t now, keel_session_out_t *out);
+
+// Liveness bookkeeping: any message received on the session socket, and
+// any message sent on it.
+void keel_session_received (keel_session_t *self, int64_t now);
+void keel_session_sent (keel_session_t *self, int64_t now);
+
+// The earliest time a TICK may have something to do (for poll timeouts).
+int64_t keel_session_next_deadline (const keel_session_t *self);
+
+keel_session_state_t keel_session_state (const keel_session_t *self);
+// Index of the broker the session socket talks to.
+int keel_session_broker (const keel_session_t *self);
+// The heartbeat interval in use.
+int64_t keel_session_heartbeat_ms (const keel_session_t *self);
+const char *keel_session_state_name (keel_session_state_t state);
+
+#endif

@@ -1,0 +1,233 @@
+/*  submit_args.c — keel-driver's command line, parsed with getopt_long. */
+#include "submit_args.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire.h"
+
+enum {
+    S_OPT_SET = 256, S_OPT_HELP, S_OPT_VERSION, S_OPT_SERVICE, S_OPT_INPUT, S_OPT_COUNT,
+    S_OPT_INPUT_FILE, S_OPT_RANGE, S_OPT_BROKER, S_OPT_FAILOVER, S_OPT_PRIORITY,
+    S_OPT_MAX_ATTEMPTS, S_OPT_OUTPUT_DIR, S_OPT_LOG_LEVEL
+};
+
+static const struct option s_options[] = {
+    { "config", required_argument, NULL, 'c' },
+    { "set", required_argument, NULL, S_OPT_SET },
+    { "help", no_argument, NULL, S_OPT_HELP },
+    { "version", no_argument, NULL, S_OPT_VERSION },
+    { "service", required_argument, NULL, S_OPT_SERVICE },
+    { "input", required_argument, NULL, S_OPT_INPUT },
+    { "count", required_argument, NULL, S_OPT_COUNT },
+    { "input-file", required_argument, NULL, S_OPT_INPUT_FILE },
+    { "range", required_argument, NULL, S_OPT_RANGE },
+    { "broker", required_argument, NULL, S_OPT_BROKER },
+    { "failover", required_argument, NULL, S_OPT_FAILOVER },
+    { "priority", required_argument, NULL, S_OPT_PRIORITY },
+    { "max-attempts", required_argument, NULL, S_OPT_MAX_ATTEMPTS },
+    { "output-dir", required_argument, NULL, S_OPT_OUTPUT_DIR },
+    { "log-level", required_argument, NULL, S_OPT_LOG_LEVEL },
+    { NULL, 0, NULL, 0 }
+};
+
+bool
+keel_parse_int64 (const char *text, int64_t *value_p)
+{
+    if (!text || !*text)
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long value = strtoll (text, &end, 10);
+    if (errno || *end || end == text)
+        return false;
+    *value_p = value;
+    return true;
+}
+
+static bool
+s_push (char ***list, int *count, char *value)
+{
+    char **grown = realloc (*list, (size_t) (*count + 1) * sizeof (char *));
+    if (!grown)
+        return false;
+    grown[(*count)++] = value;
+    *list = grown;
+    return true;
+}
+
+static keel_err
+s_parse_range (const char *text, keel_submit_args_t *args, keel_error_t *err)
+{
+    const char *colon = text ? strchr (text, ':') : NULL;
+    if (colon) {
+        char from[32];
+        size_t len = (size_t) (colon - text);
+        if (len < sizeof from) {
+            memcpy (from, text, len);
+            from[len] = 0;
+            if (keel_parse_int64 (from, &args->range_from)
+                && keel_parse_int64 (colon + 1, &args->range_to)
+                && args->range_from <= args->range_to)
+                return KEEL_OK;
+        }
+    }
+    return keel_error_set (err, KEEL_ERR_INVALID,
+                           "--range: expected A:B with integers A <= B, got '%s'", text ? text : "");
+}
+
+static keel_err
+s_check (keel_submit_args_t *args, const char *command, bool count_given, int sources,
+         keel_error_t *err)
+{
+    if (!command)
+        return keel_error_set (err, KEEL_ERR_INVALID, "missing command (submit)");
+    if (strcmp (command, "submit") != 0)
+        return keel_error_set (err, KEEL_ERR_INVALID, "unknown command '%s' (expected submit)", command);
+    if (!args->service)
+        return keel_error_set (err, KEEL_ERR_INVALID, "submit: --service NAME is required");
+    if (!keel_type_name_valid (args->service))
+        return keel_error_set (err, KEEL_ERR_INVALID,
+                               "--service: '%s' is not a service name (1-%d of [A-Za-z0-9_.-])",
+                               args->service, KEEL_TYPE_MAX);
+    if (sources == 0)
+        return keel_error_set (err, KEEL_ERR_INVALID,
+                               "submit: one of --input, --input-file or --range is required");
+    if (sources > 1)
+        return keel_error_set (err, KEEL_ERR_INVALID,
+                               "submit: --input, --input-file and --range exclude each other");
+    if (count_given && args->input != KEEL_INPUT_TEXT)
+        return keel_error_set (err, KEEL_ERR_INVALID, "--count goes with --input");
+    return KEEL_OK;
+}
+
+keel_err
+keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_error_t *err)
+{
+    memset (args, 0, sizeof *args);
+    args->count = 1;
+    optind = 0;                     // full reset of GNU getopt (tests parse many times)
+    opterr = 0;
+    bool count_given = false;
+    int sources = 0;
+    //  getopt_long consumes at least one argument per call: bounded by argc.
+    for (int guard = 0; guard <= argc; guard++) {
+        int opt = getopt_long (argc, argv, ":c:hV", s_options, NULL);
+        if (opt == -1)
+            break;
+        int64_t n = 0;
+        switch (opt) {
+            case 'c': args->config_path = optarg; break;
+            case S_OPT_SET:
+                if (!strchr (optarg, '='))
+                    return keel_error_set (err, KEEL_ERR_INVALID, "--set: expected KEY=VALUE, got '%s'", optarg);
+                if (!s_push (&args->sets, &args->nsets, optarg))
+                    return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+                break;
+            case 'h': case S_OPT_HELP: args->help = true; break;
+            case 'V': case S_OPT_VERSION: args->version = true; break;
+            case S_OPT_SERVICE: args->service = optarg; break;
+            case S_OPT_INPUT:
+                args->input = KEEL_INPUT_TEXT;
+                args->input_text = optarg;
+                sources++;
+                break;
+            case S_OPT_COUNT:
+                if (!keel_parse_int64 (optarg, &args->count) || args->count < 0)
+                    return keel_error_set (err, KEEL_ERR_INVALID,
+                                           "--count: expected a number >= 0, got '%s'", optarg);
+                count_given = true;
+                break;
+            case S_OPT_INPUT_FILE:
+                args->input = KEEL_INPUT_FILE;
+                args->input_file = optarg;
+                sources++;
+                break;
+            case S_OPT_RANGE:
+                if (s_parse_range (optarg, args, err) != KEEL_OK)
+                    return KEEL_ERR_INVALID;
+                args->input = KEEL_INPUT_RANGE;
+                sources++;
+                break;
+            case S_OPT_BROKER: args->broker = optarg; break;
+            case S_OPT_FAILOVER:
+                if (!s_push (&args->failovers, &args->nfailovers, optarg))
+                    return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+                break;
+            case S_OPT_PRIORITY:
+                if (!keel_parse_int64 (optarg, &n) || n < INT32_MIN || n > INT32_MAX)
+                    return keel_error_set (err, KEEL_ERR_INVALID,
+                                           "--priority: expected an integer, got '%s'", optarg);
+                args->has_priority = true;
+                args->priority = (int32_t) n;
+                break;
+            case S_OPT_MAX_ATTEMPTS:
+                if (!keel_parse_int64 (optarg, &n) || n < 0 || n > 1000000)
+                    return keel_error_set (err, KEEL_ERR_INVALID,
+                                           "--max-attempts: expected 0..1000000, got '%s'", optarg);
+                args->has_max_attempts = true;
+                args->max_attempts = (uint32_t) n;
+                break;
+            case S_OPT_OUTPUT_DIR: args->output_dir = optarg; break;
+            case S_OPT_LOG_LEVEL: args->log_level = optarg; break;
+            case ':':
+                if (optopt && optopt < 256)
+                    return keel_error_set (err, KEEL_ERR_INVALID, "option '-%c' needs a value", optopt);
+                return keel_error_set (err, KEEL_ERR_INVALID, "option '%s' needs a value",
+                                       argv[optind - 1]);
+            default:
+                if (optopt)
+                    return keel_error_set (err, KEEL_ERR_INVALID, "unknown option '-%c'", optopt);
+                return keel_error_set (err, KEEL_ERR_INVALID, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (args->help || args->version)
+        return KEEL_OK;
+    const char *command = optind < argc ? argv[optind] : NULL;
+    if (optind + 1 < argc)
+        return keel_error_set (err, KEEL_ERR_INVALID, "unexpected argument '%s'", argv[optind + 1]);
+    return s_check (args, command, count_given, sources, err);
+}
+
+void
+keel_submit_args_free (keel_submit_args_t *args)
+{
+    free (args->sets);
+    free (args->failovers);
+    args->sets = NULL;
+    args->failovers = NULL;
+    args->nsets = args->nfailovers = 0;
+}
+
+void
+keel_submit_args_usage (FILE *out)
+{
+    fprintf (out,
+             "usage: keel-driver [-c FILE] [--set KEY=VALUE]... submit --service NAME INPUT [OPTIONS]\n"
+             "       keel-driver --help | --version\n"
+             "\n"
+             "Submits one service of tasks to a Keel broker and writes one JSON line per\n"
+             "task to stdout, in completion order.\n"
+             "\n"
+             "INPUT (exactly one):\n"
+             "  --input TEXT [--count N]   N tasks (default 1) with input TEXT\n"
+             "  --input-file FILE          one task per line ('-' = stdin)\n"
+             "  --range A:B                tasks with inputs A..B-1 in decimal\n"
+             "OPTIONS:\n"
+             "  -c, --config FILE          driver.properties\n"
+             "  --set KEY=VALUE            override a setting (repeatable)\n"
+             "  --broker URL               primary broker (DSPrimaryBroker)\n"
+             "  --failover URL             failover broker (repeatable, DSFailoverBrokers)\n"
+             "  --priority N               service priority (higher first)\n"
+             "  --max-attempts N           task failures before giving up (0: broker default)\n"
+             "  --output-dir DIR           write outputs to DIR/<task>.out\n"
+             "  --log-level LEVEL          error|warn|info|debug (LogLevel)\n"
+             "  -h, --help                 this text\n"
+             "  -V, --version              print the version\n"
+             "\n"
+             "Exit: 0 every task succeeded, 1 some failed, 2 usage or configuration error,\n"
+             "3 no broker reachable in time.\n");
+}
