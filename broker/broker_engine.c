@@ -349,6 +349,9 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
         keel_broker_exec_lost (self, x);
     zlistx_destroy (&lost);
 
+    keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
+                                engine->login_wall_ms, engine->login_wall_ms };
+    keel_store_engine_put (self->store, &row);
     s_login_reply (self, engine, vptrs, nv);
     free (verdicts);
     free (vptrs);

@@ -63,6 +63,9 @@ keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const char 
     engine->state = KEEL_ENGINE_OFFLINE;
     engine->offline_since_mono = self->now;
     keel_model_engine_route (self->model, engine, NULL);
+    keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
+                                engine->login_wall_ms, zclock_time () };
+    keel_store_engine_put (self->store, &row);
     zlistx_t *now_lost = zlistx_new ();
     size_t running = zlistx_size (engine->execs);
     for (keel_exec_t *x = zlistx_first (engine->execs); x; x = zlistx_next (engine->execs)) {
@@ -611,6 +614,24 @@ s_load_config (const char *key, const char *value, void *arg)
     return 0;
 }
 
+// Known engines come back offline; their own login brings them online.
+static int
+s_load_engine (const keel_store_engine_t *row, void *arg)
+{
+    s_load_t *ld = arg;
+    keel_engine_t *engine = keel_model_engine (ld->self->model, row->engine_id);
+    if (!engine)
+        engine = keel_model_engine_add (ld->self->model, row->engine_id);
+    if (!engine)
+        return -1;
+    snprintf (engine->host, sizeof engine->host, "%s", row->host);
+    snprintf (engine->session, sizeof engine->session, "%s", row->session);
+    engine->slots = row->slots;
+    engine->login_wall_ms = row->login_wall_ms;
+    engine->offline_since_mono = ld->self->now;
+    return 0;
+}
+
 keel_err
 keel_broker_recover (keel_broker_t *self, keel_error_t *err)
 {
@@ -622,7 +643,7 @@ keel_broker_recover (keel_broker_t *self, keel_error_t *err)
     self->exec_seq_limit = seq;     // the first dispatch reserves a new block
     s_load_t ld = { self, 0, 0, 0, 0 };
     keel_store_loader_t loader = { s_load_service, s_load_task, s_load_exec, s_load_pending,
-                                   s_load_config };
+                                   s_load_config, s_load_engine };
     keel_err rc = keel_store_load (self->store, &loader, &ld, err);
     if (rc != KEEL_OK)
         return rc;

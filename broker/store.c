@@ -185,6 +185,12 @@ keel_store_config_set (keel_store_t *self, const char *key, const char *value)
 }
 
 keel_err
+keel_store_engine_put (keel_store_t *self, const keel_store_engine_t *engine)
+{
+    S_WRITE (self, keel_store_sqlite_engine_put (self->sql, engine));
+}
+
+keel_err
 keel_store_event (keel_store_t *self, int64_t wall_ms, const char *kind, const char *text)
 {
     S_WRITE (self, keel_store_sqlite_event (self->sql, wall_ms, kind, text));

@@ -114,6 +114,17 @@ typedef struct {
     int64_t expires_wall_ms;
 } keel_store_pending_t;
 
+// An engine as last seen (for keel-admin after a restart; an engine's own
+// login is what brings it back online).
+typedef struct {
+    const char *engine_id;
+    const char *host;
+    const char *session;
+    uint32_t slots;
+    int64_t login_wall_ms;
+    int64_t seen_wall_ms;
+} keel_store_engine_t;
+
 // ---------------------------------------------------------------- lifecycle
 
 // Opens (creating if absent) the store named by uri. Returns NULL and fills
@@ -171,6 +182,9 @@ keel_err keel_store_pending_put (keel_store_t *self, const keel_store_pending_t 
 keel_err keel_store_pending_delete (keel_store_t *self, const char *service_id, uint64_t task_id,
                                     uint64_t execution_id);
 
+// Records an engine's login or loss.
+keel_err keel_store_engine_put (keel_store_t *self, const keel_store_engine_t *engine);
+
 // Runtime configuration set by keel-admin (survives restarts).
 keel_err keel_store_config_set (keel_store_t *self, const char *key, const char *value);
 
@@ -193,10 +207,11 @@ typedef struct {
     int (*execution) (const keel_store_execution_t *exec, void *arg);
     int (*pending) (const keel_store_pending_t *pending, void *arg);
     int (*config) (const char *key, const char *value, void *arg);
+    int (*engine) (const keel_store_engine_t *engine, void *arg);
 } keel_store_loader_t;
 
 // Calls the loader for every row: services first, then their tasks in
-// task_id order, then executions, pending claims, config. NULL callbacks
+// task_id order, then executions, pending claims, config, engines. NULL callbacks
 // are skipped.
 keel_err keel_store_load (keel_store_t *self, const keel_store_loader_t *loader, void *arg,
                           keel_error_t *err);

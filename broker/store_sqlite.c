@@ -74,6 +74,10 @@ static const char *s_migrations[] = {
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, wall_ms INTEGER NOT NULL,"
     "  kind TEXT NOT NULL, text TEXT NOT NULL);"
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    // 1 -> 2: engines, so an operator sees them after a broker restart.
+    "CREATE TABLE engines ("
+    "  engine_id TEXT PRIMARY KEY, host TEXT NOT NULL, session TEXT NOT NULL,"
+    "  slots INTEGER NOT NULL, login_wall_ms INTEGER NOT NULL, seen_wall_ms INTEGER NOT NULL);",
 };
 #define KEEL_STORE_SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -86,7 +90,7 @@ typedef enum {
     Q_TASK_PUT, Q_TASK_BLOBS_DEL, Q_BLOB_PUT, Q_BLOB_DEL,
     Q_TASK_STATE, Q_TASK_RESULT, Q_TASK_ACKED, Q_TASK_CHECKPOINT,
     Q_EXEC_PUT, Q_EXEC_DEL, Q_PENDING_PUT, Q_PENDING_DEL,
-    Q_CONFIG_SET, Q_CONFIG_DEL, Q_EVENT, Q_EVENT_TRIM, Q_META_SET, Q_META_GET,
+    Q_CONFIG_SET, Q_CONFIG_DEL, Q_ENGINE_PUT, Q_EVENT, Q_EVENT_TRIM, Q_META_SET, Q_META_GET,
     Q_COUNT
 } s_query_t;
 
@@ -122,6 +126,7 @@ static const char *s_sql[Q_COUNT] = {
                       " AND execution_id = ?3",
     [Q_CONFIG_SET] = "INSERT OR REPLACE INTO config VALUES (?1, ?2)",
     [Q_CONFIG_DEL] = "DELETE FROM config WHERE key = ?1",
+    [Q_ENGINE_PUT] = "INSERT OR REPLACE INTO engines VALUES (?1,?2,?3,?4,?5,?6)",
     [Q_EVENT] = "INSERT INTO events (wall_ms, kind, text) VALUES (?1, ?2, ?3)",
     [Q_EVENT_TRIM] = "DELETE FROM events WHERE id <= ?1",
     [Q_META_SET] = "INSERT OR REPLACE INTO meta VALUES (?1, ?2)",
@@ -834,6 +839,22 @@ keel_store_sqlite_config_set (keel_store_sqlite_t *self, const char *key, const 
     return s_run (self, query);
 }
 
+keel_err
+keel_store_sqlite_engine_put (keel_store_sqlite_t *self, const keel_store_engine_t *engine)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_ENGINE_PUT, &rc);
+    if (!stmt)
+        return rc;
+    s_text (self, stmt, 1, engine->engine_id);
+    s_text (self, stmt, 2, engine->host ? engine->host : "");
+    s_text (self, stmt, 3, engine->session ? engine->session : "");
+    s_int (stmt, 4, engine->slots);
+    s_int (stmt, 5, engine->login_wall_ms);
+    s_int (stmt, 6, engine->seen_wall_ms);
+    return s_run (self, Q_ENGINE_PUT);
+}
+
 // Appends an event; every 1000th insert also drops events older than the
 // newest KEEL_STORE_EVENTS_MAX, so the log stays bounded between
 // maintenance runs.
@@ -982,6 +1003,20 @@ s_load_config (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
     return loader->config (s_col_text (stmt, 0), s_col_text (stmt, 1), arg);
 }
 
+static int
+s_load_engine (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
+{
+    keel_store_engine_t engine = {
+        .engine_id = s_col_text (stmt, 0),
+        .host = s_col_text (stmt, 1),
+        .session = s_col_text (stmt, 2),
+        .slots = (uint32_t) sqlite3_column_int64 (stmt, 3),
+        .login_wall_ms = sqlite3_column_int64 (stmt, 4),
+        .seen_wall_ms = sqlite3_column_int64 (stmt, 5),
+    };
+    return loader->engine (&engine, arg);
+}
+
 typedef int (s_row_fn) (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg);
 
 // Streams one table's rows to a loader callback, one row in memory at a time.
@@ -1029,6 +1064,8 @@ keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *lo
           s_load_pending, loader->pending != NULL },
         { "config", "SELECT key, value FROM config ORDER BY key", s_load_config,
           loader->config != NULL },
+        { "engines", "SELECT * FROM engines ORDER BY login_wall_ms, engine_id", s_load_engine,
+          loader->engine != NULL },
     };
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         if (!tables[i].wanted)

@@ -152,7 +152,8 @@ s_task (const char *service_id, uint64_t task_id)
 
 // What a load saw; strings and blobs of the last record of each kind copied.
 typedef struct {
-    int services, tasks, executions, pending, config;
+    int services, tasks, executions, pending, config, engines;
+    uint32_t engine_slots;
     char order[64];                    // 's', 't', 'e', 'p', 'c' in call order (first 63)
     keel_store_service_t svc;
     keel_store_task_t task;
@@ -262,8 +263,18 @@ s_on_config (const char *key, const char *value, void *arg)
     return 0;
 }
 
+static int
+s_on_engine (const keel_store_engine_t *engine, void *arg)
+{
+    s_seen_t *seen = arg;
+    s_mark (seen, 'g');
+    seen->engines++;
+    seen->engine_slots = engine->slots;
+    return 0;
+}
+
 static const keel_store_loader_t s_loader = {
-    s_on_service, s_on_task, s_on_execution, s_on_pending, s_on_config,
+    s_on_service, s_on_task, s_on_execution, s_on_pending, s_on_config, s_on_engine,
 };
 
 static s_seen_t
@@ -687,7 +698,7 @@ Test (store, an_empty_file_becomes_a_new_store)
     s_write_file (s_path, "", 0);
     keel_store_t *store = s_open ();
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 1);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 2);
     cr_expect_eq (s_sql_int ("PRAGMA application_id"), 0x4B45454C);
 }
 
@@ -698,7 +709,7 @@ Test (store, a_store_with_a_newer_schema_is_refused)
     s_sql ("PRAGMA user_version = 7");
     char want[300];
     snprintf (want, sizeof want,
-              "%s: store schema version 7 is newer than this broker supports (1);"
+              "%s: store schema version 7 is newer than this broker supports (2);"
               " upgrade keel-broker",
               s_path);
     cr_expect_str_eq (s_refused (), want);
@@ -716,7 +727,24 @@ Test (store, an_older_keel_store_is_migrated_forward)
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.services, 1);
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 1);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 2);
+}
+
+Test (store, a_version_one_store_gains_the_engines_table)
+{
+    keel_store_t *store = s_open ();
+    keel_store_destroy (&store);
+    s_sql ("DROP TABLE engines; PRAGMA user_version = 1");
+    store = s_open ();
+    keel_store_engine_t engine = { "engine-1", "host-a", "session-1", 4, 1000, 2000 };
+    cr_assert_eq (keel_store_engine_put (store, &engine), KEEL_OK);
+    s_commit (store);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.engines, 1);
+    cr_expect_eq (seen.engine_slots, 4);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 2);
+    cr_expect_eq (s_sql_int ("SELECT slots FROM engines WHERE engine_id = 'engine-1'"), 4);
 }
 
 Test (store, a_failing_migration_changes_nothing)
