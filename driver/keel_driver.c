@@ -261,6 +261,11 @@ main (int argc, char **argv)
         keel_submit_args_free (&args);
         return KEEL_EXIT_OK;
     }
+    if (args.config_markdown) {
+        keel_settings_print_markdown (keel_driver_settings (), stdout);
+        keel_submit_args_free (&args);
+        return KEEL_EXIT_OK;
+    }
     if (args.version) {
         keel_cli_print_version (S_PROGRAM, stdout);
         keel_submit_args_free (&args);

@@ -12,7 +12,7 @@
 enum {
     S_OPT_SET = 256, S_OPT_HELP, S_OPT_VERSION, S_OPT_SERVICE, S_OPT_INPUT, S_OPT_COUNT,
     S_OPT_INPUT_FILE, S_OPT_RANGE, S_OPT_BROKER, S_OPT_FAILOVER, S_OPT_PRIORITY,
-    S_OPT_MAX_ATTEMPTS, S_OPT_OUTPUT_DIR, S_OPT_LOG_LEVEL
+    S_OPT_MAX_ATTEMPTS, S_OPT_OUTPUT_DIR, S_OPT_LOG_LEVEL, S_OPT_MARKDOWN
 };
 
 static const struct option s_options[] = {
@@ -31,6 +31,7 @@ static const struct option s_options[] = {
     { "max-attempts", required_argument, NULL, S_OPT_MAX_ATTEMPTS },
     { "output-dir", required_argument, NULL, S_OPT_OUTPUT_DIR },
     { "log-level", required_argument, NULL, S_OPT_LOG_LEVEL },
+    { "config-markdown", no_argument, NULL, S_OPT_MARKDOWN },
     { NULL, 0, NULL, 0 }
 };
 
@@ -129,6 +130,7 @@ keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_er
                 break;
             case 'h': case S_OPT_HELP: args->help = true; break;
             case 'V': case S_OPT_VERSION: args->version = true; break;
+            case S_OPT_MARKDOWN: args->config_markdown = true; break;
             case S_OPT_SERVICE: args->service = optarg; break;
             case S_OPT_INPUT:
                 args->input = KEEL_INPUT_TEXT;
@@ -184,7 +186,7 @@ keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_er
                 return keel_error_set (err, KEEL_ERR_INVALID, "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (args->help || args->version)
+    if (args->help || args->version || args->config_markdown)
         return KEEL_OK;
     const char *command = optind < argc ? argv[optind] : NULL;
     if (optind + 1 < argc)

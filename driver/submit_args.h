@@ -28,6 +28,7 @@ typedef enum {
 typedef struct {
     bool help;
     bool version;
+    bool config_markdown;           // hidden: print the settings as Markdown (docs/configuration.md)
     const char *config_path;    // -c
     char **sets;                // --set values ("KEY=VALUE"), in order
     int nsets;

@@ -277,10 +277,14 @@ static const keel_store_loader_t s_loader = {
     s_on_service, s_on_task, s_on_execution, s_on_pending, s_on_config, s_on_engine,
 };
 
+// The record's pointers point into s_seen_t's own buffers, so the loaded
+// copy lives in static storage (each test runs in its own process) and the
+// copies returned keep pointing at live memory.
 static s_seen_t
 s_load (keel_store_t *store)
 {
-    s_seen_t seen = { .task_order_ok = true };
+    static s_seen_t seen;
+    seen = (s_seen_t) { .task_order_ok = true };
     keel_error_t err = { "" };
     cr_assert_eq (keel_store_load (store, &s_loader, &seen, &err), KEEL_OK, "load: %s", err.text);
     return seen;

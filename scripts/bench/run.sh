@@ -1,0 +1,440 @@
+#!/usr/bin/env bash
+# Keel benchmarks against a raw ZeroMQ baseline measured in the same run.
+#   scripts/bench/run.sh [--quick]
+# Builds Release in build-bench/ (KEEL_BENCH_BUILD_DIR overrides), runs every
+# workload of docs/benchmarks.md RUNS times (default 3), prints a table
+# (median, min, max, ratio against the baseline) and writes bench-results.json
+# at the repo root. --quick uses small sizes and finishes in under 2 minutes.
+# Everything runs on 127.0.0.1 on ports picked at run time; every process it
+# starts is stopped by PID when it ends; every wait has a deadline.
+# Not part of the test suite: it reports numbers, it does not pass or fail
+# on them (exit 1 only when a workload could not run).
+set -euo pipefail
+
+quick=0
+case "${1:-}" in
+    --quick) quick=1 ;;
+    "") ;;
+    *) echo "usage: scripts/bench/run.sh [--quick]" >&2; exit 2 ;;
+esac
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+build="$root/${KEEL_BENCH_BUILD_DIR:-build-bench}"
+runs=${RUNS:-3}
+if ((runs < 3)); then runs=3; fi
+
+if ((quick)); then
+    w1_n=3000 w2_n=300 w4_sizes="10000 100000" relay_n=100000
+else
+    w1_n=200000 w2_n=5000 w4_sizes="100000 1000000" relay_n=200000
+fi
+heartbeat=200ms
+broker_timeout=2s
+
+# ---------------------------------------------------------------- build
+echo "==> building Release in $build" >&2
+# GCC at -O3 reports maybe-uninitialized false positives that -O2 does not;
+# they must not stop a benchmark, so that one warning is not an error here.
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DKEEL_TESTS=OFF \
+    -DCMAKE_C_FLAGS="-Wno-error=maybe-uninitialized" >/dev/null
+cmake --build "$build" -j"$(nproc)" \
+    --target keel-broker keel-engine keel-driver keel-admin keeldriver >/dev/null
+cmake -S "$root/scripts/bench" -B "$build/bench" -DCMAKE_BUILD_TYPE=Release \
+    -DKEEL_BUILD_DIR="$build" >/dev/null
+cmake --build "$build/bench" -j"$(nproc)" >/dev/null
+bin="$build/bin"
+bench="$build/bench"
+
+# ---------------------------------------------------------------- processes
+tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/keel-bench.XXXXXX")
+pids=()
+samples="$tmp/samples"
+: >"$samples"
+
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# Stops every process still in pids, newest first, and forgets them.
+stop_all() {
+    local i
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        stop_pid "${pids[$i]}"
+    done
+    pids=()
+}
+
+# Forgets a PID that has already exited (and reaps it).
+forget_pid() {
+    local pid=$1 keep=() p
+    wait "$pid" 2>/dev/null || true
+    for p in "${pids[@]}"; do
+        [[ "$p" == "$pid" ]] || keep+=("$p")
+    done
+    pids=("${keep[@]}")
+}
+
+cleanup() {
+    stop_all
+    if [[ -n "${KEEL_BENCH_KEEP:-}" ]]; then
+        echo "bench: logs kept in $tmp" >&2
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+    local log
+    echo "bench: $*" >&2
+    for log in "$tmp"/*.log; do
+        [[ -s "$log" ]] || continue
+        echo "----- $(basename "$log") (last 15 lines) -----" >&2
+        tail -n 15 "$log" >&2
+    done
+    exit 1
+}
+
+# A loopback port nobody listens on and not handed out before in this run.
+used_ports=" "
+free_port() {
+    local port i
+    for ((i = 0; i < 200; i++)); do
+        port=$((20000 + RANDOM % 40000))
+        [[ "$used_ports" == *" $port "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            used_ports+="$port "
+            echo "$port"
+            return 0
+        fi
+    done
+    echo "bench: no free port found" >&2
+    return 1
+}
+
+now_ns() { date +%s%N; }
+
+# Records one measurement: workload metric value.
+sample() { echo "$1 $2 $3" >>"$samples"; }
+
+# Starts a broker; sets broker_pid, broker_ep, broker_admin.
+# start_broker NAME STOREFILE [--set K=V]...
+start_broker() {
+    local name=$1 store=$2
+    shift 2
+    broker_ep="tcp://127.0.0.1:$(free_port)"
+    broker_admin="tcp://127.0.0.1:$(free_port)"
+    "$bin/keel-broker" --set "Name=$name" --set "Endpoint=$broker_ep" \
+        --set "AdminEndpoint=$broker_admin" --set "Store=sqlite:$store" \
+        --set "LogLevel=warn" "$@" >>"$tmp/$name.log" 2>&1 &
+    broker_pid=$!
+    pids+=("$broker_pid")
+}
+
+# Restarts a broker on the same endpoints and store; sets broker_pid.
+# restart_broker NAME STOREFILE ENDPOINT ADMIN [--set K=V]...
+restart_broker() {
+    local name=$1 store=$2 ep=$3 admin=$4
+    shift 4
+    "$bin/keel-broker" --set "Name=$name" --set "Endpoint=$ep" --set "AdminEndpoint=$admin" \
+        --set "Store=sqlite:$store" --set "LogLevel=warn" "$@" >>"$tmp/$name.log" 2>&1 &
+    broker_pid=$!
+    pids+=("$broker_pid")
+}
+
+# start_engine NAME BROKERS
+start_engine() {
+    mkdir -p "$tmp/$1.state"
+    "$bin/keel-engine" --set "StateDir=$tmp/$1.state" --set "Brokers=$2" --set "Slots=1" \
+        --set "LogLevel=warn" >>"$tmp/$1.log" 2>&1 &
+    pids+=("$!")
+}
+
+# json_int JSON KEY: the first integer value of "KEY" in a JSON text.
+json_int() {
+    grep -o "\"$2\":[0-9]*" <<<"$1" | head -n 1 | cut -d: -f2
+}
+
+status_json() {
+    "$bin/keel-admin" -e "$1" --json --timeout 1s status 2>/dev/null || true
+}
+
+# wait_status ADMIN KEY VALUE SECONDS: until status has KEY >= VALUE.
+wait_status() {
+    local admin=$1 key=$2 want=$3 deadline=$((SECONDS + $4)) status value
+    while ((SECONDS < deadline)); do
+        status=$(status_json "$admin")
+        value=$(json_int "$status" "$key")
+        if [[ -n "$value" ]] && ((value >= want)); then
+            return 0
+        fi
+        sleep 0.1
+    done
+    fail "timed out waiting for $key >= $want at $admin (last: ${value:-no answer})"
+}
+
+# A grid: one broker (StoreSync=$1) and two 1-slot engines.
+start_grid() {
+    local sync=$1 tag=$2
+    start_broker "broker-$tag" "$tmp/$tag.db" --set "StoreSync=$sync"
+    start_engine "engine-$tag-1" "$broker_ep"
+    start_engine "engine-$tag-2" "$broker_ep"
+    wait_status "$broker_admin" online 2 30
+}
+
+# ---------------------------------------------------------------- baselines
+echo "==> baseline: raw ZeroMQ relay" >&2
+relay_front="tcp://127.0.0.1:$(free_port)"
+relay_back="tcp://127.0.0.1:$(free_port)"
+direct_ep="tcp://127.0.0.1:$(free_port)"
+
+relay_grid() {
+    "$bench/relay" broker "$relay_front" "$relay_back" 2>>"$tmp/relay.log" &
+    pids+=("$!")
+    "$bench/relay" worker "$relay_back" "$1" 2>>"$tmp/relay.log" &
+    pids+=("$!")
+    "$bench/relay" worker "$relay_back" "$1" 2>>"$tmp/relay.log" &
+    pids+=("$!")
+}
+
+# The relay has no status to poll: a 10-task run that succeeds says it is up.
+relay_ready() {
+    local deadline=$((SECONDS + 10))
+    while ((SECONDS < deadline)); do
+        if RELAY_DEADLINE_S=2 "$bench/relay" client-throughput "$1" 10 >/dev/null 2>&1; then
+            return 0
+        fi
+    done
+    fail "relay at $1 not answering"
+}
+
+kv() { grep -o "$2=[0-9.]*" <<<"$1" | cut -d= -f2; }
+
+relay_grid 100000
+relay_ready "$relay_front"
+for ((r = 0; r < runs; r++)); do
+    out=$("$bench/relay" client-throughput "$relay_front" "$relay_n") || fail "relay throughput"
+    sample w1_relay tasks_per_s "$(kv "$out" tasks_per_s)"
+    out=$("$bench/relay" client-latency "$relay_front" "$w2_n") || fail "relay latency"
+    sample w2_relay median_us "$(kv "$out" median_us)"
+    sample w2_relay p99_us "$(kv "$out" p99_us)"
+done
+stop_all
+
+# The same relay with one task in flight per worker: Keel's dispatch shape
+# (an engine slot gets its next task only after its result).
+relay_grid 1
+relay_ready "$relay_front"
+for ((r = 0; r < runs; r++)); do
+    out=$("$bench/relay" client-throughput "$relay_front" "$relay_n") || fail "relay window 1"
+    sample w1_relay_window1 tasks_per_s "$(kv "$out" tasks_per_s)"
+done
+stop_all
+
+"$bench/relay" direct-worker "$direct_ep" 2>>"$tmp/relay.log" &
+pids+=("$!")
+relay_ready_direct() {
+    local deadline=$((SECONDS + 10))
+    while ((SECONDS < deadline)); do
+        RELAY_DEADLINE_S=2 "$bench/relay" direct-client "$direct_ep" 1 >/dev/null 2>&1 && return 0
+    done
+    fail "direct worker not answering"
+}
+relay_ready_direct
+for ((r = 0; r < runs; r++)); do
+    out=$("$bench/relay" direct-client "$direct_ep" "$w2_n") || fail "direct latency"
+    sample w2_direct median_us "$(kv "$out" median_us)"
+    sample w2_direct p99_us "$(kv "$out" p99_us)"
+done
+stop_all
+
+# ---------------------------------------------------------------- W1, W2, W5
+for sync in full normal; do
+    echo "==> Keel, StoreSync=$sync: W1 ($w1_n tasks) and W2 ($w2_n round trips)" >&2
+    start_grid "$sync" "w1-$sync"
+    for ((r = 0; r < runs; r++)); do
+        t0=$(now_ns)
+        "$bin/keel-driver" --broker "$broker_ep" submit --service double --range "0:$w1_n" \
+            >/dev/null 2>>"$tmp/driver.log" || fail "keel-driver W1 (StoreSync=$sync)"
+        t1=$(now_ns)
+        sample "w1_keel_$sync" tasks_per_s "$(awk -v n="$w1_n" -v ns=$((t1 - t0)) \
+            'BEGIN { printf "%.1f", n / (ns / 1e9) }')"
+        out=$(KEEL_BENCH_DEADLINE_S=300 "$bench/keel-bench" latency "$broker_ep" "$w2_n" \
+            2>>"$tmp/keel-bench.log") || fail "keel-bench latency (StoreSync=$sync)"
+        sample "w2_keel_$sync" median_us "$(kv "$out" median_us)"
+        sample "w2_keel_$sync" p99_us "$(kv "$out" p99_us)"
+    done
+    stop_all
+done
+
+# ---------------------------------------------------------------- W3
+# failover_run VARIANT: restart (kill -9 the broker, start it again on the
+# same store) or failover (kill -9 the primary; a failover broker takes over).
+failover_run() {
+    local variant=$1 tag="w3-$variant-$2" out gap ep admin store primary_pid
+    local failover_ep=- deadline
+    store="$tmp/$tag.db"
+    start_broker "broker-$tag" "$store" --set "HeartbeatInterval=$heartbeat"
+    ep=$broker_ep admin=$broker_admin primary_pid=$broker_pid
+    local engine_brokers=$ep
+    local extra=()
+    if [[ "$variant" == failover ]]; then
+        start_broker "broker-$tag-b" "$tmp/$tag-b.db" --set "HeartbeatInterval=$heartbeat"
+        failover_ep=$broker_ep
+        engine_brokers="$ep,$failover_ep"
+        extra=("DSBrokerTimeout=$broker_timeout")
+        wait_status "$broker_admin" uptime_s 0 10
+    fi
+    start_engine "engine-$tag-1" "$engine_brokers"
+    start_engine "engine-$tag-2" "$engine_brokers"
+    wait_status "$admin" online 2 30
+    KEEL_BENCH_DEADLINE_S=60 "$bench/keel-bench" failover "$ep" "$failover_ep" "$primary_pid" \
+        "${extra[@]}" >"$tmp/$tag.out" 2>>"$tmp/keel-bench.log" &
+    local bench_pid=$!
+    pids+=("$bench_pid")
+    deadline=$((SECONDS + 30))
+    while ((SECONDS < deadline)) && ! grep -q killed "$tmp/$tag.out"; do
+        kill -0 "$bench_pid" 2>/dev/null || break
+        sleep 0.01
+    done
+    grep -q killed "$tmp/$tag.out" || fail "W3 $variant: the broker was not killed"
+    forget_pid "$primary_pid"
+    if [[ "$variant" == restart ]]; then
+        restart_broker "broker-$tag" "$store" "$ep" "$admin" --set "HeartbeatInterval=$heartbeat"
+    fi
+    wait "$bench_pid" || fail "W3 $variant: keel-bench failover failed"
+    forget_pid "$bench_pid"
+    out=$(cat "$tmp/$tag.out")
+    gap=$(kv "$out" gap_ms)
+    [[ -n "$gap" ]] || fail "W3 $variant: no gap measured"
+    sample "w3_$variant" gap_ms "$gap"
+    stop_all
+}
+
+echo "==> W3 failover: HeartbeatInterval=$heartbeat, EngineLoginWindow=5s (default)," \
+    "DSBrokerTimeout=$broker_timeout (failover variant), 50 ms tasks" >&2
+for ((r = 0; r < runs; r++)); do
+    failover_run restart "$r"
+    failover_run failover "$r"
+done
+
+# ---------------------------------------------------------------- W4
+echo "==> W4 memory: queued tasks, no engines ($w4_sizes)" >&2
+for n in $w4_sizes; do
+    for ((r = 0; r < runs; r++)); do
+        tag="w4-$n-$r"
+        start_broker "broker-$tag" "$tmp/$tag.db"
+        wait_status "$broker_admin" uptime_s 0 10
+        t0=$(now_ns)
+        "$bin/keel-driver" --broker "$broker_ep" submit --service double --range "0:$n" \
+            >/dev/null 2>>"$tmp/driver.log" &
+        pids+=("$!")
+        wait_status "$broker_admin" queued "$n" 600
+        t1=$(now_ns)
+        hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$broker_pid/status")
+        status=$(status_json "$broker_admin")
+        store_bytes=$(json_int "$status" store_bytes)
+        files=$(du -cb "$tmp/$tag.db"* | awk 'END { print $1 }')
+        sample "w4_$n" rss_mib "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
+        sample "w4_$n" store_mib "$(awk -v b="${store_bytes:-$files}" 'BEGIN { printf "%.1f", b / 1048576 }')"
+        sample "w4_$n" files_mib "$(awk -v b="$files" 'BEGIN { printf "%.1f", b / 1048576 }')"
+        sample "w4_$n" accept_per_s "$(awk -v n="$n" -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", n / (ns / 1e9) }')"
+        stop_all
+        rm -f "$tmp/$tag.db"*
+    done
+done
+
+# ---------------------------------------------------------------- report
+# stats KEY METRIC -> "median min max" (empty when absent)
+stats() {
+    awk -v k="$1" -v m="$2" '$1 == k && $2 == m { print $3 }' "$samples" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) printf "%s %s %s", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), v[1], v[NR] }'
+}
+median() { stats "$1" "$2" | cut -d' ' -f1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "null" }'; }
+
+w4_small=${w4_sizes% *}
+w4_large=${w4_sizes#* }
+rows=(
+    "W1 raw relay (pipelined)|w1_relay|tasks_per_s|"
+    "W1 raw relay (1 in flight per worker)|w1_relay_window1|tasks_per_s|"
+    "W1 Keel StoreSync=full|w1_keel_full|tasks_per_s|w1_relay"
+    "W5 Keel StoreSync=normal|w1_keel_normal|tasks_per_s|w1_relay"
+    "W2 direct client-worker median|w2_direct|median_us|"
+    "W2 direct client-worker p99|w2_direct|p99_us|"
+    "W2 raw relay median|w2_relay|median_us|"
+    "W2 raw relay p99|w2_relay|p99_us|"
+    "W2 Keel StoreSync=full median|w2_keel_full|median_us|w2_relay"
+    "W2 Keel StoreSync=full p99|w2_keel_full|p99_us|w2_relay"
+    "W2 Keel StoreSync=normal median|w2_keel_normal|median_us|w2_relay"
+    "W2 Keel StoreSync=normal p99|w2_keel_normal|p99_us|w2_relay"
+    "W3 kill -9 broker, restart on same store|w3_restart|gap_ms|"
+    "W3 kill -9 primary, failover broker|w3_failover|gap_ms|"
+    "W4 $w4_small queued: broker peak RSS|w4_$w4_small|rss_mib|"
+    "W4 $w4_small queued: store size|w4_$w4_small|store_mib|"
+    "W4 $w4_small queued: accepted/s|w4_$w4_small|accept_per_s|"
+    "W4 $w4_large queued: broker peak RSS|w4_$w4_large|rss_mib|w4_$w4_small"
+    "W4 $w4_large queued: store size|w4_$w4_large|store_mib|w4_$w4_small"
+    "W4 $w4_large queued: accepted/s|w4_$w4_large|accept_per_s|"
+)
+
+mode=full
+((quick)) && mode=quick
+printf '\nKeel benchmarks (%s mode, %d runs each; W1 %d tasks, W2 %d round trips)\n' \
+    "$mode" "$runs" "$w1_n" "$w2_n"
+printf '%-44s %-12s %12s %12s %12s %10s\n' workload metric median min max ratio
+json_rows=""
+for row in "${rows[@]}"; do
+    IFS='|' read -r label key metric base <<<"$row"
+    read -r med min max <<<"$(stats "$key" "$metric")" || true
+    [[ -n "${med:-}" ]] || continue
+    rat=""
+    if [[ -n "$base" ]]; then
+        rat=$(ratio "$med" "$(median "$base" "$metric")")
+    fi
+    printf '%-44s %-12s %12s %12s %12s %10s\n' "$label" "$metric" "$med" "$min" "$max" "${rat:--}"
+    values=$(awk -v k="$key" -v m="$metric" '$1 == k && $2 == m { printf "%s%s", s, $3; s = "," }' "$samples")
+    json_rows+="${json_rows:+,}
+    {\"workload\": \"$label\", \"key\": \"$key\", \"metric\": \"$metric\", \"median\": $med, \"min\": $min, \"max\": $max, \"ratio\": ${rat:-null}, \"baseline\": \"${base}\", \"samples\": [$values]}"
+done
+
+# Targets of issue #6, as ratios of medians.
+t_w1=$(ratio "$(median w1_keel_full tasks_per_s)" "$(median w1_relay tasks_per_s)")
+t_w2m=$(ratio "$(median w2_keel_full median_us)" "$(median w2_relay median_us)")
+t_w2p=$(ratio "$(median w2_keel_full p99_us)" "$(median w2_relay p99_us)")
+t_w4=$(median "w4_$w4_large" rss_mib)
+t_lin=$(ratio "$(median "w4_$w4_large" rss_mib)" "$(median "w4_$w4_small" rss_mib)")
+printf '\nTargets: W1 full/relay %s (>= 0.40); W2 median %s (<= 1.3), p99 %s (<= 2.0);' \
+    "$t_w1" "$t_w2m" "$t_w2p"
+printf ' W4 RSS at %s: %s MiB (<= 200 at 1000000), growth x%s for x%s tasks\n' \
+    "$w4_large" "$t_w4" "$t_lin" "$((w4_large / w4_small))"
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+cat >"$root/bench-results.json" <<EOF
+{
+  "mode": "$mode",
+  "runs": $runs,
+  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "commit": "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)",
+  "machine": {"nproc": $(nproc), "cpu": "$cpu", "kernel": "$(uname -r)"},
+  "parameters": {"w1_tasks": $w1_n, "relay_tasks": $relay_n, "w2_round_trips": $w2_n,
+    "w4_sizes": [${w4_sizes// /, }], "engines": 2, "slots": 1,
+    "w3_heartbeat_interval": "$heartbeat", "w3_engine_login_window": "5s",
+    "w3_ds_broker_timeout": "$broker_timeout"},
+  "targets": {"w1_full_over_relay": $t_w1, "w2_median_over_relay": $t_w2m,
+    "w2_p99_over_relay": $t_w2p, "w4_rss_mib_large": ${t_w4:-null},
+    "w4_rss_growth": $t_lin},
+  "results": [$json_rows
+  ]
+}
+EOF
+echo "wrote $root/bench-results.json" >&2

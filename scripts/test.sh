@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds Keel and runs every unit and integration test.
+#   scripts/test.sh          build in build/ (RelWithDebInfo)
+#   scripts/test.sh --asan   build in build-asan/ with AddressSanitizer + UBSan
+# KEEL_BUILD_DIR overrides the build directory (relative to the repo).
+# Exits non-zero when the build or any test fails.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+build_dir=${KEEL_BUILD_DIR:-build}
+cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+for arg in "$@"; do
+    case "$arg" in
+        --asan)
+            build_dir=${KEEL_BUILD_DIR:-build-asan}
+            cmake_args=(-DCMAKE_BUILD_TYPE=Debug -DKEEL_ASAN=ON)
+            ;;
+        -h|--help)
+            sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "test.sh: unknown argument '$arg' (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+scripts/install-deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S "$root" -B "$root/$build_dir" "${cmake_args[@]}" >/dev/null
+cmake --build "$root/$build_dir" -j"$jobs"
+
+if [[ "$build_dir" == build-asan ]]; then
+    # Any sanitizer finding (leaks included) makes the program fail loudly.
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+fi
+
+cd "$root/$build_dir"
+ctest --output-on-failure -j2
