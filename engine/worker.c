@@ -306,7 +306,8 @@ keel_worker_main (int fd, size_t max_output)
 {
     prctl (PR_SET_PDEATHSIG, SIGKILL);
     setpgid (0, 0);
-    int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2 };
+    int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2,
+                   SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         signal (sigs[i], SIG_DFL);
     signal (SIGPIPE, SIG_IGN);

@@ -37,6 +37,8 @@ cmake --build "$root/$build_dir" -j"$jobs"
 if [[ "$build_dir" == build-asan ]]; then
     # Any sanitizer finding (leaks included) makes the program fail loudly.
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+    # Criterion's own one-off allocation is not ours to fix.
+    export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
 

@@ -188,7 +188,8 @@ Test (engine_session, keeps_running_tasks_while_the_broker_is_silent_and_retries
                (long long) retry);
 }
 
-Test (engine_session, engine_timeout_with_restart_starts_a_fresh_session, .init = setup)
+Test (engine_session, engine_timeout_with_restart_starts_a_fresh_session, .init = setup,
+      .fini = teardown)
 {
     s_online_at (0);
     keel_engine_session_tick (s_session, 1500);        // lost at 1500 (3 x 500)
@@ -204,7 +205,8 @@ Test (engine_session, engine_timeout_with_restart_starts_a_fresh_session, .init 
     cr_assert_eq (s_fake.last_connect, 0);
 }
 
-Test (engine_session, engine_timeout_with_exit_stops_with_code_3, .init = setup_exit)
+Test (engine_session, engine_timeout_with_exit_stops_with_code_3, .init = setup_exit,
+      .fini = teardown)
 {
     keel_engine_session_tick (s_session, 0);
     keel_engine_session_tick (s_session, 900000);      // default Engine Timeout: 15 minutes
