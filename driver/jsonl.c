@@ -1,5 +1,7 @@
-/*  jsonl.c — JSON escaping, base64 and the keel-driver result line. */
+/*  jsonl.c — base64 and the keel-driver result line (JSON via common/json). */
 #include "jsonl.h"
+
+#include "json.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -53,38 +55,6 @@ keel_jsonl_append_raw (keel_jsonl_buf_t *buf, const char *text, size_t len)
 }
 
 void
-keel_jsonl_append_string (keel_jsonl_buf_t *buf, const char *text, size_t len)
-{
-    //  Worst case every byte becomes \u00XX (6 bytes), plus the quotes.
-    if (!s_reserve (buf, len * 6 + 2))
-        return;
-    char *out = buf->data + buf->len;
-    *out++ = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char) text[i];
-        switch (c) {
-            case '"': *out++ = '\\'; *out++ = '"'; break;
-            case '\\': *out++ = '\\'; *out++ = '\\'; break;
-            case '\n': *out++ = '\\'; *out++ = 'n'; break;
-            case '\r': *out++ = '\\'; *out++ = 'r'; break;
-            case '\t': *out++ = '\\'; *out++ = 't'; break;
-            case '\b': *out++ = '\\'; *out++ = 'b'; break;
-            case '\f': *out++ = '\\'; *out++ = 'f'; break;
-            default:
-                if (c < 0x20 || c == 0x7f) {
-                    snprintf (out, 7, "\\u%04x", c);
-                    out += 6;
-                }
-                else
-                    *out++ = (char) c;
-        }
-    }
-    *out++ = '"';
-    buf->len = (size_t) (out - buf->data);
-    buf->data[buf->len] = 0;
-}
-
-void
 keel_jsonl_append_base64 (keel_jsonl_buf_t *buf, const uint8_t *data, size_t len)
 {
     static const char alphabet[] =
@@ -120,95 +90,58 @@ keel_jsonl_append_base64 (keel_jsonl_buf_t *buf, const uint8_t *data, size_t len
 }
 
 bool
-keel_jsonl_utf8_valid (const uint8_t *data, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        uint8_t c = data[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) { n = 2; cp = c & 0x1f; min = 0x80; }
-        else if ((c & 0xf0) == 0xe0) { n = 3; cp = c & 0x0f; min = 0x800; }
-        else if ((c & 0xf8) == 0xf0) { n = 4; cp = c & 0x07; min = 0x10000; }
-        else return false;
-        if (i + n > len)
-            return false;
-        for (size_t k = 1; k < n; k++) {
-            if ((data[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (data[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += n;
-    }
-    return true;
-}
-
-bool
 keel_jsonl_text_ok (const uint8_t *data, size_t len)
 {
-    return (len == 0 || !memchr (data, 0, len)) && keel_jsonl_utf8_valid (data, len);
+    return keel_utf8_valid ((const char *) data, len);
 }
 
+// Text we did not make (an error from a task) may be anything: the writer
+// escapes bytes that are not UTF-8, so the line stays valid JSON.
 static void
-s_append_number (keel_jsonl_buf_t *buf, const char *key, uint64_t value)
+s_kv_bytes (keel_json_t *j, const char *key, const void *data, size_t len)
 {
-    char text[64];
-    int n = snprintf (text, sizeof text, ",\"%s\":%" PRIu64, key, value);
-    keel_jsonl_append_raw (buf, text, (size_t) n);
-}
-
-static void
-s_append_field (keel_jsonl_buf_t *buf, const char *key, const char *value, size_t len)
-{
-    keel_jsonl_append_raw (buf, ",\"", 2);
-    keel_jsonl_append_raw (buf, key, strlen (key));
-    keel_jsonl_append_raw (buf, "\":", 2);
-    if (keel_jsonl_text_ok ((const uint8_t *) value, len))
-        keel_jsonl_append_string (buf, value, len);
-    else {
-        //  A string we did not make (an error text): never emit invalid JSON.
-        keel_jsonl_append_raw (buf, "\"", 1);
-        keel_jsonl_append_base64 (buf, (const uint8_t *) value, len);
-        keel_jsonl_append_raw (buf, "\"", 1);
-    }
+    keel_json_key (j, key);
+    keel_json_strn (j, data, len);
 }
 
 void
 keel_jsonl_format_result (keel_jsonl_buf_t *buf, const keel_result_t *result, const char *output_path)
 {
     keel_jsonl_buf_reset (buf);
-    keel_jsonl_append_raw (buf, "{\"service\":", 11);
-    const char *sid = result->service_id ? result->service_id : "";
-    keel_jsonl_append_string (buf, sid, strlen (sid));
-    s_append_number (buf, "task", result->task_id);
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_object (&j);
+    keel_json_kv_str (&j, "service", result->service_id ? result->service_id : "");
+    keel_json_kv_uint (&j, "task", result->task_id);
     //  DESIGN §10 knows "ok" and "failed"; a cancelled task failed (its error says so).
-    const char *status = result->status == KEEL_TASK_OK ? "ok" : "failed";
-    s_append_field (buf, "status", status, strlen (status));
+    keel_json_kv_str (&j, "status", result->status == KEEL_TASK_OK ? "ok" : "failed");
     if (result->status == KEEL_TASK_OK) {
         if (output_path)
-            s_append_field (buf, "output_file", output_path, strlen (output_path));
-        else
-        if (keel_jsonl_text_ok (result->output, result->output_size))
-            s_append_field (buf, "output", (const char *) result->output, result->output_size);
+            keel_json_kv_str (&j, "output_file", output_path);
+        else if (keel_jsonl_text_ok (result->output, result->output_size))
+            s_kv_bytes (&j, "output", result->output, result->output_size);
         else {
-            keel_jsonl_append_raw (buf, ",\"output_b64\":\"", 15);
-            keel_jsonl_append_base64 (buf, result->output, result->output_size);
-            keel_jsonl_append_raw (buf, "\"", 1);
+            keel_jsonl_buf_t b64 = { 0 };
+            keel_jsonl_append_base64 (&b64, result->output, result->output_size);
+            keel_json_kv_str (&j, "output_b64", b64.len ? b64.data : "");
+            j.failed |= b64.failed;
+            keel_jsonl_buf_free (&b64);
         }
     }
     else {
         const char *error = result->error ? result->error : "";
-        s_append_field (buf, "error", error, strlen (error));
+        s_kv_bytes (&j, "error", error, strlen (error));
     }
-    const char *engine = result->engine_id ? result->engine_id : "";
-    s_append_field (buf, "engine", engine, strlen (engine));
-    s_append_number (buf, "execution", result->execution_id);
-    s_append_number (buf, "attempts", result->attempts);
-    keel_jsonl_append_raw (buf, "}\n", 2);
+    keel_json_kv_str (&j, "engine", result->engine_id ? result->engine_id : "");
+    keel_json_kv_uint (&j, "execution", result->execution_id);
+    keel_json_kv_uint (&j, "attempts", result->attempts);
+    keel_json_end_object (&j);
+    char *line = keel_json_take (&j);
+    if (!line) {
+        buf->failed = true;
+        return;
+    }
+    keel_jsonl_append_raw (buf, line, strlen (line));
+    keel_jsonl_append_raw (buf, "\n", 1);
+    free (line);
 }

@@ -1,10 +1,9 @@
-/*  jsonl.h — the JSON lines keel-driver writes, and the pieces they need.
+/*  jsonl.h — the JSON lines keel-driver writes.
 
     keel_jsonl_buf_t is a growable text buffer (owned by the caller; free
-    with keel_jsonl_buf_free). Strings are escaped per RFC 8259: quote,
-    backslash and control characters are escaped, everything else is copied
-    as is, so the text must be valid UTF-8 (keel_jsonl_utf8_valid). Bytes that are
-    not valid UTF-8 or contain NUL go out as base64 (RFC 4648, padded).
+    with keel_jsonl_buf_free). The JSON itself is written by common/json.h;
+    task output that is not text (not UTF-8, or containing NUL) goes out as
+    base64 (RFC 4648, padded) in "output_b64".
 */
 #ifndef KEEL_DRIVER_JSONL_H
 #define KEEL_DRIVER_JSONL_H
@@ -24,14 +23,9 @@ typedef struct {
 void keel_jsonl_buf_reset (keel_jsonl_buf_t *buf);
 void keel_jsonl_buf_free (keel_jsonl_buf_t *buf);
 void keel_jsonl_append_raw (keel_jsonl_buf_t *buf, const char *text, size_t len);
-// Appends "text" (quoted and escaped); text must be valid UTF-8.
-void keel_jsonl_append_string (keel_jsonl_buf_t *buf, const char *text, size_t len);
 // Appends the base64 encoding of data, unquoted.
 void keel_jsonl_append_base64 (keel_jsonl_buf_t *buf, const uint8_t *data, size_t len);
 
-// True when data[0..len) is well-formed UTF-8 (no overlongs, surrogates or
-// code points above U+10FFFF).
-bool keel_jsonl_utf8_valid (const uint8_t *data, size_t len);
 // True when data can go out as a JSON string: valid UTF-8 without NUL.
 bool keel_jsonl_text_ok (const uint8_t *data, size_t len);
 

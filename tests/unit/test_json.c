@@ -1,0 +1,84 @@
+/*  test_json.c — the JSON writer (common/json.c): escaping, UTF-8, layout. */
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+static char *
+s_escape (const char *text, size_t len)
+{
+    static char *last;
+    free (last);
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_strn (&j, text, len);
+    last = keel_json_take (&j);
+    cr_assert_not_null (last);
+    return last;
+}
+
+Test (json, escapes_quotes_backslashes_and_control_characters)
+{
+    cr_assert_str_eq (s_escape ("a\"b\\c", 5), "\"a\\\"b\\\\c\"");
+    cr_assert_str_eq (s_escape ("\n\r\t\b\f", 5), "\"\\n\\r\\t\\b\\f\"");
+    cr_assert_str_eq (s_escape ("\x01\x1f\x7f", 3), "\"\\u0001\\u001f\\u007f\"");
+    cr_assert_str_eq (s_escape ("", 0), "\"\"");
+}
+
+Test (json, copies_multibyte_utf8_unchanged)
+{
+    cr_assert_str_eq (s_escape ("h\xc3\xa9 \xe2\x82\xac", 7), "\"h\xc3\xa9 \xe2\x82\xac\"");
+}
+
+Test (json, escapes_bytes_that_are_not_utf8_and_nul)
+{
+    cr_assert_str_eq (s_escape ("a\xff", 2), "\"a\\u00ff\"");
+    cr_assert_str_eq (s_escape ("a\0b", 3), "\"a\\u0000b\"");
+    cr_assert_str_eq (s_escape ("\xe2\x82", 2), "\"\\u00e2\\u0082\"", "truncated sequence");
+}
+
+Test (json, validates_utf8_strictly)
+{
+    cr_assert (keel_utf8_valid ("plain", 5));
+    cr_assert (keel_utf8_valid ("\xf0\x9f\x98\x80", 4));
+    cr_assert_not (keel_utf8_valid ("\xff", 1));
+    cr_assert_not (keel_utf8_valid ("\xc0\xaf", 2));              // overlong
+    cr_assert_not (keel_utf8_valid ("\xed\xa0\x80", 3));          // surrogate
+    cr_assert_not (keel_utf8_valid ("\xf4\x90\x80\x80", 4));      // above U+10FFFF
+    cr_assert_not (keel_utf8_valid ("\xe2\x82", 2));              // truncated
+    cr_assert_not (keel_utf8_valid ("a\0b", 3));                  // NUL
+}
+
+Test (json, separates_members_and_nests_objects_and_arrays)
+{
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_object (&j);
+    keel_json_kv_str (&j, "a", "x");
+    keel_json_kv_int (&j, "b", -3);
+    keel_json_key (&j, "c");
+    keel_json_array (&j);
+    keel_json_uint (&j, 1);
+    keel_json_object (&j);
+    keel_json_kv_bool (&j, "d", true);
+    keel_json_end_object (&j);
+    keel_json_null (&j);
+    keel_json_end_array (&j);
+    keel_json_key (&j, "e");
+    keel_json_double (&j, 0.0 / 0.0);
+    keel_json_end_object (&j);
+    char *text = keel_json_take (&j);
+    cr_assert_str_eq (text, "{\"a\":\"x\",\"b\":-3,\"c\":[1,{\"d\":true},null],\"e\":null}");
+    free (text);
+}
+
+Test (json, fails_instead_of_nesting_without_bound)
+{
+    keel_json_t j;
+    keel_json_init (&j);
+    for (int i = 0; i < KEEL_JSON_DEPTH + 5; i++)
+        keel_json_array (&j);
+    cr_assert_null (keel_json_take (&j), "too deep: the writer reports failure");
+}
