@@ -13,6 +13,7 @@
 #include "spool.h"
 #include "statedir.h"
 #include "held.h"
+#include "initdata.h"
 #include "wire.h"
 
 #define S_MSGS_PER_TURN     256     // broker messages handled per loop turn
@@ -27,6 +28,7 @@ struct _keel_daemon_t {
     keel_spool_t *spool;
     keel_runner_t *runner;
     keel_held_t *tasks;
+    keel_initdata_t *init;      // session init data per service
     keel_engine_session_t *session;
     keel_engine_session_ops_t ops;
     zsock_t *dealer;            // to the current broker; NULL when offline
@@ -85,6 +87,56 @@ s_send_result (keel_daemon_t *self, keel_held_task_t *task)
     env.result = &result;
     if (s_send (self, self->dealer, &env) == KEEL_OK)
         task->sent = true;
+}
+
+//  A printable excerpt of data for the log ("37", "\x01..." as '?').
+static void
+s_excerpt (const uint8_t *data, size_t size, char *buf, size_t bufsize)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < size && n + 4 < bufsize; i++)
+        buf[n++] = (data[i] >= 0x20 && data[i] < 0x7f && data[i] != '"') ? (char) data[i] : '?';
+    if (size > n && n + 3 < bufsize)
+        n += (size_t) snprintf (buf + n, bufsize - n, "...");
+    buf[n] = 0;
+}
+
+//  Sends the pending checkpoint of a running task on the current connection.
+static void
+s_send_checkpoint (keel_daemon_t *self, keel_held_task_t *task)
+{
+    Keel__Checkpoint cp = KEEL__CHECKPOINT__INIT;
+    cp.service_id = task->service_id;
+    cp.has_task_id = cp.has_execution_id = cp.has_data = true;
+    cp.task_id = task->task_id;
+    cp.execution_id = task->execution_id;
+    cp.data.data = task->checkpoint;
+    cp.data.len = task->checkpoint_size;
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env.body_case = KEEL__ENVELOPE__BODY_CHECKPOINT;
+    env.checkpoint = &cp;
+    if (s_send (self, self->dealer, &env) != KEEL_OK)
+        return;     // still pending: sent again after the next login
+    task->checkpoint_pending = false;
+    char shown[40];
+    s_excerpt (task->checkpoint, task->checkpoint_size, shown, sizeof shown);
+    KEEL_DEBUG ("engine", "checkpoint sent exec=%" PRIu64 " task=%" PRIu64 " bytes=%zu data=\"%s\"",
+                task->execution_id, task->task_id, task->checkpoint_size, shown);
+}
+
+//  Sends every pending checkpoint (after a login: the broker has only seen
+//  what reached it before the connection was lost).
+static void
+s_flush_checkpoints (keel_daemon_t *self)
+{
+    if (keel_engine_session_state (self->session) != KEEL_ENGINE_SESSION_ONLINE)
+        return;
+    for (size_t i = 0; i < keel_held_size (self->tasks); i++) {
+        keel_held_task_t *task = keel_held_at (self->tasks, i);
+        if (!task->done && task->checkpoint_pending)
+            s_send_checkpoint (self, task);
+    }
 }
 
 static void
@@ -250,6 +302,7 @@ s_op_logged_in (void *arg, const Keel__LoginReply *reply)
     }
     KEEL_DEBUG ("engine", "verdicts applied dropped=%zu held=%zu", dropped, held);
     s_flush_results (self);
+    s_flush_checkpoints (self);
 }
 
 static void
@@ -258,6 +311,21 @@ s_assign (keel_daemon_t *self, const Keel__Assign *assign)
     if (keel_held_find (self->tasks, assign->execution_id)) {
         KEEL_DEBUG ("engine", "duplicate assign ignored exec=%" PRIu64, assign->execution_id);
         return;
+    }
+    //  Init data comes once per service per engine session: keep it first,
+    //  whatever happens to this task.
+    if (assign->has_init_data) {
+        bool evicted = false;
+        if (!keel_initdata_put (self->init, assign->service_id, assign->init_data.data,
+                                assign->init_data.len, &evicted))
+            KEEL_ERROR ("engine", "service init data lost (out of memory) service=%s",
+                        assign->service_id);
+        else
+            KEEL_INFO ("engine", "service init data received service=%s type=%s bytes=%zu",
+                       assign->service_id, assign->type, assign->init_data.len);
+        if (evicted)
+            KEEL_WARN ("engine", "more than %d services with init data: the least recently "
+                       "used one was forgotten", KEEL_INITDATA_MAX);
     }
     keel_held_task_t *task = keel_held_add (self->tasks, assign->execution_id, assign->service_id,
                                         assign->task_id, assign->type);
@@ -269,9 +337,23 @@ s_assign (keel_daemon_t *self, const Keel__Assign *assign)
         snprintf (error, sizeof error, "service type '%s' is not offered by this engine",
                   assign->type);
     else {
-        keel_err rc = keel_runner_start (self->runner, assign->execution_id, assign->type,
-                                         def->command, assign->input.data, assign->input.len,
-                                         def->timeout_ms, self->now);
+        keel_worker_request_t req = {
+            .execution_id = assign->execution_id,
+            .task_id = assign->task_id,
+            .kind = def->library   ? KEEL_WORKER_LIBRARY
+                    : def->command ? KEEL_WORKER_COMMAND
+                                   : KEEL_WORKER_BUILTIN,
+            .type = assign->type,
+            .target = def->library ? def->library : def->command,
+            .service_id = assign->service_id,
+            .input = assign->input.data,
+            .input_size = assign->input.len,
+            .memory = assign->memory.data,
+            .memory_size = assign->memory.len,
+            .has_memory = assign->has_memory,
+        };
+        req.init_data = keel_initdata_get (self->init, assign->service_id, &req.init_size);
+        keel_err rc = keel_runner_start (self->runner, &req, def->timeout_ms, self->now);
         if (rc == KEEL_ERR_FULL)
             snprintf (error, sizeof error, "engine has no free slot");
         else if (rc != KEEL_OK)
@@ -284,8 +366,10 @@ s_assign (keel_daemon_t *self, const Keel__Assign *assign)
         s_send_result (self, task);
         return;
     }
-    KEEL_INFO ("engine", "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s",
-               assign->execution_id, assign->service_id, assign->task_id, assign->type);
+    KEEL_INFO ("engine", "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s "
+               "memory_bytes=%zu pid=%d", assign->execution_id, assign->service_id,
+               assign->task_id, assign->type, assign->has_memory ? assign->memory.len : 0,
+               (int) keel_runner_pid_of (self->runner, assign->execution_id));
 }
 
 static void
@@ -351,6 +435,7 @@ s_op_engine_timeout (void *arg)
     int killed = keel_runner_kill_all (self->runner, &all_gone);
     size_t held = keel_held_size (self->tasks) - keel_held_running (self->tasks);
     keel_held_clear (self->tasks);
+    keel_initdata_clear (self->init);
     int spooled = keel_spool_clear (self->spool);
     KEEL_WARN ("engine", "timeout: killed tasks=%d dropped results=%zu spool_files=%d "
                "process_groups_gone=%s", killed, held, spooled, all_gone ? "yes" : "no");
@@ -361,6 +446,7 @@ s_op_new_session (void *arg)
 {
     keel_daemon_t *self = arg;
     keel_uuid_new (self->session_id);
+    keel_initdata_clear (self->init);
     KEEL_INFO ("engine", "starting over session=%s", self->session_id);
 }
 
@@ -393,6 +479,7 @@ keel_daemon_new (const keel_engine_config_t *cfg, keel_error_t *err)
     if (!(self->statedir = keel_statedir_open (cfg->state_dir, err))
         || !(self->spool = keel_spool_new (cfg->state_dir, err))
         || !(self->tasks = keel_held_new ())
+        || !(self->init = keel_initdata_new ())
         || !(self->runner = keel_runner_new (cfg->slots, (size_t) cfg->max_output_bytes, err))
         || !(self->session = keel_engine_session_new (cfg, &self->ops, self, self->now))) {
         keel_daemon_destroy (&self);
@@ -418,6 +505,7 @@ keel_daemon_destroy (keel_daemon_t **self_p)
     keel_runner_destroy (&self->runner);
     keel_engine_session_destroy (&self->session);
     keel_held_destroy (&self->tasks);
+    keel_initdata_destroy (&self->init);
     keel_spool_destroy (&self->spool);
     keel_statedir_destroy (&self->statedir);
     free (self);
@@ -509,6 +597,22 @@ s_read_probe (keel_daemon_t *self)
 }
 
 static void
+s_on_checkpoint (uint64_t execution_id, const uint8_t *data, size_t size, void *arg)
+{
+    keel_daemon_t *self = arg;
+    keel_held_task_t *task = keel_held_find (self->tasks, execution_id);
+    if (!task || task->done)
+        return;
+    if (!keel_held_set_checkpoint (task, data, size)) {
+        KEEL_ERROR ("engine", "checkpoint lost (out of memory) exec=%" PRIu64, execution_id);
+        return;
+    }
+    //  While not ONLINE only the latest is kept; it is sent after login.
+    if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_ONLINE)
+        s_send_checkpoint (self, task);
+}
+
+static void
 s_on_done (const keel_runner_result_t *r, void *arg)
 {
     keel_daemon_t *self = arg;
@@ -516,6 +620,7 @@ s_on_done (const keel_runner_result_t *r, void *arg)
     if (!task || task->done)
         return;
     keel_held_finish (task, r->ok, r->data, r->size, r->run_ms);
+    task->checkpoint_pending = false;   // the result supersedes the memory
     KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s",
                task->execution_id, task->ok ? "ok" : "failed", (long long) r->run_ms,
                task->ok ? "" : " error=\"", task->ok ? "" : task->error, task->ok ? "" : "\"");
@@ -533,6 +638,7 @@ int
 keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
 {
     zmq_pollitem_t items[2 + KEEL_ENGINE_MAX_SLOTS];
+    keel_runner_handlers_t handlers = { s_on_done, s_on_checkpoint, self };
     int fds[KEEL_ENGINE_MAX_SLOTS];
     //  One turn per wake-up; the process runs until stopped.
     while (keel_engine_session_state (self->session) != KEEL_ENGINE_SESSION_STOPPED) {
@@ -582,7 +688,7 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
             s_read_broker (self);
         if (probe_at >= 0 && (items[probe_at].revents & ZMQ_POLLIN))
             s_read_probe (self);
-        keel_runner_process (self->runner, self->now, s_on_done, self);
+        keel_runner_process (self->runner, self->now, &handlers);
     }
     bool all_gone = true;
     int killed = keel_runner_kill_all (self->runner, &all_gone);

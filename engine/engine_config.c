@@ -1,6 +1,7 @@
 /*  engine_config.c — the engine's settings table and the configuration built from it. */
 #include "engine_config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,7 +37,7 @@ static const keel_setting_def_t s_table[] = {
     { "service.*.timeout", KEEL_SETTING_DURATION, "s", "0", 0, 31536000, false, NULL,
       "kill a task of this service (built-ins too) after this long; 0 = no limit" },
     { "service.*.library", KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL,
-      "library service (not supported yet: setting it is a configuration error)" },
+      "library service: path of a shared object implementing keel/service.h" },
     KEEL_SETTINGS_END
 };
 
@@ -82,6 +83,7 @@ s_add (s_walk_t *walk, const char *key, const char *name)
     def = &cfg->services[cfg->n_services++];
     def->name = strdup (name);
     def->command = NULL;
+    def->library = NULL;
     def->timeout_ms = 0;
     return def;
 }
@@ -103,6 +105,12 @@ s_on_exec (const char *key, const char *wildcard, const char *value, void *arg)
         return;
     }
     keel_service_def_t *def = s_add (walk, key, wildcard);
+    if (def && def->library) {
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
+                                   "%s: service '%s' already has service.%s.library", key,
+                                   wildcard, wildcard);
+        return;
+    }
     if (def) {
         free (def->command);
         def->command = strdup (value);
@@ -112,13 +120,29 @@ s_on_exec (const char *key, const char *wildcard, const char *value, void *arg)
 static void
 s_on_library (const char *key, const char *wildcard, const char *value, void *arg)
 {
-    (void) value;
     s_walk_t *walk = arg;
-    if (walk->rc == KEEL_OK)
+    if (walk->rc != KEEL_OK)
+        return;
+    if (keel_builtin_known (wildcard)) {
         walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
-                                   "service.%s.library: library services are not supported yet",
-                                   wildcard);
-    (void) key;
+                                   "%s: '%s' is a built-in service and cannot be replaced",
+                                   key, wildcard);
+        return;
+    }
+    if (!value || !*value) {
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG, "%s: empty library path", key);
+        return;
+    }
+    if (access (value, R_OK) != 0) {
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG, "%s: cannot read '%s': %s", key,
+                                   value, strerror (errno));
+        return;
+    }
+    keel_service_def_t *def = s_add (walk, key, wildcard);
+    if (def) {
+        free (def->library);
+        def->library = strdup (value);
+    }
 }
 
 static void
@@ -130,7 +154,7 @@ s_on_timeout (const char *key, const char *wildcard, const char *value, void *ar
     keel_service_def_t *def = s_find (walk->cfg, wildcard);
     if (!def) {
         walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
-                                   "%s: no service '%s' (define service.%s.exec first)",
+                                   "%s: no service '%s' (define service.%s.exec or .library)",
                                    key, wildcard, wildcard);
         return;
     }
@@ -248,6 +272,7 @@ keel_engine_config_destroy (keel_engine_config_t **self_p)
     for (int i = 0; i < cfg->n_services; i++) {
         free (cfg->services[i].name);
         free (cfg->services[i].command);
+        free (cfg->services[i].library);
     }
     free (cfg->state_dir);
     free (cfg->host);

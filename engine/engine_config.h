@@ -31,7 +31,8 @@ typedef enum {
 
 typedef struct {
     char *name;             // service type, e.g. "double" or "render"
-    char *command;          // /bin/sh -c command line; NULL for a built-in
+    char *command;          // /bin/sh -c command line; NULL for a built-in or library
+    char *library;          // shared object path of a library service; else NULL
     int64_t timeout_ms;     // 0 = no timeout
 } keel_service_def_t;
 

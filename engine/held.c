@@ -22,6 +22,7 @@ s_free (keel_held_task_t *task)
     free (task->type);
     free (task->output);
     free (task->error);
+    free (task->checkpoint);
     free (task);
 }
 
@@ -191,4 +192,19 @@ keel_held_result_view (const keel_held_task_t *task, Keel__Result *result)
         result->error = task->error;
     result->has_run_ms = true;
     result->run_ms = task->run_ms;
+}
+
+bool
+keel_held_set_checkpoint (keel_held_task_t *task, const uint8_t *data, size_t size)
+{
+    uint8_t *copy = malloc (size ? size : 1);
+    if (!copy)
+        return false;
+    if (size)
+        memcpy (copy, data, size);
+    free (task->checkpoint);
+    task->checkpoint = copy;
+    task->checkpoint_size = size;
+    task->checkpoint_pending = true;
+    return true;
 }

@@ -29,6 +29,9 @@ typedef struct {
     char *error;
     uint64_t run_ms;
     bool sent;              // done: Result sent on the current connection
+    uint8_t *checkpoint;    // running: the task's latest checkpoint, or NULL
+    size_t checkpoint_size;
+    bool checkpoint_pending;    // the latest checkpoint is not sent to a broker yet
 } keel_held_task_t;
 
 typedef struct _keel_held_t keel_held_t;
@@ -53,6 +56,10 @@ keel_held_task_t *keel_held_find (const keel_held_t *self, uint64_t execution_id
 // KEEL_HELD_ERROR_MAX bytes, NULs replaced). Returns false if out of memory.
 bool keel_held_finish (keel_held_task_t *task, bool ok, const uint8_t *data, size_t size,
                         int64_t run_ms);
+
+// Keeps a copy of data as the task's latest checkpoint (replacing the
+// previous one) and marks it pending. Returns false if out of memory.
+bool keel_held_set_checkpoint (keel_held_task_t *task, const uint8_t *data, size_t size);
 
 // Removes and frees the entry (no-op if absent). Returns true if one was removed.
 bool keel_held_remove (keel_held_t *self, uint64_t execution_id);

@@ -20,6 +20,7 @@
 #define S_KILL_WAIT_MS       2000
 #define S_REAP_PER_TURN      256
 #define S_FRAME_OVERHEAD     64
+#define S_FRAMES_PER_READ    64     // frames (checkpoints) taken from one worker per turn
 
 typedef struct {
     pid_t pid;              // 0 = no worker (respawn at respawn_at)
@@ -31,6 +32,8 @@ typedef struct {
     uint64_t execution_id;
     int64_t started;
     int64_t timeout_ms;
+    bool timed_out;         // past its timeout: cancel flag raised, killed at kill_at
+    int64_t kill_at;
     uint8_t prefix[4];      // length prefix of the response being read
     uint8_t *buf;           // response payload being read
     size_t have, need;      // need = 0 until the length prefix is in
@@ -91,6 +94,7 @@ s_kill (s_worker_t *w)
             ;
         w->reaped = true;
     }
+    keel_worker_scratch_remove (w->pid);
     close (w->fd);
     w->fd = -1;
     free (w->buf);
@@ -186,11 +190,10 @@ s_find (const keel_runner_t *self, uint64_t execution_id)
 }
 
 keel_err
-keel_runner_start (keel_runner_t *self, uint64_t execution_id, const char *type,
-                   const char *command, const uint8_t *input, size_t size, int64_t timeout_ms,
+keel_runner_start (keel_runner_t *self, const keel_worker_request_t *req, int64_t timeout_ms,
                    int64_t now)
 {
-    if (s_find (self, execution_id))
+    if (s_find (self, req->execution_id))
         return KEEL_ERR_STATE;
     s_worker_t *w = NULL;
     for (int i = 0; i < self->slots && !w; i++)
@@ -199,8 +202,7 @@ keel_runner_start (keel_runner_t *self, uint64_t execution_id, const char *type,
     if (!w)
         return KEEL_ERR_FULL;
     size_t frame_size = 0;
-    uint8_t *frame = keel_worker_request_encode (execution_id, type, command, input, size,
-                                                 &frame_size);
+    uint8_t *frame = keel_worker_request_encode (req, &frame_size);
     if (!frame)
         return KEEL_ERR_NOMEM;
     //  The idle worker is blocked reading; write the whole request.
@@ -214,9 +216,10 @@ keel_runner_start (keel_runner_t *self, uint64_t execution_id, const char *type,
         return KEEL_ERR_IO;
     }
     w->busy = true;
-    w->execution_id = execution_id;
+    w->execution_id = req->execution_id;
     w->started = now;
     w->timeout_ms = timeout_ms;
+    w->timed_out = false;
     return KEEL_OK;
 }
 
@@ -310,6 +313,8 @@ keel_runner_next_deadline (const keel_runner_t *self)
         int64_t at = INT64_MAX;
         if (w->pid == 0)
             at = w->respawn_at;
+        else if (w->busy && w->timed_out)
+            at = w->kill_at;
         else if (w->busy && w->timeout_ms > 0)
             at = w->started + w->timeout_ms;
         if (at < next)
@@ -335,14 +340,25 @@ s_report_text (s_worker_t *w, int64_t now, const char *text, keel_runner_done_fn
     s_report (w, now, false, (const uint8_t *) text, strlen (text), done, arg);
 }
 
-//  Reads what the worker sent. Returns 1 when a task result was reported,
-//  0 when nothing complete arrived, -1 when the worker is gone or broken.
-static int
-s_read (keel_runner_t *self, s_worker_t *w, int64_t now, keel_runner_done_fn *done, void *arg)
+static void
+s_report_timeout (s_worker_t *w, int64_t now, keel_runner_done_fn *done, void *arg)
 {
-    //  Bounded: each pass reads at least one byte or returns, and a frame is
-    //  at most max_output + overhead bytes.
-    for (;;) {
+    char text[96];
+    snprintf (text, sizeof text, "timed out after %lld ms", (long long) w->timeout_ms);
+    s_report_text (w, now, text, done, arg);
+}
+
+//  Reads what the worker sent: checkpoints go to checkpoint, a result ends
+//  the task. Returns 1 when a task result was reported, 0 when nothing
+//  complete arrived, -1 when the worker is gone or broken.
+static int
+s_read (keel_runner_t *self, s_worker_t *w, int64_t now, const keel_runner_handlers_t *h)
+{
+    //  Bounded: each pass reads at least one byte or returns, a frame is at
+    //  most max_output + overhead bytes, and at most S_FRAMES_PER_READ
+    //  frames are taken per call.
+    int frames = 0;
+    while (frames < S_FRAMES_PER_READ) {
         uint8_t *into = w->need ? w->buf + w->have : w->prefix + w->have;
         size_t want = w->need ? w->need - w->have : 4 - w->have;
         ssize_t n = read (w->fd, into, want);
@@ -367,22 +383,40 @@ s_read (keel_runner_t *self, s_worker_t *w, int64_t now, keel_runner_done_fn *do
         }
         if (w->have < w->need)
             continue;
+        frames++;
         uint64_t execution_id = keel_worker_get64 (w->buf);
-        int reported = 0;
-        if (w->busy && execution_id == w->execution_id) {
-            s_report (w, now, w->buf[8] == 1, w->buf + 9, w->need - 9, done, arg);
+        uint8_t what = w->buf[8];
+        bool mine = w->busy && execution_id == w->execution_id;
+        int reported = -2;
+        if (what == KEEL_WORKER_CHECKPOINT) {
+            if (mine && !w->timed_out && h->checkpoint)
+                h->checkpoint (execution_id, w->buf + 9, w->need - 9, h->arg);
+        }
+        else if (mine && w->timed_out) {
+            s_report_timeout (w, now, h->done, h->arg);
             reported = 1;
         }
+        else if (mine) {
+            s_report (w, now, what == KEEL_WORKER_OUTPUT, w->buf + 9, w->need - 9, h->done,
+                      h->arg);
+            reported = 1;
+        }
+        else
+            reported = 0;
         free (w->buf);
         w->buf = NULL;
         w->have = w->need = 0;
-        return reported;
+        if (reported != -2)
+            return reported;
     }
+    return 0;
 }
 
 int
-keel_runner_process (keel_runner_t *self, int64_t now, keel_runner_done_fn *done, void *arg)
+keel_runner_process (keel_runner_t *self, int64_t now, const keel_runner_handlers_t *handlers)
 {
+    keel_runner_done_fn *done = handlers->done;
+    void *arg = handlers->arg;
     int reported = 0;
     for (int i = 0; i < S_REAP_PER_TURN; i++) {
         int status = 0;
@@ -402,7 +436,7 @@ keel_runner_process (keel_runner_t *self, int64_t now, keel_runner_done_fn *done
                 s_replace (self, w, now);
             continue;
         }
-        int rc = s_read (self, w, now, done, arg);
+        int rc = s_read (self, w, now, handlers);
         if (rc > 0)
             reported++;
         else if (rc < 0) {
@@ -421,13 +455,18 @@ keel_runner_process (keel_runner_t *self, int64_t now, keel_runner_done_fn *done
             }
             s_replace (self, w, now);
         }
-        else if (w->busy && w->timeout_ms > 0 && now >= w->started + w->timeout_ms) {
+        else if (w->busy && w->timed_out && now >= w->kill_at) {
             s_kill (w);
-            char text[96];
-            snprintf (text, sizeof text, "timed out after %lld ms", (long long) w->timeout_ms);
-            s_report_text (w, now, text, done, arg);
+            s_report_timeout (w, now, done, arg);
             reported++;
             s_replace (self, w, now);
+        }
+        else if (w->busy && !w->timed_out && w->timeout_ms > 0
+                 && now >= w->started + w->timeout_ms) {
+            //  Ask the task to stop (its cancel flag); kill it after a grace.
+            kill (w->pid, SIGUSR1);
+            w->timed_out = true;
+            w->kill_at = now + KEEL_RUNNER_STOP_GRACE_MS;
         }
     }
     return reported;

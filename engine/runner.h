@@ -5,8 +5,10 @@
     floods cannot take the engine down:
       - a worker that dies mid-task fails that task ("task process crashed:
         signal 11") and is replaced;
-      - a task past its timeout has its worker's whole process group killed
-        (SIGKILL), fails with "timed out after N ms", and the worker is replaced;
+      - a task past its timeout gets its cancel flag raised (SIGUSR1 to the
+        worker); it fails with "timed out after N ms" when it returns, or
+        after KEEL_RUNNER_STOP_GRACE_MS its worker's whole process group is
+        killed (SIGKILL) and the worker replaced;
       - keel_runner_cancel kills the process group and reports nothing.
     Children are reaped with waitpid; the runner makes its process a child
     subreaper (prctl) so that a command's orphans are reaped here too, and it
@@ -25,6 +27,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "error.h"
+#include "worker.h"
+
+#define KEEL_RUNNER_STOP_GRACE_MS  1000
 
 typedef struct _keel_runner_t keel_runner_t;
 
@@ -38,6 +43,16 @@ typedef struct {
 
 typedef void (keel_runner_done_fn) (const keel_runner_result_t *result, void *arg);
 
+// A running task saved its memory (data valid only during the call).
+typedef void (keel_runner_checkpoint_fn) (uint64_t execution_id, const uint8_t *data,
+                                          size_t size, void *arg);
+
+typedef struct {
+    keel_runner_done_fn *done;              // every task that ended (not cancelled ones)
+    keel_runner_checkpoint_fn *checkpoint;  // may be NULL
+    void *arg;
+} keel_runner_handlers_t;
+
 // Starts `slots` workers. max_output caps a task's output. Returns NULL and
 // fills err if no worker could be started.
 keel_runner_t *keel_runner_new (int slots, size_t max_output, keel_error_t *err);
@@ -49,12 +64,11 @@ void keel_runner_destroy (keel_runner_t **self_p);
 int keel_runner_slots (const keel_runner_t *self);
 int keel_runner_free_slots (const keel_runner_t *self);
 
-// Starts execution_id on an idle worker. command NULL = built-in `type`.
-// timeout_ms 0 = no timeout. Returns KEEL_ERR_FULL when no worker is idle,
-// KEEL_ERR_STATE if the id is already running, KEEL_ERR_IO if the worker
-// could not take it (it is then replaced).
-keel_err keel_runner_start (keel_runner_t *self, uint64_t execution_id, const char *type,
-                            const char *command, const uint8_t *input, size_t size,
+// Starts req (copied into the worker's request; see worker.h) on an idle
+// worker. timeout_ms 0 = no timeout. Returns KEEL_ERR_FULL when no worker
+// is idle, KEEL_ERR_STATE if the id is already running, KEEL_ERR_IO if the
+// worker could not take it (it is then replaced).
+keel_err keel_runner_start (keel_runner_t *self, const keel_worker_request_t *req,
                             int64_t timeout_ms, int64_t now);
 
 // Kills execution_id (its worker's process group) and replaces the worker;
@@ -80,9 +94,10 @@ int keel_runner_fds (const keel_runner_t *self, int *fds, int max);
 // The earliest task deadline or respawn time, or INT64_MAX.
 int64_t keel_runner_next_deadline (const keel_runner_t *self);
 
-// Reads finished results, fails crashed and timed-out tasks, reaps children
-// and respawns workers. Calls done for every task that ended (not for
-// cancelled ones). Returns the number of results reported.
-int keel_runner_process (keel_runner_t *self, int64_t now, keel_runner_done_fn *done, void *arg);
+// Reads checkpoints and finished results, fails crashed and timed-out
+// tasks, reaps children and respawns workers. Calls handlers->done for every
+// task that ended (not for cancelled ones) and handlers->checkpoint for
+// every checkpoint of a running task. Returns the number of results reported.
+int keel_runner_process (keel_runner_t *self, int64_t now, const keel_runner_handlers_t *handlers);
 
 #endif

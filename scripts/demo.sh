@@ -13,7 +13,7 @@ build="$root/${KEEL_BUILD_DIR:-build}"
 echo "==> building ($build)"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" \
-    --target keel-broker keel-engine keel-driver keel-admin >/dev/null
+    --target keel-broker keel-engine keel-driver keel-admin keel-pi keel_pi >/dev/null
 bin="$build/bin"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/keel-demo.XXXXXX")
@@ -82,7 +82,8 @@ for n in 1 2; do
     mkdir -p "$tmp/engine$n"
     echo "==> starting keel-engine $n (2 slots)"
     "$bin/keel-engine" --set "StateDir=$tmp/engine$n" --set "Brokers=$endpoint" \
-        --set "Slots=2" >"$tmp/engine$n.log" 2>&1 &
+        --set "Slots=2" --set "service.pi.library=$build/lib/libkeel_pi.so" \
+        >"$tmp/engine$n.log" 2>&1 &
     pids+=($!)
 done
 
@@ -120,8 +121,16 @@ head -n 5 "$tmp/results.jsonl"
 echo "driver summary:"
 tail -n 1 "$tmp/driver.log"
 
+echo "==> keel-pi: a C driver calling the pi library service with msgpack arguments"
+if ! "$bin/keel-pi" --broker "$endpoint" --tasks 8 --samples 2000000 --chunk 250000 \
+    2>"$tmp/pi.log"; then
+    echo "demo: keel-pi failed" >&2
+    cat "$tmp/pi.log" >&2
+    exit 1
+fi
+
 echo "==> keel-admin status"
 "$bin/keel-admin" -e "$admin" status
 
 ok=1
-echo "==> done: 100 tasks over 2 engines; stopping everything"
+echo "==> done: 100 double tasks and 8 pi tasks over 2 engines; stopping everything"

@@ -94,7 +94,7 @@ Test (engine_builtin, sleep_returns_its_input_and_rejects_junk)
 
 Test (engine_builtin, an_unknown_type_fails_and_is_not_listed)
 {
-    cr_assert (!keel_builtin_known ("count"));
+    cr_assert (keel_builtin_known ("count"));
     cr_assert (keel_builtin_known ("double"));
     keel_builtin_result_t r = s_run ("nope", "");
     cr_assert (!r.ok);
@@ -126,7 +126,7 @@ Test (engine_config, defaults_offer_the_built_ins_and_the_local_broker)
     cr_assert_eq (cfg->primary_retry_ms, 60000);
     cr_assert (keel_engine_config_service (cfg, "echo"));
     cr_assert (keel_engine_config_service (cfg, "sleep"));
-    cr_assert_null (keel_engine_config_service (cfg, "count"));
+    cr_assert (keel_engine_config_service (cfg, "count"));
     keel_engine_config_destroy (&cfg);
     cr_assert_null (cfg);
 }
@@ -150,12 +150,30 @@ Test (engine_config, command_services_and_timeouts_are_read)
     keel_engine_config_destroy (&cfg);
 }
 
-Test (engine_config, library_services_are_refused_with_the_key_named)
+Test (engine_config, an_unreadable_library_is_refused_with_the_key_named)
 {
-    char *sets[] = { "service.calc.library=libcalc.so" };
+    char *sets[] = { "service.calc.library=/nonexistent/libcalc.so" };
     keel_error_t err = { "" };
     cr_assert_null (s_config (sets, 1, &err));
-    cr_assert_str_eq (err.text, "service.calc.library: library services are not supported yet");
+    cr_assert (strstr (err.text, "service.calc.library: cannot read '/nonexistent/libcalc.so'"),
+               "%s", err.text);
+}
+
+Test (engine_config, a_library_service_is_offered_and_cannot_also_be_a_command)
+{
+    char *sets[] = { "service.calc.library=/dev/null", "service.calc.timeout=2s" };
+    keel_error_t err = { "" };
+    keel_engine_config_t *cfg = s_config (sets, 2, &err);
+    cr_assert (cfg, "%s", err.text);
+    const keel_service_def_t *calc = keel_engine_config_service (cfg, "calc");
+    cr_assert (calc);
+    cr_assert_str_eq (calc->library, "/dev/null");
+    cr_assert_null (calc->command);
+    cr_assert_eq (calc->timeout_ms, 2000);
+    keel_engine_config_destroy (&cfg);
+    char *both[] = { "service.calc.library=/dev/null", "service.calc.exec=cat" };
+    cr_assert_null (s_config (both, 2, &err));
+    cr_assert (strstr (err.text, "service.calc.exec"), "%s", err.text);
 }
 
 Test (engine_config, a_command_cannot_replace_a_built_in)
@@ -195,6 +213,18 @@ s_now (void)
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+//  Starts a built-in (command NULL) or command task without memory.
+static keel_err
+s_start (keel_runner_t *runner, uint64_t id, const char *type, const char *command,
+         const uint8_t *input, size_t size, int64_t timeout_ms, int64_t now)
+{
+    keel_worker_request_t req = { .execution_id = id, .task_id = id,
+                                  .kind = command ? KEEL_WORKER_COMMAND : KEEL_WORKER_BUILTIN,
+                                  .type = type, .target = command, .service_id = "svc",
+                                  .input = input, .input_size = size };
+    return keel_runner_start (runner, &req, timeout_ms, now);
+}
+
 //  Drives the runner like the engine loop until `want` results arrived or
 //  the deadline passed.
 static void
@@ -211,7 +241,8 @@ s_drive (keel_runner_t *runner, s_seen_t *seen, int want, int64_t deadline_ms)
         if (wait > 50 || wait < 0)
             wait = wait < 0 ? 0 : 50;
         poll (pfd, (nfds_t) n, (int) wait);
-        keel_runner_process (runner, s_now (), s_collect, seen);
+        keel_runner_handlers_t h = { s_collect, NULL, seen };
+        keel_runner_process (runner, s_now (), &h);
     }
 }
 
@@ -222,7 +253,8 @@ s_group_gone_within (keel_runner_t *runner, pid_t pgid, int64_t deadline_ms)
 {
     int64_t until = s_now () + deadline_ms;
     do {
-        keel_runner_process (runner, s_now (), NULL, NULL);
+        keel_runner_handlers_t h = { NULL, NULL, NULL };
+        keel_runner_process (runner, s_now (), &h);
         if (kill (-pgid, 0) != 0 && errno == ESRCH)
             return true;
         poll (NULL, 0, 5);
@@ -235,7 +267,7 @@ Test (engine_runner, runs_a_built_in_task_in_a_worker)
     keel_runner_t *runner = keel_runner_new (2, 1 << 20, NULL);
     cr_assert (runner);
     cr_assert_eq (keel_runner_free_slots (runner), 2);
-    cr_assert_eq (keel_runner_start (runner, 7, "double", NULL, (const uint8_t *) "21", 2, 0,
+    cr_assert_eq (s_start (runner, 7, "double", NULL, (const uint8_t *) "21", 2, 0,
                                      s_now ()), KEEL_OK);
     cr_assert (keel_runner_is_running (runner, 7));
     cr_assert_neq (keel_runner_pid_of (runner, 7), getpid ());
@@ -253,9 +285,9 @@ Test (engine_runner, runs_a_built_in_task_in_a_worker)
 Test (engine_runner, refuses_a_task_when_every_slot_is_busy)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (keel_runner_start (runner, 1, "sleep", NULL, (const uint8_t *) "10000", 5, 0,
+    cr_assert_eq (s_start (runner, 1, "sleep", NULL, (const uint8_t *) "10000", 5, 0,
                                      s_now ()), KEEL_OK);
-    cr_assert_eq (keel_runner_start (runner, 2, "echo", NULL, (const uint8_t *) "x", 1, 0,
+    cr_assert_eq (s_start (runner, 2, "echo", NULL, (const uint8_t *) "x", 1, 0,
                                      s_now ()), KEEL_ERR_FULL);
     keel_runner_destroy (&runner);
 }
@@ -263,7 +295,7 @@ Test (engine_runner, refuses_a_task_when_every_slot_is_busy)
 Test (engine_runner, a_crashing_task_fails_and_its_worker_is_replaced)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (keel_runner_start (runner, 3, "sleep", NULL, (const uint8_t *) "10000", 5, 0,
+    cr_assert_eq (s_start (runner, 3, "sleep", NULL, (const uint8_t *) "10000", 5, 0,
                                      s_now ()), KEEL_OK);
     pid_t pid = keel_runner_pid_of (runner, 3);
     cr_assert_gt (pid, 0);
@@ -275,7 +307,7 @@ Test (engine_runner, a_crashing_task_fails_and_its_worker_is_replaced)
     cr_assert_str_eq (seen.text, "task process crashed: signal 11");
     cr_assert_eq (keel_runner_free_slots (runner), 1);
     //  The replacement worker runs the next task.
-    cr_assert_eq (keel_runner_start (runner, 4, "echo", NULL, (const uint8_t *) "hi", 2, 0,
+    cr_assert_eq (s_start (runner, 4, "echo", NULL, (const uint8_t *) "hi", 2, 0,
                                      s_now ()), KEEL_OK);
     cr_assert_neq (keel_runner_pid_of (runner, 4), pid);
     s_drive (runner, &seen, 2, 5000);
@@ -289,7 +321,7 @@ Test (engine_runner, a_task_past_its_timeout_is_killed_with_its_process_group)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
     //  The command leaves a grandchild behind in the same process group.
-    cr_assert_eq (keel_runner_start (runner, 5, "slow", "sleep 30 & sleep 30", NULL, 0, 200,
+    cr_assert_eq (s_start (runner, 5, "slow", "sleep 30 & sleep 30", NULL, 0, 200,
                                      s_now ()), KEEL_OK);
     pid_t pgid = keel_runner_pid_of (runner, 5);
     s_seen_t seen = { 0 };
@@ -305,7 +337,7 @@ Test (engine_runner, a_task_past_its_timeout_is_killed_with_its_process_group)
 Test (engine_runner, a_timeout_applies_to_built_ins_too)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (keel_runner_start (runner, 6, "sleep", NULL, (const uint8_t *) "20000", 5, 100,
+    cr_assert_eq (s_start (runner, 6, "sleep", NULL, (const uint8_t *) "20000", 5, 100,
                                      s_now ()), KEEL_OK);
     s_seen_t seen = { 0 };
     s_drive (runner, &seen, 1, 5000);
@@ -317,7 +349,7 @@ Test (engine_runner, a_timeout_applies_to_built_ins_too)
 Test (engine_runner, a_command_service_reads_stdin_and_writes_stdout)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (keel_runner_start (runner, 8, "upper", "tr a-z A-Z", (const uint8_t *) "hello",
+    cr_assert_eq (s_start (runner, 8, "upper", "tr a-z A-Z", (const uint8_t *) "hello",
                                      5, 0, s_now ()), KEEL_OK);
     s_seen_t seen = { 0 };
     s_drive (runner, &seen, 1, 5000);
@@ -331,12 +363,12 @@ Test (engine_runner, a_failing_command_reports_exit_status_and_stderr_tail)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
     s_seen_t seen = { 0 };
-    cr_assert_eq (keel_runner_start (runner, 9, "bad", "echo partial; echo oops >&2; exit 3",
+    cr_assert_eq (s_start (runner, 9, "bad", "echo partial; echo oops >&2; exit 3",
                                      NULL, 0, 0, s_now ()), KEEL_OK);
     s_drive (runner, &seen, 1, 5000);
     cr_assert (!seen.ok);
     cr_assert_str_eq (seen.text, "exit status 3: oops");
-    cr_assert_eq (keel_runner_start (runner, 10, "bad", "kill -9 $$", NULL, 0, 0, s_now ()),
+    cr_assert_eq (s_start (runner, 10, "bad", "kill -9 $$", NULL, 0, 0, s_now ()),
                   KEEL_OK);
     s_drive (runner, &seen, 2, 5000);
     cr_assert (!seen.ok);
@@ -348,7 +380,7 @@ Test (engine_runner, too_much_output_fails_the_task)
 {
     keel_runner_t *runner = keel_runner_new (1, 1000, NULL);
     s_seen_t seen = { 0 };
-    cr_assert_eq (keel_runner_start (runner, 11, "big", "head -c 100000 /dev/zero", NULL, 0, 0,
+    cr_assert_eq (s_start (runner, 11, "big", "head -c 100000 /dev/zero", NULL, 0, 0,
                                      s_now ()), KEEL_OK);
     s_drive (runner, &seen, 1, 5000);
     cr_assert (!seen.ok);
@@ -359,7 +391,7 @@ Test (engine_runner, too_much_output_fails_the_task)
 Test (engine_runner, a_cancelled_task_is_killed_and_reports_nothing)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (keel_runner_start (runner, 12, "slow", "sleep 30", NULL, 0, 0, s_now ()),
+    cr_assert_eq (s_start (runner, 12, "slow", "sleep 30", NULL, 0, 0, s_now ()),
                   KEEL_OK);
     pid_t pgid = keel_runner_pid_of (runner, 12);
     cr_assert_eq (keel_runner_cancel (runner, 12), KEEL_OK);
@@ -367,7 +399,7 @@ Test (engine_runner, a_cancelled_task_is_killed_and_reports_nothing)
     cr_assert_eq (keel_runner_cancel (runner, 12), KEEL_ERR_NOTFOUND);
     cr_assert (s_group_gone_within (runner, pgid, 3000));
     //  The next result seen is the next task's: the cancelled one said nothing.
-    cr_assert_eq (keel_runner_start (runner, 13, "echo", NULL, (const uint8_t *) "after", 5, 0,
+    cr_assert_eq (s_start (runner, 13, "echo", NULL, (const uint8_t *) "after", 5, 0,
                                      s_now ()), KEEL_OK);
     s_seen_t seen = { 0 };
     s_drive (runner, &seen, 1, 5000);
@@ -380,9 +412,9 @@ Test (engine_runner, a_cancelled_task_is_killed_and_reports_nothing)
 Test (engine_runner, kill_all_leaves_no_process_group_behind)
 {
     keel_runner_t *runner = keel_runner_new (2, 1 << 20, NULL);
-    cr_assert_eq (keel_runner_start (runner, 14, "slow", "sleep 30 & sleep 30", NULL, 0, 0,
+    cr_assert_eq (s_start (runner, 14, "slow", "sleep 30 & sleep 30", NULL, 0, 0,
                                      s_now ()), KEEL_OK);
-    cr_assert_eq (keel_runner_start (runner, 15, "sleep", NULL, (const uint8_t *) "30000", 5, 0,
+    cr_assert_eq (s_start (runner, 15, "sleep", NULL, (const uint8_t *) "30000", 5, 0,
                                      s_now ()), KEEL_OK);
     pid_t a = keel_runner_pid_of (runner, 14), b = keel_runner_pid_of (runner, 15);
     bool all_gone = false;

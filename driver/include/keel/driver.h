@@ -46,6 +46,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <msgpack.h>
 #include "error.h"
 #include "settings.h"
 
@@ -224,6 +225,62 @@ keel_err keel_service_close (keel_service_t *service, keel_error_t *err);
 // ones. Every task still waiting for its result is delivered as
 // KEEL_TASK_CANCELLED (once; a result already in flight may win instead).
 keel_err keel_service_cancel (keel_service_t *service, keel_error_t *err);
+
+// ---------------------------------------------------------------- msgpack invocations
+//
+// The invocation convention of library services (keel/service.h): a task's
+// input is one msgpack value ["method", [arg, ...]] and its output one
+// msgpack value, so a C driver calls a grid service like a function:
+//
+//     msgpack_sbuffer buf;
+//     msgpack_packer pk;
+//     keel_invocation_begin (&buf, &pk, "estimate", 2, NULL);
+//     msgpack_pack_uint64 (&pk, samples);          // exactly 2 arguments
+//     msgpack_pack_uint64 (&pk, seed);
+//     keel_service_submit (service, buf.data, buf.size, &task_id, NULL);
+//     msgpack_sbuffer_destroy (&buf);
+//     ...
+//     msgpack_unpacked value;                      // in the result callback
+//     if (keel_result_unpack (result, &value, &err) == KEEL_OK) { ... }
+//     msgpack_unpacked_destroy (&value);
+//
+// Raw bytes stay available: keel_service_submit sends any input as is.
+// Method names are 1-KEEL_INVOCATION_METHOD_MAX characters of [A-Za-z0-9_].
+
+#define KEEL_INVOCATION_METHOD_MAX 64
+
+// Initialises *buf (caller destroys it with msgpack_sbuffer_destroy, also
+// after an error) and *pk writing into it, and packs the head of an
+// invocation of method with nargs arguments; the caller then packs exactly
+// nargs values with pk. Returns KEEL_ERR_INVALID for a bad method name.
+keel_err keel_invocation_begin (msgpack_sbuffer *buf, msgpack_packer *pk, const char *method,
+                                uint32_t nargs, keel_error_t *err);
+
+// Submits an invocation of method with the arguments args (a msgpack ARRAY
+// object, e.g. from msgpack_unpack; NULL = no arguments): GridServer's
+// submit(method, args). The result comes to the result callback like any
+// other (task id in *task_id_p). Returns KEEL_ERR_INVALID for a bad method
+// name or args that is not an array; otherwise as keel_service_submit.
+keel_err keel_service_invoke (keel_service_t *service, const char *method,
+                              const msgpack_object *args, uint64_t *task_id_p,
+                              keel_error_t *err);
+
+// Decodes a result's output as exactly one msgpack value into *unpacked
+// (the caller initialises nothing and calls msgpack_unpacked_destroy in
+// every case). Returns KEEL_OK; KEEL_ERR_STATE when the task did not succeed
+// (err holds its error); KEEL_ERR_INVALID when the output is not one
+// complete msgpack value.
+keel_err keel_result_unpack (const keel_result_t *result, msgpack_unpacked *unpacked,
+                             keel_error_t *err);
+
+// Parses data[0..size) as an invocation, the way an engine does: on KEEL_OK
+// method (method_size bytes, at least KEEL_INVOCATION_METHOD_MAX + 1) holds
+// the name and *args the argument array, valid while *unpacked lives (the
+// caller calls msgpack_unpacked_destroy in every case). KEEL_ERR_INVALID
+// with the reason otherwise.
+keel_err keel_invocation_parse (const void *data, size_t size, msgpack_unpacked *unpacked,
+                                char *method, size_t method_size, msgpack_object *args,
+                                keel_error_t *err);
 
 #ifdef __cplusplus
 }
