@@ -257,7 +257,7 @@ s_encode_results (keel_broker_t *self)
             keel_task_t *t = keel_service_task (svc, self->results[i].task_id);
             if (!drv || !t || !t->result || t->acked)
                 continue;
-            keel_result_t *r = t->result;
+            keel_task_result_t *r = t->result;
             Keel__TaskResult *tr = &items[n];
             keel__task_result__init (tr);
             keel__timings__init (&timings[n]);

@@ -276,6 +276,7 @@ s_submit_tasks (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
         }
         if (keel_service_task (svc, in->task_id)) {
             ids[nacc++] = in->task_id;      // already here: idempotent
+            self->counters.tasks_resubmitted++;
             continue;
         }
         if (self->store_failed) {

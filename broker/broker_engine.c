@@ -32,10 +32,10 @@ keel_broker_requeue (keel_broker_t *self, keel_service_t *svc, uint64_t task_id)
     self->dispatch_ready = true;
 }
 
-static keel_result_t *
+static keel_task_result_t *
 s_result_from (const Keel__Result *res, const char *engine_id)
 {
-    keel_result_t *r = calloc (1, sizeof *r);
+    keel_task_result_t *r = calloc (1, sizeof *r);
     if (!r)
         return NULL;
     r->status = res->status;
@@ -77,11 +77,11 @@ s_cancel_exec (keel_broker_t *self, keel_exec_t *x, const char *reason)
 
 void
 keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t task_id,
-                           keel_result_t *result, keel_task_state_t state)
+                           keel_task_result_t *result, keel_task_state_t state)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
     if (!t) {
-        keel_result_destroy (&result);
+        keel_task_result_destroy (&result);
         return;
     }
     result->queued_ms = t->accepted_mono && result->queued_ms == 0
@@ -124,7 +124,7 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
     if (!svc || !t) {
         // Service (or task) not submitted here yet: keep the result pending
         // so no engine runs the task again once the driver submits it.
-        keel_result_t *r = s_result_from (res, engine->id);
+        keel_task_result_t *r = s_result_from (res, engine->id);
         if (r)
             keel_broker_pending_add (self, res->service_id, res->task_id, res->execution_id,
                                      engine->id, r);
@@ -137,7 +137,7 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
                     (unsigned long long) res->execution_id);
         return;
     }
-    keel_result_t *r = s_result_from (res, engine->id);
+    keel_task_result_t *r = s_result_from (res, engine->id);
     if (!r)
         return;
     uint32_t max = svc->max_attempts ? svc->max_attempts : self->max_attempts;
@@ -155,7 +155,7 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
     KEEL_INFO ("broker", "task failed, will retry service=%s task=%llu attempt=%u/%u error=%s",
                svc->id, (unsigned long long) res->task_id, t->attempts, max,
                r->error ? r->error : "");
-    keel_result_destroy (&r);
+    keel_task_result_destroy (&r);
     t->avoid = engine;
     keel_broker_touch (self, svc, res->task_id, KEEL_DIRTY_STATE);
     if (!t->execs)
@@ -215,7 +215,7 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
     keel_service_t *svc = keel_model_service (self->model, held->service_id);
     keel_task_t *t = svc ? keel_service_task (svc, held->task_id) : NULL;
     if (!svc || !t) {
-        keel_result_t *r = NULL;
+        keel_task_result_t *r = NULL;
         if (held->state == KEEL__HELD_STATE__HELD_DONE && held->result)
             r = s_result_from (held->result, engine->id);
         keel_broker_pending_add (self, held->service_id, held->task_id, held->execution_id,

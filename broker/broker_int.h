@@ -45,7 +45,7 @@ typedef struct {
     uint64_t task_id;
     uint64_t execution_id;
     char engine_id[KEEL_ID_MAX + 1];
-    keel_result_t *result;          // NULL while the engine still runs it
+    keel_task_result_t *result;          // NULL while the engine still runs it
     int64_t expires_mono;
 } keel_pending_t;
 
@@ -76,6 +76,7 @@ struct _keel_broker_t {
     uint64_t exec_seq_limit;        // reservation requested (maybe not committed yet)
     uint64_t exec_seq_durable;      // reservation committed: ids up to here are safe
     int64_t requeue_check_at;       // earliest exec requeue deadline, 0 = none
+    int64_t recovered_release_at;   // queued tasks loaded at start wait for claims until then, 0 = none
     int64_t last_slow_timer;        // HOLD expiry check
     int64_t last_purge;             // retention purge
 
@@ -127,7 +128,7 @@ void keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_en
 void keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogin *login);
 // A task reached a terminal state: store it, deliver it, cancel the rest.
 void keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t task_id,
-                                keel_result_t *result, keel_task_state_t state);
+                                keel_task_result_t *result, keel_task_state_t state);
 // Puts a task back in its service's FIFO (and the service in the scheduler).
 void keel_broker_requeue (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
 keel_err keel_broker_cancel_service (keel_broker_t *self, keel_service_t *svc);
@@ -141,7 +142,7 @@ void keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const 
                               bool moving);
 void keel_broker_exec_lost (keel_broker_t *self, keel_exec_t *exec);
 keel_err keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t task_id,
-                                  uint64_t exec_id, const char *engine_id, keel_result_t *result);
+                                  uint64_t exec_id, const char *engine_id, keel_task_result_t *result);
 // Attaches HOLD claims to a task that was just submitted. Returns true when
 // the task needs no dispatch (a claim runs it, or a held result finished it).
 bool keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);

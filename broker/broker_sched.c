@@ -202,13 +202,13 @@ s_pending_key (const char *service_id, uint64_t task_id, char *key, size_t size)
 static void
 s_pending_free (keel_pending_t *p)
 {
-    keel_result_destroy (&p->result);
+    keel_task_result_destroy (&p->result);
     free (p);
 }
 
 keel_err
 keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t task_id,
-                         uint64_t exec_id, const char *engine_id, keel_result_t *result)
+                         uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
 {
     char key[KEEL_ID_MAX + 32];
     s_pending_key (service_id, task_id, key, sizeof key);
@@ -217,7 +217,7 @@ keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t t
         list = zlistx_new ();
         if (!list || zhashx_insert (self->pending, key, list) != 0) {
             zlistx_destroy (&list);
-            keel_result_destroy (&result);
+            keel_task_result_destroy (&result);
             return KEEL_ERR_NOMEM;
         }
     }
@@ -228,7 +228,7 @@ keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t t
     if (!p) {
         p = calloc (1, sizeof *p);
         if (!p) {
-            keel_result_destroy (&result);
+            keel_task_result_destroy (&result);
             return KEEL_ERR_NOMEM;
         }
         snprintf (p->service_id, sizeof p->service_id, "%s", service_id);
@@ -239,7 +239,7 @@ keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t t
     }
     snprintf (p->engine_id, sizeof p->engine_id, "%s", engine_id);
     if (result) {
-        keel_result_destroy (&p->result);
+        keel_task_result_destroy (&p->result);
         p->result = result;
     }
     p->expires_mono = self->now + self->engine_timeout_ms;
@@ -281,7 +281,7 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t t
         if (t->state >= KEEL_TASK_DONE)
             break;
         if (p->result && p->result->status == KEEL__TASK_STATUS__STATUS_OK) {
-            keel_result_t *r = p->result;
+            keel_task_result_t *r = p->result;
             p->result = NULL;
             keel_broker_task_finished (self, svc, task_id, r, KEEL_TASK_DONE);
             self->counters.claims_kept++;
@@ -351,11 +351,37 @@ keel_broker_pending_clear (keel_broker_t *self)
 
 // ---------------------------------------------------------------- timers
 
+// The login window after a start is over: queue the recovered queued
+// tasks that no engine claimed.
+static void
+s_release_recovered (keel_broker_t *self)
+{
+    self->recovered_release_at = 0;
+    uint64_t n = 0;
+    for (keel_service_t *svc = keel_model_service_first (self->model); svc;
+         svc = keel_model_service_next (self->model)) {
+        if (svc->state != KEEL_SERVICE_OPEN)
+            continue;
+        for (uint64_t id = 0; id < svc->ntasks; id++) {
+            keel_task_t *t = &svc->tasks[id];
+            if (t->present && t->state == KEEL_TASK_QUEUED && !t->queued && !t->execs) {
+                keel_broker_requeue (self, svc, id);
+                n++;
+            }
+        }
+    }
+    if (n)
+        KEEL_INFO ("broker", "login window over: queued tasks released tasks=%llu",
+                   (unsigned long long) n);
+}
+
 void
 keel_broker_timers (keel_broker_t *self)
 {
     s_peers (self);
     s_requeue_due (self);
+    if (self->recovered_release_at && self->now >= self->recovered_release_at)
+        s_release_recovered (self);
     static const int64_t every = 1000;
     if (self->now - self->last_slow_timer >= every) {
         self->last_slow_timer = self->now;
@@ -529,7 +555,7 @@ s_load_task (const keel_store_task_t *row, void *arg)
     }
     keel_task_state_t state = row->state <= KEEL_TASK_CANCELLED ? row->state : KEEL_TASK_QUEUED;
     if (state >= KEEL_TASK_DONE && state != KEEL_TASK_CANCELLED) {
-        keel_result_t *r = calloc (1, sizeof *r);
+        keel_task_result_t *r = calloc (1, sizeof *r);
         if (!r)
             return -1;
         r->status = row->status;
@@ -552,9 +578,16 @@ s_load_task (const keel_store_task_t *row, void *arg)
             svc->unacked++;
     }
     keel_service_task_set_state (svc, t, state);
+    // A queued task may be running elsewhere by now (the driver failed over
+    // and a failover broker dispatched it): like running tasks, queued ones
+    // wait one login window so that a returning engine claims it first.
     if (state == KEEL_TASK_QUEUED && svc->state == KEEL_SERVICE_OPEN) {
-        keel_service_queue_push (svc, row->task_id);
-        keel_sched_activate (self->sched, svc);
+        if (self->login_window_ms > 0)
+            self->recovered_release_at = self->now + self->login_window_ms;
+        else {
+            keel_service_queue_push (svc, row->task_id);
+            keel_sched_activate (self->sched, svc);
+        }
     }
     ld->tasks++;
     return 0;
@@ -583,7 +616,7 @@ static int
 s_load_pending (const keel_store_pending_t *row, void *arg)
 {
     s_load_t *ld = arg;
-    keel_result_t *r = NULL;
+    keel_task_result_t *r = NULL;
     if (row->has_result) {
         r = calloc (1, sizeof *r);
         if (!r)
@@ -692,7 +725,26 @@ s_admin_cancel (void *broker, const char *service_id, keel_error_t *err)
     keel_service_t *svc = keel_model_service (self->model, service_id);
     if (!svc)
         return keel_error_set (err, KEEL_ERR_NOTFOUND, "no service '%s'", service_id);
-    return keel_broker_cancel_service (self, svc);
+    bool was_cancelled = svc->state == KEEL_SERVICE_CANCELLED;
+    keel_err rc = keel_broker_cancel_service (self, svc);
+    keel_driver_rec_t *drv = keel_model_driver (self->model, svc->driver_id);
+    if (rc != KEEL_OK || was_cancelled || !drv)
+        return rc;
+    // The driver would otherwise wait forever for results that will not
+    // come: Refused{SERVICE_CLOSED} without task ids fails the whole service
+    // there (docs/protocol.md). A driver that is away now learns it at its
+    // next hello: the service is reported unknown and its tasks refused.
+    Keel__Envelope env;
+    Keel__Refused refused = KEEL__REFUSED__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    refused.service_id = svc->id;
+    refused.has_code = true;
+    refused.code = KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED;
+    refused.error = "service cancelled by an administrator";
+    env.body_case = KEEL__ENVELOPE__BODY_REFUSED;
+    env.refused = &refused;
+    keel_broker_send_driver (self, drv, &env);
+    return KEEL_OK;
 }
 
 static keel_err

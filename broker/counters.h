@@ -16,6 +16,7 @@
     X (malformed_messages) \
     X (executions_cancelled) \
     X (tasks_submitted) \
+    X (tasks_resubmitted) \
     X (tasks_dispatched) \
     X (task_failures) \
     X (results_received) \

@@ -40,7 +40,8 @@ static const s_command_t s_commands[] = {
     { "services", 0, 0, "services", "services and their task counts" },
     { "tasks", 1, 1, "tasks SERVICE", "tasks of one service and their states" },
     { "cancel", 1, 1, "cancel SERVICE", "cancel a service: drop queued tasks, stop running ones" },
-    { "config", 2, 3, "config get KEY | config set KEY VALUE", "read or change a broker setting" },
+    { "config", 1, 3, "config get [KEY] | config set KEY VALUE",
+      "read a broker setting (every one without KEY) or change one" },
     { "events", 0, 0, "events", "recent broker events" },
     { "maintenance", 0, 0, "maintenance", "compact the store" },
     { "drain", 1, 1, "drain ENGINE", "stop giving new tasks to an engine" },
@@ -98,7 +99,7 @@ s_command_check (const char *name, int nargs, char **args)
     bool arity_ok = nargs >= found->min_args && nargs <= found->max_args;
     if (arity_ok && strcmp (found->name, "config") == 0) {
         if (strcmp (args[0], "get") == 0)
-            arity_ok = nargs == 2;
+            arity_ok = nargs <= 2;      // no KEY: every key (docs/operations.md §5)
         else if (strcmp (args[0], "set") == 0)
             arity_ok = nargs == 3;
         else

@@ -39,11 +39,11 @@ s_u64_cmp (const void *a, const void *b)
 // ---------------------------------------------------------------- destructors
 
 void
-keel_result_destroy (keel_result_t **result_p)
+keel_task_result_destroy (keel_task_result_t **result_p)
 {
     if (!result_p || !*result_p)
         return;
-    keel_result_t *r = *result_p;
+    keel_task_result_t *r = *result_p;
     free (r->output);
     free (r->error);
     free (r);
@@ -57,7 +57,7 @@ s_service_free (keel_service_t *svc)
         keel_task_t *t = &svc->tasks[i];
         free (t->input);
         free (t->checkpoint);
-        keel_result_destroy (&t->result);
+        keel_task_result_destroy (&t->result);
     }
     free (svc->tasks);
     free (svc->queue);
@@ -281,7 +281,7 @@ keel_service_task_drop (keel_service_t *svc, uint64_t task_id)
     svc->total--;
     free (t->input);
     free (t->checkpoint);
-    keel_result_destroy (&t->result);
+    keel_task_result_destroy (&t->result);
     memset (t, 0, sizeof *t);
     while (svc->ntasks > 0 && !svc->tasks[svc->ntasks - 1].present)
         svc->ntasks--;
@@ -367,9 +367,9 @@ keel_service_queue_remove (keel_service_t *svc, uint64_t task_id)
 }
 
 void
-keel_task_set_result (keel_task_t *task, keel_result_t *result)
+keel_task_set_result (keel_task_t *task, keel_task_result_t *result)
 {
-    keel_result_destroy (&task->result);
+    keel_task_result_destroy (&task->result);
     task->result = result;
 }
 

@@ -37,7 +37,7 @@ typedef struct {
     uint64_t execution_id;
     uint64_t run_ms;
     uint64_t queued_ms;
-} keel_result_t;
+} keel_task_result_t;
 
 // What changed in a task since the last successful commit.
 #define KEEL_DIRTY_NEW      1       // whole row (new task)
@@ -57,7 +57,7 @@ typedef struct {
     uint32_t input_len;
     uint8_t *input;
     keel_exec_t *execs;         // live executions (linked by next_of_task)
-    keel_result_t *result;      // terminal result, NULL before
+    keel_task_result_t *result;      // terminal result, NULL before
     uint8_t *checkpoint;
     uint32_t checkpoint_len;
     int64_t checkpoint_wall_ms;
@@ -175,8 +175,8 @@ keel_task_t *keel_service_queue_pop (keel_service_t *svc, bool (*accept) (keel_t
 // Removes a task id from the FIFO wherever it is (a claim took it).
 void keel_service_queue_remove (keel_service_t *svc, uint64_t task_id);
 // Stores a terminal result (takes ownership of result).
-void keel_task_set_result (keel_task_t *task, keel_result_t *result);
-void keel_result_destroy (keel_result_t **result_p);
+void keel_task_set_result (keel_task_t *task, keel_task_result_t *result);
+void keel_task_result_destroy (keel_task_result_t **result_p);
 
 // ---------------------------------------------------------------- executions
 keel_exec_t *keel_model_exec (keel_model_t *self, uint64_t exec_id);

@@ -400,6 +400,9 @@ s_quick_check (keel_store_sqlite_t *self, keel_error_t *err)
     if (rc == SQLITE_OK && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         const char *text = (const char *) sqlite3_column_text (stmt, 0);
         snprintf (verdict, sizeof verdict, "%s", text ? text : "(no verdict)");
+        for (char *c = verdict; *c; c++)
+            if (*c == '\n')
+                *c = ' ';       // the message is one log line
         rc = SQLITE_OK;
     }
     if (rc != SQLITE_OK)
