@@ -424,6 +424,28 @@ s_answer_submissions (keel_broker_t *self, bool committed, const char *error)
     }
 }
 
+static void
+s_drop_refs (keel_ref_t *refs, size_t *n, const keel_service_t *svc)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (refs[i].svc != svc)
+            refs[kept++] = refs[i];
+    *n = kept;
+}
+
+void
+keel_broker_forget_service (keel_broker_t *self, keel_service_t *svc)
+{
+    s_drop_refs (self->dirty, &self->ndirty, svc);
+    s_drop_refs (self->fresh, &self->nfresh, svc);
+    s_drop_refs (self->results, &self->nresults, svc);
+    void *handle = zlistx_find (self->fresh_services, svc);
+    if (handle)
+        zlistx_delete (self->fresh_services, handle);
+    keel_sched_remove (self->sched, svc);
+}
+
 // Undoes the turn's new tasks and services after a failed commit.
 static void
 s_undo_fresh (keel_broker_t *self)
@@ -444,7 +466,7 @@ s_undo_fresh (keel_broker_t *self)
     while ((svc = zlistx_first (self->fresh_services))) {
         zlistx_delete (self->fresh_services, zlistx_cursor (self->fresh_services));
         if (svc->total == 0) {
-            keel_sched_remove (self->sched, svc);
+            keel_broker_forget_service (self, svc);
             keel_model_service_remove (self->model, svc);
         }
     }

@@ -112,7 +112,6 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
         keel_broker_relogin (self, engine->route, "primary");
         return;
     }
-    keel_broker_ack_engine (self, engine, res->execution_id);
     keel_exec_t *x = keel_model_exec (self->model, res->execution_id);
     if (x && (strcmp (x->service->id, res->service_id) != 0 || x->task_id != res->task_id))
         x = NULL;      // an id from another broker that collides with ours
@@ -123,13 +122,17 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
     }
     if (!svc || !t) {
         // Service (or task) not submitted here yet: keep the result pending
-        // so no engine runs the task again once the driver submits it.
+        // so no engine runs the task again once the driver submits it. No
+        // acknowledgement yet: the engine keeps its copy in case the driver
+        // returns to another broker (its primary) instead of coming here;
+        // the acknowledgement goes out when the result is attached.
         keel_task_result_t *r = s_result_from (res, engine->id);
         if (r)
             keel_broker_pending_add (self, res->service_id, res->task_id, res->execution_id,
                                      engine->id, r);
         return;
     }
+    keel_broker_ack_engine (self, engine, res->execution_id);
     if (t->state >= KEEL_TASK_DONE) {
         self->counters.redundant_results_discarded++;
         KEEL_DEBUG ("broker", "redundant result discarded service=%s task=%llu exec=%llu",
@@ -218,10 +221,11 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
         keel_task_result_t *r = NULL;
         if (held->state == KEEL__HELD_STATE__HELD_DONE && held->result)
             r = s_result_from (held->result, engine->id);
+        // A held result is not acknowledged (see s_engine_result): the
+        // engine keeps it until the pending result is attached here, or
+        // carries it to the broker its driver returns to.
         keel_broker_pending_add (self, held->service_id, held->task_id, held->execution_id,
                                  engine->id, r);
-        if (r)
-            keel_broker_ack_engine (self, engine, held->execution_id);
         self->counters.claims_held++;
         return KEEL__VERDICT__VERDICT_HOLD;
     }

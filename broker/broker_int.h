@@ -113,6 +113,9 @@ void keel_broker_ack_engine (keel_broker_t *self, keel_engine_t *engine, uint64_
 void keel_broker_accept (keel_broker_t *self, zframe_t *route, const char *service_id,
                          const uint64_t *task_ids, size_t n);
 void keel_broker_fresh_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
+// Drops every reference the current turn holds to svc (changed tasks, new
+// tasks, results to send, scheduler entry). Call it before freeing svc.
+void keel_broker_forget_service (keel_broker_t *self, keel_service_t *svc);
 uint64_t keel_broker_next_exec_id (keel_broker_t *self);
 void keel_broker_malformed (keel_broker_t *self, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));

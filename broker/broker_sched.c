@@ -179,10 +179,7 @@ s_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms)
     }
     uint64_t n = 0;
     for (keel_service_t *s = zlistx_first (old); s; s = zlistx_next (old)) {
-        keel_sched_remove (self->sched, s);
-        for (size_t i = 0; i < self->ndirty; i++)
-            if (self->dirty[i].svc == s)
-                self->dirty[i].task_id = UINT64_MAX;    // no longer exists
+        keel_broker_forget_service (self, s);
         keel_store_service_delete (self->store, s->id);
         keel_model_service_remove (self->model, s);
         n++;
@@ -280,6 +277,13 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t t
     for (keel_pending_t *p = zlistx_first (list); p && t; p = zlistx_next (list)) {
         if (t->state >= KEEL_TASK_DONE)
             break;
+        if (p->result) {
+            // Now stored here: the engine may forget its copy (an engine
+            // offline now learns it at login: the task is done, DROP).
+            keel_engine_t *engine = keel_model_engine (self->model, p->engine_id);
+            if (engine && engine->state == KEEL_ENGINE_ONLINE)
+                keel_broker_ack_engine (self, engine, p->execution_id);
+        }
         if (p->result && p->result->status == KEEL__TASK_STATUS__STATUS_OK) {
             keel_task_result_t *r = p->result;
             p->result = NULL;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -292,6 +293,33 @@ Test (engine_runner, refuses_a_task_when_every_slot_is_busy)
     keel_runner_destroy (&runner);
 }
 
+//  True once pid no longer catches SIGSEGV (its SigCgt mask in /proc), i.e.
+//  the worker has dropped any handler inherited from the engine (a
+//  sanitizer's, in ASan builds). Polls until timeout_ms.
+static bool
+s_wait_segv_default (pid_t pid, int timeout_ms)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
+    int64_t deadline = s_now () + timeout_ms;
+    while (s_now () < deadline) {
+        FILE *f = fopen (path, "r");
+        if (!f)
+            return false;
+        char line[256];
+        unsigned long long caught = ~0ULL;
+        while (fgets (line, sizeof line, f))
+            if (sscanf (line, "SigCgt: %llx", &caught) == 1)
+                break;
+        fclose (f);
+        if (!(caught & (1ULL << (SIGSEGV - 1))))
+            return true;
+        struct timespec ts = { 0, 2 * 1000 * 1000 };
+        nanosleep (&ts, NULL);
+    }
+    return false;
+}
+
 Test (engine_runner, a_crashing_task_fails_and_its_worker_is_replaced)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
@@ -299,6 +327,7 @@ Test (engine_runner, a_crashing_task_fails_and_its_worker_is_replaced)
                                      s_now ()), KEEL_OK);
     pid_t pid = keel_runner_pid_of (runner, 3);
     cr_assert_gt (pid, 0);
+    cr_assert (s_wait_segv_default (pid, 5000), "worker never restored SIGSEGV's default action");
     kill (pid, SIGSEGV);
     s_seen_t seen = { 0 };
     s_drive (runner, &seen, 1, 5000);
