@@ -420,7 +420,7 @@ keel_settings_check (const keel_settings_t *self, const char *key, const char *v
                      keel_error_t *err)
 {
     assert (self);
-    long d;
+    long d = -1;
     s_value_t v;
     keel_err rc = s_check (self, key, value, &d, &v, err);
     if (rc == KEEL_OK)
@@ -435,7 +435,7 @@ keel_settings_set (keel_settings_t *self, const char *key, const char *value,
     assert (self);
     if (!origin)
         origin = "set";
-    long d;
+    long d = -1;
     s_value_t v;
     keel_err rc = s_check (self, key, value, &d, &v, err);
     if (rc != KEEL_OK) {

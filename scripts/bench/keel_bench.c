@@ -14,6 +14,11 @@
           the broker), then gap_ms=... Status events go to stderr with
           their time since the kill.
 
+      keel-bench submit BROKER N [KEY=VALUE]...
+          Submits N `double` tasks (inputs 0..N-1) at once, without the
+          result window keel-driver keeps, then keeps the connection until
+          the deadline or SIGTERM: W4 fills a broker that has no engines.
+
     KEY=VALUE arguments are driver settings (DSBrokerTimeout=2s ...).
     Output is one line of key=value pairs on stdout; exit 1 when the work
     failed, 2 on usage errors. Every wait is bounded (KEEL_BENCH_DEADLINE_S,
@@ -232,13 +237,55 @@ s_failover (const char *primary, const char *failover, pid_t victim, int argc, c
     return rc;
 }
 
+// ---------------------------------------------------------------- submit
+
+static volatile sig_atomic_t s_stop;
+
+static void
+s_on_term (int sig)
+{
+    (void) sig;
+    s_stop = 1;
+}
+
+static int
+s_submit (const char *broker, long total, int argc, char **argv)
+{
+    signal (SIGTERM, s_on_term);
+    signal (SIGINT, s_on_term);
+    keel_driver_t *driver = s_driver (broker, NULL, argc, argv);
+    keel_service_t *service = driver ? s_service (driver, "double") : NULL;
+    if (!service) {
+        keel_driver_destroy (&driver);
+        return 1;
+    }
+    for (long i = 0; i < total; i++) {
+        char input[32];
+        int n = snprintf (input, sizeof input, "%ld", i);
+        keel_error_t err = {{0}};
+        if (keel_service_submit (service, input, (size_t) n, NULL, &err) != KEEL_OK) {
+            fprintf (stderr, "keel-bench: submit: %s\n", err.text);
+            keel_driver_destroy (&driver);
+            return 1;
+        }
+    }
+    int64_t deadline = s_deadline_us ();
+    while (!s_stop && s_now_us () < deadline) {
+        keel_error_t err = {{0}};
+        keel_driver_poll (driver, 200, &err);
+    }
+    keel_driver_destroy (&driver);
+    return 0;
+}
+
 // ---------------------------------------------------------------- main
 
 static int
 s_usage (void)
 {
     fprintf (stderr, "usage: keel-bench latency BROKER N [KEY=VALUE]...\n"
-                     "       keel-bench failover PRIMARY FAILOVER|- PID [KEY=VALUE]...\n");
+                     "       keel-bench failover PRIMARY FAILOVER|- PID [KEY=VALUE]...\n"
+                     "       keel-bench submit BROKER N [KEY=VALUE]...\n");
     return 2;
 }
 
@@ -252,6 +299,13 @@ main (int argc, char **argv)
         if (*end || n < 1 || n > KB_MAX_TASKS)
             return s_usage ();
         return s_latency (argv[2], n, argc - 4, argv + 4);
+    }
+    if (argc >= 4 && strcmp (argv[1], "submit") == 0) {
+        char *end = NULL;
+        long n = strtol (argv[3], &end, 10);
+        if (*end || n < 1 || n > KB_MAX_TASKS)
+            return s_usage ();
+        return s_submit (argv[2], n, argc - 4, argv + 4);
     }
     if (argc >= 5 && strcmp (argv[1], "failover") == 0) {
         char *end = NULL;
