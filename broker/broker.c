@@ -502,8 +502,10 @@ keel_broker_next_exec_id (keel_broker_t *self)
         keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
     }
     for (int tries = 0; tries < 1000; tries++) {
-        if (self->exec_seq + 1 > self->exec_seq_durable)
+        if (self->exec_seq + 1 > self->exec_seq_durable) {
+            self->force_commit = true;      // the reservation is waiting for it
             return 0;
+        }
         uint64_t id = self->exec_prefix | ++self->exec_seq;
         // An engine may hold an execution id from another broker; skip it.
         if (!keel_model_exec (self->model, id))
@@ -591,10 +593,77 @@ s_answer_admin (keel_broker_t *self)
 static int64_t
 s_poll_timeout (keel_broker_t *self)
 {
-    if (self->dispatch_ready || zlistx_size (self->outbox))
+    if (self->dispatch_ready || zlistx_size (self->outbox) || self->force_commit)
         return 0;
     int64_t t = self->heartbeat_ms / 4;
-    return t < 5 ? 5 : t > 250 ? 250 : t;
+    t = t < 5 ? 5 : t > 250 ? 250 : t;
+    if (self->uncommitted_since) {
+        int64_t due = self->uncommitted_since + self->commit_delay_ms - zclock_mono ();
+        if (due < t)
+            t = due < 0 ? 0 : due;
+    }
+    return t;
+}
+
+// Commits the turn's writes. Returns true on success. Acceptances and
+// engine acknowledgements are sent only after a commit that succeeded; a
+// failed commit undoes the turn's new submissions and refuses them.
+static bool
+s_commit (keel_broker_t *self)
+{
+    keel_error_t err = { "" };
+    uint64_t limit_in_txn = self->exec_seq_limit;
+    keel_err rc = s_write_dirty (self);
+    if (rc == KEEL_OK)
+        rc = keel_store_commit (self->store, &err);
+    else {
+        snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
+        keel_store_rollback (self->store);
+    }
+    self->force_commit = false;
+    if (rc == KEEL_OK) {
+        self->counters.store_commits++;
+        self->uncommitted_since = 0;
+        if (self->store_failed) {
+            KEEL_INFO ("broker", "store writable again; accepting submissions");
+            self->store_failed = false;
+        }
+        self->exec_seq_durable = limit_in_txn;
+        s_clear_dirty (self);
+        self->nfresh = 0;
+        zlistx_purge (self->fresh_services);
+        s_answer_submissions (self, true, NULL);
+        s_encode_acks (self);
+        return true;
+    }
+    // Memory keeps the turn's effects except new submissions; the changed
+    // tasks and the engine acknowledgements wait for the next commit.
+    self->counters.store_failures++;
+    if (!self->store_failed)
+        KEEL_ERROR ("broker", "store commit failed: %s; refusing new submissions until it recovers",
+                    err.text);
+    self->store_failed = true;
+    s_undo_fresh (self);
+    s_answer_submissions (self, false, err.text[0] ? err.text : "store commit failed");
+    return false;
+}
+
+// True when the turn must commit now: a driver waits for an acceptance,
+// dispatch ran out of committed execution ids, or a change nobody waits for
+// (dispatch state, engine acknowledgements, driver acks, checkpoints) has
+// been uncommitted for CommitDelay. Everything else rides along with the
+// next commit, so a turn that only moves work costs no disk sync.
+static bool
+s_commit_due (keel_broker_t *self)
+{
+    if (zlistx_size (self->accepts) || self->force_commit)
+        return true;
+    if (self->ndirty || self->nacks || keel_store_in_transaction (self->store)) {
+        if (self->uncommitted_since == 0)
+            self->uncommitted_since = self->now;
+        return self->now - self->uncommitted_since >= self->commit_delay_ms;
+    }
+    return false;
 }
 
 // One loop turn. Returns false when the loop should end.
@@ -609,47 +678,17 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     s_recv_router (self);
     self->now = zclock_mono ();
     keel_broker_timers (self);
-
-    keel_error_t err = { "" };
-    uint64_t limit_in_txn = self->exec_seq_limit;
-    keel_err rc = s_write_dirty (self);
-    if (rc == KEEL_OK)
-        rc = keel_store_commit (self->store, &err);
-    else {
-        snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
-        keel_store_rollback (self->store);
-    }
-    if (rc == KEEL_OK) {
-        self->counters.store_commits++;
-        if (self->store_failed) {
-            KEEL_INFO ("broker", "store writable again; accepting submissions");
-            self->store_failed = false;
-        }
-        self->exec_seq_durable = limit_in_txn;
-        s_clear_dirty (self);
-        self->nfresh = 0;
-        zlistx_purge (self->fresh_services);
-        s_answer_submissions (self, true, NULL);
-        s_encode_results (self);
-        s_encode_acks (self);
-    }
-    else {
-        // Memory keeps the turn's effects except new submissions; the
-        // dirty tasks and the queued messages wait for the next commit.
-        self->counters.store_failures++;
-        if (!self->store_failed)
-            KEEL_ERROR ("broker", "store commit failed: %s; refusing new submissions until it recovers",
-                        err.text);
-        self->store_failed = true;
-        s_undo_fresh (self);
-        s_answer_submissions (self, false, err.text[0] ? err.text : "store commit failed");
-        // Refusals and replies go out; results for drivers and result acks
-        // for engines stay in their arrays until a commit makes them durable.
-    }
+    // Results go to drivers at once, before the commit: the application
+    // sees each result once because the driver keeps the first copy of each
+    // task, and the engine keeps its copy until a commit makes the result
+    // durable here (its acknowledgement goes out after that commit).
+    s_encode_results (self);
+    if (s_commit_due (self))
+        s_commit (self);
     // Dispatch after the commit: only committed tasks are dispatched, and an
     // assignment needs no durability of its own (an engine that runs a task
     // the store does not show as running claims it at its next login), so
-    // its state changes ride in the next turn's transaction.
+    // its state changes ride in a later transaction.
     self->dispatch_ready = false;
     keel_broker_dispatch (self);
     s_flush (self);
@@ -669,6 +708,10 @@ keel_broker_run (keel_broker_t *self)
     while (s_turn (self, poller))
         ;
     zpoller_destroy (&poller);
+    // A clean stop leaves nothing uncommitted and nothing unsent.
+    if (self->ndirty || self->nacks || keel_store_in_transaction (self->store))
+        s_commit (self);
+    s_flush (self);
     KEEL_INFO ("broker", "stopping");
     return KEEL_OK;
 }

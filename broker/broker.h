@@ -5,16 +5,23 @@
          in-memory model, recording which tasks changed;
       2. runs the timers (heartbeats, lost peers, delayed requeues, expired
          HOLD claims);
-      3. dispatches committed, queued tasks to engines with free slots;
-      4. writes the turn's effects to the store in ONE transaction and
-         commits (group commit);
-      5. only then sends what the turn produced: acceptances, results,
-         acknowledgements, assignments;
+      3. sends the turn's results to their drivers;
+      4. commits, in ONE transaction, everything changed since the last
+         commit (group commit) — at once when a driver waits for an
+         acceptance, otherwise within CommitDelay (default 20 ms) — and only
+         after that commit sends acceptances and the acknowledgements that let
+         engines forget their results;
+      5. dispatches committed, queued tasks to engines with free slots (plus
+         EnginePrefetch); the dispatch state rides in a later commit;
       6. answers admin requests.
-    An acceptance therefore means "survives kill -9 of this broker". If the
-    commit fails (disk full), the turn's new submissions are undone and
-    refused with REFUSE_STORE_FULL, every other effect stays in memory and
-    is written again by the next commit, and its messages wait for it.
+    An acceptance therefore means "survives kill -9 of this broker", and so
+    does a result acknowledgement to an engine. A result may reach the driver
+    before it is committed: if the broker then dies, the engine still holds
+    the result and offers it again at its next login, and the driver keeps
+    only the first copy of each task, so the application sees it once.
+    If a commit fails (disk full), the turn's new submissions are undone and
+    refused with REFUSE_STORE_FULL; every other change stays in memory and is
+    written again by the next commit, and the acknowledgements wait for it.
 */
 #ifndef KEEL_BROKER_H
 #define KEEL_BROKER_H

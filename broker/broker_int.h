@@ -57,7 +57,9 @@ struct _keel_broker_t {
     int64_t engine_timeout_ms;
     int64_t reschedule_delay_ms;
     int64_t login_window_ms;
+    int64_t commit_delay_ms;
     uint32_t max_attempts;
+    uint32_t engine_prefetch;
     bool cancel_redundant;
     uint64_t max_tasks;
 
@@ -86,6 +88,8 @@ struct _keel_broker_t {
     int64_t now;                    // monotonic ms, updated through the turn
     bool stop;
     bool dispatch_ready;            // a commit made tasks dispatchable
+    bool force_commit;              // commit this turn whatever else is pending
+    int64_t uncommitted_since;      // first change not yet committed, 0 = none
 
     // The turn's effects, sent after the commit.
     zlistx_t *outbox;

@@ -24,7 +24,9 @@ keel_broker_apply_settings (keel_broker_t *self)
     self->engine_timeout_ms = keel_settings_ms (s, "EngineTimeoutMinutes");
     self->reschedule_delay_ms = keel_settings_ms (s, "RescheduleDelay");
     self->login_window_ms = keel_settings_ms (s, "EngineLoginWindow");
+    self->commit_delay_ms = keel_settings_ms (s, "CommitDelay");
     self->max_attempts = (uint32_t) keel_settings_int (s, "MaxAttempts");
+    self->engine_prefetch = (uint32_t) keel_settings_int (s, "EnginePrefetch");
     self->cancel_redundant = keel_settings_bool (s, "CancelRedundant");
     self->max_tasks = (uint64_t) keel_settings_int (s, "MaxTasksPerService");
     keel_log_level_t level;
@@ -491,7 +493,7 @@ keel_broker_dispatch (keel_broker_t *self)
         zlistx_move_end (engines, zlistx_cursor (engines));
         if (e->state != KEEL_ENGINE_ONLINE || e->draining)
             continue;
-        while (zlistx_size (e->execs) < e->slots) {
+        while (zlistx_size (e->execs) < (size_t) e->slots + self->engine_prefetch) {
             keel_service_t *svc;
             uint64_t task_id;
             keel_task_t *t = keel_sched_next (self->sched, e, s_accept, self, &svc, &task_id);

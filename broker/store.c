@@ -72,6 +72,13 @@ keel_store_describe (const keel_store_t *self)
     return self->describe;
 }
 
+bool
+keel_store_in_transaction (const keel_store_t *self)
+{
+    assert (self);
+    return self->sql ? keel_store_sqlite_in_transaction (self->sql) : false;
+}
+
 keel_err
 keel_store_commit (keel_store_t *self, keel_error_t *err)
 {

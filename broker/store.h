@@ -145,6 +145,9 @@ const char *keel_store_describe (const keel_store_t *self);
 // KEEL_ERR_STORE with a message; the store stays usable for later turns.
 keel_err keel_store_commit (keel_store_t *self, keel_error_t *err);
 
+// True when writes are waiting for a commit (always false for memory:).
+bool keel_store_in_transaction (const keel_store_t *self);
+
 // Abandons the open transaction, if any.
 void keel_store_rollback (keel_store_t *self);
 

@@ -571,6 +571,12 @@ keel_store_sqlite_destroy (keel_store_sqlite_t **self_p)
 
 // ---------------------------------------------------------------- transactions
 
+bool
+keel_store_sqlite_in_transaction (const keel_store_sqlite_t *self)
+{
+    return self->in_txn;
+}
+
 keel_err
 keel_store_sqlite_commit (keel_store_sqlite_t *self, keel_error_t *err)
 {

@@ -41,6 +41,7 @@ keel_err keel_store_sqlite_pending_put (keel_store_sqlite_t *self, const keel_st
 keel_err keel_store_sqlite_pending_delete (keel_store_sqlite_t *self, const char *service_id,
                                            uint64_t task_id, uint64_t execution_id);
 keel_err keel_store_sqlite_config_set (keel_store_sqlite_t *self, const char *key, const char *value);
+bool keel_store_sqlite_in_transaction (const keel_store_sqlite_t *self);
 keel_err keel_store_sqlite_engine_put (keel_store_sqlite_t *self, const keel_store_engine_t *engine);
 keel_err keel_store_sqlite_event (keel_store_sqlite_t *self, int64_t wall_ms, const char *kind,
                                   const char *text);

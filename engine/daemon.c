@@ -29,6 +29,7 @@ struct _keel_daemon_t {
     keel_runner_t *runner;
     keel_held_t *tasks;
     keel_initdata_t *init;      // session init data per service
+    zlistx_t *queued;           // zframe_t * packed Assigns waiting for a free worker
     keel_engine_session_t *session;
     keel_engine_session_ops_t ops;
     zsock_t *dealer;            // to the current broker; NULL when offline
@@ -161,8 +162,38 @@ s_forget (keel_daemon_t *self, uint64_t execution_id)
 {
     if (keel_runner_is_running (self->runner, execution_id))
         keel_runner_cancel (self->runner, execution_id);
+    keel_held_task_t *task = keel_held_find (self->tasks, execution_id);
+    if (task && task->spooled)
+        keel_spool_remove (self->spool, execution_id);
     keel_held_remove (self->tasks, execution_id);
-    keel_spool_remove (self->spool, execution_id);
+}
+
+//  Writes a finished task's result to the spool unless it is there. Results
+//  are spooled only when they may have to outlive this process while no
+//  broker has them: finished while offline, unacknowledged when the
+//  connection drops, or at stop. Online, the broker commits a result within
+//  CommitDelay, and a result lost with a crashed engine only means the
+//  broker runs that task again.
+static void
+s_spool (keel_daemon_t *self, keel_held_task_t *task)
+{
+    if (!task->done || task->spooled)
+        return;
+    Keel__Result result;
+    keel_held_result_view (task, &result);
+    keel_error_t err;
+    if (keel_spool_write (self->spool, &result, &err) == KEEL_OK)
+        task->spooled = true;
+    else
+        KEEL_ERROR ("engine", "result not spooled exec=%" PRIu64 " error=\"%s\"",
+                    task->execution_id, err.text);
+}
+
+static void
+s_spool_all (keel_daemon_t *self)
+{
+    for (size_t i = 0; i < keel_held_size (self->tasks); i++)
+        s_spool (self, keel_held_at (self->tasks, i));
 }
 
 // ------------------------------------------------------------ session actions
@@ -181,6 +212,7 @@ static void
 s_op_disconnect (void *arg)
 {
     keel_daemon_t *self = arg;
+    s_spool_all (self);     // no broker has acknowledged these yet
     if (self->dealer) {
         zsock_destroy (&self->dealer);
         self->dealer_gen++;
@@ -305,6 +337,28 @@ s_op_logged_in (void *arg, const Keel__LoginReply *reply)
     s_flush_checkpoints (self);
 }
 
+static void s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task);
+
+//  Starts queued tasks while workers are free. A queued task that was
+//  cancelled, dropped or lost with its session meanwhile is skipped.
+static void
+s_start_queued (keel_daemon_t *self)
+{
+    zframe_t *packed;
+    while (keel_runner_free_slots (self->runner) > 0 && (packed = zlistx_first (self->queued))) {
+        zlistx_detach_cur (self->queued);
+        Keel__Assign *assign = keel__assign__unpack (NULL, zframe_size (packed),
+                                                     zframe_data (packed));
+        zframe_destroy (&packed);
+        if (!assign)
+            continue;
+        keel_held_task_t *task = keel_held_find (self->tasks, assign->execution_id);
+        if (task && !task->done && !keel_runner_pid_of (self->runner, assign->execution_id))
+            s_start (self, assign, task);
+        keel__assign__free_unpacked (assign, NULL);
+    }
+}
+
 static void
 s_assign (keel_daemon_t *self, const Keel__Assign *assign)
 {
@@ -331,6 +385,26 @@ s_assign (keel_daemon_t *self, const Keel__Assign *assign)
                                         assign->task_id, assign->type);
     if (!task)
         return;
+    s_start (self, assign, task);
+}
+
+//  Starts an assigned task in a worker, or queues it when every worker is
+//  busy (the broker may send EnginePrefetch tasks beyond the free slots, so
+//  the next task is here when a worker frees up).
+static void
+s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task)
+{
+    if (keel_runner_free_slots (self->runner) == 0) {
+        size_t size = keel__assign__get_packed_size (assign);
+        zframe_t *packed = zframe_new (NULL, size);
+        if (packed) {
+            keel__assign__pack (assign, zframe_data (packed));
+            zlistx_add_end (self->queued, packed);
+            KEEL_DEBUG ("engine", "task queued exec=%" PRIu64 " queued=%zu",
+                        assign->execution_id, zlistx_size (self->queued));
+            return;
+        }
+    }
     const keel_service_def_t *def = keel_engine_config_service (self->cfg, assign->type);
     char error[200] = "";
     if (!def)
@@ -395,8 +469,9 @@ s_op_work (void *arg, const keel_env_t *env)
             uint64_t id = env->result_ack->execution_ids[i];
             keel_held_task_t *task = keel_held_find (self->tasks, id);
             if (task && task->done) {
+                if (task->spooled)
+                    keel_spool_remove (self->spool, id);
                 keel_held_remove (self->tasks, id);
-                keel_spool_remove (self->spool, id);
             }
         }
         break;
@@ -456,7 +531,9 @@ static void
 s_on_spooled (const Keel__Result *result, void *arg)
 {
     keel_daemon_t *self = arg;
-    keel_held_add_done (self->tasks, result);
+    keel_held_task_t *task = keel_held_add_done (self->tasks, result);
+    if (task)
+        task->spooled = true;
 }
 
 keel_daemon_t *
@@ -480,6 +557,7 @@ keel_daemon_new (const keel_engine_config_t *cfg, keel_error_t *err)
         || !(self->spool = keel_spool_new (cfg->state_dir, err))
         || !(self->tasks = keel_held_new ())
         || !(self->init = keel_initdata_new ())
+        || !(self->queued = zlistx_new ())
         || !(self->runner = keel_runner_new (cfg->slots, (size_t) cfg->max_output_bytes, err))
         || !(self->session = keel_engine_session_new (cfg, &self->ops, self, self->now))) {
         keel_daemon_destroy (&self);
@@ -506,6 +584,14 @@ keel_daemon_destroy (keel_daemon_t **self_p)
     keel_engine_session_destroy (&self->session);
     keel_held_destroy (&self->tasks);
     keel_initdata_destroy (&self->init);
+    if (self->queued) {
+        zframe_t *packed;
+        while ((packed = zlistx_first (self->queued))) {
+            zlistx_detach_cur (self->queued);
+            zframe_destroy (&packed);
+        }
+        zlistx_destroy (&self->queued);
+    }
     keel_spool_destroy (&self->spool);
     keel_statedir_destroy (&self->statedir);
     free (self);
@@ -624,14 +710,10 @@ s_on_done (const keel_runner_result_t *r, void *arg)
     KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s",
                task->execution_id, task->ok ? "ok" : "failed", (long long) r->run_ms,
                task->ok ? "" : " error=\"", task->ok ? "" : task->error, task->ok ? "" : "\"");
-    Keel__Result result;
-    keel_held_result_view (task, &result);
-    keel_error_t err;
-    if (keel_spool_write (self->spool, &result, &err) != KEEL_OK)
-        KEEL_ERROR ("engine", "result not spooled exec=%" PRIu64 " error=\"%s\"",
-                    task->execution_id, err.text);
     if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_ONLINE)
         s_send_result (self, task);
+    else
+        s_spool (self, task);
 }
 
 int
@@ -689,7 +771,9 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
         if (probe_at >= 0 && (items[probe_at].revents & ZMQ_POLLIN))
             s_read_probe (self);
         keel_runner_process (self->runner, self->now, &handlers);
+        s_start_queued (self);
     }
+    s_spool_all (self);     // unacknowledged results outlive this process
     bool all_gone = true;
     int killed = keel_runner_kill_all (self->runner, &all_gone);
     for (size_t i = keel_held_size (self->tasks); i > 0; i--) {

@@ -29,6 +29,7 @@ typedef struct {
     char *error;
     uint64_t run_ms;
     bool sent;              // done: Result sent on the current connection
+    bool spooled;           // done: the Result is in the spool (StateDir/spool)
     uint8_t *checkpoint;    // running: the task's latest checkpoint, or NULL
     size_t checkpoint_size;
     bool checkpoint_pending;    // the latest checkpoint is not sent to a broker yet

@@ -75,7 +75,11 @@ keel_spool_write (keel_spool_t *self, const Keel__Result *result, keel_error_t *
                 break;
             done += (size_t) n;
         }
-        if (done < size || fsync (fd) != 0)
+        // No fsync: the spool must survive a crash of the engine process,
+        // which the page cache does; if the machine itself dies, the broker
+        // runs the task again elsewhere (at-least-once execution), so a
+        // disk sync per result would buy nothing the contract needs.
+        if (done < size)
             rc = keel_error_set (err, KEEL_ERR_IO, "%s: cannot write: %s", tmp, strerror (errno));
         close (fd);
         if (rc == KEEL_OK && rename (tmp, path) != 0)

@@ -1,9 +1,10 @@
 /*  spool.h — results kept on disk until a broker acknowledges them.
 
     Every finished execution's Result is written to StateDir/spool/<execution_id>
-    (an encoded Envelope carrying the Result, written to a temporary file,
-    fsynced and renamed, so a crash leaves either the old state or the whole
-    file) before it is sent. ResultAck deletes the file. At start the engine
+    (an encoded Envelope carrying the Result, written to a temporary file
+    and renamed, so a crash of the engine leaves either no file or the whole
+    file) before it is sent. The write is not synced to disk: it survives
+    the engine process, not the machine (whose tasks the broker re-runs). ResultAck deletes the file. At start the engine
     loads every spooled result and offers it at login as held DONE, so an
     engine restart does not lose a result. Files are decoded and validated
     like wire input; a file that does not decode is renamed <name>.bad and
@@ -25,7 +26,7 @@ keel_spool_t *keel_spool_new (const char *state_dir, keel_error_t *err);
 // Frees the object (the files stay) and nulls *self_p. Idempotent.
 void keel_spool_destroy (keel_spool_t **self_p);
 
-// Writes result durably under its execution_id. Returns KEEL_OK or
+// Writes result under its execution_id (survives the process; see above). Returns KEEL_OK or
 // KEEL_ERR_IO / KEEL_ERR_NOMEM with a message.
 keel_err keel_spool_write (keel_spool_t *self, const Keel__Result *result, keel_error_t *err);
 

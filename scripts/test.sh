@@ -14,6 +14,7 @@ cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 for arg in "$@"; do
     case "$arg" in
         --asan)
+            asan=true
             build_dir=${KEEL_BUILD_DIR:-build-asan}
             cmake_args=(-DCMAKE_BUILD_TYPE=Debug -DKEEL_ASAN=ON)
             ;;
@@ -34,7 +35,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S "$root" -B "$root/$build_dir" "${cmake_args[@]}" >/dev/null
 cmake --build "$root/$build_dir" -j"$jobs"
 
-if [[ "$build_dir" == build-asan ]]; then
+if [[ "${asan:-false}" == true ]]; then
     # Any sanitizer finding (leaks included) makes the program fail loudly.
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
     # Criterion's own one-off allocation is not ours to fix.

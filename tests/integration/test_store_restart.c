@@ -1,0 +1,426 @@
+/*  test_store_restart.c — what a broker's store carries across a kill -9
+    and a restart on the same store and ports (DESIGN §4 "Driver loses its
+    broker", §5): accepted work, running tasks claimed by their engines,
+    runtime configuration set with keel-admin.
+*/
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+// ------------------------------------------------------------ local helpers
+
+// Starts keel-broker again on b's ports, store and name (after a kill or a
+// stop), with the extra settings, and waits up to 15 s for status to answer.
+// Its logs append to the first run's.
+static bool
+s_broker_restart (harness_broker_t *b, const char *const sets[])
+{
+    char endpoint[96], admin[96], store[600], name[64];
+    snprintf (endpoint, sizeof endpoint, "Endpoint=%s", b->endpoint);
+    snprintf (admin, sizeof admin, "AdminEndpoint=%s", b->admin_endpoint);
+    snprintf (store, sizeof store, "Store=%s", b->store);
+    snprintf (name, sizeof name, "Name=%s", b->name);
+    const char *argv[64] = { "--set", endpoint, "--set", admin, "--set", store, "--set", name };
+    int n = 8;
+    for (int i = 0; sets && sets[i] && n < 62; i++) {
+        argv[n++] = "--set";
+        argv[n++] = sets[i];
+    }
+    argv[n] = NULL;
+    b->pid = harness_spawn (b->name, "keel-broker", argv);
+    if (b->pid <= 0)
+        return false;
+    for (int i = 0; i < 300; i++) {     // 300 x (status answer or 50 ms) >= 15 s
+        if (!harness_alive (b->pid))
+            return false;
+        harness_result_t res;
+        int code = harness_admin (b, &res, true, "status", NULL);
+        harness_result_free (&res);
+        if (code == 0)
+            return true;
+        struct timespec pause = { 0, 50 * 1000000L };
+        nanosleep (&pause, NULL);
+    }
+    return false;
+}
+
+// Runs one integer query on the broker's store file, read-only (so nothing
+// is checkpointed or changed behind a broker that will open it again).
+// Returns -1 on error.
+static long long
+s_store_int (const harness_broker_t *b, const char *sql)
+{
+    const char *path = b->store + strlen ("sqlite:");
+    sqlite3 *db = NULL;
+    long long value = -1;
+    if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_stmt *stmt = NULL;
+        if (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL) == SQLITE_OK
+            && sqlite3_step (stmt) == SQLITE_ROW)
+            value = sqlite3_column_int64 (stmt, 0);
+        else
+            cr_log_error ("%s: %s", sql, sqlite3_errmsg (db));
+        sqlite3_finalize (stmt);
+    }
+    sqlite3_close (db);
+    return value;
+}
+
+static long long
+s_status (const harness_broker_t *b, const char *path)
+{
+    long long v = -1;
+    return harness_status_int (b, path, &v) ? v : -1;
+}
+
+typedef struct {
+    const harness_broker_t *b;
+    const char *path;
+    long long at_least;
+    long long last;
+} s_counter_wait_t;
+
+static bool
+s_counter_reached (void *arg)
+{
+    s_counter_wait_t *w = arg;
+    long long v = s_status (w->b, w->path);
+    if (v >= 0)
+        w->last = v;
+    return v >= w->at_least;
+}
+
+typedef struct {
+    char path[512];
+    const char *text;
+} s_log_wait_t;
+
+static bool
+s_log_has (void *arg)
+{
+    s_log_wait_t *w = arg;
+    char *text = harness_read_file (w->path);
+    bool found = text && strstr (text, w->text);
+    free (text);
+    return found;
+}
+
+// Copies the first "id":"..." after `after` in json into out.
+static bool
+s_json_first_id (const char *json, const char *after, char *out, size_t size)
+{
+    const char *p = json ? strstr (json, after) : NULL;
+    p = p ? strstr (p, "\"id\":") : NULL;
+    if (!p)
+        return false;
+    p += 5;
+    if (*p == '"') {
+        const char *end = strchr (p + 1, '"');
+        if (!end || (size_t) (end - p - 1) >= size)
+            return false;
+        memcpy (out, p + 1, (size_t) (end - p - 1));
+        out[end - p - 1] = '\0';
+        return true;
+    }
+    size_t n = strspn (p, "0123456789");
+    if (n == 0 || n >= size)
+        return false;
+    memcpy (out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
+// ------------------------------------------------------------ 1. three kills
+
+#define TASKS 20000
+
+typedef struct {
+    const harness_broker_t *b;
+    long long done_when_all_stored;     // tasks.done when the broker first had every task
+    long long acked;
+} s_accepted_wait_t;
+
+// True once the driver has certainly seen Accepted for every task: the
+// broker holds all TASKS (its status answer comes after the commit of
+// every one, so their Accepted went out before it), and the driver has
+// since acknowledged a result that cannot have been sent before that
+// answer (more results are acknowledged in the store than tasks were done
+// at the answer). The driver reads its connection in order, so it had
+// handled every Accepted before that result.
+static bool
+s_driver_has_every_accepted (void *arg)
+{
+    s_accepted_wait_t *w = arg;
+    if (w->done_when_all_stored < 0) {
+        harness_result_t res;
+        long long q = 0, r = 0, d = 0, f = 0;
+        bool ok = harness_admin (w->b, &res, true, "status", NULL) == 0
+                  && harness_json_int (res.out, "tasks.queued", &q)
+                  && harness_json_int (res.out, "tasks.running", &r)
+                  && harness_json_int (res.out, "tasks.done", &d)
+                  && harness_json_int (res.out, "tasks.failed", &f);
+        harness_result_free (&res);
+        if (!ok || q + r + d + f < TASKS)
+            return false;
+        w->done_when_all_stored = d;
+    }
+    w->acked = s_store_int (w->b, "SELECT count(*) FROM tasks WHERE acked = 1");
+    return w->acked > w->done_when_all_stored;
+}
+
+/*  A broker killed with SIGKILL three times while a driver submits and
+    collects 20,000 `double` tasks, restarted each time on the same store
+    and ports; keel-driver stays on it (DSBrokerTimeout=60s).
+
+    What is asserted, and why it is sound:
+    - every task id 0..19999 reaches keel-driver's output exactly once, with
+      output 2*id, and it exits 0 (delivery exactly once, nothing lost);
+    - the store ends with exactly 20,000 task rows, all done;
+    - "nothing the broker had acknowledged is resubmitted": the broker
+      counts tasks a driver sends that it already has
+      (counters.tasks_resubmitted). Kill 1 comes as soon as 4000 tasks are
+      stored, maybe mid-submission: the driver may then rightly resend
+      tasks the store holds but whose Accepted it never got, so run 2 is
+      not judged. Kills 2 and 3 come only once the driver has provably
+      seen Accepted for all 20,000 (s_driver_has_every_accepted). From then
+      on it holds no unaccepted task, so runs 3 and 4 must be resent
+      nothing (tasks_resubmitted == 0) and store nothing new
+      (tasks_submitted == 0), while a driver that resubmitted accepted
+      work would resend the thousands of tasks it still waits for (checked
+      from the store at each kill, so the test can tell them apart). Run
+      3's counters are read just before kill 3 (a resend happens right
+      after a restart, long before that); run 4's at the end.
+*/
+Test (store_restart, broker_killed_three_times_mid_run_loses_and_repeats_nothing,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 240)
+{
+    const char *sets[] = { "HeartbeatInterval=200ms", "StoreSync=normal", "EngineLoginWindow=1s",
+                           NULL };
+    harness_broker_t broker;
+    HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 4, NULL) > 0, "engine1 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 4, NULL) > 0, "engine2 did not start");
+    HARNESS_ASSERT (harness_wait_engines (&broker, 2, 15000), "2 engines not online within 15 s");
+
+    char range[32];
+    snprintf (range, sizeof range, "0:%d", TASKS);
+    const char *argv[] = { "--broker", broker.endpoint, "--set", "DSBrokerTimeout=60s", "submit",
+                           "--service", "double", "--range", range, NULL };
+    pid_t driver = harness_spawn ("driver", "keel-driver", argv);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+
+    long long done_at[3] = { 0, 8000, 14000 };    // kills 2 and 3: at least this much done
+    for (int k = 0; k < 3; k++) {
+        if (k == 0) {
+            s_counter_wait_t w = { &broker, "counters.tasks_submitted", 4000, -1 };
+            HARNESS_ASSERT (harness_poll_until (s_counter_reached, &w, 60000),
+                            "4000 tasks not stored within 60 s (last %lld)", w.last);
+        }
+        else {
+            s_counter_wait_t w = { &broker, "tasks.done", done_at[k], -1 };
+            HARNESS_ASSERT (harness_poll_until (s_counter_reached, &w, 60000),
+                            "kill %d: tasks.done did not reach %lld within 60 s (last %lld)", k + 1,
+                            done_at[k], w.last);
+            s_accepted_wait_t a = { &broker, -1, -1 };
+            HARNESS_ASSERT (harness_poll_until (s_driver_has_every_accepted, &a, 60000),
+                            "kill %d: no sign within 60 s that the driver saw every Accepted "
+                            "(done when all stored %lld, acked %lld)",
+                            k + 1, a.done_when_all_stored, a.acked);
+        }
+        long long submitted = s_status (&broker, "counters.tasks_submitted");
+        long long resubmitted = s_status (&broker, "counters.tasks_resubmitted");
+        HARNESS_ASSERT (harness_kill9 (broker.pid), "kill %d: keel-broker did not die", k + 1);
+        HARNESS_ASSERT (harness_alive (driver), "kill %d: keel-driver exited", k + 1);
+        long long rows = s_store_int (&broker, "SELECT count(*) FROM tasks");
+        long long done = s_store_int (&broker, "SELECT count(*) FROM tasks WHERE state = 2");
+        long long held = s_store_int (&broker,
+                                      "SELECT count(*) FROM tasks WHERE NOT (state = 2 AND acked = 1)");
+        cr_log_info ("kill %d: store has %lld tasks, %lld done, %lld still awaited by the driver; "
+                     "this run stored %lld and was resent %lld",
+                     k + 1, rows, done, held, submitted, resubmitted);
+        HARNESS_ASSERT (rows >= 4000 && rows <= TASKS, "kill %d: store has %lld task rows", k + 1, rows);
+        HARNESS_ASSERT (done < TASKS, "kill %d came after every task was done", k + 1);
+        if (k > 0) {
+            HARNESS_ASSERT (rows == TASKS, "kill %d: store has %lld task rows, not %d", k + 1, rows,
+                            TASKS);
+            HARNESS_ASSERT (held >= 1000, "kill %d: only %lld tasks awaited by the driver: a full "
+                            "resubmission would not show", k + 1, held);
+        }
+        if (k == 2) {
+            HARNESS_ASSERT (resubmitted == 0 && submitted == 0,
+                            "run 3 was resent %lld and stored %lld tasks after the driver had "
+                            "every task accepted", resubmitted, submitted);
+        }
+        HARNESS_ASSERT (s_broker_restart (&broker, sets), "restart %d: keel-broker did not start",
+                        k + 1);
+    }
+
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 120000, &code),
+                    "keel-driver did not finish within 120 s");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+
+    char path[512];
+    char *out = harness_read_file (harness_path (path, sizeof path, "driver.out"));
+    cr_assert_not_null (out);
+    unsigned char *seen = calloc (TASKS, 1);
+    cr_assert_not_null (seen);
+    long lines = 0;
+    char *save = NULL;
+    for (char *line = strtok_r (out, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
+        lines++;
+        long long task = -1, output = -1;
+        char status[32];
+        cr_assert (harness_json_int (line, "task", &task) && task >= 0 && task < TASKS,
+                   "bad task id: %s", line);
+        cr_assert (!seen[task], "task %lld delivered twice: %s", task, line);
+        seen[task] = 1;
+        cr_assert (harness_json_get (line, "status", status, sizeof status)
+                       && strcmp (status, "ok") == 0, "task %lld not ok: %s", task, line);
+        char text[32];
+        cr_assert (harness_json_get (line, "output", text, sizeof text), "no output: %s", line);
+        output = strtoll (text, NULL, 10);
+        cr_assert (output == 2 * task, "task %lld: output is not %lld: %s", task, 2 * task, line);
+    }
+    cr_assert_eq (lines, TASKS, "expected %d results, got %ld", TASKS, lines);
+    free (seen);
+    free (out);
+
+    long long submitted = s_status (&broker, "counters.tasks_submitted");
+    long long resubmitted = s_status (&broker, "counters.tasks_resubmitted");
+    cr_log_info ("run 4: stored %lld tasks, was resent %lld", submitted, resubmitted);
+    HARNESS_ASSERT (resubmitted == 0 && submitted == 0,
+                    "run 4 was resent %lld and stored %lld tasks after the driver had every task "
+                    "accepted", resubmitted, submitted);
+    HARNESS_ASSERT (harness_stop (broker.pid, 10000) == 0, "keel-broker did not stop cleanly");
+    HARNESS_ASSERT (s_store_int (&broker, "SELECT count(*) FROM tasks") == TASKS,
+                    "the store does not hold exactly %d tasks", TASKS);
+    HARNESS_ASSERT (s_store_int (&broker, "SELECT count(DISTINCT task_id) FROM tasks WHERE state = 2 "
+                                          "AND task_id BETWEEN 0 AND 19999") == TASKS,
+                    "not every task 0..19999 is stored as done");
+}
+
+// ------------------------------------------------------------ 2. claim after restart
+
+/*  One `sleep 3000` task runs on the only engine when the broker is killed.
+    The restarted broker gets it back as the engine's claim (KEEP) and
+    never dispatches it again: the result carries the execution id the first
+    broker assigned, claims_kept >= 1 and tasks_dispatched == 0 there.
+*/
+Test (store_restart, task_running_when_the_broker_dies_is_claimed_not_run_again,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+{
+    const char *sets[] = { "HeartbeatInterval=200ms", NULL };
+    harness_broker_t broker;
+    HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0, "engine did not start");
+    HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
+
+    const char *argv[] = { "--broker", broker.endpoint, "--set", "DSBrokerTimeout=60s", "submit",
+                           "--service", "sleep", "--input", "3000", NULL };
+    pid_t driver = harness_spawn ("driver", "keel-driver", argv);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    s_log_wait_t started = { "", "task started" };
+    harness_path (started.path, sizeof started.path, "engine1.err");
+    HARNESS_ASSERT (harness_poll_until (s_log_has, &started, 15000),
+                    "the engine did not start the task within 15 s");
+
+    harness_result_t res;
+    char service[128] = "", exec_before[32] = "";
+    HARNESS_ASSERT (harness_admin (&broker, &res, true, "services", NULL) == 0,
+                    "keel-admin services failed: %s", res.err);
+    cr_assert (s_json_first_id (res.out, "\"services\"", service, sizeof service),
+               "no service in: %s", res.out);
+    harness_result_free (&res);
+    // Answered after a later turn's commit than the dispatch: the execution
+    // is in the store when the broker dies.
+    HARNESS_ASSERT (harness_admin (&broker, &res, true, "tasks", service, NULL) == 0,
+                    "keel-admin tasks failed: %s", res.err);
+    cr_assert (s_json_first_id (res.out, "\"executions\"", exec_before, sizeof exec_before),
+               "task 0 has no execution before the kill: %s", res.out);
+    harness_result_free (&res);
+    cr_log_info ("service %s task 0 runs as execution %s", service, exec_before);
+
+    char out_path[512];
+    harness_path (out_path, sizeof out_path, "driver.out");
+    HARNESS_ASSERT (harness_count_lines (out_path) == 0, "the task finished before the kill");
+    HARNESS_ASSERT (harness_kill9 (broker.pid), "keel-broker did not die");
+    HARNESS_ASSERT (s_broker_restart (&broker, sets), "keel-broker did not restart");
+
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 30000, &code), "keel-driver did not finish in 30 s");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    char *out = harness_read_file (out_path);
+    cr_assert_not_null (out);
+    cr_assert_eq (harness_count_lines (out_path), 1, "expected one result:\n%s", out);
+    char exec_after[32] = "", status[32] = "";
+    cr_assert (harness_json_get (out, "status", status, sizeof status) && strcmp (status, "ok") == 0,
+               "task failed: %s", out);
+    cr_assert (harness_json_get (out, "execution", exec_after, sizeof exec_after), "no execution: %s",
+               out);
+    cr_assert_str_eq (exec_after, exec_before,
+                      "the result came from execution %s, not the claimed %s: the task ran again",
+                      exec_after, exec_before);
+    free (out);
+
+    long long kept = s_status (&broker, "counters.claims_kept");
+    long long dispatched = s_status (&broker, "counters.tasks_dispatched");
+    HARNESS_ASSERT (kept >= 1, "claims_kept is %lld on the restarted broker", kept);
+    HARNESS_ASSERT (dispatched == 0, "the restarted broker dispatched %lld tasks", dispatched);
+}
+
+// ------------------------------------------------------------ 3. config survives
+
+static bool
+s_origin_store (void *arg)
+{
+    harness_broker_t *b = arg;
+    harness_result_t res;
+    char value[64] = "", origin[64] = "";
+    bool ok = harness_admin (b, &res, true, "config", "get", "EngineTimeoutMinutes", NULL) == 0
+              && harness_json_get (res.out, "value", value, sizeof value)
+              && harness_json_get (res.out, "origin", origin, sizeof origin);
+    if (ok)
+        cr_log_info ("EngineTimeoutMinutes=%s origin=%s", value, origin);
+    harness_result_free (&res);
+    return ok && strtod (value, NULL) == 0.5 && strcmp (origin, "store") == 0;
+}
+
+/*  keel-admin config set EngineTimeoutMinutes 0.5 is stored: after a kill -9
+    and a restart, config get shows 0.5 with origin "store", and the engine,
+    which logs in again, is handed engine_timeout_ms=30000.
+*/
+Test (store_restart, runtime_config_survives_a_restart_and_reaches_engines_at_login,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+{
+    const char *sets[] = { "HeartbeatInterval=200ms", NULL };
+    harness_broker_t broker;
+    HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0, "engine did not start");
+    HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
+    s_log_wait_t login = { "", "engine_timeout_ms=900000" };
+    harness_path (login.path, sizeof login.path, "engine1.err");
+    HARNESS_ASSERT (harness_poll_until (s_log_has, &login, 5000),
+                    "the engine did not log the default Engine Timeout (900000 ms) at login");
+
+    harness_result_t res;
+    HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "set", "EngineTimeoutMinutes",
+                                   "0.5", NULL) == 0,
+                    "config set EngineTimeoutMinutes 0.5 failed: %s", res.err);
+    harness_result_free (&res);
+
+    HARNESS_ASSERT (harness_kill9 (broker.pid), "keel-broker did not die");
+    HARNESS_ASSERT (s_broker_restart (&broker, sets), "keel-broker did not restart");
+    HARNESS_ASSERT (s_origin_store (&broker),
+                    "after the restart config get does not show EngineTimeoutMinutes=0.5 from the store");
+
+    login.text = "engine_timeout_ms=30000";
+    HARNESS_ASSERT (harness_poll_until (s_log_has, &login, 15000),
+                    "the engine did not log engine_timeout_ms=30000 at its next login");
+    HARNESS_ASSERT (harness_wait_engines (&broker, 1, 5000), "the engine is not online again");
+}
