@@ -460,6 +460,7 @@ s_undo_fresh (keel_broker_t *self)
             keel_model_exec_remove (self->model, t->execs);
         t->queued = 0;
         keel_service_task_drop (svc, self->fresh[i].task_id);
+        self->counters.tasks_submitted--;      // refused, not submitted
     }
     self->nfresh = 0;
     keel_service_t *svc;
@@ -613,6 +614,8 @@ s_commit (keel_broker_t *self)
 {
     keel_error_t err = { "" };
     uint64_t limit_in_txn = self->exec_seq_limit;
+    // Only a commit that wrote something proves the store writable again.
+    bool wrote = self->ndirty || keel_store_in_transaction (self->store);
     keel_err rc = s_write_dirty (self);
     if (rc == KEEL_OK)
         rc = keel_store_commit (self->store, &err);
@@ -624,7 +627,7 @@ s_commit (keel_broker_t *self)
     if (rc == KEEL_OK) {
         self->counters.store_commits++;
         self->uncommitted_since = 0;
-        if (self->store_failed) {
+        if (self->store_failed && wrote) {
             KEEL_INFO ("broker", "store writable again; accepting submissions");
             self->store_failed = false;
         }

@@ -318,7 +318,8 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
     }
     keel_engine_set_types (engine, types, ntypes);
     engine->state = KEEL_ENGINE_ONLINE;
-    engine->draining = false;
+    if (new_session)
+        engine->draining = false;   // a drain lasts until the engine restarts
     engine->login_wall_ms = zclock_time ();
     keel_peer_clock_init (&engine->clock, self->heartbeat_ms, 3, self->now);
     if (new_session)

@@ -198,10 +198,12 @@ wait_status() {
     fail "timed out waiting for $key >= $want at $admin (last: ${value:-no answer})"
 }
 
-# A grid: one broker (StoreSync=$1) and two 1-slot engines.
+# A grid: one broker (StoreSync=$1, EnginePrefetch=$3, default 0) and two
+# 1-slot engines.
 start_grid() {
-    local sync=$1 tag=$2
-    start_broker "broker-$tag" "$tmp/$tag.db" --set "StoreSync=$sync"
+    local sync=$1 tag=$2 prefetch=${3:-0}
+    start_broker "broker-$tag" "$tmp/$tag.db" --set "StoreSync=$sync" \
+        --set "EnginePrefetch=$prefetch"
     start_engine "engine-$tag-1" "$broker_ep"
     start_engine "engine-$tag-2" "$broker_ep"
     wait_status "$broker_admin" online 2 30
@@ -292,6 +294,21 @@ for sync in ${syncs-full normal}; do
     done
     stop_all
 done
+# W1 again with EnginePrefetch: engines keep a few tasks queued, so a slot
+# never waits for the broker between tiny tasks (docs/operations.md).
+if want w1; then
+    echo "==> Keel, StoreSync=full, EnginePrefetch=16: W1 ($w1_n tasks)" >&2
+    start_grid full w1-prefetch 16
+    for ((r = 0; r < runs; r++)); do
+        t0=$(now_ns)
+        "$bin/keel-driver" --broker "$broker_ep" submit --service double --range "0:$w1_n" \
+            >/dev/null 2>>"$tmp/driver.log" || fail "keel-driver W1 (EnginePrefetch=16)"
+        t1=$(now_ns)
+        sample w1_keel_prefetch tasks_per_s "$(awk -v n="$w1_n" -v ns=$((t1 - t0)) \
+            'BEGIN { printf "%.1f", n / (ns / 1e9) }')"
+    done
+    stop_all
+fi
 
 # ---------------------------------------------------------------- W3
 # failover_run VARIANT: restart (kill -9 the broker, start it again on the
@@ -390,6 +407,7 @@ rows=(
     "W1 raw relay (pipelined)|w1_relay|tasks_per_s|"
     "W1 raw relay (1 in flight per worker)|w1_relay_window1|tasks_per_s|"
     "W1 Keel StoreSync=full|w1_keel_full|tasks_per_s|w1_relay"
+    "W1 Keel StoreSync=full EnginePrefetch=16|w1_keel_prefetch|tasks_per_s|w1_relay"
     "W5 Keel StoreSync=normal|w1_keel_normal|tasks_per_s|w1_relay"
     "W2 direct client-worker median|w2_direct|median_us|"
     "W2 direct client-worker p99|w2_direct|p99_us|"
