@@ -59,6 +59,20 @@ keel_broker_handle (keel_broker_t *self, zframe_t *route, keel_env_t *env)
 
 // ---------------------------------------------------------------- hello
 
+// Writes the service's whole row (new service, or its driver changed).
+static void
+s_store_service (keel_broker_t *self, const keel_service_t *svc)
+{
+    keel_store_service_t row = { .service_id = svc->id, .type = svc->type,
+                                 .driver_id = svc->driver_id, .priority = svc->priority,
+                                 .max_attempts = svc->max_attempts,
+                                 .reschedule_delay_ms = svc->reschedule_delay_ms,
+                                 .init_data = svc->init_data, .init_len = svc->init_len,
+                                 .state = svc->state, .created_wall_ms = svc->created_wall_ms,
+                                 .closed_wall_ms = svc->closed_wall_ms };
+    keel_store_service_put (self->store, &row);
+}
+
 // Queues every terminal result of svc the driver has not acknowledged.
 static void
 s_resend_results (keel_broker_t *self, keel_service_t *svc)
@@ -100,15 +114,7 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
         }
         if (strcmp (svc->driver_id, drv->id) != 0) {
             snprintf (svc->driver_id, sizeof svc->driver_id, "%s", drv->id);
-            keel_store_service_t row = { .service_id = svc->id, .type = svc->type,
-                                         .driver_id = svc->driver_id, .priority = svc->priority,
-                                         .max_attempts = svc->max_attempts,
-                                         .reschedule_delay_ms = svc->reschedule_delay_ms,
-                                         .init_data = svc->init_data, .init_len = svc->init_len,
-                                         .state = svc->state,
-                                         .created_wall_ms = svc->created_wall_ms,
-                                         .closed_wall_ms = svc->closed_wall_ms };
-            keel_store_service_put (self->store, &row);
+            s_store_service (self, svc);
         }
         s_resend_results (self, svc);
     }
@@ -223,13 +229,7 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
     }
     svc->state = KEEL_SERVICE_OPEN;
     svc->created_wall_ms = zclock_time ();
-    keel_store_service_t row = { .service_id = svc->id, .type = svc->type,
-                                 .driver_id = svc->driver_id, .priority = svc->priority,
-                                 .max_attempts = svc->max_attempts,
-                                 .reschedule_delay_ms = svc->reschedule_delay_ms,
-                                 .init_data = svc->init_data, .init_len = svc->init_len,
-                                 .state = svc->state, .created_wall_ms = svc->created_wall_ms };
-    keel_store_service_put (self->store, &row);
+    s_store_service (self, svc);
     zlistx_add_end (self->fresh_services, svc);
     keel_broker_accept (self, route, svc->id, NULL, 0);
     KEEL_INFO ("broker", "service opened service=%s type=%s driver=%s priority=%d", svc->id,
@@ -334,23 +334,8 @@ keel_broker_cancel_service (keel_broker_t *self, keel_service_t *svc)
         if (!t->present || t->state >= KEEL_TASK_DONE)
             continue;
         keel_service_queue_remove (svc, id);
-        while (t->execs) {
-            keel_exec_t *x = t->execs;
-            if (x->engine && x->engine->state == KEEL_ENGINE_ONLINE) {
-                Keel__Envelope env;
-                Keel__Cancel cancel = KEEL__CANCEL__INIT;
-                keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-                cancel.n_execution_ids = 1;
-                cancel.execution_ids = &x->id;
-                cancel.reason = "service cancelled";
-                env.body_case = KEEL__ENVELOPE__BODY_CANCEL;
-                env.cancel = &cancel;
-                keel_broker_send_engine (self, x->engine, &env);
-                self->counters.executions_cancelled++;
-            }
-            keel_store_execution_delete (self->store, x->id);
-            keel_model_exec_remove (self->model, x);
-        }
+        while (t->execs)
+            keel_broker_cancel_exec (self, t->execs, "service cancelled");
         keel_service_task_set_state (svc, t, KEEL_TASK_CANCELLED);
         keel_broker_touch (self, svc, id, KEEL_DIRTY_STATE);
     }

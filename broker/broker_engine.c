@@ -56,8 +56,8 @@ s_result_from (const Keel__Result *res, const char *engine_id)
     return r;
 }
 
-static void
-s_cancel_exec (keel_broker_t *self, keel_exec_t *x, const char *reason)
+void
+keel_broker_cancel_exec (keel_broker_t *self, keel_exec_t *x, const char *reason)
 {
     if (x->engine && x->engine->state == KEEL_ENGINE_ONLINE) {
         Keel__Envelope env;
@@ -69,8 +69,8 @@ s_cancel_exec (keel_broker_t *self, keel_exec_t *x, const char *reason)
         env.body_case = KEEL__ENVELOPE__BODY_CANCEL;
         env.cancel = &cancel;
         keel_broker_send_engine (self, x->engine, &env);
+        self->counters.executions_cancelled++;
     }
-    self->counters.executions_cancelled++;
     keel_store_execution_delete (self->store, x->id);
     keel_model_exec_remove (self->model, x);
 }
@@ -93,7 +93,7 @@ keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t ta
     keel_broker_touch (self, svc, task_id, KEEL_DIRTY_RESULT);
     if (self->cancel_redundant) {
         while (t->execs)
-            s_cancel_exec (self, t->execs, "another execution of this task finished first");
+            keel_broker_cancel_exec (self, t->execs, "another execution of this task finished first");
     }
     keel_broker_deliver (self, svc, task_id);
 }

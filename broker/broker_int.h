@@ -136,6 +136,9 @@ void keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__Engin
 // A task reached a terminal state: store it, deliver it, cancel the rest.
 void keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t task_id,
                                 keel_task_result_t *result, keel_task_state_t state);
+// Stops an execution: Cancel to its engine (if online, counted as
+// executions_cancelled), then forgets it.
+void keel_broker_cancel_exec (keel_broker_t *self, keel_exec_t *exec, const char *reason);
 // Puts a task back in its service's FIFO (and the service in the scheduler).
 void keel_broker_requeue (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
 keel_err keel_broker_cancel_service (keel_broker_t *self, keel_service_t *svc);
