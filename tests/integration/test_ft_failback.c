@@ -1,0 +1,167 @@
+/*  test_ft_failback.c — failback (DESIGN §4): broker A dies, the driver and
+    the engines move to B with their work; A restarts on the same store;
+    the driver and the engines return to A without cancelling anything, the
+    driver detaches its service from B, and every result arrives once.
+*/
+#include "test_ft.h"
+
+#define TASKS 4
+
+Test (ft_failback, returns_driver_and_engines_to_the_restarted_primary,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+{
+    const char *broker_sets[] = { "HeartbeatInterval=200ms", "EngineTimeoutMinutes=0.25",
+                                  "EngineLoginWindow=2s", NULL };
+    harness_broker_t a, b;
+    HARNESS_ASSERT (ft_broker_plan (&a, "brokerA") && ft_broker_spawn (&a, broker_sets),
+                    "broker A did not start");
+    HARNESS_ASSERT (ft_broker_plan (&b, "brokerB") && ft_broker_spawn (&b, broker_sets),
+                    "broker B did not start");
+    const char *engine_sets[] = { "PrimaryRetryInterval=500ms", NULL };
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine1", 2, engine_sets) > 0, "engine1 did not start");
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine2", 2, engine_sets) > 0, "engine2 did not start");
+    HARNESS_ASSERT (harness_wait_engines (&a, 2, 15000), "engines not online on A");
+
+    // Four 8 s tasks, one per slot: all run through the whole round trip.
+    const char *driver_sets[] = { "DSBrokerTimeout=2s", "DSPrimaryRetryInterval=500ms", NULL };
+    char count[16];
+    snprintf (count, sizeof count, "%d", TASKS);
+    const char *submit[] = { "--service", "sleep", "--input", "8000", "--count", count, NULL };
+    pid_t driver = ft_driver_start ("driver", &a, &b, driver_sets, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    char service[80];
+    HARNESS_ASSERT (ft_wait_service (&a, service, sizeof service, 15000), "no service on A");
+    HARNESS_ASSERT (ft_wait_status (&a, "tasks.running", TASKS, 15000), "tasks not all running");
+    unsigned long long exec_a[TASKS];
+    for (int i = 0; i < TASKS; i++)
+        HARNESS_ASSERT (ft_task_info (&a, service, i, NULL, 0, &exec_a[i], NULL, 0) && exec_a[i],
+                        "no execution for task %d on A", i);
+
+    HARNESS_ASSERT (harness_kill9 (a.pid), "broker A did not die");
+    // Everyone reaches B: both engines with their claims, then the driver.
+    HARNESS_ASSERT (ft_wait_status (&b, "engines.online", 2, 15000), "engines did not reach B");
+    char failover[128];
+    snprintf (failover, sizeof failover, "failover: now on %s", b.endpoint);
+    HARNESS_ASSERT (ft_wait_log ("driver.err", failover, 15000), "the driver did not fail over");
+    HARNESS_ASSERT (ft_wait_status (&b, "counters.claims_kept", TASKS, 10000),
+                    "B did not keep the %d claims (claims_kept=%lld)", TASKS,
+                    ft_status (&b, "counters.claims_kept"));
+
+    // A comes back on its store: the driver probes it and returns.
+    HARNESS_ASSERT (ft_broker_spawn (&a, broker_sets), "broker A did not restart");
+    char failback[128];
+    snprintf (failback, sizeof failback, "back on primary %s", a.endpoint);
+    HARNESS_ASSERT (ft_wait_log ("driver.err", failback, 15000), "the driver did not fail back");
+    HARNESS_ASSERT (ft_wait_status (&a, "engines.online", 2, 15000), "engines did not return to A");
+
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    ft_results_t r;
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    ft_assert_each_once (&r, TASKS);
+    for (int i = 0; i < TASKS; i++)
+        HARNESS_ASSERT (r.exec[i] == exec_a[i],
+                        "task %d ran again: result from execution %llu, A had started %llu", i,
+                        r.exec[i], exec_a[i]);
+
+    HARNESS_ASSERT (ft_wait_spool_empty ("engine1", 5000), "engine1 keeps %d unacknowledged results",
+                    ft_spooled ("engine1"));
+    HARNESS_ASSERT (ft_wait_spool_empty ("engine2", 5000), "engine2 keeps %d unacknowledged results",
+                    ft_spooled ("engine2"));
+    // The service is detached on B; nothing was cancelled anywhere, and
+    // neither broker started the tasks again.
+    char *services = ft_admin_json (&b, "services", NULL);
+    HARNESS_ASSERT (services && strstr (services, "\"state\":\"detached\""),
+                    "B does not show the service detached: %s", services ? services : "(none)");
+    free (services);
+    char *events = ft_admin_json (&b, "events", NULL);
+    HARNESS_ASSERT (events && strstr (events, "service-detached"), "no service-detached event on B");
+    free (events);
+    HARNESS_ASSERT (ft_status (&a, "counters.executions_cancelled") == 0, "A cancelled executions");
+    HARNESS_ASSERT (ft_status (&b, "counters.executions_cancelled") == 0, "B cancelled executions");
+    HARNESS_ASSERT (ft_status (&b, "counters.tasks_dispatched") == 0, "B dispatched tasks");
+    HARNESS_ASSERT (ft_status (&a, "counters.tasks_dispatched") == 0,
+                    "the restarted A dispatched %lld tasks", ft_status (&a, "counters.tasks_dispatched"));
+    HARNESS_ASSERT (ft_wait_status (&a, "counters.results_delivered", TASKS, 5000)
+                        && ft_status (&a, "counters.results_delivered") == TASKS,
+                    "A delivered %lld results", ft_status (&a, "counters.results_delivered"));
+    HARNESS_ASSERT (ft_log_count ("engine1.err", "task started")
+                            + ft_log_count ("engine2.err", "task started") == TASKS,
+                    "the engines started more executions than tasks");
+}
+
+Test (ft_failback, keeps_a_task_that_broker_b_dispatched_when_its_engine_returns_to_a,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+{
+    // Engines return when the driver detaches from B (work follows its
+    // driver), well within A's login window.
+    const char *broker_sets[] = { "HeartbeatInterval=200ms", "EngineTimeoutMinutes=0.25",
+                                  "EngineLoginWindow=5s", NULL };
+    harness_broker_t a, b;
+    HARNESS_ASSERT (ft_broker_plan (&a, "brokerA") && ft_broker_spawn (&a, broker_sets),
+                    "broker A did not start");
+    HARNESS_ASSERT (ft_broker_plan (&b, "brokerB") && ft_broker_spawn (&b, broker_sets),
+                    "broker B did not start");
+    const char *engine_sets[] = { "HeartbeatInterval=200ms", NULL };
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine1", 1, engine_sets) > 0, "engine1 did not start");
+    HARNESS_ASSERT (harness_wait_engines (&a, 1, 15000), "engine1 not online on A");
+
+    // Task 0 runs on engine1; task 1 waits in A's queue (one slot).
+    const char *driver_sets[] = { "DSBrokerTimeout=2s", "DSPrimaryRetryInterval=1s", NULL };
+    char file[600];
+    harness_write_file (file, sizeof file, "inputs.txt", "7000\n7000\n");
+    const char *submit[] = { "--service", "sleep", "--input-file", file, NULL };
+    pid_t driver = ft_driver_start ("driver", &a, &b, driver_sets, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    char service[80];
+    HARNESS_ASSERT (ft_wait_service (&a, service, sizeof service, 15000), "no service on A");
+    HARNESS_ASSERT (ft_wait_task (&a, service, 0, "running", 15000), "task 0 not running on A");
+    HARNESS_ASSERT (ft_status (&a, "tasks.queued") == 1, "task 1 is not queued on A");
+
+    HARNESS_ASSERT (harness_kill9 (a.pid), "broker A did not die");
+    char failover[128];
+    snprintf (failover, sizeof failover, "failover: now on %s", b.endpoint);
+    HARNESS_ASSERT (ft_wait_log ("driver.err", failover, 15000), "the driver did not fail over");
+    // A second engine joins (A is down: it lands on B) and B runs task 1 there.
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine2", 1, engine_sets) > 0, "engine2 did not start");
+    HARNESS_ASSERT (ft_wait_task (&b, service, 1, "running", 15000), "task 1 not running on B");
+    unsigned long long exec_b1 = 0;
+    ft_task_info (&b, service, 1, NULL, 0, &exec_b1, NULL, 0);
+    HARNESS_ASSERT (ft_status (&b, "counters.tasks_dispatched") == 1, "B dispatched %lld tasks",
+                    ft_status (&b, "counters.tasks_dispatched"));
+
+    // A restarts on its store, where task 1 is still queued, and an idle
+    // engine logs in to it before the driver (frozen meanwhile) probes A.
+    // Engines 1 and 2 come back with their tasks when the driver detaches
+    // from B: A must keep them, not run task 1 a second time.
+    harness_signal (driver, SIGSTOP);
+    bool a_up = ft_broker_spawn (&a, broker_sets)
+                && ft_engine_start (&a, NULL, "engine3", 1, NULL) > 0
+                && harness_wait_engines (&a, 1, 10000);
+    harness_signal (driver, SIGCONT);
+    HARNESS_ASSERT (a_up, "broker A and engine3 did not come up");
+    char failback[128];
+    snprintf (failback, sizeof failback, "back on primary %s", a.endpoint);
+    HARNESS_ASSERT (ft_wait_log ("driver.err", failback, 15000), "the driver did not fail back");
+
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    ft_results_t r;
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    ft_assert_each_once (&r, 2);
+    HARNESS_ASSERT (r.exec[1] == exec_b1, "task 1 ran again: result from execution %llu, B had "
+                    "started %llu", r.exec[1], exec_b1);
+    // Work followed its driver: B's Relogin sent both engines home with
+    // their tasks (their own probe of A is a minute away).
+    HARNESS_ASSERT (ft_log_has ("engine1.err", "reason=\"primary\"")
+                        && ft_log_has ("engine2.err", "reason=\"primary\""),
+                    "the engines did not move to A on B's Relogin");
+    HARNESS_ASSERT (ft_log_count ("brokerB.err", "why=moving") == 2,
+                    "B did not see both engines log off as moving");
+    HARNESS_ASSERT (ft_log_count ("engine3.err", "task started") == 0,
+                    "the restarted A gave task 1 (running on engine2) to idle engine3");
+    HARNESS_ASSERT (ft_status (&a, "counters.executions_cancelled") == 0, "A cancelled executions");
+    HARNESS_ASSERT (ft_status (&b, "counters.executions_cancelled") == 0, "B cancelled executions");
+}
