@@ -20,7 +20,7 @@ const keel_setting_def_t keel_broker_settings[] = {
     { "EngineTimeoutMinutes", KEEL_SETTING_DURATION, "min", "15", 0.001, 100000, true, NULL,
       "Engine Timeout: how long an engine that lost its broker keeps its tasks; must exceed drivers' DSBrokerTimeout" },
     { "EngineLoginWindow", KEEL_SETTING_DURATION, "s", "5s", 0, 3600, true, NULL,
-      "After a restart, how long running tasks wait for their engines to claim them before they are queued again" },
+      "After a restart, how long running and queued tasks wait for returning engines to claim them before they are (re)queued" },
     { "RescheduleDelay", KEEL_SETTING_DURATION, "s", "0", 0, 86400, true, NULL,
       "Delay before the tasks of a lost engine are queued again (per service override in SubmitService)" },
     { "EnginePrefetch", KEEL_SETTING_INT, "tasks", "0", 0, 10000, true, NULL,
