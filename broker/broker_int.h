@@ -145,7 +145,7 @@ keel_err keel_broker_cancel_service (keel_broker_t *self, keel_service_t *svc);
 void keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
-// ---- broker_sched.c: timers, dispatch, HOLD claims, recovery, admin glue
+// ---- broker_sched.c: timers, dispatch, HOLD claims
 void keel_broker_timers (keel_broker_t *self);
 void keel_broker_dispatch (keel_broker_t *self);
 void keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const char *why,
@@ -157,8 +157,15 @@ keel_err keel_broker_pending_add (keel_broker_t *self, const char *service_id, u
 // the task needs no dispatch (a claim runs it, or a held result finished it).
 bool keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
 void keel_broker_pending_clear (keel_broker_t *self);
+// Marks that an execution wants requeuing at `at` (the timer looks then).
+void keel_broker_note_requeue_at (keel_broker_t *self, int64_t at);
+// Drops closed, fully acknowledged services past retention. Returns how many.
+uint64_t keel_broker_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms);
+
+// ---- broker_recover.c: state from the store at start
 keel_err keel_broker_recover (keel_broker_t *self, keel_error_t *err);
 void keel_broker_apply_settings (keel_broker_t *self);
+// ---- broker_admin.c: one admin request, answered on the admin endpoint
 void keel_broker_admin (keel_broker_t *self, zmsg_t *msg);
 int64_t keel_broker_service_delay (keel_broker_t *self, keel_service_t *svc);
 

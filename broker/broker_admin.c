@@ -1,0 +1,146 @@
+/*  broker_admin.c — the glue between admin requests on the admin endpoint
+    and admin.c: decoding, the view of the broker's state, and the commands
+    that change something (cancel, config set, drain, maintenance).
+*/
+
+#include "broker_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+
+// ---------------------------------------------------------------- admin
+
+static keel_err
+s_admin_cancel (void *broker, const char *service_id, keel_error_t *err)
+{
+    keel_broker_t *self = broker;
+    keel_service_t *svc = keel_model_service (self->model, service_id);
+    if (!svc)
+        return keel_error_set (err, KEEL_ERR_NOTFOUND, "no service '%s'", service_id);
+    bool was_cancelled = svc->state == KEEL_SERVICE_CANCELLED;
+    keel_err rc = keel_broker_cancel_service (self, svc);
+    keel_driver_rec_t *drv = keel_model_driver (self->model, svc->driver_id);
+    if (rc != KEEL_OK || was_cancelled || !drv)
+        return rc;
+    // The driver would otherwise wait forever for results that will not
+    // come: Refused{SERVICE_CLOSED} without task ids fails the whole service
+    // there (docs/protocol.md). A driver that is away now learns it at its
+    // next hello: the service is reported unknown and its tasks refused.
+    Keel__Envelope env;
+    Keel__Refused refused = KEEL__REFUSED__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    refused.service_id = svc->id;
+    refused.has_code = true;
+    refused.code = KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED;
+    refused.error = "service cancelled by an administrator";
+    env.body_case = KEEL__ENVELOPE__BODY_REFUSED;
+    env.refused = &refused;
+    keel_broker_send_driver (self, drv, &env);
+    return KEEL_OK;
+}
+
+static keel_err
+s_admin_config_set (void *broker, const char *key, const char *value, keel_error_t *err)
+{
+    keel_broker_t *self = broker;
+    const keel_setting_def_t *def = keel_settings_def (self->settings, key);
+    if (!def)
+        return keel_error_set (err, KEEL_ERR_NOTFOUND, "unknown key '%s'", key);
+    if (!def->runtime)
+        return keel_error_set (err, KEEL_ERR_STATE,
+                               "%s cannot be changed while the broker runs (set it in the "
+                               "properties file and restart)", key);
+    keel_err rc = keel_settings_set (self->settings, key, value, "keel-admin", err);
+    if (rc != KEEL_OK)
+        return rc;
+    rc = keel_store_config_set (self->store, key, value);
+    if (rc == KEEL_OK)
+        rc = keel_store_commit (self->store, err);
+    if (rc != KEEL_OK)
+        return rc;
+    keel_broker_apply_settings (self);
+    keel_broker_event (self, "config", "%s=%s", key, value);
+    return KEEL_OK;
+}
+
+static keel_err
+s_admin_drain (void *broker, const char *engine_id, keel_error_t *err)
+{
+    keel_broker_t *self = broker;
+    keel_engine_t *engine = keel_model_engine (self->model, engine_id);
+    if (!engine)
+        return keel_error_set (err, KEEL_ERR_NOTFOUND, "no engine '%s'", engine_id);
+    engine->draining = true;
+    keel_broker_event (self, "engine-drain", "engine=%s running=%zu", engine->id,
+                       zlistx_size (engine->execs));
+    return KEEL_OK;
+}
+
+static keel_err
+s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_t *err)
+{
+    keel_broker_t *self = broker;
+    int64_t retention = keel_settings_ms (self->settings, "RetentionHours");
+    uint64_t n = keel_broker_purge (self, zclock_time (), retention);
+    keel_err rc = keel_store_commit (self->store, err);
+    if (rc == KEEL_OK)
+        rc = keel_store_maintenance (self->store, zclock_time (), retention, report, err);
+    if (rc == KEEL_OK) {
+        if (report->services_purged < n)
+            report->services_purged = n;
+        keel_broker_event (self, "maintenance", "purged=%llu bytes_before=%llu bytes_after=%llu",
+                           (unsigned long long) report->services_purged,
+                           (unsigned long long) report->bytes_before,
+                           (unsigned long long) report->bytes_after);
+        keel_store_commit (self->store, NULL);
+    }
+    return rc;
+}
+
+void
+keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
+{
+    if (zmsg_size (msg) != 2) {
+        keel_broker_malformed (self, "admin: expected 2 frames, got %zu", zmsg_size (msg));
+        return;
+    }
+    zframe_t *route = zmsg_first (msg);
+    zframe_t *payload = zmsg_next (msg);
+    keel_error_t err;
+    keel_env_t *req = keel_wire_decode (zframe_data (payload), zframe_size (payload), &err);
+    if (!req) {
+        keel_broker_malformed (self, "admin: %s", err.text);
+        return;
+    }
+    if (req->body_case != KEEL__ENVELOPE__BODY_ADMIN_REQUEST) {
+        keel_broker_malformed (self, "admin: %s is not an admin request", keel_wire_body_name (req));
+        keel_wire_free (&req);
+        return;
+    }
+    keel_admin_view_t view = {
+        .name = self->name, .role = "standalone", .epoch = self->epoch,
+        .started_mono = self->started_mono, .model = self->model, .store = self->store,
+        .settings = self->settings, .counters = &self->counters, .pending_claims = self->npending,
+        .broker = self, .cancel = s_admin_cancel, .config_set = s_admin_config_set,
+        .drain = s_admin_drain, .maintenance = s_admin_maintenance
+    };
+    keel_admin_reply_t reply = { 0 };
+    keel_admin_handle (&view, req->admin_request->command, req->admin_request->args,
+                       req->admin_request->n_args, &reply);
+    Keel__Envelope env;
+    Keel__AdminReply ar = KEEL__ADMIN_REPLY__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    ar.has_ok = true;
+    ar.ok = reply.ok;
+    ar.error = reply.error;
+    ar.json = reply.json;
+    ar.text = reply.text;
+    env.body_case = KEEL__ENVELOPE__BODY_ADMIN_REPLY;
+    env.admin_reply = &ar;
+    if (keel_wire_send_to (self->admin, route, &env) != KEEL_OK)
+        self->counters.send_failures++;
+    keel_admin_reply_clear (&reply);
+    keel_wire_free (&req);
+}

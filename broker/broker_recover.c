@@ -1,0 +1,228 @@
+/*  broker_recover.c — rebuilding the broker's state from its store at start
+    (DESIGN §5): services, tasks, executions, HOLD claims, runtime config and
+    known engines. Running and queued tasks wait one EngineLoginWindow for
+    their engines to claim them before they are queued again.
+*/
+
+#include "broker_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------- recovery
+
+typedef struct {
+    keel_broker_t *self;
+    uint64_t services, tasks, execs, pending;
+} s_load_t;
+
+static int
+s_load_service (const keel_store_service_t *row, void *arg)
+{
+    s_load_t *ld = arg;
+    keel_service_t *svc = keel_model_service_add (ld->self->model, row->service_id, row->type,
+                                                  row->driver_id);
+    if (!svc)
+        return -1;
+    svc->priority = row->priority;
+    svc->max_attempts = row->max_attempts;
+    svc->reschedule_delay_ms = row->reschedule_delay_ms;
+    if (row->init_len) {
+        svc->init_data = malloc (row->init_len);
+        if (!svc->init_data)
+            return -1;
+        memcpy (svc->init_data, row->init_data, row->init_len);
+        svc->init_len = row->init_len;
+    }
+    svc->state = row->state;
+    svc->created_wall_ms = row->created_wall_ms;
+    svc->closed_wall_ms = row->closed_wall_ms;
+    ld->services++;
+    return 0;
+}
+
+static int
+s_load_task (const keel_store_task_t *row, void *arg)
+{
+    s_load_t *ld = arg;
+    keel_broker_t *self = ld->self;
+    keel_service_t *svc = keel_model_service (self->model, row->service_id);
+    if (!svc)
+        return 0;       // orphan row: ignore
+    keel_task_t *t = keel_service_task_add (svc, row->task_id, row->input, row->input_len);
+    if (!t)
+        return -1;
+    t->durable = 1;
+    t->attempts = (uint16_t) row->attempts;
+    t->acked = row->result_acked;
+    t->accepted_mono = self->now;
+    if (row->checkpoint_len) {
+        t->checkpoint = malloc (row->checkpoint_len);
+        if (!t->checkpoint)
+            return -1;
+        memcpy (t->checkpoint, row->checkpoint, row->checkpoint_len);
+        t->checkpoint_len = (uint32_t) row->checkpoint_len;
+        t->checkpoint_wall_ms = row->checkpoint_wall_ms;
+    }
+    keel_task_state_t state = row->state <= KEEL_TASK_CANCELLED ? row->state : KEEL_TASK_QUEUED;
+    if (state >= KEEL_TASK_DONE && state != KEEL_TASK_CANCELLED) {
+        keel_task_result_t *r = calloc (1, sizeof *r);
+        if (!r)
+            return -1;
+        r->status = row->status;
+        if (row->output_len) {
+            r->output = malloc (row->output_len);
+            if (!r->output) {
+                free (r);
+                return -1;
+            }
+            memcpy (r->output, row->output, row->output_len);
+            r->output_len = row->output_len;
+        }
+        r->error = row->error ? strdup (row->error) : NULL;
+        snprintf (r->engine_id, sizeof r->engine_id, "%s", row->engine_id ? row->engine_id : "");
+        r->execution_id = row->execution_id;
+        r->run_ms = row->run_ms;
+        r->queued_ms = row->queued_ms;
+        keel_task_set_result (t, r);
+        if (!t->acked)
+            svc->unacked++;
+    }
+    keel_service_task_set_state (svc, t, state);
+    // A queued task may be running elsewhere by now (the driver failed over
+    // and a failover broker dispatched it): like running tasks, queued ones
+    // wait one login window so that a returning engine claims it first.
+    if (state == KEEL_TASK_QUEUED && svc->state == KEEL_SERVICE_OPEN) {
+        if (self->login_window_ms > 0)
+            self->recovered_release_at = self->now + self->login_window_ms;
+        else {
+            keel_service_queue_push (svc, row->task_id);
+            keel_sched_activate (self->sched, svc);
+        }
+    }
+    ld->tasks++;
+    return 0;
+}
+
+static int
+s_load_exec (const keel_store_execution_t *row, void *arg)
+{
+    s_load_t *ld = arg;
+    keel_broker_t *self = ld->self;
+    keel_service_t *svc = keel_model_service (self->model, row->service_id);
+    if (!svc || !keel_service_task (svc, row->task_id))
+        return 0;
+    keel_exec_t *x = keel_model_exec_add (self->model, row->execution_id, svc, row->task_id, NULL,
+                                          row->attempt, self->now);
+    if (x) {
+        // Its engine gets one login window to claim it.
+        x->requeue_at = self->now + self->login_window_ms;
+        keel_broker_note_requeue_at (self, x->requeue_at);
+        ld->execs++;
+    }
+    return 0;
+}
+
+static int
+s_load_pending (const keel_store_pending_t *row, void *arg)
+{
+    s_load_t *ld = arg;
+    keel_task_result_t *r = NULL;
+    if (row->has_result) {
+        r = calloc (1, sizeof *r);
+        if (!r)
+            return -1;
+        r->status = row->status;
+        if (row->output_len && (r->output = malloc (row->output_len))) {
+            memcpy (r->output, row->output, row->output_len);
+            r->output_len = row->output_len;
+        }
+        r->error = row->error ? strdup (row->error) : NULL;
+        snprintf (r->engine_id, sizeof r->engine_id, "%s", row->engine_id ? row->engine_id : "");
+        r->execution_id = row->execution_id;
+        r->run_ms = row->run_ms;
+    }
+    keel_broker_pending_add (ld->self, row->service_id, row->task_id, row->execution_id,
+                             row->engine_id ? row->engine_id : "", r);
+    ld->pending++;
+    return 0;
+}
+
+static int
+s_load_config (const char *key, const char *value, void *arg)
+{
+    s_load_t *ld = arg;
+    keel_error_t err;
+    if (keel_settings_set (ld->self->settings, key, value, "store", &err) != KEEL_OK)
+        KEEL_WARN ("broker", "ignoring stored setting: %s", err.text);
+    return 0;
+}
+
+// Known engines come back offline; their own login brings them online.
+static int
+s_load_engine (const keel_store_engine_t *row, void *arg)
+{
+    s_load_t *ld = arg;
+    keel_engine_t *engine = keel_model_engine (ld->self->model, row->engine_id);
+    if (!engine)
+        engine = keel_model_engine_add (ld->self->model, row->engine_id);
+    if (!engine)
+        return -1;
+    snprintf (engine->host, sizeof engine->host, "%s", row->host);
+    snprintf (engine->session, sizeof engine->session, "%s", row->session);
+    engine->slots = row->slots;
+    engine->login_wall_ms = row->login_wall_ms;
+    engine->offline_since_mono = ld->self->now;
+    return 0;
+}
+
+keel_err
+keel_broker_recover (keel_broker_t *self, keel_error_t *err)
+{
+    uint64_t epoch = 0, seq = 0;
+    keel_store_meta_get (self->store, "epoch", &epoch);
+    keel_store_meta_get (self->store, "execution_seq", &seq);
+    self->epoch = epoch + 1;
+    self->exec_seq = seq;
+    self->exec_seq_limit = seq;     // the first dispatch reserves a new block
+    s_load_t ld = { self, 0, 0, 0, 0 };
+    keel_store_loader_t loader = { s_load_service, s_load_task, s_load_exec, s_load_pending,
+                                   s_load_config, s_load_engine };
+    keel_err rc = keel_store_load (self->store, &loader, &ld, err);
+    if (rc != KEEL_OK)
+        return rc;
+    keel_broker_apply_settings (self);
+    // Tasks that were running but have no execution row: give them the
+    // same login window through a placeholder execution.
+    for (keel_service_t *svc = keel_model_service_first (self->model); svc;
+         svc = keel_model_service_next (self->model)) {
+        for (uint64_t id = 0; id < svc->ntasks; id++) {
+            keel_task_t *t = &svc->tasks[id];
+            if (t->present && t->state == KEEL_TASK_RUNNING && !t->execs) {
+                self->exec_seq++;
+                keel_exec_t *x = keel_model_exec_add (self->model, self->exec_prefix | self->exec_seq,
+                                                      svc, id, NULL, t->attempts + 1u, self->now);
+                if (x) {
+                    x->requeue_at = self->now + self->login_window_ms;
+                    keel_broker_note_requeue_at (self, x->requeue_at);
+                }
+            }
+        }
+    }
+    self->exec_seq_limit = self->exec_seq + 10000;
+    self->exec_seq_durable = self->exec_seq_limit;
+    rc = keel_store_meta_set (self->store, "epoch", self->epoch);
+    if (rc == KEEL_OK)
+        rc = keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
+    if (rc == KEEL_OK)
+        rc = keel_store_commit (self->store, err);
+    if (rc != KEEL_OK)
+        return rc;
+    if (ld.services)
+        KEEL_INFO ("broker", "recovered services=%llu tasks=%llu executions=%llu pending=%llu "
+                   "login_window_ms=%lld", (unsigned long long) ld.services,
+                   (unsigned long long) ld.tasks, (unsigned long long) ld.execs,
+                   (unsigned long long) ld.pending, (long long) self->login_window_ms);
+    self->last_purge = self->now;
+    return KEEL_OK;
+}
