@@ -13,6 +13,10 @@
     Task blobs (input, output, checkpoint) live in task_blobs, one row per
     blob, so the frequent small updates of a task (state, attempts, acked)
     do not rewrite a large input in the WAL.
+
+    Loading, the event log, maintenance and the size live in
+    store_sqlite_read.c; the struct and the helpers both files use are in
+    store_sqlite_int.h.
 */
 #include <assert.h>
 #include <errno.h>
@@ -25,16 +29,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store_sqlite.h"
+#include "store_sqlite_int.h"
 
 #define KEEL_STORE_APP_ID     0x4B45454C   // "KEEL" in PRAGMA application_id
 #define KEEL_STORE_FORMAT     "keel-broker-store"
-#define KEEL_STORE_EVENTS_MAX 10000        // newest events kept
 #define KEEL_STORE_BUSY_MS    5000
-#define S_STR(x) #x
-#define S_XSTR(x) S_STR (x)
-#define S_EVENT_TRIM_SQL \
-    "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - " S_XSTR (KEEL_STORE_EVENTS_MAX)
 
 enum { S_BLOB_INPUT = 0, S_BLOB_OUTPUT = 1, S_BLOB_CHECKPOINT = 2 };
 
@@ -81,19 +80,6 @@ static const char *s_migrations[] = {
 };
 #define KEEL_STORE_SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
-// Prepared once at open, reused every turn.
-typedef enum {
-    Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
-    Q_SERVICE_PUT, Q_SERVICE_STATE,
-    Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS, Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING,
-    Q_SERVICE_DEL,
-    Q_TASK_PUT, Q_TASK_BLOBS_DEL, Q_BLOB_PUT, Q_BLOB_DEL,
-    Q_TASK_STATE, Q_TASK_RESULT, Q_TASK_ACKED, Q_TASK_CHECKPOINT,
-    Q_EXEC_PUT, Q_EXEC_DEL, Q_PENDING_PUT, Q_PENDING_DEL,
-    Q_CONFIG_SET, Q_CONFIG_DEL, Q_ENGINE_PUT, Q_EVENT, Q_EVENT_TRIM, Q_META_SET, Q_META_GET,
-    Q_COUNT
-} s_query_t;
-
 static const char *s_sql[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
@@ -133,23 +119,13 @@ static const char *s_sql[Q_COUNT] = {
     [Q_META_GET] = "SELECT value FROM meta WHERE name = ?1",
 };
 
-struct _keel_store_sqlite_t {
-    sqlite3 *db;
-    char *path;
-    sqlite3_stmt *q[Q_COUNT];
-    bool in_txn;             // a turn transaction is open
-    keel_err poison;         // a write of this turn failed (KEEL_OK if not)
-    keel_error_t poison_err; // its message
-    int bind_rc;             // first failed binding of the statement being built
-};
-
 // ---------------------------------------------------------------- errors
 
 // Maps a SQLite result code to a Keel error: disk full (SQLITE_FULL, or an
 // I/O error whose errno is ENOSPC/EDQUOT) is KEEL_ERR_FULL, the rest
 // KEEL_ERR_STORE.
-static keel_err
-s_code (sqlite3 *db, int rc)
+keel_err
+keel_store_sqlite_code (sqlite3 *db, int rc)
 {
     if ((rc & 0xff) == SQLITE_FULL)
         return KEEL_ERR_FULL;
@@ -161,10 +137,10 @@ s_code (sqlite3 *db, int rc)
     return KEEL_ERR_STORE;
 }
 
-static keel_err
-s_error (keel_store_sqlite_t *self, keel_error_t *err, int rc, const char *what)
+keel_err
+keel_store_sqlite_error (keel_store_sqlite_t *self, keel_error_t *err, int rc, const char *what)
 {
-    keel_err code = s_code (self->db, rc);
+    keel_err code = keel_store_sqlite_code (self->db, rc);
     if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
         return keel_error_set (err, code, "%s: store is corrupt: %s", self->path,
                                sqlite3_errmsg (self->db));
@@ -187,7 +163,7 @@ s_rollback_now (keel_store_sqlite_t *self)
 static keel_err
 s_poison (keel_store_sqlite_t *self, int rc, const char *what)
 {
-    self->poison = s_error (self, &self->poison_err, rc, what);
+    self->poison = keel_store_sqlite_error (self, &self->poison_err, rc, what);
     s_rollback_now (self);
     return self->poison;
 }
@@ -195,8 +171,8 @@ s_poison (keel_store_sqlite_t *self, int rc, const char *what)
 // ---------------------------------------------------------------- statements
 
 // Joins the turn's transaction, opening it at the first write.
-static keel_err
-s_begin (keel_store_sqlite_t *self)
+keel_err
+keel_store_sqlite_begin (keel_store_sqlite_t *self)
 {
     if (self->poison)
         return self->poison;
@@ -244,7 +220,7 @@ s_int (sqlite3_stmt *stmt, int col, int64_t value)
 // Runs a bound write statement inside the turn transaction. The bindings
 // point at the caller's buffers and are cleared before returning.
 static keel_err
-s_run (keel_store_sqlite_t *self, s_query_t query)
+s_run (keel_store_sqlite_t *self, keel_store_sqlite_query_t query)
 {
     sqlite3_stmt *stmt = self->q[query];
     int rc = self->bind_rc ? self->bind_rc : sqlite3_step (stmt);
@@ -259,9 +235,9 @@ s_run (keel_store_sqlite_t *self, s_query_t query)
 // Returns the statement for query with its transaction open, or NULL after
 // storing the failure in *rc_p.
 static sqlite3_stmt *
-s_write (keel_store_sqlite_t *self, s_query_t query, keel_err *rc_p)
+s_write (keel_store_sqlite_t *self, keel_store_sqlite_query_t query, keel_err *rc_p)
 {
-    *rc_p = s_begin (self);
+    *rc_p = keel_store_sqlite_begin (self);
     return *rc_p ? NULL : self->q[query];
 }
 
@@ -284,13 +260,13 @@ s_task_blob (keel_store_sqlite_t *self, const char *service_id, uint64_t task_id
 
 // ---------------------------------------------------------------- open
 
-static keel_err
-s_exec (keel_store_sqlite_t *self, const char *sql, keel_error_t *err)
+keel_err
+keel_store_sqlite_exec (keel_store_sqlite_t *self, const char *sql, keel_error_t *err)
 {
     char *msg = NULL;
     int rc = sqlite3_exec (self->db, sql, NULL, NULL, &msg);
     sqlite3_free (msg);
-    return rc == SQLITE_OK ? KEEL_OK : s_error (self, err, rc, sql);
+    return rc == SQLITE_OK ? KEEL_OK : keel_store_sqlite_error (self, err, rc, sql);
 }
 
 // Runs a query returning one integer (a PRAGMA or a count).
@@ -309,7 +285,7 @@ s_query_int (keel_store_sqlite_t *self, const char *sql, int64_t *value_p, keel_
     if (rc != SQLITE_OK)
         rc = sqlite3_errcode (self->db);
     sqlite3_finalize (stmt);
-    return rc == SQLITE_OK ? KEEL_OK : s_error (self, err, rc, sql);
+    return rc == SQLITE_OK ? KEEL_OK : keel_store_sqlite_error (self, err, rc, sql);
 }
 
 // Checks the file before SQLite touches it, so that every refusal names the
@@ -413,7 +389,7 @@ s_quick_check (keel_store_sqlite_t *self, keel_error_t *err)
         if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
             return keel_error_set (err, KEEL_ERR_STORE, "%s: store is corrupt: %s", self->path,
                                    sqlite3_errmsg (self->db));
-        return s_error (self, err, rc, "quick_check");
+        return keel_store_sqlite_error (self, err, rc, "quick_check");
     }
     if (strcmp (verdict, "ok") != 0)
         return keel_error_set (err, KEEL_ERR_STORE, "%s: store is corrupt: %s", self->path, verdict);
@@ -427,23 +403,23 @@ s_migrate (keel_store_sqlite_t *self, int64_t version, keel_error_t *err)
 {
     if (version == KEEL_STORE_SCHEMA_VERSION)
         return KEEL_OK;
-    keel_err rc = s_exec (self, "BEGIN IMMEDIATE", err);
+    keel_err rc = keel_store_sqlite_exec (self, "BEGIN IMMEDIATE", err);
     if (rc)
         return rc;
     char sql[80];
     snprintf (sql, sizeof sql, "PRAGMA application_id = %d", KEEL_STORE_APP_ID);
-    rc = s_exec (self, sql, err);
+    rc = keel_store_sqlite_exec (self, sql, err);
     for (int64_t step = version; !rc && step < KEEL_STORE_SCHEMA_VERSION; step++) {
-        rc = s_exec (self, s_migrations[step], err);
+        rc = keel_store_sqlite_exec (self, s_migrations[step], err);
         if (rc)
             keel_error_prefix (err, "migrating store schema %" PRId64 " -> %" PRId64, step,
                                step + 1);
     }
     snprintf (sql, sizeof sql, "PRAGMA user_version = %d", KEEL_STORE_SCHEMA_VERSION);
     if (!rc)
-        rc = s_exec (self, sql, err);
+        rc = keel_store_sqlite_exec (self, sql, err);
     if (!rc)
-        rc = s_exec (self, "COMMIT", err);
+        rc = keel_store_sqlite_exec (self, "COMMIT", err);
     if (rc && !sqlite3_get_autocommit (self->db))
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -485,13 +461,15 @@ s_configure (keel_store_sqlite_t *self, keel_store_sync_t sync, keel_error_t *er
     // Children are deleted explicitly (service_delete); foreign keys would
     // add a parent lookup to every hot-path insert and turn an ordering slip
     // inside a turn into a failed commit.
-    return s_exec (self,
-                   sync == KEEL_STORE_SYNC_FULL
-                       ? "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"
-                         " PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -16384;"
-                       : "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;"
-                         " PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -16384;",
-                   err);
+    return keel_store_sqlite_exec (self,
+                                   sync == KEEL_STORE_SYNC_FULL
+                                       ? "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"
+                                         " PRAGMA journal_size_limit = 67108864;"
+                                         " PRAGMA cache_size = -16384;"
+                                       : "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;"
+                                         " PRAGMA journal_size_limit = 67108864;"
+                                         " PRAGMA cache_size = -16384;",
+                                   err);
 }
 
 static keel_err
@@ -501,7 +479,7 @@ s_prepare (keel_store_sqlite_t *self, keel_error_t *err)
         int rc = sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                      &self->q[i], NULL);
         if (rc != SQLITE_OK)
-            return s_error (self, err, rc, s_sql[i]);
+            return keel_store_sqlite_error (self, err, rc, s_sql[i]);
     }
     return KEEL_OK;
 }
@@ -596,7 +574,7 @@ keel_store_sqlite_commit (keel_store_sqlite_t *self, keel_error_t *err)
         self->in_txn = false;
         return KEEL_OK;
     }
-    keel_err code = s_error (self, err, rc, "commit");
+    keel_err code = keel_store_sqlite_error (self, err, rc, "commit");
     s_rollback_now (self);
     return code;
 }
@@ -654,8 +632,10 @@ keel_store_sqlite_service_state (keel_store_sqlite_t *self, const char *service_
 keel_err
 keel_store_sqlite_service_delete (keel_store_sqlite_t *self, const char *service_id)
 {
-    static const s_query_t steps[] = { Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS,
-                                       Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING, Q_SERVICE_DEL };
+    static const keel_store_sqlite_query_t steps[] = {
+        Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS, Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING,
+        Q_SERVICE_DEL
+    };
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         keel_err rc;
         sqlite3_stmt *stmt = s_write (self, steps[i], &rc);
@@ -837,7 +817,7 @@ keel_store_sqlite_pending_delete (keel_store_sqlite_t *self, const char *service
 keel_err
 keel_store_sqlite_config_set (keel_store_sqlite_t *self, const char *key, const char *value)
 {
-    s_query_t query = value ? Q_CONFIG_SET : Q_CONFIG_DEL;
+    keel_store_sqlite_query_t query = value ? Q_CONFIG_SET : Q_CONFIG_DEL;
     keel_err rc;
     sqlite3_stmt *stmt = s_write (self, query, &rc);
     if (!stmt)
@@ -911,293 +891,5 @@ keel_store_sqlite_meta_get (keel_store_sqlite_t *self, const char *name, uint64_
     *value_p = rc == SQLITE_ROW ? (uint64_t) sqlite3_column_int64 (stmt, 0) : 0;
     sqlite3_reset (stmt);
     sqlite3_clear_bindings (stmt);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KEEL_OK : s_code (self->db, rc);
-}
-
-static const char *
-s_col_text (sqlite3_stmt *stmt, int col)
-{
-    return (const char *) sqlite3_column_text (stmt, col);
-}
-
-// A blob column: NULL stays NULL; an empty blob is a non-NULL empty buffer.
-static const uint8_t *
-s_col_blob (sqlite3_stmt *stmt, int col, size_t *len_p)
-{
-    if (sqlite3_column_type (stmt, col) == SQLITE_NULL) {
-        *len_p = 0;
-        return NULL;
-    }
-    const uint8_t *data = sqlite3_column_blob (stmt, col);
-    *len_p = (size_t) sqlite3_column_bytes (stmt, col);
-    return data ? data : (const uint8_t *) "";
-}
-
-static int
-s_load_service (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
-{
-    keel_store_service_t svc = {
-        .service_id = s_col_text (stmt, 0),
-        .type = s_col_text (stmt, 1),
-        .driver_id = s_col_text (stmt, 2),
-        .priority = sqlite3_column_int (stmt, 3),
-        .max_attempts = (uint32_t) sqlite3_column_int64 (stmt, 4),
-        .reschedule_delay_ms = sqlite3_column_int64 (stmt, 5),
-        .state = (keel_service_state_t) sqlite3_column_int (stmt, 7),
-        .created_wall_ms = sqlite3_column_int64 (stmt, 8),
-        .closed_wall_ms = sqlite3_column_int64 (stmt, 9),
-    };
-    svc.init_data = s_col_blob (stmt, 6, &svc.init_len);
-    return loader->service (&svc, arg);
-}
-
-static int
-s_load_task (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
-{
-    keel_store_task_t task = {
-        .service_id = s_col_text (stmt, 0),
-        .task_id = (uint64_t) sqlite3_column_int64 (stmt, 1),
-        .state = (keel_task_state_t) sqlite3_column_int (stmt, 2),
-        .attempts = (uint32_t) sqlite3_column_int64 (stmt, 3),
-        .status = sqlite3_column_int (stmt, 4),
-        .error = s_col_text (stmt, 5),
-        .engine_id = s_col_text (stmt, 6),
-        .execution_id = (uint64_t) sqlite3_column_int64 (stmt, 7),
-        .run_ms = (uint64_t) sqlite3_column_int64 (stmt, 8),
-        .queued_ms = (uint64_t) sqlite3_column_int64 (stmt, 9),
-        .result_acked = sqlite3_column_int (stmt, 10) != 0,
-        .checkpoint_wall_ms = sqlite3_column_int64 (stmt, 11),
-    };
-    task.input = s_col_blob (stmt, 12, &task.input_len);
-    task.output = s_col_blob (stmt, 13, &task.output_len);
-    task.checkpoint = s_col_blob (stmt, 14, &task.checkpoint_len);
-    return loader->task (&task, arg);
-}
-
-static int
-s_load_execution (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
-{
-    keel_store_execution_t exec = {
-        .execution_id = (uint64_t) sqlite3_column_int64 (stmt, 0),
-        .service_id = s_col_text (stmt, 1),
-        .task_id = (uint64_t) sqlite3_column_int64 (stmt, 2),
-        .engine_id = s_col_text (stmt, 3),
-        .attempt = (uint32_t) sqlite3_column_int64 (stmt, 4),
-        .started_wall_ms = sqlite3_column_int64 (stmt, 5),
-    };
-    return loader->execution (&exec, arg);
-}
-
-static int
-s_load_pending (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
-{
-    keel_store_pending_t pending = {
-        .service_id = s_col_text (stmt, 0),
-        .task_id = (uint64_t) sqlite3_column_int64 (stmt, 1),
-        .execution_id = (uint64_t) sqlite3_column_int64 (stmt, 2),
-        .engine_id = s_col_text (stmt, 3),
-        .has_result = sqlite3_column_int (stmt, 4) != 0,
-        .status = sqlite3_column_int (stmt, 5),
-        .error = s_col_text (stmt, 7),
-        .run_ms = (uint64_t) sqlite3_column_int64 (stmt, 8),
-        .expires_wall_ms = sqlite3_column_int64 (stmt, 9),
-    };
-    pending.output = s_col_blob (stmt, 6, &pending.output_len);
-    return loader->pending (&pending, arg);
-}
-
-static int
-s_load_config (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
-{
-    return loader->config (s_col_text (stmt, 0), s_col_text (stmt, 1), arg);
-}
-
-static int
-s_load_engine (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
-{
-    keel_store_engine_t engine = {
-        .engine_id = s_col_text (stmt, 0),
-        .host = s_col_text (stmt, 1),
-        .session = s_col_text (stmt, 2),
-        .slots = (uint32_t) sqlite3_column_int64 (stmt, 3),
-        .login_wall_ms = sqlite3_column_int64 (stmt, 4),
-        .seen_wall_ms = sqlite3_column_int64 (stmt, 5),
-    };
-    return loader->engine (&engine, arg);
-}
-
-typedef int (s_row_fn) (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg);
-
-// Streams one table's rows to a loader callback, one row in memory at a time.
-static keel_err
-s_load_table (keel_store_sqlite_t *self, const char *what, const char *sql, s_row_fn *row,
-              const keel_store_loader_t *loader, void *arg, keel_error_t *err)
-{
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL);
-    if (rc != SQLITE_OK)
-        return s_error (self, err, rc, what);
-    int stopped = 0;
-    while (!stopped && (rc = sqlite3_step (stmt)) == SQLITE_ROW)
-        stopped = row (stmt, loader, arg);
-    keel_err code = KEEL_OK;
-    if (stopped)
-        code = keel_error_set (err, KEEL_ERR_STORE, "%s: loading %s stopped by the broker (%d)",
-                               self->path, what, stopped);
-    else if (rc != SQLITE_DONE)
-        code = s_error (self, err, rc, what);
-    sqlite3_finalize (stmt);
-    return code;
-}
-
-#define S_BLOB_SQL(kind) \
-    "(SELECT data FROM task_blobs b WHERE b.service_id = t.service_id" \
-    " AND b.task_id = t.task_id AND b.kind = " #kind ")"
-
-keel_err
-keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *loader, void *arg,
-                        keel_error_t *err)
-{
-    const struct { const char *what; const char *sql; s_row_fn *row; bool wanted; } tables[] = {
-        { "services", "SELECT * FROM services ORDER BY created_wall_ms, service_id",
-          s_load_service, loader->service != NULL },
-        { "tasks",
-          "SELECT t.service_id, t.task_id, t.state, t.attempts, t.status, t.error, t.engine_id,"
-          " t.execution_id, t.run_ms, t.queued_ms, t.acked, t.checkpoint_wall_ms, "
-          S_BLOB_SQL (0) ", " S_BLOB_SQL (1) ", " S_BLOB_SQL (2)
-          " FROM tasks t ORDER BY t.service_id, t.task_id",
-          s_load_task, loader->task != NULL },
-        { "executions", "SELECT * FROM executions ORDER BY execution_id", s_load_execution,
-          loader->execution != NULL },
-        { "pending", "SELECT * FROM pending ORDER BY service_id, task_id, execution_id",
-          s_load_pending, loader->pending != NULL },
-        { "config", "SELECT key, value FROM config ORDER BY key", s_load_config,
-          loader->config != NULL },
-        { "engines", "SELECT * FROM engines ORDER BY login_wall_ms, engine_id", s_load_engine,
-          loader->engine != NULL },
-    };
-    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
-        if (!tables[i].wanted)
-            continue;
-        keel_err rc = s_load_table (self, tables[i].what, tables[i].sql, tables[i].row, loader,
-                                    arg, err);
-        if (rc)
-            return rc;
-    }
-    return KEEL_OK;
-}
-
-keel_err
-keel_store_sqlite_events (keel_store_sqlite_t *self, int limit, keel_store_event_fn *fn, void *arg)
-{
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2 (self->db,
-                                 "SELECT wall_ms, kind, text FROM (SELECT * FROM events"
-                                 " ORDER BY id DESC LIMIT ?1) ORDER BY id",
-                                 -1, &stmt, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int (stmt, 1, limit < 0 ? 0 : limit);
-        while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
-            fn (sqlite3_column_int64 (stmt, 0), s_col_text (stmt, 1), s_col_text (stmt, 2), arg);
-    }
-    sqlite3_finalize (stmt);
-    return rc == SQLITE_DONE ? KEEL_OK : s_code (self->db, rc);
-}
-
-// ---------------------------------------------------------------- maintenance
-
-// Collects the ids of services maintenance may purge: closed or cancelled
-// before cutoff, with no task left whose result the driver has not acked.
-static keel_err
-s_purgeable (keel_store_sqlite_t *self, int64_t cutoff, char ***ids_p, size_t *count_p,
-             keel_error_t *err)
-{
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2 (self->db,
-                                 "SELECT service_id FROM services s WHERE state IN (1, 2)"
-                                 " AND closed_wall_ms < ?1 AND NOT EXISTS (SELECT 1 FROM tasks t"
-                                 " WHERE t.service_id = s.service_id AND t.acked = 0"
-                                 " AND t.state <> 4)",
-                                 -1, &stmt, NULL);
-    if (rc != SQLITE_OK)
-        return s_error (self, err, rc, "maintenance");
-    sqlite3_bind_int64 (stmt, 1, cutoff);
-    char **ids = NULL;
-    size_t count = 0;
-    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        char **grown = realloc (ids, (count + 1) * sizeof *ids);
-        char *id = strdup (s_col_text (stmt, 0));
-        if (!grown || !id) {
-            free (id);
-            ids = grown ? grown : ids;
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        ids = grown;
-        ids[count++] = id;
-    }
-    keel_err code = rc == SQLITE_DONE ? KEEL_OK : s_error (self, err, rc, "maintenance");
-    sqlite3_finalize (stmt);
-    *ids_p = ids;
-    *count_p = count;
-    return code;
-}
-
-// Deletes the purgeable services inside the (lazily opened) transaction.
-static keel_err
-s_purge (keel_store_sqlite_t *self, int64_t cutoff, uint64_t *purged_p, keel_error_t *err)
-{
-    char **ids = NULL;
-    size_t count = 0;
-    keel_err rc = s_purgeable (self, cutoff, &ids, &count, err);
-    for (size_t i = 0; i < count && !rc; i++)
-        rc = keel_store_sqlite_service_delete (self, ids[i]);
-    for (size_t i = 0; i < count; i++)
-        free (ids[i]);
-    free (ids);
-    if (!rc)
-        *purged_p = count;
-    return rc;
-}
-
-keel_err
-keel_store_sqlite_maintenance (keel_store_sqlite_t *self, int64_t now_wall_ms, int64_t retention_ms,
-                               keel_store_maintenance_t *report, keel_error_t *err)
-{
-    if (self->in_txn || self->poison)
-        return keel_error_set (err, KEEL_ERR_STATE,
-                               "%s: maintenance inside a loop-turn transaction", self->path);
-    keel_store_maintenance_t result = { .bytes_before = keel_store_sqlite_size (self) };
-    keel_err rc = s_purge (self, now_wall_ms - retention_ms, &result.services_purged, err);
-    if (!rc)
-        rc = s_begin (self);
-    if (!rc)
-        rc = s_exec (self, S_EVENT_TRIM_SQL, err);
-    // Commit also reports (and clears) a write that failed during the purge.
-    if (!rc || self->poison)
-        rc = keel_store_sqlite_commit (self, err);
-    else
-        keel_store_sqlite_rollback (self);
-    if (!rc)
-        rc = s_exec (self, "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
-                     err);
-    result.bytes_after = keel_store_sqlite_size (self);
-    if (report)
-        *report = result;
-    return rc;
-}
-
-static uint64_t
-s_file_size (const char *path)
-{
-    struct stat st;
-    return stat (path, &st) == 0 ? (uint64_t) st.st_size : 0;
-}
-
-uint64_t
-keel_store_sqlite_size (keel_store_sqlite_t *self)
-{
-    char wal[4200];
-    snprintf (wal, sizeof wal, "%s-wal", self->path);
-    return s_file_size (self->path) + s_file_size (wal);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KEEL_OK : keel_store_sqlite_code (self->db, rc);
 }

@@ -1,0 +1,57 @@
+/*  store_sqlite_int.h — internals of the SQLite store backend.
+
+    Private to store_sqlite.c and store_sqlite_read.c; nothing else includes
+    it (store.c uses store_sqlite.h, the broker store.h). store_sqlite.c
+    owns the connection: open, schema, migrations, the turn transaction and
+    the writes. store_sqlite_read.c loads the store, lists events, runs
+    maintenance and reports the size, through the helpers below.
+*/
+#ifndef KEEL_STORE_SQLITE_INT_H
+#define KEEL_STORE_SQLITE_INT_H
+
+#include <sqlite3.h>
+
+#include "store_sqlite.h"
+
+#define KEEL_STORE_EVENTS_MAX 10000        // newest events kept
+
+// Prepared once at open, reused every turn.
+typedef enum {
+    Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+    Q_SERVICE_PUT, Q_SERVICE_STATE,
+    Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS, Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING,
+    Q_SERVICE_DEL,
+    Q_TASK_PUT, Q_TASK_BLOBS_DEL, Q_BLOB_PUT, Q_BLOB_DEL,
+    Q_TASK_STATE, Q_TASK_RESULT, Q_TASK_ACKED, Q_TASK_CHECKPOINT,
+    Q_EXEC_PUT, Q_EXEC_DEL, Q_PENDING_PUT, Q_PENDING_DEL,
+    Q_CONFIG_SET, Q_CONFIG_DEL, Q_ENGINE_PUT, Q_EVENT, Q_EVENT_TRIM, Q_META_SET, Q_META_GET,
+    Q_COUNT
+} keel_store_sqlite_query_t;
+
+struct _keel_store_sqlite_t {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *q[Q_COUNT];
+    bool in_txn;             // a turn transaction is open
+    keel_err poison;         // a write of this turn failed (KEEL_OK if not)
+    keel_error_t poison_err; // its message
+    int bind_rc;             // first failed binding of the statement being built
+};
+
+// Maps a SQLite result code to a Keel error: KEEL_ERR_FULL when the disk is
+// full, KEEL_ERR_STORE otherwise.
+keel_err keel_store_sqlite_code (sqlite3 *db, int rc);
+
+// Fills err with the store path, what failed and SQLite's message; returns
+// the code from keel_store_sqlite_code.
+keel_err keel_store_sqlite_error (keel_store_sqlite_t *self, keel_error_t *err, int rc,
+                                  const char *what);
+
+// Joins the turn's transaction, opening it at the first write; returns the
+// poison if a write of this turn already failed.
+keel_err keel_store_sqlite_begin (keel_store_sqlite_t *self);
+
+// Runs SQL text (no prepared statement) on the connection.
+keel_err keel_store_sqlite_exec (keel_store_sqlite_t *self, const char *sql, keel_error_t *err);
+
+#endif

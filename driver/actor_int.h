@@ -1,0 +1,92 @@
+/*  actor_int.h — state shared by the driver actor's loop (actor.c) and its
+    broker side (actor_broker.c). Private to the driver library: nothing
+    outside those two files includes it. The interface to the application
+    thread is actor.h; the public API is include/keel/driver.h.
+*/
+#ifndef KEEL_DRIVER_ACTOR_INT_H
+#define KEEL_DRIVER_ACTOR_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <czmq.h>
+
+#include "actor.h"
+#include "log.h"
+#include "outstanding.h"
+#include "session.h"
+
+#define KEEL_ACTOR_CLOSE_LINGER_MS 2000  // time a Detach gets to leave a closed socket
+
+// One service the application opened; owned by keel_actor_t.services.
+typedef struct {
+    keel_actor_open_t *open;
+    keel_outstanding_t *tasks;
+    bool submitted;                 // SubmitService sent on the current session socket
+    bool closing;                   // the application closed it
+    bool close_sent;                // CloseService sent on the current session socket
+    bool cancelled;                 // cancelled or refused: nothing more is sent
+    bool cancel_sent;
+    bool finished;                  // closed, every result delivered, CloseService sent: nothing left to do
+    int64_t resubmitted_at;         // last full resubmission after UNKNOWN_SERVICE
+    uint64_t *acks;                 // task ids handed to the application, not yet acknowledged
+    size_t nacks, acks_cap;
+} keel_actor_service_t;
+
+// A result or status event waiting for room in the pipe.
+typedef enum { KEEL_ACTOR_TO_APP_RESULT, KEEL_ACTOR_TO_APP_STATUS } keel_actor_to_app_kind_t;
+
+typedef struct {
+    keel_actor_to_app_kind_t kind;
+    void *item;                     // keel_result_t * or keel_actor_status_t *
+    keel_actor_service_t *service;  // RESULT: acknowledge to it once handed over
+    uint64_t task_id;
+} keel_actor_to_app_t;
+
+// The actor's state; lives on the actor thread only.
+typedef struct {
+    zsock_t *pipe;
+    keel_actor_config_t *config;
+    keel_session_t *session;
+    zsock_t *main;                  // the session socket
+    zsock_t *old;                   // the failover broker's socket during failback
+    zsock_t *probe;                 // DEALER probing the primary
+    zlistx_t *services;             // keel_actor_service_t *, in open order; owns them
+    zhashx_t *by_id;                // service_id -> keel_actor_service_t * (not owned)
+    zlistx_t *to_app;               // keel_actor_to_app_t * not yet in the pipe
+    keel_env_t *welcome;            // the DriverWelcome being applied (RESYNC)
+    uint64_t seq;
+    int64_t hold_until;             // STORE_FULL: send no tasks before this
+    bool send_blocked;              // a send hit the high-water mark this turn
+    bool stopping;                  // STOP received: only $TERM is left
+    bool terminated;
+    keel_ratelimit_t rl_malformed;
+    keel_ratelimit_t rl_unknown;
+    Keel__TaskInput *inputs;        // scratch for SubmitTasks, batch_size entries
+    Keel__TaskInput **input_ptrs;
+    keel_outstanding_ref_t *refs;
+} keel_actor_t;
+
+// ---- actor_broker.c, called from the loop in actor.c
+
+// Logs a warning about what the broker sent, at most as often as rl allows.
+void keel_actor_log_limited (keel_ratelimit_t *rl, const char *what, const char *detail);
+// Hands the application a result with the given status (and error) for one
+// task of svc.
+void keel_actor_fail_task (keel_actor_t *self, keel_actor_service_t *svc, uint64_t task_id,
+                           keel_task_status_t status, const char *error);
+// Fails every task still waiting in svc and stops sending for it.
+void keel_actor_fail_service (keel_actor_t *self, keel_actor_service_t *svc,
+                              keel_task_status_t status, const char *error);
+// Sends what is due: services, task batches within DSMaxUnaccepted, closes.
+void keel_actor_flush (keel_actor_t *self, int64_t now);
+// Acknowledges every result handed to the application.
+void keel_actor_flush_acks (keel_actor_t *self);
+// Notes that the result of task_id was handed to the application; the next
+// keel_actor_flush_acks acknowledges it to the broker.
+void keel_actor_ack_later (keel_actor_service_t *svc, uint64_t task_id);
+// Steps the session with event and carries out the actions it returns.
+void keel_actor_step (keel_actor_t *self, keel_session_event_t event, uint64_t heartbeat_ms);
+// Applies one message from the session socket (env stays the caller's).
+void keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now);
+
+#endif
