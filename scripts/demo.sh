@@ -51,11 +51,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A loopback port nobody listens on (bounded number of tries).
+# A loopback port nobody listens on (bounded number of tries), below the
+# kernel's ephemeral range so no outgoing connection takes it meanwhile.
 free_port() {
     local port i
     for ((i = 0; i < 100; i++)); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0
@@ -65,18 +66,41 @@ free_port() {
     return 1
 }
 
-port=$(free_port)
-admin_port=$(free_port)
-while [[ "$admin_port" == "$port" ]]; do
+# The broker binds its two ports; if another process took one since
+# free_port looked, start it again on other ports (a few tries).
+for ((try = 1; try <= 5; try++)); do
+    port=$(free_port)
     admin_port=$(free_port)
+    while [[ "$admin_port" == "$port" ]]; do
+        admin_port=$(free_port)
+    done
+    endpoint="tcp://127.0.0.1:$port"
+    admin="tcp://127.0.0.1:$admin_port"
+    echo "==> starting keel-broker on $endpoint (admin $admin)"
+    "$bin/keel-broker" --set "Name=demo" --set "Endpoint=$endpoint" --set "AdminEndpoint=$admin" \
+        --set "Store=sqlite:$tmp/demo.db" >"$tmp/broker.log" 2>&1 &
+    broker_pid=$!
+    # Up or gone: the admin endpoint answers, or the process exited (bind failed).
+    for ((i = 0; i < 50; i++)); do
+        if ! kill -0 "$broker_pid" 2>/dev/null; then
+            break
+        fi
+        if "$bin/keel-admin" -e "$admin" --timeout 1s status >/dev/null 2>&1; then
+            break
+        fi
+        sleep 0.1
+    done
+    if kill -0 "$broker_pid" 2>/dev/null; then
+        pids+=("$broker_pid")
+        break
+    fi
+    wait "$broker_pid" 2>/dev/null || true
+    echo "demo: keel-broker could not start ($(tail -n 1 "$tmp/broker.log")); trying other ports" >&2
 done
-endpoint="tcp://127.0.0.1:$port"
-admin="tcp://127.0.0.1:$admin_port"
-
-echo "==> starting keel-broker on $endpoint (admin $admin)"
-"$bin/keel-broker" --set "Name=demo" --set "Endpoint=$endpoint" --set "AdminEndpoint=$admin" \
-    --set "Store=sqlite:$tmp/demo.db" >"$tmp/broker.log" 2>&1 &
-pids+=($!)
+if [[ ${#pids[@]} -eq 0 ]]; then
+    echo "demo: keel-broker did not start" >&2
+    exit 1
+fi
 
 for n in 1 2; do
     mkdir -p "$tmp/engine$n"

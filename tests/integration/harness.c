@@ -189,8 +189,20 @@ harness_path (char *buf, size_t size, const char *name)
 int
 harness_free_port (void)
 {
-    // Bounded: a handful of tries to avoid handing out the same port twice.
-    for (int attempt = 0; attempt < 20; attempt++) {
+    // Ports below the kernel's ephemeral range (32768 and up here), so an
+    // outgoing connection of any process cannot take the port between this
+    // check and the broker's bind; spread by pid so the test executables
+    // ctest runs in parallel do not walk the same candidates. Bounded.
+    static unsigned next;
+    if (next == 0)
+        next = (unsigned) getpid () * 7919u + (unsigned) time (NULL);
+    for (int attempt = 0; attempt < 200; attempt++) {
+        int port = 20000 + (int) (next++ * 131u % 12000u);
+        bool used = false;
+        for (int i = 0; i < s_nports; i++)
+            used = used || s_ports[i] == port;
+        if (used)
+            continue;
         int fd = socket (AF_INET, SOCK_STREAM, 0);
         if (fd < 0)
             return 0;
@@ -198,23 +210,14 @@ harness_free_port (void)
         memset (&addr, 0, sizeof addr);
         addr.sin_family = AF_INET;
         addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-        addr.sin_port = 0;
-        socklen_t len = sizeof addr;
-        int port = 0;
-        if (bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0
-            && getsockname (fd, (struct sockaddr *) &addr, &len) == 0)
-            port = ntohs (addr.sin_port);
+        addr.sin_port = htons ((uint16_t) port);
+        bool free_now = bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0;
         close (fd);
-        if (port == 0)
-            return 0;
-        bool used = false;
-        for (int i = 0; i < s_nports; i++)
-            used = used || s_ports[i] == port;
-        if (!used) {
-            if (s_nports < (int) (sizeof s_ports / sizeof s_ports[0]))
-                s_ports[s_nports++] = port;
-            return port;
-        }
+        if (!free_now)
+            continue;
+        if (s_nports < (int) (sizeof s_ports / sizeof s_ports[0]))
+            s_ports[s_nports++] = port;
+        return port;
     }
     return 0;
 }
