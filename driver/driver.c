@@ -33,7 +33,7 @@ static const keel_setting_def_t s_settings[] = {
     { "DSBatchSize", KEEL_SETTING_INT, "tasks", "256", 1, 100000, false, NULL,
       "tasks per SubmitTasks message" },
     { "DSMaxUnaccepted", KEEL_SETTING_INT, "tasks", "100000", 1, 100000000, false, NULL,
-      "tasks sent but not yet accepted by the broker before further tasks wait in the driver" },
+      "tasks sent but not yet accepted by the broker before further tasks wait in the driver; keel-driver also holds at most this many tasks without a result (bounded memory)" },
     { "LogLevel", KEEL_SETTING_ENUM, NULL, "warn", 0, 0, false, "error|warn|info|debug",
       "log level of keel-driver (the library leaves process logging to the application)" },
     KEEL_SETTINGS_END
@@ -155,7 +155,9 @@ s_handle_status (keel_driver_t *self, keel_actor_status_t *msg)
     if (self->status_fn)
         self->status_fn (&status, self->status_arg);
     else
-        KEEL_WARN ("driver", "%s: %s", keel_status_kind_name (msg->kind), msg->text);
+        KEEL_LOG (msg->level == KEEL_LEVEL_INFO ? KEEL_LOG_INFO
+                  : msg->level == KEEL_LEVEL_WARNING ? KEEL_LOG_WARN : KEEL_LOG_ERROR,
+                  "driver", "%s: %s", keel_status_kind_name (msg->kind), msg->text);
     free (msg);
 }
 
