@@ -458,6 +458,8 @@ s_undo_fresh (keel_broker_t *self)
         keel_service_queue_remove (svc, self->fresh[i].task_id);
         while (t->execs)
             keel_model_exec_remove (self->model, t->execs);
+        if (t->result && !t->acked)
+            svc->unacked--;     // a held result attached this turn goes with it
         t->queued = 0;
         keel_service_task_drop (svc, self->fresh[i].task_id);
         self->counters.tasks_submitted--;      // refused, not submitted
@@ -640,7 +642,10 @@ s_commit (keel_broker_t *self)
         return true;
     }
     // Memory keeps the turn's effects except new submissions; the changed
-    // tasks and the engine acknowledgements wait for the next commit.
+    // tasks and the engine acknowledgements wait for the next commit. The
+    // execution-id reservation written in this transaction is gone too: ask
+    // for it again, so no id past the committed one is ever treated as safe.
+    self->exec_seq_limit = self->exec_seq_durable;
     self->counters.store_failures++;
     if (!self->store_failed)
         KEEL_ERROR ("broker", "store commit failed: %s; refusing new submissions until it recovers",

@@ -144,6 +144,8 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
     if (!r)
         return;
     uint32_t max = svc->max_attempts ? svc->max_attempts : self->max_attempts;
+    if (max > UINT16_MAX)
+        max = UINT16_MAX;       // t->attempts is 16 bits: it must not wrap
     if (res->status == KEEL__TASK_STATUS__STATUS_OK) {
         keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_DONE);
         return;
@@ -230,6 +232,10 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
         return KEEL__VERDICT__VERDICT_HOLD;
     }
     if (t->state >= KEEL_TASK_DONE || svc->state == KEEL_SERVICE_CANCELLED) {
+        // DROP lets the engine forget its copy: the result it drops for
+        // must be committed before the LoginReply leaves this turn.
+        if (t->dirty & (KEEL_DIRTY_RESULT | KEEL_DIRTY_STATE))
+            self->force_commit = true;
         self->counters.claims_dropped++;
         if (held->state == KEEL__HELD_STATE__HELD_DONE)
             self->counters.redundant_results_discarded++;
@@ -341,6 +347,8 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
         vptrs[nv] = &verdicts[nv];
         nv++;
     }
+    // HOLD claims it made earlier and did not list now are gone as well.
+    keel_broker_pending_forget_engine (self, engine->id, login->held, login->n_held);
     // Executions we thought ran there that the engine did not list are gone.
     zlistx_t *lost = zlistx_new ();
     for (keel_exec_t *x = zlistx_first (engine->execs); x && lost; x = zlistx_next (engine->execs)) {

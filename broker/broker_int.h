@@ -157,6 +157,10 @@ keel_err keel_broker_pending_add (keel_broker_t *self, const char *service_id, u
 // the task needs no dispatch (a claim runs it, or a held result finished it).
 bool keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
 void keel_broker_pending_clear (keel_broker_t *self);
+// Drops the HOLD claims (without a result) of engine_id that its login did
+// not list: that engine no longer runs those tasks.
+void keel_broker_pending_forget_engine (keel_broker_t *self, const char *engine_id,
+                                        Keel__HeldTask **held, size_t n_held);
 // Marks that an execution wants requeuing at `at` (the timer looks then).
 void keel_broker_note_requeue_at (keel_broker_t *self, int64_t at);
 // Drops closed, fully acknowledged services past retention. Returns how many.

@@ -92,7 +92,8 @@ s_load_task (const keel_store_task_t *row, void *arg)
     // A queued task may be running elsewhere by now (the driver failed over
     // and a failover broker dispatched it): like running tasks, queued ones
     // wait one login window so that a returning engine claims it first.
-    if (state == KEEL_TASK_QUEUED && svc->state == KEEL_SERVICE_OPEN) {
+    if (state == KEEL_TASK_QUEUED
+        && (svc->state == KEEL_SERVICE_OPEN || svc->state == KEEL_SERVICE_CLOSED)) {
         if (self->login_window_ms > 0)
             self->recovered_release_at = self->now + self->login_window_ms;
         else {

@@ -316,6 +316,48 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t t
     return handled;
 }
 
+void
+keel_broker_pending_forget_engine (keel_broker_t *self, const char *engine_id,
+                                   Keel__HeldTask **held, size_t n_held)
+{
+    if (self->npending == 0)
+        return;
+    zlistx_t *keys = zlistx_new ();
+    if (!keys)
+        return;
+    zlistx_set_destructor (keys, (zlistx_destructor_fn *) zstr_free);
+    for (zlistx_t *list = zhashx_first (self->pending); list; list = zhashx_next (self->pending)) {
+        for (;;) {
+            keel_pending_t *stale = NULL;
+            for (keel_pending_t *p = zlistx_first (list); p && !stale; p = zlistx_next (list)) {
+                bool listed = false;
+                for (size_t i = 0; i < n_held && !listed; i++)
+                    listed = held[i]->execution_id == p->execution_id;
+                if (!p->result && !listed && strcmp (p->engine_id, engine_id) == 0)
+                    stale = p;
+            }
+            if (!stale)
+                break;
+            // The engine no longer runs it (it restarted, or the task ended
+            // without a result it kept): attaching the claim would leave the
+            // task "running" where nothing runs it.
+            zlistx_delete (list, zlistx_find (list, stale));
+            keel_store_pending_delete (self->store, stale->service_id, stale->task_id,
+                                       stale->execution_id);
+            s_pending_free (stale);
+            self->npending--;
+        }
+        if (zlistx_size (list) == 0)
+            zlistx_add_end (keys, strdup (zhashx_cursor (self->pending)));
+    }
+    for (char *key = zlistx_first (keys); key; key = zlistx_next (keys)) {
+        zlistx_t *list = zhashx_lookup (self->pending, key);
+        if (list)
+            s_pending_drop_list (self, key, list);
+    }
+    zlistx_destroy (&keys);
+}
+
 static void
 s_pending_expire (keel_broker_t *self)
 {
@@ -365,8 +407,8 @@ s_release_recovered (keel_broker_t *self)
     uint64_t n = 0;
     for (keel_service_t *svc = keel_model_service_first (self->model); svc;
          svc = keel_model_service_next (self->model)) {
-        if (svc->state != KEEL_SERVICE_OPEN)
-            continue;
+        if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
+            continue;       // as keel_broker_requeue: closed services still run their tasks
         for (uint64_t id = 0; id < svc->ntasks; id++) {
             keel_task_t *t = &svc->tasks[id];
             if (t->present && t->state == KEEL_TASK_QUEUED && !t->queued && !t->execs) {

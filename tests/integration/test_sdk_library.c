@@ -269,6 +269,19 @@ s_count_lines_with (const char *path, const char *const needles[])
     return n;
 }
 
+typedef struct {
+    char path[512];
+    const char *needles[4];
+    int want;
+} s_lines_t;
+
+static bool
+s_has_lines (void *arg)
+{
+    s_lines_t *l = arg;
+    return s_count_lines_with (l->path, l->needles) >= l->want;
+}
+
 Test (sdk_library, a_crashing_library_fails_only_its_task_and_the_engine_keeps_serving,
       .init = harness_setup, .fini = harness_teardown, .timeout = 60)
 {
@@ -287,10 +300,13 @@ Test (sdk_library, a_crashing_library_fails_only_its_task_and_the_engine_keeps_s
     HARNESS_ASSERT (results[0].attempts == 2, "attempts %u, want MaxAttempts 2",
                     results[0].attempts);
     HARNESS_ASSERT (harness_alive (engine), "the engine died with its task");
-    char path[512];
-    harness_path (path, sizeof path, "engine1.err");
-    const char *crashed[] = { "task finished", "signal 11", NULL };
-    HARNESS_ASSERT (s_count_lines_with (path, crashed) == 2, "the engine did not run it twice");
+    //  The engine logs "task finished" after it sent the result, so the line
+    //  may trail the result by a moment: wait for it (bounded).
+    s_lines_t crashed = { "", { "task finished", "signal 11", NULL }, 2 };
+    harness_path (crashed.path, sizeof crashed.path, "engine1.err");
+    HARNESS_ASSERT (harness_poll_until (s_has_lines, &crashed, 5000)
+                        && s_count_lines_with (crashed.path, crashed.needles) == 2,
+                    "the engine did not run it twice");
 
     //  The same engine (a fresh worker) serves the next task.
     s_call0 (service, "echo");

@@ -1,0 +1,373 @@
+/*  Broker logic driven in-process through its message handlers (no
+    sockets talk to it: messages go straight to keel_broker_handle), for
+    contract bugs found in review: a task must always end up queued,
+    running somewhere real, or terminal. */
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker_int.h"
+#include "config.h"
+
+static keel_settings_t *settings;
+static keel_broker_t *broker;
+static zframe_t *drv_route;
+static zframe_t *eng_route;
+
+static void
+s_settings (const char *store, const char *login_window)
+{
+    keel_error_t err;
+    settings = keel_settings_new (keel_broker_settings, &err);
+    cr_assert_not_null (settings);
+    cr_assert_eq (keel_settings_set (settings, "Store", store, "test", &err), KEEL_OK, "%s", err.text);
+    cr_assert_eq (keel_settings_set (settings, "Endpoint", "tcp://127.0.0.1:*", "test", &err), KEEL_OK);
+    cr_assert_eq (keel_settings_set (settings, "AdminEndpoint", "tcp://127.0.0.1:*", "test", &err),
+                  KEEL_OK);
+    cr_assert_eq (keel_settings_set (settings, "EngineLoginWindow", login_window, "test", &err),
+                  KEEL_OK, "%s", err.text);
+    cr_assert_eq (keel_settings_set (settings, "LogLevel", "error", "test", &err), KEEL_OK);
+}
+
+static void
+s_start (void)
+{
+    keel_error_t err = { "" };
+    broker = keel_broker_new (settings, &err);
+    cr_assert_not_null (broker, "%s", err.text);
+    drv_route = zframe_new ("\0drv1", 5);
+    eng_route = zframe_new ("\0eng1", 5);
+}
+
+static void
+setup (void)
+{
+    s_settings ("memory:", "0");
+    s_start ();
+}
+
+static void
+teardown (void)
+{
+    zframe_destroy (&drv_route);
+    zframe_destroy (&eng_route);
+    keel_broker_destroy (&broker);
+    keel_settings_destroy (&settings);
+}
+
+// ---------------------------------------------------------------- messages
+
+static void
+s_login (zframe_t *route, const char *engine_id, const char *session, Keel__HeldTask **held,
+         size_t nheld)
+{
+    Keel__Envelope env;
+    Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    static char *types[] = { "t" };
+    login.engine_id = (char *) engine_id;
+    login.session = (char *) session;
+    login.host = "host";
+    login.has_slots = true;
+    login.slots = 4;
+    login.n_service_types = 1;
+    login.service_types = types;
+    login.n_held = nheld;
+    login.held = held;
+    env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
+    env.engine_login = &login;
+    keel_broker_handle (broker, route, &env);
+}
+
+static void
+s_hello (void)
+{
+    Keel__Envelope env;
+    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    hello.driver_id = "d1";
+    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
+    env.driver_hello = &hello;
+    keel_broker_handle (broker, drv_route, &env);
+}
+
+static void
+s_submit_service (const char *service_id, uint32_t max_attempts)
+{
+    Keel__Envelope env;
+    Keel__SubmitService msg = KEEL__SUBMIT_SERVICE__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    msg.service_id = (char *) service_id;
+    msg.type = "t";
+    msg.has_max_attempts = max_attempts != 0;
+    msg.max_attempts = max_attempts;
+    env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_SERVICE;
+    env.submit_service = &msg;
+    keel_broker_handle (broker, drv_route, &env);
+}
+
+static void
+s_submit_task (const char *service_id, uint64_t task_id)
+{
+    Keel__Envelope env;
+    Keel__SubmitTasks msg = KEEL__SUBMIT_TASKS__INIT;
+    Keel__TaskInput in = KEEL__TASK_INPUT__INIT;
+    Keel__TaskInput *ins[] = { &in };
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    in.has_task_id = true;
+    in.task_id = task_id;
+    in.has_input = true;
+    in.input.data = (uint8_t *) "x";
+    in.input.len = 1;
+    msg.service_id = (char *) service_id;
+    msg.n_tasks = 1;
+    msg.tasks = ins;
+    env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_TASKS;
+    env.submit_tasks = &msg;
+    keel_broker_handle (broker, drv_route, &env);
+}
+
+static void
+s_result (zframe_t *route, const char *service_id, uint64_t task_id, uint64_t exec_id,
+          Keel__TaskStatus status)
+{
+    Keel__Envelope env;
+    Keel__Result res = KEEL__RESULT__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    res.service_id = (char *) service_id;
+    res.has_task_id = true;
+    res.task_id = task_id;
+    res.has_execution_id = true;
+    res.execution_id = exec_id;
+    res.has_status = true;
+    res.status = status;
+    if (status == KEEL__TASK_STATUS__STATUS_FAILED)
+        res.error = "boom";
+    env.body_case = KEEL__ENVELOPE__BODY_RESULT;
+    env.result = &res;
+    keel_broker_handle (broker, route, &env);
+}
+
+static keel_task_t *
+s_task (const char *service_id, uint64_t task_id)
+{
+    keel_service_t *svc = keel_model_service (broker->model, service_id);
+    cr_assert_not_null (svc, "service %s unknown", service_id);
+    keel_task_t *t = keel_service_task (svc, task_id);
+    cr_assert_not_null (t, "task %llu unknown", (unsigned long long) task_id);
+    return t;
+}
+
+// ---------------------------------------------------------------- tests
+
+TestSuite (broker_review, .init = setup, .fini = teardown);
+
+// An engine logs in to a broker that does not know the service yet: HOLD.
+// Its process then dies and a new one (new session) logs in, running
+// nothing. When the driver submits the service, the stale claim must not
+// make the task "running" on an engine that does not run it: nothing would
+// ever run it or requeue it while that engine stays online.
+Test (broker_review, a_hold_claim_of_a_restarted_engine_does_not_strand_its_task)
+{
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    held.service_id = "svc-a";
+    held.has_task_id = true;
+    held.task_id = 0;
+    held.has_execution_id = true;
+    held.execution_id = 77;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_RUNNING;
+    s_login (eng_route, "e1", "session-1", helds, 1);
+    cr_assert_eq (broker->npending, 1);
+
+    zframe_t *route2 = zframe_new ("\0eng2", 5);
+    s_login (route2, "e1", "session-2", NULL, 0);       // restarted: runs nothing
+
+    s_hello ();
+    s_submit_service ("svc-a", 0);
+    s_submit_task ("svc-a", 0);
+    keel_task_t *t = s_task ("svc-a", 0);
+    cr_expect_null (keel_model_exec (broker->model, 77), "a stale claim became an execution");
+    cr_expect_eq (t->state, KEEL_TASK_QUEUED, "task state %d: stranded", t->state);
+    cr_expect (t->queued, "task not in its FIFO: nothing will dispatch it");
+    zframe_destroy (&route2);
+}
+
+// Same engine process, but its next login no longer lists the held task
+// (it ended without a result the engine kept): the claim is gone too.
+Test (broker_review, a_hold_claim_the_engine_no_longer_lists_is_dropped)
+{
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    held.service_id = "svc-b";
+    held.has_task_id = true;
+    held.task_id = 3;
+    held.has_execution_id = true;
+    held.execution_id = 78;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_RUNNING;
+    s_login (eng_route, "e1", "session-1", helds, 1);
+    s_login (eng_route, "e1", "session-1", NULL, 0);
+
+    s_hello ();
+    s_submit_service ("svc-b", 0);
+    s_submit_task ("svc-b", 3);
+    keel_task_t *t = s_task ("svc-b", 3);
+    cr_expect_null (keel_model_exec (broker->model, 78));
+    cr_expect_eq (t->state, KEEL_TASK_QUEUED);
+    cr_expect (t->queued);
+}
+
+// A claim the engine still lists at its next login keeps working (the fix
+// must not drop live HOLD claims).
+Test (broker_review, a_hold_claim_still_listed_attaches)
+{
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    held.service_id = "svc-c";
+    held.has_task_id = true;
+    held.task_id = 1;
+    held.has_execution_id = true;
+    held.execution_id = 79;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_RUNNING;
+    s_login (eng_route, "e1", "session-1", helds, 1);
+    s_login (eng_route, "e1", "session-1", helds, 1);
+    s_hello ();
+    s_submit_service ("svc-c", 0);
+    s_submit_task ("svc-c", 1);
+    keel_task_t *t = s_task ("svc-c", 1);
+    cr_expect_not_null (keel_model_exec (broker->model, 79));
+    cr_expect_eq (t->state, KEEL_TASK_RUNNING);
+    cr_expect_not (t->queued);
+}
+
+// A driver may ask for more attempts than the 16-bit attempt counter holds:
+// the counter must not wrap, or a task that always fails retries forever
+// and never reaches a terminal state.
+Test (broker_review, a_huge_max_attempts_does_not_retry_forever, .timeout = 60)
+{
+    s_login (eng_route, "e1", "session-1", NULL, 0);
+    s_hello ();
+    s_submit_service ("svc-m", 70000);
+    s_submit_task ("svc-m", 0);
+    keel_task_t *t = NULL;
+    for (int i = 0; i < 70000; i++) {
+        s_result (eng_route, "svc-m", 0, 1000 + (uint64_t) i, KEEL__TASK_STATUS__STATUS_FAILED);
+        t = s_task ("svc-m", 0);
+        if (t->state >= KEEL_TASK_DONE)
+            break;
+    }
+    cr_expect_eq (t->state, KEEL_TASK_FAILED, "task state %d after 70000 failures (attempts %u)",
+                  t->state, t->attempts);
+}
+
+// ---------------------------------------------------------------- restart
+
+static char s_db[256];
+
+static void
+s_store_closed_service_with_a_queued_task (void)
+{
+    snprintf (s_db, sizeof s_db, "/tmp/keel-review-%d.db", (int) getpid ());
+    unlink (s_db);
+    char uri[300];
+    snprintf (uri, sizeof uri, "sqlite:%s", s_db);
+    keel_error_t err = { "" };
+    keel_store_t *store = keel_store_open (uri, KEEL_STORE_SYNC_NORMAL, &err);
+    cr_assert_not_null (store, "%s", err.text);
+    keel_store_service_t svc = { .service_id = "svc-z", .type = "t", .driver_id = "d1",
+                                 .reschedule_delay_ms = -1, .state = KEEL_SERVICE_CLOSED,
+                                 .created_wall_ms = 1, .closed_wall_ms = 2 };
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    keel_store_task_t task = { .service_id = "svc-z", .task_id = 0, .state = KEEL_TASK_QUEUED,
+                               .input = (const uint8_t *) "x", .input_len = 1 };
+    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (keel_store_commit (store, &err), KEEL_OK, "%s", err.text);
+    keel_store_destroy (&store);
+    snprintf (uri, sizeof uri, "sqlite:%s", s_db);
+    s_settings (uri, "0");
+}
+
+static void
+s_restart_teardown (void)
+{
+    teardown ();
+    char path[300];
+    unlink (s_db);
+    snprintf (path, sizeof path, "%s-wal", s_db);
+    unlink (path);
+    snprintf (path, sizeof path, "%s-shm", s_db);
+    unlink (path);
+}
+
+// A closed service still runs the tasks it has (keel_broker_requeue queues
+// tasks of closed services; purge waits for them). After a restart its
+// queued tasks must be queued again too, or they wait forever.
+Test (broker_review, a_closed_services_queued_task_is_queued_after_a_restart,
+      .fini = s_restart_teardown)
+{
+    // this suite's .init already started a broker: replace it
+    teardown ();
+    s_store_closed_service_with_a_queued_task ();
+    s_start ();
+    keel_task_t *t = s_task ("svc-z", 0);
+    cr_expect_eq (t->state, KEEL_TASK_QUEUED);
+    cr_expect (t->queued, "a closed service's queued task is never queued after a restart");
+}
+
+Test (broker_review, a_closed_services_queued_task_is_released_after_the_login_window,
+      .fini = s_restart_teardown)
+{
+    teardown ();
+    s_store_closed_service_with_a_queued_task ();
+    keel_error_t err;
+    cr_assert_eq (keel_settings_set (settings, "EngineLoginWindow", "5s", "test", &err), KEEL_OK);
+    s_start ();
+    cr_assert (broker->recovered_release_at > 0, "no login window armed for the queued task");
+    broker->now = broker->recovered_release_at;
+    keel_broker_timers (broker);
+    keel_task_t *t = s_task ("svc-z", 0);
+    cr_expect (t->queued, "a closed service's queued task is never released after the window");
+}
+
+// A result arrives and, before the turn's group commit, its engine logs in
+// again listing it as done: the verdict DROP lets the engine forget its
+// copy, so the result must be committed before that LoginReply is sent
+// (the turn commits before it flushes when force_commit is set).
+Test (broker_review, a_drop_verdict_for_an_uncommitted_result_forces_the_commit)
+{
+    s_login (eng_route, "e1", "session-1", NULL, 0);
+    s_hello ();
+    s_submit_service ("svc-d", 0);
+    s_submit_task ("svc-d", 0);
+    broker->force_commit = false;
+    s_result (eng_route, "svc-d", 0, 500, KEEL__TASK_STATUS__STATUS_OK);
+    keel_task_t *t = s_task ("svc-d", 0);
+    cr_assert_eq (t->state, KEEL_TASK_DONE);
+    cr_assert (t->dirty & KEEL_DIRTY_RESULT, "result should not be committed yet");
+
+    Keel__Result res = KEEL__RESULT__INIT;
+    res.service_id = "svc-d";
+    res.has_task_id = true;
+    res.has_execution_id = true;
+    res.execution_id = 500;
+    res.has_status = true;
+    res.status = KEEL__TASK_STATUS__STATUS_OK;
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    held.service_id = "svc-d";
+    held.has_task_id = true;
+    held.has_execution_id = true;
+    held.execution_id = 500;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_DONE;
+    held.result = &res;
+    uint64_t dropped = broker->counters.claims_dropped;
+    s_login (eng_route, "e1", "session-1", helds, 1);
+    cr_assert_eq (broker->counters.claims_dropped, dropped + 1, "expected a DROP verdict");
+    cr_expect (broker->force_commit, "DROP sent for a result that is not committed yet");
+}
