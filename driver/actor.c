@@ -66,19 +66,24 @@ s_push_app (keel_actor_t *self)
 
 // ---------------------------------------------------------------- broker sockets
 
-//  Decodes one frame from a broker socket; NULL (logged) when malformed.
+//  Decodes one message from a broker socket; NULL (logged) when malformed.
+//  A message is exactly one frame: a longer one is read whole and dropped
+//  whole, so no part of it (its last frame, say) passes for a message.
 static keel_env_t *
 s_recv (keel_actor_t *self, zsock_t *sock)
 {
-    zframe_t *frame = zframe_recv (sock);
-    if (!frame)
+    zmsg_t *msg = zmsg_recv (sock);
+    if (!msg)
         return NULL;
-    keel_error_t err = { "" };
-    keel_env_t *env = keel_wire_decode (zframe_data (frame), zframe_size (frame), &err);
-    bool more = zframe_more (frame);
-    zframe_destroy (&frame);
-    if (env && (more || env->sender != KEEL__SENDER_KIND__SENDER_BROKER)) {
-        snprintf (err.text, sizeof err.text, "%s", more ? "multi-frame message" : "sender is not a broker");
+    keel_error_t err = { "multi-frame message" };
+    keel_env_t *env = NULL;
+    if (zmsg_size (msg) == 1) {
+        zframe_t *frame = zmsg_first (msg);
+        env = keel_wire_decode (zframe_data (frame), zframe_size (frame), &err);
+    }
+    zmsg_destroy (&msg);
+    if (env && env->sender != KEEL__SENDER_KIND__SENDER_BROKER) {
+        snprintf (err.text, sizeof err.text, "sender is not a broker");
         keel_wire_free (&env);
     }
     if (!env)
