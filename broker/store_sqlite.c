@@ -655,13 +655,11 @@ s_bind_key (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const char *service_i
     s_int (stmt, 2, (int64_t) task_id);
 }
 
-keel_err
-keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *task)
+// Binds a task's key (?1, ?2) and its state and result columns (?3 .. ?10),
+// which Q_TASK_PUT and Q_TASK_RESULT number alike.
+static void
+s_bind_outcome (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const keel_store_task_t *task)
 {
-    keel_err rc;
-    sqlite3_stmt *stmt = s_write (self, Q_TASK_PUT, &rc);
-    if (!stmt)
-        return rc;
     s_bind_key (self, stmt, task->service_id, task->task_id);
     s_int (stmt, 3, task->state);
     s_int (stmt, 4, task->attempts);
@@ -671,6 +669,16 @@ keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *
     s_int (stmt, 8, (int64_t) task->execution_id);
     s_int (stmt, 9, (int64_t) task->run_ms);
     s_int (stmt, 10, (int64_t) task->queued_ms);
+}
+
+keel_err
+keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *task)
+{
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_TASK_PUT, &rc);
+    if (!stmt)
+        return rc;
+    s_bind_outcome (self, stmt, task);
     s_int (stmt, 11, task->result_acked);
     s_int (stmt, 12, task->checkpoint_wall_ms);
     if ((rc = s_run (self, Q_TASK_PUT)) != KEEL_OK)
@@ -712,15 +720,7 @@ keel_store_sqlite_task_result (keel_store_sqlite_t *self, const keel_store_task_
     sqlite3_stmt *stmt = s_write (self, Q_TASK_RESULT, &rc);
     if (!stmt)
         return rc;
-    s_bind_key (self, stmt, task->service_id, task->task_id);
-    s_int (stmt, 3, task->state);
-    s_int (stmt, 4, task->attempts);
-    s_int (stmt, 5, task->status);
-    s_text (self, stmt, 6, task->error);
-    s_text (self, stmt, 7, task->engine_id);
-    s_int (stmt, 8, (int64_t) task->execution_id);
-    s_int (stmt, 9, (int64_t) task->run_ms);
-    s_int (stmt, 10, (int64_t) task->queued_ms);
+    s_bind_outcome (self, stmt, task);
     if ((rc = s_run (self, Q_TASK_RESULT)) != KEEL_OK)
         return rc;
     return s_task_blob (self, task->service_id, task->task_id, S_BLOB_OUTPUT, task->output,

@@ -227,18 +227,12 @@ s_broker (const char *front_ep, const char *back_ep)
     return 0;
 }
 
-// ---------------------------------------------------------------- worker
 
-static int
-s_worker (const char *back_ep, long window)
+// Answers [client id][input] with [client id][2*input] until the deadline:
+// the work both the relay's worker and the direct worker do.
+static void
+s_serve (void *sock)
 {
-    void *ctx = zmq_ctx_new ();
-    void *sock = s_socket (ctx, ZMQ_DEALER);
-    if (zmq_connect (sock, back_ep))
-        s_die ("zmq_connect");
-    char ready[32];
-    int n = snprintf (ready, sizeof ready, "READY %ld", window);
-    s_send (sock, ready, (size_t) n, false);
     uint8_t client[RELAY_ID_MAX];
     char payload[RELAY_PAYLOAD], out[RELAY_PAYLOAD];
     int64_t deadline = s_deadline_us ();
@@ -259,6 +253,21 @@ s_worker (const char *back_ep, long window)
             s_send (sock, out, (size_t) out_size, false);
         }
     }
+}
+
+// ---------------------------------------------------------------- worker
+
+static int
+s_worker (const char *back_ep, long window)
+{
+    void *ctx = zmq_ctx_new ();
+    void *sock = s_socket (ctx, ZMQ_DEALER);
+    if (zmq_connect (sock, back_ep))
+        s_die ("zmq_connect");
+    char ready[32];
+    int n = snprintf (ready, sizeof ready, "READY %ld", window);
+    s_send (sock, ready, (size_t) n, false);
+    s_serve (sock);
     zmq_close (sock);
     zmq_ctx_term (ctx);
     return 0;
@@ -272,26 +281,7 @@ s_direct_worker (const char *endpoint)
     void *sock = s_socket (ctx, ZMQ_ROUTER);
     if (zmq_bind (sock, endpoint))
         s_die ("zmq_bind");
-    uint8_t client[RELAY_ID_MAX];
-    char payload[RELAY_PAYLOAD], out[RELAY_PAYLOAD];
-    int64_t deadline = s_deadline_us ();
-    while (s_now_us () < deadline) {
-        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll (&item, 1, 1000) < 0)
-            break;
-        for (int turn = 0; turn < 1000; turn++) {
-            bool more = false;
-            int client_size = zmq_recv (sock, client, sizeof client, ZMQ_DONTWAIT);
-            if (client_size < 0)
-                break;
-            int size = s_recv (sock, payload, sizeof payload, &more);
-            if (size < 0 || client_size > RELAY_ID_MAX)
-                s_die ("task frame");
-            int out_size = s_double (payload, size, out, sizeof out);
-            s_send (sock, client, (size_t) client_size, true);
-            s_send (sock, out, (size_t) out_size, false);
-        }
-    }
+    s_serve (sock);
     zmq_close (sock);
     zmq_ctx_term (ctx);
     return 0;
