@@ -31,6 +31,7 @@ typedef struct {
     size_t line_cap;
     int64_t produced;               // inputs produced so far
     char number[32];
+    int read_errno;                 // KEEL_INPUT_FILE: a read failed (not the end): errno
 } s_inputs_t;
 
 typedef struct {
@@ -67,9 +68,13 @@ s_inputs_next (s_inputs_t *in, const char **data, size_t *size)
             break;
         }
         case KEEL_INPUT_FILE: {
+            errno = 0;
             ssize_t n = getline (&in->line, &in->line_cap, in->file);
-            if (n < 0)
+            if (n < 0) {
+                if (ferror (in->file))
+                    in->read_errno = errno ? errno : EIO;
                 return false;
+            }
             if (n > 0 && in->line[n - 1] == '\n')
                 in->line[--n] = 0;
             if (n > 0 && in->line[n - 1] == '\r')
@@ -142,14 +147,17 @@ s_write_result (s_job_t *job, const keel_result_t *result)
     if (job->output_dir && result->status == KEEL_TASK_OK) {
         snprintf (path, sizeof path, "%s/%" PRIu64 ".out", job->output_dir, result->task_id);
         FILE *out = fopen (path, "wb");
-        if (!out || fwrite (result->output, 1, result->output_size, out) != result->output_size) {
+        bool written = out && fwrite (result->output, 1, result->output_size, out) == result->output_size;
+        if (out && fclose (out) != 0)
+            written = false;
+        if (!written) {
+            //  The line then carries the output itself: the result is not lost.
             s_clear_progress (job);
             fprintf (stderr, S_PROGRAM ": cannot write %s: %s\n", path, strerror (errno));
             job->write_failed = true;
         }
-        if (out)
-            fclose (out);
-        output_path = path;
+        else
+            output_path = path;
     }
     keel_jsonl_format_result (&job->line, result, output_path);
     //  One fwrite per line: lines never interleave.
@@ -200,6 +208,27 @@ s_usage_error (const char *message)
 }
 
 //  Submits while fewer than window tasks wait; prints results as they come.
+//  Ends the job on an error from the library (no broker reachable: exit 3;
+//  anything else: 1). Results the library already holds were acknowledged
+//  to the broker, so they are printed first: the broker will not send them
+//  again, and the application must see each result once.
+static int
+s_give_up (keel_driver_t *driver, s_job_t *job, keel_err rc, const char *text)
+{
+    char why[sizeof ((keel_error_t *) 0)->text];
+    snprintf (why, sizeof why, "%s", text);
+    keel_result_t *result = NULL;
+    for (int k = 0; k < 10000000; k++) {
+        if (keel_driver_next_result (driver, 0, &result, NULL) != KEEL_OK || !result)
+            break;
+        s_write_result (job, result);
+        keel_result_destroy (&result);
+    }
+    s_clear_progress (job);
+    fprintf (stderr, S_PROGRAM ": %s\n", why);
+    return rc == KEEL_ERR_TIMEOUT ? KEEL_EXIT_NOBROKER : KEEL_EXIT_FAILED;
+}
+
 static int
 s_run (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job_t *job,
        uint64_t window)
@@ -224,21 +253,15 @@ s_run (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job
             keel_service_close (service, NULL);
         keel_result_t *result = NULL;
         keel_err rc = keel_driver_next_result (driver, 100, &result, &err);
-        if (rc == KEEL_ERR_TIMEOUT) {
-            s_clear_progress (job);
-            fprintf (stderr, S_PROGRAM ": %s\n", err.text);
-            return KEEL_EXIT_NOBROKER;
-        }
-        if (rc != KEEL_OK) {
-            s_clear_progress (job);
-            fprintf (stderr, S_PROGRAM ": %s\n", err.text);
-            return KEEL_EXIT_FAILED;
-        }
+        if (rc != KEEL_OK)
+            return s_give_up (driver, job, rc, err.text);
         //  Take every result that is ready before submitting more.
         for (int k = 0; result && k < 100000; k++) {
             s_write_result (job, result);
             keel_result_destroy (&result);
-            keel_driver_next_result (driver, 0, &result, NULL);
+            rc = keel_driver_next_result (driver, 0, &result, &err);
+            if (rc != KEEL_OK)
+                return s_give_up (driver, job, rc, err.text);
         }
         s_progress (job, keel_service_submitted (service), false);
     }
@@ -292,6 +315,11 @@ main (int argc, char **argv)
                      strerror (errno));
             goto done;
         }
+        struct stat st;
+        if (fstat (fileno (inputs.file), &st) == 0 && S_ISDIR (st.st_mode)) {
+            fprintf (stderr, S_PROGRAM ": --input-file: '%s' is a directory\n", args.input_file);
+            goto done;
+        }
     }
     else
         job.total = args.input == KEEL_INPUT_TEXT ? args.count : args.range_to - args.range_from;
@@ -306,6 +334,17 @@ main (int argc, char **argv)
             fprintf (stderr, S_PROGRAM ": --output-dir: '%s' is not a directory\n", args.output_dir);
             goto done;
         }
+        //  Find out now, not after the whole job ran, that no output can be written there.
+        char probe[4096];
+        snprintf (probe, sizeof probe, "%s/.keel-driver-XXXXXX", args.output_dir);
+        int fd = mkstemp (probe);
+        if (fd < 0) {
+            fprintf (stderr, S_PROGRAM ": --output-dir: cannot write in '%s': %s\n", args.output_dir,
+                     strerror (errno));
+            goto done;
+        }
+        close (fd);
+        unlink (probe);
     }
     driver = keel_driver_new_from_settings (settings, &err);
     if (!driver) {
@@ -336,7 +375,10 @@ main (int argc, char **argv)
     s_clear_progress (&job);
     fprintf (stderr, S_PROGRAM ": %" PRIu64 " tasks: %" PRIu64 " ok, %" PRIu64 " failed in %.1f s\n",
              job.ok + job.failed, job.ok, job.failed, (zclock_mono () - started) / 1000.0);
-    if (code == KEEL_EXIT_OK && (job.failed > 0 || job.write_failed))
+    if (inputs.read_errno)
+        fprintf (stderr, S_PROGRAM ": --input-file: cannot read '%s': %s (the tasks after it were not submitted)\n",
+                 args.input_file, strerror (inputs.read_errno));
+    if (code == KEEL_EXIT_OK && (job.failed > 0 || job.write_failed || inputs.read_errno))
         code = KEEL_EXIT_FAILED;
 done:
     keel_driver_destroy (&driver);

@@ -72,8 +72,11 @@ s_parse_range (const char *text, keel_submit_args_t *args, keel_error_t *err)
             from[len] = 0;
             if (keel_parse_int64 (from, &args->range_from)
                 && keel_parse_int64 (colon + 1, &args->range_to)
-                && args->range_from <= args->range_to)
-                return KEEL_OK;
+                && args->range_from <= args->range_to) {
+                int64_t span;   // B - A tasks: must fit, or the job silently has none
+                if (!__builtin_sub_overflow (args->range_to, args->range_from, &span))
+                    return KEEL_OK;
+            }
         }
     }
     return keel_error_set (err, KEEL_ERR_INVALID,
