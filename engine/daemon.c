@@ -21,6 +21,7 @@
 #define S_POLL_MAX_MS       5000
 #define S_HWM               100000
 #define S_LOGOFF_LINGER_MS  1000
+#define S_QUEUE_MAX         10000   // queued tasks beyond the slots (EnginePrefetch's limit)
 //  Largest values a LoginReply may hand over: the engine's own HeartbeatInterval
 //  limit and the broker's EngineTimeoutMinutes limit (100000 min). Beyond them
 //  the session's int64 timer arithmetic would overflow.
@@ -244,6 +245,7 @@ s_op_send_login (void *arg)
             held[i].execution_id = task->execution_id;
             held[i].state = task->done ? KEEL__HELD_STATE__HELD_DONE
                                        : KEEL__HELD_STATE__HELD_RUNNING;
+            task->in_login = task->done;
             if (task->done) {
                 keel_held_result_view (task, &results[i]);
                 held[i].result = &results[i];
@@ -333,7 +335,9 @@ s_op_logged_in (void *arg, const Keel__LoginReply *reply)
             dropped++;
         }
         else if (v->verdict == KEEL__VERDICT__VERDICT_HOLD) {
-            task->sent = true;      // the broker holds the result pending; keep ours
+            //  The broker holds the result pending if the login carried it;
+            //  one that finished since the login is still to be sent.
+            task->sent = task->in_login;
             held++;
         }
     }
@@ -400,8 +404,12 @@ static void
 s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task)
 {
     if (keel_runner_free_slots (self->runner) == 0) {
+        //  Held running (this one included) = running + queued: a broker
+        //  sending more than Slots + S_QUEUE_MAX gets the rest refused.
+        bool room = keel_held_running (self->tasks)
+                    <= (size_t) keel_runner_slots (self->runner) + S_QUEUE_MAX;
         size_t size = keel__assign__get_packed_size (assign);
-        zframe_t *packed = zframe_new (NULL, size);
+        zframe_t *packed = room ? zframe_new (NULL, size) : NULL;
         if (packed) {
             keel__assign__pack (assign, zframe_data (packed));
             zlistx_add_end (self->queued, packed);
@@ -434,7 +442,7 @@ s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task
         req.init_data = keel_initdata_get (self->init, assign->service_id, &req.init_size);
         keel_err rc = keel_runner_start (self->runner, &req, def->timeout_ms, self->now);
         if (rc == KEEL_ERR_FULL)
-            snprintf (error, sizeof error, "engine has no free slot");
+            snprintf (error, sizeof error, "engine has no free slot and its queue is full");
         else if (rc != KEEL_OK)
             snprintf (error, sizeof error, "cannot start task: %s", keel_strerror (rc));
     }

@@ -30,6 +30,7 @@ typedef struct {
     uint64_t run_ms;
     bool sent;              // done: Result sent on the current connection
     bool spooled;           // done: the Result is in the spool (StateDir/spool)
+    bool in_login;          // done when the last EngineLogin was built: it carried the Result
     uint8_t *checkpoint;    // running: the task's latest checkpoint, or NULL
     size_t checkpoint_size;
     bool checkpoint_pending;    // the latest checkpoint is not sent to a broker yet
