@@ -28,6 +28,10 @@
 #define S_MAX_HEARTBEAT_MS  (3600LL * 1000)
 #define S_MAX_ENGINE_TIMEOUT_MS (100000LL * 60 * 1000)
 
+//  Bytes of held results one EngineLogin may carry (well below the
+//  broker's default MaxMessageSize of 64 MiB); the rest follow as Results.
+#define S_LOGIN_RESULT_BYTES (8 * 1024 * 1024)
+
 struct _keel_daemon_t {
     const keel_engine_config_t *cfg;
     keel_statedir_t *statedir;
@@ -236,6 +240,7 @@ s_op_send_login (void *arg)
     char *types[KEEL_ENGINE_MAX_SERVICES];
     bool sent = false;
     if (held && held_p && results) {
+        size_t budget = S_LOGIN_RESULT_BYTES;
         for (size_t i = 0; i < n; i++) {
             keel_held_task_t *task = keel_held_at (self->tasks, i);
             keel__held_task__init (&held[i]);
@@ -243,10 +248,16 @@ s_op_send_login (void *arg)
             held[i].has_task_id = held[i].has_execution_id = held[i].has_state = true;
             held[i].task_id = task->task_id;
             held[i].execution_id = task->execution_id;
-            held[i].state = task->done ? KEEL__HELD_STATE__HELD_DONE
-                                       : KEEL__HELD_STATE__HELD_RUNNING;
-            task->in_login = task->done;
-            if (task->done) {
+            //  Results ride in the login up to a byte budget, so a few large
+            //  ones can never make the login too big for the broker; a done
+            //  task past the budget is listed as running and its result
+            //  follows as a Result once the verdicts are in (KEEP or HOLD).
+            size_t size = task->done ? task->output_size + (task->error ? strlen (task->error) : 0) : 0;
+            task->in_login = task->done && size <= budget;
+            held[i].state = task->in_login ? KEEL__HELD_STATE__HELD_DONE
+                                           : KEEL__HELD_STATE__HELD_RUNNING;
+            if (task->in_login) {
+                budget -= size;
                 keel_held_result_view (task, &results[i]);
                 held[i].result = &results[i];
             }
