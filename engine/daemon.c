@@ -461,7 +461,11 @@ s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task
         KEEL_WARN ("engine", "task not started exec=%" PRIu64 " error=\"%s\"",
                    assign->execution_id, error);
         keel_held_finish (task, false, (const uint8_t *) error, strlen (error), 0);
-        s_send_result (self, task);
+        //  Like any finished task: sent when online, spooled when not.
+        if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_ONLINE)
+            s_send_result (self, task);
+        else
+            s_spool (self, task);
         return;
     }
     KEEL_INFO ("engine", "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s "
