@@ -12,126 +12,30 @@
 #include <string.h>
 #include <czmq.h>
 
+#include "fake_broker.h"
 #include "harness.h"
 #include "wire.h"
 
-typedef struct {
-    zsock_t *router;
-    harness_broker_t b;         // only endpoint is used (harness_engine_start)
-    zframe_t *peer;             // routing id of the engine's latest login
-    uint64_t seq;
-    int64_t keepalive_ms;
-    int64_t last_sent;
-} s_fake_t;
-
-static s_fake_t *s_running;
+static fake_broker_t *s_running;
 
 static void
 s_teardown (void)
 {
-    if (s_running) {
-        zframe_destroy (&s_running->peer);
-        zsock_destroy (&s_running->router);
-        free (s_running);
-        s_running = NULL;
-    }
+    fake_broker_destroy (&s_running);
     harness_teardown ();
 }
 
-static s_fake_t *
+static fake_broker_t *
 s_fake_new (void)
 {
-    s_fake_t *f = calloc (1, sizeof *f);
-    cr_assert_not_null (f);
+    fake_broker_t *f = fake_broker_new ();
+    cr_assert_not_null (f, "no fake broker (no free port?)");
     s_running = f;
-    int port = harness_free_port ();
-    cr_assert_gt (port, 0);
-    f->router = zsock_new (ZMQ_ROUTER);
-    cr_assert_not_null (f->router);
-    zsock_set_sndhwm (f->router, 0);
-    zsock_set_rcvhwm (f->router, 0);
-    zsock_set_linger (f->router, 0);
-    snprintf (f->b.endpoint, sizeof f->b.endpoint, "tcp://127.0.0.1:%d", port);
-    cr_assert_eq (zsock_bind (f->router, "%s", f->b.endpoint), port);
-    f->keepalive_ms = 300;
     return f;
 }
 
-static bool
-s_send (s_fake_t *f, keel_env_t *env)
-{
-    env->has_seq = true;
-    env->seq = ++f->seq;
-    bool ok = f->peer && keel_wire_send_to (f->router, f->peer, env) == KEEL_OK;
-    f->last_sent = zclock_mono ();
-    return ok;
-}
-
 static void
-s_send_heartbeat (s_fake_t *f)
-{
-    Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    s_send (f, &env);
-}
-
-//  Next message from the engine within timeout_ms (keep-alive heartbeats
-//  meanwhile when keepalive_ms is set); NULL at the deadline.
-static keel_env_t *
-s_recv (s_fake_t *f, int timeout_ms)
-{
-    int64_t deadline = zclock_mono () + timeout_ms;
-    while (true) {
-        int64_t now = zclock_mono ();
-        if (f->keepalive_ms && f->peer && now - f->last_sent >= f->keepalive_ms)
-            s_send_heartbeat (f);
-        if (now >= deadline)
-            return NULL;
-        int64_t wait = deadline - now;
-        if (wait > 100)
-            wait = 100;
-        zmq_pollitem_t item = { zsock_resolve (f->router), 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, (long) wait) <= 0)
-            continue;
-        zmsg_t *msg = zmsg_recv (f->router);
-        if (!msg)
-            continue;
-        keel_env_t *env = NULL;
-        if (zmsg_size (msg) == 2) {
-            zframe_t *id = zmsg_first (msg);
-            zframe_t *payload = zmsg_next (msg);
-            keel_error_t err = { "" };
-            env = keel_wire_decode (zframe_data (payload), zframe_size (payload), &err);
-            if (env && env->body_case == KEEL__ENVELOPE__BODY_ENGINE_LOGIN) {
-                zframe_destroy (&f->peer);
-                f->peer = zframe_dup (id);
-            }
-        }
-        zmsg_destroy (&msg);
-        if (env)
-            return env;
-    }
-}
-
-static keel_env_t *
-s_expect (s_fake_t *f, Keel__Envelope__BodyCase body, int timeout_ms)
-{
-    int64_t deadline = zclock_mono () + timeout_ms;
-    int64_t left;
-    while ((left = deadline - zclock_mono ()) > 0) {
-        keel_env_t *env = s_recv (f, (int) left);
-        if (env && env->body_case == body)
-            return env;
-        keel_wire_free (&env);
-    }
-    return NULL;
-}
-
-static void
-s_login_reply (s_fake_t *f, size_t n, Keel__TaskVerdict **verdicts)
+s_login_reply (fake_broker_t *f, size_t n, Keel__TaskVerdict **verdicts)
 {
     Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
     reply.has_ok = reply.ok = true;
@@ -147,11 +51,11 @@ s_login_reply (s_fake_t *f, size_t n, Keel__TaskVerdict **verdicts)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
     env.login_reply = &reply;
-    cr_assert (s_send (f, &env));
+    cr_assert (fake_broker_send (f, &env));
 }
 
 static void
-s_assign (s_fake_t *f, uint64_t execution_id, const char *type, const char *input)
+s_assign (fake_broker_t *f, uint64_t execution_id, const char *type, const char *input)
 {
     Keel__Assign a = KEEL__ASSIGN__INIT;
     a.service_id = "svc";
@@ -165,7 +69,7 @@ s_assign (s_fake_t *f, uint64_t execution_id, const char *type, const char *inpu
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_ASSIGN;
     env.assign = &a;
-    cr_assert (s_send (f, &env));
+    cr_assert (fake_broker_send (f, &env));
 }
 
 static bool
@@ -187,10 +91,10 @@ s_log_has_finished_7 (void *arg)
 Test (engine_review, hold_for_task_finished_during_login_sends_result,
       .init = harness_setup, .fini = s_teardown, .timeout = 60)
 {
-    s_fake_t *f = s_fake_new ();
+    fake_broker_t *f = s_fake_new ();
     pid_t pid = harness_engine_start (&f->b, "engine", 1, NULL);
     HARNESS_ASSERT (pid > 0, "keel-engine did not start");
-    keel_env_t *env = s_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 15000);
+    keel_env_t *env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 15000);
     HARNESS_ASSERT (env, "no EngineLogin");
     keel_wire_free (&env);
     s_login_reply (f, 0, NULL);
@@ -203,9 +107,9 @@ Test (engine_review, hold_for_task_finished_during_login_sends_result,
     keel_env_init (&rel, KEEL__SENDER_KIND__SENDER_BROKER);
     rel.body_case = KEEL__ENVELOPE__BODY_RELOGIN;
     rel.relogin = &relogin;
-    cr_assert (s_send (f, &rel));
+    cr_assert (fake_broker_send (f, &rel));
     f->keepalive_ms = 0;        // no traffic to the new connection until the reply
-    env = s_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 5000);
+    env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 5000);
     HARNESS_ASSERT (env, "no second EngineLogin");
     HARNESS_ASSERT (env->engine_login->n_held == 1
                     && env->engine_login->held[0]->execution_id == 7
@@ -226,7 +130,7 @@ Test (engine_review, hold_for_task_finished_during_login_sends_result,
     s_login_reply (f, 1, vs);
     f->keepalive_ms = 300;
 
-    env = s_expect (f, KEEL__ENVELOPE__BODY_RESULT, 5000);
+    env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_RESULT, 5000);
     HARNESS_ASSERT (env, "the engine never sent the result of exec 7 (HOLD)");
     HARNESS_ASSERT (env->result->execution_id == 7, "result of another execution");
     HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_OK, "exec 7 failed");
@@ -241,10 +145,10 @@ Test (engine_review, hold_for_task_finished_during_login_sends_result,
 Test (engine_review, prefetch_queue_is_capped,
       .init = harness_setup, .fini = s_teardown, .timeout = 120)
 {
-    s_fake_t *f = s_fake_new ();
+    fake_broker_t *f = s_fake_new ();
     pid_t pid = harness_engine_start (&f->b, "engine", 1, NULL);
     HARNESS_ASSERT (pid > 0, "keel-engine did not start");
-    keel_env_t *env = s_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 15000);
+    keel_env_t *env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 15000);
     HARNESS_ASSERT (env, "no EngineLogin");
     keel_wire_free (&env);
     s_login_reply (f, 0, NULL);
@@ -256,7 +160,7 @@ Test (engine_review, prefetch_queue_is_capped,
     bool beyond_only = true;
     int64_t deadline = zclock_mono () + 30000;
     while (zclock_mono () < deadline && failed <= S_FLOOD_EXTRA) {
-        env = s_expect (f, KEEL__ENVELOPE__BODY_RESULT, failed == S_FLOOD_EXTRA ? 3000 : 20000);
+        env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_RESULT, failed == S_FLOOD_EXTRA ? 3000 : 20000);
         if (!env)
             break;
         failed++;

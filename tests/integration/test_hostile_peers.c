@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <czmq.h>
 
+#include "fake_broker.h"
 #include "harness.h"
 #include "wire.h"
 
@@ -31,41 +32,18 @@
 
 // ---------------------------------------------------------------- the fake broker
 
-typedef struct {
-    zsock_t *router;
-    char endpoint[64];
-    zframe_t *peer;             // routing id of the program's latest login or hello
-    int logins;                 // EngineLogin / DriverHello received
-    long unreadable;            // messages from the program that did not decode
-    long send_failures;         // sends the ROUTER refused (peer gone)
-    uint64_t seq;
-    uint32_t rng;
-    int64_t keepalive_ms;       // send a Heartbeat when idle this long; 0 = never
-    int64_t last_sent;
-} s_fake_t;
-
-static s_fake_t *s_running;      // the fake of the running test
+static fake_broker_t *s_running;    // the fake of the running test
+static uint32_t s_rng;              // xorshift state, seeded per test process
 
 static uint32_t
-s_rand (s_fake_t *f)
+s_rand (fake_broker_t *f)
 {
-    uint32_t x = f->rng;
+    (void) f;
+    uint32_t x = s_rng;
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
-    return f->rng = x;
-}
-
-static void
-s_fake_destroy (s_fake_t **f_p)
-{
-    s_fake_t *f = *f_p;
-    if (!f)
-        return;
-    zframe_destroy (&f->peer);
-    zsock_destroy (&f->router);
-    free (f);
-    *f_p = NULL;
+    return s_rng = x;
 }
 
 // The fake of the running test, destroyed at teardown even when an
@@ -73,145 +51,22 @@ s_fake_destroy (s_fake_t **f_p)
 static void
 s_teardown (void)
 {
-    s_fake_destroy (&s_running);
+    fake_broker_destroy (&s_running);
     harness_teardown ();
 }
 
-// A fake broker on a free loopback port, with nobody connected yet.
-static s_fake_t *
+// A fake broker on a free loopback port, with nobody connected yet and no
+// keep-alive until the test asks for it.
+static fake_broker_t *
 s_fake_new (void)
 {
-    s_fake_t *f = calloc (1, sizeof *f);
-    cr_assert_not_null (f);
+    fake_broker_t *f = fake_broker_new ();
+    cr_assert_not_null (f, "no fake broker (no free port?)");
     s_running = f;
-    f->rng = (uint32_t) getpid () * 2654435761u | 1u;
-    cr_log_info ("hostile peers seed %u", f->rng);
-    int port = harness_free_port ();
-    cr_assert_gt (port, 0, "no free port");
-    f->router = zsock_new (ZMQ_ROUTER);
-    cr_assert_not_null (f->router);
-    zsock_set_router_mandatory (f->router, 1);     // a vanished peer is an error, not silence
-    zsock_set_sndhwm (f->router, 0);
-    zsock_set_rcvhwm (f->router, 0);
-    zsock_set_sndtimeo (f->router, 5000);
-    zsock_set_linger (f->router, 0);
-    snprintf (f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", port);
-    cr_assert_eq (zsock_bind (f->router, "%s", f->endpoint), port, "cannot bind %s", f->endpoint);
+    f->keepalive_ms = 0;
+    s_rng = (uint32_t) getpid () * 2654435761u | 1u;
+    cr_log_info ("hostile peers seed %u", s_rng);
     return f;
-}
-
-// Sends one message [peer][frames...]. False when the ROUTER refused it.
-static bool
-s_send_frames (s_fake_t *f, int n, const void *const data[], const size_t size[])
-{
-    void *handle = zsock_resolve (f->router);
-    bool ok = f->peer
-              && zmq_send (handle, zframe_data (f->peer), zframe_size (f->peer), ZMQ_SNDMORE) >= 0;
-    for (int i = 0; ok && i < n; i++)
-        ok = zmq_send (handle, data[i], size[i], i + 1 < n ? ZMQ_SNDMORE : 0) >= 0;
-    if (!ok)
-        f->send_failures++;
-    f->last_sent = zclock_mono ();
-    return ok;
-}
-
-static bool
-s_send_raw (s_fake_t *f, const void *data, size_t size)
-{
-    const void *d[1] = { data };
-    size_t s[1] = { size };
-    return s_send_frames (f, 1, d, s);
-}
-
-// Encodes env (seq filled in) into a new frame.
-static zframe_t *
-s_encode (s_fake_t *f, keel_env_t *env)
-{
-    env->has_seq = true;
-    env->seq = ++f->seq;
-    zframe_t *frame = keel_wire_encode (env);
-    cr_assert_not_null (frame);
-    return frame;
-}
-
-static bool
-s_send_env (s_fake_t *f, keel_env_t *env)
-{
-    zframe_t *frame = s_encode (f, env);
-    bool ok = s_send_raw (f, zframe_data (frame), zframe_size (frame));
-    zframe_destroy (&frame);
-    return ok;
-}
-
-static bool
-s_send_heartbeat (s_fake_t *f)
-{
-    Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    return s_send_env (f, &env);
-}
-
-// Receives the next message from the program within timeout_ms, sending
-// keep-alive heartbeats meanwhile. Returns the validated envelope (free with
-// keel_wire_free) or NULL at the deadline. A login or hello makes its sender
-// the peer everything is sent to from then on.
-static keel_env_t *
-s_recv (s_fake_t *f, int timeout_ms)
-{
-    int64_t deadline = zclock_mono () + timeout_ms;
-    while (true) {
-        int64_t now = zclock_mono ();
-        if (f->keepalive_ms && f->peer && now - f->last_sent >= f->keepalive_ms)
-            s_send_heartbeat (f);
-        if (now >= deadline)
-            return NULL;
-        int64_t wait = deadline - now;
-        if (f->keepalive_ms && wait > f->keepalive_ms / 2)
-            wait = f->keepalive_ms / 2;
-        zmq_pollitem_t item = { zsock_resolve (f->router), 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, (long) wait) <= 0)
-            continue;
-        zmsg_t *msg = zmsg_recv (f->router);
-        if (!msg)
-            continue;
-        keel_env_t *env = NULL;
-        if (zmsg_size (msg) == 2) {
-            zframe_t *id = zmsg_first (msg);
-            zframe_t *payload = zmsg_next (msg);
-            keel_error_t err = { "" };
-            env = keel_wire_decode (zframe_data (payload), zframe_size (payload), &err);
-            if (!env)
-                cr_log_warn ("unreadable message from the program: %s", err.text);
-            if (env && (env->body_case == KEEL__ENVELOPE__BODY_ENGINE_LOGIN
-                        || env->body_case == KEEL__ENVELOPE__BODY_DRIVER_HELLO)) {
-                zframe_destroy (&f->peer);
-                f->peer = zframe_dup (id);
-                f->logins++;
-            }
-        }
-        zmsg_destroy (&msg);
-        if (env)
-            return env;
-        f->unreadable++;
-    }
-}
-
-// Receives until a message with the given body arrives (others are dropped).
-static keel_env_t *
-s_expect (s_fake_t *f, Keel__Envelope__BodyCase body, int timeout_ms)
-{
-    int64_t deadline = zclock_mono () + timeout_ms;
-    int64_t left;
-    while ((left = deadline - zclock_mono ()) > 0) {
-        keel_env_t *env = s_recv (f, (int) left);
-        if (env && env->body_case == body)
-            return env;
-        keel_wire_free (&env);
-    }
-    return NULL;
 }
 
 // ---------------------------------------------------------------- garbage
@@ -219,7 +74,7 @@ s_expect (s_fake_t *f, Keel__Envelope__BodyCase body, int timeout_ms)
 // Random frames, some starting like an envelope (version 1) to get past
 // the first bytes of the decoder; a Heartbeat every S_KEEPALIVE_EVERY.
 static void
-s_send_random (s_fake_t *f, int count)
+s_send_random (fake_broker_t *f, int count)
 {
     uint8_t frame[300];
     for (int i = 0; i < count; i++) {
@@ -230,9 +85,9 @@ s_send_random (s_fake_t *f, int count)
             frame[0] = 0x08;
             frame[1] = 0x01;
         }
-        s_send_raw (f, frame, len);
+        fake_broker_send_raw (f, frame, len);
         if (i % S_KEEPALIVE_EVERY == S_KEEPALIVE_EVERY - 1)
-            s_send_heartbeat (f);
+            fake_broker_send_heartbeat (f);
     }
 }
 
@@ -240,14 +95,14 @@ s_send_random (s_fake_t *f, int count)
 // prefix is a valid message: a program that acts on one has a bug the
 // marker in the body shows.
 static void
-s_send_truncated (s_fake_t *f, keel_env_t *env, int count)
+s_send_truncated (fake_broker_t *f, keel_env_t *env, int count)
 {
-    zframe_t *frame = s_encode (f, env);
+    zframe_t *frame = fake_broker_encode (f, env);
     size_t size = zframe_size (frame);
     for (int i = 0; i < count; i++) {
-        s_send_raw (f, zframe_data (frame), s_rand (f) % size);
+        fake_broker_send_raw (f, zframe_data (frame), s_rand (f) % size);
         if (i % S_KEEPALIVE_EVERY == S_KEEPALIVE_EVERY - 1)
-            s_send_heartbeat (f);
+            fake_broker_send_heartbeat (f);
     }
     zframe_destroy (&frame);
 }
@@ -255,33 +110,33 @@ s_send_truncated (s_fake_t *f, keel_env_t *env, int count)
 // Multi-frame messages whose every frame (or last frame) is a valid
 // message: the whole message is malformed and must be dropped.
 static void
-s_send_multi (s_fake_t *f, keel_env_t *env, int count)
+s_send_multi (fake_broker_t *f, keel_env_t *env, int count)
 {
-    zframe_t *frame = s_encode (f, env);
+    zframe_t *frame = fake_broker_encode (f, env);
     uint8_t junk[16];
     for (size_t k = 0; k < sizeof junk; k++)
         junk[k] = (uint8_t) s_rand (f);
     for (int i = 0; i < count; i++) {
         const void *d[3] = { zframe_data (frame), zframe_data (frame), zframe_data (frame) };
         size_t s[3] = { zframe_size (frame), zframe_size (frame), zframe_size (frame) };
-        s_send_frames (f, 2, d, s);                 // valid + valid
+        fake_broker_send_frames (f, 2, d, s);                 // valid + valid
         d[0] = junk;
         s[0] = sizeof junk;
-        s_send_frames (f, 2, d, s);                 // garbage + valid
+        fake_broker_send_frames (f, 2, d, s);                 // garbage + valid
         s[0] = 0;
-        s_send_frames (f, 3, d, s);                 // empty + valid + valid
+        fake_broker_send_frames (f, 3, d, s);                 // empty + valid + valid
         d[0] = zframe_data (frame);
         s[0] = zframe_size (frame);
         d[1] = junk;
         s[1] = 0;
-        s_send_frames (f, 2, d, s);                 // valid + empty
+        fake_broker_send_frames (f, 2, d, s);                 // valid + empty
     }
     zframe_destroy (&frame);
 }
 
 // The same envelope from every sender that is not a broker.
 static void
-s_send_wrong_senders (s_fake_t *f, keel_env_t *env)
+s_send_wrong_senders (fake_broker_t *f, keel_env_t *env)
 {
     const int senders[] = { KEEL__SENDER_KIND__SENDER_UNKNOWN, KEEL__SENDER_KIND__SENDER_DRIVER,
                             KEEL__SENDER_KIND__SENDER_ENGINE, KEEL__SENDER_KIND__SENDER_ADMIN, 99 };
@@ -289,7 +144,7 @@ s_send_wrong_senders (s_fake_t *f, keel_env_t *env)
     for (size_t i = 0; i < sizeof senders / sizeof senders[0]; i++) {
         env->has_sender = true;
         env->sender = (Keel__SenderKind) senders[i];
-        s_send_env (f, env);
+        fake_broker_send (f, env);
     }
     env->sender = saved;
 }
@@ -308,7 +163,7 @@ s_text (size_t len, char c)
 // each as a broker would frame it. Some are malformed from a broker (the
 // validator refuses them), others are valid but unexpected here.
 static void
-s_send_wrong_bodies (s_fake_t *f, const char *service_id)
+s_send_wrong_bodies (fake_broker_t *f, const char *service_id)
 {
     keel_env_t env;
     uint64_t ids[3] = { 1, 2, UINT64_MAX };
@@ -325,7 +180,7 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_TASKS;
     env.submit_tasks = &submit;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     Keel__SubmitService service = KEEL__SUBMIT_SERVICE__INIT;
     service.service_id = (char *) service_id;
@@ -333,14 +188,14 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_SERVICE;
     env.submit_service = &service;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
     hello.driver_id = "broker-pretending";
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
     env.driver_hello = &hello;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     char *types[1] = { "double" };
     Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
@@ -353,7 +208,7 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
     env.engine_login = &login;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     Keel__Result result = KEEL__RESULT__INIT;
     result.service_id = (char *) service_id;
@@ -365,7 +220,7 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_RESULT;
     env.result = &result;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     Keel__Checkpoint cp = KEEL__CHECKPOINT__INIT;
     cp.service_id = (char *) service_id;
@@ -373,7 +228,7 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_CHECKPOINT;
     env.checkpoint = &cp;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     char *detach_ids[1] = { (char *) service_id };
     Keel__Detach detach = KEEL__DETACH__INIT;
@@ -382,20 +237,20 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_DETACH;
     env.detach = &detach;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     Keel__Logoff logoff = KEEL__LOGOFF__INIT;
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_LOGOFF;
     env.logoff = &logoff;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     Keel__AdminRequest request = KEEL__ADMIN_REQUEST__INIT;
     request.command = "status";
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_ADMIN_REQUEST;
     env.admin_request = &request;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     Keel__AdminReply reply = KEEL__ADMIN_REPLY__INIT;
     reply.has_ok = true;
@@ -404,7 +259,7 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_ADMIN_REPLY;
     env.admin_reply = &reply;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     // A broker's ResultAck carries execution ids only; with task ids it is malformed.
     Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
@@ -414,7 +269,7 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_RESULT_ACK;
     env.result_ack = &ack;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     // Notices: one at the text limit (valid), one past it, one without text.
     char *text = s_text (KEEL_TEXT_MAX + 1, 'n');
@@ -425,13 +280,13 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_NOTICE;
     env.notice = &notice;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
     notice.text = NULL;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
     memcpy (text, "hostile-notice:", 15);
     text[KEEL_TEXT_MAX] = 0;
     notice.text = text;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
     free (text);
 
     // An envelope of another protocol version, and one with no body.
@@ -440,9 +295,9 @@ s_send_wrong_bodies (s_fake_t *f, const char *service_id)
     env.version = 2;
     env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 }
 
 // ---------------------------------------------------------------- engine
@@ -465,17 +320,17 @@ s_assign_init (Keel__Assign *assign, const char *service_id, const char *type, u
 }
 
 static bool
-s_send_assign (s_fake_t *f, const Keel__Assign *assign, Keel__SenderKind sender)
+s_send_assign (fake_broker_t *f, const Keel__Assign *assign, Keel__SenderKind sender)
 {
     keel_env_t env;
     keel_env_init (&env, sender);
     env.body_case = KEEL__ENVELOPE__BODY_ASSIGN;
     env.assign = (Keel__Assign *) assign;
-    return s_send_env (f, &env);
+    return fake_broker_send (f, &env);
 }
 
 static bool
-s_send_login_reply (s_fake_t *f, bool ok, uint64_t heartbeat_ms, uint64_t engine_timeout_ms,
+s_send_login_reply (fake_broker_t *f, bool ok, uint64_t heartbeat_ms, uint64_t engine_timeout_ms,
                     const char *error, Keel__SenderKind sender)
 {
     Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
@@ -493,14 +348,14 @@ s_send_login_reply (s_fake_t *f, bool ok, uint64_t heartbeat_ms, uint64_t engine
     keel_env_init (&env, sender);
     env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
     env.login_reply = &reply;
-    return s_send_env (f, &env);
+    return fake_broker_send (f, &env);
 }
 
 // Login replies no engine may take for a login: malformed (no heartbeat,
 // heartbeat 0, timeout 0), from the wrong sender, or with values no broker
 // can be configured to (heartbeat of centuries, timeout past INT64_MAX).
 static void
-s_send_bogus_login_replies (s_fake_t *f)
+s_send_bogus_login_replies (fake_broker_t *f)
 {
     const Keel__SenderKind broker = KEEL__SENDER_KIND__SENDER_BROKER;
     s_send_login_reply (f, true, 0, 60000, NULL, broker);
@@ -519,12 +374,12 @@ s_send_bogus_login_replies (s_fake_t *f)
     keel_env_init (&env, broker);
     env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
     env.login_reply = &reply;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 }
 
 // Unknown ids in every list a broker sends an engine, up to the list cap.
 static void
-s_send_unknown_ids (s_fake_t *f)
+s_send_unknown_ids (fake_broker_t *f)
 {
     size_t n = KEEL_LIST_MAX;
     uint64_t *ids = calloc (n, sizeof *ids);
@@ -540,7 +395,7 @@ s_send_unknown_ids (s_fake_t *f)
     for (size_t count = 1; count <= n; count *= 100) {
         ack.n_execution_ids = count;
         ack.execution_ids = ids + (n - count);
-        s_send_env (f, &env);
+        fake_broker_send (f, &env);
     }
 
     Keel__Cancel cancel = KEEL__CANCEL__INIT;
@@ -551,10 +406,10 @@ s_send_unknown_ids (s_fake_t *f)
     for (size_t count = 1; count <= n; count *= 100) {
         cancel.n_execution_ids = count;
         cancel.execution_ids = ids + (n - count);
-        s_send_env (f, &env);
+        fake_broker_send (f, &env);
     }
     cancel.n_execution_ids = 0;         // malformed: nothing to cancel
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 
     Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
     hb.n_running = n;
@@ -562,7 +417,7 @@ s_send_unknown_ids (s_fake_t *f)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
     free (ids);
 
     // Verdicts for tasks the engine never had, on a reply it does not expect.
@@ -582,12 +437,12 @@ s_send_unknown_ids (s_fake_t *f)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
     env.login_reply = &reply;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 }
 
 // Assigns the validator must refuse: bad type names, bad or missing ids.
 static void
-s_send_malformed_assigns (s_fake_t *f)
+s_send_malformed_assigns (fake_broker_t *f)
 {
     char *long_id = s_text (KEEL_ID_MAX + 1, 'a');
     char *long_type = s_text (KEEL_TYPE_MAX + 1, 'd');
@@ -634,19 +489,19 @@ s_find_expected (s_expected_t *table, size_t n, uint64_t execution_id)
 Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
       .init = harness_setup, .fini = s_teardown, .timeout = 30)
 {
-    s_fake_t *f = s_fake_new ();
+    fake_broker_t *f = s_fake_new ();
     char state[512], state_set[600], brokers[96];
     harness_path (state, sizeof state, "engine.state");
     mkdir (state, 0755);
     snprintf (state_set, sizeof state_set, "StateDir=%s", state);
-    snprintf (brokers, sizeof brokers, "Brokers=%s", f->endpoint);
+    snprintf (brokers, sizeof brokers, "Brokers=%s", f->b.endpoint);
     const char *argv[] = { "--set", brokers, "--set", state_set, "--set", "Slots=1",
                            "--set", "HeartbeatInterval=200ms", NULL };
     pid_t pid = harness_spawn ("engine", "keel-engine", argv);
     HARNESS_ASSERT (pid > 0, "keel-engine did not start");
 
     // 1. The engine logs in.
-    keel_env_t *env = s_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 8000);
+    keel_env_t *env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 8000);
     HARNESS_ASSERT (env != NULL, "no EngineLogin within 8 s");
     char engine_id[KEEL_ID_MAX + 1], session[KEEL_ID_MAX + 1];
     snprintf (engine_id, sizeof engine_id, "%s", env->engine_login->engine_id);
@@ -676,7 +531,7 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
     int64_t deadline = zclock_mono () + 6000;
     int logins_before = f->logins;
     while (f->logins == logins_before && zclock_mono () < deadline) {
-        env = s_recv (f, (int) (deadline - zclock_mono ()));
+        env = fake_broker_recv (f, (int) (deadline - zclock_mono ()));
         if (env && env->body_case != KEEL__ENVELOPE__BODY_ENGINE_LOGIN) {
             cr_log_warn ("engine sent %s before it was logged in", keel_wire_body_name (env));
             online_msgs++;
@@ -718,7 +573,7 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
     s_send_login_reply (f, false, 0, 0, "go away", KEEL__SENDER_KIND__SENDER_BROKER);
     s_send_unknown_ids (f);
     s_send_malformed_assigns (f);
-    s_send_heartbeat (f);
+    fake_broker_send_heartbeat (f);
 
     // Assigns it must run or refuse with a FAILED result, each exactly once.
     uint8_t *big = malloc (S_BIG_INPUT);
@@ -772,7 +627,7 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
     deadline = zclock_mono () + 10000;
     int64_t online_at = zclock_mono ();
     while (answered < n_expected && zclock_mono () < deadline) {
-        env = s_recv (f, (int) (deadline - zclock_mono ()));
+        env = fake_broker_recv (f, (int) (deadline - zclock_mono ()));
         if (!env)
             break;
         if (env->body_case == KEEL__ENVELOPE__BODY_HEARTBEAT)
@@ -810,7 +665,7 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
             keel_env_init (&reply, KEEL__SENDER_KIND__SENDER_BROKER);
             reply.body_case = KEEL__ENVELOPE__BODY_RESULT_ACK;
             reply.result_ack = &ack;
-            s_send_env (f, &reply);
+            fake_broker_send (f, &reply);
         }
         keel_wire_free (&env);
     }
@@ -824,7 +679,7 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
     // dropped, no second login, heartbeats at the adopted interval.
     deadline = zclock_mono () + 1500;
     while (zclock_mono () < deadline) {
-        env = s_recv (f, (int) (deadline - zclock_mono ()));
+        env = fake_broker_recv (f, (int) (deadline - zclock_mono ()));
         if (env && env->body_case == KEEL__ENVELOPE__BODY_HEARTBEAT)
             heartbeats++;
         HARNESS_ASSERT (!env || env->body_case != KEEL__ENVELOPE__BODY_RESULT,
@@ -846,10 +701,10 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
     // 5. It still stops cleanly, logging off.
     int code = harness_stop (pid, 5000);
     HARNESS_ASSERT (code == 0, "keel-engine exited %d on SIGTERM", code);
-    env = s_expect (f, KEEL__ENVELOPE__BODY_LOGOFF, 2000);
+    env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_LOGOFF, 2000);
     HARNESS_ASSERT (env != NULL, "no Logoff from the stopping engine");
     keel_wire_free (&env);
-    s_fake_destroy (&s_running);
+    fake_broker_destroy (&s_running);
 }
 
 // ---------------------------------------------------------------- driver
@@ -870,7 +725,7 @@ s_result_init (Keel__TaskResult *r, const char *service_id, uint64_t task_id, co
 }
 
 static bool
-s_send_results (s_fake_t *f, Keel__TaskResult **results, size_t n, Keel__SenderKind sender)
+s_send_results (fake_broker_t *f, Keel__TaskResult **results, size_t n, Keel__SenderKind sender)
 {
     Keel__TaskResults msg = KEEL__TASK_RESULTS__INIT;
     msg.n_results = n;
@@ -879,11 +734,11 @@ s_send_results (s_fake_t *f, Keel__TaskResult **results, size_t n, Keel__SenderK
     keel_env_init (&env, sender);
     env.body_case = KEEL__ENVELOPE__BODY_TASK_RESULTS;
     env.task_results = &msg;
-    return s_send_env (f, &env);
+    return fake_broker_send (f, &env);
 }
 
 static bool
-s_send_accepted (s_fake_t *f, const char *service_id, uint64_t *ids, size_t n)
+s_send_accepted (fake_broker_t *f, const char *service_id, uint64_t *ids, size_t n)
 {
     Keel__Accepted accepted = KEEL__ACCEPTED__INIT;
     accepted.service_id = (char *) service_id;
@@ -893,11 +748,11 @@ s_send_accepted (s_fake_t *f, const char *service_id, uint64_t *ids, size_t n)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_ACCEPTED;
     env.accepted = &accepted;
-    return s_send_env (f, &env);
+    return fake_broker_send (f, &env);
 }
 
 static void
-s_send_refused (s_fake_t *f, const char *service_id, int code, uint64_t *ids, size_t n)
+s_send_refused (fake_broker_t *f, const char *service_id, int code, uint64_t *ids, size_t n)
 {
     Keel__Refused refused = KEEL__REFUSED__INIT;
     refused.service_id = (char *) service_id;
@@ -910,11 +765,11 @@ s_send_refused (s_fake_t *f, const char *service_id, int code, uint64_t *ids, si
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_REFUSED;
     env.refused = &refused;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
 }
 
 static bool
-s_send_welcome (s_fake_t *f, uint64_t heartbeat_ms, Keel__SenderKind sender)
+s_send_welcome (fake_broker_t *f, uint64_t heartbeat_ms, Keel__SenderKind sender)
 {
     Keel__DriverWelcome welcome = KEEL__DRIVER_WELCOME__INIT;
     welcome.broker_name = "fake-broker";
@@ -925,13 +780,13 @@ s_send_welcome (s_fake_t *f, uint64_t heartbeat_ms, Keel__SenderKind sender)
     keel_env_init (&env, sender);
     env.body_case = KEEL__ENVELOPE__BODY_DRIVER_WELCOME;
     env.driver_welcome = &welcome;
-    return s_send_env (f, &env);
+    return fake_broker_send (f, &env);
 }
 
 // Valid messages about services and tasks the driver does not have, and
 // refusals it must not take (malformed codes, or services it does not have).
 static void
-s_send_nonsense (s_fake_t *f, const char *service_id)
+s_send_nonsense (fake_broker_t *f, const char *service_id)
 {
     Keel__TaskResult r[4];
     Keel__TaskResult *rp[4] = { &r[0], &r[1], &r[2], &r[3] };
@@ -990,14 +845,14 @@ s_send_nonsense (s_fake_t *f, const char *service_id)
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_CANCEL;
     env.cancel = &cancel;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
     Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
     ack.n_execution_ids = 1;
     ack.execution_ids = &exec;
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_RESULT_ACK;
     env.result_ack = &ack;
-    s_send_env (f, &env);
+    fake_broker_send (f, &env);
     s_send_login_reply (f, true, 1000, 60000, NULL, KEEL__SENDER_KIND__SENDER_BROKER);
 }
 
@@ -1042,14 +897,14 @@ s_driver_saw (s_driver_view_t *v, const keel_env_t *env)
 Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_result_once,
       .init = harness_setup, .fini = s_teardown, .timeout = 30)
 {
-    s_fake_t *f = s_fake_new ();
-    const char *argv[] = { "--broker", f->endpoint, "--set", "DSBrokerTimeout=20s", "submit",
+    fake_broker_t *f = s_fake_new ();
+    const char *argv[] = { "--broker", f->b.endpoint, "--set", "DSBrokerTimeout=20s", "submit",
                            "--service", "double", "--range", "0:3", NULL };
     pid_t pid = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (pid > 0, "keel-driver did not start");
 
     // 1. Its hello; before the welcome, noise and welcomes it must not take.
-    keel_env_t *env = s_expect (f, KEEL__ENVELOPE__BODY_DRIVER_HELLO, 8000);
+    keel_env_t *env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_DRIVER_HELLO, 8000);
     HARNESS_ASSERT (env != NULL, "no DriverHello within 8 s");
     keel_wire_free (&env);
     s_send_welcome (f, 5, KEEL__SENDER_KIND__SENDER_BROKER);      // below 10 ms: malformed
@@ -1066,13 +921,13 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     keel_env_init (&sync, KEEL__SENDER_KIND__SENDER_BROKER);
     sync.body_case = KEEL__ENVELOPE__BODY_RELOGIN;
     sync.relogin = &relogin;
-    s_send_env (f, &sync);
+    fake_broker_send (f, &sync);
     s_driver_view_t view;
     memset (&view, 0, sizeof view);
     int logins = f->logins;
     int64_t deadline = zclock_mono () + 6000;
     while (f->logins == logins && zclock_mono () < deadline) {
-        env = s_recv (f, (int) (deadline - zclock_mono ()));
+        env = fake_broker_recv (f, (int) (deadline - zclock_mono ()));
         if (env)
             s_driver_saw (&view, env);
         keel_wire_free (&env);
@@ -1087,7 +942,7 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     f->keepalive_ms = 300;
     deadline = zclock_mono () + 6000;
     while (!(view.got[0] && view.got[1] && view.got[2]) && zclock_mono () < deadline) {
-        env = s_recv (f, (int) (deadline - zclock_mono ()));
+        env = fake_broker_recv (f, (int) (deadline - zclock_mono ()));
         if (env)
             s_driver_saw (&view, env);
         keel_wire_free (&env);
@@ -1120,7 +975,7 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     s_send_wrong_senders (f, &marked);
     s_send_wrong_bodies (f, sid);
     s_send_nonsense (f, sid);
-    s_send_heartbeat (f);
+    fake_broker_send_heartbeat (f);
 
     // 4. Then a broker's answers: accepted, and every result twice.
     uint64_t ids[3] = { 0, 1, 2 };
@@ -1148,7 +1003,7 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     bool exited = false;
     deadline = zclock_mono () + 10000;
     while (!(exited = harness_wait_exit (pid, 0, &code)) && zclock_mono () < deadline) {
-        env = s_recv (f, 50);
+        env = fake_broker_recv (f, 50);
         if (env)
             s_driver_saw (&view, env);
         keel_wire_free (&env);
@@ -1197,5 +1052,5 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     char *err = harness_read_file (harness_path (path, sizeof path, "driver.err"));
     HARNESS_ASSERT (err && strstr (err, "hostile-notice:"), "the 4096-byte notice was not shown");
     free (err);
-    s_fake_destroy (&s_running);
+    fake_broker_destroy (&s_running);
 }
