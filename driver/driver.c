@@ -405,6 +405,12 @@ keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **re
         if (timeout_ms >= 0 && left <= 0 && turn > 0)
             return KEEL_OK;
         keel_err rc = keel_driver_poll (self, timeout_ms < 0 ? -1 : (int) (left > 0 ? left : 0), err);
+        if (rc == KEEL_ERR_TIMEOUT && zlistx_size (self->results) > 0) {
+            //  Results that came in with the news go first (the broker has
+            //  them acknowledged); "no broker" is reported on a later call.
+            self->no_broker = true;
+            continue;
+        }
         if (rc != KEEL_OK)
             return rc;
     }

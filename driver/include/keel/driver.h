@@ -170,7 +170,8 @@ keel_err keel_driver_poll (keel_driver_t *self, int timeout_ms, keel_error_t *er
 // in *result_p (caller frees with keel_result_destroy); status callbacks run
 // meanwhile. Returns KEEL_OK with *result_p = NULL when the time passed
 // without a result, KEEL_ERR_TIMEOUT with "no broker reachable" as for
-// keel_driver_poll, or KEEL_ERR_STATE when a result handler is set.
+// keel_driver_poll (only once every result already received has been
+// returned), or KEEL_ERR_STATE when a result handler is set.
 keel_err keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **result_p,
                                   keel_error_t *err);
 
