@@ -10,12 +10,23 @@
 #include <time.h>
 
 static const char *s_names[] = { "echo", "double", "sleep", "fail", "count", NULL };
+//  The ones that return at once (builtin.h: where they run).
+static const char *s_inline[] = { "echo", "double", "fail", NULL };
 
 bool
 keel_builtin_known (const char *type)
 {
     for (int i = 0; s_names[i]; i++)
         if (strcmp (s_names[i], type) == 0)
+            return true;
+    return false;
+}
+
+bool
+keel_builtin_is_inline (const char *type)
+{
+    for (int i = 0; s_inline[i]; i++)
+        if (strcmp (s_inline[i], type) == 0)
             return true;
     return false;
 }
@@ -99,6 +110,15 @@ s_excerpt (const uint8_t *input, size_t size, char *buf, size_t bufsize)
         n += 3;
     }
     buf[n] = 0;
+}
+
+bool
+keel_builtin_cap_output (keel_builtin_result_t *result, size_t max_output)
+{
+    if (!result->ok || result->size <= max_output)
+        return true;
+    free (result->data);
+    return s_setf (result, false, "output too large (more than %zu bytes)", max_output);
 }
 
 static bool

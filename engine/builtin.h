@@ -16,9 +16,14 @@
     sleep and count sleep in slices and stop early, failing the task with
     "cancelled", when the task's cancel flag is raised.
 
-    These run inside a runner worker process (see worker.h), never in the
-    engine's own process. keel_builtin_run is a plain function so tests can
-    call it directly.
+    Where they run. echo, double and fail are inline built-ins
+    (keel_builtin_is_inline): Keel's own code that returns at once, in time
+    bounded by the input's size, so the engine runs them in its own process
+    (daemon.h) — a worker process would isolate nothing and cost two
+    socketpair crossings per task. sleep and count block and checkpoint over
+    time and must be cancellable and time out, so they run in a runner
+    worker process (worker.h), like every command and library service.
+    keel_builtin_run is a plain function so tests can call it directly.
 */
 #ifndef KEEL_ENGINE_BUILTIN_H
 #define KEEL_ENGINE_BUILTIN_H
@@ -40,6 +45,10 @@ typedef struct {
 // True when type names a built-in service.
 bool keel_builtin_known (const char *type);
 
+// True when type names a built-in the engine runs inline, in its own
+// process: echo, double and fail (see above).
+bool keel_builtin_is_inline (const char *type);
+
 // The name of built-in number index (0, 1, ...), or NULL past the last one.
 const char *keel_builtin_name (int index);
 
@@ -53,6 +62,12 @@ bool keel_builtin_run (const char *type, const uint8_t *input, size_t size,
 // cancel flag come from task.
 bool keel_builtin_run_task (const char *type, keel_svc_task_t *task,
                             keel_builtin_result_t *result);
+
+// Applies the output cap every service has: a successful result with more
+// than max_output bytes becomes the failure "output too large (more than
+// N bytes)". Returns false only when memory ran out (result then holds
+// nothing).
+bool keel_builtin_cap_output (keel_builtin_result_t *result, size_t max_output);
 
 // Parses a decimal int64 with optional surrounding white space and sign.
 // Returns true and *value on success; false on anything else (empty, junk,

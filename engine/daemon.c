@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "builtin.h"
 #include "log.h"
 #include "runner.h"
 #include "engine_session.h"
@@ -32,6 +33,16 @@
 //  broker's default MaxMessageSize of 64 MiB); the rest follow as Results.
 #define S_LOGIN_RESULT_BYTES (8 * 1024 * 1024)
 
+//  A task waiting for a free worker: what starting it needs beyond its held
+//  entry (which has its service id, task id and type).
+typedef struct {
+    uint64_t execution_id;
+    size_t input_size;
+    size_t memory_size;
+    bool has_memory;
+    uint8_t data[];             // input, then memory
+} s_queued_t;
+
 struct _keel_daemon_t {
     const keel_engine_config_t *cfg;
     keel_statedir_t *statedir;
@@ -39,7 +50,7 @@ struct _keel_daemon_t {
     keel_runner_t *runner;
     keel_held_t *tasks;
     keel_initdata_t *init;      // session init data per service
-    zlistx_t *queued;           // zframe_t * packed Assigns waiting for a free worker
+    zlistx_t *queued;           // s_queued_t * tasks waiting for a free worker
     keel_engine_session_t *session;
     keel_engine_session_ops_t ops;
     zsock_t *dealer;            // to the current broker; NULL when offline
@@ -206,6 +217,36 @@ s_spool_all (keel_daemon_t *self)
         s_spool (self, keel_held_at (self->tasks, i));
 }
 
+//  Hands a task that just became done on: its Result is sent when ONLINE,
+//  spooled when not (then sent after the next login).
+static void
+s_deliver (keel_daemon_t *self, keel_held_task_t *task)
+{
+    if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_ONLINE)
+        s_send_result (self, task);
+    else
+        s_spool (self, task);
+}
+
+//  The one way a task that ran ends, wherever it ran (a worker's result
+//  through s_on_done, or an inline built-in): record, deliver, log. A task
+//  no longer held (cancelled, dropped) or already done reports nothing.
+static void
+s_finish (keel_daemon_t *self, const keel_runner_result_t *r)
+{
+    keel_held_task_t *task = keel_held_find (self->tasks, r->execution_id);
+    if (!task || task->done)
+        return;
+    keel_held_finish (task, r->ok, r->data, r->size, r->run_ms);
+    task->checkpoint_pending = false;   // the result supersedes the memory
+    //  Deliver first, log after: whoever reads this line (an operator, a
+    //  test about to kill the engine) may rely on the result being safe.
+    s_deliver (self, task);
+    KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s",
+               task->execution_id, task->ok ? "ok" : "failed", (long long) r->run_ms,
+               task->ok ? "" : " error=\"", task->ok ? "" : task->error, task->ok ? "" : "\"");
+}
+
 // ------------------------------------------------------------ session actions
 
 static bool
@@ -364,18 +405,27 @@ static void s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_
 static void
 s_start_queued (keel_daemon_t *self)
 {
-    zframe_t *packed;
-    while (keel_runner_free_slots (self->runner) > 0 && (packed = zlistx_first (self->queued))) {
+    s_queued_t *queued;
+    while (keel_runner_free_slots (self->runner) > 0 && (queued = zlistx_first (self->queued))) {
         zlistx_detach_cur (self->queued);
-        Keel__Assign *assign = keel__assign__unpack (NULL, zframe_size (packed),
-                                                     zframe_data (packed));
-        zframe_destroy (&packed);
-        if (!assign)
-            continue;
-        keel_held_task_t *task = keel_held_find (self->tasks, assign->execution_id);
-        if (task && !task->done && !keel_runner_pid_of (self->runner, assign->execution_id))
-            s_start (self, assign, task);
-        keel__assign__free_unpacked (assign, NULL);
+        keel_held_task_t *task = keel_held_find (self->tasks, queued->execution_id);
+        if (task && !task->done && task->type
+            && !keel_runner_pid_of (self->runner, queued->execution_id)) {
+            //  The Assign again, as a view of the held entry and the queued bytes.
+            Keel__Assign assign = KEEL__ASSIGN__INIT;
+            assign.service_id = task->service_id;
+            assign.type = task->type;
+            assign.has_task_id = assign.has_execution_id = assign.has_input = true;
+            assign.task_id = task->task_id;
+            assign.execution_id = queued->execution_id;
+            assign.input.data = queued->data;
+            assign.input.len = queued->input_size;
+            assign.has_memory = queued->has_memory;
+            assign.memory.data = queued->data + queued->input_size;
+            assign.memory.len = queued->memory_size;
+            s_start (self, &assign, task);
+        }
+        free (queued);
     }
 }
 
@@ -408,28 +458,69 @@ s_assign (keel_daemon_t *self, const Keel__Assign *assign)
     s_start (self, assign, task);
 }
 
-//  Starts an assigned task in a worker, or queues it when every worker is
-//  busy (the broker may send EnginePrefetch tasks beyond the free slots, so
-//  the next task is here when a worker frees up).
+//  Runs an inline built-in (builtin.h: echo, double, fail) here, in the
+//  engine process, and ends it through s_finish like a worker's result.
+static void
+s_run_inline (keel_daemon_t *self, const Keel__Assign *assign)
+{
+    KEEL_INFO ("engine", "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s "
+               "memory_bytes=%zu pid=%d", assign->execution_id, assign->service_id,
+               assign->task_id, assign->type, assign->has_memory ? assign->memory.len : 0,
+               (int) getpid ());
+    int64_t started = zclock_mono ();
+    keel_builtin_result_t out;
+    bool ran = keel_builtin_run (assign->type, assign->input.data, assign->input.len, &out)
+               && keel_builtin_cap_output (&out, (size_t) self->cfg->max_output_bytes);
+    static const char nomem[] = "out of memory";
+    keel_runner_result_t r = {
+        .execution_id = assign->execution_id,
+        .ok = ran && out.ok,
+        .data = ran ? out.data : (const uint8_t *) nomem,
+        .size = ran ? out.size : sizeof nomem - 1,
+        .run_ms = zclock_mono () - started,
+    };
+    s_finish (self, &r);
+    if (ran)
+        free (out.data);
+}
+
+//  Starts an assigned task: an inline built-in at once, anything else in a
+//  worker, or queued when every worker is busy (the broker may send
+//  EnginePrefetch tasks beyond the free slots, so the next task is here when
+//  a worker frees up). Inline tasks take no slot, so they never queue.
 static void
 s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task)
 {
+    const keel_service_def_t *def = keel_engine_config_service (self->cfg, assign->type);
+    if (def && !def->command && !def->library && keel_builtin_is_inline (def->name)) {
+        s_run_inline (self, assign);
+        return;
+    }
     if (keel_runner_free_slots (self->runner) == 0) {
         //  Held running (this one included) = running + queued: a broker
         //  sending more than Slots + S_QUEUE_MAX gets the rest refused.
         bool room = keel_held_running (self->tasks)
                     <= (size_t) keel_runner_slots (self->runner) + S_QUEUE_MAX;
-        size_t size = keel__assign__get_packed_size (assign);
-        zframe_t *packed = room ? zframe_new (NULL, size) : NULL;
-        if (packed) {
-            keel__assign__pack (assign, zframe_data (packed));
-            zlistx_add_end (self->queued, packed);
-            KEEL_DEBUG ("engine", "task queued exec=%" PRIu64 " queued=%zu",
-                        assign->execution_id, zlistx_size (self->queued));
-            return;
+        size_t memory_size = assign->has_memory ? assign->memory.len : 0;
+        s_queued_t *queued = room ? malloc (sizeof *queued + assign->input.len + memory_size)
+                                  : NULL;
+        if (queued) {
+            queued->execution_id = assign->execution_id;
+            queued->input_size = assign->input.len;
+            queued->memory_size = memory_size;
+            queued->has_memory = assign->has_memory;
+            if (assign->input.len)
+                memcpy (queued->data, assign->input.data, assign->input.len);
+            if (memory_size)
+                memcpy (queued->data + assign->input.len, assign->memory.data, memory_size);
+            if (zlistx_add_end (self->queued, queued)) {
+                KEEL_DEBUG ("engine", "task queued exec=%" PRIu64 " queued=%zu",
+                            assign->execution_id, zlistx_size (self->queued));
+                return;
+            }
+            free (queued);  // refused below like a task beyond the queue
         }
     }
-    const keel_service_def_t *def = keel_engine_config_service (self->cfg, assign->type);
     char error[200] = "";
     if (!def)
         snprintf (error, sizeof error, "service type '%s' is not offered by this engine",
@@ -461,11 +552,7 @@ s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task
         KEEL_WARN ("engine", "task not started exec=%" PRIu64 " error=\"%s\"",
                    assign->execution_id, error);
         keel_held_finish (task, false, (const uint8_t *) error, strlen (error), 0);
-        //  Like any finished task: sent when online, spooled when not.
-        if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_ONLINE)
-            s_send_result (self, task);
-        else
-            s_spool (self, task);
+        s_deliver (self, task);     // like any finished task
         return;
     }
     KEEL_INFO ("engine", "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s "
@@ -613,10 +700,10 @@ keel_daemon_destroy (keel_daemon_t **self_p)
     keel_held_destroy (&self->tasks);
     keel_initdata_destroy (&self->init);
     if (self->queued) {
-        zframe_t *packed;
-        while ((packed = zlistx_first (self->queued))) {
+        s_queued_t *queued;
+        while ((queued = zlistx_first (self->queued))) {
             zlistx_detach_cur (self->queued);
-            zframe_destroy (&packed);
+            free (queued);
         }
         zlistx_destroy (&self->queued);
     }
@@ -752,21 +839,7 @@ s_on_checkpoint (uint64_t execution_id, const uint8_t *data, size_t size, void *
 static void
 s_on_done (const keel_runner_result_t *r, void *arg)
 {
-    keel_daemon_t *self = arg;
-    keel_held_task_t *task = keel_held_find (self->tasks, r->execution_id);
-    if (!task || task->done)
-        return;
-    keel_held_finish (task, r->ok, r->data, r->size, r->run_ms);
-    task->checkpoint_pending = false;   // the result supersedes the memory
-    //  Send or spool first, log after: whoever reads this line (an operator,
-    //  a test about to kill the engine) may rely on the result being safe.
-    if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_ONLINE)
-        s_send_result (self, task);
-    else
-        s_spool (self, task);
-    KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s",
-               task->execution_id, task->ok ? "ok" : "failed", (long long) r->run_ms,
-               task->ok ? "" : " error=\"", task->ok ? "" : task->error, task->ok ? "" : "\"");
+    s_finish (arg, r);
 }
 
 int

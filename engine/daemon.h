@@ -8,6 +8,19 @@
     DEALER, the probe DEALER and the workers' sockets, with the nearest
     deadline as timeout, a bounded amount of work per turn.
 
+    Where a task runs. The inline built-ins — echo, double and fail
+    (keel_builtin_is_inline) — run right here in the engine process when
+    their Assign arrives: they are Keel's own code, return at once and take
+    time bounded by their input, so a worker's isolation buys nothing and
+    the socketpair round trip would cost more than the task. They take no
+    slot and are never queued. Everything else — sleep, count and every
+    service.<name>.exec / .library service — runs in a runner worker
+    process (runner.h), or waits in the prefetch queue while every worker
+    is busy. Either way a task ends through one path: its result is
+    recorded in the held table, sent when ONLINE or spooled when not, then
+    logged ("task finished"); its "task started" line names the process
+    that runs it (pid=, the engine's own pid for an inline built-in).
+
     Ownership: the engine owns everything it creates; cfg is the caller's
     and must outlive it.
 */

@@ -555,19 +555,14 @@ s_run_builtin (int sock, const keel_worker_request_t *req, size_t max_output)
     s_ctx_t ctx;
     s_ctx_init (&ctx, sock, max_output, req);
     keel_builtin_result_t result;
-    bool ran = keel_builtin_run_task (req->type, &ctx.pub, &result);
+    bool ran = keel_builtin_run_task (req->type, &ctx.pub, &result)
+               && keel_builtin_cap_output (&result, max_output);
     s_ctx_fini (&ctx);
     if (!ran) {
         s_respond_text (sock, req->execution_id, false, "out of memory");
         return;
     }
-    if (result.ok && result.size > max_output) {
-        char text[128];
-        snprintf (text, sizeof text, "output too large (more than %zu bytes)", max_output);
-        s_respond_text (sock, req->execution_id, false, text);
-    }
-    else
-        s_respond (sock, req->execution_id, result.ok, result.data, result.size);
+    s_respond (sock, req->execution_id, result.ok, result.data, result.size);
     free (result.data);
 }
 

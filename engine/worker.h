@@ -7,12 +7,14 @@
     one request at a time, runs it, writes one response, and exits when the
     socket closes. SIGUSR1 raises the running task's cancel flag.
 
-    Built-ins run inside the worker. A library service (library.h) runs
-    inside the worker too, through the service.h ABI: a crash takes only
-    the worker. A command service runs as /bin/sh -c COMMAND in a child of
-    the worker (same process group): the input goes to its stdin, its stdout
-    is the output (capped), the last ~2 KiB of its stderr become the error
-    text when it fails (exit status non-zero or killed by a signal).
+    Built-ins handed to it (sleep and count; the engine runs echo, double
+    and fail itself, see daemon.h) run inside the worker. A library service
+    (library.h) runs inside the worker too, through the service.h ABI: a
+    crash takes only the worker. A command service runs as /bin/sh -c
+    COMMAND in a child of the worker (same process group): the input goes to
+    its stdin, its stdout is the output (capped), the last ~2 KiB of its
+    stderr become the error text when it fails (exit status non-zero or
+    killed by a signal).
 
     Task memory. Built-ins and libraries checkpoint through
     keel_task_checkpoint. A command gets $KEEL_CHECKPOINT, a file path in

@@ -1,5 +1,5 @@
 /*  test_engine_review.c — keel-engine against a scripted fake broker: the
-    login verdicts and the prefetch queue.
+    login verdicts, the prefetch queue and the inline built-ins.
 
     The broker is a ROUTER inside the test, driven step by step, so that the
     engine can be caught in the windows the real broker makes hard to hit:
@@ -173,4 +173,132 @@ Test (engine_review, prefetch_queue_is_capped,
                     S_FLOOD_EXTRA);
     HARNESS_ASSERT (beyond_only, "a task within the cap was refused");
     HARNESS_ASSERT (harness_alive (pid), "keel-engine died under the flood");
+}
+
+//  The pid= of exec's "task started" line in engine.err, or -1.
+static long
+s_started_pid (uint64_t exec)
+{
+    char path[600], key[64];
+    char *text = harness_read_file (harness_path (path, sizeof path, "engine.err"));
+    snprintf (key, sizeof key, "task started exec=%" PRIu64 " ", exec);
+    char *line = text ? strstr (text, key) : NULL;
+    char *end = line ? strchr (line, '\n') : NULL;
+    if (end)
+        *end = 0;
+    char *at = line ? strstr (line, " pid=") : NULL;
+    long pid = at ? atol (at + strlen (" pid=")) : -1;
+    free (text);
+    return pid;
+}
+
+typedef struct {
+    uint64_t exec;
+    long pid;
+} s_started_t;
+
+static bool
+s_has_started (void *arg)
+{
+    s_started_t *s = arg;
+    s->pid = s_started_pid (s->exec);
+    return s->pid >= 0;
+}
+
+//  The next Result, which must be exec's.
+static keel_env_t *
+s_expect_result (fake_broker_t *f, uint64_t exec)
+{
+    keel_env_t *env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_RESULT, 10000);
+    HARNESS_ASSERT (env, "no Result for exec %" PRIu64, exec);
+    HARNESS_ASSERT (env->result->execution_id == exec, "Result of exec %" PRIu64 ", expected %"
+                    PRIu64, env->result->execution_id, exec);
+    return env;
+}
+
+//  echo, double and fail run inline in the engine process (daemon.h): with
+//  the only worker busy and a task waiting in the prefetch queue they are
+//  answered at once, in order, with the same outputs, errors and output cap
+//  as in a worker; a duplicate Assign of one is still ignored; the queued
+//  task still starts when the worker frees up, in a worker.
+Test (engine_review, inline_built_ins_run_in_the_engine_while_its_worker_is_busy,
+      .init = harness_setup, .fini = s_teardown, .timeout = 60)
+{
+    fake_broker_t *f = s_fake_new ();
+    const char *sets[] = { "MaxOutputBytes=8", NULL };
+    pid_t pid = harness_engine_start (&f->b, "engine", 1, sets);
+    HARNESS_ASSERT (pid > 0, "keel-engine did not start");
+    keel_env_t *env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 15000);
+    HARNESS_ASSERT (env, "no EngineLogin");
+    keel_wire_free (&env);
+    s_login_reply (f, 0, NULL);
+
+    s_assign (f, 1, "sleep", "600000");     // takes the only worker
+    s_assign (f, 2, "sleep", "1");          // queued behind it
+    s_assign (f, 3, "double", "21");
+    s_assign (f, 4, "echo", "hi");
+    s_assign (f, 5, "fail", "a long error text");
+    s_assign (f, 3, "double", "21");        // duplicate: ignored
+    s_assign (f, 6, "double", "x");
+    s_assign (f, 7, "echo", "0123456789");  // more than MaxOutputBytes
+
+    env = s_expect_result (f, 3);
+    HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_OK
+                    && env->result->output.len == 2
+                    && memcmp (env->result->output.data, "42", 2) == 0, "double 21 is not 42");
+    keel_wire_free (&env);
+    env = s_expect_result (f, 4);
+    HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_OK
+                    && env->result->output.len == 2
+                    && memcmp (env->result->output.data, "hi", 2) == 0, "echo hi is not hi");
+    keel_wire_free (&env);
+    env = s_expect_result (f, 5);
+    HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_FAILED
+                    && strcmp (env->result->error, "a long error text") == 0,
+                    "fail: error '%s'", env->result->error ? env->result->error : "");
+    keel_wire_free (&env);
+    env = s_expect_result (f, 6);      // not a second Result of exec 3
+    HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_FAILED
+                    && strcmp (env->result->error,
+                               "double: 'x' is not a decimal integer (or out of range)") == 0,
+                    "double x: error '%s'", env->result->error ? env->result->error : "");
+    keel_wire_free (&env);
+    env = s_expect_result (f, 7);
+    HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_FAILED
+                    && strcmp (env->result->error, "output too large (more than 8 bytes)") == 0,
+                    "echo beyond the cap: error '%s'",
+                    env->result->error ? env->result->error : "");
+    keel_wire_free (&env);
+
+    //  Inline: the engine itself ran them. The sleep runs in a worker.
+    s_started_t started = { 3, -1 };
+    HARNESS_ASSERT (harness_poll_until (s_has_started, &started, 5000), "no 'task started exec=3'");
+    HARNESS_ASSERT (started.pid == (long) pid, "double ran in pid %ld, the engine is %d",
+                    started.pid, (int) pid);
+    HARNESS_ASSERT (s_started_pid (7) == (long) pid, "echo did not run in the engine");
+    long worker = s_started_pid (1);
+    HARNESS_ASSERT (worker > 0 && worker != (long) pid, "sleep ran in pid %ld, the engine is %d",
+                    worker, (int) pid);
+    HARNESS_ASSERT (s_started_pid (2) == -1, "exec 2 started while the worker was busy");
+
+    //  Free the worker: the queued sleep starts in a (new) worker and ends.
+    uint64_t cancel_ids[] = { 1 };
+    Keel__Cancel cancel = KEEL__CANCEL__INIT;
+    cancel.reason = "test";
+    cancel.n_execution_ids = 1;
+    cancel.execution_ids = cancel_ids;
+    keel_env_t out;
+    keel_env_init (&out, KEEL__SENDER_KIND__SENDER_BROKER);
+    out.body_case = KEEL__ENVELOPE__BODY_CANCEL;
+    out.cancel = &cancel;
+    cr_assert (fake_broker_send (f, &out));
+    env = s_expect_result (f, 2);
+    HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_OK
+                    && env->result->output.len == 1 && env->result->output.data[0] == '1',
+                    "the queued sleep did not succeed");
+    keel_wire_free (&env);
+    long second = s_started_pid (2);
+    HARNESS_ASSERT (second > 0 && second != (long) pid, "sleep ran in pid %ld, the engine is %d",
+                    second, (int) pid);
+    HARNESS_ASSERT (harness_alive (pid), "keel-engine died");
 }

@@ -102,6 +102,39 @@ Test (engine_builtin, an_unknown_type_fails_and_is_not_listed)
     free (r.data);
 }
 
+Test (engine_builtin, only_echo_double_and_fail_run_inline)
+{
+    const char *inline_types[] = { "echo", "double", "fail" };
+    for (size_t i = 0; i < sizeof inline_types / sizeof inline_types[0]; i++) {
+        cr_assert (keel_builtin_known (inline_types[i]));
+        cr_assert (keel_builtin_is_inline (inline_types[i]), "%s runs inline", inline_types[i]);
+    }
+    //  They block, checkpoint and must be cancellable: workers only.
+    cr_assert_not (keel_builtin_is_inline ("sleep"));
+    cr_assert_not (keel_builtin_is_inline ("count"));
+    cr_assert_not (keel_builtin_is_inline ("render"));
+    cr_assert_not (keel_builtin_is_inline (""));
+}
+
+Test (engine_builtin, the_output_cap_fails_only_a_too_large_output)
+{
+    keel_builtin_result_t r = s_run ("echo", "12345");
+    cr_assert (keel_builtin_cap_output (&r, 5));
+    cr_assert (r.ok);
+    cr_assert_str_eq ((char *) r.data, "12345");
+    cr_assert (keel_builtin_cap_output (&r, 4));
+    cr_assert_not (r.ok);
+    cr_assert_str_eq ((char *) r.data, "output too large (more than 4 bytes)");
+    cr_assert_eq (r.size, strlen ((char *) r.data));
+    free (r.data);
+    //  An error text is not output: never capped.
+    r = s_run ("fail", "a long error text");
+    cr_assert (keel_builtin_cap_output (&r, 1));
+    cr_assert_not (r.ok);
+    cr_assert_str_eq ((char *) r.data, "a long error text");
+    free (r.data);
+}
+
 // ------------------------------------------------------------ config
 
 static keel_engine_config_t *
