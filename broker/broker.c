@@ -7,6 +7,7 @@
 
 #include "broker_int.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,7 @@
 typedef struct {
     zframe_t *route;
     zframe_t *payload;
+    uint64_t seq;           // held: leaves once commit seq is durable
 } s_out_t;
 
 static void
@@ -57,7 +59,11 @@ keel_broker_send (keel_broker_t *self, zframe_t *route, keel_env_t *env)
     }
     out->route = zframe_dup (route);
     out->payload = payload;
-    zlistx_add_end (self->outbox, out);
+    out->seq = self->hold_seq;
+    if (out->seq > self->synced_seq)
+        zlistx_add_end (self->held, out);
+    else
+        zlistx_add_end (self->outbox, out);
 }
 
 void
@@ -99,6 +105,69 @@ s_flush (keel_broker_t *self)
             self->counters.send_failures++;
         zlistx_delete (self->outbox, zlistx_cursor (self->outbox));
     }
+}
+
+// Every commit up to seq is durable: held messages up to it leave with the
+// turn's outbox, and an execution-id reservation it wrote becomes usable.
+static void
+s_synced (keel_broker_t *self, uint64_t seq)
+{
+    if (seq > self->synced_seq)
+        self->synced_seq = seq;
+    s_out_t *out;
+    while ((out = zlistx_first (self->held)) && out->seq <= self->synced_seq) {
+        zlistx_detach_cur (self->held);
+        zlistx_add_end (self->outbox, out);
+    }
+    if (self->exec_committed_seq <= self->synced_seq
+        && self->exec_seq_committed > self->exec_seq_durable) {
+        self->exec_seq_durable = self->exec_seq_committed;
+        self->dispatch_ready = true;    // dispatch may have waited for ids
+    }
+}
+
+// The syncer failed to flush: what the WAL holds cannot be trusted to be
+// on disk. Nothing held is ever sent; the loop stops and the broker exits
+// non-zero. Drivers and engines keep what was not acknowledged and bring
+// it to the restarted broker or to a failover broker.
+static void
+s_sync_failed (keel_broker_t *self, const keel_error_t *err)
+{
+    KEEL_ERROR ("broker", "%s; stopping without acknowledging anything more "
+                "(restart the broker: it recovers from the store)", err->text);
+    self->counters.store_failures++;
+    self->fatal = true;
+    self->stop = true;
+    zlistx_purge (self->held);
+}
+
+static void
+s_recv_syncer (keel_broker_t *self)
+{
+    while (self->syncer && !self->fatal
+           && (zsock_events (keel_syncer_actor (self->syncer)) & ZMQ_POLLIN)) {
+        uint64_t seq = 0;
+        keel_error_t err = { "" };
+        self->counters.store_syncs++;
+        if (keel_syncer_recv (self->syncer, &seq, &err) != KEEL_OK)
+            s_sync_failed (self, &err);
+        else
+            s_synced (self, seq);
+    }
+}
+
+// Makes every commit so far durable before returning (blocking).
+static void
+s_sync_now (keel_broker_t *self)
+{
+    if (!self->syncer || self->fatal || self->synced_seq >= self->commit_seq)
+        return;
+    keel_error_t err = { "" };
+    self->counters.store_syncs++;
+    if (keel_store_sync (self->store, &err) != KEEL_OK)
+        s_sync_failed (self, &err);
+    else
+        s_synced (self, self->commit_seq);
 }
 
 // ---------------------------------------------------------------- dirty tasks
@@ -152,10 +221,82 @@ keel_broker_store_task (const keel_service_t *svc, uint64_t task_id, const keel_
     }
 }
 
+// ---------------------------------------------------------------- execution rows
+
+static bool
+s_push_id (uint64_t **ids, size_t *n, size_t *cap, uint64_t id)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 256;
+        uint64_t *grown = realloc (*ids, c * sizeof *grown);
+        if (!grown)
+            return false;
+        *ids = grown;
+        *cap = c;
+    }
+    (*ids)[(*n)++] = id;
+    return true;
+}
+
+void
+keel_broker_exec_started (keel_broker_t *self, keel_exec_t *x)
+{
+    x->started_wall_ms = zclock_time ();
+    if (!s_push_id (&self->exec_puts, &self->nexec_puts, &self->exec_puts_cap, x->id))
+        KEEL_ERROR ("broker", "out of memory recording execution %" PRIu64, x->id);
+}
+
+void
+keel_broker_exec_drop (keel_broker_t *self, keel_exec_t *x)
+{
+    if (x->stored
+        && !s_push_id (&self->exec_dels, &self->nexec_dels, &self->exec_dels_cap, x->id))
+        KEEL_ERROR ("broker", "out of memory recording execution %" PRIu64, x->id);
+    keel_model_exec_remove (self->model, x);
+}
+
+// Writes the execution rows of the turn: executions started since the last
+// commit and still running, and deletes for stored ones that ended.
+static keel_err
+s_write_execs (keel_broker_t *self)
+{
+    // Deletes first: an id that ended and was claimed again since (an
+    // engine back with it) must end up stored.
+    keel_err rc = KEEL_OK;
+    for (size_t i = 0; rc == KEEL_OK && i < self->nexec_dels; i++)
+        rc = keel_store_execution_delete (self->store, self->exec_dels[i]);
+    for (size_t i = 0; rc == KEEL_OK && i < self->nexec_puts; i++) {
+        keel_exec_t *x = keel_model_exec (self->model, self->exec_puts[i]);
+        if (!x || x->stored)
+            continue;
+        keel_store_execution_t row = { x->id, x->service->id, x->task_id,
+                                       x->engine ? x->engine->id : "", x->attempt,
+                                       x->started_wall_ms };
+        rc = keel_store_execution_put (self->store, &row);
+    }
+    return rc;
+}
+
+// After a commit that succeeded: the rows written are stored.
+static void
+s_clear_execs (keel_broker_t *self)
+{
+    for (size_t i = 0; i < self->nexec_puts; i++) {
+        keel_exec_t *x = keel_model_exec (self->model, self->exec_puts[i]);
+        if (x)
+            x->stored = true;
+    }
+    self->nexec_puts = 0;
+    self->nexec_dels = 0;
+}
+
 // Writes every changed task into the open transaction.
 static keel_err
 s_write_dirty (keel_broker_t *self)
 {
+    keel_err rc0 = s_write_execs (self);
+    if (rc0 != KEEL_OK)
+        return rc0;
     for (size_t i = 0; i < self->ndirty; i++) {
         keel_service_t *svc = self->dirty[i].svc;
         uint64_t id = self->dirty[i].task_id;
@@ -457,7 +598,7 @@ s_undo_fresh (keel_broker_t *self)
             continue;
         keel_service_queue_remove (svc, self->fresh[i].task_id);
         while (t->execs)
-            keel_model_exec_remove (self->model, t->execs);
+            keel_broker_exec_drop (self, t->execs);
         if (t->result && !t->acked)
             svc->unacked--;     // a held result attached this turn goes with it
         t->queued = 0;
@@ -506,7 +647,10 @@ keel_broker_next_exec_id (keel_broker_t *self)
     }
     for (int tries = 0; tries < 1000; tries++) {
         if (self->exec_seq + 1 > self->exec_seq_durable) {
-            self->force_commit = true;      // the reservation is waiting for it
+            // The reservation waits for a commit (force one) or for the
+            // syncer (s_synced sets dispatch_ready).
+            if (self->exec_seq_limit > self->exec_seq_committed)
+                self->force_commit = true;
             return 0;
         }
         uint64_t id = self->exec_prefix | ++self->exec_seq;
@@ -617,10 +761,11 @@ s_commit (keel_broker_t *self)
     keel_error_t err = { "" };
     uint64_t limit_in_txn = self->exec_seq_limit;
     // Only a commit that wrote something proves the store writable again.
-    bool wrote = self->ndirty || keel_store_in_transaction (self->store);
+    bool wrote = self->ndirty || self->nexec_puts || self->nexec_dels
+                 || keel_store_in_transaction (self->store);
     keel_err rc = s_write_dirty (self);
     if (rc == KEEL_OK)
-        rc = keel_store_commit (self->store, &err);
+        rc = keel_store_commit_async (self->store, &err);
     else {
         snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
@@ -633,19 +778,37 @@ s_commit (keel_broker_t *self)
             KEEL_INFO ("broker", "store writable again; accepting submissions");
             self->store_failed = false;
         }
-        self->exec_seq_durable = limit_in_txn;
+        if (wrote)
+            self->commit_seq++;
+        if (limit_in_txn > self->exec_seq_committed) {
+            self->exec_seq_committed = limit_in_txn;
+            self->exec_committed_seq = self->commit_seq;
+        }
         s_clear_dirty (self);
+        s_clear_execs (self);
         self->nfresh = 0;
         zlistx_purge (self->fresh_services);
+        // Acceptances and result acknowledgements promise durability: they
+        // leave once this commit is synced (at once without a syncer).
+        if (self->syncer && self->commit_seq > self->synced_seq)
+            keel_syncer_request (self->syncer, self->commit_seq);
+        else
+            s_synced (self, self->commit_seq);
+        self->hold_seq = self->commit_seq;
         s_answer_submissions (self, true, NULL);
         s_encode_acks (self);
+        self->hold_seq = 0;
+        if (self->sync_now)
+            s_sync_now (self);
+        self->sync_now = false;
         return true;
     }
     // Memory keeps the turn's effects except new submissions; the changed
     // tasks and the engine acknowledgements wait for the next commit. The
     // execution-id reservation written in this transaction is gone too: ask
     // for it again, so no id past the committed one is ever treated as safe.
-    self->exec_seq_limit = self->exec_seq_durable;
+    self->exec_seq_limit = self->exec_seq_committed;
+    self->sync_now = false;
     self->counters.store_failures++;
     if (!self->store_failed)
         KEEL_ERROR ("broker", "store commit failed: %s; refusing new submissions until it recovers",
@@ -666,7 +829,8 @@ s_commit_due (keel_broker_t *self)
 {
     if (zlistx_size (self->accepts) || self->force_commit)
         return true;
-    if (self->ndirty || self->nacks || keel_store_in_transaction (self->store)) {
+    if (self->ndirty || self->nacks || self->nexec_puts || self->nexec_dels
+        || keel_store_in_transaction (self->store)) {
         if (self->uncommitted_since == 0)
             self->uncommitted_since = self->now;
         return self->now - self->uncommitted_since >= self->commit_delay_ms;
@@ -682,6 +846,7 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     if (zpoller_terminated (poller) || zsys_interrupted)
         return false;
     self->now = zclock_mono ();
+    s_recv_syncer (self);
     s_recv_admin (self);
     s_recv_router (self);
     self->now = zclock_mono ();
@@ -693,10 +858,11 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     s_encode_results (self);
     if (s_commit_due (self))
         s_commit (self);
-    // Dispatch after the commit: only committed tasks are dispatched, and an
-    // assignment needs no durability of its own (an engine that runs a task
-    // the store does not show as running claims it at its next login), so
-    // its state changes ride in a later transaction.
+    // Dispatch after the commit: only committed tasks are dispatched (in
+    // the WAL, maybe not yet synced: see broker.h), and an assignment needs
+    // no durability of its own (an engine that runs a task the store does
+    // not show as running claims it at its next login), so its state
+    // changes ride in a later transaction.
     self->dispatch_ready = false;
     keel_broker_dispatch (self);
     s_flush (self);
@@ -710,18 +876,29 @@ keel_broker_run (keel_broker_t *self)
     zpoller_t *poller = zpoller_new (self->router, self->admin, NULL);
     if (!poller)
         return KEEL_ERR_NOMEM;
+    if (self->syncer && zpoller_add (poller, keel_syncer_actor (self->syncer)) != 0) {
+        zpoller_destroy (&poller);
+        return KEEL_ERR_NOMEM;
+    }
     KEEL_INFO ("broker", "serving name=%s endpoint=%s admin=%s epoch=%llu",
                self->name, keel_settings_str (self->settings, "Endpoint"),
                keel_settings_str (self->settings, "AdminEndpoint"), (unsigned long long) self->epoch);
     while (s_turn (self, poller))
         ;
     zpoller_destroy (&poller);
+    if (self->fatal) {
+        zlistx_purge (self->outbox);
+        KEEL_INFO ("broker", "stopping after a store failure");
+        return KEEL_ERR_STORE;
+    }
     // A clean stop leaves nothing uncommitted and nothing unsent.
-    if (self->ndirty || self->nacks || keel_store_in_transaction (self->store))
+    if (self->ndirty || self->nacks || self->nexec_puts || self->nexec_dels
+        || keel_store_in_transaction (self->store))
         s_commit (self);
+    s_sync_now (self);
     s_flush (self);
     KEEL_INFO ("broker", "stopping");
-    return KEEL_OK;
+    return self->fatal ? KEEL_ERR_STORE : KEEL_OK;
 }
 
 void
@@ -785,13 +962,15 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     self->fresh_services = zlistx_new ();
     self->admin_queue = zlistx_new ();
     self->pending = zhashx_new ();
+    self->held = zlistx_new ();
     if (!self->model || !self->sched || !self->outbox || !self->accepts || !self->fresh_services
-        || !self->admin_queue || !self->pending) {
+        || !self->admin_queue || !self->pending || !self->held) {
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
         keel_broker_destroy (&self);
         return NULL;
     }
     zlistx_set_destructor (self->outbox, s_out_destroy);
+    zlistx_set_destructor (self->held, s_out_destroy);
     zlistx_set_destructor (self->accepts, s_accept_destroy);
     self->exec_prefix = s_name_prefix (self->name);
 
@@ -806,6 +985,14 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     if (keel_broker_recover (self, err) != KEEL_OK) {
         keel_broker_destroy (&self);
         return NULL;
+    }
+    if (keel_store_sync_fd (self->store) >= 0) {
+        self->syncer = keel_syncer_new (keel_store_sync_fd (self->store));
+        if (!self->syncer) {
+            keel_error_set (err, KEEL_ERR_NOMEM, "cannot start the store sync thread");
+            keel_broker_destroy (&self);
+            return NULL;
+        }
     }
     self->router = s_bind_router (keel_settings_str (settings, "Endpoint"),
                                   keel_settings_int (settings, "MaxMessageSize"), err, "Endpoint");
@@ -848,14 +1035,18 @@ keel_broker_destroy (keel_broker_t **self_p)
     keel_broker_pending_clear (self);
     zhashx_destroy (&self->pending);
     zlistx_destroy (&self->outbox);
+    zlistx_destroy (&self->held);
     zlistx_destroy (&self->accepts);
     zlistx_destroy (&self->fresh_services);
     free (self->dirty);
     free (self->fresh);
     free (self->results);
     free (self->acks);
+    free (self->exec_puts);
+    free (self->exec_dels);
     keel_sched_destroy (&self->sched);
     keel_model_destroy (&self->model);
+    keel_syncer_destroy (&self->syncer);     // before the store: it syncs its WAL
     keel_store_destroy (&self->store);
     free (self);
     *self_p = NULL;

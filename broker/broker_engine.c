@@ -71,8 +71,7 @@ keel_broker_cancel_exec (keel_broker_t *self, keel_exec_t *x, const char *reason
         keel_broker_send_engine (self, x->engine, &env);
         self->counters.executions_cancelled++;
     }
-    keel_store_execution_delete (self->store, x->id);
-    keel_model_exec_remove (self->model, x);
+    keel_broker_exec_drop (self, x);
 }
 
 void
@@ -117,8 +116,7 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
         x = NULL;      // an id from another broker that collides with ours
     if (x) {
         engine->tasks_done++;
-        keel_store_execution_delete (self->store, x->id);
-        keel_model_exec_remove (self->model, x);
+        keel_broker_exec_drop (self, x);
     }
     if (!svc || !t) {
         // Service (or task) not submitted here yet: keep the result pending
@@ -233,9 +231,10 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
     }
     if (t->state >= KEEL_TASK_DONE || svc->state == KEEL_SERVICE_CANCELLED) {
         // DROP lets the engine forget its copy: the result it drops for
-        // must be committed before the LoginReply leaves this turn.
-        if (t->dirty & (KEEL_DIRTY_RESULT | KEEL_DIRTY_STATE))
-            self->force_commit = true;
+        // must be durable (committed and synced) before the LoginReply
+        // leaves this turn. Logins are rare; this turn waits for the disk.
+        self->force_commit = true;
+        self->sync_now = true;
         self->counters.claims_dropped++;
         if (held->state == KEEL__HELD_STATE__HELD_DONE)
             self->counters.redundant_results_discarded++;
@@ -265,9 +264,7 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
                                  t->attempts + 1, self->now);
         if (!x)
             return KEEL__VERDICT__VERDICT_DROP;
-        keel_store_execution_t row = { x->id, svc->id, x->task_id, engine->id, x->attempt,
-                                       zclock_time () };
-        keel_store_execution_put (self->store, &row);
+        keel_broker_exec_started (self, x);
         keel_service_queue_remove (svc, held->task_id);     // no redundant run
         if (t->state != KEEL_TASK_RUNNING) {
             keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);

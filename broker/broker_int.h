@@ -17,6 +17,7 @@
 #include "model.h"
 #include "scheduler.h"
 #include "store.h"
+#include "syncer.h"
 #include "wire.h"
 
 typedef struct {
@@ -67,6 +68,17 @@ struct _keel_broker_t {
     zsock_t *admin;
     keel_store_t *store;
     bool store_failed;
+    // Group commit off the loop (StoreSync=full, syncer.h): commits are
+    // numbered; messages that promise durability wait in `held` until the
+    // syncer reports their commit durable. NULL syncer: every commit is as
+    // durable as StoreSync asks when it returns.
+    keel_syncer_t *syncer;
+    uint64_t commit_seq;            // commits that wrote something
+    uint64_t synced_seq;            // every commit up to here is durable
+    uint64_t hold_seq;              // != 0: keel_broker_send holds until this commit is durable
+    zlistx_t *held;                 // s_out_t *, in commit order
+    bool sync_now;                  // this turn's messages need its commit durable first
+    bool fatal;                     // the store failed to sync: stop, acknowledge nothing
     keel_model_t *model;
     keel_sched_t *sched;
     zhashx_t *pending;              // "service_id/task_id" → zlistx_t of keel_pending_t *
@@ -76,7 +88,9 @@ struct _keel_broker_t {
     uint64_t exec_prefix;
     uint64_t exec_seq;
     uint64_t exec_seq_limit;        // reservation requested (maybe not committed yet)
-    uint64_t exec_seq_durable;      // reservation committed: ids up to here are safe
+    uint64_t exec_seq_committed;    // reservation in the last commit (maybe not synced yet)
+    uint64_t exec_committed_seq;    // the commit that wrote exec_seq_committed
+    uint64_t exec_seq_durable;      // reservation durable: ids up to here are safe
     int64_t requeue_check_at;       // earliest exec requeue deadline, 0 = none
     int64_t recovered_release_at;   // queued tasks loaded at start wait for claims until then, 0 = none
     int64_t last_slow_timer;        // HOLD expiry check
@@ -103,6 +117,13 @@ struct _keel_broker_t {
     size_t nresults, results_cap;
     keel_ack_t *acks;               // result acks to send to engines
     size_t nacks, acks_cap;
+    // Execution rows are written at the commit, not when an execution
+    // starts or ends: one that starts and ends between two commits (most
+    // tiny tasks) never costs a store write. Ids, looked up at the commit.
+    uint64_t *exec_puts;            // started: write its row if still alive
+    size_t nexec_puts, exec_puts_cap;
+    uint64_t *exec_dels;            // ended with a stored row: delete it
+    size_t nexec_dels, exec_dels_cap;
     zlistx_t *admin_queue;          // zmsg_t * admin requests, answered after the commit
 };
 
@@ -121,6 +142,10 @@ void keel_broker_fresh_task (keel_broker_t *self, keel_service_t *svc, uint64_t 
 // tasks, results to send, scheduler entry). Call it before freeing svc.
 void keel_broker_forget_service (keel_broker_t *self, keel_service_t *svc);
 uint64_t keel_broker_next_exec_id (keel_broker_t *self);
+// An execution started (its row is written at the next commit) / ended
+// (removed from the model; its row, if stored, deleted at the next commit).
+void keel_broker_exec_started (keel_broker_t *self, keel_exec_t *x);
+void keel_broker_exec_drop (keel_broker_t *self, keel_exec_t *x);
 void keel_broker_malformed (keel_broker_t *self, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
 void keel_broker_store_task (const keel_service_t *svc, uint64_t task_id, const keel_task_t *task,

@@ -116,6 +116,8 @@ s_load_exec (const keel_store_execution_t *row, void *arg)
     keel_exec_t *x = keel_model_exec_add (self->model, row->execution_id, svc, row->task_id, NULL,
                                           row->attempt, self->now);
     if (x) {
+        x->stored = true;
+        x->started_wall_ms = row->started_wall_ms;
         // Its engine gets one login window to claim it.
         x->requeue_at = self->now + self->login_window_ms;
         keel_broker_note_requeue_at (self, x->requeue_at);
@@ -211,7 +213,7 @@ keel_broker_recover (keel_broker_t *self, keel_error_t *err)
         }
     }
     self->exec_seq_limit = self->exec_seq + 10000;
-    self->exec_seq_durable = self->exec_seq_limit;
+    self->exec_seq_committed = self->exec_seq_durable = self->exec_seq_limit;
     rc = keel_store_meta_set (self->store, "epoch", self->epoch);
     if (rc == KEEL_OK)
         rc = keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);

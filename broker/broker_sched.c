@@ -40,8 +40,7 @@ keel_broker_exec_lost (keel_broker_t *self, keel_exec_t *exec)
 {
     keel_service_t *svc = exec->service;
     uint64_t task_id = exec->task_id;
-    keel_store_execution_delete (self->store, exec->id);
-    keel_model_exec_remove (self->model, exec);
+    keel_broker_exec_drop (self, exec);
     keel_task_t *t = keel_service_task (svc, task_id);
     if (t && t->state < KEEL_TASK_DONE && !t->execs) {
         keel_broker_requeue (self, svc, task_id);
@@ -303,9 +302,7 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t t
                                                   engine, t->attempts + 1, self->now);
             if (!x)
                 continue;
-            keel_store_execution_t row = { x->id, svc->id, task_id, engine->id, x->attempt,
-                                           zclock_time () };
-            keel_store_execution_put (self->store, &row);
+            keel_broker_exec_started (self, x);
             if (t->state != KEEL_TASK_RUNNING)
                 keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
             self->counters.claims_kept++;
@@ -484,9 +481,7 @@ s_assign (keel_broker_t *self, keel_engine_t *engine, keel_service_t *svc, uint6
     }
     keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
     keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE);
-    keel_store_execution_t row = { exec_id, svc->id, task_id, engine->id, x->attempt,
-                                   zclock_time () };
-    keel_store_execution_put (self->store, &row);
+    keel_broker_exec_started (self, x);
 
     Keel__Envelope env;
     Keel__Assign assign = KEEL__ASSIGN__INIT;

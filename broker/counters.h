@@ -23,6 +23,7 @@
     X (submissions_refused) \
     X (send_failures) \
     X (store_commits) \
+    X (store_syncs) \
     X (store_failures)
 
 typedef struct {

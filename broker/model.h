@@ -101,6 +101,8 @@ struct _keel_exec_t {
     uint32_t attempt;
     int64_t started_mono;
     int64_t requeue_at;             // > 0: engine lost; requeue at this time unless claimed
+    int64_t started_wall_ms;
+    bool stored;                    // its row is in the store (committed)
     keel_exec_t *next_of_task;
 };
 

@@ -41,8 +41,8 @@ keel_store_open (const char *uri, keel_store_sync_t sync, keel_error_t *err)
         free (self);
         return NULL;
     }
-    snprintf (self->describe, sizeof self->describe, "%s (WAL, synchronous=%s)", uri,
-              sync == KEEL_STORE_SYNC_FULL ? "FULL" : "NORMAL");
+    snprintf (self->describe, sizeof self->describe, "%s (WAL, StoreSync=%s)", uri,
+              sync == KEEL_STORE_SYNC_FULL ? "full" : "normal");
     return self;
 }
 
@@ -83,7 +83,29 @@ keel_err
 keel_store_commit (keel_store_t *self, keel_error_t *err)
 {
     assert (self);
+    keel_err rc = keel_store_commit_async (self, err);
+    return rc == KEEL_OK ? keel_store_sync (self, err) : rc;
+}
+
+keel_err
+keel_store_commit_async (keel_store_t *self, keel_error_t *err)
+{
+    assert (self);
     return self->sql ? keel_store_sqlite_commit (self->sql, err) : KEEL_OK;
+}
+
+int
+keel_store_sync_fd (const keel_store_t *self)
+{
+    assert (self);
+    return self->sql ? keel_store_sqlite_sync_fd (self->sql) : -1;
+}
+
+keel_err
+keel_store_sync (keel_store_t *self, keel_error_t *err)
+{
+    assert (self);
+    return self->sql ? keel_store_sqlite_sync (self->sql, err) : KEEL_OK;
 }
 
 void

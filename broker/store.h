@@ -2,11 +2,12 @@
 
     The broker's event loop owns one store. Each loop turn calls the write
     functions below for the effects of every message it applied; the first
-    write opens a transaction, keel_store_commit ends it. Only after a
-    successful commit does the broker send acknowledgements, results and
-    dispatches: an acknowledgement means "survives kill -9 of this broker"
-    (and power loss with StoreSync=full). A failed commit rolls back the
-    whole turn; the broker then refuses the turn's submissions.
+    write opens a transaction, keel_store_commit (durable before it returns)
+    or keel_store_commit_async (in the WAL; durable after a sync, see below)
+    ends it. Only after a commit is durable does the broker send
+    acknowledgements: an acknowledgement means "survives kill -9 of this
+    broker" (and power loss with StoreSync=full). A failed commit rolls back
+    the whole turn; the broker then refuses the turn's submissions.
 
     Backends, chosen by the Store URI:
       "sqlite:PATH"  SQLite in WAL mode (the default, sqlite:keel-broker.db)
@@ -33,8 +34,8 @@
 typedef struct _keel_store_t keel_store_t;
 
 typedef enum {
-    KEEL_STORE_SYNC_FULL = 0,    // PRAGMA synchronous=FULL: acks survive power loss
-    KEEL_STORE_SYNC_NORMAL = 1   // synchronous=NORMAL: acks survive kill -9 only
+    KEEL_STORE_SYNC_FULL = 0,    // commits fdatasynced before acks: acks survive power loss
+    KEEL_STORE_SYNC_NORMAL = 1   // no sync per commit: acks survive kill -9 only
 } keel_store_sync_t;
 
 typedef enum {
@@ -135,15 +136,30 @@ void keel_store_destroy (keel_store_t **self_p);
 // True when writes reach a disk (sqlite:), false for memory:.
 bool keel_store_durable (const keel_store_t *self);
 
-// Human description for logs: "sqlite:/var/lib/keel/broker.db (WAL, synchronous=FULL)".
+// Human description for logs: "sqlite:/var/lib/keel/broker.db (WAL, StoreSync=full)".
 const char *keel_store_describe (const keel_store_t *self);
 
 // ---------------------------------------------------------------- transactions
 
-// Commits the open transaction (no-op when nothing was written this turn).
+// Commits the open transaction (no-op when nothing was written this turn)
+// and returns once it is durable: with StoreSync=full the WAL is synced
+// (keel_store_sync) before the call returns.
 // On failure rolls back and returns KEEL_ERR_FULL (disk full) or
 // KEEL_ERR_STORE with a message; the store stays usable for later turns.
 keel_err keel_store_commit (keel_store_t *self, keel_error_t *err);
+
+// Group commit off the loop. keel_store_commit_async commits like
+// keel_store_commit but returns once the commit is in the WAL (it survives
+// kill -9 of this process, not yet a power loss). Every such commit is
+// durable once an fdatasync of keel_store_sync_fd (from any thread) or a
+// keel_store_sync that started after it returns; an fdatasync failure means
+// the state on disk is unknown: acknowledge nothing more and stop.
+// keel_store_sync_fd returns -1 when there is nothing to sync (memory:,
+// StoreSync=normal, or a store that fell back to syncing inside each commit):
+// then keel_store_commit_async is already as durable as StoreSync asks.
+keel_err keel_store_commit_async (keel_store_t *self, keel_error_t *err);
+int keel_store_sync_fd (const keel_store_t *self);
+keel_err keel_store_sync (keel_store_t *self, keel_error_t *err);
 
 // True when writes are waiting for a commit (always false for memory:).
 bool keel_store_in_transaction (const keel_store_t *self);

@@ -461,15 +461,47 @@ s_configure (keel_store_sqlite_t *self, keel_store_sync_t sync, keel_error_t *er
     // Children are deleted explicitly (service_delete); foreign keys would
     // add a parent lookup to every hot-path insert and turn an ordering slip
     // inside a turn into a failed commit.
+    //  synchronous=NORMAL in both modes: a commit writes the WAL without a
+    //  sync (it survives kill -9 of the process), and checkpoints sync the
+    //  WAL before copying it into the database. With StoreSync=full the
+    //  broker makes its commits durable with fdatasync on the WAL file
+    //  (s_open_wal), off its loop, before acknowledging them.
+    (void) sync;
     return keel_store_sqlite_exec (self,
-                                   sync == KEEL_STORE_SYNC_FULL
-                                       ? "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;"
-                                         " PRAGMA journal_size_limit = 67108864;"
-                                         " PRAGMA cache_size = -16384;"
-                                       : "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;"
-                                         " PRAGMA journal_size_limit = 67108864;"
-                                         " PRAGMA cache_size = -16384;",
+                                   "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;"
+                                   " PRAGMA journal_size_limit = 67108864;"
+                                   " PRAGMA cache_size = -16384;",
                                    err);
+}
+
+//  StoreSync=full: opens the WAL file for fdatasync and syncs its directory
+//  once, so the WAL's directory entry is durable too. SQLite keeps the WAL
+//  file (same inode) while this connection is open; checkpoints and
+//  journal_size_limit truncate it but never replace it. If the WAL cannot
+//  be opened, the connection falls back to synchronous=FULL (a sync inside
+//  every commit): slower, never less durable.
+static keel_err
+s_open_wal (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    char wal[4200];
+    snprintf (wal, sizeof wal, "%s-wal", self->path);
+    self->wal_fd = open (wal, O_RDONLY | O_CLOEXEC);
+    if (self->wal_fd >= 0) {
+        char dir[4200];
+        snprintf (dir, sizeof dir, "%s", self->path);
+        char *slash = strrchr (dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        else
+            snprintf (dir, sizeof dir, ".");
+        int dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void) fsync (dfd);
+            close (dfd);
+        }
+        return KEEL_OK;
+    }
+    return keel_store_sqlite_exec (self, "PRAGMA synchronous = FULL;", err);
 }
 
 static keel_err
@@ -507,6 +539,8 @@ s_open (keel_store_sqlite_t *self, keel_store_sync_t sync, keel_error_t *err)
         rc = s_check_marker (self, err);
     if (!rc)
         rc = s_prepare (self, err);
+    if (!rc && sync == KEEL_STORE_SYNC_FULL)
+        rc = s_open_wal (self, err);
     return rc;
 }
 
@@ -518,8 +552,10 @@ keel_store_sqlite_open (const char *path, keel_store_sync_t sync, keel_error_t *
         return NULL;
     }
     keel_store_sqlite_t *self = calloc (1, sizeof *self);
-    if (self)
+    if (self) {
+        self->wal_fd = -1;
         self->path = strdup (path);
+    }
     if (!self || !self->path) {
         free (self);
         keel_error_set (err, KEEL_ERR_NOMEM, "%s: out of memory", path);
@@ -542,6 +578,8 @@ keel_store_sqlite_destroy (keel_store_sqlite_t **self_p)
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize (self->q[i]);
     sqlite3_close (self->db);
+    if (self->wal_fd >= 0)
+        close (self->wal_fd);
     free (self->path);
     free (self);
     *self_p = NULL;
@@ -577,6 +615,21 @@ keel_store_sqlite_commit (keel_store_sqlite_t *self, keel_error_t *err)
     keel_err code = keel_store_sqlite_error (self, err, rc, "commit");
     s_rollback_now (self);
     return code;
+}
+
+int
+keel_store_sqlite_sync_fd (const keel_store_sqlite_t *self)
+{
+    return self->wal_fd;
+}
+
+keel_err
+keel_store_sqlite_sync (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    if (self->wal_fd < 0 || fdatasync (self->wal_fd) == 0)
+        return KEEL_OK;
+    return keel_error_set (err, KEEL_ERR_STORE, "%s-wal: fdatasync: %s", self->path,
+                           strerror (errno));
 }
 
 void

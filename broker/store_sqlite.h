@@ -19,6 +19,8 @@ keel_store_sqlite_t *keel_store_sqlite_open (const char *path, keel_store_sync_t
 void keel_store_sqlite_destroy (keel_store_sqlite_t **self_p);
 
 keel_err keel_store_sqlite_commit (keel_store_sqlite_t *self, keel_error_t *err);
+int keel_store_sqlite_sync_fd (const keel_store_sqlite_t *self);
+keel_err keel_store_sqlite_sync (keel_store_sqlite_t *self, keel_error_t *err);
 void keel_store_sqlite_rollback (keel_store_sqlite_t *self);
 const char *keel_store_sqlite_last_error (const keel_store_sqlite_t *self);
 

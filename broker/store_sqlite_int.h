@@ -36,6 +36,7 @@ struct _keel_store_sqlite_t {
     keel_err poison;         // a write of this turn failed (KEEL_OK if not)
     keel_error_t poison_err; // its message
     int bind_rc;             // first failed binding of the statement being built
+    int wal_fd;              // the WAL file, for fdatasync (StoreSync=full); -1 if none
 };
 
 // Maps a SQLite result code to a Keel error: KEEL_ERR_FULL when the disk is

@@ -10,7 +10,7 @@ packages=(
     libprotobuf-c-dev protobuf-c-compiler
     libmsgpack-dev libsqlite3-dev
     libcriterion-dev
-    procps util-linux
+    procps util-linux strace
 )
 
 missing=()

@@ -341,7 +341,7 @@ Test (store, every_record_type_survives_commit_close_and_reopen)
     keel_store_t *store = s_open ();
     cr_expect (keel_store_durable (store));
     char want[300];
-    snprintf (want, sizeof want, "%s (WAL, synchronous=FULL)", s_uri);
+    snprintf (want, sizeof want, "%s (WAL, StoreSync=full)", s_uri);
     cr_expect_str_eq (keel_store_describe (store), want);
 
     keel_store_service_t svc = s_service ("svc-a");
@@ -1045,4 +1045,45 @@ Test (store, a_hundred_thousand_tasks_insert_in_one_transaction, .timeout = 120)
                  (t2.tv_sec - t1.tv_sec) * 1e3 + (t2.tv_nsec - t1.tv_nsec) / 1e6,
                  (unsigned long long) keel_store_size (store));
     keel_store_destroy (&store);
+}
+
+// ---------------------------------------------------------------- syncing off the loop
+
+// StoreSync=full hands out the WAL for fdatasync; normal and memory: have
+// nothing to sync. An asynchronous commit is readable after a reopen once
+// synced (here: also after a process-level close, which is what WAL gives).
+Test (store, full_store_gives_a_wal_to_sync_and_async_commits_persist)
+{
+    keel_store_t *store = s_open ();
+    int fd = keel_store_sync_fd (store);
+    cr_assert_geq (fd, 0, "StoreSync=full store has no WAL descriptor to sync");
+    struct stat st;
+    char wal[200];
+    snprintf (wal, sizeof wal, "%s-wal", s_path);
+    struct stat want;
+    cr_assert_eq (fstat (fd, &st), 0);
+    cr_assert_eq (stat (wal, &want), 0, "%s is missing", wal);
+    cr_expect (st.st_ino == want.st_ino, "the sync descriptor is not %s", wal);
+
+    keel_store_service_t svc = s_service ("svc-sync");
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_store_commit_async (store, &err), KEEL_OK, "%s", err.text);
+    cr_assert_eq (keel_store_sync (store, &err), KEEL_OK, "%s", err.text);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.services, 1, "the synced service is not in the reopened store");
+    cr_expect_str_eq (seen.svc.service_id, "svc-sync");
+    keel_store_destroy (&store);
+
+    keel_store_t *normal = keel_store_open (s_uri, KEEL_STORE_SYNC_NORMAL, &err);
+    cr_assert_not_null (normal, "%s", err.text);
+    cr_expect_eq (keel_store_sync_fd (normal), -1, "StoreSync=normal should have nothing to sync");
+    cr_expect_eq (keel_store_sync (normal, &err), KEEL_OK);
+    keel_store_destroy (&normal);
+
+    keel_store_t *memory = keel_store_open ("memory:", KEEL_STORE_SYNC_FULL, &err);
+    cr_assert_not_null (memory);
+    cr_expect_eq (keel_store_sync_fd (memory), -1);
+    cr_expect_eq (keel_store_commit_async (memory, &err), KEEL_OK);
+    keel_store_destroy (&memory);
 }
