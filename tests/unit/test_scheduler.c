@@ -60,7 +60,10 @@ add_engine (const char *id, const char *types_csv)
     return e;
 }
 
-// Returns "service:task" of the next pick, or "" when none.
+// "service:task" of a pick: a service id, ':' and a 64-bit decimal.
+#define S_PICK_MAX (KEEL_ID_MAX + 24)
+
+// Returns "service:task" of the next pick, or "" when none (buf holds S_PICK_MAX).
 static const char *
 next (keel_engine_t *e, char *buf)
 {
@@ -69,7 +72,7 @@ next (keel_engine_t *e, char *buf)
     keel_task_t *t = keel_sched_next (sched, e, NULL, NULL, &svc, &id);
     if (!t)
         return strcpy (buf, "");
-    sprintf (buf, "%s:%llu", svc->id, (unsigned long long) id);
+    snprintf (buf, S_PICK_MAX, "%s:%llu", svc->id, (unsigned long long) id);
     return buf;
 }
 
@@ -80,7 +83,7 @@ Test (scheduler, takes_tasks_of_one_service_in_fifo_order)
 {
     add_service ("a", "double", 0, 3);
     keel_engine_t *e = add_engine ("e1", "double");
-    char b[64];
+    char b[S_PICK_MAX];
     cr_assert_str_eq (next (e, b), "a:0");
     cr_assert_str_eq (next (e, b), "a:1");
     cr_assert_str_eq (next (e, b), "a:2");
@@ -92,7 +95,7 @@ Test (scheduler, serves_higher_priority_services_first)
     add_service ("low", "double", 0, 2);
     add_service ("high", "double", 5, 2);
     keel_engine_t *e = add_engine ("e1", "double");
-    char b[64];
+    char b[S_PICK_MAX];
     cr_assert_str_eq (next (e, b), "high:0");
     cr_assert_str_eq (next (e, b), "high:1");
     cr_assert_str_eq (next (e, b), "low:0");
@@ -105,7 +108,7 @@ Test (scheduler, alternates_round_robin_between_services_of_equal_priority)
     add_service ("b", "double", 1, 3);
     add_service ("c", "double", 1, 1);
     keel_engine_t *e = add_engine ("e1", "double");
-    char b[64];
+    char b[S_PICK_MAX];
     const char *want[] = { "a:0", "b:0", "c:0", "a:1", "b:1", "a:2", "b:2", "" };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_assert_str_eq (next (e, b), want[i], "pick %zu", i);
@@ -117,7 +120,7 @@ Test (scheduler, gives_an_engine_only_service_types_it_offers)
     add_service ("d", "double", 0, 1);
     keel_engine_t *only_double = add_engine ("e1", "double");
     keel_engine_t *both = add_engine ("e2", "sleep,double");
-    char b[64];
+    char b[S_PICK_MAX];
     cr_assert_str_eq (next (only_double, b), "d:0");
     cr_assert_str_eq (next (only_double, b), "");
     cr_assert_str_eq (next (both, b), "s:0");
@@ -144,7 +147,7 @@ Test (scheduler, leaves_filtered_tasks_queued_in_their_order)
     cr_assert_eq (id, 2);
     cr_assert_null (keel_sched_next (sched, e, skip_task_zero, NULL, &got, &id));
     cr_assert_eq (svc->nready, 1);
-    char b[64];
+    char b[S_PICK_MAX];
     cr_assert_str_eq (next (e, b), "a:0");
 }
 
@@ -153,7 +156,7 @@ Test (scheduler, skips_tasks_a_claim_removed_from_the_queue)
     keel_service_t *svc = add_service ("a", "double", 0, 3);
     keel_service_queue_remove (svc, 1);
     keel_engine_t *e = add_engine ("e1", "double");
-    char b[64];
+    char b[S_PICK_MAX];
     cr_assert_str_eq (next (e, b), "a:0");
     cr_assert_str_eq (next (e, b), "a:2");
     cr_assert_str_eq (next (e, b), "");
@@ -163,7 +166,7 @@ Test (scheduler, serves_a_service_again_after_its_queue_refills)
 {
     keel_service_t *svc = add_service ("a", "double", 0, 1);
     keel_engine_t *e = add_engine ("e1", "double");
-    char b[64];
+    char b[S_PICK_MAX];
     cr_assert_str_eq (next (e, b), "a:0");
     cr_assert_str_eq (next (e, b), "");
     cr_assert_eq (keel_sched_size (sched), 0);
