@@ -4,10 +4,72 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  items keeps insertion order for keel_held_at (swap-remove); slots is an
+//  open-addressing index (linear probing) from execution id to item: each
+//  slot holds an items index + 1, 0 = empty; nslots is a power of two at
+//  least twice cap, so a lookup is O(1) however many tasks an engine holds
+//  (with EnginePrefetch, thousands of finished tasks may await their acks).
 struct _keel_held_t {
     keel_held_task_t **items;
     size_t size, cap;
+    size_t *slots;
+    size_t nslots;
 };
+
+static size_t
+s_hash (uint64_t id)
+{
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdULL;
+    id ^= id >> 33;
+    return (size_t) id;
+}
+
+//  The slot holding id, or the empty slot where it would go.
+static size_t *
+s_slot (const keel_held_t *self, uint64_t id)
+{
+    size_t mask = self->nslots - 1;
+    for (size_t i = s_hash (id) & mask;; i = (i + 1) & mask) {
+        size_t v = self->slots[i];
+        if (!v || self->items[v - 1]->execution_id == id)
+            return &self->slots[i];
+    }
+}
+
+//  Empties a slot, shifting back the entries that probed past it.
+static void
+s_unslot (keel_held_t *self, size_t *slot)
+{
+    size_t mask = self->nslots - 1;
+    size_t hole = (size_t) (slot - self->slots);
+    self->slots[hole] = 0;
+    for (size_t j = (hole + 1) & mask; self->slots[j]; j = (j + 1) & mask) {
+        size_t home = s_hash (self->items[self->slots[j] - 1]->execution_id) & mask;
+        //  The entry at j may move to the hole unless its home lies
+        //  cyclically in (hole, j].
+        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!stays) {
+            self->slots[hole] = self->slots[j];
+            self->slots[j] = 0;
+            hole = j;
+        }
+    }
+}
+
+static bool
+s_reindex (keel_held_t *self, size_t nslots)
+{
+    size_t *slots = calloc (nslots, sizeof *slots);
+    if (!slots)
+        return false;
+    free (self->slots);
+    self->slots = slots;
+    self->nslots = nslots;
+    for (size_t i = 0; i < self->size; i++)
+        *s_slot (self, self->items[i]->execution_id) = i + 1;
+    return true;
+}
 
 keel_held_t *
 keel_held_new (void)
@@ -33,6 +95,7 @@ keel_held_destroy (keel_held_t **self_p)
         return;
     keel_held_clear (*self_p);
     free ((*self_p)->items);
+    free ((*self_p)->slots);
     free (*self_p);
     *self_p = NULL;
 }
@@ -49,6 +112,8 @@ s_append (keel_held_t *self, uint64_t execution_id, const char *service_id, uint
             return NULL;
         self->items = items;
         self->cap = cap;
+        if (!s_reindex (self, cap * 2))
+            return NULL;
     }
     keel_held_task_t *task = calloc (1, sizeof *task);
     if (!task || !(task->service_id = strdup (service_id))) {
@@ -58,6 +123,7 @@ s_append (keel_held_t *self, uint64_t execution_id, const char *service_id, uint
     task->execution_id = execution_id;
     task->task_id = task_id;
     self->items[self->size++] = task;
+    *s_slot (self, execution_id) = self->size;
     return task;
 }
 
@@ -93,10 +159,10 @@ keel_held_add_done (keel_held_t *self, const Keel__Result *result)
 keel_held_task_t *
 keel_held_find (const keel_held_t *self, uint64_t execution_id)
 {
-    for (size_t i = 0; i < self->size; i++)
-        if (self->items[i]->execution_id == execution_id)
-            return self->items[i];
-    return NULL;
+    if (!self->nslots)
+        return NULL;
+    size_t v = *s_slot (self, execution_id);
+    return v ? self->items[v - 1] : NULL;
 }
 
 bool
@@ -133,13 +199,18 @@ keel_held_finish (keel_held_task_t *task, bool ok, const uint8_t *data, size_t s
 bool
 keel_held_remove (keel_held_t *self, uint64_t execution_id)
 {
-    for (size_t i = 0; i < self->size; i++)
-        if (self->items[i]->execution_id == execution_id) {
-            s_free (self->items[i]);
-            self->items[i] = self->items[--self->size];
-            return true;
-        }
-    return false;
+    if (!self->nslots)
+        return false;
+    size_t *slot = s_slot (self, execution_id);
+    if (!*slot)
+        return false;
+    size_t i = *slot - 1;
+    s_unslot (self, slot);
+    s_free (self->items[i]);
+    self->items[i] = self->items[--self->size];
+    if (i < self->size)
+        *s_slot (self, self->items[i]->execution_id) = i + 1;
+    return true;
 }
 
 void
@@ -148,6 +219,8 @@ keel_held_clear (keel_held_t *self)
     for (size_t i = 0; i < self->size; i++)
         s_free (self->items[i]);
     self->size = 0;
+    if (self->slots)
+        memset (self->slots, 0, self->nslots * sizeof *self->slots);
 }
 
 size_t
