@@ -663,34 +663,60 @@ keel_broker_next_exec_id (keel_broker_t *self)
 
 // ---------------------------------------------------------------- the turn
 
+// Receives one frame without waiting into msg (initialised here). Returns
+// false when nothing is waiting.
+static bool
+s_recv_frame (void *sock, zmq_msg_t *msg, int flags)
+{
+    zmq_msg_init (msg);
+    if (zmq_msg_recv (msg, sock, flags) >= 0)
+        return true;
+    zmq_msg_close (msg);
+    return false;
+}
+
+// Reads every waiting message (bounded per turn) without asking the socket
+// for its events between messages: a receive that would block ends the
+// batch.
 static void
 s_recv_router (keel_broker_t *self)
 {
+    void *sock = zsock_resolve (self->router);
     for (int i = 0; i < KEEL_TURN_MAX_MESSAGES; i++) {
-        if (!(zsock_events (self->router) & ZMQ_POLLIN))
-            break;
-        zmsg_t *msg = zmsg_recv (self->router);
-        if (!msg)
+        zmq_msg_t head, body;
+        if (!s_recv_frame (sock, &head, ZMQ_DONTWAIT))
             break;
         self->now = zclock_mono ();
-        if (zmsg_size (msg) != 2) {
-            keel_broker_malformed (self, "expected 2 frames (routing id + message), got %zu",
-                                   zmsg_size (msg));
-            zmsg_destroy (&msg);
-            continue;
+        size_t frames = 1;
+        bool have_body = zmq_msg_more (&head) && s_recv_frame (sock, &body, 0);
+        if (have_body) {
+            frames++;
+            // Extra frames: counted, dropped.
+            for (int more = zmq_msg_more (&body); more; frames++) {
+                zmq_msg_t extra;
+                if (!s_recv_frame (sock, &extra, 0))
+                    break;
+                more = zmq_msg_more (&extra);
+                zmq_msg_close (&extra);
+            }
         }
-        zframe_t *route = zmsg_pop (msg);
-        zframe_t *payload = zmsg_pop (msg);
-        keel_error_t err;
-        keel_env_t *env = keel_wire_decode (zframe_data (payload), zframe_size (payload), &err);
-        if (!env)
-            keel_broker_malformed (self, "%s", err.text);
-        else
-            keel_broker_handle (self, route, env);
-        keel_wire_free (&env);
-        zframe_destroy (&route);
-        zframe_destroy (&payload);
-        zmsg_destroy (&msg);
+        if (frames != 2)
+            keel_broker_malformed (self, "expected 2 frames (routing id + message), got %zu",
+                                   frames);
+        else {
+            zframe_t *route = zframe_new (zmq_msg_data (&head), zmq_msg_size (&head));
+            keel_error_t err;
+            keel_env_t *env = keel_wire_decode (zmq_msg_data (&body), zmq_msg_size (&body), &err);
+            if (!env)
+                keel_broker_malformed (self, "%s", err.text);
+            else if (route)
+                keel_broker_handle (self, route, env);
+            keel_wire_free (&env);
+            zframe_destroy (&route);
+        }
+        zmq_msg_close (&head);
+        if (have_body)
+            zmq_msg_close (&body);
     }
 }
 
