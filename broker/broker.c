@@ -597,8 +597,14 @@ s_undo_fresh (keel_broker_t *self)
         if (!t || t->durable)
             continue;
         keel_service_queue_remove (svc, self->fresh[i].task_id);
-        while (t->execs)
-            keel_broker_exec_drop (self, t->execs);
+        // Executions dispatched this turn are cancelled on their engines;
+        // claims attached this turn (HOLD) just go: the engine claims again.
+        while (t->execs) {
+            if (t->execs->before_commit)
+                keel_broker_cancel_exec (self, t->execs, "submission not stored");
+            else
+                keel_broker_exec_drop (self, t->execs);
+        }
         if (t->result && !t->acked)
             svc->unacked--;     // a held result attached this turn goes with it
         t->queued = 0;
@@ -882,16 +888,31 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     // task, and the engine keeps its copy until a commit makes the result
     // durable here (its acknowledgement goes out after that commit).
     s_encode_results (self);
-    if (s_commit_due (self))
-        s_commit (self);
-    // Dispatch after the commit: only committed tasks are dispatched (in
-    // the WAL, maybe not yet synced: see broker.h), and an assignment needs
-    // no durability of its own (an engine that runs a task the store does
-    // not show as running claims it at its next login), so its state
-    // changes ride in a later transaction.
-    self->dispatch_ready = false;
-    keel_broker_dispatch (self);
-    s_flush (self);
+    if (self->sync_now) {
+        // A login DROPs an engine's copy of a result: nothing of this turn
+        // leaves before its commit is durable.
+        if (s_commit_due (self))
+            s_commit (self);
+        self->dispatch_ready = false;
+        keel_broker_dispatch (self);
+        s_flush (self);
+    }
+    else {
+        // Dispatch first, then commit: the engines start while the store
+        // writes. A task accepted this turn may be dispatched before its
+        // commit (the commit is due in this same turn because its driver
+        // waits for Accepted); if that commit fails, the turn's new tasks
+        // are undone and their executions cancelled (s_undo_fresh). An
+        // assignment needs no durability of its own: an engine running a
+        // task the store does not show as running claims it at login, and
+        // a driver without Accepted submits the task again.
+        self->dispatch_ready = false;
+        keel_broker_dispatch (self);
+        s_flush (self);
+        if (s_commit_due (self))
+            s_commit (self);
+        s_flush (self);
+    }
     s_answer_admin (self);
     return !self->stop;
 }

@@ -456,7 +456,9 @@ static bool
 s_accept (keel_service_t *svc, keel_task_t *task, keel_engine_t *engine, void *arg)
 {
     keel_broker_t *self = arg;
-    if (!task->durable)
+    // A task not committed yet is dispatched only when its commit is due
+    // this turn and the store took the last one (see s_turn).
+    if (!task->durable && self->store_failed)
         return false;
     // Retry a failed task on another engine when there is one.
     if (task->avoid == engine && s_other_engine_offers (self, engine, svc->type))
@@ -479,6 +481,7 @@ s_assign (keel_broker_t *self, keel_engine_t *engine, keel_service_t *svc, uint6
         keel_broker_requeue (self, svc, task_id);
         return;
     }
+    x->before_commit = !t->durable;
     keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
     keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE);
     keel_broker_exec_started (self, x);

@@ -103,6 +103,7 @@ struct _keel_exec_t {
     int64_t requeue_at;             // > 0: engine lost; requeue at this time unless claimed
     int64_t started_wall_ms;
     bool stored;                    // its row is in the store (committed)
+    bool before_commit;             // dispatched before its task's first commit
     keel_exec_t *next_of_task;
 };
 
