@@ -6,33 +6,42 @@
       2. runs the timers (heartbeats, lost peers, delayed requeues, expired
          HOLD claims);
       3. sends the turn's results to their drivers;
-      4. commits, in ONE transaction, everything changed since the last
+      4. dispatches queued tasks to engines with free slots (plus
+         EnginePrefetch) and sends everything so far — including tasks
+         accepted this very turn, not committed yet (see below);
+      5. commits, in ONE transaction, everything changed since the last
          commit (group commit) — at once when a driver waits for an
-         acceptance, otherwise within CommitDelay (default 20 ms). The commit
-         writes the WAL (it survives kill -9 of the broker); with
-         StoreSync=full the syncer thread (syncer.h) then fdatasyncs the WAL
-         while the loop goes on. Acceptances and the acknowledgements that let
-         engines forget their results are held until their commit is durable
-         (synced for full, written for normal);
-      5. dispatches committed, queued tasks to engines with free slots (plus
-         EnginePrefetch); the dispatch state rides in a later commit;
+         acceptance, otherwise within CommitDelay (default 20 ms). The
+         commit writes the WAL (it survives kill -9 of the broker); with
+         StoreSync=full the syncer thread (syncer.h) then fdatasyncs the
+         WAL while the loop goes on. Acceptances and the acknowledgements
+         that let engines forget their results are held until their commit
+         is durable (synced for full, written for normal);
       6. answers admin requests.
     An acceptance therefore means "survives power loss" (StoreSync=full) or
     "survives kill -9 of this broker" (normal), and so does a result
-    acknowledgement to an engine. A task may be dispatched, and its result
-    reach the driver, before the commit that accepted it is synced: if the
-    machine then loses power, the driver has no Accepted for it and submits
-    it again, and keeps only the first result of each task. A result may reach the driver
-    before it is committed: if the broker then dies, the engine still holds
-    the result and offers it again at its next login, and the driver keeps
-    only the first copy of each task, so the application sees it once.
-    If a commit fails (disk full), the turn's new submissions are undone and
-    refused with REFUSE_STORE_FULL; every other change stays in memory and is
-    written again by the next commit, and the acknowledgements wait for it.
+    acknowledgement to an engine. Nothing else waits for the disk:
+      - a task may be dispatched, and its result reach the driver, before
+        the commit that accepts it (the commit follows in the same turn).
+        If the broker or the machine dies first, the driver has no
+        Accepted and submits the task again, an engine still running it
+        claims it at login (HOLD until the driver is back), and the driver
+        keeps only the first result of each task;
+      - a result reaches the driver before it is committed: the engine
+        holds it until its acknowledgement and offers it again at its next
+        login, and the driver keeps only the first copy;
+      - an assignment's state (task running, execution row) rides in the
+        next commit: an engine running a task the store does not show as
+        running claims it at its next login.
+    If a commit fails (disk full), the turn's new submissions are undone
+    (their executions cancelled on the engines) and refused with
+    REFUSE_STORE_FULL; every other change stays in memory and is written
+    again by the next commit, and the acknowledgements wait for it. While
+    the store fails, nothing uncommitted is dispatched.
     If an fdatasync fails, nothing on disk can be trusted: the broker sends
     nothing held, logs why and exits non-zero (restart it; it recovers from
-    the store). A login that DROPs an engine's copy of a result waits for
-    the disk in its own turn (logins are rare).
+    the store). A turn in which a login DROPs an engine's copy of a result
+    commits and syncs before it sends anything (logins are rare).
 */
 #ifndef KEEL_BROKER_H
 #define KEEL_BROKER_H
