@@ -37,6 +37,8 @@ fi
 w1_n=${KEEL_BENCH_W1_TASKS:-$w1_n}
 w2_n=${KEEL_BENCH_W2_ROUND_TRIPS:-$w2_n}
 heartbeat=200ms
+# EnginePrefetch of the tuned W1 rows (the default is 0: docs/operations.md).
+prefetch=${KEEL_BENCH_PREFETCH:-256}
 # KEEL_BENCH_ONLY="w1 w3" runs only those workloads (w1 covers W1, W2, W5).
 only=" ${KEEL_BENCH_ONLY:-w1 w3 w4} "
 want() { [[ "$only" == *" $1 "* ]]; }
@@ -167,10 +169,13 @@ restart_broker() {
     pids+=("$broker_pid")
 }
 
-# start_engine NAME BROKERS
+# start_engine NAME BROKERS. Besides the built-ins (double runs inline in
+# the engine), every engine offers double_lib: the same work as a library
+# service, run in the engine's worker process.
 start_engine() {
     mkdir -p "$tmp/$1.state"
     "$bin/keel-engine" --set "StateDir=$tmp/$1.state" --set "Brokers=$2" --set "Slots=1" \
+        --set "service.double_lib.library=$bench/libkeel_bench_double.so" \
         --set "LogLevel=warn" >>"$tmp/$1.log" 2>&1 &
     pids+=("$!")
 }
@@ -294,20 +299,29 @@ for sync in ${syncs-full normal}; do
     done
     stop_all
 done
-# W1 again with EnginePrefetch: engines keep a few tasks queued, so a slot
-# never waits for the broker between tiny tasks (docs/operations.md).
+# W1 again with EnginePrefetch: engines keep tasks queued, so a slot never
+# waits for the broker between tiny tasks (docs/operations.md), for both
+# StoreSync values; and with full, the same work as a library service in
+# the engines' worker processes (double_lib).
+w1_run() {     # w1_run SAMPLE_KEY SERVICE
+    local t0 t1
+    t0=$(now_ns)
+    "$bin/keel-driver" --broker "$broker_ep" submit --service "$2" --range "0:$w1_n" \
+        >/dev/null 2>>"$tmp/driver.log" || fail "keel-driver W1 ($1)"
+    t1=$(now_ns)
+    sample "$1" tasks_per_s "$(awk -v n="$w1_n" -v ns=$((t1 - t0)) \
+        'BEGIN { printf "%.1f", n / (ns / 1e9) }')"
+}
 if want w1; then
-    echo "==> Keel, StoreSync=full, EnginePrefetch=16: W1 ($w1_n tasks)" >&2
-    start_grid full w1-prefetch 16
-    for ((r = 0; r < runs; r++)); do
-        t0=$(now_ns)
-        "$bin/keel-driver" --broker "$broker_ep" submit --service double --range "0:$w1_n" \
-            >/dev/null 2>>"$tmp/driver.log" || fail "keel-driver W1 (EnginePrefetch=16)"
-        t1=$(now_ns)
-        sample w1_keel_prefetch tasks_per_s "$(awk -v n="$w1_n" -v ns=$((t1 - t0)) \
-            'BEGIN { printf "%.1f", n / (ns / 1e9) }')"
+    for sync in full normal; do
+        echo "==> Keel, StoreSync=$sync, EnginePrefetch=$prefetch: W1 ($w1_n tasks)" >&2
+        start_grid "$sync" "w1-prefetch-$sync" "$prefetch"
+        for ((r = 0; r < runs; r++)); do
+            w1_run "w1_keel_prefetch_$sync" double
+            [[ "$sync" == full ]] && w1_run w1_keel_prefetch_lib double_lib
+        done
+        stop_all
     done
-    stop_all
 fi
 
 # ---------------------------------------------------------------- W3
@@ -407,8 +421,10 @@ rows=(
     "W1 raw relay (pipelined)|w1_relay|tasks_per_s|"
     "W1 raw relay (1 in flight per worker)|w1_relay_window1|tasks_per_s|"
     "W1 Keel StoreSync=full|w1_keel_full|tasks_per_s|w1_relay"
-    "W1 Keel StoreSync=full EnginePrefetch=16|w1_keel_prefetch|tasks_per_s|w1_relay"
+    "W1 Keel StoreSync=full EnginePrefetch=$prefetch|w1_keel_prefetch_full|tasks_per_s|w1_relay"
+    "W1 Keel same, double_lib in worker processes|w1_keel_prefetch_lib|tasks_per_s|w1_relay"
     "W5 Keel StoreSync=normal|w1_keel_normal|tasks_per_s|w1_relay"
+    "W5 Keel StoreSync=normal EnginePrefetch=$prefetch|w1_keel_prefetch_normal|tasks_per_s|w1_relay"
     "W2 direct client-worker median|w2_direct|median_us|"
     "W2 direct client-worker p99|w2_direct|p99_us|"
     "W2 raw relay median|w2_relay|median_us|"
@@ -449,12 +465,13 @@ done
 
 # Targets of issue #6, as ratios of medians.
 t_w1=$(ratio "$(median w1_keel_full tasks_per_s)" "$(median w1_relay tasks_per_s)")
+t_w1p=$(ratio "$(median w1_keel_prefetch_full tasks_per_s)" "$(median w1_relay tasks_per_s)")
 t_w2m=$(ratio "$(median w2_keel_full median_us)" "$(median w2_relay median_us)")
 t_w2p=$(ratio "$(median w2_keel_full p99_us)" "$(median w2_relay p99_us)")
 t_w4=$(median "w4_$w4_large" rss_mib)
 t_lin=$(ratio "$(median "w4_$w4_large" rss_mib)" "$(median "w4_$w4_small" rss_mib)")
-printf '\nTargets: W1 full/relay %s (>= 0.40); W2 median %s (<= 1.3), p99 %s (<= 2.0);' \
-    "$t_w1" "$t_w2m" "$t_w2p"
+printf '\nTargets: W1 full/relay %s (EnginePrefetch=%s: %s) (>= 0.40); W2 median %s (<= 1.3), p99 %s (<= 2.0);' \
+    "$t_w1" "$prefetch" "$t_w1p" "$t_w2m" "$t_w2p"
 printf ' W4 RSS at %s: %s MiB (<= 200 at 1000000), growth x%s for x%s tasks\n' \
     "$w4_large" "$t_w4" "$t_lin" "$((w4_large / w4_small))"
 
@@ -467,10 +484,11 @@ cat >"$root/bench-results.json" <<EOF
   "commit": "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)",
   "machine": {"nproc": $(nproc), "cpu": "$cpu", "kernel": "$(uname -r)"},
   "parameters": {"w1_tasks": $w1_n, "relay_tasks": $relay_n, "w2_round_trips": $w2_n,
-    "w4_sizes": [${w4_sizes// /, }], "engines": 2, "slots": 1,
+    "w4_sizes": [${w4_sizes// /, }], "engines": 2, "slots": 1, "engine_prefetch": $prefetch,
     "w3_heartbeat_interval": "$heartbeat", "w3_engine_login_window": "5s",
     "w3_ds_broker_timeout": "$broker_timeout"},
-  "targets": {"w1_full_over_relay": $t_w1, "w2_median_over_relay": $t_w2m,
+  "targets": {"w1_full_over_relay": $t_w1, "w1_full_prefetch_over_relay": $t_w1p,
+    "w2_median_over_relay": $t_w2m,
     "w2_p99_over_relay": $t_w2p, "w4_rss_mib_large": ${t_w4:-null},
     "w4_rss_growth": $t_lin},
   "results": [$json_rows
