@@ -182,12 +182,18 @@ keel_err keel_store_service_state (keel_store_t *self, const char *service_id,
 // Deletes a service with its tasks, executions and pending rows.
 keel_err keel_store_service_delete (keel_store_t *self, const char *service_id);
 
-// Inserts a new task (state QUEUED) or replaces every column of an existing one.
+// Inserts a new task (state QUEUED) or replaces every column of an existing
+// one (blobs included: a blob the new row lacks is gone). Inserting is the
+// cheap case; replacing costs a few more statements.
 keel_err keel_store_task_put (keel_store_t *self, const keel_store_task_t *task);
 // Updates state and attempts only (the hot path of dispatch).
 keel_err keel_store_task_state (keel_store_t *self, const char *service_id, uint64_t task_id,
                                 keel_task_state_t state, uint32_t attempts);
-// Stores the terminal result: state, attempts, status, output/error, winner.
+// Stores the terminal result: state, attempts, status, output/error, winner,
+// and result_acked (so a result and the driver's acknowledgement of it can be
+// written in one statement; pass false while the driver has not acked: it
+// overwrites an earlier keel_store_task_acked). Input and checkpoint are
+// left alone.
 keel_err keel_store_task_result (keel_store_t *self, const keel_store_task_t *task);
 // Marks results acknowledged by the driver.
 keel_err keel_store_task_acked (keel_store_t *self, const char *service_id, uint64_t task_id);

@@ -10,9 +10,16 @@
     without touching the database, so a turn can never be half committed
     under a fresh transaction. Commit or rollback clears the poison.
 
-    Task blobs (input, output, checkpoint) live in task_blobs, one row per
-    blob, so the frequent small updates of a task (state, attempts, acked)
-    do not rewrite a large input in the WAL.
+    Task blobs (input, output, checkpoint) up to KEEL_STORE_INLINE_MAX
+    bytes live inline in the task's row, so the hot path of a tiny task is
+    one b-tree write per call (tasks is WITHOUT ROWID: no separate index).
+    Larger blobs live in task_blobs, one row per blob, with the inline
+    column NULL and the blob's bit set in tasks.spilled, so the frequent
+    small updates of a task (state, attempts, acked) do not rewrite a large
+    input in the WAL. Writes keep one invariant: a task_blobs row exists
+    exactly for each bit set in spilled of an existing tasks row. The
+    spilled bits tell a write when it must touch task_blobs at all (see
+    s_update_blob, keel_store_sqlite_task_put).
 
     Loading, the event log, maintenance and the size live in
     store_sqlite_read.c; the struct and the helpers both files use are in
@@ -34,8 +41,6 @@
 #define KEEL_STORE_APP_ID     0x4B45454C   // "KEEL" in PRAGMA application_id
 #define KEEL_STORE_FORMAT     "keel-broker-store"
 #define KEEL_STORE_BUSY_MS    5000
-
-enum { S_BLOB_INPUT = 0, S_BLOB_OUTPUT = 1, S_BLOB_CHECKPOINT = 2 };
 
 // ---------------------------------------------------------------- schema
 
@@ -77,8 +82,43 @@ static const char *s_migrations[] = {
     "CREATE TABLE engines ("
     "  engine_id TEXT PRIMARY KEY, host TEXT NOT NULL, session TEXT NOT NULL,"
     "  slots INTEGER NOT NULL, login_wall_ms INTEGER NOT NULL, seen_wall_ms INTEGER NOT NULL);",
+    // 2 -> 3: tasks WITHOUT ROWID, blobs of at most 256 bytes (the
+    // KEEL_STORE_INLINE_MAX of this step; readers follow spilled, so a later
+    // limit needs no step) moved inline, bigger ones left in task_blobs with
+    // their bit (1 << kind) set in spilled. Blob rows of tasks that do not
+    // exist (schema 2 wrote a result or checkpoint for a missing task as a
+    // lone blob row) are dropped: nothing could load them.
+    "CREATE TABLE tasks_v3 ("
+    "  service_id TEXT NOT NULL, task_id INTEGER NOT NULL, state INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL, status INTEGER NOT NULL, error TEXT, engine_id TEXT,"
+    "  execution_id INTEGER NOT NULL, run_ms INTEGER NOT NULL, queued_ms INTEGER NOT NULL,"
+    "  acked INTEGER NOT NULL, checkpoint_wall_ms INTEGER NOT NULL,"
+    "  input BLOB, output BLOB, checkpoint BLOB, spilled INTEGER NOT NULL,"
+    "  PRIMARY KEY (service_id, task_id)) WITHOUT ROWID;"
+    "DELETE FROM task_blobs WHERE NOT EXISTS (SELECT 1 FROM tasks t"
+    "  WHERE t.service_id = task_blobs.service_id AND t.task_id = task_blobs.task_id);"
+    "INSERT INTO tasks_v3 SELECT t.service_id, t.task_id, t.state, t.attempts, t.status,"
+    "  t.error, t.engine_id, t.execution_id, t.run_ms, t.queued_ms, t.acked,"
+    "  t.checkpoint_wall_ms,"
+    "  (SELECT data FROM task_blobs b WHERE b.service_id = t.service_id"
+    "   AND b.task_id = t.task_id AND b.kind = 0 AND length(b.data) <= 256),"
+    "  (SELECT data FROM task_blobs b WHERE b.service_id = t.service_id"
+    "   AND b.task_id = t.task_id AND b.kind = 1 AND length(b.data) <= 256),"
+    "  (SELECT data FROM task_blobs b WHERE b.service_id = t.service_id"
+    "   AND b.task_id = t.task_id AND b.kind = 2 AND length(b.data) <= 256),"
+    "  (SELECT coalesce(sum(1 << b.kind), 0) FROM task_blobs b WHERE b.service_id = t.service_id"
+    "   AND b.task_id = t.task_id AND length(b.data) > 256)"
+    "  FROM tasks t;"
+    "DELETE FROM task_blobs WHERE length(data) <= 256;"
+    "DROP TABLE tasks;"
+    "ALTER TABLE tasks_v3 RENAME TO tasks;",
 };
 #define KEEL_STORE_SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof s_migrations[0]))
+
+// s_sql and migration 2 -> 3 spell the blob kinds and their spilled bits out.
+_Static_assert (KEEL_STORE_BLOB_INPUT == 0 && KEEL_STORE_BLOB_OUTPUT == 1
+                    && KEEL_STORE_BLOB_CHECKPOINT == 2,
+                "blob kinds are numbered in SQL text");
 
 static const char *s_sql[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -93,18 +133,27 @@ static const char *s_sql[Q_COUNT] = {
     [Q_SERVICE_DEL_EXECS] = "DELETE FROM executions WHERE service_id = ?1",
     [Q_SERVICE_DEL_PENDING] = "DELETE FROM pending WHERE service_id = ?1",
     [Q_SERVICE_DEL] = "DELETE FROM services WHERE service_id = ?1",
-    [Q_TASK_PUT] = "INSERT OR REPLACE INTO tasks VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+    // A new task: one b-tree insert; no row changes when the task exists.
+    [Q_TASK_INSERT] = "INSERT INTO tasks VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,"
+                      "?15,?16) ON CONFLICT DO NOTHING",
+    [Q_TASK_REPLACE] = "INSERT OR REPLACE INTO tasks VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,"
+                       "?12,?13,?14,?15,?16)",
     [Q_TASK_BLOBS_DEL] = "DELETE FROM task_blobs WHERE service_id = ?1 AND task_id = ?2",
     [Q_BLOB_PUT] = "INSERT OR REPLACE INTO task_blobs VALUES (?1,?2,?3,?4)",
     [Q_BLOB_DEL] = "DELETE FROM task_blobs WHERE service_id = ?1 AND task_id = ?2 AND kind = ?3",
     [Q_TASK_STATE] = "UPDATE tasks SET state = ?3, attempts = ?4"
                      " WHERE service_id = ?1 AND task_id = ?2",
+    // The last parameter of the two blob updates is a guard: with the
+    // blob's bit, the row is left alone if its old blob is in task_blobs
+    // (see s_update_blob); with 0 the update always applies.
     [Q_TASK_RESULT] = "UPDATE tasks SET state = ?3, attempts = ?4, status = ?5, error = ?6,"
-                      " engine_id = ?7, execution_id = ?8, run_ms = ?9, queued_ms = ?10"
-                      " WHERE service_id = ?1 AND task_id = ?2",
+                      " engine_id = ?7, execution_id = ?8, run_ms = ?9, queued_ms = ?10,"
+                      " acked = ?11, output = ?12, spilled = (spilled & ~2) | ?13"
+                      " WHERE service_id = ?1 AND task_id = ?2 AND (spilled & ?14) = 0",
     [Q_TASK_ACKED] = "UPDATE tasks SET acked = 1 WHERE service_id = ?1 AND task_id = ?2",
-    [Q_TASK_CHECKPOINT] = "UPDATE tasks SET checkpoint_wall_ms = ?3"
-                          " WHERE service_id = ?1 AND task_id = ?2",
+    [Q_TASK_CHECKPOINT] = "UPDATE tasks SET checkpoint_wall_ms = ?3, checkpoint = ?4,"
+                          " spilled = (spilled & ~4) | ?5"
+                          " WHERE service_id = ?1 AND task_id = ?2 AND (spilled & ?6) = 0",
     [Q_EXEC_PUT] = "INSERT OR REPLACE INTO executions VALUES (?1,?2,?3,?4,?5,?6)",
     [Q_EXEC_DEL] = "DELETE FROM executions WHERE execution_id = ?1",
     [Q_PENDING_PUT] = "INSERT OR REPLACE INTO pending VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
@@ -232,6 +281,16 @@ s_run (keel_store_sqlite_t *self, keel_store_sqlite_query_t query)
     return KEEL_OK;
 }
 
+// s_run for a statement whose effect decides what comes next: *changed_p
+// gets the number of rows it inserted, updated or deleted.
+static keel_err
+s_run_changed (keel_store_sqlite_t *self, keel_store_sqlite_query_t query, int *changed_p)
+{
+    keel_err rc = s_run (self, query);
+    *changed_p = rc == KEEL_OK ? sqlite3_changes (self->db) : 0;
+    return rc;
+}
+
 // Returns the statement for query with its transaction open, or NULL after
 // storing the failure in *rc_p.
 static sqlite3_stmt *
@@ -241,7 +300,22 @@ s_write (keel_store_sqlite_t *self, keel_store_sqlite_query_t query, keel_err *r
     return *rc_p ? NULL : self->q[query];
 }
 
-// Stores or deletes one blob of a task.
+// True when a blob goes to task_blobs rather than inline in its tasks row.
+static bool
+s_big (const uint8_t *data, size_t len)
+{
+    return data && len > KEEL_STORE_INLINE_MAX;
+}
+
+// Binds a blob's inline column: the blob when small, NULL when absent or big.
+static void
+s_blob_inline (keel_store_sqlite_t *self, sqlite3_stmt *stmt, int col, const uint8_t *data,
+               size_t len)
+{
+    s_blob (self, stmt, col, s_big (data, len) ? NULL : data, len);
+}
+
+// Stores or deletes one task_blobs row of a task.
 static keel_err
 s_task_blob (keel_store_sqlite_t *self, const char *service_id, uint64_t task_id, int kind,
              const uint8_t *data, size_t len)
@@ -709,7 +783,7 @@ s_bind_key (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const char *service_i
 }
 
 // Binds a task's key (?1, ?2) and its state and result columns (?3 .. ?10),
-// which Q_TASK_PUT and Q_TASK_RESULT number alike.
+// which Q_TASK_INSERT, Q_TASK_REPLACE and Q_TASK_RESULT number alike.
 static void
 s_bind_outcome (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const keel_store_task_t *task)
 {
@@ -724,29 +798,50 @@ s_bind_outcome (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const keel_store_
     s_int (stmt, 10, (int64_t) task->queued_ms);
 }
 
-keel_err
-keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *task)
+// Runs Q_TASK_INSERT or Q_TASK_REPLACE for a whole task row.
+static keel_err
+s_task_row (keel_store_sqlite_t *self, keel_store_sqlite_query_t query,
+            const keel_store_task_t *task, int *changed_p)
 {
     keel_err rc;
-    sqlite3_stmt *stmt = s_write (self, Q_TASK_PUT, &rc);
+    sqlite3_stmt *stmt = s_write (self, query, &rc);
     if (!stmt)
         return rc;
     s_bind_outcome (self, stmt, task);
     s_int (stmt, 11, task->result_acked);
     s_int (stmt, 12, task->checkpoint_wall_ms);
-    if ((rc = s_run (self, Q_TASK_PUT)) != KEEL_OK)
-        return rc;
-    stmt = self->q[Q_TASK_BLOBS_DEL];
-    s_bind_key (self, stmt, task->service_id, task->task_id);
-    if ((rc = s_run (self, Q_TASK_BLOBS_DEL)) != KEEL_OK)
-        return rc;
+    s_blob_inline (self, stmt, 13, task->input, task->input_len);
+    s_blob_inline (self, stmt, 14, task->output, task->output_len);
+    s_blob_inline (self, stmt, 15, task->checkpoint, task->checkpoint_len);
+    s_int (stmt, 16, (s_big (task->input, task->input_len) << KEEL_STORE_BLOB_INPUT)
+                         | (s_big (task->output, task->output_len) << KEEL_STORE_BLOB_OUTPUT)
+                         | (s_big (task->checkpoint, task->checkpoint_len)
+                            << KEEL_STORE_BLOB_CHECKPOINT));
+    return s_run_changed (self, query, changed_p);
+}
+
+// A new task (the broker's only use) is one insert, plus one task_blobs
+// row per big blob. Over an existing row, whose big blobs would otherwise
+// stay behind, the task's task_blobs rows are deleted and the row replaced.
+keel_err
+keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *task)
+{
+    int changed = 0;
+    keel_err rc = s_task_row (self, Q_TASK_INSERT, task, &changed);
+    if (rc == KEEL_OK && !changed) {
+        sqlite3_stmt *stmt = self->q[Q_TASK_BLOBS_DEL];
+        s_bind_key (self, stmt, task->service_id, task->task_id);
+        rc = s_run (self, Q_TASK_BLOBS_DEL);
+        if (rc == KEEL_OK)
+            rc = s_task_row (self, Q_TASK_REPLACE, task, &changed);
+    }
     const struct { int kind; const uint8_t *data; size_t len; } blobs[] = {
-        { S_BLOB_INPUT, task->input, task->input_len },
-        { S_BLOB_OUTPUT, task->output, task->output_len },
-        { S_BLOB_CHECKPOINT, task->checkpoint, task->checkpoint_len },
+        { KEEL_STORE_BLOB_INPUT, task->input, task->input_len },
+        { KEEL_STORE_BLOB_OUTPUT, task->output, task->output_len },
+        { KEEL_STORE_BLOB_CHECKPOINT, task->checkpoint, task->checkpoint_len },
     };
-    for (size_t i = 0; i < 3 && !rc; i++)
-        if (blobs[i].data)
+    for (size_t i = 0; i < 3 && rc == KEEL_OK; i++)
+        if (s_big (blobs[i].data, blobs[i].len))
             rc = s_task_blob (self, task->service_id, task->task_id, blobs[i].kind, blobs[i].data,
                               blobs[i].len);
     return rc;
@@ -766,18 +861,60 @@ keel_store_sqlite_task_state (keel_store_sqlite_t *self, const char *service_id,
     return s_run (self, Q_TASK_STATE);
 }
 
-keel_err
-keel_store_sqlite_task_result (keel_store_sqlite_t *self, const keel_store_task_t *task)
+// Binds and runs one of the blob updates (Q_TASK_RESULT, Q_TASK_CHECKPOINT)
+// with the given guard (the last parameter).
+typedef keel_err (s_update_fn) (keel_store_sqlite_t *self, const void *arg, int guard,
+                                int *changed_p);
+
+// Updates a task row whose blob `kind` becomes data (NULL: none) and keeps
+// task_blobs in step, touching it only when a blob is or was big:
+//  - new blob small or absent: the update guarded by the blob's bit
+//    changes the row unless its old blob is in task_blobs; only then (rare)
+//    the row is updated unguarded and the old task_blobs row deleted;
+//  - new blob big: the row is updated (inline column NULL, bit set) and
+//    the task_blobs row written over any old one.
+// No row, no blob: a result or checkpoint for a missing task writes nothing.
+static keel_err
+s_update_blob (keel_store_sqlite_t *self, s_update_fn *update, const void *arg,
+               const char *service_id, uint64_t task_id, int kind, const uint8_t *data,
+               size_t len)
 {
+    int changed = 0;
+    bool big = s_big (data, len);
+    keel_err rc = update (self, arg, big ? 0 : 1 << kind, &changed);
+    if (rc != KEEL_OK)
+        return rc;
+    if (big)
+        return changed ? s_task_blob (self, service_id, task_id, kind, data, len) : KEEL_OK;
+    if (changed)
+        return KEEL_OK;
+    rc = update (self, arg, 0, &changed);
+    if (rc == KEEL_OK && changed)
+        rc = s_task_blob (self, service_id, task_id, kind, NULL, 0);
+    return rc;
+}
+
+static keel_err
+s_result_update (keel_store_sqlite_t *self, const void *arg, int guard, int *changed_p)
+{
+    const keel_store_task_t *task = arg;
     keel_err rc;
     sqlite3_stmt *stmt = s_write (self, Q_TASK_RESULT, &rc);
     if (!stmt)
         return rc;
     s_bind_outcome (self, stmt, task);
-    if ((rc = s_run (self, Q_TASK_RESULT)) != KEEL_OK)
-        return rc;
-    return s_task_blob (self, task->service_id, task->task_id, S_BLOB_OUTPUT, task->output,
-                        task->output_len);
+    s_int (stmt, 11, task->result_acked);
+    s_blob_inline (self, stmt, 12, task->output, task->output_len);
+    s_int (stmt, 13, s_big (task->output, task->output_len) << KEEL_STORE_BLOB_OUTPUT);
+    s_int (stmt, 14, guard);
+    return s_run_changed (self, Q_TASK_RESULT, changed_p);
+}
+
+keel_err
+keel_store_sqlite_task_result (keel_store_sqlite_t *self, const keel_store_task_t *task)
+{
+    return s_update_blob (self, s_result_update, task, task->service_id, task->task_id,
+                          KEEL_STORE_BLOB_OUTPUT, task->output, task->output_len);
 }
 
 keel_err
@@ -791,20 +928,38 @@ keel_store_sqlite_task_acked (keel_store_sqlite_t *self, const char *service_id,
     return s_run (self, Q_TASK_ACKED);
 }
 
+typedef struct {
+    const char *service_id;
+    uint64_t task_id;
+    const uint8_t *data;
+    size_t len;
+    int64_t wall_ms;
+} s_checkpoint_t;
+
+static keel_err
+s_checkpoint_update (keel_store_sqlite_t *self, const void *arg, int guard, int *changed_p)
+{
+    const s_checkpoint_t *ck = arg;
+    keel_err rc;
+    sqlite3_stmt *stmt = s_write (self, Q_TASK_CHECKPOINT, &rc);
+    if (!stmt)
+        return rc;
+    s_bind_key (self, stmt, ck->service_id, ck->task_id);
+    s_int (stmt, 3, ck->data ? ck->wall_ms : 0);
+    s_blob_inline (self, stmt, 4, ck->data, ck->len);
+    s_int (stmt, 5, s_big (ck->data, ck->len) << KEEL_STORE_BLOB_CHECKPOINT);
+    s_int (stmt, 6, guard);
+    return s_run_changed (self, Q_TASK_CHECKPOINT, changed_p);
+}
+
 keel_err
 keel_store_sqlite_task_checkpoint (keel_store_sqlite_t *self, const char *service_id,
                                    uint64_t task_id, const uint8_t *data, size_t len,
                                    int64_t wall_ms)
 {
-    keel_err rc;
-    sqlite3_stmt *stmt = s_write (self, Q_TASK_CHECKPOINT, &rc);
-    if (!stmt)
-        return rc;
-    s_bind_key (self, stmt, service_id, task_id);
-    s_int (stmt, 3, data ? wall_ms : 0);
-    if ((rc = s_run (self, Q_TASK_CHECKPOINT)) != KEEL_OK)
-        return rc;
-    return s_task_blob (self, service_id, task_id, S_BLOB_CHECKPOINT, data, len);
+    s_checkpoint_t ck = { service_id, task_id, data, len, wall_ms };
+    return s_update_blob (self, s_checkpoint_update, &ck, service_id, task_id,
+                          KEEL_STORE_BLOB_CHECKPOINT, data, len);
 }
 
 keel_err

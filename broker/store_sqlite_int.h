@@ -1,7 +1,8 @@
 /*  store_sqlite_int.h — internals of the SQLite store backend.
 
     Private to store_sqlite.c and store_sqlite_read.c; nothing else includes
-    it (store.c uses store_sqlite.h, the broker store.h). store_sqlite.c
+    it (store.c uses store_sqlite.h, the broker store.h) but
+    tests/unit/test_store.c, for KEEL_STORE_INLINE_MAX and the blob kinds. store_sqlite.c
     owns the connection: open, schema, migrations, the turn transaction and
     the writes. store_sqlite_read.c loads the store, lists events, runs
     maintenance and reports the size, through the helpers below.
@@ -15,13 +16,32 @@
 
 #define KEEL_STORE_EVENTS_MAX 10000        // newest events kept
 
+//  Task blobs (input, output, checkpoint) up to KEEL_STORE_INLINE_MAX bytes
+//  live inline in their tasks row (schema 3); larger ones live in
+//  task_blobs, one row per blob, with the inline column NULL and the
+//  blob's bit (1 << kind) set in tasks.spilled. Why 256: tasks is a
+//  WITHOUT ROWID table, so each row is one cell of an index b-tree, and
+//  every UPDATE of a task (state, result, ack) rewrites the whole cell.
+//  Such a cell keeps at most ~1000 bytes on a 4 KiB page before SQLite
+//  spills it into overflow pages; three inline blobs of 256 bytes plus the
+//  key and the other columns (~100 bytes) stay under that, so a task row
+//  never needs an overflow page (barring a long error text), a leaf page
+//  holds at least four tasks, and the frequent small updates never rewrite
+//  more than ~900 bytes. A big input is written once to task_blobs and
+//  never again. The limit is only a policy: readers follow tasks.spilled,
+//  not the size, so changing it needs no migration.
+#define KEEL_STORE_INLINE_MAX 256
+
+// task_blobs.kind, and the bit (1 << kind) in tasks.spilled.
+enum { KEEL_STORE_BLOB_INPUT = 0, KEEL_STORE_BLOB_OUTPUT = 1, KEEL_STORE_BLOB_CHECKPOINT = 2 };
+
 // Prepared once at open, reused every turn.
 typedef enum {
     Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
     Q_SERVICE_PUT, Q_SERVICE_STATE,
     Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS, Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING,
     Q_SERVICE_DEL,
-    Q_TASK_PUT, Q_TASK_BLOBS_DEL, Q_BLOB_PUT, Q_BLOB_DEL,
+    Q_TASK_INSERT, Q_TASK_REPLACE, Q_TASK_BLOBS_DEL, Q_BLOB_PUT, Q_BLOB_DEL,
     Q_TASK_STATE, Q_TASK_RESULT, Q_TASK_ACKED, Q_TASK_CHECKPOINT,
     Q_EXEC_PUT, Q_EXEC_DEL, Q_PENDING_PUT, Q_PENDING_DEL,
     Q_CONFIG_SET, Q_CONFIG_DEL, Q_ENGINE_PUT, Q_EVENT, Q_EVENT_TRIM, Q_META_SET, Q_META_GET,

@@ -158,9 +158,13 @@ s_load_table (keel_store_sqlite_t *self, const char *what, const char *sql, s_ro
     return code;
 }
 
-#define S_BLOB_SQL(kind) \
-    "(SELECT data FROM task_blobs b WHERE b.service_id = t.service_id" \
-    " AND b.task_id = t.task_id AND b.kind = " #kind ")"
+// A task blob: the inline column, or its task_blobs row when the blob's
+// bit is set in spilled (see KEEL_STORE_INLINE_MAX); no task_blobs lookup
+// for a small or absent blob.
+#define S_BLOB_SQL(kind, column) \
+    "CASE WHEN (t.spilled & (1 << " #kind ")) = 0 THEN t." column \
+    " ELSE (SELECT data FROM task_blobs b WHERE b.service_id = t.service_id" \
+    " AND b.task_id = t.task_id AND b.kind = " #kind ") END"
 
 keel_err
 keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *loader, void *arg,
@@ -172,7 +176,8 @@ keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *lo
         { "tasks",
           "SELECT t.service_id, t.task_id, t.state, t.attempts, t.status, t.error, t.engine_id,"
           " t.execution_id, t.run_ms, t.queued_ms, t.acked, t.checkpoint_wall_ms, "
-          S_BLOB_SQL (0) ", " S_BLOB_SQL (1) ", " S_BLOB_SQL (2)
+          S_BLOB_SQL (0, "input") ", " S_BLOB_SQL (1, "output") ", "
+          S_BLOB_SQL (2, "checkpoint")
           " FROM tasks t ORDER BY t.service_id, t.task_id",
           s_load_task, loader->task != NULL },
         { "executions", "SELECT * FROM executions ORDER BY execution_id", s_load_execution,

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store_sqlite_int.h"   // KEEL_STORE_INLINE_MAX, the blob kinds
 
 static char s_dir[64];
 static char s_path[128];
@@ -160,7 +161,7 @@ typedef struct {
     keel_store_execution_t exec;
     keel_store_pending_t pend;
     char text[16][256];
-    uint8_t blob[4][256];
+    uint8_t blob[4][4096];
     uint64_t last_task_id;
     bool task_order_ok;
     char config_key[64], config_value[64];
@@ -297,6 +298,67 @@ s_reopen_and_load (keel_store_t **store_p)
     cr_assert_null (*store_p);
     *store_p = s_open ();
     return s_load (*store_p);
+}
+
+// Collects every task of a load (the s_seen_t keeps only the last).
+typedef struct {
+    int count;
+    keel_store_task_t task[4];
+    uint8_t blob[4][3][2048];
+    char text[4][2][64];
+} s_tasks_t;
+
+static const uint8_t *
+s_copy_blob (uint8_t *buf, const uint8_t *data, size_t len)
+{
+    if (!data)
+        return NULL;
+    cr_assert_leq (len, 2048);
+    memcpy (buf, data, len);
+    return buf;
+}
+
+static int
+s_collect_task (const keel_store_task_t *task, void *arg)
+{
+    s_tasks_t *all = arg;
+    cr_assert_lt (all->count, 4);
+    int i = all->count++;
+    keel_store_task_t *t = &all->task[i];
+    *t = *task;
+    snprintf (all->text[i][0], sizeof all->text[i][0], "%s", task->service_id);
+    t->service_id = all->text[i][0];
+    t->error = NULL;
+    if (task->engine_id)
+        snprintf (all->text[i][1], sizeof all->text[i][1], "%s", task->engine_id);
+    t->engine_id = task->engine_id ? all->text[i][1] : NULL;
+    t->input = s_copy_blob (all->blob[i][0], task->input, task->input_len);
+    t->output = s_copy_blob (all->blob[i][1], task->output, task->output_len);
+    t->checkpoint = s_copy_blob (all->blob[i][2], task->checkpoint, task->checkpoint_len);
+    return 0;
+}
+
+static s_tasks_t *
+s_load_tasks (keel_store_t *store)
+{
+    static s_tasks_t all;
+    memset (&all, 0, sizeof all);
+    keel_store_loader_t loader = { .task = s_collect_task };
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_store_load (store, &loader, &all, &err), KEEL_OK, "load: %s", err.text);
+    return &all;
+}
+
+// A blob of len bytes, every byte `fill`.
+static bool
+s_blob_is (const uint8_t *data, size_t data_len, size_t len, int fill)
+{
+    if (!data || data_len != len)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (data[i] != fill)
+            return false;
+    return true;
 }
 
 TestSuite (store, .init = s_setup, .fini = s_teardown, .timeout = 60);
@@ -559,6 +621,237 @@ Test (store, task_updates_change_only_their_own_columns)
     keel_store_destroy (&store);
 }
 
+// Fills buf[len] with a byte pattern that starts at `seed`.
+static const uint8_t *
+s_pattern (uint8_t *buf, size_t len, int seed)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t) (seed + i * 7);
+    return buf;
+}
+
+static int64_t
+s_blob_rows (uint64_t task_id, int kind)
+{
+    char sql[160];
+    snprintf (sql, sizeof sql,
+              "SELECT count(*) FROM task_blobs WHERE service_id = 'svc' AND task_id = %llu"
+              " AND kind = %d",
+              (unsigned long long) task_id, kind);
+    return s_sql_int (sql);
+}
+
+#define S_BIG (KEEL_STORE_INLINE_MAX + 1)
+#define S_EDGE KEEL_STORE_INLINE_MAX
+
+Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
+{
+    static uint8_t a_in[S_BIG], a_ck[1000], a_out[S_BIG], b_in[S_EDGE], b_ck[10], b_out[3];
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    // Task 1: every blob big. Task 2: every blob small (input at the limit).
+    keel_store_task_t a = s_task ("svc", 1), b = s_task ("svc", 2);
+    a.input = s_pattern (a_in, sizeof a_in, 1);
+    a.input_len = sizeof a_in;
+    b.input = s_pattern (b_in, sizeof b_in, 2);
+    b.input_len = sizeof b_in;
+    cr_assert_eq (keel_store_task_put (store, &a), KEEL_OK);
+    cr_assert_eq (keel_store_task_put (store, &b), KEEL_OK);
+    s_commit (store);
+    cr_assert_eq (keel_store_task_state (store, "svc", 1, KEEL_TASK_RUNNING, 0), KEEL_OK);
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 1, s_pattern (a_ck, sizeof a_ck, 3),
+                                              sizeof a_ck, 500), KEEL_OK);
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 2, s_pattern (b_ck, sizeof b_ck, 4),
+                                              sizeof b_ck, 501), KEEL_OK);
+    keel_store_task_t ra = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_DONE,
+                             .attempts = 1, .status = 1, .output = s_pattern (a_out, S_BIG, 5),
+                             .output_len = S_BIG, .engine_id = "eng-a", .execution_id = 11 };
+    keel_store_task_t rb = { .service_id = "svc", .task_id = 2, .state = KEEL_TASK_DONE,
+                             .status = 1, .output = s_pattern (b_out, sizeof b_out, 6),
+                             .output_len = sizeof b_out, .engine_id = "eng-b",
+                             .execution_id = 12 };
+    cr_assert_eq (keel_store_task_result (store, &ra), KEEL_OK);
+    cr_assert_eq (keel_store_task_result (store, &rb), KEEL_OK);
+    s_commit (store);
+    keel_store_destroy (&store);
+
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 3, "task 1's three blobs only");
+    cr_expect_eq (s_blob_rows (1, KEEL_STORE_BLOB_INPUT), 1);
+    cr_expect_eq (s_blob_rows (1, KEEL_STORE_BLOB_OUTPUT), 1);
+    cr_expect_eq (s_blob_rows (1, KEEL_STORE_BLOB_CHECKPOINT), 1);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks WHERE task_id = 1 AND input IS NULL"
+                             " AND output IS NULL AND checkpoint IS NULL AND spilled = 7"), 1);
+    char sql[200];
+    snprintf (sql, sizeof sql,
+              "SELECT count(*) FROM tasks WHERE task_id = 2 AND spilled = 0"
+              " AND length (input) = %d AND length (output) = 3 AND length (checkpoint) = 10",
+              KEEL_STORE_INLINE_MAX);
+    cr_expect_eq (s_sql_int (sql), 1, "task 2's blobs are not inline");
+
+    store = s_open ();
+    s_tasks_t *all = s_load_tasks (store);
+    cr_assert_eq (all->count, 2);
+    keel_store_task_t *la = &all->task[0], *lb = &all->task[1];
+    cr_expect_eq (la->state, KEEL_TASK_DONE);
+    cr_expect_str_eq (la->engine_id, "eng-a");
+    cr_expect_eq (la->execution_id, 11);
+    cr_assert_eq (la->input_len, sizeof a_in);
+    cr_expect_arr_eq (la->input, a_in, sizeof a_in);
+    cr_assert_eq (la->output_len, sizeof a_out);
+    cr_expect_arr_eq (la->output, a_out, sizeof a_out);
+    cr_assert_eq (la->checkpoint_len, sizeof a_ck);
+    cr_expect_arr_eq (la->checkpoint, a_ck, sizeof a_ck);
+    cr_expect_eq (la->checkpoint_wall_ms, 500);
+    cr_assert_eq (lb->input_len, sizeof b_in);
+    cr_expect_arr_eq (lb->input, b_in, sizeof b_in);
+    cr_assert_eq (lb->output_len, sizeof b_out);
+    cr_expect_arr_eq (lb->output, b_out, sizeof b_out);
+    cr_assert_eq (lb->checkpoint_len, sizeof b_ck);
+    cr_expect_arr_eq (lb->checkpoint, b_ck, sizeof b_ck);
+    cr_expect_eq (lb->checkpoint_wall_ms, 501);
+
+    // Swap sizes: task 1's output and checkpoint become small, task 2's big;
+    // then task 1's checkpoint is cleared.
+    ra.output = b_out;
+    ra.output_len = sizeof b_out;
+    rb.output = a_out;
+    rb.output_len = sizeof a_out;
+    cr_assert_eq (keel_store_task_result (store, &ra), KEEL_OK);
+    cr_assert_eq (keel_store_task_result (store, &rb), KEEL_OK);
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 1, b_ck, sizeof b_ck, 600), KEEL_OK);
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 2, a_ck, sizeof a_ck, 601), KEEL_OK);
+    s_commit (store);
+    all = s_load_tasks (store);
+    cr_assert_eq (all->count, 2);
+    cr_assert_eq (la->output_len, sizeof b_out);
+    cr_expect_arr_eq (la->output, b_out, sizeof b_out);
+    cr_assert_eq (la->checkpoint_len, sizeof b_ck);
+    cr_expect_arr_eq (la->checkpoint, b_ck, sizeof b_ck);
+    cr_expect_eq (la->checkpoint_wall_ms, 600);
+    cr_assert_eq (lb->output_len, sizeof a_out);
+    cr_expect_arr_eq (lb->output, a_out, sizeof a_out);
+    cr_assert_eq (lb->checkpoint_len, sizeof a_ck);
+    cr_expect_arr_eq (lb->checkpoint, a_ck, sizeof a_ck);
+    cr_expect_arr_eq (la->input, a_in, sizeof a_in, "the big input is untouched");
+
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 1, NULL, 0, 700), KEEL_OK);
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 2, NULL, 0, 701), KEEL_OK);
+    s_commit (store);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 2,
+                  "task 1's input and task 2's output only");
+    cr_expect_eq (s_blob_rows (1, KEEL_STORE_BLOB_INPUT), 1);
+    cr_expect_eq (s_blob_rows (2, KEEL_STORE_BLOB_OUTPUT), 1);
+    cr_expect_eq (s_sql_int ("SELECT spilled FROM tasks WHERE task_id = 1"), 1);
+    cr_expect_eq (s_sql_int ("SELECT spilled FROM tasks WHERE task_id = 2"), 2);
+    store = s_open ();
+    all = s_load_tasks (store);
+    cr_expect_null (la->checkpoint);
+    cr_expect_eq (la->checkpoint_wall_ms, 0);
+    cr_expect_null (lb->checkpoint);
+    cr_expect_arr_eq (la->input, a_in, sizeof a_in);
+    cr_expect_arr_eq (lb->output, a_out, sizeof a_out);
+    keel_store_destroy (&store);
+}
+
+Test (store, a_put_over_a_task_with_big_blobs_leaves_no_stale_blob)
+{
+    static uint8_t big[2000], big2[900], small[5];
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    keel_store_task_t task = {
+        .service_id = "svc", .task_id = 1, .state = KEEL_TASK_DONE, .result_acked = true,
+        .input = s_pattern (big, sizeof big, 1), .input_len = sizeof big,
+        .output = big, .output_len = sizeof big, .checkpoint = big, .checkpoint_len = sizeof big,
+        .checkpoint_wall_ms = 5,
+    };
+    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    s_commit (store);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 3);
+
+    // Replaced by a small input and nothing else, in a later turn.
+    store = s_open ();
+    keel_store_task_t again = s_task ("svc", 1);
+    again.input = s_pattern (small, sizeof small, 9);
+    again.input_len = sizeof small;
+    cr_assert_eq (keel_store_task_put (store, &again), KEEL_OK);
+    s_commit (store);
+    s_tasks_t *all = s_load_tasks (store);
+    cr_assert_eq (all->count, 1);
+    cr_expect_eq (all->task[0].state, KEEL_TASK_QUEUED);
+    cr_expect_not (all->task[0].result_acked);
+    cr_assert_eq (all->task[0].input_len, sizeof small);
+    cr_expect_arr_eq (all->task[0].input, small, sizeof small);
+    cr_expect_null (all->task[0].output, "the old big output came back");
+    cr_expect_null (all->task[0].checkpoint, "the old big checkpoint came back");
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 0, "stale big blobs remain");
+
+    // Big over small, then big over big within one turn.
+    store = s_open ();
+    again.input = big;
+    again.input_len = sizeof big;
+    cr_assert_eq (keel_store_task_put (store, &again), KEEL_OK);
+    again.input = s_pattern (big2, sizeof big2, 4);
+    again.input_len = sizeof big2;
+    cr_assert_eq (keel_store_task_put (store, &again), KEEL_OK);
+    s_commit (store);
+    all = s_load_tasks (store);
+    cr_assert_eq (all->count, 1);
+    cr_assert_eq (all->task[0].input_len, sizeof big2);
+    cr_expect_arr_eq (all->task[0].input, big2, sizeof big2);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 1);
+}
+
+Test (store, task_result_writes_result_acked)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    keel_store_task_t task = s_task ("svc", 1);
+    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    s_commit (store);
+    static const uint8_t out[] = { 'r' };
+    keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_DONE,
+                                 .status = 1, .output = out, .output_len = sizeof out,
+                                 .result_acked = true };
+    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
+    s_commit (store);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect (seen.task.result_acked, "the result's result_acked was not written");
+    cr_expect_eq (seen.task.state, KEEL_TASK_DONE);
+    cr_expect_eq (seen.task.output_len, sizeof out);
+    cr_expect_eq (seen.task.input_len, task.input_len, "the result keeps the input");
+
+    result.result_acked = false;
+    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
+    s_commit (store);
+    seen = s_reopen_and_load (&store);
+    cr_expect_not (seen.task.result_acked, "result_acked false is written too");
+    keel_store_destroy (&store);
+}
+
+Test (store, a_result_or_checkpoint_for_a_missing_task_writes_nothing)
+{
+    static uint8_t big[S_BIG];
+    keel_store_t *store = s_open ();
+    keel_store_task_t result = { .service_id = "svc", .task_id = 8, .state = KEEL_TASK_DONE,
+                                 .output = big, .output_len = sizeof big };
+    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 8, big, sizeof big, 1), KEEL_OK);
+    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 9, big, 3, 1), KEEL_OK);
+    s_commit (store);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.tasks, 0);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 0, "a lone blob row was written");
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks"), 0);
+}
+
 Test (store, deletes_remove_services_with_their_rows)
 {
     keel_store_t *store = s_open ();
@@ -570,6 +863,9 @@ Test (store, deletes_remove_services_with_their_rows)
         keel_store_pending_t pend = { .service_id = ids[i], .task_id = 1, .execution_id = 50,
                                       .engine_id = "eng" };
         cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+        static uint8_t memo[KEEL_STORE_INLINE_MAX + 1];
+        task.checkpoint = memo;
+        task.checkpoint_len = sizeof memo;
         cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
         cr_assert_eq (keel_store_execution_put (store, &exec), KEEL_OK);
         cr_assert_eq (keel_store_pending_put (store, &pend), KEEL_OK);
@@ -594,7 +890,11 @@ Test (store, deletes_remove_services_with_their_rows)
     cr_expect_eq (seen.executions, 0);
     cr_expect_eq (seen.pending, 0);
     cr_expect_eq (seen.tasks, 1);
+    cr_expect_eq (seen.task.checkpoint_len, KEEL_STORE_INLINE_MAX + 1);
     keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs WHERE service_id = 'gone'"), 0,
+                  "the deleted service's big blob is left behind");
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 1);
 }
 
 static int
@@ -702,7 +1002,7 @@ Test (store, an_empty_file_becomes_a_new_store)
     s_write_file (s_path, "", 0);
     keel_store_t *store = s_open ();
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 2);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 3);
     cr_expect_eq (s_sql_int ("PRAGMA application_id"), 0x4B45454C);
 }
 
@@ -713,7 +1013,7 @@ Test (store, a_store_with_a_newer_schema_is_refused)
     s_sql ("PRAGMA user_version = 7");
     char want[300];
     snprintf (want, sizeof want,
-              "%s: store schema version 7 is newer than this broker supports (2);"
+              "%s: store schema version 7 is newer than this broker supports (3);"
               " upgrade keel-broker",
               s_path);
     cr_expect_str_eq (s_refused (), want);
@@ -731,15 +1031,63 @@ Test (store, an_older_keel_store_is_migrated_forward)
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.services, 1);
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 2);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 3);
+}
+
+// The released schema steps 0 -> 1 and 1 -> 2, verbatim from s_migrations
+// in broker/store_sqlite.c, to build stores of those versions by hand.
+static const char s_schema_0_to_1[] =
+    "CREATE TABLE keel_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT INTO keel_meta VALUES ('format', 'keel-broker-store');"
+    "CREATE TABLE services ("
+    "  service_id TEXT PRIMARY KEY, type TEXT NOT NULL, driver_id TEXT NOT NULL,"
+    "  priority INTEGER NOT NULL, max_attempts INTEGER NOT NULL,"
+    "  reschedule_delay_ms INTEGER NOT NULL, init_data BLOB, state INTEGER NOT NULL,"
+    "  created_wall_ms INTEGER NOT NULL, closed_wall_ms INTEGER NOT NULL);"
+    "CREATE TABLE tasks ("
+    "  service_id TEXT NOT NULL, task_id INTEGER NOT NULL, state INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL, status INTEGER NOT NULL, error TEXT, engine_id TEXT,"
+    "  execution_id INTEGER NOT NULL, run_ms INTEGER NOT NULL, queued_ms INTEGER NOT NULL,"
+    "  acked INTEGER NOT NULL, checkpoint_wall_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (service_id, task_id));"
+    "CREATE TABLE task_blobs ("
+    "  service_id TEXT NOT NULL, task_id INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    "  data BLOB NOT NULL, PRIMARY KEY (service_id, task_id, kind));"
+    "CREATE TABLE executions ("
+    "  execution_id INTEGER PRIMARY KEY, service_id TEXT NOT NULL, task_id INTEGER NOT NULL,"
+    "  engine_id TEXT NOT NULL, attempt INTEGER NOT NULL, started_wall_ms INTEGER NOT NULL);"
+    "CREATE TABLE pending ("
+    "  service_id TEXT NOT NULL, task_id INTEGER NOT NULL, execution_id INTEGER NOT NULL,"
+    "  engine_id TEXT NOT NULL, has_result INTEGER NOT NULL, status INTEGER NOT NULL,"
+    "  output BLOB, error TEXT, run_ms INTEGER NOT NULL, expires_wall_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (service_id, task_id, execution_id));"
+    "CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT, wall_ms INTEGER NOT NULL,"
+    "  kind TEXT NOT NULL, text TEXT NOT NULL);"
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+static const char s_schema_1_to_2[] =
+    "CREATE TABLE engines ("
+    "  engine_id TEXT PRIMARY KEY, host TEXT NOT NULL, session TEXT NOT NULL,"
+    "  slots INTEGER NOT NULL, login_wall_ms INTEGER NOT NULL, seen_wall_ms INTEGER NOT NULL);";
+
+// Builds an empty Keel store of schema version 1 or 2, as those brokers did.
+static void
+s_build_old_store (int version)
+{
+    char sql[80];
+    snprintf (sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %d",
+              0x4B45454C, version);
+    s_sql (s_schema_0_to_1);
+    if (version >= 2)
+        s_sql (s_schema_1_to_2);
+    s_sql (sql);
 }
 
 Test (store, a_version_one_store_gains_the_engines_table)
 {
+    s_build_old_store (1);
     keel_store_t *store = s_open ();
-    keel_store_destroy (&store);
-    s_sql ("DROP TABLE engines; PRAGMA user_version = 1");
-    store = s_open ();
     keel_store_engine_t engine = { "engine-1", "host-a", "session-1", 4, 1000, 2000 };
     cr_assert_eq (keel_store_engine_put (store, &engine), KEEL_OK);
     s_commit (store);
@@ -747,8 +1095,88 @@ Test (store, a_version_one_store_gains_the_engines_table)
     cr_expect_eq (seen.engines, 1);
     cr_expect_eq (seen.engine_slots, 4);
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 2);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 3);
     cr_expect_eq (s_sql_int ("SELECT slots FROM engines WHERE engine_id = 'engine-1'"), 4);
+}
+
+Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
+{
+    s_build_old_store (2);
+    // Task 1: small input, big output, small checkpoint, acked. Task 2: big
+    // input, empty checkpoint, queued. Task 3: no blobs at all. A lone blob
+    // row of a task that does not exist (schema 2 could leave one).
+    s_sql ("INSERT INTO services VALUES ('svc', 'python', 'd', 0, 3, -1, x'0102', 0, 10, 0);"
+           "INSERT INTO tasks VALUES ('svc', 1, 2, 1, 1, NULL, 'eng-1', 77, 5, 6, 1, 900);"
+           "INSERT INTO tasks VALUES ('svc', 2, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 901);"
+           "INSERT INTO tasks VALUES ('svc', 3, 1, 2, 0, 'boom', NULL, 0, 0, 0, 0, 0);"
+           "INSERT INTO task_blobs VALUES ('svc', 1, 0, CAST (printf ('%.*c', 40, 'i') AS BLOB));"
+           "INSERT INTO task_blobs VALUES ('svc', 1, 1, CAST (printf ('%.*c', 1000, 'o') AS BLOB));"
+           "INSERT INTO task_blobs VALUES ('svc', 1, 2, CAST (printf ('%.*c', 256, 'c') AS BLOB));"
+           "INSERT INTO task_blobs VALUES ('svc', 2, 0, CAST (printf ('%.*c', 257, 'I') AS BLOB));"
+           "INSERT INTO task_blobs VALUES ('svc', 2, 2, x'');"
+           "INSERT INTO task_blobs VALUES ('svc', 99, 1, CAST (printf ('%.*c', 300, 'z') AS BLOB));");
+    cr_assert_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 6);
+
+    keel_store_t *store = s_open ();
+    s_tasks_t *all = s_load_tasks (store);
+    cr_assert_eq (all->count, 3);
+    keel_store_task_t *t1 = &all->task[0], *t2 = &all->task[1], *t3 = &all->task[2];
+    cr_expect_eq (t1->task_id, 1);
+    cr_expect_eq (t1->state, KEEL_TASK_DONE);
+    cr_expect_eq (t1->attempts, 1);
+    cr_expect_eq (t1->status, 1);
+    cr_expect_str_eq (t1->engine_id, "eng-1");
+    cr_expect_eq (t1->execution_id, 77);
+    cr_expect_eq (t1->run_ms, 5);
+    cr_expect_eq (t1->queued_ms, 6);
+    cr_expect (t1->result_acked);
+    cr_expect_eq (t1->checkpoint_wall_ms, 900);
+    cr_expect (s_blob_is (t1->input, t1->input_len, 40, 'i'), "task 1 input");
+    cr_expect (s_blob_is (t1->output, t1->output_len, 1000, 'o'), "task 1 output");
+    cr_expect (s_blob_is (t1->checkpoint, t1->checkpoint_len, 256, 'c'), "task 1 checkpoint");
+    cr_expect_eq (t2->task_id, 2);
+    cr_expect (s_blob_is (t2->input, t2->input_len, 257, 'I'), "task 2 input");
+    cr_expect_null (t2->output);
+    cr_expect_not_null (t2->checkpoint, "an empty checkpoint stays an empty buffer");
+    cr_expect_eq (t2->checkpoint_len, 0);
+    cr_expect_eq (t2->checkpoint_wall_ms, 901);
+    cr_expect_not (t2->result_acked);
+    cr_expect_eq (t3->task_id, 3);
+    cr_expect_eq (t3->state, KEEL_TASK_RUNNING);
+    cr_expect_eq (t3->attempts, 2);
+    cr_expect_null (t3->input);
+    cr_expect_null (t3->output);
+    cr_expect_null (t3->checkpoint);
+
+    // The migrated store takes writes: task 1's big output becomes small.
+    static const uint8_t out[] = { 'o', 'k' };
+    keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_DONE,
+                                 .attempts = 1, .status = 1, .output = out,
+                                 .output_len = sizeof out, .result_acked = true };
+    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
+    s_commit (store);
+    keel_store_destroy (&store);
+
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 3);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'"
+                             " AND sql LIKE '%WITHOUT ROWID%'"), 1);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name LIKE 'tasks_%'"), 0);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 1,
+                  "only task 2's big input is left in task_blobs");
+    cr_expect_eq (s_sql_int ("SELECT length (data) FROM task_blobs WHERE service_id = 'svc'"
+                             " AND task_id = 2 AND kind = 0"), 257);
+    cr_expect_eq (s_sql_int ("SELECT spilled FROM tasks WHERE task_id = 2"), 1);
+    cr_expect_eq (s_sql_int ("SELECT spilled FROM tasks WHERE task_id = 1"), 0);
+    cr_expect_eq (s_sql_int ("SELECT length (input) FROM tasks WHERE task_id = 1"), 40);
+
+    store = s_open ();
+    all = s_load_tasks (store);
+    cr_assert_eq (all->count, 3);
+    cr_expect_eq (all->task[0].output_len, sizeof out);
+    cr_expect_arr_eq (all->task[0].output, out, sizeof out);
+    cr_expect (s_blob_is (all->task[0].input, all->task[0].input_len, 40, 'i'));
+    cr_expect (s_blob_is (all->task[1].input, all->task[1].input_len, 257, 'I'));
+    keel_store_destroy (&store);
 }
 
 Test (store, a_failing_migration_changes_nothing)
@@ -970,6 +1398,11 @@ Test (store, maintenance_purges_only_eligible_services)
             task.state = cases[i].state == KEEL_SERVICE_CANCELLED ? KEEL_TASK_CANCELLED
                                                                  : KEEL_TASK_DONE;
             task.result_acked = cases[i].acked || id < 3;
+            static uint8_t big[KEEL_STORE_INLINE_MAX + 1];
+            if (id == 1) {
+                task.input = big;           // in task_blobs, not inline
+                task.input_len = sizeof big;
+            }
             cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
         }
         keel_store_execution_t exec = { i + 1, cases[i].id, 1, "eng", 1, 1 };
@@ -1002,7 +1435,11 @@ Test (store, maintenance_purges_only_eligible_services)
                   cases[i].id);
         cr_expect_eq (s_sql_int (sql), cases[i].purged ? 0 : 1, "%s", cases[i].id);
     }
-    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 12, "blobs of purged tasks remain");
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks"), 12, "tasks of purged services remain");
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks WHERE input IS NOT NULL"), 8,
+                  "small inputs of purged tasks remain");
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 4,
+                  "big inputs of purged tasks remain");
 }
 
 // ---------------------------------------------------------------- volume
