@@ -309,11 +309,13 @@ s_write_dirty (keel_broker_t *self)
         if (t->dirty & KEEL_DIRTY_NEW)
             rc = keel_store_task_put (self->store, &row);
         else {
+            // A result write carries the ack flag too (one statement when
+            // the driver acked within the same commit window).
             if (t->dirty & KEEL_DIRTY_RESULT)
                 rc = keel_store_task_result (self->store, &row);
             else if (t->dirty & KEEL_DIRTY_STATE)
                 rc = keel_store_task_state (self->store, svc->id, id, row.state, row.attempts);
-            if (rc == KEEL_OK && (t->dirty & KEEL_DIRTY_ACK))
+            if (rc == KEEL_OK && (t->dirty & KEEL_DIRTY_ACK) && !(t->dirty & KEEL_DIRTY_RESULT))
                 rc = keel_store_task_acked (self->store, svc->id, id);
             if (rc == KEEL_OK && (t->dirty & KEEL_DIRTY_CKPT))
                 rc = keel_store_task_checkpoint (self->store, svc->id, id, t->checkpoint,
