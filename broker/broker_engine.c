@@ -1,6 +1,7 @@
 /*  broker_engine.c — what the broker does with engine messages
-    (docs/protocol.md, "Engine ↔ broker"): login with claims, results with
-    first-wins deduplication and retries, checkpoints, logoff.
+    (docs/protocol.md, "Engine ↔ broker"): login with claims, results (alone
+    or in a ResultBatch) with first-wins deduplication and retries,
+    checkpoints, logoff.
 */
 
 #include "broker_int.h"
@@ -194,6 +195,11 @@ keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_env_t *
             break;
         case KEEL__ENVELOPE__BODY_RESULT:
             s_engine_result (self, engine, env->result);
+            break;
+        case KEEL__ENVELOPE__BODY_RESULT_BATCH:
+            // As that many Results, in order.
+            for (size_t i = 0; i < env->result_batch->n_results; i++)
+                s_engine_result (self, engine, env->result_batch->results[i]);
             break;
         case KEEL__ENVELOPE__BODY_CHECKPOINT:
             s_checkpoint (self, env->checkpoint);

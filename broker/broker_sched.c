@@ -466,55 +466,106 @@ s_accept (keel_service_t *svc, keel_task_t *task, keel_engine_t *engine, void *a
     return true;
 }
 
+// Assigns for one engine leave together: within one dispatch turn they
+// are collected and sent as one AssignBatch (a single one as a plain
+// Assign), at most KEEL_ASSIGNS_PER_MSG per message and, once it holds
+// KEEL_ASSIGN_BYTES_PER_MSG of task bytes (input, memory, init data), the
+// next goes in a new message: far below MaxMessageSize. A task larger
+// than that goes alone.
+#define KEEL_ASSIGNS_PER_MSG 512
+#define KEEL_ASSIGN_BYTES_PER_MSG (1024 * 1024)
+
+// The Assigns collected for one engine. They point into the model (ids,
+// inputs, checkpoints, init data), which nothing changes while dispatch
+// fills one engine; they are encoded before dispatch moves on.
+typedef struct {
+    keel_engine_t *engine;
+    Keel__Assign *items;
+    Keel__Assign **ptrs;
+    size_t cap;             // KEEL_ASSIGNS_PER_MSG, or 1 without memory for more
+    size_t n;
+    size_t bytes;
+} s_batch_t;
+
 static void
-s_assign (keel_broker_t *self, keel_engine_t *engine, keel_service_t *svc, uint64_t task_id,
+s_batch_flush (keel_broker_t *self, s_batch_t *b)
+{
+    if (b->n == 0)
+        return;
+    Keel__Envelope env;
+    Keel__AssignBatch batch = KEEL__ASSIGN_BATCH__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    if (b->n == 1) {
+        env.body_case = KEEL__ENVELOPE__BODY_ASSIGN;
+        env.assign = &b->items[0];
+    }
+    else {
+        batch.n_assigns = b->n;
+        batch.assigns = b->ptrs;
+        env.body_case = KEEL__ENVELOPE__BODY_ASSIGN_BATCH;
+        env.assign_batch = &batch;
+    }
+    keel_broker_send_engine (self, b->engine, &env);     // encodes now
+    b->n = 0;
+    b->bytes = 0;
+}
+
+// Starts an execution of the task on the batch's engine and adds its
+// Assign to the batch. Returns false, with the task back in its queue, when
+// there is no execution id (none until the next commit) or no memory.
+static bool
+s_assign (keel_broker_t *self, s_batch_t *b, keel_service_t *svc, uint64_t task_id,
           keel_task_t *t)
 {
+    keel_engine_t *engine = b->engine;
     uint64_t exec_id = keel_broker_next_exec_id (self);
     if (exec_id == 0) {
         keel_broker_requeue (self, svc, task_id);   // next turn, after the commit
-        return;
+        return false;
     }
     keel_exec_t *x = keel_model_exec_add (self->model, exec_id, svc, task_id, engine,
                                           t->attempts + 1u, self->now);
     if (!x) {
         keel_broker_requeue (self, svc, task_id);
-        return;
+        return false;
     }
     x->before_commit = !t->durable;
     keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
     keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE);
     keel_broker_exec_started (self, x);
 
-    Keel__Envelope env;
-    Keel__Assign assign = KEEL__ASSIGN__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    assign.service_id = svc->id;
-    assign.type = svc->type;
-    assign.has_task_id = true;
-    assign.task_id = task_id;
-    assign.has_execution_id = true;
-    assign.execution_id = exec_id;
-    assign.has_input = true;
-    assign.input.data = t->input;
-    assign.input.len = t->input_len;
+    bool with_init = svc->init_len && !zhashx_lookup (engine->init_sent, svc->id);
+    size_t bytes = (size_t) t->input_len + (t->checkpoint ? t->checkpoint_len : 0)
+                   + (with_init ? svc->init_len : 0);
+    if (b->n && (b->n == b->cap || b->bytes + bytes > KEEL_ASSIGN_BYTES_PER_MSG))
+        s_batch_flush (self, b);
+    Keel__Assign *assign = &b->items[b->n++];
+    b->bytes += bytes;
+    keel__assign__init (assign);
+    assign->service_id = svc->id;
+    assign->type = svc->type;
+    assign->has_task_id = true;
+    assign->task_id = task_id;
+    assign->has_execution_id = true;
+    assign->execution_id = exec_id;
+    assign->has_input = true;
+    assign->input.data = t->input;
+    assign->input.len = t->input_len;
     if (t->checkpoint) {
-        assign.has_memory = true;
-        assign.memory.data = t->checkpoint;
-        assign.memory.len = t->checkpoint_len;
+        assign->has_memory = true;
+        assign->memory.data = t->checkpoint;
+        assign->memory.len = t->checkpoint_len;
     }
-    assign.has_attempt = true;
-    assign.attempt = x->attempt;
-    if (svc->init_len && !zhashx_lookup (engine->init_sent, svc->id)) {
-        assign.has_init_data = true;
-        assign.init_data.data = svc->init_data;
-        assign.init_data.len = svc->init_len;
+    assign->has_attempt = true;
+    assign->attempt = x->attempt;
+    if (with_init) {
+        assign->has_init_data = true;
+        assign->init_data.data = svc->init_data;
+        assign->init_data.len = svc->init_len;
         zhashx_insert (engine->init_sent, svc->id, (void *) 1);
     }
-    env.body_case = KEEL__ENVELOPE__BODY_ASSIGN;
-    env.assign = &assign;
-    keel_broker_send_engine (self, engine, &env);
     self->counters.tasks_dispatched++;
+    return true;
 }
 
 void
@@ -522,9 +573,25 @@ keel_broker_dispatch (keel_broker_t *self)
 {
     if (keel_sched_size (self->sched) == 0)
         return;
+    Keel__Assign one;
+    Keel__Assign *one_p = &one;
+    s_batch_t b = { NULL, malloc (KEEL_ASSIGNS_PER_MSG * sizeof *b.items),
+                    malloc (KEEL_ASSIGNS_PER_MSG * sizeof *b.ptrs), KEEL_ASSIGNS_PER_MSG, 0, 0 };
+    if (b.items && b.ptrs) {
+        for (size_t i = 0; i < b.cap; i++)
+            b.ptrs[i] = &b.items[i];
+    }
+    else {
+        free (b.items);
+        free (b.ptrs);
+        b.items = &one;             // no memory for a batch: one Assign per message
+        b.ptrs = &one_p;
+        b.cap = 1;
+    }
+    bool stop = false;
     zlistx_t *engines = keel_model_engines (self->model);
     size_t n = zlistx_size (engines);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !stop; i++) {
         keel_engine_t *e = zlistx_first (engines);
         if (!e)
             break;
@@ -532,13 +599,24 @@ keel_broker_dispatch (keel_broker_t *self)
         zlistx_move_end (engines, zlistx_cursor (engines));
         if (e->state != KEEL_ENGINE_ONLINE || e->draining)
             continue;
+        b.engine = e;
         while (zlistx_size (e->execs) < (size_t) e->slots + self->engine_prefetch) {
             keel_service_t *svc;
             uint64_t task_id;
             keel_task_t *t = keel_sched_next (self->sched, e, s_accept, self, &svc, &task_id);
             if (!t)
                 break;
-            s_assign (self, e, svc, task_id, t);
+            // Out of execution ids (they come with the next commit, which
+            // sets dispatch_ready) or memory: asking again now would only
+            // pop the requeued task again, forever.
+            stop = !s_assign (self, &b, svc, task_id, t);
+            if (stop)
+                break;
         }
+        s_batch_flush (self, &b);
+    }
+    if (b.items != &one) {
+        free (b.items);
+        free (b.ptrs);
     }
 }

@@ -380,10 +380,10 @@ s_check_login_reply (const keel_env_t *env, const char *w, keel_error_t *err)
     return true;
 }
 
+// A broker's Assign, on its own or inside an AssignBatch.
 static bool
-s_check_assign (const keel_env_t *env, const char *w, keel_error_t *err)
+s_check_assign_msg (const Keel__Assign *m, const char *w, keel_error_t *err)
 {
-    const Keel__Assign *m = env->assign;
     return s_id (err, w, "service_id", m->service_id, true)
         && s_type (err, w, "type", m->type)
         && s_has (err, w, "task_id", m->has_task_id)
@@ -391,9 +391,61 @@ s_check_assign (const keel_env_t *env, const char *w, keel_error_t *err)
 }
 
 static bool
+s_check_assign (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    return s_check_assign_msg (env->assign, w, err);
+}
+
+static bool
 s_check_result (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     return s_check_result_msg (env->result, w, err);
+}
+
+// A batch holds 1..KEEL_BATCH_MAX messages.
+static bool
+s_batch_count (keel_error_t *err, const char *w, const char *field, size_t n)
+{
+    if (n == 0)
+        return s_fail (err, w, "%s: empty batch", field);
+    return n <= KEEL_BATCH_MAX
+        || s_fail (err, w, "%s: %zu entries, more than %d in one batch", field, n, KEEL_BATCH_MAX);
+}
+
+// Each element is checked exactly like the message on its own; an error
+// names the element ("assign_batch: assigns[3]: missing task_id").
+static bool
+s_check_assign_batch (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__AssignBatch *m = env->assign_batch;
+    if (!s_batch_count (err, w, "assigns", m->n_assigns))
+        return false;
+    for (size_t i = 0; i < m->n_assigns; i++) {
+        char where [64];
+        snprintf (where, sizeof where, "%s: assigns[%zu]", w, i);
+        if (!m->assigns [i])
+            return s_fail (err, where, "missing");      // only a locally built one
+        if (!s_check_assign_msg (m->assigns [i], where, err))
+            return false;
+    }
+    return true;
+}
+
+static bool
+s_check_result_batch (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__ResultBatch *m = env->result_batch;
+    if (!s_batch_count (err, w, "results", m->n_results))
+        return false;
+    for (size_t i = 0; i < m->n_results; i++) {
+        char where [64];
+        snprintf (where, sizeof where, "%s: results[%zu]", w, i);
+        if (!m->results [i])
+            return s_fail (err, where, "missing");      // only a locally built one
+        if (!s_check_result_msg (m->results [i], where, err))
+            return false;
+    }
+    return true;
 }
 
 static bool
@@ -481,6 +533,8 @@ static const struct {
     S_BODY (CHECKPOINT,     checkpoint,     S_ENGINE),
     S_BODY (CANCEL,         cancel,         S_BROKER),
     S_BODY (LOGOFF,         logoff,         S_ENGINE),
+    S_BODY (ASSIGN_BATCH,   assign_batch,   S_BROKER),
+    S_BODY (RESULT_BATCH,   result_batch,   S_ENGINE),
     S_BODY (ADMIN_REQUEST,  admin_request,  S_ADMIN),
     S_BODY (ADMIN_REPLY,    admin_reply,    S_BROKER),
 };

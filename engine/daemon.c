@@ -33,6 +33,13 @@
 //  broker's default MaxMessageSize of 64 MiB); the rest follow as Results.
 #define S_LOGIN_RESULT_BYTES (8 * 1024 * 1024)
 
+//  Results leave in ResultBatch messages of at most S_BATCH_RESULTS Results;
+//  once one holds S_BATCH_BYTES of output and error text the next Result
+//  starts a new message (far below MaxMessageSize). A larger Result goes
+//  alone, as a plain Result.
+#define S_BATCH_RESULTS     512
+#define S_BATCH_BYTES       (1024 * 1024)
+
 //  A task waiting for a free worker: what starting it needs beyond its held
 //  entry (which has its service id, task id and type).
 typedef struct {
@@ -42,6 +49,17 @@ typedef struct {
     bool has_memory;
     uint8_t data[];             // input, then memory
 } s_queued_t;
+
+//  A task that ended during this turn while ONLINE: its Result leaves at the
+//  end of the turn with the others (s_flush_finished), then its "task
+//  finished" line is written, from this copy (the task may be gone by then).
+typedef struct {
+    uint64_t execution_id;
+    bool log;                   // write the "task finished" line
+    bool ok;
+    uint64_t run_ms;
+    char *error;                // failed: a copy of the error text, or NULL
+} s_finished_t;
 
 struct _keel_daemon_t {
     const keel_engine_config_t *cfg;
@@ -62,6 +80,15 @@ struct _keel_daemon_t {
     uint64_t malformed_messages;
     uint64_t unexpected_messages;
     keel_ratelimit_t bad_log;
+    s_finished_t *finished;     // tasks that ended this turn while ONLINE, in order
+    size_t nfinished, finished_cap;
+    //  The Results being collected for one message (s_batch_add, s_batch_send).
+    keel_held_task_t *batch_tasks[S_BATCH_RESULTS];
+    Keel__Result batch_results[S_BATCH_RESULTS];
+    Keel__Result *batch_ptrs[S_BATCH_RESULTS];
+    size_t nbatch;
+    size_t batch_bytes;
+    bool batch_failed;          // a send failed: the connection takes no more now
 };
 
 // ------------------------------------------------------------ sending
@@ -109,6 +136,68 @@ s_send_result (keel_daemon_t *self, keel_held_task_t *task)
     env.result = &result;
     if (s_send (self, self->dealer, &env) == KEEL_OK)
         task->sent = true;
+}
+
+//  Starts collecting Results for the current connection.
+static void
+s_batch_begin (keel_daemon_t *self)
+{
+    self->nbatch = 0;
+    self->batch_bytes = 0;
+    self->batch_failed = false;
+}
+
+//  Sends the collected Results: one alone as a Result, more as one
+//  ResultBatch, and marks them sent. When the connection does not take the
+//  message they stay unsent (s_flush_results offers them again next turn)
+//  and nothing more is sent until the next s_batch_begin.
+static void
+s_batch_send (keel_daemon_t *self)
+{
+    size_t n = self->nbatch;
+    self->nbatch = 0;
+    self->batch_bytes = 0;
+    if (n == 0 || self->batch_failed)
+        return;
+    if (n == 1) {
+        s_send_result (self, self->batch_tasks[0]);
+        self->batch_failed = !self->batch_tasks[0]->sent;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        keel_held_result_view (self->batch_tasks[i], &self->batch_results[i]);
+        self->batch_ptrs[i] = &self->batch_results[i];
+    }
+    Keel__ResultBatch batch = KEEL__RESULT_BATCH__INIT;
+    batch.n_results = n;
+    batch.results = self->batch_ptrs;
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env.body_case = KEEL__ENVELOPE__BODY_RESULT_BATCH;
+    env.result_batch = &batch;
+    if (s_send (self, self->dealer, &env) == KEEL_OK) {
+        for (size_t i = 0; i < n; i++)
+            self->batch_tasks[i]->sent = true;
+    }
+    else
+        self->batch_failed = true;
+}
+
+//  Adds a done task's Result to the message being collected, sending that
+//  message first when it is full or this Result would take it past
+//  S_BATCH_BYTES. Returns false once a send failed.
+static bool
+s_batch_add (keel_daemon_t *self, keel_held_task_t *task)
+{
+    size_t bytes = task->output_size + (task->error ? strlen (task->error) : 0);
+    if (self->nbatch
+        && (self->nbatch == S_BATCH_RESULTS || self->batch_bytes + bytes > S_BATCH_BYTES))
+        s_batch_send (self);
+    if (self->batch_failed)
+        return false;
+    self->batch_tasks[self->nbatch++] = task;
+    self->batch_bytes += bytes;
+    return true;
 }
 
 //  A printable excerpt of data for the log ("37", "\x01..." as '?').
@@ -161,21 +250,23 @@ s_flush_checkpoints (keel_daemon_t *self)
     }
 }
 
+//  (Re)sends up to S_RESULTS_PER_TURN unsent results, batched.
 static void
 s_flush_results (keel_daemon_t *self)
 {
     if (keel_engine_session_state (self->session) != KEEL_ENGINE_SESSION_ONLINE)
         return;
-    int sent = 0;
-    for (size_t i = 0; i < keel_held_size (self->tasks) && sent < S_RESULTS_PER_TURN; i++) {
+    s_batch_begin (self);
+    int taken = 0;
+    for (size_t i = 0; i < keel_held_size (self->tasks) && taken < S_RESULTS_PER_TURN; i++) {
         keel_held_task_t *task = keel_held_at (self->tasks, i);
         if (!task->done || task->sent)
             continue;
-        s_send_result (self, task);
-        if (!task->sent)
+        if (!s_batch_add (self, task))
             break;      // the connection cannot take more now
-        sent++;
+        taken++;
     }
+    s_batch_send (self);
 }
 
 static void
@@ -217,15 +308,51 @@ s_spool_all (keel_daemon_t *self)
         s_spool (self, keel_held_at (self->tasks, i));
 }
 
-//  Hands a task that just became done on: its Result is sent when ONLINE,
-//  spooled when not (then sent after the next login).
 static void
-s_deliver (keel_daemon_t *self, keel_held_task_t *task)
+s_log_finished (uint64_t execution_id, bool ok, uint64_t run_ms, const char *error)
 {
-    if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_ONLINE)
-        s_send_result (self, task);
-    else
+    KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s",
+               execution_id, ok ? "ok" : "failed", (long long) run_ms, ok ? "" : " error=\"",
+               ok ? "" : error ? error : "", ok ? "" : "\"");
+}
+
+//  Remembers a task that ended this turn while ONLINE. False when out of memory.
+static bool
+s_finished_push (keel_daemon_t *self, keel_held_task_t *task, bool log)
+{
+    if (self->nfinished == self->finished_cap) {
+        size_t cap = self->finished_cap ? self->finished_cap * 2 : 256;
+        s_finished_t *grown = realloc (self->finished, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        self->finished = grown;
+        self->finished_cap = cap;
+    }
+    s_finished_t *f = &self->finished[self->nfinished++];
+    f->execution_id = task->execution_id;
+    f->log = log;
+    f->ok = task->ok;
+    f->run_ms = task->run_ms;
+    f->error = log && !task->ok && task->error ? strdup (task->error) : NULL;
+    return true;
+}
+
+//  Hands a task that just became done on. ONLINE, its Result leaves at the
+//  end of this turn, batched with the others that ended in it
+//  (s_flush_finished), which writes its "task finished" line (when log)
+//  after the send: returns true. Not ONLINE, it is spooled now (and sent
+//  after the next login): returns false, the caller logs.
+static bool
+s_deliver (keel_daemon_t *self, keel_held_task_t *task, bool log)
+{
+    if (keel_engine_session_state (self->session) != KEEL_ENGINE_SESSION_ONLINE) {
         s_spool (self, task);
+        return false;
+    }
+    if (s_finished_push (self, task, log))
+        return true;
+    s_send_result (self, task);     // no memory to hold it back: alone, now
+    return false;
 }
 
 //  The one way a task that ran ends, wherever it ran (a worker's result
@@ -241,10 +368,45 @@ s_finish (keel_daemon_t *self, const keel_runner_result_t *r)
     task->checkpoint_pending = false;   // the result supersedes the memory
     //  Deliver first, log after: whoever reads this line (an operator, a
     //  test about to kill the engine) may rely on the result being safe.
-    s_deliver (self, task);
-    KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s",
-               task->execution_id, task->ok ? "ok" : "failed", (long long) r->run_ms,
-               task->ok ? "" : " error=\"", task->ok ? "" : task->error, task->ok ? "" : "\"");
+    //  ONLINE the line is written at the end of the turn, once the Result
+    //  left in its batch (s_flush_finished); otherwise it is spooled now.
+    if (!s_deliver (self, task, true))
+        s_log_finished (task->execution_id, task->ok, task->run_ms, task->error);
+}
+
+//  The end of a loop turn: the Results of the tasks that ended in it leave
+//  together (one ResultBatch, or a plain Result for one), then their
+//  "task finished" lines are written. A task cancelled or dropped since is
+//  not sent; one already sent (a login in this turn re-sent it) is not sent
+//  twice. If the session left ONLINE during the turn, the connection's
+//  close spooled every result and the next login carries them.
+static void
+s_flush_finished (keel_daemon_t *self)
+{
+    if (self->nfinished == 0)
+        return;
+    bool online = keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_ONLINE;
+    if (online) {
+        s_batch_begin (self);
+        for (size_t i = 0; i < self->nfinished; i++) {
+            keel_held_task_t *task = keel_held_find (self->tasks, self->finished[i].execution_id);
+            if (task && task->done && !task->sent && !s_batch_add (self, task))
+                break;      // the connection takes no more now: s_flush_results retries
+        }
+        s_batch_send (self);
+    }
+    for (size_t i = 0; i < self->nfinished; i++) {
+        s_finished_t *f = &self->finished[i];
+        if (!online) {
+            keel_held_task_t *task = keel_held_find (self->tasks, f->execution_id);
+            if (task && task->done)
+                s_spool (self, task);
+        }
+        if (f->log)
+            s_log_finished (f->execution_id, f->ok, f->run_ms, f->error);
+        free (f->error);
+    }
+    self->nfinished = 0;
 }
 
 // ------------------------------------------------------------ session actions
@@ -552,7 +714,7 @@ s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task
         KEEL_WARN ("engine", "task not started exec=%" PRIu64 " error=\"%s\"",
                    assign->execution_id, error);
         keel_held_finish (task, false, (const uint8_t *) error, strlen (error), 0);
-        s_deliver (self, task);     // like any finished task
+        s_deliver (self, task, false);      // like any finished task
         return;
     }
     KEEL_INFO ("engine", "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s "
@@ -709,6 +871,9 @@ keel_daemon_destroy (keel_daemon_t **self_p)
     }
     keel_spool_destroy (&self->spool);
     keel_statedir_destroy (&self->statedir);
+    for (size_t i = 0; i < self->nfinished; i++)
+        free (self->finished[i].error);
+    free (self->finished);
     free (self);
     *self_p = NULL;
 }
@@ -788,6 +953,23 @@ s_recv (keel_daemon_t *self, zsock_t *sock, bool *empty_p)
     return env;
 }
 
+//  An AssignBatch is its Assigns, in order: each goes to the session as an
+//  Assign alone would (epoch fencing, state), in an envelope that is a view
+//  of the batch's. False if any was not expected.
+static bool
+s_on_assign_batch (keel_daemon_t *self, const keel_env_t *env)
+{
+    keel_env_t one = *env;          // version, sender, seq, epoch
+    one.body_case = KEEL__ENVELOPE__BODY_ASSIGN;
+    bool expected = true;
+    for (size_t i = 0; i < env->assign_batch->n_assigns; i++) {
+        one.assign = env->assign_batch->assigns[i];
+        if (!keel_engine_session_on_message (self->session, &one, self->now))
+            expected = false;
+    }
+    return expected;
+}
+
 static void
 s_read_broker (keel_daemon_t *self)
 {
@@ -797,7 +979,11 @@ s_read_broker (keel_daemon_t *self)
         keel_env_t *env = s_recv (self, self->dealer, &empty);
         if (empty)
             break;
-        if (env && !keel_engine_session_on_message (self->session, env, self->now)) {
+        bool expected = !env
+            || (env->body_case == KEEL__ENVELOPE__BODY_ASSIGN_BATCH
+                    ? s_on_assign_batch (self, env)
+                    : keel_engine_session_on_message (self->session, env, self->now));
+        if (!expected) {
             self->unexpected_messages++;
             s_bad_message (self, keel_wire_body_name (env), "unexpected in this state");
         }
@@ -898,7 +1084,9 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
             s_read_probe (self);
         keel_runner_process (self->runner, self->now, &handlers);
         s_start_queued (self);
+        s_flush_finished (self);    // the Results of the tasks that ended in this turn
     }
+    s_flush_finished (self);
     s_spool_all (self);     // unacknowledged results outlive this process
     bool all_gone = true;
     int killed = keel_runner_kill_all (self->runner, &all_gone);

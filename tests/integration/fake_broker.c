@@ -5,6 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+static void
+s_env_destroy (void **item_p)
+{
+    keel_wire_free ((keel_env_t **) item_p);
+}
+
 fake_broker_t *
 fake_broker_new (void)
 {
@@ -13,7 +19,10 @@ fake_broker_new (void)
         return NULL;
     int port = harness_free_port ();
     self->router = zsock_new (ZMQ_ROUTER);
-    if (port <= 0 || !self->router) {
+    self->backlog = zlistx_new ();
+    if (self->backlog)
+        zlistx_set_destructor (self->backlog, s_env_destroy);
+    if (port <= 0 || !self->router || !self->backlog) {
         fake_broker_destroy (&self);
         return NULL;
     }
@@ -40,6 +49,7 @@ fake_broker_destroy (fake_broker_t **self_p)
         return;
     zframe_destroy (&(*self_p)->peer);
     zsock_destroy (&(*self_p)->router);
+    zlistx_destroy (&(*self_p)->backlog);
     free (*self_p);
     *self_p = NULL;
 }
@@ -98,11 +108,37 @@ fake_broker_send_heartbeat (fake_broker_t *self)
     return fake_broker_send (self, &env);
 }
 
+//  Queues each Result of batch as a message of its own (the envelope's
+//  header with a Result body, encoded and decoded again).
+static void
+s_expand (fake_broker_t *self, const keel_env_t *batch)
+{
+    for (size_t i = 0; i < batch->result_batch->n_results; i++) {
+        keel_env_t one = *batch;
+        one.body_case = KEEL__ENVELOPE__BODY_RESULT;
+        one.result = batch->result_batch->results[i];
+        zframe_t *frame = keel_wire_encode (&one);
+        keel_error_t err = { "" };
+        keel_env_t *env = frame ? keel_wire_decode (zframe_data (frame), zframe_size (frame), &err)
+                                : NULL;
+        zframe_destroy (&frame);
+        if (!env || !zlistx_add_end (self->backlog, env)) {
+            fprintf (stderr, "fake broker: cannot expand a ResultBatch: %s\n", err.text);
+            abort ();
+        }
+    }
+}
+
 keel_env_t *
 fake_broker_recv (fake_broker_t *self, int timeout_ms)
 {
     int64_t deadline = zclock_mono () + timeout_ms;
     while (true) {
+        keel_env_t *queued = zlistx_first (self->backlog);
+        if (queued) {
+            zlistx_detach_cur (self->backlog);
+            return queued;
+        }
         int64_t now = zclock_mono ();
         if (self->keepalive_ms && self->peer && now - self->last_sent >= self->keepalive_ms)
             fake_broker_send_heartbeat (self);
@@ -133,6 +169,14 @@ fake_broker_recv (fake_broker_t *self, int timeout_ms)
             }
         }
         zmsg_destroy (&msg);
+        if (env && env->body_case == KEEL__ENVELOPE__BODY_RESULT_BATCH) {
+            self->result_batches++;
+            if (!self->keep_batches) {
+                s_expand (self, env);
+                keel_wire_free (&env);
+                continue;           // handed out from the backlog
+            }
+        }
         if (env)
             return env;
         self->unreadable++;

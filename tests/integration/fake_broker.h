@@ -6,6 +6,11 @@
     feed it what no broker should send. The program's latest EngineLogin or
     DriverHello makes its sender the peer everything is sent to.
 
+    An engine sends the Results that end in one turn together, as one
+    ResultBatch: unless keep_batches is set, fake_broker_recv hands such a
+    batch out as its Results, one by one and in order, so a test sees the
+    same Results whether or not they were batched.
+
     ROUTER_MANDATORY is on (a vanished peer counts as a send failure, not
     silence); high-water marks are unbounded so floods are delivered whole.
     The test owns the object: create it in the test, destroy it at teardown.
@@ -31,6 +36,9 @@ typedef struct {
     uint64_t seq;
     int64_t keepalive_ms;       // send a Heartbeat when idle this long; 0 = never
     int64_t last_sent;
+    bool keep_batches;          // hand out a ResultBatch as it came (default: its Results)
+    long result_batches;        // ResultBatch messages received
+    zlistx_t *backlog;          // Results of a ResultBatch not handed out yet
 } fake_broker_t;
 
 // A fake broker bound on a free loopback port, nobody connected yet;
@@ -50,6 +58,7 @@ bool fake_broker_send_heartbeat (fake_broker_t *self);
 
 // The next message from the program within timeout_ms (keep-alive
 // heartbeats meanwhile); free with keel_wire_free. NULL at the deadline.
+// A ResultBatch comes out as its Results unless keep_batches is set.
 keel_env_t *fake_broker_recv (fake_broker_t *self, int timeout_ms);
 // Receives until a message with this body arrives (others are dropped).
 keel_env_t *fake_broker_expect (fake_broker_t *self, Keel__Envelope__BodyCase body,

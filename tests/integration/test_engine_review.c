@@ -1,5 +1,6 @@
 /*  test_engine_review.c — keel-engine against a scripted fake broker: the
-    login verdicts, the prefetch queue and the inline built-ins.
+    login verdicts, the prefetch queue, the inline built-ins and batched
+    Assigns and Results.
 
     The broker is a ROUTER inside the test, driven step by step, so that the
     engine can be caught in the windows the real broker makes hard to hit:
@@ -300,5 +301,119 @@ Test (engine_review, inline_built_ins_run_in_the_engine_while_its_worker_is_busy
     long second = s_started_pid (2);
     HARNESS_ASSERT (second > 0 && second != (long) pid, "sleep ran in pid %ld, the engine is %d",
                     second, (int) pid);
+    HARNESS_ASSERT (harness_alive (pid), "keel-engine died");
+}
+
+#define S_BATCH_INLINE 20
+#define S_BATCH_SLEEPS 3
+
+//  Batching both ways. One AssignBatch holding sleeps (one runs in the only
+//  worker, the others wait in the prefetch queue) and inline doubles: the
+//  engine runs every task once; the doubles, which all end in the turn that
+//  read the batch, come back as one ResultBatch carrying each of them
+//  exactly once, in order; the sleeps follow as they end.
+Test (engine_review, assign_batch_runs_every_task_and_results_come_back_batched,
+      .init = harness_setup, .fini = s_teardown, .timeout = 60)
+{
+    fake_broker_t *f = s_fake_new ();
+    f->keep_batches = true;
+    pid_t pid = harness_engine_start (&f->b, "engine", 1, NULL);
+    HARNESS_ASSERT (pid > 0, "keel-engine did not start");
+    keel_env_t *env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 15000);
+    HARNESS_ASSERT (env, "no EngineLogin");
+    keel_wire_free (&env);
+    s_login_reply (f, 0, NULL);
+
+    //  Execs 1..3 sleep 50 ms; execs 11..30 double their exec id.
+    enum { N = S_BATCH_SLEEPS + S_BATCH_INLINE };
+    Keel__Assign items[N];
+    Keel__Assign *ptrs[N];
+    char inputs[N][24];
+    uint64_t execs[N];
+    for (int i = 0; i < N; i++) {
+        bool sleep = i < S_BATCH_SLEEPS;
+        execs[i] = sleep ? (uint64_t) i + 1 : (uint64_t) (i - S_BATCH_SLEEPS) + 11;
+        snprintf (inputs[i], sizeof inputs[i], "%" PRIu64, sleep ? (uint64_t) 50 : execs[i]);
+        Keel__Assign *a = &items[i];
+        keel__assign__init (a);
+        a->service_id = "svc";
+        a->type = sleep ? "sleep" : "double";
+        a->has_task_id = a->has_execution_id = a->has_input = true;
+        a->task_id = a->execution_id = execs[i];
+        a->input.data = (uint8_t *) inputs[i];
+        a->input.len = strlen (inputs[i]);
+        ptrs[i] = a;
+    }
+    Keel__AssignBatch batch = KEEL__ASSIGN_BATCH__INIT;
+    batch.n_assigns = N;
+    batch.assigns = ptrs;
+    keel_env_t out;
+    keel_env_init (&out, KEEL__SENDER_KIND__SENDER_BROKER);
+    out.body_case = KEEL__ENVELOPE__BODY_ASSIGN_BATCH;
+    out.assign_batch = &batch;
+    cr_assert (fake_broker_send (f, &out));
+
+    int seen[N] = { 0 };
+    int results = 0, first_batch = 0;
+    int64_t deadline = zclock_mono () + 10000;
+    while (results < N && zclock_mono () < deadline) {
+        env = fake_broker_recv (f, (int) (deadline - zclock_mono ()));
+        if (!env)
+            break;
+        Keel__Result *one[1] = { env->result };
+        Keel__Result **got = NULL;
+        size_t n = 0;
+        bool first = false;
+        if (env->body_case == KEEL__ENVELOPE__BODY_RESULT_BATCH) {
+            got = env->result_batch->results;
+            n = env->result_batch->n_results;
+            first = first_batch == 0;
+            if (first)
+                first_batch = (int) n;
+        }
+        else if (env->body_case == KEEL__ENVELOPE__BODY_RESULT) {
+            got = one;
+            n = 1;
+        }
+        for (size_t j = 0; j < n; j++) {
+            const Keel__Result *r = got[j];
+            int at = -1;
+            for (int i = 0; i < N; i++)
+                if (execs[i] == r->execution_id)
+                    at = i;
+            HARNESS_ASSERT (at >= 0, "a Result for exec %" PRIu64 ", never assigned",
+                            r->execution_id);
+            HARNESS_ASSERT (++seen[at] == 1, "a second Result for exec %" PRIu64, r->execution_id);
+            HARNESS_ASSERT (r->status == KEEL__TASK_STATUS__STATUS_OK, "exec %" PRIu64 " failed: %s",
+                            r->execution_id, r->error ? r->error : "");
+            char want[24];
+            snprintf (want, sizeof want, "%" PRIu64,
+                      at < S_BATCH_SLEEPS ? (uint64_t) 50 : 2 * r->execution_id);
+            HARNESS_ASSERT (r->output.len == strlen (want)
+                                && memcmp (r->output.data, want, r->output.len) == 0,
+                            "exec %" PRIu64 ": output '%.*s', expected '%s'", r->execution_id,
+                            (int) r->output.len, (const char *) r->output.data, want);
+            if (first)
+                HARNESS_ASSERT (r->execution_id == 11 + j, "the batch's Result %zu is exec %"
+                                PRIu64 ", expected %zu (order)", j, r->execution_id, 11 + j);
+            results++;
+        }
+        keel_wire_free (&env);
+    }
+    for (int i = 0; i < N; i++)
+        HARNESS_ASSERT (seen[i] == 1, "no Result for exec %" PRIu64 " within 10 s", execs[i]);
+    HARNESS_ASSERT (first_batch == S_BATCH_INLINE,
+                    "the inline tasks' Results came in a first batch of %d, expected one "
+                    "ResultBatch of %d", first_batch, S_BATCH_INLINE);
+
+    //  Nothing more: no Result is sent twice on this connection.
+    deadline = zclock_mono () + 1000;
+    while (zclock_mono () < deadline) {
+        env = fake_broker_recv (f, (int) (deadline - zclock_mono ()));
+        HARNESS_ASSERT (!env || (env->body_case != KEEL__ENVELOPE__BODY_RESULT
+                                 && env->body_case != KEEL__ENVELOPE__BODY_RESULT_BATCH),
+                        "a late %s", keel_wire_body_name (env));
+        keel_wire_free (&env);
+    }
     HARNESS_ASSERT (harness_alive (pid), "keel-engine died");
 }

@@ -371,3 +371,33 @@ Test (broker_review, a_drop_verdict_for_an_uncommitted_result_forces_the_commit)
     cr_assert_eq (broker->counters.claims_dropped, dropped + 1, "expected a DROP verdict");
     cr_expect (broker->force_commit, "DROP sent for a result that is not committed yet");
 }
+
+// Dispatch runs out of execution ids (the next reservation is not committed
+// or synced yet): it must stop for the turn with the task back in its
+// queue, not take the same task again forever (it used to spin here).
+Test (broker_review, dispatch_stops_when_execution_ids_run_out, .timeout = 60)
+{
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_settings_set (settings, "EnginePrefetch", "10000", "test", &err), KEEL_OK,
+                  "%s", err.text);
+    keel_broker_apply_settings (broker);
+    s_login (eng_route, "e1", "session-1", NULL, 0);
+    s_hello ();
+    s_submit_service ("svc-ids", 0);
+    uint64_t ids = broker->exec_seq_durable - broker->exec_seq;
+    uint64_t tasks = ids + 3;
+    cr_assert_leq (tasks, 4 + 10000, "the engine cannot hold more than the ids left: %llu",
+                   (unsigned long long) ids);
+    for (uint64_t i = 0; i < tasks; i++)
+        s_submit_task ("svc-ids", i);
+    uint64_t before = broker->counters.tasks_dispatched;
+    keel_broker_dispatch (broker);
+    cr_expect_eq (broker->counters.tasks_dispatched - before, ids,
+                  "dispatched %llu tasks with %llu execution ids",
+                  (unsigned long long) (broker->counters.tasks_dispatched - before),
+                  (unsigned long long) ids);
+    size_t queued = 0;
+    for (uint64_t i = 0; i < tasks; i++)
+        queued += s_task ("svc-ids", i)->state == KEEL_TASK_QUEUED;
+    cr_expect_eq (queued, 3, "%zu tasks still queued, expected 3", queued);
+}

@@ -56,6 +56,12 @@ typedef struct {
     Keel__AdminRequest admin_request;
     char *args [2];
     Keel__AdminReply admin_reply;
+    Keel__AssignBatch assign_batch;
+    Keel__Assign batch_assign [3];
+    Keel__Assign *batch_assign_p [3];
+    Keel__ResultBatch result_batch;
+    Keel__Result batch_result [3];
+    Keel__Result *batch_result_p [3];
 } s_msg_t;
 
 static const struct {
@@ -87,6 +93,8 @@ static const struct {
     { KEEL__ENVELOPE__BODY_LOGOFF, KEEL__SENDER_KIND__SENDER_ENGINE, "logoff" },
     { KEEL__ENVELOPE__BODY_ADMIN_REQUEST, KEEL__SENDER_KIND__SENDER_ADMIN, "admin_request" },
     { KEEL__ENVELOPE__BODY_ADMIN_REPLY, KEEL__SENDER_KIND__SENDER_BROKER, "admin_reply" },
+    { KEEL__ENVELOPE__BODY_ASSIGN_BATCH, KEEL__SENDER_KIND__SENDER_BROKER, "assign_batch" },
+    { KEEL__ENVELOPE__BODY_RESULT_BATCH, KEEL__SENDER_KIND__SENDER_ENGINE, "result_batch" },
 };
 #define S_KINDS (sizeof s_kinds / sizeof s_kinds [0])
 
@@ -106,6 +114,19 @@ s_build_result (Keel__Result *r, uint64_t task_id, uint64_t execution_id)
     r->output.len = 2;
     r->has_run_ms = true;
     r->run_ms = 17;
+}
+
+static void
+s_build_assign (Keel__Assign *a, uint64_t task_id, uint64_t execution_id)
+{
+    keel__assign__init (a);
+    a->service_id = S_SERVICE;
+    a->type = "double";
+    a->has_task_id = true, a->task_id = task_id;
+    a->has_execution_id = true, a->execution_id = execution_id;
+    a->has_input = true;
+    a->input.data = (uint8_t *) "21", a->input.len = 2;
+    a->has_attempt = true, a->attempt = 1;
 }
 
 // Fills m with a valid message with the given body from the given sender.
@@ -288,15 +309,34 @@ s_build (s_msg_t *m, Keel__Envelope__BodyCase body, Keel__SenderKind sender)
             env->login_reply = &m->login_reply;
             break;
         case KEEL__ENVELOPE__BODY_ASSIGN:
-            keel__assign__init (&m->assign);
-            m->assign.service_id = S_SERVICE;
-            m->assign.type = "double";
-            m->assign.has_task_id = true, m->assign.task_id = 1;
-            m->assign.has_execution_id = true, m->assign.execution_id = 77;
-            m->assign.has_input = true;
-            m->assign.input.data = (uint8_t *) "21", m->assign.input.len = 2;
-            m->assign.has_attempt = true, m->assign.attempt = 1;
+            s_build_assign (&m->assign, 1, 77);
             env->assign = &m->assign;
+            break;
+        case KEEL__ENVELOPE__BODY_ASSIGN_BATCH:
+            keel__assign_batch__init (&m->assign_batch);
+            for (int i = 0; i < 3; i++) {
+                s_build_assign (&m->batch_assign [i], 1 + (uint64_t) i, 77 + (uint64_t) i);
+                m->batch_assign_p [i] = &m->batch_assign [i];
+            }
+            m->batch_assign [0].has_init_data = true;     // the first of its service
+            m->batch_assign [0].init_data.data = (uint8_t *) "\0init";
+            m->batch_assign [0].init_data.len = 5;
+            m->batch_assign [2].has_memory = true;
+            m->batch_assign [2].memory.data = (uint8_t *) "memory", m->batch_assign [2].memory.len = 6;
+            m->assign_batch.n_assigns = 3, m->assign_batch.assigns = m->batch_assign_p;
+            env->assign_batch = &m->assign_batch;
+            break;
+        case KEEL__ENVELOPE__BODY_RESULT_BATCH:
+            keel__result_batch__init (&m->result_batch);
+            for (int i = 0; i < 3; i++) {
+                s_build_result (&m->batch_result [i], 1 + (uint64_t) i, 77 + (uint64_t) i);
+                m->batch_result_p [i] = &m->batch_result [i];
+            }
+            m->batch_result [1].status = KEEL__TASK_STATUS__STATUS_FAILED;
+            m->batch_result [1].has_output = false;
+            m->batch_result [1].error = "exit code 3";
+            m->result_batch.n_results = 3, m->result_batch.results = m->batch_result_p;
+            env->result_batch = &m->result_batch;
             break;
         case KEEL__ENVELOPE__BODY_RESULT:
             s_build_result (&m->result, 1, 77);
@@ -798,6 +838,148 @@ Test (wire, rejects_enum_values_outside_the_enum)
     env = s_build (&m, KEEL__ENVELOPE__BODY_TASK_RESULTS, KEEL__SENDER_KIND__SENDER_BROKER);
     env->task_results->results [0]->status = KEEL__TASK_STATUS__STATUS_UNKNOWN;
     s_expect_rejected (env, "task_results: results[0]: status: value 0 out of range");
+}
+
+// ---------------------------------------------------------------- batches
+
+Test (wire, round_trips_batches_keeping_every_element_in_order)
+{
+    s_msg_t m;
+    keel_error_t err = { "" };
+    keel_env_t *env = s_reencode (s_build (&m, KEEL__ENVELOPE__BODY_ASSIGN_BATCH,
+                                           KEEL__SENDER_KIND__SENDER_BROKER), &err);
+    cr_assert_not_null (env, "%s", err.text);
+    Keel__AssignBatch *ab = env->assign_batch;
+    cr_assert_eq (ab->n_assigns, 3);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_str_eq (ab->assigns [i]->service_id, S_SERVICE);
+        cr_assert_eq (ab->assigns [i]->task_id, 1 + i);
+        cr_assert_eq (ab->assigns [i]->execution_id, 77 + i);
+        cr_assert_eq (ab->assigns [i]->input.len, 2);
+    }
+    cr_assert (ab->assigns [0]->has_init_data && ab->assigns [0]->init_data.len == 5);
+    cr_assert (!ab->assigns [1]->has_init_data);
+    cr_assert (ab->assigns [2]->has_memory && ab->assigns [2]->memory.len == 6);
+    keel_wire_free (&env);
+
+    env = s_reencode (s_build (&m, KEEL__ENVELOPE__BODY_RESULT_BATCH,
+                               KEEL__SENDER_KIND__SENDER_ENGINE), &err);
+    cr_assert_not_null (env, "%s", err.text);
+    Keel__ResultBatch *rb = env->result_batch;
+    cr_assert_eq (rb->n_results, 3);
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq (rb->results [i]->execution_id, 77 + i);
+    cr_assert_eq (rb->results [0]->status, KEEL__TASK_STATUS__STATUS_OK);
+    cr_assert_eq (rb->results [1]->status, KEEL__TASK_STATUS__STATUS_FAILED);
+    cr_assert_str_eq (rb->results [1]->error, "exit code 3");
+    cr_assert_eq (rb->results [2]->output.len, 2);
+    keel_wire_free (&env);
+}
+
+Test (wire, rejects_an_empty_batch)
+{
+    s_msg_t m;
+    keel_env_t *env = s_build (&m, KEEL__ENVELOPE__BODY_ASSIGN_BATCH,
+                               KEEL__SENDER_KIND__SENDER_BROKER);
+    env->assign_batch->n_assigns = 0;
+    s_expect_rejected (env, "assign_batch: assigns: empty batch");
+    env = s_build (&m, KEEL__ENVELOPE__BODY_RESULT_BATCH, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env->result_batch->n_results = 0;
+    s_expect_rejected (env, "result_batch: results: empty batch");
+}
+
+// One bad element refuses the whole batch, and the reason names it.
+Test (wire, rejects_a_batch_with_one_bad_element_naming_its_index)
+{
+    s_msg_t m;
+    keel_env_t *env = s_build (&m, KEEL__ENVELOPE__BODY_ASSIGN_BATCH,
+                               KEEL__SENDER_KIND__SENDER_BROKER);
+    env->assign_batch->assigns [1]->has_task_id = false;
+    s_expect_rejected (env, "assign_batch: assigns[1]: missing task_id");
+    env = s_build (&m, KEEL__ENVELOPE__BODY_ASSIGN_BATCH, KEEL__SENDER_KIND__SENDER_BROKER);
+    env->assign_batch->assigns [2]->type = "no spaces";
+    s_expect_rejected (env, "assign_batch: assigns[2]: type: bad service type (bad character)");
+    env = s_build (&m, KEEL__ENVELOPE__BODY_ASSIGN_BATCH, KEEL__SENDER_KIND__SENDER_BROKER);
+    env->assign_batch->assigns [0]->service_id = "";
+    s_expect_rejected (env, "assign_batch: assigns[0]: service_id: bad id (empty)");
+
+    env = s_build (&m, KEEL__ENVELOPE__BODY_RESULT_BATCH, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env->result_batch->results [2]->status = KEEL__TASK_STATUS__STATUS_CANCELLED;
+    s_expect_rejected (env, "result_batch: results[2]: status: value 3 out of range");
+    env = s_build (&m, KEEL__ENVELOPE__BODY_RESULT_BATCH, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env->result_batch->results [1]->has_execution_id = false;
+    s_expect_rejected (env, "result_batch: results[1]: missing execution_id");
+
+    // A locally built batch with a hole is refused, not followed.
+    env = s_build (&m, KEEL__ENVELOPE__BODY_RESULT_BATCH, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env->result_batch->results [1] = NULL;
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_wire_validate (env, &err), KEEL_ERR_INVALID);
+    cr_assert_str_eq (err.text, "result_batch: results[1]: missing");
+}
+
+Test (wire, rejects_a_batch_from_the_wrong_sender)
+{
+    s_msg_t m;
+    s_expect_rejected (s_build (&m, KEEL__ENVELOPE__BODY_ASSIGN_BATCH,
+                                KEEL__SENDER_KIND__SENDER_ENGINE),
+                       "assign_batch: not allowed from an engine");
+    s_expect_rejected (s_build (&m, KEEL__ENVELOPE__BODY_ASSIGN_BATCH,
+                                KEEL__SENDER_KIND__SENDER_DRIVER),
+                       "assign_batch: not allowed from a driver");
+    s_expect_rejected (s_build (&m, KEEL__ENVELOPE__BODY_RESULT_BATCH,
+                                KEEL__SENDER_KIND__SENDER_BROKER),
+                       "result_batch: not allowed from a broker");
+    s_expect_rejected (s_build (&m, KEEL__ENVELOPE__BODY_RESULT_BATCH,
+                                KEEL__SENDER_KIND__SENDER_DRIVER),
+                       "result_batch: not allowed from a driver");
+}
+
+// The largest batch decodes under the allocation cap; one more is refused
+// with the count in the reason.
+Test (wire, accepts_the_largest_batch_and_refuses_one_more)
+{
+    s_msg_t m;
+    keel_env_t *env = s_build (&m, KEEL__ENVELOPE__BODY_ASSIGN_BATCH,
+                               KEEL__SENDER_KIND__SENDER_BROKER);
+    Keel__Assign *items = calloc (KEEL_BATCH_MAX + 1, sizeof *items);
+    Keel__Assign **ptrs = calloc (KEEL_BATCH_MAX + 1, sizeof *ptrs);
+    cr_assert (items && ptrs);
+    for (size_t i = 0; i <= KEEL_BATCH_MAX; i++) {
+        s_build_assign (&items [i], i, 1000 + i);
+        ptrs [i] = &items [i];
+    }
+    env->assign_batch->assigns = ptrs;
+    env->assign_batch->n_assigns = KEEL_BATCH_MAX;
+    keel_error_t err = { "" };
+    keel_env_t *decoded = s_reencode (env, &err);
+    cr_assert_not_null (decoded, "%s", err.text);
+    cr_assert_eq (decoded->assign_batch->n_assigns, KEEL_BATCH_MAX);
+    cr_assert_eq (decoded->assign_batch->assigns [KEEL_BATCH_MAX - 1]->execution_id,
+                  1000 + KEEL_BATCH_MAX - 1);
+    keel_wire_free (&decoded);
+    env->assign_batch->n_assigns = KEEL_BATCH_MAX + 1;
+    s_expect_rejected (env, "assign_batch: assigns: 4097 entries, more than 4096 in one batch");
+
+    env = s_build (&m, KEEL__ENVELOPE__BODY_RESULT_BATCH, KEEL__SENDER_KIND__SENDER_ENGINE);
+    Keel__Result *results = calloc (KEEL_BATCH_MAX + 1, sizeof *results);
+    Keel__Result **rptrs = calloc (KEEL_BATCH_MAX + 1, sizeof *rptrs);
+    cr_assert (results && rptrs);
+    for (size_t i = 0; i <= KEEL_BATCH_MAX; i++) {
+        s_build_result (&results [i], i, 1000 + i);
+        rptrs [i] = &results [i];
+    }
+    env->result_batch->results = rptrs;
+    env->result_batch->n_results = KEEL_BATCH_MAX;
+    decoded = s_reencode (env, &err);
+    cr_assert_not_null (decoded, "%s", err.text);
+    keel_wire_free (&decoded);
+    env->result_batch->n_results = KEEL_BATCH_MAX + 1;
+    s_expect_rejected (env, "result_batch: results: 4097 entries, more than 4096 in one batch");
+    free (items);
+    free (ptrs);
+    free (results);
+    free (rptrs);
 }
 
 Test (wire, validates_locally_built_envelopes_without_crashing)
