@@ -7,8 +7,9 @@
          HOLD claims);
       3. sends the turn's results to their drivers;
       4. dispatches queued tasks to engines with free slots (plus
-         EnginePrefetch) and sends everything so far — including tasks
-         accepted this very turn, not committed yet (see below);
+         EnginePrefetch; one AssignBatch per engine) and sends everything so
+         far — including tasks accepted this very turn, not committed yet
+         (see below);
       5. commits, in ONE transaction, everything changed since the last
          commit (group commit) — at once when a driver waits for an
          acceptance, otherwise within CommitDelay (default 20 ms). The
@@ -30,9 +31,11 @@
       - a result reaches the driver before it is committed: the engine
         holds it until its acknowledgement and offers it again at its next
         login, and the driver keeps only the first copy;
-      - an assignment's state (task running, execution row) rides in the
-        next commit: an engine running a task the store does not show as
-        running claims it at its next login.
+      - an assignment writes nothing (no RUNNING state, no execution row):
+        a restarted broker gives the tasks its store shows queued one
+        EngineLoginWindow for the engines' claims, as it does running ones,
+        so an engine running a task the store shows queued claims it at its
+        next login.
     If a commit fails (disk full), the turn's new submissions are undone
     (their executions cancelled on the engines) and refused with
     REFUSE_STORE_FULL; every other change stays in memory and is written

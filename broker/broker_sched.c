@@ -530,9 +530,14 @@ s_assign (keel_broker_t *self, s_batch_t *b, keel_service_t *svc, uint64_t task_
         return false;
     }
     x->before_commit = !t->durable;
+    // A dispatch writes nothing to the store: neither the task's RUNNING
+    // state nor an execution row. A restarted broker treats the tasks its
+    // store shows queued exactly like running ones (they wait one
+    // EngineLoginWindow for the engines' claims before they are queued),
+    // so these writes, two per task at high rates, bought no safety. Claims
+    // at login still write both (rare).
     keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
-    keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE);
-    keel_broker_exec_started (self, x);
+    x->started_wall_ms = zclock_time ();
 
     bool with_init = svc->init_len && !zhashx_lookup (engine->init_sent, svc->id);
     size_t bytes = (size_t) t->input_len + (t->checkpoint ? t->checkpoint_len : 0)
