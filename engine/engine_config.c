@@ -35,7 +35,7 @@ static const keel_setting_def_t s_table[] = {
     { "service.*.exec", KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL,
       "command service: run with /bin/sh -c, input on stdin, output from stdout, exit 0 = ok" },
     { "service.*.timeout", KEEL_SETTING_DURATION, "s", "0", 0, 31536000, false, NULL,
-      "kill a task of this service (built-ins too) after this long; 0 = no limit" },
+      "kill a task of this service (the sleep and count built-ins too; echo, double and fail run inline and return at once) after this long; 0 = no limit" },
     { "service.*.library", KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL,
       "library service: path of a shared object implementing keel/service.h" },
     KEEL_SETTINGS_END
