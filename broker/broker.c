@@ -114,11 +114,13 @@ s_synced (keel_broker_t *self, uint64_t seq)
 {
     if (seq > self->synced_seq)
         self->synced_seq = seq;
-    s_out_t *out;
-    while ((out = zlistx_first (self->held)) && out->seq <= self->synced_seq) {
-        zlistx_detach_cur (self->held);
-        zlistx_add_end (self->outbox, out);
-    }
+    // Not only a prefix: a LoginReply held for a commit that then failed
+    // waits for a later one, ahead of messages whose commit is durable.
+    for (s_out_t *out = zlistx_first (self->held); out; out = zlistx_next (self->held))
+        if (out->seq <= self->synced_seq) {
+            zlistx_detach_cur (self->held);
+            zlistx_add_end (self->outbox, out);
+        }
     if (self->exec_committed_seq <= self->synced_seq
         && self->exec_seq_committed > self->exec_seq_durable) {
         self->exec_seq_durable = self->exec_seq_committed;
@@ -812,8 +814,8 @@ s_commit (keel_broker_t *self)
             KEEL_INFO ("broker", "store writable again; accepting submissions");
             self->store_failed = false;
         }
-        if (wrote)
-            self->commit_seq++;
+        if (wrote || self->sync_now)
+            self->commit_seq++;     // a DROP's LoginReply waits for this number
         if (limit_in_txn > self->exec_seq_committed) {
             self->exec_seq_committed = limit_in_txn;
             self->exec_committed_seq = self->commit_seq;

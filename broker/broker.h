@@ -44,7 +44,9 @@
     If an fdatasync fails, nothing on disk can be trusted: the broker sends
     nothing held, logs why and exits non-zero (restart it; it recovers from
     the store). A turn in which a login DROPs an engine's copy of a result
-    commits and syncs before it sends anything (logins are rare).
+    commits and syncs before it sends anything (logins are rare); its
+    LoginReply waits in `held` for that commit, or, if it fails, for the
+    next one that stores the result.
 */
 #ifndef KEEL_BROKER_H
 #define KEEL_BROKER_H

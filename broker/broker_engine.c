@@ -368,7 +368,16 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
     keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
                                 engine->login_wall_ms, engine->login_wall_ms };
     keel_store_engine_put (self->store, &row);
+    // A DROP lets the engine forget a result: the reply waits in `held`
+    // until this turn's commit is durable (s_commit numbers it even when it
+    // writes nothing); if that commit fails, until one that stores it.
+    bool drop = false;
+    for (size_t i = 0; i < nv; i++)
+        drop |= verdicts[i].verdict == KEEL__VERDICT__VERDICT_DROP;
+    if (drop && self->sync_now)
+        self->hold_seq = engine->reply_held_seq = self->commit_seq + 1;
     s_login_reply (self, engine, vptrs, nv);
+    self->hold_seq = 0;
     free (verdicts);
     free (vptrs);
     keel_broker_event (self, returning ? "engine-returned" : "engine-login",

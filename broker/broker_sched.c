@@ -604,6 +604,9 @@ keel_broker_dispatch (keel_broker_t *self)
         zlistx_move_end (engines, zlistx_cursor (engines));
         if (e->state != KEEL_ENGINE_ONLINE || e->draining)
             continue;
+        // Nothing may overtake a LoginReply still held for its commit.
+        if (e->reply_held_seq > self->synced_seq)
+            continue;
         b.engine = e;
         while (zlistx_size (e->execs) < (size_t) e->slots + self->engine_prefetch) {
             keel_service_t *svc;

@@ -129,6 +129,7 @@ struct _keel_engine_t {
     int64_t offline_since_mono;
     int64_t login_wall_ms;
     uint64_t tasks_done;
+    uint64_t reply_held_seq;        // its LoginReply waits for this commit: no Assign before it
 };
 
 typedef struct {

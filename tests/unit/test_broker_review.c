@@ -4,8 +4,10 @@
     running somewhere real, or terminal. */
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "broker_int.h"
@@ -400,4 +402,193 @@ Test (broker_review, dispatch_stops_when_execution_ids_run_out, .timeout = 60)
     for (uint64_t i = 0; i < tasks; i++)
         queued += s_task ("svc-ids", i)->state == KEEL_TASK_QUEUED;
     cr_expect_eq (queued, 3, "%zu tasks still queued, expected 3", queued);
+}
+
+// ---------------------------------------------------------------- real turns, SQLite store
+
+// A broker on a SQLite store (StoreSync=full) on an inproc endpoint, and a
+// DEALER that is engine e1: its routing id is the route the in-process
+// messages use, so what the loop sends e1 can be read back. A turn is run
+// with keel_broker_run after keel_broker_stop: exactly one turn, then the
+// clean-stop commit, sync and flush.
+static zsock_t *eng_sock;
+static zframe_t *eng_sock_route;
+
+static void
+s_start_sqlite (void)
+{
+    teardown ();        // this suite's .init started a memory: broker
+    snprintf (s_db, sizeof s_db, "/tmp/keel-review-%d.db", (int) getpid ());
+    unlink (s_db);
+    char uri[300], endpoint[100];
+    snprintf (uri, sizeof uri, "sqlite:%s", s_db);
+    snprintf (endpoint, sizeof endpoint, "inproc://keel-review-%d", (int) getpid ());
+    s_settings (uri, "0");
+    keel_error_t err;
+    cr_assert_eq (keel_settings_set (settings, "Endpoint", endpoint, "test", &err), KEEL_OK);
+    cr_assert_eq (keel_settings_set (settings, "StoreSync", "full", "test", &err), KEEL_OK);
+    s_start ();
+    cr_assert_not_null (broker->syncer, "StoreSync=full on SQLite should sync off the loop");
+    eng_sock = zsock_new (ZMQ_DEALER);
+    cr_assert_not_null (eng_sock);
+    zsock_set_identity (eng_sock, "ENG1");
+    zsock_set_rcvtimeo (eng_sock, 0);
+    cr_assert_eq (zsock_connect (eng_sock, "%s", endpoint), 0);
+    eng_sock_route = zframe_new ("ENG1", 4);
+}
+
+static void
+s_sqlite_teardown (void)
+{
+    zsock_destroy (&eng_sock);
+    zframe_destroy (&eng_sock_route);
+    s_restart_teardown ();
+}
+
+static void
+s_one_turn (keel_err want)
+{
+    keel_broker_stop (broker);
+    cr_assert_eq (keel_broker_run (broker), want);
+    broker->stop = false;
+}
+
+// Sends env from the DEALER and waits (deadline) until the broker can read it.
+static void
+s_engine_send (Keel__Envelope *env)
+{
+    zframe_t *frame = keel_wire_encode (env);
+    cr_assert_not_null (frame);
+    cr_assert_eq (zframe_send (&frame, eng_sock, 0), 0);
+    int64_t deadline = zclock_mono () + 5000;
+    while (!(zsock_events (broker->router) & ZMQ_POLLIN) && zclock_mono () < deadline)
+        zclock_sleep (1);
+    cr_assert (zsock_events (broker->router) & ZMQ_POLLIN, "the broker never saw the message");
+}
+
+// Reads what the broker sent e1 (it has sent it all: keel_broker_run has
+// returned) and returns how many DROP verdicts its LoginReplies carry.
+static size_t
+s_engine_drops_received (void)
+{
+    size_t drops = 0;
+    zpoller_t *poller = zpoller_new (eng_sock, NULL);
+    while (zpoller_wait (poller, 200) == eng_sock) {
+        zframe_t *frame = zframe_recv (eng_sock);
+        if (!frame)
+            break;
+        keel_error_t err;
+        keel_env_t *env = keel_wire_decode (zframe_data (frame), zframe_size (frame), &err);
+        zframe_destroy (&frame);
+        cr_assert_not_null (env, "%s", err.text);
+        if (env->body_case == KEEL__ENVELOPE__BODY_LOGIN_REPLY)
+            for (size_t i = 0; i < env->login_reply->n_verdicts; i++)
+                drops += env->login_reply->verdicts[i]->verdict == KEEL__VERDICT__VERDICT_DROP;
+        keel_wire_free (&env);
+    }
+    zpoller_destroy (&poller);
+    return drops;
+}
+
+// e1 runs task 0 of svc-r (committed and synced) and its result arrives,
+// not committed yet. Returns the execution id.
+static uint64_t
+s_result_not_committed (void)
+{
+    s_login (eng_sock_route, "e1", "session-1", NULL, 0);
+    s_hello ();
+    s_submit_service ("svc-r", 0);
+    s_submit_task ("svc-r", 0);
+    s_one_turn (KEEL_OK);           // commits the task, dispatches it to e1
+    keel_task_t *t = s_task ("svc-r", 0);
+    cr_assert (t->durable);
+    cr_assert_not_null (t->execs, "task 0 was not dispatched");
+    uint64_t exec_id = t->execs->id;
+    s_engine_drops_received ();     // the Assign
+    s_result (eng_sock_route, "svc-r", 0, exec_id, KEEL__TASK_STATUS__STATUS_OK);
+    cr_assert (s_task ("svc-r", 0)->dirty & KEEL_DIRTY_RESULT);
+    return exec_id;
+}
+
+// e1 logs in again (same process) listing the task as done: the verdict is
+// DROP, which lets e1 forget the only other copy of the result.
+static void
+s_engine_relogin_with_result (uint64_t exec_id)
+{
+    Keel__Envelope env;
+    Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    Keel__Result res = KEEL__RESULT__INIT;
+    static char *types[] = { "t" };
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    res.service_id = "svc-r";
+    res.has_task_id = true;
+    res.has_execution_id = true;
+    res.execution_id = exec_id;
+    res.has_status = true;
+    res.status = KEEL__TASK_STATUS__STATUS_OK;
+    held.service_id = "svc-r";
+    held.has_task_id = true;
+    held.has_execution_id = true;
+    held.execution_id = exec_id;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_DONE;
+    held.result = &res;
+    login.engine_id = "e1";
+    login.session = "session-1";
+    login.host = "host";
+    login.has_slots = true;
+    login.slots = 4;
+    login.n_service_types = 1;
+    login.service_types = types;
+    login.n_held = 1;
+    login.held = helds;
+    env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
+    env.engine_login = &login;
+    s_engine_send (&env);
+}
+
+// The commit of the DROP turn fails (here: no file may grow): the result
+// the DROP is for is not in the store, so the LoginReply must not leave.
+// Once a commit stores the result and is synced, it does.
+Test (broker_review, a_drop_verdict_waits_when_the_commit_fails, .fini = s_sqlite_teardown)
+{
+    s_start_sqlite ();
+    uint64_t exec_id = s_result_not_committed ();
+    signal (SIGXFSZ, SIG_IGN);
+    struct rlimit old, tiny = { 1, 1 };
+    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
+    tiny.rlim_max = old.rlim_max;
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    uint64_t failures = broker->counters.store_failures;
+    s_engine_relogin_with_result (exec_id);
+    s_one_turn (KEEL_OK);
+    cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
+    cr_assert (s_task ("svc-r", 0)->dirty & KEEL_DIRTY_RESULT);
+    cr_expect_eq (s_engine_drops_received (), 0,
+                  "DROP sent after a failed commit: the result is in no store and no engine");
+
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    s_one_turn (KEEL_OK);           // the next commit stores the result
+    cr_assert_not (s_task ("svc-r", 0)->dirty & KEEL_DIRTY_RESULT);
+    cr_expect_eq (s_engine_drops_received (), 1, "the DROP never left once the result was stored");
+}
+
+// The fdatasync of the DROP turn fails: nothing that promises durability
+// leaves, the DROP included, and the loop stops.
+Test (broker_review, a_drop_verdict_never_leaves_when_the_sync_fails, .fini = s_sqlite_teardown)
+{
+    s_start_sqlite ();
+    uint64_t exec_id = s_result_not_committed ();
+    int fds[2];
+    cr_assert_eq (pipe (fds), 0);
+    int wal = keel_store_sync_fd (broker->store);
+    cr_assert_geq (wal, 0);
+    cr_assert_geq (dup2 (fds[0], wal), 0);      // fdatasync on a pipe: EINVAL
+    s_engine_relogin_with_result (exec_id);
+    s_one_turn (KEEL_ERR_STORE);
+    cr_expect_eq (s_engine_drops_received (), 0, "DROP sent although the store could not sync");
+    close (fds[0]);
+    close (fds[1]);
 }
