@@ -10,6 +10,7 @@
 */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -594,35 +595,79 @@ keel_wire_validate (const keel_env_t *env, keel_error_t *err)
 
 // ---------------------------------------------------------------- decoding
 
+// A decoded message lives in an arena: protobuf-c's many small
+// allocations (one per nested message, string and bytes field) come from a
+// few chunks and go back in one free. The budget caps what one frame may
+// make the decoder allocate (S_ALLOC_FACTOR per byte + S_ALLOC_SLACK).
+typedef struct s_chunk_t {
+    struct s_chunk_t *next;
+    size_t size;            // bytes of data
+    size_t used;
+    max_align_t data[];
+} s_chunk_t;
+
 typedef struct {
-    size_t used;        // bytes handed out so far (frees are not subtracted)
+    s_chunk_t *chunks;      // newest first
+    size_t used;            // bytes handed out so far (frees are not subtracted)
     size_t cap;
     bool over_cap;
     bool no_memory;
-} s_budget_t;
+} s_arena_t;
+
+// What keel_wire_decode returns a pointer into: the envelope (a shallow
+// copy of the one protobuf-c made; its pointers lead into the arena) and
+// the arena it owns.
+typedef struct {
+    s_arena_t arena;
+    keel_env_t env;
+} s_decoded_t;
 
 static void *
-s_budget_alloc (void *data, size_t size)
+s_arena_alloc (void *data, size_t size)
 {
-    s_budget_t *budget = (s_budget_t *) data;
-    if (size > budget->cap - budget->used) {
-        budget->over_cap = true;
+    s_arena_t *arena = (s_arena_t *) data;
+    size_t align = sizeof (max_align_t);
+    size = size ? (size + align - 1) / align * align : align;
+    if (size > arena->cap - arena->used) {
+        arena->over_cap = true;
         return NULL;
     }
-    void *block = malloc (size? size: 1);
-    if (!block) {
-        budget->no_memory = true;
-        return NULL;
+    s_chunk_t *chunk = arena->chunks;
+    if (!chunk || chunk->size - chunk->used < size) {
+        size_t want = chunk ? chunk->size * 2 : 4096;
+        if (want < size)
+            want = size;
+        chunk = malloc (sizeof *chunk + want);
+        if (!chunk) {
+            arena->no_memory = true;
+            return NULL;
+        }
+        chunk->next = arena->chunks;
+        chunk->size = want;
+        chunk->used = 0;
+        arena->chunks = chunk;
     }
-    budget->used += size;
+    void *block = (char *) chunk->data + chunk->used;
+    chunk->used += size;
+    arena->used += size;
     return block;
 }
 
 static void
-s_budget_free (void *data, void *block)
+s_arena_free (void *data, void *block)
 {
-    (void) data;
-    free (block);
+    (void) data;        // everything goes at once (s_arena_release)
+    (void) block;
+}
+
+static void
+s_arena_release (s_arena_t *arena)
+{
+    while (arena->chunks) {
+        s_chunk_t *next = arena->chunks->next;
+        free (arena->chunks);
+        arena->chunks = next;
+    }
 }
 
 static bool
@@ -684,21 +729,26 @@ keel_wire_decode (const uint8_t *data, size_t size, keel_error_t *err)
 {
     if (!data && size)
         return keel_error_set (err, KEEL_ERR_INVALID, "no data"), NULL;
-    s_budget_t budget = { 0, size * S_ALLOC_FACTOR + S_ALLOC_SLACK, false, false };
+    s_arena_t arena = { NULL, 0, size * S_ALLOC_FACTOR + S_ALLOC_SLACK, false, false };
     if (size > (SIZE_MAX - S_ALLOC_SLACK) / S_ALLOC_FACTOR)
-        budget.cap = SIZE_MAX;
-    ProtobufCAllocator allocator = { s_budget_alloc, s_budget_free, &budget };
-    keel_env_t *env = keel__envelope__unpack (&allocator, size, data);
-    if (!env) {
-        if (budget.over_cap)
+        arena.cap = SIZE_MAX;
+    ProtobufCAllocator allocator = { s_arena_alloc, s_arena_free, &arena };
+    keel_env_t *unpacked = keel__envelope__unpack (&allocator, size, data);
+    s_decoded_t *decoded = unpacked ? malloc (sizeof *decoded) : NULL;
+    if (!decoded) {
+        if (arena.over_cap)
             keel_error_set (err, KEEL_ERR_NOMEM, "message too large to decode");
         else
-        if (budget.no_memory)
+        if (arena.no_memory || unpacked)
             keel_error_set (err, KEEL_ERR_NOMEM, "out of memory decoding a message");
         else
             keel_error_set (err, KEEL_ERR_INVALID, "not a valid protobuf message");
+        s_arena_release (&arena);
         return NULL;
     }
+    decoded->arena = arena;
+    decoded->env = *unpacked;
+    keel_env_t *env = &decoded->env;
     if ((size && !s_scan_strings (data, size, &keel__envelope__descriptor, 0, err))
     ||  keel_wire_validate (env, err) != KEEL_OK) {
         keel_wire_free (&env);
@@ -711,8 +761,10 @@ void
 keel_wire_free (keel_env_t **env_p)
 {
     if (env_p && *env_p) {
-        // Blocks came from malloc, so the default allocator frees them.
-        keel__envelope__free_unpacked (*env_p, NULL);
+        // Everything keel_wire_decode made is in its arena.
+        s_decoded_t *decoded = (s_decoded_t *) ((char *) *env_p - offsetof (s_decoded_t, env));
+        s_arena_release (&decoded->arena);
+        free (decoded);
         *env_p = NULL;
     }
 }
