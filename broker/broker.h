@@ -12,7 +12,7 @@
          (see below);
       5. commits, in ONE transaction, everything changed since the last
          commit (group commit) — at once when a driver waits for an
-         acceptance, otherwise within CommitDelay (default 20 ms). The
+         acceptance, otherwise within CommitDelay (default 100 ms). The
          commit writes the WAL (it survives kill -9 of the broker); with
          StoreSync=full the syncer thread (syncer.h) then fdatasyncs the
          WAL while the loop goes on. Acceptances and the acknowledgements

@@ -13,7 +13,7 @@ const keel_setting_def_t keel_broker_settings[] = {
       "Store URI: sqlite:PATH (durable) or memory: (nothing survives a restart)" },
     { "StoreSync", KEEL_SETTING_ENUM, NULL, "full", 0, 0, false, "full|normal",
       "full: an acknowledgement survives power loss (the WAL is fdatasynced, off the broker's loop, before acceptances and result acknowledgements leave); normal: survives kill -9 of the broker only" },
-    { "CommitDelay", KEEL_SETTING_DURATION, "ms", "20ms", 0, 10000, true, NULL,
+    { "CommitDelay", KEEL_SETTING_DURATION, "ms", "100ms", 0, 10000, true, NULL,
       "Longest time a change nobody waits for (dispatch state, acknowledgements to engines) stays uncommitted; acceptances always commit at once" },
     { "HeartbeatInterval", KEEL_SETTING_DURATION, "s", "1s", 0.01, 60, false, NULL,
       "Heartbeat interval H; a peer silent for 3*H is lost (handed to engines and drivers)" },
