@@ -826,8 +826,14 @@ s_commit (keel_broker_t *self)
         zlistx_purge (self->fresh_services);
         // Acceptances and result acknowledgements promise durability: they
         // leave once this commit is synced (at once without a syncer).
-        if (self->syncer && self->commit_seq > self->synced_seq)
+        if (self->syncer && self->commit_seq > self->synced_seq) {
             keel_syncer_request (self->syncer, self->commit_seq);
+            if (keel_syncer_failed (self->syncer)) {
+                keel_error_t gone;
+                keel_error_set (&gone, KEEL_ERR_STORE, "the store's sync thread is gone");
+                s_sync_failed (self, &gone);
+            }
+        }
         else
             s_synced (self, self->commit_seq);
         self->hold_seq = self->commit_seq;

@@ -7,6 +7,7 @@
 #include "syncer.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,17 +19,26 @@ struct _keel_syncer_t {
     uint64_t inflight;      // seq of the fdatasync running, 0 = none
     uint64_t synced;        // highest seq known durable
     uint64_t flushes;
+    bool broken;            // a request could not reach the thread
 };
 
 static void
 s_thread (zsock_t *pipe, void *arg)
 {
     int fd = *(int *) arg;
+    //  Signals are the loop's business (SIGTERM stops the broker): one
+    //  delivered here would interrupt the receive below.
+    sigset_t all;
+    sigfillset (&all);
+    pthread_sigmask (SIG_BLOCK, &all, NULL);
     zsock_signal (pipe, 0);
     while (true) {
         zmsg_t *msg = zmsg_recv (pipe);
-        if (!msg)
-            break;      // interrupted
+        if (!msg) {
+            if (zmq_errno () == EINTR)
+                continue;
+            break;      // the context is going away
+        }
         zframe_t *frame = zmsg_first (msg);
         bool term = frame && zframe_streq (frame, "$TERM");
         uint64_t seq = 0;
@@ -54,6 +64,7 @@ keel_syncer_new (int fd)
         free (self);
         return NULL;
     }
+    zsock_set_sndtimeo (zactor_sock (self->actor), 0);
     return self;
 }
 
@@ -68,6 +79,10 @@ keel_syncer_destroy (keel_syncer_t **self_p)
     *self_p = NULL;
 }
 
+//  Never blocks the loop: the actor's pipe (sndtimeo 0, see
+//  keel_syncer_new) refuses a request only when the thread is gone, and
+//  then nothing more can be made durable: keel_syncer_busy stays true and
+//  keel_syncer_failed tells the loop.
 static void
 s_issue (keel_syncer_t *self)
 {
@@ -77,6 +92,8 @@ s_issue (keel_syncer_t *self)
         self->inflight = seq;
         self->flushes++;
     }
+    else
+        self->broken = true;
     zframe_destroy (&frame);
 }
 
@@ -112,6 +129,12 @@ keel_syncer_recv (keel_syncer_t *self, uint64_t *synced_p, keel_error_t *err)
         s_issue (self);
     *synced_p = self->synced;
     return KEEL_OK;
+}
+
+bool
+keel_syncer_failed (const keel_syncer_t *self)
+{
+    return self->broken;
 }
 
 bool

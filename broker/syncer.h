@@ -54,6 +54,10 @@ keel_err keel_syncer_recv (keel_syncer_t *self, uint64_t *synced_p, keel_error_t
 // True while an fdatasync is in flight or requested.
 bool keel_syncer_busy (const keel_syncer_t *self);
 
+// True when a request could not reach the thread (it is gone): nothing more
+// will be made durable; the broker treats it like a failed fdatasync.
+bool keel_syncer_failed (const keel_syncer_t *self);
+
 // Number of fdatasync calls made so far.
 uint64_t keel_syncer_flushes (const keel_syncer_t *self);
 

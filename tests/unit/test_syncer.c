@@ -3,6 +3,8 @@
 */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,4 +72,47 @@ Test (syncer, a_failed_flush_is_reported_with_its_reason, .timeout = 30)
     keel_syncer_destroy (&syncer);
     close (fds[0]);
     close (fds[1]);
+}
+
+static volatile sig_atomic_t s_usr1;
+
+static void
+s_on_usr1 (int sig)
+{
+    (void) sig;
+    s_usr1++;
+}
+
+// A signal that can only land on the syncer's thread (every other thread
+// blocks it) must not end that thread: the broker's SIGTERM once did, and
+// the loop then blocked forever handing it the next commit.
+Test (syncer, a_signal_does_not_end_the_thread, .timeout = 20)
+{
+    char path[] = "/tmp/keel-syncer-XXXXXX";
+    int fd = mkstemp (path);
+    cr_assert_geq (fd, 0);
+    struct sigaction sa = { 0 };
+    sa.sa_handler = s_on_usr1;          // no SA_RESTART: interrupts system calls
+    cr_assert_eq (sigaction (SIGUSR1, &sa, NULL), 0);
+    keel_syncer_t *syncer = keel_syncer_new (fd);
+    cr_assert_not_null (syncer);
+    sigset_t usr1;
+    sigemptyset (&usr1);
+    sigaddset (&usr1, SIGUSR1);
+    cr_assert_eq (pthread_sigmask (SIG_BLOCK, &usr1, NULL), 0);
+    for (int i = 0; i < 5; i++) {
+        kill (getpid (), SIGUSR1);
+        zclock_sleep (20);
+    }
+    keel_syncer_request (syncer, 1);
+    cr_expect_not (keel_syncer_failed (syncer), "the syncer thread is gone after a signal");
+    uint64_t synced = 0;
+    keel_error_t err = { "" };
+    if (!keel_syncer_failed (syncer))
+        cr_expect_eq (s_wait (syncer, &synced, &err), KEEL_OK, "%s", err.text);
+    cr_expect_eq (synced, 1);
+    cr_assert_eq (pthread_sigmask (SIG_UNBLOCK, &usr1, NULL), 0);   // the handler runs here
+    keel_syncer_destroy (&syncer);
+    close (fd);
+    unlink (path);
 }
