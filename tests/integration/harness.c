@@ -571,6 +571,37 @@ harness_broker_start (harness_broker_t *b, const char *name, const char *const s
     return false;
 }
 
+bool
+harness_broker_restart (harness_broker_t *b, const char *const sets[])
+{
+    char endpoint[96], admin[96], store[600], name[64];
+    snprintf (endpoint, sizeof endpoint, "Endpoint=%s", b->endpoint);
+    snprintf (admin, sizeof admin, "AdminEndpoint=%s", b->admin_endpoint);
+    snprintf (store, sizeof store, "Store=%s", b->store);
+    snprintf (name, sizeof name, "Name=%s", b->name);
+    const char *argv[64] = { "--set", endpoint, "--set", admin, "--set", store, "--set", name };
+    int n = 8;
+    for (int i = 0; sets && sets[i] && n < 62; i++) {
+        argv[n++] = "--set";
+        argv[n++] = sets[i];
+    }
+    argv[n] = NULL;
+    b->pid = harness_spawn (b->name, "keel-broker", argv);
+    if (b->pid <= 0)
+        return false;
+    for (int i = 0; i < 300; i++) {     // 300 x (status answer or 50 ms) >= 15 s
+        if (!harness_alive (b->pid))
+            return false;
+        harness_result_t res;
+        int code = harness_admin (b, &res, true, "status", NULL);
+        harness_result_free (&res);
+        if (code == 0)
+            return true;
+        s_pause_ms (50);
+    }
+    return false;
+}
+
 pid_t
 harness_engine_start (const harness_broker_t *b, const char *name, int slots,
                       const char *const sets[])

@@ -134,6 +134,11 @@ typedef struct {
 // the broker is up.
 bool harness_broker_start (harness_broker_t *b, const char *name, const char *const sets[]);
 
+// Starts keel-broker again on b's ports, store and name (after a kill or a
+// stop) with the extra settings, and waits (up to 15 s) until status
+// answers. Its logs append to the first run's. Returns true when it is up.
+bool harness_broker_restart (harness_broker_t *b, const char *const sets[]);
+
 // Starts keel-engine connected to the broker, StateDir=<dir>/<name>.state,
 // with the extra settings. Returns the pid or -1.
 pid_t harness_engine_start (const harness_broker_t *b, const char *name, int slots,

@@ -14,41 +14,6 @@
 
 // ------------------------------------------------------------ local helpers
 
-// Starts keel-broker again on b's ports, store and name (after a kill or a
-// stop), with the extra settings, and waits up to 15 s for status to answer.
-// Its logs append to the first run's.
-static bool
-s_broker_restart (harness_broker_t *b, const char *const sets[])
-{
-    char endpoint[96], admin[96], store[600], name[64];
-    snprintf (endpoint, sizeof endpoint, "Endpoint=%s", b->endpoint);
-    snprintf (admin, sizeof admin, "AdminEndpoint=%s", b->admin_endpoint);
-    snprintf (store, sizeof store, "Store=%s", b->store);
-    snprintf (name, sizeof name, "Name=%s", b->name);
-    const char *argv[64] = { "--set", endpoint, "--set", admin, "--set", store, "--set", name };
-    int n = 8;
-    for (int i = 0; sets && sets[i] && n < 62; i++) {
-        argv[n++] = "--set";
-        argv[n++] = sets[i];
-    }
-    argv[n] = NULL;
-    b->pid = harness_spawn (b->name, "keel-broker", argv);
-    if (b->pid <= 0)
-        return false;
-    for (int i = 0; i < 300; i++) {     // 300 x (status answer or 50 ms) >= 15 s
-        if (!harness_alive (b->pid))
-            return false;
-        harness_result_t res;
-        int code = harness_admin (b, &res, true, "status", NULL);
-        harness_result_free (&res);
-        if (code == 0)
-            return true;
-        struct timespec pause = { 0, 50 * 1000000L };
-        nanosleep (&pause, NULL);
-    }
-    return false;
-}
-
 // Runs one integer query on the broker's store file, read-only (so nothing
 // is checkpointed or changed behind a broker that will open it again).
 // Returns -1 on error.
@@ -256,7 +221,7 @@ Test (store_restart, broker_killed_three_times_mid_run_loses_and_repeats_nothing
                             "run 3 was resent %lld and stored %lld tasks after the driver had "
                             "every task accepted", resubmitted, submitted);
         }
-        HARNESS_ASSERT (s_broker_restart (&broker, sets), "restart %d: keel-broker did not start",
+        HARNESS_ASSERT (harness_broker_restart (&broker, sets), "restart %d: keel-broker did not start",
                         k + 1);
     }
 
@@ -350,7 +315,7 @@ Test (store_restart, task_running_when_the_broker_dies_is_claimed_not_run_again,
     harness_path (out_path, sizeof out_path, "driver.out");
     HARNESS_ASSERT (harness_count_lines (out_path) == 0, "the task finished before the kill");
     HARNESS_ASSERT (harness_kill9 (broker.pid), "keel-broker did not die");
-    HARNESS_ASSERT (s_broker_restart (&broker, sets), "keel-broker did not restart");
+    HARNESS_ASSERT (harness_broker_restart (&broker, sets), "keel-broker did not restart");
 
     int code = -1;
     HARNESS_ASSERT (harness_wait_exit (driver, 30000, &code), "keel-driver did not finish in 30 s");
@@ -415,7 +380,7 @@ Test (store_restart, runtime_config_survives_a_restart_and_reaches_engines_at_lo
     harness_result_free (&res);
 
     HARNESS_ASSERT (harness_kill9 (broker.pid), "keel-broker did not die");
-    HARNESS_ASSERT (s_broker_restart (&broker, sets), "keel-broker did not restart");
+    HARNESS_ASSERT (harness_broker_restart (&broker, sets), "keel-broker did not restart");
     HARNESS_ASSERT (s_origin_store (&broker),
                     "after the restart config get does not show EngineTimeoutMinutes=0.5 from the store");
 

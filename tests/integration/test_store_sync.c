@@ -67,37 +67,6 @@ s_log_has (void *arg)
     return found;
 }
 
-// Starts keel-broker again on b's ports and store; waits for status.
-static bool
-s_broker_restart (harness_broker_t *b, const char *const sets[])
-{
-    char endpoint[96], admin[96], store[600], name[64];
-    snprintf (endpoint, sizeof endpoint, "Endpoint=%s", b->endpoint);
-    snprintf (admin, sizeof admin, "AdminEndpoint=%s", b->admin_endpoint);
-    snprintf (store, sizeof store, "Store=%s", b->store);
-    snprintf (name, sizeof name, "Name=%s", b->name);
-    const char *argv[64] = { "--set", endpoint, "--set", admin, "--set", store, "--set", name };
-    int n = 8;
-    for (int i = 0; sets && sets[i] && n < 62; i++) {
-        argv[n++] = "--set";
-        argv[n++] = sets[i];
-    }
-    argv[n] = NULL;
-    b->pid = harness_spawn ("broker2", "keel-broker", argv);
-    if (b->pid <= 0)
-        return false;
-    for (int i = 0; i < 300; i++) {     // 300 x (status answer or 50 ms) >= 15 s
-        if (!harness_alive (b->pid))
-            return false;
-        harness_result_t res;
-        int code = harness_admin (b, &res, true, "status", NULL);
-        harness_result_free (&res);
-        if (code == 0)
-            return true;
-        usleep (50 * 1000);
-    }
-    return false;
-}
 
 Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
       .init = harness_setup, .fini = harness_teardown, .timeout = 120)
@@ -137,7 +106,7 @@ Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
     HARNESS_ASSERT (s_log_has (&said), "keel-broker did not say why it stopped");
     harness_wait_exit (strace, 10000, NULL);
 
-    HARNESS_ASSERT (s_broker_restart (&broker, sets), "keel-broker did not restart");
+    HARNESS_ASSERT (harness_broker_restart (&broker, sets), "keel-broker did not restart");
     HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "driver did not finish in 60 s");
     HARNESS_ASSERT (code == 0, "driver exited %d", code);
 
