@@ -296,10 +296,8 @@ s_clear_execs (keel_broker_t *self)
 static keel_err
 s_write_dirty (keel_broker_t *self)
 {
-    keel_err rc0 = s_write_execs (self);
-    if (rc0 != KEEL_OK)
-        return rc0;
-    for (size_t i = 0; i < self->ndirty; i++) {
+    keel_err rc = s_write_execs (self);
+    for (size_t i = 0; rc == KEEL_OK && i < self->ndirty; i++) {
         keel_service_t *svc = self->dirty[i].svc;
         uint64_t id = self->dirty[i].task_id;
         keel_task_t *t = keel_service_task (svc, id);
@@ -307,7 +305,6 @@ s_write_dirty (keel_broker_t *self)
             continue;
         keel_store_task_t row;
         keel_broker_store_task (svc, id, t, &row);
-        keel_err rc = KEEL_OK;
         if (t->dirty & KEEL_DIRTY_NEW)
             rc = keel_store_task_put (self->store, &row);
         else {
@@ -323,10 +320,8 @@ s_write_dirty (keel_broker_t *self)
                 rc = keel_store_task_checkpoint (self->store, svc->id, id, t->checkpoint,
                                                  t->checkpoint_len, t->checkpoint_wall_ms);
         }
-        if (rc != KEEL_OK)
-            return rc;
     }
-    return KEEL_OK;
+    return rc;
 }
 
 static void
