@@ -571,6 +571,32 @@ harness_broker_start (harness_broker_t *b, const char *name, const char *const s
     return false;
 }
 
+typedef struct {
+    char path[512];
+    const char *text;
+    int times;
+} s_log_wait_t;
+
+static bool
+s_log_has (void *arg)
+{
+    s_log_wait_t *w = arg;
+    char *text = harness_read_file (w->path);
+    int n = 0;
+    for (const char *p = text ? strstr (text, w->text) : NULL; p; p = strstr (p + 1, w->text))
+        n++;
+    free (text);
+    return n >= (w->times > 0 ? w->times : 1);
+}
+
+bool
+harness_wait_log (const char *name, const char *text, int times, int timeout_ms)
+{
+    s_log_wait_t w = { "", text, times };
+    harness_path (w.path, sizeof w.path, name);
+    return harness_poll_until (s_log_has, &w, timeout_ms);
+}
+
 bool
 harness_broker_restart (harness_broker_t *b, const char *const sets[])
 {

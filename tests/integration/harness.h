@@ -113,6 +113,11 @@ long harness_count_lines (const char *path);
 typedef bool (harness_cond_fn) (void *arg);
 bool harness_poll_until (harness_cond_fn *fn, void *arg, int timeout_ms);
 
+// Polls (every 20 ms, up to timeout_ms) until <dir>/<name> (a process's
+// log, "engine1.err") holds text at least `times` times (0 counts as 1).
+// Returns whether it does; timeout_ms 0 looks once.
+bool harness_wait_log (const char *name, const char *text, int times, int timeout_ms);
+
 // Prints the last lines of every process's stdout/stderr to stderr.
 void harness_dump_logs (void);
 

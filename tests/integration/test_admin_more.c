@@ -12,38 +12,6 @@
 
 // ------------------------------------------------------------ local helpers
 
-typedef struct {
-    char path[512];
-    const char *text;
-    int times;
-} s_log_wait_t;
-
-static int
-s_occurrences (const char *text, const char *what)
-{
-    int n = 0;
-    for (const char *p = text ? strstr (text, what) : NULL; p; p = strstr (p + 1, what))
-        n++;
-    return n;
-}
-
-static bool
-s_log_has (void *arg)
-{
-    s_log_wait_t *w = arg;
-    char *text = harness_read_file (w->path);
-    bool found = s_occurrences (text, w->text) >= (w->times ? w->times : 1);
-    free (text);
-    return found;
-}
-
-static s_log_wait_t
-s_log_wait (const char *file, const char *text, int times)
-{
-    s_log_wait_t w = { "", text, times };
-    harness_path (w.path, sizeof w.path, file);
-    return w;
-}
 
 // Copies the first "id":"..." after `after` in json into out.
 static bool
@@ -240,8 +208,7 @@ Test (admin_more, cancel_stops_a_running_service_and_ends_its_driver,
                            "20000", "--count", "4", NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
-    s_log_wait_t started = s_log_wait ("engine1.err", "task started", 2);
-    HARNESS_ASSERT (harness_poll_until (s_log_has, &started, 15000),
+    HARNESS_ASSERT (harness_wait_log ("engine1.err", "task started", 2, 15000),
                     "the engine did not start 2 tasks within 15 s");
     char service[128];
     s_service_id (&broker, service, sizeof service);
@@ -253,8 +220,7 @@ Test (admin_more, cancel_stops_a_running_service_and_ends_its_driver,
     HARNESS_ASSERT (code == 0, "keel-admin cancel exited %d: %s", code, res.err);
     harness_result_free (&res);
 
-    s_log_wait_t killed = s_log_wait ("engine1.err", "task cancelled", 2);
-    HARNESS_ASSERT (harness_poll_until (s_log_has, &killed, 10000),
+    HARNESS_ASSERT (harness_wait_log ("engine1.err", "task cancelled", 2, 10000),
                     "the engine did not cancel its 2 executions within 10 s");
     s_counter_wait_t counted = { &broker, "counters.executions_cancelled", cancelled_before + 2, -1 };
     HARNESS_ASSERT (harness_poll_until (s_counter_reached, &counted, 5000),
@@ -384,8 +350,7 @@ Test (admin_more, drain_lets_running_tasks_finish_and_sends_no_new_ones,
                             "1500", NULL };
     pid_t driver1 = harness_spawn ("driver1", "keel-driver", argv1);
     HARNESS_ASSERT (driver1 > 0, "driver1 did not start");
-    s_log_wait_t started = s_log_wait ("engineA.err", "task started", 1);
-    HARNESS_ASSERT (harness_poll_until (s_log_has, &started, 15000),
+    HARNESS_ASSERT (harness_wait_log ("engineA.err", "task started", 1, 15000),
                     "engine A did not start driver1's task within 15 s");
 
     HARNESS_ASSERT (harness_admin (&broker, &res, false, "drain", engine_a, NULL) == 0,

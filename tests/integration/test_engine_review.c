@@ -73,17 +73,6 @@ s_assign (fake_broker_t *f, uint64_t execution_id, const char *type, const char 
     cr_assert (fake_broker_send (f, &env));
 }
 
-static bool
-s_log_has_finished_7 (void *arg)
-{
-    (void) arg;
-    char path[600];
-    char *text = harness_read_file (harness_path (path, sizeof path, "engine.err"));
-    bool found = text && strstr (text, "task finished exec=7 ");
-    free (text);
-    return found;
-}
-
 //  A task running when the engine logs in, which finishes before the
 //  LoginReply arrives with HOLD (the broker does not know the service yet):
 //  the login carried no result for it, so the engine must still send its
@@ -119,7 +108,7 @@ Test (engine_review, hold_for_task_finished_during_login_sends_result,
     keel_wire_free (&env);
 
     //  The task finishes while the engine waits for the LoginReply.
-    HARNESS_ASSERT (harness_poll_until (s_log_has_finished_7, NULL, 2500),
+    HARNESS_ASSERT (harness_wait_log ("engine.err", "task finished exec=7 ", 1, 2500),
                     "exec 7 did not finish during the login");
     Keel__TaskVerdict v = KEEL__TASK_VERDICT__INIT;
     v.service_id = "svc";

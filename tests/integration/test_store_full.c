@@ -57,21 +57,6 @@ s_fill (const char *path)
 }
 
 typedef struct {
-    char path[512];
-    const char *text;
-} s_log_wait_t;
-
-static bool
-s_log_has (void *arg)
-{
-    s_log_wait_t *w = arg;
-    char *text = harness_read_file (w->path);
-    bool found = text && strstr (text, w->text);
-    free (text);
-    return found;
-}
-
-typedef struct {
     const harness_broker_t *b;
     long long total;
 } s_tasks_wait_t;
@@ -196,9 +181,7 @@ Test (store_full, refuses_new_work_while_the_disk_is_full_and_takes_it_when_spac
                             "--range", "0:200", NULL };
     pid_t driver2 = harness_spawn ("driver2", "keel-driver", argv2);
     HARNESS_ASSERT (driver2 > 0, "driver2 did not start");
-    s_log_wait_t full = { "", "store full" };
-    harness_path (full.path, sizeof full.path, "driver2.err");
-    HARNESS_ASSERT (harness_poll_until (s_log_has, &full, 15000),
+    HARNESS_ASSERT (harness_wait_log ("driver2.err", "store full", 1, 15000),
                     "driver2 did not report the broker's full store within 15 s");
     HARNESS_ASSERT (harness_poll_until (s_keeps_serving, &serving, 15000),
                     "with its disk full the broker stopped running accepted work (dispatched %lld "

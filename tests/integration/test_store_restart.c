@@ -60,21 +60,6 @@ s_counter_reached (void *arg)
     return v >= w->at_least;
 }
 
-typedef struct {
-    char path[512];
-    const char *text;
-} s_log_wait_t;
-
-static bool
-s_log_has (void *arg)
-{
-    s_log_wait_t *w = arg;
-    char *text = harness_read_file (w->path);
-    bool found = text && strstr (text, w->text);
-    free (text);
-    return found;
-}
-
 // Copies the first "id":"..." after `after` in json into out.
 static bool
 s_json_first_id (const char *json, const char *after, char *out, size_t size)
@@ -290,9 +275,7 @@ Test (store_restart, task_running_when_the_broker_dies_is_claimed_not_run_again,
                            "--service", "sleep", "--input", "3000", NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
-    s_log_wait_t started = { "", "task started" };
-    harness_path (started.path, sizeof started.path, "engine1.err");
-    HARNESS_ASSERT (harness_poll_until (s_log_has, &started, 15000),
+    HARNESS_ASSERT (harness_wait_log ("engine1.err", "task started", 1, 15000),
                     "the engine did not start the task within 15 s");
 
     harness_result_t res;
@@ -368,9 +351,7 @@ Test (store_restart, runtime_config_survives_a_restart_and_reaches_engines_at_lo
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
     HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0, "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
-    s_log_wait_t login = { "", "engine_timeout_ms=900000" };
-    harness_path (login.path, sizeof login.path, "engine1.err");
-    HARNESS_ASSERT (harness_poll_until (s_log_has, &login, 5000),
+    HARNESS_ASSERT (harness_wait_log ("engine1.err", "engine_timeout_ms=900000", 1, 5000),
                     "the engine did not log the default Engine Timeout (900000 ms) at login");
 
     harness_result_t res;
@@ -384,8 +365,7 @@ Test (store_restart, runtime_config_survives_a_restart_and_reaches_engines_at_lo
     HARNESS_ASSERT (s_origin_store (&broker),
                     "after the restart config get does not show EngineTimeoutMinutes=0.5 from the store");
 
-    login.text = "engine_timeout_ms=30000";
-    HARNESS_ASSERT (harness_poll_until (s_log_has, &login, 15000),
+    HARNESS_ASSERT (harness_wait_log ("engine1.err", "engine_timeout_ms=30000", 1, 15000),
                     "the engine did not log engine_timeout_ms=30000 at its next login");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 5000), "the engine is not online again");
 }

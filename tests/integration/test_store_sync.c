@@ -52,21 +52,6 @@ s_all_threads_traced (void *arg)
     return threads > 0 && traced == threads;
 }
 
-typedef struct {
-    char path[512];
-    const char *text;
-} s_log_wait_t;
-
-static bool
-s_log_has (void *arg)
-{
-    s_log_wait_t *w = arg;
-    char *text = harness_read_file (w->path);
-    bool found = text && strstr (text, w->text);
-    free (text);
-    return found;
-}
-
 
 Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
       .init = harness_setup, .fini = harness_teardown, .timeout = 120)
@@ -101,9 +86,8 @@ Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
     HARNESS_ASSERT (harness_wait_exit (broker.pid, 15000, &code),
                     "keel-broker kept running for 15 s although its WAL cannot be synced");
     HARNESS_ASSERT (code != 0, "keel-broker exited 0 after a failed fdatasync");
-    s_log_wait_t said = { "", "fdatasync of the store's WAL failed" };
-    harness_path (said.path, sizeof said.path, "broker.err");
-    HARNESS_ASSERT (s_log_has (&said), "keel-broker did not say why it stopped");
+    HARNESS_ASSERT (harness_wait_log ("broker.err", "fdatasync of the store's WAL failed", 1, 0),
+                    "keel-broker did not say why it stopped");
     harness_wait_exit (strace, 10000, NULL);
 
     HARNESS_ASSERT (harness_broker_restart (&broker, sets), "keel-broker did not restart");
