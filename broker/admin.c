@@ -126,6 +126,8 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     keel_json_kv_int (&j, "uptime_s", uptime);
     keel_json_kv_str (&j, "store", keel_store_describe (v->store));
     keel_json_kv_uint (&j, "store_bytes", keel_store_size (v->store));
+    keel_json_kv_uint (&j, "store_uncommitted", v->store_uncommitted);
+    keel_json_kv_uint (&j, "store_unsynced", v->store_unsynced);
     keel_json_key (&j, "engines");
     keel_json_object (&j);
     keel_json_kv_uint (&j, "online", online);
@@ -153,9 +155,11 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     keel_json_end_object (&j);
 
     s_text_t t = { 0 };
-    s_tf (&t, "# Broker\nname:%s\nrole:%s\nepoch:%llu\nuptime_s:%lld\nstore:%s\nstore_bytes:%llu\n",
+    s_tf (&t, "# Broker\nname:%s\nrole:%s\nepoch:%llu\nuptime_s:%lld\nstore:%s\nstore_bytes:%llu\n"
+              "store_uncommitted:%llu\nstore_unsynced:%llu\n",
           v->name, v->role, (unsigned long long) v->epoch, (long long) uptime,
-          keel_store_describe (v->store), (unsigned long long) keel_store_size (v->store));
+          keel_store_describe (v->store), (unsigned long long) keel_store_size (v->store),
+          (unsigned long long) v->store_uncommitted, (unsigned long long) v->store_unsynced);
     s_tf (&t, "\n# Engines\nonline:%llu\noffline:%llu\nslots:%llu\nbusy:%llu\n",
           (unsigned long long) online, (unsigned long long) offline, (unsigned long long) slots,
           (unsigned long long) busy);

@@ -27,6 +27,8 @@ typedef struct {
     keel_settings_t *settings;
     const keel_counters_t *counters;
     size_t pending_claims;               // HOLD claims waiting for their service
+    uint64_t store_uncommitted;          // changes in memory not yet committed
+    uint64_t store_unsynced;             // commits not yet durable (StoreSync=full)
 
     void *broker;                        // passed back to the callbacks
     keel_err (*cancel) (void *broker, const char *service_id, keel_error_t *err);

@@ -123,6 +123,9 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
         .name = self->name, .role = "standalone", .epoch = self->epoch,
         .started_mono = self->started_mono, .model = self->model, .store = self->store,
         .settings = self->settings, .counters = &self->counters, .pending_claims = self->npending,
+        .store_uncommitted = self->ndirty + self->nacks + self->nexec_puts + self->nexec_dels
+                             + (keel_store_in_transaction (self->store) ? 1 : 0),
+        .store_unsynced = self->commit_seq - self->synced_seq,
         .broker = self, .cancel = s_admin_cancel, .config_set = s_admin_config_set,
         .drain = s_admin_drain, .maintenance = s_admin_maintenance
     };

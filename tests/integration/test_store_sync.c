@@ -52,6 +52,17 @@ s_all_threads_traced (void *arg)
     return threads > 0 && traced == threads;
 }
 
+// True when the broker has nothing uncommitted and every commit is durable:
+// the next fdatasync is then the one of the next change (the submission).
+static bool
+s_store_quiet (void *arg)
+{
+    harness_broker_t *b = arg;
+    long long uncommitted = -1, unsynced = -1;
+    return harness_status_int (b, "store_uncommitted", &uncommitted)
+           && harness_status_int (b, "store_unsynced", &unsynced)
+           && uncommitted == 0 && unsynced == 0;
+}
 
 Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
       .init = harness_setup, .fini = harness_teardown, .timeout = 120)
@@ -63,6 +74,10 @@ Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
     HARNESS_ASSERT (harness_engine_start (&broker, "engine", 4, NULL) > 0, "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
+    // The engine's login is written CommitDelay later: a sync failing on
+    // that commit would stop the broker before the submission arrives.
+    HARNESS_ASSERT (harness_poll_until (s_store_quiet, &broker, 10000),
+                    "the broker's store did not settle after the engine's login");
 
     char pid_text[32];
     snprintf (pid_text, sizeof pid_text, "%d", (int) broker.pid);
