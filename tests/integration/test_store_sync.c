@@ -132,11 +132,12 @@ Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
     harness_status_int (&broker, "counters.tasks_resubmitted", &resubmitted);
     harness_status_int (&broker, "counters.tasks_dispatched", &dispatched);
     harness_status_int (&broker, "counters.claims_kept", &kept);
-    // The driver never saw Accepted, so it sent all 4 again; the restarted
-    // broker had them (the WAL outlives the process) and the engine's
-    // claims kept them: nothing ran twice.
-    cr_expect_eq (resubmitted, 4, "tasks_resubmitted is %lld: was the submission acknowledged "
-                  "before it was durable?", resubmitted);
+    // The driver never saw Accepted, so it sent all 4 again (once per
+    // welcome: a second one when a hello of its was answered late, under
+    // load, counts 8); the restarted broker had them (the WAL outlives the
+    // process) and the engine's claims kept them: nothing ran twice.
+    cr_expect (resubmitted >= 4, "tasks_resubmitted is %lld: was the "
+               "submission acknowledged before it was durable?", resubmitted);
     cr_expect_eq (kept, 4, "claims_kept is %lld", kept);
     cr_expect_eq (dispatched, 0, "the restarted broker dispatched %lld tasks again", dispatched);
 }
