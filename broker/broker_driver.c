@@ -198,6 +198,7 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
         // Resubmission is idempotent; a detached service comes back.
         if (svc->state == KEEL_SERVICE_DETACHED) {
             svc->state = KEEL_SERVICE_OPEN;
+            svc->closed_wall_ms = 0;
             keel_store_service_state (self->store, svc->id, svc->state, 0);
             for (uint64_t id = 0; id < svc->ntasks; id++) {
                 keel_task_t *t = &svc->tasks[id];
@@ -370,7 +371,8 @@ s_detach (keel_broker_t *self, Keel__Detach *msg)
                 }
         }
         zlistx_destroy (&sent);
-        keel_store_service_state (self->store, svc->id, svc->state, zclock_time ());
+        svc->closed_wall_ms = zclock_time ();     // retention counts from the detach
+        keel_store_service_state (self->store, svc->id, svc->state, svc->closed_wall_ms);
         keel_broker_event (self, "service-detached", "service=%s", svc->id);
     }
 }

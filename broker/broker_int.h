@@ -188,7 +188,8 @@ void keel_broker_pending_forget_engine (keel_broker_t *self, const char *engine_
                                         Keel__HeldTask **held, size_t n_held);
 // Marks that an execution wants requeuing at `at` (the timer looks then).
 void keel_broker_note_requeue_at (keel_broker_t *self, int64_t at);
-// Drops closed, fully acknowledged services past retention. Returns how many.
+// Drops closed, fully acknowledged services past retention, and detached
+// ones past retention with no execution left. Returns how many.
 uint64_t keel_broker_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms);
 
 // ---- broker_recover.c: state from the store at start

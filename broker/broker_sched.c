@@ -161,8 +161,23 @@ s_peers (keel_broker_t *self)
 
 // ---------------------------------------------------------------- retention
 
+// True when no execution of svc is alive here (running, or kept for an
+// engine that may come back).
+static bool
+s_no_executions (const keel_service_t *svc)
+{
+    for (uint64_t id = 0; id < svc->ntasks; id++)
+        if (svc->tasks[id].present && svc->tasks[id].execs)
+            return false;
+    return true;
+}
+
 // Drops closed services whose results are all acknowledged and whose
-// retention has passed. Returns how many.
+// retention has passed, and services detached here (their driver went back
+// to its primary, which owns them now) whose retention since the detach has
+// passed and whose executions are all gone. A detached service's results
+// are never acknowledged here: the driver acknowledges on the primary.
+// Returns how many.
 uint64_t
 keel_broker_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms)
 {
@@ -174,7 +189,8 @@ keel_broker_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms)
         bool closed = s->state == KEEL_SERVICE_CLOSED || s->state == KEEL_SERVICE_CANCELLED;
         bool settled = s->unacked == 0 && (s->state == KEEL_SERVICE_CANCELLED
                                            || s->count[KEEL_TASK_QUEUED] + s->count[KEEL_TASK_RUNNING] == 0);
-        if (closed && settled && s->closed_wall_ms + retention_ms <= now_wall)
+        bool detached = s->state == KEEL_SERVICE_DETACHED && s_no_executions (s);
+        if (((closed && settled) || detached) && s->closed_wall_ms + retention_ms <= now_wall)
             zlistx_add_end (old, s);
     }
     uint64_t n = 0;

@@ -30,7 +30,7 @@ const keel_setting_def_t keel_broker_settings[] = {
     { "CancelRedundant", KEEL_SETTING_BOOL, NULL, "true", 0, 0, true, NULL,
       "Cancel the other executions of a task once one result wins" },
     { "RetentionHours", KEEL_SETTING_DURATION, "h", "24", 0, 100000, true, NULL,
-      "How long a closed service whose results are all acknowledged is kept before it is purged" },
+      "How long a closed service whose results are all acknowledged, or a service its driver detached (moved back to its primary) once no execution of it is left, is kept before it is purged" },
     { "MaxMessageSize", KEEL_SETTING_INT, "bytes", "67108864", 1024, 2147483647.0, false, NULL,
       "Largest message accepted from a peer (ZMQ_MAXMSGSIZE); a larger one disconnects the peer" },
     { "MaxTasksPerService", KEEL_SETTING_INT, NULL, "10000000", 1, 1000000000, false, NULL,

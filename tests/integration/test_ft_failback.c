@@ -7,6 +7,28 @@
 
 #define TASKS 4
 
+typedef struct {
+    const harness_broker_t *b;
+    const char *service;
+} s_purge_wait_t;
+
+// Runs maintenance on the broker (it purges what retention allows) and
+// true once its service list no longer names the service.
+static bool
+s_purged (void *arg)
+{
+    s_purge_wait_t *w = arg;
+    harness_result_t res;
+    bool ran = harness_admin (w->b, &res, true, "maintenance", NULL) == 0;
+    harness_result_free (&res);
+    char *services = ran ? ft_admin_json (w->b, "services", NULL) : NULL;
+    bool gone = services && !strstr (services, w->service);
+    free (services);
+    if (!gone)
+        usleep (250 * 1000);        // a VACUUM per try is enough
+    return gone;
+}
+
 Test (ft_failback, returns_driver_and_engines_to_the_restarted_primary,
       .init = harness_setup, .fini = harness_teardown, .timeout = 120)
 {
@@ -89,6 +111,18 @@ Test (ft_failback, returns_driver_and_engines_to_the_restarted_primary,
     HARNESS_ASSERT (ft_log_count ("engine1.err", "task started")
                             + ft_log_count ("engine2.err", "task started") == TASKS,
                     "the engines started more executions than tasks");
+
+    // B keeps nothing for ever: the detached service goes once its
+    // retention (0 here) has passed and the executions B kept for the
+    // engines that went home (EngineTimeout, 15 s) are gone.
+    harness_result_t res;
+    HARNESS_ASSERT (harness_admin (&b, &res, false, "config", "set", "RetentionHours", "0",
+                                   NULL) == 0, "config set RetentionHours 0 on B failed: %s", res.err);
+    harness_result_free (&res);
+    s_purge_wait_t w = { &b, service };
+    HARNESS_ASSERT (harness_poll_until (s_purged, &w, 45000),
+                    "B still keeps the detached service 45 s after the failback");
+    HARNESS_ASSERT (ft_status (&b, "counters.tasks_dispatched") == 0, "B dispatched tasks");
 }
 
 Test (ft_failback, keeps_a_task_that_broker_b_dispatched_when_its_engine_returns_to_a,
