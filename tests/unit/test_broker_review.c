@@ -61,6 +61,8 @@ teardown (void)
 
 // ---------------------------------------------------------------- messages
 
+static uint32_t s_login_slots = 4;     // slots the next s_login announces
+
 static void
 s_login (zframe_t *route, const char *engine_id, const char *session, Keel__HeldTask **held,
          size_t nheld)
@@ -73,7 +75,7 @@ s_login (zframe_t *route, const char *engine_id, const char *session, Keel__Held
     login.session = (char *) session;
     login.host = "host";
     login.has_slots = true;
-    login.slots = 4;
+    login.slots = s_login_slots;
     login.n_service_types = 1;
     login.service_types = types;
     login.n_held = nheld;
@@ -440,6 +442,7 @@ s_start_sqlite (void)
 static void
 s_sqlite_teardown (void)
 {
+    s_login_slots = 4;
     zsock_destroy (&eng_sock);
     zframe_destroy (&eng_sock_route);
     s_restart_teardown ();
@@ -591,4 +594,79 @@ Test (broker_review, a_drop_verdict_never_leaves_when_the_sync_fails, .fini = s_
     cr_expect_eq (s_engine_drops_received (), 0, "DROP sent although the store could not sync");
     close (fds[0]);
     close (fds[1]);
+}
+
+// What e1 received, in order: one letter per message (L LoginReply,
+// A Assign or AssignBatch, o anything else), at most size - 1 of them.
+static void
+s_engine_received (char *seq, size_t size)
+{
+    size_t n = 0;
+    zpoller_t *poller = zpoller_new (eng_sock, NULL);
+    while (n + 1 < size && zpoller_wait (poller, 200) == eng_sock) {
+        zframe_t *frame = zframe_recv (eng_sock);
+        if (!frame)
+            break;
+        keel_error_t err;
+        keel_env_t *env = keel_wire_decode (zframe_data (frame), zframe_size (frame), &err);
+        zframe_destroy (&frame);
+        cr_assert_not_null (env, "%s", err.text);
+        switch (env->body_case) {
+            case KEEL__ENVELOPE__BODY_LOGIN_REPLY: seq[n++] = 'L'; break;
+            case KEEL__ENVELOPE__BODY_ASSIGN:
+            case KEEL__ENVELOPE__BODY_ASSIGN_BATCH: seq[n++] = 'A'; break;
+            default: seq[n++] = 'o'; break;
+        }
+        keel_wire_free (&env);
+    }
+    seq[n] = '\0';
+    zpoller_destroy (&poller);
+}
+
+// The LoginReply that carries a DROP waits until its commit is synced; an
+// Assign dispatched in the same turn to the same engine must wait too, or
+// it reaches the engine before the reply that logs it in (the engine, still
+// logging in, would not take it and the task would sit "running" there).
+// e1 (1 slot) runs task 0 while task 1 waits, durable, in the queue; task
+// 0's result arrives, then e1 logs in again listing it done (DROP) with a
+// free slot, and that turn's commit fails: task 1 may go to e1 only after
+// the LoginReply, which leaves once a later commit is synced. (When the
+// commit succeeds, the turn syncs before it dispatches.)
+Test (broker_review, no_assign_overtakes_a_login_reply_held_for_its_drop, .fini = s_sqlite_teardown)
+{
+    s_start_sqlite ();
+    s_login_slots = 1;
+    s_login (eng_sock_route, "e1", "session-1", NULL, 0);
+    s_hello ();
+    s_submit_service ("svc-r", 0);
+    s_submit_task ("svc-r", 0);
+    s_submit_task ("svc-r", 1);
+    s_one_turn (KEEL_OK);
+    cr_assert_not_null (s_task ("svc-r", 0)->execs, "task 0 was not dispatched");
+    cr_assert_null (s_task ("svc-r", 1)->execs, "task 1 should wait: e1 has one slot");
+    cr_assert (s_task ("svc-r", 1)->durable);
+    uint64_t exec_id = s_task ("svc-r", 0)->execs->id;
+    char seq[16];
+    s_engine_received (seq, sizeof seq);
+    cr_assert_str_eq (seq, "LA", "e1's first login and task 0's assignment");
+    s_result (eng_sock_route, "svc-r", 0, exec_id, KEEL__TASK_STATUS__STATUS_OK);
+
+    // The DROP turn's commit fails (no file may grow), so its LoginReply
+    // waits for a later commit; the next turn's commit stores the result.
+    signal (SIGXFSZ, SIG_IGN);
+    struct rlimit old, tiny = { 1, 1 };
+    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
+    tiny.rlim_max = old.rlim_max;
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    uint64_t failures = broker->counters.store_failures;
+    s_engine_relogin_with_result (exec_id);
+    s_one_turn (KEEL_OK);
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
+    s_one_turn (KEEL_OK);
+    s_one_turn (KEEL_OK);           // task 1 goes now if it did not before
+    cr_assert_not_null (s_task ("svc-r", 1)->execs, "task 1 was never dispatched");
+    s_engine_received (seq, sizeof seq);
+    cr_expect (seq[0] == 'L' && strchr (seq, 'A') != NULL,
+               "e1 received %s: its assignment came before the LoginReply held for the DROP", seq);
 }
