@@ -586,6 +586,17 @@ keel_broker_forget_service (keel_broker_t *self, keel_service_t *svc)
     keel_sched_remove (self->sched, svc);
 }
 
+// Takes back an acknowledgement not sent yet (its result was not stored).
+static void
+s_withdraw_ack (keel_broker_t *self, uint64_t exec_id)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < self->nacks; i++)
+        if (self->acks[i].exec_id != exec_id)
+            self->acks[kept++] = self->acks[i];
+    self->nacks = kept;
+}
+
 // Undoes the turn's new tasks and services after a failed commit.
 static void
 s_undo_fresh (keel_broker_t *self)
@@ -596,16 +607,37 @@ s_undo_fresh (keel_broker_t *self)
         if (!t || t->durable)
             continue;
         keel_service_queue_remove (svc, self->fresh[i].task_id);
-        // Executions dispatched this turn are cancelled on their engines;
-        // claims attached this turn (HOLD) just go: the engine claims again.
+        // Executions dispatched this turn are cancelled on their engines.
+        // Claims attached this turn (HOLD) go back to the pending claims,
+        // so the driver's next submission of the task attaches them again
+        // instead of running it a second time.
         while (t->execs) {
-            if (t->execs->before_commit)
-                keel_broker_cancel_exec (self, t->execs, "submission not stored");
-            else
-                keel_broker_exec_drop (self, t->execs);
+            keel_exec_t *x = t->execs;
+            if (x->before_commit)
+                keel_broker_cancel_exec (self, x, "submission not stored");
+            else {
+                if (x->engine)
+                    keel_broker_pending_add (self, svc->id, self->fresh[i].task_id, x->id,
+                                             x->engine->id, NULL);
+                if (self->counters.claims_kept)
+                    self->counters.claims_kept--;
+                keel_broker_exec_drop (self, x);
+            }
         }
-        if (t->result && !t->acked)
-            svc->unacked--;     // a held result attached this turn goes with it
+        if (t->result && !t->acked) {
+            // A held result attached this turn: back to the pending claims,
+            // and its engine must not be told to forget its copy.
+            svc->unacked--;
+            keel_task_result_t *r = t->result;
+            t->result = NULL;
+            s_withdraw_ack (self, r->execution_id);
+            if (self->counters.claims_kept)
+                self->counters.claims_kept--;
+            char engine_id[sizeof r->engine_id];
+            snprintf (engine_id, sizeof engine_id, "%s", r->engine_id);
+            keel_broker_pending_add (self, svc->id, self->fresh[i].task_id, r->execution_id,
+                                     engine_id, r);
+        }
         t->queued = 0;
         keel_service_task_drop (svc, self->fresh[i].task_id);
         self->counters.tasks_submitted--;      // refused, not submitted

@@ -446,6 +446,16 @@ keel_broker_timers (keel_broker_t *self)
     if (self->now - self->last_slow_timer >= every) {
         self->last_slow_timer = self->now;
         s_pending_expire (self);
+        // A failed store is tried again once a second: the first commit
+        // that succeeds takes submissions again, even on a broker with
+        // nothing else to write. With nothing in the transaction, the write
+        // is the execution-id reservation, unchanged (after a failed commit
+        // the limit is the committed one).
+        if (self->store_failed) {
+            if (!keel_store_in_transaction (self->store))
+                keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
+            self->force_commit = true;
+        }
     }
     if (self->now - self->last_purge >= KEEL_PURGE_INTERVAL_MS) {
         self->last_purge = self->now;

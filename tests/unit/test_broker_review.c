@@ -597,7 +597,8 @@ Test (broker_review, a_drop_verdict_never_leaves_when_the_sync_fails, .fini = s_
 }
 
 // What e1 received, in order: one letter per message (L LoginReply,
-// A Assign or AssignBatch, o anything else), at most size - 1 of them.
+// A Assign or AssignBatch, R ResultAck, o anything else), at most size - 1
+// of them.
 static void
 s_engine_received (char *seq, size_t size)
 {
@@ -615,6 +616,7 @@ s_engine_received (char *seq, size_t size)
             case KEEL__ENVELOPE__BODY_LOGIN_REPLY: seq[n++] = 'L'; break;
             case KEEL__ENVELOPE__BODY_ASSIGN:
             case KEEL__ENVELOPE__BODY_ASSIGN_BATCH: seq[n++] = 'A'; break;
+            case KEEL__ENVELOPE__BODY_RESULT_ACK: seq[n++] = 'R'; break;
             default: seq[n++] = 'o'; break;
         }
         keel_wire_free (&env);
@@ -669,4 +671,151 @@ Test (broker_review, no_assign_overtakes_a_login_reply_held_for_its_drop, .fini 
     s_engine_received (seq, sizeof seq);
     cr_expect (seq[0] == 'L' && strchr (seq, 'A') != NULL,
                "e1 received %s: its assignment came before the LoginReply held for the DROP", seq);
+}
+
+// An engine runs a task of a service this broker does not know yet (HOLD).
+// The driver submits it, the claim attaches, and that commit fails: the
+// task is undone (the driver is refused and submits it again later). The
+// claim must go back to the pending claims so the next submission attaches
+// it again, instead of running the task a second time.
+Test (broker_review, a_hold_claim_survives_a_failed_commit_of_its_submission,
+      .fini = s_sqlite_teardown)
+{
+    s_start_sqlite ();
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    held.service_id = "svc-h";
+    held.has_task_id = true;
+    held.task_id = 0;
+    held.has_execution_id = true;
+    held.execution_id = 77;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_RUNNING;
+    s_login (eng_sock_route, "e1", "session-1", helds, 1);
+    s_one_turn (KEEL_OK);
+    cr_assert_eq (broker->npending, 1, "the claim is not held");
+
+    s_hello ();
+    s_submit_service ("svc-h", 0);
+    signal (SIGXFSZ, SIG_IGN);
+    struct rlimit old, tiny = { 1, 1 };
+    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
+    tiny.rlim_max = old.rlim_max;
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    s_submit_task ("svc-h", 0);
+    cr_assert_eq (broker->npending, 0, "the claim did not attach");
+    uint64_t failures = broker->counters.store_failures;
+    s_one_turn (KEEL_OK);
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
+    cr_expect_eq (broker->npending, 1, "the claim was lost with the refused submission");
+
+    // A commit that writes (the claim's row again) shows the store writable;
+    // then the driver submits again: the claim attaches, nothing is dispatched.
+    s_one_turn (KEEL_OK);
+    cr_assert_not (broker->store_failed, "the store did not recover");
+    uint64_t dispatched = broker->counters.tasks_dispatched;
+    s_submit_service ("svc-h", 0);
+    s_submit_task ("svc-h", 0);
+    s_one_turn (KEEL_OK);
+    keel_task_t *t = s_task ("svc-h", 0);
+    cr_assert (t->durable);
+    cr_expect_eq (broker->counters.tasks_dispatched, dispatched,
+                  "the task was dispatched again although e1 runs it");
+    cr_expect (t->execs && t->execs->id == 77 && !t->execs->next_of_task,
+               "task 0 should run only as e1's execution 77");
+}
+
+// The same with a result the engine holds: attached at the submission, its
+// ResultAck waits for the commit, which fails. The engine must not be told
+// to forget its copy by a later commit: the result is stored nowhere here.
+// It goes back to the pending claims; the next submission stores it, and
+// only then does the ResultAck leave.
+Test (broker_review, a_held_result_is_not_acknowledged_when_its_submission_is_not_stored,
+      .fini = s_sqlite_teardown)
+{
+    s_start_sqlite ();
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    Keel__Result res = KEEL__RESULT__INIT;
+    res.service_id = "svc-h";
+    res.has_task_id = true;
+    res.has_execution_id = true;
+    res.execution_id = 78;
+    res.has_status = true;
+    res.status = KEEL__TASK_STATUS__STATUS_OK;
+    held.service_id = "svc-h";
+    held.has_task_id = true;
+    held.has_execution_id = true;
+    held.execution_id = 78;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_DONE;
+    held.result = &res;
+    s_login (eng_sock_route, "e1", "session-1", helds, 1);
+    s_one_turn (KEEL_OK);
+    cr_assert_eq (broker->npending, 1, "the result is not held");
+    char seq[16];
+    s_engine_received (seq, sizeof seq);
+    cr_assert_str_eq (seq, "L");
+
+    s_hello ();
+    s_submit_service ("svc-h", 0);
+    signal (SIGXFSZ, SIG_IGN);
+    struct rlimit old, tiny = { 1, 1 };
+    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
+    tiny.rlim_max = old.rlim_max;
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    s_submit_task ("svc-h", 0);
+    uint64_t failures = broker->counters.store_failures;
+    s_one_turn (KEEL_OK);
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
+    // Nothing else to write: the broker tries its store again once a second.
+    int64_t deadline = zclock_mono () + 5000;
+    while (broker->store_failed && zclock_mono () < deadline)
+        s_one_turn (KEEL_OK);
+    cr_assert_not (broker->store_failed, "the store did not recover within 5 s");
+    s_engine_received (seq, sizeof seq);
+    cr_expect (!strchr (seq, 'R'), "e1 was told to forget a result stored nowhere (received %s)",
+               seq);
+    cr_expect_eq (broker->npending, 1, "the held result was lost with the refused submission");
+
+    s_submit_service ("svc-h", 0);
+    s_submit_task ("svc-h", 0);
+    s_one_turn (KEEL_OK);
+    keel_task_t *t = s_task ("svc-h", 0);
+    cr_assert (t->durable && t->state == KEEL_TASK_DONE, "task 0 did not take the held result");
+    cr_expect (t->result && t->result->execution_id == 78);
+    s_engine_received (seq, sizeof seq);
+    cr_expect (strchr (seq, 'R'), "e1 never got the ResultAck once the result was stored (%s)", seq);
+}
+
+// An idle broker whose only commit failed (disk full) has nothing else to
+// write: it must still find out when space returns, or it refuses every
+// submission for ever.
+Test (broker_review, an_idle_broker_takes_submissions_again_when_its_store_recovers,
+      .fini = s_sqlite_teardown)
+{
+    s_start_sqlite ();
+    s_hello ();
+    signal (SIGXFSZ, SIG_IGN);
+    struct rlimit old, tiny = { 1, 1 };
+    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
+    tiny.rlim_max = old.rlim_max;
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    s_submit_service ("svc-f", 0);
+    s_submit_task ("svc-f", 0);
+    s_one_turn (KEEL_OK);
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    cr_assert (broker->store_failed, "the commit did not fail");
+    cr_assert_null (keel_model_service (broker->model, "svc-f"), "a refused service stayed");
+
+    int64_t deadline = zclock_mono () + 5000;
+    while (broker->store_failed && zclock_mono () < deadline)
+        s_one_turn (KEEL_OK);
+    cr_assert_not (broker->store_failed, "the store was not tried again within 5 s");
+    s_submit_service ("svc-f", 0);
+    s_submit_task ("svc-f", 0);
+    s_one_turn (KEEL_OK);
+    cr_expect (s_task ("svc-f", 0)->durable, "the submission was not stored");
 }
