@@ -98,6 +98,59 @@ keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t ta
     keel_broker_deliver (self, svc, task_id);
 }
 
+// ---------------------------------------------------------------- heartbeats
+
+static int
+s_cmp_u64 (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return x < y ? -1 : x > y;
+}
+
+// An engine's heartbeat lists every execution it holds unfinished. One
+// assigned there at least 2*H before, that two heartbeats in a row leave
+// out, never arrived (its Assign was lost) or was lost in the engine: it is
+// requeued, or the task would stay "running" on an engine that does not
+// run it for as long as that engine lives. (A result is never overtaken:
+// the engine sends it before any later heartbeat, on the same connection.)
+static void
+s_reconcile (keel_broker_t *self, keel_engine_t *engine, const Keel__Heartbeat *hb)
+{
+    if (zlistx_size (engine->execs) == 0)
+        return;
+    uint64_t *running = NULL;
+    if (hb->n_running) {
+        running = malloc (hb->n_running * sizeof *running);
+        if (!running)
+            return;
+        memcpy (running, hb->running, hb->n_running * sizeof *running);
+        qsort (running, hb->n_running, sizeof *running, s_cmp_u64);
+    }
+    zlistx_t *missing = zlistx_new ();
+    for (keel_exec_t *x = zlistx_first (engine->execs); x && missing;
+         x = zlistx_next (engine->execs)) {
+        bool listed = running && bsearch (&x->id, running, hb->n_running, sizeof *running,
+                                          s_cmp_u64);
+        if (listed || self->now - x->started_mono < 2 * self->heartbeat_ms)
+            x->missing = 0;
+        else
+        if (++x->missing >= 2)
+            zlistx_add_end (missing, x);
+    }
+    for (keel_exec_t *x = missing ? zlistx_first (missing) : NULL; x; x = zlistx_next (missing)) {
+        KEEL_WARN ("broker", "engine %s no longer runs execution %llu (service=%s task=%llu): "
+                   "requeued", engine->id, (unsigned long long) x->id, x->service->id,
+                   (unsigned long long) x->task_id);
+        self->counters.executions_missing++;
+        keel_task_t *t = keel_service_task (x->service, x->task_id);
+        if (t)
+            t->avoid = engine;      // another engine, when one offers the service
+        keel_broker_exec_lost (self, x);
+    }
+    zlistx_destroy (&missing);
+    free (running);
+}
+
 // ---------------------------------------------------------------- results
 
 static void
@@ -192,6 +245,7 @@ keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_env_t *
 {
     switch (env->body_case) {
         case KEEL__ENVELOPE__BODY_HEARTBEAT:
+            s_reconcile (self, engine, env->heartbeat);
             break;
         case KEEL__ENVELOPE__BODY_RESULT:
             s_engine_result (self, engine, env->result);

@@ -621,13 +621,11 @@ keel_broker_dispatch (keel_broker_t *self)
     }
     bool stop = false;
     zlistx_t *engines = keel_model_engines (self->model);
-    size_t n = zlistx_size (engines);
-    for (size_t i = 0; i < n && !stop; i++) {
-        keel_engine_t *e = zlistx_first (engines);
-        if (!e)
-            break;
-        // Rotate: the next turn starts with the next engine.
+    // Rotate by one: each dispatch starts with the next engine, so engines
+    // with free slots take turns at tasks that come one at a time.
+    if (zlistx_first (engines))
         zlistx_move_end (engines, zlistx_cursor (engines));
+    for (keel_engine_t *e = zlistx_first (engines); e && !stop; e = zlistx_next (engines)) {
         if (e->state != KEEL_ENGINE_ONLINE || e->draining)
             continue;
         // Nothing may overtake a LoginReply still held for its commit.

@@ -10,6 +10,7 @@
     X (results_delivered) \
     X (redundant_results_discarded) \
     X (tasks_rescheduled) \
+    X (executions_missing) \
     X (claims_kept) \
     X (claims_dropped) \
     X (claims_held) \

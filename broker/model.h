@@ -62,7 +62,7 @@ typedef struct {
     uint32_t checkpoint_len;
     int64_t checkpoint_wall_ms;
     int64_t accepted_mono;      // for queued_ms
-    keel_engine_t *avoid;       // engine whose execution last failed (retry elsewhere)
+    keel_engine_t *avoid;       // engine whose execution last failed or was lost (retry elsewhere)
 } keel_task_t;
 
 struct _keel_service_t {
@@ -104,6 +104,7 @@ struct _keel_exec_t {
     int64_t started_wall_ms;
     bool stored;                    // its row is in the store (committed)
     bool before_commit;             // dispatched before its task's first commit
+    uint8_t missing;                // consecutive engine heartbeats that left it out
     keel_exec_t *next_of_task;
 };
 

@@ -494,15 +494,26 @@ s_op_send_login (void *arg)
 static bool
 s_send_heartbeat (keel_daemon_t *self, zsock_t *sock)
 {
-    uint64_t running[KEEL_ENGINE_MAX_SLOTS];
+    //  Every execution held and not finished (running in a worker or
+    //  waiting for one): the broker requeues one it assigned here that
+    //  heartbeats keep leaving out (its Assign never arrived).
+    size_t held = keel_held_size (self->tasks);
+    size_t cap = held < KEEL_LIST_MAX ? held : KEEL_LIST_MAX;
+    uint64_t *running = cap ? malloc (cap * sizeof *running) : NULL;
     Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
-    hb.n_running = (size_t) keel_runner_running (self->runner, running, KEEL_ENGINE_MAX_SLOTS);
+    for (size_t i = 0; running && i < held && hb.n_running < cap; i++) {
+        const keel_held_task_t *task = keel_held_at (self->tasks, i);
+        if (!task->done)
+            running[hb.n_running++] = task->execution_id;
+    }
     hb.running = running;
     keel_env_t env;
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
     env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
-    return s_send (self, sock, &env) == KEEL_OK;
+    bool sent = s_send (self, sock, &env) == KEEL_OK;
+    free (running);
+    return sent;
 }
 
 static bool

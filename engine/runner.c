@@ -277,16 +277,6 @@ keel_runner_is_running (const keel_runner_t *self, uint64_t execution_id)
     return s_find (self, execution_id) != NULL;
 }
 
-int
-keel_runner_running (const keel_runner_t *self, uint64_t *ids, int max)
-{
-    int n = 0;
-    for (int i = 0; i < self->slots && n < max; i++)
-        if (self->workers[i].pid > 0 && self->workers[i].busy)
-            ids[n++] = self->workers[i].execution_id;
-    return n;
-}
-
 pid_t
 keel_runner_pid_of (const keel_runner_t *self, uint64_t execution_id)
 {

@@ -85,9 +85,6 @@ int keel_runner_kill_all (keel_runner_t *self, bool *all_gone_p);
 
 bool keel_runner_is_running (const keel_runner_t *self, uint64_t execution_id);
 
-// Fills ids with up to max running execution ids; returns how many.
-int keel_runner_running (const keel_runner_t *self, uint64_t *ids, int max);
-
 // The worker pid (= its process group) running execution_id, or 0.
 pid_t keel_runner_pid_of (const keel_runner_t *self, uint64_t execution_id);
 

@@ -249,6 +249,60 @@ Test (broker_review, a_hold_claim_still_listed_attaches)
     cr_expect_not (t->queued);
 }
 
+static void
+s_engine_heartbeat (zframe_t *route, uint64_t *running, size_t n)
+{
+    Keel__Envelope env;
+    Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    hb.n_running = n;
+    hb.running = running;
+    env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    keel_broker_handle (broker, route, &env);
+}
+
+// e1 runs execution 79 (a claim that attached), then its heartbeats stop
+// listing it: its Assign or the execution itself was lost there. After two
+// heartbeats that leave it out, 2*H after it started, the task is queued
+// again; while they list it, or too soon after it started, nothing happens.
+Test (broker_review, an_execution_the_engines_heartbeats_leave_out_is_requeued)
+{
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    held.service_id = "svc-c";
+    held.has_task_id = true;
+    held.task_id = 1;
+    held.has_execution_id = true;
+    held.execution_id = 79;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_RUNNING;
+    s_login (eng_route, "e1", "session-1", helds, 1);
+    s_hello ();
+    s_submit_service ("svc-c", 0);
+    s_submit_task ("svc-c", 1);
+    keel_task_t *t = s_task ("svc-c", 1);
+    cr_assert_eq (t->state, KEEL_TASK_RUNNING);
+
+    uint64_t listed[] = { 5, 79, 1000 };
+    s_engine_heartbeat (eng_route, NULL, 0);            // too soon: the Assign may cross it
+    s_engine_heartbeat (eng_route, NULL, 0);
+    cr_assert_not_null (keel_model_exec (broker->model, 79), "requeued within 2*H of its start");
+    broker->now += 10 * broker->heartbeat_ms;
+    s_engine_heartbeat (eng_route, listed, 3);
+    s_engine_heartbeat (eng_route, NULL, 0);             // one miss is not enough
+    s_engine_heartbeat (eng_route, listed, 3);
+    s_engine_heartbeat (eng_route, NULL, 0);
+    cr_assert_not_null (keel_model_exec (broker->model, 79), "requeued after one missed heartbeat");
+    cr_assert_eq (broker->counters.executions_missing, 0);
+
+    s_engine_heartbeat (eng_route, listed, 1);           // { 5 }: 79 missing again
+    cr_expect_null (keel_model_exec (broker->model, 79), "still running where it is not");
+    cr_expect_eq (t->state, KEEL_TASK_QUEUED, "task state %d", t->state);
+    cr_expect (t->queued, "task not in its FIFO: nothing will dispatch it");
+    cr_expect_eq (broker->counters.executions_missing, 1);
+}
+
 // A driver may ask for more attempts than the 16-bit attempt counter holds:
 // the counter must not wrap, or a task that always fails retries forever
 // and never reaches a terminal state.
