@@ -144,20 +144,20 @@ keel_json_strn (keel_json_t *j, const char *s, size_t n)
     s_sep (j);
     s_put (j, "\"", 1);
     const unsigned char *p = (const unsigned char *) s;
-    size_t i = 0;
+    size_t i = 0, run = 0;      // p[run..i) needs no escaping: copied in one go
     while (i < n) {
         unsigned char c = p[i];
-        size_t l = c < 0x80 ? 1 : s_utf8_len (p + i, n - i);
-        if (l == 0) {       // not UTF-8: escape the byte
-            s_putf (j, "\\u%04x", c);
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
             i++;
             continue;
         }
+        size_t l = c < 0x80 ? 1 : s_utf8_len (p + i, n - i);
         if (l > 1) {
-            s_put (j, s + i, l);
             i += l;
             continue;
         }
+        if (i > run)
+            s_put (j, s + run, i - run);
         switch (c) {
             case '"': s_put (j, "\\\"", 2); break;
             case '\\': s_put (j, "\\\\", 2); break;
@@ -166,14 +166,14 @@ keel_json_strn (keel_json_t *j, const char *s, size_t n)
             case '\t': s_put (j, "\\t", 2); break;
             case '\b': s_put (j, "\\b", 2); break;
             case '\f': s_put (j, "\\f", 2); break;
-            default:
-                if (c < 0x20 || c == 0x7f)
-                    s_putf (j, "\\u%04x", c);
-                else
-                    s_put (j, (const char *) &p[i], 1);
+            default:                // control characters, DEL, bytes that are not UTF-8
+                s_putf (j, "\\u%04x", c);
         }
         i++;
+        run = i;
     }
+    if (i > run)
+        s_put (j, s + run, i - run);
     s_put (j, "\"", 1);
 }
 
@@ -194,8 +194,39 @@ keel_json_key (keel_json_t *j, const char *key)
     j->after_key = true;
 }
 
-void keel_json_int (keel_json_t *j, int64_t v) { s_sep (j); s_putf (j, "%lld", (long long) v); }
-void keel_json_uint (keel_json_t *j, uint64_t v) { s_sep (j); s_putf (j, "%llu", (unsigned long long) v); }
+// Decimal digits of v, written backwards from end; returns the first.
+static char *
+s_digits (uint64_t v, char *end)
+{
+    char *p = end;
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
+}
+
+void
+keel_json_uint (keel_json_t *j, uint64_t v)
+{
+    char tmp[24];
+    char *p = s_digits (v, tmp + sizeof tmp);
+    s_sep (j);
+    s_put (j, p, (size_t) (tmp + sizeof tmp - p));
+}
+
+void
+keel_json_int (keel_json_t *j, int64_t v)
+{
+    char tmp[24];
+    // The magnitude of INT64_MIN does not fit an int64_t: negate as uint64_t.
+    uint64_t m = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
+    char *p = s_digits (m, tmp + sizeof tmp);
+    if (v < 0)
+        *--p = '-';
+    s_sep (j);
+    s_put (j, p, (size_t) (tmp + sizeof tmp - p));
+}
 void keel_json_bool (keel_json_t *j, bool v) { s_sep (j); s_put (j, v ? "true" : "false", v ? 4 : 5); }
 void keel_json_null (keel_json_t *j) { s_sep (j); s_put (j, "null", 4); }
 

@@ -82,3 +82,28 @@ Test (json, fails_instead_of_nesting_without_bound)
         keel_json_array (&j);
     cr_assert_null (keel_json_take (&j), "too deep: the writer reports failure");
 }
+
+Test (json, copies_runs_between_escapes)
+{
+    cr_assert_str_eq (s_escape ("ab\"cd\xc3\xa9" "ef\n", 10), "\"ab\\\"cd\xc3\xa9" "ef\\n\"");
+    cr_assert_str_eq (s_escape ("\"x\"", 3), "\"\\\"x\\\"\"");
+    cr_assert_str_eq (s_escape ("abc\xff", 4), "\"abc\\u00ff\"");
+}
+
+Test (json, writes_integers_at_their_limits)
+{
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_array (&j);
+    keel_json_int (&j, INT64_MIN);
+    keel_json_int (&j, INT64_MAX);
+    keel_json_int (&j, 0);
+    keel_json_int (&j, -1);
+    keel_json_uint (&j, UINT64_MAX);
+    keel_json_uint (&j, 0);
+    keel_json_end_array (&j);
+    char *text = keel_json_take (&j);
+    cr_assert_str_eq (text, "[-9223372036854775808,9223372036854775807,0,-1,"
+                            "18446744073709551615,0]");
+    free (text);
+}
