@@ -621,11 +621,17 @@ keel_broker_dispatch (keel_broker_t *self)
     }
     bool stop = false;
     zlistx_t *engines = keel_model_engines (self->model);
-    // Rotate by one: each dispatch starts with the next engine, so engines
-    // with free slots take turns at tasks that come one at a time.
-    if (zlistx_first (engines))
+    // Each engine visited goes to the end of the list (s_accept walks the
+    // same list, so the loop never keeps a cursor across it). A full pass
+    // restores the order: one more step then, so the next dispatch starts
+    // with the next engine and engines with free slots take turns at tasks
+    // that come one at a time.
+    size_t n = zlistx_size (engines), visited = 0;
+    for (; visited < n && !stop; visited++) {
+        keel_engine_t *e = zlistx_first (engines);
+        if (!e)
+            break;
         zlistx_move_end (engines, zlistx_cursor (engines));
-    for (keel_engine_t *e = zlistx_first (engines); e && !stop; e = zlistx_next (engines)) {
         if (e->state != KEEL_ENGINE_ONLINE || e->draining)
             continue;
         // Nothing may overtake a LoginReply still held for its commit.
@@ -647,6 +653,8 @@ keel_broker_dispatch (keel_broker_t *self)
         }
         s_batch_flush (self, &b);
     }
+    if (visited == n && zlistx_first (engines))
+        zlistx_move_end (engines, zlistx_cursor (engines));
     if (b.items != &one) {
         free (b.items);
         free (b.ptrs);

@@ -460,6 +460,60 @@ Test (broker_review, dispatch_stops_when_execution_ids_run_out, .timeout = 60)
     cr_expect_eq (queued, 3, "%zu tasks still queued, expected 3", queued);
 }
 
+// Tasks that come one at a time go to idle engines in turn, not always to
+// the same one (a dispatch pass used to leave the engine order as it was).
+Test (broker_review, idle_engines_take_turns_at_single_tasks)
+{
+    zframe_t *route2 = zframe_new ("\0eng2", 5);
+    s_login (eng_route, "e1", "session-1", NULL, 0);
+    s_login (route2, "e2", "session-2", NULL, 0);
+    s_hello ();
+    s_submit_service ("svc-t", 0);
+    const char *owner[4] = { NULL };
+    for (uint64_t i = 0; i < 4; i++) {
+        s_submit_task ("svc-t", i);
+        keel_broker_dispatch (broker);
+        keel_exec_t *x = s_task ("svc-t", i)->execs;
+        cr_assert_not_null (x, "task %llu not dispatched", (unsigned long long) i);
+        owner[i] = x->engine->id;
+        s_result (strcmp (owner[i], "e1") == 0 ? eng_route : route2, "svc-t", i, x->id,
+                  KEEL__TASK_STATUS__STATUS_OK);
+    }
+    for (int i = 1; i < 4; i++)
+        cr_expect_str_neq (owner[i], owner[i - 1], "tasks %d and %d both went to %s", i - 1, i,
+                           owner[i]);
+    zframe_destroy (&route2);
+}
+
+// A failed task is retried on another engine when one offers its service,
+// whichever engine dispatch looks at first (and dispatch ends: it walks
+// the engine list while the retry rule walks it too).
+Test (broker_review, a_failed_task_is_retried_on_the_other_engine, .timeout = 20)
+{
+    zframe_t *route2 = zframe_new ("\0eng2", 5);
+    s_login (eng_route, "e1", "session-1", NULL, 0);
+    s_login (route2, "e2", "session-2", NULL, 0);
+    s_hello ();
+    s_submit_service ("svc-r2", 3);
+    for (uint64_t i = 0; i < 4; i++) {
+        s_submit_task ("svc-r2", i);
+        keel_broker_dispatch (broker);
+        keel_exec_t *x = s_task ("svc-r2", i)->execs;
+        cr_assert_not_null (x);
+        keel_engine_t *first = x->engine;
+        s_result (strcmp (first->id, "e1") == 0 ? eng_route : route2, "svc-r2", i, x->id,
+                  KEEL__TASK_STATUS__STATUS_FAILED);
+        keel_broker_dispatch (broker);
+        x = s_task ("svc-r2", i)->execs;
+        cr_assert_not_null (x, "task %llu was not retried", (unsigned long long) i);
+        cr_expect_neq (x->engine, first, "task %llu was retried on %s, where it failed",
+                       (unsigned long long) i, first->id);
+        s_result (strcmp (x->engine->id, "e1") == 0 ? eng_route : route2, "svc-r2", i, x->id,
+                  KEEL__TASK_STATUS__STATUS_OK);
+    }
+    zframe_destroy (&route2);
+}
+
 // ---------------------------------------------------------------- real turns, SQLite store
 
 // A broker on a SQLite store (StoreSync=full) on an inproc endpoint, and a
