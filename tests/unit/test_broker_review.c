@@ -61,6 +61,42 @@ teardown (void)
 
 // ---------------------------------------------------------------- messages
 
+// Makes every file write fail (a 1-byte RLIMIT_FSIZE, SIGXFSZ ignored):
+// store commits fail as on a full disk. Returns the limit s_room_again
+// restores.
+static struct rlimit
+s_no_room (void)
+{
+    signal (SIGXFSZ, SIG_IGN);
+    struct rlimit old, tiny = { 1, 1 };
+    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
+    tiny.rlim_max = old.rlim_max;
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    return old;
+}
+
+static void
+s_room_again (struct rlimit old)
+{
+    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+}
+
+// A task an engine lists at login as still running.
+static Keel__HeldTask
+s_held_running (const char *service_id, uint64_t task_id, uint64_t exec_id)
+{
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    held.service_id = (char *) service_id;
+    held.has_task_id = true;
+    held.task_id = task_id;
+    held.has_execution_id = true;
+    held.execution_id = exec_id;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_RUNNING;
+    return held;
+}
+
+
 static uint32_t s_login_slots = 4;     // slots the next s_login announces
 
 static void
@@ -175,15 +211,8 @@ TestSuite (broker_review, .init = setup, .fini = teardown);
 // ever run it or requeue it while that engine stays online.
 Test (broker_review, a_hold_claim_of_a_restarted_engine_does_not_strand_its_task)
 {
-    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask held = s_held_running ("svc-a", 0, 77);
     Keel__HeldTask *helds[] = { &held };
-    held.service_id = "svc-a";
-    held.has_task_id = true;
-    held.task_id = 0;
-    held.has_execution_id = true;
-    held.execution_id = 77;
-    held.has_state = true;
-    held.state = KEEL__HELD_STATE__HELD_RUNNING;
     s_login (eng_route, "e1", "session-1", helds, 1);
     cr_assert_eq (broker->npending, 1);
 
@@ -204,15 +233,8 @@ Test (broker_review, a_hold_claim_of_a_restarted_engine_does_not_strand_its_task
 // (it ended without a result the engine kept): the claim is gone too.
 Test (broker_review, a_hold_claim_the_engine_no_longer_lists_is_dropped)
 {
-    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask held = s_held_running ("svc-b", 3, 78);
     Keel__HeldTask *helds[] = { &held };
-    held.service_id = "svc-b";
-    held.has_task_id = true;
-    held.task_id = 3;
-    held.has_execution_id = true;
-    held.execution_id = 78;
-    held.has_state = true;
-    held.state = KEEL__HELD_STATE__HELD_RUNNING;
     s_login (eng_route, "e1", "session-1", helds, 1);
     s_login (eng_route, "e1", "session-1", NULL, 0);
 
@@ -229,15 +251,8 @@ Test (broker_review, a_hold_claim_the_engine_no_longer_lists_is_dropped)
 // must not drop live HOLD claims).
 Test (broker_review, a_hold_claim_still_listed_attaches)
 {
-    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask held = s_held_running ("svc-c", 1, 79);
     Keel__HeldTask *helds[] = { &held };
-    held.service_id = "svc-c";
-    held.has_task_id = true;
-    held.task_id = 1;
-    held.has_execution_id = true;
-    held.execution_id = 79;
-    held.has_state = true;
-    held.state = KEEL__HELD_STATE__HELD_RUNNING;
     s_login (eng_route, "e1", "session-1", helds, 1);
     s_login (eng_route, "e1", "session-1", helds, 1);
     s_hello ();
@@ -268,15 +283,8 @@ s_engine_heartbeat (zframe_t *route, uint64_t *running, size_t n)
 // again; while they list it, or too soon after it started, nothing happens.
 Test (broker_review, an_execution_the_engines_heartbeats_leave_out_is_requeued)
 {
-    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask held = s_held_running ("svc-c", 1, 79);
     Keel__HeldTask *helds[] = { &held };
-    held.service_id = "svc-c";
-    held.has_task_id = true;
-    held.task_id = 1;
-    held.has_execution_id = true;
-    held.execution_id = 79;
-    held.has_state = true;
-    held.state = KEEL__HELD_STATE__HELD_RUNNING;
     s_login (eng_route, "e1", "session-1", helds, 1);
     s_hello ();
     s_submit_service ("svc-c", 0);
@@ -667,11 +675,7 @@ Test (broker_review, a_drop_verdict_waits_when_the_commit_fails, .fini = s_sqlit
 {
     s_start_sqlite ();
     uint64_t exec_id = s_result_not_committed ();
-    signal (SIGXFSZ, SIG_IGN);
-    struct rlimit old, tiny = { 1, 1 };
-    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
-    tiny.rlim_max = old.rlim_max;
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    struct rlimit old = s_no_room ();
     uint64_t failures = broker->counters.store_failures;
     s_engine_relogin_with_result (exec_id);
     s_one_turn (KEEL_OK);
@@ -680,7 +684,7 @@ Test (broker_review, a_drop_verdict_waits_when_the_commit_fails, .fini = s_sqlit
     cr_expect_eq (s_engine_drops_received (), 0,
                   "DROP sent after a failed commit: the result is in no store and no engine");
 
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    s_room_again (old);
     s_one_turn (KEEL_OK);           // the next commit stores the result
     cr_assert_not (s_task ("svc-r", 0)->dirty & KEEL_DIRTY_RESULT);
     cr_expect_eq (s_engine_drops_received (), 1, "the DROP never left once the result was stored");
@@ -763,15 +767,11 @@ Test (broker_review, no_assign_overtakes_a_login_reply_held_for_its_drop, .fini 
 
     // The DROP turn's commit fails (no file may grow), so its LoginReply
     // waits for a later commit; the next turn's commit stores the result.
-    signal (SIGXFSZ, SIG_IGN);
-    struct rlimit old, tiny = { 1, 1 };
-    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
-    tiny.rlim_max = old.rlim_max;
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    struct rlimit old = s_no_room ();
     uint64_t failures = broker->counters.store_failures;
     s_engine_relogin_with_result (exec_id);
     s_one_turn (KEEL_OK);
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    s_room_again (old);
     cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
     s_one_turn (KEEL_OK);
     s_one_turn (KEEL_OK);           // task 1 goes now if it did not before
@@ -790,31 +790,20 @@ Test (broker_review, a_hold_claim_survives_a_failed_commit_of_its_submission,
       .fini = s_sqlite_teardown)
 {
     s_start_sqlite ();
-    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask held = s_held_running ("svc-h", 0, 77);
     Keel__HeldTask *helds[] = { &held };
-    held.service_id = "svc-h";
-    held.has_task_id = true;
-    held.task_id = 0;
-    held.has_execution_id = true;
-    held.execution_id = 77;
-    held.has_state = true;
-    held.state = KEEL__HELD_STATE__HELD_RUNNING;
     s_login (eng_sock_route, "e1", "session-1", helds, 1);
     s_one_turn (KEEL_OK);
     cr_assert_eq (broker->npending, 1, "the claim is not held");
 
     s_hello ();
     s_submit_service ("svc-h", 0);
-    signal (SIGXFSZ, SIG_IGN);
-    struct rlimit old, tiny = { 1, 1 };
-    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
-    tiny.rlim_max = old.rlim_max;
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    struct rlimit old = s_no_room ();
     s_submit_task ("svc-h", 0);
     cr_assert_eq (broker->npending, 0, "the claim did not attach");
     uint64_t failures = broker->counters.store_failures;
     s_one_turn (KEEL_OK);
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    s_room_again (old);
     cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
     cr_expect_eq (broker->npending, 1, "the claim was lost with the refused submission");
 
@@ -868,15 +857,11 @@ Test (broker_review, a_held_result_is_not_acknowledged_when_its_submission_is_no
 
     s_hello ();
     s_submit_service ("svc-h", 0);
-    signal (SIGXFSZ, SIG_IGN);
-    struct rlimit old, tiny = { 1, 1 };
-    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
-    tiny.rlim_max = old.rlim_max;
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    struct rlimit old = s_no_room ();
     s_submit_task ("svc-h", 0);
     uint64_t failures = broker->counters.store_failures;
     s_one_turn (KEEL_OK);
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    s_room_again (old);
     cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
     // Nothing else to write: the broker tries its store again once a second.
     int64_t deadline = zclock_mono () + 5000;
@@ -906,15 +891,11 @@ Test (broker_review, an_idle_broker_takes_submissions_again_when_its_store_recov
 {
     s_start_sqlite ();
     s_hello ();
-    signal (SIGXFSZ, SIG_IGN);
-    struct rlimit old, tiny = { 1, 1 };
-    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
-    tiny.rlim_max = old.rlim_max;
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
+    struct rlimit old = s_no_room ();
     s_submit_service ("svc-f", 0);
     s_submit_task ("svc-f", 0);
     s_one_turn (KEEL_OK);
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
+    s_room_again (old);
     cr_assert (broker->store_failed, "the commit did not fail");
     cr_assert_null (keel_model_service (broker->model, "svc-f"), "a refused service stayed");
 
