@@ -127,7 +127,10 @@ s_pump_until_driver_exits (void *arg)
 Test (engine_reconcile, a_task_an_engine_does_not_run_is_requeued_from_its_heartbeats,
       .init = harness_setup, .fini = s_teardown, .timeout = 120)
 {
-    const char *sets[] = { "HeartbeatInterval=200ms", NULL };
+    // H = 500 ms: the broker declares the lossy engine lost only after
+    // 1.5 s without a message from it, however busy the machine; it
+    // heartbeats every 200 ms.
+    const char *sets[] = { "HeartbeatInterval=500ms", NULL };
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
 
