@@ -177,3 +177,37 @@ Test (engine_reconcile, a_task_an_engine_does_not_run_is_requeued_from_its_heart
     cr_expect (harness_wait_log ("broker.err", "no longer runs execution", 1, 0),
                "the broker did not say why it requeued the task");
 }
+
+// The other side: real engines holding tasks beyond their slots
+// (EnginePrefetch) list them in their heartbeats while they wait, so the
+// broker requeues nothing. 1-slot engines, 4 prefetched each, 500 ms tasks:
+// a queued task waits up to 2 s (> 2*H) while heartbeats go out every H.
+Test (engine_reconcile, prefetched_tasks_are_not_taken_for_lost,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+{
+    const char *sets[] = { "HeartbeatInterval=200ms", "EnginePrefetch=4", NULL };
+    harness_broker_t broker;
+    HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0, "engine1 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 1, NULL) > 0, "engine2 did not start");
+    HARNESS_ASSERT (harness_wait_engines (&broker, 2, 15000), "engines not online within 15 s");
+    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "sleep",
+                           "--input", "500", "--count", "20", NULL };
+    pid_t driver = harness_spawn ("driver", "keel-driver", argv);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish in 60 s");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    char path[512];
+    HARNESS_ASSERT (harness_count_lines (harness_path (path, sizeof path, "driver.out")) == 20,
+                    "expected 20 results");
+
+    long long missing = -1, dispatched = -1;
+    harness_status_int (&broker, "counters.executions_missing", &missing);
+    harness_status_int (&broker, "counters.tasks_dispatched", &dispatched);
+    cr_expect_eq (missing, 0, "%lld prefetched executions were taken for lost", missing);
+    cr_expect_eq (dispatched, 20, "%lld dispatches for 20 tasks", dispatched);
+    cr_expect (harness_wait_log ("engine1.err", "task started", 1, 0)
+                   && harness_wait_log ("engine2.err", "task started", 1, 0),
+               "both engines should have run tasks");
+}
