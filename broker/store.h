@@ -14,6 +14,10 @@
       "memory:"      nothing is written; every call succeeds; load finds
                      nothing (for tests that do not need durability)
 
+    A "sqlite:" store is locked (flock on the file) from open to destroy:
+    opening a store another broker holds fails with KEEL_ERR_STORE naming
+    the holder's pid, before anything is read or written.
+
     Opening is loud and safe: a file that is not a SQLite database, a SQLite
     database that is not a Keel store, a schema newer than this broker, or a
     directory that cannot be written is an error (KEEL_ERR_STORE with a

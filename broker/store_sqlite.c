@@ -33,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "store_sqlite_int.h"
@@ -593,10 +595,75 @@ s_prepare (keel_store_sqlite_t *self, keel_error_t *err)
     return KEEL_OK;
 }
 
+// The pid holding a flock on the file (dev, ino), read from /proc/locks;
+// 0 when it cannot be told (no /proc, another pid namespace).
+static long
+s_flock_holder (dev_t dev, ino_t ino)
+{
+    FILE *locks = fopen ("/proc/locks", "re");
+    if (!locks)
+        return 0;
+    long holder = 0;
+    char line[256];
+    for (int n = 0; !holder && n < 100000 && fgets (line, sizeof line, locks); n++) {
+        //  "7: FLOCK  ADVISORY  WRITE 4242 08:01:1234567 0 EOF"; waiters
+        //  read "7: -> FLOCK ..." and are skipped by the pattern.
+        char kind[16], mode[16], access[16];
+        long pid;
+        unsigned maj, min;
+        unsigned long long inode;
+        if (sscanf (line, "%*d: %15s %15s %15s %ld %x:%x:%llu", kind, mode, access, &pid, &maj,
+                    &min, &inode)
+                == 7
+            && strcmp (kind, "FLOCK") == 0 && inode == (unsigned long long) ino
+            && maj == major (dev) && min == minor (dev))
+            holder = pid;
+    }
+    fclose (locks);
+    return holder;
+}
+
+//  One store, one broker: the store file is flock'ed exclusively for the
+//  broker's whole life, before SQLite reads it, so a second broker pointed
+//  at the same file (by mistake, or an old one not quite dead) is refused
+//  before it can recover, bump the epoch or accept anything. A flock (not
+//  SQLite's POSIX locks, which it takes and drops per transaction) is tied
+//  to this open file description: it cannot be lost by closing another fd
+//  of the file, is not inherited across exec (O_CLOEXEC), and the kernel
+//  drops it when the process dies, even by kill -9. It is on the store file
+//  itself rather than a side file that an operator could delete.
+static keel_err
+s_lock (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    self->lock_fd = open (self->path, O_RDONLY | O_CLOEXEC);
+    if (self->lock_fd < 0)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open store: %s", self->path,
+                               strerror (errno));
+    if (flock (self->lock_fd, LOCK_EX | LOCK_NB) == 0)
+        return KEEL_OK;
+    int saved = errno;
+    if (saved != EWOULDBLOCK)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot lock store: %s", self->path,
+                               strerror (saved));
+    struct stat st;
+    long holder = fstat (self->lock_fd, &st) == 0 ? s_flock_holder (st.st_dev, st.st_ino) : 0;
+    if (holder > 0)
+        return keel_error_set (err, KEEL_ERR_STORE,
+                               "%s: store is in use by another broker (pid %ld); "
+                               "a store belongs to one broker at a time",
+                               self->path, holder);
+    return keel_error_set (err, KEEL_ERR_STORE,
+                           "%s: store is in use by another broker (pid unknown); "
+                           "a store belongs to one broker at a time",
+                           self->path);
+}
+
 static keel_err
 s_open (keel_store_sqlite_t *self, keel_store_sync_t sync, keel_error_t *err)
 {
     keel_err rc = s_check_file (self->path, err);
+    if (!rc)
+        rc = s_lock (self, err);
     if (rc)
         return rc;
     int src = sqlite3_open_v2 (self->path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
@@ -640,6 +707,7 @@ keel_store_sqlite_open (const char *path, keel_store_sync_t sync, keel_error_t *
     keel_store_sqlite_t *self = calloc (1, sizeof *self);
     if (self) {
         self->wal_fd = -1;
+        self->lock_fd = -1;
         self->path = strdup (path);
     }
     if (!self || !self->path) {
@@ -666,6 +734,8 @@ keel_store_sqlite_destroy (keel_store_sqlite_t **self_p)
     sqlite3_close (self->db);
     if (self->wal_fd >= 0)
         close (self->wal_fd);
+    if (self->lock_fd >= 0)
+        close (self->lock_fd);      // last: the lock outlives every write
     free (self->path);
     free (self);
     *self_p = NULL;

@@ -57,6 +57,7 @@ struct _keel_store_sqlite_t {
     keel_error_t poison_err; // its message
     int bind_rc;             // first failed binding of the statement being built
     int wal_fd;              // the WAL file, for fdatasync (StoreSync=full); -1 if none
+    int lock_fd;             // the store file, flock'ed LOCK_EX for this broker's life; -1 if none
 };
 
 // Maps a SQLite result code to a Keel error: KEEL_ERR_FULL when the disk is

@@ -3,6 +3,8 @@
     database, a file that is not SQLite, a store from a newer Keel, a
     directory that does not exist or cannot be written. It exits 2 with a
     message naming the path and the problem, and leaves the file as it was.
+    A store that another broker holds is refused too, naming the holder's
+    pid: two brokers on one store would each recover it and bump its epoch.
 */
 #include <errno.h>
 #include <sqlite3.h>
@@ -210,4 +212,55 @@ Test (store_open, refuses_a_store_on_a_read_only_filesystem,
     cr_assert_eq (mount ("tmpfs", s_mount, "tmpfs", MS_REMOUNT | MS_RDONLY, "size=4m"), 0,
                   "cannot remount %s read-only: %s", s_mount, strerror (errno));
     s_assert_refused (path, "not writable");
+}
+
+// Two brokers on one store would each recover it, bump its epoch and take
+// submissions the other does not know (issue 10, item 1). The second must
+// refuse before touching it, naming the store and the first one's pid; the
+// first goes on undisturbed; once it is dead (kill -9: the kernel drops its
+// lock) the store opens again.
+Test (store_open, refuses_a_store_that_another_broker_holds,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+{
+    harness_broker_t first;
+    HARNESS_ASSERT (harness_broker_start (&first, "first", NULL), "keel-broker did not start");
+    long long epoch = -1;
+    HARNESS_ASSERT (harness_status_int (&first, "epoch", &epoch), "no status");
+
+    const char *path = first.store + strlen ("sqlite:");
+    char endpoint[64], admin[64], store[600], holder[64];
+    snprintf (endpoint, sizeof endpoint, "Endpoint=tcp://127.0.0.1:%d", harness_free_port ());
+    snprintf (admin, sizeof admin, "AdminEndpoint=tcp://127.0.0.1:%d", harness_free_port ());
+    snprintf (store, sizeof store, "Store=%s", first.store);
+    snprintf (holder, sizeof holder, "(pid %ld)", (long) first.pid);
+    const char *argv[] = { "--set", endpoint, "--set", admin, "--set", store, NULL };
+    harness_result_t res;
+    harness_run (&res, 15000, "keel-broker", argv);
+    cr_log_info ("second keel-broker: exit %d: %s", res.code, res.err);
+    HARNESS_ASSERT (res.code == 2, "the second broker exited %d, not 2; stderr:\n%s", res.code,
+                    res.err);
+    HARNESS_ASSERT (strstr (res.err, path), "the message does not name %s:\n%s", path, res.err);
+    HARNESS_ASSERT (strstr (res.err, "in use by another broker"), "the message does not say "
+                    "the store is in use:\n%s", res.err);
+    HARNESS_ASSERT (strstr (res.err, holder), "the message does not name the holder %s:\n%s",
+                    holder, res.err);
+    harness_result_free (&res);
+
+    // The first broker still owns the store: same epoch, and it serves.
+    long long now = -1;
+    HARNESS_ASSERT (harness_status_int (&first, "epoch", &now) && now == epoch,
+                    "the first broker's epoch moved from %lld to %lld", epoch, now);
+    HARNESS_ASSERT (harness_engine_start (&first, "engine", 2, NULL) > 0, "engine did not start");
+    const char *driver[] = { "--broker", first.endpoint, "submit", "--service", "double",
+                             "--range", "0:20", NULL };
+    harness_run (&res, 30000, "keel-driver", driver);
+    HARNESS_ASSERT (res.code == 0, "keel-driver exited %d: %s", res.code, res.err);
+    harness_result_free (&res);
+
+    // Dead holder, free store: the lock dies with its process.
+    HARNESS_ASSERT (harness_kill9 (first.pid), "cannot kill the first broker");
+    HARNESS_ASSERT (harness_broker_restart (&first, NULL), "the store did not open again after "
+                    "its broker died");
+    HARNESS_ASSERT (harness_status_int (&first, "epoch", &now) && now == epoch + 1,
+                    "epoch %lld after the restart, expected %lld", now, epoch + 1);
 }

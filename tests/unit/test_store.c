@@ -1006,6 +1006,22 @@ Test (store, an_empty_file_becomes_a_new_store)
     cr_expect_eq (s_sql_int ("PRAGMA application_id"), 0x4B45454C);
 }
 
+// One store, one broker: while a store is open, opening it again (here in
+// the same process: a flock is per open file, so this is what a second
+// broker sees) is refused with the holder's pid; closed, it opens again.
+Test (store, a_store_that_is_open_is_refused_with_its_holders_pid)
+{
+    keel_store_t *store = s_open ();
+    char holder[64];
+    snprintf (holder, sizeof holder, "in use by another broker (pid %ld)", (long) getpid ());
+    const char *text = s_refused ();
+    cr_assert (strstr (text, holder), "'%s' does not say '%s'", text, holder);
+    cr_assert (strstr (text, s_path), "'%s' does not name %s", text, s_path);
+    keel_store_destroy (&store);
+    store = s_open ();
+    keel_store_destroy (&store);
+}
+
 Test (store, a_store_with_a_newer_schema_is_refused)
 {
     keel_store_t *store = s_open ();
