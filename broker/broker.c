@@ -13,6 +13,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 
 // Messages read per socket per turn: bounds the work (and the latency of
@@ -544,6 +545,9 @@ s_answer_submissions (keel_broker_t *self, bool committed, const char *error)
             accepted.task_ids = acc->task_ids;
             env.body_case = KEEL__ENVELOPE__BODY_ACCEPTED;
             env.accepted = &accepted;
+            for (size_t i = 0; keel_journal_fd_ >= 0 && i < acc->n; i++)
+                KEEL_JOURNAL ("accepted", .service = acc->service_id, .task = acc->task_ids[i],
+                              .epoch = (int64_t) self->epoch, .text = self->name);
         }
         else {
             refused.service_id = acc->service_id;
@@ -967,6 +971,9 @@ keel_broker_run (keel_broker_t *self)
     KEEL_INFO ("broker", "serving name=%s endpoint=%s admin=%s epoch=%llu",
                self->name, keel_settings_str (self->settings, "Endpoint"),
                keel_settings_str (self->settings, "AdminEndpoint"), (unsigned long long) self->epoch);
+    KEEL_JOURNAL ("serving", .epoch = (int64_t) self->epoch, .text = self->name,
+                  .output = keel_settings_str (self->settings, "Store"),
+                  .output_len = strlen (keel_settings_str (self->settings, "Store")));
     while (s_turn (self, poller))
         ;
     zpoller_destroy (&poller);

@@ -5,6 +5,7 @@
 */
 
 #include "broker_int.h"
+#include "journal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,9 @@ keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t ta
     keel_task_set_result (t, result);
     keel_service_task_set_state (svc, t, state);
     svc->unacked++;
+    KEEL_JOURNAL ("result_stored", .service = svc->id, .task = task_id,
+                  .execution = result->execution_id, .epoch = (int64_t) self->epoch,
+                  .status = state == KEEL_TASK_DONE ? "ok" : "failed", .text = self->name);
     keel_broker_touch (self, svc, task_id, KEEL_DIRTY_RESULT);
     if (self->cancel_redundant) {
         while (t->execs)

@@ -5,6 +5,7 @@
 */
 
 #include "broker_int.h"
+#include "journal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -596,6 +597,8 @@ s_assign (keel_broker_t *self, s_batch_t *b, keel_service_t *svc, uint64_t task_
         zhashx_insert (engine->init_sent, svc->id, (void *) 1);
     }
     self->counters.tasks_dispatched++;
+    KEEL_JOURNAL ("dispatched", .service = svc->id, .task = task_id, .execution = exec_id,
+                  .engine = engine->id, .epoch = (int64_t) self->epoch, .text = self->name);
     return true;
 }
 

@@ -10,6 +10,7 @@
 #include "broker.h"
 #include "cli.h"
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 
 int
@@ -32,6 +33,7 @@ main (int argc, char **argv)
     if (keel_log_level_parse (keel_settings_str (settings, "LogLevel"), &level) == 0)
         keel_log_init (level);
 
+    keel_journal_init ("broker");
     keel_error_t err;
     keel_broker_t *broker = keel_broker_new (settings, &err);
     if (!broker) {

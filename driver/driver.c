@@ -13,6 +13,7 @@
 
 #include "actor.h"
 #include "cli.h"
+#include "journal.h"
 #include "log.h"
 
 #define S_MAX_BROKERS 16
@@ -136,6 +137,13 @@ s_handle_result (keel_driver_t *self, keel_result_t *result)
 {
     result->service = zhashx_lookup (self->by_id, result->service_id);
     self->delivered++;
+    KEEL_JOURNAL ("delivered", .service = result->service_id, .task = result->task_id,
+                  .execution = result->execution_id, .engine = result->engine_id,
+                  .status = result->status == KEEL_TASK_OK ? "ok"
+                            : result->status == KEEL_TASK_FAILED ? "failed" : "cancelled",
+                  .output = result->status == KEEL_TASK_OK ? (const void *) result->output : NULL,
+                  .output_len = result->output_size,
+                  .text = result->status == KEEL_TASK_OK ? NULL : result->error);
     if (self->result_fn) {
         self->result_fn (result, self->result_arg);
         keel_result_destroy (&result);
@@ -223,6 +231,7 @@ keel_driver_t *
 keel_driver_new_from_settings (const keel_settings_t *settings, keel_error_t *err)
 {
     assert (settings);
+    keel_journal_init ("driver");
     keel_actor_config_t *config = calloc (1, sizeof *config);
     if (config)
         config->brokers = calloc (S_MAX_BROKERS, sizeof (char *));
@@ -289,6 +298,11 @@ keel_driver_destroy (keel_driver_t **self_p)
     keel_driver_t *self = *self_p;
     if (!self)
         return;
+    //  A driver that ends (not killed) closes its account: the checker
+    //  expects every task it submitted to have been delivered (n = how
+    //  many were not).
+    KEEL_JOURNAL ("driver_closed", .n = (int64_t) (self->submitted - self->delivered),
+                  .text = self->actor ? NULL : "never started");
     if (self->actor) {
         //  STOP first so every event still in the pipe is read and freed here.
         zstr_send (self->actor, "STOP");
@@ -497,6 +511,7 @@ keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *opt
     zlistx_add_end (self->services, service);
     zhashx_insert (self->by_id, service->id, service);
     KEEL_INFO ("driver", "opened service=%s type=%s", service->id, options->type);
+    KEEL_JOURNAL ("service_opened", .service = service->id, .text = options->type);
     return service;
 nomem:
     keel_actor_open_destroy (&open);
@@ -558,6 +573,8 @@ keel_service_submit (keel_service_t *service, const void *input, size_t size, ui
     task->input = copy;
     task->size = size;
     self->submitted++;
+    KEEL_JOURNAL ("submitted", .service = service->id, .task = task->task_id,
+                  .output = size ? (const void *) input : "", .output_len = size);
     if (task_id_p)
         *task_id_p = task->task_id;
     if (batch->count >= self->batch_size && s_flush_pending (self) != KEEL_OK)

@@ -15,6 +15,7 @@
 #include "statedir.h"
 #include "held.h"
 #include "initdata.h"
+#include "journal.h"
 #include "wire.h"
 
 #define S_MSGS_PER_TURN     256     // broker messages handled per loop turn
@@ -366,6 +367,8 @@ s_finish (keel_daemon_t *self, const keel_runner_result_t *r)
         return;
     keel_held_finish (task, r->ok, r->data, r->size, r->run_ms);
     task->checkpoint_pending = false;   // the result supersedes the memory
+    KEEL_JOURNAL ("exec_end", .service = task->service_id, .task = task->task_id,
+                  .execution = task->execution_id, .status = r->ok ? "ok" : "failed");
     //  Deliver first, log after: whoever reads this line (an operator, a
     //  test about to kill the engine) may rely on the result being safe.
     //  ONLINE the line is written at the end of the turn, once the Result
@@ -567,6 +570,9 @@ s_op_logged_in (void *arg, const Keel__LoginReply *reply)
         }
     }
     KEEL_DEBUG ("engine", "verdicts applied dropped=%zu held=%zu", dropped, held);
+    KEEL_JOURNAL ("logged_in", .engine = keel_statedir_engine_id (self->statedir),
+                  .epoch = reply->has_epoch ? (int64_t) reply->epoch : 0,
+                  .n = (int64_t) reply->n_verdicts);
     s_flush_results (self);
     s_flush_checkpoints (self);
 }
@@ -640,6 +646,8 @@ s_run_inline (keel_daemon_t *self, const Keel__Assign *assign)
                "memory_bytes=%zu pid=%d", assign->execution_id, assign->service_id,
                assign->task_id, assign->type, assign->has_memory ? assign->memory.len : 0,
                (int) getpid ());
+    KEEL_JOURNAL ("exec_start", .service = assign->service_id, .task = assign->task_id,
+                  .execution = assign->execution_id, .engine = keel_statedir_engine_id (self->statedir));
     int64_t started = zclock_mono ();
     keel_builtin_result_t out;
     bool ran = keel_builtin_run (assign->type, assign->input.data, assign->input.len, &out)
@@ -732,6 +740,8 @@ s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task
                "memory_bytes=%zu pid=%d", assign->execution_id, assign->service_id,
                assign->task_id, assign->type, assign->has_memory ? assign->memory.len : 0,
                (int) keel_runner_pid_of (self->runner, assign->execution_id));
+    KEEL_JOURNAL ("exec_start", .service = assign->service_id, .task = assign->task_id,
+                  .execution = assign->execution_id, .engine = keel_statedir_engine_id (self->statedir));
 }
 
 static void

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "engine_config.h"
 #include "daemon.h"
+#include "journal.h"
 #include "log.h"
 
 //  The one piece of process-wide state: set by the signal handler.
@@ -63,6 +64,7 @@ main (int argc, char **argv)
         keel_settings_destroy (&settings);
         return KEEL_EXIT_USAGE;
     }
+    keel_journal_init ("engine");
     s_install_signals ();
     keel_daemon_t *engine = keel_daemon_new (cfg, &err);
     if (!engine) {
