@@ -11,6 +11,7 @@ packages=(
     libmsgpack-dev libsqlite3-dev
     libcriterion-dev
     procps util-linux strace
+    python3 mount
 )
 
 missing=()

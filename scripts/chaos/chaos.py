@@ -1,0 +1,562 @@
+#!/usr/bin/env python3
+"""chaos.py - a seeded fault campaign against a real Keel grid on 127.0.0.1.
+
+Starts brokers, engines and drivers (the real programs), a TCP proxy in
+front of each broker endpoint, and a nemesis that injects faults at times
+drawn from the seed: kill -9 and restart of a broker, an engine or a
+driver; SIGSTOP/SIGCONT of any of them (pauses longer than every timeout
+included); a link paused, cut or reset at a proxy; a full disk under a
+broker's store (a small tmpfs, when this process may mount one). Every
+program writes a journal (KEEL_JOURNAL, common/journal.h); the nemesis
+writes its own. When the campaign ends the faults stop, everything is
+healed, the drivers finish their last batch, and check.py reads the
+journals and decides. See docs/reliability.md.
+
+The schedule of faults (kind, target, time, duration) and the drivers'
+workloads are drawn from the seed; the interleaving of real processes is
+not, so a seed replays the same faults, not the same run.
+
+Stdlib only. Every loop is bounded in count and time; only processes this
+script started are signalled, by PID; all traffic stays on 127.0.0.1.
+"""
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HOST = "127.0.0.1"
+
+# One workload a driver runs: service, keel-driver input arguments.
+JOBS = [
+    ("double", ["--range", "0:300"]),               # tiny tasks
+    ("sleep", ["--input", "50", "--count", "40"]),  # 50 ms tasks
+    ("sleep", ["--input", "1500", "--count", "6"]),  # multi-second-ish tasks
+    ("count", ["--input", "8 250", "--count", "4"]),  # 2 s, checkpointed each step
+]
+
+FAULT_KINDS = ["kill_broker", "kill_engine", "kill_driver", "pause", "link_pause", "link_cut",
+               "link_reset", "disk_full"]
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- proxy
+
+class Proxy:
+    """A loopback TCP proxy in front of one broker endpoint.
+
+    normal: bytes flow both ways. paused: nothing is read or written (the
+    connections stay open, bytes wait in the kernel). cut: every connection
+    is reset and new ones are reset at once, until healed. reset: every
+    current connection is reset once; new ones are served.
+    """
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.port = None
+        self.server = None
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.cut = False
+        self.conns = set()
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._accept, HOST, 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    @staticmethod
+    def _rst(writer):
+        sock = writer.get_extra_info("socket")
+        try:
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except OSError:
+            pass
+        writer.close()
+
+    async def _pipe(self, reader, writer):
+        try:
+            for _ in range(10 ** 9):
+                await self.flowing.wait()
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await self.flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._rst(writer)
+
+    async def _accept(self, reader, writer):
+        if self.cut:
+            self._rst(writer)
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(HOST, self.target_port)
+        except OSError:
+            self._rst(writer)
+            return
+        pair = (writer, up_writer)
+        self.conns.add(pair)
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self.conns.discard(pair)
+
+    def reset_all(self):
+        for a, b in list(self.conns):
+            self._rst(a)
+            self._rst(b)
+
+    def pause(self):
+        self.flowing.clear()
+
+    def set_cut(self, cut):
+        self.cut = cut
+        if cut:
+            self.reset_all()
+
+    def heal(self):
+        self.cut = False
+        self.flowing.set()
+
+    def close(self):
+        self.heal()
+        self.reset_all()
+        if self.server:
+            self.server.close()
+
+
+# ---------------------------------------------------------------- processes
+
+class Proc:
+    """One daemon the campaign runs (and may kill and restart)."""
+
+    def __init__(self, grid, name, argv, kind):
+        self.grid = grid
+        self.name = name
+        self.argv = argv
+        self.kind = kind            # broker | engine
+        self.proc = None
+        self.stopped = False        # SIGSTOPped by the nemesis
+        self.starts = 0
+
+    async def start(self):
+        self.starts += 1
+        self.proc = await self.grid.spawn(self.name, self.argv)
+
+    def alive(self):
+        return self.proc is not None and self.proc.returncode is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    async def kill9(self):
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+        self.stopped = False
+
+    async def stop(self, timeout=15):
+        if not self.alive():
+            return None
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            await self.kill9()
+            return -9
+
+
+class DriverLoop:
+    """A driver slot: runs keel-driver batches one after another; a batch
+    killed by the nemesis is run again (a new service: keel-driver cannot
+    attach to the old one yet)."""
+
+    def __init__(self, grid, name, rng):
+        self.grid = grid
+        self.name = name
+        self.rng = rng
+        self.proc = None
+        self.stopped = False
+        self.batches = 0
+        self.exits = []             # (job, exit code)
+        self.finishing = False
+
+    def alive(self):
+        return self.proc is not None and self.proc.returncode is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    async def kill9(self):
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.stopped = False
+
+    async def run(self):
+        job = None
+        for _ in range(100000):
+            if self.finishing and job is None:
+                return
+            if job is None:
+                job = self.rng.choice(JOBS)
+            service, args = job
+            argv = self.grid.driver_args() + ["submit", "--service", service] + args
+            self.batches += 1
+            self.proc = await self.grid.spawn(self.name, argv, stdout=subprocess.DEVNULL)
+            code = await self.proc.wait()
+            self.exits.append((service, code))
+            if code == -signal.SIGKILL and not self.finishing:
+                continue        # killed by the nemesis: the same batch again
+            if code == -signal.SIGKILL:
+                job = None
+                continue
+            job = None
+
+
+# ---------------------------------------------------------------- grid
+
+class Grid:
+    def __init__(self, args, out):
+        self.args = args
+        self.out = out
+        self.bin = args.bin
+        self.topology = args.topology
+        self.brokers = []           # Proc
+        self.proxies = []           # Proxy per broker, same order
+        self.engines = []
+        self.drivers = []
+        self.stores = []            # directory per broker
+        self.mounts = []
+        self.can_fill = False
+        os.makedirs(os.path.join(out, "journal"), exist_ok=True)
+        os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+        self.nemesis_log = open(os.path.join(out, "journal", "nemesis.jsonl"), "a")
+
+    def journal(self, ev, **fields):
+        rec = {"t": now_ms(), "who": "nemesis", "ev": ev}
+        rec.update(fields)
+        self.nemesis_log.write(json.dumps(rec) + "\n")
+        self.nemesis_log.flush()
+
+    async def spawn(self, name, argv, stdout=None):
+        env = dict(os.environ)
+        env["KEEL_JOURNAL"] = os.path.join(self.out, "journal", name + ".jsonl")
+        err = open(os.path.join(self.out, "logs", name + ".err"), "ab")
+        if stdout is None:
+            stdout = open(os.path.join(self.out, "logs", name + ".out"), "ab")
+        prog = os.path.join(self.bin, argv[0])
+        try:
+            return await asyncio.create_subprocess_exec(prog, *argv[1:], stdin=subprocess.DEVNULL,
+                                                        stdout=stdout, stderr=err, env=env)
+        finally:
+            err.close()
+            if hasattr(stdout, "close"):
+                stdout.close()
+
+    def _mount_store(self, path):
+        """A 256 MiB tmpfs under the store, so the nemesis can fill it.
+        Needs root (CAP_SYS_ADMIN); without it the store is a plain
+        directory and disk_full is left out of the schedule."""
+        os.makedirs(path, exist_ok=True)
+        if os.geteuid() != 0:
+            return False
+        rc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if rc.returncode == 0:
+            self.mounts.append(path)
+            return True
+        return False
+
+    def driver_args(self):
+        primary = "tcp://%s:%d" % (HOST, self.proxies[0].port)
+        argv = ["keel-driver", "--broker", primary]
+        for p in self.proxies[1:]:
+            argv += ["--failover", "tcp://%s:%d" % (HOST, p.port)]
+        timeout = "60s" if len(self.proxies) == 1 else "3s"
+        argv += ["--set", "DSBrokerTimeout=" + timeout, "--set", "DSPrimaryRetryInterval=2s",
+                 "--set", "DSHeartbeatInterval=250ms", "--set", "LogLevel=info"]
+        return argv
+
+    async def start(self, rng):
+        names = ["A"] if self.topology == "single" else ["A", "B"]
+        fills = []
+        for name in names:
+            port, admin = free_port(), free_port()
+            store_dir = os.path.join(self.out, "store-" + name)
+            fills.append(self._mount_store(store_dir))
+            self.stores.append(store_dir)
+            argv = ["keel-broker", "--set", "Name=" + name,
+                    "--set", "Endpoint=tcp://%s:%d" % (HOST, port),
+                    "--set", "AdminEndpoint=tcp://%s:%d" % (HOST, admin),
+                    "--set", "Store=sqlite:%s/broker.db" % store_dir,
+                    "--set", "HeartbeatInterval=250ms", "--set", "EngineTimeoutMinutes=2",
+                    "--set", "EngineLoginWindow=2s", "--set", "RetentionHours=0"]
+            broker = Proc(self, "broker-" + name, argv, "broker")
+            broker.port, broker.admin = port, admin
+            await broker.start()
+            self.brokers.append(broker)
+            proxy = Proxy(port)
+            await proxy.start()
+            self.proxies.append(proxy)
+        self.can_fill = all(fills)
+        endpoints = ",".join("tcp://%s:%d" % (HOST, p.port) for p in self.proxies)
+        for i in range(self.args.engines):
+            argv = ["keel-engine", "--set", "Brokers=" + endpoints, "--set", "Slots=2",
+                    "--set", "StateDir=%s/engine-%d.state" % (self.out, i + 1),
+                    "--set", "PrimaryRetryInterval=2s", "--set", "HeartbeatInterval=250ms"]
+            engine = Proc(self, "engine-%d" % (i + 1), argv, "engine")
+            await engine.start()
+            self.engines.append(engine)
+        for i in range(self.args.drivers):
+            self.drivers.append(DriverLoop(self, "driver-%d" % (i + 1),
+                                           random.Random(rng.random())))
+
+    async def heal(self):
+        """Everything back: links flowing, no process stopped, none dead,
+        the disks empty."""
+        for p in self.proxies:
+            p.heal()
+        for d in self.drivers:
+            d.signal(signal.SIGCONT)
+            d.stopped = False
+        for p in self.brokers + self.engines:
+            p.signal(signal.SIGCONT)
+            p.stopped = False
+            if not p.alive():
+                await p.start()
+        for s in self.stores:
+            try:
+                os.unlink(os.path.join(s, "filler"))
+            except FileNotFoundError:
+                pass
+
+    async def stop(self):
+        for d in self.drivers:
+            await d.kill9()
+        for p in self.engines + self.brokers:
+            await p.stop()
+        for p in self.proxies:
+            p.close()
+        self.nemesis_log.close()
+        for m in self.mounts:
+            subprocess.run(["umount", "-l", m], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# ---------------------------------------------------------------- nemesis
+
+def fill_disk(path):
+    """Fills the file system under path to the last byte."""
+    filler = os.path.join(path, "filler")
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        chunk = b"\0" * (1 << 20)
+        for _ in range(4096):               # 4 GiB bound; the tmpfs is 256 MiB
+            try:
+                os.write(fd, chunk)
+            except OSError:
+                break
+        for _ in range(1 << 20):            # then byte by byte-ish to the end
+            try:
+                if os.write(fd, chunk[:4096]) < 4096:
+                    break
+            except OSError:
+                break
+    finally:
+        os.close(fd)
+
+
+def schedule(rng, seconds, can_fill, topology):
+    """The faults of a campaign: (start offset s, kind, target index, duration s)."""
+    kinds = [k for k in FAULT_KINDS if can_fill or k != "disk_full"]
+    weights = {"kill_broker": 3, "kill_engine": 3, "kill_driver": 2, "pause": 4,
+               "link_pause": 2, "link_cut": 2, "link_reset": 2, "disk_full": 2}
+    faults = []
+    t = rng.uniform(1.0, 2.0)
+    for _ in range(10000):
+        if t >= seconds:
+            break
+        kind = rng.choices(kinds, [weights[k] for k in kinds])[0]
+        if kind == "pause":
+            # Pauses longer than every timeout (heartbeat 250 ms -> lost
+            # after 0.75 s) are included on purpose.
+            duration = rng.choice([rng.uniform(0.2, 0.7), rng.uniform(1.0, 6.0)])
+        elif kind in ("kill_broker", "kill_engine"):
+            duration = rng.uniform(0.2, 3.0)    # down time before the restart
+        elif kind == "kill_driver":
+            duration = 0.0
+        else:
+            duration = rng.uniform(0.5, 4.0)
+        faults.append((t, kind, rng.randrange(1 << 30), duration))
+        t += duration + rng.uniform(0.3, 1.5)
+    return faults
+
+
+async def inject(grid, kind, pick, duration):
+    """One fault, from its start to its end (the restart, the SIGCONT...)."""
+    if kind == "kill_broker":
+        b = grid.brokers[pick % len(grid.brokers)]
+        grid.journal("fault", kind=kind, target=b.name, duration=duration)
+        await b.kill9()
+        await asyncio.sleep(duration)           # the broker stays down this long
+        await b.start()
+    elif kind == "kill_engine":
+        e = grid.engines[pick % len(grid.engines)]
+        grid.journal("fault", kind=kind, target=e.name, duration=duration)
+        await e.kill9()
+        await asyncio.sleep(duration)
+        await e.start()
+    elif kind == "kill_driver":
+        d = grid.drivers[pick % len(grid.drivers)]
+        grid.journal("fault", kind=kind, target=d.name, duration=0)
+        await d.kill9()                         # its loop runs the batch again
+    elif kind == "pause":
+        targets = grid.brokers + grid.engines + grid.drivers
+        p = targets[pick % len(targets)]
+        grid.journal("fault", kind=kind, target=p.name, duration=duration)
+        p.signal(signal.SIGSTOP)
+        p.stopped = True
+        await asyncio.sleep(duration)
+        p.signal(signal.SIGCONT)
+        p.stopped = False
+    elif kind.startswith("link_"):
+        i = pick % len(grid.proxies)
+        proxy = grid.proxies[i]
+        grid.journal("fault", kind=kind, target="link-" + grid.brokers[i].name, duration=duration)
+        if kind == "link_pause":
+            proxy.pause()
+            await asyncio.sleep(duration)
+            proxy.heal()
+        elif kind == "link_cut":
+            proxy.set_cut(True)
+            await asyncio.sleep(duration)
+            proxy.heal()
+        else:
+            proxy.reset_all()
+    elif kind == "disk_full":
+        i = pick % len(grid.stores)
+        grid.journal("fault", kind=kind, target="disk-" + grid.brokers[i].name, duration=duration)
+        await asyncio.get_running_loop().run_in_executor(None, fill_disk, grid.stores[i])
+        await asyncio.sleep(duration)
+        os.unlink(os.path.join(grid.stores[i], "filler"))
+    grid.journal("fault_end", kind=kind)
+
+
+async def campaign(args, out):
+    rng = random.Random(args.seed)
+    grid = Grid(args, out)
+    counts = {}
+    try:
+        await grid.start(rng)
+        faults = schedule(random.Random(rng.random()), args.minutes * 60, grid.can_fill,
+                          args.topology)
+        grid.journal("campaign", seed=args.seed, topology=args.topology, minutes=args.minutes,
+                     planned=len(faults), disk_full=grid.can_fill)
+        loops = [asyncio.ensure_future(d.run()) for d in grid.drivers]
+        start = time.monotonic()
+        for offset, kind, pick, duration in faults:
+            delay = start + offset - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await inject(grid, kind, pick, duration)
+            counts[kind] = counts.get(kind, 0) + 1
+            for i, loop in enumerate(loops):
+                if loop.done() and loop.exception():
+                    raise loop.exception()
+        # The end: no more faults; heal; let each driver finish its batch.
+        await grid.heal()
+        grid.journal("healed")
+        for d in grid.drivers:
+            d.finishing = True
+        done, pending = await asyncio.wait(loops, timeout=args.drain)
+        for task in pending:
+            task.cancel()
+        stragglers = [d.name for d, t in zip(grid.drivers, loops) if t in pending]
+        grid.journal("drained", stragglers=stragglers)
+    finally:
+        await grid.stop()
+    exits = {d.name: d.exits for d in grid.drivers}
+    return counts, stragglers, exits
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap = argparse.ArgumentParser(description="A seeded fault campaign against a Keel grid "
+                                             "on 127.0.0.1, checked by check.py.")
+    ap.add_argument("--seed", type=int, required=True, help="seed of the fault schedule")
+    ap.add_argument("--minutes", type=float, default=1.0, help="length of the fault phase")
+    ap.add_argument("--topology", choices=["single", "failover"], default="single",
+                    help="single: one broker; failover: a primary and a failover broker "
+                         "(pair and cluster: not built yet)")
+    ap.add_argument("--bin", default=os.path.join(root, "build", "bin"),
+                    help="directory of keel-broker, keel-engine, keel-driver")
+    ap.add_argument("--out", help="directory for journals and logs (default: a new one "
+                                  "under $TMPDIR; removed when the run passes)")
+    ap.add_argument("--engines", type=int, default=3)
+    ap.add_argument("--drivers", type=int, default=2)
+    ap.add_argument("--drain", type=float, default=180, help="seconds the drivers get to "
+                                                             "finish after the faults")
+    ap.add_argument("--keep", action="store_true", help="keep the directory when the run passes")
+    args = ap.parse_args()
+    for prog in ("keel-broker", "keel-engine", "keel-driver"):
+        if not os.access(os.path.join(args.bin, prog), os.X_OK):
+            sys.exit("chaos: %s/%s not found (build first, or --bin DIR)" % (args.bin, prog))
+    args.bin = os.path.abspath(args.bin)
+    out = args.out or tempfile.mkdtemp(prefix="keel-chaos-%d-" % args.seed)
+    os.makedirs(out, exist_ok=True)
+    replay = "scripts/chaos/run.sh --seed %d --minutes %g --topology %s" % (
+        args.seed, args.minutes, args.topology)
+    print("chaos: seed=%d topology=%s minutes=%g dir=%s" % (args.seed, args.topology,
+                                                             args.minutes, out), flush=True)
+    counts, stragglers, exits = asyncio.run(campaign(args, out))
+    total = sum(counts.values())
+    print("chaos: %d faults: %s" % (total, ", ".join("%s=%d" % kv for kv in sorted(counts.items()))),
+          flush=True)
+    for name, runs in sorted(exits.items()):
+        codes = {}
+        for _, code in runs:
+            codes[code] = codes.get(code, 0) + 1
+        print("chaos: %s ran %d batches, exit codes %s" % (name, len(runs), codes), flush=True)
+    checker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "check.py")
+    rc = subprocess.run([sys.executable, checker, os.path.join(out, "journal")]).returncode
+    if stragglers:
+        print("chaos: FAIL: drivers still running %ds after the faults ended: %s"
+              % (args.drain, ", ".join(stragglers)), flush=True)
+        rc = rc or 1
+    if total < 20 and args.minutes >= 1:
+        print("chaos: FAIL: only %d faults injected (at least 20 expected)" % total, flush=True)
+        rc = rc or 1
+    if rc == 0:
+        print("chaos: PASS", flush=True)
+        if not args.keep and not args.out:
+            shutil.rmtree(out, ignore_errors=True)
+    else:
+        print("chaos: FAIL: journals and logs kept in %s" % out, flush=True)
+        print("chaos: replay with: %s --keep" % replay, flush=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

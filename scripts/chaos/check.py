@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""check.py - judges a chaos campaign from its journals alone.
+
+Usage: check.py JOURNAL_DIR [--json]
+
+Reads every *.jsonl in JOURNAL_DIR: the journals the drivers, engines and
+brokers wrote (common/journal.h) and the nemesis's own. Trusts nothing
+else: not the programs' exit codes, not their logs, not their counters.
+
+Reports, and fails (exit 1) on any of the first five:
+  lost           a task submitted by a driver that ended normally
+                 ("driver_closed") but never delivered to its application
+  duplicate      a task delivered to the application more than once
+  wrong          an output that is not what the service computes from the
+                 input (double: 2*input; sleep: the input; count "N MS":
+                 "first-last" with last = N-1), or a task that failed
+  phantom        a delivery of a task its driver never submitted
+  stale          a broker record (accepted, dispatched, result stored) made
+                 under an epoch older than one another broker process had
+                 already started serving on the same store
+and, for information:
+  re-runs        executions beyond the first of a task, split into those a
+                 fault explains (one was under way, or ended less than
+                 RERUN_SLACK_MS before, between the task's first dispatch
+                 and its delivery) and those none does
+  recovery       the time from each fault to the next delivered result
+                 (p50, p99, max)
+"""
+import glob
+import json
+import os
+import sys
+
+RERUN_SLACK_MS = 5000
+
+
+def load(journal_dir):
+    records = []
+    bad = 0
+    for path in sorted(glob.glob(os.path.join(journal_dir, "*.jsonl"))):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    bad += 1        # a line cut by kill -9 mid-write cannot happen
+                                    # (one write per line), but never trust it
+    records.sort(key=lambda r: r.get("t", 0))
+    return records, bad
+
+
+def expected_output(kind, data):
+    """What the service returns for input `data`, as a predicate on output."""
+    if kind == "double":
+        try:
+            n = int(data)
+        except ValueError:
+            return None
+        return lambda out: out == str(2 * n)
+    if kind == "sleep" or kind == "echo":
+        return lambda out: out == data
+    if kind == "count":
+        parts = data.split()
+        try:
+            steps = int(parts[0])
+        except (ValueError, IndexError):
+            return None
+
+        def ok(out):
+            try:
+                first, last = (int(x) for x in out.split("-"))
+            except ValueError:
+                return False
+            return last == steps - 1 and 0 <= first <= last
+        return ok
+    return None
+
+
+def percentile(values, p):
+    if not values:
+        return None
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(p / 100.0 * (len(values) - 1)))))
+    return values[k]
+
+
+def check(journal_dir):
+    records, bad_lines = load(journal_dir)
+    services = {}           # service id -> {"type", "pid"}
+    submitted = {}          # (service, task) -> input
+    delivered = {}          # (service, task) -> [record]
+    closed = {}             # driver pid -> undelivered count it reported
+    execs = {}              # (service, task) -> set(execution)
+    first_exec_t = {}       # (service, task) -> t of its first dispatch or execution
+    serving = []            # (t, pid, store, epoch)
+    broker_writes = []      # records from brokers with an epoch
+    faults = []             # fault records
+    deliveries_t = []       # times of every delivery
+
+    for r in records:
+        ev = r.get("ev")
+        who = r.get("who")
+        key = (r.get("service"), r.get("task"))
+        if who == "nemesis":
+            if ev == "fault":
+                faults.append(r)
+            continue
+        if who == "driver":
+            if ev == "service_opened":
+                services[r["service"]] = {"type": r.get("text"), "pid": r.get("pid")}
+            elif ev == "submitted":
+                submitted[key] = r.get("output", "")
+            elif ev == "delivered":
+                delivered.setdefault(key, []).append(r)
+                deliveries_t.append(r["t"])
+            elif ev == "driver_closed":
+                closed[r.get("pid")] = r.get("n", 0)
+        elif who == "engine":
+            if ev == "exec_start":
+                execs.setdefault(key, set()).add(r.get("execution"))
+                first_exec_t.setdefault(key, r["t"])
+        elif who == "broker":
+            if ev == "dispatched":
+                first_exec_t.setdefault(key, r["t"])
+            if ev == "serving":
+                serving.append((r["t"], r.get("pid"), r.get("output"), r.get("epoch", 0)))
+            elif ev in ("accepted", "dispatched", "result_stored"):
+                broker_writes.append(r)
+
+    report = {"records": len(records), "unreadable_lines": bad_lines,
+              "services": len(services), "submitted": len(submitted),
+              "delivered": sum(len(v) for v in delivered.values())}
+
+    # lost: every task of a driver that ended normally must have been delivered.
+    lost = []
+    closed_pids = set(closed)
+    for key, data in submitted.items():
+        svc = services.get(key[0])
+        if svc and svc["pid"] in closed_pids and key not in delivered:
+            lost.append(key)
+    # duplicate deliveries to the application
+    duplicate = [key for key, recs in delivered.items() if len(recs) > 1]
+    # phantom: delivered, never submitted
+    phantom = [key for key in delivered if key not in submitted]
+    # wrong outputs, and failures (no task in a campaign is meant to fail)
+    wrong = []
+    for key, recs in delivered.items():
+        if key not in submitted:
+            continue
+        kind = services.get(key[0], {}).get("type")
+        pred = expected_output(kind, submitted[key])
+        for rec in recs:
+            if rec.get("status") != "ok":
+                wrong.append((key, "status %s: %s" % (rec.get("status"), rec.get("text"))))
+            elif pred is not None and not pred(rec.get("output", "")):
+                wrong.append((key, "input %r output %r" % (submitted[key], rec.get("output"))))
+    # stale epochs: a write by a broker process whose epoch is below that of
+    # another process already serving the same store at that time.
+    pid_epoch = {pid: (store, epoch) for _, pid, store, epoch in serving}
+    stale = []
+    for w in broker_writes:
+        store, epoch = pid_epoch.get(w.get("pid"), (None, w.get("epoch", 0)))
+        newer = [s for s in serving if s[2] == store and s[3] > epoch and s[0] < w["t"]
+                 and s[1] != w.get("pid")]
+        if newer:
+            stale.append((w.get("ev"), w.get("service"), w.get("task"), epoch, newer[0][3]))
+    # re-runs, and whether a fault explains them
+    fault_times = sorted(f["t"] for f in faults)
+    # A fault is felt from its start until a while after it ends: a pause
+    # or a cut link is noticed after 3 heartbeats, a restarted broker waits
+    # EngineLoginWindow for its engines.
+    fault_spans = [(f["t"], f["t"] + int(1000 * float(f.get("duration", 0))) + RERUN_SLACK_MS)
+                   for f in faults]
+    reruns_explained = reruns_unexplained = 0
+    unexplained = []
+    for key, ids in execs.items():
+        extra = len(ids) - 1
+        if extra <= 0:
+            continue
+        start = first_exec_t[key]
+        end = max((r["t"] for r in delivered.get(key, [])), default=float("inf"))
+        if any(f_start <= end and start <= f_end for f_start, f_end in fault_spans):
+            reruns_explained += extra
+        else:
+            reruns_unexplained += extra
+            unexplained.append(key)
+    # recovery: fault -> next delivered result
+    deliveries_t.sort()
+    recovery = []
+    j = 0
+    for t in fault_times:
+        while j < len(deliveries_t) and deliveries_t[j] <= t:
+            j += 1
+        if j < len(deliveries_t):
+            recovery.append(deliveries_t[j] - t)
+    kinds = {}
+    for f in faults:
+        kinds[f.get("kind")] = kinds.get(f.get("kind"), 0) + 1
+
+    report.update({
+        "lost": len(lost), "duplicate": len(duplicate), "wrong": len(wrong),
+        "phantom": len(phantom), "stale": len(stale),
+        "drivers_closed": len(closed), "drivers_gave_up": sum(1 for n in closed.values() if n),
+        "executions": sum(len(v) for v in execs.values()),
+        "reruns_explained": reruns_explained, "reruns_unexplained": reruns_unexplained,
+        "faults": len(faults), "fault_kinds": kinds,
+        "recovery_ms": {"p50": percentile(recovery, 50), "p99": percentile(recovery, 99),
+                        "max": max(recovery) if recovery else None},
+        "examples": {"lost": lost[:5], "duplicate": duplicate[:5], "wrong": wrong[:5],
+                     "phantom": phantom[:5], "stale": stale[:5], "unexplained": unexplained[:5]},
+    })
+    ok = not (lost or duplicate or wrong or phantom or stale) and report["delivered"] > 0
+    return ok, report
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if len(sys.argv) >= 2 else 2
+    ok, report = check(sys.argv[1])
+    if "--json" in sys.argv[2:]:
+        print(json.dumps(report, indent=2))
+    else:
+        print("check: %(records)d records, %(services)d services, %(submitted)d tasks submitted, "
+              "%(delivered)d delivered, %(executions)d executions" % report)
+        print("check: lost=%(lost)d duplicate=%(duplicate)d wrong=%(wrong)d phantom=%(phantom)d "
+              "stale=%(stale)d" % report)
+        print("check: drivers closed=%(drivers_closed)d (gave up with tasks left: "
+              "%(drivers_gave_up)d)" % report)
+        print("check: re-runs explained by a fault=%(reruns_explained)d, "
+              "unexplained=%(reruns_unexplained)d" % report)
+        rec = report["recovery_ms"]
+        print("check: %d faults %s; fault -> next delivery ms: p50=%s p99=%s max=%s"
+              % (report["faults"], json.dumps(report["fault_kinds"], sort_keys=True),
+                 rec["p50"], rec["p99"], rec["max"]))
+        for name, items in report["examples"].items():
+            if items:
+                print("check: %s e.g. %s" % (name, items))
+        if report["delivered"] == 0:
+            print("check: nothing was delivered: the campaign proves nothing")
+        print("check: %s" % ("PASS" if ok else "FAIL"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
