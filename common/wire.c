@@ -290,7 +290,9 @@ s_check_result_msg (const Keel__Result *r, const char *w, keel_error_t *err)
         && s_has (err, w, "status", r->has_status)
         && s_enum (err, w, "status", true, r->status, KEEL__TASK_STATUS__STATUS_OK,
                    KEEL__TASK_STATUS__STATUS_FAILED)
-        && s_text (err, w, "error", r->error, false, KEEL_TEXT_MAX);
+        && s_text (err, w, "error", r->error, false, KEEL_TEXT_MAX)
+        && (!r->has_permanent || !r->permanent || r->status == KEEL__TASK_STATUS__STATUS_FAILED
+            || s_fail (err, w, "permanent: only on a FAILED result"));
 }
 
 static bool

@@ -840,6 +840,35 @@ Test (wire, rejects_enum_values_outside_the_enum)
     s_expect_rejected (env, "task_results: results[0]: status: value 0 out of range");
 }
 
+Test (wire, accepts_permanent_only_on_a_failed_result)
+{
+    s_msg_t m;
+    keel_env_t *env = s_build (&m, KEEL__ENVELOPE__BODY_RESULT, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env->result->has_permanent = true;
+    env->result->permanent = true;
+    s_expect_rejected (env, "result: permanent: only on a FAILED result");
+    env->result->permanent = false;     // false on an OK result says nothing: accepted
+    keel_error_t err = { "" };
+    keel_env_t *decoded = s_reencode (env, &err);
+    cr_assert_not_null (decoded, "%s", err.text);
+    keel_wire_free (&decoded);
+
+    env->result->status = KEEL__TASK_STATUS__STATUS_FAILED;
+    env->result->has_output = false;
+    env->result->error = "exit status 127: sh: 1: nosuch: not found";
+    env->result->permanent = true;
+    decoded = s_reencode (env, &err);
+    cr_assert_not_null (decoded, "%s", err.text);
+    cr_assert (decoded->result->has_permanent && decoded->result->permanent);
+    keel_wire_free (&decoded);
+
+    //  Inside a held task too (the same check).
+    env = s_build (&m, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, KEEL__SENDER_KIND__SENDER_ENGINE);
+    m.held_result.has_permanent = true;
+    m.held_result.permanent = true;
+    s_expect_rejected (env, "permanent: only on a FAILED result");
+}
+
 // ---------------------------------------------------------------- batches
 
 Test (wire, round_trips_batches_keeping_every_element_in_order)
