@@ -55,6 +55,8 @@ s_result_from (const Keel__Result *res, const char *engine_id)
     snprintf (r->engine_id, sizeof r->engine_id, "%s", engine_id ? engine_id : "");
     r->execution_id = res->execution_id;
     r->run_ms = res->has_run_ms ? res->run_ms : 0;
+    r->permanent = res->status == KEEL__TASK_STATUS__STATUS_FAILED && res->has_permanent
+                   && res->permanent;
     return r;
 }
 
@@ -209,6 +211,15 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
     // The task itself failed.
     self->counters.task_failures++;
     t->attempts++;
+    if (r->permanent) {
+        // The engine says no retry can succeed (exit 127, bad input...):
+        // fail the task now instead of spending the other attempts.
+        KEEL_INFO ("broker", "task failed permanently, not retried service=%s task=%llu "
+                   "attempt=%u/%u error=%s", svc->id, (unsigned long long) res->task_id,
+                   t->attempts, max, r->error ? r->error : "");
+        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_FAILED);
+        return;
+    }
     if (t->attempts >= max) {
         keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_FAILED);
         return;

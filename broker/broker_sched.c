@@ -308,6 +308,13 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t t
             self->counters.claims_kept++;
             handled = true;
         }
+        else if (p->result && p->result->permanent) {
+            t->attempts++;      // failed, and no retry can succeed: the task fails now
+            keel_task_result_t *r = p->result;
+            p->result = NULL;
+            keel_broker_task_finished (self, svc, task_id, r, KEEL_TASK_FAILED);
+            handled = true;
+        }
         else if (p->result) {
             t->attempts++;      // the held execution failed: it was one attempt
         }

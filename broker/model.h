@@ -37,6 +37,7 @@ typedef struct {
     uint64_t execution_id;
     uint64_t run_ms;
     uint64_t queued_ms;
+    bool permanent;             // FAILED, and the engine says no retry can succeed
 } keel_task_result_t;
 
 // What changed in a task since the last successful commit.
