@@ -98,6 +98,14 @@ s_setf (keel_builtin_result_t *r, bool ok, const char *fmt, ...)
     return s_set (r, ok, (const uint8_t *) text, (size_t) n);
 }
 
+//  Marks r (just filled by s_setf) as a permanent failure: bad input.
+static bool
+s_permanent (keel_builtin_result_t *r, bool filled)
+{
+    r->permanent = true;
+    return filled;
+}
+
 //  A short printable excerpt of input for error messages.
 static void
 s_excerpt (const uint8_t *input, size_t size, char *buf, size_t bufsize)
@@ -132,11 +140,14 @@ s_double (const uint8_t *input, size_t size, keel_builtin_result_t *r)
         while (i < size && isspace (input[i]))
             i++;
         if (i == size)
-            return s_setf (r, false, "double: input is empty (expected a decimal integer)");
-        return s_setf (r, false, "double: '%s' is not a decimal integer (or out of range)", shown);
+            return s_permanent (r, s_setf (r, false, "double: input is empty (expected a decimal "
+                                           "integer)"));
+        return s_permanent (r, s_setf (r, false, "double: '%s' is not a decimal integer (or out "
+                                       "of range)", shown));
     }
     if (v > INT64_MAX / 2 || v < INT64_MIN / 2)
-        return s_setf (r, false, "double: 2 x %lld overflows a 64-bit integer", (long long) v);
+        return s_permanent (r, s_setf (r, false, "double: 2 x %lld overflows a 64-bit integer",
+                                       (long long) v));
     return s_setf (r, true, "%lld", (long long) (2 * v));
 }
 
@@ -171,8 +182,8 @@ s_sleep (keel_svc_task_t *task, keel_builtin_result_t *r)
     s_excerpt (input, size, shown, sizeof shown);
     int64_t ms = 0;
     if (!keel_builtin_parse_int (input, size, &ms) || ms < 0 || ms > KEEL_BUILTIN_SLEEP_MAX_MS)
-        return s_setf (r, false, "sleep: '%s' is not a number of milliseconds (0..%lld)", shown,
-                       (long long) KEEL_BUILTIN_SLEEP_MAX_MS);
+        return s_permanent (r, s_setf (r, false, "sleep: '%s' is not a number of milliseconds "
+                                       "(0..%lld)", shown, (long long) KEEL_BUILTIN_SLEEP_MAX_MS));
     if (!s_sleep_ms (ms, task->cancel_flag))
         return s_setf (r, false, "sleep: cancelled");
     return s_set (r, true, input, size);
@@ -200,15 +211,17 @@ s_count (keel_svc_task_t *task, keel_builtin_result_t *r)
     int64_t n = 0, ms = 0;
     if (!s_count_args (task->input, task->input_size, &n, &ms) || n < 0
         || n > KEEL_BUILTIN_COUNT_MAX || ms < 0 || ms > KEEL_BUILTIN_SLEEP_MAX_MS)
-        return s_setf (r, false, "count: '%s' is not 'N MS' (N steps 0..%lld, MS milliseconds "
-                       "each 0..%lld)", shown, KEEL_BUILTIN_COUNT_MAX,
-                       (long long) KEEL_BUILTIN_SLEEP_MAX_MS);
+        return s_permanent (r, s_setf (r, false, "count: '%s' is not 'N MS' (N steps 0..%lld, "
+                                       "MS milliseconds each 0..%lld)", shown,
+                                       KEEL_BUILTIN_COUNT_MAX,
+                                       (long long) KEEL_BUILTIN_SLEEP_MAX_MS));
     int64_t first = 0;
     if (task->has_memory) {
         int64_t last = -1;
         if (!keel_builtin_parse_int (task->memory, task->memory_size, &last) || last < 0) {
             s_excerpt (task->memory, task->memory_size, shown, sizeof shown);
-            return s_setf (r, false, "count: memory '%s' is not a step number", shown);
+            return s_permanent (r, s_setf (r, false, "count: memory '%s' is not a step number",
+                                           shown));
         }
         first = last + 1;
     }

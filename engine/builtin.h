@@ -13,6 +13,11 @@
            "first-last" ("37-99"), or "" (empty) when the memory says every
            step is done. Bad input or memory fails the task.
 
+    Bad input (double, sleep, count) and bad memory (count) fail the task
+    as permanent (result.permanent): the same input fails the same way on
+    every retry, so the broker fails the task at once instead of spending
+    MaxAttempts. fail's failure is an ordinary one (it is retried).
+
     sleep and count sleep in slices and stop early, failing the task with
     "cancelled", when the task's cancel flag is raised.
 
@@ -40,6 +45,7 @@ typedef struct {
     bool ok;            // true: data is the output; false: data is the error text
     uint8_t *data;      // malloc'd, owned by the caller (free it); NUL-terminated
     size_t size;        // bytes in data, not counting the terminating NUL
+    bool permanent;     // failed on bad input (or memory): a retry would fail the same way
 } keel_builtin_result_t;
 
 // True when type names a built-in service.

@@ -58,6 +58,7 @@ typedef struct {
     uint64_t execution_id;
     bool log;                   // write the "task finished" line
     bool ok;
+    bool permanent;             // failed permanently (no retry can succeed)
     uint64_t run_ms;
     char *error;                // failed: a copy of the error text, or NULL
 } s_finished_t;
@@ -310,10 +311,12 @@ s_spool_all (keel_daemon_t *self)
 }
 
 static void
-s_log_finished (uint64_t execution_id, bool ok, uint64_t run_ms, const char *error)
+s_log_finished (uint64_t execution_id, bool ok, bool permanent, uint64_t run_ms,
+                const char *error)
 {
     KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s",
-               execution_id, ok ? "ok" : "failed", (long long) run_ms, ok ? "" : " error=\"",
+               execution_id, ok ? "ok" : permanent ? "failed-permanent" : "failed",
+               (long long) run_ms, ok ? "" : " error=\"",
                ok ? "" : error ? error : "", ok ? "" : "\"");
 }
 
@@ -333,6 +336,7 @@ s_finished_push (keel_daemon_t *self, keel_held_task_t *task, bool log)
     f->execution_id = task->execution_id;
     f->log = log;
     f->ok = task->ok;
+    f->permanent = task->permanent;
     f->run_ms = task->run_ms;
     f->error = log && !task->ok && task->error ? strdup (task->error) : NULL;
     return true;
@@ -366,6 +370,7 @@ s_finish (keel_daemon_t *self, const keel_runner_result_t *r)
     if (!task || task->done)
         return;
     keel_held_finish (task, r->ok, r->data, r->size, r->run_ms);
+    task->permanent = !r->ok && r->permanent;
     task->checkpoint_pending = false;   // the result supersedes the memory
     KEEL_JOURNAL ("exec_end", .service = task->service_id, .task = task->task_id,
                   .execution = task->execution_id, .status = r->ok ? "ok" : "failed");
@@ -374,7 +379,8 @@ s_finish (keel_daemon_t *self, const keel_runner_result_t *r)
     //  ONLINE the line is written at the end of the turn, once the Result
     //  left in its batch (s_flush_finished); otherwise it is spooled now.
     if (!s_deliver (self, task, true))
-        s_log_finished (task->execution_id, task->ok, task->run_ms, task->error);
+        s_log_finished (task->execution_id, task->ok, task->permanent, task->run_ms,
+                        task->error);
 }
 
 //  The end of a loop turn: the Results of the tasks that ended in it leave
@@ -406,7 +412,7 @@ s_flush_finished (keel_daemon_t *self)
                 s_spool (self, task);
         }
         if (f->log)
-            s_log_finished (f->execution_id, f->ok, f->run_ms, f->error);
+            s_log_finished (f->execution_id, f->ok, f->permanent, f->run_ms, f->error);
         free (f->error);
     }
     self->nfinished = 0;
@@ -659,6 +665,7 @@ s_run_inline (keel_daemon_t *self, const Keel__Assign *assign)
         .data = ran ? out.data : (const uint8_t *) nomem,
         .size = ran ? out.size : sizeof nomem - 1,
         .run_ms = zclock_mono () - started,
+        .permanent = ran && !out.ok && out.permanent,
     };
     s_finish (self, &r);
     if (ran)

@@ -153,6 +153,7 @@ keel_held_add_done (keel_held_t *self, const Keel__Result *result)
         keel_held_remove (self, result->execution_id);
         return NULL;
     }
+    task->permanent = !ok && result->has_permanent && result->permanent;
     return task;
 }
 
@@ -261,8 +262,11 @@ keel_held_result_view (const keel_held_task_t *task, Keel__Result *result)
         result->output.data = task->output;
         result->output.len = task->output_size;
     }
-    else
+    else {
         result->error = task->error;
+        result->has_permanent = task->permanent;
+        result->permanent = task->permanent;
+    }
     result->has_run_ms = true;
     result->run_ms = task->run_ms;
 }

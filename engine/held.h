@@ -27,6 +27,7 @@ typedef struct {
     uint8_t *output;
     size_t output_size;
     char *error;
+    bool permanent;         // done, failed: no retry can succeed (the Result says so)
     uint64_t run_ms;
     bool sent;              // done: Result sent on the current connection
     bool spooled;           // done: the Result is in the spool (StateDir/spool)
@@ -47,8 +48,8 @@ void keel_held_destroy (keel_held_t **self_p);
 keel_held_task_t *keel_held_add (keel_held_t *self, uint64_t execution_id, const char *service_id,
                              uint64_t task_id, const char *type);
 
-// Adds a done execution from a (validated) Result. Returns NULL if the id
-// is already held or memory ran out.
+// Adds a done execution from a (validated) Result, permanent flag
+// included. Returns NULL if the id is already held or memory ran out.
 keel_held_task_t *keel_held_add_done (keel_held_t *self, const Keel__Result *result);
 
 // The entry for execution_id, or NULL.

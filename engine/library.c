@@ -244,16 +244,20 @@ keel_library_run (keel_library_t *self, const char *path, keel_svc_task_t *task,
             fn = lib->invoke ? lib->invoke : lib->run;
         if (fn)
             rc = fn (task);
-        else
+        else {
             snprintf (error, error_size, "no method '%s' in service library %s", method, path);
+            rc = KEEL_TASK_PERMANENT;   // the same input finds no method on any retry
+        }
     }
     else if (lib->run) {
         task->method = NULL;
         task->args.type = MSGPACK_OBJECT_NIL;
         rc = lib->run (task);
     }
-    else
+    else {
         snprintf (error, error_size, "input is not a msgpack invocation: %s", why);
+        rc = KEEL_TASK_PERMANENT;
+    }
     task->method = NULL;
     task->args.type = MSGPACK_OBJECT_NIL;
     msgpack_unpacked_destroy (&unpacked);

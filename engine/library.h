@@ -40,7 +40,9 @@ void keel_library_destroy (keel_library_t **self_p);
 // when the entry point returned 0; otherwise non-zero, with error filled
 // when the failure was the engine's (library not loadable, no entry point,
 // bad invocation, init failed) and left empty when the service failed (its
-// keel_task_error text, if any, is the task's error then).
+// keel_task_error text, if any, is the task's error then). Returns
+// KEEL_TASK_PERMANENT when the entry point did, or when the input cannot be
+// dispatched (not an invocation, no such method): no retry can succeed.
 int keel_library_run (keel_library_t *self, const char *path, keel_svc_task_t *task,
                       char *error, size_t error_size);
 

@@ -314,10 +314,11 @@ keel_runner_next_deadline (const keel_runner_t *self)
 }
 
 static void
-s_report (s_worker_t *w, int64_t now, bool ok, const uint8_t *data, size_t size,
+s_report (s_worker_t *w, int64_t now, bool ok, bool permanent, const uint8_t *data, size_t size,
           keel_runner_done_fn *done, void *arg)
 {
-    keel_runner_result_t result = { w->execution_id, ok, data, size, now - w->started };
+    keel_runner_result_t result = { w->execution_id, ok, data, size, now - w->started,
+                                    !ok && permanent };
     w->busy = false;
     if (done)
         done (&result, arg);
@@ -327,7 +328,7 @@ static void
 s_report_text (s_worker_t *w, int64_t now, const char *text, keel_runner_done_fn *done,
                void *arg)
 {
-    s_report (w, now, false, (const uint8_t *) text, strlen (text), done, arg);
+    s_report (w, now, false, false, (const uint8_t *) text, strlen (text), done, arg);
 }
 
 static void
@@ -387,8 +388,8 @@ s_read (keel_runner_t *self, s_worker_t *w, int64_t now, const keel_runner_handl
             reported = 1;
         }
         else if (mine) {
-            s_report (w, now, what == KEEL_WORKER_OUTPUT, w->buf + 9, w->need - 9, h->done,
-                      h->arg);
+            s_report (w, now, what == KEEL_WORKER_OUTPUT, what == KEEL_WORKER_ERROR_PERMANENT,
+                      w->buf + 9, w->need - 9, h->done, h->arg);
             reported = 1;
         }
         else

@@ -42,6 +42,7 @@ typedef struct {
     const uint8_t *data;    // valid only during the callback
     size_t size;
     int64_t run_ms;
+    bool permanent;         // failed, and a retry would fail the same way (worker.h)
 } keel_runner_result_t;
 
 typedef void (keel_runner_done_fn) (const keel_runner_result_t *result, void *arg);

@@ -168,12 +168,22 @@ s_send_frame (int fd, uint64_t execution_id, int what, const uint8_t *data, size
            && (size == 0 || keel_worker_write_all (fd, data, size));
 }
 
-//  Sends the result frame; exits the worker if the engine is gone.
+//  Sends the result frame (a failure marked permanent when permanent);
+//  exits the worker if the engine is gone.
+static void
+s_respond_as (int fd, uint64_t execution_id, bool ok, bool permanent, const uint8_t *data,
+              size_t size)
+{
+    int what = ok ? KEEL_WORKER_OUTPUT
+                  : permanent ? KEEL_WORKER_ERROR_PERMANENT : KEEL_WORKER_ERROR;
+    if (!s_send_frame (fd, execution_id, what, data, size))
+        _exit (0);
+}
+
 static void
 s_respond (int fd, uint64_t execution_id, bool ok, const uint8_t *data, size_t size)
 {
-    if (!s_send_frame (fd, execution_id, ok ? KEEL_WORKER_OUTPUT : KEEL_WORKER_ERROR, data, size))
-        _exit (0);
+    s_respond_as (fd, execution_id, ok, false, data, size);
 }
 
 static void
@@ -544,7 +554,11 @@ s_run_command (int sock, const keel_worker_request_t *req, size_t max_output)
         else
             snprintf (text, sizeof text, "exit status %d%s%s", WEXITSTATUS (status),
                       *tail ? ": " : "", tail);
-        s_respond_text (sock, execution_id, false, text);
+        //  126/127: the shell could not run the program (not executable,
+        //  not found, missing interpreter): a retry fails the same way.
+        bool permanent = WIFEXITED (status)
+                         && (WEXITSTATUS (status) == 126 || WEXITSTATUS (status) == 127);
+        s_respond_as (sock, execution_id, false, permanent, (const uint8_t *) text, strlen (text));
     }
     free (cap.out);
 }
@@ -562,7 +576,7 @@ s_run_builtin (int sock, const keel_worker_request_t *req, size_t max_output)
         s_respond_text (sock, req->execution_id, false, "out of memory");
         return;
     }
-    s_respond (sock, req->execution_id, result.ok, result.data, result.size);
+    s_respond_as (sock, req->execution_id, result.ok, result.permanent, result.data, result.size);
     free (result.data);
 }
 
@@ -582,9 +596,12 @@ s_run_library (int sock, keel_library_t *libs, const keel_worker_request_t *req,
             snprintf (text, sizeof text, "%s", error);
         else if (*ctx.error)
             snprintf (text, sizeof text, "%s", ctx.error);
+        else if (rc == KEEL_TASK_PERMANENT)
+            snprintf (text, sizeof text, "service failed permanently (KEEL_TASK_PERMANENT)");
         else
             snprintf (text, sizeof text, "service returned %d", rc);
-        s_respond_text (sock, req->execution_id, false, text);
+        s_respond_as (sock, req->execution_id, false, rc == KEEL_TASK_PERMANENT,
+                      (const uint8_t *) text, strlen (text));
     }
     else if (out_size > max_output) {
         char text[128];

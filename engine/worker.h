@@ -16,6 +16,15 @@
     stderr become the error text when it fails (exit status non-zero or
     killed by a signal).
 
+    Permanent failures. Some failures cannot succeed on a retry: a command
+    that exits 126 (found but not executable) or 127 (not found: the
+    shell's codes, also a script whose interpreter is missing), bad input
+    to a built-in (builtin.h), a library service returning
+    KEEL_TASK_PERMANENT (keel/service.h) or an input a library cannot
+    dispatch. The worker reports them as KEEL_WORKER_ERROR_PERMANENT; the
+    engine marks the Result permanent and the broker fails the task at
+    once instead of spending MaxAttempts.
+
     Task memory. Built-ins and libraries checkpoint through
     keel_task_checkpoint. A command gets $KEEL_CHECKPOINT, a file path in
     the worker's scratch directory (keel_worker_scratch_dir): it holds the
@@ -31,7 +40,8 @@
                 (command line or library path), service_id, input, memory,
                 init_data, then those bytes in that order
       response: u64 execution_id, u8 what (0 = error text, 1 = output,
-                2 = checkpoint; the first two end the task), data
+                2 = checkpoint, 3 = error text of a permanent failure;
+                all but 2 end the task), data
     All integers big-endian. Frames larger than KEEL_WORKER_FRAME_MAX are refused.
 */
 #ifndef KEEL_ENGINE_WORKER_H
@@ -54,6 +64,7 @@
 #define KEEL_WORKER_ERROR       0
 #define KEEL_WORKER_OUTPUT      1
 #define KEEL_WORKER_CHECKPOINT  2
+#define KEEL_WORKER_ERROR_PERMANENT  3
 
 //  One task as handed to a worker. Pointers are borrowed.
 typedef struct {

@@ -77,3 +77,31 @@ Test (held, finds_every_task_across_adds_removes_and_clear)
     keel_held_destroy (&held);
     cr_assert_null (held);
 }
+
+Test (held, a_permanent_failure_is_carried_in_the_result_view_and_back_from_the_spool)
+{
+    keel_held_t *held = keel_held_new ();
+    keel_held_task_t *t = keel_held_add (held, 7, "svc", 3, "render");
+    cr_assert_not_null (t);
+    const char error[] = "exit status 127";
+    cr_assert (keel_held_finish (t, false, (const uint8_t *) error, sizeof error - 1, 5));
+    t->permanent = true;
+    Keel__Result view;
+    keel_held_result_view (t, &view);
+    cr_assert (view.has_permanent && view.permanent);
+    cr_assert_str_eq (view.error, error);
+    //  As loaded from the spool at start: the flag survives.
+    view.execution_id = 8;
+    keel_held_task_t *loaded = keel_held_add_done (held, &view);
+    cr_assert_not_null (loaded);
+    cr_assert (loaded->permanent);
+    Keel__Result again;
+    keel_held_result_view (loaded, &again);
+    cr_assert (again.has_permanent && again.permanent);
+    //  An ordinary failure says nothing.
+    keel_held_task_t *plain = keel_held_add (held, 9, "svc", 4, "fail");
+    cr_assert (keel_held_finish (plain, false, (const uint8_t *) "no", 2, 1));
+    keel_held_result_view (plain, &view);
+    cr_assert (!view.has_permanent);
+    keel_held_destroy (&held);
+}

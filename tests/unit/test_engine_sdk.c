@@ -27,6 +27,7 @@ s_now (void)
 typedef struct {
     int results;
     bool ok;
+    bool permanent;
     char text[1024];
     size_t size;
     int checkpoints;
@@ -40,6 +41,7 @@ s_on_done (const keel_runner_result_t *r, void *arg)
     s_seen_t *seen = arg;
     seen->results++;
     seen->ok = r->ok;
+    seen->permanent = r->permanent;
     seen->size = r->size < sizeof seen->text - 1 ? r->size : sizeof seen->text - 1;
     memcpy (seen->text, r->data, seen->size);
     seen->text[seen->size] = 0;
@@ -194,6 +196,41 @@ Test (engine_sdk, a_library_task_gets_its_memory_and_its_checkpoints_reach_the_e
     seen = s_run (runner, &req, 0);
     cr_assert (!seen.ok);
     cr_assert (strstr (seen.text, "cannot load service library"), "%s", seen.text);
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_sdk, keel_task_permanent_and_an_undispatchable_input_fail_permanently)
+{
+    char lib[PATH_MAX + 32];
+    s_toolbox (lib, sizeof lib);
+    //  refuse("no such account") returns KEEL_TASK_PERMANENT.
+    const uint8_t refuse[] = { 0x92, 0xa6, 'r', 'e', 'f', 'u', 's', 'e', 0x91, 0xa2, 'n', 'o' };
+    keel_worker_request_t req = { .execution_id = 4, .task_id = 4, .kind = KEEL_WORKER_LIBRARY,
+                                  .type = "toolbox", .target = lib, .service_id = "svc",
+                                  .input = refuse, .input_size = sizeof refuse };
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    s_seen_t seen = s_run (runner, &req, 0);
+    cr_assert (!seen.ok && seen.permanent, "%s", seen.text);
+    cr_assert_str_eq (seen.text, "no");
+    //  fail("x") returns 1: an ordinary failure, retried.
+    const uint8_t fail[] = { 0x92, 0xa4, 'f', 'a', 'i', 'l', 0x91, 0xa1, 'x' };
+    req.input = fail;
+    req.input_size = sizeof fail;
+    seen = s_run (runner, &req, 0);
+    cr_assert (!seen.ok && !seen.permanent, "%s", seen.text);
+    //  No such method, and raw bytes to an invocation-only library: the
+    //  same input fails the same way on any engine.
+    const uint8_t nosuch[] = { 0x92, 0xa4, 'n', 'o', 'p', 'e', 0x90 };
+    req.input = nosuch;
+    req.input_size = sizeof nosuch;
+    seen = s_run (runner, &req, 0);
+    cr_assert (!seen.ok && seen.permanent, "%s", seen.text);
+    cr_assert (strstr (seen.text, "no method 'nope'"), "%s", seen.text);
+    req.input = (const uint8_t *) "raw";
+    req.input_size = 3;
+    seen = s_run (runner, &req, 0);
+    cr_assert (!seen.ok && seen.permanent, "%s", seen.text);
+    cr_assert (strstr (seen.text, "not a msgpack invocation"), "%s", seen.text);
     keel_runner_destroy (&runner);
 }
 

@@ -79,6 +79,23 @@ Test (engine_builtin, fail_fails_with_its_input_as_the_error)
     keel_builtin_result_t r = s_run ("fail", "it broke");
     cr_assert (!r.ok);
     cr_assert_str_eq ((char *) r.data, "it broke");
+    cr_assert (!r.permanent, "fail's failure is an ordinary one: it is retried");
+    free (r.data);
+}
+
+Test (engine_builtin, bad_input_is_a_permanent_failure_and_good_input_is_not)
+{
+    const char *cases[][2] = { { "double", "abc" }, { "double", "" },
+                               { "double", "4611686018427387904" }, { "sleep", "-1" },
+                               { "count", "ten 5" } };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        keel_builtin_result_t r = s_run (cases[i][0], cases[i][1]);
+        cr_assert (!r.ok && r.permanent, "%s '%s' should fail permanently", cases[i][0],
+                   cases[i][1]);
+        free (r.data);
+    }
+    keel_builtin_result_t r = s_run ("double", "21");
+    cr_assert (r.ok && !r.permanent);
     free (r.data);
 }
 
@@ -224,6 +241,7 @@ typedef struct {
     int count;
     uint64_t execution_id;
     bool ok;
+    bool permanent;
     char text[4096];
 } s_seen_t;
 
@@ -234,6 +252,7 @@ s_collect (const keel_runner_result_t *r, void *arg)
     seen->count++;
     seen->execution_id = r->execution_id;
     seen->ok = r->ok;
+    seen->permanent = r->permanent;
     size_t n = r->size < sizeof seen->text - 1 ? r->size : sizeof seen->text - 1;
     memcpy (seen->text, r->data, n);
     seen->text[n] = 0;
@@ -435,6 +454,33 @@ Test (engine_runner, a_failing_command_reports_exit_status_and_stderr_tail)
     s_drive (runner, &seen, 2, 5000);
     cr_assert (!seen.ok);
     cr_assert_str_eq (seen.text, "killed by signal 9");
+    cr_assert (!seen.permanent);
+    keel_runner_destroy (&runner);
+}
+
+Test (engine_runner, exit_126_and_127_are_permanent_failures_other_statuses_are_not)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    s_seen_t seen = { 0 };
+    cr_assert_eq (s_start (runner, 20, "gone", "/nonexistent/keel-prog", NULL, 0, 0, s_now ()),
+                  KEEL_OK);
+    s_drive (runner, &seen, 1, 5000);
+    cr_assert (!seen.ok);
+    cr_assert (strstr (seen.text, "exit status 127"), "%s", seen.text);
+    cr_assert (seen.permanent, "exit 127 (not found) cannot succeed on a retry");
+    cr_assert_eq (s_start (runner, 21, "noexec", "exit 126", NULL, 0, 0, s_now ()), KEEL_OK);
+    s_drive (runner, &seen, 2, 5000);
+    cr_assert (!seen.ok && seen.permanent, "%s", seen.text);
+    cr_assert_eq (s_start (runner, 22, "bad", "exit 3", NULL, 0, 0, s_now ()), KEEL_OK);
+    s_drive (runner, &seen, 3, 5000);
+    cr_assert (!seen.ok);
+    cr_assert_str_eq (seen.text, "exit status 3");
+    cr_assert (!seen.permanent, "an ordinary failure is retried");
+    cr_assert_eq (s_start (runner, 23, "double", NULL, (const uint8_t *) "abc", 3, 0, s_now ()),
+                  KEEL_OK);
+    s_drive (runner, &seen, 4, 5000);
+    cr_assert (!seen.ok && seen.permanent, "a built-in's bad input, in a worker too: %s",
+               seen.text);
     keel_runner_destroy (&runner);
 }
 

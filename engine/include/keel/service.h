@@ -36,8 +36,19 @@
     Return 0 for success: the output is what the task set with
     keel_task_output or packed with keel_task_packer (empty if neither).
     Return non-zero for failure: the error is the text set with keel_task_error
-    (or "service returned N"). By convention a method's output is one
-    msgpack value.
+    (or "service returned N"). The broker retries a failed task on another
+    engine, up to its MaxAttempts executions. By convention a method's
+    output is one msgpack value.
+
+    Permanent failure: return KEEL_TASK_PERMANENT when the task can never
+    succeed (its input is wrong, say), so the broker fails it at once after
+    this one attempt instead of retrying it MaxAttempts times; set the error
+    text with keel_task_error as for any failure (without one it reads
+    "service failed permanently (KEEL_TASK_PERMANENT)"). The engine does the
+    same for an input it cannot dispatch: not a msgpack invocation when the
+    library takes only invocations, or a method the library does not have.
+    Any other non-zero return is an ordinary failure. (Since engines of
+    ABI 1 that predate it treat it as an ordinary failure, no ABI change.)
 
     Task memory: keel_task_checkpoint saves bytes as the task's memory; the
     engine sends them to the broker, which stores the latest with the task.
@@ -71,6 +82,11 @@ extern "C" {
 #endif
 
 #define KEEL_SERVICE_ABI  1u
+
+//  Return value of an entry point: the task failed and no retry can
+//  succeed (see above). A distinctive value ("perm"), so that no library
+//  returns it by accident.
+#define KEEL_TASK_PERMANENT  0x7065726d
 
 //  Exports the ABI version from a service library (optional, recommended).
 #define KEEL_SERVICE_DECLARE \

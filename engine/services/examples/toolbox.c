@@ -7,7 +7,9 @@
                        init hook ran in this worker process for this
                        service, and the worker's pid
     crash()         -> never returns: dereferences NULL (SIGSEGV)
-    fail(text)      -> fails the task with text
+    fail(text)      -> fails the task with text (retried up to MaxAttempts)
+    refuse(text)    -> fails the task with text as a permanent failure
+                       (KEEL_TASK_PERMANENT: failed at once, not retried)
     steps(n, ms)    -> like the built-in count, with msgpack memory: runs
                        steps memory+1 .. n-1 (ms each, checkpointing after
                        each) and returns [first, last] of this execution
@@ -103,6 +105,17 @@ keel_method_fail (keel_svc_task_t *task)
     else
         keel_task_error (task, "fail(text): asked to fail");
     return 1;
+}
+
+S_EXPORT int
+keel_method_refuse (keel_svc_task_t *task)
+{
+    const msgpack_object_array *args = &task->args.via.array;
+    if (args->size == 1 && args->ptr[0].type == MSGPACK_OBJECT_STR)
+        keel_task_error (task, "%.*s", (int) args->ptr[0].via.str.size, args->ptr[0].via.str.ptr);
+    else
+        keel_task_error (task, "refuse(text): this input can never succeed");
+    return KEEL_TASK_PERMANENT;
 }
 
 S_EXPORT int
