@@ -1,7 +1,6 @@
 /*  engine_config.c — the engine's settings table and the configuration built from it. */
 #include "engine_config.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -131,11 +130,6 @@ s_on_library (const char *key, const char *wildcard, const char *value, void *ar
     }
     if (!value || !*value) {
         walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG, "%s: empty library path", key);
-        return;
-    }
-    if (access (value, R_OK) != 0) {
-        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG, "%s: cannot read '%s': %s", key,
-                                   value, strerror (errno));
         return;
     }
     keel_service_def_t *def = s_add (walk, key, wildcard);
@@ -287,4 +281,21 @@ keel_engine_config_service (const keel_engine_config_t *self, const char *name)
         if (strcmp (self->services[i].name, name) == 0)
             return &self->services[i];
     return NULL;
+}
+
+bool
+keel_engine_config_remove_service (keel_engine_config_t *self, const char *name)
+{
+    for (int i = 0; i < self->n_services; i++) {
+        keel_service_def_t *def = &self->services[i];
+        if (strcmp (def->name, name) != 0)
+            continue;
+        free (def->name);
+        free (def->command);
+        free (def->library);
+        memmove (def, def + 1, (size_t) (self->n_services - i - 1) * sizeof *def);
+        self->n_services--;
+        return true;
+    }
+    return false;
 }

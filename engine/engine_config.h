@@ -5,9 +5,12 @@
     keel_engine_config_new() turns parsed settings into a plain struct the
     rest of the engine reads: the broker list, slots, state dir, timers and
     the service types this engine offers (built-ins first, then every
-    service.<name>.exec). It rejects what the engine cannot run
-    (service.X.library, a command service shadowing a built-in, an empty
-    broker list) with a message naming the key.
+    service.<name>.library and service.<name>.exec). It rejects what the
+    engine cannot use (a service shadowing a built-in, one that is both a
+    command and a library, an empty broker list) with a message naming the
+    key. Whether a command's program or a library can actually run here is
+    checked later, at engine start (service_check.h), which drops the ones
+    that cannot.
 
     The config owns every string in it; free it with keel_engine_config_destroy.
 */
@@ -61,6 +64,10 @@ keel_engine_config_t *keel_engine_config_new (const keel_settings_t *settings, k
 
 // Frees the config and nulls *self_p. Idempotent.
 void keel_engine_config_destroy (keel_engine_config_t **self_p);
+
+// Removes service name (frees its strings; later services move up one).
+// Returns false if there is none.
+bool keel_engine_config_remove_service (keel_engine_config_t *self, const char *name);
 
 // The service definition for type name, or NULL if this engine does not offer it.
 const keel_service_def_t *keel_engine_config_service (const keel_engine_config_t *self,

@@ -1,7 +1,8 @@
 /*  main.c — keel-engine: parse the command line, run the engine, exit.
 
     Exit codes (DESIGN §10): 0 clean stop (SIGTERM/SIGINT), 2 usage or
-    configuration error (including a StateDir held by another engine),
+    configuration error (including a StateDir held by another engine, and
+    service.* entries none of which can run here: service_check.h),
     3 Engine Timeout with EngineTimeoutAction=exit.
 */
 #include <czmq.h>
@@ -14,6 +15,7 @@
 #include "daemon.h"
 #include "journal.h"
 #include "log.h"
+#include "service_check.h"
 
 //  The one piece of process-wide state: set by the signal handler.
 static volatile sig_atomic_t s_stop = 0;
@@ -23,6 +25,14 @@ s_on_signal (int signum)
 {
     (void) signum;
     s_stop = 1;
+}
+
+//  A configured service that cannot run here (service_check.h).
+static void
+s_report_bad_service (const char *service, const char *message, void *arg)
+{
+    (void) service, (void) arg;
+    KEEL_ERROR ("engine", "%s", message);
 }
 
 static void
@@ -61,6 +71,13 @@ main (int argc, char **argv)
     keel_engine_config_t *cfg = keel_engine_config_new (settings, &err);
     if (!cfg) {
         fprintf (stderr, "keel-engine: %s\n", err.text);
+        keel_settings_destroy (&settings);
+        return KEEL_EXIT_USAGE;
+    }
+    //  Before the daemon starts anything: the check forks to load libraries.
+    if (keel_service_check_all (cfg, s_report_bad_service, NULL, NULL, &err) != KEEL_OK) {
+        fprintf (stderr, "keel-engine: %s\n", err.text);
+        keel_engine_config_destroy (&cfg);
         keel_settings_destroy (&settings);
         return KEEL_EXIT_USAGE;
     }
