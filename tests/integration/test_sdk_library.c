@@ -250,6 +250,32 @@ Test (sdk_library, malformed_msgpack_input_fails_the_task_not_the_engine,
     keel_driver_destroy (&driver);
 }
 
+Test (sdk_library, keel_task_permanent_fails_after_one_attempt_and_an_ordinary_failure_after_all,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+{
+    harness_broker_t broker;
+    pid_t engine;
+    s_grid (&broker, 1, 1, &engine);
+    keel_driver_t *driver = s_driver (&broker);
+    s_results_t *all = s_results_new (driver);
+    keel_service_t *service = all->services[0] = s_open (driver, 3, NULL, 0);
+    s_call0 (service, "refuse");                    // returns KEEL_TASK_PERMANENT
+    s_call0 (service, "no_such_method");            // cannot be dispatched: permanent too
+    s_call0 (service, "fail");                      // returns 1: retried
+    s_collect (driver, all, 3, 20000);
+    s_result_t *results = all->results[0];
+    const unsigned want[3] = { 1, 1, 3 };
+    for (int i = 0; i < 3; i++) {
+        HARNESS_ASSERT (results[i].status == KEEL_TASK_FAILED, "task %d did not fail", i);
+        HARNESS_ASSERT (results[i].attempts == want[i], "task %d: attempts %u, want %u (%s)", i,
+                        results[i].attempts, want[i], results[i].error);
+    }
+    HARNESS_ASSERT (strstr (results[0].error, "refuse(text): this input can never succeed"),
+                    "error '%s'", results[0].error);
+    s_results_free (all);
+    keel_driver_destroy (&driver);
+}
+
 //  Lines of file holding every needle (NULL-terminated).
 static int
 s_count_lines_with (const char *path, const char *const needles[])
