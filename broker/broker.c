@@ -911,6 +911,44 @@ s_commit_due (keel_broker_t *self)
     return false;
 }
 
+// A loop that did not wake for 2·H or more (SIGSTOP, a paused VM, a
+// stalled disk) said nothing to its peers meanwhile. Engines give a broker
+// up after 3·H of silence and the last heartbeat they had from us may be H
+// old, so some may be in their login backoff now, holding the results of
+// tasks that finished meanwhile. As after a restart (DESIGN §5), they get
+// one EngineLoginWindow to log in again before their work is queued
+// elsewhere (keel_broker_engine_lost), and no peer is judged by a silence
+// the broker caused: its liveness clock starts again now. CLOCK_MONOTONIC
+// (zclock_mono) runs on while the process is stopped, so the gap shows.
+static void
+s_notice_pause (keel_broker_t *self)
+{
+    int64_t gap = self->now - self->last_wake;
+    self->last_wake = self->now;
+    if (gap < 2 * self->heartbeat_ms)
+        return;
+    zlistx_t *engines = keel_model_engines (self->model);
+    size_t online = 0;
+    for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
+        if (e->state == KEEL_ENGINE_ONLINE) {
+            keel_peer_clock_received (&e->clock, self->now);
+            online++;
+        }
+    }
+    zlistx_t *drivers = keel_model_drivers (self->model);
+    for (keel_driver_rec_t *d = zlistx_first (drivers); d; d = zlistx_next (drivers))
+        if (d->connected)
+            keel_peer_clock_received (&d->clock, self->now);
+    if (self->login_window_ms > 0)
+        self->pause_window_end = self->now + self->login_window_ms;
+    keel_broker_event (self, "broker-paused",
+                       "noticed a pause of %.1f s (no loop turn; HeartbeatInterval %lld ms): "
+                       "giving engines the login window (EngineLoginWindow %lld ms) before "
+                       "their tasks are queued again engines_online=%zu",
+                       gap / 1000.0, (long long) self->heartbeat_ms,
+                       (long long) self->login_window_ms, online);
+}
+
 // One loop turn. Returns false when the loop should end.
 static bool
 s_turn (keel_broker_t *self, zpoller_t *poller)
@@ -919,6 +957,7 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     if (zpoller_terminated (poller) || zsys_interrupted)
         return false;
     self->now = zclock_mono ();
+    s_notice_pause (self);
     s_recv_syncer (self);
     s_recv_admin (self);
     s_recv_router (self);
@@ -968,6 +1007,7 @@ keel_broker_run (keel_broker_t *self)
         zpoller_destroy (&poller);
         return KEEL_ERR_NOMEM;
     }
+    self->last_wake = zclock_mono ();
     KEEL_INFO ("broker", "serving name=%s endpoint=%s admin=%s epoch=%llu",
                self->name, keel_settings_str (self->settings, "Endpoint"),
                keel_settings_str (self->settings, "AdminEndpoint"), (unsigned long long) self->epoch);

@@ -93,6 +93,8 @@ struct _keel_broker_t {
     uint64_t exec_seq_durable;      // reservation durable: ids up to here are safe
     int64_t requeue_check_at;       // earliest exec requeue deadline, 0 = none
     int64_t recovered_release_at;   // queued tasks loaded at start wait for claims until then, 0 = none
+    int64_t last_wake;              // when the loop last woke up (pause detection)
+    int64_t pause_window_end;       // after a pause: engines lost before then keep their work until then, 0 = none
     int64_t last_slow_timer;        // HOLD expiry check
     int64_t last_purge;             // retention purge
 

@@ -74,6 +74,12 @@ keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const char 
         // come back here only if it never returns.
         int64_t delay = moving ? self->engine_timeout_ms
                                : keel_broker_service_delay (self, x->service);
+        // After a pause of the broker (s_notice_pause in broker.c), the
+        // engine may be in its login backoff: its tasks wait for its claims
+        // until the login window ends, as after a restart.
+        if (!moving && self->pause_window_end > self->now
+            && delay < self->pause_window_end - self->now)
+            delay = self->pause_window_end - self->now;
         if (delay <= 0 && now_lost)
             zlistx_add_end (now_lost, x);
         else {
