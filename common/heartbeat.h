@@ -6,8 +6,9 @@
     (3 by default, DESIGN §4). All times are monotonic milliseconds
     (zclock_mono); the caller passes `now` so tests can drive time.
 
-    keel_backoff_t is capped exponential backoff with jitter: 1 s doubling to
-    a cap (32 s by default), reset after a successful login.
+    keel_backoff_t is capped exponential backoff with jitter: an initial delay
+    doubling to a cap the caller chooses (engines: 1 s to 3 s between rounds
+    of their broker list), reset after a successful login.
 */
 #ifndef KEEL_HEARTBEAT_H
 #define KEEL_HEARTBEAT_H

@@ -9,8 +9,11 @@
 #include "log.h"
 
 #define S_LIVENESS          3
-#define S_BACKOFF_INITIAL   1000
-#define S_BACKOFF_MAX       32000
+#define S_BACKOFF_INITIAL   1000    // between two rounds of the broker list: 1 s doubling
+#define S_BACKOFF_MAX       3000    // to 3 s (± 20%), below the default EngineLoginWindow (5 s)
+#define S_CONNECT_MS        500     // first round: a broker not connected by then is skipped
+#define S_CONNECT_DOUBLINGS 3       // later rounds wait 1, 2, 4 s (at most 3·H)
+#define S_QUIET_ROUNDS      3       // rounds whose failed tries are logged at INFO
 #define S_NEVER             INT64_MAX
 
 struct _keel_engine_session_t {
@@ -23,10 +26,11 @@ struct _keel_engine_session_t {
     int64_t heartbeat_ms;
     int64_t engine_timeout_ms;
     uint64_t epoch;             // of the broker we are logged in to
-    keel_backoff_t backoff;
+    keel_backoff_t backoff;     // between rounds
+    int rounds_failed;          // rounds of the broker list without a login since the last one
     keel_peer_clock_t clock;    // ONLINE and LOGGING_IN
     int64_t retry_at;           // OFFLINE
-    int64_t login_deadline;     // LOGGING_IN
+    int64_t login_deadline;     // LOGGING_IN: connected by then (not sent) / reply by then (sent)
     bool login_sent;            // LOGGING_IN
     int64_t offline_since;      // every state but ONLINE
     int64_t probe_at;           // ONLINE on a failover broker; S_NEVER otherwise
@@ -110,6 +114,33 @@ s_close_probe (keel_engine_session_t *self)
     self->probe_at = S_NEVER;
 }
 
+//  How long a try waits for its connection (the broker DEALER has
+//  ZMQ_IMMEDIATE: the login leaves only once the connection is made, so an
+//  unsent login means no broker there, or one that is not running). Short
+//  in the first round, so that the next broker of the list is tried within
+//  S_CONNECT_MS of losing one; longer in later rounds, for slow links;
+//  never more than 3·H.
+static int64_t
+s_connect_ms (const keel_engine_session_t *self)
+{
+    int doublings = self->rounds_failed < S_CONNECT_DOUBLINGS ? self->rounds_failed
+                                                              : S_CONNECT_DOUBLINGS;
+    int64_t ms = (int64_t) S_CONNECT_MS << doublings;
+    int64_t cap = S_LIVENESS * self->heartbeat_ms;
+    return ms < cap ? ms : cap;
+}
+
+//  The login left: the broker has 3·H from now to answer.
+static void
+s_login_sent (keel_engine_session_t *self, int64_t now)
+{
+    self->login_sent = true;
+    self->login_deadline = now + S_LIVENESS * self->heartbeat_ms;
+    keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
+}
+
+static void s_try_failed (keel_engine_session_t *self, int64_t now);
+
 //  Opens a fresh connection to the current broker and sends the login.
 static void
 s_start_login (keel_engine_session_t *self, int64_t now)
@@ -117,34 +148,50 @@ s_start_login (keel_engine_session_t *self, int64_t now)
     const char *endpoint = self->cfg->brokers[self->broker];
     if (!self->ops->connect (self->arg, self->broker)) {
         KEEL_WARN ("engine", "cannot connect broker=%s", endpoint);
-        self->retry_at = now + keel_backoff_next (&self->backoff);
-        s_set_state (self, KEEL_ENGINE_SESSION_OFFLINE);
+        s_try_failed (self, now);
         return;
     }
     s_set_state (self, KEEL_ENGINE_SESSION_LOGGING_IN);
-    self->login_deadline = now + S_LIVENESS * self->heartbeat_ms;
-    self->login_sent = self->ops->send_login (self->arg);
-    if (self->login_sent)
-        keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
+    self->login_sent = false;
+    self->login_deadline = now + s_connect_ms (self);
+    if (self->ops->send_login (self->arg))
+        s_login_sent (self, now);
     KEEL_DEBUG ("engine", "logging in broker=%s sent=%d", endpoint, self->login_sent);
 }
 
-//  Leaves ONLINE (or gives up a login): no socket, next try scheduled.
-//  A failed login moves to the next broker: at once within a sweep of the
-//  list, after a backoff delay when the sweep starts again at the primary.
+//  Leaves ONLINE: no socket; a round of the broker list starts at once,
+//  primary first.
 static void
-s_go_offline (keel_engine_session_t *self, int64_t now, bool next_broker)
+s_go_offline (keel_engine_session_t *self, int64_t now)
 {
     s_close_probe (self);
     self->ops->disconnect (self->arg);
-    if (self->state == KEEL_ENGINE_SESSION_ONLINE) {
-        self->offline_since = now;
+    self->offline_since = now;
+    self->broker = 0;
+    self->rounds_failed = 0;
+    self->retry_at = now;
+    s_set_state (self, KEEL_ENGINE_SESSION_OFFLINE);
+}
+
+//  A try failed (no connection, no reply, refused): the next broker of the
+//  round at once; after the last one, the next round starts at the primary
+//  after the backoff delay.
+static void
+s_try_failed (keel_engine_session_t *self, int64_t now)
+{
+    s_close_probe (self);
+    self->ops->disconnect (self->arg);
+    self->broker++;
+    self->retry_at = now;
+    if (self->broker >= self->cfg->n_brokers) {
         self->broker = 0;
-        self->retry_at = now + keel_backoff_next (&self->backoff);
-    }
-    else if (next_broker) {
-        self->broker = (self->broker + 1) % self->cfg->n_brokers;
-        self->retry_at = self->broker == 0 ? now + keel_backoff_next (&self->backoff) : now;
+        self->rounds_failed++;
+        int64_t delay = keel_backoff_next (&self->backoff);
+        self->retry_at = now + delay;
+        if (self->rounds_failed <= S_QUIET_ROUNDS || self->rounds_failed % 10 == 0)
+            KEEL_INFO ("engine", "no broker answered rounds=%d offline_ms=%lld next_round_ms=%lld",
+                       self->rounds_failed, (long long) (now - self->offline_since),
+                       (long long) delay);
     }
     s_set_state (self, KEEL_ENGINE_SESSION_OFFLINE);
 }
@@ -161,6 +208,7 @@ s_move_to_primary (keel_engine_session_t *self, int64_t now, const char *why)
     self->ops->disconnect (self->arg);
     self->offline_since = now;
     self->broker = 0;
+    self->rounds_failed = 0;
     s_start_login (self, now);
 }
 
@@ -173,6 +221,7 @@ s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
     self->epoch = reply->has_epoch ? reply->epoch : (env->has_epoch ? env->epoch : 0);
     keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
     keel_backoff_reset (&self->backoff);
+    self->rounds_failed = 0;
     s_set_state (self, KEEL_ENGINE_SESSION_ONLINE);
     self->probe_deadline = S_NEVER;
     self->probe_at = self->broker != 0 ? now + self->cfg->primary_retry_ms : S_NEVER;
@@ -202,6 +251,7 @@ s_engine_timeout (keel_engine_session_t *self, int64_t now)
     self->ops->new_session (self->arg);
     keel_backoff_reset (&self->backoff);
     self->broker = 0;
+    self->rounds_failed = 0;
     self->offline_since = now;
     self->retry_at = now;
     s_set_state (self, KEEL_ENGINE_SESSION_OFFLINE);
@@ -251,20 +301,24 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
     case KEEL_ENGINE_SESSION_LOGGING_IN:
         switch (event) {
         case KEEL_ENGINE_SEV_WRITABLE:
-            self->login_sent = self->ops->send_login (self->arg);
-            if (self->login_sent)
-                keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
+            if (self->ops->send_login (self->arg))
+                s_login_sent (self, now);
             break;
         case KEEL_ENGINE_SEV_LOGIN_OK: s_logged_in (self, env, now); break;
         case KEEL_ENGINE_SEV_LOGIN_REFUSED:
             KEEL_WARN ("engine", "login refused broker=%s error=\"%s\"",
                        self->cfg->brokers[self->broker],
                        env->login_reply->error ? env->login_reply->error : "");
-            s_go_offline (self, now, true);
+            s_try_failed (self, now);
             break;
         case KEEL_ENGINE_SEV_LOGIN_TIMEOUT:
-            KEEL_INFO ("engine", "no login reply broker=%s", self->cfg->brokers[self->broker]);
-            s_go_offline (self, now, true);
+            if (self->rounds_failed < S_QUIET_ROUNDS)
+                KEEL_INFO ("engine", "no login reply broker=%s connected=%s",
+                           self->cfg->brokers[self->broker], self->login_sent ? "yes" : "no");
+            else
+                KEEL_DEBUG ("engine", "no login reply broker=%s connected=%s",
+                            self->cfg->brokers[self->broker], self->login_sent ? "yes" : "no");
+            s_try_failed (self, now);
             break;
         default: s_unexpected (self, event); break;
         }
@@ -282,7 +336,7 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
         case KEEL_ENGINE_SEV_BROKER_SILENT:
             KEEL_WARN ("engine", "offline: broker silent broker=%s silent_ms=%lld",
                        self->cfg->brokers[self->broker], (long long) (now - self->clock.last_recv));
-            s_go_offline (self, now, false);
+            s_go_offline (self, now);
             break;
         case KEEL_ENGINE_SEV_RELOGIN:
             s_move_to_primary (self, now, env && env->relogin->reason ? env->relogin->reason

@@ -2,11 +2,20 @@
 
     States
       OFFLINE     no broker connection; waiting until retry_at to try the
-                  current broker (the list is walked primary first; a full
-                  sweep without success backs off 1 s doubling to 32 s)
-      LOGGING_IN  a fresh DEALER is connected, EngineLogin sent (or waiting
-                  for the socket to become writable), waiting for LoginReply
-                  for 3 heartbeat intervals
+                  current broker. The broker list is tried in ROUNDS,
+                  primary first: a failed try moves to the next broker at
+                  once; after the last one the next round starts after a
+                  backoff (1 s doubling to 3 s, ± 20%). The first round
+                  starts at once when ONLINE is left (or at process start).
+      LOGGING_IN  a fresh DEALER (ZMQ_IMMEDIATE) is connecting; EngineLogin
+                  leaves once the connection is made (the socket becomes
+                  writable). Not sent within the connect time (0.5 s in the
+                  first round, then 1, 2, 4 s; never more than 3·H): that
+                  broker is skipped. Sent: its LoginReply is awaited for
+                  3·H. So an engine tries its failover broker at most 0.5 s
+                  after losing its primary (plus 3·H if the primary still
+                  accepts connections but does not answer), sooner than any
+                  driver with DSBrokerTimeout >= 2 s moves there.
       ONLINE      logged in; work messages are accepted; heartbeats flow; on
                   a non-primary broker the primary is probed every
                   PrimaryRetryInterval
@@ -45,7 +54,7 @@ typedef enum {
     KEEL_ENGINE_SEV_WRITABLE,          // LOGGING_IN: the login could not be sent yet; try again
     KEEL_ENGINE_SEV_LOGIN_OK,          // LoginReply{ok=true}
     KEEL_ENGINE_SEV_LOGIN_REFUSED,     // LoginReply{ok=false}
-    KEEL_ENGINE_SEV_LOGIN_TIMEOUT,     // no LoginReply within 3 heartbeat intervals
+    KEEL_ENGINE_SEV_LOGIN_TIMEOUT,     // not connected in time, or no LoginReply within 3·H
     KEEL_ENGINE_SEV_WORK,              // Assign, Cancel, ResultAck, Heartbeat from the broker
     KEEL_ENGINE_SEV_RELOGIN,           // Relogin{reason}
     KEEL_ENGINE_SEV_HEARTBEAT_DUE,     // nothing sent for one interval

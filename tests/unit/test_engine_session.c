@@ -13,11 +13,17 @@ typedef struct {
     char last_logoff[32];
     int logoffs;
     bool connect_ok, login_ok, probe_ok;
+    unsigned listening;         // bit i: broker i takes connections (the login can leave)
 } s_fake_t;
 
 static bool f_connect (void *a, int i) { s_fake_t *f = a; f->connects++; f->last_connect = i; return f->connect_ok; }
 static void f_disconnect (void *a) { ((s_fake_t *) a)->disconnects++; }
-static bool f_login (void *a) { s_fake_t *f = a; f->logins++; return f->login_ok; }
+static bool f_login (void *a)
+{
+    s_fake_t *f = a;
+    f->logins++;
+    return f->login_ok && (f->listening & (1u << f->last_connect));
+}
 static bool f_heartbeat (void *a) { ((s_fake_t *) a)->heartbeats++; return true; }
 static void f_logoff (void *a, const char *r)
 {
@@ -55,6 +61,7 @@ s_setup_with (keel_timeout_action_t action)
     s_cfg.default_engine_timeout_ms = 900000;
     memset (&s_fake, 0, sizeof s_fake);
     s_fake.connect_ok = s_fake.login_ok = s_fake.probe_ok = true;
+    s_fake.listening = ~0u;
     s_session = keel_engine_session_new (&s_cfg, &s_ops, &s_fake, 0);
     cr_assert (s_session);
 }
@@ -173,7 +180,7 @@ Test (engine_session, work_is_refused_before_login_and_accepted_online)
     cr_assert_eq (s_fake.works, 1);
 }
 
-Test (engine_session, keeps_running_tasks_while_the_broker_is_silent_and_retries_the_primary)
+Test (engine_session, keeps_running_tasks_while_the_broker_is_silent_and_retries_the_primary_at_once)
 {
     s_online_at (0);
     s_message (KEEL__ENVELOPE__BODY_HEARTBEAT, 1000);
@@ -183,9 +190,156 @@ Test (engine_session, keeps_running_tasks_while_the_broker_is_silent_and_retries
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
     cr_assert_eq (s_fake.timeouts, 0, "tasks are not killed on broker loss");
     cr_assert_eq (keel_engine_session_broker (s_session), 0);
-    int64_t retry = keel_engine_session_next_deadline (s_session);
-    cr_assert (retry > 2500 && retry <= 2500 + 1200, "retry after about 1 s, got %lld",
-               (long long) retry);
+    cr_assert_eq (keel_engine_session_next_deadline (s_session), 2500,
+                  "the first round starts at once");
+}
+
+//  Runs the session from time `from`, jumping from one of its deadlines to
+//  the next, until it tries broker `index` (a connect) or time passes
+//  `until`. Returns the time of that connect, -1 if none.
+static int64_t
+s_next_try_of (int index, int64_t from, int64_t until)
+{
+    int connects = s_fake.connects;
+    int64_t t = from;
+    for (int steps = 0; t <= until && steps < 1000; steps++) {
+        keel_engine_session_tick (s_session, t);
+        if (s_fake.connects > connects) {
+            if (s_fake.last_connect == index)
+                return t;
+            connects = s_fake.connects;
+        }
+        int64_t next = keel_engine_session_next_deadline (s_session);
+        t = next > t ? next : t;
+    }
+    return -1;
+}
+
+Test (engine_session, a_round_tries_every_broker_then_backs_off_before_the_next_round)
+{
+    s_fake.login_ok = false;                    // nothing listens: no connection, no login
+    keel_engine_session_tick (s_session, 0);
+    cr_assert_eq (s_fake.last_connect, 0);
+    keel_engine_session_tick (s_session, 490);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    keel_engine_session_tick (s_session, 500);         // not connected in 0.5 s: skipped
+    keel_engine_session_tick (s_session, 500);         // the failover, at once
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    cr_assert_eq (s_fake.last_connect, 1);
+    keel_engine_session_tick (s_session, 1000);        // round over
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    cr_assert_eq (keel_engine_session_broker (s_session), 0);
+    int64_t next = keel_engine_session_next_deadline (s_session);
+    cr_assert (next >= 1000 + 800 && next <= 1000 + 1200, "next round after about 1 s, got %lld",
+               (long long) next);
+    cr_assert_eq (s_next_try_of (0, 1000, next), next, "the next round starts at the primary");
+}
+
+Test (engine_session, losing_the_primary_tries_the_failover_within_half_a_second)
+{
+    s_online_at (0);                            // H = 500 ms from the LoginReply
+    keel_engine_session_tick (s_session, 1500);        // A silent for 3·H: lost
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    s_fake.listening = 1u << 1;                 // A is gone: its login cannot leave; B listens
+    int connects = s_fake.connects;
+    keel_engine_session_tick (s_session, 1500);        // round 1: A again, at once
+    cr_assert_eq (s_fake.connects, connects + 1);
+    cr_assert_eq (s_fake.last_connect, 0);
+    // B's login leaves at once and B answers. A driver that noticed the
+    // loss at 1500 too moves to B only after its DSBrokerTimeout (at
+    // least 2 s): the engine is there first.
+    cr_assert_eq (s_next_try_of (1, 1500, 1500 + 2000), 2000);
+    s_login_reply (true, 500, 60000, 2000);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_ONLINE);
+    cr_assert_eq (keel_engine_session_broker (s_session), 1);
+}
+
+Test (engine_session, a_connected_broker_gets_3_heartbeats_to_answer_the_login)
+{
+    keel_engine_session_tick (s_session, 0);           // connected, login sent (H = 1 s)
+    keel_engine_session_tick (s_session, 2990);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    cr_assert_eq (s_fake.last_connect, 0);
+    keel_engine_session_tick (s_session, 3000);
+    cr_assert_eq (keel_engine_session_broker (s_session), 1);
+}
+
+Test (engine_session, a_login_that_leaves_late_gets_3_heartbeats_from_then)
+{
+    s_fake.login_ok = false;
+    keel_engine_session_tick (s_session, 0);
+    s_fake.login_ok = true;
+    keel_engine_session_tick (s_session, 400);         // connected now: the login leaves
+    cr_assert_eq (s_fake.logins, 2);
+    keel_engine_session_tick (s_session, 3390);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
+    keel_engine_session_tick (s_session, 3400);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    cr_assert_eq (keel_engine_session_broker (s_session), 1);
+}
+
+Test (engine_session, later_rounds_wait_longer_for_a_connection_up_to_3_heartbeats)
+{
+    s_fake.login_ok = false;
+    // Connect time per try in rounds 1..5: 0.5, 1, 2, then 3·H (3 s).
+    static const int64_t expect[] = { 500, 1000, 2000, 3000, 3000 };
+    int64_t t = 0;
+    for (int round = 0; round < 5; round++) {
+        int64_t start = s_next_try_of (0, t, t + 10000);
+        cr_assert_geq (start, 0, "round %d did not start", round + 1);
+        int64_t failover = s_next_try_of (1, start, start + 10000);
+        cr_assert_eq (failover - start, expect[round], "round %d: primary tried for %lld ms",
+                      round + 1, (long long) (failover - start));
+        t = failover + 1;
+    }
+}
+
+Test (engine_session, the_backoff_between_rounds_doubles_to_3_seconds)
+{
+    s_fake.login_ok = false;
+    s_cfg.n_brokers = 1;
+    int64_t t = s_next_try_of (0, 0, 0), prev_end = -1;
+    for (int round = 0; round < 8; round++) {
+        int64_t connect_ms = round == 0 ? 500 : round == 1 ? 1000 : round == 2 ? 2000 : 3000;
+        int64_t end = t + connect_ms;
+        int64_t next = s_next_try_of (0, t + 1, t + 20000);
+        int64_t gap = next - end;
+        int64_t base = round == 0 ? 1000 : round == 1 ? 2000 : 3000;
+        cr_assert (gap >= base * 8 / 10 && gap <= base * 12 / 10,
+                   "round %d: %lld ms between rounds, expected about %lld", round + 1,
+                   (long long) gap, (long long) base);
+        prev_end = end;
+        t = next;
+    }
+    cr_assert_gt (prev_end, 0);
+}
+
+Test (engine_session, a_round_after_losing_a_failover_starts_at_the_primary)
+{
+    s_fake.login_ok = false;
+    keel_engine_session_tick (s_session, 0);
+    keel_engine_session_tick (s_session, 500);         // primary skipped
+    s_fake.login_ok = true;
+    s_online_at (500);                          // on the failover
+    cr_assert_eq (keel_engine_session_broker (s_session), 1);
+    keel_engine_session_tick (s_session, 2000);        // failover silent for 3·H
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
+    keel_engine_session_tick (s_session, 2000);
+    cr_assert_eq (s_fake.last_connect, 0, "the primary first, at once");
+}
+
+Test (engine_session, a_move_to_the_primary_that_fails_returns_to_the_failover_at_once)
+{
+    keel_engine_session_tick (s_session, 0);
+    keel_engine_session_tick (s_session, 3000);        // primary did not answer
+    s_online_at (3000);
+    s_fake.login_ok = false;                    // the primary takes no connection
+    cr_assert (s_message (KEEL__ENVELOPE__BODY_RELOGIN, 3100));
+    cr_assert_eq (s_fake.last_connect, 0);
+    keel_engine_session_tick (s_session, 3600);
+    keel_engine_session_tick (s_session, 3600);
+    cr_assert_eq (s_fake.last_connect, 1);
+    cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
 }
 
 Test (engine_session, engine_timeout_with_restart_starts_a_fresh_session, .init = setup,
