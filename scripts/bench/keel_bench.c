@@ -10,8 +10,9 @@
           Keeps `sleep 50` tasks flowing (8 in flight), and once 20 results
           are in, sends SIGKILL to PID (a broker the calling script started)
           and measures the time from the kill to the next result. Prints
-          "killed" on stdout when it has killed (so the script can restart
-          the broker), then gap_ms=... Status events go to stderr with
+          "killed wall_ms=..." on stdout when it has killed (so the script
+          can restart the broker, and time the failover broker's log lines
+          from the kill), then gap_ms=... Status events go to stderr with
           their time since the kill.
 
       keel-bench submit BROKER N [KEY=VALUE]...
@@ -222,7 +223,10 @@ s_failover (const char *primary, const char *failover, pid_t victim, int argc, c
                 break;
             }
             flow.killed_at = s_now_us ();
-            printf ("killed\n");
+            struct timespec wall;
+            clock_gettime (CLOCK_REALTIME, &wall);
+            printf ("killed wall_ms=%lld\n",
+                    (long long) wall.tv_sec * 1000 + wall.tv_nsec / 1000000);
             fflush (stdout);
         }
     }

@@ -338,7 +338,9 @@ failover_run() {
     local engine_brokers=$ep
     local extra=()
     if [[ "$variant" == failover ]]; then
-        start_broker "broker-$tag-b" "$tmp/$tag-b.db" --set "HeartbeatInterval=$heartbeat"
+        # LogLevel=info: its engine-login and driver lines time the failover.
+        start_broker "broker-$tag-b" "$tmp/$tag-b.db" --set "HeartbeatInterval=$heartbeat" \
+            --set LogLevel=info
         failover_ep=$broker_ep
         engine_brokers="$ep,$failover_ep"
         extra=("DSBrokerTimeout=$broker_timeout")
@@ -367,6 +369,19 @@ failover_run() {
     gap=$(kv "$out" gap_ms)
     [[ -n "$gap" ]] || fail "W3 $variant: no gap measured"
     sample "w3_$variant" gap_ms "$gap"
+    if [[ "$variant" == failover ]]; then
+        # When the engines (the second engine-login) and the driver reached
+        # B, from the kill, on B's log clock: engines must be first.
+        local killed b_log engines_ts driver_ts
+        killed=$(kv "$out" wall_ms)
+        b_log="$tmp/broker-$tag-b.log"
+        engines_ts=$(grep 'engine-login:' "$b_log" | sed -n 2p | cut -d' ' -f1)
+        driver_ts=$(grep 'driver connected' "$b_log" | head -n 1 | cut -d' ' -f1)
+        [[ -n "$killed" && -n "$engines_ts" && -n "$driver_ts" ]] ||
+            fail "W3 failover: broker B did not log both engines and the driver"
+        sample w3_failover engines_on_b_ms $(($(date -d "$engines_ts" +%s%3N) - killed))
+        sample w3_failover driver_on_b_ms $(($(date -d "$driver_ts" +%s%3N) - killed))
+    fi
     stop_all
 }
 
@@ -435,6 +450,8 @@ rows=(
     "W2 Keel StoreSync=normal p99|w2_keel_normal|p99_us|w2_relay"
     "W3 kill -9 broker, restart on same store|w3_restart|gap_ms|"
     "W3 kill -9 primary, failover broker|w3_failover|gap_ms|"
+    "W3 failover: engines logged in to B|w3_failover|engines_on_b_ms|"
+    "W3 failover: driver reached B|w3_failover|driver_on_b_ms|"
     "W4 $w4_small queued: broker peak RSS|w4_$w4_small|rss_mib|"
     "W4 $w4_small queued: store size|w4_$w4_small|store_mib|"
     "W4 $w4_small queued: accepted/s|w4_$w4_small|accept_per_s|"
