@@ -12,7 +12,8 @@
 
 static const keel_setting_def_t s_table[] = {
     { "Brokers", KEEL_SETTING_STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL,
-      "comma-separated broker endpoints; the first is the primary" },
+      "comma-separated broker endpoints; the first is the primary. Offline, the engine tries "
+      "them all in turn each round, primary first" },
     { "Slots", KEEL_SETTING_INT, NULL, "0", 0, KEEL_ENGINE_MAX_SLOTS, false, NULL,
       "tasks run at once; 0 = number of cores" },
     { "StateDir", KEEL_SETTING_STRING, NULL, "keel-engine-state", 0, 0, false, NULL,
