@@ -167,11 +167,62 @@ s_unit_ms (const char *unit)
     return 0;
 }
 
+//  Full name of a duration unit, for messages ("minutes").
+static const char *
+s_unit_words (const char *unit)
+{
+    switch (s_unit_ms (unit)) {
+        case 1:       return "milliseconds";
+        case 1000:    return "seconds";
+        case 60000:   return "minutes";
+        case 3600000: return "hours";
+    }
+    return unit ? unit : "";
+}
+
+//  The unit a duration key's name carries ("EngineTimeoutMinutes": "min"),
+//  or NULL. Such a key takes a number in that unit only (settings.h).
+static const char *
+s_name_unit (const char *name)
+{
+    static const char *suffix[][2] = {
+        { "Millis", "ms" }, { "Ms", "ms" }, { "Seconds", "s" }, { "Secs", "s" },
+        { "Minutes", "min" }, { "Mins", "min" }, { "Hours", "h" },
+    };
+    size_t len = strlen (name);
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        size_t n = strlen (suffix[i][0]);
+        if (len > n && strcmp (name + len - n, suffix[i][0]) == 0)
+            return suffix[i][1];
+    }
+    return NULL;
+}
+
+//  Writes v without an exponent: integers as integers, fractions with at
+//  most six decimals and no trailing zeros ("0.001").
+static void
+s_format_number (double v, char *buf, size_t size)
+{
+    if (v == floor (v) && fabs (v) < 1e18) {
+        snprintf (buf, size, "%.0f", v);
+        return;
+    }
+    snprintf (buf, size, "%.6f", v);
+    char *end = buf + strlen (buf);
+    while (end > buf && end[-1] == '0')
+        *--end = '\0';
+    if (end > buf && end[-1] == '.')
+        *--end = '\0';
+}
+
+//  Parses a duration. fixed: the key's name carries its unit, so a suffix
+//  other than that unit is refused (30s for EngineTimeoutMinutes would
+//  otherwise be read one way by the parser and another by a person).
 static keel_err
-s_duration (const char *text, const char *unit, bool allow_negative, int64_t *ms_p,
+s_duration (const char *text, const char *unit, bool allow_negative, bool fixed, int64_t *ms_p,
             keel_error_t *err)
 {
-    int64_t scale = s_unit_ms (unit);
+    int64_t scale = s_unit_ms (unit), key_scale = scale;
     if (!scale)
         return keel_error_set (err, KEEL_ERR_INVALID, "unknown duration unit '%s'", unit);
     const char *p = text;
@@ -193,6 +244,14 @@ s_duration (const char *text, const char *unit, bool allow_negative, int64_t *ms
         scale = s_unit_ms (p);
     if (!digits || !scale)
         return keel_error_set (err, KEEL_ERR_INVALID, S_DURATION_HINT ", got '%s'", text);
+    if (fixed && scale != key_scale) {
+        char same[48];
+        s_format_number (value * (double) scale / (double) key_scale, same, sizeof same);
+        return keel_error_set (err, KEEL_ERR_INVALID,
+                               "expected a number of %s (the name gives the unit; %s is %s%s), "
+                               "got '%s'", s_unit_words (unit), text, negative ? "-" : "", same,
+                               text);
+    }
     if (negative && !allow_negative)
         return keel_error_set (err, KEEL_ERR_INVALID,
                                "expected a duration that is not negative, got '%s'", text);
@@ -207,7 +266,7 @@ keel_err
 keel_duration_parse (const char *text, const char *unit, int64_t *ms_p, keel_error_t *err)
 {
     assert (text && ms_p);
-    return s_duration (text, unit, false, ms_p, err);
+    return s_duration (text, unit, false, false, ms_p, err);
 }
 
 keel_err
@@ -228,6 +287,77 @@ static bool
 s_bounded (const keel_setting_def_t *def)
 {
     return !(def->min == 0 && def->max == 0);
+}
+
+//  One amount of def's kind as a number and a unit, for bounds and
+//  defaults in messages and docs: integers as integers, byte counts in
+//  KiB/MiB/GiB when exact ("1 GiB"), durations in the key's unit or, for a
+//  fraction of it, in a smaller unit where they are whole ("50 ms");
+//  a key whose name carries its unit keeps that unit ("0.001 min").
+static void
+s_amount (const keel_setting_def_t *def, double v, char *num, size_t size, const char **unit_p)
+{
+    const char *unit = def->unit ? def->unit : "";
+    if (def->type == KEEL_SETTING_DURATION && !s_name_unit (def->name) && v != floor (v)) {
+        static const char *smaller[] = { "h", "min", "s", "ms" };
+        double ms = v * (double) s_unit_ms (def->unit);
+        for (size_t i = 0; i < 4; i++) {
+            double scale = (double) s_unit_ms (smaller[i]);
+            if (scale < (double) s_unit_ms (def->unit) && fabs (ms - round (ms / scale) * scale) < 1e-6) {
+                v = round (ms / scale);
+                unit = smaller[i];
+                break;
+            }
+        }
+    }
+    else if (strcmp (unit, "bytes") == 0 && v == floor (v)) {
+        static const char *binary[] = { "GiB", "MiB", "KiB" };
+        for (int i = 0; i < 3; i++) {
+            double scale = ldexp (1.0, 10 * (3 - i));
+            if (v >= scale && fmod (v, scale) == 0) {
+                v /= scale;
+                unit = binary[i];
+                break;
+            }
+        }
+        if (v == 1 && strcmp (unit, "bytes") == 0)
+            unit = "byte";
+    }
+    s_format_number (v, num, size);
+    *unit_p = unit;
+}
+
+//  "1 to 100", "0 to 10000 tasks", "1 byte to 1 GiB", "50 ms to 60 s".
+static void
+s_format_range (const keel_setting_def_t *def, char *buf, size_t size)
+{
+    char lo[48], hi[48];
+    const char *lo_unit, *hi_unit;
+    s_amount (def, def->min, lo, sizeof lo, &lo_unit);
+    s_amount (def, def->max, hi, sizeof hi, &hi_unit);
+    if (strcmp (lo_unit, hi_unit) == 0 || def->min == 0)
+        snprintf (buf, size, "%s to %s%s%s", lo, hi, *hi_unit ? " " : "", hi_unit);
+    else
+        snprintf (buf, size, "%s%s%s to %s%s%s", lo, *lo_unit ? " " : "", lo_unit, hi,
+                  *hi_unit ? " " : "", hi_unit);
+}
+
+//  " (64 MiB)" after a default byte count where that reads better, else "".
+static void
+s_default_hint (const keel_setting_def_t *def, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    if (!def->unit || strcmp (def->unit, "bytes") != 0 || !def->default_value)
+        return;
+    char *end = NULL;
+    double v = strtod (def->default_value, &end);
+    if (end == def->default_value || *end)
+        return;
+    char num[48];
+    const char *unit;
+    s_amount (def, v, num, sizeof num, &unit);
+    if (strcmp (unit, "bytes") != 0 && strcmp (unit, "byte") != 0)
+        snprintf (buf, size, " (%s %s)", num, unit);
 }
 
 //  Finds text among "a|b|c" case-insensitively; returns the canonical
@@ -297,7 +427,8 @@ s_parse (const keel_setting_def_t *def, const char *key, const char *text, s_val
             break;
         }
         case KEEL_SETTING_DURATION:
-            if (s_duration (value, def->unit, def->min < 0, &out->i, err) != KEEL_OK) {
+            if (s_duration (value, def->unit, def->min < 0, s_name_unit (def->name) != NULL,
+                            &out->i, err) != KEEL_OK) {
                 keel_error_prefix (err, "%s", key);
                 rc = KEEL_ERR_CONFIG;
             }
@@ -318,10 +449,12 @@ s_parse (const keel_setting_def_t *def, const char *key, const char *text, s_val
     if (rc == KEEL_OK && *value && s_bounded (def)
         && (def->type == KEEL_SETTING_INT || def->type == KEEL_SETTING_DOUBLE
             || def->type == KEEL_SETTING_DURATION)
-        && (out->d < def->min || out->d > def->max))
-        rc = keel_error_set (err, KEEL_ERR_CONFIG, "%s: '%s' is out of range (%g to %g%s%s)", key,
-                             value, def->min, def->max, def->unit ? " " : "",
-                             def->unit ? def->unit : "");
+        && (out->d < def->min || out->d > def->max)) {
+        char range[128];
+        s_format_range (def, range, sizeof range);
+        rc = keel_error_set (err, KEEL_ERR_CONFIG, "%s: '%s' is out of range (%s)", key, value,
+                             range);
+    }
     if (rc != KEEL_OK) {
         free (value);
         return rc;
@@ -357,6 +490,10 @@ keel_settings_new (const keel_setting_def_t *table, keel_error_t *err)
         else if (def->type == KEEL_SETTING_DURATION && !s_unit_ms (def->unit))
             rc = keel_error_set (err, KEEL_ERR_INVALID, "%s: unknown duration unit '%s'",
                                  def->name, def->unit);
+        else if (def->type == KEEL_SETTING_DURATION && s_name_unit (def->name)
+                 && s_unit_ms (s_name_unit (def->name)) != s_unit_ms (def->unit))
+            rc = keel_error_set (err, KEEL_ERR_INVALID, "%s: the name says %s, the unit is '%s'",
+                                 def->name, s_unit_words (s_name_unit (def->name)), def->unit);
         else if (def->type == KEEL_SETTING_ENUM && !def->enum_values)
             rc = keel_error_set (err, KEEL_ERR_INVALID, "%s: enum without values", def->name);
         else
@@ -662,20 +799,44 @@ s_type_name (keel_setting_type_t type)
     return "?";
 }
 
+//  The default as shown by --help: "-" when none, "67108864 (64 MiB)".
 static const char *
-s_default_text (const keel_setting_def_t *def)
+s_default_text (const keel_setting_def_t *def, char *buf, size_t size)
 {
-    return def->default_value && *def->default_value ? def->default_value : "-";
+    char hint[64];
+    s_default_hint (def, hint, sizeof hint);
+    snprintf (buf, size, "%s%s", def->default_value && *def->default_value ? def->default_value : "-",
+              hint);
+    return buf;
+}
+
+//  What follows a key's description in --help and the docs: the rule of a
+//  key whose name carries its unit, then the range ("" when neither).
+static const char *
+s_notes (const keel_setting_def_t *def, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    const char *fixed = def->type == KEEL_SETTING_DURATION ? s_name_unit (def->name) : NULL;
+    if (fixed)
+        snprintf (buf, size, " (a number of %s, as the name says; another unit is refused)",
+                  s_unit_words (fixed));
+    if (s_bounded (def)) {
+        char range[128];
+        s_format_range (def, range, sizeof range);
+        size_t len = strlen (buf);
+        snprintf (buf + len, size - len, " (range %s)", range);
+    }
+    return buf;
 }
 
 void
 keel_settings_print_help (const keel_setting_def_t *table, FILE *out)
 {
     int wkey = 3, wdef = 7, wunit = 4;
-    char name[256];
+    char name[256], dflt[160], notes[320];
     for (size_t i = 0; table[i].name; i++) {
         int n = (int) strlen (s_display_name (table[i].name, name, sizeof name));
-        int d = (int) strlen (s_default_text (&table[i]));
+        int d = (int) strlen (s_default_text (&table[i], dflt, sizeof dflt));
         int u = table[i].unit ? (int) strlen (table[i].unit) : 0;
         wkey = n > wkey ? n : wkey;
         wdef = d > wdef ? d : wdef;
@@ -687,11 +848,11 @@ keel_settings_print_help (const keel_setting_def_t *table, FILE *out)
     for (size_t i = 0; table[i].name; i++) {
         const keel_setting_def_t *def = &table[i];
         fprintf (out, "  %-*s  %-*s  %-*s  %s", wkey, s_display_name (def->name, name, sizeof name),
-                 wdef, s_default_text (def), wunit, def->unit ? def->unit : "",
+                 wdef, s_default_text (def, dflt, sizeof dflt), wunit, def->unit ? def->unit : "",
                  def->description ? def->description : "");
         if (def->type == KEEL_SETTING_ENUM)
             fprintf (out, " (%s)", def->enum_values ? def->enum_values : "");
-        fprintf (out, "\n");
+        fprintf (out, "%s\n", s_notes (def, notes, sizeof notes));
     }
 }
 
@@ -722,14 +883,15 @@ keel_settings_print_markdown (const keel_setting_def_t *table, FILE *out)
         }
         fprintf (out, " | ");
         if (def->default_value && *def->default_value) {
+            char hint[64];
             fprintf (out, "`");
             s_md_cell (out, def->default_value);
-            fprintf (out, "`");
+            fprintf (out, "`%s", (s_default_hint (def, hint, sizeof hint), hint));
         }
         fprintf (out, " | %s | %s | ", def->unit ? def->unit : "", def->runtime ? "yes" : "no");
         s_md_cell (out, def->description);
-        if (s_bounded (def))
-            fprintf (out, " (range %g to %g)", def->min, def->max);
+        char notes[320];
+        s_md_cell (out, s_notes (def, notes, sizeof notes));
         fprintf (out, " |\n");
     }
 }

@@ -19,6 +19,13 @@
 
     Durations: a number (fractional allowed) with an optional unit ms, s, m,
     min, h; a bare number is in the key's unit ("ms", "s", "min", "h").
+    A duration key whose name carries its unit (…Minutes/Mins, …Hours,
+    …Seconds/Secs, …Ms/Millis: EngineTimeoutMinutes) takes a number in
+    that unit only, written bare or with that unit: "30s" for
+    EngineTimeoutMinutes is refused ("expected a number of minutes (the name
+    gives the unit; 30s is 0.5), got '30s'"), and such a table entry must
+    have that unit (checked by keel_settings_new). Bounds and defaults are
+    printed without exponents, with a unit ("1 GiB", "50 ms to 60 s").
     Durations are read back in milliseconds. Booleans: true/false, yes/no,
     on/off, 1/0. Errors name the origin: "broker.properties:12:
     EngineTimeoutMinutes: expected a duration (e.g. 30s, 5m), got 'ten'".

@@ -26,6 +26,15 @@ naming the file, the line and the key.
 
 **Durations** accept a unit: `500ms`, `30s`, `5m` (or `5min`), `2h`; fractions
 are allowed (`0.05`, `1.5s`). A bare number is in the key's unit column.
+A key whose **name carries its unit** (`EngineTimeoutMinutes`, `RetentionHours`;
+any duration key ending in `Minutes`/`Mins`, `Hours`, `Seconds`/`Secs` or
+`Ms`/`Millis`) takes a number in that unit, bare or with that unit written
+(`0.5`, `0.5min`); any other unit is refused (`EngineTimeoutMinutes=30s`:
+"expected a number of minutes (the name gives the unit; 30s is 0.5)"), so a
+value never means one thing to the program and another to the person reading
+the key. `keel-admin config get` shows such a value as given, in the unit of
+the name. Ranges are inclusive and shown with their unit (`1 KiB` = 1024 bytes,
+`1 GiB` = 1073741824 bytes).
 **Booleans**: `true/false`, `yes/no`, `on/off`, `1/0`.
 Keys marked *runtime* can be changed on a running broker with
 `keel-admin config set KEY VALUE`; the change is stored in the broker's store

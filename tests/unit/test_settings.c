@@ -280,9 +280,9 @@ Test (settings, enforces_duration_bounds_in_the_key_unit)
     cr_expect_eq (keel_settings_ms (s, "HeartbeatInterval"), 60000);
     keel_settings_destroy (&s);
     s_expect_set_error ("HeartbeatInterval", "10ms",
-                        "--set: HeartbeatInterval: '10ms' is out of range (0.05 to 60 s)");
+                        "--set: HeartbeatInterval: '10ms' is out of range (50 ms to 60 s)");
     s_expect_set_error ("HeartbeatInterval", "2m",
-                        "--set: HeartbeatInterval: '2m' is out of range (0.05 to 60 s)");
+                        "--set: HeartbeatInterval: '2m' is out of range (50 ms to 60 s)");
 }
 
 Test (settings, names_key_and_origin_in_a_duration_error)
@@ -293,6 +293,150 @@ Test (settings, names_key_and_origin_in_a_duration_error)
     s_expect_set_error ("RescheduleDelay", "-5",
                         "--set: RescheduleDelay: expected a duration that is not negative, "
                         "got '-5'");
+}
+
+//  ---- keys whose name carries their unit (issue 10, item 9)
+
+static const keel_setting_def_t s_named_table[] = {
+    { "EngineTimeoutMinutes", KEEL_SETTING_DURATION, "min", "15", 0.001, 100000, true, NULL,
+      "Engine Timeout" },
+    { "RetentionHours", KEEL_SETTING_DURATION, "h", "24", 0, 100000, true, NULL, "Retention" },
+    { "PollMs", KEEL_SETTING_DURATION, "ms", "100", 0, 0, false, NULL, "Poll" },
+    { "HeartbeatInterval", KEEL_SETTING_DURATION, "s", "1s", 0.01, 60, false, NULL, "H" },
+    KEEL_SETTINGS_END
+};
+
+//  Sets key=value in s_named_table; returns the code, message in err.
+static keel_err
+s_named_set (const char *key, const char *value, int64_t *ms_p, keel_error_t *err)
+{
+    keel_settings_t *s = keel_settings_new (s_named_table, err);
+    cr_assert_not_null (s, "%s", err->text);
+    keel_err rc = keel_settings_set (s, key, value, "--set", err);
+    if (rc == KEEL_OK && ms_p)
+        *ms_p = keel_settings_ms (s, key);
+    keel_settings_destroy (&s);
+    return rc;
+}
+
+Test (settings, refuses_another_unit_for_a_key_whose_name_carries_its_unit)
+{
+    keel_error_t err = { "" };
+    int64_t ms = -1;
+    cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "30s", &ms, &err), KEEL_ERR_CONFIG,
+                  "30s was taken as %lld ms", (long long) ms);
+    cr_expect_str_eq (err.text, "--set: EngineTimeoutMinutes: expected a number of minutes (the "
+                                "name gives the unit; 30s is 0.5), got '30s'");
+    cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "2h", NULL, &err), KEEL_ERR_CONFIG);
+    cr_expect_str_eq (err.text, "--set: EngineTimeoutMinutes: expected a number of minutes (the "
+                                "name gives the unit; 2h is 120), got '2h'");
+    cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "500ms", NULL, &err), KEEL_ERR_CONFIG);
+    cr_expect_eq (s_named_set ("RetentionHours", "30m", NULL, &err), KEEL_ERR_CONFIG);
+    cr_expect_str_eq (err.text, "--set: RetentionHours: expected a number of hours (the name "
+                                "gives the unit; 30m is 0.5), got '30m'");
+    cr_expect_eq (s_named_set ("PollMs", "1s", NULL, &err), KEEL_ERR_CONFIG);
+}
+
+Test (settings, takes_a_bare_number_or_the_named_unit_for_such_a_key)
+{
+    keel_error_t err = { "" };
+    int64_t ms = -1;
+    cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "0.5", &ms, &err), KEEL_OK, "%s", err.text);
+    cr_expect_eq (ms, 30000);
+    cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "30min", &ms, &err), KEEL_OK, "%s", err.text);
+    cr_expect_eq (ms, 30 * 60000);
+    cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "2 m", &ms, &err), KEEL_OK, "%s", err.text);
+    cr_expect_eq (ms, 2 * 60000);
+    cr_expect_eq (s_named_set ("RetentionHours", "24h", &ms, &err), KEEL_OK, "%s", err.text);
+    cr_expect_eq (ms, 24 * 3600000LL);
+    cr_expect_eq (s_named_set ("PollMs", "250ms", &ms, &err), KEEL_OK, "%s", err.text);
+    cr_expect_eq (ms, 250);
+    // A key without a unit in its name keeps taking any unit.
+    cr_expect_eq (s_named_set ("HeartbeatInterval", "500ms", &ms, &err), KEEL_OK, "%s", err.text);
+    cr_expect_eq (ms, 500);
+}
+
+Test (settings, rejects_a_table_whose_unit_contradicts_the_key_name)
+{
+    static const keel_setting_def_t bad[] = {
+        { "WaitMinutes", KEEL_SETTING_DURATION, "s", "5", 0, 0, false, NULL, "x" },
+        KEEL_SETTINGS_END
+    };
+    keel_error_t err = { "" };
+    cr_expect_null (keel_settings_new (bad, &err));
+    cr_expect_str_eq (err.text, "default of WaitMinutes: WaitMinutes: the name says minutes, the "
+                                "unit is 's'");
+}
+
+Test (settings, documents_the_unit_rule_of_a_key_whose_name_carries_its_unit)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream (&text, &len);
+    cr_assert_not_null (out);
+    keel_settings_print_markdown (s_named_table, out);
+    fclose (out);
+    cr_expect_not_null (strstr (text, "Engine Timeout (a number of minutes, as the name says; "
+                                      "another unit is refused) (range 0.001 to 100000 min) |"),
+                        "%s", text);
+    cr_expect_not_null (strstr (text, "H (range 10 ms to 60 s) |"), "%s", text);
+    free (text);
+}
+
+//  ---- bounds and defaults in messages and docs (issue 10, item 7)
+
+static const keel_setting_def_t s_bytes_table[] = {
+    { "MaxOutputBytes", KEEL_SETTING_INT, "bytes", "16777216", 1, 1073741824.0, false, NULL,
+      "largest output" },
+    { "MaxMessageSize", KEEL_SETTING_INT, "bytes", "67108864", 1024, 2147483647.0, false, NULL,
+      "largest message" },
+    { "MaxTasks", KEEL_SETTING_INT, NULL, "10", 1, 1000000000, false, NULL, "tasks" },
+    { "Prefetch", KEEL_SETTING_INT, "tasks", "0", 0, 100000000, false, NULL, "prefetch" },
+    KEEL_SETTINGS_END
+};
+
+static keel_err
+s_bytes_set (const char *key, const char *value, keel_error_t *err)
+{
+    keel_settings_t *s = keel_settings_new (s_bytes_table, err);
+    cr_assert_not_null (s, "%s", err->text);
+    keel_err rc = keel_settings_set (s, key, value, "--set", err);
+    keel_settings_destroy (&s);
+    return rc;
+}
+
+Test (settings, prints_bounds_as_integers_with_units_in_errors)
+{
+    keel_error_t err = { "" };
+    cr_expect_eq (s_bytes_set ("MaxOutputBytes", "0", &err), KEEL_ERR_CONFIG);
+    cr_expect_str_eq (err.text, "--set: MaxOutputBytes: '0' is out of range (1 byte to 1 GiB)");
+    cr_expect_eq (s_bytes_set ("MaxMessageSize", "10", &err), KEEL_ERR_CONFIG);
+    cr_expect_str_eq (err.text,
+                      "--set: MaxMessageSize: '10' is out of range (1 KiB to 2147483647 bytes)");
+    cr_expect_eq (s_bytes_set ("MaxTasks", "0", &err), KEEL_ERR_CONFIG);
+    cr_expect_str_eq (err.text, "--set: MaxTasks: '0' is out of range (1 to 1000000000)");
+    cr_expect_eq (s_bytes_set ("Prefetch", "-1", &err), KEEL_ERR_CONFIG);
+    cr_expect_str_eq (err.text, "--set: Prefetch: '-1' is out of range (0 to 100000000 tasks)");
+}
+
+Test (settings, prints_bounds_and_defaults_without_exponents_in_docs_and_help)
+{
+    void (*printers[]) (const keel_setting_def_t *, FILE *)
+        = { keel_settings_print_markdown, keel_settings_print_help };
+    for (int i = 0; i < 2; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream (&text, &len);
+        cr_assert_not_null (out);
+        printers[i] (s_bytes_table, out);
+        fclose (out);
+        cr_expect_null (strstr (text, "e+"), "an exponent in:\n%s", text);
+        cr_expect_not_null (strstr (text, "(range 1 byte to 1 GiB)"), "%s", text);
+        cr_expect_not_null (strstr (text, "(range 1 KiB to 2147483647 bytes)"), "%s", text);
+        cr_expect_not_null (strstr (text, "(range 1 to 1000000000)"), "%s", text);
+        cr_expect_not_null (strstr (text, "(64 MiB)"), "%s", text);
+        free (text);
+    }
 }
 
 Test (settings, accepts_a_negative_duration_when_the_minimum_is_negative)
