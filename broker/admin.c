@@ -332,6 +332,7 @@ s_config_one (keel_json_t *j, s_text_t *t, keel_settings_t *settings, const keel
     keel_json_kv_str (j, "key", d->name);
     keel_json_kv_str (j, "value", keel_settings_str (settings, d->name));
     keel_json_kv_str (j, "origin", keel_settings_origin (settings, d->name));
+    keel_json_kv_str (j, "unit", d->unit);     // of a bare number; null when none
     keel_json_kv_bool (j, "runtime", d->runtime);
     keel_json_end_object (j);
     s_tf (t, "%s:%s\n", d->name, keel_settings_str (settings, d->name));

@@ -45,14 +45,20 @@ static keel_err
 s_admin_config_set (void *broker, const char *key, const char *value, keel_error_t *err)
 {
     keel_broker_t *self = broker;
+    // Checked first, without an origin: keel_settings_set prefixes its
+    // errors with the origin ("keel-admin: ..."), and keel-admin already
+    // names itself and the command (issue 10: the text came out doubled).
+    keel_err rc = keel_settings_check (self->settings, key, value, err);
+    if (rc == KEEL_ERR_NOTFOUND)
+        return rc;
     const keel_setting_def_t *def = keel_settings_def (self->settings, key);
-    if (!def)
-        return keel_error_set (err, KEEL_ERR_NOTFOUND, "unknown key '%s'", key);
     if (!def->runtime)
         return keel_error_set (err, KEEL_ERR_STATE,
                                "%s cannot be changed while the broker runs (set it in the "
                                "properties file and restart)", key);
-    keel_err rc = keel_settings_set (self->settings, key, value, "keel-admin", err);
+    if (rc != KEEL_OK)
+        return rc;
+    rc = keel_settings_set (self->settings, key, value, "keel-admin", err);
     if (rc != KEEL_OK)
         return rc;
     rc = keel_store_config_set (self->store, key, value);
