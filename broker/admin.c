@@ -2,6 +2,7 @@
 
 #include "admin.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,14 @@
 #include "config.h"
 #include "json.h"
 
-// Tasks listed by `tasks SERVICE` at most (the JSON says when it cut).
+// Rows of `tasks SERVICE` by default, and at most (limit=N); a reply also
+// stops at about KEEL_ADMIN_REPLY_BUDGET bytes of JSON and text (long error
+// texts), well below the 64 MiB keel-admin accepts. has_more says when it cut.
 #define KEEL_ADMIN_TASKS_MAX 10000
+#define KEEL_ADMIN_TASKS_LIMIT_MAX 100000
+#define KEEL_ADMIN_REPLY_BUDGET (16u * 1024 * 1024)
+// Bytes of a failed task's error shown in the table (--json has all of it).
+#define KEEL_ADMIN_ERROR_CELL 60
 #define KEEL_ADMIN_EVENTS 100
 
 static const char *s_task_state[] = { "queued", "running", "done", "failed", "cancelled" };
@@ -259,67 +266,232 @@ s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     s_ok (reply, &j, &t);
 }
 
-static void
-s_tasks (const keel_admin_view_t *v, const char *service_id, keel_admin_reply_t *reply)
+// ---------------------------------------------------------------- tasks
+
+typedef struct {
+    int state;              // keel_task_state_t, -1 = every state
+    uint64_t limit;
+    uint64_t offset;
+} s_tasks_query_t;
+
+// Reads the options after SERVICE: "state=S", "limit=N", "offset=N"
+// (docs/protocol.md). Returns false after filling reply with the problem.
+static bool
+s_tasks_query (char **args, size_t nargs, s_tasks_query_t *q, keel_admin_reply_t *reply)
 {
-    keel_service_t *s = keel_model_service (v->model, service_id);
+    *q = (s_tasks_query_t) { -1, KEEL_ADMIN_TASKS_MAX, 0 };
+    for (size_t i = 0; i < nargs; i++) {
+        const char *arg = args[i] ? args[i] : "";
+        const char *eq = strchr (arg, '=');
+        size_t klen = eq ? (size_t) (eq - arg) : 0;
+        const char *value = eq ? eq + 1 : "";
+        if (klen == 5 && strncmp (arg, "state", 5) == 0) {
+            q->state = -1;
+            for (int st = 0; st < 5; st++)
+                if (strcmp (value, s_task_state[st]) == 0)
+                    q->state = st;
+            if (q->state < 0) {
+                s_fail (reply, "tasks: state: expected queued, running, done, failed or "
+                               "cancelled, got '%.64s'", value);
+                return false;
+            }
+        }
+        else if ((klen == 5 && strncmp (arg, "limit", 5) == 0)
+                 || (klen == 6 && strncmp (arg, "offset", 6) == 0)) {
+            bool limit = klen == 5;
+            char *end = NULL;
+            errno = 0;
+            unsigned long long n = *value >= '0' && *value <= '9' ? strtoull (value, &end, 10) : 0;
+            bool ok = end && !*end && errno == 0
+                      && (limit ? n >= 1 && n <= KEEL_ADMIN_TASKS_LIMIT_MAX : n <= INT64_MAX);
+            if (!ok) {
+                if (limit)
+                    s_fail (reply, "tasks: limit: expected a number of rows from 1 to %d, "
+                                   "got '%.64s'", KEEL_ADMIN_TASKS_LIMIT_MAX, value);
+                else
+                    s_fail (reply, "tasks: offset: expected a number of rows (0 or more), "
+                                   "got '%.64s'", value);
+                return false;
+            }
+            if (limit)
+                q->limit = n;
+            else
+                q->offset = n;
+        }
+        else {
+            s_fail (reply, "tasks: unknown option '%.64s' (options: state=STATE, limit=N, "
+                           "offset=N)", arg);
+            return false;
+        }
+    }
+    return true;
+}
+
+// Appends text to t for a table cell: control characters become spaces and
+// at most max bytes are kept (cut at a UTF-8 boundary, "..." marks the cut).
+static void
+s_cell (s_text_t *t, const char *text, size_t max)
+{
+    size_t len = strlen (text), keep = len;
+    if (len > max) {
+        keep = max - 3;
+        while (keep > 0 && ((unsigned char) text[keep] & 0xC0) == 0x80)
+            keep--;
+    }
+    char *copy = strndup (text, keep);
+    if (!copy)
+        return;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char) *p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    s_tf (t, "%s%s", copy, keep < len ? "..." : "");
+    free (copy);
+}
+
+// Adds id to the comma-separated list unless it is there already.
+static void
+s_engine_add (s_text_t *list, keel_json_t *j, const char *id)
+{
+    if (!id || !*id)
+        return;
+    for (const char *p = list->buf; p && (p = strstr (p, id)); p += strlen (id)) {
+        bool starts = p == list->buf || p[-1] == ',';
+        bool ends = p[strlen (id)] == ',' || p[strlen (id)] == '\0';
+        if (starts && ends)
+            return;
+    }
+    s_tf (list, "%s%s", list->len ? "," : "", id);
+    keel_json_str (j, id);
+}
+
+// One task: a JSON object (every field) and a table row.
+static void
+s_task_row (keel_json_t *j, s_text_t *t, uint64_t id, const keel_task_t *task, int64_t now)
+{
+    const keel_task_result_t *r = task->result;
+    keel_json_object (j);
+    keel_json_kv_uint (j, "task", id);
+    keel_json_kv_str (j, "state", s_task_state[task->state]);
+    keel_json_kv_uint (j, "attempts", keel_task_attempts (task));
+    keel_json_kv_uint (j, "failures", task->attempts);
+    keel_json_kv_uint (j, "input_bytes", task->input_len);
+    keel_json_kv_uint (j, "checkpoint_bytes", task->checkpoint_len);
+    if (task->checkpoint)
+        keel_json_kv_int (j, "checkpoint_age_s", (now - task->checkpoint_wall_ms) / 1000);
+    keel_json_kv_bool (j, "result_acked", task->acked);
+    if (r && r->error)
+        keel_json_kv_str (j, "error", r->error);
+    // The engines that ran it: those running it now, then the one whose
+    // result counted (earlier failed executions are not kept).
+    keel_json_key (j, "engines");
+    keel_json_array (j);
+    s_text_t engines = { 0 };
+    for (keel_exec_t *x = task->execs; x; x = x->next_of_task)
+        s_engine_add (&engines, j, x->engine ? x->engine->id : NULL);
+    if (r)
+        s_engine_add (&engines, j, r->engine_id);
+    keel_json_end_array (j);
+    keel_json_key (j, "executions");
+    keel_json_array (j);
+    bool lost = false;
+    for (keel_exec_t *x = task->execs; x; x = x->next_of_task) {
+        keel_json_object (j);
+        keel_json_kv_uint (j, "id", x->id);
+        keel_json_kv_str (j, "engine", x->engine ? x->engine->id : NULL);
+        keel_json_kv_uint (j, "attempt", x->attempt);
+        keel_json_kv_int (j, "started_ms", x->started_wall_ms);
+        keel_json_end_object (j);
+        lost |= !x->engine;
+    }
+    keel_json_end_array (j);
+    if (r) {
+        const char *status = r->status == KEEL__TASK_STATUS__STATUS_OK          ? "ok"
+                             : r->status == KEEL__TASK_STATUS__STATUS_FAILED    ? "failed"
+                             : r->status == KEEL__TASK_STATUS__STATUS_CANCELLED ? "cancelled"
+                                                                                : "unknown";
+        keel_json_key (j, "result");
+        keel_json_object (j);
+        keel_json_kv_str (j, "status", status);
+        keel_json_kv_str (j, "engine", r->engine_id[0] ? r->engine_id : NULL);
+        keel_json_kv_uint (j, "execution", r->execution_id);
+        keel_json_kv_uint (j, "output_bytes", r->output_len);
+        keel_json_kv_uint (j, "run_ms", r->run_ms);
+        keel_json_kv_uint (j, "queued_ms", r->queued_ms);
+        if (r->error)
+            keel_json_kv_str (j, "error", r->error);
+        keel_json_end_object (j);
+    }
+    keel_json_end_object (j);
+
+    if (lost)
+        s_tf (&engines, "%s(lost)", engines.len ? "," : "");
+    char age[32] = "-";
+    if (task->checkpoint)
+        snprintf (age, sizeof age, "%lld", (long long) ((now - task->checkpoint_wall_ms) / 1000));
+    s_tf (t, "%8llu  %-9s  %8u  %10u  %10s  %-36s  ", (unsigned long long) id,
+          s_task_state[task->state], keel_task_attempts (task), task->checkpoint_len, age,
+          engines.buf ? engines.buf : "-");
+    s_cell (t, r && r->error ? r->error : "", KEEL_ADMIN_ERROR_CELL);
+    s_tf (t, "\n");
+    free (engines.buf);
+}
+
+static void
+s_tasks (const keel_admin_view_t *v, char **args, size_t nargs, keel_admin_reply_t *reply)
+{
+    keel_service_t *s = keel_model_service (v->model, args[0]);
     if (!s) {
-        s_fail (reply, "no service '%s' (keel-admin services lists them)", service_id);
+        s_fail (reply, "no service '%s' (keel-admin services lists them)", args[0]);
         return;
     }
+    s_tasks_query_t q;
+    if (!s_tasks_query (args + 1, nargs - 1, &q, reply))
+        return;
+    uint64_t total = q.state < 0 ? s->total : s->count[q.state];
     int64_t now = zclock_time ();
     keel_json_t j;
     keel_json_init (&j);
     keel_json_object (&j);
     keel_json_kv_str (&j, "service", s->id);
     keel_json_kv_str (&j, "type", s->type);
+    keel_json_kv_str (&j, "state", q.state < 0 ? NULL : s_task_state[q.state]);
     keel_json_key (&j, "tasks");
     keel_json_array (&j);
     s_text_t t = { 0 };
-    s_tf (&t, "%8s  %-9s  %8s  %10s  %14s  %s\n", "TASK", "STATE", "ATTEMPTS", "CKPT_BYTES",
-          "CKPT_AGE_S", "ENGINES");
-    uint64_t listed = 0;
-    for (uint64_t id = 0; id < s->ntasks && listed < KEEL_ADMIN_TASKS_MAX; id++) {
-        keel_task_t *task = &s->tasks[id];
-        if (!task->present)
+    s_tf (&t, "%8s  %-9s  %8s  %10s  %10s  %-36s  %s\n", "TASK", "STATE", "ATTEMPTS",
+          "CKPT_BYTES", "CKPT_AGE_S", "ENGINES", "ERROR");
+    // Rows in task id order; offset counts the rows that match the filter.
+    // The reply stops early rather than outgrow what keel-admin accepts.
+    uint64_t matched = 0, listed = 0;
+    for (uint64_t id = 0; id < s->ntasks && listed < q.limit; id++) {
+        const keel_task_t *task = &s->tasks[id];
+        if (!task->present || (q.state >= 0 && task->state != q.state))
             continue;
+        if (matched++ < q.offset)
+            continue;
+        if (j.len + t.len > KEEL_ADMIN_REPLY_BUDGET)
+            break;
+        s_task_row (&j, &t, id, task, now);
         listed++;
-        keel_json_object (&j);
-        keel_json_kv_uint (&j, "task", id);
-        keel_json_kv_str (&j, "state", s_task_state[task->state]);
-        keel_json_kv_uint (&j, "attempts", task->attempts);
-        keel_json_kv_uint (&j, "checkpoint_bytes", task->checkpoint_len);
-        if (task->checkpoint)
-            keel_json_kv_int (&j, "checkpoint_age_s", (now - task->checkpoint_wall_ms) / 1000);
-        keel_json_kv_bool (&j, "result_acked", task->acked);
-        if (task->result && task->result->error)
-            keel_json_kv_str (&j, "error", task->result->error);
-        keel_json_key (&j, "executions");
-        keel_json_array (&j);
-        s_text_t engines = { 0 };
-        for (keel_exec_t *x = task->execs; x; x = x->next_of_task) {
-            keel_json_object (&j);
-            keel_json_kv_uint (&j, "id", x->id);
-            keel_json_kv_str (&j, "engine", x->engine ? x->engine->id : NULL);
-            keel_json_end_object (&j);
-            s_tf (&engines, "%s%s", engines.len ? "," : "", x->engine ? x->engine->id : "(lost)");
-        }
-        keel_json_end_array (&j);
-        keel_json_end_object (&j);
-        char age[32] = "-";
-        if (task->checkpoint)
-            snprintf (age, sizeof age, "%lld", (long long) ((now - task->checkpoint_wall_ms) / 1000));
-        s_tf (&t, "%8llu  %-9s  %8u  %10u  %14s  %s\n", (unsigned long long) id,
-              s_task_state[task->state], task->attempts, task->checkpoint_len, age,
-              engines.buf ? engines.buf : "");
-        free (engines.buf);
     }
     keel_json_end_array (&j);
-    keel_json_kv_bool (&j, "truncated", listed < s->total);
+    uint64_t shown_to = q.offset + listed;
+    bool has_more = shown_to < total;
+    keel_json_kv_uint (&j, "total", total);
+    keel_json_kv_uint (&j, "limit", q.limit);
+    keel_json_kv_uint (&j, "offset", q.offset);
+    keel_json_kv_uint (&j, "returned", listed);
+    keel_json_kv_bool (&j, "has_more", has_more);
+    if (has_more)
+        keel_json_kv_uint (&j, "next_offset", shown_to);
+    keel_json_kv_bool (&j, "truncated", has_more);
     keel_json_end_object (&j);
-    if (listed < s->total)
-        s_tf (&t, "(first %llu of %llu tasks)\n", (unsigned long long) listed,
-              (unsigned long long) s->total);
+    if (has_more)
+        s_tf (&t, "(%llu more rows: use --offset %llu)\n",
+              (unsigned long long) (total - shown_to), (unsigned long long) shown_to);
+    else if (listed == 0)
+        s_tf (&t, "(no tasks%s%s%s)\n", q.state >= 0 ? " in state " : "",
+              q.state >= 0 ? s_task_state[q.state] : "", q.offset ? " at this offset" : "");
     s_ok (reply, &j, &t);
 }
 
@@ -450,8 +622,10 @@ keel_admin_handle (const keel_admin_view_t *v, const char *command, char **args,
     else if (strcmp (command, "services") == 0)
         s_services (v, reply);
     else if (strcmp (command, "tasks") == 0) {
-        if (s_args (reply, command, nargs, 1, "tasks SERVICE"))
-            s_tasks (v, args[0], reply);
+        if (nargs >= 1 && nargs <= 4)
+            s_tasks (v, args, nargs, reply);
+        else
+            s_fail (reply, "tasks: usage: tasks SERVICE [state=STATE] [limit=N] [offset=N]");
     }
     else if (strcmp (command, "cancel") == 0) {
         if (s_args (reply, command, nargs, 1, "cancel SERVICE")) {

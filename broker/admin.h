@@ -5,6 +5,10 @@
     Every reply carries the same facts twice: `json`, one object with stable
     field names for scripts, and `text` for people (aligned tables and
     Redis-INFO-style "# Section" / "name:value" lines).
+
+    `tasks SERVICE [state=S] [limit=N] [offset=N]` pages through a service's
+    tasks in id order (docs/protocol.md, docs/operations.md §5); its
+    `attempts` is keel_task_attempts, the number drivers are told.
 */
 #ifndef KEEL_ADMIN_H
 #define KEEL_ADMIN_H

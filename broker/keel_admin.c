@@ -3,6 +3,9 @@
     keel-admin [-e ENDPOINT | -c broker.properties] [--json] [--timeout DURATION]
                COMMAND [ARGS]
 
+    `tasks SERVICE [--state STATE] [--limit N] [--offset N]` sends its options
+    as the arguments "state=STATE", "limit=N", "offset=N" after SERVICE.
+
     Sends one AdminRequest{command, args} (Envelope sender = SENDER_ADMIN) on a
     DEALER socket to the broker's admin endpoint and waits for the AdminReply.
     The command and its argument count are checked here before anything is
@@ -38,7 +41,9 @@ static const s_command_t s_commands[] = {
     { "status", 0, 0, "status", "broker role, epoch, engines, services, tasks, counters" },
     { "engines", 0, 0, "engines", "engines known to the broker, online and offline" },
     { "services", 0, 0, "services", "services and their task counts" },
-    { "tasks", 1, 1, "tasks SERVICE", "tasks of one service and their states" },
+    { "tasks", 1, 8, "tasks SERVICE [--state STATE] [--limit N] [--offset N]",
+      "tasks of one service: state, attempts, engines, error (STATE: queued|running|done|"
+      "failed|cancelled; 10000 rows unless --limit)" },
     { "cancel", 1, 1, "cancel SERVICE", "cancel a service: drop queued tasks, stop running ones" },
     { "config", 1, 3, "config get [KEY] | config set KEY VALUE",
       "read a broker setting (every one without KEY) or change one" },
@@ -65,7 +70,10 @@ s_print_usage (FILE *out)
              "      --version            print the version\n\n"
              "Commands:\n");
     for (const s_command_t *cmd = s_commands; cmd->name; cmd++)
-        fprintf (out, "  %-38s %s\n", cmd->usage, cmd->summary);
+        if (strlen (cmd->usage) > 38)
+            fprintf (out, "  %s\n  %-38s %s\n", cmd->usage, "", cmd->summary);
+        else
+            fprintf (out, "  %-38s %s\n", cmd->usage, cmd->summary);
     fprintf (out, "\nExit codes: 0 ok, 1 the broker reported an error, 2 usage or "
                   "configuration error, 3 no answer in time.\n");
 }
@@ -110,6 +118,70 @@ s_command_check (const char *name, int nargs, char **args)
         return NULL;
     }
     return found;
+}
+
+// The options of `tasks SERVICE` become the request's arguments
+// "state=S", "limit=N", "offset=N" after SERVICE (docs/protocol.md);
+// --json is also taken here, for `keel-admin tasks S --state failed --json`.
+// Fills out (room for nargs entries, strings owned by the caller's buffer
+// store) and *nout. Returns 0, or 2 after printing what is wrong.
+static int
+s_tasks_args (int nargs, char **args, char **out, char store[][64], int *nout, bool *json)
+{
+    static const char *names[] = { "state", "limit", "offset" };
+    out[0] = args[0];
+    int n = 1;
+    for (int i = 1; i < nargs; i++) {
+        const char *arg = args[i];
+        if (strcmp (arg, "--json") == 0) {
+            *json = true;
+            continue;
+        }
+        int which = -1;
+        const char *value = NULL;
+        for (int k = 0; k < 3; k++) {
+            size_t len = strlen (names[k]);
+            if (strncmp (arg, "--", 2) != 0 || strncmp (arg + 2, names[k], len) != 0)
+                continue;
+            if (arg[2 + len] == '=')
+                value = arg + 3 + len;
+            else if (arg[2 + len] == '\0') {
+                if (i + 1 >= nargs) {
+                    fprintf (stderr, PROGRAM ": tasks: %s needs a value\n", arg);
+                    return KEEL_EXIT_USAGE;
+                }
+                value = args[++i];
+            }
+            else
+                continue;
+            which = k;
+        }
+        if (which < 0) {
+            fprintf (stderr, PROGRAM ": tasks: unknown option '%s' (options: --state STATE, "
+                             "--limit N, --offset N)\n", arg);
+            return KEEL_EXIT_USAGE;
+        }
+        bool ok = *value != '\0';
+        if (which == 0)
+            ok = strcmp (value, "queued") == 0 || strcmp (value, "running") == 0
+                 || strcmp (value, "done") == 0 || strcmp (value, "failed") == 0
+                 || strcmp (value, "cancelled") == 0;
+        else
+            ok = ok && strlen (value) <= 18 && strspn (value, "0123456789") == strlen (value)
+                 && (which == 2 || atoll (value) >= 1);
+        if (!ok) {
+            fprintf (stderr, PROGRAM ": tasks: --%s: expected %s, got '%s'\n", names[which],
+                     which == 0 ? "queued, running, done, failed or cancelled"
+                     : which == 1 ? "a number of rows, 1 or more" : "a number of rows, 0 or more",
+                     value);
+            return KEEL_EXIT_USAGE;
+        }
+        snprintf (store[n], 64, "%s=%s", names[which], value);
+        out[n] = store[n];
+        n++;
+    }
+    *nout = n;
+    return 0;
 }
 
 // Formats a duration for messages: "5 s", "500 ms", "1.5 s".
@@ -322,6 +394,17 @@ main (int argc, char **argv)
             free (endpoint);
             return rc;
         }
+    }
+
+    char *tasks_args[8];
+    char tasks_store[8][64];
+    if (strcmp (command, "tasks") == 0) {
+        int rc = s_tasks_args (nargs, args, tasks_args, tasks_store, &nargs, &json);
+        if (rc != 0) {
+            free (endpoint);
+            return rc;
+        }
+        args = tasks_args;
     }
 
     // CZMQ would otherwise install its own SIGINT handler and print on exit.

@@ -373,6 +373,13 @@ keel_task_set_result (keel_task_t *task, keel_task_result_t *result)
     task->result = result;
 }
 
+uint32_t
+keel_task_attempts (const keel_task_t *task)
+{
+    bool succeeded = task->result && task->result->status == KEEL__TASK_STATUS__STATUS_OK;
+    return (uint32_t) task->attempts + (succeeded ? 1u : 0u);
+}
+
 // ---------------------------------------------------------------- executions
 
 keel_exec_t *

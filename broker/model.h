@@ -183,6 +183,12 @@ void keel_service_queue_remove (keel_service_t *svc, uint64_t task_id);
 // Stores a terminal result (takes ownership of result).
 void keel_task_set_result (keel_task_t *task, keel_task_result_t *result);
 void keel_task_result_destroy (keel_task_result_t **result_p);
+// Attempts as reported to people and drivers (TaskResult.attempts,
+// keel-admin tasks): executions that ended in a task failure plus the one
+// that succeeded. task->attempts (the store's column) counts the failures
+// only, which is what MaxAttempts bounds. A running execution, or one lost
+// with its engine, is not an attempt until it reports an outcome.
+uint32_t keel_task_attempts (const keel_task_t *task);
 
 // ---------------------------------------------------------------- executions
 keel_exec_t *keel_model_exec (keel_model_t *self, uint64_t exec_id);
