@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include "ranges.h"
 #include "wire.h"
 
 #define S_ALLOC_FACTOR      16                  // bytes allocated per frame byte
@@ -134,6 +135,57 @@ s_enum (keel_error_t *err, const char *where, const char *field, bool has, int v
         || s_fail (err, where, "%s: value %d out of range", field, value);
 }
 
+// A list of task-id ranges (ranges.h): at most KEEL_LIST_MAX entries, in
+// (gap, length) pairs, no empty range, no end past 2^64. Hostile lists are
+// refused here in one pass, so a receiver's work on an accepted list is
+// bounded by the tasks it holds (the ranges are sorted and disjoint).
+static bool
+s_ranges (keel_error_t *err, const char *where, const char *field, const uint64_t *v, size_t n)
+{
+    if (!s_count (err, where, field, n, 0, KEEL_LIST_MAX))
+        return false;
+    size_t at = 0;
+    const char *problem = keel_ranges_problem (v, n, &at);
+    return !problem || s_fail (err, where, "%s[%zu]: %s", field, at, problem);
+}
+
+static int
+s_cmp_str (const void *a, const void *b)
+{
+    return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+// DriverHello.delivered: well formed ranges, each service at most once
+// (so no list makes the broker walk one service's tasks twice).
+static bool
+s_delivered (keel_error_t *err, const char *where, size_t n, Keel__DeliveredTasks **list)
+{
+    if (!s_count (err, where, "delivered", n, 0, KEEL_LIST_MAX))
+        return false;
+    if (n == 0)
+        return true;
+    char **ids = malloc (n * sizeof *ids);
+    if (!ids)
+        return s_fail (err, where, "delivered: out of memory checking %zu entries", n);
+    bool ok = true;
+    for (size_t i = 0; ok && i < n; i++) {
+        char name [64];
+        snprintf (name, sizeof name, "delivered[%zu].service_id", i);
+        ok = s_id (err, where, name, list [i]->service_id, true);
+        snprintf (name, sizeof name, "delivered[%zu].ranges", i);
+        ok = ok && s_ranges (err, where, name, list [i]->ranges, list [i]->n_ranges);
+        ids [i] = list [i]->service_id;
+    }
+    if (ok) {
+        qsort (ids, n, sizeof *ids, s_cmp_str);
+        for (size_t i = 1; ok && i < n; i++)
+            if (strcmp (ids [i - 1], ids [i]) == 0)
+                ok = s_fail (err, where, "delivered: service %s listed twice", ids [i]);
+    }
+    free (ids);
+    return ok;
+}
+
 // ---------------------------------------------------------------- bodies
 
 static bool
@@ -163,7 +215,8 @@ s_check_driver_hello (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__DriverHello *m = env->driver_hello;
     return s_id (err, w, "driver_id", m->driver_id, true)
-        && s_id_list (err, w, "services", m->n_services, m->services, 0);
+        && s_id_list (err, w, "services", m->n_services, m->services, 0)
+        && s_delivered (err, w, m->n_delivered, m->delivered);
 }
 
 static bool
@@ -253,11 +306,17 @@ s_check_result_ack (const keel_env_t *env, const char *w, keel_error_t *err)
     if (env->sender == KEEL__SENDER_KIND__SENDER_DRIVER) {
         if (m->n_execution_ids)
             return s_fail (err, w, "execution_ids: not allowed from a driver");
-        return s_id (err, w, "service_id", m->service_id, true)
-            && s_count (err, w, "task_ids", m->n_task_ids, 1, KEEL_LIST_MAX);
+        if (!s_id (err, w, "service_id", m->service_id, true)
+        ||  !s_count (err, w, "task_ids", m->n_task_ids, 0, KEEL_LIST_MAX)
+        ||  !s_ranges (err, w, "delivered", m->delivered, m->n_delivered))
+            return false;
+        return m->n_task_ids + m->n_delivered > 0
+            || s_fail (err, w, "task_ids, delivered: both empty");
     }
     if (m->service_id || m->n_task_ids)
         return s_fail (err, w, "service_id, task_ids: not allowed from a broker");
+    if (m->n_delivered)
+        return s_fail (err, w, "delivered: not allowed from a broker");
     return s_count (err, w, "execution_ids", m->n_execution_ids, 1, KEEL_LIST_MAX);
 }
 

@@ -1333,3 +1333,84 @@ Test (wire, makes_canonical_lower_case_uuids_that_are_valid_ids)
     cr_assert (strchr ("89ab", a [19]));
     cr_assert (keel_id_valid (a));
 }
+
+// ---------------------------------------------------------------- results a driver holds (issue 10 item 11)
+
+Test (wire, carries_the_results_a_driver_holds_in_its_hello_and_acks)
+{
+    s_msg_t m;
+    keel_env_t *env = s_build (&m, KEEL__ENVELOPE__BODY_DRIVER_HELLO, KEEL__SENDER_KIND__SENDER_DRIVER);
+    uint64_t ranges [] = { 0, 1000000, 3, 7 };      // [0, 1000000) and [1000003, 1000010)
+    Keel__DeliveredTasks d = KEEL__DELIVERED_TASKS__INIT;
+    Keel__DeliveredTasks *dp [] = { &d };
+    d.service_id = S_SERVICE;
+    d.n_ranges = 4, d.ranges = ranges;
+    env->driver_hello->n_delivered = 1, env->driver_hello->delivered = dp;
+    keel_error_t err = { "" };
+    keel_env_t *decoded = s_reencode (env, &err);
+    cr_assert_not_null (decoded, "%s", err.text);
+    cr_assert_eq (decoded->driver_hello->n_delivered, 1);
+    cr_assert_eq (decoded->driver_hello->delivered [0]->n_ranges, 4);
+    cr_assert_eq (decoded->driver_hello->delivered [0]->ranges [1], 1000000);
+    keel_wire_free (&decoded);
+
+    env = s_build (&m, KEEL__ENVELOPE__BODY_RESULT_ACK, KEEL__SENDER_KIND__SENDER_DRIVER);
+    env->result_ack->n_task_ids = 0;
+    env->result_ack->n_delivered = 4, env->result_ack->delivered = ranges;
+    decoded = s_reencode (env, &err);
+    cr_assert_not_null (decoded, "a ResultAck with ranges only: %s", err.text);
+    keel_wire_free (&decoded);
+    env->result_ack->n_delivered = 0;
+    s_expect_rejected (env, "result_ack: task_ids, delivered: both empty");
+}
+
+Test (wire, rejects_hostile_ranges_of_results_held)
+{
+    s_msg_t m;
+    keel_env_t *env = s_build (&m, KEEL__ENVELOPE__BODY_DRIVER_HELLO, KEEL__SENDER_KIND__SENDER_DRIVER);
+    Keel__DeliveredTasks d [2] = { KEEL__DELIVERED_TASKS__INIT, KEEL__DELIVERED_TASKS__INIT };
+    Keel__DeliveredTasks *dp [] = { &d [0], &d [1] };
+    d [0].service_id = S_SERVICE;
+    d [1].service_id = "svc.2";
+    env->driver_hello->n_delivered = 1, env->driver_hello->delivered = dp;
+
+    uint64_t odd [] = { 0, 5, 9 };
+    d [0].n_ranges = 3, d [0].ranges = odd;
+    s_expect_rejected (env, "driver_hello: delivered[0].ranges[2]: odd number of entries");
+    uint64_t empty [] = { 0, 5, 2, 0 };
+    d [0].n_ranges = 4, d [0].ranges = empty;
+    s_expect_rejected (env, "driver_hello: delivered[0].ranges[3]: empty range");
+    uint64_t absurd [] = { 5, UINT64_MAX - 5, 1, 1 };
+    d [0].n_ranges = 4, d [0].ranges = absurd;
+    s_expect_rejected (env, "driver_hello: delivered[0].ranges[2]: range starts past the largest task id");
+    uint64_t huge [] = { UINT64_MAX, 2 };
+    d [0].n_ranges = 2, d [0].ranges = huge;
+    s_expect_rejected (env, "driver_hello: delivered[0].ranges[1]: range ends past the largest task id");
+
+    size_t n = KEEL_LIST_MAX + 2;
+    uint64_t *many = calloc (n, sizeof *many);
+    cr_assert_not_null (many);
+    for (size_t i = 0; i < n; i++)
+        many [i] = 1;
+    d [0].n_ranges = n, d [0].ranges = many;
+    s_expect_rejected (env, "driver_hello: delivered[0].ranges: more than 100000 entries");
+    free (many);
+
+    uint64_t ok [] = { 0, 3 };
+    d [0].n_ranges = 2, d [0].ranges = ok;
+    d [1].n_ranges = 2, d [1].ranges = ok;
+    d [1].service_id = S_SERVICE;
+    env->driver_hello->n_delivered = 2;
+    s_expect_rejected (env, "driver_hello: delivered: service " S_SERVICE " listed twice");
+    d [1].service_id = "bad id!";
+    s_expect_rejected (env, "driver_hello: delivered[1].service_id: bad id");
+    d [1].service_id = NULL;
+    s_expect_rejected (env, "driver_hello: missing delivered[1].service_id");
+
+    env = s_build (&m, KEEL__ENVELOPE__BODY_RESULT_ACK, KEEL__SENDER_KIND__SENDER_DRIVER);
+    env->result_ack->n_delivered = 4, env->result_ack->delivered = empty;
+    s_expect_rejected (env, "result_ack: delivered[3]: empty range");
+    env = s_build (&m, KEEL__ENVELOPE__BODY_RESULT_ACK, KEEL__SENDER_KIND__SENDER_BROKER);
+    env->result_ack->n_delivered = 2, env->result_ack->delivered = ok;
+    s_expect_rejected (env, "result_ack: delivered: not allowed from a broker");
+}
