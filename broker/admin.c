@@ -21,7 +21,8 @@
 #define KEEL_ADMIN_ERROR_CELL 60
 #define KEEL_ADMIN_EVENTS 100
 
-static const char *s_task_state[] = { "queued", "running", "done", "failed", "cancelled" };
+static const char *s_task_state[KEEL_TASK_STATES] = { "queued", "running", "done", "failed", "cancelled",
+                                                      "delivered_elsewhere" };
 static const char *s_service_state[] = { "open", "closed", "cancelled", "detached" };
 
 // ---------------------------------------------------------------- text buffer
@@ -113,13 +114,13 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         else
             offline++;
     }
-    uint64_t open = 0, total = 0, tasks[5] = { 0 };
+    uint64_t open = 0, total = 0, tasks[KEEL_TASK_STATES] = { 0 };
     for (keel_service_t *s = keel_model_service_first (v->model); s;
          s = keel_model_service_next (v->model)) {
         total++;
         if (s->state == KEEL_SERVICE_OPEN)
             open++;
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < KEEL_TASK_STATES; i++)
             tasks[i] += s->count[i];
     }
     int64_t uptime = (zclock_mono () - v->started_mono) / 1000;
@@ -149,7 +150,7 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     keel_json_end_object (&j);
     keel_json_key (&j, "tasks");
     keel_json_object (&j);
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < KEEL_TASK_STATES; i++)
         keel_json_kv_uint (&j, s_task_state[i], tasks[i]);
     keel_json_end_object (&j);
     keel_json_kv_uint (&j, "pending_claims", v->pending_claims);
@@ -173,7 +174,7 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     s_tf (&t, "\n# Services\nopen:%llu\ntotal:%llu\n", (unsigned long long) open,
           (unsigned long long) total);
     s_tf (&t, "\n# Tasks\n");
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < KEEL_TASK_STATES; i++)
         s_tf (&t, "%s:%llu\n", s_task_state[i], (unsigned long long) tasks[i]);
     s_tf (&t, "pending_claims:%zu\n\n# Counters\n", v->pending_claims);
 #define KEEL_COUNTER_TEXT(name) s_tf (&t, "%s:%llu\n", #name, (unsigned long long) v->counters->name);
@@ -252,7 +253,7 @@ s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         keel_json_key (&j, "tasks");
         keel_json_object (&j);
         keel_json_kv_uint (&j, "total", s->total);
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < KEEL_TASK_STATES; i++)
             keel_json_kv_uint (&j, s_task_state[i], s->count[i]);
         keel_json_end_object (&j);
         keel_json_end_object (&j);

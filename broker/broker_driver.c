@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ranges.h"
+
 void
 keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
 {
@@ -86,6 +88,73 @@ s_resend_results (keel_broker_t *self, keel_service_t *svc)
     }
 }
 
+// The driver holds the result of task t (from another broker, or from
+// this one before a restart): drop it from the queue, stop its executions,
+// and never run it or send its result again. A result stored here counts
+// as acknowledged; a task with none ends as ELSEWHERE, stored acknowledged
+// and with no output, so retention purges the service as usual.
+static void
+s_delivered_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_id, keel_task_t *t)
+{
+    if (t->result) {
+        if (t->acked)
+            return;
+        t->acked = 1;
+        svc->unacked--;
+        keel_broker_touch (self, svc, task_id, KEEL_DIRTY_ACK);
+        self->counters.tasks_delivered_elsewhere++;
+        return;
+    }
+    if (t->state >= KEEL_TASK_DONE)
+        return;                     // cancelled, or marked before
+    keel_service_queue_remove (svc, task_id);
+    while (t->execs)
+        keel_broker_cancel_exec (self, t->execs, "the driver has this task's result already");
+    keel_service_task_set_state (svc, t, KEEL_TASK_ELSEWHERE);
+    t->acked = 1;
+    keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE | KEEL_DIRTY_ACK);
+    self->counters.tasks_delivered_elsewhere++;
+}
+
+// Applies a list of task ranges the driver holds results for (validated by
+// the codec: sorted, disjoint). Work is bounded by the service's tasks: a
+// range past the last task ends the walk. Returns the tasks newly settled.
+static uint64_t
+s_delivered (keel_broker_t *self, keel_driver_rec_t *drv, keel_service_t *svc,
+             const uint64_t *ranges, size_t n)
+{
+    // Only the service's own driver speaks for it.
+    if (!svc || svc->state == KEEL_SERVICE_CANCELLED || strcmp (svc->driver_id, drv->id) != 0)
+        return 0;
+    uint64_t before = self->counters.tasks_delivered_elsewhere;
+    keel_ranges_reader_t reader;
+    keel_ranges_reader_init (&reader, ranges, n);
+    uint64_t lo, hi;
+    while (keel_ranges_reader_next (&reader, &lo, &hi) && lo < svc->ntasks) {
+        if (hi > svc->ntasks)
+            hi = svc->ntasks;
+        for (uint64_t id = lo; id < hi; id++)
+            if (svc->tasks[id].present)
+                s_delivered_task (self, svc, id, &svc->tasks[id]);
+    }
+    return self->counters.tasks_delivered_elsewhere - before;
+}
+
+// DriverHello.delivered: before any result is sent again or any task
+// dispatched this turn.
+static void
+s_hello_delivered (keel_broker_t *self, keel_driver_rec_t *drv, Keel__DriverHello *hello)
+{
+    for (size_t i = 0; i < hello->n_delivered; i++) {
+        const Keel__DeliveredTasks *d = hello->delivered[i];
+        keel_service_t *svc = keel_model_service (self->model, d->service_id);
+        uint64_t n = s_delivered (self, drv, svc, d->ranges, d->n_ranges);
+        if (n)
+            KEEL_INFO ("broker", "driver holds results service=%s tasks=%llu: not run or sent again",
+                       svc->id, (unsigned long long) n);
+    }
+}
+
 void
 keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHello *hello)
 {
@@ -116,7 +185,12 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
             snprintf (svc->driver_id, sizeof svc->driver_id, "%s", drv->id);
             s_store_service (self, svc);
         }
-        s_resend_results (self, svc);
+    }
+    s_hello_delivered (self, drv, hello);
+    for (size_t i = 0; i < hello->n_services; i++) {
+        keel_service_t *svc = keel_model_service (self->model, hello->services[i]);
+        if (svc && svc->state != KEEL_SERVICE_CANCELLED)
+            s_resend_results (self, svc);
     }
 
     Keel__Envelope env;
@@ -308,11 +382,17 @@ s_submit_tasks (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
 }
 
 static void
-s_result_ack (keel_broker_t *self, Keel__ResultAck *msg)
+s_result_ack (keel_broker_t *self, keel_driver_rec_t *drv, Keel__ResultAck *msg)
 {
     keel_service_t *svc = keel_model_service (self->model, msg->service_id);
     if (!svc)
         return;
+    if (msg->n_delivered) {
+        uint64_t n = s_delivered (self, drv, svc, msg->delivered, msg->n_delivered);
+        if (n)
+            KEEL_INFO ("broker", "driver holds results service=%s tasks=%llu: not run or sent again",
+                       svc->id, (unsigned long long) n);
+    }
     for (size_t i = 0; i < msg->n_task_ids; i++) {
         keel_task_t *t = keel_service_task (svc, msg->task_ids[i]);
         if (!t || !t->result || t->acked)
@@ -390,7 +470,7 @@ keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t 
             s_submit_tasks (self, drv, drv->route, env->submit_tasks);
             break;
         case KEEL__ENVELOPE__BODY_RESULT_ACK:
-            s_result_ack (self, env->result_ack);
+            s_result_ack (self, drv, env->result_ack);
             break;
         case KEEL__ENVELOPE__BODY_CLOSE_SERVICE: {
             keel_service_t *svc = keel_model_service (self->model, env->close_service->service_id);

@@ -64,8 +64,8 @@ s_load_task (const keel_store_task_t *row, void *arg)
         t->checkpoint_len = (uint32_t) row->checkpoint_len;
         t->checkpoint_wall_ms = row->checkpoint_wall_ms;
     }
-    keel_task_state_t state = row->state <= KEEL_TASK_CANCELLED ? row->state : KEEL_TASK_QUEUED;
-    if (state >= KEEL_TASK_DONE && state != KEEL_TASK_CANCELLED) {
+    keel_task_state_t state = row->state < KEEL_TASK_STATES ? row->state : KEEL_TASK_QUEUED;
+    if (state == KEEL_TASK_DONE || state == KEEL_TASK_FAILED) {
         keel_task_result_t *r = calloc (1, sizeof *r);
         if (!r)
             return -1;

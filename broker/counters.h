@@ -18,6 +18,7 @@
     X (executions_cancelled) \
     X (tasks_submitted) \
     X (tasks_resubmitted) \
+    X (tasks_delivered_elsewhere) \
     X (tasks_dispatched) \
     X (task_failures) \
     X (results_received) \

@@ -87,7 +87,7 @@ struct _keel_service_t {
     uint64_t qhead, qlen, qcap;
 
     uint64_t nready;                // tasks in the FIFO (dispatchable)
-    uint64_t count[5];              // tasks per keel_task_state_t
+    uint64_t count[KEEL_TASK_STATES];   // tasks per keel_task_state_t
     uint64_t total;                 // tasks present
     uint64_t unacked;               // terminal results the driver has not acknowledged
     uint64_t serve_seq;             // scheduler round-robin stamp
