@@ -18,6 +18,8 @@
 #define S_COMPONENT "driver"
 #define S_MAX_BATCHES_PER_TURN 64    // SubmitTasks sent per service per loop turn
 #define S_STORE_FULL_DELAY_MS 1000
+#define S_HELLO_RANGES 2048          // range entries in one DriverHello, all services (<= 20 KB)
+#define S_TELL_RANGES 8192           // range entries in one ResultAck.delivered (<= 80 KB)
 
 // ---------------------------------------------------------------- helpers
 
@@ -162,12 +164,56 @@ s_open_ids (keel_actor_t *self, size_t *count_p)
     return ids;
 }
 
+// Fills hello->delivered: per open service, the task ids whose results
+// the driver holds, within S_HELLO_RANGES entries in all (the rest follows
+// the welcome: s_tell_delivered). The caller frees *entries_p and *buf_p.
+static void
+s_hello_delivered (keel_actor_t *self, Keel__DriverHello *hello, Keel__DeliveredTasks **entries_p,
+                   uint64_t **buf_p)
+{
+    size_t max = hello->n_services;
+    Keel__DeliveredTasks *entries = calloc (max + 1, sizeof *entries);
+    Keel__DeliveredTasks **ptrs = calloc (max + 1, sizeof *ptrs);
+    uint64_t *buf = malloc (S_HELLO_RANGES * sizeof *buf);
+    *entries_p = entries;
+    *buf_p = buf;
+    if (!entries || !ptrs || !buf) {
+        free (ptrs);                // no list: the broker learns it after the welcome
+        return;
+    }
+    size_t n = 0, used = 0;
+    keel_actor_service_t *svc = zlistx_first (self->services);
+    while (svc && n < max && S_HELLO_RANGES - used >= 2) {
+        if (s_service_active (svc)) {
+            keel_ranges_writer_t w;
+            keel_ranges_writer_init (&w, buf + used, S_HELLO_RANGES - used);
+            uint64_t from = 0;
+            keel_outstanding_delivered (svc->tasks, &from, &w);
+            if (w.n > 0) {
+                keel__delivered_tasks__init (&entries[n]);
+                entries[n].service_id = svc->open->service_id;
+                entries[n].n_ranges = w.n;
+                entries[n].ranges = w.buf;
+                ptrs[n] = &entries[n];
+                n++;
+                used += w.n;
+            }
+        }
+        svc = zlistx_next (self->services);
+    }
+    hello->n_delivered = n;
+    hello->delivered = ptrs;
+}
+
 static void
 s_send_hello (keel_actor_t *self, zsock_t *sock, bool primary)
 {
     Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
     hello.driver_id = self->config->driver_id;
     hello.services = s_open_ids (self, &hello.n_services);
+    Keel__DeliveredTasks *entries = NULL;
+    uint64_t *ranges = NULL;
+    s_hello_delivered (self, &hello, &entries, &ranges);
     hello.has_broker_timeout_ms = true;
     hello.broker_timeout_ms = (uint64_t) self->config->broker_timeout_ms;
     hello.has_heartbeat_ms = true;
@@ -180,6 +226,9 @@ s_send_hello (keel_actor_t *self, zsock_t *sock, bool primary)
     env.driver_hello = &hello;
     s_send (self, sock, &env);
     free (hello.services);
+    free (hello.delivered);
+    free (entries);
+    free (ranges);
 }
 
 static void
@@ -423,6 +472,54 @@ s_resync (keel_actor_t *self)
     self->hold_until = 0;
 }
 
+//  Right after a welcome, before any task is resent: tells the broker every
+//  task id of each service it knows whose result the driver holds
+//  (ResultAck.delivered, in chunks of S_TELL_RANGES entries), so it runs
+//  none of them again and sends none of their results again. The hello
+//  said most of it; this adds what did not fit and what arrived since.
+static void
+s_tell_delivered (keel_actor_t *self)
+{
+    uint64_t *buf = NULL;
+    keel_actor_service_t *svc = zlistx_first (self->services);
+    while (svc && self->main) {
+        if (s_service_active (svc) && !s_listed (self->welcome, svc->open->service_id)) {
+            uint64_t from = 0, ids = 0;
+            size_t msgs = 0;
+            while (from < keel_outstanding_next_id (svc->tasks)) {
+                if (!buf)
+                    buf = malloc (S_TELL_RANGES * sizeof *buf);
+                if (!buf)
+                    break;              // the broker may then run some again: harmless
+                keel_ranges_writer_t w;
+                keel_ranges_writer_init (&w, buf, S_TELL_RANGES);
+                keel_outstanding_delivered (svc->tasks, &from, &w);
+                if (w.n == 0)
+                    break;
+                Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
+                ack.service_id = svc->open->service_id;
+                ack.n_delivered = w.n;
+                ack.delivered = w.buf;
+                keel_env_t env;
+                keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+                env.body_case = KEEL__ENVELOPE__BODY_RESULT_ACK;
+                env.result_ack = &ack;
+                if (s_send (self, self->main, &env) != KEEL_OK)
+                    break;
+                ids += w.ids;
+                msgs++;
+            }
+            if (ids)
+                KEEL_INFO (S_COMPONENT,
+                           "told %s: results held service=%s tasks=%" PRIu64 " messages=%zu outstanding=%zu",
+                           self->config->brokers[keel_session_broker (self->session)],
+                           svc->open->service_id, ids, msgs, keel_outstanding_count (svc->tasks));
+        }
+        svc = zlistx_next (self->services);
+    }
+    free (buf);
+}
+
 static void
 s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
 {
@@ -447,6 +544,9 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
                 break;
             case KEEL_SESSION_DO_RESYNC:
                 s_resync (self);
+                break;
+            case KEEL_SESSION_DO_TELL_DELIVERED:
+                s_tell_delivered (self);
                 break;
             case KEEL_SESSION_DO_PROBE_OPEN:
                 zsock_destroy (&self->probe);

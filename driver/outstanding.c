@@ -267,6 +267,30 @@ keel_outstanding_take (keel_outstanding_t *self, size_t max, keel_outstanding_re
     return n;
 }
 
+void
+keel_outstanding_delivered (const keel_outstanding_t *self, uint64_t *from_p,
+                            keel_ranges_writer_t *w)
+{
+    assert (self && from_p && w);
+    uint64_t id = *from_p;
+    while (id < self->next_id) {
+        while (id < self->next_id && s_lookup (self, id))
+            id++;                   // held: still waits for its result
+        if (id == self->next_id)
+            break;
+        uint64_t lo = id;
+        if (id < self->base)
+            id = self->base;        // nothing below base is held
+        while (id < self->next_id && !s_lookup (self, id))
+            id++;
+        if (!keel_ranges_writer_add (w, lo, id)) {
+            *from_p = lo;
+            return;
+        }
+    }
+    *from_p = self->next_id;
+}
+
 bool
 keel_outstanding_pop (keel_outstanding_t *self, uint64_t *task_id_p)
 {

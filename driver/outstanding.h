@@ -12,6 +12,11 @@
 
     Memory is one pointer per id between the lowest held id and next_id plus
     the held inputs: tasks that complete leave nothing behind.
+
+    The same fact tells a broker the driver returns to which tasks it needs
+    no more (keel_outstanding_delivered): every id below next_id not held,
+    as ranges (ranges.h), so that broker neither runs them again nor sends
+    their results again.
 */
 #ifndef KEEL_DRIVER_OUTSTANDING_H
 #define KEEL_DRIVER_OUTSTANDING_H
@@ -20,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "error.h"
+#include "ranges.h"
 
 typedef struct _keel_outstanding_t keel_outstanding_t;
 
@@ -75,6 +81,13 @@ void keel_outstanding_forget_accepted (keel_outstanding_t *self);
 // Marks up to max unsent tasks as sent, in id order, and describes them in
 // refs[0..n). Returns n.
 size_t keel_outstanding_take (keel_outstanding_t *self, size_t max, keel_outstanding_ref_t *refs);
+
+// Describes the ids in [*from_p, next_id) that are not held — their
+// results were delivered (or the tasks failed locally) — as ranges into w,
+// until w is full. Sets *from_p to the first id not described: next_id
+// when all were, else where to continue with a fresh writer. O(ids looked at).
+void keel_outstanding_delivered (const keel_outstanding_t *self, uint64_t *from_p,
+                                 keel_ranges_writer_t *w);
 
 // Forgets the held task with the lowest id and returns true with its id,
 // or false when none is held. For failing a service's tasks locally.

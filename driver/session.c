@@ -107,6 +107,7 @@ s_on_welcome (keel_session_t *self, uint64_t heartbeat_ms, int64_t now, keel_ses
 {
     const char *url = self->brokers[self->current];
     s_emit (out, KEEL_SESSION_DO_RESYNC, self->current);
+    s_emit (out, KEEL_SESSION_DO_TELL_DELIVERED, self->current);
     if (self->state == KEEL_SESSION_CONNECTING) {
         if (self->last_welcomed < 0)
             s_status (out, KEEL_SESSION_STATUS_CONNECTED, "connected to %s", url);
@@ -131,6 +132,7 @@ s_on_probe_welcome (keel_session_t *self, uint64_t heartbeat_ms, int64_t now,
     s_emit (out, KEEL_SESSION_DO_ADOPT_PROBE, 0);
     s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, 0);
     s_emit (out, KEEL_SESSION_DO_RESYNC, 0);
+    s_emit (out, KEEL_SESSION_DO_TELL_DELIVERED, 0);
     if (was_ready)
         s_emit (out, KEEL_SESSION_DO_DETACH_OLD, self->current);
     s_emit (out, KEEL_SESSION_DO_CLOSE_OLD, self->current);

@@ -28,7 +28,7 @@
       state       event              actions                         next
       ----------  -----------------  ------------------------------  ----------
       (new)       START              CONNECT(0)                      CONNECTING
-      CONNECTING  WELCOME            RESYNC, STATUS                  READY
+      CONNECTING  WELCOME            RESYNC, TELL_DELIVERED, STATUS  READY
       CONNECTING  TICK attempt due   CONNECT(same)                   CONNECTING
       CONNECTING  TICK broker t/o    FORGET_ACCEPTED, CONNECT(next)  CONNECTING
                                      [GIVE_UP after a whole pass]
@@ -36,17 +36,27 @@
       READY       TICK idle H        HEARTBEAT                       READY
       READY       TICK silent 3·H    STATUS(lost), CONNECT(same)     CONNECTING
       READY       RELOGIN            HELLO                           CONNECTING
-      READY       WELCOME            RESYNC                          READY
+      READY       WELCOME            RESYNC, TELL_DELIVERED          READY
       any         TICK probe due     PROBE_OPEN (not on primary)     same
       any         TICK probe t/o     PROBE_CLOSE                     same
       any         PROBE_WELCOME      ADOPT_PROBE, FORGET_ACCEPTED,   READY
-                                     RESYNC, [DETACH_OLD if READY],
+                                     RESYNC, TELL_DELIVERED,
+                                     [DETACH_OLD if READY],
                                      STATUS(back on primary)
 
     Resync (actor): services in DriverWelcome.unknown_services are
     resubmitted with every outstanding task; for the others only tasks the
     broker has not Accepted are resent. FORGET_ACCEPTED precedes a change of
     broker, so on a new broker every outstanding task is resent.
+
+    Which results the driver holds: every DriverHello lists, per open
+    service, the task ids whose results the driver has (as ranges, cut at
+    a size cap); TELL_DELIVERED, right after each welcome and before any
+    task is resent, sends the whole current set in ResultAck.delivered
+    messages — what the hello could not carry and what arrived since it
+    was built (a probe's hello may be DSPrimaryRetryInterval old). So a
+    primary the driver returns to runs again only the tasks still in
+    flight, and sends again only their results.
 */
 #ifndef KEEL_DRIVER_SESSION_H
 #define KEEL_DRIVER_SESSION_H
@@ -74,6 +84,7 @@ typedef enum {
     KEEL_SESSION_DO_HEARTBEAT,      // send Heartbeat on the session socket
     KEEL_SESSION_DO_FORGET_ACCEPTED,// every outstanding task counts as not Accepted (new broker)
     KEEL_SESSION_DO_RESYNC,         // apply the DriverWelcome just received (resubmit / resend)
+    KEEL_SESSION_DO_TELL_DELIVERED, // tell the session's broker which task results the driver holds
     KEEL_SESSION_DO_PROBE_OPEN,     // open a DEALER to broker 0 and send DriverHello on it
     KEEL_SESSION_DO_PROBE_CLOSE,    // close the probe socket
     KEEL_SESSION_DO_ADOPT_PROBE,    // the probe socket becomes the session socket; the old one is kept for DETACH_OLD

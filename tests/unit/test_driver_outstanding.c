@@ -148,3 +148,94 @@ Test (driver_outstanding, keeps_memory_to_the_window_of_waiting_tasks)
     cr_assert_eq (keel_outstanding_complete (o, 5), KEEL_OUTSTANDING_DUPLICATE);
     keel_outstanding_destroy (&o);
 }
+
+// ---------------------------------------------------------------- results held (issue 10 item 11)
+
+//  Every range of list v[0..n) as "lo-hi," (hi exclusive) into text.
+static void
+s_ranges_text (const uint64_t *v, size_t n, char *text, size_t size)
+{
+    text[0] = 0;
+    keel_ranges_reader_t r;
+    keel_ranges_reader_init (&r, v, n);
+    uint64_t lo, hi;
+    size_t len = 0;
+    while (keel_ranges_reader_next (&r, &lo, &hi) && len < size)
+        len += (size_t) snprintf (text + len, size - len, "%llu-%llu,", (unsigned long long) lo,
+                                  (unsigned long long) hi);
+}
+
+Test (driver_outstanding, describes_the_results_held_as_ranges_around_the_tasks_in_flight)
+{
+    keel_outstanding_t *o = s_with_tasks (10);
+    uint64_t buf[16];
+    keel_ranges_writer_t w;
+    keel_ranges_writer_init (&w, buf, 16);
+    uint64_t from = 0;
+    keel_outstanding_delivered (o, &from, &w);
+    cr_assert_eq (w.n, 0, "nothing delivered yet");
+    cr_assert_eq (from, 10);
+    //  Results of 0, 1, 2, 5, 6 and 9 arrived; 3, 4, 7, 8 are in flight.
+    uint64_t done[] = { 1, 0, 2, 5, 6, 9 };
+    for (size_t i = 0; i < sizeof done / sizeof done[0]; i++)
+        cr_assert_eq (keel_outstanding_complete (o, done[i]), KEEL_OUTSTANDING_NEW);
+    keel_ranges_writer_init (&w, buf, 16);
+    from = 0;
+    keel_outstanding_delivered (o, &from, &w);
+    char text[200];
+    s_ranges_text (buf, w.n, text, sizeof text);
+    cr_assert_str_eq (text, "0-3,5-7,9-10,");
+    cr_assert_eq (w.ids, 6);
+    cr_assert_eq (from, 10);
+    size_t at;
+    cr_assert_null (keel_ranges_problem (buf, w.n, &at));
+    keel_outstanding_destroy (&o);
+}
+
+Test (driver_outstanding, continues_a_description_that_did_not_fit)
+{
+    keel_outstanding_t *o = s_with_tasks (10);
+    for (uint64_t id = 0; id < 10; id += 2)
+        keel_outstanding_complete (o, id);      // 0, 2, 4, 6, 8 held: five ranges
+    uint64_t buf[4];
+    char all[200] = "", text[200];
+    uint64_t from = 0;
+    int chunks = 0;
+    while (from < keel_outstanding_next_id (o) && chunks < 10) {
+        keel_ranges_writer_t w;
+        keel_ranges_writer_init (&w, buf, 4);   // two ranges per chunk
+        keel_outstanding_delivered (o, &from, &w);
+        if (w.n == 0)
+            break;
+        s_ranges_text (buf, w.n, text, sizeof text);
+        strcat (all, text);
+        chunks++;
+    }
+    cr_assert_str_eq (all, "0-1,2-3,4-5,6-7,8-9,");
+    cr_assert_eq (chunks, 3);
+    keel_outstanding_destroy (&o);
+}
+
+//  A million tasks finished in order but for a few in flight: the list
+//  stays a handful of entries, whatever the window's shape.
+Test (driver_outstanding, describes_a_million_results_in_a_few_entries)
+{
+    keel_outstanding_t *o = keel_outstanding_new ();
+    for (uint64_t id = 0; id < 1000000; id++)
+        cr_assert_eq (keel_outstanding_add (o, id, NULL, 0), KEEL_OK);
+    for (uint64_t id = 0; id < 1000000; id++)
+        if (id != 999000 && id != 999500 && id < 999900)
+            keel_outstanding_complete (o, id);
+    uint64_t buf[16];
+    keel_ranges_writer_t w;
+    keel_ranges_writer_init (&w, buf, 16);
+    uint64_t from = 0;
+    keel_outstanding_delivered (o, &from, &w);
+    cr_assert_eq (w.n, 6, "%zu entries", w.n);
+    cr_assert_eq (w.ids, 999900 - 2);
+    char text[200];
+    s_ranges_text (buf, w.n, text, sizeof text);
+    cr_assert_str_eq (text, "0-999000,999001-999500,999501-999900,");
+    cr_assert_eq (keel_outstanding_count (o), 102);
+    keel_outstanding_destroy (&o);
+}

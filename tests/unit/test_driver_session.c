@@ -212,9 +212,12 @@ Test (driver_session, probes_the_primary_from_a_failover_broker_and_moves_back)
     int adopt = s_find (&out, KEEL_SESSION_DO_ADOPT_PROBE);
     int forget = s_find (&out, KEEL_SESSION_DO_FORGET_ACCEPTED);
     int resync = s_find (&out, KEEL_SESSION_DO_RESYNC);
+    int tell = s_find (&out, KEEL_SESSION_DO_TELL_DELIVERED);
     int detach = s_find (&out, KEEL_SESSION_DO_DETACH_OLD);
     cr_assert (adopt >= 0 && adopt < forget && forget < resync && resync < detach,
                "hello + resubmit on the primary, then Detach to the backup");
+    cr_assert (resync < tell && tell < detach,
+               "the primary hears which results the driver holds before the backup lets go");
     cr_assert_eq (out.actions[s_find (&out, KEEL_SESSION_DO_STATUS)].status, KEEL_SESSION_STATUS_FAILBACK);
     keel_session_destroy (&s);
 }
@@ -272,5 +275,38 @@ Test (driver_session, never_waits_past_its_next_deadline)
     keel_session_sent (s, 0);
     int64_t next = keel_session_next_deadline (s);
     cr_assert_leq (next, 1000, "heartbeat due after H");
+    keel_session_destroy (&s);
+}
+
+//  Issue 10 item 11: after every welcome — first connect, reconnect,
+//  failover, failback — the broker is told which results the driver holds
+//  (TELL_DELIVERED) right after the resync, on the broker that welcomed.
+Test (driver_session, tells_each_welcoming_broker_which_results_the_driver_holds)
+{
+    int64_t now = 0;
+    keel_session_out_t out;
+    keel_session_t *s = s_session (2, now);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, now, &out);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 1000, now, &out);
+    int resync = s_find (&out, KEEL_SESSION_DO_RESYNC);
+    int tell = s_find (&out, KEEL_SESSION_DO_TELL_DELIVERED);
+    cr_assert (resync >= 0 && tell == resync + 1, "no TELL_DELIVERED right after the first resync");
+    cr_assert_eq (out.actions[tell].broker, 0);
+    //  A welcome while READY (after a Relogin) resyncs and tells again.
+    keel_session_step (s, KEEL_SESSION_EV_RELOGIN, 0, now, &out);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 0, now, &out);
+    cr_assert_eq (s_find (&out, KEEL_SESSION_DO_TELL_DELIVERED),
+                  s_find (&out, KEEL_SESSION_DO_RESYNC) + 1);
+    //  Failover: the backup is told too.
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 3000, &out);
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 13000, &out);
+    cr_assert_eq (keel_session_broker (s), 1);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 0, 13000, &out);
+    tell = s_find (&out, KEEL_SESSION_DO_TELL_DELIVERED);
+    cr_assert (tell >= 0, "the failover broker is not told");
+    cr_assert_eq (out.actions[tell].broker, 1);
+    //  Ticks and heartbeats tell nothing.
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 13500, &out);
+    cr_assert_not (s_has (&out, KEEL_SESSION_DO_TELL_DELIVERED));
     keel_session_destroy (&s);
 }
