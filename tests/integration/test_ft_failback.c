@@ -199,3 +199,135 @@ Test (ft_failback, keeps_a_task_that_broker_b_dispatched_when_its_engine_returns
     HARNESS_ASSERT (ft_status (&a, "counters.executions_cancelled") == 0, "A cancelled executions");
     HARNESS_ASSERT (ft_status (&b, "counters.executions_cancelled") == 0, "B cancelled executions");
 }
+
+// ------------------------------------------------------------ what runs again
+
+#define RERUN_TASKS 400
+
+typedef struct {
+    const harness_broker_t *b;
+    const char *path;
+    long long max;
+} s_at_most_t;
+
+static bool
+s_at_most (void *arg)
+{
+    s_at_most_t *w = arg;
+    long long v = ft_status (w->b, w->path);
+    return v >= 0 && v <= w->max;
+}
+
+// Every task 0..n-1 appears exactly once, ok, in the driver's results
+// (ft_results_read stops at FT_MAX_TASKS).
+static void
+s_assert_each_once (const char *name, int n)
+{
+    char path[600];
+    harness_path (path, sizeof path, name);
+    char *text = harness_read_file (path);
+    HARNESS_ASSERT (text, "no %s", name);
+    static int seen[RERUN_TASKS];
+    memset (seen, 0, sizeof seen);
+    int lines = 0;
+    char *save = NULL;
+    for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
+        long long task = -1;
+        HARNESS_ASSERT (harness_json_int (line, "task", &task) && task >= 0 && task < n
+                            && strstr (line, "\"status\":\"ok\""),
+                        "not an ok result of a task below %d: %.200s", n, line);
+        seen[task]++;
+        lines++;
+    }
+    free (text);
+    for (int i = 0; i < n; i++)
+        HARNESS_ASSERT (seen[i] == 1, "task %d delivered %d times", i, seen[i]);
+    HARNESS_ASSERT (lines == n, "%d results for %d tasks", lines, n);
+}
+
+// Issue 10 item 11: the driver fails over to B, B finishes part of the
+// batch, A restarts on its store (where every task is still queued) and
+// the driver returns to A. The driver tells A which results it holds: A
+// runs again only the tasks that were still in flight, and sends no
+// result twice. B's engine is killed at a point the test picks, so "in
+// flight" is exact: every task B did not finish.
+Test (ft_failback, runs_again_only_the_tasks_in_flight_when_the_driver_returns,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+{
+    const char *broker_sets[] = { "HeartbeatInterval=200ms", "EngineTimeoutMinutes=0.25",
+                                  "EngineLoginWindow=1s", NULL };
+    harness_broker_t a, b;
+    HARNESS_ASSERT (ft_broker_plan (&a, "brokerA") && ft_broker_spawn (&a, broker_sets),
+                    "broker A did not start");
+    HARNESS_ASSERT (ft_broker_plan (&b, "brokerB") && ft_broker_spawn (&b, broker_sets),
+                    "broker B did not start");
+
+    // No engine yet: every task is queued (and stored) on A.
+    static char inputs[RERUN_TASKS * 4 + 1];
+    inputs[0] = 0;
+    for (int i = 0; i < RERUN_TASKS; i++)
+        strcat (inputs, "20\n");
+    char file[600];
+    harness_write_file (file, sizeof file, "inputs.txt", inputs);
+    const char *driver_sets[] = { "DSBrokerTimeout=2s", "DSPrimaryRetryInterval=500ms", NULL };
+    const char *submit[] = { "--service", "sleep", "--input-file", file, NULL };
+    pid_t driver = ft_driver_start ("driver", &a, &b, driver_sets, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    HARNESS_ASSERT (ft_wait_status (&a, "tasks.queued", RERUN_TASKS, 15000),
+                    "A did not queue the %d tasks (queued=%lld)", RERUN_TASKS,
+                    ft_status (&a, "tasks.queued"));
+
+    HARNESS_ASSERT (harness_kill9 (a.pid), "broker A did not die");
+    char failover[128];
+    snprintf (failover, sizeof failover, "failover: now on %s", b.endpoint);
+    HARNESS_ASSERT (ft_wait_log ("driver.err", failover, 15000), "the driver did not fail over");
+
+    // An engine of B's runs a part of the batch, then dies: what B did not
+    // finish is what is in flight. Its results all reach the driver.
+    const char *engine_sets[] = { "HeartbeatInterval=200ms", NULL };
+    pid_t engine_b = ft_engine_start (&b, NULL, "engineB", 2, engine_sets);
+    HARNESS_ASSERT (engine_b > 0, "engineB did not start");
+    HARNESS_ASSERT (ft_wait_status (&b, "tasks.done", RERUN_TASKS / 4, 30000),
+                    "B finished %lld tasks", ft_status (&b, "tasks.done"));
+    HARNESS_ASSERT (harness_kill9 (engine_b), "engineB did not die");
+    s_at_most_t gone = { &b, "engines.online", 0 };
+    HARNESS_ASSERT (harness_poll_until (s_at_most, &gone, 10000), "B did not lose engineB");
+    long long held = ft_status (&b, "tasks.done");
+    HARNESS_ASSERT (held > 0 && held < RERUN_TASKS, "B finished %lld of %d tasks", held, RERUN_TASKS);
+    HARNESS_ASSERT (ft_wait_status (&b, "counters.results_delivered", held, 10000),
+                    "the driver acknowledged %lld of B's %lld results",
+                    ft_status (&b, "counters.results_delivered"), held);
+    long long in_flight = RERUN_TASKS - held;
+
+    // A comes back; the driver returns to it, then an engine of A's runs
+    // what is left.
+    HARNESS_ASSERT (ft_broker_spawn (&a, broker_sets), "broker A did not restart");
+    char failback[128];
+    snprintf (failback, sizeof failback, "back on primary %s", a.endpoint);
+    HARNESS_ASSERT (ft_wait_log ("driver.err", failback, 15000), "the driver did not fail back");
+    HARNESS_ASSERT (ft_engine_start (&a, NULL, "engineA", 4, engine_sets) > 0,
+                    "engineA did not start");
+
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    s_assert_each_once ("driver.out", RERUN_TASKS);
+
+    long long dispatched = ft_status (&a, "counters.tasks_dispatched");
+    HARNESS_ASSERT (dispatched <= in_flight,
+                    "A ran %lld tasks after the failback; only %lld were in flight (the driver "
+                    "held %lld results)", dispatched, in_flight, held);
+    int started = ft_log_count ("engineA.err", "task started");
+    HARNESS_ASSERT (started <= in_flight, "engineA started %d tasks; %lld were in flight", started,
+                    in_flight);
+    HARNESS_ASSERT (ft_status (&a, "counters.tasks_delivered_elsewhere") == held,
+                    "A settled %lld tasks as delivered elsewhere; the driver held %lld",
+                    ft_status (&a, "counters.tasks_delivered_elsewhere"), held);
+    HARNESS_ASSERT (ft_status (&a, "tasks.delivered_elsewhere") == held,
+                    "A shows %lld tasks delivered elsewhere; the driver held %lld",
+                    ft_status (&a, "tasks.delivered_elsewhere"), held);
+    // A sent each in-flight result once; the driver acknowledged no more.
+    HARNESS_ASSERT (ft_status (&a, "counters.results_delivered") == in_flight,
+                    "A delivered %lld results; %lld were in flight",
+                    ft_status (&a, "counters.results_delivered"), in_flight);
+}
