@@ -245,6 +245,32 @@ s_assert_each_once (const char *name, int n)
     HARNESS_ASSERT (lines == n, "%d results for %d tasks", lines, n);
 }
 
+// The number of distinct tasks an engine's log says it started.
+static int
+s_distinct_tasks_started (const char *name)
+{
+    char path[600];
+    harness_path (path, sizeof path, name);
+    char *text = harness_read_file (path);
+    HARNESS_ASSERT (text, "no %s", name);
+    static bool seen[RERUN_TASKS];
+    memset (seen, 0, sizeof seen);
+    int n = 0;
+    for (const char *p = text; (p = strstr (p, "task started ")); p++) {
+        const char *eol = strchr (p, '\n');
+        const char *t = strstr (p, " task=");
+        if (!t || (eol && t > eol))
+            continue;
+        long id = strtol (t + 6, NULL, 10);
+        if (id >= 0 && id < RERUN_TASKS && !seen[id]) {
+            seen[id] = true;
+            n++;
+        }
+    }
+    free (text);
+    return n;
+}
+
 // Issue 10 item 11: the driver fails over to B, B finishes part of the
 // batch, A restarts on its store (where every task is still queued) and
 // the driver returns to A. The driver tells A which results it holds: A
@@ -313,13 +339,13 @@ Test (ft_failback, runs_again_only_the_tasks_in_flight_when_the_driver_returns,
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
     s_assert_each_once ("driver.out", RERUN_TASKS);
 
-    long long dispatched = ft_status (&a, "counters.tasks_dispatched");
-    HARNESS_ASSERT (dispatched <= in_flight,
-                    "A ran %lld tasks after the failback; only %lld were in flight (the driver "
-                    "held %lld results)", dispatched, in_flight, held);
-    int started = ft_log_count ("engineA.err", "task started");
-    HARNESS_ASSERT (started <= in_flight, "engineA started %d tasks; %lld were in flight", started,
-                    in_flight);
+    // Distinct tasks, so that an execution repeated for another reason (an
+    // engine judged lost on a loaded machine) does not count as a re-run.
+    int ran = s_distinct_tasks_started ("engineA.err");
+    HARNESS_ASSERT (ran <= in_flight,
+                    "A ran %d tasks after the failback (%lld dispatches); only %lld were in "
+                    "flight (the driver held %lld results)", ran,
+                    ft_status (&a, "counters.tasks_dispatched"), in_flight, held);
     HARNESS_ASSERT (ft_status (&a, "counters.tasks_delivered_elsewhere") == held,
                     "A settled %lld tasks as delivered elsewhere; the driver held %lld",
                     ft_status (&a, "counters.tasks_delivered_elsewhere"), held);
