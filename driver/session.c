@@ -128,13 +128,16 @@ s_on_probe_welcome (keel_session_t *self, uint64_t heartbeat_ms, int64_t now,
 {
     if (!self->probe_open || self->current == 0)
         return;                     // a late answer to a probe we gave up on
-    bool was_ready = self->state == KEEL_SESSION_READY;
     s_emit (out, KEEL_SESSION_DO_ADOPT_PROBE, 0);
     s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, 0);
     s_emit (out, KEEL_SESSION_DO_RESYNC, 0);
     s_emit (out, KEEL_SESSION_DO_TELL_DELIVERED, 0);
-    if (was_ready)
-        s_emit (out, KEEL_SESSION_DO_DETACH_OLD, self->current);
+    //  Also when the failover broker is being retried (CONNECTING: it went
+    //  quiet, e.g. it judged a paused driver lost): the Detach follows the
+    //  hello on that socket, so a live broker reads both and sends its
+    //  engines home; without it they would keep the tasks there and the
+    //  primary would run them a second time. A dead one reads neither.
+    s_emit (out, KEEL_SESSION_DO_DETACH_OLD, self->current);
     s_emit (out, KEEL_SESSION_DO_CLOSE_OLD, self->current);
     s_status (out, KEEL_SESSION_STATUS_FAILBACK, "back on primary %s", self->brokers[0]);
     self->probe_open = false;

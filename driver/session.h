@@ -41,7 +41,7 @@
       any         TICK probe t/o     PROBE_CLOSE                     same
       any         PROBE_WELCOME      ADOPT_PROBE, FORGET_ACCEPTED,   READY
                                      RESYNC, TELL_DELIVERED,
-                                     [DETACH_OLD if READY],
+                                     DETACH_OLD, CLOSE_OLD,
                                      STATUS(back on primary)
 
     Resync (actor): services in DriverWelcome.unknown_services are
@@ -88,7 +88,7 @@ typedef enum {
     KEEL_SESSION_DO_PROBE_OPEN,     // open a DEALER to broker 0 and send DriverHello on it
     KEEL_SESSION_DO_PROBE_CLOSE,    // close the probe socket
     KEEL_SESSION_DO_ADOPT_PROBE,    // the probe socket becomes the session socket; the old one is kept for DETACH_OLD
-    KEEL_SESSION_DO_DETACH_OLD,     // send Detach{open services} on the old session socket
+    KEEL_SESSION_DO_DETACH_OLD,     // send Detach{open services} on the old session socket (READY or not)
     KEEL_SESSION_DO_CLOSE_OLD,      // close the old session socket
     KEEL_SESSION_DO_STATUS,         // tell the application: `status` kind with `text`
     KEEL_SESSION_DO_GIVE_UP         // no broker answered in a whole pass over the list

@@ -310,3 +310,39 @@ Test (driver_session, tells_each_welcoming_broker_which_results_the_driver_holds
     cr_assert_not (s_has (&out, KEEL_SESSION_DO_TELL_DELIVERED));
     keel_session_destroy (&s);
 }
+
+//  The failover broker went quiet (it judged a paused driver lost) and the
+//  session is retrying it when the primary answers the probe: the failover
+//  broker still gets Detach (after the hello on that socket), or it keeps
+//  the service and its engines keep the tasks there while the primary runs
+//  them again.
+Test (driver_session, a_failback_while_retrying_the_failover_broker_still_detaches_from_it)
+{
+    int64_t now = 0;
+    keel_session_out_t out;
+    keel_session_t *s = s_ready (2, &now);
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 3000, &out);
+    now = 13000;
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, now, &out);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 0, now, &out);
+    cr_assert_eq (keel_session_broker (s), 1);
+    //  The backup goes silent: the session retries it (CONNECTING) and
+    //  probes the primary meanwhile.
+    bool probed = false, lost = false;
+    for (now = 13100; now <= 30000 && !probed; now += 100) {
+        keel_session_step (s, KEEL_SESSION_EV_TICK, 0, now, &out);
+        lost = lost || s_has (&out, KEEL_SESSION_DO_CONNECT);
+        probed = lost && s_has (&out, KEEL_SESSION_DO_PROBE_OPEN);
+    }
+    cr_assert (probed, "no probe of the primary while retrying the backup");
+    cr_assert_eq (keel_session_state (s), KEEL_SESSION_CONNECTING);
+    cr_assert_eq (keel_session_broker (s), 1);
+    keel_session_step (s, KEEL_SESSION_EV_PROBE_WELCOME, 0, now, &out);
+    cr_assert_eq (keel_session_broker (s), 0);
+    int detach = s_find (&out, KEEL_SESSION_DO_DETACH_OLD);
+    int close = s_find (&out, KEEL_SESSION_DO_CLOSE_OLD);
+    cr_assert (detach >= 0, "no Detach to the backup it was retrying");
+    cr_assert_eq (out.actions[detach].broker, 1);
+    cr_assert (detach < close, "Detach after the socket was closed");
+    keel_session_destroy (&s);
+}
