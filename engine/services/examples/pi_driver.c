@@ -3,6 +3,7 @@
 
         keel-pi [--broker URL] [--tasks N] [--samples S] [--chunk C]
                 [--service TYPE] [--timeout SECONDS]
+        keel-pi --help | --version
 
     Opens a service of type TYPE (default "pi") whose session init data is
     the checkpoint chunk C (msgpack uint, sent once per engine), submits N
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "keel/driver.h"
 #include "log.h"
 
@@ -32,8 +34,23 @@ s_usage (FILE *out, int code)
 {
     fprintf (out, "usage: keel-pi [--broker URL] [--tasks N] [--samples S] [--chunk C]\n"
                   "               [--service TYPE] [--timeout SECONDS]\n"
+                  "       keel-pi --help | --version\n"
+                  "\n"
                   "Estimates pi with N tasks of S Monte-Carlo samples each on a Keel grid\n"
-                  "(library service pi, checkpointing every C samples).\n");
+                  "(library service pi, checkpointing every C samples).\n"
+                  "\n"
+                  "  -b, --broker URL      broker endpoint (default tcp://127.0.0.1:7070)\n"
+                  "  -n, --tasks N         tasks to submit, 1..1000000 (default 8)\n"
+                  "  -s, --samples S       samples per task, 1..2^40 (default 2000000)\n"
+                  "  -c, --chunk C         samples between checkpoints, 1..2^40 (default 250000)\n"
+                  "  -t, --service TYPE    service type offering pi (default pi)\n"
+                  "  -T, --timeout SECONDS give up on unanswered tasks after this, 1..86400\n"
+                  "                        (default 120)\n"
+                  "  -h, --help            this text\n"
+                  "  -V, --version         print the version\n"
+                  "\n"
+                  "Exit: 0 every task succeeded, 1 some failed or timed out, 2 usage error,\n"
+                  "3 no broker reachable in time.\n");
     return code;
 }
 
@@ -48,6 +65,8 @@ s_number (const char *text, uint64_t min, uint64_t max, uint64_t *value)
     return true;
 }
 
+//  Returns -1 to go on with the run, or the exit code when the program is done
+//  (0 after --help / --version, 2 after a usage error, already reported).
 static int
 s_parse (int argc, char **argv, s_args_t *a)
 {
@@ -55,13 +74,14 @@ s_parse (int argc, char **argv, s_args_t *a)
         { "broker", required_argument, NULL, 'b' }, { "tasks", required_argument, NULL, 'n' },
         { "samples", required_argument, NULL, 's' }, { "chunk", required_argument, NULL, 'c' },
         { "service", required_argument, NULL, 't' }, { "timeout", required_argument, NULL, 'T' },
-        { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 }
+        { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 }
     };
     *a = (s_args_t) { "tcp://127.0.0.1:7070", "pi", 8, 2000000, 250000, 120 };
     int opt;
     uint64_t v = 0;
     //  getopt_long consumes one option per call and ends at -1.
-    while ((opt = getopt_long (argc, argv, "b:n:s:c:t:T:h", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "b:n:s:c:t:T:hV", options, NULL)) != -1) {
         switch (opt) {
         case 'b': a->broker = optarg; break;
         case 't': a->type = optarg; break;
@@ -82,7 +102,8 @@ s_parse (int argc, char **argv, s_args_t *a)
                 return fprintf (stderr, "keel-pi: --timeout: 1..86400 seconds\n"), 2;
             a->timeout_s = (int) v;
             break;
-        case 'h': return s_usage (stdout, 0) ? 0 : -1;
+        case 'h': return s_usage (stdout, 0);
+        case 'V': return keel_cli_print_version ("keel-pi", stdout), 0;
         default: return s_usage (stderr, 2);
         }
     }
