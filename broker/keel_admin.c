@@ -303,6 +303,22 @@ no_answer:;
     return KEEL_EXIT_NOBROKER;
 }
 
+//  --help or --version anywhere before "--", also after the command
+//  ("keel-admin tasks --help"): answered at once, before any other argument
+//  is checked and without contacting a broker. Returns 'h', 'V' or 0.
+static int
+s_help_or_version (int argc, char **argv)
+{
+    int found = 0;
+    for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++) {
+        if (streq (argv[i], "--help") || streq (argv[i], "-h"))
+            return 'h';
+        if (streq (argv[i], "--version"))
+            found = 'V';
+    }
+    return found;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -322,6 +338,16 @@ main (int argc, char **argv)
     bool json = false;
     int opt;
 
+    switch (s_help_or_version (argc, argv)) {
+    case 'h':
+        s_print_usage (stdout);
+        return KEEL_EXIT_OK;
+    case 'V':
+        keel_cli_print_version (PROGRAM, stdout);
+        return KEEL_EXIT_OK;
+    default:
+        break;
+    }
     // '+': stop at the command, so its arguments are never taken as options.
     while ((opt = getopt_long (argc, argv, "+e:c:h", options, NULL)) != -1) {
         switch (opt) {
