@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <time.h>
+#include "cli.h"
 #include "keel/driver.h"
 #include "log.h"
 
@@ -285,39 +286,47 @@ s_submit (const char *broker, long total, int argc, char **argv)
 // ---------------------------------------------------------------- main
 
 static int
-s_usage (void)
+s_usage (FILE *out, int code)
 {
-    fprintf (stderr, "usage: keel-bench latency BROKER N [KEY=VALUE]...\n"
-                     "       keel-bench failover PRIMARY FAILOVER|- PID [KEY=VALUE]...\n"
-                     "       keel-bench submit BROKER N [KEY=VALUE]...\n");
-    return 2;
+    fprintf (out, "usage: keel-bench latency BROKER N [KEY=VALUE]...\n"
+                  "       keel-bench failover PRIMARY FAILOVER|- PID [KEY=VALUE]...\n"
+                  "       keel-bench submit BROKER N [KEY=VALUE]...\n"
+                  "       keel-bench --help | --version\n"
+                  "Latency and failover probes of the Keel benchmarks (scripts/bench/run.sh).\n");
+    return code;
 }
 
 int
 main (int argc, char **argv)
 {
+    if (argc == 2 && (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0))
+        return s_usage (stdout, 0);
+    if (argc == 2 && strcmp (argv[1], "--version") == 0) {
+        keel_cli_print_version ("keel-bench", stdout);
+        return 0;
+    }
     keel_log_init (KEEL_LOG_WARN);
     if (argc >= 4 && strcmp (argv[1], "latency") == 0) {
         char *end = NULL;
         long n = strtol (argv[3], &end, 10);
         if (*end || n < 1 || n > KB_MAX_TASKS)
-            return s_usage ();
+            return s_usage (stderr, 2);
         return s_latency (argv[2], n, argc - 4, argv + 4);
     }
     if (argc >= 4 && strcmp (argv[1], "submit") == 0) {
         char *end = NULL;
         long n = strtol (argv[3], &end, 10);
         if (*end || n < 1 || n > KB_MAX_TASKS)
-            return s_usage ();
+            return s_usage (stderr, 2);
         return s_submit (argv[2], n, argc - 4, argv + 4);
     }
     if (argc >= 5 && strcmp (argv[1], "failover") == 0) {
         char *end = NULL;
         long pid = strtol (argv[4], &end, 10);
         if (*end || pid <= 1)
-            return s_usage ();
+            return s_usage (stderr, 2);
         const char *failover = strcmp (argv[3], "-") == 0 ? NULL : argv[3];
         return s_failover (argv[2], failover, (pid_t) pid, argc - 5, argv + 5);
     }
-    return s_usage ();
+    return s_usage (stderr, 2);
 }

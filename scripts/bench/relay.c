@@ -409,34 +409,42 @@ s_count (const char *text, long max)
 }
 
 static int
-s_usage (void)
+s_usage (FILE *out, int code)
 {
-    fprintf (stderr,
+    fprintf (out,
              "usage: relay broker FRONT BACK | worker BACK WINDOW |\n"
              "       client-throughput FRONT N | client-latency FRONT N |\n"
-             "       direct-worker ENDPOINT | direct-client ENDPOINT N\n");
-    return 2;
+             "       direct-worker ENDPOINT | direct-client ENDPOINT N\n"
+             "       relay --help | --version\n"
+             "The raw ZeroMQ baseline of the Keel benchmarks (scripts/bench/run.sh).\n");
+    return code;
 }
 
 int
 main (int argc, char **argv)
 {
+    if (argc == 2 && (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0))
+        return s_usage (stdout, 0);
+    if (argc == 2 && strcmp (argv[1], "--version") == 0) {
+        printf ("relay (Keel benchmark baseline)\n");
+        return 0;
+    }
     if (argc == 4 && strcmp (argv[1], "broker") == 0)
         return s_broker (argv[2], argv[3]);
     if (argc == 4 && strcmp (argv[1], "worker") == 0) {
         long window = s_count (argv[3], RELAY_MAX_WINDOW);
-        return window < 0 ? s_usage () : s_worker (argv[2], window);
+        return window < 0 ? s_usage (stderr, 2) : s_worker (argv[2], window);
     }
     if (argc == 3 && strcmp (argv[1], "direct-worker") == 0)
         return s_direct_worker (argv[2]);
     if (argc == 4) {
         long n = s_count (argv[3], RELAY_MAX_TASKS);
         if (n < 0)
-            return s_usage ();
+            return s_usage (stderr, 2);
         if (strcmp (argv[1], "client-throughput") == 0)
             return s_client_throughput (argv[2], n);
         if (strcmp (argv[1], "client-latency") == 0 || strcmp (argv[1], "direct-client") == 0)
             return s_client_latency (argv[2], n);
     }
-    return s_usage ();
+    return s_usage (stderr, 2);
 }
