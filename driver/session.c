@@ -12,6 +12,9 @@
 #define S_LIVENESS 3                // heartbeat intervals of silence before a broker is lost
 #define S_BACKOFF_CAP_MS 30000      // longest wait between two hellos to the same broker
 #define S_PROBE_WAIT_MIN_MS 1000    // a probe waits at least this long for its welcome
+#define S_PROGRESS_MAX_MS 30000     // longest gap between two "still connecting" lines
+#define S_PROGRESS_MIN_MS 1000      // shortest gap (short DSBrokerTimeouts)
+#define S_PROGRESS_PER_TIMEOUT 3    // a gap of DSBrokerTimeout/3, within the bounds: 2 lines per broker
 
 struct _keel_session_t {
     keel_session_config_t config;
@@ -24,6 +27,8 @@ struct _keel_session_t {
     keel_backoff_t backoff;         // CONNECTING: wait between hellos to the same broker
     int64_t attempt_deadline;       // CONNECTING: reconnect when no welcome by then
     int64_t broker_deadline;        // CONNECTING: move to the next broker then
+    int64_t progress_ms;            // CONNECTING: gap between "still connecting" lines
+    int64_t progress_next;          // CONNECTING: when the next one is due
     int tried;                      // brokers given up on since the last welcome
     bool probe_open;                // a probe DEALER to the primary is waiting for its welcome
     int64_t probe_next;             // when to open the next probe
@@ -68,6 +73,85 @@ s_min (int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+char *
+keel_session_duration_text (int64_t ms, char *buf, size_t size)
+{
+    long long t = ms > 0 ? (long long) ms : 0;
+    long long sec = (t + 500) / 1000;
+    if (t < 1000)
+        snprintf (buf, size, "%lld ms", t);
+    else
+    if (t < 9950) {
+        long long tenths = (t + 50) / 100;
+        if (tenths % 10)
+            snprintf (buf, size, "%lld.%lld s", tenths / 10, tenths % 10);
+        else
+            snprintf (buf, size, "%lld s", tenths / 10);
+    }
+    else
+    if (sec < 60)
+        snprintf (buf, size, "%lld s", sec);
+    else
+    if (sec < 3600) {
+        if (sec % 60)
+            snprintf (buf, size, "%lld min %lld s", sec / 60, sec % 60);
+        else
+            snprintf (buf, size, "%lld min", sec / 60);
+    }
+    else
+    if (sec < 86400 - 30) {
+        long long min = (sec + 30) / 60;
+        if (min % 60)
+            snprintf (buf, size, "%lld h %lld min", min / 60, min % 60);
+        else
+            snprintf (buf, size, "%lld h", min / 60);
+    }
+    else {
+        long long hours = (sec + 1800) / 3600;
+        if (hours % 24)
+            snprintf (buf, size, "%lld d %lld h", hours / 24, hours % 24);
+        else
+            snprintf (buf, size, "%lld d", hours / 24);
+    }
+    return buf;
+}
+
+//  ", then tcp://next" when a failover broker follows `broker` in this pass.
+static const char *
+s_then (const keel_session_t *self, int broker, char *buf, size_t size)
+{
+    buf[0] = 0;
+    if (broker + 1 < self->config.nbrokers)
+        snprintf (buf, size, ", then %s", self->brokers[broker + 1]);
+    return buf;
+}
+
+//  What the session is doing while it has no broker: at START, and every
+//  progress_ms while CONNECTING (each broker gets DSBrokerTimeout).
+static void
+s_connecting_status (keel_session_t *self, int64_t now, bool still, keel_session_out_t *out)
+{
+    char timeout[32], left[32], spent[32], then[KEEL_SESSION_TEXT_MAX / 2];
+    const char *url = self->brokers[self->current];
+    s_then (self, self->current, then, sizeof then);
+    keel_session_duration_text (self->config.broker_timeout_ms, timeout, sizeof timeout);
+    if (!still)
+        s_status (out, KEEL_SESSION_STATUS_CONNECTING,
+                  "connecting to %s, retrying for %s (DSBrokerTimeout)%s", url, timeout, then);
+    else {
+        //  Counted from when the line was due, not from a tick that came late:
+        //  "after 1 s; 1 s more", not "after 1 s; 999 ms more".
+        int64_t due = self->progress_next < now ? self->progress_next : now;
+        int64_t since = self->broker_deadline - self->config.broker_timeout_ms;
+        keel_session_duration_text (self->broker_deadline - due, left, sizeof left);
+        keel_session_duration_text (due - since, spent, sizeof spent);
+        s_status (out, KEEL_SESSION_STATUS_STILL_CONNECTING,
+                  "still connecting to %s after %s; retrying for %s more (DSBrokerTimeout %s)%s",
+                  url, spent, left, timeout, then);
+    }
+    self->progress_next = now + self->progress_ms;
+}
+
 //  Starts (or restarts) trying broker `broker` with a fresh socket.
 static void
 s_connect (keel_session_t *self, int broker, int64_t now, bool new_broker, keel_session_out_t *out)
@@ -77,6 +161,7 @@ s_connect (keel_session_t *self, int broker, int64_t now, bool new_broker, keel_
     if (new_broker) {
         keel_backoff_reset (&self->backoff);
         self->broker_deadline = now + self->config.broker_timeout_ms;
+        self->progress_next = now + self->progress_ms;
     }
     s_emit (out, KEEL_SESSION_DO_CONNECT, broker);
     self->attempt_deadline = now + s_max (S_LIVENESS * self->heartbeat_ms,
@@ -153,6 +238,7 @@ s_on_relogin (keel_session_t *self, int64_t now, keel_session_out_t *out)
     if (self->state == KEEL_SESSION_READY) {
         self->state = KEEL_SESSION_CONNECTING;
         self->broker_deadline = now + self->config.broker_timeout_ms;
+        self->progress_next = now + self->progress_ms;
     }
     self->attempt_deadline = now + S_LIVENESS * self->heartbeat_ms;
 }
@@ -170,24 +256,33 @@ s_tick_connecting (keel_session_t *self, int64_t now, keel_session_out_t *out)
             self->tried = 0;
         }
         if (next != from) {
+            char timeout[32], then[KEEL_SESSION_TEXT_MAX / 2];
+            keel_session_duration_text (self->config.broker_timeout_ms, timeout, sizeof timeout);
             s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, next);
-            s_status (out, KEEL_SESSION_STATUS_TRYING, "%s did not answer for %.1f s; trying %s",
-                      self->brokers[from], self->config.broker_timeout_ms / 1000.0,
-                      self->brokers[next]);
+            s_status (out, KEEL_SESSION_STATUS_TRYING,
+                      "%s did not answer for %s; connecting to %s, retrying for %s "
+                      "(DSBrokerTimeout)%s",
+                      self->brokers[from], timeout, self->brokers[next], timeout,
+                      s_then (self, next, then, sizeof then));
         }
         s_connect (self, next, now, true, out);
+        return;
     }
-    else
     if (now >= self->attempt_deadline)
         s_connect (self, self->current, now, false, out);
+    if (now >= self->progress_next)
+        s_connecting_status (self, now, true, out);
 }
 
 static void
 s_tick_ready (keel_session_t *self, int64_t now, keel_session_out_t *out)
 {
     if (keel_peer_clock_lost (&self->clock, now)) {
-        s_status (out, KEEL_SESSION_STATUS_LOST, "lost %s (silent for %.1f s); retrying",
-                  self->brokers[self->current], (now - self->clock.last_recv) / 1000.0);
+        char silent[32], timeout[32];
+        keel_session_duration_text (now - self->clock.last_recv, silent, sizeof silent);
+        keel_session_duration_text (self->config.broker_timeout_ms, timeout, sizeof timeout);
+        s_status (out, KEEL_SESSION_STATUS_LOST, "lost %s (silent for %s); retrying for %s (DSBrokerTimeout)",
+                  self->brokers[self->current], silent, timeout);
         self->tried = 0;
         s_connect (self, self->current, now, true, out);
     }
@@ -252,6 +347,9 @@ keel_session_new (const keel_session_config_t *config, int64_t now)
     keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
     self->attempt_deadline = now;
     self->broker_deadline = now + config->broker_timeout_ms;
+    self->progress_ms = s_max (S_PROGRESS_MIN_MS, s_min (S_PROGRESS_MAX_MS,
+                                                         config->broker_timeout_ms / S_PROGRESS_PER_TIMEOUT));
+    self->progress_next = now + self->progress_ms;
     return self;
 }
 
@@ -281,6 +379,7 @@ keel_session_step (keel_session_t *self, keel_session_event_t event, uint64_t he
         case KEEL_SESSION_EV_START:
             self->tried = 0;
             s_connect (self, 0, now, true, out);
+            s_connecting_status (self, now, false, out);
             break;
         case KEEL_SESSION_EV_WELCOME:
             s_on_welcome (self, heartbeat_ms, now, out);
@@ -330,7 +429,7 @@ keel_session_next_deadline (const keel_session_t *self)
     assert (self);
     int64_t next;
     if (self->state == KEEL_SESSION_CONNECTING)
-        next = s_min (self->attempt_deadline, self->broker_deadline);
+        next = s_min (s_min (self->attempt_deadline, self->broker_deadline), self->progress_next);
     else
         next = keel_peer_clock_next_deadline (&self->clock);
     if (self->current != 0 && self->last_welcomed >= 0)

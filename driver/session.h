@@ -27,10 +27,12 @@
 
       state       event              actions                         next
       ----------  -----------------  ------------------------------  ----------
-      (new)       START              CONNECT(0)                      CONNECTING
+      (new)       START              CONNECT(0), STATUS(connecting)  CONNECTING
       CONNECTING  WELCOME            RESYNC, TELL_DELIVERED, STATUS  READY
       CONNECTING  TICK attempt due   CONNECT(same)                   CONNECTING
-      CONNECTING  TICK broker t/o    FORGET_ACCEPTED, CONNECT(next)  CONNECTING
+      CONNECTING  TICK progress due  STATUS(still connecting)        CONNECTING
+      CONNECTING  TICK broker t/o    FORGET_ACCEPTED, STATUS(trying) CONNECTING
+                                     CONNECT(next)
                                      [GIVE_UP after a whole pass]
       CONNECTING  RELOGIN            HELLO                           CONNECTING
       READY       TICK idle H        HEARTBEAT                       READY
@@ -62,6 +64,7 @@
 #define KEEL_DRIVER_SESSION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "heartbeat.h"
 
@@ -101,7 +104,9 @@ typedef enum {
     KEEL_SESSION_STATUS_RECONNECTED,    // the same broker answered again
     KEEL_SESSION_STATUS_FAILOVER,       // now on a failover broker
     KEEL_SESSION_STATUS_FAILBACK,       // back on the primary
-    KEEL_SESSION_STATUS_TRYING          // moved on to try the next broker
+    KEEL_SESSION_STATUS_TRYING,         // moved on to try the next broker
+    KEEL_SESSION_STATUS_CONNECTING,     // START: connecting to the primary, for how long
+    KEEL_SESSION_STATUS_STILL_CONNECTING// progress while CONNECTING: for how long already, how long more
 } keel_session_status_t;
 
 #define KEEL_SESSION_MAX_ACTIONS 12
@@ -155,5 +160,10 @@ int keel_session_broker (const keel_session_t *self);
 // The heartbeat interval in use.
 int64_t keel_session_heartbeat_ms (const keel_session_t *self);
 const char *keel_session_state_name (keel_session_state_t state);
+
+// Writes ms as a person reads it ("250 ms", "1.5 s", "2 s", "5 min",
+// "4 min 30 s", "1 h 30 min", "1 d 2 h": two units at most) into buf and
+// returns buf. Negative counts as 0.
+char *keel_session_duration_text (int64_t ms, char *buf, size_t size);
 
 #endif

@@ -61,9 +61,10 @@ Test (driver_session, connects_to_the_primary_first)
     keel_session_out_t out;
     keel_session_t *s = s_session (2, 0);
     keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
-    cr_assert_eq (out.count, 1);
+    cr_assert_eq (out.count, 2, "connect, and say so");
     cr_assert_eq (out.actions[0].what, KEEL_SESSION_DO_CONNECT);
     cr_assert_eq (out.actions[0].broker, 0);
+    cr_assert_eq (out.actions[1].what, KEEL_SESSION_DO_STATUS);
     cr_assert_eq (keel_session_state (s), KEEL_SESSION_CONNECTING);
     keel_session_destroy (&s);
     cr_assert_null (s);
@@ -345,4 +346,196 @@ Test (driver_session, a_failback_while_retrying_the_failover_broker_still_detach
     cr_assert_eq (out.actions[detach].broker, 1);
     cr_assert (detach < close, "Detach after the socket was closed");
     keel_session_destroy (&s);
+}
+
+// ---------------------------------------------------------------- saying what it does
+
+static keel_session_t *
+s_session_timeout (int nbrokers, int64_t broker_timeout_ms)
+{
+    keel_session_config_t config = {
+        .nbrokers = nbrokers, .brokers = s_brokers, .broker_timeout_ms = broker_timeout_ms,
+        .primary_retry_ms = 5000, .heartbeat_ms = 1000, .seed = 7 };
+    return keel_session_new (&config, 0);
+}
+
+//  The STATUS action of kind `status` in out, or NULL.
+static const keel_session_action_t *
+s_status_of (const keel_session_out_t *out, keel_session_status_t status)
+{
+    for (int i = 0; i < out->count; i++)
+        if (out->actions[i].what == KEEL_SESSION_DO_STATUS && out->actions[i].status == status)
+            return &out->actions[i];
+    return NULL;
+}
+
+Test (driver_session, says_at_once_which_broker_it_connects_to_and_for_how_long)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session_timeout (2, 300000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_CONNECTING);
+    cr_assert_not_null (a, "no status at START");
+    cr_assert_str_eq (a->text, "connecting to tcp://primary:1, retrying for 5 min (DSBrokerTimeout), "
+                               "then tcp://backup:1");
+    keel_session_destroy (&s);
+    s = s_session_timeout (1, 2000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    a = s_status_of (&out, KEEL_SESSION_STATUS_CONNECTING);
+    cr_assert_str_eq (a->text, "connecting to tcp://primary:1, retrying for 2 s (DSBrokerTimeout)");
+    keel_session_destroy (&s);
+}
+
+//  Ticks every 100 ms over [from, until) and counts "still connecting"
+//  lines; *first and *last get the times of the first and last one.
+static int
+s_count_progress (keel_session_t *s, int64_t from, int64_t until, int64_t *first, int64_t *last,
+                  int64_t *min_gap)
+{
+    keel_session_out_t out;
+    int n = 0;
+    *first = *last = -1;
+    *min_gap = INT64_MAX;
+    for (int64_t now = from; now < until; now += 100) {
+        keel_session_step (s, KEEL_SESSION_EV_TICK, 0, now, &out);
+        if (s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING)) {
+            if (*last >= 0 && now - *last < *min_gap)
+                *min_gap = now - *last;
+            if (*first < 0)
+                *first = now;
+            *last = now;
+            n++;
+        }
+    }
+    return n;
+}
+
+Test (driver_session, repeats_what_it_does_every_30_s_while_no_broker_answers)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session_timeout (1, 300000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    int64_t first, last, gap;
+    int n = s_count_progress (s, 100, 300000, &first, &last, &gap);
+    cr_assert_eq (n, 9, "every 30 s within 5 min: %d lines", n);
+    cr_assert_eq (first, 30000);
+    cr_assert_eq (gap, 30000);
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, repeats_sooner_for_a_short_broker_timeout_but_not_more_than_once_a_second)
+{
+    keel_session_out_t out;
+    int64_t first, last, gap;
+    keel_session_t *s = s_session_timeout (1, 9000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    cr_assert_eq (s_count_progress (s, 100, 9000, &first, &last, &gap), 2);
+    cr_assert_eq (first, 3000, "DSBrokerTimeout/3");
+    keel_session_destroy (&s);
+    s = s_session_timeout (1, 2000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    cr_assert_eq (s_count_progress (s, 100, 2000, &first, &last, &gap), 1);
+    cr_assert_eq (first, 1000, "at least 1 s apart");
+    keel_session_destroy (&s);
+    s = s_session_timeout (1, 500);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    cr_assert_eq (s_count_progress (s, 100, 500, &first, &last, &gap), 0);
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, progress_line_says_how_long_so_far_and_how_long_more)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session_timeout (2, 300000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 30007, &out);   // a tick that came late
+    const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING);
+    cr_assert_not_null (a);
+    cr_assert_str_eq (a->text, "still connecting to tcp://primary:1 after 30 s; retrying for 4 min 30 s "
+                               "more (DSBrokerTimeout 5 min), then tcp://backup:1");
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, the_first_poll_deadline_wakes_it_for_the_progress_line)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session_timeout (1, 300000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    //  Step only at the deadlines the actor would wait for.
+    int64_t now = 0;
+    bool said = false;
+    for (int i = 0; i < 100 && !said && now < 30000; i++) {
+        now = keel_session_next_deadline (s);
+        keel_session_step (s, KEEL_SESSION_EV_TICK, 0, now, &out);
+        said = s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING) != NULL;
+    }
+    cr_assert (said);
+    cr_assert_eq (now, 30000, "the line came at %lld ms", (long long) now);
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, says_it_moves_to_the_failover_broker_then_reports_progress_there)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session_timeout (2, 9000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    int64_t now = 100;
+    cr_assert (s_tick_until (s, &now, 9000, KEEL_SESSION_DO_FORGET_ACCEPTED, &out));
+    const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_TRYING);
+    cr_assert_not_null (a);
+    cr_assert_str_eq (a->text, "tcp://primary:1 did not answer for 9 s; connecting to tcp://backup:1, "
+                               "retrying for 9 s (DSBrokerTimeout)");
+    cr_assert_null (s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING),
+                    "no progress line for the broker it just left");
+    bool said = false;
+    for (now += 100; now <= 12000 && !said; now += 100) {
+        keel_session_step (s, KEEL_SESSION_EV_TICK, 0, now, &out);
+        a = s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING);
+        said = a != NULL;
+    }
+    cr_assert (said);
+    cr_assert (strstr (a->text, "still connecting to tcp://backup:1 after 3 s"), "%s", a->text);
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, stops_reporting_progress_once_a_broker_answers)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session_timeout (1, 9000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 1000, 500, &out);
+    int64_t first, last, gap;
+    for (int64_t now = 600; now < 9000; now += 100) {
+        keel_session_received (s, now);
+        keel_session_step (s, KEEL_SESSION_EV_TICK, 0, now, &out);
+        cr_assert_null (s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING));
+    }
+    //  Lost later: the retry says for how long, and progress resumes.
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 12000, &out);
+    const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_LOST);
+    cr_assert_not_null (a);
+    cr_assert_str_eq (a->text, "lost tcp://primary:1 (silent for 3.1 s); retrying for 9 s (DSBrokerTimeout)");
+    cr_assert_eq (s_count_progress (s, 12100, 21000, &first, &last, &gap), 2);
+    cr_assert_eq (first, 15000);
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, writes_durations_as_a_person_reads_them)
+{
+    static const struct {
+        int64_t ms;
+        const char *text;
+    } cases[] = {
+        { -5, "0 ms" },          { 0, "0 ms" },           { 250, "250 ms" },
+        { 999, "999 ms" },       { 1000, "1 s" },         { 1500, "1.5 s" },
+        { 2000, "2 s" },         { 9949, "9.9 s" },       { 9960, "10 s" },
+        { 59400, "59 s" },       { 59600, "1 min" },      { 90000, "1 min 30 s" },
+        { 300000, "5 min" },     { 3599000, "59 min 59 s" }, { 3600000, "1 h" },
+        { 5400000, "1 h 30 min" }, { 86400000, "1 d" },   { 93600000, "1 d 2 h" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[32];
+        cr_assert_str_eq (keel_session_duration_text (cases[i].ms, buf, sizeof buf), cases[i].text,
+                          "%lld ms", (long long) cases[i].ms);
+    }
 }
