@@ -580,6 +580,11 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
                     case KEEL_SESSION_STATUS_FAILOVER: kind = KEEL_STATUS_FAILOVER; level = KEEL_LEVEL_WARNING; break;
                     case KEEL_SESSION_STATUS_FAILBACK: kind = KEEL_STATUS_FAILBACK; break;
                     case KEEL_SESSION_STATUS_TRYING: kind = KEEL_STATUS_TRYING; level = KEEL_LEVEL_WARNING; break;
+                    case KEEL_SESSION_STATUS_CONNECTING: kind = KEEL_STATUS_CONNECTING; break;
+                    case KEEL_SESSION_STATUS_STILL_CONNECTING:
+                        kind = KEEL_STATUS_CONNECTING;
+                        level = KEEL_LEVEL_WARNING;
+                        break;
                     default: break;
                 }
                 s_status (self, kind, level, config->brokers[keel_session_broker (self->session)],
@@ -587,10 +592,16 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
                 break;
             }
             case KEEL_SESSION_DO_GIVE_UP: {
-                char text[KEEL_TEXT_MAX];
-                snprintf (text, sizeof text,
-                          "no broker reachable: %d broker(s) tried for %.1f s each (DSBrokerTimeout)",
-                          config->nbrokers, config->broker_timeout_ms / 1000.0);
+                char text[KEEL_TEXT_MAX], timeout[32];
+                keel_session_duration_text (config->broker_timeout_ms, timeout, sizeof timeout);
+                if (config->nbrokers == 1)
+                    snprintf (text, sizeof text,
+                              "no broker reachable: %s did not answer for %s (DSBrokerTimeout)",
+                              config->brokers[0], timeout);
+                else
+                    snprintf (text, sizeof text,
+                              "no broker reachable: %d brokers tried for %s each (DSBrokerTimeout)",
+                              config->nbrokers, timeout);
                 s_status (self, KEEL_STATUS_NO_BROKER, KEEL_LEVEL_ERROR, "", NULL, text);
                 break;
             }

@@ -26,7 +26,7 @@ static const keel_setting_def_t s_settings[] = {
     { "DSFailoverBrokers", KEEL_SETTING_STRING, NULL, "", 0, 0, false, NULL,
       "comma-separated endpoints of failover brokers, tried in order" },
     { "DSBrokerTimeout", KEEL_SETTING_DURATION, "s", "300", 0.05, 86400, false, NULL,
-      "how long a lost broker is retried before moving to the next one" },
+      "how long a broker is retried before moving to the next one, also at the first connection (keel-driver exits 3 when none answered); keep it below the brokers' EngineTimeoutMinutes" },
     { "DSPrimaryRetryInterval", KEEL_SETTING_DURATION, "s", "60", 0.05, 86400, false, NULL,
       "how often a driver on a failover broker probes the primary" },
     { "DSHeartbeatInterval", KEEL_SETTING_DURATION, "s", "1", 0.01, 3600, false, NULL,
@@ -212,6 +212,7 @@ keel_status_kind_name (keel_status_kind_t kind)
         case KEEL_STATUS_NOTICE: return "notice";
         case KEEL_STATUS_STORE_FULL: return "store full";
         case KEEL_STATUS_NO_BROKER: return "no broker";
+        case KEEL_STATUS_CONNECTING: return "connecting";
         default: return "status";
     }
 }

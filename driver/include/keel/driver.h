@@ -10,7 +10,10 @@
     Threads. keel_driver_new starts one background thread (a CZMQ actor)
     that owns the connection to the broker: hello, heartbeats, batching,
     retrying a lost broker, failing over to the next one, probing the
-    primary and moving back to it (DESIGN §4). It keeps each task's input
+    primary and moving back to it (DESIGN §4). DSBrokerTimeout also bounds
+    the first connection: with no broker answering, the driver reports
+    KEEL_STATUS_CONNECTING events meanwhile and the wait calls fail with
+    "no broker reachable" after a whole pass over the list. It keeps each task's input
     until the task's result arrives, so nothing submitted is lost when a
     broker is. Every function below is called from ONE application thread;
     keel_driver_t is not thread-safe. Callbacks (status and results) run in
@@ -98,7 +101,17 @@ typedef enum {
     KEEL_STATUS_TRYING,         // a broker did not answer in DSBrokerTimeout; trying the next
     KEEL_STATUS_NOTICE,         // a Notice from the broker (level and text are the broker's)
     KEEL_STATUS_STORE_FULL,     // the broker's store refused tasks; they are retried later
-    KEEL_STATUS_NO_BROKER       // no broker answered in a whole pass over the list
+    KEEL_STATUS_NO_BROKER,      // no broker answered in a whole pass over the list
+    //  Added after the first release (new kinds only ever go at the end, so
+    //  the values above never change; a handler should ignore kinds it
+    //  does not know).
+    KEEL_STATUS_CONNECTING      // not connected yet: what the driver is trying and for how long.
+                                // Once at start (level INFO: "connecting to tcp://b1:7070,
+                                // retrying for 5 min (DSBrokerTimeout)"), then every
+                                // DSBrokerTimeout/3 (at least 1 s, at most 30 s) while no broker
+                                // answers (level WARNING: "still connecting to ... after 30 s;
+                                // retrying for 4 min 30 s more ..."). LOST and TRYING texts
+                                // also say for how long the broker will be retried.
 } keel_status_kind_t;
 
 typedef enum {
