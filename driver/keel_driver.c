@@ -32,6 +32,7 @@ typedef struct {
     int64_t produced;               // inputs produced so far
     char number[32];
     int read_errno;                 // KEEL_INPUT_FILE: a read failed (not the end): errno
+    bool ended;                     // every input was produced (or the file could not be read further)
 } s_inputs_t;
 
 typedef struct {
@@ -44,6 +45,7 @@ typedef struct {
     const char *output_dir;
     keel_jsonl_buf_t line;
     bool write_failed;
+    bool gave_up;                   // NO_BROKER came: the job ends, later statuses are not news
 } s_job_t;
 
 //  Next input; false at the end. *data stays valid until the next call.
@@ -51,16 +53,18 @@ static bool
 s_inputs_next (s_inputs_t *in, const char **data, size_t *size)
 {
     const keel_submit_args_t *args = in->args;
+    if (in->ended)
+        return false;
     switch (args->input) {
         case KEEL_INPUT_TEXT:
             if (in->produced >= args->count)
-                return false;
+                return in->ended = true, false;
             *data = args->input_text;
             *size = strlen (args->input_text);
             break;
         case KEEL_INPUT_RANGE: {
             if (in->produced >= args->range_to - args->range_from)
-                return false;
+                return in->ended = true, false;
             int n = snprintf (in->number, sizeof in->number, "%lld",
                               (long long) (args->range_from + in->produced));
             *data = in->number;
@@ -73,7 +77,7 @@ s_inputs_next (s_inputs_t *in, const char **data, size_t *size)
             if (n < 0) {
                 if (ferror (in->file))
                     in->read_errno = errno ? errno : EIO;
-                return false;
+                return in->ended = true, false;
             }
             if (n > 0 && in->line[n - 1] == '\n')
                 in->line[--n] = 0;
@@ -84,7 +88,7 @@ s_inputs_next (s_inputs_t *in, const char **data, size_t *size)
             break;
         }
         default:
-            return false;
+            return in->ended = true, false;
     }
     in->produced++;
     return true;
@@ -125,18 +129,47 @@ s_progress (s_job_t *job, uint64_t submitted, bool force)
     job->progress_shown = true;
 }
 
+//  Every status on stderr as it comes: "connecting to ..." at once and while
+//  no broker answers, "connected to ...", failovers, notices. NO_BROKER is
+//  said by s_give_up, which ends the job; what the library tries after it
+//  ("connecting to" the primary again) is not what keel-driver does.
 static void
 s_on_status (const keel_status_t *status, void *arg)
 {
     s_job_t *job = (s_job_t *) arg;
+    if (status->kind == KEEL_STATUS_NO_BROKER)
+        job->gave_up = true;
+    if (job->gave_up)
+        return;
     s_clear_progress (job);
     if (status->kind == KEEL_STATUS_NOTICE)
         fprintf (stderr, S_PROGRAM ": notice (%s): %s\n",
                  status->level == KEEL_LEVEL_ERROR ? "error"
                  : status->level == KEEL_LEVEL_WARNING ? "warning" : "info", status->text);
     else
-    if (status->kind != KEEL_STATUS_CONNECTED && status->kind != KEEL_STATUS_NO_BROKER)
         fprintf (stderr, S_PROGRAM ": %s\n", status->text);
+}
+
+//  The last line on stderr. It counts the tasks asked for, not only those
+//  that answered: a job cut short says how many were not done.
+static void
+s_summary (const s_job_t *job, const s_inputs_t *inputs, double seconds)
+{
+    uint64_t done = job->ok + job->failed;
+    uint64_t requested = job->total >= 0 ? (uint64_t) job->total : (uint64_t) inputs->produced;
+    if (requested < done)
+        requested = done;
+    if (requested == done) {
+        fprintf (stderr, S_PROGRAM ": %" PRIu64 " tasks: %" PRIu64 " ok, %" PRIu64 " failed in %.1f s\n",
+                 done, job->ok, job->failed, seconds);
+        return;
+    }
+    bool partial_input = job->total < 0 && !inputs->ended;
+    fprintf (stderr,
+             S_PROGRAM ": %" PRIu64 " tasks%s: %" PRIu64 " ok, %" PRIu64 " failed, %" PRIu64
+             " not done in %.1f s%s\n",
+             requested, partial_input ? " read" : "", job->ok, job->failed, requested - done, seconds,
+             partial_input ? " (the rest of the input was not read)" : "");
 }
 
 static void
@@ -373,8 +406,7 @@ main (int argc, char **argv)
         job.write_failed = true;
     s_progress (&job, keel_service_submitted (service), true);
     s_clear_progress (&job);
-    fprintf (stderr, S_PROGRAM ": %" PRIu64 " tasks: %" PRIu64 " ok, %" PRIu64 " failed in %.1f s\n",
-             job.ok + job.failed, job.ok, job.failed, (zclock_mono () - started) / 1000.0);
+    s_summary (&job, &inputs, (zclock_mono () - started) / 1000.0);
     if (inputs.read_errno)
         fprintf (stderr, S_PROGRAM ": --input-file: cannot read '%s': %s (the tasks after it were not submitted)\n",
                  args.input_file, strerror (inputs.read_errno));

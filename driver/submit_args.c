@@ -233,6 +233,15 @@ keel_submit_args_usage (FILE *out)
              "  -h, --help                 this text\n"
              "  -V, --version              print the version\n"
              "\n"
+             "Connecting: keel-driver says at once on stderr which broker it connects to,\n"
+             "and again every DSBrokerTimeout/3 (1 to 30 s) while none answers.\n"
+             "DSBrokerTimeout (default 5 min) also bounds the first connection: when no\n"
+             "broker answers for that long (each broker of the list in turn), keel-driver\n"
+             "exits 3. It must stay below the brokers' Engine Timeout\n"
+             "(EngineTimeoutMinutes, default 15 min): otherwise the work engines hold for\n"
+             "a lost broker is dropped before the driver reaches the next broker, and\n"
+             "is done again (docs/operations.md, section 3).\n"
+             "\n"
              "Exit: 0 every task succeeded, 1 some failed, 2 usage or configuration error,\n"
              "3 no broker reachable in time.\n");
 }
