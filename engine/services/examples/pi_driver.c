@@ -112,6 +112,16 @@ s_parse (int argc, char **argv, s_args_t *a)
     return -1;
 }
 
+//  What the driver library is doing ("connecting to ...", failovers,
+//  notices), on stderr as it happens: never a silent wait for a broker.
+static void
+s_on_status (const keel_status_t *status, void *arg)
+{
+    (void) arg;
+    if (status->kind != KEEL_STATUS_NO_BROKER)      // said when the wait fails
+        fprintf (stderr, "keel-pi: %s\n", status->text);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -130,6 +140,7 @@ main (int argc, char **argv)
         fprintf (stderr, "keel-pi: %s\n", err.text);
         return 2;
     }
+    keel_driver_set_status_handler (driver, s_on_status, NULL);
     //  Session init data: the chunk size, one msgpack value.
     msgpack_sbuffer init;
     msgpack_sbuffer_init (&init);
