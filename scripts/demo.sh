@@ -3,7 +3,14 @@
 # tasks on loopback. Everything it starts is stopped (by PID) when it ends,
 # and its temp dir removed; the daemons' logs are shown if something fails.
 # KEEL_BUILD_DIR (default build) names the build directory under the repo.
+#   usage: scripts/demo.sh [--help]
 set -euo pipefail
+
+case "${1:-}" in
+    "") ;;
+    -h|--help) sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

@@ -18,6 +18,7 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
+    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: scripts/bench/run.sh [--quick]" >&2; exit 2 ;;
 esac
 
