@@ -178,8 +178,14 @@ void keel_broker_dispatch (keel_broker_t *self);
 void keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const char *why,
                               bool moving);
 void keel_broker_exec_lost (keel_broker_t *self, keel_exec_t *exec);
+// Keeps a HOLD claim (and its result, if any; taken) for a service not
+// submitted here yet, in memory and in the store.
 keel_err keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t task_id,
                                   uint64_t exec_id, const char *engine_id, keel_task_result_t *result);
+// The same for a claim read back from the store at recovery: memory only.
+keel_err keel_broker_pending_restore (keel_broker_t *self, const char *service_id,
+                                      uint64_t task_id, uint64_t exec_id, const char *engine_id,
+                                      keel_task_result_t *result);
 // Attaches HOLD claims to a task that was just submitted. Returns true when
 // the task needs no dispatch (a claim runs it, or a held result finished it).
 bool keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);

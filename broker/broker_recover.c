@@ -145,7 +145,7 @@ s_load_pending (const keel_store_pending_t *row, void *arg)
         r->execution_id = row->execution_id;
         r->run_ms = row->run_ms;
     }
-    keel_broker_pending_add (ld->self, row->service_id, row->task_id, row->execution_id,
+    keel_broker_pending_restore (ld->self, row->service_id, row->task_id, row->execution_id,
                              row->engine_id ? row->engine_id : "", r);
     ld->pending++;
     return 0;
@@ -221,7 +221,7 @@ keel_broker_recover (keel_broker_t *self, keel_error_t *err)
         rc = keel_store_commit (self->store, err);
     if (rc != KEEL_OK)
         return rc;
-    if (ld.services)
+    if (ld.services || ld.pending)
         KEEL_INFO ("broker", "recovered services=%llu tasks=%llu executions=%llu pending=%llu "
                    "login_window_ms=%lld", (unsigned long long) ld.services,
                    (unsigned long long) ld.tasks, (unsigned long long) ld.execs,

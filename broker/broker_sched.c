@@ -226,9 +226,13 @@ s_pending_free (keel_pending_t *p)
     free (p);
 }
 
-keel_err
-keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t task_id,
-                         uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
+//  Records the claim in memory and, when durable, in the store. Recovery
+//  is not durable: its rows are being read from the store as it runs, and
+//  writing a row back under the cursor that reads it made SQLite visit it
+//  again, for ever (a restarted broker with a HOLD claim never served).
+static keel_err
+s_pending_put (keel_broker_t *self, const char *service_id, uint64_t task_id, uint64_t exec_id,
+               const char *engine_id, keel_task_result_t *result, bool durable)
 {
     char key[KEEL_ID_MAX + 32];
     s_pending_key (service_id, task_id, key, sizeof key);
@@ -263,6 +267,8 @@ keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t t
         p->result = result;
     }
     p->expires_mono = self->now + self->engine_timeout_ms;
+    if (!durable)
+        return KEEL_OK;
     keel_store_pending_t row = { p->service_id, task_id, exec_id, p->engine_id, p->result != NULL,
                                  p->result ? p->result->status : 0,
                                  p->result ? p->result->output : NULL,
@@ -271,6 +277,20 @@ keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t t
                                  p->result ? p->result->run_ms : 0,
                                  zclock_time () + self->engine_timeout_ms };
     return keel_store_pending_put (self->store, &row);
+}
+
+keel_err
+keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t task_id,
+                         uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
+{
+    return s_pending_put (self, service_id, task_id, exec_id, engine_id, result, true);
+}
+
+keel_err
+keel_broker_pending_restore (keel_broker_t *self, const char *service_id, uint64_t task_id,
+                             uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
+{
+    return s_pending_put (self, service_id, task_id, exec_id, engine_id, result, false);
 }
 
 static void
