@@ -7,6 +7,7 @@
 #include "broker_int.h"
 #include "journal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,15 +156,54 @@ s_peers (keel_broker_t *self)
     for (keel_driver_rec_t *d = zlistx_first (drivers); d; d = zlistx_next (drivers)) {
         if (!d->connected)
             continue;
-        if (keel_peer_clock_lost (&d->clock, self->now)) {
-            d->connected = false;
-            KEEL_INFO ("broker", "driver silent, results wait for its return driver=%s", d->id);
-        }
+        if (keel_peer_clock_lost (&d->clock, self->now))
+            keel_broker_driver_gone (self, d, "heartbeat timeout");
         else if (keel_peer_clock_heartbeat_due (&d->clock, self->now)) {
             s_heartbeat (self, d->route);
             keel_peer_clock_sent (&d->clock, self->now);
         }
     }
+}
+
+void
+keel_broker_driver_gone (keel_broker_t *self, keel_driver_rec_t *drv, const char *why)
+{
+    if (!drv->connected)
+        return;
+    drv->connected = false;
+    // What waits here for the driver: its open services, and the results
+    // it has not acknowledged (a detached service's results are
+    // acknowledged on the primary, so they do not wait here).
+    uint64_t open = 0, unacked = 0;
+    for (keel_service_t *s = keel_model_service_first (self->model); s;
+         s = keel_model_service_next (self->model)) {
+        if (strcmp (s->driver_id, drv->id) != 0 || s->state == KEEL_SERVICE_DETACHED)
+            continue;
+        open += s->state == KEEL_SERVICE_OPEN;
+        unacked += s->unacked;
+    }
+    if (open == 0 && unacked == 0)
+        KEEL_INFO ("broker", "driver left driver=%s why=%s (services closed, results acknowledged)",
+                   drv->id, why);
+    else
+        KEEL_INFO ("broker", "driver silent, results wait for its return driver=%s why=%s "
+                   "open_services=%llu unacked_results=%llu", drv->id, why,
+                   (unsigned long long) open, (unsigned long long) unacked);
+}
+
+void
+keel_broker_send_failed (keel_broker_t *self, zframe_t *route, int err)
+{
+    if (err != EHOSTUNREACH) {
+        self->counters.send_failures++;
+        return;
+    }
+    self->counters.sends_to_departed_peers++;
+    // Routing ids are never reused: this connection will not come back. A
+    // driver that reconnects has a new one and says hello again.
+    keel_driver_rec_t *drv = route ? keel_model_driver_by_route (self->model, route) : NULL;
+    if (drv)
+        keel_broker_driver_gone (self, drv, "connection closed");
 }
 
 // ---------------------------------------------------------------- retention

@@ -1,5 +1,11 @@
 /*  counters.h — the broker's counters, as keel-admin status shows them.
     Monotonic since the broker started; names are stable (scripts read them).
+
+    send_failures counts messages a live peer did not get (its queue was
+    full, or the send was interrupted): worth a look when it grows.
+    sends_to_departed_peers counts messages to a connection that had
+    already closed (ZMQ_ROUTER_MANDATORY: EHOSTUNREACH), e.g. a heartbeat
+    or admin reply racing a peer that just left: normal, harmless.
 */
 #ifndef KEEL_COUNTERS_H
 #define KEEL_COUNTERS_H
@@ -24,6 +30,7 @@
     X (results_received) \
     X (submissions_refused) \
     X (send_failures) \
+    X (sends_to_departed_peers) \
     X (store_commits) \
     X (store_syncs) \
     X (store_failures)
