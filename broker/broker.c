@@ -819,6 +819,22 @@ s_poll_timeout (keel_broker_t *self)
     return t;
 }
 
+// The store took a commit again after failing: both ends of the outage go
+// to the events table now (the failed turns' events were rolled back with
+// them), the failure at the time it began.
+static void
+s_store_recovered (keel_broker_t *self)
+{
+    int64_t now_wall = zclock_time ();
+    char text[300];
+    snprintf (text, sizeof text, "failed_commits=%llu error=\"%s\"",
+              (unsigned long long) self->store_failed_commits, self->store_failed_text);
+    keel_store_event (self->store, self->store_failed_wall, "store-failed", text);
+    keel_broker_event (self, "store-recovered", "failed_commits=%llu down_ms=%lld",
+                       (unsigned long long) self->store_failed_commits,
+                       (long long) (now_wall - self->store_failed_wall));
+}
+
 // Commits the turn's writes. Returns true on success. Acceptances and
 // engine acknowledgements are sent only after a commit that succeeded; a
 // failed commit undoes the turn's new submissions and refuses them.
@@ -844,6 +860,7 @@ s_commit (keel_broker_t *self)
         if (self->store_failed && wrote) {
             KEEL_INFO ("broker", "store writable again; accepting submissions");
             self->store_failed = false;
+            s_store_recovered (self);
         }
         if (wrote || self->sync_now)
             self->commit_seq++;     // a DROP's LoginReply waits for this number
@@ -883,9 +900,14 @@ s_commit (keel_broker_t *self)
     self->exec_seq_limit = self->exec_seq_committed;
     self->sync_now = false;
     self->counters.store_failures++;
-    if (!self->store_failed)
+    if (!self->store_failed) {
         KEEL_ERROR ("broker", "store commit failed: %s; refusing new submissions until it recovers",
                     err.text);
+        self->store_failed_wall = zclock_time ();
+        self->store_failed_commits = 0;
+        snprintf (self->store_failed_text, sizeof self->store_failed_text, "%s", err.text);
+    }
+    self->store_failed_commits++;
     self->store_failed = true;
     s_undo_fresh (self);
     s_answer_submissions (self, false, err.text[0] ? err.text : "store commit failed");

@@ -58,6 +58,8 @@ s_admin_config_set (void *broker, const char *key, const char *value, keel_error
                                "properties file and restart)", key);
     if (rc != KEEL_OK)
         return rc;
+    char was[256];
+    snprintf (was, sizeof was, "%s", keel_settings_str (self->settings, key));
     rc = keel_settings_set (self->settings, key, value, "keel-admin", err);
     if (rc != KEEL_OK)
         return rc;
@@ -67,7 +69,7 @@ s_admin_config_set (void *broker, const char *key, const char *value, keel_error
     if (rc != KEEL_OK)
         return rc;
     keel_broker_apply_settings (self);
-    keel_broker_event (self, "config", "%s=%s", key, value);
+    keel_broker_event (self, "config", "%s=%s was=%s", key, value, was[0] ? was : "(unset)");
     return KEEL_OK;
 }
 
@@ -136,8 +138,16 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
         .drain = s_admin_drain, .maintenance = s_admin_maintenance
     };
     keel_admin_reply_t reply = { 0 };
+    // Who asked, for the events the request causes: the connection's
+    // routing id and the address it came from.
+    char *hex = zframe_strhex (route);
+    const char *from = zframe_meta (payload, "Peer-Address");
+    snprintf (self->admin_who, sizeof self->admin_who, "admin=%.32s from=%.64s", hex ? hex : "?",
+              from && *from ? from : "?");
+    free (hex);
     keel_admin_handle (&view, req->admin_request->command, req->admin_request->args,
                        req->admin_request->n_args, &reply);
+    self->admin_who[0] = '\0';
     Keel__Envelope env;
     Keel__AdminReply ar = KEEL__ADMIN_REPLY__INIT;
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);

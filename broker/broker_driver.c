@@ -16,8 +16,10 @@ keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
     char text[512];
     va_list args;
     va_start (args, fmt);
-    vsnprintf (text, sizeof text, fmt, args);
+    int n = vsnprintf (text, sizeof text, fmt, args);
     va_end (args);
+    if (self->admin_who[0] && n >= 0 && (size_t) n < sizeof text)
+        snprintf (text + n, sizeof text - (size_t) n, " by=%s", self->admin_who);
     KEEL_INFO ("broker", "%s: %s", kind, text);
     keel_store_event (self->store, zclock_time (), kind, text);
 }
@@ -193,6 +195,9 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
             s_resend_results (self, svc);
     }
 
+    if (nunknown)
+        keel_broker_event (self, "failover", "driver=%s unknown_services=%zu (it resubmits them: "
+                           "it moved here from another broker, or they ended here)", drv->id, nunknown);
     Keel__Envelope env;
     Keel__DriverWelcome welcome = KEEL__DRIVER_WELCOME__INIT;
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
@@ -251,6 +256,8 @@ s_notice (keel_broker_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
     env.body_case = KEEL__ENVELOPE__BODY_NOTICE;
     env.notice = &notice;
     keel_broker_send_driver (self, drv, &env);
+    keel_broker_event (self, "notice", "driver=%s service=%s text=\"%s\"", drv->id,
+                       service_id ? service_id : "", text);
 }
 
 static bool
@@ -279,6 +286,7 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
                 if (t->present && t->state == KEEL_TASK_QUEUED && !t->queued)
                     keel_broker_requeue (self, svc, id);
             }
+            keel_broker_event (self, "service-reattached", "service=%s driver=%s", svc->id, drv->id);
         }
         snprintf (svc->driver_id, sizeof svc->driver_id, "%s", drv->id);
         keel_broker_accept (self, route, svc->id, NULL, 0);
@@ -307,8 +315,8 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
     s_store_service (self, svc);
     zlistx_add_end (self->fresh_services, svc);
     keel_broker_accept (self, route, svc->id, NULL, 0);
-    KEEL_INFO ("broker", "service opened service=%s type=%s driver=%s priority=%d", svc->id,
-               svc->type, drv->id, svc->priority);
+    keel_broker_event (self, "service-opened", "service=%s type=%s driver=%s priority=%d",
+                       svc->id, svc->type, drv->id, svc->priority);
     if (!s_type_offered (self, svc->type)) {
         char text[200];
         snprintf (text, sizeof text, "no engine online offers service type '%s' yet; tasks wait",
@@ -478,6 +486,9 @@ keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t 
                 svc->state = KEEL_SERVICE_CLOSED;
                 svc->closed_wall_ms = zclock_time ();
                 keel_store_service_state (self->store, svc->id, svc->state, svc->closed_wall_ms);
+                keel_broker_event (self, "service-closed", "service=%s tasks=%llu unacked=%llu",
+                                   svc->id, (unsigned long long) svc->total,
+                                   (unsigned long long) svc->unacked);
             }
             break;
         }

@@ -441,8 +441,12 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
     // until this turn's commit is durable (s_commit numbers it even when it
     // writes nothing); if that commit fails, until one that stores it.
     bool drop = false;
-    for (size_t i = 0; i < nv; i++)
+    size_t count[3] = { 0, 0, 0 };      // claims kept, dropped, held
+    for (size_t i = 0; i < nv; i++) {
         drop |= verdicts[i].verdict == KEEL__VERDICT__VERDICT_DROP;
+        if ((unsigned) verdicts[i].verdict < 3)
+            count[verdicts[i].verdict]++;
+    }
     if (drop && self->sync_now)
         self->hold_seq = engine->reply_held_seq = self->commit_seq + 1;
     s_login_reply (self, engine, vptrs, nv);
@@ -453,5 +457,8 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
                        "engine=%s host=%s slots=%u types=%zu held=%zu session=%s", engine->id,
                        engine->host, engine->slots, engine->ntypes, login->n_held,
                        new_session ? "new" : "same");
+    if (nv)
+        keel_broker_event (self, "claims", "engine=%s kept=%zu dropped=%zu held=%zu", engine->id,
+                           count[0], count[1], count[2]);
     self->dispatch_ready = true;
 }

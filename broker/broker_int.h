@@ -100,6 +100,13 @@ struct _keel_broker_t {
 
     keel_counters_t counters;
     keel_ratelimit_t malformed_rl;
+    // Events (keel_broker_event) made by an admin request name it: "admin=<routing id>
+    // from=<address>" while one is handled, "" otherwise.
+    char admin_who[128];
+    // The store's outage, recorded as events once it is writable again.
+    int64_t store_failed_wall;
+    uint64_t store_failed_commits;
+    char store_failed_text[200];
     int64_t started_mono;
     int64_t now;                    // monotonic ms, updated through the turn
     bool stop;
@@ -169,6 +176,9 @@ void keel_broker_cancel_exec (keel_broker_t *self, keel_exec_t *exec, const char
 // Puts a task back in its service's FIFO (and the service in the scheduler).
 void keel_broker_requeue (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
 keel_err keel_broker_cancel_service (keel_broker_t *self, keel_service_t *svc);
+// Records an event (keel-admin events; docs/operations.md lists the kinds)
+// in the turn's transaction, so it is as durable as the turn, and logs it.
+// An event an admin request caused ends with its "by=admin=... from=...".
 void keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 

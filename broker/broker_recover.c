@@ -214,6 +214,10 @@ keel_broker_recover (keel_broker_t *self, keel_error_t *err)
     }
     self->exec_seq_limit = self->exec_seq + 10000;
     self->exec_seq_committed = self->exec_seq_durable = self->exec_seq_limit;
+    keel_broker_event (self, "broker-started", "epoch=%llu services=%llu tasks=%llu executions=%llu "
+                       "pending=%llu", (unsigned long long) self->epoch,
+                       (unsigned long long) ld.services, (unsigned long long) ld.tasks,
+                       (unsigned long long) ld.execs, (unsigned long long) ld.pending);
     rc = keel_store_meta_set (self->store, "epoch", self->epoch);
     if (rc == KEEL_OK)
         rc = keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);

@@ -242,6 +242,11 @@ keel_broker_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms)
     }
     uint64_t n = 0;
     for (keel_service_t *s = zlistx_first (old); s; s = zlistx_next (old)) {
+        keel_broker_event (self, "service-purged", "service=%s type=%s driver=%s state=%s tasks=%llu",
+                           s->id, s->type, s->driver_id,
+                           s->state == KEEL_SERVICE_CLOSED ? "closed"
+                           : s->state == KEEL_SERVICE_CANCELLED ? "cancelled" : "detached",
+                           (unsigned long long) s->total);
         keel_broker_forget_service (self, s);
         keel_store_service_delete (self->store, s->id);
         keel_model_service_remove (self->model, s);
@@ -533,9 +538,7 @@ keel_broker_timers (keel_broker_t *self)
     }
     if (self->now - self->last_purge >= KEEL_PURGE_INTERVAL_MS) {
         self->last_purge = self->now;
-        uint64_t n = keel_broker_purge (self, zclock_time (), keel_settings_ms (self->settings, "RetentionHours"));
-        if (n)
-            keel_broker_event (self, "retention", "purged %llu services", (unsigned long long) n);
+        keel_broker_purge (self, zclock_time (), keel_settings_ms (self->settings, "RetentionHours"));
     }
 }
 

@@ -100,3 +100,134 @@ Test (observe, a_driver_that_finished_is_not_reported_silent_and_no_send_fails,
     cr_assert_leq (departed, 2, "sends_to_departed_peers is %lld: the broker kept sending to a "
                    "driver it knew gone", departed);
 }
+
+// ---------------------------------------------------------------- events
+
+typedef struct {
+    const harness_broker_t *broker;
+    const char *const *kinds;
+    char missing[64];
+} s_events_wait_t;
+
+// True when `keel-admin --json events` shows an event of every kind in
+// w->kinds, each with a time ("time" and a plausible "time_ms").
+static bool
+s_events_show (void *arg)
+{
+    s_events_wait_t *w = arg;
+    harness_result_t res;
+    bool ok = harness_admin (w->broker, &res, true, "events", NULL) == 0;
+    for (int i = 0; ok && w->kinds[i]; i++) {
+        char needle[80];
+        snprintf (needle, sizeof needle, "\"kind\":\"%s\"", w->kinds[i]);
+        const char *at = strstr (res.out, needle);
+        // The event's object: from its opening brace to its closing one.
+        const char *open = at;
+        while (open && open > res.out && *open != '{')
+            open--;
+        const char *close = at ? strchr (at, '}') : NULL;
+        char object[1024] = "";
+        if (open && close && close - open < (long) sizeof object - 1)
+            memcpy (object, open, (size_t) (close - open + 1));
+        long long ms = 0;
+        char when[64];
+        ok = at && harness_json_int (object, "time_ms", &ms) && ms > 1600000000000LL
+             && harness_json_get (object, "time", when, sizeof when) && strlen (when) >= 19;
+        if (!ok)
+            snprintf (w->missing, sizeof w->missing, "%s", w->kinds[i]);
+    }
+    harness_result_free (&res);
+    return ok;
+}
+
+static void
+s_assert_events (const harness_broker_t *b, const char *const kinds[], const char *where)
+{
+    s_events_wait_t w = { b, kinds, "" };
+    if (!harness_poll_until (s_events_show, &w, 10000)) {
+        harness_result_t res;
+        harness_admin (b, &res, false, "events", NULL);
+        HARNESS_ASSERT (false, "%s: no '%s' event with a time within 10 s; events:\n%s", where,
+                        w.missing, res.out);
+    }
+}
+
+static bool
+s_running_at_least_2 (void *arg)
+{
+    long long n = 0;
+    return harness_status_int (arg, "tasks.running", &n) && n >= 2;
+}
+
+Test (observe, events_record_services_engines_claims_failover_and_config_with_a_time,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+{
+    // A: the primary; B: the failover broker of the driver and the engines.
+    const char *sets[] = { "HeartbeatInterval=200ms", NULL };
+    harness_broker_t a, b;
+    HARNESS_ASSERT (harness_broker_start (&a, "a", sets), "broker a did not start");
+    HARNESS_ASSERT (harness_broker_start (&b, "b", sets), "broker b did not start");
+
+    // A service whose type nobody offers yet: a notice. Then engines come,
+    // it finishes, its driver closes it.
+    const char *argv1[] = { "--broker", a.endpoint, "submit", "--service", "double",
+                            "--range", "0:5", NULL };
+    pid_t driver1 = harness_spawn ("driver1", "keel-driver", argv1);
+    HARNESS_ASSERT (driver1 > 0, "driver1 did not start");
+    HARNESS_ASSERT (harness_wait_log ("driver1.err", "no engine", 1, 10000),
+                    "driver1 was not told that no engine offers its service type");
+    char brokers[200];
+    snprintf (brokers, sizeof brokers, "Brokers=%s,%s", a.endpoint, b.endpoint);
+    const char *esets[] = { brokers, NULL };
+    pid_t engine1 = harness_engine_start (&a, "engine1", 2, esets);
+    pid_t engine2 = harness_engine_start (&a, "engine2", 1, esets);
+    HARNESS_ASSERT (engine1 > 0 && engine2 > 0, "engines did not start");
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver1, 30000, &code) && code == 0,
+                    "driver1 did not finish (exit %d)", code);
+
+    // Configuration changes name who made them; a purge follows retention 0.
+    harness_result_t res;
+    HARNESS_ASSERT (harness_admin (&a, &res, false, "config", "set", "RetentionHours", "0", NULL) == 0,
+                    "config set failed: %s", res.err);
+    harness_result_free (&res);
+    s_counter_wait_t acked = { &a, "counters.results_delivered", 5, 0 };
+    HARNESS_ASSERT (harness_poll_until (s_counter_reached, &acked, 5000), "results not acknowledged");
+    HARNESS_ASSERT (harness_admin (&a, &res, false, "maintenance", NULL) == 0,
+                    "maintenance failed: %s", res.err);
+    harness_result_free (&res);
+
+    // kill -9 of an engine: engine lost.
+    HARNESS_ASSERT (harness_kill9 (engine2), "engine2 did not die");
+    const char *kinds_a[] = { "broker-started", "engine-login", "notice", "service-opened",
+                              "service-closed", "config", "service-purged", "engine-lost", NULL };
+    s_assert_events (&a, kinds_a, "broker a");
+    HARNESS_ASSERT (harness_admin (&a, &res, true, "events", NULL) == 0, "events failed");
+    cr_assert (strstr (res.out, "RetentionHours=0 was=24 by=admin=")
+                   && strstr (res.out, "from=127.0.0.1"),
+               "the config event does not say what changed and who changed it from where:\n%s",
+               res.out);
+    harness_result_free (&res);
+
+    // A dies while engine1 runs a driver's tasks: the engine carries them to
+    // B (claims held there), the driver follows (failover) and resubmits.
+    const char *dsets[] = { "--failover", b.endpoint, "--set", "DSBrokerTimeout=1s", NULL };
+    const char *argv2[] = { "--broker", a.endpoint, dsets[0], dsets[1], dsets[2], dsets[3],
+                            "submit", "--service", "sleep", "--input", "3000", "--count", "2",
+                            NULL };
+    pid_t driver2 = harness_spawn ("driver2", "keel-driver", argv2);
+    HARNESS_ASSERT (driver2 > 0, "driver2 did not start");
+    HARNESS_ASSERT (harness_poll_until (s_running_at_least_2, &a, 10000),
+                    "driver2's tasks are not running on a");
+    HARNESS_ASSERT (harness_kill9 (a.pid), "broker a did not die");
+    const char *kinds_b[] = { "broker-started", "engine-login", "claims", "failover", NULL };
+    s_assert_events (&b, kinds_b, "broker b");
+    HARNESS_ASSERT (harness_admin (&b, &res, true, "events", NULL) == 0, "events failed");
+    // Held when the engine reached b first, kept when the driver did.
+    cr_assert (strstr (res.out, "kept=0 dropped=0 held=2") || strstr (res.out, "kept=2 dropped=0 held=0"),
+               "b's claims event does not count engine1's 2 claims in one row:\n%s", res.out);
+    harness_result_free (&res);
+    HARNESS_ASSERT (harness_wait_exit (driver2, 30000, &code) && code == 0,
+                    "driver2 did not finish on b (exit %d)", code);
+    (void) engine1;
+}

@@ -135,6 +135,17 @@ s_want_double (long long task)
     return 2 * task;
 }
 
+static bool
+s_outage_recorded (void *arg)
+{
+    harness_result_t res;
+    bool ok = harness_admin (arg, &res, true, "events", NULL) == 0
+              && strstr (res.out, "\"kind\":\"store-failed\",\"text\":\"failed_commits=")
+              && strstr (res.out, "\"kind\":\"store-recovered\"");
+    harness_result_free (&res);
+    return ok;
+}
+
 Test (store_full, refuses_new_work_while_the_disk_is_full_and_takes_it_when_space_returns,
       .init = harness_setup, .fini = s_unmount_teardown, .timeout = 150)
 {
@@ -201,6 +212,10 @@ Test (store_full, refuses_new_work_while_the_disk_is_full_and_takes_it_when_spac
     HARNESS_ASSERT (code == 0, "driver2 exited %d", code);
     s_check_output ("driver1", 20, s_want_300);
     s_check_output ("driver2", 200, s_want_double);
+    // The outage is in the events table, its start and its end, each with a
+    // time (written once the store took a commit again).
+    HARNESS_ASSERT (harness_poll_until (s_outage_recorded, &broker, 5000),
+                    "keel-admin events does not show store-failed and store-recovered");
 
     HARNESS_ASSERT (harness_stop (broker.pid, 10000) == 0, "keel-broker did not stop cleanly");
     sqlite3 *db = NULL;
