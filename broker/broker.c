@@ -1107,7 +1107,11 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     keel_broker_apply_settings (self);
     self->started_mono = zclock_mono ();
     self->now = self->started_mono;
-    self->malformed_rl = (keel_ratelimit_t) KEEL_RATELIMIT_INIT (10000, 5);
+    self->malformed_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "malformed message");
+    self->rl[KEEL_BROKER_RL_EVENTS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 100, "event");
+    self->rl[KEEL_BROKER_RL_DRIVERS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "driver");
+    self->rl[KEEL_BROKER_RL_VALUES] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "peer value");
+    self->rl[KEEL_BROKER_RL_TASKS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "task");
     self->model = keel_model_new ();
     self->sched = keel_sched_new ();
     self->outbox = zlistx_new ();

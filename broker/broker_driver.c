@@ -20,7 +20,7 @@ keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
     va_end (args);
     if (self->admin_who[0] && n >= 0 && (size_t) n < sizeof text)
         snprintf (text + n, sizeof text - (size_t) n, " by=%s", self->admin_who);
-    KEEL_INFO ("broker", "%s: %s", kind, text);
+    KEEL_BROKER_LOG (self, KEEL_BROKER_RL_EVENTS, KEEL_LOG_INFO, "%s: %s", kind, text);
     keel_store_event (self->store, zclock_time (), kind, text);
 }
 
@@ -165,10 +165,12 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
         drv = keel_model_driver_add (self->model, hello->driver_id);
         if (!drv)
             return;
-        KEEL_INFO ("broker", "driver connected driver=%s", drv->id);
+        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_DRIVERS, KEEL_LOG_INFO, "driver connected driver=%s",
+                         drv->id);
     }
     else if (!drv->connected)
-        KEEL_INFO ("broker", "driver reconnected driver=%s", drv->id);
+        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_DRIVERS, KEEL_LOG_INFO, "driver reconnected driver=%s",
+                         drv->id);
     keel_model_driver_route (self->model, drv, route);
     drv->connected = true;
     keel_peer_clock_init (&drv->clock, self->heartbeat_ms, 3, self->now);
@@ -214,10 +216,10 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
     free (unknown);
 
     if (drv->broker_timeout_ms && (uint64_t) self->engine_timeout_ms <= drv->broker_timeout_ms) {
-        KEEL_WARN ("broker",
-                   "EngineTimeoutMinutes (%.2f min) is not above driver %s's DSBrokerTimeout "
-                   "(%.0f s): engines may abandon tasks before the driver fails over",
-                   self->engine_timeout_ms / 60000.0, drv->id, drv->broker_timeout_ms / 1000.0);
+        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_VALUES, KEEL_LOG_WARN,
+                         "EngineTimeoutMinutes (%.2f min) is not above driver %s's DSBrokerTimeout "
+                         "(%.0f s): engines may abandon tasks before the driver fails over",
+                         self->engine_timeout_ms / 60000.0, drv->id, drv->broker_timeout_ms / 1000.0);
     }
 }
 

@@ -144,7 +144,8 @@ s_reconcile (keel_broker_t *self, keel_engine_t *engine, const Keel__Heartbeat *
             zlistx_add_end (missing, x);
     }
     for (keel_exec_t *x = missing ? zlistx_first (missing) : NULL; x; x = zlistx_next (missing)) {
-        KEEL_WARN ("broker", "engine %s no longer runs execution %llu (service=%s task=%llu): "
+        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_WARN,
+                         "engine %s no longer runs execution %llu (service=%s task=%llu): "
                    "requeued", engine->id, (unsigned long long) x->id, x->service->id,
                    (unsigned long long) x->task_id);
         self->counters.executions_missing++;
@@ -224,9 +225,10 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
         keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_FAILED);
         return;
     }
-    KEEL_INFO ("broker", "task failed, will retry service=%s task=%llu attempt=%u/%u error=%s",
-               svc->id, (unsigned long long) res->task_id, t->attempts, max,
-               r->error ? r->error : "");
+    KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
+                     "task failed, will retry service=%s task=%llu attempt=%u/%u error=%s",
+                     svc->id, (unsigned long long) res->task_id, t->attempts, max,
+                     r->error ? r->error : "");
     keel_task_result_destroy (&r);
     t->avoid = engine;
     keel_broker_touch (self, svc, res->task_id, KEEL_DIRTY_STATE);

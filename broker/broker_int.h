@@ -25,6 +25,20 @@ typedef struct {
     uint64_t task_id;
 } keel_ref_t;
 
+// Log lines a peer's message causes go through one of these rate limiters
+// (KEEL_BROKER_LOG), so no peer can flood the log; malformed messages have
+// their own (malformed_rl, keel_broker_malformed).
+typedef enum {
+    KEEL_BROKER_RL_EVENTS,      // event lines (keel_broker_event); the events table keeps every one
+    KEEL_BROKER_RL_DRIVERS,     // drivers connecting and leaving
+    KEEL_BROKER_RL_VALUES,      // questionable values a peer sent (a hello's DSBrokerTimeout)
+    KEEL_BROKER_RL_TASKS,       // lines about one task or execution a peer named
+    KEEL_BROKER_RL_COUNT
+} keel_broker_rl_t;
+
+#define KEEL_BROKER_LOG(self, which, level, ...) \
+    KEEL_LOG_LIMITED (&(self)->rl[which], zclock_mono (), (level), "broker", __VA_ARGS__)
+
 typedef struct {
     keel_engine_t *engine;
     uint64_t exec_id;
@@ -100,6 +114,7 @@ struct _keel_broker_t {
 
     keel_counters_t counters;
     keel_ratelimit_t malformed_rl;
+    keel_ratelimit_t rl[KEEL_BROKER_RL_COUNT];
     // Events (keel_broker_event) made by an admin request name it: "admin=<routing id>
     // from=<address>" while one is handled, "" otherwise.
     char admin_who[128];

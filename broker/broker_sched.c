@@ -183,10 +183,10 @@ keel_broker_driver_gone (keel_broker_t *self, keel_driver_rec_t *drv, const char
         unacked += s->unacked;
     }
     if (open == 0 && unacked == 0)
-        KEEL_INFO ("broker", "driver left driver=%s why=%s (services closed, results acknowledged)",
+        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_DRIVERS, KEEL_LOG_INFO, "driver left driver=%s why=%s (services closed, results acknowledged)",
                    drv->id, why);
     else
-        KEEL_INFO ("broker", "driver silent, results wait for its return driver=%s why=%s "
+        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_DRIVERS, KEEL_LOG_INFO, "driver silent, results wait for its return driver=%s why=%s "
                    "open_services=%llu unacked_results=%llu", drv->id, why,
                    (unsigned long long) open, (unsigned long long) unacked);
 }
@@ -467,7 +467,8 @@ s_pending_expire (keel_broker_t *self)
     for (char *key = zlistx_first (keys); key; key = zlistx_next (keys)) {
         zlistx_t *list = zhashx_lookup (self->pending, key);
         if (list) {
-            KEEL_INFO ("broker", "HOLD claim expired, nobody submitted it claim=%s", key);
+            KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
+                             "HOLD claim expired, nobody submitted it claim=%s", key);
             s_pending_drop_list (self, key, list);
         }
     }
@@ -519,6 +520,11 @@ keel_broker_timers (keel_broker_t *self)
 {
     s_peers (self);
     s_requeue_due (self);
+    // Say how many peer-triggered lines each limiter dropped, once its
+    // window is over.
+    keel_ratelimit_flush (&self->malformed_rl, self->now, KEEL_LOG_WARN, "broker");
+    for (int i = 0; i < KEEL_BROKER_RL_COUNT; i++)
+        keel_ratelimit_flush (&self->rl[i], self->now, KEEL_LOG_WARN, "broker");
     if (self->recovered_release_at && self->now >= self->recovered_release_at)
         s_release_recovered (self);
     static const int64_t every = 1000;

@@ -120,3 +120,26 @@ keel_ratelimit_allow (keel_ratelimit_t *rl, int64_t now_ms, int64_t *suppressed_
     rl->suppressed++;
     return false;
 }
+
+void
+keel_ratelimit_report (const keel_ratelimit_t *rl, int64_t suppressed, keel_log_level_t level,
+                       const char *component)
+{
+    keel_log_write (level, component, "%lld %s lines suppressed in the last %lld s",
+                    (long long) suppressed, rl->what ? rl->what : "similar",
+                    (long long) (rl->window_ms / 1000));
+}
+
+void
+keel_ratelimit_flush (keel_ratelimit_t *rl, int64_t now_ms, keel_log_level_t level,
+                      const char *component)
+{
+    if (rl->suppressed == 0 || (now_ms - rl->window_start < rl->window_ms && now_ms >= rl->window_start))
+        return;
+    int64_t suppressed = rl->suppressed;
+    rl->suppressed = 0;
+    rl->window_start = now_ms;
+    rl->lines = 0;
+    if (level <= keel_log_level_)
+        keel_ratelimit_report (rl, suppressed, level, component);
+}

@@ -254,6 +254,7 @@ s_actor_new (zsock_t *pipe, keel_actor_config_t *config)
     keel_ratelimit_t rl = KEEL_RATELIMIT_INIT (10000, 5);
     self->rl_malformed = rl;
     self->rl_unknown = rl;
+    self->rl_peer = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "broker-triggered");
     if (!self->session || !self->services || !self->by_id || !self->to_app || !self->inputs
         || !self->input_ptrs || !self->refs)
         return self;                // s_actor_run checks and cleans up
@@ -353,6 +354,7 @@ keel_actor_run (zsock_t *pipe, void *args)
         if (probe && probe == self->probe)
             s_handle_probe (self);
         keel_actor_step (self, KEEL_SESSION_EV_TICK, 0);
+        keel_ratelimit_flush (&self->rl_peer, zclock_mono (), KEEL_LOG_WARN, S_COMPONENT);
         keel_actor_flush (self, zclock_mono ());
         s_push_app (self);
         keel_actor_flush_acks (self);

@@ -63,7 +63,8 @@ static void
 s_status (keel_actor_t *self, keel_status_kind_t kind, keel_status_level_t level, const char *broker,
           const char *service_id, const char *text)
 {
-    KEEL_INFO (S_COMPONENT, "status %s kind=%s", text, keel_status_kind_name (kind));
+    KEEL_LOG_LIMITED (&self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT, "status %s kind=%s",
+                      text, keel_status_kind_name (kind));
     keel_actor_status_t *status = calloc (1, sizeof *status);
     if (!status)
         return;
@@ -692,8 +693,9 @@ s_on_refused (keel_actor_t *self, const Keel__Refused *refused, int64_t now)
     if (!svc || svc->cancelled)
         return;
     const char *error = refused->error ? refused->error : "";
-    KEEL_INFO (S_COMPONENT, "refused service=%s code=%d tasks=%zu: %s", svc->open->service_id,
-               (int) refused->code, refused->n_task_ids, error);
+    KEEL_LOG_LIMITED (&self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
+                      "refused service=%s code=%d tasks=%zu: %s", svc->open->service_id,
+                      (int) refused->code, refused->n_task_ids, error);
     int64_t guard = 3 * keel_session_heartbeat_ms (self->session);
     switch (refused->code) {
         case KEEL__REFUSE_CODE__REFUSE_UNKNOWN_SERVICE:
@@ -761,9 +763,10 @@ keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now)
     keel_session_received (self->session, now);
     switch (env->body_case) {
         case KEEL__ENVELOPE__BODY_DRIVER_WELCOME:
-            KEEL_INFO (S_COMPONENT, "welcome broker=%s epoch=%" PRIu64 " unknown_services=%zu",
-                       env->driver_welcome->broker_name ? env->driver_welcome->broker_name : "",
-                       env->driver_welcome->epoch, env->driver_welcome->n_unknown_services);
+            KEEL_LOG_LIMITED (&self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
+                              "welcome broker=%s epoch=%" PRIu64 " unknown_services=%zu",
+                              env->driver_welcome->broker_name ? env->driver_welcome->broker_name : "",
+                              env->driver_welcome->epoch, env->driver_welcome->n_unknown_services);
             self->welcome = env;
             keel_actor_step (self, KEEL_SESSION_EV_WELCOME, env->driver_welcome->heartbeat_ms);
             self->welcome = NULL;

@@ -61,6 +61,7 @@ typedef struct {
     bool terminated;
     keel_ratelimit_t rl_malformed;
     keel_ratelimit_t rl_unknown;
+    keel_ratelimit_t rl_peer;       // other lines a broker's message causes (welcome, refusal, notice)
     Keel__TaskInput *inputs;        // scratch for SubmitTasks, batch_size entries
     Keel__TaskInput **input_ptrs;
     keel_outstanding_ref_t *refs;

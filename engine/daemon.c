@@ -82,6 +82,8 @@ struct _keel_daemon_t {
     uint64_t malformed_messages;
     uint64_t unexpected_messages;
     keel_ratelimit_t bad_log;
+    keel_ratelimit_t task_log;      // lines a broker's message causes about one task it names
+    keel_ratelimit_t peer_log;      // other lines a broker's valid message causes (its text, init data)
     s_finished_t *finished;     // tasks that ended this turn while ONLINE, in order
     size_t nfinished, finished_cap;
     //  The Results being collected for one message (s_batch_add, s_batch_send).
@@ -564,7 +566,8 @@ s_op_logged_in (void *arg, const Keel__LoginReply *reply)
         if (!task)
             continue;
         if (v->verdict == KEEL__VERDICT__VERDICT_DROP) {
-            KEEL_INFO ("engine", "task dropped by broker exec=%" PRIu64, v->execution_id);
+            KEEL_LOG_LIMITED (&self->task_log, self->now, KEEL_LOG_INFO, "engine",
+                              "task dropped by broker exec=%" PRIu64, v->execution_id);
             s_forget (self, v->execution_id);
             dropped++;
         }
@@ -630,11 +633,13 @@ s_assign (keel_daemon_t *self, const Keel__Assign *assign)
             KEEL_ERROR ("engine", "service init data lost (out of memory) service=%s",
                         assign->service_id);
         else
-            KEEL_INFO ("engine", "service init data received service=%s type=%s bytes=%zu",
-                       assign->service_id, assign->type, assign->init_data.len);
+            KEEL_LOG_LIMITED (&self->peer_log, self->now, KEEL_LOG_INFO, "engine",
+                              "service init data received service=%s type=%s bytes=%zu",
+                              assign->service_id, assign->type, assign->init_data.len);
         if (evicted)
-            KEEL_WARN ("engine", "more than %d services with init data: the least recently "
-                       "used one was forgotten", KEEL_INITDATA_MAX);
+            KEEL_LOG_LIMITED (&self->peer_log, self->now, KEEL_LOG_WARN, "engine",
+                              "more than %d services with init data: the least recently "
+                              "used one was forgotten", KEEL_INITDATA_MAX);
     }
     keel_held_task_t *task = keel_held_add (self->tasks, assign->execution_id, assign->service_id,
                                         assign->task_id, assign->type);
@@ -737,8 +742,9 @@ s_start (keel_daemon_t *self, const Keel__Assign *assign, keel_held_task_t *task
             snprintf (error, sizeof error, "cannot start task: %s", keel_strerror (rc));
     }
     if (*error) {
-        KEEL_WARN ("engine", "task not started exec=%" PRIu64 " error=\"%s\"",
-                   assign->execution_id, error);
+        KEEL_LOG_LIMITED (&self->task_log, self->now, KEEL_LOG_WARN, "engine",
+                          "task not started exec=%" PRIu64 " error=\"%s\"", assign->execution_id,
+                          error);
         keel_held_finish (task, false, (const uint8_t *) error, strlen (error), 0);
         s_deliver (self, task, false);      // like any finished task
         return;
@@ -763,8 +769,9 @@ s_op_work (void *arg, const keel_env_t *env)
         for (size_t i = 0; i < env->cancel->n_execution_ids; i++) {
             uint64_t id = env->cancel->execution_ids[i];
             if (keel_held_find (self->tasks, id)) {
-                KEEL_INFO ("engine", "task cancelled exec=%" PRIu64 " reason=\"%s\"", id,
-                           env->cancel->reason ? env->cancel->reason : "");
+                KEEL_LOG_LIMITED (&self->task_log, self->now, KEEL_LOG_INFO, "engine",
+                                  "task cancelled exec=%" PRIu64 " reason=\"%s\"", id,
+                                  env->cancel->reason ? env->cancel->reason : "");
                 s_forget (self, id);
             }
         }
@@ -781,7 +788,8 @@ s_op_work (void *arg, const keel_env_t *env)
         }
         break;
     case KEEL__ENVELOPE__BODY_NOTICE:
-        KEEL_INFO ("engine", "broker notice: %s", env->notice->text ? env->notice->text : "");
+        KEEL_LOG_LIMITED (&self->peer_log, self->now, KEEL_LOG_INFO, "engine", "broker notice: %s",
+                          env->notice->text ? env->notice->text : "");
         break;
     default:
         break;      // Heartbeat: liveness only
@@ -850,7 +858,9 @@ keel_daemon_new (const keel_engine_config_t *cfg, keel_error_t *err)
         return NULL;
     }
     self->cfg = cfg;
-    self->bad_log = (keel_ratelimit_t) KEEL_RATELIMIT_INIT (10000, 5);
+    self->bad_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "bad message");
+    self->task_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "task");
+    self->peer_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "broker-triggered");
     self->ops = (keel_engine_session_ops_t) {
         s_op_connect, s_op_disconnect, s_op_send_login, s_op_send_heartbeat, s_op_send_logoff,
         s_op_logged_in, s_op_work, s_op_probe_open, s_op_probe_close, s_op_engine_timeout,
@@ -1072,6 +1082,9 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
             break;
         }
         keel_engine_session_tick (self->session, self->now);
+        keel_ratelimit_flush (&self->bad_log, self->now, KEEL_LOG_WARN, "engine");
+        keel_ratelimit_flush (&self->task_log, self->now, KEEL_LOG_WARN, "engine");
+        keel_ratelimit_flush (&self->peer_log, self->now, KEEL_LOG_WARN, "engine");
         if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_STOPPED)
             break;
         s_flush_results (self);

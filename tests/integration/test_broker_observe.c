@@ -231,3 +231,76 @@ Test (observe, events_record_services_engines_claims_failover_and_config_with_a_
                     "driver2 did not finish on b (exit %d)", code);
     (void) engine1;
 }
+
+// ---------------------------------------------------------------- log flood
+
+#define S_ABSURD_HELLOS 1000
+
+// A valid DriverHello from driver `id` whose DSBrokerTimeout is absurd
+// (about 1.8e16 s): the broker warns about it, at most a few times.
+static size_t
+s_absurd_hello (uint8_t *buf, size_t size, const char *id)
+{
+    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
+    hello.driver_id = (char *) id;
+    hello.has_broker_timeout_ms = true;
+    hello.broker_timeout_ms = 18446744073709551000ull;
+    Keel__Envelope env = KEEL__ENVELOPE__INIT;
+    env.has_version = true;
+    env.version = 1;
+    env.has_sender = true;
+    env.sender = KEEL__SENDER_KIND__SENDER_DRIVER;
+    env.has_seq = true;
+    env.seq = 1;
+    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
+    env.driver_hello = &hello;
+    size_t len = keel__envelope__get_packed_size (&env);
+    cr_assert_leq (len, size);
+    return keel__envelope__pack (&env, buf);
+}
+
+Test (observe, a_thousand_absurd_hellos_log_a_bounded_number_of_lines_and_say_how_many_were_suppressed,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+{
+    harness_broker_t broker;
+    HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
+
+    // Plain libzmq: a foreign client, not a Keel program.
+    void *ctx = zmq_ctx_new ();
+    cr_assert_not_null (ctx);
+    void *dealer = zmq_socket (ctx, ZMQ_DEALER);
+    cr_assert_not_null (dealer);
+    int linger = 2000, sndtimeo = 10000;
+    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (dealer, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
+    cr_assert_eq (zmq_connect (dealer, broker.endpoint), 0);
+    uint8_t frame[256];
+    for (int i = 0; i < S_ABSURD_HELLOS; i++) {
+        char id[64];
+        snprintf (id, sizeof id, "absurd-driver-%d", i);
+        size_t len = s_absurd_hello (frame, sizeof frame, id);
+        cr_assert_eq (zmq_send (dealer, frame, len, 0), (int) len, "send failed: %s",
+                      zmq_strerror (zmq_errno ()));
+    }
+
+    // Once the limiter's window is over, the broker says how many lines it
+    // did not write.
+    HARNESS_ASSERT (harness_wait_log ("broker.err", "peer value lines suppressed", 1, 20000),
+                    "no 'N peer value lines suppressed' line within 20 s of the flood");
+    HARNESS_ASSERT (harness_wait_log ("broker.err", "driver lines suppressed", 1, 5000),
+                    "no 'N driver lines suppressed' line after a flood of driver hellos");
+    zmq_close (dealer);
+    zmq_ctx_term (ctx);
+    long warnings = s_log_lines_with ("broker.err", "DSBrokerTimeout");
+    long connected = s_log_lines_with ("broker.err", "driver connected");
+    char path[512];
+    long total = harness_count_lines (harness_path (path, sizeof path, "broker.err"));
+    cr_log_info ("broker log: %ld lines, %ld DSBrokerTimeout warnings, %ld driver lines", total,
+                 warnings, connected);
+    cr_assert (warnings >= 1 && warnings <= 15, "%ld DSBrokerTimeout warnings for %d hellos",
+               warnings, S_ABSURD_HELLOS);
+    cr_assert (connected >= 1 && connected <= 60, "%ld 'driver connected' lines for %d hellos",
+               connected, S_ABSURD_HELLOS);
+    cr_assert_lt (total, 120, "the broker logged %ld lines for %d hellos", total, S_ABSURD_HELLOS);
+    HARNESS_ASSERT (harness_alive (broker.pid), "keel-broker died");
+}
