@@ -826,7 +826,7 @@ static void
 s_store_recovered (keel_broker_t *self)
 {
     int64_t now_wall = zclock_time ();
-    char text[300];
+    char text[400];
     snprintf (text, sizeof text, "failed_commits=%llu error=\"%s\"",
               (unsigned long long) self->store_failed_commits, self->store_failed_text);
     keel_store_event (self->store, self->store_failed_wall, "store-failed", text);

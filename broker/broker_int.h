@@ -121,7 +121,7 @@ struct _keel_broker_t {
     // The store's outage, recorded as events once it is writable again.
     int64_t store_failed_wall;
     uint64_t store_failed_commits;
-    char store_failed_text[200];
+    char store_failed_text[256];
     int64_t started_mono;
     int64_t now;                    // monotonic ms, updated through the turn
     bool stop;
