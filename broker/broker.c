@@ -103,7 +103,7 @@ s_flush (keel_broker_t *self)
     s_out_t *out;
     while ((out = zlistx_first (self->outbox))) {
         if (keel_wire_send_frames (self->router, out->route, out->payload) != KEEL_OK)
-            keel_broker_send_failed (self, out->route, errno);
+            keel_broker_send_failed (self, errno);
         zlistx_delete (self->outbox, zlistx_cursor (self->outbox));
     }
 }

@@ -159,7 +159,7 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
     env.body_case = KEEL__ENVELOPE__BODY_ADMIN_REPLY;
     env.admin_reply = &ar;
     if (keel_wire_send_to (self->admin, route, &env) != KEEL_OK)
-        keel_broker_send_failed (self, NULL, errno);    // keel-admin gave up waiting
+        keel_broker_send_failed (self, errno);      // keel-admin gave up waiting
     keel_admin_reply_clear (&reply);
     keel_wire_free (&req);
 }

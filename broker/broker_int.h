@@ -220,12 +220,11 @@ void keel_broker_pending_clear (keel_broker_t *self);
 void keel_broker_pending_forget_engine (keel_broker_t *self, const char *engine_id,
                                         Keel__HeldTask **held, size_t n_held);
 // A send failed with err (errno): counted as a send to a departed peer
-// (EHOSTUNREACH: the connection is gone) or a send failure (the peer's
-// queue is full). A driver whose connection is gone is marked gone at once
-// (route: the main endpoint's routing id, or NULL for the admin endpoint).
-void keel_broker_send_failed (keel_broker_t *self, zframe_t *route, int err);
-// A driver stopped talking (why: "heartbeat timeout", "connection closed"):
-// stops heartbeating it and logs whether anything waits for its return.
+// (EHOSTUNREACH: its connection has closed) or a send failure (the peer's
+// queue is full).
+void keel_broker_send_failed (keel_broker_t *self, int err);
+// A driver stopped talking (why: "heartbeat timeout"): stops heartbeating
+// it and logs whether anything waits for its return.
 void keel_broker_driver_gone (keel_broker_t *self, keel_driver_rec_t *drv, const char *why);
 // Marks that an execution wants requeuing at `at` (the timer looks then).
 void keel_broker_note_requeue_at (keel_broker_t *self, int64_t at);

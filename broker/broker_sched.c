@@ -192,18 +192,15 @@ keel_broker_driver_gone (keel_broker_t *self, keel_driver_rec_t *drv, const char
 }
 
 void
-keel_broker_send_failed (keel_broker_t *self, zframe_t *route, int err)
+keel_broker_send_failed (keel_broker_t *self, int err)
 {
-    if (err != EHOSTUNREACH) {
+    // The peer is not declared gone here: messages it sent before it closed
+    // its connection may still wait to be read (a driver's last ResultAck),
+    // and they count. Its heartbeat clock decides, as for a silent peer.
+    if (err == EHOSTUNREACH)
+        self->counters.sends_to_departed_peers++;
+    else
         self->counters.send_failures++;
-        return;
-    }
-    self->counters.sends_to_departed_peers++;
-    // Routing ids are never reused: this connection will not come back. A
-    // driver that reconnects has a new one and says hello again.
-    keel_driver_rec_t *drv = route ? keel_model_driver_by_route (self->model, route) : NULL;
-    if (drv)
-        keel_broker_driver_gone (self, drv, "connection closed");
 }
 
 // ---------------------------------------------------------------- retention

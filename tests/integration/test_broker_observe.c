@@ -83,8 +83,8 @@ Test (observe, a_driver_that_finished_is_not_reported_silent_and_no_send_fails,
     harness_result_free (&res);
 
     // The driver closed its service, every result is acknowledged, and it
-    // left: the broker says so (at its next send to it, at the latest
-    // after 3 heartbeats), and nothing it sent counts as a failure.
+    // left: the broker says so (after 3 heartbeat intervals of silence), and
+    // the heartbeats it sent meanwhile do not count as failures.
     HARNESS_ASSERT (harness_wait_log ("broker.err", "driver left", 1, 8000),
                     "the broker did not log that the finished driver left");
     cr_assert_eq (s_log_lines_with ("broker.err", "driver silent"), 0,
@@ -97,8 +97,8 @@ Test (observe, a_driver_that_finished_is_not_reported_silent_and_no_send_fails,
                         && harness_status_int (&broker, "counters.sends_to_departed_peers", &departed),
                     "status lacks send_failures or sends_to_departed_peers");
     cr_assert_eq (failures, 0, "send_failures is %lld after a healthy run", failures);
-    cr_assert_leq (departed, 2, "sends_to_departed_peers is %lld: the broker kept sending to a "
-                   "driver it knew gone", departed);
+    // The heartbeats to the driver that left, until its clock says it is gone.
+    cr_assert_leq (departed, 4, "sends_to_departed_peers is %lld after one driver left", departed);
 }
 
 // ---------------------------------------------------------------- events
@@ -141,14 +141,15 @@ s_events_show (void *arg)
 }
 
 static void
-s_assert_events (const harness_broker_t *b, const char *const kinds[], const char *where)
+s_assert_events (const harness_broker_t *b, const char *const kinds[], const char *where,
+                 int timeout_ms)
 {
     s_events_wait_t w = { b, kinds, "" };
-    if (!harness_poll_until (s_events_show, &w, 10000)) {
+    if (!harness_poll_until (s_events_show, &w, timeout_ms)) {
         harness_result_t res;
         harness_admin (b, &res, false, "events", NULL);
-        HARNESS_ASSERT (false, "%s: no '%s' event with a time within 10 s; events:\n%s", where,
-                        w.missing, res.out);
+        HARNESS_ASSERT (false, "%s: no '%s' event with a time within %d s; events:\n%s", where,
+                        w.missing, timeout_ms / 1000, res.out);
     }
 }
 
@@ -201,7 +202,7 @@ Test (observe, events_record_services_engines_claims_failover_and_config_with_a_
     HARNESS_ASSERT (harness_kill9 (engine2), "engine2 did not die");
     const char *kinds_a[] = { "broker-started", "engine-login", "notice", "service-opened",
                               "service-closed", "config", "service-purged", "engine-lost", NULL };
-    s_assert_events (&a, kinds_a, "broker a");
+    s_assert_events (&a, kinds_a, "broker a", 10000);
     HARNESS_ASSERT (harness_admin (&a, &res, true, "events", NULL) == 0, "events failed");
     cr_assert (strstr (res.out, "RetentionHours=0 was=24 by=admin=")
                    && strstr (res.out, "from=127.0.0.1"),
@@ -221,7 +222,8 @@ Test (observe, events_record_services_engines_claims_failover_and_config_with_a_
                     "driver2's tasks are not running on a");
     HARNESS_ASSERT (harness_kill9 (a.pid), "broker a did not die");
     const char *kinds_b[] = { "broker-started", "engine-login", "claims", "failover", NULL };
-    s_assert_events (&b, kinds_b, "broker b");
+    // The engine reaches b after its reconnect backoff (up to ~8 s).
+    s_assert_events (&b, kinds_b, "broker b", 30000);
     HARNESS_ASSERT (harness_admin (&b, &res, true, "events", NULL) == 0, "events failed");
     // Held when the engine reached b first, kept when the driver did.
     cr_assert (strstr (res.out, "kept=0 dropped=0 held=2") || strstr (res.out, "kept=2 dropped=0 held=0"),
