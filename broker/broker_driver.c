@@ -152,8 +152,9 @@ s_hello_delivered (keel_broker_t *self, keel_driver_rec_t *drv, Keel__DriverHell
         keel_service_t *svc = keel_model_service (self->model, d->service_id);
         uint64_t n = s_delivered (self, drv, svc, d->ranges, d->n_ranges);
         if (n)
-            KEEL_INFO ("broker", "driver holds results service=%s tasks=%llu: not run or sent again",
-                       svc->id, (unsigned long long) n);
+            KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
+                             "driver holds results service=%s tasks=%llu: not run or sent again",
+                             svc->id, (unsigned long long) n);
     }
 }
 
@@ -400,8 +401,9 @@ s_result_ack (keel_broker_t *self, keel_driver_rec_t *drv, Keel__ResultAck *msg)
     if (msg->n_delivered) {
         uint64_t n = s_delivered (self, drv, svc, msg->delivered, msg->n_delivered);
         if (n)
-            KEEL_INFO ("broker", "driver holds results service=%s tasks=%llu: not run or sent again",
-                       svc->id, (unsigned long long) n);
+            KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
+                             "driver holds results service=%s tasks=%llu: not run or sent again",
+                             svc->id, (unsigned long long) n);
     }
     for (size_t i = 0; i < msg->n_task_ids; i++) {
         keel_task_t *t = keel_service_task (svc, msg->task_ids[i]);

@@ -511,10 +511,12 @@ s_tell_delivered (keel_actor_t *self)
                 msgs++;
             }
             if (ids)
-                KEEL_INFO (S_COMPONENT,
-                           "told %s: results held service=%s tasks=%" PRIu64 " messages=%zu outstanding=%zu",
-                           self->config->brokers[keel_session_broker (self->session)],
-                           svc->open->service_id, ids, msgs, keel_outstanding_count (svc->tasks));
+                KEEL_LOG_LIMITED (&self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT,
+                                  "told %s: results held service=%s tasks=%" PRIu64
+                                  " messages=%zu outstanding=%zu",
+                                  self->config->brokers[keel_session_broker (self->session)],
+                                  svc->open->service_id, ids, msgs,
+                                  keel_outstanding_count (svc->tasks));
         }
         svc = zlistx_next (self->services);
     }
