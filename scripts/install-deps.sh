@@ -11,7 +11,7 @@ packages=(
     libmsgpack-dev libsqlite3-dev
     libcriterion-dev
     procps util-linux strace
-    python3 mount
+    python3 mount faketime
 )
 
 missing=()

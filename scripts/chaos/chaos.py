@@ -43,7 +43,7 @@ JOBS = [
 ]
 
 FAULT_KINDS = ["kill_broker", "kill_engine", "kill_driver", "pause", "link_pause", "link_cut",
-               "link_reset", "disk_full"]
+               "link_reset", "disk_full", "clock_jump"]
 
 
 def now_ms():
@@ -152,6 +152,7 @@ class Proc:
 
     def __init__(self, grid, name, argv, kind):
         self.grid = grid
+        self.clock = None           # its libfaketime timestamp file, when clocks can jump
         self.name = name
         self.argv = argv
         self.kind = kind            # broker | engine
@@ -161,7 +162,7 @@ class Proc:
 
     async def start(self):
         self.starts += 1
-        self.proc = await self.grid.spawn(self.name, self.argv)
+        self.proc = await self.grid.spawn(self.name, self.argv, clock=self.clock)
 
     def alive(self):
         return self.proc is not None and self.proc.returncode is None
@@ -251,6 +252,8 @@ class Grid:
         self.stores = []            # directory per broker
         self.mounts = []
         self.can_fill = False
+        self.locks = {}             # fault target -> asyncio.Lock
+        self.faketime = find_faketime(self.bin)
         os.makedirs(os.path.join(out, "journal"), exist_ok=True)
         os.makedirs(os.path.join(out, "logs"), exist_ok=True)
         self.nemesis_log = open(os.path.join(out, "journal", "nemesis.jsonl"), "a")
@@ -261,8 +264,13 @@ class Grid:
         self.nemesis_log.write(json.dumps(rec) + "\n")
         self.nemesis_log.flush()
 
-    async def spawn(self, name, argv, stdout=None):
+    async def spawn(self, name, argv, stdout=None, clock=None):
         env = dict(os.environ)
+        if clock:
+            # Only the wall clock moves (NTP steps it; nothing steps the
+            # monotonic clock, which every Keel timer uses).
+            env.update({"LD_PRELOAD": self.faketime, "FAKETIME_TIMESTAMP_FILE": clock,
+                        "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_CACHE_DURATION": "1"})
         env["KEEL_JOURNAL"] = os.path.join(self.out, "journal", name + ".jsonl")
         err = open(os.path.join(self.out, "logs", name + ".err"), "ab")
         if stdout is None:
@@ -275,6 +283,16 @@ class Grid:
             err.close()
             if hasattr(stdout, "close"):
                 stdout.close()
+
+    def clock_file(self, name):
+        """The file that sets a process's wall-clock offset, or None when
+        clocks cannot jump in this run."""
+        if not self.faketime:
+            return None
+        path = os.path.join(self.out, "clock-" + name)
+        with open(path, "w") as f:
+            f.write("+0\n")
+        return path
 
     def _mount_store(self, path):
         """A 256 MiB tmpfs under the store, so the nemesis can fill it.
@@ -315,6 +333,7 @@ class Grid:
                     "--set", "HeartbeatInterval=250ms", "--set", "EngineTimeoutMinutes=2",
                     "--set", "EngineLoginWindow=2s", "--set", "RetentionHours=0"]
             broker = Proc(self, "broker-" + name, argv, "broker")
+            broker.clock = self.clock_file(broker.name)
             broker.port, broker.admin = port, admin
             await broker.start()
             self.brokers.append(broker)
@@ -328,6 +347,7 @@ class Grid:
                     "--set", "StateDir=%s/engine-%d.state" % (self.out, i + 1),
                     "--set", "PrimaryRetryInterval=2s", "--set", "HeartbeatInterval=250ms"]
             engine = Proc(self, "engine-%d" % (i + 1), argv, "engine")
+            engine.clock = self.clock_file(engine.name)
             await engine.start()
             self.engines.append(engine)
         for i in range(self.args.drivers):
@@ -343,6 +363,9 @@ class Grid:
             d.signal(signal.SIGCONT)
             d.stopped = False
         for p in self.brokers + self.engines:
+            if p.clock:
+                with open(p.clock, "w") as f:
+                    f.write("+0\n")
             p.signal(signal.SIGCONT)
             p.stopped = False
             if not p.alive():
@@ -367,6 +390,23 @@ class Grid:
 
 # ---------------------------------------------------------------- nemesis
 
+def find_faketime(bin_dir):
+    """libfaketime's path, when clock jumps can be injected: the library is
+    installed (Debian's faketime) and the programs are not built with
+    AddressSanitizer (which must come first among the loaded libraries, so
+    it refuses an LD_PRELOAD)."""
+    import glob
+    libs = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    if not libs:
+        return None
+    try:
+        ldd = subprocess.run(["ldd", os.path.join(bin_dir, "keel-broker")], capture_output=True,
+                             text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return None if "libasan" in ldd else libs[0]
+
+
 def fill_disk(path):
     """Fills the file system under path to the last byte."""
     filler = os.path.join(path, "filler")
@@ -388,11 +428,12 @@ def fill_disk(path):
         os.close(fd)
 
 
-def schedule(rng, seconds, can_fill, topology):
+def schedule(rng, seconds, can_fill, can_jump):
     """The faults of a campaign: (start offset s, kind, target index, duration s)."""
-    kinds = [k for k in FAULT_KINDS if can_fill or k != "disk_full"]
+    kinds = [k for k in FAULT_KINDS if (can_fill or k != "disk_full")
+             and (can_jump or k != "clock_jump")]
     weights = {"kill_broker": 3, "kill_engine": 3, "kill_driver": 2, "pause": 4,
-               "link_pause": 2, "link_cut": 2, "link_reset": 2, "disk_full": 2}
+               "link_pause": 2, "link_cut": 2, "link_reset": 2, "disk_full": 2, "clock_jump": 2}
     faults = []
     t = rng.uniform(1.0, 2.0)
     for _ in range(10000):
@@ -410,58 +451,87 @@ def schedule(rng, seconds, can_fill, topology):
         else:
             duration = rng.uniform(0.5, 4.0)
         faults.append((t, kind, rng.randrange(1 << 30), duration))
-        t += duration + rng.uniform(0.3, 1.5)
+        # Faults overlap (on different targets): a new one every 0.5-2.5 s
+        # whatever the last one's length, so a minute holds at least 20.
+        t += rng.uniform(0.5, 2.5)
     return faults
 
 
-async def inject(grid, kind, pick, duration):
-    """One fault, from its start to its end (the restart, the SIGCONT...)."""
+def target_of(grid, kind, pick):
+    """The thing a fault acts on: (lock key, object)."""
     if kind == "kill_broker":
-        b = grid.brokers[pick % len(grid.brokers)]
-        grid.journal("fault", kind=kind, target=b.name, duration=duration)
-        await b.kill9()
-        await asyncio.sleep(duration)           # the broker stays down this long
-        await b.start()
+        t = grid.brokers[pick % len(grid.brokers)]
     elif kind == "kill_engine":
-        e = grid.engines[pick % len(grid.engines)]
-        grid.journal("fault", kind=kind, target=e.name, duration=duration)
-        await e.kill9()
-        await asyncio.sleep(duration)
-        await e.start()
+        t = grid.engines[pick % len(grid.engines)]
     elif kind == "kill_driver":
-        d = grid.drivers[pick % len(grid.drivers)]
-        grid.journal("fault", kind=kind, target=d.name, duration=0)
-        await d.kill9()                         # its loop runs the batch again
+        t = grid.drivers[pick % len(grid.drivers)]
     elif kind == "pause":
         targets = grid.brokers + grid.engines + grid.drivers
-        p = targets[pick % len(targets)]
-        grid.journal("fault", kind=kind, target=p.name, duration=duration)
-        p.signal(signal.SIGSTOP)
-        p.stopped = True
-        await asyncio.sleep(duration)
-        p.signal(signal.SIGCONT)
-        p.stopped = False
+        t = targets[pick % len(targets)]
+    elif kind == "clock_jump":
+        targets = grid.brokers + grid.engines
+        t = targets[pick % len(targets)]
     elif kind.startswith("link_"):
         i = pick % len(grid.proxies)
-        proxy = grid.proxies[i]
-        grid.journal("fault", kind=kind, target="link-" + grid.brokers[i].name, duration=duration)
-        if kind == "link_pause":
-            proxy.pause()
-            await asyncio.sleep(duration)
-            proxy.heal()
-        elif kind == "link_cut":
-            proxy.set_cut(True)
-            await asyncio.sleep(duration)
-            proxy.heal()
-        else:
-            proxy.reset_all()
-    elif kind == "disk_full":
+        return "link-" + grid.brokers[i].name, (grid.proxies[i], grid.brokers[i].name)
+    else:       # disk_full
         i = pick % len(grid.stores)
-        grid.journal("fault", kind=kind, target="disk-" + grid.brokers[i].name, duration=duration)
-        await asyncio.get_running_loop().run_in_executor(None, fill_disk, grid.stores[i])
-        await asyncio.sleep(duration)
-        os.unlink(os.path.join(grid.stores[i], "filler"))
-    grid.journal("fault_end", kind=kind)
+        return "disk-" + grid.brokers[i].name, (grid.stores[i], grid.brokers[i].name)
+    return t.name, t
+
+
+async def inject(grid, kind, pick, duration):
+    """One fault, from its start to its end (the restart, the SIGCONT...).
+    Faults overlap, but never two on the same target: a fault waits for
+    the one before it on its target to end (a broker is not restarted
+    twice, a paused process is not killed mid-pause by another fault)."""
+    key, t = target_of(grid, kind, pick)
+    lock = grid.locks.setdefault(key, asyncio.Lock())
+    async with lock:
+        fields = {"kind": kind, "target": key, "duration": duration}
+        if kind in ("kill_broker", "kill_engine"):
+            grid.journal("fault", **fields)
+            await t.kill9()
+            await asyncio.sleep(duration)       # down this long
+            await t.start()
+        elif kind == "kill_driver":
+            grid.journal("fault", **dict(fields, duration=0))
+            await t.kill9()                     # its loop runs the batch again
+        elif kind == "pause":
+            grid.journal("fault", **fields)
+            t.signal(signal.SIGSTOP)
+            t.stopped = True
+            await asyncio.sleep(duration)
+            t.signal(signal.SIGCONT)
+            t.stopped = False
+        elif kind == "clock_jump":
+            jump = ["+2h", "-2h", "+1d", "-10m", "+90s"][(pick >> 8) % 5]
+            grid.journal("fault", jump=jump, **fields)
+            with open(t.clock, "w") as f:
+                f.write(jump + "\n")
+            await asyncio.sleep(duration)
+            with open(t.clock, "w") as f:
+                f.write("+0\n")
+        elif kind.startswith("link_"):
+            proxy = t[0]
+            grid.journal("fault", **fields)
+            if kind == "link_pause":
+                proxy.pause()
+                await asyncio.sleep(duration)
+                proxy.heal()
+            elif kind == "link_cut":
+                proxy.set_cut(True)
+                await asyncio.sleep(duration)
+                proxy.heal()
+            else:
+                proxy.reset_all()
+        elif kind == "disk_full":
+            grid.journal("fault", **fields)
+            await asyncio.get_running_loop().run_in_executor(None, fill_disk, t[0])
+            await asyncio.sleep(duration)
+            os.unlink(os.path.join(t[0], "filler"))
+        grid.journal("fault_end", kind=kind, target=key)
+        return True
 
 
 async def campaign(args, out):
@@ -471,20 +541,24 @@ async def campaign(args, out):
     try:
         await grid.start(rng)
         faults = schedule(random.Random(rng.random()), args.minutes * 60, grid.can_fill,
-                          args.topology)
+                          grid.faketime is not None)
         grid.journal("campaign", seed=args.seed, topology=args.topology, minutes=args.minutes,
-                     planned=len(faults), disk_full=grid.can_fill)
+                     planned=len(faults), disk_full=grid.can_fill,
+                     clock_jump=grid.faketime is not None)
         loops = [asyncio.ensure_future(d.run()) for d in grid.drivers]
         start = time.monotonic()
+        running = []
         for offset, kind, pick, duration in faults:
             delay = start + offset - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await inject(grid, kind, pick, duration)
-            counts[kind] = counts.get(kind, 0) + 1
-            for i, loop in enumerate(loops):
+            running.append((kind, asyncio.ensure_future(inject(grid, kind, pick, duration))))
+            for loop in loops:
                 if loop.done() and loop.exception():
                     raise loop.exception()
+        for kind, task in running:
+            if await task:
+                counts[kind] = counts.get(kind, 0) + 1
         # The end: no more faults; heal; let each driver finish its batch.
         await grid.heal()
         grid.journal("healed")
