@@ -50,10 +50,27 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+_USED_PORTS = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, below the kernel's ephemeral range
+    (32768 and up on Linux): a port taken from bind(0) is an ephemeral one
+    that an outgoing connection, or another bind(0) in this very process
+    (a proxy), may take before the broker binds it."""
+    pick = random.SystemRandom()
+    for _ in range(1000):
+        port = pick.randrange(20000, 32000)
+        if port in _USED_PORTS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        _USED_PORTS.add(port)
+        return port
+    raise RuntimeError("no free loopback port in 20000-31999")
 
 
 # ---------------------------------------------------------------- proxy
@@ -77,8 +94,14 @@ class Proxy:
         self.conns = set()
 
     async def start(self):
-        self.server = await asyncio.start_server(self._accept, HOST, 0)
-        self.port = self.server.sockets[0].getsockname()[1]
+        for _ in range(100):
+            self.port = free_port()
+            try:
+                self.server = await asyncio.start_server(self._accept, HOST, self.port)
+                return
+            except OSError:
+                continue
+        raise RuntimeError("the proxy found no port")
 
     @staticmethod
     def _rst(writer):
@@ -284,6 +307,22 @@ class Grid:
             if hasattr(stdout, "close"):
                 stdout.close()
 
+    async def wait_listening(self, broker, timeout=15.0):
+        """Waits until the broker accepts connections (it is serving); a
+        broker that exits or does not listen in time ends the campaign."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not broker.alive():
+                break
+            try:
+                socket.create_connection((HOST, broker.port), timeout=0.5).close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        with open(os.path.join(self.out, "logs", broker.name + ".err"), errors="replace") as f:
+            tail = f.read()[-2000:]
+        raise RuntimeError("%s did not start:\n%s" % (broker.name, tail))
+
     def clock_file(self, name):
         """The file that sets a process's wall-clock offset, or None when
         clocks cannot jump in this run."""
@@ -336,6 +375,7 @@ class Grid:
             broker.clock = self.clock_file(broker.name)
             broker.port, broker.admin = port, admin
             await broker.start()
+            await self.wait_listening(broker)
             self.brokers.append(broker)
             proxy = Proxy(port)
             await proxy.start()
