@@ -15,6 +15,7 @@
 
 int keel_journal_fd_ = -1;
 static const char *s_who = "keel";
+static char s_run[48];      // this process's incarnation: pids are reused
 
 void
 keel_journal_init (const char *who)
@@ -31,6 +32,10 @@ keel_journal_init (const char *who)
                  strerror (errno));
         return;
     }
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    snprintf (s_run, sizeof s_run, "%ld.%lld", (long) getpid (),
+              (long long) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
     keel_journal_fd_ = fd;
 }
 
@@ -50,6 +55,7 @@ keel_journal_write (const char *event, const keel_journal_rec_t *rec)
     keel_json_kv_int (&j, "t", (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     keel_json_kv_str (&j, "who", s_who);
     keel_json_kv_int (&j, "pid", (int64_t) getpid ());
+    keel_json_kv_str (&j, "run", s_run);
     keel_json_kv_str (&j, "ev", event);
     if (rec->service)
         keel_json_kv_str (&j, "service", rec->service);

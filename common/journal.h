@@ -16,10 +16,13 @@
     formats nothing.
 
     Record shape (fields absent when zero/NULL):
-        {"t":WALL_MS,"who":"engine","pid":N,"ev":"exec_end","service":"…",
+        {"t":WALL_MS,"who":"engine","pid":N,"run":"PID.START_US","ev":"exec_end","service":"…",
          "task":N,"execution":N,"engine":"…","epoch":N,"status":"ok",
          "output":"…","n":N,"text":"…"}
-    Events and their fields are listed in docs/reliability.md.
+    "run" names the process incarnation (pid and start time in µs): over a
+    long campaign pids are reused, and a record must never be taken for
+    another process's. Events and their fields are listed in
+    docs/reliability.md.
 
     The journal's one descriptor is process-wide state, like the log level:
     set once by keel_journal_init (idempotent; the driver library calls it

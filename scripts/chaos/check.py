@@ -34,6 +34,12 @@ import sys
 RERUN_SLACK_MS = 5000
 
 
+def proc_of(r):
+    """The process incarnation that wrote r: pids are reused over a long
+    campaign, so "run" (pid and start time) when present."""
+    return r.get("run") or r.get("pid")
+
+
 def load(journal_dir):
     records = []
     bad = 0
@@ -110,14 +116,14 @@ def check(journal_dir):
             continue
         if who == "driver":
             if ev == "service_opened":
-                services[r["service"]] = {"type": r.get("text"), "pid": r.get("pid")}
+                services[r["service"]] = {"type": r.get("text"), "pid": proc_of(r)}
             elif ev == "submitted":
                 submitted[key] = r.get("output", "")
             elif ev == "delivered":
                 delivered.setdefault(key, []).append(r)
                 deliveries_t.append(r["t"])
             elif ev == "driver_closed":
-                closed[r.get("pid")] = r.get("n", 0)
+                closed[proc_of(r)] = r.get("n", 0)
         elif who == "engine":
             if ev == "exec_start":
                 execs.setdefault(key, set()).add(r.get("execution"))
@@ -126,7 +132,7 @@ def check(journal_dir):
             if ev == "dispatched":
                 first_exec_t.setdefault(key, r["t"])
             if ev == "serving":
-                serving.append((r["t"], r.get("pid"), r.get("output"), r.get("epoch", 0)))
+                serving.append((r["t"], proc_of(r), r.get("output"), r.get("epoch", 0)))
             elif ev in ("accepted", "dispatched", "result_stored"):
                 broker_writes.append(r)
 
@@ -162,9 +168,9 @@ def check(journal_dir):
     pid_epoch = {pid: (store, epoch) for _, pid, store, epoch in serving}
     stale = []
     for w in broker_writes:
-        store, epoch = pid_epoch.get(w.get("pid"), (None, w.get("epoch", 0)))
+        store, epoch = pid_epoch.get(proc_of(w), (None, w.get("epoch", 0)))
         newer = [s for s in serving if s[2] == store and s[3] > epoch and s[0] < w["t"]
-                 and s[1] != w.get("pid")]
+                 and s[1] != proc_of(w)]
         if newer:
             stale.append((w.get("ev"), w.get("service"), w.get("task"), epoch, newer[0][3]))
     # re-runs, and whether a fault explains them

@@ -101,6 +101,16 @@ def main():
          and not (r["ev"] == "delivered" and r["task"] == 1)]
     results.append(expect("a killed driver's undelivered task is not lost", j, None, code=0))
 
+    # The pid of a killed driver is reused by a later one that ends
+    # normally: the killed one's tasks are still not owed.
+    S2 = "99999999-2222-3333-4444-555555555555"
+    j = [dict(r, run="30.1") for r in clean() if r["ev"] != "driver_closed"
+         and not (r["ev"] == "delivered" and r["task"] == 1)]
+    j += [rec(20, "driver", 30, "service_opened", service=S2, task=0, text="double", run="30.2"),
+          rec(21, "driver", 30, "driver_closed", run="30.2")]
+    results.append(expect("a reused pid does not make a killed driver's task lost", j, None,
+                          code=0))
+
     failed = results.count(False)
     print("%d passed, %d failed" % (len(results) - failed, failed))
     return 1 if failed else 0
