@@ -288,12 +288,12 @@ s_tasks_query (char **args, size_t nargs, s_tasks_query_t *q, keel_admin_reply_t
         const char *value = eq ? eq + 1 : "";
         if (klen == 5 && strncmp (arg, "state", 5) == 0) {
             q->state = -1;
-            for (int st = 0; st < 5; st++)
+            for (int st = 0; st < KEEL_TASK_STATES; st++)
                 if (strcmp (value, s_task_state[st]) == 0)
                     q->state = st;
             if (q->state < 0) {
-                s_fail (reply, "tasks: state: expected queued, running, done, failed or "
-                               "cancelled, got '%.64s'", value);
+                s_fail (reply, "tasks: state: expected queued, running, done, failed, "
+                               "cancelled or delivered_elsewhere, got '%.64s'", value);
                 return false;
             }
         }
@@ -429,7 +429,7 @@ s_task_row (keel_json_t *j, s_text_t *t, uint64_t id, const keel_task_t *task, i
     char age[32] = "-";
     if (task->checkpoint)
         snprintf (age, sizeof age, "%lld", (long long) ((now - task->checkpoint_wall_ms) / 1000));
-    s_tf (t, "%8llu  %-9s  %8u  %10u  %10s  %-36s  ", (unsigned long long) id,
+    s_tf (t, "%8llu  %-19s  %8u  %10u  %10s  %-36s  ", (unsigned long long) id,
           s_task_state[task->state], keel_task_attempts (task), task->checkpoint_len, age,
           engines.buf ? engines.buf : "-");
     s_cell (t, r && r->error ? r->error : "", KEEL_ADMIN_ERROR_CELL);
@@ -459,7 +459,7 @@ s_tasks (const keel_admin_view_t *v, char **args, size_t nargs, keel_admin_reply
     keel_json_key (&j, "tasks");
     keel_json_array (&j);
     s_text_t t = { 0 };
-    s_tf (&t, "%8s  %-9s  %8s  %10s  %10s  %-36s  %s\n", "TASK", "STATE", "ATTEMPTS",
+    s_tf (&t, "%8s  %-19s  %8s  %10s  %10s  %-36s  %s\n", "TASK", "STATE", "ATTEMPTS",
           "CKPT_BYTES", "CKPT_AGE_S", "ENGINES", "ERROR");
     // Rows in task id order; offset counts the rows that match the filter.
     // The reply stops early rather than outgrow what keel-admin accepts.

@@ -417,7 +417,7 @@ s_encode_results (keel_broker_t *self)
             tr->has_execution_id = true;
             tr->execution_id = r->execution_id;
             tr->has_attempts = true;
-            tr->attempts = t->attempts + (r->status == KEEL__TASK_STATUS__STATUS_OK ? 1 : 0);
+            tr->attempts = keel_task_attempts (t);      // the number keel-admin shows
             timings[n].has_queued_ms = true;
             timings[n].queued_ms = r->queued_ms;
             timings[n].has_run_ms = true;

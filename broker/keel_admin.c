@@ -165,13 +165,13 @@ s_tasks_args (int nargs, char **args, char **out, char store[][64], int *nout, b
         if (which == 0)
             ok = strcmp (value, "queued") == 0 || strcmp (value, "running") == 0
                  || strcmp (value, "done") == 0 || strcmp (value, "failed") == 0
-                 || strcmp (value, "cancelled") == 0;
+                 || strcmp (value, "cancelled") == 0 || strcmp (value, "delivered_elsewhere") == 0;
         else
             ok = ok && strlen (value) <= 18 && strspn (value, "0123456789") == strlen (value)
                  && (which == 2 || atoll (value) >= 1);
         if (!ok) {
             fprintf (stderr, PROGRAM ": tasks: --%s: expected %s, got '%s'\n", names[which],
-                     which == 0 ? "queued, running, done, failed or cancelled"
+                     which == 0 ? "queued, running, done, failed, cancelled or delivered_elsewhere"
                      : which == 1 ? "a number of rows, 1 or more" : "a number of rows, 0 or more",
                      value);
             return KEEL_EXIT_USAGE;

@@ -297,7 +297,7 @@ Test (admin_tasks, refuses_bad_options_before_asking_the_broker,
         const char *a1, *a2, *expect;
     } bad[] = {
         { "--state", "sleeping", "keel-admin: tasks: --state: expected queued, running, done, "
-                                 "failed or cancelled, got 'sleeping'\n" },
+                                 "failed, cancelled or delivered_elsewhere, got 'sleeping'\n" },
         { "--limit", "0", "keel-admin: tasks: --limit: expected a number of rows, 1 or more, "
                           "got '0'\n" },
         { "--offset", "-1", "keel-admin: tasks: --offset: expected a number of rows, 0 or more, "

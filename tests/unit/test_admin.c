@@ -230,7 +230,7 @@ Test (admin, tasks_refuses_bad_arguments_naming_them)
     struct {
         const char *arg, *error;
     } bad[] = {
-        { "state=sleeping", "tasks: state: expected queued, running, done, failed or cancelled, "
+        { "state=sleeping", "tasks: state: expected queued, running, done, failed, cancelled or delivered_elsewhere, "
                             "got 'sleeping'" },
         { "limit=0", "tasks: limit: expected a number of rows from 1 to 100000, got '0'" },
         { "limit=100001", "tasks: limit: expected a number of rows from 1 to 100000, got '100001'" },
