@@ -170,7 +170,20 @@ class Proxy:
 
 # ---------------------------------------------------------------- processes
 
-class Proc:
+class Child:
+    """A process of the campaign's, signalled by PID only while it lives."""
+
+    proc = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.returncode is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+
+class Proc(Child):
     """One daemon the campaign runs (and may kill and restart)."""
 
     def __init__(self, grid, name, argv, kind):
@@ -186,13 +199,6 @@ class Proc:
     async def start(self):
         self.starts += 1
         self.proc = await self.grid.spawn(self.name, self.argv, clock=self.clock)
-
-    def alive(self):
-        return self.proc is not None and self.proc.returncode is None
-
-    def signal(self, sig):
-        if self.alive():
-            os.kill(self.proc.pid, sig)
 
     async def kill9(self):
         if self.alive():
@@ -212,7 +218,7 @@ class Proc:
             return -9
 
 
-class DriverLoop:
+class DriverLoop(Child):
     """A driver slot: runs keel-driver batches one after another; a batch
     killed by the nemesis is run again (a new service: keel-driver cannot
     attach to the old one yet)."""
@@ -226,13 +232,6 @@ class DriverLoop:
         self.batches = 0
         self.exits = []             # (job, exit code)
         self.finishing = False
-
-    def alive(self):
-        return self.proc is not None and self.proc.returncode is None
-
-    def signal(self, sig):
-        if self.alive():
-            os.kill(self.proc.pid, sig)
 
     async def kill9(self):
         if self.alive():
