@@ -21,7 +21,7 @@
 #define KEEL_ADMIN_ERROR_CELL 60
 #define KEEL_ADMIN_EVENTS 100
 
-static const char *s_task_state[KEEL_TASK_STATES] = { "queued", "running", "done", "failed", "cancelled",
+static const char *s_task_state[KEEL_TASK_NSTATES] = { "queued", "running", "done", "failed", "cancelled",
                                                       "delivered_elsewhere" };
 static const char *s_service_state[] = { "open", "closed", "cancelled", "detached" };
 
@@ -114,13 +114,13 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         else
             offline++;
     }
-    uint64_t open = 0, total = 0, tasks[KEEL_TASK_STATES] = { 0 };
-    for (keel_service_t *s = keel_model_service_first (v->model); s;
+    uint64_t open = 0, total = 0, tasks[KEEL_TASK_NSTATES] = { 0 };
+    for (keel_service_rec_t *s = keel_model_service_first (v->model); s;
          s = keel_model_service_next (v->model)) {
         total++;
         if (s->state == KEEL_SERVICE_OPEN)
             open++;
-        for (int i = 0; i < KEEL_TASK_STATES; i++)
+        for (int i = 0; i < KEEL_TASK_NSTATES; i++)
             tasks[i] += s->count[i];
     }
     int64_t uptime = (zclock_mono () - v->started_mono) / 1000;
@@ -150,7 +150,7 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     keel_json_end_object (&j);
     keel_json_key (&j, "tasks");
     keel_json_object (&j);
-    for (int i = 0; i < KEEL_TASK_STATES; i++)
+    for (int i = 0; i < KEEL_TASK_NSTATES; i++)
         keel_json_kv_uint (&j, s_task_state[i], tasks[i]);
     keel_json_end_object (&j);
     keel_json_kv_uint (&j, "pending_claims", v->pending_claims);
@@ -174,7 +174,7 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     s_tf (&t, "\n# Services\nopen:%llu\ntotal:%llu\n", (unsigned long long) open,
           (unsigned long long) total);
     s_tf (&t, "\n# Tasks\n");
-    for (int i = 0; i < KEEL_TASK_STATES; i++)
+    for (int i = 0; i < KEEL_TASK_NSTATES; i++)
         s_tf (&t, "%s:%llu\n", s_task_state[i], (unsigned long long) tasks[i]);
     s_tf (&t, "pending_claims:%zu\n\n# Counters\n", v->pending_claims);
 #define KEEL_COUNTER_TEXT(name) s_tf (&t, "%s:%llu\n", #name, (unsigned long long) v->counters->name);
@@ -241,7 +241,7 @@ s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     s_text_t t = { 0 };
     s_tf (&t, "%-36s  %-16s  %-9s  %4s  %8s  %8s  %8s  %8s  %8s\n", "SERVICE", "TYPE", "STATE",
           "PRIO", "TOTAL", "QUEUED", "RUNNING", "DONE", "FAILED");
-    for (keel_service_t *s = keel_model_service_first (v->model); s;
+    for (keel_service_rec_t *s = keel_model_service_first (v->model); s;
          s = keel_model_service_next (v->model)) {
         keel_json_object (&j);
         keel_json_kv_str (&j, "id", s->id);
@@ -253,7 +253,7 @@ s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         keel_json_key (&j, "tasks");
         keel_json_object (&j);
         keel_json_kv_uint (&j, "total", s->total);
-        for (int i = 0; i < KEEL_TASK_STATES; i++)
+        for (int i = 0; i < KEEL_TASK_NSTATES; i++)
             keel_json_kv_uint (&j, s_task_state[i], s->count[i]);
         keel_json_end_object (&j);
         keel_json_end_object (&j);
@@ -288,7 +288,7 @@ s_tasks_query (char **args, size_t nargs, s_tasks_query_t *q, keel_admin_reply_t
         const char *value = eq ? eq + 1 : "";
         if (klen == 5 && strncmp (arg, "state", 5) == 0) {
             q->state = -1;
-            for (int st = 0; st < KEEL_TASK_STATES; st++)
+            for (int st = 0; st < KEEL_TASK_NSTATES; st++)
                 if (strcmp (value, s_task_state[st]) == 0)
                     q->state = st;
             if (q->state < 0) {
@@ -440,7 +440,7 @@ s_task_row (keel_json_t *j, s_text_t *t, uint64_t id, const keel_task_t *task, i
 static void
 s_tasks (const keel_admin_view_t *v, char **args, size_t nargs, keel_admin_reply_t *reply)
 {
-    keel_service_t *s = keel_model_service (v->model, args[0]);
+    keel_service_rec_t *s = keel_model_service (v->model, args[0]);
     if (!s) {
         s_fail (reply, "no service '%s' (keel-admin services lists them)", args[0]);
         return;

@@ -176,7 +176,7 @@ s_sync_now (keel_broker_t *self)
 // ---------------------------------------------------------------- dirty tasks
 
 void
-keel_broker_touch (keel_broker_t *self, keel_service_t *svc, uint64_t task_id, uint8_t what)
+keel_broker_touch (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id, uint8_t what)
 {
     keel_task_t *task = keel_service_task (svc, task_id);
     if (!task)
@@ -198,7 +198,7 @@ keel_broker_touch (keel_broker_t *self, keel_service_t *svc, uint64_t task_id, u
 }
 
 void
-keel_broker_store_task (const keel_service_t *svc, uint64_t task_id, const keel_task_t *task,
+keel_broker_store_task (const keel_service_rec_t *svc, uint64_t task_id, const keel_task_t *task,
                         keel_store_task_t *row)
 {
     memset (row, 0, sizeof *row);
@@ -299,7 +299,7 @@ s_write_dirty (keel_broker_t *self)
 {
     keel_err rc = s_write_execs (self);
     for (size_t i = 0; rc == KEEL_OK && i < self->ndirty; i++) {
-        keel_service_t *svc = self->dirty[i].svc;
+        keel_service_rec_t *svc = self->dirty[i].svc;
         uint64_t id = self->dirty[i].task_id;
         keel_task_t *t = keel_service_task (svc, id);
         if (!t || !t->dirty)
@@ -344,7 +344,7 @@ s_clear_dirty (keel_broker_t *self)
 // ---------------------------------------------------------------- results to drivers
 
 void
-keel_broker_deliver (keel_broker_t *self, keel_service_t *svc, uint64_t task_id)
+keel_broker_deliver (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id)
 {
     if (self->nresults == self->results_cap) {
         size_t cap = self->results_cap ? self->results_cap * 2 : 1024;
@@ -391,7 +391,7 @@ s_encode_results (keel_broker_t *self)
         keel_driver_rec_t *drv = keel_model_driver (self->model, self->results[first].svc->driver_id);
         size_t n = 0, bytes = 0;
         for (size_t i = first; i < self->nresults; i++) {
-            keel_service_t *svc = self->results[i].svc;
+            keel_service_rec_t *svc = self->results[i].svc;
             if (done[i] || strcmp (svc->driver_id, self->results[first].svc->driver_id) != 0)
                 continue;
             done[i] = 1;
@@ -569,7 +569,7 @@ s_answer_submissions (keel_broker_t *self, bool committed, const char *error)
 }
 
 static void
-s_drop_refs (keel_ref_t *refs, size_t *n, const keel_service_t *svc)
+s_drop_refs (keel_ref_t *refs, size_t *n, const keel_service_rec_t *svc)
 {
     size_t kept = 0;
     for (size_t i = 0; i < *n; i++)
@@ -579,7 +579,7 @@ s_drop_refs (keel_ref_t *refs, size_t *n, const keel_service_t *svc)
 }
 
 void
-keel_broker_forget_service (keel_broker_t *self, keel_service_t *svc)
+keel_broker_forget_service (keel_broker_t *self, keel_service_rec_t *svc)
 {
     s_drop_refs (self->dirty, &self->ndirty, svc);
     s_drop_refs (self->fresh, &self->nfresh, svc);
@@ -606,7 +606,7 @@ static void
 s_undo_fresh (keel_broker_t *self)
 {
     for (size_t i = 0; i < self->nfresh; i++) {
-        keel_service_t *svc = self->fresh[i].svc;
+        keel_service_rec_t *svc = self->fresh[i].svc;
         keel_task_t *t = keel_service_task (svc, self->fresh[i].task_id);
         if (!t || t->durable)
             continue;
@@ -647,7 +647,7 @@ s_undo_fresh (keel_broker_t *self)
         self->counters.tasks_submitted--;      // refused, not submitted
     }
     self->nfresh = 0;
-    keel_service_t *svc;
+    keel_service_rec_t *svc;
     while ((svc = zlistx_first (self->fresh_services))) {
         zlistx_delete (self->fresh_services, zlistx_cursor (self->fresh_services));
         if (svc->total == 0) {
@@ -658,7 +658,7 @@ s_undo_fresh (keel_broker_t *self)
 }
 
 void
-keel_broker_fresh_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_id)
+keel_broker_fresh_task (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id)
 {
     if (self->nfresh == self->fresh_cap) {
         size_t cap = self->fresh_cap ? self->fresh_cap * 2 : 1024;

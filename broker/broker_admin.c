@@ -16,7 +16,7 @@ static keel_err
 s_admin_cancel (void *broker, const char *service_id, keel_error_t *err)
 {
     keel_broker_t *self = broker;
-    keel_service_t *svc = keel_model_service (self->model, service_id);
+    keel_service_rec_t *svc = keel_model_service (self->model, service_id);
     if (!svc)
         return keel_error_set (err, KEEL_ERR_NOTFOUND, "no service '%s'", service_id);
     bool was_cancelled = svc->state == KEEL_SERVICE_CANCELLED;

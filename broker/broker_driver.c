@@ -65,7 +65,7 @@ keel_broker_handle (keel_broker_t *self, zframe_t *route, keel_env_t *env)
 
 // Writes the service's whole row (new service, or its driver changed).
 static void
-s_store_service (keel_broker_t *self, const keel_service_t *svc)
+s_store_service (keel_broker_t *self, const keel_service_rec_t *svc)
 {
     keel_store_service_t row = { .service_id = svc->id, .type = svc->type,
                                  .driver_id = svc->driver_id, .priority = svc->priority,
@@ -79,7 +79,7 @@ s_store_service (keel_broker_t *self, const keel_service_t *svc)
 
 // Queues every terminal result of svc the driver has not acknowledged.
 static void
-s_resend_results (keel_broker_t *self, keel_service_t *svc)
+s_resend_results (keel_broker_t *self, keel_service_rec_t *svc)
 {
     if (svc->unacked == 0)
         return;
@@ -96,7 +96,7 @@ s_resend_results (keel_broker_t *self, keel_service_t *svc)
 // as acknowledged; a task with none ends as ELSEWHERE, stored acknowledged
 // and with no output, so retention purges the service as usual.
 static void
-s_delivered_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_id, keel_task_t *t)
+s_delivered_task (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id, keel_task_t *t)
 {
     if (t->result) {
         if (t->acked)
@@ -107,12 +107,12 @@ s_delivered_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_id, ke
         self->counters.tasks_delivered_elsewhere++;
         return;
     }
-    if (t->state >= KEEL_TASK_DONE)
+    if (t->state >= KEEL_TASK_STATE_DONE)
         return;                     // cancelled, or marked before
     keel_service_queue_remove (svc, task_id);
     while (t->execs)
         keel_broker_cancel_exec (self, t->execs, "the driver has this task's result already");
-    keel_service_task_set_state (svc, t, KEEL_TASK_ELSEWHERE);
+    keel_service_task_set_state (svc, t, KEEL_TASK_STATE_ELSEWHERE);
     t->acked = 1;
     keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE | KEEL_DIRTY_ACK);
     self->counters.tasks_delivered_elsewhere++;
@@ -122,7 +122,7 @@ s_delivered_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_id, ke
 // the codec: sorted, disjoint). Work is bounded by the service's tasks: a
 // range past the last task ends the walk. Returns the tasks newly settled.
 static uint64_t
-s_delivered (keel_broker_t *self, keel_driver_rec_t *drv, keel_service_t *svc,
+s_delivered (keel_broker_t *self, keel_driver_rec_t *drv, keel_service_rec_t *svc,
              const uint64_t *ranges, size_t n)
 {
     // Only the service's own driver speaks for it.
@@ -149,7 +149,7 @@ s_hello_delivered (keel_broker_t *self, keel_driver_rec_t *drv, Keel__DriverHell
 {
     for (size_t i = 0; i < hello->n_delivered; i++) {
         const Keel__DeliveredTasks *d = hello->delivered[i];
-        keel_service_t *svc = keel_model_service (self->model, d->service_id);
+        keel_service_rec_t *svc = keel_model_service (self->model, d->service_id);
         uint64_t n = s_delivered (self, drv, svc, d->ranges, d->n_ranges);
         if (n)
             KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
@@ -180,7 +180,7 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
     char **unknown = calloc (hello->n_services + 1, sizeof *unknown);
     size_t nunknown = 0;
     for (size_t i = 0; i < hello->n_services; i++) {
-        keel_service_t *svc = keel_model_service (self->model, hello->services[i]);
+        keel_service_rec_t *svc = keel_model_service (self->model, hello->services[i]);
         if (!svc || svc->state == KEEL_SERVICE_CANCELLED) {
             if (unknown)
                 unknown[nunknown++] = hello->services[i];
@@ -193,7 +193,7 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
     }
     s_hello_delivered (self, drv, hello);
     for (size_t i = 0; i < hello->n_services; i++) {
-        keel_service_t *svc = keel_model_service (self->model, hello->services[i]);
+        keel_service_rec_t *svc = keel_model_service (self->model, hello->services[i]);
         if (svc && svc->state != KEEL_SERVICE_CANCELLED)
             s_resend_results (self, svc);
     }
@@ -277,7 +277,7 @@ static void
 s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
                   Keel__SubmitService *msg)
 {
-    keel_service_t *svc = keel_model_service (self->model, msg->service_id);
+    keel_service_rec_t *svc = keel_model_service (self->model, msg->service_id);
     if (svc) {
         // Resubmission is idempotent; a detached service comes back.
         if (svc->state == KEEL_SERVICE_DETACHED) {
@@ -286,7 +286,7 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
             keel_store_service_state (self->store, svc->id, svc->state, 0);
             for (uint64_t id = 0; id < svc->ntasks; id++) {
                 keel_task_t *t = &svc->tasks[id];
-                if (t->present && t->state == KEEL_TASK_QUEUED && !t->queued)
+                if (t->present && t->state == KEEL_TASK_STATE_QUEUED && !t->queued)
                     keel_broker_requeue (self, svc, id);
             }
             keel_broker_event (self, "service-reattached", "service=%s driver=%s", svc->id, drv->id);
@@ -332,7 +332,7 @@ static void
 s_submit_tasks (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
                 Keel__SubmitTasks *msg)
 {
-    keel_service_t *svc = keel_model_service (self->model, msg->service_id);
+    keel_service_rec_t *svc = keel_model_service (self->model, msg->service_id);
     uint64_t *ids = calloc (msg->n_tasks + 1, sizeof *ids);
     if (!ids)
         return;
@@ -395,7 +395,7 @@ s_submit_tasks (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
 static void
 s_result_ack (keel_broker_t *self, keel_driver_rec_t *drv, Keel__ResultAck *msg)
 {
-    keel_service_t *svc = keel_model_service (self->model, msg->service_id);
+    keel_service_rec_t *svc = keel_model_service (self->model, msg->service_id);
     if (!svc)
         return;
     if (msg->n_delivered) {
@@ -417,19 +417,19 @@ s_result_ack (keel_broker_t *self, keel_driver_rec_t *drv, Keel__ResultAck *msg)
 }
 
 keel_err
-keel_broker_cancel_service (keel_broker_t *self, keel_service_t *svc)
+keel_broker_cancel_service (keel_broker_t *self, keel_service_rec_t *svc)
 {
     if (svc->state == KEEL_SERVICE_CANCELLED)
         return KEEL_OK;
     keel_sched_remove (self->sched, svc);
     for (uint64_t id = 0; id < svc->ntasks; id++) {
         keel_task_t *t = &svc->tasks[id];
-        if (!t->present || t->state >= KEEL_TASK_DONE)
+        if (!t->present || t->state >= KEEL_TASK_STATE_DONE)
             continue;
         keel_service_queue_remove (svc, id);
         while (t->execs)
             keel_broker_cancel_exec (self, t->execs, "service cancelled");
-        keel_service_task_set_state (svc, t, KEEL_TASK_CANCELLED);
+        keel_service_task_set_state (svc, t, KEEL_TASK_STATE_CANCELLED);
         keel_broker_touch (self, svc, id, KEEL_DIRTY_STATE);
     }
     svc->state = KEEL_SERVICE_CANCELLED;
@@ -444,7 +444,7 @@ static void
 s_detach (keel_broker_t *self, Keel__Detach *msg)
 {
     for (size_t i = 0; i < msg->n_service_ids; i++) {
-        keel_service_t *svc = keel_model_service (self->model, msg->service_ids[i]);
+        keel_service_rec_t *svc = keel_model_service (self->model, msg->service_ids[i]);
         if (!svc || svc->state != KEEL_SERVICE_OPEN)
             continue;
         svc->state = KEEL_SERVICE_DETACHED;
@@ -485,7 +485,7 @@ keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t 
             s_result_ack (self, drv, env->result_ack);
             break;
         case KEEL__ENVELOPE__BODY_CLOSE_SERVICE: {
-            keel_service_t *svc = keel_model_service (self->model, env->close_service->service_id);
+            keel_service_rec_t *svc = keel_model_service (self->model, env->close_service->service_id);
             if (svc && svc->state == KEEL_SERVICE_OPEN) {
                 svc->state = KEEL_SERVICE_CLOSED;
                 svc->closed_wall_ms = zclock_time ();
@@ -497,7 +497,7 @@ keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t 
             break;
         }
         case KEEL__ENVELOPE__BODY_CANCEL_SERVICE: {
-            keel_service_t *svc = keel_model_service (self->model, env->cancel_service->service_id);
+            keel_service_rec_t *svc = keel_model_service (self->model, env->cancel_service->service_id);
             if (svc)
                 keel_broker_cancel_service (self, svc);
             break;

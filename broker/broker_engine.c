@@ -11,20 +11,20 @@
 #include <string.h>
 
 int64_t
-keel_broker_service_delay (keel_broker_t *self, keel_service_t *svc)
+keel_broker_service_delay (keel_broker_t *self, keel_service_rec_t *svc)
 {
     return svc && svc->reschedule_delay_ms >= 0 ? svc->reschedule_delay_ms
                                                  : self->reschedule_delay_ms;
 }
 
 void
-keel_broker_requeue (keel_broker_t *self, keel_service_t *svc, uint64_t task_id)
+keel_broker_requeue (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
-    if (!t || t->state >= KEEL_TASK_DONE)
+    if (!t || t->state >= KEEL_TASK_STATE_DONE)
         return;
-    if (t->state != KEEL_TASK_QUEUED) {
-        keel_service_task_set_state (svc, t, KEEL_TASK_QUEUED);
+    if (t->state != KEEL_TASK_STATE_QUEUED) {
+        keel_service_task_set_state (svc, t, KEEL_TASK_STATE_QUEUED);
         keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE);
     }
     if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
@@ -79,7 +79,7 @@ keel_broker_cancel_exec (keel_broker_t *self, keel_exec_t *x, const char *reason
 }
 
 void
-keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t task_id,
+keel_broker_task_finished (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id,
                            keel_task_result_t *result, keel_task_state_t state)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
@@ -95,7 +95,7 @@ keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t ta
     svc->unacked++;
     KEEL_JOURNAL ("result_stored", .service = svc->id, .task = task_id,
                   .execution = result->execution_id, .epoch = (int64_t) self->epoch,
-                  .status = state == KEEL_TASK_DONE ? "ok" : "failed", .text = self->name);
+                  .status = state == KEEL_TASK_STATE_DONE ? "ok" : "failed", .text = self->name);
     keel_broker_touch (self, svc, task_id, KEEL_DIRTY_RESULT);
     if (self->cancel_redundant) {
         while (t->execs)
@@ -164,7 +164,7 @@ static void
 s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
 {
     self->counters.results_received++;
-    keel_service_t *svc = keel_model_service (self->model, res->service_id);
+    keel_service_rec_t *svc = keel_model_service (self->model, res->service_id);
     keel_task_t *t = svc ? keel_service_task (svc, res->task_id) : NULL;
     if (svc && svc->state == KEEL_SERVICE_DETACHED) {
         // The driver is with its primary now: the result goes there, so it
@@ -192,7 +192,7 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
         return;
     }
     keel_broker_ack_engine (self, engine, res->execution_id);
-    if (t->state >= KEEL_TASK_DONE) {
+    if (t->state >= KEEL_TASK_STATE_DONE) {
         self->counters.redundant_results_discarded++;
         KEEL_DEBUG ("broker", "redundant result discarded service=%s task=%llu exec=%llu",
                     svc->id, (unsigned long long) res->task_id,
@@ -206,7 +206,7 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
     if (max > UINT16_MAX)
         max = UINT16_MAX;       // t->attempts is 16 bits: it must not wrap
     if (res->status == KEEL__TASK_STATUS__STATUS_OK) {
-        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_DONE);
+        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_DONE);
         return;
     }
     // The task itself failed.
@@ -218,11 +218,11 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
         KEEL_INFO ("broker", "task failed permanently, not retried service=%s task=%llu "
                    "attempt=%u/%u error=%s", svc->id, (unsigned long long) res->task_id,
                    t->attempts, max, r->error ? r->error : "");
-        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_FAILED);
+        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_FAILED);
         return;
     }
     if (t->attempts >= max) {
-        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_FAILED);
+        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_FAILED);
         return;
     }
     KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
@@ -239,9 +239,9 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
 static void
 s_checkpoint (keel_broker_t *self, Keel__Checkpoint *cp)
 {
-    keel_service_t *svc = keel_model_service (self->model, cp->service_id);
+    keel_service_rec_t *svc = keel_model_service (self->model, cp->service_id);
     keel_task_t *t = svc ? keel_service_task (svc, cp->task_id) : NULL;
-    if (!t || t->state >= KEEL_TASK_DONE)
+    if (!t || t->state >= KEEL_TASK_STATE_DONE)
         return;
     uint8_t *data = NULL;
     if (cp->has_data && cp->data.len) {
@@ -292,7 +292,7 @@ keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_env_t *
 static Keel__Verdict
 s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
 {
-    keel_service_t *svc = keel_model_service (self->model, held->service_id);
+    keel_service_rec_t *svc = keel_model_service (self->model, held->service_id);
     keel_task_t *t = svc ? keel_service_task (svc, held->task_id) : NULL;
     if (!svc || !t) {
         keel_task_result_t *r = NULL;
@@ -306,7 +306,7 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
         self->counters.claims_held++;
         return KEEL__VERDICT__VERDICT_HOLD;
     }
-    if (t->state >= KEEL_TASK_DONE || svc->state == KEEL_SERVICE_CANCELLED) {
+    if (t->state >= KEEL_TASK_STATE_DONE || svc->state == KEEL_SERVICE_CANCELLED) {
         // DROP lets the engine forget its copy: the result it drops for
         // must be durable (committed and synced) before the LoginReply
         // leaves this turn. Logins are rare; this turn waits for the disk.
@@ -343,8 +343,8 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
             return KEEL__VERDICT__VERDICT_DROP;
         keel_broker_exec_started (self, x);
         keel_service_queue_remove (svc, held->task_id);     // no redundant run
-        if (t->state != KEEL_TASK_RUNNING) {
-            keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
+        if (t->state != KEEL_TASK_STATE_RUNNING) {
+            keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
             keel_broker_touch (self, svc, held->task_id, KEEL_DIRTY_STATE);
         }
     }

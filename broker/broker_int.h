@@ -21,7 +21,7 @@
 #include "wire.h"
 
 typedef struct {
-    keel_service_t *svc;
+    keel_service_rec_t *svc;
     uint64_t task_id;
 } keel_ref_t;
 
@@ -156,15 +156,15 @@ void keel_broker_send (keel_broker_t *self, zframe_t *route, keel_env_t *env);
 void keel_broker_send_engine (keel_broker_t *self, keel_engine_t *engine, keel_env_t *env);
 void keel_broker_send_driver (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t *env);
 void keel_broker_relogin (keel_broker_t *self, zframe_t *route, const char *reason);
-void keel_broker_touch (keel_broker_t *self, keel_service_t *svc, uint64_t task_id, uint8_t what);
-void keel_broker_deliver (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
+void keel_broker_touch (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id, uint8_t what);
+void keel_broker_deliver (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id);
 void keel_broker_ack_engine (keel_broker_t *self, keel_engine_t *engine, uint64_t exec_id);
 void keel_broker_accept (keel_broker_t *self, zframe_t *route, const char *service_id,
                          const uint64_t *task_ids, size_t n);
-void keel_broker_fresh_task (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
+void keel_broker_fresh_task (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id);
 // Drops every reference the current turn holds to svc (changed tasks, new
 // tasks, results to send, scheduler entry). Call it before freeing svc.
-void keel_broker_forget_service (keel_broker_t *self, keel_service_t *svc);
+void keel_broker_forget_service (keel_broker_t *self, keel_service_rec_t *svc);
 uint64_t keel_broker_next_exec_id (keel_broker_t *self);
 // An execution started (its row is written at the next commit) / ended
 // (removed from the model; its row, if stored, deleted at the next commit).
@@ -172,7 +172,7 @@ void keel_broker_exec_started (keel_broker_t *self, keel_exec_t *x);
 void keel_broker_exec_drop (keel_broker_t *self, keel_exec_t *x);
 void keel_broker_malformed (keel_broker_t *self, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
-void keel_broker_store_task (const keel_service_t *svc, uint64_t task_id, const keel_task_t *task,
+void keel_broker_store_task (const keel_service_rec_t *svc, uint64_t task_id, const keel_task_t *task,
                              keel_store_task_t *row);
 
 // ---- broker_driver.c / broker_engine.c: message handlers
@@ -183,14 +183,14 @@ void keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__Drive
 void keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_env_t *env);
 void keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogin *login);
 // A task reached a terminal state: store it, deliver it, cancel the rest.
-void keel_broker_task_finished (keel_broker_t *self, keel_service_t *svc, uint64_t task_id,
+void keel_broker_task_finished (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id,
                                 keel_task_result_t *result, keel_task_state_t state);
 // Stops an execution: Cancel to its engine (if online, counted as
 // executions_cancelled), then forgets it.
 void keel_broker_cancel_exec (keel_broker_t *self, keel_exec_t *exec, const char *reason);
 // Puts a task back in its service's FIFO (and the service in the scheduler).
-void keel_broker_requeue (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
-keel_err keel_broker_cancel_service (keel_broker_t *self, keel_service_t *svc);
+void keel_broker_requeue (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id);
+keel_err keel_broker_cancel_service (keel_broker_t *self, keel_service_rec_t *svc);
 // Records an event (keel-admin events; docs/operations.md lists the kinds)
 // in the turn's transaction, so it is as durable as the turn, and logs it.
 // An event an admin request caused ends with its "by=admin=... from=...".
@@ -213,7 +213,7 @@ keel_err keel_broker_pending_restore (keel_broker_t *self, const char *service_i
                                       keel_task_result_t *result);
 // Attaches HOLD claims to a task that was just submitted. Returns true when
 // the task needs no dispatch (a claim runs it, or a held result finished it).
-bool keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t task_id);
+bool keel_broker_pending_attach (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id);
 void keel_broker_pending_clear (keel_broker_t *self);
 // Drops the HOLD claims (without a result) of engine_id that its login did
 // not list: that engine no longer runs those tasks.
@@ -237,6 +237,6 @@ keel_err keel_broker_recover (keel_broker_t *self, keel_error_t *err);
 void keel_broker_apply_settings (keel_broker_t *self);
 // ---- broker_admin.c: one admin request, answered on the admin endpoint
 void keel_broker_admin (keel_broker_t *self, zmsg_t *msg);
-int64_t keel_broker_service_delay (keel_broker_t *self, keel_service_t *svc);
+int64_t keel_broker_service_delay (keel_broker_t *self, keel_service_rec_t *svc);
 
 #endif

@@ -20,7 +20,7 @@ static int
 s_load_service (const keel_store_service_t *row, void *arg)
 {
     s_load_t *ld = arg;
-    keel_service_t *svc = keel_model_service_add (ld->self->model, row->service_id, row->type,
+    keel_service_rec_t *svc = keel_model_service_add (ld->self->model, row->service_id, row->type,
                                                   row->driver_id);
     if (!svc)
         return -1;
@@ -46,7 +46,7 @@ s_load_task (const keel_store_task_t *row, void *arg)
 {
     s_load_t *ld = arg;
     keel_broker_t *self = ld->self;
-    keel_service_t *svc = keel_model_service (self->model, row->service_id);
+    keel_service_rec_t *svc = keel_model_service (self->model, row->service_id);
     if (!svc)
         return 0;       // orphan row: ignore
     keel_task_t *t = keel_service_task_add (svc, row->task_id, row->input, row->input_len);
@@ -64,8 +64,8 @@ s_load_task (const keel_store_task_t *row, void *arg)
         t->checkpoint_len = (uint32_t) row->checkpoint_len;
         t->checkpoint_wall_ms = row->checkpoint_wall_ms;
     }
-    keel_task_state_t state = row->state < KEEL_TASK_STATES ? row->state : KEEL_TASK_QUEUED;
-    if (state == KEEL_TASK_DONE || state == KEEL_TASK_FAILED) {
+    keel_task_state_t state = row->state < KEEL_TASK_NSTATES ? row->state : KEEL_TASK_STATE_QUEUED;
+    if (state == KEEL_TASK_STATE_DONE || state == KEEL_TASK_STATE_FAILED) {
         keel_task_result_t *r = calloc (1, sizeof *r);
         if (!r)
             return -1;
@@ -92,7 +92,7 @@ s_load_task (const keel_store_task_t *row, void *arg)
     // A queued task may be running elsewhere by now (the driver failed over
     // and a failover broker dispatched it): like running tasks, queued ones
     // wait one login window so that a returning engine claims it first.
-    if (state == KEEL_TASK_QUEUED
+    if (state == KEEL_TASK_STATE_QUEUED
         && (svc->state == KEEL_SERVICE_OPEN || svc->state == KEEL_SERVICE_CLOSED)) {
         if (self->login_window_ms > 0)
             self->recovered_release_at = self->now + self->login_window_ms;
@@ -110,7 +110,7 @@ s_load_exec (const keel_store_execution_t *row, void *arg)
 {
     s_load_t *ld = arg;
     keel_broker_t *self = ld->self;
-    keel_service_t *svc = keel_model_service (self->model, row->service_id);
+    keel_service_rec_t *svc = keel_model_service (self->model, row->service_id);
     if (!svc || !keel_service_task (svc, row->task_id))
         return 0;
     keel_exec_t *x = keel_model_exec_add (self->model, row->execution_id, svc, row->task_id, NULL,
@@ -197,11 +197,11 @@ keel_broker_recover (keel_broker_t *self, keel_error_t *err)
     keel_broker_apply_settings (self);
     // Tasks that were running but have no execution row: give them the
     // same login window through a placeholder execution.
-    for (keel_service_t *svc = keel_model_service_first (self->model); svc;
+    for (keel_service_rec_t *svc = keel_model_service_first (self->model); svc;
          svc = keel_model_service_next (self->model)) {
         for (uint64_t id = 0; id < svc->ntasks; id++) {
             keel_task_t *t = &svc->tasks[id];
-            if (t->present && t->state == KEEL_TASK_RUNNING && !t->execs) {
+            if (t->present && t->state == KEEL_TASK_STATE_RUNNING && !t->execs) {
                 self->exec_seq++;
                 keel_exec_t *x = keel_model_exec_add (self->model, self->exec_prefix | self->exec_seq,
                                                       svc, id, NULL, t->attempts + 1u, self->now);

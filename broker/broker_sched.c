@@ -40,11 +40,11 @@ keel_broker_apply_settings (keel_broker_t *self)
 void
 keel_broker_exec_lost (keel_broker_t *self, keel_exec_t *exec)
 {
-    keel_service_t *svc = exec->service;
+    keel_service_rec_t *svc = exec->service;
     uint64_t task_id = exec->task_id;
     keel_broker_exec_drop (self, exec);
     keel_task_t *t = keel_service_task (svc, task_id);
-    if (t && t->state < KEEL_TASK_DONE && !t->execs) {
+    if (t && t->state < KEEL_TASK_STATE_DONE && !t->execs) {
         keel_broker_requeue (self, svc, task_id);
         self->counters.tasks_rescheduled++;
     }
@@ -175,7 +175,7 @@ keel_broker_driver_gone (keel_broker_t *self, keel_driver_rec_t *drv, const char
     // it has not acknowledged (a detached service's results are
     // acknowledged on the primary, so they do not wait here).
     uint64_t open = 0, unacked = 0;
-    for (keel_service_t *s = keel_model_service_first (self->model); s;
+    for (keel_service_rec_t *s = keel_model_service_first (self->model); s;
          s = keel_model_service_next (self->model)) {
         if (strcmp (s->driver_id, drv->id) != 0 || s->state == KEEL_SERVICE_DETACHED)
             continue;
@@ -208,7 +208,7 @@ keel_broker_send_failed (keel_broker_t *self, int err)
 // True when no execution of svc is alive here (running, or kept for an
 // engine that may come back).
 static bool
-s_no_executions (const keel_service_t *svc)
+s_no_executions (const keel_service_rec_t *svc)
 {
     for (uint64_t id = 0; id < svc->ntasks; id++)
         if (svc->tasks[id].present && svc->tasks[id].execs)
@@ -228,17 +228,17 @@ keel_broker_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms)
     zlistx_t *old = zlistx_new ();
     if (!old)
         return 0;
-    for (keel_service_t *s = keel_model_service_first (self->model); s;
+    for (keel_service_rec_t *s = keel_model_service_first (self->model); s;
          s = keel_model_service_next (self->model)) {
         bool closed = s->state == KEEL_SERVICE_CLOSED || s->state == KEEL_SERVICE_CANCELLED;
         bool settled = s->unacked == 0 && (s->state == KEEL_SERVICE_CANCELLED
-                                           || s->count[KEEL_TASK_QUEUED] + s->count[KEEL_TASK_RUNNING] == 0);
+                                           || s->count[KEEL_TASK_STATE_QUEUED] + s->count[KEEL_TASK_STATE_RUNNING] == 0);
         bool detached = s->state == KEEL_SERVICE_DETACHED && s_no_executions (s);
         if (((closed && settled) || detached) && s->closed_wall_ms + retention_ms <= now_wall)
             zlistx_add_end (old, s);
     }
     uint64_t n = 0;
-    for (keel_service_t *s = zlistx_first (old); s; s = zlistx_next (old)) {
+    for (keel_service_rec_t *s = zlistx_first (old); s; s = zlistx_next (old)) {
         keel_broker_event (self, "service-purged", "service=%s type=%s driver=%s state=%s tasks=%llu",
                            s->id, s->type, s->driver_id,
                            s->state == KEEL_SERVICE_CLOSED ? "closed"
@@ -348,7 +348,7 @@ s_pending_drop_list (keel_broker_t *self, const char *key, zlistx_t *list)
 }
 
 bool
-keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t task_id)
+keel_broker_pending_attach (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id)
 {
     if (self->npending == 0)
         return false;
@@ -360,7 +360,7 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t t
     keel_task_t *t = keel_service_task (svc, task_id);
     bool handled = false;
     for (keel_pending_t *p = zlistx_first (list); p && t; p = zlistx_next (list)) {
-        if (t->state >= KEEL_TASK_DONE)
+        if (t->state >= KEEL_TASK_STATE_DONE)
             break;
         if (p->result) {
             // Now stored here: the engine may forget its copy (an engine
@@ -372,7 +372,7 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t t
         if (p->result && p->result->status == KEEL__TASK_STATUS__STATUS_OK) {
             keel_task_result_t *r = p->result;
             p->result = NULL;
-            keel_broker_task_finished (self, svc, task_id, r, KEEL_TASK_DONE);
+            keel_broker_task_finished (self, svc, task_id, r, KEEL_TASK_STATE_DONE);
             self->counters.claims_kept++;
             handled = true;
         }
@@ -380,7 +380,7 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t t
             t->attempts++;      // failed, and no retry can succeed: the task fails now
             keel_task_result_t *r = p->result;
             p->result = NULL;
-            keel_broker_task_finished (self, svc, task_id, r, KEEL_TASK_FAILED);
+            keel_broker_task_finished (self, svc, task_id, r, KEEL_TASK_STATE_FAILED);
             handled = true;
         }
         else if (p->result) {
@@ -395,8 +395,8 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_t *svc, uint64_t t
             if (!x)
                 continue;
             keel_broker_exec_started (self, x);
-            if (t->state != KEEL_TASK_RUNNING)
-                keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
+            if (t->state != KEEL_TASK_STATE_RUNNING)
+                keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
             self->counters.claims_kept++;
             handled = true;
         }
@@ -495,13 +495,13 @@ s_release_recovered (keel_broker_t *self)
 {
     self->recovered_release_at = 0;
     uint64_t n = 0;
-    for (keel_service_t *svc = keel_model_service_first (self->model); svc;
+    for (keel_service_rec_t *svc = keel_model_service_first (self->model); svc;
          svc = keel_model_service_next (self->model)) {
         if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
             continue;       // as keel_broker_requeue: closed services still run their tasks
         for (uint64_t id = 0; id < svc->ntasks; id++) {
             keel_task_t *t = &svc->tasks[id];
-            if (t->present && t->state == KEEL_TASK_QUEUED && !t->queued && !t->execs) {
+            if (t->present && t->state == KEEL_TASK_STATE_QUEUED && !t->queued && !t->execs) {
                 keel_broker_requeue (self, svc, id);
                 n++;
             }
@@ -559,7 +559,7 @@ s_other_engine_offers (keel_broker_t *self, keel_engine_t *engine, const char *t
 }
 
 static bool
-s_accept (keel_service_t *svc, keel_task_t *task, keel_engine_t *engine, void *arg)
+s_accept (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, void *arg)
 {
     keel_broker_t *self = arg;
     // A task not committed yet is dispatched only when its commit is due
@@ -620,7 +620,7 @@ s_batch_flush (keel_broker_t *self, s_batch_t *b)
 // Assign to the batch. Returns false, with the task back in its queue, when
 // there is no execution id (none until the next commit) or no memory.
 static bool
-s_assign (keel_broker_t *self, s_batch_t *b, keel_service_t *svc, uint64_t task_id,
+s_assign (keel_broker_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t task_id,
           keel_task_t *t)
 {
     keel_engine_t *engine = b->engine;
@@ -642,7 +642,7 @@ s_assign (keel_broker_t *self, s_batch_t *b, keel_service_t *svc, uint64_t task_
     // EngineLoginWindow for the engines' claims before they are queued),
     // so these writes, two per task at high rates, bought no safety. Claims
     // at login still write both (rare).
-    keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
+    keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
     x->started_wall_ms = zclock_time ();
 
     bool with_init = svc->init_len && !zhashx_lookup (engine->init_sent, svc->id);
@@ -721,7 +721,7 @@ keel_broker_dispatch (keel_broker_t *self)
             continue;
         b.engine = e;
         while (zlistx_size (e->execs) < (size_t) e->slots + self->engine_prefetch) {
-            keel_service_t *svc;
+            keel_service_rec_t *svc;
             uint64_t task_id;
             keel_task_t *t = keel_sched_next (self->sched, e, s_accept, self, &svc, &task_id);
             if (!t)

@@ -7,7 +7,7 @@
 #include <string.h>
 
 struct _keel_model_t {
-    zhashx_t *services;         // id → keel_service_t * (owned)
+    zhashx_t *services;         // id → keel_service_rec_t * (owned)
     zhashx_t *execs;            // uint64 id (as key pointer) → keel_exec_t * (owned)
     zhashx_t *engines;          // id → keel_engine_t * (owned)
     zhashx_t *engine_routes;    // route key → keel_engine_t *
@@ -51,7 +51,7 @@ keel_task_result_destroy (keel_task_result_t **result_p)
 }
 
 static void
-s_service_free (keel_service_t *svc)
+s_service_free (keel_service_rec_t *svc)
 {
     for (uint64_t i = 0; i < svc->ntasks; i++) {
         keel_task_t *t = &svc->tasks[i];
@@ -122,7 +122,7 @@ keel_model_destroy (keel_model_t **self_p)
         zhashx_destroy (&self->execs);
     }
     if (self->services) {
-        for (keel_service_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services))
+        for (keel_service_rec_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services))
             s_service_free (s);
         zhashx_destroy (&self->services);
     }
@@ -161,16 +161,16 @@ keel_route_key (zframe_t *route, char out[64])
 
 // ---------------------------------------------------------------- services
 
-keel_service_t *
+keel_service_rec_t *
 keel_model_service (keel_model_t *self, const char *id)
 {
     return zhashx_lookup (self->services, id);
 }
 
-keel_service_t *
+keel_service_rec_t *
 keel_model_service_add (keel_model_t *self, const char *id, const char *type, const char *driver_id)
 {
-    keel_service_t *svc = calloc (1, sizeof *svc);
+    keel_service_rec_t *svc = calloc (1, sizeof *svc);
     if (!svc)
         return NULL;
     snprintf (svc->id, sizeof svc->id, "%s", id);
@@ -185,7 +185,7 @@ keel_model_service_add (keel_model_t *self, const char *id, const char *type, co
 }
 
 void
-keel_model_service_remove (keel_model_t *self, keel_service_t *svc)
+keel_model_service_remove (keel_model_t *self, keel_service_rec_t *svc)
 {
     for (uint64_t i = 0; i < svc->ntasks; i++) {
         keel_task_t *t = &svc->tasks[i];
@@ -198,13 +198,13 @@ keel_model_service_remove (keel_model_t *self, keel_service_t *svc)
     s_service_free (svc);
 }
 
-keel_service_t *
+keel_service_rec_t *
 keel_model_service_first (keel_model_t *self)
 {
     return zhashx_first (self->services);
 }
 
-keel_service_t *
+keel_service_rec_t *
 keel_model_service_next (keel_model_t *self)
 {
     return zhashx_next (self->services);
@@ -219,7 +219,7 @@ keel_model_service_count (keel_model_t *self)
 // ---------------------------------------------------------------- tasks
 
 keel_task_t *
-keel_service_task (keel_service_t *svc, uint64_t task_id)
+keel_service_task (keel_service_rec_t *svc, uint64_t task_id)
 {
     if (task_id >= svc->ntasks || !svc->tasks[task_id].present)
         return NULL;
@@ -227,7 +227,7 @@ keel_service_task (keel_service_t *svc, uint64_t task_id)
 }
 
 static bool
-s_grow_tasks (keel_service_t *svc, uint64_t need)
+s_grow_tasks (keel_service_rec_t *svc, uint64_t need)
 {
     if (need <= svc->capacity)
         return true;
@@ -246,7 +246,7 @@ s_grow_tasks (keel_service_t *svc, uint64_t need)
 }
 
 keel_task_t *
-keel_service_task_add (keel_service_t *svc, uint64_t task_id, const uint8_t *input, size_t len)
+keel_service_task_add (keel_service_rec_t *svc, uint64_t task_id, const uint8_t *input, size_t len)
 {
     if (task_id == UINT64_MAX || !s_grow_tasks (svc, task_id + 1))
         return NULL;
@@ -262,8 +262,8 @@ keel_service_task_add (keel_service_t *svc, uint64_t task_id, const uint8_t *inp
     }
     t->input_len = (uint32_t) len;
     t->present = 1;
-    t->state = KEEL_TASK_QUEUED;
-    svc->count[KEEL_TASK_QUEUED]++;
+    t->state = KEEL_TASK_STATE_QUEUED;
+    svc->count[KEEL_TASK_STATE_QUEUED]++;
     svc->total++;
     if (task_id + 1 > svc->ntasks)
         svc->ntasks = task_id + 1;
@@ -271,7 +271,7 @@ keel_service_task_add (keel_service_t *svc, uint64_t task_id, const uint8_t *inp
 }
 
 void
-keel_service_task_drop (keel_service_t *svc, uint64_t task_id)
+keel_service_task_drop (keel_service_rec_t *svc, uint64_t task_id)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
     if (!t)
@@ -288,7 +288,7 @@ keel_service_task_drop (keel_service_t *svc, uint64_t task_id)
 }
 
 void
-keel_service_task_set_state (keel_service_t *svc, keel_task_t *task, keel_task_state_t state)
+keel_service_task_set_state (keel_service_rec_t *svc, keel_task_t *task, keel_task_state_t state)
 {
     svc->count[task->state]--;
     task->state = (uint8_t) state;
@@ -296,7 +296,7 @@ keel_service_task_set_state (keel_service_t *svc, keel_task_t *task, keel_task_s
 }
 
 bool
-keel_service_queue_push (keel_service_t *svc, uint64_t task_id)
+keel_service_queue_push (keel_service_rec_t *svc, uint64_t task_id)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
     if (!t || t->queued)
@@ -321,7 +321,7 @@ keel_service_queue_push (keel_service_t *svc, uint64_t task_id)
 }
 
 keel_task_t *
-keel_service_queue_pop (keel_service_t *svc, bool (*accept) (keel_task_t *, void *), void *arg,
+keel_service_queue_pop (keel_service_rec_t *svc, bool (*accept) (keel_task_t *, void *), void *arg,
                         int scan, uint64_t *task_id_p)
 {
     // Entries whose task is gone or no longer queued are skipped lazily.
@@ -356,7 +356,7 @@ keel_service_queue_pop (keel_service_t *svc, bool (*accept) (keel_task_t *, void
 }
 
 void
-keel_service_queue_remove (keel_service_t *svc, uint64_t task_id)
+keel_service_queue_remove (keel_service_rec_t *svc, uint64_t task_id)
 {
     // Lazy: the FIFO entry stays and is skipped when reached.
     keel_task_t *t = keel_service_task (svc, task_id);
@@ -389,7 +389,7 @@ keel_model_exec (keel_model_t *self, uint64_t exec_id)
 }
 
 keel_exec_t *
-keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_t *svc, uint64_t task_id,
+keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_rec_t *svc, uint64_t task_id,
                      keel_engine_t *engine, uint32_t attempt, int64_t now)
 {
     keel_task_t *t = keel_service_task (svc, task_id);

@@ -26,7 +26,7 @@
 
 typedef struct _keel_exec_t keel_exec_t;
 typedef struct _keel_engine_t keel_engine_t;
-typedef struct _keel_service_t keel_service_t;
+typedef struct _keel_service_rec_t keel_service_rec_t;
 
 typedef struct {
     int status;                 // KEEL__TASK_STATUS__STATUS_*
@@ -66,7 +66,7 @@ typedef struct {
     keel_engine_t *avoid;       // engine whose execution last failed or was lost (retry elsewhere)
 } keel_task_t;
 
-struct _keel_service_t {
+struct _keel_service_rec_t {
     char id[KEEL_ID_MAX + 1];
     char type[KEEL_TYPE_MAX + 1];
     char driver_id[KEEL_ID_MAX + 1];
@@ -87,7 +87,7 @@ struct _keel_service_t {
     uint64_t qhead, qlen, qcap;
 
     uint64_t nready;                // tasks in the FIFO (dispatchable)
-    uint64_t count[KEEL_TASK_STATES];   // tasks per keel_task_state_t
+    uint64_t count[KEEL_TASK_NSTATES];   // tasks per keel_task_state_t
     uint64_t total;                 // tasks present
     uint64_t unacked;               // terminal results the driver has not acknowledged
     uint64_t serve_seq;             // scheduler round-robin stamp
@@ -96,7 +96,7 @@ struct _keel_service_t {
 
 struct _keel_exec_t {
     uint64_t id;
-    keel_service_t *service;
+    keel_service_rec_t *service;
     uint64_t task_id;
     keel_engine_t *engine;          // NULL once its engine is gone
     uint32_t attempt;
@@ -149,37 +149,37 @@ keel_model_t *keel_model_new (void);
 void keel_model_destroy (keel_model_t **self_p);
 
 // ---------------------------------------------------------------- services
-keel_service_t *keel_model_service (keel_model_t *self, const char *id);
+keel_service_rec_t *keel_model_service (keel_model_t *self, const char *id);
 // Creates a service (caller checked it does not exist). Returns NULL on OOM.
-keel_service_t *keel_model_service_add (keel_model_t *self, const char *id, const char *type,
+keel_service_rec_t *keel_model_service_add (keel_model_t *self, const char *id, const char *type,
                                         const char *driver_id);
 // Removes and frees a service, its tasks and executions (engines forget them).
-void keel_model_service_remove (keel_model_t *self, keel_service_t *svc);
+void keel_model_service_remove (keel_model_t *self, keel_service_rec_t *svc);
 // Iteration over all services.
-keel_service_t *keel_model_service_first (keel_model_t *self);
-keel_service_t *keel_model_service_next (keel_model_t *self);
+keel_service_rec_t *keel_model_service_first (keel_model_t *self);
+keel_service_rec_t *keel_model_service_next (keel_model_t *self);
 size_t keel_model_service_count (keel_model_t *self);
 
 // ---------------------------------------------------------------- tasks
 // The task with this id, or NULL.
-keel_task_t *keel_service_task (keel_service_t *svc, uint64_t task_id);
+keel_task_t *keel_service_task (keel_service_rec_t *svc, uint64_t task_id);
 // Adds a task in state QUEUED (not yet in the FIFO). Takes a copy of input.
 // Returns NULL on OOM or when the task exists.
-keel_task_t *keel_service_task_add (keel_service_t *svc, uint64_t task_id, const uint8_t *input,
+keel_task_t *keel_service_task_add (keel_service_rec_t *svc, uint64_t task_id, const uint8_t *input,
                                     size_t len);
 // Undoes keel_service_task_add (a failed commit): the task must have no
 // executions and not be queued.
-void keel_service_task_drop (keel_service_t *svc, uint64_t task_id);
+void keel_service_task_drop (keel_service_rec_t *svc, uint64_t task_id);
 // Changes a task's state, keeping the per-state counts right.
-void keel_service_task_set_state (keel_service_t *svc, keel_task_t *task, keel_task_state_t state);
+void keel_service_task_set_state (keel_service_rec_t *svc, keel_task_t *task, keel_task_state_t state);
 // FIFO of queued tasks: push to the tail, pop from the head.
-bool keel_service_queue_push (keel_service_t *svc, uint64_t task_id);
+bool keel_service_queue_push (keel_service_rec_t *svc, uint64_t task_id);
 // Pops the first queued task that `accept` allows (NULL accepts any),
 // looking at no more than `scan` entries; skipped entries keep their order.
-keel_task_t *keel_service_queue_pop (keel_service_t *svc, bool (*accept) (keel_task_t *, void *),
+keel_task_t *keel_service_queue_pop (keel_service_rec_t *svc, bool (*accept) (keel_task_t *, void *),
                                      void *arg, int scan, uint64_t *task_id_p);
 // Removes a task id from the FIFO wherever it is (a claim took it).
-void keel_service_queue_remove (keel_service_t *svc, uint64_t task_id);
+void keel_service_queue_remove (keel_service_rec_t *svc, uint64_t task_id);
 // Stores a terminal result (takes ownership of result).
 void keel_task_set_result (keel_task_t *task, keel_task_result_t *result);
 void keel_task_result_destroy (keel_task_result_t **result_p);
@@ -193,7 +193,7 @@ uint32_t keel_task_attempts (const keel_task_t *task);
 // ---------------------------------------------------------------- executions
 keel_exec_t *keel_model_exec (keel_model_t *self, uint64_t exec_id);
 // Adds an execution of svc/task_id on engine (may be NULL) and links it.
-keel_exec_t *keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_t *svc,
+keel_exec_t *keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_rec_t *svc,
                                   uint64_t task_id, keel_engine_t *engine, uint32_t attempt,
                                   int64_t now);
 // Unlinks and frees an execution.

@@ -9,7 +9,7 @@
 #define KEEL_SCHED_SCAN 16
 
 struct _keel_sched_t {
-    zlistx_t *active;       // keel_service_t *, sorted by s_compare
+    zlistx_t *active;       // keel_service_rec_t *, sorted by s_compare
     uint64_t serve_seq;
 };
 
@@ -17,7 +17,7 @@ struct _keel_sched_t {
 static int
 s_compare (const void *a, const void *b)
 {
-    const keel_service_t *x = a, *y = b;
+    const keel_service_rec_t *x = a, *y = b;
     if (x->priority != y->priority)
         return x->priority > y->priority ? -1 : 1;
     if (x->serve_seq != y->serve_seq)
@@ -51,7 +51,7 @@ keel_sched_destroy (keel_sched_t **self_p)
 }
 
 void
-keel_sched_activate (keel_sched_t *self, keel_service_t *svc)
+keel_sched_activate (keel_sched_t *self, keel_service_rec_t *svc)
 {
     if (svc->sched_handle || svc->nready == 0)
         return;
@@ -62,7 +62,7 @@ keel_sched_activate (keel_sched_t *self, keel_service_t *svc)
 }
 
 void
-keel_sched_remove (keel_sched_t *self, keel_service_t *svc)
+keel_sched_remove (keel_sched_t *self, keel_service_rec_t *svc)
 {
     if (!svc->sched_handle)
         return;
@@ -73,7 +73,7 @@ keel_sched_remove (keel_sched_t *self, keel_service_t *svc)
 typedef struct {
     keel_sched_accept_fn *accept;
     void *arg;
-    keel_service_t *svc;
+    keel_service_rec_t *svc;
     keel_engine_t *engine;
 } s_filter_t;
 
@@ -86,11 +86,11 @@ s_filter (keel_task_t *task, void *arg)
 
 keel_task_t *
 keel_sched_next (keel_sched_t *self, keel_engine_t *engine, keel_sched_accept_fn *accept,
-                 void *arg, keel_service_t **svc_p, uint64_t *task_id_p)
+                 void *arg, keel_service_rec_t **svc_p, uint64_t *task_id_p)
 {
     void *handle = zlistx_first (self->active) ? zlistx_cursor (self->active) : NULL;
     while (handle) {
-        keel_service_t *svc = zlistx_handle_item (handle);
+        keel_service_rec_t *svc = zlistx_handle_item (handle);
         void *next = zlistx_next (self->active) ? zlistx_cursor (self->active) : NULL;
         if (svc->nready == 0) {
             keel_sched_remove (self, svc);

@@ -21,19 +21,19 @@ keel_sched_t *keel_sched_new (void);
 void keel_sched_destroy (keel_sched_t **self_p);
 
 // Puts svc in the list if it has dispatchable tasks and is not there yet.
-void keel_sched_activate (keel_sched_t *self, keel_service_t *svc);
+void keel_sched_activate (keel_sched_t *self, keel_service_rec_t *svc);
 // Takes svc out of the list (service removed, cancelled or detached).
-void keel_sched_remove (keel_sched_t *self, keel_service_t *svc);
+void keel_sched_remove (keel_sched_t *self, keel_service_rec_t *svc);
 
 // Filter for tasks: return false to leave a task queued for another engine.
-typedef bool (keel_sched_accept_fn) (keel_service_t *svc, keel_task_t *task,
+typedef bool (keel_sched_accept_fn) (keel_service_rec_t *svc, keel_task_t *task,
                                      keel_engine_t *engine, void *arg);
 
 // The next task for engine, taken out of its service's FIFO, or NULL when
 // nothing the engine offers is queued. *svc_p and *task_id_p tell which.
 keel_task_t *keel_sched_next (keel_sched_t *self, keel_engine_t *engine,
                               keel_sched_accept_fn *accept, void *arg,
-                              keel_service_t **svc_p, uint64_t *task_id_p);
+                              keel_service_rec_t **svc_p, uint64_t *task_id_p);
 
 // Services in the list (for status).
 size_t keel_sched_size (keel_sched_t *self);

@@ -50,17 +50,17 @@ typedef enum {
 } keel_service_state_t;
 
 typedef enum {
-    KEEL_TASK_QUEUED = 0,
-    KEEL_TASK_RUNNING = 1,
-    KEEL_TASK_DONE = 2,          // terminal: OK result stored
-    KEEL_TASK_FAILED = 3,        // terminal: failed after MaxAttempts
-    KEEL_TASK_CANCELLED = 4,     // terminal: service cancelled
-    KEEL_TASK_ELSEWHERE = 5      // terminal: the driver came back holding its result (from
+    KEEL_TASK_STATE_QUEUED = 0,
+    KEEL_TASK_STATE_RUNNING = 1,
+    KEEL_TASK_STATE_DONE = 2,          // terminal: OK result stored
+    KEEL_TASK_STATE_FAILED = 3,        // terminal: failed after MaxAttempts
+    KEEL_TASK_STATE_CANCELLED = 4,     // terminal: service cancelled
+    KEEL_TASK_STATE_ELSEWHERE = 5      // terminal: the driver came back holding its result (from
                                  // another broker): never dispatched again, no result here,
                                  // stored as acknowledged so retention purges it
 } keel_task_state_t;
 
-#define KEEL_TASK_STATES 6       // number of keel_task_state_t values
+#define KEEL_TASK_NSTATES 6       // number of keel_task_state_t values
 
 typedef struct {
     const char *service_id;

@@ -13,7 +13,7 @@
 #include "model.h"
 
 static keel_model_t *model;
-static keel_service_t *svc;
+static keel_service_rec_t *svc;
 static keel_engine_t *engine_a, *engine_b;
 
 #define S_ENGINE_A "aaaaaaaa-0000-0000-0000-000000000001"
@@ -47,7 +47,7 @@ setup (void)
         cr_assert_not_null (t);
         if (id <= 5) {
             s_result (t, KEEL__TASK_STATUS__STATUS_OK, NULL, S_ENGINE_A);
-            keel_service_task_set_state (svc, t, KEEL_TASK_DONE);
+            keel_service_task_set_state (svc, t, KEEL_TASK_STATE_DONE);
         }
     }
     keel_service_task (svc, 1)->attempts = 1;
@@ -58,9 +58,9 @@ setup (void)
               "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
               "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9 first line\nsecond line that the table never shows",
               S_ENGINE_B);
-    keel_service_task_set_state (svc, failed, KEEL_TASK_FAILED);
+    keel_service_task_set_state (svc, failed, KEEL_TASK_STATE_FAILED);
     keel_task_t *running = keel_service_task (svc, 7);
-    keel_service_task_set_state (svc, running, KEEL_TASK_RUNNING);
+    keel_service_task_set_state (svc, running, KEEL_TASK_STATE_RUNNING);
     cr_assert_not_null (keel_model_exec_add (model, 101, svc, 7, engine_a, 1, 0));
     cr_assert_not_null (keel_model_exec_add (model, 102, svc, 7, NULL, 1, 0));
 }

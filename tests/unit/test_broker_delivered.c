@@ -212,10 +212,10 @@ s_login (const char *service_id, uint64_t task_id, uint64_t exec_id)
     keel_broker_handle (broker, eng_route, &env);
 }
 
-static keel_service_t *
+static keel_service_rec_t *
 s_svc (const char *service_id)
 {
-    keel_service_t *svc = keel_model_service (broker->model, service_id);
+    keel_service_rec_t *svc = keel_model_service (broker->model, service_id);
     cr_assert_not_null (svc, "service %s unknown", service_id);
     return svc;
 }
@@ -235,7 +235,7 @@ s_finish (const char *service_id, uint64_t task_id)
     keel_task_result_t *r = calloc (1, sizeof *r);
     cr_assert_not_null (r);
     r->status = KEEL__TASK_STATUS__STATUS_OK;
-    keel_broker_task_finished (broker, s_svc (service_id), task_id, r, KEEL_TASK_DONE);
+    keel_broker_task_finished (broker, s_svc (service_id), task_id, r, KEEL_TASK_STATE_DONE);
 }
 
 // ---------------------------------------------------------------- tests
@@ -248,18 +248,18 @@ Test (broker_delivered, a_returning_driver_s_held_results_leave_the_queue)
     cr_assert_eq (s_svc ("svc-a")->nready, 6);
     uint64_t held[] = { 0, 3, 1, 1 };       // [0, 3) and [4, 5): task 3 and 5 in flight
     s_hello ("d1", "svc-a", held, 4);
-    keel_service_t *svc = s_svc ("svc-a");
+    keel_service_rec_t *svc = s_svc ("svc-a");
     for (uint64_t id = 0; id < 6; id++) {
         keel_task_t *t = s_task ("svc-a", id);
         bool in_flight = id == 3 || id == 5;
-        cr_expect_eq (t->state, in_flight ? KEEL_TASK_QUEUED : KEEL_TASK_ELSEWHERE, "task %llu",
+        cr_expect_eq (t->state, in_flight ? KEEL_TASK_STATE_QUEUED : KEEL_TASK_STATE_ELSEWHERE, "task %llu",
                       (unsigned long long) id);
         cr_expect_eq (t->queued, in_flight, "task %llu queued=%d", (unsigned long long) id, t->queued);
         cr_expect_eq (t->acked, !in_flight);
         cr_expect_null (t->result);
     }
     cr_expect_eq (svc->nready, 2);
-    cr_expect_eq (svc->count[KEEL_TASK_ELSEWHERE], 4);
+    cr_expect_eq (svc->count[KEEL_TASK_STATE_ELSEWHERE], 4);
     cr_expect_eq (svc->unacked, 0);
     cr_expect_eq (broker->counters.tasks_delivered_elsewhere, 4);
     // The same news again changes nothing.
@@ -276,7 +276,7 @@ Test (broker_delivered, a_result_the_driver_holds_is_not_sent_again)
     uint64_t held[] = { 1, 1 };
     s_hello ("d1", "svc-b", held, 2);
     keel_task_t *t = s_task ("svc-b", 1);
-    cr_expect_eq (t->state, KEEL_TASK_DONE, "a stored result stays");
+    cr_expect_eq (t->state, KEEL_TASK_STATE_DONE, "a stored result stays");
     cr_expect_not_null (t->result);
     cr_expect (t->acked, "the driver holds it: acknowledged");
     cr_expect_eq (s_svc ("svc-b")->unacked, 0);
@@ -293,16 +293,16 @@ Test (broker_delivered, a_running_execution_of_a_held_task_is_cancelled)
 {
     s_service ("svc-c", 2);
     s_login ("svc-c", 0, 4242);             // e1 runs task 0 (a claim: KEEP)
-    cr_assert_eq (s_task ("svc-c", 0)->state, KEEL_TASK_RUNNING);
+    cr_assert_eq (s_task ("svc-c", 0)->state, KEEL_TASK_STATE_RUNNING);
     cr_assert_not_null (keel_model_exec (broker->model, 4242));
     uint64_t held[] = { 0, 1 };
     s_ack_ranges ("svc-c", held, 2);        // as the driver sends after the welcome
     keel_task_t *t = s_task ("svc-c", 0);
-    cr_expect_eq (t->state, KEEL_TASK_ELSEWHERE);
+    cr_expect_eq (t->state, KEEL_TASK_STATE_ELSEWHERE);
     cr_expect_null (t->execs);
     cr_expect_null (keel_model_exec (broker->model, 4242));
     cr_expect_eq (broker->counters.executions_cancelled, 1, "e1 was not told to stop");
-    cr_expect_eq (s_task ("svc-c", 1)->state, KEEL_TASK_QUEUED);
+    cr_expect_eq (s_task ("svc-c", 1)->state, KEEL_TASK_STATE_QUEUED);
 }
 
 Test (broker_delivered, ranges_for_another_driver_s_service_change_nothing)
@@ -325,7 +325,7 @@ Test (broker_delivered, ranges_for_another_driver_s_service_change_nothing)
     zframe_t *other = zframe_new ("\0drv2", 5);
     keel_broker_handle (broker, other, &env);
     zframe_destroy (&other);
-    cr_expect_eq (s_task ("svc-d", 0)->state, KEEL_TASK_QUEUED);
+    cr_expect_eq (s_task ("svc-d", 0)->state, KEEL_TASK_STATE_QUEUED);
     cr_expect_eq (broker->counters.tasks_delivered_elsewhere, 0);
 }
 
@@ -336,12 +336,12 @@ Test (broker_delivered, absurd_ranges_cost_no_more_than_the_service_s_tasks, .ti
     s_service ("svc-e", 3);
     uint64_t held[] = { 1, UINT64_MAX - 2, };
     s_hello ("d1", "svc-e", held, 2);
-    cr_expect_eq (s_task ("svc-e", 0)->state, KEEL_TASK_QUEUED);
-    cr_expect_eq (s_task ("svc-e", 1)->state, KEEL_TASK_ELSEWHERE);
-    cr_expect_eq (s_task ("svc-e", 2)->state, KEEL_TASK_ELSEWHERE);
+    cr_expect_eq (s_task ("svc-e", 0)->state, KEEL_TASK_STATE_QUEUED);
+    cr_expect_eq (s_task ("svc-e", 1)->state, KEEL_TASK_STATE_ELSEWHERE);
+    cr_expect_eq (s_task ("svc-e", 2)->state, KEEL_TASK_STATE_ELSEWHERE);
     uint64_t far[] = { 1000000000000ULL, 5 };
     s_ack_ranges ("svc-e", far, 2);
-    cr_expect_eq (s_task ("svc-e", 0)->state, KEEL_TASK_QUEUED);
+    cr_expect_eq (s_task ("svc-e", 0)->state, KEEL_TASK_STATE_QUEUED);
 }
 
 // Settled tasks stay settled across a restart: never queued again, a
@@ -354,7 +354,7 @@ Test (broker_delivered, held_tasks_stay_settled_after_a_restart_and_the_service_
     s_hello ("d1", "svc-f", held, 2);
     s_restart ();
     keel_task_t *t = s_task ("svc-f", 1);
-    cr_expect_eq (t->state, KEEL_TASK_ELSEWHERE);
+    cr_expect_eq (t->state, KEEL_TASK_STATE_ELSEWHERE);
     cr_expect (t->acked);
     cr_expect_null (t->result);
     cr_expect_not (t->queued);

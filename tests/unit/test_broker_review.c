@@ -193,7 +193,7 @@ s_result (zframe_t *route, const char *service_id, uint64_t task_id, uint64_t ex
 static keel_task_t *
 s_task (const char *service_id, uint64_t task_id)
 {
-    keel_service_t *svc = keel_model_service (broker->model, service_id);
+    keel_service_rec_t *svc = keel_model_service (broker->model, service_id);
     cr_assert_not_null (svc, "service %s unknown", service_id);
     keel_task_t *t = keel_service_task (svc, task_id);
     cr_assert_not_null (t, "task %llu unknown", (unsigned long long) task_id);
@@ -224,7 +224,7 @@ Test (broker_review, a_hold_claim_of_a_restarted_engine_does_not_strand_its_task
     s_submit_task ("svc-a", 0);
     keel_task_t *t = s_task ("svc-a", 0);
     cr_expect_null (keel_model_exec (broker->model, 77), "a stale claim became an execution");
-    cr_expect_eq (t->state, KEEL_TASK_QUEUED, "task state %d: stranded", t->state);
+    cr_expect_eq (t->state, KEEL_TASK_STATE_QUEUED, "task state %d: stranded", t->state);
     cr_expect (t->queued, "task not in its FIFO: nothing will dispatch it");
     zframe_destroy (&route2);
 }
@@ -243,7 +243,7 @@ Test (broker_review, a_hold_claim_the_engine_no_longer_lists_is_dropped)
     s_submit_task ("svc-b", 3);
     keel_task_t *t = s_task ("svc-b", 3);
     cr_expect_null (keel_model_exec (broker->model, 78));
-    cr_expect_eq (t->state, KEEL_TASK_QUEUED);
+    cr_expect_eq (t->state, KEEL_TASK_STATE_QUEUED);
     cr_expect (t->queued);
 }
 
@@ -260,7 +260,7 @@ Test (broker_review, a_hold_claim_still_listed_attaches)
     s_submit_task ("svc-c", 1);
     keel_task_t *t = s_task ("svc-c", 1);
     cr_expect_not_null (keel_model_exec (broker->model, 79));
-    cr_expect_eq (t->state, KEEL_TASK_RUNNING);
+    cr_expect_eq (t->state, KEEL_TASK_STATE_RUNNING);
     cr_expect_not (t->queued);
 }
 
@@ -290,7 +290,7 @@ Test (broker_review, an_execution_the_engines_heartbeats_leave_out_is_requeued)
     s_submit_service ("svc-c", 0);
     s_submit_task ("svc-c", 1);
     keel_task_t *t = s_task ("svc-c", 1);
-    cr_assert_eq (t->state, KEEL_TASK_RUNNING);
+    cr_assert_eq (t->state, KEEL_TASK_STATE_RUNNING);
 
     uint64_t listed[] = { 5, 79, 1000 };
     s_engine_heartbeat (eng_route, NULL, 0);            // too soon: the Assign may cross it
@@ -306,7 +306,7 @@ Test (broker_review, an_execution_the_engines_heartbeats_leave_out_is_requeued)
 
     s_engine_heartbeat (eng_route, listed, 1);           // { 5 }: 79 missing again
     cr_expect_null (keel_model_exec (broker->model, 79), "still running where it is not");
-    cr_expect_eq (t->state, KEEL_TASK_QUEUED, "task state %d", t->state);
+    cr_expect_eq (t->state, KEEL_TASK_STATE_QUEUED, "task state %d", t->state);
     cr_expect (t->queued, "task not in its FIFO: nothing will dispatch it");
     cr_expect_eq (broker->counters.executions_missing, 1);
 }
@@ -324,10 +324,10 @@ Test (broker_review, a_huge_max_attempts_does_not_retry_forever, .timeout = 60)
     for (int i = 0; i < 70000; i++) {
         s_result (eng_route, "svc-m", 0, 1000 + (uint64_t) i, KEEL__TASK_STATUS__STATUS_FAILED);
         t = s_task ("svc-m", 0);
-        if (t->state >= KEEL_TASK_DONE)
+        if (t->state >= KEEL_TASK_STATE_DONE)
             break;
     }
-    cr_expect_eq (t->state, KEEL_TASK_FAILED, "task state %d after 70000 failures (attempts %u)",
+    cr_expect_eq (t->state, KEEL_TASK_STATE_FAILED, "task state %d after 70000 failures (attempts %u)",
                   t->state, t->attempts);
 }
 
@@ -349,7 +349,7 @@ s_store_closed_service_with_a_queued_task (void)
                                  .reschedule_delay_ms = -1, .state = KEEL_SERVICE_CLOSED,
                                  .created_wall_ms = 1, .closed_wall_ms = 2 };
     cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
-    keel_store_task_t task = { .service_id = "svc-z", .task_id = 0, .state = KEEL_TASK_QUEUED,
+    keel_store_task_t task = { .service_id = "svc-z", .task_id = 0, .state = KEEL_TASK_STATE_QUEUED,
                                .input = (const uint8_t *) "x", .input_len = 1 };
     cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
     cr_assert_eq (keel_store_commit (store, &err), KEEL_OK, "%s", err.text);
@@ -381,7 +381,7 @@ Test (broker_review, a_closed_services_queued_task_is_queued_after_a_restart,
     s_store_closed_service_with_a_queued_task ();
     s_start ();
     keel_task_t *t = s_task ("svc-z", 0);
-    cr_expect_eq (t->state, KEEL_TASK_QUEUED);
+    cr_expect_eq (t->state, KEEL_TASK_STATE_QUEUED);
     cr_expect (t->queued, "a closed service's queued task is never queued after a restart");
 }
 
@@ -413,7 +413,7 @@ Test (broker_review, a_drop_verdict_for_an_uncommitted_result_forces_the_commit)
     broker->force_commit = false;
     s_result (eng_route, "svc-d", 0, 500, KEEL__TASK_STATUS__STATUS_OK);
     keel_task_t *t = s_task ("svc-d", 0);
-    cr_assert_eq (t->state, KEEL_TASK_DONE);
+    cr_assert_eq (t->state, KEEL_TASK_STATE_DONE);
     cr_assert (t->dirty & KEEL_DIRTY_RESULT, "result should not be committed yet");
 
     Keel__Result res = KEEL__RESULT__INIT;
@@ -464,7 +464,7 @@ Test (broker_review, dispatch_stops_when_execution_ids_run_out, .timeout = 60)
                   (unsigned long long) ids);
     size_t queued = 0;
     for (uint64_t i = 0; i < tasks; i++)
-        queued += s_task ("svc-ids", i)->state == KEEL_TASK_QUEUED;
+        queued += s_task ("svc-ids", i)->state == KEEL_TASK_STATE_QUEUED;
     cr_expect_eq (queued, 3, "%zu tasks still queued, expected 3", queued);
 }
 
@@ -877,7 +877,7 @@ Test (broker_review, a_held_result_is_not_acknowledged_when_its_submission_is_no
     s_submit_task ("svc-h", 0);
     s_one_turn (KEEL_OK);
     keel_task_t *t = s_task ("svc-h", 0);
-    cr_assert (t->durable && t->state == KEEL_TASK_DONE, "task 0 did not take the held result");
+    cr_assert (t->durable && t->state == KEEL_TASK_STATE_DONE, "task 0 did not take the held result");
     cr_expect (t->result && t->result->execution_id == 78);
     s_engine_received (seq, sizeof seq);
     cr_expect (strchr (seq, 'R'), "e1 never got the ResultAck once the result was stored (%s)", seq);

@@ -27,10 +27,10 @@ teardown (void)
     keel_model_destroy (&model);
 }
 
-static keel_service_t *
+static keel_service_rec_t *
 add_service (const char *id, const char *type, int priority, int ntasks)
 {
-    keel_service_t *svc = keel_model_service_add (model, id, type, "driver-1");
+    keel_service_rec_t *svc = keel_model_service_add (model, id, type, "driver-1");
     cr_assert_not_null (svc);
     svc->priority = priority;
     for (int i = 0; i < ntasks; i++) {
@@ -67,7 +67,7 @@ add_engine (const char *id, const char *types_csv)
 static const char *
 next (keel_engine_t *e, char *buf)
 {
-    keel_service_t *svc;
+    keel_service_rec_t *svc;
     uint64_t id;
     keel_task_t *t = keel_sched_next (sched, e, NULL, NULL, &svc, &id);
     if (!t)
@@ -129,7 +129,7 @@ Test (scheduler, gives_an_engine_only_service_types_it_offers)
 }
 
 static bool
-skip_task_zero (keel_service_t *svc, keel_task_t *task, keel_engine_t *engine, void *arg)
+skip_task_zero (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, void *arg)
 {
     (void) svc; (void) engine; (void) arg;
     return task->input_len != 1 || task->input[0] != '0';
@@ -137,9 +137,9 @@ skip_task_zero (keel_service_t *svc, keel_task_t *task, keel_engine_t *engine, v
 
 Test (scheduler, leaves_filtered_tasks_queued_in_their_order)
 {
-    keel_service_t *svc = add_service ("a", "double", 0, 3);
+    keel_service_rec_t *svc = add_service ("a", "double", 0, 3);
     keel_engine_t *e = add_engine ("e1", "double");
-    keel_service_t *got;
+    keel_service_rec_t *got;
     uint64_t id;
     cr_assert_not_null (keel_sched_next (sched, e, skip_task_zero, NULL, &got, &id));
     cr_assert_eq (id, 1);
@@ -153,7 +153,7 @@ Test (scheduler, leaves_filtered_tasks_queued_in_their_order)
 
 Test (scheduler, skips_tasks_a_claim_removed_from_the_queue)
 {
-    keel_service_t *svc = add_service ("a", "double", 0, 3);
+    keel_service_rec_t *svc = add_service ("a", "double", 0, 3);
     keel_service_queue_remove (svc, 1);
     keel_engine_t *e = add_engine ("e1", "double");
     char b[S_PICK_MAX];
@@ -164,7 +164,7 @@ Test (scheduler, skips_tasks_a_claim_removed_from_the_queue)
 
 Test (scheduler, serves_a_service_again_after_its_queue_refills)
 {
-    keel_service_t *svc = add_service ("a", "double", 0, 1);
+    keel_service_rec_t *svc = add_service ("a", "double", 0, 1);
     keel_engine_t *e = add_engine ("e1", "double");
     char b[S_PICK_MAX];
     cr_assert_str_eq (next (e, b), "a:0");
@@ -177,14 +177,14 @@ Test (scheduler, serves_a_service_again_after_its_queue_refills)
 
 Test (model, counts_tasks_per_state_and_undoes_a_fresh_task)
 {
-    keel_service_t *svc = keel_model_service_add (model, "a", "double", "d");
+    keel_service_rec_t *svc = keel_model_service_add (model, "a", "double", "d");
     cr_assert_not_null (keel_service_task_add (svc, 0, (uint8_t *) "1", 1));
     cr_assert_not_null (keel_service_task_add (svc, 1, (uint8_t *) "2", 1));
     cr_assert_null (keel_service_task_add (svc, 1, (uint8_t *) "2", 1), "duplicate id refused");
     keel_task_t *t = keel_service_task (svc, 0);
-    keel_service_task_set_state (svc, t, KEEL_TASK_RUNNING);
-    cr_assert_eq (svc->count[KEEL_TASK_QUEUED], 1);
-    cr_assert_eq (svc->count[KEEL_TASK_RUNNING], 1);
+    keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
+    cr_assert_eq (svc->count[KEEL_TASK_STATE_QUEUED], 1);
+    cr_assert_eq (svc->count[KEEL_TASK_STATE_RUNNING], 1);
     keel_service_task_drop (svc, 1);
     cr_assert_eq (svc->total, 1);
     cr_assert_eq (svc->ntasks, 1);
@@ -193,7 +193,7 @@ Test (model, counts_tasks_per_state_and_undoes_a_fresh_task)
 
 Test (model, links_executions_to_their_task_and_engine)
 {
-    keel_service_t *svc = keel_model_service_add (model, "a", "double", "d");
+    keel_service_rec_t *svc = keel_model_service_add (model, "a", "double", "d");
     keel_service_task_add (svc, 0, NULL, 0);
     keel_engine_t *e1 = add_engine ("e1", "double");
     keel_engine_t *e2 = add_engine ("e2", "double");

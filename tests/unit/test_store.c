@@ -146,7 +146,7 @@ s_task (const char *service_id, uint64_t task_id)
 {
     static const uint8_t input[] = { 'i', 'n', 0, 'p' };
     return (keel_store_task_t) {
-        .service_id = service_id, .task_id = task_id, .state = KEEL_TASK_QUEUED,
+        .service_id = service_id, .task_id = task_id, .state = KEEL_TASK_STATE_QUEUED,
         .input = input, .input_len = sizeof input,
     };
 }
@@ -409,7 +409,7 @@ Test (store, every_record_type_survives_commit_close_and_reopen)
     keel_store_service_t svc = s_service ("svc-a");
     static const uint8_t output[] = { 'o', 'u', 't' }, memo[] = { 'c', 'k' };
     keel_store_task_t task = {
-        .service_id = "svc-a", .task_id = 42, .state = KEEL_TASK_DONE, .attempts = 2,
+        .service_id = "svc-a", .task_id = 42, .state = KEEL_TASK_STATE_DONE, .attempts = 2,
         .input = (const uint8_t *) "", .input_len = 0, .status = 3,
         .output = output, .output_len = sizeof output, .error = "boom", .engine_id = "eng-7",
         .execution_id = 9001, .run_ms = 1234, .queued_ms = 56, .result_acked = true,
@@ -448,7 +448,7 @@ Test (store, every_record_type_survives_commit_close_and_reopen)
     cr_assert_eq (seen.tasks, 1);
     cr_expect_str_eq (seen.task.service_id, "svc-a");
     cr_expect_eq (seen.task.task_id, 42);
-    cr_expect_eq (seen.task.state, KEEL_TASK_DONE);
+    cr_expect_eq (seen.task.state, KEEL_TASK_STATE_DONE);
     cr_expect_eq (seen.task.attempts, 2);
     cr_expect_not_null (seen.task.input, "an empty input stays an empty buffer, not NULL");
     cr_expect_eq (seen.task.input_len, 0);
@@ -573,12 +573,12 @@ Test (store, task_updates_change_only_their_own_columns)
     cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
     s_commit (store);
 
-    cr_assert_eq (keel_store_task_state (store, "svc", 3, KEEL_TASK_RUNNING, 1), KEEL_OK);
+    cr_assert_eq (keel_store_task_state (store, "svc", 3, KEEL_TASK_STATE_RUNNING, 1), KEEL_OK);
     const uint8_t memo[] = "memo-1";
     cr_assert_eq (keel_store_task_checkpoint (store, "svc", 3, memo, sizeof memo, 111), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
-    cr_expect_eq (seen.task.state, KEEL_TASK_RUNNING);
+    cr_expect_eq (seen.task.state, KEEL_TASK_STATE_RUNNING);
     cr_expect_eq (seen.task.attempts, 1);
     cr_expect_eq (seen.task.input_len, task.input_len, "input survives state updates");
     cr_expect_arr_eq (seen.task.input, task.input, task.input_len);
@@ -588,14 +588,14 @@ Test (store, task_updates_change_only_their_own_columns)
     cr_expect_not (seen.task.result_acked);
 
     keel_store_task_t result = {
-        .service_id = "svc", .task_id = 3, .state = KEEL_TASK_FAILED, .attempts = 4,
+        .service_id = "svc", .task_id = 3, .state = KEEL_TASK_STATE_FAILED, .attempts = 4,
         .status = 2, .error = "exit 3", .engine_id = "eng", .execution_id = 17, .run_ms = 5,
         .queued_ms = 6,
     };
     cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
     s_commit (store);
     seen = s_reopen_and_load (&store);
-    cr_expect_eq (seen.task.state, KEEL_TASK_FAILED);
+    cr_expect_eq (seen.task.state, KEEL_TASK_STATE_FAILED);
     cr_expect_eq (seen.task.attempts, 4);
     cr_expect_eq (seen.task.status, 2);
     cr_expect_str_eq (seen.task.error, "exit 3");
@@ -659,15 +659,15 @@ Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
     cr_assert_eq (keel_store_task_put (store, &a), KEEL_OK);
     cr_assert_eq (keel_store_task_put (store, &b), KEEL_OK);
     s_commit (store);
-    cr_assert_eq (keel_store_task_state (store, "svc", 1, KEEL_TASK_RUNNING, 0), KEEL_OK);
+    cr_assert_eq (keel_store_task_state (store, "svc", 1, KEEL_TASK_STATE_RUNNING, 0), KEEL_OK);
     cr_assert_eq (keel_store_task_checkpoint (store, "svc", 1, s_pattern (a_ck, sizeof a_ck, 3),
                                               sizeof a_ck, 500), KEEL_OK);
     cr_assert_eq (keel_store_task_checkpoint (store, "svc", 2, s_pattern (b_ck, sizeof b_ck, 4),
                                               sizeof b_ck, 501), KEEL_OK);
-    keel_store_task_t ra = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_DONE,
+    keel_store_task_t ra = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE,
                              .attempts = 1, .status = 1, .output = s_pattern (a_out, S_BIG, 5),
                              .output_len = S_BIG, .engine_id = "eng-a", .execution_id = 11 };
-    keel_store_task_t rb = { .service_id = "svc", .task_id = 2, .state = KEEL_TASK_DONE,
+    keel_store_task_t rb = { .service_id = "svc", .task_id = 2, .state = KEEL_TASK_STATE_DONE,
                              .status = 1, .output = s_pattern (b_out, sizeof b_out, 6),
                              .output_len = sizeof b_out, .engine_id = "eng-b",
                              .execution_id = 12 };
@@ -693,7 +693,7 @@ Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
     s_tasks_t *all = s_load_tasks (store);
     cr_assert_eq (all->count, 2);
     keel_store_task_t *la = &all->task[0], *lb = &all->task[1];
-    cr_expect_eq (la->state, KEEL_TASK_DONE);
+    cr_expect_eq (la->state, KEEL_TASK_STATE_DONE);
     cr_expect_str_eq (la->engine_id, "eng-a");
     cr_expect_eq (la->execution_id, 11);
     cr_assert_eq (la->input_len, sizeof a_in);
@@ -762,7 +762,7 @@ Test (store, a_put_over_a_task_with_big_blobs_leaves_no_stale_blob)
     keel_store_service_t svc = s_service ("svc");
     cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
     keel_store_task_t task = {
-        .service_id = "svc", .task_id = 1, .state = KEEL_TASK_DONE, .result_acked = true,
+        .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE, .result_acked = true,
         .input = s_pattern (big, sizeof big, 1), .input_len = sizeof big,
         .output = big, .output_len = sizeof big, .checkpoint = big, .checkpoint_len = sizeof big,
         .checkpoint_wall_ms = 5,
@@ -781,7 +781,7 @@ Test (store, a_put_over_a_task_with_big_blobs_leaves_no_stale_blob)
     s_commit (store);
     s_tasks_t *all = s_load_tasks (store);
     cr_assert_eq (all->count, 1);
-    cr_expect_eq (all->task[0].state, KEEL_TASK_QUEUED);
+    cr_expect_eq (all->task[0].state, KEEL_TASK_STATE_QUEUED);
     cr_expect_not (all->task[0].result_acked);
     cr_assert_eq (all->task[0].input_len, sizeof small);
     cr_expect_arr_eq (all->task[0].input, small, sizeof small);
@@ -816,14 +816,14 @@ Test (store, task_result_writes_result_acked)
     cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
     s_commit (store);
     static const uint8_t out[] = { 'r' };
-    keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_DONE,
+    keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE,
                                  .status = 1, .output = out, .output_len = sizeof out,
                                  .result_acked = true };
     cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect (seen.task.result_acked, "the result's result_acked was not written");
-    cr_expect_eq (seen.task.state, KEEL_TASK_DONE);
+    cr_expect_eq (seen.task.state, KEEL_TASK_STATE_DONE);
     cr_expect_eq (seen.task.output_len, sizeof out);
     cr_expect_eq (seen.task.input_len, task.input_len, "the result keeps the input");
 
@@ -839,7 +839,7 @@ Test (store, a_result_or_checkpoint_for_a_missing_task_writes_nothing)
 {
     static uint8_t big[S_BIG];
     keel_store_t *store = s_open ();
-    keel_store_task_t result = { .service_id = "svc", .task_id = 8, .state = KEEL_TASK_DONE,
+    keel_store_task_t result = { .service_id = "svc", .task_id = 8, .state = KEEL_TASK_STATE_DONE,
                                  .output = big, .output_len = sizeof big };
     cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
     cr_assert_eq (keel_store_task_checkpoint (store, "svc", 8, big, sizeof big, 1), KEEL_OK);
@@ -1138,7 +1138,7 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
     cr_assert_eq (all->count, 3);
     keel_store_task_t *t1 = &all->task[0], *t2 = &all->task[1], *t3 = &all->task[2];
     cr_expect_eq (t1->task_id, 1);
-    cr_expect_eq (t1->state, KEEL_TASK_DONE);
+    cr_expect_eq (t1->state, KEEL_TASK_STATE_DONE);
     cr_expect_eq (t1->attempts, 1);
     cr_expect_eq (t1->status, 1);
     cr_expect_str_eq (t1->engine_id, "eng-1");
@@ -1158,7 +1158,7 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
     cr_expect_eq (t2->checkpoint_wall_ms, 901);
     cr_expect_not (t2->result_acked);
     cr_expect_eq (t3->task_id, 3);
-    cr_expect_eq (t3->state, KEEL_TASK_RUNNING);
+    cr_expect_eq (t3->state, KEEL_TASK_STATE_RUNNING);
     cr_expect_eq (t3->attempts, 2);
     cr_expect_null (t3->input);
     cr_expect_null (t3->output);
@@ -1166,7 +1166,7 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
 
     // The migrated store takes writes: task 1's big output becomes small.
     static const uint8_t out[] = { 'o', 'k' };
-    keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_DONE,
+    keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE,
                                  .attempts = 1, .status = 1, .output = out,
                                  .output_len = sizeof out, .result_acked = true };
     cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
@@ -1411,8 +1411,8 @@ Test (store, maintenance_purges_only_eligible_services)
         cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
         for (uint64_t id = 1; id <= 3; id++) {
             keel_store_task_t task = s_task (cases[i].id, id);
-            task.state = cases[i].state == KEEL_SERVICE_CANCELLED ? KEEL_TASK_CANCELLED
-                                                                 : KEEL_TASK_DONE;
+            task.state = cases[i].state == KEEL_SERVICE_CANCELLED ? KEEL_TASK_STATE_CANCELLED
+                                                                 : KEEL_TASK_STATE_DONE;
             task.result_acked = cases[i].acked || id < 3;
             static uint8_t big[KEEL_STORE_INLINE_MAX + 1];
             if (id == 1) {
