@@ -173,6 +173,32 @@ s_sync_now (keel_broker_t *self)
         s_synced (self, self->commit_seq);
 }
 
+// ---------------------------------------------------------------- the journal
+
+keel_err
+keel_broker_change (keel_broker_t *self, keel_change_t change)
+{
+    keel_err rc = keel_changes_add (self->changes, &change);
+    if (rc != KEEL_OK)
+        KEEL_ERROR ("broker", "out of memory recording a change (%s)",
+                    keel_change_kind_name (change.kind));
+    return rc;
+}
+
+keel_err
+keel_broker_commit_now (keel_broker_t *self, keel_error_t *err)
+{
+    keel_err rc = keel_store_apply_all (self->store, self->changes);
+    if (rc == KEEL_OK)
+        rc = keel_store_commit (self->store, err);
+    else {
+        keel_error_set (err, rc, "%s", keel_store_last_error (self->store));
+        keel_store_rollback (self->store);
+    }
+    keel_changes_clear (self->changes);
+    return rc;
+}
+
 // ---------------------------------------------------------------- dirty tasks
 
 void
@@ -244,7 +270,7 @@ s_push_id (uint64_t **ids, size_t *n, size_t *cap, uint64_t id)
 void
 keel_broker_exec_started (keel_broker_t *self, keel_exec_t *x)
 {
-    x->started_wall_ms = zclock_time ();
+    x->started_wall_ms = self->wall;
     if (!s_push_id (&self->exec_puts, &self->nexec_puts, &self->exec_puts_cap, x->id))
         KEEL_ERROR ("broker", "out of memory recording execution %" PRIu64, x->id);
 }
@@ -267,7 +293,8 @@ s_write_execs (keel_broker_t *self)
     // engine back with it) must end up stored.
     keel_err rc = KEEL_OK;
     for (size_t i = 0; rc == KEEL_OK && i < self->nexec_dels; i++)
-        rc = keel_store_execution_delete (self->store, self->exec_dels[i]);
+        rc = keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EXEC_DELETE,
+                                                         .exec.execution_id = self->exec_dels[i] });
     for (size_t i = 0; rc == KEEL_OK && i < self->nexec_puts; i++) {
         keel_exec_t *x = keel_model_exec (self->model, self->exec_puts[i]);
         if (!x || x->stored)
@@ -275,7 +302,7 @@ s_write_execs (keel_broker_t *self)
         keel_store_execution_t row = { x->id, x->service->id, x->task_id,
                                        x->engine ? x->engine->id : "", x->attempt,
                                        x->started_wall_ms };
-        rc = keel_store_execution_put (self->store, &row);
+        rc = keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EXEC_PUT, .exec = row });
     }
     return rc;
 }
@@ -307,19 +334,22 @@ s_write_dirty (keel_broker_t *self)
         keel_store_task_t row;
         keel_broker_store_task (svc, id, t, &row);
         if (t->dirty & KEEL_DIRTY_NEW)
-            rc = keel_store_task_put (self->store, &row);
+            rc = keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_PUT, .task = row });
         else {
             // A result write carries the ack flag too (one statement when
             // the driver acked within the same commit window).
             if (t->dirty & KEEL_DIRTY_RESULT)
-                rc = keel_store_task_result (self->store, &row);
+                rc = keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_RESULT,
+                                                                 .task = row });
             else if (t->dirty & KEEL_DIRTY_STATE)
-                rc = keel_store_task_state (self->store, svc->id, id, row.state, row.attempts);
+                rc = keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_STATE,
+                                                                 .task = row });
             if (rc == KEEL_OK && (t->dirty & KEEL_DIRTY_ACK) && !(t->dirty & KEEL_DIRTY_RESULT))
-                rc = keel_store_task_acked (self->store, svc->id, id);
+                rc = keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_ACKED,
+                                                                 .task = row });
             if (rc == KEEL_OK && (t->dirty & KEEL_DIRTY_CKPT))
-                rc = keel_store_task_checkpoint (self->store, svc->id, id, t->checkpoint,
-                                                 t->checkpoint_len, t->checkpoint_wall_ms);
+                rc = keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_CHECKPOINT,
+                                                                 .task = row });
         }
     }
     return rc;
@@ -684,7 +714,8 @@ keel_broker_next_exec_id (keel_broker_t *self)
 {
     if (self->exec_seq + KEEL_EXEC_BLOCK / 2 >= self->exec_seq_limit) {
         self->exec_seq_limit = self->exec_seq + KEEL_EXEC_BLOCK;
-        keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
+        keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
+                                                    .meta = { "execution_seq", self->exec_seq_limit } });
     }
     for (int tries = 0; tries < 1000; tries++) {
         if (self->exec_seq + 1 > self->exec_seq_durable) {
@@ -728,6 +759,7 @@ s_recv_router (keel_broker_t *self)
         if (!s_recv_frame (sock, &head, ZMQ_DONTWAIT))
             break;
         self->now = zclock_mono ();
+        self->wall = zclock_time ();
         size_t frames = 1;
         bool have_body = zmq_msg_more (&head) && s_recv_frame (sock, &body, 0);
         if (have_body) {
@@ -829,7 +861,8 @@ s_store_recovered (keel_broker_t *self)
     char text[400];
     snprintf (text, sizeof text, "failed_commits=%llu error=\"%s\"",
               (unsigned long long) self->store_failed_commits, self->store_failed_text);
-    keel_store_event (self->store, self->store_failed_wall, "store-failed", text);
+    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EVENT,
+                                                .event = { self->store_failed_wall, "store-failed", text } });
     keel_broker_event (self, "store-recovered", "failed_commits=%llu down_ms=%lld",
                        (unsigned long long) self->store_failed_commits,
                        (long long) (now_wall - self->store_failed_wall));
@@ -845,14 +878,17 @@ s_commit (keel_broker_t *self)
     uint64_t limit_in_txn = self->exec_seq_limit;
     // Only a commit that wrote something proves the store writable again.
     bool wrote = self->ndirty || self->nexec_puts || self->nexec_dels
-                 || keel_store_in_transaction (self->store);
+                 || keel_changes_size (self->changes);
     keel_err rc = s_write_dirty (self);
+    if (rc == KEEL_OK)
+        rc = keel_store_apply_all (self->store, self->changes);
     if (rc == KEEL_OK)
         rc = keel_store_commit_async (self->store, &err);
     else {
         snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
     }
+    keel_changes_clear (self->changes);
     self->force_commit = false;
     if (rc == KEEL_OK) {
         self->counters.store_commits++;
@@ -925,7 +961,7 @@ s_commit_due (keel_broker_t *self)
     if (zlistx_size (self->accepts) || self->force_commit)
         return true;
     if (self->ndirty || self->nacks || self->nexec_puts || self->nexec_dels
-        || keel_store_in_transaction (self->store)) {
+        || keel_changes_size (self->changes)) {
         if (self->uncommitted_since == 0)
             self->uncommitted_since = self->now;
         return self->now - self->uncommitted_since >= self->commit_delay_ms;
@@ -979,11 +1015,13 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     if (zpoller_terminated (poller) || zsys_interrupted)
         return false;
     self->now = zclock_mono ();
+    self->wall = zclock_time ();
     s_notice_pause (self);
     s_recv_syncer (self);
     s_recv_admin (self);
     s_recv_router (self);
     self->now = zclock_mono ();
+    self->wall = zclock_time ();
     keel_broker_timers (self);
     // Results go to drivers at once, before the commit: the application
     // sees each result once because the driver keeps the first copy of each
@@ -1046,7 +1084,7 @@ keel_broker_run (keel_broker_t *self)
     }
     // A clean stop leaves nothing uncommitted and nothing unsent.
     if (self->ndirty || self->nacks || self->nexec_puts || self->nexec_dels
-        || keel_store_in_transaction (self->store))
+        || keel_changes_size (self->changes))
         s_commit (self);
     s_sync_now (self);
     s_flush (self);
@@ -1107,6 +1145,7 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     keel_broker_apply_settings (self);
     self->started_mono = zclock_mono ();
     self->now = self->started_mono;
+    self->wall = zclock_time ();
     self->malformed_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "malformed message");
     self->rl[KEEL_BROKER_RL_EVENTS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 100, "event");
     self->rl[KEEL_BROKER_RL_DRIVERS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "driver");
@@ -1120,7 +1159,8 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     self->admin_queue = zlistx_new ();
     self->pending = zhashx_new ();
     self->held = zlistx_new ();
-    if (!self->model || !self->sched || !self->outbox || !self->accepts || !self->fresh_services
+    self->changes = keel_changes_new ();
+    if (!self->changes || !self->model || !self->sched || !self->outbox || !self->accepts || !self->fresh_services
         || !self->admin_queue || !self->pending || !self->held) {
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
         keel_broker_destroy (&self);
@@ -1205,6 +1245,7 @@ keel_broker_destroy (keel_broker_t **self_p)
     keel_model_destroy (&self->model);
     keel_syncer_destroy (&self->syncer);     // before the store: it syncs its WAL
     keel_store_destroy (&self->store);
+    keel_changes_destroy (&self->changes);
     free (self);
     *self_p = NULL;
 }

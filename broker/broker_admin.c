@@ -63,9 +63,9 @@ s_admin_config_set (void *broker, const char *key, const char *value, keel_error
     rc = keel_settings_set (self->settings, key, value, "keel-admin", err);
     if (rc != KEEL_OK)
         return rc;
-    rc = keel_store_config_set (self->store, key, value);
-    if (rc == KEEL_OK)
-        rc = keel_store_commit (self->store, err);
+    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_CONFIG_SET,
+                                                .config = { key, value } });
+    rc = keel_broker_commit_now (self, err);
     if (rc != KEEL_OK)
         return rc;
     keel_broker_apply_settings (self);
@@ -91,8 +91,8 @@ s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_
 {
     keel_broker_t *self = broker;
     int64_t retention = keel_settings_ms (self->settings, "RetentionHours");
-    uint64_t n = keel_broker_purge (self, zclock_time (), retention);
-    keel_err rc = keel_store_commit (self->store, err);
+    uint64_t n = keel_broker_purge (self, self->wall, retention);
+    keel_err rc = keel_broker_commit_now (self, err);
     if (rc == KEEL_OK)
         rc = keel_store_maintenance (self->store, zclock_time (), retention, report, err);
     if (rc == KEEL_OK) {
@@ -102,7 +102,7 @@ s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_
                            (unsigned long long) report->services_purged,
                            (unsigned long long) report->bytes_before,
                            (unsigned long long) report->bytes_after);
-        keel_store_commit (self->store, NULL);
+        keel_broker_commit_now (self, NULL);
     }
     return rc;
 }
@@ -132,7 +132,7 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
         .started_mono = self->started_mono, .model = self->model, .store = self->store,
         .settings = self->settings, .counters = &self->counters, .pending_claims = self->npending,
         .store_uncommitted = self->ndirty + self->nacks + self->nexec_puts + self->nexec_dels
-                             + (keel_store_in_transaction (self->store) ? 1 : 0),
+                             + keel_changes_size (self->changes),
         .store_unsynced = self->commit_seq - self->synced_seq,
         .broker = self, .cancel = s_admin_cancel, .config_set = s_admin_config_set,
         .drain = s_admin_drain, .maintenance = s_admin_maintenance

@@ -21,7 +21,8 @@ keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
     if (self->admin_who[0] && n >= 0 && (size_t) n < sizeof text)
         snprintf (text + n, sizeof text - (size_t) n, " by=%s", self->admin_who);
     KEEL_BROKER_LOG (self, KEEL_BROKER_RL_EVENTS, KEEL_LOG_INFO, "%s: %s", kind, text);
-    keel_store_event (self->store, zclock_time (), kind, text);
+    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EVENT,
+                                                .event = { self->wall, kind, text } });
 }
 
 // ---------------------------------------------------------------- routing
@@ -74,7 +75,7 @@ s_store_service (keel_broker_t *self, const keel_service_rec_t *svc)
                                  .init_data = svc->init_data, .init_len = svc->init_len,
                                  .state = svc->state, .created_wall_ms = svc->created_wall_ms,
                                  .closed_wall_ms = svc->closed_wall_ms };
-    keel_store_service_put (self->store, &row);
+    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_PUT, .service = row });
 }
 
 // Queues every terminal result of svc the driver has not acknowledged.
@@ -283,7 +284,9 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
         if (svc->state == KEEL_SERVICE_DETACHED) {
             svc->state = KEEL_SERVICE_OPEN;
             svc->closed_wall_ms = 0;
-            keel_store_service_state (self->store, svc->id, svc->state, 0);
+            keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
+                                                        .service = { .service_id = svc->id, .state = svc->state,
+                                                                     .closed_wall_ms = 0 } });
             for (uint64_t id = 0; id < svc->ntasks; id++) {
                 keel_task_t *t = &svc->tasks[id];
                 if (t->present && t->state == KEEL_TASK_STATE_QUEUED && !t->queued)
@@ -314,7 +317,7 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
         }
     }
     svc->state = KEEL_SERVICE_OPEN;
-    svc->created_wall_ms = zclock_time ();
+    svc->created_wall_ms = self->wall;
     s_store_service (self, svc);
     zlistx_add_end (self->fresh_services, svc);
     keel_broker_accept (self, route, svc->id, NULL, 0);
@@ -433,9 +436,11 @@ keel_broker_cancel_service (keel_broker_t *self, keel_service_rec_t *svc)
         keel_broker_touch (self, svc, id, KEEL_DIRTY_STATE);
     }
     svc->state = KEEL_SERVICE_CANCELLED;
-    svc->closed_wall_ms = zclock_time ();
+    svc->closed_wall_ms = self->wall;
     keel_broker_event (self, "service-cancelled", "service=%s", svc->id);
-    return keel_store_service_state (self->store, svc->id, svc->state, svc->closed_wall_ms);
+    return keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
+                                                       .service = { .service_id = svc->id, .state = svc->state,
+                                                                    .closed_wall_ms = svc->closed_wall_ms } });
 }
 
 // The driver moved these services back to its primary: stop working on
@@ -463,8 +468,10 @@ s_detach (keel_broker_t *self, Keel__Detach *msg)
                 }
         }
         zlistx_destroy (&sent);
-        svc->closed_wall_ms = zclock_time ();     // retention counts from the detach
-        keel_store_service_state (self->store, svc->id, svc->state, svc->closed_wall_ms);
+        svc->closed_wall_ms = self->wall;     // retention counts from the detach
+        keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
+                                                    .service = { .service_id = svc->id, .state = svc->state,
+                                                                 .closed_wall_ms = svc->closed_wall_ms } });
         keel_broker_event (self, "service-detached", "service=%s", svc->id);
     }
 }
@@ -488,8 +495,10 @@ keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t 
             keel_service_rec_t *svc = keel_model_service (self->model, env->close_service->service_id);
             if (svc && svc->state == KEEL_SERVICE_OPEN) {
                 svc->state = KEEL_SERVICE_CLOSED;
-                svc->closed_wall_ms = zclock_time ();
-                keel_store_service_state (self->store, svc->id, svc->state, svc->closed_wall_ms);
+                svc->closed_wall_ms = self->wall;
+                keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
+                                                            .service = { .service_id = svc->id, .state = svc->state,
+                                                                         .closed_wall_ms = svc->closed_wall_ms } });
                 keel_broker_event (self, "service-closed", "service=%s tasks=%llu unacked=%llu",
                                    svc->id, (unsigned long long) svc->total,
                                    (unsigned long long) svc->unacked);

@@ -253,7 +253,7 @@ s_checkpoint (keel_broker_t *self, Keel__Checkpoint *cp)
     free (t->checkpoint);
     t->checkpoint = data;
     t->checkpoint_len = data ? (uint32_t) cp->data.len : 0;
-    t->checkpoint_wall_ms = zclock_time ();
+    t->checkpoint_wall_ms = self->wall;
     keel_broker_touch (self, svc, cp->task_id, KEEL_DIRTY_CKPT);
 }
 
@@ -400,7 +400,7 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
     engine->state = KEEL_ENGINE_ONLINE;
     if (new_session)
         engine->draining = false;   // a drain lasts until the engine restarts
-    engine->login_wall_ms = zclock_time ();
+    engine->login_wall_ms = self->wall;
     keel_peer_clock_init (&engine->clock, self->heartbeat_ms, 3, self->now);
     if (new_session)
         zhashx_purge (engine->init_sent);   // a new process has no init data
@@ -438,7 +438,7 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
 
     keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
                                 engine->login_wall_ms, engine->login_wall_ms };
-    keel_store_engine_put (self->store, &row);
+    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
     // A DROP lets the engine forget a result: the reply waits in `held`
     // until this turn's commit is durable (s_commit numbers it even when it
     // writes nothing); if that commit fails, until one that stores it.

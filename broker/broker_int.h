@@ -12,6 +12,7 @@
 #include <czmq.h>
 
 #include "broker.h"
+#include "changes.h"
 #include "counters.h"
 #include "log.h"
 #include "model.h"
@@ -37,7 +38,7 @@ typedef enum {
 } keel_broker_rl_t;
 
 #define KEEL_BROKER_LOG(self, which, level, ...) \
-    KEEL_LOG_LIMITED (&(self)->rl[which], zclock_mono (), (level), "broker", __VA_ARGS__)
+    KEEL_LOG_LIMITED (&(self)->rl[which], (self)->now, (level), "broker", __VA_ARGS__)
 
 typedef struct {
     keel_engine_t *engine;
@@ -81,6 +82,7 @@ struct _keel_broker_t {
     zsock_t *router;
     zsock_t *admin;
     keel_store_t *store;
+    keel_changes_t *changes;        // the turn's journal of durable changes (changes.h)
     bool store_failed;
     // Group commit off the loop (StoreSync=full, syncer.h): commits are
     // numbered; messages that promise durability wait in `held` until the
@@ -124,6 +126,7 @@ struct _keel_broker_t {
     char store_failed_text[256];
     int64_t started_mono;
     int64_t now;                    // monotonic ms, updated through the turn
+    int64_t wall;                   // wall-clock ms (zclock_time), read with now
     bool stop;
     bool dispatch_ready;            // a commit made tasks dispatchable
     bool force_commit;              // commit this turn whatever else is pending
@@ -152,6 +155,14 @@ struct _keel_broker_t {
 };
 
 // ---- broker.c: outbox and turn bookkeeping
+// Appends one record to the turn's journal of changes: the only way a
+// handler or timer changes durable state. Returns KEEL_ERR_NOMEM (logged).
+keel_err keel_broker_change (keel_broker_t *self, keel_change_t change);
+// Applies the journal's records so far and commits them at once (durable on
+// return), outside the turn's group commit: for recovery and the admin
+// commands that answer with the commit's outcome. Changed tasks and
+// executions are not part of it (they are written by the turn's commit).
+keel_err keel_broker_commit_now (keel_broker_t *self, keel_error_t *err);
 void keel_broker_send (keel_broker_t *self, zframe_t *route, keel_env_t *env);
 void keel_broker_send_engine (keel_broker_t *self, keel_engine_t *engine, keel_env_t *env);
 void keel_broker_send_driver (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t *env);

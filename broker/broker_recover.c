@@ -218,11 +218,11 @@ keel_broker_recover (keel_broker_t *self, keel_error_t *err)
                        "pending=%llu", (unsigned long long) self->epoch,
                        (unsigned long long) ld.services, (unsigned long long) ld.tasks,
                        (unsigned long long) ld.execs, (unsigned long long) ld.pending);
-    rc = keel_store_meta_set (self->store, "epoch", self->epoch);
-    if (rc == KEEL_OK)
-        rc = keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
-    if (rc == KEEL_OK)
-        rc = keel_store_commit (self->store, err);
+    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
+                                                .meta = { "epoch", self->epoch } });
+    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
+                                                .meta = { "execution_seq", self->exec_seq_limit } });
+    rc = keel_broker_commit_now (self, err);
     if (rc != KEEL_OK)
         return rc;
     if (ld.services || ld.pending)

@@ -66,8 +66,8 @@ keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const char 
     engine->offline_since_mono = self->now;
     keel_model_engine_route (self->model, engine, NULL);
     keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
-                                engine->login_wall_ms, zclock_time () };
-    keel_store_engine_put (self->store, &row);
+                                engine->login_wall_ms, self->wall };
+    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
     zlistx_t *now_lost = zlistx_new ();
     size_t running = zlistx_size (engine->execs);
     for (keel_exec_t *x = zlistx_first (engine->execs); x; x = zlistx_next (engine->execs)) {
@@ -245,7 +245,8 @@ keel_broker_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms)
                            : s->state == KEEL_SERVICE_CANCELLED ? "cancelled" : "detached",
                            (unsigned long long) s->total);
         keel_broker_forget_service (self, s);
-        keel_store_service_delete (self->store, s->id);
+        keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_DELETE,
+                                                    .service.service_id = s->id });
         keel_model_service_remove (self->model, s);
         n++;
     }
@@ -317,8 +318,9 @@ s_pending_put (keel_broker_t *self, const char *service_id, uint64_t task_id, ui
                                  p->result ? p->result->output_len : 0,
                                  p->result ? p->result->error : NULL,
                                  p->result ? p->result->run_ms : 0,
-                                 zclock_time () + self->engine_timeout_ms };
-    return keel_store_pending_put (self->store, &row);
+                                 self->wall + self->engine_timeout_ms };
+    return keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_PENDING_PUT,
+                                                       .pending = row });
 }
 
 keel_err
@@ -339,7 +341,10 @@ static void
 s_pending_drop_list (keel_broker_t *self, const char *key, zlistx_t *list)
 {
     for (keel_pending_t *p = zlistx_first (list); p; p = zlistx_next (list)) {
-        keel_store_pending_delete (self->store, p->service_id, p->task_id, p->execution_id);
+        keel_broker_change (self, (keel_change_t) {
+            .kind = KEEL_CHANGE_PENDING_DELETE,
+            .pending = { .service_id = p->service_id, .task_id = p->task_id,
+                         .execution_id = p->execution_id } });
         s_pending_free (p);
         self->npending--;
     }
@@ -431,8 +436,10 @@ keel_broker_pending_forget_engine (keel_broker_t *self, const char *engine_id,
             // without a result it kept): attaching the claim would leave the
             // task "running" where nothing runs it.
             zlistx_delete (list, zlistx_find (list, stale));
-            keel_store_pending_delete (self->store, stale->service_id, stale->task_id,
-                                       stale->execution_id);
+            keel_broker_change (self, (keel_change_t) {
+                .kind = KEEL_CHANGE_PENDING_DELETE,
+                .pending = { .service_id = stale->service_id, .task_id = stale->task_id,
+                             .execution_id = stale->execution_id } });
             s_pending_free (stale);
             self->npending--;
         }
@@ -534,14 +541,16 @@ keel_broker_timers (keel_broker_t *self)
         // is the execution-id reservation, unchanged (after a failed commit
         // the limit is the committed one).
         if (self->store_failed) {
-            if (!keel_store_in_transaction (self->store))
-                keel_store_meta_set (self->store, "execution_seq", self->exec_seq_limit);
+            if (!keel_changes_size (self->changes))
+                keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
+                                                            .meta = { "execution_seq",
+                                                                      self->exec_seq_limit } });
             self->force_commit = true;
         }
     }
     if (self->now - self->last_purge >= KEEL_PURGE_INTERVAL_MS) {
         self->last_purge = self->now;
-        keel_broker_purge (self, zclock_time (), keel_settings_ms (self->settings, "RetentionHours"));
+        keel_broker_purge (self, self->wall, keel_settings_ms (self->settings, "RetentionHours"));
     }
 }
 
@@ -643,7 +652,7 @@ s_assign (keel_broker_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t t
     // so these writes, two per task at high rates, bought no safety. Claims
     // at login still write both (rare).
     keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
-    x->started_wall_ms = zclock_time ();
+    x->started_wall_ms = self->wall;
 
     bool with_init = svc->init_len && !zhashx_lookup (engine->init_sent, svc->id);
     size_t bytes = (size_t) t->input_len + (t->checkpoint ? t->checkpoint_len : 0)

@@ -123,112 +123,65 @@ keel_store_last_error (const keel_store_t *self)
     return self->sql ? keel_store_sqlite_last_error (self->sql) : "";
 }
 
-// Each write below: memory: succeeds without doing anything.
-#define S_WRITE(self, call) \
-    do { \
-        assert (self); \
-        return (self)->sql ? (call) : KEEL_OK; \
-    } while (0)
+// ---------------------------------------------------------------- writes
 
 keel_err
-keel_store_service_put (keel_store_t *self, const keel_store_service_t *svc)
+keel_store_apply (keel_store_t *self, const keel_change_t *c)
 {
-    S_WRITE (self, keel_store_sqlite_service_put (self->sql, svc));
+    assert (self && c);
+    keel_store_sqlite_t *q = self->sql;
+    if (!q)
+        return KEEL_OK;         // memory: every write succeeds without doing anything
+    switch (c->kind) {
+        case KEEL_CHANGE_SERVICE_PUT:
+            return keel_store_sqlite_service_put (q, &c->service);
+        case KEEL_CHANGE_SERVICE_STATE:
+            return keel_store_sqlite_service_state (q, c->service.service_id, c->service.state,
+                                                    c->service.closed_wall_ms);
+        case KEEL_CHANGE_SERVICE_DELETE:
+            return keel_store_sqlite_service_delete (q, c->service.service_id);
+        case KEEL_CHANGE_TASK_PUT:
+            return keel_store_sqlite_task_put (q, &c->task);
+        case KEEL_CHANGE_TASK_STATE:
+            return keel_store_sqlite_task_state (q, c->task.service_id, c->task.task_id,
+                                                 c->task.state, c->task.attempts);
+        case KEEL_CHANGE_TASK_RESULT:
+            return keel_store_sqlite_task_result (q, &c->task);
+        case KEEL_CHANGE_TASK_ACKED:
+            return keel_store_sqlite_task_acked (q, c->task.service_id, c->task.task_id);
+        case KEEL_CHANGE_TASK_CHECKPOINT:
+            return keel_store_sqlite_task_checkpoint (q, c->task.service_id, c->task.task_id,
+                                                      c->task.checkpoint, c->task.checkpoint_len,
+                                                      c->task.checkpoint_wall_ms);
+        case KEEL_CHANGE_EXEC_PUT:
+            return keel_store_sqlite_execution_put (q, &c->exec);
+        case KEEL_CHANGE_EXEC_DELETE:
+            return keel_store_sqlite_execution_delete (q, c->exec.execution_id);
+        case KEEL_CHANGE_PENDING_PUT:
+            return keel_store_sqlite_pending_put (q, &c->pending);
+        case KEEL_CHANGE_PENDING_DELETE:
+            return keel_store_sqlite_pending_delete (q, c->pending.service_id, c->pending.task_id,
+                                                     c->pending.execution_id);
+        case KEEL_CHANGE_ENGINE_PUT:
+            return keel_store_sqlite_engine_put (q, &c->engine);
+        case KEEL_CHANGE_CONFIG_SET:
+            return keel_store_sqlite_config_set (q, c->config.key, c->config.value);
+        case KEEL_CHANGE_EVENT:
+            return keel_store_sqlite_event (q, c->event.wall_ms, c->event.kind, c->event.text);
+        case KEEL_CHANGE_META_SET:
+            return keel_store_sqlite_meta_set (q, c->meta.name, c->meta.value);
+    }
+    return KEEL_ERR_INVALID;
 }
 
 keel_err
-keel_store_service_state (keel_store_t *self, const char *service_id, keel_service_state_t state,
-                          int64_t wall_ms)
+keel_store_apply_all (keel_store_t *self, const keel_changes_t *changes)
 {
-    S_WRITE (self, keel_store_sqlite_service_state (self->sql, service_id, state, wall_ms));
-}
-
-keel_err
-keel_store_service_delete (keel_store_t *self, const char *service_id)
-{
-    S_WRITE (self, keel_store_sqlite_service_delete (self->sql, service_id));
-}
-
-keel_err
-keel_store_task_put (keel_store_t *self, const keel_store_task_t *task)
-{
-    S_WRITE (self, keel_store_sqlite_task_put (self->sql, task));
-}
-
-keel_err
-keel_store_task_state (keel_store_t *self, const char *service_id, uint64_t task_id,
-                       keel_task_state_t state, uint32_t attempts)
-{
-    S_WRITE (self, keel_store_sqlite_task_state (self->sql, service_id, task_id, state, attempts));
-}
-
-keel_err
-keel_store_task_result (keel_store_t *self, const keel_store_task_t *task)
-{
-    S_WRITE (self, keel_store_sqlite_task_result (self->sql, task));
-}
-
-keel_err
-keel_store_task_acked (keel_store_t *self, const char *service_id, uint64_t task_id)
-{
-    S_WRITE (self, keel_store_sqlite_task_acked (self->sql, service_id, task_id));
-}
-
-keel_err
-keel_store_task_checkpoint (keel_store_t *self, const char *service_id, uint64_t task_id,
-                            const uint8_t *data, size_t len, int64_t wall_ms)
-{
-    S_WRITE (self,
-             keel_store_sqlite_task_checkpoint (self->sql, service_id, task_id, data, len, wall_ms));
-}
-
-keel_err
-keel_store_execution_put (keel_store_t *self, const keel_store_execution_t *exec)
-{
-    S_WRITE (self, keel_store_sqlite_execution_put (self->sql, exec));
-}
-
-keel_err
-keel_store_execution_delete (keel_store_t *self, uint64_t execution_id)
-{
-    S_WRITE (self, keel_store_sqlite_execution_delete (self->sql, execution_id));
-}
-
-keel_err
-keel_store_pending_put (keel_store_t *self, const keel_store_pending_t *pending)
-{
-    S_WRITE (self, keel_store_sqlite_pending_put (self->sql, pending));
-}
-
-keel_err
-keel_store_pending_delete (keel_store_t *self, const char *service_id, uint64_t task_id,
-                           uint64_t execution_id)
-{
-    S_WRITE (self, keel_store_sqlite_pending_delete (self->sql, service_id, task_id, execution_id));
-}
-
-keel_err
-keel_store_config_set (keel_store_t *self, const char *key, const char *value)
-{
-    S_WRITE (self, keel_store_sqlite_config_set (self->sql, key, value));
-}
-
-keel_err
-keel_store_engine_put (keel_store_t *self, const keel_store_engine_t *engine)
-{
-    S_WRITE (self, keel_store_sqlite_engine_put (self->sql, engine));
-}
-
-keel_err
-keel_store_event (keel_store_t *self, int64_t wall_ms, const char *kind, const char *text)
-{
-    S_WRITE (self, keel_store_sqlite_event (self->sql, wall_ms, kind, text));
-}
-
-keel_err
-keel_store_meta_set (keel_store_t *self, const char *name, uint64_t value)
-{
-    S_WRITE (self, keel_store_sqlite_meta_set (self->sql, name, value));
+    keel_err rc = KEEL_OK;
+    size_t n = keel_changes_size (changes);
+    for (size_t i = 0; rc == KEEL_OK && i < n; i++)
+        rc = keel_store_apply (self, keel_changes_at (changes, i));
+    return rc;
 }
 
 keel_err

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "changes.h"
 #include "error.h"
 
 typedef struct _keel_store_t keel_store_t;
@@ -41,99 +42,6 @@ typedef enum {
     KEEL_STORE_SYNC_FULL = 0,    // commits fdatasynced before acks: acks survive power loss
     KEEL_STORE_SYNC_NORMAL = 1   // no sync per commit: acks survive kill -9 only
 } keel_store_sync_t;
-
-typedef enum {
-    KEEL_SERVICE_OPEN = 0,
-    KEEL_SERVICE_CLOSED = 1,     // driver closed it; purge once every result is acked + retention
-    KEEL_SERVICE_CANCELLED = 2,
-    KEEL_SERVICE_DETACHED = 3    // driver moved it back to its primary
-} keel_service_state_t;
-
-typedef enum {
-    KEEL_TASK_STATE_QUEUED = 0,
-    KEEL_TASK_STATE_RUNNING = 1,
-    KEEL_TASK_STATE_DONE = 2,          // terminal: OK result stored
-    KEEL_TASK_STATE_FAILED = 3,        // terminal: failed after MaxAttempts
-    KEEL_TASK_STATE_CANCELLED = 4,     // terminal: service cancelled
-    KEEL_TASK_STATE_ELSEWHERE = 5      // terminal: the driver came back holding its result (from
-                                 // another broker): never dispatched again, no result here,
-                                 // stored as acknowledged so retention purges it
-} keel_task_state_t;
-
-#define KEEL_TASK_NSTATES 6       // number of keel_task_state_t values
-
-typedef struct {
-    const char *service_id;
-    const char *type;
-    const char *driver_id;
-    int32_t priority;
-    uint32_t max_attempts;
-    int64_t reschedule_delay_ms;     // -1 = broker default
-    const uint8_t *init_data;
-    size_t init_len;
-    keel_service_state_t state;
-    int64_t created_wall_ms;
-    int64_t closed_wall_ms;          // 0 while open
-} keel_store_service_t;
-
-typedef struct {
-    const char *service_id;
-    uint64_t task_id;
-    keel_task_state_t state;
-    uint32_t attempts;               // executions that ended in a task failure
-    const uint8_t *input;
-    size_t input_len;
-    // result, when state is DONE/FAILED/CANCELLED
-    int status;                      // KEEL__TASK_STATUS__STATUS_*
-    const uint8_t *output;
-    size_t output_len;
-    const char *error;               // NULL when none
-    const char *engine_id;           // winner's engine, NULL when none
-    uint64_t execution_id;           // winner's execution, 0 when none
-    uint64_t run_ms;
-    uint64_t queued_ms;
-    bool result_acked;               // the driver has acknowledged the result
-    const uint8_t *checkpoint;       // latest memory, NULL when none
-    size_t checkpoint_len;
-    int64_t checkpoint_wall_ms;
-} keel_store_task_t;
-
-typedef struct {
-    uint64_t execution_id;
-    const char *service_id;
-    uint64_t task_id;
-    const char *engine_id;
-    uint32_t attempt;
-    int64_t started_wall_ms;
-} keel_store_execution_t;
-
-// A claim (and maybe a result) an engine made for a service this broker did
-// not know yet (login verdict HOLD). Kept until the service is submitted or
-// the Engine Timeout passes.
-typedef struct {
-    const char *service_id;
-    uint64_t task_id;
-    uint64_t execution_id;
-    const char *engine_id;
-    bool has_result;
-    int status;
-    const uint8_t *output;
-    size_t output_len;
-    const char *error;
-    uint64_t run_ms;
-    int64_t expires_wall_ms;
-} keel_store_pending_t;
-
-// An engine as last seen (for keel-admin after a restart; an engine's own
-// login is what brings it back online).
-typedef struct {
-    const char *engine_id;
-    const char *host;
-    const char *session;
-    uint32_t slots;
-    int64_t login_wall_ms;
-    int64_t seen_wall_ms;
-} keel_store_engine_t;
 
 // ---------------------------------------------------------------- lifecycle
 
@@ -182,51 +90,13 @@ void keel_store_rollback (keel_store_t *self);
 const char *keel_store_last_error (const keel_store_t *self);
 
 // ---------------------------------------------------------------- writes
-// Each joins the open transaction (opening one if needed). They fail only
-// on store errors; the broker then rolls back the turn.
+// The one way to change the store: apply records of the journal of changes
+// (changes.h) in the open transaction (opening one if needed). A write
+// fails only on store errors; the broker then rolls back the turn.
 
-keel_err keel_store_service_put (keel_store_t *self, const keel_store_service_t *svc);
-keel_err keel_store_service_state (keel_store_t *self, const char *service_id,
-                                   keel_service_state_t state, int64_t wall_ms);
-// Deletes a service with its tasks, executions and pending rows.
-keel_err keel_store_service_delete (keel_store_t *self, const char *service_id);
-
-// Inserts a new task (state QUEUED) or replaces every column of an existing
-// one (blobs included: a blob the new row lacks is gone). Inserting is the
-// cheap case; replacing costs a few more statements.
-keel_err keel_store_task_put (keel_store_t *self, const keel_store_task_t *task);
-// Updates state and attempts only (the hot path of dispatch).
-keel_err keel_store_task_state (keel_store_t *self, const char *service_id, uint64_t task_id,
-                                keel_task_state_t state, uint32_t attempts);
-// Stores the terminal result: state, attempts, status, output/error, winner,
-// and result_acked (so a result and the driver's acknowledgement of it can be
-// written in one statement; pass false while the driver has not acked: it
-// overwrites an earlier keel_store_task_acked). Input and checkpoint are
-// left alone.
-keel_err keel_store_task_result (keel_store_t *self, const keel_store_task_t *task);
-// Marks results acknowledged by the driver.
-keel_err keel_store_task_acked (keel_store_t *self, const char *service_id, uint64_t task_id);
-keel_err keel_store_task_checkpoint (keel_store_t *self, const char *service_id, uint64_t task_id,
-                                     const uint8_t *data, size_t len, int64_t wall_ms);
-
-keel_err keel_store_execution_put (keel_store_t *self, const keel_store_execution_t *exec);
-keel_err keel_store_execution_delete (keel_store_t *self, uint64_t execution_id);
-
-keel_err keel_store_pending_put (keel_store_t *self, const keel_store_pending_t *pending);
-keel_err keel_store_pending_delete (keel_store_t *self, const char *service_id, uint64_t task_id,
-                                    uint64_t execution_id);
-
-// Records an engine's login or loss.
-keel_err keel_store_engine_put (keel_store_t *self, const keel_store_engine_t *engine);
-
-// Runtime configuration set by keel-admin (survives restarts).
-keel_err keel_store_config_set (keel_store_t *self, const char *key, const char *value);
-
-// Appends to the event log (engine lost/returned, failover, redundant result...).
-keel_err keel_store_event (keel_store_t *self, int64_t wall_ms, const char *kind, const char *text);
-
-// Monotonic counters kept across restarts: "epoch", "execution_seq".
-keel_err keel_store_meta_set (keel_store_t *self, const char *name, uint64_t value);
+keel_err keel_store_apply (keel_store_t *self, const keel_change_t *change);
+// Applies every record of changes in order; stops at the first failure.
+keel_err keel_store_apply_all (keel_store_t *self, const keel_changes_t *changes);
 
 // ---------------------------------------------------------------- reads
 // Used at start (outside any loop-turn transaction) and by admin commands.

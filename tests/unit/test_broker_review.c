@@ -12,6 +12,7 @@
 
 #include "broker_int.h"
 #include "config.h"
+#include "store_writes.h"
 
 static keel_settings_t *settings;
 static keel_broker_t *broker;
@@ -348,10 +349,10 @@ s_store_closed_service_with_a_queued_task (void)
     keel_store_service_t svc = { .service_id = "svc-z", .type = "t", .driver_id = "d1",
                                  .reschedule_delay_ms = -1, .state = KEEL_SERVICE_CLOSED,
                                  .created_wall_ms = 1, .closed_wall_ms = 2 };
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     keel_store_task_t task = { .service_id = "svc-z", .task_id = 0, .state = KEEL_TASK_STATE_QUEUED,
                                .input = (const uint8_t *) "x", .input_len = 1 };
-    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
     cr_assert_eq (keel_store_commit (store, &err), KEEL_OK, "%s", err.text);
     keel_store_destroy (&store);
     snprintf (uri, sizeof uri, "sqlite:%s", s_db);

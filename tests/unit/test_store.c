@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store_writes.h"
 #include "store_sqlite_int.h"   // KEEL_STORE_INLINE_MAX, the blob kinds
 
 static char s_dir[64];
@@ -375,9 +376,9 @@ Test (store, memory_store_accepts_every_write_and_loads_nothing)
     cr_expect_str_empty (keel_store_last_error (store));
     keel_store_service_t svc = s_service ("svc");
     keel_store_task_t task = s_task ("svc", 1);
-    cr_expect_eq (keel_store_service_put (store, &svc), KEEL_OK);
-    cr_expect_eq (keel_store_task_put (store, &task), KEEL_OK);
-    cr_expect_eq (keel_store_meta_set (store, "epoch", 9), KEEL_OK);
+    cr_expect_eq (test_store_service_put (store, &svc), KEEL_OK);
+    cr_expect_eq (test_store_task_put (store, &task), KEEL_OK);
+    cr_expect_eq (test_store_meta_set (store, "epoch", 9), KEEL_OK);
     cr_expect_eq (keel_store_commit (store, &err), KEEL_OK);
     uint64_t epoch = 77;
     cr_expect_eq (keel_store_meta_get (store, "epoch", &epoch), KEEL_OK);
@@ -421,14 +422,14 @@ Test (store, every_record_type_survives_commit_close_and_reopen)
         .has_result = true, .status = 1, .output = output, .output_len = sizeof output,
         .error = NULL, .run_ms = 99, .expires_wall_ms = 1700000009000,
     };
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
-    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
-    cr_assert_eq (keel_store_execution_put (store, &exec), KEEL_OK);
-    cr_assert_eq (keel_store_pending_put (store, &pend), KEEL_OK);
-    cr_assert_eq (keel_store_config_set (store, "EngineTimeoutMinutes", "15"), KEEL_OK);
-    cr_assert_eq (keel_store_meta_set (store, "epoch", 12), KEEL_OK);
-    cr_assert_eq (keel_store_meta_set (store, "execution_seq", UINT64_C (1) << 40), KEEL_OK);
-    cr_assert_eq (keel_store_event (store, 1700000001000, "engine-lost", "eng-7 silent"), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (test_store_execution_put (store, &exec), KEEL_OK);
+    cr_assert_eq (test_store_pending_put (store, &pend), KEEL_OK);
+    cr_assert_eq (test_store_config_set (store, "EngineTimeoutMinutes", "15"), KEEL_OK);
+    cr_assert_eq (test_store_meta_set (store, "epoch", 12), KEEL_OK);
+    cr_assert_eq (test_store_meta_set (store, "execution_seq", UINT64_C (1) << 40), KEEL_OK);
+    cr_assert_eq (test_store_event (store, 1700000001000, "engine-lost", "eng-7 silent"), KEEL_OK);
     s_commit (store);
 
     s_seen_t seen = s_reopen_and_load (&store);
@@ -504,17 +505,17 @@ Test (store, tasks_load_grouped_by_service_in_task_id_order)
 {
     keel_store_t *store = s_open ();
     keel_store_service_t a = s_service ("a"), b = s_service ("b");
-    cr_assert_eq (keel_store_service_put (store, &b), KEEL_OK);
-    cr_assert_eq (keel_store_service_put (store, &a), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &b), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &a), KEEL_OK);
     static const uint64_t ids[] = { 30, 2, 1000, 7 };
     for (int i = 0; i < 4; i++) {
         keel_store_task_t ta = s_task ("a", ids[i]), tb = s_task ("b", ids[i] + 1);
-        cr_assert_eq (keel_store_task_put (store, &tb), KEEL_OK);
-        cr_assert_eq (keel_store_task_put (store, &ta), KEEL_OK);
+        cr_assert_eq (test_store_task_put (store, &tb), KEEL_OK);
+        cr_assert_eq (test_store_task_put (store, &ta), KEEL_OK);
     }
     s_commit (store);
     // One service only, so the order check sees a single ascending run.
-    keel_store_service_delete (store, "b");
+    test_store_service_delete (store, "b");
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.services, 1);
@@ -528,13 +529,13 @@ Test (store, rollback_discards_the_whole_turn)
 {
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("kept");
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     s_commit (store);
     svc = s_service ("dropped");
     keel_store_task_t task = s_task ("kept", 1);
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
-    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
-    cr_assert_eq (keel_store_meta_set (store, "epoch", 5), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (test_store_meta_set (store, "epoch", 5), KEEL_OK);
     keel_store_rollback (store);
     keel_store_rollback (store);
     s_commit (store);   // nothing left to commit
@@ -552,11 +553,11 @@ Test (store, uncommitted_writes_are_not_visible_after_reopen)
 {
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     s_commit (store);
     keel_store_task_t task = s_task ("svc", 1);
-    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
-    cr_assert_eq (keel_store_config_set (store, "k", "v"), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (test_store_config_set (store, "k", "v"), KEEL_OK);
     s_seen_t seen = s_reopen_and_load (&store);   // destroy without commit
     cr_expect_eq (seen.services, 1);
     cr_expect_eq (seen.tasks, 0);
@@ -569,13 +570,13 @@ Test (store, task_updates_change_only_their_own_columns)
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
     keel_store_task_t task = s_task ("svc", 3);
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
-    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
     s_commit (store);
 
-    cr_assert_eq (keel_store_task_state (store, "svc", 3, KEEL_TASK_STATE_RUNNING, 1), KEEL_OK);
+    cr_assert_eq (test_store_task_state (store, "svc", 3, KEEL_TASK_STATE_RUNNING, 1), KEEL_OK);
     const uint8_t memo[] = "memo-1";
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 3, memo, sizeof memo, 111), KEEL_OK);
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 3, memo, sizeof memo, 111), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.task.state, KEEL_TASK_STATE_RUNNING);
@@ -592,7 +593,7 @@ Test (store, task_updates_change_only_their_own_columns)
         .status = 2, .error = "exit 3", .engine_id = "eng", .execution_id = 17, .run_ms = 5,
         .queued_ms = 6,
     };
-    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
+    cr_assert_eq (test_store_task_result (store, &result), KEEL_OK);
     s_commit (store);
     seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.task.state, KEEL_TASK_STATE_FAILED);
@@ -607,9 +608,9 @@ Test (store, task_updates_change_only_their_own_columns)
     cr_expect_eq (seen.task.checkpoint_len, sizeof memo, "the result keeps the checkpoint");
     cr_expect_not (seen.task.result_acked);
 
-    cr_assert_eq (keel_store_task_acked (store, "svc", 3), KEEL_OK);
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 3, NULL, 0, 222), KEEL_OK);
-    cr_assert_eq (keel_store_service_state (store, "svc", KEEL_SERVICE_CLOSED, 333), KEEL_OK);
+    cr_assert_eq (test_store_task_acked (store, "svc", 3), KEEL_OK);
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 3, NULL, 0, 222), KEEL_OK);
+    cr_assert_eq (test_store_service_state (store, "svc", KEEL_SERVICE_CLOSED, 333), KEEL_OK);
     s_commit (store);
     seen = s_reopen_and_load (&store);
     cr_expect (seen.task.result_acked);
@@ -649,20 +650,20 @@ Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
     static uint8_t a_in[S_BIG], a_ck[1000], a_out[S_BIG], b_in[S_EDGE], b_ck[10], b_out[3];
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     // Task 1: every blob big. Task 2: every blob small (input at the limit).
     keel_store_task_t a = s_task ("svc", 1), b = s_task ("svc", 2);
     a.input = s_pattern (a_in, sizeof a_in, 1);
     a.input_len = sizeof a_in;
     b.input = s_pattern (b_in, sizeof b_in, 2);
     b.input_len = sizeof b_in;
-    cr_assert_eq (keel_store_task_put (store, &a), KEEL_OK);
-    cr_assert_eq (keel_store_task_put (store, &b), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &a), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &b), KEEL_OK);
     s_commit (store);
-    cr_assert_eq (keel_store_task_state (store, "svc", 1, KEEL_TASK_STATE_RUNNING, 0), KEEL_OK);
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 1, s_pattern (a_ck, sizeof a_ck, 3),
+    cr_assert_eq (test_store_task_state (store, "svc", 1, KEEL_TASK_STATE_RUNNING, 0), KEEL_OK);
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 1, s_pattern (a_ck, sizeof a_ck, 3),
                                               sizeof a_ck, 500), KEEL_OK);
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 2, s_pattern (b_ck, sizeof b_ck, 4),
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 2, s_pattern (b_ck, sizeof b_ck, 4),
                                               sizeof b_ck, 501), KEEL_OK);
     keel_store_task_t ra = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE,
                              .attempts = 1, .status = 1, .output = s_pattern (a_out, S_BIG, 5),
@@ -671,8 +672,8 @@ Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
                              .status = 1, .output = s_pattern (b_out, sizeof b_out, 6),
                              .output_len = sizeof b_out, .engine_id = "eng-b",
                              .execution_id = 12 };
-    cr_assert_eq (keel_store_task_result (store, &ra), KEEL_OK);
-    cr_assert_eq (keel_store_task_result (store, &rb), KEEL_OK);
+    cr_assert_eq (test_store_task_result (store, &ra), KEEL_OK);
+    cr_assert_eq (test_store_task_result (store, &rb), KEEL_OK);
     s_commit (store);
     keel_store_destroy (&store);
 
@@ -717,10 +718,10 @@ Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
     ra.output_len = sizeof b_out;
     rb.output = a_out;
     rb.output_len = sizeof a_out;
-    cr_assert_eq (keel_store_task_result (store, &ra), KEEL_OK);
-    cr_assert_eq (keel_store_task_result (store, &rb), KEEL_OK);
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 1, b_ck, sizeof b_ck, 600), KEEL_OK);
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 2, a_ck, sizeof a_ck, 601), KEEL_OK);
+    cr_assert_eq (test_store_task_result (store, &ra), KEEL_OK);
+    cr_assert_eq (test_store_task_result (store, &rb), KEEL_OK);
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 1, b_ck, sizeof b_ck, 600), KEEL_OK);
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 2, a_ck, sizeof a_ck, 601), KEEL_OK);
     s_commit (store);
     all = s_load_tasks (store);
     cr_assert_eq (all->count, 2);
@@ -735,8 +736,8 @@ Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
     cr_expect_arr_eq (lb->checkpoint, a_ck, sizeof a_ck);
     cr_expect_arr_eq (la->input, a_in, sizeof a_in, "the big input is untouched");
 
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 1, NULL, 0, 700), KEEL_OK);
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 2, NULL, 0, 701), KEEL_OK);
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 1, NULL, 0, 700), KEEL_OK);
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 2, NULL, 0, 701), KEEL_OK);
     s_commit (store);
     keel_store_destroy (&store);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 2,
@@ -760,14 +761,14 @@ Test (store, a_put_over_a_task_with_big_blobs_leaves_no_stale_blob)
     static uint8_t big[2000], big2[900], small[5];
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     keel_store_task_t task = {
         .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE, .result_acked = true,
         .input = s_pattern (big, sizeof big, 1), .input_len = sizeof big,
         .output = big, .output_len = sizeof big, .checkpoint = big, .checkpoint_len = sizeof big,
         .checkpoint_wall_ms = 5,
     };
-    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
     s_commit (store);
     keel_store_destroy (&store);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 3);
@@ -777,7 +778,7 @@ Test (store, a_put_over_a_task_with_big_blobs_leaves_no_stale_blob)
     keel_store_task_t again = s_task ("svc", 1);
     again.input = s_pattern (small, sizeof small, 9);
     again.input_len = sizeof small;
-    cr_assert_eq (keel_store_task_put (store, &again), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &again), KEEL_OK);
     s_commit (store);
     s_tasks_t *all = s_load_tasks (store);
     cr_assert_eq (all->count, 1);
@@ -794,10 +795,10 @@ Test (store, a_put_over_a_task_with_big_blobs_leaves_no_stale_blob)
     store = s_open ();
     again.input = big;
     again.input_len = sizeof big;
-    cr_assert_eq (keel_store_task_put (store, &again), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &again), KEEL_OK);
     again.input = s_pattern (big2, sizeof big2, 4);
     again.input_len = sizeof big2;
-    cr_assert_eq (keel_store_task_put (store, &again), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &again), KEEL_OK);
     s_commit (store);
     all = s_load_tasks (store);
     cr_assert_eq (all->count, 1);
@@ -812,14 +813,14 @@ Test (store, task_result_writes_result_acked)
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
     keel_store_task_t task = s_task ("svc", 1);
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
-    cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
     s_commit (store);
     static const uint8_t out[] = { 'r' };
     keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE,
                                  .status = 1, .output = out, .output_len = sizeof out,
                                  .result_acked = true };
-    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
+    cr_assert_eq (test_store_task_result (store, &result), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect (seen.task.result_acked, "the result's result_acked was not written");
@@ -828,7 +829,7 @@ Test (store, task_result_writes_result_acked)
     cr_expect_eq (seen.task.input_len, task.input_len, "the result keeps the input");
 
     result.result_acked = false;
-    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
+    cr_assert_eq (test_store_task_result (store, &result), KEEL_OK);
     s_commit (store);
     seen = s_reopen_and_load (&store);
     cr_expect_not (seen.task.result_acked, "result_acked false is written too");
@@ -841,9 +842,9 @@ Test (store, a_result_or_checkpoint_for_a_missing_task_writes_nothing)
     keel_store_t *store = s_open ();
     keel_store_task_t result = { .service_id = "svc", .task_id = 8, .state = KEEL_TASK_STATE_DONE,
                                  .output = big, .output_len = sizeof big };
-    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 8, big, sizeof big, 1), KEEL_OK);
-    cr_assert_eq (keel_store_task_checkpoint (store, "svc", 9, big, 3, 1), KEEL_OK);
+    cr_assert_eq (test_store_task_result (store, &result), KEEL_OK);
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 8, big, sizeof big, 1), KEEL_OK);
+    cr_assert_eq (test_store_task_checkpoint (store, "svc", 9, big, 3, 1), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.tasks, 0);
@@ -862,18 +863,18 @@ Test (store, deletes_remove_services_with_their_rows)
         keel_store_execution_t exec = { (uint64_t) i + 1, ids[i], 1, "eng", 1, 1 };
         keel_store_pending_t pend = { .service_id = ids[i], .task_id = 1, .execution_id = 50,
                                       .engine_id = "eng" };
-        cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+        cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
         static uint8_t memo[KEEL_STORE_INLINE_MAX + 1];
         task.checkpoint = memo;
         task.checkpoint_len = sizeof memo;
-        cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
-        cr_assert_eq (keel_store_execution_put (store, &exec), KEEL_OK);
-        cr_assert_eq (keel_store_pending_put (store, &pend), KEEL_OK);
+        cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
+        cr_assert_eq (test_store_execution_put (store, &exec), KEEL_OK);
+        cr_assert_eq (test_store_pending_put (store, &pend), KEEL_OK);
     }
-    cr_assert_eq (keel_store_config_set (store, "a", "1"), KEEL_OK);
+    cr_assert_eq (test_store_config_set (store, "a", "1"), KEEL_OK);
     s_commit (store);
-    cr_assert_eq (keel_store_service_delete (store, "gone"), KEEL_OK);
-    cr_assert_eq (keel_store_config_set (store, "a", NULL), KEEL_OK);
+    cr_assert_eq (test_store_service_delete (store, "gone"), KEEL_OK);
+    cr_assert_eq (test_store_config_set (store, "a", NULL), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.services, 1);
@@ -883,8 +884,8 @@ Test (store, deletes_remove_services_with_their_rows)
     cr_expect_str_eq (seen.svc.service_id, "stays");
     cr_expect_eq (seen.config, 0, "config_set with NULL removes the key");
 
-    cr_assert_eq (keel_store_execution_delete (store, 2), KEEL_OK);
-    cr_assert_eq (keel_store_pending_delete (store, "stays", 1, 50), KEEL_OK);
+    cr_assert_eq (test_store_execution_delete (store, 2), KEEL_OK);
+    cr_assert_eq (test_store_pending_delete (store, "stays", 1, 50), KEEL_OK);
     s_commit (store);
     seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.executions, 0);
@@ -908,7 +909,7 @@ Test (store, a_loader_callback_can_stop_the_load)
 {
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     s_commit (store);
     keel_store_loader_t loader = { .service = s_stop_at_first };
     keel_error_t err = { "" };
@@ -932,7 +933,7 @@ Test (store, event_log_returns_the_newest_oldest_first_and_is_trimmed)
 {
     keel_store_t *store = s_open ();
     for (int i = 1; i <= 10500; i++)
-        cr_assert_eq (keel_store_event (store, i, "k", "text"), KEEL_OK);
+        cr_assert_eq (test_store_event (store, i, "k", "text"), KEEL_OK);
     s_commit (store);
     int64_t seen[2] = { 0, 10490 };
     cr_assert_eq (keel_store_events (store, 10, s_on_event, seen), KEEL_OK);
@@ -955,18 +956,18 @@ Test (store, a_failed_write_fails_the_rest_of_its_turn_and_nothing_of_it_is_kept
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
     keel_store_task_t ok = s_task ("svc", 1);
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
-    cr_assert_eq (keel_store_task_put (store, &ok), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &ok), KEEL_OK);
     // A length above SQLite's limit is refused at bind time; SQLite never
     // reads the buffer.
     keel_store_task_t huge = s_task ("svc", 2);
     huge.input_len = (size_t) 3 << 30;
     cr_expect_str_empty (keel_store_last_error (store));
-    cr_expect_eq (keel_store_task_put (store, &huge), KEEL_ERR_STORE);
+    cr_expect_eq (test_store_task_put (store, &huge), KEEL_ERR_STORE);
     cr_expect (strstr (keel_store_last_error (store), s_path), "last error: %s",
                keel_store_last_error (store));
     keel_store_task_t after = s_task ("svc", 3);
-    cr_expect_eq (keel_store_task_put (store, &after), KEEL_ERR_STORE,
+    cr_expect_eq (test_store_task_put (store, &after), KEEL_ERR_STORE,
                   "a write after a failure in the same turn must fail too");
     keel_error_t err = { "" };
     cr_expect_eq (keel_store_commit (store, &err), KEEL_ERR_STORE);
@@ -975,8 +976,8 @@ Test (store, a_failed_write_fails_the_rest_of_its_turn_and_nothing_of_it_is_kept
     cr_log_info ("failed turn reported: %s", err.text);
 
     keel_store_task_t next = s_task ("svc", 4);
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
-    cr_assert_eq (keel_store_task_put (store, &next), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &next), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.tasks, 1);
@@ -987,7 +988,7 @@ Test (store, a_failed_write_fails_the_rest_of_its_turn_and_nothing_of_it_is_kept
 Test (store, maintenance_refuses_to_run_inside_a_turn)
 {
     keel_store_t *store = s_open ();
-    cr_assert_eq (keel_store_meta_set (store, "epoch", 1), KEEL_OK);
+    cr_assert_eq (test_store_meta_set (store, "epoch", 1), KEEL_OK);
     keel_error_t err = { "" };
     keel_store_maintenance_t report;
     cr_expect_eq (keel_store_maintenance (store, 0, 0, &report, &err), KEEL_ERR_STATE);
@@ -1042,7 +1043,7 @@ Test (store, an_older_keel_store_is_migrated_forward)
     s_sql ("PRAGMA application_id = 1262830924");
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.services, 1);
@@ -1105,7 +1106,7 @@ Test (store, a_version_one_store_gains_the_engines_table)
     s_build_old_store (1);
     keel_store_t *store = s_open ();
     keel_store_engine_t engine = { "engine-1", "host-a", "session-1", 4, 1000, 2000 };
-    cr_assert_eq (keel_store_engine_put (store, &engine), KEEL_OK);
+    cr_assert_eq (test_store_engine_put (store, &engine), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.engines, 1);
@@ -1169,7 +1170,7 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
     keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE,
                                  .attempts = 1, .status = 1, .output = out,
                                  .output_len = sizeof out, .result_acked = true };
-    cr_assert_eq (keel_store_task_result (store, &result), KEEL_OK);
+    cr_assert_eq (test_store_task_result (store, &result), KEEL_OK);
     s_commit (store);
     keel_store_destroy (&store);
 
@@ -1246,14 +1247,14 @@ s_build_store (void)
 {
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     uint8_t input[200];
     for (uint64_t id = 1; id <= 3000; id++) {
         memset (input, (int) (id & 0xff), sizeof input);
         keel_store_task_t task = s_task ("svc", id);
         task.input = input;
         task.input_len = sizeof input;
-        cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+        cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
     }
     s_commit (store);
     keel_store_destroy (&store);
@@ -1339,9 +1340,9 @@ Test (store, disk_full_fails_the_turn_without_damage_and_later_turns_succeed)
         cr_skip_test ("cannot mount a 512k tmpfs on %s (%s); needs root", s_dir, strerror (errno));
     keel_store_t *store = s_open ();
     keel_store_service_t svc = s_service ("svc");
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     keel_store_task_t first = s_task ("svc", 1);
-    cr_assert_eq (keel_store_task_put (store, &first), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &first), KEEL_OK);
     s_commit (store);
 
     char filler[128];
@@ -1354,7 +1355,7 @@ Test (store, disk_full_fails_the_turn_without_damage_and_later_turns_succeed)
         keel_store_task_t task = s_task ("svc", id);
         task.input = input;
         task.input_len = sizeof input;
-        write_rc = keel_store_task_put (store, &task);
+        write_rc = test_store_task_put (store, &task);
     }
     keel_error_t err = { "" };
     keel_err commit_rc = keel_store_commit (store, &err);
@@ -1366,14 +1367,14 @@ Test (store, disk_full_fails_the_turn_without_damage_and_later_turns_succeed)
 
     // A small turn may still fail while the disk is full; it must say so.
     keel_store_task_t small = s_task ("svc", 2);
-    keel_store_task_put (store, &small);
+    test_store_task_put (store, &small);
     commit_rc = keel_store_commit (store, &err);
     cr_expect (commit_rc == KEEL_OK || commit_rc == KEEL_ERR_FULL, "%s", err.text);
     keel_store_rollback (store);
 
     cr_assert_eq (unlink (filler), 0);
     keel_store_task_t later = s_task ("svc", 3);
-    cr_assert_eq (keel_store_task_put (store, &later), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &later), KEEL_OK);
     s_commit (store);
 
     s_seen_t seen = s_reopen_and_load (&store);   // reopening runs quick_check
@@ -1408,7 +1409,7 @@ Test (store, maintenance_purges_only_eligible_services)
         keel_store_service_t svc = s_service (cases[i].id);
         svc.state = cases[i].state;
         svc.closed_wall_ms = cases[i].closed;
-        cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+        cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
         for (uint64_t id = 1; id <= 3; id++) {
             keel_store_task_t task = s_task (cases[i].id, id);
             task.state = cases[i].state == KEEL_SERVICE_CANCELLED ? KEEL_TASK_STATE_CANCELLED
@@ -1419,13 +1420,13 @@ Test (store, maintenance_purges_only_eligible_services)
                 task.input = big;           // in task_blobs, not inline
                 task.input_len = sizeof big;
             }
-            cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+            cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
         }
         keel_store_execution_t exec = { i + 1, cases[i].id, 1, "eng", 1, 1 };
         keel_store_pending_t pend = { .service_id = cases[i].id, .task_id = 2,
                                       .execution_id = 90 + i, .engine_id = "eng" };
-        cr_assert_eq (keel_store_execution_put (store, &exec), KEEL_OK);
-        cr_assert_eq (keel_store_pending_put (store, &pend), KEEL_OK);
+        cr_assert_eq (test_store_execution_put (store, &exec), KEEL_OK);
+        cr_assert_eq (test_store_pending_put (store, &pend), KEEL_OK);
     }
     s_commit (store);
 
@@ -1474,14 +1475,14 @@ Test (store, a_hundred_thousand_tasks_insert_in_one_transaction, .timeout = 120)
     keel_store_service_t svc = s_service ("bulk");
     struct timespec t0, t1, t2;
     clock_gettime (CLOCK_MONOTONIC, &t0);
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     uint8_t input[100];
     memset (input, 'i', sizeof input);
     for (uint64_t id = 1; id <= 100000; id++) {
         keel_store_task_t task = s_task ("bulk", id);
         task.input = input;
         task.input_len = sizeof input;
-        cr_assert_eq (keel_store_task_put (store, &task), KEEL_OK);
+        cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
     }
     s_commit (store);
     clock_gettime (CLOCK_MONOTONIC, &t1);
@@ -1519,7 +1520,7 @@ Test (store, full_store_gives_a_wal_to_sync_and_async_commits_persist)
     cr_expect (st.st_ino == want.st_ino, "the sync descriptor is not %s", wal);
 
     keel_store_service_t svc = s_service ("svc-sync");
-    cr_assert_eq (keel_store_service_put (store, &svc), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     keel_error_t err = { "" };
     cr_assert_eq (keel_store_commit_async (store, &err), KEEL_OK, "%s", err.text);
     cr_assert_eq (keel_store_sync (store, &err), KEEL_OK, "%s", err.text);
