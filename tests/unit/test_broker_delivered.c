@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include "broker_int.h"
+#include "core_int.h"
 #include "config.h"
 
 static keel_settings_t *settings;
 static keel_broker_t *broker;
+static keel_core_t *core;       // broker->core: what the tests drive and read
 static zframe_t *drv_route;
 static zframe_t *eng_route;
 static char s_db[256];
@@ -39,6 +41,7 @@ s_start (void)
 {
     keel_error_t err = { "" };
     broker = keel_broker_new (settings, &err);
+    core = broker ? broker->core : NULL;
     cr_assert_not_null (broker, "%s", err.text);
 }
 
@@ -127,7 +130,7 @@ s_hello (const char *driver_id, const char *service_id, const uint64_t *ranges, 
     env.driver_hello = &hello;
     keel_error_t err;
     cr_assert_eq (keel_wire_validate (&env, &err), KEEL_OK, "%s", err.text);
-    keel_broker_handle (broker, drv_route, &env);
+    keel_core_message (core, drv_route, &env);
 }
 
 static void
@@ -143,7 +146,7 @@ s_ack_ranges (const char *service_id, const uint64_t *ranges, size_t n)
     env.result_ack = &ack;
     keel_error_t err;
     cr_assert_eq (keel_wire_validate (&env, &err), KEEL_OK, "%s", err.text);
-    keel_broker_handle (broker, drv_route, &env);
+    keel_core_message (core, drv_route, &env);
 }
 
 // Service `service_id` of driver d1 with tasks 0..n-1, all queued.
@@ -158,7 +161,7 @@ s_service (const char *service_id, uint64_t n)
     svc.type = "t";
     env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_SERVICE;
     env.submit_service = &svc;
-    keel_broker_handle (broker, drv_route, &env);
+    keel_core_message (core, drv_route, &env);
     for (uint64_t id = 0; id < n; id++) {
         Keel__SubmitTasks msg = KEEL__SUBMIT_TASKS__INIT;
         Keel__TaskInput in = KEEL__TASK_INPUT__INIT;
@@ -174,7 +177,7 @@ s_service (const char *service_id, uint64_t n)
         msg.tasks = ins;
         env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_TASKS;
         env.submit_tasks = &msg;
-        keel_broker_handle (broker, drv_route, &env);
+        keel_core_message (core, drv_route, &env);
     }
 }
 
@@ -209,13 +212,13 @@ s_login (const char *service_id, uint64_t task_id, uint64_t exec_id)
     }
     env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
     env.engine_login = &login;
-    keel_broker_handle (broker, eng_route, &env);
+    keel_core_message (core, eng_route, &env);
 }
 
 static keel_service_rec_t *
 s_svc (const char *service_id)
 {
-    keel_service_rec_t *svc = keel_model_service (broker->model, service_id);
+    keel_service_rec_t *svc = keel_model_service (core->model, service_id);
     cr_assert_not_null (svc, "service %s unknown", service_id);
     return svc;
 }
@@ -235,7 +238,7 @@ s_finish (const char *service_id, uint64_t task_id)
     keel_task_result_t *r = calloc (1, sizeof *r);
     cr_assert_not_null (r);
     r->status = KEEL__TASK_STATUS__STATUS_OK;
-    keel_broker_task_finished (broker, s_svc (service_id), task_id, r, KEEL_TASK_STATE_DONE);
+    keel_core_task_finished (core, s_svc (service_id), task_id, r, KEEL_TASK_STATE_DONE);
 }
 
 // ---------------------------------------------------------------- tests
@@ -261,10 +264,10 @@ Test (broker_delivered, a_returning_driver_s_held_results_leave_the_queue)
     cr_expect_eq (svc->nready, 2);
     cr_expect_eq (svc->count[KEEL_TASK_STATE_ELSEWHERE], 4);
     cr_expect_eq (svc->unacked, 0);
-    cr_expect_eq (broker->counters.tasks_delivered_elsewhere, 4);
+    cr_expect_eq (core->counters.tasks_delivered_elsewhere, 4);
     // The same news again changes nothing.
     s_hello ("d1", "svc-a", held, 4);
-    cr_expect_eq (broker->counters.tasks_delivered_elsewhere, 4);
+    cr_expect_eq (core->counters.tasks_delivered_elsewhere, 4);
 }
 
 Test (broker_delivered, a_result_the_driver_holds_is_not_sent_again)
@@ -272,7 +275,7 @@ Test (broker_delivered, a_result_the_driver_holds_is_not_sent_again)
     s_service ("svc-b", 3);
     s_finish ("svc-b", 1);
     cr_assert_eq (s_svc ("svc-b")->unacked, 1);
-    size_t queued = broker->nresults;
+    size_t queued = core->nresults;
     uint64_t held[] = { 1, 1 };
     s_hello ("d1", "svc-b", held, 2);
     keel_task_t *t = s_task ("svc-b", 1);
@@ -280,13 +283,13 @@ Test (broker_delivered, a_result_the_driver_holds_is_not_sent_again)
     cr_expect_not_null (t->result);
     cr_expect (t->acked, "the driver holds it: acknowledged");
     cr_expect_eq (s_svc ("svc-b")->unacked, 0);
-    cr_expect_eq (broker->nresults, queued, "the hello queued the held result to be sent again");
+    cr_expect_eq (core->nresults, queued, "the hello queued the held result to be sent again");
     // Without the list the hello sends it again (the old behaviour, for
     // results the driver does not hold).
     s_finish ("svc-b", 2);
-    queued = broker->nresults;
+    queued = core->nresults;
     s_hello ("d1", "svc-b", NULL, 0);
-    cr_expect_eq (broker->nresults, queued + 1);
+    cr_expect_eq (core->nresults, queued + 1);
 }
 
 Test (broker_delivered, a_running_execution_of_a_held_task_is_cancelled)
@@ -294,14 +297,14 @@ Test (broker_delivered, a_running_execution_of_a_held_task_is_cancelled)
     s_service ("svc-c", 2);
     s_login ("svc-c", 0, 4242);             // e1 runs task 0 (a claim: KEEP)
     cr_assert_eq (s_task ("svc-c", 0)->state, KEEL_TASK_STATE_RUNNING);
-    cr_assert_not_null (keel_model_exec (broker->model, 4242));
+    cr_assert_not_null (keel_model_exec (core->model, 4242));
     uint64_t held[] = { 0, 1 };
     s_ack_ranges ("svc-c", held, 2);        // as the driver sends after the welcome
     keel_task_t *t = s_task ("svc-c", 0);
     cr_expect_eq (t->state, KEEL_TASK_STATE_ELSEWHERE);
     cr_expect_null (t->execs);
-    cr_expect_null (keel_model_exec (broker->model, 4242));
-    cr_expect_eq (broker->counters.executions_cancelled, 1, "e1 was not told to stop");
+    cr_expect_null (keel_model_exec (core->model, 4242));
+    cr_expect_eq (core->counters.executions_cancelled, 1, "e1 was not told to stop");
     cr_expect_eq (s_task ("svc-c", 1)->state, KEEL_TASK_STATE_QUEUED);
 }
 
@@ -323,10 +326,10 @@ Test (broker_delivered, ranges_for_another_driver_s_service_change_nothing)
     env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
     env.driver_hello = &hello;
     zframe_t *other = zframe_new ("\0drv2", 5);
-    keel_broker_handle (broker, other, &env);
+    keel_core_message (core, other, &env);
     zframe_destroy (&other);
     cr_expect_eq (s_task ("svc-d", 0)->state, KEEL_TASK_STATE_QUEUED);
-    cr_expect_eq (broker->counters.tasks_delivered_elsewhere, 0);
+    cr_expect_eq (core->counters.tasks_delivered_elsewhere, 0);
 }
 
 // Ranges reaching 2^64 on a service of three tasks: the walk stops at the
@@ -361,8 +364,8 @@ Test (broker_delivered, held_tasks_stay_settled_after_a_restart_and_the_service_
     cr_expect_eq (s_svc ("svc-f")->nready, 1, "only task 2 is queued after the restart");
     cr_expect_eq (s_svc ("svc-f")->unacked, 0);
     s_login ("svc-f", 1, 777);              // an engine still runs task 1: DROP
-    cr_expect_null (keel_model_exec (broker->model, 777));
-    cr_expect_eq (broker->counters.claims_dropped, 1);
+    cr_expect_null (keel_model_exec (core->model, 777));
+    cr_expect_eq (core->counters.claims_dropped, 1);
     // Task 2's result arrives and is acknowledged; the driver closes the service.
     s_hello ("d1", "svc-f", NULL, 0);
     s_finish ("svc-f", 2);
@@ -374,7 +377,7 @@ Test (broker_delivered, held_tasks_stay_settled_after_a_restart_and_the_service_
     close.service_id = "svc-f";
     env.body_case = KEEL__ENVELOPE__BODY_CLOSE_SERVICE;
     env.close_service = &close;
-    keel_broker_handle (broker, drv_route, &env);
-    cr_expect_eq (keel_broker_purge (broker, zclock_time () + 1, 0), 1, "the service was not purged");
-    cr_expect_null (keel_model_service (broker->model, "svc-f"));
+    keel_core_message (core, drv_route, &env);
+    cr_expect_eq (keel_core_purge (core, zclock_time () + 1, 0), 1, "the service was not purged");
+    cr_expect_null (keel_model_service (core->model, "svc-f"));
 }

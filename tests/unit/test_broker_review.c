@@ -1,5 +1,5 @@
 /*  Broker logic driven in-process through its message handlers (no
-    sockets talk to it: messages go straight to keel_broker_handle), for
+    sockets talk to it: messages go straight to keel_core_message), for
     contract bugs found in review: a task must always end up queued,
     running somewhere real, or terminal. */
 
@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include "broker_int.h"
+#include "core_int.h"
 #include "config.h"
 #include "store_writes.h"
 
 static keel_settings_t *settings;
 static keel_broker_t *broker;
+static keel_core_t *core;       // broker->core: what the tests drive and read
 static zframe_t *drv_route;
 static zframe_t *eng_route;
 
@@ -39,6 +41,7 @@ s_start (void)
 {
     keel_error_t err = { "" };
     broker = keel_broker_new (settings, &err);
+    core = broker ? broker->core : NULL;
     cr_assert_not_null (broker, "%s", err.text);
     drv_route = zframe_new ("\0drv1", 5);
     eng_route = zframe_new ("\0eng1", 5);
@@ -119,7 +122,7 @@ s_login (zframe_t *route, const char *engine_id, const char *session, Keel__Held
     login.held = held;
     env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
     env.engine_login = &login;
-    keel_broker_handle (broker, route, &env);
+    keel_core_message (core, route, &env);
 }
 
 static void
@@ -131,7 +134,7 @@ s_hello (void)
     hello.driver_id = "d1";
     env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
     env.driver_hello = &hello;
-    keel_broker_handle (broker, drv_route, &env);
+    keel_core_message (core, drv_route, &env);
 }
 
 static void
@@ -146,7 +149,7 @@ s_submit_service (const char *service_id, uint32_t max_attempts)
     msg.max_attempts = max_attempts;
     env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_SERVICE;
     env.submit_service = &msg;
-    keel_broker_handle (broker, drv_route, &env);
+    keel_core_message (core, drv_route, &env);
 }
 
 static void
@@ -167,7 +170,7 @@ s_submit_task (const char *service_id, uint64_t task_id)
     msg.tasks = ins;
     env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_TASKS;
     env.submit_tasks = &msg;
-    keel_broker_handle (broker, drv_route, &env);
+    keel_core_message (core, drv_route, &env);
 }
 
 static void
@@ -188,13 +191,13 @@ s_result (zframe_t *route, const char *service_id, uint64_t task_id, uint64_t ex
         res.error = "boom";
     env.body_case = KEEL__ENVELOPE__BODY_RESULT;
     env.result = &res;
-    keel_broker_handle (broker, route, &env);
+    keel_core_message (core, route, &env);
 }
 
 static keel_task_t *
 s_task (const char *service_id, uint64_t task_id)
 {
-    keel_service_rec_t *svc = keel_model_service (broker->model, service_id);
+    keel_service_rec_t *svc = keel_model_service (core->model, service_id);
     cr_assert_not_null (svc, "service %s unknown", service_id);
     keel_task_t *t = keel_service_task (svc, task_id);
     cr_assert_not_null (t, "task %llu unknown", (unsigned long long) task_id);
@@ -215,7 +218,7 @@ Test (broker_review, a_hold_claim_of_a_restarted_engine_does_not_strand_its_task
     Keel__HeldTask held = s_held_running ("svc-a", 0, 77);
     Keel__HeldTask *helds[] = { &held };
     s_login (eng_route, "e1", "session-1", helds, 1);
-    cr_assert_eq (broker->npending, 1);
+    cr_assert_eq (core->npending, 1);
 
     zframe_t *route2 = zframe_new ("\0eng2", 5);
     s_login (route2, "e1", "session-2", NULL, 0);       // restarted: runs nothing
@@ -224,7 +227,7 @@ Test (broker_review, a_hold_claim_of_a_restarted_engine_does_not_strand_its_task
     s_submit_service ("svc-a", 0);
     s_submit_task ("svc-a", 0);
     keel_task_t *t = s_task ("svc-a", 0);
-    cr_expect_null (keel_model_exec (broker->model, 77), "a stale claim became an execution");
+    cr_expect_null (keel_model_exec (core->model, 77), "a stale claim became an execution");
     cr_expect_eq (t->state, KEEL_TASK_STATE_QUEUED, "task state %d: stranded", t->state);
     cr_expect (t->queued, "task not in its FIFO: nothing will dispatch it");
     zframe_destroy (&route2);
@@ -243,7 +246,7 @@ Test (broker_review, a_hold_claim_the_engine_no_longer_lists_is_dropped)
     s_submit_service ("svc-b", 0);
     s_submit_task ("svc-b", 3);
     keel_task_t *t = s_task ("svc-b", 3);
-    cr_expect_null (keel_model_exec (broker->model, 78));
+    cr_expect_null (keel_model_exec (core->model, 78));
     cr_expect_eq (t->state, KEEL_TASK_STATE_QUEUED);
     cr_expect (t->queued);
 }
@@ -260,7 +263,7 @@ Test (broker_review, a_hold_claim_still_listed_attaches)
     s_submit_service ("svc-c", 0);
     s_submit_task ("svc-c", 1);
     keel_task_t *t = s_task ("svc-c", 1);
-    cr_expect_not_null (keel_model_exec (broker->model, 79));
+    cr_expect_not_null (keel_model_exec (core->model, 79));
     cr_expect_eq (t->state, KEEL_TASK_STATE_RUNNING);
     cr_expect_not (t->queued);
 }
@@ -275,7 +278,7 @@ s_engine_heartbeat (zframe_t *route, uint64_t *running, size_t n)
     hb.running = running;
     env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
-    keel_broker_handle (broker, route, &env);
+    keel_core_message (core, route, &env);
 }
 
 // e1 runs execution 79 (a claim that attached), then its heartbeats stop
@@ -296,20 +299,20 @@ Test (broker_review, an_execution_the_engines_heartbeats_leave_out_is_requeued)
     uint64_t listed[] = { 5, 79, 1000 };
     s_engine_heartbeat (eng_route, NULL, 0);            // too soon: the Assign may cross it
     s_engine_heartbeat (eng_route, NULL, 0);
-    cr_assert_not_null (keel_model_exec (broker->model, 79), "requeued within 2*H of its start");
-    broker->now += 10 * broker->heartbeat_ms;
+    cr_assert_not_null (keel_model_exec (core->model, 79), "requeued within 2*H of its start");
+    core->now += 10 * core->heartbeat_ms;
     s_engine_heartbeat (eng_route, listed, 3);
     s_engine_heartbeat (eng_route, NULL, 0);             // one miss is not enough
     s_engine_heartbeat (eng_route, listed, 3);
     s_engine_heartbeat (eng_route, NULL, 0);
-    cr_assert_not_null (keel_model_exec (broker->model, 79), "requeued after one missed heartbeat");
-    cr_assert_eq (broker->counters.executions_missing, 0);
+    cr_assert_not_null (keel_model_exec (core->model, 79), "requeued after one missed heartbeat");
+    cr_assert_eq (core->counters.executions_missing, 0);
 
     s_engine_heartbeat (eng_route, listed, 1);           // { 5 }: 79 missing again
-    cr_expect_null (keel_model_exec (broker->model, 79), "still running where it is not");
+    cr_expect_null (keel_model_exec (core->model, 79), "still running where it is not");
     cr_expect_eq (t->state, KEEL_TASK_STATE_QUEUED, "task state %d", t->state);
     cr_expect (t->queued, "task not in its FIFO: nothing will dispatch it");
-    cr_expect_eq (broker->counters.executions_missing, 1);
+    cr_expect_eq (core->counters.executions_missing, 1);
 }
 
 // A driver may ask for more attempts than the 16-bit attempt counter holds:
@@ -371,7 +374,7 @@ s_restart_teardown (void)
     unlink (path);
 }
 
-// A closed service still runs the tasks it has (keel_broker_requeue queues
+// A closed service still runs the tasks it has (keel_core_requeue queues
 // tasks of closed services; purge waits for them). After a restart its
 // queued tasks must be queued again too, or they wait forever.
 Test (broker_review, a_closed_services_queued_task_is_queued_after_a_restart,
@@ -394,9 +397,9 @@ Test (broker_review, a_closed_services_queued_task_is_released_after_the_login_w
     keel_error_t err;
     cr_assert_eq (keel_settings_set (settings, "EngineLoginWindow", "5s", "test", &err), KEEL_OK);
     s_start ();
-    cr_assert (broker->recovered_release_at > 0, "no login window armed for the queued task");
-    broker->now = broker->recovered_release_at;
-    keel_broker_timers (broker);
+    cr_assert (core->recovered_release_at > 0, "no login window armed for the queued task");
+    core->now = core->recovered_release_at;
+    keel_core_timers (core);
     keel_task_t *t = s_task ("svc-z", 0);
     cr_expect (t->queued, "a closed service's queued task is never released after the window");
 }
@@ -411,7 +414,7 @@ Test (broker_review, a_drop_verdict_for_an_uncommitted_result_forces_the_commit)
     s_hello ();
     s_submit_service ("svc-d", 0);
     s_submit_task ("svc-d", 0);
-    broker->force_commit = false;
+    core->force_commit = false;
     s_result (eng_route, "svc-d", 0, 500, KEEL__TASK_STATUS__STATUS_OK);
     keel_task_t *t = s_task ("svc-d", 0);
     cr_assert_eq (t->state, KEEL_TASK_STATE_DONE);
@@ -433,10 +436,10 @@ Test (broker_review, a_drop_verdict_for_an_uncommitted_result_forces_the_commit)
     held.has_state = true;
     held.state = KEEL__HELD_STATE__HELD_DONE;
     held.result = &res;
-    uint64_t dropped = broker->counters.claims_dropped;
+    uint64_t dropped = core->counters.claims_dropped;
     s_login (eng_route, "e1", "session-1", helds, 1);
-    cr_assert_eq (broker->counters.claims_dropped, dropped + 1, "expected a DROP verdict");
-    cr_expect (broker->force_commit, "DROP sent for a result that is not committed yet");
+    cr_assert_eq (core->counters.claims_dropped, dropped + 1, "expected a DROP verdict");
+    cr_expect (core->force_commit, "DROP sent for a result that is not committed yet");
 }
 
 // Dispatch runs out of execution ids (the next reservation is not committed
@@ -447,21 +450,21 @@ Test (broker_review, dispatch_stops_when_execution_ids_run_out, .timeout = 60)
     keel_error_t err = { "" };
     cr_assert_eq (keel_settings_set (settings, "EnginePrefetch", "10000", "test", &err), KEEL_OK,
                   "%s", err.text);
-    keel_broker_apply_settings (broker);
+    keel_core_apply_settings (core);
     s_login (eng_route, "e1", "session-1", NULL, 0);
     s_hello ();
     s_submit_service ("svc-ids", 0);
-    uint64_t ids = broker->exec_seq_durable - broker->exec_seq;
+    uint64_t ids = core->exec_seq_durable - core->exec_seq;
     uint64_t tasks = ids + 3;
     cr_assert_leq (tasks, 4 + 10000, "the engine cannot hold more than the ids left: %llu",
                    (unsigned long long) ids);
     for (uint64_t i = 0; i < tasks; i++)
         s_submit_task ("svc-ids", i);
-    uint64_t before = broker->counters.tasks_dispatched;
-    keel_broker_dispatch (broker);
-    cr_expect_eq (broker->counters.tasks_dispatched - before, ids,
+    uint64_t before = core->counters.tasks_dispatched;
+    keel_core_dispatch (core);
+    cr_expect_eq (core->counters.tasks_dispatched - before, ids,
                   "dispatched %llu tasks with %llu execution ids",
-                  (unsigned long long) (broker->counters.tasks_dispatched - before),
+                  (unsigned long long) (core->counters.tasks_dispatched - before),
                   (unsigned long long) ids);
     size_t queued = 0;
     for (uint64_t i = 0; i < tasks; i++)
@@ -481,7 +484,7 @@ Test (broker_review, idle_engines_take_turns_at_single_tasks)
     const char *owner[4] = { NULL };
     for (uint64_t i = 0; i < 4; i++) {
         s_submit_task ("svc-t", i);
-        keel_broker_dispatch (broker);
+        keel_core_dispatch (core);
         keel_exec_t *x = s_task ("svc-t", i)->execs;
         cr_assert_not_null (x, "task %llu not dispatched", (unsigned long long) i);
         owner[i] = x->engine->id;
@@ -506,13 +509,13 @@ Test (broker_review, a_failed_task_is_retried_on_the_other_engine, .timeout = 20
     s_submit_service ("svc-r2", 3);
     for (uint64_t i = 0; i < 4; i++) {
         s_submit_task ("svc-r2", i);
-        keel_broker_dispatch (broker);
+        keel_core_dispatch (core);
         keel_exec_t *x = s_task ("svc-r2", i)->execs;
         cr_assert_not_null (x);
         keel_engine_t *first = x->engine;
         s_result (strcmp (first->id, "e1") == 0 ? eng_route : route2, "svc-r2", i, x->id,
                   KEEL__TASK_STATUS__STATUS_FAILED);
-        keel_broker_dispatch (broker);
+        keel_core_dispatch (core);
         x = s_task ("svc-r2", i)->execs;
         cr_assert_not_null (x, "task %llu was not retried", (unsigned long long) i);
         cr_expect_neq (x->engine, first, "task %llu was retried on %s, where it failed",
@@ -677,10 +680,10 @@ Test (broker_review, a_drop_verdict_waits_when_the_commit_fails, .fini = s_sqlit
     s_start_sqlite ();
     uint64_t exec_id = s_result_not_committed ();
     struct rlimit old = s_no_room ();
-    uint64_t failures = broker->counters.store_failures;
+    uint64_t failures = core->counters.store_failures;
     s_engine_relogin_with_result (exec_id);
     s_one_turn (KEEL_OK);
-    cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
+    cr_assert_gt (core->counters.store_failures, failures, "the commit did not fail");
     cr_assert (s_task ("svc-r", 0)->dirty & KEEL_DIRTY_RESULT);
     cr_expect_eq (s_engine_drops_received (), 0,
                   "DROP sent after a failed commit: the result is in no store and no engine");
@@ -769,11 +772,11 @@ Test (broker_review, no_assign_overtakes_a_login_reply_held_for_its_drop, .fini 
     // The DROP turn's commit fails (no file may grow), so its LoginReply
     // waits for a later commit; the next turn's commit stores the result.
     struct rlimit old = s_no_room ();
-    uint64_t failures = broker->counters.store_failures;
+    uint64_t failures = core->counters.store_failures;
     s_engine_relogin_with_result (exec_id);
     s_one_turn (KEEL_OK);
     s_room_again (old);
-    cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
+    cr_assert_gt (core->counters.store_failures, failures, "the commit did not fail");
     s_one_turn (KEEL_OK);
     s_one_turn (KEEL_OK);           // task 1 goes now if it did not before
     cr_assert_not_null (s_task ("svc-r", 1)->execs, "task 1 was never dispatched");
@@ -795,30 +798,30 @@ Test (broker_review, a_hold_claim_survives_a_failed_commit_of_its_submission,
     Keel__HeldTask *helds[] = { &held };
     s_login (eng_sock_route, "e1", "session-1", helds, 1);
     s_one_turn (KEEL_OK);
-    cr_assert_eq (broker->npending, 1, "the claim is not held");
+    cr_assert_eq (core->npending, 1, "the claim is not held");
 
     s_hello ();
     s_submit_service ("svc-h", 0);
     struct rlimit old = s_no_room ();
     s_submit_task ("svc-h", 0);
-    cr_assert_eq (broker->npending, 0, "the claim did not attach");
-    uint64_t failures = broker->counters.store_failures;
+    cr_assert_eq (core->npending, 0, "the claim did not attach");
+    uint64_t failures = core->counters.store_failures;
     s_one_turn (KEEL_OK);
     s_room_again (old);
-    cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
-    cr_expect_eq (broker->npending, 1, "the claim was lost with the refused submission");
+    cr_assert_gt (core->counters.store_failures, failures, "the commit did not fail");
+    cr_expect_eq (core->npending, 1, "the claim was lost with the refused submission");
 
     // A commit that writes (the claim's row again) shows the store writable;
     // then the driver submits again: the claim attaches, nothing is dispatched.
     s_one_turn (KEEL_OK);
-    cr_assert_not (broker->store_failed, "the store did not recover");
-    uint64_t dispatched = broker->counters.tasks_dispatched;
+    cr_assert_not (core->store_failed, "the store did not recover");
+    uint64_t dispatched = core->counters.tasks_dispatched;
     s_submit_service ("svc-h", 0);
     s_submit_task ("svc-h", 0);
     s_one_turn (KEEL_OK);
     keel_task_t *t = s_task ("svc-h", 0);
     cr_assert (t->durable);
-    cr_expect_eq (broker->counters.tasks_dispatched, dispatched,
+    cr_expect_eq (core->counters.tasks_dispatched, dispatched,
                   "the task was dispatched again although e1 runs it");
     cr_expect (t->execs && t->execs->id == 77 && !t->execs->next_of_task,
                "task 0 should run only as e1's execution 77");
@@ -851,7 +854,7 @@ Test (broker_review, a_held_result_is_not_acknowledged_when_its_submission_is_no
     held.result = &res;
     s_login (eng_sock_route, "e1", "session-1", helds, 1);
     s_one_turn (KEEL_OK);
-    cr_assert_eq (broker->npending, 1, "the result is not held");
+    cr_assert_eq (core->npending, 1, "the result is not held");
     char seq[16];
     s_engine_received (seq, sizeof seq);
     cr_assert_str_eq (seq, "L");
@@ -860,19 +863,19 @@ Test (broker_review, a_held_result_is_not_acknowledged_when_its_submission_is_no
     s_submit_service ("svc-h", 0);
     struct rlimit old = s_no_room ();
     s_submit_task ("svc-h", 0);
-    uint64_t failures = broker->counters.store_failures;
+    uint64_t failures = core->counters.store_failures;
     s_one_turn (KEEL_OK);
     s_room_again (old);
-    cr_assert_gt (broker->counters.store_failures, failures, "the commit did not fail");
+    cr_assert_gt (core->counters.store_failures, failures, "the commit did not fail");
     // Nothing else to write: the broker tries its store again once a second.
     int64_t deadline = zclock_mono () + 5000;
-    while (broker->store_failed && zclock_mono () < deadline)
+    while (core->store_failed && zclock_mono () < deadline)
         s_one_turn (KEEL_OK);
-    cr_assert_not (broker->store_failed, "the store did not recover within 5 s");
+    cr_assert_not (core->store_failed, "the store did not recover within 5 s");
     s_engine_received (seq, sizeof seq);
     cr_expect (!strchr (seq, 'R'), "e1 was told to forget a result stored nowhere (received %s)",
                seq);
-    cr_expect_eq (broker->npending, 1, "the held result was lost with the refused submission");
+    cr_expect_eq (core->npending, 1, "the held result was lost with the refused submission");
 
     s_submit_service ("svc-h", 0);
     s_submit_task ("svc-h", 0);
@@ -897,13 +900,13 @@ Test (broker_review, an_idle_broker_takes_submissions_again_when_its_store_recov
     s_submit_task ("svc-f", 0);
     s_one_turn (KEEL_OK);
     s_room_again (old);
-    cr_assert (broker->store_failed, "the commit did not fail");
-    cr_assert_null (keel_model_service (broker->model, "svc-f"), "a refused service stayed");
+    cr_assert (core->store_failed, "the commit did not fail");
+    cr_assert_null (keel_model_service (core->model, "svc-f"), "a refused service stayed");
 
     int64_t deadline = zclock_mono () + 5000;
-    while (broker->store_failed && zclock_mono () < deadline)
+    while (core->store_failed && zclock_mono () < deadline)
         s_one_turn (KEEL_OK);
-    cr_assert_not (broker->store_failed, "the store was not tried again within 5 s");
+    cr_assert_not (core->store_failed, "the store was not tried again within 5 s");
     s_submit_service ("svc-f", 0);
     s_submit_task ("svc-f", 0);
     s_one_turn (KEEL_OK);

@@ -4,7 +4,7 @@
     admin glue in broker_admin.c.
 */
 
-#include "broker_int.h"
+#include "core_int.h"
 #include "journal.h"
 
 #include <errno.h>
@@ -18,7 +18,7 @@
 // ---------------------------------------------------------------- settings
 
 void
-keel_broker_apply_settings (keel_broker_t *self)
+keel_core_apply_settings (keel_core_t *self)
 {
     keel_settings_t *s = self->settings;
     self->heartbeat_ms = keel_settings_ms (s, "HeartbeatInterval");
@@ -38,27 +38,27 @@ keel_broker_apply_settings (keel_broker_t *self)
 // ---------------------------------------------------------------- lost work
 
 void
-keel_broker_exec_lost (keel_broker_t *self, keel_exec_t *exec)
+keel_core_exec_lost (keel_core_t *self, keel_exec_t *exec)
 {
     keel_service_rec_t *svc = exec->service;
     uint64_t task_id = exec->task_id;
-    keel_broker_exec_drop (self, exec);
+    keel_core_exec_drop (self, exec);
     keel_task_t *t = keel_service_task (svc, task_id);
     if (t && t->state < KEEL_TASK_STATE_DONE && !t->execs) {
-        keel_broker_requeue (self, svc, task_id);
+        keel_core_requeue (self, svc, task_id);
         self->counters.tasks_rescheduled++;
     }
 }
 
 void
-keel_broker_note_requeue_at (keel_broker_t *self, int64_t at)
+keel_core_note_requeue_at (keel_core_t *self, int64_t at)
 {
     if (self->requeue_check_at == 0 || at < self->requeue_check_at)
         self->requeue_check_at = at;
 }
 
 void
-keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const char *why, bool moving)
+keel_core_engine_lost (keel_core_t *self, keel_engine_t *engine, const char *why, bool moving)
 {
     if (engine->state == KEEL_ENGINE_OFFLINE)
         return;
@@ -67,14 +67,14 @@ keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const char 
     keel_model_engine_route (self->model, engine, NULL);
     keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
                                 engine->login_wall_ms, self->wall };
-    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
+    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
     zlistx_t *now_lost = zlistx_new ();
     size_t running = zlistx_size (engine->execs);
     for (keel_exec_t *x = zlistx_first (engine->execs); x; x = zlistx_next (engine->execs)) {
         // An engine moving to its primary carries its tasks there; they
         // come back here only if it never returns.
         int64_t delay = moving ? self->engine_timeout_ms
-                               : keel_broker_service_delay (self, x->service);
+                               : keel_core_service_delay (self, x->service);
         // After a pause of the broker (s_notice_pause in broker.c), the
         // engine may be in its login backoff: its tasks wait for its claims
         // until the login window ends, as after a restart.
@@ -85,18 +85,18 @@ keel_broker_engine_lost (keel_broker_t *self, keel_engine_t *engine, const char 
             zlistx_add_end (now_lost, x);
         else {
             x->requeue_at = self->now + delay;
-            keel_broker_note_requeue_at (self, x->requeue_at);
+            keel_core_note_requeue_at (self, x->requeue_at);
         }
     }
     for (keel_exec_t *x = now_lost ? zlistx_first (now_lost) : NULL; x; x = zlistx_next (now_lost))
-        keel_broker_exec_lost (self, x);
+        keel_core_exec_lost (self, x);
     zlistx_destroy (&now_lost);
-    keel_broker_event (self, "engine-lost", "engine=%s why=%s running=%zu", engine->id, why,
+    keel_core_event (self, "engine-lost", "engine=%s why=%s running=%zu", engine->id, why,
                        running);
 }
 
 static void
-s_requeue_due (keel_broker_t *self)
+s_requeue_due (keel_core_t *self)
 {
     if (self->requeue_check_at == 0 || self->now < self->requeue_check_at)
         return;
@@ -111,28 +111,28 @@ s_requeue_due (keel_broker_t *self)
         if (x->requeue_at <= self->now)
             zlistx_add_end (due, x);
         else
-            keel_broker_note_requeue_at (self, x->requeue_at);
+            keel_core_note_requeue_at (self, x->requeue_at);
     }
     for (keel_exec_t *x = zlistx_first (due); x; x = zlistx_next (due))
-        keel_broker_exec_lost (self, x);
+        keel_core_exec_lost (self, x);
     zlistx_destroy (&due);
 }
 
 // ---------------------------------------------------------------- heartbeats
 
 static void
-s_heartbeat (keel_broker_t *self, zframe_t *route)
+s_heartbeat (keel_core_t *self, zframe_t *route)
 {
     Keel__Envelope env;
     Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
     env.heartbeat = &hb;
-    keel_broker_send (self, route, &env);
+    keel_core_send (self, route, &env);
 }
 
 static void
-s_peers (keel_broker_t *self)
+s_peers (keel_core_t *self)
 {
     zlistx_t *engines = keel_model_engines (self->model);
     zlistx_t *lost = zlistx_new ();
@@ -149,7 +149,7 @@ s_peers (keel_broker_t *self)
         }
     }
     for (keel_engine_t *e = lost ? zlistx_first (lost) : NULL; e; e = zlistx_next (lost))
-        keel_broker_engine_lost (self, e, "heartbeat timeout", false);
+        keel_core_engine_lost (self, e, "heartbeat timeout", false);
     zlistx_destroy (&lost);
 
     zlistx_t *drivers = keel_model_drivers (self->model);
@@ -157,7 +157,7 @@ s_peers (keel_broker_t *self)
         if (!d->connected)
             continue;
         if (keel_peer_clock_lost (&d->clock, self->now))
-            keel_broker_driver_gone (self, d, "heartbeat timeout");
+            keel_core_driver_gone (self, d, "heartbeat timeout");
         else if (keel_peer_clock_heartbeat_due (&d->clock, self->now)) {
             s_heartbeat (self, d->route);
             keel_peer_clock_sent (&d->clock, self->now);
@@ -166,7 +166,7 @@ s_peers (keel_broker_t *self)
 }
 
 void
-keel_broker_driver_gone (keel_broker_t *self, keel_driver_rec_t *drv, const char *why)
+keel_core_driver_gone (keel_core_t *self, keel_driver_rec_t *drv, const char *why)
 {
     if (!drv->connected)
         return;
@@ -183,16 +183,16 @@ keel_broker_driver_gone (keel_broker_t *self, keel_driver_rec_t *drv, const char
         unacked += s->unacked;
     }
     if (open == 0 && unacked == 0)
-        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_DRIVERS, KEEL_LOG_INFO, "driver left driver=%s why=%s (services closed, results acknowledged)",
+        KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO, "driver left driver=%s why=%s (services closed, results acknowledged)",
                    drv->id, why);
     else
-        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_DRIVERS, KEEL_LOG_INFO, "driver silent, results wait for its return driver=%s why=%s "
+        KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO, "driver silent, results wait for its return driver=%s why=%s "
                    "open_services=%llu unacked_results=%llu", drv->id, why,
                    (unsigned long long) open, (unsigned long long) unacked);
 }
 
 void
-keel_broker_send_failed (keel_broker_t *self, int err)
+keel_core_send_failed (keel_core_t *self, int err)
 {
     // The peer is not declared gone here: messages it sent before it closed
     // its connection may still wait to be read (a driver's last ResultAck),
@@ -223,7 +223,7 @@ s_no_executions (const keel_service_rec_t *svc)
 // are never acknowledged here: the driver acknowledges on the primary.
 // Returns how many.
 uint64_t
-keel_broker_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms)
+keel_core_purge (keel_core_t *self, int64_t now_wall, int64_t retention_ms)
 {
     zlistx_t *old = zlistx_new ();
     if (!old)
@@ -239,13 +239,13 @@ keel_broker_purge (keel_broker_t *self, int64_t now_wall, int64_t retention_ms)
     }
     uint64_t n = 0;
     for (keel_service_rec_t *s = zlistx_first (old); s; s = zlistx_next (old)) {
-        keel_broker_event (self, "service-purged", "service=%s type=%s driver=%s state=%s tasks=%llu",
+        keel_core_event (self, "service-purged", "service=%s type=%s driver=%s state=%s tasks=%llu",
                            s->id, s->type, s->driver_id,
                            s->state == KEEL_SERVICE_CLOSED ? "closed"
                            : s->state == KEEL_SERVICE_CANCELLED ? "cancelled" : "detached",
                            (unsigned long long) s->total);
-        keel_broker_forget_service (self, s);
-        keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_DELETE,
+        keel_core_forget_service (self, s);
+        keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_DELETE,
                                                     .service.service_id = s->id });
         keel_model_service_remove (self->model, s);
         n++;
@@ -274,7 +274,7 @@ s_pending_free (keel_pending_t *p)
 //  writing a row back under the cursor that reads it made SQLite visit it
 //  again, for ever (a restarted broker with a HOLD claim never served).
 static keel_err
-s_pending_put (keel_broker_t *self, const char *service_id, uint64_t task_id, uint64_t exec_id,
+s_pending_put (keel_core_t *self, const char *service_id, uint64_t task_id, uint64_t exec_id,
                const char *engine_id, keel_task_result_t *result, bool durable)
 {
     char key[KEEL_ID_MAX + 32];
@@ -319,29 +319,29 @@ s_pending_put (keel_broker_t *self, const char *service_id, uint64_t task_id, ui
                                  p->result ? p->result->error : NULL,
                                  p->result ? p->result->run_ms : 0,
                                  self->wall + self->engine_timeout_ms };
-    return keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_PENDING_PUT,
+    return keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_PENDING_PUT,
                                                        .pending = row });
 }
 
 keel_err
-keel_broker_pending_add (keel_broker_t *self, const char *service_id, uint64_t task_id,
+keel_core_pending_add (keel_core_t *self, const char *service_id, uint64_t task_id,
                          uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
 {
     return s_pending_put (self, service_id, task_id, exec_id, engine_id, result, true);
 }
 
 keel_err
-keel_broker_pending_restore (keel_broker_t *self, const char *service_id, uint64_t task_id,
+keel_core_pending_restore (keel_core_t *self, const char *service_id, uint64_t task_id,
                              uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
 {
     return s_pending_put (self, service_id, task_id, exec_id, engine_id, result, false);
 }
 
 static void
-s_pending_drop_list (keel_broker_t *self, const char *key, zlistx_t *list)
+s_pending_drop_list (keel_core_t *self, const char *key, zlistx_t *list)
 {
     for (keel_pending_t *p = zlistx_first (list); p; p = zlistx_next (list)) {
-        keel_broker_change (self, (keel_change_t) {
+        keel_core_change (self, (keel_change_t) {
             .kind = KEEL_CHANGE_PENDING_DELETE,
             .pending = { .service_id = p->service_id, .task_id = p->task_id,
                          .execution_id = p->execution_id } });
@@ -353,7 +353,7 @@ s_pending_drop_list (keel_broker_t *self, const char *key, zlistx_t *list)
 }
 
 bool
-keel_broker_pending_attach (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id)
+keel_core_pending_attach (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id)
 {
     if (self->npending == 0)
         return false;
@@ -372,12 +372,12 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_rec_t *svc, uint64
             // offline now learns it at login: the task is done, DROP).
             keel_engine_t *engine = keel_model_engine (self->model, p->engine_id);
             if (engine && engine->state == KEEL_ENGINE_ONLINE)
-                keel_broker_ack_engine (self, engine, p->execution_id);
+                keel_core_ack_engine (self, engine, p->execution_id);
         }
         if (p->result && p->result->status == KEEL__TASK_STATUS__STATUS_OK) {
             keel_task_result_t *r = p->result;
             p->result = NULL;
-            keel_broker_task_finished (self, svc, task_id, r, KEEL_TASK_STATE_DONE);
+            keel_core_task_finished (self, svc, task_id, r, KEEL_TASK_STATE_DONE);
             self->counters.claims_kept++;
             handled = true;
         }
@@ -385,7 +385,7 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_rec_t *svc, uint64
             t->attempts++;      // failed, and no retry can succeed: the task fails now
             keel_task_result_t *r = p->result;
             p->result = NULL;
-            keel_broker_task_finished (self, svc, task_id, r, KEEL_TASK_STATE_FAILED);
+            keel_core_task_finished (self, svc, task_id, r, KEEL_TASK_STATE_FAILED);
             handled = true;
         }
         else if (p->result) {
@@ -399,7 +399,7 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_rec_t *svc, uint64
                                                   engine, t->attempts + 1, self->now);
             if (!x)
                 continue;
-            keel_broker_exec_started (self, x);
+            keel_core_exec_started (self, x);
             if (t->state != KEEL_TASK_STATE_RUNNING)
                 keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
             self->counters.claims_kept++;
@@ -411,7 +411,7 @@ keel_broker_pending_attach (keel_broker_t *self, keel_service_rec_t *svc, uint64
 }
 
 void
-keel_broker_pending_forget_engine (keel_broker_t *self, const char *engine_id,
+keel_core_pending_forget_engine (keel_core_t *self, const char *engine_id,
                                    Keel__HeldTask **held, size_t n_held)
 {
     if (self->npending == 0)
@@ -436,7 +436,7 @@ keel_broker_pending_forget_engine (keel_broker_t *self, const char *engine_id,
             // without a result it kept): attaching the claim would leave the
             // task "running" where nothing runs it.
             zlistx_delete (list, zlistx_find (list, stale));
-            keel_broker_change (self, (keel_change_t) {
+            keel_core_change (self, (keel_change_t) {
                 .kind = KEEL_CHANGE_PENDING_DELETE,
                 .pending = { .service_id = stale->service_id, .task_id = stale->task_id,
                              .execution_id = stale->execution_id } });
@@ -455,7 +455,7 @@ keel_broker_pending_forget_engine (keel_broker_t *self, const char *engine_id,
 }
 
 static void
-s_pending_expire (keel_broker_t *self)
+s_pending_expire (keel_core_t *self)
 {
     if (self->npending == 0)
         return;
@@ -471,7 +471,7 @@ s_pending_expire (keel_broker_t *self)
     for (char *key = zlistx_first (keys); key; key = zlistx_next (keys)) {
         zlistx_t *list = zhashx_lookup (self->pending, key);
         if (list) {
-            KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
+            KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_INFO,
                              "HOLD claim expired, nobody submitted it claim=%s", key);
             s_pending_drop_list (self, key, list);
         }
@@ -480,7 +480,7 @@ s_pending_expire (keel_broker_t *self)
 }
 
 void
-keel_broker_pending_clear (keel_broker_t *self)
+keel_core_pending_clear (keel_core_t *self)
 {
     if (!self->pending)
         return;
@@ -498,18 +498,18 @@ keel_broker_pending_clear (keel_broker_t *self)
 // The login window after a start is over: queue the recovered queued
 // tasks that no engine claimed.
 static void
-s_release_recovered (keel_broker_t *self)
+s_release_recovered (keel_core_t *self)
 {
     self->recovered_release_at = 0;
     uint64_t n = 0;
     for (keel_service_rec_t *svc = keel_model_service_first (self->model); svc;
          svc = keel_model_service_next (self->model)) {
         if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
-            continue;       // as keel_broker_requeue: closed services still run their tasks
+            continue;       // as keel_core_requeue: closed services still run their tasks
         for (uint64_t id = 0; id < svc->ntasks; id++) {
             keel_task_t *t = &svc->tasks[id];
             if (t->present && t->state == KEEL_TASK_STATE_QUEUED && !t->queued && !t->execs) {
-                keel_broker_requeue (self, svc, id);
+                keel_core_requeue (self, svc, id);
                 n++;
             }
         }
@@ -520,14 +520,14 @@ s_release_recovered (keel_broker_t *self)
 }
 
 void
-keel_broker_timers (keel_broker_t *self)
+keel_core_timers (keel_core_t *self)
 {
     s_peers (self);
     s_requeue_due (self);
     // Say how many peer-triggered lines each limiter dropped, once its
     // window is over.
     keel_ratelimit_flush (&self->malformed_rl, self->now, KEEL_LOG_WARN, "broker");
-    for (int i = 0; i < KEEL_BROKER_RL_COUNT; i++)
+    for (int i = 0; i < KEEL_CORE_RL_COUNT; i++)
         keel_ratelimit_flush (&self->rl[i], self->now, KEEL_LOG_WARN, "broker");
     if (self->recovered_release_at && self->now >= self->recovered_release_at)
         s_release_recovered (self);
@@ -542,7 +542,7 @@ keel_broker_timers (keel_broker_t *self)
         // the limit is the committed one).
         if (self->store_failed) {
             if (!keel_changes_size (self->changes))
-                keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
+                keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
                                                             .meta = { "execution_seq",
                                                                       self->exec_seq_limit } });
             self->force_commit = true;
@@ -550,14 +550,14 @@ keel_broker_timers (keel_broker_t *self)
     }
     if (self->now - self->last_purge >= KEEL_PURGE_INTERVAL_MS) {
         self->last_purge = self->now;
-        keel_broker_purge (self, self->wall, keel_settings_ms (self->settings, "RetentionHours"));
+        keel_core_purge (self, self->wall, keel_settings_ms (self->settings, "RetentionHours"));
     }
 }
 
 // ---------------------------------------------------------------- dispatch
 
 static bool
-s_other_engine_offers (keel_broker_t *self, keel_engine_t *engine, const char *type)
+s_other_engine_offers (keel_core_t *self, keel_engine_t *engine, const char *type)
 {
     zlistx_t *engines = keel_model_engines (self->model);
     for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines))
@@ -570,7 +570,7 @@ s_other_engine_offers (keel_broker_t *self, keel_engine_t *engine, const char *t
 static bool
 s_accept (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, void *arg)
 {
-    keel_broker_t *self = arg;
+    keel_core_t *self = arg;
     // A task not committed yet is dispatched only when its commit is due
     // this turn and the store took the last one (see s_turn).
     if (!task->durable && self->store_failed)
@@ -603,7 +603,7 @@ typedef struct {
 } s_batch_t;
 
 static void
-s_batch_flush (keel_broker_t *self, s_batch_t *b)
+s_batch_flush (keel_core_t *self, s_batch_t *b)
 {
     if (b->n == 0)
         return;
@@ -620,7 +620,7 @@ s_batch_flush (keel_broker_t *self, s_batch_t *b)
         env.body_case = KEEL__ENVELOPE__BODY_ASSIGN_BATCH;
         env.assign_batch = &batch;
     }
-    keel_broker_send_engine (self, b->engine, &env);     // encodes now
+    keel_core_send_engine (self, b->engine, &env);     // encodes now
     b->n = 0;
     b->bytes = 0;
 }
@@ -629,19 +629,19 @@ s_batch_flush (keel_broker_t *self, s_batch_t *b)
 // Assign to the batch. Returns false, with the task back in its queue, when
 // there is no execution id (none until the next commit) or no memory.
 static bool
-s_assign (keel_broker_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t task_id,
+s_assign (keel_core_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t task_id,
           keel_task_t *t)
 {
     keel_engine_t *engine = b->engine;
-    uint64_t exec_id = keel_broker_next_exec_id (self);
+    uint64_t exec_id = keel_core_next_exec_id (self);
     if (exec_id == 0) {
-        keel_broker_requeue (self, svc, task_id);   // next turn, after the commit
+        keel_core_requeue (self, svc, task_id);   // next turn, after the commit
         return false;
     }
     keel_exec_t *x = keel_model_exec_add (self->model, exec_id, svc, task_id, engine,
                                           t->attempts + 1u, self->now);
     if (!x) {
-        keel_broker_requeue (self, svc, task_id);
+        keel_core_requeue (self, svc, task_id);
         return false;
     }
     x->before_commit = !t->durable;
@@ -691,8 +691,9 @@ s_assign (keel_broker_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t t
 }
 
 void
-keel_broker_dispatch (keel_broker_t *self)
+keel_core_dispatch (keel_core_t *self)
 {
+    self->dispatch_ready = false;
     if (keel_sched_size (self->sched) == 0)
         return;
     Keel__Assign one;

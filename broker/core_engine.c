@@ -4,28 +4,28 @@
     checkpoints, logoff.
 */
 
-#include "broker_int.h"
+#include "core_int.h"
 #include "journal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 int64_t
-keel_broker_service_delay (keel_broker_t *self, keel_service_rec_t *svc)
+keel_core_service_delay (keel_core_t *self, keel_service_rec_t *svc)
 {
     return svc && svc->reschedule_delay_ms >= 0 ? svc->reschedule_delay_ms
                                                  : self->reschedule_delay_ms;
 }
 
 void
-keel_broker_requeue (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id)
+keel_core_requeue (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
     if (!t || t->state >= KEEL_TASK_STATE_DONE)
         return;
     if (t->state != KEEL_TASK_STATE_QUEUED) {
         keel_service_task_set_state (svc, t, KEEL_TASK_STATE_QUEUED);
-        keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE);
+        keel_core_touch (self, svc, task_id, KEEL_DIRTY_STATE);
     }
     if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
         return;     // detached or cancelled: stays here, not dispatched
@@ -61,7 +61,7 @@ s_result_from (const Keel__Result *res, const char *engine_id)
 }
 
 void
-keel_broker_cancel_exec (keel_broker_t *self, keel_exec_t *x, const char *reason)
+keel_core_cancel_exec (keel_core_t *self, keel_exec_t *x, const char *reason)
 {
     if (x->engine && x->engine->state == KEEL_ENGINE_ONLINE) {
         Keel__Envelope env;
@@ -72,14 +72,14 @@ keel_broker_cancel_exec (keel_broker_t *self, keel_exec_t *x, const char *reason
         cancel.reason = (char *) reason;
         env.body_case = KEEL__ENVELOPE__BODY_CANCEL;
         env.cancel = &cancel;
-        keel_broker_send_engine (self, x->engine, &env);
+        keel_core_send_engine (self, x->engine, &env);
         self->counters.executions_cancelled++;
     }
-    keel_broker_exec_drop (self, x);
+    keel_core_exec_drop (self, x);
 }
 
 void
-keel_broker_task_finished (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id,
+keel_core_task_finished (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id,
                            keel_task_result_t *result, keel_task_state_t state)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
@@ -96,12 +96,12 @@ keel_broker_task_finished (keel_broker_t *self, keel_service_rec_t *svc, uint64_
     KEEL_JOURNAL ("result_stored", .service = svc->id, .task = task_id,
                   .execution = result->execution_id, .epoch = (int64_t) self->epoch,
                   .status = state == KEEL_TASK_STATE_DONE ? "ok" : "failed", .text = self->name);
-    keel_broker_touch (self, svc, task_id, KEEL_DIRTY_RESULT);
+    keel_core_touch (self, svc, task_id, KEEL_DIRTY_RESULT);
     if (self->cancel_redundant) {
         while (t->execs)
-            keel_broker_cancel_exec (self, t->execs, "another execution of this task finished first");
+            keel_core_cancel_exec (self, t->execs, "another execution of this task finished first");
     }
-    keel_broker_deliver (self, svc, task_id);
+    keel_core_deliver (self, svc, task_id);
 }
 
 // ---------------------------------------------------------------- heartbeats
@@ -120,7 +120,7 @@ s_cmp_u64 (const void *a, const void *b)
 // run it for as long as that engine lives. (A result is never overtaken:
 // the engine sends it before any later heartbeat, on the same connection.)
 static void
-s_reconcile (keel_broker_t *self, keel_engine_t *engine, const Keel__Heartbeat *hb)
+s_reconcile (keel_core_t *self, keel_engine_t *engine, const Keel__Heartbeat *hb)
 {
     if (zlistx_size (engine->execs) == 0)
         return;
@@ -144,7 +144,7 @@ s_reconcile (keel_broker_t *self, keel_engine_t *engine, const Keel__Heartbeat *
             zlistx_add_end (missing, x);
     }
     for (keel_exec_t *x = missing ? zlistx_first (missing) : NULL; x; x = zlistx_next (missing)) {
-        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_WARN,
+        KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_WARN,
                          "engine %s no longer runs execution %llu (service=%s task=%llu): "
                    "requeued", engine->id, (unsigned long long) x->id, x->service->id,
                    (unsigned long long) x->task_id);
@@ -152,7 +152,7 @@ s_reconcile (keel_broker_t *self, keel_engine_t *engine, const Keel__Heartbeat *
         keel_task_t *t = keel_service_task (x->service, x->task_id);
         if (t)
             t->avoid = engine;      // another engine, when one offers the service
-        keel_broker_exec_lost (self, x);
+        keel_core_exec_lost (self, x);
     }
     zlistx_destroy (&missing);
     free (running);
@@ -161,7 +161,7 @@ s_reconcile (keel_broker_t *self, keel_engine_t *engine, const Keel__Heartbeat *
 // ---------------------------------------------------------------- results
 
 static void
-s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
+s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
 {
     self->counters.results_received++;
     keel_service_rec_t *svc = keel_model_service (self->model, res->service_id);
@@ -169,7 +169,7 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
     if (svc && svc->state == KEEL_SERVICE_DETACHED) {
         // The driver is with its primary now: the result goes there, so it
         // is not acknowledged here.
-        keel_broker_relogin (self, engine->route, "primary");
+        keel_core_relogin (self, engine->route, "primary");
         return;
     }
     keel_exec_t *x = keel_model_exec (self->model, res->execution_id);
@@ -177,7 +177,7 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
         x = NULL;      // an id from another broker that collides with ours
     if (x) {
         engine->tasks_done++;
-        keel_broker_exec_drop (self, x);
+        keel_core_exec_drop (self, x);
     }
     if (!svc || !t) {
         // Service (or task) not submitted here yet: keep the result pending
@@ -187,11 +187,11 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
         // the acknowledgement goes out when the result is attached.
         keel_task_result_t *r = s_result_from (res, engine->id);
         if (r)
-            keel_broker_pending_add (self, res->service_id, res->task_id, res->execution_id,
+            keel_core_pending_add (self, res->service_id, res->task_id, res->execution_id,
                                      engine->id, r);
         return;
     }
-    keel_broker_ack_engine (self, engine, res->execution_id);
+    keel_core_ack_engine (self, engine, res->execution_id);
     if (t->state >= KEEL_TASK_STATE_DONE) {
         self->counters.redundant_results_discarded++;
         KEEL_DEBUG ("broker", "redundant result discarded service=%s task=%llu exec=%llu",
@@ -206,7 +206,7 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
     if (max > UINT16_MAX)
         max = UINT16_MAX;       // t->attempts is 16 bits: it must not wrap
     if (res->status == KEEL__TASK_STATUS__STATUS_OK) {
-        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_DONE);
+        keel_core_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_DONE);
         return;
     }
     // The task itself failed.
@@ -218,26 +218,26 @@ s_engine_result (keel_broker_t *self, keel_engine_t *engine, Keel__Result *res)
         KEEL_INFO ("broker", "task failed permanently, not retried service=%s task=%llu "
                    "attempt=%u/%u error=%s", svc->id, (unsigned long long) res->task_id,
                    t->attempts, max, r->error ? r->error : "");
-        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_FAILED);
+        keel_core_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_FAILED);
         return;
     }
     if (t->attempts >= max) {
-        keel_broker_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_FAILED);
+        keel_core_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_FAILED);
         return;
     }
-    KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
+    KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_INFO,
                      "task failed, will retry service=%s task=%llu attempt=%u/%u error=%s",
                      svc->id, (unsigned long long) res->task_id, t->attempts, max,
                      r->error ? r->error : "");
     keel_task_result_destroy (&r);
     t->avoid = engine;
-    keel_broker_touch (self, svc, res->task_id, KEEL_DIRTY_STATE);
+    keel_core_touch (self, svc, res->task_id, KEEL_DIRTY_STATE);
     if (!t->execs)
-        keel_broker_requeue (self, svc, res->task_id);
+        keel_core_requeue (self, svc, res->task_id);
 }
 
 static void
-s_checkpoint (keel_broker_t *self, Keel__Checkpoint *cp)
+s_checkpoint (keel_core_t *self, Keel__Checkpoint *cp)
 {
     keel_service_rec_t *svc = keel_model_service (self->model, cp->service_id);
     keel_task_t *t = svc ? keel_service_task (svc, cp->task_id) : NULL;
@@ -254,11 +254,11 @@ s_checkpoint (keel_broker_t *self, Keel__Checkpoint *cp)
     t->checkpoint = data;
     t->checkpoint_len = data ? (uint32_t) cp->data.len : 0;
     t->checkpoint_wall_ms = self->wall;
-    keel_broker_touch (self, svc, cp->task_id, KEEL_DIRTY_CKPT);
+    keel_core_touch (self, svc, cp->task_id, KEEL_DIRTY_CKPT);
 }
 
 void
-keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_env_t *env)
+keel_core_engine_msg (keel_core_t *self, keel_engine_t *engine, keel_env_t *env)
 {
     switch (env->body_case) {
         case KEEL__ENVELOPE__BODY_HEARTBEAT:
@@ -277,12 +277,12 @@ keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_env_t *
             break;
         case KEEL__ENVELOPE__BODY_LOGOFF: {
             bool moving = env->logoff->reason && strcmp (env->logoff->reason, "moving") == 0;
-            keel_broker_engine_lost (self, engine,
+            keel_core_engine_lost (self, engine,
                                      env->logoff->reason ? env->logoff->reason : "logoff", moving);
             break;
         }
         default:
-            keel_broker_malformed (self, "%s is not an engine message", keel_wire_body_name (env));
+            keel_core_malformed (self, "%s is not an engine message", keel_wire_body_name (env));
             break;
     }
 }
@@ -290,7 +290,7 @@ keel_broker_engine_msg (keel_broker_t *self, keel_engine_t *engine, keel_env_t *
 // ---------------------------------------------------------------- login
 
 static Keel__Verdict
-s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
+s_claim (keel_core_t *self, keel_engine_t *engine, Keel__HeldTask *held)
 {
     keel_service_rec_t *svc = keel_model_service (self->model, held->service_id);
     keel_task_t *t = svc ? keel_service_task (svc, held->task_id) : NULL;
@@ -301,7 +301,7 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
         // A held result is not acknowledged (see s_engine_result): the
         // engine keeps it until the pending result is attached here, or
         // carries it to the broker its driver returns to.
-        keel_broker_pending_add (self, held->service_id, held->task_id, held->execution_id,
+        keel_core_pending_add (self, held->service_id, held->task_id, held->execution_id,
                                  engine->id, r);
         self->counters.claims_held++;
         return KEEL__VERDICT__VERDICT_HOLD;
@@ -341,11 +341,11 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
                                  t->attempts + 1, self->now);
         if (!x)
             return KEEL__VERDICT__VERDICT_DROP;
-        keel_broker_exec_started (self, x);
+        keel_core_exec_started (self, x);
         keel_service_queue_remove (svc, held->task_id);     // no redundant run
         if (t->state != KEEL_TASK_STATE_RUNNING) {
             keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
-            keel_broker_touch (self, svc, held->task_id, KEEL_DIRTY_STATE);
+            keel_core_touch (self, svc, held->task_id, KEEL_DIRTY_STATE);
         }
     }
     self->counters.claims_kept++;
@@ -353,7 +353,7 @@ s_claim (keel_broker_t *self, keel_engine_t *engine, Keel__HeldTask *held)
 }
 
 static void
-s_login_reply (keel_broker_t *self, keel_engine_t *engine, Keel__TaskVerdict **verdicts, size_t n)
+s_login_reply (keel_core_t *self, keel_engine_t *engine, Keel__TaskVerdict **verdicts, size_t n)
 {
     Keel__Envelope env;
     Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
@@ -371,11 +371,11 @@ s_login_reply (keel_broker_t *self, keel_engine_t *engine, Keel__TaskVerdict **v
     reply.verdicts = verdicts;
     env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
     env.login_reply = &reply;
-    keel_broker_send_engine (self, engine, &env);
+    keel_core_send_engine (self, engine, &env);
 }
 
 void
-keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogin *login)
+keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *login)
 {
     keel_engine_t *engine = keel_model_engine (self->model, login->engine_id);
     bool returning = engine != NULL;
@@ -422,7 +422,7 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
         nv++;
     }
     // HOLD claims it made earlier and did not list now are gone as well.
-    keel_broker_pending_forget_engine (self, engine->id, login->held, login->n_held);
+    keel_core_pending_forget_engine (self, engine->id, login->held, login->n_held);
     // Executions we thought ran there that the engine did not list are gone.
     zlistx_t *lost = zlistx_new ();
     for (keel_exec_t *x = zlistx_first (engine->execs); x && lost; x = zlistx_next (engine->execs)) {
@@ -433,12 +433,12 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
             zlistx_add_end (lost, x);
     }
     for (keel_exec_t *x = lost ? zlistx_first (lost) : NULL; x; x = zlistx_next (lost))
-        keel_broker_exec_lost (self, x);
+        keel_core_exec_lost (self, x);
     zlistx_destroy (&lost);
 
     keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
                                 engine->login_wall_ms, engine->login_wall_ms };
-    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
+    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
     // A DROP lets the engine forget a result: the reply waits in `held`
     // until this turn's commit is durable (s_commit numbers it even when it
     // writes nothing); if that commit fails, until one that stores it.
@@ -455,12 +455,12 @@ keel_broker_engine_login (keel_broker_t *self, zframe_t *route, Keel__EngineLogi
     self->hold_seq = 0;
     free (verdicts);
     free (vptrs);
-    keel_broker_event (self, returning ? "engine-returned" : "engine-login",
+    keel_core_event (self, returning ? "engine-returned" : "engine-login",
                        "engine=%s host=%s slots=%u types=%zu held=%zu session=%s", engine->id,
                        engine->host, engine->slots, engine->ntypes, login->n_held,
                        new_session ? "new" : "same");
     if (nv)
-        keel_broker_event (self, "claims", "engine=%s kept=%zu dropped=%zu held=%zu", engine->id,
+        keel_core_event (self, "claims", "engine=%s kept=%zu dropped=%zu held=%zu", engine->id,
                            count[0], count[1], count[2]);
     self->dispatch_ready = true;
 }

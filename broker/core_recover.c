@@ -1,26 +1,23 @@
-/*  broker_recover.c — rebuilding the broker's state from its store at start
+/*  core_recover.c — rebuilding the core's state from the store's rows at start
     (DESIGN §5): services, tasks, executions, HOLD claims, runtime config and
     known engines. Running and queued tasks wait one EngineLoginWindow for
     their engines to claim them before they are queued again.
 */
 
-#include "broker_int.h"
+#include "core_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 // ---------------------------------------------------------------- recovery
 
-typedef struct {
-    keel_broker_t *self;
-    uint64_t services, tasks, execs, pending;
-} s_load_t;
 
 static int
 s_load_service (const keel_store_service_t *row, void *arg)
 {
-    s_load_t *ld = arg;
-    keel_service_rec_t *svc = keel_model_service_add (ld->self->model, row->service_id, row->type,
+    keel_core_t *self = arg;
+    keel_core_load_t *ld = &self->load;
+    keel_service_rec_t *svc = keel_model_service_add (self->model, row->service_id, row->type,
                                                   row->driver_id);
     if (!svc)
         return -1;
@@ -44,8 +41,8 @@ s_load_service (const keel_store_service_t *row, void *arg)
 static int
 s_load_task (const keel_store_task_t *row, void *arg)
 {
-    s_load_t *ld = arg;
-    keel_broker_t *self = ld->self;
+    keel_core_t *self = arg;
+    keel_core_load_t *ld = &self->load;
     keel_service_rec_t *svc = keel_model_service (self->model, row->service_id);
     if (!svc)
         return 0;       // orphan row: ignore
@@ -108,8 +105,8 @@ s_load_task (const keel_store_task_t *row, void *arg)
 static int
 s_load_exec (const keel_store_execution_t *row, void *arg)
 {
-    s_load_t *ld = arg;
-    keel_broker_t *self = ld->self;
+    keel_core_t *self = arg;
+    keel_core_load_t *ld = &self->load;
     keel_service_rec_t *svc = keel_model_service (self->model, row->service_id);
     if (!svc || !keel_service_task (svc, row->task_id))
         return 0;
@@ -120,7 +117,7 @@ s_load_exec (const keel_store_execution_t *row, void *arg)
         x->started_wall_ms = row->started_wall_ms;
         // Its engine gets one login window to claim it.
         x->requeue_at = self->now + self->login_window_ms;
-        keel_broker_note_requeue_at (self, x->requeue_at);
+        keel_core_note_requeue_at (self, x->requeue_at);
         ld->execs++;
     }
     return 0;
@@ -129,7 +126,8 @@ s_load_exec (const keel_store_execution_t *row, void *arg)
 static int
 s_load_pending (const keel_store_pending_t *row, void *arg)
 {
-    s_load_t *ld = arg;
+    keel_core_t *self = arg;
+    keel_core_load_t *ld = &self->load;
     keel_task_result_t *r = NULL;
     if (row->has_result) {
         r = calloc (1, sizeof *r);
@@ -145,7 +143,7 @@ s_load_pending (const keel_store_pending_t *row, void *arg)
         r->execution_id = row->execution_id;
         r->run_ms = row->run_ms;
     }
-    keel_broker_pending_restore (ld->self, row->service_id, row->task_id, row->execution_id,
+    keel_core_pending_restore (self, row->service_id, row->task_id, row->execution_id,
                              row->engine_id ? row->engine_id : "", r);
     ld->pending++;
     return 0;
@@ -154,9 +152,9 @@ s_load_pending (const keel_store_pending_t *row, void *arg)
 static int
 s_load_config (const char *key, const char *value, void *arg)
 {
-    s_load_t *ld = arg;
+    keel_core_t *self = arg;
     keel_error_t err;
-    if (keel_settings_set (ld->self->settings, key, value, "store", &err) != KEEL_OK)
+    if (keel_settings_set (self->settings, key, value, "store", &err) != KEEL_OK)
         KEEL_WARN ("broker", "ignoring stored setting: %s", err.text);
     return 0;
 }
@@ -165,36 +163,43 @@ s_load_config (const char *key, const char *value, void *arg)
 static int
 s_load_engine (const keel_store_engine_t *row, void *arg)
 {
-    s_load_t *ld = arg;
-    keel_engine_t *engine = keel_model_engine (ld->self->model, row->engine_id);
+    keel_core_t *self = arg;
+    keel_engine_t *engine = keel_model_engine (self->model, row->engine_id);
     if (!engine)
-        engine = keel_model_engine_add (ld->self->model, row->engine_id);
+        engine = keel_model_engine_add (self->model, row->engine_id);
     if (!engine)
         return -1;
     snprintf (engine->host, sizeof engine->host, "%s", row->host);
     snprintf (engine->session, sizeof engine->session, "%s", row->session);
     engine->slots = row->slots;
     engine->login_wall_ms = row->login_wall_ms;
-    engine->offline_since_mono = ld->self->now;
+    engine->offline_since_mono = self->now;
     return 0;
 }
 
-keel_err
-keel_broker_recover (keel_broker_t *self, keel_error_t *err)
+static const keel_store_loader_t s_loader = { s_load_service, s_load_task, s_load_exec,
+                                               s_load_pending, s_load_config, s_load_engine };
+
+const keel_store_loader_t *
+keel_core_loader (void)
 {
-    uint64_t epoch = 0, seq = 0;
-    keel_store_meta_get (self->store, "epoch", &epoch);
-    keel_store_meta_get (self->store, "execution_seq", &seq);
-    self->epoch = epoch + 1;
-    self->exec_seq = seq;
-    self->exec_seq_limit = seq;     // the first dispatch reserves a new block
-    s_load_t ld = { self, 0, 0, 0, 0 };
-    keel_store_loader_t loader = { s_load_service, s_load_task, s_load_exec, s_load_pending,
-                                   s_load_config, s_load_engine };
-    keel_err rc = keel_store_load (self->store, &loader, &ld, err);
-    if (rc != KEEL_OK)
-        return rc;
-    keel_broker_apply_settings (self);
+    return &s_loader;
+}
+
+void
+keel_core_recover_begin (keel_core_t *self, uint64_t stored_epoch, uint64_t stored_exec_seq)
+{
+    self->epoch = stored_epoch + 1;
+    self->exec_seq = stored_exec_seq;
+    self->exec_seq_limit = stored_exec_seq;     // the first dispatch reserves a new block
+    memset (&self->load, 0, sizeof self->load);
+}
+
+void
+keel_core_recover_end (keel_core_t *self)
+{
+    keel_core_load_t *ld = &self->load;
+    keel_core_apply_settings (self);
     // Tasks that were running but have no execution row: give them the
     // same login window through a placeholder execution.
     for (keel_service_rec_t *svc = keel_model_service_first (self->model); svc;
@@ -207,29 +212,31 @@ keel_broker_recover (keel_broker_t *self, keel_error_t *err)
                                                       svc, id, NULL, t->attempts + 1u, self->now);
                 if (x) {
                     x->requeue_at = self->now + self->login_window_ms;
-                    keel_broker_note_requeue_at (self, x->requeue_at);
+                    keel_core_note_requeue_at (self, x->requeue_at);
                 }
             }
         }
     }
     self->exec_seq_limit = self->exec_seq + 10000;
     self->exec_seq_committed = self->exec_seq_durable = self->exec_seq_limit;
-    keel_broker_event (self, "broker-started", "epoch=%llu services=%llu tasks=%llu executions=%llu "
-                       "pending=%llu", (unsigned long long) self->epoch,
-                       (unsigned long long) ld.services, (unsigned long long) ld.tasks,
-                       (unsigned long long) ld.execs, (unsigned long long) ld.pending);
-    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
-                                                .meta = { "epoch", self->epoch } });
-    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
-                                                .meta = { "execution_seq", self->exec_seq_limit } });
-    rc = keel_broker_commit_now (self, err);
-    if (rc != KEEL_OK)
-        return rc;
-    if (ld.services || ld.pending)
+    keel_core_event (self, "broker-started", "epoch=%llu services=%llu tasks=%llu executions=%llu "
+                     "pending=%llu", (unsigned long long) self->epoch,
+                     (unsigned long long) ld->services, (unsigned long long) ld->tasks,
+                     (unsigned long long) ld->execs, (unsigned long long) ld->pending);
+    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
+                                              .meta = { "epoch", self->epoch } });
+    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
+                                              .meta = { "execution_seq", self->exec_seq_limit } });
+}
+
+void
+keel_core_recover_done (keel_core_t *self)
+{
+    keel_core_load_t *ld = &self->load;
+    if (ld->services || ld->pending)
         KEEL_INFO ("broker", "recovered services=%llu tasks=%llu executions=%llu pending=%llu "
-                   "login_window_ms=%lld", (unsigned long long) ld.services,
-                   (unsigned long long) ld.tasks, (unsigned long long) ld.execs,
-                   (unsigned long long) ld.pending, (long long) self->login_window_ms);
+                   "login_window_ms=%lld", (unsigned long long) ld->services,
+                   (unsigned long long) ld->tasks, (unsigned long long) ld->execs,
+                   (unsigned long long) ld->pending, (long long) self->login_window_ms);
     self->last_purge = self->now;
-    return KEEL_OK;
 }

@@ -3,7 +3,7 @@
     from the main endpoint to its handler.
 */
 
-#include "broker_int.h"
+#include "core_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +11,7 @@
 #include "ranges.h"
 
 void
-keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
+keel_core_event (keel_core_t *self, const char *kind, const char *fmt, ...)
 {
     char text[512];
     va_list args;
@@ -20,44 +20,44 @@ keel_broker_event (keel_broker_t *self, const char *kind, const char *fmt, ...)
     va_end (args);
     if (self->admin_who[0] && n >= 0 && (size_t) n < sizeof text)
         snprintf (text + n, sizeof text - (size_t) n, " by=%s", self->admin_who);
-    KEEL_BROKER_LOG (self, KEEL_BROKER_RL_EVENTS, KEEL_LOG_INFO, "%s: %s", kind, text);
-    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EVENT,
+    KEEL_CORE_LOG (self, KEEL_CORE_RL_EVENTS, KEEL_LOG_INFO, "%s: %s", kind, text);
+    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EVENT,
                                                 .event = { self->wall, kind, text } });
 }
 
 // ---------------------------------------------------------------- routing
 
 void
-keel_broker_handle (keel_broker_t *self, zframe_t *route, keel_env_t *env)
+keel_core_message (keel_core_t *self, zframe_t *route, keel_env_t *env)
 {
     if (env->body_case == KEEL__ENVELOPE__BODY_DRIVER_HELLO) {
-        keel_broker_driver_hello (self, route, env->driver_hello);
+        keel_core_driver_hello (self, route, env->driver_hello);
         return;
     }
     if (env->body_case == KEEL__ENVELOPE__BODY_ENGINE_LOGIN) {
-        keel_broker_engine_login (self, route, env->engine_login);
+        keel_core_engine_login (self, route, env->engine_login);
         return;
     }
     if (env->sender == KEEL__SENDER_KIND__SENDER_ENGINE) {
         keel_engine_t *engine = keel_model_engine_by_route (self->model, route);
         if (!engine || engine->state != KEEL_ENGINE_ONLINE) {
-            keel_broker_relogin (self, route, "unknown engine: log in");
+            keel_core_relogin (self, route, "unknown engine: log in");
             return;
         }
         keel_peer_clock_received (&engine->clock, self->now);
-        keel_broker_engine_msg (self, engine, env);
+        keel_core_engine_msg (self, engine, env);
     }
     else if (env->sender == KEEL__SENDER_KIND__SENDER_DRIVER) {
         keel_driver_rec_t *drv = keel_model_driver_by_route (self->model, route);
         if (!drv || !drv->connected) {
-            keel_broker_relogin (self, route, "unknown driver: send hello");
+            keel_core_relogin (self, route, "unknown driver: send hello");
             return;
         }
         keel_peer_clock_received (&drv->clock, self->now);
-        keel_broker_driver_msg (self, drv, env);
+        keel_core_driver_msg (self, drv, env);
     }
     else
-        keel_broker_malformed (self, "%s from a %s on the main endpoint",
+        keel_core_malformed (self, "%s from a %s on the main endpoint",
                                keel_wire_body_name (env),
                                env->sender == KEEL__SENDER_KIND__SENDER_ADMIN ? "admin" : "broker");
 }
@@ -66,7 +66,7 @@ keel_broker_handle (keel_broker_t *self, zframe_t *route, keel_env_t *env)
 
 // Writes the service's whole row (new service, or its driver changed).
 static void
-s_store_service (keel_broker_t *self, const keel_service_rec_t *svc)
+s_store_service (keel_core_t *self, const keel_service_rec_t *svc)
 {
     keel_store_service_t row = { .service_id = svc->id, .type = svc->type,
                                  .driver_id = svc->driver_id, .priority = svc->priority,
@@ -75,19 +75,19 @@ s_store_service (keel_broker_t *self, const keel_service_rec_t *svc)
                                  .init_data = svc->init_data, .init_len = svc->init_len,
                                  .state = svc->state, .created_wall_ms = svc->created_wall_ms,
                                  .closed_wall_ms = svc->closed_wall_ms };
-    keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_PUT, .service = row });
+    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_PUT, .service = row });
 }
 
 // Queues every terminal result of svc the driver has not acknowledged.
 static void
-s_resend_results (keel_broker_t *self, keel_service_rec_t *svc)
+s_resend_results (keel_core_t *self, keel_service_rec_t *svc)
 {
     if (svc->unacked == 0)
         return;
     for (uint64_t id = 0; id < svc->ntasks; id++) {
         keel_task_t *t = &svc->tasks[id];
         if (t->present && t->result && !t->acked)
-            keel_broker_deliver (self, svc, id);
+            keel_core_deliver (self, svc, id);
     }
 }
 
@@ -97,14 +97,14 @@ s_resend_results (keel_broker_t *self, keel_service_rec_t *svc)
 // as acknowledged; a task with none ends as ELSEWHERE, stored acknowledged
 // and with no output, so retention purges the service as usual.
 static void
-s_delivered_task (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id, keel_task_t *t)
+s_delivered_task (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id, keel_task_t *t)
 {
     if (t->result) {
         if (t->acked)
             return;
         t->acked = 1;
         svc->unacked--;
-        keel_broker_touch (self, svc, task_id, KEEL_DIRTY_ACK);
+        keel_core_touch (self, svc, task_id, KEEL_DIRTY_ACK);
         self->counters.tasks_delivered_elsewhere++;
         return;
     }
@@ -112,10 +112,10 @@ s_delivered_task (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id
         return;                     // cancelled, or marked before
     keel_service_queue_remove (svc, task_id);
     while (t->execs)
-        keel_broker_cancel_exec (self, t->execs, "the driver has this task's result already");
+        keel_core_cancel_exec (self, t->execs, "the driver has this task's result already");
     keel_service_task_set_state (svc, t, KEEL_TASK_STATE_ELSEWHERE);
     t->acked = 1;
-    keel_broker_touch (self, svc, task_id, KEEL_DIRTY_STATE | KEEL_DIRTY_ACK);
+    keel_core_touch (self, svc, task_id, KEEL_DIRTY_STATE | KEEL_DIRTY_ACK);
     self->counters.tasks_delivered_elsewhere++;
 }
 
@@ -123,7 +123,7 @@ s_delivered_task (keel_broker_t *self, keel_service_rec_t *svc, uint64_t task_id
 // the codec: sorted, disjoint). Work is bounded by the service's tasks: a
 // range past the last task ends the walk. Returns the tasks newly settled.
 static uint64_t
-s_delivered (keel_broker_t *self, keel_driver_rec_t *drv, keel_service_rec_t *svc,
+s_delivered (keel_core_t *self, keel_driver_rec_t *drv, keel_service_rec_t *svc,
              const uint64_t *ranges, size_t n)
 {
     // Only the service's own driver speaks for it.
@@ -146,32 +146,32 @@ s_delivered (keel_broker_t *self, keel_driver_rec_t *drv, keel_service_rec_t *sv
 // DriverHello.delivered: before any result is sent again or any task
 // dispatched this turn.
 static void
-s_hello_delivered (keel_broker_t *self, keel_driver_rec_t *drv, Keel__DriverHello *hello)
+s_hello_delivered (keel_core_t *self, keel_driver_rec_t *drv, Keel__DriverHello *hello)
 {
     for (size_t i = 0; i < hello->n_delivered; i++) {
         const Keel__DeliveredTasks *d = hello->delivered[i];
         keel_service_rec_t *svc = keel_model_service (self->model, d->service_id);
         uint64_t n = s_delivered (self, drv, svc, d->ranges, d->n_ranges);
         if (n)
-            KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
+            KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_INFO,
                              "driver holds results service=%s tasks=%llu: not run or sent again",
                              svc->id, (unsigned long long) n);
     }
 }
 
 void
-keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHello *hello)
+keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *hello)
 {
     keel_driver_rec_t *drv = keel_model_driver (self->model, hello->driver_id);
     if (!drv) {
         drv = keel_model_driver_add (self->model, hello->driver_id);
         if (!drv)
             return;
-        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_DRIVERS, KEEL_LOG_INFO, "driver connected driver=%s",
+        KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO, "driver connected driver=%s",
                          drv->id);
     }
     else if (!drv->connected)
-        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_DRIVERS, KEEL_LOG_INFO, "driver reconnected driver=%s",
+        KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO, "driver reconnected driver=%s",
                          drv->id);
     keel_model_driver_route (self->model, drv, route);
     drv->connected = true;
@@ -200,7 +200,7 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
     }
 
     if (nunknown)
-        keel_broker_event (self, "failover", "driver=%s unknown_services=%zu (it resubmits them: "
+        keel_core_event (self, "failover", "driver=%s unknown_services=%zu (it resubmits them: "
                            "it moved here from another broker, or they ended here)", drv->id, nunknown);
     Keel__Envelope env;
     Keel__DriverWelcome welcome = KEEL__DRIVER_WELCOME__INIT;
@@ -214,11 +214,11 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
     welcome.unknown_services = unknown;
     env.body_case = KEEL__ENVELOPE__BODY_DRIVER_WELCOME;
     env.driver_welcome = &welcome;
-    keel_broker_send_driver (self, drv, &env);
+    keel_core_send_driver (self, drv, &env);
     free (unknown);
 
     if (drv->broker_timeout_ms && (uint64_t) self->engine_timeout_ms <= drv->broker_timeout_ms) {
-        KEEL_BROKER_LOG (self, KEEL_BROKER_RL_VALUES, KEEL_LOG_WARN,
+        KEEL_CORE_LOG (self, KEEL_CORE_RL_VALUES, KEEL_LOG_WARN,
                          "EngineTimeoutMinutes (%.2f min) is not above driver %s's DSBrokerTimeout "
                          "(%.0f s): engines may abandon tasks before the driver fails over",
                          self->engine_timeout_ms / 60000.0, drv->id, drv->broker_timeout_ms / 1000.0);
@@ -228,7 +228,7 @@ keel_broker_driver_hello (keel_broker_t *self, zframe_t *route, Keel__DriverHell
 // ---------------------------------------------------------------- services
 
 static void
-s_refuse (keel_broker_t *self, keel_driver_rec_t *drv, const char *service_id,
+s_refuse (keel_core_t *self, keel_driver_rec_t *drv, const char *service_id,
           const uint64_t *ids, size_t n, Keel__RefuseCode code, const char *error)
 {
     Keel__Envelope env;
@@ -242,12 +242,12 @@ s_refuse (keel_broker_t *self, keel_driver_rec_t *drv, const char *service_id,
     refused.error = (char *) error;
     env.body_case = KEEL__ENVELOPE__BODY_REFUSED;
     env.refused = &refused;
-    keel_broker_send_driver (self, drv, &env);
+    keel_core_send_driver (self, drv, &env);
     self->counters.submissions_refused += n ? n : 1;
 }
 
 static void
-s_notice (keel_broker_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
+s_notice (keel_core_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
           const char *service_id, const char *text)
 {
     Keel__Envelope env;
@@ -259,13 +259,13 @@ s_notice (keel_broker_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
     notice.service_id = (char *) service_id;
     env.body_case = KEEL__ENVELOPE__BODY_NOTICE;
     env.notice = &notice;
-    keel_broker_send_driver (self, drv, &env);
-    keel_broker_event (self, "notice", "driver=%s service=%s text=\"%s\"", drv->id,
+    keel_core_send_driver (self, drv, &env);
+    keel_core_event (self, "notice", "driver=%s service=%s text=\"%s\"", drv->id,
                        service_id ? service_id : "", text);
 }
 
 static bool
-s_type_offered (keel_broker_t *self, const char *type)
+s_type_offered (keel_core_t *self, const char *type)
 {
     zlistx_t *engines = keel_model_engines (self->model);
     for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines))
@@ -275,7 +275,7 @@ s_type_offered (keel_broker_t *self, const char *type)
 }
 
 static void
-s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
+s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
                   Keel__SubmitService *msg)
 {
     keel_service_rec_t *svc = keel_model_service (self->model, msg->service_id);
@@ -284,18 +284,18 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
         if (svc->state == KEEL_SERVICE_DETACHED) {
             svc->state = KEEL_SERVICE_OPEN;
             svc->closed_wall_ms = 0;
-            keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
+            keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
                                                         .service = { .service_id = svc->id, .state = svc->state,
                                                                      .closed_wall_ms = 0 } });
             for (uint64_t id = 0; id < svc->ntasks; id++) {
                 keel_task_t *t = &svc->tasks[id];
                 if (t->present && t->state == KEEL_TASK_STATE_QUEUED && !t->queued)
-                    keel_broker_requeue (self, svc, id);
+                    keel_core_requeue (self, svc, id);
             }
-            keel_broker_event (self, "service-reattached", "service=%s driver=%s", svc->id, drv->id);
+            keel_core_event (self, "service-reattached", "service=%s driver=%s", svc->id, drv->id);
         }
         snprintf (svc->driver_id, sizeof svc->driver_id, "%s", drv->id);
-        keel_broker_accept (self, route, svc->id, NULL, 0);
+        keel_core_accept (self, route, svc->id, NULL, 0);
         return;
     }
     if (self->store_failed) {
@@ -320,8 +320,8 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
     svc->created_wall_ms = self->wall;
     s_store_service (self, svc);
     zlistx_add_end (self->fresh_services, svc);
-    keel_broker_accept (self, route, svc->id, NULL, 0);
-    keel_broker_event (self, "service-opened", "service=%s type=%s driver=%s priority=%d",
+    keel_core_accept (self, route, svc->id, NULL, 0);
+    keel_core_event (self, "service-opened", "service=%s type=%s driver=%s priority=%d",
                        svc->id, svc->type, drv->id, svc->priority);
     if (!s_type_offered (self, svc->type)) {
         char text[200];
@@ -332,7 +332,7 @@ s_submit_service (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
 }
 
 static void
-s_submit_tasks (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
+s_submit_tasks (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
                 Keel__SubmitTasks *msg)
 {
     keel_service_rec_t *svc = keel_model_service (self->model, msg->service_id);
@@ -382,21 +382,21 @@ s_submit_tasks (keel_broker_t *self, keel_driver_rec_t *drv, zframe_t *route,
         }
         t->accepted_mono = self->now;
         self->counters.tasks_submitted++;
-        keel_broker_touch (self, svc, in->task_id, KEEL_DIRTY_NEW);
-        keel_broker_fresh_task (self, svc, in->task_id);
-        if (!keel_broker_pending_attach (self, svc, in->task_id)) {
+        keel_core_touch (self, svc, in->task_id, KEEL_DIRTY_NEW);
+        keel_core_fresh_task (self, svc, in->task_id);
+        if (!keel_core_pending_attach (self, svc, in->task_id)) {
             keel_service_queue_push (svc, in->task_id);
             keel_sched_activate (self->sched, svc);
         }
         ids[nacc++] = in->task_id;
     }
     if (nacc)
-        keel_broker_accept (self, route, svc->id, ids, nacc);
+        keel_core_accept (self, route, svc->id, ids, nacc);
     free (ids);
 }
 
 static void
-s_result_ack (keel_broker_t *self, keel_driver_rec_t *drv, Keel__ResultAck *msg)
+s_result_ack (keel_core_t *self, keel_driver_rec_t *drv, Keel__ResultAck *msg)
 {
     keel_service_rec_t *svc = keel_model_service (self->model, msg->service_id);
     if (!svc)
@@ -404,7 +404,7 @@ s_result_ack (keel_broker_t *self, keel_driver_rec_t *drv, Keel__ResultAck *msg)
     if (msg->n_delivered) {
         uint64_t n = s_delivered (self, drv, svc, msg->delivered, msg->n_delivered);
         if (n)
-            KEEL_BROKER_LOG (self, KEEL_BROKER_RL_TASKS, KEEL_LOG_INFO,
+            KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_INFO,
                              "driver holds results service=%s tasks=%llu: not run or sent again",
                              svc->id, (unsigned long long) n);
     }
@@ -415,12 +415,12 @@ s_result_ack (keel_broker_t *self, keel_driver_rec_t *drv, Keel__ResultAck *msg)
         t->acked = 1;
         svc->unacked--;
         self->counters.results_delivered++;
-        keel_broker_touch (self, svc, msg->task_ids[i], KEEL_DIRTY_ACK);
+        keel_core_touch (self, svc, msg->task_ids[i], KEEL_DIRTY_ACK);
     }
 }
 
 keel_err
-keel_broker_cancel_service (keel_broker_t *self, keel_service_rec_t *svc)
+keel_core_cancel_service (keel_core_t *self, keel_service_rec_t *svc)
 {
     if (svc->state == KEEL_SERVICE_CANCELLED)
         return KEEL_OK;
@@ -431,14 +431,14 @@ keel_broker_cancel_service (keel_broker_t *self, keel_service_rec_t *svc)
             continue;
         keel_service_queue_remove (svc, id);
         while (t->execs)
-            keel_broker_cancel_exec (self, t->execs, "service cancelled");
+            keel_core_cancel_exec (self, t->execs, "service cancelled");
         keel_service_task_set_state (svc, t, KEEL_TASK_STATE_CANCELLED);
-        keel_broker_touch (self, svc, id, KEEL_DIRTY_STATE);
+        keel_core_touch (self, svc, id, KEEL_DIRTY_STATE);
     }
     svc->state = KEEL_SERVICE_CANCELLED;
     svc->closed_wall_ms = self->wall;
-    keel_broker_event (self, "service-cancelled", "service=%s", svc->id);
-    return keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
+    keel_core_event (self, "service-cancelled", "service=%s", svc->id);
+    return keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
                                                        .service = { .service_id = svc->id, .state = svc->state,
                                                                     .closed_wall_ms = svc->closed_wall_ms } });
 }
@@ -446,7 +446,7 @@ keel_broker_cancel_service (keel_broker_t *self, keel_service_rec_t *svc)
 // The driver moved these services back to its primary: stop working on
 // them here and send their engines home, carrying the tasks.
 static void
-s_detach (keel_broker_t *self, Keel__Detach *msg)
+s_detach (keel_core_t *self, Keel__Detach *msg)
 {
     for (size_t i = 0; i < msg->n_service_ids; i++) {
         keel_service_rec_t *svc = keel_model_service (self->model, msg->service_ids[i]);
@@ -464,20 +464,20 @@ s_detach (keel_broker_t *self, Keel__Detach *msg)
                 if (x->engine && x->engine->state == KEEL_ENGINE_ONLINE && sent
                     && !zlistx_find (sent, x->engine)) {
                     zlistx_add_end (sent, x->engine);
-                    keel_broker_relogin (self, x->engine->route, "primary");
+                    keel_core_relogin (self, x->engine->route, "primary");
                 }
         }
         zlistx_destroy (&sent);
         svc->closed_wall_ms = self->wall;     // retention counts from the detach
-        keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
+        keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
                                                     .service = { .service_id = svc->id, .state = svc->state,
                                                                  .closed_wall_ms = svc->closed_wall_ms } });
-        keel_broker_event (self, "service-detached", "service=%s", svc->id);
+        keel_core_event (self, "service-detached", "service=%s", svc->id);
     }
 }
 
 void
-keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t *env)
+keel_core_driver_msg (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env)
 {
     switch (env->body_case) {
         case KEEL__ENVELOPE__BODY_HEARTBEAT:
@@ -496,10 +496,10 @@ keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t 
             if (svc && svc->state == KEEL_SERVICE_OPEN) {
                 svc->state = KEEL_SERVICE_CLOSED;
                 svc->closed_wall_ms = self->wall;
-                keel_broker_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
+                keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
                                                             .service = { .service_id = svc->id, .state = svc->state,
                                                                          .closed_wall_ms = svc->closed_wall_ms } });
-                keel_broker_event (self, "service-closed", "service=%s tasks=%llu unacked=%llu",
+                keel_core_event (self, "service-closed", "service=%s tasks=%llu unacked=%llu",
                                    svc->id, (unsigned long long) svc->total,
                                    (unsigned long long) svc->unacked);
             }
@@ -508,14 +508,14 @@ keel_broker_driver_msg (keel_broker_t *self, keel_driver_rec_t *drv, keel_env_t 
         case KEEL__ENVELOPE__BODY_CANCEL_SERVICE: {
             keel_service_rec_t *svc = keel_model_service (self->model, env->cancel_service->service_id);
             if (svc)
-                keel_broker_cancel_service (self, svc);
+                keel_core_cancel_service (self, svc);
             break;
         }
         case KEEL__ENVELOPE__BODY_DETACH:
             s_detach (self, env->detach);
             break;
         default:
-            keel_broker_malformed (self, "%s is not a driver message", keel_wire_body_name (env));
+            keel_core_malformed (self, "%s is not a driver message", keel_wire_body_name (env));
             break;
     }
 }

@@ -1,0 +1,243 @@
+/*  core_int.h — the core's state, shared by the files of the core only:
+    core.c (the turn's effects and commit bookkeeping), core_driver.c and
+    core_engine.c (message handlers), core_sched.c (timers, dispatch, HOLD
+    claims), core_recover.c (state from the store's rows) and core_admin.c
+    (admin commands). The loop (broker.c) sees the core through core.h.
+*/
+#ifndef KEEL_CORE_INT_H
+#define KEEL_CORE_INT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <czmq.h>
+
+#include "core.h"
+#include "changes.h"
+#include "counters.h"
+#include "log.h"
+#include "model.h"
+#include "scheduler.h"
+#include "store.h"
+#include "wire.h"
+
+typedef struct {
+    keel_service_rec_t *svc;
+    uint64_t task_id;
+} keel_ref_t;
+
+// Log lines a peer's message causes go through one of these rate limiters
+// (KEEL_CORE_LOG), so no peer can flood the log; malformed messages have
+// their own (malformed_rl, keel_core_malformed).
+typedef enum {
+    KEEL_CORE_RL_EVENTS,      // event lines (keel_core_event); the events table keeps every one
+    KEEL_CORE_RL_DRIVERS,     // drivers connecting and leaving
+    KEEL_CORE_RL_VALUES,      // questionable values a peer sent (a hello's DSBrokerTimeout)
+    KEEL_CORE_RL_TASKS,       // lines about one task or execution a peer named
+    KEEL_CORE_RL_COUNT
+} keel_core_rl_t;
+
+#define KEEL_CORE_LOG(self, which, level, ...) \
+    KEEL_LOG_LIMITED (&(self)->rl[which], (self)->now, (level), "broker", __VA_ARGS__)
+
+typedef struct {
+    keel_engine_t *engine;
+    uint64_t exec_id;
+} keel_ack_t;
+
+// A submission answered after the commit (Accepted) or after a failed one
+// (Refused STORE_FULL).
+typedef struct {
+    zframe_t *route;
+    char service_id[KEEL_ID_MAX + 1];
+    uint64_t *task_ids;
+    size_t n;
+} keel_accept_t;
+
+// A HOLD claim: an engine runs (or ran) a task of a service this broker
+// does not know yet.
+typedef struct {
+    char service_id[KEEL_ID_MAX + 1];
+    uint64_t task_id;
+    uint64_t execution_id;
+    char engine_id[KEEL_ID_MAX + 1];
+    keel_task_result_t *result;          // NULL while the engine still runs it
+    int64_t expires_mono;
+} keel_pending_t;
+
+// What recovery loaded (core_recover.c), for its log line and event.
+typedef struct {
+    uint64_t services, tasks, execs, pending;
+} keel_core_load_t;
+
+struct _keel_core_t {
+    keel_settings_t *settings;
+    char name[128];
+    // Settings read once per change (keel_core_apply_settings).
+    int64_t heartbeat_ms;
+    int64_t engine_timeout_ms;
+    int64_t reschedule_delay_ms;
+    int64_t login_window_ms;
+    int64_t commit_delay_ms;
+    uint32_t max_attempts;
+    uint32_t engine_prefetch;
+    bool cancel_redundant;
+    uint64_t max_tasks;
+
+    keel_changes_t *changes;        // the turn's journal of durable changes (changes.h)
+    bool store_failed;
+    // Commits are numbered; messages that promise durability carry the
+    // number of the commit that must be durable before they leave (the
+    // loop holds them until keel_core_synced says so).
+    uint64_t commit_seq;            // commits that wrote something
+    uint64_t synced_seq;            // every commit up to here is durable
+    uint64_t hold_seq;              // != 0: keel_core_send tags messages with this commit
+    bool sync_now;                  // this turn's messages need its commit durable first
+    keel_model_t *model;
+    keel_sched_t *sched;
+    zhashx_t *pending;              // "service_id/task_id" → zlistx_t of keel_pending_t *
+    size_t npending;
+
+    uint64_t epoch;
+    uint64_t exec_prefix;
+    uint64_t exec_seq;
+    uint64_t exec_seq_limit;        // reservation requested (maybe not committed yet)
+    uint64_t limit_in_txn;          // exec_seq_limit when the commit being made began
+    uint64_t exec_seq_committed;    // reservation in the last commit (maybe not synced yet)
+    uint64_t exec_committed_seq;    // the commit that wrote exec_seq_committed
+    uint64_t exec_seq_durable;      // reservation durable: ids up to here are safe
+    int64_t requeue_check_at;       // earliest exec requeue deadline, 0 = none
+    int64_t recovered_release_at;   // queued tasks loaded at start wait for claims until then, 0 = none
+    int64_t last_wake;              // when the loop last woke up (pause detection)
+    int64_t pause_window_end;       // after a pause: engines lost before then keep their work until then, 0 = none
+    int64_t last_slow_timer;        // HOLD expiry check
+    int64_t last_purge;             // retention purge
+
+    keel_core_load_t load;
+    keel_counters_t counters;
+    keel_ratelimit_t malformed_rl;
+    keel_ratelimit_t rl[KEEL_CORE_RL_COUNT];
+    // Events (keel_core_event) made by an admin request name it: "admin=<routing id>
+    // from=<address>" while one is handled, "" otherwise.
+    char admin_who[128];
+    // The store's outage, recorded as events once it is writable again.
+    int64_t store_failed_wall;
+    uint64_t store_failed_commits;
+    char store_failed_text[256];
+    int64_t started_mono;
+    int64_t now;                    // monotonic ms, updated through the turn
+    int64_t wall;                   // wall-clock ms (zclock_time), read with now
+    bool dispatch_ready;            // a commit made tasks dispatchable
+    bool force_commit;              // commit this turn whatever else is pending
+    int64_t uncommitted_since;      // first change not yet committed, 0 = none
+
+    // The turn's effects, sent after the commit.
+    zlistx_t *outbox;
+    zlistx_t *accepts;
+    keel_ref_t *dirty;
+    size_t ndirty, dirty_cap;
+    keel_ref_t *fresh;              // tasks added this turn (undone if the commit fails)
+    size_t nfresh, fresh_cap;
+    zlistx_t *fresh_services;
+    keel_ref_t *results;            // results to send to drivers
+    size_t nresults, results_cap;
+    keel_ack_t *acks;               // result acks to send to engines
+    size_t nacks, acks_cap;
+    // Execution rows are written at the commit, not when an execution
+    // starts or ends: one that starts and ends between two commits (most
+    // tiny tasks) never costs a store write. Ids, looked up at the commit.
+    uint64_t *exec_puts;            // started: write its row if still alive
+    size_t nexec_puts, exec_puts_cap;
+    uint64_t *exec_dels;            // ended with a stored row: delete it
+    size_t nexec_dels, exec_dels_cap;
+};
+
+// ---- core.c: the turn's effects and commit bookkeeping
+// Appends one record to the turn's journal of changes: the only way a
+// handler or timer changes durable state. Returns KEEL_ERR_NOMEM (logged).
+keel_err keel_core_change (keel_core_t *self, keel_change_t change);
+void keel_core_send (keel_core_t *self, zframe_t *route, keel_env_t *env);
+void keel_core_send_engine (keel_core_t *self, keel_engine_t *engine, keel_env_t *env);
+void keel_core_send_driver (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env);
+void keel_core_relogin (keel_core_t *self, zframe_t *route, const char *reason);
+void keel_core_touch (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id, uint8_t what);
+void keel_core_deliver (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
+void keel_core_ack_engine (keel_core_t *self, keel_engine_t *engine, uint64_t exec_id);
+void keel_core_accept (keel_core_t *self, zframe_t *route, const char *service_id,
+                         const uint64_t *task_ids, size_t n);
+void keel_core_fresh_task (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
+// Drops every reference the current turn holds to svc (changed tasks, new
+// tasks, results to send, scheduler entry). Call it before freeing svc.
+void keel_core_forget_service (keel_core_t *self, keel_service_rec_t *svc);
+uint64_t keel_core_next_exec_id (keel_core_t *self);
+// An execution started (its row is written at the next commit) / ended
+// (removed from the model; its row, if stored, deleted at the next commit).
+void keel_core_exec_started (keel_core_t *self, keel_exec_t *x);
+void keel_core_exec_drop (keel_core_t *self, keel_exec_t *x);
+void keel_core_malformed (keel_core_t *self, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+void keel_core_store_task (const keel_service_rec_t *svc, uint64_t task_id, const keel_task_t *task,
+                             keel_store_task_t *row);
+
+// ---- core_driver.c / core_engine.c: message handlers
+// Handles one valid message from the main endpoint.
+void keel_core_message (keel_core_t *self, zframe_t *route, keel_env_t *env);
+void keel_core_driver_msg (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env);
+void keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *hello);
+void keel_core_engine_msg (keel_core_t *self, keel_engine_t *engine, keel_env_t *env);
+void keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *login);
+// A task reached a terminal state: store it, deliver it, cancel the rest.
+void keel_core_task_finished (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id,
+                                keel_task_result_t *result, keel_task_state_t state);
+// Stops an execution: Cancel to its engine (if online, counted as
+// executions_cancelled), then forgets it.
+void keel_core_cancel_exec (keel_core_t *self, keel_exec_t *exec, const char *reason);
+// Puts a task back in its service's FIFO (and the service in the scheduler).
+void keel_core_requeue (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
+keel_err keel_core_cancel_service (keel_core_t *self, keel_service_rec_t *svc);
+// Records an event (keel-admin events; docs/operations.md lists the kinds)
+// in the turn's transaction, so it is as durable as the turn, and logs it.
+// An event an admin request caused ends with its "by=admin=... from=...".
+void keel_core_event (keel_core_t *self, const char *kind, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+// ---- core_sched.c: timers, dispatch, HOLD claims
+void keel_core_timers (keel_core_t *self);
+void keel_core_dispatch (keel_core_t *self);
+void keel_core_engine_lost (keel_core_t *self, keel_engine_t *engine, const char *why,
+                              bool moving);
+void keel_core_exec_lost (keel_core_t *self, keel_exec_t *exec);
+// Keeps a HOLD claim (and its result, if any; taken) for a service not
+// submitted here yet, in memory and in the store.
+keel_err keel_core_pending_add (keel_core_t *self, const char *service_id, uint64_t task_id,
+                                  uint64_t exec_id, const char *engine_id, keel_task_result_t *result);
+// The same for a claim read back from the store at recovery: memory only.
+keel_err keel_core_pending_restore (keel_core_t *self, const char *service_id,
+                                      uint64_t task_id, uint64_t exec_id, const char *engine_id,
+                                      keel_task_result_t *result);
+// Attaches HOLD claims to a task that was just submitted. Returns true when
+// the task needs no dispatch (a claim runs it, or a held result finished it).
+bool keel_core_pending_attach (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
+void keel_core_pending_clear (keel_core_t *self);
+// Drops the HOLD claims (without a result) of engine_id that its login did
+// not list: that engine no longer runs those tasks.
+void keel_core_pending_forget_engine (keel_core_t *self, const char *engine_id,
+                                        Keel__HeldTask **held, size_t n_held);
+// A send failed with err (errno): counted as a send to a departed peer
+// (EHOSTUNREACH: its connection has closed) or a send failure (the peer's
+// queue is full).
+void keel_core_send_failed (keel_core_t *self, int err);
+// A driver stopped talking (why: "heartbeat timeout"): stops heartbeating
+// it and logs whether anything waits for its return.
+void keel_core_driver_gone (keel_core_t *self, keel_driver_rec_t *drv, const char *why);
+// Marks that an execution wants requeuing at `at` (the timer looks then).
+void keel_core_note_requeue_at (keel_core_t *self, int64_t at);
+// Drops closed, fully acknowledged services past retention, and detached
+// ones past retention with no execution left. Returns how many.
+uint64_t keel_core_purge (keel_core_t *self, int64_t now_wall, int64_t retention_ms);
+
+// ---- core_recover.c: state from the store's rows at start
+void keel_core_apply_settings (keel_core_t *self);
+int64_t keel_core_service_delay (keel_core_t *self, keel_service_rec_t *svc);
+
+#endif
