@@ -1,41 +1,8 @@
-/*  config.c — keel-broker's settings table. See config.h. */
+/*  config.c — keel-broker's settings table, built from its list. See config.h. */
 
 #include "config.h"
 
 const keel_setting_def_t keel_broker_settings[] = {
-    { "Name", KEEL_SETTING_STRING, NULL, "keel-broker", 0, 0, false, NULL,
-      "Broker name, shown to drivers, engines and in keel-admin status" },
-    { "Endpoint", KEEL_SETTING_STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL,
-      "ZeroMQ endpoint bound for drivers and engines" },
-    { "AdminEndpoint", KEEL_SETTING_STRING, NULL, "tcp://127.0.0.1:7071", 0, 0, false, NULL,
-      "ZeroMQ endpoint bound for keel-admin" },
-    { "Store", KEEL_SETTING_STRING, NULL, "sqlite:keel-broker.db", 0, 0, false, NULL,
-      "Store URI: sqlite:PATH (durable) or memory: (nothing survives a restart)" },
-    { "StoreSync", KEEL_SETTING_ENUM, NULL, "full", 0, 0, false, "full|normal",
-      "full: an acknowledgement survives power loss (the WAL is fdatasynced, off the broker's loop, before acceptances and result acknowledgements leave); normal: survives kill -9 of the broker only" },
-    { "CommitDelay", KEEL_SETTING_DURATION, "ms", "100ms", 0, 10000, true, NULL,
-      "Longest time a change nobody waits for (dispatch state, acknowledgements to engines) stays uncommitted; acceptances always commit at once" },
-    { "HeartbeatInterval", KEEL_SETTING_DURATION, "s", "1s", 0.01, 60, false, NULL,
-      "Heartbeat interval H; a peer silent for 3*H is lost (handed to engines and drivers)" },
-    { "EngineTimeoutMinutes", KEEL_SETTING_DURATION, "min", "15", 0.001, 100000, true, NULL,
-      "Engine Timeout: how long an engine that lost its broker keeps its tasks; must exceed drivers' DSBrokerTimeout" },
-    { "EngineLoginWindow", KEEL_SETTING_DURATION, "s", "5s", 0, 3600, true, NULL,
-      "After a restart, how long running and queued tasks wait for returning engines to claim them before they are (re)queued" },
-    { "RescheduleDelay", KEEL_SETTING_DURATION, "s", "0", 0, 86400, true, NULL,
-      "Delay before the tasks of a lost engine are queued again (per service override in SubmitService)" },
-    { "EnginePrefetch", KEEL_SETTING_INT, "tasks", "0", 0, 10000, true, NULL,
-      "Tasks sent to an engine beyond its free slots, queued there so a slot never waits for the broker; 0 = exactly its slots" },
-    { "MaxAttempts", KEEL_SETTING_INT, NULL, "3", 1, 1000, true, NULL,
-      "Executions of a task that may fail before it is reported failed (per service override)" },
-    { "CancelRedundant", KEEL_SETTING_BOOL, NULL, "true", 0, 0, true, NULL,
-      "Cancel the other executions of a task once one result wins" },
-    { "RetentionHours", KEEL_SETTING_DURATION, "h", "24", 0, 100000, true, NULL,
-      "How long a closed service whose results are all acknowledged, or a service its driver detached (moved back to its primary) once no execution of it is left, is kept before it is purged" },
-    { "MaxMessageSize", KEEL_SETTING_INT, "bytes", "67108864", 1024, 2147483647.0, false, NULL,
-      "Largest message accepted from a peer (ZMQ_MAXMSGSIZE); a larger one disconnects the peer" },
-    { "MaxTasksPerService", KEEL_SETTING_INT, NULL, "10000000", 1, 1000000000, false, NULL,
-      "Highest task id + 1 a service may use" },
-    { "LogLevel", KEEL_SETTING_ENUM, NULL, "info", 0, 0, true, "error|warn|info|debug",
-      "Log level" },
+    KEEL_BROKER_SETTINGS (KEEL_SETTING_ROW, KEEL_SETTING_PATTERN_ROW)
     KEEL_SETTINGS_END
 };

@@ -1,8 +1,9 @@
 /*  settings.h — one table of settings per program (Redis standardConfig).
 
-    Each program declares a static table of keel_setting_def_t: every key
-    once, with its type, unit, bounds, default, whether keel-admin may change
-    it at run time, and a one-line description. The same table drives the
+    Each program has one table of keel_setting_def_t, built from its list
+    of settings (see "Typed accessors" below): every key once, with its
+    type, unit, bounds, default, whether keel-admin may change it at run
+    time, and a one-line description. The same table drives the
     parser (file, environment, --set), the defaults, --help, keel-admin
     config get/set and the generated key list in docs/configuration.md, so
     they cannot drift apart.
@@ -29,6 +30,27 @@
     Durations are read back in milliseconds. Booleans: true/false, yes/no,
     on/off, 1/0. Errors name the origin: "broker.properties:12:
     EngineTimeoutMinutes: expected a duration (e.g. 30s, 5m), got 'ten'".
+
+    Typed accessors. A program lists its keys once, as an X-macro
+    PROGRAM_SETTINGS (KEY, PATTERN) in its config header, one entry per key
+    in table order:
+        KEY (HeartbeatInterval, DURATION, "s", "1s", 0.01, 60, false, NULL, "...")
+        PATTERN (service_exec, "service.*.exec", STRING, NULL, NULL, 0, 0, false, NULL, "...")
+    (the fields of keel_setting_def_t; a KEY's name is its key as written).
+    The list expands into the table (KEEL_SETTING_ROW, KEEL_SETTING_PATTERN_ROW)
+    and into one static inline accessor per key (KEEL_SETTING_ACCESSOR),
+    named PREFIX + the key as written, returning the type the key's type reads as:
+        int64_t keel_broker_cfg_HeartbeatInterval (const keel_settings_t *s);  // ms
+    STRING and ENUM read as const char * ("" when unset), INT as int64_t,
+    DOUBLE as double, BOOL as bool, DURATION as int64_t milliseconds. A
+    pattern gets a keel_settings_match wrapper named PREFIX + "match_" + its
+    identifier (the pattern's words joined by '_'):
+        int keel_engine_cfg_match_service_exec (const keel_settings_t *s, fn, arg);
+    Call sites read settings through these, so a misspelt key or a wrong
+    type is a compile error; the by-string readers below remain for keys
+    that come from outside (keel-admin config get/set, --set).
+    Prefixes: keel_broker_cfg_ (broker/config.h), keel_engine_cfg_
+    (engine/engine_config.h), keel_driver_cfg_ (driver/driver_config.h).
 */
 #ifndef KEEL_SETTINGS_H
 #define KEEL_SETTINGS_H
@@ -63,6 +85,48 @@ typedef struct {
 
 typedef struct _keel_settings_t keel_settings_t;
 
+// Expand a KEY or PATTERN entry of a settings list (see the top of this file)
+// into a row of the table.
+#define KEEL_SETTING_ROW(name, type, unit, default_value, min, max, runtime, enum_values, \
+                         description)                                                     \
+    { #name, KEEL_SETTING_##type, unit, default_value, min, max, runtime, enum_values,    \
+      description },
+#define KEEL_SETTING_PATTERN_ROW(ident, pattern, type, unit, default_value, min, max, runtime, \
+                                 enum_values, description)                                   \
+    { pattern, KEEL_SETTING_##type, unit, default_value, min, max, runtime, enum_values,       \
+      description },
+
+// Define the typed accessor prefix##name of key name (type: a keel_setting_type_t
+// without its KEEL_SETTING_ prefix), and the keel_settings_match wrapper
+// prefix##match_##ident of a pattern.
+#define KEEL_SETTING_ACCESSOR(prefix, name, type)                                   \
+    static inline KEEL_SETTING_CTYPE_##type prefix##name (const keel_settings_t *settings) \
+    {                                                                               \
+        return KEEL_SETTING_READ_##type (settings, #name);                          \
+    }
+#define KEEL_SETTING_MATCHER(prefix, ident, pattern)                                        \
+    static inline int prefix##match_##ident (const keel_settings_t *settings,               \
+                                             keel_settings_match_fn *fn, void *arg)         \
+    {                                                                                       \
+        return keel_settings_match (settings, pattern, fn, arg);                            \
+    }
+// A KEY or PATTERN callback that expands to nothing.
+#define KEEL_SETTING_IGNORE(...)
+
+// The C type each setting type reads as, and the by-string reader behind it.
+#define KEEL_SETTING_CTYPE_STRING   const char *
+#define KEEL_SETTING_CTYPE_ENUM     const char *
+#define KEEL_SETTING_CTYPE_INT      int64_t
+#define KEEL_SETTING_CTYPE_DOUBLE   double
+#define KEEL_SETTING_CTYPE_BOOL     bool
+#define KEEL_SETTING_CTYPE_DURATION int64_t
+#define KEEL_SETTING_READ_STRING    keel_settings_str
+#define KEEL_SETTING_READ_ENUM      keel_settings_str
+#define KEEL_SETTING_READ_INT       keel_settings_int
+#define KEEL_SETTING_READ_DOUBLE    keel_settings_double
+#define KEEL_SETTING_READ_BOOL      keel_settings_bool
+#define KEEL_SETTING_READ_DURATION  keel_settings_ms
+
 // Creates settings holding every default of table (the table must outlive
 // the object). Returns NULL if a default does not parse (a programmer error,
 // reported in err).
@@ -88,7 +152,9 @@ keel_err keel_settings_set_pair (keel_settings_t *self, const char *pair, keel_e
 keel_err keel_settings_check (const keel_settings_t *self, const char *key, const char *value,
                               keel_error_t *err);
 
-// Readers. The key must exist in the table (asserted: a programmer error).
+// Readers by key, for keys that come from outside (keel-admin, --set) and
+// behind the typed accessors; code reads a known key through its accessor.
+// The key must exist in the table (asserted: a programmer error).
 // keel_settings_str returns the value as text ("" when unset, never NULL).
 const char *keel_settings_str (const keel_settings_t *self, const char *key);
 int64_t keel_settings_int (const keel_settings_t *self, const char *key);

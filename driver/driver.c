@@ -13,32 +13,13 @@
 
 #include "actor.h"
 #include "cli.h"
+#include "driver_config.h"
 #include "journal.h"
 #include "log.h"
 
 #define S_MAX_BROKERS 16
 #define S_MAX_EVENTS_PER_POLL 10000  // events handled by one keel_driver_poll
 #define S_STOP_WAIT_MS 5000
-
-static const keel_setting_def_t s_settings[] = {
-    { "DSPrimaryBroker", KEEL_SETTING_STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL,
-      "endpoint of the primary broker" },
-    { "DSFailoverBrokers", KEEL_SETTING_STRING, NULL, "", 0, 0, false, NULL,
-      "comma-separated endpoints of failover brokers, tried in order" },
-    { "DSBrokerTimeout", KEEL_SETTING_DURATION, "s", "300", 0.05, 86400, false, NULL,
-      "how long a broker is retried before moving to the next one, also at the first connection (keel-driver exits 3 when none answered); keep it below the brokers' EngineTimeoutMinutes" },
-    { "DSPrimaryRetryInterval", KEEL_SETTING_DURATION, "s", "60", 0.05, 86400, false, NULL,
-      "how often a driver on a failover broker probes the primary" },
-    { "DSHeartbeatInterval", KEEL_SETTING_DURATION, "s", "1", 0.01, 3600, false, NULL,
-      "heartbeat interval until the broker hands out its own" },
-    { "DSBatchSize", KEEL_SETTING_INT, "tasks", "256", 1, 100000, false, NULL,
-      "tasks per SubmitTasks message" },
-    { "DSMaxUnaccepted", KEEL_SETTING_INT, "tasks", "100000", 1, 100000000, false, NULL,
-      "tasks sent but not yet accepted by the broker before further tasks wait in the driver; keel-driver also holds at most this many tasks without a result (bounded memory)" },
-    { "LogLevel", KEEL_SETTING_ENUM, NULL, "warn", 0, 0, false, "error|warn|info|debug",
-      "log level of keel-driver (the library leaves process logging to the application)" },
-    KEEL_SETTINGS_END
-};
 
 struct _keel_service_t {
     keel_driver_t *driver;
@@ -193,12 +174,6 @@ s_read_event (keel_driver_t *self)
 
 // ---------------------------------------------------------------- driver
 
-const keel_setting_def_t *
-keel_driver_settings (void)
-{
-    return s_settings;
-}
-
 const char *
 keel_status_kind_name (keel_status_kind_t kind)
 {
@@ -220,7 +195,7 @@ keel_status_kind_name (keel_status_kind_t kind)
 keel_driver_t *
 keel_driver_new (const char *config_path, char **overrides, int noverrides, keel_error_t *err)
 {
-    keel_settings_t *settings = keel_cli_load (s_settings, config_path, overrides, noverrides, err);
+    keel_settings_t *settings = keel_cli_load (keel_driver_settings (), config_path, overrides, noverrides, err);
     if (!settings)
         return NULL;
     keel_driver_t *self = keel_driver_new_from_settings (settings, err);
@@ -242,22 +217,22 @@ keel_driver_new_from_settings (const keel_settings_t *settings, keel_error_t *er
         return NULL;
     }
     if (s_add_brokers (config->brokers, &config->nbrokers,
-                       keel_settings_str (settings, "DSPrimaryBroker"), "DSPrimaryBroker", err)
+                       keel_driver_cfg_DSPrimaryBroker (settings), "DSPrimaryBroker", err)
         || s_add_brokers (config->brokers, &config->nbrokers,
-                          keel_settings_str (settings, "DSFailoverBrokers"), "DSFailoverBrokers", err)) {
+                          keel_driver_cfg_DSFailoverBrokers (settings), "DSFailoverBrokers", err)) {
         keel_actor_config_destroy (&config);
         return NULL;
     }
-    if (config->nbrokers == 0 || !strchr (keel_settings_str (settings, "DSPrimaryBroker"), ':')) {
+    if (config->nbrokers == 0 || !strchr (keel_driver_cfg_DSPrimaryBroker (settings), ':')) {
         keel_actor_config_destroy (&config);
         keel_error_set (err, KEEL_ERR_CONFIG, "DSPrimaryBroker: an endpoint is required");
         return NULL;
     }
-    config->broker_timeout_ms = keel_settings_ms (settings, "DSBrokerTimeout");
-    config->primary_retry_ms = keel_settings_ms (settings, "DSPrimaryRetryInterval");
-    config->heartbeat_ms = keel_settings_ms (settings, "DSHeartbeatInterval");
-    config->batch_size = keel_settings_int (settings, "DSBatchSize");
-    config->max_unaccepted = keel_settings_int (settings, "DSMaxUnaccepted");
+    config->broker_timeout_ms = keel_driver_cfg_DSBrokerTimeout (settings);
+    config->primary_retry_ms = keel_driver_cfg_DSPrimaryRetryInterval (settings);
+    config->heartbeat_ms = keel_driver_cfg_DSHeartbeatInterval (settings);
+    config->batch_size = keel_driver_cfg_DSBatchSize (settings);
+    config->max_unaccepted = keel_driver_cfg_DSMaxUnaccepted (settings);
     if (config->batch_size < 1)
         config->batch_size = 1;
 

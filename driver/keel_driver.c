@@ -16,6 +16,7 @@
 #include <czmq.h>
 
 #include "cli.h"
+#include "driver_config.h"
 #include "jsonl.h"
 #include "keel/driver.h"
 #include "log.h"
@@ -223,7 +224,7 @@ s_load_settings (const keel_submit_args_t *args, keel_error_t *err)
     free (level);
     free (sets);
     for (int i = 0; settings && i < args->nfailovers; i++) {
-        const char *list = keel_settings_str (settings, "DSFailoverBrokers");
+        const char *list = keel_driver_cfg_DSFailoverBrokers (settings);
         char *value = NULL;
         if (asprintf (&value, "%s%s%s", list, *list ? "," : "", args->failovers[i]) < 0
             || keel_settings_set (settings, "DSFailoverBrokers", value, "--failover", err) != KEEL_OK)
@@ -334,7 +335,7 @@ main (int argc, char **argv)
         return KEEL_EXIT_USAGE;
     }
     keel_log_level_t level = KEEL_LOG_WARN;
-    keel_log_level_parse (keel_settings_str (settings, "LogLevel"), &level);
+    keel_log_level_parse (keel_driver_cfg_LogLevel (settings), &level);
     keel_log_init (level);
 
     s_inputs_t inputs = { .args = &args };
@@ -399,7 +400,7 @@ main (int argc, char **argv)
     if (!isatty (STDOUT_FILENO))
         setvbuf (stdout, NULL, _IOFBF, 1 << 16);
     int64_t started = zclock_mono ();
-    int64_t window = keel_settings_int (settings, "DSMaxUnaccepted");
+    int64_t window = keel_driver_cfg_DSMaxUnaccepted (settings);
     code = s_run (driver, service, &inputs, &job, (uint64_t) (window > 0 ? window : 1));
     fflush (stdout);
     if (ferror (stdout))

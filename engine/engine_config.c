@@ -1,4 +1,5 @@
-/*  engine_config.c — the engine's settings table and the configuration built from it. */
+/*  engine_config.c — the engine's settings table and the configuration built from it.
+    See engine_config.h. */
 #include "engine_config.h"
 
 #include <stdlib.h>
@@ -11,33 +12,7 @@
 #define S_DEFAULT_ENGINE_TIMEOUT_MS (15 * 60 * 1000)
 
 static const keel_setting_def_t s_table[] = {
-    { "Brokers", KEEL_SETTING_STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL,
-      "comma-separated broker endpoints; the first is the primary. Offline, the engine tries "
-      "them all in turn each round, primary first" },
-    { "Slots", KEEL_SETTING_INT, NULL, "0", 0, KEEL_ENGINE_MAX_SLOTS, false, NULL,
-      "tasks run at once; 0 = number of cores" },
-    { "StateDir", KEEL_SETTING_STRING, NULL, "keel-engine-state", 0, 0, false, NULL,
-      "directory for the engine id, the lock file and the result spool (one per engine)" },
-    { "EngineTimeoutAction", KEEL_SETTING_ENUM, NULL, "restart", 0, 0, false, "exit|restart",
-      "after the Engine Timeout: exit (code 3) or start over as a fresh session" },
-    { "PrimaryRetryInterval", KEEL_SETTING_DURATION, "s", "60s", 0.1, 86400, false, NULL,
-      "how often an engine on a failover broker probes its primary" },
-    { "HeartbeatInterval", KEEL_SETTING_DURATION, "s", "1s", 0.01, 3600, false, NULL,
-      "heartbeat interval until a broker's LoginReply sets it" },
-    { "Host", KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL,
-      "host name reported at login; default: gethostname()" },
-    { "LogLevel", KEEL_SETTING_ENUM, NULL, "info", 0, 0, false, "error|warn|info|debug",
-      "log level" },
-    { "MaxOutputBytes", KEEL_SETTING_INT, "bytes", "16777216", 1, 1073741824, false, NULL,
-      "largest task output; a larger one fails the task with 'output too large'" },
-    { "MaxMessageSize", KEEL_SETTING_INT, "bytes", "67108864", 65536, 1073741824, false, NULL,
-      "largest message accepted from a broker (ZMQ_MAXMSGSIZE)" },
-    { "service.*.exec", KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL,
-      "command service: run with /bin/sh -c, input on stdin, output from stdout, exit 0 = ok" },
-    { "service.*.timeout", KEEL_SETTING_DURATION, "s", "0", 0, 31536000, false, NULL,
-      "kill a task of this service (the sleep and count built-ins too; echo, double and fail run inline and return at once) after this long; 0 = no limit" },
-    { "service.*.library", KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL,
-      "library service: path of a shared object implementing keel/service.h" },
+    KEEL_ENGINE_SETTINGS (KEEL_SETTING_ROW, KEEL_SETTING_PATTERN_ROW)
     KEEL_SETTINGS_END
 };
 
@@ -203,10 +178,10 @@ keel_engine_config_new (const keel_settings_t *settings, keel_error_t *err)
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    if (s_parse_brokers (cfg, keel_settings_str (settings, "Brokers"), err) != KEEL_OK)
+    if (s_parse_brokers (cfg, keel_engine_cfg_Brokers (settings), err) != KEEL_OK)
         goto fail;
 
-    int64_t slots = keel_settings_int (settings, "Slots");
+    int64_t slots = keel_engine_cfg_Slots (settings);
     if (slots == 0) {
         long cores = sysconf (_SC_NPROCESSORS_ONLN);
         slots = cores > 0 ? cores : 1;
@@ -215,22 +190,22 @@ keel_engine_config_new (const keel_settings_t *settings, keel_error_t *err)
     }
     cfg->slots = (int) slots;
 
-    const char *dir = keel_settings_str (settings, "StateDir");
+    const char *dir = keel_engine_cfg_StateDir (settings);
     if (!*dir) {
         keel_error_set (err, KEEL_ERR_CONFIG, "StateDir: must not be empty");
         goto fail;
     }
     cfg->state_dir = strdup (dir);
-    cfg->timeout_action = strcmp (keel_settings_str (settings, "EngineTimeoutAction"), "exit") == 0
+    cfg->timeout_action = strcmp (keel_engine_cfg_EngineTimeoutAction (settings), "exit") == 0
                               ? KEEL_TIMEOUT_ACTION_EXIT
                               : KEEL_TIMEOUT_ACTION_RESTART;
-    cfg->primary_retry_ms = keel_settings_ms (settings, "PrimaryRetryInterval");
-    cfg->heartbeat_ms = keel_settings_ms (settings, "HeartbeatInterval");
+    cfg->primary_retry_ms = keel_engine_cfg_PrimaryRetryInterval (settings);
+    cfg->heartbeat_ms = keel_engine_cfg_HeartbeatInterval (settings);
     cfg->default_engine_timeout_ms = S_DEFAULT_ENGINE_TIMEOUT_MS;
-    cfg->max_output_bytes = keel_settings_int (settings, "MaxOutputBytes");
-    cfg->max_message_bytes = keel_settings_int (settings, "MaxMessageSize");
+    cfg->max_output_bytes = keel_engine_cfg_MaxOutputBytes (settings);
+    cfg->max_message_bytes = keel_engine_cfg_MaxMessageSize (settings);
 
-    const char *host = keel_settings_str (settings, "Host");
+    const char *host = keel_engine_cfg_Host (settings);
     if (*host)
         cfg->host = strdup (host);
     else {
@@ -244,9 +219,9 @@ keel_engine_config_new (const keel_settings_t *settings, keel_error_t *err)
     s_walk_t walk = { cfg, err, KEEL_OK };
     for (int i = 0; keel_builtin_name (i); i++)
         s_add (&walk, "built-in", keel_builtin_name (i));
-    keel_settings_match (settings, "service.*.library", s_on_library, &walk);
-    keel_settings_match (settings, "service.*.exec", s_on_exec, &walk);
-    keel_settings_match (settings, "service.*.timeout", s_on_timeout, &walk);
+    keel_engine_cfg_match_service_library (settings, s_on_library, &walk);
+    keel_engine_cfg_match_service_exec (settings, s_on_exec, &walk);
+    keel_engine_cfg_match_service_timeout (settings, s_on_timeout, &walk);
     if (walk.rc != KEEL_OK)
         goto fail;
     return cfg;

@@ -1,7 +1,12 @@
-/*  engine_config.h — the engine's settings table and the configuration built from it.
+/*  engine_config.h — the engine's settings and the configuration built from them.
 
-    keel_engine_settings_table() is the one table of every engine key (DESIGN
-    §10): it drives keel_cli_parse, --help and docs/configuration.md.
+    KEEL_ENGINE_SETTINGS is the one list of engine keys (DESIGN §10;
+    settings.h, "Typed accessors"). It expands into the table,
+    keel_engine_settings_table(), which drives keel_cli_parse, --help and
+    docs/configuration.md, and into typed accessors: keel_engine_cfg_<Key>
+    (settings) for every key (keel_engine_cfg_Slots (s) is an int64_t), and
+    keel_engine_cfg_match_service_exec/_timeout/_library (settings, fn, arg)
+    for the pattern keys. Read a known key through its accessor.
     keel_engine_config_new() turns parsed settings into a plain struct the
     rest of the engine reads: the broker list, slots, state dir, timers and
     the service types this engine offers (built-ins first, then every
@@ -26,6 +31,43 @@
 #define KEEL_ENGINE_MAX_BROKERS   16
 #define KEEL_ENGINE_MAX_SERVICES  256
 #define KEEL_ENGINE_MAX_SLOTS     1024
+
+// KEY (Name, TYPE, unit, default, min, max, runtime, enum_values, description) and
+// PATTERN (ident, "pattern", TYPE, ...the same...), in table order.
+#define KEEL_ENGINE_SETTINGS(KEY, PATTERN) \
+    KEY (Brokers, STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL, \
+         "comma-separated broker endpoints; the first is the primary. Offline, the engine tries " \
+         "them all in turn each round, primary first") \
+    KEY (Slots, INT, NULL, "0", 0, KEEL_ENGINE_MAX_SLOTS, false, NULL, \
+         "tasks run at once; 0 = number of cores") \
+    KEY (StateDir, STRING, NULL, "keel-engine-state", 0, 0, false, NULL, \
+         "directory for the engine id, the lock file and the result spool (one per engine)") \
+    KEY (EngineTimeoutAction, ENUM, NULL, "restart", 0, 0, false, "exit|restart", \
+         "after the Engine Timeout: exit (code 3) or start over as a fresh session") \
+    KEY (PrimaryRetryInterval, DURATION, "s", "60s", 0.1, 86400, false, NULL, \
+         "how often an engine on a failover broker probes its primary") \
+    KEY (HeartbeatInterval, DURATION, "s", "1s", 0.01, 3600, false, NULL, \
+         "heartbeat interval until a broker's LoginReply sets it") \
+    KEY (Host, STRING, NULL, NULL, 0, 0, false, NULL, \
+         "host name reported at login; default: gethostname()") \
+    KEY (LogLevel, ENUM, NULL, "info", 0, 0, false, "error|warn|info|debug", \
+         "log level") \
+    KEY (MaxOutputBytes, INT, "bytes", "16777216", 1, 1073741824, false, NULL, \
+         "largest task output; a larger one fails the task with 'output too large'") \
+    KEY (MaxMessageSize, INT, "bytes", "67108864", 65536, 1073741824, false, NULL, \
+         "largest message accepted from a broker (ZMQ_MAXMSGSIZE)") \
+    PATTERN (service_exec, "service.*.exec", STRING, NULL, NULL, 0, 0, false, NULL, \
+             "command service: run with /bin/sh -c, input on stdin, output from stdout, exit 0 = ok") \
+    PATTERN (service_timeout, "service.*.timeout", DURATION, "s", "0", 0, 31536000, false, NULL, \
+             "kill a task of this service (the sleep and count built-ins too; echo, double and fail run inline and return at once) after this long; 0 = no limit") \
+    PATTERN (service_library, "service.*.library", STRING, NULL, NULL, 0, 0, false, NULL, \
+             "library service: path of a shared object implementing keel/service.h")
+
+#define KEEL_ENGINE_CFG_ACCESSOR(name, type, ...) KEEL_SETTING_ACCESSOR (keel_engine_cfg_, name, type)
+#define KEEL_ENGINE_CFG_MATCHER(ident, pattern, ...) KEEL_SETTING_MATCHER (keel_engine_cfg_, ident, pattern)
+KEEL_ENGINE_SETTINGS (KEEL_ENGINE_CFG_ACCESSOR, KEEL_ENGINE_CFG_MATCHER)
+#undef KEEL_ENGINE_CFG_ACCESSOR
+#undef KEEL_ENGINE_CFG_MATCHER
 
 typedef enum {
     KEEL_TIMEOUT_ACTION_EXIT,       // Engine Timeout: exit with code 3
@@ -55,7 +97,8 @@ typedef struct {
     int n_services;
 } keel_engine_config_t;
 
-// The engine's settings table (static, ends with KEEL_SETTINGS_END).
+// The engine's settings table, built from KEEL_ENGINE_SETTINGS (static, ends
+// with KEEL_SETTINGS_END).
 const keel_setting_def_t *keel_engine_settings_table (void);
 
 // Builds the configuration from settings. Returns NULL and fills err

@@ -64,7 +64,7 @@ main (int argc, char **argv)
             level_on_command_line = true;
     keel_log_level_t level;
     if (!level_on_command_line
-        && keel_log_level_parse (keel_settings_str (settings, "LogLevel"), &level) == 0)
+        && keel_log_level_parse (keel_engine_cfg_LogLevel (settings), &level) == 0)
         keel_log_init (level);
 
     keel_error_t err = { "" };
