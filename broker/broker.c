@@ -336,10 +336,10 @@ keel_broker_run (keel_broker_t *self)
     }
     s_clock (self);
     keel_core_turn_begin (self->core);      // the pause clock starts now
-    const char *store = keel_settings_str (self->settings, "Store");
+    const char *store = keel_broker_cfg_Store (self->settings);
     KEEL_INFO ("broker", "serving name=%s endpoint=%s admin=%s epoch=%llu",
-               keel_core_name (self->core), keel_settings_str (self->settings, "Endpoint"),
-               keel_settings_str (self->settings, "AdminEndpoint"),
+               keel_core_name (self->core), keel_broker_cfg_Endpoint (self->settings),
+               keel_broker_cfg_AdminEndpoint (self->settings),
                (unsigned long long) keel_core_epoch (self->core));
     KEEL_JOURNAL ("serving", .epoch = (int64_t) keel_core_epoch (self->core),
                   .text = keel_core_name (self->core), .output = store,
@@ -434,9 +434,9 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     zlistx_set_destructor (self->sendq, s_out_destroy);
     zlistx_set_destructor (self->held, s_out_destroy);
 
-    keel_store_sync_t sync = strcmp (keel_settings_str (settings, "StoreSync"), "normal") == 0
+    keel_store_sync_t sync = strcmp (keel_broker_cfg_StoreSync (settings), "normal") == 0
                                  ? KEEL_STORE_SYNC_NORMAL : KEEL_STORE_SYNC_FULL;
-    self->store = keel_store_open (keel_settings_str (settings, "Store"), sync, err);
+    self->store = keel_store_open (keel_broker_cfg_Store (settings), sync, err);
     if (!self->store) {
         keel_error_prefix (err, "Store");
         keel_broker_destroy (&self);
@@ -454,13 +454,13 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
             return NULL;
         }
     }
-    self->router = s_bind_router (keel_settings_str (settings, "Endpoint"),
-                                  keel_settings_int (settings, "MaxMessageSize"), err, "Endpoint");
+    self->router = s_bind_router (keel_broker_cfg_Endpoint (settings),
+                                  keel_broker_cfg_MaxMessageSize (settings), err, "Endpoint");
     if (!self->router) {
         keel_broker_destroy (&self);
         return NULL;
     }
-    self->admin = s_bind_router (keel_settings_str (settings, "AdminEndpoint"), 1024 * 1024, err,
+    self->admin = s_bind_router (keel_broker_cfg_AdminEndpoint (settings), 1024 * 1024, err,
                                  "AdminEndpoint");
     if (!self->admin) {
         keel_broker_destroy (&self);

@@ -6,6 +6,7 @@
 */
 
 #include "broker_int.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -62,7 +63,7 @@ static keel_err
 s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_t *err)
 {
     keel_broker_t *self = broker;
-    int64_t retention = keel_settings_ms (self->settings, "RetentionHours");
+    int64_t retention = keel_broker_cfg_RetentionHours (self->settings);
     uint64_t n = keel_core_purge_now (self->core, retention);
     keel_err rc = keel_broker_commit_now (self, err);
     if (rc == KEEL_OK)

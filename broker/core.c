@@ -926,7 +926,7 @@ keel_core_new (keel_settings_t *settings, int64_t now, int64_t wall)
     if (!self)
         return NULL;
     self->settings = settings;
-    snprintf (self->name, sizeof self->name, "%s", keel_settings_str (settings, "Name"));
+    snprintf (self->name, sizeof self->name, "%s", keel_broker_cfg_Name (settings));
     keel_core_apply_settings (self);
     self->started_mono = now;
     self->now = now;

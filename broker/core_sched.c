@@ -5,6 +5,7 @@
 */
 
 #include "core_int.h"
+#include "config.h"
 #include "journal.h"
 
 #include <errno.h>
@@ -21,17 +22,17 @@ void
 keel_core_apply_settings (keel_core_t *self)
 {
     keel_settings_t *s = self->settings;
-    self->heartbeat_ms = keel_settings_ms (s, "HeartbeatInterval");
-    self->engine_timeout_ms = keel_settings_ms (s, "EngineTimeoutMinutes");
-    self->reschedule_delay_ms = keel_settings_ms (s, "RescheduleDelay");
-    self->login_window_ms = keel_settings_ms (s, "EngineLoginWindow");
-    self->commit_delay_ms = keel_settings_ms (s, "CommitDelay");
-    self->max_attempts = (uint32_t) keel_settings_int (s, "MaxAttempts");
-    self->engine_prefetch = (uint32_t) keel_settings_int (s, "EnginePrefetch");
-    self->cancel_redundant = keel_settings_bool (s, "CancelRedundant");
-    self->max_tasks = (uint64_t) keel_settings_int (s, "MaxTasksPerService");
+    self->heartbeat_ms = keel_broker_cfg_HeartbeatInterval (s);
+    self->engine_timeout_ms = keel_broker_cfg_EngineTimeoutMinutes (s);
+    self->reschedule_delay_ms = keel_broker_cfg_RescheduleDelay (s);
+    self->login_window_ms = keel_broker_cfg_EngineLoginWindow (s);
+    self->commit_delay_ms = keel_broker_cfg_CommitDelay (s);
+    self->max_attempts = (uint32_t) keel_broker_cfg_MaxAttempts (s);
+    self->engine_prefetch = (uint32_t) keel_broker_cfg_EnginePrefetch (s);
+    self->cancel_redundant = keel_broker_cfg_CancelRedundant (s);
+    self->max_tasks = (uint64_t) keel_broker_cfg_MaxTasksPerService (s);
     keel_log_level_t level;
-    if (keel_log_level_parse (keel_settings_str (s, "LogLevel"), &level) == 0)
+    if (keel_log_level_parse (keel_broker_cfg_LogLevel (s), &level) == 0)
         keel_log_init (level);
 }
 
@@ -550,7 +551,7 @@ keel_core_timers (keel_core_t *self)
     }
     if (self->now - self->last_purge >= KEEL_PURGE_INTERVAL_MS) {
         self->last_purge = self->now;
-        keel_core_purge (self, self->wall, keel_settings_ms (self->settings, "RetentionHours"));
+        keel_core_purge (self, self->wall, keel_broker_cfg_RetentionHours (self->settings));
     }
 }
 

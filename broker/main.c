@@ -30,7 +30,7 @@ main (int argc, char **argv)
     if (!settings)
         return code;
     keel_log_level_t level;
-    if (keel_log_level_parse (keel_settings_str (settings, "LogLevel"), &level) == 0)
+    if (keel_log_level_parse (keel_broker_cfg_LogLevel (settings), &level) == 0)
         keel_log_init (level);
 
     keel_journal_init ("broker");
