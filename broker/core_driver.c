@@ -113,7 +113,7 @@ s_delivered_task (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id, 
     keel_service_queue_remove (svc, task_id);
     while (t->execs)
         keel_core_cancel_exec (self, t->execs, "the driver has this task's result already");
-    keel_service_task_set_state (svc, t, KEEL_TASK_STATE_ELSEWHERE);
+    keel_core_task_to (self, svc, task_id, KEEL_TASK_STATE_ELSEWHERE);
     t->acked = 1;
     keel_core_touch (self, svc, task_id, KEEL_DIRTY_STATE | KEEL_DIRTY_ACK);
     self->counters.tasks_delivered_elsewhere++;
@@ -282,11 +282,7 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
     if (svc) {
         // Resubmission is idempotent; a detached service comes back.
         if (svc->state == KEEL_SERVICE_DETACHED) {
-            svc->state = KEEL_SERVICE_OPEN;
-            svc->closed_wall_ms = 0;
-            keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
-                                                        .service = { .service_id = svc->id, .state = svc->state,
-                                                                     .closed_wall_ms = 0 } });
+            keel_core_service_to (self, svc, KEEL_SERVICE_OPEN);
             for (uint64_t id = 0; id < svc->ntasks; id++) {
                 keel_task_t *t = &svc->tasks[id];
                 if (t->present && t->state == KEEL_TASK_STATE_QUEUED && !t->queued)
@@ -316,7 +312,7 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
             svc->init_len = msg->init_data.len;
         }
     }
-    svc->state = KEEL_SERVICE_OPEN;
+    svc->state = KEEL_SERVICE_OPEN;         // created so: not a move (core_life.c)
     svc->created_wall_ms = self->wall;
     s_store_service (self, svc);
     zlistx_add_end (self->fresh_services, svc);
@@ -432,15 +428,11 @@ keel_core_cancel_service (keel_core_t *self, keel_service_rec_t *svc)
         keel_service_queue_remove (svc, id);
         while (t->execs)
             keel_core_cancel_exec (self, t->execs, "service cancelled");
-        keel_service_task_set_state (svc, t, KEEL_TASK_STATE_CANCELLED);
+        keel_core_task_to (self, svc, id, KEEL_TASK_STATE_CANCELLED);
         keel_core_touch (self, svc, id, KEEL_DIRTY_STATE);
     }
-    svc->state = KEEL_SERVICE_CANCELLED;
-    svc->closed_wall_ms = self->wall;
     keel_core_event (self, "service-cancelled", "service=%s", svc->id);
-    return keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
-                                                       .service = { .service_id = svc->id, .state = svc->state,
-                                                                    .closed_wall_ms = svc->closed_wall_ms } });
+    return keel_core_service_to (self, svc, KEEL_SERVICE_CANCELLED) ? KEEL_OK : KEEL_ERR_STATE;
 }
 
 // The driver moved these services back to its primary: stop working on
@@ -452,8 +444,7 @@ s_detach (keel_core_t *self, Keel__Detach *msg)
         keel_service_rec_t *svc = keel_model_service (self->model, msg->service_ids[i]);
         if (!svc || svc->state != KEEL_SERVICE_OPEN)
             continue;
-        svc->state = KEEL_SERVICE_DETACHED;
-        keel_sched_remove (self->sched, svc);
+        keel_core_service_to (self, svc, KEEL_SERVICE_DETACHED);   // retention counts from here
         zlistx_t *sent = zlistx_new ();
         for (uint64_t id = 0; id < svc->ntasks; id++) {
             keel_task_t *t = &svc->tasks[id];
@@ -468,10 +459,6 @@ s_detach (keel_core_t *self, Keel__Detach *msg)
                 }
         }
         zlistx_destroy (&sent);
-        svc->closed_wall_ms = self->wall;     // retention counts from the detach
-        keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
-                                                    .service = { .service_id = svc->id, .state = svc->state,
-                                                                 .closed_wall_ms = svc->closed_wall_ms } });
         keel_core_event (self, "service-detached", "service=%s", svc->id);
     }
 }
@@ -494,11 +481,7 @@ keel_core_driver_msg (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env
         case KEEL__ENVELOPE__BODY_CLOSE_SERVICE: {
             keel_service_rec_t *svc = keel_model_service (self->model, env->close_service->service_id);
             if (svc && svc->state == KEEL_SERVICE_OPEN) {
-                svc->state = KEEL_SERVICE_CLOSED;
-                svc->closed_wall_ms = self->wall;
-                keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
-                                                            .service = { .service_id = svc->id, .state = svc->state,
-                                                                         .closed_wall_ms = svc->closed_wall_ms } });
+                keel_core_service_to (self, svc, KEEL_SERVICE_CLOSED);
                 keel_core_event (self, "service-closed", "service=%s tasks=%llu unacked=%llu",
                                    svc->id, (unsigned long long) svc->total,
                                    (unsigned long long) svc->unacked);

@@ -24,7 +24,7 @@ keel_core_requeue (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id)
     if (!t || t->state >= KEEL_TASK_STATE_DONE)
         return;
     if (t->state != KEEL_TASK_STATE_QUEUED) {
-        keel_service_task_set_state (svc, t, KEEL_TASK_STATE_QUEUED);
+        keel_core_task_to (self, svc, task_id, KEEL_TASK_STATE_QUEUED);
         keel_core_touch (self, svc, task_id, KEEL_DIRTY_STATE);
     }
     if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
@@ -91,7 +91,7 @@ keel_core_task_finished (keel_core_t *self, keel_service_rec_t *svc, uint64_t ta
                             ? (uint64_t) (self->now - t->accepted_mono) : result->queued_ms;
     keel_service_queue_remove (svc, task_id);
     keel_task_set_result (t, result);
-    keel_service_task_set_state (svc, t, state);
+    keel_core_task_to (self, svc, task_id, state);
     svc->unacked++;
     KEEL_JOURNAL ("result_stored", .service = svc->id, .task = task_id,
                   .execution = result->execution_id, .epoch = (int64_t) self->epoch,
@@ -344,7 +344,7 @@ s_claim (keel_core_t *self, keel_engine_t *engine, Keel__HeldTask *held)
         keel_core_exec_started (self, x);
         keel_service_queue_remove (svc, held->task_id);     // no redundant run
         if (t->state != KEEL_TASK_STATE_RUNNING) {
-            keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
+            keel_core_task_to (self, svc, held->task_id, KEEL_TASK_STATE_RUNNING);
             keel_core_touch (self, svc, held->task_id, KEEL_DIRTY_STATE);
         }
     }
@@ -385,7 +385,6 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
             return;
     }
     bool new_session = strcmp (engine->session, login->session) != 0;
-    keel_model_engine_route (self->model, engine, route);
     snprintf (engine->session, sizeof engine->session, "%s", login->session);
     snprintf (engine->host, sizeof engine->host, "%s", login->host ? login->host : "");
     engine->slots = login->slots;
@@ -397,11 +396,9 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
             ntypes++;
     }
     keel_engine_set_types (engine, types, ntypes);
-    engine->state = KEEL_ENGINE_ONLINE;
+    keel_core_engine_to (self, engine, KEEL_ENGINE_ONLINE, route);
     if (new_session)
         engine->draining = false;   // a drain lasts until the engine restarts
-    engine->login_wall_ms = self->wall;
-    keel_peer_clock_init (&engine->clock, self->heartbeat_ms, 3, self->now);
     if (new_session)
         zhashx_purge (engine->init_sent);   // a new process has no init data
 
@@ -436,9 +433,6 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
         keel_core_exec_lost (self, x);
     zlistx_destroy (&lost);
 
-    keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
-                                engine->login_wall_ms, engine->login_wall_ms };
-    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
     // A DROP lets the engine forget a result: the reply waits in `held`
     // until this turn's commit is durable (s_commit numbers it even when it
     // writes nothing); if that commit fails, until one that stores it.

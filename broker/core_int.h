@@ -152,6 +152,56 @@ struct _keel_core_t {
     size_t nexec_dels, exec_dels_cap;
 };
 
+// ---- core_life.c: the lifecycles. Each state is written by one function
+// that checks the move against its table; a move the table lacks is a bug,
+// logged and not made. Recovery restores states from the store's rows
+// (core_recover.c): that is not a move.
+//
+// Service (keel_service_state_t; stored by SERVICE_STATE records):
+//   from        to          on                                   where
+//   (none)      OPEN        SubmitService                        core_driver.c s_submit_service
+//   OPEN        CLOSED      CloseService                         core_driver.c
+//   OPEN        DETACHED    Detach (the driver went home)        core_driver.c s_detach
+//   DETACHED    OPEN        SubmitService again (it came back)   core_driver.c s_submit_service
+//   OPEN,       CANCELLED   CancelService, keel-admin cancel     core_driver.c keel_core_cancel_service
+//   CLOSED,
+//   DETACHED
+//   CLOSED,     (purged)    retention passed, every result       core_sched.c keel_core_purge
+//   CANCELLED,              acknowledged (DETACHED: no
+//   DETACHED                execution left)
+// Leaving OPEN sets closed_wall_ms (retention counts from it); CANCELLED and
+// DETACHED leave the scheduler. CANCELLED is final.
+//
+// Task (keel_task_state_t; stored by TASK_* records):
+//   from             to          on
+//   (none)           QUEUED      SubmitTasks
+//   QUEUED           RUNNING     dispatch (Assign), a claim at login, a HOLD claim attached
+//   RUNNING          RUNNING     another execution (a claim of a running task)
+//   RUNNING          QUEUED      its execution failed (retry) or was lost (requeue)
+//   QUEUED, RUNNING  DONE        first OK result (a held result may finish a queued task)
+//   QUEUED, RUNNING  FAILED      a failure past MaxAttempts, or a permanent one
+//   QUEUED, RUNNING  CANCELLED   its service cancelled
+//   QUEUED, RUNNING  ELSEWHERE   the driver came back holding its result
+// DONE, FAILED, CANCELLED and ELSEWHERE are final.
+//
+// Engine (keel_engine_state_t; stored by ENGINE_PUT records):
+//   from             to          on
+//   (none), OFFLINE, ONLINE      EngineLogin (a new connection or process
+//   ONLINE                       replaces the old one; a new process ends a drain)
+//   ONLINE           OFFLINE     heartbeat timeout, or Logoff (reason "moving": it goes
+//                                to its primary carrying its tasks); its executions
+//                                wait EngineTimeout for it to come back
+// `draining` (keel-admin drain) is a flag on ONLINE: no new work, until a
+// new engine process logs in.
+//
+// Execution (keel_exec_t, rows by EXEC_* records): see model.h.
+bool keel_core_service_to (keel_core_t *self, keel_service_rec_t *svc, keel_service_state_t to);
+bool keel_core_task_to (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id,
+                        keel_task_state_t to);
+// route: the engine's routing id (ONLINE), NULL (OFFLINE).
+void keel_core_engine_to (keel_core_t *self, keel_engine_t *engine, keel_engine_state_t to,
+                          zframe_t *route);
+
 // ---- core.c: the turn's effects and commit bookkeeping
 // Appends one record to the turn's journal of changes: the only way a
 // handler or timer changes durable state. Returns KEEL_ERR_NOMEM (logged).

@@ -63,12 +63,7 @@ keel_core_engine_lost (keel_core_t *self, keel_engine_t *engine, const char *why
 {
     if (engine->state == KEEL_ENGINE_OFFLINE)
         return;
-    engine->state = KEEL_ENGINE_OFFLINE;
-    engine->offline_since_mono = self->now;
-    keel_model_engine_route (self->model, engine, NULL);
-    keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
-                                engine->login_wall_ms, self->wall };
-    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
+    keel_core_engine_to (self, engine, KEEL_ENGINE_OFFLINE, NULL);
     zlistx_t *now_lost = zlistx_new ();
     size_t running = zlistx_size (engine->execs);
     for (keel_exec_t *x = zlistx_first (engine->execs); x; x = zlistx_next (engine->execs)) {
@@ -402,7 +397,7 @@ keel_core_pending_attach (keel_core_t *self, keel_service_rec_t *svc, uint64_t t
                 continue;
             keel_core_exec_started (self, x);
             if (t->state != KEEL_TASK_STATE_RUNNING)
-                keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
+                keel_core_task_to (self, svc, task_id, KEEL_TASK_STATE_RUNNING);
             self->counters.claims_kept++;
             handled = true;
         }
@@ -652,7 +647,7 @@ s_assign (keel_core_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t tas
     // EngineLoginWindow for the engines' claims before they are queued),
     // so these writes, two per task at high rates, bought no safety. Claims
     // at login still write both (rare).
-    keel_service_task_set_state (svc, t, KEEL_TASK_STATE_RUNNING);
+    keel_core_task_to (self, svc, task_id, KEEL_TASK_STATE_RUNNING);
     x->started_wall_ms = self->wall;
 
     bool with_init = svc->init_len && !zhashx_lookup (engine->init_sent, svc->id);

@@ -1,0 +1,454 @@
+/*  test_core.c — the broker's core (broker/core.h) driven directly: no
+    sockets, no store, invented times. The test plays the loop: it hands the
+    core messages and ticks, "commits" by clearing the journal, and reads
+    the messages the core sends. Each test checks one lifecycle or one
+    ordering rule of core_int.h.
+*/
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "config.h"
+#include "core.h"
+#include "core_int.h"
+
+static keel_settings_t *settings;
+static keel_core_t *core;
+static zframe_t *drv_route;
+static zframe_t *eng_route;
+static int64_t now = 1000000;             // invented monotonic ms
+static int64_t wall = 1700000000000;      // invented wall ms
+
+// What the core sent, decoded, in order.
+typedef struct {
+    bool to_engine;
+    int body;                // KEEL__ENVELOPE__BODY_*
+    uint64_t seq;            // commit it waits for
+} s_sent_t;
+
+static s_sent_t s_sent[256];
+static size_t s_nsent;
+
+static void
+setup (void)
+{
+    keel_error_t err;
+    settings = keel_settings_new (keel_broker_settings, &err);
+    cr_assert_not_null (settings);
+    cr_assert_eq (keel_settings_set (settings, "EngineLoginWindow", "0", "test", &err), KEEL_OK);
+    cr_assert_eq (keel_settings_set (settings, "LogLevel", "error", "test", &err), KEEL_OK);
+    core = keel_core_new (settings, now, wall);
+    cr_assert_not_null (core);
+    keel_core_recover_begin (core, 0, 0);
+    keel_core_recover_end (core);
+    keel_changes_clear (keel_core_changes (core));
+    keel_core_recover_done (core);
+    drv_route = zframe_new ("\0drv1", 5);
+    eng_route = zframe_new ("\0eng1", 5);
+    s_nsent = 0;
+}
+
+static void
+teardown (void)
+{
+    zframe_destroy (&drv_route);
+    zframe_destroy (&eng_route);
+    keel_core_destroy (&core);
+    cr_assert_null (core);
+    keel_settings_destroy (&settings);
+}
+
+TestSuite (core, .init = setup, .fini = teardown);
+
+// Moves the clocks on.
+static void
+s_tick (int64_t ms)
+{
+    now += ms;
+    wall += ms;
+    keel_core_clock (core, now, wall);
+}
+
+// Takes what the core sent into s_sent.
+static void
+s_take (void)
+{
+    keel_core_out_t *out;
+    while ((out = keel_core_out_next (core))) {
+        keel_error_t err;
+        keel_env_t *env = keel_wire_decode (zframe_data (out->payload), zframe_size (out->payload),
+                                            &err);
+        cr_assert_not_null (env, "the core sent bytes that do not decode: %s", err.text);
+        cr_assert_lt (s_nsent, 256);
+        s_sent[s_nsent++] = (s_sent_t) { zframe_eq (out->route, eng_route), env->body_case,
+                                         out->seq };
+        keel_wire_free (&env);
+        keel_core_out_destroy (&out);
+    }
+}
+
+// Index of the first message of this body sent so far, or -1.
+static int
+s_find (int body)
+{
+    for (size_t i = 0; i < s_nsent; i++)
+        if (s_sent[i].body == body)
+            return (int) i;
+    return -1;
+}
+
+// The loop's commit: the journal "applied", then the outcome. Returns the
+// commit's number. synced: the store says it is durable at once.
+static uint64_t
+s_commit (bool synced)
+{
+    bool wrote = false;
+    cr_assert_eq (keel_core_prepare_commit (core, &wrote), KEEL_OK);
+    keel_changes_clear (keel_core_changes (core));
+    uint64_t seq = keel_core_committed (core, wrote);
+    if (synced)
+        keel_core_synced (core, seq);
+    return seq;
+}
+
+// Counts the journal's records of a kind (before the commit clears it).
+static size_t
+s_changes (keel_change_kind_t kind)
+{
+    keel_changes_t *j = keel_core_changes (core);
+    size_t n = 0;
+    for (size_t i = 0; i < keel_changes_size (j); i++)
+        n += keel_changes_at (j, i)->kind == kind;
+    return n;
+}
+
+// ---------------------------------------------------------------- messages
+
+static void
+s_hello (void)
+{
+    Keel__Envelope env;
+    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    hello.driver_id = "d1";
+    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
+    env.driver_hello = &hello;
+    keel_core_message (core, drv_route, &env);
+}
+
+static void
+s_submit_service (const char *service_id)
+{
+    Keel__Envelope env;
+    Keel__SubmitService msg = KEEL__SUBMIT_SERVICE__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    msg.service_id = (char *) service_id;
+    msg.type = "t";
+    env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_SERVICE;
+    env.submit_service = &msg;
+    keel_core_message (core, drv_route, &env);
+}
+
+static void
+s_submit_tasks (const char *service_id, uint64_t n)
+{
+    Keel__Envelope env;
+    Keel__SubmitTasks msg = KEEL__SUBMIT_TASKS__INIT;
+    Keel__TaskInput in[8];
+    Keel__TaskInput *ins[8];
+    cr_assert_leq (n, 8);
+    for (uint64_t i = 0; i < n; i++) {
+        keel__task_input__init (&in[i]);
+        in[i].has_task_id = true;
+        in[i].task_id = i;
+        in[i].has_input = true;
+        in[i].input.data = (uint8_t *) "x";
+        in[i].input.len = 1;
+        ins[i] = &in[i];
+    }
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    msg.service_id = (char *) service_id;
+    msg.n_tasks = n;
+    msg.tasks = ins;
+    env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_TASKS;
+    env.submit_tasks = &msg;
+    keel_core_message (core, drv_route, &env);
+}
+
+static void
+s_driver_says (int body, const char *service_id)
+{
+    Keel__Envelope env;
+    Keel__CloseService close = KEEL__CLOSE_SERVICE__INIT;
+    Keel__CancelService cancel = KEEL__CANCEL_SERVICE__INIT;
+    Keel__Detach detach = KEEL__DETACH__INIT;
+    char *ids[] = { (char *) service_id };
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    env.body_case = body;
+    close.service_id = cancel.service_id = (char *) service_id;
+    detach.n_service_ids = 1;
+    detach.service_ids = ids;
+    env.close_service = &close;     // the union: one of these is read
+    if (body == KEEL__ENVELOPE__BODY_CANCEL_SERVICE)
+        env.cancel_service = &cancel;
+    if (body == KEEL__ENVELOPE__BODY_DETACH)
+        env.detach = &detach;
+    keel_core_message (core, drv_route, &env);
+}
+
+static void
+s_login (Keel__HeldTask **held, size_t nheld)
+{
+    Keel__Envelope env;
+    Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
+    static char *types[] = { "t" };
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    login.engine_id = "e1";
+    login.session = "s1";
+    login.host = "host";
+    login.has_slots = true;
+    login.slots = 2;
+    login.n_service_types = 1;
+    login.service_types = types;
+    login.n_held = nheld;
+    login.held = held;
+    env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
+    env.engine_login = &login;
+    keel_core_message (core, eng_route, &env);
+}
+
+static keel_service_rec_t *
+s_service (const char *id)
+{
+    keel_service_rec_t *svc = keel_model_service (keel_core_model (core), id);
+    cr_assert_not_null (svc, "no service %s", id);
+    return svc;
+}
+
+// ---------------------------------------------------------------- services
+
+Test (core, a_service_moves_open_closed_cancelled_and_nothing_leaves_cancelled)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    keel_service_rec_t *svc = s_service ("s1");
+    cr_assert_eq (svc->state, KEEL_SERVICE_OPEN);
+    cr_assert_eq (s_changes (KEEL_CHANGE_SERVICE_PUT), 1, "a new service is one SERVICE_PUT");
+    s_commit (true);
+
+    s_tick (500);
+    s_driver_says (KEEL__ENVELOPE__BODY_CLOSE_SERVICE, "s1");
+    cr_assert_eq (svc->state, KEEL_SERVICE_CLOSED);
+    cr_assert_eq (svc->closed_wall_ms, wall, "retention counts from the close");
+    cr_assert_eq (s_changes (KEEL_CHANGE_SERVICE_STATE), 1);
+
+    s_driver_says (KEEL__ENVELOPE__BODY_CANCEL_SERVICE, "s1");
+    cr_assert_eq (svc->state, KEEL_SERVICE_CANCELLED);
+    s_commit (true);
+
+    // CANCELLED is final: no message and no direct move takes it back.
+    s_driver_says (KEEL__ENVELOPE__BODY_DETACH, "s1");
+    s_driver_says (KEEL__ENVELOPE__BODY_CLOSE_SERVICE, "s1");
+    cr_assert_eq (svc->state, KEEL_SERVICE_CANCELLED);
+    cr_assert_not (keel_core_service_to (core, svc, KEEL_SERVICE_OPEN));
+    cr_assert_not (keel_core_service_to (core, svc, KEEL_SERVICE_DETACHED));
+    cr_assert_eq (svc->state, KEEL_SERVICE_CANCELLED);
+    cr_assert_eq (s_changes (KEEL_CHANGE_SERVICE_STATE), 0, "a refused move writes nothing");
+}
+
+Test (core, a_detached_service_comes_back_open_with_its_queued_tasks)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 3);
+    s_commit (true);
+    keel_service_rec_t *svc = s_service ("s1");
+    cr_assert_eq (svc->nready, 3);
+
+    s_tick (100);
+    s_driver_says (KEEL__ENVELOPE__BODY_DETACH, "s1");
+    cr_assert_eq (svc->state, KEEL_SERVICE_DETACHED);
+    cr_assert_eq (svc->closed_wall_ms, wall);
+    cr_assert_eq (svc->nready, 0, "a detached service's tasks leave the queue");
+    cr_assert_null (svc->sched_handle, "and the service leaves the scheduler");
+
+    s_submit_service ("s1");        // the driver came back
+    cr_assert_eq (svc->state, KEEL_SERVICE_OPEN);
+    cr_assert_eq (svc->closed_wall_ms, 0);
+    cr_assert_eq (svc->nready, 3, "its queued tasks are queued again");
+}
+
+// ---------------------------------------------------------------- tasks
+
+Test (core, task_moves_follow_the_table)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 1);
+    keel_service_rec_t *svc = s_service ("s1");
+    keel_task_t *t = keel_service_task (svc, 0);
+    cr_assert_eq (t->state, KEEL_TASK_STATE_QUEUED);
+    cr_assert_eq (s_changes (KEEL_CHANGE_TASK_PUT), 0, "task rows are added at the commit");
+    bool wrote = false;
+    cr_assert_eq (keel_core_prepare_commit (core, &wrote), KEEL_OK);
+    cr_assert (wrote);
+    cr_assert_eq (s_changes (KEEL_CHANGE_TASK_PUT), 1, "one TASK_PUT per new task");
+    keel_changes_clear (keel_core_changes (core));
+    keel_core_synced (core, keel_core_committed (core, wrote));
+
+    cr_assert (keel_core_task_to (core, svc, 0, KEEL_TASK_STATE_RUNNING));
+    cr_assert (keel_core_task_to (core, svc, 0, KEEL_TASK_STATE_QUEUED));
+    cr_assert (keel_core_task_to (core, svc, 0, KEEL_TASK_STATE_DONE));
+    cr_assert_eq (svc->count[KEEL_TASK_STATE_DONE], 1);
+    // Final states stay final.
+    for (int to = 0; to < KEEL_TASK_NSTATES; to++)
+        cr_assert_not (keel_core_task_to (core, svc, 0, (keel_task_state_t) to),
+                       "DONE moved to %d", to);
+    cr_assert_eq (t->state, KEEL_TASK_STATE_DONE);
+    cr_assert_eq (svc->count[KEEL_TASK_STATE_DONE], 1, "per-state counts unchanged");
+    cr_assert_eq (svc->count[KEEL_TASK_STATE_QUEUED], 0);
+}
+
+// ---------------------------------------------------------------- engines
+
+Test (core, an_engine_goes_offline_after_three_silent_heartbeats)
+{
+    s_login (NULL, 0);
+    keel_engine_t *e = keel_model_engine (keel_core_model (core), "e1");
+    cr_assert_not_null (e);
+    cr_assert_eq (e->state, KEEL_ENGINE_ONLINE);
+    cr_assert_eq (s_changes (KEEL_CHANGE_ENGINE_PUT), 1, "a login is one ENGINE_PUT");
+    s_commit (true);
+    int64_t hb = keel_broker_cfg_HeartbeatInterval (settings);
+
+    s_tick (2 * hb);
+    keel_core_timers (core);
+    cr_assert_eq (e->state, KEEL_ENGINE_ONLINE, "two silent intervals are not a loss");
+    s_tick (hb + 1);
+    keel_core_timers (core);
+    cr_assert_eq (e->state, KEEL_ENGINE_OFFLINE, "three are");
+    cr_assert_eq (e->offline_since_mono, now);
+    cr_assert_eq (s_changes (KEEL_CHANGE_ENGINE_PUT), 1);
+    const keel_change_t *c = NULL;
+    keel_changes_t *j = keel_core_changes (core);
+    for (size_t i = 0; i < keel_changes_size (j); i++)
+        if (keel_changes_at (j, i)->kind == KEEL_CHANGE_ENGINE_PUT)
+            c = keel_changes_at (j, i);
+    cr_assert_eq (c->engine.seen_wall_ms, wall, "the row says when it was last seen");
+}
+
+// ---------------------------------------------------------------- ordering rules
+
+// A login whose verdicts DROP an engine's copy of a task makes the
+// LoginReply wait for the commit that makes the drop safe; no Assign may
+// overtake that reply (the engine would run work before it learns what to
+// forget). core_sched.c: "Nothing may overtake a LoginReply still held".
+Test (core, no_assign_overtakes_a_login_reply_held_for_its_commit)
+{
+    s_hello ();
+    s_submit_service ("work");
+    s_submit_tasks ("work", 3);
+    s_submit_service ("gone");
+    s_submit_tasks ("gone", 1);
+    s_commit (true);
+    s_driver_says (KEEL__ENVELOPE__BODY_CANCEL_SERVICE, "gone");
+    s_commit (true);
+    s_take ();
+    s_nsent = 0;
+
+    // e1 comes back still running gone/0: DROP, and the turn must sync.
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    held.service_id = "gone";
+    held.has_task_id = true;
+    held.task_id = 0;
+    held.has_execution_id = true;
+    held.execution_id = 77;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_RUNNING;
+    s_login (helds, 1);
+    cr_assert (keel_core_sync_now (core));
+
+    keel_core_dispatch (core);
+    s_take ();
+    int reply = s_find (KEEL__ENVELOPE__BODY_LOGIN_REPLY);
+    cr_assert_geq (reply, 0, "no LoginReply");
+    uint64_t wait_for = s_sent[reply].seq;
+    cr_assert_gt (wait_for, keel_core_synced_seq (core), "the reply must wait for a commit");
+    cr_assert_lt (s_find (KEEL__ENVELOPE__BODY_ASSIGN), 0, "an Assign overtook the LoginReply");
+    cr_assert_lt (s_find (KEEL__ENVELOPE__BODY_ASSIGN_BATCH), 0,
+                  "an AssignBatch overtook the LoginReply");
+
+    // Committed but not yet durable: still nothing.
+    uint64_t seq = s_commit (false);
+    cr_assert_eq (seq, wait_for, "the commit is the one the reply waits for");
+    keel_core_dispatch (core);
+    s_take ();
+    cr_assert_lt (s_find (KEEL__ENVELOPE__BODY_ASSIGN), 0);
+    cr_assert_lt (s_find (KEEL__ENVELOPE__BODY_ASSIGN_BATCH), 0);
+
+    // Durable: the work goes out, after the reply.
+    keel_core_synced (core, seq);
+    keel_core_dispatch (core);
+    s_take ();
+    int assign = s_find (KEEL__ENVELOPE__BODY_ASSIGN_BATCH);
+    if (assign < 0)
+        assign = s_find (KEEL__ENVELOPE__BODY_ASSIGN);
+    cr_assert_gt (assign, reply, "the work should go out once the reply can");
+    cr_assert_eq (s_sent[assign].seq, 0, "an Assign needs no durability of its own");
+}
+
+// Acceptances promise durability: each carries the commit that must be
+// durable before it leaves, and a failed commit refuses instead.
+Test (core, accepted_waits_for_its_commit_and_a_failed_commit_refuses)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 2);
+    cr_assert (keel_core_commit_due (core), "a driver waits: the commit is due now");
+    uint64_t seq = s_commit (false);
+    s_take ();
+    int acc = s_find (KEEL__ENVELOPE__BODY_ACCEPTED);
+    cr_assert_geq (acc, 0);
+    cr_assert_eq (s_sent[acc].seq, seq, "Accepted leaves once its commit is durable");
+
+    s_submit_tasks ("s1", 4);       // tasks 0-3: 2 and 3 are new
+    bool wrote = false;
+    cr_assert_eq (keel_core_prepare_commit (core, &wrote), KEEL_OK);
+    keel_changes_clear (keel_core_changes (core));
+    keel_core_commit_failed (core, "disk full");
+    s_nsent = 0;
+    s_take ();
+    int refused = s_find (KEEL__ENVELOPE__BODY_REFUSED);
+    cr_assert_geq (refused, 0, "a failed commit refuses the turn's submissions");
+    cr_assert_lt (s_find (KEEL__ENVELOPE__BODY_ACCEPTED), 0);
+    keel_service_rec_t *svc = s_service ("s1");
+    cr_assert_null (keel_service_task (svc, 2), "the turn's new tasks are undone");
+    cr_assert_not_null (keel_service_task (svc, 1), "committed tasks stay");
+}
+
+// A service purged while the turn still holds references to it (a result
+// to send) is forgotten by the turn first (keel_core_forget_service), so
+// nothing reads freed memory afterwards.
+Test (core, a_purged_service_leaves_no_reference_in_the_turn)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 1);
+    s_commit (true);
+    keel_service_rec_t *svc = s_service ("s1");
+    keel_task_result_t *r = calloc (1, sizeof *r);
+    r->status = KEEL__TASK_STATUS__STATUS_OK;
+    keel_core_task_finished (core, svc, 0, r, KEEL_TASK_STATE_DONE);
+    cr_assert_gt (core->nresults, 0, "the result waits to be sent");
+    keel_task_t *t = keel_service_task (svc, 0);
+    t->acked = 1;                   // as a ResultAck in the same turn does
+    svc->unacked = 0;
+    cr_assert (keel_core_service_to (core, svc, KEEL_SERVICE_CLOSED));
+    s_tick (1);
+    cr_assert_eq (keel_core_purge_now (core, 0), 1, "the service should be purged");
+    cr_assert_null (keel_model_service (keel_core_model (core), "s1"));
+    cr_assert_eq (core->nresults, 0, "the turn still points at the purged service");
+    cr_assert_eq (core->ndirty, 0, "the turn still points at the purged service");
+    keel_core_send_results (core);  // reads nothing freed (ASan would say)
+    cr_assert_eq (s_changes (KEEL_CHANGE_SERVICE_DELETE), 1);
+}
