@@ -93,7 +93,9 @@ void keel_core_message (keel_core_t *self, zframe_t *route, keel_env_t *env);
 // A message that could not be decoded (counted, logged at a rate limit).
 void keel_core_malformed (keel_core_t *self, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
-// A send the loop made failed with errno err (counted by kind).
+// A send the loop made failed with errno err: counted as a send to a
+// departed peer (EHOSTUNREACH: its connection has closed) or a send
+// failure (the peer's queue is full).
 void keel_core_send_failed (keel_core_t *self, int err);
 
 void keel_core_timers (keel_core_t *self);

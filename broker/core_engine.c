@@ -324,18 +324,8 @@ s_claim (keel_core_t *self, keel_engine_t *engine, Keel__HeldTask *held)
         self->counters.claims_dropped++;
         return KEEL__VERDICT__VERDICT_DROP;
     }
-    if (x) {
-        if (x->engine != engine) {
-            if (x->engine) {
-                void *h = zlistx_find (x->engine->execs, x);
-                if (h)
-                    zlistx_delete (x->engine->execs, h);
-            }
-            x->engine = engine;
-            zlistx_add_end (engine->execs, x);
-        }
-        x->requeue_at = 0;
-    }
+    if (x)
+        keel_core_exec_claimed (self, x, engine);
     else {
         x = keel_model_exec_add (self->model, held->execution_id, svc, held->task_id, engine,
                                  t->attempts + 1, self->now);

@@ -194,15 +194,21 @@ struct _keel_core_t {
 // `draining` (keel-admin drain) is a flag on ONLINE: no new work, until a
 // new engine process logs in.
 //
-// Execution (keel_exec_t, rows by EXEC_* records): see model.h.
+// Execution (keel_exec_state_t, rows by EXEC_* records): the table is in
+// model.h. Started by keel_core_exec_started, ended by keel_core_exec_drop
+// (core.c); in between keel_core_exec_await and keel_core_exec_claimed.
 bool keel_core_service_to (keel_core_t *self, keel_service_rec_t *svc, keel_service_state_t to);
 bool keel_core_task_to (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id,
                         keel_task_state_t to);
 // route: the engine's routing id (ONLINE), NULL (OFFLINE).
 void keel_core_engine_to (keel_core_t *self, keel_engine_t *engine, keel_engine_state_t to,
                           zframe_t *route);
+// RUNNING (or new) → AWAITING_CLAIM until `until`; then its task is queued again.
+void keel_core_exec_await (keel_core_t *self, keel_exec_t *x, int64_t until);
+// → RUNNING on engine (a claim at login).
+void keel_core_exec_claimed (keel_core_t *self, keel_exec_t *x, keel_engine_t *engine);
 
-// ---- core.c: the turn's effects and commit bookkeeping
+// ---- core.c, core_commit.c: the turn's effects and commit bookkeeping
 // Appends one record to the turn's journal of changes: the only way a
 // handler or timer changes durable state. Returns KEEL_ERR_NOMEM (logged).
 keel_err keel_core_change (keel_core_t *self, keel_change_t change);
@@ -216,6 +222,11 @@ void keel_core_ack_engine (keel_core_t *self, keel_engine_t *engine, uint64_t ex
 void keel_core_accept (keel_core_t *self, zframe_t *route, const char *service_id,
                          const uint64_t *task_ids, size_t n);
 void keel_core_fresh_task (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
+// Sends Accepted (committed) or Refused{STORE_FULL} (the commit failed,
+// error says why) for every submission of the turn.
+void keel_core_answer_submissions (keel_core_t *self, bool committed, const char *error);
+// Sends the turn's engine acknowledgements, one ResultAck per engine.
+void keel_core_send_acks (keel_core_t *self);
 // Drops every reference the current turn holds to svc (changed tasks, new
 // tasks, results to send, scheduler entry). Call it before freeing svc.
 void keel_core_forget_service (keel_core_t *self, keel_service_rec_t *svc);
@@ -224,14 +235,10 @@ uint64_t keel_core_next_exec_id (keel_core_t *self);
 // (removed from the model; its row, if stored, deleted at the next commit).
 void keel_core_exec_started (keel_core_t *self, keel_exec_t *x);
 void keel_core_exec_drop (keel_core_t *self, keel_exec_t *x);
-void keel_core_malformed (keel_core_t *self, const char *fmt, ...)
-    __attribute__ ((format (printf, 2, 3)));
 void keel_core_store_task (const keel_service_rec_t *svc, uint64_t task_id, const keel_task_t *task,
                              keel_store_task_t *row);
 
 // ---- core_driver.c / core_engine.c: message handlers
-// Handles one valid message from the main endpoint.
-void keel_core_message (keel_core_t *self, zframe_t *route, keel_env_t *env);
 void keel_core_driver_msg (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env);
 void keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *hello);
 void keel_core_engine_msg (keel_core_t *self, keel_engine_t *engine, keel_env_t *env);
@@ -252,8 +259,6 @@ void keel_core_event (keel_core_t *self, const char *kind, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 // ---- core_sched.c: timers, dispatch, HOLD claims
-void keel_core_timers (keel_core_t *self);
-void keel_core_dispatch (keel_core_t *self);
 void keel_core_engine_lost (keel_core_t *self, keel_engine_t *engine, const char *why,
                               bool moving);
 void keel_core_exec_lost (keel_core_t *self, keel_exec_t *exec);
@@ -273,10 +278,6 @@ void keel_core_pending_clear (keel_core_t *self);
 // not list: that engine no longer runs those tasks.
 void keel_core_pending_forget_engine (keel_core_t *self, const char *engine_id,
                                         Keel__HeldTask **held, size_t n_held);
-// A send failed with err (errno): counted as a send to a departed peer
-// (EHOSTUNREACH: its connection has closed) or a send failure (the peer's
-// queue is full).
-void keel_core_send_failed (keel_core_t *self, int err);
 // A driver stopped talking (why: "heartbeat timeout"): stops heartbeating
 // it and logs whether anything waits for its return.
 void keel_core_driver_gone (keel_core_t *self, keel_driver_rec_t *drv, const char *why);

@@ -126,3 +126,30 @@ keel_core_engine_to (keel_core_t *self, keel_engine_t *engine, keel_engine_state
                                 to == KEEL_ENGINE_ONLINE ? engine->login_wall_ms : self->wall };
     keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
 }
+
+// ---------------------------------------------------------------- executions
+
+void
+keel_core_exec_await (keel_core_t *self, keel_exec_t *x, int64_t until)
+{
+    x->state = KEEL_EXEC_AWAITING_CLAIM;
+    x->requeue_at = until;
+    keel_core_note_requeue_at (self, until);
+}
+
+void
+keel_core_exec_claimed (keel_core_t *self, keel_exec_t *x, keel_engine_t *engine)
+{
+    (void) self;
+    if (x->engine != engine) {
+        if (x->engine) {
+            void *h = zlistx_find (x->engine->execs, x);
+            if (h)
+                zlistx_delete (x->engine->execs, h);
+        }
+        x->engine = engine;
+        zlistx_add_end (engine->execs, x);
+    }
+    x->state = KEEL_EXEC_RUNNING;
+    x->requeue_at = 0;
+}

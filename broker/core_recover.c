@@ -116,8 +116,7 @@ s_load_exec (const keel_store_execution_t *row, void *arg)
         x->stored = true;
         x->started_wall_ms = row->started_wall_ms;
         // Its engine gets one login window to claim it.
-        x->requeue_at = self->now + self->login_window_ms;
-        keel_core_note_requeue_at (self, x->requeue_at);
+        keel_core_exec_await (self, x, self->now + self->login_window_ms);
         ld->execs++;
     }
     return 0;
@@ -210,10 +209,8 @@ keel_core_recover_end (keel_core_t *self)
                 self->exec_seq++;
                 keel_exec_t *x = keel_model_exec_add (self->model, self->exec_prefix | self->exec_seq,
                                                       svc, id, NULL, t->attempts + 1u, self->now);
-                if (x) {
-                    x->requeue_at = self->now + self->login_window_ms;
-                    keel_core_note_requeue_at (self, x->requeue_at);
-                }
+                if (x)
+                    keel_core_exec_await (self, x, self->now + self->login_window_ms);
             }
         }
     }

@@ -79,10 +79,8 @@ keel_core_engine_lost (keel_core_t *self, keel_engine_t *engine, const char *why
             delay = self->pause_window_end - self->now;
         if (delay <= 0 && now_lost)
             zlistx_add_end (now_lost, x);
-        else {
-            x->requeue_at = self->now + delay;
-            keel_core_note_requeue_at (self, x->requeue_at);
-        }
+        else
+            keel_core_exec_await (self, x, self->now + delay);
     }
     for (keel_exec_t *x = now_lost ? zlistx_first (now_lost) : NULL; x; x = zlistx_next (now_lost))
         keel_core_exec_lost (self, x);
@@ -102,7 +100,7 @@ s_requeue_due (keel_core_t *self)
         return;
     for (keel_exec_t *x = keel_model_exec_first (self->model); x;
          x = keel_model_exec_next (self->model)) {
-        if (x->requeue_at == 0)
+        if (x->state != KEEL_EXEC_AWAITING_CLAIM)
             continue;
         if (x->requeue_at <= self->now)
             zlistx_add_end (due, x);

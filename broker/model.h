@@ -94,14 +94,31 @@ struct _keel_service_rec_t {
     void *sched_handle;             // position in the scheduler's list, NULL if absent
 };
 
+// An execution's lifecycle (the broker's view; written by core_life.c):
+//   from            to              on
+//   (none)          RUNNING         dispatch (Assign), a claim at login, a HOLD claim attached
+//   (none)          AWAITING_CLAIM  recovery: a row from the store, or a running task
+//                                   without one (its engine gets EngineLoginWindow)
+//   RUNNING         AWAITING_CLAIM  its engine went offline (waits RescheduleDelay, or
+//                                   EngineTimeout when the engine went to its primary)
+//   AWAITING_CLAIM  RUNNING         its engine (or another one) claims it at login
+//   RUNNING         RUNNING         another engine claims it (moves there)
+//   either          (ended)         a result, a Cancel, a DROP, the deadline passed
+//                                   (then its task is queued again): keel_core_exec_drop
+typedef enum {
+    KEEL_EXEC_RUNNING = 0,          // on `engine`, as far as the broker knows
+    KEEL_EXEC_AWAITING_CLAIM = 1    // no live engine runs it; requeued at requeue_at
+} keel_exec_state_t;
+
 struct _keel_exec_t {
     uint64_t id;
+    keel_exec_state_t state;
     keel_service_rec_t *service;
     uint64_t task_id;
     keel_engine_t *engine;          // NULL once its engine is gone
     uint32_t attempt;
     int64_t started_mono;
-    int64_t requeue_at;             // > 0: engine lost; requeue at this time unless claimed
+    int64_t requeue_at;             // AWAITING_CLAIM: requeue at this time unless claimed
     int64_t started_wall_ms;
     bool stored;                    // its row is in the store (committed)
     bool before_commit;             // dispatched before its task's first commit

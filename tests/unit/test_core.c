@@ -452,3 +452,55 @@ Test (core, a_purged_service_leaves_no_reference_in_the_turn)
     keel_core_send_results (core);  // reads nothing freed (ASan would say)
     cr_assert_eq (s_changes (KEEL_CHANGE_SERVICE_DELETE), 1);
 }
+
+// An execution whose engine goes silent waits for a claim until the
+// engine's tasks are due elsewhere; a claim at login takes it back.
+Test (core, a_lost_engines_execution_awaits_a_claim_then_runs_again_or_is_requeued)
+{
+    cr_assert_eq (keel_settings_set (settings, "RescheduleDelay", "5s", "test", NULL), KEEL_OK);
+    keel_core_settings_changed (core, "RescheduleDelay", "5s", "");
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 1);
+    s_commit (true);
+    s_login (NULL, 0);
+    keel_core_dispatch (core);
+    keel_service_rec_t *svc = s_service ("s1");
+    keel_task_t *t = keel_service_task (svc, 0);
+    cr_assert_not_null (t->execs, "the task was not dispatched");
+    keel_exec_t *x = t->execs;
+    uint64_t exec_id = x->id;
+    cr_assert_eq (x->state, KEEL_EXEC_RUNNING);
+
+    int64_t hb = keel_broker_cfg_HeartbeatInterval (settings);
+    s_tick (3 * hb + 1);
+    keel_core_timers (core);
+    cr_assert_eq (x->state, KEEL_EXEC_AWAITING_CLAIM, "the engine is lost: its execution waits");
+    cr_assert_eq (x->requeue_at, now + 5000);
+    cr_assert_eq (t->state, KEEL_TASK_STATE_RUNNING, "and its task is not queued yet");
+
+    // The engine comes back with it: RUNNING again, nothing requeued.
+    Keel__HeldTask held = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &held };
+    held.service_id = "s1";
+    held.has_task_id = true;
+    held.task_id = 0;
+    held.has_execution_id = true;
+    held.execution_id = exec_id;
+    held.has_state = true;
+    held.state = KEEL__HELD_STATE__HELD_RUNNING;
+    s_tick (1000);
+    s_login (helds, 1);
+    cr_assert_eq (x->state, KEEL_EXEC_RUNNING);
+    cr_assert_eq (x->requeue_at, 0);
+
+    // Lost again, and this time nobody claims it before the deadline.
+    s_tick (3 * hb + 1);
+    keel_core_timers (core);
+    cr_assert_eq (x->state, KEEL_EXEC_AWAITING_CLAIM);
+    s_tick (5000);
+    keel_core_timers (core);
+    cr_assert_null (keel_model_exec (keel_core_model (core), exec_id), "the execution ended");
+    cr_assert_eq (t->state, KEEL_TASK_STATE_QUEUED, "and its task is queued again");
+    cr_assert_eq (keel_core_counters (core)->tasks_rescheduled, 1);
+}
