@@ -1,11 +1,11 @@
-/*  store_sqlite_int.h — internals of the SQLite store backend.
-
-    Private to store_sqlite.c and store_sqlite_read.c; nothing else includes
-    it (store.c uses store_sqlite.h, the broker store.h) but
-    tests/unit/test_store.c, for KEEL_STORE_INLINE_MAX and the blob kinds. store_sqlite.c
-    owns the connection: open, schema, migrations, the turn transaction and
-    the writes. store_sqlite_read.c loads the store, lists events, runs
-    maintenance and reports the size, through the helpers below.
+/*  store_sqlite_int.h — internals of the SQLite store backend, private to
+    its three files (and tests/unit/test_store.c, for KEEL_STORE_INLINE_MAX
+    and the blob kinds; store.c uses store_sqlite.h, the broker store.h):
+      store_sqlite.c        the connection: open, schema, migrations, the
+                            turn's transaction
+      store_sqlite_write.c  the writes, one per journal record kind
+      store_sqlite_read.c   counters, loading, the event log, maintenance,
+                            the size
 */
 #ifndef KEEL_STORE_SQLITE_INT_H
 #define KEEL_STORE_SQLITE_INT_H
@@ -73,6 +73,10 @@ keel_err keel_store_sqlite_error (keel_store_sqlite_t *self, keel_error_t *err, 
 // poison if a write of this turn already failed.
 keel_err keel_store_sqlite_begin (keel_store_sqlite_t *self);
 
+// Ends the open transaction now, if SQLite has not already rolled it back.
+void keel_store_sqlite_rollback_now (keel_store_sqlite_t *self);
+// The SQL text of a prepared query (for error messages).
+const char *keel_store_sqlite_sql (keel_store_sqlite_query_t query);
 // Runs SQL text (no prepared statement) on the connection.
 keel_err keel_store_sqlite_exec (keel_store_sqlite_t *self, const char *sql, keel_error_t *err);
 

@@ -20,6 +20,21 @@
 #define S_EVENT_TRIM_SQL \
     "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - " S_XSTR (KEEL_STORE_EVENTS_MAX)
 
+// ---------------------------------------------------------------- meta
+
+keel_err
+keel_store_sqlite_meta_get (keel_store_sqlite_t *self, const char *name, uint64_t *value_p)
+{
+    sqlite3_stmt *stmt = self->q[Q_META_GET];
+    int rc = sqlite3_bind_text (stmt, 1, name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step (stmt);
+    *value_p = rc == SQLITE_ROW ? (uint64_t) sqlite3_column_int64 (stmt, 0) : 0;
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KEEL_OK : keel_store_sqlite_code (self->db, rc);
+}
+
 // ---------------------------------------------------------------- load
 
 static const char *
