@@ -1,37 +1,27 @@
-/*  wire.c — the codec: Envelope <-> bytes, with validation.
+/*  wire_check.c — the validation table: what each body must carry and who
+    may send it. See wire_check.h.
 
-    Decoding happens in three steps, each of which may refuse the frame:
-    1. protobuf-c unpacks it through a capped allocator, so a frame of many
-       empty submessages cannot make it allocate without bound;
-    2. the raw bytes are walked once with the message descriptors to find
-       strings holding a NUL (protobuf-c would silently cut them short);
-    3. keel_wire_validate checks the envelope and its body against the
-       table of bodies below (who may send it, and what it must carry).
+    Each check returns true when the value is acceptable; otherwise it fills
+    err with "where: what" and returns false. Strings reach the checks NUL
+    free: wire_codec.c refuses embedded NULs before it validates.
 */
-#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include "ranges.h"
-#include "wire.h"
+#include "wire_check.h"
 
-#define S_ALLOC_FACTOR      16                  // bytes allocated per frame byte
-#define S_ALLOC_SLACK       (64 * 1024)
 #define S_MAX_SLOTS         4096
 #define S_MAX_SERVICE_TYPES 256
 #define S_MAX_ADMIN_ARGS    16
 #define S_MIN_HEARTBEAT_MS  10
-#define S_MAX_DEPTH         8                   // nesting the NUL scan follows
 
 #define S_SENDER(kind)      (1u << (KEEL__SENDER_KIND__SENDER_ ## kind))
 
 // ---------------------------------------------------------------- checks
 
-// Each check returns true when the value is acceptable; otherwise it fills
-// err with "where: what" and returns false.
 static bool
 s_fail (keel_error_t *err, const char *where, const char *fmt, ...)
 {
@@ -654,260 +644,7 @@ keel_wire_validate (const keel_env_t *env, keel_error_t *err)
     return KEEL_OK;
 }
 
-// ---------------------------------------------------------------- decoding
-
-// A decoded message lives in an arena: protobuf-c's many small
-// allocations (one per nested message, string and bytes field) come from a
-// few chunks and go back in one free. The budget caps what one frame may
-// make the decoder allocate (S_ALLOC_FACTOR per byte + S_ALLOC_SLACK).
-typedef struct s_chunk_t {
-    struct s_chunk_t *next;
-    size_t size;            // bytes of data
-    size_t used;
-    max_align_t data[];
-} s_chunk_t;
-
-typedef struct {
-    s_chunk_t *chunks;      // newest first
-    size_t used;            // bytes handed out so far (frees are not subtracted)
-    size_t cap;
-    bool over_cap;
-    bool no_memory;
-} s_arena_t;
-
-// What keel_wire_decode returns a pointer into: the envelope (a shallow
-// copy of the one protobuf-c made; its pointers lead into the arena) and
-// the arena it owns.
-typedef struct {
-    s_arena_t arena;
-    keel_env_t env;
-} s_decoded_t;
-
-static void *
-s_arena_alloc (void *data, size_t size)
-{
-    s_arena_t *arena = (s_arena_t *) data;
-    size_t align = sizeof (max_align_t);
-    size = size ? (size + align - 1) / align * align : align;
-    if (size > arena->cap - arena->used) {
-        arena->over_cap = true;
-        return NULL;
-    }
-    s_chunk_t *chunk = arena->chunks;
-    if (!chunk || chunk->size - chunk->used < size) {
-        size_t want = chunk ? chunk->size * 2 : 4096;
-        if (want < size)
-            want = size;
-        chunk = malloc (sizeof *chunk + want);
-        if (!chunk) {
-            arena->no_memory = true;
-            return NULL;
-        }
-        chunk->next = arena->chunks;
-        chunk->size = want;
-        chunk->used = 0;
-        arena->chunks = chunk;
-    }
-    void *block = (char *) chunk->data + chunk->used;
-    chunk->used += size;
-    arena->used += size;
-    return block;
-}
-
-static void
-s_arena_free (void *data, void *block)
-{
-    (void) data;        // everything goes at once (s_arena_release)
-    (void) block;
-}
-
-static void
-s_arena_release (s_arena_t *arena)
-{
-    while (arena->chunks) {
-        s_chunk_t *next = arena->chunks->next;
-        free (arena->chunks);
-        arena->chunks = next;
-    }
-}
-
-static bool
-s_read_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
-{
-    *value = 0;
-    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t byte = *(*p)++;
-        *value |= (uint64_t) (byte & 0x7f) << shift;
-        if (!(byte & 0x80))
-            return true;
-    }
-    return false;
-}
-
-// Walks the encoded message and reports the first string field holding a
-// NUL byte (protobuf-c would hand it over cut short at the NUL). Returns
-// false with err filled on a NUL or on bytes it cannot walk.
-static bool
-s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescriptor *desc,
-                int depth, keel_error_t *err)
-{
-    const uint8_t *p = data, *end = data + size;
-    while (p < end) {
-        uint64_t key, length;
-        if (!s_read_varint (&p, end, &key))
-            return keel_error_set (err, KEEL_ERR_INVALID, "bad field key"), false;
-        switch (key & 7) {
-            case 0:
-                if (!s_read_varint (&p, end, &length))
-                    return keel_error_set (err, KEEL_ERR_INVALID, "bad varint"), false;
-                continue;
-            case 1: length = 8; break;
-            case 5: length = 4; break;
-            case 2:
-                if (!s_read_varint (&p, end, &length))
-                    return keel_error_set (err, KEEL_ERR_INVALID, "bad length"), false;
-                break;
-            default:
-                return keel_error_set (err, KEEL_ERR_INVALID, "bad wire type"), false;
-        }
-        if (length > (uint64_t) (end - p))
-            return keel_error_set (err, KEEL_ERR_INVALID, "field past the end"), false;
-        const ProtobufCFieldDescriptor *field = (key & 7) == 2 && (key >> 3) <= UINT32_MAX
-            ? protobuf_c_message_descriptor_get_field (desc, (unsigned) (key >> 3)): NULL;
-        if (field && field->type == PROTOBUF_C_TYPE_STRING && memchr (p, 0, length))
-            return keel_error_set (err, KEEL_ERR_INVALID, "%s.%s: embedded NUL",
-                                   desc->short_name, field->name), false;
-        if (field && field->type == PROTOBUF_C_TYPE_MESSAGE && depth < S_MAX_DEPTH
-        &&  !s_scan_strings (p, length, field->descriptor, depth + 1, err))
-            return false;
-        p += length;
-    }
-    return true;
-}
-
-keel_env_t *
-keel_wire_decode (const uint8_t *data, size_t size, keel_error_t *err)
-{
-    if (!data && size)
-        return keel_error_set (err, KEEL_ERR_INVALID, "no data"), NULL;
-    s_arena_t arena = { NULL, 0, size * S_ALLOC_FACTOR + S_ALLOC_SLACK, false, false };
-    if (size > (SIZE_MAX - S_ALLOC_SLACK) / S_ALLOC_FACTOR)
-        arena.cap = SIZE_MAX;
-    ProtobufCAllocator allocator = { s_arena_alloc, s_arena_free, &arena };
-    keel_env_t *unpacked = keel__envelope__unpack (&allocator, size, data);
-    s_decoded_t *decoded = unpacked ? malloc (sizeof *decoded) : NULL;
-    if (!decoded) {
-        if (arena.over_cap)
-            keel_error_set (err, KEEL_ERR_NOMEM, "message too large to decode");
-        else
-        if (arena.no_memory || unpacked)
-            keel_error_set (err, KEEL_ERR_NOMEM, "out of memory decoding a message");
-        else
-            keel_error_set (err, KEEL_ERR_INVALID, "not a valid protobuf message");
-        s_arena_release (&arena);
-        return NULL;
-    }
-    decoded->arena = arena;
-    decoded->env = *unpacked;
-    keel_env_t *env = &decoded->env;
-    if ((size && !s_scan_strings (data, size, &keel__envelope__descriptor, 0, err))
-    ||  keel_wire_validate (env, err) != KEEL_OK) {
-        keel_wire_free (&env);
-        return NULL;
-    }
-    return env;
-}
-
-void
-keel_wire_free (keel_env_t **env_p)
-{
-    if (env_p && *env_p) {
-        // Everything keel_wire_decode made is in its arena.
-        s_decoded_t *decoded = (s_decoded_t *) ((char *) *env_p - offsetof (s_decoded_t, env));
-        s_arena_release (&decoded->arena);
-        free (decoded);
-        *env_p = NULL;
-    }
-}
-
-// ---------------------------------------------------------------- encoding and sending
-
-zframe_t *
-keel_wire_encode (keel_env_t *env)
-{
-    if (env->version == 0)
-        env->version = KEEL_PROTOCOL_VERSION;
-    env->has_version = true;
-    if (env->sender != KEEL__SENDER_KIND__SENDER_UNKNOWN)
-        env->has_sender = true;
-    size_t size = keel__envelope__get_packed_size (env);
-    zframe_t *frame = zframe_new (NULL, size);
-    if (frame)
-        keel__envelope__pack (env, zframe_data (frame));
-    return frame;
-}
-
-keel_err
-keel_wire_send (zsock_t *dealer, keel_env_t *env)
-{
-    zframe_t *frame = keel_wire_encode (env);
-    if (!frame)
-        return KEEL_ERR_NOMEM;
-    if (zframe_send (&frame, dealer, ZFRAME_DONTWAIT) == 0)
-        return KEEL_OK;
-    int saved = errno;
-    zframe_destroy (&frame);
-    errno = saved;
-    return KEEL_ERR_IO;
-}
-
-// Once the identity frame is out, the ROUTER is in the middle of a message
-// for that peer: whatever is sent next is appended to it. So if the payload
-// fails (ROUTER never refuses a later part for a full pipe, but a signal or
-// a terminating context can interrupt any send) it is retried once, then the
-// message is ended with an empty frame the peer drops as malformed. Nothing
-// is left open to swallow the next message.
-keel_err
-keel_wire_send_frames (zsock_t *router, zframe_t *identity, zframe_t *payload)
-{
-    if (zframe_send (&identity, router, ZFRAME_MORE | ZFRAME_REUSE | ZFRAME_DONTWAIT) != 0)
-        return KEEL_ERR_IO;
-    if (zframe_send (&payload, router, ZFRAME_REUSE | ZFRAME_DONTWAIT) == 0)
-        return KEEL_OK;
-    int saved = errno;
-    if (zframe_send (&payload, router, ZFRAME_REUSE | ZFRAME_DONTWAIT) == 0)
-        return KEEL_OK;
-    zframe_t *end = zframe_new_empty ();
-    if (end && zframe_send (&end, router, ZFRAME_DONTWAIT) != 0)
-        zframe_destroy (&end);
-    errno = saved;
-    return KEEL_ERR_IO;
-}
-
-keel_err
-keel_wire_send_to (zsock_t *router, zframe_t *identity, keel_env_t *env)
-{
-    zframe_t *payload = keel_wire_encode (env);
-    if (!payload)
-        return KEEL_ERR_NOMEM;
-    keel_err rc = keel_wire_send_frames (router, identity, payload);
-    int saved = errno;
-    zframe_destroy (&payload);
-    errno = saved;
-    return rc;
-}
-
-// ---------------------------------------------------------------- helpers
-
-void
-keel_env_init (keel_env_t *env, Keel__SenderKind sender)
-{
-    keel__envelope__init (env);
-    env->has_version = true;
-    env->version = KEEL_PROTOCOL_VERSION;
-    env->has_sender = true;
-    env->sender = sender;
-}
+// ---------------------------------------------------------------- names
 
 bool
 keel_id_valid (const char *id)
@@ -919,28 +656,4 @@ bool
 keel_type_name_valid (const char *name)
 {
     return name && !s_name_problem (name, KEEL_TYPE_MAX, false);
-}
-
-void
-keel_uuid_new (char buf [37])
-{
-    uint8_t bytes [16];
-    if (getrandom (bytes, sizeof bytes, 0) != (ssize_t) sizeof bytes) {
-        // No kernel randomness: zuuid falls back on its own sources.
-        zuuid_t *uuid = zuuid_new ();
-        snprintf (buf, 37, "%s", zuuid_str_canonical (uuid));
-        zuuid_destroy (&uuid);
-        return;
-    }
-    bytes [6] = (bytes [6] & 0x0f) | 0x40;      // version 4
-    bytes [8] = (bytes [8] & 0x3f) | 0x80;      // RFC 4122 variant
-    static const char hex [] = "0123456789abcdef";
-    char *out = buf;
-    for (size_t i = 0; i < sizeof bytes; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *out++ = '-';
-        *out++ = hex [bytes [i] >> 4];
-        *out++ = hex [bytes [i] & 0x0f];
-    }
-    *out = 0;
 }
