@@ -133,9 +133,7 @@ s_send (keel_actor_t *self, zsock_t *sock, keel_env_t *env)
 {
     if (!sock)
         return KEEL_ERR_STATE;
-    env->has_seq = true;
-    env->seq = ++self->seq;
-    keel_err rc = keel_wire_send (sock, env);
+    keel_err rc = keel_link_send (sock, env, &self->seq);
     if (rc == KEEL_OK && sock == self->main)
         keel_session_sent (self->session, zclock_mono ());
     if (rc != KEEL_OK) {
@@ -165,22 +163,24 @@ s_open_ids (keel_actor_t *self, size_t *count_p)
     return ids;
 }
 
-// Fills hello->delivered: per open service, the task ids whose results
-// the driver holds, within S_HELLO_RANGES entries in all (the rest follows
-// the welcome: s_tell_delivered). The caller frees *entries_p and *buf_p.
-static void
-s_hello_delivered (keel_actor_t *self, Keel__DriverHello *hello, Keel__DeliveredTasks **entries_p,
+// The list for DriverHello.delivered (*n_p entries, NULL when there is no
+// memory): per open service (at most max), the task ids whose results the
+// driver holds, within S_HELLO_RANGES entries in all (the rest follows the
+// welcome: s_tell_delivered). The caller frees the list, *entries_p and
+// *buf_p.
+static Keel__DeliveredTasks **
+s_hello_delivered (keel_actor_t *self, size_t max, size_t *n_p, Keel__DeliveredTasks **entries_p,
                    uint64_t **buf_p)
 {
-    size_t max = hello->n_services;
     Keel__DeliveredTasks *entries = calloc (max + 1, sizeof *entries);
     Keel__DeliveredTasks **ptrs = calloc (max + 1, sizeof *ptrs);
     uint64_t *buf = malloc (S_HELLO_RANGES * sizeof *buf);
     *entries_p = entries;
     *buf_p = buf;
+    *n_p = 0;
     if (!entries || !ptrs || !buf) {
         free (ptrs);                // no list: the broker learns it after the welcome
-        return;
+        return NULL;
     }
     size_t n = 0, used = 0;
     keel_actor_service_t *svc = zlistx_first (self->services);
@@ -191,10 +191,7 @@ s_hello_delivered (keel_actor_t *self, Keel__DriverHello *hello, Keel__Delivered
             uint64_t from = 0;
             keel_outstanding_delivered (svc->tasks, &from, &w);
             if (w.n > 0) {
-                keel__delivered_tasks__init (&entries[n]);
-                entries[n].service_id = svc->open->service_id;
-                entries[n].n_ranges = w.n;
-                entries[n].ranges = w.buf;
+                keel_item_delivered (&entries[n], svc->open->service_id, w.buf, w.n);
                 ptrs[n] = &entries[n];
                 n++;
                 used += w.n;
@@ -202,32 +199,32 @@ s_hello_delivered (keel_actor_t *self, Keel__DriverHello *hello, Keel__Delivered
         }
         svc = zlistx_next (self->services);
     }
-    hello->n_delivered = n;
-    hello->delivered = ptrs;
+    *n_p = n;
+    return ptrs;
 }
 
 static void
 s_send_hello (keel_actor_t *self, zsock_t *sock, bool primary)
 {
-    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
-    hello.driver_id = self->config->driver_id;
-    hello.services = s_open_ids (self, &hello.n_services);
+    size_t n_services = 0;
+    char **services = s_open_ids (self, &n_services);
+    keel_driver_hello_args_t hello = {
+        .driver_id = self->config->driver_id,
+        .services = services,
+        .n_services = n_services,
+        .broker_timeout_ms = (uint64_t) self->config->broker_timeout_ms,
+        .heartbeat_ms = (uint64_t) keel_session_heartbeat_ms (self->session),
+        .primary = primary,
+    };
     Keel__DeliveredTasks *entries = NULL;
     uint64_t *ranges = NULL;
-    s_hello_delivered (self, &hello, &entries, &ranges);
-    hello.has_broker_timeout_ms = true;
-    hello.broker_timeout_ms = (uint64_t) self->config->broker_timeout_ms;
-    hello.has_heartbeat_ms = true;
-    hello.heartbeat_ms = (uint64_t) keel_session_heartbeat_ms (self->session);
-    hello.has_primary = true;
-    hello.primary = primary;
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
-    env.driver_hello = &hello;
-    s_send (self, sock, &env);
-    free (hello.services);
-    free (hello.delivered);
+    Keel__DeliveredTasks **delivered = s_hello_delivered (self, n_services, &hello.n_delivered,
+                                                          &entries, &ranges);
+    hello.delivered = delivered;
+    keel_msg_t msg;
+    s_send (self, sock, keel_msg_driver_hello (&msg, &hello));
+    free (services);
+    free (delivered);
     free (entries);
     free (ranges);
 }
@@ -235,70 +232,44 @@ s_send_hello (keel_actor_t *self, zsock_t *sock, bool primary)
 static void
 s_send_heartbeat (keel_actor_t *self)
 {
-    Keel__Heartbeat heartbeat = KEEL__HEARTBEAT__INIT;
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-    env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &heartbeat;
-    s_send (self, self->main, &env);
+    keel_msg_t msg;
+    s_send (self, self->main, keel_msg_heartbeat (&msg, KEEL__SENDER_KIND__SENDER_DRIVER, NULL, 0));
 }
 
 static void
 s_send_detach (keel_actor_t *self, zsock_t *sock)
 {
-    Keel__Detach detach = KEEL__DETACH__INIT;
-    detach.service_ids = s_open_ids (self, &detach.n_service_ids);
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-    env.body_case = KEEL__ENVELOPE__BODY_DETACH;
-    env.detach = &detach;
-    s_send (self, sock, &env);
-    free (detach.service_ids);
+    size_t n = 0;
+    char **ids = s_open_ids (self, &n);
+    keel_msg_t msg;
+    s_send (self, sock, keel_msg_detach (&msg, ids, n));
+    free (ids);
 }
 
 static keel_err
 s_send_service (keel_actor_t *self, keel_actor_service_t *svc)
 {
     keel_actor_open_t *open = svc->open;
-    Keel__SubmitService submit = KEEL__SUBMIT_SERVICE__INIT;
-    submit.service_id = open->service_id;
-    submit.type = open->type;
-    submit.has_priority = true;
-    submit.priority = open->priority;
-    submit.has_max_attempts = true;
-    submit.max_attempts = open->max_attempts;
-    submit.has_reschedule_delay_ms = true;
-    submit.reschedule_delay_ms = open->reschedule_delay_ms;
-    if (open->init_data) {
-        submit.has_init_data = true;
-        submit.init_data.data = open->init_data;
-        submit.init_data.len = open->init_data_size;
-    }
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-    env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_SERVICE;
-    env.submit_service = &submit;
-    return s_send (self, self->main, &env);
+    keel_submit_service_args_t submit = {
+        .service_id = open->service_id,
+        .type = open->type,
+        .priority = open->priority,
+        .max_attempts = open->max_attempts,
+        .reschedule_delay_ms = open->reschedule_delay_ms,
+        .init_data = open->init_data,
+        .init_size = open->init_data_size,
+    };
+    keel_msg_t msg;
+    return s_send (self, self->main, keel_msg_submit_service (&msg, &submit));
 }
 
 static void
 s_send_simple (keel_actor_t *self, keel_actor_service_t *svc, bool cancel)
 {
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-    Keel__CloseService close = KEEL__CLOSE_SERVICE__INIT;
-    Keel__CancelService cancel_msg = KEEL__CANCEL_SERVICE__INIT;
-    if (cancel) {
-        cancel_msg.service_id = svc->open->service_id;
-        env.body_case = KEEL__ENVELOPE__BODY_CANCEL_SERVICE;
-        env.cancel_service = &cancel_msg;
-    }
-    else {
-        close.service_id = svc->open->service_id;
-        env.body_case = KEEL__ENVELOPE__BODY_CLOSE_SERVICE;
-        env.close_service = &close;
-    }
-    if (s_send (self, self->main, &env) == KEEL_OK) {
+    keel_msg_t msg;
+    const char *id = svc->open->service_id;
+    keel_env_t *env = cancel ? keel_msg_cancel_service (&msg, id) : keel_msg_close_service (&msg, id);
+    if (s_send (self, self->main, env) == KEEL_OK) {
         if (cancel)
             svc->cancel_sent = true;
         else
@@ -323,24 +294,13 @@ s_flush_service (keel_actor_t *self, keel_actor_service_t *svc, size_t budget)
         if (n == 0)
             break;
         for (size_t i = 0; i < n; i++) {
-            Keel__TaskInput *input = &self->inputs[i];
-            keel__task_input__init (input);
-            input->has_task_id = true;
-            input->task_id = self->refs[i].task_id;
-            input->has_input = true;
-            input->input.data = (uint8_t *) self->refs[i].input;
-            input->input.len = self->refs[i].size;
-            self->input_ptrs[i] = input;
+            keel_item_task_input (&self->inputs[i], self->refs[i].task_id,
+                                  (const uint8_t *) self->refs[i].input, self->refs[i].size);
+            self->input_ptrs[i] = &self->inputs[i];
         }
-        Keel__SubmitTasks submit = KEEL__SUBMIT_TASKS__INIT;
-        submit.service_id = svc->open->service_id;
-        submit.n_tasks = n;
-        submit.tasks = self->input_ptrs;
-        keel_env_t env;
-        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-        env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_TASKS;
-        env.submit_tasks = &submit;
-        if (s_send (self, self->main, &env) != KEEL_OK) {
+        keel_msg_t msg;
+        keel_env_t *env = keel_msg_submit_tasks (&msg, svc->open->service_id, self->input_ptrs, n);
+        if (s_send (self, self->main, env) != KEEL_OK) {
             for (size_t i = 0; i < n; i++)
                 keel_outstanding_unsend (svc->tasks, self->refs[i].task_id);
             break;
@@ -396,15 +356,10 @@ keel_actor_flush_acks (keel_actor_t *self)
         size_t done = 0;
         for (int turn = 0; turn < 16 && done < svc->nacks && self->main; turn++) {
             size_t n = svc->nacks - done > KEEL_LIST_MAX ? KEEL_LIST_MAX : svc->nacks - done;
-            Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
-            ack.service_id = svc->open->service_id;
-            ack.n_task_ids = n;
-            ack.task_ids = svc->acks + done;
-            keel_env_t env;
-            keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-            env.body_case = KEEL__ENVELOPE__BODY_RESULT_ACK;
-            env.result_ack = &ack;
-            if (s_send (self, self->main, &env) != KEEL_OK)
+            keel_msg_t msg;
+            keel_env_t *env = keel_msg_result_ack (&msg, svc->open->service_id, svc->acks + done,
+                                                   n, NULL, 0);
+            if (s_send (self, self->main, env) != KEEL_OK)
                 break;              // the broker sends them again; we acknowledge then
             done += n;
         }
@@ -497,15 +452,10 @@ s_tell_delivered (keel_actor_t *self)
                 keel_outstanding_delivered (svc->tasks, &from, &w);
                 if (w.n == 0)
                     break;
-                Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
-                ack.service_id = svc->open->service_id;
-                ack.n_delivered = w.n;
-                ack.delivered = w.buf;
-                keel_env_t env;
-                keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-                env.body_case = KEEL__ENVELOPE__BODY_RESULT_ACK;
-                env.result_ack = &ack;
-                if (s_send (self, self->main, &env) != KEEL_OK)
+                keel_msg_t msg;
+                keel_env_t *env = keel_msg_result_ack (&msg, svc->open->service_id, NULL, 0,
+                                                       w.buf, w.n);
+                if (s_send (self, self->main, env) != KEEL_OK)
                     break;
                 ids += w.ids;
                 msgs++;
