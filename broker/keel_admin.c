@@ -234,18 +234,12 @@ s_ask (const char *endpoint, const char *command, int nargs, char **args, bool j
         return KEEL_EXIT_USAGE;
     }
 
-    Keel__AdminRequest request = KEEL__ADMIN_REQUEST__INIT;
-    request.command = (char *) command;
-    request.n_args = (size_t) nargs;
-    request.args = args;
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ADMIN);
-    env.body_case = KEEL__ENVELOPE__BODY_ADMIN_REQUEST;
-    env.admin_request = &request;
+    keel_msg_t request;
+    keel_env_t *env = keel_msg_admin_request (&request, command, args, (size_t) nargs);
 
     int64_t deadline = zclock_mono () + timeout_ms;
     int rc = KEEL_EXIT_NOBROKER;
-    zframe_t *frame = keel_wire_encode (&env);
+    zframe_t *frame = keel_wire_encode (env);
     if (!frame) {
         fprintf (stderr, PROGRAM ": cannot encode the request\n");
         zsock_destroy (&dealer);
