@@ -122,17 +122,9 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
     keel_admin_handle (&view, req->admin_request->command, req->admin_request->args,
                        req->admin_request->n_args, &reply);
     keel_core_admin_who (self->core, NULL);
-    Keel__Envelope env;
-    Keel__AdminReply ar = KEEL__ADMIN_REPLY__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    ar.has_ok = true;
-    ar.ok = reply.ok;
-    ar.error = reply.error;
-    ar.json = reply.json;
-    ar.text = reply.text;
-    env.body_case = KEEL__ENVELOPE__BODY_ADMIN_REPLY;
-    env.admin_reply = &ar;
-    if (keel_wire_send_to (self->admin, route, &env) != KEEL_OK)
+    keel_msg_t out;
+    keel_env_t *env = keel_msg_admin_reply (&out, reply.ok, reply.error, reply.json, reply.text);
+    if (keel_wire_send_to (self->admin, route, env) != KEEL_OK)
         keel_core_send_failed (self->core, errno);      // keel-admin gave up waiting
     keel_admin_reply_clear (&reply);
     keel_wire_free (&req);

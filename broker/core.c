@@ -89,13 +89,8 @@ keel_core_send_driver (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *en
 void
 keel_core_relogin (keel_core_t *self, zframe_t *route, const char *reason)
 {
-    Keel__Envelope env;
-    Keel__Relogin relogin = KEEL__RELOGIN__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    relogin.reason = (char *) reason;
-    env.body_case = KEEL__ENVELOPE__BODY_RELOGIN;
-    env.relogin = &relogin;
-    keel_core_send (self, route, &env);
+    keel_msg_t msg;
+    keel_core_send (self, route, keel_msg_relogin (&msg, reason));
 }
 
 // ---------------------------------------------------------------- the journal
@@ -130,14 +125,8 @@ static void
 s_send_results_batch (keel_core_t *self, keel_driver_rec_t *drv, Keel__TaskResult **items,
                       size_t n)
 {
-    Keel__Envelope env;
-    Keel__TaskResults msg = KEEL__TASK_RESULTS__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    msg.n_results = n;
-    msg.results = items;
-    env.body_case = KEEL__ENVELOPE__BODY_TASK_RESULTS;
-    env.task_results = &msg;
-    keel_core_send_driver (self, drv, &env);
+    keel_msg_t msg;
+    keel_core_send_driver (self, drv, keel_msg_task_results (&msg, items, n));
 }
 
 // Encodes the turn's results into TaskResults messages, per driver.
@@ -168,31 +157,13 @@ keel_core_send_results (keel_core_t *self)
             if (!drv || !t || !t->result || t->acked)
                 continue;
             keel_task_result_t *r = t->result;
-            Keel__TaskResult *tr = &items[n];
-            keel__task_result__init (tr);
-            keel__timings__init (&timings[n]);
-            tr->service_id = svc->id;
-            tr->has_task_id = true;
-            tr->task_id = self->results[i].task_id;
-            tr->has_status = true;
-            tr->status = r->status;
-            if (r->output) {
-                tr->has_output = true;
-                tr->output.data = r->output;
-                tr->output.len = r->output_len;
-            }
-            tr->error = r->error;
-            tr->engine_id = r->engine_id[0] ? r->engine_id : NULL;
-            tr->has_execution_id = true;
-            tr->execution_id = r->execution_id;
-            tr->has_attempts = true;
-            tr->attempts = keel_task_attempts (t);      // the number keel-admin shows
-            timings[n].has_queued_ms = true;
-            timings[n].queued_ms = r->queued_ms;
-            timings[n].has_run_ms = true;
-            timings[n].run_ms = r->run_ms;
-            tr->timings = &timings[n];
-            ptrs[n] = tr;
+            keel_item_task_result (&items[n], &timings[n], &(keel_task_result_args_t) {
+                .service_id = svc->id, .task_id = self->results[i].task_id,
+                .status = r->status, .output = r->output, .output_size = r->output_len,
+                .error = r->error, .engine_id = r->engine_id, .execution_id = r->execution_id,
+                .attempts = keel_task_attempts (t),     // the number keel-admin shows
+                .queued_ms = r->queued_ms, .run_ms = r->run_ms });
+            ptrs[n] = &items[n];
             n++;
             bytes += r->output_len + (r->error ? strlen (r->error) : 0) + 64;
             if (n == KEEL_RESULTS_PER_MSG || bytes >= KEEL_RESULTS_BYTES_PER_MSG) {
@@ -247,14 +218,8 @@ keel_core_send_acks (keel_core_t *self)
                 done[i] = 1;
                 ids[n++] = self->acks[i].exec_id;
             }
-        Keel__Envelope env;
-        Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
-        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-        ack.n_execution_ids = n;
-        ack.execution_ids = ids;
-        env.body_case = KEEL__ENVELOPE__BODY_RESULT_ACK;
-        env.result_ack = &ack;
-        keel_core_send_engine (self, engine, &env);
+        keel_msg_t msg;
+        keel_core_send_engine (self, engine, keel_msg_execution_ack (&msg, ids, n));
     }
     free (ids);
     free (done);
@@ -304,32 +269,20 @@ keel_core_answer_submissions (keel_core_t *self, bool committed, const char *err
 {
     keel_accept_t *acc;
     while ((acc = zlistx_first (self->accepts))) {
-        Keel__Envelope env;
-        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-        Keel__Accepted accepted = KEEL__ACCEPTED__INIT;
-        Keel__Refused refused = KEEL__REFUSED__INIT;
+        keel_msg_t msg;
+        keel_env_t *env;
         if (committed) {
-            accepted.service_id = acc->service_id;
-            accepted.n_task_ids = acc->n;
-            accepted.task_ids = acc->task_ids;
-            env.body_case = KEEL__ENVELOPE__BODY_ACCEPTED;
-            env.accepted = &accepted;
+            env = keel_msg_accepted (&msg, acc->service_id, acc->task_ids, acc->n);
             for (size_t i = 0; keel_journal_fd_ >= 0 && i < acc->n; i++)
                 KEEL_JOURNAL ("accepted", .service = acc->service_id, .task = acc->task_ids[i],
                               .epoch = (int64_t) self->epoch, .text = self->name);
         }
         else {
-            refused.service_id = acc->service_id;
-            refused.n_task_ids = acc->n;
-            refused.task_ids = acc->task_ids;
-            refused.has_code = true;
-            refused.code = KEEL__REFUSE_CODE__REFUSE_STORE_FULL;
-            refused.error = (char *) error;
-            env.body_case = KEEL__ENVELOPE__BODY_REFUSED;
-            env.refused = &refused;
+            env = keel_msg_refused (&msg, acc->service_id, acc->task_ids, acc->n,
+                                    KEEL__REFUSE_CODE__REFUSE_STORE_FULL, error);
             self->counters.submissions_refused += acc->n ? acc->n : 1;
         }
-        keel_core_send (self, acc->route, &env);
+        keel_core_send (self, acc->route, env);
         keel_driver_rec_t *drv = keel_model_driver_by_route (self->model, acc->route);
         if (drv)
             keel_peer_clock_sent (&drv->clock, self->now);

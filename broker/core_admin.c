@@ -23,16 +23,11 @@ keel_core_cancel_service_by_id (keel_core_t *self, const char *service_id, keel_
     // come: Refused{SERVICE_CLOSED} without task ids fails the whole service
     // there (docs/protocol.md). A driver that is away now learns it at its
     // next hello: the service is reported unknown and its tasks refused.
-    Keel__Envelope env;
-    Keel__Refused refused = KEEL__REFUSED__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    refused.service_id = svc->id;
-    refused.has_code = true;
-    refused.code = KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED;
-    refused.error = "service cancelled by an administrator";
-    env.body_case = KEEL__ENVELOPE__BODY_REFUSED;
-    env.refused = &refused;
-    keel_core_send_driver (self, drv, &env);
+    keel_msg_t msg;
+    keel_core_send_driver (self, drv,
+                           keel_msg_refused (&msg, svc->id, NULL, 0,
+                                             KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED,
+                                             "service cancelled by an administrator"));
     return KEEL_OK;
 }
 

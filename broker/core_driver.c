@@ -202,19 +202,11 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
     if (nunknown)
         keel_core_event (self, "failover", "driver=%s unknown_services=%zu (it resubmits them: "
                            "it moved here from another broker, or they ended here)", drv->id, nunknown);
-    Keel__Envelope env;
-    Keel__DriverWelcome welcome = KEEL__DRIVER_WELCOME__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    welcome.broker_name = self->name;
-    welcome.has_epoch = true;
-    welcome.epoch = self->epoch;
-    welcome.has_heartbeat_ms = true;
-    welcome.heartbeat_ms = (uint64_t) self->heartbeat_ms;
-    welcome.n_unknown_services = nunknown;
-    welcome.unknown_services = unknown;
-    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_WELCOME;
-    env.driver_welcome = &welcome;
-    keel_core_send_driver (self, drv, &env);
+    keel_msg_t msg;
+    keel_core_send_driver (self, drv,
+                           keel_msg_driver_welcome (&msg, self->name, self->epoch,
+                                                    (uint64_t) self->heartbeat_ms, unknown,
+                                                    nunknown));
     free (unknown);
 
     if (drv->broker_timeout_ms && (uint64_t) self->engine_timeout_ms <= drv->broker_timeout_ms) {
@@ -231,18 +223,8 @@ static void
 s_refuse (keel_core_t *self, keel_driver_rec_t *drv, const char *service_id,
           const uint64_t *ids, size_t n, Keel__RefuseCode code, const char *error)
 {
-    Keel__Envelope env;
-    Keel__Refused refused = KEEL__REFUSED__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    refused.service_id = (char *) service_id;
-    refused.n_task_ids = n;
-    refused.task_ids = (uint64_t *) ids;
-    refused.has_code = true;
-    refused.code = code;
-    refused.error = (char *) error;
-    env.body_case = KEEL__ENVELOPE__BODY_REFUSED;
-    env.refused = &refused;
-    keel_core_send_driver (self, drv, &env);
+    keel_msg_t msg;
+    keel_core_send_driver (self, drv, keel_msg_refused (&msg, service_id, ids, n, code, error));
     self->counters.submissions_refused += n ? n : 1;
 }
 
@@ -250,16 +232,8 @@ static void
 s_notice (keel_core_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
           const char *service_id, const char *text)
 {
-    Keel__Envelope env;
-    Keel__Notice notice = KEEL__NOTICE__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    notice.has_level = true;
-    notice.level = level;
-    notice.text = (char *) text;
-    notice.service_id = (char *) service_id;
-    env.body_case = KEEL__ENVELOPE__BODY_NOTICE;
-    env.notice = &notice;
-    keel_core_send_driver (self, drv, &env);
+    keel_msg_t msg;
+    keel_core_send_driver (self, drv, keel_msg_notice (&msg, level, service_id, text));
     keel_core_event (self, "notice", "driver=%s service=%s text=\"%s\"", drv->id,
                        service_id ? service_id : "", text);
 }

@@ -64,15 +64,8 @@ void
 keel_core_cancel_exec (keel_core_t *self, keel_exec_t *x, const char *reason)
 {
     if (x->engine && x->engine->state == KEEL_ENGINE_ONLINE) {
-        Keel__Envelope env;
-        Keel__Cancel cancel = KEEL__CANCEL__INIT;
-        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-        cancel.n_execution_ids = 1;
-        cancel.execution_ids = &x->id;
-        cancel.reason = (char *) reason;
-        env.body_case = KEEL__ENVELOPE__BODY_CANCEL;
-        env.cancel = &cancel;
-        keel_core_send_engine (self, x->engine, &env);
+        keel_msg_t msg;
+        keel_core_send_engine (self, x->engine, keel_msg_cancel (&msg, &x->id, 1, reason));
         self->counters.executions_cancelled++;
     }
     keel_core_exec_drop (self, x);
@@ -345,23 +338,12 @@ s_claim (keel_core_t *self, keel_engine_t *engine, Keel__HeldTask *held)
 static void
 s_login_reply (keel_core_t *self, keel_engine_t *engine, Keel__TaskVerdict **verdicts, size_t n)
 {
-    Keel__Envelope env;
-    Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    reply.has_ok = true;
-    reply.ok = true;
-    reply.broker_name = self->name;
-    reply.has_epoch = true;
-    reply.epoch = self->epoch;
-    reply.has_engine_timeout_ms = true;
-    reply.engine_timeout_ms = (uint64_t) self->engine_timeout_ms;
-    reply.has_heartbeat_ms = true;
-    reply.heartbeat_ms = (uint64_t) self->heartbeat_ms;
-    reply.n_verdicts = n;
-    reply.verdicts = verdicts;
-    env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
-    env.login_reply = &reply;
-    keel_core_send_engine (self, engine, &env);
+    keel_msg_t msg;
+    keel_login_reply_args_t args = { .broker_name = self->name, .epoch = self->epoch,
+                                     .engine_timeout_ms = (uint64_t) self->engine_timeout_ms,
+                                     .heartbeat_ms = (uint64_t) self->heartbeat_ms,
+                                     .verdicts = verdicts, .n_verdicts = n };
+    keel_core_send_engine (self, engine, keel_msg_login_reply (&msg, &args));
 }
 
 void
@@ -397,14 +379,8 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
     size_t nv = 0;
     for (size_t i = 0; verdicts && vptrs && i < login->n_held; i++) {
         Keel__HeldTask *held = login->held[i];
-        keel__task_verdict__init (&verdicts[nv]);
-        verdicts[nv].service_id = held->service_id;
-        verdicts[nv].has_task_id = true;
-        verdicts[nv].task_id = held->task_id;
-        verdicts[nv].has_execution_id = true;
-        verdicts[nv].execution_id = held->execution_id;
-        verdicts[nv].has_verdict = true;
-        verdicts[nv].verdict = s_claim (self, engine, held);
+        keel_item_verdict (&verdicts[nv], held->service_id, held->task_id, held->execution_id,
+                           s_claim (self, engine, held));
         vptrs[nv] = &verdicts[nv];
         nv++;
     }

@@ -117,12 +117,8 @@ s_requeue_due (keel_core_t *self)
 static void
 s_heartbeat (keel_core_t *self, zframe_t *route)
 {
-    Keel__Envelope env;
-    Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    keel_core_send (self, route, &env);
+    keel_msg_t msg;
+    keel_core_send (self, route, keel_msg_heartbeat (&msg, KEEL__SENDER_KIND__SENDER_BROKER, NULL, 0));
 }
 
 static void
@@ -601,20 +597,8 @@ s_batch_flush (keel_core_t *self, s_batch_t *b)
 {
     if (b->n == 0)
         return;
-    Keel__Envelope env;
-    Keel__AssignBatch batch = KEEL__ASSIGN_BATCH__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    if (b->n == 1) {
-        env.body_case = KEEL__ENVELOPE__BODY_ASSIGN;
-        env.assign = &b->items[0];
-    }
-    else {
-        batch.n_assigns = b->n;
-        batch.assigns = b->ptrs;
-        env.body_case = KEEL__ENVELOPE__BODY_ASSIGN_BATCH;
-        env.assign_batch = &batch;
-    }
-    keel_core_send_engine (self, b->engine, &env);     // encodes now
+    keel_msg_t msg;
+    keel_core_send_engine (self, b->engine, keel_msg_assigns (&msg, b->ptrs, b->n));   // encodes now
     b->n = 0;
     b->bytes = 0;
 }
@@ -655,29 +639,13 @@ s_assign (keel_core_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t tas
         s_batch_flush (self, b);
     Keel__Assign *assign = &b->items[b->n++];
     b->bytes += bytes;
-    keel__assign__init (assign);
-    assign->service_id = svc->id;
-    assign->type = svc->type;
-    assign->has_task_id = true;
-    assign->task_id = task_id;
-    assign->has_execution_id = true;
-    assign->execution_id = exec_id;
-    assign->has_input = true;
-    assign->input.data = t->input;
-    assign->input.len = t->input_len;
-    if (t->checkpoint) {
-        assign->has_memory = true;
-        assign->memory.data = t->checkpoint;
-        assign->memory.len = t->checkpoint_len;
-    }
-    assign->has_attempt = true;
-    assign->attempt = x->attempt;
-    if (with_init) {
-        assign->has_init_data = true;
-        assign->init_data.data = svc->init_data;
-        assign->init_data.len = svc->init_len;
+    keel_item_assign (assign, &(keel_assign_args_t) {
+        .service_id = svc->id, .type = svc->type, .task_id = task_id, .execution_id = exec_id,
+        .input = t->input, .input_size = t->input_len, .memory = t->checkpoint,
+        .memory_size = t->checkpoint_len, .attempt = x->attempt,
+        .init_data = with_init ? svc->init_data : NULL, .init_size = with_init ? svc->init_len : 0 });
+    if (with_init)
         zhashx_insert (engine->init_sent, svc->id, (void *) 1);
-    }
     self->counters.tasks_dispatched++;
     KEEL_JOURNAL ("dispatched", .service = svc->id, .task = task_id, .execution = exec_id,
                   .engine = engine->id, .epoch = (int64_t) self->epoch, .text = self->name);
