@@ -372,6 +372,34 @@ ft_wait_spool_empty (const char *engine, int timeout_ms)
     return harness_poll_until (s_ft_spool_empty, (void *) engine, timeout_ms);
 }
 
+// True when the engine's spool holds a complete result (a file renamed into
+// place, not a ".tmp" being written).
+static inline bool
+s_ft_spool_holds_one (void *arg)
+{
+    char rel[128], path[600];
+    snprintf (rel, sizeof rel, "%s.state/spool", (const char *) arg);
+    harness_path (path, sizeof path, rel);
+    DIR *dir = opendir (path);
+    if (!dir)
+        return false;
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir (dir))) {
+        size_t len = strlen (e->d_name);
+        found = e->d_name[0] != '.' && !(len > 4 && strcmp (e->d_name + len - 4, ".tmp") == 0);
+    }
+    closedir (dir);
+    return found;
+}
+
+// Waits until the engine has spooled a result to disk.
+static inline bool
+ft_wait_spooled (const char *engine, int timeout_ms)
+{
+    return harness_poll_until (s_ft_spool_holds_one, (void *) engine, timeout_ms);
+}
+
 // ------------------------------------------------------------ results
 
 typedef struct {

@@ -36,6 +36,10 @@ Test (ft_spool, carries_a_spooled_result_across_an_engine_restart,
     char finished[80];
     snprintf (finished, sizeof finished, "task finished exec=%llu status=ok", exec);
     HARNESS_ASSERT (ft_wait_log ("engine.err", finished, 15000), "the task did not finish");
+    // On a busy machine the task may end before the engine notices the
+    // broker is gone (3 heartbeats); then the result is spooled when it
+    // does. Either way the engine dies only once the result is on disk.
+    HARNESS_ASSERT (ft_wait_spooled ("engine", 15000), "the engine never spooled its result");
     HARNESS_ASSERT (harness_kill9 (engine), "engine did not die");
 
     HARNESS_ASSERT (ft_broker_spawn (&a, broker_sets), "broker did not restart");
