@@ -139,7 +139,7 @@ s_send_result (keel_daemon_t *self, keel_held_task_t *task)
     env.body_case = KEEL__ENVELOPE__BODY_RESULT;
     env.result = &result;
     if (s_send (self, self->dealer, &env) == KEEL_OK)
-        task->sent = true;
+        keel_held_step (task, KEEL_HELD_EV_SENT);
 }
 
 //  Starts collecting Results for the current connection.
@@ -165,7 +165,7 @@ s_batch_send (keel_daemon_t *self)
         return;
     if (n == 1) {
         s_send_result (self, self->batch_tasks[0]);
-        self->batch_failed = !self->batch_tasks[0]->sent;
+        self->batch_failed = self->batch_tasks[0]->state != KEEL_HELD_SENT;
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -181,7 +181,7 @@ s_batch_send (keel_daemon_t *self)
     env.result_batch = &batch;
     if (s_send (self, self->dealer, &env) == KEEL_OK) {
         for (size_t i = 0; i < n; i++)
-            self->batch_tasks[i]->sent = true;
+            keel_held_step (self->batch_tasks[i], KEEL_HELD_EV_SENT);
     }
     else
         self->batch_failed = true;
@@ -249,7 +249,7 @@ s_flush_checkpoints (keel_daemon_t *self)
         return;
     for (size_t i = 0; i < keel_held_size (self->tasks); i++) {
         keel_held_task_t *task = keel_held_at (self->tasks, i);
-        if (!task->done && task->checkpoint_pending)
+        if (task->state == KEEL_HELD_RUNNING && task->checkpoint_pending)
             s_send_checkpoint (self, task);
     }
 }
@@ -264,7 +264,7 @@ s_flush_results (keel_daemon_t *self)
     int taken = 0;
     for (size_t i = 0; i < keel_held_size (self->tasks) && taken < S_RESULTS_PER_TURN; i++) {
         keel_held_task_t *task = keel_held_at (self->tasks, i);
-        if (!task->done || task->sent)
+        if (task->state != KEEL_HELD_DONE)
             continue;
         if (!s_batch_add (self, task))
             break;      // the connection cannot take more now
@@ -293,13 +293,13 @@ s_forget (keel_daemon_t *self, uint64_t execution_id)
 static void
 s_spool (keel_daemon_t *self, keel_held_task_t *task)
 {
-    if (!task->done || task->spooled)
+    if (!keel_held_is_done (task) || task->spooled)
         return;
     Keel__Result result;
     keel_held_result_view (task, &result);
     keel_error_t err;
     if (keel_spool_write (self->spool, &result, &err) == KEEL_OK)
-        task->spooled = true;
+        keel_held_step (task, KEEL_HELD_EV_SPOOLED);
     else
         KEEL_ERROR ("engine", "result not spooled exec=%" PRIu64 " error=\"%s\"",
                     task->execution_id, err.text);
@@ -369,11 +369,10 @@ static void
 s_finish (keel_daemon_t *self, const keel_runner_result_t *r)
 {
     keel_held_task_t *task = keel_held_find (self->tasks, r->execution_id);
-    if (!task || task->done)
+    if (!task || task->state != KEEL_HELD_RUNNING)
         return;
     keel_held_finish (task, r->ok, r->data, r->size, r->run_ms);
     task->permanent = !r->ok && r->permanent;
-    task->checkpoint_pending = false;   // the result supersedes the memory
     KEEL_JOURNAL ("exec_end", .service = task->service_id, .task = task->task_id,
                   .execution = task->execution_id, .status = r->ok ? "ok" : "failed");
     //  Deliver first, log after: whoever reads this line (an operator, a
@@ -401,7 +400,7 @@ s_flush_finished (keel_daemon_t *self)
         s_batch_begin (self);
         for (size_t i = 0; i < self->nfinished; i++) {
             keel_held_task_t *task = keel_held_find (self->tasks, self->finished[i].execution_id);
-            if (task && task->done && !task->sent && !s_batch_add (self, task))
+            if (task && task->state == KEEL_HELD_DONE && !s_batch_add (self, task))
                 break;      // the connection takes no more now: s_flush_results retries
         }
         s_batch_send (self);
@@ -410,7 +409,7 @@ s_flush_finished (keel_daemon_t *self)
         s_finished_t *f = &self->finished[i];
         if (!online) {
             keel_held_task_t *task = keel_held_find (self->tasks, f->execution_id);
-            if (task && task->done)
+            if (task)
                 s_spool (self, task);
         }
         if (f->log)
@@ -437,6 +436,8 @@ s_op_disconnect (void *arg)
 {
     keel_daemon_t *self = arg;
     s_spool_all (self);     // no broker has acknowledged these yet
+    for (size_t i = 0; i < keel_held_size (self->tasks); i++)
+        keel_held_step (keel_held_at (self->tasks, i), KEEL_HELD_EV_DISCONNECTED);
     if (self->dealer) {
         zsock_destroy (&self->dealer);
         self->dealer_gen++;
@@ -466,14 +467,17 @@ s_op_send_login (void *arg)
             //  ones can never make the login too big for the broker; a done
             //  task past the budget is listed as running and its result
             //  follows as a Result once the verdicts are in (KEEP or HOLD).
-            size_t size = task->done ? task->output_size + (task->error ? strlen (task->error) : 0) : 0;
-            task->in_login = task->done && size <= budget;
-            held[i].state = task->in_login ? KEEL__HELD_STATE__HELD_DONE
-                                           : KEEL__HELD_STATE__HELD_RUNNING;
-            if (task->in_login) {
-                budget -= size;
-                keel_held_result_view (task, &results[i]);
-                held[i].result = &results[i];
+            held[i].state = KEEL__HELD_STATE__HELD_RUNNING;
+            if (keel_held_is_done (task)) {
+                size_t size = keel_held_result_bytes (task);
+                bool carried = size <= budget;
+                keel_held_step (task, carried ? KEEL_HELD_EV_CARRIED : KEEL_HELD_EV_LEFT_OUT);
+                if (carried) {
+                    budget -= size;
+                    held[i].state = KEEL__HELD_STATE__HELD_DONE;
+                    keel_held_result_view (task, &results[i]);
+                    held[i].result = &results[i];
+                }
             }
             held_p[i] = &held[i];
         }
@@ -514,7 +518,7 @@ s_send_heartbeat (keel_daemon_t *self, zsock_t *sock)
     Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
     for (size_t i = 0; running && i < held && hb.n_running < cap; i++) {
         const keel_held_task_t *task = keel_held_at (self->tasks, i);
-        if (!task->done)
+        if (task->state == KEEL_HELD_RUNNING)
             running[hb.n_running++] = task->execution_id;
     }
     hb.running = running;
@@ -555,10 +559,6 @@ static void
 s_op_logged_in (void *arg, const Keel__LoginReply *reply)
 {
     keel_daemon_t *self = arg;
-    //  Every held result is offered again on this connection unless a
-    //  verdict says otherwise.
-    for (size_t i = 0; i < keel_held_size (self->tasks); i++)
-        keel_held_at (self->tasks, i)->sent = false;
     size_t dropped = 0, held = 0;
     for (size_t i = 0; i < reply->n_verdicts; i++) {
         const Keel__TaskVerdict *v = reply->verdicts[i];
@@ -572,12 +572,13 @@ s_op_logged_in (void *arg, const Keel__LoginReply *reply)
             dropped++;
         }
         else if (v->verdict == KEEL__VERDICT__VERDICT_HOLD) {
-            //  The broker holds the result pending if the login carried it;
-            //  one that finished since the login is still to be sent.
-            task->sent = task->in_login;
+            keel_held_step (task, KEEL_HELD_EV_HELD);
             held++;
         }
     }
+    //  Every other result is offered again on this connection.
+    for (size_t i = 0; i < keel_held_size (self->tasks); i++)
+        keel_held_step (keel_held_at (self->tasks, i), KEEL_HELD_EV_LOGGED_IN);
     KEEL_DEBUG ("engine", "verdicts applied dropped=%zu held=%zu", dropped, held);
     KEEL_JOURNAL ("logged_in", .engine = keel_statedir_engine_id (self->statedir),
                   .epoch = reply->has_epoch ? (int64_t) reply->epoch : 0,
@@ -597,7 +598,7 @@ s_start_queued (keel_daemon_t *self)
     while (keel_runner_free_slots (self->runner) > 0 && (queued = zlistx_first (self->queued))) {
         zlistx_detach_cur (self->queued);
         keel_held_task_t *task = keel_held_find (self->tasks, queued->execution_id);
-        if (task && !task->done && task->type
+        if (task && task->state == KEEL_HELD_RUNNING && task->type
             && !keel_runner_pid_of (self->runner, queued->execution_id)) {
             //  The Assign again, as a view of the held entry and the queued bytes.
             Keel__Assign assign = KEEL__ASSIGN__INIT;
@@ -780,7 +781,7 @@ s_op_work (void *arg, const keel_env_t *env)
         for (size_t i = 0; i < env->result_ack->n_execution_ids; i++) {
             uint64_t id = env->result_ack->execution_ids[i];
             keel_held_task_t *task = keel_held_find (self->tasks, id);
-            if (task && task->done) {
+            if (task && keel_held_step (task, KEEL_HELD_EV_ACKED)) {
                 if (task->spooled)
                     keel_spool_remove (self->spool, id);
                 keel_held_remove (self->tasks, id);
@@ -846,7 +847,7 @@ s_on_spooled (const Keel__Result *result, void *arg)
     keel_daemon_t *self = arg;
     keel_held_task_t *task = keel_held_add_done (self->tasks, result);
     if (task)
-        task->spooled = true;
+        keel_held_step (task, KEEL_HELD_EV_SPOOLED);
 }
 
 keel_daemon_t *
@@ -1049,7 +1050,7 @@ s_on_checkpoint (uint64_t execution_id, const uint8_t *data, size_t size, void *
 {
     keel_daemon_t *self = arg;
     keel_held_task_t *task = keel_held_find (self->tasks, execution_id);
-    if (!task || task->done)
+    if (!task || task->state != KEEL_HELD_RUNNING)
         return;
     if (!keel_held_set_checkpoint (task, data, size)) {
         KEEL_ERROR ("engine", "checkpoint lost (out of memory) exec=%" PRIu64, execution_id);
@@ -1133,7 +1134,7 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
     int killed = keel_runner_kill_all (self->runner, &all_gone);
     for (size_t i = keel_held_size (self->tasks); i > 0; i--) {
         keel_held_task_t *task = keel_held_at (self->tasks, i - 1);
-        if (!task->done)
+        if (task->state == KEEL_HELD_RUNNING)
             keel_held_remove (self->tasks, task->execution_id);
     }
     int code = keel_engine_session_exit_code (self->session);

@@ -1,8 +1,11 @@
 /*  held.c — the executions an engine holds (see held.h). */
 #include "held.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "log.h"
 
 //  items keeps insertion order for keel_held_at (swap-remove); slots is an
 //  open-addressing index (linear probing) from execution id to item: each
@@ -169,9 +172,9 @@ keel_held_find (const keel_held_t *self, uint64_t execution_id)
 bool
 keel_held_finish (keel_held_task_t *task, bool ok, const uint8_t *data, size_t size, int64_t run_ms)
 {
-    task->done = true;
+    if (!keel_held_step (task, KEEL_HELD_EV_FINISHED))
+        return false;
     task->ok = ok;
-    task->sent = false;
     task->run_ms = run_ms > 0 ? (uint64_t) run_ms : 0;
     if (ok) {
         task->output = malloc (size ? size : 1);
@@ -235,9 +238,27 @@ keel_held_running (const keel_held_t *self)
 {
     size_t n = 0;
     for (size_t i = 0; i < self->size; i++)
-        if (!self->items[i]->done)
+        if (self->items[i]->state == KEEL_HELD_RUNNING)
             n++;
     return n;
+}
+
+size_t
+keel_held_running_ids (const keel_held_t *self, uint64_t *ids, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->size && n < max; i++)
+        if (self->items[i]->state == KEEL_HELD_RUNNING)
+            ids[n++] = self->items[i]->execution_id;
+    return n;
+}
+
+void
+keel_held_remove_running (keel_held_t *self)
+{
+    for (size_t i = self->size; i > 0; i--)
+        if (self->items[i - 1]->state == KEEL_HELD_RUNNING)
+            keel_held_remove (self, self->items[i - 1]->execution_id);
 }
 
 keel_held_task_t *
@@ -274,6 +295,8 @@ keel_held_result_view (const keel_held_task_t *task, Keel__Result *result)
 bool
 keel_held_set_checkpoint (keel_held_task_t *task, const uint8_t *data, size_t size)
 {
+    if (task->state != KEEL_HELD_RUNNING)
+        return false;
     uint8_t *copy = malloc (size ? size : 1);
     if (!copy)
         return false;
@@ -283,5 +306,108 @@ keel_held_set_checkpoint (keel_held_task_t *task, const uint8_t *data, size_t si
     task->checkpoint = copy;
     task->checkpoint_size = size;
     task->checkpoint_pending = true;
+    return true;
+}
+
+size_t
+keel_held_result_bytes (const keel_held_task_t *task)
+{
+    return task->output_size + (task->error ? strlen (task->error) : 0);
+}
+
+// ------------------------------------------------------------ the lifecycle
+
+static const char *s_state_names[] = { "running", "done", "in-login", "sent", "acked" };
+static const char *s_event_names[] = { "finished", "sent", "spooled", "carried", "left-out",
+                                       "held", "logged-in", "disconnected", "acked" };
+
+const char *
+keel_held_state_name (keel_held_state_t state)
+{
+    return (unsigned) state < sizeof s_state_names / sizeof *s_state_names ? s_state_names[state]
+                                                                           : "?";
+}
+
+const char *
+keel_held_event_name (keel_held_event_t event)
+{
+    return (unsigned) event < sizeof s_event_names / sizeof *s_event_names ? s_event_names[event]
+                                                                           : "?";
+}
+
+bool
+keel_held_is_done (const keel_held_task_t *task)
+{
+    return task->state != KEEL_HELD_RUNNING;
+}
+
+//  The next state for event in state, or -1 when state does not expect it.
+//  The table in held.h, row by row.
+static int
+s_next (keel_held_state_t state, keel_held_event_t event)
+{
+    switch (state) {
+    case KEEL_HELD_RUNNING:
+        switch (event) {
+        case KEEL_HELD_EV_FINISHED: return KEEL_HELD_DONE;
+        case KEEL_HELD_EV_HELD:
+        case KEEL_HELD_EV_LOGGED_IN:
+        case KEEL_HELD_EV_DISCONNECTED: return KEEL_HELD_RUNNING;
+        default: return -1;
+        }
+    case KEEL_HELD_DONE:
+        switch (event) {
+        case KEEL_HELD_EV_SENT: return KEEL_HELD_SENT;
+        case KEEL_HELD_EV_CARRIED: return KEEL_HELD_IN_LOGIN;
+        case KEEL_HELD_EV_SPOOLED:
+        case KEEL_HELD_EV_LEFT_OUT:
+        case KEEL_HELD_EV_HELD:
+        case KEEL_HELD_EV_LOGGED_IN:
+        case KEEL_HELD_EV_DISCONNECTED: return KEEL_HELD_DONE;
+        case KEEL_HELD_EV_ACKED: return KEEL_HELD_ACKED;
+        default: return -1;
+        }
+    case KEEL_HELD_IN_LOGIN:
+        switch (event) {
+        case KEEL_HELD_EV_SPOOLED:
+        case KEEL_HELD_EV_CARRIED: return KEEL_HELD_IN_LOGIN;
+        case KEEL_HELD_EV_HELD: return KEEL_HELD_SENT;
+        case KEEL_HELD_EV_LEFT_OUT:
+        case KEEL_HELD_EV_LOGGED_IN:
+        case KEEL_HELD_EV_DISCONNECTED: return KEEL_HELD_DONE;
+        case KEEL_HELD_EV_ACKED: return KEEL_HELD_ACKED;
+        default: return -1;
+        }
+    case KEEL_HELD_SENT:
+        switch (event) {
+        case KEEL_HELD_EV_SPOOLED:
+        case KEEL_HELD_EV_HELD:
+        case KEEL_HELD_EV_LOGGED_IN: return KEEL_HELD_SENT;
+        case KEEL_HELD_EV_DISCONNECTED: return KEEL_HELD_DONE;
+        case KEEL_HELD_EV_ACKED: return KEEL_HELD_ACKED;
+        default: return -1;
+        }
+    case KEEL_HELD_ACKED:
+    default:
+        return -1;
+    }
+}
+
+bool
+keel_held_step (keel_held_task_t *task, keel_held_event_t event)
+{
+    int next = s_next (task->state, event);
+    if (next < 0) {
+        KEEL_DEBUG ("engine", "held: event %s refused in state %s exec=%" PRIu64,
+                    keel_held_event_name (event), keel_held_state_name (task->state),
+                    task->execution_id);
+        return false;
+    }
+    //  What an event does besides the state change.
+    if (event == KEEL_HELD_EV_FINISHED)
+        task->checkpoint_pending = false;   // the result supersedes the memory
+    else if (event == KEEL_HELD_EV_SPOOLED)
+        task->spooled = true;
+    task->state = (keel_held_state_t) next;
     return true;
 }
