@@ -24,11 +24,6 @@
 #define S_HWM               100000
 #define S_LOGOFF_LINGER_MS  1000
 #define S_QUEUE_MAX         10000   // queued tasks beyond the slots (EnginePrefetch's limit)
-//  Largest values a LoginReply may hand over: the engine's own HeartbeatInterval
-//  limit and the broker's EngineTimeoutMinutes limit (100000 min). Beyond them
-//  the session's int64 timer arithmetic would overflow.
-#define S_MAX_HEARTBEAT_MS  (3600LL * 1000)
-#define S_MAX_ENGINE_TIMEOUT_MS (100000LL * 60 * 1000)
 
 //  Bytes of held results one EngineLogin may carry (well below the
 //  broker's default MaxMessageSize of 64 MiB); the rest follow as Results.
@@ -940,27 +935,6 @@ s_bad_message (keel_daemon_t *self, const char *what, const char *why)
                    suppressed);
 }
 
-//  A LoginReply that logs in must carry timers the engine can adopt: the
-//  wire validator checks their lower bounds, this their upper ones.
-static bool
-s_login_reply_usable (const keel_env_t *env, keel_error_t *err)
-{
-    if (env->body_case != KEEL__ENVELOPE__BODY_LOGIN_REPLY || !env->login_reply->ok)
-        return true;
-    const Keel__LoginReply *reply = env->login_reply;
-    if (reply->heartbeat_ms > (uint64_t) S_MAX_HEARTBEAT_MS) {
-        snprintf (err->text, sizeof err->text, "login_reply: heartbeat_ms %" PRIu64
-                  " above %lld", reply->heartbeat_ms, S_MAX_HEARTBEAT_MS);
-        return false;
-    }
-    if (reply->engine_timeout_ms > (uint64_t) S_MAX_ENGINE_TIMEOUT_MS) {
-        snprintf (err->text, sizeof err->text, "login_reply: engine_timeout_ms %" PRIu64
-                  " above %lld", reply->engine_timeout_ms, S_MAX_ENGINE_TIMEOUT_MS);
-        return false;
-    }
-    return true;
-}
-
 //  Receives one frame from sock; returns the validated envelope or NULL
 //  (and *empty_p true when nothing was waiting).
 static keel_env_t *
@@ -981,7 +955,7 @@ s_recv (keel_daemon_t *self, zsock_t *sock, bool *empty_p)
             snprintf (err.text, sizeof err.text, "not from a broker");
             keel_wire_free (&env);
         }
-        else if (env && !s_login_reply_usable (env, &err))
+        else if (env && !keel_engine_session_reply_usable (env, &err))
             keel_wire_free (&env);
     }
     zmsg_destroy (&msg);

@@ -1,6 +1,8 @@
 /*  engine_session.c — the engine ↔ broker session state machine (see engine_session.h). */
 #include "engine_session.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +17,11 @@
 #define S_CONNECT_DOUBLINGS 3       // later rounds wait 1, 2, 4 s (at most 3·H)
 #define S_QUIET_ROUNDS      3       // rounds whose failed tries are logged at INFO
 #define S_NEVER             INT64_MAX
+//  Largest values a LoginReply may hand over: the engine's own HeartbeatInterval
+//  limit and the broker's EngineTimeoutMinutes limit (100000 min). Beyond them
+//  the session's int64 timer arithmetic would overflow.
+#define S_MAX_HEARTBEAT_MS  (3600LL * 1000)
+#define S_MAX_ENGINE_TIMEOUT_MS (100000LL * 60 * 1000)
 
 struct _keel_engine_session_t {
     const keel_engine_config_t *cfg;
@@ -366,6 +373,25 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
 }
 
 // ------------------------------------------------------------ inputs
+
+bool
+keel_engine_session_reply_usable (const keel_env_t *env, keel_error_t *err)
+{
+    if (env->body_case != KEEL__ENVELOPE__BODY_LOGIN_REPLY || !env->login_reply->ok)
+        return true;
+    const Keel__LoginReply *reply = env->login_reply;
+    if (reply->heartbeat_ms > (uint64_t) S_MAX_HEARTBEAT_MS) {
+        snprintf (err->text, sizeof err->text, "login_reply: heartbeat_ms %" PRIu64
+                  " above %lld", reply->heartbeat_ms, S_MAX_HEARTBEAT_MS);
+        return false;
+    }
+    if (reply->engine_timeout_ms > (uint64_t) S_MAX_ENGINE_TIMEOUT_MS) {
+        snprintf (err->text, sizeof err->text, "login_reply: engine_timeout_ms %" PRIu64
+                  " above %lld", reply->engine_timeout_ms, S_MAX_ENGINE_TIMEOUT_MS);
+        return false;
+    }
+    return true;
+}
 
 void
 keel_engine_session_tick (keel_engine_session_t *self, int64_t now)

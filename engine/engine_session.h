@@ -117,6 +117,12 @@ void keel_engine_session_tick (keel_engine_session_t *self, int64_t now);
 // The earliest time keel_engine_session_tick has something to do.
 int64_t keel_engine_session_next_deadline (const keel_engine_session_t *self);
 
+// A LoginReply that logs in must carry timers the session can adopt: the
+// wire validator checks their lower bounds, this their upper ones (beyond
+// them the timer arithmetic would overflow). True for any other message;
+// false with err filled for one the engine must drop as malformed.
+bool keel_engine_session_reply_usable (const keel_env_t *env, keel_error_t *err);
+
 // A validated message from the broker DEALER. Returns true if it was
 // expected in this state; false when dropped (the caller counts it).
 bool keel_engine_session_on_message (keel_engine_session_t *self, const keel_env_t *env, int64_t now);

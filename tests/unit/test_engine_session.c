@@ -438,3 +438,29 @@ Test (engine_session, stop_while_offline_stops_without_logoff)
     cr_assert_eq (s_fake.logoffs, 0);
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_STOPPED);
 }
+
+Test (engine_session, drops_a_login_reply_whose_timers_it_cannot_adopt)
+{
+    Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
+    reply.has_ok = reply.ok = true;
+    reply.heartbeat_ms = 1000;
+    reply.engine_timeout_ms = 60000;
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
+    env.login_reply = &reply;
+    keel_error_t err = { "" };
+    cr_assert (keel_engine_session_reply_usable (&env, &err));
+    reply.heartbeat_ms = 3600LL * 1000 + 1;
+    cr_assert_not (keel_engine_session_reply_usable (&env, &err));
+    cr_assert (strstr (err.text, "heartbeat_ms"), "%s", err.text);
+    reply.heartbeat_ms = 1000;
+    reply.engine_timeout_ms = 100000LL * 60 * 1000 + 1;
+    cr_assert_not (keel_engine_session_reply_usable (&env, &err));
+    cr_assert (strstr (err.text, "engine_timeout_ms"), "%s", err.text);
+    //  A refusal adopts nothing, and other messages are not its business.
+    reply.ok = false;
+    cr_assert (keel_engine_session_reply_usable (&env, &err));
+    env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
+    cr_assert (keel_engine_session_reply_usable (&env, &err));
+}
