@@ -24,7 +24,7 @@
     Where they run. echo, double and fail are inline built-ins
     (keel_builtin_is_inline): Keel's own code that returns at once, in time
     bounded by the input's size, so the engine runs them in its own process
-    (daemon.h) — a worker process would isolate nothing and cost two
+    (starter.h) — a worker process would isolate nothing and cost two
     socketpair crossings per task. sleep and count block and checkpoint over
     time and must be cancellable and time out, so they run in a runner
     worker process (worker.h), like every command and library service.

@@ -1,25 +1,29 @@
-/*  daemon.h — the keel-engine process: sockets, tasks and the main loop.
+/*  daemon.h — the keel-engine process: sockets, timers and the main loop.
 
-    keel_daemon_t ties the parts together: the state directory (lock,
-    engine id), the result spool, the runner (process pool), the table of
-    held executions and the broker session state machine. It implements the
-    session's actions (connect, login, heartbeat, logoff, probe, verdicts,
-    Engine Timeout) and runs the one-thread loop: zmq_poll over the broker
-    DEALER, the probe DEALER and the workers' sockets, with the nearest
-    deadline as timeout, a bounded amount of work per turn.
+    keel_daemon_t ties the parts together and owns them: the state directory
+    (lock, engine id), the result spool, the runner (process pool), the table
+    of held executions (held.h), the init data, the broker session state
+    machine (engine_session.h), the result outbox (outbox.h: batching,
+    spooling, resending at login, ResultAck) and the task starter
+    (starter.h: inline built-ins, workers, the prefetch queue). It
+    implements the session's actions (connect, login, heartbeat, logoff,
+    probe, verdicts, Engine Timeout) and the outbox's and starter's (send on
+    the broker DEALER, whether ONLINE, the runner), and runs the one-thread
+    loop: zmq_poll over the broker DEALER, the probe DEALER and the workers'
+    sockets, with the nearest deadline as timeout, a bounded amount of work
+    per turn. A turn: session timers, resend what the connection did not
+    take, poll, read the broker and the probe, collect worker results and
+    checkpoints, start queued tasks, then send the Results of the tasks that
+    ended in the turn together (outbox.h).
 
-    Where a task runs. The inline built-ins — echo, double and fail
-    (keel_builtin_is_inline) — run right here in the engine process when
-    their Assign arrives: they are Keel's own code, return at once and take
-    time bounded by their input, so a worker's isolation buys nothing and
-    the socketpair round trip would cost more than the task. They take no
-    slot and are never queued. Everything else — sleep, count and every
-    service.<name>.exec / .library service — runs in a runner worker
-    process (runner.h), or waits in the prefetch queue while every worker
-    is busy. Either way a task ends through one path: its result is
-    recorded in the held table, sent when ONLINE or spooled when not, then
-    logged ("task finished"); its "task started" line names the process
-    that runs it (pid=, the engine's own pid for an inline built-in).
+    Where a task runs (starter.h): the inline built-ins — echo, double and
+    fail (keel_builtin_is_inline) — in the engine process; everything else
+    in a runner worker process (runner.h), or in the prefetch queue while
+    every worker is busy. Either way a task ends through one path
+    (keel_outbox_finish): its result is recorded in the held table, sent when
+    ONLINE or spooled when not, then logged ("task finished"); its "task
+    started" line names the process that runs it (pid=, the engine's own
+    pid for an inline built-in).
 
     Ownership: the engine owns everything it creates; cfg is the caller's
     and must outlive it.

@@ -1,7 +1,7 @@
 /*  runner.h — the task runner: a pool of worker processes, one per slot.
 
     The engine hands the runner every task except the inline built-ins
-    (echo, double, fail), which it runs in its own process (daemon.h).
+    (echo, double, fail), which it runs in its own process (starter.h).
 
     Each worker (worker.h) is a forked child in its own process group,
     talking to the engine over a socketpair. A task that crashes, hangs or

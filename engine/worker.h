@@ -8,7 +8,7 @@
     socket closes. SIGUSR1 raises the running task's cancel flag.
 
     Built-ins handed to it (sleep and count; the engine runs echo, double
-    and fail itself, see daemon.h) run inside the worker. A library service
+    and fail itself, see starter.h) run inside the worker. A library service
     (library.h) runs inside the worker too, through the service.h ABI: a
     crash takes only the worker. A command service runs as /bin/sh -c
     COMMAND in a child of the worker (same process group): the input goes to
