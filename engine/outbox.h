@@ -24,8 +24,8 @@
     keel_outbox_load puts every spooled result back in the table as DONE.
 
     Login. keel_outbox_send_login lists every held execution in the
-    EngineLogin: done results ride in it up to S_LOGIN_RESULT_BYTES
-    (8 MiB, far below the broker's MaxMessageSize: CARRIED), the others are
+    EngineLogin: done results ride in it up to 8 MiB of output and error
+    text (far below the broker's MaxMessageSize: CARRIED), the others are
     listed as running (LEFT_OUT) and follow as Results once the verdicts
     are in. keel_outbox_logged_in applies the verdicts (DROP forgets the
     execution; HOLD: the broker holds what the login carried), then sends

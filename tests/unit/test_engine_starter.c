@@ -68,7 +68,8 @@ f_start (void *a, const keel_worker_request_t *req, int64_t timeout_ms)
     s->id = req->execution_id;
     s->kind = req->kind;
     s_copy (s->type, sizeof s->type, req->type, strlen (req->type));
-    s_copy (s->target, sizeof s->target, req->target ? req->target : "", req->target ? strlen (req->target) : 0);
+    const char *target = req->target ? req->target : "";
+    s_copy (s->target, sizeof s->target, target, strlen (target));
     s_copy (s->input, sizeof s->input, req->input, req->input_size);
     s_copy (s->memory, sizeof s->memory, req->memory, req->has_memory ? req->memory_size : 0);
     s->has_memory = req->has_memory;
