@@ -175,15 +175,11 @@ s_op_send_login (void *arg)
     char *types[KEEL_ENGINE_MAX_SERVICES];
     for (int i = 0; i < self->cfg->n_services; i++)
         types[i] = self->cfg->services[i].name;
-    Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
-    login.engine_id = (char *) keel_statedir_engine_id (self->statedir);
-    login.session = self->session_id;
-    login.host = self->cfg->host;
-    login.has_slots = login.has_pid = true;
-    login.slots = (uint32_t) self->cfg->slots;
-    login.pid = (uint32_t) getpid ();
-    login.n_service_types = (size_t) self->cfg->n_services;
-    login.service_types = types;
+    keel_engine_login_args_t login = {
+        .engine_id = keel_statedir_engine_id (self->statedir), .session = self->session_id,
+        .host = self->cfg->host, .slots = (uint32_t) self->cfg->slots,
+        .pid = (uint32_t) getpid (), .service_types = types,
+        .n_service_types = (size_t) self->cfg->n_services };
     return keel_outbox_send_login (self->outbox, &login);     // with every held task
 }
 
@@ -196,14 +192,10 @@ s_send_heartbeat (keel_daemon_t *self, zsock_t *sock)
     size_t held = keel_held_size (self->tasks);
     size_t cap = held < KEEL_LIST_MAX ? held : KEEL_LIST_MAX;
     uint64_t *running = cap ? malloc (cap * sizeof *running) : NULL;
-    Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
-    hb.n_running = running ? keel_held_running_ids (self->tasks, running, cap) : 0;
-    hb.running = running;
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
-    env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
-    env.heartbeat = &hb;
-    bool sent = s_send (self, sock, &env) == KEEL_OK;
+    size_t n = running ? keel_held_running_ids (self->tasks, running, cap) : 0;
+    keel_msg_t msg;
+    bool sent = s_send (self, sock, keel_msg_heartbeat (&msg, KEEL__SENDER_KIND__SENDER_ENGINE,
+                                                        running, n)) == KEEL_OK;
     free (running);
     return sent;
 }
@@ -219,16 +211,12 @@ static void
 s_op_send_logoff (void *arg, const char *reason)
 {
     keel_daemon_t *self = arg;
-    Keel__Logoff logoff = KEEL__LOGOFF__INIT;
-    logoff.reason = (char *) reason;
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
-    env.body_case = KEEL__ENVELOPE__BODY_LOGOFF;
-    env.logoff = &logoff;
+    keel_msg_t msg;
+    keel_env_t *env = keel_msg_logoff (&msg, reason);
     if (self->dealer) {
         //  Give the Logoff a moment to leave before the socket goes away.
         zsock_set_linger (self->dealer, S_LOGOFF_LINGER_MS);
-        s_send (self, self->dealer, &env);
+        s_send (self, self->dealer, env);
     }
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "wire_build.h"
 
 //  items keeps insertion order for keel_held_at (swap-remove); slots is an
 //  open-addressing index (linear probing) from execution id to item: each
@@ -270,26 +271,12 @@ keel_held_at (const keel_held_t *self, size_t index)
 void
 keel_held_result_view (const keel_held_task_t *task, Keel__Result *result)
 {
-    keel__result__init (result);
-    result->service_id = task->service_id;
-    result->has_task_id = true;
-    result->task_id = task->task_id;
-    result->has_execution_id = true;
-    result->execution_id = task->execution_id;
-    result->has_status = true;
-    result->status = task->ok ? KEEL__TASK_STATUS__STATUS_OK : KEEL__TASK_STATUS__STATUS_FAILED;
-    if (task->ok) {
-        result->has_output = true;
-        result->output.data = task->output;
-        result->output.len = task->output_size;
-    }
-    else {
-        result->error = task->error;
-        result->has_permanent = task->permanent;
-        result->permanent = task->permanent;
-    }
-    result->has_run_ms = true;
-    result->run_ms = task->run_ms;
+    keel_item_result (result, &(keel_result_args_t) {
+        .service_id = task->service_id, .task_id = task->task_id,
+        .execution_id = task->execution_id,
+        .status = task->ok ? KEEL__TASK_STATUS__STATUS_OK : KEEL__TASK_STATUS__STATUS_FAILED,
+        .output = task->output, .output_size = task->output_size, .error = task->error,
+        .permanent = task->permanent, .run_ms = task->run_ms });
 }
 
 bool

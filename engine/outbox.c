@@ -166,11 +166,8 @@ s_send_result (keel_outbox_t *self, keel_held_task_t *task)
 {
     Keel__Result result;
     keel_held_result_view (task, &result);
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
-    env.body_case = KEEL__ENVELOPE__BODY_RESULT;
-    env.result = &result;
-    if (self->ops->send (self->arg, &env) != KEEL_OK)
+    keel_msg_t msg;
+    if (self->ops->send (self->arg, keel_msg_result (&msg, &result)) != KEEL_OK)
         return false;
     keel_held_step (task, KEEL_HELD_EV_SENT);
     return true;
@@ -205,14 +202,8 @@ s_batch_send (keel_outbox_t *self)
         keel_held_result_view (self->batch_tasks[i], &self->batch_results[i]);
         self->batch_ptrs[i] = &self->batch_results[i];
     }
-    Keel__ResultBatch batch = KEEL__RESULT_BATCH__INIT;
-    batch.n_results = n;
-    batch.results = self->batch_ptrs;
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
-    env.body_case = KEEL__ENVELOPE__BODY_RESULT_BATCH;
-    env.result_batch = &batch;
-    if (self->ops->send (self->arg, &env) == KEEL_OK) {
+    keel_msg_t msg;
+    if (self->ops->send (self->arg, keel_msg_results (&msg, self->batch_ptrs, n)) == KEEL_OK) {
         for (size_t i = 0; i < n; i++)
             keel_held_step (self->batch_tasks[i], KEEL_HELD_EV_SENT);
     }
@@ -273,18 +264,11 @@ s_excerpt (const uint8_t *data, size_t size, char *buf, size_t bufsize)
 static void
 s_send_checkpoint (keel_outbox_t *self, keel_held_task_t *task)
 {
-    Keel__Checkpoint cp = KEEL__CHECKPOINT__INIT;
-    cp.service_id = task->service_id;
-    cp.has_task_id = cp.has_execution_id = cp.has_data = true;
-    cp.task_id = task->task_id;
-    cp.execution_id = task->execution_id;
-    cp.data.data = task->checkpoint;
-    cp.data.len = task->checkpoint_size;
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
-    env.body_case = KEEL__ENVELOPE__BODY_CHECKPOINT;
-    env.checkpoint = &cp;
-    if (self->ops->send (self->arg, &env) != KEEL_OK)
+    keel_msg_t msg;
+    keel_env_t *env = keel_msg_checkpoint (&msg, task->service_id, task->task_id,
+                                           task->execution_id, task->checkpoint,
+                                           task->checkpoint_size);
+    if (self->ops->send (self->arg, env) != KEEL_OK)
         return;     // still pending: sent again after the next login
     task->checkpoint_pending = false;
     char shown[40];
@@ -436,7 +420,7 @@ keel_outbox_end_turn (keel_outbox_t *self)
 // ------------------------------------------------------------ login
 
 bool
-keel_outbox_send_login (keel_outbox_t *self, Keel__EngineLogin *login)
+keel_outbox_send_login (keel_outbox_t *self, keel_engine_login_args_t *login)
 {
     size_t n = keel_held_size (self->held);
     Keel__HeldTask *held = calloc (n ? n : 1, sizeof *held);
@@ -447,12 +431,7 @@ keel_outbox_send_login (keel_outbox_t *self, Keel__EngineLogin *login)
         size_t budget = S_LOGIN_RESULT_BYTES;
         for (size_t i = 0; i < n; i++) {
             keel_held_task_t *task = keel_held_at (self->held, i);
-            keel__held_task__init (&held[i]);
-            held[i].service_id = task->service_id;
-            held[i].has_task_id = held[i].has_execution_id = held[i].has_state = true;
-            held[i].task_id = task->task_id;
-            held[i].execution_id = task->execution_id;
-            held[i].state = KEEL__HELD_STATE__HELD_RUNNING;
+            const Keel__Result *result = NULL;
             //  Results ride in the login up to a byte budget, so a few large
             //  ones can never make the login too big for the broker; a done
             //  task past the budget is listed as running and its result
@@ -463,20 +442,18 @@ keel_outbox_send_login (keel_outbox_t *self, Keel__EngineLogin *login)
                 keel_held_step (task, carried ? KEEL_HELD_EV_CARRIED : KEEL_HELD_EV_LEFT_OUT);
                 if (carried) {
                     budget -= size;
-                    held[i].state = KEEL__HELD_STATE__HELD_DONE;
                     keel_held_result_view (task, &results[i]);
-                    held[i].result = &results[i];
+                    result = &results[i];
                 }
             }
+            keel_item_held_task (&held[i], task->service_id, task->task_id, task->execution_id,
+                                 result);
             held_p[i] = &held[i];
         }
         login->n_held = n;
         login->held = held_p;
-        keel_env_t env;
-        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
-        env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
-        env.engine_login = login;
-        sent = self->ops->send (self->arg, &env) == KEEL_OK;
+        keel_msg_t msg;
+        sent = self->ops->send (self->arg, keel_msg_engine_login (&msg, login)) == KEEL_OK;
         login->n_held = 0;
         login->held = NULL;
     }

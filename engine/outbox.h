@@ -101,9 +101,9 @@ void keel_outbox_flush (keel_outbox_t *self);
 void keel_outbox_end_turn (keel_outbox_t *self);
 
 // Fills login's held list from the table (results within the byte budget
-// ride along) and sends it through ops->send; login's other fields are the
-// caller's. Returns true if it left.
-bool keel_outbox_send_login (keel_outbox_t *self, Keel__EngineLogin *login);
+// ride along), sends the EngineLogin through ops->send, and empties the
+// list again; login's other fields are the caller's. Returns true if it left.
+bool keel_outbox_send_login (keel_outbox_t *self, keel_engine_login_args_t *login);
 
 // The login was accepted: applies reply's verdicts, journals logged_in,
 // then sends every unsent result and pending checkpoint. now is for the

@@ -50,11 +50,8 @@ keel_spool_destroy (keel_spool_t **self_p)
 keel_err
 keel_spool_write (keel_spool_t *self, const Keel__Result *result, keel_error_t *err)
 {
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
-    env.body_case = KEEL__ENVELOPE__BODY_RESULT;
-    env.result = (Keel__Result *) result;
-    zframe_t *frame = keel_wire_encode (&env);
+    keel_msg_t msg;
+    zframe_t *frame = keel_wire_encode (keel_msg_result (&msg, result));
     if (!frame)
         return keel_error_set (err, KEEL_ERR_NOMEM, "spool: cannot encode result");
     char path[4200], tmp[4300];

@@ -9,6 +9,7 @@
 
 #include "builtin.h"
 #include "journal.h"
+#include "wire_build.h"
 
 #define S_QUEUE_MAX  10000      // queued tasks beyond the slots (EnginePrefetch's limit)
 
@@ -217,17 +218,13 @@ keel_starter_start_queued (keel_starter_t *self, int64_t now)
         if (task && task->state == KEEL_HELD_RUNNING && task->type
             && !self->ops->pid_of (self->arg, queued->execution_id)) {
             //  The Assign again, as a view of the held entry and the queued bytes.
-            Keel__Assign assign = KEEL__ASSIGN__INIT;
-            assign.service_id = task->service_id;
-            assign.type = task->type;
-            assign.has_task_id = assign.has_execution_id = assign.has_input = true;
-            assign.task_id = task->task_id;
-            assign.execution_id = queued->execution_id;
-            assign.input.data = queued->data;
-            assign.input.len = queued->input_size;
-            assign.has_memory = queued->has_memory;
-            assign.memory.data = queued->data + queued->input_size;
-            assign.memory.len = queued->memory_size;
+            Keel__Assign assign;
+            keel_item_assign (&assign, &(keel_assign_args_t) {
+                .service_id = task->service_id, .type = task->type, .task_id = task->task_id,
+                .execution_id = queued->execution_id, .input = queued->data,
+                .input_size = queued->input_size,
+                .memory = queued->has_memory ? queued->data + queued->input_size : NULL,
+                .memory_size = queued->memory_size });
             s_start (self, &assign, now);
         }
         free (queued);

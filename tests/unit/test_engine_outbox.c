@@ -319,8 +319,7 @@ Test (engine_outbox, the_login_carries_results_within_its_budget_and_lists_the_r
     text[big] = 0;
     s_end (3, true, text);
     free (text);
-    Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
-    login.engine_id = "engine-1";
+    keel_engine_login_args_t login = { .engine_id = "engine-1" };
     cr_assert (keel_outbox_send_login (s_outbox, &login));
     cr_assert_eq (login.n_held, 0, "the held list is the outbox's, gone after the send");
     cr_assert_eq (s_fake.nsent, 1);
@@ -349,7 +348,7 @@ Test (engine_outbox, verdicts_drop_hold_or_resend_what_the_login_carried)
     }
     s_running (5);
     s_running (6);
-    Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
+    keel_engine_login_args_t login = { .engine_id = "engine-1" };
     cr_assert (keel_outbox_send_login (s_outbox, &login));
     s_end (4, true, "ignored");     // already done: nothing changes
     s_end (5, true, "r");           // finished after the login was built
