@@ -14,15 +14,16 @@
 // Rows of `tasks SERVICE` by default, and at most (limit=N); a reply also
 // stops at about KEEL_ADMIN_REPLY_BUDGET bytes of JSON and text (long error
 // texts), well below the 64 MiB keel-admin accepts. has_more says when it cut.
-#define KEEL_ADMIN_TASKS_MAX 10000
+#define KEEL_ADMIN_TASKS_MAX       10000
 #define KEEL_ADMIN_TASKS_LIMIT_MAX 100000
-#define KEEL_ADMIN_REPLY_BUDGET (16u * 1024 * 1024)
+#define KEEL_ADMIN_REPLY_BUDGET    (16u * 1024 * 1024)
 // Bytes of a failed task's error shown in the table (--json has all of it).
-#define KEEL_ADMIN_ERROR_CELL 60
-#define KEEL_ADMIN_EVENTS 100
+#define KEEL_ADMIN_ERROR_CELL      60
+#define KEEL_ADMIN_EVENTS          100
 
-static const char *s_task_state[KEEL_TASK_NSTATES] = { "queued", "running", "done", "failed", "cancelled",
-                                                      "delivered_elsewhere" };
+static const char *s_task_state[KEEL_TASK_NSTATES] = {
+    "queued", "running", "done", "failed", "cancelled", "delivered_elsewhere"
+};
 static const char *s_service_state[] = { "open", "closed", "cancelled", "detached" };
 
 // ---------------------------------------------------------------- text buffer
@@ -163,8 +164,9 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     keel_json_end_object (&j);
 
     s_text_t t = { 0 };
-    s_tf (&t, "# Broker\nname:%s\nrole:%s\nepoch:%llu\nuptime_s:%lld\nstore:%s\nstore_bytes:%llu\n"
-              "store_uncommitted:%llu\nstore_unsynced:%llu\n",
+    s_tf (&t,
+          "# Broker\nname:%s\nrole:%s\nepoch:%llu\nuptime_s:%lld\nstore:%s\nstore_bytes:%llu\n"
+          "store_uncommitted:%llu\nstore_unsynced:%llu\n",
           v->name, v->role, (unsigned long long) v->epoch, (long long) uptime,
           keel_store_describe (v->store), (unsigned long long) keel_store_size (v->store),
           (unsigned long long) v->store_uncommitted, (unsigned long long) v->store_unsynced);
@@ -177,7 +179,8 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     for (int i = 0; i < KEEL_TASK_NSTATES; i++)
         s_tf (&t, "%s:%llu\n", s_task_state[i], (unsigned long long) tasks[i]);
     s_tf (&t, "pending_claims:%zu\n\n# Counters\n", v->pending_claims);
-#define KEEL_COUNTER_TEXT(name) s_tf (&t, "%s:%llu\n", #name, (unsigned long long) v->counters->name);
+#define KEEL_COUNTER_TEXT(name)                                                                    \
+    s_tf (&t, "%s:%llu\n", #name, (unsigned long long) v->counters->name);
     KEEL_COUNTERS (KEEL_COUNTER_TEXT)
 #undef KEEL_COUNTER_TEXT
     s_ok (reply, &j, &t);
@@ -198,8 +201,8 @@ s_engines (const keel_admin_view_t *v, keel_admin_reply_t *reply)
           "RUNNING", "DONE", "SERVICES");
     zlistx_t *engines = keel_model_engines (v->model);
     for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
-        const char *state = e->state == KEEL_ENGINE_ONLINE ? (e->draining ? "draining" : "online")
-                                                           : "offline";
+        const char *state =
+            e->state == KEEL_ENGINE_ONLINE ? (e->draining ? "draining" : "online") : "offline";
         keel_json_object (&j);
         keel_json_kv_str (&j, "id", e->id);
         keel_json_kv_str (&j, "host", e->host);
@@ -270,7 +273,7 @@ s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
 // ---------------------------------------------------------------- tasks
 
 typedef struct {
-    int state;              // keel_task_state_t, -1 = every state
+    int state; // keel_task_state_t, -1 = every state
     uint64_t limit;
     uint64_t offset;
 } s_tasks_query_t;
@@ -292,8 +295,10 @@ s_tasks_query (char **args, size_t nargs, s_tasks_query_t *q, keel_admin_reply_t
                 if (strcmp (value, s_task_state[st]) == 0)
                     q->state = st;
             if (q->state < 0) {
-                s_fail (reply, "tasks: state: expected queued, running, done, failed, "
-                               "cancelled or delivered_elsewhere, got '%.64s'", value);
+                s_fail (reply,
+                        "tasks: state: expected queued, running, done, failed, "
+                        "cancelled or delivered_elsewhere, got '%.64s'",
+                        value);
                 return false;
             }
         }
@@ -307,11 +312,15 @@ s_tasks_query (char **args, size_t nargs, s_tasks_query_t *q, keel_admin_reply_t
                       && (limit ? n >= 1 && n <= KEEL_ADMIN_TASKS_LIMIT_MAX : n <= INT64_MAX);
             if (!ok) {
                 if (limit)
-                    s_fail (reply, "tasks: limit: expected a number of rows from 1 to %d, "
-                                   "got '%.64s'", KEEL_ADMIN_TASKS_LIMIT_MAX, value);
+                    s_fail (reply,
+                            "tasks: limit: expected a number of rows from 1 to %d, "
+                            "got '%.64s'",
+                            KEEL_ADMIN_TASKS_LIMIT_MAX, value);
                 else
-                    s_fail (reply, "tasks: offset: expected a number of rows (0 or more), "
-                                   "got '%.64s'", value);
+                    s_fail (reply,
+                            "tasks: offset: expected a number of rows (0 or more), "
+                            "got '%.64s'",
+                            value);
                 return false;
             }
             if (limit)
@@ -320,8 +329,10 @@ s_tasks_query (char **args, size_t nargs, s_tasks_query_t *q, keel_admin_reply_t
                 q->offset = n;
         }
         else {
-            s_fail (reply, "tasks: unknown option '%.64s' (options: state=STATE, limit=N, "
-                           "offset=N)", arg);
+            s_fail (reply,
+                    "tasks: unknown option '%.64s' (options: state=STATE, limit=N, "
+                    "offset=N)",
+                    arg);
             return false;
         }
     }
@@ -459,8 +470,8 @@ s_tasks (const keel_admin_view_t *v, char **args, size_t nargs, keel_admin_reply
     keel_json_key (&j, "tasks");
     keel_json_array (&j);
     s_text_t t = { 0 };
-    s_tf (&t, "%8s  %-19s  %8s  %10s  %10s  %-36s  %s\n", "TASK", "STATE", "ATTEMPTS",
-          "CKPT_BYTES", "CKPT_AGE_S", "ENGINES", "ERROR");
+    s_tf (&t, "%8s  %-19s  %8s  %10s  %10s  %-36s  %s\n", "TASK", "STATE", "ATTEMPTS", "CKPT_BYTES",
+          "CKPT_AGE_S", "ENGINES", "ERROR");
     // Rows in task id order; offset counts the rows that match the filter.
     // The reply stops early rather than outgrow what keel-admin accepts.
     uint64_t matched = 0, listed = 0;
@@ -488,8 +499,8 @@ s_tasks (const keel_admin_view_t *v, char **args, size_t nargs, keel_admin_reply
     keel_json_kv_bool (&j, "truncated", has_more);
     keel_json_end_object (&j);
     if (has_more)
-        s_tf (&t, "(%llu more rows: use --offset %llu)\n",
-              (unsigned long long) (total - shown_to), (unsigned long long) shown_to);
+        s_tf (&t, "(%llu more rows: use --offset %llu)\n", (unsigned long long) (total - shown_to),
+              (unsigned long long) shown_to);
     else if (listed == 0)
         s_tf (&t, "(no tasks%s%s%s)\n", q.state >= 0 ? " in state " : "",
               q.state >= 0 ? s_task_state[q.state] : "", q.offset ? " at this offset" : "");
@@ -505,7 +516,7 @@ s_config_one (keel_json_t *j, s_text_t *t, keel_settings_t *settings, const keel
     keel_json_kv_str (j, "key", d->name);
     keel_json_kv_str (j, "value", keel_settings_str (settings, d->name));
     keel_json_kv_str (j, "origin", keel_settings_origin (settings, d->name));
-    keel_json_kv_str (j, "unit", d->unit);     // of a bare number; null when none
+    keel_json_kv_str (j, "unit", d->unit); // of a bare number; null when none
     keel_json_kv_bool (j, "runtime", d->runtime);
     keel_json_end_object (j);
     s_tf (t, "%s:%s\n", d->name, keel_settings_str (settings, d->name));
@@ -592,7 +603,8 @@ s_events (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     keel_json_end_array (&j);
     keel_json_end_object (&j);
     if (!t.buf)
-        s_tf (&t, "(no events%s)\n", keel_store_durable (v->store) ? "" : ": Store=memory keeps none");
+        s_tf (&t, "(no events%s)\n",
+              keel_store_durable (v->store) ? "" : ": Store=memory keeps none");
     s_ok (reply, &j, &t);
 }
 
@@ -678,6 +690,8 @@ keel_admin_handle (const keel_admin_view_t *v, const char *command, char **args,
         }
     }
     else
-        s_fail (reply, "unknown command '%s' (commands: status, engines, services, tasks, cancel, "
-                       "config, events, maintenance, drain)", command);
+        s_fail (reply,
+                "unknown command '%s' (commands: status, engines, services, tasks, cancel, "
+                "config, events, maintenance, drain)",
+                command);
 }

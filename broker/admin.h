@@ -23,18 +23,18 @@
 
 typedef struct {
     const char *name;
-    const char *role;                    // "standalone" (pair roles come later)
+    const char *role; // "standalone" (pair roles come later)
     uint64_t epoch;
     int64_t started_mono;
     keel_model_t *model;
     keel_store_t *store;
     keel_settings_t *settings;
     const keel_counters_t *counters;
-    size_t pending_claims;               // HOLD claims waiting for their service
-    uint64_t store_uncommitted;          // changes in memory not yet committed
-    uint64_t store_unsynced;             // commits not yet durable (StoreSync=full)
+    size_t pending_claims;      // HOLD claims waiting for their service
+    uint64_t store_uncommitted; // changes in memory not yet committed
+    uint64_t store_unsynced;    // commits not yet durable (StoreSync=full)
 
-    void *broker;                        // passed back to the callbacks
+    void *broker; // passed back to the callbacks
     keel_err (*cancel) (void *broker, const char *service_id, keel_error_t *err);
     keel_err (*config_set) (void *broker, const char *key, const char *value, keel_error_t *err);
     keel_err (*drain) (void *broker, const char *engine_id, keel_error_t *err);
@@ -43,9 +43,9 @@ typedef struct {
 
 typedef struct {
     bool ok;
-    char *error;         // heap, NULL when ok
-    char *json;          // heap
-    char *text;          // heap
+    char *error; // heap, NULL when ok
+    char *json;  // heap
+    char *text;  // heap
 } keel_admin_reply_t;
 
 // Runs one command. Always fills reply (ok=false with an error naming the

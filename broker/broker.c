@@ -62,7 +62,7 @@ s_flush (keel_broker_t *self)
 static void
 s_synced (keel_broker_t *self, uint64_t seq)
 {
-    s_take_outbox (self);       // what the core sent before, in order
+    s_take_outbox (self); // what the core sent before, in order
     keel_core_synced (self->core, seq);
     uint64_t synced = keel_core_synced_seq (self->core);
     // Not only a prefix: a LoginReply held for a commit that then failed
@@ -81,8 +81,10 @@ s_synced (keel_broker_t *self, uint64_t seq)
 static void
 s_sync_failed (keel_broker_t *self, const keel_error_t *err)
 {
-    KEEL_ERROR ("broker", "%s; stopping without acknowledging anything more "
-                "(restart the broker: it recovers from the store)", err->text);
+    KEEL_ERROR ("broker",
+                "%s; stopping without acknowledging anything more "
+                "(restart the broker: it recovers from the store)",
+                err->text);
     keel_core_sync_failed (self->core);
     self->fatal = true;
     self->stop = true;
@@ -335,7 +337,7 @@ keel_broker_run (keel_broker_t *self)
         return KEEL_ERR_NOMEM;
     }
     s_clock (self);
-    keel_core_turn_begin (self->core);      // the pause clock starts now
+    keel_core_turn_begin (self->core); // the pause clock starts now
     const char *store = keel_broker_cfg_Store (self->settings);
     KEEL_INFO ("broker", "serving name=%s endpoint=%s admin=%s epoch=%llu",
                keel_core_name (self->core), keel_broker_cfg_Endpoint (self->settings),
@@ -393,7 +395,6 @@ s_bind_router (const char *endpoint, int64_t max_msg, keel_error_t *err, const c
     return sock;
 }
 
-
 // Rebuilds the core's state from the store and commits the new epoch.
 static keel_err
 s_recover (keel_broker_t *self, keel_error_t *err)
@@ -435,7 +436,8 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     zlistx_set_destructor (self->held, s_out_destroy);
 
     keel_store_sync_t sync = strcmp (keel_broker_cfg_StoreSync (settings), "normal") == 0
-                                 ? KEEL_STORE_SYNC_NORMAL : KEEL_STORE_SYNC_FULL;
+                                 ? KEEL_STORE_SYNC_NORMAL
+                                 : KEEL_STORE_SYNC_FULL;
     self->store = keel_store_open (keel_broker_cfg_Store (settings), sync, err);
     if (!self->store) {
         keel_error_prefix (err, "Store");
@@ -460,8 +462,8 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         keel_broker_destroy (&self);
         return NULL;
     }
-    self->admin = s_bind_router (keel_broker_cfg_AdminEndpoint (settings), 1024 * 1024, err,
-                                 "AdminEndpoint");
+    self->admin =
+        s_bind_router (keel_broker_cfg_AdminEndpoint (settings), 1024 * 1024, err, "AdminEndpoint");
     if (!self->admin) {
         keel_broker_destroy (&self);
         return NULL;
@@ -495,7 +497,7 @@ keel_broker_destroy (keel_broker_t **self_p)
     zlistx_destroy (&self->sendq);
     zlistx_destroy (&self->held);
     keel_core_destroy (&self->core);
-    keel_syncer_destroy (&self->syncer);     // before the store: it syncs its WAL
+    keel_syncer_destroy (&self->syncer); // before the store: it syncs its WAL
     keel_store_destroy (&self->store);
     free (self);
     *self_p = NULL;

@@ -35,7 +35,8 @@ s_admin_config_set (void *broker, const char *key, const char *value, keel_error
     if (!def->runtime)
         return keel_error_set (err, KEEL_ERR_STATE,
                                "%s cannot be changed while the broker runs (set it in the "
-                               "properties file and restart)", key);
+                               "properties file and restart)",
+                               key);
     if (rc != KEEL_OK)
         return rc;
     char was[256];
@@ -43,8 +44,9 @@ s_admin_config_set (void *broker, const char *key, const char *value, keel_error
     rc = keel_settings_set (self->settings, key, value, "keel-admin", err);
     if (rc != KEEL_OK)
         return rc;
-    keel_changes_add (keel_core_changes (self->core),
-                      &(keel_change_t) { .kind = KEEL_CHANGE_CONFIG_SET, .config = { key, value } });
+    keel_changes_add (
+        keel_core_changes (self->core),
+        &(keel_change_t) { .kind = KEEL_CHANGE_CONFIG_SET, .config = { key, value } });
     rc = keel_broker_commit_now (self, err);
     if (rc != KEEL_OK)
         return rc;
@@ -103,11 +105,12 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
         keel_wire_free (&req);
         return;
     }
-    keel_admin_view_t view = {
-        .store = self->store, .broker = self, .cancel = s_admin_cancel,
-        .config_set = s_admin_config_set, .drain = s_admin_drain,
-        .maintenance = s_admin_maintenance
-    };
+    keel_admin_view_t view = { .store = self->store,
+                               .broker = self,
+                               .cancel = s_admin_cancel,
+                               .config_set = s_admin_config_set,
+                               .drain = s_admin_drain,
+                               .maintenance = s_admin_maintenance };
     keel_core_admin_view (self->core, &view);
     keel_admin_reply_t reply = { 0 };
     // Who asked, for the events the request causes: the connection's
@@ -125,7 +128,7 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
     keel_msg_t out;
     keel_env_t *env = keel_msg_admin_reply (&out, reply.ok, reply.error, reply.json, reply.text);
     if (keel_wire_send_to (self->admin, route, env) != KEEL_OK)
-        keel_core_send_failed (self->core, errno);      // keel-admin gave up waiting
+        keel_core_send_failed (self->core, errno); // keel-admin gave up waiting
     keel_admin_reply_clear (&reply);
     keel_wire_free (&req);
 }

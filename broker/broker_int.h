@@ -16,19 +16,19 @@
 struct _keel_broker_t {
     keel_settings_t *settings;
     keel_core_t *core;
-    zsock_t *router;                // drivers and engines
-    zsock_t *admin;                 // keel-admin
+    zsock_t *router; // drivers and engines
+    zsock_t *admin;  // keel-admin
     keel_store_t *store;
     // Group commit off the loop (StoreSync=full, syncer.h): messages that
     // promise durability wait in `held` until the syncer reports their
     // commit durable. NULL syncer: every commit is as durable as StoreSync
     // asks when it returns.
     keel_syncer_t *syncer;
-    uint64_t commit_seq;            // the last commit's number (keel_core_committed)
-    zlistx_t *sendq;                // keel_core_out_t * ready to send, in order
-    zlistx_t *held;                 // keel_core_out_t * waiting for their commit, in order
-    zlistx_t *admin_queue;          // zmsg_t * admin requests, answered after the commit
-    bool fatal;                     // the store failed to sync: stop, acknowledge nothing
+    uint64_t commit_seq;   // the last commit's number (keel_core_committed)
+    zlistx_t *sendq;       // keel_core_out_t * ready to send, in order
+    zlistx_t *held;        // keel_core_out_t * waiting for their commit, in order
+    zlistx_t *admin_queue; // zmsg_t * admin requests, answered after the commit
+    bool fatal;            // the store failed to sync: stop, acknowledge nothing
     bool stop;
 };
 

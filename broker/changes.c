@@ -24,7 +24,7 @@ typedef struct s_block_t {
 struct _keel_changes_t {
     keel_change_t *records;
     size_t n, cap;
-    s_block_t *blocks;          // newest first
+    s_block_t *blocks; // newest first
 };
 
 static const char *s_kind_names[KEEL_CHANGE_KIND_MAX + 1] = {
@@ -266,7 +266,7 @@ keel_changes_add (keel_changes_t *self, const keel_change_t *change)
     keel_change_t *c = &self->records[self->n];
     *c = *change;
     if (!s_own (self, c))
-        return KEEL_ERR_NOMEM;      // the arena keeps what was copied until clear
+        return KEEL_ERR_NOMEM; // the arena keeps what was copied until clear
     self->n++;
     return KEEL_OK;
 }
@@ -274,13 +274,13 @@ keel_changes_add (keel_changes_t *self, const keel_change_t *change)
 // ---------------------------------------------------------------- bytes
 
 #define S_SET(msg, field, v) ((msg)->has_##field = true, (msg)->field = (v))
-#define S_BIN(msg, field, ptr_, size_) \
-    do { \
-        if (ptr_) { \
-            (msg)->has_##field = true; \
-            (msg)->field.data = (uint8_t *) (ptr_); \
-            (msg)->field.len = (size_); \
-        } \
+#define S_BIN(msg, field, ptr_, size_)                                                             \
+    do {                                                                                           \
+        if (ptr_) {                                                                                \
+            (msg)->has_##field = true;                                                             \
+            (msg)->field.data = (uint8_t *) (ptr_);                                                \
+            (msg)->field.len = (size_);                                                            \
+        }                                                                                          \
     } while (0)
 
 static void
@@ -426,17 +426,17 @@ keel_changes_encode (const keel_changes_t *self, uint64_t seq, size_t *size_p)
 }
 
 // Which fields each kind needs (decode refuses a record without them).
-#define F_SERVICE   (1u << 0)
-#define F_TASK      (1u << 1)
-#define F_EXEC      (1u << 2)
-#define F_ENGINE    (1u << 3)
-#define F_SSTATE    (1u << 4)
-#define F_TSTATE    (1u << 5)
-#define F_KEY       (1u << 6)
-#define F_VALUE     (1u << 7)
-#define F_EVENT     (1u << 8)
-#define F_META      (1u << 9)
-#define F_TYPE      (1u << 10)
+#define F_SERVICE (1u << 0)
+#define F_TASK    (1u << 1)
+#define F_EXEC    (1u << 2)
+#define F_ENGINE  (1u << 3)
+#define F_SSTATE  (1u << 4)
+#define F_TSTATE  (1u << 5)
+#define F_KEY     (1u << 6)
+#define F_VALUE   (1u << 7)
+#define F_EVENT   (1u << 8)
+#define F_META    (1u << 9)
+#define F_TYPE    (1u << 10)
 
 static const unsigned s_needs[KEEL_CHANGE_KIND_MAX + 1] = {
     [KEEL_CHANGE_SERVICE_PUT] = F_SERVICE | F_SSTATE | F_TYPE,
@@ -492,11 +492,11 @@ s_from_proto (const Keel__Change *m, size_t index, keel_change_t *c, keel_error_
         return keel_error_set (err, KEEL_ERR_INVALID, "change %zu (%s): no %s", index, name,
                                missing);
     if (m->has_service_state && m->service_state > KEEL_SERVICE_DETACHED)
-        return keel_error_set (err, KEEL_ERR_INVALID, "change %zu (%s): service_state %u",
-                               index, name, m->service_state);
+        return keel_error_set (err, KEEL_ERR_INVALID, "change %zu (%s): service_state %u", index,
+                               name, m->service_state);
     if (m->has_task_state && m->task_state >= KEEL_TASK_NSTATES)
-        return keel_error_set (err, KEEL_ERR_INVALID, "change %zu (%s): task_state %u", index,
-                               name, m->task_state);
+        return keel_error_set (err, KEEL_ERR_INVALID, "change %zu (%s): task_state %u", index, name,
+                               m->task_state);
     memset (c, 0, sizeof *c);
     c->kind = (keel_change_kind_t) m->kind;
     switch (c->kind) {
@@ -504,55 +504,74 @@ s_from_proto (const Keel__Change *m, size_t index, keel_change_t *c, keel_error_
         case KEEL_CHANGE_SERVICE_STATE:
         case KEEL_CHANGE_SERVICE_DELETE:
             c->service = (keel_store_service_t) {
-                .service_id = m->service_id, .type = m->type, .driver_id = m->driver_id,
-                .priority = m->priority, .max_attempts = m->max_attempts,
+                .service_id = m->service_id,
+                .type = m->type,
+                .driver_id = m->driver_id,
+                .priority = m->priority,
+                .max_attempts = m->max_attempts,
                 .reschedule_delay_ms = m->has_reschedule_delay_ms ? m->reschedule_delay_ms : -1,
                 .init_data = m->has_init_data ? m->init_data.data : NULL,
                 .init_len = m->has_init_data ? m->init_data.len : 0,
                 .state = (keel_service_state_t) m->service_state,
-                .created_wall_ms = m->created_wall_ms, .closed_wall_ms = m->closed_wall_ms };
+                .created_wall_ms = m->created_wall_ms,
+                .closed_wall_ms = m->closed_wall_ms
+            };
             break;
         case KEEL_CHANGE_TASK_PUT:
         case KEEL_CHANGE_TASK_STATE:
         case KEEL_CHANGE_TASK_RESULT:
         case KEEL_CHANGE_TASK_ACKED:
         case KEEL_CHANGE_TASK_CHECKPOINT:
-            c->task = (keel_store_task_t) {
-                .service_id = m->service_id, .task_id = m->task_id,
-                .state = (keel_task_state_t) m->task_state, .attempts = m->attempts,
-                .input = m->has_input ? m->input.data : NULL,
-                .input_len = m->has_input ? m->input.len : 0, .status = m->status,
-                .output = m->has_output ? m->output.data : NULL,
-                .output_len = m->has_output ? m->output.len : 0, .error = m->error,
-                .engine_id = m->engine_id, .execution_id = m->execution_id,
-                .run_ms = m->run_ms, .queued_ms = m->queued_ms,
-                .result_acked = m->result_acked,
-                .checkpoint = m->has_checkpoint ? m->checkpoint.data : NULL,
-                .checkpoint_len = m->has_checkpoint ? m->checkpoint.len : 0,
-                .checkpoint_wall_ms = m->checkpoint_wall_ms };
+            c->task =
+                (keel_store_task_t) { .service_id = m->service_id,
+                                      .task_id = m->task_id,
+                                      .state = (keel_task_state_t) m->task_state,
+                                      .attempts = m->attempts,
+                                      .input = m->has_input ? m->input.data : NULL,
+                                      .input_len = m->has_input ? m->input.len : 0,
+                                      .status = m->status,
+                                      .output = m->has_output ? m->output.data : NULL,
+                                      .output_len = m->has_output ? m->output.len : 0,
+                                      .error = m->error,
+                                      .engine_id = m->engine_id,
+                                      .execution_id = m->execution_id,
+                                      .run_ms = m->run_ms,
+                                      .queued_ms = m->queued_ms,
+                                      .result_acked = m->result_acked,
+                                      .checkpoint = m->has_checkpoint ? m->checkpoint.data : NULL,
+                                      .checkpoint_len = m->has_checkpoint ? m->checkpoint.len : 0,
+                                      .checkpoint_wall_ms = m->checkpoint_wall_ms };
             break;
         case KEEL_CHANGE_EXEC_PUT:
         case KEEL_CHANGE_EXEC_DELETE:
-            c->exec = (keel_store_execution_t) {
-                .execution_id = m->execution_id, .service_id = m->service_id,
-                .task_id = m->task_id, .engine_id = m->engine_id, .attempt = m->attempt,
-                .started_wall_ms = m->started_wall_ms };
+            c->exec = (keel_store_execution_t) { .execution_id = m->execution_id,
+                                                 .service_id = m->service_id,
+                                                 .task_id = m->task_id,
+                                                 .engine_id = m->engine_id,
+                                                 .attempt = m->attempt,
+                                                 .started_wall_ms = m->started_wall_ms };
             break;
         case KEEL_CHANGE_PENDING_PUT:
         case KEEL_CHANGE_PENDING_DELETE:
-            c->pending = (keel_store_pending_t) {
-                .service_id = m->service_id, .task_id = m->task_id,
-                .execution_id = m->execution_id, .engine_id = m->engine_id,
-                .has_result = m->has_result, .status = m->status,
-                .output = m->has_output ? m->output.data : NULL,
-                .output_len = m->has_output ? m->output.len : 0, .error = m->error,
-                .run_ms = m->run_ms, .expires_wall_ms = m->expires_wall_ms };
+            c->pending = (keel_store_pending_t) { .service_id = m->service_id,
+                                                  .task_id = m->task_id,
+                                                  .execution_id = m->execution_id,
+                                                  .engine_id = m->engine_id,
+                                                  .has_result = m->has_result,
+                                                  .status = m->status,
+                                                  .output = m->has_output ? m->output.data : NULL,
+                                                  .output_len = m->has_output ? m->output.len : 0,
+                                                  .error = m->error,
+                                                  .run_ms = m->run_ms,
+                                                  .expires_wall_ms = m->expires_wall_ms };
             break;
         case KEEL_CHANGE_ENGINE_PUT:
-            c->engine = (keel_store_engine_t) {
-                .engine_id = m->engine_id, .host = m->host, .session = m->session,
-                .slots = m->slots, .login_wall_ms = m->login_wall_ms,
-                .seen_wall_ms = m->seen_wall_ms };
+            c->engine = (keel_store_engine_t) { .engine_id = m->engine_id,
+                                                .host = m->host,
+                                                .session = m->session,
+                                                .slots = m->slots,
+                                                .login_wall_ms = m->login_wall_ms,
+                                                .seen_wall_ms = m->seen_wall_ms };
             break;
         case KEEL_CHANGE_CONFIG_SET:
             c->config.key = m->key;

@@ -53,23 +53,23 @@
 
 typedef enum {
     KEEL_SERVICE_OPEN = 0,
-    KEEL_SERVICE_CLOSED = 1,     // driver closed it; purge once every result is acked + retention
+    KEEL_SERVICE_CLOSED = 1, // driver closed it; purge once every result is acked + retention
     KEEL_SERVICE_CANCELLED = 2,
-    KEEL_SERVICE_DETACHED = 3    // driver moved it back to its primary
+    KEEL_SERVICE_DETACHED = 3 // driver moved it back to its primary
 } keel_service_state_t;
 
 typedef enum {
     KEEL_TASK_STATE_QUEUED = 0,
     KEEL_TASK_STATE_RUNNING = 1,
-    KEEL_TASK_STATE_DONE = 2,          // terminal: OK result stored
-    KEEL_TASK_STATE_FAILED = 3,        // terminal: failed after MaxAttempts
-    KEEL_TASK_STATE_CANCELLED = 4,     // terminal: service cancelled
-    KEEL_TASK_STATE_ELSEWHERE = 5      // terminal: the driver came back holding its result (from
-                                       // another broker): never dispatched again, no result here,
-                                       // stored as acknowledged so retention purges it
+    KEEL_TASK_STATE_DONE = 2,      // terminal: OK result stored
+    KEEL_TASK_STATE_FAILED = 3,    // terminal: failed after MaxAttempts
+    KEEL_TASK_STATE_CANCELLED = 4, // terminal: service cancelled
+    KEEL_TASK_STATE_ELSEWHERE = 5  // terminal: the driver came back holding its result (from
+                                   // another broker): never dispatched again, no result here,
+                                   // stored as acknowledged so retention purges it
 } keel_task_state_t;
 
-#define KEEL_TASK_NSTATES 6       // number of keel_task_state_t values
+#define KEEL_TASK_NSTATES 6 // number of keel_task_state_t values
 
 typedef struct {
     const char *service_id;
@@ -77,32 +77,32 @@ typedef struct {
     const char *driver_id;
     int32_t priority;
     uint32_t max_attempts;
-    int64_t reschedule_delay_ms;     // -1 = broker default
+    int64_t reschedule_delay_ms; // -1 = broker default
     const uint8_t *init_data;
     size_t init_len;
     keel_service_state_t state;
     int64_t created_wall_ms;
-    int64_t closed_wall_ms;          // 0 while open
+    int64_t closed_wall_ms; // 0 while open
 } keel_store_service_t;
 
 typedef struct {
     const char *service_id;
     uint64_t task_id;
     keel_task_state_t state;
-    uint32_t attempts;               // executions that ended in a task failure
+    uint32_t attempts; // executions that ended in a task failure
     const uint8_t *input;
     size_t input_len;
     // result, when state is DONE/FAILED/CANCELLED
-    int status;                      // KEEL__TASK_STATUS__STATUS_*
+    int status; // KEEL__TASK_STATUS__STATUS_*
     const uint8_t *output;
     size_t output_len;
-    const char *error;               // NULL when none
-    const char *engine_id;           // winner's engine, NULL when none
-    uint64_t execution_id;           // winner's execution, 0 when none
+    const char *error;     // NULL when none
+    const char *engine_id; // winner's engine, NULL when none
+    uint64_t execution_id; // winner's execution, 0 when none
     uint64_t run_ms;
     uint64_t queued_ms;
-    bool result_acked;               // the driver has acknowledged the result
-    const uint8_t *checkpoint;       // latest memory, NULL when none
+    bool result_acked;         // the driver has acknowledged the result
+    const uint8_t *checkpoint; // latest memory, NULL when none
     size_t checkpoint_len;
     int64_t checkpoint_wall_ms;
 } keel_store_task_t;
@@ -146,7 +146,7 @@ typedef struct {
 
 // ---------------------------------------------------------------- records
 
-#define KEEL_CHANGES_VERSION 1   // of the byte form (keel_changes_encode)
+#define KEEL_CHANGES_VERSION 1 // of the byte form (keel_changes_encode)
 
 // Stable numbers: they are written to peers and logs. Add, never renumber.
 typedef enum {
@@ -173,24 +173,24 @@ typedef enum {
 typedef struct {
     keel_change_kind_t kind;
     union {
-        keel_store_service_t service;    // SERVICE_*
-        keel_store_task_t task;          // TASK_*
-        keel_store_execution_t exec;     // EXEC_*
-        keel_store_pending_t pending;    // PENDING_*
-        keel_store_engine_t engine;      // ENGINE_PUT
+        keel_store_service_t service; // SERVICE_*
+        keel_store_task_t task;       // TASK_*
+        keel_store_execution_t exec;  // EXEC_*
+        keel_store_pending_t pending; // PENDING_*
+        keel_store_engine_t engine;   // ENGINE_PUT
         struct {
             const char *key;
             const char *value;
-        } config;                        // CONFIG_SET
+        } config; // CONFIG_SET
         struct {
             int64_t wall_ms;
             const char *kind;
             const char *text;
-        } event;                         // EVENT
+        } event; // EVENT
         struct {
             const char *name;
             uint64_t value;
-        } meta;                          // META_SET
+        } meta; // META_SET
     };
 } keel_change_t;
 

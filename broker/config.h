@@ -20,47 +20,57 @@
 
 // KEY (Name, TYPE, unit, default, min, max, runtime, enum_values, description),
 // in table order; the broker has no pattern keys.
-#define KEEL_BROKER_SETTINGS(KEY, PATTERN) \
-    KEY (Name, STRING, NULL, "keel-broker", 0, 0, false, NULL, \
-         "Broker name, shown to drivers, engines and in keel-admin status") \
-    KEY (Endpoint, STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL, \
-         "ZeroMQ endpoint bound for drivers and engines") \
-    KEY (AdminEndpoint, STRING, NULL, "tcp://127.0.0.1:7071", 0, 0, false, NULL, \
-         "ZeroMQ endpoint bound for keel-admin") \
-    KEY (Store, STRING, NULL, "sqlite:keel-broker.db", 0, 0, false, NULL, \
-         "Store URI: sqlite:PATH (durable) or memory: (nothing survives a restart)") \
-    KEY (StoreSync, ENUM, NULL, "full", 0, 0, false, "full|normal", \
-         "full: an acknowledgement survives power loss (the WAL is fdatasynced, off the broker's loop, before acceptances and result acknowledgements leave); normal: survives kill -9 of the broker only") \
-    KEY (CommitDelay, DURATION, "ms", "100ms", 0, 10000, true, NULL, \
-         "Longest time a change nobody waits for (dispatch state, acknowledgements to engines) stays uncommitted; acceptances always commit at once") \
-    KEY (HeartbeatInterval, DURATION, "s", "1s", 0.01, 60, false, NULL, \
-         "Heartbeat interval H; a peer silent for 3*H is lost (handed to engines and drivers)") \
-    KEY (EngineTimeoutMinutes, DURATION, "min", "15", 0.001, 100000, true, NULL, \
-         "Engine Timeout: how long an engine that lost its broker keeps its tasks; must exceed drivers' DSBrokerTimeout") \
-    KEY (EngineLoginWindow, DURATION, "s", "5s", 0, 3600, true, NULL, \
-         "After a restart, how long running and queued tasks wait for returning engines to claim them before they are (re)queued") \
-    KEY (RescheduleDelay, DURATION, "s", "0", 0, 86400, true, NULL, \
-         "Delay before the tasks of a lost engine are queued again (per service override in SubmitService)") \
-    KEY (EnginePrefetch, INT, "tasks", "0", 0, 10000, true, NULL, \
-         "Tasks sent to an engine beyond its free slots, queued there so a slot never waits for the broker; 0 = exactly its slots") \
-    KEY (MaxAttempts, INT, NULL, "3", 1, 1000, true, NULL, \
+#define KEEL_BROKER_SETTINGS(KEY, PATTERN)                                                         \
+    KEY (Name, STRING, NULL, "keel-broker", 0, 0, false, NULL,                                     \
+         "Broker name, shown to drivers, engines and in keel-admin status")                        \
+    KEY (Endpoint, STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL,                        \
+         "ZeroMQ endpoint bound for drivers and engines")                                          \
+    KEY (AdminEndpoint, STRING, NULL, "tcp://127.0.0.1:7071", 0, 0, false, NULL,                   \
+         "ZeroMQ endpoint bound for keel-admin")                                                   \
+    KEY (Store, STRING, NULL, "sqlite:keel-broker.db", 0, 0, false, NULL,                          \
+         "Store URI: sqlite:PATH (durable) or memory: (nothing survives a restart)")               \
+    KEY (StoreSync, ENUM, NULL, "full", 0, 0, false, "full|normal",                                \
+         "full: an acknowledgement survives power loss (the WAL is fdatasynced, off the broker's " \
+         "loop, before acceptances and result acknowledgements leave); normal: survives kill -9 "  \
+         "of the broker only")                                                                     \
+    KEY (CommitDelay, DURATION, "ms", "100ms", 0, 10000, true, NULL,                               \
+         "Longest time a change nobody waits for (dispatch state, acknowledgements to engines) "   \
+         "stays uncommitted; acceptances always commit at once")                                   \
+    KEY (HeartbeatInterval, DURATION, "s", "1s", 0.01, 60, false, NULL,                            \
+         "Heartbeat interval H; a peer silent for 3*H is lost (handed to engines and drivers)")    \
+    KEY (EngineTimeoutMinutes, DURATION, "min", "15", 0.001, 100000, true, NULL,                   \
+         "Engine Timeout: how long an engine that lost its broker keeps its tasks; must exceed "   \
+         "drivers' DSBrokerTimeout")                                                               \
+    KEY (EngineLoginWindow, DURATION, "s", "5s", 0, 3600, true, NULL,                              \
+         "After a restart, how long running and queued tasks wait for returning engines to claim " \
+         "them before they are (re)queued")                                                        \
+    KEY (RescheduleDelay, DURATION, "s", "0", 0, 86400, true, NULL,                                \
+         "Delay before the tasks of a lost engine are queued again (per service override in "      \
+         "SubmitService)")                                                                         \
+    KEY (EnginePrefetch, INT, "tasks", "0", 0, 10000, true, NULL,                                  \
+         "Tasks sent to an engine beyond its free slots, queued there so a slot never waits for "  \
+         "the broker; 0 = exactly its slots")                                                      \
+    KEY (MaxAttempts, INT, NULL, "3", 1, 1000, true, NULL,                                         \
          "Executions of a task that may fail before it is reported failed (per service override)") \
-    KEY (CancelRedundant, BOOL, NULL, "true", 0, 0, true, NULL, \
-         "Cancel the other executions of a task once one result wins") \
-    KEY (RetentionHours, DURATION, "h", "24", 0, 100000, true, NULL, \
-         "How long a closed service whose results are all acknowledged, or a service its driver detached (moved back to its primary) once no execution of it is left, is kept before it is purged") \
-    KEY (MaxMessageSize, INT, "bytes", "67108864", 1024, 2147483647.0, false, NULL, \
-         "Largest message accepted from a peer (ZMQ_MAXMSGSIZE); a larger one disconnects the peer") \
-    KEY (MaxTasksPerService, INT, NULL, "10000000", 1, 1000000000, false, NULL, \
-         "Highest task id + 1 a service may use") \
-    KEY (LogLevel, ENUM, NULL, "info", 0, 0, true, "error|warn|info|debug", \
-         "Log level")
+    KEY (CancelRedundant, BOOL, NULL, "true", 0, 0, true, NULL,                                    \
+         "Cancel the other executions of a task once one result wins")                             \
+    KEY (RetentionHours, DURATION, "h", "24", 0, 100000, true, NULL,                               \
+         "How long a closed service whose results are all acknowledged, or a service its driver "  \
+         "detached (moved back to its primary) once no execution of it is left, is kept before "   \
+         "it is purged")                                                                           \
+    KEY (MaxMessageSize, INT, "bytes", "67108864", 1024, 2147483647.0, false, NULL,                \
+         "Largest message accepted from a peer (ZMQ_MAXMSGSIZE); a larger one disconnects the "    \
+         "peer")                                                                                   \
+    KEY (MaxTasksPerService, INT, NULL, "10000000", 1, 1000000000, false, NULL,                    \
+         "Highest task id + 1 a service may use")                                                  \
+    KEY (LogLevel, ENUM, NULL, "info", 0, 0, true, "error|warn|info|debug", "Log level")
 
 // The table (ends with KEEL_SETTINGS_END).
 extern const keel_setting_def_t keel_broker_settings[];
 
 // keel_broker_cfg_<Key> (const keel_settings_t *settings) for every key.
-#define KEEL_BROKER_CFG_ACCESSOR(name, type, ...) KEEL_SETTING_ACCESSOR (keel_broker_cfg_, name, type)
+#define KEEL_BROKER_CFG_ACCESSOR(name, type, ...)                                                  \
+    KEEL_SETTING_ACCESSOR (keel_broker_cfg_, name, type)
 KEEL_BROKER_SETTINGS (KEEL_BROKER_CFG_ACCESSOR, KEEL_SETTING_IGNORE)
 #undef KEEL_BROKER_CFG_ACCESSOR
 

@@ -17,7 +17,7 @@
 #include "log.h"
 
 // Results per TaskResults message, and a byte budget per message.
-#define KEEL_RESULTS_PER_MSG 512
+#define KEEL_RESULTS_PER_MSG       512
 #define KEEL_RESULTS_BYTES_PER_MSG (1024 * 1024)
 
 // ---------------------------------------------------------------- outbox
@@ -114,7 +114,7 @@ keel_core_deliver (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id)
         size_t cap = self->results_cap ? self->results_cap * 2 : 1024;
         keel_ref_t *r = realloc (self->results, cap * sizeof *r);
         if (!r)
-            return;     // the driver gets it at its next hello
+            return; // the driver gets it at its next hello
         self->results = r;
         self->results_cap = cap;
     }
@@ -122,8 +122,7 @@ keel_core_deliver (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id)
 }
 
 static void
-s_send_results_batch (keel_core_t *self, keel_driver_rec_t *drv, Keel__TaskResult **items,
-                      size_t n)
+s_send_results_batch (keel_core_t *self, keel_driver_rec_t *drv, Keel__TaskResult **items, size_t n)
 {
     keel_msg_t msg;
     keel_core_send_driver (self, drv, keel_msg_task_results (&msg, items, n));
@@ -146,7 +145,8 @@ keel_core_send_results (keel_core_t *self)
     for (size_t first = 0; first < self->nresults; first++) {
         if (done[first])
             continue;
-        keel_driver_rec_t *drv = keel_model_driver (self->model, self->results[first].svc->driver_id);
+        keel_driver_rec_t *drv =
+            keel_model_driver (self->model, self->results[first].svc->driver_id);
         size_t n = 0, bytes = 0;
         for (size_t i = first; i < self->nresults; i++) {
             keel_service_rec_t *svc = self->results[i].svc;
@@ -157,12 +157,20 @@ keel_core_send_results (keel_core_t *self)
             if (!drv || !t || !t->result || t->acked)
                 continue;
             keel_task_result_t *r = t->result;
-            keel_item_task_result (&items[n], &timings[n], &(keel_task_result_args_t) {
-                .service_id = svc->id, .task_id = self->results[i].task_id,
-                .status = r->status, .output = r->output, .output_size = r->output_len,
-                .error = r->error, .engine_id = r->engine_id, .execution_id = r->execution_id,
-                .attempts = keel_task_attempts (t),     // the number keel-admin shows
-                .queued_ms = r->queued_ms, .run_ms = r->run_ms });
+            keel_item_task_result (
+                &items[n], &timings[n],
+                &(keel_task_result_args_t) {
+                    .service_id = svc->id,
+                    .task_id = self->results[i].task_id,
+                    .status = r->status,
+                    .output = r->output,
+                    .output_size = r->output_len,
+                    .error = r->error,
+                    .engine_id = r->engine_id,
+                    .execution_id = r->execution_id,
+                    .attempts = keel_task_attempts (t), // the number keel-admin shows
+                    .queued_ms = r->queued_ms,
+                    .run_ms = r->run_ms });
             ptrs[n] = &items[n];
             n++;
             bytes += r->output_len + (r->error ? strlen (r->error) : 0) + 64;
@@ -194,7 +202,7 @@ keel_core_ack_engine (keel_core_t *self, keel_engine_t *engine, uint64_t exec_id
         size_t cap = self->acks_cap ? self->acks_cap * 2 : 256;
         keel_ack_t *a = realloc (self->acks, cap * sizeof *a);
         if (!a)
-            return;     // the engine re-sends the result at its next login
+            return; // the engine re-sends the result at its next login
         self->acks = a;
         self->acks_cap = cap;
     }
@@ -230,7 +238,7 @@ keel_core_send_acks (keel_core_t *self)
 
 void
 keel_core_accept (keel_core_t *self, zframe_t *route, const char *service_id,
-                    const uint64_t *task_ids, size_t n)
+                  const uint64_t *task_ids, size_t n)
 {
     keel_accept_t *acc = calloc (1, sizeof *acc);
     if (!acc)
@@ -340,11 +348,11 @@ keel_core_turn_begin (keel_core_t *self)
     if (self->login_window_ms > 0)
         self->pause_window_end = self->now + self->login_window_ms;
     keel_core_event (self, "broker-paused",
-                       "noticed a pause of %.1f s (no loop turn; HeartbeatInterval %lld ms): "
-                       "giving engines the login window (EngineLoginWindow %lld ms) before "
-                       "their tasks are queued again engines_online=%zu",
-                       gap / 1000.0, (long long) self->heartbeat_ms,
-                       (long long) self->login_window_ms, online);
+                     "noticed a pause of %.1f s (no loop turn; HeartbeatInterval %lld ms): "
+                     "giving engines the login window (EngineLoginWindow %lld ms) before "
+                     "their tasks are queued again engines_online=%zu",
+                     gap / 1000.0, (long long) self->heartbeat_ms,
+                     (long long) self->login_window_ms, online);
 }
 
 // ---------------------------------------------------------------- clocks
@@ -409,7 +417,8 @@ keel_core_new (keel_settings_t *settings, int64_t now, int64_t wall)
     self->malformed_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "malformed message");
     self->rl[KEEL_CORE_RL_EVENTS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 100, "event");
     self->rl[KEEL_CORE_RL_DRIVERS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "driver");
-    self->rl[KEEL_CORE_RL_VALUES] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "peer value");
+    self->rl[KEEL_CORE_RL_VALUES] =
+        (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "peer value");
     self->rl[KEEL_CORE_RL_TASKS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "task");
     self->model = keel_model_new ();
     self->sched = keel_sched_new ();

@@ -58,7 +58,7 @@ typedef struct _keel_core_t keel_core_t;
 typedef struct {
     zframe_t *route;
     zframe_t *payload;
-    uint64_t seq;           // > 0: leaves once commit seq is durable
+    uint64_t seq; // > 0: leaves once commit seq is durable
 } keel_core_out_t;
 
 void keel_core_out_destroy (keel_core_out_t **out_p);

@@ -44,8 +44,7 @@ keel_core_drain (keel_core_t *self, const char *engine_id, keel_error_t *err)
 }
 
 void
-keel_core_settings_changed (keel_core_t *self, const char *key, const char *value,
-                            const char *was)
+keel_core_settings_changed (keel_core_t *self, const char *key, const char *value, const char *was)
 {
     keel_core_apply_settings (self);
     keel_core_event (self, "config", "%s=%s was=%s", key, value, was[0] ? was : "(unset)");

@@ -43,7 +43,7 @@ keel_core_touch (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id, u
 
 void
 keel_core_store_task (const keel_service_rec_t *svc, uint64_t task_id, const keel_task_t *task,
-                        keel_store_task_t *row)
+                      keel_store_task_t *row)
 {
     memset (row, 0, sizeof *row);
     row->service_id = svc->id;
@@ -96,8 +96,7 @@ keel_core_exec_started (keel_core_t *self, keel_exec_t *x)
 void
 keel_core_exec_drop (keel_core_t *self, keel_exec_t *x)
 {
-    if (x->stored
-        && !s_push_id (&self->exec_dels, &self->nexec_dels, &self->exec_dels_cap, x->id))
+    if (x->stored && !s_push_id (&self->exec_dels, &self->nexec_dels, &self->exec_dels_cap, x->id))
         KEEL_ERROR ("broker", "out of memory recording execution %" PRIu64, x->id);
     keel_model_exec_remove (self->model, x);
 }
@@ -112,14 +111,14 @@ s_write_execs (keel_core_t *self)
     keel_err rc = KEEL_OK;
     for (size_t i = 0; rc == KEEL_OK && i < self->nexec_dels; i++)
         rc = keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EXEC_DELETE,
-                                                         .exec.execution_id = self->exec_dels[i] });
+                                                       .exec.execution_id = self->exec_dels[i] });
     for (size_t i = 0; rc == KEEL_OK && i < self->nexec_puts; i++) {
         keel_exec_t *x = keel_model_exec (self->model, self->exec_puts[i]);
         if (!x || x->stored)
             continue;
-        keel_store_execution_t row = { x->id, x->service->id, x->task_id,
-                                       x->engine ? x->engine->id : "", x->attempt,
-                                       x->started_wall_ms };
+        keel_store_execution_t row = { x->id,      x->service->id,
+                                       x->task_id, x->engine ? x->engine->id : "",
+                                       x->attempt, x->started_wall_ms };
         rc = keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EXEC_PUT, .exec = row });
     }
     return rc;
@@ -152,22 +151,23 @@ s_write_dirty (keel_core_t *self)
         keel_store_task_t row;
         keel_core_store_task (svc, id, t, &row);
         if (t->dirty & KEEL_DIRTY_NEW)
-            rc = keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_PUT, .task = row });
+            rc = keel_core_change (self,
+                                   (keel_change_t) { .kind = KEEL_CHANGE_TASK_PUT, .task = row });
         else {
             // A result write carries the ack flag too (one statement when
             // the driver acked within the same commit window).
             if (t->dirty & KEEL_DIRTY_RESULT)
-                rc = keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_RESULT,
-                                                                 .task = row });
+                rc = keel_core_change (
+                    self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_RESULT, .task = row });
             else if (t->dirty & KEEL_DIRTY_STATE)
-                rc = keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_STATE,
-                                                                 .task = row });
+                rc = keel_core_change (
+                    self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_STATE, .task = row });
             if (rc == KEEL_OK && (t->dirty & KEEL_DIRTY_ACK) && !(t->dirty & KEEL_DIRTY_RESULT))
-                rc = keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_ACKED,
-                                                                 .task = row });
+                rc = keel_core_change (
+                    self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_ACKED, .task = row });
             if (rc == KEEL_OK && (t->dirty & KEEL_DIRTY_CKPT))
-                rc = keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_CHECKPOINT,
-                                                                 .task = row });
+                rc = keel_core_change (
+                    self, (keel_change_t) { .kind = KEEL_CHANGE_TASK_CHECKPOINT, .task = row });
         }
     }
     return rc;
@@ -243,7 +243,7 @@ s_undo_fresh (keel_core_t *self)
             else {
                 if (x->engine)
                     keel_core_pending_add (self, svc->id, self->fresh[i].task_id, x->id,
-                                             x->engine->id, NULL);
+                                           x->engine->id, NULL);
                 if (self->counters.claims_kept)
                     self->counters.claims_kept--;
                 keel_core_exec_drop (self, x);
@@ -261,11 +261,11 @@ s_undo_fresh (keel_core_t *self)
             char engine_id[sizeof r->engine_id];
             snprintf (engine_id, sizeof engine_id, "%s", r->engine_id);
             keel_core_pending_add (self, svc->id, self->fresh[i].task_id, r->execution_id,
-                                     engine_id, r);
+                                   engine_id, r);
         }
         t->queued = 0;
         keel_service_task_drop (svc, self->fresh[i].task_id);
-        self->counters.tasks_submitted--;      // refused, not submitted
+        self->counters.tasks_submitted--; // refused, not submitted
     }
     self->nfresh = 0;
     keel_service_rec_t *svc;
@@ -305,8 +305,9 @@ keel_core_next_exec_id (keel_core_t *self)
 {
     if (self->exec_seq + KEEL_EXEC_BLOCK / 2 >= self->exec_seq_limit) {
         self->exec_seq_limit = self->exec_seq + KEEL_EXEC_BLOCK;
-        keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
-                                                    .meta = { "execution_seq", self->exec_seq_limit } });
+        keel_core_change (self,
+                          (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
+                                            .meta = { "execution_seq", self->exec_seq_limit } });
     }
     for (int tries = 0; tries < 1000; tries++) {
         if (self->exec_seq + 1 > self->exec_seq_durable) {
@@ -333,11 +334,12 @@ s_store_recovered (keel_core_t *self)
     char text[400];
     snprintf (text, sizeof text, "failed_commits=%llu error=\"%s\"",
               (unsigned long long) self->store_failed_commits, self->store_failed_text);
-    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EVENT,
-                                                .event = { self->store_failed_wall, "store-failed", text } });
+    keel_core_change (
+        self, (keel_change_t) { .kind = KEEL_CHANGE_EVENT,
+                                .event = { self->store_failed_wall, "store-failed", text } });
     keel_core_event (self, "store-recovered", "failed_commits=%llu down_ms=%lld",
-                       (unsigned long long) self->store_failed_commits,
-                       (long long) (now_wall - self->store_failed_wall));
+                     (unsigned long long) self->store_failed_commits,
+                     (long long) (now_wall - self->store_failed_wall));
 }
 
 // Commits the turn's writes. Returns true on success. Acceptances and
@@ -403,8 +405,8 @@ keel_core_prepare_commit (keel_core_t *self, bool *writes_p)
 {
     self->limit_in_txn = self->exec_seq_limit;
     // Only a commit that wrote something proves the store writable again.
-    *writes_p = self->ndirty || self->nexec_puts || self->nexec_dels
-                || keel_changes_size (self->changes);
+    *writes_p =
+        self->ndirty || self->nexec_puts || self->nexec_dels || keel_changes_size (self->changes);
     return s_write_dirty (self);
 }
 
@@ -420,7 +422,7 @@ keel_core_committed (keel_core_t *self, bool wrote)
         s_store_recovered (self);
     }
     if (wrote || self->sync_now)
-        self->commit_seq++;     // a DROP's LoginReply waits for this number
+        self->commit_seq++; // a DROP's LoginReply waits for this number
     if (self->limit_in_txn > self->exec_seq_committed) {
         self->exec_seq_committed = self->limit_in_txn;
         self->exec_committed_seq = self->commit_seq;
@@ -472,7 +474,7 @@ keel_core_synced (keel_core_t *self, uint64_t seq)
     if (self->exec_committed_seq <= self->synced_seq
         && self->exec_seq_committed > self->exec_seq_durable) {
         self->exec_seq_durable = self->exec_seq_committed;
-        self->dispatch_ready = true;    // dispatch may have waited for ids
+        self->dispatch_ready = true; // dispatch may have waited for ids
     }
 }
 

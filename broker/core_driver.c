@@ -21,8 +21,8 @@ keel_core_event (keel_core_t *self, const char *kind, const char *fmt, ...)
     if (self->admin_who[0] && n >= 0 && (size_t) n < sizeof text)
         snprintf (text + n, sizeof text - (size_t) n, " by=%s", self->admin_who);
     KEEL_CORE_LOG (self, KEEL_CORE_RL_EVENTS, KEEL_LOG_INFO, "%s: %s", kind, text);
-    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_EVENT,
-                                                .event = { self->wall, kind, text } });
+    keel_core_change (
+        self, (keel_change_t) { .kind = KEEL_CHANGE_EVENT, .event = { self->wall, kind, text } });
 }
 
 // ---------------------------------------------------------------- routing
@@ -57,9 +57,8 @@ keel_core_message (keel_core_t *self, zframe_t *route, keel_env_t *env)
         keel_core_driver_msg (self, drv, env);
     }
     else
-        keel_core_malformed (self, "%s from a %s on the main endpoint",
-                               keel_wire_body_name (env),
-                               env->sender == KEEL__SENDER_KIND__SENDER_ADMIN ? "admin" : "broker");
+        keel_core_malformed (self, "%s from a %s on the main endpoint", keel_wire_body_name (env),
+                             env->sender == KEEL__SENDER_KIND__SENDER_ADMIN ? "admin" : "broker");
 }
 
 // ---------------------------------------------------------------- hello
@@ -68,12 +67,16 @@ keel_core_message (keel_core_t *self, zframe_t *route, keel_env_t *env)
 static void
 s_store_service (keel_core_t *self, const keel_service_rec_t *svc)
 {
-    keel_store_service_t row = { .service_id = svc->id, .type = svc->type,
-                                 .driver_id = svc->driver_id, .priority = svc->priority,
+    keel_store_service_t row = { .service_id = svc->id,
+                                 .type = svc->type,
+                                 .driver_id = svc->driver_id,
+                                 .priority = svc->priority,
                                  .max_attempts = svc->max_attempts,
                                  .reschedule_delay_ms = svc->reschedule_delay_ms,
-                                 .init_data = svc->init_data, .init_len = svc->init_len,
-                                 .state = svc->state, .created_wall_ms = svc->created_wall_ms,
+                                 .init_data = svc->init_data,
+                                 .init_len = svc->init_len,
+                                 .state = svc->state,
+                                 .created_wall_ms = svc->created_wall_ms,
                                  .closed_wall_ms = svc->closed_wall_ms };
     keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_PUT, .service = row });
 }
@@ -109,7 +112,7 @@ s_delivered_task (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id, 
         return;
     }
     if (t->state >= KEEL_TASK_STATE_DONE)
-        return;                     // cancelled, or marked before
+        return; // cancelled, or marked before
     keel_service_queue_remove (svc, task_id);
     while (t->execs)
         keel_core_cancel_exec (self, t->execs, "the driver has this task's result already");
@@ -154,8 +157,8 @@ s_hello_delivered (keel_core_t *self, keel_driver_rec_t *drv, Keel__DriverHello 
         uint64_t n = s_delivered (self, drv, svc, d->ranges, d->n_ranges);
         if (n)
             KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_INFO,
-                             "driver holds results service=%s tasks=%llu: not run or sent again",
-                             svc->id, (unsigned long long) n);
+                           "driver holds results service=%s tasks=%llu: not run or sent again",
+                           svc->id, (unsigned long long) n);
     }
 }
 
@@ -168,11 +171,11 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
         if (!drv)
             return;
         KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO, "driver connected driver=%s",
-                         drv->id);
+                       drv->id);
     }
     else if (!drv->connected)
         KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO, "driver reconnected driver=%s",
-                         drv->id);
+                       drv->id);
     keel_model_driver_route (self->model, drv, route);
     drv->connected = true;
     keel_peer_clock_init (&drv->clock, self->heartbeat_ms, 3, self->now);
@@ -200,8 +203,10 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
     }
 
     if (nunknown)
-        keel_core_event (self, "failover", "driver=%s unknown_services=%zu (it resubmits them: "
-                           "it moved here from another broker, or they ended here)", drv->id, nunknown);
+        keel_core_event (self, "failover",
+                         "driver=%s unknown_services=%zu (it resubmits them: "
+                         "it moved here from another broker, or they ended here)",
+                         drv->id, nunknown);
     keel_msg_t msg;
     keel_core_send_driver (self, drv,
                            keel_msg_driver_welcome (&msg, self->name, self->epoch,
@@ -211,17 +216,17 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
 
     if (drv->broker_timeout_ms && (uint64_t) self->engine_timeout_ms <= drv->broker_timeout_ms) {
         KEEL_CORE_LOG (self, KEEL_CORE_RL_VALUES, KEEL_LOG_WARN,
-                         "EngineTimeoutMinutes (%.2f min) is not above driver %s's DSBrokerTimeout "
-                         "(%.0f s): engines may abandon tasks before the driver fails over",
-                         self->engine_timeout_ms / 60000.0, drv->id, drv->broker_timeout_ms / 1000.0);
+                       "EngineTimeoutMinutes (%.2f min) is not above driver %s's DSBrokerTimeout "
+                       "(%.0f s): engines may abandon tasks before the driver fails over",
+                       self->engine_timeout_ms / 60000.0, drv->id, drv->broker_timeout_ms / 1000.0);
     }
 }
 
 // ---------------------------------------------------------------- services
 
 static void
-s_refuse (keel_core_t *self, keel_driver_rec_t *drv, const char *service_id,
-          const uint64_t *ids, size_t n, Keel__RefuseCode code, const char *error)
+s_refuse (keel_core_t *self, keel_driver_rec_t *drv, const char *service_id, const uint64_t *ids,
+          size_t n, Keel__RefuseCode code, const char *error)
 {
     keel_msg_t msg;
     keel_core_send_driver (self, drv, keel_msg_refused (&msg, service_id, ids, n, code, error));
@@ -235,7 +240,7 @@ s_notice (keel_core_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
     keel_msg_t msg;
     keel_core_send_driver (self, drv, keel_msg_notice (&msg, level, service_id, text));
     keel_core_event (self, "notice", "driver=%s service=%s text=\"%s\"", drv->id,
-                       service_id ? service_id : "", text);
+                     service_id ? service_id : "", text);
 }
 
 static bool
@@ -286,13 +291,13 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
             svc->init_len = msg->init_data.len;
         }
     }
-    svc->state = KEEL_SERVICE_OPEN;         // created so: not a move (core_life.c)
+    svc->state = KEEL_SERVICE_OPEN; // created so: not a move (core_life.c)
     svc->created_wall_ms = self->wall;
     s_store_service (self, svc);
     zlistx_add_end (self->fresh_services, svc);
     keel_core_accept (self, route, svc->id, NULL, 0);
-    keel_core_event (self, "service-opened", "service=%s type=%s driver=%s priority=%d",
-                       svc->id, svc->type, drv->id, svc->priority);
+    keel_core_event (self, "service-opened", "service=%s type=%s driver=%s priority=%d", svc->id,
+                     svc->type, drv->id, svc->priority);
     if (!s_type_offered (self, svc->type)) {
         char text[200];
         snprintf (text, sizeof text, "no engine online offers service type '%s' yet; tasks wait",
@@ -302,8 +307,7 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
 }
 
 static void
-s_submit_tasks (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
-                Keel__SubmitTasks *msg)
+s_submit_tasks (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route, Keel__SubmitTasks *msg)
 {
     keel_service_rec_t *svc = keel_model_service (self->model, msg->service_id);
     uint64_t *ids = calloc (msg->n_tasks + 1, sizeof *ids);
@@ -319,7 +323,8 @@ s_submit_tasks (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
     }
     if (svc->state == KEEL_SERVICE_CANCELLED || svc->state == KEEL_SERVICE_CLOSED) {
         s_refuse (self, drv, svc->id, ids, msg->n_tasks, KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED,
-                  svc->state == KEEL_SERVICE_CANCELLED ? "service is cancelled" : "service is closed");
+                  svc->state == KEEL_SERVICE_CANCELLED ? "service is cancelled"
+                                                       : "service is closed");
         free (ids);
         return;
     }
@@ -334,7 +339,7 @@ s_submit_tasks (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
             continue;
         }
         if (keel_service_task (svc, in->task_id)) {
-            ids[nacc++] = in->task_id;      // already here: idempotent
+            ids[nacc++] = in->task_id; // already here: idempotent
             self->counters.tasks_resubmitted++;
             continue;
         }
@@ -375,8 +380,8 @@ s_result_ack (keel_core_t *self, keel_driver_rec_t *drv, Keel__ResultAck *msg)
         uint64_t n = s_delivered (self, drv, svc, msg->delivered, msg->n_delivered);
         if (n)
             KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_INFO,
-                             "driver holds results service=%s tasks=%llu: not run or sent again",
-                             svc->id, (unsigned long long) n);
+                           "driver holds results service=%s tasks=%llu: not run or sent again",
+                           svc->id, (unsigned long long) n);
     }
     for (size_t i = 0; i < msg->n_task_ids; i++) {
         keel_task_t *t = keel_service_task (svc, msg->task_ids[i]);
@@ -418,7 +423,7 @@ s_detach (keel_core_t *self, Keel__Detach *msg)
         keel_service_rec_t *svc = keel_model_service (self->model, msg->service_ids[i]);
         if (!svc || svc->state != KEEL_SERVICE_OPEN)
             continue;
-        keel_core_service_to (self, svc, KEEL_SERVICE_DETACHED);   // retention counts from here
+        keel_core_service_to (self, svc, KEEL_SERVICE_DETACHED); // retention counts from here
         zlistx_t *sent = zlistx_new ();
         for (uint64_t id = 0; id < svc->ntasks; id++) {
             keel_task_t *t = &svc->tasks[id];
@@ -453,17 +458,19 @@ keel_core_driver_msg (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env
             s_result_ack (self, drv, env->result_ack);
             break;
         case KEEL__ENVELOPE__BODY_CLOSE_SERVICE: {
-            keel_service_rec_t *svc = keel_model_service (self->model, env->close_service->service_id);
+            keel_service_rec_t *svc =
+                keel_model_service (self->model, env->close_service->service_id);
             if (svc && svc->state == KEEL_SERVICE_OPEN) {
                 keel_core_service_to (self, svc, KEEL_SERVICE_CLOSED);
                 keel_core_event (self, "service-closed", "service=%s tasks=%llu unacked=%llu",
-                                   svc->id, (unsigned long long) svc->total,
-                                   (unsigned long long) svc->unacked);
+                                 svc->id, (unsigned long long) svc->total,
+                                 (unsigned long long) svc->unacked);
             }
             break;
         }
         case KEEL__ENVELOPE__BODY_CANCEL_SERVICE: {
-            keel_service_rec_t *svc = keel_model_service (self->model, env->cancel_service->service_id);
+            keel_service_rec_t *svc =
+                keel_model_service (self->model, env->cancel_service->service_id);
             if (svc)
                 keel_core_cancel_service (self, svc);
             break;

@@ -14,7 +14,7 @@ int64_t
 keel_core_service_delay (keel_core_t *self, keel_service_rec_t *svc)
 {
     return svc && svc->reschedule_delay_ms >= 0 ? svc->reschedule_delay_ms
-                                                 : self->reschedule_delay_ms;
+                                                : self->reschedule_delay_ms;
 }
 
 void
@@ -28,7 +28,7 @@ keel_core_requeue (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id)
         keel_core_touch (self, svc, task_id, KEEL_DIRTY_STATE);
     }
     if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
-        return;     // detached or cancelled: stays here, not dispatched
+        return; // detached or cancelled: stays here, not dispatched
     keel_service_queue_push (svc, task_id);
     keel_sched_activate (self->sched, svc);
     self->dispatch_ready = true;
@@ -55,8 +55,8 @@ s_result_from (const Keel__Result *res, const char *engine_id)
     snprintf (r->engine_id, sizeof r->engine_id, "%s", engine_id ? engine_id : "");
     r->execution_id = res->execution_id;
     r->run_ms = res->has_run_ms ? res->run_ms : 0;
-    r->permanent = res->status == KEEL__TASK_STATUS__STATUS_FAILED && res->has_permanent
-                   && res->permanent;
+    r->permanent =
+        res->status == KEEL__TASK_STATUS__STATUS_FAILED && res->has_permanent && res->permanent;
     return r;
 }
 
@@ -73,7 +73,7 @@ keel_core_cancel_exec (keel_core_t *self, keel_exec_t *x, const char *reason)
 
 void
 keel_core_task_finished (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id,
-                           keel_task_result_t *result, keel_task_state_t state)
+                         keel_task_result_t *result, keel_task_state_t state)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
     if (!t) {
@@ -81,7 +81,8 @@ keel_core_task_finished (keel_core_t *self, keel_service_rec_t *svc, uint64_t ta
         return;
     }
     result->queued_ms = t->accepted_mono && result->queued_ms == 0
-                            ? (uint64_t) (self->now - t->accepted_mono) : result->queued_ms;
+                            ? (uint64_t) (self->now - t->accepted_mono)
+                            : result->queued_ms;
     keel_service_queue_remove (svc, task_id);
     keel_task_set_result (t, result);
     keel_core_task_to (self, svc, task_id, state);
@@ -128,23 +129,23 @@ s_reconcile (keel_core_t *self, keel_engine_t *engine, const Keel__Heartbeat *hb
     zlistx_t *missing = zlistx_new ();
     for (keel_exec_t *x = zlistx_first (engine->execs); x && missing;
          x = zlistx_next (engine->execs)) {
-        bool listed = running && bsearch (&x->id, running, hb->n_running, sizeof *running,
-                                          s_cmp_u64);
+        bool listed =
+            running && bsearch (&x->id, running, hb->n_running, sizeof *running, s_cmp_u64);
         if (listed || self->now - x->started_mono < 2 * self->heartbeat_ms)
             x->missing = 0;
-        else
-        if (++x->missing >= 2)
+        else if (++x->missing >= 2)
             zlistx_add_end (missing, x);
     }
     for (keel_exec_t *x = missing ? zlistx_first (missing) : NULL; x; x = zlistx_next (missing)) {
         KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_WARN,
-                         "engine %s no longer runs execution %llu (service=%s task=%llu): "
-                   "requeued", engine->id, (unsigned long long) x->id, x->service->id,
-                   (unsigned long long) x->task_id);
+                       "engine %s no longer runs execution %llu (service=%s task=%llu): "
+                       "requeued",
+                       engine->id, (unsigned long long) x->id, x->service->id,
+                       (unsigned long long) x->task_id);
         self->counters.executions_missing++;
         keel_task_t *t = keel_service_task (x->service, x->task_id);
         if (t)
-            t->avoid = engine;      // another engine, when one offers the service
+            t->avoid = engine; // another engine, when one offers the service
         keel_core_exec_lost (self, x);
     }
     zlistx_destroy (&missing);
@@ -167,7 +168,7 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
     }
     keel_exec_t *x = keel_model_exec (self->model, res->execution_id);
     if (x && (strcmp (x->service->id, res->service_id) != 0 || x->task_id != res->task_id))
-        x = NULL;      // an id from another broker that collides with ours
+        x = NULL; // an id from another broker that collides with ours
     if (x) {
         engine->tasks_done++;
         keel_core_exec_drop (self, x);
@@ -181,15 +182,14 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
         keel_task_result_t *r = s_result_from (res, engine->id);
         if (r)
             keel_core_pending_add (self, res->service_id, res->task_id, res->execution_id,
-                                     engine->id, r);
+                                   engine->id, r);
         return;
     }
     keel_core_ack_engine (self, engine, res->execution_id);
     if (t->state >= KEEL_TASK_STATE_DONE) {
         self->counters.redundant_results_discarded++;
-        KEEL_DEBUG ("broker", "redundant result discarded service=%s task=%llu exec=%llu",
-                    svc->id, (unsigned long long) res->task_id,
-                    (unsigned long long) res->execution_id);
+        KEEL_DEBUG ("broker", "redundant result discarded service=%s task=%llu exec=%llu", svc->id,
+                    (unsigned long long) res->task_id, (unsigned long long) res->execution_id);
         return;
     }
     keel_task_result_t *r = s_result_from (res, engine->id);
@@ -197,7 +197,7 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
         return;
     uint32_t max = svc->max_attempts ? svc->max_attempts : self->max_attempts;
     if (max > UINT16_MAX)
-        max = UINT16_MAX;       // t->attempts is 16 bits: it must not wrap
+        max = UINT16_MAX; // t->attempts is 16 bits: it must not wrap
     if (res->status == KEEL__TASK_STATUS__STATUS_OK) {
         keel_core_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_DONE);
         return;
@@ -208,9 +208,11 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
     if (r->permanent) {
         // The engine says no retry can succeed (exit 127, bad input...):
         // fail the task now instead of spending the other attempts.
-        KEEL_INFO ("broker", "task failed permanently, not retried service=%s task=%llu "
-                   "attempt=%u/%u error=%s", svc->id, (unsigned long long) res->task_id,
-                   t->attempts, max, r->error ? r->error : "");
+        KEEL_INFO ("broker",
+                   "task failed permanently, not retried service=%s task=%llu "
+                   "attempt=%u/%u error=%s",
+                   svc->id, (unsigned long long) res->task_id, t->attempts, max,
+                   r->error ? r->error : "");
         keel_core_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_FAILED);
         return;
     }
@@ -219,9 +221,8 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
         return;
     }
     KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_INFO,
-                     "task failed, will retry service=%s task=%llu attempt=%u/%u error=%s",
-                     svc->id, (unsigned long long) res->task_id, t->attempts, max,
-                     r->error ? r->error : "");
+                   "task failed, will retry service=%s task=%llu attempt=%u/%u error=%s", svc->id,
+                   (unsigned long long) res->task_id, t->attempts, max, r->error ? r->error : "");
     keel_task_result_destroy (&r);
     t->avoid = engine;
     keel_core_touch (self, svc, res->task_id, KEEL_DIRTY_STATE);
@@ -271,7 +272,7 @@ keel_core_engine_msg (keel_core_t *self, keel_engine_t *engine, keel_env_t *env)
         case KEEL__ENVELOPE__BODY_LOGOFF: {
             bool moving = env->logoff->reason && strcmp (env->logoff->reason, "moving") == 0;
             keel_core_engine_lost (self, engine,
-                                     env->logoff->reason ? env->logoff->reason : "logoff", moving);
+                                   env->logoff->reason ? env->logoff->reason : "logoff", moving);
             break;
         }
         default:
@@ -295,7 +296,7 @@ s_claim (keel_core_t *self, keel_engine_t *engine, Keel__HeldTask *held)
         // engine keeps it until the pending result is attached here, or
         // carries it to the broker its driver returns to.
         keel_core_pending_add (self, held->service_id, held->task_id, held->execution_id,
-                                 engine->id, r);
+                               engine->id, r);
         self->counters.claims_held++;
         return KEEL__VERDICT__VERDICT_HOLD;
     }
@@ -325,7 +326,7 @@ s_claim (keel_core_t *self, keel_engine_t *engine, Keel__HeldTask *held)
         if (!x)
             return KEEL__VERDICT__VERDICT_DROP;
         keel_core_exec_started (self, x);
-        keel_service_queue_remove (svc, held->task_id);     // no redundant run
+        keel_service_queue_remove (svc, held->task_id); // no redundant run
         if (t->state != KEEL_TASK_STATE_RUNNING) {
             keel_core_task_to (self, svc, held->task_id, KEEL_TASK_STATE_RUNNING);
             keel_core_touch (self, svc, held->task_id, KEEL_DIRTY_STATE);
@@ -339,10 +340,12 @@ static void
 s_login_reply (keel_core_t *self, keel_engine_t *engine, Keel__TaskVerdict **verdicts, size_t n)
 {
     keel_msg_t msg;
-    keel_login_reply_args_t args = { .broker_name = self->name, .epoch = self->epoch,
+    keel_login_reply_args_t args = { .broker_name = self->name,
+                                     .epoch = self->epoch,
                                      .engine_timeout_ms = (uint64_t) self->engine_timeout_ms,
                                      .heartbeat_ms = (uint64_t) self->heartbeat_ms,
-                                     .verdicts = verdicts, .n_verdicts = n };
+                                     .verdicts = verdicts,
+                                     .n_verdicts = n };
     keel_core_send_engine (self, engine, keel_msg_login_reply (&msg, &args));
 }
 
@@ -370,9 +373,9 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
     keel_engine_set_types (engine, types, ntypes);
     keel_core_engine_to (self, engine, KEEL_ENGINE_ONLINE, route);
     if (new_session)
-        engine->draining = false;   // a drain lasts until the engine restarts
+        engine->draining = false; // a drain lasts until the engine restarts
     if (new_session)
-        zhashx_purge (engine->init_sent);   // a new process has no init data
+        zhashx_purge (engine->init_sent); // a new process has no init data
 
     Keel__TaskVerdict *verdicts = calloc (login->n_held + 1, sizeof *verdicts);
     Keel__TaskVerdict **vptrs = calloc (login->n_held + 1, sizeof *vptrs);
@@ -388,7 +391,8 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
     keel_core_pending_forget_engine (self, engine->id, login->held, login->n_held);
     // Executions we thought ran there that the engine did not list are gone.
     zlistx_t *lost = zlistx_new ();
-    for (keel_exec_t *x = zlistx_first (engine->execs); x && lost; x = zlistx_next (engine->execs)) {
+    for (keel_exec_t *x = zlistx_first (engine->execs); x && lost;
+         x = zlistx_next (engine->execs)) {
         bool listed = false;
         for (size_t i = 0; i < login->n_held && !listed; i++)
             listed = login->held[i]->execution_id == x->id;
@@ -403,7 +407,7 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
     // until this turn's commit is durable (s_commit numbers it even when it
     // writes nothing); if that commit fails, until one that stores it.
     bool drop = false;
-    size_t count[3] = { 0, 0, 0 };      // claims kept, dropped, held
+    size_t count[3] = { 0, 0, 0 }; // claims kept, dropped, held
     for (size_t i = 0; i < nv; i++) {
         drop |= verdicts[i].verdict == KEEL__VERDICT__VERDICT_DROP;
         if ((unsigned) verdicts[i].verdict < 3)
@@ -416,11 +420,11 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
     free (verdicts);
     free (vptrs);
     keel_core_event (self, returning ? "engine-returned" : "engine-login",
-                       "engine=%s host=%s slots=%u types=%zu held=%zu session=%s", engine->id,
-                       engine->host, engine->slots, engine->ntypes, login->n_held,
-                       new_session ? "new" : "same");
+                     "engine=%s host=%s slots=%u types=%zu held=%zu session=%s", engine->id,
+                     engine->host, engine->slots, engine->ntypes, login->n_held,
+                     new_session ? "new" : "same");
     if (nv)
         keel_core_event (self, "claims", "engine=%s kept=%zu dropped=%zu held=%zu", engine->id,
-                           count[0], count[1], count[2]);
+                         count[0], count[1], count[2]);
     self->dispatch_ready = true;
 }

@@ -30,14 +30,14 @@ typedef struct {
 // (KEEL_CORE_LOG), so no peer can flood the log; malformed messages have
 // their own (malformed_rl, keel_core_malformed).
 typedef enum {
-    KEEL_CORE_RL_EVENTS,      // event lines (keel_core_event); the events table keeps every one
-    KEEL_CORE_RL_DRIVERS,     // drivers connecting and leaving
-    KEEL_CORE_RL_VALUES,      // questionable values a peer sent (a hello's DSBrokerTimeout)
-    KEEL_CORE_RL_TASKS,       // lines about one task or execution a peer named
+    KEEL_CORE_RL_EVENTS,  // event lines (keel_core_event); the events table keeps every one
+    KEEL_CORE_RL_DRIVERS, // drivers connecting and leaving
+    KEEL_CORE_RL_VALUES,  // questionable values a peer sent (a hello's DSBrokerTimeout)
+    KEEL_CORE_RL_TASKS,   // lines about one task or execution a peer named
     KEEL_CORE_RL_COUNT
 } keel_core_rl_t;
 
-#define KEEL_CORE_LOG(self, which, level, ...) \
+#define KEEL_CORE_LOG(self, which, level, ...)                                                     \
     KEEL_LOG_LIMITED (&(self)->rl[which], (self)->now, (level), "broker", __VA_ARGS__)
 
 typedef struct {
@@ -61,7 +61,7 @@ typedef struct {
     uint64_t task_id;
     uint64_t execution_id;
     char engine_id[KEEL_ID_MAX + 1];
-    keel_task_result_t *result;          // NULL while the engine still runs it
+    keel_task_result_t *result; // NULL while the engine still runs it
     int64_t expires_mono;
 } keel_pending_t;
 
@@ -84,34 +84,36 @@ struct _keel_core_t {
     bool cancel_redundant;
     uint64_t max_tasks;
 
-    keel_changes_t *changes;        // the turn's journal of durable changes (changes.h)
+    keel_changes_t *changes; // the turn's journal of durable changes (changes.h)
     bool store_failed;
     // Commits are numbered; messages that promise durability carry the
     // number of the commit that must be durable before they leave (the
     // loop holds them until keel_core_synced says so).
-    uint64_t commit_seq;            // commits that wrote something
-    uint64_t synced_seq;            // every commit up to here is durable
-    uint64_t hold_seq;              // != 0: keel_core_send tags messages with this commit
-    bool sync_now;                  // this turn's messages need its commit durable first
+    uint64_t commit_seq; // commits that wrote something
+    uint64_t synced_seq; // every commit up to here is durable
+    uint64_t hold_seq;   // != 0: keel_core_send tags messages with this commit
+    bool sync_now;       // this turn's messages need its commit durable first
     keel_model_t *model;
     keel_sched_t *sched;
-    zhashx_t *pending;              // "service_id/task_id" → zlistx_t of keel_pending_t *
+    zhashx_t *pending; // "service_id/task_id" → zlistx_t of keel_pending_t *
     size_t npending;
 
     uint64_t epoch;
     uint64_t exec_prefix;
     uint64_t exec_seq;
-    uint64_t exec_seq_limit;        // reservation requested (maybe not committed yet)
-    uint64_t limit_in_txn;          // exec_seq_limit when the commit being made began
-    uint64_t exec_seq_committed;    // reservation in the last commit (maybe not synced yet)
-    uint64_t exec_committed_seq;    // the commit that wrote exec_seq_committed
-    uint64_t exec_seq_durable;      // reservation durable: ids up to here are safe
-    int64_t requeue_check_at;       // earliest exec requeue deadline, 0 = none
-    int64_t recovered_release_at;   // queued tasks loaded at start wait for claims until then, 0 = none
-    int64_t last_wake;              // when the loop last woke up (pause detection)
-    int64_t pause_window_end;       // after a pause: engines lost before then keep their work until then, 0 = none
-    int64_t last_slow_timer;        // HOLD expiry check
-    int64_t last_purge;             // retention purge
+    uint64_t exec_seq_limit;     // reservation requested (maybe not committed yet)
+    uint64_t limit_in_txn;       // exec_seq_limit when the commit being made began
+    uint64_t exec_seq_committed; // reservation in the last commit (maybe not synced yet)
+    uint64_t exec_committed_seq; // the commit that wrote exec_seq_committed
+    uint64_t exec_seq_durable;   // reservation durable: ids up to here are safe
+    int64_t requeue_check_at;    // earliest exec requeue deadline, 0 = none
+    int64_t
+        recovered_release_at; // queued tasks loaded at start wait for claims until then, 0 = none
+    int64_t last_wake;        // when the loop last woke up (pause detection)
+    int64_t
+        pause_window_end; // after a pause: engines lost before then keep their work until then, 0 = none
+    int64_t last_slow_timer; // HOLD expiry check
+    int64_t last_purge;      // retention purge
 
     keel_core_load_t load;
     keel_counters_t counters;
@@ -125,30 +127,30 @@ struct _keel_core_t {
     uint64_t store_failed_commits;
     char store_failed_text[256];
     int64_t started_mono;
-    int64_t now;                    // monotonic ms, updated through the turn
-    int64_t wall;                   // wall-clock ms (zclock_time), read with now
-    bool dispatch_ready;            // a commit made tasks dispatchable
-    bool force_commit;              // commit this turn whatever else is pending
-    int64_t uncommitted_since;      // first change not yet committed, 0 = none
+    int64_t now;               // monotonic ms, updated through the turn
+    int64_t wall;              // wall-clock ms (zclock_time), read with now
+    bool dispatch_ready;       // a commit made tasks dispatchable
+    bool force_commit;         // commit this turn whatever else is pending
+    int64_t uncommitted_since; // first change not yet committed, 0 = none
 
     // The turn's effects, sent after the commit.
     zlistx_t *outbox;
     zlistx_t *accepts;
     keel_ref_t *dirty;
     size_t ndirty, dirty_cap;
-    keel_ref_t *fresh;              // tasks added this turn (undone if the commit fails)
+    keel_ref_t *fresh; // tasks added this turn (undone if the commit fails)
     size_t nfresh, fresh_cap;
     zlistx_t *fresh_services;
-    keel_ref_t *results;            // results to send to drivers
+    keel_ref_t *results; // results to send to drivers
     size_t nresults, results_cap;
-    keel_ack_t *acks;               // result acks to send to engines
+    keel_ack_t *acks; // result acks to send to engines
     size_t nacks, acks_cap;
     // Execution rows are written at the commit, not when an execution
     // starts or ends: one that starts and ends between two commits (most
     // tiny tasks) never costs a store write. Ids, looked up at the commit.
-    uint64_t *exec_puts;            // started: write its row if still alive
+    uint64_t *exec_puts; // started: write its row if still alive
     size_t nexec_puts, exec_puts_cap;
-    uint64_t *exec_dels;            // ended with a stored row: delete it
+    uint64_t *exec_dels; // ended with a stored row: delete it
     size_t nexec_dels, exec_dels_cap;
 };
 
@@ -220,7 +222,7 @@ void keel_core_touch (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_
 void keel_core_deliver (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
 void keel_core_ack_engine (keel_core_t *self, keel_engine_t *engine, uint64_t exec_id);
 void keel_core_accept (keel_core_t *self, zframe_t *route, const char *service_id,
-                         const uint64_t *task_ids, size_t n);
+                       const uint64_t *task_ids, size_t n);
 void keel_core_fresh_task (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
 // Sends Accepted (committed) or Refused{STORE_FULL} (the commit failed,
 // error says why) for every submission of the turn.
@@ -236,7 +238,7 @@ uint64_t keel_core_next_exec_id (keel_core_t *self);
 void keel_core_exec_started (keel_core_t *self, keel_exec_t *x);
 void keel_core_exec_drop (keel_core_t *self, keel_exec_t *x);
 void keel_core_store_task (const keel_service_rec_t *svc, uint64_t task_id, const keel_task_t *task,
-                             keel_store_task_t *row);
+                           keel_store_task_t *row);
 
 // ---- core_driver.c / core_engine.c: message handlers
 void keel_core_driver_msg (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env);
@@ -245,7 +247,7 @@ void keel_core_engine_msg (keel_core_t *self, keel_engine_t *engine, keel_env_t 
 void keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *login);
 // A task reached a terminal state: store it, deliver it, cancel the rest.
 void keel_core_task_finished (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id,
-                                keel_task_result_t *result, keel_task_state_t state);
+                              keel_task_result_t *result, keel_task_state_t state);
 // Stops an execution: Cancel to its engine (if online, counted as
 // executions_cancelled), then forgets it.
 void keel_core_cancel_exec (keel_core_t *self, keel_exec_t *exec, const char *reason);
@@ -259,17 +261,17 @@ void keel_core_event (keel_core_t *self, const char *kind, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 // ---- core_sched.c: timers, dispatch, HOLD claims
-void keel_core_engine_lost (keel_core_t *self, keel_engine_t *engine, const char *why,
-                              bool moving);
+void keel_core_engine_lost (keel_core_t *self, keel_engine_t *engine, const char *why, bool moving);
 void keel_core_exec_lost (keel_core_t *self, keel_exec_t *exec);
 // Keeps a HOLD claim (and its result, if any; taken) for a service not
 // submitted here yet, in memory and in the store.
 keel_err keel_core_pending_add (keel_core_t *self, const char *service_id, uint64_t task_id,
-                                  uint64_t exec_id, const char *engine_id, keel_task_result_t *result);
+                                uint64_t exec_id, const char *engine_id,
+                                keel_task_result_t *result);
 // The same for a claim read back from the store at recovery: memory only.
-keel_err keel_core_pending_restore (keel_core_t *self, const char *service_id,
-                                      uint64_t task_id, uint64_t exec_id, const char *engine_id,
-                                      keel_task_result_t *result);
+keel_err keel_core_pending_restore (keel_core_t *self, const char *service_id, uint64_t task_id,
+                                    uint64_t exec_id, const char *engine_id,
+                                    keel_task_result_t *result);
 // Attaches HOLD claims to a task that was just submitted. Returns true when
 // the task needs no dispatch (a claim runs it, or a held result finished it).
 bool keel_core_pending_attach (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
@@ -277,7 +279,7 @@ void keel_core_pending_clear (keel_core_t *self);
 // Drops the HOLD claims (without a result) of engine_id that its login did
 // not list: that engine no longer runs those tasks.
 void keel_core_pending_forget_engine (keel_core_t *self, const char *engine_id,
-                                        Keel__HeldTask **held, size_t n_held);
+                                      Keel__HeldTask **held, size_t n_held);
 // A driver stopped talking (why: "heartbeat timeout"): stops heartbeating
 // it and logs whether anything waits for its return.
 void keel_core_driver_gone (keel_core_t *self, keel_driver_rec_t *drv, const char *why);

@@ -11,18 +11,18 @@
 #include <string.h>
 
 static const char *s_service_names[] = { "open", "closed", "cancelled", "detached" };
-static const char *s_task_names[] = { "queued", "running", "done", "failed", "cancelled",
-                                      "delivered_elsewhere" };
+static const char *s_task_names[] = { "queued", "running",   "done",
+                                      "failed", "cancelled", "delivered_elsewhere" };
 
 // ---------------------------------------------------------------- services
 
 // s_service_moves[from][to]: the moves core_int.h lists.
 static const bool s_service_moves[4][4] = {
     //                 OPEN   CLOSED CANCEL DETACH
-    [KEEL_SERVICE_OPEN]      = { false, true,  true,  true },
-    [KEEL_SERVICE_CLOSED]    = { false, false, true,  false },
+    [KEEL_SERVICE_OPEN] = { false, true, true, true },
+    [KEEL_SERVICE_CLOSED] = { false, false, true, false },
     [KEEL_SERVICE_CANCELLED] = { false, false, false, false },
-    [KEEL_SERVICE_DETACHED]  = { true,  false, true,  false },
+    [KEEL_SERVICE_DETACHED] = { true, false, true, false },
 };
 
 bool
@@ -40,19 +40,21 @@ keel_core_service_to (keel_core_t *self, keel_service_rec_t *svc, keel_service_s
     svc->state = to;
     switch (to) {
         case KEEL_SERVICE_OPEN:
-            svc->closed_wall_ms = 0;                // back from DETACHED
+            svc->closed_wall_ms = 0; // back from DETACHED
             break;
         case KEEL_SERVICE_CLOSED:
         case KEEL_SERVICE_CANCELLED:
         case KEEL_SERVICE_DETACHED:
-            svc->closed_wall_ms = self->wall;       // retention counts from here
+            svc->closed_wall_ms = self->wall; // retention counts from here
             break;
     }
     if (to == KEEL_SERVICE_CANCELLED || to == KEEL_SERVICE_DETACHED)
-        keel_sched_remove (self->sched, svc);       // nothing of it is dispatched again
-    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
-                                              .service = { .service_id = svc->id, .state = to,
-                                                           .closed_wall_ms = svc->closed_wall_ms } });
+        keel_sched_remove (self->sched, svc); // nothing of it is dispatched again
+    keel_core_change (self,
+                      (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_STATE,
+                                        .service = { .service_id = svc->id,
+                                                     .state = to,
+                                                     .closed_wall_ms = svc->closed_wall_ms } });
     return true;
 }
 
@@ -121,7 +123,10 @@ keel_core_engine_to (keel_core_t *self, keel_engine_t *engine, keel_engine_state
             keel_model_engine_route (self->model, engine, NULL);
             break;
     }
-    keel_store_engine_t row = { engine->id, engine->host, engine->session, engine->slots,
+    keel_store_engine_t row = { engine->id,
+                                engine->host,
+                                engine->session,
+                                engine->slots,
                                 engine->login_wall_ms,
                                 to == KEEL_ENGINE_ONLINE ? engine->login_wall_ms : self->wall };
     keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });

@@ -11,14 +11,13 @@
 
 // ---------------------------------------------------------------- recovery
 
-
 static int
 s_load_service (const keel_store_service_t *row, void *arg)
 {
     keel_core_t *self = arg;
     keel_core_load_t *ld = &self->load;
-    keel_service_rec_t *svc = keel_model_service_add (self->model, row->service_id, row->type,
-                                                  row->driver_id);
+    keel_service_rec_t *svc =
+        keel_model_service_add (self->model, row->service_id, row->type, row->driver_id);
     if (!svc)
         return -1;
     svc->priority = row->priority;
@@ -45,7 +44,7 @@ s_load_task (const keel_store_task_t *row, void *arg)
     keel_core_load_t *ld = &self->load;
     keel_service_rec_t *svc = keel_model_service (self->model, row->service_id);
     if (!svc)
-        return 0;       // orphan row: ignore
+        return 0; // orphan row: ignore
     keel_task_t *t = keel_service_task_add (svc, row->task_id, row->input, row->input_len);
     if (!t)
         return -1;
@@ -143,7 +142,7 @@ s_load_pending (const keel_store_pending_t *row, void *arg)
         r->run_ms = row->run_ms;
     }
     keel_core_pending_restore (self, row->service_id, row->task_id, row->execution_id,
-                             row->engine_id ? row->engine_id : "", r);
+                               row->engine_id ? row->engine_id : "", r);
     ld->pending++;
     return 0;
 }
@@ -176,8 +175,8 @@ s_load_engine (const keel_store_engine_t *row, void *arg)
     return 0;
 }
 
-static const keel_store_loader_t s_loader = { s_load_service, s_load_task, s_load_exec,
-                                               s_load_pending, s_load_config, s_load_engine };
+static const keel_store_loader_t s_loader = { s_load_service, s_load_task,   s_load_exec,
+                                              s_load_pending, s_load_config, s_load_engine };
 
 const keel_store_loader_t *
 keel_core_loader (void)
@@ -190,7 +189,7 @@ keel_core_recover_begin (keel_core_t *self, uint64_t stored_epoch, uint64_t stor
 {
     self->epoch = stored_epoch + 1;
     self->exec_seq = stored_exec_seq;
-    self->exec_seq_limit = stored_exec_seq;     // the first dispatch reserves a new block
+    self->exec_seq_limit = stored_exec_seq; // the first dispatch reserves a new block
     memset (&self->load, 0, sizeof self->load);
 }
 
@@ -207,8 +206,9 @@ keel_core_recover_end (keel_core_t *self)
             keel_task_t *t = &svc->tasks[id];
             if (t->present && t->state == KEEL_TASK_STATE_RUNNING && !t->execs) {
                 self->exec_seq++;
-                keel_exec_t *x = keel_model_exec_add (self->model, self->exec_prefix | self->exec_seq,
-                                                      svc, id, NULL, t->attempts + 1u, self->now);
+                keel_exec_t *x =
+                    keel_model_exec_add (self->model, self->exec_prefix | self->exec_seq, svc, id,
+                                         NULL, t->attempts + 1u, self->now);
                 if (x)
                     keel_core_exec_await (self, x, self->now + self->login_window_ms);
             }
@@ -216,12 +216,14 @@ keel_core_recover_end (keel_core_t *self)
     }
     self->exec_seq_limit = self->exec_seq + 10000;
     self->exec_seq_committed = self->exec_seq_durable = self->exec_seq_limit;
-    keel_core_event (self, "broker-started", "epoch=%llu services=%llu tasks=%llu executions=%llu "
-                     "pending=%llu", (unsigned long long) self->epoch,
-                     (unsigned long long) ld->services, (unsigned long long) ld->tasks,
-                     (unsigned long long) ld->execs, (unsigned long long) ld->pending);
-    keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
-                                              .meta = { "epoch", self->epoch } });
+    keel_core_event (self, "broker-started",
+                     "epoch=%llu services=%llu tasks=%llu executions=%llu "
+                     "pending=%llu",
+                     (unsigned long long) self->epoch, (unsigned long long) ld->services,
+                     (unsigned long long) ld->tasks, (unsigned long long) ld->execs,
+                     (unsigned long long) ld->pending);
+    keel_core_change (
+        self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET, .meta = { "epoch", self->epoch } });
     keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
                                               .meta = { "execution_seq", self->exec_seq_limit } });
 }
@@ -231,9 +233,11 @@ keel_core_recover_done (keel_core_t *self)
 {
     keel_core_load_t *ld = &self->load;
     if (ld->services || ld->pending)
-        KEEL_INFO ("broker", "recovered services=%llu tasks=%llu executions=%llu pending=%llu "
-                   "login_window_ms=%lld", (unsigned long long) ld->services,
-                   (unsigned long long) ld->tasks, (unsigned long long) ld->execs,
-                   (unsigned long long) ld->pending, (long long) self->login_window_ms);
+        KEEL_INFO ("broker",
+                   "recovered services=%llu tasks=%llu executions=%llu pending=%llu "
+                   "login_window_ms=%lld",
+                   (unsigned long long) ld->services, (unsigned long long) ld->tasks,
+                   (unsigned long long) ld->execs, (unsigned long long) ld->pending,
+                   (long long) self->login_window_ms);
     self->last_purge = self->now;
 }

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 // How often the retention purge looks for services to drop.
 #define KEEL_PURGE_INTERVAL_MS (10 * 60 * 1000)
 
@@ -69,8 +68,8 @@ keel_core_engine_lost (keel_core_t *self, keel_engine_t *engine, const char *why
     for (keel_exec_t *x = zlistx_first (engine->execs); x; x = zlistx_next (engine->execs)) {
         // An engine moving to its primary carries its tasks there; they
         // come back here only if it never returns.
-        int64_t delay = moving ? self->engine_timeout_ms
-                               : keel_core_service_delay (self, x->service);
+        int64_t delay =
+            moving ? self->engine_timeout_ms : keel_core_service_delay (self, x->service);
         // After a pause of the broker (s_notice_pause in broker.c), the
         // engine may be in its login backoff: its tasks wait for its claims
         // until the login window ends, as after a restart.
@@ -85,8 +84,7 @@ keel_core_engine_lost (keel_core_t *self, keel_engine_t *engine, const char *why
     for (keel_exec_t *x = now_lost ? zlistx_first (now_lost) : NULL; x; x = zlistx_next (now_lost))
         keel_core_exec_lost (self, x);
     zlistx_destroy (&now_lost);
-    keel_core_event (self, "engine-lost", "engine=%s why=%s running=%zu", engine->id, why,
-                       running);
+    keel_core_event (self, "engine-lost", "engine=%s why=%s running=%zu", engine->id, why, running);
 }
 
 static void
@@ -118,7 +116,8 @@ static void
 s_heartbeat (keel_core_t *self, zframe_t *route)
 {
     keel_msg_t msg;
-    keel_core_send (self, route, keel_msg_heartbeat (&msg, KEEL__SENDER_KIND__SENDER_BROKER, NULL, 0));
+    keel_core_send (self, route,
+                    keel_msg_heartbeat (&msg, KEEL__SENDER_KIND__SENDER_BROKER, NULL, 0));
 }
 
 static void
@@ -173,12 +172,14 @@ keel_core_driver_gone (keel_core_t *self, keel_driver_rec_t *drv, const char *wh
         unacked += s->unacked;
     }
     if (open == 0 && unacked == 0)
-        KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO, "driver left driver=%s why=%s (services closed, results acknowledged)",
-                   drv->id, why);
+        KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO,
+                       "driver left driver=%s why=%s (services closed, results acknowledged)",
+                       drv->id, why);
     else
-        KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO, "driver silent, results wait for its return driver=%s why=%s "
-                   "open_services=%llu unacked_results=%llu", drv->id, why,
-                   (unsigned long long) open, (unsigned long long) unacked);
+        KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_INFO,
+                       "driver silent, results wait for its return driver=%s why=%s "
+                       "open_services=%llu unacked_results=%llu",
+                       drv->id, why, (unsigned long long) open, (unsigned long long) unacked);
 }
 
 void
@@ -221,8 +222,10 @@ keel_core_purge (keel_core_t *self, int64_t now_wall, int64_t retention_ms)
     for (keel_service_rec_t *s = keel_model_service_first (self->model); s;
          s = keel_model_service_next (self->model)) {
         bool closed = s->state == KEEL_SERVICE_CLOSED || s->state == KEEL_SERVICE_CANCELLED;
-        bool settled = s->unacked == 0 && (s->state == KEEL_SERVICE_CANCELLED
-                                           || s->count[KEEL_TASK_STATE_QUEUED] + s->count[KEEL_TASK_STATE_RUNNING] == 0);
+        bool settled =
+            s->unacked == 0
+            && (s->state == KEEL_SERVICE_CANCELLED
+                || s->count[KEEL_TASK_STATE_QUEUED] + s->count[KEEL_TASK_STATE_RUNNING] == 0);
         bool detached = s->state == KEEL_SERVICE_DETACHED && s_no_executions (s);
         if (((closed && settled) || detached) && s->closed_wall_ms + retention_ms <= now_wall)
             zlistx_add_end (old, s);
@@ -230,13 +233,14 @@ keel_core_purge (keel_core_t *self, int64_t now_wall, int64_t retention_ms)
     uint64_t n = 0;
     for (keel_service_rec_t *s = zlistx_first (old); s; s = zlistx_next (old)) {
         keel_core_event (self, "service-purged", "service=%s type=%s driver=%s state=%s tasks=%llu",
-                           s->id, s->type, s->driver_id,
-                           s->state == KEEL_SERVICE_CLOSED ? "closed"
-                           : s->state == KEEL_SERVICE_CANCELLED ? "cancelled" : "detached",
-                           (unsigned long long) s->total);
+                         s->id, s->type, s->driver_id,
+                         s->state == KEEL_SERVICE_CLOSED      ? "closed"
+                         : s->state == KEEL_SERVICE_CANCELLED ? "cancelled"
+                                                              : "detached",
+                         (unsigned long long) s->total);
         keel_core_forget_service (self, s);
         keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_DELETE,
-                                                    .service.service_id = s->id });
+                                                  .service.service_id = s->id });
         keel_model_service_remove (self->model, s);
         n++;
     }
@@ -302,27 +306,31 @@ s_pending_put (keel_core_t *self, const char *service_id, uint64_t task_id, uint
     p->expires_mono = self->now + self->engine_timeout_ms;
     if (!durable)
         return KEEL_OK;
-    keel_store_pending_t row = { p->service_id, task_id, exec_id, p->engine_id, p->result != NULL,
+    keel_store_pending_t row = { p->service_id,
+                                 task_id,
+                                 exec_id,
+                                 p->engine_id,
+                                 p->result != NULL,
                                  p->result ? p->result->status : 0,
                                  p->result ? p->result->output : NULL,
                                  p->result ? p->result->output_len : 0,
                                  p->result ? p->result->error : NULL,
                                  p->result ? p->result->run_ms : 0,
                                  self->wall + self->engine_timeout_ms };
-    return keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_PENDING_PUT,
-                                                       .pending = row });
+    return keel_core_change (self,
+                             (keel_change_t) { .kind = KEEL_CHANGE_PENDING_PUT, .pending = row });
 }
 
 keel_err
 keel_core_pending_add (keel_core_t *self, const char *service_id, uint64_t task_id,
-                         uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
+                       uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
 {
     return s_pending_put (self, service_id, task_id, exec_id, engine_id, result, true);
 }
 
 keel_err
 keel_core_pending_restore (keel_core_t *self, const char *service_id, uint64_t task_id,
-                             uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
+                           uint64_t exec_id, const char *engine_id, keel_task_result_t *result)
 {
     return s_pending_put (self, service_id, task_id, exec_id, engine_id, result, false);
 }
@@ -331,10 +339,10 @@ static void
 s_pending_drop_list (keel_core_t *self, const char *key, zlistx_t *list)
 {
     for (keel_pending_t *p = zlistx_first (list); p; p = zlistx_next (list)) {
-        keel_core_change (self, (keel_change_t) {
-            .kind = KEEL_CHANGE_PENDING_DELETE,
-            .pending = { .service_id = p->service_id, .task_id = p->task_id,
-                         .execution_id = p->execution_id } });
+        keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_PENDING_DELETE,
+                                                  .pending = { .service_id = p->service_id,
+                                                               .task_id = p->task_id,
+                                                               .execution_id = p->execution_id } });
         s_pending_free (p);
         self->npending--;
     }
@@ -372,14 +380,14 @@ keel_core_pending_attach (keel_core_t *self, keel_service_rec_t *svc, uint64_t t
             handled = true;
         }
         else if (p->result && p->result->permanent) {
-            t->attempts++;      // failed, and no retry can succeed: the task fails now
+            t->attempts++; // failed, and no retry can succeed: the task fails now
             keel_task_result_t *r = p->result;
             p->result = NULL;
             keel_core_task_finished (self, svc, task_id, r, KEEL_TASK_STATE_FAILED);
             handled = true;
         }
         else if (p->result) {
-            t->attempts++;      // the held execution failed: it was one attempt
+            t->attempts++; // the held execution failed: it was one attempt
         }
         else {
             keel_engine_t *engine = keel_model_engine (self->model, p->engine_id);
@@ -401,8 +409,8 @@ keel_core_pending_attach (keel_core_t *self, keel_service_rec_t *svc, uint64_t t
 }
 
 void
-keel_core_pending_forget_engine (keel_core_t *self, const char *engine_id,
-                                   Keel__HeldTask **held, size_t n_held)
+keel_core_pending_forget_engine (keel_core_t *self, const char *engine_id, Keel__HeldTask **held,
+                                 size_t n_held)
 {
     if (self->npending == 0)
         return;
@@ -426,10 +434,11 @@ keel_core_pending_forget_engine (keel_core_t *self, const char *engine_id,
             // without a result it kept): attaching the claim would leave the
             // task "running" where nothing runs it.
             zlistx_delete (list, zlistx_find (list, stale));
-            keel_core_change (self, (keel_change_t) {
-                .kind = KEEL_CHANGE_PENDING_DELETE,
-                .pending = { .service_id = stale->service_id, .task_id = stale->task_id,
-                             .execution_id = stale->execution_id } });
+            keel_core_change (
+                self, (keel_change_t) { .kind = KEEL_CHANGE_PENDING_DELETE,
+                                        .pending = { .service_id = stale->service_id,
+                                                     .task_id = stale->task_id,
+                                                     .execution_id = stale->execution_id } });
             s_pending_free (stale);
             self->npending--;
         }
@@ -462,7 +471,7 @@ s_pending_expire (keel_core_t *self)
         zlistx_t *list = zhashx_lookup (self->pending, key);
         if (list) {
             KEEL_CORE_LOG (self, KEEL_CORE_RL_TASKS, KEEL_LOG_INFO,
-                             "HOLD claim expired, nobody submitted it claim=%s", key);
+                           "HOLD claim expired, nobody submitted it claim=%s", key);
             s_pending_drop_list (self, key, list);
         }
     }
@@ -495,7 +504,7 @@ s_release_recovered (keel_core_t *self)
     for (keel_service_rec_t *svc = keel_model_service_first (self->model); svc;
          svc = keel_model_service_next (self->model)) {
         if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
-            continue;       // as keel_core_requeue: closed services still run their tasks
+            continue; // as keel_core_requeue: closed services still run their tasks
         for (uint64_t id = 0; id < svc->ntasks; id++) {
             keel_task_t *t = &svc->tasks[id];
             if (t->present && t->state == KEEL_TASK_STATE_QUEUED && !t->queued && !t->execs) {
@@ -532,9 +541,9 @@ keel_core_timers (keel_core_t *self)
         // the limit is the committed one).
         if (self->store_failed) {
             if (!keel_changes_size (self->changes))
-                keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
-                                                            .meta = { "execution_seq",
-                                                                      self->exec_seq_limit } });
+                keel_core_change (
+                    self, (keel_change_t) { .kind = KEEL_CHANGE_META_SET,
+                                            .meta = { "execution_seq", self->exec_seq_limit } });
             self->force_commit = true;
         }
     }
@@ -577,7 +586,7 @@ s_accept (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, voi
 // KEEL_ASSIGN_BYTES_PER_MSG of task bytes (input, memory, init data), the
 // next goes in a new message: far below MaxMessageSize. A task larger
 // than that goes alone.
-#define KEEL_ASSIGNS_PER_MSG 512
+#define KEEL_ASSIGNS_PER_MSG      512
 #define KEEL_ASSIGN_BYTES_PER_MSG (1024 * 1024)
 
 // The Assigns collected for one engine. They point into the model (ids,
@@ -587,7 +596,7 @@ typedef struct {
     keel_engine_t *engine;
     Keel__Assign *items;
     Keel__Assign **ptrs;
-    size_t cap;             // KEEL_ASSIGNS_PER_MSG, or 1 without memory for more
+    size_t cap; // KEEL_ASSIGNS_PER_MSG, or 1 without memory for more
     size_t n;
     size_t bytes;
 } s_batch_t;
@@ -598,7 +607,7 @@ s_batch_flush (keel_core_t *self, s_batch_t *b)
     if (b->n == 0)
         return;
     keel_msg_t msg;
-    keel_core_send_engine (self, b->engine, keel_msg_assigns (&msg, b->ptrs, b->n));   // encodes now
+    keel_core_send_engine (self, b->engine, keel_msg_assigns (&msg, b->ptrs, b->n)); // encodes now
     b->n = 0;
     b->bytes = 0;
 }
@@ -613,7 +622,7 @@ s_assign (keel_core_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t tas
     keel_engine_t *engine = b->engine;
     uint64_t exec_id = keel_core_next_exec_id (self);
     if (exec_id == 0) {
-        keel_core_requeue (self, svc, task_id);   // next turn, after the commit
+        keel_core_requeue (self, svc, task_id); // next turn, after the commit
         return false;
     }
     keel_exec_t *x = keel_model_exec_add (self->model, exec_id, svc, task_id, engine,
@@ -639,11 +648,18 @@ s_assign (keel_core_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t tas
         s_batch_flush (self, b);
     Keel__Assign *assign = &b->items[b->n++];
     b->bytes += bytes;
-    keel_item_assign (assign, &(keel_assign_args_t) {
-        .service_id = svc->id, .type = svc->type, .task_id = task_id, .execution_id = exec_id,
-        .input = t->input, .input_size = t->input_len, .memory = t->checkpoint,
-        .memory_size = t->checkpoint_len, .attempt = x->attempt,
-        .init_data = with_init ? svc->init_data : NULL, .init_size = with_init ? svc->init_len : 0 });
+    keel_item_assign (assign,
+                      &(keel_assign_args_t) { .service_id = svc->id,
+                                              .type = svc->type,
+                                              .task_id = task_id,
+                                              .execution_id = exec_id,
+                                              .input = t->input,
+                                              .input_size = t->input_len,
+                                              .memory = t->checkpoint,
+                                              .memory_size = t->checkpoint_len,
+                                              .attempt = x->attempt,
+                                              .init_data = with_init ? svc->init_data : NULL,
+                                              .init_size = with_init ? svc->init_len : 0 });
     if (with_init)
         zhashx_insert (engine->init_sent, svc->id, (void *) 1);
     self->counters.tasks_dispatched++;
@@ -660,8 +676,12 @@ keel_core_dispatch (keel_core_t *self)
         return;
     Keel__Assign one;
     Keel__Assign *one_p = &one;
-    s_batch_t b = { NULL, malloc (KEEL_ASSIGNS_PER_MSG * sizeof *b.items),
-                    malloc (KEEL_ASSIGNS_PER_MSG * sizeof *b.ptrs), KEEL_ASSIGNS_PER_MSG, 0, 0 };
+    s_batch_t b = { NULL,
+                    malloc (KEEL_ASSIGNS_PER_MSG * sizeof *b.items),
+                    malloc (KEEL_ASSIGNS_PER_MSG * sizeof *b.ptrs),
+                    KEEL_ASSIGNS_PER_MSG,
+                    0,
+                    0 };
     if (b.items && b.ptrs) {
         for (size_t i = 0; i < b.cap; i++)
             b.ptrs[i] = &b.items[i];
@@ -669,7 +689,7 @@ keel_core_dispatch (keel_core_t *self)
     else {
         free (b.items);
         free (b.ptrs);
-        b.items = &one;             // no memory for a batch: one Assign per message
+        b.items = &one; // no memory for a batch: one Assign per message
         b.ptrs = &one_p;
         b.cap = 1;
     }

@@ -12,27 +12,27 @@
 
 #include <stdint.h>
 
-#define KEEL_COUNTERS(X) \
-    X (results_delivered) \
-    X (redundant_results_discarded) \
-    X (tasks_rescheduled) \
-    X (executions_missing) \
-    X (claims_kept) \
-    X (claims_dropped) \
-    X (claims_held) \
-    X (malformed_messages) \
-    X (executions_cancelled) \
-    X (tasks_submitted) \
-    X (tasks_resubmitted) \
-    X (tasks_delivered_elsewhere) \
-    X (tasks_dispatched) \
-    X (task_failures) \
-    X (results_received) \
-    X (submissions_refused) \
-    X (send_failures) \
-    X (sends_to_departed_peers) \
-    X (store_commits) \
-    X (store_syncs) \
+#define KEEL_COUNTERS(X)                                                                           \
+    X (results_delivered)                                                                          \
+    X (redundant_results_discarded)                                                                \
+    X (tasks_rescheduled)                                                                          \
+    X (executions_missing)                                                                         \
+    X (claims_kept)                                                                                \
+    X (claims_dropped)                                                                             \
+    X (claims_held)                                                                                \
+    X (malformed_messages)                                                                         \
+    X (executions_cancelled)                                                                       \
+    X (tasks_submitted)                                                                            \
+    X (tasks_resubmitted)                                                                          \
+    X (tasks_delivered_elsewhere)                                                                  \
+    X (tasks_dispatched)                                                                           \
+    X (task_failures)                                                                              \
+    X (results_received)                                                                           \
+    X (submissions_refused)                                                                        \
+    X (send_failures)                                                                              \
+    X (sends_to_departed_peers)                                                                    \
+    X (store_commits)                                                                              \
+    X (store_syncs)                                                                                \
     X (store_failures)
 
 typedef struct {

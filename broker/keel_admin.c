@@ -25,9 +25,9 @@
 #include "settings.h"
 #include "wire.h"
 
-#define PROGRAM "keel-admin"
+#define PROGRAM                "keel-admin"
 #define DEFAULT_ADMIN_ENDPOINT "tcp://127.0.0.1:7071"
-#define DEFAULT_TIMEOUT_MS 5000
+#define DEFAULT_TIMEOUT_MS     5000
 
 typedef struct {
     const char *name;
@@ -107,7 +107,7 @@ s_command_check (const char *name, int nargs, char **args)
     bool arity_ok = nargs >= found->min_args && nargs <= found->max_args;
     if (arity_ok && strcmp (found->name, "config") == 0) {
         if (strcmp (args[0], "get") == 0)
-            arity_ok = nargs <= 2;      // no KEY: every key (docs/operations.md §5)
+            arity_ok = nargs <= 2; // no KEY: every key (docs/operations.md §5)
         else if (strcmp (args[0], "set") == 0)
             arity_ok = nargs == 3;
         else
@@ -157,8 +157,10 @@ s_tasks_args (int nargs, char **args, char **out, char store[][64], int *nout, b
             which = k;
         }
         if (which < 0) {
-            fprintf (stderr, PROGRAM ": tasks: unknown option '%s' (options: --state STATE, "
-                             "--limit N, --offset N)\n", arg);
+            fprintf (stderr,
+                     PROGRAM ": tasks: unknown option '%s' (options: --state STATE, "
+                             "--limit N, --offset N)\n",
+                     arg);
             return KEEL_EXIT_USAGE;
         }
         bool ok = *value != '\0';
@@ -172,7 +174,8 @@ s_tasks_args (int nargs, char **args, char **out, char store[][64], int *nout, b
         if (!ok) {
             fprintf (stderr, PROGRAM ": tasks: --%s: expected %s, got '%s'\n", names[which],
                      which == 0 ? "queued, running, done, failed, cancelled or delivered_elsewhere"
-                     : which == 1 ? "a number of rows, 1 or more" : "a number of rows, 0 or more",
+                     : which == 1 ? "a number of rows, 1 or more"
+                                  : "a number of rows, 0 or more",
                      value);
             return KEEL_EXIT_USAGE;
         }
@@ -291,8 +294,8 @@ s_ask (const char *endpoint, const char *command, int nargs, char **args, bool j
 no_answer:;
     char took[32];
     s_format_duration (timeout_ms, took, sizeof took);
-    fprintf (stderr, PROGRAM ": no answer from %s within %s (is keel-broker running?)\n",
-             endpoint, took);
+    fprintf (stderr, PROGRAM ": no answer from %s within %s (is keel-broker running?)\n", endpoint,
+             took);
     zsock_destroy (&dealer);
     return KEEL_EXIT_NOBROKER;
 }
@@ -317,14 +320,10 @@ int
 main (int argc, char **argv)
 {
     static const struct option options[] = {
-        { "endpoint", required_argument, NULL, 'e' },
-        { "config", required_argument, NULL, 'c' },
-        { "set", required_argument, NULL, 's' },
-        { "json", no_argument, NULL, 'j' },
-        { "timeout", required_argument, NULL, 't' },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 }
+        { "endpoint", required_argument, NULL, 'e' }, { "config", required_argument, NULL, 'c' },
+        { "set", required_argument, NULL, 's' },      { "json", no_argument, NULL, 'j' },
+        { "timeout", required_argument, NULL, 't' },  { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },        { NULL, 0, NULL, 0 }
     };
     const char *endpoint_arg = NULL;
     const char *config_path = NULL;
@@ -333,41 +332,6 @@ main (int argc, char **argv)
     int opt;
 
     switch (s_help_or_version (argc, argv)) {
-    case 'h':
-        s_print_usage (stdout);
-        return KEEL_EXIT_OK;
-    case 'V':
-        keel_cli_print_version (PROGRAM, stdout);
-        return KEEL_EXIT_OK;
-    default:
-        break;
-    }
-    // '+': stop at the command, so its arguments are never taken as options.
-    while ((opt = getopt_long (argc, argv, "+e:c:h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'e':
-            endpoint_arg = optarg;
-            break;
-        case 'c':
-            config_path = optarg;
-            break;
-        case 's':
-            if (strncmp (optarg, "AdminEndpoint=", 14) == 0)
-                endpoint_arg = optarg + 14;
-            else if (strncmp (optarg, "Timeout=", 8) == 0)
-                timeout_arg = optarg + 8;
-            else {
-                fprintf (stderr, PROGRAM ": --set %s: unknown key (keys: AdminEndpoint, Timeout)\n",
-                         optarg);
-                return KEEL_EXIT_USAGE;
-            }
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 't':
-            timeout_arg = optarg;
-            break;
         case 'h':
             s_print_usage (stdout);
             return KEEL_EXIT_OK;
@@ -375,8 +339,44 @@ main (int argc, char **argv)
             keel_cli_print_version (PROGRAM, stdout);
             return KEEL_EXIT_OK;
         default:
-            fprintf (stderr, "Try '" PROGRAM " --help'.\n");
-            return KEEL_EXIT_USAGE;
+            break;
+    }
+    // '+': stop at the command, so its arguments are never taken as options.
+    while ((opt = getopt_long (argc, argv, "+e:c:h", options, NULL)) != -1) {
+        switch (opt) {
+            case 'e':
+                endpoint_arg = optarg;
+                break;
+            case 'c':
+                config_path = optarg;
+                break;
+            case 's':
+                if (strncmp (optarg, "AdminEndpoint=", 14) == 0)
+                    endpoint_arg = optarg + 14;
+                else if (strncmp (optarg, "Timeout=", 8) == 0)
+                    timeout_arg = optarg + 8;
+                else {
+                    fprintf (stderr,
+                             PROGRAM ": --set %s: unknown key (keys: AdminEndpoint, Timeout)\n",
+                             optarg);
+                    return KEEL_EXIT_USAGE;
+                }
+                break;
+            case 'j':
+                json = true;
+                break;
+            case 't':
+                timeout_arg = optarg;
+                break;
+            case 'h':
+                s_print_usage (stdout);
+                return KEEL_EXIT_OK;
+            case 'V':
+                keel_cli_print_version (PROGRAM, stdout);
+                return KEEL_EXIT_OK;
+            default:
+                fprintf (stderr, "Try '" PROGRAM " --help'.\n");
+                return KEEL_EXIT_USAGE;
         }
     }
     if (endpoint_arg && config_path) {
@@ -397,9 +397,10 @@ main (int argc, char **argv)
     int64_t timeout_ms = DEFAULT_TIMEOUT_MS;
     if (timeout_arg) {
         keel_error_t err = { "" };
-        if (keel_duration_parse (timeout_arg, "s", &timeout_ms, &err) != KEEL_OK
-            || timeout_ms <= 0 || timeout_ms > 24LL * 3600 * 1000) {
-            fprintf (stderr, PROGRAM ": --timeout: expected a duration such as 500ms or 5s, got '%s'\n",
+        if (keel_duration_parse (timeout_arg, "s", &timeout_ms, &err) != KEEL_OK || timeout_ms <= 0
+            || timeout_ms > 24LL * 3600 * 1000) {
+            fprintf (stderr,
+                     PROGRAM ": --timeout: expected a duration such as 500ms or 5s, got '%s'\n",
                      timeout_arg);
             return KEEL_EXIT_USAGE;
         }

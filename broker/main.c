@@ -21,8 +21,7 @@ main (int argc, char **argv)
     zsys_init ();
     zsys_set_logident ("keel-broker");
     const keel_cli_t cli = {
-        "keel-broker",
-        "the Keel broker: queues tasks from drivers and dispatches them to engines",
+        "keel-broker", "the Keel broker: queues tasks from drivers and dispatches them to engines",
         keel_broker_settings
     };
     int code = 0;

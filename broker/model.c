@@ -7,13 +7,13 @@
 #include <string.h>
 
 struct _keel_model_t {
-    zhashx_t *services;         // id → keel_service_rec_t * (owned)
-    zhashx_t *execs;            // uint64 id (as key pointer) → keel_exec_t * (owned)
-    zhashx_t *engines;          // id → keel_engine_t * (owned)
-    zhashx_t *engine_routes;    // route key → keel_engine_t *
-    zlistx_t *engine_list;      // keel_engine_t *, stable order
-    zhashx_t *drivers;          // id → keel_driver_rec_t * (owned)
-    zhashx_t *driver_routes;    // route key → keel_driver_rec_t *
+    zhashx_t *services;      // id → keel_service_rec_t * (owned)
+    zhashx_t *execs;         // uint64 id (as key pointer) → keel_exec_t * (owned)
+    zhashx_t *engines;       // id → keel_engine_t * (owned)
+    zhashx_t *engine_routes; // route key → keel_engine_t *
+    zlistx_t *engine_list;   // keel_engine_t *, stable order
+    zhashx_t *drivers;       // id → keel_driver_rec_t * (owned)
+    zhashx_t *driver_routes; // route key → keel_driver_rec_t *
     zlistx_t *driver_list;
 };
 
@@ -122,7 +122,8 @@ keel_model_destroy (keel_model_t **self_p)
         zhashx_destroy (&self->execs);
     }
     if (self->services) {
-        for (keel_service_rec_t *s = zhashx_first (self->services); s; s = zhashx_next (self->services))
+        for (keel_service_rec_t *s = zhashx_first (self->services); s;
+             s = zhashx_next (self->services))
             s_service_free (s);
         zhashx_destroy (&self->services);
     }
@@ -132,7 +133,8 @@ keel_model_destroy (keel_model_t **self_p)
         zhashx_destroy (&self->engines);
     }
     if (self->drivers) {
-        for (keel_driver_rec_t *d = zhashx_first (self->drivers); d; d = zhashx_next (self->drivers))
+        for (keel_driver_rec_t *d = zhashx_first (self->drivers); d;
+             d = zhashx_next (self->drivers))
             s_driver_free (d);
         zhashx_destroy (&self->drivers);
     }
@@ -331,7 +333,7 @@ keel_service_queue_pop (keel_service_rec_t *svc, bool (*accept) (keel_task_t *, 
         uint64_t id = svc->queue[pos];
         keel_task_t *t = keel_service_task (svc, id);
         if (!t || !t->queued) {
-            if (i == 0) {   // drop dead entries at the head for free
+            if (i == 0) { // drop dead entries at the head for free
                 svc->qhead = (svc->qhead + 1) % svc->qcap;
                 svc->qlen--;
                 i--;
@@ -389,8 +391,8 @@ keel_model_exec (keel_model_t *self, uint64_t exec_id)
 }
 
 keel_exec_t *
-keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_rec_t *svc, uint64_t task_id,
-                     keel_engine_t *engine, uint32_t attempt, int64_t now)
+keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_rec_t *svc,
+                     uint64_t task_id, keel_engine_t *engine, uint32_t attempt, int64_t now)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
     if (!t || keel_model_exec (self, exec_id))

@@ -29,41 +29,41 @@ typedef struct _keel_engine_t keel_engine_t;
 typedef struct _keel_service_rec_t keel_service_rec_t;
 
 typedef struct {
-    int status;                 // KEEL__TASK_STATUS__STATUS_*
+    int status; // KEEL__TASK_STATUS__STATUS_*
     uint8_t *output;
     size_t output_len;
-    char *error;                // NULL when none
+    char *error; // NULL when none
     char engine_id[KEEL_ID_MAX + 1];
     uint64_t execution_id;
     uint64_t run_ms;
     uint64_t queued_ms;
-    bool permanent;             // FAILED, and the engine says no retry can succeed
+    bool permanent; // FAILED, and the engine says no retry can succeed
 } keel_task_result_t;
 
 // What changed in a task since the last successful commit.
-#define KEEL_DIRTY_NEW      1       // whole row (new task)
-#define KEEL_DIRTY_STATE    2       // state and attempts
-#define KEEL_DIRTY_RESULT   4       // terminal result
-#define KEEL_DIRTY_ACK      8       // driver acknowledged the result
-#define KEEL_DIRTY_CKPT     16      // checkpoint
+#define KEEL_DIRTY_NEW    1  // whole row (new task)
+#define KEEL_DIRTY_STATE  2  // state and attempts
+#define KEEL_DIRTY_RESULT 4  // terminal result
+#define KEEL_DIRTY_ACK    8  // driver acknowledged the result
+#define KEEL_DIRTY_CKPT   16 // checkpoint
 
 typedef struct {
-    uint8_t present;            // 0 = no such task id (hole in the array)
-    uint8_t state;              // keel_task_state_t
-    uint8_t queued;             // in the service's FIFO
-    uint8_t acked;              // the driver has the result
-    uint8_t durable;            // committed to the store (may be dispatched)
-    uint8_t dirty;              // KEEL_DIRTY_* bits: what the next commit must write
-    uint16_t attempts;          // executions that ended in a task failure
+    uint8_t present;   // 0 = no such task id (hole in the array)
+    uint8_t state;     // keel_task_state_t
+    uint8_t queued;    // in the service's FIFO
+    uint8_t acked;     // the driver has the result
+    uint8_t durable;   // committed to the store (may be dispatched)
+    uint8_t dirty;     // KEEL_DIRTY_* bits: what the next commit must write
+    uint16_t attempts; // executions that ended in a task failure
     uint32_t input_len;
     uint8_t *input;
     keel_exec_t *execs;         // live executions (linked by next_of_task)
-    keel_task_result_t *result;      // terminal result, NULL before
+    keel_task_result_t *result; // terminal result, NULL before
     uint8_t *checkpoint;
     uint32_t checkpoint_len;
     int64_t checkpoint_wall_ms;
-    int64_t accepted_mono;      // for queued_ms
-    keel_engine_t *avoid;       // engine whose execution last failed or was lost (retry elsewhere)
+    int64_t accepted_mono; // for queued_ms
+    keel_engine_t *avoid;  // engine whose execution last failed or was lost (retry elsewhere)
 } keel_task_t;
 
 struct _keel_service_rec_t {
@@ -72,26 +72,26 @@ struct _keel_service_rec_t {
     char driver_id[KEEL_ID_MAX + 1];
     int32_t priority;
     uint32_t max_attempts;
-    int64_t reschedule_delay_ms;    // -1 = broker default
+    int64_t reschedule_delay_ms; // -1 = broker default
     uint8_t *init_data;
     size_t init_len;
     keel_service_state_t state;
     int64_t created_wall_ms;
     int64_t closed_wall_ms;
 
-    keel_task_t *tasks;             // indexed by task_id
-    uint64_t ntasks;                // highest task_id + 1
+    keel_task_t *tasks; // indexed by task_id
+    uint64_t ntasks;    // highest task_id + 1
     uint64_t capacity;
 
-    uint64_t *queue;                // ring buffer of queued task ids
+    uint64_t *queue; // ring buffer of queued task ids
     uint64_t qhead, qlen, qcap;
 
-    uint64_t nready;                // tasks in the FIFO (dispatchable)
-    uint64_t count[KEEL_TASK_NSTATES];   // tasks per keel_task_state_t
-    uint64_t total;                 // tasks present
-    uint64_t unacked;               // terminal results the driver has not acknowledged
-    uint64_t serve_seq;             // scheduler round-robin stamp
-    void *sched_handle;             // position in the scheduler's list, NULL if absent
+    uint64_t nready;                   // tasks in the FIFO (dispatchable)
+    uint64_t count[KEEL_TASK_NSTATES]; // tasks per keel_task_state_t
+    uint64_t total;                    // tasks present
+    uint64_t unacked;                  // terminal results the driver has not acknowledged
+    uint64_t serve_seq;                // scheduler round-robin stamp
+    void *sched_handle;                // position in the scheduler's list, NULL if absent
 };
 
 // An execution's lifecycle (the broker's view; written by core_life.c):
@@ -106,8 +106,8 @@ struct _keel_service_rec_t {
 //   either          (ended)         a result, a Cancel, a DROP, the deadline passed
 //                                   (then its task is queued again): keel_core_exec_drop
 typedef enum {
-    KEEL_EXEC_RUNNING = 0,          // on `engine`, as far as the broker knows
-    KEEL_EXEC_AWAITING_CLAIM = 1    // no live engine runs it; requeued at requeue_at
+    KEEL_EXEC_RUNNING = 0,       // on `engine`, as far as the broker knows
+    KEEL_EXEC_AWAITING_CLAIM = 1 // no live engine runs it; requeued at requeue_at
 } keel_exec_state_t;
 
 struct _keel_exec_t {
@@ -115,46 +115,43 @@ struct _keel_exec_t {
     keel_exec_state_t state;
     keel_service_rec_t *service;
     uint64_t task_id;
-    keel_engine_t *engine;          // NULL once its engine is gone
+    keel_engine_t *engine; // NULL once its engine is gone
     uint32_t attempt;
     int64_t started_mono;
-    int64_t requeue_at;             // AWAITING_CLAIM: requeue at this time unless claimed
+    int64_t requeue_at; // AWAITING_CLAIM: requeue at this time unless claimed
     int64_t started_wall_ms;
-    bool stored;                    // its row is in the store (committed)
-    bool before_commit;             // dispatched before its task's first commit
-    uint8_t missing;                // consecutive engine heartbeats that left it out
+    bool stored;        // its row is in the store (committed)
+    bool before_commit; // dispatched before its task's first commit
+    uint8_t missing;    // consecutive engine heartbeats that left it out
     keel_exec_t *next_of_task;
 };
 
-typedef enum {
-    KEEL_ENGINE_ONLINE = 0,
-    KEEL_ENGINE_OFFLINE = 1
-} keel_engine_state_t;
+typedef enum { KEEL_ENGINE_ONLINE = 0, KEEL_ENGINE_OFFLINE = 1 } keel_engine_state_t;
 
 struct _keel_engine_t {
     char id[KEEL_ID_MAX + 1];
     char session[KEEL_ID_MAX + 1];
     char host[256];
-    char route_key[64];             // hex of the routing id
-    zframe_t *route;                // routing id frame, NULL when offline
+    char route_key[64]; // hex of the routing id
+    zframe_t *route;    // routing id frame, NULL when offline
     keel_engine_state_t state;
     bool draining;
     uint32_t slots;
     char **types;
     size_t ntypes;
-    zlistx_t *execs;                // keel_exec_t * running here
-    zhashx_t *init_sent;            // service ids whose init data this engine has
+    zlistx_t *execs;     // keel_exec_t * running here
+    zhashx_t *init_sent; // service ids whose init data this engine has
     keel_peer_clock_t clock;
     int64_t offline_since_mono;
     int64_t login_wall_ms;
     uint64_t tasks_done;
-    uint64_t reply_held_seq;        // its LoginReply waits for this commit: no Assign before it
+    uint64_t reply_held_seq; // its LoginReply waits for this commit: no Assign before it
 };
 
 typedef struct {
     char id[KEEL_ID_MAX + 1];
     char route_key[64];
-    zframe_t *route;                // NULL when disconnected
+    zframe_t *route; // NULL when disconnected
     keel_peer_clock_t clock;
     uint64_t broker_timeout_ms;
     bool connected;
@@ -169,7 +166,7 @@ void keel_model_destroy (keel_model_t **self_p);
 keel_service_rec_t *keel_model_service (keel_model_t *self, const char *id);
 // Creates a service (caller checked it does not exist). Returns NULL on OOM.
 keel_service_rec_t *keel_model_service_add (keel_model_t *self, const char *id, const char *type,
-                                        const char *driver_id);
+                                            const char *driver_id);
 // Removes and frees a service, its tasks and executions (engines forget them).
 void keel_model_service_remove (keel_model_t *self, keel_service_rec_t *svc);
 // Iteration over all services.
@@ -188,13 +185,15 @@ keel_task_t *keel_service_task_add (keel_service_rec_t *svc, uint64_t task_id, c
 // executions and not be queued.
 void keel_service_task_drop (keel_service_rec_t *svc, uint64_t task_id);
 // Changes a task's state, keeping the per-state counts right.
-void keel_service_task_set_state (keel_service_rec_t *svc, keel_task_t *task, keel_task_state_t state);
+void keel_service_task_set_state (keel_service_rec_t *svc, keel_task_t *task,
+                                  keel_task_state_t state);
 // FIFO of queued tasks: push to the tail, pop from the head.
 bool keel_service_queue_push (keel_service_rec_t *svc, uint64_t task_id);
 // Pops the first queued task that `accept` allows (NULL accepts any),
 // looking at no more than `scan` entries; skipped entries keep their order.
-keel_task_t *keel_service_queue_pop (keel_service_rec_t *svc, bool (*accept) (keel_task_t *, void *),
-                                     void *arg, int scan, uint64_t *task_id_p);
+keel_task_t *keel_service_queue_pop (keel_service_rec_t *svc,
+                                     bool (*accept) (keel_task_t *, void *), void *arg, int scan,
+                                     uint64_t *task_id_p);
 // Removes a task id from the FIFO wherever it is (a claim took it).
 void keel_service_queue_remove (keel_service_rec_t *svc, uint64_t task_id);
 // Stores a terminal result (takes ownership of result).

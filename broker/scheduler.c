@@ -9,7 +9,7 @@
 #define KEEL_SCHED_SCAN 16
 
 struct _keel_sched_t {
-    zlistx_t *active;       // keel_service_rec_t *, sorted by s_compare
+    zlistx_t *active; // keel_service_rec_t *, sorted by s_compare
     uint64_t serve_seq;
 };
 
@@ -85,8 +85,8 @@ s_filter (keel_task_t *task, void *arg)
 }
 
 keel_task_t *
-keel_sched_next (keel_sched_t *self, keel_engine_t *engine, keel_sched_accept_fn *accept,
-                 void *arg, keel_service_rec_t **svc_p, uint64_t *task_id_p)
+keel_sched_next (keel_sched_t *self, keel_engine_t *engine, keel_sched_accept_fn *accept, void *arg,
+                 keel_service_rec_t **svc_p, uint64_t *task_id_p)
 {
     void *handle = zlistx_first (self->active) ? zlistx_cursor (self->active) : NULL;
     while (handle) {

@@ -32,8 +32,8 @@ typedef bool (keel_sched_accept_fn) (keel_service_rec_t *svc, keel_task_t *task,
 // The next task for engine, taken out of its service's FIFO, or NULL when
 // nothing the engine offers is queued. *svc_p and *task_id_p tell which.
 keel_task_t *keel_sched_next (keel_sched_t *self, keel_engine_t *engine,
-                              keel_sched_accept_fn *accept, void *arg,
-                              keel_service_rec_t **svc_p, uint64_t *task_id_p);
+                              keel_sched_accept_fn *accept, void *arg, keel_service_rec_t **svc_p,
+                              uint64_t *task_id_p);
 
 // Services in the list (for status).
 size_t keel_sched_size (keel_sched_t *self);

@@ -13,7 +13,7 @@
 #include "store_sqlite.h"
 
 struct _keel_store_t {
-    keel_store_sqlite_t *sql;    // NULL for memory:
+    keel_store_sqlite_t *sql; // NULL for memory:
     char describe[4200];
 };
 
@@ -131,7 +131,7 @@ keel_store_apply (keel_store_t *self, const keel_change_t *c)
     assert (self && c);
     keel_store_sqlite_t *q = self->sql;
     if (!q)
-        return KEEL_OK;         // memory: every write succeeds without doing anything
+        return KEEL_OK; // memory: every write succeeds without doing anything
     switch (c->kind) {
         case KEEL_CHANGE_SERVICE_PUT:
             return keel_store_sqlite_service_put (q, &c->service);

@@ -39,8 +39,8 @@
 typedef struct _keel_store_t keel_store_t;
 
 typedef enum {
-    KEEL_STORE_SYNC_FULL = 0,    // commits fdatasynced before acks: acks survive power loss
-    KEEL_STORE_SYNC_NORMAL = 1   // no sync per commit: acks survive kill -9 only
+    KEEL_STORE_SYNC_FULL = 0,  // commits fdatasynced before acks: acks survive power loss
+    KEEL_STORE_SYNC_NORMAL = 1 // no sync per commit: acks survive kill -9 only
 } keel_store_sync_t;
 
 // ---------------------------------------------------------------- lifecycle

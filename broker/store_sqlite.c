@@ -41,9 +41,9 @@
 
 #include "store_sqlite_int.h"
 
-#define KEEL_STORE_APP_ID     0x4B45454C   // "KEEL" in PRAGMA application_id
-#define KEEL_STORE_FORMAT     "keel-broker-store"
-#define KEEL_STORE_BUSY_MS    5000
+#define KEEL_STORE_APP_ID  0x4B45454C // "KEEL" in PRAGMA application_id
+#define KEEL_STORE_FORMAT  "keel-broker-store"
+#define KEEL_STORE_BUSY_MS 5000
 
 // ---------------------------------------------------------------- schema
 
@@ -119,9 +119,9 @@ static const char *s_migrations[] = {
 #define KEEL_STORE_SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
 // s_sql and migration 2 -> 3 spell the blob kinds and their spilled bits out.
-_Static_assert (KEEL_STORE_BLOB_INPUT == 0 && KEEL_STORE_BLOB_OUTPUT == 1
-                    && KEEL_STORE_BLOB_CHECKPOINT == 2,
-                "blob kinds are numbered in SQL text");
+_Static_assert(KEEL_STORE_BLOB_INPUT == 0 && KEEL_STORE_BLOB_OUTPUT == 1
+                   && KEEL_STORE_BLOB_CHECKPOINT == 2,
+               "blob kinds are numbered in SQL text");
 
 static const char *s_sql[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -288,8 +288,9 @@ s_check_file (const char *path, keel_error_t *err)
     if (got < 0)
         return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot read store: %s", path,
                                strerror (saved));
-    if (got > 0 && (got < (ssize_t) sizeof header || st.st_size < 100
-                    || memcmp (header, "SQLite format 3", 16) != 0))
+    if (got > 0
+        && (got < (ssize_t) sizeof header || st.st_size < 100
+            || memcmp (header, "SQLite format 3", 16) != 0))
         return keel_error_set (err, KEEL_ERR_STORE, "%s: not a SQLite database", path);
     return KEEL_OK;
 }
@@ -314,8 +315,8 @@ s_identify (keel_store_sqlite_t *self, int64_t *version_p, keel_error_t *err)
     if (app_id == 0 && objects == 0 && *version_p == 0)
         return KEEL_OK;
     if (app_id != KEEL_STORE_APP_ID)
-        return keel_error_set (err, KEEL_ERR_STORE, "%s: not a Keel store (foreign SQLite database)",
-                               self->path);
+        return keel_error_set (err, KEEL_ERR_STORE,
+                               "%s: not a Keel store (foreign SQLite database)", self->path);
     if (*version_p > KEEL_STORE_SCHEMA_VERSION)
         return keel_error_set (err, KEEL_ERR_STORE,
                                "%s: store schema version %" PRId64
@@ -337,7 +338,7 @@ s_quick_check (keel_store_sqlite_t *self, keel_error_t *err)
         snprintf (verdict, sizeof verdict, "%s", text ? text : "(no verdict)");
         for (char *c = verdict; *c; c++)
             if (*c == '\n')
-                *c = ' ';       // the message is one log line
+                *c = ' '; // the message is one log line
         rc = SQLITE_OK;
     }
     if (rc != SQLITE_OK)
@@ -351,7 +352,8 @@ s_quick_check (keel_store_sqlite_t *self, keel_error_t *err)
         return keel_store_sqlite_error (self, err, rc, "quick_check");
     }
     if (strcmp (verdict, "ok") != 0)
-        return keel_error_set (err, KEEL_ERR_STORE, "%s: store is corrupt: %s", self->path, verdict);
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: store is corrupt: %s", self->path,
+                               verdict);
     return KEEL_OK;
 }
 
@@ -470,8 +472,8 @@ static keel_err
 s_prepare (keel_store_sqlite_t *self, keel_error_t *err)
 {
     for (int i = 0; i < Q_COUNT; i++) {
-        int rc = sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                     &self->q[i], NULL);
+        int rc = sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->q[i],
+                                     NULL);
         if (rc != SQLITE_OK)
             return keel_store_sqlite_error (self, err, rc, s_sql[i]);
     }
@@ -549,8 +551,8 @@ s_open (keel_store_sqlite_t *self, keel_store_sync_t sync, keel_error_t *err)
         rc = s_lock (self, err);
     if (rc)
         return rc;
-    int src = sqlite3_open_v2 (self->path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                               NULL);
+    int src =
+        sqlite3_open_v2 (self->path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK)
         return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open store: %s", self->path,
                                self->db ? sqlite3_errmsg (self->db) : sqlite3_errstr (src));
@@ -618,7 +620,7 @@ keel_store_sqlite_destroy (keel_store_sqlite_t **self_p)
     if (self->wal_fd >= 0)
         close (self->wal_fd);
     if (self->lock_fd >= 0)
-        close (self->lock_fd);      // last: the lock outlives every write
+        close (self->lock_fd); // last: the lock outlives every write
     free (self->path);
     free (self);
     *self_p = NULL;

@@ -30,25 +30,31 @@ keel_err keel_store_sqlite_service_state (keel_store_sqlite_t *self, const char 
 keel_err keel_store_sqlite_service_delete (keel_store_sqlite_t *self, const char *service_id);
 keel_err keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *task);
 keel_err keel_store_sqlite_task_state (keel_store_sqlite_t *self, const char *service_id,
-                                       uint64_t task_id, keel_task_state_t state, uint32_t attempts);
+                                       uint64_t task_id, keel_task_state_t state,
+                                       uint32_t attempts);
 keel_err keel_store_sqlite_task_result (keel_store_sqlite_t *self, const keel_store_task_t *task);
 keel_err keel_store_sqlite_task_acked (keel_store_sqlite_t *self, const char *service_id,
                                        uint64_t task_id);
 keel_err keel_store_sqlite_task_checkpoint (keel_store_sqlite_t *self, const char *service_id,
                                             uint64_t task_id, const uint8_t *data, size_t len,
                                             int64_t wall_ms);
-keel_err keel_store_sqlite_execution_put (keel_store_sqlite_t *self, const keel_store_execution_t *exec);
+keel_err keel_store_sqlite_execution_put (keel_store_sqlite_t *self,
+                                          const keel_store_execution_t *exec);
 keel_err keel_store_sqlite_execution_delete (keel_store_sqlite_t *self, uint64_t execution_id);
-keel_err keel_store_sqlite_pending_put (keel_store_sqlite_t *self, const keel_store_pending_t *pending);
+keel_err keel_store_sqlite_pending_put (keel_store_sqlite_t *self,
+                                        const keel_store_pending_t *pending);
 keel_err keel_store_sqlite_pending_delete (keel_store_sqlite_t *self, const char *service_id,
                                            uint64_t task_id, uint64_t execution_id);
-keel_err keel_store_sqlite_config_set (keel_store_sqlite_t *self, const char *key, const char *value);
+keel_err keel_store_sqlite_config_set (keel_store_sqlite_t *self, const char *key,
+                                       const char *value);
 bool keel_store_sqlite_in_transaction (const keel_store_sqlite_t *self);
-keel_err keel_store_sqlite_engine_put (keel_store_sqlite_t *self, const keel_store_engine_t *engine);
+keel_err keel_store_sqlite_engine_put (keel_store_sqlite_t *self,
+                                       const keel_store_engine_t *engine);
 keel_err keel_store_sqlite_event (keel_store_sqlite_t *self, int64_t wall_ms, const char *kind,
                                   const char *text);
 keel_err keel_store_sqlite_meta_set (keel_store_sqlite_t *self, const char *name, uint64_t value);
-keel_err keel_store_sqlite_meta_get (keel_store_sqlite_t *self, const char *name, uint64_t *value_p);
+keel_err keel_store_sqlite_meta_get (keel_store_sqlite_t *self, const char *name,
+                                     uint64_t *value_p);
 
 keel_err keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *loader,
                                  void *arg, keel_error_t *err);

@@ -14,7 +14,7 @@
 
 #include "store_sqlite.h"
 
-#define KEEL_STORE_EVENTS_MAX 10000        // newest events kept
+#define KEEL_STORE_EVENTS_MAX 10000 // newest events kept
 
 //  Task blobs (input, output, checkpoint) up to KEEL_STORE_INLINE_MAX bytes
 //  live inline in their tasks row (schema 3); larger ones live in
@@ -37,14 +37,36 @@ enum { KEEL_STORE_BLOB_INPUT = 0, KEEL_STORE_BLOB_OUTPUT = 1, KEEL_STORE_BLOB_CH
 
 // Prepared once at open, reused every turn.
 typedef enum {
-    Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
-    Q_SERVICE_PUT, Q_SERVICE_STATE,
-    Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS, Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING,
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_SERVICE_PUT,
+    Q_SERVICE_STATE,
+    Q_SERVICE_DEL_BLOBS,
+    Q_SERVICE_DEL_TASKS,
+    Q_SERVICE_DEL_EXECS,
+    Q_SERVICE_DEL_PENDING,
     Q_SERVICE_DEL,
-    Q_TASK_INSERT, Q_TASK_REPLACE, Q_TASK_BLOBS_DEL, Q_BLOB_PUT, Q_BLOB_DEL,
-    Q_TASK_STATE, Q_TASK_RESULT, Q_TASK_ACKED, Q_TASK_CHECKPOINT,
-    Q_EXEC_PUT, Q_EXEC_DEL, Q_PENDING_PUT, Q_PENDING_DEL,
-    Q_CONFIG_SET, Q_CONFIG_DEL, Q_ENGINE_PUT, Q_EVENT, Q_EVENT_TRIM, Q_META_SET, Q_META_GET,
+    Q_TASK_INSERT,
+    Q_TASK_REPLACE,
+    Q_TASK_BLOBS_DEL,
+    Q_BLOB_PUT,
+    Q_BLOB_DEL,
+    Q_TASK_STATE,
+    Q_TASK_RESULT,
+    Q_TASK_ACKED,
+    Q_TASK_CHECKPOINT,
+    Q_EXEC_PUT,
+    Q_EXEC_DEL,
+    Q_PENDING_PUT,
+    Q_PENDING_DEL,
+    Q_CONFIG_SET,
+    Q_CONFIG_DEL,
+    Q_ENGINE_PUT,
+    Q_EVENT,
+    Q_EVENT_TRIM,
+    Q_META_SET,
+    Q_META_GET,
     Q_COUNT
 } keel_store_sqlite_query_t;
 

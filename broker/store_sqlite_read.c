@@ -15,9 +15,9 @@
 
 #include "store_sqlite_int.h"
 
-#define S_STR(x) #x
+#define S_STR(x)  #x
 #define S_XSTR(x) S_STR (x)
-#define S_EVENT_TRIM_SQL \
+#define S_EVENT_TRIM_SQL                                                                           \
     "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - " S_XSTR (KEEL_STORE_EVENTS_MAX)
 
 // ---------------------------------------------------------------- meta
@@ -176,24 +176,32 @@ s_load_table (keel_store_sqlite_t *self, const char *what, const char *sql, s_ro
 // A task blob: the inline column, or its task_blobs row when the blob's
 // bit is set in spilled (see KEEL_STORE_INLINE_MAX); no task_blobs lookup
 // for a small or absent blob.
-#define S_BLOB_SQL(kind, column) \
-    "CASE WHEN (t.spilled & (1 << " #kind ")) = 0 THEN t." column \
-    " ELSE (SELECT data FROM task_blobs b WHERE b.service_id = t.service_id" \
+#define S_BLOB_SQL(kind, column)                                                                   \
+    "CASE WHEN (t.spilled & (1 << " #kind ")) = 0 THEN t." column                                  \
+    " ELSE (SELECT data FROM task_blobs b WHERE b.service_id = t.service_id"                       \
     " AND b.task_id = t.task_id AND b.kind = " #kind ") END"
 
 keel_err
 keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *loader, void *arg,
                         keel_error_t *err)
 {
-    const struct { const char *what; const char *sql; s_row_fn *row; bool wanted; } tables[] = {
-        { "services", "SELECT * FROM services ORDER BY created_wall_ms, service_id",
-          s_load_service, loader->service != NULL },
+    const struct {
+        const char *what;
+        const char *sql;
+        s_row_fn *row;
+        bool wanted;
+    } tables[] = {
+        { "services", "SELECT * FROM services ORDER BY created_wall_ms, service_id", s_load_service,
+          loader->service != NULL },
         { "tasks",
           "SELECT t.service_id, t.task_id, t.state, t.attempts, t.status, t.error, t.engine_id,"
-          " t.execution_id, t.run_ms, t.queued_ms, t.acked, t.checkpoint_wall_ms, "
-          S_BLOB_SQL (0, "input") ", " S_BLOB_SQL (1, "output") ", "
-          S_BLOB_SQL (2, "checkpoint")
-          " FROM tasks t ORDER BY t.service_id, t.task_id",
+          " t.execution_id, t.run_ms, t.queued_ms, t.acked, t.checkpoint_wall_ms, " S_BLOB_SQL (
+              0, "input") ", " S_BLOB_SQL (1,
+                                           "output") ", " S_BLOB_SQL (2,
+                                                                      "checkpoint") " FROM tasks t "
+                                                                                    "ORDER BY "
+                                                                                    "t.service_id, "
+                                                                                    "t.task_id",
           s_load_task, loader->task != NULL },
         { "executions", "SELECT * FROM executions ORDER BY execution_id", s_load_execution,
           loader->execution != NULL },
@@ -207,8 +215,8 @@ keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *lo
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         if (!tables[i].wanted)
             continue;
-        keel_err rc = s_load_table (self, tables[i].what, tables[i].sql, tables[i].row, loader,
-                                    arg, err);
+        keel_err rc =
+            s_load_table (self, tables[i].what, tables[i].sql, tables[i].row, loader, arg, err);
         if (rc)
             return rc;
     }
@@ -264,8 +272,8 @@ s_purgeable (keel_store_sqlite_t *self, int64_t cutoff, char ***ids_p, size_t *c
         ids = grown;
         ids[count++] = id;
     }
-    keel_err code = rc == SQLITE_DONE ? KEEL_OK
-                                      : keel_store_sqlite_error (self, err, rc, "maintenance");
+    keel_err code =
+        rc == SQLITE_DONE ? KEEL_OK : keel_store_sqlite_error (self, err, rc, "maintenance");
     sqlite3_finalize (stmt);
     *ids_p = ids;
     *count_p = count;

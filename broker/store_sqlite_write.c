@@ -177,10 +177,9 @@ keel_store_sqlite_service_state (keel_store_sqlite_t *self, const char *service_
 keel_err
 keel_store_sqlite_service_delete (keel_store_sqlite_t *self, const char *service_id)
 {
-    static const keel_store_sqlite_query_t steps[] = {
-        Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS, Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING,
-        Q_SERVICE_DEL
-    };
+    static const keel_store_sqlite_query_t steps[] = { Q_SERVICE_DEL_BLOBS, Q_SERVICE_DEL_TASKS,
+                                                       Q_SERVICE_DEL_EXECS, Q_SERVICE_DEL_PENDING,
+                                                       Q_SERVICE_DEL };
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         keel_err rc;
         sqlite3_stmt *stmt = s_write (self, steps[i], &rc);
@@ -231,10 +230,10 @@ s_task_row (keel_store_sqlite_t *self, keel_store_sqlite_query_t query,
     s_blob_inline (self, stmt, 13, task->input, task->input_len);
     s_blob_inline (self, stmt, 14, task->output, task->output_len);
     s_blob_inline (self, stmt, 15, task->checkpoint, task->checkpoint_len);
-    s_int (stmt, 16, (s_big (task->input, task->input_len) << KEEL_STORE_BLOB_INPUT)
-                         | (s_big (task->output, task->output_len) << KEEL_STORE_BLOB_OUTPUT)
-                         | (s_big (task->checkpoint, task->checkpoint_len)
-                            << KEEL_STORE_BLOB_CHECKPOINT));
+    s_int (stmt, 16,
+           (s_big (task->input, task->input_len) << KEEL_STORE_BLOB_INPUT)
+               | (s_big (task->output, task->output_len) << KEEL_STORE_BLOB_OUTPUT)
+               | (s_big (task->checkpoint, task->checkpoint_len) << KEEL_STORE_BLOB_CHECKPOINT));
     return s_run_changed (self, query, changed_p);
 }
 
@@ -253,7 +252,11 @@ keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *
         if (rc == KEEL_OK)
             rc = s_task_row (self, Q_TASK_REPLACE, task, &changed);
     }
-    const struct { int kind; const uint8_t *data; size_t len; } blobs[] = {
+    const struct {
+        int kind;
+        const uint8_t *data;
+        size_t len;
+    } blobs[] = {
         { KEEL_STORE_BLOB_INPUT, task->input, task->input_len },
         { KEEL_STORE_BLOB_OUTPUT, task->output, task->output_len },
         { KEEL_STORE_BLOB_CHECKPOINT, task->checkpoint, task->checkpoint_len },
@@ -294,8 +297,7 @@ typedef keel_err (s_update_fn) (keel_store_sqlite_t *self, const void *arg, int 
 // No row, no blob: a result or checkpoint for a missing task writes nothing.
 static keel_err
 s_update_blob (keel_store_sqlite_t *self, s_update_fn *update, const void *arg,
-               const char *service_id, uint64_t task_id, int kind, const uint8_t *data,
-               size_t len)
+               const char *service_id, uint64_t task_id, int kind, const uint8_t *data, size_t len)
 {
     int changed = 0;
     bool big = s_big (data, len);
@@ -504,4 +506,3 @@ keel_store_sqlite_meta_set (keel_store_sqlite_t *self, const char *name, uint64_
     s_int (stmt, 2, (int64_t) value);
     return s_run (self, Q_META_SET);
 }
-

@@ -15,11 +15,11 @@
 struct _keel_syncer_t {
     zactor_t *actor;
     int fd;
-    uint64_t requested;     // highest seq asked for
-    uint64_t inflight;      // seq of the fdatasync running, 0 = none
-    uint64_t synced;        // highest seq known durable
+    uint64_t requested; // highest seq asked for
+    uint64_t inflight;  // seq of the fdatasync running, 0 = none
+    uint64_t synced;    // highest seq known durable
     uint64_t flushes;
-    bool broken;            // a request could not reach the thread
+    bool broken; // a request could not reach the thread
 };
 
 static void
@@ -37,7 +37,7 @@ s_thread (zsock_t *pipe, void *arg)
         if (!msg) {
             if (zmq_errno () == EINTR)
                 continue;
-            break;      // the context is going away
+            break; // the context is going away
         }
         zframe_t *frame = zmsg_first (msg);
         bool term = frame && zframe_streq (frame, "$TERM");
@@ -74,7 +74,7 @@ keel_syncer_destroy (keel_syncer_t **self_p)
     if (!self_p || !*self_p)
         return;
     keel_syncer_t *self = *self_p;
-    zactor_destroy (&self->actor);      // sends $TERM, waits for the thread
+    zactor_destroy (&self->actor); // sends $TERM, waits for the thread
     free (self);
     *self_p = NULL;
 }

@@ -16,8 +16,8 @@
 #endif
 
 keel_settings_t *
-keel_cli_load (const keel_setting_def_t *table, const char *config_path, char **sets,
-               int nsets, keel_error_t *err)
+keel_cli_load (const keel_setting_def_t *table, const char *config_path, char **sets, int nsets,
+               keel_error_t *err)
 {
     keel_settings_t *settings = keel_settings_new (table, err);
     if (!settings)
@@ -90,7 +90,7 @@ keel_cli_parse (const keel_cli_t *cli, int argc, char **argv, int *exit_code)
     const char *config_path = NULL, *log_level = NULL;
     char message[512];
     opterr = 0;
-    optind = 0;     // glibc: full re-initialisation, so tests may parse twice
+    optind = 0; // glibc: full re-initialisation, so tests may parse twice
     int opt;
     while ((opt = getopt_long (argc, argv, ":c:h", options, NULL)) != -1) {
         switch (opt) {
@@ -104,8 +104,7 @@ keel_cli_parse (const keel_cli_t *cli, int argc, char **argv, int *exit_code)
                 keel_log_level_t level;
                 if (keel_log_level_parse (optarg, &level) != 0) {
                     snprintf (message, sizeof message,
-                              "--log-level: expected error, warn, info or debug, got '%s'",
-                              optarg);
+                              "--log-level: expected error, warn, info or debug, got '%s'", optarg);
                     free (sets);
                     return s_usage_error (cli, exit_code, message);
                 }

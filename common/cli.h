@@ -11,8 +11,8 @@
 #include "settings.h"
 
 typedef struct {
-    const char *program;                 // "keel-broker"
-    const char *summary;                 // one line for --help
+    const char *program; // "keel-broker"
+    const char *summary; // one line for --help
     const keel_setting_def_t *table;
 } keel_cli_t;
 

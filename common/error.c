@@ -12,18 +12,30 @@ const char *
 keel_strerror (keel_err code)
 {
     switch (code) {
-        case KEEL_OK:               return "success";
-        case KEEL_ERR_INVALID:      return "invalid argument";
-        case KEEL_ERR_CONFIG:       return "configuration error";
-        case KEEL_ERR_IO:           return "input/output error";
-        case KEEL_ERR_NOMEM:        return "out of memory";
-        case KEEL_ERR_NOTFOUND:     return "not found";
-        case KEEL_ERR_TIMEOUT:      return "timed out";
-        case KEEL_ERR_STORE:        return "store error";
-        case KEEL_ERR_FULL:         return "full";
-        case KEEL_ERR_STATE:        return "not allowed in the current state";
-        case KEEL_ERR_PROTOCOL:     return "protocol error";
-        case KEEL_ERR_INTERRUPTED:  return "interrupted";
+        case KEEL_OK:
+            return "success";
+        case KEEL_ERR_INVALID:
+            return "invalid argument";
+        case KEEL_ERR_CONFIG:
+            return "configuration error";
+        case KEEL_ERR_IO:
+            return "input/output error";
+        case KEEL_ERR_NOMEM:
+            return "out of memory";
+        case KEEL_ERR_NOTFOUND:
+            return "not found";
+        case KEEL_ERR_TIMEOUT:
+            return "timed out";
+        case KEEL_ERR_STORE:
+            return "store error";
+        case KEEL_ERR_FULL:
+            return "full";
+        case KEEL_ERR_STATE:
+            return "not allowed in the current state";
+        case KEEL_ERR_PROTOCOL:
+            return "protocol error";
+        case KEEL_ERR_INTERRUPTED:
+            return "interrupted";
     }
     return "unknown error";
 }

@@ -14,24 +14,24 @@
 
 typedef enum {
     KEEL_OK = 0,
-    KEEL_ERR_INVALID,       // bad argument, bad input, failed validation
-    KEEL_ERR_CONFIG,        // configuration error (unknown key, bad value)
-    KEEL_ERR_IO,            // file or socket I/O failed
-    KEEL_ERR_NOMEM,         // allocation failed or a memory cap was hit
-    KEEL_ERR_NOTFOUND,      // no such key / service / task / engine
-    KEEL_ERR_TIMEOUT,       // a deadline passed
-    KEEL_ERR_STORE,         // the store failed (corrupt, foreign, newer schema)
-    KEEL_ERR_FULL,          // the store or a queue is full
-    KEEL_ERR_STATE,         // not allowed in the current state
-    KEEL_ERR_PROTOCOL,      // a peer broke the protocol
-    KEEL_ERR_INTERRUPTED    // a signal asked us to stop
+    KEEL_ERR_INVALID,    // bad argument, bad input, failed validation
+    KEEL_ERR_CONFIG,     // configuration error (unknown key, bad value)
+    KEEL_ERR_IO,         // file or socket I/O failed
+    KEEL_ERR_NOMEM,      // allocation failed or a memory cap was hit
+    KEEL_ERR_NOTFOUND,   // no such key / service / task / engine
+    KEEL_ERR_TIMEOUT,    // a deadline passed
+    KEEL_ERR_STORE,      // the store failed (corrupt, foreign, newer schema)
+    KEEL_ERR_FULL,       // the store or a queue is full
+    KEEL_ERR_STATE,      // not allowed in the current state
+    KEEL_ERR_PROTOCOL,   // a peer broke the protocol
+    KEEL_ERR_INTERRUPTED // a signal asked us to stop
 } keel_err;
 
 // Exit codes shared by every program (DESIGN §10).
-#define KEEL_EXIT_OK        0   // the work succeeded
-#define KEEL_EXIT_FAILED    1   // the work failed
-#define KEEL_EXIT_USAGE     2   // usage or configuration error
-#define KEEL_EXIT_NOBROKER  3   // no broker reachable in time (engine: Engine Timeout, exit action)
+#define KEEL_EXIT_OK       0 // the work succeeded
+#define KEEL_EXIT_FAILED   1 // the work failed
+#define KEEL_EXIT_USAGE    2 // usage or configuration error
+#define KEEL_EXIT_NOBROKER 3 // no broker reachable in time (engine: Engine Timeout, exit action)
 
 typedef struct {
     char text[256];

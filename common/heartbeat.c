@@ -81,7 +81,7 @@ int64_t
 keel_backoff_next (keel_backoff_t *b)
 {
     int64_t base = b->current_ms;
-    int64_t spread = base / 5;      // ±20%
+    int64_t spread = base / 5; // ±20%
     int64_t delay = base;
     if (spread > 0) {
         uint32_t r = s_xorshift32 (&b->rng);

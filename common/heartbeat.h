@@ -18,7 +18,7 @@
 
 typedef struct {
     int64_t interval_ms;
-    int liveness;           // intervals of silence before the peer is lost
+    int liveness; // intervals of silence before the peer is lost
     int64_t last_recv;
     int64_t last_send;
 } keel_peer_clock_t;
@@ -37,7 +37,7 @@ typedef struct {
     int64_t initial_ms;
     int64_t max_ms;
     int64_t current_ms;
-    uint32_t rng;           // xorshift state for jitter
+    uint32_t rng; // xorshift state for jitter
 } keel_backoff_t;
 
 void keel_backoff_init (keel_backoff_t *b, int64_t initial_ms, int64_t max_ms, uint32_t seed);

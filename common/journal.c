@@ -15,7 +15,7 @@
 
 int keel_journal_fd_ = -1;
 static const char *s_who = "keel";
-static char s_run[48];      // this process's incarnation: pids are reused
+static char s_run[48]; // this process's incarnation: pids are reused
 
 void
 keel_journal_init (const char *who)
@@ -82,7 +82,7 @@ keel_journal_write (const char *event, const keel_journal_rec_t *rec)
     char *line = keel_json_take (&j);
     if (!line)
         return;
-    line[len] = '\n';       // replaces the NUL: the record is one line
+    line[len] = '\n'; // replaces the NUL: the record is one line
     ssize_t rc;
     do
         rc = write (keel_journal_fd_, line, len + 1);

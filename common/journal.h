@@ -35,19 +35,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-extern int keel_journal_fd_;    // -1 when the journal is off
+extern int keel_journal_fd_; // -1 when the journal is off
 
 typedef struct {
-    const char *service;        // service id
+    const char *service; // service id
     uint64_t task;
     uint64_t execution;
-    const char *engine;         // engine id
+    const char *engine; // engine id
     int64_t epoch;
-    const char *status;         // "ok", "failed", …
-    const void *output;         // output bytes (or input, for "submitted")
+    const char *status; // "ok", "failed", …
+    const void *output; // output bytes (or input, for "submitted")
     size_t output_len;
-    int64_t n;                  // a count (tasks accepted, …)
-    const char *text;           // anything else: an error, a broker name
+    int64_t n;        // a count (tasks accepted, …)
+    const char *text; // anything else: an error, a broker name
 } keel_journal_rec_t;
 
 // Opens the journal named by $KEEL_JOURNAL (if set and not yet open) for
@@ -60,10 +60,10 @@ void keel_journal_init (const char *who);
 void keel_journal_write (const char *event, const keel_journal_rec_t *rec);
 
 // KEEL_JOURNAL ("exec_end", .service = id, .task = n, .status = "ok");
-#define KEEL_JOURNAL(event, ...)                                                 \
-    do {                                                                         \
-        if (keel_journal_fd_ >= 0)                                               \
-            keel_journal_write ((event), &(keel_journal_rec_t) { __VA_ARGS__ }); \
+#define KEEL_JOURNAL(event, ...)                                                                   \
+    do {                                                                                           \
+        if (keel_journal_fd_ >= 0)                                                                 \
+            keel_journal_write ((event), &(keel_journal_rec_t) { __VA_ARGS__ });                   \
     } while (0)
 
 #endif

@@ -89,10 +89,26 @@ s_close (keel_json_t *j, char c)
     s_put (j, &c, 1);
 }
 
-void keel_json_object (keel_json_t *j) { s_open (j, '{'); }
-void keel_json_end_object (keel_json_t *j) { s_close (j, '}'); }
-void keel_json_array (keel_json_t *j) { s_open (j, '['); }
-void keel_json_end_array (keel_json_t *j) { s_close (j, ']'); }
+void
+keel_json_object (keel_json_t *j)
+{
+    s_open (j, '{');
+}
+void
+keel_json_end_object (keel_json_t *j)
+{
+    s_close (j, '}');
+}
+void
+keel_json_array (keel_json_t *j)
+{
+    s_open (j, '[');
+}
+void
+keel_json_end_array (keel_json_t *j)
+{
+    s_close (j, ']');
+}
 
 // Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid.
 static size_t
@@ -103,9 +119,18 @@ s_utf8_len (const unsigned char *s, size_t n)
     uint32_t cp;
     if (c < 0x80)
         return 1;
-    else if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; }
-    else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; }
-    else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; }
+    else if ((c & 0xe0) == 0xc0) {
+        len = 2;
+        cp = c & 0x1f;
+    }
+    else if ((c & 0xf0) == 0xe0) {
+        len = 3;
+        cp = c & 0x0f;
+    }
+    else if ((c & 0xf8) == 0xf0) {
+        len = 4;
+        cp = c & 0x07;
+    }
     else
         return 0;
     if (len > n)
@@ -144,7 +169,7 @@ keel_json_strn (keel_json_t *j, const char *s, size_t n)
     s_sep (j);
     s_put (j, "\"", 1);
     const unsigned char *p = (const unsigned char *) s;
-    size_t i = 0, run = 0;      // p[run..i) needs no escaping: copied in one go
+    size_t i = 0, run = 0; // p[run..i) needs no escaping: copied in one go
     while (i < n) {
         unsigned char c = p[i];
         if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
@@ -159,14 +184,28 @@ keel_json_strn (keel_json_t *j, const char *s, size_t n)
         if (i > run)
             s_put (j, s + run, i - run);
         switch (c) {
-            case '"': s_put (j, "\\\"", 2); break;
-            case '\\': s_put (j, "\\\\", 2); break;
-            case '\n': s_put (j, "\\n", 2); break;
-            case '\r': s_put (j, "\\r", 2); break;
-            case '\t': s_put (j, "\\t", 2); break;
-            case '\b': s_put (j, "\\b", 2); break;
-            case '\f': s_put (j, "\\f", 2); break;
-            default:                // control characters, DEL, bytes that are not UTF-8
+            case '"':
+                s_put (j, "\\\"", 2);
+                break;
+            case '\\':
+                s_put (j, "\\\\", 2);
+                break;
+            case '\n':
+                s_put (j, "\\n", 2);
+                break;
+            case '\r':
+                s_put (j, "\\r", 2);
+                break;
+            case '\t':
+                s_put (j, "\\t", 2);
+                break;
+            case '\b':
+                s_put (j, "\\b", 2);
+                break;
+            case '\f':
+                s_put (j, "\\f", 2);
+                break;
+            default: // control characters, DEL, bytes that are not UTF-8
                 s_putf (j, "\\u%04x", c);
         }
         i++;
@@ -227,23 +266,53 @@ keel_json_int (keel_json_t *j, int64_t v)
     s_sep (j);
     s_put (j, p, (size_t) (tmp + sizeof tmp - p));
 }
-void keel_json_bool (keel_json_t *j, bool v) { s_sep (j); s_put (j, v ? "true" : "false", v ? 4 : 5); }
-void keel_json_null (keel_json_t *j) { s_sep (j); s_put (j, "null", 4); }
+void
+keel_json_bool (keel_json_t *j, bool v)
+{
+    s_sep (j);
+    s_put (j, v ? "true" : "false", v ? 4 : 5);
+}
+void
+keel_json_null (keel_json_t *j)
+{
+    s_sep (j);
+    s_put (j, "null", 4);
+}
 
 void
 keel_json_double (keel_json_t *j, double v)
 {
     s_sep (j);
     if (v != v || v > 1e300 || v < -1e300)
-        s_put (j, "null", 4);       // JSON has no NaN or infinity
+        s_put (j, "null", 4); // JSON has no NaN or infinity
     else
         s_putf (j, "%.6g", v);
 }
 
-void keel_json_kv_str (keel_json_t *j, const char *k, const char *s) { keel_json_key (j, k); keel_json_str (j, s); }
-void keel_json_kv_int (keel_json_t *j, const char *k, int64_t v) { keel_json_key (j, k); keel_json_int (j, v); }
-void keel_json_kv_uint (keel_json_t *j, const char *k, uint64_t v) { keel_json_key (j, k); keel_json_uint (j, v); }
-void keel_json_kv_bool (keel_json_t *j, const char *k, bool v) { keel_json_key (j, k); keel_json_bool (j, v); }
+void
+keel_json_kv_str (keel_json_t *j, const char *k, const char *s)
+{
+    keel_json_key (j, k);
+    keel_json_str (j, s);
+}
+void
+keel_json_kv_int (keel_json_t *j, const char *k, int64_t v)
+{
+    keel_json_key (j, k);
+    keel_json_int (j, v);
+}
+void
+keel_json_kv_uint (keel_json_t *j, const char *k, uint64_t v)
+{
+    keel_json_key (j, k);
+    keel_json_uint (j, v);
+}
+void
+keel_json_kv_bool (keel_json_t *j, const char *k, bool v)
+{
+    keel_json_key (j, k);
+    keel_json_bool (j, v);
+}
 
 char *
 keel_json_take (keel_json_t *j)

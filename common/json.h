@@ -21,8 +21,8 @@ typedef struct {
     char *buf;
     size_t len, cap;
     int depth;
-    bool first[KEEL_JSON_DEPTH];    // no element written yet at this level
-    bool after_key;                 // a key was just written: no comma next
+    bool first[KEEL_JSON_DEPTH]; // no element written yet at this level
+    bool after_key;              // a key was just written: no comma next
     bool failed;
 } keel_json_t;
 
@@ -35,8 +35,8 @@ void keel_json_end_object (keel_json_t *j); // }
 void keel_json_array (keel_json_t *j);      // [
 void keel_json_end_array (keel_json_t *j);  // ]
 void keel_json_key (keel_json_t *j, const char *key);
-void keel_json_str (keel_json_t *j, const char *s);             // NULL → null
-void keel_json_strn (keel_json_t *j, const char *s, size_t n);  // may contain NUL bytes
+void keel_json_str (keel_json_t *j, const char *s);            // NULL → null
+void keel_json_strn (keel_json_t *j, const char *s, size_t n); // may contain NUL bytes
 void keel_json_int (keel_json_t *j, int64_t v);
 void keel_json_uint (keel_json_t *j, uint64_t v);
 void keel_json_double (keel_json_t *j, double v);

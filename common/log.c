@@ -34,7 +34,7 @@ keel_log_level_parse (const char *text, keel_log_level_t *level)
         const char *name;
         keel_log_level_t level;
     } names[] = {
-        { "error", KEEL_LOG_ERROR }, { "warn", KEEL_LOG_WARN },  { "warning", KEEL_LOG_WARN },
+        { "error", KEEL_LOG_ERROR }, { "warn", KEEL_LOG_WARN },   { "warning", KEEL_LOG_WARN },
         { "info", KEEL_LOG_INFO },   { "debug", KEEL_LOG_DEBUG },
     };
     if (!text)
@@ -53,10 +53,14 @@ static const char *
 s_level_name (keel_log_level_t level)
 {
     switch (level) {
-        case KEEL_LOG_ERROR: return "ERROR";
-        case KEEL_LOG_WARN:  return "WARN";
-        case KEEL_LOG_INFO:  return "INFO";
-        case KEEL_LOG_DEBUG: return "DEBUG";
+        case KEEL_LOG_ERROR:
+            return "ERROR";
+        case KEEL_LOG_WARN:
+            return "WARN";
+        case KEEL_LOG_INFO:
+            return "INFO";
+        case KEEL_LOG_DEBUG:
+            return "DEBUG";
     }
     return "?";
 }
@@ -70,10 +74,10 @@ keel_log_write (keel_log_level_t level, const char *component, const char *fmt, 
     clock_gettime (CLOCK_REALTIME, &ts);
     gmtime_r (&ts.tv_sec, &tm);
 
-    int n = snprintf (line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s: ",
-                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                      tm.tm_sec, ts.tv_nsec / 1000000L, s_level_name (level),
-                      component ? component : "keel");
+    int n = snprintf (line, sizeof line,
+                      "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s: ", tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                      ts.tv_nsec / 1000000L, s_level_name (level), component ? component : "keel");
     size_t used = n < 0 ? 0 : (size_t) n;
     if (used >= sizeof line - 1)
         used = sizeof line - 2;
@@ -134,7 +138,8 @@ void
 keel_ratelimit_flush (keel_ratelimit_t *rl, int64_t now_ms, keel_log_level_t level,
                       const char *component)
 {
-    if (rl->suppressed == 0 || (now_ms - rl->window_start < rl->window_ms && now_ms >= rl->window_start))
+    if (rl->suppressed == 0
+        || (now_ms - rl->window_start < rl->window_ms && now_ms >= rl->window_start))
         return;
     int64_t suppressed = rl->suppressed;
     rl->suppressed = 0;

@@ -38,24 +38,33 @@ int keel_log_level_parse (const char *text, keel_log_level_t *level);
 void keel_log_write (keel_log_level_t level, const char *component, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
-#define KEEL_LOG(level, comp, ...) \
-    do { if ((level) <= keel_log_level_) keel_log_write ((level), (comp), __VA_ARGS__); } while (0)
+#define KEEL_LOG(level, comp, ...)                                                                 \
+    do {                                                                                           \
+        if ((level) <= keel_log_level_)                                                            \
+            keel_log_write ((level), (comp), __VA_ARGS__);                                         \
+    } while (0)
 #define KEEL_ERROR(comp, ...) KEEL_LOG (KEEL_LOG_ERROR, comp, __VA_ARGS__)
 #define KEEL_WARN(comp, ...)  KEEL_LOG (KEEL_LOG_WARN, comp, __VA_ARGS__)
 #define KEEL_INFO(comp, ...)  KEEL_LOG (KEEL_LOG_INFO, comp, __VA_ARGS__)
 #define KEEL_DEBUG(comp, ...) KEEL_LOG (KEEL_LOG_DEBUG, comp, __VA_ARGS__)
 
 typedef struct {
-    int64_t window_start;   // monotonic ms
-    int64_t window_ms;      // e.g. 10000
-    int max_lines;          // lines allowed per window, e.g. 5
-    int lines;              // lines logged in this window
-    int64_t suppressed;     // events not logged in this window
-    const char *what;       // names the lines in the "suppressed" line (NULL: "similar")
+    int64_t window_start; // monotonic ms
+    int64_t window_ms;    // e.g. 10000
+    int max_lines;        // lines allowed per window, e.g. 5
+    int lines;            // lines logged in this window
+    int64_t suppressed;   // events not logged in this window
+    const char *what;     // names the lines in the "suppressed" line (NULL: "similar")
 } keel_ratelimit_t;
 
-#define KEEL_RATELIMIT_INIT(window_ms_, max_) { 0, (window_ms_), (max_), 0, 0, NULL }
-#define KEEL_RATELIMIT_NAMED(window_ms_, max_, what_) { 0, (window_ms_), (max_), 0, 0, (what_) }
+#define KEEL_RATELIMIT_INIT(window_ms_, max_)                                                      \
+    {                                                                                              \
+        0, (window_ms_), (max_), 0, 0, NULL                                                        \
+    }
+#define KEEL_RATELIMIT_NAMED(window_ms_, max_, what_)                                              \
+    {                                                                                              \
+        0, (window_ms_), (max_), 0, 0, (what_)                                                     \
+    }
 
 // Returns true when the caller may log this event now. When a new window
 // starts and events were suppressed, *suppressed_p (if not NULL) gets their
@@ -74,15 +83,15 @@ void keel_ratelimit_flush (keel_ratelimit_t *rl, int64_t now_ms, keel_log_level_
 // Logs a line (as KEEL_LOG) only when rl allows it, preceded by the count of
 // the lines rl suppressed in its last window. The level is checked first:
 // a line below the log level neither formats nor uses rl's budget.
-#define KEEL_LOG_LIMITED(rl, now_ms, level, comp, ...)                                  \
-    do {                                                                              \
-        int64_t keel_suppressed_ = 0;                                                 \
-        if ((level) <= keel_log_level_                                                \
-            && keel_ratelimit_allow ((rl), (now_ms), &keel_suppressed_)) {            \
-            if (keel_suppressed_ > 0)                                                 \
-                keel_ratelimit_report ((rl), keel_suppressed_, (level), (comp));      \
-            keel_log_write ((level), (comp), __VA_ARGS__);                            \
-        }                                                                             \
+#define KEEL_LOG_LIMITED(rl, now_ms, level, comp, ...)                                             \
+    do {                                                                                           \
+        int64_t keel_suppressed_ = 0;                                                              \
+        if ((level) <= keel_log_level_                                                             \
+            && keel_ratelimit_allow ((rl), (now_ms), &keel_suppressed_)) {                         \
+            if (keel_suppressed_ > 0)                                                              \
+                keel_ratelimit_report ((rl), keel_suppressed_, (level), (comp));                   \
+            keel_log_write ((level), (comp), __VA_ARGS__);                                         \
+        }                                                                                          \
     } while (0)
 
 #endif

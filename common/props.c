@@ -134,13 +134,21 @@ s_unescape (const char *s, size_t n, bool *malformed)
         }
         c = s[i++];
         switch (c) {
-            case 't': ok = s_buf_put (&b, "\t", 1); break;
-            case 'n': ok = s_buf_put (&b, "\n", 1); break;
-            case 'r': ok = s_buf_put (&b, "\r", 1); break;
-            case 'f': ok = s_buf_put (&b, "\f", 1); break;
+            case 't':
+                ok = s_buf_put (&b, "\t", 1);
+                break;
+            case 'n':
+                ok = s_buf_put (&b, "\n", 1);
+                break;
+            case 'r':
+                ok = s_buf_put (&b, "\r", 1);
+                break;
+            case 'f':
+                ok = s_buf_put (&b, "\f", 1);
+                break;
             case 'u': {
                 long unit = s_hex4 (s + i, n - i);
-                if (unit <= 0) {        // malformed, or \u0000 (cannot live in a C string)
+                if (unit <= 0) { // malformed, or \u0000 (cannot live in a C string)
                     *malformed = true;
                     free (b.data);
                     return NULL;
@@ -150,7 +158,8 @@ s_unescape (const char *s, size_t n, bool *malformed)
                 if (unit >= 0xD800 && unit <= 0xDBFF) {
                     // A UTF-16 surrogate pair written as two escapes.
                     long low = (n - i >= 6 && s[i] == '\\' && s[i + 1] == 'u')
-                                   ? s_hex4 (s + i + 2, n - i - 2) : -1;
+                                   ? s_hex4 (s + i + 2, n - i - 2)
+                                   : -1;
                     if (low >= 0xDC00 && low <= 0xDFFF) {
                         cp = 0x10000 + (((unsigned long) unit - 0xD800) << 10)
                              + ((unsigned long) low - 0xDC00);
@@ -164,7 +173,9 @@ s_unescape (const char *s, size_t n, bool *malformed)
                 ok = s_put_utf8 (&b, cp);
                 break;
             }
-            default: ok = s_buf_put (&b, &c, 1); break;
+            default:
+                ok = s_buf_put (&b, &c, 1);
+                break;
         }
         if (!ok) {
             free (b.data);
@@ -289,7 +300,7 @@ keel_props_parse (const char *text, size_t len, const char *name, keel_error_t *
             n--;
         }
         if (n == 0 || *s == '#' || *s == '!')
-            continue;               // blank or comment: never continued
+            continue; // blank or comment: never continued
 
         int start_line = lineno;
         logical.len = 0;

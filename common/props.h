@@ -23,7 +23,7 @@ typedef struct _keel_props_t keel_props_t;
 typedef struct {
     const char *key;
     const char *value;
-    int line;               // line where the entry starts (1-based)
+    int line; // line where the entry starts (1-based)
 } keel_prop_t;
 
 // Parses a file. Returns NULL and fills err ("FILE: cannot open: No such

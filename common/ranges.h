@@ -30,8 +30,8 @@ const char *keel_ranges_problem (const uint64_t *v, size_t n, size_t *at);
 typedef struct {
     const uint64_t *v;
     size_t n;
-    size_t i;                       // next pair
-    uint64_t end;                   // end of the range read last
+    size_t i;     // next pair
+    uint64_t end; // end of the range read last
 } keel_ranges_reader_t;
 
 void keel_ranges_reader_init (keel_ranges_reader_t *self, const uint64_t *v, size_t n);
@@ -43,9 +43,9 @@ bool keel_ranges_reader_next (keel_ranges_reader_t *self, uint64_t *lo, uint64_t
 typedef struct {
     uint64_t *buf;
     size_t max;
-    size_t n;                       // entries written (2 per range)
-    uint64_t end;                   // end of the last range written
-    uint64_t ids;                   // ids covered so far
+    size_t n;     // entries written (2 per range)
+    uint64_t end; // end of the last range written
+    uint64_t ids; // ids covered so far
 } keel_ranges_writer_t;
 
 void keel_ranges_writer_init (keel_ranges_writer_t *self, uint64_t *buf, size_t max);

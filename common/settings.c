@@ -21,22 +21,22 @@
 #include <strings.h>
 
 typedef struct {
-    char *value;        // text as applied; "" when unset
-    char *origin;       // "default", "FILE:LINE", "env KEEL_X", "--set", ...
-    int64_t i;          // INT; DURATION in ms; BOOL as 0/1
-    double d;           // DOUBLE (and INT, for convenience)
+    char *value;  // text as applied; "" when unset
+    char *origin; // "default", "FILE:LINE", "env KEEL_X", "--set", ...
+    int64_t i;    // INT; DURATION in ms; BOOL as 0/1
+    double d;     // DOUBLE (and INT, for convenience)
 } s_value_t;
 
 typedef struct {
-    char *key;          // "service.myapp.exec"
-    size_t def;         // index of the pattern in the table
+    char *key;  // "service.myapp.exec"
+    size_t def; // index of the pattern in the table
     s_value_t v;
 } s_instance_t;
 
 struct _keel_settings_t {
     const keel_setting_def_t *table;
     size_t count;
-    s_value_t *values;      // count slots
+    s_value_t *values; // count slots
     s_instance_t *inst;
     size_t ninst, cap;
 };
@@ -172,10 +172,14 @@ static const char *
 s_unit_words (const char *unit)
 {
     switch (s_unit_ms (unit)) {
-        case 1:       return "milliseconds";
-        case 1000:    return "seconds";
-        case 60000:   return "minutes";
-        case 3600000: return "hours";
+        case 1:
+            return "milliseconds";
+        case 1000:
+            return "seconds";
+        case 60000:
+            return "minutes";
+        case 3600000:
+            return "hours";
     }
     return unit ? unit : "";
 }
@@ -186,7 +190,7 @@ static const char *
 s_name_unit (const char *name)
 {
     static const char *suffix[][2] = {
-        { "Millis", "ms" }, { "Ms", "ms" }, { "Seconds", "s" }, { "Secs", "s" },
+        { "Millis", "ms" },   { "Ms", "ms" },    { "Seconds", "s" }, { "Secs", "s" },
         { "Minutes", "min" }, { "Mins", "min" }, { "Hours", "h" },
     };
     size_t len = strlen (name);
@@ -249,8 +253,8 @@ s_duration (const char *text, const char *unit, bool allow_negative, bool fixed,
         s_format_number (value * (double) scale / (double) key_scale, same, sizeof same);
         return keel_error_set (err, KEEL_ERR_INVALID,
                                "expected a number of %s (the name gives the unit; %s is %s%s), "
-                               "got '%s'", s_unit_words (unit), text, negative ? "-" : "", same,
-                               text);
+                               "got '%s'",
+                               s_unit_words (unit), text, negative ? "-" : "", same, text);
     }
     if (negative && !allow_negative)
         return keel_error_set (err, KEEL_ERR_INVALID,
@@ -303,7 +307,8 @@ s_amount (const keel_setting_def_t *def, double v, char *num, size_t size, const
         double ms = v * (double) s_unit_ms (def->unit);
         for (size_t i = 0; i < 4; i++) {
             double scale = (double) s_unit_ms (smaller[i]);
-            if (scale < (double) s_unit_ms (def->unit) && fabs (ms - round (ms / scale) * scale) < 1e-6) {
+            if (scale < (double) s_unit_ms (def->unit)
+                && fabs (ms - round (ms / scale) * scale) < 1e-6) {
                 v = round (ms / scale);
                 unit = smaller[i];
                 break;
@@ -398,54 +403,57 @@ s_parse (const keel_setting_def_t *def, const char *key, const char *text, s_val
     keel_err rc = KEEL_OK;
     char *stop = NULL;
     if (*value == '\0' && def->type != KEEL_SETTING_STRING && !def->default_value)
-        ;   // unset
+        ; // unset
     else
-    switch (def->type) {
-        case KEEL_SETTING_STRING:
-            break;
-        case KEEL_SETTING_INT:
-            errno = 0;
-            out->i = strtoll (value, &stop, 10);
-            out->d = (double) out->i;
-            if (stop == value || *stop || errno == ERANGE)
-                rc = keel_error_set (err, KEEL_ERR_CONFIG, "%s: expected an integer, got '%s'",
-                                     key, value);
-            break;
-        case KEEL_SETTING_DOUBLE:
-            out->d = strtod (value, &stop);
-            if (stop == value || *stop || !isfinite (out->d))
-                rc = keel_error_set (err, KEEL_ERR_CONFIG, "%s: expected a number, got '%s'",
-                                     key, value);
-            break;
-        case KEEL_SETTING_BOOL: {
-            bool b = false;
-            if (keel_bool_parse (value, &b) != KEEL_OK)
-                rc = keel_error_set (err, KEEL_ERR_CONFIG,
-                                     "%s: expected a boolean (true/false, yes/no, on/off, 1/0), "
-                                     "got '%s'", key, value);
-            out->i = b;
-            break;
-        }
-        case KEEL_SETTING_DURATION:
-            if (s_duration (value, def->unit, def->min < 0, s_name_unit (def->name) != NULL,
-                            &out->i, err) != KEEL_OK) {
-                keel_error_prefix (err, "%s", key);
-                rc = KEEL_ERR_CONFIG;
+        switch (def->type) {
+            case KEEL_SETTING_STRING:
+                break;
+            case KEEL_SETTING_INT:
+                errno = 0;
+                out->i = strtoll (value, &stop, 10);
+                out->d = (double) out->i;
+                if (stop == value || *stop || errno == ERANGE)
+                    rc = keel_error_set (err, KEEL_ERR_CONFIG, "%s: expected an integer, got '%s'",
+                                         key, value);
+                break;
+            case KEEL_SETTING_DOUBLE:
+                out->d = strtod (value, &stop);
+                if (stop == value || *stop || !isfinite (out->d))
+                    rc = keel_error_set (err, KEEL_ERR_CONFIG, "%s: expected a number, got '%s'",
+                                         key, value);
+                break;
+            case KEEL_SETTING_BOOL: {
+                bool b = false;
+                if (keel_bool_parse (value, &b) != KEEL_OK)
+                    rc =
+                        keel_error_set (err, KEEL_ERR_CONFIG,
+                                        "%s: expected a boolean (true/false, yes/no, on/off, 1/0), "
+                                        "got '%s'",
+                                        key, value);
+                out->i = b;
+                break;
             }
-            out->d = (double) out->i / (double) s_unit_ms (def->unit);
-            break;
-        case KEEL_SETTING_ENUM: {
-            char *canonical = s_enum_find (def->enum_values, value);
-            if (!canonical)
-                rc = keel_error_set (err, KEEL_ERR_CONFIG, "%s: expected one of %s, got '%s'",
-                                     key, def->enum_values ? def->enum_values : "", value);
-            else {
-                free (value);
-                value = canonical;
+            case KEEL_SETTING_DURATION:
+                if (s_duration (value, def->unit, def->min < 0, s_name_unit (def->name) != NULL,
+                                &out->i, err)
+                    != KEEL_OK) {
+                    keel_error_prefix (err, "%s", key);
+                    rc = KEEL_ERR_CONFIG;
+                }
+                out->d = (double) out->i / (double) s_unit_ms (def->unit);
+                break;
+            case KEEL_SETTING_ENUM: {
+                char *canonical = s_enum_find (def->enum_values, value);
+                if (!canonical)
+                    rc = keel_error_set (err, KEEL_ERR_CONFIG, "%s: expected one of %s, got '%s'",
+                                         key, def->enum_values ? def->enum_values : "", value);
+                else {
+                    free (value);
+                    value = canonical;
+                }
+                break;
             }
-            break;
         }
-    }
     if (rc == KEEL_OK && *value && s_bounded (def)
         && (def->type == KEEL_SETTING_INT || def->type == KEEL_SETTING_DOUBLE
             || def->type == KEEL_SETTING_DURATION)
@@ -488,8 +496,8 @@ keel_settings_new (const keel_setting_def_t *table, keel_error_t *err)
         if (star && strchr (star + 1, '*'))
             rc = keel_error_set (err, KEEL_ERR_INVALID, "%s: more than one '*'", def->name);
         else if (def->type == KEEL_SETTING_DURATION && !s_unit_ms (def->unit))
-            rc = keel_error_set (err, KEEL_ERR_INVALID, "%s: unknown duration unit '%s'",
-                                 def->name, def->unit);
+            rc = keel_error_set (err, KEEL_ERR_INVALID, "%s: unknown duration unit '%s'", def->name,
+                                 def->unit);
         else if (def->type == KEEL_SETTING_DURATION && s_name_unit (def->name)
                  && s_unit_ms (s_name_unit (def->name)) != s_unit_ms (def->unit))
             rc = keel_error_set (err, KEEL_ERR_INVALID, "%s: the name says %s, the unit is '%s'",
@@ -545,8 +553,7 @@ s_check (const keel_settings_t *self, const char *key, const char *value, long *
     if (d < 0) {
         char hint[128];
         s_suggest (self->table, key ? key : "", hint, sizeof hint);
-        return keel_error_set (err, KEEL_ERR_NOTFOUND, "unknown key '%s'%s", key ? key : "",
-                               hint);
+        return keel_error_set (err, KEEL_ERR_NOTFOUND, "unknown key '%s'%s", key ? key : "", hint);
     }
     *def_p = d;
     return s_parse (&self->table[d], key, value, out, err);
@@ -566,8 +573,8 @@ keel_settings_check (const keel_settings_t *self, const char *key, const char *v
 }
 
 keel_err
-keel_settings_set (keel_settings_t *self, const char *key, const char *value,
-                   const char *origin, keel_error_t *err)
+keel_settings_set (keel_settings_t *self, const char *key, const char *value, const char *origin,
+                   keel_error_t *err)
 {
     assert (self);
     if (!origin)
@@ -638,8 +645,8 @@ keel_settings_load_file (keel_settings_t *self, const char *path, keel_error_t *
     if (!props) {
         // The parser names I/O failures "PATH: cannot ..."; the rest are syntax.
         size_t n = strlen (path);
-        bool io = strncmp (local.text, path, n) == 0
-                  && strncmp (local.text + n, ": cannot ", 9) == 0;
+        bool io =
+            strncmp (local.text, path, n) == 0 && strncmp (local.text + n, ": cannot ", 9) == 0;
         keel_error_set (err, io ? KEEL_ERR_IO : KEEL_ERR_CONFIG, "%s", local.text);
         return io ? KEEL_ERR_IO : KEEL_ERR_CONFIG;
     }
@@ -753,8 +760,8 @@ keel_settings_def (const keel_settings_t *self, const char *key)
 }
 
 int
-keel_settings_match (const keel_settings_t *self, const char *pattern,
-                     keel_settings_match_fn *fn, void *arg)
+keel_settings_match (const keel_settings_t *self, const char *pattern, keel_settings_match_fn *fn,
+                     void *arg)
 {
     assert (self && pattern);
     int matches = 0;
@@ -789,12 +796,18 @@ static const char *
 s_type_name (keel_setting_type_t type)
 {
     switch (type) {
-        case KEEL_SETTING_STRING:   return "string";
-        case KEEL_SETTING_INT:      return "integer";
-        case KEEL_SETTING_DOUBLE:   return "number";
-        case KEEL_SETTING_BOOL:     return "boolean";
-        case KEEL_SETTING_DURATION: return "duration";
-        case KEEL_SETTING_ENUM:     return "enum";
+        case KEEL_SETTING_STRING:
+            return "string";
+        case KEEL_SETTING_INT:
+            return "integer";
+        case KEEL_SETTING_DOUBLE:
+            return "number";
+        case KEEL_SETTING_BOOL:
+            return "boolean";
+        case KEEL_SETTING_DURATION:
+            return "duration";
+        case KEEL_SETTING_ENUM:
+            return "enum";
     }
     return "?";
 }
@@ -805,8 +818,8 @@ s_default_text (const keel_setting_def_t *def, char *buf, size_t size)
 {
     char hint[64];
     s_default_hint (def, hint, sizeof hint);
-    snprintf (buf, size, "%s%s", def->default_value && *def->default_value ? def->default_value : "-",
-              hint);
+    snprintf (buf, size, "%s%s",
+              def->default_value && *def->default_value ? def->default_value : "-", hint);
     return buf;
 }
 

@@ -62,53 +62,59 @@
 
 typedef enum {
     KEEL_SETTING_STRING,
-    KEEL_SETTING_INT,        // int64; min/max apply
-    KEEL_SETTING_DOUBLE,     // min/max apply
+    KEEL_SETTING_INT,    // int64; min/max apply
+    KEEL_SETTING_DOUBLE, // min/max apply
     KEEL_SETTING_BOOL,
-    KEEL_SETTING_DURATION,   // stored in ms; min/max apply in the key's unit
-    KEEL_SETTING_ENUM        // one of enum_values, "a|b|c"
+    KEEL_SETTING_DURATION, // stored in ms; min/max apply in the key's unit
+    KEEL_SETTING_ENUM      // one of enum_values, "a|b|c"
 } keel_setting_type_t;
 
 typedef struct {
-    const char *name;            // "EngineTimeoutMinutes", or a pattern "service.*.exec"
+    const char *name; // "EngineTimeoutMinutes", or a pattern "service.*.exec"
     keel_setting_type_t type;
-    const char *unit;            // durations: unit of a bare number; others: shown in docs (may be NULL)
-    const char *default_value;   // parsed like user input; NULL = no default (empty)
-    double min, max;             // bounds for INT, DOUBLE, DURATION (in unit); min == max == 0: none
-    bool runtime;                // keel-admin config set may change it while running
-    const char *enum_values;     // ENUM only: "exit|restart"
-    const char *description;     // one line
+    const char *unit; // durations: unit of a bare number; others: shown in docs (may be NULL)
+    const char *default_value; // parsed like user input; NULL = no default (empty)
+    double min, max;           // bounds for INT, DOUBLE, DURATION (in unit); min == max == 0: none
+    bool runtime;              // keel-admin config set may change it while running
+    const char *enum_values;   // ENUM only: "exit|restart"
+    const char *description;   // one line
 } keel_setting_def_t;
 
 // A table ends with an entry whose name is NULL.
-#define KEEL_SETTINGS_END { NULL, KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL, NULL }
+#define KEEL_SETTINGS_END                                                                          \
+    {                                                                                              \
+        NULL, KEEL_SETTING_STRING, NULL, NULL, 0, 0, false, NULL, NULL                             \
+    }
 
 typedef struct _keel_settings_t keel_settings_t;
 
 // Expand a KEY or PATTERN entry of a settings list (see the top of this file)
 // into a row of the table.
-#define KEEL_SETTING_ROW(name, type, unit, default_value, min, max, runtime, enum_values, \
-                         description)                                                     \
-    { #name, KEEL_SETTING_##type, unit, default_value, min, max, runtime, enum_values,    \
-      description },
-#define KEEL_SETTING_PATTERN_ROW(ident, pattern, type, unit, default_value, min, max, runtime, \
-                                 enum_values, description)                                   \
-    { pattern, KEEL_SETTING_##type, unit, default_value, min, max, runtime, enum_values,       \
-      description },
+#define KEEL_SETTING_ROW(name, type, unit, default_value, min, max, runtime, enum_values,            \
+                         description)                                                                \
+    {                                                                                                \
+        #name, KEEL_SETTING_##type, unit, default_value, min, max, runtime, enum_values, description \
+    },
+#define KEEL_SETTING_PATTERN_ROW(ident, pattern, type, unit, default_value, min, max, runtime,     \
+                                 enum_values, description)                                         \
+    {                                                                                              \
+        pattern, KEEL_SETTING_##type, unit,       default_value, min, max,                         \
+        runtime, enum_values,         description                                                  \
+    },
 
 // Define the typed accessor prefix##name of key name (type: a keel_setting_type_t
 // without its KEEL_SETTING_ prefix), and the keel_settings_match wrapper
 // prefix##match_##ident of a pattern.
-#define KEEL_SETTING_ACCESSOR(prefix, name, type)                                   \
-    static inline KEEL_SETTING_CTYPE_##type prefix##name (const keel_settings_t *settings) \
-    {                                                                               \
-        return KEEL_SETTING_READ_##type (settings, #name);                          \
+#define KEEL_SETTING_ACCESSOR(prefix, name, type)                                                  \
+    static inline KEEL_SETTING_CTYPE_##type prefix##name (const keel_settings_t *settings)         \
+    {                                                                                              \
+        return KEEL_SETTING_READ_##type (settings, #name);                                         \
     }
-#define KEEL_SETTING_MATCHER(prefix, ident, pattern)                                        \
-    static inline int prefix##match_##ident (const keel_settings_t *settings,               \
-                                             keel_settings_match_fn *fn, void *arg)         \
-    {                                                                                       \
-        return keel_settings_match (settings, pattern, fn, arg);                            \
+#define KEEL_SETTING_MATCHER(prefix, ident, pattern)                                               \
+    static inline int prefix##match_##ident (const keel_settings_t *settings,                      \
+                                             keel_settings_match_fn *fn, void *arg)                \
+    {                                                                                              \
+        return keel_settings_match (settings, pattern, fn, arg);                                   \
     }
 // A KEY or PATTERN callback that expands to nothing.
 #define KEEL_SETTING_IGNORE(...)
@@ -170,8 +176,8 @@ const keel_setting_def_t *keel_settings_def (const keel_settings_t *self, const 
 
 // Calls fn for every key set that matches pattern ("service.*.exec") with the
 // '*' segment in wildcard. Returns the number of matches.
-typedef void (keel_settings_match_fn) (const char *key, const char *wildcard,
-                                       const char *value, void *arg);
+typedef void (keel_settings_match_fn) (const char *key, const char *wildcard, const char *value,
+                                       void *arg);
 int keel_settings_match (const keel_settings_t *self, const char *pattern,
                          keel_settings_match_fn *fn, void *arg);
 

@@ -12,9 +12,9 @@
 
 // protobuf-c's structs are not const-correct: a message only reads what it
 // points to (encoding), so the builders' const inputs are cast once here.
-#define S_STR(s)        ((char *) (s))
-#define S_U64S(v)       ((uint64_t *) (v))
-#define S_BYTES(d, n)   ((ProtobufCBinaryData) { (n), (uint8_t *) (d) })
+#define S_STR(s)      ((char *) (s))
+#define S_U64S(v)     ((uint64_t *) (v))
+#define S_BYTES(d, n) ((ProtobufCBinaryData) { (n), (uint8_t *) (d) })
 
 void
 keel_env_init (keel_env_t *env, Keel__SenderKind sender)
@@ -35,10 +35,10 @@ s_env (keel_msg_t *msg, Keel__SenderKind sender, Keel__Envelope__BodyCase body)
     return &msg->env;
 }
 
-#define S_BROKER    KEEL__SENDER_KIND__SENDER_BROKER
-#define S_DRIVER    KEEL__SENDER_KIND__SENDER_DRIVER
-#define S_ENGINE    KEEL__SENDER_KIND__SENDER_ENGINE
-#define S_ADMIN     KEEL__SENDER_KIND__SENDER_ADMIN
+#define S_BROKER KEEL__SENDER_KIND__SENDER_BROKER
+#define S_DRIVER KEEL__SENDER_KIND__SENDER_DRIVER
+#define S_ENGINE KEEL__SENDER_KIND__SENDER_ENGINE
+#define S_ADMIN  KEEL__SENDER_KIND__SENDER_ADMIN
 
 // ---------------------------------------------------------------- any side
 
@@ -551,9 +551,9 @@ keel_item_held_task (Keel__HeldTask *item, const char *service_id, uint64_t task
 // ---------------------------------------------------------------- ids
 
 void
-keel_uuid_new (char buf [37])
+keel_uuid_new (char buf[37])
 {
-    uint8_t bytes [16];
+    uint8_t bytes[16];
     if (getrandom (bytes, sizeof bytes, 0) != (ssize_t) sizeof bytes) {
         // No kernel randomness: zuuid falls back on its own sources.
         zuuid_t *uuid = zuuid_new ();
@@ -561,15 +561,15 @@ keel_uuid_new (char buf [37])
         zuuid_destroy (&uuid);
         return;
     }
-    bytes [6] = (bytes [6] & 0x0f) | 0x40;      // version 4
-    bytes [8] = (bytes [8] & 0x3f) | 0x80;      // RFC 4122 variant
-    static const char hex [] = "0123456789abcdef";
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    static const char hex[] = "0123456789abcdef";
     char *out = buf;
     for (size_t i = 0; i < sizeof bytes; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
             *out++ = '-';
-        *out++ = hex [bytes [i] >> 4];
-        *out++ = hex [bytes [i] & 0x0f];
+        *out++ = hex[bytes[i] >> 4];
+        *out++ = hex[bytes[i] & 0x0f];
     }
     *out = 0;
 }

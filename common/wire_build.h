@@ -76,8 +76,8 @@ void keel_uuid_new (char buf[37]);
 
 // Heartbeat from sender (driver, engine or broker). Engines list the
 // executions they hold unfinished in running (n may be 0).
-keel_env_t *keel_msg_heartbeat (keel_msg_t *msg, Keel__SenderKind sender,
-                                const uint64_t *running, size_t n);
+keel_env_t *keel_msg_heartbeat (keel_msg_t *msg, Keel__SenderKind sender, const uint64_t *running,
+                                size_t n);
 
 // ---------------------------------------------------------------- broker -> driver / engine
 
@@ -113,7 +113,7 @@ typedef struct {
     uint64_t epoch;
     uint64_t engine_timeout_ms;
     uint64_t heartbeat_ms;
-    Keel__TaskVerdict *const *verdicts;     // items made with keel_item_verdict
+    Keel__TaskVerdict *const *verdicts; // items made with keel_item_verdict
     size_t n_verdicts;
 } keel_login_reply_args_t;
 
@@ -140,7 +140,7 @@ keel_env_t *keel_msg_admin_reply (keel_msg_t *msg, bool ok, const char *error, c
 
 typedef struct {
     const char *driver_id;
-    char *const *services;                  // open service ids
+    char *const *services; // open service ids
     size_t n_services;
     Keel__DeliveredTasks *const *delivered; // items made with keel_item_delivered
     size_t n_delivered;
@@ -156,9 +156,9 @@ typedef struct {
     const char *service_id;
     const char *type;
     int32_t priority;
-    uint32_t max_attempts;                  // 0: the broker's MaxAttempts
-    int64_t reschedule_delay_ms;            // -1: the broker's RescheduleDelay
-    const uint8_t *init_data;               // NULL: absent
+    uint32_t max_attempts;       // 0: the broker's MaxAttempts
+    int64_t reschedule_delay_ms; // -1: the broker's RescheduleDelay
+    const uint8_t *init_data;    // NULL: absent
     size_t init_size;
 } keel_submit_service_args_t;
 
@@ -185,12 +185,12 @@ keel_env_t *keel_msg_detach (keel_msg_t *msg, char *const *service_ids, size_t n
 typedef struct {
     const char *engine_id;
     const char *session;
-    const char *host;                       // NULL: absent
+    const char *host; // NULL: absent
     uint32_t slots;
     uint32_t pid;
     char *const *service_types;
     size_t n_service_types;
-    Keel__HeldTask *const *held;            // items made with keel_item_held_task
+    Keel__HeldTask *const *held; // items made with keel_item_held_task
     size_t n_held;
 } keel_engine_login_args_t;
 
@@ -231,13 +231,13 @@ typedef struct {
     const char *service_id;
     uint64_t task_id;
     Keel__TaskStatus status;
-    const uint8_t *output;                  // NULL: absent
+    const uint8_t *output; // NULL: absent
     size_t output_size;
-    const char *error;                      // NULL: absent
-    const char *engine_id;                  // NULL or "": absent
+    const char *error;     // NULL: absent
+    const char *engine_id; // NULL or "": absent
     uint64_t execution_id;
     uint32_t attempts;
-    uint64_t queued_ms;                     // Timings, when the item has them
+    uint64_t queued_ms; // Timings, when the item has them
     uint64_t run_ms;
 } keel_task_result_args_t;
 
@@ -256,12 +256,12 @@ typedef struct {
     const char *type;
     uint64_t task_id;
     uint64_t execution_id;
-    const uint8_t *input;                   // always sent, empty if input_size is 0
+    const uint8_t *input; // always sent, empty if input_size is 0
     size_t input_size;
-    const uint8_t *memory;                  // the last checkpoint; NULL: absent
+    const uint8_t *memory; // the last checkpoint; NULL: absent
     size_t memory_size;
-    uint32_t attempt;                       // always sent
-    const uint8_t *init_data;               // first Assign of the service to the engine; NULL: absent
+    uint32_t attempt;         // always sent
+    const uint8_t *init_data; // first Assign of the service to the engine; NULL: absent
     size_t init_size;
 } keel_assign_args_t;
 
@@ -272,11 +272,11 @@ typedef struct {
     uint64_t task_id;
     uint64_t execution_id;
     Keel__TaskStatus status;
-    const uint8_t *output;                  // sent with an OK status (empty if NULL)
+    const uint8_t *output; // sent with an OK status (empty if NULL)
     size_t output_size;
-    const char *error;                      // sent with any other status; NULL: absent
-    bool permanent;                         // sent (as true) only when true, not with OK
-    uint64_t run_ms;                        // always sent
+    const char *error; // sent with any other status; NULL: absent
+    bool permanent;    // sent (as true) only when true, not with OK
+    uint64_t run_ms;   // always sent
 } keel_result_args_t;
 
 void keel_item_result (Keel__Result *item, const keel_result_args_t *args);

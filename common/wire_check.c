@@ -18,14 +18,14 @@
 #define S_MAX_ADMIN_ARGS    16
 #define S_MIN_HEARTBEAT_MS  10
 
-#define S_SENDER(kind)      (1u << (KEEL__SENDER_KIND__SENDER_ ## kind))
+#define S_SENDER(kind) (1u << (KEEL__SENDER_KIND__SENDER_##kind))
 
 // ---------------------------------------------------------------- checks
 
 static bool
 s_fail (keel_error_t *err, const char *where, const char *fmt, ...)
 {
-    char what [200];
+    char what[200];
     va_list args;
     va_start (args, fmt);
     vsnprintf (what, sizeof what, fmt, args);
@@ -51,10 +51,9 @@ s_name_problem (const char *text, size_t max, bool colon)
     if (len > max)
         return "too long";
     for (size_t i = 0; i < len; i++) {
-        char c = text [i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-               || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'
-               || (colon && c == ':');
+        char c = text[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                  || c == '_' || c == '.' || c == '-' || (colon && c == ':');
         if (!ok)
             return "bad character";
     }
@@ -81,20 +80,19 @@ s_type (keel_error_t *err, const char *where, const char *field, const char *typ
 
 // Texts are NUL free by construction here: decode refuses embedded NULs.
 static bool
-s_text (keel_error_t *err, const char *where, const char *field, const char *text,
-        bool required, size_t max)
+s_text (keel_error_t *err, const char *where, const char *field, const char *text, bool required,
+        size_t max)
 {
     if (!text)
         return !required || s_fail (err, where, "missing %s", field);
     if (required && *text == 0)
         return s_fail (err, where, "%s: empty", field);
     return strnlen (text, max + 1) <= max
-        || s_fail (err, where, "%s: longer than %zu bytes", field, max);
+           || s_fail (err, where, "%s: longer than %zu bytes", field, max);
 }
 
 static bool
-s_count (keel_error_t *err, const char *where, const char *field, size_t n,
-         size_t min, size_t max)
+s_count (keel_error_t *err, const char *where, const char *field, size_t n, size_t min, size_t max)
 {
     if (n < min)
         return s_fail (err, where, "%s: needs at least %zu entries", field, min);
@@ -102,15 +100,15 @@ s_count (keel_error_t *err, const char *where, const char *field, size_t n,
 }
 
 static bool
-s_id_list (keel_error_t *err, const char *where, const char *field, size_t n,
-           char **ids, size_t min)
+s_id_list (keel_error_t *err, const char *where, const char *field, size_t n, char **ids,
+           size_t min)
 {
     if (!s_count (err, where, field, n, min, KEEL_LIST_MAX))
         return false;
     for (size_t i = 0; i < n; i++) {
-        char name [64];
+        char name[64];
         snprintf (name, sizeof name, "%s[%zu]", field, i);
-        if (!s_id (err, where, name, ids [i], true))
+        if (!s_id (err, where, name, ids[i], true))
             return false;
     }
     return true;
@@ -118,11 +116,11 @@ s_id_list (keel_error_t *err, const char *where, const char *field, size_t n,
 
 // Optional enum field: when present its value must lie in lo..hi.
 static bool
-s_enum (keel_error_t *err, const char *where, const char *field, bool has, int value,
-        int lo, int hi)
+s_enum (keel_error_t *err, const char *where, const char *field, bool has, int value, int lo,
+        int hi)
 {
     return !has || (value >= lo && value <= hi)
-        || s_fail (err, where, "%s: value %d out of range", field, value);
+           || s_fail (err, where, "%s: value %d out of range", field, value);
 }
 
 // A list of task-id ranges (ranges.h): at most KEEL_LIST_MAX entries, in
@@ -159,18 +157,18 @@ s_delivered (keel_error_t *err, const char *where, size_t n, Keel__DeliveredTask
         return s_fail (err, where, "delivered: out of memory checking %zu entries", n);
     bool ok = true;
     for (size_t i = 0; ok && i < n; i++) {
-        char name [64];
+        char name[64];
         snprintf (name, sizeof name, "delivered[%zu].service_id", i);
-        ok = s_id (err, where, name, list [i]->service_id, true);
+        ok = s_id (err, where, name, list[i]->service_id, true);
         snprintf (name, sizeof name, "delivered[%zu].ranges", i);
-        ok = ok && s_ranges (err, where, name, list [i]->ranges, list [i]->n_ranges);
-        ids [i] = list [i]->service_id;
+        ok = ok && s_ranges (err, where, name, list[i]->ranges, list[i]->n_ranges);
+        ids[i] = list[i]->service_id;
     }
     if (ok) {
         qsort (ids, n, sizeof *ids, s_cmp_str);
         for (size_t i = 1; ok && i < n; i++)
-            if (strcmp (ids [i - 1], ids [i]) == 0)
-                ok = s_fail (err, where, "delivered: service %s listed twice", ids [i]);
+            if (strcmp (ids[i - 1], ids[i]) == 0)
+                ok = s_fail (err, where, "delivered: service %s listed twice", ids[i]);
     }
     free (ids);
     return ok;
@@ -194,10 +192,10 @@ static bool
 s_check_notice (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__Notice *m = env->notice;
-    return s_enum (err, w, "level", m->has_level, m->level,
-                   KEEL__NOTICE_LEVEL__NOTICE_INFO, KEEL__NOTICE_LEVEL__NOTICE_ERROR)
-        && s_text (err, w, "text", m->text, true, KEEL_TEXT_MAX)
-        && s_id (err, w, "service_id", m->service_id, false);
+    return s_enum (err, w, "level", m->has_level, m->level, KEEL__NOTICE_LEVEL__NOTICE_INFO,
+                   KEEL__NOTICE_LEVEL__NOTICE_ERROR)
+           && s_text (err, w, "text", m->text, true, KEEL_TEXT_MAX)
+           && s_id (err, w, "service_id", m->service_id, false);
 }
 
 static bool
@@ -205,8 +203,8 @@ s_check_driver_hello (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__DriverHello *m = env->driver_hello;
     return s_id (err, w, "driver_id", m->driver_id, true)
-        && s_id_list (err, w, "services", m->n_services, m->services, 0)
-        && s_delivered (err, w, m->n_delivered, m->delivered);
+           && s_id_list (err, w, "services", m->n_services, m->services, 0)
+           && s_delivered (err, w, m->n_delivered, m->delivered);
 }
 
 static bool
@@ -214,23 +212,21 @@ s_check_driver_welcome (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__DriverWelcome *m = env->driver_welcome;
     if (!s_text (err, w, "broker_name", m->broker_name, true, KEEL_TEXT_MAX)
-    ||  !s_has (err, w, "heartbeat_ms", m->has_heartbeat_ms))
+        || !s_has (err, w, "heartbeat_ms", m->has_heartbeat_ms))
         return false;
     if (m->heartbeat_ms < S_MIN_HEARTBEAT_MS)
         return s_fail (err, w, "heartbeat_ms: below %d", S_MIN_HEARTBEAT_MS);
-    return s_id_list (err, w, "unknown_services", m->n_unknown_services,
-                      m->unknown_services, 0);
+    return s_id_list (err, w, "unknown_services", m->n_unknown_services, m->unknown_services, 0);
 }
 
 static bool
 s_check_submit_service (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__SubmitService *m = env->submit_service;
-    if (!s_id (err, w, "service_id", m->service_id, true)
-    ||  !s_type (err, w, "type", m->type))
+    if (!s_id (err, w, "service_id", m->service_id, true) || !s_type (err, w, "type", m->type))
         return false;
     return !m->has_reschedule_delay_ms || m->reschedule_delay_ms >= -1
-        || s_fail (err, w, "reschedule_delay_ms: below -1");
+           || s_fail (err, w, "reschedule_delay_ms: below -1");
 }
 
 static bool
@@ -238,10 +234,10 @@ s_check_submit_tasks (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__SubmitTasks *m = env->submit_tasks;
     if (!s_id (err, w, "service_id", m->service_id, true)
-    ||  !s_count (err, w, "tasks", m->n_tasks, 1, KEEL_LIST_MAX))
+        || !s_count (err, w, "tasks", m->n_tasks, 1, KEEL_LIST_MAX))
         return false;
     for (size_t i = 0; i < m->n_tasks; i++)
-        if (!m->tasks [i]->has_task_id)
+        if (!m->tasks[i]->has_task_id)
             return s_fail (err, w, "tasks[%zu]: missing task_id", i);
     return true;
 }
@@ -251,7 +247,7 @@ s_check_accepted (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__Accepted *m = env->accepted;
     return s_id (err, w, "service_id", m->service_id, true)
-        && s_count (err, w, "task_ids", m->n_task_ids, 0, KEEL_LIST_MAX);
+           && s_count (err, w, "task_ids", m->n_task_ids, 0, KEEL_LIST_MAX);
 }
 
 static bool
@@ -259,11 +255,11 @@ s_check_refused (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__Refused *m = env->refused;
     return s_id (err, w, "service_id", m->service_id, true)
-        && s_count (err, w, "task_ids", m->n_task_ids, 0, KEEL_LIST_MAX)
-        && s_has (err, w, "code", m->has_code)
-        && s_enum (err, w, "code", true, m->code, KEEL__REFUSE_CODE__REFUSE_UNKNOWN_SERVICE,
-                   KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED)
-        && s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX);
+           && s_count (err, w, "task_ids", m->n_task_ids, 0, KEEL_LIST_MAX)
+           && s_has (err, w, "code", m->has_code)
+           && s_enum (err, w, "code", true, m->code, KEEL__REFUSE_CODE__REFUSE_UNKNOWN_SERVICE,
+                      KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED)
+           && s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX);
 }
 
 static bool
@@ -273,16 +269,16 @@ s_check_task_results (const keel_env_t *env, const char *w, keel_error_t *err)
     if (!s_count (err, w, "results", m->n_results, 1, KEEL_LIST_MAX))
         return false;
     for (size_t i = 0; i < m->n_results; i++) {
-        const Keel__TaskResult *r = m->results [i];
-        char where [64];
+        const Keel__TaskResult *r = m->results[i];
+        char where[64];
         snprintf (where, sizeof where, "%s: results[%zu]", w, i);
         if (!s_id (err, where, "service_id", r->service_id, true)
-        ||  !s_has (err, where, "task_id", r->has_task_id)
-        ||  !s_has (err, where, "status", r->has_status)
-        ||  !s_enum (err, where, "status", true, r->status, KEEL__TASK_STATUS__STATUS_OK,
-                     KEEL__TASK_STATUS__STATUS_CANCELLED)
-        ||  !s_text (err, where, "error", r->error, false, KEEL_TEXT_MAX)
-        ||  !s_id (err, where, "engine_id", r->engine_id, false))
+            || !s_has (err, where, "task_id", r->has_task_id)
+            || !s_has (err, where, "status", r->has_status)
+            || !s_enum (err, where, "status", true, r->status, KEEL__TASK_STATUS__STATUS_OK,
+                        KEEL__TASK_STATUS__STATUS_CANCELLED)
+            || !s_text (err, where, "error", r->error, false, KEEL_TEXT_MAX)
+            || !s_id (err, where, "engine_id", r->engine_id, false))
             return false;
     }
     return true;
@@ -297,11 +293,11 @@ s_check_result_ack (const keel_env_t *env, const char *w, keel_error_t *err)
         if (m->n_execution_ids)
             return s_fail (err, w, "execution_ids: not allowed from a driver");
         if (!s_id (err, w, "service_id", m->service_id, true)
-        ||  !s_count (err, w, "task_ids", m->n_task_ids, 0, KEEL_LIST_MAX)
-        ||  !s_ranges (err, w, "delivered", m->delivered, m->n_delivered))
+            || !s_count (err, w, "task_ids", m->n_task_ids, 0, KEEL_LIST_MAX)
+            || !s_ranges (err, w, "delivered", m->delivered, m->n_delivered))
             return false;
         return m->n_task_ids + m->n_delivered > 0
-            || s_fail (err, w, "task_ids, delivered: both empty");
+               || s_fail (err, w, "task_ids, delivered: both empty");
     }
     if (m->service_id || m->n_task_ids)
         return s_fail (err, w, "service_id, task_ids: not allowed from a broker");
@@ -334,38 +330,37 @@ static bool
 s_check_result_msg (const Keel__Result *r, const char *w, keel_error_t *err)
 {
     return s_id (err, w, "service_id", r->service_id, true)
-        && s_has (err, w, "task_id", r->has_task_id)
-        && s_has (err, w, "execution_id", r->has_execution_id)
-        && s_has (err, w, "status", r->has_status)
-        && s_enum (err, w, "status", true, r->status, KEEL__TASK_STATUS__STATUS_OK,
-                   KEEL__TASK_STATUS__STATUS_FAILED)
-        && s_text (err, w, "error", r->error, false, KEEL_TEXT_MAX)
-        && (!r->has_permanent || !r->permanent || r->status == KEEL__TASK_STATUS__STATUS_FAILED
-            || s_fail (err, w, "permanent: only on a FAILED result"));
+           && s_has (err, w, "task_id", r->has_task_id)
+           && s_has (err, w, "execution_id", r->has_execution_id)
+           && s_has (err, w, "status", r->has_status)
+           && s_enum (err, w, "status", true, r->status, KEEL__TASK_STATUS__STATUS_OK,
+                      KEEL__TASK_STATUS__STATUS_FAILED)
+           && s_text (err, w, "error", r->error, false, KEEL_TEXT_MAX)
+           && (!r->has_permanent || !r->permanent || r->status == KEEL__TASK_STATUS__STATUS_FAILED
+               || s_fail (err, w, "permanent: only on a FAILED result"));
 }
 
 static bool
 s_check_held (const Keel__HeldTask *h, const char *w, keel_error_t *err)
 {
     if (!s_id (err, w, "service_id", h->service_id, true)
-    ||  !s_has (err, w, "task_id", h->has_task_id)
-    ||  !s_has (err, w, "execution_id", h->has_execution_id)
-    ||  !s_enum (err, w, "state", h->has_state, h->state, KEEL__HELD_STATE__HELD_RUNNING,
-                 KEEL__HELD_STATE__HELD_DONE)
-    ||  !s_text (err, w, "broker_name", h->broker_name, false, KEEL_TEXT_MAX))
+        || !s_has (err, w, "task_id", h->has_task_id)
+        || !s_has (err, w, "execution_id", h->has_execution_id)
+        || !s_enum (err, w, "state", h->has_state, h->state, KEEL__HELD_STATE__HELD_RUNNING,
+                    KEEL__HELD_STATE__HELD_DONE)
+        || !s_text (err, w, "broker_name", h->broker_name, false, KEEL_TEXT_MAX))
         return false;
     bool done = h->has_state && h->state == KEEL__HELD_STATE__HELD_DONE;
     if (!done)
         return !h->result || s_fail (err, w, "result: not allowed on a running task");
     if (!h->result)
         return s_fail (err, w, "missing result (state DONE)");
-    char where [80];
+    char where[80];
     snprintf (where, sizeof where, "%s: result", w);
     if (!s_check_result_msg (h->result, where, err))
         return false;
-    if (strcmp (h->result->service_id, h->service_id) != 0
-    ||  h->result->task_id != h->task_id
-    ||  h->result->execution_id != h->execution_id)
+    if (strcmp (h->result->service_id, h->service_id) != 0 || h->result->task_id != h->task_id
+        || h->result->execution_id != h->execution_id)
         return s_fail (err, where, "ids differ from the held task's");
     return true;
 }
@@ -375,26 +370,26 @@ s_check_engine_login (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__EngineLogin *m = env->engine_login;
     if (!s_id (err, w, "engine_id", m->engine_id, true)
-    ||  !s_id (err, w, "session", m->session, true)
-    ||  !s_text (err, w, "host", m->host, false, KEEL_TEXT_MAX)
-    ||  !s_has (err, w, "slots", m->has_slots))
+        || !s_id (err, w, "session", m->session, true)
+        || !s_text (err, w, "host", m->host, false, KEEL_TEXT_MAX)
+        || !s_has (err, w, "slots", m->has_slots))
         return false;
     if (m->slots < 1 || m->slots > S_MAX_SLOTS)
         return s_fail (err, w, "slots: %u not in 1..%d", m->slots, S_MAX_SLOTS);
     if (!s_count (err, w, "service_types", m->n_service_types, 1, S_MAX_SERVICE_TYPES))
         return false;
     for (size_t i = 0; i < m->n_service_types; i++) {
-        char name [40];
+        char name[40];
         snprintf (name, sizeof name, "service_types[%zu]", i);
-        if (!s_type (err, w, name, m->service_types [i]))
+        if (!s_type (err, w, name, m->service_types[i]))
             return false;
     }
     if (!s_count (err, w, "held", m->n_held, 0, KEEL_LIST_MAX))
         return false;
     for (size_t i = 0; i < m->n_held; i++) {
-        char where [64];
+        char where[64];
         snprintf (where, sizeof where, "%s: held[%zu]", w, i);
-        if (!s_check_held (m->held [i], where, err))
+        if (!s_check_held (m->held[i], where, err))
             return false;
     }
     return true;
@@ -405,13 +400,13 @@ s_check_login_reply (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__LoginReply *m = env->login_reply;
     if (!s_has (err, w, "ok", m->has_ok)
-    ||  !s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX)
-    ||  !s_text (err, w, "broker_name", m->broker_name, false, KEEL_TEXT_MAX)
-    ||  !s_count (err, w, "verdicts", m->n_verdicts, 0, KEEL_LIST_MAX))
+        || !s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX)
+        || !s_text (err, w, "broker_name", m->broker_name, false, KEEL_TEXT_MAX)
+        || !s_count (err, w, "verdicts", m->n_verdicts, 0, KEEL_LIST_MAX))
         return false;
     if (m->ok) {
         if (!s_has (err, w, "heartbeat_ms", m->has_heartbeat_ms)
-        ||  !s_has (err, w, "engine_timeout_ms", m->has_engine_timeout_ms))
+            || !s_has (err, w, "engine_timeout_ms", m->has_engine_timeout_ms))
             return false;
         if (m->heartbeat_ms < S_MIN_HEARTBEAT_MS)
             return s_fail (err, w, "heartbeat_ms: below %d", S_MIN_HEARTBEAT_MS);
@@ -419,14 +414,14 @@ s_check_login_reply (const keel_env_t *env, const char *w, keel_error_t *err)
             return s_fail (err, w, "engine_timeout_ms: zero");
     }
     for (size_t i = 0; i < m->n_verdicts; i++) {
-        const Keel__TaskVerdict *v = m->verdicts [i];
-        char where [64];
+        const Keel__TaskVerdict *v = m->verdicts[i];
+        char where[64];
         snprintf (where, sizeof where, "%s: verdicts[%zu]", w, i);
         if (!s_id (err, where, "service_id", v->service_id, true)
-        ||  !s_has (err, where, "task_id", v->has_task_id)
-        ||  !s_has (err, where, "execution_id", v->has_execution_id)
-        ||  !s_enum (err, where, "verdict", v->has_verdict, v->verdict,
-                     KEEL__VERDICT__VERDICT_KEEP, KEEL__VERDICT__VERDICT_HOLD))
+            || !s_has (err, where, "task_id", v->has_task_id)
+            || !s_has (err, where, "execution_id", v->has_execution_id)
+            || !s_enum (err, where, "verdict", v->has_verdict, v->verdict,
+                        KEEL__VERDICT__VERDICT_KEEP, KEEL__VERDICT__VERDICT_HOLD))
             return false;
     }
     return true;
@@ -436,10 +431,9 @@ s_check_login_reply (const keel_env_t *env, const char *w, keel_error_t *err)
 static bool
 s_check_assign_msg (const Keel__Assign *m, const char *w, keel_error_t *err)
 {
-    return s_id (err, w, "service_id", m->service_id, true)
-        && s_type (err, w, "type", m->type)
-        && s_has (err, w, "task_id", m->has_task_id)
-        && s_has (err, w, "execution_id", m->has_execution_id);
+    return s_id (err, w, "service_id", m->service_id, true) && s_type (err, w, "type", m->type)
+           && s_has (err, w, "task_id", m->has_task_id)
+           && s_has (err, w, "execution_id", m->has_execution_id);
 }
 
 static bool
@@ -461,7 +455,8 @@ s_batch_count (keel_error_t *err, const char *w, const char *field, size_t n)
     if (n == 0)
         return s_fail (err, w, "%s: empty batch", field);
     return n <= KEEL_BATCH_MAX
-        || s_fail (err, w, "%s: %zu entries, more than %d in one batch", field, n, KEEL_BATCH_MAX);
+           || s_fail (err, w, "%s: %zu entries, more than %d in one batch", field, n,
+                      KEEL_BATCH_MAX);
 }
 
 // Each element is checked exactly like the message on its own; an error
@@ -473,11 +468,11 @@ s_check_assign_batch (const keel_env_t *env, const char *w, keel_error_t *err)
     if (!s_batch_count (err, w, "assigns", m->n_assigns))
         return false;
     for (size_t i = 0; i < m->n_assigns; i++) {
-        char where [64];
+        char where[64];
         snprintf (where, sizeof where, "%s: assigns[%zu]", w, i);
-        if (!m->assigns [i])
-            return s_fail (err, where, "missing");      // only a locally built one
-        if (!s_check_assign_msg (m->assigns [i], where, err))
+        if (!m->assigns[i])
+            return s_fail (err, where, "missing"); // only a locally built one
+        if (!s_check_assign_msg (m->assigns[i], where, err))
             return false;
     }
     return true;
@@ -490,11 +485,11 @@ s_check_result_batch (const keel_env_t *env, const char *w, keel_error_t *err)
     if (!s_batch_count (err, w, "results", m->n_results))
         return false;
     for (size_t i = 0; i < m->n_results; i++) {
-        char where [64];
+        char where[64];
         snprintf (where, sizeof where, "%s: results[%zu]", w, i);
-        if (!m->results [i])
-            return s_fail (err, where, "missing");      // only a locally built one
-        if (!s_check_result_msg (m->results [i], where, err))
+        if (!m->results[i])
+            return s_fail (err, where, "missing"); // only a locally built one
+        if (!s_check_result_msg (m->results[i], where, err))
             return false;
     }
     return true;
@@ -505,8 +500,8 @@ s_check_checkpoint (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__Checkpoint *m = env->checkpoint;
     return s_id (err, w, "service_id", m->service_id, true)
-        && s_has (err, w, "task_id", m->has_task_id)
-        && s_has (err, w, "execution_id", m->has_execution_id);
+           && s_has (err, w, "task_id", m->has_task_id)
+           && s_has (err, w, "execution_id", m->has_execution_id);
 }
 
 static bool
@@ -514,7 +509,7 @@ s_check_cancel (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__Cancel *m = env->cancel;
     return s_count (err, w, "execution_ids", m->n_execution_ids, 1, KEEL_LIST_MAX)
-        && s_text (err, w, "reason", m->reason, false, KEEL_TEXT_MAX);
+           && s_text (err, w, "reason", m->reason, false, KEEL_TEXT_MAX);
 }
 
 static bool
@@ -528,12 +523,12 @@ s_check_admin_request (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__AdminRequest *m = env->admin_request;
     if (!s_text (err, w, "command", m->command, true, KEEL_TEXT_MAX)
-    ||  !s_count (err, w, "args", m->n_args, 0, S_MAX_ADMIN_ARGS))
+        || !s_count (err, w, "args", m->n_args, 0, S_MAX_ADMIN_ARGS))
         return false;
     for (size_t i = 0; i < m->n_args; i++) {
-        char name [32];
+        char name[32];
         snprintf (name, sizeof name, "args[%zu]", i);
-        if (!s_text (err, w, name, m->args [i], false, KEEL_TEXT_MAX))
+        if (!s_text (err, w, name, m->args[i], false, KEEL_TEXT_MAX))
             return false;
     }
     return true;
@@ -545,62 +540,63 @@ s_check_admin_reply (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__AdminReply *m = env->admin_reply;
     return s_has (err, w, "ok", m->has_ok)
-        && s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX);
+           && s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX);
 }
 
 typedef bool (s_check_fn) (const keel_env_t *env, const char *where, keel_error_t *err);
 
-#define S_BODY(upper, lower, senders) \
-    { KEEL__ENVELOPE__BODY_ ## upper, #lower, senders, s_check_ ## lower }
-#define S_DRIVER        S_SENDER (DRIVER)
-#define S_ENGINE        S_SENDER (ENGINE)
-#define S_ADMIN         S_SENDER (ADMIN)
-#define S_BROKER        S_SENDER (BROKER)
+#define S_BODY(upper, lower, senders)                                                              \
+    {                                                                                              \
+        KEEL__ENVELOPE__BODY_##upper, #lower, senders, s_check_##lower                             \
+    }
+#define S_DRIVER S_SENDER (DRIVER)
+#define S_ENGINE S_SENDER (ENGINE)
+#define S_ADMIN  S_SENDER (ADMIN)
+#define S_BROKER S_SENDER (BROKER)
 
 // Who may send each body, and what it must carry.
 static const struct {
     Keel__Envelope__BodyCase body;
     const char *name;
-    unsigned senders;           // S_SENDER bits allowed to send it
+    unsigned senders; // S_SENDER bits allowed to send it
     s_check_fn *check;
-} s_bodies [] = {
-    S_BODY (HEARTBEAT,      heartbeat,      S_DRIVER | S_ENGINE | S_BROKER),
-    S_BODY (RELOGIN,        relogin,        S_BROKER),
-    S_BODY (NOTICE,         notice,         S_BROKER),
-    S_BODY (DRIVER_HELLO,   driver_hello,   S_DRIVER),
+} s_bodies[] = {
+    S_BODY (HEARTBEAT, heartbeat, S_DRIVER | S_ENGINE | S_BROKER),
+    S_BODY (RELOGIN, relogin, S_BROKER),
+    S_BODY (NOTICE, notice, S_BROKER),
+    S_BODY (DRIVER_HELLO, driver_hello, S_DRIVER),
     S_BODY (DRIVER_WELCOME, driver_welcome, S_BROKER),
     S_BODY (SUBMIT_SERVICE, submit_service, S_DRIVER),
-    S_BODY (SUBMIT_TASKS,   submit_tasks,   S_DRIVER),
-    S_BODY (ACCEPTED,       accepted,       S_BROKER),
-    S_BODY (REFUSED,        refused,        S_BROKER),
-    S_BODY (TASK_RESULTS,   task_results,   S_BROKER),
-    S_BODY (RESULT_ACK,     result_ack,     S_DRIVER | S_BROKER),
-    S_BODY (CLOSE_SERVICE,  close_service,  S_DRIVER),
+    S_BODY (SUBMIT_TASKS, submit_tasks, S_DRIVER),
+    S_BODY (ACCEPTED, accepted, S_BROKER),
+    S_BODY (REFUSED, refused, S_BROKER),
+    S_BODY (TASK_RESULTS, task_results, S_BROKER),
+    S_BODY (RESULT_ACK, result_ack, S_DRIVER | S_BROKER),
+    S_BODY (CLOSE_SERVICE, close_service, S_DRIVER),
     S_BODY (CANCEL_SERVICE, cancel_service, S_DRIVER),
-    S_BODY (DETACH,         detach,         S_DRIVER),
-    S_BODY (ENGINE_LOGIN,   engine_login,   S_ENGINE),
-    S_BODY (LOGIN_REPLY,    login_reply,    S_BROKER),
-    S_BODY (ASSIGN,         assign,         S_BROKER),
-    S_BODY (RESULT,         result,         S_ENGINE),
-    S_BODY (CHECKPOINT,     checkpoint,     S_ENGINE),
-    S_BODY (CANCEL,         cancel,         S_BROKER),
-    S_BODY (LOGOFF,         logoff,         S_ENGINE),
-    S_BODY (ASSIGN_BATCH,   assign_batch,   S_BROKER),
-    S_BODY (RESULT_BATCH,   result_batch,   S_ENGINE),
-    S_BODY (ADMIN_REQUEST,  admin_request,  S_ADMIN),
-    S_BODY (ADMIN_REPLY,    admin_reply,    S_BROKER),
+    S_BODY (DETACH, detach, S_DRIVER),
+    S_BODY (ENGINE_LOGIN, engine_login, S_ENGINE),
+    S_BODY (LOGIN_REPLY, login_reply, S_BROKER),
+    S_BODY (ASSIGN, assign, S_BROKER),
+    S_BODY (RESULT, result, S_ENGINE),
+    S_BODY (CHECKPOINT, checkpoint, S_ENGINE),
+    S_BODY (CANCEL, cancel, S_BROKER),
+    S_BODY (LOGOFF, logoff, S_ENGINE),
+    S_BODY (ASSIGN_BATCH, assign_batch, S_BROKER),
+    S_BODY (RESULT_BATCH, result_batch, S_ENGINE),
+    S_BODY (ADMIN_REQUEST, admin_request, S_ADMIN),
+    S_BODY (ADMIN_REPLY, admin_reply, S_BROKER),
 };
-#define S_BODIES (sizeof s_bodies / sizeof s_bodies [0])
+#define S_BODIES (sizeof s_bodies / sizeof s_bodies[0])
 
-static const char *s_sender_names [] = {
-    "an unknown sender", "a driver", "an engine", "an admin", "a broker"
-};
+static const char *s_sender_names[] = { "an unknown sender", "a driver", "an engine", "an admin",
+                                        "a broker" };
 
 static int
 s_body_index (Keel__Envelope__BodyCase body)
 {
     for (size_t i = 0; i < S_BODIES; i++)
-        if (s_bodies [i].body == body)
+        if (s_bodies[i].body == body)
             return (int) i;
     return -1;
 }
@@ -608,8 +604,8 @@ s_body_index (Keel__Envelope__BodyCase body)
 const char *
 keel_wire_body_name (const keel_env_t *env)
 {
-    int index = env? s_body_index (env->body_case): -1;
-    return index < 0? "none": s_bodies [index].name;
+    int index = env ? s_body_index (env->body_case) : -1;
+    return index < 0 ? "none" : s_bodies[index].name;
 }
 
 keel_err
@@ -625,7 +621,7 @@ keel_wire_validate (const keel_env_t *env, keel_error_t *err)
     if (!env->has_sender)
         return keel_error_set (err, KEEL_ERR_INVALID, "envelope: missing sender");
     if ((int) env->sender <= KEEL__SENDER_KIND__SENDER_UNKNOWN
-    ||  (int) env->sender > KEEL__SENDER_KIND__SENDER_BROKER)
+        || (int) env->sender > KEEL__SENDER_KIND__SENDER_BROKER)
         return keel_error_set (err, KEEL_ERR_INVALID, "envelope: sender: value %d out of range",
                                (int) env->sender);
     if (env->body_case == KEEL__ENVELOPE__BODY__NOT_SET)
@@ -636,10 +632,10 @@ keel_wire_validate (const keel_env_t *env, keel_error_t *err)
     if (index < 0 || !env->heartbeat)
         return keel_error_set (err, KEEL_ERR_INVALID, "envelope: bad body %d",
                                (int) env->body_case);
-    if (!(s_bodies [index].senders & (1u << env->sender)))
+    if (!(s_bodies[index].senders & (1u << env->sender)))
         return keel_error_set (err, KEEL_ERR_INVALID, "%s: not allowed from %s",
-                               s_bodies [index].name, s_sender_names [env->sender]);
-    if (!s_bodies [index].check (env, s_bodies [index].name, err))
+                               s_bodies[index].name, s_sender_names[env->sender]);
+    if (!s_bodies[index].check (env, s_bodies[index].name, err))
         return KEEL_ERR_INVALID;
     return KEEL_OK;
 }

@@ -20,13 +20,13 @@
 #include "keel.pb-c.h"
 #include "error.h"
 
-#define KEEL_PROTOCOL_VERSION       1
-#define KEEL_ID_MAX                 64          // service, driver, engine ids and sessions
-#define KEEL_TYPE_MAX               64          // service type names
-#define KEEL_TEXT_MAX               4096        // error texts, notices, reasons
-#define KEEL_LIST_MAX               100000      // entries in any repeated field
-#define KEEL_BATCH_MAX              4096        // Assigns in an AssignBatch, Results in a ResultBatch
-#define KEEL_DEFAULT_MAX_MSG_SIZE   (64 * 1024 * 1024)
+#define KEEL_PROTOCOL_VERSION     1
+#define KEEL_ID_MAX               64     // service, driver, engine ids and sessions
+#define KEEL_TYPE_MAX             64     // service type names
+#define KEEL_TEXT_MAX             4096   // error texts, notices, reasons
+#define KEEL_LIST_MAX             100000 // entries in any repeated field
+#define KEEL_BATCH_MAX            4096   // Assigns in an AssignBatch, Results in a ResultBatch
+#define KEEL_DEFAULT_MAX_MSG_SIZE (64 * 1024 * 1024)
 
 typedef Keel__Envelope keel_env_t;
 

@@ -13,9 +13,9 @@
 #include <string.h>
 #include "wire_codec.h"
 
-#define S_ALLOC_FACTOR      16                  // bytes allocated per frame byte
-#define S_ALLOC_SLACK       (64 * 1024)
-#define S_MAX_DEPTH         8                   // nesting the NUL scan follows
+#define S_ALLOC_FACTOR 16 // bytes allocated per frame byte
+#define S_ALLOC_SLACK  (64 * 1024)
+#define S_MAX_DEPTH    8 // nesting the NUL scan follows
 
 // ---------------------------------------------------------------- decoding
 
@@ -25,14 +25,14 @@
 // make the decoder allocate (S_ALLOC_FACTOR per byte + S_ALLOC_SLACK).
 typedef struct s_chunk_t {
     struct s_chunk_t *next;
-    size_t size;            // bytes of data
+    size_t size; // bytes of data
     size_t used;
     max_align_t data[];
 } s_chunk_t;
 
 typedef struct {
-    s_chunk_t *chunks;      // newest first
-    size_t used;            // bytes handed out so far (frees are not subtracted)
+    s_chunk_t *chunks; // newest first
+    size_t used;       // bytes handed out so far (frees are not subtracted)
     size_t cap;
     bool over_cap;
     bool no_memory;
@@ -80,7 +80,7 @@ s_arena_alloc (void *data, size_t size)
 static void
 s_arena_free (void *data, void *block)
 {
-    (void) data;        // everything goes at once (s_arena_release)
+    (void) data; // everything goes at once (s_arena_release)
     (void) block;
 }
 
@@ -111,8 +111,8 @@ s_read_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
 // NUL byte (protobuf-c would hand it over cut short at the NUL). Returns
 // false with err filled on a NUL or on bytes it cannot walk.
 static bool
-s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescriptor *desc,
-                int depth, keel_error_t *err)
+s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescriptor *desc, int depth,
+                keel_error_t *err)
 {
     const uint8_t *p = data, *end = data + size;
     while (p < end) {
@@ -124,8 +124,12 @@ s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescript
                 if (!s_read_varint (&p, end, &length))
                     return keel_error_set (err, KEEL_ERR_INVALID, "bad varint"), false;
                 continue;
-            case 1: length = 8; break;
-            case 5: length = 4; break;
+            case 1:
+                length = 8;
+                break;
+            case 5:
+                length = 4;
+                break;
             case 2:
                 if (!s_read_varint (&p, end, &length))
                     return keel_error_set (err, KEEL_ERR_INVALID, "bad length"), false;
@@ -135,13 +139,16 @@ s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescript
         }
         if (length > (uint64_t) (end - p))
             return keel_error_set (err, KEEL_ERR_INVALID, "field past the end"), false;
-        const ProtobufCFieldDescriptor *field = (key & 7) == 2 && (key >> 3) <= UINT32_MAX
-            ? protobuf_c_message_descriptor_get_field (desc, (unsigned) (key >> 3)): NULL;
+        const ProtobufCFieldDescriptor *field =
+            (key & 7) == 2 && (key >> 3) <= UINT32_MAX
+                ? protobuf_c_message_descriptor_get_field (desc, (unsigned) (key >> 3))
+                : NULL;
         if (field && field->type == PROTOBUF_C_TYPE_STRING && memchr (p, 0, length))
-            return keel_error_set (err, KEEL_ERR_INVALID, "%s.%s: embedded NUL",
-                                   desc->short_name, field->name), false;
+            return keel_error_set (err, KEEL_ERR_INVALID, "%s.%s: embedded NUL", desc->short_name,
+                                   field->name),
+                   false;
         if (field && field->type == PROTOBUF_C_TYPE_MESSAGE && depth < S_MAX_DEPTH
-        &&  !s_scan_strings (p, length, field->descriptor, depth + 1, err))
+            && !s_scan_strings (p, length, field->descriptor, depth + 1, err))
             return false;
         p += length;
     }
@@ -162,8 +169,7 @@ keel_wire_decode (const uint8_t *data, size_t size, keel_error_t *err)
     if (!decoded) {
         if (arena.over_cap)
             keel_error_set (err, KEEL_ERR_NOMEM, "message too large to decode");
-        else
-        if (arena.no_memory || unpacked)
+        else if (arena.no_memory || unpacked)
             keel_error_set (err, KEEL_ERR_NOMEM, "out of memory decoding a message");
         else
             keel_error_set (err, KEEL_ERR_INVALID, "not a valid protobuf message");
@@ -174,7 +180,7 @@ keel_wire_decode (const uint8_t *data, size_t size, keel_error_t *err)
     decoded->env = *unpacked;
     keel_env_t *env = &decoded->env;
     if ((size && !s_scan_strings (data, size, &keel__envelope__descriptor, 0, err))
-    ||  keel_wire_validate (env, err) != KEEL_OK) {
+        || keel_wire_validate (env, err) != KEEL_OK) {
         keel_wire_free (&env);
         return NULL;
     }

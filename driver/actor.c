@@ -21,9 +21,9 @@
 #include "outstanding.h"
 #include "session.h"
 
-#define S_COMPONENT "driver"
-#define S_MAX_MSGS_PER_TURN 1000     // messages read from one socket per loop turn
-#define S_MAX_POLL_MS 1000
+#define S_COMPONENT         "driver"
+#define S_MAX_MSGS_PER_TURN 1000 // messages read from one socket per loop turn
+#define S_MAX_POLL_MS       1000
 
 // ---------------------------------------------------------------- helpers
 
@@ -56,7 +56,7 @@ s_push_app (keel_actor_t *self)
         keel_actor_to_app_t *entry = zlistx_first (self->to_app);
         const char *name = entry->kind == KEEL_ACTOR_TO_APP_RESULT ? "RESULT" : "STATUS";
         if (zmq_send (handle, name, strlen (name), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-            break;                  // the application is slow: try next turn
+            break; // the application is slow: try next turn
         zmq_send (handle, &entry->item, sizeof (void *), 0);
         if (entry->kind == KEEL_ACTOR_TO_APP_RESULT && entry->service)
             keel_actor_ack_later (entry->service, entry->task_id);
@@ -116,7 +116,8 @@ s_handle_probe (keel_actor_t *self)
         if (env && env->body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME) {
             KEEL_INFO (S_COMPONENT, "primary %s answered the probe", self->config->brokers[0]);
             self->welcome = env;
-            keel_actor_step (self, KEEL_SESSION_EV_PROBE_WELCOME, env->driver_welcome->heartbeat_ms);
+            keel_actor_step (self, KEEL_SESSION_EV_PROBE_WELCOME,
+                             env->driver_welcome->heartbeat_ms);
             self->welcome = NULL;
             if (self->main == sock)
                 keel_session_received (self->session, zclock_mono ());
@@ -163,9 +164,9 @@ s_cmd_tasks (keel_actor_t *self, keel_actor_tasks_t *batch)
         }
         keel_err rc = keel_outstanding_add (svc->tasks, task->task_id, input, task->size);
         if (rc == KEEL_ERR_NOMEM)
-            keel_actor_fail_task (self, svc, task->task_id, KEEL_TASK_FAILED, "out of memory in the driver");
-        else
-        if (rc != KEEL_OK)
+            keel_actor_fail_task (self, svc, task->task_id, KEEL_TASK_FAILED,
+                                  "out of memory in the driver");
+        else if (rc != KEEL_OK)
             KEEL_ERROR (S_COMPONENT, "task %" PRIu64 " out of order in service %s", task->task_id,
                         task->service_id);
         if (svc->cancelled)
@@ -193,28 +194,22 @@ s_handle_pipe (keel_actor_t *self)
         if (!command) {
             //  Nothing else sends on the pipe: ignore.
         }
-        else
-        if (streq (command, "$TERM"))
+        else if (streq (command, "$TERM"))
             self->terminated = true;
-        else
-        if (streq (command, "STOP")) {
+        else if (streq (command, "STOP")) {
             self->stopping = true;
             zstr_send (self->pipe, "STOPPED");
         }
-        else
-        if (streq (command, "OPEN") && ptr)
+        else if (streq (command, "OPEN") && ptr)
             s_cmd_open (self, (keel_actor_open_t *) ptr);
-        else
-        if (streq (command, "TASKS") && ptr)
+        else if (streq (command, "TASKS") && ptr)
             s_cmd_tasks (self, (keel_actor_tasks_t *) ptr);
-        else
-        if ((streq (command, "CLOSE") || streq (command, "CANCEL")) && arg) {
+        else if ((streq (command, "CLOSE") || streq (command, "CANCEL")) && arg) {
             char *service_id = zframe_strdup (arg);
             keel_actor_service_t *svc = service_id ? zhashx_lookup (self->by_id, service_id) : NULL;
             if (svc && streq (command, "CLOSE"))
                 svc->closing = true;
-            else
-            if (svc && !svc->cancelled)
+            else if (svc && !svc->cancelled)
                 keel_actor_fail_service (self, svc, KEEL_TASK_CANCELLED, "service cancelled");
             free (service_id);
         }
@@ -257,7 +252,7 @@ s_actor_new (zsock_t *pipe, keel_actor_config_t *config)
     self->rl_peer = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "broker-triggered");
     if (!self->session || !self->services || !self->by_id || !self->to_app || !self->inputs
         || !self->input_ptrs || !self->refs)
-        return self;                // s_actor_run checks and cleans up
+        return self; // s_actor_run checks and cleans up
     zlistx_set_destructor (self->services, s_service_list_destructor);
     return self;
 }
@@ -330,9 +325,12 @@ keel_actor_run (zsock_t *pipe, void *args)
         int64_t now = zclock_mono ();
         zmq_pollitem_t items[3];
         int n = 0;
-        items[n++] = (zmq_pollitem_t) { zsock_resolve (self->pipe), 0,
-                                        (short) (ZMQ_POLLIN | (zlistx_size (self->to_app) && !self->stopping
-                                                               ? ZMQ_POLLOUT : 0)), 0 };
+        items[n++] = (zmq_pollitem_t) {
+            zsock_resolve (self->pipe), 0,
+            (short) (ZMQ_POLLIN
+                     | (zlistx_size (self->to_app) && !self->stopping ? ZMQ_POLLOUT : 0)),
+            0
+        };
         zsock_t *main = self->stopping ? NULL : self->main;
         zsock_t *probe = self->stopping ? NULL : self->probe;
         if (main)

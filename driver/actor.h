@@ -31,7 +31,7 @@
 typedef struct {
     char driver_id[37];
     int nbrokers;
-    char **brokers;                 // [0] primary, then failovers; owned
+    char **brokers; // [0] primary, then failovers; owned
     int64_t broker_timeout_ms;
     int64_t primary_retry_ms;
     int64_t heartbeat_ms;
@@ -45,14 +45,14 @@ typedef struct {
     int32_t priority;
     uint32_t max_attempts;
     int64_t reschedule_delay_ms;
-    uint8_t *init_data;             // owned; NULL when none
+    uint8_t *init_data; // owned; NULL when none
     size_t init_data_size;
 } keel_actor_open_t;
 
 typedef struct {
     char service_id[37];
     uint64_t task_id;
-    uint8_t *input;                 // owned; NULL when size is 0
+    uint8_t *input; // owned; NULL when size is 0
     size_t size;
 } keel_actor_task_t;
 

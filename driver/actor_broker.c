@@ -15,11 +15,11 @@
 
 #include "log.h"
 
-#define S_COMPONENT "driver"
-#define S_MAX_BATCHES_PER_TURN 64    // SubmitTasks sent per service per loop turn
-#define S_STORE_FULL_DELAY_MS 1000
-#define S_HELLO_RANGES 2048          // range entries in one DriverHello, all services (<= 20 KB)
-#define S_TELL_RANGES 8192           // range entries in one ResultAck.delivered (<= 80 KB)
+#define S_COMPONENT            "driver"
+#define S_MAX_BATCHES_PER_TURN 64 // SubmitTasks sent per service per loop turn
+#define S_STORE_FULL_DELAY_MS  1000
+#define S_HELLO_RANGES         2048 // range entries in one DriverHello, all services (<= 20 KB)
+#define S_TELL_RANGES          8192 // range entries in one ResultAck.delivered (<= 80 KB)
 
 // ---------------------------------------------------------------- helpers
 
@@ -60,11 +60,11 @@ s_to_app (keel_actor_t *self, keel_actor_to_app_kind_t kind, void *item, keel_ac
 }
 
 static void
-s_status (keel_actor_t *self, keel_status_kind_t kind, keel_status_level_t level, const char *broker,
-          const char *service_id, const char *text)
+s_status (keel_actor_t *self, keel_status_kind_t kind, keel_status_level_t level,
+          const char *broker, const char *service_id, const char *text)
 {
-    KEEL_LOG_LIMITED (&self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT, "status %s kind=%s",
-                      text, keel_status_kind_name (kind));
+    KEEL_LOG_LIMITED (&self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT,
+                      "status %s kind=%s", text, keel_status_kind_name (kind));
     keel_actor_status_t *status = calloc (1, sizeof *status);
     if (!status)
         return;
@@ -91,8 +91,8 @@ void
 keel_actor_fail_task (keel_actor_t *self, keel_actor_service_t *svc, uint64_t task_id,
                       keel_task_status_t status, const char *error)
 {
-    s_deliver (self, svc, keel_actor_result_new (svc->open->service_id, task_id, status, NULL, 0,
-                                                 error, ""));
+    s_deliver (self, svc,
+               keel_actor_result_new (svc->open->service_id, task_id, status, NULL, 0, error, ""));
 }
 
 //  Fails every task still waiting in svc and stops sending for it.
@@ -179,7 +179,7 @@ s_hello_delivered (keel_actor_t *self, size_t max, size_t *n_p, Keel__DeliveredT
     *buf_p = buf;
     *n_p = 0;
     if (!entries || !ptrs || !buf) {
-        free (ptrs);                // no list: the broker learns it after the welcome
+        free (ptrs); // no list: the broker learns it after the welcome
         return NULL;
     }
     size_t n = 0, used = 0;
@@ -218,8 +218,8 @@ s_send_hello (keel_actor_t *self, zsock_t *sock, bool primary)
     };
     Keel__DeliveredTasks *entries = NULL;
     uint64_t *ranges = NULL;
-    Keel__DeliveredTasks **delivered = s_hello_delivered (self, n_services, &hello.n_delivered,
-                                                          &entries, &ranges);
+    Keel__DeliveredTasks **delivered =
+        s_hello_delivered (self, n_services, &hello.n_delivered, &entries, &ranges);
     hello.delivered = delivered;
     keel_msg_t msg;
     s_send (self, sock, keel_msg_driver_hello (&msg, &hello));
@@ -268,7 +268,8 @@ s_send_simple (keel_actor_t *self, keel_actor_service_t *svc, bool cancel)
 {
     keel_msg_t msg;
     const char *id = svc->open->service_id;
-    keel_env_t *env = cancel ? keel_msg_cancel_service (&msg, id) : keel_msg_close_service (&msg, id);
+    keel_env_t *env =
+        cancel ? keel_msg_cancel_service (&msg, id) : keel_msg_close_service (&msg, id);
     if (s_send (self, self->main, env) == KEEL_OK) {
         if (cancel)
             svc->cancel_sent = true;
@@ -328,8 +329,7 @@ keel_actor_flush (keel_actor_t *self, int64_t now)
         if (svc->finished) {
             //  Results the broker sends again are still deduplicated and acknowledged.
         }
-        else
-        if (svc->cancelled) {
+        else if (svc->cancelled) {
             if (!svc->cancel_sent)
                 s_send_simple (self, svc, true);
         }
@@ -357,10 +357,10 @@ keel_actor_flush_acks (keel_actor_t *self)
         for (int turn = 0; turn < 16 && done < svc->nacks && self->main; turn++) {
             size_t n = svc->nacks - done > KEEL_LIST_MAX ? KEEL_LIST_MAX : svc->nacks - done;
             keel_msg_t msg;
-            keel_env_t *env = keel_msg_result_ack (&msg, svc->open->service_id, svc->acks + done,
-                                                   n, NULL, 0);
+            keel_env_t *env =
+                keel_msg_result_ack (&msg, svc->open->service_id, svc->acks + done, n, NULL, 0);
             if (s_send (self, self->main, env) != KEEL_OK)
-                break;              // the broker sends them again; we acknowledge then
+                break; // the broker sends them again; we acknowledge then
             done += n;
         }
         svc->nacks = 0;
@@ -375,7 +375,7 @@ keel_actor_ack_later (keel_actor_service_t *svc, uint64_t task_id)
         size_t cap = svc->acks_cap ? svc->acks_cap * 2 : 256;
         uint64_t *acks = realloc (svc->acks, cap * sizeof (uint64_t));
         if (!acks)
-            return;                 // unacknowledged: the broker re-sends, we ack the duplicate
+            return; // unacknowledged: the broker re-sends, we ack the duplicate
         svc->acks = acks;
         svc->acks_cap = cap;
     }
@@ -446,15 +446,15 @@ s_tell_delivered (keel_actor_t *self)
                 if (!buf)
                     buf = malloc (S_TELL_RANGES * sizeof *buf);
                 if (!buf)
-                    break;              // the broker may then run some again: harmless
+                    break; // the broker may then run some again: harmless
                 keel_ranges_writer_t w;
                 keel_ranges_writer_init (&w, buf, S_TELL_RANGES);
                 keel_outstanding_delivered (svc->tasks, &from, &w);
                 if (w.n == 0)
                     break;
                 keel_msg_t msg;
-                keel_env_t *env = keel_msg_result_ack (&msg, svc->open->service_id, NULL, 0,
-                                                       w.buf, w.n);
+                keel_env_t *env =
+                    keel_msg_result_ack (&msg, svc->open->service_id, NULL, 0, w.buf, w.n);
                 if (s_send (self, self->main, env) != KEEL_OK)
                     break;
                 ids += w.ids;
@@ -527,18 +527,36 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
                 keel_status_kind_t kind = KEEL_STATUS_CONNECTED;
                 keel_status_level_t level = KEEL_LEVEL_INFO;
                 switch (action->status) {
-                    case KEEL_SESSION_STATUS_CONNECTED: kind = KEEL_STATUS_CONNECTED; break;
-                    case KEEL_SESSION_STATUS_LOST: kind = KEEL_STATUS_LOST; level = KEEL_LEVEL_WARNING; break;
-                    case KEEL_SESSION_STATUS_RECONNECTED: kind = KEEL_STATUS_RECONNECTED; break;
-                    case KEEL_SESSION_STATUS_FAILOVER: kind = KEEL_STATUS_FAILOVER; level = KEEL_LEVEL_WARNING; break;
-                    case KEEL_SESSION_STATUS_FAILBACK: kind = KEEL_STATUS_FAILBACK; break;
-                    case KEEL_SESSION_STATUS_TRYING: kind = KEEL_STATUS_TRYING; level = KEEL_LEVEL_WARNING; break;
-                    case KEEL_SESSION_STATUS_CONNECTING: kind = KEEL_STATUS_CONNECTING; break;
+                    case KEEL_SESSION_STATUS_CONNECTED:
+                        kind = KEEL_STATUS_CONNECTED;
+                        break;
+                    case KEEL_SESSION_STATUS_LOST:
+                        kind = KEEL_STATUS_LOST;
+                        level = KEEL_LEVEL_WARNING;
+                        break;
+                    case KEEL_SESSION_STATUS_RECONNECTED:
+                        kind = KEEL_STATUS_RECONNECTED;
+                        break;
+                    case KEEL_SESSION_STATUS_FAILOVER:
+                        kind = KEEL_STATUS_FAILOVER;
+                        level = KEEL_LEVEL_WARNING;
+                        break;
+                    case KEEL_SESSION_STATUS_FAILBACK:
+                        kind = KEEL_STATUS_FAILBACK;
+                        break;
+                    case KEEL_SESSION_STATUS_TRYING:
+                        kind = KEEL_STATUS_TRYING;
+                        level = KEEL_LEVEL_WARNING;
+                        break;
+                    case KEEL_SESSION_STATUS_CONNECTING:
+                        kind = KEEL_STATUS_CONNECTING;
+                        break;
                     case KEEL_SESSION_STATUS_STILL_CONNECTING:
                         kind = KEEL_STATUS_CONNECTING;
                         level = KEEL_LEVEL_WARNING;
                         break;
-                    default: break;
+                    default:
+                        break;
                 }
                 s_status (self, kind, level, config->brokers[keel_session_broker (self->session)],
                           NULL, action->text);
@@ -597,16 +615,14 @@ s_on_results (keel_actor_t *self, const Keel__TaskResults *results)
                 const char *error = r->error;
                 if (r->status == KEEL__TASK_STATUS__STATUS_OK)
                     status = KEEL_TASK_OK;
-                else
-                if (r->status == KEEL__TASK_STATUS__STATUS_CANCELLED)
+                else if (r->status == KEEL__TASK_STATUS__STATUS_CANCELLED)
                     status = KEEL_TASK_CANCELLED;
-                else
-                if (r->status != KEEL__TASK_STATUS__STATUS_FAILED && !error)
+                else if (r->status != KEEL__TASK_STATUS__STATUS_FAILED && !error)
                     error = "result without a status";
-                keel_result_t *result = keel_actor_result_new (
-                    svc->open->service_id, r->task_id, status,
-                    r->has_output ? r->output.data : NULL, r->has_output ? r->output.len : 0,
-                    error, r->engine_id);
+                keel_result_t *result =
+                    keel_actor_result_new (svc->open->service_id, r->task_id, status,
+                                           r->has_output ? r->output.data : NULL,
+                                           r->has_output ? r->output.len : 0, error, r->engine_id);
                 if (result) {
                     result->execution_id = r->execution_id;
                     result->attempts = r->attempts;
@@ -622,7 +638,8 @@ s_on_results (keel_actor_t *self, const Keel__TaskResults *results)
                 keel_actor_ack_later (svc, r->task_id);
                 break;
             default:
-                keel_actor_log_limited (&self->rl_unknown, "task result", "unknown task id, ignored");
+                keel_actor_log_limited (&self->rl_unknown, "task result",
+                                        "unknown task id, ignored");
                 break;
         }
     }
@@ -668,11 +685,13 @@ s_on_refused (keel_actor_t *self, const Keel__Refused *refused, int64_t now)
             if (now >= self->hold_until) {
                 char text[KEEL_TEXT_MAX];
                 if (refused->n_task_ids)
-                    snprintf (text, sizeof text, "broker store full (%s); retrying %zu task(s) in %.1f s",
-                              error, refused->n_task_ids, S_STORE_FULL_DELAY_MS / 1000.0);
+                    snprintf (text, sizeof text,
+                              "broker store full (%s); retrying %zu task(s) in %.1f s", error,
+                              refused->n_task_ids, S_STORE_FULL_DELAY_MS / 1000.0);
                 else
-                    snprintf (text, sizeof text, "broker store full (%s); retrying the service in %.1f s",
-                              error, S_STORE_FULL_DELAY_MS / 1000.0);
+                    snprintf (text, sizeof text,
+                              "broker store full (%s); retrying the service in %.1f s", error,
+                              S_STORE_FULL_DELAY_MS / 1000.0);
                 s_status (self, KEEL_STATUS_STORE_FULL, KEEL_LEVEL_WARNING, "",
                           svc->open->service_id, text);
             }
@@ -682,14 +701,16 @@ s_on_refused (keel_actor_t *self, const Keel__Refused *refused, int64_t now)
         default: {
             //  INVALID, SERVICE_CLOSED or an unnamed reason: do not retry.
             char text[KEEL_TEXT_MAX];
-            snprintf (text, sizeof text, "refused by broker: %s", error[0] ? error : "no reason given");
+            snprintf (text, sizeof text, "refused by broker: %s",
+                      error[0] ? error : "no reason given");
             if (refused->n_task_ids == 0)
                 keel_actor_fail_service (self, svc, KEEL_TASK_FAILED, text);
             else
                 for (size_t i = 0; i < refused->n_task_ids; i++)
                     if (keel_outstanding_complete (svc->tasks, refused->task_ids[i])
                         == KEEL_OUTSTANDING_NEW)
-                        keel_actor_fail_task (self, svc, refused->task_ids[i], KEEL_TASK_FAILED, text);
+                        keel_actor_fail_task (self, svc, refused->task_ids[i], KEEL_TASK_FAILED,
+                                              text);
             break;
         }
     }
@@ -701,8 +722,7 @@ s_on_notice (keel_actor_t *self, const Keel__Notice *notice)
     keel_status_level_t level = KEEL_LEVEL_INFO;
     if (notice->level == KEEL__NOTICE_LEVEL__NOTICE_WARNING)
         level = KEEL_LEVEL_WARNING;
-    else
-    if (notice->level == KEEL__NOTICE_LEVEL__NOTICE_ERROR)
+    else if (notice->level == KEEL__NOTICE_LEVEL__NOTICE_ERROR)
         level = KEEL_LEVEL_ERROR;
     s_status (self, KEEL_STATUS_NOTICE, level,
               self->config->brokers[keel_session_broker (self->session)], notice->service_id,
@@ -717,7 +737,8 @@ keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now)
         case KEEL__ENVELOPE__BODY_DRIVER_WELCOME:
             KEEL_LOG_LIMITED (&self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
                               "welcome broker=%s epoch=%" PRIu64 " unknown_services=%zu",
-                              env->driver_welcome->broker_name ? env->driver_welcome->broker_name : "",
+                              env->driver_welcome->broker_name ? env->driver_welcome->broker_name
+                                                               : "",
                               env->driver_welcome->epoch, env->driver_welcome->n_unknown_services);
             self->welcome = env;
             keel_actor_step (self, KEEL_SESSION_EV_WELCOME, env->driver_welcome->heartbeat_ms);
@@ -742,7 +763,7 @@ keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now)
             break;
         default:
             keel_actor_log_limited (&self->rl_malformed, "unexpected message from broker",
-                           keel_wire_body_name (env));
+                                    keel_wire_body_name (env));
             break;
     }
 }

@@ -15,20 +15,20 @@
 #include "outstanding.h"
 #include "session.h"
 
-#define KEEL_ACTOR_CLOSE_LINGER_MS 2000  // time a Detach gets to leave a closed socket
+#define KEEL_ACTOR_CLOSE_LINGER_MS 2000 // time a Detach gets to leave a closed socket
 
 // One service the application opened; owned by keel_actor_t.services.
 typedef struct {
     keel_actor_open_t *open;
     keel_outstanding_t *tasks;
-    bool submitted;                 // SubmitService sent on the current session socket
-    bool closing;                   // the application closed it
-    bool close_sent;                // CloseService sent on the current session socket
-    bool cancelled;                 // cancelled or refused: nothing more is sent
+    bool submitted;  // SubmitService sent on the current session socket
+    bool closing;    // the application closed it
+    bool close_sent; // CloseService sent on the current session socket
+    bool cancelled;  // cancelled or refused: nothing more is sent
     bool cancel_sent;
-    bool finished;                  // closed, every result delivered, CloseService sent: nothing left to do
-    int64_t resubmitted_at;         // last full resubmission after UNKNOWN_SERVICE
-    uint64_t *acks;                 // task ids handed to the application, not yet acknowledged
+    bool finished;          // closed, every result delivered, CloseService sent: nothing left to do
+    int64_t resubmitted_at; // last full resubmission after UNKNOWN_SERVICE
+    uint64_t *acks;         // task ids handed to the application, not yet acknowledged
     size_t nacks, acks_cap;
 } keel_actor_service_t;
 
@@ -37,8 +37,8 @@ typedef enum { KEEL_ACTOR_TO_APP_RESULT, KEEL_ACTOR_TO_APP_STATUS } keel_actor_t
 
 typedef struct {
     keel_actor_to_app_kind_t kind;
-    void *item;                     // keel_result_t * or keel_actor_status_t *
-    keel_actor_service_t *service;  // RESULT: acknowledge to it once handed over
+    void *item;                    // keel_result_t * or keel_actor_status_t *
+    keel_actor_service_t *service; // RESULT: acknowledge to it once handed over
     uint64_t task_id;
 } keel_actor_to_app_t;
 
@@ -47,22 +47,22 @@ typedef struct {
     zsock_t *pipe;
     keel_actor_config_t *config;
     keel_session_t *session;
-    zsock_t *main;                  // the session socket
-    zsock_t *old;                   // the failover broker's socket during failback
-    zsock_t *probe;                 // DEALER probing the primary
-    zlistx_t *services;             // keel_actor_service_t *, in open order; owns them
-    zhashx_t *by_id;                // service_id -> keel_actor_service_t * (not owned)
-    zlistx_t *to_app;               // keel_actor_to_app_t * not yet in the pipe
-    keel_env_t *welcome;            // the DriverWelcome being applied (RESYNC)
+    zsock_t *main;       // the session socket
+    zsock_t *old;        // the failover broker's socket during failback
+    zsock_t *probe;      // DEALER probing the primary
+    zlistx_t *services;  // keel_actor_service_t *, in open order; owns them
+    zhashx_t *by_id;     // service_id -> keel_actor_service_t * (not owned)
+    zlistx_t *to_app;    // keel_actor_to_app_t * not yet in the pipe
+    keel_env_t *welcome; // the DriverWelcome being applied (RESYNC)
     uint64_t seq;
-    int64_t hold_until;             // STORE_FULL: send no tasks before this
-    bool send_blocked;              // a send hit the high-water mark this turn
-    bool stopping;                  // STOP received: only $TERM is left
+    int64_t hold_until; // STORE_FULL: send no tasks before this
+    bool send_blocked;  // a send hit the high-water mark this turn
+    bool stopping;      // STOP received: only $TERM is left
     bool terminated;
     keel_ratelimit_t rl_malformed;
     keel_ratelimit_t rl_unknown;
-    keel_ratelimit_t rl_peer;       // other lines a broker's message causes (welcome, refusal, notice)
-    Keel__TaskInput *inputs;        // scratch for SubmitTasks, batch_size entries
+    keel_ratelimit_t rl_peer; // other lines a broker's message causes (welcome, refusal, notice)
+    Keel__TaskInput *inputs;  // scratch for SubmitTasks, batch_size entries
     Keel__TaskInput **input_ptrs;
     keel_outstanding_ref_t *refs;
 } keel_actor_t;

@@ -17,9 +17,9 @@
 #include "journal.h"
 #include "log.h"
 
-#define S_MAX_BROKERS 16
-#define S_MAX_EVENTS_PER_POLL 10000  // events handled by one keel_driver_poll
-#define S_STOP_WAIT_MS 5000
+#define S_MAX_BROKERS         16
+#define S_MAX_EVENTS_PER_POLL 10000 // events handled by one keel_driver_poll
+#define S_STOP_WAIT_MS        5000
 
 struct _keel_service_t {
     keel_driver_t *driver;
@@ -36,14 +36,14 @@ struct _keel_driver_t {
     void *status_arg;
     keel_result_fn *result_fn;
     void *result_arg;
-    zlistx_t *services;             // keel_service_t *, owned
-    zhashx_t *by_id;                // id -> keel_service_t * (not owned)
-    zlistx_t *results;              // keel_result_t * kept for keel_driver_next_result
-    keel_actor_tasks_t *pending;    // submitted, not yet passed to the actor
+    zlistx_t *services;          // keel_service_t *, owned
+    zhashx_t *by_id;             // id -> keel_service_t * (not owned)
+    zlistx_t *results;           // keel_result_t * kept for keel_driver_next_result
+    keel_actor_tasks_t *pending; // submitted, not yet passed to the actor
     size_t batch_size;
     uint64_t submitted;
     uint64_t delivered;
-    bool no_broker;                 // a NO_BROKER event waits to be returned
+    bool no_broker; // a NO_BROKER event waits to be returned
     char no_broker_text[KEEL_TEXT_MAX + 1];
 };
 
@@ -84,9 +84,9 @@ s_add_brokers (char **brokers, int *count, const char *list, const char *key, ke
             if (!url)
                 return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
             if (!strstr (url, "://")) {
-                keel_err rc = keel_error_set (err, KEEL_ERR_CONFIG,
-                                              "%s: '%s' is not an endpoint (e.g. tcp://host:7070)",
-                                              key, url);
+                keel_err rc =
+                    keel_error_set (err, KEEL_ERR_CONFIG,
+                                    "%s: '%s' is not an endpoint (e.g. tcp://host:7070)", key, url);
                 free (url);
                 return rc;
             }
@@ -120,8 +120,9 @@ s_handle_result (keel_driver_t *self, keel_result_t *result)
     self->delivered++;
     KEEL_JOURNAL ("delivered", .service = result->service_id, .task = result->task_id,
                   .execution = result->execution_id, .engine = result->engine_id,
-                  .status = result->status == KEEL_TASK_OK ? "ok"
-                            : result->status == KEEL_TASK_FAILED ? "failed" : "cancelled",
+                  .status = result->status == KEEL_TASK_OK       ? "ok"
+                            : result->status == KEEL_TASK_FAILED ? "failed"
+                                                                 : "cancelled",
                   .output = result->status == KEEL_TASK_OK ? (const void *) result->output : NULL,
                   .output_len = result->output_size,
                   .text = result->status == KEEL_TASK_OK ? NULL : result->error);
@@ -144,8 +145,9 @@ s_handle_status (keel_driver_t *self, keel_actor_status_t *msg)
     if (self->status_fn)
         self->status_fn (&status, self->status_arg);
     else
-        KEEL_LOG (msg->level == KEEL_LEVEL_INFO ? KEEL_LOG_INFO
-                  : msg->level == KEEL_LEVEL_WARNING ? KEEL_LOG_WARN : KEEL_LOG_ERROR,
+        KEEL_LOG (msg->level == KEEL_LEVEL_INFO      ? KEEL_LOG_INFO
+                  : msg->level == KEEL_LEVEL_WARNING ? KEEL_LOG_WARN
+                                                     : KEEL_LOG_ERROR,
                   "driver", "%s: %s", keel_status_kind_name (msg->kind), msg->text);
     free (msg);
 }
@@ -164,8 +166,7 @@ s_read_event (keel_driver_t *self)
         memcpy (&ptr, zframe_data (arg), sizeof ptr);
     if (name && ptr && streq (name, "RESULT"))
         s_handle_result (self, (keel_result_t *) ptr);
-    else
-    if (name && ptr && streq (name, "STATUS"))
+    else if (name && ptr && streq (name, "STATUS"))
         s_handle_status (self, (keel_actor_status_t *) ptr);
     zstr_free (&name);
     zframe_destroy (&arg);
@@ -178,24 +179,36 @@ const char *
 keel_status_kind_name (keel_status_kind_t kind)
 {
     switch (kind) {
-        case KEEL_STATUS_CONNECTED: return "connected";
-        case KEEL_STATUS_LOST: return "lost";
-        case KEEL_STATUS_RECONNECTED: return "reconnected";
-        case KEEL_STATUS_FAILOVER: return "failover";
-        case KEEL_STATUS_FAILBACK: return "failback";
-        case KEEL_STATUS_TRYING: return "trying";
-        case KEEL_STATUS_NOTICE: return "notice";
-        case KEEL_STATUS_STORE_FULL: return "store full";
-        case KEEL_STATUS_NO_BROKER: return "no broker";
-        case KEEL_STATUS_CONNECTING: return "connecting";
-        default: return "status";
+        case KEEL_STATUS_CONNECTED:
+            return "connected";
+        case KEEL_STATUS_LOST:
+            return "lost";
+        case KEEL_STATUS_RECONNECTED:
+            return "reconnected";
+        case KEEL_STATUS_FAILOVER:
+            return "failover";
+        case KEEL_STATUS_FAILBACK:
+            return "failback";
+        case KEEL_STATUS_TRYING:
+            return "trying";
+        case KEEL_STATUS_NOTICE:
+            return "notice";
+        case KEEL_STATUS_STORE_FULL:
+            return "store full";
+        case KEEL_STATUS_NO_BROKER:
+            return "no broker";
+        case KEEL_STATUS_CONNECTING:
+            return "connecting";
+        default:
+            return "status";
     }
 }
 
 keel_driver_t *
 keel_driver_new (const char *config_path, char **overrides, int noverrides, keel_error_t *err)
 {
-    keel_settings_t *settings = keel_cli_load (keel_driver_settings (), config_path, overrides, noverrides, err);
+    keel_settings_t *settings =
+        keel_cli_load (keel_driver_settings (), config_path, overrides, noverrides, err);
     if (!settings)
         return NULL;
     keel_driver_t *self = keel_driver_new_from_settings (settings, err);
@@ -365,7 +378,7 @@ keel_driver_poll (keel_driver_t *self, int timeout_ms, keel_error_t *err)
         if (rc <= 0)
             break;
         s_read_event (self);
-        if (s_flush_pending (self) != KEEL_OK)   // a callback may have submitted
+        if (s_flush_pending (self) != KEEL_OK) // a callback may have submitted
             return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
     }
     if (self->no_broker) {
@@ -385,7 +398,7 @@ keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **re
         return keel_error_set (err, KEEL_ERR_STATE, "a result handler is set");
     int64_t deadline = zclock_mono () + (timeout_ms < 0 ? 0 : timeout_ms);
     //  Each turn waits for at least one event, so the loop ends by the deadline.
-    for (uint64_t turn = 0; ; turn++) {
+    for (uint64_t turn = 0;; turn++) {
         if (zlistx_size (self->results) > 0) {
             *result_p = zlistx_first (self->results);
             zlistx_detach_cur (self->results);
@@ -394,7 +407,8 @@ keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **re
         int64_t left = deadline - zclock_mono ();
         if (timeout_ms >= 0 && left <= 0 && turn > 0)
             return KEEL_OK;
-        keel_err rc = keel_driver_poll (self, timeout_ms < 0 ? -1 : (int) (left > 0 ? left : 0), err);
+        keel_err rc =
+            keel_driver_poll (self, timeout_ms < 0 ? -1 : (int) (left > 0 ? left : 0), err);
         if (rc == KEEL_ERR_TIMEOUT && zlistx_size (self->results) > 0) {
             //  Results that came in with the news go first (the broker has
             //  them acknowledged); "no broker" is reported on a later call.
@@ -416,7 +430,8 @@ keel_driver_wait_all (keel_driver_t *self, int timeout_ms, keel_error_t *err)
         if (timeout_ms >= 0 && left <= 0 && turn > 0)
             return keel_error_set (err, KEEL_ERR_TIMEOUT, "%" PRIu64 " tasks still outstanding",
                                    self->submitted - self->delivered);
-        keel_err rc = keel_driver_poll (self, timeout_ms < 0 ? 1000 : (int) (left > 0 ? left : 0), err);
+        keel_err rc =
+            keel_driver_poll (self, timeout_ms < 0 ? 1000 : (int) (left > 0 ? left : 0), err);
         if (rc != KEEL_OK)
             return rc;
     }
@@ -457,7 +472,8 @@ keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *opt
         return NULL;
     }
     if (options->init_data_size > KEEL_DEFAULT_MAX_MSG_SIZE / 2) {
-        keel_error_set (err, KEEL_ERR_INVALID, "init data over %d bytes", KEEL_DEFAULT_MAX_MSG_SIZE / 2);
+        keel_error_set (err, KEEL_ERR_INVALID, "init data over %d bytes",
+                        KEEL_DEFAULT_MAX_MSG_SIZE / 2);
         return NULL;
     }
     keel_service_t *service = calloc (1, sizeof *service);
@@ -562,7 +578,8 @@ static keel_err
 s_service_command (keel_service_t *service, const char *command, keel_error_t *err)
 {
     keel_driver_t *self = service->driver;
-    if (s_flush_pending (self) != KEEL_OK || zsock_send (self->actor, "ss", command, service->id) != 0)
+    if (s_flush_pending (self) != KEEL_OK
+        || zsock_send (self->actor, "ss", command, service->id) != 0)
         return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
     return KEEL_OK;
 }
@@ -591,6 +608,6 @@ void
 keel_result_destroy (keel_result_t **result_p)
 {
     assert (result_p);
-    free (*result_p);               // one block: see keel_actor_result_new
+    free (*result_p); // one block: see keel_actor_result_new
     *result_p = NULL;
 }

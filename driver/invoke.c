@@ -21,8 +21,8 @@ s_method_valid (const char *method)
 }
 
 keel_err
-keel_invocation_begin (msgpack_sbuffer *buf, msgpack_packer *pk, const char *method,
-                       uint32_t nargs, keel_error_t *err)
+keel_invocation_begin (msgpack_sbuffer *buf, msgpack_packer *pk, const char *method, uint32_t nargs,
+                       keel_error_t *err)
 {
     msgpack_sbuffer_init (buf);
     msgpack_packer_init (pk, buf, msgpack_sbuffer_write);

@@ -77,8 +77,7 @@ keel_jsonl_append_base64 (keel_jsonl_buf_t *buf, const uint8_t *data, size_t len
         *out++ = '=';
         *out++ = '=';
     }
-    else
-    if (len - i == 2) {
+    else if (len - i == 2) {
         uint32_t v = (uint32_t) data[i] << 16 | (uint32_t) data[i + 1] << 8;
         *out++ = alphabet[v >> 18 & 63];
         *out++ = alphabet[v >> 12 & 63];
@@ -105,7 +104,8 @@ s_kv_bytes (keel_json_t *j, const char *key, const void *data, size_t len)
 }
 
 void
-keel_jsonl_format_result (keel_jsonl_buf_t *buf, const keel_result_t *result, const char *output_path)
+keel_jsonl_format_result (keel_jsonl_buf_t *buf, const keel_result_t *result,
+                          const char *output_path)
 {
     keel_jsonl_buf_reset (buf);
     keel_json_t j;

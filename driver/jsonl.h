@@ -14,10 +14,10 @@
 #include "keel/driver.h"
 
 typedef struct {
-    char *data;                 // NUL-terminated when len > 0
+    char *data; // NUL-terminated when len > 0
     size_t len;
     size_t cap;
-    bool failed;                // an allocation failed: the content is incomplete
+    bool failed; // an allocation failed: the content is incomplete
 } keel_jsonl_buf_t;
 
 void keel_jsonl_buf_reset (keel_jsonl_buf_t *buf);
@@ -35,6 +35,6 @@ bool keel_jsonl_text_ok (const uint8_t *data, size_t len);
 // text goes as "output_b64"; when output_path is not NULL the output is in
 // that file and the line says "output_file" instead.
 void keel_jsonl_format_result (keel_jsonl_buf_t *buf, const keel_result_t *result,
-                              const char *output_path);
+                               const char *output_path);
 
 #endif

@@ -22,31 +22,31 @@
 #include "log.h"
 #include "submit_args.h"
 
-#define S_PROGRAM "keel-driver"
+#define S_PROGRAM     "keel-driver"
 #define S_PROGRESS_MS 200
 
 typedef struct {
     const keel_submit_args_t *args;
-    FILE *file;                     // KEEL_INPUT_FILE
+    FILE *file; // KEEL_INPUT_FILE
     char *line;
     size_t line_cap;
-    int64_t produced;               // inputs produced so far
+    int64_t produced; // inputs produced so far
     char number[32];
-    int read_errno;                 // KEEL_INPUT_FILE: a read failed (not the end): errno
-    bool ended;                     // every input was produced (or the file could not be read further)
+    int read_errno; // KEEL_INPUT_FILE: a read failed (not the end): errno
+    bool ended;     // every input was produced (or the file could not be read further)
 } s_inputs_t;
 
 typedef struct {
-    bool tty;                       // stderr is a terminal: progress bar
+    bool tty; // stderr is a terminal: progress bar
     bool progress_shown;
     int64_t last_progress;
-    int64_t total;                  // -1 when unknown (input file)
+    int64_t total; // -1 when unknown (input file)
     uint64_t ok;
     uint64_t failed;
     const char *output_dir;
     keel_jsonl_buf_t line;
     bool write_failed;
-    bool gave_up;                   // NO_BROKER came: the job ends, later statuses are not news
+    bool gave_up; // NO_BROKER came: the job ends, later statuses are not news
 } s_job_t;
 
 //  Next input; false at the end. *data stays valid until the next call.
@@ -125,7 +125,9 @@ s_progress (s_job_t *job, uint64_t submitted, bool force)
                  bar, done, job->total, job->ok, job->failed);
     }
     else
-        fprintf (stderr, "\r%" PRIu64 " done of %" PRIu64 " submitted, ok %" PRIu64 " failed %" PRIu64 "\033[K",
+        fprintf (stderr,
+                 "\r%" PRIu64 " done of %" PRIu64 " submitted, ok %" PRIu64 " failed %" PRIu64
+                 "\033[K",
                  done, submitted, job->ok, job->failed);
     job->progress_shown = true;
 }
@@ -145,8 +147,10 @@ s_on_status (const keel_status_t *status, void *arg)
     s_clear_progress (job);
     if (status->kind == KEEL_STATUS_NOTICE)
         fprintf (stderr, S_PROGRAM ": notice (%s): %s\n",
-                 status->level == KEEL_LEVEL_ERROR ? "error"
-                 : status->level == KEEL_LEVEL_WARNING ? "warning" : "info", status->text);
+                 status->level == KEEL_LEVEL_ERROR     ? "error"
+                 : status->level == KEEL_LEVEL_WARNING ? "warning"
+                                                       : "info",
+                 status->text);
     else
         fprintf (stderr, S_PROGRAM ": %s\n", status->text);
 }
@@ -161,16 +165,17 @@ s_summary (const s_job_t *job, const s_inputs_t *inputs, double seconds)
     if (requested < done)
         requested = done;
     if (requested == done) {
-        fprintf (stderr, S_PROGRAM ": %" PRIu64 " tasks: %" PRIu64 " ok, %" PRIu64 " failed in %.1f s\n",
+        fprintf (stderr,
+                 S_PROGRAM ": %" PRIu64 " tasks: %" PRIu64 " ok, %" PRIu64 " failed in %.1f s\n",
                  done, job->ok, job->failed, seconds);
         return;
     }
     bool partial_input = job->total < 0 && !inputs->ended;
     fprintf (stderr,
              S_PROGRAM ": %" PRIu64 " tasks%s: %" PRIu64 " ok, %" PRIu64 " failed, %" PRIu64
-             " not done in %.1f s%s\n",
-             requested, partial_input ? " read" : "", job->ok, job->failed, requested - done, seconds,
-             partial_input ? " (the rest of the input was not read)" : "");
+                       " not done in %.1f s%s\n",
+             requested, partial_input ? " read" : "", job->ok, job->failed, requested - done,
+             seconds, partial_input ? " (the rest of the input was not read)" : "");
 }
 
 static void
@@ -181,7 +186,8 @@ s_write_result (s_job_t *job, const keel_result_t *result)
     if (job->output_dir && result->status == KEEL_TASK_OK) {
         snprintf (path, sizeof path, "%s/%" PRIu64 ".out", job->output_dir, result->task_id);
         FILE *out = fopen (path, "wb");
-        bool written = out && fwrite (result->output, 1, result->output_size, out) == result->output_size;
+        bool written =
+            out && fwrite (result->output, 1, result->output_size, out) == result->output_size;
         if (out && fclose (out) != 0)
             written = false;
         if (!written) {
@@ -218,8 +224,8 @@ s_load_settings (const keel_submit_args_t *args, keel_error_t *err)
         sets[nsets++] = broker;
     if (args->log_level && asprintf (&level, "LogLevel=%s", args->log_level) > 0)
         sets[nsets++] = level;
-    keel_settings_t *settings = keel_cli_load (keel_driver_settings (), args->config_path, sets,
-                                               nsets, err);
+    keel_settings_t *settings =
+        keel_cli_load (keel_driver_settings (), args->config_path, sets, nsets, err);
     free (broker);
     free (level);
     free (sets);
@@ -227,7 +233,8 @@ s_load_settings (const keel_submit_args_t *args, keel_error_t *err)
         const char *list = keel_driver_cfg_DSFailoverBrokers (settings);
         char *value = NULL;
         if (asprintf (&value, "%s%s%s", list, *list ? "," : "", args->failovers[i]) < 0
-            || keel_settings_set (settings, "DSFailoverBrokers", value, "--failover", err) != KEEL_OK)
+            || keel_settings_set (settings, "DSFailoverBrokers", value, "--failover", err)
+                   != KEEL_OK)
             keel_settings_destroy (&settings);
         free (value);
     }
@@ -365,7 +372,8 @@ main (int argc, char **argv)
             goto done;
         }
         if (stat (args.output_dir, &st) != 0 || !S_ISDIR (st.st_mode)) {
-            fprintf (stderr, S_PROGRAM ": --output-dir: '%s' is not a directory\n", args.output_dir);
+            fprintf (stderr, S_PROGRAM ": --output-dir: '%s' is not a directory\n",
+                     args.output_dir);
             goto done;
         }
         //  Find out now, not after the whole job ran, that no output can be written there.
@@ -373,8 +381,8 @@ main (int argc, char **argv)
         snprintf (probe, sizeof probe, "%s/.keel-driver-XXXXXX", args.output_dir);
         int fd = mkstemp (probe);
         if (fd < 0) {
-            fprintf (stderr, S_PROGRAM ": --output-dir: cannot write in '%s': %s\n", args.output_dir,
-                     strerror (errno));
+            fprintf (stderr, S_PROGRAM ": --output-dir: cannot write in '%s': %s\n",
+                     args.output_dir, strerror (errno));
             goto done;
         }
         close (fd);
@@ -409,7 +417,9 @@ main (int argc, char **argv)
     s_clear_progress (&job);
     s_summary (&job, &inputs, (zclock_mono () - started) / 1000.0);
     if (inputs.read_errno)
-        fprintf (stderr, S_PROGRAM ": --input-file: cannot read '%s': %s (the tasks after it were not submitted)\n",
+        fprintf (stderr,
+                 S_PROGRAM
+                 ": --input-file: cannot read '%s': %s (the tasks after it were not submitted)\n",
                  args.input_file, strerror (inputs.read_errno));
     if (code == KEEL_EXIT_OK && (job.failed > 0 || job.write_failed || inputs.read_errno))
         code = KEEL_EXIT_FAILED;

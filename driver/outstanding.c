@@ -14,20 +14,20 @@
 typedef struct {
     uint8_t *input;
     size_t size;
-    bool sent;                      // sent to the current broker
-    bool accepted;                  // the current broker Accepted it
+    bool sent;     // sent to the current broker
+    bool accepted; // the current broker Accepted it
 } s_task_t;
 
 struct _keel_outstanding_t {
     s_task_t **slots;
-    size_t cap;                     // slots allocated
-    size_t off;                     // index of id `base` in slots
-    uint64_t base;                  // lowest id that may be held
-    uint64_t next_id;               // tasks ever added
-    uint64_t cursor;                // lowest id that may be unsent
-    size_t count;                   // held tasks
-    size_t unaccepted;              // held, sent, not accepted
-    size_t unsent;                  // held, not sent
+    size_t cap;        // slots allocated
+    size_t off;        // index of id `base` in slots
+    uint64_t base;     // lowest id that may be held
+    uint64_t next_id;  // tasks ever added
+    uint64_t cursor;   // lowest id that may be unsent
+    size_t count;      // held tasks
+    size_t unaccepted; // held, sent, not accepted
+    size_t unsent;     // held, not sent
 };
 
 static s_task_t *
@@ -47,7 +47,7 @@ s_trim (keel_outstanding_t *self)
         self->off++;
     }
     if (self->base == self->next_id)
-        self->off = 0;              // empty window: start over at the front
+        self->off = 0; // empty window: start over at the front
     if (self->cursor < self->base)
         self->cursor = self->base;
 }
@@ -190,7 +190,7 @@ keel_outstanding_accept (keel_outstanding_t *self, uint64_t task_id)
     if (task->sent)
         self->unaccepted--;
     else
-        self->unsent--;             // accepted from an earlier send: no need to send again
+        self->unsent--; // accepted from an earlier send: no need to send again
     task->sent = true;
     task->accepted = true;
     return true;
@@ -275,12 +275,12 @@ keel_outstanding_delivered (const keel_outstanding_t *self, uint64_t *from_p,
     uint64_t id = *from_p;
     while (id < self->next_id) {
         while (id < self->next_id && s_lookup (self, id))
-            id++;                   // held: still waits for its result
+            id++; // held: still waits for its result
         if (id == self->next_id)
             break;
         uint64_t lo = id;
         if (id < self->base)
-            id = self->base;        // nothing below base is held
+            id = self->base; // nothing below base is held
         while (id < self->next_id && !s_lookup (self, id))
             id++;
         if (!keel_ranges_writer_add (w, lo, id)) {
@@ -298,7 +298,7 @@ keel_outstanding_pop (keel_outstanding_t *self, uint64_t *task_id_p)
     if (self->count == 0)
         return false;
     s_trim (self);
-    *task_id_p = self->base;        // after a trim the front slot is held
+    *task_id_p = self->base; // after a trim the front slot is held
     s_forget (self, self->base);
     return true;
 }

@@ -31,9 +31,9 @@ typedef struct _keel_outstanding_t keel_outstanding_t;
 
 // What a result for a task id means.
 typedef enum {
-    KEEL_OUTSTANDING_NEW = 0,   // first result for a held task: deliver it (the task is forgotten)
+    KEEL_OUTSTANDING_NEW = 0, // first result for a held task: deliver it (the task is forgotten)
     KEEL_OUTSTANDING_DUPLICATE, // the task's result was delivered before: acknowledge again, deliver nothing
-    KEEL_OUTSTANDING_UNKNOWN    // never submitted: ignore
+    KEEL_OUTSTANDING_UNKNOWN // never submitted: ignore
 } keel_outstanding_verdict_t;
 
 // A task to send; input points into the held copy, valid until the task completes.
@@ -50,7 +50,8 @@ void keel_outstanding_destroy (keel_outstanding_t **self_p);
 // Holds task task_id, which must be keel_outstanding_next_id (else
 // KEEL_ERR_INVALID). Takes ownership of input (malloc'ed; NULL when size is
 // 0) in every case. KEEL_ERR_NOMEM when the table cannot grow.
-keel_err keel_outstanding_add (keel_outstanding_t *self, uint64_t task_id, uint8_t *input, size_t size);
+keel_err keel_outstanding_add (keel_outstanding_t *self, uint64_t task_id, uint8_t *input,
+                               size_t size);
 
 // The id the next task must have: the number of tasks ever added.
 uint64_t keel_outstanding_next_id (const keel_outstanding_t *self);

@@ -9,30 +9,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_LIVENESS 3                // heartbeat intervals of silence before a broker is lost
-#define S_BACKOFF_CAP_MS 30000      // longest wait between two hellos to the same broker
-#define S_PROBE_WAIT_MIN_MS 1000    // a probe waits at least this long for its welcome
-#define S_PROGRESS_MAX_MS 30000     // longest gap between two "still connecting" lines
-#define S_PROGRESS_MIN_MS 1000      // shortest gap (short DSBrokerTimeouts)
-#define S_PROGRESS_PER_TIMEOUT 3    // a gap of DSBrokerTimeout/3, within the bounds: 2 lines per broker
+#define S_LIVENESS          3     // heartbeat intervals of silence before a broker is lost
+#define S_BACKOFF_CAP_MS    30000 // longest wait between two hellos to the same broker
+#define S_PROBE_WAIT_MIN_MS 1000  // a probe waits at least this long for its welcome
+#define S_PROGRESS_MAX_MS   30000 // longest gap between two "still connecting" lines
+#define S_PROGRESS_MIN_MS   1000  // shortest gap (short DSBrokerTimeouts)
+#define S_PROGRESS_PER_TIMEOUT                                                                     \
+    3 // a gap of DSBrokerTimeout/3, within the bounds: 2 lines per broker
 
 struct _keel_session_t {
     keel_session_config_t config;
-    char **brokers;                 // owned copies of config.brokers
+    char **brokers; // owned copies of config.brokers
     keel_session_state_t state;
-    int current;                    // broker the session socket talks to
-    int last_welcomed;              // broker that last answered the session (-1: none yet)
-    int64_t heartbeat_ms;           // H
-    keel_peer_clock_t clock;        // READY: liveness of the broker, our idle time
-    keel_backoff_t backoff;         // CONNECTING: wait between hellos to the same broker
-    int64_t attempt_deadline;       // CONNECTING: reconnect when no welcome by then
-    int64_t broker_deadline;        // CONNECTING: move to the next broker then
-    int64_t progress_ms;            // CONNECTING: gap between "still connecting" lines
-    int64_t progress_next;          // CONNECTING: when the next one is due
-    int tried;                      // brokers given up on since the last welcome
-    bool probe_open;                // a probe DEALER to the primary is waiting for its welcome
-    int64_t probe_next;             // when to open the next probe
-    int64_t probe_deadline;         // when to give up on the open probe
+    int current;              // broker the session socket talks to
+    int last_welcomed;        // broker that last answered the session (-1: none yet)
+    int64_t heartbeat_ms;     // H
+    keel_peer_clock_t clock;  // READY: liveness of the broker, our idle time
+    keel_backoff_t backoff;   // CONNECTING: wait between hellos to the same broker
+    int64_t attempt_deadline; // CONNECTING: reconnect when no welcome by then
+    int64_t broker_deadline;  // CONNECTING: move to the next broker then
+    int64_t progress_ms;      // CONNECTING: gap between "still connecting" lines
+    int64_t progress_next;    // CONNECTING: when the next one is due
+    int tried;                // brokers given up on since the last welcome
+    bool probe_open;          // a probe DEALER to the primary is waiting for its welcome
+    int64_t probe_next;       // when to open the next probe
+    int64_t probe_deadline;   // when to give up on the open probe
 };
 
 static void
@@ -80,26 +81,22 @@ keel_session_duration_text (int64_t ms, char *buf, size_t size)
     long long sec = (t + 500) / 1000;
     if (t < 1000)
         snprintf (buf, size, "%lld ms", t);
-    else
-    if (t < 9950) {
+    else if (t < 9950) {
         long long tenths = (t + 50) / 100;
         if (tenths % 10)
             snprintf (buf, size, "%lld.%lld s", tenths / 10, tenths % 10);
         else
             snprintf (buf, size, "%lld s", tenths / 10);
     }
-    else
-    if (sec < 60)
+    else if (sec < 60)
         snprintf (buf, size, "%lld s", sec);
-    else
-    if (sec < 3600) {
+    else if (sec < 3600) {
         if (sec % 60)
             snprintf (buf, size, "%lld min %lld s", sec / 60, sec % 60);
         else
             snprintf (buf, size, "%lld min", sec / 60);
     }
-    else
-    if (sec < 86400 - 30) {
+    else if (sec < 86400 - 30) {
         long long min = (sec + 30) / 60;
         if (min % 60)
             snprintf (buf, size, "%lld h %lld min", min / 60, min % 60);
@@ -164,8 +161,8 @@ s_connect (keel_session_t *self, int broker, int64_t now, bool new_broker, keel_
         self->progress_next = now + self->progress_ms;
     }
     s_emit (out, KEEL_SESSION_DO_CONNECT, broker);
-    self->attempt_deadline = now + s_max (S_LIVENESS * self->heartbeat_ms,
-                                          keel_backoff_next (&self->backoff));
+    self->attempt_deadline =
+        now + s_max (S_LIVENESS * self->heartbeat_ms, keel_backoff_next (&self->backoff));
 }
 
 static void
@@ -212,7 +209,7 @@ s_on_probe_welcome (keel_session_t *self, uint64_t heartbeat_ms, int64_t now,
                     keel_session_out_t *out)
 {
     if (!self->probe_open || self->current == 0)
-        return;                     // a late answer to a probe we gave up on
+        return; // a late answer to a probe we gave up on
     s_emit (out, KEEL_SESSION_DO_ADOPT_PROBE, 0);
     s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, 0);
     s_emit (out, KEEL_SESSION_DO_RESYNC, 0);
@@ -281,13 +278,13 @@ s_tick_ready (keel_session_t *self, int64_t now, keel_session_out_t *out)
         char silent[32], timeout[32];
         keel_session_duration_text (now - self->clock.last_recv, silent, sizeof silent);
         keel_session_duration_text (self->config.broker_timeout_ms, timeout, sizeof timeout);
-        s_status (out, KEEL_SESSION_STATUS_LOST, "lost %s (silent for %s); retrying for %s (DSBrokerTimeout)",
+        s_status (out, KEEL_SESSION_STATUS_LOST,
+                  "lost %s (silent for %s); retrying for %s (DSBrokerTimeout)",
                   self->brokers[self->current], silent, timeout);
         self->tried = 0;
         s_connect (self, self->current, now, true, out);
     }
-    else
-    if (keel_peer_clock_heartbeat_due (&self->clock, now))
+    else if (keel_peer_clock_heartbeat_due (&self->clock, now))
         s_emit (out, KEEL_SESSION_DO_HEARTBEAT, self->current);
 }
 
@@ -347,8 +344,9 @@ keel_session_new (const keel_session_config_t *config, int64_t now)
     keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
     self->attempt_deadline = now;
     self->broker_deadline = now + config->broker_timeout_ms;
-    self->progress_ms = s_max (S_PROGRESS_MIN_MS, s_min (S_PROGRESS_MAX_MS,
-                                                         config->broker_timeout_ms / S_PROGRESS_PER_TIMEOUT));
+    self->progress_ms =
+        s_max (S_PROGRESS_MIN_MS,
+               s_min (S_PROGRESS_MAX_MS, config->broker_timeout_ms / S_PROGRESS_PER_TIMEOUT));
     self->progress_next = now + self->progress_ms;
     return self;
 }
@@ -405,7 +403,7 @@ keel_session_step (keel_session_t *self, keel_session_event_t event, uint64_t he
             s_tick_probe (self, now, out);
             break;
         default:
-            break;                  // unknown events change nothing
+            break; // unknown events change nothing
     }
 }
 
@@ -462,8 +460,11 @@ const char *
 keel_session_state_name (keel_session_state_t state)
 {
     switch (state) {
-        case KEEL_SESSION_CONNECTING: return "CONNECTING";
-        case KEEL_SESSION_READY: return "READY";
-        default: return "?";
+        case KEEL_SESSION_CONNECTING:
+            return "CONNECTING";
+        case KEEL_SESSION_READY:
+            return "READY";
+        default:
+            return "?";
     }
 }

@@ -68,54 +68,52 @@
 #include <stdint.h>
 #include "heartbeat.h"
 
-typedef enum {
-    KEEL_SESSION_CONNECTING = 0,
-    KEEL_SESSION_READY
-} keel_session_state_t;
+typedef enum { KEEL_SESSION_CONNECTING = 0, KEEL_SESSION_READY } keel_session_state_t;
 
 typedef enum {
-    KEEL_SESSION_EV_START = 0,      // first step after keel_session_new
-    KEEL_SESSION_EV_TICK,           // time passed; check timers
-    KEEL_SESSION_EV_WELCOME,        // DriverWelcome on the session socket
-    KEEL_SESSION_EV_RELOGIN,        // Relogin on the session socket
-    KEEL_SESSION_EV_PROBE_WELCOME   // DriverWelcome on the primary probe socket
+    KEEL_SESSION_EV_START = 0,    // first step after keel_session_new
+    KEEL_SESSION_EV_TICK,         // time passed; check timers
+    KEEL_SESSION_EV_WELCOME,      // DriverWelcome on the session socket
+    KEEL_SESSION_EV_RELOGIN,      // Relogin on the session socket
+    KEEL_SESSION_EV_PROBE_WELCOME // DriverWelcome on the primary probe socket
 } keel_session_event_t;
 
 typedef enum {
-    KEEL_SESSION_DO_CONNECT = 0,    // close the session socket, open a fresh DEALER to `broker`, send DriverHello
-    KEEL_SESSION_DO_HELLO,          // send DriverHello on the session socket
-    KEEL_SESSION_DO_HEARTBEAT,      // send Heartbeat on the session socket
-    KEEL_SESSION_DO_FORGET_ACCEPTED,// every outstanding task counts as not Accepted (new broker)
-    KEEL_SESSION_DO_RESYNC,         // apply the DriverWelcome just received (resubmit / resend)
+    KEEL_SESSION_DO_CONNECT =
+        0, // close the session socket, open a fresh DEALER to `broker`, send DriverHello
+    KEEL_SESSION_DO_HELLO,           // send DriverHello on the session socket
+    KEEL_SESSION_DO_HEARTBEAT,       // send Heartbeat on the session socket
+    KEEL_SESSION_DO_FORGET_ACCEPTED, // every outstanding task counts as not Accepted (new broker)
+    KEEL_SESSION_DO_RESYNC,          // apply the DriverWelcome just received (resubmit / resend)
     KEEL_SESSION_DO_TELL_DELIVERED, // tell the session's broker which task results the driver holds
     KEEL_SESSION_DO_PROBE_OPEN,     // open a DEALER to broker 0 and send DriverHello on it
     KEEL_SESSION_DO_PROBE_CLOSE,    // close the probe socket
-    KEEL_SESSION_DO_ADOPT_PROBE,    // the probe socket becomes the session socket; the old one is kept for DETACH_OLD
-    KEEL_SESSION_DO_DETACH_OLD,     // send Detach{open services} on the old session socket (READY or not)
-    KEEL_SESSION_DO_CLOSE_OLD,      // close the old session socket
-    KEEL_SESSION_DO_STATUS,         // tell the application: `status` kind with `text`
-    KEEL_SESSION_DO_GIVE_UP         // no broker answered in a whole pass over the list
+    KEEL_SESSION_DO_ADOPT_PROBE, // the probe socket becomes the session socket; the old one is kept for DETACH_OLD
+    KEEL_SESSION_DO_DETACH_OLD, // send Detach{open services} on the old session socket (READY or not)
+    KEEL_SESSION_DO_CLOSE_OLD, // close the old session socket
+    KEEL_SESSION_DO_STATUS,    // tell the application: `status` kind with `text`
+    KEEL_SESSION_DO_GIVE_UP    // no broker answered in a whole pass over the list
 } keel_session_do_t;
 
 // Kinds of status the session reports (mirrors keel_status_kind_t in driver.h).
 typedef enum {
-    KEEL_SESSION_STATUS_CONNECTED = 0,  // first welcome from a broker
-    KEEL_SESSION_STATUS_LOST,           // the broker went silent; retrying it
-    KEEL_SESSION_STATUS_RECONNECTED,    // the same broker answered again
-    KEEL_SESSION_STATUS_FAILOVER,       // now on a failover broker
-    KEEL_SESSION_STATUS_FAILBACK,       // back on the primary
-    KEEL_SESSION_STATUS_TRYING,         // moved on to try the next broker
-    KEEL_SESSION_STATUS_CONNECTING,     // START: connecting to the primary, for how long
-    KEEL_SESSION_STATUS_STILL_CONNECTING// progress while CONNECTING: for how long already, how long more
+    KEEL_SESSION_STATUS_CONNECTED = 0, // first welcome from a broker
+    KEEL_SESSION_STATUS_LOST,          // the broker went silent; retrying it
+    KEEL_SESSION_STATUS_RECONNECTED,   // the same broker answered again
+    KEEL_SESSION_STATUS_FAILOVER,      // now on a failover broker
+    KEEL_SESSION_STATUS_FAILBACK,      // back on the primary
+    KEEL_SESSION_STATUS_TRYING,        // moved on to try the next broker
+    KEEL_SESSION_STATUS_CONNECTING,    // START: connecting to the primary, for how long
+    KEEL_SESSION_STATUS_STILL_CONNECTING // progress while CONNECTING: for how long already, how long more
 } keel_session_status_t;
 
 #define KEEL_SESSION_MAX_ACTIONS 12
-#define KEEL_SESSION_TEXT_MAX 300
+#define KEEL_SESSION_TEXT_MAX    300
 
 typedef struct {
     keel_session_do_t what;
-    int broker;                     // CONNECT: which broker
-    keel_session_status_t status;   // STATUS: kind
+    int broker;                   // CONNECT: which broker
+    keel_session_status_t status; // STATUS: kind
     char text[KEEL_SESSION_TEXT_MAX];
 } keel_session_action_t;
 
@@ -125,12 +123,12 @@ typedef struct {
 } keel_session_out_t;
 
 typedef struct {
-    int nbrokers;                   // >= 1
-    const char *const *brokers;     // endpoints, for status texts; copied
-    int64_t broker_timeout_ms;      // DSBrokerTimeout
-    int64_t primary_retry_ms;       // DSPrimaryRetryInterval
-    int64_t heartbeat_ms;           // DSHeartbeatInterval, until the broker says otherwise
-    uint32_t seed;                  // backoff jitter seed
+    int nbrokers;               // >= 1
+    const char *const *brokers; // endpoints, for status texts; copied
+    int64_t broker_timeout_ms;  // DSBrokerTimeout
+    int64_t primary_retry_ms;   // DSPrimaryRetryInterval
+    int64_t heartbeat_ms;       // DSHeartbeatInterval, until the broker says otherwise
+    uint32_t seed;              // backoff jitter seed
 } keel_session_config_t;
 
 typedef struct _keel_session_t keel_session_t;

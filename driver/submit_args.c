@@ -10,9 +10,21 @@
 #include "wire.h"
 
 enum {
-    S_OPT_SET = 256, S_OPT_HELP, S_OPT_VERSION, S_OPT_SERVICE, S_OPT_INPUT, S_OPT_COUNT,
-    S_OPT_INPUT_FILE, S_OPT_RANGE, S_OPT_BROKER, S_OPT_FAILOVER, S_OPT_PRIORITY,
-    S_OPT_MAX_ATTEMPTS, S_OPT_OUTPUT_DIR, S_OPT_LOG_LEVEL, S_OPT_MARKDOWN
+    S_OPT_SET = 256,
+    S_OPT_HELP,
+    S_OPT_VERSION,
+    S_OPT_SERVICE,
+    S_OPT_INPUT,
+    S_OPT_COUNT,
+    S_OPT_INPUT_FILE,
+    S_OPT_RANGE,
+    S_OPT_BROKER,
+    S_OPT_FAILOVER,
+    S_OPT_PRIORITY,
+    S_OPT_MAX_ATTEMPTS,
+    S_OPT_OUTPUT_DIR,
+    S_OPT_LOG_LEVEL,
+    S_OPT_MARKDOWN
 };
 
 static const struct option s_options[] = {
@@ -73,14 +85,15 @@ s_parse_range (const char *text, keel_submit_args_t *args, keel_error_t *err)
             if (keel_parse_int64 (from, &args->range_from)
                 && keel_parse_int64 (colon + 1, &args->range_to)
                 && args->range_from <= args->range_to) {
-                int64_t span;   // B - A tasks: must fit, or the job silently has none
+                int64_t span; // B - A tasks: must fit, or the job silently has none
                 if (!__builtin_sub_overflow (args->range_to, args->range_from, &span))
                     return KEEL_OK;
             }
         }
     }
     return keel_error_set (err, KEEL_ERR_INVALID,
-                           "--range: expected A:B with integers A <= B, got '%s'", text ? text : "");
+                           "--range: expected A:B with integers A <= B, got '%s'",
+                           text ? text : "");
 }
 
 static keel_err
@@ -90,7 +103,8 @@ s_check (keel_submit_args_t *args, const char *command, bool count_given, int so
     if (!command)
         return keel_error_set (err, KEEL_ERR_INVALID, "missing command (submit)");
     if (strcmp (command, "submit") != 0)
-        return keel_error_set (err, KEEL_ERR_INVALID, "unknown command '%s' (expected submit)", command);
+        return keel_error_set (err, KEEL_ERR_INVALID, "unknown command '%s' (expected submit)",
+                               command);
     if (!args->service)
         return keel_error_set (err, KEEL_ERR_INVALID, "submit: --service NAME is required");
     if (!keel_type_name_valid (args->service))
@@ -113,7 +127,7 @@ keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_er
 {
     memset (args, 0, sizeof *args);
     args->count = 1;
-    optind = 0;                     // full reset of GNU getopt (tests parse many times)
+    optind = 0; // full reset of GNU getopt (tests parse many times)
     opterr = 0;
     bool count_given = false;
     int sources = 0;
@@ -124,17 +138,30 @@ keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_er
             break;
         int64_t n = 0;
         switch (opt) {
-            case 'c': args->config_path = optarg; break;
+            case 'c':
+                args->config_path = optarg;
+                break;
             case S_OPT_SET:
                 if (!strchr (optarg, '='))
-                    return keel_error_set (err, KEEL_ERR_INVALID, "--set: expected KEY=VALUE, got '%s'", optarg);
+                    return keel_error_set (err, KEEL_ERR_INVALID,
+                                           "--set: expected KEY=VALUE, got '%s'", optarg);
                 if (!s_push (&args->sets, &args->nsets, optarg))
                     return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
                 break;
-            case 'h': case S_OPT_HELP: args->help = true; break;
-            case 'V': case S_OPT_VERSION: args->version = true; break;
-            case S_OPT_MARKDOWN: args->config_markdown = true; break;
-            case S_OPT_SERVICE: args->service = optarg; break;
+            case 'h':
+            case S_OPT_HELP:
+                args->help = true;
+                break;
+            case 'V':
+            case S_OPT_VERSION:
+                args->version = true;
+                break;
+            case S_OPT_MARKDOWN:
+                args->config_markdown = true;
+                break;
+            case S_OPT_SERVICE:
+                args->service = optarg;
+                break;
             case S_OPT_INPUT:
                 args->input = KEEL_INPUT_TEXT;
                 args->input_text = optarg;
@@ -157,7 +184,9 @@ keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_er
                 args->input = KEEL_INPUT_RANGE;
                 sources++;
                 break;
-            case S_OPT_BROKER: args->broker = optarg; break;
+            case S_OPT_BROKER:
+                args->broker = optarg;
+                break;
             case S_OPT_FAILOVER:
                 if (!s_push (&args->failovers, &args->nfailovers, optarg))
                     return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
@@ -176,17 +205,23 @@ keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_er
                 args->has_max_attempts = true;
                 args->max_attempts = (uint32_t) n;
                 break;
-            case S_OPT_OUTPUT_DIR: args->output_dir = optarg; break;
-            case S_OPT_LOG_LEVEL: args->log_level = optarg; break;
+            case S_OPT_OUTPUT_DIR:
+                args->output_dir = optarg;
+                break;
+            case S_OPT_LOG_LEVEL:
+                args->log_level = optarg;
+                break;
             case ':':
                 if (optopt && optopt < 256)
-                    return keel_error_set (err, KEEL_ERR_INVALID, "option '-%c' needs a value", optopt);
+                    return keel_error_set (err, KEEL_ERR_INVALID, "option '-%c' needs a value",
+                                           optopt);
                 return keel_error_set (err, KEEL_ERR_INVALID, "option '%s' needs a value",
                                        argv[optind - 1]);
             default:
                 if (optopt)
                     return keel_error_set (err, KEEL_ERR_INVALID, "unknown option '-%c'", optopt);
-                return keel_error_set (err, KEEL_ERR_INVALID, "unknown option '%s'", argv[optind - 1]);
+                return keel_error_set (err, KEEL_ERR_INVALID, "unknown option '%s'",
+                                       argv[optind - 1]);
         }
     }
     if (args->help || args->version || args->config_markdown)
@@ -210,38 +245,39 @@ keel_submit_args_free (keel_submit_args_t *args)
 void
 keel_submit_args_usage (FILE *out)
 {
-    fprintf (out,
-             "usage: keel-driver [-c FILE] [--set KEY=VALUE]... submit --service NAME INPUT [OPTIONS]\n"
-             "       keel-driver --help | --version\n"
-             "\n"
-             "Submits one service of tasks to a Keel broker and writes one JSON line per\n"
-             "task to stdout, in completion order.\n"
-             "\n"
-             "INPUT (exactly one):\n"
-             "  --input TEXT [--count N]   N tasks (default 1) with input TEXT\n"
-             "  --input-file FILE          one task per line ('-' = stdin)\n"
-             "  --range A:B                tasks with inputs A..B-1 in decimal\n"
-             "OPTIONS:\n"
-             "  -c, --config FILE          driver.properties\n"
-             "  --set KEY=VALUE            override a setting (repeatable)\n"
-             "  --broker URL               primary broker (DSPrimaryBroker)\n"
-             "  --failover URL             failover broker (repeatable, DSFailoverBrokers)\n"
-             "  --priority N               service priority (higher first)\n"
-             "  --max-attempts N           task failures before giving up (0: broker default)\n"
-             "  --output-dir DIR           write outputs to DIR/<task>.out\n"
-             "  --log-level LEVEL          error|warn|info|debug (LogLevel)\n"
-             "  -h, --help                 this text\n"
-             "  -V, --version              print the version\n"
-             "\n"
-             "Connecting: keel-driver says at once on stderr which broker it connects to,\n"
-             "and again every DSBrokerTimeout/3 (1 to 30 s) while none answers.\n"
-             "DSBrokerTimeout (default 5 min) also bounds the first connection: when no\n"
-             "broker answers for that long (each broker of the list in turn), keel-driver\n"
-             "exits 3. It must stay below the brokers' Engine Timeout\n"
-             "(EngineTimeoutMinutes, default 15 min): otherwise the work engines hold for\n"
-             "a lost broker is dropped before the driver reaches the next broker, and\n"
-             "is done again (docs/operations.md, section 3).\n"
-             "\n"
-             "Exit: 0 every task succeeded, 1 some failed, 2 usage or configuration error,\n"
-             "3 no broker reachable in time.\n");
+    fprintf (
+        out,
+        "usage: keel-driver [-c FILE] [--set KEY=VALUE]... submit --service NAME INPUT [OPTIONS]\n"
+        "       keel-driver --help | --version\n"
+        "\n"
+        "Submits one service of tasks to a Keel broker and writes one JSON line per\n"
+        "task to stdout, in completion order.\n"
+        "\n"
+        "INPUT (exactly one):\n"
+        "  --input TEXT [--count N]   N tasks (default 1) with input TEXT\n"
+        "  --input-file FILE          one task per line ('-' = stdin)\n"
+        "  --range A:B                tasks with inputs A..B-1 in decimal\n"
+        "OPTIONS:\n"
+        "  -c, --config FILE          driver.properties\n"
+        "  --set KEY=VALUE            override a setting (repeatable)\n"
+        "  --broker URL               primary broker (DSPrimaryBroker)\n"
+        "  --failover URL             failover broker (repeatable, DSFailoverBrokers)\n"
+        "  --priority N               service priority (higher first)\n"
+        "  --max-attempts N           task failures before giving up (0: broker default)\n"
+        "  --output-dir DIR           write outputs to DIR/<task>.out\n"
+        "  --log-level LEVEL          error|warn|info|debug (LogLevel)\n"
+        "  -h, --help                 this text\n"
+        "  -V, --version              print the version\n"
+        "\n"
+        "Connecting: keel-driver says at once on stderr which broker it connects to,\n"
+        "and again every DSBrokerTimeout/3 (1 to 30 s) while none answers.\n"
+        "DSBrokerTimeout (default 5 min) also bounds the first connection: when no\n"
+        "broker answers for that long (each broker of the list in turn), keel-driver\n"
+        "exits 3. It must stay below the brokers' Engine Timeout\n"
+        "(EngineTimeoutMinutes, default 15 min): otherwise the work engines hold for\n"
+        "a lost broker is dropped before the driver reaches the next broker, and\n"
+        "is done again (docs/operations.md, section 3).\n"
+        "\n"
+        "Exit: 0 every task succeeded, 1 some failed, 2 usage or configuration error,\n"
+        "3 no broker reachable in time.\n");
 }

@@ -20,39 +20,40 @@
 
 typedef enum {
     KEEL_INPUT_NONE = 0,
-    KEEL_INPUT_TEXT,            // --input TEXT [--count N]
-    KEEL_INPUT_FILE,            // --input-file FILE ("-" = stdin), one task per line
-    KEEL_INPUT_RANGE            // --range A:B, inputs A..B-1 in decimal
+    KEEL_INPUT_TEXT, // --input TEXT [--count N]
+    KEEL_INPUT_FILE, // --input-file FILE ("-" = stdin), one task per line
+    KEEL_INPUT_RANGE // --range A:B, inputs A..B-1 in decimal
 } keel_input_kind_t;
 
 typedef struct {
     bool help;
     bool version;
-    bool config_markdown;           // hidden: print the settings as Markdown (docs/configuration.md)
-    const char *config_path;    // -c
-    char **sets;                // --set values ("KEY=VALUE"), in order
+    bool config_markdown;    // hidden: print the settings as Markdown (docs/configuration.md)
+    const char *config_path; // -c
+    char **sets;             // --set values ("KEY=VALUE"), in order
     int nsets;
-    const char *service;        // --service
+    const char *service; // --service
     keel_input_kind_t input;
     const char *input_text;
-    int64_t count;              // --count (default 1)
+    int64_t count; // --count (default 1)
     const char *input_file;
     int64_t range_from, range_to;
-    const char *broker;         // --broker
-    char **failovers;           // --failover, in order
+    const char *broker; // --broker
+    char **failovers;   // --failover, in order
     int nfailovers;
     bool has_priority;
     int32_t priority;
     bool has_max_attempts;
     uint32_t max_attempts;
     const char *output_dir;
-    const char *log_level;      // --log-level
+    const char *log_level; // --log-level
 } keel_submit_args_t;
 
 // Parses argv. Returns KEEL_OK (check help/version first), or
 // KEEL_ERR_INVALID with a message naming the problem (exit code 2).
 // Resets getopt (optind) itself.
-keel_err keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_error_t *err);
+keel_err keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args,
+                                 keel_error_t *err);
 
 void keel_submit_args_free (keel_submit_args_t *args);
 

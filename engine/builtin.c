@@ -140,14 +140,17 @@ s_double (const uint8_t *input, size_t size, keel_builtin_result_t *r)
         while (i < size && isspace (input[i]))
             i++;
         if (i == size)
-            return s_permanent (r, s_setf (r, false, "double: input is empty (expected a decimal "
+            return s_permanent (r, s_setf (r, false,
+                                           "double: input is empty (expected a decimal "
                                            "integer)"));
-        return s_permanent (r, s_setf (r, false, "double: '%s' is not a decimal integer (or out "
-                                       "of range)", shown));
+        return s_permanent (r, s_setf (r, false,
+                                       "double: '%s' is not a decimal integer (or out "
+                                       "of range)",
+                                       shown));
     }
     if (v > INT64_MAX / 2 || v < INT64_MIN / 2)
-        return s_permanent (r, s_setf (r, false, "double: 2 x %lld overflows a 64-bit integer",
-                                       (long long) v));
+        return s_permanent (
+            r, s_setf (r, false, "double: 2 x %lld overflows a 64-bit integer", (long long) v));
     return s_setf (r, true, "%lld", (long long) (2 * v));
 }
 
@@ -163,11 +166,11 @@ s_sleep_ms (int64_t ms, const volatile sig_atomic_t *cancel)
         struct timespec left = { 0, (long) slice * 1000000L };
         struct timespec start;
         clock_gettime (CLOCK_MONOTONIC, &start);
-        nanosleep (&left, NULL);    // a signal cuts it short; the flag is looked at next
+        nanosleep (&left, NULL); // a signal cuts it short; the flag is looked at next
         struct timespec end;
         clock_gettime (CLOCK_MONOTONIC, &end);
-        int64_t took = (int64_t) (end.tv_sec - start.tv_sec) * 1000
-                       + (end.tv_nsec - start.tv_nsec) / 1000000;
+        int64_t took =
+            (int64_t) (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
         ms -= took > 0 ? took : 1;
     }
     return !(cancel && *cancel);
@@ -182,8 +185,10 @@ s_sleep (keel_svc_task_t *task, keel_builtin_result_t *r)
     s_excerpt (input, size, shown, sizeof shown);
     int64_t ms = 0;
     if (!keel_builtin_parse_int (input, size, &ms) || ms < 0 || ms > KEEL_BUILTIN_SLEEP_MAX_MS)
-        return s_permanent (r, s_setf (r, false, "sleep: '%s' is not a number of milliseconds "
-                                       "(0..%lld)", shown, (long long) KEEL_BUILTIN_SLEEP_MAX_MS));
+        return s_permanent (r, s_setf (r, false,
+                                       "sleep: '%s' is not a number of milliseconds "
+                                       "(0..%lld)",
+                                       shown, (long long) KEEL_BUILTIN_SLEEP_MAX_MS));
     if (!s_sleep_ms (ms, task->cancel_flag))
         return s_setf (r, false, "sleep: cancelled");
     return s_set (r, true, input, size);
@@ -211,17 +216,18 @@ s_count (keel_svc_task_t *task, keel_builtin_result_t *r)
     int64_t n = 0, ms = 0;
     if (!s_count_args (task->input, task->input_size, &n, &ms) || n < 0
         || n > KEEL_BUILTIN_COUNT_MAX || ms < 0 || ms > KEEL_BUILTIN_SLEEP_MAX_MS)
-        return s_permanent (r, s_setf (r, false, "count: '%s' is not 'N MS' (N steps 0..%lld, "
-                                       "MS milliseconds each 0..%lld)", shown,
-                                       KEEL_BUILTIN_COUNT_MAX,
+        return s_permanent (r, s_setf (r, false,
+                                       "count: '%s' is not 'N MS' (N steps 0..%lld, "
+                                       "MS milliseconds each 0..%lld)",
+                                       shown, KEEL_BUILTIN_COUNT_MAX,
                                        (long long) KEEL_BUILTIN_SLEEP_MAX_MS));
     int64_t first = 0;
     if (task->has_memory) {
         int64_t last = -1;
         if (!keel_builtin_parse_int (task->memory, task->memory_size, &last) || last < 0) {
             s_excerpt (task->memory, task->memory_size, shown, sizeof shown);
-            return s_permanent (r, s_setf (r, false, "count: memory '%s' is not a step number",
-                                           shown));
+            return s_permanent (
+                r, s_setf (r, false, "count: memory '%s' is not a step number", shown));
         }
         first = last + 1;
     }
@@ -289,7 +295,11 @@ keel_builtin_run (const char *type, const uint8_t *input, size_t size,
 {
     static const keel_svc_api_t api = { s_null_checkpoint, s_null_output, s_null_error,
                                         s_null_packer };
-    keel_svc_task_t task = { .abi = KEEL_SERVICE_ABI, .service_type = type, .service_id = "",
-                             .input = input, .input_size = size, .api = &api };
+    keel_svc_task_t task = { .abi = KEEL_SERVICE_ABI,
+                             .service_type = type,
+                             .service_id = "",
+                             .input = input,
+                             .input_size = size,
+                             .api = &api };
     return keel_builtin_run_task (type, &task, result);
 }

@@ -38,14 +38,14 @@
 #include <stdint.h>
 #include "keel/service.h"
 
-#define KEEL_BUILTIN_SLEEP_MAX_MS  (7LL * 24 * 3600 * 1000)
-#define KEEL_BUILTIN_COUNT_MAX     1000000000LL
+#define KEEL_BUILTIN_SLEEP_MAX_MS (7LL * 24 * 3600 * 1000)
+#define KEEL_BUILTIN_COUNT_MAX    1000000000LL
 
 typedef struct {
-    bool ok;            // true: data is the output; false: data is the error text
-    uint8_t *data;      // malloc'd, owned by the caller (free it); NUL-terminated
-    size_t size;        // bytes in data, not counting the terminating NUL
-    bool permanent;     // failed on bad input (or memory): a retry would fail the same way
+    bool ok;        // true: data is the output; false: data is the error text
+    uint8_t *data;  // malloc'd, owned by the caller (free it); NUL-terminated
+    size_t size;    // bytes in data, not counting the terminating NUL
+    bool permanent; // failed on bad input (or memory): a retry would fail the same way
 } keel_builtin_result_t;
 
 // True when type names a built-in service.
@@ -66,8 +66,7 @@ bool keel_builtin_run (const char *type, const uint8_t *input, size_t size,
 
 // Same for a task context (service.h): input, memory, checkpoints and the
 // cancel flag come from task.
-bool keel_builtin_run_task (const char *type, keel_svc_task_t *task,
-                            keel_builtin_result_t *result);
+bool keel_builtin_run_task (const char *type, keel_svc_task_t *task, keel_builtin_result_t *result);
 
 // Applies the output cap every service has: a successful result with more
 // than max_output bytes becomes the failure "output too large (more than

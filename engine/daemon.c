@@ -18,10 +18,10 @@
 #include "initdata.h"
 #include "wire.h"
 
-#define S_MSGS_PER_TURN     256     // broker messages handled per loop turn
-#define S_POLL_MAX_MS       5000
-#define S_HWM               100000
-#define S_LOGOFF_LINGER_MS  1000
+#define S_MSGS_PER_TURN    256 // broker messages handled per loop turn
+#define S_POLL_MAX_MS      5000
+#define S_HWM              100000
+#define S_LOGOFF_LINGER_MS 1000
 
 struct _keel_daemon_t {
     const keel_engine_config_t *cfg;
@@ -29,24 +29,24 @@ struct _keel_daemon_t {
     keel_spool_t *spool;
     keel_runner_t *runner;
     keel_held_t *tasks;
-    keel_initdata_t *init;      // session init data per service
-    keel_outbox_t *outbox;      // results and checkpoints on their way to the broker
-    keel_starter_t *starter;    // where assigned tasks run; the prefetch queue
+    keel_initdata_t *init;   // session init data per service
+    keel_outbox_t *outbox;   // results and checkpoints on their way to the broker
+    keel_starter_t *starter; // where assigned tasks run; the prefetch queue
     keel_engine_session_t *session;
     keel_engine_session_ops_t ops;
     keel_outbox_ops_t outbox_ops;
     keel_starter_ops_t starter_ops;
-    zsock_t *dealer;            // to the current broker; NULL when offline
-    zsock_t *probe;             // to the primary while probing
-    unsigned dealer_gen;        // changes whenever dealer is replaced
+    zsock_t *dealer;     // to the current broker; NULL when offline
+    zsock_t *probe;      // to the primary while probing
+    unsigned dealer_gen; // changes whenever dealer is replaced
     char session_id[37];
     uint64_t seq;
     int64_t now;
     uint64_t malformed_messages;
     uint64_t unexpected_messages;
     keel_ratelimit_t bad_log;
-    keel_ratelimit_t task_log;      // lines a broker's message causes about one task it names
-    keel_ratelimit_t peer_log;      // other lines a broker's valid message causes (its text, init data)
+    keel_ratelimit_t task_log; // lines a broker's message causes about one task it names
+    keel_ratelimit_t peer_log; // other lines a broker's valid message causes (its text, init data)
 };
 
 // ------------------------------------------------------------ sending
@@ -175,12 +175,14 @@ s_op_send_login (void *arg)
     char *types[KEEL_ENGINE_MAX_SERVICES];
     for (int i = 0; i < self->cfg->n_services; i++)
         types[i] = self->cfg->services[i].name;
-    keel_engine_login_args_t login = {
-        .engine_id = keel_statedir_engine_id (self->statedir), .session = self->session_id,
-        .host = self->cfg->host, .slots = (uint32_t) self->cfg->slots,
-        .pid = (uint32_t) getpid (), .service_types = types,
-        .n_service_types = (size_t) self->cfg->n_services };
-    return keel_outbox_send_login (self->outbox, &login);     // with every held task
+    keel_engine_login_args_t login = { .engine_id = keel_statedir_engine_id (self->statedir),
+                                       .session = self->session_id,
+                                       .host = self->cfg->host,
+                                       .slots = (uint32_t) self->cfg->slots,
+                                       .pid = (uint32_t) getpid (),
+                                       .service_types = types,
+                                       .n_service_types = (size_t) self->cfg->n_services };
+    return keel_outbox_send_login (self->outbox, &login); // with every held task
 }
 
 static bool
@@ -194,8 +196,9 @@ s_send_heartbeat (keel_daemon_t *self, zsock_t *sock)
     uint64_t *running = cap ? malloc (cap * sizeof *running) : NULL;
     size_t n = running ? keel_held_running_ids (self->tasks, running, cap) : 0;
     keel_msg_t msg;
-    bool sent = s_send (self, sock, keel_msg_heartbeat (&msg, KEEL__SENDER_KIND__SENDER_ENGINE,
-                                                        running, n)) == KEEL_OK;
+    bool sent =
+        s_send (self, sock, keel_msg_heartbeat (&msg, KEEL__SENDER_KIND__SENDER_ENGINE, running, n))
+        == KEEL_OK;
     free (running);
     return sent;
 }
@@ -232,29 +235,29 @@ s_op_work (void *arg, const keel_env_t *env)
 {
     keel_daemon_t *self = arg;
     switch (env->body_case) {
-    case KEEL__ENVELOPE__BODY_ASSIGN:
-        keel_starter_assign (self->starter, env->assign, self->now);
-        break;
-    case KEEL__ENVELOPE__BODY_CANCEL:
-        for (size_t i = 0; i < env->cancel->n_execution_ids; i++) {
-            uint64_t id = env->cancel->execution_ids[i];
-            if (keel_held_find (self->tasks, id)) {
-                KEEL_LOG_LIMITED (&self->task_log, self->now, KEEL_LOG_INFO, "engine",
-                                  "task cancelled exec=%" PRIu64 " reason=\"%s\"", id,
-                                  env->cancel->reason ? env->cancel->reason : "");
-                keel_outbox_forget (self->outbox, id);
+        case KEEL__ENVELOPE__BODY_ASSIGN:
+            keel_starter_assign (self->starter, env->assign, self->now);
+            break;
+        case KEEL__ENVELOPE__BODY_CANCEL:
+            for (size_t i = 0; i < env->cancel->n_execution_ids; i++) {
+                uint64_t id = env->cancel->execution_ids[i];
+                if (keel_held_find (self->tasks, id)) {
+                    KEEL_LOG_LIMITED (&self->task_log, self->now, KEEL_LOG_INFO, "engine",
+                                      "task cancelled exec=%" PRIu64 " reason=\"%s\"", id,
+                                      env->cancel->reason ? env->cancel->reason : "");
+                    keel_outbox_forget (self->outbox, id);
+                }
             }
-        }
-        break;
-    case KEEL__ENVELOPE__BODY_RESULT_ACK:
-        keel_outbox_acked (self->outbox, env->result_ack);
-        break;
-    case KEEL__ENVELOPE__BODY_NOTICE:
-        KEEL_LOG_LIMITED (&self->peer_log, self->now, KEEL_LOG_INFO, "engine", "broker notice: %s",
-                          env->notice->text ? env->notice->text : "");
-        break;
-    default:
-        break;      // Heartbeat: liveness only
+            break;
+        case KEEL__ENVELOPE__BODY_RESULT_ACK:
+            keel_outbox_acked (self->outbox, env->result_ack);
+            break;
+        case KEEL__ENVELOPE__BODY_NOTICE:
+            KEEL_LOG_LIMITED (&self->peer_log, self->now, KEEL_LOG_INFO, "engine",
+                              "broker notice: %s", env->notice->text ? env->notice->text : "");
+            break;
+        default:
+            break; // Heartbeat: liveness only
     }
 }
 
@@ -287,8 +290,10 @@ s_op_engine_timeout (void *arg)
     keel_held_clear (self->tasks);
     keel_initdata_clear (self->init);
     int spooled = keel_spool_clear (self->spool);
-    KEEL_WARN ("engine", "timeout: killed tasks=%d dropped results=%zu spool_files=%d "
-               "process_groups_gone=%s", killed, held, spooled, all_gone ? "yes" : "no");
+    KEEL_WARN ("engine",
+               "timeout: killed tasks=%d dropped results=%zu spool_files=%d "
+               "process_groups_gone=%s",
+               killed, held, spooled, all_gone ? "yes" : "no");
 }
 
 static void
@@ -314,35 +319,33 @@ keel_daemon_new (const keel_engine_config_t *cfg, keel_error_t *err)
     self->bad_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "bad message");
     self->task_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "task");
     self->peer_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "broker-triggered");
-    self->ops = (keel_engine_session_ops_t) {
-        s_op_connect, s_op_disconnect, s_op_send_login, s_op_send_heartbeat, s_op_send_logoff,
-        s_op_logged_in, s_op_work, s_op_probe_open, s_op_probe_close, s_op_engine_timeout,
-        s_op_new_session
-    };
+    self->ops =
+        (keel_engine_session_ops_t) { s_op_connect,        s_op_disconnect,  s_op_send_login,
+                                      s_op_send_heartbeat, s_op_send_logoff, s_op_logged_in,
+                                      s_op_work,           s_op_probe_open,  s_op_probe_close,
+                                      s_op_engine_timeout, s_op_new_session };
     self->outbox_ops = (keel_outbox_ops_t) { s_online, s_send_to_broker, s_stop_execution };
-    self->starter_ops = (keel_starter_ops_t) {
-        s_free_slots, s_start_worker, s_pid_of, s_ended, s_refused
-    };
+    self->starter_ops =
+        (keel_starter_ops_t) { s_free_slots, s_start_worker, s_pid_of, s_ended, s_refused };
     keel_uuid_new (self->session_id);
     self->now = zclock_mono ();
     if (!(self->statedir = keel_statedir_open (cfg->state_dir, err))
         || !(self->spool = keel_spool_new (cfg->state_dir, err))
-        || !(self->tasks = keel_held_new ())
-        || !(self->init = keel_initdata_new ())
+        || !(self->tasks = keel_held_new ()) || !(self->init = keel_initdata_new ())
         || !(self->outbox = keel_outbox_new (self->tasks, self->spool,
                                              keel_statedir_engine_id (self->statedir),
                                              &self->task_log, &self->outbox_ops, self))
-        || !(self->starter = keel_starter_new (cfg, self->tasks, self->init,
-                                               keel_statedir_engine_id (self->statedir),
-                                               &self->task_log, &self->peer_log,
-                                               &self->starter_ops, self))
+        || !(self->starter = keel_starter_new (
+                 cfg, self->tasks, self->init, keel_statedir_engine_id (self->statedir),
+                 &self->task_log, &self->peer_log, &self->starter_ops, self))
         || !(self->runner = keel_runner_new (cfg->slots, (size_t) cfg->max_output_bytes, err))
         || !(self->session = keel_engine_session_new (cfg, &self->ops, self, self->now))) {
         keel_daemon_destroy (&self);
         return NULL;
     }
     int loaded = keel_outbox_load (self->outbox, (size_t) cfg->max_message_bytes);
-    KEEL_INFO ("engine", "started engine=%s session=%s slots=%d services=%d state_dir=%s "
+    KEEL_INFO ("engine",
+               "started engine=%s session=%s slots=%d services=%d state_dir=%s "
                "spooled_results=%d",
                keel_statedir_engine_id (self->statedir), self->session_id, cfg->slots,
                cfg->n_services, cfg->state_dir, loaded);
@@ -429,7 +432,7 @@ s_recv (keel_daemon_t *self, zsock_t *sock, bool *empty_p)
 static bool
 s_on_assign_batch (keel_daemon_t *self, const keel_env_t *env)
 {
-    keel_env_t one = *env;          // version, sender, seq, epoch
+    keel_env_t one = *env; // version, sender, seq, epoch
     one.body_case = KEEL__ENVELOPE__BODY_ASSIGN;
     bool expected = true;
     for (size_t i = 0; i < env->assign_batch->n_assigns; i++) {
@@ -450,9 +453,9 @@ s_read_broker (keel_daemon_t *self)
         if (empty)
             break;
         bool expected = !env
-            || (env->body_case == KEEL__ENVELOPE__BODY_ASSIGN_BATCH
-                    ? s_on_assign_batch (self, env)
-                    : keel_engine_session_on_message (self->session, env, self->now));
+                        || (env->body_case == KEEL__ENVELOPE__BODY_ASSIGN_BATCH
+                                ? s_on_assign_batch (self, env)
+                                : keel_engine_session_on_message (self->session, env, self->now));
         if (!expected) {
             self->unexpected_messages++;
             s_bad_message (self, keel_wire_body_name (env), "unexpected in this state");
@@ -497,7 +500,7 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
         keel_ratelimit_flush (&self->peer_log, self->now, KEEL_LOG_WARN, "engine");
         if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_STOPPED)
             break;
-        keel_outbox_flush (self->outbox);      // results the connection did not take yet
+        keel_outbox_flush (self->outbox); // results the connection did not take yet
 
         int n = 0;
         int dealer_at = -1, probe_at = -1;
@@ -528,23 +531,24 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
         int rc = zmq_poll (items, n, (long) wait);
         self->now = zclock_mono ();
         if (rc < 0)
-            continue;   // EINTR: a signal; the loop top looks at *stop
+            continue; // EINTR: a signal; the loop top looks at *stop
         if (dealer_at >= 0 && (items[dealer_at].revents & ZMQ_POLLIN))
             s_read_broker (self);
         if (probe_at >= 0 && (items[probe_at].revents & ZMQ_POLLIN))
             s_read_probe (self);
         keel_runner_process (self->runner, self->now, &handlers);
         keel_starter_start_queued (self->starter, self->now);
-        keel_outbox_end_turn (self->outbox);    // the Results of the tasks that ended in this turn
+        keel_outbox_end_turn (self->outbox); // the Results of the tasks that ended in this turn
     }
     keel_outbox_end_turn (self->outbox);
-    keel_outbox_spool_all (self->outbox);   // unacknowledged results outlive this process
+    keel_outbox_spool_all (self->outbox); // unacknowledged results outlive this process
     bool all_gone = true;
     int killed = keel_runner_kill_all (self->runner, &all_gone);
     keel_held_remove_running (self->tasks);
     int code = keel_engine_session_exit_code (self->session);
-    KEEL_INFO ("engine", "stopped exit_code=%d killed_tasks=%d spooled_results=%zu "
-               "malformed_messages=%" PRIu64, code, killed, keel_held_size (self->tasks),
-               self->malformed_messages);
+    KEEL_INFO ("engine",
+               "stopped exit_code=%d killed_tasks=%d spooled_results=%zu "
+               "malformed_messages=%" PRIu64,
+               code, killed, keel_held_size (self->tasks), self->malformed_messages);
     return code;
 }

@@ -11,10 +11,8 @@
 
 #define S_DEFAULT_ENGINE_TIMEOUT_MS (15 * 60 * 1000)
 
-static const keel_setting_def_t s_table[] = {
-    KEEL_ENGINE_SETTINGS (KEEL_SETTING_ROW, KEEL_SETTING_PATTERN_ROW)
-    KEEL_SETTINGS_END
-};
+static const keel_setting_def_t s_table[] = { KEEL_ENGINE_SETTINGS (
+    KEEL_SETTING_ROW, KEEL_SETTING_PATTERN_ROW) KEEL_SETTINGS_END };
 
 const keel_setting_def_t *
 keel_engine_settings_table (void)
@@ -51,8 +49,8 @@ s_add (s_walk_t *walk, const char *key, const char *name)
     if (def)
         return def;
     if (cfg->n_services >= KEEL_ENGINE_MAX_SERVICES) {
-        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
-                                   "%s: more than %d services", key, KEEL_ENGINE_MAX_SERVICES);
+        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG, "%s: more than %d services", key,
+                                   KEEL_ENGINE_MAX_SERVICES);
         return NULL;
     }
     def = &cfg->services[cfg->n_services++];
@@ -70,9 +68,9 @@ s_on_exec (const char *key, const char *wildcard, const char *value, void *arg)
     if (walk->rc != KEEL_OK)
         return;
     if (keel_builtin_known (wildcard)) {
-        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
-                                   "%s: '%s' is a built-in service and cannot be replaced",
-                                   key, wildcard);
+        walk->rc =
+            keel_error_set (walk->err, KEEL_ERR_CONFIG,
+                            "%s: '%s' is a built-in service and cannot be replaced", key, wildcard);
         return;
     }
     if (!value || !*value) {
@@ -82,8 +80,8 @@ s_on_exec (const char *key, const char *wildcard, const char *value, void *arg)
     keel_service_def_t *def = s_add (walk, key, wildcard);
     if (def && def->library) {
         walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
-                                   "%s: service '%s' already has service.%s.library", key,
-                                   wildcard, wildcard);
+                                   "%s: service '%s' already has service.%s.library", key, wildcard,
+                                   wildcard);
         return;
     }
     if (def) {
@@ -99,9 +97,9 @@ s_on_library (const char *key, const char *wildcard, const char *value, void *ar
     if (walk->rc != KEEL_OK)
         return;
     if (keel_builtin_known (wildcard)) {
-        walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
-                                   "%s: '%s' is a built-in service and cannot be replaced",
-                                   key, wildcard);
+        walk->rc =
+            keel_error_set (walk->err, KEEL_ERR_CONFIG,
+                            "%s: '%s' is a built-in service and cannot be replaced", key, wildcard);
         return;
     }
     if (!value || !*value) {
@@ -124,8 +122,8 @@ s_on_timeout (const char *key, const char *wildcard, const char *value, void *ar
     keel_service_def_t *def = s_find (walk->cfg, wildcard);
     if (!def) {
         walk->rc = keel_error_set (walk->err, KEEL_ERR_CONFIG,
-                                   "%s: no service '%s' (define service.%s.exec or .library)",
-                                   key, wildcard, wildcard);
+                                   "%s: no service '%s' (define service.%s.exec or .library)", key,
+                                   wildcard, wildcard);
         return;
     }
     int64_t ms = 0;

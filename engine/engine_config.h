@@ -28,68 +28,71 @@
 #include "error.h"
 #include "settings.h"
 
-#define KEEL_ENGINE_MAX_BROKERS   16
-#define KEEL_ENGINE_MAX_SERVICES  256
-#define KEEL_ENGINE_MAX_SLOTS     1024
+#define KEEL_ENGINE_MAX_BROKERS  16
+#define KEEL_ENGINE_MAX_SERVICES 256
+#define KEEL_ENGINE_MAX_SLOTS    1024
 
 // KEY (Name, TYPE, unit, default, min, max, runtime, enum_values, description) and
 // PATTERN (ident, "pattern", TYPE, ...the same...), in table order.
-#define KEEL_ENGINE_SETTINGS(KEY, PATTERN) \
-    KEY (Brokers, STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL, \
-         "comma-separated broker endpoints; the first is the primary. Offline, the engine tries " \
-         "them all in turn each round, primary first") \
-    KEY (Slots, INT, NULL, "0", 0, KEEL_ENGINE_MAX_SLOTS, false, NULL, \
-         "tasks run at once; 0 = number of cores") \
-    KEY (StateDir, STRING, NULL, "keel-engine-state", 0, 0, false, NULL, \
-         "directory for the engine id, the lock file and the result spool (one per engine)") \
-    KEY (EngineTimeoutAction, ENUM, NULL, "restart", 0, 0, false, "exit|restart", \
-         "after the Engine Timeout: exit (code 3) or start over as a fresh session") \
-    KEY (PrimaryRetryInterval, DURATION, "s", "60s", 0.1, 86400, false, NULL, \
-         "how often an engine on a failover broker probes its primary") \
-    KEY (HeartbeatInterval, DURATION, "s", "1s", 0.01, 3600, false, NULL, \
-         "heartbeat interval until a broker's LoginReply sets it") \
-    KEY (Host, STRING, NULL, NULL, 0, 0, false, NULL, \
-         "host name reported at login; default: gethostname()") \
-    KEY (LogLevel, ENUM, NULL, "info", 0, 0, false, "error|warn|info|debug", \
-         "log level") \
-    KEY (MaxOutputBytes, INT, "bytes", "16777216", 1, 1073741824, false, NULL, \
-         "largest task output; a larger one fails the task with 'output too large'") \
-    KEY (MaxMessageSize, INT, "bytes", "67108864", 65536, 1073741824, false, NULL, \
-         "largest message accepted from a broker (ZMQ_MAXMSGSIZE)") \
-    PATTERN (service_exec, "service.*.exec", STRING, NULL, NULL, 0, 0, false, NULL, \
-             "command service: run with /bin/sh -c, input on stdin, output from stdout, exit 0 = ok") \
-    PATTERN (service_timeout, "service.*.timeout", DURATION, "s", "0", 0, 31536000, false, NULL, \
-             "kill a task of this service (the sleep and count built-ins too; echo, double and fail run inline and return at once) after this long; 0 = no limit") \
-    PATTERN (service_library, "service.*.library", STRING, NULL, NULL, 0, 0, false, NULL, \
+#define KEEL_ENGINE_SETTINGS(KEY, PATTERN)                                                         \
+    KEY (Brokers, STRING, NULL, "tcp://127.0.0.1:7070", 0, 0, false, NULL,                         \
+         "comma-separated broker endpoints; the first is the primary. Offline, the engine tries "  \
+         "them all in turn each round, primary first")                                             \
+    KEY (Slots, INT, NULL, "0", 0, KEEL_ENGINE_MAX_SLOTS, false, NULL,                             \
+         "tasks run at once; 0 = number of cores")                                                 \
+    KEY (StateDir, STRING, NULL, "keel-engine-state", 0, 0, false, NULL,                           \
+         "directory for the engine id, the lock file and the result spool (one per engine)")       \
+    KEY (EngineTimeoutAction, ENUM, NULL, "restart", 0, 0, false, "exit|restart",                  \
+         "after the Engine Timeout: exit (code 3) or start over as a fresh session")               \
+    KEY (PrimaryRetryInterval, DURATION, "s", "60s", 0.1, 86400, false, NULL,                      \
+         "how often an engine on a failover broker probes its primary")                            \
+    KEY (HeartbeatInterval, DURATION, "s", "1s", 0.01, 3600, false, NULL,                          \
+         "heartbeat interval until a broker's LoginReply sets it")                                 \
+    KEY (Host, STRING, NULL, NULL, 0, 0, false, NULL,                                              \
+         "host name reported at login; default: gethostname()")                                    \
+    KEY (LogLevel, ENUM, NULL, "info", 0, 0, false, "error|warn|info|debug", "log level")          \
+    KEY (MaxOutputBytes, INT, "bytes", "16777216", 1, 1073741824, false, NULL,                     \
+         "largest task output; a larger one fails the task with 'output too large'")               \
+    KEY (MaxMessageSize, INT, "bytes", "67108864", 65536, 1073741824, false, NULL,                 \
+         "largest message accepted from a broker (ZMQ_MAXMSGSIZE)")                                \
+    PATTERN (                                                                                      \
+        service_exec, "service.*.exec", STRING, NULL, NULL, 0, 0, false, NULL,                     \
+        "command service: run with /bin/sh -c, input on stdin, output from stdout, exit 0 = ok")   \
+    PATTERN (service_timeout, "service.*.timeout", DURATION, "s", "0", 0, 31536000, false, NULL,   \
+             "kill a task of this service (the sleep and count built-ins too; echo, double and "   \
+             "fail run inline and return at once) after this long; 0 = no limit")                  \
+    PATTERN (service_library, "service.*.library", STRING, NULL, NULL, 0, 0, false, NULL,          \
              "library service: path of a shared object implementing keel/service.h")
 
-#define KEEL_ENGINE_CFG_ACCESSOR(name, type, ...) KEEL_SETTING_ACCESSOR (keel_engine_cfg_, name, type)
-#define KEEL_ENGINE_CFG_MATCHER(ident, pattern, ...) KEEL_SETTING_MATCHER (keel_engine_cfg_, ident, pattern)
+#define KEEL_ENGINE_CFG_ACCESSOR(name, type, ...)                                                  \
+    KEEL_SETTING_ACCESSOR (keel_engine_cfg_, name, type)
+#define KEEL_ENGINE_CFG_MATCHER(ident, pattern, ...)                                               \
+    KEEL_SETTING_MATCHER (keel_engine_cfg_, ident, pattern)
 KEEL_ENGINE_SETTINGS (KEEL_ENGINE_CFG_ACCESSOR, KEEL_ENGINE_CFG_MATCHER)
 #undef KEEL_ENGINE_CFG_ACCESSOR
 #undef KEEL_ENGINE_CFG_MATCHER
 
 typedef enum {
-    KEEL_TIMEOUT_ACTION_EXIT,       // Engine Timeout: exit with code 3
-    KEEL_TIMEOUT_ACTION_RESTART     // Engine Timeout: start over as a fresh session
+    KEEL_TIMEOUT_ACTION_EXIT,   // Engine Timeout: exit with code 3
+    KEEL_TIMEOUT_ACTION_RESTART // Engine Timeout: start over as a fresh session
 } keel_timeout_action_t;
 
 typedef struct {
-    char *name;             // service type, e.g. "double" or "render"
-    char *command;          // /bin/sh -c command line; NULL for a built-in or library
-    char *library;          // shared object path of a library service; else NULL
-    int64_t timeout_ms;     // 0 = no timeout
+    char *name;         // service type, e.g. "double" or "render"
+    char *command;      // /bin/sh -c command line; NULL for a built-in or library
+    char *library;      // shared object path of a library service; else NULL
+    int64_t timeout_ms; // 0 = no timeout
 } keel_service_def_t;
 
 typedef struct {
-    char *brokers[KEEL_ENGINE_MAX_BROKERS];  // [0] is the primary
+    char *brokers[KEEL_ENGINE_MAX_BROKERS]; // [0] is the primary
     int n_brokers;
     int slots;
     char *state_dir;
     keel_timeout_action_t timeout_action;
     int64_t primary_retry_ms;
-    int64_t heartbeat_ms;           // until a LoginReply says otherwise
-    int64_t default_engine_timeout_ms;  // before any LoginReply
+    int64_t heartbeat_ms;              // until a LoginReply says otherwise
+    int64_t default_engine_timeout_ms; // before any LoginReply
     int64_t max_output_bytes;
     int64_t max_message_bytes;
     char *host;

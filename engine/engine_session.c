@@ -10,17 +10,17 @@
 #include "heartbeat.h"
 #include "log.h"
 
-#define S_LIVENESS          3
-#define S_BACKOFF_INITIAL   1000    // between two rounds of the broker list: 1 s doubling
-#define S_BACKOFF_MAX       3000    // to 3 s (± 20%), below the default EngineLoginWindow (5 s)
-#define S_CONNECT_MS        500     // first round: a broker not connected by then is skipped
-#define S_CONNECT_DOUBLINGS 3       // later rounds wait 1, 2, 4 s (at most 3·H)
-#define S_QUIET_ROUNDS      3       // rounds whose failed tries are logged at INFO
-#define S_NEVER             INT64_MAX
+#define S_LIVENESS              3
+#define S_BACKOFF_INITIAL       1000 // between two rounds of the broker list: 1 s doubling
+#define S_BACKOFF_MAX           3000 // to 3 s (± 20%), below the default EngineLoginWindow (5 s)
+#define S_CONNECT_MS            500  // first round: a broker not connected by then is skipped
+#define S_CONNECT_DOUBLINGS     3    // later rounds wait 1, 2, 4 s (at most 3·H)
+#define S_QUIET_ROUNDS          3    // rounds whose failed tries are logged at INFO
+#define S_NEVER                 INT64_MAX
 //  Largest values a LoginReply may hand over: the engine's own HeartbeatInterval
 //  limit and the broker's EngineTimeoutMinutes limit (100000 min). Beyond them
 //  the session's int64 timer arithmetic would overflow.
-#define S_MAX_HEARTBEAT_MS  (3600LL * 1000)
+#define S_MAX_HEARTBEAT_MS      (3600LL * 1000)
 #define S_MAX_ENGINE_TIMEOUT_MS (100000LL * 60 * 1000)
 
 struct _keel_engine_session_t {
@@ -28,27 +28,27 @@ struct _keel_engine_session_t {
     const keel_engine_session_ops_t *ops;
     void *arg;
     keel_engine_session_state_t state;
-    int broker;                 // index of the broker tried / logged in to
+    int broker; // index of the broker tried / logged in to
     int exit_code;
     int64_t heartbeat_ms;
     int64_t engine_timeout_ms;
-    uint64_t epoch;             // of the broker we are logged in to
-    keel_backoff_t backoff;     // between rounds
-    int rounds_failed;          // rounds of the broker list without a login since the last one
-    keel_peer_clock_t clock;    // ONLINE and LOGGING_IN
-    int64_t retry_at;           // OFFLINE
-    int64_t login_deadline;     // LOGGING_IN: connected by then (not sent) / reply by then (sent)
-    bool login_sent;            // LOGGING_IN
-    int64_t offline_since;      // every state but ONLINE
-    int64_t probe_at;           // ONLINE on a failover broker; S_NEVER otherwise
-    int64_t probe_deadline;     // S_NEVER unless a probe is open
+    uint64_t epoch;          // of the broker we are logged in to
+    keel_backoff_t backoff;  // between rounds
+    int rounds_failed;       // rounds of the broker list without a login since the last one
+    keel_peer_clock_t clock; // ONLINE and LOGGING_IN
+    int64_t retry_at;        // OFFLINE
+    int64_t login_deadline;  // LOGGING_IN: connected by then (not sent) / reply by then (sent)
+    bool login_sent;         // LOGGING_IN
+    int64_t offline_since;   // every state but ONLINE
+    int64_t probe_at;        // ONLINE on a failover broker; S_NEVER otherwise
+    int64_t probe_deadline;  // S_NEVER unless a probe is open
 };
 
 static const char *s_state_names[] = { "offline", "logging-in", "online", "stopped" };
 
 keel_engine_session_t *
-keel_engine_session_new (const keel_engine_config_t *cfg, const keel_engine_session_ops_t *ops, void *arg,
-                  int64_t now)
+keel_engine_session_new (const keel_engine_config_t *cfg, const keel_engine_session_ops_t *ops,
+                         void *arg, int64_t now)
 {
     keel_engine_session_t *self = calloc (1, sizeof *self);
     if (!self)
@@ -77,11 +77,31 @@ keel_engine_session_destroy (keel_engine_session_t **self_p)
     *self_p = NULL;
 }
 
-keel_engine_session_state_t keel_engine_session_state (const keel_engine_session_t *self) { return self->state; }
-int keel_engine_session_broker (const keel_engine_session_t *self) { return self->broker; }
-int64_t keel_engine_session_heartbeat_ms (const keel_engine_session_t *self) { return self->heartbeat_ms; }
-int keel_engine_session_exit_code (const keel_engine_session_t *self) { return self->exit_code; }
-bool keel_engine_session_probing (const keel_engine_session_t *self) { return self->probe_deadline != S_NEVER; }
+keel_engine_session_state_t
+keel_engine_session_state (const keel_engine_session_t *self)
+{
+    return self->state;
+}
+int
+keel_engine_session_broker (const keel_engine_session_t *self)
+{
+    return self->broker;
+}
+int64_t
+keel_engine_session_heartbeat_ms (const keel_engine_session_t *self)
+{
+    return self->heartbeat_ms;
+}
+int
+keel_engine_session_exit_code (const keel_engine_session_t *self)
+{
+    return self->exit_code;
+}
+bool
+keel_engine_session_probing (const keel_engine_session_t *self)
+{
+    return self->probe_deadline != S_NEVER;
+}
 
 int64_t
 keel_engine_session_engine_timeout_ms (const keel_engine_session_t *self)
@@ -107,8 +127,7 @@ static void
 s_set_state (keel_engine_session_t *self, keel_engine_session_state_t state)
 {
     if (state != self->state)
-        KEEL_DEBUG ("engine", "session %s -> %s", s_state_names[self->state],
-                    s_state_names[state]);
+        KEEL_DEBUG ("engine", "session %s -> %s", s_state_names[self->state], s_state_names[state]);
     self->state = state;
 }
 
@@ -130,8 +149,8 @@ s_close_probe (keel_engine_session_t *self)
 static int64_t
 s_connect_ms (const keel_engine_session_t *self)
 {
-    int doublings = self->rounds_failed < S_CONNECT_DOUBLINGS ? self->rounds_failed
-                                                              : S_CONNECT_DOUBLINGS;
+    int doublings =
+        self->rounds_failed < S_CONNECT_DOUBLINGS ? self->rounds_failed : S_CONNECT_DOUBLINGS;
     int64_t ms = (int64_t) S_CONNECT_MS << doublings;
     int64_t cap = S_LIVENESS * self->heartbeat_ms;
     return ms < cap ? ms : cap;
@@ -207,8 +226,8 @@ s_try_failed (keel_engine_session_t *self, int64_t now)
 static void
 s_move_to_primary (keel_engine_session_t *self, int64_t now, const char *why)
 {
-    KEEL_INFO ("engine", "moving to primary broker=%s from=%s reason=\"%s\"",
-               self->cfg->brokers[0], self->cfg->brokers[self->broker], why);
+    KEEL_INFO ("engine", "moving to primary broker=%s from=%s reason=\"%s\"", self->cfg->brokers[0],
+               self->cfg->brokers[self->broker], why);
     if (self->broker != 0)
         self->ops->send_logoff (self->arg, "moving");
     s_close_probe (self);
@@ -232,7 +251,8 @@ s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
     s_set_state (self, KEEL_ENGINE_SESSION_ONLINE);
     self->probe_deadline = S_NEVER;
     self->probe_at = self->broker != 0 ? now + self->cfg->primary_retry_ms : S_NEVER;
-    KEEL_INFO ("engine", "logged in broker=%s name=%s slots=%d heartbeat_ms=%lld "
+    KEEL_INFO ("engine",
+               "logged in broker=%s name=%s slots=%d heartbeat_ms=%lld "
                "engine_timeout_ms=%lld verdicts=%zu",
                self->cfg->brokers[self->broker], reply->broker_name ? reply->broker_name : "?",
                self->cfg->slots, (long long) self->heartbeat_ms,
@@ -243,7 +263,8 @@ s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
 static void
 s_engine_timeout (keel_engine_session_t *self, int64_t now)
 {
-    KEEL_ERROR ("engine", "engine timeout: offline for %lld ms (limit %lld ms); killing tasks, "
+    KEEL_ERROR ("engine",
+                "engine timeout: offline for %lld ms (limit %lld ms); killing tasks, "
                 "dropping held results action=%s",
                 (long long) (now - self->offline_since), (long long) self->engine_timeout_ms,
                 self->cfg->timeout_action == KEEL_TIMEOUT_ACTION_EXIT ? "exit" : "restart");
@@ -285,8 +306,8 @@ s_unexpected (keel_engine_session_t *self, keel_engine_session_event_t event)
 // ------------------------------------------------------------ the machine
 
 void
-keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_event_t event, const keel_env_t *env,
-                    int64_t now)
+keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_event_t event,
+                           const keel_env_t *env, int64_t now)
 {
     if (event == KEEL_ENGINE_SEV_STOP && self->state != KEEL_ENGINE_SESSION_STOPPED) {
         s_stop (self);
@@ -298,77 +319,92 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
         return;
     }
     switch (self->state) {
-    case KEEL_ENGINE_SESSION_OFFLINE:
-        switch (event) {
-        case KEEL_ENGINE_SEV_RETRY_DUE: s_start_login (self, now); break;
-        default: s_unexpected (self, event); break;
-        }
-        break;
+        case KEEL_ENGINE_SESSION_OFFLINE:
+            switch (event) {
+                case KEEL_ENGINE_SEV_RETRY_DUE:
+                    s_start_login (self, now);
+                    break;
+                default:
+                    s_unexpected (self, event);
+                    break;
+            }
+            break;
 
-    case KEEL_ENGINE_SESSION_LOGGING_IN:
-        switch (event) {
-        case KEEL_ENGINE_SEV_WRITABLE:
-            if (self->ops->send_login (self->arg))
-                s_login_sent (self, now);
+        case KEEL_ENGINE_SESSION_LOGGING_IN:
+            switch (event) {
+                case KEEL_ENGINE_SEV_WRITABLE:
+                    if (self->ops->send_login (self->arg))
+                        s_login_sent (self, now);
+                    break;
+                case KEEL_ENGINE_SEV_LOGIN_OK:
+                    s_logged_in (self, env, now);
+                    break;
+                case KEEL_ENGINE_SEV_LOGIN_REFUSED:
+                    KEEL_WARN ("engine", "login refused broker=%s error=\"%s\"",
+                               self->cfg->brokers[self->broker],
+                               env->login_reply->error ? env->login_reply->error : "");
+                    s_try_failed (self, now);
+                    break;
+                case KEEL_ENGINE_SEV_LOGIN_TIMEOUT:
+                    if (self->rounds_failed < S_QUIET_ROUNDS)
+                        KEEL_INFO ("engine", "no login reply broker=%s connected=%s",
+                                   self->cfg->brokers[self->broker],
+                                   self->login_sent ? "yes" : "no");
+                    else
+                        KEEL_DEBUG ("engine", "no login reply broker=%s connected=%s",
+                                    self->cfg->brokers[self->broker],
+                                    self->login_sent ? "yes" : "no");
+                    s_try_failed (self, now);
+                    break;
+                default:
+                    s_unexpected (self, event);
+                    break;
+            }
             break;
-        case KEEL_ENGINE_SEV_LOGIN_OK: s_logged_in (self, env, now); break;
-        case KEEL_ENGINE_SEV_LOGIN_REFUSED:
-            KEEL_WARN ("engine", "login refused broker=%s error=\"%s\"",
-                       self->cfg->brokers[self->broker],
-                       env->login_reply->error ? env->login_reply->error : "");
-            s_try_failed (self, now);
-            break;
-        case KEEL_ENGINE_SEV_LOGIN_TIMEOUT:
-            if (self->rounds_failed < S_QUIET_ROUNDS)
-                KEEL_INFO ("engine", "no login reply broker=%s connected=%s",
-                           self->cfg->brokers[self->broker], self->login_sent ? "yes" : "no");
-            else
-                KEEL_DEBUG ("engine", "no login reply broker=%s connected=%s",
-                            self->cfg->brokers[self->broker], self->login_sent ? "yes" : "no");
-            s_try_failed (self, now);
-            break;
-        default: s_unexpected (self, event); break;
-        }
-        break;
 
-    case KEEL_ENGINE_SESSION_ONLINE:
-        switch (event) {
-        case KEEL_ENGINE_SEV_WORK: self->ops->work (self->arg, env); break;
-        case KEEL_ENGINE_SEV_HEARTBEAT_DUE:
-            //  Sent or not (the connection may be down), the next try is one
-            //  interval away: no spinning on a dead socket.
-            self->ops->send_heartbeat (self->arg);
-            keel_peer_clock_sent (&self->clock, now);
+        case KEEL_ENGINE_SESSION_ONLINE:
+            switch (event) {
+                case KEEL_ENGINE_SEV_WORK:
+                    self->ops->work (self->arg, env);
+                    break;
+                case KEEL_ENGINE_SEV_HEARTBEAT_DUE:
+                    //  Sent or not (the connection may be down), the next try is one
+                    //  interval away: no spinning on a dead socket.
+                    self->ops->send_heartbeat (self->arg);
+                    keel_peer_clock_sent (&self->clock, now);
+                    break;
+                case KEEL_ENGINE_SEV_BROKER_SILENT:
+                    KEEL_WARN ("engine", "offline: broker silent broker=%s silent_ms=%lld",
+                               self->cfg->brokers[self->broker],
+                               (long long) (now - self->clock.last_recv));
+                    s_go_offline (self, now);
+                    break;
+                case KEEL_ENGINE_SEV_RELOGIN:
+                    s_move_to_primary (
+                        self, now, env && env->relogin->reason ? env->relogin->reason : "relogin");
+                    break;
+                case KEEL_ENGINE_SEV_PROBE_DUE:
+                    if (self->ops->probe_open (self->arg))
+                        self->probe_deadline = now + S_LIVENESS * self->heartbeat_ms;
+                    self->probe_at = now + self->cfg->primary_retry_ms;
+                    break;
+                case KEEL_ENGINE_SEV_PROBE_ANSWERED:
+                    s_move_to_primary (self, now, "primary is back");
+                    break;
+                case KEEL_ENGINE_SEV_PROBE_TIMEOUT:
+                    self->ops->probe_close (self->arg);
+                    self->probe_deadline = S_NEVER;
+                    break;
+                default:
+                    s_unexpected (self, event);
+                    break;
+            }
             break;
-        case KEEL_ENGINE_SEV_BROKER_SILENT:
-            KEEL_WARN ("engine", "offline: broker silent broker=%s silent_ms=%lld",
-                       self->cfg->brokers[self->broker], (long long) (now - self->clock.last_recv));
-            s_go_offline (self, now);
-            break;
-        case KEEL_ENGINE_SEV_RELOGIN:
-            s_move_to_primary (self, now, env && env->relogin->reason ? env->relogin->reason
-                                                                      : "relogin");
-            break;
-        case KEEL_ENGINE_SEV_PROBE_DUE:
-            if (self->ops->probe_open (self->arg))
-                self->probe_deadline = now + S_LIVENESS * self->heartbeat_ms;
-            self->probe_at = now + self->cfg->primary_retry_ms;
-            break;
-        case KEEL_ENGINE_SEV_PROBE_ANSWERED:
-            s_move_to_primary (self, now, "primary is back");
-            break;
-        case KEEL_ENGINE_SEV_PROBE_TIMEOUT:
-            self->ops->probe_close (self->arg);
-            self->probe_deadline = S_NEVER;
-            break;
-        default: s_unexpected (self, event); break;
-        }
-        break;
 
-    case KEEL_ENGINE_SESSION_STOPPED:
-    default:
-        s_unexpected (self, event);
-        break;
+        case KEEL_ENGINE_SESSION_STOPPED:
+        default:
+            s_unexpected (self, event);
+            break;
     }
 }
 
@@ -381,13 +417,14 @@ keel_engine_session_reply_usable (const keel_env_t *env, keel_error_t *err)
         return true;
     const Keel__LoginReply *reply = env->login_reply;
     if (reply->heartbeat_ms > (uint64_t) S_MAX_HEARTBEAT_MS) {
-        snprintf (err->text, sizeof err->text, "login_reply: heartbeat_ms %" PRIu64
-                  " above %lld", reply->heartbeat_ms, S_MAX_HEARTBEAT_MS);
+        snprintf (err->text, sizeof err->text, "login_reply: heartbeat_ms %" PRIu64 " above %lld",
+                  reply->heartbeat_ms, S_MAX_HEARTBEAT_MS);
         return false;
     }
     if (reply->engine_timeout_ms > (uint64_t) S_MAX_ENGINE_TIMEOUT_MS) {
-        snprintf (err->text, sizeof err->text, "login_reply: engine_timeout_ms %" PRIu64
-                  " above %lld", reply->engine_timeout_ms, S_MAX_ENGINE_TIMEOUT_MS);
+        snprintf (err->text, sizeof err->text,
+                  "login_reply: engine_timeout_ms %" PRIu64 " above %lld", reply->engine_timeout_ms,
+                  S_MAX_ENGINE_TIMEOUT_MS);
         return false;
     }
     return true;
@@ -402,31 +439,31 @@ keel_engine_session_tick (keel_engine_session_t *self, int64_t now)
         return;
     }
     switch (self->state) {
-    case KEEL_ENGINE_SESSION_OFFLINE:
-        if (now >= self->retry_at)
-            keel_engine_session_event (self, KEEL_ENGINE_SEV_RETRY_DUE, NULL, now);
-        break;
-    case KEEL_ENGINE_SESSION_LOGGING_IN:
-        if (now >= self->login_deadline)
-            keel_engine_session_event (self, KEEL_ENGINE_SEV_LOGIN_TIMEOUT, NULL, now);
-        else if (!self->login_sent)
-            keel_engine_session_event (self, KEEL_ENGINE_SEV_WRITABLE, NULL, now);
-        break;
-    case KEEL_ENGINE_SESSION_ONLINE:
-        if (keel_peer_clock_lost (&self->clock, now)) {
-            keel_engine_session_event (self, KEEL_ENGINE_SEV_BROKER_SILENT, NULL, now);
+        case KEEL_ENGINE_SESSION_OFFLINE:
+            if (now >= self->retry_at)
+                keel_engine_session_event (self, KEEL_ENGINE_SEV_RETRY_DUE, NULL, now);
             break;
-        }
-        if (now >= self->probe_deadline)
-            keel_engine_session_event (self, KEEL_ENGINE_SEV_PROBE_TIMEOUT, NULL, now);
-        if (self->probe_deadline == S_NEVER && now >= self->probe_at)
-            keel_engine_session_event (self, KEEL_ENGINE_SEV_PROBE_DUE, NULL, now);
-        if (keel_peer_clock_heartbeat_due (&self->clock, now))
-            keel_engine_session_event (self, KEEL_ENGINE_SEV_HEARTBEAT_DUE, NULL, now);
-        break;
-    case KEEL_ENGINE_SESSION_STOPPED:
-    default:
-        break;
+        case KEEL_ENGINE_SESSION_LOGGING_IN:
+            if (now >= self->login_deadline)
+                keel_engine_session_event (self, KEEL_ENGINE_SEV_LOGIN_TIMEOUT, NULL, now);
+            else if (!self->login_sent)
+                keel_engine_session_event (self, KEEL_ENGINE_SEV_WRITABLE, NULL, now);
+            break;
+        case KEEL_ENGINE_SESSION_ONLINE:
+            if (keel_peer_clock_lost (&self->clock, now)) {
+                keel_engine_session_event (self, KEEL_ENGINE_SEV_BROKER_SILENT, NULL, now);
+                break;
+            }
+            if (now >= self->probe_deadline)
+                keel_engine_session_event (self, KEEL_ENGINE_SEV_PROBE_TIMEOUT, NULL, now);
+            if (self->probe_deadline == S_NEVER && now >= self->probe_at)
+                keel_engine_session_event (self, KEEL_ENGINE_SEV_PROBE_DUE, NULL, now);
+            if (keel_peer_clock_heartbeat_due (&self->clock, now))
+                keel_engine_session_event (self, KEEL_ENGINE_SEV_HEARTBEAT_DUE, NULL, now);
+            break;
+        case KEEL_ENGINE_SESSION_STOPPED:
+        default:
+            break;
     }
 }
 
@@ -438,16 +475,21 @@ keel_engine_session_next_deadline (const keel_engine_session_t *self)
         next = self->offline_since + self->engine_timeout_ms;
     int64_t at = S_NEVER;
     switch (self->state) {
-    case KEEL_ENGINE_SESSION_OFFLINE: at = self->retry_at; break;
-    case KEEL_ENGINE_SESSION_LOGGING_IN: at = self->login_deadline; break;
-    case KEEL_ENGINE_SESSION_ONLINE:
-        at = keel_peer_clock_next_deadline (&self->clock);
-        if (self->probe_deadline < at)
-            at = self->probe_deadline;
-        if (self->probe_deadline == S_NEVER && self->probe_at < at)
-            at = self->probe_at;
-        break;
-    default: break;
+        case KEEL_ENGINE_SESSION_OFFLINE:
+            at = self->retry_at;
+            break;
+        case KEEL_ENGINE_SESSION_LOGGING_IN:
+            at = self->login_deadline;
+            break;
+        case KEEL_ENGINE_SESSION_ONLINE:
+            at = keel_peer_clock_next_deadline (&self->clock);
+            if (self->probe_deadline < at)
+                at = self->probe_deadline;
+            if (self->probe_deadline == S_NEVER && self->probe_at < at)
+                at = self->probe_at;
+            break;
+        default:
+            break;
     }
     return at < next ? at : next;
 }
@@ -461,27 +503,28 @@ keel_engine_session_on_message (keel_engine_session_t *self, const keel_env_t *e
     keel_peer_clock_received (&self->clock, now);
     if (state == KEEL_ENGINE_SESSION_LOGGING_IN) {
         if (env->body_case != KEEL__ENVELOPE__BODY_LOGIN_REPLY)
-            return false;   // e.g. a Relogin answering a heartbeat sent before
-        keel_engine_session_event (self, env->login_reply->ok ? KEEL_ENGINE_SEV_LOGIN_OK
-                                                       : KEEL_ENGINE_SEV_LOGIN_REFUSED, env, now);
+            return false; // e.g. a Relogin answering a heartbeat sent before
+        keel_engine_session_event (
+            self, env->login_reply->ok ? KEEL_ENGINE_SEV_LOGIN_OK : KEEL_ENGINE_SEV_LOGIN_REFUSED,
+            env, now);
         return true;
     }
     //  Fencing: a message from an older epoch of the broker is refused.
     if (env->has_epoch && self->epoch && env->epoch < self->epoch)
         return false;
     switch (env->body_case) {
-    case KEEL__ENVELOPE__BODY_RELOGIN:
-        keel_engine_session_event (self, KEEL_ENGINE_SEV_RELOGIN, env, now);
-        return true;
-    case KEEL__ENVELOPE__BODY_ASSIGN:
-    case KEEL__ENVELOPE__BODY_CANCEL:
-    case KEEL__ENVELOPE__BODY_RESULT_ACK:
-    case KEEL__ENVELOPE__BODY_HEARTBEAT:
-    case KEEL__ENVELOPE__BODY_NOTICE:
-        keel_engine_session_event (self, KEEL_ENGINE_SEV_WORK, env, now);
-        return true;
-    default:
-        return false;
+        case KEEL__ENVELOPE__BODY_RELOGIN:
+            keel_engine_session_event (self, KEEL_ENGINE_SEV_RELOGIN, env, now);
+            return true;
+        case KEEL__ENVELOPE__BODY_ASSIGN:
+        case KEEL__ENVELOPE__BODY_CANCEL:
+        case KEEL__ENVELOPE__BODY_RESULT_ACK:
+        case KEEL__ENVELOPE__BODY_HEARTBEAT:
+        case KEEL__ENVELOPE__BODY_NOTICE:
+            keel_engine_session_event (self, KEEL_ENGINE_SEV_WORK, env, now);
+            return true;
+        default:
+            return false;
     }
 }
 

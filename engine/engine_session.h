@@ -50,20 +50,20 @@ typedef enum {
 } keel_engine_session_state_t;
 
 typedef enum {
-    KEEL_ENGINE_SEV_RETRY_DUE,         // OFFLINE: time to try the current broker
-    KEEL_ENGINE_SEV_WRITABLE,          // LOGGING_IN: the login could not be sent yet; try again
-    KEEL_ENGINE_SEV_LOGIN_OK,          // LoginReply{ok=true}
-    KEEL_ENGINE_SEV_LOGIN_REFUSED,     // LoginReply{ok=false}
-    KEEL_ENGINE_SEV_LOGIN_TIMEOUT,     // not connected in time, or no LoginReply within 3·H
-    KEEL_ENGINE_SEV_WORK,              // Assign, Cancel, ResultAck, Heartbeat from the broker
-    KEEL_ENGINE_SEV_RELOGIN,           // Relogin{reason}
-    KEEL_ENGINE_SEV_HEARTBEAT_DUE,     // nothing sent for one interval
-    KEEL_ENGINE_SEV_BROKER_SILENT,     // nothing received for 3 intervals
-    KEEL_ENGINE_SEV_PROBE_DUE,         // on a failover broker: time to probe the primary
-    KEEL_ENGINE_SEV_PROBE_ANSWERED,    // the primary answered the probe
-    KEEL_ENGINE_SEV_PROBE_TIMEOUT,     // the primary did not answer
-    KEEL_ENGINE_SEV_ENGINE_TIMEOUT,    // offline longer than the Engine Timeout
-    KEEL_ENGINE_SEV_STOP               // SIGTERM / SIGINT
+    KEEL_ENGINE_SEV_RETRY_DUE,      // OFFLINE: time to try the current broker
+    KEEL_ENGINE_SEV_WRITABLE,       // LOGGING_IN: the login could not be sent yet; try again
+    KEEL_ENGINE_SEV_LOGIN_OK,       // LoginReply{ok=true}
+    KEEL_ENGINE_SEV_LOGIN_REFUSED,  // LoginReply{ok=false}
+    KEEL_ENGINE_SEV_LOGIN_TIMEOUT,  // not connected in time, or no LoginReply within 3·H
+    KEEL_ENGINE_SEV_WORK,           // Assign, Cancel, ResultAck, Heartbeat from the broker
+    KEEL_ENGINE_SEV_RELOGIN,        // Relogin{reason}
+    KEEL_ENGINE_SEV_HEARTBEAT_DUE,  // nothing sent for one interval
+    KEEL_ENGINE_SEV_BROKER_SILENT,  // nothing received for 3 intervals
+    KEEL_ENGINE_SEV_PROBE_DUE,      // on a failover broker: time to probe the primary
+    KEEL_ENGINE_SEV_PROBE_ANSWERED, // the primary answered the probe
+    KEEL_ENGINE_SEV_PROBE_TIMEOUT,  // the primary did not answer
+    KEEL_ENGINE_SEV_ENGINE_TIMEOUT, // offline longer than the Engine Timeout
+    KEEL_ENGINE_SEV_STOP            // SIGTERM / SIGINT
 } keel_engine_session_event_t;
 
 typedef struct {
@@ -95,7 +95,8 @@ typedef struct _keel_engine_session_t keel_engine_session_t;
 // Creates a session in OFFLINE with the first try due at `now`. cfg (broker
 // list, heartbeat, timeouts) and ops/arg must outlive the session.
 keel_engine_session_t *keel_engine_session_new (const keel_engine_config_t *cfg,
-                                  const keel_engine_session_ops_t *ops, void *arg, int64_t now);
+                                                const keel_engine_session_ops_t *ops, void *arg,
+                                                int64_t now);
 void keel_engine_session_destroy (keel_engine_session_t **self_p);
 
 keel_engine_session_state_t keel_engine_session_state (const keel_engine_session_t *self);
@@ -125,7 +126,8 @@ bool keel_engine_session_reply_usable (const keel_env_t *env, keel_error_t *err)
 
 // A validated message from the broker DEALER. Returns true if it was
 // expected in this state; false when dropped (the caller counts it).
-bool keel_engine_session_on_message (keel_engine_session_t *self, const keel_env_t *env, int64_t now);
+bool keel_engine_session_on_message (keel_engine_session_t *self, const keel_env_t *env,
+                                     int64_t now);
 
 // Any valid message on the probe socket: the primary is alive.
 void keel_engine_session_on_probe_reply (keel_engine_session_t *self, int64_t now);
@@ -138,6 +140,6 @@ void keel_engine_session_stop (keel_engine_session_t *self, int64_t now);
 
 // Feeds one event to the state machine (the calls above use it; tests too).
 void keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_event_t event,
-                         const keel_env_t *env, int64_t now);
+                                const keel_env_t *env, int64_t now);
 
 #endif

@@ -132,8 +132,8 @@ s_append (keel_held_t *self, uint64_t execution_id, const char *service_id, uint
 }
 
 keel_held_task_t *
-keel_held_add (keel_held_t *self, uint64_t execution_id, const char *service_id,
-                uint64_t task_id, const char *type)
+keel_held_add (keel_held_t *self, uint64_t execution_id, const char *service_id, uint64_t task_id,
+               const char *type)
 {
     keel_held_task_t *task = s_append (self, execution_id, service_id, task_id);
     if (task && !(task->type = strdup (type))) {
@@ -146,8 +146,8 @@ keel_held_add (keel_held_t *self, uint64_t execution_id, const char *service_id,
 keel_held_task_t *
 keel_held_add_done (keel_held_t *self, const Keel__Result *result)
 {
-    keel_held_task_t *task = s_append (self, result->execution_id, result->service_id,
-                                  result->task_id);
+    keel_held_task_t *task =
+        s_append (self, result->execution_id, result->service_id, result->task_id);
     if (!task)
         return NULL;
     bool ok = result->status == KEEL__TASK_STATUS__STATUS_OK;
@@ -271,12 +271,17 @@ keel_held_at (const keel_held_t *self, size_t index)
 void
 keel_held_result_view (const keel_held_task_t *task, Keel__Result *result)
 {
-    keel_item_result (result, &(keel_result_args_t) {
-        .service_id = task->service_id, .task_id = task->task_id,
-        .execution_id = task->execution_id,
-        .status = task->ok ? KEEL__TASK_STATUS__STATUS_OK : KEEL__TASK_STATUS__STATUS_FAILED,
-        .output = task->output, .output_size = task->output_size, .error = task->error,
-        .permanent = task->permanent, .run_ms = task->run_ms });
+    keel_item_result (result,
+                      &(keel_result_args_t) { .service_id = task->service_id,
+                                              .task_id = task->task_id,
+                                              .execution_id = task->execution_id,
+                                              .status = task->ok ? KEEL__TASK_STATUS__STATUS_OK
+                                                                 : KEEL__TASK_STATUS__STATUS_FAILED,
+                                              .output = task->output,
+                                              .output_size = task->output_size,
+                                              .error = task->error,
+                                              .permanent = task->permanent,
+                                              .run_ms = task->run_ms });
 }
 
 bool
@@ -305,8 +310,9 @@ keel_held_result_bytes (const keel_held_task_t *task)
 // ------------------------------------------------------------ the lifecycle
 
 static const char *s_state_names[] = { "running", "done", "in-login", "sent", "acked" };
-static const char *s_event_names[] = { "finished", "sent", "spooled", "carried", "left-out",
-                                       "held", "logged-in", "disconnected", "acked" };
+static const char *s_event_names[] = { "finished",  "sent",         "spooled",
+                                       "carried",   "left-out",     "held",
+                                       "logged-in", "disconnected", "acked" };
 
 const char *
 keel_held_state_name (keel_held_state_t state)
@@ -334,49 +340,66 @@ static int
 s_next (keel_held_state_t state, keel_held_event_t event)
 {
     switch (state) {
-    case KEEL_HELD_RUNNING:
-        switch (event) {
-        case KEEL_HELD_EV_FINISHED: return KEEL_HELD_DONE;
-        case KEEL_HELD_EV_HELD:
-        case KEEL_HELD_EV_LOGGED_IN:
-        case KEEL_HELD_EV_DISCONNECTED: return KEEL_HELD_RUNNING;
-        default: return -1;
-        }
-    case KEEL_HELD_DONE:
-        switch (event) {
-        case KEEL_HELD_EV_SENT: return KEEL_HELD_SENT;
-        case KEEL_HELD_EV_CARRIED: return KEEL_HELD_IN_LOGIN;
-        case KEEL_HELD_EV_SPOOLED:
-        case KEEL_HELD_EV_LEFT_OUT:
-        case KEEL_HELD_EV_HELD:
-        case KEEL_HELD_EV_LOGGED_IN:
-        case KEEL_HELD_EV_DISCONNECTED: return KEEL_HELD_DONE;
-        case KEEL_HELD_EV_ACKED: return KEEL_HELD_ACKED;
-        default: return -1;
-        }
-    case KEEL_HELD_IN_LOGIN:
-        switch (event) {
-        case KEEL_HELD_EV_SPOOLED:
-        case KEEL_HELD_EV_CARRIED: return KEEL_HELD_IN_LOGIN;
-        case KEEL_HELD_EV_HELD: return KEEL_HELD_SENT;
-        case KEEL_HELD_EV_LEFT_OUT:
-        case KEEL_HELD_EV_LOGGED_IN:
-        case KEEL_HELD_EV_DISCONNECTED: return KEEL_HELD_DONE;
-        case KEEL_HELD_EV_ACKED: return KEEL_HELD_ACKED;
-        default: return -1;
-        }
-    case KEEL_HELD_SENT:
-        switch (event) {
-        case KEEL_HELD_EV_SPOOLED:
-        case KEEL_HELD_EV_HELD:
-        case KEEL_HELD_EV_LOGGED_IN: return KEEL_HELD_SENT;
-        case KEEL_HELD_EV_DISCONNECTED: return KEEL_HELD_DONE;
-        case KEEL_HELD_EV_ACKED: return KEEL_HELD_ACKED;
-        default: return -1;
-        }
-    case KEEL_HELD_ACKED:
-    default:
-        return -1;
+        case KEEL_HELD_RUNNING:
+            switch (event) {
+                case KEEL_HELD_EV_FINISHED:
+                    return KEEL_HELD_DONE;
+                case KEEL_HELD_EV_HELD:
+                case KEEL_HELD_EV_LOGGED_IN:
+                case KEEL_HELD_EV_DISCONNECTED:
+                    return KEEL_HELD_RUNNING;
+                default:
+                    return -1;
+            }
+        case KEEL_HELD_DONE:
+            switch (event) {
+                case KEEL_HELD_EV_SENT:
+                    return KEEL_HELD_SENT;
+                case KEEL_HELD_EV_CARRIED:
+                    return KEEL_HELD_IN_LOGIN;
+                case KEEL_HELD_EV_SPOOLED:
+                case KEEL_HELD_EV_LEFT_OUT:
+                case KEEL_HELD_EV_HELD:
+                case KEEL_HELD_EV_LOGGED_IN:
+                case KEEL_HELD_EV_DISCONNECTED:
+                    return KEEL_HELD_DONE;
+                case KEEL_HELD_EV_ACKED:
+                    return KEEL_HELD_ACKED;
+                default:
+                    return -1;
+            }
+        case KEEL_HELD_IN_LOGIN:
+            switch (event) {
+                case KEEL_HELD_EV_SPOOLED:
+                case KEEL_HELD_EV_CARRIED:
+                    return KEEL_HELD_IN_LOGIN;
+                case KEEL_HELD_EV_HELD:
+                    return KEEL_HELD_SENT;
+                case KEEL_HELD_EV_LEFT_OUT:
+                case KEEL_HELD_EV_LOGGED_IN:
+                case KEEL_HELD_EV_DISCONNECTED:
+                    return KEEL_HELD_DONE;
+                case KEEL_HELD_EV_ACKED:
+                    return KEEL_HELD_ACKED;
+                default:
+                    return -1;
+            }
+        case KEEL_HELD_SENT:
+            switch (event) {
+                case KEEL_HELD_EV_SPOOLED:
+                case KEEL_HELD_EV_HELD:
+                case KEEL_HELD_EV_LOGGED_IN:
+                    return KEEL_HELD_SENT;
+                case KEEL_HELD_EV_DISCONNECTED:
+                    return KEEL_HELD_DONE;
+                case KEEL_HELD_EV_ACKED:
+                    return KEEL_HELD_ACKED;
+                default:
+                    return -1;
+            }
+        case KEEL_HELD_ACKED:
+        default:
+            return -1;
     }
 }
 
@@ -392,7 +415,7 @@ keel_held_step (keel_held_task_t *task, keel_held_event_t event)
     }
     //  What an event does besides the state change.
     if (event == KEEL_HELD_EV_FINISHED)
-        task->checkpoint_pending = false;   // the result supersedes the memory
+        task->checkpoint_pending = false; // the result supersedes the memory
     else if (event == KEEL_HELD_EV_SPOOLED)
         task->spooled = true;
     task->state = (keel_held_state_t) next;

@@ -56,10 +56,10 @@
 #include <stdint.h>
 #include "keel.pb-c.h"
 
-#define KEEL_HELD_ERROR_MAX  4000   // error texts are cut to fit the wire's 4096
+#define KEEL_HELD_ERROR_MAX 4000 // error texts are cut to fit the wire's 4096
 
 typedef enum {
-    KEEL_HELD_RUNNING,      // 0: what keel_held_add creates
+    KEEL_HELD_RUNNING, // 0: what keel_held_add creates
     KEEL_HELD_DONE,
     KEEL_HELD_IN_LOGIN,
     KEEL_HELD_SENT,
@@ -84,18 +84,18 @@ typedef struct {
     uint64_t execution_id;
     char *service_id;
     uint64_t task_id;
-    char *type;             // NULL for a result loaded from the spool
+    char *type; // NULL for a result loaded from the spool
     keel_held_state_t state;
-    bool spooled;           // a copy is in the spool (StateDir/spool): delete it with the entry
-    bool ok;                // done: output (true) or error (false)
+    bool spooled; // a copy is in the spool (StateDir/spool): delete it with the entry
+    bool ok;      // done: output (true) or error (false)
     uint8_t *output;
     size_t output_size;
     char *error;
-    bool permanent;         // done, failed: no retry can succeed (the Result says so)
+    bool permanent; // done, failed: no retry can succeed (the Result says so)
     uint64_t run_ms;
-    uint8_t *checkpoint;    // running: the task's latest checkpoint, or NULL
+    uint8_t *checkpoint; // running: the task's latest checkpoint, or NULL
     size_t checkpoint_size;
-    bool checkpoint_pending;    // running: the latest checkpoint is not sent to a broker yet
+    bool checkpoint_pending; // running: the latest checkpoint is not sent to a broker yet
 } keel_held_task_t;
 
 typedef struct _keel_held_t keel_held_t;
@@ -107,7 +107,7 @@ void keel_held_destroy (keel_held_t **self_p);
 // Adds a RUNNING execution. Returns NULL if the id is already held or
 // memory ran out.
 keel_held_task_t *keel_held_add (keel_held_t *self, uint64_t execution_id, const char *service_id,
-                             uint64_t task_id, const char *type);
+                                 uint64_t task_id, const char *type);
 
 // Adds a DONE execution from a (validated) Result, permanent flag
 // included. Returns NULL if the id is already held or memory ran out.
@@ -128,7 +128,7 @@ bool keel_held_is_done (const keel_held_task_t *task);
 // checkpoint is superseded). Returns false if task was not RUNNING (nothing
 // changed) or memory ran out (task is DONE, its data missing).
 bool keel_held_finish (keel_held_task_t *task, bool ok, const uint8_t *data, size_t size,
-                        int64_t run_ms);
+                       int64_t run_ms);
 
 // Keeps a copy of data as the RUNNING task's latest checkpoint (replacing
 // the previous one) and marks it pending. Returns false if task is not

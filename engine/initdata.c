@@ -54,8 +54,8 @@ s_find (keel_initdata_t *self, const char *service_id)
 }
 
 bool
-keel_initdata_put (keel_initdata_t *self, const char *service_id, const uint8_t *data,
-                   size_t size, bool *evicted_p)
+keel_initdata_put (keel_initdata_t *self, const char *service_id, const uint8_t *data, size_t size,
+                   bool *evicted_p)
 {
     if (evicted_p)
         *evicted_p = false;

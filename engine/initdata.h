@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KEEL_INITDATA_MAX  4096
+#define KEEL_INITDATA_MAX 4096
 
 typedef struct _keel_initdata_t keel_initdata_t;
 

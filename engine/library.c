@@ -17,11 +17,11 @@ typedef struct {
 typedef struct {
     char *service_id;
     s_lib_t *lib;
-    bool ok;                    // the init hook succeeded (or there is none)
+    bool ok; // the init hook succeeded (or there is none)
     keel_svc_session_t session;
     char *type;
     uint8_t *init_data;
-    uint64_t used;              // last use, for eviction
+    uint64_t used; // last use, for eviction
 } s_session_t;
 
 struct _keel_library_t {
@@ -81,8 +81,8 @@ s_load (keel_library_t *self, const char *path, char *error, size_t error_size)
     }
     const uint32_t *abi = dlsym (handle, "keel_service_abi");
     if (abi && *abi != KEEL_SERVICE_ABI) {
-        snprintf (error, error_size, "service library %s was built for ABI %u, engine has %u",
-                  path, *abi, KEEL_SERVICE_ABI);
+        snprintf (error, error_size, "service library %s was built for ABI %u, engine has %u", path,
+                  *abi, KEEL_SERVICE_ABI);
         dlclose (handle);
         return NULL;
     }
@@ -166,7 +166,7 @@ s_method_char (char c)
 
 bool
 keel_library_parse_invocation (const uint8_t *data, size_t size, msgpack_unpacked *unpacked,
-                       char *method, msgpack_object *args, char *why, size_t why_size)
+                               char *method, msgpack_object *args, char *why, size_t why_size)
 {
     size_t off = 0;
     msgpack_unpack_return rc = msgpack_unpack_next (unpacked, (const char *) data, size, &off);
@@ -233,8 +233,8 @@ keel_library_run (keel_library_t *self, const char *path, keel_svc_task_t *task,
     char method[KEEL_INVOCATION_METHOD_MAX + 1];
     char why[160];
     int rc = -1;
-    if (keel_library_parse_invocation (task->input, task->input_size, &unpacked, method, &task->args,
-                               why, sizeof why)) {
+    if (keel_library_parse_invocation (task->input, task->input_size, &unpacked, method,
+                                       &task->args, why, sizeof why)) {
         task->method = method;
         char symbol[KEEL_INVOCATION_METHOD_MAX + 16];
         snprintf (symbol, sizeof symbol, "keel_method_%s", method);
@@ -246,7 +246,7 @@ keel_library_run (keel_library_t *self, const char *path, keel_svc_task_t *task,
             rc = fn (task);
         else {
             snprintf (error, error_size, "no method '%s' in service library %s", method, path);
-            rc = KEEL_TASK_PERMANENT;   // the same input finds no method on any retry
+            rc = KEEL_TASK_PERMANENT; // the same input finds no method on any retry
         }
     }
     else if (lib->run) {

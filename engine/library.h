@@ -23,9 +23,9 @@
 #include <msgpack.h>
 #include "keel/service.h"
 
-#define KEEL_LIBRARY_MAX_LIBS       64
-#define KEEL_LIBRARY_MAX_SESSIONS   64
-#define KEEL_INVOCATION_METHOD_MAX  64
+#define KEEL_LIBRARY_MAX_LIBS      64
+#define KEEL_LIBRARY_MAX_SESSIONS  64
+#define KEEL_INVOCATION_METHOD_MAX 64
 
 typedef struct _keel_library_t keel_library_t;
 
@@ -43,8 +43,8 @@ void keel_library_destroy (keel_library_t **self_p);
 // keel_task_error text, if any, is the task's error then). Returns
 // KEEL_TASK_PERMANENT when the entry point did, or when the input cannot be
 // dispatched (not an invocation, no such method): no retry can succeed.
-int keel_library_run (keel_library_t *self, const char *path, keel_svc_task_t *task,
-                      char *error, size_t error_size);
+int keel_library_run (keel_library_t *self, const char *path, keel_svc_task_t *task, char *error,
+                      size_t error_size);
 
 // Parses data[0..size) as exactly one msgpack value ["method", [args...]]
 // with method 1..KEEL_INVOCATION_METHOD_MAX of [A-Za-z0-9_]. On success
@@ -53,6 +53,6 @@ int keel_library_run (keel_library_t *self, const char *path, keel_svc_task_t *t
 // calls msgpack_unpacked_destroy in every case). On failure returns false
 // and puts the reason in why ("not msgpack", "trailing bytes after ...").
 bool keel_library_parse_invocation (const uint8_t *data, size_t size, msgpack_unpacked *unpacked,
-                            char *method, msgpack_object *args, char *why, size_t why_size);
+                                    char *method, msgpack_object *args, char *why, size_t why_size);
 
 #endif

@@ -38,7 +38,7 @@ s_report_bad_service (const char *service, const char *message, void *arg)
 static void
 s_install_signals (void)
 {
-    zsys_handler_set (NULL);    // CZMQ must not install its own SIGINT/SIGTERM handler
+    zsys_handler_set (NULL); // CZMQ must not install its own SIGINT/SIGTERM handler
     struct sigaction sa;
     memset (&sa, 0, sizeof sa);
     sa.sa_handler = s_on_signal;

@@ -7,7 +7,7 @@
 
 #include "journal.h"
 
-#define S_RESULTS_PER_TURN  256     // held results (re)sent per loop turn
+#define S_RESULTS_PER_TURN 256 // held results (re)sent per loop turn
 
 //  Bytes of held results one EngineLogin may carry (well below the
 //  broker's default MaxMessageSize of 64 MiB); the rest follow as Results.
@@ -17,19 +17,19 @@
 //  once one holds S_BATCH_BYTES of output and error text the next Result
 //  starts a new message (far below MaxMessageSize). A larger Result goes
 //  alone, as a plain Result.
-#define S_BATCH_RESULTS     512
-#define S_BATCH_BYTES       (1024 * 1024)
+#define S_BATCH_RESULTS 512
+#define S_BATCH_BYTES   (1024 * 1024)
 
 //  A task that ended during this turn while ONLINE: its Result leaves at the
 //  end of the turn with the others (keel_outbox_end_turn), then its "task
 //  finished" line is written, from this copy (the task may be gone by then).
 typedef struct {
     uint64_t execution_id;
-    bool log;                   // write the "task finished" line
+    bool log; // write the "task finished" line
     bool ok;
-    bool permanent;             // failed permanently (no retry can succeed)
+    bool permanent; // failed permanently (no retry can succeed)
     uint64_t run_ms;
-    char *error;                // failed: a copy of the error text, or NULL
+    char *error; // failed: a copy of the error text, or NULL
 } s_finished_t;
 
 struct _keel_outbox_t {
@@ -39,7 +39,7 @@ struct _keel_outbox_t {
     keel_ratelimit_t *task_log;
     const keel_outbox_ops_t *ops;
     void *arg;
-    s_finished_t *finished;     // tasks that ended this turn while ONLINE, in order
+    s_finished_t *finished; // tasks that ended this turn while ONLINE, in order
     size_t nfinished, finished_cap;
     //  The Results being collected for one message (s_batch_add, s_batch_send).
     keel_held_task_t *batch_tasks[S_BATCH_RESULTS];
@@ -47,7 +47,7 @@ struct _keel_outbox_t {
     Keel__Result *batch_ptrs[S_BATCH_RESULTS];
     size_t nbatch;
     size_t batch_bytes;
-    bool batch_failed;          // a send failed: the connection takes no more now
+    bool batch_failed; // a send failed: the connection takes no more now
 };
 
 keel_outbox_t *
@@ -123,7 +123,7 @@ keel_outbox_spool_all (keel_outbox_t *self)
 void
 keel_outbox_disconnected (keel_outbox_t *self)
 {
-    keel_outbox_spool_all (self);   // no broker has acknowledged these yet
+    keel_outbox_spool_all (self); // no broker has acknowledged these yet
     for (size_t i = 0; i < keel_held_size (self->held); i++)
         keel_held_step (keel_held_at (self->held, i), KEEL_HELD_EV_DISCONNECTED);
 }
@@ -240,7 +240,7 @@ keel_outbox_flush (keel_outbox_t *self)
         if (task->state != KEEL_HELD_DONE)
             continue;
         if (!s_batch_add (self, task))
-            break;      // the connection cannot take more now
+            break; // the connection cannot take more now
         taken++;
     }
     s_batch_send (self);
@@ -265,11 +265,11 @@ static void
 s_send_checkpoint (keel_outbox_t *self, keel_held_task_t *task)
 {
     keel_msg_t msg;
-    keel_env_t *env = keel_msg_checkpoint (&msg, task->service_id, task->task_id,
-                                           task->execution_id, task->checkpoint,
-                                           task->checkpoint_size);
+    keel_env_t *env =
+        keel_msg_checkpoint (&msg, task->service_id, task->task_id, task->execution_id,
+                             task->checkpoint, task->checkpoint_size);
     if (self->ops->send (self->arg, env) != KEEL_OK)
-        return;     // still pending: sent again after the next login
+        return; // still pending: sent again after the next login
     task->checkpoint_pending = false;
     char shown[40];
     s_excerpt (task->checkpoint, task->checkpoint_size, shown, sizeof shown);
@@ -310,13 +310,17 @@ s_flush_checkpoints (keel_outbox_t *self)
 // ------------------------------------------------------------ tasks that end
 
 static void
-s_log_finished (uint64_t execution_id, bool ok, bool permanent, uint64_t run_ms,
-                const char *error)
+s_log_finished (uint64_t execution_id, bool ok, bool permanent, uint64_t run_ms, const char *error)
 {
-    KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s",
-               execution_id, ok ? "ok" : permanent ? "failed-permanent" : "failed",
+    KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s", execution_id,
+               ok          ? "ok"
+               : permanent ? "failed-permanent"
+                           : "failed",
                (long long) run_ms, ok ? "" : " error=\"",
-               ok ? "" : error ? error : "", ok ? "" : "\"");
+               ok      ? ""
+               : error ? error
+                       : "",
+               ok ? "" : "\"");
 }
 
 //  Remembers a task that ended this turn while ONLINE. False when out of memory.
@@ -355,7 +359,7 @@ s_deliver (keel_outbox_t *self, keel_held_task_t *task, bool log)
     }
     if (s_finished_push (self, task, log))
         return true;
-    s_send_result (self, task);     // no memory to hold it back: alone, now
+    s_send_result (self, task); // no memory to hold it back: alone, now
     return false;
 }
 
@@ -370,8 +374,7 @@ keel_outbox_finish (keel_outbox_t *self, const keel_runner_result_t *r)
     KEEL_JOURNAL ("exec_end", .service = task->service_id, .task = task->task_id,
                   .execution = task->execution_id, .status = r->ok ? "ok" : "failed");
     if (!s_deliver (self, task, true))
-        s_log_finished (task->execution_id, task->ok, task->permanent, task->run_ms,
-                        task->error);
+        s_log_finished (task->execution_id, task->ok, task->permanent, task->run_ms, task->error);
 }
 
 void
@@ -381,7 +384,7 @@ keel_outbox_refuse (keel_outbox_t *self, uint64_t execution_id, const char *erro
     if (!task || task->state != KEEL_HELD_RUNNING)
         return;
     keel_held_finish (task, false, (const uint8_t *) error, strlen (error), 0);
-    s_deliver (self, task, false);      // like any finished task
+    s_deliver (self, task, false); // like any finished task
 }
 
 void
@@ -399,7 +402,7 @@ keel_outbox_end_turn (keel_outbox_t *self)
         for (size_t i = 0; i < self->nfinished; i++) {
             keel_held_task_t *task = keel_held_find (self->held, self->finished[i].execution_id);
             if (task && task->state == KEEL_HELD_DONE && !s_batch_add (self, task))
-                break;      // the connection takes no more now: keel_outbox_flush retries
+                break; // the connection takes no more now: keel_outbox_flush retries
         }
         s_batch_send (self);
     }

@@ -16,27 +16,27 @@
 #include "log.h"
 #include "worker.h"
 
-#define S_RESPAWN_DELAY_MS   1000
-#define S_KILL_WAIT_MS       2000
-#define S_REAP_PER_TURN      256
-#define S_FRAME_OVERHEAD     64
-#define S_FRAMES_PER_READ    64     // frames (checkpoints) taken from one worker per turn
+#define S_RESPAWN_DELAY_MS 1000
+#define S_KILL_WAIT_MS     2000
+#define S_REAP_PER_TURN    256
+#define S_FRAME_OVERHEAD   64
+#define S_FRAMES_PER_READ  64 // frames (checkpoints) taken from one worker per turn
 
 typedef struct {
-    pid_t pid;              // 0 = no worker (respawn at respawn_at)
-    int fd;                 // our end of the socketpair, non-blocking
-    bool reaped;            // waitpid already collected status
+    pid_t pid;   // 0 = no worker (respawn at respawn_at)
+    int fd;      // our end of the socketpair, non-blocking
+    bool reaped; // waitpid already collected status
     int status;
     int64_t respawn_at;
     bool busy;
     uint64_t execution_id;
     int64_t started;
     int64_t timeout_ms;
-    bool timed_out;         // past its timeout: cancel flag raised, killed at kill_at
+    bool timed_out; // past its timeout: cancel flag raised, killed at kill_at
     int64_t kill_at;
-    uint8_t prefix[4];      // length prefix of the response being read
-    uint8_t *buf;           // response payload being read
-    size_t have, need;      // need = 0 until the length prefix is in
+    uint8_t prefix[4]; // length prefix of the response being read
+    uint8_t *buf;      // response payload being read
+    size_t have, need; // need = 0 until the length prefix is in
 } s_worker_t;
 
 struct _keel_runner_t {
@@ -70,7 +70,7 @@ s_spawn (keel_runner_t *self, s_worker_t *w)
         keel_worker_main (sv[1], self->max_output);
     }
     close (sv[1]);
-    setpgid (pid, pid);     // also done by the child; whichever runs first wins
+    setpgid (pid, pid); // also done by the child; whichever runs first wins
     fcntl (sv[0], F_SETFL, O_NONBLOCK);
     w->pid = pid;
     w->fd = sv[0];
@@ -325,8 +325,7 @@ s_report (s_worker_t *w, int64_t now, bool ok, bool permanent, const uint8_t *da
 }
 
 static void
-s_report_text (s_worker_t *w, int64_t now, const char *text, keel_runner_done_fn *done,
-               void *arg)
+s_report_text (s_worker_t *w, int64_t now, const char *text, keel_runner_done_fn *done, void *arg)
 {
     s_report (w, now, false, false, (const uint8_t *) text, strlen (text), done, arg);
 }

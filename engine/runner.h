@@ -32,28 +32,28 @@
 #include "error.h"
 #include "worker.h"
 
-#define KEEL_RUNNER_STOP_GRACE_MS  1000
+#define KEEL_RUNNER_STOP_GRACE_MS 1000
 
 typedef struct _keel_runner_t keel_runner_t;
 
 typedef struct {
     uint64_t execution_id;
-    bool ok;                // true: data is the output; false: data is the error text
-    const uint8_t *data;    // valid only during the callback
+    bool ok;             // true: data is the output; false: data is the error text
+    const uint8_t *data; // valid only during the callback
     size_t size;
     int64_t run_ms;
-    bool permanent;         // failed, and a retry would fail the same way (worker.h)
+    bool permanent; // failed, and a retry would fail the same way (worker.h)
 } keel_runner_result_t;
 
 typedef void (keel_runner_done_fn) (const keel_runner_result_t *result, void *arg);
 
 // A running task saved its memory (data valid only during the call).
-typedef void (keel_runner_checkpoint_fn) (uint64_t execution_id, const uint8_t *data,
-                                          size_t size, void *arg);
+typedef void (keel_runner_checkpoint_fn) (uint64_t execution_id, const uint8_t *data, size_t size,
+                                          void *arg);
 
 typedef struct {
-    keel_runner_done_fn *done;              // every task that ended (not cancelled ones)
-    keel_runner_checkpoint_fn *checkpoint;  // may be NULL
+    keel_runner_done_fn *done;             // every task that ended (not cancelled ones)
+    keel_runner_checkpoint_fn *checkpoint; // may be NULL
     void *arg;
 } keel_runner_handlers_t;
 

@@ -22,18 +22,19 @@
 #include "wire.h"
 
 //  sh's search path when PATH is unset (dash, bash).
-#define S_DEFAULT_PATH  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define S_WORD_MAX      4096
-#define S_WORDS_MAX     64      // assignments and `exec`s skipped at most
+#define S_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define S_WORD_MAX     4096
+#define S_WORDS_MAX    64 // assignments and `exec`s skipped at most
 
 //  First words that are no program: sh keywords and POSIX special and
 //  regular built-ins (found without PATH). `exec` is handled apart.
 static const char *s_shell_words[] = {
-    "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in",
-    "then", "until", "while", ".", ":", "[", "alias", "bg", "break", "cd", "command",
-    "continue", "echo", "eval", "exit", "export", "false", "fg", "getopts", "hash", "jobs",
-    "kill", "local", "printf", "pwd", "read", "readonly", "return", "set", "shift", "test",
-    "times", "trap", "true", "type", "ulimit", "umask", "unalias", "unset", "wait", NULL
+    "!",      "{",      "}",     "case",     "do",      "done",    "elif",     "else", "esac",
+    "fi",     "for",    "if",    "in",       "then",    "until",   "while",    ".",    ":",
+    "[",      "alias",  "bg",    "break",    "cd",      "command", "continue", "echo", "eval",
+    "exit",   "export", "false", "fg",       "getopts", "hash",    "jobs",     "kill", "local",
+    "printf", "pwd",    "read",  "readonly", "return",  "set",     "shift",    "test", "times",
+    "trap",   "true",   "type",  "ulimit",   "umask",   "unalias", "unset",    "wait", NULL
 };
 
 static bool
@@ -84,7 +85,7 @@ s_check_interpreter (const char *path, const char *shown, char *why, size_t why_
 {
     int fd = open (path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return true;        // unreadable: not a script we can look into
+        return true; // unreadable: not a script we can look into
     char head[256];
     ssize_t n = read (fd, head, sizeof head - 1);
     close (fd);
@@ -96,7 +97,7 @@ s_check_interpreter (const char *path, const char *shown, char *why, size_t why_
         interp++;
     size_t len = strcspn (interp, " \t\r\n");
     if (len == 0 || interp[len] == 0)
-        return true;        // no complete first line within 256 bytes: let exec decide
+        return true; // no complete first line within 256 bytes: let exec decide
     interp[len] = 0;
     struct stat st;
     if (stat (interp, &st) != 0 || !S_ISREG (st.st_mode) || access (interp, X_OK) != 0) {
@@ -161,11 +162,11 @@ keel_service_check_command (const char *command, const char *path, char *why, si
     char word[S_WORD_MAX];
     for (int i = 0; i < S_WORDS_MAX; i++) {
         if (!s_next_word (&p, word, sizeof word))
-            return true;    // empty, or starts with an operator: nothing to check
+            return true; // empty, or starts with an operator: nothing to check
         if (strpbrk (word, "$`'\"\\*?[]~{}"))
-            return true;    // the shell expands it: unknown until it runs
+            return true; // the shell expands it: unknown until it runs
         if (s_is_assignment (word) || strcmp (word, "exec") == 0)
-            continue;       // the program is the next word
+            continue; // the program is the next word
         if (s_is_shell_word (word))
             return true;
         if (strchr (word, '/'))
@@ -259,8 +260,10 @@ s_library_verdict (const char *path, char *why, size_t why_size)
                   *abi, KEEL_SERVICE_ABI);
     else if (!dlsym (handle, "keel_service_run") && !dlsym (handle, "keel_service_invoke")
              && !s_file_has_method (s_loaded_path (handle, path)))
-        snprintf (why, why_size, "library '%s' has no entry point (keel_service_run, "
-                  "keel_service_invoke or keel_method_NAME; see keel/service.h)", path);
+        snprintf (why, why_size,
+                  "library '%s' has no entry point (keel_service_run, "
+                  "keel_service_invoke or keel_method_NAME; see keel/service.h)",
+                  path);
 }
 
 static int64_t
@@ -339,8 +342,8 @@ keel_service_check_library (const char *path, char *why, size_t why_size)
     }
     if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
         //  A library constructor may call exit() itself.
-        snprintf (why, why_size, "loading library '%s' ended the checking process (exit %d)",
-                  path, WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+        snprintf (why, why_size, "loading library '%s' ended the checking process (exit %d)", path,
+                  WIFEXITED (status) ? WEXITSTATUS (status) : -1);
         return false;
     }
     return true;
@@ -349,8 +352,8 @@ keel_service_check_library (const char *path, char *why, size_t why_size)
 // ---------------------------------------------------------------- all
 
 keel_err
-keel_service_check_all (keel_engine_config_t *cfg, keel_service_check_report_fn *report,
-                        void *arg, int *dropped_p, keel_error_t *err)
+keel_service_check_all (keel_engine_config_t *cfg, keel_service_check_report_fn *report, void *arg,
+                        int *dropped_p, keel_error_t *err)
 {
     int configured = 0, dropped = 0;
     const char *path = getenv ("PATH");
@@ -359,7 +362,7 @@ keel_service_check_all (keel_engine_config_t *cfg, keel_service_check_report_fn 
         const keel_service_def_t *def = &cfg->services[i];
         if (!def->command && !def->library) {
             i++;
-            continue;   // a built-in
+            continue; // a built-in
         }
         configured++;
         char why[1024];
@@ -384,6 +387,7 @@ keel_service_check_all (keel_engine_config_t *cfg, keel_service_check_report_fn 
     if (configured > 0 && dropped == configured)
         return keel_error_set (err, KEEL_ERR_CONFIG,
                                "none of the %d configured service%s can run here (see the "
-                               "errors above)", configured, configured == 1 ? "" : "s");
+                               "errors above)",
+                               configured, configured == 1 ? "" : "s");
     return KEEL_OK;
 }

@@ -39,14 +39,13 @@
 #include "engine_config.h"
 #include "error.h"
 
-#define KEEL_SERVICE_CHECK_TIMEOUT_MS  10000
+#define KEEL_SERVICE_CHECK_TIMEOUT_MS 10000
 
 // Checks that command (a /bin/sh -c command line) names a program that
 // resolves, as described above. path is the search path for a bare name
 // (NULL: sh's default). Returns true, or false with the reason in why
 // ("'render' not found in PATH (/usr/bin:/bin)").
-bool keel_service_check_command (const char *command, const char *path, char *why,
-                                 size_t why_size);
+bool keel_service_check_command (const char *command, const char *path, char *why, size_t why_size);
 
 // Checks in a child process that the shared object at path loads and has
 // an entry point, as described above. Returns true, or false with the
@@ -55,8 +54,7 @@ bool keel_service_check_library (const char *path, char *why, size_t why_size);
 
 // Called for every service that failed its check, with the whole message
 // ("service.render.exec: program 'render' not found ...").
-typedef void (keel_service_check_report_fn) (const char *service, const char *message,
-                                             void *arg);
+typedef void (keel_service_check_report_fn) (const char *service, const char *message, void *arg);
 
 // Checks every command and library service of cfg (PATH from the
 // environment), calls report (may be NULL) for each that fails and removes

@@ -179,7 +179,8 @@ keel_spool_load (keel_spool_t *self, size_t max_bytes, keel_spool_load_fn *fn, v
         keel_env_t *env = data ? keel_wire_decode (data, size, &err) : NULL;
         free (data);
         uint64_t id = strtoull (entry->d_name, NULL, 10);
-        if (env && (env->body_case != KEEL__ENVELOPE__BODY_RESULT || env->result->execution_id != id)) {
+        if (env
+            && (env->body_case != KEEL__ENVELOPE__BODY_RESULT || env->result->execution_id != id)) {
             snprintf (err.text, sizeof err.text, "not the result of execution %" PRIu64, id);
             keel_wire_free (&env);
         }

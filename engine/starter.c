@@ -11,7 +11,7 @@
 #include "journal.h"
 #include "wire_build.h"
 
-#define S_QUEUE_MAX  10000      // queued tasks beyond the slots (EnginePrefetch's limit)
+#define S_QUEUE_MAX 10000 // queued tasks beyond the slots (EnginePrefetch's limit)
 
 //  A task waiting for a free worker: what starting it needs beyond its held
 //  entry (which has its service id, task id and type).
@@ -21,7 +21,7 @@ typedef struct s_queued_t {
     size_t input_size;
     size_t memory_size;
     bool has_memory;
-    uint8_t data[];             // input, then memory
+    uint8_t data[]; // input, then memory
 } s_queued_t;
 
 struct _keel_starter_t {
@@ -33,7 +33,7 @@ struct _keel_starter_t {
     keel_ratelimit_t *peer_log;
     const keel_starter_ops_t *ops;
     void *arg;
-    s_queued_t *head, *tail;    // the prefetch queue, oldest first
+    s_queued_t *head, *tail; // the prefetch queue, oldest first
     size_t nqueued;
 };
 
@@ -119,9 +119,11 @@ s_push (keel_starter_t *self, const Keel__Assign *assign)
 static void
 s_log_started (keel_starter_t *self, const Keel__Assign *assign, int pid)
 {
-    KEEL_INFO ("engine", "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s "
-               "memory_bytes=%zu pid=%d", assign->execution_id, assign->service_id,
-               assign->task_id, assign->type, assign->has_memory ? assign->memory.len : 0, pid);
+    KEEL_INFO ("engine",
+               "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s "
+               "memory_bytes=%zu pid=%d",
+               assign->execution_id, assign->service_id, assign->task_id, assign->type,
+               assign->has_memory ? assign->memory.len : 0, pid);
     KEEL_JOURNAL ("exec_start", .service = assign->service_id, .task = assign->task_id,
                   .execution = assign->execution_id, .engine = self->engine_id);
 }
@@ -165,8 +167,8 @@ s_start (keel_starter_t *self, const Keel__Assign *assign, int64_t now)
         //  sending more than Slots + S_QUEUE_MAX gets the rest refused.
         bool room = keel_held_running (self->held) <= (size_t) self->cfg->slots + S_QUEUE_MAX;
         if (room && s_push (self, assign)) {
-            KEEL_DEBUG ("engine", "task queued exec=%" PRIu64 " queued=%zu",
-                        assign->execution_id, self->nqueued);
+            KEEL_DEBUG ("engine", "task queued exec=%" PRIu64 " queued=%zu", assign->execution_id,
+                        self->nqueued);
             return;
         }
         //  No room (or no memory to queue it): refused below, as the
@@ -219,12 +221,17 @@ keel_starter_start_queued (keel_starter_t *self, int64_t now)
             && !self->ops->pid_of (self->arg, queued->execution_id)) {
             //  The Assign again, as a view of the held entry and the queued bytes.
             Keel__Assign assign;
-            keel_item_assign (&assign, &(keel_assign_args_t) {
-                .service_id = task->service_id, .type = task->type, .task_id = task->task_id,
-                .execution_id = queued->execution_id, .input = queued->data,
-                .input_size = queued->input_size,
-                .memory = queued->has_memory ? queued->data + queued->input_size : NULL,
-                .memory_size = queued->memory_size });
+            keel_item_assign (
+                &assign, &(keel_assign_args_t) { .service_id = task->service_id,
+                                                 .type = task->type,
+                                                 .task_id = task->task_id,
+                                                 .execution_id = queued->execution_id,
+                                                 .input = queued->data,
+                                                 .input_size = queued->input_size,
+                                                 .memory = queued->has_memory
+                                                               ? queued->data + queued->input_size
+                                                               : NULL,
+                                                 .memory_size = queued->memory_size });
             s_start (self, &assign, now);
         }
         free (queued);
@@ -247,7 +254,8 @@ s_keep_init_data (keel_starter_t *self, const Keel__Assign *assign, int64_t now)
     if (evicted)
         KEEL_LOG_LIMITED (self->peer_log, now, KEEL_LOG_WARN, "engine",
                           "more than %d services with init data: the least recently "
-                          "used one was forgotten", KEEL_INITDATA_MAX);
+                          "used one was forgotten",
+                          KEEL_INITDATA_MAX);
 }
 
 void

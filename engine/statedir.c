@@ -73,7 +73,7 @@ s_load_id (keel_statedir_t *self, keel_error_t *err)
             return keel_error_set (err, KEEL_ERR_INVALID,
                                    "%s: not a valid engine id; remove the file to get a new one",
                                    file);
-        memcpy (self->engine_id, text, n + 1);   // keel_id_valid: n <= KEEL_ID_MAX
+        memcpy (self->engine_id, text, n + 1); // keel_id_valid: n <= KEEL_ID_MAX
         return KEEL_OK;
     }
     if (errno != ENOENT)

@@ -81,11 +81,14 @@ s_read_all (int fd, uint8_t *buf, size_t size)
 uint8_t *
 keel_worker_request_encode (const keel_worker_request_t *req, size_t *frame_size)
 {
-    size_t lens[6] = { strlen (req->type), req->target ? strlen (req->target) : 0,
-                       req->service_id ? strlen (req->service_id) : 0, req->input_size,
-                       req->has_memory ? req->memory_size : 0, req->init_data ? req->init_size : 0 };
-    const void *parts[6] = { req->type, req->target, req->service_id, req->input, req->memory,
-                             req->init_data };
+    size_t lens[6] = { strlen (req->type),
+                       req->target ? strlen (req->target) : 0,
+                       req->service_id ? strlen (req->service_id) : 0,
+                       req->input_size,
+                       req->has_memory ? req->memory_size : 0,
+                       req->init_data ? req->init_size : 0 };
+    const void *parts[6] = { req->type,  req->target, req->service_id,
+                             req->input, req->memory, req->init_data };
     size_t payload = KEEL_WORKER_HEADER;
     for (int i = 0; i < 6; i++) {
         if (lens[i] > UINT32_MAX - 1 || payload + lens[i] > KEEL_WORKER_FRAME_MAX)
@@ -174,8 +177,9 @@ static void
 s_respond_as (int fd, uint64_t execution_id, bool ok, bool permanent, const uint8_t *data,
               size_t size)
 {
-    int what = ok ? KEEL_WORKER_OUTPUT
-                  : permanent ? KEEL_WORKER_ERROR_PERMANENT : KEEL_WORKER_ERROR;
+    int what = ok          ? KEEL_WORKER_OUTPUT
+               : permanent ? KEEL_WORKER_ERROR_PERMANENT
+                           : KEEL_WORKER_ERROR;
     if (!s_send_frame (fd, execution_id, what, data, size))
         _exit (0);
 }
@@ -201,7 +205,7 @@ typedef struct {
     size_t max_output;
     uint8_t *out;
     size_t out_size;
-    bool packing;               // the output is in sbuf
+    bool packing; // the output is in sbuf
     msgpack_sbuffer sbuf;
     msgpack_packer pk;
     char error[1024];
@@ -310,7 +314,7 @@ typedef struct {
     uint8_t *out;
     size_t out_size, out_cap, max_output;
     bool too_large;
-    char tail[KEEL_WORKER_STDERR_TAIL];   // ring of the last stderr bytes
+    char tail[KEEL_WORKER_STDERR_TAIL]; // ring of the last stderr bytes
     size_t tail_total;
 } s_capture_t;
 
@@ -430,7 +434,7 @@ s_watch_check (s_watch_t *w, int sock, uint64_t execution_id, size_t max_size)
     w->seen = st;
     w->seen_any = true;
     if ((size_t) st.st_size > max_size)
-        return;     // too large to be memory: ignored
+        return; // too large to be memory: ignored
     int fd = open (w->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;
@@ -493,10 +497,11 @@ s_run_command (int sock, const keel_worker_request_t *req, size_t max_output)
     //  waits at most one checkpoint poll interval.
     while (fds[0] >= 0 || fds[1] >= 0) {
         if (s_cancel_flag && !term_sent) {
-            kill (pid, SIGTERM);    // the engine asked the task to stop
+            kill (pid, SIGTERM); // the engine asked the task to stop
             term_sent = true;
         }
-        struct pollfd pfd[3] = { { fds[0], POLLIN, 0 }, { fds[1], POLLIN, 0 },
+        struct pollfd pfd[3] = { { fds[0], POLLIN, 0 },
+                                 { fds[1], POLLIN, 0 },
                                  { in_fd, POLLOUT, 0 } };
         if (poll (pfd, 3, KEEL_WORKER_CHECKPOINT_POLL_MS) < 0 && errno != EINTR)
             break;
@@ -556,8 +561,8 @@ s_run_command (int sock, const keel_worker_request_t *req, size_t max_output)
                       *tail ? ": " : "", tail);
         //  126/127: the shell could not run the program (not executable,
         //  not found, missing interpreter): a retry fails the same way.
-        bool permanent = WIFEXITED (status)
-                         && (WEXITSTATUS (status) == 126 || WEXITSTATUS (status) == 127);
+        bool permanent =
+            WIFEXITED (status) && (WEXITSTATUS (status) == 126 || WEXITSTATUS (status) == 127);
         s_respond_as (sock, execution_id, false, permanent, (const uint8_t *) text, strlen (text));
     }
     free (cap.out);
@@ -581,8 +586,7 @@ s_run_builtin (int sock, const keel_worker_request_t *req, size_t max_output)
 }
 
 static void
-s_run_library (int sock, keel_library_t *libs, const keel_worker_request_t *req,
-               size_t max_output)
+s_run_library (int sock, keel_library_t *libs, const keel_worker_request_t *req, size_t max_output)
 {
     s_ctx_t ctx;
     s_ctx_init (&ctx, sock, max_output, req);
@@ -616,8 +620,7 @@ s_run_library (int sock, keel_library_t *libs, const keel_worker_request_t *req,
 //  Decodes a request payload into req (pointers into payload). False when
 //  it does not add up.
 static bool
-s_decode (const uint8_t *p, size_t size, keel_worker_request_t *req, char *type,
-          size_t type_size)
+s_decode (const uint8_t *p, size_t size, keel_worker_request_t *req, char *type, size_t type_size)
 {
     if (size < KEEL_WORKER_HEADER)
         return false;
@@ -640,7 +643,7 @@ s_decode (const uint8_t *p, size_t size, keel_worker_request_t *req, char *type,
     type[lens[0]] = 0;
     req->type = type;
     q += lens[0];
-    req->target = (const char *) q;     // NUL-terminated by the caller's copy below
+    req->target = (const char *) q; // NUL-terminated by the caller's copy below
     q += lens[1];
     req->service_id = (const char *) q;
     q += lens[2];
@@ -664,7 +667,7 @@ keel_worker_main (int fd, size_t max_output)
     // engine reports it as such, whatever handler a runtime (a sanitizer,
     // a language VM) installed in the engine before the fork.
     int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR2,
-                   SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT };
+                   SIGSEGV, SIGBUS, SIGFPE, SIGILL,  SIGABRT };
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         signal (sigs[i], SIG_DFL);
     signal (SIGPIPE, SIG_IGN);
@@ -672,7 +675,7 @@ keel_worker_main (int fd, size_t max_output)
     memset (&sa, 0, sizeof sa);
     sa.sa_handler = s_on_sigusr1;
     sigemptyset (&sa.sa_mask);
-    sigaction (SIGUSR1, &sa, NULL);     // no SA_RESTART: a sleep wakes up
+    sigaction (SIGUSR1, &sa, NULL); // no SA_RESTART: a sleep wakes up
     sigset_t none;
     sigemptyset (&none);
     sigprocmask (SIG_SETMASK, &none, NULL);

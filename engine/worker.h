@@ -52,34 +52,34 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define KEEL_WORKER_FRAME_MAX           ((size_t) 1 << 31)
-#define KEEL_WORKER_STDERR_TAIL         2048
-#define KEEL_WORKER_HEADER              44
-#define KEEL_WORKER_CHECKPOINT_POLL_MS  100
+#define KEEL_WORKER_FRAME_MAX          ((size_t) 1 << 31)
+#define KEEL_WORKER_STDERR_TAIL        2048
+#define KEEL_WORKER_HEADER             44
+#define KEEL_WORKER_CHECKPOINT_POLL_MS 100
 
-#define KEEL_WORKER_BUILTIN   0
-#define KEEL_WORKER_COMMAND   1
-#define KEEL_WORKER_LIBRARY   2
+#define KEEL_WORKER_BUILTIN 0
+#define KEEL_WORKER_COMMAND 1
+#define KEEL_WORKER_LIBRARY 2
 
-#define KEEL_WORKER_ERROR       0
-#define KEEL_WORKER_OUTPUT      1
-#define KEEL_WORKER_CHECKPOINT  2
-#define KEEL_WORKER_ERROR_PERMANENT  3
+#define KEEL_WORKER_ERROR           0
+#define KEEL_WORKER_OUTPUT          1
+#define KEEL_WORKER_CHECKPOINT      2
+#define KEEL_WORKER_ERROR_PERMANENT 3
 
 //  One task as handed to a worker. Pointers are borrowed.
 typedef struct {
     uint64_t execution_id;
     uint64_t task_id;
-    int kind;                   // KEEL_WORKER_BUILTIN / COMMAND / LIBRARY
+    int kind; // KEEL_WORKER_BUILTIN / COMMAND / LIBRARY
     const char *type;
-    const char *target;         // command line or library path; NULL for a built-in
+    const char *target; // command line or library path; NULL for a built-in
     const char *service_id;
     const uint8_t *input;
     size_t input_size;
-    const uint8_t *memory;      // the last checkpoint, when has_memory
+    const uint8_t *memory; // the last checkpoint, when has_memory
     size_t memory_size;
     bool has_memory;
-    const uint8_t *init_data;   // the service's init data; NULL/0 when none
+    const uint8_t *init_data; // the service's init data; NULL/0 when none
     size_t init_size;
 } keel_worker_request_t;
 

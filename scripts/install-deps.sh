@@ -12,6 +12,7 @@ packages=(
     libcriterion-dev
     procps util-linux strace
     python3 mount faketime
+    clang-format
 )
 
 missing=()

@@ -58,9 +58,9 @@ bool
 fake_broker_send_frames (fake_broker_t *self, int n, const void *const data[], const size_t size[])
 {
     void *handle = zsock_resolve (self->router);
-    bool ok = self->peer
-              && zmq_send (handle, zframe_data (self->peer), zframe_size (self->peer),
-                           ZMQ_SNDMORE) >= 0;
+    bool ok =
+        self->peer
+        && zmq_send (handle, zframe_data (self->peer), zframe_size (self->peer), ZMQ_SNDMORE) >= 0;
     for (int i = 0; ok && i < n; i++)
         ok = zmq_send (handle, data[i], size[i], i + 1 < n ? ZMQ_SNDMORE : 0) >= 0;
     if (!ok)
@@ -84,7 +84,7 @@ fake_broker_encode (fake_broker_t *self, keel_env_t *env)
     env->seq = ++self->seq;
     zframe_t *frame = keel_wire_encode (env);
     if (!frame)
-        abort ();       // out of memory in a test: nothing sensible to do
+        abort (); // out of memory in a test: nothing sensible to do
     return frame;
 }
 
@@ -119,8 +119,8 @@ s_expand (fake_broker_t *self, const keel_env_t *batch)
         one.result = batch->result_batch->results[i];
         zframe_t *frame = keel_wire_encode (&one);
         keel_error_t err = { "" };
-        keel_env_t *env = frame ? keel_wire_decode (zframe_data (frame), zframe_size (frame), &err)
-                                : NULL;
+        keel_env_t *env =
+            frame ? keel_wire_decode (zframe_data (frame), zframe_size (frame), &err) : NULL;
         zframe_destroy (&frame);
         if (!env || !zlistx_add_end (self->backlog, env)) {
             fprintf (stderr, "fake broker: cannot expand a ResultBatch: %s\n", err.text);
@@ -160,9 +160,11 @@ fake_broker_recv (fake_broker_t *self, int timeout_ms)
             keel_error_t err = { "" };
             env = keel_wire_decode (zframe_data (payload), zframe_size (payload), &err);
             if (!env)
-                fprintf (stderr, "fake broker: unreadable message from the program: %s\n", err.text);
-            if (env && (env->body_case == KEEL__ENVELOPE__BODY_ENGINE_LOGIN
-                        || env->body_case == KEEL__ENVELOPE__BODY_DRIVER_HELLO)) {
+                fprintf (stderr, "fake broker: unreadable message from the program: %s\n",
+                         err.text);
+            if (env
+                && (env->body_case == KEEL__ENVELOPE__BODY_ENGINE_LOGIN
+                    || env->body_case == KEEL__ENVELOPE__BODY_DRIVER_HELLO)) {
                 zframe_destroy (&self->peer);
                 self->peer = zframe_dup (id);
                 self->logins++;
@@ -174,7 +176,7 @@ fake_broker_recv (fake_broker_t *self, int timeout_ms)
             if (!self->keep_batches) {
                 s_expand (self, env);
                 keel_wire_free (&env);
-                continue;           // handed out from the backlog
+                continue; // handed out from the backlog
             }
         }
         if (env)

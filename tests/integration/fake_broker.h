@@ -28,17 +28,17 @@
 
 typedef struct {
     zsock_t *router;
-    harness_broker_t b;         // b.endpoint is where programs connect (harness_engine_start)
-    zframe_t *peer;             // routing id of the program's latest login or hello
-    int logins;                 // EngineLogin / DriverHello received
-    long unreadable;            // messages from the program that did not decode
-    long send_failures;         // sends the ROUTER refused (peer gone)
+    harness_broker_t b; // b.endpoint is where programs connect (harness_engine_start)
+    zframe_t *peer;     // routing id of the program's latest login or hello
+    int logins;         // EngineLogin / DriverHello received
+    long unreadable;    // messages from the program that did not decode
+    long send_failures; // sends the ROUTER refused (peer gone)
     uint64_t seq;
-    int64_t keepalive_ms;       // send a Heartbeat when idle this long; 0 = never
+    int64_t keepalive_ms; // send a Heartbeat when idle this long; 0 = never
     int64_t last_sent;
-    bool keep_batches;          // hand out a ResultBatch as it came (default: its Results)
-    long result_batches;        // ResultBatch messages received
-    zlistx_t *backlog;          // Results of a ResultBatch not handed out yet
+    bool keep_batches;   // hand out a ResultBatch as it came (default: its Results)
+    long result_batches; // ResultBatch messages received
+    zlistx_t *backlog;   // Results of a ResultBatch not handed out yet
 } fake_broker_t;
 
 // A fake broker bound on a free loopback port, nobody connected yet;
@@ -61,7 +61,6 @@ bool fake_broker_send_heartbeat (fake_broker_t *self);
 // A ResultBatch comes out as its Results unless keep_batches is set.
 keel_env_t *fake_broker_recv (fake_broker_t *self, int timeout_ms);
 // Receives until a message with this body arrives (others are dropped).
-keel_env_t *fake_broker_expect (fake_broker_t *self, Keel__Envelope__BodyCase body,
-                                int timeout_ms);
+keel_env_t *fake_broker_expect (fake_broker_t *self, Keel__Envelope__BodyCase body, int timeout_ms);
 
 #endif

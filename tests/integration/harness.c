@@ -25,7 +25,7 @@
 #endif
 
 #define LOG_TAIL_LINES 40
-#define POLL_STEP_MS 20
+#define POLL_STEP_MS   20
 
 typedef struct {
     pid_t pid;
@@ -225,8 +225,7 @@ harness_free_port (void)
 // ------------------------------------------------------------ processes
 
 static pid_t
-s_spawn (const char *program, const char *const argv[], const char *out_path,
-         const char *err_path)
+s_spawn (const char *program, const char *const argv[], const char *out_path, const char *err_path)
 {
     char path[1024];
     if (strchr (program, '/'))
@@ -338,7 +337,7 @@ harness_stop (pid_t pid, int timeout_ms)
         return p ? p->code : -1;
     }
     kill (pid, SIGTERM);
-    kill (pid, SIGCONT);    // a stopped process cannot act on SIGTERM
+    kill (pid, SIGCONT); // a stopped process cannot act on SIGTERM
     if (harness_wait_exit (pid, timeout_ms, &code))
         return code;
     kill (pid, SIGKILL);
@@ -348,8 +347,7 @@ harness_stop (pid_t pid, int timeout_ms)
 }
 
 int
-harness_run (harness_result_t *res, int timeout_ms, const char *program,
-             const char *const argv[])
+harness_run (harness_result_t *res, int timeout_ms, const char *program, const char *const argv[])
 {
     memset (res, 0, sizeof *res);
     char out_path[512], err_path[512], file[128];
@@ -615,7 +613,7 @@ harness_broker_restart (harness_broker_t *b, const char *const sets[])
     b->pid = harness_spawn (b->name, "keel-broker", argv);
     if (b->pid <= 0)
         return false;
-    for (int i = 0; i < 300; i++) {     // 300 x (status answer or 50 ms) >= 15 s
+    for (int i = 0; i < 300; i++) { // 300 x (status answer or 50 ms) >= 15 s
         if (!harness_alive (b->pid))
             return false;
         harness_result_t res;
@@ -769,8 +767,8 @@ s_skip_value (const char *p, int depth)
         return NULL;
     }
     const char *start = p;
-    while (*p && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n'
-           && *p != '\r' && *p != '\t')
+    while (*p && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' && *p != '\r'
+           && *p != '\t')
         p++;
     return p > start ? p : NULL;
 }
@@ -833,12 +831,24 @@ harness_json_get (const char *json, const char *path, char *out, size_t size)
             if (ch == '\\' && c + 1 < end - 1) {
                 c++;
                 switch (*c) {
-                case 'n': ch = '\n'; break;
-                case 't': ch = '\t'; break;
-                case 'r': ch = '\r'; break;
-                case 'b': ch = '\b'; break;
-                case 'f': ch = '\f'; break;
-                default: ch = *c; break;
+                    case 'n':
+                        ch = '\n';
+                        break;
+                    case 't':
+                        ch = '\t';
+                        break;
+                    case 'r':
+                        ch = '\r';
+                        break;
+                    case 'b':
+                        ch = '\b';
+                        break;
+                    case 'f':
+                        ch = '\f';
+                        break;
+                    default:
+                        ch = *c;
+                        break;
                 }
             }
             out[n++] = ch;

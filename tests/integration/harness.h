@@ -31,12 +31,12 @@
 #define HARNESS_MAX_PROCS 64
 
 // Fails the test like cr_assert, printing the daemons' log tails first.
-#define HARNESS_ASSERT(cond, ...)                                   \
-    do {                                                            \
-        bool harness_ok_ = (cond);                                  \
-        if (!harness_ok_)                                           \
-            harness_dump_logs ();                                   \
-        cr_assert (harness_ok_, __VA_ARGS__);                       \
+#define HARNESS_ASSERT(cond, ...)                                                                  \
+    do {                                                                                           \
+        bool harness_ok_ = (cond);                                                                 \
+        if (!harness_ok_)                                                                          \
+            harness_dump_logs ();                                                                  \
+        cr_assert (harness_ok_, __VA_ARGS__);                                                      \
     } while (0)
 
 // ------------------------------------------------------------ lifecycle
@@ -87,9 +87,9 @@ bool harness_alive (pid_t pid);
 
 // The output of a program run to completion.
 typedef struct {
-    int code;           // exit code, 128 + signal, or -1 when it timed out (then killed)
-    char *out;          // stdout (NUL-terminated, never NULL after a run)
-    char *err;          // stderr
+    int code;  // exit code, 128 + signal, or -1 when it timed out (then killed)
+    char *out; // stdout (NUL-terminated, never NULL after a run)
+    char *err; // stderr
     int64_t elapsed_ms;
 } harness_result_t;
 
@@ -128,9 +128,9 @@ typedef struct {
     char name[32];
     int port;
     int admin_port;
-    char endpoint[64];          // tcp://127.0.0.1:PORT
+    char endpoint[64]; // tcp://127.0.0.1:PORT
     char admin_endpoint[64];
-    char store[512];            // sqlite:<dir>/<name>.db
+    char store[512]; // sqlite:<dir>/<name>.db
 } harness_broker_t;
 
 // Starts keel-broker on two free ports with Store=sqlite:<dir>/<name>.db plus

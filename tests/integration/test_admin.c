@@ -7,16 +7,26 @@
 
 #include "harness.h"
 
-static const char *s_status_fields[] = {
-    "name", "role", "epoch", "uptime_s",
-    "engines.online", "engines.offline",
-    "services.open", "services.total",
-    "tasks.queued", "tasks.running", "tasks.done", "tasks.failed",
-    "counters.results_delivered", "counters.redundant_results_discarded",
-    "counters.tasks_rescheduled", "counters.claims_kept", "counters.claims_dropped",
-    "counters.claims_held", "counters.malformed_messages",
-    NULL
-};
+static const char *s_status_fields[] = { "name",
+                                         "role",
+                                         "epoch",
+                                         "uptime_s",
+                                         "engines.online",
+                                         "engines.offline",
+                                         "services.open",
+                                         "services.total",
+                                         "tasks.queued",
+                                         "tasks.running",
+                                         "tasks.done",
+                                         "tasks.failed",
+                                         "counters.results_delivered",
+                                         "counters.redundant_results_discarded",
+                                         "counters.tasks_rescheduled",
+                                         "counters.claims_kept",
+                                         "counters.claims_dropped",
+                                         "counters.claims_held",
+                                         "counters.malformed_messages",
+                                         NULL };
 
 typedef struct {
     harness_broker_t broker;
@@ -29,10 +39,11 @@ static void
 s_grid_start (s_grid_t *g)
 {
     HARNESS_ASSERT (harness_broker_start (&g->broker, "broker", NULL), "keel-broker did not start");
-    HARNESS_ASSERT (harness_engine_start (&g->broker, "engine1", 2, NULL) > 0, "engine did not start");
+    HARNESS_ASSERT (harness_engine_start (&g->broker, "engine1", 2, NULL) > 0,
+                    "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&g->broker, 1, 15000), "engine not online within 15 s");
-    const char *argv[] = { "--broker", g->broker.endpoint, "submit", "--service", "double",
-                           "--range", "0:10", NULL };
+    const char *argv[] = { "--broker", g->broker.endpoint, "submit", "--service",
+                           "double",   "--range",          "0:10",   NULL };
     harness_result_t res;
     harness_run (&res, 30000, "keel-driver", argv);
     HARNESS_ASSERT (res.code == 0, "keel-driver exited %d; stderr:\n%s", res.code, res.err);
@@ -50,8 +61,8 @@ s_results_delivered (void *arg)
     return harness_status_int (arg, "counters.results_delivered", &n) && n >= 10;
 }
 
-Test (admin, status_json_has_every_documented_field,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (admin, status_json_has_every_documented_field, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     s_grid_t g;
     s_grid_start (&g);
@@ -65,12 +76,14 @@ Test (admin, status_json_has_every_documented_field,
     for (int i = 0; s_status_fields[i]; i++)
         cr_assert (harness_json_get (res.out, s_status_fields[i], value, sizeof value),
                    "status --json has no %s:\n%s", s_status_fields[i], res.out);
-    cr_assert (harness_json_get (res.out, "name", value, sizeof value) && strcmp (value, "broker") == 0,
+    cr_assert (harness_json_get (res.out, "name", value, sizeof value)
+                   && strcmp (value, "broker") == 0,
                "name is not the broker's Name: %s", res.out);
     long long n = -1;
-    cr_assert (harness_json_int (res.out, "engines.online", &n) && n == 1, "engines.online != 1: %s",
+    cr_assert (harness_json_int (res.out, "engines.online", &n) && n == 1,
+               "engines.online != 1: %s", res.out);
+    cr_assert (harness_json_int (res.out, "tasks.done", &n) && n >= 10, "tasks.done < 10: %s",
                res.out);
-    cr_assert (harness_json_int (res.out, "tasks.done", &n) && n >= 10, "tasks.done < 10: %s", res.out);
     cr_assert (harness_json_int (res.out, "services.total", &n) && n >= 1, "services.total < 1: %s",
                res.out);
     cr_assert (harness_json_int (res.out, "epoch", &n) && n >= 1, "epoch < 1: %s", res.out);
@@ -78,8 +91,8 @@ Test (admin, status_json_has_every_documented_field,
     harness_result_free (&res);
 }
 
-Test (admin, status_for_people_names_the_broker_and_its_counters,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (admin, status_for_people_names_the_broker_and_its_counters, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     s_grid_t g;
     s_grid_start (&g);
@@ -93,8 +106,8 @@ Test (admin, status_for_people_names_the_broker_and_its_counters,
     harness_result_free (&res);
 }
 
-Test (admin, engines_lists_the_engine_that_ran_tasks,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (admin, engines_lists_the_engine_that_ran_tasks, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     s_grid_t g;
     s_grid_start (&g);
@@ -102,7 +115,8 @@ Test (admin, engines_lists_the_engine_that_ran_tasks,
     HARNESS_ASSERT (harness_admin (&g.broker, &res, true, "engines", NULL) == 0,
                     "keel-admin --json engines failed: %s", res.err);
     cr_assert (res.out[0] == '{', "engines --json is not one JSON object:\n%s", res.out);
-    cr_assert (strstr (res.out, g.engine), "engines --json does not list %s:\n%s", g.engine, res.out);
+    cr_assert (strstr (res.out, g.engine), "engines --json does not list %s:\n%s", g.engine,
+               res.out);
     harness_result_free (&res);
     HARNESS_ASSERT (harness_admin (&g.broker, &res, false, "engines", NULL) == 0,
                     "keel-admin engines failed: %s", res.err);
@@ -110,8 +124,8 @@ Test (admin, engines_lists_the_engine_that_ran_tasks,
     harness_result_free (&res);
 }
 
-Test (admin, services_and_tasks_show_a_finished_service,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (admin, services_and_tasks_show_a_finished_service, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     s_grid_t g;
     s_grid_start (&g);
@@ -132,8 +146,8 @@ Test (admin, services_and_tasks_show_a_finished_service,
     harness_result_free (&res);
 }
 
-Test (admin, reports_errors_from_the_broker_with_exit_1,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (admin, reports_errors_from_the_broker_with_exit_1, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
@@ -141,7 +155,8 @@ Test (admin, reports_errors_from_the_broker_with_exit_1,
     int code = harness_admin (&broker, &res, false, "tasks", "no-such-service", NULL);
     cr_assert_eq (code, 1, "tasks of an unknown service exited %d; stdout:\n%s\nstderr:\n%s", code,
                   res.out, res.err);
-    cr_assert (strncmp (res.err, "keel-admin: ", 12) == 0, "error not reported on stderr:\n%s", res.err);
+    cr_assert (strncmp (res.err, "keel-admin: ", 12) == 0, "error not reported on stderr:\n%s",
+               res.err);
     harness_result_free (&res);
     code = harness_admin (&broker, &res, false, "config", "get", "NoSuchKey", NULL);
     cr_assert_eq (code, 1, "config get of an unknown key exited %d; stderr:\n%s", code, res.err);
@@ -149,13 +164,14 @@ Test (admin, reports_errors_from_the_broker_with_exit_1,
     harness_result_free (&res);
 }
 
-Test (admin, config_set_changes_a_runtime_setting_and_config_get_reads_it,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (admin, config_set_changes_a_runtime_setting_and_config_get_reads_it, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
     harness_result_t res;
-    HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "set", "MaxAttempts", "7", NULL) == 0,
+    HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "set", "MaxAttempts", "7", NULL)
+                        == 0,
                     "config set MaxAttempts 7 failed: %s", res.err);
     harness_result_free (&res);
     HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "get", "MaxAttempts", NULL) == 0,
@@ -167,8 +183,8 @@ Test (admin, config_set_changes_a_runtime_setting_and_config_get_reads_it,
     harness_result_free (&res);
 }
 
-Test (admin, finds_the_broker_through_its_properties_file,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (admin, finds_the_broker_through_its_properties_file, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
@@ -181,12 +197,13 @@ Test (admin, finds_the_broker_through_its_properties_file,
     harness_run (&res, 10000, "keel-admin", argv);
     HARNESS_ASSERT (res.code == 0, "keel-admin -c exited %d: %s", res.code, res.err);
     long long online = -1;
-    cr_assert (harness_json_int (res.out, "engines.online", &online), "no status JSON:\n%s", res.out);
+    cr_assert (harness_json_int (res.out, "engines.online", &online), "no status JSON:\n%s",
+               res.out);
     harness_result_free (&res);
 }
 
-Test (admin, broker_and_engine_stop_cleanly_on_sigterm,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (admin, broker_and_engine_stop_cleanly_on_sigterm, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");

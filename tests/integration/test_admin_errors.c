@@ -21,8 +21,8 @@ s_count (const char *text, const char *needle)
     return n;
 }
 
-Test (admin_errors, config_set_names_keel_admin_once,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 30)
+Test (admin_errors, config_set_names_keel_admin_once, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 30)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
@@ -34,8 +34,8 @@ Test (admin_errors, config_set_names_keel_admin_once,
     harness_result_free (&res);
 }
 
-Test (admin_errors, every_refusal_names_keel_admin_once,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 30)
+Test (admin_errors, every_refusal_names_keel_admin_once, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 30)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
@@ -73,37 +73,46 @@ Test (admin_errors, a_key_named_in_minutes_refuses_seconds_through_keel_admin,
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
     harness_result_t res;
-    int code = harness_admin (&broker, &res, false, "config", "set", "EngineTimeoutMinutes", "30s",
-                              NULL);
+    int code =
+        harness_admin (&broker, &res, false, "config", "set", "EngineTimeoutMinutes", "30s", NULL);
     cr_expect_eq (code, 1, "config set EngineTimeoutMinutes 30s exited %d", code);
     cr_expect_str_eq (res.err, "keel-admin: config set: EngineTimeoutMinutes: expected a number of "
                                "minutes (the name gives the unit; 30s is 0.5), got '30s'\n");
     harness_result_free (&res);
 
     char value[64], unit[16], origin[64];
-    HARNESS_ASSERT (harness_admin (&broker, &res, true, "config", "get", "EngineTimeoutMinutes",
-                                   NULL) == 0, "config get failed: %s", res.err);
+    HARNESS_ASSERT (
+        harness_admin (&broker, &res, true, "config", "get", "EngineTimeoutMinutes", NULL) == 0,
+        "config get failed: %s", res.err);
     cr_expect (harness_json_get (res.out, "value", value, sizeof value)
-                   && strcmp (value, "15") == 0, "the refused value was applied: %s", res.out);
+                   && strcmp (value, "15") == 0,
+               "the refused value was applied: %s", res.out);
     cr_expect (harness_json_get (res.out, "unit", unit, sizeof unit) && strcmp (unit, "min") == 0,
                "config get --json does not give the unit: %s", res.out);
     harness_result_free (&res);
 
-    HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "set", "EngineTimeoutMinutes",
-                                   "0.5", NULL) == 0, "config set 0.5 failed: %s", res.err);
+    HARNESS_ASSERT (
+        harness_admin (&broker, &res, false, "config", "set", "EngineTimeoutMinutes", "0.5", NULL)
+            == 0,
+        "config set 0.5 failed: %s", res.err);
     harness_result_free (&res);
-    HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "set", "RetentionHours", "48h",
-                                   NULL) == 0, "config set RetentionHours 48h failed: %s", res.err);
+    HARNESS_ASSERT (
+        harness_admin (&broker, &res, false, "config", "set", "RetentionHours", "48h", NULL) == 0,
+        "config set RetentionHours 48h failed: %s", res.err);
     harness_result_free (&res);
-    HARNESS_ASSERT (harness_admin (&broker, &res, true, "config", "get", "EngineTimeoutMinutes",
-                                   NULL) == 0, "config get failed: %s", res.err);
+    HARNESS_ASSERT (
+        harness_admin (&broker, &res, true, "config", "get", "EngineTimeoutMinutes", NULL) == 0,
+        "config get failed: %s", res.err);
     cr_expect (harness_json_get (res.out, "value", value, sizeof value)
-                   && strcmp (value, "0.5") == 0, "value after set 0.5: %s", res.out);
+                   && strcmp (value, "0.5") == 0,
+               "value after set 0.5: %s", res.out);
     cr_expect (harness_json_get (res.out, "origin", origin, sizeof origin)
-                   && strcmp (origin, "keel-admin") == 0, "origin: %s", res.out);
+                   && strcmp (origin, "keel-admin") == 0,
+               "origin: %s", res.out);
     harness_result_free (&res);
-    HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "get", "EngineTimeoutMinutes",
-                                   NULL) == 0, "config get failed: %s", res.err);
+    HARNESS_ASSERT (
+        harness_admin (&broker, &res, false, "config", "get", "EngineTimeoutMinutes", NULL) == 0,
+        "config get failed: %s", res.err);
     cr_expect (strstr (res.out, "EngineTimeoutMinutes:0.5"), "config get: %s", res.out);
     harness_result_free (&res);
 }

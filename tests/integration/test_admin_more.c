@@ -12,7 +12,6 @@
 
 // ------------------------------------------------------------ local helpers
 
-
 // Copies the first "id":"..." after `after` in json into out.
 static bool
 s_first_id (const char *json, const char *after, char *out, size_t size)
@@ -123,16 +122,16 @@ s_check_lines (const char *file, const char *engine, const char *status, const c
         lines++;
         char value[512];
         cr_assert (harness_json_get (line, "status", value, sizeof value)
-                       && strcmp (value, status) == 0, "%s: status is not %s: %s", file, status,
-                   line);
+                       && strcmp (value, status) == 0,
+                   "%s: status is not %s: %s", file, status, line);
         if (engine)
             cr_assert (harness_json_get (line, "engine", value, sizeof value)
                            && strcmp (value, engine) == 0,
                        "%s: ran on another engine than %s: %s", file, engine, line);
         if (error_has)
             cr_assert (harness_json_get (line, "error", value, sizeof value)
-                           && strstr (value, error_has), "%s: error does not say '%s': %s", file,
-                       error_has, line);
+                           && strstr (value, error_has),
+                       "%s: error does not say '%s': %s", file, error_has, line);
     }
     free (out);
     return lines;
@@ -140,15 +139,15 @@ s_check_lines (const char *file, const char *engine, const char *status, const c
 
 // ------------------------------------------------------------ every command
 
-Test (admin_more, every_command_answers_for_people_and_scripts,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+Test (admin_more, every_command_answers_for_people_and_scripts, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 90)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
     HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, NULL) > 0, "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "double",
-                           "--range", "0:10", NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service",
+                           "double",   "--range",       "0:10",   NULL };
     harness_result_t res;
     harness_run (&res, 30000, "keel-driver", argv);
     HARNESS_ASSERT (res.code == 0, "keel-driver exited %d: %s", res.code, res.err);
@@ -167,10 +166,22 @@ Test (admin_more, every_command_answers_for_people_and_scripts,
 
     // Every key is listed by config get with its value and origin.
     HARNESS_ASSERT (harness_admin (&broker, &res, true, "config", "get", NULL) == 0, "config get");
-    const char *keys[] = { "Name", "Endpoint", "AdminEndpoint", "Store", "StoreSync",
-                           "HeartbeatInterval", "EngineTimeoutMinutes", "EngineLoginWindow",
-                           "RescheduleDelay", "MaxAttempts", "CancelRedundant", "RetentionHours",
-                           "MaxMessageSize", "MaxTasksPerService", "LogLevel", NULL };
+    const char *keys[] = { "Name",
+                           "Endpoint",
+                           "AdminEndpoint",
+                           "Store",
+                           "StoreSync",
+                           "HeartbeatInterval",
+                           "EngineTimeoutMinutes",
+                           "EngineLoginWindow",
+                           "RescheduleDelay",
+                           "MaxAttempts",
+                           "CancelRedundant",
+                           "RetentionHours",
+                           "MaxMessageSize",
+                           "MaxTasksPerService",
+                           "LogLevel",
+                           NULL };
     for (int i = 0; keys[i]; i++) {
         char quoted[64];
         snprintf (quoted, sizeof quoted, "\"key\":\"%s\"", keys[i]);
@@ -196,16 +207,16 @@ Test (admin_more, every_command_answers_for_people_and_scripts,
     wait forever for results that will not come, fails every task with
     "service cancelled by an administrator" and exits 1.
 */
-Test (admin_more, cancel_stops_a_running_service_and_ends_its_driver,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+Test (admin_more, cancel_stops_a_running_service_and_ends_its_driver, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 90)
 {
     const char *sets[] = { "HeartbeatInterval=200ms", NULL };
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
     HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, NULL) > 0, "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "sleep", "--input",
-                           "20000", "--count", "4", NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit",  "--service", "sleep",
+                           "--input",  "20000",         "--count", "4",         NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
     HARNESS_ASSERT (harness_wait_log ("engine1.err", "task started", 2, 15000),
@@ -222,7 +233,8 @@ Test (admin_more, cancel_stops_a_running_service_and_ends_its_driver,
 
     HARNESS_ASSERT (harness_wait_log ("engine1.err", "task cancelled", 2, 10000),
                     "the engine did not cancel its 2 executions within 10 s");
-    s_counter_wait_t counted = { &broker, "counters.executions_cancelled", cancelled_before + 2, -1 };
+    s_counter_wait_t counted = { &broker, "counters.executions_cancelled", cancelled_before + 2,
+                                 -1 };
     HARNESS_ASSERT (harness_poll_until (s_counter_reached, &counted, 5000),
                     "executions_cancelled went from %lld to %lld, not up by 2", cancelled_before,
                     counted.last);
@@ -242,8 +254,8 @@ Test (admin_more, cancel_stops_a_running_service_and_ends_its_driver,
 
 // ------------------------------------------------------------ events
 
-Test (admin_more, events_show_engine_logins_losses_config_and_maintenance,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (admin_more, events_show_engine_logins_losses_config_and_maintenance, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     const char *sets[] = { "HeartbeatInterval=200ms", NULL };
     harness_broker_t broker;
@@ -252,8 +264,9 @@ Test (admin_more, events_show_engine_logins_losses_config_and_maintenance,
     HARNESS_ASSERT (engine > 0, "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
     harness_result_t res;
-    HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "set", "RescheduleDelay", "2s",
-                                   NULL) == 0, "config set failed: %s", res.err);
+    HARNESS_ASSERT (
+        harness_admin (&broker, &res, false, "config", "set", "RescheduleDelay", "2s", NULL) == 0,
+        "config set failed: %s", res.err);
     harness_result_free (&res);
     HARNESS_ASSERT (harness_admin (&broker, &res, false, "maintenance", NULL) == 0,
                     "maintenance failed: %s", res.err);
@@ -263,8 +276,8 @@ Test (admin_more, events_show_engine_logins_losses_config_and_maintenance,
     HARNESS_ASSERT (harness_poll_until (s_admin_shows, &lost, 10000),
                     "no engine-lost event within 10 s of the engine's death");
 
-    const char *kinds[] = { "engine-login", "engine-lost", "config", "RescheduleDelay=2s",
-                            "maintenance", NULL };
+    const char *kinds[] = { "engine-login",       "engine-lost", "config",
+                            "RescheduleDelay=2s", "maintenance", NULL };
     for (int json = 0; json < 2; json++) {
         HARNESS_ASSERT (harness_admin (&broker, &res, json, "events", NULL) == 0, "events failed");
         for (int i = 0; kinds[i]; i++)
@@ -285,8 +298,8 @@ Test (admin_more, maintenance_purges_a_closed_acknowledged_service_after_retenti
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
     HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, NULL) > 0, "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "double",
-                           "--range", "0:100", NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service",
+                           "double",   "--range",       "0:100",  NULL };
     harness_result_t res;
     harness_run (&res, 30000, "keel-driver", argv);
     HARNESS_ASSERT (res.code == 0, "keel-driver exited %d: %s", res.code, res.err);
@@ -310,8 +323,9 @@ Test (admin_more, maintenance_purges_a_closed_acknowledged_service_after_retenti
     HARNESS_ASSERT (harness_status_int (&broker, "services.total", &total) && total == 1,
                     "services.total is %lld, not 1", total);
 
-    HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "set", "RetentionHours", "0",
-                                   NULL) == 0, "config set RetentionHours 0 failed: %s", res.err);
+    HARNESS_ASSERT (
+        harness_admin (&broker, &res, false, "config", "set", "RetentionHours", "0", NULL) == 0,
+        "config set RetentionHours 0 failed: %s", res.err);
     harness_result_free (&res);
     HARNESS_ASSERT (harness_admin (&broker, &res, true, "maintenance", NULL) == 0,
                     "maintenance failed: %s", res.err);
@@ -332,12 +346,13 @@ Test (admin_more, maintenance_purges_a_closed_acknowledged_service_after_retenti
 /*  An engine running a task is drained: the task finishes there, and none
     of 20 tasks submitted afterwards goes to it.
 */
-Test (admin_more, drain_lets_running_tasks_finish_and_sends_no_new_ones,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+Test (admin_more, drain_lets_running_tasks_finish_and_sends_no_new_ones, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 90)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
-    HARNESS_ASSERT (harness_engine_start (&broker, "engineA", 1, NULL) > 0, "engine A did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engineA", 1, NULL) > 0,
+                    "engine A did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine A not online within 15 s");
     harness_result_t res;
     char engine_a[128];
@@ -346,8 +361,8 @@ Test (admin_more, drain_lets_running_tasks_finish_and_sends_no_new_ones,
                res.out);
     harness_result_free (&res);
 
-    const char *argv1[] = { "--broker", broker.endpoint, "submit", "--service", "sleep", "--input",
-                            "1500", NULL };
+    const char *argv1[] = { "--broker", broker.endpoint, "submit", "--service",
+                            "sleep",    "--input",       "1500",   NULL };
     pid_t driver1 = harness_spawn ("driver1", "keel-driver", argv1);
     HARNESS_ASSERT (driver1 > 0, "driver1 did not start");
     HARNESS_ASSERT (harness_wait_log ("engineA.err", "task started", 1, 15000),
@@ -359,7 +374,8 @@ Test (admin_more, drain_lets_running_tasks_finish_and_sends_no_new_ones,
     s_admin_wait_t draining = { &broker, { "engines", NULL, NULL, NULL }, "\"draining\":true" };
     HARNESS_ASSERT (s_admin_shows (&draining), "engines does not show engine A draining");
 
-    HARNESS_ASSERT (harness_engine_start (&broker, "engineB", 2, NULL) > 0, "engine B did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engineB", 2, NULL) > 0,
+                    "engine B did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 2, 15000), "engine B not online within 15 s");
     char engine_b[128] = "";
     HARNESS_ASSERT (harness_admin (&broker, &res, true, "engines", NULL) == 0, "engines failed");
@@ -373,15 +389,15 @@ Test (admin_more, drain_lets_running_tasks_finish_and_sends_no_new_ones,
     harness_result_free (&res);
 
     const char *argv2[] = { "--broker", broker.endpoint, "submit", "--service", "sleep", "--input",
-                            "50", "--count", "20", NULL };
+                            "50",       "--count",       "20",     NULL };
     pid_t driver2 = harness_spawn ("driver2", "keel-driver", argv2);
     HARNESS_ASSERT (driver2 > 0, "driver2 did not start");
     int code = -1;
     HARNESS_ASSERT (harness_wait_exit (driver2, 30000, &code), "driver2 did not finish in 30 s");
     HARNESS_ASSERT (code == 0, "driver2 exited %d", code);
     HARNESS_ASSERT (harness_wait_exit (driver1, 30000, &code), "driver1 did not finish in 30 s");
-    HARNESS_ASSERT (code == 0, "driver1 exited %d: the drained engine's running task did not finish",
-                    code);
+    HARNESS_ASSERT (code == 0,
+                    "driver1 exited %d: the drained engine's running task did not finish", code);
     cr_assert_eq (s_check_lines ("driver1.out", engine_a, "ok", NULL), 1,
                   "driver1's task did not finish on engine A");
     cr_assert_eq (s_check_lines ("driver2.out", engine_b, "ok", NULL), 20,

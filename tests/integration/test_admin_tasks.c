@@ -15,14 +15,14 @@
 
 #include "harness.h"
 
-#define S_TASKS 6
-#define S_FAILING 3
+#define S_TASKS     6
+#define S_FAILING   3
 #define S_ERROR_END "long enough to be cut in the table"
 
 typedef struct {
     harness_broker_t broker;
     char service[128];
-    long long attempts[S_TASKS];        // as the driver reported them
+    long long attempts[S_TASKS]; // as the driver reported them
     char engine[S_TASKS][128];
     char status[S_TASKS][32];
 } s_grid_t;
@@ -67,8 +67,10 @@ s_grid_start (s_grid_t *g)
     HARNESS_ASSERT (harness_engine_start (&g->broker, "engine", 2, engine_sets) > 0,
                     "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&g->broker, 1, 15000), "engine not online in 15 s");
-    const char *argv[] = { "--broker", g->broker.endpoint, "submit", "--service", "maybe",
-                           "--range", "0:6", "--max-attempts", "2", NULL };
+    const char *argv[] = {
+        "--broker", g->broker.endpoint, "submit", "--service", "maybe", "--range",
+        "0:6",      "--max-attempts",   "2",      NULL
+    };
     harness_result_t res;
     harness_run (&res, 30000, "keel-driver", argv);
     HARNESS_ASSERT (res.code == 1, "keel-driver exited %d (1: a task failed); stderr:\n%s",
@@ -88,8 +90,10 @@ s_grid_start (s_grid_t *g)
     cr_assert_str_eq (g->status[S_FAILING], "failed");
     cr_assert_eq (g->attempts[0], 1, "the driver reports %lld attempts for an ok task",
                   g->attempts[0]);
-    cr_assert_eq (g->attempts[S_FAILING], 2, "the driver reports %lld attempts for the failed "
-                  "task (2 allowed)", g->attempts[S_FAILING]);
+    cr_assert_eq (g->attempts[S_FAILING], 2,
+                  "the driver reports %lld attempts for the failed "
+                  "task (2 allowed)",
+                  g->attempts[S_FAILING]);
 }
 
 // keel-admin [--json] tasks SERVICE ARGS... (at most 6); expects exit 0.
@@ -118,8 +122,8 @@ s_text_row (const char *text, int task, char *line, size_t size)
     return false;
 }
 
-Test (admin_tasks, attempts_and_engines_agree_with_what_the_driver_reported,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+Test (admin_tasks, attempts_and_engines_agree_with_what_the_driver_reported, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 90)
 {
     s_grid_t g;
     s_grid_start (&g);
@@ -134,7 +138,8 @@ Test (admin_tasks, attempts_and_engines_agree_with_what_the_driver_reported,
         cr_expect_eq (attempts, g.attempts[t],
                       "task %d: keel-admin says %lld attempts, the driver said %lld", t, attempts,
                       g.attempts[t]);
-        cr_assert (harness_json_get (obj, "engines", engines, sizeof engines), "no engines: %s", obj);
+        cr_assert (harness_json_get (obj, "engines", engines, sizeof engines), "no engines: %s",
+                   obj);
         cr_expect (strstr (engines, g.engine[t]), "task %d ran on %s but engines is %s", t,
                    g.engine[t], engines);
         cr_assert (harness_json_get (obj, "state", state, sizeof state));
@@ -193,8 +198,8 @@ Test (admin_tasks, shows_the_error_of_a_failed_task_cut_in_the_table_whole_in_js
     harness_result_free (&res);
 }
 
-Test (admin_tasks, filters_by_state_and_pages_with_limit_and_offset,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+Test (admin_tasks, filters_by_state_and_pages_with_limit_and_offset, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 90)
 {
     s_grid_t g;
     s_grid_start (&g);
@@ -207,7 +212,8 @@ Test (admin_tasks, filters_by_state_and_pages_with_limit_and_offset,
     cr_expect (harness_json_int (res.out, "total", &n) && n == 1, "total is not 1: %s", res.out);
     cr_expect (harness_json_int (res.out, "returned", &n) && n == 1, "returned: %s", res.out);
     cr_expect (harness_json_get (res.out, "state", value, sizeof value)
-                   && strcmp (value, "failed") == 0, "state: %s", res.out);
+                   && strcmp (value, "failed") == 0,
+               "state: %s", res.out);
     cr_expect (s_task_json (res.out, S_FAILING) && !s_task_json (res.out, 0),
                "--state failed lists other tasks: %s", res.out);
     harness_result_free (&res);
@@ -220,15 +226,16 @@ Test (admin_tasks, filters_by_state_and_pages_with_limit_and_offset,
 
     // --limit 2: tasks 0 and 1, and how to see the rest.
     s_tasks (&g, &res, false, "--limit", "2", NULL, NULL);
-    cr_expect (s_text_row (res.out, 0, line, sizeof line) && s_text_row (res.out, 1, line, sizeof line)
+    cr_expect (s_text_row (res.out, 0, line, sizeof line)
+                   && s_text_row (res.out, 1, line, sizeof line)
                    && !s_text_row (res.out, 2, line, sizeof line),
                "--limit 2 does not list tasks 0 and 1 only:\n%s", res.out);
     cr_expect (strstr (res.out, "(4 more rows: use --offset 2)"), "no hint at the rest:\n%s",
                res.out);
     harness_result_free (&res);
     s_tasks (&g, &res, true, "--limit", "2", NULL, NULL);
-    bool has_more = harness_json_get (res.out, "has_more", value, sizeof value)
-                    && strcmp (value, "true") == 0;
+    bool has_more =
+        harness_json_get (res.out, "has_more", value, sizeof value) && strcmp (value, "true") == 0;
     cr_expect (has_more, "has_more is not true: %s", res.out);
     cr_expect (harness_json_int (res.out, "total", &n) && n == S_TASKS, "total: %s", res.out);
     cr_expect (harness_json_int (res.out, "limit", &n) && n == 2, "limit: %s", res.out);
@@ -241,7 +248,8 @@ Test (admin_tasks, filters_by_state_and_pages_with_limit_and_offset,
     cr_expect (s_task_json (res.out, 4) && s_task_json (res.out, 5) && !s_task_json (res.out, 3),
                "--offset 4 --limit 2: %s", res.out);
     cr_expect (harness_json_get (res.out, "has_more", value, sizeof value)
-                   && strcmp (value, "false") == 0, "has_more: %s", res.out);
+                   && strcmp (value, "false") == 0,
+               "has_more: %s", res.out);
     harness_result_free (&res);
     s_tasks (&g, &res, false, "--limit", "2", "--offset", "4");
     cr_expect (!strstr (res.out, "more rows"), "a hint with nothing more:\n%s", res.out);
@@ -256,23 +264,35 @@ Test (admin_tasks, filters_by_state_and_pages_with_limit_and_offset,
     harness_result_free (&res);
 }
 
-Test (admin_tasks, json_has_every_field,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+Test (admin_tasks, json_has_every_field, .init = harness_setup, .fini = harness_teardown,
+      .timeout = 90)
 {
     s_grid_t g;
     s_grid_start (&g);
     harness_result_t res;
     s_tasks (&g, &res, true, NULL, NULL, NULL, NULL);
-    const char *top[] = { "service", "type", "state", "tasks", "total", "limit", "offset",
-                          "returned", "has_more", NULL };
+    const char *top[] = { "service", "type",   "state",    "tasks",    "total",
+                          "limit",   "offset", "returned", "has_more", NULL };
     char value[4096];
     for (int i = 0; top[i]; i++)
         cr_expect (harness_json_get (res.out, top[i], value, sizeof value), "no %s: %s", top[i],
                    res.out);
-    const char *fields[] = { "task", "state", "attempts", "failures", "input_bytes",
-                             "checkpoint_bytes", "result_acked", "engines", "executions",
-                             "result.status", "result.engine", "result.execution",
-                             "result.output_bytes", "result.run_ms", "result.queued_ms", NULL };
+    const char *fields[] = { "task",
+                             "state",
+                             "attempts",
+                             "failures",
+                             "input_bytes",
+                             "checkpoint_bytes",
+                             "result_acked",
+                             "engines",
+                             "executions",
+                             "result.status",
+                             "result.engine",
+                             "result.execution",
+                             "result.output_bytes",
+                             "result.run_ms",
+                             "result.queued_ms",
+                             NULL };
     const char *obj = s_task_json (res.out, S_FAILING);
     cr_assert (obj);
     for (int i = 0; fields[i]; i++)
@@ -287,8 +307,8 @@ Test (admin_tasks, json_has_every_field,
     harness_result_free (&res);
 }
 
-Test (admin_tasks, refuses_bad_options_before_asking_the_broker,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 30)
+Test (admin_tasks, refuses_bad_options_before_asking_the_broker, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 30)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
@@ -296,19 +316,22 @@ Test (admin_tasks, refuses_bad_options_before_asking_the_broker,
     struct {
         const char *a1, *a2, *expect;
     } bad[] = {
-        { "--state", "sleeping", "keel-admin: tasks: --state: expected queued, running, done, "
-                                 "failed, cancelled or delivered_elsewhere, got 'sleeping'\n" },
-        { "--limit", "0", "keel-admin: tasks: --limit: expected a number of rows, 1 or more, "
-                          "got '0'\n" },
-        { "--offset", "-1", "keel-admin: tasks: --offset: expected a number of rows, 0 or more, "
-                            "got '-1'\n" },
-        { "--sort", "id", "keel-admin: tasks: unknown option '--sort' (options: --state STATE, "
-                          "--limit N, --offset N)\n" },
+        { "--state", "sleeping",
+          "keel-admin: tasks: --state: expected queued, running, done, "
+          "failed, cancelled or delivered_elsewhere, got 'sleeping'\n" },
+        { "--limit", "0",
+          "keel-admin: tasks: --limit: expected a number of rows, 1 or more, "
+          "got '0'\n" },
+        { "--offset", "-1",
+          "keel-admin: tasks: --offset: expected a number of rows, 0 or more, "
+          "got '-1'\n" },
+        { "--sort", "id",
+          "keel-admin: tasks: unknown option '--sort' (options: --state STATE, "
+          "--limit N, --offset N)\n" },
         { "--limit", NULL, "keel-admin: tasks: --limit needs a value\n" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int code = harness_admin (&broker, &res, false, "tasks", "svc", bad[i].a1, bad[i].a2,
-                                  NULL);
+        int code = harness_admin (&broker, &res, false, "tasks", "svc", bad[i].a1, bad[i].a2, NULL);
         cr_expect_eq (code, 2, "tasks svc %s %s exited %d", bad[i].a1, bad[i].a2 ? bad[i].a2 : "",
                       code);
         cr_expect_str_eq (res.err, bad[i].expect);

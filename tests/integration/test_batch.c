@@ -9,19 +9,21 @@
 
 #define TASKS 10000
 
-Test (batch, delivers_ten_thousand_double_results_once_each_over_two_engines,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 240)
+Test (batch, delivers_ten_thousand_double_results_once_each_over_two_engines, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 240)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
-    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, NULL) > 0, "engine1 did not start");
-    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 2, NULL) > 0, "engine2 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, NULL) > 0,
+                    "engine1 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 2, NULL) > 0,
+                    "engine2 did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 2, 15000), "2 engines not online within 15 s");
 
     char range[32];
     snprintf (range, sizeof range, "0:%d", TASKS);
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "double",
-                           "--range", range, NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service",
+                           "double",   "--range",       range,    NULL };
     harness_result_t res;
     harness_run (&res, 180000, "keel-driver", argv);
     HARNESS_ASSERT (res.code == 0, "keel-driver exited %d after %lld ms; stderr:\n%s", res.code,
@@ -37,7 +39,8 @@ Test (batch, delivers_ten_thousand_double_results_once_each_over_two_engines,
         lines++;
         long long task = -1, output = -1;
         char status[32], engine[128];
-        cr_assert (harness_json_int (line, "task", &task), "no task id in line %ld: %s", lines, line);
+        cr_assert (harness_json_int (line, "task", &task), "no task id in line %ld: %s", lines,
+                   line);
         cr_assert (task >= 0 && task < TASKS, "task id %lld out of range: %s", task, line);
         cr_assert (!seen[task], "task %lld delivered twice: %s", task, line);
         seen[task] = 1;

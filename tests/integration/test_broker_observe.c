@@ -73,8 +73,10 @@ Test (observe, a_driver_that_finished_is_not_reported_silent_and_no_send_fails,
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
-    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, NULL) > 0, "engine1 did not start");
-    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 2, NULL) > 0, "engine2 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, NULL) > 0,
+                    "engine1 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 2, NULL) > 0,
+                    "engine2 did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 2, 15000), "2 engines not online within 15 s");
 
     harness_result_t res;
@@ -93,9 +95,10 @@ Test (observe, a_driver_that_finished_is_not_reported_silent_and_no_send_fails,
     HARNESS_ASSERT (harness_poll_until (s_counter_reached, &w, 5000),
                     "results_delivered is %lld, expected 1000", w.seen);
     long long failures = -1, departed = -1;
-    HARNESS_ASSERT (harness_status_int (&broker, "counters.send_failures", &failures)
-                        && harness_status_int (&broker, "counters.sends_to_departed_peers", &departed),
-                    "status lacks send_failures or sends_to_departed_peers");
+    HARNESS_ASSERT (
+        harness_status_int (&broker, "counters.send_failures", &failures)
+            && harness_status_int (&broker, "counters.sends_to_departed_peers", &departed),
+        "status lacks send_failures or sends_to_departed_peers");
     cr_assert_eq (failures, 0, "send_failures is %lld after a healthy run", failures);
     // The heartbeats to the driver that left, until its clock says it is
     // gone: about 2, more when a loaded machine stalls the broker's loop.
@@ -173,8 +176,8 @@ Test (observe, events_record_services_engines_claims_failover_and_config_with_a_
 
     // A service whose type nobody offers yet: a notice. Then engines come,
     // it finishes, its driver closes it.
-    const char *argv1[] = { "--broker", a.endpoint, "submit", "--service", "double",
-                            "--range", "0:5", NULL };
+    const char *argv1[] = { "--broker", a.endpoint, "submit", "--service",
+                            "double",   "--range",  "0:5",    NULL };
     pid_t driver1 = harness_spawn ("driver1", "keel-driver", argv1);
     HARNESS_ASSERT (driver1 > 0, "driver1 did not start");
     HARNESS_ASSERT (harness_wait_log ("driver1.err", "no engine", 1, 10000),
@@ -191,33 +194,35 @@ Test (observe, events_record_services_engines_claims_failover_and_config_with_a_
 
     // Configuration changes name who made them; a purge follows retention 0.
     harness_result_t res;
-    HARNESS_ASSERT (harness_admin (&a, &res, false, "config", "set", "RetentionHours", "0", NULL) == 0,
+    HARNESS_ASSERT (harness_admin (&a, &res, false, "config", "set", "RetentionHours", "0", NULL)
+                        == 0,
                     "config set failed: %s", res.err);
     harness_result_free (&res);
     s_counter_wait_t acked = { &a, "counters.results_delivered", 5, 0 };
-    HARNESS_ASSERT (harness_poll_until (s_counter_reached, &acked, 5000), "results not acknowledged");
+    HARNESS_ASSERT (harness_poll_until (s_counter_reached, &acked, 5000),
+                    "results not acknowledged");
     HARNESS_ASSERT (harness_admin (&a, &res, false, "maintenance", NULL) == 0,
                     "maintenance failed: %s", res.err);
     harness_result_free (&res);
 
     // kill -9 of an engine: engine lost.
     HARNESS_ASSERT (harness_kill9 (engine2), "engine2 did not die");
-    const char *kinds_a[] = { "broker-started", "engine-login", "notice", "service-opened",
-                              "service-closed", "config", "service-purged", "engine-lost", NULL };
+    const char *kinds_a[] = { "broker-started", "engine-login",   "notice",
+                              "service-opened", "service-closed", "config",
+                              "service-purged", "engine-lost",    NULL };
     s_assert_events (&a, kinds_a, "broker a", 10000);
     HARNESS_ASSERT (harness_admin (&a, &res, true, "events", NULL) == 0, "events failed");
-    cr_assert (strstr (res.out, "RetentionHours=0 was=24 by=admin=")
-                   && strstr (res.out, "from=127.0.0.1"),
-               "the config event does not say what changed and who changed it from where:\n%s",
-               res.out);
+    cr_assert (
+        strstr (res.out, "RetentionHours=0 was=24 by=admin=") && strstr (res.out, "from=127.0.0.1"),
+        "the config event does not say what changed and who changed it from where:\n%s", res.out);
     harness_result_free (&res);
 
     // A dies while engine1 runs a driver's tasks: the engine carries them to
     // B (claims held there), the driver follows (failover) and resubmits.
     const char *dsets[] = { "--failover", b.endpoint, "--set", "DSBrokerTimeout=1s", NULL };
-    const char *argv2[] = { "--broker", a.endpoint, dsets[0], dsets[1], dsets[2], dsets[3],
-                            "submit", "--service", "sleep", "--input", "3000", "--count", "2",
-                            NULL };
+    const char *argv2[] = { "--broker", a.endpoint, dsets[0],    dsets[1], dsets[2],
+                            dsets[3],   "submit",   "--service", "sleep",  "--input",
+                            "3000",     "--count",  "2",         NULL };
     pid_t driver2 = harness_spawn ("driver2", "keel-driver", argv2);
     HARNESS_ASSERT (driver2 > 0, "driver2 did not start");
     HARNESS_ASSERT (harness_poll_until (s_running_at_least_2, &a, 10000),
@@ -228,7 +233,8 @@ Test (observe, events_record_services_engines_claims_failover_and_config_with_a_
     s_assert_events (&b, kinds_b, "broker b", 30000);
     HARNESS_ASSERT (harness_admin (&b, &res, true, "events", NULL) == 0, "events failed");
     // Held when the engine reached b first, kept when the driver did.
-    cr_assert (strstr (res.out, "kept=0 dropped=0 held=2") || strstr (res.out, "kept=2 dropped=0 held=0"),
+    cr_assert (strstr (res.out, "kept=0 dropped=0 held=2")
+                   || strstr (res.out, "kept=2 dropped=0 held=0"),
                "b's claims event does not count engine1's 2 claims in one row:\n%s", res.out);
     harness_result_free (&res);
     HARNESS_ASSERT (harness_wait_exit (driver2, 30000, &code) && code == 0,
@@ -263,7 +269,8 @@ s_absurd_hello (uint8_t *buf, size_t size, const char *id)
     return keel__envelope__pack (&env, buf);
 }
 
-Test (observe, a_thousand_absurd_hellos_log_a_bounded_number_of_lines_and_say_how_many_were_suppressed,
+Test (observe,
+      a_thousand_absurd_hellos_log_a_bounded_number_of_lines_and_say_how_many_were_suppressed,
       .init = harness_setup, .fini = harness_teardown, .timeout = 90)
 {
     harness_broker_t broker;

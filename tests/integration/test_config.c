@@ -20,20 +20,21 @@ s_good_lines (s_prog_t prog, char *buf, size_t size)
 {
     char state[512];
     switch (prog) {
-    case PROG_BROKER:
-        snprintf (buf, size,
-                  "# a broker\nEndpoint=tcp://127.0.0.1:%d\nAdminEndpoint=tcp://127.0.0.1:%d\n"
-                  "Store=sqlite:%s/config-test.db\n",
-                  harness_free_port (), harness_free_port (), harness_dir ());
-        break;
-    case PROG_ENGINE:
-        snprintf (buf, size, "# an engine\nBrokers=tcp://127.0.0.1:%d\nStateDir=%s\nSlots=1\n",
-                  harness_free_port (), harness_path (state, sizeof state, ""));
-        break;
-    case PROG_DRIVER:
-        snprintf (buf, size, "# a driver\nDSPrimaryBroker=tcp://127.0.0.1:%d\n! another comment\n",
-                  harness_free_port ());
-        break;
+        case PROG_BROKER:
+            snprintf (buf, size,
+                      "# a broker\nEndpoint=tcp://127.0.0.1:%d\nAdminEndpoint=tcp://127.0.0.1:%d\n"
+                      "Store=sqlite:%s/config-test.db\n",
+                      harness_free_port (), harness_free_port (), harness_dir ());
+            break;
+        case PROG_ENGINE:
+            snprintf (buf, size, "# an engine\nBrokers=tcp://127.0.0.1:%d\nStateDir=%s\nSlots=1\n",
+                      harness_free_port (), harness_path (state, sizeof state, ""));
+            break;
+        case PROG_DRIVER:
+            snprintf (buf, size,
+                      "# a driver\nDSPrimaryBroker=tcp://127.0.0.1:%d\n! another comment\n",
+                      harness_free_port ());
+            break;
     }
 }
 
@@ -142,12 +143,21 @@ s_check_unknown_set (s_prog_t prog)
     harness_result_free (&res);
 }
 
-#define CONFIG_TEST(name) \
+#define CONFIG_TEST(name)                                                                          \
     Test (config, name, .init = harness_setup, .fini = harness_teardown, .timeout = 30)
 
-CONFIG_TEST (broker_rejects_an_unknown_key_naming_file_and_line) { s_check_unknown_key (PROG_BROKER); }
-CONFIG_TEST (engine_rejects_an_unknown_key_naming_file_and_line) { s_check_unknown_key (PROG_ENGINE); }
-CONFIG_TEST (driver_rejects_an_unknown_key_naming_file_and_line) { s_check_unknown_key (PROG_DRIVER); }
+CONFIG_TEST (broker_rejects_an_unknown_key_naming_file_and_line)
+{
+    s_check_unknown_key (PROG_BROKER);
+}
+CONFIG_TEST (engine_rejects_an_unknown_key_naming_file_and_line)
+{
+    s_check_unknown_key (PROG_ENGINE);
+}
+CONFIG_TEST (driver_rejects_an_unknown_key_naming_file_and_line)
+{
+    s_check_unknown_key (PROG_DRIVER);
+}
 
 CONFIG_TEST (broker_rejects_a_bad_duration_naming_file_and_line)
 {
@@ -162,13 +172,31 @@ CONFIG_TEST (driver_rejects_a_bad_duration_naming_file_and_line)
     s_check_bad_duration (PROG_DRIVER, "DSBrokerTimeout");
 }
 
-CONFIG_TEST (broker_names_a_missing_config_file) { s_check_missing_file (PROG_BROKER); }
-CONFIG_TEST (engine_names_a_missing_config_file) { s_check_missing_file (PROG_ENGINE); }
-CONFIG_TEST (driver_names_a_missing_config_file) { s_check_missing_file (PROG_DRIVER); }
+CONFIG_TEST (broker_names_a_missing_config_file)
+{
+    s_check_missing_file (PROG_BROKER);
+}
+CONFIG_TEST (engine_names_a_missing_config_file)
+{
+    s_check_missing_file (PROG_ENGINE);
+}
+CONFIG_TEST (driver_names_a_missing_config_file)
+{
+    s_check_missing_file (PROG_DRIVER);
+}
 
-CONFIG_TEST (broker_rejects_set_of_an_unknown_key) { s_check_unknown_set (PROG_BROKER); }
-CONFIG_TEST (engine_rejects_set_of_an_unknown_key) { s_check_unknown_set (PROG_ENGINE); }
-CONFIG_TEST (driver_rejects_set_of_an_unknown_key) { s_check_unknown_set (PROG_DRIVER); }
+CONFIG_TEST (broker_rejects_set_of_an_unknown_key)
+{
+    s_check_unknown_set (PROG_BROKER);
+}
+CONFIG_TEST (engine_rejects_set_of_an_unknown_key)
+{
+    s_check_unknown_set (PROG_ENGINE);
+}
+CONFIG_TEST (driver_rejects_set_of_an_unknown_key)
+{
+    s_check_unknown_set (PROG_DRIVER);
+}
 
 CONFIG_TEST (admin_rejects_an_unknown_command_without_contacting_a_broker)
 {

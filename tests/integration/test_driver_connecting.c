@@ -12,8 +12,8 @@
 
 #include "harness.h"
 
-#define TIMEOUT_S 3                 // DSBrokerTimeout of the drivers here
-#define FIRST_LINE_MS 2000          // the first line must come well before it
+#define TIMEOUT_S     3    // DSBrokerTimeout of the drivers here
+#define FIRST_LINE_MS 2000 // the first line must come well before it
 
 static int64_t
 s_now_ms (void)
@@ -38,8 +38,8 @@ s_start_driver (const char *primary, const char *failover)
         argv[n++] = "--failover";
         argv[n++] = failover;
     }
-    const char *rest[] = { "--set", timeout, "submit", "--service", "double", "--input", "5",
-                           "--count", "3", NULL };
+    const char *rest[] = { "--set",   timeout, "submit",  "--service", "double",
+                           "--input", "5",     "--count", "3",         NULL };
     for (int i = 0; rest[i]; i++)
         argv[n++] = rest[i];
     argv[n] = NULL;
@@ -63,8 +63,9 @@ Test (driver_connecting, says_at_once_what_it_is_doing_and_counts_the_requested_
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", harness_free_port ());
     int64_t started = s_now_ms ();
     pid_t pid = s_start_driver (endpoint, NULL);
-    snprintf (expect, sizeof expect, "keel-driver: connecting to %s, retrying for %d s (DSBrokerTimeout)",
-              endpoint, TIMEOUT_S);
+    snprintf (expect, sizeof expect,
+              "keel-driver: connecting to %s, retrying for %d s (DSBrokerTimeout)", endpoint,
+              TIMEOUT_S);
     bool said = harness_wait_log ("driver.err", expect, 1, FIRST_LINE_MS);
     int64_t waited = s_now_ms () - started;
     char *err = s_stderr ();
@@ -78,28 +79,31 @@ Test (driver_connecting, says_at_once_what_it_is_doing_and_counts_the_requested_
                     "keel-driver still running %d s after its DSBrokerTimeout", 10);
     err = s_stderr ();
     HARNESS_ASSERT (code == 3, "exit %d, expected 3 (no broker reachable):\n%s", code, err);
-    HARNESS_ASSERT (strstr (err, "still connecting to"), "no progress line while waiting:\n%s", err);
+    HARNESS_ASSERT (strstr (err, "still connecting to"), "no progress line while waiting:\n%s",
+                    err);
     HARNESS_ASSERT (strstr (err, "no broker reachable"), "no 'no broker reachable':\n%s", err);
     HARNESS_ASSERT (strstr (err, "keel-driver: 3 tasks: 0 ok, 0 failed, 3 not done"),
                     "the summary does not count the 3 tasks asked for:\n%s", err);
     free (err);
 }
 
-Test (driver_connecting, says_when_it_moves_to_the_failover_broker,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (driver_connecting, says_when_it_moves_to_the_failover_broker, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     char primary[64], failover[64], expect[256];
     snprintf (primary, sizeof primary, "tcp://127.0.0.1:%d", harness_free_port ());
     snprintf (failover, sizeof failover, "tcp://127.0.0.1:%d", harness_free_port ());
     pid_t pid = s_start_driver (primary, failover);
-    snprintf (expect, sizeof expect, "connecting to %s, retrying for %d s (DSBrokerTimeout), then %s",
-              primary, TIMEOUT_S, failover);
-    HARNESS_ASSERT (harness_wait_log ("driver.err", expect, 1, FIRST_LINE_MS),
-                    "no '%s' at once", expect);
-    snprintf (expect, sizeof expect, "%s did not answer for %d s; connecting to %s, retrying for %d s",
-              primary, TIMEOUT_S, failover, TIMEOUT_S);
-    HARNESS_ASSERT (harness_wait_log ("driver.err", expect, 1, (TIMEOUT_S + 5) * 1000),
-                    "no '%s'", expect);
+    snprintf (expect, sizeof expect,
+              "connecting to %s, retrying for %d s (DSBrokerTimeout), then %s", primary, TIMEOUT_S,
+              failover);
+    HARNESS_ASSERT (harness_wait_log ("driver.err", expect, 1, FIRST_LINE_MS), "no '%s' at once",
+                    expect);
+    snprintf (expect, sizeof expect,
+              "%s did not answer for %d s; connecting to %s, retrying for %d s", primary, TIMEOUT_S,
+              failover, TIMEOUT_S);
+    HARNESS_ASSERT (harness_wait_log ("driver.err", expect, 1, (TIMEOUT_S + 5) * 1000), "no '%s'",
+                    expect);
     snprintf (expect, sizeof expect, "still connecting to %s", failover);
     HARNESS_ASSERT (harness_wait_log ("driver.err", expect, 1, (TIMEOUT_S + 5) * 1000),
                     "no progress line on the failover broker");
@@ -125,7 +129,8 @@ Test (driver_connecting, help_says_the_broker_timeout_bounds_the_first_connectio
             *p = ' ';
     cr_assert (strstr (res.out, "DSBrokerTimeout (default 5 min) also bounds the first connection"),
                "%s", res.out);
-    cr_assert (strstr (res.out, "must stay below the brokers' Engine Timeout (EngineTimeoutMinutes"),
-               "%s", res.out);
+    cr_assert (
+        strstr (res.out, "must stay below the brokers' Engine Timeout (EngineTimeoutMinutes"), "%s",
+        res.out);
     harness_result_free (&res);
 }

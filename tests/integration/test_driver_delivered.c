@@ -82,8 +82,9 @@ Test (driver_delivered, tells_the_broker_it_returns_to_which_results_it_holds,
 {
     fake_broker_t *f = s_fake = fake_broker_new ();
     HARNESS_ASSERT (f, "no fake broker");
-    const char *argv[] = { "--broker", f->b.endpoint, "--set", "DSBrokerTimeout=20s", "submit",
-                           "--service", "double", "--range", "0:5", NULL };
+    const char *argv[] = { "--broker", f->b.endpoint, "--set",  "DSBrokerTimeout=20s",
+                           "submit",   "--service",   "double", "--range",
+                           "0:5",      NULL };
     pid_t pid = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (pid > 0, "keel-driver did not start");
 

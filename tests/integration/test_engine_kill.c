@@ -35,21 +35,23 @@ s_rescheduled (void *arg)
     return harness_status_int (arg, "counters.tasks_rescheduled", &n) && n >= 1;
 }
 
-Test (engine_kill, reschedules_the_tasks_of_an_engine_killed_mid_run,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (engine_kill, reschedules_the_tasks_of_an_engine_killed_mid_run, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     const char *broker_sets[] = { "HeartbeatInterval=200ms", NULL };
     harness_broker_t broker;
-    HARNESS_ASSERT (harness_broker_start (&broker, "broker", broker_sets), "keel-broker did not start");
+    HARNESS_ASSERT (harness_broker_start (&broker, "broker", broker_sets),
+                    "keel-broker did not start");
     pid_t victim = harness_engine_start (&broker, "engine1", 2, NULL);
     HARNESS_ASSERT (victim > 0, "engine1 did not start");
-    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 2, NULL) > 0, "engine2 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 2, NULL) > 0,
+                    "engine2 did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 2, 15000), "2 engines not online within 15 s");
 
     char count[16];
     snprintf (count, sizeof count, "%d", TASKS);
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "sleep",
-                           "--input", "50", "--count", count, NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "sleep", "--input",
+                           "50",       "--count",       count,    NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
 
@@ -65,7 +67,8 @@ Test (engine_kill, reschedules_the_tasks_of_an_engine_killed_mid_run,
     HARNESS_ASSERT (done_at_kill < TASKS, "the batch finished before the engine was killed");
 
     int code = -1;
-    HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish within 60 s");
+    HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code),
+                    "keel-driver did not finish within 60 s");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
 
     char *out = harness_read_file (flowing.path);
@@ -82,9 +85,11 @@ Test (engine_kill, reschedules_the_tasks_of_an_engine_killed_mid_run,
         cr_assert (!seen[task], "task %lld delivered twice: %s", task, line);
         seen[task] = 1;
         cr_assert (harness_json_get (line, "status", status, sizeof status)
-                       && strcmp (status, "ok") == 0, "task %lld not ok: %s", task, line);
+                       && strcmp (status, "ok") == 0,
+                   "task %lld not ok: %s", task, line);
         cr_assert (harness_json_get (line, "output", output, sizeof output)
-                       && strcmp (output, "50") == 0, "task %lld: output is not 50: %s", task, line);
+                       && strcmp (output, "50") == 0,
+                   "task %lld: output is not 50: %s", task, line);
     }
     cr_assert_eq (lines, TASKS, "expected %d results, got %ld", TASKS, lines);
     free (out);

@@ -45,8 +45,8 @@ Test (engine_login, carries_large_held_results_past_a_small_broker_message_limit
     harness_path (out, sizeof out, "out");
     HARNESS_ASSERT (mkdir (out, 0755) == 0, "cannot create %s", out);
     const char *driver_sets[] = { "DSBrokerTimeout=60s", NULL };
-    const char *submit[] = { "--service", "big", "--input", "x", "--count", "3",
-                             "--output-dir", out, NULL };
+    const char *submit[] = { "--service", "big",          "--input", "x", "--count",
+                             "3",         "--output-dir", out,       NULL };
     pid_t driver = ft_driver_start ("driver", &a, NULL, driver_sets, submit);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
     HARNESS_ASSERT (ft_wait_status (&a, "tasks.running", 3, 15000),

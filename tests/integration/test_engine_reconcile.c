@@ -18,10 +18,10 @@
 
 typedef struct {
     zsock_t *sock;
-    int assigns;            // Assign messages received (each dropped)
+    int assigns; // Assign messages received (each dropped)
     bool logged_in;
     int64_t next_heartbeat;
-    pid_t driver;           // for s_pump_until_driver_exits
+    pid_t driver; // for s_pump_until_driver_exits
 } s_fake_t;
 
 static void
@@ -71,11 +71,9 @@ s_fake_pump (s_fake_t *f)
             continue;
         if (env->body_case == KEEL__ENVELOPE__BODY_LOGIN_REPLY && env->login_reply->ok)
             f->logged_in = true;
-        else
-        if (env->body_case == KEEL__ENVELOPE__BODY_ASSIGN)
+        else if (env->body_case == KEEL__ENVELOPE__BODY_ASSIGN)
             f->assigns++;
-        else
-        if (env->body_case == KEEL__ENVELOPE__BODY_ASSIGN_BATCH)
+        else if (env->body_case == KEEL__ENVELOPE__BODY_ASSIGN_BATCH)
             f->assigns += (int) env->assign_batch->n_assigns;
         keel_wire_free (&env);
     }
@@ -91,7 +89,7 @@ s_fake_pump (s_fake_t *f)
     }
 }
 
-static zsock_t *s_sock;    // the lossy engine's socket, closed in s_teardown
+static zsock_t *s_sock; // the lossy engine's socket, closed in s_teardown
 
 static void
 s_teardown (void)
@@ -144,8 +142,8 @@ Test (engine_reconcile, a_task_an_engine_does_not_run_is_requeued_from_its_heart
                     "the lossy engine was not logged in within 10 s");
 
     // The only engine is the lossy one: the task goes there and is dropped.
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "double",
-                           "--input", "21", "--count", "1", NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "double", "--input",
+                           "21",       "--count",       "1",      NULL };
     fake.driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (fake.driver > 0, "keel-driver did not start");
     HARNESS_ASSERT (harness_poll_until (s_pump_until_assigned, &fake, 15000),
@@ -155,7 +153,8 @@ Test (engine_reconcile, a_task_an_engine_does_not_run_is_requeued_from_its_heart
     HARNESS_ASSERT (harness_engine_start (&broker, "engine", 1, NULL) > 0, "engine did not start");
     HARNESS_ASSERT (harness_poll_until (s_pump_until_driver_exits, &fake, 30000),
                     "the driver never got its result: the task stayed on the engine that "
-                    "dropped it (%d assignments dropped)", fake.assigns);
+                    "dropped it (%d assignments dropped)",
+                    fake.assigns);
     int code = -1;
     HARNESS_ASSERT (harness_wait_exit (fake.driver, 1000, &code), "keel-driver not reaped");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
@@ -167,7 +166,8 @@ Test (engine_reconcile, a_task_an_engine_does_not_run_is_requeued_from_its_heart
     char output[32] = "";
     cr_assert (harness_json_int (out, "task", &task) && task == 0, "%s", out);
     cr_assert (harness_json_get (out, "output", output, sizeof output)
-                   && strcmp (output, "42") == 0, "%s", out);
+                   && strcmp (output, "42") == 0,
+               "%s", out);
     cr_assert (strchr (out, '\n') == out + strlen (out) - 1, "more than one result: %s", out);
     free (out);
 
@@ -182,17 +182,19 @@ Test (engine_reconcile, a_task_an_engine_does_not_run_is_requeued_from_its_heart
 // (EnginePrefetch) list them in their heartbeats while they wait, so the
 // broker requeues nothing. 1-slot engines, 4 prefetched each, 500 ms tasks:
 // a queued task waits up to 2 s (> 2*H) while heartbeats go out every H.
-Test (engine_reconcile, prefetched_tasks_are_not_taken_for_lost,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (engine_reconcile, prefetched_tasks_are_not_taken_for_lost, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     const char *sets[] = { "HeartbeatInterval=200ms", "EnginePrefetch=4", NULL };
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
-    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0, "engine1 did not start");
-    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 1, NULL) > 0, "engine2 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0,
+                    "engine1 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine2", 1, NULL) > 0,
+                    "engine2 did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 2, 15000), "engines not online within 15 s");
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "sleep",
-                           "--input", "500", "--count", "20", NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit",  "--service", "sleep",
+                           "--input",  "500",           "--count", "20",        NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
     int code = -1;

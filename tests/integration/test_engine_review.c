@@ -78,8 +78,8 @@ s_assign (fake_broker_t *f, uint64_t execution_id, const char *type, const char 
 //  the login carried no result for it, so the engine must still send its
 //  Result; otherwise the broker's pending claim waits forever for a result
 //  the engine keeps to itself, and the task never completes.
-Test (engine_review, hold_for_task_finished_during_login_sends_result,
-      .init = harness_setup, .fini = s_teardown, .timeout = 60)
+Test (engine_review, hold_for_task_finished_during_login_sends_result, .init = harness_setup,
+      .fini = s_teardown, .timeout = 60)
 {
     fake_broker_t *f = s_fake_new ();
     pid_t pid = harness_engine_start (&f->b, "engine", 1, NULL);
@@ -98,12 +98,11 @@ Test (engine_review, hold_for_task_finished_during_login_sends_result,
     rel.body_case = KEEL__ENVELOPE__BODY_RELOGIN;
     rel.relogin = &relogin;
     cr_assert (fake_broker_send (f, &rel));
-    f->keepalive_ms = 0;        // no traffic to the new connection until the reply
+    f->keepalive_ms = 0; // no traffic to the new connection until the reply
     env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, 5000);
     HARNESS_ASSERT (env, "no second EngineLogin");
-    HARNESS_ASSERT (env->engine_login->n_held == 1
-                    && env->engine_login->held[0]->execution_id == 7
-                    && env->engine_login->held[0]->state == KEEL__HELD_STATE__HELD_RUNNING,
+    HARNESS_ASSERT (env->engine_login->n_held == 1 && env->engine_login->held[0]->execution_id == 7
+                        && env->engine_login->held[0]->state == KEEL__HELD_STATE__HELD_RUNNING,
                     "the second login does not carry exec 7 running");
     keel_wire_free (&env);
 
@@ -132,8 +131,8 @@ Test (engine_review, hold_for_task_finished_during_login_sends_result,
 //  A broker flooding Assigns far beyond Slots + EnginePrefetch (at most
 //  10000): the engine queues up to Slots + 10000 and answers every one
 //  beyond with a failed Result, instead of growing without bound.
-Test (engine_review, prefetch_queue_is_capped,
-      .init = harness_setup, .fini = s_teardown, .timeout = 120)
+Test (engine_review, prefetch_queue_is_capped, .init = harness_setup, .fini = s_teardown,
+      .timeout = 120)
 {
     fake_broker_t *f = s_fake_new ();
     pid_t pid = harness_engine_start (&f->b, "engine", 1, NULL);
@@ -150,7 +149,8 @@ Test (engine_review, prefetch_queue_is_capped,
     bool beyond_only = true;
     int64_t deadline = zclock_mono () + 30000;
     while (zclock_mono () < deadline && failed <= S_FLOOD_EXTRA) {
-        env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_RESULT, failed == S_FLOOD_EXTRA ? 3000 : 20000);
+        env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_RESULT,
+                                  failed == S_FLOOD_EXTRA ? 3000 : 20000);
         if (!env)
             break;
         failed++;
@@ -201,8 +201,9 @@ s_expect_result (fake_broker_t *f, uint64_t exec)
 {
     keel_env_t *env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_RESULT, 10000);
     HARNESS_ASSERT (env, "no Result for exec %" PRIu64, exec);
-    HARNESS_ASSERT (env->result->execution_id == exec, "Result of exec %" PRIu64 ", expected %"
-                    PRIu64, env->result->execution_id, exec);
+    HARNESS_ASSERT (env->result->execution_id == exec,
+                    "Result of exec %" PRIu64 ", expected %" PRIu64, env->result->execution_id,
+                    exec);
     return env;
 }
 
@@ -223,39 +224,42 @@ Test (engine_review, inline_built_ins_run_in_the_engine_while_its_worker_is_busy
     keel_wire_free (&env);
     s_login_reply (f, 0, NULL);
 
-    s_assign (f, 1, "sleep", "600000");     // takes the only worker
-    s_assign (f, 2, "sleep", "1");          // queued behind it
+    s_assign (f, 1, "sleep", "600000"); // takes the only worker
+    s_assign (f, 2, "sleep", "1");      // queued behind it
     s_assign (f, 3, "double", "21");
     s_assign (f, 4, "echo", "hi");
     s_assign (f, 5, "fail", "a long error text");
-    s_assign (f, 3, "double", "21");        // duplicate: ignored
+    s_assign (f, 3, "double", "21"); // duplicate: ignored
     s_assign (f, 6, "double", "x");
-    s_assign (f, 7, "echo", "0123456789");  // more than MaxOutputBytes
+    s_assign (f, 7, "echo", "0123456789"); // more than MaxOutputBytes
 
     env = s_expect_result (f, 3);
     HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_OK
-                    && env->result->output.len == 2
-                    && memcmp (env->result->output.data, "42", 2) == 0, "double 21 is not 42");
+                        && env->result->output.len == 2
+                        && memcmp (env->result->output.data, "42", 2) == 0,
+                    "double 21 is not 42");
     keel_wire_free (&env);
     env = s_expect_result (f, 4);
     HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_OK
-                    && env->result->output.len == 2
-                    && memcmp (env->result->output.data, "hi", 2) == 0, "echo hi is not hi");
+                        && env->result->output.len == 2
+                        && memcmp (env->result->output.data, "hi", 2) == 0,
+                    "echo hi is not hi");
     keel_wire_free (&env);
     env = s_expect_result (f, 5);
     HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_FAILED
-                    && strcmp (env->result->error, "a long error text") == 0,
+                        && strcmp (env->result->error, "a long error text") == 0,
                     "fail: error '%s'", env->result->error ? env->result->error : "");
     keel_wire_free (&env);
-    env = s_expect_result (f, 6);      // not a second Result of exec 3
-    HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_FAILED
-                    && strcmp (env->result->error,
-                               "double: 'x' is not a decimal integer (or out of range)") == 0,
-                    "double x: error '%s'", env->result->error ? env->result->error : "");
+    env = s_expect_result (f, 6); // not a second Result of exec 3
+    HARNESS_ASSERT (
+        env->result->status == KEEL__TASK_STATUS__STATUS_FAILED
+            && strcmp (env->result->error, "double: 'x' is not a decimal integer (or out of range)")
+                   == 0,
+        "double x: error '%s'", env->result->error ? env->result->error : "");
     keel_wire_free (&env);
     env = s_expect_result (f, 7);
     HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_FAILED
-                    && strcmp (env->result->error, "output too large (more than 8 bytes)") == 0,
+                        && strcmp (env->result->error, "output too large (more than 8 bytes)") == 0,
                     "echo beyond the cap: error '%s'",
                     env->result->error ? env->result->error : "");
     keel_wire_free (&env);
@@ -284,7 +288,7 @@ Test (engine_review, inline_built_ins_run_in_the_engine_while_its_worker_is_busy
     cr_assert (fake_broker_send (f, &out));
     env = s_expect_result (f, 2);
     HARNESS_ASSERT (env->result->status == KEEL__TASK_STATUS__STATUS_OK
-                    && env->result->output.len == 1 && env->result->output.data[0] == '1',
+                        && env->result->output.len == 1 && env->result->output.data[0] == '1',
                     "the queued sleep did not succeed");
     keel_wire_free (&env);
     long second = s_started_pid (2);
@@ -373,8 +377,9 @@ Test (engine_review, assign_batch_runs_every_task_and_results_come_back_batched,
             HARNESS_ASSERT (at >= 0, "a Result for exec %" PRIu64 ", never assigned",
                             r->execution_id);
             HARNESS_ASSERT (++seen[at] == 1, "a second Result for exec %" PRIu64, r->execution_id);
-            HARNESS_ASSERT (r->status == KEEL__TASK_STATUS__STATUS_OK, "exec %" PRIu64 " failed: %s",
-                            r->execution_id, r->error ? r->error : "");
+            HARNESS_ASSERT (r->status == KEEL__TASK_STATUS__STATUS_OK,
+                            "exec %" PRIu64 " failed: %s", r->execution_id,
+                            r->error ? r->error : "");
             char want[24];
             snprintf (want, sizeof want, "%" PRIu64,
                       at < S_BATCH_SLEEPS ? (uint64_t) 50 : 2 * r->execution_id);
@@ -383,8 +388,9 @@ Test (engine_review, assign_batch_runs_every_task_and_results_come_back_batched,
                             "exec %" PRIu64 ": output '%.*s', expected '%s'", r->execution_id,
                             (int) r->output.len, (const char *) r->output.data, want);
             if (first)
-                HARNESS_ASSERT (r->execution_id == 11 + j, "the batch's Result %zu is exec %"
-                                PRIu64 ", expected %zu (order)", j, r->execution_id, 11 + j);
+                HARNESS_ASSERT (r->execution_id == 11 + j,
+                                "the batch's Result %zu is exec %" PRIu64 ", expected %zu (order)",
+                                j, r->execution_id, 11 + j);
             results++;
         }
         keel_wire_free (&env);
@@ -393,14 +399,16 @@ Test (engine_review, assign_batch_runs_every_task_and_results_come_back_batched,
         HARNESS_ASSERT (seen[i] == 1, "no Result for exec %" PRIu64 " within 10 s", execs[i]);
     HARNESS_ASSERT (first_batch == S_BATCH_INLINE,
                     "the inline tasks' Results came in a first batch of %d, expected one "
-                    "ResultBatch of %d", first_batch, S_BATCH_INLINE);
+                    "ResultBatch of %d",
+                    first_batch, S_BATCH_INLINE);
 
     //  Nothing more: no Result is sent twice on this connection.
     deadline = zclock_mono () + 1000;
     while (zclock_mono () < deadline) {
         env = fake_broker_recv (f, (int) (deadline - zclock_mono ()));
-        HARNESS_ASSERT (!env || (env->body_case != KEEL__ENVELOPE__BODY_RESULT
-                                 && env->body_case != KEEL__ENVELOPE__BODY_RESULT_BATCH),
+        HARNESS_ASSERT (!env
+                            || (env->body_case != KEEL__ENVELOPE__BODY_RESULT
+                                && env->body_case != KEEL__ENVELOPE__BODY_RESULT_BATCH),
                         "a late %s", keel_wire_body_name (env));
         keel_wire_free (&env);
     }

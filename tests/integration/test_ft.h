@@ -113,8 +113,8 @@ static inline char *
 ft_admin_json (const harness_broker_t *b, const char *a1, const char *a2)
 {
     harness_result_t res;
-    int code = a2 ? harness_admin (b, &res, true, a1, a2, NULL)
-                  : harness_admin (b, &res, true, a1, NULL);
+    int code =
+        a2 ? harness_admin (b, &res, true, a1, a2, NULL) : harness_admin (b, &res, true, a1, NULL);
     char *out = code == 0 ? strdup (res.out) : NULL;
     harness_result_free (&res);
     return out;
@@ -216,8 +216,8 @@ s_ft_task_in_state (void *arg)
 
 // Waits until the task is in state ("queued", "running", "done").
 static inline bool
-ft_wait_task (const harness_broker_t *b, const char *service, long long task,
-              const char *state, int timeout_ms)
+ft_wait_task (const harness_broker_t *b, const char *service, long long task, const char *state,
+              int timeout_ms)
 {
     ft_task_wait_t w = { b, service, task, state };
     return harness_poll_until (s_ft_task_in_state, &w, timeout_ms);
@@ -253,8 +253,8 @@ ft_engine_start (const harness_broker_t *primary, const harness_broker_t *failov
                  const char *name, int slots, const char *const extra[])
 {
     char brokers[200];
-    snprintf (brokers, sizeof brokers, "Brokers=%s%s%s", primary->endpoint,
-              failover ? "," : "", failover ? failover->endpoint : "");
+    snprintf (brokers, sizeof brokers, "Brokers=%s%s%s", primary->endpoint, failover ? "," : "",
+              failover ? failover->endpoint : "");
     const char *sets[40];
     int n = 0;
     sets[n++] = brokers;
@@ -409,7 +409,7 @@ typedef struct {
     char output[FT_MAX_TASKS][64];
     char engine[FT_MAX_TASKS][80];
     unsigned long long exec[FT_MAX_TASKS];
-    char bad[256];                  // first line that did not parse
+    char bad[256]; // first line that did not parse
 } ft_results_t;
 
 // Parses the driver's JSON lines from <dir>/<name>. Returns false when the

@@ -79,7 +79,8 @@ Test (ft_engine_timeout, kills_the_task_of_an_engine_offline_past_its_engine_tim
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
 
     ft_results_t r;
-    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s",
+                    r.bad);
     ft_assert_each_once (&r, 1);
     HARNESS_ASSERT (strcmp (r.output[0], "done-elsewhere\n") == 0
                         || strcmp (r.output[0], "done-elsewhere") == 0,

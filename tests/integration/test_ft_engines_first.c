@@ -51,8 +51,8 @@ s_last_line (const char *name, const char *needle)
     return last;
 }
 
-Test (ft_engines_first, engines_are_on_the_failover_broker_before_the_driver,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (ft_engines_first, engines_are_on_the_failover_broker_before_the_driver, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     // HeartbeatInterval 1 s (the default), as in the field report: both
     // sides notice A's death after 3 s of silence; the driver then retries
@@ -81,7 +81,8 @@ Test (ft_engines_first, engines_are_on_the_failover_broker_before_the_driver,
     HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
     ft_results_t r;
-    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s",
+                    r.bad);
     ft_assert_each_once (&r, TASKS);
     char failover[128];
     snprintf (failover, sizeof failover, "failover: now on %s", b.endpoint);

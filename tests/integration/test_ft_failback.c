@@ -25,12 +25,12 @@ s_purged (void *arg)
     bool gone = services && !strstr (services, w->service);
     free (services);
     if (!gone)
-        usleep (250 * 1000);        // a VACUUM per try is enough
+        usleep (250 * 1000); // a VACUUM per try is enough
     return gone;
 }
 
-Test (ft_failback, returns_driver_and_engines_to_the_restarted_primary,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (ft_failback, returns_driver_and_engines_to_the_restarted_primary, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     const char *broker_sets[] = { "HeartbeatInterval=200ms", "EngineTimeoutMinutes=0.25",
                                   "EngineLoginWindow=2s", NULL };
@@ -40,8 +40,10 @@ Test (ft_failback, returns_driver_and_engines_to_the_restarted_primary,
     HARNESS_ASSERT (ft_broker_plan (&b, "brokerB") && ft_broker_spawn (&b, broker_sets),
                     "broker B did not start");
     const char *engine_sets[] = { "PrimaryRetryInterval=500ms", NULL };
-    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine1", 2, engine_sets) > 0, "engine1 did not start");
-    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine2", 2, engine_sets) > 0, "engine2 did not start");
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine1", 2, engine_sets) > 0,
+                    "engine1 did not start");
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine2", 2, engine_sets) > 0,
+                    "engine2 did not start");
     HARNESS_ASSERT (harness_wait_engines (&a, 2, 15000), "engines not online on A");
 
     // Four 8 s tasks, one per slot: all run through the whole round trip.
@@ -80,17 +82,18 @@ Test (ft_failback, returns_driver_and_engines_to_the_restarted_primary,
     HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
     ft_results_t r;
-    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s",
+                    r.bad);
     ft_assert_each_once (&r, TASKS);
     for (int i = 0; i < TASKS; i++)
         HARNESS_ASSERT (r.exec[i] == exec_a[i],
                         "task %d ran again: result from execution %llu, A had started %llu", i,
                         r.exec[i], exec_a[i]);
 
-    HARNESS_ASSERT (ft_wait_spool_empty ("engine1", 5000), "engine1 keeps %d unacknowledged results",
-                    ft_spooled ("engine1"));
-    HARNESS_ASSERT (ft_wait_spool_empty ("engine2", 5000), "engine2 keeps %d unacknowledged results",
-                    ft_spooled ("engine2"));
+    HARNESS_ASSERT (ft_wait_spool_empty ("engine1", 5000),
+                    "engine1 keeps %d unacknowledged results", ft_spooled ("engine1"));
+    HARNESS_ASSERT (ft_wait_spool_empty ("engine2", 5000),
+                    "engine2 keeps %d unacknowledged results", ft_spooled ("engine2"));
     // The service is detached on B; nothing was cancelled anywhere, and
     // neither broker started the tasks again.
     char *services = ft_admin_json (&b, "services", NULL);
@@ -98,26 +101,30 @@ Test (ft_failback, returns_driver_and_engines_to_the_restarted_primary,
                     "B does not show the service detached: %s", services ? services : "(none)");
     free (services);
     char *events = ft_admin_json (&b, "events", NULL);
-    HARNESS_ASSERT (events && strstr (events, "service-detached"), "no service-detached event on B");
+    HARNESS_ASSERT (events && strstr (events, "service-detached"),
+                    "no service-detached event on B");
     free (events);
     HARNESS_ASSERT (ft_status (&a, "counters.executions_cancelled") == 0, "A cancelled executions");
     HARNESS_ASSERT (ft_status (&b, "counters.executions_cancelled") == 0, "B cancelled executions");
     HARNESS_ASSERT (ft_status (&b, "counters.tasks_dispatched") == 0, "B dispatched tasks");
     HARNESS_ASSERT (ft_status (&a, "counters.tasks_dispatched") == 0,
-                    "the restarted A dispatched %lld tasks", ft_status (&a, "counters.tasks_dispatched"));
+                    "the restarted A dispatched %lld tasks",
+                    ft_status (&a, "counters.tasks_dispatched"));
     HARNESS_ASSERT (ft_wait_status (&a, "counters.results_delivered", TASKS, 5000)
                         && ft_status (&a, "counters.results_delivered") == TASKS,
                     "A delivered %lld results", ft_status (&a, "counters.results_delivered"));
     HARNESS_ASSERT (ft_log_count ("engine1.err", "task started")
-                            + ft_log_count ("engine2.err", "task started") == TASKS,
+                            + ft_log_count ("engine2.err", "task started")
+                        == TASKS,
                     "the engines started more executions than tasks");
 
     // B keeps nothing for ever: the detached service goes once its
     // retention (0 here) has passed and the executions B kept for the
     // engines that went home (EngineTimeout, 15 s) are gone.
     harness_result_t res;
-    HARNESS_ASSERT (harness_admin (&b, &res, false, "config", "set", "RetentionHours", "0",
-                                   NULL) == 0, "config set RetentionHours 0 on B failed: %s", res.err);
+    HARNESS_ASSERT (harness_admin (&b, &res, false, "config", "set", "RetentionHours", "0", NULL)
+                        == 0,
+                    "config set RetentionHours 0 on B failed: %s", res.err);
     harness_result_free (&res);
     s_purge_wait_t w = { &b, service };
     HARNESS_ASSERT (harness_poll_until (s_purged, &w, 45000),
@@ -138,7 +145,8 @@ Test (ft_failback, keeps_a_task_that_broker_b_dispatched_when_its_engine_returns
     HARNESS_ASSERT (ft_broker_plan (&b, "brokerB") && ft_broker_spawn (&b, broker_sets),
                     "broker B did not start");
     const char *engine_sets[] = { "HeartbeatInterval=200ms", NULL };
-    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine1", 1, engine_sets) > 0, "engine1 did not start");
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine1", 1, engine_sets) > 0,
+                    "engine1 did not start");
     HARNESS_ASSERT (harness_wait_engines (&a, 1, 15000), "engine1 not online on A");
 
     // Task 0 runs on engine1; task 1 waits in A's queue (one slot).
@@ -158,7 +166,8 @@ Test (ft_failback, keeps_a_task_that_broker_b_dispatched_when_its_engine_returns
     snprintf (failover, sizeof failover, "failover: now on %s", b.endpoint);
     HARNESS_ASSERT (ft_wait_log ("driver.err", failover, 15000), "the driver did not fail over");
     // A second engine joins (A is down: it lands on B) and B runs task 1 there.
-    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine2", 1, engine_sets) > 0, "engine2 did not start");
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine2", 1, engine_sets) > 0,
+                    "engine2 did not start");
     HARNESS_ASSERT (ft_wait_task (&b, service, 1, "running", 15000), "task 1 not running on B");
     unsigned long long exec_b1 = 0;
     ft_task_info (&b, service, 1, NULL, 0, &exec_b1, NULL, 0);
@@ -183,10 +192,13 @@ Test (ft_failback, keeps_a_task_that_broker_b_dispatched_when_its_engine_returns
     HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
     ft_results_t r;
-    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s",
+                    r.bad);
     ft_assert_each_once (&r, 2);
-    HARNESS_ASSERT (r.exec[1] == exec_b1, "task 1 ran again: result from execution %llu, B had "
-                    "started %llu", r.exec[1], exec_b1);
+    HARNESS_ASSERT (r.exec[1] == exec_b1,
+                    "task 1 ran again: result from execution %llu, B had "
+                    "started %llu",
+                    r.exec[1], exec_b1);
     // Work followed its driver: B's Relogin sent both engines home with
     // their tasks (their own probe of A is a minute away).
     HARNESS_ASSERT (ft_log_has ("engine1.err", "reason=\"primary\"")
@@ -319,7 +331,8 @@ Test (ft_failback, runs_again_only_the_tasks_in_flight_when_the_driver_returns,
     s_at_most_t gone = { &b, "engines.online", 0 };
     HARNESS_ASSERT (harness_poll_until (s_at_most, &gone, 10000), "B did not lose engineB");
     long long held = ft_status (&b, "tasks.done");
-    HARNESS_ASSERT (held > 0 && held < RERUN_TASKS, "B finished %lld of %d tasks", held, RERUN_TASKS);
+    HARNESS_ASSERT (held > 0 && held < RERUN_TASKS, "B finished %lld of %d tasks", held,
+                    RERUN_TASKS);
     HARNESS_ASSERT (ft_wait_status (&b, "counters.results_delivered", held, 10000),
                     "the driver acknowledged %lld of B's %lld results",
                     ft_status (&b, "counters.results_delivered"), held);
@@ -344,8 +357,8 @@ Test (ft_failback, runs_again_only_the_tasks_in_flight_when_the_driver_returns,
     int ran = s_distinct_tasks_started ("engineA.err");
     HARNESS_ASSERT (ran <= in_flight,
                     "A ran %d tasks after the failback (%lld dispatches); only %lld were in "
-                    "flight (the driver held %lld results)", ran,
-                    ft_status (&a, "counters.tasks_dispatched"), in_flight, held);
+                    "flight (the driver held %lld results)",
+                    ran, ft_status (&a, "counters.tasks_dispatched"), in_flight, held);
     HARNESS_ASSERT (ft_status (&a, "counters.tasks_delivered_elsewhere") == held,
                     "A settled %lld tasks as delivered elsewhere; the driver held %lld",
                     ft_status (&a, "counters.tasks_delivered_elsewhere"), held);

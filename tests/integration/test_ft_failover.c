@@ -13,8 +13,8 @@
 
 // Broker settings: fast heartbeats; an Engine Timeout (15 s) well above
 // the drivers' DSBrokerTimeout (3 s), as docs/operations.md §3 asks.
-static const char *const s_broker_sets[] = { "HeartbeatInterval=200ms",
-                                             "EngineTimeoutMinutes=0.25", NULL };
+static const char *const s_broker_sets[] = { "HeartbeatInterval=200ms", "EngineTimeoutMinutes=0.25",
+                                             NULL };
 static const char *const s_driver_sets[] = { "DSBrokerTimeout=3s", NULL };
 
 typedef struct {
@@ -22,7 +22,7 @@ typedef struct {
     pid_t engine;
     pid_t driver;
     char service[80];
-    unsigned long long exec_a;      // execution id A gave task 0
+    unsigned long long exec_a; // execution id A gave task 0
     char engine_id[80];
 } s_grid_t;
 
@@ -50,9 +50,10 @@ s_start (s_grid_t *g, bool b_later, const char *inputs)
                     "the driver's service did not reach A");
     HARNESS_ASSERT (ft_wait_task (&g->a, g->service, 0, "running", 15000),
                     "task 0 not running on A");
-    HARNESS_ASSERT (ft_task_info (&g->a, g->service, 0, NULL, 0, &g->exec_a, g->engine_id,
-                                  sizeof g->engine_id) && g->exec_a != 0,
-                    "no execution id for task 0 on A");
+    HARNESS_ASSERT (
+        ft_task_info (&g->a, g->service, 0, NULL, 0, &g->exec_a, g->engine_id, sizeof g->engine_id)
+            && g->exec_a != 0,
+        "no execution id for task 0 on A");
     cr_log_info ("task 0 runs on A as execution %llu on engine %s", g->exec_a, g->engine_id);
 }
 
@@ -64,7 +65,8 @@ s_finish (s_grid_t *g, int ntasks, ft_results_t *r)
     int code = -1;
     HARNESS_ASSERT (harness_wait_exit (g->driver, 60000, &code), "keel-driver did not finish");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
-    HARNESS_ASSERT (ft_results_read ("driver.out", r), "cannot read the driver's results: %s", r->bad);
+    HARNESS_ASSERT (ft_results_read ("driver.out", r), "cannot read the driver's results: %s",
+                    r->bad);
     ft_assert_each_once (r, ntasks);
     HARNESS_ASSERT (r->exec[0] == g->exec_a,
                     "task 0 ran again: its result comes from execution %llu, A had started %llu",
@@ -114,8 +116,8 @@ Test (ft_failover, keeps_the_running_task_when_driver_and_engine_move_to_broker_
                     ft_log_count ("engine.err", "task started"));
 }
 
-Test (ft_failover, delivers_a_result_finished_while_no_broker_was_reachable,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (ft_failover, delivers_a_result_finished_while_no_broker_was_reachable, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     s_grid_t g;
     // B is not running yet: once A dies, the engine reaches no broker.
@@ -141,11 +143,12 @@ Test (ft_failover, delivers_a_result_finished_while_no_broker_was_reachable,
                     "B did not take the engine's claim (claims_kept=%lld)",
                     ft_status (&g.b, "counters.claims_kept"));
     HARNESS_ASSERT (ft_log_count ("engine.err", "task started") == 1,
-                    "the engine ran the task %d times", ft_log_count ("engine.err", "task started"));
+                    "the engine ran the task %d times",
+                    ft_log_count ("engine.err", "task started"));
 }
 
-Test (ft_failover, holds_a_result_on_broker_b_until_the_driver_resubmits,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (ft_failover, holds_a_result_on_broker_b_until_the_driver_resubmits, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     s_grid_t g;
     // The driver waits 3 s before it leaves A; the engine reaches B in
@@ -173,5 +176,6 @@ Test (ft_failover, holds_a_result_on_broker_b_until_the_driver_resubmits,
     HARNESS_ASSERT (ft_status (&g.b, "pending_claims") == 0,
                     "the claim is still pending on B after the driver resubmitted");
     HARNESS_ASSERT (ft_log_count ("engine.err", "task started") == 1,
-                    "the engine ran the task %d times", ft_log_count ("engine.err", "task started"));
+                    "the engine ran the task %d times",
+                    ft_log_count ("engine.err", "task started"));
 }

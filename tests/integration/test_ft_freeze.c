@@ -23,8 +23,8 @@ s_some_done (void *arg)
     return done >= w->min_done && running >= 1;
 }
 
-Test (ft_freeze, reconciles_with_a_broker_frozen_shorter_than_the_timeouts,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (ft_freeze, reconciles_with_a_broker_frozen_shorter_than_the_timeouts, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     // RescheduleDelay: an engine that gave up on the frozen broker and is
     // still in its login backoff when the broker resumes (so judged lost)
@@ -66,14 +66,15 @@ Test (ft_freeze, reconciles_with_a_broker_frozen_shorter_than_the_timeouts,
     HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
     ft_results_t r;
-    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s",
+                    r.bad);
     ft_assert_each_once (&r, TASKS);
 
     HARNESS_ASSERT (!ft_log_has ("driver.err", "failover"), "the driver failed over to B");
     HARNESS_ASSERT (ft_status (&b, "services.total") == 0, "B got a service");
     HARNESS_ASSERT (ft_status (&a, "counters.tasks_submitted") == TASKS,
-                    "A counted %lld submitted tasks for %d", ft_status (&a, "counters.tasks_submitted"),
-                    TASKS);
+                    "A counted %lld submitted tasks for %d",
+                    ft_status (&a, "counters.tasks_submitted"), TASKS);
     // The driver stayed with A and resent nothing A had accepted.
     HARNESS_ASSERT (ft_status (&a, "counters.tasks_resubmitted") == 0,
                     "the driver resubmitted %lld accepted tasks to A",
@@ -84,14 +85,13 @@ Test (ft_freeze, reconciles_with_a_broker_frozen_shorter_than_the_timeouts,
                         && ft_status (&a, "counters.results_delivered") == TASKS,
                     "A counted %lld results delivered for %d tasks",
                     ft_status (&a, "counters.results_delivered"), TASKS);
-    HARNESS_ASSERT (ft_status (&a, "counters.executions_cancelled") == 0,
-                    "A cancelled executions");
+    HARNESS_ASSERT (ft_status (&a, "counters.executions_cancelled") == 0, "A cancelled executions");
     // No task ran twice. (tasks_dispatched may exceed TASKS: right after
     // SIGCONT the broker can assign tasks to an engine connection that
     // closed while it was frozen; those assignments never start and are
     // queued again when the engine logs in without them.)
-    int started = ft_log_count ("engine1.err", "task started")
-                  + ft_log_count ("engine2.err", "task started");
+    int started =
+        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
     HARNESS_ASSERT (started == TASKS, "engines started %d executions for %d tasks", started, TASKS);
     HARNESS_ASSERT (ft_wait_spool_empty ("engine1", 5000) && ft_wait_spool_empty ("engine2", 5000),
                     "an engine keeps unacknowledged results (%d, %d)", ft_spooled ("engine1"),
@@ -111,8 +111,10 @@ Test (ft_freeze, engines_that_went_to_broker_b_bring_their_work_back_to_the_resu
                     "broker B did not start");
     // Engines know B too and probe A every second once they are on B.
     const char *engine_sets[] = { "PrimaryRetryInterval=1s", NULL };
-    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine1", 2, engine_sets) > 0, "engine1 did not start");
-    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine2", 2, engine_sets) > 0, "engine2 did not start");
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine1", 2, engine_sets) > 0,
+                    "engine1 did not start");
+    HARNESS_ASSERT (ft_engine_start (&a, &b, "engine2", 2, engine_sets) > 0,
+                    "engine2 did not start");
     HARNESS_ASSERT (harness_wait_engines (&a, 2, 15000), "engines not online on A");
 
     const char *sets[] = { "DSBrokerTimeout=10s", NULL };
@@ -133,12 +135,13 @@ Test (ft_freeze, engines_that_went_to_broker_b_bring_their_work_back_to_the_resu
     HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "keel-driver did not finish");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
     ft_results_t r;
-    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s",
+                    r.bad);
     ft_assert_each_once (&r, 8);
-    HARNESS_ASSERT (ft_wait_spool_empty ("engine1", 5000), "engine1 keeps %d unacknowledged results",
-                    ft_spooled ("engine1"));
-    HARNESS_ASSERT (ft_wait_spool_empty ("engine2", 5000), "engine2 keeps %d unacknowledged results",
-                    ft_spooled ("engine2"));
+    HARNESS_ASSERT (ft_wait_spool_empty ("engine1", 5000),
+                    "engine1 keeps %d unacknowledged results", ft_spooled ("engine1"));
+    HARNESS_ASSERT (ft_wait_spool_empty ("engine2", 5000),
+                    "engine2 keeps %d unacknowledged results", ft_spooled ("engine2"));
     HARNESS_ASSERT (!ft_log_has ("driver.err", "failover"), "the driver failed over to B");
     HARNESS_ASSERT (ft_log_has ("engine1.err", "moving to primary")
                         || ft_log_has ("engine2.err", "moving to primary"),
@@ -149,10 +152,12 @@ Test (ft_freeze, engines_that_went_to_broker_b_bring_their_work_back_to_the_resu
     HARNESS_ASSERT (ft_status (&b, "counters.tasks_dispatched") == 0, "B dispatched tasks");
     // Work done on B's side of the trip (running or finished there) comes
     // back with the engines: nothing runs twice.
-    int started = ft_log_count ("engine1.err", "task started")
-                  + ft_log_count ("engine2.err", "task started");
-    HARNESS_ASSERT (started == 8, "engines started %d executions for 8 tasks: work done while "
-                    "on B was lost", started);
+    int started =
+        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
+    HARNESS_ASSERT (started == 8,
+                    "engines started %d executions for 8 tasks: work done while "
+                    "on B was lost",
+                    started);
 }
 
 Test (ft_freeze, warns_when_the_engine_timeout_is_not_above_the_drivers_broker_timeout,

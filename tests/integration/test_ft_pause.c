@@ -23,7 +23,7 @@ s_mono_ms (void)
 typedef struct {
     int64_t stopped_at;
     int64_t min_ms;
-    int failed_tries;           // engine1's failed tries when min_ms had passed; -1 before
+    int failed_tries; // engine1's failed tries when min_ms had passed; -1 before
 } s_pause_t;
 
 static int
@@ -41,7 +41,8 @@ static bool
 s_pause_over (void *arg)
 {
     s_pause_t *p = arg;
-    if (ft_log_count ("engine1.err", "task finished") + ft_log_count ("engine2.err", "task finished")
+    if (ft_log_count ("engine1.err", "task finished")
+            + ft_log_count ("engine2.err", "task finished")
         < TASKS)
         return false;
     if (s_mono_ms () - p->stopped_at < p->min_ms)
@@ -95,25 +96,28 @@ Test (ft_pause, a_paused_broker_gives_engines_the_login_window_and_runs_nothing_
     HARNESS_ASSERT (harness_wait_exit (driver, 30000, &code), "keel-driver did not finish");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
     ft_results_t r;
-    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s",
+                    r.bad);
     ft_assert_each_once (&r, TASKS);
 
     // Nothing ran twice: no task queued again, no second execution.
     HARNESS_ASSERT (ft_status (&a, "counters.tasks_rescheduled") == 0,
-                    "the broker queued %lld tasks again", ft_status (&a, "counters.tasks_rescheduled"));
+                    "the broker queued %lld tasks again",
+                    ft_status (&a, "counters.tasks_rescheduled"));
     HARNESS_ASSERT (ft_status (&a, "counters.tasks_dispatched") == TASKS,
                     "the broker dispatched %lld executions for %d tasks",
                     ft_status (&a, "counters.tasks_dispatched"), TASKS);
-    int started = ft_log_count ("engine1.err", "task started")
-                  + ft_log_count ("engine2.err", "task started");
+    int started =
+        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
     HARNESS_ASSERT (started == TASKS, "engines started %d executions for %d tasks", started, TASKS);
-    HARNESS_ASSERT (ft_status (&a, "counters.executions_cancelled") == 0, "executions were cancelled");
+    HARNESS_ASSERT (ft_status (&a, "counters.executions_cancelled") == 0,
+                    "executions were cancelled");
     // The engines' held results were taken at their logins (KEEP), none
     // dropped.
     HARNESS_ASSERT (ft_status (&a, "counters.claims_kept") >= TASKS, "the broker kept %lld claims",
                     ft_status (&a, "counters.claims_kept"));
-    HARNESS_ASSERT (ft_status (&a, "counters.claims_dropped") == 0, "the broker dropped %lld claims",
-                    ft_status (&a, "counters.claims_dropped"));
+    HARNESS_ASSERT (ft_status (&a, "counters.claims_dropped") == 0,
+                    "the broker dropped %lld claims", ft_status (&a, "counters.claims_dropped"));
     HARNESS_ASSERT (ft_wait_spool_empty ("engine1", 5000) && ft_wait_spool_empty ("engine2", 5000),
                     "an engine keeps unacknowledged results (%d, %d)", ft_spooled ("engine1"),
                     ft_spooled ("engine2"));

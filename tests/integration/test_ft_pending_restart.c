@@ -10,8 +10,8 @@
 */
 #include "test_ft.h"
 
-static const char *const s_broker_sets[] = { "HeartbeatInterval=200ms",
-                                             "EngineTimeoutMinutes=1", NULL };
+static const char *const s_broker_sets[] = { "HeartbeatInterval=200ms", "EngineTimeoutMinutes=1",
+                                             NULL };
 // The driver stays with A (long DSBrokerTimeout): B only ever sees the
 // engine's claims, which it must HOLD.
 static const char *const s_driver_sets[] = { "DSBrokerTimeout=50s", NULL };

@@ -12,7 +12,8 @@ s_run (bool cancel_redundant)
 {
     const char *broker_sets[] = { "HeartbeatInterval=200ms", "EngineTimeoutMinutes=0.25",
                                   cancel_redundant ? "CancelRedundant=true"
-                                                   : "CancelRedundant=false", NULL };
+                                                   : "CancelRedundant=false",
+                                  NULL };
     harness_broker_t a;
     HARNESS_ASSERT (ft_broker_plan (&a, "broker") && ft_broker_spawn (&a, broker_sets),
                     "broker did not start");
@@ -47,7 +48,8 @@ s_run (bool cancel_redundant)
     HARNESS_ASSERT (harness_wait_exit (driver, 30000, &code), "keel-driver did not finish");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
     ft_results_t r;
-    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s", r.bad);
+    HARNESS_ASSERT (ft_results_read ("driver.out", &r), "cannot read the driver's results: %s",
+                    r.bad);
     ft_assert_each_once (&r, 1);
     cr_log_info ("result from execution %llu (X's was %llu)", r.exec[0], exec_x);
 
@@ -78,8 +80,8 @@ Test (ft_redundant, cancels_the_losing_execution_when_a_frozen_engine_returns,
     s_run (true);
 }
 
-Test (ft_redundant, discards_the_later_result_without_cancel_redundant,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (ft_redundant, discards_the_later_result_without_cancel_redundant, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     s_run (false);
 }

@@ -6,8 +6,8 @@
 */
 #include "test_ft.h"
 
-Test (ft_spool, carries_a_spooled_result_across_an_engine_restart,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (ft_spool, carries_a_spooled_result_across_an_engine_restart, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     const char *broker_sets[] = { "HeartbeatInterval=200ms", "EngineTimeoutMinutes=0.25",
                                   "EngineLoginWindow=5s", NULL };
@@ -28,7 +28,8 @@ Test (ft_spool, carries_a_spooled_result_across_an_engine_restart,
     HARNESS_ASSERT (ft_wait_task (&a, service, 0, "running", 15000), "task not running");
     HARNESS_ASSERT (ft_task_info (&a, service, 0, NULL, 0, &exec, NULL, 0) && exec,
                     "no execution id");
-    HARNESS_ASSERT (ft_status (&a, "epoch") >= 1, "broker does not answer");  // commits the execution
+    HARNESS_ASSERT (ft_status (&a, "epoch") >= 1,
+                    "broker does not answer"); // commits the execution
 
     // The broker dies; the task finishes while the engine is offline; the
     // engine dies too before any broker took the result.
@@ -58,7 +59,8 @@ Test (ft_spool, carries_a_spooled_result_across_an_engine_restart,
                     r.exec[0], exec);
     HARNESS_ASSERT (ft_wait_spool_empty ("engine", 5000), "engine keeps %d unacknowledged results",
                     ft_spooled ("engine"));
-    HARNESS_ASSERT (ft_status (&a, "counters.claims_kept") >= 1, "the restarted broker kept no claim");
+    HARNESS_ASSERT (ft_status (&a, "counters.claims_kept") >= 1,
+                    "the restarted broker kept no claim");
     HARNESS_ASSERT (ft_status (&a, "counters.tasks_dispatched") == 0,
                     "the restarted broker dispatched the task again");
     HARNESS_ASSERT (ft_log_count ("engine.err", "task started") == 1, "the task started %d times",

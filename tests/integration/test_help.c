@@ -19,10 +19,10 @@
 #include "harness.h"
 
 #define RUN_TIMEOUT_MS 5000
-#define MAX_PROGRAMS 64
+#define MAX_PROGRAMS   64
 
-static const char *s_expected[] = { "keel-broker", "keel-engine", "keel-driver", "keel-admin",
-                                    "keel-pi", NULL };
+static const char *s_expected[] = { "keel-broker", "keel-engine", "keel-driver",
+                                    "keel-admin",  "keel-pi",     NULL };
 
 //  Points every broker setting at a port where nothing listens, and runs
 //  the programs in the test's empty temp dir, so that whatever they would
@@ -54,7 +54,7 @@ s_programs (char *names[], int max)
             names[n++] = strdup (entry->d_name);
     }
     closedir (dir);
-    for (int i = 1; i < n; i++)         // insertion sort: a handful of names
+    for (int i = 1; i < n; i++) // insertion sort: a handful of names
         for (int j = i; j > 0 && strcmp (names[j - 1], names[j]) > 0; j--) {
             char *t = names[j];
             names[j] = names[j - 1];
@@ -131,8 +131,8 @@ Test (help, help_after_other_arguments_still_only_prints_help, .init = harness_s
 {
     s_isolate ();
     const char *driver_submit[] = { "submit", "--help", NULL };
-    const char *driver_full[] = { "submit", "--service", "double", "--input", "1", "--count",
-                                  "3", "-h", NULL };
+    const char *driver_full[] = { "submit",  "--service", "double", "--input", "1",
+                                  "--count", "3",         "-h",     NULL };
     const char *pi[] = { "--tasks", "3", "--help", NULL };
     const char *admin_tasks[] = { "tasks", "--help", NULL };
     const char *admin_cancel[] = { "--json", "cancel", "-h", NULL };

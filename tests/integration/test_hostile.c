@@ -13,8 +13,8 @@
 #include "harness.h"
 #include "keel.pb-c.h"
 
-#define RANDOM_FRAMES 5000
-#define TRUNCATED_FRAMES 5000
+#define RANDOM_FRAMES        5000
+#define TRUNCATED_FRAMES     5000
 #define MULTI_FRAME_MESSAGES 10
 
 static uint32_t
@@ -82,12 +82,13 @@ s_raw_tcp_garbage (int port, uint32_t *rng)
     close (fd);
 }
 
-Test (hostile, broker_counts_and_survives_ten_thousand_malformed_frames,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+Test (hostile, broker_counts_and_survives_ten_thousand_malformed_frames, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
 {
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", NULL), "keel-broker did not start");
-    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, NULL) > 0, "engine1 did not start");
+    HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, NULL) > 0,
+                    "engine1 did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
 
     long long before = 0;
@@ -147,12 +148,12 @@ Test (hostile, broker_counts_and_survives_ten_thousand_malformed_frames,
     zmq_ctx_term (ctx);
 
     HARNESS_ASSERT (harness_alive (broker.pid), "keel-broker died under malformed input");
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "double",
-                           "--range", "0:100", NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service",
+                           "double",   "--range",       "0:100",  NULL };
     harness_result_t res;
     harness_run (&res, 30000, "keel-driver", argv);
-    HARNESS_ASSERT (res.code == 0, "a batch after the garbage failed: exit %d; stderr:\n%s", res.code,
-                    res.err);
+    HARNESS_ASSERT (res.code == 0, "a batch after the garbage failed: exit %d; stderr:\n%s",
+                    res.code, res.err);
     long lines = 0;
     for (const char *p = res.out; *p; p++)
         lines += *p == '\n';
@@ -161,7 +162,7 @@ Test (hostile, broker_counts_and_survives_ten_thousand_malformed_frames,
 
     char err_path[512];
     long log_lines = harness_count_lines (harness_path (err_path, sizeof err_path, "broker.err"));
-    cr_assert_lt (log_lines, 2000, "broker logged %ld lines: malformed messages are not rate-limited",
-                  log_lines);
+    cr_assert_lt (log_lines, 2000,
+                  "broker logged %ld lines: malformed messages are not rate-limited", log_lines);
     HARNESS_ASSERT (harness_alive (broker.pid), "keel-broker died");
 }

@@ -24,16 +24,16 @@
 #include "harness.h"
 #include "wire.h"
 
-#define S_RANDOM_FRAMES     3000
-#define S_TRUNCATED_FRAMES  3000
-#define S_KEEPALIVE_EVERY   500         // a Heartbeat every this many garbage frames
-#define S_BIG_INPUT         (4 * 1024 * 1024)
-#define S_ECHO_INPUT        (1024 * 1024)
+#define S_RANDOM_FRAMES    3000
+#define S_TRUNCATED_FRAMES 3000
+#define S_KEEPALIVE_EVERY  500 // a Heartbeat every this many garbage frames
+#define S_BIG_INPUT        (4 * 1024 * 1024)
+#define S_ECHO_INPUT       (1024 * 1024)
 
 // ---------------------------------------------------------------- the fake broker
 
-static fake_broker_t *s_running;    // the fake of the running test
-static uint32_t s_rng;              // xorshift state, seeded per test process
+static fake_broker_t *s_running; // the fake of the running test
+static uint32_t s_rng;           // xorshift state, seeded per test process
 
 static uint32_t
 s_rand (fake_broker_t *f)
@@ -119,17 +119,17 @@ s_send_multi (fake_broker_t *f, keel_env_t *env, int count)
     for (int i = 0; i < count; i++) {
         const void *d[3] = { zframe_data (frame), zframe_data (frame), zframe_data (frame) };
         size_t s[3] = { zframe_size (frame), zframe_size (frame), zframe_size (frame) };
-        fake_broker_send_frames (f, 2, d, s);                 // valid + valid
+        fake_broker_send_frames (f, 2, d, s); // valid + valid
         d[0] = junk;
         s[0] = sizeof junk;
-        fake_broker_send_frames (f, 2, d, s);                 // garbage + valid
+        fake_broker_send_frames (f, 2, d, s); // garbage + valid
         s[0] = 0;
-        fake_broker_send_frames (f, 3, d, s);                 // empty + valid + valid
+        fake_broker_send_frames (f, 3, d, s); // empty + valid + valid
         d[0] = zframe_data (frame);
         s[0] = zframe_size (frame);
         d[1] = junk;
         s[1] = 0;
-        fake_broker_send_frames (f, 2, d, s);                 // valid + empty
+        fake_broker_send_frames (f, 2, d, s); // valid + empty
     }
     zframe_destroy (&frame);
 }
@@ -303,8 +303,8 @@ s_send_wrong_bodies (fake_broker_t *f, const char *service_id)
 // ---------------------------------------------------------------- engine
 
 static void
-s_assign_init (Keel__Assign *assign, const char *service_id, const char *type, uint64_t execution_id,
-               const void *input, size_t size)
+s_assign_init (Keel__Assign *assign, const char *service_id, const char *type,
+               uint64_t execution_id, const void *input, size_t size)
 {
     keel__assign__init (assign);
     assign->service_id = (char *) service_id;
@@ -408,7 +408,7 @@ s_send_unknown_ids (fake_broker_t *f)
         cancel.execution_ids = ids + (n - count);
         fake_broker_send (f, &env);
     }
-    cancel.n_execution_ids = 0;         // malformed: nothing to cancel
+    cancel.n_execution_ids = 0; // malformed: nothing to cancel
     fake_broker_send (f, &env);
 
     Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
@@ -473,8 +473,8 @@ s_send_malformed_assigns (fake_broker_t *f)
 typedef struct {
     uint64_t execution_id;
     bool ok;
-    const char *output;             // OK: exact output (NULL: checked elsewhere)
-    int results;                    // Results received for it
+    const char *output; // OK: exact output (NULL: checked elsewhere)
+    int results;        // Results received for it
 } s_expected_t;
 
 static s_expected_t *
@@ -495,8 +495,9 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
     mkdir (state, 0755);
     snprintf (state_set, sizeof state_set, "StateDir=%s", state);
     snprintf (brokers, sizeof brokers, "Brokers=%s", f->b.endpoint);
-    const char *argv[] = { "--set", brokers, "--set", state_set, "--set", "Slots=1",
-                           "--set", "HeartbeatInterval=200ms", NULL };
+    const char *argv[] = { "--set", brokers,   "--set", state_set,
+                           "--set", "Slots=1", "--set", "HeartbeatInterval=200ms",
+                           NULL };
     pid_t pid = harness_spawn ("engine", "keel-engine", argv);
     HARNESS_ASSERT (pid > 0, "keel-engine did not start");
 
@@ -546,13 +547,16 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
         keel_wire_free (&env);
     }
     HARNESS_ASSERT (f->logins > logins_before, "the engine did not log in again after a refusal");
-    HARNESS_ASSERT (online_msgs == 0, "the engine acted as logged in (%d messages) before a valid "
-                    "LoginReply: it took a bogus one", online_msgs);
+    HARNESS_ASSERT (online_msgs == 0,
+                    "the engine acted as logged in (%d messages) before a valid "
+                    "LoginReply: it took a bogus one",
+                    online_msgs);
     HARNESS_ASSERT (harness_alive (pid), "keel-engine died during the login");
 
     // 3. A valid login, then the flood, all on one connection.
-    HARNESS_ASSERT (s_send_login_reply (f, true, 1000, 60000, NULL, KEEL__SENDER_KIND__SENDER_BROKER),
-                    "cannot send the LoginReply");
+    HARNESS_ASSERT (
+        s_send_login_reply (f, true, 1000, 60000, NULL, KEEL__SENDER_KIND__SENDER_BROKER),
+        "cannot send the LoginReply");
     f->keepalive_ms = 300;
     int logins_online = f->logins;
     long failures_before = f->send_failures;
@@ -583,21 +587,21 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
     for (size_t i = 0; i < S_ECHO_INPUT; i++)
         echo[i] = (uint8_t) s_rand (f);
     s_expected_t expected[] = {
-        { 700, false, NULL, 0 },            // unknown service type
-        { 701, false, NULL, 0 },            // empty input
-        { 702, false, NULL, 0 },            // 4 MiB of digits: not a 64-bit integer
-        { 703, true, NULL, 0 },             // echo of 1 MiB of random bytes
-        { 704, true, "2", 0 },              // with 1 MiB of init data and a checkpoint
-        { 705, false, NULL, 0 },            // 2 x INT64_MAX overflows
-        { UINT64_MAX, true, "42", 0 },      // the largest execution id
-        { 1000, true, "246913578", 0 },     // the final, ordinary task
+        { 700, false, NULL, 0 },        // unknown service type
+        { 701, false, NULL, 0 },        // empty input
+        { 702, false, NULL, 0 },        // 4 MiB of digits: not a 64-bit integer
+        { 703, true, NULL, 0 },         // echo of 1 MiB of random bytes
+        { 704, true, "2", 0 },          // with 1 MiB of init data and a checkpoint
+        { 705, false, NULL, 0 },        // 2 x INT64_MAX overflows
+        { UINT64_MAX, true, "42", 0 },  // the largest execution id
+        { 1000, true, "246913578", 0 }, // the final, ordinary task
     };
     size_t n_expected = sizeof expected / sizeof expected[0];
     s_assign_init (&assign, "svc-odd", "no-such-type", 700, "1", 1);
     s_send_assign (f, &assign, KEEL__SENDER_KIND__SENDER_BROKER);
     s_assign_init (&assign, "svc-odd", "double", 701, NULL, 0);
     s_send_assign (f, &assign, KEEL__SENDER_KIND__SENDER_BROKER);
-    s_send_assign (f, &assign, KEEL__SENDER_KIND__SENDER_BROKER);     // a duplicate
+    s_send_assign (f, &assign, KEEL__SENDER_KIND__SENDER_BROKER); // a duplicate
     s_assign_init (&assign, "svc-odd", "double", 702, big, S_BIG_INPUT);
     s_send_assign (f, &assign, KEEL__SENDER_KIND__SENDER_BROKER);
     s_assign_init (&assign, "svc-echo", "echo", 703, echo, S_ECHO_INPUT);
@@ -635,8 +639,10 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
         if (env->body_case == KEEL__ENVELOPE__BODY_RESULT) {
             const Keel__Result *r = env->result;
             s_expected_t *e = s_find_expected (expected, n_expected, r->execution_id);
-            HARNESS_ASSERT (e != NULL, "Result for execution %" PRIu64 ", which the engine had to "
-                            "drop", r->execution_id);
+            HARNESS_ASSERT (e != NULL,
+                            "Result for execution %" PRIu64 ", which the engine had to "
+                            "drop",
+                            r->execution_id);
             HARNESS_ASSERT (++e->results == 1, "a second Result for execution %" PRIu64,
                             r->execution_id);
             answered++;
@@ -688,14 +694,17 @@ Test (hostile_peers, engine_drops_a_hostile_brokers_garbage_and_still_computes,
     }
     int64_t online_ms = zclock_mono () - online_at;
     HARNESS_ASSERT (f->logins == logins_online, "the engine logged in again: it dropped the "
-                    "connection under the flood");
-    HARNESS_ASSERT (heartbeats <= online_ms / 1000 + 3, "%d heartbeats in %lld ms at a 1 s interval",
-                    heartbeats, (long long) online_ms);
+                                                "connection under the flood");
+    HARNESS_ASSERT (heartbeats <= online_ms / 1000 + 3,
+                    "%d heartbeats in %lld ms at a 1 s interval", heartbeats,
+                    (long long) online_ms);
     HARNESS_ASSERT (f->unreadable == 0, "the engine sent %ld unreadable messages", f->unreadable);
     char path[512];
     long log_lines = harness_count_lines (harness_path (path, sizeof path, "engine.err"));
-    HARNESS_ASSERT (log_lines < 500, "the engine logged %ld lines: dropped messages are not "
-                    "rate-limited", log_lines);
+    HARNESS_ASSERT (log_lines < 500,
+                    "the engine logged %ld lines: dropped messages are not "
+                    "rate-limited",
+                    log_lines);
     HARNESS_ASSERT (harness_alive (pid), "keel-engine died under the hostile broker");
 
     // 5. It still stops cleanly, logging off.
@@ -803,7 +812,7 @@ s_send_nonsense (fake_broker_t *f, const char *service_id)
     s_send_results (f, rp, 1, KEEL__SENDER_KIND__SENDER_BROKER);
     r[0].has_status = false;
     s_send_results (f, rp, 1, KEEL__SENDER_KIND__SENDER_BROKER);
-    s_send_results (f, rp, 0, KEEL__SENDER_KIND__SENDER_BROKER);   // no results: malformed
+    s_send_results (f, rp, 0, KEEL__SENDER_KIND__SENDER_BROKER); // no results: malformed
 
     // Thousands of results in one message, none for a task it has.
     size_t n = 5000;
@@ -898,8 +907,9 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
       .init = harness_setup, .fini = s_teardown, .timeout = 30)
 {
     fake_broker_t *f = s_fake_new ();
-    const char *argv[] = { "--broker", f->b.endpoint, "--set", "DSBrokerTimeout=20s", "submit",
-                           "--service", "double", "--range", "0:3", NULL };
+    const char *argv[] = { "--broker", f->b.endpoint, "--set",  "DSBrokerTimeout=20s",
+                           "submit",   "--service",   "double", "--range",
+                           "0:3",      NULL };
     pid_t pid = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (pid > 0, "keel-driver did not start");
 
@@ -907,7 +917,7 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     keel_env_t *env = fake_broker_expect (f, KEEL__ENVELOPE__BODY_DRIVER_HELLO, 8000);
     HARNESS_ASSERT (env != NULL, "no DriverHello within 8 s");
     keel_wire_free (&env);
-    s_send_welcome (f, 5, KEEL__SENDER_KIND__SENDER_BROKER);      // below 10 ms: malformed
+    s_send_welcome (f, 5, KEEL__SENDER_KIND__SENDER_BROKER); // below 10 ms: malformed
     s_send_welcome (f, 0, KEEL__SENDER_KIND__SENDER_BROKER);
     s_send_welcome (f, 1000, KEEL__SENDER_KIND__SENDER_ENGINE);
     s_send_welcome (f, 1000, KEEL__SENDER_KIND__SENDER_DRIVER);
@@ -934,7 +944,7 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     }
     HARNESS_ASSERT (f->logins > logins, "no DriverHello after Relogin within 6 s");
     HARNESS_ASSERT (view.submit_services == 0, "the driver submitted its service before a valid "
-                    "DriverWelcome: it took a bogus one");
+                                               "DriverWelcome: it took a bogus one");
 
     // 2. A valid welcome: it submits its service and tasks.
     HARNESS_ASSERT (s_send_welcome (f, 1000, KEEL__SENDER_KIND__SENDER_BROKER),
@@ -1011,7 +1021,7 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     HARNESS_ASSERT (exited, "keel-driver did not exit within 10 s of its last result");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
     HARNESS_ASSERT (f->logins == logins_ready, "the driver said hello again: it dropped the "
-                    "connection under the flood");
+                                               "connection under the flood");
     HARNESS_ASSERT (view.submit_services == 1, "the service was submitted %d times",
                     view.submit_services);
     HARNESS_ASSERT (view.acked[0] && view.acked[1] && view.acked[2],
@@ -1023,8 +1033,8 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     char *out = harness_read_file (harness_path (path, sizeof path, "driver.out"));
     HARNESS_ASSERT (out != NULL, "no driver.out");
     cr_log_info ("keel-driver printed:\n%s", out);
-    HARNESS_ASSERT (strstr (out, "WRONG") == NULL, "the driver printed a result it had to drop:\n%s",
-                    out);
+    HARNESS_ASSERT (strstr (out, "WRONG") == NULL,
+                    "the driver printed a result it had to drop:\n%s", out);
     int lines = 0;
     bool seen[3] = { false, false, false };
     for (char *line = strtok (out, "\n"); line; line = strtok (NULL, "\n")) {
@@ -1036,9 +1046,11 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
         HARNESS_ASSERT (!seen[task], "task %lld printed twice", task);
         seen[task] = true;
         HARNESS_ASSERT (harness_json_get (line, "service", value, sizeof value)
-                            && streq (value, sid), "wrong service: %s", line);
+                            && streq (value, sid),
+                        "wrong service: %s", line);
         HARNESS_ASSERT (harness_json_get (line, "status", value, sizeof value)
-                            && streq (value, "ok"), "not ok: %s", line);
+                            && streq (value, "ok"),
+                        "not ok: %s", line);
         HARNESS_ASSERT (harness_json_get (line, "output", value, sizeof value)
                             && streq (value, outputs[task]),
                         "task %lld: output '%s', expected '%s'", task, value, outputs[task]);
@@ -1047,8 +1059,10 @@ Test (hostile_peers, driver_drops_a_hostile_brokers_garbage_and_prints_each_resu
     free (out);
 
     long log_lines = harness_count_lines (harness_path (path, sizeof path, "driver.err"));
-    HARNESS_ASSERT (log_lines < 500, "the driver logged %ld lines: dropped messages are not "
-                    "rate-limited", log_lines);
+    HARNESS_ASSERT (log_lines < 500,
+                    "the driver logged %ld lines: dropped messages are not "
+                    "rate-limited",
+                    log_lines);
     char *err = harness_read_file (harness_path (path, sizeof path, "driver.err"));
     HARNESS_ASSERT (err && strstr (err, "hostile-notice:"), "the 4096-byte notice was not shown");
     free (err);

@@ -15,15 +15,17 @@ static void
 s_submit_failing (const harness_broker_t *broker, const char *service, const char *input,
                   harness_result_t *res)
 {
-    const char *argv[] = { "--broker", broker->endpoint, "submit", "--service", service,
-                           "--input", input, "--max-attempts", "3", NULL };
+    const char *argv[] = { "--broker", broker->endpoint, "submit", "--service", service, "--input",
+                           input,      "--max-attempts", "3",      NULL };
     harness_run (res, 30000, "keel-driver", argv);
-    HARNESS_ASSERT (res->code == 1, "%s: keel-driver exited %d (expected 1); stdout:\n%s\n"
-                    "stderr:\n%s", service, res->code, res->out, res->err);
+    HARNESS_ASSERT (res->code == 1,
+                    "%s: keel-driver exited %d (expected 1); stdout:\n%s\n"
+                    "stderr:\n%s",
+                    service, res->code, res->out, res->err);
     char status[32];
     HARNESS_ASSERT (harness_json_get (res->out, "status", status, sizeof status)
-                        && strcmp (status, "failed") == 0, "%s: status is not failed: %s",
-                    service, res->out);
+                        && strcmp (status, "failed") == 0,
+                    "%s: status is not failed: %s", service, res->out);
 }
 
 static long long
@@ -49,8 +51,10 @@ Test (permanent_failures, a_missing_program_is_not_offered_and_exit_127_fails_at
     HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 2, engine_sets) > 0,
                     "engine1 did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
-    HARNESS_ASSERT (harness_wait_log ("engine1.err", "service.render.exec: program "
-                                      "'keel-no-such-program' not found in PATH", 1, 0),
+    HARNESS_ASSERT (harness_wait_log ("engine1.err",
+                                      "service.render.exec: program "
+                                      "'keel-no-such-program' not found in PATH",
+                                      1, 0),
                     "the engine did not log why render is not offered");
 
     //  The broker knows the engine offers quit (and the built-ins), not render.
@@ -82,26 +86,31 @@ Test (permanent_failures, a_missing_program_is_not_offered_and_exit_127_fails_at
 
     long long failures = -1;
     HARNESS_ASSERT (harness_status_int (&broker, "counters.task_failures", &failures)
-                        && failures == 5, "task_failures is %lld, expected 1 + 1 + 3", failures);
+                        && failures == 5,
+                    "task_failures is %lld, expected 1 + 1 + 3", failures);
 }
 
-Test (permanent_failures, an_engine_none_of_whose_services_can_run_exits_2,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (permanent_failures, an_engine_none_of_whose_services_can_run_exits_2, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     char state[512], state_set[600];
     harness_path (state, sizeof state, "engine.state");
     snprintf (state_set, sizeof state_set, "StateDir=%s", state);
-    const char *argv[] = { "--set", "Brokers=tcp://127.0.0.1:1", "--set", state_set,
+    const char *argv[] = { "--set", "Brokers=tcp://127.0.0.1:1",
+                           "--set", state_set,
                            "--set", "service.render.exec=/nonexistent/render",
-                           "--set", "service.calc.library=/nonexistent/libcalc.so", NULL };
+                           "--set", "service.calc.library=/nonexistent/libcalc.so",
+                           NULL };
     harness_result_t res;
     harness_run (&res, 15000, "keel-engine", argv);
     HARNESS_ASSERT (res.code == 2, "keel-engine exited %d (expected 2); stderr:\n%s", res.code,
                     res.err);
     HARNESS_ASSERT (strstr (res.err, "service.render.exec: program '/nonexistent/render' does "
-                            "not exist"), "no error for render: %s", res.err);
+                                     "not exist"),
+                    "no error for render: %s", res.err);
     HARNESS_ASSERT (strstr (res.err, "service.calc.library: cannot load library "
-                            "'/nonexistent/libcalc.so'"), "no error for calc: %s", res.err);
+                                     "'/nonexistent/libcalc.so'"),
+                    "no error for calc: %s", res.err);
     HARNESS_ASSERT (strstr (res.err, "none of the 2 configured services can run here"),
                     "no final error: %s", res.err);
     harness_result_free (&res);

@@ -27,7 +27,8 @@ static void
 s_grid (harness_broker_t *broker, int engines, int slots, pid_t *pids)
 {
     const char *broker_sets[] = { "HeartbeatInterval=200ms", NULL };
-    HARNESS_ASSERT (harness_broker_start (broker, "broker", broker_sets), "keel-broker did not start");
+    HARNESS_ASSERT (harness_broker_start (broker, "broker", broker_sets),
+                    "keel-broker did not start");
     const char *sets[] = { "service.toolbox.library=" S_TOOLBOX, NULL };
     for (int i = 0; i < engines; i++) {
         char name[32];
@@ -119,8 +120,9 @@ s_collect (keel_driver_t *driver, s_results_t *all, int n, int timeout_ms)
 static keel_err
 s_unpack (const s_result_t *c, msgpack_unpacked *value, keel_error_t *err)
 {
-    keel_result_t r = { .status = c->status, .output = c->output, .output_size = c->output_size,
-                        .error = c->error };
+    keel_result_t r = {
+        .status = c->status, .output = c->output, .output_size = c->output_size, .error = c->error
+    };
     return keel_result_unpack (&r, value, err);
 }
 
@@ -157,8 +159,8 @@ s_call0 (keel_service_t *service, const char *method)
     cr_assert_eq (keel_service_invoke (service, method, NULL, NULL, &err), KEEL_OK, "%s", err.text);
 }
 
-Test (sdk_library, a_msgpack_invocation_round_trips_nested_arguments,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (sdk_library, a_msgpack_invocation_round_trips_nested_arguments, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     harness_broker_t broker;
     pid_t engine;
@@ -196,10 +198,12 @@ Test (sdk_library, a_msgpack_invocation_round_trips_nested_arguments,
     char method[KEEL_INVOCATION_METHOD_MAX + 1];
     msgpack_object args;
     keel_error_t err = { "" };
-    cr_assert_eq (keel_invocation_parse (buf.data, buf.size, &sent, method, sizeof method, &args,
-                                         &err), KEEL_OK, "%s", err.text);
+    cr_assert_eq (
+        keel_invocation_parse (buf.data, buf.size, &sent, method, sizeof method, &args, &err),
+        KEEL_OK, "%s", err.text);
     cr_assert_str_eq (method, "echo");
-    cr_assert_eq (keel_service_invoke (service, "echo", &args, NULL, &err), KEEL_OK, "%s", err.text);
+    cr_assert_eq (keel_service_invoke (service, "echo", &args, NULL, &err), KEEL_OK, "%s",
+                  err.text);
 
     s_collect (driver, all, 2, 20000);
     for (int i = 0; i < 2; i++) {
@@ -216,8 +220,8 @@ Test (sdk_library, a_msgpack_invocation_round_trips_nested_arguments,
     keel_driver_destroy (&driver);
 }
 
-Test (sdk_library, malformed_msgpack_input_fails_the_task_not_the_engine,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (sdk_library, malformed_msgpack_input_fails_the_task_not_the_engine, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     harness_broker_t broker;
     pid_t engine;
@@ -225,10 +229,16 @@ Test (sdk_library, malformed_msgpack_input_fails_the_task_not_the_engine,
     keel_driver_t *driver = s_driver (&broker);
     s_results_t *all = s_results_new (driver);
     keel_service_t *service = all->services[0] = s_open (driver, 1, NULL, 0);
-    s_submit_raw (service, "\xc1 never msgpack", 16);       // 0xc1 is never used
-    s_submit_raw (service, "\x92\xa4" "ech", 5);            // truncated
-    s_submit_raw (service, "\x05", 1);                      // msgpack, not an invocation
-    s_submit_raw (service, "\x92\xa4" "echo\x90\x90", 8);   // trailing bytes
+    s_submit_raw (service, "\xc1 never msgpack", 16); // 0xc1 is never used
+    s_submit_raw (service,
+                  "\x92\xa4"
+                  "ech",
+                  5);                  // truncated
+    s_submit_raw (service, "\x05", 1); // msgpack, not an invocation
+    s_submit_raw (service,
+                  "\x92\xa4"
+                  "echo\x90\x90",
+                  8); // trailing bytes
     s_call0 (service, "no_such_method");
     s_call0 (service, "echo");
     s_collect (driver, all, 6, 20000);
@@ -240,8 +250,8 @@ Test (sdk_library, malformed_msgpack_input_fails_the_task_not_the_engine,
                               "no method 'no_such_method' in service library" };
     for (int i = 0; i < 5; i++) {
         HARNESS_ASSERT (results[i].status == KEEL_TASK_FAILED, "task %d did not fail", i);
-        HARNESS_ASSERT (strstr (results[i].error, expect[i]), "task %d: error '%s', want '%s'",
-                        i, results[i].error, expect[i]);
+        HARNESS_ASSERT (strstr (results[i].error, expect[i]), "task %d: error '%s', want '%s'", i,
+                        results[i].error, expect[i]);
     }
     HARNESS_ASSERT (results[5].status == KEEL_TASK_OK, "echo after bad input: %s",
                     results[5].error);
@@ -259,9 +269,9 @@ Test (sdk_library, keel_task_permanent_fails_after_one_attempt_and_an_ordinary_f
     keel_driver_t *driver = s_driver (&broker);
     s_results_t *all = s_results_new (driver);
     keel_service_t *service = all->services[0] = s_open (driver, 3, NULL, 0);
-    s_call0 (service, "refuse");                    // returns KEEL_TASK_PERMANENT
-    s_call0 (service, "no_such_method");            // cannot be dispatched: permanent too
-    s_call0 (service, "fail");                      // returns 1: retried
+    s_call0 (service, "refuse");         // returns KEEL_TASK_PERMANENT
+    s_call0 (service, "no_such_method"); // cannot be dispatched: permanent too
+    s_call0 (service, "fail");           // returns 1: retried
     s_collect (driver, all, 3, 20000);
     s_result_t *results = all->results[0];
     const unsigned want[3] = { 1, 1, 3 };
@@ -388,7 +398,7 @@ Test (sdk_library, init_data_reaches_each_engine_once_per_service_and_every_task
     char ids[2][64];
     s_engine_id ("engine1", ids[0], sizeof ids[0]);
     s_engine_id ("engine2", ids[1], sizeof ids[1]);
-    int used[2][2] = { { 0 } };   // [service][engine]
+    int used[2][2] = { { 0 } }; // [service][engine]
     for (int s = 0; s < 2; s++)
         for (int i = 0; i < S_TASKS; i++) {
             s_result_t *r = &all->results[s][i];
@@ -400,8 +410,7 @@ Test (sdk_library, init_data_reaches_each_engine_once_per_service_and_every_task
             cr_assert (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 3);
             const msgpack_object *data = &o->via.array.ptr[0];
             //  Every task sees its service's init data, also in the init hook.
-            HARNESS_ASSERT (data->type == MSGPACK_OBJECT_BIN
-                                && data->via.bin.size == init_sizes[s]
+            HARNESS_ASSERT (data->type == MSGPACK_OBJECT_BIN && data->via.bin.size == init_sizes[s]
                                 && memcmp (data->via.bin.ptr, inits[s], init_sizes[s]) == 0,
                             "service %d task %d did not see its init data", s, i);
             //  The hook ran at most once per service in each worker.
@@ -416,14 +425,14 @@ Test (sdk_library, init_data_reaches_each_engine_once_per_service_and_every_task
         snprintf (file, sizeof file, "engine%d.err", e + 1);
         harness_path (path, sizeof path, file);
         for (int s = 0; s < 2; s++) {
-            const char *needles[] = { "service init data received",
-                                      keel_service_id (services[s]), NULL };
+            const char *needles[] = { "service init data received", keel_service_id (services[s]),
+                                      NULL };
             int received = s_count_lines_with (path, needles);
             cr_log_info ("engine%d service %d: %d tasks, init data received %d times", e + 1, s,
                          used[s][e], received);
             HARNESS_ASSERT (used[s][e] > 0, "engine%d ran no task of service %d", e + 1, s);
-            HARNESS_ASSERT (received == 1, "engine%d got service %d's init data %d times",
-                            e + 1, s, received);
+            HARNESS_ASSERT (received == 1, "engine%d got service %d's init data %d times", e + 1, s,
+                            received);
         }
     }
     s_results_free (all);

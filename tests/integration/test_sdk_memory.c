@@ -98,14 +98,15 @@ Test (sdk_memory, count_continues_after_the_last_checkpoint_of_a_killed_engine,
 {
     const char *broker_sets[] = { "HeartbeatInterval=200ms", NULL };
     harness_broker_t broker;
-    HARNESS_ASSERT (harness_broker_start (&broker, "broker", broker_sets), "keel-broker did not start");
+    HARNESS_ASSERT (harness_broker_start (&broker, "broker", broker_sets),
+                    "keel-broker did not start");
     const char *debug[] = { "LogLevel=debug", NULL };
     pid_t x = harness_engine_start (&broker, "engineX", 1, debug);
     HARNESS_ASSERT (x > 0, "engine X did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine X not online in 15 s");
 
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "count",
-                           "--input", "100 20", NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service",
+                           "count",    "--input",       "100 20", NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
 
@@ -117,12 +118,13 @@ Test (sdk_memory, count_continues_after_the_last_checkpoint_of_a_killed_engine,
     HARNESS_ASSERT (harness_poll_until (s_enough_checkpoints, &lines, 20000),
                     "engine X logged no 10 checkpoints in 20 s");
     char pid_text[32], service[64];
-    HARNESS_ASSERT (s_log_field (lines.path, "task started", "pid=", pid_text, sizeof pid_text)
-                        && s_log_field (lines.path, "task started", "service=", service,
-                                        sizeof service),
-                    "no 'task started' line with pid and service");
+    HARNESS_ASSERT (
+        s_log_field (lines.path, "task started", "pid=", pid_text, sizeof pid_text)
+            && s_log_field (lines.path, "task started", "service=", service, sizeof service),
+        "no 'task started' line with pid and service");
     pid_t worker = (pid_t) atoi (pid_text);
-    HARNESS_ASSERT (worker > 1 && kill (worker, SIGSTOP) == 0, "cannot stop worker %d", (int) worker);
+    HARNESS_ASSERT (worker > 1 && kill (worker, SIGSTOP) == 0, "cannot stop worker %d",
+                    (int) worker);
     s_age_t age = { &broker, service };
     HARNESS_ASSERT (harness_poll_until (s_checkpoint_settled, &age, 10000),
                     "the broker's checkpoint did not settle");
@@ -145,13 +147,15 @@ Test (sdk_memory, count_continues_after_the_last_checkpoint_of_a_killed_engine,
     char *out = harness_read_file (harness_path (path, sizeof path, "driver.out"));
     cr_assert_not_null (out);
     char output[64] = "";
-    HARNESS_ASSERT (harness_json_get (out, "output", output, sizeof output), "no output in %s", out);
+    HARNESS_ASSERT (harness_json_get (out, "output", output, sizeof output), "no output in %s",
+                    out);
     int first = -1, end = -1;
     HARNESS_ASSERT (sscanf (output, "%d-%d", &first, &end) == 2, "output '%s' is not first-last",
                     output);
     //  Y started right after X's last checkpoint and ran to the end: the
     //  union is exactly 0..99, and no step X had finished ran again.
-    HARNESS_ASSERT (first == last + 1, "engine Y ran %s, X had checkpointed up to %d", output, last);
+    HARNESS_ASSERT (first == last + 1, "engine Y ran %s, X had checkpointed up to %d", output,
+                    last);
     HARNESS_ASSERT (end == S_STEPS - 1, "engine Y ran %s", output);
     char y_log[512];
     harness_path (y_log, sizeof y_log, "engineY.err");
@@ -177,11 +181,12 @@ Test (sdk_memory, a_command_service_checkpoints_through_its_file_and_gets_it_bac
     const char *sets[] = { exec, NULL };
     const char *broker_sets[] = { "HeartbeatInterval=200ms", NULL };
     harness_broker_t broker;
-    HARNESS_ASSERT (harness_broker_start (&broker, "broker", broker_sets), "keel-broker did not start");
+    HARNESS_ASSERT (harness_broker_start (&broker, "broker", broker_sets),
+                    "keel-broker did not start");
     HARNESS_ASSERT (harness_engine_start (&broker, "engine", 1, sets) > 0, "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online in 15 s");
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "steps",
-                           "--input", "go", "--max-attempts", "2", NULL };
+    const char *argv[] = { "--broker", broker.endpoint,  "submit", "--service", "steps", "--input",
+                           "go",       "--max-attempts", "2",      NULL };
     harness_result_t res;
     int code = harness_run (&res, 30000, "keel-driver", argv);
     HARNESS_ASSERT (code == 0, "keel-driver exited %d: %s", code, res.err);

@@ -112,7 +112,8 @@ s_check_output (const char *name, long n, long long (*want) (long long))
         cr_assert (!seen[task], "%s: task %lld delivered twice", name, task);
         seen[task] = 1;
         cr_assert (harness_json_get (line, "status", status, sizeof status)
-                       && strcmp (status, "ok") == 0, "%s: task %lld not ok: %s", name, task, line);
+                       && strcmp (status, "ok") == 0,
+                   "%s: task %lld not ok: %s", name, task, line);
         cr_assert (harness_json_get (line, "output", output, sizeof output)
                        && strtoll (output, NULL, 10) == want (task),
                    "%s: task %lld: wrong output: %s", name, task, line);
@@ -174,8 +175,8 @@ Test (store_full, refuses_new_work_while_the_disk_is_full_and_takes_it_when_spac
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
 
     // Accepted work: 20 x 300 ms on 2 slots, about 3 s.
-    const char *argv1[] = { "--broker", broker.endpoint, "submit", "--service", "sleep",
-                            "--input", "300", "--count", "20", NULL };
+    const char *argv1[] = { "--broker", broker.endpoint, "submit",  "--service", "sleep",
+                            "--input",  "300",           "--count", "20",        NULL };
     pid_t driver1 = harness_spawn ("driver1", "keel-driver", argv1);
     HARNESS_ASSERT (driver1 > 0, "driver1 did not start");
     s_tasks_wait_t known = { &broker, 20 };
@@ -188,16 +189,16 @@ Test (store_full, refuses_new_work_while_the_disk_is_full_and_takes_it_when_spac
     s_serving_wait_t serving = { &broker, -1, -1, -1 };
     harness_status_int (&broker, "counters.tasks_dispatched", &serving.dispatched_from);
 
-    const char *argv2[] = { "--broker", broker.endpoint, "submit", "--service", "double",
-                            "--range", "0:200", NULL };
+    const char *argv2[] = { "--broker", broker.endpoint, "submit", "--service",
+                            "double",   "--range",       "0:200",  NULL };
     pid_t driver2 = harness_spawn ("driver2", "keel-driver", argv2);
     HARNESS_ASSERT (driver2 > 0, "driver2 did not start");
     HARNESS_ASSERT (harness_wait_log ("driver2.err", "store full", 1, 15000),
                     "driver2 did not report the broker's full store within 15 s");
     HARNESS_ASSERT (harness_poll_until (s_keeps_serving, &serving, 15000),
                     "with its disk full the broker stopped running accepted work (dispatched %lld "
-                    "-> %lld, store_failures %lld)", serving.dispatched_from, serving.dispatched,
-                    serving.failures);
+                    "-> %lld, store_failures %lld)",
+                    serving.dispatched_from, serving.dispatched, serving.failures);
     long long refused = -1;
     harness_status_int (&broker, "counters.submissions_refused", &refused);
     HARNESS_ASSERT (refused >= 1, "submissions_refused is %lld while the disk is full", refused);

@@ -71,8 +71,8 @@ s_make_store (const char *name, char *path, size_t size)
     harness_broker_t b;
     HARNESS_ASSERT (harness_broker_start (&b, name, NULL), "keel-broker did not start");
     HARNESS_ASSERT (harness_engine_start (&b, "engine", 2, NULL) > 0, "engine did not start");
-    const char *argv[] = { "--broker", b.endpoint, "submit", "--service", "double", "--range",
-                           "0:50", NULL };
+    const char *argv[] = { "--broker", b.endpoint, "submit", "--service",
+                           "double",   "--range",  "0:50",   NULL };
     harness_result_t res;
     harness_run (&res, 30000, "keel-driver", argv);
     HARNESS_ASSERT (res.code == 0, "keel-driver exited %d: %s", res.code, res.err);
@@ -108,16 +108,16 @@ s_assert_refused (const char *path, const char *problem)
     s_bytes_t after = s_read_bytes (path);
     cr_assert_eq (after.size, before.size, "%s changed size: %zu -> %zu bytes", path, before.size,
                   after.size);
-    cr_assert (before.size == 0 || memcmp (before.data, after.data, before.size) == 0,
-               "%s changed", path);
+    cr_assert (before.size == 0 || memcmp (before.data, after.data, before.size) == 0, "%s changed",
+               path);
     free (before.data);
     free (after.data);
 }
 
 // ------------------------------------------------------------ tests
 
-Test (store_open, refuses_a_corrupt_store_and_leaves_it_as_it_was,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (store_open, refuses_a_corrupt_store_and_leaves_it_as_it_was, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     char path[512];
     s_make_store ("corrupt", path, sizeof path);
@@ -134,8 +134,8 @@ Test (store_open, refuses_a_corrupt_store_and_leaves_it_as_it_was,
     s_assert_refused (path, "corrupt");
 }
 
-Test (store_open, refuses_a_foreign_sqlite_database,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (store_open, refuses_a_foreign_sqlite_database, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     char path[512];
     harness_path (path, sizeof path, "foreign.db");
@@ -143,8 +143,8 @@ Test (store_open, refuses_a_foreign_sqlite_database,
     s_assert_refused (path, "not a Keel store");
 }
 
-Test (store_open, refuses_a_file_that_is_not_sqlite,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (store_open, refuses_a_file_that_is_not_sqlite, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     char path[512];
     harness_path (path, sizeof path, "garbage.db");
@@ -158,8 +158,8 @@ Test (store_open, refuses_a_file_that_is_not_sqlite,
     s_assert_refused (path, "not a SQLite database");
 }
 
-Test (store_open, refuses_a_store_written_by_a_newer_keel,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (store_open, refuses_a_store_written_by_a_newer_keel, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     char path[512];
     s_make_store ("newer", path, sizeof path);
@@ -167,8 +167,8 @@ Test (store_open, refuses_a_store_written_by_a_newer_keel,
     s_assert_refused (path, "newer");
 }
 
-Test (store_open, refuses_a_store_in_a_directory_that_does_not_exist,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+Test (store_open, refuses_a_store_in_a_directory_that_does_not_exist, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
 {
     char path[600], dir[512];
     harness_path (dir, sizeof dir, "no-such-dir");
@@ -189,8 +189,8 @@ s_unmount_teardown (void)
     harness_teardown ();
 }
 
-Test (store_open, refuses_a_store_on_a_read_only_filesystem,
-      .init = harness_setup, .fini = s_unmount_teardown, .timeout = 60)
+Test (store_open, refuses_a_store_on_a_read_only_filesystem, .init = harness_setup,
+      .fini = s_unmount_teardown, .timeout = 60)
 {
     char made[512];
     s_make_store ("made", made, sizeof made);
@@ -219,8 +219,8 @@ Test (store_open, refuses_a_store_on_a_read_only_filesystem,
 // refuse before touching it, naming the store and the first one's pid; the
 // first goes on undisturbed; once it is dead (kill -9: the kernel drops its
 // lock) the store opens again.
-Test (store_open, refuses_a_store_that_another_broker_holds,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 90)
+Test (store_open, refuses_a_store_that_another_broker_holds, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 90)
 {
     harness_broker_t first;
     HARNESS_ASSERT (harness_broker_start (&first, "first", NULL), "keel-broker did not start");
@@ -240,8 +240,10 @@ Test (store_open, refuses_a_store_that_another_broker_holds,
     HARNESS_ASSERT (res.code == 2, "the second broker exited %d, not 2; stderr:\n%s", res.code,
                     res.err);
     HARNESS_ASSERT (strstr (res.err, path), "the message does not name %s:\n%s", path, res.err);
-    HARNESS_ASSERT (strstr (res.err, "in use by another broker"), "the message does not say "
-                    "the store is in use:\n%s", res.err);
+    HARNESS_ASSERT (strstr (res.err, "in use by another broker"),
+                    "the message does not say "
+                    "the store is in use:\n%s",
+                    res.err);
     HARNESS_ASSERT (strstr (res.err, holder), "the message does not name the holder %s:\n%s",
                     holder, res.err);
     harness_result_free (&res);
@@ -251,8 +253,8 @@ Test (store_open, refuses_a_store_that_another_broker_holds,
     HARNESS_ASSERT (harness_status_int (&first, "epoch", &now) && now == epoch,
                     "the first broker's epoch moved from %lld to %lld", epoch, now);
     HARNESS_ASSERT (harness_engine_start (&first, "engine", 2, NULL) > 0, "engine did not start");
-    const char *driver[] = { "--broker", first.endpoint, "submit", "--service", "double",
-                             "--range", "0:20", NULL };
+    const char *driver[] = { "--broker", first.endpoint, "submit", "--service",
+                             "double",   "--range",      "0:20",   NULL };
     harness_run (&res, 30000, "keel-driver", driver);
     HARNESS_ASSERT (res.code == 0, "keel-driver exited %d: %s", res.code, res.err);
     harness_result_free (&res);
@@ -260,7 +262,7 @@ Test (store_open, refuses_a_store_that_another_broker_holds,
     // Dead holder, free store: the lock dies with its process.
     HARNESS_ASSERT (harness_kill9 (first.pid), "cannot kill the first broker");
     HARNESS_ASSERT (harness_broker_restart (&first, NULL), "the store did not open again after "
-                    "its broker died");
+                                                           "its broker died");
     HARNESS_ASSERT (harness_status_int (&first, "epoch", &now) && now == epoch + 1,
                     "epoch %lld after the restart, expected %lld", now, epoch + 1);
 }

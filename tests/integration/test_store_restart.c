@@ -48,7 +48,7 @@ typedef struct {
     const char *path;
     long long at_least;
     long long last;
-    const pid_t *freeze;        // when set, SIGSTOP these the moment the counter is reached
+    const pid_t *freeze; // when set, SIGSTOP these the moment the counter is reached
     int nfreeze;
 } s_counter_wait_t;
 
@@ -97,8 +97,8 @@ s_json_first_id (const char *json, const char *after, char *out, size_t size)
 
 typedef struct {
     const harness_broker_t *b;
-    long long done_when_all_stored;     // tasks settled (done, delivered_elsewhere) when the
-                                        // broker first had every task
+    long long done_when_all_stored; // tasks settled (done, delivered_elsewhere) when the
+                                    // broker first had every task
     long long acked;
 } s_accepted_wait_t;
 
@@ -176,12 +176,15 @@ Test (store_restart, broker_killed_three_times_mid_run_loses_and_repeats_nothing
 
     char range[32];
     snprintf (range, sizeof range, "0:%d", TASKS);
-    const char *argv[] = { "--broker", broker.endpoint, "--set", "DSBrokerTimeout=60s", "submit",
-                           "--service", "double", "--range", range, NULL };
+    const char *argv[] = { "--broker", broker.endpoint,
+                           "--set",    "DSBrokerTimeout=60s",
+                           "submit",   "--service",
+                           "double",   "--range",
+                           range,      NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
 
-    long long done_at[3] = { 0, 8000, 14000 };    // kills 2 and 3: at least this much done
+    long long done_at[3] = { 0, 8000, 14000 }; // kills 2 and 3: at least this much done
     for (int k = 0; k < 3; k++) {
         if (k == 0) {
             s_counter_wait_t w = { &broker, "counters.tasks_submitted", 4000, -1, NULL, 0 };
@@ -210,26 +213,31 @@ Test (store_restart, broker_killed_three_times_mid_run_loses_and_repeats_nothing
         // State 5 (delivered_elsewhere): the driver had the result although
         // a kill lost its commit here; it told the restarted broker so.
         long long done = s_store_int (&broker, "SELECT count(*) FROM tasks WHERE state IN (2, 5)");
-        long long held = s_store_int (&broker, "SELECT count(*) FROM tasks WHERE NOT (state IN (2, 5)"
-                                               " AND acked = 1)");
+        long long held =
+            s_store_int (&broker, "SELECT count(*) FROM tasks WHERE NOT (state IN (2, 5)"
+                                  " AND acked = 1)");
         cr_log_info ("kill %d: store has %lld tasks, %lld done, %lld still awaited by the driver; "
                      "this run stored %lld and was resent %lld",
                      k + 1, rows, done, held, submitted, resubmitted);
-        HARNESS_ASSERT (rows >= 4000 && rows <= TASKS, "kill %d: store has %lld task rows", k + 1, rows);
+        HARNESS_ASSERT (rows >= 4000 && rows <= TASKS, "kill %d: store has %lld task rows", k + 1,
+                        rows);
         HARNESS_ASSERT (done < TASKS, "kill %d came after every task was done", k + 1);
         if (k > 0) {
             HARNESS_ASSERT (rows == TASKS, "kill %d: store has %lld task rows, not %d", k + 1, rows,
                             TASKS);
-            HARNESS_ASSERT (held >= 1000, "kill %d: only %lld tasks awaited by the driver: a full "
-                            "resubmission would not show", k + 1, held);
+            HARNESS_ASSERT (held >= 1000,
+                            "kill %d: only %lld tasks awaited by the driver: a full "
+                            "resubmission would not show",
+                            k + 1, held);
         }
         if (k == 2) {
             HARNESS_ASSERT (resubmitted == 0 && submitted == 0,
                             "run 3 was resent %lld and stored %lld tasks after the driver had "
-                            "every task accepted", resubmitted, submitted);
+                            "every task accepted",
+                            resubmitted, submitted);
         }
-        HARNESS_ASSERT (harness_broker_restart (&broker, sets), "restart %d: keel-broker did not start",
-                        k + 1);
+        HARNESS_ASSERT (harness_broker_restart (&broker, sets),
+                        "restart %d: keel-broker did not start", k + 1);
         for (int i = 0; i < 2; i++)
             harness_signal (engines[i], SIGCONT);
     }
@@ -255,7 +263,8 @@ Test (store_restart, broker_killed_three_times_mid_run_loses_and_repeats_nothing
         cr_assert (!seen[task], "task %lld delivered twice: %s", task, line);
         seen[task] = 1;
         cr_assert (harness_json_get (line, "status", status, sizeof status)
-                       && strcmp (status, "ok") == 0, "task %lld not ok: %s", task, line);
+                       && strcmp (status, "ok") == 0,
+                   "task %lld not ok: %s", task, line);
         char text[32];
         cr_assert (harness_json_get (line, "output", text, sizeof text), "no output: %s", line);
         output = strtoll (text, NULL, 10);
@@ -270,13 +279,15 @@ Test (store_restart, broker_killed_three_times_mid_run_loses_and_repeats_nothing
     cr_log_info ("run 4: stored %lld tasks, was resent %lld", submitted, resubmitted);
     HARNESS_ASSERT (resubmitted == 0 && submitted == 0,
                     "run 4 was resent %lld and stored %lld tasks after the driver had every task "
-                    "accepted", resubmitted, submitted);
+                    "accepted",
+                    resubmitted, submitted);
     HARNESS_ASSERT (harness_stop (broker.pid, 10000) == 0, "keel-broker did not stop cleanly");
     HARNESS_ASSERT (s_store_int (&broker, "SELECT count(*) FROM tasks") == TASKS,
                     "the store does not hold exactly %d tasks", TASKS);
     HARNESS_ASSERT (s_store_int (&broker, "SELECT count(DISTINCT task_id) FROM tasks WHERE "
                                           "state IN (2, 5) AND acked = 1 "
-                                          "AND task_id BETWEEN 0 AND 19999") == TASKS,
+                                          "AND task_id BETWEEN 0 AND 19999")
+                        == TASKS,
                     "not every task 0..19999 is stored as done (or delivered elsewhere) and "
                     "acknowledged");
 }
@@ -297,8 +308,10 @@ Test (store_restart, task_running_when_the_broker_dies_is_claimed_not_run_again,
     HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0, "engine did not start");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online within 15 s");
 
-    const char *argv[] = { "--broker", broker.endpoint, "--set", "DSBrokerTimeout=60s", "submit",
-                           "--service", "sleep", "--input", "3000", NULL };
+    const char *argv[] = {
+        "--broker", broker.endpoint, "--set", "DSBrokerTimeout=60s", "submit", "--service", "sleep",
+        "--input",  "3000",          NULL
+    };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
     HARNESS_ASSERT (harness_wait_log ("engine1.err", "task started", 1, 15000),
@@ -333,10 +346,11 @@ Test (store_restart, task_running_when_the_broker_dies_is_claimed_not_run_again,
     cr_assert_not_null (out);
     cr_assert_eq (harness_count_lines (out_path), 1, "expected one result:\n%s", out);
     char exec_after[32] = "", status[32] = "";
-    cr_assert (harness_json_get (out, "status", status, sizeof status) && strcmp (status, "ok") == 0,
+    cr_assert (harness_json_get (out, "status", status, sizeof status)
+                   && strcmp (status, "ok") == 0,
                "task failed: %s", out);
-    cr_assert (harness_json_get (out, "execution", exec_after, sizeof exec_after), "no execution: %s",
-               out);
+    cr_assert (harness_json_get (out, "execution", exec_after, sizeof exec_after),
+               "no execution: %s", out);
     cr_assert_str_eq (exec_after, exec_before,
                       "the result came from execution %s, not the claimed %s: the task ran again",
                       exec_after, exec_before);
@@ -381,15 +395,17 @@ Test (store_restart, runtime_config_survives_a_restart_and_reaches_engines_at_lo
                     "the engine did not log the default Engine Timeout (900000 ms) at login");
 
     harness_result_t res;
-    HARNESS_ASSERT (harness_admin (&broker, &res, false, "config", "set", "EngineTimeoutMinutes",
-                                   "0.5", NULL) == 0,
-                    "config set EngineTimeoutMinutes 0.5 failed: %s", res.err);
+    HARNESS_ASSERT (
+        harness_admin (&broker, &res, false, "config", "set", "EngineTimeoutMinutes", "0.5", NULL)
+            == 0,
+        "config set EngineTimeoutMinutes 0.5 failed: %s", res.err);
     harness_result_free (&res);
 
     HARNESS_ASSERT (harness_kill9 (broker.pid), "keel-broker did not die");
     HARNESS_ASSERT (harness_broker_restart (&broker, sets), "keel-broker did not restart");
-    HARNESS_ASSERT (s_origin_store (&broker),
-                    "after the restart config get does not show EngineTimeoutMinutes=0.5 from the store");
+    HARNESS_ASSERT (
+        s_origin_store (&broker),
+        "after the restart config get does not show EngineTimeoutMinutes=0.5 from the store");
 
     HARNESS_ASSERT (harness_wait_log ("engine1.err", "engine_timeout_ms=30000", 1, 15000),
                     "the engine did not log engine_timeout_ms=30000 at its next login");

@@ -60,8 +60,8 @@ s_store_quiet (void *arg)
     harness_broker_t *b = arg;
     long long uncommitted = -1, unsynced = -1;
     return harness_status_int (b, "store_uncommitted", &uncommitted)
-           && harness_status_int (b, "store_unsynced", &unsynced)
-           && uncommitted == 0 && unsynced == 0;
+           && harness_status_int (b, "store_unsynced", &unsynced) && uncommitted == 0
+           && unsynced == 0;
 }
 
 Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
@@ -81,8 +81,12 @@ Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
 
     char pid_text[32];
     snprintf (pid_text, sizeof pid_text, "%d", (int) broker.pid);
-    const char *strace_argv[] = { "-f", "-qq", "-o", "/dev/null", "-e", "trace=fdatasync",
-                                  "-e", "inject=fdatasync:error=EIO", "-p", pid_text, NULL };
+    const char *strace_argv[] = { "-f", "-qq",
+                                  "-o", "/dev/null",
+                                  "-e", "trace=fdatasync",
+                                  "-e", "inject=fdatasync:error=EIO",
+                                  "-p", pid_text,
+                                  NULL };
     pid_t strace = harness_spawn ("strace", S_STRACE, strace_argv);
     HARNESS_ASSERT (strace > 0, "strace did not start");
     if (!harness_poll_until (s_all_threads_traced, &broker.pid, 10000)) {
@@ -92,8 +96,8 @@ Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
 
     // 4 tasks of 2 s on 4 slots: they run while the broker dies and comes back.
     const char *argv[] = { "--broker", broker.endpoint, "--set", "DSBrokerTimeout=60",
-                           "submit", "--service", "sleep", "--input", "2000", "--count", "4",
-                           NULL };
+                           "submit",   "--service",     "sleep", "--input",
+                           "2000",     "--count",       "4",     NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
 
@@ -122,7 +126,8 @@ Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
         cr_assert (!seen[task], "task %lld delivered twice", task);
         seen[task] = true;
         cr_assert (harness_json_get (line, "status", status, sizeof status)
-                       && strcmp (status, "ok") == 0, "%s", line);
+                       && strcmp (status, "ok") == 0,
+                   "%s", line);
         lines++;
     }
     free (out);
@@ -136,8 +141,10 @@ Test (store_sync, broker_stops_without_acknowledging_when_its_disk_cannot_sync,
     // welcome: a second one when a hello of its was answered late, under
     // load, counts 8); the restarted broker had them (the WAL outlives the
     // process) and the engine's claims kept them: nothing ran twice.
-    cr_expect (resubmitted >= 4, "tasks_resubmitted is %lld: was the "
-               "submission acknowledged before it was durable?", resubmitted);
+    cr_expect (resubmitted >= 4,
+               "tasks_resubmitted is %lld: was the "
+               "submission acknowledged before it was durable?",
+               resubmitted);
     cr_expect_eq (kept, 4, "claims_kept is %lld", kept);
     cr_expect_eq (dispatched, 0, "the restarted broker dispatched %lld tasks again", dispatched);
 }

@@ -39,9 +39,9 @@ static inline keel_err
 test_store_task_state (keel_store_t *s, const char *id, uint64_t task_id, keel_task_state_t state,
                        uint32_t attempts)
 {
-    return S_APPLY (s, .kind = KEEL_CHANGE_TASK_STATE,
-                    .task = { .service_id = id, .task_id = task_id, .state = state,
-                              .attempts = attempts });
+    return S_APPLY (
+        s, .kind = KEEL_CHANGE_TASK_STATE,
+        .task = { .service_id = id, .task_id = task_id, .state = state, .attempts = attempts });
 }
 
 static inline keel_err
@@ -53,7 +53,8 @@ test_store_task_result (keel_store_t *s, const keel_store_task_t *row)
 static inline keel_err
 test_store_task_acked (keel_store_t *s, const char *id, uint64_t task_id)
 {
-    return S_APPLY (s, .kind = KEEL_CHANGE_TASK_ACKED, .task = { .service_id = id, .task_id = task_id });
+    return S_APPLY (s, .kind = KEEL_CHANGE_TASK_ACKED,
+                    .task = { .service_id = id, .task_id = task_id });
 }
 
 static inline keel_err
@@ -61,8 +62,11 @@ test_store_task_checkpoint (keel_store_t *s, const char *id, uint64_t task_id, c
                             size_t len, int64_t wall)
 {
     return S_APPLY (s, .kind = KEEL_CHANGE_TASK_CHECKPOINT,
-                    .task = { .service_id = id, .task_id = task_id, .checkpoint = data,
-                              .checkpoint_len = len, .checkpoint_wall_ms = wall });
+                    .task = { .service_id = id,
+                              .task_id = task_id,
+                              .checkpoint = data,
+                              .checkpoint_len = len,
+                              .checkpoint_wall_ms = wall });
 }
 
 static inline keel_err

@@ -123,11 +123,11 @@ Test (admin, tasks_counts_attempts_as_drivers_are_told)
         int task;
         const char *attempts, *failures;
     } want[] = {
-        { 0, "\"attempts\":1,", "\"failures\":0," },   // done at once
-        { 1, "\"attempts\":2,", "\"failures\":1," },   // done after one failure
-        { 6, "\"attempts\":3,", "\"failures\":3," },   // failed: every execution failed
-        { 7, "\"attempts\":0,", "\"failures\":0," },   // running: no outcome yet
-        { 8, "\"attempts\":0,", "\"failures\":0," },   // queued
+        { 0, "\"attempts\":1,", "\"failures\":0," }, // done at once
+        { 1, "\"attempts\":2,", "\"failures\":1," }, // done after one failure
+        { 6, "\"attempts\":3,", "\"failures\":3," }, // failed: every execution failed
+        { 7, "\"attempts\":0,", "\"failures\":0," }, // running: no outcome yet
+        { 8, "\"attempts\":0,", "\"failures\":0," }, // queued
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         char *obj = s_task (reply.json, want[i].task);
@@ -189,7 +189,8 @@ Test (admin, tasks_shows_an_error_cut_on_one_line_and_whole_in_json)
     cr_expect (!strstr (row, "second line"), "%s", row);
     free (row);
     char *obj = s_task (reply.json, 6);
-    cr_expect (obj && strstr (obj, "first line\\nsecond line that the table never shows"), "%s", obj);
+    cr_expect (obj && strstr (obj, "first line\\nsecond line that the table never shows"), "%s",
+               obj);
     free (obj);
     keel_admin_reply_clear (&reply);
 }
@@ -230,10 +231,12 @@ Test (admin, tasks_refuses_bad_arguments_naming_them)
     struct {
         const char *arg, *error;
     } bad[] = {
-        { "state=sleeping", "tasks: state: expected queued, running, done, failed, cancelled or delivered_elsewhere, "
-                            "got 'sleeping'" },
+        { "state=sleeping",
+          "tasks: state: expected queued, running, done, failed, cancelled or delivered_elsewhere, "
+          "got 'sleeping'" },
         { "limit=0", "tasks: limit: expected a number of rows from 1 to 100000, got '0'" },
-        { "limit=100001", "tasks: limit: expected a number of rows from 1 to 100000, got '100001'" },
+        { "limit=100001",
+          "tasks: limit: expected a number of rows from 1 to 100000, got '100001'" },
         { "limit=5x", "tasks: limit: expected a number of rows from 1 to 100000, got '5x'" },
         { "offset=-1", "tasks: offset: expected a number of rows (0 or more), got '-1'" },
         { "offset=99999999999999999999", "tasks: offset: expected a number of rows (0 or more), "

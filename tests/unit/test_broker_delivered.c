@@ -17,7 +17,7 @@
 
 static keel_settings_t *settings;
 static keel_broker_t *broker;
-static keel_core_t *core;       // broker->core: what the tests drive and read
+static keel_core_t *core; // broker->core: what the tests drive and read
 static zframe_t *drv_route;
 static zframe_t *eng_route;
 static char s_db[256];
@@ -28,8 +28,10 @@ s_settings (const char *store)
     keel_error_t err;
     settings = keel_settings_new (keel_broker_settings, &err);
     cr_assert_not_null (settings);
-    cr_assert_eq (keel_settings_set (settings, "Store", store, "test", &err), KEEL_OK, "%s", err.text);
-    cr_assert_eq (keel_settings_set (settings, "Endpoint", "tcp://127.0.0.1:*", "test", &err), KEEL_OK);
+    cr_assert_eq (keel_settings_set (settings, "Store", store, "test", &err), KEEL_OK, "%s",
+                  err.text);
+    cr_assert_eq (keel_settings_set (settings, "Endpoint", "tcp://127.0.0.1:*", "test", &err),
+                  KEEL_OK);
     cr_assert_eq (keel_settings_set (settings, "AdminEndpoint", "tcp://127.0.0.1:*", "test", &err),
                   KEEL_OK);
     cr_assert_eq (keel_settings_set (settings, "EngineLoginWindow", "0", "test", &err), KEEL_OK);
@@ -249,15 +251,16 @@ Test (broker_delivered, a_returning_driver_s_held_results_leave_the_queue)
 {
     s_service ("svc-a", 6);
     cr_assert_eq (s_svc ("svc-a")->nready, 6);
-    uint64_t held[] = { 0, 3, 1, 1 };       // [0, 3) and [4, 5): task 3 and 5 in flight
+    uint64_t held[] = { 0, 3, 1, 1 }; // [0, 3) and [4, 5): task 3 and 5 in flight
     s_hello ("d1", "svc-a", held, 4);
     keel_service_rec_t *svc = s_svc ("svc-a");
     for (uint64_t id = 0; id < 6; id++) {
         keel_task_t *t = s_task ("svc-a", id);
         bool in_flight = id == 3 || id == 5;
-        cr_expect_eq (t->state, in_flight ? KEEL_TASK_STATE_QUEUED : KEEL_TASK_STATE_ELSEWHERE, "task %llu",
-                      (unsigned long long) id);
-        cr_expect_eq (t->queued, in_flight, "task %llu queued=%d", (unsigned long long) id, t->queued);
+        cr_expect_eq (t->state, in_flight ? KEEL_TASK_STATE_QUEUED : KEEL_TASK_STATE_ELSEWHERE,
+                      "task %llu", (unsigned long long) id);
+        cr_expect_eq (t->queued, in_flight, "task %llu queued=%d", (unsigned long long) id,
+                      t->queued);
         cr_expect_eq (t->acked, !in_flight);
         cr_expect_null (t->result);
     }
@@ -295,11 +298,11 @@ Test (broker_delivered, a_result_the_driver_holds_is_not_sent_again)
 Test (broker_delivered, a_running_execution_of_a_held_task_is_cancelled)
 {
     s_service ("svc-c", 2);
-    s_login ("svc-c", 0, 4242);             // e1 runs task 0 (a claim: KEEP)
+    s_login ("svc-c", 0, 4242); // e1 runs task 0 (a claim: KEEP)
     cr_assert_eq (s_task ("svc-c", 0)->state, KEEL_TASK_STATE_RUNNING);
     cr_assert_not_null (keel_model_exec (core->model, 4242));
     uint64_t held[] = { 0, 1 };
-    s_ack_ranges ("svc-c", held, 2);        // as the driver sends after the welcome
+    s_ack_ranges ("svc-c", held, 2); // as the driver sends after the welcome
     keel_task_t *t = s_task ("svc-c", 0);
     cr_expect_eq (t->state, KEEL_TASK_STATE_ELSEWHERE);
     cr_expect_null (t->execs);
@@ -317,7 +320,7 @@ Test (broker_delivered, ranges_for_another_driver_s_service_change_nothing)
     Keel__DeliveredTasks d = KEEL__DELIVERED_TASKS__INIT;
     Keel__DeliveredTasks *dp[] = { &d };
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-    hello.driver_id = "d2";                 // does not list svc-d: not its service
+    hello.driver_id = "d2"; // does not list svc-d: not its service
     d.service_id = "svc-d";
     d.n_ranges = 2;
     d.ranges = held;
@@ -337,7 +340,10 @@ Test (broker_delivered, ranges_for_another_driver_s_service_change_nothing)
 Test (broker_delivered, absurd_ranges_cost_no_more_than_the_service_s_tasks, .timeout = 5)
 {
     s_service ("svc-e", 3);
-    uint64_t held[] = { 1, UINT64_MAX - 2, };
+    uint64_t held[] = {
+        1,
+        UINT64_MAX - 2,
+    };
     s_hello ("d1", "svc-e", held, 2);
     cr_expect_eq (s_task ("svc-e", 0)->state, KEEL_TASK_STATE_QUEUED);
     cr_expect_eq (s_task ("svc-e", 1)->state, KEEL_TASK_STATE_ELSEWHERE);
@@ -363,7 +369,7 @@ Test (broker_delivered, held_tasks_stay_settled_after_a_restart_and_the_service_
     cr_expect_not (t->queued);
     cr_expect_eq (s_svc ("svc-f")->nready, 1, "only task 2 is queued after the restart");
     cr_expect_eq (s_svc ("svc-f")->unacked, 0);
-    s_login ("svc-f", 1, 777);              // an engine still runs task 1: DROP
+    s_login ("svc-f", 1, 777); // an engine still runs task 1: DROP
     cr_expect_null (keel_model_exec (core->model, 777));
     cr_expect_eq (core->counters.claims_dropped, 1);
     // Task 2's result arrives and is acknowledged; the driver closes the service.

@@ -17,7 +17,7 @@
 
 static keel_settings_t *settings;
 static keel_broker_t *broker;
-static keel_core_t *core;       // broker->core: what the tests drive and read
+static keel_core_t *core; // broker->core: what the tests drive and read
 static zframe_t *drv_route;
 static zframe_t *eng_route;
 
@@ -27,8 +27,10 @@ s_settings (const char *store, const char *login_window)
     keel_error_t err;
     settings = keel_settings_new (keel_broker_settings, &err);
     cr_assert_not_null (settings);
-    cr_assert_eq (keel_settings_set (settings, "Store", store, "test", &err), KEEL_OK, "%s", err.text);
-    cr_assert_eq (keel_settings_set (settings, "Endpoint", "tcp://127.0.0.1:*", "test", &err), KEEL_OK);
+    cr_assert_eq (keel_settings_set (settings, "Store", store, "test", &err), KEEL_OK, "%s",
+                  err.text);
+    cr_assert_eq (keel_settings_set (settings, "Endpoint", "tcp://127.0.0.1:*", "test", &err),
+                  KEEL_OK);
     cr_assert_eq (keel_settings_set (settings, "AdminEndpoint", "tcp://127.0.0.1:*", "test", &err),
                   KEEL_OK);
     cr_assert_eq (keel_settings_set (settings, "EngineLoginWindow", login_window, "test", &err),
@@ -100,8 +102,7 @@ s_held_running (const char *service_id, uint64_t task_id, uint64_t exec_id)
     return held;
 }
 
-
-static uint32_t s_login_slots = 4;     // slots the next s_login announces
+static uint32_t s_login_slots = 4; // slots the next s_login announces
 
 static void
 s_login (zframe_t *route, const char *engine_id, const char *session, Keel__HeldTask **held,
@@ -221,7 +222,7 @@ Test (broker_review, a_hold_claim_of_a_restarted_engine_does_not_strand_its_task
     cr_assert_eq (core->npending, 1);
 
     zframe_t *route2 = zframe_new ("\0eng2", 5);
-    s_login (route2, "e1", "session-2", NULL, 0);       // restarted: runs nothing
+    s_login (route2, "e1", "session-2", NULL, 0); // restarted: runs nothing
 
     s_hello ();
     s_submit_service ("svc-a", 0);
@@ -297,18 +298,18 @@ Test (broker_review, an_execution_the_engines_heartbeats_leave_out_is_requeued)
     cr_assert_eq (t->state, KEEL_TASK_STATE_RUNNING);
 
     uint64_t listed[] = { 5, 79, 1000 };
-    s_engine_heartbeat (eng_route, NULL, 0);            // too soon: the Assign may cross it
+    s_engine_heartbeat (eng_route, NULL, 0); // too soon: the Assign may cross it
     s_engine_heartbeat (eng_route, NULL, 0);
     cr_assert_not_null (keel_model_exec (core->model, 79), "requeued within 2*H of its start");
     core->now += 10 * core->heartbeat_ms;
     s_engine_heartbeat (eng_route, listed, 3);
-    s_engine_heartbeat (eng_route, NULL, 0);             // one miss is not enough
+    s_engine_heartbeat (eng_route, NULL, 0); // one miss is not enough
     s_engine_heartbeat (eng_route, listed, 3);
     s_engine_heartbeat (eng_route, NULL, 0);
     cr_assert_not_null (keel_model_exec (core->model, 79), "requeued after one missed heartbeat");
     cr_assert_eq (core->counters.executions_missing, 0);
 
-    s_engine_heartbeat (eng_route, listed, 1);           // { 5 }: 79 missing again
+    s_engine_heartbeat (eng_route, listed, 1); // { 5 }: 79 missing again
     cr_expect_null (keel_model_exec (core->model, 79), "still running where it is not");
     cr_expect_eq (t->state, KEEL_TASK_STATE_QUEUED, "task state %d", t->state);
     cr_expect (t->queued, "task not in its FIFO: nothing will dispatch it");
@@ -331,8 +332,8 @@ Test (broker_review, a_huge_max_attempts_does_not_retry_forever, .timeout = 60)
         if (t->state >= KEEL_TASK_STATE_DONE)
             break;
     }
-    cr_expect_eq (t->state, KEEL_TASK_STATE_FAILED, "task state %d after 70000 failures (attempts %u)",
-                  t->state, t->attempts);
+    cr_expect_eq (t->state, KEEL_TASK_STATE_FAILED,
+                  "task state %d after 70000 failures (attempts %u)", t->state, t->attempts);
 }
 
 // ---------------------------------------------------------------- restart
@@ -349,12 +350,19 @@ s_store_closed_service_with_a_queued_task (void)
     keel_error_t err = { "" };
     keel_store_t *store = keel_store_open (uri, KEEL_STORE_SYNC_NORMAL, &err);
     cr_assert_not_null (store, "%s", err.text);
-    keel_store_service_t svc = { .service_id = "svc-z", .type = "t", .driver_id = "d1",
-                                 .reschedule_delay_ms = -1, .state = KEEL_SERVICE_CLOSED,
-                                 .created_wall_ms = 1, .closed_wall_ms = 2 };
+    keel_store_service_t svc = { .service_id = "svc-z",
+                                 .type = "t",
+                                 .driver_id = "d1",
+                                 .reschedule_delay_ms = -1,
+                                 .state = KEEL_SERVICE_CLOSED,
+                                 .created_wall_ms = 1,
+                                 .closed_wall_ms = 2 };
     cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
-    keel_store_task_t task = { .service_id = "svc-z", .task_id = 0, .state = KEEL_TASK_STATE_QUEUED,
-                               .input = (const uint8_t *) "x", .input_len = 1 };
+    keel_store_task_t task = { .service_id = "svc-z",
+                               .task_id = 0,
+                               .state = KEEL_TASK_STATE_QUEUED,
+                               .input = (const uint8_t *) "x",
+                               .input_len = 1 };
     cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
     cr_assert_eq (keel_store_commit (store, &err), KEEL_OK, "%s", err.text);
     keel_store_destroy (&store);
@@ -539,7 +547,7 @@ static zframe_t *eng_sock_route;
 static void
 s_start_sqlite (void)
 {
-    teardown ();        // this suite's .init started a memory: broker
+    teardown (); // this suite's .init started a memory: broker
     snprintf (s_db, sizeof s_db, "/tmp/keel-review-%d.db", (int) getpid ());
     unlink (s_db);
     char uri[300], endpoint[100];
@@ -622,12 +630,12 @@ s_result_not_committed (void)
     s_hello ();
     s_submit_service ("svc-r", 0);
     s_submit_task ("svc-r", 0);
-    s_one_turn (KEEL_OK);           // commits the task, dispatches it to e1
+    s_one_turn (KEEL_OK); // commits the task, dispatches it to e1
     keel_task_t *t = s_task ("svc-r", 0);
     cr_assert (t->durable);
     cr_assert_not_null (t->execs, "task 0 was not dispatched");
     uint64_t exec_id = t->execs->id;
-    s_engine_drops_received ();     // the Assign
+    s_engine_drops_received (); // the Assign
     s_result (eng_sock_route, "svc-r", 0, exec_id, KEEL__TASK_STATUS__STATUS_OK);
     cr_assert (s_task ("svc-r", 0)->dirty & KEEL_DIRTY_RESULT);
     return exec_id;
@@ -689,7 +697,7 @@ Test (broker_review, a_drop_verdict_waits_when_the_commit_fails, .fini = s_sqlit
                   "DROP sent after a failed commit: the result is in no store and no engine");
 
     s_room_again (old);
-    s_one_turn (KEEL_OK);           // the next commit stores the result
+    s_one_turn (KEEL_OK); // the next commit stores the result
     cr_assert_not (s_task ("svc-r", 0)->dirty & KEEL_DIRTY_RESULT);
     cr_expect_eq (s_engine_drops_received (), 1, "the DROP never left once the result was stored");
 }
@@ -704,7 +712,7 @@ Test (broker_review, a_drop_verdict_never_leaves_when_the_sync_fails, .fini = s_
     cr_assert_eq (pipe (fds), 0);
     int wal = keel_store_sync_fd (broker->store);
     cr_assert_geq (wal, 0);
-    cr_assert_geq (dup2 (fds[0], wal), 0);      // fdatasync on a pipe: EINVAL
+    cr_assert_geq (dup2 (fds[0], wal), 0); // fdatasync on a pipe: EINVAL
     s_engine_relogin_with_result (exec_id);
     s_one_turn (KEEL_ERR_STORE);
     cr_expect_eq (s_engine_drops_received (), 0, "DROP sent although the store could not sync");
@@ -729,11 +737,19 @@ s_engine_received (char *seq, size_t size)
         zframe_destroy (&frame);
         cr_assert_not_null (env, "%s", err.text);
         switch (env->body_case) {
-            case KEEL__ENVELOPE__BODY_LOGIN_REPLY: seq[n++] = 'L'; break;
+            case KEEL__ENVELOPE__BODY_LOGIN_REPLY:
+                seq[n++] = 'L';
+                break;
             case KEEL__ENVELOPE__BODY_ASSIGN:
-            case KEEL__ENVELOPE__BODY_ASSIGN_BATCH: seq[n++] = 'A'; break;
-            case KEEL__ENVELOPE__BODY_RESULT_ACK: seq[n++] = 'R'; break;
-            default: seq[n++] = 'o'; break;
+            case KEEL__ENVELOPE__BODY_ASSIGN_BATCH:
+                seq[n++] = 'A';
+                break;
+            case KEEL__ENVELOPE__BODY_RESULT_ACK:
+                seq[n++] = 'R';
+                break;
+            default:
+                seq[n++] = 'o';
+                break;
         }
         keel_wire_free (&env);
     }
@@ -778,7 +794,7 @@ Test (broker_review, no_assign_overtakes_a_login_reply_held_for_its_drop, .fini 
     s_room_again (old);
     cr_assert_gt (core->counters.store_failures, failures, "the commit did not fail");
     s_one_turn (KEEL_OK);
-    s_one_turn (KEEL_OK);           // task 1 goes now if it did not before
+    s_one_turn (KEEL_OK); // task 1 goes now if it did not before
     cr_assert_not_null (s_task ("svc-r", 1)->execs, "task 1 was never dispatched");
     s_engine_received (seq, sizeof seq);
     cr_expect (seq[0] == 'L' && strchr (seq, 'A') != NULL,
@@ -881,10 +897,12 @@ Test (broker_review, a_held_result_is_not_acknowledged_when_its_submission_is_no
     s_submit_task ("svc-h", 0);
     s_one_turn (KEEL_OK);
     keel_task_t *t = s_task ("svc-h", 0);
-    cr_assert (t->durable && t->state == KEEL_TASK_STATE_DONE, "task 0 did not take the held result");
+    cr_assert (t->durable && t->state == KEEL_TASK_STATE_DONE,
+               "task 0 did not take the held result");
     cr_expect (t->result && t->result->execution_id == 78);
     s_engine_received (seq, sizeof seq);
-    cr_expect (strchr (seq, 'R'), "e1 never got the ResultAck once the result was stored (%s)", seq);
+    cr_expect (strchr (seq, 'R'), "e1 never got the ResultAck once the result was stored (%s)",
+               seq);
 }
 
 // An idle broker whose only commit failed (disk full) has nothing else to

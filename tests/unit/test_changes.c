@@ -19,24 +19,42 @@ s_fill (keel_changes_t *j)
           .service = { "svc-1", "double", "drv-1", -3, 5, 2500, s_blob, sizeof s_blob,
                        KEEL_SERVICE_OPEN, 1700000000000, 0 } },
         { .kind = KEEL_CHANGE_SERVICE_STATE,
-          .service = { .service_id = "svc-1", .state = KEEL_SERVICE_CLOSED,
+          .service = { .service_id = "svc-1",
+                       .state = KEEL_SERVICE_CLOSED,
                        .closed_wall_ms = 1700000000500 } },
         { .kind = KEEL_CHANGE_SERVICE_DELETE, .service = { .service_id = "svc-0" } },
         { .kind = KEEL_CHANGE_TASK_PUT,
-          .task = { .service_id = "svc-1", .task_id = 7, .state = KEEL_TASK_STATE_QUEUED,
-                    .input = s_blob, .input_len = sizeof s_blob } },
+          .task = { .service_id = "svc-1",
+                    .task_id = 7,
+                    .state = KEEL_TASK_STATE_QUEUED,
+                    .input = s_blob,
+                    .input_len = sizeof s_blob } },
         { .kind = KEEL_CHANGE_TASK_STATE,
-          .task = { .service_id = "svc-1", .task_id = 7, .state = KEEL_TASK_STATE_RUNNING,
+          .task = { .service_id = "svc-1",
+                    .task_id = 7,
+                    .state = KEEL_TASK_STATE_RUNNING,
                     .attempts = 2 } },
         { .kind = KEEL_CHANGE_TASK_RESULT,
-          .task = { .service_id = "svc-1", .task_id = 7, .state = KEEL_TASK_STATE_DONE,
-                    .attempts = 2, .status = 1, .output = s_blob, .output_len = 3,
-                    .error = NULL, .engine_id = "eng-1", .execution_id = 99, .run_ms = 12,
-                    .queued_ms = 3, .result_acked = true } },
+          .task = { .service_id = "svc-1",
+                    .task_id = 7,
+                    .state = KEEL_TASK_STATE_DONE,
+                    .attempts = 2,
+                    .status = 1,
+                    .output = s_blob,
+                    .output_len = 3,
+                    .error = NULL,
+                    .engine_id = "eng-1",
+                    .execution_id = 99,
+                    .run_ms = 12,
+                    .queued_ms = 3,
+                    .result_acked = true } },
         { .kind = KEEL_CHANGE_TASK_ACKED, .task = { .service_id = "svc-1", .task_id = 7 } },
         { .kind = KEEL_CHANGE_TASK_CHECKPOINT,
-          .task = { .service_id = "svc-1", .task_id = 8, .checkpoint = s_blob,
-                    .checkpoint_len = 2, .checkpoint_wall_ms = 42 } },
+          .task = { .service_id = "svc-1",
+                    .task_id = 8,
+                    .checkpoint = s_blob,
+                    .checkpoint_len = 2,
+                    .checkpoint_wall_ms = 42 } },
         { .kind = KEEL_CHANGE_EXEC_PUT, .exec = { 99, "svc-1", 7, "eng-1", 2, 1700000000100 } },
         { .kind = KEEL_CHANGE_EXEC_DELETE, .exec = { .execution_id = 98 } },
         { .kind = KEEL_CHANGE_PENDING_PUT,
@@ -79,7 +97,8 @@ s_assert_same (const keel_change_t *a, const keel_change_t *b)
             cr_assert (s_str_eq (a->service.type, b->service.type), "%s", k);
             cr_assert (s_str_eq (a->service.driver_id, b->service.driver_id), "%s", k);
             cr_assert (s_bin_eq (a->service.init_data, a->service.init_len, b->service.init_data,
-                                 b->service.init_len), "%s", k);
+                                 b->service.init_len),
+                       "%s", k);
             if (a->kind != KEEL_CHANGE_SERVICE_DELETE) {
                 cr_assert_eq (a->service.state, b->service.state, "%s", k);
                 cr_assert_eq (a->service.closed_wall_ms, b->service.closed_wall_ms, "%s", k);
@@ -100,12 +119,15 @@ s_assert_same (const keel_change_t *a, const keel_change_t *b)
             cr_assert_eq (a->task.task_id, b->task.task_id, "%s", k);
             cr_assert_eq (a->task.state, b->task.state, "%s", k);
             cr_assert_eq (a->task.attempts, b->task.attempts, "%s", k);
-            cr_assert (s_bin_eq (a->task.input, a->task.input_len, b->task.input,
-                                 b->task.input_len), "%s", k);
-            cr_assert (s_bin_eq (a->task.output, a->task.output_len, b->task.output,
-                                 b->task.output_len), "%s", k);
+            cr_assert (
+                s_bin_eq (a->task.input, a->task.input_len, b->task.input, b->task.input_len), "%s",
+                k);
+            cr_assert (
+                s_bin_eq (a->task.output, a->task.output_len, b->task.output, b->task.output_len),
+                "%s", k);
             cr_assert (s_bin_eq (a->task.checkpoint, a->task.checkpoint_len, b->task.checkpoint,
-                                 b->task.checkpoint_len), "%s", k);
+                                 b->task.checkpoint_len),
+                       "%s", k);
             cr_assert (s_str_eq (a->task.error, b->task.error), "%s", k);
             cr_assert (s_str_eq (a->task.engine_id, b->task.engine_id), "%s", k);
             cr_assert_eq (a->task.status, b->task.status, "%s", k);
@@ -165,9 +187,10 @@ Test (changes, records_own_their_bytes)
     keel_changes_t *j = keel_changes_new ();
     char id[16] = "svc-9";
     uint8_t input[3] = { 5, 6, 7 };
-    keel_change_t c = { .kind = KEEL_CHANGE_TASK_PUT,
-                        .task = { .service_id = id, .task_id = 1, .input = input,
-                                  .input_len = sizeof input } };
+    keel_change_t c = {
+        .kind = KEEL_CHANGE_TASK_PUT,
+        .task = { .service_id = id, .task_id = 1, .input = input, .input_len = sizeof input }
+    };
     cr_assert_eq (keel_changes_add (j, &c), KEEL_OK);
     strcpy (id, "changed");
     input[0] = 0;
@@ -182,9 +205,15 @@ Test (changes, a_state_change_carries_no_blob)
 {
     keel_changes_t *j = keel_changes_new ();
     keel_change_t c = { .kind = KEEL_CHANGE_TASK_STATE,
-                        .task = { .service_id = "s", .task_id = 1, .state = KEEL_TASK_STATE_RUNNING,
-                                  .input = s_blob, .input_len = 4, .checkpoint = s_blob,
-                                  .checkpoint_len = 4, .output = s_blob, .output_len = 4 } };
+                        .task = { .service_id = "s",
+                                  .task_id = 1,
+                                  .state = KEEL_TASK_STATE_RUNNING,
+                                  .input = s_blob,
+                                  .input_len = 4,
+                                  .checkpoint = s_blob,
+                                  .checkpoint_len = 4,
+                                  .output = s_blob,
+                                  .output_len = 4 } };
     cr_assert_eq (keel_changes_add (j, &c), KEEL_OK);
     const keel_change_t *r = keel_changes_at (j, 0);
     cr_assert_null (r->task.input);
@@ -201,7 +230,8 @@ Test (changes, keep_order_and_survive_growth_and_clear)
     for (int round = 0; round < 3; round++) {
         for (uint64_t i = 0; i < 5000; i++) {
             keel_change_t c = { .kind = KEEL_CHANGE_TASK_PUT,
-                                .task = { .service_id = "svc", .task_id = i,
+                                .task = { .service_id = "svc",
+                                          .task_id = i,
                                           .input = i % 1000 == 0 ? big : s_blob,
                                           .input_len = i % 1000 == 0 ? sizeof big : 4 } };
             cr_assert_eq (keel_changes_add (j, &c), KEEL_OK);
@@ -285,12 +315,12 @@ Test (changes, bad_bytes_are_refused_with_a_reason)
     // A record missing a field its kind needs: a TASK_STATE without a
     // service id (what a record from a buggy or hostile peer may look like).
     size_t size;
-    uint8_t *bytes = s_encode_one ((keel_change_t) { .kind = KEEL_CHANGE_TASK_STATE,
-                                                      .task = { .task_id = 3 } }, &size);
+    uint8_t *bytes = s_encode_one (
+        (keel_change_t) { .kind = KEEL_CHANGE_TASK_STATE, .task = { .task_id = 3 } }, &size);
     s_refused (bytes, size, "no service_id");
     free (bytes);
-    bytes = s_encode_one ((keel_change_t) { .kind = KEEL_CHANGE_EVENT,
-                                             .event = { 1, "kind", NULL } }, &size);
+    bytes = s_encode_one (
+        (keel_change_t) { .kind = KEEL_CHANGE_EVENT, .event = { 1, "kind", NULL } }, &size);
     s_refused (bytes, size, "no event_kind, text or wall_ms");
     free (bytes);
 
@@ -301,9 +331,11 @@ Test (changes, bad_bytes_are_refused_with_a_reason)
     const uint8_t unknown[] = { 0x08, 0x01, 0x1a, 0x02, 0x08, 0x63 };
     s_refused (unknown, sizeof unknown, "unknown kind 99");
     // A task state out of range.
-    bytes = s_encode_one ((keel_change_t) { .kind = KEEL_CHANGE_TASK_STATE,
-                                             .task = { .service_id = "s", .task_id = 1,
-                                                       .state = (keel_task_state_t) 9 } }, &size);
+    bytes = s_encode_one (
+        (keel_change_t) {
+            .kind = KEEL_CHANGE_TASK_STATE,
+            .task = { .service_id = "s", .task_id = 1, .state = (keel_task_state_t) 9 } },
+        &size);
     s_refused (bytes, size, "task_state 9");
     free (bytes);
 }

@@ -15,14 +15,14 @@ static keel_settings_t *settings;
 static keel_core_t *core;
 static zframe_t *drv_route;
 static zframe_t *eng_route;
-static int64_t now = 1000000;             // invented monotonic ms
-static int64_t wall = 1700000000000;      // invented wall ms
+static int64_t now = 1000000;        // invented monotonic ms
+static int64_t wall = 1700000000000; // invented wall ms
 
 // What the core sent, decoded, in order.
 typedef struct {
     bool to_engine;
-    int body;                // KEEL__ENVELOPE__BODY_*
-    uint64_t seq;            // commit it waits for
+    int body;     // KEEL__ENVELOPE__BODY_*
+    uint64_t seq; // commit it waits for
 } s_sent_t;
 
 static s_sent_t s_sent[256];
@@ -75,12 +75,12 @@ s_take (void)
     keel_core_out_t *out;
     while ((out = keel_core_out_next (core))) {
         keel_error_t err;
-        keel_env_t *env = keel_wire_decode (zframe_data (out->payload), zframe_size (out->payload),
-                                            &err);
+        keel_env_t *env =
+            keel_wire_decode (zframe_data (out->payload), zframe_size (out->payload), &err);
         cr_assert_not_null (env, "the core sent bytes that do not decode: %s", err.text);
         cr_assert_lt (s_nsent, 256);
-        s_sent[s_nsent++] = (s_sent_t) { zframe_eq (out->route, eng_route), env->body_case,
-                                         out->seq };
+        s_sent[s_nsent++] =
+            (s_sent_t) { zframe_eq (out->route, eng_route), env->body_case, out->seq };
         keel_wire_free (&env);
         keel_core_out_destroy (&out);
     }
@@ -187,7 +187,7 @@ s_driver_says (int body, const char *service_id)
     close.service_id = cancel.service_id = (char *) service_id;
     detach.n_service_ids = 1;
     detach.service_ids = ids;
-    env.close_service = &close;     // the union: one of these is read
+    env.close_service = &close; // the union: one of these is read
     if (body == KEEL__ENVELOPE__BODY_CANCEL_SERVICE)
         env.cancel_service = &cancel;
     if (body == KEEL__ENVELOPE__BODY_DETACH)
@@ -271,7 +271,7 @@ Test (core, a_detached_service_comes_back_open_with_its_queued_tasks)
     cr_assert_eq (svc->nready, 0, "a detached service's tasks leave the queue");
     cr_assert_null (svc->sched_handle, "and the service leaves the scheduler");
 
-    s_submit_service ("s1");        // the driver came back
+    s_submit_service ("s1"); // the driver came back
     cr_assert_eq (svc->state, KEEL_SERVICE_OPEN);
     cr_assert_eq (svc->closed_wall_ms, 0);
     cr_assert_eq (svc->nready, 3, "its queued tasks are queued again");
@@ -301,8 +301,8 @@ Test (core, task_moves_follow_the_table)
     cr_assert_eq (svc->count[KEEL_TASK_STATE_DONE], 1);
     // Final states stay final.
     for (int to = 0; to < KEEL_TASK_NSTATES; to++)
-        cr_assert_not (keel_core_task_to (core, svc, 0, (keel_task_state_t) to),
-                       "DONE moved to %d", to);
+        cr_assert_not (keel_core_task_to (core, svc, 0, (keel_task_state_t) to), "DONE moved to %d",
+                       to);
     cr_assert_eq (t->state, KEEL_TASK_STATE_DONE);
     cr_assert_eq (svc->count[KEEL_TASK_STATE_DONE], 1, "per-state counts unchanged");
     cr_assert_eq (svc->count[KEEL_TASK_STATE_QUEUED], 0);
@@ -411,7 +411,7 @@ Test (core, accepted_waits_for_its_commit_and_a_failed_commit_refuses)
     cr_assert_geq (acc, 0);
     cr_assert_eq (s_sent[acc].seq, seq, "Accepted leaves once its commit is durable");
 
-    s_submit_tasks ("s1", 4);       // tasks 0-3: 2 and 3 are new
+    s_submit_tasks ("s1", 4); // tasks 0-3: 2 and 3 are new
     bool wrote = false;
     cr_assert_eq (keel_core_prepare_commit (core, &wrote), KEEL_OK);
     keel_changes_clear (keel_core_changes (core));
@@ -441,7 +441,7 @@ Test (core, a_purged_service_leaves_no_reference_in_the_turn)
     keel_core_task_finished (core, svc, 0, r, KEEL_TASK_STATE_DONE);
     cr_assert_gt (core->nresults, 0, "the result waits to be sent");
     keel_task_t *t = keel_service_task (svc, 0);
-    t->acked = 1;                   // as a ResultAck in the same turn does
+    t->acked = 1; // as a ResultAck in the same turn does
     svc->unacked = 0;
     cr_assert (keel_core_service_to (core, svc, KEEL_SERVICE_CLOSED));
     s_tick (1);
@@ -449,7 +449,7 @@ Test (core, a_purged_service_leaves_no_reference_in_the_turn)
     cr_assert_null (keel_model_service (keel_core_model (core), "s1"));
     cr_assert_eq (core->nresults, 0, "the turn still points at the purged service");
     cr_assert_eq (core->ndirty, 0, "the turn still points at the purged service");
-    keel_core_send_results (core);  // reads nothing freed (ASan would say)
+    keel_core_send_results (core); // reads nothing freed (ASan would say)
     cr_assert_eq (s_changes (KEEL_CHANGE_SERVICE_DELETE), 1);
 }
 

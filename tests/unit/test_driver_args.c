@@ -15,8 +15,8 @@ s_parse (keel_submit_args_t *args, keel_error_t *err, int argc, const char **arg
     return keel_submit_args_parse (argc, copy, args, err);
 }
 
-#define PARSE(args, err, ...) \
-    s_parse (args, err, (int) (sizeof ((const char *[]) { __VA_ARGS__ }) / sizeof (char *)), \
+#define PARSE(args, err, ...)                                                                      \
+    s_parse (args, err, (int) (sizeof ((const char *[]) { __VA_ARGS__ }) / sizeof (char *)),       \
              (const char *[]) { __VA_ARGS__ })
 
 Test (driver_args, accepts_the_documented_submit_form)
@@ -24,9 +24,10 @@ Test (driver_args, accepts_the_documented_submit_form)
     keel_submit_args_t a;
     keel_error_t err = { "" };
     cr_assert_eq (PARSE (&a, &err, "keel-driver", "-c", "d.properties", "--set", "DSBatchSize=10",
-                         "submit", "--service", "double", "--range", "0:100", "--broker", "tcp://a:1",
-                         "--failover", "tcp://b:1", "--failover", "tcp://c:1", "--priority", "5",
-                         "--max-attempts", "2", "--output-dir", "out"), KEEL_OK, "%s", err.text);
+                         "submit", "--service", "double", "--range", "0:100", "--broker",
+                         "tcp://a:1", "--failover", "tcp://b:1", "--failover", "tcp://c:1",
+                         "--priority", "5", "--max-attempts", "2", "--output-dir", "out"),
+                  KEEL_OK, "%s", err.text);
     cr_assert_str_eq (a.config_path, "d.properties");
     cr_assert_eq (a.nsets, 1);
     cr_assert_str_eq (a.sets[0], "DSBatchSize=10");
@@ -46,7 +47,9 @@ Test (driver_args, accepts_the_documented_submit_form)
 Test (driver_args, repeats_input_text_count_times)
 {
     keel_submit_args_t a;
-    cr_assert_eq (PARSE (&a, NULL, "kd", "submit", "--service", "echo", "--input", "hi", "--count", "3"), KEEL_OK);
+    cr_assert_eq (
+        PARSE (&a, NULL, "kd", "submit", "--service", "echo", "--input", "hi", "--count", "3"),
+        KEEL_OK);
     cr_assert_eq (a.input, KEEL_INPUT_TEXT);
     cr_assert_str_eq (a.input_text, "hi");
     cr_assert_eq (a.count, 3);
@@ -83,17 +86,24 @@ Test (driver_args, rejects_an_unknown_option_by_name)
 {
     keel_submit_args_t a;
     keel_error_t err = { "" };
-    s_expect_error ("--frobnicate", PARSE (&a, &err, "kd", "submit", "--service", "echo", "--frobnicate"),
-                    &a, &err);
+    s_expect_error ("--frobnicate",
+                    PARSE (&a, &err, "kd", "submit", "--service", "echo", "--frobnicate"), &a,
+                    &err);
 }
 
 Test (driver_args, rejects_a_reversed_or_malformed_range)
 {
     keel_submit_args_t a;
     keel_error_t err = { "" };
-    s_expect_error ("--range", PARSE (&a, &err, "kd", "submit", "--service", "echo", "--range", "9:3"), &a, &err);
-    s_expect_error ("--range", PARSE (&a, &err, "kd", "submit", "--service", "echo", "--range", "1-3"), &a, &err);
-    s_expect_error ("--range", PARSE (&a, &err, "kd", "submit", "--service", "echo", "--range", "a:b"), &a, &err);
+    s_expect_error ("--range",
+                    PARSE (&a, &err, "kd", "submit", "--service", "echo", "--range", "9:3"), &a,
+                    &err);
+    s_expect_error ("--range",
+                    PARSE (&a, &err, "kd", "submit", "--service", "echo", "--range", "1-3"), &a,
+                    &err);
+    s_expect_error ("--range",
+                    PARSE (&a, &err, "kd", "submit", "--service", "echo", "--range", "a:b"), &a,
+                    &err);
 }
 
 Test (driver_args, rejects_no_input_and_two_inputs)
@@ -101,18 +111,24 @@ Test (driver_args, rejects_no_input_and_two_inputs)
     keel_submit_args_t a;
     keel_error_t err = { "" };
     s_expect_error ("one of", PARSE (&a, &err, "kd", "submit", "--service", "echo"), &a, &err);
-    s_expect_error ("exclude", PARSE (&a, &err, "kd", "submit", "--service", "echo", "--input", "x",
-                                      "--range", "0:2"), &a, &err);
+    s_expect_error (
+        "exclude",
+        PARSE (&a, &err, "kd", "submit", "--service", "echo", "--input", "x", "--range", "0:2"), &a,
+        &err);
 }
 
 Test (driver_args, rejects_count_without_input_and_negative_count)
 {
     keel_submit_args_t a;
     keel_error_t err = { "" };
-    s_expect_error ("--count", PARSE (&a, &err, "kd", "submit", "--service", "echo", "--range", "0:2",
-                                      "--count", "2"), &a, &err);
-    s_expect_error ("--count", PARSE (&a, &err, "kd", "submit", "--service", "echo", "--input", "x",
-                                      "--count", "-1"), &a, &err);
+    s_expect_error (
+        "--count",
+        PARSE (&a, &err, "kd", "submit", "--service", "echo", "--range", "0:2", "--count", "2"), &a,
+        &err);
+    s_expect_error (
+        "--count",
+        PARSE (&a, &err, "kd", "submit", "--service", "echo", "--input", "x", "--count", "-1"), &a,
+        &err);
 }
 
 Test (driver_args, rejects_missing_or_unknown_command)
@@ -120,26 +136,33 @@ Test (driver_args, rejects_missing_or_unknown_command)
     keel_submit_args_t a;
     keel_error_t err = { "" };
     s_expect_error ("missing command", PARSE (&a, &err, "kd", "--service", "echo"), &a, &err);
-    s_expect_error ("unknown command", PARSE (&a, &err, "kd", "run", "--service", "echo"), &a, &err);
+    s_expect_error ("unknown command", PARSE (&a, &err, "kd", "run", "--service", "echo"), &a,
+                    &err);
 }
 
 Test (driver_args, rejects_bad_numbers_and_missing_values)
 {
     keel_submit_args_t a;
     keel_error_t err = { "" };
-    s_expect_error ("--priority", PARSE (&a, &err, "kd", "submit", "--service", "e", "--input", "x",
-                                         "--priority", "high"), &a, &err);
-    s_expect_error ("--max-attempts", PARSE (&a, &err, "kd", "submit", "--service", "e", "--input", "x",
-                                             "--max-attempts", "-2"), &a, &err);
+    s_expect_error (
+        "--priority",
+        PARSE (&a, &err, "kd", "submit", "--service", "e", "--input", "x", "--priority", "high"),
+        &a, &err);
+    s_expect_error (
+        "--max-attempts",
+        PARSE (&a, &err, "kd", "submit", "--service", "e", "--input", "x", "--max-attempts", "-2"),
+        &a, &err);
     s_expect_error ("needs a value", PARSE (&a, &err, "kd", "submit", "--service"), &a, &err);
-    s_expect_error ("--set", PARSE (&a, &err, "kd", "--set", "novalue", "submit", "--service", "e",
-                                    "--input", "x"), &a, &err);
+    s_expect_error (
+        "--set",
+        PARSE (&a, &err, "kd", "--set", "novalue", "submit", "--service", "e", "--input", "x"), &a,
+        &err);
 }
 
 Test (driver_args, rejects_an_invalid_service_name)
 {
     keel_submit_args_t a;
     keel_error_t err = { "" };
-    s_expect_error ("service name", PARSE (&a, &err, "kd", "submit", "--service", "a b", "--input", "x"),
-                    &a, &err);
+    s_expect_error ("service name",
+                    PARSE (&a, &err, "kd", "submit", "--service", "a b", "--input", "x"), &a, &err);
 }

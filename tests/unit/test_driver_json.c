@@ -51,8 +51,9 @@ Test (driver_json, formats_a_successful_result_as_one_line)
     keel_jsonl_buf_t buf = { 0 };
     keel_result_t r = s_result (KEEL_TASK_OK, "14", 2, "");
     keel_jsonl_format_result (&buf, &r, NULL);
-    cr_assert_str_eq (buf.data, "{\"service\":\"svc-1\",\"task\":7,\"status\":\"ok\",\"output\":\"14\","
-                                "\"engine\":\"eng-1\",\"execution\":42,\"attempts\":2}\n");
+    cr_assert_str_eq (buf.data,
+                      "{\"service\":\"svc-1\",\"task\":7,\"status\":\"ok\",\"output\":\"14\","
+                      "\"engine\":\"eng-1\",\"execution\":42,\"attempts\":2}\n");
     keel_jsonl_buf_free (&buf);
 }
 

@@ -20,7 +20,8 @@ s_with_tasks (int n)
     for (int i = 0; i < n; i++) {
         char text[16];
         snprintf (text, sizeof text, "in%d", i);
-        cr_assert_eq (keel_outstanding_add (o, (uint64_t) i, s_copy (text), strlen (text)), KEEL_OK);
+        cr_assert_eq (keel_outstanding_add (o, (uint64_t) i, s_copy (text), strlen (text)),
+                      KEEL_OK);
     }
     return o;
 }
@@ -196,14 +197,14 @@ Test (driver_outstanding, continues_a_description_that_did_not_fit)
 {
     keel_outstanding_t *o = s_with_tasks (10);
     for (uint64_t id = 0; id < 10; id += 2)
-        keel_outstanding_complete (o, id);      // 0, 2, 4, 6, 8 held: five ranges
+        keel_outstanding_complete (o, id); // 0, 2, 4, 6, 8 held: five ranges
     uint64_t buf[4];
     char all[200] = "", text[200];
     uint64_t from = 0;
     int chunks = 0;
     while (from < keel_outstanding_next_id (o) && chunks < 10) {
         keel_ranges_writer_t w;
-        keel_ranges_writer_init (&w, buf, 4);   // two ranges per chunk
+        keel_ranges_writer_init (&w, buf, 4); // two ranges per chunk
         keel_outstanding_delivered (o, &from, &w);
         if (w.n == 0)
             break;

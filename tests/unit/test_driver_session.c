@@ -10,9 +10,12 @@ static const char *s_brokers[] = { "tcp://primary:1", "tcp://backup:1" };
 static keel_session_t *
 s_session (int nbrokers, int64_t now)
 {
-    keel_session_config_t config = {
-        .nbrokers = nbrokers, .brokers = s_brokers, .broker_timeout_ms = 10000,
-        .primary_retry_ms = 5000, .heartbeat_ms = 1000, .seed = 7 };
+    keel_session_config_t config = { .nbrokers = nbrokers,
+                                     .brokers = s_brokers,
+                                     .broker_timeout_ms = 10000,
+                                     .primary_retry_ms = 5000,
+                                     .heartbeat_ms = 1000,
+                                     .seed = 7 };
     return keel_session_new (&config, now);
 }
 
@@ -112,7 +115,8 @@ Test (driver_session, retries_the_same_broker_with_a_fresh_socket_after_three_si
     int i = s_find (&out, KEEL_SESSION_DO_CONNECT);
     cr_assert_geq (i, 0);
     cr_assert_eq (out.actions[i].broker, 0, "the same broker first");
-    cr_assert_not (s_has (&out, KEEL_SESSION_DO_FORGET_ACCEPTED), "same broker keeps accepted flags");
+    cr_assert_not (s_has (&out, KEEL_SESSION_DO_FORGET_ACCEPTED),
+                   "same broker keeps accepted flags");
     i = s_find (&out, KEEL_SESSION_DO_STATUS);
     cr_assert_eq (out.actions[i].status, KEEL_SESSION_STATUS_LOST);
     //  Keeps re-helloing it, not the backup, within DSBrokerTimeout.
@@ -141,7 +145,7 @@ Test (driver_session, fails_over_to_the_next_broker_after_the_broker_timeout)
     int64_t now = 0;
     keel_session_out_t out;
     keel_session_t *s = s_ready (2, &now);
-    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 3000, &out);     // lost at 3 s
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 3000, &out); // lost at 3 s
     now = 3100;
     bool moved = false;
     for (; now <= 13000 && !moved; now += 100) {
@@ -152,10 +156,12 @@ Test (driver_session, fails_over_to_the_next_broker_after_the_broker_timeout)
     cr_assert (moved, "moved to the backup by 3 s + DSBrokerTimeout");
     cr_assert_geq (now, 13000);
     cr_assert (s_has (&out, KEEL_SESSION_DO_FORGET_ACCEPTED), "a new broker accepted nothing yet");
-    cr_assert_lt (s_find (&out, KEEL_SESSION_DO_FORGET_ACCEPTED), s_find (&out, KEEL_SESSION_DO_CONNECT));
+    cr_assert_lt (s_find (&out, KEEL_SESSION_DO_FORGET_ACCEPTED),
+                  s_find (&out, KEEL_SESSION_DO_CONNECT));
     cr_assert_not (s_has (&out, KEEL_SESSION_DO_GIVE_UP), "the backup is still to try");
     keel_session_step (s, KEEL_SESSION_EV_WELCOME, 0, now, &out);
-    cr_assert_eq (out.actions[s_find (&out, KEEL_SESSION_DO_STATUS)].status, KEEL_SESSION_STATUS_FAILOVER);
+    cr_assert_eq (out.actions[s_find (&out, KEEL_SESSION_DO_STATUS)].status,
+                  KEEL_SESSION_STATUS_FAILOVER);
     cr_assert (strstr (out.actions[s_find (&out, KEEL_SESSION_DO_STATUS)].text, "tcp://backup:1"));
     keel_session_destroy (&s);
 }
@@ -219,7 +225,8 @@ Test (driver_session, probes_the_primary_from_a_failover_broker_and_moves_back)
                "hello + resubmit on the primary, then Detach to the backup");
     cr_assert (resync < tell && tell < detach,
                "the primary hears which results the driver holds before the backup lets go");
-    cr_assert_eq (out.actions[s_find (&out, KEEL_SESSION_DO_STATUS)].status, KEEL_SESSION_STATUS_FAILBACK);
+    cr_assert_eq (out.actions[s_find (&out, KEEL_SESSION_DO_STATUS)].status,
+                  KEEL_SESSION_STATUS_FAILBACK);
     keel_session_destroy (&s);
 }
 
@@ -353,9 +360,12 @@ Test (driver_session, a_failback_while_retrying_the_failover_broker_still_detach
 static keel_session_t *
 s_session_timeout (int nbrokers, int64_t broker_timeout_ms)
 {
-    keel_session_config_t config = {
-        .nbrokers = nbrokers, .brokers = s_brokers, .broker_timeout_ms = broker_timeout_ms,
-        .primary_retry_ms = 5000, .heartbeat_ms = 1000, .seed = 7 };
+    keel_session_config_t config = { .nbrokers = nbrokers,
+                                     .brokers = s_brokers,
+                                     .broker_timeout_ms = broker_timeout_ms,
+                                     .primary_retry_ms = 5000,
+                                     .heartbeat_ms = 1000,
+                                     .seed = 7 };
     return keel_session_new (&config, 0);
 }
 
@@ -376,8 +386,9 @@ Test (driver_session, says_at_once_which_broker_it_connects_to_and_for_how_long)
     keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
     const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_CONNECTING);
     cr_assert_not_null (a, "no status at START");
-    cr_assert_str_eq (a->text, "connecting to tcp://primary:1, retrying for 5 min (DSBrokerTimeout), "
-                               "then tcp://backup:1");
+    cr_assert_str_eq (a->text,
+                      "connecting to tcp://primary:1, retrying for 5 min (DSBrokerTimeout), "
+                      "then tcp://backup:1");
     keel_session_destroy (&s);
     s = s_session_timeout (1, 2000);
     keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
@@ -448,11 +459,12 @@ Test (driver_session, progress_line_says_how_long_so_far_and_how_long_more)
     keel_session_out_t out;
     keel_session_t *s = s_session_timeout (2, 300000);
     keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
-    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 30007, &out);   // a tick that came late
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 30007, &out); // a tick that came late
     const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING);
     cr_assert_not_null (a);
-    cr_assert_str_eq (a->text, "still connecting to tcp://primary:1 after 30 s; retrying for 4 min 30 s "
-                               "more (DSBrokerTimeout 5 min), then tcp://backup:1");
+    cr_assert_str_eq (a->text,
+                      "still connecting to tcp://primary:1 after 30 s; retrying for 4 min 30 s "
+                      "more (DSBrokerTimeout 5 min), then tcp://backup:1");
     keel_session_destroy (&s);
 }
 
@@ -483,8 +495,9 @@ Test (driver_session, says_it_moves_to_the_failover_broker_then_reports_progress
     cr_assert (s_tick_until (s, &now, 9000, KEEL_SESSION_DO_FORGET_ACCEPTED, &out));
     const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_TRYING);
     cr_assert_not_null (a);
-    cr_assert_str_eq (a->text, "tcp://primary:1 did not answer for 9 s; connecting to tcp://backup:1, "
-                               "retrying for 9 s (DSBrokerTimeout)");
+    cr_assert_str_eq (a->text,
+                      "tcp://primary:1 did not answer for 9 s; connecting to tcp://backup:1, "
+                      "retrying for 9 s (DSBrokerTimeout)");
     cr_assert_null (s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING),
                     "no progress line for the broker it just left");
     bool said = false;
@@ -514,7 +527,8 @@ Test (driver_session, stops_reporting_progress_once_a_broker_answers)
     keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 12000, &out);
     const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_LOST);
     cr_assert_not_null (a);
-    cr_assert_str_eq (a->text, "lost tcp://primary:1 (silent for 3.1 s); retrying for 9 s (DSBrokerTimeout)");
+    cr_assert_str_eq (
+        a->text, "lost tcp://primary:1 (silent for 3.1 s); retrying for 9 s (DSBrokerTimeout)");
     cr_assert_eq (s_count_progress (s, 12100, 21000, &first, &last, &gap), 2);
     cr_assert_eq (first, 15000);
     keel_session_destroy (&s);
@@ -526,12 +540,15 @@ Test (driver_session, writes_durations_as_a_person_reads_them)
         int64_t ms;
         const char *text;
     } cases[] = {
-        { -5, "0 ms" },          { 0, "0 ms" },           { 250, "250 ms" },
-        { 999, "999 ms" },       { 1000, "1 s" },         { 1500, "1.5 s" },
-        { 2000, "2 s" },         { 9949, "9.9 s" },       { 9960, "10 s" },
-        { 59400, "59 s" },       { 59600, "1 min" },      { 90000, "1 min 30 s" },
-        { 300000, "5 min" },     { 3599000, "59 min 59 s" }, { 3600000, "1 h" },
-        { 5400000, "1 h 30 min" }, { 86400000, "1 d" },   { 93600000, "1 d 2 h" },
+        { -5, "0 ms" },      { 0, "0 ms" },
+        { 250, "250 ms" },   { 999, "999 ms" },
+        { 1000, "1 s" },     { 1500, "1.5 s" },
+        { 2000, "2 s" },     { 9949, "9.9 s" },
+        { 9960, "10 s" },    { 59400, "59 s" },
+        { 59600, "1 min" },  { 90000, "1 min 30 s" },
+        { 300000, "5 min" }, { 3599000, "59 min 59 s" },
+        { 3600000, "1 h" },  { 5400000, "1 h 30 min" },
+        { 86400000, "1 d" }, { 93600000, "1 d 2 h" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[32];

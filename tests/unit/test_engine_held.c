@@ -110,21 +110,21 @@ Test (held, a_permanent_failure_is_carried_in_the_result_view_and_back_from_the_
 
 #define S_STATES 5
 #define S_EVENTS 9
-#define X (-1)      // refused
+#define X        (-1) // refused
 
 //  held.h's table, written out again: expected[state][event], events in
 //  the order FINISHED SENT SPOOLED CARRIED LEFT_OUT HELD LOGGED_IN
 //  DISCONNECTED ACKED.
 static const int s_expected[S_STATES][S_EVENTS] = {
-    [KEEL_HELD_RUNNING]  = { KEEL_HELD_DONE, X, X, X, X, KEEL_HELD_RUNNING, KEEL_HELD_RUNNING,
-                             KEEL_HELD_RUNNING, X },
-    [KEEL_HELD_DONE]     = { X, KEEL_HELD_SENT, KEEL_HELD_DONE, KEEL_HELD_IN_LOGIN, KEEL_HELD_DONE,
-                             KEEL_HELD_DONE, KEEL_HELD_DONE, KEEL_HELD_DONE, KEEL_HELD_ACKED },
+    [KEEL_HELD_RUNNING] = { KEEL_HELD_DONE, X, X, X, X, KEEL_HELD_RUNNING, KEEL_HELD_RUNNING,
+                            KEEL_HELD_RUNNING, X },
+    [KEEL_HELD_DONE] = { X, KEEL_HELD_SENT, KEEL_HELD_DONE, KEEL_HELD_IN_LOGIN, KEEL_HELD_DONE,
+                         KEEL_HELD_DONE, KEEL_HELD_DONE, KEEL_HELD_DONE, KEEL_HELD_ACKED },
     [KEEL_HELD_IN_LOGIN] = { X, X, KEEL_HELD_IN_LOGIN, KEEL_HELD_IN_LOGIN, KEEL_HELD_DONE,
                              KEEL_HELD_SENT, KEEL_HELD_DONE, KEEL_HELD_DONE, KEEL_HELD_ACKED },
-    [KEEL_HELD_SENT]     = { X, X, KEEL_HELD_SENT, X, X, KEEL_HELD_SENT, KEEL_HELD_SENT,
-                             KEEL_HELD_DONE, KEEL_HELD_ACKED },
-    [KEEL_HELD_ACKED]    = { X, X, X, X, X, X, X, X, X },
+    [KEEL_HELD_SENT] = { X, X, KEEL_HELD_SENT, X, X, KEEL_HELD_SENT, KEEL_HELD_SENT, KEEL_HELD_DONE,
+                         KEEL_HELD_ACKED },
+    [KEEL_HELD_ACKED] = { X, X, X, X, X, X, X, X, X },
 };
 
 //  A fresh task brought to state through legal events only.
@@ -139,10 +139,17 @@ s_task_in (keel_held_t *held, keel_held_state_t state)
         return t;
     cr_assert (keel_held_finish (t, true, (const uint8_t *) "ok", 2, 3));
     switch (state) {
-    case KEEL_HELD_IN_LOGIN: cr_assert (keel_held_step (t, KEEL_HELD_EV_CARRIED)); break;
-    case KEEL_HELD_SENT: cr_assert (keel_held_step (t, KEEL_HELD_EV_SENT)); break;
-    case KEEL_HELD_ACKED: cr_assert (keel_held_step (t, KEEL_HELD_EV_ACKED)); break;
-    default: break;
+        case KEEL_HELD_IN_LOGIN:
+            cr_assert (keel_held_step (t, KEEL_HELD_EV_CARRIED));
+            break;
+        case KEEL_HELD_SENT:
+            cr_assert (keel_held_step (t, KEEL_HELD_EV_SENT));
+            break;
+        case KEEL_HELD_ACKED:
+            cr_assert (keel_held_step (t, KEEL_HELD_EV_ACKED));
+            break;
+        default:
+            break;
     }
     cr_assert_eq (t->state, state);
     return t;

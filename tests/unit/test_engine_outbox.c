@@ -11,16 +11,16 @@
 
 #include "outbox.h"
 
-#define S_MAX_SENT  64
-#define S_MAX_IDS   1024
+#define S_MAX_SENT 64
+#define S_MAX_IDS  1024
 
 //  What one message sent on the fake connection named.
 typedef struct {
     Keel__Envelope__BodyCase body;
-    size_t n;                       // execution ids named (Results, held, checkpoint)
+    size_t n; // execution ids named (Results, held, checkpoint)
     uint64_t ids[S_MAX_IDS];
-    int held_state[S_MAX_IDS];      // EngineLogin: the state of each held entry
-    bool has_result[S_MAX_IDS];     // EngineLogin: whether it carries the Result
+    int held_state[S_MAX_IDS];  // EngineLogin: the state of each held entry
+    bool has_result[S_MAX_IDS]; // EngineLogin: whether it carries the Result
 } s_sent_t;
 
 typedef struct {
@@ -39,7 +39,11 @@ static keel_spool_t *s_spool;
 static keel_outbox_t *s_outbox;
 static keel_ratelimit_t s_task_log = KEEL_RATELIMIT_NAMED (10000, 20, "task");
 
-static bool f_online (void *a) { return ((s_fake_t *) a)->online; }
+static bool
+f_online (void *a)
+{
+    return ((s_fake_t *) a)->online;
+}
 
 static keel_err
 f_send (void *a, keel_env_t *env)
@@ -52,26 +56,26 @@ f_send (void *a, keel_env_t *env)
     memset (s, 0, sizeof *s);
     s->body = env->body_case;
     switch (env->body_case) {
-    case KEEL__ENVELOPE__BODY_RESULT:
-        s->ids[s->n++] = env->result->execution_id;
-        break;
-    case KEEL__ENVELOPE__BODY_RESULT_BATCH:
-        for (size_t i = 0; i < env->result_batch->n_results && s->n < S_MAX_IDS; i++)
-            s->ids[s->n++] = env->result_batch->results[i]->execution_id;
-        break;
-    case KEEL__ENVELOPE__BODY_CHECKPOINT:
-        s->ids[s->n++] = env->checkpoint->execution_id;
-        break;
-    case KEEL__ENVELOPE__BODY_ENGINE_LOGIN:
-        for (size_t i = 0; i < env->engine_login->n_held && s->n < S_MAX_IDS; i++) {
-            const Keel__HeldTask *h = env->engine_login->held[i];
-            s->held_state[s->n] = h->state;
-            s->has_result[s->n] = h->result != NULL;
-            s->ids[s->n++] = h->execution_id;
-        }
-        break;
-    default:
-        break;
+        case KEEL__ENVELOPE__BODY_RESULT:
+            s->ids[s->n++] = env->result->execution_id;
+            break;
+        case KEEL__ENVELOPE__BODY_RESULT_BATCH:
+            for (size_t i = 0; i < env->result_batch->n_results && s->n < S_MAX_IDS; i++)
+                s->ids[s->n++] = env->result_batch->results[i]->execution_id;
+            break;
+        case KEEL__ENVELOPE__BODY_CHECKPOINT:
+            s->ids[s->n++] = env->checkpoint->execution_id;
+            break;
+        case KEEL__ENVELOPE__BODY_ENGINE_LOGIN:
+            for (size_t i = 0; i < env->engine_login->n_held && s->n < S_MAX_IDS; i++) {
+                const Keel__HeldTask *h = env->engine_login->held[i];
+                s->held_state[s->n] = h->state;
+                s->has_result[s->n] = h->result != NULL;
+                s->ids[s->n++] = h->execution_id;
+            }
+            break;
+        default:
+            break;
     }
     return KEEL_OK;
 }
@@ -88,7 +92,9 @@ static const keel_outbox_ops_t s_ops = { f_online, f_send, f_stop };
 static int
 s_remove (const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void) st; (void) flag; (void) ftw;
+    (void) st;
+    (void) flag;
+    (void) ftw;
     return remove (path);
 }
 
@@ -113,7 +119,7 @@ teardown (void)
 {
     keel_outbox_destroy (&s_outbox);
     cr_assert_null (s_outbox);
-    keel_outbox_destroy (&s_outbox);    // idempotent
+    keel_outbox_destroy (&s_outbox); // idempotent
     keel_held_destroy (&s_held);
     keel_spool_destroy (&s_spool);
     nftw (s_dir, s_remove, 16, FTW_DEPTH | FTW_PHYS);
@@ -133,8 +139,11 @@ s_running (uint64_t id)
 static void
 s_end (uint64_t id, bool ok, const char *text)
 {
-    keel_runner_result_t r = { .execution_id = id, .ok = ok, .data = (const uint8_t *) text,
-                               .size = strlen (text), .run_ms = 5 };
+    keel_runner_result_t r = { .execution_id = id,
+                               .ok = ok,
+                               .data = (const uint8_t *) text,
+                               .size = strlen (text),
+                               .run_ms = 5 };
     keel_outbox_finish (s_outbox, &r);
 }
 
@@ -309,11 +318,11 @@ Test (engine_outbox, a_task_forgotten_before_the_end_of_its_turn_is_not_sent)
 Test (engine_outbox, the_login_carries_results_within_its_budget_and_lists_the_rest_as_running)
 {
     s_fake.online = false;
-    s_running (1);              // stays running
+    s_running (1); // stays running
     s_running (2);
     s_end (2, true, "small");
     s_running (3);
-    size_t big = 9 * 1024 * 1024;   // past the 8 MiB budget
+    size_t big = 9 * 1024 * 1024; // past the 8 MiB budget
     char *text = malloc (big + 1);
     memset (text, 'b', big);
     text[big] = 0;
@@ -329,8 +338,8 @@ Test (engine_outbox, the_login_carries_results_within_its_budget_and_lists_the_r
     for (size_t i = 0; i < s->n; i++) {
         bool carried = s->ids[i] == 2;
         cr_assert_eq (s->has_result[i], carried);
-        cr_assert_eq (s->held_state[i], carried ? KEEL__HELD_STATE__HELD_DONE
-                                                : KEEL__HELD_STATE__HELD_RUNNING);
+        cr_assert_eq (s->held_state[i],
+                      carried ? KEEL__HELD_STATE__HELD_DONE : KEEL__HELD_STATE__HELD_RUNNING);
     }
     cr_assert_eq (s_state (2), KEEL_HELD_IN_LOGIN);
     cr_assert_eq (s_state (3), KEEL_HELD_DONE);
@@ -344,21 +353,25 @@ Test (engine_outbox, verdicts_drop_hold_or_resend_what_the_login_carried)
     s_fake.online = false;
     for (uint64_t id = 1; id <= 4; id++) {
         s_running (id);
-        s_end (id, true, "r");      // spooled: finished offline
+        s_end (id, true, "r"); // spooled: finished offline
     }
     s_running (5);
     s_running (6);
     keel_engine_login_args_t login = { .engine_id = "engine-1" };
     cr_assert (keel_outbox_send_login (s_outbox, &login));
-    s_end (4, true, "ignored");     // already done: nothing changes
-    s_end (5, true, "r");           // finished after the login was built
+    s_end (4, true, "ignored"); // already done: nothing changes
+    s_end (5, true, "r");       // finished after the login was built
     Keel__TaskVerdict v[4] = { KEEL__TASK_VERDICT__INIT, KEEL__TASK_VERDICT__INIT,
                                KEEL__TASK_VERDICT__INIT, KEEL__TASK_VERDICT__INIT };
     Keel__TaskVerdict *vp[4] = { &v[0], &v[1], &v[2], &v[3] };
-    v[0].execution_id = 1; v[0].verdict = KEEL__VERDICT__VERDICT_HOLD;
-    v[1].execution_id = 2; v[1].verdict = KEEL__VERDICT__VERDICT_DROP;
-    v[2].execution_id = 5; v[2].verdict = KEEL__VERDICT__VERDICT_HOLD;
-    v[3].execution_id = 6; v[3].verdict = KEEL__VERDICT__VERDICT_DROP;
+    v[0].execution_id = 1;
+    v[0].verdict = KEEL__VERDICT__VERDICT_HOLD;
+    v[1].execution_id = 2;
+    v[1].verdict = KEEL__VERDICT__VERDICT_DROP;
+    v[2].execution_id = 5;
+    v[2].verdict = KEEL__VERDICT__VERDICT_HOLD;
+    v[3].execution_id = 6;
+    v[3].verdict = KEEL__VERDICT__VERDICT_DROP;
     Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
     reply.n_verdicts = 4;
     reply.verdicts = vp;
@@ -386,7 +399,7 @@ Test (engine_outbox, an_ack_removes_done_results_only)
 {
     s_running (1);
     s_running (2);
-    s_end (2, true, "b");       // DONE, not sent yet: an ack still counts
+    s_end (2, true, "b"); // DONE, not sent yet: an ack still counts
     uint64_t ids[] = { 1, 2, 99 };
     Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
     ack.n_execution_ids = 3;
@@ -441,8 +454,12 @@ Test (engine_outbox, spooled_results_are_loaded_back_as_done_and_spooled)
 {
     s_fake.online = false;
     s_running (1);
-    keel_runner_result_t r = { .execution_id = 1, .ok = false, .data = (const uint8_t *) "127",
-                               .size = 3, .run_ms = 9, .permanent = true };
+    keel_runner_result_t r = { .execution_id = 1,
+                               .ok = false,
+                               .data = (const uint8_t *) "127",
+                               .size = 3,
+                               .run_ms = 9,
+                               .permanent = true };
     keel_outbox_finish (s_outbox, &r);
     s_running (2);
     s_end (2, true, "ok");

@@ -53,7 +53,8 @@ s_on_checkpoint (uint64_t id, const uint8_t *data, size_t size, void *arg)
     (void) id;
     s_seen_t *seen = arg;
     seen->checkpoints++;
-    seen->last_size = size < sizeof seen->last_checkpoint - 1 ? size : sizeof seen->last_checkpoint - 1;
+    seen->last_size =
+        size < sizeof seen->last_checkpoint - 1 ? size : sizeof seen->last_checkpoint - 1;
     memcpy (seen->last_checkpoint, data, seen->last_size);
     seen->last_checkpoint[seen->last_size] = 0;
 }
@@ -82,9 +83,13 @@ s_run (keel_runner_t *runner, const keel_worker_request_t *req, int64_t timeout_
 static keel_worker_request_t
 s_count (const char *input, const char *memory)
 {
-    return (keel_worker_request_t) { .execution_id = 1, .task_id = 1, .kind = KEEL_WORKER_BUILTIN,
-                                     .type = "count", .service_id = "svc",
-                                     .input = (const uint8_t *) input, .input_size = strlen (input),
+    return (keel_worker_request_t) { .execution_id = 1,
+                                     .task_id = 1,
+                                     .kind = KEEL_WORKER_BUILTIN,
+                                     .type = "count",
+                                     .service_id = "svc",
+                                     .input = (const uint8_t *) input,
+                                     .input_size = strlen (input),
                                      .memory = (const uint8_t *) memory,
                                      .memory_size = memory ? strlen (memory) : 0,
                                      .has_memory = memory != NULL };
@@ -178,10 +183,17 @@ Test (engine_sdk, a_library_task_gets_its_memory_and_its_checkpoints_reach_the_e
     //  steps(4, 0) with memory 1 (msgpack): runs 2 and 3.
     const uint8_t input[] = { 0x92, 0xa5, 's', 't', 'e', 'p', 's', 0x92, 0x04, 0x00 };
     const uint8_t memory[] = { 0x01 };
-    keel_worker_request_t req = { .execution_id = 3, .task_id = 3, .kind = KEEL_WORKER_LIBRARY,
-                                  .type = "toolbox", .target = lib, .service_id = "svc",
-                                  .input = input, .input_size = sizeof input, .memory = memory,
-                                  .memory_size = 1, .has_memory = true };
+    keel_worker_request_t req = { .execution_id = 3,
+                                  .task_id = 3,
+                                  .kind = KEEL_WORKER_LIBRARY,
+                                  .type = "toolbox",
+                                  .target = lib,
+                                  .service_id = "svc",
+                                  .input = input,
+                                  .input_size = sizeof input,
+                                  .memory = memory,
+                                  .memory_size = 1,
+                                  .has_memory = true };
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
     s_seen_t seen = s_run (runner, &req, 0);
     cr_assert (seen.ok, "%s", seen.text);
@@ -205,9 +217,14 @@ Test (engine_sdk, keel_task_permanent_and_an_undispatchable_input_fail_permanent
     s_toolbox (lib, sizeof lib);
     //  refuse("no such account") returns KEEL_TASK_PERMANENT.
     const uint8_t refuse[] = { 0x92, 0xa6, 'r', 'e', 'f', 'u', 's', 'e', 0x91, 0xa2, 'n', 'o' };
-    keel_worker_request_t req = { .execution_id = 4, .task_id = 4, .kind = KEEL_WORKER_LIBRARY,
-                                  .type = "toolbox", .target = lib, .service_id = "svc",
-                                  .input = refuse, .input_size = sizeof refuse };
+    keel_worker_request_t req = { .execution_id = 4,
+                                  .task_id = 4,
+                                  .kind = KEEL_WORKER_LIBRARY,
+                                  .type = "toolbox",
+                                  .target = lib,
+                                  .service_id = "svc",
+                                  .input = refuse,
+                                  .input_size = sizeof refuse };
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
     s_seen_t seen = s_run (runner, &req, 0);
     cr_assert (!seen.ok && seen.permanent, "%s", seen.text);
@@ -241,14 +258,26 @@ Test (engine_sdk, invocations_are_parsed_strictly)
         size_t size;
         const char *why;
     } cases[] = {
-        { "\x92\xa3" "add\x92\x01\x02", 8, NULL },
+        { "\x92\xa3"
+          "add\x92\x01\x02",
+          8, NULL },
         { "\xc1", 1, "not msgpack" },
-        { "\x92\xa3" "ad", 4, "truncated" },
-        { "\x92\xa3" "add\x90\x00", 7, "trailing bytes" },
-        { "\x93\xa3" "add\x90\x90", 7, "expected an array" },
+        { "\x92\xa3"
+          "ad",
+          4, "truncated" },
+        { "\x92\xa3"
+          "add\x90\x00",
+          7, "trailing bytes" },
+        { "\x93\xa3"
+          "add\x90\x90",
+          7, "expected an array" },
         { "\x92\x01\x90", 3, "method must be a string" },
-        { "\x92\xa3" "a-d\x90", 6, "only [A-Za-z0-9_]" },
-        { "\x92\xa3" "add\x01", 6, "arguments must be an array" },
+        { "\x92\xa3"
+          "a-d\x90",
+          6, "only [A-Za-z0-9_]" },
+        { "\x92\xa3"
+          "add\x01",
+          6, "arguments must be an array" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         msgpack_unpacked u;
@@ -290,7 +319,7 @@ Test (engine_sdk, the_init_data_table_keeps_each_service_and_forgets_the_oldest_
         cr_assert (keel_initdata_put (t, id, (const uint8_t *) "x", 1, &evicted));
         cr_assert (!evicted);
     }
-    keel_initdata_get (t, "a", &size);      // "a" is now the most recently used
+    keel_initdata_get (t, "a", &size); // "a" is now the most recently used
     cr_assert (keel_initdata_put (t, "new", (const uint8_t *) "y", 1, &evicted));
     cr_assert (evicted);
     cr_assert_eq (keel_initdata_size (t), KEEL_INITDATA_MAX);

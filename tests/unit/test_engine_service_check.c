@@ -66,10 +66,19 @@ TestSuite (service_check, .init = s_setup, .fini = s_cleanup);
 
 Test (service_check, a_command_whose_program_is_on_path_or_a_shell_word_passes)
 {
-    const char *good[] = { "cat", "  tr a-z A-Z", "LC_ALL=C sort -n", "exec cat",
-                           "A=1 B=2 exec env", "echo hi; exit 3", "exit 127", "test -f x",
-                           "$HOME/bin/prog", "\"quoted prog\"", "(cd /tmp && nosuch)",
-                           "<in cat", "/bin/sh -c 'x'" };
+    const char *good[] = { "cat",
+                           "  tr a-z A-Z",
+                           "LC_ALL=C sort -n",
+                           "exec cat",
+                           "A=1 B=2 exec env",
+                           "echo hi; exit 3",
+                           "exit 127",
+                           "test -f x",
+                           "$HOME/bin/prog",
+                           "\"quoted prog\"",
+                           "(cd /tmp && nosuch)",
+                           "<in cat",
+                           "/bin/sh -c 'x'" };
     char why[512];
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         cr_assert (s_command_ok (good[i], why, sizeof why), "'%s': %s", good[i], why);
@@ -163,8 +172,8 @@ Test (service_check, services_that_cannot_run_are_reported_and_not_offered)
     s_reports_t reports = { 0 };
     int dropped = -1;
     keel_error_t err = { "" };
-    cr_assert_eq (keel_service_check_all (cfg, s_report, &reports, &dropped, &err), KEEL_OK,
-                  "%s", err.text);
+    cr_assert_eq (keel_service_check_all (cfg, s_report, &reports, &dropped, &err), KEEL_OK, "%s",
+                  err.text);
     cr_assert_eq (dropped, 2);
     cr_assert_eq (cfg->n_services, before - 2);
     cr_assert_null (keel_engine_config_service (cfg, "render"));
@@ -176,10 +185,12 @@ Test (service_check, services_that_cannot_run_are_reported_and_not_offered)
     bool saw_render = false, saw_calc = false;
     for (int i = 0; i < reports.n; i++) {
         saw_render |= strstr (reports.messages[i], "service.render.exec: program "
-                              "'keel-no-such-program' not found in PATH") != NULL
+                                                   "'keel-no-such-program' not found in PATH")
+                          != NULL
                       && strstr (reports.messages[i], "service 'render' is not offered") != NULL;
         saw_calc |= strstr (reports.messages[i], "service.calc.library: cannot load library "
-                            "'/nonexistent/libcalc.so'") != NULL
+                                                 "'/nonexistent/libcalc.so'")
+                        != NULL
                     && strstr (reports.messages[i], "service 'calc' is not offered") != NULL;
     }
     cr_assert (saw_render && saw_calc, "%s | %s", reports.messages[0], reports.messages[1]);
@@ -193,8 +204,7 @@ Test (service_check, an_engine_whose_every_configured_service_fails_is_a_config_
     keel_engine_config_t *cfg = s_config (sets, 2);
     keel_error_t err = { "" };
     cr_assert_eq (keel_service_check_all (cfg, NULL, NULL, NULL, &err), KEEL_ERR_CONFIG);
-    cr_assert (strstr (err.text, "none of the 2 configured services can run here"), "%s",
-               err.text);
+    cr_assert (strstr (err.text, "none of the 2 configured services can run here"), "%s", err.text);
     keel_engine_config_destroy (&cfg);
     //  The built-ins alone, as configured: nothing to refuse.
     cfg = s_config (NULL, 0);

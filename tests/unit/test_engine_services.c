@@ -85,8 +85,10 @@ Test (engine_builtin, fail_fails_with_its_input_as_the_error)
 
 Test (engine_builtin, bad_input_is_a_permanent_failure_and_good_input_is_not)
 {
-    const char *cases[][2] = { { "double", "abc" }, { "double", "" },
-                               { "double", "4611686018427387904" }, { "sleep", "-1" },
+    const char *cases[][2] = { { "double", "abc" },
+                               { "double", "" },
+                               { "double", "4611686018427387904" },
+                               { "sleep", "-1" },
                                { "count", "ten 5" } };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         keel_builtin_result_t r = s_run (cases[i][0], cases[i][1]);
@@ -277,10 +279,14 @@ static keel_err
 s_start (keel_runner_t *runner, uint64_t id, const char *type, const char *command,
          const uint8_t *input, size_t size, int64_t timeout_ms, int64_t now)
 {
-    keel_worker_request_t req = { .execution_id = id, .task_id = id,
+    keel_worker_request_t req = { .execution_id = id,
+                                  .task_id = id,
                                   .kind = command ? KEEL_WORKER_COMMAND : KEEL_WORKER_BUILTIN,
-                                  .type = type, .target = command, .service_id = "svc",
-                                  .input = input, .input_size = size };
+                                  .type = type,
+                                  .target = command,
+                                  .service_id = "svc",
+                                  .input = input,
+                                  .input_size = size };
     return keel_runner_start (runner, &req, timeout_ms, now);
 }
 
@@ -326,8 +332,8 @@ Test (engine_runner, runs_a_built_in_task_in_a_worker)
     keel_runner_t *runner = keel_runner_new (2, 1 << 20, NULL);
     cr_assert (runner);
     cr_assert_eq (keel_runner_free_slots (runner), 2);
-    cr_assert_eq (s_start (runner, 7, "double", NULL, (const uint8_t *) "21", 2, 0,
-                                     s_now ()), KEEL_OK);
+    cr_assert_eq (s_start (runner, 7, "double", NULL, (const uint8_t *) "21", 2, 0, s_now ()),
+                  KEEL_OK);
     cr_assert (keel_runner_is_running (runner, 7));
     cr_assert_neq (keel_runner_pid_of (runner, 7), getpid ());
     s_seen_t seen = { 0 };
@@ -344,10 +350,10 @@ Test (engine_runner, runs_a_built_in_task_in_a_worker)
 Test (engine_runner, refuses_a_task_when_every_slot_is_busy)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (s_start (runner, 1, "sleep", NULL, (const uint8_t *) "10000", 5, 0,
-                                     s_now ()), KEEL_OK);
-    cr_assert_eq (s_start (runner, 2, "echo", NULL, (const uint8_t *) "x", 1, 0,
-                                     s_now ()), KEEL_ERR_FULL);
+    cr_assert_eq (s_start (runner, 1, "sleep", NULL, (const uint8_t *) "10000", 5, 0, s_now ()),
+                  KEEL_OK);
+    cr_assert_eq (s_start (runner, 2, "echo", NULL, (const uint8_t *) "x", 1, 0, s_now ()),
+                  KEEL_ERR_FULL);
     keel_runner_destroy (&runner);
 }
 
@@ -381,8 +387,8 @@ s_wait_segv_default (pid_t pid, int timeout_ms)
 Test (engine_runner, a_crashing_task_fails_and_its_worker_is_replaced)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (s_start (runner, 3, "sleep", NULL, (const uint8_t *) "10000", 5, 0,
-                                     s_now ()), KEEL_OK);
+    cr_assert_eq (s_start (runner, 3, "sleep", NULL, (const uint8_t *) "10000", 5, 0, s_now ()),
+                  KEEL_OK);
     pid_t pid = keel_runner_pid_of (runner, 3);
     cr_assert_gt (pid, 0);
     cr_assert (s_wait_segv_default (pid, 5000), "worker never restored SIGSEGV's default action");
@@ -394,8 +400,8 @@ Test (engine_runner, a_crashing_task_fails_and_its_worker_is_replaced)
     cr_assert_str_eq (seen.text, "task process crashed: signal 11");
     cr_assert_eq (keel_runner_free_slots (runner), 1);
     //  The replacement worker runs the next task.
-    cr_assert_eq (s_start (runner, 4, "echo", NULL, (const uint8_t *) "hi", 2, 0,
-                                     s_now ()), KEEL_OK);
+    cr_assert_eq (s_start (runner, 4, "echo", NULL, (const uint8_t *) "hi", 2, 0, s_now ()),
+                  KEEL_OK);
     cr_assert_neq (keel_runner_pid_of (runner, 4), pid);
     s_drive (runner, &seen, 2, 5000);
     cr_assert_eq (seen.count, 2);
@@ -408,15 +414,16 @@ Test (engine_runner, a_task_past_its_timeout_is_killed_with_its_process_group)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
     //  The command leaves a grandchild behind in the same process group.
-    cr_assert_eq (s_start (runner, 5, "slow", "sleep 30 & sleep 30", NULL, 0, 200,
-                                     s_now ()), KEEL_OK);
+    cr_assert_eq (s_start (runner, 5, "slow", "sleep 30 & sleep 30", NULL, 0, 200, s_now ()),
+                  KEEL_OK);
     pid_t pgid = keel_runner_pid_of (runner, 5);
     s_seen_t seen = { 0 };
     s_drive (runner, &seen, 1, 5000);
     cr_assert_eq (seen.count, 1);
     cr_assert (!seen.ok);
     cr_assert_str_eq (seen.text, "timed out after 200 ms");
-    cr_assert (s_group_gone_within (runner, pgid, 3000), "process group %d still exists", (int) pgid);
+    cr_assert (s_group_gone_within (runner, pgid, 3000), "process group %d still exists",
+               (int) pgid);
     cr_assert_eq (keel_runner_free_slots (runner), 1);
     keel_runner_destroy (&runner);
 }
@@ -424,8 +431,8 @@ Test (engine_runner, a_task_past_its_timeout_is_killed_with_its_process_group)
 Test (engine_runner, a_timeout_applies_to_built_ins_too)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (s_start (runner, 6, "sleep", NULL, (const uint8_t *) "20000", 5, 100,
-                                     s_now ()), KEEL_OK);
+    cr_assert_eq (s_start (runner, 6, "sleep", NULL, (const uint8_t *) "20000", 5, 100, s_now ()),
+                  KEEL_OK);
     s_seen_t seen = { 0 };
     s_drive (runner, &seen, 1, 5000);
     cr_assert_eq (seen.count, 1);
@@ -436,8 +443,9 @@ Test (engine_runner, a_timeout_applies_to_built_ins_too)
 Test (engine_runner, a_command_service_reads_stdin_and_writes_stdout)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (s_start (runner, 8, "upper", "tr a-z A-Z", (const uint8_t *) "hello",
-                                     5, 0, s_now ()), KEEL_OK);
+    cr_assert_eq (
+        s_start (runner, 8, "upper", "tr a-z A-Z", (const uint8_t *) "hello", 5, 0, s_now ()),
+        KEEL_OK);
     s_seen_t seen = { 0 };
     s_drive (runner, &seen, 1, 5000);
     cr_assert_eq (seen.count, 1);
@@ -450,13 +458,13 @@ Test (engine_runner, a_failing_command_reports_exit_status_and_stderr_tail)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
     s_seen_t seen = { 0 };
-    cr_assert_eq (s_start (runner, 9, "bad", "echo partial; echo oops >&2; exit 3",
-                                     NULL, 0, 0, s_now ()), KEEL_OK);
+    cr_assert_eq (
+        s_start (runner, 9, "bad", "echo partial; echo oops >&2; exit 3", NULL, 0, 0, s_now ()),
+        KEEL_OK);
     s_drive (runner, &seen, 1, 5000);
     cr_assert (!seen.ok);
     cr_assert_str_eq (seen.text, "exit status 3: oops");
-    cr_assert_eq (s_start (runner, 10, "bad", "kill -9 $$", NULL, 0, 0, s_now ()),
-                  KEEL_OK);
+    cr_assert_eq (s_start (runner, 10, "bad", "kill -9 $$", NULL, 0, 0, s_now ()), KEEL_OK);
     s_drive (runner, &seen, 2, 5000);
     cr_assert (!seen.ok);
     cr_assert_str_eq (seen.text, "killed by signal 9");
@@ -494,8 +502,8 @@ Test (engine_runner, too_much_output_fails_the_task)
 {
     keel_runner_t *runner = keel_runner_new (1, 1000, NULL);
     s_seen_t seen = { 0 };
-    cr_assert_eq (s_start (runner, 11, "big", "head -c 100000 /dev/zero", NULL, 0, 0,
-                                     s_now ()), KEEL_OK);
+    cr_assert_eq (s_start (runner, 11, "big", "head -c 100000 /dev/zero", NULL, 0, 0, s_now ()),
+                  KEEL_OK);
     s_drive (runner, &seen, 1, 5000);
     cr_assert (!seen.ok);
     cr_assert (strstr (seen.text, "output too large"), "%s", seen.text);
@@ -505,16 +513,15 @@ Test (engine_runner, too_much_output_fails_the_task)
 Test (engine_runner, a_cancelled_task_is_killed_and_reports_nothing)
 {
     keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
-    cr_assert_eq (s_start (runner, 12, "slow", "sleep 30", NULL, 0, 0, s_now ()),
-                  KEEL_OK);
+    cr_assert_eq (s_start (runner, 12, "slow", "sleep 30", NULL, 0, 0, s_now ()), KEEL_OK);
     pid_t pgid = keel_runner_pid_of (runner, 12);
     cr_assert_eq (keel_runner_cancel (runner, 12), KEEL_OK);
     cr_assert (!keel_runner_is_running (runner, 12));
     cr_assert_eq (keel_runner_cancel (runner, 12), KEEL_ERR_NOTFOUND);
     cr_assert (s_group_gone_within (runner, pgid, 3000));
     //  The next result seen is the next task's: the cancelled one said nothing.
-    cr_assert_eq (s_start (runner, 13, "echo", NULL, (const uint8_t *) "after", 5, 0,
-                                     s_now ()), KEEL_OK);
+    cr_assert_eq (s_start (runner, 13, "echo", NULL, (const uint8_t *) "after", 5, 0, s_now ()),
+                  KEEL_OK);
     s_seen_t seen = { 0 };
     s_drive (runner, &seen, 1, 5000);
     cr_assert_eq (seen.count, 1);
@@ -526,10 +533,10 @@ Test (engine_runner, a_cancelled_task_is_killed_and_reports_nothing)
 Test (engine_runner, kill_all_leaves_no_process_group_behind)
 {
     keel_runner_t *runner = keel_runner_new (2, 1 << 20, NULL);
-    cr_assert_eq (s_start (runner, 14, "slow", "sleep 30 & sleep 30", NULL, 0, 0,
-                                     s_now ()), KEEL_OK);
-    cr_assert_eq (s_start (runner, 15, "sleep", NULL, (const uint8_t *) "30000", 5, 0,
-                                     s_now ()), KEEL_OK);
+    cr_assert_eq (s_start (runner, 14, "slow", "sleep 30 & sleep 30", NULL, 0, 0, s_now ()),
+                  KEEL_OK);
+    cr_assert_eq (s_start (runner, 15, "sleep", NULL, (const uint8_t *) "30000", 5, 0, s_now ()),
+                  KEEL_OK);
     pid_t a = keel_runner_pid_of (runner, 14), b = keel_runner_pid_of (runner, 15);
     bool all_gone = false;
     cr_assert_eq (keel_runner_kill_all (runner, &all_gone), 2);

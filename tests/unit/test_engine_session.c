@@ -13,35 +13,81 @@ typedef struct {
     char last_logoff[32];
     int logoffs;
     bool connect_ok, login_ok, probe_ok;
-    unsigned listening;         // bit i: broker i takes connections (the login can leave)
+    unsigned listening; // bit i: broker i takes connections (the login can leave)
 } s_fake_t;
 
-static bool f_connect (void *a, int i) { s_fake_t *f = a; f->connects++; f->last_connect = i; return f->connect_ok; }
-static void f_disconnect (void *a) { ((s_fake_t *) a)->disconnects++; }
-static bool f_login (void *a)
+static bool
+f_connect (void *a, int i)
+{
+    s_fake_t *f = a;
+    f->connects++;
+    f->last_connect = i;
+    return f->connect_ok;
+}
+static void
+f_disconnect (void *a)
+{
+    ((s_fake_t *) a)->disconnects++;
+}
+static bool
+f_login (void *a)
 {
     s_fake_t *f = a;
     f->logins++;
     return f->login_ok && (f->listening & (1u << f->last_connect));
 }
-static bool f_heartbeat (void *a) { ((s_fake_t *) a)->heartbeats++; return true; }
-static void f_logoff (void *a, const char *r)
+static bool
+f_heartbeat (void *a)
+{
+    ((s_fake_t *) a)->heartbeats++;
+    return true;
+}
+static void
+f_logoff (void *a, const char *r)
 {
     s_fake_t *f = a;
     f->logoffs++;
     snprintf (f->last_logoff, sizeof f->last_logoff, "%s", r);
 }
-static void f_logged_in (void *a, const Keel__LoginReply *r) { (void) r; ((s_fake_t *) a)->logged_in++; }
-static void f_work (void *a, const keel_env_t *e) { (void) e; ((s_fake_t *) a)->works++; }
-static bool f_probe_open (void *a) { s_fake_t *f = a; f->probes_opened++; return f->probe_ok; }
-static void f_probe_close (void *a) { ((s_fake_t *) a)->probes_closed++; }
-static void f_timeout (void *a) { ((s_fake_t *) a)->timeouts++; }
-static void f_new_session (void *a) { ((s_fake_t *) a)->new_sessions++; }
+static void
+f_logged_in (void *a, const Keel__LoginReply *r)
+{
+    (void) r;
+    ((s_fake_t *) a)->logged_in++;
+}
+static void
+f_work (void *a, const keel_env_t *e)
+{
+    (void) e;
+    ((s_fake_t *) a)->works++;
+}
+static bool
+f_probe_open (void *a)
+{
+    s_fake_t *f = a;
+    f->probes_opened++;
+    return f->probe_ok;
+}
+static void
+f_probe_close (void *a)
+{
+    ((s_fake_t *) a)->probes_closed++;
+}
+static void
+f_timeout (void *a)
+{
+    ((s_fake_t *) a)->timeouts++;
+}
+static void
+f_new_session (void *a)
+{
+    ((s_fake_t *) a)->new_sessions++;
+}
 
-static const keel_engine_session_ops_t s_ops = {
-    f_connect, f_disconnect, f_login, f_heartbeat, f_logoff, f_logged_in, f_work,
-    f_probe_open, f_probe_close, f_timeout, f_new_session
-};
+static const keel_engine_session_ops_t s_ops = { f_connect,   f_disconnect, f_login,
+                                                 f_heartbeat, f_logoff,     f_logged_in,
+                                                 f_work,      f_probe_open, f_probe_close,
+                                                 f_timeout,   f_new_session };
 
 static keel_engine_config_t s_cfg;
 static s_fake_t s_fake;
@@ -66,9 +112,21 @@ s_setup_with (keel_timeout_action_t action)
     cr_assert (s_session);
 }
 
-static void setup (void) { s_setup_with (KEEL_TIMEOUT_ACTION_RESTART); }
-static void setup_exit (void) { s_setup_with (KEEL_TIMEOUT_ACTION_EXIT); }
-static void teardown (void) { keel_engine_session_destroy (&s_session); }
+static void
+setup (void)
+{
+    s_setup_with (KEEL_TIMEOUT_ACTION_RESTART);
+}
+static void
+setup_exit (void)
+{
+    s_setup_with (KEEL_TIMEOUT_ACTION_EXIT);
+}
+static void
+teardown (void)
+{
+    keel_engine_session_destroy (&s_session);
+}
 
 //  Feeds a LoginReply{ok} with the given heartbeat and Engine Timeout.
 static void
@@ -138,13 +196,13 @@ Test (engine_session, retries_the_login_until_the_socket_takes_it)
 Test (engine_session, a_login_timeout_moves_to_the_next_broker_then_backs_off)
 {
     keel_engine_session_tick (s_session, 0);
-    keel_engine_session_tick (s_session, 3000);        // 3 heartbeats without LoginReply
+    keel_engine_session_tick (s_session, 3000); // 3 heartbeats without LoginReply
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
     cr_assert_eq (keel_engine_session_broker (s_session), 1);
-    keel_engine_session_tick (s_session, 3000);        // next broker of the sweep: at once
+    keel_engine_session_tick (s_session, 3000); // next broker of the sweep: at once
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
     cr_assert_eq (s_fake.last_connect, 1);
-    keel_engine_session_tick (s_session, 6000);        // sweep over: back to the primary, later
+    keel_engine_session_tick (s_session, 6000); // sweep over: back to the primary, later
     cr_assert_eq (keel_engine_session_broker (s_session), 0);
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
     keel_engine_session_tick (s_session, 6000);
@@ -180,13 +238,14 @@ Test (engine_session, work_is_refused_before_login_and_accepted_online)
     cr_assert_eq (s_fake.works, 1);
 }
 
-Test (engine_session, keeps_running_tasks_while_the_broker_is_silent_and_retries_the_primary_at_once)
+Test (engine_session,
+      keeps_running_tasks_while_the_broker_is_silent_and_retries_the_primary_at_once)
 {
     s_online_at (0);
     s_message (KEEL__ENVELOPE__BODY_HEARTBEAT, 1000);
     keel_engine_session_tick (s_session, 2400);
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_ONLINE);
-    keel_engine_session_tick (s_session, 2500);        // 3 x 500 ms of silence
+    keel_engine_session_tick (s_session, 2500); // 3 x 500 ms of silence
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
     cr_assert_eq (s_fake.timeouts, 0, "tasks are not killed on broker loss");
     cr_assert_eq (keel_engine_session_broker (s_session), 0);
@@ -217,16 +276,16 @@ s_next_try_of (int index, int64_t from, int64_t until)
 
 Test (engine_session, a_round_tries_every_broker_then_backs_off_before_the_next_round)
 {
-    s_fake.login_ok = false;                    // nothing listens: no connection, no login
+    s_fake.login_ok = false; // nothing listens: no connection, no login
     keel_engine_session_tick (s_session, 0);
     cr_assert_eq (s_fake.last_connect, 0);
     keel_engine_session_tick (s_session, 490);
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
-    keel_engine_session_tick (s_session, 500);         // not connected in 0.5 s: skipped
-    keel_engine_session_tick (s_session, 500);         // the failover, at once
+    keel_engine_session_tick (s_session, 500); // not connected in 0.5 s: skipped
+    keel_engine_session_tick (s_session, 500); // the failover, at once
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
     cr_assert_eq (s_fake.last_connect, 1);
-    keel_engine_session_tick (s_session, 1000);        // round over
+    keel_engine_session_tick (s_session, 1000); // round over
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
     cr_assert_eq (keel_engine_session_broker (s_session), 0);
     int64_t next = keel_engine_session_next_deadline (s_session);
@@ -238,11 +297,11 @@ Test (engine_session, a_round_tries_every_broker_then_backs_off_before_the_next_
 Test (engine_session, losing_the_primary_tries_the_failover_within_half_a_second)
 {
     s_online_at (0);                            // H = 500 ms from the LoginReply
-    keel_engine_session_tick (s_session, 1500);        // A silent for 3·H: lost
+    keel_engine_session_tick (s_session, 1500); // A silent for 3·H: lost
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
-    s_fake.listening = 1u << 1;                 // A is gone: its login cannot leave; B listens
+    s_fake.listening = 1u << 1; // A is gone: its login cannot leave; B listens
     int connects = s_fake.connects;
-    keel_engine_session_tick (s_session, 1500);        // round 1: A again, at once
+    keel_engine_session_tick (s_session, 1500); // round 1: A again, at once
     cr_assert_eq (s_fake.connects, connects + 1);
     cr_assert_eq (s_fake.last_connect, 0);
     // B's login leaves at once and B answers. A driver that noticed the
@@ -256,7 +315,7 @@ Test (engine_session, losing_the_primary_tries_the_failover_within_half_a_second
 
 Test (engine_session, a_connected_broker_gets_3_heartbeats_to_answer_the_login)
 {
-    keel_engine_session_tick (s_session, 0);           // connected, login sent (H = 1 s)
+    keel_engine_session_tick (s_session, 0); // connected, login sent (H = 1 s)
     keel_engine_session_tick (s_session, 2990);
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
     cr_assert_eq (s_fake.last_connect, 0);
@@ -269,7 +328,7 @@ Test (engine_session, a_login_that_leaves_late_gets_3_heartbeats_from_then)
     s_fake.login_ok = false;
     keel_engine_session_tick (s_session, 0);
     s_fake.login_ok = true;
-    keel_engine_session_tick (s_session, 400);         // connected now: the login leaves
+    keel_engine_session_tick (s_session, 400); // connected now: the login leaves
     cr_assert_eq (s_fake.logins, 2);
     keel_engine_session_tick (s_session, 3390);
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_LOGGING_IN);
@@ -318,11 +377,11 @@ Test (engine_session, a_round_after_losing_a_failover_starts_at_the_primary)
 {
     s_fake.login_ok = false;
     keel_engine_session_tick (s_session, 0);
-    keel_engine_session_tick (s_session, 500);         // primary skipped
+    keel_engine_session_tick (s_session, 500); // primary skipped
     s_fake.login_ok = true;
-    s_online_at (500);                          // on the failover
+    s_online_at (500); // on the failover
     cr_assert_eq (keel_engine_session_broker (s_session), 1);
-    keel_engine_session_tick (s_session, 2000);        // failover silent for 3·H
+    keel_engine_session_tick (s_session, 2000); // failover silent for 3·H
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
     keel_engine_session_tick (s_session, 2000);
     cr_assert_eq (s_fake.last_connect, 0, "the primary first, at once");
@@ -331,9 +390,9 @@ Test (engine_session, a_round_after_losing_a_failover_starts_at_the_primary)
 Test (engine_session, a_move_to_the_primary_that_fails_returns_to_the_failover_at_once)
 {
     keel_engine_session_tick (s_session, 0);
-    keel_engine_session_tick (s_session, 3000);        // primary did not answer
+    keel_engine_session_tick (s_session, 3000); // primary did not answer
     s_online_at (3000);
-    s_fake.login_ok = false;                    // the primary takes no connection
+    s_fake.login_ok = false; // the primary takes no connection
     cr_assert (s_message (KEEL__ENVELOPE__BODY_RELOGIN, 3100));
     cr_assert_eq (s_fake.last_connect, 0);
     keel_engine_session_tick (s_session, 3600);
@@ -346,7 +405,7 @@ Test (engine_session, engine_timeout_with_restart_starts_a_fresh_session, .init 
       .fini = teardown)
 {
     s_online_at (0);
-    keel_engine_session_tick (s_session, 1500);        // lost at 1500 (3 x 500)
+    keel_engine_session_tick (s_session, 1500); // lost at 1500 (3 x 500)
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_OFFLINE);
     keel_engine_session_tick (s_session, 1500 + 59999);
     cr_assert_eq (s_fake.timeouts, 0);
@@ -363,7 +422,7 @@ Test (engine_session, engine_timeout_with_exit_stops_with_code_3, .init = setup_
       .fini = teardown)
 {
     keel_engine_session_tick (s_session, 0);
-    keel_engine_session_tick (s_session, 900000);      // default Engine Timeout: 15 minutes
+    keel_engine_session_tick (s_session, 900000); // default Engine Timeout: 15 minutes
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_STOPPED);
     cr_assert_eq (keel_engine_session_exit_code (s_session), 3);
     cr_assert_eq (s_fake.timeouts, 1);
@@ -373,7 +432,7 @@ Test (engine_session, engine_timeout_with_exit_stops_with_code_3, .init = setup_
 Test (engine_session, relogin_on_a_failover_logs_off_moving_and_logs_in_to_the_primary)
 {
     keel_engine_session_tick (s_session, 0);
-    keel_engine_session_tick (s_session, 3000);        // primary did not answer
+    keel_engine_session_tick (s_session, 3000); // primary did not answer
     s_online_at (3000);                         // logged in to the failover
     cr_assert_eq (keel_engine_session_broker (s_session), 1);
     cr_assert (s_message (KEEL__ENVELOPE__BODY_RELOGIN, 3100));
@@ -395,7 +454,7 @@ Test (engine_session, on_a_failover_the_primary_is_probed_and_rejoined_when_it_a
     }
     cr_assert_eq (s_fake.probes_opened, 0);
     s_message (KEEL__ENVELOPE__BODY_HEARTBEAT, 13000);
-    keel_engine_session_tick (s_session, 13000);       // PrimaryRetryInterval after login
+    keel_engine_session_tick (s_session, 13000); // PrimaryRetryInterval after login
     cr_assert_eq (s_fake.probes_opened, 1);
     cr_assert (keel_engine_session_probing (s_session));
     keel_engine_session_on_probe_reply (s_session, 13100);
@@ -415,7 +474,7 @@ Test (engine_session, an_unanswered_probe_is_closed_and_tried_again_later)
         keel_engine_session_tick (s_session, t);
     }
     cr_assert_eq (s_fake.probes_opened, 1);
-    cr_assert_eq (s_fake.probes_closed, 1);         // 3 x 500 ms without answer
+    cr_assert_eq (s_fake.probes_closed, 1); // 3 x 500 ms without answer
     cr_assert (!keel_engine_session_probing (s_session));
     cr_assert_eq (keel_engine_session_broker (s_session), 1);
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_ONLINE);

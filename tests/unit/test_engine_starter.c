@@ -7,7 +7,7 @@
 
 #include "starter.h"
 
-#define S_MAX  64
+#define S_MAX 64
 
 typedef struct {
     uint64_t id;
@@ -54,7 +54,11 @@ s_copy (char *dst, size_t size, const void *src, size_t len)
     dst[len] = 0;
 }
 
-static int f_free_slots (void *a) { return ((s_fake_t *) a)->free_slots; }
+static int
+f_free_slots (void *a)
+{
+    return ((s_fake_t *) a)->free_slots;
+}
 
 static keel_err
 f_start (void *a, const keel_worker_request_t *req, int64_t timeout_ms)
@@ -138,7 +142,7 @@ teardown (void)
 {
     keel_starter_destroy (&s_starter);
     cr_assert_null (s_starter);
-    keel_starter_destroy (&s_starter);      // idempotent
+    keel_starter_destroy (&s_starter); // idempotent
     keel_initdata_destroy (&s_init);
     keel_held_destroy (&s_held);
 }
@@ -264,8 +268,8 @@ Test (engine_starter, a_queued_task_cancelled_or_done_meanwhile_is_skipped)
     s_assign (1, "render", "a", NULL);
     s_assign (2, "render", "b", NULL);
     s_assign (3, "render", "c", NULL);
-    keel_held_remove (s_held, 1);                              // cancelled
-    keel_held_finish (keel_held_find (s_held, 2), false, (const uint8_t *) "x", 1, 0);  // ended
+    keel_held_remove (s_held, 1);                                                      // cancelled
+    keel_held_finish (keel_held_find (s_held, 2), false, (const uint8_t *) "x", 1, 0); // ended
     s_fake.free_slots = 2;
     keel_starter_start_queued (s_starter, 0);
     cr_assert_eq (s_fake.nstarted, 1);
@@ -293,8 +297,8 @@ Test (engine_starter, tasks_it_cannot_start_are_refused_with_the_reason)
     s_fake.start_rc = KEEL_ERR_IO;
     s_assign (2, "render", "a", NULL);
     cr_assert_eq (s_fake.nrefused, 2);
-    cr_assert (strncmp (s_fake.refused_error[1], "cannot start task: ", 19) == 0,
-               "%s", s_fake.refused_error[1]);
+    cr_assert (strncmp (s_fake.refused_error[1], "cannot start task: ", 19) == 0, "%s",
+               s_fake.refused_error[1]);
     cr_assert_eq (s_fake.nstarted, 0);
 }
 

@@ -76,8 +76,8 @@ s_writer (void *arg)
 {
     (void) arg;
     for (int i = 0; i < 500; i++)
-        KEEL_JOURNAL ("exec_end", .service = "0123456789abcdef0123456789abcdef", .task = (uint64_t) i,
-                      .execution = 1000u + (uint64_t) i, .status = "ok");
+        KEEL_JOURNAL ("exec_end", .service = "0123456789abcdef0123456789abcdef",
+                      .task = (uint64_t) i, .execution = 1000u + (uint64_t) i, .status = "ok");
     return NULL;
 }
 

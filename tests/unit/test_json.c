@@ -44,11 +44,11 @@ Test (json, validates_utf8_strictly)
     cr_assert (keel_utf8_valid ("plain", 5));
     cr_assert (keel_utf8_valid ("\xf0\x9f\x98\x80", 4));
     cr_assert_not (keel_utf8_valid ("\xff", 1));
-    cr_assert_not (keel_utf8_valid ("\xc0\xaf", 2));              // overlong
-    cr_assert_not (keel_utf8_valid ("\xed\xa0\x80", 3));          // surrogate
-    cr_assert_not (keel_utf8_valid ("\xf4\x90\x80\x80", 4));      // above U+10FFFF
-    cr_assert_not (keel_utf8_valid ("\xe2\x82", 2));              // truncated
-    cr_assert_not (keel_utf8_valid ("a\0b", 3));                  // NUL
+    cr_assert_not (keel_utf8_valid ("\xc0\xaf", 2));         // overlong
+    cr_assert_not (keel_utf8_valid ("\xed\xa0\x80", 3));     // surrogate
+    cr_assert_not (keel_utf8_valid ("\xf4\x90\x80\x80", 4)); // above U+10FFFF
+    cr_assert_not (keel_utf8_valid ("\xe2\x82", 2));         // truncated
+    cr_assert_not (keel_utf8_valid ("a\0b", 3));             // NUL
 }
 
 Test (json, separates_members_and_nests_objects_and_arrays)
@@ -85,7 +85,11 @@ Test (json, fails_instead_of_nesting_without_bound)
 
 Test (json, copies_runs_between_escapes)
 {
-    cr_assert_str_eq (s_escape ("ab\"cd\xc3\xa9" "ef\n", 10), "\"ab\\\"cd\xc3\xa9" "ef\\n\"");
+    cr_assert_str_eq (s_escape ("ab\"cd\xc3\xa9"
+                                "ef\n",
+                                10),
+                      "\"ab\\\"cd\xc3\xa9"
+                      "ef\\n\"");
     cr_assert_str_eq (s_escape ("\"x\"", 3), "\"\\\"x\\\"\"");
     cr_assert_str_eq (s_escape ("abc\xff", 4), "\"abc\\u00ff\"");
 }

@@ -61,9 +61,9 @@ Test (ratelimit, logs_at_most_its_budget_a_window_then_says_how_many_it_dropped)
     s_capture_start (&c);
     for (int i = 0; i < 1000; i++)
         KEEL_LOG_LIMITED (&rl, 1000 + i, KEEL_LOG_WARN, "test", "absurd value %d", i);
-    keel_ratelimit_flush (&rl, 5000, KEEL_LOG_WARN, "test");     // window not over: nothing
-    keel_ratelimit_flush (&rl, 11000, KEEL_LOG_WARN, "test");    // over: the count
-    keel_ratelimit_flush (&rl, 30000, KEEL_LOG_WARN, "test");    // nothing more to say
+    keel_ratelimit_flush (&rl, 5000, KEEL_LOG_WARN, "test");  // window not over: nothing
+    keel_ratelimit_flush (&rl, 11000, KEEL_LOG_WARN, "test"); // over: the count
+    keel_ratelimit_flush (&rl, 30000, KEEL_LOG_WARN, "test"); // nothing more to say
     KEEL_LOG_LIMITED (&rl, 30001, KEEL_LOG_WARN, "test", "absurd value again");
     char *text = s_capture_end (&c);
     cr_expect_eq (s_count (text, "absurd value"), 4, "lines:\n%s", text);

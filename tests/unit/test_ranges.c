@@ -12,7 +12,7 @@ Test (ranges, reads_back_what_was_written_merging_adjacent_ranges)
     keel_ranges_writer_t w;
     keel_ranges_writer_init (&w, buf, 8);
     cr_assert (keel_ranges_writer_add (&w, 3, 5));
-    cr_assert (keel_ranges_writer_add (&w, 5, 9));      // adjacent: merged
+    cr_assert (keel_ranges_writer_add (&w, 5, 9)); // adjacent: merged
     cr_assert (keel_ranges_writer_add (&w, 100, 101));
     cr_assert_eq (w.n, 4);
     cr_assert_eq (w.ids, 7);
@@ -32,7 +32,7 @@ Test (ranges, reads_back_what_was_written_merging_adjacent_ranges)
 
 Test (ranges, writer_stops_when_full_and_appends_nothing)
 {
-    uint64_t buf[5];                // odd room: two entries are one range
+    uint64_t buf[5]; // odd room: two entries are one range
     keel_ranges_writer_t w;
     keel_ranges_writer_init (&w, buf, 5);
     cr_assert (keel_ranges_writer_add (&w, 0, 1));
@@ -48,7 +48,8 @@ Test (ranges, names_what_is_wrong_with_a_list)
     size_t at = 99;
     cr_assert_null (keel_ranges_problem (NULL, 0, &at));
     uint64_t odd[] = { 1, 2, 3 };
-    cr_assert_str_eq (keel_ranges_problem (odd, 3, &at), "odd number of entries (gap, length pairs expected)");
+    cr_assert_str_eq (keel_ranges_problem (odd, 3, &at),
+                      "odd number of entries (gap, length pairs expected)");
     cr_assert_eq (at, 2);
     uint64_t empty[] = { 0, 5, 1, 0 };
     cr_assert_str_eq (keel_ranges_problem (empty, 4, &at), "empty range (length 0)");

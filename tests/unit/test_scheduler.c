@@ -36,7 +36,8 @@ add_service (const char *id, const char *type, int priority, int ntasks)
     for (int i = 0; i < ntasks; i++) {
         char input[16];
         snprintf (input, sizeof input, "%d", i);
-        cr_assert_not_null (keel_service_task_add (svc, (uint64_t) i, (uint8_t *) input, strlen (input)));
+        cr_assert_not_null (
+            keel_service_task_add (svc, (uint64_t) i, (uint8_t *) input, strlen (input)));
         cr_assert (keel_service_queue_push (svc, (uint64_t) i));
     }
     keel_sched_activate (sched, svc);
@@ -131,7 +132,9 @@ Test (scheduler, gives_an_engine_only_service_types_it_offers)
 static bool
 skip_task_zero (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, void *arg)
 {
-    (void) svc; (void) engine; (void) arg;
+    (void) svc;
+    (void) engine;
+    (void) arg;
     return task->input_len != 1 || task->input[0] != '0';
 }
 
@@ -170,7 +173,7 @@ Test (scheduler, serves_a_service_again_after_its_queue_refills)
     cr_assert_str_eq (next (e, b), "a:0");
     cr_assert_str_eq (next (e, b), "");
     cr_assert_eq (keel_sched_size (sched), 0);
-    cr_assert (keel_service_queue_push (svc, 0));     // requeued after a lost engine
+    cr_assert (keel_service_queue_push (svc, 0)); // requeued after a lost engine
     keel_sched_activate (sched, svc);
     cr_assert_str_eq (next (e, b), "a:0");
 }

@@ -16,8 +16,9 @@ Test (sdk_invoke, an_invocation_built_by_a_driver_parses_back)
     char method[KEEL_INVOCATION_METHOD_MAX + 1];
     msgpack_object args;
     keel_error_t err = { "" };
-    cr_assert_eq (keel_invocation_parse (buf.data, buf.size, &u, method, sizeof method, &args,
-                                         &err), KEEL_OK, "%s", err.text);
+    cr_assert_eq (
+        keel_invocation_parse (buf.data, buf.size, &u, method, sizeof method, &args, &err), KEEL_OK,
+        "%s", err.text);
     cr_assert_str_eq (method, "scale_by");
     cr_assert_eq (args.via.array.size, 2);
     cr_assert_eq (args.via.array.ptr[0].via.f64, 1.5);
@@ -48,8 +49,10 @@ Test (sdk_invoke, a_bad_method_name_is_refused)
 
 Test (sdk_invoke, a_result_is_unpacked_only_when_it_is_one_ok_msgpack_value)
 {
-    keel_result_t r = { .status = KEEL_TASK_OK, .output = (const uint8_t *) "\x92\x01\xc3",
-                        .output_size = 3, .error = "" };
+    keel_result_t r = { .status = KEEL_TASK_OK,
+                        .output = (const uint8_t *) "\x92\x01\xc3",
+                        .output_size = 3,
+                        .error = "" };
     msgpack_unpacked u;
     keel_error_t err = { "" };
     cr_assert_eq (keel_result_unpack (&r, &u, &err), KEEL_OK, "%s", err.text);
@@ -57,13 +60,13 @@ Test (sdk_invoke, a_result_is_unpacked_only_when_it_is_one_ok_msgpack_value)
     cr_assert_eq (u.data.via.array.ptr[1].via.boolean, true);
     msgpack_unpacked_destroy (&u);
 
-    r.output_size = 2;      // truncated
+    r.output_size = 2; // truncated
     cr_assert_eq (keel_result_unpack (&r, &u, &err), KEEL_ERR_INVALID);
     cr_assert (strstr (err.text, "truncated"), "%s", err.text);
     msgpack_unpacked_destroy (&u);
 
     r.output = (const uint8_t *) "\x01\x02";
-    r.output_size = 2;      // two values
+    r.output_size = 2; // two values
     cr_assert_eq (keel_result_unpack (&r, &u, &err), KEEL_ERR_INVALID);
     cr_assert (strstr (err.text, "trailing bytes"), "%s", err.text);
     msgpack_unpacked_destroy (&u);

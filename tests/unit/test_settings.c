@@ -59,8 +59,7 @@ s_ms (const char *text, const char *unit)
 {
     int64_t ms = -1;
     keel_error_t err = { "" };
-    cr_assert_eq (keel_duration_parse (text, unit, &ms, &err), KEEL_OK, "'%s': %s", text,
-                  err.text);
+    cr_assert_eq (keel_duration_parse (text, unit, &ms, &err), KEEL_OK, "'%s': %s", text, err.text);
     return ms;
 }
 
@@ -199,8 +198,7 @@ Test (settings, reads_a_key_without_default_as_empty)
 Test (settings, rejects_a_table_whose_default_does_not_parse)
 {
     static const keel_setting_def_t bad[] = {
-        { "Wait", KEEL_SETTING_DURATION, "s", "soon", 0, 0, false, NULL, "x" },
-        KEEL_SETTINGS_END
+        { "Wait", KEEL_SETTING_DURATION, "s", "soon", 0, 0, false, NULL, "x" }, KEEL_SETTINGS_END
     };
     keel_error_t err = { "" };
     cr_expect_null (keel_settings_new (bad, &err));
@@ -234,7 +232,7 @@ Test (settings, reads_integers)
 Test (settings, rejects_bad_integers)
 {
     s_expect_set_error ("MaxAttempts", "three",
-                         "--set: MaxAttempts: expected an integer, got 'three'");
+                        "--set: MaxAttempts: expected an integer, got 'three'");
     s_expect_set_error ("MaxAttempts", "3.5", "--set: MaxAttempts: expected an integer, got '3.5'");
     s_expect_set_error ("MaxAttempts", "", "--set: MaxAttempts: expected an integer, got ''");
     s_expect_set_error ("Offset", "99999999999999999999",
@@ -249,7 +247,7 @@ Test (settings, enforces_integer_bounds)
     keel_settings_destroy (&s);
     s_expect_set_error ("MaxAttempts", "0", "--set: MaxAttempts: '0' is out of range (1 to 100)");
     s_expect_set_error ("MaxAttempts", "101",
-                         "--set: MaxAttempts: '101' is out of range (1 to 100)");
+                        "--set: MaxAttempts: '101' is out of range (1 to 100)");
 }
 
 Test (settings, treats_zero_bounds_as_unbounded)
@@ -343,7 +341,8 @@ Test (settings, takes_a_bare_number_or_the_named_unit_for_such_a_key)
     int64_t ms = -1;
     cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "0.5", &ms, &err), KEEL_OK, "%s", err.text);
     cr_expect_eq (ms, 30000);
-    cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "30min", &ms, &err), KEEL_OK, "%s", err.text);
+    cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "30min", &ms, &err), KEEL_OK, "%s",
+                  err.text);
     cr_expect_eq (ms, 30 * 60000);
     cr_expect_eq (s_named_set ("EngineTimeoutMinutes", "2 m", &ms, &err), KEEL_OK, "%s", err.text);
     cr_expect_eq (ms, 2 * 60000);
@@ -358,10 +357,9 @@ Test (settings, takes_a_bare_number_or_the_named_unit_for_such_a_key)
 
 Test (settings, rejects_a_table_whose_unit_contradicts_the_key_name)
 {
-    static const keel_setting_def_t bad[] = {
-        { "WaitMinutes", KEEL_SETTING_DURATION, "s", "5", 0, 0, false, NULL, "x" },
-        KEEL_SETTINGS_END
-    };
+    static const keel_setting_def_t bad[] = { { "WaitMinutes", KEEL_SETTING_DURATION, "s", "5", 0,
+                                                0, false, NULL, "x" },
+                                              KEEL_SETTINGS_END };
     keel_error_t err = { "" };
     cr_expect_null (keel_settings_new (bad, &err));
     cr_expect_str_eq (err.text, "default of WaitMinutes: WaitMinutes: the name says minutes, the "
@@ -421,14 +419,14 @@ Test (settings, prints_bounds_as_integers_with_units_in_errors)
 
 Test (settings, prints_bounds_and_defaults_without_exponents_in_docs_and_help)
 {
-    void (*printers[]) (const keel_setting_def_t *, FILE *)
-        = { keel_settings_print_markdown, keel_settings_print_help };
+    void (*printers[]) (const keel_setting_def_t *, FILE *) = { keel_settings_print_markdown,
+                                                                keel_settings_print_help };
     for (int i = 0; i < 2; i++) {
         char *text = NULL;
         size_t len = 0;
         FILE *out = open_memstream (&text, &len);
         cr_assert_not_null (out);
-        printers[i] (s_bytes_table, out);
+        printers[i](s_bytes_table, out);
         fclose (out);
         cr_expect_null (strstr (text, "e+"), "an exponent in:\n%s", text);
         cr_expect_not_null (strstr (text, "(range 1 byte to 1 GiB)"), "%s", text);
@@ -446,7 +444,7 @@ Test (settings, accepts_a_negative_duration_when_the_minimum_is_negative)
     cr_expect_eq (keel_settings_ms (s, "ClockSkew"), -500);
     keel_settings_destroy (&s);
     s_expect_set_error ("ClockSkew", "-2s",
-                         "--set: ClockSkew: '-2s' is out of range (-1000 to 1000 ms)");
+                        "--set: ClockSkew: '-2s' is out of range (-1000 to 1000 ms)");
 }
 
 Test (settings, reads_enums_case_insensitively_as_written_in_the_table)
@@ -488,7 +486,7 @@ Test (settings, rejects_an_unknown_key)
 Test (settings, suggests_a_key_that_differs_in_case)
 {
     s_expect_set_error ("maxattempts", "3",
-                         "--set: unknown key 'maxattempts' (did you mean 'MaxAttempts'?)");
+                        "--set: unknown key 'maxattempts' (did you mean 'MaxAttempts'?)");
     s_expect_set_error ("Service.web.EXEC", "x",
                         "--set: unknown key 'Service.web.EXEC' (did you mean 'service.web.exec'?)");
 }
@@ -595,7 +593,7 @@ Test (settings, reports_a_missing_file_as_io_error)
     keel_error_t err = { "" };
     cr_expect_eq (keel_settings_load_file (s, "/tmp/keel-missing.properties", &err), KEEL_ERR_IO);
     cr_expect_str_eq (err.text,
-                       "/tmp/keel-missing.properties: cannot open: No such file or directory");
+                      "/tmp/keel-missing.properties: cannot open: No such file or directory");
     keel_settings_destroy (&s);
 }
 
@@ -892,7 +890,7 @@ Test (cli, prints_help_and_exits_zero, .init = cr_redirect_stdout)
     char line[128] = "";
     cr_assert_not_null (fgets (line, sizeof line, out));
     cr_expect_str_eq (line,
-                       "Usage: keel-test [-c FILE] [--set KEY=VALUE]... [--log-level LEVEL]\n");
+                      "Usage: keel-test [-c FILE] [--set KEY=VALUE]... [--log-level LEVEL]\n");
 }
 
 Test (cli, prints_the_version_and_exits_zero, .init = cr_redirect_stdout)
@@ -931,10 +929,9 @@ Test (cli, rejects_a_bad_log_level, .init = cr_redirect_stderr)
         "keel-test: --log-level: expected error, warn, info or debug, got 'loud'\n");
 }
 
-static const keel_setting_def_t s_log_table[] = {
-    { "LogLevel", KEEL_SETTING_ENUM, NULL, "info", 0, 0, true, "error|warn|info|debug", "Log" },
-    KEEL_SETTINGS_END
-};
+static const keel_setting_def_t s_log_table[] = { { "LogLevel", KEEL_SETTING_ENUM, NULL, "info", 0,
+                                                    0, true, "error|warn|info|debug", "Log" },
+                                                  KEEL_SETTINGS_END };
 
 Test (cli, copies_the_log_level_option_into_a_log_level_key)
 {

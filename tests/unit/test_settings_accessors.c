@@ -27,8 +27,9 @@ s_expect_row (const keel_setting_def_t *table, size_t *i, const char *name,
     (*i)++;
 }
 
-#define S_ROW(name, type, ...)             s_expect_row (table, &i, #name, KEEL_SETTING_##type);
-#define S_PATTERN_ROW(ident, pattern, type, ...) s_expect_row (table, &i, pattern, KEEL_SETTING_##type);
+#define S_ROW(name, type, ...) s_expect_row (table, &i, #name, KEEL_SETTING_##type);
+#define S_PATTERN_ROW(ident, pattern, type, ...)                                                   \
+    s_expect_row (table, &i, pattern, KEEL_SETTING_##type);
 
 Test (settings_accessors, broker_table_holds_exactly_the_listed_keys_in_order)
 {
@@ -98,16 +99,16 @@ s_other_value (const keel_settings_t *s, const char *key, char *buf, size_t size
     return buf;
 }
 
-#define S_SAME_STRING(value, s, key) \
+#define S_SAME_STRING(value, s, key)                                                               \
     cr_expect_str_eq (value, keel_settings_str (s, key), "%s: accessor and key differ", key)
 #define S_SAME_ENUM(value, s, key) S_SAME_STRING (value, s, key)
-#define S_SAME_INT(value, s, key) \
+#define S_SAME_INT(value, s, key)                                                                  \
     cr_expect_eq (value, keel_settings_int (s, key), "%s: accessor and key differ", key)
-#define S_SAME_DOUBLE(value, s, key) \
+#define S_SAME_DOUBLE(value, s, key)                                                               \
     cr_expect_eq (value, keel_settings_double (s, key), "%s: accessor and key differ", key)
-#define S_SAME_BOOL(value, s, key) \
+#define S_SAME_BOOL(value, s, key)                                                                 \
     cr_expect_eq (value, keel_settings_bool (s, key), "%s: accessor and key differ", key)
-#define S_SAME_DURATION(value, s, key) \
+#define S_SAME_DURATION(value, s, key)                                                             \
     cr_expect_eq (value, keel_settings_ms (s, key), "%s: accessor and key differ", key)
 
 //  Sets key from text as keel-admin does and checks the by-string reader
@@ -118,13 +119,12 @@ s_set (keel_settings_t *s, const char *key)
     char buf[128];
     const char *text = s_other_value (s, key, buf, sizeof buf);
     keel_error_t err;
-    cr_assert_eq (keel_settings_set (s, key, text, "test", &err), KEEL_OK, "%s=%s: %s", key,
-                  text, err.text);
+    cr_assert_eq (keel_settings_set (s, key, text, "test", &err), KEEL_OK, "%s=%s: %s", key, text,
+                  err.text);
     const keel_setting_def_t *def = keel_settings_def (s, key);
     if (def->type == KEEL_SETTING_STRING || def->type == KEEL_SETTING_ENUM)
         cr_expect_str_eq (keel_settings_str (s, key), text);
-    else
-    if (def->type == KEEL_SETTING_DURATION) {
+    else if (def->type == KEEL_SETTING_DURATION) {
         int64_t ms = 0;
         cr_assert_eq (keel_duration_parse (text, def->unit, &ms, &err), KEEL_OK, "%s", err.text);
         cr_expect_eq (keel_settings_ms (s, key), ms, "%s", key);
@@ -203,15 +203,15 @@ s_collect (const char *key, const char *wildcard, const char *value, void *arg)
     snprintf (m->seen + len, sizeof m->seen - len, "%s|%s|%s;", key, wildcard, value);
 }
 
-#define S_ENGINE_MATCH_SAME(ident, pattern, ...)                                       \
-    {                                                                                  \
-        s_matches_t a = { "" }, b = { "" };                                            \
-        int na = keel_engine_cfg_match_##ident (s, s_collect, &a);                     \
-        int nb = keel_settings_match (s, pattern, s_collect, &b);                      \
-        cr_expect_eq (na, nb, "%s", pattern);                                          \
-        cr_expect_gt (na, 0, "%s: nothing set", pattern);                              \
-        cr_expect_str_eq (a.seen, b.seen, "%s", pattern);                              \
-        patterns++;                                                                    \
+#define S_ENGINE_MATCH_SAME(ident, pattern, ...)                                                   \
+    {                                                                                              \
+        s_matches_t a = { "" }, b = { "" };                                                        \
+        int na = keel_engine_cfg_match_##ident (s, s_collect, &a);                                 \
+        int nb = keel_settings_match (s, pattern, s_collect, &b);                                  \
+        cr_expect_eq (na, nb, "%s", pattern);                                                      \
+        cr_expect_gt (na, 0, "%s: nothing set", pattern);                                          \
+        cr_expect_str_eq (a.seen, b.seen, "%s", pattern);                                          \
+        patterns++;                                                                                \
     }
 
 Test (settings_accessors, every_engine_pattern_wrapper_matches_what_its_pattern_matches)

@@ -20,7 +20,7 @@
 
 #include "store.h"
 #include "store_writes.h"
-#include "store_sqlite_int.h"   // KEEL_STORE_INLINE_MAX, the blob kinds
+#include "store_sqlite_int.h" // KEEL_STORE_INLINE_MAX, the blob kinds
 
 static char s_dir[64];
 static char s_path[128];
@@ -30,7 +30,9 @@ static bool s_mounted;
 static int
 s_remove (const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void) st; (void) flag; (void) ftw;
+    (void) st;
+    (void) flag;
+    (void) ftw;
     return remove (path);
 }
 
@@ -136,9 +138,17 @@ s_service (const char *id)
 {
     static const uint8_t init[] = { 1, 2, 3, 0, 4 };
     return (keel_store_service_t) {
-        .service_id = id, .type = "python", .driver_id = "driver-1", .priority = -3,
-        .max_attempts = 5, .reschedule_delay_ms = -1, .init_data = init, .init_len = sizeof init,
-        .state = KEEL_SERVICE_OPEN, .created_wall_ms = 1700000000000, .closed_wall_ms = 0,
+        .service_id = id,
+        .type = "python",
+        .driver_id = "driver-1",
+        .priority = -3,
+        .max_attempts = 5,
+        .reschedule_delay_ms = -1,
+        .init_data = init,
+        .init_len = sizeof init,
+        .state = KEEL_SERVICE_OPEN,
+        .created_wall_ms = 1700000000000,
+        .closed_wall_ms = 0,
     };
 }
 
@@ -147,8 +157,11 @@ s_task (const char *service_id, uint64_t task_id)
 {
     static const uint8_t input[] = { 'i', 'n', 0, 'p' };
     return (keel_store_task_t) {
-        .service_id = service_id, .task_id = task_id, .state = KEEL_TASK_STATE_QUEUED,
-        .input = input, .input_len = sizeof input,
+        .service_id = service_id,
+        .task_id = task_id,
+        .state = KEEL_TASK_STATE_QUEUED,
+        .input = input,
+        .input_len = sizeof input,
     };
 }
 
@@ -156,7 +169,7 @@ s_task (const char *service_id, uint64_t task_id)
 typedef struct {
     int services, tasks, executions, pending, config, engines;
     uint32_t engine_slots;
-    char order[64];                    // 's', 't', 'e', 'p', 'c' in call order (first 63)
+    char order[64]; // 's', 't', 'e', 'p', 'c' in call order (first 63)
     keel_store_service_t svc;
     keel_store_task_t task;
     keel_store_execution_t exec;
@@ -250,7 +263,7 @@ s_on_pending (const keel_store_pending_t *pending, void *arg)
     seen->pend.service_id = s_keep (seen, 8, pending->service_id);
     seen->pend.engine_id = s_keep (seen, 9, pending->engine_id);
     seen->pend.error = s_keep (seen, 10, pending->error);
-    seen->pend.output = NULL;   // not copied; checked through output_len
+    seen->pend.output = NULL; // not copied; checked through output_len
     return 0;
 }
 
@@ -410,17 +423,38 @@ Test (store, every_record_type_survives_commit_close_and_reopen)
     keel_store_service_t svc = s_service ("svc-a");
     static const uint8_t output[] = { 'o', 'u', 't' }, memo[] = { 'c', 'k' };
     keel_store_task_t task = {
-        .service_id = "svc-a", .task_id = 42, .state = KEEL_TASK_STATE_DONE, .attempts = 2,
-        .input = (const uint8_t *) "", .input_len = 0, .status = 3,
-        .output = output, .output_len = sizeof output, .error = "boom", .engine_id = "eng-7",
-        .execution_id = 9001, .run_ms = 1234, .queued_ms = 56, .result_acked = true,
-        .checkpoint = memo, .checkpoint_len = sizeof memo, .checkpoint_wall_ms = 1700000000500,
+        .service_id = "svc-a",
+        .task_id = 42,
+        .state = KEEL_TASK_STATE_DONE,
+        .attempts = 2,
+        .input = (const uint8_t *) "",
+        .input_len = 0,
+        .status = 3,
+        .output = output,
+        .output_len = sizeof output,
+        .error = "boom",
+        .engine_id = "eng-7",
+        .execution_id = 9001,
+        .run_ms = 1234,
+        .queued_ms = 56,
+        .result_acked = true,
+        .checkpoint = memo,
+        .checkpoint_len = sizeof memo,
+        .checkpoint_wall_ms = 1700000000500,
     };
     keel_store_execution_t exec = { 9002, "svc-a", 42, "eng-8", 3, 1700000000700 };
     keel_store_pending_t pend = {
-        .service_id = "svc-z", .task_id = 5, .execution_id = 77, .engine_id = "eng-9",
-        .has_result = true, .status = 1, .output = output, .output_len = sizeof output,
-        .error = NULL, .run_ms = 99, .expires_wall_ms = 1700000009000,
+        .service_id = "svc-z",
+        .task_id = 5,
+        .execution_id = 77,
+        .engine_id = "eng-9",
+        .has_result = true,
+        .status = 1,
+        .output = output,
+        .output_len = sizeof output,
+        .error = NULL,
+        .run_ms = 99,
+        .expires_wall_ms = 1700000009000,
     };
     cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
@@ -538,7 +572,7 @@ Test (store, rollback_discards_the_whole_turn)
     cr_assert_eq (test_store_meta_set (store, "epoch", 5), KEEL_OK);
     keel_store_rollback (store);
     keel_store_rollback (store);
-    s_commit (store);   // nothing left to commit
+    s_commit (store); // nothing left to commit
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.services, 1);
     cr_expect_str_eq (seen.svc.service_id, "kept");
@@ -558,7 +592,7 @@ Test (store, uncommitted_writes_are_not_visible_after_reopen)
     keel_store_task_t task = s_task ("svc", 1);
     cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
     cr_assert_eq (test_store_config_set (store, "k", "v"), KEEL_OK);
-    s_seen_t seen = s_reopen_and_load (&store);   // destroy without commit
+    s_seen_t seen = s_reopen_and_load (&store); // destroy without commit
     cr_expect_eq (seen.services, 1);
     cr_expect_eq (seen.tasks, 0);
     cr_expect_eq (seen.config, 0);
@@ -589,8 +623,15 @@ Test (store, task_updates_change_only_their_own_columns)
     cr_expect_not (seen.task.result_acked);
 
     keel_store_task_t result = {
-        .service_id = "svc", .task_id = 3, .state = KEEL_TASK_STATE_FAILED, .attempts = 4,
-        .status = 2, .error = "exit 3", .engine_id = "eng", .execution_id = 17, .run_ms = 5,
+        .service_id = "svc",
+        .task_id = 3,
+        .state = KEEL_TASK_STATE_FAILED,
+        .attempts = 4,
+        .status = 2,
+        .error = "exit 3",
+        .engine_id = "eng",
+        .execution_id = 17,
+        .run_ms = 5,
         .queued_ms = 6,
     };
     cr_assert_eq (test_store_task_result (store, &result), KEEL_OK);
@@ -642,7 +683,7 @@ s_blob_rows (uint64_t task_id, int kind)
     return s_sql_int (sql);
 }
 
-#define S_BIG (KEEL_STORE_INLINE_MAX + 1)
+#define S_BIG  (KEEL_STORE_INLINE_MAX + 1)
 #define S_EDGE KEEL_STORE_INLINE_MAX
 
 Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
@@ -662,15 +703,27 @@ Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
     s_commit (store);
     cr_assert_eq (test_store_task_state (store, "svc", 1, KEEL_TASK_STATE_RUNNING, 0), KEEL_OK);
     cr_assert_eq (test_store_task_checkpoint (store, "svc", 1, s_pattern (a_ck, sizeof a_ck, 3),
-                                              sizeof a_ck, 500), KEEL_OK);
+                                              sizeof a_ck, 500),
+                  KEEL_OK);
     cr_assert_eq (test_store_task_checkpoint (store, "svc", 2, s_pattern (b_ck, sizeof b_ck, 4),
-                                              sizeof b_ck, 501), KEEL_OK);
-    keel_store_task_t ra = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE,
-                             .attempts = 1, .status = 1, .output = s_pattern (a_out, S_BIG, 5),
-                             .output_len = S_BIG, .engine_id = "eng-a", .execution_id = 11 };
-    keel_store_task_t rb = { .service_id = "svc", .task_id = 2, .state = KEEL_TASK_STATE_DONE,
-                             .status = 1, .output = s_pattern (b_out, sizeof b_out, 6),
-                             .output_len = sizeof b_out, .engine_id = "eng-b",
+                                              sizeof b_ck, 501),
+                  KEEL_OK);
+    keel_store_task_t ra = { .service_id = "svc",
+                             .task_id = 1,
+                             .state = KEEL_TASK_STATE_DONE,
+                             .attempts = 1,
+                             .status = 1,
+                             .output = s_pattern (a_out, S_BIG, 5),
+                             .output_len = S_BIG,
+                             .engine_id = "eng-a",
+                             .execution_id = 11 };
+    keel_store_task_t rb = { .service_id = "svc",
+                             .task_id = 2,
+                             .state = KEEL_TASK_STATE_DONE,
+                             .status = 1,
+                             .output = s_pattern (b_out, sizeof b_out, 6),
+                             .output_len = sizeof b_out,
+                             .engine_id = "eng-b",
                              .execution_id = 12 };
     cr_assert_eq (test_store_task_result (store, &ra), KEEL_OK);
     cr_assert_eq (test_store_task_result (store, &rb), KEEL_OK);
@@ -682,7 +735,8 @@ Test (store, small_and_big_blobs_round_trip_through_put_result_and_checkpoint)
     cr_expect_eq (s_blob_rows (1, KEEL_STORE_BLOB_OUTPUT), 1);
     cr_expect_eq (s_blob_rows (1, KEEL_STORE_BLOB_CHECKPOINT), 1);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks WHERE task_id = 1 AND input IS NULL"
-                             " AND output IS NULL AND checkpoint IS NULL AND spilled = 7"), 1);
+                             " AND output IS NULL AND checkpoint IS NULL AND spilled = 7"),
+                  1);
     char sql[200];
     snprintf (sql, sizeof sql,
               "SELECT count(*) FROM tasks WHERE task_id = 2 AND spilled = 0"
@@ -763,9 +817,16 @@ Test (store, a_put_over_a_task_with_big_blobs_leaves_no_stale_blob)
     keel_store_service_t svc = s_service ("svc");
     cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     keel_store_task_t task = {
-        .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE, .result_acked = true,
-        .input = s_pattern (big, sizeof big, 1), .input_len = sizeof big,
-        .output = big, .output_len = sizeof big, .checkpoint = big, .checkpoint_len = sizeof big,
+        .service_id = "svc",
+        .task_id = 1,
+        .state = KEEL_TASK_STATE_DONE,
+        .result_acked = true,
+        .input = s_pattern (big, sizeof big, 1),
+        .input_len = sizeof big,
+        .output = big,
+        .output_len = sizeof big,
+        .checkpoint = big,
+        .checkpoint_len = sizeof big,
         .checkpoint_wall_ms = 5,
     };
     cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
@@ -817,8 +878,12 @@ Test (store, task_result_writes_result_acked)
     cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
     s_commit (store);
     static const uint8_t out[] = { 'r' };
-    keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE,
-                                 .status = 1, .output = out, .output_len = sizeof out,
+    keel_store_task_t result = { .service_id = "svc",
+                                 .task_id = 1,
+                                 .state = KEEL_TASK_STATE_DONE,
+                                 .status = 1,
+                                 .output = out,
+                                 .output_len = sizeof out,
                                  .result_acked = true };
     cr_assert_eq (test_store_task_result (store, &result), KEEL_OK);
     s_commit (store);
@@ -840,8 +905,11 @@ Test (store, a_result_or_checkpoint_for_a_missing_task_writes_nothing)
 {
     static uint8_t big[S_BIG];
     keel_store_t *store = s_open ();
-    keel_store_task_t result = { .service_id = "svc", .task_id = 8, .state = KEEL_TASK_STATE_DONE,
-                                 .output = big, .output_len = sizeof big };
+    keel_store_task_t result = { .service_id = "svc",
+                                 .task_id = 8,
+                                 .state = KEEL_TASK_STATE_DONE,
+                                 .output = big,
+                                 .output_len = sizeof big };
     cr_assert_eq (test_store_task_result (store, &result), KEEL_OK);
     cr_assert_eq (test_store_task_checkpoint (store, "svc", 8, big, sizeof big, 1), KEEL_OK);
     cr_assert_eq (test_store_task_checkpoint (store, "svc", 9, big, 3, 1), KEEL_OK);
@@ -861,8 +929,9 @@ Test (store, deletes_remove_services_with_their_rows)
         keel_store_service_t svc = s_service (ids[i]);
         keel_store_task_t task = s_task (ids[i], 1);
         keel_store_execution_t exec = { (uint64_t) i + 1, ids[i], 1, "eng", 1, 1 };
-        keel_store_pending_t pend = { .service_id = ids[i], .task_id = 1, .execution_id = 50,
-                                      .engine_id = "eng" };
+        keel_store_pending_t pend = {
+            .service_id = ids[i], .task_id = 1, .execution_id = 50, .engine_id = "eng"
+        };
         cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
         static uint8_t memo[KEEL_STORE_INLINE_MAX + 1];
         task.checkpoint = memo;
@@ -901,7 +970,8 @@ Test (store, deletes_remove_services_with_their_rows)
 static int
 s_stop_at_first (const keel_store_service_t *svc, void *arg)
 {
-    (void) svc; (void) arg;
+    (void) svc;
+    (void) arg;
     return 1;
 }
 
@@ -1093,8 +1163,8 @@ static void
 s_build_old_store (int version)
 {
     char sql[80];
-    snprintf (sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %d",
-              0x4B45454C, version);
+    snprintf (sql, sizeof sql, "PRAGMA application_id = %d; PRAGMA user_version = %d", 0x4B45454C,
+              version);
     s_sql (s_schema_0_to_1);
     if (version >= 2)
         s_sql (s_schema_1_to_2);
@@ -1122,16 +1192,17 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
     // Task 1: small input, big output, small checkpoint, acked. Task 2: big
     // input, empty checkpoint, queued. Task 3: no blobs at all. A lone blob
     // row of a task that does not exist (schema 2 could leave one).
-    s_sql ("INSERT INTO services VALUES ('svc', 'python', 'd', 0, 3, -1, x'0102', 0, 10, 0);"
-           "INSERT INTO tasks VALUES ('svc', 1, 2, 1, 1, NULL, 'eng-1', 77, 5, 6, 1, 900);"
-           "INSERT INTO tasks VALUES ('svc', 2, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 901);"
-           "INSERT INTO tasks VALUES ('svc', 3, 1, 2, 0, 'boom', NULL, 0, 0, 0, 0, 0);"
-           "INSERT INTO task_blobs VALUES ('svc', 1, 0, CAST (printf ('%.*c', 40, 'i') AS BLOB));"
-           "INSERT INTO task_blobs VALUES ('svc', 1, 1, CAST (printf ('%.*c', 1000, 'o') AS BLOB));"
-           "INSERT INTO task_blobs VALUES ('svc', 1, 2, CAST (printf ('%.*c', 256, 'c') AS BLOB));"
-           "INSERT INTO task_blobs VALUES ('svc', 2, 0, CAST (printf ('%.*c', 257, 'I') AS BLOB));"
-           "INSERT INTO task_blobs VALUES ('svc', 2, 2, x'');"
-           "INSERT INTO task_blobs VALUES ('svc', 99, 1, CAST (printf ('%.*c', 300, 'z') AS BLOB));");
+    s_sql (
+        "INSERT INTO services VALUES ('svc', 'python', 'd', 0, 3, -1, x'0102', 0, 10, 0);"
+        "INSERT INTO tasks VALUES ('svc', 1, 2, 1, 1, NULL, 'eng-1', 77, 5, 6, 1, 900);"
+        "INSERT INTO tasks VALUES ('svc', 2, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 901);"
+        "INSERT INTO tasks VALUES ('svc', 3, 1, 2, 0, 'boom', NULL, 0, 0, 0, 0, 0);"
+        "INSERT INTO task_blobs VALUES ('svc', 1, 0, CAST (printf ('%.*c', 40, 'i') AS BLOB));"
+        "INSERT INTO task_blobs VALUES ('svc', 1, 1, CAST (printf ('%.*c', 1000, 'o') AS BLOB));"
+        "INSERT INTO task_blobs VALUES ('svc', 1, 2, CAST (printf ('%.*c', 256, 'c') AS BLOB));"
+        "INSERT INTO task_blobs VALUES ('svc', 2, 0, CAST (printf ('%.*c', 257, 'I') AS BLOB));"
+        "INSERT INTO task_blobs VALUES ('svc', 2, 2, x'');"
+        "INSERT INTO task_blobs VALUES ('svc', 99, 1, CAST (printf ('%.*c', 300, 'z') AS BLOB));");
     cr_assert_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 6);
 
     keel_store_t *store = s_open ();
@@ -1167,21 +1238,28 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
 
     // The migrated store takes writes: task 1's big output becomes small.
     static const uint8_t out[] = { 'o', 'k' };
-    keel_store_task_t result = { .service_id = "svc", .task_id = 1, .state = KEEL_TASK_STATE_DONE,
-                                 .attempts = 1, .status = 1, .output = out,
-                                 .output_len = sizeof out, .result_acked = true };
+    keel_store_task_t result = { .service_id = "svc",
+                                 .task_id = 1,
+                                 .state = KEEL_TASK_STATE_DONE,
+                                 .attempts = 1,
+                                 .status = 1,
+                                 .output = out,
+                                 .output_len = sizeof out,
+                                 .result_acked = true };
     cr_assert_eq (test_store_task_result (store, &result), KEEL_OK);
     s_commit (store);
     keel_store_destroy (&store);
 
     cr_expect_eq (s_sql_int ("PRAGMA user_version"), 3);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'"
-                             " AND sql LIKE '%WITHOUT ROWID%'"), 1);
+                             " AND sql LIKE '%WITHOUT ROWID%'"),
+                  1);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name LIKE 'tasks_%'"), 0);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 1,
                   "only task 2's big input is left in task_blobs");
     cr_expect_eq (s_sql_int ("SELECT length (data) FROM task_blobs WHERE service_id = 'svc'"
-                             " AND task_id = 2 AND kind = 0"), 257);
+                             " AND task_id = 2 AND kind = 0"),
+                  257);
     cr_expect_eq (s_sql_int ("SELECT spilled FROM tasks WHERE task_id = 2"), 1);
     cr_expect_eq (s_sql_int ("SELECT spilled FROM tasks WHERE task_id = 1"), 0);
     cr_expect_eq (s_sql_int ("SELECT length (input) FROM tasks WHERE task_id = 1"), 40);
@@ -1377,7 +1455,7 @@ Test (store, disk_full_fails_the_turn_without_damage_and_later_turns_succeed)
     cr_assert_eq (test_store_task_put (store, &later), KEEL_OK);
     s_commit (store);
 
-    s_seen_t seen = s_reopen_and_load (&store);   // reopening runs quick_check
+    s_seen_t seen = s_reopen_and_load (&store); // reopening runs quick_check
     cr_expect_eq (seen.services, 1);
     cr_expect_eq (seen.last_task_id, 3);
     cr_expect (seen.tasks == 2 || seen.tasks == 3, "tasks: %d", seen.tasks);
@@ -1413,18 +1491,19 @@ Test (store, maintenance_purges_only_eligible_services)
         for (uint64_t id = 1; id <= 3; id++) {
             keel_store_task_t task = s_task (cases[i].id, id);
             task.state = cases[i].state == KEEL_SERVICE_CANCELLED ? KEEL_TASK_STATE_CANCELLED
-                                                                 : KEEL_TASK_STATE_DONE;
+                                                                  : KEEL_TASK_STATE_DONE;
             task.result_acked = cases[i].acked || id < 3;
             static uint8_t big[KEEL_STORE_INLINE_MAX + 1];
             if (id == 1) {
-                task.input = big;           // in task_blobs, not inline
+                task.input = big; // in task_blobs, not inline
                 task.input_len = sizeof big;
             }
             cr_assert_eq (test_store_task_put (store, &task), KEEL_OK);
         }
         keel_store_execution_t exec = { i + 1, cases[i].id, 1, "eng", 1, 1 };
-        keel_store_pending_t pend = { .service_id = cases[i].id, .task_id = 2,
-                                      .execution_id = 90 + i, .engine_id = "eng" };
+        keel_store_pending_t pend = {
+            .service_id = cases[i].id, .task_id = 2, .execution_id = 90 + i, .engine_id = "eng"
+        };
         cr_assert_eq (test_store_execution_put (store, &exec), KEEL_OK);
         cr_assert_eq (test_store_pending_put (store, &pend), KEEL_OK);
     }

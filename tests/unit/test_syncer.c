@@ -39,7 +39,7 @@ Test (syncer, flushes_a_file_and_merges_requests_made_meanwhile, .timeout = 30)
     // While 1 is in flight, 2..5 are merged into one more flush.
     for (uint64_t seq = 2; seq <= 5; seq++)
         keel_syncer_request (syncer, seq);
-    keel_syncer_request (syncer, 3);        // older than asked: no-op
+    keel_syncer_request (syncer, 3); // older than asked: no-op
     uint64_t synced = 0;
     keel_error_t err = { "" };
     cr_assert_eq (s_wait (syncer, &synced, &err), KEEL_OK, "%s", err.text);
@@ -92,7 +92,7 @@ Test (syncer, a_signal_does_not_end_the_thread, .timeout = 20)
     int fd = mkstemp (path);
     cr_assert_geq (fd, 0);
     struct sigaction sa = { 0 };
-    sa.sa_handler = s_on_usr1;          // no SA_RESTART: interrupts system calls
+    sa.sa_handler = s_on_usr1; // no SA_RESTART: interrupts system calls
     cr_assert_eq (sigaction (SIGUSR1, &sa, NULL), 0);
     keel_syncer_t *syncer = keel_syncer_new (fd);
     cr_assert_not_null (syncer);
@@ -111,7 +111,7 @@ Test (syncer, a_signal_does_not_end_the_thread, .timeout = 20)
     if (!keel_syncer_failed (syncer))
         cr_expect_eq (s_wait (syncer, &synced, &err), KEEL_OK, "%s", err.text);
     cr_expect_eq (synced, 1);
-    cr_assert_eq (pthread_sigmask (SIG_UNBLOCK, &usr1, NULL), 0);   // the handler runs here
+    cr_assert_eq (pthread_sigmask (SIG_UNBLOCK, &usr1, NULL), 0); // the handler runs here
     keel_syncer_destroy (&syncer);
     close (fd);
     unlink (path);

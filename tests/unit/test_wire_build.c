@@ -10,10 +10,10 @@
 #include <string.h>
 #include "wire.h"
 
-#define S_SERVICE   "3f2a9c4e-0b1d-4e5f-8a7b-6c5d4e3f2a1b"
-#define S_DRIVER    "d-1"
-#define S_ENGINE    "engine:7"
-#define S_BROKER    "broker-a"
+#define S_SERVICE "3f2a9c4e-0b1d-4e5f-8a7b-6c5d4e3f2a1b"
+#define S_DRIVER  "d-1"
+#define S_ENGINE  "engine:7"
+#define S_BROKER  "broker-a"
 
 static const uint8_t s_input[] = { 'i', 'n', 0, 1 };
 static const uint8_t s_memory[] = { 'm', 'e', 'm' };
@@ -104,8 +104,8 @@ Test (wire_build, notice_with_and_without_a_service_round_trips)
     const char *services[] = { S_SERVICE, NULL };
     for (int i = 0; i < 2; i++) {
         keel_msg_t msg;
-        keel_env_t *built = keel_msg_notice (&msg, KEEL__NOTICE_LEVEL__NOTICE_WARNING,
-                                             services[i], "engine lost");
+        keel_env_t *built =
+            keel_msg_notice (&msg, KEEL__NOTICE_LEVEL__NOTICE_WARNING, services[i], "engine lost");
         Keel__Envelope env;
         Keel__Notice notice = KEEL__NOTICE__INIT;
         keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
@@ -180,15 +180,19 @@ Test (wire_build, accepted_with_tasks_and_for_the_service_alone_round_trips)
 Test (wire_build, refused_with_and_without_tasks_or_error_round_trips)
 {
     uint64_t ids[] = { 3, 4 };
-    struct { size_t n; Keel__RefuseCode code; const char *error; } cases[] = {
+    struct {
+        size_t n;
+        Keel__RefuseCode code;
+        const char *error;
+    } cases[] = {
         { 2, KEEL__REFUSE_CODE__REFUSE_STORE_FULL, "disk full" },
         { 0, KEEL__REFUSE_CODE__REFUSE_SERVICE_CLOSED, "service cancelled by an administrator" },
         { 1, KEEL__REFUSE_CODE__REFUSE_UNKNOWN_SERVICE, NULL },
     };
     for (size_t c = 0; c < 3; c++) {
         keel_msg_t msg;
-        keel_env_t *built = keel_msg_refused (&msg, S_SERVICE, ids, cases[c].n, cases[c].code,
-                                              cases[c].error);
+        keel_env_t *built =
+            keel_msg_refused (&msg, S_SERVICE, ids, cases[c].n, cases[c].code, cases[c].error);
         Keel__Envelope env;
         Keel__Refused refused = KEEL__REFUSED__INIT;
         keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
@@ -246,14 +250,31 @@ s_task_result_by_hand (Keel__TaskResult *tr, Keel__Timings *timings,
 Test (wire_build, task_results_round_trip_every_field)
 {
     keel_task_result_args_t args[3] = {
-        { .service_id = S_SERVICE, .task_id = 4, .status = KEEL__TASK_STATUS__STATUS_OK,
-          .output = s_output, .output_size = sizeof s_output, .engine_id = S_ENGINE,
-          .execution_id = 77, .attempts = 1, .queued_ms = 12, .run_ms = 340 },
-        { .service_id = S_SERVICE, .task_id = 5, .status = KEEL__TASK_STATUS__STATUS_FAILED,
-          .error = "exit code 3", .engine_id = "", .execution_id = 78, .attempts = 3,
-          .queued_ms = 0, .run_ms = 9 },
-        { .service_id = "s-2", .task_id = 0, .status = KEEL__TASK_STATUS__STATUS_CANCELLED,
-          .engine_id = "", .execution_id = 0, .attempts = 0 },
+        { .service_id = S_SERVICE,
+          .task_id = 4,
+          .status = KEEL__TASK_STATUS__STATUS_OK,
+          .output = s_output,
+          .output_size = sizeof s_output,
+          .engine_id = S_ENGINE,
+          .execution_id = 77,
+          .attempts = 1,
+          .queued_ms = 12,
+          .run_ms = 340 },
+        { .service_id = S_SERVICE,
+          .task_id = 5,
+          .status = KEEL__TASK_STATUS__STATUS_FAILED,
+          .error = "exit code 3",
+          .engine_id = "",
+          .execution_id = 78,
+          .attempts = 3,
+          .queued_ms = 0,
+          .run_ms = 9 },
+        { .service_id = "s-2",
+          .task_id = 0,
+          .status = KEEL__TASK_STATUS__STATUS_CANCELLED,
+          .engine_id = "",
+          .execution_id = 0,
+          .attempts = 0 },
     };
     Keel__TaskResult items[3], hand[3];
     Keel__Timings timings[3], hand_timings[3];
@@ -303,7 +324,8 @@ Test (wire_build, task_results_round_trip_every_field)
 
 Test (wire_build, task_result_without_timings_sends_none)
 {
-    keel_task_result_args_t args = { .service_id = S_SERVICE, .task_id = 1,
+    keel_task_result_args_t args = { .service_id = S_SERVICE,
+                                     .task_id = 1,
                                      .status = KEEL__TASK_STATUS__STATUS_OK };
     Keel__TaskResult item;
     keel_item_task_result (&item, NULL, &args);
@@ -352,9 +374,12 @@ Test (wire_build, login_reply_with_verdicts_round_trips)
         hand_p[i] = &hand[i];
     }
     keel_msg_t msg;
-    keel_login_reply_args_t args = { .broker_name = S_BROKER, .epoch = 9,
-                                     .engine_timeout_ms = 600000, .heartbeat_ms = 1000,
-                                     .verdicts = vp, .n_verdicts = 3 };
+    keel_login_reply_args_t args = { .broker_name = S_BROKER,
+                                     .epoch = 9,
+                                     .engine_timeout_ms = 600000,
+                                     .heartbeat_ms = 1000,
+                                     .verdicts = vp,
+                                     .n_verdicts = 3 };
     keel_env_t *built = keel_msg_login_reply (&msg, &args);
 
     Keel__Envelope env;
@@ -420,14 +445,31 @@ s_assign_by_hand (Keel__Assign *assign, const keel_assign_args_t *a)
 }
 
 static const keel_assign_args_t s_assigns[3] = {
-    { .service_id = S_SERVICE, .type = "double", .task_id = 1, .execution_id = 501,
-      .input = s_input, .input_size = sizeof s_input, .attempt = 1,
-      .init_data = s_init, .init_size = sizeof s_init },
-    { .service_id = S_SERVICE, .type = "double", .task_id = 2, .execution_id = 502,
-      .input = s_input, .input_size = 0, .memory = s_memory, .memory_size = sizeof s_memory,
+    { .service_id = S_SERVICE,
+      .type = "double",
+      .task_id = 1,
+      .execution_id = 501,
+      .input = s_input,
+      .input_size = sizeof s_input,
+      .attempt = 1,
+      .init_data = s_init,
+      .init_size = sizeof s_init },
+    { .service_id = S_SERVICE,
+      .type = "double",
+      .task_id = 2,
+      .execution_id = 502,
+      .input = s_input,
+      .input_size = 0,
+      .memory = s_memory,
+      .memory_size = sizeof s_memory,
       .attempt = 2 },
-    { .service_id = "s-2", .type = "sleep.v2", .task_id = 3, .execution_id = 503,
-      .input = NULL, .input_size = 0, .attempt = 1 },
+    { .service_id = "s-2",
+      .type = "sleep.v2",
+      .task_id = 3,
+      .execution_id = 503,
+      .input = NULL,
+      .input_size = 0,
+      .attempt = 1 },
 };
 
 static void
@@ -561,7 +603,7 @@ Test (wire_build, admin_reply_round_trips_with_and_without_texts)
 Test (wire_build, driver_hello_with_services_and_delivered_ranges_round_trips)
 {
     char *services[] = { S_SERVICE, "s-2" };
-    uint64_t ranges0[] = { 0, 5, 2, 1 };        // [0,5) and [7,8)
+    uint64_t ranges0[] = { 0, 5, 2, 1 }; // [0,5) and [7,8)
     uint64_t ranges1[] = { 3, 1 };
     Keel__DeliveredTasks d[2], hand[2];
     Keel__DeliveredTasks *dp[2], *hand_p[2];
@@ -577,9 +619,13 @@ Test (wire_build, driver_hello_with_services_and_delivered_ranges_round_trips)
     }
     for (int primary = 0; primary < 2; primary++) {
         keel_msg_t msg;
-        keel_driver_hello_args_t args = { .driver_id = S_DRIVER, .services = services,
-                                          .n_services = 2, .delivered = dp, .n_delivered = 2,
-                                          .broker_timeout_ms = 30000, .heartbeat_ms = 1000,
+        keel_driver_hello_args_t args = { .driver_id = S_DRIVER,
+                                          .services = services,
+                                          .n_services = 2,
+                                          .delivered = dp,
+                                          .n_delivered = 2,
+                                          .broker_timeout_ms = 30000,
+                                          .heartbeat_ms = 1000,
                                           .primary = primary };
         keel_env_t *built = keel_msg_driver_hello (&msg, &args);
 
@@ -622,10 +668,13 @@ Test (wire_build, driver_hello_with_services_and_delivered_ranges_round_trips)
 Test (wire_build, submit_service_with_and_without_init_data_round_trips)
 {
     for (int with_init = 0; with_init < 2; with_init++) {
-        keel_submit_service_args_t args = {
-            .service_id = S_SERVICE, .type = "double", .priority = -3, .max_attempts = 4,
-            .reschedule_delay_ms = -1, .init_data = with_init ? s_init : NULL,
-            .init_size = with_init ? sizeof s_init : 0 };
+        keel_submit_service_args_t args = { .service_id = S_SERVICE,
+                                            .type = "double",
+                                            .priority = -3,
+                                            .max_attempts = 4,
+                                            .reschedule_delay_ms = -1,
+                                            .init_data = with_init ? s_init : NULL,
+                                            .init_size = with_init ? sizeof s_init : 0 };
         keel_msg_t msg;
         keel_env_t *built = keel_msg_submit_service (&msg, &args);
 
@@ -705,9 +754,8 @@ Test (wire_build, result_ack_of_task_ids_and_of_delivered_ranges_round_trips)
     uint64_t ranges[] = { 0, 10 };
     for (int form = 0; form < 2; form++) {
         keel_msg_t msg;
-        keel_env_t *built = form == 0
-                          ? keel_msg_result_ack (&msg, S_SERVICE, ids, 3, NULL, 0)
-                          : keel_msg_result_ack (&msg, S_SERVICE, NULL, 0, ranges, 2);
+        keel_env_t *built = form == 0 ? keel_msg_result_ack (&msg, S_SERVICE, ids, 3, NULL, 0)
+                                      : keel_msg_result_ack (&msg, S_SERVICE, NULL, 0, ranges, 2);
         Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
         ack.service_id = S_SERVICE;
         if (form == 0) {
@@ -757,8 +805,8 @@ Test (wire_build, close_and_cancel_service_round_trip)
             env.close_service = &close;
         }
         keel_env_t *got = s_round_trip (built, &env);
-        cr_assert_str_eq (cancel ? got->cancel_service->service_id
-                                 : got->close_service->service_id, S_SERVICE);
+        cr_assert_str_eq (cancel ? got->cancel_service->service_id : got->close_service->service_id,
+                          S_SERVICE);
         keel_wire_free (&got);
     }
 }
@@ -811,15 +859,32 @@ s_result_by_hand (Keel__Result *result, const keel_result_args_t *a)
 }
 
 static const keel_result_args_t s_results[4] = {
-    { .service_id = S_SERVICE, .task_id = 1, .execution_id = 501,
-      .status = KEEL__TASK_STATUS__STATUS_OK, .output = s_output,
-      .output_size = sizeof s_output, .run_ms = 12 },
-    { .service_id = S_SERVICE, .task_id = 2, .execution_id = 502,
-      .status = KEEL__TASK_STATUS__STATUS_OK, .output = NULL, .output_size = 0, .run_ms = 0 },
-    { .service_id = S_SERVICE, .task_id = 3, .execution_id = 503,
-      .status = KEEL__TASK_STATUS__STATUS_FAILED, .error = "exit code 1", .run_ms = 7 },
-    { .service_id = "s-2", .task_id = 4, .execution_id = 504,
-      .status = KEEL__TASK_STATUS__STATUS_FAILED, .error = "exit code 127", .permanent = true,
+    { .service_id = S_SERVICE,
+      .task_id = 1,
+      .execution_id = 501,
+      .status = KEEL__TASK_STATUS__STATUS_OK,
+      .output = s_output,
+      .output_size = sizeof s_output,
+      .run_ms = 12 },
+    { .service_id = S_SERVICE,
+      .task_id = 2,
+      .execution_id = 502,
+      .status = KEEL__TASK_STATUS__STATUS_OK,
+      .output = NULL,
+      .output_size = 0,
+      .run_ms = 0 },
+    { .service_id = S_SERVICE,
+      .task_id = 3,
+      .execution_id = 503,
+      .status = KEEL__TASK_STATUS__STATUS_FAILED,
+      .error = "exit code 1",
+      .run_ms = 7 },
+    { .service_id = "s-2",
+      .task_id = 4,
+      .execution_id = 504,
+      .status = KEEL__TASK_STATUS__STATUS_FAILED,
+      .error = "exit code 127",
+      .permanent = true,
       .run_ms = 1 },
 };
 
@@ -908,8 +973,8 @@ Test (wire_build, engine_login_with_running_and_done_tasks_round_trips)
     s_result_by_hand (&hand_result, &s_results[0]);
     Keel__HeldTask held[2], hand[2];
     Keel__HeldTask *held_p[2], *hand_p[2];
-    keel_item_held_task (&held[0], S_SERVICE, 1, 501, &result);        // done, result rides along
-    keel_item_held_task (&held[1], S_SERVICE, 7, 507, NULL);           // running
+    keel_item_held_task (&held[0], S_SERVICE, 1, 501, &result); // done, result rides along
+    keel_item_held_task (&held[1], S_SERVICE, 7, 507, NULL);    // running
     for (int i = 0; i < 2; i++) {
         keel__held_task__init (&hand[i]);
         hand[i].service_id = S_SERVICE;
@@ -921,10 +986,15 @@ Test (wire_build, engine_login_with_running_and_done_tasks_round_trips)
         held_p[i] = &held[i];
         hand_p[i] = &hand[i];
     }
-    keel_engine_login_args_t args = { .engine_id = S_ENGINE, .session = "sess-1",
-                                      .host = "host-a", .slots = 8, .pid = 4242,
-                                      .service_types = types, .n_service_types = 2,
-                                      .held = held_p, .n_held = 2 };
+    keel_engine_login_args_t args = { .engine_id = S_ENGINE,
+                                      .session = "sess-1",
+                                      .host = "host-a",
+                                      .slots = 8,
+                                      .pid = 4242,
+                                      .service_types = types,
+                                      .n_service_types = 2,
+                                      .held = held_p,
+                                      .n_held = 2 };
     keel_msg_t msg;
     keel_env_t *built = keel_msg_engine_login (&msg, &args);
 
@@ -1039,7 +1109,8 @@ Test (wire_build, every_body_has_a_builder_from_an_allowed_sender)
     Keel__Result result;
     keel_item_result (&result, &s_results[0]);
     Keel__Result *results[2] = { &result, &result };
-    keel_task_result_args_t tra = { .service_id = S_SERVICE, .task_id = 1,
+    keel_task_result_args_t tra = { .service_id = S_SERVICE,
+                                    .task_id = 1,
                                     .status = KEEL__TASK_STATUS__STATUS_OK };
     Keel__TaskResult tr;
     keel_item_task_result (&tr, NULL, &tra);
@@ -1052,43 +1123,99 @@ Test (wire_build, every_body_has_a_builder_from_an_allowed_sender)
     uint64_t one = 1;
     keel_driver_hello_args_t hello = { .driver_id = S_DRIVER, .heartbeat_ms = 1000 };
     keel_submit_service_args_t service = { .service_id = S_SERVICE, .type = "double" };
-    keel_engine_login_args_t login = { .engine_id = S_ENGINE, .session = "s", .slots = 1,
-                                       .service_types = types, .n_service_types = 1 };
-    keel_login_reply_args_t reply = { .broker_name = S_BROKER, .engine_timeout_ms = 1,
+    keel_engine_login_args_t login = { .engine_id = S_ENGINE,
+                                       .session = "s",
+                                       .slots = 1,
+                                       .service_types = types,
+                                       .n_service_types = 1 };
+    keel_login_reply_args_t reply = { .broker_name = S_BROKER,
+                                      .engine_timeout_ms = 1,
                                       .heartbeat_ms = 1000 };
     bool seen[64] = { false };
     size_t count = 26;
     for (size_t i = 0; i < count; i++) {
         keel_msg_t m;
         keel_env_t *env = NULL;
-        switch (i) {            // one case per builder
-            case 0: env = keel_msg_heartbeat (&m, KEEL__SENDER_KIND__SENDER_BROKER, NULL, 0); break;
-            case 1: env = keel_msg_relogin (&m, NULL); break;
-            case 2: env = keel_msg_notice (&m, KEEL__NOTICE_LEVEL__NOTICE_INFO, NULL, "hi"); break;
-            case 3: env = keel_msg_driver_hello (&m, &hello); break;
-            case 4: env = keel_msg_driver_welcome (&m, S_BROKER, 1, 1000, NULL, 0); break;
-            case 5: env = keel_msg_submit_service (&m, &service); break;
-            case 6: env = keel_msg_submit_tasks (&m, S_SERVICE, inputs, 1); break;
-            case 7: env = keel_msg_accepted (&m, S_SERVICE, NULL, 0); break;
-            case 8: env = keel_msg_refused (&m, S_SERVICE, NULL, 0,
-                                            KEEL__REFUSE_CODE__REFUSE_INVALID, NULL); break;
-            case 9: env = keel_msg_task_results (&m, trs, 1); break;
-            case 10: env = keel_msg_result_ack (&m, S_SERVICE, &one, 1, NULL, 0); break;
-            case 11: env = keel_msg_execution_ack (&m, &one, 1); break;
-            case 12: env = keel_msg_close_service (&m, S_SERVICE); break;
-            case 13: env = keel_msg_cancel_service (&m, S_SERVICE); break;
-            case 14: env = keel_msg_detach (&m, ids, 1); break;
-            case 15: env = keel_msg_engine_login (&m, &login); break;
-            case 16: env = keel_msg_login_reply (&m, &reply); break;
-            case 17: env = keel_msg_assign (&m, &assign); break;
-            case 18: env = keel_msg_assigns (&m, assigns, 2); break;
-            case 19: env = keel_msg_result (&m, &result); break;
-            case 20: env = keel_msg_results (&m, results, 2); break;
-            case 21: env = keel_msg_checkpoint (&m, S_SERVICE, 1, 1, NULL, 0); break;
-            case 22: env = keel_msg_cancel (&m, &one, 1, NULL); break;
-            case 23: env = keel_msg_logoff (&m, NULL); break;
-            case 24: env = keel_msg_admin_request (&m, "status", NULL, 0); break;
-            case 25: env = keel_msg_admin_reply (&m, true, NULL, "{}", ""); break;
+        switch (i) { // one case per builder
+            case 0:
+                env = keel_msg_heartbeat (&m, KEEL__SENDER_KIND__SENDER_BROKER, NULL, 0);
+                break;
+            case 1:
+                env = keel_msg_relogin (&m, NULL);
+                break;
+            case 2:
+                env = keel_msg_notice (&m, KEEL__NOTICE_LEVEL__NOTICE_INFO, NULL, "hi");
+                break;
+            case 3:
+                env = keel_msg_driver_hello (&m, &hello);
+                break;
+            case 4:
+                env = keel_msg_driver_welcome (&m, S_BROKER, 1, 1000, NULL, 0);
+                break;
+            case 5:
+                env = keel_msg_submit_service (&m, &service);
+                break;
+            case 6:
+                env = keel_msg_submit_tasks (&m, S_SERVICE, inputs, 1);
+                break;
+            case 7:
+                env = keel_msg_accepted (&m, S_SERVICE, NULL, 0);
+                break;
+            case 8:
+                env = keel_msg_refused (&m, S_SERVICE, NULL, 0, KEEL__REFUSE_CODE__REFUSE_INVALID,
+                                        NULL);
+                break;
+            case 9:
+                env = keel_msg_task_results (&m, trs, 1);
+                break;
+            case 10:
+                env = keel_msg_result_ack (&m, S_SERVICE, &one, 1, NULL, 0);
+                break;
+            case 11:
+                env = keel_msg_execution_ack (&m, &one, 1);
+                break;
+            case 12:
+                env = keel_msg_close_service (&m, S_SERVICE);
+                break;
+            case 13:
+                env = keel_msg_cancel_service (&m, S_SERVICE);
+                break;
+            case 14:
+                env = keel_msg_detach (&m, ids, 1);
+                break;
+            case 15:
+                env = keel_msg_engine_login (&m, &login);
+                break;
+            case 16:
+                env = keel_msg_login_reply (&m, &reply);
+                break;
+            case 17:
+                env = keel_msg_assign (&m, &assign);
+                break;
+            case 18:
+                env = keel_msg_assigns (&m, assigns, 2);
+                break;
+            case 19:
+                env = keel_msg_result (&m, &result);
+                break;
+            case 20:
+                env = keel_msg_results (&m, results, 2);
+                break;
+            case 21:
+                env = keel_msg_checkpoint (&m, S_SERVICE, 1, 1, NULL, 0);
+                break;
+            case 22:
+                env = keel_msg_cancel (&m, &one, 1, NULL);
+                break;
+            case 23:
+                env = keel_msg_logoff (&m, NULL);
+                break;
+            case 24:
+                env = keel_msg_admin_request (&m, "status", NULL, 0);
+                break;
+            case 25:
+                env = keel_msg_admin_reply (&m, true, NULL, "{}", "");
+                break;
         }
         cr_assert_not_null (env);
         keel_error_t err = { "" };

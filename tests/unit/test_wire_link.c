@@ -97,8 +97,7 @@ Test (wire_link, a_router_send_to_a_vanished_peer_says_the_peer_is_gone)
     zframe_t *nobody = zframe_new ("nobody", 6);
     keel_msg_t msg;
     errno = 0;
-    cr_assert_eq (keel_link_send_to (router, nobody, keel_msg_relogin (&msg, "who?")),
-                  KEEL_ERR_IO);
+    cr_assert_eq (keel_link_send_to (router, nobody, keel_msg_relogin (&msg, "who?")), KEEL_ERR_IO);
     cr_assert (keel_link_peer_gone (errno), "errno %d", errno);
     cr_assert_eq (zframe_size (nobody), 6, "the identity frame is not consumed");
     zframe_destroy (&nobody);

@@ -63,27 +63,27 @@ typedef struct _keel_service_t keel_service_t;
 // ---------------------------------------------------------------- results
 
 typedef enum {
-    KEEL_TASK_OK = 1,           // the task ran and produced output
-    KEEL_TASK_FAILED = 2,       // the task failed (after MaxAttempts), or the broker refused it
-    KEEL_TASK_CANCELLED = 3     // the service was cancelled before the task finished
+    KEEL_TASK_OK = 1,       // the task ran and produced output
+    KEEL_TASK_FAILED = 2,   // the task failed (after MaxAttempts), or the broker refused it
+    KEEL_TASK_CANCELLED = 3 // the service was cancelled before the task finished
 } keel_task_status_t;
 
 // One task's result. Owned by the library while a result callback runs;
 // owned by the caller (free with keel_result_destroy) when returned by
 // keel_driver_next_result.
 typedef struct {
-    keel_service_t *service;        // the service handle it belongs to
-    const char *service_id;         // the service's UUID
+    keel_service_t *service; // the service handle it belongs to
+    const char *service_id;  // the service's UUID
     uint64_t task_id;
     keel_task_status_t status;
-    const uint8_t *output;          // KEEL_TASK_OK: the output (output_size bytes, may be 0)
+    const uint8_t *output; // KEEL_TASK_OK: the output (output_size bytes, may be 0)
     size_t output_size;
-    const char *error;              // otherwise: why; "" when none was given
-    const char *engine_id;          // engine that produced it; "" when failed locally
-    uint64_t execution_id;          // 0 when failed locally
-    uint32_t attempts;              // executions that failed plus the final one
-    uint64_t queued_ms;             // from acceptance to first dispatch
-    uint64_t run_ms;                // wall time of the winning execution
+    const char *error;     // otherwise: why; "" when none was given
+    const char *engine_id; // engine that produced it; "" when failed locally
+    uint64_t execution_id; // 0 when failed locally
+    uint32_t attempts;     // executions that failed plus the final one
+    uint64_t queued_ms;    // from acceptance to first dispatch
+    uint64_t run_ms;       // wall time of the winning execution
 } keel_result_t;
 
 void keel_result_destroy (keel_result_t **result_p);
@@ -93,25 +93,25 @@ typedef void (keel_result_fn) (const keel_result_t *result, void *arg);
 // ---------------------------------------------------------------- status
 
 typedef enum {
-    KEEL_STATUS_CONNECTED = 0,  // first broker answered
-    KEEL_STATUS_LOST,           // the broker went silent; the driver retries it for DSBrokerTimeout
-    KEEL_STATUS_RECONNECTED,    // the same broker answered again; unaccepted tasks resent
-    KEEL_STATUS_FAILOVER,       // now on a failover broker; outstanding tasks resubmitted
-    KEEL_STATUS_FAILBACK,       // back on the primary; the failover broker was told to Detach
-    KEEL_STATUS_TRYING,         // a broker did not answer in DSBrokerTimeout; trying the next
-    KEEL_STATUS_NOTICE,         // a Notice from the broker (level and text are the broker's)
-    KEEL_STATUS_STORE_FULL,     // the broker's store refused tasks; they are retried later
-    KEEL_STATUS_NO_BROKER,      // no broker answered in a whole pass over the list
+    KEEL_STATUS_CONNECTED = 0, // first broker answered
+    KEEL_STATUS_LOST,          // the broker went silent; the driver retries it for DSBrokerTimeout
+    KEEL_STATUS_RECONNECTED,   // the same broker answered again; unaccepted tasks resent
+    KEEL_STATUS_FAILOVER,      // now on a failover broker; outstanding tasks resubmitted
+    KEEL_STATUS_FAILBACK,      // back on the primary; the failover broker was told to Detach
+    KEEL_STATUS_TRYING,        // a broker did not answer in DSBrokerTimeout; trying the next
+    KEEL_STATUS_NOTICE,        // a Notice from the broker (level and text are the broker's)
+    KEEL_STATUS_STORE_FULL,    // the broker's store refused tasks; they are retried later
+    KEEL_STATUS_NO_BROKER,     // no broker answered in a whole pass over the list
     //  Added after the first release (new kinds only ever go at the end, so
     //  the values above never change; a handler should ignore kinds it
     //  does not know).
-    KEEL_STATUS_CONNECTING      // not connected yet: what the driver is trying and for how long.
-                                // Once at start (level INFO: "connecting to tcp://b1:7070,
-                                // retrying for 5 min (DSBrokerTimeout)"), then every
-                                // DSBrokerTimeout/3 (at least 1 s, at most 30 s) while no broker
-                                // answers (level WARNING: "still connecting to ... after 30 s;
-                                // retrying for 4 min 30 s more ..."). LOST and TRYING texts
-                                // also say for how long the broker will be retried.
+    KEEL_STATUS_CONNECTING // not connected yet: what the driver is trying and for how long.
+                           // Once at start (level INFO: "connecting to tcp://b1:7070,
+                           // retrying for 5 min (DSBrokerTimeout)"), then every
+                           // DSBrokerTimeout/3 (at least 1 s, at most 30 s) while no broker
+                           // answers (level WARNING: "still connecting to ... after 30 s;
+                           // retrying for 4 min 30 s more ..."). LOST and TRYING texts
+                           // also say for how long the broker will be retried.
 } keel_status_kind_t;
 
 typedef enum {
@@ -124,9 +124,9 @@ typedef enum {
 typedef struct {
     keel_status_kind_t kind;
     keel_status_level_t level;
-    const char *text;           // one line for a person: "failover: now on tcp://b2:7070"
-    const char *broker;         // endpoint concerned, "" when none
-    const char *service_id;     // service concerned (notices), "" when none
+    const char *text;       // one line for a person: "failover: now on tcp://b2:7070"
+    const char *broker;     // endpoint concerned, "" when none
+    const char *service_id; // service concerned (notices), "" when none
 } keel_status_t;
 
 typedef void (keel_status_fn) (const keel_status_t *status, void *arg);
@@ -201,11 +201,11 @@ uint64_t keel_driver_outstanding (const keel_driver_t *self);
 // ---------------------------------------------------------------- services
 
 typedef struct {
-    const char *type;               // service type name, 1-64 of [A-Za-z0-9_.-]
-    int32_t priority;               // higher runs first; default 0
-    uint32_t max_attempts;          // task failures before giving up; 0 = broker's MaxAttempts
-    int64_t reschedule_delay_ms;    // after engine loss; -1 = broker's RescheduleDelay
-    const void *init_data;          // given to each engine once per service; may be NULL
+    const char *type;            // service type name, 1-64 of [A-Za-z0-9_.-]
+    int32_t priority;            // higher runs first; default 0
+    uint32_t max_attempts;       // task failures before giving up; 0 = broker's MaxAttempts
+    int64_t reschedule_delay_ms; // after engine loss; -1 = broker's RescheduleDelay
+    const void *init_data;       // given to each engine once per service; may be NULL
     size_t init_data_size;
 } keel_service_options_t;
 
@@ -215,8 +215,8 @@ void keel_service_options_init (keel_service_options_t *options, const char *typ
 // Opens a service (a new UUID; sent to the broker in the background) and
 // returns its handle, owned by the driver and valid until keel_driver_destroy.
 // Returns NULL and fills err when the options are invalid.
-keel_service_t *keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *options,
-                                          keel_error_t *err);
+keel_service_t *keel_driver_open_service (keel_driver_t *self,
+                                          const keel_service_options_t *options, keel_error_t *err);
 
 // The service's UUID.
 const char *keel_service_id (const keel_service_t *service);
@@ -276,8 +276,7 @@ keel_err keel_invocation_begin (msgpack_sbuffer *buf, msgpack_packer *pk, const 
 // other (task id in *task_id_p). Returns KEEL_ERR_INVALID for a bad method
 // name or args that is not an array; otherwise as keel_service_submit.
 keel_err keel_service_invoke (keel_service_t *service, const char *method,
-                              const msgpack_object *args, uint64_t *task_id_p,
-                              keel_error_t *err);
+                              const msgpack_object *args, uint64_t *task_id_p, keel_error_t *err);
 
 // Decodes a result's output as exactly one msgpack value into *unpacked
 // (the caller initialises nothing and calls msgpack_unpacked_destroy in

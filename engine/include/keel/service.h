@@ -81,15 +81,15 @@
 extern "C" {
 #endif
 
-#define KEEL_SERVICE_ABI  1u
+#define KEEL_SERVICE_ABI 1u
 
 //  Return value of an entry point: the task failed and no retry can
 //  succeed (see above). A distinctive value ("perm"), so that no library
 //  returns it by accident.
-#define KEEL_TASK_PERMANENT  0x7065726d
+#define KEEL_TASK_PERMANENT 0x7065726d
 
 //  Exports the ABI version from a service library (optional, recommended).
-#define KEEL_SERVICE_DECLARE \
+#define KEEL_SERVICE_DECLARE                                                                       \
     __attribute__ ((visibility ("default"))) const uint32_t keel_service_abi = KEEL_SERVICE_ABI
 
 typedef struct keel_svc_task keel_svc_task_t;
@@ -104,35 +104,35 @@ typedef struct {
 
 //  What the per-session init hook gets.
 typedef struct {
-    uint32_t abi;                   // KEEL_SERVICE_ABI of the engine
-    const char *service_type;       // the service's type name
-    const char *service_id;         // the service (session) UUID
-    const uint8_t *init_data;       // the service's init data; NULL when it has none
+    uint32_t abi;             // KEEL_SERVICE_ABI of the engine
+    const char *service_type; // the service's type name
+    const char *service_id;   // the service (session) UUID
+    const uint8_t *init_data; // the service's init data; NULL when it has none
     size_t init_data_size;
-    void *user;                     // set by the hook; becomes task->session
-    char error[256];                // set by the hook when it fails
+    void *user;      // set by the hook; becomes task->session
+    char error[256]; // set by the hook when it fails
 } keel_svc_session_t;
 
 struct keel_svc_task {
-    uint32_t abi;                   // KEEL_SERVICE_ABI of the engine
+    uint32_t abi; // KEEL_SERVICE_ABI of the engine
     const char *service_type;
     const char *service_id;
     uint64_t task_id;
     uint64_t execution_id;
-    const uint8_t *input;           // the task's input, as submitted
+    const uint8_t *input; // the task's input, as submitted
     size_t input_size;
-    const char *method;             // invocation method; NULL for raw input
-    msgpack_object args;            // invocation arguments (an ARRAY); NIL for raw input
-    const uint8_t *init_data;       // the service's init data; NULL when it has none
+    const char *method;       // invocation method; NULL for raw input
+    msgpack_object args;      // invocation arguments (an ARRAY); NIL for raw input
+    const uint8_t *init_data; // the service's init data; NULL when it has none
     size_t init_data_size;
-    const uint8_t *memory;          // the last checkpoint of an earlier execution
+    const uint8_t *memory; // the last checkpoint of an earlier execution
     size_t memory_size;
-    int has_memory;                 // 1 when memory holds a checkpoint (the broker keeps
-                                    // no empty checkpoint: save at least one byte)
-    void *session;                  // session->user from the init hook; NULL without one
+    int has_memory; // 1 when memory holds a checkpoint (the broker keeps
+                    // no empty checkpoint: save at least one byte)
+    void *session;  // session->user from the init hook; NULL without one
     const volatile sig_atomic_t *cancel_flag;
     const keel_svc_api_t *api;
-    void *engine;                   // the engine's private state; do not touch
+    void *engine; // the engine's private state; do not touch
 };
 
 typedef int (keel_svc_fn) (keel_svc_task_t *task);

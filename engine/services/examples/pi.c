@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <keel/service.h>
 
-#define S_DEFAULT_CHUNK  1000000u
-#define S_MAX_SAMPLES    (UINT64_C (1) << 40)
+#define S_DEFAULT_CHUNK 1000000u
+#define S_MAX_SAMPLES   (UINT64_C (1) << 40)
 
 #define S_EXPORT __attribute__ ((visibility ("default")))
 
@@ -52,8 +52,9 @@ keel_service_init (keel_svc_session_t *session)
         msgpack_unpacked value;
         msgpack_unpacked_init (&value);
         size_t off = 0;
-        if (msgpack_unpack_next (&value, (const char *) session->init_data,
-                                 session->init_data_size, &off) == MSGPACK_UNPACK_SUCCESS
+        if (msgpack_unpack_next (&value, (const char *) session->init_data, session->init_data_size,
+                                 &off)
+                == MSGPACK_UNPACK_SUCCESS
             && value.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER && value.data.via.u64 > 0)
             s->chunk = value.data.via.u64;
         msgpack_unpacked_destroy (&value);

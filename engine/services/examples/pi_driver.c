@@ -70,41 +70,50 @@ s_number (const char *text, uint64_t min, uint64_t max, uint64_t *value)
 static int
 s_parse (int argc, char **argv, s_args_t *a)
 {
-    static const struct option options[] = {
-        { "broker", required_argument, NULL, 'b' }, { "tasks", required_argument, NULL, 'n' },
-        { "samples", required_argument, NULL, 's' }, { "chunk", required_argument, NULL, 'c' },
-        { "service", required_argument, NULL, 't' }, { "timeout", required_argument, NULL, 'T' },
-        { "help", no_argument, NULL, 'h' },          { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 }
-    };
+    static const struct option options[] = { { "broker", required_argument, NULL, 'b' },
+                                             { "tasks", required_argument, NULL, 'n' },
+                                             { "samples", required_argument, NULL, 's' },
+                                             { "chunk", required_argument, NULL, 'c' },
+                                             { "service", required_argument, NULL, 't' },
+                                             { "timeout", required_argument, NULL, 'T' },
+                                             { "help", no_argument, NULL, 'h' },
+                                             { "version", no_argument, NULL, 'V' },
+                                             { NULL, 0, NULL, 0 } };
     *a = (s_args_t) { "tcp://127.0.0.1:7070", "pi", 8, 2000000, 250000, 120 };
     int opt;
     uint64_t v = 0;
     //  getopt_long consumes one option per call and ends at -1.
     while ((opt = getopt_long (argc, argv, "b:n:s:c:t:T:hV", options, NULL)) != -1) {
         switch (opt) {
-        case 'b': a->broker = optarg; break;
-        case 't': a->type = optarg; break;
-        case 'n':
-            if (!s_number (optarg, 1, 1000000, &a->tasks))
-                return fprintf (stderr, "keel-pi: --tasks: 1..1000000\n"), 2;
-            break;
-        case 's':
-            if (!s_number (optarg, 1, UINT64_C (1) << 40, &a->samples))
-                return fprintf (stderr, "keel-pi: --samples: 1..2^40\n"), 2;
-            break;
-        case 'c':
-            if (!s_number (optarg, 1, UINT64_C (1) << 40, &a->chunk))
-                return fprintf (stderr, "keel-pi: --chunk: 1..2^40\n"), 2;
-            break;
-        case 'T':
-            if (!s_number (optarg, 1, 86400, &v))
-                return fprintf (stderr, "keel-pi: --timeout: 1..86400 seconds\n"), 2;
-            a->timeout_s = (int) v;
-            break;
-        case 'h': return s_usage (stdout, 0);
-        case 'V': return keel_cli_print_version ("keel-pi", stdout), 0;
-        default: return s_usage (stderr, 2);
+            case 'b':
+                a->broker = optarg;
+                break;
+            case 't':
+                a->type = optarg;
+                break;
+            case 'n':
+                if (!s_number (optarg, 1, 1000000, &a->tasks))
+                    return fprintf (stderr, "keel-pi: --tasks: 1..1000000\n"), 2;
+                break;
+            case 's':
+                if (!s_number (optarg, 1, UINT64_C (1) << 40, &a->samples))
+                    return fprintf (stderr, "keel-pi: --samples: 1..2^40\n"), 2;
+                break;
+            case 'c':
+                if (!s_number (optarg, 1, UINT64_C (1) << 40, &a->chunk))
+                    return fprintf (stderr, "keel-pi: --chunk: 1..2^40\n"), 2;
+                break;
+            case 'T':
+                if (!s_number (optarg, 1, 86400, &v))
+                    return fprintf (stderr, "keel-pi: --timeout: 1..86400 seconds\n"), 2;
+                a->timeout_s = (int) v;
+                break;
+            case 'h':
+                return s_usage (stdout, 0);
+            case 'V':
+                return keel_cli_print_version ("keel-pi", stdout), 0;
+            default:
+                return s_usage (stderr, 2);
         }
     }
     if (optind < argc)
@@ -118,7 +127,7 @@ static void
 s_on_status (const keel_status_t *status, void *arg)
 {
     (void) arg;
-    if (status->kind != KEEL_STATUS_NO_BROKER)      // said when the wait fails
+    if (status->kind != KEEL_STATUS_NO_BROKER) // said when the wait fails
         fprintf (stderr, "keel-pi: %s\n", status->text);
 }
 

@@ -31,7 +31,7 @@
 KEEL_SERVICE_DECLARE;
 
 typedef struct {
-    uint8_t *init_data;     // copy of the init data, NULL when none
+    uint8_t *init_data; // copy of the init data, NULL when none
     size_t init_size;
     int has_init;
 } s_session_t;
