@@ -7,7 +7,10 @@
 # at the repo root. --quick uses small sizes and finishes in under 2 minutes.
 # Environment: RUNS (>= 3), KEEL_BENCH_W1_TASKS, KEEL_BENCH_W2_ROUND_TRIPS,
 # KEEL_BENCH_NO_BUILD=1 (use the programs already built), KEEL_BENCH_KEEP=1
-# (keep the logs), KEEL_BENCH_BUILD_DIR (default build-bench).
+# (keep the logs), KEEL_BENCH_BUILD_DIR (default build-bench),
+# KEEL_BENCH_GEARMAN=0 (no Gearman peer rows), KEEL_BENCH_GEARMAN_BATCH.
+# The Gearman rows need gearman-job-server and libgearman-dev: installed with
+# apt-get when missing and running as root, else the rows are skipped.
 # Everything runs on 127.0.0.1 on ports picked at run time; every process it
 # starts is stopped by PID when it ends; every wait has a deadline.
 # Not part of the test suite: it reports numbers, it does not pass or fail
@@ -18,7 +21,7 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: scripts/bench/run.sh [--quick]" >&2; exit 2 ;;
 esac
 
@@ -44,6 +47,46 @@ prefetch=${KEEL_BENCH_PREFETCH:-256}
 only=" ${KEEL_BENCH_ONLY:-w1 w3 w4} "
 want() { [[ "$only" == *" $1 "* ]]; }
 broker_timeout=2s
+# Gearman jobs the peer client keeps in flight (one run_tasks batch).
+gearman_batch=${KEEL_BENCH_GEARMAN_BATCH:-1000}
+
+# ---------------------------------------------------------------- Gearman
+# The Gearman peer rows (W1, W2) need gearmand (Debian gearman-job-server)
+# and libgearman (libgearman-dev, pkg-config module gearmand) before the
+# bench programs are configured. Installed here when missing and running as
+# root; otherwise, or if that fails, the rows are skipped with a message.
+gearmand_bin=$(command -v gearmand || echo /usr/sbin/gearmand)
+gearman_present() {
+    [[ -x "$gearmand_bin" ]] &&
+        { pkg-config --exists libgearman 2>/dev/null || pkg-config --exists gearmand 2>/dev/null; }
+}
+gearman=0 gearman_skip="" gearman_version=""
+if ! want w1; then
+    : # W1 and W2 not asked for (KEEL_BENCH_ONLY): no Gearman rows either
+elif [[ "${KEEL_BENCH_GEARMAN:-1}" == 0 ]]; then
+    gearman_skip="KEEL_BENCH_GEARMAN=0"
+elif gearman_present; then
+    gearman=1
+elif ((EUID != 0)) || ! command -v apt-get >/dev/null; then
+    gearman_skip="gearman-job-server and libgearman-dev are not installed and this is not root with apt-get"
+else
+    mkdir -p "$build"
+    apt_log="$build/gearman-apt.log"
+    echo "==> installing gearman-job-server and libgearman-dev for the Gearman rows (log: $apt_log)" >&2
+    apt_install() {
+        DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y --no-install-recommends \
+            gearman-job-server libgearman-dev >>"$apt_log" 2>&1
+    }
+    # A stale package list is the usual reason for a failed install.
+    apt_install || { timeout 300 apt-get update >>"$apt_log" 2>&1 && apt_install; } || true
+    gearmand_bin=$(command -v gearmand || echo /usr/sbin/gearmand)
+    if gearman_present; then
+        gearman=1
+    else
+        gearman_skip="apt-get could not install gearman-job-server and libgearman-dev (see $apt_log)"
+    fi
+fi
+[[ -n "$gearman_skip" ]] && echo "bench: Gearman rows skipped: $gearman_skip" >&2
 
 # ---------------------------------------------------------------- build
 if [[ -n "${KEEL_BENCH_NO_BUILD:-}" ]]; then
@@ -281,6 +324,83 @@ for ((r = 0; r < runs; r++)); do
 done
 stop_all
 
+# ---------------------------------------------------------------- Gearman
+# Peer rows: a private gearmand (in-memory queue, its default thread count)
+# on 127.0.0.1, two gearman-bench workers (one job at a time each, like 2
+# engines x 1 slot), W1 with foreground jobs in batches of $gearman_batch in
+# flight (gearman_client_add_task + gearman_client_run_tasks) and W2 with
+# sequential gearman_client_do calls.
+if ((gearman)) && [[ ! -x "$bench/gearman-bench" ]]; then
+    gearman=0 gearman_skip="gearman-bench was not built (libgearman not found by cmake)"
+    echo "bench: Gearman rows skipped: $gearman_skip" >&2
+fi
+
+# Starts gearmand on a fresh port (at most 5 tries); sets gearman_port.
+start_gearmand() {
+    local try i pid
+    for ((try = 0; try < 5; try++)); do
+        gearman_port=$(free_port)
+        "$gearmand_bin" --listen=127.0.0.1 --port="$gearman_port" --log-file="$tmp/gearmand.log" \
+            --pid-file="$tmp/gearmand.pid" >>"$tmp/gearmand-out.log" 2>&1 &
+        pid=$!
+        pids+=("$pid")
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            (exec 3<>"/dev/tcp/127.0.0.1/$gearman_port") 2>/dev/null && return 0
+            sleep 0.1
+        done
+        stop_pid "$pid"
+        forget_pid "$pid"
+    done
+    return 1
+}
+
+# The workers are up when a 10-job run succeeds (bounded: 10 s).
+gearman_ready() {
+    local deadline=$((SECONDS + 10))
+    while ((SECONDS < deadline)); do
+        GEARMAN_BENCH_DEADLINE_S=2 "$bench/gearman-bench" client-throughput 127.0.0.1 \
+            "$gearman_port" 10 >/dev/null 2>>"$tmp/gearman-bench.log" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Measures W1 and W2 on Gearman; returns 1 (rows skipped) if it cannot.
+gearman_rows() {
+    local r out
+    start_gearmand || { gearman_skip="gearmand did not start"; return 1; }
+    "$bench/gearman-bench" worker 127.0.0.1 "$gearman_port" 2>>"$tmp/gearman-bench.log" &
+    pids+=("$!")
+    "$bench/gearman-bench" worker 127.0.0.1 "$gearman_port" 2>>"$tmp/gearman-bench.log" &
+    pids+=("$!")
+    gearman_ready || { gearman_skip="gearmand and its workers did not answer"; return 1; }
+    for ((r = 0; r < runs; r++)); do
+        out=$(GEARMAN_BENCH_DEADLINE_S=300 "$bench/gearman-bench" client-throughput 127.0.0.1 \
+            "$gearman_port" "$w1_n" "$gearman_batch" 2>>"$tmp/gearman-bench.log") ||
+            { gearman_skip="W1 failed (gearman-bench client-throughput)"; return 1; }
+        sample w1_gearman tasks_per_s "$(kv "$out" tasks_per_s)"
+        out=$(GEARMAN_BENCH_DEADLINE_S=300 "$bench/gearman-bench" client-latency 127.0.0.1 \
+            "$gearman_port" "$w2_n" 2>>"$tmp/gearman-bench.log") ||
+            { gearman_skip="W2 failed (gearman-bench client-latency)"; return 1; }
+        sample w2_gearman median_us "$(kv "$out" median_us)"
+        sample w2_gearman p99_us "$(kv "$out" p99_us)"
+    done
+}
+
+if ((gearman)); then
+    gearman_version=$("$gearmand_bin" --version 2>/dev/null | grep -o -m 1 'gearmand [0-9][^ ]*' || true)
+    echo "==> peer: Gearman ($gearman_version, in-memory queue):" \
+        "W1 ($w1_n jobs, $gearman_batch in flight) and W2 ($w2_n round trips)" >&2
+    if ! gearman_rows; then
+        echo "bench: Gearman rows skipped: $gearman_skip" >&2
+        [[ -s "$tmp/gearman-bench.log" ]] && tail -n 5 "$tmp/gearman-bench.log" >&2
+        sed -i '/^w[12]_gearman /d' "$samples"
+        gearman=0
+    fi
+    stop_all
+fi
+
 # ---------------------------------------------------------------- W1, W2, W5
 want w1 || syncs=""
 for sync in ${syncs-full normal}; do
@@ -436,6 +556,7 @@ w4_large=${w4_sizes#* }
 rows=(
     "W1 raw relay (pipelined)|w1_relay|tasks_per_s|"
     "W1 raw relay (1 in flight per worker)|w1_relay_window1|tasks_per_s|"
+    "W1 Gearman (in-memory), 2 workers|w1_gearman|tasks_per_s|w1_relay"
     "W1 Keel StoreSync=full|w1_keel_full|tasks_per_s|w1_relay"
     "W1 Keel StoreSync=full EnginePrefetch=$prefetch|w1_keel_prefetch_full|tasks_per_s|w1_relay"
     "W1 Keel same, double_lib in worker processes|w1_keel_prefetch_lib|tasks_per_s|w1_relay"
@@ -445,6 +566,8 @@ rows=(
     "W2 direct client-worker p99|w2_direct|p99_us|"
     "W2 raw relay median|w2_relay|median_us|"
     "W2 raw relay p99|w2_relay|p99_us|"
+    "W2 Gearman (in-memory) median|w2_gearman|median_us|w2_relay"
+    "W2 Gearman (in-memory) p99|w2_gearman|p99_us|w2_relay"
     "W2 Keel StoreSync=full median|w2_keel_full|median_us|w2_relay"
     "W2 Keel StoreSync=full p99|w2_keel_full|p99_us|w2_relay"
     "W2 Keel StoreSync=normal median|w2_keel_normal|median_us|w2_relay"
@@ -486,12 +609,15 @@ t_w1=$(ratio "$(median w1_keel_full tasks_per_s)" "$(median w1_relay tasks_per_s
 t_w1p=$(ratio "$(median w1_keel_prefetch_full tasks_per_s)" "$(median w1_relay tasks_per_s)")
 t_w2m=$(ratio "$(median w2_keel_full median_us)" "$(median w2_relay median_us)")
 t_w2p=$(ratio "$(median w2_keel_full p99_us)" "$(median w2_relay p99_us)")
+t_w1g=$(ratio "$(median w1_keel_full tasks_per_s)" "$(median w1_gearman tasks_per_s)")
 t_w4=$(median "w4_$w4_large" rss_mib)
 t_lin=$(ratio "$(median "w4_$w4_large" rss_mib)" "$(median "w4_$w4_small" rss_mib)")
 printf '\nTargets: W1 full/relay %s (EnginePrefetch=%s: %s) (>= 0.40); W2 median %s (<= 1.3), p99 %s (<= 2.0);' \
     "$t_w1" "$prefetch" "$t_w1p" "$t_w2m" "$t_w2p"
 printf ' W4 RSS at %s: %s MiB (<= 200 at 1000000), growth x%s for x%s tasks\n' \
     "$w4_large" "$t_w4" "$t_lin" "$((w4_large / w4_small))"
+printf 'W1 full/Gearman (in-memory): %s (>= 6)\n' "$t_w1g"
+[[ -n "$gearman_skip" ]] && printf 'Gearman rows skipped: %s\n' "$gearman_skip"
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 cat >"$root/bench-results.json" <<EOF
@@ -504,8 +630,11 @@ cat >"$root/bench-results.json" <<EOF
   "parameters": {"w1_tasks": $w1_n, "relay_tasks": $relay_n, "w2_round_trips": $w2_n,
     "w4_sizes": [${w4_sizes// /, }], "engines": 2, "slots": 1, "engine_prefetch": $prefetch,
     "w3_heartbeat_interval": "$heartbeat", "w3_engine_login_window": "5s",
-    "w3_ds_broker_timeout": "$broker_timeout"},
+    "w3_ds_broker_timeout": "$broker_timeout",
+    "gearman": {"measured": $( ((gearman)) && echo true || echo false), "batch": $gearman_batch, "version": "$gearman_version",
+      "skipped": "$gearman_skip"}},
   "targets": {"w1_full_over_relay": $t_w1, "w1_full_prefetch_over_relay": $t_w1p,
+    "w1_full_over_gearman": $t_w1g,
     "w2_median_over_relay": $t_w2m,
     "w2_p99_over_relay": $t_w2p, "w4_rss_mib_large": ${t_w4:-null},
     "w4_rss_growth": $t_lin},
