@@ -8,7 +8,8 @@
 # Environment: RUNS (>= 3), KEEL_BENCH_W1_TASKS, KEEL_BENCH_W2_ROUND_TRIPS,
 # KEEL_BENCH_NO_BUILD=1 (use the programs already built), KEEL_BENCH_KEEP=1
 # (keep the logs), KEEL_BENCH_BUILD_DIR (default build-bench),
-# KEEL_BENCH_GEARMAN=0 (no Gearman peer rows), KEEL_BENCH_GEARMAN_BATCH.
+# KEEL_BENCH_GEARMAN=0 (no Gearman peer rows), KEEL_BENCH_GEARMAN_BATCH,
+# KEEL_BENCH_GEARMAN_THREADS.
 # The Gearman rows need gearman-job-server and libgearman-dev: installed with
 # apt-get when missing and running as root, else the rows are skipped.
 # Everything runs on 127.0.0.1 on ports picked at run time; every process it
@@ -21,7 +22,7 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: scripts/bench/run.sh [--quick]" >&2; exit 2 ;;
 esac
 
@@ -47,8 +48,12 @@ prefetch=${KEEL_BENCH_PREFETCH:-256}
 only=" ${KEEL_BENCH_ONLY:-w1 w3 w4} "
 want() { [[ "$only" == *" $1 "* ]]; }
 broker_timeout=2s
-# Gearman jobs the peer client keeps in flight (one run_tasks batch).
+# Gearman jobs the peer client keeps in flight (one run_tasks batch), and
+# gearmand's I/O threads: 1 was faster here than its default 4 (W1 13-19k
+# against 13-14k jobs/s, W2 median 160-220 against 270-300 us on 2 cores),
+# so the peer row is the stricter one.
 gearman_batch=${KEEL_BENCH_GEARMAN_BATCH:-1000}
+gearman_threads=${KEEL_BENCH_GEARMAN_THREADS:-1}
 
 # ---------------------------------------------------------------- Gearman
 # The Gearman peer rows (W1, W2) need gearmand (Debian gearman-job-server)
@@ -325,7 +330,7 @@ done
 stop_all
 
 # ---------------------------------------------------------------- Gearman
-# Peer rows: a private gearmand (in-memory queue, its default thread count)
+# Peer rows: a private gearmand (in-memory queue, $gearman_threads I/O threads)
 # on 127.0.0.1, two gearman-bench workers (one job at a time each, like 2
 # engines x 1 slot), W1 with foreground jobs in batches of $gearman_batch in
 # flight (gearman_client_add_task + gearman_client_run_tasks) and W2 with
@@ -340,7 +345,7 @@ start_gearmand() {
     local try i pid
     for ((try = 0; try < 5; try++)); do
         gearman_port=$(free_port)
-        "$gearmand_bin" --listen=127.0.0.1 --port="$gearman_port" --log-file="$tmp/gearmand.log" \
+        "$gearmand_bin" --listen=127.0.0.1 --port="$gearman_port" --threads="$gearman_threads" --log-file="$tmp/gearmand.log" \
             --pid-file="$tmp/gearmand.pid" >>"$tmp/gearmand-out.log" 2>&1 &
         pid=$!
         pids+=("$pid")
@@ -390,7 +395,7 @@ gearman_rows() {
 
 if ((gearman)); then
     gearman_version=$("$gearmand_bin" --version 2>/dev/null | grep -o -m 1 'gearmand [0-9][^ ]*' || true)
-    echo "==> peer: Gearman ($gearman_version, in-memory queue):" \
+    echo "==> peer: Gearman ($gearman_version, in-memory queue, $gearman_threads I/O threads):" \
         "W1 ($w1_n jobs, $gearman_batch in flight) and W2 ($w2_n round trips)" >&2
     if ! gearman_rows; then
         echo "bench: Gearman rows skipped: $gearman_skip" >&2
@@ -632,6 +637,7 @@ cat >"$root/bench-results.json" <<EOF
     "w3_heartbeat_interval": "$heartbeat", "w3_engine_login_window": "5s",
     "w3_ds_broker_timeout": "$broker_timeout",
     "gearman": {"measured": $( ((gearman)) && echo true || echo false), "batch": $gearman_batch, "version": "$gearman_version",
+      "threads": $gearman_threads,
       "skipped": "$gearman_skip"}},
   "targets": {"w1_full_over_relay": $t_w1, "w1_full_prefetch_over_relay": $t_w1p,
     "w1_full_over_gearman": $t_w1g,
