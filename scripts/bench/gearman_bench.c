@@ -39,11 +39,11 @@
 #include <time.h>
 #include <libgearman-1.0/gearman.h>
 
-#define GEARMAN_BENCH_FUNCTION    "double"
-#define GEARMAN_BENCH_PAYLOAD     32
-#define GEARMAN_BENCH_MAX_TASKS   100000000L
-#define GEARMAN_BENCH_MAX_BATCH   1000000L
-#define GEARMAN_BENCH_BATCH       1000
+#define GEARMAN_BENCH_FUNCTION      "double"
+#define GEARMAN_BENCH_PAYLOAD       32
+#define GEARMAN_BENCH_MAX_TASKS     100000000L
+#define GEARMAN_BENCH_MAX_BATCH     1000000L
+#define GEARMAN_BENCH_BATCH         1000
 #define GEARMAN_BENCH_IO_TIMEOUT_MS 1000
 
 static int64_t
@@ -122,7 +122,7 @@ s_worker (const char *host, in_port_t port)
             || rc == GEARMAN_NO_JOBS)
             continue;
         fprintf (stderr, "gearman-bench worker: %s\n", gearman_worker_error (worker));
-        struct timespec pause = {0, 100 * 1000 * 1000};
+        struct timespec pause = { 0, 100 * 1000 * 1000 };
         nanosleep (&pause, NULL);
     }
     gearman_worker_free (worker);
@@ -181,7 +181,7 @@ s_client_throughput (const char *host, in_port_t port, long total, long batch)
     gearman_client_st *client = s_client (host, port);
     if (!client)
         return 1;
-    s_tally_t tally = {0, 0};
+    s_tally_t tally = { 0, 0 };
     gearman_client_set_complete_fn (client, s_complete);
     s_job_t *jobs = calloc ((size_t) batch, sizeof *jobs);
     if (!jobs) {
@@ -231,8 +231,8 @@ s_client_throughput (const char *host, in_port_t port, long total, long batch)
     gearman_client_free (client);
     if (rc)
         return rc;
-    printf ("tasks=%ld batch=%ld seconds=%.6f tasks_per_s=%.1f\n", total, batch,
-            elapsed / 1e6, total / (elapsed / 1e6));
+    printf ("tasks=%ld batch=%ld seconds=%.6f tasks_per_s=%.1f\n", total, batch, elapsed / 1e6,
+            total / (elapsed / 1e6));
     return 0;
 }
 
@@ -309,11 +309,10 @@ s_count (const char *text, long max)
 static int
 s_usage (FILE *out, int code)
 {
-    fprintf (out,
-             "usage: gearman-bench worker HOST PORT |\n"
-             "       client-throughput HOST PORT N [BATCH] | client-latency HOST PORT N\n"
-             "       gearman-bench --help | --version\n"
-             "Gearman peer rows of the Keel benchmarks (scripts/bench/run.sh).\n");
+    fprintf (out, "usage: gearman-bench worker HOST PORT |\n"
+                  "       client-throughput HOST PORT N [BATCH] | client-latency HOST PORT N\n"
+                  "       gearman-bench --help | --version\n"
+                  "Gearman peer rows of the Keel benchmarks (scripts/bench/run.sh).\n");
     return code;
 }
 
@@ -339,7 +338,8 @@ main (int argc, char **argv)
         return s_usage (stderr, 2);
     if ((argc == 5 || argc == 6) && strcmp (argv[1], "client-throughput") == 0) {
         long batch = argc == 6 ? s_count (argv[5], GEARMAN_BENCH_MAX_BATCH) : GEARMAN_BENCH_BATCH;
-        return batch < 0 ? s_usage (stderr, 2) : s_client_throughput (host, (in_port_t) port, n, batch);
+        return batch < 0 ? s_usage (stderr, 2)
+                         : s_client_throughput (host, (in_port_t) port, n, batch);
     }
     if (argc == 5 && strcmp (argv[1], "client-latency") == 0)
         return s_client_latency (host, (in_port_t) port, n);

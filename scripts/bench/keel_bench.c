@@ -36,11 +36,11 @@
 #include "keel/driver.h"
 #include "log.h"
 
-#define KB_MAX_TASKS      10000000L
-#define KB_FLOW_WINDOW    8
-#define KB_FLOW_WARM      20
-#define KB_FLOW_AFTER     5
-#define KB_MAX_OVERRIDES  16
+#define KB_MAX_TASKS     10000000L
+#define KB_FLOW_WINDOW   8
+#define KB_FLOW_WARM     20
+#define KB_FLOW_AFTER    5
+#define KB_MAX_OVERRIDES 16
 
 static int64_t
 s_now_us (void)
@@ -83,7 +83,7 @@ s_driver (const char *primary, const char *failover, int argc, char **argv)
     }
     for (int i = 0; i < argc && i < KB_MAX_OVERRIDES; i++)
         overrides[n++] = argv[i];
-    keel_error_t err = {{0}};
+    keel_error_t err = { { 0 } };
     keel_driver_t *driver = keel_driver_new (NULL, overrides, n, &err);
     if (!driver)
         fprintf (stderr, "keel-bench: %s\n", err.text);
@@ -95,7 +95,7 @@ s_service (keel_driver_t *driver, const char *type)
 {
     keel_service_options_t options;
     keel_service_options_init (&options, type);
-    keel_error_t err = {{0}};
+    keel_error_t err = { { 0 } };
     keel_service_t *service = keel_driver_open_service (driver, &options, &err);
     if (!service)
         fprintf (stderr, "keel-bench: open service: %s\n", err.text);
@@ -122,7 +122,7 @@ s_latency (const char *broker, long total, int argc, char **argv)
         char input[32];
         long value = i < 0 ? -i : i;
         int n = snprintf (input, sizeof input, "%ld", value);
-        keel_error_t err = {{0}};
+        keel_error_t err = { { 0 } };
         int64_t t0 = s_now_us ();
         if (keel_service_submit (service, input, (size_t) n, NULL, &err) != KEEL_OK) {
             fprintf (stderr, "keel-bench: submit: %s\n", err.text);
@@ -162,7 +162,7 @@ s_latency (const char *broker, long total, int argc, char **argv)
 // ---------------------------------------------------------------- failover
 
 typedef struct {
-    int64_t killed_at;      // 0 until the kill
+    int64_t killed_at; // 0 until the kill
 } s_flow_t;
 
 static void
@@ -183,13 +183,13 @@ s_failover (const char *primary, const char *failover, pid_t victim, int argc, c
         keel_driver_destroy (&driver);
         return 1;
     }
-    s_flow_t flow = {0};
+    s_flow_t flow = { 0 };
     keel_driver_set_status_handler (driver, s_on_status, &flow);
     long results = 0, after_kill = 0;
     int64_t gap_us = -1, deadline = s_deadline_us ();
     int rc = 0;
     while (after_kill < KB_FLOW_AFTER && s_now_us () < deadline) {
-        keel_error_t err = {{0}};
+        keel_error_t err = { { 0 } };
         while (keel_driver_outstanding (driver) < KB_FLOW_WINDOW)
             if (keel_service_submit (service, "50", 2, NULL, &err) != KEEL_OK) {
                 fprintf (stderr, "keel-bench: submit: %s\n", err.text);
@@ -267,7 +267,7 @@ s_submit (const char *broker, long total, int argc, char **argv)
     for (long i = 0; i < total; i++) {
         char input[32];
         int n = snprintf (input, sizeof input, "%ld", i);
-        keel_error_t err = {{0}};
+        keel_error_t err = { { 0 } };
         if (keel_service_submit (service, input, (size_t) n, NULL, &err) != KEEL_OK) {
             fprintf (stderr, "keel-bench: submit: %s\n", err.text);
             keel_driver_destroy (&driver);
@@ -276,7 +276,7 @@ s_submit (const char *broker, long total, int argc, char **argv)
     }
     int64_t deadline = s_deadline_us ();
     while (!s_stop && s_now_us () < deadline) {
-        keel_error_t err = {{0}};
+        keel_error_t err = { { 0 } };
         keel_driver_poll (driver, 200, &err);
     }
     keel_driver_destroy (&driver);

@@ -37,12 +37,12 @@
 #include <time.h>
 #include <zmq.h>
 
-#define RELAY_HWM        200000
-#define RELAY_MAX_WORKERS 64
-#define RELAY_MAX_WINDOW 100000
-#define RELAY_MAX_TASKS  100000000L
-#define RELAY_PAYLOAD    64
-#define RELAY_ID_MAX     256
+#define RELAY_HWM           200000
+#define RELAY_MAX_WORKERS   64
+#define RELAY_MAX_WINDOW    100000
+#define RELAY_MAX_TASKS     100000000L
+#define RELAY_PAYLOAD       64
+#define RELAY_ID_MAX        256
 // A throughput client keeps at most this many tasks in flight, so no queue
 // reaches its high-water mark (which would drop or block).
 #define RELAY_CLIENT_WINDOW 20000
@@ -156,7 +156,7 @@ s_broker (const char *front_ep, const char *back_ep)
     uint8_t who[RELAY_ID_MAX], client[RELAY_ID_MAX], payload[RELAY_PAYLOAD];
     int64_t deadline = s_deadline_us ();
     while (s_now_us () < deadline) {
-        zmq_pollitem_t items[] = {{back, 0, ZMQ_POLLIN, 0}, {front, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[] = { { back, 0, ZMQ_POLLIN, 0 }, { front, 0, ZMQ_POLLIN, 0 } };
         int rc = zmq_poll (items, count > 0 ? 2 : 1, 1000);
         if (rc < 0) {
             if (zmq_errno () == EINTR)
@@ -227,7 +227,6 @@ s_broker (const char *front_ep, const char *back_ep)
     return 0;
 }
 
-
 // Answers [client id][input] with [client id][2*input] until the deadline:
 // the work both the relay's worker and the direct worker do.
 static void
@@ -237,7 +236,7 @@ s_serve (void *sock)
     char payload[RELAY_PAYLOAD], out[RELAY_PAYLOAD];
     int64_t deadline = s_deadline_us ();
     while (s_now_us () < deadline) {
-        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
         if (zmq_poll (&item, 1, 1000) < 0)
             break;
         for (int turn = 0; turn < 1000; turn++) {
@@ -322,7 +321,7 @@ s_client_throughput (const char *front_ep, long total)
                 break;
             sent++;
         }
-        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
         if (zmq_poll (&item, 1, 1000) < 0)
             break;
         for (int turn = 0; turn < RELAY_CLIENT_WINDOW; turn++) {
@@ -375,7 +374,7 @@ s_client_latency (const char *endpoint, long total)
         int n = snprintf (payload, sizeof payload, "%ld %ld", i < 0 ? -i : i, i < 0 ? -i : i);
         int64_t t0 = s_now_us ();
         s_send (sock, payload, (size_t) n, false);
-        zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t item = { sock, 0, ZMQ_POLLIN, 0 };
         int rc = 0;
         while (rc == 0 && s_now_us () < deadline)
             rc = zmq_poll (&item, 1, 1000);
@@ -411,12 +410,11 @@ s_count (const char *text, long max)
 static int
 s_usage (FILE *out, int code)
 {
-    fprintf (out,
-             "usage: relay broker FRONT BACK | worker BACK WINDOW |\n"
-             "       client-throughput FRONT N | client-latency FRONT N |\n"
-             "       direct-worker ENDPOINT | direct-client ENDPOINT N\n"
-             "       relay --help | --version\n"
-             "The raw ZeroMQ baseline of the Keel benchmarks (scripts/bench/run.sh).\n");
+    fprintf (out, "usage: relay broker FRONT BACK | worker BACK WINDOW |\n"
+                  "       client-throughput FRONT N | client-latency FRONT N |\n"
+                  "       direct-worker ENDPOINT | direct-client ENDPOINT N\n"
+                  "       relay --help | --version\n"
+                  "The raw ZeroMQ baseline of the Keel benchmarks (scripts/bench/run.sh).\n");
     return code;
 }
 
