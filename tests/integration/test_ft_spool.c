@@ -19,7 +19,10 @@ Test (ft_spool, carries_a_spooled_result_across_an_engine_restart, .init = harne
     HARNESS_ASSERT (harness_wait_engines (&a, 1, 15000), "engine not online");
 
     const char *sets[] = { "DSBrokerTimeout=10s", NULL };
-    const char *submit[] = { "--service", "sleep", "--input", "1200", NULL };
+    // Long enough that the broker dies before the task ends even when the
+    // admin calls below are slow on a loaded machine (the result must not
+    // reach a broker before the kill: then there is nothing to spool).
+    const char *submit[] = { "--service", "sleep", "--input", "4000", NULL };
     pid_t driver = ft_driver_start ("driver", &a, NULL, sets, submit);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
     char service[80];
