@@ -47,9 +47,14 @@
     KEY (RescheduleDelay, DURATION, "s", "0", 0, 86400, true, NULL,                                \
          "Delay before the tasks of a lost engine are queued again (per service override in "      \
          "SubmitService)")                                                                         \
-    KEY (EnginePrefetch, INT, "tasks", "0", 0, 10000, true, NULL,                                  \
-         "Tasks sent to an engine beyond its free slots, queued there so a slot never waits for "  \
-         "the broker; 0 = exactly its slots")                                                      \
+    KEY (EnginePrefetch, INT, "tasks", "1000", 0, 10000, true, NULL,                               \
+         "Most tasks sent to an engine beyond its free slots, queued there so a slot never waits " \
+         "for the broker (how many within that: PrefetchWindow); 0 = exactly its slots")           \
+    KEY (PrefetchWindow, DURATION, "ms", "20ms", 0, 60000, true, NULL,                             \
+         "Work an engine may hold queued per slot beyond its running tasks, estimated from each "  \
+         "service's measured task run times: short tasks are prefetched, a task that would wait "  \
+         "longer is kept for the first free slot, a service with no result yet is never "          \
+         "prefetched; 0 = no estimate, always EnginePrefetch tasks")                               \
     KEY (MaxAttempts, INT, NULL, "3", 1, 1000, true, NULL,                                         \
          "Executions of a task that may fail before it is reported failed (per service override)") \
     KEY (CancelRedundant, BOOL, NULL, "true", 0, 0, true, NULL,                                    \

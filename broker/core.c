@@ -414,6 +414,7 @@ keel_core_new (keel_settings_t *settings, int64_t now, int64_t wall)
     self->now = now;
     self->wall = wall;
     self->last_wake = now;
+    self->prefetch_room = UINT64_MAX; // set per engine during dispatch (core_sched.c)
     self->malformed_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "malformed message");
     self->rl[KEEL_CORE_RL_EVENTS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 100, "event");
     self->rl[KEEL_CORE_RL_DRIVERS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "driver");

@@ -171,6 +171,10 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
         x = NULL; // an id from another broker that collides with ours
     if (x) {
         engine->tasks_done++;
+        if (res->status == KEEL__TASK_STATUS__STATUS_OK
+            || res->status == KEEL__TASK_STATUS__STATUS_FAILED)
+            keel_service_note_run (x->service,
+                                   res->has_run_us ? res->run_us : res->run_ms * UINT64_C (1000));
         keel_core_exec_drop (self, x);
     }
     if (!svc || !t) {

@@ -80,7 +80,9 @@ struct _keel_core_t {
     int64_t login_window_ms;
     int64_t commit_delay_ms;
     uint32_t max_attempts;
-    uint32_t engine_prefetch;
+    uint32_t engine_prefetch;    // EnginePrefetch: most tasks an engine holds beyond its slots
+    uint64_t prefetch_window_us; // PrefetchWindow per slot (0: no estimate, EnginePrefetch always)
+    uint64_t prefetch_room;      // dispatch: weight the engine at hand may still take (s_accept)
     bool cancel_redundant;
     uint64_t max_tasks;
 

@@ -146,15 +146,7 @@ void
 keel_core_exec_claimed (keel_core_t *self, keel_exec_t *x, keel_engine_t *engine)
 {
     (void) self;
-    if (x->engine != engine) {
-        if (x->engine) {
-            void *h = zlistx_find (x->engine->execs, x);
-            if (h)
-                zlistx_delete (x->engine->execs, h);
-        }
-        x->engine = engine;
-        zlistx_add_end (engine->execs, x);
-    }
+    keel_model_exec_move (x, engine);
     x->state = KEEL_EXEC_RUNNING;
     x->requeue_at = 0;
 }

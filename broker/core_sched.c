@@ -28,6 +28,7 @@ keel_core_apply_settings (keel_core_t *self)
     self->commit_delay_ms = keel_broker_cfg_CommitDelay (s);
     self->max_attempts = (uint32_t) keel_broker_cfg_MaxAttempts (s);
     self->engine_prefetch = (uint32_t) keel_broker_cfg_EnginePrefetch (s);
+    self->prefetch_window_us = (uint64_t) keel_broker_cfg_PrefetchWindow (s) * 1000;
     self->cancel_redundant = keel_broker_cfg_CancelRedundant (s);
     self->max_tasks = (uint64_t) keel_broker_cfg_MaxTasksPerService (s);
     keel_log_level_t level;
@@ -577,7 +578,34 @@ s_accept (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, voi
     // Retry a failed task on another engine when there is one.
     if (task->avoid == engine && s_other_engine_offers (self, engine, svc->type))
         return false;
+    // Beyond the engine's free slots, only what fits its PrefetchWindow.
+    if (self->prefetch_room != UINT64_MAX && keel_service_cost (svc) > self->prefetch_room)
+        return false;
     return true;
+}
+
+// How much more expected work an engine may be sent, in µs: any task while
+// a slot is free (UINT64_MAX); beyond its slots, up to EnginePrefetch
+// tasks, each only if its service's estimated run time fits what is left
+// of PrefetchWindow per slot after the work it holds (backlog_us: running
+// and queued tasks, a task of a service with no result yet weighing more
+// than any window). So tiny tasks stream (the next ones wait at the engine
+// when a slot frees up: no round trip to the broker between them), while a
+// task that would wait longer than the window behind others stays here for
+// whichever engine frees a slot first. PrefetchWindow=0: EnginePrefetch
+// tasks whatever they weigh. Returns 0 when the engine is full.
+static uint64_t
+s_room (keel_core_t *self, const keel_engine_t *e)
+{
+    size_t held = zlistx_size (e->execs);
+    if (held < (size_t) e->slots)
+        return UINT64_MAX;
+    if (held >= (size_t) e->slots + self->engine_prefetch)
+        return 0;
+    if (self->prefetch_window_us == 0)
+        return UINT64_MAX;
+    uint64_t window = self->prefetch_window_us * (e->slots ? e->slots : 1);
+    return e->backlog_us < window ? window - e->backlog_us : 0;
 }
 
 // Assigns for one engine leave together: within one dispatch turn they
@@ -712,7 +740,7 @@ keel_core_dispatch (keel_core_t *self)
         if (e->reply_held_seq > self->synced_seq)
             continue;
         b.engine = e;
-        while (zlistx_size (e->execs) < (size_t) e->slots + self->engine_prefetch) {
+        while ((self->prefetch_room = s_room (self, e)) > 0) {
             keel_service_rec_t *svc;
             uint64_t task_id;
             keel_task_t *t = keel_sched_next (self->sched, e, s_accept, self, &svc, &task_id);
@@ -727,6 +755,7 @@ keel_core_dispatch (keel_core_t *self)
         }
         s_batch_flush (self, &b);
     }
+    self->prefetch_room = UINT64_MAX;
     if (visited == n && zlistx_first (engines))
         zlistx_move_end (engines, zlistx_cursor (engines));
     if (b.items != &one) {

@@ -220,6 +220,27 @@ keel_model_service_count (keel_model_t *self)
 
 // ---------------------------------------------------------------- tasks
 
+uint64_t
+keel_service_cost (const keel_service_rec_t *svc)
+{
+    return svc->run_samples ? svc->run_us_est : KEEL_COST_UNKNOWN;
+}
+
+void
+keel_service_note_run (keel_service_rec_t *svc, uint64_t run_us)
+{
+    if (run_us > KEEL_COST_UNKNOWN)
+        run_us = KEEL_COST_UNKNOWN;
+    if (svc->run_samples == 0)
+        svc->run_us_est = run_us;
+    else if (run_us >= svc->run_us_est)
+        svc->run_us_est += (run_us - svc->run_us_est + 7) / 8; // rounds up: a tiny mean can grow
+    else
+        svc->run_us_est -= (svc->run_us_est - run_us) / 8;
+    if (svc->run_samples < UINT32_MAX)
+        svc->run_samples++;
+}
+
 keel_task_t *
 keel_service_task (keel_service_rec_t *svc, uint64_t task_id)
 {
@@ -403,8 +424,8 @@ keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_rec_t *s
     e->id = exec_id;
     e->service = svc;
     e->task_id = task_id;
-    e->engine = engine;
     e->attempt = attempt;
+    e->cost_us = keel_service_cost (svc); // what it weighs on its engine, from now on
     e->started_mono = now;
     if (zhashx_insert (self->execs, (void *) (uintptr_t) exec_id, e) != 0) {
         free (e);
@@ -412,9 +433,33 @@ keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_rec_t *s
     }
     e->next_of_task = t->execs;
     t->execs = e;
-    if (engine)
-        zlistx_add_end (engine->execs, e);
+    keel_model_exec_move (e, engine);
     return e;
+}
+
+void
+keel_model_exec_move (keel_exec_t *exec, keel_engine_t *engine)
+{
+    if (exec->engine == engine && (exec->engine_handle || !engine))
+        return;
+    if (exec->engine && exec->engine_handle) {
+        zlistx_delete (exec->engine->execs, exec->engine_handle);
+        exec->engine->backlog_us -= exec->cost_us;
+    }
+    exec->engine = engine;
+    exec->engine_handle = engine ? zlistx_add_end (engine->execs, exec) : NULL;
+    if (exec->engine_handle)
+        engine->backlog_us += exec->cost_us;
+    else
+        exec->engine = NULL; // no memory for the list entry: on no engine
+}
+
+void
+keel_model_exec_set_cost (keel_exec_t *exec, uint64_t cost_us)
+{
+    if (exec->engine && exec->engine_handle)
+        exec->engine->backlog_us = exec->engine->backlog_us - exec->cost_us + cost_us;
+    exec->cost_us = cost_us;
 }
 
 void
@@ -428,11 +473,7 @@ keel_model_exec_remove (keel_model_t *self, keel_exec_t *exec)
                 break;
             }
     }
-    if (exec->engine) {
-        void *handle = zlistx_find (exec->engine->execs, exec);
-        if (handle)
-            zlistx_delete (exec->engine->execs, handle);
-    }
+    keel_model_exec_move (exec, NULL);
     zhashx_delete (self->execs, (void *) (uintptr_t) exec->id);
     free (exec);
 }
@@ -485,11 +526,8 @@ void
 keel_model_engine_remove (keel_model_t *self, keel_engine_t *engine)
 {
     keel_model_engine_route (self, engine, NULL);
-    while (zlistx_size (engine->execs)) {
-        keel_exec_t *x = zlistx_first (engine->execs);
-        x->engine = NULL;
-        zlistx_delete (engine->execs, zlistx_cursor (engine->execs));
-    }
+    while (zlistx_size (engine->execs))
+        keel_model_exec_move (zlistx_first (engine->execs), NULL);
     void *handle = zlistx_find (self->engine_list, engine);
     if (handle)
         zlistx_delete (self->engine_list, handle);

@@ -92,7 +92,19 @@ struct _keel_service_rec_t {
     uint64_t unacked;                  // terminal results the driver has not acknowledged
     uint64_t serve_seq;                // scheduler round-robin stamp
     void *sched_handle;                // position in the scheduler's list, NULL if absent
+    uint64_t run_us_est;               // estimated task run time, µs (keel_service_note_run)
+    uint32_t run_samples;              // results it is made of (0: not known yet)
 };
+
+// What a task of svc is expected to weigh on an engine: the mean run time
+// of its recent results, or KEEL_COST_UNKNOWN before the first one.
+// Dispatch (core_sched.c) sends tasks beyond an engine's slots only while
+// the weights there fit PrefetchWindow per slot.
+#define KEEL_COST_UNKNOWN (UINT64_C (3600) * 1000 * 1000) // one hour: above any window
+uint64_t keel_service_cost (const keel_service_rec_t *svc);
+// Folds one execution's run time into svc's estimate (an exponentially
+// weighted mean: each new result weighs 1/8, the first one all).
+void keel_service_note_run (keel_service_rec_t *svc, uint64_t run_us);
 
 // An execution's lifecycle (the broker's view; written by core_life.c):
 //   from            to              on
@@ -124,6 +136,8 @@ struct _keel_exec_t {
     bool before_commit; // dispatched before its task's first commit
     uint8_t missing;    // consecutive engine heartbeats that left it out
     keel_exec_t *next_of_task;
+    void *engine_handle; // its place in engine->execs
+    uint64_t cost_us;    // its part of engine->backlog_us (keel_model_exec_set_cost)
 };
 
 typedef enum { KEEL_ENGINE_ONLINE = 0, KEEL_ENGINE_OFFLINE = 1 } keel_engine_state_t;
@@ -140,6 +154,7 @@ struct _keel_engine_t {
     char **types;
     size_t ntypes;
     zlistx_t *execs;     // keel_exec_t * running here
+    uint64_t backlog_us; // sum of their cost_us: the work they are expected to hold
     zhashx_t *init_sent; // service ids whose init data this engine has
     keel_peer_clock_t clock;
     int64_t offline_since_mono;
@@ -212,6 +227,11 @@ keel_exec_t *keel_model_exec (keel_model_t *self, uint64_t exec_id);
 keel_exec_t *keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_rec_t *svc,
                                   uint64_t task_id, keel_engine_t *engine, uint32_t attempt,
                                   int64_t now);
+// Moves an execution to engine (NULL: none), out of its former engine's
+// list and backlog.
+void keel_model_exec_move (keel_exec_t *exec, keel_engine_t *engine);
+// Sets what an execution weighs on its engine's backlog.
+void keel_model_exec_set_cost (keel_exec_t *exec, uint64_t cost_us);
 // Unlinks and frees an execution.
 void keel_model_exec_remove (keel_model_t *self, keel_exec_t *exec);
 size_t keel_model_exec_count (keel_model_t *self);

@@ -532,7 +532,9 @@ keel_item_result (Keel__Result *item, const keel_result_args_t *args)
         item->permanent = args->permanent;
     }
     item->has_run_ms = true;
-    item->run_ms = args->run_ms;
+    item->run_ms = args->run_us / 1000;
+    item->has_run_us = true;
+    item->run_us = args->run_us;
 }
 
 void

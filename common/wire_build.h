@@ -276,7 +276,7 @@ typedef struct {
     size_t output_size;
     const char *error; // sent with any other status; NULL: absent
     bool permanent;    // sent (as true) only when true, not with OK
-    uint64_t run_ms;   // always sent
+    uint64_t run_us;   // always sent, as run_us and (rounded down) run_ms
 } keel_result_args_t;
 
 void keel_item_result (Keel__Result *item, const keel_result_args_t *args);

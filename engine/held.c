@@ -153,7 +153,8 @@ keel_held_add_done (keel_held_t *self, const Keel__Result *result)
     bool ok = result->status == KEEL__TASK_STATUS__STATUS_OK;
     const uint8_t *data = ok ? result->output.data : (const uint8_t *) result->error;
     size_t size = ok ? result->output.len : (result->error ? strlen (result->error) : 0);
-    if (!keel_held_finish (task, ok, data, size, (int64_t) result->run_ms)) {
+    int64_t run_us = (int64_t) (result->has_run_us ? result->run_us : result->run_ms * 1000);
+    if (!keel_held_finish (task, ok, data, size, run_us)) {
         keel_held_remove (self, result->execution_id);
         return NULL;
     }
@@ -171,12 +172,12 @@ keel_held_find (const keel_held_t *self, uint64_t execution_id)
 }
 
 bool
-keel_held_finish (keel_held_task_t *task, bool ok, const uint8_t *data, size_t size, int64_t run_ms)
+keel_held_finish (keel_held_task_t *task, bool ok, const uint8_t *data, size_t size, int64_t run_us)
 {
     if (!keel_held_step (task, KEEL_HELD_EV_FINISHED))
         return false;
     task->ok = ok;
-    task->run_ms = run_ms > 0 ? (uint64_t) run_ms : 0;
+    task->run_us = run_us > 0 ? (uint64_t) run_us : 0;
     if (ok) {
         task->output = malloc (size ? size : 1);
         if (!task->output)
@@ -281,7 +282,7 @@ keel_held_result_view (const keel_held_task_t *task, Keel__Result *result)
                                               .output_size = task->output_size,
                                               .error = task->error,
                                               .permanent = task->permanent,
-                                              .run_ms = task->run_ms });
+                                              .run_us = task->run_us });
 }
 
 bool

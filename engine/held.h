@@ -24,7 +24,7 @@
     States
       RUNNING   no result yet. checkpoint/checkpoint_pending hold its latest
                 memory and whether a broker has seen it (data, not state).
-      DONE      result recorded (ok, output or error, permanent, run_ms),
+      DONE      result recorded (ok, output or error, permanent, run_us),
                 not on the current broker connection: it is to be sent.
       IN_LOGIN  done, and the EngineLogin built last carries the Result (its
                 verdict decides whether it must be sent again).
@@ -92,7 +92,7 @@ typedef struct {
     size_t output_size;
     char *error;
     bool permanent; // done, failed: no retry can succeed (the Result says so)
-    uint64_t run_ms;
+    uint64_t run_us;
     uint8_t *checkpoint; // running: the task's latest checkpoint, or NULL
     size_t checkpoint_size;
     bool checkpoint_pending; // running: the latest checkpoint is not sent to a broker yet
@@ -128,7 +128,7 @@ bool keel_held_is_done (const keel_held_task_t *task);
 // checkpoint is superseded). Returns false if task was not RUNNING (nothing
 // changed) or memory ran out (task is DONE, its data missing).
 bool keel_held_finish (keel_held_task_t *task, bool ok, const uint8_t *data, size_t size,
-                       int64_t run_ms);
+                       int64_t run_us);
 
 // Keeps a copy of data as the RUNNING task's latest checkpoint (replacing
 // the previous one) and marks it pending. Returns false if task is not

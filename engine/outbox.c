@@ -28,7 +28,7 @@ typedef struct {
     bool log; // write the "task finished" line
     bool ok;
     bool permanent; // failed permanently (no retry can succeed)
-    uint64_t run_ms;
+    uint64_t run_us;
     char *error; // failed: a copy of the error text, or NULL
 } s_finished_t;
 
@@ -310,13 +310,13 @@ s_flush_checkpoints (keel_outbox_t *self)
 // ------------------------------------------------------------ tasks that end
 
 static void
-s_log_finished (uint64_t execution_id, bool ok, bool permanent, uint64_t run_ms, const char *error)
+s_log_finished (uint64_t execution_id, bool ok, bool permanent, uint64_t run_us, const char *error)
 {
     KEEL_INFO ("engine", "task finished exec=%" PRIu64 " status=%s run_ms=%lld%s%s%s", execution_id,
                ok          ? "ok"
                : permanent ? "failed-permanent"
                            : "failed",
-               (long long) run_ms, ok ? "" : " error=\"",
+               (long long) (run_us / 1000), ok ? "" : " error=\"",
                ok      ? ""
                : error ? error
                        : "",
@@ -340,7 +340,7 @@ s_finished_push (keel_outbox_t *self, keel_held_task_t *task, bool log)
     f->log = log;
     f->ok = task->ok;
     f->permanent = task->permanent;
-    f->run_ms = task->run_ms;
+    f->run_us = task->run_us;
     f->error = log && !task->ok && task->error ? strdup (task->error) : NULL;
     return true;
 }
@@ -369,12 +369,12 @@ keel_outbox_finish (keel_outbox_t *self, const keel_runner_result_t *r)
     keel_held_task_t *task = keel_held_find (self->held, r->execution_id);
     if (!task || task->state != KEEL_HELD_RUNNING)
         return;
-    keel_held_finish (task, r->ok, r->data, r->size, r->run_ms);
+    keel_held_finish (task, r->ok, r->data, r->size, r->run_us);
     task->permanent = !r->ok && r->permanent;
     KEEL_JOURNAL ("exec_end", .service = task->service_id, .task = task->task_id,
                   .execution = task->execution_id, .status = r->ok ? "ok" : "failed");
     if (!s_deliver (self, task, true))
-        s_log_finished (task->execution_id, task->ok, task->permanent, task->run_ms, task->error);
+        s_log_finished (task->execution_id, task->ok, task->permanent, task->run_us, task->error);
 }
 
 void
@@ -414,7 +414,7 @@ keel_outbox_end_turn (keel_outbox_t *self)
                 s_spool (self, task);
         }
         if (f->log)
-            s_log_finished (f->execution_id, f->ok, f->permanent, f->run_ms, f->error);
+            s_log_finished (f->execution_id, f->ok, f->permanent, f->run_us, f->error);
         free (f->error);
     }
     self->nfinished = 0;

@@ -31,6 +31,7 @@ typedef struct {
     bool busy;
     uint64_t execution_id;
     int64_t started;
+    int64_t started_us; // zclock_usecs at the start: the result's run_us
     int64_t timeout_ms;
     bool timed_out; // past its timeout: cancel flag raised, killed at kill_at
     int64_t kill_at;
@@ -51,6 +52,14 @@ s_mono_ms (void)
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+keel_runner_usecs (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static bool
@@ -218,6 +227,7 @@ keel_runner_start (keel_runner_t *self, const keel_worker_request_t *req, int64_
     w->busy = true;
     w->execution_id = req->execution_id;
     w->started = now;
+    w->started_us = keel_runner_usecs ();
     w->timeout_ms = timeout_ms;
     w->timed_out = false;
     return KEEL_OK;
@@ -317,8 +327,10 @@ static void
 s_report (s_worker_t *w, int64_t now, bool ok, bool permanent, const uint8_t *data, size_t size,
           keel_runner_done_fn *done, void *arg)
 {
-    keel_runner_result_t result = { w->execution_id, ok, data, size, now - w->started,
-                                    !ok && permanent };
+    (void) now;
+    keel_runner_result_t result = {
+        w->execution_id, ok, data, size, keel_runner_usecs () - w->started_us, !ok && permanent
+    };
     w->busy = false;
     if (done)
         done (&result, arg);

@@ -41,9 +41,12 @@ typedef struct {
     bool ok;             // true: data is the output; false: data is the error text
     const uint8_t *data; // valid only during the callback
     size_t size;
-    int64_t run_ms;
+    int64_t run_us; // wall time of the execution, microseconds
     bool permanent; // failed, and a retry would fail the same way (worker.h)
 } keel_runner_result_t;
+
+// The monotonic clock in microseconds (what run_us is measured with).
+int64_t keel_runner_usecs (void);
 
 typedef void (keel_runner_done_fn) (const keel_runner_result_t *result, void *arg);
 

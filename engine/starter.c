@@ -134,7 +134,7 @@ static void
 s_run_inline (keel_starter_t *self, const Keel__Assign *assign)
 {
     s_log_started (self, assign, (int) getpid ());
-    int64_t started = zclock_mono ();
+    int64_t started = keel_runner_usecs ();
     keel_builtin_result_t out;
     bool ran = keel_builtin_run (assign->type, assign->input.data, assign->input.len, &out)
                && keel_builtin_cap_output (&out, (size_t) self->cfg->max_output_bytes);
@@ -144,7 +144,7 @@ s_run_inline (keel_starter_t *self, const Keel__Assign *assign)
         .ok = ran && out.ok,
         .data = ran ? out.data : (const uint8_t *) nomem,
         .size = ran ? out.size : sizeof nomem - 1,
-        .run_ms = zclock_mono () - started,
+        .run_us = keel_runner_usecs () - started,
         .permanent = ran && !out.ok && out.permanent,
     };
     self->ops->ended (&r, self->arg);

@@ -42,7 +42,8 @@ fi
 w1_n=${KEEL_BENCH_W1_TASKS:-$w1_n}
 w2_n=${KEEL_BENCH_W2_ROUND_TRIPS:-$w2_n}
 heartbeat=200ms
-# EnginePrefetch of the tuned W1 rows (the default is 0: docs/operations.md).
+# EnginePrefetch of the fixed-prefetch W1 rows (with PrefetchWindow=0, the
+# behaviour before issue 12; the defaults size prefetch by themselves).
 prefetch=${KEEL_BENCH_PREFETCH:-256}
 # KEEL_BENCH_ONLY="w1 w3" runs only those workloads (w1 covers W1, W2, W5).
 only=" ${KEEL_BENCH_ONLY:-w1 w3 w4} "
@@ -252,12 +253,14 @@ wait_status() {
     fail "timed out waiting for $key >= $want at $admin (last: ${value:-no answer})"
 }
 
-# A grid: one broker (StoreSync=$1, EnginePrefetch=$3, default 0) and two
+# A grid: one broker (StoreSync=$1, EnginePrefetch=$3 with PrefetchWindow=0
+# when $3 is given, else the defaults: prefetch sized by the broker) and two
 # 1-slot engines.
 start_grid() {
-    local sync=$1 tag=$2 prefetch=${3:-0}
-    start_broker "broker-$tag" "$tmp/$tag.db" --set "StoreSync=$sync" \
-        --set "EnginePrefetch=$prefetch"
+    local sync=$1 tag=$2 prefetch=${3:-}
+    local fixed=()
+    [[ -n "$prefetch" ]] && fixed=(--set "EnginePrefetch=$prefetch" --set "PrefetchWindow=0")
+    start_broker "broker-$tag" "$tmp/$tag.db" --set "StoreSync=$sync" "${fixed[@]}"
     start_engine "engine-$tag-1" "$broker_ep"
     start_engine "engine-$tag-2" "$broker_ep"
     wait_status "$broker_admin" online 2 30
@@ -563,10 +566,10 @@ rows=(
     "W1 raw relay (1 in flight per worker)|w1_relay_window1|tasks_per_s|"
     "W1 Gearman (in-memory), 2 workers|w1_gearman|tasks_per_s|w1_relay"
     "W1 Keel StoreSync=full|w1_keel_full|tasks_per_s|w1_relay"
-    "W1 Keel StoreSync=full EnginePrefetch=$prefetch|w1_keel_prefetch_full|tasks_per_s|w1_relay"
+    "W1 Keel StoreSync=full EnginePrefetch=$prefetch fixed|w1_keel_prefetch_full|tasks_per_s|w1_relay"
     "W1 Keel same, double_lib in worker processes|w1_keel_prefetch_lib|tasks_per_s|w1_relay"
     "W5 Keel StoreSync=normal|w1_keel_normal|tasks_per_s|w1_relay"
-    "W5 Keel StoreSync=normal EnginePrefetch=$prefetch|w1_keel_prefetch_normal|tasks_per_s|w1_relay"
+    "W5 Keel StoreSync=normal EnginePrefetch=$prefetch fixed|w1_keel_prefetch_normal|tasks_per_s|w1_relay"
     "W2 direct client-worker median|w2_direct|median_us|"
     "W2 direct client-worker p99|w2_direct|p99_us|"
     "W2 raw relay median|w2_relay|median_us|"

@@ -179,13 +179,15 @@ Test (engine_reconcile, a_task_an_engine_does_not_run_is_requeued_from_its_heart
 }
 
 // The other side: real engines holding tasks beyond their slots
-// (EnginePrefetch) list them in their heartbeats while they wait, so the
+// (EnginePrefetch; PrefetchWindow=0: whatever their length) list them in
+// their heartbeats while they wait, so the
 // broker requeues nothing. 1-slot engines, 4 prefetched each, 500 ms tasks:
 // a queued task waits up to 2 s (> 2*H) while heartbeats go out every H.
 Test (engine_reconcile, prefetched_tasks_are_not_taken_for_lost, .init = harness_setup,
       .fini = harness_teardown, .timeout = 120)
 {
-    const char *sets[] = { "HeartbeatInterval=200ms", "EnginePrefetch=4", NULL };
+    const char *sets[] = { "HeartbeatInterval=200ms", "EnginePrefetch=4", "PrefetchWindow=0",
+                           NULL };
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
     HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0,

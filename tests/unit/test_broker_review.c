@@ -458,6 +458,9 @@ Test (broker_review, dispatch_stops_when_execution_ids_run_out, .timeout = 60)
     keel_error_t err = { "" };
     cr_assert_eq (keel_settings_set (settings, "EnginePrefetch", "10000", "test", &err), KEEL_OK,
                   "%s", err.text);
+    // Whatever the tasks weigh (no run time measured yet).
+    cr_assert_eq (keel_settings_set (settings, "PrefetchWindow", "0", "test", &err), KEEL_OK, "%s",
+                  err.text);
     keel_core_apply_settings (core);
     s_login (eng_route, "e1", "session-1", NULL, 0);
     s_hello ();

@@ -504,3 +504,97 @@ Test (core, a_lost_engines_execution_awaits_a_claim_then_runs_again_or_is_requeu
     cr_assert_eq (t->state, KEEL_TASK_STATE_QUEUED, "and its task is queued again");
     cr_assert_eq (keel_core_counters (core)->tasks_rescheduled, 1);
 }
+
+// ---------------------------------------------------------------- prefetch
+
+// The engine's executions, as the broker sees them.
+static size_t
+s_engine_execs (uint64_t *ids, size_t max)
+{
+    keel_engine_t *e = keel_model_engine (keel_core_model (core), "e1");
+    cr_assert_not_null (e);
+    size_t n = 0;
+    uint64_t backlog = 0;
+    for (keel_exec_t *x = zlistx_first (e->execs); x; x = zlistx_next (e->execs)) {
+        if (n < max)
+            ids[n] = x->id;
+        n++;
+        backlog += x->cost_us;
+    }
+    cr_assert_eq (e->backlog_us, backlog, "the engine's backlog is not the sum of its executions");
+    return n;
+}
+
+// The engine reports each of these executions ended OK after run_us.
+static void
+s_results (const uint64_t *ids, size_t n, uint64_t run_us)
+{
+    for (size_t i = 0; i < n; i++) {
+        keel_exec_t *x = keel_model_exec (keel_core_model (core), ids[i]);
+        cr_assert_not_null (x);
+        Keel__Envelope env;
+        Keel__Result res = KEEL__RESULT__INIT;
+        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+        res.service_id = x->service->id;
+        res.has_task_id = res.has_execution_id = res.has_status = res.has_run_us = true;
+        res.task_id = x->task_id;
+        res.execution_id = ids[i];
+        res.status = KEEL__TASK_STATUS__STATUS_OK;
+        res.run_us = run_us;
+        env.body_case = KEEL__ENVELOPE__BODY_RESULT;
+        env.result = &res;
+        keel_core_message (core, eng_route, &env);
+    }
+}
+
+// Tasks of a service whose run time is not known go to free slots only;
+// once results say they are tiny, the engine gets the rest at once.
+Test (core, tiny_tasks_are_prefetched_once_their_run_time_is_known)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 8);
+    s_commit (true);
+    s_login (NULL, 0); // 2 slots
+    s_commit (true);
+    keel_core_dispatch (core);
+    uint64_t ids[8];
+    cr_assert_eq (s_engine_execs (ids, 8), 2, "no run time known yet: one task per free slot");
+    s_results (ids, 2, 15);
+    keel_service_rec_t *svc = s_service ("s1");
+    cr_assert_eq (keel_service_cost (svc), 15);
+    s_commit (true);
+    keel_core_dispatch (core);
+    cr_assert_eq (s_engine_execs (ids, 8), 6, "15 µs tasks: the 6 left all fit the window");
+}
+
+// Tasks longer than PrefetchWindow are never queued at an engine: each
+// waits at the broker for a free slot. PrefetchWindow=0 is the old fixed
+// prefetch: EnginePrefetch tasks, whatever they weigh.
+Test (core, long_tasks_wait_for_a_free_slot)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 8);
+    s_commit (true);
+    s_login (NULL, 0); // 2 slots
+    s_commit (true);
+    keel_core_dispatch (core);
+    uint64_t ids[8];
+    cr_assert_eq (s_engine_execs (ids, 8), 2);
+    s_results (ids, 2, 500000); // half a second each
+    s_commit (true);
+    keel_core_dispatch (core);
+    cr_assert_eq (s_engine_execs (ids, 8), 2, "0.5 s tasks: the free slots only");
+    s_results (ids, 1, 1000); // one ends early: the mean moves 1/8 of the way
+    cr_assert_eq (keel_service_cost (s_service ("s1")), 500000 - (500000 - 1000) / 8);
+    s_commit (true);
+    keel_core_dispatch (core);
+    cr_assert_eq (s_engine_execs (ids, 8), 2, "still far beyond the window");
+
+    cr_assert_eq (keel_settings_set (settings, "EnginePrefetch", "3", "test", NULL), KEEL_OK);
+    cr_assert_eq (keel_settings_set (settings, "PrefetchWindow", "0", "test", NULL), KEEL_OK);
+    keel_core_apply_settings (core);
+    keel_core_dispatch (core);
+    cr_assert_eq (s_engine_execs (ids, 8), 5, "PrefetchWindow=0: 2 slots + EnginePrefetch 3");
+}

@@ -192,13 +192,13 @@ Test (held, a_result_replaces_the_pending_checkpoint_and_is_recorded_once)
     cr_assert_eq (t->state, KEEL_HELD_DONE);
     cr_assert (keel_held_is_done (t));
     cr_assert_not (t->checkpoint_pending, "the result supersedes the memory");
-    cr_assert_eq (t->run_ms, 12);
+    cr_assert_eq (t->run_us, 12);
     //  A second result (a late worker report) is refused and changes nothing.
     cr_assert_not (keel_held_finish (t, false, (const uint8_t *) "late", 4, 99));
     cr_assert (t->ok);
     cr_assert_eq (t->output_size, 4);
     cr_assert_null (t->error);
-    cr_assert_eq (t->run_ms, 12);
+    cr_assert_eq (t->run_us, 12);
     //  A done task takes no checkpoint.
     cr_assert_not (keel_held_set_checkpoint (t, (const uint8_t *) "38", 2));
     cr_assert_eq (keel_held_result_bytes (t), 4);

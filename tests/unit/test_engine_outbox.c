@@ -143,7 +143,7 @@ s_end (uint64_t id, bool ok, const char *text)
                                .ok = ok,
                                .data = (const uint8_t *) text,
                                .size = strlen (text),
-                               .run_ms = 5 };
+                               .run_us = 5 };
     keel_outbox_finish (s_outbox, &r);
 }
 
@@ -458,7 +458,7 @@ Test (engine_outbox, spooled_results_are_loaded_back_as_done_and_spooled)
                                .ok = false,
                                .data = (const uint8_t *) "127",
                                .size = 3,
-                               .run_ms = 9,
+                               .run_us = 9,
                                .permanent = true };
     keel_outbox_finish (s_outbox, &r);
     s_running (2);
@@ -476,6 +476,6 @@ Test (engine_outbox, spooled_results_are_loaded_back_as_done_and_spooled)
     cr_assert (t->spooled);
     cr_assert (t->permanent);
     cr_assert_str_eq (t->error, "127");
-    cr_assert_eq (t->run_ms, 9);
+    cr_assert_eq (t->run_us, 9);
     cr_assert_null (t->type);
 }

@@ -855,7 +855,9 @@ s_result_by_hand (Keel__Result *result, const keel_result_args_t *a)
         result->permanent = a->permanent;
     }
     result->has_run_ms = true;
-    result->run_ms = a->run_ms;
+    result->run_ms = a->run_us / 1000;
+    result->has_run_us = true;
+    result->run_us = a->run_us;
 }
 
 static const keel_result_args_t s_results[4] = {
@@ -865,27 +867,27 @@ static const keel_result_args_t s_results[4] = {
       .status = KEEL__TASK_STATUS__STATUS_OK,
       .output = s_output,
       .output_size = sizeof s_output,
-      .run_ms = 12 },
+      .run_us = 12345 },
     { .service_id = S_SERVICE,
       .task_id = 2,
       .execution_id = 502,
       .status = KEEL__TASK_STATUS__STATUS_OK,
       .output = NULL,
       .output_size = 0,
-      .run_ms = 0 },
+      .run_us = 0 },
     { .service_id = S_SERVICE,
       .task_id = 3,
       .execution_id = 503,
       .status = KEEL__TASK_STATUS__STATUS_FAILED,
       .error = "exit code 1",
-      .run_ms = 7 },
+      .run_us = 7000 },
     { .service_id = "s-2",
       .task_id = 4,
       .execution_id = 504,
       .status = KEEL__TASK_STATUS__STATUS_FAILED,
       .error = "exit code 127",
       .permanent = true,
-      .run_ms = 1 },
+      .run_us = 1 },
 };
 
 static void
@@ -906,7 +908,9 @@ s_assert_result (const Keel__Result *got, const keel_result_args_t *a)
     cr_assert_eq (got->has_permanent, a->permanent);
     cr_assert_eq (got->permanent, a->permanent);
     cr_assert (got->has_run_ms);
-    cr_assert_eq (got->run_ms, a->run_ms);
+    cr_assert_eq (got->run_ms, a->run_us / 1000);
+    cr_assert (got->has_run_us);
+    cr_assert_eq (got->run_us, a->run_us);
 }
 
 Test (wire_build, result_alone_round_trips_ok_failed_and_permanent)
