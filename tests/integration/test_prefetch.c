@@ -46,8 +46,8 @@ s_submit_all (const harness_broker_t *broker, const char *service, const char *i
 {
     char n[16];
     snprintf (n, sizeof n, "%d", count);
-    const char *argv[] = { "--broker", broker->endpoint, "submit", "--service", service,
-                           "--input",  input,            "--count", n,         NULL };
+    const char *argv[] = { "--broker", broker->endpoint, "submit", "--service", service, "--input",
+                           input,      "--count",        n,        NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
     int code = -1;
@@ -148,8 +148,8 @@ Test (prefetch, queued_tasks_of_a_killed_engine_run_once_elsewhere, .init = harn
 
     char n[16];
     snprintf (n, sizeof n, "%d", S_TASKS);
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "sleep",
-                           "--input",  "100",           "--count", n,         NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit",  "--service", "sleep",
+                           "--input",  "100",           "--count", n,           NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
     s_log_wait_t started = { "engine1.err", 4 };
@@ -158,8 +158,7 @@ Test (prefetch, queued_tasks_of_a_killed_engine_run_once_elsewhere, .init = harn
     long long running = -1;
     HARNESS_ASSERT (harness_status_int (&broker, "tasks.running", &running), "no status");
     HARNESS_ASSERT (harness_kill9 (victim), "engine1 did not die on SIGKILL");
-    cr_log_info ("engine1 killed; the broker had %lld tasks running or queued on engines",
-                 running);
+    cr_log_info ("engine1 killed; the broker had %lld tasks running or queued on engines", running);
     cr_expect_gt (running, 2, "nothing was prefetched: %lld tasks out on 2 one-slot engines",
                   running);
 
