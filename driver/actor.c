@@ -46,21 +46,28 @@ s_service_list_destructor (void **item)
     s_service_destroy ((keel_actor_service_t **) item);
 }
 
-//  Moves results and status events into the pipe without blocking.
+//  Moves results and status events into the pipe without blocking, in
+//  batches of at most KEEL_ACTOR_EVENTS_MAX (actor_int.h).
 static void
 s_push_app (keel_actor_t *self)
 {
     void *handle = zsock_resolve (self->pipe);
-    size_t bound = zlistx_size (self->to_app);
-    for (size_t i = 0; i < bound; i++) {
-        keel_actor_to_app_t *entry = zlistx_first (self->to_app);
-        const char *name = entry->kind == KEEL_ACTOR_TO_APP_RESULT ? "RESULT" : "STATUS";
-        if (zmq_send (handle, name, strlen (name), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+    keel_actor_event_t batch[KEEL_ACTOR_EVENTS_MAX];
+    for (size_t sent = 0, bound = zlistx_size (self->to_app); sent < bound;) {
+        size_t n = 0;
+        for (keel_actor_to_app_t *entry = zlistx_first (self->to_app);
+             entry && n < KEEL_ACTOR_EVENTS_MAX; entry = zlistx_next (self->to_app))
+            batch[n++] = (keel_actor_event_t) { entry->kind, entry->item };
+        if (zmq_send (handle, "EVENTS", 6, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
             break; // the application is slow: try next turn
-        zmq_send (handle, &entry->item, sizeof (void *), 0);
-        if (entry->kind == KEEL_ACTOR_TO_APP_RESULT && entry->service)
-            keel_actor_ack_later (entry->service, entry->task_id);
-        free (zlistx_detach (self->to_app, NULL));
+        zmq_send (handle, batch, n * sizeof batch[0], 0);
+        for (size_t i = 0; i < n; i++) {
+            keel_actor_to_app_t *entry = zlistx_first (self->to_app);
+            if (entry->kind == KEEL_ACTOR_TO_APP_RESULT && entry->service)
+                keel_actor_ack_later (entry->service, entry->task_id);
+            free (zlistx_detach (self->to_app, NULL));
+        }
+        sent += n;
     }
 }
 

@@ -17,8 +17,14 @@
       "$TERM"                            stop (zactor_destroy)
 
     Actor → application:
-      "RESULT" p keel_result_t *          a result to deliver (exactly once)
-      "STATUS" p keel_actor_status_t *    a status event
+      "EVENTS" keel_actor_event_t[n]     results to deliver (exactly once) and
+                                         status events, in order, n ≤
+                                         KEEL_ACTOR_EVENTS_MAX: one message
+                                         for many results, not two frames and
+                                         a wakeup each (the pipe was a third
+                                         of keel-driver's CPU in W1: a poll
+                                         and libzmq's getpid check per result)
+      "STOPPED"                          answer to "STOP": nothing follows
 */
 #ifndef KEEL_DRIVER_ACTOR_H
 #define KEEL_DRIVER_ACTOR_H
@@ -27,6 +33,16 @@
 #include <stdint.h>
 #include "keel/driver.h"
 #include "wire.h"
+
+// What an "EVENTS" entry carries; the receiver owns item.
+typedef enum { KEEL_ACTOR_TO_APP_RESULT, KEEL_ACTOR_TO_APP_STATUS } keel_actor_to_app_kind_t;
+
+#define KEEL_ACTOR_EVENTS_MAX 256 // entries in one "EVENTS" message
+
+typedef struct {
+    keel_actor_to_app_kind_t kind;
+    void *item; // keel_result_t * or keel_actor_status_t *
+} keel_actor_event_t;
 
 typedef struct {
     char driver_id[37];

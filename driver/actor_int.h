@@ -33,8 +33,6 @@ typedef struct {
 } keel_actor_service_t;
 
 // A result or status event waiting for room in the pipe.
-typedef enum { KEEL_ACTOR_TO_APP_RESULT, KEEL_ACTOR_TO_APP_STATUS } keel_actor_to_app_kind_t;
-
 typedef struct {
     keel_actor_to_app_kind_t kind;
     void *item;                    // keel_result_t * or keel_actor_status_t *

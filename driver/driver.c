@@ -18,7 +18,7 @@
 #include "log.h"
 
 #define S_MAX_BROKERS         16
-#define S_MAX_EVENTS_PER_POLL 10000 // events handled by one keel_driver_poll
+#define S_MAX_EVENTS_PER_POLL 10000 // pipe messages (event batches) read by one keel_driver_poll
 #define S_STOP_WAIT_MS        5000
 
 struct _keel_service_t {
@@ -152,25 +152,59 @@ s_handle_status (keel_driver_t *self, keel_actor_status_t *msg)
     free (msg);
 }
 
-//  Reads one event from the actor (the pipe is readable).
+//  Frees an event the application will never see (the driver is ending).
 static void
-s_read_event (keel_driver_t *self)
+s_event_free (const keel_actor_event_t *event)
 {
-    zmsg_t *msg = zmsg_recv (self->actor);
-    if (!msg)
-        return;
-    char *name = zmsg_popstr (msg);
-    zframe_t *arg = zmsg_pop (msg);
-    void *ptr = NULL;
-    if (arg && zframe_size (arg) == sizeof (void *))
-        memcpy (&ptr, zframe_data (arg), sizeof ptr);
-    if (name && ptr && streq (name, "RESULT"))
-        s_handle_result (self, (keel_result_t *) ptr);
-    else if (name && ptr && streq (name, "STATUS"))
-        s_handle_status (self, (keel_actor_status_t *) ptr);
-    zstr_free (&name);
-    zframe_destroy (&arg);
-    zmsg_destroy (&msg);
+    if (event->kind == KEEL_ACTOR_TO_APP_RESULT) {
+        keel_result_t *result = event->item;
+        keel_result_destroy (&result);
+    }
+    else
+        free (event->item);
+}
+
+//  Reads one message from the actor without waiting. Returns false when
+//  none is waiting. A batch of events (actor_int.h) is handled in order,
+//  or freed when handle is false; *stopped_p is set on "STOPPED".
+static bool
+s_read_events (keel_driver_t *self, bool handle, bool *stopped_p)
+{
+    void *pipe = zsock_resolve (self->actor);
+    zmq_msg_t name, body;
+    zmq_msg_init (&name);
+    if (zmq_msg_recv (&name, pipe, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&name);
+        return false;
+    }
+    zmq_msg_init (&body);
+    bool have_body = zmq_msg_more (&name) && zmq_msg_recv (&body, pipe, 0) >= 0;
+    for (int more = have_body && zmq_msg_more (&body), i = 0; more && i < 64; i++) {
+        zmq_msg_t extra; // not sent by the actor; read whole, dropped
+        zmq_msg_init (&extra);
+        more = zmq_msg_recv (&extra, pipe, 0) >= 0 && zmq_msg_more (&extra);
+        zmq_msg_close (&extra);
+    }
+    size_t len = zmq_msg_size (&name);
+    const char *text = zmq_msg_data (&name);
+    if (len == 6 && memcmp (text, "EVENTS", 6) == 0 && have_body) {
+        size_t n = zmq_msg_size (&body) / sizeof (keel_actor_event_t);
+        keel_actor_event_t event;
+        for (size_t i = 0; i < n; i++) {
+            memcpy (&event, (const char *) zmq_msg_data (&body) + i * sizeof event, sizeof event);
+            if (!handle)
+                s_event_free (&event);
+            else if (event.kind == KEEL_ACTOR_TO_APP_RESULT)
+                s_handle_result (self, (keel_result_t *) event.item);
+            else
+                s_handle_status (self, (keel_actor_status_t *) event.item);
+        }
+    }
+    else if (len == 7 && memcmp (text, "STOPPED", 7) == 0 && stopped_p)
+        *stopped_p = true;
+    zmq_msg_close (&name);
+    zmq_msg_close (&body);
+    return true;
 }
 
 // ---------------------------------------------------------------- driver
@@ -304,21 +338,8 @@ keel_driver_destroy (keel_driver_t **self_p)
             zmq_pollitem_t item = { zsock_resolve (self->actor), 0, ZMQ_POLLIN, 0 };
             if (zmq_poll (&item, 1, (long) left) <= 0)
                 continue;
-            zmsg_t *msg = zmsg_recv (self->actor);
-            if (!msg)
-                break;
-            char *name = zmsg_popstr (msg);
-            zframe_t *arg = zmsg_pop (msg);
-            void *ptr = NULL;
-            if (arg && zframe_size (arg) == sizeof (void *))
-                memcpy (&ptr, zframe_data (arg), sizeof ptr);
-            if (name && streq (name, "STOPPED"))
-                stopped = true;
-            else
-                free (ptr);
-            zstr_free (&name);
-            zframe_destroy (&arg);
-            zmsg_destroy (&msg);
+            if (!s_read_events (self, false, &stopped))
+                continue;
         }
         zactor_destroy (&self->actor);
     }
@@ -370,16 +391,20 @@ keel_driver_poll (keel_driver_t *self, int timeout_ms, keel_error_t *err)
     if (s_flush_pending (self) != KEEL_OK)
         return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
     long timeout = timeout_ms < 0 ? -1 : timeout_ms;
-    for (int i = 0; i < S_MAX_EVENTS_PER_POLL; i++) {
+    //  Waits only when nothing is there yet, then drains without a poll
+    //  per message (each zmq_poll is a system call).
+    bool got = s_read_events (self, true, NULL);
+    if (!got) {
         zmq_pollitem_t item = { zsock_resolve (self->actor), 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll (&item, 1, i == 0 ? timeout : 0);
+        int rc = zmq_poll (&item, 1, timeout);
         if (rc < 0 && zmq_errno () == EINTR)
             return keel_error_set (err, KEEL_ERR_INTERRUPTED, "interrupted");
-        if (rc <= 0)
-            break;
-        s_read_event (self);
+        got = rc > 0 && s_read_events (self, true, NULL);
+    }
+    for (int i = 0; got && i < S_MAX_EVENTS_PER_POLL; i++) {
         if (s_flush_pending (self) != KEEL_OK) // a callback may have submitted
             return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+        got = s_read_events (self, true, NULL);
     }
     if (self->no_broker) {
         self->no_broker = false;
