@@ -16,6 +16,9 @@
 #define S_PROGRESS_MIN_MS   1000  // shortest gap (short DSBrokerTimeouts)
 #define S_PROGRESS_PER_TIMEOUT                                                                     \
     3 // a gap of DSBrokerTimeout/3, within the bounds: 2 lines per broker
+//  After a loss the session stays on the broker at least H + this (or
+//  DSBrokerTimeout, if shorter): see keel_session_move_at in session.h.
+#define S_MOVE_FLOOR_EXTRA_MS 600
 
 struct _keel_session_t {
     keel_session_config_t config;
@@ -28,6 +31,7 @@ struct _keel_session_t {
     keel_backoff_t backoff;   // CONNECTING: wait between hellos to the same broker
     int64_t attempt_deadline; // CONNECTING: reconnect when no welcome by then
     int64_t broker_deadline;  // CONNECTING: move to the next broker then
+    int64_t broker_since;     // CONNECTING: DSBrokerTimeout on this broker counts from then
     int64_t progress_ms;      // CONNECTING: gap between "still connecting" lines
     int64_t progress_next;    // CONNECTING: when the next one is due
     int tried;                // brokers given up on since the last welcome
@@ -139,9 +143,8 @@ s_connecting_status (keel_session_t *self, int64_t now, bool still, keel_session
         //  Counted from when the line was due, not from a tick that came late:
         //  "after 1 s; 1 s more", not "after 1 s; 999 ms more".
         int64_t due = self->progress_next < now ? self->progress_next : now;
-        int64_t since = self->broker_deadline - self->config.broker_timeout_ms;
         keel_session_duration_text (self->broker_deadline - due, left, sizeof left);
-        keel_session_duration_text (due - since, spent, sizeof spent);
+        keel_session_duration_text (due - self->broker_since, spent, sizeof spent);
         s_status (out, KEEL_SESSION_STATUS_STILL_CONNECTING,
                   "still connecting to %s after %s; retrying for %s more (DSBrokerTimeout %s)%s",
                   url, spent, left, timeout, then);
@@ -157,6 +160,7 @@ s_connect (keel_session_t *self, int broker, int64_t now, bool new_broker, keel_
     self->current = broker;
     if (new_broker) {
         keel_backoff_reset (&self->backoff);
+        self->broker_since = now;
         self->broker_deadline = now + self->config.broker_timeout_ms;
         self->progress_next = now + self->progress_ms;
     }
@@ -234,6 +238,7 @@ s_on_relogin (keel_session_t *self, int64_t now, keel_session_out_t *out)
     s_emit (out, KEEL_SESSION_DO_HELLO, self->current);
     if (self->state == KEEL_SESSION_READY) {
         self->state = KEEL_SESSION_CONNECTING;
+        self->broker_since = now; // the Relogin is its last message
         self->broker_deadline = now + self->config.broker_timeout_ms;
         self->progress_next = now + self->progress_ms;
     }
@@ -253,13 +258,17 @@ s_tick_connecting (keel_session_t *self, int64_t now, keel_session_out_t *out)
             self->tried = 0;
         }
         if (next != from) {
-            char timeout[32], then[KEEL_SESSION_TEXT_MAX / 2];
+            //  Silent since broker_since: DSBrokerTimeout, or longer when
+            //  the floor after a loss held the move back.
+            char silent[32], timeout[32], then[KEEL_SESSION_TEXT_MAX / 2];
+            keel_session_duration_text (self->broker_deadline - self->broker_since, silent,
+                                        sizeof silent);
             keel_session_duration_text (self->config.broker_timeout_ms, timeout, sizeof timeout);
             s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, next);
             s_status (out, KEEL_SESSION_STATUS_TRYING,
                       "%s did not answer for %s; connecting to %s, retrying for %s "
                       "(DSBrokerTimeout)%s",
-                      self->brokers[from], timeout, self->brokers[next], timeout,
+                      self->brokers[from], silent, self->brokers[next], timeout,
                       s_then (self, next, then, sizeof then));
         }
         s_connect (self, next, now, true, out);
@@ -275,14 +284,24 @@ static void
 s_tick_ready (keel_session_t *self, int64_t now, keel_session_out_t *out)
 {
     if (keel_peer_clock_lost (&self->clock, now)) {
-        char silent[32], timeout[32];
-        keel_session_duration_text (now - self->clock.last_recv, silent, sizeof silent);
+        //  DSBrokerTimeout counts from the broker's last message, not from
+        //  now: the move comes when it would have, had the loss been seen
+        //  at once (keel_session_move_at).
+        int64_t last = self->clock.last_recv;
+        int64_t move_at =
+            keel_session_move_at (last, now, self->config.broker_timeout_ms, self->heartbeat_ms);
+        char silent[32], left[32], timeout[32], then[KEEL_SESSION_TEXT_MAX / 2];
+        keel_session_duration_text (now - last, silent, sizeof silent);
+        keel_session_duration_text (move_at - now, left, sizeof left);
         keel_session_duration_text (self->config.broker_timeout_ms, timeout, sizeof timeout);
         s_status (out, KEEL_SESSION_STATUS_LOST,
-                  "lost %s (silent for %s); retrying for %s (DSBrokerTimeout)",
-                  self->brokers[self->current], silent, timeout);
+                  "lost %s (silent for %s); retrying for %s more (DSBrokerTimeout %s)%s",
+                  self->brokers[self->current], silent, left, timeout,
+                  s_then (self, self->current, then, sizeof then));
         self->tried = 0;
         s_connect (self, self->current, now, true, out);
+        self->broker_since = s_min (last, now);
+        self->broker_deadline = move_at;
     }
     else if (keel_peer_clock_heartbeat_due (&self->clock, now))
         s_emit (out, KEEL_SESSION_DO_HEARTBEAT, self->current);
@@ -310,6 +329,14 @@ s_tick_probe (keel_session_t *self, int64_t now, keel_session_out_t *out)
         self->probe_deadline = now + s_min (wait, s_max (self->config.primary_retry_ms, 1));
         self->probe_next = now + self->config.primary_retry_ms;
     }
+}
+
+int64_t
+keel_session_move_at (int64_t last_recv, int64_t lost_at, int64_t broker_timeout_ms,
+                      int64_t heartbeat_ms)
+{
+    int64_t floor = s_min (broker_timeout_ms, heartbeat_ms + S_MOVE_FLOOR_EXTRA_MS);
+    return s_max (last_recv + broker_timeout_ms, lost_at + floor);
 }
 
 keel_session_t *
@@ -343,6 +370,7 @@ keel_session_new (const keel_session_config_t *config, int64_t now)
     keel_backoff_init (&self->backoff, S_LIVENESS * self->heartbeat_ms, cap, config->seed | 1);
     keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
     self->attempt_deadline = now;
+    self->broker_since = now;
     self->broker_deadline = now + config->broker_timeout_ms;
     self->progress_ms =
         s_max (S_PROGRESS_MIN_MS,

@@ -20,7 +20,11 @@
                   broker reachable") and keeps cycling.
       READY       DriverWelcome received: tasks flow. Heartbeat when idle for
                   H; the broker silent for 3·H → CONNECTING on the same broker
-                  (RETRYING). On a failover broker the primary is probed every
+                  (RETRYING). Its DSBrokerTimeout then counts from its last
+                  message, not from the loss: the move to the next broker
+                  comes at keel_session_move_at (deviation from DESIGN §4,
+                  see docs/operations.md §3, issue 12).
+                  On a failover broker the primary is probed every
                   DSPrimaryRetryInterval; a probe's DriverWelcome → the probe
                   socket becomes the session (FAILBACK), the failover broker
                   gets Detach.
@@ -36,7 +40,8 @@
                                      [GIVE_UP after a whole pass]
       CONNECTING  RELOGIN            HELLO                           CONNECTING
       READY       TICK idle H        HEARTBEAT                       READY
-      READY       TICK silent 3·H    STATUS(lost), CONNECT(same)     CONNECTING
+      READY       TICK silent 3·H    STATUS(lost: time left),        CONNECTING
+                                     CONNECT(same)
       READY       RELOGIN            HELLO                           CONNECTING
       READY       WELCOME            RESYNC, TELL_DELIVERED          READY
       any         TICK probe due     PROBE_OPEN (not on primary)     same
@@ -148,6 +153,19 @@ void keel_session_step (keel_session_t *self, keel_session_event_t event, uint64
 // any message sent on it.
 void keel_session_received (keel_session_t *self, int64_t now);
 void keel_session_sent (keel_session_t *self, int64_t now);
+
+// When a session that noticed at lost_at the loss of a broker whose last
+// message came at last_recv moves on to the next broker: DSBrokerTimeout
+// after that last message, so the move does not wait for the 3·H it took
+// to notice; but never sooner than min(DSBrokerTimeout, H + 0.6 s) after
+// the loss was noticed. That floor gives the same broker a fresh hello
+// with time to answer (a restart on the same store is back within a
+// heartbeat or two) and lets engines reach the failover broker first:
+// they notice up to H after the driver (each heard the broker at most H
+// before it died) and try the primary for 0.5 s before the failover
+// broker. Never later than lost_at + DSBrokerTimeout (the rule before).
+int64_t keel_session_move_at (int64_t last_recv, int64_t lost_at, int64_t broker_timeout_ms,
+                              int64_t heartbeat_ms);
 
 // The earliest time a TICK may have something to do (for poll timeouts).
 int64_t keel_session_next_deadline (const keel_session_t *self);

@@ -140,21 +140,26 @@ Test (driver_session, reports_reconnected_when_the_same_broker_answers)
     keel_session_destroy (&s);
 }
 
+//  Issue 12: DSBrokerTimeout counts from the broker's last message (here
+//  the welcome at 0), not from the loss noticed 3·H later: the move comes
+//  at 10 s, where it came at 13 s before.
 Test (driver_session, fails_over_to_the_next_broker_after_the_broker_timeout)
 {
     int64_t now = 0;
     keel_session_out_t out;
     keel_session_t *s = s_ready (2, &now);
     keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 3000, &out); // lost at 3 s
-    now = 3100;
-    bool moved = false;
-    for (; now <= 13000 && !moved; now += 100) {
+    int64_t moved_at = -1;
+    for (now = 3100; now <= 13000 && moved_at < 0; now += 100) {
         keel_session_step (s, KEEL_SESSION_EV_TICK, 0, now, &out);
         int i = s_find (&out, KEEL_SESSION_DO_CONNECT);
-        moved = i >= 0 && out.actions[i].broker == 1;
+        if (i >= 0 && out.actions[i].broker == 1)
+            moved_at = now;
     }
-    cr_assert (moved, "moved to the backup by 3 s + DSBrokerTimeout");
-    cr_assert_geq (now, 13000);
+    cr_assert_eq (moved_at, 10000,
+                  "moved to the backup at %lld ms, not DSBrokerTimeout after "
+                  "the broker's last message",
+                  (long long) moved_at);
     cr_assert (s_has (&out, KEEL_SESSION_DO_FORGET_ACCEPTED), "a new broker accepted nothing yet");
     cr_assert_lt (s_find (&out, KEEL_SESSION_DO_FORGET_ACCEPTED),
                   s_find (&out, KEEL_SESSION_DO_CONNECT));
@@ -523,14 +528,187 @@ Test (driver_session, stops_reporting_progress_once_a_broker_answers)
         keel_session_step (s, KEEL_SESSION_EV_TICK, 0, now, &out);
         cr_assert_null (s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING));
     }
-    //  Lost later: the retry says for how long, and progress resumes.
+    //  Lost later: the retry says for how long more — DSBrokerTimeout
+    //  counts from the last message, at 8.9 s — and progress resumes.
     keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 12000, &out);
     const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_LOST);
     cr_assert_not_null (a);
     cr_assert_str_eq (
-        a->text, "lost tcp://primary:1 (silent for 3.1 s); retrying for 9 s (DSBrokerTimeout)");
-    cr_assert_eq (s_count_progress (s, 12100, 21000, &first, &last, &gap), 2);
+        a->text,
+        "lost tcp://primary:1 (silent for 3.1 s); retrying for 5.9 s more (DSBrokerTimeout 9 s)");
+    cr_assert_eq (s_count_progress (s, 12100, 17900, &first, &last, &gap), 1);
     cr_assert_eq (first, 15000);
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 17900, &out);
+    cr_assert (s_has (&out, KEEL_SESSION_DO_GIVE_UP), "not given up 9 s after its last message");
+    keel_session_destroy (&s);
+}
+
+// ---------------------------------------------------------------- when it moves (issue 12)
+
+static keel_session_t *
+s_session_hb (int nbrokers, int64_t broker_timeout_ms, int64_t heartbeat_ms)
+{
+    keel_session_config_t config = { .nbrokers = nbrokers,
+                                     .brokers = s_brokers,
+                                     .broker_timeout_ms = broker_timeout_ms,
+                                     .primary_retry_ms = 60000,
+                                     .heartbeat_ms = heartbeat_ms,
+                                     .seed = 7 };
+    return keel_session_new (&config, 0);
+}
+
+//  Welcomed at 0, the broker's last message at last; ticks every 10 ms
+//  until the session moves to broker 1 and returns that time (-1: not by
+//  until). *lost_p gets the tick that noticed the loss; out holds the
+//  step that moved.
+static int64_t
+s_move_time (keel_session_t *s, int64_t last, int64_t until, int64_t *lost_p,
+             keel_session_out_t *out)
+{
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, out);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 0, 0, out);
+    keel_session_received (s, last);
+    *lost_p = -1;
+    for (int64_t now = last; now <= until; now += 10) {
+        keel_session_step (s, KEEL_SESSION_EV_TICK, 0, now, out);
+        if (*lost_p < 0 && s_status_of (out, KEEL_SESSION_STATUS_LOST))
+            *lost_p = now;
+        int i = s_find (out, KEEL_SESSION_DO_CONNECT);
+        if (i >= 0 && out->actions[i].broker == 1)
+            return now;
+    }
+    return -1;
+}
+
+Test (driver_session, moves_dsbrokertimeout_after_the_last_message_not_after_the_loss)
+{
+    struct {
+        int64_t last, lost, timeout, heartbeat, move;
+    } cases[] = {
+        //  W3(b): H 200 ms, DSBrokerTimeout 2 s: noticed at 600 ms, moves at 2 s.
+        { 0, 600, 2000, 200, 2000 },
+        { 1000, 1600, 2000, 200, 3000 },
+        //  Defaults: H 1 s, 5 min: 3 s sooner than before.
+        { 0, 3000, 300000, 1000, 300000 },
+        //  The floor: at least H + 0.6 s after the loss was noticed ...
+        { 0, 3000, 2000, 1000, 4600 },
+        { 0, 3000, 4000, 1000, 4600 },
+        { 0, 3000, 5000, 1000, 5000 },
+        //  ... unless DSBrokerTimeout itself is shorter (then as before).
+        { 0, 3000, 500, 1000, 3500 },
+        { 0, 600, 50, 200, 650 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t move = keel_session_move_at (cases[i].last, cases[i].lost, cases[i].timeout,
+                                             cases[i].heartbeat);
+        cr_assert_eq (move, cases[i].move, "case %zu: %lld ms", i, (long long) move);
+    }
+}
+
+Test (driver_session, never_moves_later_than_the_broker_timeout_after_the_loss)
+{
+    //  The rule before issue 12 is the upper bound; the floor the lower one.
+    for (int64_t h = 50; h <= 5000; h += 150)
+        for (int64_t t = 50; t <= 20000; t += 250)
+            for (int64_t last = 0; last <= 3 * h; last += h) {
+                int64_t lost = last + 3 * h;
+                int64_t move = keel_session_move_at (last, lost, t, h);
+                cr_assert_leq (move, lost + t);
+                cr_assert_geq (move, last + t);
+                cr_assert_geq (move, lost + (t < h + 600 ? t : h + 600));
+            }
+}
+
+Test (driver_session, w3_failover_moves_two_seconds_after_the_broker_went_silent)
+{
+    keel_session_out_t out;
+    int64_t lost;
+    keel_session_t *s = s_session_hb (2, 2000, 200);
+    int64_t moved = s_move_time (s, 1000, 10000, &lost, &out);
+    cr_assert_eq (lost, 1600, "3·H of silence");
+    cr_assert_eq (moved, 3000, "moved at %lld ms, not last message + DSBrokerTimeout",
+                  (long long) moved);
+    const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_TRYING);
+    cr_assert_not_null (a);
+    cr_assert_str_eq (a->text, "tcp://primary:1 did not answer for 2 s; connecting to "
+                               "tcp://backup:1, retrying for 2 s (DSBrokerTimeout)");
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, says_how_long_it_retries_after_a_loss_counting_from_the_last_message)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session_hb (2, 2000, 200);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 0, 0, &out);
+    keel_session_received (s, 1000);
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 1600, &out);
+    const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_LOST);
+    cr_assert_not_null (a);
+    cr_assert_str_eq (a->text, "lost tcp://primary:1 (silent for 600 ms); retrying for 1.4 s "
+                               "more (DSBrokerTimeout 2 s), then tcp://backup:1");
+    //  The progress line (every DSBrokerTimeout/3, at least 1 s) agrees.
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 2600, &out);
+    a = s_status_of (&out, KEEL_SESSION_STATUS_STILL_CONNECTING);
+    cr_assert_not_null (a);
+    cr_assert_str_eq (a->text, "still connecting to tcp://primary:1 after 1.6 s; retrying for "
+                               "400 ms more (DSBrokerTimeout 2 s), then tcp://backup:1");
+    cr_assert_eq (keel_session_next_deadline (s), 3000, "the poll wakes for the move");
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, retries_at_least_h_plus_600_ms_after_noticing_the_loss)
+{
+    //  H 1 s, DSBrokerTimeout 2 s: the loss is noticed at 3 s, after
+    //  DSBrokerTimeout; the same broker still gets 1.6 s, and the engines
+    //  (up to H later to notice, 0.5 s on the primary) reach the backup first.
+    keel_session_out_t out;
+    int64_t lost;
+    keel_session_t *s = s_session_hb (2, 2000, 1000);
+    int64_t moved = s_move_time (s, 0, 10000, &lost, &out);
+    cr_assert_eq (lost, 3000);
+    cr_assert_eq (moved, 4600, "moved at %lld ms", (long long) moved);
+    const keel_session_action_t *a = s_status_of (&out, KEEL_SESSION_STATUS_TRYING);
+    cr_assert_not_null (a);
+    cr_assert (strstr (a->text, "did not answer for 4.6 s;"), "%s", a->text);
+    keel_session_destroy (&s);
+    //  A restarted broker that answers the fresh hello within the floor keeps the session.
+    s = s_session_hb (2, 2000, 1000);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 0, 0, &out);
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 3000, &out);
+    cr_assert_eq (keel_session_state (s), KEEL_SESSION_CONNECTING);
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 4500, &out);
+    cr_assert_eq (keel_session_broker (s), 0);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 0, 4500, &out);
+    cr_assert_eq (out.actions[s_find (&out, KEEL_SESSION_DO_STATUS)].status,
+                  KEEL_SESSION_STATUS_RECONNECTED);
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, a_broker_timeout_shorter_than_the_floor_moves_that_long_after_the_loss)
+{
+    keel_session_out_t out;
+    int64_t lost;
+    keel_session_t *s = s_session_hb (2, 500, 1000);
+    int64_t moved = s_move_time (s, 0, 10000, &lost, &out);
+    cr_assert_eq (lost, 3000);
+    cr_assert_eq (moved, 3500, "moved at %lld ms", (long long) moved);
+    keel_session_destroy (&s);
+}
+
+Test (driver_session, a_relogin_gets_the_whole_broker_timeout_from_the_relogin)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session_hb (2, 2000, 200);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    keel_session_step (s, KEEL_SESSION_EV_WELCOME, 0, 0, &out);
+    keel_session_received (s, 5000);
+    keel_session_step (s, KEEL_SESSION_EV_RELOGIN, 0, 5000, &out);
+    int64_t now = 5100;
+    cr_assert_not (s_tick_until (s, &now, 6900, KEEL_SESSION_DO_FORGET_ACCEPTED, &out));
+    cr_assert (s_tick_until (s, &now, 7000, KEEL_SESSION_DO_FORGET_ACCEPTED, &out));
+    cr_assert_eq (keel_session_broker (s), 1);
     keel_session_destroy (&s);
 }
 
