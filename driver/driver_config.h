@@ -22,8 +22,9 @@
     KEY (DSFailoverBrokers, STRING, NULL, "", 0, 0, false, NULL,                                   \
          "comma-separated endpoints of failover brokers, tried in order")                          \
     KEY (DSBrokerTimeout, DURATION, "s", "300", 0.05, 86400, false, NULL,                          \
-         "how long a broker is retried before moving to the next one, also at the first "          \
-         "connection (keel-driver exits 3 when none answered); keep it below the brokers' "        \
+         "how long a broker is retried before moving to the next one (for a lost broker: "         \
+         "from its last message, and at least min(this, H + 0.6 s) after the loss), also at the "  \
+         "first connection (keel-driver exits 3 when none answered); keep it below the brokers' "  \
          "EngineTimeoutMinutes")                                                                   \
     KEY (DSPrimaryRetryInterval, DURATION, "s", "60", 0.05, 86400, false, NULL,                    \
          "how often a driver on a failover broker probes the primary")                             \

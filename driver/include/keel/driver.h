@@ -94,7 +94,8 @@ typedef void (keel_result_fn) (const keel_result_t *result, void *arg);
 
 typedef enum {
     KEEL_STATUS_CONNECTED = 0, // first broker answered
-    KEEL_STATUS_LOST,          // the broker went silent; the driver retries it for DSBrokerTimeout
+    KEEL_STATUS_LOST,          // the broker went silent; retried up to DSBrokerTimeout after
+                               // its last message (the text says how long more)
     KEEL_STATUS_RECONNECTED,   // the same broker answered again; unaccepted tasks resent
     KEEL_STATUS_FAILOVER,      // now on a failover broker; outstanding tasks resubmitted
     KEEL_STATUS_FAILBACK,      // back on the primary; the failover broker was told to Detach
