@@ -476,8 +476,8 @@ s_tasks (const keel_admin_view_t *v, char **args, size_t nargs, keel_admin_reply
     // The reply stops early rather than outgrow what keel-admin accepts.
     uint64_t matched = 0, listed = 0;
     for (uint64_t id = 0; id < s->ntasks && listed < q.limit; id++) {
-        const keel_task_t *task = &s->tasks[id];
-        if (!task->present || (q.state >= 0 && task->state != q.state))
+        const keel_task_t *task = keel_service_task (s, id);
+        if (!task || (q.state >= 0 && task->state != q.state))
             continue;
         if (matched++ < q.offset)
             continue;

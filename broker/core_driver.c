@@ -88,8 +88,8 @@ s_resend_results (keel_core_t *self, keel_service_rec_t *svc)
     if (svc->unacked == 0)
         return;
     for (uint64_t id = 0; id < svc->ntasks; id++) {
-        keel_task_t *t = &svc->tasks[id];
-        if (t->present && t->result && !t->acked)
+        keel_task_t *t = keel_service_task (svc, id);
+        if (t && t->result && !t->acked)
             keel_core_deliver (self, svc, id);
     }
 }
@@ -139,9 +139,11 @@ s_delivered (keel_core_t *self, keel_driver_rec_t *drv, keel_service_rec_t *svc,
     while (keel_ranges_reader_next (&reader, &lo, &hi) && lo < svc->ntasks) {
         if (hi > svc->ntasks)
             hi = svc->ntasks;
-        for (uint64_t id = lo; id < hi; id++)
-            if (svc->tasks[id].present)
-                s_delivered_task (self, svc, id, &svc->tasks[id]);
+        for (uint64_t id = lo; id < hi; id++) {
+            keel_task_t *t = keel_service_task (svc, id);
+            if (t)
+                s_delivered_task (self, svc, id, t);
+        }
     }
     return self->counters.tasks_delivered_elsewhere - before;
 }
@@ -263,8 +265,8 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
         if (svc->state == KEEL_SERVICE_DETACHED) {
             keel_core_service_to (self, svc, KEEL_SERVICE_OPEN);
             for (uint64_t id = 0; id < svc->ntasks; id++) {
-                keel_task_t *t = &svc->tasks[id];
-                if (t->present && t->state == KEEL_TASK_STATE_QUEUED && !t->queued)
+                keel_task_t *t = keel_service_task (svc, id);
+                if (t && t->state == KEEL_TASK_STATE_QUEUED && !t->queued)
                     keel_core_requeue (self, svc, id);
             }
             keel_core_event (self, "service-reattached", "service=%s driver=%s", svc->id, drv->id);
@@ -401,8 +403,8 @@ keel_core_cancel_service (keel_core_t *self, keel_service_rec_t *svc)
         return KEEL_OK;
     keel_sched_remove (self->sched, svc);
     for (uint64_t id = 0; id < svc->ntasks; id++) {
-        keel_task_t *t = &svc->tasks[id];
-        if (!t->present || t->state >= KEEL_TASK_STATE_DONE)
+        keel_task_t *t = keel_service_task (svc, id);
+        if (!t || t->state >= KEEL_TASK_STATE_DONE)
             continue;
         keel_service_queue_remove (svc, id);
         while (t->execs)
@@ -426,8 +428,8 @@ s_detach (keel_core_t *self, Keel__Detach *msg)
         keel_core_service_to (self, svc, KEEL_SERVICE_DETACHED); // retention counts from here
         zlistx_t *sent = zlistx_new ();
         for (uint64_t id = 0; id < svc->ntasks; id++) {
-            keel_task_t *t = &svc->tasks[id];
-            if (!t->present)
+            keel_task_t *t = keel_service_task (svc, id);
+            if (!t)
                 continue;
             keel_service_queue_remove (svc, id);
             for (keel_exec_t *x = t->execs; x; x = x->next_of_task)

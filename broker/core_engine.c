@@ -145,7 +145,7 @@ s_reconcile (keel_core_t *self, keel_engine_t *engine, const Keel__Heartbeat *hb
         self->counters.executions_missing++;
         keel_task_t *t = keel_service_task (x->service, x->task_id);
         if (t)
-            t->avoid = engine; // another engine, when one offers the service
+            t->avoid = engine->number; // another engine, when one offers the service
         keel_core_exec_lost (self, x);
     }
     zlistx_destroy (&missing);
@@ -228,7 +228,7 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
                    "task failed, will retry service=%s task=%llu attempt=%u/%u error=%s", svc->id,
                    (unsigned long long) res->task_id, t->attempts, max, r->error ? r->error : "");
     keel_task_result_destroy (&r);
-    t->avoid = engine;
+    t->avoid = engine->number;
     keel_core_touch (self, svc, res->task_id, KEEL_DIRTY_STATE);
     if (!t->execs)
         keel_core_requeue (self, svc, res->task_id);

@@ -203,8 +203,8 @@ keel_core_recover_end (keel_core_t *self)
     for (keel_service_rec_t *svc = keel_model_service_first (self->model); svc;
          svc = keel_model_service_next (self->model)) {
         for (uint64_t id = 0; id < svc->ntasks; id++) {
-            keel_task_t *t = &svc->tasks[id];
-            if (t->present && t->state == KEEL_TASK_STATE_RUNNING && !t->execs) {
+            keel_task_t *t = keel_service_task (svc, id);
+            if (t && t->state == KEEL_TASK_STATE_RUNNING && !t->execs) {
                 self->exec_seq++;
                 keel_exec_t *x =
                     keel_model_exec_add (self->model, self->exec_prefix | self->exec_seq, svc, id,

@@ -202,9 +202,11 @@ keel_core_send_failed (keel_core_t *self, int err)
 static bool
 s_no_executions (const keel_service_rec_t *svc)
 {
-    for (uint64_t id = 0; id < svc->ntasks; id++)
-        if (svc->tasks[id].present && svc->tasks[id].execs)
+    for (uint64_t id = 0; id < svc->ntasks; id++) {
+        const keel_task_t *t = keel_service_task (svc, id);
+        if (t && t->execs)
             return false;
+    }
     return true;
 }
 
@@ -507,8 +509,8 @@ s_release_recovered (keel_core_t *self)
         if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
             continue; // as keel_core_requeue: closed services still run their tasks
         for (uint64_t id = 0; id < svc->ntasks; id++) {
-            keel_task_t *t = &svc->tasks[id];
-            if (t->present && t->state == KEEL_TASK_STATE_QUEUED && !t->queued && !t->execs) {
+            keel_task_t *t = keel_service_task (svc, id);
+            if (t && t->state == KEEL_TASK_STATE_QUEUED && !t->queued && !t->execs) {
                 keel_core_requeue (self, svc, id);
                 n++;
             }
@@ -576,7 +578,7 @@ s_accept (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, voi
     if (!task->durable && self->store_failed)
         return false;
     // Retry a failed task on another engine when there is one.
-    if (task->avoid == engine && s_other_engine_offers (self, engine, svc->type))
+    if (task->avoid == engine->number && s_other_engine_offers (self, engine, svc->type))
         return false;
     // Beyond the engine's free slots, only what fits its PrefetchWindow.
     if (self->prefetch_room != UINT64_MAX && keel_service_cost (svc) > self->prefetch_room)

@@ -15,7 +15,20 @@ struct _keel_model_t {
     zhashx_t *drivers;       // id → keel_driver_rec_t * (owned)
     zhashx_t *driver_routes; // route key → keel_driver_rec_t *
     zlistx_t *driver_list;
+    uint32_t engine_seq; // last keel_engine_t.number given
 };
+
+// A block of small task inputs (KEEL_INPUT_SHARED_MAX bytes or fewer),
+// filled front to back and freed with its service: a tiny input costs its
+// bytes, not a malloc chunk of 32 and a header. Inputs never change, and a
+// task's input lives as long as the task, so nothing is freed alone.
+#define KEEL_INPUT_BLOCK (64 * 1024 - 64) // leaves room for malloc's header
+
+typedef struct _s_input_block_t {
+    struct _s_input_block_t *next;
+    size_t used;
+    uint8_t data[];
+} s_input_block_t;
 
 // ---------------------------------------------------------------- uint64 keys
 
@@ -51,15 +64,30 @@ keel_task_result_destroy (keel_task_result_t **result_p)
 }
 
 static void
+s_task_free (keel_task_t *t)
+{
+    if (!t->input_shared)
+        free (t->input);
+    free (t->checkpoint);
+    keel_task_result_destroy (&t->result);
+    memset (t, 0, sizeof *t);
+}
+
+static void
 s_service_free (keel_service_rec_t *svc)
 {
     for (uint64_t i = 0; i < svc->ntasks; i++) {
-        keel_task_t *t = &svc->tasks[i];
-        free (t->input);
-        free (t->checkpoint);
-        keel_task_result_destroy (&t->result);
+        keel_task_t *t = keel_service_task (svc, i);
+        if (t)
+            s_task_free (t);
     }
-    free (svc->tasks);
+    for (uint64_t p = 0; p < svc->npages; p++)
+        free (svc->pages[p]);
+    free (svc->pages);
+    for (s_input_block_t *b = svc->inputs, *next; b; b = next) {
+        next = b->next;
+        free (b);
+    }
     free (svc->queue);
     free (svc->init_data);
     free (svc);
@@ -190,8 +218,8 @@ void
 keel_model_service_remove (keel_model_t *self, keel_service_rec_t *svc)
 {
     for (uint64_t i = 0; i < svc->ntasks; i++) {
-        keel_task_t *t = &svc->tasks[i];
-        while (t->execs)
+        keel_task_t *t = keel_service_task (svc, i);
+        while (t && t->execs)
             keel_model_exec_remove (self, t->execs);
     }
     for (keel_engine_t *e = zhashx_first (self->engines); e; e = zhashx_next (self->engines))
@@ -242,47 +270,78 @@ keel_service_note_run (keel_service_rec_t *svc, uint64_t run_us)
 }
 
 keel_task_t *
-keel_service_task (keel_service_rec_t *svc, uint64_t task_id)
+keel_service_task (const keel_service_rec_t *svc, uint64_t task_id)
 {
-    if (task_id >= svc->ntasks || !svc->tasks[task_id].present)
+    if (task_id >= svc->ntasks) // ntasks <= npages * KEEL_TASK_PAGE
         return NULL;
-    return &svc->tasks[task_id];
+    keel_task_t *page = svc->pages[task_id / KEEL_TASK_PAGE];
+    keel_task_t *t = page ? &page[task_id % KEEL_TASK_PAGE] : NULL;
+    return t && t->present ? t : NULL;
 }
 
-static bool
-s_grow_tasks (keel_service_rec_t *svc, uint64_t need)
+// The slot of task_id, its page allocated if needed; NULL on OOM.
+static keel_task_t *
+s_task_slot (keel_service_rec_t *svc, uint64_t task_id)
 {
-    if (need <= svc->capacity)
-        return true;
-    uint64_t cap = svc->capacity ? svc->capacity : 64;
-    while (cap < need)
-        cap *= 2;
-    keel_task_t *tasks = realloc (svc->tasks, cap * sizeof *tasks);
-    if (!tasks)
-        return false;
-    memset (tasks + svc->capacity, 0, (cap - svc->capacity) * sizeof *tasks);
-    // Executions point at their service and task id, never at the task
-    // struct, so moving the array is safe.
-    svc->tasks = tasks;
-    svc->capacity = cap;
-    return true;
+    uint64_t p = task_id / KEEL_TASK_PAGE;
+    if (p >= svc->npages) {
+        uint64_t n = svc->npages ? svc->npages : 16;
+        while (n <= p)
+            n *= 2;
+        keel_task_t **pages = realloc (svc->pages, n * sizeof *pages);
+        if (!pages)
+            return NULL;
+        memset (pages + svc->npages, 0, (n - svc->npages) * sizeof *pages);
+        svc->pages = pages;
+        svc->npages = n;
+    }
+    if (!svc->pages[p]) {
+        svc->pages[p] = calloc (KEEL_TASK_PAGE, sizeof (keel_task_t));
+        if (!svc->pages[p])
+            return NULL;
+    }
+    return &svc->pages[p][task_id % KEEL_TASK_PAGE];
+}
+
+// A copy of a small input in svc's input blocks; NULL on OOM.
+static uint8_t *
+s_input_shared (keel_service_rec_t *svc, const uint8_t *input, size_t len)
+{
+    s_input_block_t *b = svc->inputs;
+    if (!b || KEEL_INPUT_BLOCK - b->used < len) {
+        b = malloc (sizeof *b + KEEL_INPUT_BLOCK);
+        if (!b)
+            return NULL;
+        b->next = svc->inputs;
+        b->used = 0;
+        svc->inputs = b;
+    }
+    uint8_t *copy = b->data + b->used;
+    memcpy (copy, input, len);
+    b->used += len;
+    return copy;
 }
 
 keel_task_t *
 keel_service_task_add (keel_service_rec_t *svc, uint64_t task_id, const uint8_t *input, size_t len)
 {
-    if (task_id == UINT64_MAX || !s_grow_tasks (svc, task_id + 1))
+    if (task_id == UINT64_MAX || len > UINT32_MAX)
         return NULL;
-    keel_task_t *t = &svc->tasks[task_id];
-    if (t->present)
+    keel_task_t *t = s_task_slot (svc, task_id);
+    if (!t || t->present)
         return NULL;
     memset (t, 0, sizeof *t);
-    if (len) {
-        t->input = malloc (len);
-        if (!t->input)
-            return NULL;
-        memcpy (t->input, input, len);
+    if (len && len <= KEEL_INPUT_SHARED_MAX) {
+        t->input = s_input_shared (svc, input, len);
+        t->input_shared = 1;
     }
+    else if (len) {
+        t->input = malloc (len);
+        if (t->input)
+            memcpy (t->input, input, len);
+    }
+    if (len && !t->input)
+        return NULL;
     t->input_len = (uint32_t) len;
     t->present = 1;
     t->state = KEEL_TASK_STATE_QUEUED;
@@ -302,11 +361,8 @@ keel_service_task_drop (keel_service_rec_t *svc, uint64_t task_id)
     assert (!t->execs && !t->queued);
     svc->count[t->state]--;
     svc->total--;
-    free (t->input);
-    free (t->checkpoint);
-    keel_task_result_destroy (&t->result);
-    memset (t, 0, sizeof *t);
-    while (svc->ntasks > 0 && !svc->tasks[svc->ntasks - 1].present)
+    s_task_free (t); // a shared input's bytes stay in their block until the service goes
+    while (svc->ntasks > 0 && !keel_service_task (svc, svc->ntasks - 1))
         svc->ntasks--;
 }
 
@@ -325,16 +381,18 @@ keel_service_queue_push (keel_service_rec_t *svc, uint64_t task_id)
     if (!t || t->queued)
         return true;
     if (svc->qlen == svc->qcap) {
+        // realloc, not a new ring and a copy: a large block grows in place
+        // (mremap), so the peak is the new ring alone. The entries that
+        // wrapped to the front move to just after the old end.
         uint64_t cap = svc->qcap ? svc->qcap * 2 : 64;
-        uint64_t *q = malloc (cap * sizeof *q);
+        uint64_t *q = realloc (svc->queue, cap * sizeof *q);
         if (!q)
             return false;
-        for (uint64_t i = 0; i < svc->qlen; i++)
-            q[i] = svc->queue[(svc->qhead + i) % svc->qcap];
-        free (svc->queue);
+        uint64_t wrapped =
+            svc->qhead + svc->qlen > svc->qcap ? svc->qhead + svc->qlen - svc->qcap : 0;
+        memcpy (q + svc->qcap, q, wrapped * sizeof *q);
         svc->queue = q;
         svc->qcap = cap;
-        svc->qhead = 0;
     }
     svc->queue[(svc->qhead + svc->qlen) % svc->qcap] = task_id;
     svc->qlen++;
@@ -511,6 +569,9 @@ keel_model_engine_add (keel_model_t *self, const char *engine_id)
     if (!e)
         return NULL;
     snprintf (e->id, sizeof e->id, "%s", engine_id);
+    if (++self->engine_seq == 0)
+        self->engine_seq = 1; // 2^32 engine records later; 0 means none
+    e->number = self->engine_seq;
     e->execs = zlistx_new ();
     e->init_sent = zhashx_new ();
     e->state = KEEL_ENGINE_OFFLINE;

@@ -7,9 +7,14 @@
     acknowledged. Functions here change memory only; broker.c mirrors every
     change into the store.
 
-    Tasks live in a per-service array indexed by task_id (drivers number
-    tasks 0,1,2… so the array is dense). Each service keeps a FIFO of its
-    queued task ids. Executions are found by id in one hash table and are
+    Tasks live in per-service pages of KEEL_TASK_PAGE tasks, indexed by
+    task_id (drivers number tasks 0,1,2… so the pages are dense); a page is
+    allocated when its first task arrives, so memory follows the tasks
+    present, not the ids a service might use, and a task never moves. Small
+    inputs are copied into the service's input blocks (one allocation per
+    64 KiB, not one per task): a million queued tiny tasks cost ~64 bytes of
+    task, a few bytes of input and 8 bytes of FIFO each (docs/benchmarks.md,
+    W4). Each service keeps a FIFO of its queued task ids. Executions are found by id in one hash table and are
     linked both to their task and to their engine, so an engine loss, a
     winning result or a cancel finds the others in O(executions).
 */
@@ -47,24 +52,37 @@ typedef struct {
 #define KEEL_DIRTY_ACK    8  // driver acknowledged the result
 #define KEEL_DIRTY_CKPT   16 // checkpoint
 
+// One task: 64 bytes (held by the _Static_assert below; W4 counts them by
+// the million). The flags are bit-fields, the engine to avoid is a number.
 typedef struct {
-    uint8_t present;   // 0 = no such task id (hole in the array)
-    uint8_t state;     // keel_task_state_t
-    uint8_t queued;    // in the service's FIFO
-    uint8_t acked;     // the driver has the result
-    uint8_t durable;   // committed to the store (may be dispatched)
-    uint8_t dirty;     // KEEL_DIRTY_* bits: what the next commit must write
-    uint16_t attempts; // executions that ended in a task failure
+    uint16_t present : 1;      // 0 = no such task id (hole in the page)
+    uint16_t state : 3;        // keel_task_state_t
+    uint16_t queued : 1;       // in the service's FIFO
+    uint16_t acked : 1;        // the driver has the result
+    uint16_t durable : 1;      // committed to the store (may be dispatched)
+    uint16_t input_shared : 1; // input is in the service's input blocks (not freed alone)
+    uint16_t dirty : 5;        // KEEL_DIRTY_* bits: what the next commit must write
+    uint16_t attempts;         // executions that ended in a task failure
     uint32_t input_len;
     uint8_t *input;
     keel_exec_t *execs;         // live executions (linked by next_of_task)
     keel_task_result_t *result; // terminal result, NULL before
     uint8_t *checkpoint;
     uint32_t checkpoint_len;
+    uint32_t avoid; // number of the engine whose execution last failed or was lost
+                    // (retry elsewhere); 0 = none (keel_engine_t.number)
     int64_t checkpoint_wall_ms;
     int64_t accepted_mono; // for queued_ms
-    keel_engine_t *avoid;  // engine whose execution last failed or was lost (retry elsewhere)
 } keel_task_t;
+
+_Static_assert(sizeof (keel_task_t) == 64, "keel_task_t is 64 bytes: W4 holds millions of them");
+_Static_assert(KEEL_TASK_NSTATES <= 8, "keel_task_t.state is 3 bits");
+_Static_assert(KEEL_DIRTY_CKPT < 32, "keel_task_t.dirty is 5 bits");
+
+// Tasks per page of a service's task table (64 KiB of tasks).
+#define KEEL_TASK_PAGE        1024
+// Inputs up to this size go into the service's input blocks.
+#define KEEL_INPUT_SHARED_MAX 256
 
 struct _keel_service_rec_t {
     char id[KEEL_ID_MAX + 1];
@@ -79,9 +97,10 @@ struct _keel_service_rec_t {
     int64_t created_wall_ms;
     int64_t closed_wall_ms;
 
-    keel_task_t *tasks; // indexed by task_id
-    uint64_t ntasks;    // highest task_id + 1
-    uint64_t capacity;
+    keel_task_t **pages; // pages[id / KEEL_TASK_PAGE]: NULL until a task there exists
+    uint64_t npages;     // length of pages
+    uint64_t ntasks;     // highest task_id + 1
+    void *inputs;        // input blocks of small inputs (model.c), freed with the service
 
     uint64_t *queue; // ring buffer of queued task ids
     uint64_t qhead, qlen, qcap;
@@ -148,6 +167,7 @@ struct _keel_engine_t {
     char host[256];
     char route_key[64]; // hex of the routing id
     zframe_t *route;    // routing id frame, NULL when offline
+    uint32_t number;    // unique in this model, never 0, never reused (keel_task_t.avoid)
     keel_engine_state_t state;
     bool draining;
     uint32_t slots;
@@ -190,9 +210,11 @@ keel_service_rec_t *keel_model_service_next (keel_model_t *self);
 size_t keel_model_service_count (keel_model_t *self);
 
 // ---------------------------------------------------------------- tasks
-// The task with this id, or NULL.
-keel_task_t *keel_service_task (keel_service_rec_t *svc, uint64_t task_id);
-// Adds a task in state QUEUED (not yet in the FIFO). Takes a copy of input.
+// The task with this id, or NULL. The pointer stays valid until the task
+// is dropped or its service removed (tasks never move).
+keel_task_t *keel_service_task (const keel_service_rec_t *svc, uint64_t task_id);
+// Adds a task in state QUEUED (not yet in the FIFO). Takes a copy of input
+// (into the service's input blocks when it is small).
 // Returns NULL on OOM or when the task exists.
 keel_task_t *keel_service_task_add (keel_service_rec_t *svc, uint64_t task_id, const uint8_t *input,
                                     size_t len);
