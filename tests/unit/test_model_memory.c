@@ -60,8 +60,8 @@ Test (model_memory, flags_hold_every_state_and_dirty_bit)
         cr_assert_eq (t->state, s);
     }
     t->dirty = 0;
-    t->dirty |= KEEL_DIRTY_NEW | KEEL_DIRTY_STATE | KEEL_DIRTY_RESULT | KEEL_DIRTY_ACK
-                | KEEL_DIRTY_CKPT;
+    t->dirty |=
+        KEEL_DIRTY_NEW | KEEL_DIRTY_STATE | KEEL_DIRTY_RESULT | KEEL_DIRTY_ACK | KEEL_DIRTY_CKPT;
     cr_assert_eq (t->dirty, 31);
     cr_assert (t->present);
     t->attempts = 65535;
