@@ -644,8 +644,12 @@ t_w4_big=""
 [[ -n "${w4_big:-}" ]] && t_w4_big=$(median "w4_$w4_big" rss_mib)
 printf '\nTargets: W1 full/relay %s (EnginePrefetch=%s: %s) (>= 0.40); W2 median %s (<= 1.3), p99 %s (<= 2.0);' \
     "$t_w1" "$prefetch" "$t_w1p" "$t_w2m" "$t_w2p"
-printf ' W4 RSS at %s: %s MiB (<= 150 at 1000000), growth x%s for x%s tasks, %s bytes/task at the margin\n' \
-    "$w4_large" "$t_w4" "$t_lin" "$((w4_large / w4_small))" "$(per_task "$w4_small" "$w4_large")"
+if want w4; then
+    printf ' W4 RSS at %s: %s MiB (<= 150 at 1000000), growth x%s for x%s tasks, %s bytes/task at the margin\n' \
+        "$w4_large" "$t_w4" "$t_lin" "$((w4_large / w4_small))" "$(per_task "$w4_small" "$w4_large")"
+else
+    printf ' W4 not run (KEEL_BENCH_ONLY)\n'
+fi
 if [[ -n "${w4_big:-}" ]]; then
     printf 'W4 RSS at %s: %s MiB (<= 1536 at 10000000), %s bytes/task at the margin from %s\n' \
         "$w4_big" "${t_w4_big:-null}" "$(per_task "$w4_large" "$w4_big")" "$w4_large"
