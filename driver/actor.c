@@ -24,6 +24,7 @@
 #define S_COMPONENT         "driver"
 #define S_MAX_MSGS_PER_TURN 1000 // messages read from one socket per loop turn
 #define S_MAX_POLL_MS       1000
+#define S_PARK_MS           KEEL_LEND_BOUND_MS // a parked actor tries the token again this often
 
 // ---------------------------------------------------------------- helpers
 
@@ -46,29 +47,56 @@ s_service_list_destructor (void **item)
     s_service_destroy ((keel_actor_service_t **) item);
 }
 
+//  Copies up to max of the first results and status events waiting for the
+//  application into events[], leaving them queued. Returns how many.
+static size_t
+s_peek_app (keel_actor_t *self, keel_actor_event_t *events, size_t max)
+{
+    size_t n = 0;
+    for (keel_actor_to_app_t *entry = zlistx_first (self->to_app); entry && n < max;
+         entry = zlistx_next (self->to_app))
+        events[n++] = (keel_actor_event_t) { entry->kind, entry->item };
+    return n;
+}
+
+//  Drops the first n events, handed over (their items are the receiver's
+//  now); each result is acknowledged next.
+static void
+s_handed_app (keel_actor_t *self, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        keel_actor_to_app_t *entry = zlistx_first (self->to_app);
+        if (entry->kind == KEEL_ACTOR_TO_APP_RESULT && entry->service)
+            keel_actor_ack_later (entry->service, entry->task_id);
+        free (zlistx_detach (self->to_app, NULL));
+    }
+}
+
 //  Moves results and status events into the pipe without blocking, in
-//  batches of at most KEEL_ACTOR_EVENTS_MAX (actor_int.h).
+//  batches of at most KEEL_ACTOR_EVENTS_MAX (actor.h).
 static void
 s_push_app (keel_actor_t *self)
 {
     void *handle = zsock_resolve (self->pipe);
     keel_actor_event_t batch[KEEL_ACTOR_EVENTS_MAX];
     for (size_t sent = 0, bound = zlistx_size (self->to_app); sent < bound;) {
-        size_t n = 0;
-        for (keel_actor_to_app_t *entry = zlistx_first (self->to_app);
-             entry && n < KEEL_ACTOR_EVENTS_MAX; entry = zlistx_next (self->to_app))
-            batch[n++] = (keel_actor_event_t) { entry->kind, entry->item };
+        size_t n = s_peek_app (self, batch, KEEL_ACTOR_EVENTS_MAX);
         if (zmq_send (handle, "EVENTS", 6, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
             break; // the application is slow: try next turn
         zmq_send (handle, batch, n * sizeof batch[0], 0);
-        for (size_t i = 0; i < n; i++) {
-            keel_actor_to_app_t *entry = zlistx_first (self->to_app);
-            if (entry->kind == KEEL_ACTOR_TO_APP_RESULT && entry->service)
-                keel_actor_ack_later (entry->service, entry->task_id);
-            free (zlistx_detach (self->to_app, NULL));
-        }
+        s_handed_app (self, n);
         sent += n;
     }
+}
+
+//  Moves up to max results and status events straight into events[] (a
+//  lender's hand-over, instead of the pipe). Returns how many.
+static size_t
+s_take_app (keel_actor_t *self, keel_actor_event_t *events, size_t max)
+{
+    size_t n = s_peek_app (self, events, max);
+    s_handed_app (self, n);
+    return n;
 }
 
 // ---------------------------------------------------------------- broker sockets
@@ -182,9 +210,60 @@ s_cmd_tasks (keel_actor_t *self, keel_actor_tasks_t *batch)
     keel_actor_tasks_destroy (&batch);
 }
 
+//  Applies one message from the pipe; true when it was one of the
+//  application's counted commands (OPEN, TASKS, CLOSE, CANCEL).
+static bool
+s_apply_command (keel_actor_t *self, zmsg_t *msg)
+{
+    char *command = zmsg_popstr (msg);
+    zframe_t *arg = zmsg_pop (msg);
+    void *ptr = NULL;
+    bool counted = false;
+    if (arg && zframe_size (arg) == sizeof (void *))
+        memcpy (&ptr, zframe_data (arg), sizeof ptr);
+    if (!command) {
+        //  Nothing else sends on the pipe: ignore.
+    }
+    else if (streq (command, "$TERM"))
+        self->terminated = true;
+    else if (streq (command, "STOP")) {
+        self->stopping = true;
+        zstr_send (self->pipe, "STOPPED");
+    }
+    else if (streq (command, "OPEN") && ptr) {
+        s_cmd_open (self, (keel_actor_open_t *) ptr);
+        counted = true;
+    }
+    else if (streq (command, "TASKS") && ptr) {
+        s_cmd_tasks (self, (keel_actor_tasks_t *) ptr);
+        counted = true;
+    }
+    else if ((streq (command, "CLOSE") || streq (command, "CANCEL")) && arg) {
+        char *service_id = zframe_strdup (arg);
+        keel_actor_service_t *svc = service_id ? zhashx_lookup (self->by_id, service_id) : NULL;
+        if (svc && streq (command, "CLOSE"))
+            svc->closing = true;
+        else if (svc && !svc->cancelled)
+            keel_actor_fail_service (self, svc, KEEL_TASK_CANCELLED, "service cancelled");
+        free (service_id);
+        counted = true;
+    }
+    //  "WAKE" (after a lend) needs nothing: the turn that reads it looks at the sockets.
+    zstr_free (&command);
+    zframe_destroy (&arg);
+    zmsg_destroy (&msg);
+    return counted;
+}
+
 static void
 s_handle_pipe (keel_actor_t *self)
 {
+    uint64_t applied = 0;
+    if (self->held) {
+        zmsg_t *msg = self->held;
+        self->held = NULL;
+        applied += s_apply_command (self, msg);
+    }
     for (int i = 0; i < S_MAX_MSGS_PER_TURN && !self->terminated; i++) {
         if (!(zsock_events (self->pipe) & ZMQ_POLLIN))
             break;
@@ -193,76 +272,13 @@ s_handle_pipe (keel_actor_t *self)
             self->terminated = true;
             break;
         }
-        char *command = zmsg_popstr (msg);
-        zframe_t *arg = zmsg_pop (msg);
-        void *ptr = NULL;
-        if (arg && zframe_size (arg) == sizeof (void *))
-            memcpy (&ptr, zframe_data (arg), sizeof ptr);
-        if (!command) {
-            //  Nothing else sends on the pipe: ignore.
-        }
-        else if (streq (command, "$TERM"))
-            self->terminated = true;
-        else if (streq (command, "STOP")) {
-            self->stopping = true;
-            zstr_send (self->pipe, "STOPPED");
-        }
-        else if (streq (command, "OPEN") && ptr)
-            s_cmd_open (self, (keel_actor_open_t *) ptr);
-        else if (streq (command, "TASKS") && ptr)
-            s_cmd_tasks (self, (keel_actor_tasks_t *) ptr);
-        else if ((streq (command, "CLOSE") || streq (command, "CANCEL")) && arg) {
-            char *service_id = zframe_strdup (arg);
-            keel_actor_service_t *svc = service_id ? zhashx_lookup (self->by_id, service_id) : NULL;
-            if (svc && streq (command, "CLOSE"))
-                svc->closing = true;
-            else if (svc && !svc->cancelled)
-                keel_actor_fail_service (self, svc, KEEL_TASK_CANCELLED, "service cancelled");
-            free (service_id);
-        }
-        zstr_free (&command);
-        zframe_destroy (&arg);
-        zmsg_destroy (&msg);
+        applied += s_apply_command (self, msg);
     }
+    if (applied)
+        keel_lend_actor_applied (self->lend, applied);
 }
 
-// ---------------------------------------------------------------- loop
-
-static keel_actor_t *
-s_actor_new (zsock_t *pipe, keel_actor_config_t *config)
-{
-    keel_actor_t *self = calloc (1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->pipe = pipe;
-    self->config = config;
-    keel_session_config_t sc = {
-        .nbrokers = config->nbrokers,
-        .brokers = (const char *const *) config->brokers,
-        .broker_timeout_ms = config->broker_timeout_ms,
-        .primary_retry_ms = config->primary_retry_ms,
-        .heartbeat_ms = config->heartbeat_ms,
-        .seed = (uint32_t) zclock_mono () ^ (uint32_t) (uintptr_t) self,
-    };
-    int64_t now = zclock_mono ();
-    self->session = keel_session_new (&sc, now);
-    self->services = zlistx_new ();
-    self->by_id = zhashx_new ();
-    self->to_app = zlistx_new ();
-    size_t batch = (size_t) config->batch_size;
-    self->inputs = calloc (batch, sizeof (Keel__TaskInput));
-    self->input_ptrs = calloc (batch, sizeof (Keel__TaskInput *));
-    self->refs = calloc (batch, sizeof (keel_outstanding_ref_t));
-    keel_ratelimit_t rl = KEEL_RATELIMIT_INIT (10000, 5);
-    self->rl_malformed = rl;
-    self->rl_unknown = rl;
-    self->rl_peer = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "broker-triggered");
-    if (!self->session || !self->services || !self->by_id || !self->to_app || !self->inputs
-        || !self->input_ptrs || !self->refs)
-        return self; // s_actor_run checks and cleans up
-    zlistx_set_destructor (self->services, s_service_list_destructor);
-    return self;
-}
+// ---------------------------------------------------------------- state
 
 static void
 s_actor_destroy (keel_actor_t **self_p)
@@ -277,6 +293,7 @@ s_actor_destroy (keel_actor_t **self_p)
     zsock_destroy (&self->main);
     zsock_destroy (&self->old);
     zsock_destroy (&self->probe);
+    zmsg_destroy (&self->held);
     if (self->to_app) {
         keel_actor_to_app_t *entry = zlistx_first (self->to_app);
         while (entry) {
@@ -290,12 +307,62 @@ s_actor_destroy (keel_actor_t **self_p)
     zlistx_destroy (&self->services);
     keel_session_destroy (&self->session);
     keel_actor_config_destroy (&self->config);
+    keel_lend_destroy (&self->lend);
     free (self->inputs);
     free (self->input_ptrs);
     free (self->refs);
     free (self);
     *self_p = NULL;
 }
+
+keel_actor_t *
+keel_actor_new (keel_actor_config_t *config)
+{
+    assert (config);
+    keel_actor_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        keel_actor_config_destroy (&config);
+        return NULL;
+    }
+    self->config = config;
+    keel_session_config_t sc = {
+        .nbrokers = config->nbrokers,
+        .brokers = (const char *const *) config->brokers,
+        .broker_timeout_ms = config->broker_timeout_ms,
+        .primary_retry_ms = config->primary_retry_ms,
+        .heartbeat_ms = config->heartbeat_ms,
+        .seed = (uint32_t) zclock_mono () ^ (uint32_t) (uintptr_t) self,
+    };
+    int64_t now = zclock_mono ();
+    self->lend = keel_lend_new (KEEL_LEND_BOUND_MS);
+    self->session = keel_session_new (&sc, now);
+    self->services = zlistx_new ();
+    self->by_id = zhashx_new ();
+    self->to_app = zlistx_new ();
+    size_t batch = (size_t) config->batch_size;
+    self->inputs = calloc (batch, sizeof (Keel__TaskInput));
+    self->input_ptrs = calloc (batch, sizeof (Keel__TaskInput *));
+    self->refs = calloc (batch, sizeof (keel_outstanding_ref_t));
+    keel_ratelimit_t rl = KEEL_RATELIMIT_INIT (10000, 5);
+    self->rl_malformed = rl;
+    self->rl_unknown = rl;
+    self->rl_peer = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "broker-triggered");
+    if (self->services)
+        zlistx_set_destructor (self->services, s_service_list_destructor);
+    if (!self->lend || !self->session || !self->services || !self->by_id || !self->to_app
+        || !self->inputs || !self->input_ptrs || !self->refs)
+        s_actor_destroy (&self);
+    return self;
+}
+
+keel_lend_t *
+keel_actor_lend (keel_actor_t *self)
+{
+    assert (self);
+    return self->lend;
+}
+
+// ---------------------------------------------------------------- one turn
 
 static long
 s_poll_timeout (keel_actor_t *self, int64_t now)
@@ -313,58 +380,186 @@ s_poll_timeout (keel_actor_t *self, int64_t now)
     return (long) wait;
 }
 
+//  The broker side of a turn, the same on both threads: read the sockets,
+//  step the session's timers, send what is due.
+static void
+s_broker_turn (keel_actor_t *self)
+{
+    if (self->main)
+        s_handle_main (self);
+    if (self->probe)
+        s_handle_probe (self);
+    keel_actor_step (self, KEEL_SESSION_EV_TICK, 0);
+    keel_ratelimit_flush (&self->rl_peer, zclock_mono (), KEEL_LOG_WARN, S_COMPONENT);
+    keel_actor_flush (self, zclock_mono ());
+}
+
+// ---------------------------------------------------------------- the actor thread's loop
+
+//  The application holds the token: wait on the pipe (only) until the park
+//  ends. A command read meanwhile is held for the next turn; "WAKE" is
+//  dropped (the next try is the wake-up).
+static void
+s_park (keel_actor_t *self)
+{
+    if (self->held) {
+        zmq_poll (NULL, 0, S_PARK_MS);
+        return;
+    }
+    zmq_pollitem_t item = { zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll (&item, 1, S_PARK_MS) <= 0)
+        return;
+    zmsg_t *msg = zmsg_recv (self->pipe);
+    if (!msg) {
+        self->terminated = true;
+        return;
+    }
+    zframe_t *first = zmsg_first (msg);
+    if (first && zframe_streq (first, "WAKE"))
+        zmsg_destroy (&msg);
+    else
+        self->held = msg;
+}
+
+//  Sets up the wait between turns (the token is held): the pipe as a
+//  socket, the broker sockets by their ZMQ_FD (a plain fd poll is no socket
+//  call, so a lender may use the sockets meanwhile). Returns the timeout.
+static long
+s_prepare_wait (keel_actor_t *self, zmq_pollitem_t *items, int *n_p)
+{
+    int n = 0;
+    items[n++] = (zmq_pollitem_t) {
+        zsock_resolve (self->pipe), 0,
+        (short) (ZMQ_POLLIN | (zlistx_size (self->to_app) && !self->stopping ? ZMQ_POLLOUT : 0)), 0
+    };
+    *n_p = n;
+    if (self->stopping)
+        return -1;
+    long timeout = s_poll_timeout (self, zclock_mono ());
+    zsock_t *socks[2] = { self->main, self->probe };
+    for (int i = 0; i < 2; i++) {
+        if (!socks[i])
+            continue;
+        //  ZMQ_FD is edge-like: wait on it only when ZMQ_EVENTS says nothing is readable.
+        items[n++] = (zmq_pollitem_t) { NULL, zsock_fd (socks[i]), ZMQ_POLLIN, 0 };
+        if (zsock_events (socks[i]) & ZMQ_POLLIN)
+            timeout = 0;
+    }
+    self->polled_gen = self->gen;
+    *n_p = n;
+    return timeout;
+}
+
+static void
+s_actor_turn (keel_actor_t *self)
+{
+    self->send_blocked = false;
+    s_handle_pipe (self);
+    if (self->stopping || self->terminated)
+        return;
+    s_broker_turn (self);
+    s_push_app (self);
+    keel_actor_flush_acks (self);
+}
+
 void
 keel_actor_run (zsock_t *pipe, void *args)
 {
-    keel_actor_t *self = s_actor_new (pipe, (keel_actor_config_t *) args);
-    if (!self || !self->session || !self->inputs || !self->to_app || !self->refs) {
-        if (self)
-            s_actor_destroy (&self);
-        else
-            keel_actor_config_destroy ((keel_actor_config_t **) &args);
-        zsock_signal (pipe, 1);
-        return;
-    }
-    zsock_signal (pipe, 0);
+    keel_actor_t *self = (keel_actor_t *) args;
+    assert (self);
+    self->pipe = pipe;
+    //  The application borrows only once zactor_new has returned (after the signal).
+    bool holding = keel_lend_actor_try (self->lend, 0);
+    assert (holding);
     keel_actor_step (self, KEEL_SESSION_EV_START, 0);
+    keel_lend_actor_release (self->lend, zclock_mono ());
+    holding = false;
+    zsock_signal (pipe, 0);
     //  Runs until $TERM: each turn is bounded; the loop ends with the driver.
     while (!self->terminated) {
-        int64_t now = zclock_mono ();
+        if (!holding) {
+            holding = keel_lend_actor_try (self->lend, zclock_mono () + S_PARK_MS);
+            if (!holding) {
+                s_park (self);
+                continue;
+            }
+        }
+        s_actor_turn (self);
+        if (self->terminated)
+            break;
         zmq_pollitem_t items[3];
         int n = 0;
-        items[n++] = (zmq_pollitem_t) {
-            zsock_resolve (self->pipe), 0,
-            (short) (ZMQ_POLLIN
-                     | (zlistx_size (self->to_app) && !self->stopping ? ZMQ_POLLOUT : 0)),
-            0
-        };
-        zsock_t *main = self->stopping ? NULL : self->main;
-        zsock_t *probe = self->stopping ? NULL : self->probe;
-        if (main)
-            items[n++] = (zmq_pollitem_t) { zsock_resolve (main), 0, ZMQ_POLLIN, 0 };
-        if (probe)
-            items[n++] = (zmq_pollitem_t) { zsock_resolve (probe), 0, ZMQ_POLLIN, 0 };
-        long timeout = self->stopping ? -1 : s_poll_timeout (self, now);
-        self->send_blocked = false;
-        if (zmq_poll (items, n, timeout) < 0) {
-            if (zmq_errno () == EINTR)
-                continue;
+        long timeout = s_prepare_wait (self, items, &n);
+        keel_lend_actor_release (self->lend, timeout < 0 ? INT64_MAX : zclock_mono () + timeout);
+        holding = false;
+        if (zmq_poll (items, n, timeout) < 0 && zmq_errno () != EINTR)
             break;
-        }
-        s_handle_pipe (self);
-        if (self->stopping || self->terminated)
-            continue;
-        if (main && main == self->main)
-            s_handle_main (self);
-        if (probe && probe == self->probe)
-            s_handle_probe (self);
-        keel_actor_step (self, KEEL_SESSION_EV_TICK, 0);
-        keel_ratelimit_flush (&self->rl_peer, zclock_mono (), KEEL_LOG_WARN, S_COMPONENT);
-        keel_actor_flush (self, zclock_mono ());
-        s_push_app (self);
-        keel_actor_flush_acks (self);
+    }
+    //  Freeing touches the sockets: wait for the token (a lend is bounded).
+    while (!holding) {
+        holding = keel_lend_actor_try (self->lend, zclock_mono () + 1);
+        if (!holding)
+            zmq_poll (NULL, 0, 1);
     }
     s_actor_destroy (&self);
+}
+
+// ---------------------------------------------------------------- lent to the application thread
+
+void
+keel_actor_lent_tasks (keel_actor_t *self, keel_actor_tasks_t *batch)
+{
+    assert (self && batch);
+    s_cmd_tasks (self, batch);
+}
+
+size_t
+keel_actor_lent_wait (keel_actor_t *self, int64_t until, keel_actor_event_t *events, size_t max,
+                      bool *interrupted_p)
+{
+    assert (self && events && max > 0 && interrupted_p);
+    *interrupted_p = false;
+    size_t n = 0;
+    //  Each turn either hands something over, passes until, or waits for
+    //  the sockets at most until then: the loop ends by until.
+    for (;;) {
+        self->send_blocked = false;
+        s_broker_turn (self);
+        n += s_take_app (self, events + n, max - n);
+        keel_actor_flush_acks (self);
+        int64_t now = zclock_mono ();
+        if (n > 0 || now >= until)
+            return n;
+        long timeout = s_poll_timeout (self, now);
+        if (until - now < timeout)
+            timeout = (long) (until - now);
+        zmq_pollitem_t items[2];
+        int k = 0;
+        if (self->main)
+            items[k++] = (zmq_pollitem_t) { zsock_resolve (self->main), 0, ZMQ_POLLIN, 0 };
+        if (self->probe)
+            items[k++] = (zmq_pollitem_t) { zsock_resolve (self->probe), 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (items, k, timeout) < 0) {
+            *interrupted_p = zmq_errno () == EINTR;
+            return n;
+        }
+    }
+}
+
+int64_t
+keel_actor_lent_next_due (keel_actor_t *self, bool *wake_p)
+{
+    assert (self && wake_p);
+    int64_t now = zclock_mono ();
+    //  The lender read the sockets last: a message it left consumed the
+    //  fd's signal, so the actor would not see it.
+    bool wake = self->gen != self->polled_gen || zlistx_size (self->to_app) > 0;
+    if (self->main && (zsock_events (self->main) & ZMQ_POLLIN))
+        wake = true;
+    if (self->probe && (zsock_events (self->probe) & ZMQ_POLLIN))
+        wake = true;
+    *wake_p = wake;
+    return now + s_poll_timeout (self, now);
 }
 
 // ---------------------------------------------------------------- message structs

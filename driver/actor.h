@@ -3,8 +3,10 @@
 
     The actor owns the DEALER socket(s) to the brokers, the session state
     machine (session.c), heartbeats, and one keel_outstanding_t per service
-    (outstanding.c). The application thread (driver.c) never touches any of
-    that; it sends commands and receives events, each one pipe message whose
+    (outstanding.c). The application thread (driver.c) touches them only
+    while it holds the actor's lend token (actor_lend.h: while it waits for
+    results it runs the actor's turns itself, keel_actor_lent_*); otherwise
+    it sends commands and receives events, each one pipe message whose
     first frame names it and whose second frame is a pointer to a heap
     struct (both threads are in one process; ownership passes with the
     message and the receiver frees it).
@@ -14,6 +16,8 @@
       "TASKS"  p keel_actor_tasks_t *    tasks to submit, in id order per service
       "CLOSE"  s service_id              the application closed the service
       "CANCEL" s service_id              the application cancelled the service
+      "WAKE"                             look at the sockets now (after a lend)
+      "STOP"                             stop talking to brokers; answers "STOPPED"
       "$TERM"                            stop (zactor_destroy)
 
     Actor → application:
@@ -31,13 +35,16 @@
 
 #include <czmq.h>
 #include <stdint.h>
+#include <stdbool.h>
+#include "actor_lend.h"
 #include "keel/driver.h"
 #include "wire.h"
 
-// What an "EVENTS" entry carries; the receiver owns item.
+// What an "EVENTS" entry carries, and what a lender takes
+// (keel_actor_lent_wait); the receiver owns item.
 typedef enum { KEEL_ACTOR_TO_APP_RESULT, KEEL_ACTOR_TO_APP_STATUS } keel_actor_to_app_kind_t;
 
-#define KEEL_ACTOR_EVENTS_MAX 256 // entries in one "EVENTS" message
+#define KEEL_ACTOR_EVENTS_MAX 256 // entries in one "EVENTS" message (or one lend)
 
 typedef struct {
     keel_actor_to_app_kind_t kind;
@@ -86,9 +93,37 @@ typedef struct {
     char service_id[KEEL_ID_MAX + 1];
 } keel_actor_status_t;
 
-// The actor body for zactor_new; args is a keel_actor_config_t * that the
-// actor takes over (frees with keel_actor_config_destroy).
+// The actor's state (actor_int.h): made by the application thread, run
+// and freed by the actor thread, lent to the application thread while it
+// waits (actor_lend.h).
+typedef struct _keel_actor_t keel_actor_t;
+
+// Makes the actor's state; takes config over (frees it on failure too).
+// Returns NULL when out of memory. Pass it to zactor_new (keel_actor_run,
+// actor): from then on the actor thread owns it and frees it when it ends.
+keel_actor_t *keel_actor_new (keel_actor_config_t *config);
+// The actor body for zactor_new; args is a keel_actor_t * from
+// keel_actor_new, freed by this thread when it ends ($TERM).
 void keel_actor_run (zsock_t *pipe, void *args);
+// The token that lends the actor's state and sockets to the application
+// thread; valid until the actor ends (zactor_destroy).
+keel_lend_t *keel_actor_lend (keel_actor_t *self);
+
+// ---- while the application thread holds the token (keel_lend_borrow)
+
+// Takes the batch over and queues its tasks, as the TASKS command does.
+void keel_actor_lent_tasks (keel_actor_t *self, keel_actor_tasks_t *batch);
+// Runs actor turns on this thread (sends what is due, polls the broker
+// sockets, steps the session, acknowledges what it hands over) until at
+// least one event is ready or until (monotonic ms) passes. Moves at most
+// max events into events[] and returns how many; *interrupted_p is set
+// when a signal interrupted the wait.
+size_t keel_actor_lent_wait (keel_actor_t *self, int64_t until, keel_actor_event_t *events,
+                             size_t max, bool *interrupted_p);
+// When the actor's state next needs a turn (a timer), and in *wake_p
+// whether the actor thread must look at its sockets now: input left
+// unread, or a socket it polls was replaced. For keel_lend_give_back.
+int64_t keel_actor_lent_next_due (keel_actor_t *self, bool *wake_p);
 
 void keel_actor_config_destroy (keel_actor_config_t **config_p);
 void keel_actor_open_destroy (keel_actor_open_t **open_p);

@@ -483,6 +483,7 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
             case KEEL_SESSION_DO_CONNECT:
                 zsock_destroy (&self->main);
                 self->main = s_dealer_new (config->brokers[action->broker]);
+                self->gen++;
                 KEEL_DEBUG (S_COMPONENT, "hello to %s", config->brokers[action->broker]);
                 s_send_hello (self, self->main, action->broker == 0);
                 break;
@@ -504,16 +505,19 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
             case KEEL_SESSION_DO_PROBE_OPEN:
                 zsock_destroy (&self->probe);
                 self->probe = s_dealer_new (config->brokers[0]);
+                self->gen++;
                 s_send_hello (self, self->probe, true);
                 break;
             case KEEL_SESSION_DO_PROBE_CLOSE:
                 zsock_destroy (&self->probe);
+                self->gen++;
                 break;
             case KEEL_SESSION_DO_ADOPT_PROBE:
                 zsock_destroy (&self->old);
                 self->old = self->main;
                 self->main = self->probe;
                 self->probe = NULL;
+                self->gen++;
                 break;
             case KEEL_SESSION_DO_DETACH_OLD:
                 s_send_detach (self, self->old);

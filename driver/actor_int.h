@@ -11,6 +11,7 @@
 #include <czmq.h>
 
 #include "actor.h"
+#include "actor_lend.h"
 #include "log.h"
 #include "outstanding.h"
 #include "session.h"
@@ -40,9 +41,18 @@ typedef struct {
     uint64_t task_id;
 } keel_actor_to_app_t;
 
-// The actor's state; lives on the actor thread only.
-typedef struct {
-    zsock_t *pipe;
+// The actor's state. Made by the application thread (keel_actor_new),
+// freed by the actor thread. Two groups of fields:
+// - the actor thread's own (never lent): pipe, held, stopping, terminated,
+//   polled_gen;
+// - everything else, touched only by the holder of `lend` (actor_lend.h):
+//   the actor thread in a turn, or the application thread in a lend.
+struct _keel_actor_t {
+    keel_lend_t *lend;   // the token itself (internally synchronised)
+    zsock_t *pipe;       // the actor's end of the pipe (actor thread only)
+    zmsg_t *held;        // a command read while parked, applied next turn (actor thread only)
+    uint64_t gen;        // bumped whenever main or probe is replaced or closed
+    uint64_t polled_gen; // gen when the actor thread last polled its sockets' fds
     keel_actor_config_t *config;
     keel_session_t *session;
     zsock_t *main;       // the session socket
@@ -55,15 +65,15 @@ typedef struct {
     uint64_t seq;
     int64_t hold_until; // STORE_FULL: send no tasks before this
     bool send_blocked;  // a send hit the high-water mark this turn
-    bool stopping;      // STOP received: only $TERM is left
-    bool terminated;
+    bool stopping;      // STOP received: only $TERM is left (actor thread only)
+    bool terminated;    // $TERM received (actor thread only)
     keel_ratelimit_t rl_malformed;
     keel_ratelimit_t rl_unknown;
     keel_ratelimit_t rl_peer; // other lines a broker's message causes (welcome, refusal, notice)
     Keel__TaskInput *inputs;  // scratch for SubmitTasks, batch_size entries
     Keel__TaskInput **input_ptrs;
     keel_outstanding_ref_t *refs;
-} keel_actor_t;
+};
 
 // ---- actor_broker.c, called from the loop in actor.c
 

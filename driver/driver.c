@@ -18,8 +18,10 @@
 #include "log.h"
 
 #define S_MAX_BROKERS         16
-#define S_MAX_EVENTS_PER_POLL 10000 // pipe messages (event batches) read by one keel_driver_poll
+#define S_MAX_EVENTS_PER_POLL 10000 // pipe messages (event batches) and lent events per keel_driver_poll
 #define S_STOP_WAIT_MS        5000
+#define S_LEND_EVENTS         KEEL_ACTOR_EVENTS_MAX // events taken by one lend
+#define S_BORROW_WAIT_MS      1000 // then wait on the pipe instead (the actor is stuck)
 
 struct _keel_service_t {
     keel_driver_t *driver;
@@ -31,6 +33,9 @@ struct _keel_service_t {
 
 struct _keel_driver_t {
     zactor_t *actor;
+    keel_actor_t *core; // the actor's state, lent while this thread waits; NULL once it ended
+    keel_lend_t *lend;  // its lend token (actor_lend.h)
+    keel_actor_event_t events[S_LEND_EVENTS];
     char id[37];
     keel_status_fn *status_fn;
     void *status_arg;
@@ -99,14 +104,31 @@ s_add_brokers (char **brokers, int *count, const char *list, const char *key, ke
     return KEEL_OK;
 }
 
+//  Sends a command to the actor on the pipe and counts it, so the next
+//  lend starts only once the actor has applied it (actor_lend.h).
+static int
+s_command (keel_driver_t *self, const char *picture, const char *name, const void *arg)
+{
+    int rc = zsock_send (self->actor, picture, name, arg);
+    if (rc == 0)
+        keel_lend_sent (self->lend);
+    return rc;
+}
+
+static bool
+s_has_pending (const keel_driver_t *self)
+{
+    return self->pending && self->pending->count > 0;
+}
+
 static keel_err
 s_flush_pending (keel_driver_t *self)
 {
-    if (!self->pending || self->pending->count == 0)
+    if (!s_has_pending (self))
         return KEEL_OK;
     keel_actor_tasks_t *batch = self->pending;
     self->pending = NULL;
-    if (zsock_send (self->actor, "sp", "TASKS", batch) != 0) {
+    if (s_command (self, "sp", "TASKS", batch) != 0) {
         keel_actor_tasks_destroy (&batch);
         return KEEL_ERR_IO;
     }
@@ -152,6 +174,16 @@ s_handle_status (keel_driver_t *self, keel_actor_status_t *msg)
     free (msg);
 }
 
+//  Handles one event from the actor (a pipe batch's or a lend's), in order.
+static void
+s_handle_event (keel_driver_t *self, const keel_actor_event_t *event)
+{
+    if (event->kind == KEEL_ACTOR_TO_APP_RESULT)
+        s_handle_result (self, (keel_result_t *) event->item);
+    else
+        s_handle_status (self, (keel_actor_status_t *) event->item);
+}
+
 //  Frees an event the application will never see (the driver is ending).
 static void
 s_event_free (const keel_actor_event_t *event)
@@ -165,7 +197,7 @@ s_event_free (const keel_actor_event_t *event)
 }
 
 //  Reads one message from the actor without waiting. Returns false when
-//  none is waiting. A batch of events (actor_int.h) is handled in order,
+//  none is waiting. A batch of events (actor.h) is handled in order,
 //  or freed when handle is false; *stopped_p is set on "STOPPED".
 static bool
 s_read_events (keel_driver_t *self, bool handle, bool *stopped_p)
@@ -192,12 +224,10 @@ s_read_events (keel_driver_t *self, bool handle, bool *stopped_p)
         keel_actor_event_t event;
         for (size_t i = 0; i < n; i++) {
             memcpy (&event, (const char *) zmq_msg_data (&body) + i * sizeof event, sizeof event);
-            if (!handle)
-                s_event_free (&event);
-            else if (event.kind == KEEL_ACTOR_TO_APP_RESULT)
-                s_handle_result (self, (keel_result_t *) event.item);
+            if (handle)
+                s_handle_event (self, &event);
             else
-                s_handle_status (self, (keel_actor_status_t *) event.item);
+                s_event_free (&event);
         }
     }
     else if (len == 7 && memcmp (text, "STOPPED", 7) == 0 && stopped_p)
@@ -205,6 +235,71 @@ s_read_events (keel_driver_t *self, bool handle, bool *stopped_p)
     zmq_msg_close (&name);
     zmq_msg_close (&body);
     return true;
+}
+
+//  Handles the event batches the actor thread already put in the pipe, at
+//  most max messages, without waiting and without a poll per message.
+//  Returns how many it read.
+static size_t
+s_drain (keel_driver_t *self, size_t max)
+{
+    size_t n = 0;
+    while (n < max && s_read_events (self, true, NULL))
+        n++;
+    return n;
+}
+
+//  The wait without a lend, for when the actor does not hand over
+//  (S_BORROW_WAIT_MS): sends the pending tasks, waits on the pipe until
+//  until only when nothing is there yet, then drains it. Adds the
+//  messages read to *handled.
+static keel_err
+s_pipe_turn (keel_driver_t *self, int64_t until, size_t *handled, keel_error_t *err)
+{
+    if (s_flush_pending (self) != KEEL_OK)
+        return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    size_t max = S_MAX_EVENTS_PER_POLL - *handled;
+    size_t n = s_drain (self, max);
+    int64_t left = until - zclock_mono ();
+    if (n == 0 && left > 0) {
+        zmq_pollitem_t item = { zsock_resolve (self->actor), 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&item, 1, (long) left);
+        if (rc < 0 && zmq_errno () == EINTR)
+            return keel_error_set (err, KEEL_ERR_INTERRUPTED, "interrupted");
+        if (rc > 0)
+            n = s_drain (self, max);
+    }
+    *handled += n;
+    return KEEL_OK;
+}
+
+//  One lend: this thread takes the actor's token, hands it the pending
+//  tasks, runs its turns until an event or until (at most the lend's
+//  bound), gives the token back and handles what it took (callbacks run
+//  after the token is back). Adds the events handled to *handled.
+static keel_err
+s_lend_turn (keel_driver_t *self, int64_t until, size_t *handled, keel_error_t *err)
+{
+    int64_t lend_until;
+    if (!keel_lend_borrow (self->lend, S_BORROW_WAIT_MS, &lend_until))
+        return s_pipe_turn (self, until, handled, err);
+    if (s_has_pending (self)) {
+        keel_actor_lent_tasks (self->core, self->pending);
+        self->pending = NULL;
+    }
+    bool interrupted = false;
+    size_t n = keel_actor_lent_wait (self->core, until < lend_until ? until : lend_until,
+                                     self->events, S_LEND_EVENTS, &interrupted);
+    bool wake = false;
+    int64_t due = keel_actor_lent_next_due (self->core, &wake);
+    if (keel_lend_give_back (self->lend, due, wake))
+        zstr_send (self->actor, "WAKE");
+    for (size_t i = 0; i < n; i++)
+        s_handle_event (self, &self->events[i]);
+    *handled += n;
+    if (interrupted)
+        return keel_error_set (err, KEEL_ERR_INTERRUPTED, "interrupted");
+    return KEEL_OK;
 }
 
 // ---------------------------------------------------------------- driver
@@ -305,8 +400,19 @@ keel_driver_new_from_settings (const keel_settings_t *settings, keel_error_t *er
     zlistx_set_destructor (self->results, s_result_free);
     KEEL_INFO ("driver", "driver %s starting primary=%s brokers=%d", self->id, config->brokers[0],
                config->nbrokers);
-    self->actor = zactor_new (keel_actor_run, config);
+    self->core = keel_actor_new (config); // takes config over
+    if (!self->core) {
+        keel_driver_destroy (&self);
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    self->lend = keel_actor_lend (self->core);
+    //  From here the actor thread owns self->core and frees it when it ends
+    //  (zactor_new asserts rather than return NULL once the thread runs).
+    self->actor = zactor_new (keel_actor_run, self->core);
     if (!self->actor) {
+        self->core = NULL;
+        self->lend = NULL;
         keel_driver_destroy (&self);
         keel_error_set (err, KEEL_ERR_NOMEM, "cannot start the driver thread");
         return NULL;
@@ -342,6 +448,8 @@ keel_driver_destroy (keel_driver_t **self_p)
                 continue;
         }
         zactor_destroy (&self->actor);
+        self->core = NULL; // freed by the actor thread
+        self->lend = NULL;
     }
     keel_actor_tasks_destroy (&self->pending);
     zlistx_destroy (&self->results);
@@ -388,24 +496,28 @@ keel_err
 keel_driver_poll (keel_driver_t *self, int timeout_ms, keel_error_t *err)
 {
     assert (self);
-    if (s_flush_pending (self) != KEEL_OK)
+    int64_t until = timeout_ms < 0 ? INT64_MAX : zclock_mono () + timeout_ms;
+    size_t handled = 0;
+    //  Every turn lends the actor to this thread (one turn of it at least,
+    //  even with timeout 0: the actor thread may be parked). The loop goes
+    //  on while nothing came and time is left (each lend waits for an
+    //  event, at most until), or while callbacks left tasks to send; it
+    //  ends by until and after S_MAX_EVENTS_PER_POLL pipe batches and lent
+    //  events.
+    for (int turn = 0; handled < S_MAX_EVENTS_PER_POLL; turn++) {
+        handled += s_drain (self, S_MAX_EVENTS_PER_POLL - handled);
+        if (handled >= S_MAX_EVENTS_PER_POLL)
+            break;
+        int64_t now = zclock_mono ();
+        bool wait = handled == 0 && now < until;
+        if (turn > 0 && !wait && !s_has_pending (self))
+            break;
+        keel_err rc = s_lend_turn (self, wait ? until : now, &handled, err);
+        if (rc != KEEL_OK)
+            return rc;
+    }
+    if (s_flush_pending (self) != KEEL_OK) // left by callbacks after the last event
         return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
-    long timeout = timeout_ms < 0 ? -1 : timeout_ms;
-    //  Waits only when nothing is there yet, then drains without a poll
-    //  per message (each zmq_poll is a system call).
-    bool got = s_read_events (self, true, NULL);
-    if (!got) {
-        zmq_pollitem_t item = { zsock_resolve (self->actor), 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll (&item, 1, timeout);
-        if (rc < 0 && zmq_errno () == EINTR)
-            return keel_error_set (err, KEEL_ERR_INTERRUPTED, "interrupted");
-        got = rc > 0 && s_read_events (self, true, NULL);
-    }
-    for (int i = 0; got && i < S_MAX_EVENTS_PER_POLL; i++) {
-        if (s_flush_pending (self) != KEEL_OK) // a callback may have submitted
-            return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
-        got = s_read_events (self, true, NULL);
-    }
     if (self->no_broker) {
         self->no_broker = false;
         return keel_error_set (err, KEEL_ERR_TIMEOUT, "%s", self->no_broker_text);
@@ -519,7 +631,7 @@ keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *opt
         memcpy (open->init_data, options->init_data, options->init_data_size);
         open->init_data_size = options->init_data_size;
     }
-    if (zsock_send (self->actor, "sp", "OPEN", open) != 0) {
+    if (s_command (self, "sp", "OPEN", open) != 0) {
         keel_actor_open_destroy (&open);
         free (service);
         keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
@@ -603,8 +715,7 @@ static keel_err
 s_service_command (keel_service_t *service, const char *command, keel_error_t *err)
 {
     keel_driver_t *self = service->driver;
-    if (s_flush_pending (self) != KEEL_OK
-        || zsock_send (self->actor, "ss", command, service->id) != 0)
+    if (s_flush_pending (self) != KEEL_OK || s_command (self, "ss", command, service->id) != 0)
         return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
     return KEEL_OK;
 }
