@@ -9,6 +9,14 @@
     This file has the loop, the pipe, the sockets' input and the actor's
     lifetime; what is sent to the brokers and what their messages do is in
     actor_broker.c (actor_int.h has what the two share).
+
+    The same turn runs on the application thread while it waits
+    (keel_actor_lent_*), holding the actor's lend token (actor_lend.h);
+    every turn on the actor thread holds it too. Between turns the actor
+    thread polls its pipe and the broker sockets' ZMQ_FD descriptors, with
+    the token released; finding the token lent, it parks on its pipe
+    (S_PARK_MS) instead of blocking, and the results of a lend go straight
+    to the lender instead of into the pipe.
 */
 #include "actor_int.h"
 

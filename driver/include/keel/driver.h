@@ -10,7 +10,10 @@
     Threads. keel_driver_new starts one background thread (a CZMQ actor)
     that owns the connection to the broker: hello, heartbeats, batching,
     retrying a lost broker, failing over to the next one, probing the
-    primary and moving back to it (DESIGN §4). DSBrokerTimeout also bounds
+    primary and moving back to it (DESIGN §4); while the application thread
+    waits in keel_driver_poll, keel_driver_next_result or
+    keel_driver_wait_all, that thread runs the connection itself (no thread
+    hand-off on a round trip; driver/actor_lend.h). DSBrokerTimeout also bounds
     the first connection: with no broker answering, the driver reports
     KEEL_STATUS_CONNECTING events meanwhile and the wait calls fail with
     "no broker reachable" after a whole pass over the list. It keeps each task's input
