@@ -145,7 +145,8 @@ keel_lend_borrow (keel_lend_t *self, int64_t max_wait_ms, int64_t *until_p)
     clock_gettime (CLOCK_MONOTONIC, &ts);
     int64_t deadline_ns = (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec
                           + (max_wait_ms > 0 ? max_wait_ms : 0) * 1000000;
-    struct timespec abs = { (time_t) (deadline_ns / 1000000000), (long) (deadline_ns % 1000000000) };
+    struct timespec abs = { (time_t) (deadline_ns / 1000000000),
+                            (long) (deadline_ns % 1000000000) };
     pthread_mutex_lock (&self->mutex);
     assert (self->owner != S_APP); // one application thread, no nested lends
     bool ready = false;
