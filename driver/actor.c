@@ -406,7 +406,7 @@ s_broker_turn (keel_actor_t *self)
 
 //  The application holds the token: wait on the pipe (only) until the park
 //  ends. A command read meanwhile is held for the next turn; "WAKE" is
-//  dropped (the next try is the wake-up).
+//  dropped and noted (the next try must not yield).
 static void
 s_park (keel_actor_t *self)
 {
@@ -423,8 +423,10 @@ s_park (keel_actor_t *self)
         return;
     }
     zframe_t *first = zmsg_first (msg);
-    if (first && zframe_streq (first, "WAKE"))
+    if (first && zframe_streq (first, "WAKE")) {
         zmsg_destroy (&msg);
+        self->kicked = true;
+    }
     else
         self->held = msg;
 }
@@ -483,14 +485,23 @@ keel_actor_run (zsock_t *pipe, void *args)
     keel_lend_actor_release (self->lend, zclock_mono ());
     holding = false;
     zsock_signal (pipe, 0);
+    bool timer_due = false; // the last wait ended by its timeout: a timer of the actor's is due
     //  Runs until $TERM: each turn is bounded; the loop ends with the driver.
     while (!self->terminated) {
         if (!holding) {
-            holding = keel_lend_actor_try (self->lend, zclock_mono () + S_PARK_MS);
+            //  With nothing of its own to do, leave the sockets to an
+            //  application thread that waits in a loop (actor_lend.h).
+            int64_t park_until = zclock_mono () + S_PARK_MS;
+            bool own =
+                timer_due || self->kicked || self->held || (zsock_events (self->pipe) & ZMQ_POLLIN);
+            holding = own ? keel_lend_actor_try (self->lend, park_until)
+                          : keel_lend_actor_try_yielding (self->lend, park_until);
             if (!holding) {
+                timer_due = false;
                 s_park (self);
                 continue;
             }
+            self->kicked = false;
         }
         s_actor_turn (self);
         if (self->terminated)
@@ -500,8 +511,10 @@ keel_actor_run (zsock_t *pipe, void *args)
         long timeout = s_prepare_wait (self, items, &n);
         keel_lend_actor_release (self->lend, timeout < 0 ? INT64_MAX : zclock_mono () + timeout);
         holding = false;
-        if (zmq_poll (items, n, timeout) < 0 && zmq_errno () != EINTR)
+        int rc = zmq_poll (items, n, timeout);
+        if (rc < 0 && zmq_errno () != EINTR)
             break;
+        timer_due = rc == 0;
     }
     //  Freeing touches the sockets: wait for the token (a lend is bounded).
     while (!holding) {

@@ -43,16 +43,17 @@ typedef struct {
 
 // The actor's state. Made by the application thread (keel_actor_new),
 // freed by the actor thread. Two groups of fields:
-// - the actor thread's own (never lent): pipe, held, stopping, terminated,
-//   polled_gen;
+// - the actor thread's own (never lent): pipe, held, kicked, stopping,
+//   terminated;
 // - everything else, touched only by the holder of `lend` (actor_lend.h):
 //   the actor thread in a turn, or the application thread in a lend.
 struct _keel_actor_t {
     keel_lend_t *lend;   // the token itself (internally synchronised)
     zsock_t *pipe;       // the actor's end of the pipe (actor thread only)
     zmsg_t *held;        // a command read while parked, applied next turn (actor thread only)
+    bool kicked;         // a "WAKE" came while parked (actor thread only)
     uint64_t gen;        // bumped whenever main or probe is replaced or closed
-    uint64_t polled_gen; // gen when the actor thread last polled its sockets' fds
+    uint64_t polled_gen; // gen when the actor last polled the sockets' fds (set in its turn)
     keel_actor_config_t *config;
     keel_session_t *session;
     zsock_t *main;       // the session socket

@@ -20,6 +20,7 @@ struct _keel_lend_t {
     //  Everything below only under mutex.
     s_owner_t owner;
     int64_t lent_at;       // when the current lend began
+    int64_t lend_ended_at; // when the last lend ended
     int64_t actor_wake_at; // the actor looks at its sockets again by then
     bool actor_asked;      // the actor found the token lent during this lend
     bool owed;             // a lend lasted its bound while the actor asked: the actor goes next
@@ -82,12 +83,18 @@ keel_lend_destroy (keel_lend_t **self_p)
 
 // ---------------------------------------------------------------- actor thread
 
-bool
-keel_lend_actor_try (keel_lend_t *self, int64_t park_until)
+static bool
+s_actor_try (keel_lend_t *self, int64_t park_until, bool yielding)
 {
     assert (self);
     pthread_mutex_lock (&self->mutex);
     bool taken = self->owner == S_NOBODY;
+    if (taken && yielding && !self->owed && self->lend_ended_at > 0
+        && zclock_mono () - self->lend_ended_at < self->bound_ms) {
+        self->actor_wake_at = park_until;
+        pthread_mutex_unlock (&self->mutex);
+        return false;
+    }
     if (taken)
         self->owner = S_ACTOR;
     else {
@@ -99,6 +106,18 @@ keel_lend_actor_try (keel_lend_t *self, int64_t park_until)
     if (taken)
         s_fence ();
     return taken;
+}
+
+bool
+keel_lend_actor_try (keel_lend_t *self, int64_t park_until)
+{
+    return s_actor_try (self, park_until, false);
+}
+
+bool
+keel_lend_actor_try_yielding (keel_lend_t *self, int64_t park_until)
+{
+    return s_actor_try (self, park_until, true);
 }
 
 void
@@ -188,6 +207,7 @@ keel_lend_give_back (keel_lend_t *self, int64_t next_due, bool wake)
         kick = true;
     }
     self->owner = S_NOBODY;
+    self->lend_ended_at = now;
     pthread_mutex_unlock (&self->mutex);
     return kick;
 }

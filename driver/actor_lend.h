@@ -40,7 +40,8 @@
       overtakes them.
 
     Shared fields, all read and written only under `mutex`: owner, lent_at,
-    actor_wake_at, actor_asked, owed, app_waiting, sent, applied. bound_ms
+    lend_ended_at, actor_wake_at, actor_asked, owed, app_waiting, sent,
+    applied. bound_ms
     is written once before any thread starts. The mutex and condition
     variable are the only synchronisation; TSan sees both.
 
@@ -73,6 +74,14 @@ void keel_lend_destroy (keel_lend_t **self_p);
 // parks until park_until (monotonic ms), and returns false; never blocks
 // on a lend.
 bool keel_lend_actor_try (keel_lend_t *self, int64_t park_until);
+// Like keel_lend_actor_try, but also leaves the token free (and parks) when
+// a lend ended less than a bound ago and the actor is not owed a turn: an
+// application thread that waits in a loop borrows again within
+// microseconds, and an actor turn in between would make that borrow wait
+// for a thread wake-up. For an actor with nothing of its own to do (no
+// command in its pipe, not woken); the lender runs the timers meanwhile
+// and wakes the actor for any that falls due before park_until.
+bool keel_lend_actor_try_yielding (keel_lend_t *self, int64_t park_until);
 // The holder (the actor) applied n commands from the pipe.
 void keel_lend_actor_applied (keel_lend_t *self, uint64_t n);
 // Ends the actor's turn; it will look at its sockets again by wake_at

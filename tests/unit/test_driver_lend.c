@@ -211,7 +211,7 @@ s_busy_actor (void *arg)
     int64_t last_turn = zclock_mono ();
     while (!atomic_load (&sh->app_done)) {
         int64_t now = zclock_mono ();
-        if (!keel_lend_actor_try (sh->lend, now + S_BOUND_MS)) {
+        if (!keel_lend_actor_try_yielding (sh->lend, now + S_BOUND_MS)) {
             //  Parked: until a kick or the park ends.
             int64_t park_end = now + S_BOUND_MS;
             while (zclock_mono () < park_end && atomic_load (&sh->kicks) == 0
@@ -257,4 +257,30 @@ Test (driver_lend, exactly_one_thread_holds_the_token_under_concurrent_use)
     cr_assert_lt (sh.max_actor_gap_ms, 4 * S_BOUND_MS + 100, "actor waited %" PRId64 " ms",
                   sh.max_actor_gap_ms);
     keel_lend_destroy (&sh.lend);
+}
+
+Test (driver_lend, an_idle_actor_leaves_the_token_to_a_lender_that_just_gave_it_back)
+{
+    keel_lend_t *lend = keel_lend_new (S_BOUND_MS);
+    int64_t until;
+    //  Never lent: nothing to yield to.
+    cr_assert (keel_lend_actor_try_yielding (lend, 0));
+    keel_lend_actor_release (lend, INT64_MAX);
+    cr_assert (keel_lend_borrow (lend, 0, &until));
+    cr_assert_not (keel_lend_give_back (lend, INT64_MAX, false));
+    //  The lender will be back within microseconds: an idle actor parks...
+    cr_assert_not (keel_lend_actor_try_yielding (lend, zclock_mono () + S_BOUND_MS));
+    //  ... and says when it looks again, so an earlier timer wakes it.
+    cr_assert (keel_lend_borrow (lend, 0, &until));
+    cr_assert (keel_lend_give_back (lend, zclock_mono () + 1, false));
+    //  An actor with work of its own (a command, a kick) takes it at once.
+    cr_assert (keel_lend_actor_try (lend, 0));
+    keel_lend_actor_release (lend, INT64_MAX);
+    //  A bound after the last lend the actor takes it even when idle.
+    int64_t later = zclock_mono () + S_BOUND_MS + 1;
+    while (zclock_mono () < later)
+        zclock_sleep (1);
+    cr_assert (keel_lend_actor_try_yielding (lend, 0));
+    keel_lend_actor_release (lend, INT64_MAX);
+    keel_lend_destroy (&lend);
 }
