@@ -17,11 +17,15 @@
 #include "journal.h"
 #include "log.h"
 
-#define S_MAX_BROKERS         16
-#define S_MAX_EVENTS_PER_POLL 10000 // pipe messages (event batches) and lent events per keel_driver_poll
-#define S_STOP_WAIT_MS        5000
-#define S_LEND_EVENTS         KEEL_ACTOR_EVENTS_MAX // events taken by one lend
-#define S_BORROW_WAIT_MS      1000 // then wait on the pipe instead (the actor is stuck)
+#define S_MAX_BROKERS          16
+#define S_MAX_EVENTS_PER_POLL  10000 // pipe messages (event batches) and lent events per keel_driver_poll
+#define S_STOP_WAIT_MS         5000
+#define S_LEND_EVENTS          KEEL_ACTOR_EVENTS_MAX // events taken by one lend
+#define S_BORROW_WAIT_MS       1000 // then wait on the pipe instead (the actor is stuck)
+//  A lend pays when the application waits for a few results (a round trip's
+//  latency); with more in flight the actor thread decodes, acknowledges and
+//  sends in parallel with the application, so the wait stays on the pipe.
+#define S_LEND_MAX_OUTSTANDING 16
 
 struct _keel_service_t {
     keel_driver_t *driver;
@@ -48,6 +52,7 @@ struct _keel_driver_t {
     size_t batch_size;
     uint64_t submitted;
     uint64_t delivered;
+    bool lent_last; // the last wait lent the actor (it may be parked)
     bool no_broker; // a NO_BROKER event waits to be returned
     char no_broker_text[KEEL_TEXT_MAX + 1];
 };
@@ -237,52 +242,72 @@ s_read_events (keel_driver_t *self, bool handle, bool *stopped_p)
     return true;
 }
 
-//  Handles the event batches the actor thread already put in the pipe, at
-//  most max messages, without waiting and without a poll per message.
-//  Returns how many it read.
-static size_t
-s_drain (keel_driver_t *self, size_t max)
+//  Whether the next wait lends the actor (few tasks in flight) or stays on
+//  the pipe.
+static bool
+s_lends (const keel_driver_t *self)
 {
-    size_t n = 0;
-    while (n < max && s_read_events (self, true, NULL))
-        n++;
-    return n;
+    return self->submitted - self->delivered <= S_LEND_MAX_OUTSTANDING;
 }
 
-//  The wait without a lend, for when the actor does not hand over
-//  (S_BORROW_WAIT_MS): sends the pending tasks, waits on the pipe until
-//  until only when nothing is there yet, then drains it. Adds the
-//  messages read to *handled.
+//  Handles the event batches the actor thread already put in the pipe, at
+//  most max messages, without waiting and without a poll per message, and
+//  adds how many it read to *handled. Tasks callbacks submitted go to the
+//  actor after each batch, unless the next wait lends (the lend hands them
+//  over without a command the actor must apply first).
+static keel_err
+s_drain (keel_driver_t *self, size_t max, size_t *handled, keel_error_t *err)
+{
+    for (size_t n = 0; n < max && s_read_events (self, true, NULL); n++) {
+        ++*handled;
+        if (!s_lends (self) && s_flush_pending (self) != KEEL_OK)
+            return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    }
+    return KEEL_OK;
+}
+
+//  The wait without a lend (many tasks in flight, or the actor does not
+//  hand over within S_BORROW_WAIT_MS): sends the pending tasks, waits on
+//  the pipe until until only when nothing is there yet, then drains it.
+//  Adds the messages read to *handled.
 static keel_err
 s_pipe_turn (keel_driver_t *self, int64_t until, size_t *handled, keel_error_t *err)
 {
     if (s_flush_pending (self) != KEEL_OK)
         return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    size_t before = *handled;
     size_t max = S_MAX_EVENTS_PER_POLL - *handled;
-    size_t n = s_drain (self, max);
+    keel_err rc = s_drain (self, max, handled, err);
+    if (rc != KEEL_OK)
+        return rc;
     int64_t left = until - zclock_mono ();
-    if (n == 0 && left > 0) {
-        zmq_pollitem_t item = { zsock_resolve (self->actor), 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll (&item, 1, (long) left);
-        if (rc < 0 && zmq_errno () == EINTR)
-            return keel_error_set (err, KEEL_ERR_INTERRUPTED, "interrupted");
-        if (rc > 0)
-            n = s_drain (self, max);
-    }
-    *handled += n;
-    return KEEL_OK;
+    if (*handled > before || left <= 0)
+        return KEEL_OK;
+    zmq_pollitem_t item = { zsock_resolve (self->actor), 0, ZMQ_POLLIN, 0 };
+    int polled = zmq_poll (&item, 1, (long) left);
+    if (polled < 0 && zmq_errno () == EINTR)
+        return keel_error_set (err, KEEL_ERR_INTERRUPTED, "interrupted");
+    return polled > 0 ? s_drain (self, max, handled, err) : KEEL_OK;
 }
 
-//  One lend: this thread takes the actor's token, hands it the pending
+//  One lend (with at most S_LEND_MAX_OUTSTANDING tasks in flight; else
+//  the pipe): this thread takes the actor's token, hands it the pending
 //  tasks, runs its turns until an event or until (at most the lend's
 //  bound), gives the token back and handles what it took (callbacks run
 //  after the token is back). Adds the events handled to *handled.
 static keel_err
 s_lend_turn (keel_driver_t *self, int64_t until, size_t *handled, keel_error_t *err)
 {
+    if (!s_lends (self)) {
+        //  The actor may still be parked after the last lend: it takes over now.
+        if (self->lent_last && zstr_send (self->actor, "WAKE") == 0)
+            self->lent_last = false;
+        return s_pipe_turn (self, until, handled, err);
+    }
     int64_t lend_until;
     if (!keel_lend_borrow (self->lend, S_BORROW_WAIT_MS, &lend_until))
         return s_pipe_turn (self, until, handled, err);
+    self->lent_last = true;
     if (s_has_pending (self)) {
         keel_actor_lent_tasks (self->core, self->pending);
         self->pending = NULL;
@@ -498,21 +523,24 @@ keel_driver_poll (keel_driver_t *self, int timeout_ms, keel_error_t *err)
     assert (self);
     int64_t until = timeout_ms < 0 ? INT64_MAX : zclock_mono () + timeout_ms;
     size_t handled = 0;
-    //  Every turn lends the actor to this thread (one turn of it at least,
-    //  even with timeout 0: the actor thread may be parked). The loop goes
+    //  Every turn lends the actor to this thread when few tasks are in
+    //  flight (s_lend_turn; one turn of it at least, even with timeout 0:
+    //  the actor thread may be parked), else waits on the pipe. The loop goes
     //  on while nothing came and time is left (each lend waits for an
     //  event, at most until), or while callbacks left tasks to send; it
     //  ends by until and after S_MAX_EVENTS_PER_POLL pipe batches and lent
     //  events.
     for (int turn = 0; handled < S_MAX_EVENTS_PER_POLL; turn++) {
-        handled += s_drain (self, S_MAX_EVENTS_PER_POLL - handled);
+        keel_err rc = s_drain (self, S_MAX_EVENTS_PER_POLL - handled, &handled, err);
+        if (rc != KEEL_OK)
+            return rc;
         if (handled >= S_MAX_EVENTS_PER_POLL)
             break;
         int64_t now = zclock_mono ();
         bool wait = handled == 0 && now < until;
         if (turn > 0 && !wait && !s_has_pending (self))
             break;
-        keel_err rc = s_lend_turn (self, wait ? until : now, &handled, err);
+        rc = s_lend_turn (self, wait ? until : now, &handled, err);
         if (rc != KEEL_OK)
             return rc;
     }
