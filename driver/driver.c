@@ -18,7 +18,7 @@
 #include "log.h"
 
 #define S_MAX_BROKERS          16
-#define S_MAX_EVENTS_PER_POLL  10000 // pipe messages (event batches) and lent events per keel_driver_poll
+#define S_MAX_EVENTS_PER_POLL  10000 // pipe batches and lent events per keel_driver_poll
 #define S_STOP_WAIT_MS         5000
 #define S_LEND_EVENTS          KEEL_ACTOR_EVENTS_MAX // events taken by one lend
 #define S_BORROW_WAIT_MS       1000 // then wait on the pipe instead (the actor is stuck)
