@@ -82,6 +82,27 @@ keel_msg_notice (keel_msg_t *msg, Keel__NoticeLevel level, const char *service_i
 }
 
 keel_env_t *
+keel_msg_passive (keel_msg_t *msg, const char *active, const char *reason)
+{
+    Keel__Passive *m = &msg->body.passive;
+    keel__passive__init (m);
+    m->active = S_STR (active);
+    m->reason = S_STR (reason);
+    keel_env_t *env = s_env (msg, S_BROKER, KEEL__ENVELOPE__BODY_PASSIVE);
+    env->passive = m;
+    return env;
+}
+
+void
+keel_msg_set_pair_peer (keel_msg_t *msg, const char *peer)
+{
+    if (msg->env.body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME)
+        msg->body.driver_welcome.pair_peer = S_STR (peer);
+    else if (msg->env.body_case == KEEL__ENVELOPE__BODY_LOGIN_REPLY)
+        msg->body.login_reply.pair_peer = S_STR (peer);
+}
+
+keel_env_t *
 keel_msg_driver_welcome (keel_msg_t *msg, const char *broker_name, uint64_t epoch,
                          uint64_t heartbeat_ms, char *const *unknown_services, size_t n_unknown)
 {
@@ -574,4 +595,110 @@ keel_uuid_new (char buf[37])
         *out++ = hex[bytes[i] & 0x0f];
     }
     *out = 0;
+}
+
+// ---------------------------------------------------------------- broker <-> broker (pair)
+
+keel_env_t *
+keel_msg_pair_heartbeat (keel_msg_t *msg, const keel_pair_heartbeat_args_t *args)
+{
+    Keel__PairHeartbeat *m = &msg->body.pair_heartbeat;
+    keel__pair_heartbeat__init (m);
+    m->has_state = true;
+    m->state = args->state;
+    m->role = S_STR (args->role);
+    m->endpoints = S_STR (args->endpoints);
+    m->has_link = true;
+    m->link = args->link;
+    m->advertised = S_STR (args->advertised);
+    m->has_applied_seq = true;
+    m->applied_seq = args->applied_seq;
+    m->has_applied_epoch = true;
+    m->applied_epoch = args->applied_epoch;
+    m->has_synced = true;
+    m->synced = args->synced;
+    m->name = S_STR (args->name);
+    keel_env_t *env = s_env (msg, S_BROKER, KEEL__ENVELOPE__BODY_PAIR_HEARTBEAT);
+    env->pair_heartbeat = m;
+    return env;
+}
+
+keel_env_t *
+keel_msg_pair_update (keel_msg_t *msg, uint64_t seq, uint64_t epoch, const void *batch, size_t len)
+{
+    Keel__PairUpdate *m = &msg->body.pair_update;
+    keel__pair_update__init (m);
+    m->has_seq = true;
+    m->seq = seq;
+    m->has_epoch = true;
+    m->epoch = epoch;
+    m->has_batch = true;
+    m->batch = S_BYTES (batch, len);
+    keel_env_t *env = s_env (msg, S_BROKER, KEEL__ENVELOPE__BODY_PAIR_UPDATE);
+    env->pair_update = m;
+    return env;
+}
+
+keel_env_t *
+keel_msg_pair_ack (keel_msg_t *msg, uint64_t seq)
+{
+    Keel__PairAck *m = &msg->body.pair_ack;
+    keel__pair_ack__init (m);
+    m->has_seq = true;
+    m->seq = seq;
+    keel_env_t *env = s_env (msg, S_BROKER, KEEL__ENVELOPE__BODY_PAIR_ACK);
+    env->pair_ack = m;
+    return env;
+}
+
+keel_env_t *
+keel_msg_pair_sync_request (keel_msg_t *msg, uint64_t applied_seq, uint64_t applied_epoch,
+                            bool full)
+{
+    Keel__PairSyncRequest *m = &msg->body.pair_sync_request;
+    keel__pair_sync_request__init (m);
+    m->has_applied_seq = true;
+    m->applied_seq = applied_seq;
+    m->has_applied_epoch = true;
+    m->applied_epoch = applied_epoch;
+    m->has_full = true;
+    m->full = full;
+    keel_env_t *env = s_env (msg, S_BROKER, KEEL__ENVELOPE__BODY_PAIR_SYNC_REQUEST);
+    env->pair_sync_request = m;
+    return env;
+}
+
+keel_env_t *
+keel_msg_pair_snapshot (keel_msg_t *msg, uint64_t snapshot_id, uint64_t seq, uint64_t epoch,
+                        uint64_t offset, uint64_t total, const void *data, size_t len)
+{
+    Keel__PairSnapshot *m = &msg->body.pair_snapshot;
+    keel__pair_snapshot__init (m);
+    m->has_snapshot_id = true;
+    m->snapshot_id = snapshot_id;
+    m->has_seq = true;
+    m->seq = seq;
+    m->has_epoch = true;
+    m->epoch = epoch;
+    m->has_offset = true;
+    m->offset = offset;
+    m->has_total = true;
+    m->total = total;
+    m->has_data = true;
+    m->data = S_BYTES (data, len);
+    keel_env_t *env = s_env (msg, S_BROKER, KEEL__ENVELOPE__BODY_PAIR_SNAPSHOT);
+    env->pair_snapshot = m;
+    return env;
+}
+
+keel_env_t *
+keel_msg_pair_handover (keel_msg_t *msg, uint64_t seq)
+{
+    Keel__PairHandover *m = &msg->body.pair_handover;
+    keel__pair_handover__init (m);
+    m->has_seq = true;
+    m->seq = seq;
+    keel_env_t *env = s_env (msg, S_BROKER, KEEL__ENVELOPE__BODY_PAIR_HANDOVER);
+    env->pair_handover = m;
+    return env;
 }

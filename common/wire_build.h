@@ -62,6 +62,13 @@ typedef struct {
         Keel__ResultBatch result_batch;
         Keel__AdminRequest admin_request;
         Keel__AdminReply admin_reply;
+        Keel__Passive passive;
+        Keel__PairHeartbeat pair_heartbeat;
+        Keel__PairUpdate pair_update;
+        Keel__PairAck pair_ack;
+        Keel__PairSyncRequest pair_sync_request;
+        Keel__PairSnapshot pair_snapshot;
+        Keel__PairHandover pair_handover;
     } body;
 } keel_msg_t;
 
@@ -93,6 +100,13 @@ keel_env_t *keel_msg_notice (keel_msg_t *msg, Keel__NoticeLevel level, const cha
 keel_env_t *keel_msg_driver_welcome (keel_msg_t *msg, const char *broker_name, uint64_t epoch,
                                      uint64_t heartbeat_ms, char *const *unknown_services,
                                      size_t n_unknown);
+
+// Passive: "go to the active broker of my pair". active, reason NULL: absent.
+keel_env_t *keel_msg_passive (keel_msg_t *msg, const char *active, const char *reason);
+
+// Sets pair_peer on the DriverWelcome or LoginReply just built in msg
+// (peer NULL: absent, as built).
+void keel_msg_set_pair_peer (keel_msg_t *msg, const char *peer);
 
 // Accepted: these tasks (none: the SubmitService itself) are durable.
 keel_env_t *keel_msg_accepted (keel_msg_t *msg, const char *service_id, const uint64_t *task_ids,
@@ -135,6 +149,31 @@ keel_env_t *keel_msg_cancel (keel_msg_t *msg, const uint64_t *execution_ids, siz
 // AdminReply (ok always sent); error, json, text NULL: absent.
 keel_env_t *keel_msg_admin_reply (keel_msg_t *msg, bool ok, const char *error, const char *json,
                                   const char *text);
+
+// ---------------------------------------------------------------- broker <-> broker (pair)
+
+typedef struct {
+    Keel__PairState state;
+    const char *role;       // "primary" or "backup"
+    const char *endpoints;  // the sender's PairEndpoint as configured
+    uint32_t link;          // the link this is sent on
+    const char *advertised; // NULL: absent
+    uint64_t applied_seq;
+    uint64_t applied_epoch;
+    bool synced;
+    const char *name; // NULL: absent
+} keel_pair_heartbeat_args_t;
+
+keel_env_t *keel_msg_pair_heartbeat (keel_msg_t *msg, const keel_pair_heartbeat_args_t *args);
+keel_env_t *keel_msg_pair_update (keel_msg_t *msg, uint64_t seq, uint64_t epoch, const void *batch,
+                                  size_t len);
+keel_env_t *keel_msg_pair_ack (keel_msg_t *msg, uint64_t seq);
+keel_env_t *keel_msg_pair_sync_request (keel_msg_t *msg, uint64_t applied_seq,
+                                        uint64_t applied_epoch, bool full);
+keel_env_t *keel_msg_pair_snapshot (keel_msg_t *msg, uint64_t snapshot_id, uint64_t seq,
+                                    uint64_t epoch, uint64_t offset, uint64_t total,
+                                    const void *data, size_t len);
+keel_env_t *keel_msg_pair_handover (keel_msg_t *msg, uint64_t seq);
 
 // ---------------------------------------------------------------- driver -> broker
 

@@ -199,6 +199,14 @@ s_check_notice (const keel_env_t *env, const char *w, keel_error_t *err)
 }
 
 static bool
+s_check_passive (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__Passive *m = env->passive;
+    return s_text (err, w, "active", m->active, false, KEEL_TEXT_MAX)
+           && s_text (err, w, "reason", m->reason, false, KEEL_TEXT_MAX);
+}
+
+static bool
 s_check_driver_hello (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__DriverHello *m = env->driver_hello;
@@ -216,7 +224,8 @@ s_check_driver_welcome (const keel_env_t *env, const char *w, keel_error_t *err)
         return false;
     if (m->heartbeat_ms < S_MIN_HEARTBEAT_MS)
         return s_fail (err, w, "heartbeat_ms: below %d", S_MIN_HEARTBEAT_MS);
-    return s_id_list (err, w, "unknown_services", m->n_unknown_services, m->unknown_services, 0);
+    return s_id_list (err, w, "unknown_services", m->n_unknown_services, m->unknown_services, 0)
+           && s_text (err, w, "pair_peer", m->pair_peer, false, KEEL_TEXT_MAX);
 }
 
 static bool
@@ -543,6 +552,69 @@ s_check_admin_reply (const keel_env_t *env, const char *w, keel_error_t *err)
            && s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX);
 }
 
+// ---------------------------------------------------------------- pair
+
+static bool
+s_check_pair_heartbeat (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__PairHeartbeat *m = env->pair_heartbeat;
+    if (!s_enum (err, w, "state", m->has_state, m->state, KEEL__PAIR_STATE__PAIR_STATE_PRIMARY,
+                 KEEL__PAIR_STATE__PAIR_STATE_PASSIVE)
+        || !s_text (err, w, "role", m->role, true, 16)
+        || !s_text (err, w, "endpoints", m->endpoints, true, KEEL_TEXT_MAX)
+        || !s_has (err, w, "link", m->has_link)
+        || !s_has (err, w, "applied_seq", m->has_applied_seq)
+        || !s_text (err, w, "advertised", m->advertised, false, KEEL_TEXT_MAX)
+        || !s_text (err, w, "name", m->name, false, KEEL_TEXT_MAX))
+        return false;
+    if (strcmp (m->role, "primary") != 0 && strcmp (m->role, "backup") != 0)
+        return s_fail (err, w, "role: '%s' is neither primary nor backup", m->role);
+    return m->link < 16 || s_fail (err, w, "link: %u is not a link index", m->link);
+}
+
+static bool
+s_check_pair_update (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__PairUpdate *m = env->pair_update;
+    return s_has (err, w, "seq", m->has_seq && m->seq > 0) && s_has (err, w, "epoch", m->has_epoch)
+           && s_has (err, w, "batch", m->has_batch);
+}
+
+static bool
+s_check_pair_ack (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    return s_has (err, w, "seq", env->pair_ack->has_seq);
+}
+
+static bool
+s_check_pair_sync_request (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__PairSyncRequest *m = env->pair_sync_request;
+    return s_has (err, w, "applied_seq", m->has_applied_seq)
+           && s_has (err, w, "applied_epoch", m->has_applied_epoch);
+}
+
+static bool
+s_check_pair_snapshot (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__PairSnapshot *m = env->pair_snapshot;
+    if (!s_has (err, w, "snapshot_id", m->has_snapshot_id) || !s_has (err, w, "seq", m->has_seq)
+        || !s_has (err, w, "epoch", m->has_epoch) || !s_has (err, w, "offset", m->has_offset)
+        || !s_has (err, w, "total", m->has_total) || !s_has (err, w, "data", m->has_data))
+        return false;
+    if (m->offset > m->total || m->data.len > m->total - m->offset)
+        return s_fail (
+            err, w, "data: bytes %llu..%llu beyond total %llu", (unsigned long long) m->offset,
+            (unsigned long long) (m->offset + m->data.len), (unsigned long long) m->total);
+    return true;
+}
+
+static bool
+s_check_pair_handover (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    return s_has (err, w, "seq", env->pair_handover->has_seq);
+}
+
 typedef bool (s_check_fn) (const keel_env_t *env, const char *where, keel_error_t *err);
 
 #define S_BODY(upper, lower, senders)                                                              \
@@ -564,6 +636,7 @@ static const struct {
     S_BODY (HEARTBEAT, heartbeat, S_DRIVER | S_ENGINE | S_BROKER),
     S_BODY (RELOGIN, relogin, S_BROKER),
     S_BODY (NOTICE, notice, S_BROKER),
+    S_BODY (PASSIVE, passive, S_BROKER),
     S_BODY (DRIVER_HELLO, driver_hello, S_DRIVER),
     S_BODY (DRIVER_WELCOME, driver_welcome, S_BROKER),
     S_BODY (SUBMIT_SERVICE, submit_service, S_DRIVER),
@@ -586,6 +659,12 @@ static const struct {
     S_BODY (RESULT_BATCH, result_batch, S_ENGINE),
     S_BODY (ADMIN_REQUEST, admin_request, S_ADMIN),
     S_BODY (ADMIN_REPLY, admin_reply, S_BROKER),
+    S_BODY (PAIR_HEARTBEAT, pair_heartbeat, S_BROKER),
+    S_BODY (PAIR_UPDATE, pair_update, S_BROKER),
+    S_BODY (PAIR_ACK, pair_ack, S_BROKER),
+    S_BODY (PAIR_SYNC_REQUEST, pair_sync_request, S_BROKER),
+    S_BODY (PAIR_SNAPSHOT, pair_snapshot, S_BROKER),
+    S_BODY (PAIR_HANDOVER, pair_handover, S_BROKER),
 };
 #define S_BODIES (sizeof s_bodies / sizeof s_bodies[0])
 

@@ -1135,8 +1135,11 @@ Test (wire_build, every_body_has_a_builder_from_an_allowed_sender)
     keel_login_reply_args_t reply = { .broker_name = S_BROKER,
                                       .engine_timeout_ms = 1,
                                       .heartbeat_ms = 1000 };
-    bool seen[64] = { false };
-    size_t count = 26;
+    keel_pair_heartbeat_args_t beat = { .state = KEEL__PAIR_STATE__PAIR_STATE_ACTIVE,
+                                        .role = "primary",
+                                        .endpoints = "tcp://127.0.0.1:1" };
+    bool seen[128] = { false };
+    size_t count = 33;
     for (size_t i = 0; i < count; i++) {
         keel_msg_t m;
         keel_env_t *env = NULL;
@@ -1220,6 +1223,27 @@ Test (wire_build, every_body_has_a_builder_from_an_allowed_sender)
             case 25:
                 env = keel_msg_admin_reply (&m, true, NULL, "{}", "");
                 break;
+            case 26:
+                env = keel_msg_passive (&m, "tcp://127.0.0.1:2", NULL);
+                break;
+            case 27:
+                env = keel_msg_pair_heartbeat (&m, &beat);
+                break;
+            case 28:
+                env = keel_msg_pair_update (&m, 1, 1, "x", 1);
+                break;
+            case 29:
+                env = keel_msg_pair_ack (&m, 1);
+                break;
+            case 30:
+                env = keel_msg_pair_sync_request (&m, 0, 0, true);
+                break;
+            case 31:
+                env = keel_msg_pair_snapshot (&m, 1, 1, 1, 0, 1, "x", 1);
+                break;
+            case 32:
+                env = keel_msg_pair_handover (&m, 1);
+                break;
         }
         cr_assert_not_null (env);
         keel_error_t err = { "" };
@@ -1227,7 +1251,7 @@ Test (wire_build, every_body_has_a_builder_from_an_allowed_sender)
         zframe_t *frame = keel_wire_encode (env);
         keel_env_t *got = keel_wire_decode (zframe_data (frame), zframe_size (frame), &err);
         cr_assert_not_null (got, "builder %zu: %s", i, err.text);
-        cr_assert_lt ((int) got->body_case, 64);
+        cr_assert_lt ((int) got->body_case, 128);
         seen[got->body_case] = true;
         keel_wire_free (&got);
         zframe_destroy (&frame);
