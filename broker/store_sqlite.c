@@ -210,7 +210,7 @@ keel_store_sqlite_error (keel_store_sqlite_t *self, keel_error_t *err, int rc, c
 void
 keel_store_sqlite_rollback_now (keel_store_sqlite_t *self)
 {
-    if (!sqlite3_get_autocommit (self->db)) {
+    if (self->db && !sqlite3_get_autocommit (self->db)) {
         sqlite3_step (self->q[Q_ROLLBACK]);
         sqlite3_reset (self->q[Q_ROLLBACK]);
     }
@@ -444,25 +444,32 @@ s_configure (keel_store_sqlite_t *self, keel_store_sync_t sync, keel_error_t *er
 //  journal_size_limit truncate it but never replace it. If the WAL cannot
 //  be opened, the connection falls back to synchronous=FULL (a sync inside
 //  every commit): slower, never less durable.
+//
+//  On a reconnect (after keel_store_sqlite_replace) the syncer thread may
+//  hold wal_fd: the new WAL takes the same fd number (dup2 swaps it
+//  atomically, a sync in flight finishes on the old file), so
+//  keel_store_sqlite_sync_fd never changes. A store that fell back keeps
+//  falling back, and one whose new WAL cannot be opened falls back while
+//  its fd keeps pointing at the old (deleted) WAL, harmlessly.
 static keel_err
-s_open_wal (keel_store_sqlite_t *self, keel_error_t *err)
+s_open_wal (keel_store_sqlite_t *self, bool reconnect, keel_error_t *err)
 {
     char wal[4200];
     snprintf (wal, sizeof wal, "%s-wal", self->path);
-    self->wal_fd = open (wal, O_RDONLY | O_CLOEXEC);
-    if (self->wal_fd >= 0) {
-        char dir[4200];
-        snprintf (dir, sizeof dir, "%s", self->path);
-        char *slash = strrchr (dir, '/');
-        if (slash)
-            *(slash == dir ? slash + 1 : slash) = '\0';
-        else
-            snprintf (dir, sizeof dir, ".");
-        int dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void) fsync (dfd);
-            close (dfd);
+    int fd = reconnect && self->wal_fd < 0 ? -1 : open (wal, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && reconnect) {
+        if (dup2 (fd, self->wal_fd) < 0) {
+            close (fd);
+            fd = -1;
         }
+        else {
+            close (fd);
+            fd = self->wal_fd;
+        }
+    }
+    if (fd >= 0) {
+        self->wal_fd = fd;
+        (void) keel_store_sqlite_sync_dir (self->path, NULL);
         return KEEL_OK;
     }
     return keel_store_sqlite_exec (self, "PRAGMA synchronous = FULL;", err);
@@ -517,59 +524,172 @@ s_flock_holder (dev_t dev, ino_t ino)
 //  of the file, is not inherited across exec (O_CLOEXEC), and the kernel
 //  drops it when the process dies, even by kill -9. It is on the store file
 //  itself rather than a side file that an operator could delete.
-static keel_err
-s_lock (keel_store_sqlite_t *self, keel_error_t *err)
+//
+//  keel_store_sqlite_replace renames a new file over the store: a lock won
+//  on the file that was at the path before protects nothing, so the lock
+//  counts only if the path still names the locked file; otherwise lock
+//  again (the replacing broker locked the new file before the rename, so
+//  this then fails with "in use").
+keel_err
+keel_store_sqlite_flock (int fd, const char *path, keel_error_t *err)
 {
-    self->lock_fd = open (self->path, O_RDONLY | O_CLOEXEC);
-    if (self->lock_fd < 0)
-        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open store: %s", self->path,
-                               strerror (errno));
-    if (flock (self->lock_fd, LOCK_EX | LOCK_NB) == 0)
+    if (flock (fd, LOCK_EX | LOCK_NB) == 0)
         return KEEL_OK;
     int saved = errno;
     if (saved != EWOULDBLOCK)
-        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot lock store: %s", self->path,
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot lock store: %s", path,
                                strerror (saved));
     struct stat st;
-    long holder = fstat (self->lock_fd, &st) == 0 ? s_flock_holder (st.st_dev, st.st_ino) : 0;
+    long holder = fstat (fd, &st) == 0 ? s_flock_holder (st.st_dev, st.st_ino) : 0;
     if (holder > 0)
         return keel_error_set (err, KEEL_ERR_STORE,
                                "%s: store is in use by another broker (pid %ld); "
                                "a store belongs to one broker at a time",
-                               self->path, holder);
+                               path, holder);
     return keel_error_set (err, KEEL_ERR_STORE,
                            "%s: store is in use by another broker (pid unknown); "
                            "a store belongs to one broker at a time",
-                           self->path);
+                           path);
 }
 
 static keel_err
-s_open (keel_store_sqlite_t *self, keel_store_sync_t sync, keel_error_t *err)
+s_lock (keel_store_sqlite_t *self, keel_error_t *err)
 {
-    keel_err rc = s_check_file (self->path, err);
-    if (!rc)
-        rc = s_lock (self, err);
-    if (rc)
-        return rc;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        self->lock_fd = open (self->path, O_RDONLY | O_CLOEXEC);
+        if (self->lock_fd < 0)
+            return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open store: %s", self->path,
+                                   strerror (errno));
+        keel_err rc = keel_store_sqlite_flock (self->lock_fd, self->path, err);
+        if (rc)
+            return rc;
+        struct stat held, named;
+        if (fstat (self->lock_fd, &held) == 0 && stat (self->path, &named) == 0
+            && held.st_dev == named.st_dev && held.st_ino == named.st_ino)
+            return KEEL_OK;
+        close (self->lock_fd); // replaced while we locked it: lock the new file
+        self->lock_fd = -1;
+    }
+    return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot lock store: it keeps being replaced",
+                           self->path);
+}
+
+keel_err
+keel_store_sqlite_connect (keel_store_sqlite_t *self, bool reconnect, keel_error_t *err)
+{
+    assert (!self->db);
     int src =
         sqlite3_open_v2 (self->path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK)
         return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open store: %s", self->path,
                                self->db ? sqlite3_errmsg (self->db) : sqlite3_errstr (src));
     int64_t version = 0;
-    rc = s_identify (self, &version, err);
-    if (!rc && version > 0)
+    keel_err rc = s_identify (self, &version, err);
+    if (!rc && version > 0 && !reconnect)
         rc = s_quick_check (self, err);
     if (!rc)
-        rc = s_configure (self, sync, err);
+        rc = s_configure (self, self->sync, err);
     if (!rc)
         rc = s_migrate (self, version, err);
     if (!rc)
         rc = s_check_marker (self, err);
     if (!rc)
         rc = s_prepare (self, err);
-    if (!rc && sync == KEEL_STORE_SYNC_FULL)
-        rc = s_open_wal (self, err);
+    if (!rc && self->sync == KEEL_STORE_SYNC_FULL)
+        rc = s_open_wal (self, reconnect, err);
+    return rc;
+}
+
+void
+keel_store_sqlite_close_db (keel_store_sqlite_t *self)
+{
+    for (int i = 0; i < Q_COUNT; i++) {
+        sqlite3_finalize (self->q[i]);
+        self->q[i] = NULL;
+    }
+    sqlite3_close (self->db);
+    self->db = NULL;
+}
+
+keel_err
+keel_store_sqlite_disconnect (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    assert (self->db && !self->in_txn);
+    //  TRUNCATE waits for no reader (there is none: one connection) and
+    //  reports busy = 1 if the WAL could not be copied in full.
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (self->db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &stmt, NULL);
+    int busy = 1;
+    if (rc == SQLITE_OK && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        busy = sqlite3_column_int (stmt, 0);
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        rc = sqlite3_errcode (self->db);
+    sqlite3_finalize (stmt);
+    if (rc != SQLITE_OK)
+        return keel_store_sqlite_error (self, err, rc, "checkpoint");
+    if (busy)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: checkpoint: the WAL is in use",
+                               self->path);
+    keel_store_sqlite_close_db (self);
+    return KEEL_OK;
+}
+
+keel_err
+keel_store_sqlite_check_schema (keel_store_sqlite_t *self, bool thorough, keel_error_t *err)
+{
+    int64_t version = 0;
+    keel_err rc = s_identify (self, &version, err);
+    if (rc)
+        return rc;
+    if (version == 0)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: not a Keel store (empty database)",
+                               self->path);
+    if (version != KEEL_STORE_SCHEMA_VERSION)
+        return keel_error_set (err, KEEL_ERR_STORE,
+                               "%s: store schema version %" PRId64 ", this broker uses %d",
+                               self->path, version, KEEL_STORE_SCHEMA_VERSION);
+    rc = s_check_marker (self, err);
+    if (!rc && thorough)
+        rc = s_quick_check (self, err);
+    return rc;
+}
+
+void
+keel_store_sqlite_dirname (const char *path, char *dir, size_t size)
+{
+    snprintf (dir, size, "%s", path);
+    char *slash = strrchr (dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+        snprintf (dir, size, ".");
+}
+
+keel_err
+keel_store_sqlite_sync_dir (const char *path, keel_error_t *err)
+{
+    char dir[4200];
+    keel_store_sqlite_dirname (path, dir, sizeof dir);
+    int dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = dfd >= 0 ? fsync (dfd) : -1;
+    int saved = errno;
+    if (dfd >= 0)
+        close (dfd);
+    if (rc != 0)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: fsync: %s", dir, strerror (saved));
+    return KEEL_OK;
+}
+
+static keel_err
+s_open (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    keel_err rc = s_check_file (self->path, err);
+    if (!rc)
+        rc = s_lock (self, err);
+    if (!rc)
+        rc = keel_store_sqlite_connect (self, false, err);
     return rc;
 }
 
@@ -593,6 +713,7 @@ keel_store_sqlite_open (const char *path, keel_store_sync_t sync, keel_error_t *
     if (self) {
         self->wal_fd = -1;
         self->lock_fd = -1;
+        self->sync = sync;
         self->path = strdup (path);
     }
     if (!self || !self->path) {
@@ -600,7 +721,7 @@ keel_store_sqlite_open (const char *path, keel_store_sync_t sync, keel_error_t *
         keel_error_set (err, KEEL_ERR_NOMEM, "%s: out of memory", path);
         return NULL;
     }
-    if (s_open (self, sync, err) != KEEL_OK)
+    if (s_open (self, err) != KEEL_OK)
         keel_store_sqlite_destroy (&self);
     return self;
 }
@@ -614,9 +735,7 @@ keel_store_sqlite_destroy (keel_store_sqlite_t **self_p)
         return;
     if (self->db && self->in_txn)
         keel_store_sqlite_rollback_now (self);
-    for (int i = 0; i < Q_COUNT; i++)
-        sqlite3_finalize (self->q[i]);
-    sqlite3_close (self->db);
+    keel_store_sqlite_close_db (self);
     if (self->wal_fd >= 0)
         close (self->wal_fd);
     if (self->lock_fd >= 0)

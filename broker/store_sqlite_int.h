@@ -80,6 +80,7 @@ struct _keel_store_sqlite_t {
     int bind_rc;             // first failed binding of the statement being built
     int wal_fd;              // the WAL file, for fdatasync (StoreSync=full); -1 if none
     int lock_fd;             // the store file, flock'ed LOCK_EX for this broker's life; -1 if none
+    keel_store_sync_t sync;  // StoreSync, kept for reopening after keel_store_sqlite_replace
 };
 
 // Maps a SQLite result code to a Keel error: KEEL_ERR_FULL when the disk is
@@ -101,5 +102,37 @@ void keel_store_sqlite_rollback_now (keel_store_sqlite_t *self);
 const char *keel_store_sqlite_sql (keel_store_sqlite_query_t query);
 // Runs SQL text (no prepared statement) on the connection.
 keel_err keel_store_sqlite_exec (keel_store_sqlite_t *self, const char *sql, keel_error_t *err);
+
+// Connects self->db to self->path (already locked): opens, identifies,
+// runs quick_check (not on a reconnect: the caller checked the file),
+// configures, migrates, prepares the statements and, with StoreSync=full,
+// opens the WAL for syncing. On a reconnect keel_store_sqlite_sync_fd
+// keeps its value: the new WAL is dup2'ed onto the fd a syncer thread may
+// hold, so it syncs the new WAL from then on.
+keel_err keel_store_sqlite_connect (keel_store_sqlite_t *self, bool reconnect, keel_error_t *err);
+
+// Finalizes the statements and closes the connection at once (db NULL
+// after); for destroy and for giving up on a failed connect.
+void keel_store_sqlite_close_db (keel_store_sqlite_t *self);
+
+// Closes the connection cleanly: checkpoints the whole WAL into the
+// database, finalizes the statements and closes, which deletes PATH-wal
+// and PATH-shm. Fails (nothing closed) when the checkpoint cannot finish.
+// The lock and the WAL fd stay open.
+keel_err keel_store_sqlite_disconnect (keel_store_sqlite_t *self, keel_error_t *err);
+
+// Checks that the connection self->db holds a Keel store of exactly this
+// build's schema (and, if thorough, passes quick_check); errors name
+// self->path.
+keel_err keel_store_sqlite_check_schema (keel_store_sqlite_t *self, bool thorough,
+                                         keel_error_t *err);
+
+// flock(LOCK_EX | LOCK_NB) on fd; the error names path and, when it can be
+// told, the pid holding the lock.
+keel_err keel_store_sqlite_flock (int fd, const char *path, keel_error_t *err);
+
+// The directory part of path ("." when none) in dir, and an fsync of it.
+void keel_store_sqlite_dirname (const char *path, char *dir, size_t size);
+keel_err keel_store_sqlite_sync_dir (const char *path, keel_error_t *err);
 
 #endif

@@ -25,6 +25,8 @@
 keel_err
 keel_store_sqlite_meta_get (keel_store_sqlite_t *self, const char *name, uint64_t *value_p)
 {
+    if (!self->db)
+        return KEEL_ERR_STORE; // closed by a failed replace
     sqlite3_stmt *stmt = self->q[Q_META_GET];
     int rc = sqlite3_bind_text (stmt, 1, name, -1, SQLITE_STATIC);
     if (rc == SQLITE_OK)
@@ -185,6 +187,8 @@ keel_err
 keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *loader, void *arg,
                         keel_error_t *err)
 {
+    if (!self->db)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s", self->poison_err.text);
     const struct {
         const char *what;
         const char *sql;
@@ -226,6 +230,8 @@ keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *lo
 keel_err
 keel_store_sqlite_events (keel_store_sqlite_t *self, int limit, keel_store_event_fn *fn, void *arg)
 {
+    if (!self->db)
+        return KEEL_ERR_STORE; // closed by a failed replace
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v2 (self->db,
                                  "SELECT wall_ms, kind, text FROM (SELECT * FROM events"
@@ -301,6 +307,8 @@ keel_err
 keel_store_sqlite_maintenance (keel_store_sqlite_t *self, int64_t now_wall_ms, int64_t retention_ms,
                                keel_store_maintenance_t *report, keel_error_t *err)
 {
+    if (!self->db)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s", self->poison_err.text);
     if (self->in_txn || self->poison)
         return keel_error_set (err, KEEL_ERR_STATE,
                                "%s: maintenance inside a loop-turn transaction", self->path);

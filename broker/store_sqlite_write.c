@@ -29,6 +29,8 @@ s_poison (keel_store_sqlite_t *self, int rc, const char *what)
 keel_err
 keel_store_sqlite_begin (keel_store_sqlite_t *self)
 {
+    if (!self->db)
+        return KEEL_ERR_STORE; // closed by a failed replace (last_error says why)
     if (self->poison)
         return self->poison;
     if (self->in_txn)
