@@ -225,3 +225,35 @@ keel_store_size (keel_store_t *self)
     assert (self);
     return self->sql ? keel_store_sqlite_size (self->sql) : 0;
 }
+
+// ---------------------------------------------------------------- snapshots
+
+static keel_err
+s_memory_refuses (const char *what, keel_error_t *err)
+{
+    return keel_error_set (err, KEEL_ERR_STORE, "memory: %s is not supported for Store=memory",
+                           what);
+}
+
+keel_err
+keel_store_snapshot (keel_store_t *self, const char *path, keel_error_t *err)
+{
+    assert (self && path);
+    return self->sql ? keel_store_sqlite_snapshot (self->sql, path, err)
+                     : s_memory_refuses ("snapshot", err);
+}
+
+keel_err
+keel_store_check_file (const char *path, keel_error_t *err)
+{
+    assert (path);
+    return keel_store_sqlite_check_file (path, err);
+}
+
+keel_err
+keel_store_replace (keel_store_t *self, const char *path, keel_error_t *err)
+{
+    assert (self && path);
+    return self->sql ? keel_store_sqlite_replace (self->sql, path, err)
+                     : s_memory_refuses ("replace", err);
+}

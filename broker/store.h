@@ -141,4 +141,55 @@ keel_err keel_store_maintenance (keel_store_t *self, int64_t now_wall_ms, int64_
 // Size of the store on disk (db + WAL), in bytes; 0 for memory:.
 uint64_t keel_store_size (keel_store_t *self);
 
+// ---------------------------------------------------------------- snapshots
+// A whole-store copy for the broker pair (DESIGN §6): the active writes one
+// (keel_store_snapshot), the passive receives the file, checks it
+// (keel_store_check_file) and swaps it in (keel_store_replace). memory:
+// stores refuse both with KEEL_ERR_STORE ("not supported for Store=memory").
+
+// Writes a consistent copy of everything committed so far to path (created
+// or truncated, with any stale path-journal/-wal/-shm removed) through
+// SQLite's online backup of the store's own connection, then fsyncs the
+// file and its directory. The copy is a standalone rollback-journal
+// database: it opens without the store's WAL. The store is not disturbed
+// (its lock, WAL, statements). Call between loop turns: inside an open
+// transaction (or after a failed write not yet rolled back) it fails with
+// KEEL_ERR_STATE; path naming the store itself is KEEL_ERR_INVALID. On
+// failure path is removed; KEEL_ERR_FULL when the disk is full, otherwise
+// KEEL_ERR_STORE, err naming path. Takes as long as copying the file.
+keel_err keel_store_snapshot (keel_store_t *self, const char *path, keel_error_t *err);
+
+// Checks that path is a Keel store this broker can install with
+// keel_store_replace: a SQLite database (read read-only and as immutable:
+// only the main file, no -wal, nothing created next to it) with the Keel
+// application id and format marker, exactly this broker's schema version
+// (neither older nor newer: a pair runs one build) and a clean
+// PRAGMA quick_check (O(size)). KEEL_ERR_STORE otherwise, err naming path
+// and the problem: "not a Keel store (empty file)", "... (not a SQLite
+// database)", "... (foreign SQLite database)", "store schema version 7,
+// this broker uses 3", "store is corrupt: database disk image is
+// malformed". Needs no store; works for any backend.
+keel_err keel_store_check_file (const char *path, keel_error_t *err);
+
+// Replaces the whole content of the store with the database at path (made
+// by keel_store_snapshot and passed by keel_store_check_file; replace
+// checks again its identity and version, not quick_check) by renaming path
+// over the store file: the store's connection is closed cleanly first (its
+// WAL checkpointed and deleted), path is fsynced, renamed, and the
+// directory fsynced, so after a crash at any point the store file holds
+// either the old or the new database, whole. path must be on the store's
+// file system (ideally in its directory); it is gone after success. The
+// store stays locked against another broker throughout: path is flock'ed
+// before the rename and the lock on the old file is released after it.
+// Afterwards the store reads the new content (statements prepared again,
+// same StoreSync) and keel_store_sync_fd keeps its value (the new WAL
+// takes over the same fd, so a syncer keeps working).
+// Call between loop turns (KEEL_ERR_STATE inside a transaction).
+// Failure before the rename (a bad or missing path, a lock or fsync error)
+// leaves the old store open and unchanged. A failed directory fsync after
+// the rename is reported but the store is open on the new content. If the
+// store cannot be reopened after the rename (an I/O error), the error says
+// "store closed": every later call fails, destroy it and open it again.
+keel_err keel_store_replace (keel_store_t *self, const char *path, keel_error_t *err);
+
 #endif

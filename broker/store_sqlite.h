@@ -65,4 +65,10 @@ keel_err keel_store_sqlite_maintenance (keel_store_sqlite_t *self, int64_t now_w
                                         keel_error_t *err);
 uint64_t keel_store_sqlite_size (keel_store_sqlite_t *self);
 
+// store_sqlite_snapshot.c
+keel_err keel_store_sqlite_snapshot (keel_store_sqlite_t *self, const char *path,
+                                     keel_error_t *err);
+keel_err keel_store_sqlite_check_file (const char *path, keel_error_t *err);
+keel_err keel_store_sqlite_replace (keel_store_sqlite_t *self, const char *path, keel_error_t *err);
+
 #endif
