@@ -188,8 +188,7 @@ s_check_header (const char *path, keel_error_t *err)
 {
     int fd = open (path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open: %s", path,
-                               strerror (errno));
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open: %s", path, strerror (errno));
     struct stat st;
     char header[16];
     bool regular = fstat (fd, &st) == 0 && S_ISREG (st.st_mode);
@@ -199,8 +198,7 @@ s_check_header (const char *path, keel_error_t *err)
     if (!regular)
         return keel_error_set (err, KEEL_ERR_STORE, "%s: not a regular file", path);
     if (got < 0)
-        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot read: %s", path,
-                               strerror (saved));
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot read: %s", path, strerror (saved));
     if (st.st_size == 0)
         return keel_error_set (err, KEEL_ERR_STORE, "%s: not a Keel store (empty file)", path);
     if (got < (ssize_t) sizeof header || st.st_size < 512
@@ -221,8 +219,8 @@ s_check (const char *path, bool thorough, keel_error_t *err)
     if (!s_immutable_uri (path, uri, sizeof uri))
         return keel_error_set (err, KEEL_ERR_STORE, "%s: path too long", path);
     sqlite3 *db = NULL;
-    int src = sqlite3_open_v2 (uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
-                               NULL);
+    int src = sqlite3_open_v2 (uri, &db,
+                               SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
     if (src != SQLITE_OK) {
         rc = keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open: %s", path,
                              db ? sqlite3_errmsg (db) : sqlite3_errstr (src));
@@ -301,8 +299,7 @@ keel_store_sqlite_replace (keel_store_sqlite_t *self, const char *path, keel_err
     // Step 1: lock and sync the new file.
     int fd = open (path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open: %s", path,
-                               strerror (errno));
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot open: %s", path, strerror (errno));
     rc = keel_store_sqlite_flock (fd, path, err);
     if (!rc && fsync (fd) != 0)
         rc = keel_error_set (err, KEEL_ERR_STORE, "%s: fsync: %s", path, strerror (errno));

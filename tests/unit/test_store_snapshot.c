@@ -122,8 +122,7 @@ s_check_refuses (const char *path)
 {
     static keel_error_t err;
     memset (&err, 0, sizeof err);
-    cr_assert_eq (keel_store_check_file (path, &err), KEEL_ERR_STORE, "%s passed the check",
-                  path);
+    cr_assert_eq (keel_store_check_file (path, &err), KEEL_ERR_STORE, "%s passed the check", path);
     cr_log_info ("refused: %s", err.text);
     cr_assert (strstr (err.text, path), "'%s' does not name %s", err.text, path);
     return err.text;
