@@ -155,6 +155,26 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         keel_json_kv_uint (&j, s_task_state[i], tasks[i]);
     keel_json_end_object (&j);
     keel_json_kv_uint (&j, "pending_claims", v->pending_claims);
+    const keel_admin_pair_t *p = v->pair;
+    if (p) {
+        keel_json_key (&j, "pair");
+        keel_json_object (&j);
+        keel_json_kv_str (&j, "peer", p->peer);
+        keel_json_kv_str (&j, "peer_state", p->peer_state);
+        keel_json_kv_int (&j, "links_up", p->links_up);
+        keel_json_kv_int (&j, "links", p->links);
+        keel_json_kv_uint (&j, "mirror_lag", p->mirror_lag);
+        keel_json_kv_bool (&j, "synced", p->synced);
+        keel_json_kv_str (&j, "pair_role", p->pair_role);
+        keel_json_kv_uint (&j, "applied_seq", p->applied_seq);
+        keel_json_key (&j, "counters");
+        keel_json_object (&j);
+#define KEEL_PAIR_COUNTER_JSON(name) keel_json_kv_uint (&j, #name, p->counters->name);
+        KEEL_PAIR_COUNTERS (KEEL_PAIR_COUNTER_JSON)
+#undef KEEL_PAIR_COUNTER_JSON
+        keel_json_end_object (&j);
+        keel_json_end_object (&j);
+    }
     keel_json_key (&j, "counters");
     keel_json_object (&j);
 #define KEEL_COUNTER_JSON(name) keel_json_kv_uint (&j, #name, v->counters->name);
@@ -170,6 +190,18 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
           v->name, v->role, (unsigned long long) v->epoch, (long long) uptime,
           keel_store_describe (v->store), (unsigned long long) keel_store_size (v->store),
           (unsigned long long) v->store_uncommitted, (unsigned long long) v->store_unsynced);
+    if (p) {
+        s_tf (&t,
+              "\n# Pair\npair_role:%s\npeer:%s\npeer_state:%s\nlinks_up:%d/%d\n"
+              "mirror_lag:%llu\nsynced:%s\napplied_seq:%llu\n",
+              p->pair_role, p->peer, p->peer_state, p->links_up, p->links,
+              (unsigned long long) p->mirror_lag, p->synced ? "true" : "false",
+              (unsigned long long) p->applied_seq);
+#define KEEL_PAIR_COUNTER_TEXT(name)                                                               \
+    s_tf (&t, "pair_%s:%llu\n", #name, (unsigned long long) p->counters->name);
+        KEEL_PAIR_COUNTERS (KEEL_PAIR_COUNTER_TEXT)
+#undef KEEL_PAIR_COUNTER_TEXT
+    }
     s_tf (&t, "\n# Engines\nonline:%llu\noffline:%llu\nslots:%llu\nbusy:%llu\n",
           (unsigned long long) online, (unsigned long long) offline, (unsigned long long) slots,
           (unsigned long long) busy);

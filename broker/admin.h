@@ -21,9 +21,22 @@
 #include "settings.h"
 #include "store.h"
 
+// A resilient pair's part of `status` (DESIGN §6).
+typedef struct {
+    const char *pair_role;  // "primary" / "backup" (PairRole)
+    const char *peer;       // PairPeer
+    const char *peer_state; // "up" / "lost"
+    int links_up, links;
+    uint64_t mirror_lag; // updates the passive has yet to store
+    bool synced;         // the mirror holds everything acknowledged
+    uint64_t applied_seq;
+    const keel_pair_counters_t *counters;
+} keel_admin_pair_t;
+
 typedef struct {
     const char *name;
-    const char *role; // "standalone" (pair roles come later)
+    const char *role;              // "standalone", or a pair's "active" / "passive" / "starting"
+    const keel_admin_pair_t *pair; // NULL: not in a pair
     uint64_t epoch;
     int64_t started_mono;
     keel_model_t *model;

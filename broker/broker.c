@@ -57,11 +57,18 @@ s_flush (keel_broker_t *self)
     }
 }
 
-// Every commit up to seq is durable: held messages up to it leave with the
-// turn's outbox, and an execution-id reservation it wrote becomes usable.
-static void
-s_synced (keel_broker_t *self, uint64_t seq)
+// Commits up to min(durable here, held by the pair's mirror) are durable:
+// held messages up to it leave with the turn's outbox, and an execution-id
+// reservation it wrote becomes usable.
+void
+keel_broker_release (keel_broker_t *self)
 {
+    uint64_t seq = self->local_synced;
+    uint64_t mirrored = keel_broker_pair_mirrored (self->pair);
+    if (mirrored < seq)
+        seq = mirrored;
+    if (seq <= keel_core_synced_seq (self->core))
+        return;
     s_take_outbox (self); // what the core sent before, in order
     keel_core_synced (self->core, seq);
     uint64_t synced = keel_core_synced_seq (self->core);
@@ -72,6 +79,15 @@ s_synced (keel_broker_t *self, uint64_t seq)
             zlistx_detach_cur (self->held);
             zlistx_add_end (self->sendq, out);
         }
+}
+
+// Every commit up to seq is durable in this store.
+static void
+s_synced (keel_broker_t *self, uint64_t seq)
+{
+    if (seq > self->local_synced)
+        self->local_synced = seq;
+    keel_broker_release (self);
 }
 
 // The syncer failed to flush: what the WAL holds cannot be trusted to be
@@ -128,6 +144,7 @@ keel_err
 keel_broker_commit_now (keel_broker_t *self, keel_error_t *err)
 {
     keel_changes_t *changes = keel_core_changes (self->core);
+    keel_broker_pair_stamp (self->pair, changes);
     keel_err rc = keel_store_apply_all (self->store, changes);
     if (rc == KEEL_OK)
         rc = keel_store_commit (self->store, err);
@@ -135,7 +152,11 @@ keel_broker_commit_now (keel_broker_t *self, keel_error_t *err)
         keel_error_set (err, rc, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
     }
+    if (rc == KEEL_OK)
+        keel_broker_pair_committed (self->pair, changes);
     keel_changes_clear (changes);
+    if (rc == KEEL_OK)
+        keel_broker_pair_stream (self->pair, self->commit_seq);
     return rc;
 }
 
@@ -150,14 +171,18 @@ s_commit (keel_broker_t *self)
     keel_changes_t *changes = keel_core_changes (self->core);
     bool wrote = false;
     keel_err rc = keel_core_prepare_commit (self->core, &wrote);
-    if (rc == KEEL_OK)
+    if (rc == KEEL_OK) {
+        keel_broker_pair_stamp (self->pair, changes);
         rc = keel_store_apply_all (self->store, changes);
+    }
     if (rc == KEEL_OK)
         rc = keel_store_commit_async (self->store, &err);
     else {
         snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
     }
+    if (rc == KEEL_OK)
+        keel_broker_pair_committed (self->pair, changes);
     keel_changes_clear (changes);
     if (rc != KEEL_OK) {
         keel_core_commit_failed (self->core, err.text[0] ? err.text : "store commit failed");
@@ -165,6 +190,9 @@ s_commit (keel_broker_t *self)
     }
     bool sync_now = keel_core_sync_now (self->core);
     uint64_t seq = self->commit_seq = keel_core_committed (self->core, wrote);
+    // The pair's update carries this commit: its messages wait for the
+    // peer's acknowledgement of it too.
+    keel_broker_pair_stream (self->pair, seq);
     if (self->syncer && seq > keel_core_synced_seq (self->core)) {
         keel_syncer_request (self->syncer, seq);
         if (keel_syncer_failed (self->syncer)) {
@@ -234,7 +262,9 @@ s_recv_router (keel_broker_t *self)
             keel_env_t *env = keel_wire_decode (zmq_msg_data (&body), zmq_msg_size (&body), &err);
             if (!env)
                 keel_core_malformed (self->core, "%s", err.text);
-            else if (route)
+            else if (route
+                     && (keel_broker_pair_serving (self->pair)
+                         || keel_broker_pair_client (self->pair, route)))
                 keel_core_message (self->core, route, env);
             keel_wire_free (&env);
             zframe_destroy (&route);
@@ -275,7 +305,13 @@ s_poll_timeout (keel_broker_t *self)
     if (zlistx_size (self->sendq))
         return 0;
     keel_core_clock (self->core, zclock_mono (), zclock_time ());
-    return keel_core_wait_ms (self->core);
+    int64_t wait = keel_broker_pair_serving (self->pair) ? keel_core_wait_ms (self->core) : 1000;
+    if (self->pair) {
+        int64_t pair = keel_broker_pair_wait_ms (self->pair);
+        if (pair < wait)
+            wait = pair;
+    }
+    return wait;
 }
 
 // One loop turn. Returns false when the loop should end.
@@ -285,12 +321,22 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     zpoller_wait (poller, (int) s_poll_timeout (self));
     if (zpoller_terminated (poller) || zsys_interrupted)
         return false;
-    keel_core_t *core = self->core;
     s_clock (self);
-    keel_core_turn_begin (core);
-    s_recv_syncer (self);
+    // A pair's links first: a peer that took over while this broker was
+    // paused demotes it before it serves anything.
+    if (self->pair)
+        keel_broker_pair_turn (self->pair);
+    if (keel_broker_pair_serving (self->pair)) {
+        keel_core_turn_begin (self->core);
+        s_recv_syncer (self);
+    }
     s_recv_admin (self);
-    s_recv_router (self);
+    s_recv_router (self); // a client's message may make a pair's broker take over
+    if (!keel_broker_pair_serving (self->pair)) {
+        s_answer_admin (self);
+        return !self->stop;
+    }
+    keel_core_t *core = self->core;
     s_clock (self);
     keel_core_timers (core);
     // Results go to drivers at once, before the commit: the application
@@ -326,6 +372,19 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     return !self->stop;
 }
 
+static void
+s_say_serving (keel_broker_t *self)
+{
+    const char *store = keel_broker_cfg_Store (self->settings);
+    KEEL_INFO ("broker", "serving name=%s endpoint=%s admin=%s epoch=%llu",
+               keel_core_name (self->core), keel_broker_cfg_Endpoint (self->settings),
+               keel_broker_cfg_AdminEndpoint (self->settings),
+               (unsigned long long) keel_core_epoch (self->core));
+    KEEL_JOURNAL ("serving", .epoch = (int64_t) keel_core_epoch (self->core),
+                  .text = keel_core_name (self->core), .output = store,
+                  .output_len = strlen (store));
+}
+
 keel_err
 keel_broker_run (keel_broker_t *self)
 {
@@ -336,16 +395,21 @@ keel_broker_run (keel_broker_t *self)
         zpoller_destroy (&poller);
         return KEEL_ERR_NOMEM;
     }
+    if (self->pair && keel_broker_pair_poll_on (self->pair, poller) != 0) {
+        zpoller_destroy (&poller);
+        return KEEL_ERR_NOMEM;
+    }
+    self->poller = poller;
     s_clock (self);
     keel_core_turn_begin (self->core); // the pause clock starts now
-    const char *store = keel_broker_cfg_Store (self->settings);
-    KEEL_INFO ("broker", "serving name=%s endpoint=%s admin=%s epoch=%llu",
-               keel_core_name (self->core), keel_broker_cfg_Endpoint (self->settings),
-               keel_broker_cfg_AdminEndpoint (self->settings),
-               (unsigned long long) keel_core_epoch (self->core));
-    KEEL_JOURNAL ("serving", .epoch = (int64_t) keel_core_epoch (self->core),
-                  .text = keel_core_name (self->core), .output = store,
-                  .output_len = strlen (store));
+    if (self->pair)
+        KEEL_INFO ("broker",
+                   "listening name=%s endpoint=%s admin=%s PairRole=%s: serving once active",
+                   keel_core_name (self->core), keel_broker_cfg_Endpoint (self->settings),
+                   keel_broker_cfg_AdminEndpoint (self->settings),
+                   keel_broker_cfg_PairRole (self->settings));
+    else
+        s_say_serving (self);
     while (s_turn (self, poller))
         ;
     zpoller_destroy (&poller);
@@ -355,8 +419,9 @@ keel_broker_run (keel_broker_t *self)
         KEEL_INFO ("broker", "stopping after a store failure");
         return KEEL_ERR_STORE;
     }
+    self->poller = NULL;
     // A clean stop leaves nothing uncommitted and nothing unsent.
-    if (keel_core_uncommitted (self->core))
+    if (keel_broker_pair_serving (self->pair) && keel_core_uncommitted (self->core))
         s_commit (self);
     s_sync_now (self);
     s_flush (self);
@@ -414,6 +479,81 @@ s_recover (keel_broker_t *self, keel_error_t *err)
     return KEEL_OK;
 }
 
+static keel_err
+s_start_syncer (keel_broker_t *self, keel_error_t *err)
+{
+    if (keel_store_sync_fd (self->store) < 0)
+        return KEEL_OK;
+    self->syncer = keel_syncer_new (keel_store_sync_fd (self->store));
+    if (!self->syncer)
+        return keel_error_set (err, KEEL_ERR_NOMEM, "cannot start the store sync thread");
+    if (self->poller && zpoller_add (self->poller, keel_syncer_actor (self->syncer)) != 0)
+        return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+    return KEEL_OK;
+}
+
+static void
+s_stop_syncer (keel_broker_t *self)
+{
+    if (self->syncer && self->poller)
+        zpoller_remove (self->poller, keel_syncer_actor (self->syncer));
+    keel_syncer_destroy (&self->syncer);
+}
+
+// A fresh core with nothing in it (a pair's broker that does not serve).
+static keel_err
+s_empty_core (keel_broker_t *self, keel_error_t *err)
+{
+    keel_core_destroy (&self->core);
+    self->core = keel_core_new (self->settings, zclock_mono (), zclock_time ());
+    self->commit_seq = 0;
+    self->local_synced = 0;
+    if (!self->core)
+        return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+    return KEEL_OK;
+}
+
+keel_err
+keel_broker_activate (keel_broker_t *self, keel_error_t *err)
+{
+    keel_err rc = s_empty_core (self, err);
+    if (rc == KEEL_OK)
+        rc = s_recover (self, err);
+    if (rc == KEEL_OK)
+        rc = s_start_syncer (self, err);
+    if (rc != KEEL_OK)
+        return rc;
+    keel_core_set_pair_peer (self->core, keel_broker_pair_peer_endpoint (self->pair));
+    s_clock (self);
+    keel_core_turn_begin (self->core);
+    s_say_serving (self);
+    return KEEL_OK;
+}
+
+void
+keel_broker_deactivate (keel_broker_t *self)
+{
+    // Nothing held for the mirror may leave: the peer that is active now
+    // does not have it. Drivers and engines keep what was not acknowledged.
+    s_take_outbox (self);
+    zlistx_purge (self->sendq);
+    zlistx_purge (self->held);
+    s_stop_syncer (self);
+    keel_error_t err;
+    if (s_empty_core (self, &err) != KEEL_OK) {
+        KEEL_ERROR ("broker", "%s; stopping", err.text);
+        self->stop = true;
+    }
+    KEEL_INFO ("broker", "not serving: passive");
+}
+
+const char *
+keel_broker_store_path (const keel_broker_t *self)
+{
+    const char *uri = keel_broker_cfg_Store (self->settings);
+    return strncmp (uri, "sqlite:", 7) == 0 ? uri + 7 : uri;
+}
+
 keel_broker_t *
 keel_broker_new (keel_settings_t *settings, keel_error_t *err)
 {
@@ -444,17 +584,18 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         keel_broker_destroy (&self);
         return NULL;
     }
-    if (s_recover (self, err) != KEEL_OK) {
+    err->text[0] = 0;
+    self->pair = keel_broker_pair_new (self, err);
+    if (!self->pair && err->text[0]) {
         keel_broker_destroy (&self);
         return NULL;
     }
-    if (keel_store_sync_fd (self->store) >= 0) {
-        self->syncer = keel_syncer_new (keel_store_sync_fd (self->store));
-        if (!self->syncer) {
-            keel_error_set (err, KEEL_ERR_NOMEM, "cannot start the store sync thread");
-            keel_broker_destroy (&self);
-            return NULL;
-        }
+    // A pair's broker rebuilds its core from the store only when it
+    // becomes active (keel_broker_activate).
+    if (!self->pair
+        && (s_recover (self, err) != KEEL_OK || s_start_syncer (self, err) != KEEL_OK)) {
+        keel_broker_destroy (&self);
+        return NULL;
     }
     self->router = s_bind_router (keel_broker_cfg_Endpoint (settings),
                                   keel_broker_cfg_MaxMessageSize (settings), err, "Endpoint");
@@ -484,6 +625,7 @@ keel_broker_destroy (keel_broker_t **self_p)
         // Send what the last turn left, then close without lingering.
         s_flush (self);
     }
+    keel_broker_pair_destroy (&self->pair);
     zsock_destroy (&self->router);
     zsock_destroy (&self->admin);
     if (self->admin_queue) {

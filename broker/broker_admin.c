@@ -14,10 +14,25 @@
 
 #include "admin.h"
 
+// Commands that change something run on the active broker of a pair only.
+static keel_err
+s_not_serving (keel_broker_t *self, keel_error_t *err)
+{
+    if (keel_broker_pair_serving (self->pair))
+        return KEEL_OK;
+    const char *active = keel_broker_pair_peer_endpoint (self->pair);
+    return keel_error_set (
+        err, KEEL_ERR_STATE,
+        "this broker is %s in its pair: run the command on the active broker%s%s",
+        keel_broker_pair_role (self->pair), active ? " " : "", active ? active : "");
+}
+
 static keel_err
 s_admin_cancel (void *broker, const char *service_id, keel_error_t *err)
 {
     keel_broker_t *self = broker;
+    if (s_not_serving (self, err) != KEEL_OK)
+        return KEEL_ERR_STATE;
     return keel_core_cancel_service_by_id (self->core, service_id, err);
 }
 
@@ -25,6 +40,8 @@ static keel_err
 s_admin_config_set (void *broker, const char *key, const char *value, keel_error_t *err)
 {
     keel_broker_t *self = broker;
+    if (s_not_serving (self, err) != KEEL_OK)
+        return KEEL_ERR_STATE;
     // Checked first, without an origin: keel_settings_set prefixes its
     // errors with the origin ("keel-admin: ..."), and keel-admin already
     // names itself and the command (issue 10: the text came out doubled).
@@ -58,6 +75,8 @@ static keel_err
 s_admin_drain (void *broker, const char *engine_id, keel_error_t *err)
 {
     keel_broker_t *self = broker;
+    if (s_not_serving (self, err) != KEEL_OK)
+        return KEEL_ERR_STATE;
     return keel_core_drain (self->core, engine_id, err);
 }
 
@@ -65,6 +84,8 @@ static keel_err
 s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_t *err)
 {
     keel_broker_t *self = broker;
+    if (s_not_serving (self, err) != KEEL_OK)
+        return KEEL_ERR_STATE;
     int64_t retention = keel_broker_cfg_RetentionHours (self->settings);
     uint64_t n = keel_core_purge_now (self->core, retention);
     keel_err rc = keel_broker_commit_now (self, err);
@@ -112,6 +133,13 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
                                .drain = s_admin_drain,
                                .maintenance = s_admin_maintenance };
     keel_core_admin_view (self->core, &view);
+    keel_admin_pair_t pair;
+    if (self->pair) {
+        keel_broker_pair_status (self->pair, &pair);
+        view.role = keel_broker_pair_role (self->pair);
+        view.epoch = keel_broker_pair_epoch (self->pair);
+        view.pair = &pair;
+    }
     keel_admin_reply_t reply = { 0 };
     // Who asked, for the events the request causes: the connection's
     // routing id and the address it came from.

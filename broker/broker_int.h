@@ -9,6 +9,7 @@
 #include <czmq.h>
 
 #include "broker.h"
+#include "broker_pair.h"
 #include "core.h"
 #include "store.h"
 #include "syncer.h"
@@ -25,6 +26,12 @@ struct _keel_broker_t {
     // asks when it returns.
     keel_syncer_t *syncer;
     uint64_t commit_seq;   // the last commit's number (keel_core_committed)
+    uint64_t local_synced; // commits durable in this store (the syncer's word)
+    // Resilient pair (broker_pair.h), NULL when standalone. A commit's
+    // messages leave when it is durable here AND (while a peer is
+    // attached) in the peer's mirror.
+    keel_broker_pair_t *pair;
+    zpoller_t *poller;     // the loop's, while it runs (the syncer joins it)
     zlistx_t *sendq;       // keel_core_out_t * ready to send, in order
     zlistx_t *held;        // keel_core_out_t * waiting for their commit, in order
     zlistx_t *admin_queue; // zmsg_t * admin requests, answered after the commit
@@ -37,6 +44,20 @@ struct _keel_broker_t {
 // commands that answer with the commit's outcome. The rows of changed
 // tasks and executions are not part of it (the turn's commit writes them).
 keel_err keel_broker_commit_now (keel_broker_t *self, keel_error_t *err);
+
+// Held messages whose commit is durable (here, and in the pair's mirror)
+// move to the send queue; called when either advances.
+void keel_broker_release (keel_broker_t *self);
+
+// Pair: the core is rebuilt from the store (a new epoch, as after a
+// restart) and the broker serves (keel_broker_activate); or stops serving:
+// everything held or queued is dropped unsent, the syncer stops, the core is
+// emptied (keel_broker_deactivate).
+keel_err keel_broker_activate (keel_broker_t *self, keel_error_t *err);
+void keel_broker_deactivate (keel_broker_t *self);
+
+// The store's file (sqlite:PATH), for files kept beside it.
+const char *keel_broker_store_path (const keel_broker_t *self);
 
 // One admin request, answered on the admin endpoint (broker_admin.c).
 void keel_broker_admin (keel_broker_t *self, zmsg_t *msg);

@@ -68,6 +68,21 @@
          "peer")                                                                                   \
     KEY (MaxTasksPerService, INT, NULL, "10000000", 1, 1000000000, false, NULL,                    \
          "Highest task id + 1 a service may use")                                                  \
+    KEY (PairRole, ENUM, NULL, "none", 0, 0, false, "none|primary|backup",                         \
+         "Resilient pair (docs/operations.md, \"Running a resilient pair\"): this broker's role; " \
+         "none = standalone")                                                                      \
+    KEY (PairEndpoint, STRING, NULL, "", 0, 0, false, NULL,                                        \
+         "Pair links: endpoints bound for the peer, comma separated, one per link (up to 4)")      \
+    KEY (PairPeer, STRING, NULL, "", 0, 0, false, NULL,                                            \
+         "The peer's PairEndpoint, exactly as configured there, same order")                       \
+    KEY (PairTimeout, DURATION, "ms", "0", 0, 600000, false, NULL,                                 \
+         "Every pair link silent this long = peer lost; 0 = 3 * HeartbeatInterval")                \
+    KEY (AdvertisedEndpoint, STRING, NULL, "", 0, 0, false, NULL,                                  \
+         "The endpoint clients are told to use for this broker (pair peers name it in their "      \
+         "welcome); empty = Endpoint")                                                             \
+    KEY (NotifyCommand, STRING, NULL, "", 0, 0, false, NULL,                                       \
+         "Run with /bin/sh -c on every pair event, with KEEL_EVENT, KEEL_BROKER, KEEL_PEER, "      \
+         "KEEL_EPOCH and KEEL_DETAIL in its environment; empty = none")                            \
     KEY (LogLevel, ENUM, NULL, "info", 0, 0, true, "error|warn|info|debug", "Log level")
 
 // The table (ends with KEEL_SETTINGS_END).

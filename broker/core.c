@@ -384,6 +384,12 @@ keel_core_epoch (const keel_core_t *self)
     return self->epoch;
 }
 
+void
+keel_core_set_pair_peer (keel_core_t *self, const char *peer)
+{
+    self->pair_peer = peer;
+}
+
 const char *
 keel_core_name (const keel_core_t *self)
 {

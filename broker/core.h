@@ -166,4 +166,11 @@ const keel_counters_t *keel_core_counters (const keel_core_t *self);
 uint64_t keel_core_epoch (const keel_core_t *self);
 const char *keel_core_name (const keel_core_t *self);
 
+// A resilient pair: the peer's AdvertisedEndpoint, named in every
+// DriverWelcome and LoginReply (pair_peer). The string is the caller's and
+// may change in place; NULL or "": not in a pair.
+void keel_core_set_pair_peer (keel_core_t *self, const char *peer);
+// Notice (WARNING) to every connected driver.
+void keel_core_notice_all (keel_core_t *self, const char *text);
+
 #endif

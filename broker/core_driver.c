@@ -210,10 +210,10 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
                          "it moved here from another broker, or they ended here)",
                          drv->id, nunknown);
     keel_msg_t msg;
-    keel_core_send_driver (self, drv,
-                           keel_msg_driver_welcome (&msg, self->name, self->epoch,
-                                                    (uint64_t) self->heartbeat_ms, unknown,
-                                                    nunknown));
+    keel_env_t *welcome = keel_msg_driver_welcome (
+        &msg, self->name, self->epoch, (uint64_t) self->heartbeat_ms, unknown, nunknown);
+    keel_msg_set_pair_peer (&msg, self->pair_peer && *self->pair_peer ? self->pair_peer : NULL);
+    keel_core_send_driver (self, drv, welcome);
     free (unknown);
 
     if (drv->broker_timeout_ms && (uint64_t) self->engine_timeout_ms <= drv->broker_timeout_ms) {
@@ -243,6 +243,15 @@ s_notice (keel_core_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
     keel_core_send_driver (self, drv, keel_msg_notice (&msg, level, service_id, text));
     keel_core_event (self, "notice", "driver=%s service=%s text=\"%s\"", drv->id,
                      service_id ? service_id : "", text);
+}
+
+void
+keel_core_notice_all (keel_core_t *self, const char *text)
+{
+    zlistx_t *drivers = keel_model_drivers (self->model);
+    for (keel_driver_rec_t *d = zlistx_first (drivers); d; d = zlistx_next (drivers))
+        if (d->connected)
+            s_notice (self, d, KEEL__NOTICE_LEVEL__NOTICE_WARNING, NULL, text);
 }
 
 static bool

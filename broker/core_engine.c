@@ -350,7 +350,9 @@ s_login_reply (keel_core_t *self, keel_engine_t *engine, Keel__TaskVerdict **ver
                                      .heartbeat_ms = (uint64_t) self->heartbeat_ms,
                                      .verdicts = verdicts,
                                      .n_verdicts = n };
-    keel_core_send_engine (self, engine, keel_msg_login_reply (&msg, &args));
+    keel_env_t *reply = keel_msg_login_reply (&msg, &args);
+    keel_msg_set_pair_peer (&msg, self->pair_peer && *self->pair_peer ? self->pair_peer : NULL);
+    keel_core_send_engine (self, engine, reply);
 }
 
 void

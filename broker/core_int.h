@@ -73,6 +73,7 @@ typedef struct {
 struct _keel_core_t {
     keel_settings_t *settings;
     char name[128];
+    const char *pair_peer; // a pair's peer (keel_core_set_pair_peer), NULL: none
     // Settings read once per change (keel_core_apply_settings).
     int64_t heartbeat_ms;
     int64_t engine_timeout_ms;

@@ -41,4 +41,28 @@ typedef struct {
 #undef KEEL_COUNTER_FIELD
 } keel_counters_t;
 
+// A resilient pair's counters (keel-admin status "pair.counters"):
+// updates sent (active) and applied (passive), snapshots, messages from a
+// stranger on a pair link, a peer with the same PairRole, a stale epoch, a
+// malformed pair message, clients answered Passive, takeovers, demotions.
+#define KEEL_PAIR_COUNTERS(X)                                                                      \
+    X (updates_sent)                                                                               \
+    X (updates_applied)                                                                            \
+    X (acks)                                                                                       \
+    X (snapshots_sent)                                                                             \
+    X (snapshots_installed)                                                                        \
+    X (strangers)                                                                                  \
+    X (misconfigured)                                                                              \
+    X (stale_epoch)                                                                                \
+    X (bad_messages)                                                                               \
+    X (clients_refused)                                                                            \
+    X (takeovers)                                                                                  \
+    X (demotions)
+
+typedef struct {
+#define KEEL_PAIR_COUNTER_FIELD(name) uint64_t name;
+    KEEL_PAIR_COUNTERS (KEEL_PAIR_COUNTER_FIELD)
+#undef KEEL_PAIR_COUNTER_FIELD
+} keel_pair_counters_t;
+
 #endif

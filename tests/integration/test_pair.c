@@ -1,0 +1,289 @@
+/*  test_pair.c — the resilient broker pair (DESIGN §6) with real processes
+    on loopback: A (PairRole=primary) and B (backup) mirror one store; kill
+    -9 of the active under load, the passive takes over with no
+    resubmission; the killed broker comes back passive and resyncs; the
+    passive sends clients to the active; strangers and a second primary
+    are refused.
+*/
+#include "test_ft.h"
+
+#define S_TASKS 20000
+
+typedef struct {
+    harness_broker_t a, b;
+    int pair_a, pair_b; // pair link ports
+    char sets_a[8][160], sets_b[8][160];
+    const char *argv_a[9], *argv_b[9];
+} s_pair_t;
+
+static void
+s_sets (s_pair_t *p, char sets[8][160], const char *argv[9], const char *role, int own, int peer)
+{
+    int n = 0;
+    snprintf (sets[n++], 160, "PairRole=%s", role);
+    snprintf (sets[n++], 160, "PairEndpoint=tcp://127.0.0.1:%d", own);
+    snprintf (sets[n++], 160, "PairPeer=tcp://127.0.0.1:%d", peer);
+    snprintf (sets[n++], 160, "HeartbeatInterval=250ms");
+    snprintf (sets[n++], 160, "EngineTimeoutMinutes=0.5");
+    for (int i = 0; i < n; i++)
+        argv[i] = sets[i];
+    argv[n] = NULL;
+    (void) p;
+}
+
+static void
+s_plan (s_pair_t *p)
+{
+    memset (p, 0, sizeof *p);
+    HARNESS_ASSERT (ft_broker_plan (&p->a, "brokerA") && ft_broker_plan (&p->b, "brokerB"),
+                    "no ports");
+    p->pair_a = harness_free_port ();
+    p->pair_b = harness_free_port ();
+    HARNESS_ASSERT (p->pair_a && p->pair_b, "no ports for the pair links");
+    s_sets (p, p->sets_a, p->argv_a, "primary", p->pair_a, p->pair_b);
+    s_sets (p, p->sets_b, p->argv_b, "backup", p->pair_b, p->pair_a);
+}
+
+// keel-admin --json status field as text ("" when it did not answer).
+static void
+s_status_str (const harness_broker_t *b, const char *path, char *out, size_t size)
+{
+    out[0] = 0;
+    char *json = ft_admin_json (b, "status", NULL);
+    if (json)
+        harness_json_get (json, path, out, size);
+    free (json);
+}
+
+typedef struct {
+    const harness_broker_t *b;
+    const char *path;
+    const char *want;
+} s_field_wait_t;
+
+static bool
+s_field_is (void *arg)
+{
+    s_field_wait_t *w = arg;
+    char value[64];
+    s_status_str (w->b, w->path, value, sizeof value);
+    return strcmp (value, w->want) == 0;
+}
+
+static bool
+s_wait_field (const harness_broker_t *b, const char *path, const char *want, int timeout_ms)
+{
+    s_field_wait_t w = { b, path, want };
+    return harness_poll_until (s_field_is, &w, timeout_ms);
+}
+
+// Starts both brokers and waits until A is active and B a passive in sync.
+static void
+s_start_pair (s_pair_t *p)
+{
+    HARNESS_ASSERT (ft_broker_spawn (&p->a, p->argv_a), "broker A did not start");
+    HARNESS_ASSERT (ft_broker_spawn (&p->b, p->argv_b), "broker B did not start");
+    HARNESS_ASSERT (s_wait_field (&p->a, "role", "active", 15000), "A did not become active");
+    HARNESS_ASSERT (s_wait_field (&p->b, "role", "passive", 15000), "B did not become passive");
+    HARNESS_ASSERT (s_wait_field (&p->b, "pair.synced", "true", 15000), "B never got in sync");
+    HARNESS_ASSERT (s_wait_field (&p->a, "pair.synced", "true", 15000),
+                    "A never counted B in sync");
+}
+
+// Lines in <dir>/<name>.
+static long
+s_lines (const char *name)
+{
+    char path[600];
+    harness_path (path, sizeof path, name);
+    return harness_count_lines (path);
+}
+
+typedef struct {
+    const char *name;
+    long min;
+} s_lines_wait_t;
+
+static bool
+s_lines_at_least (void *arg)
+{
+    s_lines_wait_t *w = arg;
+    return s_lines (w->name) >= w->min;
+}
+
+// Every task 0..n-1 exactly once with status ok in the driver's output.
+static void
+s_assert_each_once (const char *name, int n)
+{
+    char path[600];
+    harness_path (path, sizeof path, name);
+    char *text = harness_read_file (path);
+    HARNESS_ASSERT (text, "no output from %s", name);
+    unsigned char *seen = calloc ((size_t) n, 1);
+    long lines = 0, bad = 0, dups = 0;
+    char *save = NULL;
+    for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
+        lines++;
+        long long task = -1;
+        char status[16] = "";
+        if (!harness_json_int (line, "task", &task) || task < 0 || task >= n
+            || !harness_json_get (line, "status", status, sizeof status)
+            || strcmp (status, "ok") != 0) {
+            bad++;
+            continue;
+        }
+        if (seen[task]++)
+            dups++;
+    }
+    long missing = 0;
+    for (int i = 0; i < n; i++)
+        missing += !seen[i];
+    free (seen);
+    free (text);
+    HARNESS_ASSERT (bad == 0 && dups == 0 && missing == 0 && lines == n,
+                    "%s: %ld lines for %d tasks: %ld bad, %ld duplicated, %ld missing", name, lines,
+                    n, bad, dups, missing);
+}
+
+Test (pair, forms_with_the_primary_active_and_the_backup_a_passive_in_sync, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
+{
+    s_pair_t p;
+    s_plan (&p);
+    s_start_pair (&p);
+    char role[32];
+    s_status_str (&p.b, "pair.peer_state", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "up") == 0, "B sees its peer %s", role);
+    HARNESS_ASSERT (ft_status (&p.a, "pair.links_up") == 1, "A has %lld links up",
+                    ft_status (&p.a, "pair.links_up"));
+    // A small batch through A while B mirrors it.
+    pid_t engine = ft_engine_start (&p.a, &p.b, "engine", 2, NULL);
+    HARNESS_ASSERT (engine > 0 && harness_wait_engines (&p.a, 1, 15000), "engine not on A");
+    const char *submit[] = { "--service", "double", "--range", "0:200", NULL };
+    pid_t driver = ft_driver_start ("driver", &p.a, &p.b, NULL, submit);
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code) && code == 0,
+                    "keel-driver failed (%d)", code);
+    s_assert_each_once ("driver.out", 200);
+    HARNESS_ASSERT (ft_status (&p.b, "pair.counters.updates_applied") > 0, "B applied no update");
+    HARNESS_ASSERT (
+        ft_wait_status (&p.b, "pair.applied_seq", ft_status (&p.a, "pair.applied_seq"), 5000),
+        "B's mirror stays behind A (%lld < %lld)", ft_status (&p.b, "pair.applied_seq"),
+        ft_status (&p.a, "pair.applied_seq"));
+}
+
+Test (pair, the_passive_takes_over_after_kill9_of_the_active_without_resubmission,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 240)
+{
+    s_pair_t p;
+    s_plan (&p);
+    s_start_pair (&p);
+    pid_t e1 = ft_engine_start (&p.a, &p.b, "engine1", 1, NULL);
+    pid_t e2 = ft_engine_start (&p.a, &p.b, "engine2", 1, NULL);
+    HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&p.a, 2, 15000),
+                    "engines not online on A");
+    long long epoch_a = ft_status (&p.a, "epoch");
+    char range[32];
+    snprintf (range, sizeof range, "0:%d", S_TASKS);
+    const char *submit[] = { "--service", "double", "--range", range, NULL };
+    // DSBrokerTimeout far above the test's patience: the driver must move
+    // to the pair peer at once, not after it.
+    const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
+    pid_t driver = ft_driver_start ("driver", &p.a, &p.b, driver_sets, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    s_lines_wait_t some = { "driver.out", S_TASKS / 10 };
+    HARNESS_ASSERT (harness_poll_until (s_lines_at_least, &some, 60000), "no results from A");
+    HARNESS_ASSERT (s_lines ("driver.out") < S_TASKS, "the batch finished before the kill");
+    HARNESS_ASSERT (harness_kill9 (p.a.pid), "broker A did not die");
+    cr_log_info ("killed A with %ld of %d results in", s_lines ("driver.out"), S_TASKS);
+
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish on B");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    s_assert_each_once ("driver.out", S_TASKS);
+    char role[32];
+    s_status_str (&p.b, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "active") == 0, "B is %s", role);
+    HARNESS_ASSERT (ft_status (&p.b, "epoch") > epoch_a, "B's epoch %lld is not above A's %lld",
+                    ft_status (&p.b, "epoch"), epoch_a);
+    HARNESS_ASSERT (ft_status (&p.b, "pair.counters.takeovers") == 1, "B took over %lld times",
+                    ft_status (&p.b, "pair.counters.takeovers"));
+    HARNESS_ASSERT (ft_status (&p.b, "counters.tasks_resubmitted") == 0,
+                    "the driver resubmitted %lld tasks to B",
+                    ft_status (&p.b, "counters.tasks_resubmitted"));
+
+    // A comes back on its old store: passive, in sync with B, no failback.
+    HARNESS_ASSERT (ft_broker_spawn (&p.a, p.argv_a), "broker A did not restart");
+    HARNESS_ASSERT (s_wait_field (&p.a, "role", "passive", 15000), "A did not come back passive");
+    HARNESS_ASSERT (s_wait_field (&p.a, "pair.synced", "true", 20000), "A never got in sync");
+    s_status_str (&p.b, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "active") == 0, "B is %s after A came back", role);
+}
+
+Test (pair, the_passive_sends_clients_to_the_active, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
+{
+    s_pair_t p;
+    s_plan (&p);
+    s_start_pair (&p);
+    // Configured with B first: B answers Passive, the driver goes to A.
+    pid_t engine = ft_engine_start (&p.b, &p.a, "engine", 2, NULL);
+    HARNESS_ASSERT (engine > 0 && harness_wait_engines (&p.a, 1, 15000),
+                    "the engine did not reach A through B");
+    const char *submit[] = { "--service", "double", "--range", "0:50", NULL };
+    const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
+    pid_t driver = ft_driver_start ("driver", &p.b, &p.a, driver_sets, submit);
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 30000, &code) && code == 0,
+                    "keel-driver did not finish through A (%d)", code);
+    s_assert_each_once ("driver.out", 50);
+    char role[32];
+    s_status_str (&p.b, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "passive") == 0, "B is %s: a client made it take over", role);
+    HARNESS_ASSERT (ft_status (&p.b, "pair.counters.clients_refused") >= 1, "B refused no client");
+}
+
+Test (pair, a_stranger_and_a_second_primary_are_refused, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
+{
+    s_pair_t p;
+    s_plan (&p);
+    s_start_pair (&p);
+    // C claims to be A's peer but is not B (its PairEndpoint is not A's PairPeer).
+    harness_broker_t c;
+    HARNESS_ASSERT (ft_broker_plan (&c, "brokerC"), "no ports");
+    int pair_c = harness_free_port ();
+    char sets[5][160];
+    snprintf (sets[0], 160, "PairRole=backup");
+    snprintf (sets[1], 160, "PairEndpoint=tcp://127.0.0.1:%d", pair_c);
+    snprintf (sets[2], 160, "PairPeer=tcp://127.0.0.1:%d", p.pair_a);
+    snprintf (sets[3], 160, "HeartbeatInterval=250ms");
+    const char *argv_c[] = { sets[0], sets[1], sets[2], sets[3], NULL };
+    HARNESS_ASSERT (ft_broker_spawn (&c, argv_c), "broker C did not start");
+    HARNESS_ASSERT (ft_wait_status (&p.a, "pair.counters.strangers", 1, 10000),
+                    "A counted no stranger");
+    char role[32];
+    s_status_str (&p.a, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "active") == 0, "A is %s", role);
+    s_status_str (&c, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "active") != 0, "the stranger became active");
+    harness_stop (c.pid, 5000);
+
+    // Two primaries: D is primary with B's links while B is stopped.
+    harness_stop (p.b.pid, 5000);
+    harness_broker_t d;
+    HARNESS_ASSERT (ft_broker_plan (&d, "brokerD"), "no ports");
+    s_sets (&p, p.sets_b, p.argv_b, "primary", p.pair_b, p.pair_a);
+    HARNESS_ASSERT (ft_broker_spawn (&d, p.argv_b), "broker D did not start");
+    HARNESS_ASSERT (ft_wait_status (&d, "pair.counters.misconfigured", 1, 10000),
+                    "D did not notice the other primary");
+    // A client turns to D: it must not serve while the other primary lives.
+    const char *submit[] = { "--service", "double", "--range", "0:5", NULL };
+    const char *driver_sets[] = { "DSBrokerTimeout=2s", NULL };
+    pid_t driver = ft_driver_start ("driver", &d, NULL, driver_sets, submit);
+    HARNESS_ASSERT (ft_wait_status (&d, "pair.counters.clients_refused", 1, 10000),
+                    "D did not refuse the driver");
+    s_status_str (&d, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "active") != 0, "the second primary became active");
+    harness_signal (driver, SIGKILL);
+}
