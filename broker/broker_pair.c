@@ -42,6 +42,7 @@ struct _keel_broker_pair_t {
     const char *advertised; // AdvertisedEndpoint (default Endpoint)
     char peer_advertised[256];
     char peer_name[128];
+    char peer_admin[256];
     int64_t heartbeat_ms;
     int64_t timeout_ms;
     int64_t now;
@@ -623,7 +624,17 @@ static void
 s_on_heartbeat (keel_broker_pair_t *self, int link, zframe_t *route, const keel_env_t *env)
 {
     const Keel__PairHeartbeat *m = env->pair_heartbeat;
-    if (strcmp (m->endpoints, self->peer_conf) != 0) {
+    const char *pair_name = keel_broker_cfg_PairName (self->broker->settings);
+    if (*pair_name) {
+        if (!m->pair_name || strcmp (m->pair_name, pair_name) != 0) {
+            char why[300];
+            snprintf (why, sizeof why, "its PairName is '%.100s', ours is '%.100s'",
+                      m->pair_name ? m->pair_name : "", pair_name);
+            s_stranger (self, link, why);
+            return;
+        }
+    }
+    else if (strcmp (m->endpoints, self->peer_conf) != 0) {
         char why[300];
         snprintf (why, sizeof why, "its PairEndpoint is '%.100s', our PairPeer is '%.100s'",
                   m->endpoints, self->peer_conf);
@@ -655,6 +666,7 @@ s_on_heartbeat (keel_broker_pair_t *self, int link, zframe_t *route, const keel_
     snprintf (self->peer_advertised, sizeof self->peer_advertised, "%s",
               m->advertised ? m->advertised : "");
     snprintf (self->peer_name, sizeof self->peer_name, "%s", m->name ? m->name : "");
+    snprintf (self->peer_admin, sizeof self->peer_admin, "%s", m->admin ? m->admin : "");
     keel_pair_peer_t peer = { .state = (keel_pair_state_t) m->state,
                               .epoch = epoch,
                               .applied_seq = m->applied_seq,
