@@ -395,8 +395,9 @@ s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
 
 //  Passive from the broker being logged in to or logged in to: go to the
 //  active broker it names (a configured one not already gone to by a
-//  Passive in this round) at once; else treat it as a failed try (the
-//  next broker at once; the backoff after the round's last). Tasks keep
+//  Passive in this round) at once, or, from ONLINE, to the next broker;
+//  else treat it as a failed try (the next broker at once; the backoff
+//  after the round's last). Tasks keep
 //  running and results are kept: the next login claims them.
 static void
 s_passive (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
@@ -413,6 +414,8 @@ s_passive (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
         self->rounds_failed = 0;
         self->jumped = 0;
     }
+    if ((target < 0 || target == from) && self->state == KEEL_ENGINE_SESSION_ONLINE)
+        target = (from + 1) % self->cfg->n_brokers; // a fresh round from the next broker
     if (target >= 0 && target != from && target < KEEL_ENGINE_MAX_BROKERS
         && !(self->jumped & (1u << target))) {
         self->jumped |= 1u << target;

@@ -33,7 +33,8 @@
       - Passive from the broker being logged in to (LOGGING_IN) or logged
         in to (ONLINE): disconnect and try, at once, the active broker it
         names when that is configured and no Passive sent the session there
-        in this round yet; otherwise it counts as a failed try (the next
+        in this round yet (from ONLINE, naming none: the next broker, at
+        once); otherwise it counts as a failed try (the next
         broker at once, the backoff after the round's last), so two passive
         brokers cost one round and one backoff, not a spin. Tasks keep
         running and results are kept: the next login claims them. From

@@ -224,6 +224,19 @@ Test (engine_session_pair, passive_while_online_moves_to_the_active_broker_keepi
     cr_assert_eq (s_fake.logoffs, 0, "no Logoff: the tasks stay claimed by this engine");
 }
 
+Test (engine_session_pair, passive_naming_nothing_while_online_on_the_last_broker_goes_to_the_first)
+{
+    keel_engine_session_tick (s_session, 0);
+    cr_assert (s_passive (S_B, 0));
+    s_online_at (NULL, 3, 0);
+    cr_assert_eq (keel_engine_session_broker (s_session), 1);
+    cr_assert (s_passive (NULL, 1000)); // B demoted itself, active unknown
+    cr_assert_eq (keel_engine_session_broker (s_session), 0);
+    cr_assert_eq (keel_engine_session_next_deadline (s_session), 1000, "at once, no backoff");
+    keel_engine_session_tick (s_session, 1000);
+    cr_assert_eq (s_fake.last_connect, 0);
+}
+
 Test (engine_session_pair, the_engine_timeout_counts_from_a_passive_that_ends_online)
 {
     s_online_at (S_B, 3, 0);
