@@ -7,8 +7,6 @@
 */
 #include "test_ft.h"
 
-#define S_TASKS 20000
-
 typedef struct {
     harness_broker_t a, b;
     int pair_a, pair_b; // pair link ports
@@ -172,35 +170,56 @@ Test (pair, forms_with_the_primary_active_and_the_backup_a_passive_in_sync, .ini
         ft_status (&p.a, "pair.applied_seq"));
 }
 
+typedef struct {
+    const harness_broker_t *a, *b;
+} s_brokers_t;
+
+// B's mirror holds everything A has committed (sampled now).
+static bool
+s_mirror_caught_up (void *arg)
+{
+    s_brokers_t *p = arg;
+    long long a = ft_status (p->a, "pair.applied_seq");
+    return a > 0 && ft_status (p->b, "pair.applied_seq") >= a
+           && ft_status (p->a, "store_unsynced") == 0;
+}
+
 Test (pair, the_passive_takes_over_after_kill9_of_the_active_without_resubmission,
       .init = harness_setup, .fini = harness_teardown, .timeout = 240)
 {
     s_pair_t p;
     s_plan (&p);
     s_start_pair (&p);
-    pid_t e1 = ft_engine_start (&p.a, &p.b, "engine1", 1, NULL);
-    pid_t e2 = ft_engine_start (&p.a, &p.b, "engine2", 1, NULL);
+    const char *no_prefetch[] = { "LogLevel=info", NULL };
+    pid_t e1 = ft_engine_start (&p.a, &p.b, "engine1", 1, no_prefetch);
+    pid_t e2 = ft_engine_start (&p.a, &p.b, "engine2", 1, no_prefetch);
     HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&p.a, 2, 15000),
                     "engines not online on A");
     long long epoch_a = ft_status (&p.a, "epoch");
-    char range[32];
-    snprintf (range, sizeof range, "0:%d", S_TASKS);
-    const char *submit[] = { "--service", "double", "--range", range, NULL };
+    // 400 tasks of 20 ms on 2 slots: about 4 s of work, long enough to
+    // kill A in the middle once every task is accepted (and so mirrored).
+    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
     // DSBrokerTimeout far above the test's patience: the driver must move
     // to the pair peer at once, not after it.
     const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
     pid_t driver = ft_driver_start ("driver", &p.a, &p.b, driver_sets, submit);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
-    s_lines_wait_t some = { "driver.out", S_TASKS / 10 };
-    HARNESS_ASSERT (harness_poll_until (s_lines_at_least, &some, 60000), "no results from A");
-    HARNESS_ASSERT (s_lines ("driver.out") < S_TASKS, "the batch finished before the kill");
+    HARNESS_ASSERT (ft_wait_status (&p.a, "counters.tasks_submitted", 400, 15000),
+                    "A did not get the 400 tasks");
+    s_brokers_t both = { &p.a, &p.b };
+    HARNESS_ASSERT (harness_poll_until (s_mirror_caught_up, &both, 10000),
+                    "B's mirror did not catch up with A");
+    s_lines_wait_t some = { "driver.out", 20 };
+    HARNESS_ASSERT (harness_poll_until (s_lines_at_least, &some, 30000), "no results from A");
+    long before = s_lines ("driver.out");
+    HARNESS_ASSERT (before < 300, "the batch was nearly done before the kill (%ld)", before);
     HARNESS_ASSERT (harness_kill9 (p.a.pid), "broker A did not die");
-    cr_log_info ("killed A with %ld of %d results in", s_lines ("driver.out"), S_TASKS);
+    cr_log_info ("killed A with %ld of 400 results in", before);
 
     int code = -1;
     HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish on B");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
-    s_assert_each_once ("driver.out", S_TASKS);
+    s_assert_each_once ("driver.out", 400);
     char role[32];
     s_status_str (&p.b, "role", role, sizeof role);
     HARNESS_ASSERT (strcmp (role, "active") == 0, "B is %s", role);
@@ -211,6 +230,13 @@ Test (pair, the_passive_takes_over_after_kill9_of_the_active_without_resubmissio
     HARNESS_ASSERT (ft_status (&p.b, "counters.tasks_resubmitted") == 0,
                     "the driver resubmitted %lld tasks to B",
                     ft_status (&p.b, "counters.tasks_resubmitted"));
+    HARNESS_ASSERT (ft_status (&p.b, "counters.tasks_submitted") == 0,
+                    "B was sent %lld tasks as new", ft_status (&p.b, "counters.tasks_submitted"));
+    // The tasks the engines were running at the kill were claimed, not run again.
+    HARNESS_ASSERT (ft_status (&p.b, "counters.claims_kept") >= 1, "B kept no claim");
+    int started =
+        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
+    HARNESS_ASSERT (started == 400, "the engines started %d executions for 400 tasks", started);
 
     // A comes back on its old store: passive, in sync with B, no failback.
     HARNESS_ASSERT (ft_broker_spawn (&p.a, p.argv_a), "broker A did not restart");
