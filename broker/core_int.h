@@ -207,6 +207,8 @@ bool keel_core_task_to (keel_core_t *self, keel_service_rec_t *svc, uint64_t tas
 // route: the engine's routing id (ONLINE), NULL (OFFLINE).
 void keel_core_engine_to (keel_core_t *self, keel_engine_t *engine, keel_engine_state_t to,
                           zframe_t *route);
+// Appends the engine's row as it is now (ENGINE_PUT; online when ONLINE).
+void keel_core_engine_store (keel_core_t *self, const keel_engine_t *engine);
 // RUNNING (or new) → AWAITING_CLAIM until `until`; then its task is queued again.
 void keel_core_exec_await (keel_core_t *self, keel_exec_t *x, int64_t until);
 // → RUNNING on engine (a claim at login).
