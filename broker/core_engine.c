@@ -430,5 +430,6 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
     if (nv)
         keel_core_event (self, "claims", "engine=%s kept=%zu dropped=%zu held=%zu", engine->id,
                          count[0], count[1], count[2]);
+    keel_core_window_engine_back (self, engine);
     self->dispatch_ready = true;
 }
