@@ -121,6 +121,7 @@ struct _keel_core_t {
     int64_t window_end;      // when it ends if some engine never comes back
     size_t window_awaited;   // engines not back yet
     size_t window_engines;   // engines it waited for in all
+    bool window_whole;       // another broker ran work of this store: no early end
     int64_t last_slow_timer; // HOLD expiry check
     int64_t last_purge;      // retention purge
 
@@ -303,6 +304,10 @@ void keel_core_window_open (keel_core_t *self);
 // are released, recovered executions no engine can claim any more are
 // requeued, and engines lost from now on get their RescheduleDelay.
 void keel_core_window_engine_back (keel_core_t *self, keel_engine_t *engine);
+// An engine logs in moving home from broker `from` (EngineLogin.moved_from):
+// that broker ran work of this store, maybe on engines this one never
+// knew, so an open window runs its whole length.
+void keel_core_window_moved_in (keel_core_t *self, const keel_engine_t *engine, const char *from);
 // Marks that an execution wants requeuing at `at` (the timer looks then).
 void keel_core_note_requeue_at (keel_core_t *self, int64_t at);
 // Drops closed, fully acknowledged services past retention, and detached

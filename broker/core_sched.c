@@ -533,6 +533,10 @@ s_release_recovered (keel_core_t *self)
 //   its login (claimed, or requeued when it did not list them), except for
 //   engines that were offline already: theirs keep their deadline;
 // - engines lost from now on get their RescheduleDelay, not the window.
+// Not when an engine moves in from a failover broker (EngineLogin.moved_from):
+// a driver failed over there, and that broker may run tasks of this store
+// on engines this one never knew; they come home within the window when
+// the driver comes back (work follows its driver), so it runs its length.
 // An engine that was offline at the restart may still come back holding a
 // task or a result: its claim of a task queued again meanwhile adds an
 // execution (the first result wins, the driver keeps the first of each);
@@ -554,6 +558,7 @@ keel_core_window_open (keel_core_t *self)
         self->window_start = self->now;
         self->window_engines = 0;
         self->window_awaited = 0;
+        self->window_whole = false;
     }
     self->window_engines += awaited - self->window_awaited;
     self->window_awaited = awaited;
@@ -608,8 +613,22 @@ keel_core_window_engine_back (keel_core_t *self, keel_engine_t *engine)
     engine->awaited = false;
     if (self->window_awaited > 0)
         self->window_awaited--;
-    if (self->window_awaited == 0 && self->window_start)
+    if (self->window_awaited == 0 && self->window_start && !self->window_whole)
         s_window_over_early (self);
+}
+
+void
+keel_core_window_moved_in (keel_core_t *self, const keel_engine_t *engine, const char *from)
+{
+    if (!self->window_start || self->window_whole || !from || !from[0]
+        || strcmp (from, self->name) == 0)
+        return;
+    self->window_whole = true;
+    keel_core_event (self, "login-window-whole",
+                     "engine=%s moved here from broker %s: work of this store ran there, maybe "
+                     "on engines this broker does not know; the login window runs its length "
+                     "(EngineLoginWindow %lld ms)",
+                     engine->id, from, (long long) self->login_window_ms);
 }
 
 // The window ran its full length: some engines never came back. Those
@@ -631,6 +650,7 @@ s_window_over (keel_core_t *self)
                self->window_engines);
     self->window_start = self->window_end = 0;
     self->window_awaited = 0;
+    self->window_whole = false;
 }
 
 // ---------------------------------------------------------------- timers

@@ -42,6 +42,8 @@ struct _keel_engine_session_t {
     int64_t offline_since;   // every state but ONLINE
     int64_t probe_at;        // ONLINE on a failover broker; S_NEVER otherwise
     int64_t probe_deadline;  // S_NEVER unless a probe is open
+    char broker_name[128];   // the name in the last LoginReply
+    char moved_from[128];    // moving home: the failover broker left ("" otherwise)
 };
 
 static const char *s_state_names[] = { "offline", "logging-in", "online", "stopped" };
@@ -107,6 +109,12 @@ int64_t
 keel_engine_session_engine_timeout_ms (const keel_engine_session_t *self)
 {
     return self->engine_timeout_ms;
+}
+
+const char *
+keel_engine_session_moved_from (const keel_engine_session_t *self)
+{
+    return self->moved_from;
 }
 
 const char *
@@ -228,8 +236,10 @@ s_move_to_primary (keel_engine_session_t *self, int64_t now, const char *why)
 {
     KEEL_INFO ("engine", "moving to primary broker=%s from=%s reason=\"%s\"", self->cfg->brokers[0],
                self->cfg->brokers[self->broker], why);
-    if (self->broker != 0)
+    if (self->broker != 0) {
         self->ops->send_logoff (self->arg, "moving");
+        snprintf (self->moved_from, sizeof self->moved_from, "%s", self->broker_name);
+    }
     s_close_probe (self);
     self->ops->disconnect (self->arg);
     self->offline_since = now;
@@ -251,6 +261,9 @@ s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
     s_set_state (self, KEEL_ENGINE_SESSION_ONLINE);
     self->probe_deadline = S_NEVER;
     self->probe_at = self->broker != 0 ? now + self->cfg->primary_retry_ms : S_NEVER;
+    snprintf (self->broker_name, sizeof self->broker_name, "%s",
+              reply->broker_name ? reply->broker_name : "");
+    self->moved_from[0] = 0;
     KEEL_INFO ("engine",
                "logged in broker=%s name=%s slots=%d heartbeat_ms=%lld "
                "engine_timeout_ms=%lld verdicts=%zu",

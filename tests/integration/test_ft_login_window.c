@@ -81,7 +81,7 @@ Test (ft_login_window, a_restarted_broker_releases_queued_tasks_once_every_engin
     cr_log_info ("broker serving again %lld ms after the kill",
                  (long long) (s_mono_ms () - killed));
 
-    // The engine's driver output is buffered until it exits: the broker's
+    // keel-driver's output is buffered until it exits: the broker's
     // count of results is the clock here (a result leaves for the driver
     // in the turn that stores it).
     HARNESS_ASSERT (ft_wait_status (&broker, "tasks.done", done + 5, 20000),

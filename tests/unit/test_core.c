@@ -601,6 +601,9 @@ Test (core, long_tasks_wait_for_a_free_slot)
 
 // ---------------------------------------------------------------- the login window
 
+// EngineLogin.moved_from of the next logins (NULL: absent).
+static const char *s_moved_from;
+
 // A login of engine_id on route with slots, holding these tasks of s1
 // (running, execution ids given).
 static void
@@ -632,6 +635,7 @@ s_login_holding (zframe_t *route, const char *engine_id, uint32_t slots, const u
     login.service_types = types;
     login.n_held = n;
     login.held = helds;
+    login.moved_from = (char *) s_moved_from;
     env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
     env.engine_login = &login;
     keel_core_message (core, route, &env);
@@ -842,6 +846,27 @@ Test (core, a_restart_waits_the_whole_window_for_an_engine_that_does_not_come_ba
     cr_assert_gt (s_turn (), 0, "the window is over: the queued tasks go out");
     for (uint64_t id = 1; id < 4; id++)
         cr_assert_str_eq (s_runs_on (id), "e1");
+}
+
+// An engine moving home from a failover broker says so (moved_from): a
+// driver failed over there, and that broker may run tasks of this store
+// on engines this one never knew. The window then runs its length.
+Test (core, a_restart_keeps_the_whole_window_once_an_engine_moves_in_from_a_failover_broker)
+{
+    int64_t start = s_restart (true);
+    zframe_t *route2 = zframe_new ("\0eng2", 5);
+    s_moved_from = "broker-b";
+    s_login_holding (eng_route, "e1", 4, (uint64_t[]) { 0, 4 }, (uint64_t[]) { 50, 900 }, 2);
+    s_moved_from = NULL;
+    cr_assert (s_event ("login-window-whole"));
+    cr_assert_eq (s_turn (), 0);
+    s_tick (200);
+    s_login_holding (route2, "e2", 4, (uint64_t[]) { 1 }, (uint64_t[]) { 51 }, 1);
+    cr_assert_not (s_event ("login-window-over"));
+    cr_assert_eq (s_turn (), 0, "every engine is back, but a failover broker ran our work");
+    s_idle_until (start + 5000, route2);
+    cr_assert_gt (s_turn (), 0, "the window is over: the queued tasks go out");
+    zframe_destroy (&route2);
 }
 
 // After a pause the window waits for the engines that were online: one
