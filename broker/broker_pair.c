@@ -772,11 +772,18 @@ s_events (keel_broker_pair_t *self)
             case KEEL_PAIR_EV_PEER_BACK:
                 snprintf (detail, sizeof detail, "peer %s heard", self->peer_conf);
                 break;
-            case KEEL_PAIR_EV_TOOK_OVER:
+            case KEEL_PAIR_EV_TOOK_OVER: {
                 self->counters.takeovers++;
                 snprintf (detail, sizeof detail, "took over as active at epoch %" PRIu64,
                           s_epoch (self));
+                char notice[300];
+                snprintf (notice, sizeof notice,
+                          "failover broker %s active: took over from %s at epoch %" PRIu64,
+                          keel_broker_cfg_Name (self->broker->settings),
+                          self->peer_name[0] ? self->peer_name : self->peer_conf, s_epoch (self));
+                keel_core_pair_notice (self->broker->core, notice);
                 break;
+            }
             case KEEL_PAIR_EV_DEMOTED:
                 snprintf (detail, sizeof detail, "now passive: the peer is active");
                 break;

@@ -88,6 +88,12 @@ Test (pair, the_passive_takes_over_after_kill9_of_the_active_without_resubmissio
         ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
     HARNESS_ASSERT (started == 400, "the engines started %d executions for 400 tasks", started);
 
+    // Told: the driver by a Notice, the operator by NotifyCommand.
+    HARNESS_ASSERT (ft_log_has ("driver.err", "failover broker brokerB active"),
+                    "the driver got no notice of the takeover");
+    HARNESS_ASSERT (ft_wait_log ("notify.log", "took_over brokerB", 5000)
+                        && ft_log_has ("notify.log", "peer_lost brokerB"),
+                    "NotifyCommand did not run for B's events");
     // A comes back on its old store: passive, in sync with B, no failback.
     HARNESS_ASSERT (ft_broker_spawn (&p.a, p.argv_a), "broker A did not restart");
     HARNESS_ASSERT (pt_wait_field (&p.a, "role", "passive", 15000), "A did not come back passive");

@@ -19,24 +19,24 @@ typedef struct {
 } s_proxied_t;
 
 static void
-s_proxied_sets (char sets[8][160], const char *argv[9], const char *role, const int *own,
+s_proxied_sets (char sets[8][400], const char *argv[9], const char *role, const int *own,
                 const int *peer, int nlinks)
 {
     int n = 0;
-    snprintf (sets[n++], 160, "PairRole=%s", role);
+    snprintf (sets[n++], 400, "PairRole=%s", role);
     if (nlinks == 1) {
-        snprintf (sets[n++], 160, "PairEndpoint=tcp://127.0.0.1:%d", own[0]);
-        snprintf (sets[n++], 160, "PairPeer=tcp://127.0.0.1:%d", peer[0]);
+        snprintf (sets[n++], 400, "PairEndpoint=tcp://127.0.0.1:%d", own[0]);
+        snprintf (sets[n++], 400, "PairPeer=tcp://127.0.0.1:%d", peer[0]);
     }
     else {
-        snprintf (sets[n++], 160, "PairEndpoint=tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", own[0],
+        snprintf (sets[n++], 400, "PairEndpoint=tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", own[0],
                   own[1]);
-        snprintf (sets[n++], 160, "PairPeer=tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", peer[0],
+        snprintf (sets[n++], 400, "PairPeer=tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", peer[0],
                   peer[1]);
     }
-    snprintf (sets[n++], 160, "PairName=test-pair");
-    snprintf (sets[n++], 160, "HeartbeatInterval=250ms");
-    snprintf (sets[n++], 160, "EngineTimeoutMinutes=0.5");
+    snprintf (sets[n++], 400, "PairName=test-pair");
+    snprintf (sets[n++], 400, "HeartbeatInterval=250ms");
+    snprintf (sets[n++], 400, "EngineTimeoutMinutes=0.5");
     for (int i = 0; i < n; i++)
         argv[i] = sets[i];
     argv[n] = NULL;
