@@ -119,6 +119,8 @@ Test (pair_faults, with_every_link_cut_the_passive_does_not_take_over, .init = h
     s_proxied_t x;
     s_proxied_start (&x, 1);
     pid_t driver = pt_load (&x.p);
+    long long snapshots = ft_status (&x.p.a, "pair.counters.snapshots_sent");
+    long long catch_ups = ft_status (&x.p.a, "pair.counters.catch_ups");
     s_link (&x, 0, SIGSTOP);
     HARNESS_ASSERT (pt_wait_field (&x.p.a, "pair.peer_state", "lost", 10000),
                     "A did not lose its peer");
@@ -134,6 +136,12 @@ Test (pair_faults, with_every_link_cut_the_passive_does_not_take_over, .init = h
     HARNESS_ASSERT (pt_wait_field (&x.p.b, "pair.synced", "true", 20000),
                     "B did not get back in sync once the link was mended");
     s_assert_role (&x.p.a, "active");
+    // From its last update (catch-up), not from a second snapshot.
+    HARNESS_ASSERT (ft_status (&x.p.a, "pair.counters.catch_ups") > catch_ups
+                        && ft_status (&x.p.a, "pair.counters.snapshots_sent") == snapshots,
+                    "B resynced with %lld more catch-ups and %lld more snapshots",
+                    ft_status (&x.p.a, "pair.counters.catch_ups") - catch_ups,
+                    ft_status (&x.p.a, "pair.counters.snapshots_sent") - snapshots);
 }
 
 Test (pair_faults, with_two_links_cutting_one_changes_nothing_but_links_up, .init = harness_setup,
