@@ -282,6 +282,8 @@ s_detach (keel_broker_pair_t *self, const char *why)
 {
     if (!self->attached)
         return;
+    if (keel_pair_state (self->fsm) == KEEL_PAIR_ACTIVE)
+        keel_broker_mark_held_alone (self->broker, keel_broker_pair_mirrored (self));
     self->attached = false;
     self->peer_synced = false;
     s_unacked_to_recent (self);
