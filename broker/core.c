@@ -73,7 +73,14 @@ keel_core_send_engine (keel_core_t *self, keel_engine_t *engine, keel_env_t *env
 {
     if (!engine->route)
         return;
+    // Nothing to an engine overtakes its LoginReply held for a commit (a
+    // Cancel sent before it would reach an engine still logging in, which
+    // drops it): it waits for the same commit.
+    uint64_t hold = self->hold_seq;
+    if (engine->reply_held_seq > self->synced_seq && engine->reply_held_seq > hold)
+        self->hold_seq = engine->reply_held_seq;
     keel_core_send (self, engine->route, env);
+    self->hold_seq = hold;
     keel_peer_clock_sent (&engine->clock, self->now);
 }
 

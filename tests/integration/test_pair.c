@@ -274,3 +274,49 @@ Test (pair, hostile_messages_on_a_pair_link_are_counted_and_change_nothing, .ini
     HARNESS_ASSERT (pt_wait_field (&p.b, "pair.synced", "true", 5000), "B is out of sync");
     HARNESS_ASSERT (harness_alive (p.a.pid) && harness_alive (p.b.pid), "a broker died");
 }
+
+typedef struct {
+    const harness_broker_t *b;
+    const char *service;
+    long long want;
+} s_done_wait_t;
+
+// `keel-admin tasks SERVICE --state done` on b lists at least want tasks.
+static bool
+s_tasks_done (void *arg)
+{
+    s_done_wait_t *w = arg;
+    harness_result_t res;
+    bool ok = false;
+    if (harness_admin (w->b, &res, true, "tasks", w->service, "--state", "done", "--limit",
+                       "100000", NULL)
+        == 0) {
+        long long n = 0;
+        for (const char *q = res.out; (q = strstr (q, "\"task\":")); q++)
+            n++;
+        ok = n >= w->want;
+    }
+    harness_result_free (&res);
+    return ok;
+}
+
+Test (pair, a_service_whose_driver_died_is_completed_by_the_broker_that_took_over,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 240)
+{
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
+    pid_t driver = pt_load (&p);
+    char service[80];
+    HARNESS_ASSERT (ft_first_service (&p.a, service, sizeof service), "no service on A");
+    // The driver dies first, then the active: only the engines turn to B.
+    harness_kill9 (driver);
+    HARNESS_ASSERT (harness_kill9 (p.a.pid), "broker A did not die");
+    HARNESS_ASSERT (pt_wait_field (&p.b, "role", "active", 10000),
+                    "B did not take over on the engines' vote");
+    s_done_wait_t w = { &p.b, service, 400 };
+    HARNESS_ASSERT (harness_poll_until (s_tasks_done, &w, 60000),
+                    "B did not complete the 400 tasks of the service whose driver died");
+    HARNESS_ASSERT (ft_status (&p.b, "counters.tasks_submitted") == 0, "B was sent %lld tasks",
+                    ft_status (&p.b, "counters.tasks_submitted"));
+}

@@ -397,6 +397,49 @@ Test (core, no_assign_overtakes_a_login_reply_held_for_its_commit)
     cr_assert_eq (s_sent[assign].seq, 0, "an Assign needs no durability of its own");
 }
 
+// A Cancel to an engine whose LoginReply waits for its commit waits for the
+// same commit (an engine still logging in drops it; seen after a pair's
+// takeover: the driver's hello settled tasks the engine had just claimed).
+Test (core, no_cancel_overtakes_a_login_reply_held_for_its_commit)
+{
+    s_hello ();
+    s_submit_service ("work");
+    s_submit_tasks ("work", 3);
+    s_submit_service ("gone");
+    s_submit_tasks ("gone", 1);
+    s_commit (true);
+    s_driver_says (KEEL__ENVELOPE__BODY_CANCEL_SERVICE, "gone");
+    s_commit (true);
+    s_take ();
+    s_nsent = 0;
+
+    // e1 comes back running gone/0 (DROP: the turn must sync) and work/0 (KEEP).
+    Keel__HeldTask dropped = KEEL__HELD_TASK__INIT, kept = KEEL__HELD_TASK__INIT;
+    Keel__HeldTask *helds[] = { &dropped, &kept };
+    dropped.service_id = "gone";
+    dropped.has_task_id = true;
+    dropped.task_id = 0;
+    dropped.has_execution_id = true;
+    dropped.execution_id = 77;
+    dropped.has_state = true;
+    dropped.state = KEEL__HELD_STATE__HELD_RUNNING;
+    kept = dropped;
+    kept.service_id = "work";
+    kept.execution_id = 78;
+    s_login (helds, 2);
+    cr_assert (keel_core_sync_now (core));
+    // The driver cancels "work" in the same turn: its execution on e1 is cancelled.
+    s_driver_says (KEEL__ENVELOPE__BODY_CANCEL_SERVICE, "work");
+    s_take ();
+    int reply = s_find (KEEL__ENVELOPE__BODY_LOGIN_REPLY);
+    int cancel = s_find (KEEL__ENVELOPE__BODY_CANCEL);
+    cr_assert_geq (reply, 0, "no LoginReply");
+    cr_assert_gt (cancel, reply, "no Cancel after the LoginReply");
+    cr_assert_gt (s_sent[reply].seq, keel_core_synced_seq (core), "the reply must wait");
+    cr_assert_geq (s_sent[cancel].seq, s_sent[reply].seq,
+                   "the Cancel would overtake the held LoginReply");
+}
+
 // Acceptances promise durability: each carries the commit that must be
 // durable before it leaves, and a failed commit refuses instead.
 Test (core, accepted_waits_for_its_commit_and_a_failed_commit_refuses)
