@@ -264,7 +264,7 @@ s_recv_router (keel_broker_t *self)
                 keel_core_malformed (self->core, "%s", err.text);
             else if (route
                      && (keel_broker_pair_serving (self->pair)
-                         || keel_broker_pair_client (self->pair, route)))
+                         || keel_broker_pair_client (self->pair, route, env)))
                 keel_core_message (self->core, route, env);
             keel_wire_free (&env);
             zframe_destroy (&route);

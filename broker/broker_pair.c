@@ -19,6 +19,7 @@
 #include "wire_build.h"
 
 #define S_CHUNK          (1024 * 1024) // snapshot bytes per PairSnapshot
+#define S_MAX_VOTES      256           // client messages kept while the peer is in doubt
 #define S_MAX_PAIR_READS 4096          // pair messages read per turn
 
 typedef struct {
@@ -42,6 +43,7 @@ struct _keel_broker_pair_t {
     const char *advertised; // AdvertisedEndpoint (default Endpoint)
     char peer_advertised[256];
     char peer_name[128];
+    char peer_admin[256];
     int64_t heartbeat_ms;
     int64_t timeout_ms;
     int64_t now;
@@ -68,6 +70,11 @@ struct _keel_broker_pair_t {
     char *snap_path;
     uint64_t snap_got, snap_seq, snap_epoch;
     int64_t snap_heard;
+    // Client messages that reached this broker while it did not serve and
+    // the peer was in doubt (silent for more than 1.5 H): kept, not
+    // answered, and served if this broker takes over (PairTimeout at
+    // most), else answered Passive once the peer is heard again.
+    zlistx_t *votes; // s_vote_t *
     keel_pair_counters_t counters;
     keel_ratelimit_t strangers_rl;
     keel_ratelimit_t bad_rl;
@@ -75,6 +82,24 @@ struct _keel_broker_pair_t {
 };
 
 // ---------------------------------------------------------------- helpers
+
+typedef struct {
+    zframe_t *route;
+    zframe_t *body; // the message, encoded again
+    int64_t at;
+} s_vote_t;
+
+static void
+s_vote_destroy (void **item_p)
+{
+    s_vote_t *v = *item_p;
+    if (v) {
+        zframe_destroy (&v->route);
+        zframe_destroy (&v->body);
+        free (v);
+        *item_p = NULL;
+    }
+}
 
 static void
 s_update_destroy (void **item_p)
@@ -190,8 +215,10 @@ s_detach (keel_broker_pair_t *self, const char *why)
     self->attached = false;
     self->peer_synced = false;
     zlistx_purge (self->unacked);
-    KEEL_WARN ("pair", "%s: acknowledging on this broker's store alone (no mirror)", why);
-    keel_broker_release (self->broker);
+    if (keel_pair_state (self->fsm) == KEEL_PAIR_ACTIVE) {
+        KEEL_WARN ("pair", "%s: acknowledging on this broker's store alone (no mirror)", why);
+        keel_broker_release (self->broker);
+    }
 }
 
 // The first link that is up carries the stream; when it changes, every
@@ -533,6 +560,49 @@ s_on_snapshot (keel_broker_pair_t *self, const Keel__PairSnapshot *m)
         s_install_snapshot (self);
 }
 
+// ---------------------------------------------------------------- votes
+
+static void
+s_send_passive (keel_broker_pair_t *self, zframe_t *route)
+{
+    self->counters.clients_refused++;
+    KEEL_LOG_LIMITED (&self->refused_rl, self->now, KEEL_LOG_INFO, "pair",
+                      "client refused: this broker is %s; the active is %s",
+                      keel_pair_state_name (keel_pair_state (self->fsm)),
+                      self->peer_advertised[0] ? self->peer_advertised : "(not known yet)");
+    keel_msg_t msg;
+    keel_env_t *env = keel_msg_passive (
+        &msg, self->peer_advertised[0] ? self->peer_advertised : NULL,
+        keel_pair_state (self->fsm) == KEEL_PAIR_PASSIVE ? "passive broker of a pair"
+                                                         : "broker of a pair not serving yet");
+    env->has_epoch = true;
+    env->epoch = s_epoch (self);
+    keel_link_send_to (self->broker->router, route, env);
+}
+
+// The peer is heard again (answer the kept messages Passive), or this
+// broker serves now (hand them to the core, oldest first).
+static void
+s_settle_votes (keel_broker_pair_t *self)
+{
+    bool serving = keel_pair_serving (self->fsm);
+    s_vote_t *v;
+    while ((v = zlistx_first (self->votes))) {
+        zlistx_detach_cur (self->votes);
+        if (serving) {
+            keel_error_t err = { "" };
+            keel_env_t *env = keel_wire_decode (zframe_data (v->body), zframe_size (v->body), &err);
+            if (env)
+                keel_core_message (self->broker->core, v->route, env);
+            keel_wire_free (&env);
+        }
+        else if (self->now - v->at < self->timeout_ms)
+            s_send_passive (self, v->route);
+        void *item = v;
+        s_vote_destroy (&item);
+    }
+}
+
 // ---------------------------------------------------------------- activation
 
 static void
@@ -552,6 +622,7 @@ s_carry_out (keel_broker_pair_t *self, keel_pair_do_t what)
             }
             keel_pair_set_epoch (self->fsm, keel_core_epoch (self->broker->core));
             self->counters.takeovers++;
+            s_settle_votes (self);
             self->attached = false;
             self->data_link = -1;
             s_choose_link (self);
@@ -623,7 +694,17 @@ static void
 s_on_heartbeat (keel_broker_pair_t *self, int link, zframe_t *route, const keel_env_t *env)
 {
     const Keel__PairHeartbeat *m = env->pair_heartbeat;
-    if (strcmp (m->endpoints, self->peer_conf) != 0) {
+    const char *pair_name = keel_broker_cfg_PairName (self->broker->settings);
+    if (*pair_name) {
+        if (!m->pair_name || strcmp (m->pair_name, pair_name) != 0) {
+            char why[300];
+            snprintf (why, sizeof why, "its PairName is '%.100s', ours is '%.100s'",
+                      m->pair_name ? m->pair_name : "", pair_name);
+            s_stranger (self, link, why);
+            return;
+        }
+    }
+    else if (strcmp (m->endpoints, self->peer_conf) != 0) {
         char why[300];
         snprintf (why, sizeof why, "its PairEndpoint is '%.100s', our PairPeer is '%.100s'",
                   m->endpoints, self->peer_conf);
@@ -655,6 +736,7 @@ s_on_heartbeat (keel_broker_pair_t *self, int link, zframe_t *route, const keel_
     snprintf (self->peer_advertised, sizeof self->peer_advertised, "%s",
               m->advertised ? m->advertised : "");
     snprintf (self->peer_name, sizeof self->peer_name, "%s", m->name ? m->name : "");
+    snprintf (self->peer_admin, sizeof self->peer_admin, "%s", m->admin ? m->admin : "");
     keel_pair_peer_t peer = { .state = (keel_pair_state_t) m->state,
                               .epoch = epoch,
                               .applied_seq = m->applied_seq,
@@ -726,19 +808,22 @@ static void
 s_beat (keel_broker_pair_t *self)
 {
     keel_pair_state_t state = keel_pair_state (self->fsm);
+    const char *pair_name = keel_broker_cfg_PairName (self->broker->settings);
     for (int i = 0; i < self->nlinks; i++) {
         keel_msg_t msg;
-        keel_pair_heartbeat_args_t args = { .state = (Keel__PairState) state,
-                                            .role = self->role,
-                                            .endpoints = self->own_conf,
-                                            .link = (uint32_t) i,
-                                            .advertised = self->advertised,
-                                            .applied_seq = self->applied_seq,
-                                            .applied_epoch = self->applied_epoch,
-                                            .synced = state == KEEL_PAIR_ACTIVE
-                                                          ? self->peer_synced
-                                                          : keel_pair_synced (self->fsm),
-                                            .name = keel_broker_cfg_Name (self->broker->settings) };
+        keel_pair_heartbeat_args_t args = {
+            .state = (Keel__PairState) state,
+            .role = self->role,
+            .endpoints = self->own_conf,
+            .link = (uint32_t) i,
+            .advertised = self->advertised,
+            .applied_seq = self->applied_seq,
+            .applied_epoch = self->applied_epoch,
+            .synced = state == KEEL_PAIR_ACTIVE ? self->peer_synced : keel_pair_synced (self->fsm),
+            .name = keel_broker_cfg_Name (self->broker->settings),
+            .pair_name = *pair_name ? pair_name : NULL,
+            .admin = keel_broker_cfg_AdminEndpoint (self->broker->settings)
+        };
         s_send (self, i, keel_msg_pair_heartbeat (&msg, &args));
     }
     self->next_beat = self->now + self->heartbeat_ms;
@@ -780,6 +865,14 @@ keel_broker_pair_turn (keel_broker_pair_t *self)
     s_carry_out (self, keel_pair_tick (self->fsm, self->now));
     s_events (self);
     s_choose_link (self);
+    // A vote older than PairTimeout counts no more and is not served.
+    s_vote_t *oldest;
+    while ((oldest = zlistx_first (self->votes)) && self->now - oldest->at >= self->timeout_ms)
+        zlistx_delete (self->votes, zlistx_cursor (self->votes));
+    if (zlistx_size (self->votes)
+        && (keel_pair_serving (self->fsm)
+            || keel_pair_silence_ms (self->fsm, self->now) <= self->heartbeat_ms))
+        s_settle_votes (self);
     // A passive without the stream asks again every PairTimeout.
     if (keel_pair_state (self->fsm) == KEEL_PAIR_PASSIVE && !keel_pair_synced (self->fsm)
         && keel_pair_peer (self->fsm)->state == KEEL_PAIR_ACTIVE
@@ -801,7 +894,7 @@ keel_broker_pair_serving (const keel_broker_pair_t *self)
 }
 
 bool
-keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route)
+keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *env)
 {
     self->now = zclock_mono ();
     keel_pair_do_t what = keel_pair_client (self->fsm, self->now);
@@ -811,19 +904,29 @@ keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route)
         return true;
     if (keel_pair_state (self->fsm) == KEEL_PAIR_ACTIVE)
         return false; // unsure after a pause: not a moment to answer anything
-    self->counters.clients_refused++;
-    KEEL_LOG_LIMITED (&self->refused_rl, self->now, KEEL_LOG_INFO, "pair",
-                      "client refused: this broker is %s; the active is %s",
-                      keel_pair_state_name (keel_pair_state (self->fsm)),
-                      self->peer_advertised[0] ? self->peer_advertised : "(not known yet)");
-    keel_msg_t msg;
-    keel_env_t *env = keel_msg_passive (
-        &msg, self->peer_advertised[0] ? self->peer_advertised : NULL,
-        keel_pair_state (self->fsm) == KEEL_PAIR_PASSIVE ? "passive broker of a pair"
-                                                         : "broker of a pair not serving yet");
-    env->has_epoch = true;
-    env->epoch = s_epoch (self);
-    keel_link_send_to (self->broker->router, route, env);
+    // The peer is in doubt: this client may be the vote that makes this
+    // broker take over; keep its message rather than send it back there.
+    if (keel_pair_silence_ms (self->fsm, self->now) > self->heartbeat_ms * 3 / 2) {
+        s_vote_t *v = calloc (1, sizeof *v);
+        if (v) {
+            v->route = zframe_dup (route);
+            v->body = keel_wire_encode (env);
+            v->at = self->now;
+        }
+        if (!v || !v->route || !v->body) {
+            void *item = v;
+            s_vote_destroy (&item);
+            return false;
+        }
+        if (zlistx_size (self->votes) >= S_MAX_VOTES) {
+            s_vote_t *old = zlistx_first (self->votes);
+            zlistx_delete (self->votes, zlistx_cursor (self->votes));
+            (void) old;
+        }
+        zlistx_add_end (self->votes, v);
+        return false;
+    }
+    s_send_passive (self, route);
     return false;
 }
 
@@ -974,15 +1077,17 @@ keel_broker_pair_new (keel_broker_t *broker, keel_error_t *err)
     self->bad_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "bad pair message");
     self->refused_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 3, "client refused");
     self->unacked = zlistx_new ();
+    self->votes = zlistx_new ();
     self->incoming = keel_changes_new ();
     int nown = s_split (own, self->own);
     int npeer = s_split (peer, self->peers);
-    if (!self->unacked || !self->incoming) {
+    if (!self->unacked || !self->incoming || !self->votes) {
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
         keel_broker_pair_destroy (&self);
         return NULL;
     }
     zlistx_set_destructor (self->unacked, s_update_destroy);
+    zlistx_set_destructor (self->votes, s_vote_destroy);
     if (nown < 1 || npeer < 1 || nown != npeer) {
         keel_error_set (err, KEEL_ERR_CONFIG,
                         "PairEndpoint (%d entries) and PairPeer (%d entries) need the same number "
@@ -1039,6 +1144,7 @@ keel_broker_pair_destroy (keel_broker_pair_t **self_p)
         free (self->peers[i]);
     }
     zlistx_destroy (&self->unacked);
+    zlistx_destroy (&self->votes);
     if (self->pending) {
         void *item = self->pending;
         s_update_destroy (&item);

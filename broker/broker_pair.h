@@ -76,8 +76,10 @@ bool keel_broker_pair_serving (const keel_broker_pair_t *self);
 
 // A driver or engine message while not serving: a vote. Returns true when
 // the broker took over and the message is to be served; false when it was
-// answered with Passive (or dropped).
-bool keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route);
+// answered with Passive, or kept (the peer is in doubt: it is served if
+// this broker takes over within PairTimeout, answered Passive if the peer
+// is heard again), or dropped.
+bool keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *env);
 
 // Before a commit of the active: stamps the journal with the next update
 // number. After it succeeded: keel_broker_pair_committed encodes the

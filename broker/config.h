@@ -75,6 +75,10 @@
          "Pair links: endpoints bound for the peer, comma separated, one per link (up to 4)")      \
     KEY (PairPeer, STRING, NULL, "", 0, 0, false, NULL,                                            \
          "The peer's PairEndpoint, exactly as configured there, same order")                       \
+    KEY (PairName, STRING, NULL, "", 0, 0, false, NULL,                                            \
+         "The pair's name, the same on both brokers: when set, the peer is recognised by it "      \
+         "(links through NAT, proxies or wildcard binds); empty = the peer's PairEndpoint must "   \
+         "read exactly as this broker's PairPeer")                                                 \
     KEY (PairTimeout, DURATION, "ms", "0", 0, 600000, false, NULL,                                 \
          "Every pair link silent this long = peer lost; 0 = 3 * HeartbeatInterval")                \
     KEY (AdvertisedEndpoint, STRING, NULL, "", 0, 0, false, NULL,                                  \

@@ -81,6 +81,16 @@ keel_pair_peer_up (const keel_pair_t *self, int64_t now)
     return keel_pair_links_up (self, now) > 0;
 }
 
+int64_t
+keel_pair_silence_ms (const keel_pair_t *self, int64_t now)
+{
+    int64_t last = 0;
+    for (int i = 0; i < self->config.nlinks; i++)
+        if (self->link_heard[i] > last)
+            last = self->link_heard[i];
+    return last ? now - last : INT64_MAX;
+}
+
 void
 keel_pair_link_heard (keel_pair_t *self, int link, int64_t now)
 {

@@ -127,6 +127,8 @@ keel_pair_state_t keel_pair_state (const keel_pair_t *self);
 // ACTIVE and sure of it (not just back from a pause with the peer unheard).
 bool keel_pair_serving (const keel_pair_t *self);
 bool keel_pair_peer_up (const keel_pair_t *self, int64_t now);
+// Milliseconds since the peer was last heard on any link (INT64_MAX: never).
+int64_t keel_pair_silence_ms (const keel_pair_t *self, int64_t now);
 int keel_pair_links_up (const keel_pair_t *self, int64_t now);
 bool keel_pair_link_up (const keel_pair_t *self, int link, int64_t now);
 // The peer as last heard (state 0: never).

@@ -161,7 +161,9 @@ typedef struct {
     uint64_t applied_seq;
     uint64_t applied_epoch;
     bool synced;
-    const char *name; // NULL: absent
+    const char *name;      // NULL: absent
+    const char *pair_name; // NULL: absent
+    const char *admin;     // NULL: absent
 } keel_pair_heartbeat_args_t;
 
 keel_env_t *keel_msg_pair_heartbeat (keel_msg_t *msg, const keel_pair_heartbeat_args_t *args);

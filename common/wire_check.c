@@ -565,7 +565,9 @@ s_check_pair_heartbeat (const keel_env_t *env, const char *w, keel_error_t *err)
         || !s_has (err, w, "link", m->has_link)
         || !s_has (err, w, "applied_seq", m->has_applied_seq)
         || !s_text (err, w, "advertised", m->advertised, false, KEEL_TEXT_MAX)
-        || !s_text (err, w, "name", m->name, false, KEEL_TEXT_MAX))
+        || !s_text (err, w, "name", m->name, false, KEEL_TEXT_MAX)
+        || !s_text (err, w, "pair_name", m->pair_name, false, KEEL_TEXT_MAX)
+        || !s_text (err, w, "admin", m->admin, false, KEEL_TEXT_MAX))
         return false;
     if (strcmp (m->role, "primary") != 0 && strcmp (m->role, "backup") != 0)
         return s_fail (err, w, "role: '%s' is neither primary nor backup", m->role);

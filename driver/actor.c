@@ -156,11 +156,25 @@ s_handle_probe (keel_actor_t *self)
         if (!(zsock_events (sock) & ZMQ_POLLIN))
             break;
         keel_env_t *env = s_recv (self, sock);
-        if (env && env->body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME) {
+        if (env && env->body_case == KEEL__ENVELOPE__BODY_PASSIVE) {
+            //  The primary came back passive: no failback in a pair.
+            KEEL_LOG_LIMITED (&self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT,
+                              "primary %s answered the probe: passive active=%s reason=\"%s\"",
+                              self->config->brokers[0],
+                              env->passive->active ? env->passive->active : "?",
+                              env->passive->reason ? env->passive->reason : "");
+            keel_session_input_t in = { .event = KEEL_SESSION_EV_PROBE_PASSIVE,
+                                        .active = env->passive->active };
+            keel_actor_apply (self, &in);
+        }
+        else if (env && env->body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME
+                 && keel_actor_admit (self, env, 0, zclock_mono ())) {
             KEEL_INFO (S_COMPONENT, "primary %s answered the probe", self->config->brokers[0]);
             self->welcome = env;
-            keel_actor_step (self, KEEL_SESSION_EV_PROBE_WELCOME,
-                             env->driver_welcome->heartbeat_ms);
+            keel_session_input_t in = { .event = KEEL_SESSION_EV_PROBE_WELCOME,
+                                        .heartbeat_ms = env->driver_welcome->heartbeat_ms,
+                                        .pair_peer = env->driver_welcome->pair_peer };
+            keel_actor_apply (self, &in);
             self->welcome = NULL;
             if (self->main == sock)
                 keel_session_received (self->session, zclock_mono ());
@@ -355,6 +369,7 @@ keel_actor_new (keel_actor_config_t *config)
     self->rl_malformed = rl;
     self->rl_unknown = rl;
     self->rl_peer = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "broker-triggered");
+    self->rl_stale = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "stale-epoch");
     if (self->services)
         zlistx_set_destructor (self->services, s_service_list_destructor);
     if (!self->lend || !self->session || !self->services || !self->by_id || !self->to_app

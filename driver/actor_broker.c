@@ -589,9 +589,33 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
 void
 keel_actor_step (keel_actor_t *self, keel_session_event_t event, uint64_t heartbeat_ms)
 {
+    keel_session_input_t in = { .event = event, .heartbeat_ms = heartbeat_ms };
+    keel_actor_apply (self, &in);
+}
+
+void
+keel_actor_apply (keel_actor_t *self, const keel_session_input_t *in)
+{
     keel_session_out_t out;
-    keel_session_step (self->session, event, heartbeat_ms, zclock_mono (), &out);
+    keel_session_apply (self->session, in, zclock_mono (), &out);
     s_run_actions (self, &out);
+}
+
+bool
+keel_actor_admit (keel_actor_t *self, const keel_env_t *env, int broker, int64_t now)
+{
+    bool welcome = env->body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME;
+    if (keel_session_admit (self->session, broker, welcome,
+                            welcome ? env->driver_welcome->pair_peer : NULL, env->has_epoch,
+                            env->epoch))
+        return true;
+    KEEL_LOG_LIMITED (&self->rl_stale, now, KEEL_LOG_INFO, S_COMPONENT,
+                      "dropped %s from %s: epoch %" PRIu64
+                      " is below the highest its pair has shown (a deposed active broker) "
+                      "dropped=%" PRIu64,
+                      keel_wire_body_name (env), self->config->brokers[broker], env->epoch,
+                      keel_session_stale_count (self->session));
+    return false;
 }
 
 // ---------------------------------------------------------------- broker messages
@@ -736,18 +760,39 @@ s_on_notice (keel_actor_t *self, const Keel__Notice *notice)
 void
 keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now)
 {
+    //  Passive only sends the driver elsewhere: obeyed whatever its epoch.
+    if (env->body_case != KEEL__ENVELOPE__BODY_PASSIVE
+        && !keel_actor_admit (self, env, keel_session_broker (self->session), now))
+        return; // not even a sign of life
     keel_session_received (self->session, now);
     switch (env->body_case) {
-        case KEEL__ENVELOPE__BODY_DRIVER_WELCOME:
+        case KEEL__ENVELOPE__BODY_DRIVER_WELCOME: {
+            const Keel__DriverWelcome *w = env->driver_welcome;
             KEEL_LOG_LIMITED (&self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
-                              "welcome broker=%s epoch=%" PRIu64 " unknown_services=%zu",
-                              env->driver_welcome->broker_name ? env->driver_welcome->broker_name
-                                                               : "",
-                              env->driver_welcome->epoch, env->driver_welcome->n_unknown_services);
+                              "welcome broker=%s epoch=%" PRIu64
+                              " unknown_services=%zu pair_peer=%s",
+                              w->broker_name ? w->broker_name : "", w->epoch, w->n_unknown_services,
+                              w->pair_peer ? w->pair_peer : "-");
             self->welcome = env;
-            keel_actor_step (self, KEEL_SESSION_EV_WELCOME, env->driver_welcome->heartbeat_ms);
+            keel_session_input_t in = { .event = KEEL_SESSION_EV_WELCOME,
+                                        .heartbeat_ms = w->heartbeat_ms,
+                                        .pair_peer = w->pair_peer };
+            keel_actor_apply (self, &in);
             self->welcome = NULL;
             break;
+        }
+        case KEEL__ENVELOPE__BODY_PASSIVE: {
+            KEEL_LOG_LIMITED (&self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
+                              "passive broker=%s active=%s reason=\"%s\"",
+                              self->config->brokers[keel_session_broker (self->session)],
+                              env->passive->active ? env->passive->active : "?",
+                              env->passive->reason ? env->passive->reason : "");
+            keel_session_input_t in = { .event = KEEL_SESSION_EV_PASSIVE,
+                                        .active = env->passive->active,
+                                        .reason = env->passive->reason };
+            keel_actor_apply (self, &in);
+            break;
+        }
         case KEEL__ENVELOPE__BODY_RELOGIN:
             keel_actor_step (self, KEEL_SESSION_EV_RELOGIN, 0);
             break;

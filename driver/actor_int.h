@@ -70,8 +70,9 @@ struct _keel_actor_t {
     bool terminated;    // $TERM received (actor thread only)
     keel_ratelimit_t rl_malformed;
     keel_ratelimit_t rl_unknown;
-    keel_ratelimit_t rl_peer; // other lines a broker's message causes (welcome, refusal, notice)
-    Keel__TaskInput *inputs;  // scratch for SubmitTasks, batch_size entries
+    keel_ratelimit_t rl_peer;  // other lines a broker's message causes (welcome, refusal, notice)
+    keel_ratelimit_t rl_stale; // messages dropped for a stale pair epoch
+    Keel__TaskInput *inputs;   // scratch for SubmitTasks, batch_size entries
     Keel__TaskInput **input_ptrs;
     keel_outstanding_ref_t *refs;
 };
@@ -96,6 +97,11 @@ void keel_actor_flush_acks (keel_actor_t *self);
 void keel_actor_ack_later (keel_actor_service_t *svc, uint64_t task_id);
 // Steps the session with event and carries out the actions it returns.
 void keel_actor_step (keel_actor_t *self, keel_session_event_t event, uint64_t heartbeat_ms);
+// The same for an event with what its message carries (pair peer, Passive).
+void keel_actor_apply (keel_actor_t *self, const keel_session_input_t *in);
+// The pair epoch rule (keel_session_admit) for env from broker number
+// `broker`: false when it must be dropped (counted and logged here).
+bool keel_actor_admit (keel_actor_t *self, const keel_env_t *env, int broker, int64_t now);
 // Applies one message from the session socket (env stays the caller's).
 void keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now);
 

@@ -4,6 +4,7 @@
 #include "session.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,24 +21,38 @@
 //  DSBrokerTimeout, if shorter): see keel_session_move_at in session.h.
 #define S_MOVE_FLOOR_EXTRA_MS 600
 
+//  What the driver knows of one configured broker as a member of a
+//  resilient pair (DESIGN §6).
+typedef struct {
+    int peer; // configured broker its last welcome (or a Passive) named as its pair peer; -1: none
+    bool paired; // its last welcome named a pair peer (configured or not): its epochs are checked
+    uint64_t epoch;    // highest epoch seen from it while paired
+    bool said_passive; // answered Passive since the last welcome
+} s_pair_t;
+
 struct _keel_session_t {
     keel_session_config_t config;
     char **brokers; // owned copies of config.brokers
     keel_session_state_t state;
-    int current;              // broker the session socket talks to
-    int last_welcomed;        // broker that last answered the session (-1: none yet)
-    int64_t heartbeat_ms;     // H
-    keel_peer_clock_t clock;  // READY: liveness of the broker, our idle time
-    keel_backoff_t backoff;   // CONNECTING: wait between hellos to the same broker
-    int64_t attempt_deadline; // CONNECTING: reconnect when no welcome by then
-    int64_t broker_deadline;  // CONNECTING: move to the next broker then
-    int64_t broker_since;     // CONNECTING: DSBrokerTimeout on this broker counts from then
-    int64_t progress_ms;      // CONNECTING: gap between "still connecting" lines
-    int64_t progress_next;    // CONNECTING: when the next one is due
-    int tried;                // brokers given up on since the last welcome
-    bool probe_open;          // a probe DEALER to the primary is waiting for its welcome
-    int64_t probe_next;       // when to open the next probe
-    int64_t probe_deadline;   // when to give up on the open probe
+    int current;                    // broker the session socket talks to
+    int last_welcomed;              // broker that last answered the session (-1: none yet)
+    int64_t heartbeat_ms;           // H
+    keel_peer_clock_t clock;        // READY: liveness of the broker, our idle time
+    keel_backoff_t backoff;         // CONNECTING: wait between hellos to the same broker
+    int64_t attempt_deadline;       // CONNECTING: reconnect when no welcome by then
+    int64_t broker_deadline;        // CONNECTING: move to the next broker then
+    int64_t broker_since;           // CONNECTING: DSBrokerTimeout on this broker counts from then
+    int64_t progress_ms;            // CONNECTING: gap between "still connecting" lines
+    int64_t progress_next;          // CONNECTING: when the next one is due
+    int tried;                      // brokers given up on since the last welcome
+    bool probe_open;                // a probe DEALER to the primary is waiting for its welcome
+    int64_t probe_next;             // when to open the next probe
+    int64_t probe_deadline;         // when to give up on the open probe
+    s_pair_t *pairs;                // per configured broker
+    keel_backoff_t passive_backoff; // between moves once every broker tried answered Passive
+    int pending;         // CONNECTING: broker to connect to at attempt_deadline (-1: none)
+    bool pending_forget; // FORGET_ACCEPTED before that move (not a move within a pair)
+    uint64_t stale;      // messages dropped for a stale epoch
 };
 
 static void
@@ -76,6 +91,55 @@ static int64_t
 s_min (int64_t a, int64_t b)
 {
     return a < b ? a : b;
+}
+
+//  True when a and b are the two members of one resilient pair: either
+//  named the other as its pair peer.
+static bool
+s_related (const keel_session_t *self, int a, int b)
+{
+    if (a < 0 || b < 0 || a == b || a >= self->config.nbrokers || b >= self->config.nbrokers)
+        return false;
+    return self->pairs[a].peer == b || self->pairs[b].peer == a;
+}
+
+//  The endpoint text without leading and trailing blanks: *len_p bytes at
+//  the returned pointer.
+static const char *
+s_trim (const char *text, size_t *len_p)
+{
+    while (*text && isspace ((unsigned char) *text))
+        text++;
+    size_t len = strlen (text);
+    while (len > 0 && isspace ((unsigned char) text[len - 1]))
+        len--;
+    *len_p = len;
+    return text;
+}
+
+static bool
+s_named (const char *endpoint)
+{
+    size_t len = 0;
+    if (endpoint)
+        s_trim (endpoint, &len);
+    return len > 0;
+}
+
+int
+keel_session_find_broker (const keel_session_t *self, const char *endpoint)
+{
+    assert (self);
+    if (!s_named (endpoint))
+        return -1;
+    size_t len, blen;
+    const char *text = s_trim (endpoint, &len);
+    for (int i = 0; i < self->config.nbrokers; i++) {
+        const char *b = s_trim (self->brokers[i], &blen);
+        if (blen == len && memcmp (b, text, len) == 0)
+            return i;
+    }
+    return -1;
 }
 
 char *
@@ -188,32 +252,88 @@ s_became_ready (keel_session_t *self, uint64_t heartbeat_ms, int64_t now)
         self->probe_next = now + self->config.primary_retry_ms;
 }
 
+//  A welcome from broker `broker` named pair_peer (NULL or blank: none):
+//  remember which configured broker that is. A broker that names none
+//  leaves the pair: its epochs are independent again.
 static void
-s_on_welcome (keel_session_t *self, uint64_t heartbeat_ms, int64_t now, keel_session_out_t *out)
+s_note_pair (keel_session_t *self, int broker, const char *pair_peer)
+{
+    s_pair_t *pair = &self->pairs[broker];
+    pair->paired = s_named (pair_peer);
+    pair->peer = pair->paired ? keel_session_find_broker (self, pair_peer) : -1;
+    if (pair->peer == broker)
+        pair->peer = -1; // a broker is not its own peer
+    if (!pair->paired)
+        pair->epoch = 0;
+}
+
+//  A broker welcomed the driver: whatever Passive answers came before are
+//  over, and so is their backoff.
+static void
+s_passive_over (keel_session_t *self)
+{
+    for (int i = 0; i < self->config.nbrokers; i++)
+        self->pairs[i].said_passive = false;
+    keel_backoff_reset (&self->passive_backoff);
+    self->pending = -1;
+}
+
+static void
+s_on_welcome (keel_session_t *self, const keel_session_input_t *in, int64_t now,
+              keel_session_out_t *out)
 {
     const char *url = self->brokers[self->current];
+    s_note_pair (self, self->current, in->pair_peer);
+    s_passive_over (self);
     s_emit (out, KEEL_SESSION_DO_RESYNC, self->current);
     s_emit (out, KEEL_SESSION_DO_TELL_DELIVERED, self->current);
     if (self->state == KEEL_SESSION_CONNECTING) {
+        const char *prev = self->last_welcomed >= 0 ? self->brokers[self->last_welcomed] : "";
         if (self->last_welcomed < 0)
             s_status (out, KEEL_SESSION_STATUS_CONNECTED, "connected to %s", url);
         else if (self->last_welcomed == self->current)
             s_status (out, KEEL_SESSION_STATUS_RECONNECTED, "reconnected to %s", url);
+        else if (s_related (self, self->last_welcomed, self->current))
+            s_status (out, KEEL_SESSION_STATUS_FAILOVER,
+                      "failover: now on %s, the pair peer of %s; the tasks %s accepted are not "
+                      "resubmitted (the pair mirrors them)",
+                      url, prev, prev);
         else if (self->current == 0)
             s_status (out, KEEL_SESSION_STATUS_FAILBACK, "back on primary %s", url);
         else
             s_status (out, KEEL_SESSION_STATUS_FAILOVER, "failover: now on %s", url);
     }
     self->last_welcomed = self->current;
-    s_became_ready (self, heartbeat_ms, now);
+    s_became_ready (self, in->heartbeat_ms, now);
 }
 
 static void
-s_on_probe_welcome (keel_session_t *self, uint64_t heartbeat_ms, int64_t now,
+s_on_probe_welcome (keel_session_t *self, const keel_session_input_t *in, int64_t now,
                     keel_session_out_t *out)
 {
     if (!self->probe_open || self->current == 0)
         return; // a late answer to a probe we gave up on
+    s_note_pair (self, 0, in->pair_peer);
+    s_passive_over (self);
+    if (s_related (self, 0, self->current)) {
+        //  The primary is the active broker of the current one's pair (it
+        //  took over): move there keeping what the pair mirrors, and send
+        //  no Detach, which the pair would mirror to the primary too.
+        int from = self->current;
+        s_emit (out, KEEL_SESSION_DO_ADOPT_PROBE, 0);
+        s_emit (out, KEEL_SESSION_DO_RESYNC, 0);
+        s_emit (out, KEEL_SESSION_DO_TELL_DELIVERED, 0);
+        s_emit (out, KEEL_SESSION_DO_CLOSE_OLD, from);
+        s_status (out, KEEL_SESSION_STATUS_FAILOVER,
+                  "failover: now on %s, the pair peer of %s; the tasks %s accepted are not "
+                  "resubmitted (the pair mirrors them)",
+                  self->brokers[0], self->brokers[from], self->brokers[from]);
+        self->probe_open = false;
+        self->current = 0;
+        self->last_welcomed = 0;
+        s_became_ready (self, in->heartbeat_ms, now);
+        return;
+    }
     s_emit (out, KEEL_SESSION_DO_ADOPT_PROBE, 0);
     s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, 0);
     s_emit (out, KEEL_SESSION_DO_RESYNC, 0);
@@ -229,7 +349,73 @@ s_on_probe_welcome (keel_session_t *self, uint64_t heartbeat_ms, int64_t now,
     self->probe_open = false;
     self->current = 0;
     self->last_welcomed = 0;
-    s_became_ready (self, heartbeat_ms, now);
+    s_became_ready (self, in->heartbeat_ms, now);
+}
+
+//  Passive on the session socket: the broker `current` is the passive
+//  member of a pair. Go to the active one it names when that is a
+//  configured broker, else to the next configured broker, at once; keep
+//  the accepted flags when the move stays within a pair. Once the target
+//  too has answered Passive since the last welcome (neither broker of the
+//  pair is active yet), wait as the attempt backoff does before going.
+static void
+s_on_passive (keel_session_t *self, const keel_session_input_t *in, int64_t now,
+              keel_session_out_t *out)
+{
+    if (self->state == KEEL_SESSION_CONNECTING && self->pending >= 0)
+        return; // a move is already set for the end of the backoff
+    int n = self->config.nbrokers;
+    int from = self->current;
+    int target = keel_session_find_broker (self, in->active);
+    if (target >= 0 && target != from && self->pairs[from].peer < 0)
+        self->pairs[from].peer = target; // the passive member names its active peer
+    bool named = target >= 0 && target != from;
+    if (!named)
+        target = (from + 1) % n;
+    bool forget = target != from && !s_related (self, from, target);
+    self->pairs[from].said_passive = true;
+    char reason[KEEL_SESSION_TEXT_MAX / 3] = "";
+    if (s_named (in->reason))
+        snprintf (reason, sizeof reason, " (%s)", in->reason);
+    const char *to = self->brokers[target];
+    if (self->pairs[target].said_passive) {
+        char wait[32];
+        int64_t delay = keel_backoff_next (&self->passive_backoff);
+        keel_session_duration_text (delay, wait, sizeof wait);
+        s_status (out, KEEL_SESSION_STATUS_TRYING,
+                  "%s is passive%s and so is %s: no active broker yet; trying %s in %s",
+                  self->brokers[from], reason, to, to, wait);
+        self->state = KEEL_SESSION_CONNECTING;
+        self->pending = target;
+        self->pending_forget = forget;
+        self->attempt_deadline = now + delay;
+        return;
+    }
+    if (named)
+        s_status (out, KEEL_SESSION_STATUS_TRYING,
+                  "%s is passive%s; moving to the active broker of its pair, %s, now",
+                  self->brokers[from], reason, to);
+    else
+        s_status (out, KEEL_SESSION_STATUS_TRYING,
+                  "%s is passive%s and names no configured active broker; trying %s now",
+                  self->brokers[from], reason, to);
+    if (forget)
+        s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, target);
+    s_connect (self, target, now, target != from, out);
+}
+
+//  Passive on the primary probe socket: the primary came back passive (no
+//  automatic failback in a pair). The probe failed.
+static void
+s_on_probe_passive (keel_session_t *self, const keel_session_input_t *in, keel_session_out_t *out)
+{
+    int active = keel_session_find_broker (self, in->active);
+    if (active > 0 && self->pairs[0].peer < 0)
+        self->pairs[0].peer = active; // probes stop once that is the current broker
+    if (!self->probe_open)
+        return;
+    s_emit (out, KEEL_SESSION_DO_PROBE_CLOSE, 0);
+    self->probe_open = false;
 }
 
 static void
@@ -249,6 +435,17 @@ s_on_relogin (keel_session_t *self, int64_t now, keel_session_out_t *out)
 static void
 s_tick_connecting (keel_session_t *self, int64_t now, keel_session_out_t *out)
 {
+    if (self->pending >= 0) {
+        //  Waiting after Passive answers: the move, when its time comes.
+        if (now >= self->attempt_deadline) {
+            int to = self->pending;
+            self->pending = -1;
+            if (self->pending_forget)
+                s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, to);
+            s_connect (self, to, now, to != self->current, out);
+        }
+        return;
+    }
     if (now >= self->broker_deadline) {
         int from = self->current;
         int next = (from + 1) % self->config.nbrokers;
@@ -264,7 +461,8 @@ s_tick_connecting (keel_session_t *self, int64_t now, keel_session_out_t *out)
             keel_session_duration_text (self->broker_deadline - self->broker_since, silent,
                                         sizeof silent);
             keel_session_duration_text (self->config.broker_timeout_ms, timeout, sizeof timeout);
-            s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, next);
+            if (!s_related (self, from, next))
+                s_emit (out, KEEL_SESSION_DO_FORGET_ACCEPTED, next);
             s_status (out, KEEL_SESSION_STATUS_TRYING,
                       "%s did not answer for %s; connecting to %s, retrying for %s "
                       "(DSBrokerTimeout)%s",
@@ -283,7 +481,20 @@ s_tick_connecting (keel_session_t *self, int64_t now, keel_session_out_t *out)
 static void
 s_tick_ready (keel_session_t *self, int64_t now, keel_session_out_t *out)
 {
-    if (keel_peer_clock_lost (&self->clock, now)) {
+    if (keel_peer_clock_lost (&self->clock, now) && self->pairs[self->current].peer >= 0) {
+        //  A broker of a pair: its peer takes over with the mirrored
+        //  store, so go there now and keep the accepted flags.
+        int from = self->current, peer = self->pairs[from].peer;
+        char silent[32];
+        keel_session_duration_text (now - self->clock.last_recv, silent, sizeof silent);
+        s_status (out, KEEL_SESSION_STATUS_FAILOVER,
+                  "lost %s (silent for %s); its pair peer %s takes over: moving there now, "
+                  "without resubmitting what %s accepted",
+                  self->brokers[from], silent, self->brokers[peer], self->brokers[from]);
+        self->tried = 0;
+        s_connect (self, peer, now, true, out);
+    }
+    else if (keel_peer_clock_lost (&self->clock, now)) {
         //  DSBrokerTimeout counts from the broker's last message, not from
         //  now: the move comes when it would have, had the loss been seen
         //  at once (keel_session_move_at).
@@ -308,10 +519,18 @@ s_tick_ready (keel_session_t *self, int64_t now, keel_session_out_t *out)
 }
 
 //  Probing the primary runs beside both states whenever we are elsewhere.
+//  Probing the primary is wanted on any other broker once one answered,
+//  except on the primary's pair peer: a pair has no automatic failback.
+static bool
+s_probe_wanted (const keel_session_t *self)
+{
+    return self->current != 0 && self->last_welcomed >= 0 && !s_related (self, self->current, 0);
+}
+
 static void
 s_tick_probe (keel_session_t *self, int64_t now, keel_session_out_t *out)
 {
-    if (self->current == 0 || self->last_welcomed < 0) {
+    if (!s_probe_wanted (self)) {
         if (self->probe_open) {
             s_emit (out, KEEL_SESSION_DO_PROBE_CLOSE, 0);
             self->probe_open = false;
@@ -362,12 +581,22 @@ keel_session_new (const keel_session_config_t *config, int64_t now)
         }
     }
     self->config.brokers = NULL;
+    self->pairs = calloc ((size_t) config->nbrokers, sizeof *self->pairs);
+    if (!self->pairs) {
+        keel_session_destroy (&self);
+        return NULL;
+    }
+    for (int i = 0; i < config->nbrokers; i++)
+        self->pairs[i].peer = -1;
+    self->pending = -1;
     self->state = KEEL_SESSION_CONNECTING;
     self->last_welcomed = -1;
     self->heartbeat_ms = config->heartbeat_ms > 0 ? config->heartbeat_ms : 1000;
     int64_t cap = s_max (S_LIVENESS * self->heartbeat_ms,
                          s_min (S_BACKOFF_CAP_MS, config->broker_timeout_ms / 2));
     keel_backoff_init (&self->backoff, S_LIVENESS * self->heartbeat_ms, cap, config->seed | 1);
+    keel_backoff_init (&self->passive_backoff, S_LIVENESS * self->heartbeat_ms, cap,
+                       (config->seed * 2654435761u) | 1);
     keel_peer_clock_init (&self->clock, self->heartbeat_ms, S_LIVENESS, now);
     self->attempt_deadline = now;
     self->broker_since = now;
@@ -391,6 +620,7 @@ keel_session_destroy (keel_session_t **self_p)
             free (self->brokers[i]);
         free (self->brokers);
     }
+    free (self->pairs);
     free (self);
     *self_p = NULL;
 }
@@ -399,19 +629,33 @@ void
 keel_session_step (keel_session_t *self, keel_session_event_t event, uint64_t heartbeat_ms,
                    int64_t now, keel_session_out_t *out)
 {
-    assert (self && out);
+    keel_session_input_t in = { .event = event, .heartbeat_ms = heartbeat_ms };
+    keel_session_apply (self, &in, now, out);
+}
+
+void
+keel_session_apply (keel_session_t *self, const keel_session_input_t *in, int64_t now,
+                    keel_session_out_t *out)
+{
+    assert (self && in && out);
     out->count = 0;
-    switch (event) {
+    switch (in->event) {
         case KEEL_SESSION_EV_START:
             self->tried = 0;
             s_connect (self, 0, now, true, out);
             s_connecting_status (self, now, false, out);
             break;
         case KEEL_SESSION_EV_WELCOME:
-            s_on_welcome (self, heartbeat_ms, now, out);
+            s_on_welcome (self, in, now, out);
             break;
         case KEEL_SESSION_EV_PROBE_WELCOME:
-            s_on_probe_welcome (self, heartbeat_ms, now, out);
+            s_on_probe_welcome (self, in, now, out);
+            break;
+        case KEEL_SESSION_EV_PASSIVE:
+            s_on_passive (self, in, now, out);
+            break;
+        case KEEL_SESSION_EV_PROBE_PASSIVE:
+            s_on_probe_passive (self, in, out);
             break;
         case KEEL_SESSION_EV_RELOGIN:
             s_on_relogin (self, now, out);
@@ -454,13 +698,57 @@ keel_session_next_deadline (const keel_session_t *self)
 {
     assert (self);
     int64_t next;
-    if (self->state == KEEL_SESSION_CONNECTING)
+    if (self->state == KEEL_SESSION_CONNECTING && self->pending >= 0)
+        next = self->attempt_deadline; // only the move after the backoff is due
+    else if (self->state == KEEL_SESSION_CONNECTING)
         next = s_min (s_min (self->attempt_deadline, self->broker_deadline), self->progress_next);
     else
         next = keel_peer_clock_next_deadline (&self->clock);
-    if (self->current != 0 && self->last_welcomed >= 0)
+    if (s_probe_wanted (self))
         next = s_min (next, self->probe_open ? self->probe_deadline : self->probe_next);
     return next;
+}
+
+bool
+keel_session_admit (keel_session_t *self, int broker, bool welcome, const char *pair_peer,
+                    bool has_epoch, uint64_t epoch)
+{
+    assert (self);
+    if (!has_epoch || broker < 0 || broker >= self->config.nbrokers)
+        return true;
+    s_pair_t *pair = &self->pairs[broker];
+    bool paired = welcome ? s_named (pair_peer) : pair->paired;
+    if (!paired)
+        return true; // a standalone broker: its epochs are its own business
+    int peer = welcome ? keel_session_find_broker (self, pair_peer) : pair->peer;
+    uint64_t high = pair->epoch;
+    for (int i = 0; i < self->config.nbrokers; i++)
+        if (i != broker && (i == peer || self->pairs[i].peer == broker) && self->pairs[i].paired
+            && self->pairs[i].epoch > high)
+            high = self->pairs[i].epoch;
+    if (epoch < high) {
+        self->stale++;
+        return false;
+    }
+    if (epoch > pair->epoch)
+        pair->epoch = epoch;
+    return true;
+}
+
+uint64_t
+keel_session_stale_count (const keel_session_t *self)
+{
+    assert (self);
+    return self->stale;
+}
+
+int
+keel_session_pair_peer (const keel_session_t *self, int broker)
+{
+    assert (self);
+    if (broker < 0 || broker >= self->config.nbrokers)
+        return -1;
+    return self->pairs[broker].peer;
 }
 
 keel_session_state_t

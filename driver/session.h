@@ -29,6 +29,33 @@
                   socket becomes the session (FAILBACK), the failover broker
                   gets Detach.
 
+    Resilient pair (DESIGN §6). A DriverWelcome may name the broker's
+    pair_peer; when that is one of the configured brokers (compared
+    without surrounding blanks) the session remembers it for that broker,
+    and so does a Passive that names a configured broker as the active
+    one (its sender is that broker's pair peer). Two brokers are "a pair"
+    when either named the other. Between the two members of a pair:
+      - READY and the broker silent for 3·H: CONNECT(its peer) at once,
+        no DSBrokerTimeout wait, no retry of the same broker first, and no
+        FORGET_ACCEPTED (the peer mirrors what the lost one accepted; the
+        welcome's unknown_services still cause full resubmissions);
+      - no move between them ever emits FORGET_ACCEPTED (Passive, the
+        DSBrokerTimeout move, a probe's welcome);
+      - the primary is not probed from its pair peer (no automatic
+        failback in a pair: a returning primary comes back passive), and
+        a probe's welcome from it sends no Detach (the pair would mirror it).
+    Passive on the session socket (CONNECTING or READY): CONNECT at once
+    to the active broker it names when configured, else to the next one.
+    Once the target too has answered Passive since the last welcome (no
+    active broker yet: both just started), the move waits a backoff (3·H
+    doubling to the attempt cap) in CONNECTING on the same socket: no spin.
+    Passive on the probe socket: the probe failed (PROBE_CLOSE).
+    Epochs: keel_session_admit drops any message from a broker whose last
+    welcome named a pair peer when its Envelope.epoch is below the highest
+    epoch seen from that broker or its pair peer. Standalone brokers are
+    not checked (their epochs are independent). Passive is never dropped
+    (it changes no state; it only sends the driver elsewhere).
+
       state       event              actions                         next
       ----------  -----------------  ------------------------------  ----------
       (new)       START              CONNECT(0), STATUS(connecting)  CONNECTING
@@ -44,12 +71,24 @@
                                      CONNECT(same)
       READY       RELOGIN            HELLO                           CONNECTING
       READY       WELCOME            RESYNC, TELL_DELIVERED          READY
-      any         TICK probe due     PROBE_OPEN (not on primary)     same
+      READY       TICK silent 3·H,   STATUS(failover: pair peer      CONNECTING
+                  broker in a pair   takes over), CONNECT(peer)
+      CONNECTING  PASSIVE            STATUS(trying), [FORGET_ACCEPTED CONNECTING
+      or READY                       unless within a pair],
+                                     CONNECT(named active or next)
+      CONNECTING  PASSIVE, target    STATUS(trying ... in T)         CONNECTING
+      or READY    said Passive too   (CONNECT at attempt deadline)
+      any         PROBE_PASSIVE      PROBE_CLOSE                     same
+      any         TICK probe due     PROBE_OPEN (not on primary      same
+                                     nor on its pair peer)
       any         TICK probe t/o     PROBE_CLOSE                     same
       any         PROBE_WELCOME      ADOPT_PROBE, FORGET_ACCEPTED,   READY
                                      RESYNC, TELL_DELIVERED,
                                      DETACH_OLD, CLOSE_OLD,
                                      STATUS(back on primary)
+      any         PROBE_WELCOME from ADOPT_PROBE, RESYNC,             READY
+                  the current one's  TELL_DELIVERED, CLOSE_OLD,
+                  pair peer          STATUS(failover)
 
     Resync (actor): services in DriverWelcome.unknown_services are
     resubmitted with every outstanding task; for the others only tasks the
@@ -76,11 +115,13 @@
 typedef enum { KEEL_SESSION_CONNECTING = 0, KEEL_SESSION_READY } keel_session_state_t;
 
 typedef enum {
-    KEEL_SESSION_EV_START = 0,    // first step after keel_session_new
-    KEEL_SESSION_EV_TICK,         // time passed; check timers
-    KEEL_SESSION_EV_WELCOME,      // DriverWelcome on the session socket
-    KEEL_SESSION_EV_RELOGIN,      // Relogin on the session socket
-    KEEL_SESSION_EV_PROBE_WELCOME // DriverWelcome on the primary probe socket
+    KEEL_SESSION_EV_START = 0,     // first step after keel_session_new
+    KEEL_SESSION_EV_TICK,          // time passed; check timers
+    KEEL_SESSION_EV_WELCOME,       // DriverWelcome on the session socket
+    KEEL_SESSION_EV_RELOGIN,       // Relogin on the session socket
+    KEEL_SESSION_EV_PROBE_WELCOME, // DriverWelcome on the primary probe socket
+    KEEL_SESSION_EV_PASSIVE,       // Passive on the session socket
+    KEEL_SESSION_EV_PROBE_PASSIVE  // Passive on the primary probe socket
 } keel_session_event_t;
 
 typedef enum {
@@ -136,6 +177,15 @@ typedef struct {
     uint32_t seed;              // backoff jitter seed
 } keel_session_config_t;
 
+// One event with what the session needs of its message.
+typedef struct {
+    keel_session_event_t event;
+    uint64_t heartbeat_ms; // WELCOME, PROBE_WELCOME: DriverWelcome.heartbeat_ms (0 = keep H)
+    const char *pair_peer; // WELCOME, PROBE_WELCOME: DriverWelcome.pair_peer (NULL: none)
+    const char *active;    // PASSIVE, PROBE_PASSIVE: Passive.active (NULL: not known)
+    const char *reason;    // PASSIVE: Passive.reason, for the status text (NULL: none)
+} keel_session_input_t;
+
 typedef struct _keel_session_t keel_session_t;
 
 // Creates a session in CONNECTING (nothing done yet: step START next).
@@ -148,6 +198,28 @@ void keel_session_destroy (keel_session_t **self_p);
 // PROBE_WELCOME, heartbeat_ms is DriverWelcome.heartbeat_ms (0 = keep H).
 void keel_session_step (keel_session_t *self, keel_session_event_t event, uint64_t heartbeat_ms,
                         int64_t now, keel_session_out_t *out);
+// The same with everything an event may carry (keel_session_step is this
+// with no pair_peer, active or reason).
+void keel_session_apply (keel_session_t *self, const keel_session_input_t *in, int64_t now,
+                         keel_session_out_t *out);
+
+// The epoch rule, asked before a broker message is used (not for Passive).
+// broker: the index the message came from (the session socket's broker,
+// or 0 for the probe). welcome: the message is a DriverWelcome, pair_peer
+// its pair_peer. Returns false (and counts it) when the broker takes part
+// in a pair (this welcome, or its last one, named a pair peer) and
+// has_epoch with an epoch below the highest seen from it or its pair
+// peer: drop the message, and do not count it as a sign of life. True
+// otherwise, recording the epoch.
+bool keel_session_admit (keel_session_t *self, int broker, bool welcome, const char *pair_peer,
+                         bool has_epoch, uint64_t epoch);
+// Messages keel_session_admit dropped so far.
+uint64_t keel_session_stale_count (const keel_session_t *self);
+// The configured broker known as the pair peer of `broker`; -1: none.
+int keel_session_pair_peer (const keel_session_t *self, int broker);
+// The configured broker whose endpoint is `endpoint` once leading and
+// trailing blanks are trimmed from both; -1: none.
+int keel_session_find_broker (const keel_session_t *self, const char *endpoint);
 
 // Liveness bookkeeping: any message received on the session socket, and
 // any message sent on it.

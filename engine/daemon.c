@@ -44,9 +44,11 @@ struct _keel_daemon_t {
     int64_t now;
     uint64_t malformed_messages;
     uint64_t unexpected_messages;
+    uint64_t stale_messages; // from a deposed broker of a pair (stale epoch)
     keel_ratelimit_t bad_log;
-    keel_ratelimit_t task_log; // lines a broker's message causes about one task it names
-    keel_ratelimit_t peer_log; // other lines a broker's valid message causes (its text, init data)
+    keel_ratelimit_t stale_log; // messages dropped for a stale pair epoch
+    keel_ratelimit_t task_log;  // lines a broker's message causes about one task it names
+    keel_ratelimit_t peer_log;  // other lines a broker's valid message causes (its text, init data)
 };
 
 // ------------------------------------------------------------ sending
@@ -317,6 +319,7 @@ keel_daemon_new (const keel_engine_config_t *cfg, keel_error_t *err)
     }
     self->cfg = cfg;
     self->bad_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "bad message");
+    self->stale_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "stale-epoch");
     self->task_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "task");
     self->peer_log = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "broker-triggered");
     self->ops =
@@ -452,6 +455,15 @@ s_read_broker (keel_daemon_t *self)
         keel_env_t *env = s_recv (self, self->dealer, &empty);
         if (empty)
             break;
+        if (env && keel_engine_session_stale (self->session, env)) {
+            self->stale_messages++;
+            KEEL_LOG_LIMITED (&self->stale_log, self->now, KEEL_LOG_INFO, "engine",
+                              "dropped %s: epoch %" PRIu64
+                              " below the highest its pair has shown dropped=%" PRIu64,
+                              keel_wire_body_name (env), env->epoch, self->stale_messages);
+            keel_wire_free (&env);
+            continue;
+        }
         bool expected = !env
                         || (env->body_case == KEEL__ENVELOPE__BODY_ASSIGN_BATCH
                                 ? s_on_assign_batch (self, env)
@@ -472,10 +484,11 @@ s_read_probe (keel_daemon_t *self)
         keel_env_t *env = s_recv (self, self->probe, &empty);
         if (empty)
             break;
-        if (env) {
-            keel_wire_free (&env);
+        if (env && env->body_case == KEEL__ENVELOPE__BODY_PASSIVE)
+            keel_engine_session_on_probe_passive (self->session, env->passive->active, self->now);
+        else if (env)
             keel_engine_session_on_probe_reply (self->session, self->now);
-        }
+        keel_wire_free (&env);
     }
 }
 

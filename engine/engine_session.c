@@ -1,6 +1,7 @@
 /*  engine_session.c — the engine ↔ broker session state machine (see engine_session.h). */
 #include "engine_session.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,11 @@ struct _keel_engine_session_t {
     int64_t offline_since;   // every state but ONLINE
     int64_t probe_at;        // ONLINE on a failover broker; S_NEVER otherwise
     int64_t probe_deadline;  // S_NEVER unless a probe is open
+    //  Resilient pair (DESIGN §6), per configured broker:
+    int pair_peer[KEEL_ENGINE_MAX_BROKERS]; // configured broker its LoginReply named; -1
+    bool paired[KEEL_ENGINE_MAX_BROKERS];   // its LoginReply named a pair peer: epochs checked
+    uint64_t pair_epoch[KEEL_ENGINE_MAX_BROKERS]; // highest epoch seen from it while paired
+    unsigned jumped; // brokers a Passive sent the session to in this round (bit i: broker i)
 };
 
 static const char *s_state_names[] = { "offline", "logging-in", "online", "stopped" };
@@ -65,6 +71,8 @@ keel_engine_session_new (const keel_engine_config_t *cfg, const keel_engine_sess
     self->offline_since = now;
     self->probe_at = S_NEVER;
     self->probe_deadline = S_NEVER;
+    for (int i = 0; i < KEEL_ENGINE_MAX_BROKERS; i++)
+        self->pair_peer[i] = -1;
     return self;
 }
 
@@ -119,6 +127,117 @@ bool
 keel_engine_session_wants_writable (const keel_engine_session_t *self)
 {
     return self->state == KEEL_ENGINE_SESSION_LOGGING_IN && !self->login_sent;
+}
+
+// ------------------------------------------------------------ pairs
+
+//  The endpoint without leading and trailing blanks: *len_p bytes from the
+//  returned pointer.
+static const char *
+s_trim (const char *text, size_t *len_p)
+{
+    while (*text && isspace ((unsigned char) *text))
+        text++;
+    size_t len = strlen (text);
+    while (len > 0 && isspace ((unsigned char) text[len - 1]))
+        len--;
+    *len_p = len;
+    return text;
+}
+
+static bool
+s_named (const char *endpoint)
+{
+    size_t len = 0;
+    if (endpoint)
+        s_trim (endpoint, &len);
+    return len > 0;
+}
+
+int
+keel_engine_session_find_broker (const keel_engine_session_t *self, const char *endpoint)
+{
+    if (!s_named (endpoint))
+        return -1;
+    size_t len, blen;
+    const char *text = s_trim (endpoint, &len);
+    for (int i = 0; i < self->cfg->n_brokers && i < KEEL_ENGINE_MAX_BROKERS; i++) {
+        const char *b = s_trim (self->cfg->brokers[i] ? self->cfg->brokers[i] : "", &blen);
+        if (blen == len && memcmp (b, text, len) == 0)
+            return i;
+    }
+    return -1;
+}
+
+int
+keel_engine_session_pair_peer (const keel_engine_session_t *self, int broker)
+{
+    return broker >= 0 && broker < KEEL_ENGINE_MAX_BROKERS ? self->pair_peer[broker] : -1;
+}
+
+//  Either of a and b named the other as its pair peer.
+static bool
+s_related (const keel_engine_session_t *self, int a, int b)
+{
+    if (a < 0 || b < 0 || a == b || a >= KEEL_ENGINE_MAX_BROKERS || b >= KEEL_ENGINE_MAX_BROKERS)
+        return false;
+    return self->pair_peer[a] == b || self->pair_peer[b] == a;
+}
+
+//  Whether env from the current broker takes part in the epoch rule
+//  (*peer_p: its pair peer then): a LoginReply that names a pair peer, or
+//  anything else from a broker whose LoginReply did. Passive never does.
+static bool
+s_epoch_checked (const keel_engine_session_t *self, const keel_env_t *env, int *peer_p)
+{
+    int b = self->broker;
+    if (!env->has_epoch || env->body_case == KEEL__ENVELOPE__BODY_PASSIVE || b < 0
+        || b >= KEEL_ENGINE_MAX_BROKERS)
+        return false;
+    if (env->body_case == KEEL__ENVELOPE__BODY_LOGIN_REPLY) {
+        *peer_p = keel_engine_session_find_broker (self, env->login_reply->pair_peer);
+        return s_named (env->login_reply->pair_peer);
+    }
+    *peer_p = self->pair_peer[b];
+    return self->paired[b];
+}
+
+bool
+keel_engine_session_stale (const keel_engine_session_t *self, const keel_env_t *env)
+{
+    int peer = -1, b = self->broker;
+    if (!s_epoch_checked (self, env, &peer))
+        return false;
+    uint64_t high = self->pair_epoch[b];
+    for (int i = 0; i < self->cfg->n_brokers && i < KEEL_ENGINE_MAX_BROKERS; i++)
+        if (i != b && (i == peer || self->pair_peer[i] == b) && self->paired[i]
+            && self->pair_epoch[i] > high)
+            high = self->pair_epoch[i];
+    return env->epoch < high;
+}
+
+//  env passed the epoch rule: remember its epoch.
+static void
+s_note_epoch (keel_engine_session_t *self, const keel_env_t *env)
+{
+    int peer = -1;
+    if (s_epoch_checked (self, env, &peer) && env->epoch > self->pair_epoch[self->broker])
+        self->pair_epoch[self->broker] = env->epoch;
+}
+
+//  A LoginReply from the current broker named pair_peer (NULL: none).
+static void
+s_note_pair (keel_engine_session_t *self, const char *pair_peer)
+{
+    int b = self->broker;
+    if (b < 0 || b >= KEEL_ENGINE_MAX_BROKERS)
+        return;
+    self->paired[b] = s_named (pair_peer);
+    self->pair_peer[b] = self->paired[b] ? keel_engine_session_find_broker (self, pair_peer) : -1;
+    if (self->pair_peer[b] == b)
+        self->pair_peer[b] = -1;
+    if (!self->paired[b])
+        self->pair_epoch[b] = 0; // standalone now: its epochs are its own
 }
 
 // ------------------------------------------------------------ actions
@@ -186,15 +305,21 @@ s_start_login (keel_engine_session_t *self, int64_t now)
 }
 
 //  Leaves ONLINE: no socket; a round of the broker list starts at once,
-//  primary first.
+//  primary first, or the lost broker's pair peer first (it takes over
+//  with the mirrored store).
 static void
 s_go_offline (keel_engine_session_t *self, int64_t now)
 {
+    int peer = keel_engine_session_pair_peer (self, self->broker);
     s_close_probe (self);
     self->ops->disconnect (self->arg);
     self->offline_since = now;
-    self->broker = 0;
+    if (peer >= 0)
+        KEEL_INFO ("engine", "trying the pair peer first broker=%s lost=%s",
+                   self->cfg->brokers[peer], self->cfg->brokers[self->broker]);
+    self->broker = peer >= 0 ? peer : 0;
     self->rounds_failed = 0;
+    self->jumped = 0;
     self->retry_at = now;
     s_set_state (self, KEEL_ENGINE_SESSION_OFFLINE);
 }
@@ -211,6 +336,7 @@ s_try_failed (keel_engine_session_t *self, int64_t now)
     self->retry_at = now;
     if (self->broker >= self->cfg->n_brokers) {
         self->broker = 0;
+        self->jumped = 0;
         self->rounds_failed++;
         int64_t delay = keel_backoff_next (&self->backoff);
         self->retry_at = now + delay;
@@ -242,6 +368,8 @@ static void
 s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
 {
     const Keel__LoginReply *reply = env->login_reply;
+    s_note_pair (self, reply->pair_peer);
+    self->jumped = 0;
     self->heartbeat_ms = (int64_t) reply->heartbeat_ms;
     self->engine_timeout_ms = (int64_t) reply->engine_timeout_ms;
     self->epoch = reply->has_epoch ? reply->epoch : (env->has_epoch ? env->epoch : 0);
@@ -250,14 +378,55 @@ s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
     self->rounds_failed = 0;
     s_set_state (self, KEEL_ENGINE_SESSION_ONLINE);
     self->probe_deadline = S_NEVER;
-    self->probe_at = self->broker != 0 ? now + self->cfg->primary_retry_ms : S_NEVER;
+    //  No probe of the primary from its pair peer: no automatic failback
+    //  in a pair (a returning primary comes back passive).
+    self->probe_at = self->broker != 0 && !s_related (self, self->broker, 0)
+                         ? now + self->cfg->primary_retry_ms
+                         : S_NEVER;
     KEEL_INFO ("engine",
                "logged in broker=%s name=%s slots=%d heartbeat_ms=%lld "
-               "engine_timeout_ms=%lld verdicts=%zu",
+               "engine_timeout_ms=%lld verdicts=%zu pair_peer=%s",
                self->cfg->brokers[self->broker], reply->broker_name ? reply->broker_name : "?",
                self->cfg->slots, (long long) self->heartbeat_ms,
-               (long long) self->engine_timeout_ms, reply->n_verdicts);
+               (long long) self->engine_timeout_ms, reply->n_verdicts,
+               reply->pair_peer ? reply->pair_peer : "-");
     self->ops->logged_in (self->arg, reply);
+}
+
+//  Passive from the broker being logged in to or logged in to: go to the
+//  active broker it names (a configured one not already gone to by a
+//  Passive in this round) at once, or, from ONLINE, to the next broker;
+//  else treat it as a failed try (the next broker at once; the backoff
+//  after the round's last). Tasks keep
+//  running and results are kept: the next login claims them.
+static void
+s_passive (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
+{
+    const Keel__Passive *passive = env->passive;
+    int from = self->broker;
+    int target = keel_engine_session_find_broker (self, passive->active);
+    KEEL_INFO ("engine", "broker is passive broker=%s active=%s reason=\"%s\"",
+               self->cfg->brokers[from], passive->active ? passive->active : "?",
+               passive->reason ? passive->reason : "");
+    if (self->state == KEEL_ENGINE_SESSION_ONLINE) {
+        //  Left ONLINE: the Engine Timeout counts from now; a fresh round.
+        self->offline_since = now;
+        self->rounds_failed = 0;
+        self->jumped = 0;
+    }
+    if ((target < 0 || target == from) && self->state == KEEL_ENGINE_SESSION_ONLINE)
+        target = (from + 1) % self->cfg->n_brokers; // a fresh round from the next broker
+    if (target >= 0 && target != from && target < KEEL_ENGINE_MAX_BROKERS
+        && !(self->jumped & (1u << target))) {
+        self->jumped |= 1u << target;
+        s_close_probe (self);
+        self->ops->disconnect (self->arg);
+        self->broker = target;
+        self->retry_at = now;
+        s_set_state (self, KEEL_ENGINE_SESSION_OFFLINE);
+        return;
+    }
+    s_try_failed (self, now);
 }
 
 static void
@@ -278,6 +447,7 @@ s_engine_timeout (keel_engine_session_t *self, int64_t now)
     }
     self->ops->new_session (self->arg);
     keel_backoff_reset (&self->backoff);
+    self->jumped = 0;
     self->broker = 0;
     self->rounds_failed = 0;
     self->offline_since = now;
@@ -345,6 +515,9 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
                                env->login_reply->error ? env->login_reply->error : "");
                     s_try_failed (self, now);
                     break;
+                case KEEL_ENGINE_SEV_PASSIVE:
+                    s_passive (self, env, now);
+                    break;
                 case KEEL_ENGINE_SEV_LOGIN_TIMEOUT:
                     if (self->rounds_failed < S_QUIET_ROUNDS)
                         KEEL_INFO ("engine", "no login reply broker=%s connected=%s",
@@ -379,6 +552,9 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
                                (long long) (now - self->clock.last_recv));
                     s_go_offline (self, now);
                     break;
+                case KEEL_ENGINE_SEV_PASSIVE:
+                    s_passive (self, env, now);
+                    break;
                 case KEEL_ENGINE_SEV_RELOGIN:
                     s_move_to_primary (
                         self, now, env && env->relogin->reason ? env->relogin->reason : "relogin");
@@ -392,8 +568,11 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
                     s_move_to_primary (self, now, "primary is back");
                     break;
                 case KEEL_ENGINE_SEV_PROBE_TIMEOUT:
+                case KEEL_ENGINE_SEV_PROBE_PASSIVE:
                     self->ops->probe_close (self->arg);
                     self->probe_deadline = S_NEVER;
+                    if (s_related (self, self->broker, 0))
+                        self->probe_at = S_NEVER; // the primary said we are on its peer
                     break;
                 default:
                     s_unexpected (self, event);
@@ -500,7 +679,15 @@ keel_engine_session_on_message (keel_engine_session_t *self, const keel_env_t *e
     keel_engine_session_state_t state = self->state;
     if (state != KEEL_ENGINE_SESSION_ONLINE && state != KEEL_ENGINE_SESSION_LOGGING_IN)
         return false;
+    //  A deposed active broker of a pair: not even a sign of life.
+    if (keel_engine_session_stale (self, env))
+        return false;
     keel_peer_clock_received (&self->clock, now);
+    if (env->body_case == KEEL__ENVELOPE__BODY_PASSIVE) {
+        keel_engine_session_event (self, KEEL_ENGINE_SEV_PASSIVE, env, now);
+        return true;
+    }
+    s_note_epoch (self, env);
     if (state == KEEL_ENGINE_SESSION_LOGGING_IN) {
         if (env->body_case != KEEL__ENVELOPE__BODY_LOGIN_REPLY)
             return false; // e.g. a Relogin answering a heartbeat sent before
@@ -533,6 +720,16 @@ keel_engine_session_on_probe_reply (keel_engine_session_t *self, int64_t now)
 {
     if (self->state == KEEL_ENGINE_SESSION_ONLINE && self->probe_deadline != S_NEVER)
         keel_engine_session_event (self, KEEL_ENGINE_SEV_PROBE_ANSWERED, NULL, now);
+}
+
+void
+keel_engine_session_on_probe_passive (keel_engine_session_t *self, const char *active, int64_t now)
+{
+    int named = keel_engine_session_find_broker (self, active);
+    if (named > 0 && self->pair_peer[0] < 0)
+        self->pair_peer[0] = named; // the primary's active peer
+    if (self->state == KEEL_ENGINE_SESSION_ONLINE && self->probe_deadline != S_NEVER)
+        keel_engine_session_event (self, KEEL_ENGINE_SEV_PROBE_PASSIVE, NULL, now);
 }
 
 void

@@ -22,6 +22,30 @@
       STOPPED     the session is over (clean stop, or Engine Timeout with
                   EngineTimeoutAction=exit): keel_engine_session_exit_code says how
 
+    Resilient pair (DESIGN §6)
+      - LoginReply.pair_peer names the broker's peer; when it is one of the
+        configured brokers (compared without surrounding blanks) the
+        session remembers it for that broker. ONLINE and that broker
+        silent for 3·H: the round starts at the pair peer, at once (it
+        takes over with the mirrored store), not at the primary. The
+        primary is not probed from its pair peer (no automatic failback
+        in a pair).
+      - Passive from the broker being logged in to (LOGGING_IN) or logged
+        in to (ONLINE): disconnect and try, at once, the active broker it
+        names when that is configured and no Passive sent the session there
+        in this round yet (from ONLINE, naming none: the next broker, at
+        once); otherwise it counts as a failed try (the next
+        broker at once, the backoff after the round's last), so two passive
+        brokers cost one round and one backoff, not a spin. Tasks keep
+        running and results are kept: the next login claims them. From
+        ONLINE the Engine Timeout counts from the Passive.
+      - Passive on the probe socket: the probe failed (closed; no move).
+      - Epochs: a message from a broker whose LoginReply named a pair peer
+        is dropped (not even counted as a sign of life) when its
+        Envelope.epoch is below the highest epoch seen from that broker or
+        its pair peer (keel_engine_session_stale). Standalone brokers are
+        not compared (independent epochs). Passive is never dropped.
+
     Events come from three calls: keel_engine_session_tick (timers: retry due,
     login timeout, heartbeat due, broker silent, probe due/timeout, Engine
     Timeout; the socket became writable), keel_engine_session_on_message (a
@@ -57,11 +81,13 @@ typedef enum {
     KEEL_ENGINE_SEV_LOGIN_TIMEOUT,  // not connected in time, or no LoginReply within 3·H
     KEEL_ENGINE_SEV_WORK,           // Assign, Cancel, ResultAck, Heartbeat from the broker
     KEEL_ENGINE_SEV_RELOGIN,        // Relogin{reason}
+    KEEL_ENGINE_SEV_PASSIVE,        // Passive{active, reason}: LOGGING_IN or ONLINE
     KEEL_ENGINE_SEV_HEARTBEAT_DUE,  // nothing sent for one interval
     KEEL_ENGINE_SEV_BROKER_SILENT,  // nothing received for 3 intervals
     KEEL_ENGINE_SEV_PROBE_DUE,      // on a failover broker: time to probe the primary
     KEEL_ENGINE_SEV_PROBE_ANSWERED, // the primary answered the probe
     KEEL_ENGINE_SEV_PROBE_TIMEOUT,  // the primary did not answer
+    KEEL_ENGINE_SEV_PROBE_PASSIVE,  // the primary answered the probe with Passive
     KEEL_ENGINE_SEV_ENGINE_TIMEOUT, // offline longer than the Engine Timeout
     KEEL_ENGINE_SEV_STOP            // SIGTERM / SIGINT
 } keel_engine_session_event_t;
@@ -131,6 +157,20 @@ bool keel_engine_session_on_message (keel_engine_session_t *self, const keel_env
 
 // Any valid message on the probe socket: the primary is alive.
 void keel_engine_session_on_probe_reply (keel_engine_session_t *self, int64_t now);
+// Passive on the probe socket (active: Passive.active, NULL: unknown): the
+// primary is the passive member of a pair; the probe failed.
+void keel_engine_session_on_probe_passive (keel_engine_session_t *self, const char *active,
+                                           int64_t now);
+
+// True when env, from the current broker, falls under the epoch rule and
+// its epoch is below the highest seen from that broker's pair: the caller
+// drops it (keel_engine_session_on_message also refuses it).
+bool keel_engine_session_stale (const keel_engine_session_t *self, const keel_env_t *env);
+// The configured broker its LoginReply named as pair peer of broker; -1: none.
+int keel_engine_session_pair_peer (const keel_engine_session_t *self, int broker);
+// The configured broker whose endpoint is `endpoint` once both are trimmed
+// of leading and trailing blanks; -1: none.
+int keel_engine_session_find_broker (const keel_engine_session_t *self, const char *endpoint);
 
 // Records that something was sent to the broker (resets the heartbeat timer).
 void keel_engine_session_sent (keel_engine_session_t *self, int64_t now);

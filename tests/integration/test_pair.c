@@ -5,154 +5,16 @@
     passive sends clients to the active; strangers and a second primary
     are refused.
 */
-#include "test_ft.h"
-
-#define S_TASKS 20000
-
-typedef struct {
-    harness_broker_t a, b;
-    int pair_a, pair_b; // pair link ports
-    char sets_a[8][160], sets_b[8][160];
-    const char *argv_a[9], *argv_b[9];
-} s_pair_t;
-
-static void
-s_sets (s_pair_t *p, char sets[8][160], const char *argv[9], const char *role, int own, int peer)
-{
-    int n = 0;
-    snprintf (sets[n++], 160, "PairRole=%s", role);
-    snprintf (sets[n++], 160, "PairEndpoint=tcp://127.0.0.1:%d", own);
-    snprintf (sets[n++], 160, "PairPeer=tcp://127.0.0.1:%d", peer);
-    snprintf (sets[n++], 160, "HeartbeatInterval=250ms");
-    snprintf (sets[n++], 160, "EngineTimeoutMinutes=0.5");
-    for (int i = 0; i < n; i++)
-        argv[i] = sets[i];
-    argv[n] = NULL;
-    (void) p;
-}
-
-static void
-s_plan (s_pair_t *p)
-{
-    memset (p, 0, sizeof *p);
-    HARNESS_ASSERT (ft_broker_plan (&p->a, "brokerA") && ft_broker_plan (&p->b, "brokerB"),
-                    "no ports");
-    p->pair_a = harness_free_port ();
-    p->pair_b = harness_free_port ();
-    HARNESS_ASSERT (p->pair_a && p->pair_b, "no ports for the pair links");
-    s_sets (p, p->sets_a, p->argv_a, "primary", p->pair_a, p->pair_b);
-    s_sets (p, p->sets_b, p->argv_b, "backup", p->pair_b, p->pair_a);
-}
-
-// keel-admin --json status field as text ("" when it did not answer).
-static void
-s_status_str (const harness_broker_t *b, const char *path, char *out, size_t size)
-{
-    out[0] = 0;
-    char *json = ft_admin_json (b, "status", NULL);
-    if (json)
-        harness_json_get (json, path, out, size);
-    free (json);
-}
-
-typedef struct {
-    const harness_broker_t *b;
-    const char *path;
-    const char *want;
-} s_field_wait_t;
-
-static bool
-s_field_is (void *arg)
-{
-    s_field_wait_t *w = arg;
-    char value[64];
-    s_status_str (w->b, w->path, value, sizeof value);
-    return strcmp (value, w->want) == 0;
-}
-
-static bool
-s_wait_field (const harness_broker_t *b, const char *path, const char *want, int timeout_ms)
-{
-    s_field_wait_t w = { b, path, want };
-    return harness_poll_until (s_field_is, &w, timeout_ms);
-}
-
-// Starts both brokers and waits until A is active and B a passive in sync.
-static void
-s_start_pair (s_pair_t *p)
-{
-    HARNESS_ASSERT (ft_broker_spawn (&p->a, p->argv_a), "broker A did not start");
-    HARNESS_ASSERT (ft_broker_spawn (&p->b, p->argv_b), "broker B did not start");
-    HARNESS_ASSERT (s_wait_field (&p->a, "role", "active", 15000), "A did not become active");
-    HARNESS_ASSERT (s_wait_field (&p->b, "role", "passive", 15000), "B did not become passive");
-    HARNESS_ASSERT (s_wait_field (&p->b, "pair.synced", "true", 15000), "B never got in sync");
-    HARNESS_ASSERT (s_wait_field (&p->a, "pair.synced", "true", 15000),
-                    "A never counted B in sync");
-}
-
-// Lines in <dir>/<name>.
-static long
-s_lines (const char *name)
-{
-    char path[600];
-    harness_path (path, sizeof path, name);
-    return harness_count_lines (path);
-}
-
-typedef struct {
-    const char *name;
-    long min;
-} s_lines_wait_t;
-
-static bool
-s_lines_at_least (void *arg)
-{
-    s_lines_wait_t *w = arg;
-    return s_lines (w->name) >= w->min;
-}
-
-// Every task 0..n-1 exactly once with status ok in the driver's output.
-static void
-s_assert_each_once (const char *name, int n)
-{
-    char path[600];
-    harness_path (path, sizeof path, name);
-    char *text = harness_read_file (path);
-    HARNESS_ASSERT (text, "no output from %s", name);
-    unsigned char *seen = calloc ((size_t) n, 1);
-    long lines = 0, bad = 0, dups = 0;
-    char *save = NULL;
-    for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
-        lines++;
-        long long task = -1;
-        char status[16] = "";
-        if (!harness_json_int (line, "task", &task) || task < 0 || task >= n
-            || !harness_json_get (line, "status", status, sizeof status)
-            || strcmp (status, "ok") != 0) {
-            bad++;
-            continue;
-        }
-        if (seen[task]++)
-            dups++;
-    }
-    long missing = 0;
-    for (int i = 0; i < n; i++)
-        missing += !seen[i];
-    free (seen);
-    free (text);
-    HARNESS_ASSERT (bad == 0 && dups == 0 && missing == 0 && lines == n,
-                    "%s: %ld lines for %d tasks: %ld bad, %ld duplicated, %ld missing", name, lines,
-                    n, bad, dups, missing);
-}
+#include "test_pair.h"
 
 Test (pair, forms_with_the_primary_active_and_the_backup_a_passive_in_sync, .init = harness_setup,
       .fini = harness_teardown, .timeout = 120)
 {
-    s_pair_t p;
-    s_plan (&p);
-    s_start_pair (&p);
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
     char role[32];
-    s_status_str (&p.b, "pair.peer_state", role, sizeof role);
+    pt_status_str (&p.b, "pair.peer_state", role, sizeof role);
     HARNESS_ASSERT (strcmp (role, "up") == 0, "B sees its peer %s", role);
     HARNESS_ASSERT (ft_status (&p.a, "pair.links_up") == 1, "A has %lld links up",
                     ft_status (&p.a, "pair.links_up"));
@@ -164,7 +26,7 @@ Test (pair, forms_with_the_primary_active_and_the_backup_a_passive_in_sync, .ini
     int code = -1;
     HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code) && code == 0,
                     "keel-driver failed (%d)", code);
-    s_assert_each_once ("driver.out", 200);
+    pt_assert_each_once ("driver.out", 200);
     HARNESS_ASSERT (ft_status (&p.b, "pair.counters.updates_applied") > 0, "B applied no update");
     HARNESS_ASSERT (
         ft_wait_status (&p.b, "pair.applied_seq", ft_status (&p.a, "pair.applied_seq"), 5000),
@@ -175,34 +37,41 @@ Test (pair, forms_with_the_primary_active_and_the_backup_a_passive_in_sync, .ini
 Test (pair, the_passive_takes_over_after_kill9_of_the_active_without_resubmission,
       .init = harness_setup, .fini = harness_teardown, .timeout = 240)
 {
-    s_pair_t p;
-    s_plan (&p);
-    s_start_pair (&p);
-    pid_t e1 = ft_engine_start (&p.a, &p.b, "engine1", 1, NULL);
-    pid_t e2 = ft_engine_start (&p.a, &p.b, "engine2", 1, NULL);
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
+    const char *no_prefetch[] = { "LogLevel=info", NULL };
+    pid_t e1 = ft_engine_start (&p.a, &p.b, "engine1", 1, no_prefetch);
+    pid_t e2 = ft_engine_start (&p.a, &p.b, "engine2", 1, no_prefetch);
     HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&p.a, 2, 15000),
                     "engines not online on A");
     long long epoch_a = ft_status (&p.a, "epoch");
-    char range[32];
-    snprintf (range, sizeof range, "0:%d", S_TASKS);
-    const char *submit[] = { "--service", "double", "--range", range, NULL };
+    // 400 tasks of 20 ms on 2 slots: about 4 s of work, long enough to
+    // kill A in the middle once every task is accepted (and so mirrored).
+    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
     // DSBrokerTimeout far above the test's patience: the driver must move
     // to the pair peer at once, not after it.
     const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
     pid_t driver = ft_driver_start ("driver", &p.a, &p.b, driver_sets, submit);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
-    s_lines_wait_t some = { "driver.out", S_TASKS / 10 };
-    HARNESS_ASSERT (harness_poll_until (s_lines_at_least, &some, 60000), "no results from A");
-    HARNESS_ASSERT (s_lines ("driver.out") < S_TASKS, "the batch finished before the kill");
+    HARNESS_ASSERT (ft_wait_status (&p.a, "counters.tasks_submitted", 400, 15000),
+                    "A did not get the 400 tasks");
+    pt_brokers_t both = { &p.a, &p.b };
+    HARNESS_ASSERT (harness_poll_until (pt_mirror_caught_up, &both, 10000),
+                    "B's mirror did not catch up with A");
+    pt_lines_wait_t some = { "driver.out", 20 };
+    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
+    long before = pt_lines ("driver.out");
+    HARNESS_ASSERT (before < 300, "the batch was nearly done before the kill (%ld)", before);
     HARNESS_ASSERT (harness_kill9 (p.a.pid), "broker A did not die");
-    cr_log_info ("killed A with %ld of %d results in", s_lines ("driver.out"), S_TASKS);
+    cr_log_info ("killed A with %ld of 400 results in", before);
 
     int code = -1;
     HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish on B");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
-    s_assert_each_once ("driver.out", S_TASKS);
+    pt_assert_each_once ("driver.out", 400);
     char role[32];
-    s_status_str (&p.b, "role", role, sizeof role);
+    pt_status_str (&p.b, "role", role, sizeof role);
     HARNESS_ASSERT (strcmp (role, "active") == 0, "B is %s", role);
     HARNESS_ASSERT (ft_status (&p.b, "epoch") > epoch_a, "B's epoch %lld is not above A's %lld",
                     ft_status (&p.b, "epoch"), epoch_a);
@@ -211,21 +80,28 @@ Test (pair, the_passive_takes_over_after_kill9_of_the_active_without_resubmissio
     HARNESS_ASSERT (ft_status (&p.b, "counters.tasks_resubmitted") == 0,
                     "the driver resubmitted %lld tasks to B",
                     ft_status (&p.b, "counters.tasks_resubmitted"));
+    HARNESS_ASSERT (ft_status (&p.b, "counters.tasks_submitted") == 0,
+                    "B was sent %lld tasks as new", ft_status (&p.b, "counters.tasks_submitted"));
+    // The tasks the engines were running at the kill were claimed, not run again.
+    HARNESS_ASSERT (ft_status (&p.b, "counters.claims_kept") >= 1, "B kept no claim");
+    int started =
+        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
+    HARNESS_ASSERT (started == 400, "the engines started %d executions for 400 tasks", started);
 
     // A comes back on its old store: passive, in sync with B, no failback.
     HARNESS_ASSERT (ft_broker_spawn (&p.a, p.argv_a), "broker A did not restart");
-    HARNESS_ASSERT (s_wait_field (&p.a, "role", "passive", 15000), "A did not come back passive");
-    HARNESS_ASSERT (s_wait_field (&p.a, "pair.synced", "true", 20000), "A never got in sync");
-    s_status_str (&p.b, "role", role, sizeof role);
+    HARNESS_ASSERT (pt_wait_field (&p.a, "role", "passive", 15000), "A did not come back passive");
+    HARNESS_ASSERT (pt_wait_field (&p.a, "pair.synced", "true", 20000), "A never got in sync");
+    pt_status_str (&p.b, "role", role, sizeof role);
     HARNESS_ASSERT (strcmp (role, "active") == 0, "B is %s after A came back", role);
 }
 
 Test (pair, the_passive_sends_clients_to_the_active, .init = harness_setup,
       .fini = harness_teardown, .timeout = 120)
 {
-    s_pair_t p;
-    s_plan (&p);
-    s_start_pair (&p);
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
     // Configured with B first: B answers Passive, the driver goes to A.
     pid_t engine = ft_engine_start (&p.b, &p.a, "engine", 2, NULL);
     HARNESS_ASSERT (engine > 0 && harness_wait_engines (&p.a, 1, 15000),
@@ -236,9 +112,9 @@ Test (pair, the_passive_sends_clients_to_the_active, .init = harness_setup,
     int code = -1;
     HARNESS_ASSERT (harness_wait_exit (driver, 30000, &code) && code == 0,
                     "keel-driver did not finish through A (%d)", code);
-    s_assert_each_once ("driver.out", 50);
+    pt_assert_each_once ("driver.out", 50);
     char role[32];
-    s_status_str (&p.b, "role", role, sizeof role);
+    pt_status_str (&p.b, "role", role, sizeof role);
     HARNESS_ASSERT (strcmp (role, "passive") == 0, "B is %s: a client made it take over", role);
     HARNESS_ASSERT (ft_status (&p.b, "pair.counters.clients_refused") >= 1, "B refused no client");
 }
@@ -246,9 +122,9 @@ Test (pair, the_passive_sends_clients_to_the_active, .init = harness_setup,
 Test (pair, a_stranger_and_a_second_primary_are_refused, .init = harness_setup,
       .fini = harness_teardown, .timeout = 120)
 {
-    s_pair_t p;
-    s_plan (&p);
-    s_start_pair (&p);
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
     // C claims to be A's peer but is not B (its PairEndpoint is not A's PairPeer).
     harness_broker_t c;
     HARNESS_ASSERT (ft_broker_plan (&c, "brokerC"), "no ports");
@@ -263,9 +139,9 @@ Test (pair, a_stranger_and_a_second_primary_are_refused, .init = harness_setup,
     HARNESS_ASSERT (ft_wait_status (&p.a, "pair.counters.strangers", 1, 10000),
                     "A counted no stranger");
     char role[32];
-    s_status_str (&p.a, "role", role, sizeof role);
+    pt_status_str (&p.a, "role", role, sizeof role);
     HARNESS_ASSERT (strcmp (role, "active") == 0, "A is %s", role);
-    s_status_str (&c, "role", role, sizeof role);
+    pt_status_str (&c, "role", role, sizeof role);
     HARNESS_ASSERT (strcmp (role, "active") != 0, "the stranger became active");
     harness_stop (c.pid, 5000);
 
@@ -273,7 +149,7 @@ Test (pair, a_stranger_and_a_second_primary_are_refused, .init = harness_setup,
     harness_stop (p.b.pid, 5000);
     harness_broker_t d;
     HARNESS_ASSERT (ft_broker_plan (&d, "brokerD"), "no ports");
-    s_sets (&p, p.sets_b, p.argv_b, "primary", p.pair_b, p.pair_a);
+    pt_sets (&p, p.sets_b, p.argv_b, "primary", p.pair_b, p.pair_a);
     HARNESS_ASSERT (ft_broker_spawn (&d, p.argv_b), "broker D did not start");
     HARNESS_ASSERT (ft_wait_status (&d, "pair.counters.misconfigured", 1, 10000),
                     "D did not notice the other primary");
@@ -283,7 +159,7 @@ Test (pair, a_stranger_and_a_second_primary_are_refused, .init = harness_setup,
     pid_t driver = ft_driver_start ("driver", &d, NULL, driver_sets, submit);
     HARNESS_ASSERT (ft_wait_status (&d, "pair.counters.clients_refused", 1, 10000),
                     "D did not refuse the driver");
-    s_status_str (&d, "role", role, sizeof role);
+    pt_status_str (&d, "role", role, sizeof role);
     HARNESS_ASSERT (strcmp (role, "active") != 0, "the second primary became active");
     harness_signal (driver, SIGKILL);
 }
