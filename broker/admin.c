@@ -167,6 +167,7 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         keel_json_kv_bool (&j, "synced", p->synced);
         keel_json_kv_str (&j, "pair_role", p->pair_role);
         keel_json_kv_uint (&j, "applied_seq", p->applied_seq);
+        keel_json_kv_str (&j, "peer_admin", p->peer_admin);
         keel_json_key (&j, "counters");
         keel_json_object (&j);
 #define KEEL_PAIR_COUNTER_JSON(name) keel_json_kv_uint (&j, #name, p->counters->name);
@@ -193,10 +194,10 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     if (p) {
         s_tf (&t,
               "\n# Pair\npair_role:%s\npeer:%s\npeer_state:%s\nlinks_up:%d/%d\n"
-              "mirror_lag:%llu\nsynced:%s\napplied_seq:%llu\n",
+              "mirror_lag:%llu\nsynced:%s\napplied_seq:%llu\npeer_admin:%s\n",
               p->pair_role, p->peer, p->peer_state, p->links_up, p->links,
               (unsigned long long) p->mirror_lag, p->synced ? "true" : "false",
-              (unsigned long long) p->applied_seq);
+              (unsigned long long) p->applied_seq, p->peer_admin);
 #define KEEL_PAIR_COUNTER_TEXT(name)                                                               \
     s_tf (&t, "pair_%s:%llu\n", #name, (unsigned long long) p->counters->name);
         KEEL_PAIR_COUNTERS (KEEL_PAIR_COUNTER_TEXT)
@@ -721,9 +722,19 @@ keel_admin_handle (const keel_admin_view_t *v, const char *command, char **args,
                 s_fail (reply, "drain: %s", err.text);
         }
     }
+    else if (strcmp (command, "takeover") == 0) {
+        if (s_args (reply, command, nargs, 0, "takeover")) {
+            if (v->takeover (v->broker, &err) == KEEL_OK)
+                s_done (reply, "takeover",
+                        "handover requested: this broker becomes active once it holds the "
+                        "active's last update");
+            else
+                s_fail (reply, "takeover: %s", err.text);
+        }
+    }
     else
         s_fail (reply,
                 "unknown command '%s' (commands: status, engines, services, tasks, cancel, "
-                "config, events, maintenance, drain)",
+                "config, events, maintenance, drain, takeover)",
                 command);
 }

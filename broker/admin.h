@@ -30,6 +30,7 @@ typedef struct {
     uint64_t mirror_lag; // updates the passive has yet to store
     bool synced;         // the mirror holds everything acknowledged
     uint64_t applied_seq;
+    const char *peer_admin; // the peer's AdminEndpoint as it says ("" until heard)
     const keel_pair_counters_t *counters;
 } keel_admin_pair_t;
 
@@ -52,6 +53,7 @@ typedef struct {
     keel_err (*config_set) (void *broker, const char *key, const char *value, keel_error_t *err);
     keel_err (*drain) (void *broker, const char *engine_id, keel_error_t *err);
     keel_err (*maintenance) (void *broker, keel_store_maintenance_t *report, keel_error_t *err);
+    keel_err (*takeover) (void *broker, keel_error_t *err);
 } keel_admin_view_t;
 
 typedef struct {

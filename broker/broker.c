@@ -208,6 +208,21 @@ s_commit (keel_broker_t *self)
     return true;
 }
 
+void
+keel_broker_commit_pending (keel_broker_t *self)
+{
+    if (keel_core_uncommitted (self->core))
+        s_commit (self);
+    s_flush (self);
+}
+
+void
+keel_broker_flush (keel_broker_t *self)
+{
+    s_sync_now (self);
+    s_flush (self);
+}
+
 // ---------------------------------------------------------------- the turn
 
 static void
@@ -326,10 +341,9 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     // paused demotes it before it serves anything.
     if (self->pair)
         keel_broker_pair_turn (self->pair);
-    if (keel_broker_pair_serving (self->pair)) {
+    if (keel_broker_pair_serving (self->pair))
         keel_core_turn_begin (self->core);
-        s_recv_syncer (self);
-    }
+    s_recv_syncer (self);
     s_recv_admin (self);
     s_recv_router (self); // a client's message may make a pair's broker take over
     if (!keel_broker_pair_serving (self->pair)) {

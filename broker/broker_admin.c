@@ -81,11 +81,30 @@ s_admin_drain (void *broker, const char *engine_id, keel_error_t *err)
 }
 
 static keel_err
+s_admin_takeover (void *broker, keel_error_t *err)
+{
+    keel_broker_t *self = broker;
+    return keel_broker_pair_takeover (self->pair, err);
+}
+
+static keel_err
 s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_t *err)
 {
     keel_broker_t *self = broker;
-    if (s_not_serving (self, err) != KEEL_OK)
-        return KEEL_ERR_STATE;
+    if (!keel_broker_pair_serving (self->pair)) {
+        // A passive's store is the active's mirror: compact it, change
+        // nothing in it (purging is the active's, and reaches it as updates).
+        if (strcmp (keel_broker_pair_role (self->pair), "passive") != 0)
+            return s_not_serving (self, err);
+        keel_broker_pair_notify (self->pair, "maintenance_started",
+                                 "passive: compacting the mirror");
+        keel_err rc =
+            keel_store_maintenance (self->store, zclock_time (), INT64_MAX / 4, report, err);
+        keel_broker_pair_notify (self->pair, "maintenance_done",
+                                 rc == KEEL_OK ? "passive: mirror compacted" : err->text);
+        return rc;
+    }
+    keel_broker_pair_notify (self->pair, "maintenance_started", "active: purging and compacting");
     int64_t retention = keel_broker_cfg_RetentionHours (self->settings);
     uint64_t n = keel_core_purge_now (self->core, retention);
     keel_err rc = keel_broker_commit_now (self, err);
@@ -102,6 +121,8 @@ s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_
         keel_core_note (self->core, "maintenance", text);
         keel_broker_commit_now (self, NULL);
     }
+    keel_broker_pair_notify (self->pair, "maintenance_done",
+                             rc == KEEL_OK ? "active: purged and compacted" : err->text);
     return rc;
 }
 
@@ -131,7 +152,8 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
                                .cancel = s_admin_cancel,
                                .config_set = s_admin_config_set,
                                .drain = s_admin_drain,
-                               .maintenance = s_admin_maintenance };
+                               .maintenance = s_admin_maintenance,
+                               .takeover = s_admin_takeover };
     keel_core_admin_view (self->core, &view);
     keel_admin_pair_t pair;
     if (self->pair) {

@@ -49,6 +49,12 @@ keel_err keel_broker_commit_now (keel_broker_t *self, keel_error_t *err);
 // move to the send queue; called when either advances.
 void keel_broker_release (keel_broker_t *self);
 
+// Commits whatever the core holds uncommitted now (a planned handover),
+// and sends what is ready (keel_broker_commit_pending); makes every commit
+// durable here at once and sends what that releases (keel_broker_flush).
+void keel_broker_commit_pending (keel_broker_t *self);
+void keel_broker_flush (keel_broker_t *self);
+
 // Pair: the core is rebuilt from the store (a new epoch, as after a
 // restart) and the broker serves (keel_broker_activate); or stops serving:
 // everything held or queued is dropped unsent, the syncer stops, the core is

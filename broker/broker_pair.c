@@ -75,6 +75,12 @@ struct _keel_broker_pair_t {
     // answered, and served if this broker takes over (PairTimeout at
     // most), else answered Passive once the peer is heard again.
     zlistx_t *votes; // s_vote_t *
+    // Planned handover. Active: asked by the passive, stops serving,
+    // waits until the passive acked every update, then hands over.
+    // Passive: takes over once it holds update handover_go.
+    bool handing_over;
+    int64_t handover_at;
+    uint64_t handover_go; // 0: none
     keel_pair_counters_t counters;
     keel_ratelimit_t strangers_rl;
     keel_ratelimit_t bad_rl;
@@ -196,6 +202,13 @@ s_notify (keel_broker_pair_t *self, const char *event, const char *detail)
     }
     if (pid < 0)
         KEEL_WARN ("pair", "NotifyCommand: cannot fork: %s", strerror (errno));
+}
+
+void
+keel_broker_pair_notify (keel_broker_pair_t *self, const char *event, const char *detail)
+{
+    if (self)
+        s_notify (self, event, detail);
 }
 
 static void
@@ -603,6 +616,101 @@ s_settle_votes (keel_broker_pair_t *self)
     }
 }
 
+// ---------------------------------------------------------------- handover
+
+static void
+s_send_handover (keel_broker_pair_t *self, uint64_t seq)
+{
+    keel_msg_t msg;
+    keel_env_t *env = keel_msg_pair_handover (&msg, seq);
+    s_choose_link (self);
+    if (self->data_link >= 0)
+        s_send (self, self->data_link, env);
+    else
+        s_send_all (self, env);
+}
+
+static void s_carry_out (keel_broker_pair_t *self, keel_pair_do_t what);
+
+static void
+s_on_handover (keel_broker_pair_t *self, const Keel__PairHandover *m)
+{
+    keel_pair_state_t state = keel_pair_state (self->fsm);
+    if (state == KEEL_PAIR_ACTIVE && !self->handing_over) {
+        if (!self->attached || !self->peer_synced) {
+            KEEL_WARN ("pair", "the peer asked for the pair, but its mirror is not in sync: "
+                               "not handing over");
+            return;
+        }
+        // Everything in memory is committed and streamed first; from now on
+        // this broker takes no more work.
+        keel_broker_commit_pending (self->broker);
+        self->handing_over = true;
+        self->handover_at = self->now;
+        KEEL_INFO ("pair", "handing over to the peer at update %" PRIu64, self->applied_seq);
+    }
+    else if (state == KEEL_PAIR_PASSIVE) {
+        self->handover_go = m->seq ? m->seq : 1;
+        KEEL_INFO ("pair", "the active hands over at update %" PRIu64, m->seq);
+    }
+}
+
+// Active handing over: once the peer holds every update, the held
+// acknowledgements leave and this broker becomes passive.
+static void
+s_handover_step (keel_broker_pair_t *self)
+{
+    if (self->handing_over) {
+        if (self->acked_seq >= self->applied_seq && !self->pending) {
+            keel_broker_flush (self->broker); // what the mirror's acks released
+            self->handing_over = false;
+            uint64_t seq = self->applied_seq;
+            keel_pair_hand_over (self->fsm, self->now);
+            s_detach (self, "handed over");
+            keel_broker_deactivate (self->broker);
+            s_send_handover (self, seq);
+            self->next_beat = 0;
+        }
+        else if (self->now - self->handover_at >= self->timeout_ms) {
+            self->handing_over = false;
+            KEEL_WARN ("pair",
+                       "handover abandoned: the peer did not acknowledge update %" PRIu64
+                       " within PairTimeout; serving again",
+                       self->applied_seq);
+        }
+    }
+    if (self->handover_go && keel_pair_state (self->fsm) == KEEL_PAIR_PASSIVE
+        && self->applied_seq >= self->handover_go) {
+        self->handover_go = 0;
+        s_carry_out (self, keel_pair_take_handover (self->fsm));
+    }
+    if (self->handover_go && keel_pair_state (self->fsm) != KEEL_PAIR_PASSIVE)
+        self->handover_go = 0;
+}
+
+keel_err
+keel_broker_pair_takeover (keel_broker_pair_t *self, keel_error_t *err)
+{
+    if (!self)
+        return keel_error_set (err, KEEL_ERR_STATE, "this broker is not in a pair (PairRole=none)");
+    self->now = zclock_mono ();
+    keel_pair_state_t state = keel_pair_state (self->fsm);
+    if (state == KEEL_PAIR_ACTIVE)
+        return keel_error_set (err, KEEL_ERR_STATE, "this broker is already the active one");
+    if (state != KEEL_PAIR_PASSIVE)
+        return keel_error_set (err, KEEL_ERR_STATE, "this broker is still starting");
+    if (!keel_pair_peer_up (self->fsm, self->now))
+        return keel_error_set (err, KEEL_ERR_STATE,
+                               "the peer is lost: this broker takes over by itself when a driver "
+                               "or engine turns to it");
+    if (!keel_pair_synced (self->fsm))
+        return keel_error_set (err, KEEL_ERR_STATE,
+                               "this broker's mirror is not in sync with the active yet");
+    s_send_handover (self, 0);
+    KEEL_INFO ("pair", "asked the active to hand over (keel-admin takeover)");
+    return KEEL_OK;
+}
+
 // ---------------------------------------------------------------- activation
 
 static void
@@ -621,7 +729,6 @@ s_carry_out (keel_broker_pair_t *self, keel_pair_do_t what)
                 return;
             }
             keel_pair_set_epoch (self->fsm, keel_core_epoch (self->broker->core));
-            self->counters.takeovers++;
             s_settle_votes (self);
             self->attached = false;
             self->data_link = -1;
@@ -666,11 +773,12 @@ s_events (keel_broker_pair_t *self)
                 snprintf (detail, sizeof detail, "peer %s heard", self->peer_conf);
                 break;
             case KEEL_PAIR_EV_TOOK_OVER:
+                self->counters.takeovers++;
                 snprintf (detail, sizeof detail, "took over as active at epoch %" PRIu64,
                           s_epoch (self));
                 break;
             case KEEL_PAIR_EV_DEMOTED:
-                snprintf (detail, sizeof detail, "the peer is active with a higher epoch");
+                snprintf (detail, sizeof detail, "now passive: the peer is active");
                 break;
             default:
                 detail[0] = 0;
@@ -792,6 +900,9 @@ s_read_link (keel_broker_pair_t *self, int link)
                 case KEEL__ENVELOPE__BODY_PAIR_SNAPSHOT:
                     s_on_snapshot (self, env->pair_snapshot);
                     break;
+                case KEEL__ENVELOPE__BODY_PAIR_HANDOVER:
+                    s_on_handover (self, env->pair_handover);
+                    break;
                 default:
                     self->counters.bad_messages++;
                     KEEL_LOG_LIMITED (&self->bad_rl, self->now, KEEL_LOG_WARN, "pair",
@@ -863,6 +974,7 @@ keel_broker_pair_turn (keel_broker_pair_t *self)
             s_beat (self);
     }
     s_carry_out (self, keel_pair_tick (self->fsm, self->now));
+    s_handover_step (self);
     s_events (self);
     s_choose_link (self);
     // A vote older than PairTimeout counts no more and is not served.
@@ -890,7 +1002,7 @@ keel_broker_pair_turn (keel_broker_pair_t *self)
 bool
 keel_broker_pair_serving (const keel_broker_pair_t *self)
 {
-    return !self || keel_pair_serving (self->fsm);
+    return !self || (keel_pair_serving (self->fsm) && !self->handing_over);
 }
 
 bool
@@ -993,6 +1105,7 @@ keel_broker_pair_status (keel_broker_pair_t *self, keel_admin_pair_t *status)
                               .synced = active ? self->attached && self->peer_synced
                                                : keel_pair_synced (self->fsm),
                               .applied_seq = self->applied_seq,
+                              .peer_admin = self->peer_admin,
                               .counters = &self->counters };
 }
 

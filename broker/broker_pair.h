@@ -95,6 +95,16 @@ void keel_broker_pair_stream (keel_broker_pair_t *self, uint64_t core_seq);
 // when nothing waits for the mirror (no peer attached).
 uint64_t keel_broker_pair_mirrored (const keel_broker_pair_t *self);
 
+// Runs NotifyCommand for event (maintenance_started, ...); nothing when
+// self is NULL.
+void keel_broker_pair_notify (keel_broker_pair_t *self, const char *event, const char *detail);
+
+// keel-admin takeover on the passive: asks the active to hand over (it
+// stops taking work, waits until this broker holds every update, then
+// says so and this broker takes over with a new epoch). Errors name why
+// not (not in a pair, already active, peer lost, mirror not in sync).
+keel_err keel_broker_pair_takeover (keel_broker_pair_t *self, keel_error_t *err);
+
 // Milliseconds until the pair needs the loop (heartbeats, timeouts).
 int64_t keel_broker_pair_wait_ms (keel_broker_pair_t *self);
 

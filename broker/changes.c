@@ -380,6 +380,7 @@ s_to_proto (const keel_change_t *c, Keel__Change *m)
             S_SET (m, slots, e->slots);
             S_SET (m, login_wall_ms, e->login_wall_ms);
             S_SET (m, seen_wall_ms, e->seen_wall_ms);
+            S_SET (m, engine_online, e->online);
             break;
         }
         case KEEL_CHANGE_CONFIG_SET:
@@ -566,12 +567,16 @@ s_from_proto (const Keel__Change *m, size_t index, keel_change_t *c, keel_error_
                                                   .expires_wall_ms = m->expires_wall_ms };
             break;
         case KEEL_CHANGE_ENGINE_PUT:
-            c->engine = (keel_store_engine_t) { .engine_id = m->engine_id,
-                                                .host = m->host,
-                                                .session = m->session,
-                                                .slots = m->slots,
-                                                .login_wall_ms = m->login_wall_ms,
-                                                .seen_wall_ms = m->seen_wall_ms };
+            c->engine =
+                (keel_store_engine_t) { .engine_id = m->engine_id,
+                                        .host = m->host,
+                                        .session = m->session,
+                                        .slots = m->slots,
+                                        .login_wall_ms = m->login_wall_ms,
+                                        .seen_wall_ms = m->seen_wall_ms,
+                                        .online = m->has_engine_online
+                                                      ? m->engine_online
+                                                      : m->seen_wall_ms == m->login_wall_ms };
             break;
         case KEEL_CHANGE_CONFIG_SET:
             c->config.key = m->key;

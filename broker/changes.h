@@ -134,7 +134,10 @@ typedef struct {
 } keel_store_pending_t;
 
 // An engine as last seen (for keel-admin after a restart; an engine's own
-// login is what brings it back online).
+// login is what brings it back online). `online`: the last write was its
+// login (true), or it logged off, was lost, or missed a restart's login
+// window (false). A restarted broker waits for the engines the store shows
+// online, and ends its login window once all of them are back.
 typedef struct {
     const char *engine_id;
     const char *host;
@@ -142,6 +145,7 @@ typedef struct {
     uint32_t slots;
     int64_t login_wall_ms;
     int64_t seen_wall_ms;
+    bool online;
 } keel_store_engine_t;
 
 // ---------------------------------------------------------------- records

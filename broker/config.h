@@ -42,8 +42,9 @@
          "Engine Timeout: how long an engine that lost its broker keeps its tasks; must exceed "   \
          "drivers' DSBrokerTimeout")                                                               \
     KEY (EngineLoginWindow, DURATION, "s", "5s", 0, 3600, true, NULL,                              \
-         "After a restart, how long running and queued tasks wait for returning engines to claim " \
-         "them before they are (re)queued")                                                        \
+         "After a restart or a noticed pause, how long running and queued tasks wait for "         \
+         "returning engines to claim them before they are (re)queued; ends early when every "      \
+         "engine online at the stop (or the pause) is back")                                       \
     KEY (RescheduleDelay, DURATION, "s", "0", 0, 86400, true, NULL,                                \
          "Delay before the tasks of a lost engine are queued again (per service override in "      \
          "SubmitService)")                                                                         \

@@ -323,7 +323,11 @@ keel_core_malformed (keel_core_t *self, const char *fmt, ...)
 // old, so some may be in their login backoff now, holding the results of
 // tasks that finished meanwhile. As after a restart (DESIGN §5), they get
 // one EngineLoginWindow to log in again before their work is queued
-// elsewhere (keel_core_engine_lost), and no peer is judged by a silence
+// elsewhere (keel_core_engine_lost), a window that ends as soon as every
+// engine online now has logged in again (keel_core_window_engine_back;
+// one that never noticed the pause does not log in: the window then runs
+// its length, which only delays the work of engines lost meanwhile), and
+// no peer is judged by a silence
 // the broker caused: its liveness clock starts again now. CLOCK_MONOTONIC
 // (zclock_mono) runs on while the process is stopped, so the gap shows.
 void
@@ -338,6 +342,7 @@ keel_core_turn_begin (keel_core_t *self)
     for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
         if (e->state == KEEL_ENGINE_ONLINE) {
             keel_peer_clock_received (&e->clock, self->now);
+            e->awaited = true; // the window ends early once each logged in again
             online++;
         }
     }
@@ -347,6 +352,7 @@ keel_core_turn_begin (keel_core_t *self)
             keel_peer_clock_received (&d->clock, self->now);
     if (self->login_window_ms > 0)
         self->pause_window_end = self->now + self->login_window_ms;
+    keel_core_window_open (self);
     keel_core_event (self, "broker-paused",
                      "noticed a pause of %.1f s (no loop turn; HeartbeatInterval %lld ms): "
                      "giving engines the login window (EngineLoginWindow %lld ms) before "

@@ -378,6 +378,7 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
     }
     keel_engine_set_types (engine, types, ntypes);
     keel_core_engine_to (self, engine, KEEL_ENGINE_ONLINE, route);
+    keel_core_window_moved_in (self, engine, login->moved_from);
     if (new_session)
         engine->draining = false; // a drain lasts until the engine restarts
     if (new_session)
@@ -432,5 +433,6 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
     if (nv)
         keel_core_event (self, "claims", "engine=%s kept=%zu dropped=%zu held=%zu", engine->id,
                          count[0], count[1], count[2]);
+    keel_core_window_engine_back (self, engine);
     self->dispatch_ready = true;
 }

@@ -115,6 +115,14 @@ struct _keel_core_t {
     int64_t last_wake;        // when the loop last woke up (pause detection)
     int64_t
         pause_window_end; // after a pause: engines lost before then keep their work until then, 0 = none
+    // The login window after a restart or a noticed pause waits for the
+    // engines that were online then (keel_engine_t.awaited) and ends early
+    // once the last of them has logged in again (core_sched.c).
+    int64_t window_start;    // when it opened, 0 = no window waits for engines
+    int64_t window_end;      // when it ends if some engine never comes back
+    size_t window_awaited;   // engines not back yet
+    size_t window_engines;   // engines it waited for in all
+    bool window_whole;       // another broker ran work of this store: no early end
     int64_t last_slow_timer; // HOLD expiry check
     int64_t last_purge;      // retention purge
 
@@ -208,6 +216,8 @@ bool keel_core_task_to (keel_core_t *self, keel_service_rec_t *svc, uint64_t tas
 // route: the engine's routing id (ONLINE), NULL (OFFLINE).
 void keel_core_engine_to (keel_core_t *self, keel_engine_t *engine, keel_engine_state_t to,
                           zframe_t *route);
+// Appends the engine's row as it is now (ENGINE_PUT; online when ONLINE).
+void keel_core_engine_store (keel_core_t *self, const keel_engine_t *engine);
 // RUNNING (or new) → AWAITING_CLAIM until `until`; then its task is queued again.
 void keel_core_exec_await (keel_core_t *self, keel_exec_t *x, int64_t until);
 // → RUNNING on engine (a claim at login).
@@ -286,6 +296,19 @@ void keel_core_pending_forget_engine (keel_core_t *self, const char *engine_id,
 // A driver stopped talking (why: "heartbeat timeout"): stops heartbeating
 // it and logs whether anything waits for its return.
 void keel_core_driver_gone (keel_core_t *self, keel_driver_rec_t *drv, const char *why);
+// Opens (or widens) the login window for the engines marked awaited: after
+// a restart those the store showed online, after a pause those online then.
+// With EngineLoginWindow=0 or no engine awaited, nothing waits.
+void keel_core_window_open (keel_core_t *self);
+// The login of an engine (its claims included) has been handled. When it
+// is the last awaited one, the window ends now: the recovered queued tasks
+// are released, recovered executions no engine can claim any more are
+// requeued, and engines lost from now on get their RescheduleDelay.
+void keel_core_window_engine_back (keel_core_t *self, keel_engine_t *engine);
+// An engine logs in moving home from broker `from` (EngineLogin.moved_from):
+// that broker ran work of this store, maybe on engines this one never
+// knew, so an open window runs its whole length.
+void keel_core_window_moved_in (keel_core_t *self, const keel_engine_t *engine, const char *from);
 // Marks that an execution wants requeuing at `at` (the timer looks then).
 void keel_core_note_requeue_at (keel_core_t *self, int64_t at);
 // Drops closed, fully acknowledged services past retention, and detached

@@ -120,15 +120,22 @@ keel_core_engine_to (keel_core_t *self, keel_engine_t *engine, keel_engine_state
                 return;
             engine->state = KEEL_ENGINE_OFFLINE;
             engine->offline_since_mono = self->now;
+            engine->seen_wall_ms = self->wall;
             keel_model_engine_route (self->model, engine, NULL);
             break;
     }
-    keel_store_engine_t row = { engine->id,
-                                engine->host,
-                                engine->session,
-                                engine->slots,
-                                engine->login_wall_ms,
-                                to == KEEL_ENGINE_ONLINE ? engine->login_wall_ms : self->wall };
+    keel_core_engine_store (self, engine);
+}
+
+void
+keel_core_engine_store (keel_core_t *self, const keel_engine_t *engine)
+{
+    bool online = engine->state == KEEL_ENGINE_ONLINE;
+    keel_store_engine_t row = {
+        engine->id,    engine->host,          engine->session,
+        engine->slots, engine->login_wall_ms, online ? engine->login_wall_ms : engine->seen_wall_ms,
+        online
+    };
     keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_ENGINE_PUT, .engine = row });
 }
 

@@ -1,7 +1,9 @@
 /*  core_recover.c — rebuilding the core's state from the store's rows at start
     (DESIGN §5): services, tasks, executions, HOLD claims, runtime config and
     known engines. Running and queued tasks wait one EngineLoginWindow for
-    their engines to claim them before they are queued again.
+    their engines to claim them before they are queued again, or less: the
+    window ends once every engine the store shows online is back
+    (core_sched.c, "the login window").
 */
 
 #include "core_int.h"
@@ -109,7 +111,16 @@ s_load_exec (const keel_store_execution_t *row, void *arg)
     keel_service_rec_t *svc = keel_model_service (self->model, row->service_id);
     if (!svc || !keel_service_task (svc, row->task_id))
         return 0;
-    keel_exec_t *x = keel_model_exec_add (self->model, row->execution_id, svc, row->task_id, NULL,
+    // Linked to its engine (offline until it logs in; its row is read
+    // later): at its login the engine claims it, or, not listing it, no
+    // longer runs it and it is queued again at once.
+    keel_engine_t *engine = NULL;
+    if (row->engine_id && row->engine_id[0]) {
+        engine = keel_model_engine (self->model, row->engine_id);
+        if (!engine)
+            engine = keel_model_engine_add (self->model, row->engine_id);
+    }
+    keel_exec_t *x = keel_model_exec_add (self->model, row->execution_id, svc, row->task_id, engine,
                                           row->attempt, self->now);
     if (x) {
         x->stored = true;
@@ -158,6 +169,8 @@ s_load_config (const char *key, const char *value, void *arg)
 }
 
 // Known engines come back offline; their own login brings them online.
+// Those the store shows online when the broker stopped may be running
+// tasks: the login window waits for them (keel_core_window_open).
 static int
 s_load_engine (const keel_store_engine_t *row, void *arg)
 {
@@ -171,7 +184,9 @@ s_load_engine (const keel_store_engine_t *row, void *arg)
     snprintf (engine->session, sizeof engine->session, "%s", row->session);
     engine->slots = row->slots;
     engine->login_wall_ms = row->login_wall_ms;
+    engine->seen_wall_ms = row->seen_wall_ms;
     engine->offline_since_mono = self->now;
+    engine->awaited = row->online;
     return 0;
 }
 
@@ -214,6 +229,7 @@ keel_core_recover_end (keel_core_t *self)
             }
         }
     }
+    keel_core_window_open (self);
     self->exec_seq_limit = self->exec_seq + 10000;
     self->exec_seq_committed = self->exec_seq_durable = self->exec_seq_limit;
     keel_core_event (self, "broker-started",

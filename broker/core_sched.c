@@ -495,10 +495,10 @@ keel_core_pending_clear (keel_core_t *self)
     self->npending = 0;
 }
 
-// ---------------------------------------------------------------- timers
+// ---------------------------------------------------------------- the login window
 
-// The login window after a start is over: queue the recovered queued
-// tasks that no engine claimed.
+// The login window after a start is over (or every engine is back): queue
+// the recovered queued tasks that no engine claimed.
 static void
 s_release_recovered (keel_core_t *self)
 {
@@ -521,6 +521,140 @@ s_release_recovered (keel_core_t *self)
                    (unsigned long long) n);
 }
 
+// After a restart (or a noticed pause) the engines that were online may be
+// running tasks the store shows queued (a dispatch writes nothing) or
+// executions it shows running: for EngineLoginWindow they may log in and
+// claim them (KEEP) before anything is queued again. Once every engine
+// that was online then has logged in, nobody left can claim anything the
+// window protects, so it ends at once instead of idling the grid:
+// - the recovered queued tasks nobody claimed are queued;
+// - recovered executions linked to no engine (a running task without an
+//   execution row) are requeued; those linked to an engine were settled at
+//   its login (claimed, or requeued when it did not list them), except for
+//   engines that were offline already: theirs keep their deadline;
+// - engines lost from now on get their RescheduleDelay, not the window.
+// Not when an engine moves in from a failover broker (EngineLogin.moved_from):
+// a driver failed over there, and that broker may run tasks of this store
+// on engines this one never knew; they come home within the window when
+// the driver comes back (work follows its driver), so it runs its length.
+// An engine that was offline at the restart may still come back holding a
+// task or a result: its claim of a task queued again meanwhile adds an
+// execution (the first result wins, the driver keeps the first of each);
+// of a finished one gets DROP. Nothing is lost or delivered twice.
+
+void
+keel_core_window_open (keel_core_t *self)
+{
+    size_t awaited = 0;
+    zlistx_t *engines = keel_model_engines (self->model);
+    for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
+        if (self->login_window_ms <= 0)
+            e->awaited = false;
+        awaited += e->awaited;
+    }
+    if (awaited == 0)
+        return;
+    if (self->window_start == 0) {
+        self->window_start = self->now;
+        self->window_engines = 0;
+        self->window_awaited = 0;
+        self->window_whole = false;
+    }
+    self->window_engines += awaited - self->window_awaited;
+    self->window_awaited = awaited;
+    if (self->now + self->login_window_ms > self->window_end)
+        self->window_end = self->now + self->login_window_ms;
+}
+
+// The last awaited engine is back before the window's end.
+static void
+s_window_over_early (keel_core_t *self)
+{
+    keel_core_event (self, "login-window-over",
+                     "all %zu engines back after %.1f s: releasing queued tasks "
+                     "(EngineLoginWindow %lld ms)",
+                     self->window_engines, (self->now - self->window_start) / 1000.0,
+                     (long long) self->login_window_ms);
+    self->window_start = self->window_end = 0;
+    if (self->recovered_release_at)
+        s_release_recovered (self);
+    // Executions to settle: recovered ones linked to no engine, and after a
+    // pause those of engines lost since they came back (every awaited one
+    // has): kept until the window's end (keel_core_engine_lost), they now
+    // wait their RescheduleDelay from that loss, as any lost engine's.
+    zlistx_t *due = zlistx_new ();
+    for (keel_exec_t *x = keel_model_exec_first (self->model); x && due;
+         x = keel_model_exec_next (self->model)) {
+        if (x->state != KEEL_EXEC_AWAITING_CLAIM)
+            continue;
+        bool paused = self->pause_window_end && x->requeue_at == self->pause_window_end && x->engine
+                      && x->engine->state == KEEL_ENGINE_OFFLINE;
+        if (!x->engine || paused)
+            zlistx_add_end (due, x);
+    }
+    for (keel_exec_t *x = due ? zlistx_first (due) : NULL; x; x = zlistx_next (due)) {
+        int64_t at =
+            x->engine ? x->engine->offline_since_mono + keel_core_service_delay (self, x->service)
+                      : self->now;
+        if (at <= self->now)
+            keel_core_exec_lost (self, x);
+        else
+            keel_core_exec_await (self, x, at);
+    }
+    zlistx_destroy (&due);
+    self->pause_window_end = 0;
+}
+
+void
+keel_core_window_engine_back (keel_core_t *self, keel_engine_t *engine)
+{
+    if (!engine->awaited)
+        return;
+    engine->awaited = false;
+    if (self->window_awaited > 0)
+        self->window_awaited--;
+    if (self->window_awaited == 0 && self->window_start && !self->window_whole)
+        s_window_over_early (self);
+}
+
+void
+keel_core_window_moved_in (keel_core_t *self, const keel_engine_t *engine, const char *from)
+{
+    if (!self->window_start || self->window_whole || !from || !from[0]
+        || strcmp (from, self->name) == 0)
+        return;
+    self->window_whole = true;
+    keel_core_event (self, "login-window-whole",
+                     "engine=%s moved here from broker %s: work of this store ran there, maybe "
+                     "on engines this broker does not know; the login window runs its length "
+                     "(EngineLoginWindow %lld ms)",
+                     engine->id, from, (long long) self->login_window_ms);
+}
+
+// The window ran its full length: some engines never came back. Those
+// still offline are recorded so (the next restart does not wait for them).
+static void
+s_window_over (keel_core_t *self)
+{
+    zlistx_t *engines = keel_model_engines (self->model);
+    size_t missing = 0;
+    for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
+        if (!e->awaited)
+            continue;
+        e->awaited = false;
+        missing++;
+        if (e->state == KEEL_ENGINE_OFFLINE)
+            keel_core_engine_store (self, e);
+    }
+    KEEL_INFO ("broker", "login window over: engines_missing=%zu of %zu", missing,
+               self->window_engines);
+    self->window_start = self->window_end = 0;
+    self->window_awaited = 0;
+    self->window_whole = false;
+}
+
+// ---------------------------------------------------------------- timers
+
 void
 keel_core_timers (keel_core_t *self)
 {
@@ -533,6 +667,8 @@ keel_core_timers (keel_core_t *self)
         keel_ratelimit_flush (&self->rl[i], self->now, KEEL_LOG_WARN, "broker");
     if (self->recovered_release_at && self->now >= self->recovered_release_at)
         s_release_recovered (self);
+    if (self->window_start && self->now >= self->window_end)
+        s_window_over (self);
     static const int64_t every = 1000;
     if (self->now - self->last_slow_timer >= every) {
         self->last_slow_timer = self->now;

@@ -48,8 +48,12 @@ static const s_command_t s_commands[] = {
     { "config", 1, 3, "config get [KEY] | config set KEY VALUE",
       "read a broker setting (every one without KEY) or change one" },
     { "events", 0, 0, "events", "recent broker events" },
-    { "maintenance", 0, 0, "maintenance", "compact the store" },
+    { "maintenance", 0, 1, "maintenance [--pair]",
+      "compact the store; --pair: on both brokers of a resilient pair, passive first, handing "
+      "over in between, so the pair keeps serving" },
     { "drain", 1, 1, "drain ENGINE", "stop giving new tasks to an engine" },
+    { "takeover", 0, 0, "takeover",
+      "on the passive broker of a pair: planned handover, this broker becomes active" },
     { NULL, 0, 0, NULL, NULL }
 };
 
@@ -105,6 +109,8 @@ s_command_check (const char *name, int nargs, char **args)
         return NULL;
     }
     bool arity_ok = nargs >= found->min_args && nargs <= found->max_args;
+    if (arity_ok && strcmp (found->name, "maintenance") == 0 && nargs == 1)
+        arity_ok = strcmp (args[0], "--pair") == 0;
     if (arity_ok && strcmp (found->name, "config") == 0) {
         if (strcmp (args[0], "get") == 0)
             arity_ok = nargs <= 2; // no KEY: every key (docs/operations.md §5)
@@ -218,10 +224,31 @@ s_endpoint_from_file (const char *path, char **endpoint)
 }
 
 // Sends the request and waits for the reply. Returns the exit code.
-static int
-s_ask (const char *endpoint, const char *command, int nargs, char **args, bool json,
-       int64_t timeout_ms)
+typedef struct {
+    bool answered;
+    bool ok;
+    char *error; // heap
+    char *json;  // heap
+    char *text;  // heap
+} s_reply_t;
+
+static void
+s_reply_free (s_reply_t *r)
 {
+    free (r->error);
+    free (r->json);
+    free (r->text);
+    memset (r, 0, sizeof *r);
+}
+
+// Sends one request and waits (up to timeout_ms) for its reply. Returns
+// KEEL_EXIT_OK with *reply filled when the broker answered (ok or not),
+// another exit code after printing why not.
+static int
+s_request (const char *endpoint, const char *command, int nargs, char **args, int64_t timeout_ms,
+           s_reply_t *out)
+{
+    memset (out, 0, sizeof *out);
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
     if (!dealer) {
         fprintf (stderr, PROGRAM ": cannot create a socket: %s\n", zmq_strerror (zmq_errno ()));
@@ -241,63 +268,209 @@ s_ask (const char *endpoint, const char *command, int nargs, char **args, bool j
     keel_env_t *env = keel_msg_admin_request (&request, command, args, (size_t) nargs);
 
     int64_t deadline = zclock_mono () + timeout_ms;
-    int rc = KEEL_EXIT_NOBROKER;
     zframe_t *frame = keel_wire_encode (env);
     if (!frame) {
         fprintf (stderr, PROGRAM ": cannot encode the request\n");
         zsock_destroy (&dealer);
         return KEEL_EXIT_FAILED;
     }
-    if (zframe_send (&frame, dealer, 0) != 0) {
+    if (zframe_send (&frame, dealer, 0) != 0)
         zframe_destroy (&frame);
-        goto no_answer;
-    }
-
-    // Bounded by the deadline: frames that are not our reply are skipped.
-    while (true) {
-        int64_t left = deadline - zclock_mono ();
-        if (left <= 0)
-            break;
-        zsock_set_rcvtimeo (dealer, (int) left);
-        zframe_t *in = zframe_recv (dealer);
-        if (!in)
-            break;
-        keel_error_t err = { "" };
-        keel_env_t *reply = keel_wire_decode (zframe_data (in), zframe_size (in), &err);
-        zframe_destroy (&in);
-        if (!reply)
-            continue;
-        if (reply->body_case != KEEL__ENVELOPE__BODY_ADMIN_REPLY) {
-            keel_wire_free (&reply);
-            continue;
-        }
-        const Keel__AdminReply *ar = reply->admin_reply;
-        if (ar->has_ok && ar->ok) {
-            const char *out = json ? ar->json : (ar->text && *ar->text ? ar->text : ar->json);
-            if (out && *out) {
-                fputs (out, stdout);
-                if (out[strlen (out) - 1] != '\n')
-                    fputc ('\n', stdout);
+    else {
+        // Bounded by the deadline: frames that are not our reply are skipped.
+        while (true) {
+            int64_t left = deadline - zclock_mono ();
+            if (left <= 0)
+                break;
+            zsock_set_rcvtimeo (dealer, (int) left);
+            zframe_t *in = zframe_recv (dealer);
+            if (!in)
+                break;
+            keel_error_t err = { "" };
+            keel_env_t *reply = keel_wire_decode (zframe_data (in), zframe_size (in), &err);
+            zframe_destroy (&in);
+            if (!reply)
+                continue;
+            if (reply->body_case != KEEL__ENVELOPE__BODY_ADMIN_REPLY) {
+                keel_wire_free (&reply);
+                continue;
             }
-            rc = KEEL_EXIT_OK;
+            const Keel__AdminReply *ar = reply->admin_reply;
+            out->answered = true;
+            out->ok = ar->has_ok && ar->ok;
+            out->error =
+                strdup (ar->error && *ar->error ? ar->error : "the broker refused the request");
+            out->json = strdup (ar->json ? ar->json : "");
+            out->text = strdup (ar->text ? ar->text : "");
+            keel_wire_free (&reply);
+            zsock_destroy (&dealer);
+            return KEEL_EXIT_OK;
         }
-        else {
-            fprintf (stderr, PROGRAM ": %s\n",
-                     ar->error && *ar->error ? ar->error : "the broker refused the request");
-            rc = KEEL_EXIT_FAILED;
-        }
-        keel_wire_free (&reply);
-        zsock_destroy (&dealer);
-        return rc;
     }
-
-no_answer:;
     char took[32];
     s_format_duration (timeout_ms, took, sizeof took);
     fprintf (stderr, PROGRAM ": no answer from %s within %s (is keel-broker running?)\n", endpoint,
              took);
     zsock_destroy (&dealer);
     return KEEL_EXIT_NOBROKER;
+}
+
+static int
+s_ask (const char *endpoint, const char *command, int nargs, char **args, bool json,
+       int64_t timeout_ms)
+{
+    s_reply_t r;
+    int rc = s_request (endpoint, command, nargs, args, timeout_ms, &r);
+    if (rc != KEEL_EXIT_OK)
+        return rc;
+    if (r.ok) {
+        const char *out = json ? r.json : (r.text && *r.text ? r.text : r.json);
+        if (out && *out) {
+            fputs (out, stdout);
+            if (out[strlen (out) - 1] != '\n')
+                fputc ('\n', stdout);
+        }
+    }
+    else
+        fprintf (stderr, PROGRAM ": %s\n", r.error);
+    rc = r.ok ? KEEL_EXIT_OK : KEEL_EXIT_FAILED;
+    s_reply_free (&r);
+    return rc;
+}
+
+// ---------------------------------------------------------------- the pair
+
+// The string value of "key":"..." in our own status JSON (its keys are
+// unique across the object). False when absent.
+static bool
+s_json_str (const char *json, const char *key, char *out, size_t size)
+{
+    char pattern[64];
+    snprintf (pattern, sizeof pattern, "\"%s\":\"", key);
+    const char *p = json ? strstr (json, pattern) : NULL;
+    if (!p)
+        return false;
+    p += strlen (pattern);
+    size_t n = 0;
+    while (p[n] && p[n] != '"' && n + 1 < size)
+        n++;
+    memcpy (out, p, n);
+    out[n] = 0;
+    return true;
+}
+
+typedef struct {
+    char role[32];
+    char peer_admin[256];
+    bool synced;
+} s_pair_view_t;
+
+static bool
+s_pair_view (const char *endpoint, int64_t timeout_ms, s_pair_view_t *v)
+{
+    memset (v, 0, sizeof *v);
+    s_reply_t r;
+    if (s_request (endpoint, "status", 0, NULL, timeout_ms, &r) != KEEL_EXIT_OK)
+        return false;
+    bool ok = r.ok && s_json_str (r.json, "role", v->role, sizeof v->role);
+    s_json_str (r.json, "peer_admin", v->peer_admin, sizeof v->peer_admin);
+    v->synced = r.json && strstr (r.json, "\"synced\":true");
+    s_reply_free (&r);
+    return ok;
+}
+
+// Polls endpoint's status until its role is `role` (and, for a passive,
+// its mirror is in sync), for up to wait_ms. True when it got there.
+static bool
+s_wait_role (const char *endpoint, const char *role, int64_t wait_ms, int64_t timeout_ms)
+{
+    int64_t deadline = zclock_mono () + wait_ms;
+    for (int i = 0; i < 10000 && zclock_mono () < deadline; i++) {
+        s_pair_view_t v;
+        if (s_pair_view (endpoint, timeout_ms, &v) && strcmp (v.role, role) == 0
+            && (strcmp (role, "passive") != 0 || v.synced))
+            return true;
+        zclock_sleep (100);
+    }
+    return false;
+}
+
+// keel-admin takeover: asks the passive to take over, then waits until it
+// is active.
+static int
+s_takeover (const char *endpoint, int64_t timeout_ms)
+{
+    s_reply_t r;
+    int rc = s_request (endpoint, "takeover", 0, NULL, timeout_ms, &r);
+    if (rc != KEEL_EXIT_OK)
+        return rc;
+    if (!r.ok) {
+        fprintf (stderr, PROGRAM ": takeover: %s\n", r.error);
+        s_reply_free (&r);
+        return KEEL_EXIT_FAILED;
+    }
+    s_reply_free (&r);
+    int64_t wait = timeout_ms > 10000 ? timeout_ms : 10000;
+    if (!s_wait_role (endpoint, "active", wait, timeout_ms)) {
+        fprintf (stderr, PROGRAM ": takeover: %s did not become active within %lld s\n", endpoint,
+                 (long long) (wait / 1000));
+        return KEEL_EXIT_FAILED;
+    }
+    printf ("%s is active\n", endpoint);
+    return KEEL_EXIT_OK;
+}
+
+// keel-admin maintenance --pair: maintenance on the passive, handover,
+// maintenance on the other (passive now), handover back.
+static int
+s_pair_maintenance (const char *endpoint, bool json, int64_t timeout_ms)
+{
+    s_pair_view_t v;
+    if (!s_pair_view (endpoint, timeout_ms, &v))
+        return KEEL_EXIT_NOBROKER;
+    if (strcmp (v.role, "active") != 0 && strcmp (v.role, "passive") != 0) {
+        fprintf (stderr, PROGRAM ": maintenance --pair: %s is %s, not a broker of a running pair\n",
+                 endpoint, v.role);
+        return KEEL_EXIT_FAILED;
+    }
+    if (!v.peer_admin[0] || strchr (v.peer_admin, '*')) {
+        fprintf (stderr,
+                 PROGRAM ": maintenance --pair: the peer's AdminEndpoint is '%s': not one to "
+                         "connect to (run maintenance and takeover on each broker by hand)\n",
+                 v.peer_admin);
+        return KEEL_EXIT_FAILED;
+    }
+    char first[256], second[256]; // passive first
+    snprintf (first, sizeof first, "%s", strcmp (v.role, "passive") == 0 ? endpoint : v.peer_admin);
+    snprintf (second, sizeof second, "%s",
+              strcmp (v.role, "passive") == 0 ? v.peer_admin : endpoint);
+    int64_t wait = timeout_ms > 20000 ? timeout_ms : 20000;
+    const char *order[2] = { first, second };
+    for (int round = 0; round < 2; round++) {
+        const char *passive = order[round];
+        if (!s_wait_role (passive, "passive", wait, timeout_ms)) {
+            fprintf (stderr, PROGRAM ": maintenance --pair: %s is not a passive in sync\n",
+                     passive);
+            return KEEL_EXIT_FAILED;
+        }
+        printf ("maintenance on %s (passive)\n", passive);
+        fflush (stdout);
+        int rc = s_ask (passive, "maintenance", 0, NULL, json, timeout_ms);
+        if (rc != KEEL_EXIT_OK)
+            return rc;
+        if (!s_wait_role (passive, "passive", wait, timeout_ms)) {
+            fprintf (stderr, PROGRAM ": maintenance --pair: %s did not get back in sync\n",
+                     passive);
+            return KEEL_EXIT_FAILED;
+        }
+        printf ("handover to %s\n", passive);
+        fflush (stdout);
+        rc = s_takeover (passive, timeout_ms);
+        if (rc != KEEL_EXIT_OK)
+            return rc;
+    }
+    printf ("maintenance done on both brokers; %s is active again\n", second);
+    return KEEL_EXIT_OK;
 }
 
 //  --help or --version anywhere before "--", also after the command
@@ -430,7 +603,13 @@ main (int argc, char **argv)
 
     // CZMQ would otherwise install its own SIGINT handler and print on exit.
     zsys_handler_set (NULL);
-    int rc = s_ask (endpoint, command, nargs, args, json, timeout_ms);
+    int rc;
+    if (strcmp (command, "takeover") == 0)
+        rc = s_takeover (endpoint, timeout_ms);
+    else if (strcmp (command, "maintenance") == 0 && nargs == 1)
+        rc = s_pair_maintenance (endpoint, json, timeout_ms);
+    else
+        rc = s_ask (endpoint, command, nargs, args, json, timeout_ms);
     free (endpoint);
     return rc;
 }

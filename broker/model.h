@@ -179,6 +179,8 @@ struct _keel_engine_t {
     keel_peer_clock_t clock;
     int64_t offline_since_mono;
     int64_t login_wall_ms;
+    int64_t seen_wall_ms; // OFFLINE: when it went offline (its store row says so)
+    bool awaited;         // the login window waits for its login (core_sched.c)
     uint64_t tasks_done;
     uint64_t reply_held_seq; // its LoginReply waits for this commit: no Assign before it
 };

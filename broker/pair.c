@@ -19,6 +19,7 @@ struct _keel_pair_t {
     int64_t vote_at;                         // last client request while not serving, 0: none
     int64_t unsure_until;                    // after a pause: serve nothing before, 0: sure
     bool synced_at_loss;                     // the mirror was in sync when the peer went
+    int64_t yield_until;                     // handed over: the peer may take over until then
     keel_pair_event_t events[S_MAX_EVENTS];
     int nevents;
 };
@@ -155,7 +156,7 @@ keel_pair_heard (keel_pair_t *self, int link, const keel_pair_peer_t *peer, int6
             }
             return KEEL_PAIR_DO_NOTHING;
         case KEEL_PAIR_PASSIVE:
-            if (peer_active)
+            if (peer_active || now < self->yield_until)
                 return KEEL_PAIR_DO_NOTHING;
             return s_wins (self, peer) ? s_activate (self, true) : KEEL_PAIR_DO_NOTHING;
     }
@@ -216,6 +217,26 @@ keel_pair_tick (keel_pair_t *self, int64_t now)
     if (self->unsure_until && now >= self->unsure_until)
         self->unsure_until = 0;
     return s_vote_counts (self, now);
+}
+
+void
+keel_pair_hand_over (keel_pair_t *self, int64_t now)
+{
+    if (self->state != KEEL_PAIR_ACTIVE)
+        return;
+    self->state = KEEL_PAIR_PASSIVE;
+    self->synced = true;
+    self->synced_at_loss = true;
+    self->yield_until = now + self->config.timeout_ms;
+    s_event (self, KEEL_PAIR_EV_DEMOTED);
+}
+
+keel_pair_do_t
+keel_pair_take_handover (keel_pair_t *self)
+{
+    if (self->state != KEEL_PAIR_PASSIVE || !self->synced)
+        return KEEL_PAIR_DO_NOTHING;
+    return s_activate (self, true);
 }
 
 void

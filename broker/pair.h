@@ -113,6 +113,14 @@ keel_pair_do_t keel_pair_client (keel_pair_t *self, int64_t now);
 // Timers: peer loss, a takeover on an earlier vote.
 keel_pair_do_t keel_pair_tick (keel_pair_t *self, int64_t now);
 
+// Planned handover (keel-admin takeover on the passive). The active hands
+// over once the passive holds every update: it becomes PASSIVE (its store
+// is the peer's, so in sync) and does not claim the pair back on a passive
+// peer's heartbeat for PairTimeout, the time the peer has to take over.
+void keel_pair_hand_over (keel_pair_t *self, int64_t now);
+// The passive takes over on the active's word (PairHandover): DO_ACTIVATE.
+keel_pair_do_t keel_pair_take_handover (keel_pair_t *self);
+
 // The loop noticed it did not run for gap_ms (SIGSTOP, a paused VM).
 void keel_pair_paused (keel_pair_t *self, int64_t gap_ms, int64_t now);
 

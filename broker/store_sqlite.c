@@ -115,6 +115,12 @@ static const char *s_migrations[] = {
     "DELETE FROM task_blobs WHERE length(data) <= 256;"
     "DROP TABLE tasks;"
     "ALTER TABLE tasks_v3 RENAME TO tasks;",
+    // 3 -> 4: whether each engine was online when its row was last written
+    // (a restarted broker's login window waits for those). Schema 3 wrote
+    // seen_wall_ms = login_wall_ms at a login and the time it went offline
+    // at a loss or logoff: that is the best guess for the rows it left.
+    "ALTER TABLE engines ADD COLUMN online INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE engines SET online = (seen_wall_ms = login_wall_ms);",
 };
 #define KEEL_STORE_SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -164,7 +170,7 @@ static const char *s_sql[Q_COUNT] = {
                       " AND execution_id = ?3",
     [Q_CONFIG_SET] = "INSERT OR REPLACE INTO config VALUES (?1, ?2)",
     [Q_CONFIG_DEL] = "DELETE FROM config WHERE key = ?1",
-    [Q_ENGINE_PUT] = "INSERT OR REPLACE INTO engines VALUES (?1,?2,?3,?4,?5,?6)",
+    [Q_ENGINE_PUT] = "INSERT OR REPLACE INTO engines VALUES (?1,?2,?3,?4,?5,?6,?7)",
     [Q_EVENT] = "INSERT INTO events (wall_ms, kind, text) VALUES (?1, ?2, ?3)",
     [Q_EVENT_TRIM] = "DELETE FROM events WHERE id <= ?1",
     [Q_META_SET] = "INSERT OR REPLACE INTO meta VALUES (?1, ?2)",

@@ -147,6 +147,7 @@ s_load_engine (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
         .slots = (uint32_t) sqlite3_column_int64 (stmt, 3),
         .login_wall_ms = sqlite3_column_int64 (stmt, 4),
         .seen_wall_ms = sqlite3_column_int64 (stmt, 5),
+        .online = sqlite3_column_int64 (stmt, 6) != 0,
     };
     return loader->engine (&engine, arg);
 }

@@ -471,6 +471,7 @@ keel_store_sqlite_engine_put (keel_store_sqlite_t *self, const keel_store_engine
     s_int (stmt, 4, engine->slots);
     s_int (stmt, 5, engine->login_wall_ms);
     s_int (stmt, 6, engine->seen_wall_ms);
+    s_int (stmt, 7, engine->online ? 1 : 0);
     return s_run (self, Q_ENGINE_PUT);
 }
 

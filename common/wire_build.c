@@ -373,6 +373,7 @@ keel_msg_engine_login (keel_msg_t *msg, const keel_engine_login_args_t *args)
     m->service_types = (char **) args->service_types;
     m->n_held = args->n_held;
     m->held = (Keel__HeldTask **) args->held;
+    m->moved_from = args->moved_from && args->moved_from[0] ? S_STR (args->moved_from) : NULL;
     keel_env_t *env = s_env (msg, S_ENGINE, KEEL__ENVELOPE__BODY_ENGINE_LOGIN);
     env->engine_login = m;
     return env;

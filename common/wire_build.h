@@ -233,6 +233,7 @@ typedef struct {
     size_t n_service_types;
     Keel__HeldTask *const *held; // items made with keel_item_held_task
     size_t n_held;
+    const char *moved_from; // NULL or "": absent (EngineLogin.moved_from)
 } keel_engine_login_args_t;
 
 // EngineLogin (slots and pid always sent).

@@ -381,6 +381,7 @@ s_check_engine_login (const keel_env_t *env, const char *w, keel_error_t *err)
     if (!s_id (err, w, "engine_id", m->engine_id, true)
         || !s_id (err, w, "session", m->session, true)
         || !s_text (err, w, "host", m->host, false, KEEL_TEXT_MAX)
+        || !s_text (err, w, "moved_from", m->moved_from, false, KEEL_TEXT_MAX)
         || !s_has (err, w, "slots", m->has_slots))
         return false;
     if (m->slots < 1 || m->slots > S_MAX_SLOTS)

@@ -183,7 +183,9 @@ s_op_send_login (void *arg)
                                        .slots = (uint32_t) self->cfg->slots,
                                        .pid = (uint32_t) getpid (),
                                        .service_types = types,
-                                       .n_service_types = (size_t) self->cfg->n_services };
+                                       .n_service_types = (size_t) self->cfg->n_services,
+                                       .moved_from =
+                                           keel_engine_session_moved_from (self->session) };
     return keel_outbox_send_login (self->outbox, &login); // with every held task
 }
 

@@ -47,7 +47,9 @@ struct _keel_engine_session_t {
     int pair_peer[KEEL_ENGINE_MAX_BROKERS]; // configured broker its LoginReply named; -1
     bool paired[KEEL_ENGINE_MAX_BROKERS];   // its LoginReply named a pair peer: epochs checked
     uint64_t pair_epoch[KEEL_ENGINE_MAX_BROKERS]; // highest epoch seen from it while paired
-    unsigned jumped; // brokers a Passive sent the session to in this round (bit i: broker i)
+    unsigned jumped;       // brokers a Passive sent the session to in this round (bit i: broker i)
+    char broker_name[128]; // the name in the last LoginReply
+    char moved_from[128];  // moving home: the failover broker left ("" otherwise)
 };
 
 static const char *s_state_names[] = { "offline", "logging-in", "online", "stopped" };
@@ -115,6 +117,12 @@ int64_t
 keel_engine_session_engine_timeout_ms (const keel_engine_session_t *self)
 {
     return self->engine_timeout_ms;
+}
+
+const char *
+keel_engine_session_moved_from (const keel_engine_session_t *self)
+{
+    return self->moved_from;
 }
 
 const char *
@@ -354,8 +362,10 @@ s_move_to_primary (keel_engine_session_t *self, int64_t now, const char *why)
 {
     KEEL_INFO ("engine", "moving to primary broker=%s from=%s reason=\"%s\"", self->cfg->brokers[0],
                self->cfg->brokers[self->broker], why);
-    if (self->broker != 0)
+    if (self->broker != 0) {
         self->ops->send_logoff (self->arg, "moving");
+        snprintf (self->moved_from, sizeof self->moved_from, "%s", self->broker_name);
+    }
     s_close_probe (self);
     self->ops->disconnect (self->arg);
     self->offline_since = now;
@@ -383,6 +393,9 @@ s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
     self->probe_at = self->broker != 0 && !s_related (self, self->broker, 0)
                          ? now + self->cfg->primary_retry_ms
                          : S_NEVER;
+    snprintf (self->broker_name, sizeof self->broker_name, "%s",
+              reply->broker_name ? reply->broker_name : "");
+    self->moved_from[0] = 0;
     KEEL_INFO ("engine",
                "logged in broker=%s name=%s slots=%d heartbeat_ms=%lld "
                "engine_timeout_ms=%lld verdicts=%zu pair_peer=%s",

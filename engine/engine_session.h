@@ -131,6 +131,10 @@ const char *keel_engine_session_state_name (keel_engine_session_state_t state);
 int keel_engine_session_broker (const keel_engine_session_t *self);
 int64_t keel_engine_session_heartbeat_ms (const keel_engine_session_t *self);
 int64_t keel_engine_session_engine_timeout_ms (const keel_engine_session_t *self);
+// While it moves home (logged off a failover broker to log in to its
+// primary, carrying its tasks): that broker's name, for EngineLogin.moved_from;
+// "" otherwise (cleared by the next login).
+const char *keel_engine_session_moved_from (const keel_engine_session_t *self);
 // Process exit code once STOPPED: 0 clean stop, 3 Engine Timeout (exit).
 int keel_engine_session_exit_code (const keel_engine_session_t *self);
 // True while LOGGING_IN with the login not yet sent: poll the socket for POLLOUT.

@@ -163,3 +163,60 @@ Test (pair, a_stranger_and_a_second_primary_are_refused, .init = harness_setup,
     HARNESS_ASSERT (strcmp (role, "active") != 0, "the second primary became active");
     harness_signal (driver, SIGKILL);
 }
+
+// keel-admin with a longer patience than harness_admin (a handover or two).
+static int
+s_admin_long (const harness_broker_t *b, harness_result_t *res, const char *a1, const char *a2)
+{
+    const char *argv[] = { "-e", b->admin_endpoint, "--timeout", "10s", a1, a2, NULL };
+    return harness_run (res, 90000, "keel-admin", argv);
+}
+
+Test (pair, takeover_hands_over_under_load_with_nothing_lost_or_doubled, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 240)
+{
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
+    pid_t driver = pt_load (&p);
+    long long epoch_a = ft_status (&p.a, "epoch");
+    harness_result_t res;
+    int code = s_admin_long (&p.b, &res, "takeover", NULL);
+    HARNESS_ASSERT (code == 0, "keel-admin takeover on B exited %d: %s", code, res.err);
+    harness_result_free (&res);
+    char role[32];
+    pt_status_str (&p.b, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "active") == 0, "B is %s after takeover", role);
+    HARNESS_ASSERT (ft_status (&p.b, "epoch") > epoch_a, "B's epoch is not above A's");
+    HARNESS_ASSERT (pt_wait_field (&p.a, "role", "passive", 5000), "A did not become passive");
+    pt_finish (driver);
+    HARNESS_ASSERT (pt_wait_field (&p.a, "pair.synced", "true", 20000), "A never got in sync");
+    // On the active, takeover is refused with a reason.
+    code = s_admin_long (&p.b, &res, "takeover", NULL);
+    HARNESS_ASSERT (code == 1 && strstr (res.err, "already the active"),
+                    "takeover on the active: exit %d, '%s'", code, res.err);
+    harness_result_free (&res);
+}
+
+Test (pair, maintenance_pair_runs_on_both_and_hands_back_while_a_batch_flows, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 240)
+{
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
+    pid_t driver = pt_load (&p);
+    harness_result_t res;
+    int code = s_admin_long (&p.a, &res, "maintenance", "--pair");
+    HARNESS_ASSERT (code == 0, "keel-admin maintenance --pair exited %d: %s / %s", code, res.out,
+                    res.err);
+    HARNESS_ASSERT (strstr (res.out, "maintenance done on both brokers"), "output: %s", res.out);
+    harness_result_free (&res);
+    pt_finish (driver);
+    char role[32];
+    pt_status_str (&p.a, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "active") == 0, "A is %s after maintenance --pair", role);
+    HARNESS_ASSERT (pt_wait_field (&p.b, "role", "passive", 5000), "B is not passive");
+    HARNESS_ASSERT (ft_status (&p.a, "pair.counters.takeovers") == 1
+                        && ft_status (&p.b, "pair.counters.takeovers") == 1,
+                    "expected one handover each way");
+}

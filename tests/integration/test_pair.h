@@ -162,6 +162,38 @@ pt_mirror_caught_up (void *arg)
            && ft_status (p->a, "store_unsynced") == 0;
 }
 
+// 400 tasks of 20 ms on two 1-slot engines, every task accepted and
+// mirrored before it returns; the driver's pid.
+static inline pid_t
+pt_load (pt_pair_t *p)
+{
+    pid_t e1 = ft_engine_start (&p->a, &p->b, "engine1", 1, NULL);
+    pid_t e2 = ft_engine_start (&p->a, &p->b, "engine2", 1, NULL);
+    HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&p->a, 2, 15000),
+                    "engines not online on A");
+    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
+    const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
+    pid_t driver = ft_driver_start ("driver", &p->a, &p->b, driver_sets, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    HARNESS_ASSERT (ft_wait_status (&p->a, "counters.tasks_submitted", 400, 15000),
+                    "A did not get the 400 tasks");
+    pt_brokers_t both = { &p->a, &p->b };
+    HARNESS_ASSERT (harness_poll_until (pt_mirror_caught_up, &both, 10000),
+                    "B's mirror did not catch up with A");
+    pt_lines_wait_t some = { "driver.out", 10 };
+    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
+    return driver;
+}
+
+static inline void
+pt_finish (pid_t driver)
+{
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    pt_assert_each_once ("driver.out", 400);
+}
+
 // Starts tcp_proxy.py: connections to 127.0.0.1:listen_port go to
 // 127.0.0.1:target_port. SIGSTOP cuts the link, SIGCONT mends it.
 static inline pid_t

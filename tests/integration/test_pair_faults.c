@@ -76,38 +76,6 @@ s_link (s_proxied_t *x, int i, int sig)
     harness_signal (x->ba[i], sig);
 }
 
-// 400 tasks of 20 ms on two 1-slot engines, every task accepted and
-// mirrored before it returns; the driver's pid.
-static pid_t
-s_load (pt_pair_t *p)
-{
-    pid_t e1 = ft_engine_start (&p->a, &p->b, "engine1", 1, NULL);
-    pid_t e2 = ft_engine_start (&p->a, &p->b, "engine2", 1, NULL);
-    HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&p->a, 2, 15000),
-                    "engines not online on A");
-    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
-    const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
-    pid_t driver = ft_driver_start ("driver", &p->a, &p->b, driver_sets, submit);
-    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
-    HARNESS_ASSERT (ft_wait_status (&p->a, "counters.tasks_submitted", 400, 15000),
-                    "A did not get the 400 tasks");
-    pt_brokers_t both = { &p->a, &p->b };
-    HARNESS_ASSERT (harness_poll_until (pt_mirror_caught_up, &both, 10000),
-                    "B's mirror did not catch up with A");
-    pt_lines_wait_t some = { "driver.out", 10 };
-    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
-    return driver;
-}
-
-static void
-s_finish (pid_t driver)
-{
-    int code = -1;
-    HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish");
-    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
-    pt_assert_each_once ("driver.out", 400);
-}
-
 static void
 s_assert_role (const harness_broker_t *b, const char *want)
 {
@@ -122,7 +90,7 @@ Test (pair_faults, an_active_paused_past_pairtimeout_demotes_itself_when_it_resu
     pt_pair_t p;
     pt_plan (&p);
     pt_start_pair (&p);
-    pid_t driver = s_load (&p);
+    pid_t driver = pt_load (&p);
     long long epoch_a = ft_status (&p.a, "epoch");
     harness_signal (p.a.pid, SIGSTOP);
     // The clients lose A and turn to B, which takes over.
@@ -139,7 +107,7 @@ Test (pair_faults, an_active_paused_past_pairtimeout_demotes_itself_when_it_resu
                     "A did not demote after it resumed");
     HARNESS_ASSERT (ft_status (&p.a, "pair.counters.demotions") == 1, "A demoted %lld times",
                     ft_status (&p.a, "pair.counters.demotions"));
-    s_finish (driver);
+    pt_finish (driver);
     s_assert_role (&p.b, "active");
     HARNESS_ASSERT (pt_wait_field (&p.a, "pair.synced", "true", 20000),
                     "A never got in sync with B after it demoted");
@@ -150,14 +118,14 @@ Test (pair_faults, with_every_link_cut_the_passive_does_not_take_over, .init = h
 {
     s_proxied_t x;
     s_proxied_start (&x, 1);
-    pid_t driver = s_load (&x.p);
+    pid_t driver = pt_load (&x.p);
     s_link (&x, 0, SIGSTOP);
     HARNESS_ASSERT (pt_wait_field (&x.p.a, "pair.peer_state", "lost", 10000),
                     "A did not lose its peer");
     HARNESS_ASSERT (pt_wait_field (&x.p.b, "pair.peer_state", "lost", 10000),
                     "B did not lose its peer");
     // The clients stay at A: the batch finishes there, B stays passive.
-    s_finish (driver);
+    pt_finish (driver);
     s_assert_role (&x.p.a, "active");
     s_assert_role (&x.p.b, "passive");
     HARNESS_ASSERT (ft_status (&x.p.b, "pair.counters.takeovers") == 0, "B took over");
@@ -174,11 +142,11 @@ Test (pair_faults, with_two_links_cutting_one_changes_nothing_but_links_up, .ini
     s_proxied_t x;
     s_proxied_start (&x, 2);
     HARNESS_ASSERT (ft_wait_status (&x.p.a, "pair.links_up", 2, 5000), "A has not 2 links up");
-    pid_t driver = s_load (&x.p);
+    pid_t driver = pt_load (&x.p);
     s_link (&x, 0, SIGSTOP);
     HARNESS_ASSERT (pt_wait_field (&x.p.a, "pair.links_up", "1", 10000),
                     "A still counts link 0 up");
-    s_finish (driver);
+    pt_finish (driver);
     s_assert_role (&x.p.a, "active");
     s_assert_role (&x.p.b, "passive");
     char text[16];

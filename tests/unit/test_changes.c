@@ -62,7 +62,7 @@ s_fill (keel_changes_t *j)
         { .kind = KEEL_CHANGE_PENDING_DELETE,
           .pending = { .service_id = "svc-2", .task_id = 1, .execution_id = 76 } },
         { .kind = KEEL_CHANGE_ENGINE_PUT,
-          .engine = { "eng-1", "host-a", "sess-1", 4, 1700000000000, 1700000000900 } },
+          .engine = { "eng-1", "host-a", "sess-1", 4, 1700000000000, 1700000000900, true } },
         { .kind = KEEL_CHANGE_CONFIG_SET, .config = { "MaxAttempts", "5" } },
         { .kind = KEEL_CHANGE_EVENT, .event = { 1700000000001, "engine-lost", "engine=eng-1" } },
         { .kind = KEEL_CHANGE_META_SET, .meta = { "execution_seq", 123456789012ull } },
@@ -165,6 +165,7 @@ s_assert_same (const keel_change_t *a, const keel_change_t *b)
             cr_assert_eq (a->engine.slots, b->engine.slots);
             cr_assert_eq (a->engine.login_wall_ms, b->engine.login_wall_ms);
             cr_assert_eq (a->engine.seen_wall_ms, b->engine.seen_wall_ms);
+            cr_assert_eq (a->engine.online, b->engine.online);
             break;
         case KEEL_CHANGE_CONFIG_SET:
             cr_assert_str_eq (a->config.key, b->config.key);

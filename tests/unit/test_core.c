@@ -598,3 +598,349 @@ Test (core, long_tasks_wait_for_a_free_slot)
     keel_core_dispatch (core);
     cr_assert_eq (s_engine_execs (ids, 8), 5, "PrefetchWindow=0: 2 slots + EnginePrefetch 3");
 }
+
+// ---------------------------------------------------------------- the login window
+
+// EngineLogin.moved_from of the next logins (NULL: absent).
+static const char *s_moved_from;
+
+// A login of engine_id on route with slots, holding these tasks of s1
+// (running, execution ids given).
+static void
+s_login_holding (zframe_t *route, const char *engine_id, uint32_t slots, const uint64_t *tasks,
+                 const uint64_t *execs, size_t n)
+{
+    Keel__HeldTask held[8];
+    Keel__HeldTask *helds[8];
+    cr_assert_leq (n, 8);
+    for (size_t i = 0; i < n; i++) {
+        keel__held_task__init (&held[i]);
+        held[i].service_id = "s1";
+        held[i].has_task_id = held[i].has_execution_id = held[i].has_state = true;
+        held[i].task_id = tasks[i];
+        held[i].execution_id = execs[i];
+        held[i].state = KEEL__HELD_STATE__HELD_RUNNING;
+        helds[i] = &held[i];
+    }
+    Keel__Envelope env;
+    Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
+    static char *types[] = { "t" };
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    login.engine_id = (char *) engine_id;
+    login.session = "s1";
+    login.host = "host";
+    login.has_slots = true;
+    login.slots = slots;
+    login.n_service_types = 1;
+    login.service_types = types;
+    login.n_held = n;
+    login.held = helds;
+    login.moved_from = (char *) s_moved_from;
+    env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
+    env.engine_login = &login;
+    keel_core_message (core, route, &env);
+}
+
+static void
+s_engine_says (zframe_t *route, int body, uint64_t running)
+{
+    Keel__Envelope env;
+    Keel__Logoff logoff = KEEL__LOGOFF__INIT;
+    Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    env.body_case = body;
+    logoff.reason = "stopping";
+    hb.n_running = 1;
+    hb.running = &running;
+    if (body == KEEL__ENVELOPE__BODY_LOGOFF)
+        env.logoff = &logoff;
+    else
+        env.heartbeat = &hb;
+    keel_core_message (core, route, &env);
+}
+
+// One loop turn after the messages: timers, dispatch, commit. Returns the
+// Assigns it sent (plain or in batches, any engine).
+static size_t
+s_turn (void)
+{
+    keel_core_timers (core);
+    keel_core_dispatch (core);
+    s_commit (true);
+    s_nsent = 0;
+    s_take ();
+    size_t n = 0;
+    for (size_t i = 0; i < s_nsent; i++)
+        n += s_sent[i].body == KEEL__ENVELOPE__BODY_ASSIGN
+             || s_sent[i].body == KEEL__ENVELOPE__BODY_ASSIGN_BATCH;
+    return n;
+}
+
+// True when the turn's journal has an event of this kind.
+static bool
+s_event (const char *kind)
+{
+    keel_changes_t *j = keel_core_changes (core);
+    for (size_t i = 0; i < keel_changes_size (j); i++) {
+        const keel_change_t *c = keel_changes_at (j, i);
+        if (c->kind == KEEL_CHANGE_EVENT && strcmp (c->event.kind, kind) == 0)
+            return true;
+    }
+    return false;
+}
+
+// The engine the task's only execution runs on, or NULL (none, or it
+// awaits a claim).
+static const char *
+s_runs_on (uint64_t task_id)
+{
+    keel_task_t *t = keel_service_task (s_service ("s1"), task_id);
+    cr_assert_not_null (t);
+    if (!t->execs)
+        return NULL;
+    cr_assert_null (t->execs->next_of_task, "task %llu runs twice", (unsigned long long) task_id);
+    if (t->execs->state != KEEL_EXEC_RUNNING || !t->execs->engine)
+        return NULL;
+    return t->execs->engine->id;
+}
+
+// Engines heartbeat (listing what they run) while the clock moves on to
+// `until`, one heartbeat interval at a time.
+static void
+s_idle_until (int64_t until, zframe_t *route2)
+{
+    int64_t hb = keel_broker_cfg_HeartbeatInterval (settings);
+    while (now < until) {
+        s_tick (until - now < hb ? until - now : hb);
+        const char *ids[] = { "e1", "e2" };
+        zframe_t *routes[] = { eng_route, route2 };
+        for (int i = 0; i < 2; i++) {
+            keel_engine_t *e = keel_model_engine (keel_core_model (core), ids[i]);
+            if (!e || e->state != KEEL_ENGINE_ONLINE || !routes[i])
+                continue;
+            uint64_t running[16];
+            size_t n = 0;
+            for (keel_exec_t *x = zlistx_first (e->execs); x && n < 16; x = zlistx_next (e->execs))
+                running[n++] = x->id;
+            Keel__Envelope env;
+            Keel__Heartbeat beat = KEEL__HEARTBEAT__INIT;
+            keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+            beat.n_running = n;
+            beat.running = running;
+            env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
+            env.heartbeat = &beat;
+            keel_core_message (core, routes[i], &env);
+        }
+        if (now < until)
+            cr_assert_eq (s_turn (), 0, "something was dispatched before %lld ms",
+                          (long long) until);
+    }
+}
+
+// A fresh core with EngineLoginWindow=5s, recovered from these rows: service
+// s1 with tasks 0-3 that the store shows queued (a dispatch writes nothing:
+// 0 runs on e1, 1 on e2), task 4 running on e1 (execution row 900) and task
+// 5 on e3 (row 901). e1 and e2 were online when the broker stopped, e3 was
+// offline already. Returns the time it started.
+static int64_t
+s_restart (bool with_rows)
+{
+    keel_core_destroy (&core);
+    keel_error_t err;
+    cr_assert_eq (keel_settings_set (settings, "EngineLoginWindow", "5s", "test", &err), KEEL_OK);
+    core = keel_core_new (settings, now, wall);
+    cr_assert_not_null (core);
+    keel_core_recover_begin (core, 1, 1000);
+    const keel_store_loader_t *ld = keel_core_loader ();
+    if (with_rows) {
+        keel_store_service_t svc = { .service_id = "s1",
+                                     .type = "t",
+                                     .driver_id = "d1",
+                                     .reschedule_delay_ms = -1,
+                                     .state = KEEL_SERVICE_OPEN };
+        cr_assert_eq (ld->service (&svc, core), 0);
+        for (uint64_t i = 0; i < 6; i++) {
+            keel_store_task_t row = { .service_id = "s1",
+                                      .task_id = i,
+                                      .state =
+                                          i < 4 ? KEEL_TASK_STATE_QUEUED : KEEL_TASK_STATE_RUNNING,
+                                      .input = (const uint8_t *) "x",
+                                      .input_len = 1 };
+            cr_assert_eq (ld->task (&row, core), 0);
+        }
+        keel_store_execution_t x4 = { 900, "s1", 4, "e1", 1, wall - 1000 };
+        keel_store_execution_t x5 = { 901, "s1", 5, "e3", 1, wall - 1000 };
+        cr_assert_eq (ld->execution (&x4, core), 0);
+        cr_assert_eq (ld->execution (&x5, core), 0);
+        keel_store_engine_t e1 = { "e1", "host", "s1", 4, wall - 9000, wall - 9000, true };
+        keel_store_engine_t e2 = { "e2", "host", "s1", 4, wall - 9000, wall - 9000, true };
+        keel_store_engine_t e3 = { "e3", "host", "s1", 4, wall - 9000, wall - 3000, false };
+        cr_assert_eq (ld->engine (&e1, core), 0);
+        cr_assert_eq (ld->engine (&e2, core), 0);
+        cr_assert_eq (ld->engine (&e3, core), 0);
+    }
+    keel_core_recover_end (core);
+    keel_changes_clear (keel_core_changes (core));
+    keel_core_recover_done (core);
+    return now;
+}
+
+Test (core, a_restart_releases_queued_tasks_once_every_engine_online_before_is_back)
+{
+    int64_t start = s_restart (true);
+    zframe_t *route2 = zframe_new ("\0eng2", 5);
+    cr_assert_eq (s_turn (), 0);
+
+    s_tick (200);
+    s_login_holding (eng_route, "e1", 4, (uint64_t[]) { 0, 4 }, (uint64_t[]) { 50, 900 }, 2);
+    cr_assert_eq (s_turn (), 0, "e1 has free slots, but e2 may still claim the queued tasks");
+    for (uint64_t id = 1; id < 4; id++)
+        cr_assert_null (s_runs_on (id), "task %llu left before e2 was back",
+                        (unsigned long long) id);
+
+    s_tick (200);
+    s_login_holding (route2, "e2", 4, (uint64_t[]) { 1 }, (uint64_t[]) { 51 }, 1);
+    cr_assert (s_event ("login-window-over"), "no event says the window ended early");
+    cr_assert_gt (s_turn (), 0, "both engines are back: the queued tasks go out at once");
+    cr_assert_lt (now - start, 5000);
+    cr_assert_str_eq (s_runs_on (0), "e1", "the claims stand, nothing runs twice");
+    cr_assert_str_eq (s_runs_on (1), "e2");
+    cr_assert_str_eq (s_runs_on (4), "e1");
+    cr_assert_not_null (s_runs_on (2));
+    cr_assert_not_null (s_runs_on (3));
+
+    // e3 was offline at the stop: its execution keeps the whole window.
+    keel_exec_t *x5 = keel_model_exec (keel_core_model (core), 901);
+    cr_assert_not_null (x5);
+    cr_assert_eq (x5->state, KEEL_EXEC_AWAITING_CLAIM);
+    cr_assert_eq (x5->requeue_at, start + 5000);
+    s_idle_until (start + 5000, route2);
+    cr_assert_gt (s_turn (), 0, "task 5 is queued and dispatched once the window is over");
+    cr_assert_null (keel_model_exec (keel_core_model (core), 901));
+    cr_assert_not_null (s_runs_on (5));
+    zframe_destroy (&route2);
+}
+
+Test (core, a_restart_waits_the_whole_window_for_an_engine_that_does_not_come_back)
+{
+    int64_t start = s_restart (true);
+    s_tick (200);
+    s_login_holding (eng_route, "e1", 8, (uint64_t[]) { 0, 4 }, (uint64_t[]) { 50, 900 }, 2);
+    cr_assert_eq (s_turn (), 0);
+    s_idle_until (start + 4999, NULL);
+    cr_assert_eq (s_turn (), 0, "e2 is not back: nothing is released before the window ends");
+    for (uint64_t id = 1; id < 4; id++)
+        cr_assert_null (s_runs_on (id));
+
+    s_idle_until (start + 5000, NULL);
+    keel_core_timers (core);
+    bool e2_offline = false;
+    keel_changes_t *j = keel_core_changes (core);
+    for (size_t i = 0; i < keel_changes_size (j); i++) {
+        const keel_change_t *c = keel_changes_at (j, i);
+        if (c->kind == KEEL_CHANGE_ENGINE_PUT && strcmp (c->engine.engine_id, "e2") == 0)
+            e2_offline = !c->engine.online;
+    }
+    cr_assert (e2_offline, "e2 missed the window: the store should say it is offline now");
+    cr_assert_not (s_event ("login-window-over"));
+    cr_assert_gt (s_turn (), 0, "the window is over: the queued tasks go out");
+    for (uint64_t id = 1; id < 4; id++)
+        cr_assert_str_eq (s_runs_on (id), "e1");
+}
+
+// An engine moving home from a failover broker says so (moved_from): a
+// driver failed over there, and that broker may run tasks of this store
+// on engines this one never knew. The window then runs its length.
+Test (core, a_restart_keeps_the_whole_window_once_an_engine_moves_in_from_a_failover_broker)
+{
+    int64_t start = s_restart (true);
+    zframe_t *route2 = zframe_new ("\0eng2", 5);
+    s_moved_from = "broker-b";
+    s_login_holding (eng_route, "e1", 4, (uint64_t[]) { 0, 4 }, (uint64_t[]) { 50, 900 }, 2);
+    s_moved_from = NULL;
+    cr_assert (s_event ("login-window-whole"));
+    cr_assert_eq (s_turn (), 0);
+    s_tick (200);
+    s_login_holding (route2, "e2", 4, (uint64_t[]) { 1 }, (uint64_t[]) { 51 }, 1);
+    cr_assert_not (s_event ("login-window-over"));
+    cr_assert_eq (s_turn (), 0, "every engine is back, but a failover broker ran our work");
+    s_idle_until (start + 5000, route2);
+    cr_assert_gt (s_turn (), 0, "the window is over: the queued tasks go out");
+    zframe_destroy (&route2);
+}
+
+// After a pause the window waits for the engines that were online: one
+// lost after it came back keeps its work until the window ends, or until
+// every engine online before the pause has logged in again.
+static void
+s_pause_scenario (bool second_comes_back)
+{
+    s_restart (false);
+    zframe_t *route2 = zframe_new ("\0eng2", 5);
+    s_login_holding (eng_route, "e1", 1, NULL, NULL, 0);
+    s_login_holding (route2, "e2", 2, NULL, NULL, 0);
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 2);
+    s_commit (true);
+    cr_assert_eq (s_turn (), 2);
+    cr_assert_str_eq (s_runs_on (0), "e1");
+    cr_assert_str_eq (s_runs_on (1), "e2");
+    uint64_t x0 = keel_service_task (s_service ("s1"), 0)->execs->id;
+    uint64_t x1 = keel_service_task (s_service ("s1"), 1)->execs->id;
+
+    s_tick (10000);
+    keel_core_turn_begin (core);
+    int64_t resumed = now;
+    cr_assert (s_event ("broker-paused"));
+    s_login_holding (eng_route, "e1", 1, (uint64_t[]) { 0 }, (uint64_t[]) { x0 }, 1);
+    s_engine_says (eng_route, KEEL__ENVELOPE__BODY_LOGOFF, 0);
+    cr_assert_eq (s_turn (), 0, "e1's task waits: e2 may be in its login backoff");
+    cr_assert_null (s_runs_on (0));
+
+    s_tick (300);
+    if (second_comes_back) {
+        s_login_holding (route2, "e2", 2, (uint64_t[]) { 1 }, (uint64_t[]) { x1 }, 1);
+        cr_assert (s_event ("login-window-over"));
+        cr_assert_eq (s_turn (), 1, "every engine is back: e1's task goes to e2 at once");
+        cr_assert_str_eq (s_runs_on (0), "e2");
+    }
+    else {
+        for (int i = 0; i < 4; i++) {
+            s_engine_says (route2, KEEL__ENVELOPE__BODY_HEARTBEAT, x1);
+            cr_assert_eq (s_turn (), 0, "e2 never logged in again: e1's task waits");
+            s_tick (1000);
+        }
+        s_engine_says (route2, KEEL__ENVELOPE__BODY_HEARTBEAT, x1);
+        s_tick (resumed + 4999 - now);
+        cr_assert_eq (s_turn (), 0);
+        cr_assert_null (s_runs_on (0));
+        s_tick (1);
+        cr_assert_eq (s_turn (), 1, "the window is over: e1's task goes to e2");
+        cr_assert_str_eq (s_runs_on (0), "e2");
+        cr_assert_not (s_event ("login-window-over"));
+    }
+    cr_assert_str_eq (s_runs_on (1), "e2");
+    zframe_destroy (&route2);
+}
+
+Test (core, after_a_pause_the_window_ends_once_every_engine_online_before_is_back)
+{
+    s_pause_scenario (true);
+}
+
+Test (core, after_a_pause_the_window_runs_its_length_while_an_engine_is_not_back)
+{
+    s_pause_scenario (false);
+}
+
+Test (core, with_engine_login_window_zero_nothing_waits_for_engines)
+{
+    // setup's core: EngineLoginWindow=0, and a pause changes nothing.
+    s_tick (10000);
+    keel_core_turn_begin (core);
+    s_login_holding (eng_route, "e1", 1, NULL, NULL, 0);
+    cr_assert_not (s_event ("login-window-over"));
+    keel_engine_t *e = keel_model_engine (keel_core_model (core), "e1");
+    cr_assert_not (e->awaited);
+}

@@ -1073,7 +1073,7 @@ Test (store, an_empty_file_becomes_a_new_store)
     s_write_file (s_path, "", 0);
     keel_store_t *store = s_open ();
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 3);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 4);
     cr_expect_eq (s_sql_int ("PRAGMA application_id"), 0x4B45454C);
 }
 
@@ -1100,7 +1100,7 @@ Test (store, a_store_with_a_newer_schema_is_refused)
     s_sql ("PRAGMA user_version = 7");
     char want[300];
     snprintf (want, sizeof want,
-              "%s: store schema version 7 is newer than this broker supports (3);"
+              "%s: store schema version 7 is newer than this broker supports (4);"
               " upgrade keel-broker",
               s_path);
     cr_expect_str_eq (s_refused (), want);
@@ -1118,7 +1118,7 @@ Test (store, an_older_keel_store_is_migrated_forward)
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.services, 1);
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 3);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 4);
 }
 
 // The released schema steps 0 -> 1 and 1 -> 2, verbatim from s_migrations
@@ -1175,15 +1175,39 @@ Test (store, a_version_one_store_gains_the_engines_table)
 {
     s_build_old_store (1);
     keel_store_t *store = s_open ();
-    keel_store_engine_t engine = { "engine-1", "host-a", "session-1", 4, 1000, 2000 };
+    keel_store_engine_t engine = { "engine-1", "host-a", "session-1", 4, 1000, 2000, false };
     cr_assert_eq (test_store_engine_put (store, &engine), KEEL_OK);
     s_commit (store);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.engines, 1);
     cr_expect_eq (seen.engine_slots, 4);
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 3);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 4);
     cr_expect_eq (s_sql_int ("SELECT slots FROM engines WHERE engine_id = 'engine-1'"), 4);
+}
+
+// Schema 4 records whether each engine was online (a restarted broker's
+// login window waits for those). Older rows: online when the last write
+// was a login, which wrote seen_wall_ms = login_wall_ms.
+Test (store, an_engine_row_says_whether_it_was_online_and_old_rows_are_guessed)
+{
+    s_build_old_store (2);
+    s_sql ("INSERT INTO engines VALUES ('was-online', 'h', 's', 2, 1000, 1000);"
+           "INSERT INTO engines VALUES ('was-lost', 'h', 's', 2, 1000, 5000);");
+    keel_store_t *store = s_open ();
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT online FROM engines WHERE engine_id = 'was-online'"), 1);
+    cr_expect_eq (s_sql_int ("SELECT online FROM engines WHERE engine_id = 'was-lost'"), 0);
+
+    store = s_open ();
+    keel_store_engine_t up = { "up", "host-a", "session-1", 4, 1000, 2000, true };
+    keel_store_engine_t down = { "down", "host-b", "session-2", 4, 1000, 1000, false };
+    cr_assert_eq (test_store_engine_put (store, &up), KEEL_OK);
+    cr_assert_eq (test_store_engine_put (store, &down), KEEL_OK);
+    s_commit (store);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT online FROM engines WHERE engine_id = 'up'"), 1);
+    cr_expect_eq (s_sql_int ("SELECT online FROM engines WHERE engine_id = 'down'"), 0);
 }
 
 Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
@@ -1250,7 +1274,7 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
     s_commit (store);
     keel_store_destroy (&store);
 
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 3);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 4);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'"
                              " AND sql LIKE '%WITHOUT ROWID%'"),
                   1);

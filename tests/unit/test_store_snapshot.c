@@ -192,7 +192,8 @@ s_fill (keel_store_t *store, const char *tag, int tasks, uint64_t epoch)
         .expires_wall_ms = 1700000009000,
     };
     cr_assert_eq (test_store_pending_put (store, &pend), KEEL_OK);
-    keel_store_engine_t engine = { "eng-7", "host-1", "sess-1", 8, 1700000000100, 1700000000200 };
+    keel_store_engine_t engine = { "eng-7",       "host-1",      "sess-1", 8,
+                                   1700000000100, 1700000000200, true };
     cr_assert_eq (test_store_engine_put (store, &engine), KEEL_OK);
     cr_assert_eq (test_store_config_set (store, "EngineTimeoutMinutes", tag), KEEL_OK);
     cr_assert_eq (test_store_meta_set (store, "epoch", epoch), KEEL_OK);
