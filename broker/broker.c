@@ -81,6 +81,29 @@ keel_broker_release (keel_broker_t *self)
         }
 }
 
+void
+keel_broker_mark_held_alone (keel_broker_t *self, uint64_t mirrored)
+{
+    s_take_outbox (self);
+    for (keel_core_out_t *out = zlistx_first (self->held); out; out = zlistx_next (self->held)) {
+        if (out->seq <= mirrored)
+            continue;
+        keel_error_t err;
+        keel_env_t *env =
+            keel_wire_decode (zframe_data (out->payload), zframe_size (out->payload), &err);
+        if (env && env->body_case == KEEL__ENVELOPE__BODY_ACCEPTED) {
+            env->accepted->has_alone = true;
+            env->accepted->alone = true;
+            zframe_t *again = keel_wire_encode (env);
+            if (again) {
+                zframe_destroy (&out->payload);
+                out->payload = again;
+            }
+        }
+        keel_wire_free (&env);
+    }
+}
+
 // Every commit up to seq is durable in this store.
 static void
 s_synced (keel_broker_t *self, uint64_t seq)

@@ -55,6 +55,11 @@ void keel_broker_release (keel_broker_t *self);
 void keel_broker_commit_pending (keel_broker_t *self);
 void keel_broker_flush (keel_broker_t *self);
 
+// A pair's peer is lost: the acceptances held for commits after mirrored
+// (not acknowledged by the peer) will leave without the mirror: mark them
+// Accepted.alone, so that their drivers send those tasks again after a move.
+void keel_broker_mark_held_alone (keel_broker_t *self, uint64_t mirrored);
+
 // Pair: the core is rebuilt from the store (a new epoch, as after a
 // restart) and the broker serves (keel_broker_activate); or stops serving:
 // everything held or queued is dropped unsent, the syncer stops, the core is

@@ -18,14 +18,17 @@
 #include "log.h"
 #include "wire_build.h"
 
-#define S_CHUNK          (1024 * 1024) // snapshot bytes per PairSnapshot
-#define S_MAX_VOTES      256           // client messages kept while the peer is in doubt
-#define S_MAX_PAIR_READS 4096          // pair messages read per turn
+#define S_CHUNK          (1024 * 1024)      // snapshot bytes per PairSnapshot
+#define S_MAX_VOTES      256                // client messages kept while the peer is in doubt
+#define S_RECENT_BYTES   (64 * 1024 * 1024) // updates kept for a returning peer's catch-up
+#define S_RECENT_COUNT   100000
+#define S_MAX_PAIR_READS 4096 // pair messages read per turn
 
 typedef struct {
-    uint64_t seq;      // pair update number
-    uint64_t core_seq; // the core's commit it carries
-    zframe_t *frame;   // the encoded PairUpdate
+    uint64_t seq;        // pair update number
+    uint64_t prev_epoch; // epoch of update seq - 1 (catch-up matches on it)
+    uint64_t core_seq;   // the core's commit it carries
+    zframe_t *frame;     // the encoded PairUpdate
 } s_update_t;
 
 struct _keel_broker_pair_t {
@@ -57,7 +60,12 @@ struct _keel_broker_pair_t {
     bool peer_synced;     // it acked everything up to attach_seq
     uint64_t attach_seq;
     uint64_t acked_seq;
-    zlistx_t *unacked;   // s_update_t *, in order
+    zlistx_t *unacked; // s_update_t *, in order: streamed, not acked by the attached peer
+    // The updates before them, kept so that a peer that comes back (a
+    // restart, a cut link) catches up from its store's last update instead
+    // of taking a snapshot: up to S_RECENT_BYTES / S_RECENT_COUNT.
+    zlistx_t *recent;
+    size_t recent_bytes;
     s_update_t *pending; // encoded, numbered by keel_broker_pair_stream
     int data_link;       // link the stream goes on, -1: none up
     uint64_t snapshot_id;
@@ -178,6 +186,15 @@ s_send_frame (keel_broker_pair_t *self, int link, zframe_t *frame)
         zframe_destroy (&copy);
 }
 
+// Acceptances say whether they are mirrored (Accepted.alone): a peer that
+// is attached and in sync (acked up to the attach point) holds them.
+static void
+s_tell_core (keel_broker_pair_t *self)
+{
+    if (keel_pair_state (self->fsm) == KEEL_PAIR_ACTIVE)
+        keel_core_set_pair_alone (self->broker->core, !(self->attached && self->peer_synced));
+}
+
 // ---------------------------------------------------------------- notify
 
 // Runs NotifyCommand for a pair event, without waiting for it.
@@ -221,13 +238,56 @@ s_reap (void)
 // ---------------------------------------------------------------- the stream (active)
 
 static void
+s_recent_trim (keel_broker_pair_t *self)
+{
+    s_update_t *u;
+    while (
+        (u = zlistx_first (self->recent))
+        && (self->recent_bytes > S_RECENT_BYTES || zlistx_size (self->recent) > S_RECENT_COUNT)) {
+        self->recent_bytes -= zframe_size (u->frame);
+        zlistx_delete (self->recent, zlistx_cursor (self->recent));
+    }
+}
+
+static void
+s_recent_add (keel_broker_pair_t *self, s_update_t *u)
+{
+    zlistx_add_end (self->recent, u);
+    self->recent_bytes += zframe_size (u->frame);
+    s_recent_trim (self);
+}
+
+// Every update goes back to `recent` (in order): nobody is attached.
+static void
+s_unacked_to_recent (keel_broker_pair_t *self)
+{
+    s_update_t *u;
+    while ((u = zlistx_first (self->unacked))) {
+        zlistx_detach_cur (self->unacked);
+        s_recent_add (self, u);
+    }
+}
+
+// A new history (this broker became active, or stopped being): forget it.
+static void
+s_forget_updates (keel_broker_pair_t *self)
+{
+    zlistx_purge (self->unacked);
+    zlistx_purge (self->recent);
+    self->recent_bytes = 0;
+}
+
+static void
 s_detach (keel_broker_pair_t *self, const char *why)
 {
     if (!self->attached)
         return;
+    if (keel_pair_state (self->fsm) == KEEL_PAIR_ACTIVE)
+        keel_broker_mark_held_alone (self->broker, keel_broker_pair_mirrored (self));
     self->attached = false;
     self->peer_synced = false;
-    zlistx_purge (self->unacked);
+    s_unacked_to_recent (self);
+    s_tell_core (self);
     if (keel_pair_state (self->fsm) == KEEL_PAIR_ACTIVE) {
         KEEL_WARN ("pair", "%s: acknowledging on this broker's store alone (no mirror)", why);
         keel_broker_release (self->broker);
@@ -270,12 +330,13 @@ keel_broker_pair_committed (keel_broker_pair_t *self, const keel_changes_t *chan
     if (!self || !self->stamped_seq)
         return;
     uint64_t seq = self->stamped_seq;
+    uint64_t prev_epoch = self->applied_epoch;
     self->stamped_seq = 0;
     self->applied_seq = seq;
     self->applied_epoch = keel_core_epoch (self->broker->core);
     keel_pair_set_applied (self->fsm, self->applied_seq, self->applied_epoch);
-    if (!self->attached)
-        return;
+    // Encoded even with no peer attached: a peer that comes back catches
+    // up from `recent`.
     size_t size = 0;
     uint8_t *bytes = keel_changes_encode (changes, seq, &size);
     s_update_t *u = bytes ? calloc (1, sizeof *u) : NULL;
@@ -286,6 +347,7 @@ keel_broker_pair_committed (keel_broker_pair_t *self, const keel_changes_t *chan
         env->epoch = self->applied_epoch;
         u->frame = keel_wire_encode (env);
         u->seq = seq;
+        u->prev_epoch = prev_epoch;
     }
     free (bytes);
     if (!u || !u->frame) {
@@ -304,6 +366,10 @@ keel_broker_pair_stream (keel_broker_pair_t *self, uint64_t core_seq)
     s_update_t *u = self->pending;
     self->pending = NULL;
     u->core_seq = core_seq;
+    if (!self->attached) {
+        s_recent_add (self, u);
+        return;
+    }
     zlistx_add_end (self->unacked, u);
     self->counters.updates_sent++;
     s_send_frame (self, self->data_link, u->frame);
@@ -326,10 +392,13 @@ s_on_ack (keel_broker_pair_t *self, uint64_t seq)
     self->acked_seq = seq;
     self->counters.acks++;
     s_update_t *u;
-    while ((u = zlistx_first (self->unacked)) && u->seq <= seq)
-        zlistx_delete (self->unacked, zlistx_cursor (self->unacked));
+    while ((u = zlistx_first (self->unacked)) && u->seq <= seq) {
+        zlistx_detach_cur (self->unacked);
+        s_recent_add (self, u);
+    }
     if (!self->peer_synced && seq >= self->attach_seq) {
         self->peer_synced = true;
+        s_tell_core (self);
         KEEL_INFO ("pair", "peer in sync at update %" PRIu64, seq);
     }
     keel_broker_release (self->broker);
@@ -393,25 +462,63 @@ s_send_snapshot (keel_broker_pair_t *self)
     return ok;
 }
 
+// Catch-up: the updates after the peer's store's last (seq, epoch), when
+// `recent` still holds them and that last update is ours (the update after
+// it followed an update of the same epoch). Moves them to `unacked` and
+// sends them. False when the peer needs a snapshot.
+static bool
+s_catch_up (keel_broker_pair_t *self, uint64_t seq, uint64_t epoch)
+{
+    s_update_t *u = zlistx_first (self->recent);
+    while (u && u->seq <= seq)
+        u = zlistx_next (self->recent);
+    if (!u || u->seq != seq + 1 || u->prev_epoch != epoch)
+        return false;
+    // Everything from there on goes back to the peer's unacked stream.
+    zlistx_t *tail = zlistx_new ();
+    if (!tail)
+        return false;
+    while ((u = zlistx_last (self->recent)) && u->seq > seq) {
+        zlistx_detach_cur (self->recent);
+        self->recent_bytes -= zframe_size (u->frame);
+        zlistx_add_start (tail, u);
+    }
+    while ((u = zlistx_first (tail))) {
+        zlistx_detach_cur (tail);
+        zlistx_add_end (self->unacked, u);
+        s_send_frame (self, self->data_link, u->frame);
+        self->counters.updates_sent++;
+    }
+    zlistx_destroy (&tail);
+    return true;
+}
+
 static void
 s_on_sync_request (keel_broker_pair_t *self, const Keel__PairSyncRequest *m)
 {
     s_choose_link (self);
     if (keel_pair_state (self->fsm) != KEEL_PAIR_ACTIVE || self->data_link < 0)
         return;
-    zlistx_purge (self->unacked);
     self->attached = false;
     self->peer_synced = false;
-    bool same =
-        !m->full && m->applied_seq == self->applied_seq && m->applied_epoch == self->applied_epoch;
-    if (!same && !s_send_snapshot (self))
+    s_unacked_to_recent (self);
+    const char *how;
+    if (!m->full && m->applied_seq == self->applied_seq && m->applied_epoch == self->applied_epoch)
+        how = "its store is ours";
+    else if (!m->full && s_catch_up (self, m->applied_seq, m->applied_epoch)) {
+        how = "catch-up";
+        self->counters.catch_ups++;
+    }
+    else if (s_send_snapshot (self))
+        how = "snapshot";
+    else
         return;
     self->attached = true;
     self->attach_seq = self->applied_seq;
-    self->acked_seq = same ? self->applied_seq : 0;
-    self->peer_synced = same;
-    KEEL_INFO ("pair", "peer attached at update %" PRIu64 " (%s)", self->applied_seq,
-               same ? "its store is ours" : "snapshot");
+    self->acked_seq = strcmp (how, "snapshot") == 0 ? 0 : m->applied_seq;
+    self->peer_synced = self->acked_seq >= self->attach_seq;
+    KEEL_INFO ("pair", "peer attached at update %" PRIu64 " (%s from its update %" PRIu64 ")",
+               self->applied_seq, how, m->applied_seq);
 }
 
 // ---------------------------------------------------------------- the mirror (passive)
@@ -667,6 +774,7 @@ s_handover_step (keel_broker_pair_t *self)
             uint64_t seq = self->applied_seq;
             keel_pair_hand_over (self->fsm, self->now);
             s_detach (self, "handed over");
+            s_forget_updates (self);
             keel_broker_deactivate (self->broker);
             s_send_handover (self, seq);
             self->next_beat = 0;
@@ -722,6 +830,7 @@ s_carry_out (keel_broker_pair_t *self, keel_pair_do_t what)
         case KEEL_PAIR_DO_ACTIVATE: {
             s_apply_incoming (self);
             s_snap_abandon (self);
+            s_forget_updates (self);
             keel_error_t err = { "" };
             if (keel_broker_activate (self->broker, &err) != KEEL_OK) {
                 KEEL_ERROR ("pair", "cannot take over: %s; stopping", err.text);
@@ -729,6 +838,9 @@ s_carry_out (keel_broker_pair_t *self, keel_pair_do_t what)
                 return;
             }
             keel_pair_set_epoch (self->fsm, keel_core_epoch (self->broker->core));
+            self->attached = false;
+            self->peer_synced = false;
+            s_tell_core (self);
             s_settle_votes (self);
             self->attached = false;
             self->data_link = -1;
@@ -739,6 +851,7 @@ s_carry_out (keel_broker_pair_t *self, keel_pair_do_t what)
         case KEEL_PAIR_DO_DEMOTE:
             self->counters.demotions++;
             s_detach (self, "demoted");
+            s_forget_updates (self);
             keel_broker_deactivate (self->broker);
             self->next_beat = 0;
             s_ask_sync (self, false);
@@ -772,11 +885,18 @@ s_events (keel_broker_pair_t *self)
             case KEEL_PAIR_EV_PEER_BACK:
                 snprintf (detail, sizeof detail, "peer %s heard", self->peer_conf);
                 break;
-            case KEEL_PAIR_EV_TOOK_OVER:
+            case KEEL_PAIR_EV_TOOK_OVER: {
                 self->counters.takeovers++;
                 snprintf (detail, sizeof detail, "took over as active at epoch %" PRIu64,
                           s_epoch (self));
+                char notice[300];
+                snprintf (notice, sizeof notice,
+                          "failover broker %s active: took over from %s at epoch %" PRIu64,
+                          keel_broker_cfg_Name (self->broker->settings),
+                          self->peer_name[0] ? self->peer_name : self->peer_conf, s_epoch (self));
+                keel_core_pair_notice (self->broker->core, notice);
                 break;
+            }
             case KEEL_PAIR_EV_DEMOTED:
                 snprintf (detail, sizeof detail, "now passive: the peer is active");
                 break;
@@ -996,6 +1116,7 @@ keel_broker_pair_turn (keel_broker_pair_t *self)
     }
     if (self->now >= self->next_beat)
         s_beat (self);
+    s_tell_core (self);
     s_reap ();
 }
 
@@ -1190,16 +1311,18 @@ keel_broker_pair_new (keel_broker_t *broker, keel_error_t *err)
     self->bad_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "bad pair message");
     self->refused_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 3, "client refused");
     self->unacked = zlistx_new ();
+    self->recent = zlistx_new ();
     self->votes = zlistx_new ();
     self->incoming = keel_changes_new ();
     int nown = s_split (own, self->own);
     int npeer = s_split (peer, self->peers);
-    if (!self->unacked || !self->incoming || !self->votes) {
+    if (!self->unacked || !self->recent || !self->incoming || !self->votes) {
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
         keel_broker_pair_destroy (&self);
         return NULL;
     }
     zlistx_set_destructor (self->unacked, s_update_destroy);
+    zlistx_set_destructor (self->recent, s_update_destroy);
     zlistx_set_destructor (self->votes, s_vote_destroy);
     if (nown < 1 || npeer < 1 || nown != npeer) {
         keel_error_set (err, KEEL_ERR_CONFIG,
@@ -1257,6 +1380,7 @@ keel_broker_pair_destroy (keel_broker_pair_t **self_p)
         free (self->peers[i]);
     }
     zlistx_destroy (&self->unacked);
+    zlistx_destroy (&self->recent);
     zlistx_destroy (&self->votes);
     if (self->pending) {
         void *item = self->pending;

@@ -281,6 +281,8 @@ keel_core_answer_submissions (keel_core_t *self, bool committed, const char *err
         keel_env_t *env;
         if (committed) {
             env = keel_msg_accepted (&msg, acc->service_id, acc->task_ids, acc->n);
+            if (self->pair_alone)
+                keel_msg_set_accepted_alone (&msg);
             for (size_t i = 0; keel_journal_fd_ >= 0 && i < acc->n; i++)
                 KEEL_JOURNAL ("accepted", .service = acc->service_id, .task = acc->task_ids[i],
                               .epoch = (int64_t) self->epoch, .text = self->name);
@@ -394,6 +396,12 @@ void
 keel_core_set_pair_peer (keel_core_t *self, const char *peer)
 {
     self->pair_peer = peer;
+}
+
+void
+keel_core_set_pair_alone (keel_core_t *self, bool alone)
+{
+    self->pair_alone = alone;
 }
 
 const char *

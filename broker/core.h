@@ -170,6 +170,12 @@ const char *keel_core_name (const keel_core_t *self);
 // DriverWelcome and LoginReply (pair_peer). The string is the caller's and
 // may change in place; NULL or "": not in a pair.
 void keel_core_set_pair_peer (keel_core_t *self, const char *peer);
+// A pair's active without an attached peer: its acceptances are marked
+// Accepted.alone (durable here only) from now on, until set false.
+void keel_core_set_pair_alone (keel_core_t *self, bool alone);
+// A pair's takeover: a Notice (WARNING) with text to every driver, once:
+// those connected now, the others after their next welcome.
+void keel_core_pair_notice (keel_core_t *self, const char *text);
 // Notice (WARNING) to every connected driver.
 void keel_core_notice_all (keel_core_t *self, const char *text);
 

@@ -64,6 +64,9 @@ keel_core_message (keel_core_t *self, zframe_t *route, keel_env_t *env)
 // ---------------------------------------------------------------- hello
 
 // Writes the service's whole row (new service, or its driver changed).
+
+static void s_notice (keel_core_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
+                      const char *service_id, const char *text);
 static void
 s_store_service (keel_core_t *self, const keel_service_rec_t *svc)
 {
@@ -215,6 +218,10 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
     keel_msg_set_pair_peer (&msg, self->pair_peer && *self->pair_peer ? self->pair_peer : NULL);
     keel_core_send_driver (self, drv, welcome);
     free (unknown);
+    if (self->pair_notice[0] && !drv->pair_noticed) {
+        drv->pair_noticed = true;
+        s_notice (self, drv, KEEL__NOTICE_LEVEL__NOTICE_WARNING, NULL, self->pair_notice);
+    }
 
     if (drv->broker_timeout_ms && (uint64_t) self->engine_timeout_ms <= drv->broker_timeout_ms) {
         KEEL_CORE_LOG (self, KEEL_CORE_RL_VALUES, KEEL_LOG_WARN,
@@ -243,6 +250,18 @@ s_notice (keel_core_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
     keel_core_send_driver (self, drv, keel_msg_notice (&msg, level, service_id, text));
     keel_core_event (self, "notice", "driver=%s service=%s text=\"%s\"", drv->id,
                      service_id ? service_id : "", text);
+}
+
+void
+keel_core_pair_notice (keel_core_t *self, const char *text)
+{
+    snprintf (self->pair_notice, sizeof self->pair_notice, "%s", text);
+    zlistx_t *drivers = keel_model_drivers (self->model);
+    for (keel_driver_rec_t *d = zlistx_first (drivers); d; d = zlistx_next (drivers))
+        if (d->connected && !d->pair_noticed) {
+            d->pair_noticed = true;
+            s_notice (self, d, KEEL__NOTICE_LEVEL__NOTICE_WARNING, NULL, text);
+        }
 }
 
 void

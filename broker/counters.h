@@ -51,6 +51,7 @@ typedef struct {
     X (acks)                                                                                       \
     X (snapshots_sent)                                                                             \
     X (snapshots_installed)                                                                        \
+    X (catch_ups)                                                                                  \
     X (strangers)                                                                                  \
     X (misconfigured)                                                                              \
     X (stale_epoch)                                                                                \

@@ -192,6 +192,7 @@ typedef struct {
     keel_peer_clock_t clock;
     uint64_t broker_timeout_ms;
     bool connected;
+    bool pair_noticed; // got the pair's takeover notice (keel_core_pair_notice)
 } keel_driver_rec_t;
 
 typedef struct _keel_model_t keel_model_t;

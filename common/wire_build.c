@@ -94,6 +94,15 @@ keel_msg_passive (keel_msg_t *msg, const char *active, const char *reason)
 }
 
 void
+keel_msg_set_accepted_alone (keel_msg_t *msg)
+{
+    if (msg->env.body_case == KEEL__ENVELOPE__BODY_ACCEPTED) {
+        msg->body.accepted.has_alone = true;
+        msg->body.accepted.alone = true;
+    }
+}
+
+void
 keel_msg_set_pair_peer (keel_msg_t *msg, const char *peer)
 {
     if (msg->env.body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME)

@@ -108,6 +108,10 @@ keel_env_t *keel_msg_passive (keel_msg_t *msg, const char *active, const char *r
 // (peer NULL: absent, as built).
 void keel_msg_set_pair_peer (keel_msg_t *msg, const char *peer);
 
+// Marks the Accepted just built in msg as acknowledged by a pair's active
+// on its own store alone (Accepted.alone).
+void keel_msg_set_accepted_alone (keel_msg_t *msg);
+
 // Accepted: these tasks (none: the SubmitService itself) are durable.
 keel_env_t *keel_msg_accepted (keel_msg_t *msg, const char *service_id, const uint64_t *task_ids,
                                size_t n);

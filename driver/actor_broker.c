@@ -420,8 +420,10 @@ s_resync (keel_actor_t *self)
         if (!svc->cancelled) {
             if (s_listed (self->welcome, svc->open->service_id))
                 keel_outstanding_forget_accepted (svc->tasks);
-            else
+            else {
+                keel_outstanding_forget_alone (svc->tasks);
                 keel_outstanding_resend_unaccepted (svc->tasks);
+            }
         }
         svc = zlistx_next (self->services);
     }
@@ -680,7 +682,8 @@ s_on_accepted (keel_actor_t *self, const Keel__Accepted *accepted)
     if (!svc)
         return;
     for (size_t i = 0; i < accepted->n_task_ids; i++)
-        keel_outstanding_accept (svc->tasks, accepted->task_ids[i]);
+        keel_outstanding_accept (svc->tasks, accepted->task_ids[i],
+                                 accepted->has_alone && accepted->alone);
 }
 
 static void

@@ -16,6 +16,7 @@ typedef struct {
     size_t size;
     bool sent;     // sent to the current broker
     bool accepted; // the current broker Accepted it
+    bool alone;    // ... on its own store alone (a pair's active without its peer)
 } s_task_t;
 
 struct _keel_outstanding_t {
@@ -181,12 +182,17 @@ keel_outstanding_complete (keel_outstanding_t *self, uint64_t task_id)
 }
 
 bool
-keel_outstanding_accept (keel_outstanding_t *self, uint64_t task_id)
+keel_outstanding_accept (keel_outstanding_t *self, uint64_t task_id, bool alone)
 {
     assert (self);
     s_task_t *task = s_lookup (self, task_id);
-    if (!task || task->accepted)
+    if (!task)
         return false;
+    if (task->accepted) {
+        task->alone = task->alone && alone; // once mirrored, mirrored
+        return false;
+    }
+    task->alone = alone;
     if (task->sent)
         self->unaccepted--;
     else
@@ -226,6 +232,24 @@ keel_outstanding_resend_unaccepted (keel_outstanding_t *self)
     }
     self->unaccepted = 0;
     self->cursor = self->base;
+}
+
+void
+keel_outstanding_forget_alone (keel_outstanding_t *self)
+{
+    assert (self);
+    size_t len = (size_t) (self->next_id - self->base);
+    for (size_t i = 0; i < len; i++) {
+        s_task_t *task = self->slots[self->off + i];
+        if (task && task->accepted && task->alone) {
+            task->accepted = false;
+            task->alone = false;
+            task->sent = false;
+            self->unsent++;
+        }
+    }
+    if (self->cursor > self->base)
+        self->cursor = self->base;
 }
 
 void

@@ -67,8 +67,10 @@ bool keel_outstanding_has_unsent (const keel_outstanding_t *self);
 // A result arrived for task_id. NEW forgets the task (its input is freed).
 keel_outstanding_verdict_t keel_outstanding_complete (keel_outstanding_t *self, uint64_t task_id);
 
-// The broker Accepted task_id. Returns true when a held task became accepted.
-bool keel_outstanding_accept (keel_outstanding_t *self, uint64_t task_id);
+// The broker Accepted task_id; alone: a pair's active accepted it on its
+// own store only (Accepted.alone). Returns true when a held task became
+// accepted.
+bool keel_outstanding_accept (keel_outstanding_t *self, uint64_t task_id, bool alone);
 
 // The broker refused task_id: send it again (not accepted).
 void keel_outstanding_unsend (keel_outstanding_t *self, uint64_t task_id);
@@ -78,6 +80,9 @@ void keel_outstanding_resend_unaccepted (keel_outstanding_t *self);
 
 // Moving to another broker (or it lost the service): every held task is sent again.
 void keel_outstanding_forget_accepted (keel_outstanding_t *self);
+// Tasks Accepted `alone` count as not sent (a welcome: the broker, or the
+// pair peer the driver moved to, may not have them).
+void keel_outstanding_forget_alone (keel_outstanding_t *self);
 
 // Marks up to max unsent tasks as sent, in id order, and describes them in
 // refs[0..n). Returns n.

@@ -22,6 +22,7 @@
 #define S_POLL_MAX_MS      5000
 #define S_HWM              100000
 #define S_LOGOFF_LINGER_MS 1000
+#define S_SPOOL_AFTER_MS   300 // offline this long after a drop: spool (outbox.h)
 
 struct _keel_daemon_t {
     const keel_engine_config_t *cfg;
@@ -45,6 +46,7 @@ struct _keel_daemon_t {
     uint64_t malformed_messages;
     uint64_t unexpected_messages;
     uint64_t stale_messages; // from a deposed broker of a pair (stale epoch)
+    int64_t spool_at;        // spool the unacknowledged results then, unless online; 0: none
     keel_ratelimit_t bad_log;
     keel_ratelimit_t stale_log; // messages dropped for a stale pair epoch
     keel_ratelimit_t task_log;  // lines a broker's message causes about one task it names
@@ -164,6 +166,7 @@ s_op_disconnect (void *arg)
 {
     keel_daemon_t *self = arg;
     keel_outbox_disconnected (self->outbox);
+    self->spool_at = self->now + S_SPOOL_AFTER_MS;
     if (self->dealer) {
         zsock_destroy (&self->dealer);
         self->dealer_gen++;
@@ -516,6 +519,13 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
         if (keel_engine_session_state (self->session) == KEEL_ENGINE_SESSION_STOPPED)
             break;
         keel_outbox_flush (self->outbox); // results the connection did not take yet
+        if (self->spool_at && self->now >= self->spool_at) {
+            // Still offline a moment after the connection dropped: no broker
+            // has these results; they must outlive this process.
+            if (keel_engine_session_state (self->session) != KEEL_ENGINE_SESSION_ONLINE)
+                keel_outbox_spool_all (self->outbox);
+            self->spool_at = 0;
+        }
 
         int n = 0;
         int dealer_at = -1, probe_at = -1;
@@ -535,6 +545,8 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
             items[n++] = (zmq_pollitem_t) { NULL, fds[i], ZMQ_POLLIN, 0 };
 
         int64_t next = keel_engine_session_next_deadline (self->session);
+        if (self->spool_at && self->spool_at < next)
+            next = self->spool_at;
         int64_t runner_next = keel_runner_next_deadline (self->runner);
         if (runner_next < next)
             next = runner_next;

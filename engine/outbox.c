@@ -123,7 +123,6 @@ keel_outbox_spool_all (keel_outbox_t *self)
 void
 keel_outbox_disconnected (keel_outbox_t *self)
 {
-    keel_outbox_spool_all (self); // no broker has acknowledged these yet
     for (size_t i = 0; i < keel_held_size (self->held); i++)
         keel_held_step (keel_held_at (self->held, i), KEEL_HELD_EV_DISCONNECTED);
 }

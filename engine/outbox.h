@@ -17,8 +17,12 @@
 
     Spooling (spool.h). A result is written to the spool only when it may
     have to outlive this process while no broker has it: finished while
-    offline, unacknowledged when the connection drops
-    (keel_outbox_disconnected), or at stop (keel_outbox_spool_all). Online,
+    offline, unacknowledged when the engine has been offline for a moment
+    (the daemon calls keel_outbox_spool_all S_SPOOL_AFTER_MS after the
+    connection dropped, unless it is online again: an engine of a resilient
+    pair is usually logged in to the pair peer before, carrying the results
+    in its login, and thousands of spool files would only delay that), or
+    at stop (keel_outbox_spool_all). Online,
     the broker commits a result within CommitDelay, and a result lost with a
     crashed engine only means the broker runs that task again. At start,
     keel_outbox_load puts every spooled result back in the table as DONE.
@@ -117,8 +121,8 @@ void keel_outbox_acked (keel_outbox_t *self, const Keel__ResultAck *ack);
 // if it is not held.
 void keel_outbox_forget (keel_outbox_t *self, uint64_t execution_id);
 
-// The broker connection is gone: spools every unspooled result (no broker
-// has acknowledged them) and marks every result unsent.
+// The broker connection is gone: marks every result unsent (spooling them
+// is the caller's, keel_outbox_spool_all, once the engine stays offline).
 void keel_outbox_disconnected (keel_outbox_t *self);
 
 // Spools every unspooled result (at stop: they outlive this process).

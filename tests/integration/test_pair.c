@@ -5,7 +5,11 @@
     passive sends clients to the active; strangers and a second primary
     are refused.
 */
+#include <czmq.h>
+
 #include "test_pair.h"
+#include "wire_build.h"
+#include "wire_link.h"
 
 Test (pair, forms_with_the_primary_active_and_the_backup_a_passive_in_sync, .init = harness_setup,
       .fini = harness_teardown, .timeout = 120)
@@ -88,6 +92,12 @@ Test (pair, the_passive_takes_over_after_kill9_of_the_active_without_resubmissio
         ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
     HARNESS_ASSERT (started == 400, "the engines started %d executions for 400 tasks", started);
 
+    // Told: the driver by a Notice, the operator by NotifyCommand.
+    HARNESS_ASSERT (ft_log_has ("driver.err", "failover broker brokerB active"),
+                    "the driver got no notice of the takeover");
+    HARNESS_ASSERT (ft_wait_log ("notify.log", "took_over brokerB", 5000)
+                        && ft_log_has ("notify.log", "peer_lost brokerB"),
+                    "NotifyCommand did not run for B's events");
     // A comes back on its old store: passive, in sync with B, no failback.
     HARNESS_ASSERT (ft_broker_spawn (&p.a, p.argv_a), "broker A did not restart");
     HARNESS_ASSERT (pt_wait_field (&p.a, "role", "passive", 15000), "A did not come back passive");
@@ -219,4 +229,48 @@ Test (pair, maintenance_pair_runs_on_both_and_hands_back_while_a_batch_flows, .i
     HARNESS_ASSERT (ft_status (&p.a, "pair.counters.takeovers") == 1
                         && ft_status (&p.b, "pair.counters.takeovers") == 1,
                     "expected one handover each way");
+}
+
+Test (pair, hostile_messages_on_a_pair_link_are_counted_and_change_nothing, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
+{
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
+    zsock_t *evil = zsock_new (ZMQ_DEALER);
+    HARNESS_ASSERT (evil && zsock_connect (evil, "tcp://127.0.0.1:%d", p.pair_a) == 0,
+                    "cannot reach A's pair link");
+    // Junk bytes; a three-frame message.
+    zstr_send (evil, "not a keel message");
+    zstr_sendm (evil, "a");
+    zstr_sendm (evil, "b");
+    zstr_send (evil, "c");
+    // An update, a snapshot chunk and a handover from a connection that never
+    // sent the peer's heartbeat.
+    keel_msg_t msg;
+    uint8_t junk[16] = { 1, 2, 3 };
+    keel_link_send (evil, keel_msg_pair_update (&msg, 999, 99, junk, sizeof junk), NULL);
+    keel_link_send (evil, keel_msg_pair_snapshot (&msg, 7, 1, 1, 0, 16, junk, sizeof junk), NULL);
+    keel_link_send (evil, keel_msg_pair_handover (&msg, 0), NULL);
+    // A heartbeat claiming to be an active peer with a huge epoch, but from
+    // a stranger (its endpoints are not A's PairPeer).
+    keel_pair_heartbeat_args_t beat = { .state = KEEL__PAIR_STATE__PAIR_STATE_ACTIVE,
+                                        .role = "backup",
+                                        .endpoints = "tcp://127.0.0.1:1",
+                                        .applied_seq = 1000000,
+                                        .applied_epoch = 1000 };
+    keel_env_t *env = keel_msg_pair_heartbeat (&msg, &beat);
+    env->has_epoch = true;
+    env->epoch = 1000;
+    keel_link_send (evil, env, NULL);
+    HARNESS_ASSERT (ft_wait_status (&p.a, "pair.counters.strangers", 4, 5000),
+                    "A counted %lld strangers", ft_status (&p.a, "pair.counters.strangers"));
+    HARNESS_ASSERT (ft_wait_status (&p.a, "pair.counters.bad_messages", 1, 5000),
+                    "A counted no malformed pair message");
+    zsock_destroy (&evil);
+    char role[32];
+    pt_status_str (&p.a, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "active") == 0, "A is %s after the hostile messages", role);
+    HARNESS_ASSERT (pt_wait_field (&p.b, "pair.synced", "true", 5000), "B is out of sync");
+    HARNESS_ASSERT (harness_alive (p.a.pid) && harness_alive (p.b.pid), "a broker died");
 }

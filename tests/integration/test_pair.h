@@ -15,19 +15,23 @@
 typedef struct {
     harness_broker_t a, b;
     int pair_a, pair_b; // pair link ports
-    char sets_a[8][160], sets_b[8][160];
+    char sets_a[8][400], sets_b[8][400];
     const char *argv_a[9], *argv_b[9];
 } pt_pair_t;
 
 static inline void
-pt_sets (pt_pair_t *p, char sets[8][160], const char *argv[9], const char *role, int own, int peer)
+pt_sets (pt_pair_t *p, char sets[8][400], const char *argv[9], const char *role, int own, int peer)
 {
     int n = 0;
-    snprintf (sets[n++], 160, "PairRole=%s", role);
-    snprintf (sets[n++], 160, "PairEndpoint=tcp://127.0.0.1:%d", own);
-    snprintf (sets[n++], 160, "PairPeer=tcp://127.0.0.1:%d", peer);
-    snprintf (sets[n++], 160, "HeartbeatInterval=250ms");
-    snprintf (sets[n++], 160, "EngineTimeoutMinutes=0.5");
+    snprintf (sets[n++], 400, "PairRole=%s", role);
+    snprintf (sets[n++], 400, "PairEndpoint=tcp://127.0.0.1:%d", own);
+    snprintf (sets[n++], 400, "PairPeer=tcp://127.0.0.1:%d", peer);
+    snprintf (sets[n++], 400, "HeartbeatInterval=250ms");
+    snprintf (sets[n++], 400, "EngineTimeoutMinutes=0.5");
+    // Every pair event appends "EVENT BROKER EPOCH" to <dir>/notify.log.
+    snprintf (sets[n++], 400,
+              "NotifyCommand=echo \"$KEEL_EVENT $KEEL_BROKER $KEEL_EPOCH\" >> %s/notify.log",
+              harness_dir ());
     for (int i = 0; i < n; i++)
         argv[i] = sets[i];
     argv[n] = NULL;

@@ -19,24 +19,24 @@ typedef struct {
 } s_proxied_t;
 
 static void
-s_proxied_sets (char sets[8][160], const char *argv[9], const char *role, const int *own,
+s_proxied_sets (char sets[8][400], const char *argv[9], const char *role, const int *own,
                 const int *peer, int nlinks)
 {
     int n = 0;
-    snprintf (sets[n++], 160, "PairRole=%s", role);
+    snprintf (sets[n++], 400, "PairRole=%s", role);
     if (nlinks == 1) {
-        snprintf (sets[n++], 160, "PairEndpoint=tcp://127.0.0.1:%d", own[0]);
-        snprintf (sets[n++], 160, "PairPeer=tcp://127.0.0.1:%d", peer[0]);
+        snprintf (sets[n++], 400, "PairEndpoint=tcp://127.0.0.1:%d", own[0]);
+        snprintf (sets[n++], 400, "PairPeer=tcp://127.0.0.1:%d", peer[0]);
     }
     else {
-        snprintf (sets[n++], 160, "PairEndpoint=tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", own[0],
+        snprintf (sets[n++], 400, "PairEndpoint=tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", own[0],
                   own[1]);
-        snprintf (sets[n++], 160, "PairPeer=tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", peer[0],
+        snprintf (sets[n++], 400, "PairPeer=tcp://127.0.0.1:%d,tcp://127.0.0.1:%d", peer[0],
                   peer[1]);
     }
-    snprintf (sets[n++], 160, "PairName=test-pair");
-    snprintf (sets[n++], 160, "HeartbeatInterval=250ms");
-    snprintf (sets[n++], 160, "EngineTimeoutMinutes=0.5");
+    snprintf (sets[n++], 400, "PairName=test-pair");
+    snprintf (sets[n++], 400, "HeartbeatInterval=250ms");
+    snprintf (sets[n++], 400, "EngineTimeoutMinutes=0.5");
     for (int i = 0; i < n; i++)
         argv[i] = sets[i];
     argv[n] = NULL;
@@ -119,6 +119,8 @@ Test (pair_faults, with_every_link_cut_the_passive_does_not_take_over, .init = h
     s_proxied_t x;
     s_proxied_start (&x, 1);
     pid_t driver = pt_load (&x.p);
+    long long snapshots = ft_status (&x.p.a, "pair.counters.snapshots_sent");
+    long long catch_ups = ft_status (&x.p.a, "pair.counters.catch_ups");
     s_link (&x, 0, SIGSTOP);
     HARNESS_ASSERT (pt_wait_field (&x.p.a, "pair.peer_state", "lost", 10000),
                     "A did not lose its peer");
@@ -134,6 +136,12 @@ Test (pair_faults, with_every_link_cut_the_passive_does_not_take_over, .init = h
     HARNESS_ASSERT (pt_wait_field (&x.p.b, "pair.synced", "true", 20000),
                     "B did not get back in sync once the link was mended");
     s_assert_role (&x.p.a, "active");
+    // From its last update (catch-up), not from a second snapshot.
+    HARNESS_ASSERT (ft_status (&x.p.a, "pair.counters.catch_ups") > catch_ups
+                        && ft_status (&x.p.a, "pair.counters.snapshots_sent") == snapshots,
+                    "B resynced with %lld more catch-ups and %lld more snapshots",
+                    ft_status (&x.p.a, "pair.counters.catch_ups") - catch_ups,
+                    ft_status (&x.p.a, "pair.counters.snapshots_sent") - snapshots);
 }
 
 Test (pair_faults, with_two_links_cutting_one_changes_nothing_but_links_up, .init = harness_setup,

@@ -62,14 +62,35 @@ Test (driver_outstanding, takes_ids_in_order_in_bounded_batches)
     keel_outstanding_destroy (&o);
 }
 
+Test (driver_outstanding, tasks_accepted_alone_are_sent_again_after_a_welcome)
+{
+    keel_outstanding_t *o = s_with_tasks (4);
+    keel_outstanding_ref_t refs[8];
+    keel_outstanding_take (o, 8, refs);
+    // 0 and 1 mirrored by the pair; 2 accepted by the active alone; 3 both
+    // (a mirrored acceptance wins).
+    keel_outstanding_accept (o, 0, false);
+    keel_outstanding_accept (o, 1, false);
+    keel_outstanding_accept (o, 2, true);
+    keel_outstanding_accept (o, 3, true);
+    keel_outstanding_accept (o, 3, false);
+    cr_assert_eq (keel_outstanding_take (o, 8, refs), 0);
+    keel_outstanding_forget_alone (o);
+    keel_outstanding_resend_unaccepted (o);
+    size_t n = keel_outstanding_take (o, 8, refs);
+    cr_assert_eq (n, 1);
+    cr_assert_eq (refs[0].task_id, 2);
+    keel_outstanding_destroy (&o);
+}
+
 Test (driver_outstanding, resends_only_unaccepted_tasks_to_the_same_broker)
 {
     keel_outstanding_t *o = s_with_tasks (4);
     keel_outstanding_ref_t refs[8];
     keel_outstanding_take (o, 8, refs);
-    cr_assert (keel_outstanding_accept (o, 0));
-    cr_assert (keel_outstanding_accept (o, 2));
-    cr_assert_not (keel_outstanding_accept (o, 2));
+    cr_assert (keel_outstanding_accept (o, 0, false));
+    cr_assert (keel_outstanding_accept (o, 2, false));
+    cr_assert_not (keel_outstanding_accept (o, 2, false));
     cr_assert_eq (keel_outstanding_unaccepted (o), 2);
     keel_outstanding_resend_unaccepted (o);
     size_t n = keel_outstanding_take (o, 8, refs);
@@ -85,7 +106,7 @@ Test (driver_outstanding, resends_every_held_task_to_a_new_broker)
     keel_outstanding_ref_t refs[8];
     keel_outstanding_take (o, 8, refs);
     for (uint64_t i = 0; i < 4; i++)
-        keel_outstanding_accept (o, i);
+        keel_outstanding_accept (o, i, false);
     keel_outstanding_complete (o, 1);
     cr_assert (keel_outstanding_all_accepted (o));
     keel_outstanding_forget_accepted (o);
