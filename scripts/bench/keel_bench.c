@@ -20,18 +20,41 @@
           result window keel-driver keeps, then keeps the connection until
           the deadline or SIGTERM: W4 fills a broker that has no engines.
 
+      keel-bench driver-failover PID AFTER N LOG -- PROGRAM [ARG]...
+          W3 of a pair: runs PROGRAM (keel-driver ... submit --service
+          double --range 0:N) on a pseudo-terminal, so that it writes each
+          result line when it has the result (keel-driver buffers 64 KiB of
+          stdout when it is not a terminal), its stderr to LOG. Stamps each
+          line on the monotonic clock; after AFTER result lines sends
+          SIGKILL to PID (the active broker) and prints "killed wall_ms=...".
+          At the end checks that every task 0..N-1 came exactly once, ok,
+          with twice its input, and prints gap_ms: from the kill to the
+          first line after the silence (lines that follow the kill with no
+          silence of KB_LEFTOVER_MS are results the killed broker had
+          already sent); also first_line_ms, leftovers, done_ms (kill to
+          the last line), stall_ms (the longest silence after the gap) and
+          retried (results with attempts > 1).
+
     KEY=VALUE arguments are driver settings (DSBrokerTimeout=2s ...).
     Output is one line of key=value pairs on stdout; exit 1 when the work
     failed, 2 on usage errors. Every wait is bounded (KEEL_BENCH_DEADLINE_S,
     default 600 s).
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
+#include <unistd.h>
 #include "cli.h"
 #include "keel/driver.h"
 #include "log.h"
@@ -41,6 +64,9 @@
 #define KB_FLOW_WARM     20
 #define KB_FLOW_AFTER    5
 #define KB_MAX_OVERRIDES 16
+// A line this soon after the kill or the line before it is one the killed
+// broker had sent (a failover takes at least PairTimeout, 3 heartbeats).
+#define KB_LEFTOVER_MS   50
 
 static int64_t
 s_now_us (void)
@@ -283,6 +309,199 @@ s_submit (const char *broker, long total, int argc, char **argv)
     return 0;
 }
 
+// ---------------------------------------------------------------- driver-failover
+
+typedef struct {
+    long total;          // tasks 0..total-1
+    unsigned char *seen; // times each task came
+    long lines, bad, retried;
+    int64_t killed_at; // 0 until the kill
+    int64_t *after;    // stamps of the lines after the kill
+    long nafter;
+} s_watch_t;
+
+// The unsigned integer after `"key":` in line, -1 when absent.
+static long long
+s_json_uint (const char *line, const char *key)
+{
+    char pattern[32];
+    snprintf (pattern, sizeof pattern, "\"%s\":", key);
+    const char *at = strstr (line, pattern);
+    if (!at)
+        return -1;
+    char *end = NULL;
+    long long value = strtoll (at + strlen (pattern), &end, 10);
+    return end == at + strlen (pattern) ? -1 : value;
+}
+
+static void
+s_watch_line (s_watch_t *w, const char *line, int64_t now)
+{
+    w->lines++;
+    // Lines read in the same chunk as the kill were read before it.
+    if (w->killed_at && w->nafter < w->total)
+        w->after[w->nafter++] = now > w->killed_at ? now : w->killed_at;
+    long long task = s_json_uint (line, "task");
+    char expect[48];
+    snprintf (expect, sizeof expect, "\"status\":\"ok\",\"output\":\"%lld\"", 2 * task);
+    if (task < 0 || task >= w->total || !strstr (line, expect)) {
+        if (w->bad++ < 5)
+            fprintf (stderr, "keel-bench: bad result line: %.200s\n", line);
+        return;
+    }
+    if (w->seen[task] < 255)
+        w->seen[task]++;
+    if (s_json_uint (line, "attempts") > 1)
+        w->retried++;
+}
+
+// Child side: stderr to log, then PROGRAM.
+static void
+s_exec_driver (const char *log, char **argv)
+{
+    int fd = open (log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+        dup2 (fd, STDERR_FILENO);
+        close (fd);
+    }
+    execvp (argv[0], argv);
+    fprintf (stderr, "keel-bench: cannot run %s: %s\n", argv[0], strerror (errno));
+    _exit (127);
+}
+
+static int
+s_driver_failover (pid_t victim, long after, long total, const char *log, char **argv)
+{
+    s_watch_t w = { .total = total };
+    w.seen = calloc ((size_t) total, 1);
+    w.after = calloc ((size_t) total, sizeof *w.after);
+    char *buf = malloc (1 << 16);
+    if (!w.seen || !w.after || !buf) {
+        free (w.seen);
+        free (w.after);
+        free (buf);
+        return 1;
+    }
+    // Raw: no CR before LF, no echo.
+    struct termios raw;
+    memset (&raw, 0, sizeof raw);
+    cfmakeraw (&raw);
+    int master = -1;
+    pid_t child = forkpty (&master, NULL, &raw, NULL);
+    if (child < 0) {
+        perror ("keel-bench: forkpty");
+        return 1;
+    }
+    if (child == 0)
+        s_exec_driver (log, argv);
+
+    int64_t deadline = s_deadline_us ();
+    size_t used = 0;
+    int rc = 0;
+    bool eof = false;
+    while (!eof) {
+        if (s_now_us () >= deadline) {
+            fprintf (stderr, "keel-bench: deadline: %ld lines of %ld\n", w.lines, total);
+            kill (child, SIGKILL);
+            rc = 1;
+            break;
+        }
+        struct pollfd pfd = { .fd = master, .events = POLLIN };
+        if (poll (&pfd, 1, 200) <= 0)
+            continue;
+        ssize_t n = read (master, buf + used, (1 << 16) - used);
+        if (n <= 0) { // EIO: the driver's side of the terminal is closed
+            if (n < 0 && errno == EINTR)
+                continue;
+            eof = true;
+            n = 0;
+        }
+        int64_t now = s_now_us ();
+        used += (size_t) n;
+        size_t start = 0;
+        for (size_t i = 0; i < used; i++) {
+            if (buf[i] != '\n')
+                continue;
+            buf[i] = 0;
+            s_watch_line (&w, buf + start, now);
+            start = i + 1;
+            if (!w.killed_at && w.lines >= after) {
+                if (kill (victim, SIGKILL) != 0) {
+                    perror ("keel-bench: kill");
+                    rc = 1;
+                }
+                w.killed_at = s_now_us ();
+                struct timespec wall;
+                clock_gettime (CLOCK_REALTIME, &wall);
+                printf ("killed wall_ms=%lld lines=%ld\n",
+                        (long long) wall.tv_sec * 1000 + wall.tv_nsec / 1000000, w.lines);
+                fflush (stdout);
+            }
+        }
+        memmove (buf, buf + start, used - start);
+        used -= start;
+        if (used == (1 << 16)) { // a line longer than the buffer: not a result
+            w.bad++;
+            used = 0;
+        }
+    }
+    close (master);
+    int status = 0;
+    waitpid (child, &status, 0);
+    int code = WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+
+    long dups = 0, missing = 0;
+    for (long i = 0; i < total; i++) {
+        missing += w.seen[i] == 0;
+        dups += w.seen[i] > 1 ? w.seen[i] - 1 : 0;
+    }
+    if (!w.killed_at) {
+        fprintf (stderr, "keel-bench: the driver finished before %ld results\n", after);
+        rc = 1;
+    }
+    else if (w.nafter == 0) {
+        fprintf (stderr, "keel-bench: no result after the kill\n");
+        rc = 1;
+    }
+    else {
+        // The first line after a silence of KB_LEFTOVER_MS since the kill
+        // or the line before it; then the longest silence after it.
+        long first = 0;
+        int64_t prev = w.killed_at;
+        while (first < w.nafter && w.after[first] - prev < KB_LEFTOVER_MS * 1000)
+            prev = w.after[first++];
+        int64_t stall = 0;
+        for (long i = first + 1; i < w.nafter; i++)
+            if (w.after[i] - w.after[i - 1] > stall)
+                stall = w.after[i] - w.after[i - 1];
+        char gap[32] = "none";
+        if (first < w.nafter)
+            snprintf (gap, sizeof gap, "%.1f", (w.after[first] - w.killed_at) / 1000.0);
+        else {
+            fprintf (stderr, "keel-bench: no result after the failover (only %ld leftovers)\n",
+                     first);
+            rc = 1;
+        }
+        printf ("gap_ms=%s first_line_ms=%.1f leftovers=%ld done_ms=%.1f stall_ms=%.1f "
+                "lines=%ld missing=%ld duplicated=%ld bad=%ld retried=%ld exit=%d\n",
+                gap, (w.after[0] - w.killed_at) / 1000.0, first,
+                (w.after[w.nafter - 1] - w.killed_at) / 1000.0, stall / 1000.0, w.lines, missing,
+                dups, w.bad, w.retried, code);
+        if (missing || dups || w.bad || w.lines != total || code != 0) {
+            fprintf (stderr,
+                     "keel-bench: %ld lines for %ld tasks: %ld missing, %ld duplicated, %ld bad; "
+                     "driver exit %d\n",
+                     w.lines, total, missing, dups, w.bad, code);
+            rc = 1;
+        }
+    }
+    fflush (stdout);
+    free (w.seen);
+    free (w.after);
+    free (buf);
+    return rc;
+}
+
 // ---------------------------------------------------------------- main
 
 static int
@@ -291,6 +510,7 @@ s_usage (FILE *out, int code)
     fprintf (out, "usage: keel-bench latency BROKER N [KEY=VALUE]...\n"
                   "       keel-bench failover PRIMARY FAILOVER|- PID [KEY=VALUE]...\n"
                   "       keel-bench submit BROKER N [KEY=VALUE]...\n"
+                  "       keel-bench driver-failover PID AFTER N LOG -- PROGRAM [ARG]...\n"
                   "       keel-bench --help | --version\n"
                   "Latency and failover probes of the Keel benchmarks (scripts/bench/run.sh).\n");
     return code;
@@ -327,6 +547,15 @@ main (int argc, char **argv)
             return s_usage (stderr, 2);
         const char *failover = strcmp (argv[3], "-") == 0 ? NULL : argv[3];
         return s_failover (argv[2], failover, (pid_t) pid, argc - 5, argv + 5);
+    }
+    if (argc >= 8 && strcmp (argv[1], "driver-failover") == 0 && strcmp (argv[6], "--") == 0) {
+        char *end1 = NULL, *end2 = NULL, *end3 = NULL;
+        long pid = strtol (argv[2], &end1, 10);
+        long after = strtol (argv[3], &end2, 10);
+        long n = strtol (argv[4], &end3, 10);
+        if (*end1 || *end2 || *end3 || pid <= 1 || after < 1 || n <= after || n > KB_MAX_TASKS)
+            return s_usage (stderr, 2);
+        return s_driver_failover ((pid_t) pid, after, n, argv[5], argv + 7);
     }
     return s_usage (stderr, 2);
 }

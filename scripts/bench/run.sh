@@ -11,7 +11,11 @@
 # KEEL_BENCH_GEARMAN=0 (no Gearman peer rows), KEEL_BENCH_GEARMAN_BATCH,
 # KEEL_BENCH_GEARMAN_THREADS, KEEL_BENCH_RELAY1_TASKS (tasks of the relay's
 # 1-in-flight row), KEEL_BENCH_W4_BIG=1 (adds W4's 10,000,000-task point:
-# ~1.2 GiB of broker memory and several minutes per run).
+# ~1.2 GiB of broker memory and several minutes per run),
+# KEEL_BENCH_ONLY="w1 w3 w4 pair" (pair: W1/W2 against a resilient pair,
+# beside the single broker's, and W3 failover of a pair),
+# KEEL_BENCH_W3_PAIR_TASKS (tasks of W3-pair, default 20,000),
+# KEEL_BENCH_W3_PAIR_KILL_AFTER (results before the kill, default a tenth).
 # The Gearman rows need gearman-job-server and libgearman-dev: installed with
 # apt-get when missing and running as root, else the rows are skipped.
 # Everything runs on 127.0.0.1 on ports picked at run time; every process it
@@ -41,6 +45,10 @@ if ((quick)); then
 else
     w1_n=200000 w2_n=5000 w4_sizes="100000 1000000" relay_n=200000 relay1_n=200000
 fi
+# W3-pair: tasks of the driver whose active broker is killed, and after how
+# many results (a tenth) the kill comes.
+w3p_n=${KEEL_BENCH_W3_PAIR_TASKS:-20000}
+w3p_after=${KEEL_BENCH_W3_PAIR_KILL_AFTER:-$((w3p_n / 10))}
 relay1_n=${KEEL_BENCH_RELAY1_TASKS:-$relay1_n}
 if [[ "${KEEL_BENCH_W4_BIG:-0}" == 1 ]]; then
     w4_sizes+=" 10000000"
@@ -53,10 +61,17 @@ heartbeat=200ms
 # EnginePrefetch of the fixed-prefetch W1 rows (with PrefetchWindow=0, the
 # behaviour before issue 12; the defaults size prefetch by themselves).
 prefetch=${KEEL_BENCH_PREFETCH:-256}
-# KEEL_BENCH_ONLY="w1 w3" runs only those workloads (w1 covers W1, W2, W5).
-only=" ${KEEL_BENCH_ONLY:-w1 w3 w4} "
+# KEEL_BENCH_ONLY="w1 w3" runs only those workloads (w1 covers W1, W2, W5;
+# pair covers W1 and W2 against a pair, with the single broker's W1 and W2
+# StoreSync=full beside them, and W3-pair; w3pair: W3-pair alone).
+only=" ${KEEL_BENCH_ONLY:-w1 w3 w4 pair} "
 want() { [[ "$only" == *" $1 "* ]]; }
 broker_timeout=2s
+# W3-pair: the pair's heartbeat (engines and drivers take the broker's), and
+# a DSBrokerTimeout far above the gap: the driver must turn to the pair peer
+# at once, not after it.
+pair_heartbeat=250ms
+pair_broker_timeout=120s
 # Gearman jobs the peer client keeps in flight (one run_tasks batch), and
 # gearmand's I/O threads: 1 was faster here than its default 4 (W1 13-19k
 # against 13-14k jobs/s, W2 median 160-220 against 270-300 us on 2 cores),
@@ -274,6 +289,35 @@ start_grid() {
     wait_status "$broker_admin" online 2 30
 }
 
+# status_is ADMIN KEY VALUE: status has "KEY":VALUE (VALUE as in the JSON).
+status_is() {
+    grep -q "\"$2\":$3" <<<"$(status_json "$1")"
+}
+
+# A resilient pair: A (PairRole=primary) and B (backup) with their own
+# stores, pair links on fresh loopback ports, the given --set settings on
+# both. Waits until A is active and B a passive in sync (pair.synced on
+# both). Sets pair_a_ep, pair_a_admin, pair_a_pid and pair_b_*.
+# start_pair TAG [--set K=V]...
+start_pair() {
+    local tag=$1 link_a link_b deadline
+    shift
+    link_a="tcp://127.0.0.1:$(free_port)"
+    link_b="tcp://127.0.0.1:$(free_port)"
+    start_broker "broker-$tag-a" "$tmp/$tag-a.db" --set PairRole=primary \
+        --set "PairEndpoint=$link_a" --set "PairPeer=$link_b" "$@"
+    pair_a_ep=$broker_ep pair_a_admin=$broker_admin pair_a_pid=$broker_pid
+    start_broker "broker-$tag-b" "$tmp/$tag-b.db" --set PairRole=backup \
+        --set "PairEndpoint=$link_b" --set "PairPeer=$link_a" "$@"
+    pair_b_ep=$broker_ep pair_b_admin=$broker_admin pair_b_pid=$broker_pid
+    deadline=$((SECONDS + 30))
+    until status_is "$pair_a_admin" role '"active"' && status_is "$pair_a_admin" synced true &&
+        status_is "$pair_b_admin" role '"passive"' && status_is "$pair_b_admin" synced true; do
+        ((SECONDS < deadline)) || fail "pair $tag: A not active or B not a passive in sync after 30 s"
+        sleep 0.1
+    done
+}
+
 # ---------------------------------------------------------------- baselines
 echo "==> baseline: raw ZeroMQ relay" >&2
 relay_front="tcp://127.0.0.1:$(free_port)"
@@ -418,22 +462,57 @@ if ((gearman)); then
 fi
 
 # ---------------------------------------------------------------- W1, W2, W5
+# With StoreSync=full, and when the pair rows are asked for, a resilient
+# pair (A primary, B backup, default settings but the Pair* keys; engines
+# Brokers=A,B; drivers --broker A --failover B) runs beside the single
+# broker, and each run measures both, one after the other, so that the
+# pair's ratio to the single broker compares runs made seconds apart on
+# this noisy machine (the idle grid costs its heartbeats only).
+syncs="full normal"
 want w1 || syncs=""
-for sync in ${syncs-full normal}; do
-    echo "==> Keel, StoreSync=$sync: W1 ($w1_n tasks) and W2 ($w2_n round trips)" >&2
+[[ -z "$syncs" ]] && want pair && syncs=full
+w1_keel_run() {     # w1_keel_run SAMPLE_KEY DRIVER_ARGS...
+    local key=$1 t0 t1
+    shift
+    t0=$(now_ns)
+    "$bin/keel-driver" "$@" submit --service double --range "0:$w1_n" \
+        >/dev/null 2>>"$tmp/driver.log" || fail "keel-driver W1 ($key)"
+    t1=$(now_ns)
+    sample "$key" tasks_per_s "$(awk -v n="$w1_n" -v ns=$((t1 - t0)) \
+        'BEGIN { printf "%.1f", n / (ns / 1e9) }')"
+}
+w2_keel_run() {     # w2_keel_run SAMPLE_KEY BROKER [KEY=VALUE]...
+    local key=$1 ep=$2 out
+    shift 2
+    out=$(KEEL_BENCH_DEADLINE_S=300 "$bench/keel-bench" latency "$ep" "$w2_n" "$@" \
+        2>>"$tmp/keel-bench.log") || fail "keel-bench latency ($key)"
+    sample "$key" median_us "$(kv "$out" median_us)"
+    sample "$key" p99_us "$(kv "$out" p99_us)"
+}
+for sync in $syncs; do
+    with_pair=0
+    [[ "$sync" == full ]] && want pair && with_pair=1
+    echo "==> Keel, StoreSync=$sync: W1 ($w1_n tasks) and W2 ($w2_n round trips)" \
+        "$( ((with_pair)) && echo "on one broker and on a pair")" >&2
     start_grid "$sync" "w1-$sync"
+    single_ep=$broker_ep
+    if ((with_pair)); then
+        start_pair w1-pair --set "StoreSync=$sync"
+        start_engine engine-w1-pair-1 "$pair_a_ep,$pair_b_ep"
+        start_engine engine-w1-pair-2 "$pair_a_ep,$pair_b_ep"
+        wait_status "$pair_a_admin" online 2 30
+    fi
     for ((r = 0; r < runs; r++)); do
-        t0=$(now_ns)
-        "$bin/keel-driver" --broker "$broker_ep" submit --service double --range "0:$w1_n" \
-            >/dev/null 2>>"$tmp/driver.log" || fail "keel-driver W1 (StoreSync=$sync)"
-        t1=$(now_ns)
-        sample "w1_keel_$sync" tasks_per_s "$(awk -v n="$w1_n" -v ns=$((t1 - t0)) \
-            'BEGIN { printf "%.1f", n / (ns / 1e9) }')"
-        out=$(KEEL_BENCH_DEADLINE_S=300 "$bench/keel-bench" latency "$broker_ep" "$w2_n" \
-            2>>"$tmp/keel-bench.log") || fail "keel-bench latency (StoreSync=$sync)"
-        sample "w2_keel_$sync" median_us "$(kv "$out" median_us)"
-        sample "w2_keel_$sync" p99_us "$(kv "$out" p99_us)"
+        w1_keel_run "w1_keel_$sync" --broker "$single_ep"
+        ((with_pair)) && w1_keel_run w1_pair --broker "$pair_a_ep" --failover "$pair_b_ep"
+        w2_keel_run "w2_keel_$sync" "$single_ep"
+        ((with_pair)) && w2_keel_run w2_pair "$pair_a_ep" "DSFailoverBrokers=$pair_b_ep"
     done
+    if ((with_pair)); then
+        # No failover happened during the runs: A still active, B passive.
+        status_is "$pair_a_admin" role '"active"' && status_is "$pair_b_admin" role '"passive"' ||
+            fail "pair W1/W2: the pair changed roles during the runs"
+    fi
     stop_all
 done
 # W1 again with EnginePrefetch: engines keep tasks queued, so a slot never
@@ -530,6 +609,74 @@ for ((r = 0; r < runs; r++)); do
     failover_run failover "$r"
 done
 
+# ---------------------------------------------------------------- W3-pair
+# kill -9 of a pair's active under load: A and B with HeartbeatInterval=
+# $pair_heartbeat (engines and drivers take it from the broker), two engines
+# Brokers=A,B, keel-driver --broker A --failover B with DSBrokerTimeout=
+# $pair_broker_timeout and $w3p_n double tasks. keel-bench driver-failover
+# runs keel-driver on a pseudo-terminal (a result line as soon as it has the
+# result), kills A after $w3p_after result lines and times the kill to the
+# first result after the failover's silence; it checks every task exactly
+# once. Then B must be active, have taken over once, and have had nothing
+# resubmitted. From B's log (LogLevel=info, wall clock): when it took over,
+# when the second engine came back to it and when the driver reached it.
+w3p_failures=0 w3p_no_resubmit=0
+# ms from the kill (wall_ms) to the first line of B's log matching PATTERN
+# (the Nth match with N given); empty when none.
+b_log_ms() {     # b_log_ms LOG KILLED_WALL_MS PATTERN [N]
+    local ts
+    ts=$(grep -E "$3" "$1" | sed -n "${4:-1}p" | cut -d' ' -f1)
+    [[ -n "$ts" ]] && echo $(($(date -d "$ts" +%s%3N) - $2))
+}
+pair_failover_run() {
+    local tag="w3-pair-$1" out killed b_log status v rc=0
+    start_pair "$tag" --set "HeartbeatInterval=$pair_heartbeat" --set LogLevel=info
+    # keel-bench kills A with SIGKILL: no job report for it.
+    disown "$pair_a_pid"
+    start_engine "engine-$tag-1" "$pair_a_ep,$pair_b_ep"
+    start_engine "engine-$tag-2" "$pair_a_ep,$pair_b_ep"
+    wait_status "$pair_a_admin" online 2 30
+    KEEL_BENCH_DEADLINE_S=60 "$bench/keel-bench" driver-failover "$pair_a_pid" "$w3p_after" \
+        "$w3p_n" "$tmp/driver-$tag.log" -- "$bin/keel-driver" --broker "$pair_a_ep" \
+        --failover "$pair_b_ep" --set "DSBrokerTimeout=$pair_broker_timeout" \
+        submit --service double --range "0:$w3p_n" >"$tmp/$tag.out" 2>>"$tmp/keel-bench.log" || rc=1
+    out=$(cat "$tmp/$tag.out")
+    grep -q killed <<<"$out" || fail "W3-pair: broker A was not killed (see keel-bench.log)"
+    forget_pid "$pair_a_pid"
+    status=$(status_json "$pair_b_admin")
+    # Hard checks: every task exactly once with the right output, a result
+    # after the failover, B active after one takeover.
+    if ((rc)) || ! grep -q '"role":"active"' <<<"$status" || [[ "$(json_int "$status" takeovers)" != 1 ]]; then
+        echo "bench: W3-pair run $1: check failed: keel-bench: ${out//$'\n'/ };" \
+            "B: role $(grep -o '"role":"[a-z]*"' <<<"$status" | head -n 1 | cut -d'"' -f4)," \
+            "takeovers $(json_int "$status" takeovers)" >&2
+        tail -n 5 "$tmp/keel-bench.log" >&2
+        w3p_failures=$((w3p_failures + 1))
+    fi
+    # Reported, not a failure: tasks the driver sent again that B already
+    # had (mirrored before A sent their Accepted; idempotent, not run again).
+    [[ "$(json_int "$status" tasks_resubmitted)" == 0 ]] && w3p_no_resubmit=$((w3p_no_resubmit + 1))
+    for v in gap_ms first_line_ms done_ms stall_ms; do
+        [[ -n "$(kv "$out" "$v")" ]] && sample w3_pair "$v" "$(kv "$out" "$v")"
+    done
+    v=$(json_int "$status" tasks_resubmitted) && [[ -n "$v" ]] && sample w3_pair resubmitted "$v"
+    v=$(kv "$out" retried) && [[ -n "$v" ]] && sample w3_pair retried "$v"
+    killed=$(kv "$out" wall_ms)
+    b_log="$tmp/broker-$tag-b.log"
+    v=$(b_log_ms "$b_log" "$killed" 'event peer_lost') && sample w3_pair b_peer_lost_ms "$v"
+    v=$(b_log_ms "$b_log" "$killed" 'event took_over') && sample w3_pair b_took_over_ms "$v"
+    v=$(b_log_ms "$b_log" "$killed" 'engine-(login|returned):' 2) && sample w3_pair engines_on_b_ms "$v"
+    v=$(b_log_ms "$b_log" "$killed" 'driver connected') && sample w3_pair driver_on_b_ms "$v"
+    stop_all
+}
+if want pair || want w3pair; then
+    echo "==> W3-pair: kill -9 of the active of a pair, HeartbeatInterval=$pair_heartbeat," \
+        "DSBrokerTimeout=$pair_broker_timeout, $w3p_n double tasks, kill after $w3p_after results" >&2
+    for ((r = 0; r < runs; r++)); do
+        pair_failover_run "$r"
+    done
+fi
+
 # ---------------------------------------------------------------- W4
 echo "==> W4 memory: queued tasks, no engines ($w4_sizes)" >&2
 want w4 || w4_todo=""
@@ -588,10 +735,23 @@ rows=(
     "W2 Keel StoreSync=full p99|w2_keel_full|p99_us|w2_relay"
     "W2 Keel StoreSync=normal median|w2_keel_normal|median_us|w2_relay"
     "W2 Keel StoreSync=normal p99|w2_keel_normal|p99_us|w2_relay"
+    "W1 Keel pair StoreSync=full (x single)|w1_pair|tasks_per_s|w1_keel_full"
+    "W2 Keel pair StoreSync=full median|w2_pair|median_us|w2_relay"
+    "W2 Keel pair StoreSync=full p99|w2_pair|p99_us|w2_relay"
     "W3 kill -9 broker, restart on same store|w3_restart|gap_ms|"
     "W3 kill -9 primary, failover broker|w3_failover|gap_ms|"
     "W3 failover: engines logged in to B|w3_failover|engines_on_b_ms|"
     "W3 failover: driver reached B|w3_failover|driver_on_b_ms|"
+    "W3-pair kill -9 active: gap to next result|w3_pair|gap_ms|"
+    "W3-pair: first line after the kill|w3_pair|first_line_ms|"
+    "W3-pair: B declared its peer lost|w3_pair|b_peer_lost_ms|"
+    "W3-pair: B took over|w3_pair|b_took_over_ms|"
+    "W3-pair: engines back on B|w3_pair|engines_on_b_ms|"
+    "W3-pair: driver reached B|w3_pair|driver_on_b_ms|"
+    "W3-pair: longest stall after the gap|w3_pair|stall_ms|"
+    "W3-pair: kill to the last result|w3_pair|done_ms|"
+    "W3-pair: results with attempts > 1|w3_pair|retried|"
+    "W3-pair: tasks resubmitted to B|w3_pair|resubmitted|"
     "W4 $w4_small queued: broker peak RSS|w4_$w4_small|rss_mib|"
     "W4 $w4_small queued: store size|w4_$w4_small|store_mib|"
     "W4 $w4_small queued: accepted/s|w4_$w4_small|accept_per_s|"
@@ -609,8 +769,8 @@ fi
 
 mode=full
 ((quick)) && mode=quick
-printf '\nKeel benchmarks (%s mode, %d runs each; W1 %d tasks, W2 %d round trips)\n' \
-    "$mode" "$runs" "$w1_n" "$w2_n"
+printf '\nKeel benchmarks (%s mode, %d runs each; W1 %d tasks, W2 %d round trips, W3-pair %d tasks)\n' \
+    "$mode" "$runs" "$w1_n" "$w2_n" "$w3p_n"
 printf '%-44s %-12s %12s %12s %12s %10s\n' workload metric median min max ratio
 json_rows=""
 for row in "${rows[@]}"; do
@@ -655,6 +815,20 @@ if [[ -n "${w4_big:-}" ]]; then
         "$w4_big" "${t_w4_big:-null}" "$(per_task "$w4_large" "$w4_big")" "$w4_large"
 fi
 printf 'W1 full/Gearman (in-memory): %s (>= 6)\n' "$t_w1g"
+# Issue 13: the pair against the single broker of the same run.
+t_pw1=$(ratio "$(median w1_pair tasks_per_s)" "$(median w1_keel_full tasks_per_s)")
+t_pw2m=$(ratio "$(median w2_pair median_us)" "$(median w2_keel_full median_us)")
+t_pw2p=$(ratio "$(median w2_pair p99_us)" "$(median w2_keel_full p99_us)")
+t_pw2mr=$(ratio "$(median w2_pair median_us)" "$(median w2_relay median_us)")
+t_pw2pr=$(ratio "$(median w2_pair p99_us)" "$(median w2_relay p99_us)")
+t_pgap=$(median w3_pair gap_ms)
+if want pair || want w3pair; then
+    printf 'Pair: W1 pair/single %s (>= 0.7); W2 pair/single median %s, p99 %s; W2 pair/relay median %s, p99 %s;' \
+        "$t_pw1" "$t_pw2m" "$t_pw2p" "$t_pw2mr" "$t_pw2pr"
+    printf ' W3-pair gap %s ms (< 1500 at HeartbeatInterval=%s), exactly-once/takeover checks failed in %d of %d runs, tasks_resubmitted == 0 on B in %d of %d runs (%d tasks each, kill after %d results%s)\n' \
+        "${t_pgap:-null}" "$pair_heartbeat" "$w3p_failures" "$runs" "$w3p_no_resubmit" "$runs" "$w3p_n" "$w3p_after" \
+        "$( ((quick)) && echo ", --quick: W1 $w1_n tasks and W2 $w2_n round trips on the pair too")"
+fi
 [[ -n "$gearman_skip" ]] && printf 'Gearman rows skipped: %s\n' "$gearman_skip"
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -669,6 +843,8 @@ cat >"$root/bench-results.json" <<EOF
     "w4_sizes": [${w4_sizes// /, }], "engines": 2, "slots": 1, "engine_prefetch": $prefetch,
     "w3_heartbeat_interval": "$heartbeat", "w3_engine_login_window": "5s",
     "w3_ds_broker_timeout": "$broker_timeout",
+    "w3_pair_tasks": $w3p_n, "w3_pair_kill_after": $w3p_after, "w3_pair_heartbeat_interval": "$pair_heartbeat",
+    "w3_pair_ds_broker_timeout": "$pair_broker_timeout",
     "gearman": {"measured": $( ((gearman)) && echo true || echo false), "batch": $gearman_batch, "version": "$gearman_version",
       "threads": $gearman_threads,
       "skipped": "$gearman_skip"}},
@@ -676,7 +852,11 @@ cat >"$root/bench-results.json" <<EOF
     "w1_full_over_gearman": $t_w1g,
     "w2_median_over_relay": $t_w2m,
     "w2_p99_over_relay": $t_w2p, "w4_rss_mib_large": ${t_w4:-null},
-    "w4_rss_growth": $t_lin, "w4_rss_mib_big": ${t_w4_big:-null}},
+    "w4_rss_growth": $t_lin, "w4_rss_mib_big": ${t_w4_big:-null},
+    "pair_w1_over_single": $t_pw1, "pair_w2_median_over_single": $t_pw2m, "pair_w2_p99_over_single": $t_pw2p,
+    "pair_w2_median_over_relay": $t_pw2mr, "pair_w2_p99_over_relay": $t_pw2pr,
+    "pair_w3_gap_ms": ${t_pgap:-null}, "pair_w3_failed_checks": $w3p_failures,
+    "pair_w3_runs_without_resubmission": $w3p_no_resubmit},
   "results": [$json_rows
   ]
 }
