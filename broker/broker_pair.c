@@ -325,7 +325,7 @@ keel_broker_pair_stamp (keel_broker_pair_t *self, keel_changes_t *changes)
 }
 
 void
-keel_broker_pair_committed (keel_broker_pair_t *self, const keel_changes_t *changes)
+keel_broker_pair_committed (keel_broker_pair_t *self, keel_changes_t *changes)
 {
     if (!self || !self->stamped_seq)
         return;

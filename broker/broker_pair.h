@@ -88,7 +88,7 @@ bool keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_en
 // failed commit is simply not streamed. All three do nothing when self is
 // NULL or not active.
 void keel_broker_pair_stamp (keel_broker_pair_t *self, keel_changes_t *changes);
-void keel_broker_pair_committed (keel_broker_pair_t *self, const keel_changes_t *changes);
+void keel_broker_pair_committed (keel_broker_pair_t *self, keel_changes_t *changes);
 void keel_broker_pair_stream (keel_broker_pair_t *self, uint64_t core_seq);
 
 // The highest core commit number the passive holds durably; UINT64_MAX

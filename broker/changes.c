@@ -25,6 +25,11 @@ struct _keel_changes_t {
     keel_change_t *records;
     size_t n, cap;
     s_block_t *blocks; // newest first
+    // keel_changes_encode's scratch, kept between calls: a pair's active
+    // encodes every commit, and fresh arrays cost page faults each time.
+    Keel__Change *scratch;
+    Keel__Change **scratch_ptrs;
+    size_t scratch_cap;
 };
 
 static const char *s_kind_names[KEEL_CHANGE_KIND_MAX + 1] = {
@@ -79,6 +84,8 @@ keel_changes_destroy (keel_changes_t **self_p)
         return;
     s_free_blocks (self->blocks);
     free (self->records);
+    free (self->scratch);
+    free (self->scratch_ptrs);
     free (self);
     *self_p = NULL;
 }
@@ -400,10 +407,22 @@ s_to_proto (const keel_change_t *c, Keel__Change *m)
 }
 
 uint8_t *
-keel_changes_encode (const keel_changes_t *self, uint64_t seq, size_t *size_p)
+keel_changes_encode (keel_changes_t *self, uint64_t seq, size_t *size_p)
 {
-    Keel__Change *msgs = calloc (self->n ? self->n : 1, sizeof *msgs);
-    Keel__Change **ptrs = calloc (self->n ? self->n : 1, sizeof *ptrs);
+    if (self->n > self->scratch_cap) {
+        size_t cap = self->n < 64 ? 64 : self->n + self->n / 2;
+        Keel__Change *msgs = realloc (self->scratch, cap * sizeof *msgs);
+        if (msgs)
+            self->scratch = msgs;
+        Keel__Change **ptrs = realloc (self->scratch_ptrs, cap * sizeof *ptrs);
+        if (ptrs)
+            self->scratch_ptrs = ptrs;
+        if (!msgs || !ptrs)
+            return NULL;
+        self->scratch_cap = cap;
+    }
+    Keel__Change *msgs = self->scratch;
+    Keel__Change **ptrs = self->scratch_ptrs;
     uint8_t *buf = NULL;
     if (msgs && ptrs) {
         for (size_t i = 0; i < self->n; i++) {
@@ -421,8 +440,6 @@ keel_changes_encode (const keel_changes_t *self, uint64_t seq, size_t *size_p)
         if (buf)
             *size_p = keel__change_batch__pack (&batch, buf);
     }
-    free (ptrs);
-    free (msgs);
     return buf;
 }
 

@@ -225,7 +225,7 @@ void keel_changes_clear (keel_changes_t *self);
 // The journal as bytes: a protobuf ChangeBatch (proto/keel.proto) carrying
 // KEEL_CHANGES_VERSION and seq (the commit number the batch belongs to).
 // Returns a malloc'd buffer (caller frees) and its size, or NULL on OOM.
-uint8_t *keel_changes_encode (const keel_changes_t *self, uint64_t seq, size_t *size_p);
+uint8_t *keel_changes_encode (keel_changes_t *self, uint64_t seq, size_t *size_p);
 
 // Reads bytes from keel_changes_encode (from a peer: validated, never
 // trusted) and appends their records to self. Returns KEEL_ERR_INVALID with
