@@ -6,7 +6,12 @@ front of each broker endpoint, and a nemesis that injects faults at times
 drawn from the seed: kill -9 and restart of a broker, an engine or a
 driver; SIGSTOP/SIGCONT of any of them (pauses longer than every timeout
 included); a link paused, cut or reset at a proxy; a full disk under a
-broker's store (a small tmpfs, when this process may mount one). Every
+broker's store (a small tmpfs, when this process may mount one). In the
+pair topology (a resilient pair, its pair links behind proxies too) the
+faults on the brokers are the pair's own: the active or the passive
+killed or paused, a planned handover (keel-admin takeover), pair links cut
+or paused; one at a time, each followed by a check that the pair settled
+as it must (inject_pair). Every
 program writes a journal (KEEL_JOURNAL, common/journal.h); the nemesis
 writes its own. When the campaign ends the faults stop, everything is
 healed, the drivers finish their last batch, and check.py reads the
