@@ -101,6 +101,7 @@ def percentile(values, p):
 # or the passive fails. (chaos.py runs these one at a time, never with a
 # client link fault, so the clients never vote for the passive.)
 PAIR_QUIET = ("pair_link_cut", "pair_link_pause", "kill_passive", "pause_passive")
+PAIR_MOVES = ("kill_active", "pause_active", "takeover", "kill_broker", "pause")
 TAKEOVER_SLACK_MS = 2000    # a takeover decided in a fault shows up this late at most
 DEMOTE_MS = 5000            # a resumed active hears the new one within PairTimeout
 
@@ -165,6 +166,10 @@ def pair_checks(nemesis, turns, last_t, group):
         if kind in PAIR_QUIET:
             end = end_of(f)
             end = (end if end is not None else f["t"]) + TAKEOVER_SLACK_MS
+            # ... but not past the start of the next fault that may move the pair
+            moves = [r["t"] for r in nemesis if r.get("ev") == "fault" and r["t"] > f["t"]
+                     and r.get("kind") in PAIR_MOVES]
+            end = min([end] + moves)
             for r in servings:
                 if f["t"] <= r["t"] <= end:
                     unwanted.append({"fault": kind, "target": f.get("target"), "at": f["t"],

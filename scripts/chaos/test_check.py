@@ -164,6 +164,19 @@ def main():
     results.append(expect("a takeover while only the pair links are cut is unwanted", j,
                           "unwanted_takeover"))
 
+    # A takeover 1 s after a pair link cut, caused by a pause of the active
+    # that started after the cut ended, is wanted.
+    j = pair_clean() + [nem(12500, "fault", kind="pause_active", target="broker-A", pid=10,
+                            duration=4.0),
+                        rec(13000, "broker", 11, "serving", epoch=3, output="sqlite:/b.db",
+                            text="B"),
+                        nem(16500, "fault_end", kind="pause_active", target="broker-A")]
+    j = [r for r in j if not (r["ev"] == "passive" and r["t"] == 4030)] + [
+        rec(16510, "broker", 10, "passive", epoch=1, output="sqlite:/a.db", text="A")]
+    j = [r for r in j if not (r["ev"] == "serving" and r.get("epoch") == 2)]
+    results.append(expect("a takeover after a quiet fault, by the next fault, is wanted", j, None,
+                          code=0))
+
     j = [r for r in pair_clean() if r["ev"] != "passive"]
     results.append(expect("a resumed active that never demotes is caught", j, "no_demotion"))
     j = [dict(r, t=4020 + 6000) if r["ev"] == "passive" else r for r in pair_clean()]
