@@ -402,19 +402,21 @@ class Grid:
 
     async def _start_pair(self):
         """A resilient pair: A primary, B backup, each on its own store
-        (StoreSync default), two pair links. Every endpoint a peer or a
+        (StoreSync default), two pair links (--pair-links). Every endpoint a peer or a
         client connects to is one of the campaign's proxies: the client
         endpoints (AdvertisedEndpoint names the proxy, so that the Passive
         and welcome messages send clients through it) and each direction of
         each pair link (PairName set: the peer is recognised by name, not
         by the endpoint it connects from)."""
         names = ["A", "B"]
-        ports = {n: (free_port(), free_port(), [free_port(), free_port()]) for n in names}
+        nlinks = self.args.pair_links
+        ports = {n: (free_port(), free_port(), [free_port() for _ in range(nlinks)])
+                 for n in names}
         for n in names:
             proxy = Proxy(ports[n][0])
             await proxy.start()
             self.proxies.append(proxy)
-        for link in range(2):
+        for link in range(nlinks):
             ab, ba = Proxy(ports["B"][2][link]), Proxy(ports["A"][2][link])
             await ab.start()
             await ba.start()
@@ -425,7 +427,7 @@ class Grid:
             store_dir = os.path.join(self.out, "store-" + name)
             fills.append(self._mount_store(store_dir))
             self.stores.append(store_dir)
-            peer = [self.pair_links[k][0 if name == "A" else 1].port for k in range(2)]
+            peer = [self.pair_links[k][0 if name == "A" else 1].port for k in range(nlinks)]
             argv = self._broker_argv(name, port, admin, store_dir) + [
                 "--set", "PairRole=" + ("primary" if name == "A" else "backup"),
                 "--set", "PairEndpoint=" + ",".join("tcp://%s:%d" % (HOST, p) for p in own),
@@ -973,6 +975,8 @@ def main():
                     help="directory of keel-broker, keel-engine, keel-driver")
     ap.add_argument("--out", help="directory for journals and logs (default: a new one "
                                   "under $TMPDIR; removed when the run passes)")
+    ap.add_argument("--pair-links", type=int, default=2, choices=[1, 2, 3, 4],
+                    help="pair topology: pair links between the brokers")
     ap.add_argument("--engines", type=int, default=3)
     ap.add_argument("--drivers", type=int, default=2)
     ap.add_argument("--drain", type=float, default=180, help="seconds the drivers get to "
