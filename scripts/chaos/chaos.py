@@ -203,10 +203,20 @@ class Proc(Child):
 
     async def start(self):
         self.starts += 1
+        self.ending = False         # True once the campaign itself ends this process
         self.proc = await self.grid.spawn(self.name, self.argv, clock=self.clock)
+        self.watch = asyncio.ensure_future(self._watch(self.proc))
+
+    async def _watch(self, proc):
+        """Journals an exit the campaign did not cause (a crash, a fatal
+        store error, a signal from outside): the checker reports it."""
+        code = await proc.wait()
+        if not self.ending and proc is self.proc:
+            self.grid.journal("process_exit", target=self.name, pid=proc.pid, code=code)
 
     async def kill9(self):
         if self.alive():
+            self.ending = True
             os.kill(self.proc.pid, signal.SIGKILL)
             await self.proc.wait()
         self.stopped = False
@@ -214,6 +224,7 @@ class Proc(Child):
     async def stop(self, timeout=15):
         if not self.alive():
             return None
+        self.ending = True
         self.signal(signal.SIGCONT)
         self.signal(signal.SIGTERM)
         try:

@@ -22,6 +22,9 @@ Reports, and fails (exit 1) on any of:
   split_brain, unwanted_takeover, no_demotion, pair_check
                  the resilient pair's own (pair_checks below)
 and, for information:
+  exits          a broker or engine that exited when the nemesis did not
+                 kill or stop it (a crash, a fatal store error, a signal
+                 from outside the campaign)
   re-runs        executions beyond the first of a task, split into those a
                  fault explains (one was under way, or ended less than
                  RERUN_SLACK_MS before, between the task's first dispatch
@@ -338,6 +341,8 @@ def check(journal_dir):
         "epochs_reused": len(pair["epochs_reused"]),
         "pair": bool(campaign.get("pair_stores")),
         "takeovers": sum(1 for r in turns if r.get("ev") == "serving"),
+        "exits": [{k: r.get(k) for k in ("target", "pid", "code", "t")} for r in nemesis
+                  if r.get("ev") == "process_exit"],
         "demotions": sum(1 for r in turns if r.get("ev") == "passive"),
         "drivers_closed": len(closed), "drivers_gave_up": sum(1 for n in closed.values() if n),
         "executions": sum(len(v) for v in execs.values()),
@@ -375,6 +380,9 @@ def main():
                   "no_demotion=%(no_demotion)d pair_check=%(pair_check)d; serving records=%(takeovers)d "
                   "passive records=%(demotions)d, epochs served by two processes=%(epochs_reused)d"
                   % report)
+        for e in report["exits"]:
+            print("check: %(target)s (pid %(pid)s) exited by itself, code %(code)s, at t=%(t)s"
+                  % e)
         print("check: drivers closed=%(drivers_closed)d (gave up with tasks left: "
               "%(drivers_gave_up)d)" % report)
         print("check: re-runs explained by a fault=%(reruns_explained)d, "
