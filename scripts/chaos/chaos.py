@@ -881,9 +881,19 @@ async def inject_pair(grid, kind, pick, duration):
             # passive would vote for it while it cannot hear B, and Binary
             # Star then rightly serves on both sides. Every link cut runs
             # alone, so that no client is paused or cut from the active.
-            every = (pick >> 4) % 2 == 0 and act == "broker-A"
-            links = list(range(len(grid.pair_links))) if every else [pick % len(grid.pair_links)]
+            nlinks = len(grid.pair_links)
+            every = nlinks == 1 or (pick >> 4) % 2 == 0
+            if every and act != "broker-A":
+                if nlinks == 1:
+                    grid.journal("fault_skipped", kind=kind,
+                                 why="the only pair link is cut only while A is active")
+                    return False
+                every = False
+            links = list(range(nlinks)) if every else [pick % nlinks]
             if every and not await run_alone(grid):
+                if nlinks == 1:
+                    grid.journal("fault_skipped", kind=kind, why="other faults under way")
+                    return False
                 every, links = False, links[:1]
             try:
                 grid.journal("fault", kind=kind, target="pair-links",
