@@ -847,11 +847,13 @@ async def inject_pair(grid, kind, pick, duration):
             t.signal(signal.SIGSTOP)
             t.stopped = True
             await asyncio.sleep(duration)
-            other = p if t is a else a
-            st = (await pair_roles(grid)).get(other.name) or {}
             t.signal(signal.SIGCONT)
             t.stopped = False
-            grid.journal("fault_end", kind=kind, target=t.name, peer_role=st.get("role"))
+            grid.journal("fault_end", kind=kind, target=t.name)
+            # Asked after the SIGCONT (a question asked before it would
+            # lengthen the pause): a peer active now took over.
+            other = p if t is a else a
+            st = (await pair_roles(grid)).get(other.name) or {}
             if kind == "pause_passive":
                 want, keep_epoch = {a.name: "active", p.name: "passive"}, before[act]["epoch"]
             elif st.get("role") == "active":
