@@ -856,8 +856,9 @@ async def inject_pair(grid, kind, pick, duration):
             st = (await pair_roles(grid)).get(other.name) or {}
             if kind == "pause_passive":
                 want, keep_epoch = {a.name: "active", p.name: "passive"}, before[act]["epoch"]
-            elif st.get("role") == "active":
-                # The peer took over: the resumed broker must demote.
+            elif st.get("role") == "active" or (st.get("epoch") or 0) > before[act]["epoch"]:
+                # The peer took over (it may have been made to yield again
+                # by now: the journals tell): the resumed broker must demote.
                 got = await wait_role(grid, t, "passive", DEMOTE_S)
                 if not got or got.get("role") != "passive":
                     grid.journal("pair_check", after=kind, target=t.name, ok=False,
