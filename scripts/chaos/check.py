@@ -376,10 +376,11 @@ def main():
         print("check: lost=%(lost)d duplicate=%(duplicate)d wrong=%(wrong)d phantom=%(phantom)d "
               "stale=%(stale)d" % report)
         if report["pair"] or report["split_brain"] or report["unwanted_takeover"]:
-            print("check: pair: split_brain=%(split_brain)d unwanted_takeover=%(unwanted_takeover)d "
-                  "no_demotion=%(no_demotion)d pair_check=%(pair_check)d; serving records=%(takeovers)d "
-                  "passive records=%(demotions)d, epochs served by two processes=%(epochs_reused)d"
-                  % report)
+            print("check: pair: split_brain=%(split_brain)d "
+                  "unwanted_takeover=%(unwanted_takeover)d no_demotion=%(no_demotion)d "
+                  "pair_check=%(pair_check)d; serving records=%(takeovers)d "
+                  "passive records=%(demotions)d, epochs served by two processes="
+                  "%(epochs_reused)d" % report)
         for e in report["exits"]:
             print("check: %(target)s (pid %(pid)s) exited by itself, code %(code)s, at t=%(t)s"
                   % e)
