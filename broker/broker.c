@@ -570,6 +570,12 @@ keel_broker_activate (keel_broker_t *self, keel_error_t *err)
 void
 keel_broker_deactivate (keel_broker_t *self)
 {
+    // The end of serving, for the checks (docs/reliability.md): the epoch
+    // this broker served under, journaled before anything is dropped.
+    const char *store = keel_broker_cfg_Store (self->settings);
+    KEEL_JOURNAL ("passive", .epoch = (int64_t) keel_core_epoch (self->core),
+                  .text = keel_core_name (self->core), .output = store,
+                  .output_len = strlen (store));
     // Nothing held for the mirror may leave: the peer that is active now
     // does not have it. Drivers and engines keep what was not acknowledged.
     s_take_outbox (self);

@@ -7,7 +7,7 @@ Reads every *.jsonl in JOURNAL_DIR: the journals the drivers, engines and
 brokers wrote (common/journal.h) and the nemesis's own. Trusts nothing
 else: not the programs' exit codes, not their logs, not their counters.
 
-Reports, and fails (exit 1) on any of the first five:
+Reports, and fails (exit 1) on any of:
   lost           a task submitted by a driver that ended normally
                  ("driver_closed") but never delivered to its application
   duplicate      a task delivered to the application more than once
@@ -17,8 +17,14 @@ Reports, and fails (exit 1) on any of the first five:
   phantom        a delivery of a task its driver never submitted
   stale          a broker record (accepted, dispatched, result stored) made
                  under an epoch older than one another broker process had
-                 already started serving on the same store
+                 already started serving on the same store (the two
+                 stores of a resilient pair count as one)
+  split_brain, unwanted_takeover, no_demotion, pair_check
+                 the resilient pair's own (pair_checks below)
 and, for information:
+  exits          a broker or engine that exited when the nemesis did not
+                 kill or stop it (a crash, a fatal store error, a signal
+                 from outside the campaign)
   re-runs        executions beyond the first of a task, split into those a
                  fault explains (one was under way, or ended less than
                  RERUN_SLACK_MS before, between the task's first dispatch
@@ -93,6 +99,108 @@ def percentile(values, p):
     return values[k]
 
 
+# Faults of the pair topology during which no broker may start serving:
+# the links between the brokers fail while the clients stay at the active,
+# or the passive fails. (chaos.py runs these one at a time, never with a
+# client link fault, so the clients never vote for the passive.)
+PAIR_QUIET = ("pair_link_cut", "pair_link_pause", "kill_passive", "pause_passive")
+PAIR_MOVES = ("kill_active", "pause_active", "takeover", "kill_broker", "pause")
+TAKEOVER_SLACK_MS = 2000    # a takeover decided in a fault shows up this late at most
+DEMOTE_MS = 5000            # a resumed active hears the new one within PairTimeout
+
+
+def pair_checks(nemesis, turns, last_t, group):
+    """The resilient pair's own invariants, from the brokers' "serving" and
+    "passive" records and the nemesis's faults. Returns lists of examples:
+      split_brain        two broker processes serving the same epoch of one
+                         store (or pair) at the same time
+      unwanted_takeover  a broker started serving during a fault that must
+                         not move the pair (a pair link cut or paused while
+                         the clients stay at the active; the passive killed
+                         or paused)
+      no_demotion        an active paused past PairTimeout while the other
+                         broker took over did not journal "passive" within
+                         DEMOTE_MS of its SIGCONT
+      pair_check         the nemesis saw the pair not settle as it must
+                         after a fault (keel-admin status: one active, one
+                         passive in sync; a restarted or resumed broker
+                         passive when its peer had taken over; the active
+                         unchanged after a fault that must not move it)
+    and the epochs served by more than one process (for information)."""
+    deaths = [(r["t"], r["pid"]) for r in nemesis
+              if r.get("ev") == "fault" and r.get("pid") and r.get("kind", "").startswith("kill_")]
+    stop_t = min((r["t"] for r in nemesis if r.get("ev") == "stopping"), default=None)
+    pid_of = {proc_of(r): r.get("pid") for r in turns}
+    spans = []          # (start, end, run, group, epoch)
+    for r in turns:
+        if r.get("ev") != "serving":
+            continue
+        run, t0 = proc_of(r), r["t"]
+        ends = [x["t"] for x in turns if x.get("ev") == "passive" and proc_of(x) == run
+                and x["t"] >= t0]
+        ends += [t for t, pid in deaths if pid == pid_of[run] and t >= t0]
+        if stop_t is not None and stop_t >= t0:
+            ends.append(stop_t)
+        end = min(ends) if ends else last_t.get(run, t0)
+        spans.append((t0, end, run, group.get(r.get("output"), r.get("output")), r.get("epoch", 0)))
+    split_brain, reused = [], set()
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            if a[2] == b[2] or a[3] != b[3] or a[4] != b[4]:
+                continue
+            reused.add((a[3], a[4]))
+            if a[0] < b[1] and b[0] < a[1]:
+                split_brain.append({"epoch": a[4], "runs": [a[2], b[2]],
+                                    "from": max(a[0], b[0]), "to": min(a[1], b[1])})
+
+    def end_of(f):
+        for r in nemesis:
+            if (r.get("ev") == "fault_end" and r["t"] >= f["t"] and r.get("kind") == f.get("kind")
+                    and r.get("target") == f.get("target")):
+                return r["t"]
+        return None
+
+    unwanted, no_demotion = [], []
+    servings = [r for r in turns if r.get("ev") == "serving"]
+    for f in nemesis:
+        if f.get("ev") != "fault":
+            continue
+        kind = f.get("kind")
+        if kind in PAIR_QUIET:
+            end = end_of(f)
+            end = (end if end is not None else f["t"]) + TAKEOVER_SLACK_MS
+            # ... but not past the start of the next fault that may move the pair
+            moves = [r["t"] for r in nemesis if r.get("ev") == "fault" and r["t"] > f["t"]
+                     and r.get("kind") in PAIR_MOVES]
+            end = min([end] + moves)
+            for r in servings:
+                if f["t"] <= r["t"] <= end:
+                    unwanted.append({"fault": kind, "target": f.get("target"), "at": f["t"],
+                                     "serving": r.get("text"), "epoch": r.get("epoch")})
+        elif kind == "pause_active" and f.get("pid"):
+            end = end_of(f)
+            if end is None:
+                continue
+            mine = [r for r in servings if r.get("pid") == f["pid"] and r["t"] < f["t"]]
+            if not mine:
+                continue
+            run = proc_of(mine[-1])
+            took = [r for r in servings if proc_of(r) != run and f["t"] <= r["t"] <= end]
+            if not took:
+                continue
+            demoted = [r for r in turns if r.get("ev") == "passive" and proc_of(r) == run
+                       and f["t"] <= r["t"] <= end + DEMOTE_MS]
+            if not demoted:
+                no_demotion.append({"target": f.get("target"), "at": f["t"], "resumed": end,
+                                    "took_over": took[0].get("text"),
+                                    "epoch": took[0].get("epoch")})
+    checks = [{k: r.get(k) for k in ("after", "target", "want", "got", "t")}
+              for r in nemesis if r.get("ev") == "pair_check" and r.get("ok") is False]
+    return {"split_brain": split_brain, "unwanted_takeover": unwanted,
+            "no_demotion": no_demotion, "pair_check": checks,
+            "epochs_reused": sorted(reused)}
+
+
 def check(journal_dir):
     records, bad_lines = load(journal_dir)
     services = {}           # service id -> {"type", "pid"}
@@ -105,6 +213,10 @@ def check(journal_dir):
     broker_writes = []      # records from brokers with an epoch
     faults = []             # fault records
     deliveries_t = []       # times of every delivery
+    campaign = {}           # the nemesis's "campaign" record
+    nemesis = []            # every nemesis record
+    turns = []              # broker "serving" / "passive" records
+    last_t = {}             # broker run -> t of its last record
 
     for r in records:
         ev = r.get("ev")
@@ -113,6 +225,9 @@ def check(journal_dir):
         if who == "nemesis":
             if ev == "fault":
                 faults.append(r)
+            elif ev == "campaign":
+                campaign = r
+            nemesis.append(r)
             continue
         if who == "driver":
             if ev == "service_opened":
@@ -135,6 +250,9 @@ def check(journal_dir):
                 serving.append((r["t"], proc_of(r), r.get("output"), r.get("epoch", 0)))
             elif ev in ("accepted", "dispatched", "result_stored"):
                 broker_writes.append(r)
+            if ev in ("serving", "passive"):
+                turns.append(r)
+            last_t[proc_of(r)] = r["t"]
 
     report = {"records": len(records), "unreadable_lines": bad_lines,
               "services": len(services), "submitted": len(submitted),
@@ -165,14 +283,22 @@ def check(journal_dir):
                 wrong.append((key, "input %r output %r" % (submitted[key], rec.get("output"))))
     # stale epochs: a write by a broker process whose epoch is below that of
     # another process already serving the same store at that time.
+    # The two stores of a resilient pair are one store (the passive's
+    # mirrors the active's): the nemesis names them in its "campaign" record.
+    group = {}
+    for store in campaign.get("pair_stores") or []:
+        group[store] = "pair"
+    serving = [(t, pid, group.get(store, store), epoch) for t, pid, store, epoch in serving]
     pid_epoch = {pid: (store, epoch) for _, pid, store, epoch in serving}
     stale = []
     for w in broker_writes:
-        store, epoch = pid_epoch.get(proc_of(w), (None, w.get("epoch", 0)))
+        store, epoch = pid_epoch.get(proc_of(w), (None, 0))
+        epoch = w.get("epoch", epoch)   # a broker of a pair serves several epochs in its life
         newer = [s for s in serving if s[2] == store and s[3] > epoch and s[0] < w["t"]
                  and s[1] != proc_of(w)]
         if newer:
             stale.append((w.get("ev"), w.get("service"), w.get("task"), epoch, newer[0][3]))
+    pair = pair_checks(nemesis, turns, last_t, group)
     # re-runs, and whether a fault explains them
     fault_times = sorted(f["t"] for f in faults)
     # A fault is felt from its start until a while after it ends: a pause
@@ -209,6 +335,15 @@ def check(journal_dir):
     report.update({
         "lost": len(lost), "duplicate": len(duplicate), "wrong": len(wrong),
         "phantom": len(phantom), "stale": len(stale),
+        "split_brain": len(pair["split_brain"]),
+        "unwanted_takeover": len(pair["unwanted_takeover"]),
+        "no_demotion": len(pair["no_demotion"]), "pair_check": len(pair["pair_check"]),
+        "epochs_reused": len(pair["epochs_reused"]),
+        "pair": bool(campaign.get("pair_stores")),
+        "takeovers": sum(1 for r in turns if r.get("ev") == "serving"),
+        "exits": [{k: r.get(k) for k in ("target", "pid", "code", "t")} for r in nemesis
+                  if r.get("ev") == "process_exit"],
+        "demotions": sum(1 for r in turns if r.get("ev") == "passive"),
         "drivers_closed": len(closed), "drivers_gave_up": sum(1 for n in closed.values() if n),
         "executions": sum(len(v) for v in execs.values()),
         "reruns_explained": reruns_explained, "reruns_unexplained": reruns_unexplained,
@@ -216,9 +351,15 @@ def check(journal_dir):
         "recovery_ms": {"p50": percentile(recovery, 50), "p99": percentile(recovery, 99),
                         "max": max(recovery) if recovery else None},
         "examples": {"lost": lost[:5], "duplicate": duplicate[:5], "wrong": wrong[:5],
-                     "phantom": phantom[:5], "stale": stale[:5], "unexplained": unexplained[:5]},
+                     "phantom": phantom[:5], "stale": stale[:5], "unexplained": unexplained[:5],
+                     "split_brain": pair["split_brain"][:5],
+                     "unwanted_takeover": pair["unwanted_takeover"][:5],
+                     "no_demotion": pair["no_demotion"][:5], "pair_check": pair["pair_check"][:5],
+                     "epochs_reused": pair["epochs_reused"][:5]},
     })
-    ok = not (lost or duplicate or wrong or phantom or stale) and report["delivered"] > 0
+    ok = (not (lost or duplicate or wrong or phantom or stale or pair["split_brain"]
+               or pair["unwanted_takeover"] or pair["no_demotion"] or pair["pair_check"])
+          and report["delivered"] > 0)
     return ok, report
 
 
@@ -234,6 +375,15 @@ def main():
               "%(delivered)d delivered, %(executions)d executions" % report)
         print("check: lost=%(lost)d duplicate=%(duplicate)d wrong=%(wrong)d phantom=%(phantom)d "
               "stale=%(stale)d" % report)
+        if report["pair"] or report["split_brain"] or report["unwanted_takeover"]:
+            print("check: pair: split_brain=%(split_brain)d "
+                  "unwanted_takeover=%(unwanted_takeover)d no_demotion=%(no_demotion)d "
+                  "pair_check=%(pair_check)d; serving records=%(takeovers)d "
+                  "passive records=%(demotions)d, epochs served by two processes="
+                  "%(epochs_reused)d" % report)
+        for e in report["exits"]:
+            print("check: %(target)s (pid %(pid)s) exited by itself, code %(code)s, at t=%(t)s"
+                  % e)
         print("check: drivers closed=%(drivers_closed)d (gave up with tasks left: "
               "%(drivers_gave_up)d)" % report)
         print("check: re-runs explained by a fault=%(reruns_explained)d, "

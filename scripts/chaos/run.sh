@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A seeded chaos campaign against a real Keel grid on 127.0.0.1 (docs/reliability.md).
-#   scripts/chaos/run.sh --seed N [--minutes M] [--topology single|failover] [--bin DIR] [--keep]
+#   scripts/chaos/run.sh --seed N [--minutes M] [--topology single|failover|pair] [--bin DIR] [--keep]
 # Builds nothing: run scripts/test.sh (or cmake --build build) first; --bin
 # defaults to build/bin. Exit 0 when the checker finds nothing lost, nothing
 # delivered twice, no wrong output and no stale-epoch write; otherwise the

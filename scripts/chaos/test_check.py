@@ -42,6 +42,38 @@ def clean():
     return j
 
 
+def nem(t, ev, **kw):
+    """A record of the nemesis's (pid: the process a fault acts on)."""
+    r = {"t": t, "who": "nemesis", "ev": ev}
+    r.update(kw)
+    return r
+
+
+def pair_clean():
+    """A resilient pair: A (pid 10) serves epoch 1 and runs the clean tasks;
+    paused past PairTimeout, B (pid 11) takes over with epoch 2 and A
+    demotes when it resumes; later both pair links are cut and nothing
+    moves."""
+    j = [nem(0, "campaign", topology="pair",
+             pair_stores=["sqlite:/a.db", "sqlite:/b.db"])]
+    for r in clean():
+        if r["ev"] == "serving":
+            r["output"] = "sqlite:/a.db"
+        j.append(r)
+    j += [nem(20, "fault", kind="pause_active", target="broker-A", pid=10,
+              duration=4.0),
+          rec(21, "broker", 11, "serving", epoch=2, output="sqlite:/b.db", text="B"),
+          nem(4020, "fault_end", kind="pause_active", target="broker-A"),
+          rec(4030, "broker", 10, "passive", epoch=1, output="sqlite:/a.db", text="A"),
+          nem(4100, "pair_check", after="pause_active", target="broker-A",
+              ok=True),
+          nem(10000, "fault", kind="pair_link_cut", target="pair-links",
+              links="all", duration=2.0),
+          nem(12000, "fault_end", kind="pair_link_cut", target="pair-links"),
+          nem(20000, "stopping")]
+    return j
+
+
 def run(journal):
     d = tempfile.mkdtemp(prefix="keel-check-test-")
     with open(os.path.join(d, "all.jsonl"), "w") as f:
@@ -110,6 +142,50 @@ def main():
           rec(21, "driver", 30, "driver_closed", run="30.2")]
     results.append(expect("a reused pid does not make a killed driver's task lost", j, None,
                           code=0))
+
+    # The resilient pair (topology pair).
+    results.append(expect("a pair that takes over and demotes cleanly passes", pair_clean(), None,
+                          code=0))
+
+    j = pair_clean() + [rec(5, "broker", 11, "serving", epoch=1, output="sqlite:/b.db",
+                            text="B")]
+    results.append(expect("two brokers serving one epoch at once is split brain", j,
+                          "split_brain"))
+
+    # B took over (epoch 2) at t=5 while A was not paused; A still stored a
+    # result under epoch 1 at t=8: its store is not B's, but they are a pair.
+    j = pair_clean() + [rec(5, "broker", 11, "serving", epoch=2, output="sqlite:/b.db",
+                            text="B")]
+    results.append(expect("a write under an epoch the pair's peer superseded is stale", j,
+                          "stale"))
+
+    j = pair_clean() + [rec(11000, "broker", 10, "serving", epoch=3, output="sqlite:/a.db",
+                            text="A")]
+    results.append(expect("a takeover while only the pair links are cut is unwanted", j,
+                          "unwanted_takeover"))
+
+    # A takeover 1 s after a pair link cut, caused by a pause of the active
+    # that started after the cut ended, is wanted.
+    j = pair_clean() + [nem(12500, "fault", kind="pause_active", target="broker-A", pid=10,
+                            duration=4.0),
+                        rec(13000, "broker", 11, "serving", epoch=3, output="sqlite:/b.db",
+                            text="B"),
+                        nem(16500, "fault_end", kind="pause_active", target="broker-A")]
+    j = [r for r in j if not (r["ev"] == "passive" and r["t"] == 4030)] + [
+        rec(16510, "broker", 10, "passive", epoch=1, output="sqlite:/a.db", text="A")]
+    j = [r for r in j if not (r["ev"] == "serving" and r.get("epoch") == 2)]
+    results.append(expect("a takeover after a quiet fault, by the next fault, is wanted", j, None,
+                          code=0))
+
+    j = [r for r in pair_clean() if r["ev"] != "passive"]
+    results.append(expect("a resumed active that never demotes is caught", j, "no_demotion"))
+    j = [dict(r, t=4020 + 6000) if r["ev"] == "passive" else r for r in pair_clean()]
+    results.append(expect("a resumed active that demotes too late is caught", j, "no_demotion"))
+
+    j = pair_clean() + [nem(13000, "pair_check", after="kill_active",
+                            target="broker-A", ok=False, want={"broker-A": "passive"},
+                            got={"broker-A": "active"})]
+    results.append(expect("a pair that does not settle as it must is caught", j, "pair_check"))
 
     failed = results.count(False)
     print("%d passed, %d failed" % (len(results) - failed, failed))
