@@ -504,6 +504,9 @@ s_recover (keel_broker_t *self, keel_error_t *err)
     uint64_t epoch = 0, seq = 0;
     keel_store_meta_get (self->store, "epoch", &epoch);
     keel_store_meta_get (self->store, "execution_seq", &seq);
+    // A pair's broker never takes an epoch its peer has served with.
+    if (keel_broker_pair_epoch_floor (self->pair) > epoch)
+        epoch = keel_broker_pair_epoch_floor (self->pair);
     keel_core_recover_begin (self->core, epoch, seq);
     keel_err rc = keel_store_load (self->store, keel_core_loader (), self->core, err);
     if (rc != KEEL_OK)

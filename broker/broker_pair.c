@@ -52,8 +52,11 @@ struct _keel_broker_pair_t {
     int64_t now;
     int64_t next_beat;
     int64_t last_turn;
-    uint64_t applied_seq, applied_epoch; // this store's last update
-    uint64_t peer_epoch_max;             // highest epoch heard from the peer
+    uint64_t applied_seq, applied_epoch;  // this store's last update
+    uint64_t peer_epoch_max;              // highest epoch heard from the peer
+    uint64_t incarnation;                 // this process, in its heartbeats
+    uint64_t beats;                       // heartbeats sent (all links)
+    uint64_t peer_incarnation, peer_beat; // the newest heartbeat heard
     // Active side.
     uint64_t stamped_seq; // the update number of the commit under way
     bool attached;        // the peer gets the stream; acknowledgements wait for it
@@ -591,11 +594,16 @@ s_on_update (keel_broker_pair_t *self, const Keel__PairUpdate *m)
         return;
     }
     if (m->seq != have + 1) {
-        KEEL_WARN ("pair",
-                   "update %" PRIu64 " after %" PRIu64 ": a gap; asking for the stream again",
-                   m->seq, have);
+        // At most one request per PairTimeout: a mirror that cannot store
+        // what it gets (a full disk) would otherwise ask for a snapshot at
+        // every update.
         s_apply_incoming (self);
-        s_ask_sync (self, false);
+        if (self->now - self->sync_asked_at >= self->timeout_ms) {
+            KEEL_WARN ("pair",
+                       "update %" PRIu64 " after %" PRIu64 ": a gap; asking for the stream again",
+                       m->seq, have);
+            s_ask_sync (self, false);
+        }
         return;
     }
     keel_error_t err = { "" };
@@ -606,7 +614,8 @@ s_on_update (keel_broker_pair_t *self, const Keel__PairUpdate *m)
         KEEL_ERROR ("pair", "update %" PRIu64 " refused: %s; asking for a snapshot", m->seq,
                     err.text);
         s_apply_incoming (self);
-        s_ask_sync (self, true);
+        if (self->now - self->sync_asked_at >= self->timeout_ms)
+            s_ask_sync (self, true);
         return;
     }
     self->incoming_seq = m->seq;
@@ -828,6 +837,7 @@ s_carry_out (keel_broker_pair_t *self, keel_pair_do_t what)
         case KEEL_PAIR_DO_NOTHING:
             return;
         case KEEL_PAIR_DO_ACTIVATE: {
+            KEEL_INFO ("pair", "becoming active: %s", keel_pair_why (self->fsm));
             s_apply_incoming (self);
             s_snap_abandon (self);
             s_forget_updates (self);
@@ -950,12 +960,23 @@ s_on_heartbeat (keel_broker_pair_t *self, int link, zframe_t *route, const keel_
         keel_pair_link_heard (self->fsm, link, self->now);
         return;
     }
+    // Older than a heartbeat already heard from the same process (it waited
+    // on another link while this broker was paused): it says nothing now.
+    if (m->has_incarnation && m->incarnation == self->peer_incarnation
+        && m->beat <= self->peer_beat) {
+        self->counters.stale_heartbeats++;
+        return;
+    }
+    if (m->has_incarnation) {
+        self->peer_incarnation = m->incarnation;
+        self->peer_beat = m->beat;
+    }
     uint64_t epoch = env->has_epoch ? env->epoch : 0;
     if (m->state == KEEL__PAIR_STATE__PAIR_STATE_ACTIVE && epoch < self->peer_epoch_max) {
         self->counters.stale_epoch++;
         return;
     }
-    if (m->state == KEEL__PAIR_STATE__PAIR_STATE_ACTIVE)
+    if (epoch > self->peer_epoch_max)
         self->peer_epoch_max = epoch;
     if (!self->peer_route[link] || !zframe_eq (self->peer_route[link], route)) {
         zframe_destroy (&self->peer_route[link]);
@@ -1053,7 +1074,9 @@ s_beat (keel_broker_pair_t *self)
             .synced = state == KEEL_PAIR_ACTIVE ? self->peer_synced : keel_pair_synced (self->fsm),
             .name = keel_broker_cfg_Name (self->broker->settings),
             .pair_name = *pair_name ? pair_name : NULL,
-            .admin = keel_broker_cfg_AdminEndpoint (self->broker->settings)
+            .admin = keel_broker_cfg_AdminEndpoint (self->broker->settings),
+            .incarnation = self->incarnation,
+            .beat = ++self->beats
         };
         s_send (self, i, keel_msg_pair_heartbeat (&msg, &args));
     }
@@ -1205,6 +1228,12 @@ keel_broker_pair_epoch (const keel_broker_pair_t *self)
     return s_epoch (self);
 }
 
+uint64_t
+keel_broker_pair_epoch_floor (const keel_broker_pair_t *self)
+{
+    return self ? self->peer_epoch_max : 0;
+}
+
 void
 keel_broker_pair_status (keel_broker_pair_t *self, keel_admin_pair_t *status)
 {
@@ -1307,6 +1336,9 @@ keel_broker_pair_new (keel_broker_t *broker, keel_error_t *err)
     if (self->timeout_ms <= 0)
         self->timeout_ms = 3 * self->heartbeat_ms;
     self->data_link = -1;
+    while (!self->incarnation)
+        self->incarnation =
+            ((uint64_t) zclock_time () << 20) ^ (uint64_t) getpid () ^ (uint64_t) random ();
     self->strangers_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "pair stranger");
     self->bad_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "bad pair message");
     self->refused_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 3, "client refused");

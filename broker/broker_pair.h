@@ -112,6 +112,9 @@ int64_t keel_broker_pair_wait_ms (keel_broker_pair_t *self);
 // epoch, and the pair's part (pointers into self, valid until the next turn).
 const char *keel_broker_pair_role (const keel_broker_pair_t *self);
 uint64_t keel_broker_pair_epoch (const keel_broker_pair_t *self);
+// The highest epoch heard from the peer: a broker that takes over serves
+// above it (and above its store's), never on an epoch the peer used.
+uint64_t keel_broker_pair_epoch_floor (const keel_broker_pair_t *self);
 void keel_broker_pair_status (keel_broker_pair_t *self, keel_admin_pair_t *status);
 
 // The peer's AdvertisedEndpoint, for DriverWelcome/LoginReply.pair_peer.

@@ -55,6 +55,7 @@ typedef struct {
     X (strangers)                                                                                  \
     X (misconfigured)                                                                              \
     X (stale_epoch)                                                                                \
+    X (stale_heartbeats)                                                                           \
     X (bad_messages)                                                                               \
     X (clients_refused)                                                                            \
     X (takeovers)                                                                                  \

@@ -22,6 +22,7 @@ struct _keel_pair_t {
     int64_t yield_until;                     // handed over: the peer may take over until then
     keel_pair_event_t events[S_MAX_EVENTS];
     int nevents;
+    const char *why; // of the last activation, for the log
 };
 
 static void
@@ -117,8 +118,9 @@ s_wins (const keel_pair_t *self, const keel_pair_peer_t *peer)
 }
 
 static keel_pair_do_t
-s_activate (keel_pair_t *self, bool takeover)
+s_activate (keel_pair_t *self, bool takeover, const char *why)
 {
+    self->why = why;
     self->state = KEEL_PAIR_ACTIVE;
     self->vote_at = 0;
     self->unsure_until = 0;
@@ -143,7 +145,9 @@ keel_pair_heard (keel_pair_t *self, int link, const keel_pair_peer_t *peer, int6
                 self->synced = false;
                 return KEEL_PAIR_DO_SYNC;
             }
-            return s_wins (self, peer) ? s_activate (self, false) : KEEL_PAIR_DO_NOTHING;
+            return s_wins (self, peer)
+                       ? s_activate (self, false, "nobody serves and this store is the newer")
+                       : KEEL_PAIR_DO_NOTHING;
         case KEEL_PAIR_ACTIVE:
             if (!peer_active)
                 return KEEL_PAIR_DO_NOTHING;
@@ -158,7 +162,9 @@ keel_pair_heard (keel_pair_t *self, int link, const keel_pair_peer_t *peer, int6
         case KEEL_PAIR_PASSIVE:
             if (peer_active || now < self->yield_until)
                 return KEEL_PAIR_DO_NOTHING;
-            return s_wins (self, peer) ? s_activate (self, true) : KEEL_PAIR_DO_NOTHING;
+            return s_wins (self, peer) ? s_activate (
+                       self, true, "the peer is not active and this store is the newer")
+                                       : KEEL_PAIR_DO_NOTHING;
     }
     return KEEL_PAIR_DO_NOTHING;
 }
@@ -184,9 +190,11 @@ s_vote_counts (keel_pair_t *self, int64_t now)
         return KEEL_PAIR_DO_NOTHING;
     switch (self->state) {
         case KEEL_PAIR_PRIMARY:
-            return s_activate (self, false);
+            return s_activate (self, false, "no peer heard, and a client turned here");
         case KEEL_PAIR_PASSIVE:
-            return self->synced_at_loss ? s_activate (self, true) : KEEL_PAIR_DO_NOTHING;
+            return self->synced_at_loss
+                       ? s_activate (self, true, "peer lost, mirror in sync, a client turned here")
+                       : KEEL_PAIR_DO_NOTHING;
         default:
             return KEEL_PAIR_DO_NOTHING;
     }
@@ -236,7 +244,13 @@ keel_pair_take_handover (keel_pair_t *self)
 {
     if (self->state != KEEL_PAIR_PASSIVE || !self->synced)
         return KEEL_PAIR_DO_NOTHING;
-    return s_activate (self, true);
+    return s_activate (self, true, "the active handed over");
+}
+
+const char *
+keel_pair_why (const keel_pair_t *self)
+{
+    return self->why ? self->why : "";
 }
 
 void

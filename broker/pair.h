@@ -150,6 +150,8 @@ int64_t keel_pair_wait_ms (const keel_pair_t *self, int64_t now);
 keel_pair_event_t keel_pair_next_event (keel_pair_t *self);
 
 const char *keel_pair_state_name (keel_pair_state_t state);
+// Why the last DO_ACTIVATE, for the log.
+const char *keel_pair_why (const keel_pair_t *self);
 const char *keel_pair_event_name (keel_pair_event_t event);
 
 #endif

@@ -630,6 +630,12 @@ keel_msg_pair_heartbeat (keel_msg_t *msg, const keel_pair_heartbeat_args_t *args
     m->name = S_STR (args->name);
     m->pair_name = S_STR (args->pair_name);
     m->admin = S_STR (args->admin);
+    if (args->incarnation) {
+        m->has_incarnation = true;
+        m->incarnation = args->incarnation;
+        m->has_beat = true;
+        m->beat = args->beat;
+    }
     keel_env_t *env = s_env (msg, S_BROKER, KEEL__ENVELOPE__BODY_PAIR_HEARTBEAT);
     env->pair_heartbeat = m;
     return env;

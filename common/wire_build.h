@@ -168,6 +168,8 @@ typedef struct {
     const char *name;      // NULL: absent
     const char *pair_name; // NULL: absent
     const char *admin;     // NULL: absent
+    uint64_t incarnation;  // 0: absent
+    uint64_t beat;
 } keel_pair_heartbeat_args_t;
 
 keel_env_t *keel_msg_pair_heartbeat (keel_msg_t *msg, const keel_pair_heartbeat_args_t *args);

@@ -170,3 +170,25 @@ Test (pair_faults, with_two_links_cutting_one_changes_nothing_but_links_up, .ini
     HARNESS_ASSERT (pt_wait_field (&x.p.a, "pair.links_up", "2", 10000),
                     "link 0 did not come back");
 }
+
+Test (pair_faults, with_two_links_an_active_paused_past_pairtimeout_demotes_and_stays_passive,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 240)
+{
+    s_proxied_t x;
+    s_proxied_start (&x, 2);
+    pid_t driver = pt_load (&x.p);
+    harness_signal (x.p.a.pid, SIGSTOP);
+    HARNESS_ASSERT (pt_wait_field (&x.p.b, "role", "active", 10000), "B did not take over");
+    long long epoch_b = ft_status (&x.p.b, "epoch");
+    struct timespec pause = { 4, 0 };
+    nanosleep (&pause, NULL); // the fault: A stays stopped while B serves
+    harness_signal (x.p.a.pid, SIGCONT);
+    HARNESS_ASSERT (pt_wait_field (&x.p.a, "role", "passive", 3000), "A did not demote");
+    pt_finish (driver);
+    // Heartbeats B sent on the second link while A was stopped must not
+    // make A take the pair back: B stays active on its epoch.
+    s_assert_role (&x.p.b, "active");
+    s_assert_role (&x.p.a, "passive");
+    HARNESS_ASSERT (ft_status (&x.p.b, "epoch") == epoch_b, "B's epoch moved");
+    HARNESS_ASSERT (ft_status (&x.p.b, "pair.counters.demotions") == 0, "B was demoted");
+}
