@@ -72,6 +72,9 @@ struct _keel_broker_pair_t {
     s_update_t *pending; // encoded, numbered by keel_broker_pair_stream
     int data_link;       // link the stream goes on, -1: none up
     uint64_t snapshot_id;
+    uint64_t last_request_seq, last_request_epoch; // the last PairSyncRequest answered
+    bool last_request_full;
+    int64_t last_request_at;
     // Passive side.
     keel_changes_t *incoming; // updates read this turn, applied in one transaction
     uint64_t incoming_seq, incoming_epoch;
@@ -502,6 +505,19 @@ s_on_sync_request (keel_broker_pair_t *self, const Keel__PairSyncRequest *m)
     s_choose_link (self);
     if (keel_pair_state (self->fsm) != KEEL_PAIR_ACTIVE || self->data_link < 0)
         return;
+    // The same request again within PairTimeout (it also came on another
+    // path): the answer is on its way; a second snapshot would only cost.
+    if (self->attached && m->applied_seq == self->last_request_seq
+        && m->applied_epoch == self->last_request_epoch && m->full == self->last_request_full
+        && self->now - self->last_request_at < self->timeout_ms) {
+        KEEL_DEBUG ("pair", "sync request from update %" PRIu64 " again: answered already",
+                    m->applied_seq);
+        return;
+    }
+    self->last_request_seq = m->applied_seq;
+    self->last_request_epoch = m->applied_epoch;
+    self->last_request_full = m->full;
+    self->last_request_at = self->now;
     self->attached = false;
     self->peer_synced = false;
     s_unacked_to_recent (self);
