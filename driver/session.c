@@ -2,6 +2,7 @@
     for the state table). Pure logic: no sockets, no clock reads.
 */
 #include "session.h"
+#include "endpoint.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -103,43 +104,12 @@ s_related (const keel_session_t *self, int a, int b)
     return self->pairs[a].peer == b || self->pairs[b].peer == a;
 }
 
-//  The endpoint text without leading and trailing blanks: *len_p bytes at
-//  the returned pointer.
-static const char *
-s_trim (const char *text, size_t *len_p)
-{
-    while (*text && isspace ((unsigned char) *text))
-        text++;
-    size_t len = strlen (text);
-    while (len > 0 && isspace ((unsigned char) text[len - 1]))
-        len--;
-    *len_p = len;
-    return text;
-}
-
-static bool
-s_named (const char *endpoint)
-{
-    size_t len = 0;
-    if (endpoint)
-        s_trim (endpoint, &len);
-    return len > 0;
-}
-
 int
 keel_session_find_broker (const keel_session_t *self, const char *endpoint)
 {
     assert (self);
-    if (!s_named (endpoint))
-        return -1;
-    size_t len, blen;
-    const char *text = s_trim (endpoint, &len);
-    for (int i = 0; i < self->config.nbrokers; i++) {
-        const char *b = s_trim (self->brokers[i], &blen);
-        if (blen == len && memcmp (b, text, len) == 0)
-            return i;
-    }
-    return -1;
+    return keel_endpoint_find ((const char *const *) self->brokers, self->config.nbrokers,
+                               endpoint);
 }
 
 char *
@@ -259,7 +229,7 @@ static void
 s_note_pair (keel_session_t *self, int broker, const char *pair_peer)
 {
     s_pair_t *pair = &self->pairs[broker];
-    pair->paired = s_named (pair_peer);
+    pair->paired = keel_endpoint_named (pair_peer);
     pair->peer = pair->paired ? keel_session_find_broker (self, pair_peer) : -1;
     if (pair->peer == broker)
         pair->peer = -1; // a broker is not its own peer
@@ -375,7 +345,7 @@ s_on_passive (keel_session_t *self, const keel_session_input_t *in, int64_t now,
     bool forget = target != from && !s_related (self, from, target);
     self->pairs[from].said_passive = true;
     char reason[KEEL_SESSION_TEXT_MAX / 3] = "";
-    if (s_named (in->reason))
+    if (keel_endpoint_named (in->reason))
         snprintf (reason, sizeof reason, " (%s)", in->reason);
     const char *to = self->brokers[target];
     if (self->pairs[target].said_passive) {
@@ -717,7 +687,7 @@ keel_session_admit (keel_session_t *self, int broker, bool welcome, const char *
     if (!has_epoch || broker < 0 || broker >= self->config.nbrokers)
         return true;
     s_pair_t *pair = &self->pairs[broker];
-    bool paired = welcome ? s_named (pair_peer) : pair->paired;
+    bool paired = welcome ? keel_endpoint_named (pair_peer) : pair->paired;
     if (!paired)
         return true; // a standalone broker: its epochs are its own business
     int peer = welcome ? keel_session_find_broker (self, pair_peer) : pair->peer;

@@ -1,5 +1,6 @@
 /*  engine_session.c — the engine ↔ broker session state machine (see engine_session.h). */
 #include "engine_session.h"
+#include "endpoint.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -139,42 +140,12 @@ keel_engine_session_wants_writable (const keel_engine_session_t *self)
 
 // ------------------------------------------------------------ pairs
 
-//  The endpoint without leading and trailing blanks: *len_p bytes from the
-//  returned pointer.
-static const char *
-s_trim (const char *text, size_t *len_p)
-{
-    while (*text && isspace ((unsigned char) *text))
-        text++;
-    size_t len = strlen (text);
-    while (len > 0 && isspace ((unsigned char) text[len - 1]))
-        len--;
-    *len_p = len;
-    return text;
-}
-
-static bool
-s_named (const char *endpoint)
-{
-    size_t len = 0;
-    if (endpoint)
-        s_trim (endpoint, &len);
-    return len > 0;
-}
-
 int
 keel_engine_session_find_broker (const keel_engine_session_t *self, const char *endpoint)
 {
-    if (!s_named (endpoint))
-        return -1;
-    size_t len, blen;
-    const char *text = s_trim (endpoint, &len);
-    for (int i = 0; i < self->cfg->n_brokers && i < KEEL_ENGINE_MAX_BROKERS; i++) {
-        const char *b = s_trim (self->cfg->brokers[i] ? self->cfg->brokers[i] : "", &blen);
-        if (blen == len && memcmp (b, text, len) == 0)
-            return i;
-    }
-    return -1;
+    int n = self->cfg->n_brokers < KEEL_ENGINE_MAX_BROKERS ? self->cfg->n_brokers
+                                                           : KEEL_ENGINE_MAX_BROKERS;
+    return keel_endpoint_find ((const char *const *) self->cfg->brokers, n, endpoint);
 }
 
 int
@@ -204,7 +175,7 @@ s_epoch_checked (const keel_engine_session_t *self, const keel_env_t *env, int *
         return false;
     if (env->body_case == KEEL__ENVELOPE__BODY_LOGIN_REPLY) {
         *peer_p = keel_engine_session_find_broker (self, env->login_reply->pair_peer);
-        return s_named (env->login_reply->pair_peer);
+        return keel_endpoint_named (env->login_reply->pair_peer);
     }
     *peer_p = self->pair_peer[b];
     return self->paired[b];
@@ -240,7 +211,7 @@ s_note_pair (keel_engine_session_t *self, const char *pair_peer)
     int b = self->broker;
     if (b < 0 || b >= KEEL_ENGINE_MAX_BROKERS)
         return;
-    self->paired[b] = s_named (pair_peer);
+    self->paired[b] = keel_endpoint_named (pair_peer);
     self->pair_peer[b] = self->paired[b] ? keel_engine_session_find_broker (self, pair_peer) : -1;
     if (self->pair_peer[b] == b)
         self->pair_peer[b] = -1;
