@@ -21,6 +21,15 @@ typedef struct s_block_t {
     uint8_t data[];
 } s_block_t;
 
+// keel_changes_decode's arena for protobuf-c's unpacking: a peer's batch
+// of thousands of records costs thousands of small mallocs otherwise (a
+// pair's passive decodes every commit of the active).
+typedef struct s_ablock_t {
+    struct s_ablock_t *next;
+    size_t cap, used;
+    _Alignas(16) uint8_t data[];
+} s_ablock_t;
+
 struct _keel_changes_t {
     keel_change_t *records;
     size_t n, cap;
@@ -30,7 +39,59 @@ struct _keel_changes_t {
     Keel__Change *scratch;
     Keel__Change **scratch_ptrs;
     size_t scratch_cap;
+    s_ablock_t *arena; // newest first
+    size_t arena_hint; // bytes the last decode needed
 };
+
+static void *
+s_arena_alloc (void *arg, size_t size)
+{
+    keel_changes_t *self = arg;
+    size = (size + 15) & ~(size_t) 15;
+    s_ablock_t *b = self->arena;
+    if (!b || b->used + size > b->cap) {
+        size_t cap = self->arena_hint > 65536 ? self->arena_hint : 65536;
+        if (cap < size)
+            cap = size;
+        s_ablock_t *fresh = malloc (sizeof *fresh + cap);
+        if (!fresh)
+            return NULL;
+        fresh->cap = cap;
+        fresh->used = 0;
+        fresh->next = b;
+        self->arena = b = fresh;
+    }
+    void *at = b->data + b->used;
+    b->used += size;
+    return at;
+}
+
+static void
+s_arena_free (void *arg, void *pointer)
+{
+    (void) arg; // freed all at once by s_arena_reset
+    (void) pointer;
+}
+
+// Forgets what the last decode allocated: one block kept (sized for it
+// next time), the others freed.
+static void
+s_arena_reset (keel_changes_t *self, bool all)
+{
+    size_t total = 0, blocks = 0;
+    for (s_ablock_t *b = self->arena; b; b = b->next, blocks++)
+        total += b->used;
+    if (blocks == 1 && !all) {
+        self->arena->used = 0;
+        return;
+    }
+    while (self->arena) {
+        s_ablock_t *next = self->arena->next;
+        free (self->arena);
+        self->arena = next;
+    }
+    self->arena_hint = total + total / 4;
+}
 
 static const char *s_kind_names[KEEL_CHANGE_KIND_MAX + 1] = {
     [KEEL_CHANGE_SERVICE_PUT] = "service-put",
@@ -86,6 +147,7 @@ keel_changes_destroy (keel_changes_t **self_p)
     free (self->records);
     free (self->scratch);
     free (self->scratch_ptrs);
+    s_arena_reset (self, true);
     free (self);
     *self_p = NULL;
 }
@@ -616,9 +678,12 @@ keel_err
 keel_changes_decode (keel_changes_t *self, const uint8_t *data, size_t size, uint64_t *seq_p,
                      keel_error_t *err)
 {
-    Keel__ChangeBatch *batch = keel__change_batch__unpack (NULL, size, data);
-    if (!batch)
+    ProtobufCAllocator arena = { s_arena_alloc, s_arena_free, self };
+    Keel__ChangeBatch *batch = keel__change_batch__unpack (&arena, size, data);
+    if (!batch) {
+        s_arena_reset (self, false);
         return keel_error_set (err, KEEL_ERR_INVALID, "not a change batch (%zu bytes)", size);
+    }
     keel_err rc = KEEL_OK;
     if (!batch->has_version || batch->version != KEEL_CHANGES_VERSION)
         rc = keel_error_set (err, KEEL_ERR_INVALID,
@@ -639,6 +704,6 @@ keel_changes_decode (keel_changes_t *self, const uint8_t *data, size_t size, uin
     }
     if (rc == KEEL_OK && seq_p)
         *seq_p = batch->has_seq ? batch->seq : 0;
-    keel__change_batch__free_unpacked (batch, NULL);
+    s_arena_reset (self, false); // the records were copied into the journal
     return rc;
 }
