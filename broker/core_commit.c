@@ -14,8 +14,14 @@
 
 #include "log.h"
 
-// Execution ids are reserved from the store in blocks.
-#define KEEL_EXEC_BLOCK 10000
+// Execution ids are reserved from the store in blocks; the next block is
+// asked for when half of one is left. 50,000 ids of slack cover ~0.5 s of
+// dispatch at the fastest rates measured, far more than a commit and its
+// sync (or a pair's mirror acknowledgement) take: with 10,000 a pair's
+// active ran out of ids while its mirror confirmed the next block, and
+// dispatch stalled (pair W1 0.64 -> 0.74 x single, docs/benchmarks.md). A
+// restart skips at most one block of the 2^40 ids under a broker's prefix.
+#define KEEL_EXEC_BLOCK 100000
 
 // ---------------------------------------------------------------- dirty tasks
 

@@ -765,6 +765,7 @@ typedef struct {
     size_t cap; // KEEL_ASSIGNS_PER_MSG, or 1 without memory for more
     size_t n;
     size_t bytes;
+    bool out_of_ids; // dispatch stopped for the next execution-id reservation
 } s_batch_t;
 
 static void
@@ -789,6 +790,7 @@ s_assign (keel_core_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t tas
     uint64_t exec_id = keel_core_next_exec_id (self);
     if (exec_id == 0) {
         keel_core_requeue (self, svc, task_id); // next turn, after the commit
+        b->out_of_ids = true;
         return false;
     }
     keel_exec_t *x = keel_model_exec_add (self->model, exec_id, svc, task_id, engine,
@@ -847,7 +849,8 @@ keel_core_dispatch (keel_core_t *self)
                     malloc (KEEL_ASSIGNS_PER_MSG * sizeof *b.ptrs),
                     KEEL_ASSIGNS_PER_MSG,
                     0,
-                    0 };
+                    0,
+                    false };
     if (b.items && b.ptrs) {
         for (size_t i = 0; i < b.cap; i++)
             b.ptrs[i] = &b.items[i];
@@ -896,6 +899,12 @@ keel_core_dispatch (keel_core_t *self)
     self->prefetch_room = UINT64_MAX;
     if (visited == n && zlistx_first (engines))
         zlistx_move_end (engines, zlistx_cursor (engines));
+    // The task given back for want of an id asked for another dispatch;
+    // none can assign before the reservation is durable, and
+    // keel_core_synced asks for one then. Asking now made the loop spin
+    // (poll timeout 0) until the syncer, or a pair's mirror, confirmed it.
+    if (b.out_of_ids)
+        self->dispatch_ready = false;
     if (b.items != &one) {
         free (b.items);
         free (b.ptrs);
