@@ -26,6 +26,10 @@ typedef struct {
     int64_t at;
 } s_vote_t;
 
+#define S_SILENCE_WARN_MS 30000
+
+static int s_children; // NotifyCommand children not reaped yet
+
 static void
 s_vote_destroy (void **item_p)
 {
@@ -142,6 +146,8 @@ keel_bp_notify (keel_broker_pair_t *self, const char *event, const char *detail)
     }
     if (pid < 0)
         KEEL_WARN ("pair", "NotifyCommand: cannot fork: %s", strerror (errno));
+    else
+        s_children++;
 }
 
 void
@@ -151,11 +157,40 @@ keel_broker_pair_notify (keel_broker_pair_t *self, const char *event, const char
         keel_bp_notify (self, event, detail);
 }
 
+// NotifyCommand children not reaped yet: the loop asks the kernel only
+// while there are some (a waitpid per turn was a system call per turn).
 static void
 s_reap (void)
 {
-    for (int i = 0; i < 64 && waitpid (-1, NULL, WNOHANG) > 0; i++)
-        ;
+    for (int i = 0; i < 64 && s_children > 0 && waitpid (-1, NULL, WNOHANG) > 0; i++)
+        s_children--;
+}
+
+// A peer not heard on any link (PairPeer unreachable, wrong, or down)
+// gets a warning after PairTimeout and then one every 30 s while the
+// silence lasts, each counted (pair.counters.peer_unheard).
+static void
+s_watch_silence (keel_broker_pair_t *self)
+{
+    if (keel_pair_peer_up (self->fsm, self->now)) {
+        self->silent_since = 0;
+        return;
+    }
+    if (!self->silent_since) {
+        self->silent_since = self->now;
+        self->silent_warned = 0;
+    }
+    int64_t silent = self->now - self->silent_since;
+    if (silent < self->timeout_ms
+        || (self->silent_warned && self->now - self->silent_warned < S_SILENCE_WARN_MS))
+        return;
+    self->silent_warned = self->now;
+    self->counters.peer_unheard++;
+    KEEL_WARN ("pair",
+               "peer %s not heard on any of %d link(s) for %lld ms; serving: %s (check "
+               "that it runs, PairPeer, PairEndpoint and the network between them)",
+               self->peer_conf, self->nlinks, (long long) silent,
+               keel_pair_serving (self->fsm) ? "yes, without a mirror" : "no");
 }
 
 // ---------------------------------------------------------------- votes
@@ -514,6 +549,7 @@ keel_broker_pair_turn (keel_broker_pair_t *self)
     if (self->now >= self->next_beat)
         s_beat (self);
     keel_bp_tell_core (self);
+    s_watch_silence (self);
     s_reap ();
 }
 

@@ -49,6 +49,8 @@ struct _keel_broker_pair_t {
     int64_t now;
     int64_t next_beat;
     int64_t last_turn;
+    int64_t silent_since; // the peer not heard on any link since (0: it is up)
+    int64_t silent_warned;
     uint64_t applied_seq, applied_epoch;  // this store's last update
     uint64_t peer_epoch_max;              // highest epoch heard from the peer
     uint64_t incarnation;                 // this process, in its heartbeats

@@ -44,7 +44,9 @@ typedef struct {
 // A resilient pair's counters (keel-admin status "pair.counters"):
 // updates sent (active) and applied (passive), snapshots, messages from a
 // stranger on a pair link, a peer with the same PairRole, a stale epoch, a
-// malformed pair message, clients answered Passive, takeovers, demotions.
+// malformed pair message, warnings that the peer has not been heard
+// (PairPeer unreachable, one each 30 s of silence), clients answered
+// Passive, takeovers, demotions.
 #define KEEL_PAIR_COUNTERS(X)                                                                      \
     X (updates_sent)                                                                               \
     X (updates_applied)                                                                            \
@@ -56,6 +58,7 @@ typedef struct {
     X (misconfigured)                                                                              \
     X (stale_epoch)                                                                                \
     X (stale_heartbeats)                                                                           \
+    X (peer_unheard)                                                                               \
     X (bad_messages)                                                                               \
     X (clients_refused)                                                                            \
     X (takeovers)                                                                                  \

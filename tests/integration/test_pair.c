@@ -174,6 +174,23 @@ Test (pair, a_stranger_and_a_second_primary_are_refused, .init = harness_setup,
     harness_signal (driver, SIGKILL);
 }
 
+// A PairPeer that never answers (nothing listens there): a warning naming
+// the peer after PairTimeout, counted, and the peer shown lost.
+Test (pair, a_peer_never_heard_at_start_is_warned_about_and_counted, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 60)
+{
+    pt_pair_t p;
+    pt_plan (&p); // B is never started: A's PairPeer stays silent
+    HARNESS_ASSERT (ft_broker_spawn (&p.a, p.argv_a), "broker A did not start");
+    HARNESS_ASSERT (ft_wait_status (&p.a, "pair.counters.peer_unheard", 1, 10000),
+                    "A did not count its silent peer");
+    HARNESS_ASSERT (harness_wait_log ("brokerA.err", "not heard on any of 1 link(s)", 1, 5000),
+                    "A did not warn about its silent peer");
+    char role[32];
+    pt_status_str (&p.a, "pair.peer_state", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "lost") == 0, "peer_state is %s", role);
+}
+
 // keel-admin with a longer patience than harness_admin (a handover or two).
 static int
 s_admin_long (const harness_broker_t *b, harness_result_t *res, const char *a1, const char *a2)
