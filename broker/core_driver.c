@@ -167,6 +167,81 @@ s_hello_delivered (keel_core_t *self, keel_driver_rec_t *drv, Keel__DriverHello 
     }
 }
 
+// DriverWelcome.held: the tasks of each known service this broker stores,
+// so the driver does not send them again (after a pair's takeover: what
+// the mirror already had). Only when everything committed is durable (and,
+// in a pair, mirrored): a task that is merely committed could still be
+// lost, and its driver must keep it. A task of the turn not committed yet
+// is left out. At most S_HELD_RANGES entries in all: the driver resends
+// what did not fit, harmless (idempotent).
+#define S_HELD_RANGES 65536
+
+typedef struct {
+    Keel__DeliveredTasks *items;
+    Keel__DeliveredTasks **ptrs;
+    uint64_t *buf;
+    size_t n;
+} s_held_t;
+
+static void
+s_held_build (keel_core_t *self, Keel__DriverHello *hello, s_held_t *h)
+{
+    memset (h, 0, sizeof *h);
+    if (self->synced_seq < self->commit_seq || hello->n_services == 0)
+        return;
+    h->items = calloc (hello->n_services, sizeof *h->items);
+    h->ptrs = calloc (hello->n_services, sizeof *h->ptrs);
+    h->buf = malloc (S_HELD_RANGES * sizeof *h->buf);
+    if (!h->items || !h->ptrs || !h->buf)
+        return;
+    size_t used = 0;
+    for (size_t i = 0; i < hello->n_services && used + 2 <= S_HELD_RANGES; i++) {
+        keel_service_rec_t *svc = keel_model_service (self->model, hello->services[i]);
+        if (!svc || svc->state == KEEL_SERVICE_CANCELLED)
+            continue;
+        bool seen = false; // a service listed twice is answered once
+        for (size_t k = 0; k < h->n && !seen; k++)
+            seen = strcmp (h->items[k].service_id, svc->id) == 0;
+        if (seen)
+            continue;
+        keel_ranges_writer_t w;
+        keel_ranges_writer_init (&w, h->buf + used, S_HELD_RANGES - used);
+        uint64_t lo = 0;
+        bool open = false, full = false;
+        for (uint64_t id = 0; id < svc->ntasks && !full; id++) {
+            keel_task_t *t = keel_service_task (svc, id);
+            bool held = t && t->durable && !(t->dirty & KEEL_DIRTY_NEW);
+            if (held && !open) {
+                lo = id;
+                open = true;
+            }
+            else if (!held && open) {
+                full = !keel_ranges_writer_add (&w, lo, id);
+                open = false;
+            }
+        }
+        if (open && !full)
+            keel_ranges_writer_add (&w, lo, svc->ntasks);
+        if (w.n == 0)
+            continue;
+        Keel__DeliveredTasks *d = &h->items[h->n];
+        keel__delivered_tasks__init (d);
+        d->service_id = svc->id;
+        d->n_ranges = w.n;
+        d->ranges = h->buf + used;
+        h->ptrs[h->n++] = d;
+        used += w.n;
+    }
+}
+
+static void
+s_held_free (s_held_t *h)
+{
+    free (h->items);
+    free (h->ptrs);
+    free (h->buf);
+}
+
 void
 keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *hello)
 {
@@ -216,7 +291,11 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
     keel_env_t *welcome = keel_msg_driver_welcome (
         &msg, self->name, self->epoch, (uint64_t) self->heartbeat_ms, unknown, nunknown);
     keel_msg_set_pair_peer (&msg, self->pair_peer && *self->pair_peer ? self->pair_peer : NULL);
+    s_held_t held;
+    s_held_build (self, hello, &held);
+    keel_msg_set_welcome_held (&msg, held.ptrs, held.n, self->pair_alone);
     keel_core_send_driver (self, drv, welcome);
+    s_held_free (&held);
     free (unknown);
     if (self->pair_notice[0] && !drv->pair_noticed) {
         drv->pair_noticed = true;

@@ -111,6 +111,17 @@ keel_msg_set_pair_peer (keel_msg_t *msg, const char *peer)
         msg->body.login_reply.pair_peer = S_STR (peer);
 }
 
+void
+keel_msg_set_welcome_held (keel_msg_t *msg, Keel__DeliveredTasks **held, size_t n, bool alone)
+{
+    if (msg->env.body_case != KEEL__ENVELOPE__BODY_DRIVER_WELCOME)
+        return;
+    msg->body.driver_welcome.n_held = n;
+    msg->body.driver_welcome.held = held;
+    msg->body.driver_welcome.has_held_alone = n > 0 && alone;
+    msg->body.driver_welcome.held_alone = n > 0 && alone;
+}
+
 keel_env_t *
 keel_msg_driver_welcome (keel_msg_t *msg, const char *broker_name, uint64_t epoch,
                          uint64_t heartbeat_ms, char *const *unknown_services, size_t n_unknown)

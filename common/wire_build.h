@@ -107,6 +107,9 @@ keel_env_t *keel_msg_passive (keel_msg_t *msg, const char *active, const char *r
 // Sets pair_peer on the DriverWelcome or LoginReply just built in msg
 // (peer NULL: absent, as built).
 void keel_msg_set_pair_peer (keel_msg_t *msg, const char *peer);
+// DriverWelcome.held (the caller keeps the list until the message is
+// encoded) and held_alone.
+void keel_msg_set_welcome_held (keel_msg_t *msg, Keel__DeliveredTasks **held, size_t n, bool alone);
 
 // Marks the Accepted just built in msg as acknowledged by a pair's active
 // on its own store alone (Accepted.alone).

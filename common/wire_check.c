@@ -143,24 +143,25 @@ s_cmp_str (const void *a, const void *b)
     return strcmp (*(char *const *) a, *(char *const *) b);
 }
 
-// DriverHello.delivered: well formed ranges, each service at most once
+// DriverHello.delivered and DriverWelcome.held (field): well formed ranges, each service at most once
 // (so no list makes the broker walk one service's tasks twice).
 static bool
-s_delivered (keel_error_t *err, const char *where, size_t n, Keel__DeliveredTasks **list)
+s_delivered (keel_error_t *err, const char *where, const char *field, size_t n,
+             Keel__DeliveredTasks **list)
 {
-    if (!s_count (err, where, "delivered", n, 0, KEEL_LIST_MAX))
+    if (!s_count (err, where, field, n, 0, KEEL_LIST_MAX))
         return false;
     if (n == 0)
         return true;
     char **ids = malloc (n * sizeof *ids);
     if (!ids)
-        return s_fail (err, where, "delivered: out of memory checking %zu entries", n);
+        return s_fail (err, where, "%s: out of memory checking %zu entries", field, n);
     bool ok = true;
     for (size_t i = 0; ok && i < n; i++) {
         char name[64];
-        snprintf (name, sizeof name, "delivered[%zu].service_id", i);
+        snprintf (name, sizeof name, "%s[%zu].service_id", field, i);
         ok = s_id (err, where, name, list[i]->service_id, true);
-        snprintf (name, sizeof name, "delivered[%zu].ranges", i);
+        snprintf (name, sizeof name, "%s[%zu].ranges", field, i);
         ok = ok && s_ranges (err, where, name, list[i]->ranges, list[i]->n_ranges);
         ids[i] = list[i]->service_id;
     }
@@ -168,7 +169,7 @@ s_delivered (keel_error_t *err, const char *where, size_t n, Keel__DeliveredTask
         qsort (ids, n, sizeof *ids, s_cmp_str);
         for (size_t i = 1; ok && i < n; i++)
             if (strcmp (ids[i - 1], ids[i]) == 0)
-                ok = s_fail (err, where, "delivered: service %s listed twice", ids[i]);
+                ok = s_fail (err, where, "%s: service %s listed twice", field, ids[i]);
     }
     free (ids);
     return ok;
@@ -212,7 +213,7 @@ s_check_driver_hello (const keel_env_t *env, const char *w, keel_error_t *err)
     const Keel__DriverHello *m = env->driver_hello;
     return s_id (err, w, "driver_id", m->driver_id, true)
            && s_id_list (err, w, "services", m->n_services, m->services, 0)
-           && s_delivered (err, w, m->n_delivered, m->delivered);
+           && s_delivered (err, w, "delivered", m->n_delivered, m->delivered);
 }
 
 static bool
@@ -225,7 +226,8 @@ s_check_driver_welcome (const keel_env_t *env, const char *w, keel_error_t *err)
     if (m->heartbeat_ms < S_MIN_HEARTBEAT_MS)
         return s_fail (err, w, "heartbeat_ms: below %d", S_MIN_HEARTBEAT_MS);
     return s_id_list (err, w, "unknown_services", m->n_unknown_services, m->unknown_services, 0)
-           && s_text (err, w, "pair_peer", m->pair_peer, false, KEEL_TEXT_MAX);
+           && s_text (err, w, "pair_peer", m->pair_peer, false, KEEL_TEXT_MAX)
+           && s_delivered (err, w, "held", m->n_held, m->held);
 }
 
 static bool

@@ -407,6 +407,30 @@ s_listed (const keel_env_t *welcome, const char *service_id)
     return false;
 }
 
+//  DriverWelcome.held: the broker stores these tasks of svc already (a
+//  pair's peer that took over has what its mirror had): they count as
+//  Accepted and are not sent again. Ids beyond what the driver submitted
+//  are ignored (the loop is bounded by them, whatever the broker says).
+static void
+s_welcome_held (const keel_env_t *welcome, keel_actor_service_t *svc)
+{
+    if (!welcome || welcome->body_case != KEEL__ENVELOPE__BODY_DRIVER_WELCOME)
+        return;
+    const Keel__DriverWelcome *w = welcome->driver_welcome;
+    uint64_t next = keel_outstanding_next_id (svc->tasks);
+    for (size_t i = 0; i < w->n_held; i++) {
+        if (!streq (w->held[i]->service_id, svc->open->service_id))
+            continue;
+        keel_ranges_reader_t r;
+        keel_ranges_reader_init (&r, w->held[i]->ranges, w->held[i]->n_ranges);
+        uint64_t lo, hi;
+        while (keel_ranges_reader_next (&r, &lo, &hi) && lo < next)
+            for (uint64_t id = lo; id < hi && id < next; id++)
+                keel_outstanding_accept (svc->tasks, id, w->held_alone);
+        return;
+    }
+}
+
 //  A broker welcomed us: resubmit what it does not know, resend what it
 //  has not Accepted. SubmitService is idempotent, so every open service is
 //  (re)submitted before its tasks flow again.
@@ -422,6 +446,7 @@ s_resync (keel_actor_t *self)
                 keel_outstanding_forget_accepted (svc->tasks);
             else {
                 keel_outstanding_forget_alone (svc->tasks);
+                s_welcome_held (self->welcome, svc);
                 keel_outstanding_resend_unaccepted (svc->tasks);
             }
         }

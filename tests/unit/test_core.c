@@ -441,6 +441,72 @@ Test (core, out_of_execution_ids_the_loop_sleeps_until_the_reservation_is_durabl
                "the tasks go out once the ids are durable");
 }
 
+// A driver's hello is answered with the tasks this broker stores of each
+// service it lists (DriverWelcome.held), so it does not send them again;
+// only once everything committed is durable, and never a task of the turn
+// not committed yet.
+static Keel__DriverWelcome *
+s_welcome (keel_env_t **env_p)
+{
+    keel_core_out_t *out;
+    *env_p = NULL;
+    while ((out = keel_core_out_next (core))) {
+        keel_error_t err;
+        keel_env_t *env =
+            keel_wire_decode (zframe_data (out->payload), zframe_size (out->payload), &err);
+        keel_core_out_destroy (&out);
+        cr_assert_not_null (env, "%s", err.text);
+        if (env->body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME && !*env_p)
+            *env_p = env;
+        else
+            keel_wire_free (&env);
+    }
+    cr_assert_not_null (*env_p, "no DriverWelcome");
+    return (*env_p)->driver_welcome;
+}
+
+static void
+s_hello_with (const char *service_id)
+{
+    Keel__Envelope env;
+    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
+    char *services[] = { (char *) service_id };
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    hello.driver_id = "d1";
+    hello.n_services = 1;
+    hello.services = services;
+    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
+    env.driver_hello = &hello;
+    keel_core_message (core, drv_route, &env);
+}
+
+Test (core, a_welcome_lists_the_stored_tasks_of_each_known_service)
+{
+    s_hello ();
+    s_submit_service ("work");
+    s_submit_tasks ("work", 5);
+    uint64_t seq = s_commit (false);
+    s_take ();
+
+    // Committed, not yet durable: nothing is listed.
+    keel_env_t *env;
+    s_hello_with ("work");
+    Keel__DriverWelcome *w = s_welcome (&env);
+    cr_assert_eq (w->n_held, 0, "tasks listed before their commit is durable");
+    keel_wire_free (&env);
+
+    keel_core_synced (core, seq);
+    s_hello_with ("work");
+    w = s_welcome (&env);
+    cr_assert_eq (w->n_held, 1);
+    cr_assert_str_eq (w->held[0]->service_id, "work");
+    cr_assert_eq (w->held[0]->n_ranges, 2);
+    cr_assert_eq (w->held[0]->ranges[0], 0, "from task 0");
+    cr_assert_eq (w->held[0]->ranges[1], 5, "5 tasks");
+    cr_assert_not (w->held_alone);
+    keel_wire_free (&env);
+}
+
 // A Cancel to an engine whose LoginReply waits for its commit waits for the
 // same commit (an engine still logging in drops it; seen after a pair's
 // takeover: the driver's hello settled tasks the engine had just claimed).
