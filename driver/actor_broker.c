@@ -411,11 +411,12 @@ s_listed (const keel_env_t *welcome, const char *service_id)
 //  pair's peer that took over has what its mirror had): they count as
 //  Accepted and are not sent again. Ids beyond what the driver submitted
 //  are ignored (the loop is bounded by them, whatever the broker says).
-static void
+static size_t
 s_welcome_held (const keel_env_t *welcome, keel_actor_service_t *svc)
 {
+    size_t counted = 0; // tasks not Accepted before: the welcome accepted them
     if (!welcome || welcome->body_case != KEEL__ENVELOPE__BODY_DRIVER_WELCOME)
-        return;
+        return 0;
     const Keel__DriverWelcome *w = welcome->driver_welcome;
     uint64_t next = keel_outstanding_next_id (svc->tasks);
     for (size_t i = 0; i < w->n_held; i++) {
@@ -426,9 +427,10 @@ s_welcome_held (const keel_env_t *welcome, keel_actor_service_t *svc)
         uint64_t lo, hi;
         while (keel_ranges_reader_next (&r, &lo, &hi) && lo < next)
             for (uint64_t id = lo; id < hi && id < next; id++)
-                keel_outstanding_accept (svc->tasks, id, w->held_alone);
-        return;
+                counted += keel_outstanding_accept (svc->tasks, id, w->held_alone);
+        break;
     }
+    return counted;
 }
 
 //  A broker welcomed us: resubmit what it does not know, resend what it
@@ -437,6 +439,7 @@ s_welcome_held (const keel_env_t *welcome, keel_actor_service_t *svc)
 static void
 s_resync (keel_actor_t *self)
 {
+    size_t held = 0;
     keel_actor_service_t *svc = zlistx_first (self->services);
     while (svc) {
         svc->submitted = false;
@@ -446,12 +449,17 @@ s_resync (keel_actor_t *self)
                 keel_outstanding_forget_accepted (svc->tasks);
             else {
                 keel_outstanding_forget_alone (svc->tasks);
-                s_welcome_held (self->welcome, svc);
+                held += s_welcome_held (self->welcome, svc);
                 keel_outstanding_resend_unaccepted (svc->tasks);
             }
         }
         svc = zlistx_next (self->services);
     }
+    if (held)
+        KEEL_INFO (S_COMPONENT,
+                   "welcome: the broker holds %zu task(s) not yet accepted: counted accepted, "
+                   "not sent again",
+                   held);
     self->hold_until = 0;
 }
 

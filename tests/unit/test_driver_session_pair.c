@@ -4,39 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "../../driver/session.h"
-
-#define S_A "tcp://primary:1"
-#define S_B "tcp://backup:1"
-
-static const char *s_brokers[] = { S_A, S_B, "tcp://third:1" };
-
-static keel_session_t *
-s_session (int nbrokers, int64_t now)
-{
-    keel_session_config_t config = { .nbrokers = nbrokers,
-                                     .brokers = s_brokers,
-                                     .broker_timeout_ms = 10000,
-                                     .primary_retry_ms = 5000,
-                                     .heartbeat_ms = 1000,
-                                     .seed = 7 };
-    return keel_session_new (&config, now);
-}
-
-static int
-s_find (const keel_session_out_t *out, keel_session_do_t what)
-{
-    for (int i = 0; i < out->count; i++)
-        if (out->actions[i].what == what)
-            return i;
-    return -1;
-}
-
-static bool
-s_has (const keel_session_out_t *out, keel_session_do_t what)
-{
-    return s_find (out, what) >= 0;
-}
+#include "driver_session_fake.h"
 
 static void
 s_welcome (keel_session_t *s, const char *pair_peer, int64_t now, keel_session_out_t *out)
