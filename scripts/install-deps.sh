@@ -13,6 +13,7 @@ packages=(
     procps util-linux strace
     python3 mount faketime
     clang-format
+    postgresql libpq-dev
 )
 
 missing=()
@@ -38,6 +39,22 @@ else
 fi
 
 echo "install-deps: installing ${missing[*]}" >&2
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Packages with a service (postgresql) must not start it: the tests start
+# private instances, and a machine without an init system may fail the
+# start and with it the install. Debian's policy-rc.d hook says no to
+# every start during the install (only when none is in place already).
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee "$policy" >/dev/null
+    "${as_root[@]}" chmod 755 "$policy"
+    own_policy=1
+fi
+status=0
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+if ((own_policy)); then
+    "${as_root[@]}" rm -f "$policy"
+fi
+exit "$status"

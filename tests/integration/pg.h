@@ -1,0 +1,41 @@
+/*  pg.h — a private PostgreSQL instance for tests (issue 14, the active
+    cluster on PostgreSQL: docs/cluster-plan.md). Real parts, never a mock:
+    initdb in a fresh directory, postgres on a free port of 127.0.0.1 with
+    its socket in that directory, stopped by the PID it was started with.
+
+    Under root the server runs as the `postgres` user (initdb refuses root):
+    the directory is made in /tmp (the harness's directory is private to
+    root) and handed to that user. The binaries are Debian's
+    (/usr/lib/postgresql/<version>/bin, package postgresql, installed by
+    scripts/install-deps.sh); the newest version found is used.
+
+    Every wait is bounded; a failure says why in `why`. pg_stop (or the
+    test process dying: the server gets SIGKILL then, as with the harness's
+    daemons) ends the server; pg_stop also removes the directory.
+*/
+#ifndef KEEL_TEST_PG_H
+#define KEEL_TEST_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct {
+    pid_t pid;          // the postmaster (0: not running)
+    int port;           // on 127.0.0.1
+    char dir[256];      // data directory, also the socket directory
+    char conninfo[512]; // libpq connection string (user postgres, database postgres)
+    char uri[512];      // the same as a postgresql:// URI (TCP on 127.0.0.1)
+} pg_instance_t;
+
+// Makes a cluster with initdb and starts postgres on a free port. Returns
+// false, with the reason (and the tail of the server's log when it got
+// that far) in why, when a step fails or does not finish within 60 s.
+bool pg_start (pg_instance_t *pg, char *why, size_t why_size);
+
+// Fast shutdown (SIGINT) of the postmaster, SIGKILL after timeout_ms, then
+// removes the directory. True when the process ended. Safe on an instance
+// that never started.
+bool pg_stop (pg_instance_t *pg, int timeout_ms);
+
+#endif
