@@ -117,7 +117,9 @@ s_log_tail (const pg_instance_t *pg, char *out, size_t size)
     buf[n] = '\0';
     fclose (f);
     const char *tail = n > 600 ? buf + n - 600 : buf;
-    snprintf (out, size, "%s", tail);
+    size_t len = strlen (tail) < size ? strlen (tail) : size - 1;
+    memcpy (out, tail, len);
+    out[len] = '\0';
 }
 
 bool
