@@ -194,15 +194,16 @@ s_held_build (keel_core_t *self, Keel__DriverHello *hello, s_held_t *h)
     h->buf = malloc (S_HELD_RANGES * sizeof *h->buf);
     if (!h->items || !h->ptrs || !h->buf)
         return;
+    // A service the hello lists twice is answered once (a welcome naming
+    // one twice is refused by the driver's check).
+    zhashx_t *listed = zhashx_new ();
+    if (!listed)
+        return;
     size_t used = 0;
     for (size_t i = 0; i < hello->n_services && used + 2 <= S_HELD_RANGES; i++) {
         keel_service_rec_t *svc = keel_model_service (self->model, hello->services[i]);
-        if (!svc || svc->state == KEEL_SERVICE_CANCELLED)
-            continue;
-        bool seen = false; // a service listed twice is answered once
-        for (size_t k = 0; k < h->n && !seen; k++)
-            seen = strcmp (h->items[k].service_id, svc->id) == 0;
-        if (seen)
+        if (!svc || svc->state == KEEL_SERVICE_CANCELLED
+            || zhashx_insert (listed, svc->id, (void *) 1) != 0)
             continue;
         keel_ranges_writer_t w;
         keel_ranges_writer_init (&w, h->buf + used, S_HELD_RANGES - used);
@@ -232,6 +233,7 @@ s_held_build (keel_core_t *self, Keel__DriverHello *hello, s_held_t *h)
         h->ptrs[h->n++] = d;
         used += w.n;
     }
+    zhashx_destroy (&listed);
 }
 
 static void

@@ -143,8 +143,9 @@ s_cmp_str (const void *a, const void *b)
     return strcmp (*(char *const *) a, *(char *const *) b);
 }
 
-// DriverHello.delivered and DriverWelcome.held (field): well formed ranges, each service at most once
-// (so no list makes the broker walk one service's tasks twice).
+// DriverHello.delivered and DriverWelcome.held (field): well formed
+// ranges, each service at most once (so no list makes its receiver walk
+// one service's tasks twice).
 static bool
 s_delivered (keel_error_t *err, const char *where, const char *field, size_t n,
              Keel__DeliveredTasks **list)

@@ -123,16 +123,26 @@ s_changes (keel_change_kind_t kind)
 
 // ---------------------------------------------------------------- messages
 
+// Driver d1's hello, naming service_id as open (NULL: none).
 static void
-s_hello (void)
+s_hello_with (const char *service_id)
 {
     Keel__Envelope env;
     Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
+    char *services[] = { (char *) service_id };
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
     hello.driver_id = "d1";
+    hello.n_services = service_id ? 1 : 0;
+    hello.services = services;
     env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
     env.driver_hello = &hello;
     keel_core_message (core, drv_route, &env);
+}
+
+static void
+s_hello (void)
+{
+    s_hello_with (NULL);
 }
 
 static void
@@ -465,21 +475,6 @@ s_welcome (keel_env_t **env_p)
     return (*env_p)->driver_welcome;
 }
 
-static void
-s_hello_with (const char *service_id)
-{
-    Keel__Envelope env;
-    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
-    char *services[] = { (char *) service_id };
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-    hello.driver_id = "d1";
-    hello.n_services = 1;
-    hello.services = services;
-    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
-    env.driver_hello = &hello;
-    keel_core_message (core, drv_route, &env);
-}
-
 Test (core, a_welcome_lists_the_stored_tasks_of_each_known_service)
 {
     s_hello ();
@@ -504,6 +499,22 @@ Test (core, a_welcome_lists_the_stored_tasks_of_each_known_service)
     cr_assert_eq (w->held[0]->ranges[0], 0, "from task 0");
     cr_assert_eq (w->held[0]->ranges[1], 5, "5 tasks");
     cr_assert_not (w->held_alone);
+    keel_wire_free (&env);
+
+    // A hello naming the service twice gets it once (the driver refuses a
+    // welcome listing a service twice).
+    Keel__Envelope twice;
+    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
+    char *services[] = { "work", "work" };
+    keel_env_init (&twice, KEEL__SENDER_KIND__SENDER_DRIVER);
+    hello.driver_id = "d1";
+    hello.n_services = 2;
+    hello.services = services;
+    twice.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
+    twice.driver_hello = &hello;
+    keel_core_message (core, drv_route, &twice);
+    w = s_welcome (&env);
+    cr_assert_eq (w->n_held, 1, "a service listed twice was answered %zu times", w->n_held);
     keel_wire_free (&env);
 }
 
