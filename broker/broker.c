@@ -412,7 +412,8 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
 static void
 s_say_serving (keel_broker_t *self)
 {
-    const char *store = keel_broker_cfg_Store (self->settings);
+    char store[512];
+    keel_store_safe_uri (keel_broker_cfg_Store (self->settings), store, sizeof store);
     KEEL_INFO ("broker", "serving name=%s endpoint=%s admin=%s epoch=%llu",
                keel_core_name (self->core), keel_broker_cfg_Endpoint (self->settings),
                keel_broker_cfg_AdminEndpoint (self->settings),
@@ -575,7 +576,8 @@ keel_broker_deactivate (keel_broker_t *self)
 {
     // The end of serving, for the checks (docs/reliability.md): the epoch
     // this broker served under, journaled before anything is dropped.
-    const char *store = keel_broker_cfg_Store (self->settings);
+    char store[512];
+    keel_store_safe_uri (keel_broker_cfg_Store (self->settings), store, sizeof store);
     KEEL_JOURNAL ("passive", .epoch = (int64_t) keel_core_epoch (self->core),
                   .text = keel_core_name (self->core), .output = store,
                   .output_len = strlen (store));

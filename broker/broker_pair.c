@@ -730,6 +730,13 @@ keel_broker_pair_new (keel_broker_t *broker, keel_error_t *err)
                         "PairRole=%s needs a durable Store (sqlite:PATH), not memory:", role);
         return NULL;
     }
+    if (strncmp (keel_broker_cfg_Store (s), "sqlite:", 7) != 0) {
+        keel_error_set (err, KEEL_ERR_CONFIG,
+                        "PairRole=%s needs Store=sqlite:PATH: a pair mirrors a SQLite store"
+                        " (brokers on one PostgreSQL database share it instead)",
+                        role);
+        return NULL;
+    }
     keel_broker_pair_t *self = calloc (1, sizeof *self);
     if (!self) {
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");

@@ -28,11 +28,13 @@
     KEY (AdminEndpoint, STRING, NULL, "tcp://127.0.0.1:7071", 0, 0, false, NULL,                   \
          "ZeroMQ endpoint bound for keel-admin")                                                   \
     KEY (Store, STRING, NULL, "sqlite:keel-broker.db", 0, 0, false, NULL,                          \
-         "Store URI: sqlite:PATH (durable) or memory: (nothing survives a restart)")               \
+         "Store URI: sqlite:PATH (durable), postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (a "       \
+         "PostgreSQL database of its own, one broker per database; the password is never "         \
+         "logged) or memory: (nothing survives a restart)")                                        \
     KEY (StoreSync, ENUM, NULL, "full", 0, 0, false, "full|normal",                                \
          "full: an acknowledgement survives power loss (the WAL is fdatasynced, off the broker's " \
          "loop, before acceptances and result acknowledgements leave); normal: survives kill -9 "  \
-         "of the broker only")                                                                     \
+         "of the broker only. SQLite only: on PostgreSQL the server's synchronous_commit decides") \
     KEY (CommitDelay, DURATION, "ms", "100ms", 0, 10000, true, NULL,                               \
          "Longest time a change nobody waits for (dispatch state, acknowledgements to engines) "   \
          "stays uncommitted; acceptances always commit at once")                                   \

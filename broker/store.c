@@ -1,5 +1,6 @@
 /*  store.c — the broker's store: URI parsing, the "memory:" backend, and
-    dispatch to the SQLite backend (store_sqlite.c). See store.h.
+    dispatch to the SQLite backend (store_sqlite.c) and the PostgreSQL
+    backend (store_pg.c). See store.h.
 
     A memory: store has no backend object; every write succeeds at once,
     loads find nothing and counters read 0.
@@ -10,10 +11,12 @@
 #include <string.h>
 
 #include "store.h"
+#include "store_pg.h"
 #include "store_sqlite.h"
 
 struct _keel_store_t {
-    keel_store_sqlite_t *sql; // NULL for memory:
+    keel_store_sqlite_t *sql; // sqlite:PATH
+    keel_store_pg_t *pg;      // postgresql://… (both NULL for memory:)
     char describe[4200];
 };
 
@@ -21,10 +24,13 @@ keel_store_t *
 keel_store_open (const char *uri, keel_store_sync_t sync, keel_error_t *err)
 {
     bool memory = uri && strcmp (uri, "memory:") == 0;
-    if (!memory && (!uri || strncmp (uri, "sqlite:", 7) != 0)) {
+    bool pg = keel_store_pg_uri (uri);
+    if (!memory && !pg && (!uri || strncmp (uri, "sqlite:", 7) != 0)) {
+        char safe[256];
+        keel_store_pg_safe_uri (uri ? uri : "(null)", safe, sizeof safe);
         keel_error_set (err, KEEL_ERR_STORE,
-                        "%s: unknown store URI (expected sqlite:PATH or memory:)",
-                        uri ? uri : "(null)");
+                        "%s: unknown store URI (expected sqlite:PATH, postgresql://… or memory:)",
+                        safe);
         return NULL;
     }
     keel_store_t *self = calloc (1, sizeof *self);
@@ -34,6 +40,15 @@ keel_store_open (const char *uri, keel_store_sync_t sync, keel_error_t *err)
     }
     if (memory) {
         snprintf (self->describe, sizeof self->describe, "memory: (not durable)");
+        return self;
+    }
+    if (pg) {
+        self->pg = keel_store_pg_open (uri, err);
+        if (!self->pg) {
+            free (self);
+            return NULL;
+        }
+        snprintf (self->describe, sizeof self->describe, "%s", keel_store_pg_describe (self->pg));
         return self;
     }
     self->sql = keel_store_sqlite_open (uri + 7, sync, err);
@@ -54,15 +69,22 @@ keel_store_destroy (keel_store_t **self_p)
     if (!self)
         return;
     keel_store_sqlite_destroy (&self->sql);
+    keel_store_pg_destroy (&self->pg);
     free (self);
     *self_p = NULL;
+}
+
+void
+keel_store_safe_uri (const char *uri, char *out, size_t size)
+{
+    keel_store_pg_safe_uri (uri ? uri : "(null)", out, size);
 }
 
 bool
 keel_store_durable (const keel_store_t *self)
 {
     assert (self);
-    return self->sql != NULL;
+    return self->sql != NULL || self->pg != NULL;
 }
 
 const char *
@@ -76,6 +98,8 @@ bool
 keel_store_in_transaction (const keel_store_t *self)
 {
     assert (self);
+    if (self->pg)
+        return keel_store_pg_in_transaction (self->pg);
     return self->sql ? keel_store_sqlite_in_transaction (self->sql) : false;
 }
 
@@ -91,6 +115,8 @@ keel_err
 keel_store_commit_async (keel_store_t *self, keel_error_t *err)
 {
     assert (self);
+    if (self->pg)
+        return keel_store_pg_commit (self->pg, err);
     return self->sql ? keel_store_sqlite_commit (self->sql, err) : KEEL_OK;
 }
 
@@ -114,12 +140,16 @@ keel_store_rollback (keel_store_t *self)
     assert (self);
     if (self->sql)
         keel_store_sqlite_rollback (self->sql);
+    if (self->pg)
+        keel_store_pg_rollback (self->pg);
 }
 
 const char *
 keel_store_last_error (const keel_store_t *self)
 {
     assert (self);
+    if (self->pg)
+        return keel_store_pg_last_error (self->pg);
     return self->sql ? keel_store_sqlite_last_error (self->sql) : "";
 }
 
@@ -129,6 +159,8 @@ keel_err
 keel_store_apply (keel_store_t *self, const keel_change_t *c)
 {
     assert (self && c);
+    if (self->pg)
+        return keel_store_pg_apply (self->pg, c);
     keel_store_sqlite_t *q = self->sql;
     if (!q)
         return KEEL_OK; // memory: every write succeeds without doing anything
@@ -189,6 +221,8 @@ keel_store_meta_get (keel_store_t *self, const char *name, uint64_t *value_p)
 {
     assert (self && value_p);
     *value_p = 0;
+    if (self->pg)
+        return keel_store_pg_meta_get (self->pg, name, value_p);
     return self->sql ? keel_store_sqlite_meta_get (self->sql, name, value_p) : KEEL_OK;
 }
 
@@ -197,6 +231,8 @@ keel_store_load (keel_store_t *self, const keel_store_loader_t *loader, void *ar
                  keel_error_t *err)
 {
     assert (self && loader);
+    if (self->pg)
+        return keel_store_pg_load (self->pg, loader, arg, err);
     return self->sql ? keel_store_sqlite_load (self->sql, loader, arg, err) : KEEL_OK;
 }
 
@@ -204,6 +240,8 @@ keel_err
 keel_store_events (keel_store_t *self, int limit, keel_store_event_fn *fn, void *arg)
 {
     assert (self && fn);
+    if (self->pg)
+        return keel_store_pg_events (self->pg, limit, fn, arg);
     return self->sql ? keel_store_sqlite_events (self->sql, limit, fn, arg) : KEEL_OK;
 }
 
@@ -214,6 +252,8 @@ keel_store_maintenance (keel_store_t *self, int64_t now_wall_ms, int64_t retenti
     assert (self);
     if (self->sql)
         return keel_store_sqlite_maintenance (self->sql, now_wall_ms, retention_ms, report, err);
+    if (self->pg)
+        return keel_store_pg_maintenance (self->pg, now_wall_ms, retention_ms, report, err);
     if (report)
         memset (report, 0, sizeof *report);
     return KEEL_OK;
@@ -223,14 +263,23 @@ uint64_t
 keel_store_size (keel_store_t *self)
 {
     assert (self);
+    if (self->pg)
+        return keel_store_pg_size (self->pg);
     return self->sql ? keel_store_sqlite_size (self->sql) : 0;
 }
 
 // ---------------------------------------------------------------- snapshots
 
+// Snapshots are the pair's (SQLite files); a PostgreSQL store is shared
+// through the database instead.
 static keel_err
-s_memory_refuses (const char *what, keel_error_t *err)
+s_refuses (const keel_store_t *self, const char *what, keel_error_t *err)
 {
+    if (self->pg)
+        return keel_error_set (err, KEEL_ERR_STORE,
+                               "%s is not supported for Store=postgresql (a broker pair keeps"
+                               " its store in SQLite)",
+                               what);
     return keel_error_set (err, KEEL_ERR_STORE, "memory: %s is not supported for Store=memory",
                            what);
 }
@@ -240,7 +289,7 @@ keel_store_snapshot (keel_store_t *self, const char *path, keel_error_t *err)
 {
     assert (self && path);
     return self->sql ? keel_store_sqlite_snapshot (self->sql, path, err)
-                     : s_memory_refuses ("snapshot", err);
+                     : s_refuses (self, "snapshot", err);
 }
 
 keel_err
@@ -255,5 +304,5 @@ keel_store_replace (keel_store_t *self, const char *path, keel_error_t *err)
 {
     assert (self && path);
     return self->sql ? keel_store_sqlite_replace (self->sql, path, err)
-                     : s_memory_refuses ("replace", err);
+                     : s_refuses (self, "replace", err);
 }

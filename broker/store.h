@@ -11,6 +11,11 @@
 
     Backends, chosen by the Store URI:
       "sqlite:PATH"  SQLite in WAL mode (the default, sqlite:keel-broker.db)
+      "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?…]" (or postgres://)
+                     PostgreSQL through libpq (store_pg.h: one broker per
+                     database for now, a pipeline per turn, durability is
+                     the server's synchronous_commit; StoreSync does not
+                     apply; no snapshots)
       "memory:"      nothing is written; every call succeeds; load finds
                      nothing (for tests that do not need durability)
 
@@ -54,7 +59,13 @@ void keel_store_destroy (keel_store_t **self_p);
 bool keel_store_durable (const keel_store_t *self);
 
 // Human description for logs: "sqlite:/var/lib/keel/broker.db (WAL, StoreSync=full)".
+// Never shows a password.
 const char *keel_store_describe (const keel_store_t *self);
+
+// Writes a store URI to out, truncated to size, with any password it holds
+// (postgresql://user:PASSWORD@…, ?password=…) replaced by "***": the form
+// for logs and messages.
+void keel_store_safe_uri (const char *uri, char *out, size_t size);
 
 // ---------------------------------------------------------------- transactions
 

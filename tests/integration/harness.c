@@ -552,6 +552,8 @@ harness_broker_start (harness_broker_t *b, const char *name, const char *const s
     for (int i = 0; sets && sets[i] && n < 62; i++) {
         argv[n++] = "--set";
         argv[n++] = sets[i];
+        if (strncmp (sets[i], "Store=", 6) == 0) // the last --set wins, here as in keel-broker
+            snprintf (b->store, sizeof b->store, "%s", sets[i] + 6);
     }
     argv[n] = NULL;
     b->pid = harness_spawn (name, "keel-broker", argv);

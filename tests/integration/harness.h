@@ -130,11 +130,12 @@ typedef struct {
     int admin_port;
     char endpoint[64]; // tcp://127.0.0.1:PORT
     char admin_endpoint[64];
-    char store[512]; // sqlite:<dir>/<name>.db
+    char store[512]; // sqlite:<dir>/<name>.db, or the Store= of the extra settings
 } harness_broker_t;
 
 // Starts keel-broker on two free ports with Store=sqlite:<dir>/<name>.db plus
-// the extra "KEY=VALUE" settings (NULL-terminated list, or NULL), and waits
+// the extra "KEY=VALUE" settings (NULL-terminated list, or NULL; a Store=
+// there replaces the default, in b->store too), and waits
 // (up to 15 s) until `keel-admin --json status` answers. Returns true when
 // the broker is up.
 bool harness_broker_start (harness_broker_t *b, const char *name, const char *const sets[]);

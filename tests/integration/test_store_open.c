@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "pg.h"
 
 // ------------------------------------------------------------ local helpers
 
@@ -265,4 +266,72 @@ Test (store_open, refuses_a_store_that_another_broker_holds, .init = harness_set
                                                            "its broker died");
     HARNESS_ASSERT (harness_status_int (&first, "epoch", &now) && now == epoch + 1,
                     "epoch %lld after the restart, expected %lld", now, epoch + 1);
+}
+
+// ------------------------------------------------------------ PostgreSQL
+
+// Runs keel-broker with the extra settings and checks that it exits 2 with
+// each of `says` in its message and never `never`.
+static void
+s_assert_broker_refuses (const char *const sets[], const char *const says[], const char *never)
+{
+    char endpoint[64], admin[64];
+    snprintf (endpoint, sizeof endpoint, "Endpoint=tcp://127.0.0.1:%d", harness_free_port ());
+    snprintf (admin, sizeof admin, "AdminEndpoint=tcp://127.0.0.1:%d", harness_free_port ());
+    const char *argv[32] = { "--set", endpoint, "--set", admin };
+    int n = 4;
+    for (int i = 0; sets[i] && n < 30; i++) {
+        argv[n++] = "--set";
+        argv[n++] = sets[i];
+    }
+    argv[n] = NULL;
+    harness_result_t res;
+    harness_run (&res, 30000, "keel-broker", argv);
+    cr_log_info ("keel-broker: exit %d: %s", res.code, res.err);
+    cr_assert_eq (res.code, 2, "keel-broker exited %d, not 2; stderr:\n%s", res.code, res.err);
+    for (int i = 0; says[i]; i++)
+        cr_assert (strstr (res.err, says[i]), "the message does not say '%s':\n%s", says[i],
+                   res.err);
+    cr_assert (!never || !strstr (res.err, never), "the message shows '%s':\n%s", never, res.err);
+    harness_result_free (&res);
+}
+
+Test (store_open, an_unreachable_postgresql_is_refused_at_start_without_its_password,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 60)
+{
+    char store[200], safe[200];
+    int port = harness_free_port (); // nothing listens there
+    snprintf (store, sizeof store, "Store=postgresql://keel:Hunter2@127.0.0.1:%d/keel", port);
+    snprintf (safe, sizeof safe, "postgresql://keel:***@127.0.0.1:%d/keel", port);
+    const char *sets[] = { store, NULL };
+    const char *says[] = { safe, "cannot connect", NULL };
+    s_assert_broker_refuses (sets, says, "Hunter2");
+}
+
+// One broker per PostgreSQL database (until the active cluster): a second
+// is refused naming the first; a pair cannot mirror a PostgreSQL store.
+Test (store_open, a_postgresql_store_serves_one_broker_and_no_pair, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
+{
+    pg_instance_t pg;
+    char why[1024];
+    HARNESS_ASSERT (pg_start (&pg, why, sizeof why), "%s", why);
+    char store[600];
+    snprintf (store, sizeof store, "Store=%s", pg.uri);
+    const char *sets[] = { store, NULL };
+    harness_broker_t first;
+    HARNESS_ASSERT (harness_broker_start (&first, "first", sets), "keel-broker did not start");
+    char holder[64];
+    snprintf (holder, sizeof holder, "keel-broker[%ld]@", (long) first.pid);
+    const char *says[] = { pg.uri, "in use by another broker", holder, NULL };
+    s_assert_broker_refuses (sets, says, NULL);
+
+    HARNESS_ASSERT (harness_stop (first.pid, 10000) == 0, "the first broker did not stop cleanly");
+    char peer[64], own[64];
+    snprintf (own, sizeof own, "PairEndpoint=tcp://127.0.0.1:%d", harness_free_port ());
+    snprintf (peer, sizeof peer, "PairPeer=tcp://127.0.0.1:%d", harness_free_port ());
+    const char *pair[] = { store, "PairRole=primary", own, peer, NULL };
+    const char *pair_says[] = { "PairRole=primary needs Store=sqlite:PATH", NULL };
+    s_assert_broker_refuses (pair, pair_says, NULL);
+    pg_stop (&pg, 10000);
 }

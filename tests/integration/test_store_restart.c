@@ -3,6 +3,7 @@
     broker", §5): accepted work, running tasks claimed by their engines,
     runtime configuration set with keel-admin.
 */
+#include <libpq-fe.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -11,18 +12,30 @@
 #include <time.h>
 
 #include "harness.h"
+#include "pg.h"
 
 // ------------------------------------------------------------ local helpers
 
-// Runs one integer query on the broker's store file, read-only (so nothing
-// is checkpointed or changed behind a broker that will open it again).
-// Returns -1 on error.
+// Runs one integer query on the broker's store: its SQLite file,
+// read-only (so nothing is checkpointed or changed behind a broker that
+// will open it again), or its PostgreSQL database. Returns -1 on error.
 static long long
 s_store_int (const harness_broker_t *b, const char *sql)
 {
+    long long value = -1;
+    if (strncmp (b->store, "postgresql://", 13) == 0) {
+        PGconn *conn = PQconnectdb (b->store);
+        PGresult *res = PQstatus (conn) == CONNECTION_OK ? PQexec (conn, sql) : NULL;
+        if (res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) > 0)
+            value = strtoll (PQgetvalue (res, 0, 0), NULL, 10);
+        else
+            cr_log_error ("%s: %s", sql, res ? PQresultErrorMessage (res) : PQerrorMessage (conn));
+        PQclear (res);
+        PQfinish (conn);
+        return value;
+    }
     const char *path = b->store + strlen ("sqlite:");
     sqlite3 *db = NULL;
-    long long value = -1;
     if (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_stmt *stmt = NULL;
         if (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL) == SQLITE_OK
@@ -161,16 +174,20 @@ s_driver_has_every_accepted (void *arg)
       3's counters are read just before kill 3 (a resend happens right
       after a restart, long before that); run 4's at the end.
 */
-Test (store_restart, broker_killed_three_times_mid_run_loses_and_repeats_nothing,
-      .init = harness_setup, .fini = harness_teardown, .timeout = 240)
+static void
+s_three_kills (const char *store)
 {
     // EnginePrefetch=0: one task per free slot, the pace (~5,000 tasks/s)
     // this test's kill points are made for. With the default prefetch the
     // 20,000 tasks are done in well under a second: the kills would come
     // after the run (kill -9 under prefetch: test_prefetch.c, the chaos
     // campaign).
-    const char *sets[] = { "HeartbeatInterval=200ms", "StoreSync=normal", "EngineLoginWindow=1s",
-                           "EnginePrefetch=0", NULL };
+    const char *sets[] = { "HeartbeatInterval=200ms",
+                           "StoreSync=normal",
+                           "EngineLoginWindow=1s",
+                           "EnginePrefetch=0",
+                           store,
+                           NULL };
     harness_broker_t broker;
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
     pid_t engines[2] = { harness_engine_start (&broker, "engine1", 4, NULL),
@@ -295,6 +312,25 @@ Test (store_restart, broker_killed_three_times_mid_run_loses_and_repeats_nothing
                         == TASKS,
                     "not every task 0..19999 is stored as done (or delivered elsewhere) and "
                     "acknowledged");
+}
+
+Test (store_restart, broker_killed_three_times_mid_run_loses_and_repeats_nothing,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 240)
+{
+    s_three_kills (NULL);
+}
+
+// The same on a PostgreSQL store (a private instance, stopped by its PID).
+Test (store_restart, on_postgresql_killed_three_times_mid_run_loses_and_repeats_nothing,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 240)
+{
+    pg_instance_t pg;
+    char why[1024];
+    HARNESS_ASSERT (pg_start (&pg, why, sizeof why), "%s", why);
+    char store[600];
+    snprintf (store, sizeof store, "Store=%s", pg.uri);
+    s_three_kills (store);
+    pg_stop (&pg, 10000);
 }
 
 // ------------------------------------------------------------ 2. claim after restart

@@ -1,0 +1,984 @@
+/*  store_pg.c — the "postgresql://" store backend: the connection, the
+    schema, the turn's pipeline and the writes (see store_pg.h; reads are in
+    store_pg_read.c).
+
+    The connection is in libpq's nonblocking mode, and every wait on the
+    server goes through s_wait with a deadline, so a server that stops
+    answering costs a failed turn, never a hung broker. Outside a turn the
+    connection is idle in normal mode; the first write of a turn enters
+    pipeline mode and sends BEGIN.
+
+    A failed send poisons the turn, as in the SQLite backend: every later
+    write of the turn fails at once with the same error and commit reports
+    it after abandoning the pipeline.
+*/
+#include <assert.h>
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store_pg_int.h"
+
+#define KEEL_STORE_PG_FORMAT  "keel-broker-store"
+#define KEEL_STORE_PG_LOCK    1262830924 // 0x4B45454C, "KEEL": the session advisory lock
+#define KEEL_STORE_PG_CONNECT "5"        // connect_timeout (s) unless the URI sets one
+#define KEEL_STORE_PG_RETRY   1000       // ms between reconnect attempts
+
+// ---------------------------------------------------------------- schema
+
+// Migration i takes the schema from version i to i + 1, in one
+// transaction at open. Never edit a released step: append one.
+static const char *s_migrations[] = {
+    // 0 -> 1: the first schema (the SQLite store's schema 4, blobs inline:
+    // PostgreSQL keeps big values out of line by itself).
+    "CREATE TABLE keel_meta (name text PRIMARY KEY, value text NOT NULL);"
+    "INSERT INTO keel_meta VALUES ('format', '" KEEL_STORE_PG_FORMAT "'), ('schema', '0');"
+    "CREATE TABLE services ("
+    "  service_id bytea PRIMARY KEY, type bytea NOT NULL, driver_id bytea NOT NULL,"
+    "  priority bigint NOT NULL, max_attempts bigint NOT NULL,"
+    "  reschedule_delay_ms bigint NOT NULL, init_data bytea, state bigint NOT NULL,"
+    "  created_wall_ms bigint NOT NULL, closed_wall_ms bigint NOT NULL);"
+    "CREATE TABLE tasks ("
+    "  service_id bytea NOT NULL, task_id bigint NOT NULL, state bigint NOT NULL,"
+    "  attempts bigint NOT NULL, status bigint NOT NULL, error bytea, engine_id bytea,"
+    "  execution_id bigint NOT NULL, run_ms bigint NOT NULL, queued_ms bigint NOT NULL,"
+    "  acked bigint NOT NULL, checkpoint_wall_ms bigint NOT NULL,"
+    "  input bytea, output bytea, checkpoint bytea,"
+    "  PRIMARY KEY (service_id, task_id));"
+    "CREATE TABLE executions ("
+    "  execution_id bigint PRIMARY KEY, service_id bytea NOT NULL, task_id bigint NOT NULL,"
+    "  engine_id bytea NOT NULL, attempt bigint NOT NULL, started_wall_ms bigint NOT NULL);"
+    "CREATE TABLE pending ("
+    "  service_id bytea NOT NULL, task_id bigint NOT NULL, execution_id bigint NOT NULL,"
+    "  engine_id bytea NOT NULL, has_result bigint NOT NULL, status bigint NOT NULL,"
+    "  output bytea, error bytea, run_ms bigint NOT NULL, expires_wall_ms bigint NOT NULL,"
+    "  PRIMARY KEY (service_id, task_id, execution_id));"
+    "CREATE TABLE config (key bytea PRIMARY KEY, value bytea NOT NULL);"
+    "CREATE TABLE events ("
+    "  id bigserial PRIMARY KEY, wall_ms bigint NOT NULL, kind bytea NOT NULL,"
+    "  text bytea NOT NULL);"
+    "CREATE TABLE meta (name bytea PRIMARY KEY, value bigint NOT NULL);"
+    "CREATE TABLE engines ("
+    "  engine_id bytea PRIMARY KEY, host bytea NOT NULL, session bytea NOT NULL,"
+    "  slots bigint NOT NULL, login_wall_ms bigint NOT NULL, seen_wall_ms bigint NOT NULL,"
+    "  online bigint NOT NULL);",
+};
+#define KEEL_STORE_PG_SCHEMA ((int) (sizeof s_migrations / sizeof s_migrations[0]))
+
+typedef enum {
+    P_SERVICE_PUT,
+    P_SERVICE_STATE,
+    P_SERVICE_DEL_TASKS,
+    P_SERVICE_DEL_EXECS,
+    P_SERVICE_DEL_PENDING,
+    P_SERVICE_DEL,
+    P_TASK_PUT,
+    P_TASK_STATE,
+    P_TASK_RESULT,
+    P_TASK_ACKED,
+    P_TASK_CHECKPOINT,
+    P_EXEC_PUT,
+    P_EXEC_DEL,
+    P_PENDING_PUT,
+    P_PENDING_DEL,
+    P_CONFIG_SET,
+    P_CONFIG_DEL,
+    P_ENGINE_PUT,
+    P_EVENT,
+    P_EVENT_TRIM,
+    P_META_SET,
+    P_COUNT
+} s_stmt_t;
+
+#define S_STR(x)  #x
+#define S_XSTR(x) S_STR (x)
+
+static const char *s_sql[P_COUNT] = {
+    [P_SERVICE_PUT] = "INSERT INTO services VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+                      " ON CONFLICT (service_id) DO UPDATE SET (type, driver_id, priority,"
+                      " max_attempts, reschedule_delay_ms, init_data, state, created_wall_ms,"
+                      " closed_wall_ms) = (EXCLUDED.type, EXCLUDED.driver_id, EXCLUDED.priority,"
+                      " EXCLUDED.max_attempts, EXCLUDED.reschedule_delay_ms, EXCLUDED.init_data,"
+                      " EXCLUDED.state, EXCLUDED.created_wall_ms, EXCLUDED.closed_wall_ms)",
+    [P_SERVICE_STATE] = "UPDATE services SET state = $2::bigint,"
+                        " closed_wall_ms = CASE WHEN $2::bigint = 0 THEN 0 ELSE $3::bigint END"
+                        " WHERE service_id = $1",
+    [P_SERVICE_DEL_TASKS] = "DELETE FROM tasks WHERE service_id = $1",
+    [P_SERVICE_DEL_EXECS] = "DELETE FROM executions WHERE service_id = $1",
+    [P_SERVICE_DEL_PENDING] = "DELETE FROM pending WHERE service_id = $1",
+    [P_SERVICE_DEL] = "DELETE FROM services WHERE service_id = $1",
+    [P_TASK_PUT] = "INSERT INTO tasks VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+                   " ON CONFLICT (service_id, task_id) DO UPDATE SET (state, attempts, status,"
+                   " error, engine_id, execution_id, run_ms, queued_ms, acked,"
+                   " checkpoint_wall_ms, input, output, checkpoint) = (EXCLUDED.state,"
+                   " EXCLUDED.attempts, EXCLUDED.status, EXCLUDED.error, EXCLUDED.engine_id,"
+                   " EXCLUDED.execution_id, EXCLUDED.run_ms, EXCLUDED.queued_ms, EXCLUDED.acked,"
+                   " EXCLUDED.checkpoint_wall_ms, EXCLUDED.input, EXCLUDED.output,"
+                   " EXCLUDED.checkpoint)",
+    [P_TASK_STATE] = "UPDATE tasks SET state = $3, attempts = $4"
+                     " WHERE service_id = $1 AND task_id = $2",
+    [P_TASK_RESULT] = "UPDATE tasks SET state = $3, attempts = $4, status = $5, error = $6,"
+                      " engine_id = $7, execution_id = $8, run_ms = $9, queued_ms = $10,"
+                      " acked = $11, output = $12 WHERE service_id = $1 AND task_id = $2",
+    [P_TASK_ACKED] = "UPDATE tasks SET acked = 1 WHERE service_id = $1 AND task_id = $2",
+    [P_TASK_CHECKPOINT] = "UPDATE tasks SET checkpoint_wall_ms = $3, checkpoint = $4"
+                          " WHERE service_id = $1 AND task_id = $2",
+    [P_EXEC_PUT] = "INSERT INTO executions VALUES ($1,$2,$3,$4,$5,$6)"
+                   " ON CONFLICT (execution_id) DO UPDATE SET (service_id, task_id, engine_id,"
+                   " attempt, started_wall_ms) = (EXCLUDED.service_id, EXCLUDED.task_id,"
+                   " EXCLUDED.engine_id, EXCLUDED.attempt, EXCLUDED.started_wall_ms)",
+    [P_EXEC_DEL] = "DELETE FROM executions WHERE execution_id = $1",
+    [P_PENDING_PUT] = "INSERT INTO pending VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+                      " ON CONFLICT (service_id, task_id, execution_id) DO UPDATE SET"
+                      " (engine_id, has_result, status, output, error, run_ms, expires_wall_ms)"
+                      " = (EXCLUDED.engine_id, EXCLUDED.has_result, EXCLUDED.status,"
+                      " EXCLUDED.output, EXCLUDED.error, EXCLUDED.run_ms,"
+                      " EXCLUDED.expires_wall_ms)",
+    [P_PENDING_DEL] = "DELETE FROM pending WHERE service_id = $1 AND task_id = $2"
+                      " AND execution_id = $3",
+    [P_CONFIG_SET] = "INSERT INTO config VALUES ($1, $2)"
+                     " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+    [P_CONFIG_DEL] = "DELETE FROM config WHERE key = $1",
+    [P_ENGINE_PUT] = "INSERT INTO engines VALUES ($1,$2,$3,$4,$5,$6,$7)"
+                     " ON CONFLICT (engine_id) DO UPDATE SET (host, session, slots,"
+                     " login_wall_ms, seen_wall_ms, online) = (EXCLUDED.host, EXCLUDED.session,"
+                     " EXCLUDED.slots, EXCLUDED.login_wall_ms, EXCLUDED.seen_wall_ms,"
+                     " EXCLUDED.online)",
+    [P_EVENT] = "INSERT INTO events (wall_ms, kind, text) VALUES ($1, $2, $3)",
+    [P_EVENT_TRIM] = "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - " S_XSTR (
+        KEEL_STORE_PG_EVENTS_MAX),
+    [P_META_SET] = "INSERT INTO meta VALUES ($1, $2)"
+                   " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+};
+
+// ---------------------------------------------------------------- URIs
+
+bool
+keel_store_pg_uri (const char *uri)
+{
+    return uri
+           && (strncmp (uri, "postgresql://", 13) == 0 || strncmp (uri, "postgres://", 11) == 0);
+}
+
+void
+keel_store_pg_safe_uri (const char *uri, char *out, size_t size)
+{
+    if (size == 0)
+        return;
+    size_t n = 0;
+    const char *p = uri;
+    const char *authority = strstr (uri, "://");
+    const char *at = NULL, *colon = NULL;
+    if (authority) {
+        authority += 3;
+        size_t span = strcspn (authority, "/?");
+        for (size_t i = 0; i < span; i++)
+            if (authority[i] == '@')
+                at = authority + i; // the last '@' ends the user info
+        if (at)
+            colon = memchr (authority, ':', (size_t) (at - authority));
+    }
+    while (*p && n + 1 < size) {
+        if (colon && p == colon + 1) {
+            n += (size_t) snprintf (out + n, size - n, "***");
+            p = at;
+            continue;
+        }
+        bool param = (p > uri && (p[-1] == '?' || p[-1] == '&'));
+        if (param && strncmp (p, "password=", 9) == 0) {
+            n += (size_t) snprintf (out + n, size - n, "password=***");
+            p += strcspn (p, "&");
+            continue;
+        }
+        out[n++] = *p++;
+    }
+    if (n >= size)
+        n = size - 1;
+    out[n] = 0;
+}
+
+// ---------------------------------------------------------------- helpers
+
+int64_t
+keel_store_pg_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+keel_store_pg_p_int (keel_store_pg_params_t *p, int64_t value)
+{
+    assert (p->n < KEEL_STORE_PG_PARAMS_MAX);
+    p->ints[p->n] = htobe64 ((uint64_t) value);
+    p->values[p->n] = (const char *) &p->ints[p->n];
+    p->lengths[p->n] = 8;
+    p->formats[p->n] = 1;
+    p->n++;
+}
+
+void
+keel_store_pg_p_blob (keel_store_pg_params_t *p, const void *data, size_t len)
+{
+    assert (p->n < KEEL_STORE_PG_PARAMS_MAX);
+    if (len > INT_MAX) {
+        p->too_big = true;
+        len = 0;
+    }
+    p->values[p->n] = data ? (len ? data : "") : NULL;
+    p->lengths[p->n] = (int) len;
+    p->formats[p->n] = 1;
+    p->n++;
+}
+
+void
+keel_store_pg_p_str (keel_store_pg_params_t *p, const char *text)
+{
+    keel_store_pg_p_blob (p, text, text ? strlen (text) : 0);
+}
+
+int64_t
+keel_store_pg_int (const PGresult *res, int row, int col)
+{
+    if (PQgetisnull (res, row, col) || PQgetlength (res, row, col) != 8)
+        return 0;
+    uint64_t be;
+    memcpy (&be, PQgetvalue (res, row, col), 8);
+    return (int64_t) be64toh (be);
+}
+
+const uint8_t *
+keel_store_pg_blob (const PGresult *res, int row, int col, size_t *len_p)
+{
+    if (PQgetisnull (res, row, col)) {
+        *len_p = 0;
+        return NULL;
+    }
+    *len_p = (size_t) PQgetlength (res, row, col);
+    return (const uint8_t *) PQgetvalue (res, row, col);
+}
+
+const char *
+keel_store_pg_str (const PGresult *res, int row, int col)
+{
+    return PQgetisnull (res, row, col) ? NULL : PQgetvalue (res, row, col);
+}
+
+// The first line of a libpq or server message.
+static void
+s_first_line (const char *msg, char *out, size_t size)
+{
+    snprintf (out, size, "%s", msg && *msg ? msg : "(no message)");
+    out[strcspn (out, "\n")] = 0;
+}
+
+keel_err
+keel_store_pg_error (keel_store_pg_t *self, keel_error_t *err, const PGresult *res,
+                     const char *what)
+{
+    char msg[200];
+    const char *state = res ? PQresultErrorField (res, PG_DIAG_SQLSTATE) : NULL;
+    s_first_line (res ? PQresultErrorMessage (res) : NULL, msg, sizeof msg);
+    if (!res || !*PQresultErrorMessage (res))
+        s_first_line (self->conn ? PQerrorMessage (self->conn) : "not connected", msg, sizeof msg);
+    keel_err code = state && strcmp (state, "53100") == 0 ? KEEL_ERR_FULL : KEEL_ERR_STORE;
+    keel_error_set (&self->last, code, "%s: %s: %s%s", self->safe, what, msg,
+                    code == KEEL_ERR_FULL ? " (disk full)" : "");
+    if (err)
+        *err = self->last;
+    return code;
+}
+
+// Drops the connection (a lost or unanswered server); the next write
+// reconnects.
+static void
+s_disconnect (keel_store_pg_t *self)
+{
+    if (self->conn)
+        PQfinish (self->conn);
+    self->conn = NULL;
+    self->in_txn = false;
+    self->sent = 0;
+}
+
+// Flushes what libpq holds and waits until a result can be read without
+// blocking, or the deadline passes. False (the connection dropped, err
+// set) on a failure or timeout.
+static bool
+s_wait (keel_store_pg_t *self, int64_t deadline, keel_error_t *err)
+{
+    for (;;) {
+        int flush = PQflush (self->conn);
+        if (flush < 0)
+            break;
+        // Read only when what libpq holds is not enough: each read moves
+        // the unread input to the front of its buffer, so reading before
+        // every row of a big result would be quadratic.
+        if (flush == 0 && !PQisBusy (self->conn))
+            return true;
+        if (!PQconsumeInput (self->conn))
+            break;
+        if (flush == 0 && !PQisBusy (self->conn))
+            return true;
+        int64_t left = deadline - keel_store_pg_now_ms ();
+        if (left <= 0) {
+            keel_error_set (&self->last, KEEL_ERR_STORE,
+                            "%s: the server did not answer within %d ms; connection dropped",
+                            self->safe, KEEL_STORE_PG_TIMEOUT_MS);
+            if (err)
+                *err = self->last;
+            s_disconnect (self);
+            return false;
+        }
+        struct pollfd pfd = { PQsocket (self->conn), POLLIN | (flush ? POLLOUT : 0), 0 };
+        if (pfd.fd < 0 || (poll (&pfd, 1, (int) left) < 0 && errno != EINTR))
+            break;
+    }
+    keel_store_pg_error (self, err, NULL, "connection lost");
+    s_disconnect (self);
+    return false;
+}
+
+PGresult *
+keel_store_pg_next_result (keel_store_pg_t *self, bool *failed_p, keel_error_t *err)
+{
+    *failed_p = false;
+    if (!self->conn || !s_wait (self, keel_store_pg_now_ms () + KEEL_STORE_PG_TIMEOUT_MS, err)) {
+        *failed_p = true;
+        return NULL;
+    }
+    return PQgetResult (self->conn);
+}
+
+void
+keel_store_pg_drain (keel_store_pg_t *self)
+{
+    int64_t deadline = keel_store_pg_now_ms () + KEEL_STORE_PG_TIMEOUT_MS;
+    for (int i = 0; self->conn && i < 1000000; i++) {
+        if (!s_wait (self, deadline, NULL))
+            return;
+        PGresult *res = PQgetResult (self->conn);
+        if (!res)
+            return;
+        PQclear (res);
+    }
+}
+
+PGresult *
+keel_store_pg_query (keel_store_pg_t *self, const char *sql, const keel_store_pg_params_t *params,
+                     bool single_row, keel_error_t *err)
+{
+    if (keel_store_pg_ready (self, err))
+        return NULL;
+    int n = params ? params->n : 0;
+    if (!PQsendQueryParams (self->conn, sql, n, NULL, params ? params->values : NULL,
+                            params ? params->lengths : NULL, params ? params->formats : NULL, 1)) {
+        keel_store_pg_error (self, err, NULL, "sending a query");
+        s_disconnect (self);
+        return NULL;
+    }
+    if (single_row) {
+        PQsetSingleRowMode (self->conn);
+        return NULL;
+    }
+    PGresult *last = NULL;
+    for (int i = 0; i < 1000; i++) {
+        bool failed;
+        PGresult *res = keel_store_pg_next_result (self, &failed, err);
+        if (failed) {
+            PQclear (last);
+            return NULL;
+        }
+        if (!res)
+            break;
+        PQclear (last);
+        last = res;
+    }
+    ExecStatusType status = last ? PQresultStatus (last) : PGRES_FATAL_ERROR;
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        keel_store_pg_error (self, err, last, sql);
+        PQclear (last);
+        return NULL;
+    }
+    return last;
+}
+
+// Runs SQL text (several statements allowed) outside a turn.
+static keel_err
+s_exec (keel_store_pg_t *self, const char *sql, keel_error_t *err)
+{
+    if (!PQsendQuery (self->conn, sql))
+        return keel_store_pg_error (self, err, NULL, "sending a query");
+    keel_err rc = KEEL_OK;
+    for (int i = 0; i < 1000; i++) {
+        bool failed;
+        PGresult *res = keel_store_pg_next_result (self, &failed, err);
+        if (failed)
+            return KEEL_ERR_STORE;
+        if (!res)
+            break;
+        ExecStatusType status = PQresultStatus (res);
+        if (!rc && status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+            rc = keel_store_pg_error (self, err, res, "schema");
+        PQclear (res);
+    }
+    return rc;
+}
+
+// One text value of a one-row query (NULL-safe), into out.
+static keel_err
+s_value (keel_store_pg_t *self, const char *sql, char *out, size_t size, keel_error_t *err)
+{
+    // Text results for these: send with the simple protocol.
+    if (!PQsendQuery (self->conn, sql))
+        return keel_store_pg_error (self, err, NULL, sql);
+    out[0] = 0;
+    keel_err rc = KEEL_OK;
+    for (int i = 0; i < 1000; i++) {
+        bool failed;
+        PGresult *res = keel_store_pg_next_result (self, &failed, err);
+        if (failed)
+            return KEEL_ERR_STORE;
+        if (!res)
+            break;
+        if (PQresultStatus (res) != PGRES_TUPLES_OK)
+            rc = rc ? rc : keel_store_pg_error (self, err, res, sql);
+        else if (PQntuples (res) > 0 && !PQgetisnull (res, 0, 0))
+            snprintf (out, size, "%s", PQgetvalue (res, 0, 0));
+        PQclear (res);
+    }
+    return rc;
+}
+
+// ---------------------------------------------------------------- open
+
+// Takes the store's advisory lock; refuses, naming the holder, when
+// another session has it.
+static keel_err
+s_lock (keel_store_pg_t *self, keel_error_t *err)
+{
+    char got[16];
+    keel_err rc = s_value (self, "SELECT pg_try_advisory_lock(" S_XSTR (KEEL_STORE_PG_LOCK) ")",
+                           got, sizeof got, err);
+    if (rc || strcmp (got, "t") == 0)
+        return rc;
+    char holder[200];
+    rc = s_value (self,
+                  "SELECT coalesce(a.application_name, '?') || ' (from '"
+                  " || coalesce(host(a.client_addr), 'a local socket') || ', server pid '"
+                  " || a.pid || ')' FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                  " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0"
+                  " AND l.objid = " S_XSTR (
+                      KEEL_STORE_PG_LOCK) " AND l.objsubid = 1"
+                                          " AND l.database = (SELECT oid FROM pg_database"
+                                          " WHERE datname = current_database()) LIMIT 1",
+                  holder, sizeof holder, err);
+    return keel_error_set (err, KEEL_ERR_STORE, "%s: the store is in use by another broker: %s",
+                           self->safe, rc == KEEL_OK && *holder ? holder : "(holder unknown)");
+}
+
+// Refuses anything but an empty schema or a Keel store this code knows,
+// then creates or migrates the schema.
+static keel_err
+s_schema (keel_store_pg_t *self, keel_error_t *err)
+{
+    char found[64], tables[32];
+    keel_err rc =
+        s_value (self, "SELECT to_regclass('keel_meta') IS NOT NULL", found, sizeof found, err);
+    if (!rc)
+        rc = s_value (self, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()",
+                      tables, sizeof tables, err);
+    if (rc)
+        return rc;
+    long version = 0;
+    if (strcmp (found, "t") == 0) {
+        char format[64], schema[32];
+        rc = s_value (self, "SELECT value FROM keel_meta WHERE name = 'format'", format,
+                      sizeof format, err);
+        if (!rc)
+            rc = s_value (self, "SELECT value FROM keel_meta WHERE name = 'schema'", schema,
+                          sizeof schema, err);
+        if (rc)
+            return rc;
+        if (strcmp (format, KEEL_STORE_PG_FORMAT) != 0)
+            return keel_error_set (err, KEEL_ERR_STORE,
+                                   "%s: not a Keel store (keel_meta belongs to something else)",
+                                   self->safe);
+        version = strtol (schema, NULL, 10);
+        if (version > KEEL_STORE_PG_SCHEMA)
+            return keel_error_set (err, KEEL_ERR_STORE,
+                                   "%s: store schema version %ld is newer than this broker"
+                                   " supports (%d); upgrade keel-broker",
+                                   self->safe, version, KEEL_STORE_PG_SCHEMA);
+    }
+    else if (strtol (tables, NULL, 10) > 0)
+        return keel_error_set (err, KEEL_ERR_STORE,
+                               "%s: not a Keel store (the schema holds %s other table(s); give"
+                               " Keel a database or schema of its own)",
+                               self->safe, tables);
+    if (version == KEEL_STORE_PG_SCHEMA)
+        return KEEL_OK;
+    rc = s_exec (self, "BEGIN", err);
+    for (long v = version; !rc && v < KEEL_STORE_PG_SCHEMA; v++)
+        rc = s_exec (self, s_migrations[v], err);
+    if (!rc) {
+        char set[96];
+        snprintf (set, sizeof set, "UPDATE keel_meta SET value = '%d' WHERE name = 'schema'",
+                  KEEL_STORE_PG_SCHEMA);
+        rc = s_exec (self, set, err);
+    }
+    if (!rc)
+        return s_exec (self, "COMMIT", err);
+    keel_error_t ignored;
+    if (self->conn)
+        s_exec (self, "ROLLBACK", &ignored);
+    return rc;
+}
+
+static keel_err
+s_prepare (keel_store_pg_t *self, keel_error_t *err)
+{
+    for (int i = 0; i < P_COUNT; i++) {
+        char name[16];
+        snprintf (name, sizeof name, "k%d", i);
+        if (!PQsendPrepare (self->conn, name, s_sql[i], 0, NULL))
+            return keel_store_pg_error (self, err, NULL, "prepare");
+        keel_err rc = KEEL_OK;
+        for (int j = 0; j < 10; j++) {
+            bool failed;
+            PGresult *res = keel_store_pg_next_result (self, &failed, err);
+            if (failed)
+                return KEEL_ERR_STORE;
+            if (!res)
+                break;
+            if (!rc && PQresultStatus (res) != PGRES_COMMAND_OK)
+                rc = keel_store_pg_error (self, err, res, s_sql[i]);
+            PQclear (res);
+        }
+        if (rc)
+            return rc;
+    }
+    return KEEL_OK;
+}
+
+// Connects, locks, checks or creates the schema and prepares the writes.
+// The first connection also describes the server.
+static keel_err
+s_connect (keel_store_pg_t *self, bool first, keel_error_t *err)
+{
+    char host[128] = "?", app[200];
+    gethostname (host, sizeof host - 1);
+    snprintf (app, sizeof app, "keel-broker[%ld]@%s", (long) getpid (), host);
+    // Entries before dbname are defaults the URI may override.
+    const char *keys[] = { "connect_timeout", "application_name", "dbname", NULL };
+    const char *values[] = { KEEL_STORE_PG_CONNECT, app, self->uri, NULL };
+    self->retry_ms = keel_store_pg_now_ms ();
+    self->conn = PQconnectdbParams (keys, values, 1);
+    if (!self->conn)
+        return keel_error_set (err, KEEL_ERR_NOMEM, "%s: out of memory", self->safe);
+    if (PQstatus (self->conn) != CONNECTION_OK) {
+        keel_err rc = keel_store_pg_error (self, err, NULL, "cannot connect");
+        s_disconnect (self);
+        return rc;
+    }
+    keel_err rc = PQsetnonblocking (self->conn, 1) == 0
+                      ? KEEL_OK
+                      : keel_store_pg_error (self, err, NULL, "nonblocking mode");
+    if (!rc)
+        rc = s_lock (self, err);
+    if (!rc && first)
+        rc = s_schema (self, err);
+    if (!rc)
+        rc = s_prepare (self, err);
+    if (!rc && first) {
+        char sync[32] = "?";
+        rc = s_value (self, "SHOW synchronous_commit", sync, sizeof sync, err);
+        const char *version = PQparameterStatus (self->conn, "server_version");
+        snprintf (self->describe, sizeof self->describe,
+                  "%s (PostgreSQL %s, synchronous_commit=%s%s; StoreSync does not apply)",
+                  self->safe, version ? version : "?", sync,
+                  strcmp (sync, "off") == 0 ? ": acknowledged work can be lost in a crash" : "");
+    }
+    if (rc) {
+        if (err)
+            self->last = *err;
+        s_disconnect (self);
+    }
+    return rc;
+}
+
+keel_store_pg_t *
+keel_store_pg_open (const char *uri, keel_error_t *err)
+{
+    keel_store_pg_t *self = calloc (1, sizeof *self);
+    if (self)
+        self->uri = strdup (uri);
+    if (!self || !self->uri) {
+        free (self);
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    keel_store_pg_safe_uri (uri, self->safe, sizeof self->safe);
+    if (s_connect (self, true, err) != KEEL_OK)
+        keel_store_pg_destroy (&self);
+    return self;
+}
+
+void
+keel_store_pg_destroy (keel_store_pg_t **self_p)
+{
+    assert (self_p);
+    keel_store_pg_t *self = *self_p;
+    if (!self)
+        return;
+    s_disconnect (self); // the advisory lock goes with the session
+    free (self->uri);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+keel_store_pg_describe (const keel_store_pg_t *self)
+{
+    return self->describe;
+}
+
+bool
+keel_store_pg_in_transaction (const keel_store_pg_t *self)
+{
+    return self->in_txn;
+}
+
+const char *
+keel_store_pg_last_error (const keel_store_pg_t *self)
+{
+    return self->last.text;
+}
+
+keel_err
+keel_store_pg_ready (keel_store_pg_t *self, keel_error_t *err)
+{
+    if (self->in_txn)
+        return keel_error_set (err, KEEL_ERR_STATE, "%s: inside a loop-turn transaction",
+                               self->safe);
+    if (self->conn)
+        return KEEL_OK;
+    if (self->lost_lock) {
+        if (err)
+            *err = self->last;
+        return KEEL_ERR_STORE;
+    }
+    if (keel_store_pg_now_ms () - self->retry_ms < KEEL_STORE_PG_RETRY) {
+        if (err)
+            *err = self->last;
+        return KEEL_ERR_STORE;
+    }
+    keel_error_t why = { "" };
+    keel_err rc = s_connect (self, false, &why);
+    if (rc && strstr (why.text, "in use by another broker")) {
+        // Someone else holds the store now: nothing this broker has in
+        // memory may be written over theirs again.
+        self->lost_lock = true;
+        keel_error_set (&self->last, KEEL_ERR_STORE,
+                        "%s; this broker lost the store while disconnected and writes nothing"
+                        " more: restart it",
+                        why.text);
+        why = self->last;
+    }
+    if (err)
+        *err = why;
+    return rc;
+}
+
+// ---------------------------------------------------------------- the turn
+
+// A write failed: poison the rest of the turn.
+static keel_err
+s_poison (keel_store_pg_t *self, keel_err code)
+{
+    self->poison = code ? code : KEEL_ERR_STORE;
+    self->poison_err = self->last;
+    return self->poison;
+}
+
+// Joins the turn's pipeline, entering it (and sending BEGIN) at the first
+// write.
+static keel_err
+s_begin (keel_store_pg_t *self)
+{
+    if (self->poison)
+        return self->poison;
+    if (self->in_txn)
+        return KEEL_OK;
+    keel_err rc = keel_store_pg_ready (self, NULL);
+    if (rc)
+        return s_poison (self, rc);
+    if (!PQenterPipelineMode (self->conn)
+        || !PQsendQueryParams (self->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0)) {
+        rc = keel_store_pg_error (self, NULL, NULL, "BEGIN");
+        s_disconnect (self);
+        return s_poison (self, rc);
+    }
+    self->in_txn = true;
+    self->sent = 1;
+    return KEEL_OK;
+}
+
+// Sends one prepared write in the turn's pipeline.
+static keel_err
+s_send (keel_store_pg_t *self, s_stmt_t stmt, const keel_store_pg_params_t *p)
+{
+    keel_err rc = s_begin (self);
+    if (rc)
+        return rc;
+    if (p->too_big) {
+        keel_error_set (&self->last, KEEL_ERR_STORE, "%s: a value over 2 GiB cannot be stored",
+                        self->safe);
+        return s_poison (self, KEEL_ERR_STORE);
+    }
+    char name[16];
+    snprintf (name, sizeof name, "k%d", (int) stmt);
+    if (!PQsendQueryPrepared (self->conn, name, p->n, p->values, p->lengths, p->formats, 1)) {
+        rc = keel_store_pg_error (self, NULL, NULL, s_sql[stmt]);
+        s_disconnect (self);
+        return s_poison (self, rc);
+    }
+    self->sent++;
+    return KEEL_OK;
+}
+
+// Ends the pipeline with `last` (COMMIT or ROLLBACK) and a sync point and
+// reads every result; the first error wins. Leaves the connection idle
+// outside pipeline mode, or dropped.
+static keel_err
+s_finish (keel_store_pg_t *self, const char *last, keel_error_t *err)
+{
+    if (!PQsendQueryParams (self->conn, last, 0, NULL, NULL, NULL, NULL, 0)
+        || !PQpipelineSync (self->conn)) {
+        keel_err rc = keel_store_pg_error (self, err, NULL, last);
+        s_disconnect (self);
+        return rc;
+    }
+    int64_t deadline = keel_store_pg_now_ms () + KEEL_STORE_PG_TIMEOUT_MS;
+    keel_err rc = KEEL_OK;
+    bool synced = false;
+    // Each statement gives a result then NULL; the sync point one result.
+    for (size_t i = 0; !synced && i < 2 * (self->sent + 1) + 2; i++) {
+        if (!s_wait (self, deadline, err))
+            return KEEL_ERR_STORE;
+        PGresult *res = PQgetResult (self->conn);
+        if (!res)
+            continue;
+        ExecStatusType status = PQresultStatus (res);
+        if (status == PGRES_PIPELINE_SYNC)
+            synced = true;
+        else if (status == PGRES_FATAL_ERROR && !rc)
+            rc = keel_store_pg_error (self, err, res, "commit");
+        PQclear (res);
+    }
+    if (!synced || !PQexitPipelineMode (self->conn)) {
+        if (!rc)
+            rc = keel_store_pg_error (self, err, NULL, "pipeline did not end");
+        s_disconnect (self);
+        return rc;
+    }
+    self->in_txn = false;
+    self->sent = 0;
+    // A statement failed before COMMIT: the transaction is aborted, not
+    // ended; end it.
+    if (PQtransactionStatus (self->conn) != PQTRANS_IDLE) {
+        keel_error_t ignored;
+        if (s_exec (self, "ROLLBACK", &ignored) != KEEL_OK)
+            s_disconnect (self);
+    }
+    return rc;
+}
+
+keel_err
+keel_store_pg_commit (keel_store_pg_t *self, keel_error_t *err)
+{
+    if (self->poison) {
+        keel_err rc = self->poison;
+        if (err)
+            *err = self->poison_err;
+        keel_store_pg_rollback (self);
+        return rc;
+    }
+    if (!self->in_txn)
+        return KEEL_OK;
+    return s_finish (self, "COMMIT", err);
+}
+
+void
+keel_store_pg_rollback (keel_store_pg_t *self)
+{
+    if (self->in_txn && self->conn)
+        s_finish (self, "ROLLBACK", NULL);
+    self->in_txn = false;
+    self->sent = 0;
+    self->poison = KEEL_OK;
+}
+
+// ---------------------------------------------------------------- writes
+
+static void
+s_key (keel_store_pg_params_t *p, const char *service_id, uint64_t task_id)
+{
+    keel_store_pg_p_str (p, service_id);
+    keel_store_pg_p_int (p, (int64_t) task_id);
+}
+
+// The key and the state and result columns ($1 .. $10), numbered alike in
+// P_TASK_PUT and P_TASK_RESULT.
+static void
+s_outcome (keel_store_pg_params_t *p, const keel_store_task_t *t)
+{
+    s_key (p, t->service_id, t->task_id);
+    keel_store_pg_p_int (p, t->state);
+    keel_store_pg_p_int (p, t->attempts);
+    keel_store_pg_p_int (p, t->status);
+    keel_store_pg_p_str (p, t->error);
+    keel_store_pg_p_str (p, t->engine_id);
+    keel_store_pg_p_int (p, (int64_t) t->execution_id);
+    keel_store_pg_p_int (p, (int64_t) t->run_ms);
+    keel_store_pg_p_int (p, (int64_t) t->queued_ms);
+    keel_store_pg_p_int (p, t->result_acked ? 1 : 0);
+}
+
+static keel_err
+s_service_delete (keel_store_pg_t *self, const char *service_id)
+{
+    static const s_stmt_t steps[] = { P_SERVICE_DEL_TASKS, P_SERVICE_DEL_EXECS,
+                                      P_SERVICE_DEL_PENDING, P_SERVICE_DEL };
+    keel_err rc = KEEL_OK;
+    for (size_t i = 0; !rc && i < sizeof steps / sizeof steps[0]; i++) {
+        keel_store_pg_params_t p = { 0 };
+        keel_store_pg_p_str (&p, service_id);
+        rc = s_send (self, steps[i], &p);
+    }
+    return rc;
+}
+
+keel_err
+keel_store_pg_apply (keel_store_pg_t *self, const keel_change_t *c)
+{
+    keel_store_pg_params_t p = { 0 };
+    const keel_store_task_t *t = &c->task;
+    switch (c->kind) {
+        case KEEL_CHANGE_SERVICE_PUT: {
+            const keel_store_service_t *s = &c->service;
+            keel_store_pg_p_str (&p, s->service_id);
+            keel_store_pg_p_str (&p, s->type ? s->type : "");
+            keel_store_pg_p_str (&p, s->driver_id ? s->driver_id : "");
+            keel_store_pg_p_int (&p, s->priority);
+            keel_store_pg_p_int (&p, s->max_attempts);
+            keel_store_pg_p_int (&p, s->reschedule_delay_ms);
+            keel_store_pg_p_blob (&p, s->init_data, s->init_len);
+            keel_store_pg_p_int (&p, s->state);
+            keel_store_pg_p_int (&p, s->created_wall_ms);
+            keel_store_pg_p_int (&p, s->closed_wall_ms);
+            return s_send (self, P_SERVICE_PUT, &p);
+        }
+        case KEEL_CHANGE_SERVICE_STATE:
+            keel_store_pg_p_str (&p, c->service.service_id);
+            keel_store_pg_p_int (&p, c->service.state);
+            keel_store_pg_p_int (&p, c->service.closed_wall_ms);
+            return s_send (self, P_SERVICE_STATE, &p);
+        case KEEL_CHANGE_SERVICE_DELETE:
+            return s_service_delete (self, c->service.service_id);
+        case KEEL_CHANGE_TASK_PUT:
+            s_outcome (&p, t);
+            keel_store_pg_p_int (&p, t->checkpoint_wall_ms);
+            keel_store_pg_p_blob (&p, t->input, t->input_len);
+            keel_store_pg_p_blob (&p, t->output, t->output_len);
+            keel_store_pg_p_blob (&p, t->checkpoint, t->checkpoint_len);
+            return s_send (self, P_TASK_PUT, &p);
+        case KEEL_CHANGE_TASK_STATE:
+            s_key (&p, t->service_id, t->task_id);
+            keel_store_pg_p_int (&p, t->state);
+            keel_store_pg_p_int (&p, t->attempts);
+            return s_send (self, P_TASK_STATE, &p);
+        case KEEL_CHANGE_TASK_RESULT:
+            s_outcome (&p, t);
+            keel_store_pg_p_blob (&p, t->output, t->output_len);
+            return s_send (self, P_TASK_RESULT, &p);
+        case KEEL_CHANGE_TASK_ACKED:
+            s_key (&p, t->service_id, t->task_id);
+            return s_send (self, P_TASK_ACKED, &p);
+        case KEEL_CHANGE_TASK_CHECKPOINT:
+            s_key (&p, t->service_id, t->task_id);
+            keel_store_pg_p_int (&p, t->checkpoint ? t->checkpoint_wall_ms : 0);
+            keel_store_pg_p_blob (&p, t->checkpoint, t->checkpoint_len);
+            return s_send (self, P_TASK_CHECKPOINT, &p);
+        case KEEL_CHANGE_EXEC_PUT:
+            keel_store_pg_p_int (&p, (int64_t) c->exec.execution_id);
+            keel_store_pg_p_str (&p, c->exec.service_id);
+            keel_store_pg_p_int (&p, (int64_t) c->exec.task_id);
+            keel_store_pg_p_str (&p, c->exec.engine_id ? c->exec.engine_id : "");
+            keel_store_pg_p_int (&p, c->exec.attempt);
+            keel_store_pg_p_int (&p, c->exec.started_wall_ms);
+            return s_send (self, P_EXEC_PUT, &p);
+        case KEEL_CHANGE_EXEC_DELETE:
+            keel_store_pg_p_int (&p, (int64_t) c->exec.execution_id);
+            return s_send (self, P_EXEC_DEL, &p);
+        case KEEL_CHANGE_PENDING_PUT: {
+            const keel_store_pending_t *q = &c->pending;
+            s_key (&p, q->service_id, q->task_id);
+            keel_store_pg_p_int (&p, (int64_t) q->execution_id);
+            keel_store_pg_p_str (&p, q->engine_id ? q->engine_id : "");
+            keel_store_pg_p_int (&p, q->has_result ? 1 : 0);
+            keel_store_pg_p_int (&p, q->status);
+            keel_store_pg_p_blob (&p, q->output, q->output_len);
+            keel_store_pg_p_str (&p, q->error);
+            keel_store_pg_p_int (&p, (int64_t) q->run_ms);
+            keel_store_pg_p_int (&p, q->expires_wall_ms);
+            return s_send (self, P_PENDING_PUT, &p);
+        }
+        case KEEL_CHANGE_PENDING_DELETE:
+            s_key (&p, c->pending.service_id, c->pending.task_id);
+            keel_store_pg_p_int (&p, (int64_t) c->pending.execution_id);
+            return s_send (self, P_PENDING_DEL, &p);
+        case KEEL_CHANGE_ENGINE_PUT: {
+            const keel_store_engine_t *e = &c->engine;
+            keel_store_pg_p_str (&p, e->engine_id);
+            keel_store_pg_p_str (&p, e->host ? e->host : "");
+            keel_store_pg_p_str (&p, e->session ? e->session : "");
+            keel_store_pg_p_int (&p, e->slots);
+            keel_store_pg_p_int (&p, e->login_wall_ms);
+            keel_store_pg_p_int (&p, e->seen_wall_ms);
+            keel_store_pg_p_int (&p, e->online ? 1 : 0);
+            return s_send (self, P_ENGINE_PUT, &p);
+        }
+        case KEEL_CHANGE_CONFIG_SET:
+            keel_store_pg_p_str (&p, c->config.key);
+            if (c->config.value)
+                keel_store_pg_p_str (&p, c->config.value);
+            return s_send (self, c->config.value ? P_CONFIG_SET : P_CONFIG_DEL, &p);
+        case KEEL_CHANGE_EVENT: {
+            keel_store_pg_p_int (&p, c->event.wall_ms);
+            keel_store_pg_p_str (&p, c->event.kind ? c->event.kind : "");
+            keel_store_pg_p_str (&p, c->event.text ? c->event.text : "");
+            keel_err rc = s_send (self, P_EVENT, &p);
+            // Every 1000th event of this connection trims the log, so it
+            // stays bounded between maintenance runs.
+            if (rc == KEEL_OK && ++self->events % 1000 == 0) {
+                keel_store_pg_params_t none = { 0 };
+                rc = s_send (self, P_EVENT_TRIM, &none);
+            }
+            return rc;
+        }
+        case KEEL_CHANGE_META_SET:
+            keel_store_pg_p_str (&p, c->meta.name);
+            keel_store_pg_p_int (&p, (int64_t) c->meta.value);
+            return s_send (self, P_META_SET, &p);
+    }
+    return KEEL_ERR_INVALID;
+}

@@ -1,0 +1,79 @@
+/*  store_pg.h — the PostgreSQL backend of the broker's store (internal).
+
+    "postgresql://…" (or "postgres://…") store URIs, through libpq. Only
+    store.c includes this header; the broker uses store.h, and every
+    function here has the contract of the store.h function of the same
+    name without "_pg". What differs from SQLite:
+
+    One broker per database (for now). The connection holds a session
+    advisory lock (pg_try_advisory_lock) for the store's life, as a SQLite
+    store holds its flock: a second broker on the same database is refused
+    at open with the holder's application name (keel-broker[PID]@HOST) and
+    address. The active cluster (docs/cluster-plan.md) will replace this
+    lock with leased membership; until then two brokers never share a
+    database.
+
+    A turn is one pipeline. The first write of a turn enters libpq's
+    pipeline mode and sends BEGIN; every write sends one prepared statement
+    without waiting for it; keel_store_pg_commit sends COMMIT and a sync
+    point and reads every result, so a turn costs one round trip however
+    many rows it writes. A statement that failed is known only then: the
+    whole turn rolls back and commit reports the first error. Durability is
+    PostgreSQL's: a commit returns once the server says COMMIT, which with
+    synchronous_commit=on (PostgreSQL's default; the describe string says
+    what the server runs) means its WAL is flushed. StoreSync does not
+    apply; there is no WAL file to sync here (keel_store_pg_sync_fd is -1).
+
+    Every wait on the server is bounded (KEEL_STORE_PG_TIMEOUT_MS): a
+    server that does not answer fails the turn and the connection is
+    dropped; the next write reconnects (at most once a second) and takes
+    the advisory lock again. A commit whose answer was lost may have
+    happened: the broker rewrites the turn's rows (puts are upserts), and
+    drivers resubmit what was not acknowledged, which the broker knows.
+
+    Strings are stored as bytea: the wire does not promise UTF-8, and a
+    text column would refuse an id or error message that is not valid in
+    the database's encoding. Integers are bigint. Values travel in libpq's
+    binary format both ways.
+
+    The URI may hold a password: keel_store_pg_safe_uri gives the URI
+    without it, for every message and log line.
+*/
+#ifndef KEEL_STORE_PG_H
+#define KEEL_STORE_PG_H
+
+#include "store.h"
+
+#define KEEL_STORE_PG_TIMEOUT_MS 10000 // longest wait for the server in one call
+
+typedef struct _keel_store_pg_t keel_store_pg_t;
+
+// True when uri names a PostgreSQL store (postgresql:// or postgres://).
+bool keel_store_pg_uri (const char *uri);
+
+// Writes uri to out without a password (user:PASSWORD@ and password=…
+// query parameters become "***"), truncated to size.
+void keel_store_pg_safe_uri (const char *uri, char *out, size_t size);
+
+keel_store_pg_t *keel_store_pg_open (const char *uri, keel_error_t *err);
+void keel_store_pg_destroy (keel_store_pg_t **self_p);
+const char *keel_store_pg_describe (const keel_store_pg_t *self);
+
+keel_err keel_store_pg_commit (keel_store_pg_t *self, keel_error_t *err);
+void keel_store_pg_rollback (keel_store_pg_t *self);
+bool keel_store_pg_in_transaction (const keel_store_pg_t *self);
+const char *keel_store_pg_last_error (const keel_store_pg_t *self);
+
+keel_err keel_store_pg_apply (keel_store_pg_t *self, const keel_change_t *change);
+
+keel_err keel_store_pg_meta_get (keel_store_pg_t *self, const char *name, uint64_t *value_p);
+keel_err keel_store_pg_load (keel_store_pg_t *self, const keel_store_loader_t *loader, void *arg,
+                             keel_error_t *err);
+keel_err keel_store_pg_events (keel_store_pg_t *self, int limit, keel_store_event_fn *fn,
+                               void *arg);
+keel_err keel_store_pg_maintenance (keel_store_pg_t *self, int64_t now_wall_ms,
+                                    int64_t retention_ms, keel_store_maintenance_t *report,
+                                    keel_error_t *err);
+uint64_t keel_store_pg_size (keel_store_pg_t *self);
+
+#endif

@@ -1,0 +1,87 @@
+/*  store_pg_int.h — internals of the PostgreSQL store backend, private to
+    its two files:
+      store_pg.c       the connection (open, lock, schema, reconnect), the
+                       turn's pipeline and the writes
+      store_pg_read.c  meta, loading, the event log, maintenance, the size
+*/
+#ifndef KEEL_STORE_PG_INT_H
+#define KEEL_STORE_PG_INT_H
+
+#include <libpq-fe.h>
+
+#include "store_pg.h"
+
+#define KEEL_STORE_PG_EVENTS_MAX 10000 // newest events kept (as the SQLite store)
+
+// One statement's parameters, in libpq's binary format. Integers are kept
+// big-endian in `ints`; strings and blobs point at the caller's buffers
+// (libpq copies them into its output buffer when the statement is sent).
+#define KEEL_STORE_PG_PARAMS_MAX 16
+typedef struct {
+    int n;
+    bool too_big; // a blob over INT_MAX bytes: the statement must not run
+    const char *values[KEEL_STORE_PG_PARAMS_MAX];
+    int lengths[KEEL_STORE_PG_PARAMS_MAX];
+    int formats[KEEL_STORE_PG_PARAMS_MAX];
+    uint64_t ints[KEEL_STORE_PG_PARAMS_MAX];
+} keel_store_pg_params_t;
+
+void keel_store_pg_p_int (keel_store_pg_params_t *p, int64_t value);
+// NULL data is SQL NULL; a zero-length blob stays an empty bytea.
+void keel_store_pg_p_blob (keel_store_pg_params_t *p, const void *data, size_t len);
+// NULL is SQL NULL.
+void keel_store_pg_p_str (keel_store_pg_params_t *p, const char *text);
+
+struct _keel_store_pg_t {
+    PGconn *conn;            // NULL while disconnected
+    char *uri;               // as configured (may hold a password: never logged)
+    char safe[512];          // uri without its password, for messages
+    char describe[768];      // for keel_store_describe
+    bool in_txn;             // BEGIN sent in pipeline mode, COMMIT not yet
+    size_t sent;             // statements sent in this turn (BEGIN included)
+    uint64_t events;         // events written by this connection (for trimming)
+    keel_err poison;         // a write of this turn failed (KEEL_OK if not)
+    keel_error_t poison_err; // its message
+    keel_error_t last;       // the last failure, for keel_store_pg_last_error
+    int64_t retry_ms;        // monotonic time of the last reconnect attempt
+    bool lost_lock;          // another broker took the store while we were away
+};
+
+// Monotonic milliseconds.
+int64_t keel_store_pg_now_ms (void);
+
+// Records the failure of what (with the server's or libpq's message) in err
+// and self->last; returns KEEL_ERR_FULL for a full disk (SQLSTATE 53100),
+// KEEL_ERR_STORE otherwise. res may be NULL (a connection failure).
+keel_err keel_store_pg_error (keel_store_pg_t *self, keel_error_t *err, const PGresult *res,
+                              const char *what);
+
+// Sends a query outside a turn and waits (bounded) for its last result,
+// which the caller clears. Returns NULL after filling err. With single_row
+// the caller reads the rows itself: the query is sent in single-row mode
+// and NULL is returned on success (see keel_store_pg_next_row).
+PGresult *keel_store_pg_query (keel_store_pg_t *self, const char *sql,
+                               const keel_store_pg_params_t *params, bool single_row,
+                               keel_error_t *err);
+
+// The next result of a single-row query (PGRES_SINGLE_TUPLE, then the
+// final PGRES_TUPLES_OK, then NULL), waiting at most
+// KEEL_STORE_PG_TIMEOUT_MS for each. NULL with err set when the wait failed.
+PGresult *keel_store_pg_next_result (keel_store_pg_t *self, bool *failed_p, keel_error_t *err);
+
+// Drains every result still pending on the connection (after a failed
+// read), dropping the connection if that does not finish in time.
+void keel_store_pg_drain (keel_store_pg_t *self);
+
+// Ready to run a statement outside a turn: connected (reconnecting if due)
+// and no turn open.
+keel_err keel_store_pg_ready (keel_store_pg_t *self, keel_error_t *err);
+
+// Binary-format column readers.
+int64_t keel_store_pg_int (const PGresult *res, int row, int col);
+// NULL for SQL NULL; an empty bytea is a non-NULL empty buffer. libpq ends
+// every value with a zero byte, so text columns read as C strings.
+const uint8_t *keel_store_pg_blob (const PGresult *res, int row, int col, size_t *len_p);
+const char *keel_store_pg_str (const PGresult *res, int row, int col);
+
+#endif
