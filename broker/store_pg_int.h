@@ -19,7 +19,8 @@
 #define KEEL_STORE_PG_PARAMS_MAX 16
 typedef struct {
     int n;
-    bool too_big; // a blob over INT_MAX bytes: the statement must not run
+    bool too_big;                         // a blob over INT_MAX bytes: the statement must not run
+    char kinds[KEEL_STORE_PG_PARAMS_MAX]; // 'i' bigint, 'b' bytea
     const char *values[KEEL_STORE_PG_PARAMS_MAX];
     int lengths[KEEL_STORE_PG_PARAMS_MAX];
     int formats[KEEL_STORE_PG_PARAMS_MAX];
@@ -31,6 +32,24 @@ void keel_store_pg_p_int (keel_store_pg_params_t *p, int64_t value);
 void keel_store_pg_p_blob (keel_store_pg_params_t *p, const void *data, size_t len);
 // NULL is SQL NULL.
 void keel_store_pg_p_str (keel_store_pg_params_t *p, const char *text);
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+} keel_store_pg_buf_t;
+
+// The batch being built (store_pg_write.c): rows of one statement, column
+// by column, as binary arrays, and the set of row keys it holds.
+typedef struct {
+    int stmt; // the batch statement (valid while rows > 0)
+    size_t rows;
+    int ncols;
+    char kinds[KEEL_STORE_PG_PARAMS_MAX];
+    bool nulls[KEEL_STORE_PG_PARAMS_MAX];
+    keel_store_pg_buf_t col[KEEL_STORE_PG_PARAMS_MAX];
+    uint64_t *keys; // open addressing, 0 = empty
+    size_t slots, used;
+} keel_store_pg_batch_t;
 
 struct _keel_store_pg_t {
     PGconn *conn;            // NULL while disconnected
@@ -45,6 +64,7 @@ struct _keel_store_pg_t {
     keel_error_t last;       // the last failure, for keel_store_pg_last_error
     int64_t retry_ms;        // monotonic time of the last reconnect attempt
     bool lost_lock;          // another broker took the store while we were away
+    keel_store_pg_batch_t batch;
 };
 
 // Monotonic milliseconds.
@@ -76,6 +96,24 @@ void keel_store_pg_drain (keel_store_pg_t *self);
 // Ready to run a statement outside a turn: connected (reconnecting if due)
 // and no turn open.
 keel_err keel_store_pg_ready (keel_store_pg_t *self, keel_error_t *err);
+
+// store_pg.c: sends a prepared statement in the turn's pipeline (entering
+// it, with BEGIN, at the first write); a failure poisons the turn. `what`
+// names the statement in errors.
+keel_err keel_store_pg_send (keel_store_pg_t *self, const char *name, const char *what,
+                             const keel_store_pg_params_t *params);
+// Fails the rest of the turn with self->last.
+keel_err keel_store_pg_poison (keel_store_pg_t *self, keel_err code);
+// Prepares one statement on the connection (outside a turn).
+keel_err keel_store_pg_prepare (keel_store_pg_t *self, const char *name, const char *sql,
+                                keel_error_t *err);
+
+// store_pg_write.c: prepares every write statement; sends the batch being
+// built (commit does, before COMMIT); drops it (rollback); frees it.
+keel_err keel_store_pg_prepare_writes (keel_store_pg_t *self, keel_error_t *err);
+keel_err keel_store_pg_batch_flush (keel_store_pg_t *self);
+void keel_store_pg_batch_clear (keel_store_pg_t *self);
+void keel_store_pg_batch_free (keel_store_pg_t *self);
 
 // Binary-format column readers.
 int64_t keel_store_pg_int (const PGresult *res, int row, int col);

@@ -582,6 +582,55 @@ STORE_TEST (a_put_over_a_task_with_big_blobs_leaves_no_stale_blob)
     }
 }
 
+// A turn may write one row several times (a task put then given its
+// result, two results, an execution started twice): the last write wins,
+// as the journal's order says, even where writes are batched.
+STORE_TEST (repeated_writes_of_one_row_in_a_turn_keep_the_last)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    static const uint8_t in1[] = "one", in2[] = "two", out1[] = "o1", out2[] = "o2";
+    for (uint64_t id = 1; id <= 3; id++) {
+        keel_store_task_t t = s_task ("svc", id);
+        t.input = in1;
+        t.input_len = sizeof in1;
+        cr_assert_eq (test_store_task_put (store, &t), KEEL_OK);
+        t.input = in2;
+        t.input_len = sizeof in2;
+        cr_assert_eq (test_store_task_put (store, &t), KEEL_OK);
+    }
+    cr_assert_eq (test_store_task_state (store, "svc", 2, KEEL_TASK_STATE_RUNNING, 1), KEEL_OK);
+    cr_assert_eq (test_store_task_state (store, "svc", 2, KEEL_TASK_STATE_QUEUED, 2), KEEL_OK);
+    keel_store_task_t r = { .service_id = "svc",
+                            .task_id = 3,
+                            .state = KEEL_TASK_STATE_DONE,
+                            .status = 1,
+                            .output = out1,
+                            .output_len = sizeof out1 };
+    cr_assert_eq (test_store_task_result (store, &r), KEEL_OK);
+    r.output = out2;
+    r.result_acked = true;
+    cr_assert_eq (test_store_task_result (store, &r), KEEL_OK);
+    keel_store_execution_t x = { 7, "svc", 1, "eng-a", 1, 100 };
+    cr_assert_eq (test_store_execution_put (store, &x), KEEL_OK);
+    x.engine_id = "eng-b";
+    cr_assert_eq (test_store_execution_put (store, &x), KEEL_OK);
+    s_commit (store);
+    s_tasks_t *all = s_load_tasks (store);
+    cr_assert_eq (all->count, 3);
+    for (int i = 0; i < 3; i++)
+        cr_expect_arr_eq (all->task[i].input, in2, sizeof in2, "task %d: the first put won", i + 1);
+    cr_expect_eq (all->task[1].state, KEEL_TASK_STATE_QUEUED);
+    cr_expect_eq (all->task[1].attempts, 2);
+    cr_expect_arr_eq (all->task[2].output, out2, sizeof out2, "the first result won");
+    cr_expect (all->task[2].result_acked);
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_assert_eq (seen.executions, 1);
+    cr_expect_str_eq (seen.exec.engine_id, "eng-b");
+    keel_store_destroy (&store);
+}
+
 STORE_TEST (task_result_writes_result_acked)
 {
     keel_store_t *store = s_open ();
