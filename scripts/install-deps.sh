@@ -14,6 +14,7 @@ packages=(
     python3 mount faketime
     clang-format
     postgresql libpq-dev
+    systemd     # systemd-analyze: tests/install verifies the units (nothing starts it)
 )
 
 missing=()
