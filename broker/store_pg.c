@@ -510,6 +510,7 @@ s_connect (keel_store_pg_t *self, bool first, keel_error_t *err)
                       : keel_store_pg_error (self, err, NULL, "nonblocking mode");
     if (!rc)
         rc = s_lock (self, err);
+
     if (!rc && first)
         rc = s_schema (self, err);
     if (!rc)

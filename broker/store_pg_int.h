@@ -38,18 +38,27 @@ typedef struct {
     size_t len, cap;
 } keel_store_pg_buf_t;
 
-// The batch being built (store_pg_write.c): rows of one statement, column
-// by column, as binary arrays, and the set of row keys it holds.
+// A batch being built (store_pg_write.c): rows of one batch statement,
+// column by column, as binary arrays.
 typedef struct {
-    int stmt; // the batch statement (valid while rows > 0)
     size_t rows;
     int ncols;
     char kinds[KEEL_STORE_PG_PARAMS_MAX];
     bool nulls[KEEL_STORE_PG_PARAMS_MAX];
     keel_store_pg_buf_t col[KEEL_STORE_PG_PARAMS_MAX];
-    uint64_t *keys; // open addressing, 0 = empty
-    size_t slots, used;
 } keel_store_pg_batch_t;
+
+#define KEEL_STORE_PG_BATCHES 6 // batched record kinds
+
+// The turn's open batches, one per batched kind, and the keys of the rows
+// they hold (open addressing; key 0 = empty).
+typedef struct {
+    keel_store_pg_batch_t batch[KEEL_STORE_PG_BATCHES];
+    int order[KEEL_STORE_PG_BATCHES]; // open batches, in the order they were opened
+    int open;
+    uint64_t *keys;
+    size_t slots, used;
+} keel_store_pg_batches_t;
 
 struct _keel_store_pg_t {
     PGconn *conn;            // NULL while disconnected
@@ -64,7 +73,7 @@ struct _keel_store_pg_t {
     keel_error_t last;       // the last failure, for keel_store_pg_last_error
     int64_t retry_ms;        // monotonic time of the last reconnect attempt
     bool lost_lock;          // another broker took the store while we were away
-    keel_store_pg_batch_t batch;
+    keel_store_pg_batches_t batches;
 };
 
 // Monotonic milliseconds.
@@ -108,8 +117,8 @@ keel_err keel_store_pg_poison (keel_store_pg_t *self, keel_err code);
 keel_err keel_store_pg_prepare (keel_store_pg_t *self, const char *name, const char *sql,
                                 keel_error_t *err);
 
-// store_pg_write.c: prepares every write statement; sends the batch being
-// built (commit does, before COMMIT); drops it (rollback); frees it.
+// store_pg_write.c: prepares every write statement; sends the open
+// batches (commit does, before COMMIT); drops them (rollback); frees them.
 keel_err keel_store_pg_prepare_writes (keel_store_pg_t *self, keel_error_t *err);
 keel_err keel_store_pg_batch_flush (keel_store_pg_t *self);
 void keel_store_pg_batch_clear (keel_store_pg_t *self);

@@ -8,13 +8,17 @@
     consecutive records of one kind becomes one statement over arrays
     (INSERT … SELECT FROM unnest($1::bytea[], $2::bigint[], …), UPDATE …
     FROM unnest(…), DELETE … = ANY($1)), in libpq's binary array format.
-    The journal's order is kept: a record of another kind, or one whose
-    key (service and task, or execution) is already in the batch, sends the
-    batch first (an upsert or UPDATE … FROM must not see one row twice),
-    and commit sends what is left before COMMIT. A turn of W1 (a few
-    thousand puts, results and execution rows) is about six statements
-    instead of thousands: PostgreSQL's cost per statement (parse, bind,
-    executor start, a round of the protocol) was most of its CPU per task.
+    Each batched kind has its batch open for the whole turn, so records of
+    different kinds may interleave (a result, a dispatch, a result…)
+    without ending a batch. That reorders writes of different rows only:
+    a record whose key (service and task, or execution) is already in an
+    open batch sends every open batch first, so two writes of one row keep
+    the journal's order (and no upsert or UPDATE … FROM sees a row twice);
+    a record of a kind not batched sends them first too, and commit sends
+    what is left before COMMIT. A turn of W1 (thousands of puts, results
+    and execution rows) is a handful of statements instead of thousands:
+    PostgreSQL's cost per statement (parse, bind, executor start, a round
+    of the protocol) was most of its CPU per task.
 */
 #include <arpa/inet.h>
 #include <endian.h>
@@ -140,8 +144,12 @@ static const char *s_sql[S_COUNT] = {
                       " $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bytea[])"
                       " AS u (c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12)"
                       " WHERE t.service_id = u.c1 AND t.task_id = u.c2",
-    [B_TASK_ACKED] = "UPDATE tasks t SET acked = 1 FROM unnest($1::bytea[], $2::bigint[])"
-                     " AS u (k, i) WHERE t.service_id = u.k AND t.task_id = u.i",
+    // Acknowledgements are sent as ranges of task ids (s_ack_ranges): a
+    // driver acknowledges in completion order, which is nearly task order,
+    // and one index range scan per run costs far less than a lookup per row.
+    [B_TASK_ACKED] = "UPDATE tasks t SET acked = 1 FROM unnest($1::bytea[], $2::bigint[],"
+                     " $3::bigint[]) AS u (k, lo, hi)"
+                     " WHERE t.service_id = u.k AND t.task_id BETWEEN u.lo AND u.hi",
     [B_EXEC_PUT] = "INSERT INTO executions SELECT * FROM unnest($1::bigint[], $2::bytea[],"
                    " $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[])"
                    " ON CONFLICT (execution_id) DO UPDATE SET (service_id, task_id, engine_id,"
@@ -150,7 +158,7 @@ static const char *s_sql[S_COUNT] = {
     [B_EXEC_DEL] = "DELETE FROM executions WHERE execution_id = ANY ($1::bigint[])",
 };
 
-// The batch statement of a single one (P_COUNT when it is not batched).
+// The batch statement of a single one (S_COUNT when it is not batched).
 static s_stmt_t
 s_batch_of (s_stmt_t stmt)
 {
@@ -168,7 +176,7 @@ s_batch_of (s_stmt_t stmt)
         case P_EXEC_DEL:
             return B_EXEC_DEL;
         default:
-            return P_COUNT;
+            return S_COUNT;
     }
 }
 
@@ -210,13 +218,13 @@ s_put (keel_store_pg_buf_t *buf, const void *data, size_t len)
     return true;
 }
 
-// A row's key for the duplicate check: FNV-1a over the first parameter's
-// bytes, mixed with the second's (a task's service and task id; an
-// execution's id). A collision only sends a batch early.
+// A row's key: FNV-1a over its key parameters (a task's service and task
+// id; an execution's id) and the table, so rows of the tasks table and of
+// the executions table never meet. A collision only sends batches early.
 static uint64_t
-s_row_key (const keel_store_pg_params_t *p, int nkey)
+s_row_key (const keel_store_pg_params_t *p, int nkey, uint8_t table)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 1469598103934665603ULL ^ table;
     for (int c = 0; c < nkey; c++) {
         const uint8_t *v = (const uint8_t *) p->values[c];
         for (int i = 0; v && i < p->lengths[c]; i++)
@@ -226,46 +234,47 @@ s_row_key (const keel_store_pg_params_t *p, int nkey)
     return h ? h : 1;
 }
 
-// Adds key to the batch's set; false when it was there already.
-static bool
-s_key_add (keel_store_pg_batch_t *b, uint64_t key)
+// The slot of key in the key map: where it is, or the empty one it would
+// take. The map is never full (grown at half).
+static size_t
+s_slot (const keel_store_pg_batches_t *b, uint64_t key)
 {
-    if ((b->rows + 1) * 2 > b->slots) {
-        size_t slots = b->slots ? b->slots * 2 : 1024;
-        uint64_t *keys = calloc (slots, sizeof *keys);
-        if (!keys)
-            return true; // no room to check: the statement itself still refuses a repeat
-        for (size_t i = 0; i < b->slots; i++)
-            for (size_t j = b->keys[i] % slots; b->keys[i]; j = (j + 1) % slots)
-                if (!keys[j]) {
-                    keys[j] = b->keys[i];
-                    break;
-                }
-        free (b->keys);
-        b->keys = keys;
-        b->slots = slots;
-    }
-    for (size_t j = key % b->slots;; j = (j + 1) % b->slots) {
-        if (b->keys[j] == key)
-            return false;
-        if (!b->keys[j]) {
-            b->keys[j] = key;
-            b->used++;
-            return true;
-        }
-    }
+    size_t j = key % b->slots;
+    while (b->keys[j] && b->keys[j] != key)
+        j = (j + 1) % b->slots;
+    return j;
+}
+
+static bool
+s_grow_keys (keel_store_pg_batches_t *b)
+{
+    size_t slots = b->slots ? b->slots * 2 : 4096;
+    uint64_t *keys = calloc (slots, sizeof *keys);
+    if (!keys)
+        return false;
+    keel_store_pg_batches_t bigger = { .keys = keys, .slots = slots };
+    for (size_t i = 0; i < b->slots; i++)
+        if (b->keys[i])
+            keys[s_slot (&bigger, b->keys[i])] = b->keys[i];
+    free (b->keys);
+    b->keys = keys;
+    b->slots = slots;
+    return true;
 }
 
 void
 keel_store_pg_batch_clear (keel_store_pg_t *self)
 {
-    keel_store_pg_batch_t *b = &self->batch;
-    b->stmt = 0;
-    b->rows = 0;
-    for (int c = 0; c < KEEL_STORE_PG_PARAMS_MAX; c++) {
-        b->col[c].len = 0;
-        b->nulls[c] = false;
+    keel_store_pg_batches_t *b = &self->batches;
+    for (int i = 0; i < KEEL_STORE_PG_BATCHES; i++) {
+        keel_store_pg_batch_t *batch = &b->batch[i];
+        batch->rows = 0;
+        for (int c = 0; c < KEEL_STORE_PG_PARAMS_MAX; c++) {
+            batch->col[c].len = 0;
+            batch->nulls[c] = false;
+        }
     }
+    b->open = 0;
     if (b->used) {
         memset (b->keys, 0, b->slots * sizeof *b->keys);
         b->used = 0;
@@ -275,9 +284,10 @@ keel_store_pg_batch_clear (keel_store_pg_t *self)
 void
 keel_store_pg_batch_free (keel_store_pg_t *self)
 {
-    keel_store_pg_batch_t *b = &self->batch;
-    for (int c = 0; c < KEEL_STORE_PG_PARAMS_MAX; c++)
-        free (b->col[c].data);
+    keel_store_pg_batches_t *b = &self->batches;
+    for (int i = 0; i < KEEL_STORE_PG_BATCHES; i++)
+        for (int c = 0; c < KEEL_STORE_PG_PARAMS_MAX; c++)
+            free (b->batch[i].col[c].data);
     free (b->keys);
     memset (b, 0, sizeof *b);
 }
@@ -289,65 +299,184 @@ s_be32 (uint8_t *out, uint32_t v)
     memcpy (out, &v, 4);
 }
 
-keel_err
-keel_store_pg_batch_flush (keel_store_pg_t *self)
+// One acknowledged task, read back from the batch's columns.
+typedef struct {
+    const uint8_t *svc;
+    uint32_t len;
+    int64_t id;
+} s_ack_t;
+
+static int
+s_ack_cmp (const void *a, const void *b)
 {
-    keel_store_pg_batch_t *b = &self->batch;
-    if (!b->rows)
-        return KEEL_OK;
-    keel_store_pg_params_t p = { .n = b->ncols };
-    for (int c = 0; c < b->ncols; c++) {
-        uint8_t *h = b->col[c].data;
-        s_be32 (h, 1);                                // one dimension
-        s_be32 (h + 4, b->nulls[c]);                  // has NULLs
-        s_be32 (h + 8, b->kinds[c] == 'i' ? 20 : 17); // bigint or bytea
-        s_be32 (h + 12, (uint32_t) b->rows);
+    const s_ack_t *x = a, *y = b;
+    uint32_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp (x->svc, y->svc, n);
+    if (c || x->len != y->len)
+        return c ? c : (x->len < y->len ? -1 : 1);
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static uint32_t
+s_rd32 (const uint8_t *p)
+{
+    uint32_t v;
+    memcpy (&v, p, 4);
+    return ntohl (v);
+}
+
+// Rewrites the TASK_ACKED batch (columns: service, task id) as ranges
+// (service, first id, last id) of consecutive ids of one service. Returns
+// false when out of memory (the batch is then sent as it is: one range
+// per row).
+static bool
+s_ack_ranges (keel_store_pg_batch_t *batch)
+{
+    s_ack_t *acks = malloc (batch->rows * sizeof *acks);
+    if (!acks)
+        return false;
+    const uint8_t *k = batch->col[0].data + S_ARRAY_HEADER,
+                  *i = batch->col[1].data + S_ARRAY_HEADER;
+    for (size_t r = 0; r < batch->rows; r++) {
+        acks[r].len = s_rd32 (k);
+        acks[r].svc = k + 4;
+        k += 4 + acks[r].len;
+        uint64_t be;
+        memcpy (&be, i + 4, 8);
+        acks[r].id = (int64_t) be64toh (be);
+        i += 12;
+    }
+    qsort (acks, batch->rows, sizeof *acks, s_ack_cmp);
+    keel_store_pg_buf_t cols[3] = { { 0 } };
+    uint8_t header[S_ARRAY_HEADER] = { 0 };
+    bool ok = s_put (&cols[0], header, sizeof header) && s_put (&cols[1], header, sizeof header)
+              && s_put (&cols[2], header, sizeof header);
+    size_t ranges = 0;
+    for (size_t r = 0; ok && r < batch->rows;) {
+        size_t e = r;
+        while (e + 1 < batch->rows && acks[e + 1].len == acks[r].len
+               && memcmp (acks[e + 1].svc, acks[r].svc, acks[r].len) == 0
+               && acks[e + 1].id <= acks[e].id + 1)
+            e++;
+        uint8_t len[4], lo[12], hi[12];
+        s_be32 (len, acks[r].len);
+        s_be32 (lo, 8);
+        s_be32 (hi, 8);
+        uint64_t l = htobe64 ((uint64_t) acks[r].id), h = htobe64 ((uint64_t) acks[e].id);
+        memcpy (lo + 4, &l, 8);
+        memcpy (hi + 4, &h, 8);
+        ok = s_put (&cols[0], len, 4) && s_put (&cols[0], acks[r].svc, acks[r].len)
+             && s_put (&cols[1], lo, 12) && s_put (&cols[2], hi, 12);
+        ranges++;
+        r = e + 1;
+    }
+    free (acks);
+    if (!ok) {
+        for (int c = 0; c < 3; c++)
+            free (cols[c].data);
+        return false;
+    }
+    for (int c = 0; c < 3; c++) {
+        free (batch->col[c].data);
+        batch->col[c] = cols[c];
+        batch->kinds[c] = c ? 'i' : 'b';
+        batch->nulls[c] = false;
+    }
+    batch->ncols = 3;
+    batch->rows = ranges;
+    return true;
+}
+
+// Sends one batch as its array statement.
+static keel_err
+s_send_batch (keel_store_pg_t *self, int index)
+{
+    keel_store_pg_batch_t *batch = &self->batches.batch[index];
+    if (P_COUNT + index == B_TASK_ACKED && !s_ack_ranges (batch)) {
+        // No memory to sort: each row its own range (same columns twice).
+        keel_store_pg_buf_t copy = { 0 };
+        if (!s_put (&copy, batch->col[1].data, batch->col[1].len)) {
+            keel_error_set (&self->last, KEEL_ERR_NOMEM,
+                            "%s: out of memory sending acknowledgements", self->safe);
+            return keel_store_pg_poison (self, KEEL_ERR_NOMEM);
+        }
+        free (batch->col[2].data);
+        batch->col[2] = copy;
+        batch->kinds[2] = 'i';
+        batch->ncols = 3;
+    }
+    keel_store_pg_params_t p = { .n = batch->ncols };
+    for (int c = 0; c < batch->ncols; c++) {
+        uint8_t *h = batch->col[c].data;
+        s_be32 (h, 1);                                    // one dimension
+        s_be32 (h + 4, batch->nulls[c]);                  // has NULLs
+        s_be32 (h + 8, batch->kinds[c] == 'i' ? 20 : 17); // bigint or bytea
+        s_be32 (h + 12, (uint32_t) batch->rows);
         s_be32 (h + 16, 1); // lower bound
         p.values[c] = (const char *) h;
-        p.lengths[c] = (int) b->col[c].len;
+        p.lengths[c] = (int) batch->col[c].len;
         p.formats[c] = 1;
-        if (b->col[c].len > 0x7fffffff)
+        if (batch->col[c].len > 0x7fffffff)
             p.too_big = true;
     }
     char name[16];
-    snprintf (name, sizeof name, "k%d", (int) b->stmt);
-    s_stmt_t stmt = (s_stmt_t) b->stmt;
-    keel_store_pg_batch_clear (self);
-    return keel_store_pg_send (self, name, s_sql[stmt], &p);
+    snprintf (name, sizeof name, "k%d", P_COUNT + index);
+    return keel_store_pg_send (self, name, s_sql[P_COUNT + index], &p);
 }
 
-// Appends a row to the batch of `batch`, sending the batch first when it
-// is of another statement, holds the row's key, or is full.
+// Sends every open batch: their rows have distinct keys, so their order
+// among themselves does not matter; the journal's order against what
+// comes next is kept by sending them now.
+keel_err
+keel_store_pg_batch_flush (keel_store_pg_t *self)
+{
+    keel_store_pg_batches_t *b = &self->batches;
+    keel_err rc = KEEL_OK;
+    for (int i = 0; rc == KEEL_OK && i < b->open; i++)
+        rc = s_send_batch (self, b->order[i]);
+    keel_store_pg_batch_clear (self);
+    return rc;
+}
+
+// Appends a row to the batch of `batch` (the key map has room for it). The
+// open batches are sent first when the row's key is already in one (the
+// same row written twice in the turn: the journal's order decides which
+// write wins) or the batch is full.
 static keel_err
 s_batch_add (keel_store_pg_t *self, s_stmt_t batch, const keel_store_pg_params_t *p)
 {
-    keel_store_pg_batch_t *b = &self->batch;
+    keel_store_pg_batches_t *b = &self->batches;
     if (self->poison)
         return self->poison;
-    int nkey = batch == B_EXEC_PUT || batch == B_EXEC_DEL ? 1 : 2;
-    uint64_t key = s_row_key (p, nkey);
-    keel_err rc = KEEL_OK;
-    if (b->rows && (b->stmt != (int) batch || b->rows >= S_BATCH_MAX || !s_key_add (b, key)))
-        rc = keel_store_pg_batch_flush (self);
-    if (rc)
-        return rc;
-    if (!b->rows) {
-        b->stmt = (int) batch;
-        b->ncols = p->n;
-        s_key_add (b, key);
+    int index = (int) batch - P_COUNT;
+    keel_store_pg_batch_t *mine = &b->batch[index];
+    bool exec = batch == B_EXEC_PUT || batch == B_EXEC_DEL;
+    uint64_t key = s_row_key (p, exec ? 1 : 2, exec ? 2 : 1);
+    size_t slot = s_slot (b, key);
+    if (b->keys[slot] || mine->rows >= S_BATCH_MAX) {
+        keel_err rc = keel_store_pg_batch_flush (self);
+        if (rc)
+            return rc;
+        slot = s_slot (b, key);
+    }
+    b->keys[slot] = key;
+    b->used++;
+    if (!mine->rows) {
+        b->order[b->open++] = index;
+        mine->ncols = p->n;
     }
     bool ok = true;
     for (int c = 0; c < p->n && ok; c++) {
         uint8_t header[S_ARRAY_HEADER] = { 0 };
-        if (b->col[c].len == 0)
-            ok = s_put (&b->col[c], header, sizeof header);
-        b->kinds[c] = p->kinds[c];
+        if (mine->col[c].len == 0)
+            ok = s_put (&mine->col[c], header, sizeof header);
+        mine->kinds[c] = p->kinds[c];
         uint8_t len[4];
         bool null = p->values[c] == NULL;
         s_be32 (len, null ? 0xffffffffu : (uint32_t) p->lengths[c]);
-        b->nulls[c] |= null;
-        ok = ok && s_put (&b->col[c], len, 4)
-             && (null || s_put (&b->col[c], p->values[c], (size_t) p->lengths[c]));
+        mine->nulls[c] |= null;
+        ok = ok && s_put (&mine->col[c], len, 4)
+             && (null || s_put (&mine->col[c], p->values[c], (size_t) p->lengths[c]));
     }
     if (!ok) {
         keel_store_pg_batch_clear (self);
@@ -355,17 +484,20 @@ s_batch_add (keel_store_pg_t *self, s_stmt_t batch, const keel_store_pg_params_t
                         self->safe);
         return keel_store_pg_poison (self, KEEL_ERR_NOMEM);
     }
-    b->rows++;
+    mine->rows++;
     return KEEL_OK;
 }
 
-// Sends one write: batched when its kind is, else alone (after the batch,
-// which keeps the journal's order).
+// Sends one write: batched when its kind is, else alone after the open
+// batches (which keeps the journal's order).
 static keel_err
 s_send (keel_store_pg_t *self, s_stmt_t stmt, const keel_store_pg_params_t *p)
 {
     s_stmt_t batch = s_batch_of (stmt);
-    if (batch != P_COUNT && !p->too_big) // too big: refused by keel_store_pg_send
+    keel_store_pg_batches_t *b = &self->batches;
+    // Too big: refused by keel_store_pg_send. No memory for the key map:
+    // the row goes alone.
+    if (batch != S_COUNT && !p->too_big && ((b->used + 1) * 2 <= b->slots || s_grow_keys (b)))
         return s_batch_add (self, batch, p);
     keel_err rc = keel_store_pg_batch_flush (self);
     if (rc)

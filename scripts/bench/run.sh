@@ -12,8 +12,9 @@
 # KEEL_BENCH_GEARMAN_THREADS, KEEL_BENCH_RELAY1_TASKS (tasks of the relay's
 # 1-in-flight row), KEEL_BENCH_W4_BIG=1 (adds W4's 10,000,000-task point:
 # ~1.2 GiB of broker memory and several minutes per run),
-# KEEL_BENCH_ONLY="w1 w3 w4 pair" (pair: W1/W2 against a resilient pair,
-# beside the single broker's, and W3 failover of a pair),
+# KEEL_BENCH_ONLY="w1 w3 w4 pair pg" (pair: W1/W2 against a resilient pair,
+# beside the single broker's, and W3 failover of a pair; pg: W1 on
+# Store=postgresql:// beside SQLite, a private PostgreSQL),
 # KEEL_BENCH_W3_PAIR_TASKS (tasks of W3-pair, default 20,000),
 # KEEL_BENCH_W3_PAIR_KILL_AFTER (results before the kill, default a tenth).
 # The Gearman rows need gearman-job-server and libgearman-dev: installed with
@@ -67,7 +68,7 @@ prefetch=${KEEL_BENCH_PREFETCH:-256}
 # KEEL_BENCH_ONLY="w1 w3" runs only those workloads (w1 covers W1, W2, W5;
 # pair covers W1 and W2 against a pair, with the single broker's W1 and W2
 # StoreSync=full beside them, and W3-pair; w3pair: W3-pair alone).
-only=" ${KEEL_BENCH_ONLY:-w1 w3 w4 pair} "
+only=" ${KEEL_BENCH_ONLY:-w1 w3 w4 pair pg} "
 want() { [[ "$only" == *" $1 "* ]]; }
 broker_timeout=2s
 # W3-pair: the pair's heartbeat (engines and drivers take the broker's), and
@@ -173,6 +174,7 @@ forget_pid() {
 
 cleanup() {
     stop_all
+    [[ "$(type -t pg_cleanup)" == function ]] && pg_cleanup
     if [[ -n "${KEEL_BENCH_KEEP:-}" ]]; then
         echo "bench: logs kept in $tmp" >&2
     else
@@ -543,6 +545,85 @@ if want w1; then
     done
 fi
 
+# ---------------------------------------------------------------- PostgreSQL
+# W1 on one broker with Store=postgresql:// (issue 14) beside the same grid
+# on SQLite (StoreSync=full), both up at once and measured one after the
+# other in each run. The database is a private PostgreSQL (the newest in
+# /usr/lib/postgresql, initdb in a fresh directory, fsync and
+# synchronous_commit on, as the postgres user under root, stopped by PID)
+# with pg_stat_statements loaded, so each run also reports statements per
+# task and the CPU time of every PostgreSQL process per task (utime+stime
+# of the postmaster and its children, from /proc).
+pg_dir="" pg_pid="" pg_skip=""
+pg_cleanup() {
+    [[ -n "$pg_pid" ]] && stop_pid "$pg_pid"
+    pg_pid=""
+    [[ -n "$pg_dir" ]] && rm -rf "$pg_dir"
+    pg_dir=""
+}
+pg_cpu_ticks() {     # utime+stime of the postmaster and its children
+    local p total=0 kids
+    kids=$(pgrep -P "$pg_pid" || true)
+    for p in "$pg_pid" $kids; do
+        [[ -r "/proc/$p/stat" ]] || continue
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+pg_sql() { "$pg_bin/psql" -X -q -At -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "$1"; }
+pg_start() {
+    local as=() i
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [[ -x "$pg_bin/initdb" ]] || { pg_skip="no PostgreSQL in /usr/lib/postgresql (scripts/install-deps.sh installs it)"; return 1; }
+    pg_dir=$(mktemp -d /tmp/keel-bench-pg.XXXXXX)
+    if ((EUID == 0)); then
+        chown postgres: "$pg_dir"
+        as=(setpriv --reuid=postgres --regid=postgres --init-groups)
+    fi
+    "${as[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --locale=C \
+        --no-sync >"$pg_dir/initdb.log" 2>&1 || { pg_skip="initdb failed (see $pg_dir/initdb.log)"; return 1; }
+    pg_port=$(free_port)
+    "${as[@]}" "$pg_bin/postgres" -D "$pg_dir/data" -k "$pg_dir" -p "$pg_port" \
+        -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements \
+        >>"$pg_dir/postgres.log" 2>&1 &
+    pg_pid=$!
+    for ((i = 0; i < 300; i++)); do
+        "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break
+        kill -0 "$pg_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" || { pg_skip="postgres did not start (see $pg_dir/postgres.log)"; return 1; }
+    pg_sql "CREATE EXTENSION pg_stat_statements" >/dev/null
+    pg_version=$(pg_sql "SHOW server_version")
+}
+if want pg; then
+    if pg_start; then
+        echo "==> Keel on PostgreSQL $pg_version: W1 ($w1_n tasks) on Store=postgresql:// and on SQLite (StoreSync=full)" >&2
+        start_grid full w1-pg-sqlite
+        sqlite_ep=$broker_ep
+        start_broker broker-w1-pg "$tmp/unused.db" --set "Store=postgresql://postgres@127.0.0.1:$pg_port/postgres"
+        pg_ep=$broker_ep
+        start_engine engine-w1-pg-1 "$pg_ep"
+        start_engine engine-w1-pg-2 "$pg_ep"
+        wait_status "$broker_admin" online 2 30
+        for ((r = 0; r < runs; r++)); do
+            w1_keel_run w1_pg_sqlite --broker "$sqlite_ep"
+            pg_sql "SELECT pg_stat_statements_reset()" >/dev/null
+            c0=$(pg_cpu_ticks)
+            w1_keel_run w1_pg --broker "$pg_ep"
+            c1=$(pg_cpu_ticks)
+            stmts=$(pg_sql "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'")
+            sample w1_pg pg_cpu_us_per_task "$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$w1_n" \
+                'BEGIN { printf "%.2f", t * 1e6 / hz / n }')"
+            sample w1_pg statements_per_task "$(awk -v s="$stmts" -v n="$w1_n" 'BEGIN { printf "%.4f", s / n }')"
+        done
+        stop_all
+    else
+        echo "bench: PostgreSQL rows skipped: $pg_skip" >&2
+    fi
+    pg_cleanup
+fi
+
 # ---------------------------------------------------------------- W3
 # failover_run VARIANT: restart (kill -9 the broker, start it again on the
 # same store) or failover (kill -9 the primary; a failover broker takes over).
@@ -739,6 +820,10 @@ rows=(
     "W2 Keel StoreSync=normal median|w2_keel_normal|median_us|w2_relay"
     "W2 Keel StoreSync=normal p99|w2_keel_normal|p99_us|w2_relay"
     "W1 Keel pair StoreSync=full (x single)|w1_pair|tasks_per_s|w1_keel_full"
+    "W1 Keel SQLite StoreSync=full (beside PostgreSQL)|w1_pg_sqlite|tasks_per_s|w1_relay"
+    "W1 Keel Store=postgresql (x SQLite)|w1_pg|tasks_per_s|w1_pg_sqlite"
+    "W1 Keel Store=postgresql: PostgreSQL CPU/task|w1_pg|pg_cpu_us_per_task|"
+    "W1 Keel Store=postgresql: statements/task|w1_pg|statements_per_task|"
     "W2 Keel pair StoreSync=full median|w2_pair|median_us|w2_relay"
     "W2 Keel pair StoreSync=full p99|w2_pair|p99_us|w2_relay"
     "W3 kill -9 broker, restart on same store|w3_restart|gap_ms|"
@@ -832,6 +917,12 @@ if want pair || want w3pair; then
         "${t_pgap:-null}" "$pair_heartbeat" "$w3p_failures" "$runs" "$w3p_no_resubmit" "$runs" "$w3p_n" "$w3p_after" \
         "$( ((quick)) && echo ", --quick: W1 $w1_n tasks and W2 $w2_n round trips on the pair too")"
 fi
+t_pg=$(ratio "$(median w1_pg tasks_per_s)" "$(median w1_pg_sqlite tasks_per_s)")
+if want pg; then
+    printf 'PostgreSQL: W1 postgresql/sqlite %s (>= 0.5), %s us of PostgreSQL CPU and %s statements per task%s\n' \
+        "$t_pg" "$(median w1_pg pg_cpu_us_per_task)" "$(median w1_pg statements_per_task)" \
+        "${pg_skip:+ (skipped: $pg_skip)}"
+fi
 [[ -n "$gearman_skip" ]] && printf 'Gearman rows skipped: %s\n' "$gearman_skip"
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -859,7 +950,8 @@ cat >"$root/bench-results.json" <<EOF
     "pair_w1_over_single": $t_pw1, "pair_w2_median_over_single": $t_pw2m, "pair_w2_p99_over_single": $t_pw2p,
     "pair_w2_median_over_relay": $t_pw2mr, "pair_w2_p99_over_relay": $t_pw2pr,
     "pair_w3_gap_ms": ${t_pgap:-null}, "pair_w3_failed_checks": $w3p_failures,
-    "pair_w3_runs_without_resubmission": $w3p_no_resubmit},
+    "pair_w3_runs_without_resubmission": $w3p_no_resubmit,
+    "pg_w1_over_sqlite": $t_pg},
   "results": [$json_rows
   ]
 }

@@ -625,10 +625,58 @@ STORE_TEST (repeated_writes_of_one_row_in_a_turn_keep_the_last)
     cr_expect_eq (all->task[1].attempts, 2);
     cr_expect_arr_eq (all->task[2].output, out2, sizeof out2, "the first result won");
     cr_expect (all->task[2].result_acked);
+    // Another turn: a result opens its batch before a put, then the put's
+    // task gets its result: the put must still come first.
+    cr_assert_eq (test_store_task_result (store, &r), KEEL_OK);
+    keel_store_task_t t4 = s_task ("svc", 4);
+    cr_assert_eq (test_store_task_put (store, &t4), KEEL_OK);
+    r.task_id = 4;
+    cr_assert_eq (test_store_task_result (store, &r), KEEL_OK);
+    s_commit (store);
+    all = s_load_tasks (store);
+    cr_assert_eq (all->count, 4);
+    cr_expect_eq (all->task[3].state, KEEL_TASK_STATE_DONE, "the put came after the result");
+    cr_expect_arr_eq (all->task[3].output, out2, sizeof out2);
     s_seen_t seen = s_reopen_and_load (&store);
     cr_assert_eq (seen.executions, 1);
     cr_expect_str_eq (seen.exec.engine_id, "eng-b");
     keel_store_destroy (&store);
+}
+
+// Many acknowledgements in one turn, in no order, over two services with
+// gaps: exactly those tasks are marked (the PostgreSQL store sends them as
+// ranges of consecutive ids).
+STORE_TEST (acknowledgements_of_many_tasks_mark_exactly_those)
+{
+    keel_store_t *store = s_open ();
+    const char *ids[] = { "a", "b" };
+    for (int s = 0; s < 2; s++) {
+        keel_store_service_t svc = s_service (ids[s]);
+        cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+        for (uint64_t id = 1; id <= 40; id++) {
+            keel_store_task_t t = s_task (ids[s], id);
+            cr_assert_eq (test_store_task_put (store, &t), KEEL_OK);
+        }
+    }
+    s_commit (store);
+    // a: 1-10, 12, 20-30 (backwards), 40; b: every third.
+    static const uint64_t a[] = { 12, 5, 1, 2, 3, 4, 40, 6, 7, 8, 9, 10 };
+    for (size_t i = 0; i < sizeof a / sizeof a[0]; i++)
+        cr_assert_eq (test_store_task_acked (store, "a", a[i]), KEEL_OK);
+    for (uint64_t id = 30; id >= 20; id--)
+        cr_assert_eq (test_store_task_acked (store, "a", id), KEEL_OK);
+    for (uint64_t id = 3; id <= 40; id += 3)
+        cr_assert_eq (test_store_task_acked (store, "b", id), KEEL_OK);
+    s_commit (store);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks WHERE acked = 1"), 23 + 13);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks WHERE acked = 1 AND service_id = 'a'"
+                             " AND (task_id BETWEEN 1 AND 10 OR task_id = 12"
+                             " OR task_id BETWEEN 20 AND 30 OR task_id = 40)"),
+                  23);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks WHERE acked = 1 AND service_id = 'b'"
+                             " AND task_id % 3 = 0"),
+                  13);
 }
 
 STORE_TEST (task_result_writes_result_acked)
