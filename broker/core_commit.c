@@ -357,6 +357,11 @@ s_store_recovered (keel_core_t *self)
 bool
 keel_core_commit_due (keel_core_t *self)
 {
+    // A failing store is tried again once per KEEL_CORE_STORE_RETRY_MS, not
+    // at every loop turn (new submissions are refused meanwhile, so none
+    // waits for it).
+    if (self->store_failed && self->now < self->commit_retry_at)
+        return false;
     if (zlistx_size (self->accepts) || self->force_commit)
         return true;
     if (self->ndirty || self->nacks || self->nexec_puts || self->nexec_dels
@@ -394,6 +399,8 @@ keel_core_wait_ms (const keel_core_t *self)
     t = t < 5 ? 5 : t > 250 ? 250 : t;
     if (self->uncommitted_since) {
         int64_t due = self->uncommitted_since + self->commit_delay_ms - self->now;
+        if (self->store_failed && self->commit_retry_at - self->now > due)
+            due = self->commit_retry_at - self->now;
         if (due < t)
             t = due < 0 ? 0 : due;
     }
@@ -468,6 +475,7 @@ keel_core_commit_failed (keel_core_t *self, const char *error)
     }
     self->store_failed_commits++;
     self->store_failed = true;
+    self->commit_retry_at = self->now + KEEL_CORE_STORE_RETRY_MS;
     s_undo_fresh (self);
     keel_core_answer_submissions (self, false, error);
 }

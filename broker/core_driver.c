@@ -323,6 +323,16 @@ s_refuse (keel_core_t *self, keel_driver_rec_t *drv, const char *service_id, con
     self->counters.submissions_refused += n ? n : 1;
 }
 
+// Why new work is refused while the store fails (the first failure's
+// message: a full disk, a database that went away).
+static const char *
+s_store_failed_text (keel_core_t *self)
+{
+    static char text[320];
+    snprintf (text, sizeof text, "its store fails: %.256s", self->store_failed_text);
+    return text;
+}
+
 static void
 s_notice (keel_core_t *self, keel_driver_rec_t *drv, Keel__NoticeLevel level,
           const char *service_id, const char *text)
@@ -386,7 +396,7 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
     }
     if (self->store_failed) {
         s_refuse (self, drv, msg->service_id, NULL, 0, KEEL__REFUSE_CODE__REFUSE_STORE_FULL,
-                  "the broker's store cannot take new work now (disk full?)");
+                  s_store_failed_text (self));
         return;
     }
     svc = keel_model_service_add (self->model, msg->service_id, msg->type, drv->id);
@@ -456,7 +466,7 @@ s_submit_tasks (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route, Keel
         }
         if (self->store_failed) {
             s_refuse (self, drv, svc->id, &in->task_id, 1, KEEL__REFUSE_CODE__REFUSE_STORE_FULL,
-                      "the broker's store cannot take new work now (disk full?)");
+                      s_store_failed_text (self));
             continue;
         }
         keel_task_t *t = keel_service_task_add (svc, in->task_id, in->input.data,

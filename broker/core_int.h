@@ -37,6 +37,10 @@ typedef enum {
     KEEL_CORE_RL_COUNT
 } keel_core_rl_t;
 
+// While the store fails (a full disk, a database gone), how often a commit
+// is tried again.
+#define KEEL_CORE_STORE_RETRY_MS 1000
+
 #define KEEL_CORE_LOG(self, which, level, ...)                                                     \
     KEEL_LOG_LIMITED (&(self)->rl[which], (self)->now, (level), "broker", __VA_ARGS__)
 
@@ -145,6 +149,7 @@ struct _keel_core_t {
     bool dispatch_ready;       // a commit made tasks dispatchable
     bool force_commit;         // commit this turn whatever else is pending
     int64_t uncommitted_since; // first change not yet committed, 0 = none
+    int64_t commit_retry_at;   // while store_failed: the next commit attempt (monotonic ms)
 
     // The turn's effects, sent after the commit.
     zlistx_t *outbox;

@@ -750,12 +750,14 @@ s_on_refused (keel_actor_t *self, const Keel__Refused *refused, int64_t now)
                 char text[KEEL_TEXT_MAX];
                 if (refused->n_task_ids)
                     snprintf (text, sizeof text,
-                              "broker store full (%s); retrying %zu task(s) in %.1f s", error,
-                              refused->n_task_ids, S_STORE_FULL_DELAY_MS / 1000.0);
+                              "the broker cannot store new work (%s); retrying %zu task(s) in "
+                              "%.1f s",
+                              error, refused->n_task_ids, S_STORE_FULL_DELAY_MS / 1000.0);
                 else
                     snprintf (text, sizeof text,
-                              "broker store full (%s); retrying the service in %.1f s", error,
-                              S_STORE_FULL_DELAY_MS / 1000.0);
+                              "the broker cannot store new work (%s); retrying the service in "
+                              "%.1f s",
+                              error, S_STORE_FULL_DELAY_MS / 1000.0);
                 s_status (self, KEEL_STATUS_STORE_FULL, KEEL_LEVEL_WARNING, "",
                           svc->open->service_id, text);
             }

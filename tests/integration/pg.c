@@ -122,6 +122,37 @@ s_log_tail (const pg_instance_t *pg, char *out, size_t size)
     out[len] = '\0';
 }
 
+// Starts the postmaster on pg->dir and pg->port and waits (60 s at most)
+// until it answers: 1 when it does, 0 when it died at once (most likely the
+// port was taken meanwhile), -1 when it is alive but silent.
+static int
+s_serve (pg_instance_t *pg)
+{
+    char bindir[200], data[320], log[320], postgres[256], port[16];
+    if (!s_bindir (bindir, sizeof bindir))
+        return 0;
+    const struct passwd *pw = geteuid () == 0 ? getpwnam ("postgres") : NULL;
+    snprintf (data, sizeof data, "%s/data", pg->dir);
+    snprintf (log, sizeof log, "%s/server.log", pg->dir);
+    snprintf (postgres, sizeof postgres, "%s/postgres", bindir);
+    snprintf (port, sizeof port, "%d", pg->port);
+    const char *argv[] = {
+        postgres, "-D", data, "-k", pg->dir, "-p", port, "-c", "listen_addresses=127.0.0.1", NULL
+    };
+    pg->pid = s_run (argv, log, pw);
+    int64_t deadline = s_now_ms () + S_DEADLINE_MS;
+    while (pg->pid > 0 && s_now_ms () < deadline) {
+        if (PQping (pg->conninfo) == PQPING_OK)
+            return 1;
+        if (waitpid (pg->pid, NULL, WNOHANG) == pg->pid) {
+            pg->pid = 0;
+            return 0;
+        }
+        usleep (20000);
+    }
+    return pg->pid > 0 ? -1 : 0;
+}
+
 bool
 pg_start (pg_instance_t *pg, char *why, size_t why_size)
 {
@@ -142,11 +173,10 @@ pg_start (pg_instance_t *pg, char *why, size_t why_size)
         pg_stop (pg, 0);
         return s_fail (why, why_size, "chown %s: %s", pg->dir, strerror (errno));
     }
-    char data[320], log[320], initdb[256], postgres[256], port[16];
+    char data[320], log[320], initdb[256];
     snprintf (data, sizeof data, "%s/data", pg->dir);
     snprintf (log, sizeof log, "%s/server.log", pg->dir);
     snprintf (initdb, sizeof initdb, "%s/initdb", bindir);
-    snprintf (postgres, sizeof postgres, "%s/postgres", bindir);
 
     const char *init_argv[] = { initdb,  "-D", data,   "-U",         "postgres",  "-A",
                                 "trust", "-E", "UTF8", "--locale=C", "--no-sync", NULL };
@@ -171,33 +201,49 @@ pg_start (pg_instance_t *pg, char *why, size_t why_size)
 
     for (int attempt = 0; attempt < 5; attempt++) {
         pg->port = harness_free_port ();
-        snprintf (port, sizeof port, "%d", pg->port);
-        const char *argv[] = { postgres, "-D",    data,
-                               "-k",     pg->dir, "-p",
-                               port,     "-c",    "listen_addresses=127.0.0.1",
-                               NULL };
-        pg->pid = s_run (argv, log, pw);
         snprintf (pg->conninfo, sizeof pg->conninfo,
                   "host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=5",
                   pg->port);
         snprintf (pg->uri, sizeof pg->uri, "postgresql://postgres@127.0.0.1:%d/postgres", pg->port);
-        deadline = s_now_ms () + S_DEADLINE_MS;
-        while (pg->pid > 0 && s_now_ms () < deadline) {
-            if (PQping (pg->conninfo) == PQPING_OK)
-                return true;
-            if (waitpid (pg->pid, &status, WNOHANG) == pg->pid) {
-                pg->pid = 0; // died: most likely the port was taken meanwhile
-                break;
-            }
-            usleep (20000);
-        }
-        if (pg->pid > 0)
+        int serve = s_serve (pg);
+        if (serve == 1)
+            return true;
+        if (serve < 0)
             break; // alive but not answering for a minute: give up
     }
     char tail[700];
     s_log_tail (pg, tail, sizeof tail);
     pg_stop (pg, 0);
     return s_fail (why, why_size, "postgres did not answer on port %d: %s", pg->port, tail);
+}
+
+bool
+pg_halt (pg_instance_t *pg, bool immediate, int timeout_ms)
+{
+    if (pg->pid <= 0)
+        return true;
+    kill (pg->pid, immediate ? SIGQUIT : SIGINT);
+    int64_t deadline = s_now_ms () + timeout_ms;
+    while (s_now_ms () < deadline) {
+        if (waitpid (pg->pid, NULL, WNOHANG) == pg->pid) {
+            pg->pid = 0;
+            return true;
+        }
+        usleep (20000);
+    }
+    return false;
+}
+
+bool
+pg_resume (pg_instance_t *pg, char *why, size_t why_size)
+{
+    if (pg->pid > 0)
+        return true;
+    if (s_serve (pg) == 1)
+        return true;
+    char tail[700];
+    s_log_tail (pg, tail, sizeof tail);
+    return s_fail (why, why_size, "postgres did not come back on port %d: %s", pg->port, tail);
 }
 
 bool

@@ -33,6 +33,17 @@ typedef struct {
 // that far) in why, when a step fails or does not finish within 60 s.
 bool pg_start (pg_instance_t *pg, char *why, size_t why_size);
 
+// A database outage: stops the postmaster (immediate: SIGQUIT, like
+// `pg_ctl stop -m immediate`, no checkpoint; else a fast shutdown, SIGINT)
+// and waits up to timeout_ms for it to exit; the directory and port stay
+// for pg_resume. True when it exited.
+bool pg_halt (pg_instance_t *pg, bool immediate, int timeout_ms);
+
+// Starts the server again on the same directory and port after pg_halt
+// (crash recovery after an immediate stop). False, with why, when it does
+// not answer within 60 s.
+bool pg_resume (pg_instance_t *pg, char *why, size_t why_size);
+
 // Fast shutdown (SIGINT) of the postmaster, SIGKILL after timeout_ms, then
 // removes the directory. True when the process ended. Safe on an instance
 // that never started.

@@ -193,7 +193,7 @@ Test (store_full, refuses_new_work_while_the_disk_is_full_and_takes_it_when_spac
                             "double",   "--range",       "0:200",  NULL };
     pid_t driver2 = harness_spawn ("driver2", "keel-driver", argv2);
     HARNESS_ASSERT (driver2 > 0, "driver2 did not start");
-    HARNESS_ASSERT (harness_wait_log ("driver2.err", "store full", 1, 15000),
+    HARNESS_ASSERT (harness_wait_log ("driver2.err", "cannot store new work", 1, 15000),
                     "driver2 did not report the broker's full store within 15 s");
     HARNESS_ASSERT (harness_poll_until (s_keeps_serving, &serving, 15000),
                     "with its disk full the broker stopped running accepted work (dispatched %lld "
