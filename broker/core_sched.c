@@ -211,11 +211,14 @@ s_no_executions (const keel_service_rec_t *svc)
 }
 
 // Drops closed services whose results are all acknowledged and whose
-// retention has passed, and services detached here (their driver went back
-// to its primary, which owns them now) whose retention since the detach has
-// passed and whose executions are all gone. A detached service's results
-// are never acknowledged here: the driver acknowledges on the primary.
-// Returns how many.
+// retention has passed; cancelled services whose retention has passed,
+// acknowledged or not (a cancel says nobody wants what is left: a driver
+// killed before it acknowledged would otherwise keep them for ever); and
+// services detached here (their driver went back to its primary, which
+// owns them now) whose retention since the detach has passed and whose
+// executions are all gone. A detached service's results are never
+// acknowledged here: the driver acknowledges on the primary. Returns how
+// many.
 uint64_t
 keel_core_purge (keel_core_t *self, int64_t now_wall, int64_t retention_ms)
 {
@@ -226,9 +229,9 @@ keel_core_purge (keel_core_t *self, int64_t now_wall, int64_t retention_ms)
          s = keel_model_service_next (self->model)) {
         bool closed = s->state == KEEL_SERVICE_CLOSED || s->state == KEEL_SERVICE_CANCELLED;
         bool settled =
-            s->unacked == 0
-            && (s->state == KEEL_SERVICE_CANCELLED
-                || s->count[KEEL_TASK_STATE_QUEUED] + s->count[KEEL_TASK_STATE_RUNNING] == 0);
+            s->state == KEEL_SERVICE_CANCELLED
+            || (s->unacked == 0
+                && s->count[KEEL_TASK_STATE_QUEUED] + s->count[KEEL_TASK_STATE_RUNNING] == 0);
         bool detached = s->state == KEEL_SERVICE_DETACHED && s_no_executions (s);
         if (((closed && settled) || detached) && s->closed_wall_ms + retention_ms <= now_wall)
             zlistx_add_end (old, s);

@@ -143,8 +143,9 @@ typedef struct {
     uint64_t bytes_after;
 } keel_store_maintenance_t;
 
-// Deletes closed services whose results are all acknowledged and whose
-// closed_wall_ms is older than now_wall_ms - retention_ms, checkpoints the
+// Deletes cancelled services, and closed services whose results are all
+// acknowledged, whose closed_wall_ms is older than now_wall_ms -
+// retention_ms (the broker's core purges the same), checkpoints the
 // WAL and vacuums. Must run outside a loop-turn transaction.
 keel_err keel_store_maintenance (keel_store_t *self, int64_t now_wall_ms, int64_t retention_ms,
                                  keel_store_maintenance_t *report, keel_error_t *err);

@@ -266,8 +266,8 @@ keel_store_pg_maintenance (keel_store_pg_t *self, int64_t now_wall_ms, int64_t r
     keel_store_maintenance_t result = { .bytes_before = keel_store_pg_size (self) };
     keel_store_pg_params_t cutoff = { 0 };
     keel_store_pg_p_int (&cutoff, now_wall_ms - retention_ms);
-    // Purgeable: closed or cancelled before the cutoff, with no result the
-    // driver has not acknowledged (cancelled tasks have none to ack).
+    // Purgeable: cancelled before the cutoff, or closed before it with no
+    // result the driver has not acknowledged (cancelled tasks have none).
     static const char *purge[] = {
         "DELETE FROM tasks WHERE service_id IN (SELECT service_id FROM doomed)",
         "DELETE FROM executions WHERE service_id IN (SELECT service_id FROM doomed)",
@@ -277,8 +277,8 @@ keel_store_pg_maintenance (keel_store_pg_t *self, int64_t now_wall_ms, int64_t r
     s_step (self, "BEGIN", NULL, &rc, NULL, err);
     s_step (self,
             "CREATE TEMP TABLE doomed ON COMMIT DROP AS SELECT service_id FROM services s"
-            " WHERE state IN (1, 2) AND closed_wall_ms < $1 AND NOT EXISTS (SELECT 1 FROM tasks t"
-            " WHERE t.service_id = s.service_id AND t.acked = 0 AND t.state <> 4)",
+            " WHERE state IN (1, 2) AND closed_wall_ms < $1 AND (state = 2 OR NOT EXISTS (SELECT 1"
+            " FROM tasks t WHERE t.service_id = s.service_id AND t.acked = 0 AND t.state <> 4))",
             &cutoff, &rc, NULL, err);
     for (size_t i = 0; i < sizeof purge / sizeof purge[0]; i++)
         s_step (self, purge[i], NULL, &rc, NULL, err);

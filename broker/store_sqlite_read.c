@@ -249,8 +249,9 @@ keel_store_sqlite_events (keel_store_sqlite_t *self, int limit, keel_store_event
 
 // ---------------------------------------------------------------- maintenance
 
-// Collects the ids of services maintenance may purge: closed or cancelled
-// before cutoff, with no task left whose result the driver has not acked.
+// Collects the ids of services maintenance may purge: cancelled before
+// cutoff, or closed before it with no task left whose result the driver
+// has not acked.
 static keel_err
 s_purgeable (keel_store_sqlite_t *self, int64_t cutoff, char ***ids_p, size_t *count_p,
              keel_error_t *err)
@@ -258,9 +259,9 @@ s_purgeable (keel_store_sqlite_t *self, int64_t cutoff, char ***ids_p, size_t *c
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v2 (self->db,
                                  "SELECT service_id FROM services s WHERE state IN (1, 2)"
-                                 " AND closed_wall_ms < ?1 AND NOT EXISTS (SELECT 1 FROM tasks t"
-                                 " WHERE t.service_id = s.service_id AND t.acked = 0"
-                                 " AND t.state <> 4)",
+                                 " AND closed_wall_ms < ?1 AND (state = 2 OR NOT EXISTS (SELECT 1"
+                                 " FROM tasks t WHERE t.service_id = s.service_id AND t.acked = 0"
+                                 " AND t.state <> 4))",
                                  -1, &stmt, NULL);
     if (rc != SQLITE_OK)
         return keel_store_sqlite_error (self, err, rc, "maintenance");

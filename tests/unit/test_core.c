@@ -617,6 +617,35 @@ Test (core, a_purged_service_leaves_no_reference_in_the_turn)
     cr_assert_eq (s_changes (KEEL_CHANGE_SERVICE_DELETE), 1);
 }
 
+// A cancelled service goes once its retention has passed even with results
+// nobody acknowledged (its driver was killed before it could); a closed
+// one waits for its acknowledgements.
+Test (core, a_cancelled_service_is_purged_with_unacknowledged_results)
+{
+    s_hello ();
+    const char *ids[] = { "gone", "kept" };
+    for (int i = 0; i < 2; i++) {
+        s_submit_service (ids[i]);
+        s_submit_tasks (ids[i], 1);
+    }
+    s_commit (true);
+    for (int i = 0; i < 2; i++) {
+        keel_service_rec_t *svc = s_service (ids[i]);
+        keel_task_result_t *r = calloc (1, sizeof *r);
+        r->status = KEEL__TASK_STATUS__STATUS_OK;
+        keel_core_task_finished (core, svc, 0, r, KEEL_TASK_STATE_DONE);
+        cr_assert_eq (svc->unacked, 1, "%s: the result is not waiting for its ack", ids[i]);
+        cr_assert (keel_core_service_to (core, svc,
+                                         i == 0 ? KEEL_SERVICE_CANCELLED : KEEL_SERVICE_CLOSED));
+    }
+    s_tick (1);
+    cr_assert_eq (keel_core_purge_now (core, 0), 1);
+    cr_assert_null (keel_model_service (keel_core_model (core), "gone"),
+                    "the cancelled service was kept for its unacknowledged result");
+    cr_assert_not_null (keel_model_service (keel_core_model (core), "kept"),
+                        "a closed service went before its results were acknowledged");
+}
+
 // An execution whose engine goes silent waits for a claim until the
 // engine's tasks are due elsewhere; a claim at login takes it back.
 Test (core, a_lost_engines_execution_awaits_a_claim_then_runs_again_or_is_requeued)

@@ -916,6 +916,7 @@ STORE_TEST (maintenance_purges_only_eligible_services)
     } cases[] = {
         { "closed-acked-old", KEEL_SERVICE_CLOSED, now - retention - 1, true, true },
         { "cancelled-old", KEEL_SERVICE_CANCELLED, now - retention - 1, false, true },
+        { "cancelled-recent", KEEL_SERVICE_CANCELLED, now - 1000, false, false },
         { "closed-acked-recent", KEEL_SERVICE_CLOSED, now - 1000, true, false },
         { "closed-unacked-old", KEEL_SERVICE_CLOSED, now - retention - 1, false, false },
         { "open-acked", KEEL_SERVICE_OPEN, 0, true, false },
@@ -929,8 +930,11 @@ STORE_TEST (maintenance_purges_only_eligible_services)
         cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
         for (uint64_t id = 1; id <= 3; id++) {
             keel_store_task_t task = s_task (cases[i].id, id);
-            task.state = cases[i].state == KEEL_SERVICE_CANCELLED ? KEEL_TASK_STATE_CANCELLED
-                                                                  : KEEL_TASK_STATE_DONE;
+            // A cancelled service's first task was done before the cancel
+            // and its result never acknowledged (the driver was killed).
+            task.state = cases[i].state == KEEL_SERVICE_CANCELLED && id > 1
+                             ? KEEL_TASK_STATE_CANCELLED
+                             : KEEL_TASK_STATE_DONE;
             task.result_acked = cases[i].acked || id < 3;
             static uint8_t big[KEEL_STORE_INLINE_MAX + 1];
             if (id == 1) {
@@ -959,10 +963,10 @@ STORE_TEST (maintenance_purges_only_eligible_services)
                  (unsigned long long) report.services_purged,
                  (unsigned long long) report.bytes_before, (unsigned long long) report.bytes_after);
     s_seen_t seen = s_reopen_and_load (&store);
-    cr_expect_eq (seen.services, 4);
-    cr_expect_eq (seen.tasks, 12);
-    cr_expect_eq (seen.executions, 4);
-    cr_expect_eq (seen.pending, 4);
+    cr_expect_eq (seen.services, 5);
+    cr_expect_eq (seen.tasks, 15);
+    cr_expect_eq (seen.executions, 5);
+    cr_expect_eq (seen.pending, 5);
     keel_store_destroy (&store);
     for (size_t i = 0; i < count; i++) {
         char sql[200];
@@ -970,11 +974,11 @@ STORE_TEST (maintenance_purges_only_eligible_services)
                   cases[i].id);
         cr_expect_eq (s_sql_int (sql), cases[i].purged ? 0 : 1, "%s", cases[i].id);
     }
-    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks"), 12, "tasks of purged services remain");
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks"), 15, "tasks of purged services remain");
     if (!s_pg) { // the SQLite store keeps big blobs in task_blobs
-        cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks WHERE input IS NOT NULL"), 8,
+        cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks WHERE input IS NOT NULL"), 10,
                       "small inputs of purged tasks remain");
-        cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 4,
+        cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 5,
                       "big inputs of purged tasks remain");
     }
 }
