@@ -131,6 +131,68 @@ s_sync_failed (keel_broker_t *self, const keel_error_t *err)
     zlistx_purge (self->held);
 }
 
+// Reads the store's answers (without waiting) and releases what the
+// commits now durable held.
+static void
+s_collect (keel_broker_t *self)
+{
+    if (!self->nanswers || self->fatal)
+        return;
+    keel_error_t err = { "" };
+    uint64_t confirmed = keel_store_collect (self->store, &err);
+    size_t n = 0;
+    uint64_t seq = 0;
+    while (n < self->nanswers && self->answers[n].turn <= confirmed)
+        seq = self->answers[n++].seq;
+    if (!n)
+        return;
+    memmove (self->answers, self->answers + n, (self->nanswers - n) * sizeof *self->answers);
+    self->nanswers -= n;
+    s_synced (self, seq);
+}
+
+// A commit of a store that answers later: durable once its turn is.
+static void
+s_await_answer (keel_broker_t *self, uint64_t seq)
+{
+    uint64_t turn = keel_store_issued (self->store);
+    if (!self->nanswers && turn <= keel_store_collect (self->store, NULL)) {
+        s_synced (self, seq);
+        return;
+    }
+    if (self->nanswers == self->answers_cap) {
+        size_t cap = self->answers_cap ? self->answers_cap * 2 : 16;
+        void *grown = realloc (self->answers, cap * sizeof *self->answers);
+        if (!grown) {
+            keel_error_t err;
+            keel_error_set (&err, KEEL_ERR_NOMEM, "out of memory waiting for the store");
+            s_sync_failed (self, &err);
+            return;
+        }
+        self->answers = grown;
+        self->answers_cap = cap;
+    }
+    self->answers[self->nanswers].turn = turn;
+    self->answers[self->nanswers].seq = seq;
+    self->nanswers++;
+    s_collect (self);
+}
+
+// Keeps the loop's poller on the store's answer socket (it changes when
+// the store reconnects).
+static void
+s_watch_store (keel_broker_t *self, zpoller_t *poller)
+{
+    int fd = keel_store_answer_fd (self->store);
+    if (fd == self->store_fd)
+        return;
+    if (self->store_fd >= 0)
+        zpoller_remove (poller, &self->store_fd);
+    self->store_fd = fd;
+    if (fd >= 0 && zpoller_add (poller, &self->store_fd) != 0)
+        self->store_fd = -1; // polled again next turn; answers are read each turn anyway
+}
+
 static void
 s_recv_syncer (keel_broker_t *self)
 {
@@ -151,8 +213,18 @@ static void
 s_sync_now (keel_broker_t *self)
 {
     uint64_t commit_seq = self->commit_seq;
-    if (!self->syncer || self->fatal || keel_core_synced_seq (self->core) >= commit_seq)
+    if (self->fatal || keel_core_synced_seq (self->core) >= commit_seq)
         return;
+    if (!self->syncer) {
+        // A store that answers later: wait for the answer (bounded). A lost
+        // one is not fatal: the store sends that commit again.
+        keel_error_t err = { "" };
+        if (self->nanswers) {
+            keel_store_sync (self->store, &err);
+            s_collect (self);
+        }
+        return;
+    }
     keel_error_t err = { "" };
     keel_core_count_sync (self->core);
     if (keel_store_sync (self->store, &err) != KEEL_OK)
@@ -225,7 +297,7 @@ s_commit (keel_broker_t *self)
         }
     }
     else
-        s_synced (self, seq);
+        s_await_answer (self, seq);
     if (sync_now)
         s_sync_now (self);
     return true;
@@ -356,10 +428,12 @@ s_poll_timeout (keel_broker_t *self)
 static bool
 s_turn (keel_broker_t *self, zpoller_t *poller)
 {
+    s_watch_store (self, poller);
     zpoller_wait (poller, (int) s_poll_timeout (self));
     if (zpoller_terminated (poller) || zsys_interrupted)
         return false;
     s_clock (self);
+    s_collect (self);
     // A pair's links first: a peer that took over while this broker was
     // paused demotes it before it serves anything.
     if (self->pair)
@@ -612,6 +686,7 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     }
     self->settings = settings;
     self->core = keel_core_new (settings, zclock_mono (), zclock_time ());
+    self->store_fd = -1;
     self->sendq = zlistx_new ();
     self->held = zlistx_new ();
     self->admin_queue = zlistx_new ();
@@ -686,6 +761,7 @@ keel_broker_destroy (keel_broker_t **self_p)
     }
     zlistx_destroy (&self->sendq);
     zlistx_destroy (&self->held);
+    free (self->answers);
     keel_core_destroy (&self->core);
     keel_syncer_destroy (&self->syncer); // before the store: it syncs its WAL
     keel_store_destroy (&self->store);

@@ -25,6 +25,14 @@ struct _keel_broker_t {
     // commit durable. NULL syncer: every commit is as durable as StoreSync
     // asks when it returns.
     keel_syncer_t *syncer;
+    // A store whose commits are answered later (PostgreSQL, store.h): each
+    // commit waits in `answers` (its store turn, its number) until
+    // keel_store_collect says the turn is durable; the loop polls store_fd.
+    struct {
+        uint64_t turn, seq;
+    } * answers;
+    size_t nanswers, answers_cap;
+    int store_fd;          // keel_store_answer_fd as the poller has it, -1 none
     uint64_t commit_seq;   // the last commit's number (keel_core_committed)
     uint64_t local_synced; // commits durable in this store (the syncer's word)
     // Resilient pair (broker_pair.h), NULL when standalone. A commit's

@@ -107,6 +107,8 @@ keel_err
 keel_store_commit (keel_store_t *self, keel_error_t *err)
 {
     assert (self);
+    if (self->pg)
+        return keel_store_pg_commit (self->pg, err);
     keel_err rc = keel_store_commit_async (self, err);
     return rc == KEEL_OK ? keel_store_sync (self, err) : rc;
 }
@@ -116,8 +118,29 @@ keel_store_commit_async (keel_store_t *self, keel_error_t *err)
 {
     assert (self);
     if (self->pg)
-        return keel_store_pg_commit (self->pg, err);
+        return keel_store_pg_commit_async (self->pg, err);
     return self->sql ? keel_store_sqlite_commit (self->sql, err) : KEEL_OK;
+}
+
+int
+keel_store_answer_fd (const keel_store_t *self)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_answer_fd (self->pg) : -1;
+}
+
+uint64_t
+keel_store_issued (const keel_store_t *self)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_issued (self->pg) : 0;
+}
+
+uint64_t
+keel_store_collect (keel_store_t *self, keel_error_t *err)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_collect (self->pg, err) : 0;
 }
 
 int
@@ -131,6 +154,8 @@ keel_err
 keel_store_sync (keel_store_t *self, keel_error_t *err)
 {
     assert (self);
+    if (self->pg)
+        return keel_store_pg_sync (self->pg, err);
     return self->sql ? keel_store_sqlite_sync (self->sql, err) : KEEL_OK;
 }
 

@@ -89,6 +89,20 @@ keel_err keel_store_commit_async (keel_store_t *self, keel_error_t *err);
 int keel_store_sync_fd (const keel_store_t *self);
 keel_err keel_store_sync (keel_store_t *self, keel_error_t *err);
 
+// Commits answered later (postgresql:). keel_store_commit_async sends the
+// commit and returns; the commit is durable once keel_store_collect returns
+// a number at least the keel_store_issued read right after it. collect
+// reads, without waiting, the answers that have arrived; answer_fd (-1 when
+// none is awaited) becomes readable when one arrives, for the loop's poll
+// (it may change after a reconnect: read it again each turn). A commit
+// whose answer is lost (the connection went) is not lost: the store sends
+// its records again before the next turn's, in order, and confirms them
+// with that turn. Backends durable as commit_async returns (or through a
+// syncer) keep issued and collect at 0.
+int keel_store_answer_fd (const keel_store_t *self);
+uint64_t keel_store_issued (const keel_store_t *self);
+uint64_t keel_store_collect (keel_store_t *self, keel_error_t *err);
+
 // True when writes are waiting for a commit (always false for memory:).
 bool keel_store_in_transaction (const keel_store_t *self);
 

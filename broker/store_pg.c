@@ -221,6 +221,9 @@ keel_store_pg_error (keel_store_pg_t *self, keel_error_t *err, const PGresult *r
 
 // Drops the connection (a lost or unanswered server); the next write
 // reconnects.
+static void s_awaited_lost (keel_store_pg_t *self);
+static int s_drain (keel_store_pg_t *self, bool block, keel_error_t *err);
+
 static void
 s_disconnect (keel_store_pg_t *self)
 {
@@ -229,6 +232,8 @@ s_disconnect (keel_store_pg_t *self)
     self->conn = NULL;
     self->in_txn = false;
     self->sent = 0;
+    if (self->awaiting)
+        s_awaited_lost (self);
 }
 
 // Flushes what libpq holds and waits until a result can be read without
@@ -544,6 +549,13 @@ keel_store_pg_open (const char *uri, keel_error_t *err)
         return NULL;
     }
     keel_store_pg_safe_uri (uri, self->safe, sizeof self->safe);
+    self->txn = keel_changes_new ();
+    self->replay = keel_changes_new ();
+    if (!self->txn || !self->replay) {
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        keel_store_pg_destroy (&self);
+        return NULL;
+    }
     if (s_connect (self, true, err) != KEEL_OK)
         keel_store_pg_destroy (&self);
     return self;
@@ -556,8 +568,13 @@ keel_store_pg_destroy (keel_store_pg_t **self_p)
     keel_store_pg_t *self = *self_p;
     if (!self)
         return;
-    s_disconnect (self); // the advisory lock goes with the session
+    if (self->awaiting && self->conn)
+        s_drain (self, true, NULL); // the last commit's answer, if it comes in time
+    self->awaiting_commit = false;  // what is not confirmed is not ours to finish
+    s_disconnect (self);            // the advisory lock goes with the session
     keel_store_pg_batch_free (self);
+    keel_changes_destroy (&self->txn);
+    keel_changes_destroy (&self->replay);
     free (self->uri);
     free (self);
     *self_p = NULL;
@@ -584,6 +601,8 @@ keel_store_pg_last_error (const keel_store_pg_t *self)
 keel_err
 keel_store_pg_ready (keel_store_pg_t *self, keel_error_t *err)
 {
+    if (self->awaiting)
+        s_drain (self, true, NULL); // its outcome is kept for keel_store_pg_collect
     if (self->in_txn)
         return keel_error_set (err, KEEL_ERR_STATE, "%s: inside a loop-turn transaction",
                                self->safe);
@@ -627,10 +646,10 @@ keel_store_pg_poison (keel_store_pg_t *self, keel_err code)
     return self->poison;
 }
 
-// Joins the turn's pipeline, entering it (and sending BEGIN) at the first
-// write.
-static keel_err
-s_begin (keel_store_pg_t *self)
+// Joins the turn's pipeline, entering it (and sending BEGIN, then the
+// records to replay) at the first write.
+keel_err
+keel_store_pg_begin (keel_store_pg_t *self)
 {
     if (self->poison)
         return self->poison;
@@ -647,14 +666,21 @@ s_begin (keel_store_pg_t *self)
     }
     self->in_txn = true;
     self->sent = 1;
-    return KEEL_OK;
+    // Transactions that failed after keel_store_pg_commit_async returned
+    // go first, in order: the broker counts them written.
+    size_t n = keel_changes_size (self->replay);
+    self->replaying = true;
+    for (size_t i = 0; rc == KEEL_OK && i < n; i++)
+        rc = keel_store_pg_apply (self, keel_changes_at (self->replay, i));
+    self->replaying = false;
+    return rc;
 }
 
 keel_err
 keel_store_pg_send (keel_store_pg_t *self, const char *name, const char *what,
                     const keel_store_pg_params_t *p)
 {
-    keel_err rc = s_begin (self);
+    keel_err rc = keel_store_pg_begin (self);
     if (rc)
         return rc;
     if (p->too_big) {
@@ -671,11 +697,36 @@ keel_store_pg_send (keel_store_pg_t *self, const char *name, const char *what,
     return KEEL_OK;
 }
 
-// Ends the pipeline with `last` (COMMIT or ROLLBACK) and a sync point and
-// reads every result; the first error wins. Leaves the connection idle
-// outside pipeline mode, or dropped.
+// The awaited commit's outcome is unknown (no answer, or the connection
+// went): its records are sent again before the next turn's, in order.
+static void
+s_awaited_lost (keel_store_pg_t *self)
+{
+    self->awaiting = false;
+    if (!self->awaiting_commit || !self->awaiting_keep) { // nothing to keep
+        keel_changes_clear (self->txn);
+        return;
+    }
+    size_t n = keel_changes_size (self->txn);
+    for (size_t i = 0; i < n; i++)
+        if (keel_changes_add (self->replay, keel_changes_at (self->txn, i)) != KEEL_OK) {
+            // Out of memory for the only copy of acknowledged work: the
+            // broker must stop before it acknowledges more.
+            self->lost_lock = true;
+            keel_error_set (&self->last, KEEL_ERR_NOMEM,
+                            "%s: out of memory keeping a commit to send again; restart the broker",
+                            self->safe);
+            break;
+        }
+    keel_changes_clear (self->txn);
+}
+
+// Sends `last` (COMMIT or ROLLBACK) and a sync point and pushes everything
+// to the server (bounded). The transaction is then awaited.
+// If that fails, nothing is awaited: the caller reports the turn failed
+// (the broker writes it again) and no replay keeps its records.
 static keel_err
-s_finish (keel_store_pg_t *self, const char *last, keel_error_t *err)
+s_end (keel_store_pg_t *self, const char *last, keel_error_t *err)
 {
     if (!PQsendQueryParams (self->conn, last, 0, NULL, NULL, NULL, NULL, 0)
         || !PQpipelineSync (self->conn)) {
@@ -683,31 +734,74 @@ s_finish (keel_store_pg_t *self, const char *last, keel_error_t *err)
         s_disconnect (self);
         return rc;
     }
+    self->in_txn = false;
+    size_t sent = self->sent;
+    self->sent = 0;
     int64_t deadline = keel_store_pg_now_ms () + KEEL_STORE_PG_TIMEOUT_MS;
-    keel_err rc = KEEL_OK;
+    for (;;) {
+        int flush = PQflush (self->conn);
+        if (flush == 0)
+            break;
+        if (flush < 0 || !PQconsumeInput (self->conn) || keel_store_pg_now_ms () >= deadline) {
+            keel_err rc = keel_store_pg_error (self, err, NULL, "sending the commit");
+            s_disconnect (self);
+            return rc;
+        }
+        struct pollfd pfd = { PQsocket (self->conn), POLLIN | POLLOUT, 0 };
+        poll (&pfd, 1, 50);
+    }
+    self->awaiting = true;
+    self->awaiting_left = 2 * (sent + 1) + 2;
+    self->awaiting_rc = KEEL_OK;
+    return KEEL_OK;
+}
+
+// Reads the awaited transaction's results (each statement a result and a
+// NULL, the sync point one result; the first error wins). With block,
+// waits for them (bounded); without, reads what has arrived. Returns 1
+// when the transaction ended well (then confirmed), -1 when it failed (its
+// records are kept for a replay, unless it was a rollback), 0 when its
+// answer is not all there yet.
+static int
+s_drain (keel_store_pg_t *self, bool block, keel_error_t *err)
+{
+    if (!self->awaiting)
+        return 1;
+    int64_t deadline = keel_store_pg_now_ms () + KEEL_STORE_PG_TIMEOUT_MS;
     bool synced = false;
-    // Each statement gives a result then NULL; the sync point one result.
-    for (size_t i = 0; !synced && i < 2 * (self->sent + 1) + 2; i++) {
-        if (!s_wait (self, deadline, err))
-            return KEEL_ERR_STORE;
+    while (!synced && self->awaiting_left > 0) {
+        if (block) {
+            if (!s_wait (self, deadline, err))
+                return -1; // dropped: s_disconnect kept the records
+        }
+        else {
+            if (PQflush (self->conn) < 0 || !PQconsumeInput (self->conn)) {
+                keel_store_pg_error (self, err, NULL, "connection lost");
+                s_disconnect (self);
+                return -1;
+            }
+            if (PQisBusy (self->conn))
+                return 0;
+        }
         PGresult *res = PQgetResult (self->conn);
+        self->awaiting_left--;
         if (!res)
             continue;
         ExecStatusType status = PQresultStatus (res);
         if (status == PGRES_PIPELINE_SYNC)
             synced = true;
-        else if (status == PGRES_FATAL_ERROR && !rc)
-            rc = keel_store_pg_error (self, err, res, "commit");
+        else if (status == PGRES_FATAL_ERROR && !self->awaiting_rc)
+            self->awaiting_rc = keel_store_pg_error (self, NULL, res, "commit");
         PQclear (res);
     }
     if (!synced || !PQexitPipelineMode (self->conn)) {
-        if (!rc)
-            rc = keel_store_pg_error (self, err, NULL, "pipeline did not end");
+        if (!self->awaiting_rc)
+            keel_store_pg_error (self, NULL, NULL, "pipeline did not end");
+        if (err)
+            *err = self->last;
         s_disconnect (self);
-        return rc;
+        return -1;
     }
-    self->in_txn = false;
-    self->sent = 0;
     // A statement failed before COMMIT: the transaction is aborted, not
     // ended; end it.
     if (PQtransactionStatus (self->conn) != PQTRANS_IDLE) {
@@ -715,11 +809,26 @@ s_finish (keel_store_pg_t *self, const char *last, keel_error_t *err)
         if (s_exec (self, "ROLLBACK", &ignored) != KEEL_OK)
             s_disconnect (self);
     }
-    return rc;
+    if (self->awaiting_rc) {
+        if (err)
+            *err = self->last;
+        if (self->awaiting)
+            s_awaited_lost (self);
+        return -1;
+    }
+    self->awaiting = false;
+    if (self->awaiting_commit) {
+        self->confirmed = self->awaiting_turn;
+        keel_changes_clear (self->replay); // it rode in this transaction
+    }
+    keel_changes_clear (self->txn);
+    return 1;
 }
 
-keel_err
-keel_store_pg_commit (keel_store_pg_t *self, keel_error_t *err)
+// Ends the turn's open transaction with COMMIT; commit_async does not wait
+// for the answer.
+static keel_err
+s_commit (keel_store_pg_t *self, keel_error_t *err)
 {
     if (!self->poison)
         keel_store_pg_batch_flush (self); // a failure poisons the turn
@@ -732,16 +841,70 @@ keel_store_pg_commit (keel_store_pg_t *self, keel_error_t *err)
     }
     if (!self->in_txn)
         return KEEL_OK;
-    return s_finish (self, "COMMIT", err);
+    self->awaiting_commit = true;
+    keel_err rc = s_end (self, "COMMIT", err);
+    if (rc == KEEL_OK)
+        self->awaiting_turn = ++self->issued;
+    else
+        keel_changes_clear (self->txn); // not sent: the broker writes it again
+    return rc;
+}
+
+keel_err
+keel_store_pg_commit_async (keel_store_pg_t *self, keel_error_t *err)
+{
+    self->awaiting_keep = true; // the caller counts it written: ours to finish
+    return s_commit (self, err);
+}
+
+keel_err
+keel_store_pg_commit (keel_store_pg_t *self, keel_error_t *err)
+{
+    // The caller learns the outcome (and writes a failed turn again, or
+    // refuses its submissions): a lost answer is not replayed.
+    self->awaiting_keep = false;
+    keel_err rc = s_commit (self, err);
+    if (rc == KEEL_OK && self->awaiting && s_drain (self, true, err) != 1)
+        rc = KEEL_ERR_STORE;
+    return rc;
+}
+
+keel_err
+keel_store_pg_sync (keel_store_pg_t *self, keel_error_t *err)
+{
+    return self->awaiting && self->conn && s_drain (self, true, err) != 1 ? KEEL_ERR_STORE
+                                                                          : KEEL_OK;
+}
+
+uint64_t
+keel_store_pg_collect (keel_store_pg_t *self, keel_error_t *err)
+{
+    if (self->awaiting && self->conn)
+        s_drain (self, false, err);
+    return self->confirmed;
+}
+
+uint64_t
+keel_store_pg_issued (const keel_store_pg_t *self)
+{
+    return self->issued;
+}
+
+int
+keel_store_pg_answer_fd (const keel_store_pg_t *self)
+{
+    return self->awaiting && self->conn ? PQsocket (self->conn) : -1;
 }
 
 void
 keel_store_pg_rollback (keel_store_pg_t *self)
 {
     keel_store_pg_batch_clear (self);
-    if (self->in_txn && self->conn)
-        s_finish (self, "ROLLBACK", NULL);
+    self->awaiting_commit = false;
+    if (self->in_txn && self->conn && s_end (self, "ROLLBACK", NULL) == KEEL_OK)
+        s_drain (self, true, NULL);
     self->in_txn = false;
     self->sent = 0;
     self->poison = KEEL_OK;
+    keel_changes_clear (self->txn);
 }

@@ -60,6 +60,13 @@ void keel_store_pg_destroy (keel_store_pg_t **self_p);
 const char *keel_store_pg_describe (const keel_store_pg_t *self);
 
 keel_err keel_store_pg_commit (keel_store_pg_t *self, keel_error_t *err);
+keel_err keel_store_pg_commit_async (keel_store_pg_t *self, keel_error_t *err);
+// Waits (bounded) for the awaited commit's answer; a lost answer is not
+// fatal here (its records are sent again): read keel_store_pg_collect.
+keel_err keel_store_pg_sync (keel_store_pg_t *self, keel_error_t *err);
+uint64_t keel_store_pg_collect (keel_store_pg_t *self, keel_error_t *err);
+uint64_t keel_store_pg_issued (const keel_store_pg_t *self);
+int keel_store_pg_answer_fd (const keel_store_pg_t *self);
 void keel_store_pg_rollback (keel_store_pg_t *self);
 bool keel_store_pg_in_transaction (const keel_store_pg_t *self);
 const char *keel_store_pg_last_error (const keel_store_pg_t *self);

@@ -9,6 +9,7 @@
 
 #include <libpq-fe.h>
 
+#include "changes.h"
 #include "store_pg.h"
 
 #define KEEL_STORE_PG_EVENTS_MAX 10000 // newest events kept (as the SQLite store)
@@ -74,6 +75,19 @@ struct _keel_store_pg_t {
     int64_t retry_ms;        // monotonic time of the last reconnect attempt
     bool lost_lock;          // another broker took the store while we were away
     keel_store_pg_batches_t batches;
+    // Commits answered later (store_pg.c "the turn"): the transaction sent
+    // and not yet answered, its records, and those to send again.
+    bool awaiting;          // a COMMIT or ROLLBACK sent, its answer not all read
+    bool awaiting_commit;   // ... and it is a COMMIT
+    bool awaiting_keep;     // ... of commit_async: replay its records if the answer is lost
+    size_t awaiting_left;   // results still to read at most
+    keel_err awaiting_rc;   // its first error
+    uint64_t awaiting_turn; // the turn number it confirms
+    uint64_t issued;        // turns committed (keel_store_pg_commit_async that returned OK)
+    uint64_t confirmed;     // turns known durable: all up to this number
+    keel_changes_t *txn;    // the records of the open or awaited transaction
+    keel_changes_t *replay; // records of commits whose answer was lost, oldest first
+    bool replaying;         // sending replay's records (not copied into txn)
 };
 
 // Monotonic milliseconds.
@@ -106,6 +120,9 @@ void keel_store_pg_drain (keel_store_pg_t *self);
 // and no turn open.
 keel_err keel_store_pg_ready (keel_store_pg_t *self, keel_error_t *err);
 
+// store_pg.c: opens the turn's transaction if it is not (BEGIN, then the
+// records of commits whose answer was lost, before anything of this turn).
+keel_err keel_store_pg_begin (keel_store_pg_t *self);
 // store_pg.c: sends a prepared statement in the turn's pipeline (entering
 // it, with BEGIN, at the first write); a failure poisons the turn. `what`
 // names the statement in errors.

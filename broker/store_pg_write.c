@@ -22,6 +22,7 @@
 */
 #include <arpa/inet.h>
 #include <endian.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -547,9 +548,48 @@ s_service_delete (keel_store_pg_t *self, const char *service_id)
     return rc;
 }
 
+// True when a blob of the record is over what one libpq value can hold.
+static bool
+s_too_big (const keel_change_t *c)
+{
+    switch (c->kind) {
+        case KEEL_CHANGE_SERVICE_PUT:
+            return c->service.init_len > INT_MAX;
+        case KEEL_CHANGE_TASK_PUT:
+        case KEEL_CHANGE_TASK_RESULT:
+        case KEEL_CHANGE_TASK_CHECKPOINT:
+            return c->task.input_len > INT_MAX || c->task.output_len > INT_MAX
+                   || c->task.checkpoint_len > INT_MAX;
+        case KEEL_CHANGE_PENDING_PUT:
+            return c->pending.output_len > INT_MAX;
+        default:
+            return false;
+    }
+}
+
 keel_err
 keel_store_pg_apply (keel_store_pg_t *self, const keel_change_t *c)
 {
+    if (self->poison)
+        return self->poison;
+    if (s_too_big (c)) {
+        keel_error_set (&self->last, KEEL_ERR_STORE, "%s: a value over 2 GiB cannot be stored",
+                        self->safe);
+        return keel_store_pg_poison (self, KEEL_ERR_STORE);
+    }
+    // The transaction opens at the turn's first record, so that the
+    // records to replay are queued before any of this turn's.
+    if (!self->replaying) {
+        keel_err rc = keel_store_pg_begin (self);
+        if (rc)
+            return rc;
+    }
+    // Kept until the commit is answered: sent again if the answer is lost.
+    if (!self->replaying && keel_changes_add (self->txn, c) != KEEL_OK) {
+        keel_error_set (&self->last, KEEL_ERR_NOMEM, "%s: out of memory keeping a write",
+                        self->safe);
+        return keel_store_pg_poison (self, KEEL_ERR_NOMEM);
+    }
     keel_store_pg_params_t p = { 0 };
     const keel_store_task_t *t = &c->task;
     switch (c->kind) {

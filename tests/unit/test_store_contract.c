@@ -1152,3 +1152,93 @@ Test (store_pg, strings_that_are_not_utf8_round_trip)
     cr_expect_str_eq (seen.task.error, "bad \xc3\x28 byte");
     keel_store_destroy (&store);
 }
+
+// Commits answered later: commit_async returns once the commit is sent;
+// collect reads the answers that came, and the issued turns are durable
+// once collect reaches them.
+Test (store_pg, async_commits_are_confirmed_in_order_by_collect)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    keel_error_t err = { "" };
+    for (uint64_t id = 1; id <= 3; id++) {
+        keel_store_task_t t = s_task ("svc", id);
+        cr_assert_eq (test_store_task_put (store, &t), KEEL_OK);
+        cr_assert_eq (keel_store_commit_async (store, &err), KEEL_OK, "%s", err.text);
+        cr_assert_eq (keel_store_issued (store), id);
+    }
+    uint64_t confirmed = 0;
+    for (int i = 0; i < 500 && confirmed < 3; i++) {
+        confirmed = keel_store_collect (store, &err);
+        if (confirmed < 3) {
+            cr_assert_geq (keel_store_answer_fd (store), 0, "an answer is awaited but no fd");
+            usleep (10 * 1000);
+        }
+    }
+    cr_assert_eq (confirmed, 3, "turns confirmed: %llu", (unsigned long long) confirmed);
+    cr_expect_eq (keel_store_answer_fd (store), -1, "nothing is awaited any more");
+    s_seen_t seen = s_reopen_and_load (&store);
+    cr_expect_eq (seen.tasks, 3);
+    keel_store_destroy (&store);
+}
+
+// The connection goes between commit_async and its answer: the commit is
+// not confirmed, and its records are sent again before the next turn's, so
+// both turns end up stored and confirmed together.
+Test (store_pg, a_commit_whose_answer_is_lost_is_sent_again_with_the_next_turn)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    s_commit (store);
+    char sql[300];
+    snprintf (sql, sizeof sql,
+              "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+              " WHERE application_name LIKE 'keel-broker[%ld]@%%'",
+              (long) getpid ());
+    // Turn 2 is sent while another session holds a lock on tasks, so the
+    // server cannot answer it; then the store's session is ended: turn 2's
+    // answer is lost (and the server never committed it).
+    PGconn *locker = PQconnectdb (s_conninfo);
+    cr_assert_eq (PQstatus (locker), CONNECTION_OK, "%s", PQerrorMessage (locker));
+    PQclear (PQexec (locker, "BEGIN"));
+    PGresult *locked = PQexec (locker, "LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE");
+    cr_assert_eq (PQresultStatus (locked), PGRES_COMMAND_OK, "%s", PQresultErrorMessage (locked));
+    PQclear (locked);
+    keel_store_task_t t1 = s_task ("svc", 1);
+    t1.state = KEEL_TASK_STATE_RUNNING;
+    cr_assert_eq (test_store_task_put (store, &t1), KEEL_OK);
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_store_commit_async (store, &err), KEEL_OK, "%s", err.text);
+    uint64_t turn = keel_store_issued (store);
+    cr_assert_lt (keel_store_collect (store, &err), turn, "confirmed while the table is locked");
+    cr_assert_eq (s_sql_int (sql), 1, "the store's session was not found");
+    PQclear (PQexec (locker, "ROLLBACK"));
+    PQfinish (locker);
+    for (int i = 0; i < 100 && keel_store_answer_fd (store) >= 0; i++) {
+        keel_store_collect (store, &err);
+        usleep (10 * 1000);
+    }
+    cr_assert_lt (keel_store_collect (store, &err), turn, "a commit with no answer was confirmed");
+    cr_assert_eq (s_sql_int ("SELECT count(*) FROM tasks"), 0, "the server committed turn 2");
+    // Turn 3, after the reconnect pause: turn 2's records go first.
+    bool stored = false;
+    for (int i = 0; i < 50 && !stored; i++) {
+        keel_store_task_t t2 = s_task ("svc", 2);
+        if (test_store_task_put (store, &t2) == KEEL_OK
+            && keel_store_commit (store, &err) == KEEL_OK)
+            stored = true;
+        else {
+            keel_store_rollback (store);
+            usleep (100 * 1000);
+        }
+    }
+    cr_assert (stored, "no turn succeeded after the connection came back: %s", err.text);
+    cr_assert_geq (keel_store_collect (store, &err), turn + 1, "the replayed turn not confirmed");
+    s_tasks_t *all = s_load_tasks (store);
+    cr_assert_eq (all->count, 2, "tasks stored: %d", all->count);
+    cr_expect_eq (all->task[0].task_id, 1);
+    cr_expect_eq (all->task[0].state, KEEL_TASK_STATE_RUNNING, "turn 2's write was not replayed");
+    keel_store_destroy (&store);
+}
