@@ -154,7 +154,13 @@ keel_httpd_new (const char *endpoint, keel_error_t *err)
     struct sockaddr_in sin = { 0 };
     struct sockaddr_in6 sin6 = { 0 };
     struct sockaddr *sa;
-    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD;
+    // poll(), not epoll (MHD_USE_AUTO picks epoll on Linux): with epoll,
+    // libmicrohttpd 0.9.75 (Debian 12) did not notice a client closing in
+    // the middle of a request, and kept each such connection (CLOSE-WAIT)
+    // until its timeout: a few dozen cut-off requests filled the connection
+    // limit and shut everyone out for CONN_TIMEOUT seconds (test_metrics.c,
+    // endpoint_survives_ten_thousand_bad_requests, found it).
+    unsigned int flags = MHD_USE_POLL_INTERNAL_THREAD;
     if (family == AF_INET6) {
         sin6.sin6_family = AF_INET6;
         sin6.sin6_port = htons ((uint16_t) port);
