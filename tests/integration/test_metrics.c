@@ -50,7 +50,8 @@ s_scrape (const s_grid_t *g)
     return out;
 }
 
-// The value of the sample named exactly `sample` ("keel_tasks{state=done}").
+// The value of the sample named exactly `sample` ("keel_tasks{state=done}");
+// false and -1 when there is none.
 static bool
 s_sample (const char *scrape, const char *sample, double *value)
 {
@@ -63,6 +64,7 @@ s_sample (const char *scrape, const char *sample, double *value)
             return true;
         }
     }
+    *value = -1;
     return false;
 }
 
@@ -119,11 +121,11 @@ s_agree (void *arg)
     static const char *histos[] = { "keel_task_run_seconds_count{type=double}",
                                     "keel_task_queue_wait_seconds_count{type=double}" };
     for (int i = 0; ok && i < 2; i++)
-        if (!(s_sample (scrape, histos[i], &(v = -1)) && v == 10)) {
+        if (!(s_sample (scrape, histos[i], &v) && v == 10)) {
             snprintf (a->why, sizeof a->why, "%s = %g, not 10", histos[i], v);
             ok = false;
         }
-    if (ok && !(s_sample (scrape, "keel_store_commit_seconds_count", &(v = -1)) && v >= 1)) {
+    if (ok && !(s_sample (scrape, "keel_store_commit_seconds_count", &v) && v >= 1)) {
         snprintf (a->why, sizeof a->why, "keel_store_commit_seconds_count = %g", v);
         ok = false;
     }
