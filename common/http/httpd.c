@@ -59,8 +59,8 @@ keel_httpd_parse_endpoint (const char *endpoint, int *family, void *addr, int *p
     errno = 0;
     long p = strtol (port_text, &end, 10);
     if (!*port_text || *end || errno || p < 1 || p > 65535)
-        return keel_error_set (err, KEEL_ERR_CONFIG, "'%s': expected a port 1 to 65535 after ':'",
-                               endpoint);
+        return keel_error_set (err, KEEL_ERR_CONFIG,
+                               "'%s': expected HOST:PORT or PORT, the port 1 to 65535", endpoint);
     size_t hl = strlen (host);
     if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
         host[hl - 1] = 0;

@@ -218,6 +218,58 @@ Test (metrics, endpoint_survives_ten_thousand_bad_requests, .init = harness_setu
     free (scrape);
 }
 
+typedef struct {
+    const char *url;
+    const char *sample;
+    double min;
+} s_engine_wait_t;
+
+// The engine's /metrics parses and shows sample >= min.
+static bool
+s_engine_shows (void *arg)
+{
+    s_engine_wait_t *w = arg;
+    s_grid_t g = { .port = 0 };
+    snprintf (g.url, sizeof g.url, "%s", w->url);
+    char *scrape = s_scrape (&g);
+    double v = -1;
+    bool ok = scrape && s_sample (scrape, w->sample, &v) && v >= w->min;
+    free (scrape);
+    return ok;
+}
+
+Test (metrics, engine_serves_slots_running_and_offline_seconds, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 90)
+{
+    harness_broker_t b;
+    HARNESS_ASSERT (harness_broker_start (&b, "broker", NULL), "keel-broker did not start");
+    int port = harness_free_port ();
+    char set[64], url[64];
+    snprintf (set, sizeof set, "MetricsEndpoint=127.0.0.1:%d", port);
+    snprintf (url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    const char *sets[] = { set, NULL };
+    HARNESS_ASSERT (harness_engine_start (&b, "engine1", 3, sets) > 0, "engine did not start");
+    HARNESS_ASSERT (harness_wait_engines (&b, 1, 15000), "engine not online within 15 s");
+    s_engine_wait_t w = { url, "keel_engine_state{state=online}", 1 };
+    HARNESS_ASSERT (harness_poll_until (s_engine_shows, &w, 10000), "engine metrics: not online");
+    w = (s_engine_wait_t) { url, "keel_engine_slots", 3 };
+    HARNESS_ASSERT (s_engine_shows (&w), "engine metrics: keel_engine_slots is not 3");
+    // Two tasks of 20 s on its slots: both run.
+    const char *argv[] = { "--broker", b.endpoint, "submit",  "--service", "sleep",
+                           "--input",  "20000",    "--count", "2",         NULL };
+    HARNESS_ASSERT (harness_spawn ("driver", "keel-driver", argv) > 0, "keel-driver did not start");
+    w = (s_engine_wait_t) { url, "keel_engine_running", 2 };
+    HARNESS_ASSERT (harness_poll_until (s_engine_shows, &w, 10000),
+                    "engine metrics: keel_engine_running did not reach 2");
+    // Without its broker, the engine counts the seconds.
+    harness_stop (b.pid, 10000);
+    w = (s_engine_wait_t) { url, "keel_engine_offline_seconds", 1 };
+    HARNESS_ASSERT (harness_poll_until (s_engine_shows, &w, 15000),
+                    "engine metrics: keel_engine_offline_seconds did not reach 1 without a broker");
+    w = (s_engine_wait_t) { url, "keel_engine_state{state=online}", 1 };
+    HARNESS_ASSERT (!s_engine_shows (&w), "engine metrics: still online without a broker");
+}
+
 Test (metrics, bad_endpoint_stops_the_broker_at_start, .init = harness_setup,
       .fini = harness_teardown, .timeout = 60)
 {
