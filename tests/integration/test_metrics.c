@@ -2,7 +2,9 @@
     parser (prom_scrape.py, python3-prometheus-client) and agrees with
     keel-admin status; the endpoint is read-only and outlives 10,000 bad
     requests (http_flood.py); a bad MetricsEndpoint stops the broker at
-    start. The status page in a browser is test_metrics_page.c.
+    start; an engine's own /metrics follows its slots, running tasks and
+    time without a broker. The status page in a browser is
+    test_metrics_page.c.
 */
 #include <stdio.h>
 #include <stdlib.h>
