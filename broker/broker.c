@@ -240,9 +240,12 @@ keel_broker_commit_now (keel_broker_t *self, keel_error_t *err)
 {
     keel_changes_t *changes = keel_core_changes (self->core);
     keel_broker_pair_stamp (self->pair, changes);
+    int64_t start = zclock_usecs ();
     keel_err rc = keel_store_apply_all (self->store, changes);
     if (rc == KEEL_OK)
         rc = keel_store_commit (self->store, err);
+    if (rc == KEEL_OK && self->metrics)
+        keel_metrics_store_commit (self->metrics, (uint64_t) (zclock_usecs () - start));
     else {
         keel_error_set (err, rc, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
@@ -265,6 +268,7 @@ s_commit (keel_broker_t *self)
     keel_error_t err = { "" };
     keel_changes_t *changes = keel_core_changes (self->core);
     bool wrote = false;
+    int64_t start = zclock_usecs ();
     keel_err rc = keel_core_prepare_commit (self->core, &wrote);
     if (rc == KEEL_OK) {
         keel_broker_pair_stamp (self->pair, changes);
@@ -272,6 +276,8 @@ s_commit (keel_broker_t *self)
     }
     if (rc == KEEL_OK)
         rc = keel_store_commit_async (self->store, &err);
+    if (rc == KEEL_OK && self->metrics)
+        keel_metrics_store_commit (self->metrics, (uint64_t) (zclock_usecs () - start));
     else {
         snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
@@ -421,6 +427,9 @@ s_poll_timeout (keel_broker_t *self)
         if (pair < wait)
             wait = pair;
     }
+    int64_t metrics = keel_broker_metrics_wait_ms (self);
+    if (metrics >= 0 && metrics < wait)
+        wait = metrics;
     return wait;
 }
 
@@ -445,6 +454,7 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     s_recv_router (self); // a client's message may make a pair's broker take over
     if (!keel_broker_pair_serving (self->pair)) {
         s_answer_admin (self);
+        keel_broker_metrics_turn (self);
         return !self->stop;
     }
     keel_core_t *core = self->core;
@@ -480,6 +490,7 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     }
     s_answer_admin (self);
     s_flush (self);
+    keel_broker_metrics_turn (self);
     return !self->stop;
 }
 
@@ -621,6 +632,8 @@ s_empty_core (keel_broker_t *self, keel_error_t *err)
 {
     keel_core_destroy (&self->core);
     self->core = keel_core_new (self->settings, zclock_mono (), zclock_time ());
+    if (self->core)
+        keel_core_set_metrics (self->core, self->metrics); // NULL: off
     self->commit_seq = 0;
     self->local_synced = 0;
     if (!self->core)
@@ -732,6 +745,10 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         keel_broker_destroy (&self);
         return NULL;
     }
+    if (keel_broker_metrics_start (self, err) != KEEL_OK) {
+        keel_broker_destroy (&self);
+        return NULL;
+    }
     KEEL_INFO ("broker", "store %s", keel_store_describe (self->store));
     if (!keel_store_durable (self->store))
         KEEL_WARN ("broker", "Store=memory: nothing survives a broker restart");
@@ -744,6 +761,7 @@ keel_broker_destroy (keel_broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     keel_broker_t *self = *self_p;
+    keel_broker_metrics_stop (self); // its thread stops before anything it shows goes
     if (self->router && self->core) {
         // Send what the last turn left, then close without lingering.
         s_flush (self);

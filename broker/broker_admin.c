@@ -127,6 +127,25 @@ s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_
 }
 
 void
+keel_broker_admin_view (keel_broker_t *self, keel_admin_view_t *view, keel_admin_pair_t *pair)
+{
+    *view = (keel_admin_view_t) { .store = self->store,
+                                  .broker = self,
+                                  .cancel = s_admin_cancel,
+                                  .config_set = s_admin_config_set,
+                                  .drain = s_admin_drain,
+                                  .maintenance = s_admin_maintenance,
+                                  .takeover = s_admin_takeover };
+    keel_core_admin_view (self->core, view);
+    if (self->pair) {
+        keel_broker_pair_status (self->pair, pair);
+        view->role = keel_broker_pair_role (self->pair);
+        view->epoch = keel_broker_pair_epoch (self->pair);
+        view->pair = pair;
+    }
+}
+
+void
 keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
 {
     if (zmsg_size (msg) != 2) {
@@ -147,21 +166,9 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
         keel_wire_free (&req);
         return;
     }
-    keel_admin_view_t view = { .store = self->store,
-                               .broker = self,
-                               .cancel = s_admin_cancel,
-                               .config_set = s_admin_config_set,
-                               .drain = s_admin_drain,
-                               .maintenance = s_admin_maintenance,
-                               .takeover = s_admin_takeover };
-    keel_core_admin_view (self->core, &view);
+    keel_admin_view_t view;
     keel_admin_pair_t pair;
-    if (self->pair) {
-        keel_broker_pair_status (self->pair, &pair);
-        view.role = keel_broker_pair_role (self->pair);
-        view.epoch = keel_broker_pair_epoch (self->pair);
-        view.pair = &pair;
-    }
+    keel_broker_admin_view (self, &view, &pair);
     keel_admin_reply_t reply = { 0 };
     // Who asked, for the events the request causes: the connection's
     // routing id and the address it came from.

@@ -11,6 +11,8 @@
 #include "broker.h"
 #include "broker_pair.h"
 #include "core.h"
+#include "httpd.h"
+#include "metrics.h"
 #include "store.h"
 #include "syncer.h"
 
@@ -44,6 +46,11 @@ struct _keel_broker_t {
     zlistx_t *held;        // keel_core_out_t * waiting for their commit, in order
     zlistx_t *admin_queue; // zmsg_t * admin requests, answered after the commit
     bool fatal;            // the store failed to sync: stop, acknowledge nothing
+    // MetricsEndpoint (broker_metrics.c): NULL when off. The loop publishes
+    // a snapshot to the HTTP thread every metrics_interval ms.
+    keel_metrics_t *metrics;
+    keel_httpd_t *httpd;
+    int64_t metrics_due; // monotonic ms
     bool stop;
 };
 
@@ -80,5 +87,18 @@ const char *keel_broker_store_path (const keel_broker_t *self);
 
 // One admin request, answered on the admin endpoint (broker_admin.c).
 void keel_broker_admin (keel_broker_t *self, zmsg_t *msg);
+
+// The view keel-admin commands read (admin.h), with its callbacks; pair is
+// filled and pointed to when the broker is in a pair (broker_admin.c).
+void keel_broker_admin_view (keel_broker_t *self, keel_admin_view_t *view, keel_admin_pair_t *pair);
+
+// MetricsEndpoint (broker_metrics.c): start serving when the setting names
+// an endpoint (KEEL_OK and nothing when empty); publish a fresh snapshot
+// when one is due (each turn); milliseconds until the next is due (-1: none,
+// for the poll timeout); stop serving and free (idempotent).
+keel_err keel_broker_metrics_start (keel_broker_t *self, keel_error_t *err);
+void keel_broker_metrics_turn (keel_broker_t *self);
+int64_t keel_broker_metrics_wait_ms (keel_broker_t *self);
+void keel_broker_metrics_stop (keel_broker_t *self);
 
 #endif

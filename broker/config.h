@@ -90,6 +90,9 @@
     KEY (NotifyCommand, STRING, NULL, "", 0, 0, false, NULL,                                       \
          "Run with /bin/sh -c on every pair event, with KEEL_EVENT, KEEL_BROKER, KEEL_PEER, "      \
          "KEEL_EPOCH and KEEL_DETAIL in its environment; empty = none")                            \
+    KEY (MetricsEndpoint, STRING, NULL, "", 0, 0, false, NULL,                                     \
+         "HOST:PORT (or PORT: 127.0.0.1) serving GET /metrics (Prometheus), /status.json and "     \
+         "the status page /; read-only, unauthenticated; empty = off")                             \
     KEY (LogLevel, ENUM, NULL, "info", 0, 0, true, "error|warn|info|debug", "Log level")
 
 // The table (ends with KEEL_SETTINGS_END).

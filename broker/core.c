@@ -406,6 +406,12 @@ keel_core_set_pair_peer (keel_core_t *self, const char *peer)
 }
 
 void
+keel_core_set_metrics (keel_core_t *self, keel_metrics_t *metrics)
+{
+    self->metrics = metrics;
+}
+
+void
 keel_core_set_pair_alone (keel_core_t *self, bool alone)
 {
     self->pair_alone = alone;

@@ -47,6 +47,7 @@
 #include "changes.h"
 #include "counters.h"
 #include "error.h"
+#include "metrics.h"
 #include "model.h"
 #include "settings.h"
 #include "store.h"
@@ -170,6 +171,9 @@ const char *keel_core_name (const keel_core_t *self);
 // DriverWelcome and LoginReply (pair_peer). The string is the caller's and
 // may change in place; NULL or "": not in a pair.
 void keel_core_set_pair_peer (keel_core_t *self, const char *peer);
+// Where the core reports task run times and queue waits (metrics.h; the
+// caller's, it outlives the core). NULL: nowhere (the default).
+void keel_core_set_metrics (keel_core_t *self, keel_metrics_t *metrics);
 // A pair's active without an attached peer: its acceptances are marked
 // Accepted.alone (durable here only) from now on, until set false.
 void keel_core_set_pair_alone (keel_core_t *self, bool alone);

@@ -172,9 +172,12 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
     if (x) {
         engine->tasks_done++;
         if (res->status == KEEL__TASK_STATUS__STATUS_OK
-            || res->status == KEEL__TASK_STATUS__STATUS_FAILED)
-            keel_service_note_run (x->service,
-                                   res->has_run_us ? res->run_us : res->run_ms * UINT64_C (1000));
+            || res->status == KEEL__TASK_STATUS__STATUS_FAILED) {
+            uint64_t run_us = res->has_run_us ? res->run_us : res->run_ms * UINT64_C (1000);
+            keel_service_note_run (x->service, run_us);
+            if (self->metrics)
+                keel_metrics_task_run (self->metrics, x->service->type, run_us);
+        }
         keel_core_exec_drop (self, x);
     }
     if (!svc || !t) {

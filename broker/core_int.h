@@ -134,6 +134,7 @@ struct _keel_core_t {
 
     keel_core_load_t load;
     keel_counters_t counters;
+    keel_metrics_t *metrics; // the loop's, NULL = none (keel_core_set_metrics)
     keel_ratelimit_t malformed_rl;
     keel_ratelimit_t rl[KEEL_CORE_RL_COUNT];
     // Events (keel_core_event) made by an admin request name it: "admin=<routing id>

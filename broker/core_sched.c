@@ -796,6 +796,13 @@ s_assign (keel_core_t *self, s_batch_t *b, keel_service_rec_t *svc, uint64_t tas
         b->out_of_ids = true;
         return false;
     }
+    // Queue wait: from acceptance to the dispatch of a task that has no
+    // other execution and no failed attempt (its first dispatch, or again
+    // after its engine was lost).
+    if (self->metrics && !t->execs && t->attempts == 0 && t->accepted_mono
+        && self->now >= t->accepted_mono)
+        keel_metrics_queue_wait (self->metrics, svc->type,
+                                 (uint64_t) (self->now - t->accepted_mono));
     keel_exec_t *x = keel_model_exec_add (self->model, exec_id, svc, task_id, engine,
                                           t->attempts + 1u, self->now);
     if (!x) {

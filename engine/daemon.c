@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine_metrics.h"
+#include "httpd.h"
 #include "log.h"
 #include "runner.h"
 #include "engine_session.h"
@@ -22,7 +24,8 @@
 #define S_POLL_MAX_MS      5000
 #define S_HWM              100000
 #define S_LOGOFF_LINGER_MS 1000
-#define S_SPOOL_AFTER_MS   300 // offline this long after a drop: spool (outbox.h)
+#define S_METRICS_MS       1000 // MetricsEndpoint: publish a snapshot this often
+#define S_SPOOL_AFTER_MS   300  // offline this long after a drop: spool (outbox.h)
 
 struct _keel_daemon_t {
     const keel_engine_config_t *cfg;
@@ -51,6 +54,13 @@ struct _keel_daemon_t {
     keel_ratelimit_t stale_log; // messages dropped for a stale pair epoch
     keel_ratelimit_t task_log;  // lines a broker's message causes about one task it names
     keel_ratelimit_t peer_log;  // other lines a broker's valid message causes (its text, init data)
+    // MetricsEndpoint (engine_metrics.h): NULL when off. A snapshot is
+    // published to its thread every S_METRICS_MS.
+    keel_httpd_t *httpd;
+    int64_t metrics_due;
+    int64_t started;       // monotonic ms
+    int64_t offline_since; // start of the current stretch without a broker, 0 = online
+    int64_t offline_total; // ms, stretches that ended
 };
 
 // ------------------------------------------------------------ sending
@@ -351,6 +361,16 @@ keel_daemon_new (const keel_engine_config_t *cfg, keel_error_t *err)
         keel_daemon_destroy (&self);
         return NULL;
     }
+    self->started = self->now;
+    if (cfg->metrics_endpoint) {
+        self->httpd = keel_httpd_new (cfg->metrics_endpoint, err);
+        if (!self->httpd) {
+            keel_error_prefix (err, "MetricsEndpoint");
+            keel_daemon_destroy (&self);
+            return NULL;
+        }
+        KEEL_INFO ("engine", "metrics on http://%s/metrics", cfg->metrics_endpoint);
+    }
     int loaded = keel_outbox_load (self->outbox, (size_t) cfg->max_message_bytes);
     KEEL_INFO ("engine",
                "started engine=%s session=%s slots=%d services=%d state_dir=%s "
@@ -366,6 +386,7 @@ keel_daemon_destroy (keel_daemon_t **self_p)
     if (!self_p || !*self_p)
         return;
     keel_daemon_t *self = *self_p;
+    keel_httpd_destroy (&self->httpd); // first: its thread may be serving
     zsock_destroy (&self->probe);
     zsock_destroy (&self->dealer);
     keel_runner_destroy (&self->runner);
@@ -393,6 +414,46 @@ keel_daemon_session_id (const keel_daemon_t *self)
 }
 
 // ------------------------------------------------------------ the loop
+
+// Keeps the time without a broker, and publishes the metrics when due.
+static void
+s_metrics_turn (keel_daemon_t *self)
+{
+    keel_engine_session_state_t state = keel_engine_session_state (self->session);
+    if (state == KEEL_ENGINE_SESSION_ONLINE && self->offline_since) {
+        self->offline_total += self->now - self->offline_since;
+        self->offline_since = 0;
+    }
+    else if (state != KEEL_ENGINE_SESSION_ONLINE && !self->offline_since)
+        self->offline_since = self->now;
+    if (!self->httpd || self->now < self->metrics_due)
+        return;
+    self->metrics_due = self->now + S_METRICS_MS;
+    int64_t offline = self->offline_since ? self->now - self->offline_since : 0;
+    size_t held = keel_held_size (self->tasks), running = keel_held_running (self->tasks);
+    keel_engine_metrics_t m = {
+        .engine_id = keel_statedir_engine_id (self->statedir),
+        .session_id = self->session_id,
+        .state = keel_engine_session_state_name (state),
+        .broker = state == KEEL_ENGINE_SESSION_ONLINE
+                      ? self->cfg->brokers[keel_engine_session_broker (self->session)]
+                      : "",
+        .slots = self->cfg->slots,
+        .running = running,
+        .held_results = held > running ? held - running : 0,
+        .offline_seconds = (double) offline / 1e3,
+        .offline_seconds_total = (double) (self->offline_total + offline) / 1e3,
+        .uptime_seconds = (double) (self->now - self->started) / 1e3,
+        .malformed_messages = self->malformed_messages,
+        .stale_messages = self->stale_messages,
+    };
+    char *text = keel_engine_metrics_render (&m);
+    if (text) {
+        keel_httpd_publish (self->httpd, "/metrics", "text/plain; version=0.0.4; charset=utf-8",
+                            text, strlen (text));
+        free (text);
+    }
+}
 
 static void
 s_bad_message (keel_daemon_t *self, const char *what, const char *why)
@@ -513,6 +574,7 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
             break;
         }
         keel_engine_session_tick (self->session, self->now);
+        s_metrics_turn (self);
         keel_ratelimit_flush (&self->bad_log, self->now, KEEL_LOG_WARN, "engine");
         keel_ratelimit_flush (&self->task_log, self->now, KEEL_LOG_WARN, "engine");
         keel_ratelimit_flush (&self->peer_log, self->now, KEEL_LOG_WARN, "engine");
@@ -550,6 +612,8 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
         int64_t runner_next = keel_runner_next_deadline (self->runner);
         if (runner_next < next)
             next = runner_next;
+        if (self->httpd && self->metrics_due < next)
+            next = self->metrics_due;
         int64_t wait = next - self->now;
         if (wait < 0)
             wait = 0;

@@ -203,6 +203,10 @@ keel_engine_config_new (const keel_settings_t *settings, keel_error_t *err)
     cfg->max_output_bytes = keel_engine_cfg_MaxOutputBytes (settings);
     cfg->max_message_bytes = keel_engine_cfg_MaxMessageSize (settings);
 
+    const char *metrics = keel_engine_cfg_MetricsEndpoint (settings);
+    if (*metrics)
+        cfg->metrics_endpoint = strdup (metrics);
+
     const char *host = keel_engine_cfg_Host (settings);
     if (*host)
         cfg->host = strdup (host);
@@ -244,6 +248,7 @@ keel_engine_config_destroy (keel_engine_config_t **self_p)
     }
     free (cfg->state_dir);
     free (cfg->host);
+    free (cfg->metrics_endpoint);
     free (cfg);
     *self_p = NULL;
 }

@@ -55,6 +55,9 @@
          "largest task output; a larger one fails the task with 'output too large'")               \
     KEY (MaxMessageSize, INT, "bytes", "67108864", 65536, 1073741824, false, NULL,                 \
          "largest message accepted from a broker (ZMQ_MAXMSGSIZE)")                                \
+    KEY (MetricsEndpoint, STRING, NULL, "", 0, 0, false, NULL,                                     \
+         "HOST:PORT (or PORT: 127.0.0.1) serving GET /metrics (Prometheus: slots, running, held "  \
+         "results, offline seconds); read-only, unauthenticated; empty = off")                     \
     PATTERN (                                                                                      \
         service_exec, "service.*.exec", STRING, NULL, NULL, 0, 0, false, NULL,                     \
         "command service: run with /bin/sh -c, input on stdin, output from stdout, exit 0 = ok")   \
@@ -96,6 +99,7 @@ typedef struct {
     int64_t max_output_bytes;
     int64_t max_message_bytes;
     char *host;
+    char *metrics_endpoint; // MetricsEndpoint, NULL when off
     keel_service_def_t services[KEEL_ENGINE_MAX_SERVICES];
     int n_services;
 } keel_engine_config_t;

@@ -15,6 +15,9 @@ packages=(
     clang-format
     postgresql libpq-dev
     systemd     # systemd-analyze: tests/install verifies the units (nothing starts it)
+    libmicrohttpd-dev          # MetricsEndpoint's HTTP server
+    python3-prometheus-client  # tests: parse /metrics with Prometheus' own text parser
+    chromium                   # tests: the status page in headless Chromium
 )
 
 missing=()
