@@ -221,8 +221,9 @@ keel_store_pg_error (keel_store_pg_t *self, keel_error_t *err, const PGresult *r
 
 // Drops the connection (a lost or unanswered server); the next write
 // reconnects.
-static void s_awaited_lost (keel_store_pg_t *self);
+static void s_flights_lost (keel_store_pg_t *self);
 static int s_drain (keel_store_pg_t *self, bool block, keel_error_t *err);
+static keel_err s_drain_all (keel_store_pg_t *self, keel_error_t *err);
 
 static void
 s_disconnect (keel_store_pg_t *self)
@@ -232,8 +233,8 @@ s_disconnect (keel_store_pg_t *self)
     self->conn = NULL;
     self->in_txn = false;
     self->sent = 0;
-    if (self->awaiting)
-        s_awaited_lost (self);
+    if (self->nflights)
+        s_flights_lost (self);
 }
 
 // Flushes what libpq holds and waits until a result can be read without
@@ -568,10 +569,10 @@ keel_store_pg_destroy (keel_store_pg_t **self_p)
     keel_store_pg_t *self = *self_p;
     if (!self)
         return;
-    if (self->awaiting && self->conn)
-        s_drain (self, true, NULL); // the last commit's answer, if it comes in time
-    self->awaiting_commit = false;  // what is not confirmed is not ours to finish
-    s_disconnect (self);            // the advisory lock goes with the session
+    if (self->nflights && self->conn)
+        s_drain_all (self, NULL); // the last commits' answers, if they come in time
+    self->closing = true;         // what is not confirmed is not ours to finish
+    s_disconnect (self);          // the advisory lock goes with the session
     keel_store_pg_batch_free (self);
     keel_changes_destroy (&self->txn);
     keel_changes_destroy (&self->replay);
@@ -601,11 +602,14 @@ keel_store_pg_last_error (const keel_store_pg_t *self)
 keel_err
 keel_store_pg_ready (keel_store_pg_t *self, keel_error_t *err)
 {
-    if (self->awaiting)
-        s_drain (self, true, NULL); // its outcome is kept for keel_store_pg_collect
     if (self->in_txn)
         return keel_error_set (err, KEEL_ERR_STATE, "%s: inside a loop-turn transaction",
                                self->safe);
+    if (self->nflights)
+        s_drain_all (self, NULL); // their outcome is kept for keel_store_pg_collect
+    if (self->conn && PQpipelineStatus (self->conn) != PQ_PIPELINE_OFF
+        && !PQexitPipelineMode (self->conn))
+        s_disconnect (self);
     if (self->conn)
         return KEEL_OK;
     if (self->lost_lock) {
@@ -655,7 +659,14 @@ keel_store_pg_begin (keel_store_pg_t *self)
         return self->poison;
     if (self->in_txn)
         return KEEL_OK;
-    keel_err rc = keel_store_pg_ready (self, NULL);
+    // Up to KEEL_STORE_PG_FLIGHTS commits in flight; the oldest answer is
+    // read (waiting) before another starts.
+    keel_err rc = KEEL_OK;
+    while (rc == KEEL_OK && self->nflights >= KEEL_STORE_PG_FLIGHTS)
+        if (s_drain (self, true, NULL) < 0)
+            rc = KEEL_ERR_STORE;
+    if (!self->conn || !self->nflights)
+        rc = keel_store_pg_ready (self, NULL); // connects when needed
     if (rc)
         return keel_store_pg_poison (self, rc);
     if (!PQenterPipelineMode (self->conn)
@@ -697,36 +708,40 @@ keel_store_pg_send (keel_store_pg_t *self, const char *name, const char *what,
     return KEEL_OK;
 }
 
-// The awaited commit's outcome is unknown (no answer, or the connection
-// went): its records are sent again before the next turn's, in order.
+// The connection went with commits in flight: their outcome is unknown.
+// Those the broker counts written (commit_async) are sent again, in order,
+// before the next turn's records; the others (a rollback, a commit whose
+// caller waits for it) are dropped.
 static void
-s_awaited_lost (keel_store_pg_t *self)
+s_flights_lost (keel_store_pg_t *self)
 {
-    self->awaiting = false;
-    if (!self->awaiting_commit || !self->awaiting_keep) { // nothing to keep
-        keel_changes_clear (self->txn);
-        return;
+    for (size_t i = 0; i < self->nflights; i++) {
+        keel_store_pg_flight_t *f = &self->flights[(self->head + i) % KEEL_STORE_PG_FLIGHTS];
+        size_t n = f->records && !self->closing ? keel_changes_size (f->records) : 0;
+        for (size_t r = 0; r < n; r++)
+            if (keel_changes_add (self->replay, keel_changes_at (f->records, r)) != KEEL_OK) {
+                // Out of memory for the only copy of acknowledged work: the
+                // broker must stop before it acknowledges more.
+                self->lost_lock = true;
+                keel_error_set (&self->last, KEEL_ERR_NOMEM,
+                                "%s: out of memory keeping a commit to send again; restart the"
+                                " broker",
+                                self->safe);
+                break;
+            }
+        keel_changes_destroy (&f->records);
     }
-    size_t n = keel_changes_size (self->txn);
-    for (size_t i = 0; i < n; i++)
-        if (keel_changes_add (self->replay, keel_changes_at (self->txn, i)) != KEEL_OK) {
-            // Out of memory for the only copy of acknowledged work: the
-            // broker must stop before it acknowledges more.
-            self->lost_lock = true;
-            keel_error_set (&self->last, KEEL_ERR_NOMEM,
-                            "%s: out of memory keeping a commit to send again; restart the broker",
-                            self->safe);
-            break;
-        }
-    keel_changes_clear (self->txn);
+    self->head = 0;
+    self->nflights = 0;
 }
 
 // Sends `last` (COMMIT or ROLLBACK) and a sync point and pushes everything
-// to the server (bounded). The transaction is then awaited.
-// If that fails, nothing is awaited: the caller reports the turn failed
-// (the broker writes it again) and no replay keeps its records.
+// to the server (bounded); the transaction is then in flight, with the
+// open transaction's records when `keep` (a commit the broker counts
+// written). If that fails, nothing is in flight: the caller reports the
+// turn failed (the broker writes it again).
 static keel_err
-s_end (keel_store_pg_t *self, const char *last, keel_error_t *err)
+s_end (keel_store_pg_t *self, const char *last, bool commit, bool keep, keel_error_t *err)
 {
     if (!PQsendQueryParams (self->conn, last, 0, NULL, NULL, NULL, NULL, 0)
         || !PQpipelineSync (self->conn)) {
@@ -750,29 +765,45 @@ s_end (keel_store_pg_t *self, const char *last, keel_error_t *err)
         struct pollfd pfd = { PQsocket (self->conn), POLLIN | POLLOUT, 0 };
         poll (&pfd, 1, 50);
     }
-    self->awaiting = true;
-    self->awaiting_left = 2 * (sent + 1) + 2;
-    self->awaiting_rc = KEEL_OK;
+    keel_changes_t *records = NULL;
+    if (keep) { // the open transaction's records go with the flight
+        records = self->txn;
+        self->txn = keel_changes_new ();
+        if (!self->txn) {
+            self->txn = records; // no memory: wait for this commit now
+            records = NULL;
+            keep = false;
+        }
+    }
+    keel_store_pg_flight_t *f =
+        &self->flights[(self->head + self->nflights) % KEEL_STORE_PG_FLIGHTS];
+    *f = (keel_store_pg_flight_t) { .records = records,
+                                    .turn = commit ? ++self->issued : 0,
+                                    .left = 2 * (sent + 1) + 2 };
+    self->nflights++;
+    if (!keep)
+        keel_changes_clear (self->txn);
     return KEEL_OK;
 }
 
-// Reads the awaited transaction's results (each statement a result and a
-// NULL, the sync point one result; the first error wins). With block,
-// waits for them (bounded); without, reads what has arrived. Returns 1
-// when the transaction ended well (then confirmed), -1 when it failed (its
-// records are kept for a replay, unless it was a rollback), 0 when its
+// Reads the oldest flight's results (each statement a result and a NULL,
+// the sync point one result). With block, waits for them (bounded);
+// without, reads what has arrived. Returns 1 when it ended well (a commit
+// is then confirmed), -1 when it failed (any error drops the connection:
+// every flight's outcome is then unknown, see s_flights_lost), 0 when its
 // answer is not all there yet.
 static int
 s_drain (keel_store_pg_t *self, bool block, keel_error_t *err)
 {
-    if (!self->awaiting)
+    if (!self->nflights)
         return 1;
+    keel_store_pg_flight_t *f = &self->flights[self->head];
     int64_t deadline = keel_store_pg_now_ms () + KEEL_STORE_PG_TIMEOUT_MS;
     bool synced = false;
-    while (!synced && self->awaiting_left > 0) {
+    while (!synced && f->left > 0) {
         if (block) {
             if (!s_wait (self, deadline, err))
-                return -1; // dropped: s_disconnect kept the records
+                return -1; // dropped
         }
         else {
             if (PQflush (self->conn) < 0 || !PQconsumeInput (self->conn)) {
@@ -784,51 +815,49 @@ s_drain (keel_store_pg_t *self, bool block, keel_error_t *err)
                 return 0;
         }
         PGresult *res = PQgetResult (self->conn);
-        self->awaiting_left--;
+        f->left--;
         if (!res)
             continue;
         ExecStatusType status = PQresultStatus (res);
         if (status == PGRES_PIPELINE_SYNC)
             synced = true;
-        else if (status == PGRES_FATAL_ERROR && !self->awaiting_rc)
-            self->awaiting_rc = keel_store_pg_error (self, NULL, res, "commit");
+        else if (status == PGRES_FATAL_ERROR && !f->rc)
+            f->rc = keel_store_pg_error (self, NULL, res, "commit");
         PQclear (res);
     }
-    if (!synced || !PQexitPipelineMode (self->conn)) {
-        if (!self->awaiting_rc)
+    if (!synced || f->rc) {
+        if (!f->rc)
             keel_store_pg_error (self, NULL, NULL, "pipeline did not end");
         if (err)
             *err = self->last;
         s_disconnect (self);
         return -1;
     }
-    // A statement failed before COMMIT: the transaction is aborted, not
-    // ended; end it.
-    if (PQtransactionStatus (self->conn) != PQTRANS_IDLE) {
-        keel_error_t ignored;
-        if (s_exec (self, "ROLLBACK", &ignored) != KEEL_OK)
-            s_disconnect (self);
+    if (f->turn) {
+        self->confirmed = f->turn;
+        keel_changes_clear (self->replay); // it rode in this transaction or before
     }
-    if (self->awaiting_rc) {
-        if (err)
-            *err = self->last;
-        if (self->awaiting)
-            s_awaited_lost (self);
-        return -1;
-    }
-    self->awaiting = false;
-    if (self->awaiting_commit) {
-        self->confirmed = self->awaiting_turn;
-        keel_changes_clear (self->replay); // it rode in this transaction
-    }
-    keel_changes_clear (self->txn);
+    keel_changes_destroy (&f->records);
+    self->head = (self->head + 1) % KEEL_STORE_PG_FLIGHTS;
+    self->nflights--;
+    if (!self->nflights && !self->in_txn && !PQexitPipelineMode (self->conn))
+        s_disconnect (self);
     return 1;
 }
 
-// Ends the turn's open transaction with COMMIT; commit_async does not wait
-// for the answer.
+// Reads every flight's answer (waiting, bounded).
 static keel_err
-s_commit (keel_store_pg_t *self, keel_error_t *err)
+s_drain_all (keel_store_pg_t *self, keel_error_t *err)
+{
+    while (self->nflights)
+        if (s_drain (self, true, err) < 0)
+            return KEEL_ERR_STORE;
+    return KEEL_OK;
+}
+
+// Ends the turn's open transaction with COMMIT.
+static keel_err
+s_commit (keel_store_pg_t *self, bool keep, keel_error_t *err)
 {
     if (!self->poison)
         keel_store_pg_batch_flush (self); // a failure poisons the turn
@@ -841,11 +870,8 @@ s_commit (keel_store_pg_t *self, keel_error_t *err)
     }
     if (!self->in_txn)
         return KEEL_OK;
-    self->awaiting_commit = true;
-    keel_err rc = s_end (self, "COMMIT", err);
-    if (rc == KEEL_OK)
-        self->awaiting_turn = ++self->issued;
-    else
+    keel_err rc = s_end (self, "COMMIT", true, keep, err);
+    if (rc)
         keel_changes_clear (self->txn); // not sent: the broker writes it again
     return rc;
 }
@@ -853,8 +879,7 @@ s_commit (keel_store_pg_t *self, keel_error_t *err)
 keel_err
 keel_store_pg_commit_async (keel_store_pg_t *self, keel_error_t *err)
 {
-    self->awaiting_keep = true; // the caller counts it written: ours to finish
-    return s_commit (self, err);
+    return s_commit (self, true, err); // the caller counts it written: ours to finish
 }
 
 keel_err
@@ -862,25 +887,27 @@ keel_store_pg_commit (keel_store_pg_t *self, keel_error_t *err)
 {
     // The caller learns the outcome (and writes a failed turn again, or
     // refuses its submissions): a lost answer is not replayed.
-    self->awaiting_keep = false;
-    keel_err rc = s_commit (self, err);
-    if (rc == KEEL_OK && self->awaiting && s_drain (self, true, err) != 1)
-        rc = KEEL_ERR_STORE;
+    uint64_t before = self->issued;
+    keel_err rc = s_commit (self, false, err);
+    if (rc == KEEL_OK && self->issued > before) {
+        s_drain_all (self, err);
+        if (self->confirmed < self->issued)
+            rc = KEEL_ERR_STORE;
+    }
     return rc;
 }
 
 keel_err
 keel_store_pg_sync (keel_store_pg_t *self, keel_error_t *err)
 {
-    return self->awaiting && self->conn && s_drain (self, true, err) != 1 ? KEEL_ERR_STORE
-                                                                          : KEEL_OK;
+    return self->conn && s_drain_all (self, err) != KEEL_OK ? KEEL_ERR_STORE : KEEL_OK;
 }
 
 uint64_t
 keel_store_pg_collect (keel_store_pg_t *self, keel_error_t *err)
 {
-    if (self->awaiting && self->conn)
-        s_drain (self, false, err);
+    while (self->nflights && self->conn && s_drain (self, false, err) == 1)
+        ;
     return self->confirmed;
 }
 
@@ -893,16 +920,15 @@ keel_store_pg_issued (const keel_store_pg_t *self)
 int
 keel_store_pg_answer_fd (const keel_store_pg_t *self)
 {
-    return self->awaiting && self->conn ? PQsocket (self->conn) : -1;
+    return self->nflights && self->conn ? PQsocket (self->conn) : -1;
 }
 
 void
 keel_store_pg_rollback (keel_store_pg_t *self)
 {
     keel_store_pg_batch_clear (self);
-    self->awaiting_commit = false;
-    if (self->in_txn && self->conn && s_end (self, "ROLLBACK", NULL) == KEEL_OK)
-        s_drain (self, true, NULL);
+    if (self->in_txn && self->conn && s_end (self, "ROLLBACK", false, false, NULL) == KEEL_OK)
+        s_drain_all (self, NULL);
     self->in_txn = false;
     self->sent = 0;
     self->poison = KEEL_OK;

@@ -39,6 +39,16 @@ typedef struct {
     size_t len, cap;
 } keel_store_pg_buf_t;
 
+// A transaction sent and not yet answered.
+typedef struct {
+    keel_changes_t *records; // sent again if its answer is lost (commit_async), else NULL
+    uint64_t turn;           // its commit's turn number, 0 for a rollback
+    size_t left;             // results still to read at most
+    keel_err rc;             // its first error
+} keel_store_pg_flight_t;
+
+#define KEEL_STORE_PG_FLIGHTS 4 // commits in flight at most
+
 // A batch being built (store_pg_write.c): rows of one batch statement,
 // column by column, as binary arrays.
 typedef struct {
@@ -75,18 +85,15 @@ struct _keel_store_pg_t {
     int64_t retry_ms;        // monotonic time of the last reconnect attempt
     bool lost_lock;          // another broker took the store while we were away
     keel_store_pg_batches_t batches;
-    // Commits answered later (store_pg.c "the turn"): the transaction sent
-    // and not yet answered, its records, and those to send again.
-    bool awaiting;          // a COMMIT or ROLLBACK sent, its answer not all read
-    bool awaiting_commit;   // ... and it is a COMMIT
-    bool awaiting_keep;     // ... of commit_async: replay its records if the answer is lost
-    size_t awaiting_left;   // results still to read at most
-    keel_err awaiting_rc;   // its first error
-    uint64_t awaiting_turn; // the turn number it confirms
-    uint64_t issued;        // turns committed (keel_store_pg_commit_async that returned OK)
+    // Commits answered later (store_pg.c "the turn"): the transactions
+    // sent and not yet answered, oldest first, and the records to send again.
+    keel_store_pg_flight_t flights[KEEL_STORE_PG_FLIGHTS];
+    size_t head, nflights;
+    uint64_t issued;        // turns committed (a COMMIT sent)
     uint64_t confirmed;     // turns known durable: all up to this number
-    keel_changes_t *txn;    // the records of the open or awaited transaction
+    keel_changes_t *txn;    // the records of the open transaction
     keel_changes_t *replay; // records of commits whose answer was lost, oldest first
+    bool closing;           // destroy: nothing is kept for a replay
     bool replaying;         // sending replay's records (not copied into txn)
 };
 
