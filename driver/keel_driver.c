@@ -4,6 +4,15 @@
     at most DSMaxUnaccepted tasks wait for their result at any time, so a
     job of any size runs in bounded memory. One JSON line per task on
     stdout (completion order); status, progress and the summary on stderr.
+
+    Lines stay whole. stdout gets whole lines only, a batch of them per
+    write(2) (each line at once when stdout is a terminal), never a buffer
+    cut mid-line: with stdout and stderr redirected to one file
+    (`>log 2>&1`), what stderr writes (here, or the library's log from its
+    own thread) lands between lines, never inside one. The progress bar
+    (only when stderr is a terminal) is cleared before anything else is
+    written to that terminal, a JSON line included when stdout is the same
+    terminal, so the two never share a line.
 */
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +33,7 @@
 
 #define S_PROGRAM     "keel-driver"
 #define S_PROGRESS_MS 200
+#define S_OUT_MAX     (64 * 1024) // stdout bytes gathered before a write
 
 typedef struct {
     const keel_submit_args_t *args;
@@ -37,9 +47,14 @@ typedef struct {
 } s_inputs_t;
 
 typedef struct {
-    bool tty; // stderr is a terminal: progress bar
+    bool tty;        // stderr is a terminal: progress bar
+    bool shared_tty; // ... and stdout is the same terminal
+    bool out_tty;    // stdout is a terminal: each line written at once
     bool progress_shown;
     int64_t last_progress;
+    int64_t started; // monotonic ms, for the rate
+    char out[S_OUT_MAX];
+    size_t out_len;
     int64_t total; // -1 when unknown (input file)
     uint64_t ok;
     uint64_t failed;
@@ -104,6 +119,71 @@ s_clear_progress (s_job_t *job)
     }
 }
 
+//  Writes the gathered stdout lines (whole lines only).
+static void
+s_out_flush (s_job_t *job)
+{
+    size_t off = 0;
+    while (off < job->out_len) {
+        ssize_t n = write (STDOUT_FILENO, job->out + off, job->out_len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            job->write_failed = true;
+            break;
+        }
+        off += (size_t) n;
+    }
+    job->out_len = 0;
+}
+
+//  One line to stdout. A line longer than the buffer goes out alone.
+static void
+s_out_line (s_job_t *job, const char *line, size_t len)
+{
+    if (job->shared_tty)
+        s_clear_progress (job);
+    if (job->out_len + len > sizeof job->out)
+        s_out_flush (job);
+    if (len > sizeof job->out) {
+        for (size_t off = 0; off < len;) {
+            ssize_t n = write (STDOUT_FILENO, line + off, len - off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                job->write_failed = true;
+                return;
+            }
+            off += (size_t) n;
+        }
+        return;
+    }
+    memcpy (job->out + job->out_len, line, len);
+    job->out_len += len;
+    if (job->out_tty)
+        s_out_flush (job);
+}
+
+//  Before a line on stderr: the bar goes, and the lines gathered for stdout
+//  go first (so a log keeps the order things happened in).
+static void
+s_before_stderr (s_job_t *job)
+{
+    s_clear_progress (job);
+    s_out_flush (job);
+}
+
+//  "1:05" or "2:03:04".
+static void
+s_duration (char *out, size_t size, double seconds)
+{
+    long s = seconds < 0 ? 0 : seconds > 359999 ? 359999 : (long) (seconds + 0.5);
+    if (s >= 3600)
+        snprintf (out, size, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else
+        snprintf (out, size, "%ld:%02ld", s / 60, s % 60);
+}
+
 static void
 s_progress (s_job_t *job, uint64_t submitted, bool force)
 {
@@ -113,7 +193,20 @@ s_progress (s_job_t *job, uint64_t submitted, bool force)
     if (!force && now - job->last_progress < S_PROGRESS_MS)
         return;
     job->last_progress = now;
+    s_out_flush (job); // the bar after the lines it follows
     uint64_t done = job->ok + job->failed;
+    double elapsed = (now - job->started) / 1000.0;
+    double rate = elapsed > 0 ? done / elapsed : 0;
+    char speed[64] = "";
+    if (done > 0 && elapsed >= 0.5) {
+        snprintf (speed, sizeof speed, " %.0f/s", rate);
+        if (job->total > 0 && rate > 0 && (int64_t) done < job->total) {
+            char eta[32];
+            s_duration (eta, sizeof eta, (double) (job->total - (int64_t) done) / rate);
+            size_t used = strlen (speed);
+            snprintf (speed + used, sizeof speed - used, " ETA %s", eta);
+        }
+    }
     if (job->total > 0) {
         int width = 30;
         int filled = (int) ((double) done / (double) job->total * width);
@@ -121,14 +214,14 @@ s_progress (s_job_t *job, uint64_t submitted, bool force)
         for (int i = 0; i < width; i++)
             bar[i] = i < filled ? '#' : '.';
         bar[width] = 0;
-        fprintf (stderr, "\r[%s] %" PRIu64 "/%" PRId64 " ok %" PRIu64 " failed %" PRIu64 "\033[K",
-                 bar, done, job->total, job->ok, job->failed);
+        fprintf (stderr, "\r[%s] %" PRIu64 "/%" PRId64 " ok %" PRIu64 " failed %" PRIu64 "%s\033[K",
+                 bar, done, job->total, job->ok, job->failed, speed);
     }
     else
         fprintf (stderr,
                  "\r%" PRIu64 " done of %" PRIu64 " submitted, ok %" PRIu64 " failed %" PRIu64
-                 "\033[K",
-                 done, submitted, job->ok, job->failed);
+                 "%s\033[K",
+                 done, submitted, job->ok, job->failed, speed);
     job->progress_shown = true;
 }
 
@@ -144,7 +237,7 @@ s_on_status (const keel_status_t *status, void *arg)
         job->gave_up = true;
     if (job->gave_up)
         return;
-    s_clear_progress (job);
+    s_before_stderr (job);
     if (status->kind == KEEL_STATUS_NOTICE)
         fprintf (stderr, S_PROGRAM ": notice (%s): %s\n",
                  status->level == KEEL_LEVEL_ERROR     ? "error"
@@ -192,7 +285,7 @@ s_write_result (s_job_t *job, const keel_result_t *result)
             written = false;
         if (!written) {
             //  The line then carries the output itself: the result is not lost.
-            s_clear_progress (job);
+            s_before_stderr (job);
             fprintf (stderr, S_PROGRAM ": cannot write %s: %s\n", path, strerror (errno));
             job->write_failed = true;
         }
@@ -200,9 +293,10 @@ s_write_result (s_job_t *job, const keel_result_t *result)
             output_path = path;
     }
     keel_jsonl_format_result (&job->line, result, output_path);
-    //  One fwrite per line: lines never interleave.
-    if (job->line.failed || fwrite (job->line.data, 1, job->line.len, stdout) != job->line.len)
+    if (job->line.failed)
         job->write_failed = true;
+    else
+        s_out_line (job, job->line.data, job->line.len);
     if (result->status == KEEL_TASK_OK)
         job->ok++;
     else
@@ -265,7 +359,7 @@ s_give_up (keel_driver_t *driver, s_job_t *job, keel_err rc, const char *text)
         s_write_result (job, result);
         keel_result_destroy (&result);
     }
-    s_clear_progress (job);
+    s_before_stderr (job);
     fprintf (stderr, S_PROGRAM ": %s\n", why);
     return rc == KEEL_ERR_TIMEOUT ? KEEL_EXIT_NOBROKER : KEEL_EXIT_FAILED;
 }
@@ -283,7 +377,7 @@ s_run (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job
             size_t size;
             more = s_inputs_next (inputs, &data, &size);
             if (more && keel_service_submit (service, data, size, NULL, &err) != KEEL_OK) {
-                s_clear_progress (job);
+                s_before_stderr (job);
                 fprintf (stderr, S_PROGRAM ": %s\n", err.text);
                 return KEEL_EXIT_FAILED;
             }
@@ -346,7 +440,16 @@ main (int argc, char **argv)
     keel_log_init (level);
 
     s_inputs_t inputs = { .args = &args };
-    s_job_t job = { .tty = isatty (STDERR_FILENO), .output_dir = args.output_dir, .total = -1 };
+    //  s_job_t holds the stdout buffer: static, not on the stack.
+    static s_job_t job;
+    memset (&job, 0, sizeof job);
+    job.tty = isatty (STDERR_FILENO);
+    job.out_tty = isatty (STDOUT_FILENO);
+    struct stat out_st, err_st;
+    job.shared_tty = job.tty && job.out_tty && fstat (STDOUT_FILENO, &out_st) == 0
+                     && fstat (STDERR_FILENO, &err_st) == 0 && out_st.st_rdev == err_st.st_rdev;
+    job.output_dir = args.output_dir;
+    job.total = -1;
     int code = KEEL_EXIT_USAGE;
     keel_driver_t *driver = NULL;
     if (args.input == KEEL_INPUT_FILE) {
@@ -405,14 +508,10 @@ main (int argc, char **argv)
         fprintf (stderr, S_PROGRAM ": %s\n", err.text);
         goto done;
     }
-    if (!isatty (STDOUT_FILENO))
-        setvbuf (stdout, NULL, _IOFBF, 1 << 16);
-    int64_t started = zclock_mono ();
+    int64_t started = job.started = zclock_mono ();
     int64_t window = keel_driver_cfg_DSMaxUnaccepted (settings);
     code = s_run (driver, service, &inputs, &job, (uint64_t) (window > 0 ? window : 1));
-    fflush (stdout);
-    if (ferror (stdout))
-        job.write_failed = true;
+    s_out_flush (&job);
     s_progress (&job, keel_service_submitted (service), true);
     s_clear_progress (&job);
     s_summary (&job, &inputs, (zclock_mono () - started) / 1000.0);
