@@ -17,6 +17,7 @@ packages=(
     systemd     # systemd-analyze: tests/install verifies the units (nothing starts it)
     libmicrohttpd-dev          # MetricsEndpoint's HTTP server
     python3-prometheus-client  # tests: parse /metrics with Prometheus' own text parser
+    python3-pytest             # tests: the Python driver (python/tests)
     chromium                   # tests: the status page in headless Chromium
 )
 
