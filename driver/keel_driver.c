@@ -6,8 +6,8 @@
     stdout (completion order); status, progress and the summary on stderr.
 
     Lines stay whole. stdout gets whole lines only, a batch of them per
-    write(2) (each line at once when stdout is a terminal), never a buffer
-    cut mid-line: with stdout and stderr redirected to one file
+    write(2) (~4 KiB, or what came within 100 ms; each line at once when
+    stdout is a terminal), never a buffer cut mid-line: with stdout and stderr redirected to one file
     (`>log 2>&1`), what stderr writes (here, or the library's log from its
     own thread) lands between lines, never inside one. The progress bar
     (only when stderr is a terminal) is cleared before anything else is
@@ -33,7 +33,9 @@
 
 #define S_PROGRAM     "keel-driver"
 #define S_PROGRESS_MS 200
-#define S_OUT_MAX     (64 * 1024) // stdout bytes gathered before a write
+#define S_OUT_MAX     (64 * 1024) // stdout buffer (whole lines)
+#define S_OUT_BATCH   4096        // stdout bytes gathered before a write
+#define S_OUT_MS      100         // ... or this long after the last write
 
 typedef struct {
     const keel_submit_args_t *args;
@@ -55,7 +57,8 @@ typedef struct {
     int64_t started; // monotonic ms, for the rate
     char out[S_OUT_MAX];
     size_t out_len;
-    int64_t total; // -1 when unknown (input file)
+    int64_t out_at; // monotonic ms of the last stdout write
+    int64_t total;  // -1 when unknown (input file)
     uint64_t ok;
     uint64_t failed;
     const char *output_dir;
@@ -135,6 +138,7 @@ s_out_flush (s_job_t *job)
         off += (size_t) n;
     }
     job->out_len = 0;
+    job->out_at = zclock_mono ();
 }
 
 //  One line to stdout. A line longer than the buffer goes out alone.
@@ -160,7 +164,7 @@ s_out_line (s_job_t *job, const char *line, size_t len)
     }
     memcpy (job->out + job->out_len, line, len);
     job->out_len += len;
-    if (job->out_tty)
+    if (job->out_tty || job->out_len >= S_OUT_BATCH)
         s_out_flush (job);
 }
 
@@ -398,6 +402,9 @@ s_run (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job
             if (rc != KEEL_OK)
                 return s_give_up (driver, job, rc, err.text);
         }
+        //  Results trickling in reach stdout within S_OUT_MS.
+        if (job->out_len && zclock_mono () - job->out_at >= S_OUT_MS)
+            s_out_flush (job);
         s_progress (job, keel_service_submitted (service), false);
     }
     return KEEL_EXIT_OK;
