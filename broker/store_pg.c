@@ -339,12 +339,14 @@ keel_store_pg_query (keel_store_pg_t *self, const char *sql, const keel_store_pg
     return last;
 }
 
-// Runs SQL text (several statements allowed) outside a turn.
+// Reads every result of the query just sent (bounded). A result that is
+// neither COMMAND_OK nor TUPLES_OK is the error, named by what; with out,
+// the first value of the first row (text) is copied there ("" if none).
 static keel_err
-s_exec (keel_store_pg_t *self, const char *sql, keel_error_t *err)
+s_results (keel_store_pg_t *self, const char *what, char *out, size_t size, keel_error_t *err)
 {
-    if (!PQsendQuery (self->conn, sql))
-        return keel_store_pg_error (self, err, NULL, "sending a query");
+    if (out)
+        out[0] = 0;
     keel_err rc = KEEL_OK;
     for (int i = 0; i < 1000; i++) {
         bool failed;
@@ -354,11 +356,22 @@ s_exec (keel_store_pg_t *self, const char *sql, keel_error_t *err)
         if (!res)
             break;
         ExecStatusType status = PQresultStatus (res);
-        if (!rc && status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
-            rc = keel_store_pg_error (self, err, res, "schema");
+        if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+            rc = rc ? rc : keel_store_pg_error (self, err, res, what);
+        else if (out && !out[0] && PQntuples (res) > 0 && !PQgetisnull (res, 0, 0))
+            snprintf (out, size, "%s", PQgetvalue (res, 0, 0));
         PQclear (res);
     }
     return rc;
+}
+
+// Runs SQL text (several statements allowed) outside a turn.
+static keel_err
+s_exec (keel_store_pg_t *self, const char *sql, keel_error_t *err)
+{
+    if (!PQsendQuery (self->conn, sql))
+        return keel_store_pg_error (self, err, NULL, "sending a query");
+    return s_results (self, "schema", NULL, 0, err);
 }
 
 // One text value of a one-row query (NULL-safe), into out.
@@ -368,22 +381,7 @@ s_value (keel_store_pg_t *self, const char *sql, char *out, size_t size, keel_er
     // Text results for these: send with the simple protocol.
     if (!PQsendQuery (self->conn, sql))
         return keel_store_pg_error (self, err, NULL, sql);
-    out[0] = 0;
-    keel_err rc = KEEL_OK;
-    for (int i = 0; i < 1000; i++) {
-        bool failed;
-        PGresult *res = keel_store_pg_next_result (self, &failed, err);
-        if (failed)
-            return KEEL_ERR_STORE;
-        if (!res)
-            break;
-        if (PQresultStatus (res) != PGRES_TUPLES_OK)
-            rc = rc ? rc : keel_store_pg_error (self, err, res, sql);
-        else if (PQntuples (res) > 0 && !PQgetisnull (res, 0, 0))
-            snprintf (out, size, "%s", PQgetvalue (res, 0, 0));
-        PQclear (res);
-    }
-    return rc;
+    return s_results (self, sql, out, size, err);
 }
 
 // ---------------------------------------------------------------- open
@@ -476,19 +474,7 @@ keel_store_pg_prepare (keel_store_pg_t *self, const char *name, const char *sql,
 {
     if (!PQsendPrepare (self->conn, name, sql, 0, NULL))
         return keel_store_pg_error (self, err, NULL, "prepare");
-    keel_err rc = KEEL_OK;
-    for (int j = 0; j < 10; j++) {
-        bool failed;
-        PGresult *res = keel_store_pg_next_result (self, &failed, err);
-        if (failed)
-            return KEEL_ERR_STORE;
-        if (!res)
-            break;
-        if (!rc && PQresultStatus (res) != PGRES_COMMAND_OK)
-            rc = keel_store_pg_error (self, err, res, sql);
-        PQclear (res);
-    }
-    return rc;
+    return s_results (self, sql, NULL, 0, err);
 }
 
 // Connects, locks, checks or creates the schema and prepares the writes.

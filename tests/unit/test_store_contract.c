@@ -1027,6 +1027,19 @@ STORE_TEST_SLOW (a_hundred_thousand_tasks_insert_in_one_transaction)
 
 // ---------------------------------------------------------------- PostgreSQL only
 
+// Ends the store's session from the server's side (as a restart of
+// PostgreSQL or a cut connection would); returns how many were ended.
+static int64_t
+s_end_store_session (void)
+{
+    char sql[300];
+    snprintf (sql, sizeof sql,
+              "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+              " WHERE application_name LIKE 'keel-broker[%ld]@%%'",
+              (long) getpid ());
+    return s_sql_int (sql);
+}
+
 Test (store_pg, a_password_never_shows_in_a_uri_for_logs)
 {
     char out[200];
@@ -1099,12 +1112,7 @@ Test (store_pg, a_lost_connection_fails_the_turn_and_a_later_turn_reconnects)
     keel_store_service_t svc = s_service ("svc");
     cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     s_commit (store);
-    char sql[300];
-    snprintf (sql, sizeof sql,
-              "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-              " WHERE application_name LIKE 'keel-broker[%ld]@%%'",
-              (long) getpid ());
-    cr_assert_eq (s_sql_int (sql), 1, "the store's session was not found");
+    cr_assert_eq (s_end_store_session (), 1, "the store's session was not found");
 
     keel_store_task_t task = s_task ("svc", 1);
     keel_err rc = test_store_task_put (store, &task);
@@ -1192,11 +1200,6 @@ Test (store_pg, a_commit_whose_answer_is_lost_is_sent_again_with_the_next_turn)
     keel_store_service_t svc = s_service ("svc");
     cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
     s_commit (store);
-    char sql[300];
-    snprintf (sql, sizeof sql,
-              "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-              " WHERE application_name LIKE 'keel-broker[%ld]@%%'",
-              (long) getpid ());
     // Turn 2 is sent while another session holds a lock on tasks, so the
     // server cannot answer it; then the store's session is ended: turn 2's
     // answer is lost (and the server never committed it).
@@ -1213,7 +1216,7 @@ Test (store_pg, a_commit_whose_answer_is_lost_is_sent_again_with_the_next_turn)
     cr_assert_eq (keel_store_commit_async (store, &err), KEEL_OK, "%s", err.text);
     uint64_t turn = keel_store_issued (store);
     cr_assert_lt (keel_store_collect (store, &err), turn, "confirmed while the table is locked");
-    cr_assert_eq (s_sql_int (sql), 1, "the store's session was not found");
+    cr_assert_eq (s_end_store_session (), 1, "the store's session was not found");
     PQclear (PQexec (locker, "ROLLBACK"));
     PQfinish (locker);
     for (int i = 0; i < 100 && keel_store_answer_fd (store) >= 0; i++) {
