@@ -281,6 +281,12 @@ keel_submit_args_usage (FILE *out)
         "a lost broker is dropped before the driver reaches the next broker, and\n"
         "is done again (docs/operations.md, section 3).\n"
         "\n"
+        "Output: one JSON line per task on stdout, always whole (with stdout and\n"
+        "stderr in one file, status lines fall between JSON lines, never inside\n"
+        "one); status lines and the summary on stderr; when stderr is a terminal,\n"
+        "a progress bar with tasks/s and an ETA, cleared before anything else is\n"
+        "written to that terminal.\n"
+        "\n"
         "Exit: 0 every task succeeded, 1 some failed, 2 usage or configuration error,\n"
         "3 no broker reachable in time.\n");
 }
