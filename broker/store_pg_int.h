@@ -94,6 +94,8 @@ struct _keel_store_pg_t {
     keel_changes_t *txn;    // the records of the open transaction
     keel_changes_t *replay; // records of commits whose answer was lost, oldest first
     bool closing;           // destroy: nothing is kept for a replay
+    uint64_t size;          // keel_store_pg_size's last answer
+    int64_t size_at;        // ... asked at (monotonic ms), 0 never
     bool replaying;         // sending replay's records (not copied into txn)
 };
 

@@ -228,8 +228,9 @@ keel_store_pg_events (keel_store_pg_t *self, int limit, keel_store_event_fn *fn,
 
 // ---------------------------------------------------------------- maintenance
 
-uint64_t
-keel_store_pg_size (keel_store_pg_t *self)
+// The database's size, asked of the server now.
+static uint64_t
+s_size_now (keel_store_pg_t *self)
 {
     PGresult *res = keel_store_pg_query (
         self, "SELECT pg_database_size(current_database())::bigint", NULL, false, NULL);
@@ -237,7 +238,19 @@ keel_store_pg_size (keel_store_pg_t *self)
         return 0;
     uint64_t size = PQntuples (res) > 0 ? (uint64_t) keel_store_pg_int (res, 0, 0) : 0;
     PQclear (res);
+    self->size = size;
+    self->size_at = keel_store_pg_now_ms ();
     return size;
+}
+
+// Status and the metrics snapshot both ask, every second: the answer is
+// kept for a second (each question waits for the commits in flight).
+uint64_t
+keel_store_pg_size (keel_store_pg_t *self)
+{
+    if (self->size_at && keel_store_pg_now_ms () - self->size_at < 1000)
+        return self->size;
+    return s_size_now (self);
 }
 
 // Runs one maintenance statement; the first failure wins.
@@ -263,7 +276,7 @@ keel_store_pg_maintenance (keel_store_pg_t *self, int64_t now_wall_ms, int64_t r
     keel_err rc = keel_store_pg_ready (self, err);
     if (rc)
         return rc;
-    keel_store_maintenance_t result = { .bytes_before = keel_store_pg_size (self) };
+    keel_store_maintenance_t result = { .bytes_before = s_size_now (self) };
     keel_store_pg_params_t cutoff = { 0 };
     keel_store_pg_p_int (&cutoff, now_wall_ms - retention_ms);
     // Purgeable: cancelled before the cutoff, or closed before it with no
@@ -300,7 +313,7 @@ keel_store_pg_maintenance (keel_store_pg_t *self, int64_t now_wall_ms, int64_t r
     if (!rc && purged && PQntuples (purged) > 0)
         result.services_purged = (uint64_t) keel_store_pg_int (purged, 0, 0);
     PQclear (purged);
-    result.bytes_after = keel_store_pg_size (self);
+    result.bytes_after = s_size_now (self);
     if (report)
         *report = result;
     return rc;
