@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,11 @@
 
 #include "store_pg_int.h"
 
-#define KEEL_STORE_PG_FORMAT  "keel-broker-store"
-#define KEEL_STORE_PG_LOCK    1262830924 // 0x4B45454C, "KEEL": the session advisory lock
-#define KEEL_STORE_PG_CONNECT "5"        // connect_timeout (s) unless the URI sets one
-#define KEEL_STORE_PG_RETRY   1000       // ms between reconnect attempts
+#define KEEL_STORE_PG_FORMAT       "keel-broker-store"
+#define KEEL_STORE_PG_LOCK         1262830924 // 0x4B45454C, "KEEL": the session advisory lock
+#define KEEL_STORE_PG_CONNECT      "5"        // connect_timeout (s) unless the URI sets one
+#define KEEL_STORE_PG_RETRY        1000       // ms between reconnect attempts
+#define KEEL_STORE_PG_LOCK_WAIT_MS 15000      // for the session of a broker that is gone
 
 // ---------------------------------------------------------------- schema
 
@@ -386,29 +388,57 @@ s_value (keel_store_pg_t *self, const char *sql, char *out, size_t size, keel_er
 
 // ---------------------------------------------------------------- open
 
-// Takes the store's advisory lock; refuses, naming the holder, when
-// another session has it.
+// True when holder (an application name, "keel-broker[PID]@HOST …") is a
+// broker process alive on this host.
+static bool
+s_holder_alive_here (const char *holder)
+{
+    char host[128] = "";
+    gethostname (host, sizeof host - 1);
+    long pid = 0;
+    char at[130];
+    if (sscanf (holder, "keel-broker[%ld]@%129s", &pid, at) != 2 || pid <= 0)
+        return false;
+    at[strcspn (at, " ")] = 0;
+    return strcmp (at, host) == 0 && (kill ((pid_t) pid, 0) == 0 || errno == EPERM);
+}
+
+// Takes the store's advisory lock. Another session holds it: a broker alive
+// on this host is refused at once, naming it; otherwise the holder may be a
+// broker that just died (kill -9) whose server session has not ended yet
+// (it ends when the server next reads the closed connection, after what
+// that broker had queued in its pipeline): wait for it, at most
+// KEEL_STORE_PG_LOCK_WAIT_MS, then refuse.
 static keel_err
 s_lock (keel_store_pg_t *self, keel_error_t *err)
 {
-    char got[16];
-    keel_err rc = s_value (self, "SELECT pg_try_advisory_lock(" S_XSTR (KEEL_STORE_PG_LOCK) ")",
-                           got, sizeof got, err);
-    if (rc || strcmp (got, "t") == 0)
-        return rc;
-    char holder[200];
-    rc = s_value (self,
-                  "SELECT coalesce(a.application_name, '?') || ' (from '"
-                  " || coalesce(host(a.client_addr), 'a local socket') || ', server pid '"
-                  " || a.pid || ')' FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                  " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0"
-                  " AND l.objid = " S_XSTR (
-                      KEEL_STORE_PG_LOCK) " AND l.objsubid = 1"
-                                          " AND l.database = (SELECT oid FROM pg_database"
-                                          " WHERE datname = current_database()) LIMIT 1",
-                  holder, sizeof holder, err);
-    return keel_error_set (err, KEEL_ERR_STORE, "%s: the store is in use by another broker: %s",
-                           self->safe, rc == KEEL_OK && *holder ? holder : "(holder unknown)");
+    int64_t deadline = keel_store_pg_now_ms () + KEEL_STORE_PG_LOCK_WAIT_MS;
+    for (;;) {
+        char got[16];
+        keel_err rc = s_value (self, "SELECT pg_try_advisory_lock(" S_XSTR (KEEL_STORE_PG_LOCK) ")",
+                               got, sizeof got, err);
+        if (rc || strcmp (got, "t") == 0)
+            return rc;
+        char holder[200];
+        rc = s_value (self,
+                      "SELECT coalesce(a.application_name, '?') || ' (from '"
+                      " || coalesce(host(a.client_addr), 'a local socket') || ', server pid '"
+                      " || a.pid || ')' FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                      " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0"
+                      " AND l.objid = " S_XSTR (
+                          KEEL_STORE_PG_LOCK) " AND l.objsubid = 1"
+                                              " AND l.database = (SELECT oid FROM pg_database"
+                                              " WHERE datname = current_database()) LIMIT 1",
+                      holder, sizeof holder, err);
+        if (rc == KEEL_OK && !*holder && keel_store_pg_now_ms () < deadline)
+            continue; // released between the two queries: try again at once
+        if (rc || s_holder_alive_here (holder) || keel_store_pg_now_ms () >= deadline)
+            return keel_error_set (err, KEEL_ERR_STORE,
+                                   "%s: the store is in use by another broker: %s", self->safe,
+                                   rc == KEEL_OK && *holder ? holder : "(holder unknown)");
+        struct timespec pause = { 0, 100 * 1000 * 1000 };
+        nanosleep (&pause, NULL);
+    }
 }
 
 // Refuses anything but an empty schema or a Keel store this code knows,

@@ -9,7 +9,8 @@
     advisory lock (pg_try_advisory_lock) for the store's life, as a SQLite
     store holds its flock: a second broker on the same database is refused
     at open with the holder's application name (keel-broker[PID]@HOST) and
-    address. The active cluster (docs/cluster-plan.md) will replace this
+    address — at once when that broker is alive on this host, otherwise after
+    waiting up to 15 s for the session of a broker that just died. The active cluster (docs/cluster-plan.md) will replace this
     lock with leased membership; until then two brokers never share a
     database.
 
