@@ -184,7 +184,8 @@ Test (observe, events_record_services_engines_claims_failover_and_config_with_a_
                     "driver1 was not told that no engine offers its service type");
     char brokers[200];
     snprintf (brokers, sizeof brokers, "Brokers=%s,%s", a.endpoint, b.endpoint);
-    const char *esets[] = { brokers, NULL };
+    // LogLevel=info: engine1 says when it starts a task (waited for below).
+    const char *esets[] = { brokers, "LogLevel=info", NULL };
     pid_t engine1 = harness_engine_start (&a, "engine1", 2, esets);
     pid_t engine2 = harness_engine_start (&a, "engine2", 1, esets);
     HARNESS_ASSERT (engine1 > 0 && engine2 > 0, "engines did not start");
@@ -227,6 +228,11 @@ Test (observe, events_record_services_engines_claims_failover_and_config_with_a_
     HARNESS_ASSERT (driver2 > 0, "driver2 did not start");
     HARNESS_ASSERT (harness_poll_until (s_running_at_least_2, &a, 10000),
                     "driver2's tasks are not running on a");
+    // Running in a's model is not yet running on the engine: the
+    // assignments may still be in a's send queue, which the kill would drop
+    // (then there is nothing to claim). Wait for engine1's own word.
+    HARNESS_ASSERT (harness_wait_log ("engine1.err", "type=sleep", 2, 10000),
+                    "engine1 did not start driver2's 2 tasks");
     HARNESS_ASSERT (harness_kill9 (a.pid), "broker a did not die");
     const char *kinds_b[] = { "broker-started", "engine-login", "claims", "failover", NULL };
     // The engine reaches b after its reconnect backoff (up to ~8 s).
