@@ -176,6 +176,35 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         keel_json_end_object (&j);
         keel_json_end_object (&j);
     }
+    const keel_admin_cluster_t *c = v->cluster;
+    if (c) {
+        keel_json_key (&j, "cluster");
+        keel_json_object (&j);
+        keel_json_kv_str (&j, "state", c->state);
+        keel_json_kv_uint (&j, "lease_epoch", c->lease_epoch);
+        keel_json_kv_str (&j, "db", c->db);
+        keel_json_key (&j, "members");
+        keel_json_array (&j);
+        for (size_t i = 0; i < c->nmembers; i++) {
+            const keel_store_member_t *m = &c->members[i];
+            keel_json_object (&j);
+            keel_json_kv_uint (&j, "member_id", m->member_id);
+            keel_json_kv_str (&j, "name", m->name);
+            keel_json_kv_str (&j, "endpoint", m->endpoint);
+            keel_json_kv_bool (&j, "serving", m->serving);
+            keel_json_kv_int (&j, "lease_left_ms", m->lease_left_ms);
+            keel_json_end_object (&j);
+        }
+        keel_json_end_array (&j);
+        keel_json_key (&j, "counters");
+        keel_json_object (&j);
+        keel_json_kv_uint (&j, "takeovers", c->takeovers);
+        keel_json_kv_uint (&j, "fenced", c->fenced);
+        keel_json_kv_uint (&j, "fenced_writes", c->fenced_writes);
+        keel_json_kv_uint (&j, "clients_refused", c->clients_refused);
+        keel_json_end_object (&j);
+        keel_json_end_object (&j);
+    }
     keel_json_key (&j, "counters");
     keel_json_object (&j);
 #define KEEL_COUNTER_JSON(name) keel_json_kv_uint (&j, #name, v->counters->name);
@@ -202,6 +231,18 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     s_tf (&t, "pair_%s:%llu\n", #name, (unsigned long long) p->counters->name);
         KEEL_PAIR_COUNTERS (KEEL_PAIR_COUNTER_TEXT)
 #undef KEEL_PAIR_COUNTER_TEXT
+    }
+    if (c) {
+        s_tf (&t, "\n# Cluster\nstate:%s\nlease_epoch:%llu\ndb:%s\nmembers:%zu\n", c->state,
+              (unsigned long long) c->lease_epoch, c->db, c->nmembers);
+        for (size_t i = 0; i < c->nmembers; i++)
+            s_tf (&t, "member_%llu:%s %s%s lease_left_ms=%lld\n",
+                  (unsigned long long) c->members[i].member_id, c->members[i].name,
+                  c->members[i].endpoint[0] ? c->members[i].endpoint : "-",
+                  c->members[i].serving ? " serving" : "", (long long) c->members[i].lease_left_ms);
+        s_tf (&t, "takeovers:%llu\nfenced:%llu\nfenced_writes:%llu\nclients_refused:%llu\n",
+              (unsigned long long) c->takeovers, (unsigned long long) c->fenced,
+              (unsigned long long) c->fenced_writes, (unsigned long long) c->clients_refused);
     }
     s_tf (&t, "\n# Engines\nonline:%llu\noffline:%llu\nslots:%llu\nbusy:%llu\n",
           (unsigned long long) online, (unsigned long long) offline, (unsigned long long) slots,

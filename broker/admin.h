@@ -34,10 +34,24 @@ typedef struct {
     const keel_pair_counters_t *counters;
 } keel_admin_pair_t;
 
+// Several brokers on one shared store (store.h "members").
+typedef struct {
+    const char *state;    // "serving" / "standby"
+    uint64_t lease_epoch; // this member's id: a new one at every join
+    const char *db;       // "up" / "lost"
+    const keel_store_member_t *members;
+    size_t nmembers;
+    uint64_t takeovers;       // times this broker began serving after another member
+    uint64_t fenced;          // times it found it had lost the store, and rejoined
+    uint64_t fenced_writes;   // journal records refused then (never stored, never acknowledged)
+    uint64_t clients_refused; // client messages answered Passive while standing by
+} keel_admin_cluster_t;
+
 typedef struct {
     const char *name;
-    const char *role;              // "standalone", or a pair's "active" / "passive" / "starting"
-    const keel_admin_pair_t *pair; // NULL: not in a pair
+    const char *role; // "standalone", "cluster", or a pair's "active" / "passive" / "starting"
+    const keel_admin_pair_t *pair;       // NULL: not in a pair
+    const keel_admin_cluster_t *cluster; // NULL: the store is not shared
     uint64_t epoch;
     int64_t started_mono;
     keel_model_t *model;

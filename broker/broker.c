@@ -378,6 +378,8 @@ s_recv_router (keel_broker_t *self)
             keel_env_t *env = keel_wire_decode (zmq_msg_data (&body), zmq_msg_size (&body), &err);
             if (!env)
                 keel_core_malformed (self->core, "%s", err.text);
+            else if (route && !keel_broker_member_serving (self->member))
+                keel_broker_member_refuse (self->member, route);
             else if (route
                      && (keel_broker_pair_serving (self->pair)
                          || keel_broker_pair_client (self->pair, route, env)))
@@ -421,7 +423,12 @@ s_poll_timeout (keel_broker_t *self)
     if (zlistx_size (self->sendq))
         return 0;
     keel_core_clock (self->core, zclock_mono (), zclock_time ());
-    int64_t wait = keel_broker_pair_serving (self->pair) ? keel_core_wait_ms (self->core) : 1000;
+    int64_t wait = keel_broker_serving (self) ? keel_core_wait_ms (self->core) : 1000;
+    if (self->member) {
+        int64_t member = keel_broker_member_wait_ms (self->member);
+        if (member < wait)
+            wait = member;
+    }
     if (self->pair) {
         int64_t pair = keel_broker_pair_wait_ms (self->pair);
         if (pair < wait)
@@ -447,12 +454,16 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     // paused demotes it before it serves anything.
     if (self->pair)
         keel_broker_pair_turn (self->pair);
-    if (keel_broker_pair_serving (self->pair))
+    // A member back from a pause checks that the store is still its own
+    // before it serves anything; a standby may take over here.
+    if (self->member)
+        keel_broker_member_turn (self->member);
+    if (keel_broker_serving (self))
         keel_core_turn_begin (self->core);
     s_recv_syncer (self);
     s_recv_admin (self);
     s_recv_router (self); // a client's message may make a pair's broker take over
-    if (!keel_broker_pair_serving (self->pair)) {
+    if (!keel_broker_serving (self)) {
         s_answer_admin (self);
         keel_broker_metrics_turn (self);
         return !self->stop;
@@ -531,6 +542,12 @@ keel_broker_run (keel_broker_t *self)
                    keel_core_name (self->core), keel_broker_cfg_Endpoint (self->settings),
                    keel_broker_cfg_AdminEndpoint (self->settings),
                    keel_broker_cfg_PairRole (self->settings));
+    else if (!keel_broker_serving (self))
+        KEEL_INFO ("broker",
+                   "listening name=%s endpoint=%s admin=%s: standing by, serving once the"
+                   " member that serves the store is gone",
+                   keel_core_name (self->core), keel_broker_cfg_Endpoint (self->settings),
+                   keel_broker_cfg_AdminEndpoint (self->settings));
     else
         s_say_serving (self);
     while (s_turn (self, poller))
@@ -544,12 +561,18 @@ keel_broker_run (keel_broker_t *self)
     }
     self->poller = NULL;
     // A clean stop leaves nothing uncommitted and nothing unsent.
-    if (keel_broker_pair_serving (self->pair) && keel_core_uncommitted (self->core))
+    if (keel_broker_serving (self) && keel_core_uncommitted (self->core))
         s_commit (self);
     s_sync_now (self);
     s_flush (self);
     KEEL_INFO ("broker", "stopping");
     return self->fatal ? KEEL_ERR_STORE : KEEL_OK;
+}
+
+bool
+keel_broker_serving (const keel_broker_t *self)
+{
+    return keel_broker_pair_serving (self->pair) && keel_broker_member_serving (self->member);
 }
 
 void
@@ -673,13 +696,14 @@ keel_broker_deactivate (keel_broker_t *self)
     s_take_outbox (self);
     zlistx_purge (self->sendq);
     zlistx_purge (self->held);
+    self->nanswers = 0; // what they held is gone with it
     s_stop_syncer (self);
     keel_error_t err;
     if (s_empty_core (self, &err) != KEEL_OK) {
         KEEL_ERROR ("broker", "%s; stopping", err.text);
         self->stop = true;
     }
-    KEEL_INFO ("broker", "not serving: passive");
+    KEEL_INFO ("broker", "not serving: %s", self->pair ? "passive" : "standing by");
 }
 
 const char *
@@ -726,13 +750,21 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         keel_broker_destroy (&self);
         return NULL;
     }
+    self->member = keel_broker_member_new (self, err);
+    if (!self->member && err->text[0]) {
+        keel_broker_destroy (&self);
+        return NULL;
+    }
     // A pair's broker rebuilds its core from the store only when it
-    // becomes active (keel_broker_activate).
-    if (!self->pair
+    // becomes active (keel_broker_activate), a member that stands by when
+    // it begins to serve.
+    if (keel_broker_serving (self)
         && (s_recover (self, err) != KEEL_OK || s_start_syncer (self, err) != KEEL_OK)) {
         keel_broker_destroy (&self);
         return NULL;
     }
+    if (self->member)
+        keel_core_set_pair_peer (self->core, keel_broker_member_peer (self->member));
     self->router = s_bind_router (keel_broker_cfg_Endpoint (settings),
                                   keel_broker_cfg_MaxMessageSize (settings), err, "Endpoint");
     if (!self->router) {
@@ -767,6 +799,7 @@ keel_broker_destroy (keel_broker_t **self_p)
         s_flush (self);
     }
     keel_broker_pair_destroy (&self->pair);
+    keel_broker_member_destroy (&self->member);
     zsock_destroy (&self->router);
     zsock_destroy (&self->admin);
     if (self->admin_queue) {

@@ -18,6 +18,15 @@
 static keel_err
 s_not_serving (keel_broker_t *self, keel_error_t *err)
 {
+    if (!keel_broker_member_serving (self->member)) {
+        keel_admin_cluster_t c;
+        keel_broker_member_status (self->member, &c);
+        const char *serving = c.nmembers && c.members[0].serving ? c.members[0].endpoint : "";
+        return keel_error_set (err, KEEL_ERR_STATE,
+                               "this broker stands by in its cluster: run the command on the"
+                               " member that serves the store%s%s",
+                               *serving ? " " : "", serving);
+    }
     if (keel_broker_pair_serving (self->pair))
         return KEEL_OK;
     const char *active = keel_broker_pair_peer_endpoint (self->pair);
@@ -91,6 +100,8 @@ static keel_err
 s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_t *err)
 {
     keel_broker_t *self = broker;
+    if (!keel_broker_member_serving (self->member))
+        return s_not_serving (self, err); // the serving member's to run
     if (!keel_broker_pair_serving (self->pair)) {
         // A passive's store is the active's mirror: compact it, change
         // nothing in it (purging is the active's, and reaches it as updates).
@@ -127,7 +138,8 @@ s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_
 }
 
 void
-keel_broker_admin_view (keel_broker_t *self, keel_admin_view_t *view, keel_admin_pair_t *pair)
+keel_broker_admin_view (keel_broker_t *self, keel_admin_view_t *view, keel_admin_pair_t *pair,
+                        keel_admin_cluster_t *cluster)
 {
     *view = (keel_admin_view_t) { .store = self->store,
                                   .broker = self,
@@ -142,6 +154,11 @@ keel_broker_admin_view (keel_broker_t *self, keel_admin_view_t *view, keel_admin
         view->role = keel_broker_pair_role (self->pair);
         view->epoch = keel_broker_pair_epoch (self->pair);
         view->pair = pair;
+    }
+    if (self->member) {
+        keel_broker_member_status (self->member, cluster);
+        view->role = "cluster";
+        view->cluster = cluster;
     }
 }
 
@@ -168,7 +185,8 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
     }
     keel_admin_view_t view;
     keel_admin_pair_t pair;
-    keel_broker_admin_view (self, &view, &pair);
+    keel_admin_cluster_t cluster;
+    keel_broker_admin_view (self, &view, &pair, &cluster);
     keel_admin_reply_t reply = { 0 };
     // Who asked, for the events the request causes: the connection's
     // routing id and the address it came from.

@@ -9,6 +9,7 @@
 #include <czmq.h>
 
 #include "broker.h"
+#include "broker_member.h"
 #include "broker_pair.h"
 #include "core.h"
 #include "httpd.h"
@@ -41,6 +42,9 @@ struct _keel_broker_t {
     // messages leave when it is durable here AND (while a peer is
     // attached) in the peer's mirror.
     keel_broker_pair_t *pair;
+    // Membership of a shared store (broker_member.h), NULL when the store
+    // is not shared. A member that stands by serves nothing.
+    keel_broker_member_t *member;
     zpoller_t *poller;     // the loop's, while it runs (the syncer joins it)
     zlistx_t *sendq;       // keel_core_out_t * ready to send, in order
     zlistx_t *held;        // keel_core_out_t * waiting for their commit, in order
@@ -82,6 +86,9 @@ void keel_broker_mark_held_alone (keel_broker_t *self, uint64_t mirrored);
 keel_err keel_broker_activate (keel_broker_t *self, keel_error_t *err);
 void keel_broker_deactivate (keel_broker_t *self);
 
+// True when this broker serves: not a pair's passive, not a standby member.
+bool keel_broker_serving (const keel_broker_t *self);
+
 // The store's file (sqlite:PATH), for files kept beside it.
 const char *keel_broker_store_path (const keel_broker_t *self);
 
@@ -89,8 +96,10 @@ const char *keel_broker_store_path (const keel_broker_t *self);
 void keel_broker_admin (keel_broker_t *self, zmsg_t *msg);
 
 // The view keel-admin commands read (admin.h), with its callbacks; pair is
-// filled and pointed to when the broker is in a pair (broker_admin.c).
-void keel_broker_admin_view (keel_broker_t *self, keel_admin_view_t *view, keel_admin_pair_t *pair);
+// filled and pointed to when the broker is in a pair, cluster when its
+// store is shared (broker_admin.c).
+void keel_broker_admin_view (keel_broker_t *self, keel_admin_view_t *view, keel_admin_pair_t *pair,
+                             keel_admin_cluster_t *cluster);
 
 // MetricsEndpoint (broker_metrics.c): start serving when the setting names
 // an endpoint (KEEL_OK and nothing when empty); publish a fresh snapshot

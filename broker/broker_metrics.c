@@ -45,7 +45,8 @@ s_publish (keel_broker_t *self)
 {
     keel_admin_view_t view;
     keel_admin_pair_t pair;
-    keel_broker_admin_view (self, &view, &pair);
+    keel_admin_cluster_t cluster;
+    keel_broker_admin_view (self, &view, &pair, &cluster);
     char *text = keel_metrics_render (self->metrics, &view);
     if (text) {
         keel_httpd_publish (self->httpd, "/metrics", "text/plain; version=0.0.4; charset=utf-8",

@@ -29,8 +29,8 @@
          "ZeroMQ endpoint bound for keel-admin")                                                   \
     KEY (Store, STRING, NULL, "sqlite:keel-broker.db", 0, 0, false, NULL,                          \
          "Store URI: sqlite:PATH (durable), postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (a "       \
-         "PostgreSQL database of its own, one broker per database; the password is never "         \
-         "logged) or memory: (nothing survives a restart)")                                        \
+         "PostgreSQL database of its own, shared by the brokers of a cluster; the password is "    \
+         "never logged) or memory: (nothing survives a restart)")                                  \
     KEY (StoreSync, ENUM, NULL, "full", 0, 0, false, "full|normal",                                \
          "full: an acknowledgement survives power loss (the WAL is fdatasynced, off the broker's " \
          "loop, before acceptances and result acknowledgements leave); normal: survives kill -9 "  \
@@ -85,8 +85,11 @@
     KEY (PairTimeout, DURATION, "ms", "0", 0, 600000, false, NULL,                                 \
          "Every pair link silent this long = peer lost; 0 = 3 * HeartbeatInterval")                \
     KEY (AdvertisedEndpoint, STRING, NULL, "", 0, 0, false, NULL,                                  \
-         "The endpoint clients are told to use for this broker (pair peers name it in their "      \
-         "welcome); empty = Endpoint")                                                             \
+         "The endpoint clients are told to use for this broker (pair peers and the members of a "  \
+         "shared store name it in their welcome); empty = Endpoint")                               \
+    KEY (MemberLease, DURATION, "ms", "5000", 500, 600000, false, NULL,                            \
+         "Store=postgresql: the serving member renews its lease every quarter of this; a "         \
+         "standby takes over from a serving member whose lease has passed (paused, cut off)")      \
     KEY (NotifyCommand, STRING, NULL, "", 0, 0, false, NULL,                                       \
          "Run with /bin/sh -c on every pair event, with KEEL_EVENT, KEEL_BROKER, KEEL_PEER, "      \
          "KEEL_EPOCH and KEEL_DETAIL in its environment; empty = none")                            \

@@ -241,6 +241,24 @@ s_render_model (FILE *f, keel_metrics_t *self, const keel_admin_view_t *v)
 }
 
 static void
+s_render_cluster (FILE *f, const keel_admin_cluster_t *c)
+{
+    s_gauge (f, "keel_cluster_serving", "1 while this member serves the shared store",
+             strcmp (c->state, "serving") == 0);
+    s_gauge (f, "keel_cluster_members", "Live members of the shared store", c->nmembers);
+    s_gauge (f, "keel_cluster_lease_epoch", "This member's id (a new one at every join)",
+             c->lease_epoch);
+    s_gauge (f, "keel_cluster_db_up", "1 while the database answers", strcmp (c->db, "up") == 0);
+    s_family (f, "keel_cluster_takeovers_total", "counter", "keel-admin status cluster.takeovers");
+    fprintf (f, "keel_cluster_takeovers_total %llu\n", (unsigned long long) c->takeovers);
+    s_family (f, "keel_cluster_fenced_total", "counter", "keel-admin status cluster.fenced");
+    fprintf (f, "keel_cluster_fenced_total %llu\n", (unsigned long long) c->fenced);
+    s_family (f, "keel_cluster_fenced_writes_total", "counter",
+              "keel-admin status cluster.fenced_writes");
+    fprintf (f, "keel_cluster_fenced_writes_total %llu\n", (unsigned long long) c->fenced_writes);
+}
+
+static void
 s_render_pair (FILE *f, const keel_admin_pair_t *p)
 {
     s_gauge (f, "keel_pair_links_up", "Pair links up", p->links_up);
@@ -285,6 +303,8 @@ keel_metrics_render (keel_metrics_t *self, const keel_admin_view_t *v)
     s_render_model (f, self, v);
     if (v->pair)
         s_render_pair (f, v->pair);
+    if (v->cluster)
+        s_render_cluster (f, v->cluster);
 #define KEEL_COUNTER_PROM(name)                                                                    \
     s_family (f, "keel_" #name "_total", "counter", "keel-admin status counters." #name);          \
     fprintf (f, "keel_" #name "_total %llu\n", (unsigned long long) v->counters->name);

@@ -293,6 +293,61 @@ keel_store_size (keel_store_t *self)
     return self->sql ? keel_store_sqlite_size (self->sql) : 0;
 }
 
+// ---------------------------------------------------------------- members
+
+void
+keel_store_member_setup (keel_store_t *self, const char *endpoint, int64_t lease_ms)
+{
+    assert (self);
+    if (self->pg)
+        keel_store_pg_member_setup (self->pg, endpoint, lease_ms);
+}
+
+keel_store_role_t
+keel_store_role (const keel_store_t *self)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_role (self->pg) : KEEL_STORE_ALONE;
+}
+
+keel_store_role_t
+keel_store_tick (keel_store_t *self, bool paused)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_tick (self->pg, paused) : KEEL_STORE_ALONE;
+}
+
+keel_err
+keel_store_rejoin (keel_store_t *self, uint64_t *dropped_p, keel_error_t *err)
+{
+    assert (self);
+    if (dropped_p)
+        *dropped_p = 0;
+    return self->pg ? keel_store_pg_rejoin (self->pg, dropped_p, err) : KEEL_OK;
+}
+
+size_t
+keel_store_members (const keel_store_t *self, const keel_store_member_t **members_p)
+{
+    assert (self && members_p);
+    *members_p = NULL;
+    return self->pg ? keel_store_pg_members (self->pg, members_p) : 0;
+}
+
+uint64_t
+keel_store_member_id (const keel_store_t *self)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_member_id (self->pg) : 0;
+}
+
+bool
+keel_store_db_up (const keel_store_t *self)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_db_up (self->pg) : true;
+}
+
 // ---------------------------------------------------------------- snapshots
 
 // Snapshots are the pair's (SQLite files); a PostgreSQL store is shared

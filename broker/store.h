@@ -12,8 +12,9 @@
     Backends, chosen by the Store URI:
       "sqlite:PATH"  SQLite in WAL mode (the default, sqlite:keel-broker.db)
       "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?…]" (or postgres://)
-                     PostgreSQL through libpq (store_pg.h: one broker per
-                     database for now, a pipeline per turn, durability is
+                     PostgreSQL through libpq (store_pg.h: brokers on one
+                     database are members, one serving at a time (below,
+                     "members"), a pipeline per turn, durability is
                      the server's synchronous_commit; StoreSync does not
                      apply; no snapshots)
       "memory:"      nothing is written; every call succeeds; load finds
@@ -148,6 +149,63 @@ keel_err keel_store_load (keel_store_t *self, const keel_store_loader_t *loader,
 // Calls fn for the newest `limit` events, oldest first.
 typedef void (keel_store_event_fn) (int64_t wall_ms, const char *kind, const char *text, void *arg);
 keel_err keel_store_events (keel_store_t *self, int limit, keel_store_event_fn *fn, void *arg);
+
+// ---------------------------------------------------------------- members
+// A store several brokers share (postgresql:) makes each broker that opens
+// it a member (docs/operations.md §4, docs/cluster-plan.md). For now one
+// member serves at a time: the one holding the store's lock. The others
+// stand by: they write nothing (a write fails naming the member that
+// serves), renew their lease, and take the lock over when the serving
+// member's session ends (kill -9: at once) or when its lease, renewed
+// through the database's clock, has passed (a paused broker: its session
+// is ended for it). A serving member that lost the lock while it was away
+// (a pause, a partition) is FENCED: nothing it writes reaches the store.
+// sqlite: and memory: stores are ALONE: they always serve.
+
+typedef enum {
+    KEEL_STORE_ALONE = 0, // not shared: always serves
+    KEEL_STORE_SERVING,   // holds the store's lock: writes
+    KEEL_STORE_STANDBY,   // waits for the serving member's lock
+    KEEL_STORE_FENCED     // lost the lock while serving: rejoin (keel_store_rejoin)
+} keel_store_role_t;
+
+typedef struct {
+    uint64_t member_id; // a new one at every join: the member's lease epoch
+    char name[128];     // keel-broker[PID]@HOST
+    char endpoint[256]; // where clients reach it ("" when it did not say)
+    bool serving;
+    int64_t lease_left_ms; // time its lease still runs (database clock)
+} keel_store_member_t;
+
+#define KEEL_STORE_MEMBERS_MAX 16 // members listed at most
+
+// This broker's endpoint for clients (its AdvertisedEndpoint) and its
+// lease (ms); both take effect at the next renewal. No-op when ALONE.
+void keel_store_member_setup (keel_store_t *self, const char *endpoint, int64_t lease_ms);
+
+keel_store_role_t keel_store_role (const keel_store_t *self);
+
+// The membership's step, called by the loop every few hundred ms (and at
+// once after a pause): a serving member renews its lease (in the next
+// transaction, or in one of its own: never waits); a standby renews, tries
+// the lock (then SERVING: load the store and serve) and ends the session
+// of a serving member whose lease has passed. A standby's step waits for
+// the server (bounded). With paused (the loop noticed it was not running
+// for a while), a serving member first checks, waiting, that its session
+// is still there (or can be had again): FENCED if another member took the
+// store meanwhile. Returns the role afterwards.
+keel_store_role_t keel_store_tick (keel_store_t *self, bool paused);
+
+// After FENCED: forgets every write not confirmed (they are not the
+// store's any more: *dropped_p counts the records) and joins again as a
+// new member, standing by.
+keel_err keel_store_rejoin (keel_store_t *self, uint64_t *dropped_p, keel_error_t *err);
+
+// The live members as last read (serving first), this member included.
+size_t keel_store_members (const keel_store_t *self, const keel_store_member_t **members_p);
+uint64_t keel_store_member_id (const keel_store_t *self);
+// False while the database cannot be reached (the last attempt failed).
+bool keel_store_db_up (const keel_store_t *self);
 
 // ---------------------------------------------------------------- maintenance
 

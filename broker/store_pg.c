@@ -27,11 +27,9 @@
 
 #include "store_pg_int.h"
 
-#define KEEL_STORE_PG_FORMAT       "keel-broker-store"
-#define KEEL_STORE_PG_LOCK         1262830924 // 0x4B45454C, "KEEL": the session advisory lock
-#define KEEL_STORE_PG_CONNECT      "5"        // connect_timeout (s) unless the URI sets one
-#define KEEL_STORE_PG_RETRY        1000       // ms between reconnect attempts
-#define KEEL_STORE_PG_LOCK_WAIT_MS 15000      // for the session of a broker that is gone
+#define KEEL_STORE_PG_FORMAT  "keel-broker-store"
+#define KEEL_STORE_PG_CONNECT "5"  // connect_timeout (s) unless the URI sets one
+#define KEEL_STORE_PG_RETRY   1000 // ms between reconnect attempts
 
 // ---------------------------------------------------------------- schema
 
@@ -74,6 +72,11 @@ static const char *s_migrations[] = {
     "  engine_id bytea PRIMARY KEY, host bytea NOT NULL, session bytea NOT NULL,"
     "  slots bigint NOT NULL, login_wall_ms bigint NOT NULL, seen_wall_ms bigint NOT NULL,"
     "  online bigint NOT NULL);",
+    // 1 -> 2: members of a shared store (store_pg_member.c).
+    "CREATE SEQUENCE keel_member_seq;"
+    "CREATE TABLE keel_members ("
+    "  member_id bigint PRIMARY KEY, name bytea NOT NULL, endpoint bytea NOT NULL,"
+    "  serving bigint NOT NULL, lease_until timestamptz NOT NULL, backend_pid bigint NOT NULL);",
 };
 #define KEEL_STORE_PG_SCHEMA ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -388,63 +391,10 @@ s_value (keel_store_pg_t *self, const char *sql, char *out, size_t size, keel_er
 
 // ---------------------------------------------------------------- open
 
-// True when holder (an application name, "keel-broker[PID]@HOST …") is a
-// broker process alive on this host.
-static bool
-s_holder_alive_here (const char *holder)
-{
-    char host[128] = "";
-    gethostname (host, sizeof host - 1);
-    long pid = 0;
-    char at[130];
-    if (sscanf (holder, "keel-broker[%ld]@%129s", &pid, at) != 2 || pid <= 0)
-        return false;
-    at[strcspn (at, " ")] = 0;
-    return strcmp (at, host) == 0 && (kill ((pid_t) pid, 0) == 0 || errno == EPERM);
-}
-
-// Takes the store's advisory lock. Another session holds it: a broker alive
-// on this host is refused at once, naming it; otherwise the holder may be a
-// broker that just died (kill -9) whose server session has not ended yet
-// (it ends when the server next reads the closed connection, after what
-// that broker had queued in its pipeline): wait for it, at most
-// KEEL_STORE_PG_LOCK_WAIT_MS, then refuse.
-static keel_err
-s_lock (keel_store_pg_t *self, keel_error_t *err)
-{
-    int64_t deadline = keel_store_pg_now_ms () + KEEL_STORE_PG_LOCK_WAIT_MS;
-    for (;;) {
-        char got[16];
-        keel_err rc = s_value (self, "SELECT pg_try_advisory_lock(" S_XSTR (KEEL_STORE_PG_LOCK) ")",
-                               got, sizeof got, err);
-        if (rc || strcmp (got, "t") == 0)
-            return rc;
-        char holder[200];
-        rc = s_value (self,
-                      "SELECT coalesce(a.application_name, '?') || ' (from '"
-                      " || coalesce(host(a.client_addr), 'a local socket') || ', server pid '"
-                      " || a.pid || ')' FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                      " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0"
-                      " AND l.objid = " S_XSTR (
-                          KEEL_STORE_PG_LOCK) " AND l.objsubid = 1"
-                                              " AND l.database = (SELECT oid FROM pg_database"
-                                              " WHERE datname = current_database()) LIMIT 1",
-                      holder, sizeof holder, err);
-        if (rc == KEEL_OK && !*holder && keel_store_pg_now_ms () < deadline)
-            continue; // released between the two queries: try again at once
-        if (rc || s_holder_alive_here (holder) || keel_store_pg_now_ms () >= deadline)
-            return keel_error_set (err, KEEL_ERR_STORE,
-                                   "%s: the store is in use by another broker: %s", self->safe,
-                                   rc == KEEL_OK && *holder ? holder : "(holder unknown)");
-        struct timespec pause = { 0, 100 * 1000 * 1000 };
-        nanosleep (&pause, NULL);
-    }
-}
-
 // Refuses anything but an empty schema or a Keel store this code knows,
 // then creates or migrates the schema.
 static keel_err
-s_schema (keel_store_pg_t *self, keel_error_t *err)
+s_schema_locked (keel_store_pg_t *self, keel_error_t *err)
 {
     char found[64], tables[32];
     keel_err rc =
@@ -499,6 +449,34 @@ s_schema (keel_store_pg_t *self, keel_error_t *err)
     return rc;
 }
 
+// Brokers starting together on one database create or migrate its schema
+// one at a time (a second advisory lock, held for the check).
+static keel_err
+s_schema (keel_store_pg_t *self, keel_error_t *err)
+{
+    keel_err rc = s_exec (self, "SELECT pg_advisory_lock(" S_XSTR (KEEL_STORE_PG_LOCK) ", 1)", err);
+    if (rc)
+        return rc;
+    rc = s_schema_locked (self, err);
+    keel_error_t ignored;
+    if (self->conn)
+        s_exec (self, "SELECT pg_advisory_unlock(" S_XSTR (KEEL_STORE_PG_LOCK) ", 1)", &ignored);
+    return rc;
+}
+
+keel_err
+keel_store_pg_value (keel_store_pg_t *self, const char *sql, char *out, size_t size,
+                     keel_error_t *err)
+{
+    return s_value (self, sql, out, size, err);
+}
+
+void
+keel_store_pg_disconnect (keel_store_pg_t *self)
+{
+    s_disconnect (self);
+}
+
 keel_err
 keel_store_pg_prepare (keel_store_pg_t *self, const char *name, const char *sql, keel_error_t *err)
 {
@@ -530,9 +508,24 @@ s_connect (keel_store_pg_t *self, bool first, keel_error_t *err)
     keel_err rc = PQsetnonblocking (self->conn, 1) == 0
                       ? KEEL_OK
                       : keel_store_pg_error (self, err, NULL, "nonblocking mode");
-    if (!rc)
-        rc = s_lock (self, err);
-
+    // A serving member that reconnects takes its lock again before it
+    // writes: a member that cannot (another serves now) is fenced.
+    if (!rc && !first && self->role == KEEL_STORE_SERVING) {
+        keel_error_t why = { "" };
+        if (!keel_store_pg_lock_now (self, &why)) {
+            if (why.text[0])
+                rc = KEEL_ERR_STORE;
+            else {
+                self->lost_lock = true;
+                rc = keel_error_set (err, KEEL_ERR_STORE,
+                                     "%s: member %llu is fenced: another member serves the store"
+                                     " now (this one lost its session while it was away)",
+                                     self->safe, (unsigned long long) self->member_id);
+            }
+            if (err && why.text[0])
+                *err = why;
+        }
+    }
     if (!rc && first)
         rc = s_schema (self, err);
     if (!rc)
@@ -550,6 +543,10 @@ s_connect (keel_store_pg_t *self, bool first, keel_error_t *err)
         if (err)
             self->last = *err;
         s_disconnect (self);
+    }
+    else {
+        self->connected_at = keel_store_pg_now_ms ();
+        self->renew_at = 0; // the member row names this session at the next renewal
     }
     return rc;
 }
@@ -573,7 +570,7 @@ keel_store_pg_open (const char *uri, keel_error_t *err)
         keel_store_pg_destroy (&self);
         return NULL;
     }
-    if (s_connect (self, true, err) != KEEL_OK)
+    if (s_connect (self, true, err) != KEEL_OK || keel_store_pg_join (self, err) != KEEL_OK)
         keel_store_pg_destroy (&self);
     return self;
 }
@@ -587,8 +584,15 @@ keel_store_pg_destroy (keel_store_pg_t **self_p)
         return;
     if (self->nflights && self->conn)
         s_drain_all (self, NULL); // the last commits' answers, if they come in time
-    self->closing = true;         // what is not confirmed is not ours to finish
-    s_disconnect (self);          // the advisory lock goes with the session
+    if (self->member_id && self->conn && !self->lost_lock && !self->in_txn) {
+        keel_store_pg_params_t p = { 0 };
+        keel_store_pg_p_int (&p, (int64_t) self->member_id);
+        keel_error_t ignored;
+        PQclear (keel_store_pg_query (self, "DELETE FROM keel_members WHERE member_id = $1::bigint",
+                                      &p, false, &ignored));
+    }
+    self->closing = true; // what is not confirmed is not ours to finish
+    s_disconnect (self);  // the advisory lock goes with the session
     keel_store_pg_batch_free (self);
     keel_changes_destroy (&self->txn);
     keel_changes_destroy (&self->replay);
@@ -640,16 +644,8 @@ keel_store_pg_ready (keel_store_pg_t *self, keel_error_t *err)
     }
     keel_error_t why = { "" };
     keel_err rc = s_connect (self, false, &why);
-    if (rc && strstr (why.text, "in use by another broker")) {
-        // Someone else holds the store now: nothing this broker has in
-        // memory may be written over theirs again.
-        self->lost_lock = true;
-        keel_error_set (&self->last, KEEL_ERR_STORE,
-                        "%s; this broker lost the store while disconnected and writes nothing"
-                        " more: restart it",
-                        why.text);
-        why = self->last;
-    }
+    if (rc && self->lost_lock) // fenced: nothing in memory may be written over the store
+        self->last = why;
     if (err)
         *err = why;
     return rc;
@@ -675,6 +671,14 @@ keel_store_pg_begin (keel_store_pg_t *self)
         return self->poison;
     if (self->in_txn)
         return KEEL_OK;
+    if (self->role != KEEL_STORE_SERVING && !self->lost_lock) {
+        keel_error_set (&self->last, KEEL_ERR_STORE,
+                        "%s: this broker stands by (member %llu): %s serves the store", self->safe,
+                        (unsigned long long) self->member_id,
+                        self->nmembers && self->members[0].serving ? self->members[0].name
+                                                                   : "another member");
+        return keel_store_pg_poison (self, KEEL_ERR_STORE);
+    }
     // Up to KEEL_STORE_PG_FLIGHTS commits in flight; the oldest answer is
     // read (waiting) before another starts.
     keel_err rc = KEEL_OK;
@@ -693,6 +697,11 @@ keel_store_pg_begin (keel_store_pg_t *self)
     }
     self->in_txn = true;
     self->sent = 1;
+    self->renew_in_txn = false;
+    if (keel_store_pg_now_ms () >= self->renew_at && keel_store_pg_send_renewal (self) != KEEL_OK) {
+        s_disconnect (self);
+        return keel_store_pg_poison (self, KEEL_ERR_STORE);
+    }
     // Transactions that failed after keel_store_pg_commit_async returned
     // go first, in order: the broker counts them written.
     size_t n = keel_changes_size (self->replay);
@@ -795,7 +804,9 @@ s_end (keel_store_pg_t *self, const char *last, bool commit, bool keep, keel_err
         &self->flights[(self->head + self->nflights) % KEEL_STORE_PG_FLIGHTS];
     *f = (keel_store_pg_flight_t) { .records = records,
                                     .turn = commit ? ++self->issued : 0,
-                                    .left = 2 * (sent + 1) + 2 };
+                                    .left = 2 * (sent + 1) + 2,
+                                    .members = self->renew_in_txn && commit };
+    self->renew_in_txn = false;
     self->nflights++;
     if (!keep)
         keel_changes_clear (self->txn);
@@ -837,6 +848,8 @@ s_drain (keel_store_pg_t *self, bool block, keel_error_t *err)
         ExecStatusType status = PQresultStatus (res);
         if (status == PGRES_PIPELINE_SYNC)
             synced = true;
+        else if (status == PGRES_TUPLES_OK && f->members)
+            keel_store_pg_read_members (self, res);
         else if (status == PGRES_FATAL_ERROR && !f->rc)
             f->rc = keel_store_pg_error (self, NULL, res, "commit");
         PQclear (res);
@@ -943,6 +956,9 @@ void
 keel_store_pg_rollback (keel_store_pg_t *self)
 {
     keel_store_pg_batch_clear (self);
+    if (self->renew_in_txn)
+        self->renew_at = 0; // the renewal went with the rollback
+    self->renew_in_txn = false;
     if (self->in_txn && self->conn && s_end (self, "ROLLBACK", false, false, NULL) == KEEL_OK)
         s_drain_all (self, NULL);
     self->in_txn = false;

@@ -5,15 +5,10 @@
     function here has the contract of the store.h function of the same
     name without "_pg". What differs from SQLite:
 
-    One broker per database (for now). The connection holds a session
-    advisory lock (pg_try_advisory_lock) for the store's life, as a SQLite
-    store holds its flock: a second broker on the same database is refused
-    at open with the holder's application name (keel-broker[PID]@HOST) and
-    address — at once when that broker is alive on this host, otherwise after
-    waiting up to 15 s for the session of a broker that just died. The active cluster (docs/cluster-plan.md) will replace this
-    lock with leased membership; until then two brokers never share a
-    database.
-
+    Several brokers may share the database, one serving at a time
+    (store_pg_member.c, store.h "members"): the serving member's session
+    holds an advisory lock, the fence; the others stand by and take over
+    when that session ends or its lease passes.
     A turn is one pipeline. The first write of a turn enters libpq's
     pipeline mode and sends BEGIN; every write sends one prepared statement
     without waiting for it; keel_store_pg_commit sends COMMIT and a sync
@@ -28,7 +23,7 @@
     Every wait on the server is bounded (KEEL_STORE_PG_TIMEOUT_MS): a
     server that does not answer fails the turn and the connection is
     dropped; the next write reconnects (at most once a second) and takes
-    the advisory lock again. A commit whose answer was lost may have
+    the advisory lock again (or finds this member fenced). A commit whose answer was lost may have
     happened: the broker rewrites the turn's rows (puts are upserts), and
     drivers resubmit what was not acknowledged, which the broker knows.
 
@@ -83,5 +78,13 @@ keel_err keel_store_pg_maintenance (keel_store_pg_t *self, int64_t now_wall_ms,
                                     int64_t retention_ms, keel_store_maintenance_t *report,
                                     keel_error_t *err);
 uint64_t keel_store_pg_size (keel_store_pg_t *self);
+// Members (store_pg_member.c; store.h "members").
+void keel_store_pg_member_setup (keel_store_pg_t *self, const char *endpoint, int64_t lease_ms);
+keel_store_role_t keel_store_pg_role (const keel_store_pg_t *self);
+keel_store_role_t keel_store_pg_tick (keel_store_pg_t *self, bool paused);
+keel_err keel_store_pg_rejoin (keel_store_pg_t *self, uint64_t *dropped_p, keel_error_t *err);
+size_t keel_store_pg_members (const keel_store_pg_t *self, const keel_store_member_t **members_p);
+uint64_t keel_store_pg_member_id (const keel_store_pg_t *self);
+bool keel_store_pg_db_up (const keel_store_pg_t *self);
 
 #endif

@@ -12,7 +12,8 @@
 #include "changes.h"
 #include "store_pg.h"
 
-#define KEEL_STORE_PG_EVENTS_MAX 10000 // newest events kept (as the SQLite store)
+#define KEEL_STORE_PG_LOCK       1262830924 // 0x4B45454C, "KEEL": the serving member's advisory lock
+#define KEEL_STORE_PG_EVENTS_MAX 10000      // newest events kept (as the SQLite store)
 
 // One statement's parameters, in libpq's binary format. Integers are kept
 // big-endian in `ints`; strings and blobs point at the caller's buffers
@@ -45,6 +46,7 @@ typedef struct {
     uint64_t turn;           // its commit's turn number, 0 for a rollback
     size_t left;             // results still to read at most
     keel_err rc;             // its first error
+    bool members;            // carries a lease renewal: its rows are the members
 } keel_store_pg_flight_t;
 
 #define KEEL_STORE_PG_FLIGHTS 4 // commits in flight at most
@@ -97,6 +99,17 @@ struct _keel_store_pg_t {
     uint64_t size;          // keel_store_pg_size's last answer
     int64_t size_at;        // ... asked at (monotonic ms), 0 never
     bool replaying;         // sending replay's records (not copied into txn)
+    // Membership (store_pg_member.c).
+    uint64_t member_id;     // this member's row, a new one at each join
+    keel_store_role_t role; // SERVING or STANDBY (FENCED is lost_lock)
+    char member_name[128];  // keel-broker[PID]@HOST
+    char endpoint[256];     // for clients (keel_store_pg_member_setup)
+    int64_t lease_ms;       // the lease each renewal grants
+    int64_t renew_at;       // monotonic ms: a renewal is due (a standby's next tick)
+    int64_t connected_at;   // monotonic ms of the last connection
+    bool renew_in_txn;      // the open transaction renews the lease (its rows: the members)
+    keel_store_member_t members[KEEL_STORE_MEMBERS_MAX];
+    size_t nmembers;
 };
 
 // Monotonic milliseconds.
@@ -149,6 +162,21 @@ keel_err keel_store_pg_prepare_writes (keel_store_pg_t *self, keel_error_t *err)
 keel_err keel_store_pg_batch_flush (keel_store_pg_t *self);
 void keel_store_pg_batch_clear (keel_store_pg_t *self);
 void keel_store_pg_batch_free (keel_store_pg_t *self);
+
+// store_pg.c: runs a one-row query (simple protocol, text) outside a turn,
+// its first value into out; drops the connection.
+keel_err keel_store_pg_value (keel_store_pg_t *self, const char *sql, char *out, size_t size,
+                              keel_error_t *err);
+void keel_store_pg_disconnect (keel_store_pg_t *self);
+
+// store_pg_member.c: joins as a new member (a standby that serves at once
+// when the lock is free); sends the lease renewal in the turn's pipeline;
+// reads the members from a renewal's rows; takes the store's lock now
+// (false when another session holds it or on failure, err set then).
+keel_err keel_store_pg_join (keel_store_pg_t *self, keel_error_t *err);
+keel_err keel_store_pg_send_renewal (keel_store_pg_t *self);
+void keel_store_pg_read_members (keel_store_pg_t *self, const PGresult *res);
+bool keel_store_pg_lock_now (keel_store_pg_t *self, keel_error_t *err);
 
 // Binary-format column readers.
 int64_t keel_store_pg_int (const PGresult *res, int row, int col);

@@ -273,6 +273,10 @@ keel_err
 keel_store_pg_maintenance (keel_store_pg_t *self, int64_t now_wall_ms, int64_t retention_ms,
                            keel_store_maintenance_t *report, keel_error_t *err)
 {
+    if (self->role != KEEL_STORE_SERVING)
+        return keel_error_set (err, KEEL_ERR_STATE,
+                               "%s: maintenance runs on the member that serves the store",
+                               self->safe);
     keel_err rc = keel_store_pg_ready (self, err);
     if (rc)
         return rc;

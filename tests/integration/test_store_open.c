@@ -5,6 +5,7 @@
     message naming the path and the problem, and leaves the file as it was.
     A store that another broker holds is refused too, naming the holder's
     pid: two brokers on one store would each recover it and bump its epoch.
+    (A PostgreSQL store is shared: a second broker stands by.)
 */
 #include <errno.h>
 #include <sqlite3.h>
@@ -308,9 +309,9 @@ Test (store_open, an_unreachable_postgresql_is_refused_at_start_without_its_pass
     s_assert_broker_refuses (sets, says, "Hunter2");
 }
 
-// One broker per PostgreSQL database (until the active cluster): a second
-// is refused naming the first; a pair cannot mirror a PostgreSQL store.
-Test (store_open, a_postgresql_store_serves_one_broker_and_no_pair, .init = harness_setup,
+// A second broker on a PostgreSQL database stands by behind the first
+// (docs/operations.md §4); a pair cannot mirror a PostgreSQL store.
+Test (store_open, a_postgresql_store_has_one_serving_member_and_no_pair, .init = harness_setup,
       .fini = harness_teardown, .timeout = 120)
 {
     pg_instance_t pg;
@@ -319,12 +320,23 @@ Test (store_open, a_postgresql_store_serves_one_broker_and_no_pair, .init = harn
     char store[600];
     snprintf (store, sizeof store, "Store=%s", pg.uri);
     const char *sets[] = { store, NULL };
-    harness_broker_t first;
+    harness_broker_t first, second;
     HARNESS_ASSERT (harness_broker_start (&first, "first", sets), "keel-broker did not start");
-    char holder[64];
-    snprintf (holder, sizeof holder, "keel-broker[%ld]@", (long) first.pid);
-    const char *says[] = { pg.uri, "in use by another broker", holder, NULL };
-    s_assert_broker_refuses (sets, says, NULL);
+    HARNESS_ASSERT (harness_broker_start (&second, "second", sets),
+                    "a second keel-broker on the database did not start");
+    harness_result_t res;
+    HARNESS_ASSERT (harness_admin (&second, &res, true, "status", NULL) == 0, "no status");
+    char state[32] = "";
+    harness_json_get (res.out, "cluster.state", state, sizeof state);
+    HARNESS_ASSERT (strcmp (state, "standby") == 0, "the second broker is '%s': %s", state,
+                    res.out);
+    harness_result_free (&res);
+    HARNESS_ASSERT (harness_admin (&second, &res, false, "cancel", "no-such-service", NULL) != 0,
+                    "a standby ran a command that changes something");
+    HARNESS_ASSERT (strstr (res.err, "stands by"), "keel-admin says: %s", res.err);
+    harness_result_free (&res);
+    HARNESS_ASSERT (harness_stop (second.pid, 10000) == 0,
+                    "the second broker did not stop cleanly");
 
     HARNESS_ASSERT (harness_stop (first.pid, 10000) == 0, "the first broker did not stop cleanly");
     char peer[64], own[64];

@@ -884,15 +884,12 @@ STORE_TEST (maintenance_refuses_to_run_inside_a_turn)
 // One store, one broker: while a store is open, opening it again (here in
 // the same process: a flock is per open file, so this is what a second
 // broker sees) is refused with the holder's pid; closed, it opens again.
-STORE_TEST (a_store_that_is_open_is_refused_with_its_holders_pid)
+// (A PostgreSQL store is shared instead: see the store_pg member tests.)
+Test (store, a_store_that_is_open_is_refused_with_its_holders_pid)
 {
     keel_store_t *store = s_open ();
     char holder[64];
-    if (s_pg) // the holder's application name, keel-broker[PID]@HOST
-        snprintf (holder, sizeof holder, "in use by another broker: keel-broker[%ld]@",
-                  (long) getpid ());
-    else
-        snprintf (holder, sizeof holder, "in use by another broker (pid %ld)", (long) getpid ());
+    snprintf (holder, sizeof holder, "in use by another broker (pid %ld)", (long) getpid ());
     const char *text = s_refused ();
     cr_assert (strstr (text, holder), "'%s' does not say '%s'", text, holder);
     cr_assert (strstr (text, s_path), "'%s' does not name %s", text, s_path);
@@ -1159,6 +1156,116 @@ Test (store_pg, strings_that_are_not_utf8_round_trip)
     cr_expect_str_eq (seen.svc.service_id, id);
     cr_expect_str_eq (seen.task.error, "bad \xc3\x28 byte");
     keel_store_destroy (&store);
+}
+
+// ---------------------------------------------------------------- members
+
+// Ticks store until it has role, at most timeout_ms (ticks are cheap when
+// not due).
+static bool
+s_tick_until (keel_store_t *store, keel_store_role_t role, int timeout_ms)
+{
+    for (int i = 0; i < timeout_ms / 20; i++) {
+        if (keel_store_tick (store, false) == role)
+            return true;
+        usleep (20 * 1000);
+    }
+    return keel_store_role (store) == role;
+}
+
+// A second broker on the database is a member standing by: it writes
+// nothing (naming the member that serves), lists both members, and serves
+// once the first closes the store.
+Test (store_pg, a_second_member_stands_by_and_serves_when_the_first_closes)
+{
+    keel_store_t *first = s_open ();
+    cr_assert_eq (keel_store_role (first), KEEL_STORE_SERVING);
+    keel_store_member_setup (first, "tcp://127.0.0.1:1001", 2000);
+    keel_store_tick (first, false); // the renewal names its endpoint
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_store_sync (first, &err), KEEL_OK, "%s", err.text);
+    keel_store_t *second = s_open ();
+    cr_assert_eq (keel_store_role (second), KEEL_STORE_STANDBY);
+    keel_store_member_setup (second, "tcp://127.0.0.1:1002", 2000);
+    cr_expect_gt (keel_store_member_id (second), keel_store_member_id (first));
+
+    keel_store_service_t svc = s_service ("svc");
+    keel_err rc = test_store_service_put (second, &svc);
+    if (rc == KEEL_OK)
+        rc = keel_store_commit (second, &err);
+    else
+        keel_store_rollback (second);
+    cr_expect_eq (rc, KEEL_ERR_STORE, "a standby wrote");
+    cr_expect (strstr (keel_store_last_error (second), "stands by"), "%s",
+               keel_store_last_error (second));
+
+    usleep (300 * 1000);
+    keel_store_tick (second, false);
+    const keel_store_member_t *m;
+    size_t n = keel_store_members (second, &m);
+    cr_assert_eq (n, 2, "members seen by the standby: %zu", n);
+    cr_expect (m[0].serving && m[0].member_id == keel_store_member_id (first));
+    cr_expect_str_eq (m[0].endpoint, "tcp://127.0.0.1:1001");
+    cr_expect_str_eq (m[1].endpoint, "tcp://127.0.0.1:1002");
+    cr_expect (!m[1].serving);
+
+    cr_assert_eq (test_store_service_put (first, &svc), KEEL_OK);
+    s_commit (first);
+    keel_store_destroy (&first);
+    cr_assert (s_tick_until (second, KEEL_STORE_SERVING, 5000), "the standby never served");
+    s_seen_t seen = s_load (second);
+    cr_expect_eq (seen.services, 1);
+    keel_store_task_t task = s_task ("svc", 1);
+    cr_assert_eq (test_store_task_put (second, &task), KEEL_OK);
+    s_commit (second);
+    keel_store_destroy (&second);
+}
+
+// A serving member that stops renewing (a paused broker) loses the store
+// once its lease has passed: a standby ends its session and serves. The
+// paused member's next writes are refused (fenced), never stored; it
+// rejoins as a new member standing by.
+Test (store_pg, a_member_past_its_lease_is_fenced_and_rejoins_standing_by)
+{
+    keel_store_t *first = s_open ();
+    keel_store_member_setup (first, "tcp://127.0.0.1:1001", 500);
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (test_store_service_put (first, &svc), KEEL_OK);
+    s_commit (first); // renews: lease 500 ms from now
+    keel_store_t *second = s_open ();
+    cr_assert_eq (keel_store_role (second), KEEL_STORE_STANDBY);
+    keel_store_member_setup (second, "tcp://127.0.0.1:1002", 500);
+    cr_assert (s_tick_until (second, KEEL_STORE_SERVING, 10000),
+               "the standby did not take over from a member past its lease");
+
+    // The paused member wakes up and writes.
+    keel_store_role_t role = keel_store_role (first);
+    int refused = 0;
+    for (int i = 0; i < 40 && role != KEEL_STORE_FENCED; i++) {
+        keel_store_task_t task = s_task ("svc", 100 + (uint64_t) i);
+        keel_error_t err = { "" };
+        keel_err rc = test_store_task_put (first, &task);
+        if (rc == KEEL_OK)
+            rc = keel_store_commit (first, &err);
+        else
+            keel_store_rollback (first);
+        cr_assert_neq (rc, KEEL_OK, "a fenced member's write was stored");
+        refused++;
+        role = keel_store_tick (first, true);
+        usleep (100 * 1000);
+    }
+    cr_assert_eq (role, KEEL_STORE_FENCED, "the paused member was not fenced");
+    cr_log_info ("fenced after %d refused turns: %s", refused, keel_store_last_error (first));
+    uint64_t was = keel_store_member_id (first), dropped = 0;
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_store_rejoin (first, &dropped, &err), KEEL_OK, "%s", err.text);
+    cr_expect_eq (keel_store_role (first), KEEL_STORE_STANDBY);
+    cr_expect_gt (keel_store_member_id (first), was, "a rejoin is a new member");
+
+    s_seen_t seen = s_load (second);
+    cr_expect_eq (seen.tasks, 0, "a fenced write reached the store");
+    keel_store_destroy (&first);
+    keel_store_destroy (&second);
 }
 
 // Commits answered later: commit_async returns once the commit is sent;

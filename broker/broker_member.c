@@ -1,0 +1,201 @@
+/*  broker_member.c — the loop's side of a shared store's membership (see
+    broker_member.h).
+*/
+#include "broker_member.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_int.h"
+#include "config.h"
+#include "journal.h"
+#include "log.h"
+#include "wire.h"
+
+#define KEEL_MEMBER_TICK_MS 250
+
+struct _keel_broker_member_t {
+    keel_broker_t *broker;
+    keel_store_role_t role; // SERVING or STANDBY as this broker acts
+    int64_t lease_ms;
+    int64_t next_tick; // monotonic ms
+    int64_t last_turn; // monotonic ms, for noticing a pause
+    char peer[256];    // first other live member's endpoint (the core points here)
+    uint64_t takeovers, fenced, fenced_writes, clients_refused;
+    keel_ratelimit_t refused_rl;
+};
+
+static const char *
+s_role_name (keel_store_role_t role)
+{
+    return role == KEEL_STORE_SERVING ? "serving" : "standby";
+}
+
+// The first other live member with an endpoint, for welcomes.
+static void
+s_note_peer (keel_broker_member_t *self)
+{
+    const keel_store_member_t *m;
+    size_t n = keel_store_members (self->broker->store, &m);
+    uint64_t me = keel_store_member_id (self->broker->store);
+    self->peer[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m[i].member_id != me && m[i].endpoint[0]) {
+            snprintf (self->peer, sizeof self->peer, "%s", m[i].endpoint);
+            break;
+        }
+}
+
+static void
+s_serve (keel_broker_member_t *self)
+{
+    keel_broker_t *broker = self->broker;
+    KEEL_INFO ("broker", "member %llu serves the store now: loading it",
+               (unsigned long long) keel_store_member_id (broker->store));
+    keel_error_t err = { "" };
+    if (keel_broker_activate (broker, &err) != KEEL_OK) {
+        KEEL_ERROR ("broker", "cannot serve the store: %s; stopping", err.text);
+        keel_broker_stop (broker);
+        return;
+    }
+    self->role = KEEL_STORE_SERVING;
+    self->takeovers++;
+    keel_core_set_pair_peer (broker->core, self->peer);
+}
+
+static void
+s_fenced (keel_broker_member_t *self)
+{
+    keel_broker_t *broker = self->broker;
+    uint64_t was = keel_store_member_id (broker->store);
+    uint64_t uncommitted = keel_core_uncommitted (broker->core);
+    keel_broker_deactivate (broker);
+    uint64_t dropped = 0;
+    keel_error_t err = { "" };
+    keel_err rc = keel_store_rejoin (broker->store, &dropped, &err);
+    self->fenced++;
+    self->fenced_writes += dropped + uncommitted;
+    self->role = KEEL_STORE_STANDBY;
+    KEEL_WARN ("broker",
+               "member %llu lost the store while it was away (another member serves it now): %llu"
+               " writes refused, nothing of them acknowledged; %s%llu",
+               (unsigned long long) was, (unsigned long long) (dropped + uncommitted),
+               rc == KEEL_OK ? "standing by as member " : "cannot rejoin yet, member ",
+               (unsigned long long) keel_store_member_id (broker->store));
+    if (rc != KEEL_OK)
+        KEEL_WARN ("broker", "%s", err.text);
+    KEEL_JOURNAL ("fenced", .epoch = (int64_t) was);
+}
+
+keel_broker_member_t *
+keel_broker_member_new (keel_broker_t *broker, keel_error_t *err)
+{
+    keel_store_role_t role = keel_store_role (broker->store);
+    if (role == KEEL_STORE_ALONE)
+        return NULL;
+    keel_broker_member_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    self->broker = broker;
+    self->lease_ms = keel_broker_cfg_MemberLease (broker->settings);
+    self->refused_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 3, "client refused");
+    const char *adv = keel_broker_cfg_AdvertisedEndpoint (broker->settings);
+    if (!adv || !*adv)
+        adv = keel_broker_cfg_Endpoint (broker->settings);
+    keel_store_member_setup (broker->store, adv, self->lease_ms);
+    // The renewal tells the others the endpoint; a standby learns the
+    // members at its first tick.
+    self->role = role == KEEL_STORE_SERVING ? KEEL_STORE_SERVING : KEEL_STORE_STANDBY;
+    KEEL_INFO ("broker", "member %llu of the store's cluster: %s",
+               (unsigned long long) keel_store_member_id (broker->store), s_role_name (self->role));
+    return self;
+}
+
+void
+keel_broker_member_destroy (keel_broker_member_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free (*self_p);
+    *self_p = NULL;
+}
+
+bool
+keel_broker_member_serving (const keel_broker_member_t *self)
+{
+    return !self || self->role == KEEL_STORE_SERVING;
+}
+
+void
+keel_broker_member_turn (keel_broker_member_t *self)
+{
+    keel_broker_t *broker = self->broker;
+    int64_t now = zclock_mono ();
+    bool paused = self->last_turn && now - self->last_turn >= self->lease_ms / 2;
+    self->last_turn = now;
+    if (now < self->next_tick && !paused && keel_store_role (broker->store) != KEEL_STORE_FENCED)
+        return;
+    self->next_tick = now + KEEL_MEMBER_TICK_MS;
+    // After a pause, before anything is served: is the store still this
+    // member's?
+    keel_store_role_t role =
+        keel_store_tick (broker->store, paused && self->role == KEEL_STORE_SERVING);
+    s_note_peer (self);
+    if (role == KEEL_STORE_FENCED && self->role == KEEL_STORE_SERVING)
+        s_fenced (self);
+    else if (role == KEEL_STORE_FENCED) {
+        uint64_t dropped = 0;
+        keel_error_t err;
+        keel_store_rejoin (broker->store, &dropped, &err);
+    }
+    else if (role == KEEL_STORE_SERVING && self->role != KEEL_STORE_SERVING)
+        s_serve (self);
+    s_note_peer (self);
+}
+
+int64_t
+keel_broker_member_wait_ms (const keel_broker_member_t *self)
+{
+    int64_t wait = self->next_tick - zclock_mono ();
+    return wait < 0 ? 0 : wait;
+}
+
+void
+keel_broker_member_refuse (keel_broker_member_t *self, zframe_t *route)
+{
+    keel_broker_t *broker = self->broker;
+    self->clients_refused++;
+    const keel_store_member_t *m;
+    size_t n = keel_store_members (broker->store, &m);
+    const char *active = n && m[0].serving && m[0].endpoint[0] ? m[0].endpoint : NULL;
+    KEEL_LOG_LIMITED (&self->refused_rl, zclock_mono (), KEEL_LOG_INFO, "broker",
+                      "client refused: this member stands by; %s serves",
+                      active ? active : "(no member yet)");
+    keel_msg_t msg;
+    keel_env_t *env = keel_msg_passive (&msg, active, "standby member of a shared store");
+    keel_link_send_to (broker->router, route, env);
+}
+
+const char *
+keel_broker_member_peer (const keel_broker_member_t *self)
+{
+    return self ? self->peer : "";
+}
+
+void
+keel_broker_member_status (const keel_broker_member_t *self, keel_admin_cluster_t *status)
+{
+    keel_store_t *store = self->broker->store;
+    *status = (keel_admin_cluster_t) {
+        .state = s_role_name (self->role),
+        .lease_epoch = keel_store_member_id (store),
+        .db = keel_store_db_up (store) ? "up" : "lost",
+        .takeovers = self->takeovers,
+        .fenced = self->fenced,
+        .fenced_writes = self->fenced_writes,
+        .clients_refused = self->clients_refused,
+    };
+    status->nmembers = keel_store_members (store, &status->members);
+}

@@ -1,0 +1,69 @@
+/*  broker_member.h — the loop's side of a shared store's membership
+    (store.h "members"; docs/operations.md §4 "Several brokers on one
+    database").
+
+    When the store is shared (postgresql:), every broker on it is a member;
+    one serves (holds the store's lock), the others stand by. This module
+    runs the membership's step each few hundred ms (keel_store_tick) and
+    carries out what it says:
+
+      role now   store says   the broker
+      ---------  -----------  ---------------------------------------------
+      standby    SERVING      rebuilds its core from the store (a new
+                              epoch, as after a restart) and serves: the
+                              engines of the member that went claim their
+                              tasks, its drivers say hello again
+      serving    FENCED       it lost the store while it was away (paused
+                              past its lease, or cut off): drops its model
+                              unsent and unacknowledged, counts the writes
+                              refused, and joins again as a new member that
+                              stands by
+      standby    (a client)   answers Passive naming the serving member:
+                              the client moves there at once
+
+    A serving member that notices its own pause (a loop turn later than
+    half a lease) checks its session before it serves anything: another
+    member may have taken over meanwhile.
+
+    Welcomes name the first other live member as the pair peer
+    (DriverWelcome/LoginReply.pair_peer): a client that loses this member
+    turns to it at once. A standalone store (sqlite:, memory:) has no
+    membership: keel_broker_member_new returns NULL and the functions
+    taking NULL say "serving".
+*/
+#ifndef KEEL_BROKER_MEMBER_H
+#define KEEL_BROKER_MEMBER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <czmq.h>
+
+#include "admin.h"
+#include "broker.h"
+#include "error.h"
+
+typedef struct _keel_broker_member_t keel_broker_member_t;
+
+// NULL (and err untouched) when the broker's store is not shared. With a
+// shared store: sets the member's endpoint and lease; the role is the
+// store's after open (serving or standing by).
+keel_broker_member_t *keel_broker_member_new (keel_broker_t *broker, keel_error_t *err);
+void keel_broker_member_destroy (keel_broker_member_t **self_p);
+
+bool keel_broker_member_serving (const keel_broker_member_t *self);
+
+// The membership's step: due every KEEL_MEMBER_TICK_MS, and at once after
+// a pause. Carries out a takeover or a fencing (see above).
+void keel_broker_member_turn (keel_broker_member_t *self);
+int64_t keel_broker_member_wait_ms (const keel_broker_member_t *self);
+
+// A client's message reached a member that stands by: answered Passive.
+void keel_broker_member_refuse (keel_broker_member_t *self, zframe_t *route);
+
+// The first other live member's endpoint ("" when none), for welcomes.
+const char *keel_broker_member_peer (const keel_broker_member_t *self);
+
+// keel-admin status: the cluster's part (pointers valid until the next turn).
+void keel_broker_member_status (const keel_broker_member_t *self, keel_admin_cluster_t *status);
+
+#endif
