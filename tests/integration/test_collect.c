@@ -319,3 +319,46 @@ Test (collect, attach_goes_on_across_a_broker_restart_on_the_same_store, .init =
     s_union (&all, "attach_r.out", NULL);
     s_assert_union (&all, slow);
 }
+
+static bool
+s_driver_gone (void *arg)
+{
+    const harness_broker_t *b = arg;
+    harness_result_t res;
+    bool gone = harness_admin (b, &res, true, "services", NULL) == 0
+                && strstr (res.out, "\"driver_attached\":false") != NULL;
+    harness_result_free (&res);
+    return gone;
+}
+
+Test (collect, a_service_nobody_collects_is_purged_after_retention, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
+{
+    harness_broker_t b;
+    const char *sets[] = { "HeartbeatInterval=200ms", "RetentionHours=0", NULL };
+    s_grid (&b, sets);
+    char id[64];
+    s_submit_detached (&b, "echo", "--input", "x", id, sizeof id);
+    const char *wait[] = { "wait", id, "--timeout", "30s", NULL };
+    HARNESS_ASSERT (s_driver (&b, "wait.out", 40000, NULL, wait) == 0, "wait did not exit 0");
+    // keel-admin services shows it detached (its submitter is gone) ...
+    HARNESS_ASSERT (harness_poll_until (s_driver_gone, &b, 10000),
+                    "keel-admin services never showed the service without a driver");
+    harness_result_t res;
+    HARNESS_ASSERT (harness_admin (&b, &res, false, "services", NULL) == 0
+                        && strstr (res.out, "detached (no driver)"),
+                    "keel-admin services: %s", res.out);
+    harness_result_free (&res);
+    // ... and maintenance purges it, its result uncollected.
+    HARNESS_ASSERT (harness_admin (&b, &res, false, "maintenance", NULL) == 0, "maintenance: %s",
+                    res.err);
+    harness_result_free (&res);
+    HARNESS_ASSERT (harness_admin (&b, &res, true, "services", NULL) == 0 && !strstr (res.out, id),
+                    "the service is still there after maintenance: %s", res.out);
+    harness_result_free (&res);
+    const char *attach[] = { "attach", id, NULL };
+    int code = s_driver (&b, "attach.out", 20000, &res, attach);
+    HARNESS_ASSERT (code == 4 && strstr (res.err, "purged"), "attach of a purged service: %d %s",
+                    code, res.err);
+    harness_result_free (&res);
+}
