@@ -316,14 +316,19 @@ s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
     keel_json_key (&j, "services");
     keel_json_array (&j);
     s_text_t t = { 0 };
-    s_tf (&t, "%-36s  %-16s  %-9s  %4s  %8s  %8s  %8s  %8s  %8s\n", "SERVICE", "TYPE", "STATE",
-          "PRIO", "TOTAL", "QUEUED", "RUNNING", "DONE", "FAILED");
+    s_tf (&t, "%-36s  %-16s  %-9s  %4s  %8s  %8s  %8s  %8s  %8s  %s\n", "SERVICE", "TYPE", "STATE",
+          "PRIO", "TOTAL", "QUEUED", "RUNNING", "DONE", "FAILED", "DRIVER");
     for (keel_service_rec_t *s = keel_model_service_first (v->model); s;
          s = keel_model_service_next (v->model)) {
         keel_json_object (&j);
         keel_json_kv_str (&j, "id", s->id);
         keel_json_kv_str (&j, "type", s->type);
+        // No connected driver has it: submitted --detach, its driver
+        // interrupted or killed; its results wait for keel-driver attach.
+        keel_driver_rec_t *drv = keel_model_driver (v->model, s->driver_id);
+        bool attached = drv && drv->connected;
         keel_json_kv_str (&j, "driver", s->driver_id);
+        keel_json_kv_bool (&j, "driver_attached", attached);
         keel_json_kv_str (&j, "state", s_service_state[s->state]);
         keel_json_kv_int (&j, "priority", s->priority);
         keel_json_kv_uint (&j, "unacked_results", s->unacked);
@@ -334,10 +339,11 @@ s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
             keel_json_kv_uint (&j, s_task_state[i], s->count[i]);
         keel_json_end_object (&j);
         keel_json_end_object (&j);
-        s_tf (&t, "%-36s  %-16.16s  %-9s  %4d  %8llu  %8llu  %8llu  %8llu  %8llu\n", s->id, s->type,
-              s_service_state[s->state], s->priority, (unsigned long long) s->total,
+        s_tf (&t, "%-36s  %-16.16s  %-9s  %4d  %8llu  %8llu  %8llu  %8llu  %8llu  %s\n", s->id,
+              s->type, s_service_state[s->state], s->priority, (unsigned long long) s->total,
               (unsigned long long) s->count[0], (unsigned long long) s->count[1],
-              (unsigned long long) s->count[2], (unsigned long long) s->count[3]);
+              (unsigned long long) s->count[2], (unsigned long long) s->count[3],
+              attached ? "attached" : "detached (no driver)");
     }
     keel_json_end_array (&j);
     keel_json_end_object (&j);

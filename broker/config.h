@@ -65,7 +65,8 @@
     KEY (RetentionHours, DURATION, "h", "24", 0, 100000, true, NULL,                               \
          "How long a closed service whose results are all acknowledged, or a service its driver "  \
          "detached (moved back to its primary) once no execution of it is left, is kept before "   \
-         "it is purged")                                                                           \
+         "it is purged; a service no driver is attached to (submit --detach, a driver "            \
+         "interrupted or killed) is purged this long after its last result, collected or not")     \
     KEY (MaxMessageSize, INT, "bytes", "67108864", 1024, 2147483647.0, false, NULL,                \
          "Largest message accepted from a peer (ZMQ_MAXMSGSIZE); a larger one disconnects the "    \
          "peer")                                                                                   \

@@ -128,6 +128,12 @@ keel_core_deliver (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id)
     self->results[self->nresults++] = (keel_ref_t) { svc, task_id };
 }
 
+void
+keel_core_deliver_again (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id)
+{
+    keel_core_deliver (self, svc, task_id | KEEL_REF_AGAIN);
+}
+
 static void
 s_send_results_batch (keel_core_t *self, keel_driver_rec_t *drv, Keel__TaskResult **items, size_t n)
 {
@@ -160,15 +166,17 @@ keel_core_send_results (keel_core_t *self)
             if (done[i] || strcmp (svc->driver_id, self->results[first].svc->driver_id) != 0)
                 continue;
             done[i] = 1;
-            keel_task_t *t = keel_service_task (svc, self->results[i].task_id);
-            if (!drv || !t || !t->result || t->acked)
+            bool again = (self->results[i].task_id & KEEL_REF_AGAIN) != 0;
+            uint64_t task_id = self->results[i].task_id & ~KEEL_REF_AGAIN;
+            keel_task_t *t = keel_service_task (svc, task_id);
+            if (!drv || !t || !t->result || (t->acked && !again))
                 continue;
             keel_task_result_t *r = t->result;
             keel_item_task_result (
                 &items[n], &timings[n],
                 &(keel_task_result_args_t) {
                     .service_id = svc->id,
-                    .task_id = self->results[i].task_id,
+                    .task_id = task_id,
                     .status = r->status,
                     .output = r->output,
                     .output_size = r->output_len,

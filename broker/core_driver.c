@@ -244,6 +244,159 @@ s_held_free (s_held_t *h)
     free (h->buf);
 }
 
+// ---------------------------------------------------------------- attach and query
+
+static const char *s_state_names[] = { "open", "closed", "cancelled", "detached" };
+
+// What ServiceInfo says of a service: every count, and complete = closed
+// or cancelled with no task queued or running.
+static void
+s_info_fill (const keel_service_rec_t *svc, const char *service_id, Keel__ServiceInfo *info)
+{
+    keel__service_info__init (info);
+    info->service_id = (char *) service_id;
+    info->has_known = true;
+    info->known = svc != NULL;
+    if (!svc)
+        return;
+    info->state = (char *) s_state_names[svc->state < 4 ? svc->state : 0];
+    info->has_tasks = info->has_next_task = info->has_done = info->has_failed = true;
+    info->has_unacked = info->has_complete = true;
+    info->tasks = svc->total;
+    info->next_task = svc->ntasks;
+    info->failed = svc->count[KEEL_TASK_STATE_FAILED] + svc->count[KEEL_TASK_STATE_CANCELLED];
+    info->done =
+        svc->count[KEEL_TASK_STATE_DONE] + svc->count[KEEL_TASK_STATE_ELSEWHERE] + info->failed;
+    info->unacked = svc->unacked;
+    info->complete =
+        (svc->state == KEEL_SERVICE_CLOSED || svc->state == KEEL_SERVICE_CANCELLED)
+        && svc->count[KEEL_TASK_STATE_QUEUED] + svc->count[KEEL_TASK_STATE_RUNNING] == 0;
+}
+
+// The ids of svc an attaching driver must not wait for (ServiceInfo.skip):
+// ids never stored, tasks that ended with no result to send, and (unless
+// all) results acknowledged already. Returns false when w filled up.
+static bool
+s_info_skip (const keel_service_rec_t *svc, bool all, keel_ranges_writer_t *w)
+{
+    uint64_t lo = 0;
+    bool open = false;
+    for (uint64_t id = 0; id < svc->ntasks; id++) {
+        const keel_task_t *t = keel_service_task (svc, id);
+        bool skip = !t || (!t->result && t->state >= KEEL_TASK_STATE_DONE)
+                    || (t->result && t->acked && !all);
+        if (skip && !open) {
+            lo = id;
+            open = true;
+        }
+        else if (!skip && open) {
+            if (!keel_ranges_writer_add (w, lo, id))
+                return false;
+            open = false;
+        }
+    }
+    return !open || keel_ranges_writer_add (w, lo, svc->ntasks);
+}
+
+#define S_ATTACH_RANGES 100000 // skip range entries in one welcome, all services
+
+typedef struct {
+    Keel__ServiceInfo *items;
+    Keel__ServiceInfo **ptrs;
+    uint64_t *buf;
+    size_t n;
+} s_attached_t;
+
+// DriverHello.attach: binds each known service to drv (its results go to
+// drv from now on), closes an open one to new tasks (the driver that
+// submitted it is gone, or has given it up: what is stored is the whole
+// service), describes each in h, and queues its results to send: those
+// not acknowledged, or with `all` every stored one (the driver drops what
+// it has already).
+static void
+s_attach (keel_core_t *self, keel_driver_rec_t *drv, Keel__DriverHello *hello, s_attached_t *h)
+{
+    memset (h, 0, sizeof *h);
+    if (hello->n_attach == 0)
+        return;
+    h->items = calloc (hello->n_attach, sizeof *h->items);
+    h->ptrs = calloc (hello->n_attach, sizeof *h->ptrs);
+    h->buf = malloc (S_ATTACH_RANGES * sizeof *h->buf);
+    if (!h->items || !h->ptrs || !h->buf)
+        return;
+    size_t used = 0;
+    for (size_t i = 0; i < hello->n_attach; i++) {
+        const Keel__AttachService *a = hello->attach[i];
+        keel_service_rec_t *svc = keel_model_service (self->model, a->service_id);
+        Keel__ServiceInfo *info = &h->items[h->n];
+        h->ptrs[h->n++] = info;
+        if (svc && strcmp (svc->driver_id, drv->id) != 0) {
+            keel_core_event (self, "service-attached", "service=%s driver=%s former_driver=%s",
+                             svc->id, drv->id, svc->driver_id);
+            snprintf (svc->driver_id, sizeof svc->driver_id, "%s", drv->id);
+            s_store_service (self, svc);
+        }
+        if (svc && svc->state == KEEL_SERVICE_OPEN) {
+            keel_core_service_to (self, svc, KEEL_SERVICE_CLOSED);
+            keel_core_event (self, "service-closed",
+                             "service=%s tasks=%llu unacked=%llu (attached: no more tasks)",
+                             svc->id, (unsigned long long) svc->total,
+                             (unsigned long long) svc->unacked);
+        }
+        s_info_fill (svc, a->service_id, info);
+        if (!svc)
+            continue;
+        keel_ranges_writer_t w;
+        keel_ranges_writer_init (&w, h->buf + used, S_ATTACH_RANGES - used);
+        if (!s_info_skip (svc, a->all, &w)) {
+            // The driver would wait for results nobody sends: say the
+            // service cannot be attached here rather than hang.
+            KEEL_CORE_LOG (self, KEEL_CORE_RL_DRIVERS, KEEL_LOG_WARN,
+                           "attach service=%s: over %d acknowledged runs, not described", svc->id,
+                           S_ATTACH_RANGES);
+            info->known = false;
+            continue;
+        }
+        info->n_skip = w.n;
+        info->skip = h->buf + used;
+        used += w.n;
+        for (uint64_t id = 0; id < svc->ntasks; id++) {
+            keel_task_t *t = keel_service_task (svc, id);
+            if (t && t->result && !t->acked)
+                keel_core_deliver (self, svc, id);
+            else if (t && t->result && a->all)
+                keel_core_deliver_again (self, svc, id);
+        }
+    }
+}
+
+static void
+s_attached_free (s_attached_t *h)
+{
+    free (h->items);
+    free (h->ptrs);
+    free (h->buf);
+}
+
+// ServiceQuery: how each service stands, at once (keel-driver wait).
+static void
+s_service_query (keel_core_t *self, keel_driver_rec_t *drv, Keel__ServiceQuery *q)
+{
+    Keel__ServiceInfo *items = calloc (q->n_service_ids + 1, sizeof *items);
+    Keel__ServiceInfo **ptrs = calloc (q->n_service_ids + 1, sizeof *ptrs);
+    if (items && ptrs) {
+        for (size_t i = 0; i < q->n_service_ids; i++) {
+            s_info_fill (keel_model_service (self->model, q->service_ids[i]), q->service_ids[i],
+                         &items[i]);
+            ptrs[i] = &items[i];
+        }
+        keel_msg_t msg;
+        keel_core_send_driver (self, drv, keel_msg_service_status (&msg, ptrs, q->n_service_ids));
+    }
+    free (items);
+    free (ptrs);
+}
+
 void
 keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *hello)
 {
@@ -277,6 +430,8 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
             s_store_service (self, svc);
         }
     }
+    s_attached_t attached;
+    s_attach (self, drv, hello, &attached);
     s_hello_delivered (self, drv, hello);
     for (size_t i = 0; i < hello->n_services; i++) {
         keel_service_rec_t *svc = keel_model_service (self->model, hello->services[i]);
@@ -296,8 +451,10 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
     s_held_t held;
     s_held_build (self, hello, &held);
     keel_msg_set_welcome_held (&msg, held.ptrs, held.n, self->pair_alone);
+    keel_msg_set_welcome_attached (&msg, attached.ptrs, attached.n);
     keel_core_send_driver (self, drv, welcome);
     s_held_free (&held);
+    s_attached_free (&attached);
     free (unknown);
     if (self->pair_notice[0] && !drv->pair_noticed) {
         drv->pair_noticed = true;
@@ -598,6 +755,9 @@ keel_core_driver_msg (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env
         }
         case KEEL__ENVELOPE__BODY_DETACH:
             s_detach (self, env->detach);
+            break;
+        case KEEL__ENVELOPE__BODY_SERVICE_QUERY:
+            s_service_query (self, drv, env->service_query);
             break;
         default:
             keel_core_malformed (self, "%s is not a driver message", keel_wire_body_name (env));

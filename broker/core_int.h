@@ -241,6 +241,11 @@ void keel_core_send_driver (keel_core_t *self, keel_driver_rec_t *drv, keel_env_
 void keel_core_relogin (keel_core_t *self, zframe_t *route, const char *reason);
 void keel_core_touch (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id, uint8_t what);
 void keel_core_deliver (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
+// The same for a result the driver acknowledged already (an attach with
+// `all`): sent even so. In the turn's results list the task id carries
+// KEEL_REF_AGAIN (task ids stay below MaxTasksPerService, far below it).
+#define KEEL_REF_AGAIN (UINT64_C (1) << 63)
+void keel_core_deliver_again (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id);
 void keel_core_ack_engine (keel_core_t *self, keel_engine_t *engine, uint64_t exec_id);
 void keel_core_accept (keel_core_t *self, zframe_t *route, const char *service_id,
                        const uint64_t *task_ids, size_t n);

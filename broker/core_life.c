@@ -97,6 +97,8 @@ keel_core_task_to (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id,
         return false;
     }
     keel_service_task_set_state (svc, t, to);
+    if (to >= KEEL_TASK_STATE_DONE)
+        svc->last_result_wall_ms = self->wall; // retention of an abandoned service
     return true;
 }
 

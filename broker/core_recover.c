@@ -35,6 +35,9 @@ s_load_service (const keel_store_service_t *row, void *arg)
     svc->state = row->state;
     svc->created_wall_ms = row->created_wall_ms;
     svc->closed_wall_ms = row->closed_wall_ms;
+    // The store keeps no time of the last result: an abandoned service's
+    // retention counts from the restart (later, never sooner).
+    svc->last_result_wall_ms = self->wall;
     ld->services++;
     return 0;
 }

@@ -210,8 +210,20 @@ s_no_executions (const keel_service_rec_t *svc)
     return true;
 }
 
+// True when no connected driver has svc (its submitter detached, was
+// killed, or never came back after a restart).
+static bool
+s_abandoned (keel_core_t *self, const keel_service_rec_t *svc)
+{
+    keel_driver_rec_t *drv = keel_model_driver (self->model, svc->driver_id);
+    return !drv || !drv->connected;
+}
+
 // Drops closed services whose results are all acknowledged and whose
-// retention has passed; cancelled services whose retention has passed,
+// retention has passed; open or closed services no driver is attached to,
+// with no task queued or running, RetentionHours after their last result
+// (or after they were opened, closed, or the broker restarted: the latest),
+// acknowledged or not (driver.h promises it: nobody may ever collect them); cancelled services whose retention has passed,
 // acknowledged or not (a cancel says nobody wants what is left: a driver
 // killed before it acknowledged would otherwise keep them for ever); and
 // services detached here (their driver went back to its primary, which
@@ -233,17 +245,31 @@ keel_core_purge (keel_core_t *self, int64_t now_wall, int64_t retention_ms)
             || (s->unacked == 0
                 && s->count[KEEL_TASK_STATE_QUEUED] + s->count[KEEL_TASK_STATE_RUNNING] == 0);
         bool detached = s->state == KEEL_SERVICE_DETACHED && s_no_executions (s);
-        if (((closed && settled) || detached) && s->closed_wall_ms + retention_ms <= now_wall)
+        if (((closed && settled) || detached) && s->closed_wall_ms + retention_ms <= now_wall) {
+            zlistx_add_end (old, s);
+            continue;
+        }
+        int64_t last = s->created_wall_ms;
+        if (s->state == KEEL_SERVICE_CLOSED && s->closed_wall_ms > last)
+            last = s->closed_wall_ms;
+        if (s->last_result_wall_ms > last)
+            last = s->last_result_wall_ms;
+        bool idle = s->count[KEEL_TASK_STATE_QUEUED] + s->count[KEEL_TASK_STATE_RUNNING] == 0
+                    && s_no_executions (s);
+        if ((s->state == KEEL_SERVICE_OPEN || s->state == KEEL_SERVICE_CLOSED) && idle
+            && s_abandoned (self, s) && last + retention_ms <= now_wall)
             zlistx_add_end (old, s);
     }
     uint64_t n = 0;
     for (keel_service_rec_t *s = zlistx_first (old); s; s = zlistx_next (old)) {
-        keel_core_event (self, "service-purged", "service=%s type=%s driver=%s state=%s tasks=%llu",
-                         s->id, s->type, s->driver_id,
-                         s->state == KEEL_SERVICE_CLOSED      ? "closed"
+        keel_core_event (self, "service-purged",
+                         "service=%s type=%s driver=%s state=%s tasks=%llu unacked=%llu", s->id,
+                         s->type, s->driver_id,
+                         s->state == KEEL_SERVICE_OPEN        ? "open"
+                         : s->state == KEEL_SERVICE_CLOSED    ? "closed"
                          : s->state == KEEL_SERVICE_CANCELLED ? "cancelled"
                                                               : "detached",
-                         (unsigned long long) s->total);
+                         (unsigned long long) s->total, (unsigned long long) s->unacked);
         keel_core_forget_service (self, s);
         keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_DELETE,
                                                   .service.service_id = s->id });

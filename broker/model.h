@@ -96,6 +96,7 @@ struct _keel_service_rec_t {
     keel_service_state_t state;
     int64_t created_wall_ms;
     int64_t closed_wall_ms;
+    int64_t last_result_wall_ms; // last task to end (in memory: a restart counts as one)
 
     keel_task_t **pages; // pages[id / KEEL_TASK_PAGE]: NULL until a task there exists
     uint64_t npages;     // length of pages

@@ -122,6 +122,27 @@ keel_msg_set_welcome_held (keel_msg_t *msg, Keel__DeliveredTasks **held, size_t 
     msg->body.driver_welcome.held_alone = n > 0 && alone;
 }
 
+void
+keel_msg_set_welcome_attached (keel_msg_t *msg, Keel__ServiceInfo **infos, size_t n)
+{
+    if (msg->env.body_case != KEEL__ENVELOPE__BODY_DRIVER_WELCOME)
+        return;
+    msg->body.driver_welcome.n_attached = n;
+    msg->body.driver_welcome.attached = infos;
+}
+
+keel_env_t *
+keel_msg_service_status (keel_msg_t *msg, Keel__ServiceInfo **infos, size_t n)
+{
+    Keel__ServiceStatus *m = &msg->body.service_status;
+    keel__service_status__init (m);
+    m->n_services = n;
+    m->services = infos;
+    keel_env_t *env = s_env (msg, S_BROKER, KEEL__ENVELOPE__BODY_SERVICE_STATUS);
+    env->service_status = m;
+    return env;
+}
+
 keel_env_t *
 keel_msg_driver_welcome (keel_msg_t *msg, const char *broker_name, uint64_t epoch,
                          uint64_t heartbeat_ms, char *const *unknown_services, size_t n_unknown)
@@ -284,8 +305,22 @@ keel_msg_driver_hello (keel_msg_t *msg, const keel_driver_hello_args_t *args)
     m->heartbeat_ms = args->heartbeat_ms;
     m->has_primary = true;
     m->primary = args->primary;
+    m->n_attach = args->n_attach;
+    m->attach = (Keel__AttachService **) args->attach;
     keel_env_t *env = s_env (msg, S_DRIVER, KEEL__ENVELOPE__BODY_DRIVER_HELLO);
     env->driver_hello = m;
+    return env;
+}
+
+keel_env_t *
+keel_msg_service_query (keel_msg_t *msg, char *const *service_ids, size_t n)
+{
+    Keel__ServiceQuery *m = &msg->body.service_query;
+    keel__service_query__init (m);
+    m->n_service_ids = n;
+    m->service_ids = (char **) service_ids;
+    keel_env_t *env = s_env (msg, S_DRIVER, KEEL__ENVELOPE__BODY_SERVICE_QUERY);
+    env->service_query = m;
     return env;
 }
 
@@ -483,6 +518,15 @@ keel_item_delivered (Keel__DeliveredTasks *item, const char *service_id, const u
     item->service_id = S_STR (service_id);
     item->n_ranges = n;
     item->ranges = S_U64S (ranges);
+}
+
+void
+keel_item_attach (Keel__AttachService *item, const char *service_id, bool all)
+{
+    keel__attach_service__init (item);
+    item->service_id = S_STR (service_id);
+    item->has_all = all;
+    item->all = all;
 }
 
 void

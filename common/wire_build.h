@@ -44,6 +44,8 @@ typedef struct {
         Keel__Notice notice;
         Keel__DriverHello driver_hello;
         Keel__DriverWelcome driver_welcome;
+        Keel__ServiceQuery service_query;
+        Keel__ServiceStatus service_status;
         Keel__SubmitService submit_service;
         Keel__SubmitTasks submit_tasks;
         Keel__Accepted accepted;
@@ -110,6 +112,11 @@ void keel_msg_set_pair_peer (keel_msg_t *msg, const char *peer);
 // DriverWelcome.held (the caller keeps the list until the message is
 // encoded) and held_alone.
 void keel_msg_set_welcome_held (keel_msg_t *msg, Keel__DeliveredTasks **held, size_t n, bool alone);
+// DriverWelcome.attached: one ServiceInfo per DriverHello.attach entry
+// (the list stays the caller's).
+void keel_msg_set_welcome_attached (keel_msg_t *msg, Keel__ServiceInfo **infos, size_t n);
+// ServiceStatus: the answer to a ServiceQuery (the list stays the caller's).
+keel_env_t *keel_msg_service_status (keel_msg_t *msg, Keel__ServiceInfo **infos, size_t n);
 
 // Marks the Accepted just built in msg as acknowledged by a pair's active
 // on its own store alone (Accepted.alone).
@@ -197,10 +204,15 @@ typedef struct {
     uint64_t broker_timeout_ms;
     uint64_t heartbeat_ms;
     bool primary;
+    Keel__AttachService *const *attach; // services taken over (keel_item_attach)
+    size_t n_attach;
 } keel_driver_hello_args_t;
 
 // DriverHello (broker_timeout_ms, heartbeat_ms, primary always sent).
 keel_env_t *keel_msg_driver_hello (keel_msg_t *msg, const keel_driver_hello_args_t *args);
+
+// ServiceQuery: how do these services stand (answered with ServiceStatus).
+keel_env_t *keel_msg_service_query (keel_msg_t *msg, char *const *service_ids, size_t n);
 
 typedef struct {
     const char *service_id;
@@ -273,6 +285,9 @@ keel_env_t *keel_msg_admin_request (keel_msg_t *msg, const char *command, char *
 // A task of a SubmitTasks (input always sent, empty if size 0).
 void keel_item_task_input (Keel__TaskInput *item, uint64_t task_id, const uint8_t *input,
                            size_t size);
+
+// One service a driver takes over, for DriverHello.attach.
+void keel_item_attach (Keel__AttachService *item, const char *service_id, bool all);
 
 // One service's results held by a driver, for DriverHello.delivered.
 void keel_item_delivered (Keel__DeliveredTasks *item, const char *service_id,

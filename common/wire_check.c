@@ -212,9 +212,54 @@ static bool
 s_check_driver_hello (const keel_env_t *env, const char *w, keel_error_t *err)
 {
     const Keel__DriverHello *m = env->driver_hello;
-    return s_id (err, w, "driver_id", m->driver_id, true)
-           && s_id_list (err, w, "services", m->n_services, m->services, 0)
-           && s_delivered (err, w, "delivered", m->n_delivered, m->delivered);
+    if (!s_id (err, w, "driver_id", m->driver_id, true)
+        || !s_id_list (err, w, "services", m->n_services, m->services, 0)
+        || !s_delivered (err, w, "delivered", m->n_delivered, m->delivered)
+        || !s_count (err, w, "attach", m->n_attach, 0, KEEL_LIST_MAX))
+        return false;
+    for (size_t i = 0; i < m->n_attach; i++) {
+        char name[64];
+        snprintf (name, sizeof name, "attach[%zu].service_id", i);
+        if (!s_id (err, w, name, m->attach[i]->service_id, true))
+            return false;
+    }
+    return true;
+}
+
+// A ServiceInfo of DriverWelcome.attached or ServiceStatus.services.
+static bool
+s_service_infos (keel_error_t *err, const char *w, const char *field, size_t n,
+                 Keel__ServiceInfo **list)
+{
+    if (!s_count (err, w, field, n, 0, KEEL_LIST_MAX))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        snprintf (name, sizeof name, "%s[%zu].service_id", field, i);
+        if (!s_id (err, w, name, list[i]->service_id, true))
+            return false;
+        snprintf (name, sizeof name, "%s[%zu].state", field, i);
+        if (!s_text (err, w, name, list[i]->state, false, KEEL_TEXT_MAX))
+            return false;
+        snprintf (name, sizeof name, "%s[%zu].skip", field, i);
+        if (!s_ranges (err, w, name, list[i]->skip, list[i]->n_skip))
+            return false;
+    }
+    return true;
+}
+
+static bool
+s_check_service_query (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__ServiceQuery *m = env->service_query;
+    return s_id_list (err, w, "service_ids", m->n_service_ids, m->service_ids, 1);
+}
+
+static bool
+s_check_service_status (const keel_env_t *env, const char *w, keel_error_t *err)
+{
+    const Keel__ServiceStatus *m = env->service_status;
+    return s_service_infos (err, w, "services", m->n_services, m->services);
 }
 
 static bool
@@ -228,7 +273,8 @@ s_check_driver_welcome (const keel_env_t *env, const char *w, keel_error_t *err)
         return s_fail (err, w, "heartbeat_ms: below %d", S_MIN_HEARTBEAT_MS);
     return s_id_list (err, w, "unknown_services", m->n_unknown_services, m->unknown_services, 0)
            && s_text (err, w, "pair_peer", m->pair_peer, false, KEEL_TEXT_MAX)
-           && s_delivered (err, w, "held", m->n_held, m->held);
+           && s_delivered (err, w, "held", m->n_held, m->held)
+           && s_service_infos (err, w, "attached", m->n_attached, m->attached);
 }
 
 static bool
@@ -654,6 +700,8 @@ static const struct {
     S_BODY (CLOSE_SERVICE, close_service, S_DRIVER),
     S_BODY (CANCEL_SERVICE, cancel_service, S_DRIVER),
     S_BODY (DETACH, detach, S_DRIVER),
+    S_BODY (SERVICE_QUERY, service_query, S_DRIVER),
+    S_BODY (SERVICE_STATUS, service_status, S_BROKER),
     S_BODY (ENGINE_LOGIN, engine_login, S_ENGINE),
     S_BODY (LOGIN_REPLY, login_reply, S_BROKER),
     S_BODY (ASSIGN, assign, S_BROKER),

@@ -205,6 +205,9 @@ s_cmd_open (keel_actor_t *self, keel_actor_open_t *open)
     svc->resubmitted_at = INT64_MIN / 2;
     zlistx_add_end (self->services, svc);
     zhashx_insert (self->by_id, open->service_id, svc);
+    svc->queried_at = INT64_MIN / 2;
+    if (open->mode == KEEL_ACTOR_ATTACH || open->mode == KEEL_ACTOR_ATTACH_ALL)
+        keel_actor_hello_again (self);
 }
 
 static void
@@ -260,11 +263,14 @@ s_apply_command (keel_actor_t *self, zmsg_t *msg)
         s_cmd_tasks (self, (keel_actor_tasks_t *) ptr);
         counted = true;
     }
-    else if ((streq (command, "CLOSE") || streq (command, "CANCEL")) && arg) {
+    else if ((streq (command, "CLOSE") || streq (command, "CANCEL") || streq (command, "DETACH"))
+             && arg) {
         char *service_id = zframe_strdup (arg);
         keel_actor_service_t *svc = service_id ? zhashx_lookup (self->by_id, service_id) : NULL;
         if (svc && streq (command, "CLOSE"))
             svc->closing = true;
+        else if (svc && streq (command, "DETACH"))
+            svc->detaching = true;
         else if (svc && !svc->cancelled)
             keel_actor_fail_service (self, svc, KEEL_TASK_CANCELLED, "service cancelled");
         free (service_id);

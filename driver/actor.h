@@ -16,6 +16,7 @@
       "TASKS"  p keel_actor_tasks_t *    tasks to submit, in id order per service
       "CLOSE"  s service_id              the application closed the service
       "CANCEL" s service_id              the application cancelled the service
+      "DETACH" s service_id              the application detached the service
       "WAKE"                             look at the sockets now (after a lend)
       "STOP"                             stop talking to brokers; answers "STOPPED"
       "$TERM"                            stop (zactor_destroy)
@@ -62,8 +63,17 @@ typedef struct {
     int64_t max_unaccepted;
 } keel_actor_config_t;
 
+// How a service came to the driver.
+typedef enum {
+    KEEL_ACTOR_SUBMIT = 0, // opened here: submitted by this driver
+    KEEL_ACTOR_ATTACH,     // keel_session_attach: results not yet acknowledged
+    KEEL_ACTOR_ATTACH_ALL, // keel_session_attach with all: every stored result
+    KEEL_ACTOR_WATCH       // keel_session_watch: how it stands, no results
+} keel_actor_mode_t;
+
 typedef struct {
-    char service_id[37];
+    char service_id[KEEL_ID_MAX + 1];
+    keel_actor_mode_t mode;
     char type[KEEL_TYPE_MAX + 1];
     int32_t priority;
     uint32_t max_attempts;
@@ -73,7 +83,7 @@ typedef struct {
 } keel_actor_open_t;
 
 typedef struct {
-    char service_id[37];
+    char service_id[KEEL_ID_MAX + 1];
     uint64_t task_id;
     uint8_t *input; // owned; NULL when size is 0
     size_t size;
@@ -91,6 +101,9 @@ typedef struct {
     char text[KEEL_TEXT_MAX + 1];
     char broker[256];
     char service_id[KEEL_ID_MAX + 1];
+    bool has_info; // ATTACHED, SERVICE_INFO: info is the broker's answer
+    keel_service_info_t info;
+    int64_t expect; // ATTACHED: results the driver now waits for in all
 } keel_actor_status_t;
 
 // The actor's state (actor_int.h): made by the application thread, run

@@ -23,10 +23,25 @@
 
 // ---------------------------------------------------------------- helpers
 
+//  A service this driver submitted and still collects: listed in hellos,
+//  Detach and the results it holds.
 static bool
 s_service_active (const keel_actor_service_t *svc)
 {
-    return !svc->cancelled && (!svc->closing || keel_outstanding_count (svc->tasks) > 0);
+    return svc->open->mode == KEEL_ACTOR_SUBMIT && !svc->cancelled && !svc->detached
+           && (!svc->closing || keel_outstanding_count (svc->tasks) > 0);
+}
+
+//  A service taken over (keel_session_attach) whose results still come:
+//  listed in DriverHello.attach until the broker described it and every
+//  result it waits for came.
+static bool
+s_attach_active (const keel_actor_service_t *svc)
+{
+    keel_actor_mode_t mode = svc->open->mode;
+    return (mode == KEEL_ACTOR_ATTACH || mode == KEEL_ACTOR_ATTACH_ALL) && !svc->cancelled
+           && !svc->attach_failed
+           && (!svc->attach_known || keel_outstanding_count (svc->tasks) > 0);
 }
 
 void
@@ -59,7 +74,7 @@ s_to_app (keel_actor_t *self, keel_actor_to_app_kind_t kind, void *item, keel_ac
     zlistx_add_end (self->to_app, entry);
 }
 
-static void
+static keel_actor_status_t *
 s_status (keel_actor_t *self, keel_status_kind_t kind, keel_status_level_t level,
           const char *broker, const char *service_id, const char *text)
 {
@@ -67,13 +82,31 @@ s_status (keel_actor_t *self, keel_status_kind_t kind, keel_status_level_t level
                       "status %s kind=%s", text, keel_status_kind_name (kind));
     keel_actor_status_t *status = calloc (1, sizeof *status);
     if (!status)
-        return;
+        return NULL;
     status->kind = kind;
     status->level = level;
     snprintf (status->text, sizeof status->text, "%s", text);
     snprintf (status->broker, sizeof status->broker, "%s", broker ? broker : "");
     snprintf (status->service_id, sizeof status->service_id, "%s", service_id ? service_id : "");
     s_to_app (self, KEEL_ACTOR_TO_APP_STATUS, status, NULL, 0);
+    return status; // still the actor's to fill until the next hand-over
+}
+
+//  ServiceInfo as the application reads it.
+static void
+s_info_copy (const Keel__ServiceInfo *in, keel_service_info_t *out)
+{
+    memset (out, 0, sizeof *out);
+    out->answered = true;
+    if (!in)
+        return;
+    out->known = in->known;
+    snprintf (out->state, sizeof out->state, "%s", in->state ? in->state : "");
+    out->tasks = in->tasks;
+    out->done = in->done;
+    out->failed = in->failed;
+    out->unacked = in->unacked;
+    out->complete = in->complete;
 }
 
 //  A result made here (refused, cancelled) or received: hand it over once.
@@ -221,12 +254,34 @@ s_send_hello (keel_actor_t *self, zsock_t *sock, bool primary)
     Keel__DeliveredTasks **delivered =
         s_hello_delivered (self, n_services, &hello.n_delivered, &entries, &ranges);
     hello.delivered = delivered;
+    size_t cap = zlistx_size (self->services) + 1;
+    Keel__AttachService *attach = calloc (cap, sizeof *attach);
+    Keel__AttachService **attach_ptrs = calloc (cap, sizeof *attach_ptrs);
+    for (keel_actor_service_t *svc = zlistx_first (self->services);
+         svc && attach && attach_ptrs && hello.n_attach < KEEL_LIST_MAX;
+         svc = zlistx_next (self->services))
+        if (s_attach_active (svc)) {
+            keel_item_attach (&attach[hello.n_attach], svc->open->service_id,
+                              svc->open->mode == KEEL_ACTOR_ATTACH_ALL);
+            attach_ptrs[hello.n_attach] = &attach[hello.n_attach];
+            hello.n_attach++;
+        }
+    hello.attach = attach_ptrs;
     keel_msg_t msg;
     s_send (self, sock, keel_msg_driver_hello (&msg, &hello));
+    free (attach);
+    free (attach_ptrs);
     free (services);
     free (delivered);
     free (entries);
     free (ranges);
+}
+
+void
+keel_actor_hello_again (keel_actor_t *self)
+{
+    if (self->main)
+        s_send_hello (self, self->main, keel_session_broker (self->session) == 0);
 }
 
 static void
@@ -311,6 +366,44 @@ s_flush_service (keel_actor_t *self, keel_actor_service_t *svc, size_t budget)
     return sent;
 }
 
+//  keel_service_detach is done: every task is stored and the service closed
+//  (or it ended here anyway). Nothing more is sent, delivered or
+//  acknowledged for it.
+static void
+s_detached (keel_actor_t *self, keel_actor_service_t *svc)
+{
+    svc->detached = true;
+    svc->finished = true;
+    char text[KEEL_TEXT_MAX];
+    snprintf (text, sizeof text,
+              "service %s detached: %" PRIu64 " task(s) stored at %s; its results wait there",
+              svc->open->service_id, keel_outstanding_next_id (svc->tasks),
+              self->config->brokers[keel_session_broker (self->session)]);
+    s_status (self, KEEL_STATUS_DETACHED, KEEL_LEVEL_INFO,
+              self->config->brokers[keel_session_broker (self->session)], svc->open->service_id,
+              text);
+}
+
+#define S_WATCH_MS 1000 // ServiceQuery interval for watched services
+
+//  Asks how the watched services stand, once per S_WATCH_MS while ready.
+static void
+s_flush_watch (keel_actor_t *self, int64_t now)
+{
+    char *ids[64];
+    size_t n = 0;
+    for (keel_actor_service_t *svc = zlistx_first (self->services); svc && n < 64;
+         svc = zlistx_next (self->services))
+        if (svc->open->mode == KEEL_ACTOR_WATCH && now - svc->queried_at >= S_WATCH_MS) {
+            ids[n++] = svc->open->service_id;
+            svc->queried_at = now;
+        }
+    if (n == 0)
+        return;
+    keel_msg_t msg;
+    s_send (self, self->main, keel_msg_service_query (&msg, ids, n));
+}
+
 //  Sends what is due: services, task batches within DSMaxUnaccepted, closes.
 void
 keel_actor_flush (keel_actor_t *self, int64_t now)
@@ -324,9 +417,26 @@ keel_actor_flush (keel_actor_t *self, int64_t now)
         svc = zlistx_next (self->services);
     }
     size_t max = (size_t) self->config->max_unaccepted;
+    s_flush_watch (self, now);
     svc = zlistx_first (self->services);
     while (svc && !self->send_blocked) {
-        if (svc->finished) {
+        if (svc->open->mode != KEEL_ACTOR_SUBMIT || svc->detached) {
+            //  Attached and watched services send no tasks; acknowledgements
+            //  go with keel_actor_flush_acks.
+        }
+        else if (svc->detaching && (svc->finished || svc->cancelled))
+            s_detached (self, svc);
+        else if (svc->detaching) {
+            if (now >= self->hold_until && unaccepted < max
+                && (keel_outstanding_has_unsent (svc->tasks) || !svc->submitted))
+                unaccepted += s_flush_service (self, svc, max - unaccepted);
+            if (svc->closing && svc->submitted && keel_outstanding_all_accepted (svc->tasks)) {
+                s_send_simple (self, svc, false);
+                if (svc->close_sent)
+                    s_detached (self, svc);
+            }
+        }
+        else if (svc->finished) {
             //  Results the broker sends again are still deduplicated and acknowledged.
         }
         else if (svc->cancelled) {
@@ -433,6 +543,85 @@ s_welcome_held (const keel_env_t *welcome, keel_actor_service_t *svc)
     return counted;
 }
 
+#define S_ATTACH_MAX_TASKS (UINT64_C (1) << 31) // task ids an attach takes on
+
+static const Keel__ServiceInfo *
+s_attached_info (const keel_env_t *welcome, const char *service_id)
+{
+    if (!welcome || welcome->body_case != KEEL__ENVELOPE__BODY_DRIVER_WELCOME)
+        return NULL;
+    const Keel__DriverWelcome *w = welcome->driver_welcome;
+    for (size_t i = 0; i < w->n_attached; i++)
+        if (streq (w->attached[i]->service_id, service_id))
+            return w->attached[i];
+    return NULL;
+}
+
+//  DriverWelcome.attached for an attached service: its task ids join the
+//  service's outstanding tasks (never sent: counted Accepted), those the
+//  broker says never come (ServiceInfo.skip) leave it, and the application
+//  hears how many results it now waits for. A first broker that does not
+//  know the service fails the attach; a later one (a failover broker)
+//  does not: the results are where the service was stored.
+static void
+s_welcome_attached (keel_actor_t *self, keel_actor_service_t *svc)
+{
+    const char *id = svc->open->service_id;
+    const char *broker = self->config->brokers[keel_session_broker (self->session)];
+    const Keel__ServiceInfo *info = s_attached_info (self->welcome, id);
+    char text[KEEL_TEXT_MAX];
+    keel_actor_status_t *status;
+    if (!info)
+        return; // the answer to a hello sent before the attach: the next one says
+    if (!info->known) {
+        if (svc->attach_known) {
+            snprintf (text, sizeof text,
+                      "%s does not know service %s: its results are on the broker that stored it; "
+                      "still waiting for them",
+                      broker, id);
+            s_status (self, KEEL_STATUS_ATTACHED, KEEL_LEVEL_WARNING, broker, id, text);
+            return;
+        }
+        svc->attach_failed = true;
+        snprintf (text, sizeof text,
+                  "no such service %s at %s: never submitted there, or purged after "
+                  "RetentionHours",
+                  id, broker);
+        status = s_status (self, KEEL_STATUS_ATTACHED, KEEL_LEVEL_ERROR, broker, id, text);
+        if (status) {
+            status->has_info = true;
+            s_info_copy (info, &status->info);
+        }
+        return;
+    }
+    uint64_t next = info->next_task < S_ATTACH_MAX_TASKS ? info->next_task : S_ATTACH_MAX_TASKS;
+    for (uint64_t t = keel_outstanding_next_id (svc->tasks); t < next; t++) {
+        if (keel_outstanding_add (svc->tasks, t, NULL, 0) != KEEL_OK)
+            break; // out of memory: those results are not taken
+        keel_outstanding_accept (svc->tasks, t, false);
+        svc->expect++;
+    }
+    keel_ranges_reader_t r;
+    keel_ranges_reader_init (&r, info->skip, info->n_skip);
+    uint64_t lo, hi;
+    while (keel_ranges_reader_next (&r, &lo, &hi) && lo < next)
+        for (uint64_t t = lo; t < hi && t < next; t++)
+            if (keel_outstanding_complete (svc->tasks, t) == KEEL_OUTSTANDING_NEW)
+                svc->expect--;
+    snprintf (text, sizeof text,
+              "attached to service %s at %s (%s, %" PRIu64 " tasks, %" PRIu64
+              " done): %zu result(s) to collect",
+              id, broker, info->state ? info->state : "?", info->tasks, info->done,
+              keel_outstanding_count (svc->tasks));
+    svc->attach_known = true;
+    status = s_status (self, KEEL_STATUS_ATTACHED, KEEL_LEVEL_INFO, broker, id, text);
+    if (status) {
+        status->has_info = true;
+        s_info_copy (info, &status->info);
+        status->expect = svc->expect;
+    }
+}
+
 //  A broker welcomed us: resubmit what it does not know, resend what it
 //  has not Accepted. SubmitService is idempotent, so every open service is
 //  (re)submitted before its tasks flow again.
@@ -444,7 +633,13 @@ s_resync (keel_actor_t *self)
     while (svc) {
         svc->submitted = false;
         svc->close_sent = false;
-        if (!svc->cancelled) {
+        if (svc->open->mode == KEEL_ACTOR_WATCH)
+            svc->queried_at = INT64_MIN / 2; // ask the new broker at once
+        else if (svc->open->mode != KEEL_ACTOR_SUBMIT) {
+            if (s_attach_active (svc))
+                s_welcome_attached (self, svc);
+        }
+        else if (!svc->cancelled) {
             if (s_listed (self->welcome, svc->open->service_id))
                 keel_outstanding_forget_accepted (svc->tasks);
             else {
@@ -670,8 +865,8 @@ s_on_results (keel_actor_t *self, const Keel__TaskResults *results)
     for (size_t i = 0; i < results->n_results; i++) {
         const Keel__TaskResult *r = results->results[i];
         keel_actor_service_t *svc = s_lookup (self, r->service_id, "task result");
-        if (!svc)
-            continue;
+        if (!svc || svc->detaching || svc->detached || svc->open->mode == KEEL_ACTOR_WATCH)
+            continue; // left unacknowledged at the broker, for an attach
         switch (keel_outstanding_complete (svc->tasks, r->task_id)) {
             case KEEL_OUTSTANDING_NEW: {
                 keel_task_status_t status = KEEL_TASK_FAILED;
@@ -795,6 +990,37 @@ s_on_notice (keel_actor_t *self, const Keel__Notice *notice)
               notice->text ? notice->text : "");
 }
 
+static void
+s_on_service_status (keel_actor_t *self, const Keel__ServiceStatus *st)
+{
+    const char *broker = self->config->brokers[keel_session_broker (self->session)];
+    for (size_t i = 0; i < st->n_services; i++) {
+        const Keel__ServiceInfo *info = st->services[i];
+        keel_actor_service_t *svc = zhashx_lookup (self->by_id, info->service_id);
+        if (!svc || svc->open->mode != KEEL_ACTOR_WATCH)
+            continue;
+        char text[KEEL_TEXT_MAX];
+        if (info->known)
+            snprintf (text, sizeof text,
+                      "service %s at %s: %s, %" PRIu64 " of %" PRIu64 " tasks done (%" PRIu64
+                      " failed)%s",
+                      info->service_id, broker, info->state ? info->state : "?", info->done,
+                      info->tasks, info->failed, info->complete ? ", complete" : "");
+        else
+            snprintf (text, sizeof text,
+                      "no such service %s at %s: never submitted there, or purged after "
+                      "RetentionHours",
+                      info->service_id, broker);
+        keel_actor_status_t *status = s_status (self, KEEL_STATUS_SERVICE_INFO,
+                                                info->known ? KEEL_LEVEL_INFO : KEEL_LEVEL_ERROR,
+                                                broker, info->service_id, text);
+        if (status) {
+            status->has_info = true;
+            s_info_copy (info, &status->info);
+        }
+    }
+}
+
 void
 keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now)
 {
@@ -847,6 +1073,9 @@ keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now)
             break;
         case KEEL__ENVELOPE__BODY_TASK_RESULTS:
             s_on_results (self, env->task_results);
+            break;
+        case KEEL__ENVELOPE__BODY_SERVICE_STATUS:
+            s_on_service_status (self, env->service_status);
             break;
         default:
             keel_actor_log_limited (&self->rl_malformed, "unexpected message from broker",

@@ -29,6 +29,12 @@ typedef struct {
     bool cancel_sent;
     bool finished;          // closed, every result delivered, CloseService sent: nothing left to do
     int64_t resubmitted_at; // last full resubmission after UNKNOWN_SERVICE
+    bool detaching;         // keel_service_detach: results ignored; close once all Accepted
+    bool detached;          // ... done: CloseService sent, nothing more here
+    bool attach_known;      // ATTACH*: a broker described it (its task ids are in tasks)
+    bool attach_failed;     // ATTACH*: the first broker to answer did not know it
+    int64_t expect;         // ATTACH*: results waited for in all (ids added - skipped)
+    int64_t queried_at;     // WATCH: last ServiceQuery sent
     uint64_t *acks;         // task ids handed to the application, not yet acknowledged
     size_t nacks, acks_cap;
 } keel_actor_service_t;
@@ -95,6 +101,9 @@ void keel_actor_flush_acks (keel_actor_t *self);
 // Notes that the result of task_id was handed to the application; the next
 // keel_actor_flush_acks acknowledges it to the broker.
 void keel_actor_ack_later (keel_actor_service_t *svc, uint64_t task_id);
+// Sends DriverHello again on the session socket (a service was attached:
+// the broker answers for it in the welcome).
+void keel_actor_hello_again (keel_actor_t *self);
 // Steps the session with event and carries out the actions it returns.
 void keel_actor_step (keel_actor_t *self, keel_session_event_t event, uint64_t heartbeat_ms);
 // The same for an event with what its message carries (pair peer, Passive).

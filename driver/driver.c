@@ -29,10 +29,16 @@
 
 struct _keel_service_t {
     keel_driver_t *driver;
-    char id[37];
-    uint64_t next_id;
+    char id[KEEL_ID_MAX + 1];
+    keel_actor_mode_t mode;
+    uint64_t next_id;   // SUBMIT: tasks submitted
+    int64_t expected;   // ATTACH*: results waited for in all (the broker's answer)
+    uint64_t delivered; // results handed to the application
     bool closed;
     bool cancelled;
+    bool detaching;
+    bool detached;
+    keel_service_info_t info;
 };
 
 struct _keel_driver_t {
@@ -145,6 +151,8 @@ s_handle_result (keel_driver_t *self, keel_result_t *result)
 {
     result->service = zhashx_lookup (self->by_id, result->service_id);
     self->delivered++;
+    if (result->service)
+        result->service->delivered++;
     KEEL_JOURNAL ("delivered", .service = result->service_id, .task = result->task_id,
                   .execution = result->execution_id, .engine = result->engine_id,
                   .status = result->status == KEEL_TASK_OK       ? "ok"
@@ -165,6 +173,21 @@ static void
 s_handle_status (keel_driver_t *self, keel_actor_status_t *msg)
 {
     keel_status_t status = { msg->kind, msg->level, msg->text, msg->broker, msg->service_id };
+    keel_service_t *service =
+        msg->service_id[0] ? zhashx_lookup (self->by_id, msg->service_id) : NULL;
+    if (service && msg->has_info)
+        service->info = msg->info;
+    if (service && msg->kind == KEEL_STATUS_ATTACHED && msg->has_info && msg->info.known) {
+        //  The results it waits for count as submitted from now on.
+        self->submitted = (uint64_t) ((int64_t) self->submitted + msg->expect - service->expected);
+        service->expected = msg->expect;
+    }
+    if (service && msg->kind == KEEL_STATUS_DETACHED && !service->detached) {
+        //  Its results will not come here: they count as delivered.
+        service->detached = true;
+        if (service->next_id > service->delivered)
+            self->delivered += service->next_id - service->delivered;
+    }
     if (msg->kind == KEEL_STATUS_NO_BROKER) {
         self->no_broker = true;
         snprintf (self->no_broker_text, sizeof self->no_broker_text, "%s", msg->text);
@@ -353,6 +376,12 @@ keel_status_kind_name (keel_status_kind_t kind)
             return "no broker";
         case KEEL_STATUS_CONNECTING:
             return "connecting";
+        case KEEL_STATUS_ATTACHED:
+            return "attached";
+        case KEEL_STATUS_DETACHED:
+            return "detached";
+        case KEEL_STATUS_SERVICE_INFO:
+            return "service info";
         default:
             return "status";
     }
@@ -691,12 +720,79 @@ keel_service_submitted (const keel_service_t *service)
     return service->next_id;
 }
 
+//  Opens a service this driver did not submit (attach, watch).
+static keel_service_t *
+s_open_other (keel_driver_t *self, const char *service_id, keel_actor_mode_t mode,
+              keel_error_t *err)
+{
+    assert (self);
+    if (!service_id || !keel_id_valid (service_id)) {
+        keel_error_set (err, KEEL_ERR_INVALID,
+                        "'%s' is not a service id (1-%d of [A-Za-z0-9_.:-], e.g. a UUID)",
+                        service_id ? service_id : "", KEEL_ID_MAX);
+        return NULL;
+    }
+    if (zhashx_lookup (self->by_id, service_id)) {
+        keel_error_set (err, KEEL_ERR_STATE, "service %s is already open in this driver",
+                        service_id);
+        return NULL;
+    }
+    keel_service_t *service = calloc (1, sizeof *service);
+    keel_actor_open_t *open = calloc (1, sizeof *open);
+    if (!service || !open) {
+        free (service);
+        free (open);
+        keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    service->driver = self;
+    service->mode = mode;
+    service->closed = true; // no tasks from here
+    snprintf (service->id, sizeof service->id, "%s", service_id);
+    snprintf (open->service_id, sizeof open->service_id, "%s", service_id);
+    open->mode = mode;
+    open->reschedule_delay_ms = -1;
+    if (s_command (self, "sp", "OPEN", open) != 0) {
+        keel_actor_open_destroy (&open);
+        free (service);
+        keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+        return NULL;
+    }
+    zlistx_add_end (self->services, service);
+    zhashx_insert (self->by_id, service->id, service);
+    KEEL_INFO ("driver", "%s service=%s", mode == KEEL_ACTOR_WATCH ? "watching" : "attaching",
+               service->id);
+    return service;
+}
+
+keel_service_t *
+keel_session_attach (keel_driver_t *self, const char *service_id, bool all, keel_error_t *err)
+{
+    return s_open_other (self, service_id, all ? KEEL_ACTOR_ATTACH_ALL : KEEL_ACTOR_ATTACH, err);
+}
+
+keel_service_t *
+keel_session_watch (keel_driver_t *self, const char *service_id, keel_error_t *err)
+{
+    return s_open_other (self, service_id, KEEL_ACTOR_WATCH, err);
+}
+
+void
+keel_service_info (const keel_service_t *service, keel_service_info_t *info)
+{
+    assert (service && info);
+    *info = service->info;
+}
+
 keel_err
 keel_service_submit (keel_service_t *service, const void *input, size_t size, uint64_t *task_id_p,
                      keel_error_t *err)
 {
     assert (service);
     keel_driver_t *self = service->driver;
+    if (service->mode != KEEL_ACTOR_SUBMIT)
+        return keel_error_set (err, KEEL_ERR_STATE, "service %s was not opened here: no tasks",
+                               service->id);
     if (service->closed || service->cancelled)
         return keel_error_set (err, KEEL_ERR_STATE, "service %s is %s", service->id,
                                service->cancelled ? "cancelled" : "closed");
@@ -756,6 +852,25 @@ keel_service_close (keel_service_t *service, keel_error_t *err)
         return KEEL_OK;
     service->closed = true;
     return s_service_command (service, "CLOSE", err);
+}
+
+keel_err
+keel_service_detach (keel_service_t *service, keel_error_t *err)
+{
+    assert (service);
+    if (service->mode != KEEL_ACTOR_SUBMIT)
+        return keel_error_set (err, KEEL_ERR_STATE, "service %s was not opened here", service->id);
+    if (service->detaching)
+        return KEEL_OK;
+    service->detaching = true;
+    return s_service_command (service, "DETACH", err);
+}
+
+bool
+keel_service_detached (const keel_service_t *service)
+{
+    assert (service);
+    return service->detached;
 }
 
 keel_err

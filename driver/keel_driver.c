@@ -15,6 +15,7 @@
     terminal, so the two never share a line.
 */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,8 +65,45 @@ typedef struct {
     const char *output_dir;
     keel_jsonl_buf_t line;
     bool write_failed;
-    bool gave_up; // NO_BROKER came: the job ends, later statuses are not news
+    bool gave_up;     // NO_BROKER came: the job ends, later statuses are not news
+    int64_t deadline; // --timeout: monotonic ms; INT64_MAX: none
 } s_job_t;
+
+//  Why a run stopped before its work was done.
+typedef enum { S_STOP_NONE = 0, S_STOP_INTERRUPT, S_STOP_TIMEOUT } s_stop_t;
+
+//  SIGINTs received. The first asks the job to stop (detach or cancel);
+//  the second ends the process at once.
+static volatile sig_atomic_t s_interrupts;
+
+static void
+s_on_sigint (int sig)
+{
+    (void) sig;
+    if (s_interrupts++ > 0)
+        _exit (KEEL_EXIT_INTERRUPTED);
+}
+
+static void
+s_catch_sigint (void)
+{
+    zsys_handler_set (NULL); // CZMQ's own handler would only set zsys_interrupted
+    struct sigaction sa;
+    memset (&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_sigint;
+    sigemptyset (&sa.sa_mask);
+    sigaction (SIGINT, &sa, NULL); // no SA_RESTART: a wait ends with EINTR
+}
+
+static s_stop_t
+s_stopping (const s_job_t *job)
+{
+    if (s_interrupts)
+        return S_STOP_INTERRUPT;
+    if (zclock_mono () >= job->deadline)
+        return S_STOP_TIMEOUT;
+    return S_STOP_NONE;
+}
 
 //  Next input; false at the end. *data stays valid until the next call.
 static bool
@@ -239,8 +277,8 @@ s_on_status (const keel_status_t *status, void *arg)
     s_job_t *job = (s_job_t *) arg;
     if (status->kind == KEEL_STATUS_NO_BROKER)
         job->gave_up = true;
-    if (job->gave_up)
-        return;
+    if (job->gave_up || status->kind == KEEL_STATUS_SERVICE_INFO)
+        return; // wait says what it learnt itself
     s_before_stderr (job);
     if (status->kind == KEEL_STATUS_NOTICE)
         fprintf (stderr, S_PROGRAM ": notice (%s): %s\n",
@@ -368,14 +406,34 @@ s_give_up (keel_driver_t *driver, s_job_t *job, keel_err rc, const char *text)
     return rc == KEEL_ERR_TIMEOUT ? KEEL_EXIT_NOBROKER : KEEL_EXIT_FAILED;
 }
 
+//  Takes every result the library already holds (acknowledged to the
+//  broker: they must be written now).
+static void
+s_take_ready (keel_driver_t *driver, s_job_t *job)
+{
+    keel_result_t *result = NULL;
+    for (int k = 0; k < 10000000; k++) {
+        if (keel_driver_next_result (driver, 0, &result, NULL) != KEEL_OK || !result)
+            break;
+        s_write_result (job, result);
+        keel_result_destroy (&result);
+    }
+}
+
 static int
 s_run (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job_t *job,
-       uint64_t window)
+       uint64_t window, s_stop_t *stop_p)
 {
     bool more = true;
     keel_error_t err = { "" };
-    //  Ends when inputs run out and every result is in, or on an error.
+    *stop_p = S_STOP_NONE;
+    //  Ends when inputs run out and every result is in, on an error, or
+    //  when stopped (Ctrl-C, --timeout).
     for (uint64_t turn = 0; more || keel_driver_outstanding (driver) > 0; turn++) {
+        if ((*stop_p = s_stopping (job)) != S_STOP_NONE) {
+            s_take_ready (driver, job);
+            return KEEL_EXIT_OK;
+        }
         for (uint64_t i = 0; more && i < window && keel_driver_outstanding (driver) < window; i++) {
             const char *data;
             size_t size;
@@ -392,6 +450,8 @@ s_run (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job
             keel_service_close (service, NULL);
         keel_result_t *result = NULL;
         keel_err rc = keel_driver_next_result (driver, 100, &result, &err);
+        if (rc == KEEL_ERR_INTERRUPTED)
+            continue; // a signal: the next turn looks at it
         if (rc != KEEL_OK)
             return s_give_up (driver, job, rc, err.text);
         //  Take every result that is ready before submitting more.
@@ -399,6 +459,8 @@ s_run (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job
             s_write_result (job, result);
             keel_result_destroy (&result);
             rc = keel_driver_next_result (driver, 0, &result, &err);
+            if (rc == KEEL_ERR_INTERRUPTED)
+                break;
             if (rc != KEEL_OK)
                 return s_give_up (driver, job, rc, err.text);
         }
@@ -408,6 +470,238 @@ s_run (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job
         s_progress (job, keel_service_submitted (service), false);
     }
     return KEEL_EXIT_OK;
+}
+
+//  The options that reach the same broker(s), for the commands printed
+//  after a detach ("-c FILE --broker URL ...").
+static void
+s_broker_options (const keel_submit_args_t *args, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = 0;
+    if (args->config_path)
+        used += (size_t) snprintf (out + used, size - used, " -c %s", args->config_path);
+    for (int i = 0; i < args->nsets && used < size; i++)
+        if (strncmp (args->sets[i], "DS", 2) == 0)
+            used += (size_t) snprintf (out + used, size - used, " --set %s", args->sets[i]);
+    if (args->broker && used < size)
+        used += (size_t) snprintf (out + used, size - used, " --broker %s", args->broker);
+    for (int i = 0; i < args->nfailovers && used < size; i++)
+        used += (size_t) snprintf (out + used, size - used, " --failover %s", args->failovers[i]);
+}
+
+//  Waits until keel_service_detach has finished (every task stored), taking
+//  the results the library handed over meanwhile. Bounded by DSBrokerTimeout
+//  through the library: no broker → KEEL_EXIT_NOBROKER.
+static int
+s_finish_detach (keel_driver_t *driver, keel_service_t *service, s_job_t *job)
+{
+    keel_error_t err = { "" };
+    if (keel_service_detach (service, &err) != KEEL_OK
+        || keel_service_close (service, &err) != KEEL_OK) {
+        s_before_stderr (job);
+        fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+        return KEEL_EXIT_FAILED;
+    }
+    //  Each turn waits up to 100 ms; the library ends the wait with "no
+    //  broker reachable" after a whole pass over the broker list.
+    for (uint64_t turn = 0; !keel_service_detached (service); turn++) {
+        keel_result_t *result = NULL;
+        keel_err rc = keel_driver_next_result (driver, 100, &result, &err);
+        if (rc == KEEL_ERR_INTERRUPTED)
+            continue;
+        if (rc != KEEL_OK)
+            return s_give_up (driver, job, rc, err.text);
+        if (result) {
+            s_write_result (job, result);
+            keel_result_destroy (&result);
+        }
+    }
+    s_take_ready (driver, job);
+    return KEEL_EXIT_OK;
+}
+
+//  After a detach: where the service is and how to get at it.
+static void
+s_print_detached (const keel_submit_args_t *args, const char *service_id, const char *why)
+{
+    char options[1024];
+    s_broker_options (args, options, sizeof options);
+    fprintf (stderr,
+             S_PROGRAM ": %s: service %s detached; it runs on at the broker and keeps its results "
+                       "for RetentionHours after the last one\n" S_PROGRAM
+                       ": collect its results: keel-driver%s attach %s\n" S_PROGRAM
+                       ": or cancel it:        keel-admin cancel %s\n",
+             why, service_id, options, service_id, service_id);
+}
+
+//  A run stopped by Ctrl-C or --timeout: detach (or cancel) the service,
+//  say where it is. Returns the exit code.
+static int
+s_stop_run (keel_driver_t *driver, keel_service_t *service, s_job_t *job,
+            const keel_submit_args_t *args, s_stop_t stop)
+{
+    const char *why = stop == S_STOP_INTERRUPT ? "interrupted" : "--timeout passed";
+    int done = stop == S_STOP_INTERRUPT ? KEEL_EXIT_INTERRUPTED : KEEL_EXIT_FAILED;
+    if (stop == S_STOP_INTERRUPT && args->cancel_on_interrupt) {
+        keel_error_t err = { "" };
+        keel_service_cancel (service, &err);
+        //  The waiting tasks come back cancelled at once; CancelService
+        //  leaves with the driver's last messages.
+        keel_driver_wait_all (driver, 2000, NULL);
+        s_take_ready (driver, job);
+        s_before_stderr (job);
+        fprintf (stderr, S_PROGRAM ": interrupted: service %s cancelled\n",
+                 keel_service_id (service));
+        return done;
+    }
+    s_before_stderr (job);
+    fprintf (stderr, S_PROGRAM ": %s: detaching service %s (waiting until every task is stored)\n",
+             why, keel_service_id (service));
+    int code = s_finish_detach (driver, service, job);
+    if (code != KEEL_EXIT_OK)
+        return code;
+    s_out_flush (job);
+    s_before_stderr (job);
+    s_print_detached (args, keel_service_id (service), why);
+    return done;
+}
+
+//  submit --detach: every input submitted with the service detached from
+//  the start (no result is taken here), then the service id on stdout once
+//  every task is stored.
+static int
+s_run_detached (keel_driver_t *driver, keel_service_t *service, s_inputs_t *inputs, s_job_t *job,
+                const keel_submit_args_t *args)
+{
+    keel_error_t err = { "" };
+    if (keel_service_detach (service, &err) != KEEL_OK) {
+        fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+        return KEEL_EXIT_FAILED;
+    }
+    const char *data;
+    size_t size;
+    for (uint64_t n = 0; s_inputs_next (inputs, &data, &size); n++) {
+        if (keel_service_submit (service, data, size, NULL, &err) != KEEL_OK) {
+            fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+            return KEEL_EXIT_FAILED;
+        }
+        if (n % 4096 == 4095 && keel_driver_poll (driver, 0, &err) == KEEL_ERR_TIMEOUT)
+            return s_give_up (driver, job, KEEL_ERR_TIMEOUT, err.text);
+        if (s_stopping (job) != S_STOP_NONE)
+            break; // what was read is submitted and detached
+    }
+    s_stop_t stop = s_stopping (job);
+    int code = s_finish_detach (driver, service, job);
+    if (code != KEEL_EXIT_OK)
+        return code;
+    if (stop != S_STOP_NONE) {
+        s_print_detached (args, keel_service_id (service),
+                          stop == S_STOP_INTERRUPT ? "interrupted" : "--timeout passed");
+        return stop == S_STOP_INTERRUPT ? KEEL_EXIT_INTERRUPTED : KEEL_EXIT_FAILED;
+    }
+    fprintf (stderr, S_PROGRAM ": %" PRIu64 " tasks stored; service %s runs on detached\n",
+             keel_service_submitted (service), keel_service_id (service));
+    printf ("%s\n", keel_service_id (service));
+    fflush (stdout);
+    return KEEL_EXIT_OK;
+}
+
+//  attach: every result not collected yet (--all: every one stored), in
+//  the same lines as submit.
+static int
+s_run_attach (keel_driver_t *driver, s_job_t *job, const keel_submit_args_t *args)
+{
+    keel_error_t err = { "" };
+    keel_service_t *service = keel_session_attach (driver, args->service_id, args->all, &err);
+    if (!service) {
+        fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+        return KEEL_EXIT_USAGE;
+    }
+    keel_service_info_t info;
+    //  Each turn waits up to 100 ms; bounded by --timeout, and by the
+    //  library's "no broker reachable".
+    for (uint64_t turn = 0;; turn++) {
+        keel_service_info (service, &info);
+        if (info.answered && !info.known)
+            return KEEL_EXIT_NO_SERVICE; // the status line said why
+        if (info.answered && keel_driver_outstanding (driver) == 0)
+            break;
+        s_stop_t stop = s_stopping (job);
+        if (stop != S_STOP_NONE) {
+            s_take_ready (driver, job);
+            s_out_flush (job);
+            s_before_stderr (job);
+            fprintf (stderr,
+                     S_PROGRAM ": %s: %" PRIu64 " result(s) not collected; attach again to "
+                               "collect them\n",
+                     stop == S_STOP_INTERRUPT ? "interrupted" : "--timeout passed",
+                     keel_driver_outstanding (driver));
+            return stop == S_STOP_INTERRUPT ? KEEL_EXIT_INTERRUPTED : KEEL_EXIT_FAILED;
+        }
+        keel_result_t *result = NULL;
+        keel_err rc = keel_driver_next_result (driver, 100, &result, &err);
+        if (rc == KEEL_ERR_INTERRUPTED)
+            continue;
+        if (rc != KEEL_OK)
+            return s_give_up (driver, job, rc, err.text);
+        for (int k = 0; result && k < 100000; k++) {
+            s_write_result (job, result);
+            keel_result_destroy (&result);
+            if (keel_driver_next_result (driver, 0, &result, NULL) != KEEL_OK)
+                break;
+        }
+        if (job->out_len && zclock_mono () - job->out_at >= S_OUT_MS)
+            s_out_flush (job);
+        s_progress (job, (uint64_t) (job->ok + job->failed + keel_driver_outstanding (driver)),
+                    false);
+    }
+    return KEEL_EXIT_OK;
+}
+
+//  wait: until the service is complete; 0 when every task succeeded.
+static int
+s_run_wait (keel_driver_t *driver, s_job_t *job, const keel_submit_args_t *args)
+{
+    keel_error_t err = { "" };
+    keel_service_t *service = keel_session_watch (driver, args->service_id, &err);
+    if (!service) {
+        fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+        return KEEL_EXIT_USAGE;
+    }
+    keel_service_info_t info;
+    //  Each turn waits up to 200 ms; bounded by --timeout and the library.
+    for (uint64_t turn = 0;; turn++) {
+        keel_service_info (service, &info);
+        if (info.answered && !info.known) {
+            fprintf (stderr,
+                     S_PROGRAM ": no such service %s: never submitted to this broker, or purged "
+                               "after RetentionHours\n",
+                     args->service_id);
+            return KEEL_EXIT_NO_SERVICE;
+        }
+        if (info.answered && info.complete)
+            break;
+        s_stop_t stop = s_stopping (job);
+        if (stop != S_STOP_NONE) {
+            fprintf (stderr,
+                     S_PROGRAM ": %s: service %s is not complete (%s, %" PRIu64 " of %" PRIu64
+                               " tasks done)\n",
+                     stop == S_STOP_INTERRUPT ? "interrupted" : "--timeout passed",
+                     args->service_id, info.answered ? info.state : "no answer yet", info.done,
+                     info.tasks);
+            return stop == S_STOP_INTERRUPT ? KEEL_EXIT_INTERRUPTED : KEEL_EXIT_FAILED;
+        }
+        keel_err rc = keel_driver_poll (driver, 200, &err);
+        if (rc != KEEL_OK && rc != KEEL_ERR_INTERRUPTED)
+            return s_give_up (driver, job, rc, err.text);
+    }
+    fprintf (stderr,
+             S_PROGRAM ": service %s complete (%s): %" PRIu64 " tasks, %" PRIu64 " ok, %" PRIu64
+                       " failed, %" PRIu64 " result(s) not collected\n",
+             args->service_id, info.state, info.tasks, info.done - info.failed, info.failed,
+             info.unacked);
+    return info.failed > 0 || info.done < info.tasks ? KEEL_EXIT_FAILED : KEEL_EXIT_OK;
 }
 
 int
@@ -457,9 +751,10 @@ main (int argc, char **argv)
                      && fstat (STDERR_FILENO, &err_st) == 0 && out_st.st_rdev == err_st.st_rdev;
     job.output_dir = args.output_dir;
     job.total = -1;
+    job.deadline = args.timeout_ms > 0 ? zclock_mono () + args.timeout_ms : INT64_MAX;
     int code = KEEL_EXIT_USAGE;
     keel_driver_t *driver = NULL;
-    if (args.input == KEEL_INPUT_FILE) {
+    if (args.command == KEEL_COMMAND_SUBMIT && args.input == KEEL_INPUT_FILE) {
         inputs.file = streq (args.input_file, "-") ? stdin : fopen (args.input_file, "r");
         if (!inputs.file) {
             fprintf (stderr, S_PROGRAM ": --input-file: cannot open '%s': %s\n", args.input_file,
@@ -472,7 +767,7 @@ main (int argc, char **argv)
             goto done;
         }
     }
-    else
+    else if (args.command == KEEL_COMMAND_SUBMIT)
         job.total = args.input == KEEL_INPUT_TEXT ? args.count : args.range_to - args.range_from;
     if (args.output_dir) {
         struct stat st;
@@ -498,12 +793,29 @@ main (int argc, char **argv)
         close (fd);
         unlink (probe);
     }
+    s_catch_sigint ();
     driver = keel_driver_new_from_settings (settings, &err);
     if (!driver) {
         fprintf (stderr, S_PROGRAM ": %s\n", err.text);
         goto done;
     }
     keel_driver_set_status_handler (driver, s_on_status, &job);
+    if (args.command != KEEL_COMMAND_SUBMIT) {
+        int64_t began = job.started = zclock_mono ();
+        if (args.command == KEEL_COMMAND_WAIT)
+            code = s_run_wait (driver, &job, &args);
+        else {
+            code = s_run_attach (driver, &job, &args);
+            s_out_flush (&job);
+            s_clear_progress (&job);
+            if (code == KEEL_EXIT_OK || code == KEEL_EXIT_INTERRUPTED
+                || (code == KEEL_EXIT_FAILED && job.ok + job.failed > 0))
+                s_summary (&job, &inputs, (zclock_mono () - began) / 1000.0);
+            if (code == KEEL_EXIT_OK && (job.failed > 0 || job.write_failed))
+                code = KEEL_EXIT_FAILED;
+        }
+        goto done;
+    }
     keel_service_options_t options;
     keel_service_options_init (&options, args.service);
     if (args.has_priority)
@@ -516,8 +828,15 @@ main (int argc, char **argv)
         goto done;
     }
     int64_t started = job.started = zclock_mono ();
+    if (args.detach) {
+        code = s_run_detached (driver, service, &inputs, &job, &args);
+        goto done;
+    }
     int64_t window = keel_driver_cfg_DSMaxUnaccepted (settings);
-    code = s_run (driver, service, &inputs, &job, (uint64_t) (window > 0 ? window : 1));
+    s_stop_t stop = S_STOP_NONE;
+    code = s_run (driver, service, &inputs, &job, (uint64_t) (window > 0 ? window : 1), &stop);
+    if (code == KEEL_EXIT_OK && stop != S_STOP_NONE)
+        code = s_stop_run (driver, service, &job, &args, stop);
     s_out_flush (&job);
     s_progress (&job, keel_service_submitted (service), true);
     s_clear_progress (&job);

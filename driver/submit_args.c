@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "settings.h"
 #include "wire.h"
 
 enum {
@@ -24,7 +25,11 @@ enum {
     S_OPT_MAX_ATTEMPTS,
     S_OPT_OUTPUT_DIR,
     S_OPT_LOG_LEVEL,
-    S_OPT_MARKDOWN
+    S_OPT_MARKDOWN,
+    S_OPT_DETACH,
+    S_OPT_ALL,
+    S_OPT_TIMEOUT,
+    S_OPT_CANCEL_ON_INTERRUPT
 };
 
 static const struct option s_options[] = {
@@ -44,6 +49,10 @@ static const struct option s_options[] = {
     { "output-dir", required_argument, NULL, S_OPT_OUTPUT_DIR },
     { "log-level", required_argument, NULL, S_OPT_LOG_LEVEL },
     { "config-markdown", no_argument, NULL, S_OPT_MARKDOWN },
+    { "detach", no_argument, NULL, S_OPT_DETACH },
+    { "all", no_argument, NULL, S_OPT_ALL },
+    { "timeout", required_argument, NULL, S_OPT_TIMEOUT },
+    { "cancel-on-interrupt", no_argument, NULL, S_OPT_CANCEL_ON_INTERRUPT },
     { NULL, 0, NULL, 0 }
 };
 
@@ -96,15 +105,49 @@ s_parse_range (const char *text, keel_submit_args_t *args, keel_error_t *err)
                            text ? text : "");
 }
 
+//  attach and wait: one SERVICE_ID, none of submit's options.
 static keel_err
-s_check (keel_submit_args_t *args, const char *command, bool count_given, int sources,
-         keel_error_t *err)
+s_check_other (keel_submit_args_t *args, const char *command, const char *id, int sources,
+               keel_error_t *err)
+{
+    if (!id)
+        return keel_error_set (err, KEEL_ERR_INVALID, "%s: SERVICE_ID is required", command);
+    if (!keel_id_valid (id))
+        return keel_error_set (err, KEEL_ERR_INVALID,
+                               "%s: '%s' is not a service id (1-%d of [A-Za-z0-9_.:-], e.g. "
+                               "the UUID submit printed)",
+                               command, id, KEEL_ID_MAX);
+    args->service_id = id;
+    if (args->service || sources || args->has_priority || args->has_max_attempts || args->detach
+        || args->cancel_on_interrupt)
+        return keel_error_set (err, KEEL_ERR_INVALID,
+                               "%s: --service, inputs, --priority, --max-attempts, --detach and "
+                               "--cancel-on-interrupt go with submit",
+                               command);
+    if (args->all && args->command != KEEL_COMMAND_ATTACH)
+        return keel_error_set (err, KEEL_ERR_INVALID, "--all goes with attach");
+    if (args->output_dir && args->command != KEEL_COMMAND_ATTACH)
+        return keel_error_set (err, KEEL_ERR_INVALID, "--output-dir goes with submit and attach");
+    return KEEL_OK;
+}
+
+static keel_err
+s_check (keel_submit_args_t *args, const char *command, const char *id, bool count_given,
+         int sources, keel_error_t *err)
 {
     if (!command)
-        return keel_error_set (err, KEEL_ERR_INVALID, "missing command (submit)");
+        return keel_error_set (err, KEEL_ERR_INVALID, "missing command (submit, attach or wait)");
+    if (strcmp (command, "attach") == 0 || strcmp (command, "wait") == 0) {
+        args->command = command[0] == 'a' ? KEEL_COMMAND_ATTACH : KEEL_COMMAND_WAIT;
+        return s_check_other (args, command, id, sources, err);
+    }
     if (strcmp (command, "submit") != 0)
-        return keel_error_set (err, KEEL_ERR_INVALID, "unknown command '%s' (expected submit)",
-                               command);
+        return keel_error_set (err, KEEL_ERR_INVALID,
+                               "unknown command '%s' (expected submit, attach or wait)", command);
+    if (id)
+        return keel_error_set (err, KEEL_ERR_INVALID, "unexpected argument '%s'", id);
+    if (args->all)
+        return keel_error_set (err, KEEL_ERR_INVALID, "--all goes with attach");
     if (!args->service)
         return keel_error_set (err, KEEL_ERR_INVALID, "submit: --service NAME is required");
     if (!keel_type_name_valid (args->service))
@@ -211,6 +254,25 @@ keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_er
             case S_OPT_LOG_LEVEL:
                 args->log_level = optarg;
                 break;
+            case S_OPT_DETACH:
+                args->detach = true;
+                break;
+            case S_OPT_ALL:
+                args->all = true;
+                break;
+            case S_OPT_CANCEL_ON_INTERRUPT:
+                args->cancel_on_interrupt = true;
+                break;
+            case S_OPT_TIMEOUT: {
+                keel_error_t why = { "" };
+                if (keel_duration_parse (optarg, "s", &args->timeout_ms, &why) != KEEL_OK
+                    || args->timeout_ms <= 0)
+                    return keel_error_set (err, KEEL_ERR_INVALID,
+                                           "--timeout: expected a duration above 0 (e.g. 30s, "
+                                           "5m, 2h; a bare number is seconds), got '%s'",
+                                           optarg);
+                break;
+            }
             case ':':
                 if (optopt && optopt < 256)
                     return keel_error_set (err, KEEL_ERR_INVALID, "option '-%c' needs a value",
@@ -227,9 +289,10 @@ keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_er
     if (args->help || args->version || args->config_markdown)
         return KEEL_OK;
     const char *command = optind < argc ? argv[optind] : NULL;
-    if (optind + 1 < argc)
-        return keel_error_set (err, KEEL_ERR_INVALID, "unexpected argument '%s'", argv[optind + 1]);
-    return s_check (args, command, count_given, sources, err);
+    const char *id = optind + 1 < argc ? argv[optind + 1] : NULL;
+    if (optind + 2 < argc)
+        return keel_error_set (err, KEEL_ERR_INVALID, "unexpected argument '%s'", argv[optind + 2]);
+    return s_check (args, command, id, count_given, sources, err);
 }
 
 void
@@ -248,10 +311,19 @@ keel_submit_args_usage (FILE *out)
     fprintf (
         out,
         "usage: keel-driver [-c FILE] [--set KEY=VALUE]... submit --service NAME INPUT [OPTIONS]\n"
+        "       keel-driver [-c FILE] [--set KEY=VALUE]... attach SERVICE_ID [--all] [OPTIONS]\n"
+        "       keel-driver [-c FILE] [--set KEY=VALUE]... wait SERVICE_ID [OPTIONS]\n"
         "       keel-driver --help | --version\n"
         "\n"
-        "Submits one service of tasks to a Keel broker and writes one JSON line per\n"
-        "task to stdout, in completion order.\n"
+        "submit: submits one service of tasks to a Keel broker and writes one JSON\n"
+        "line per task to stdout, in completion order.\n"
+        "attach: takes over a service submitted earlier (by submit --detach, an\n"
+        "interrupted or killed submit, any process) and writes the same lines for\n"
+        "every result no one has collected yet (--all: every result still stored).\n"
+        "Each result is collected once: a second attach gets only what the first\n"
+        "did not take. The service is closed to new tasks.\n"
+        "wait: waits until a service is complete (closed or cancelled, no task\n"
+        "queued or running) without taking its results.\n"
         "\n"
         "INPUT (exactly one):\n"
         "  --input TEXT [--count N]   N tasks (default 1) with input TEXT\n"
@@ -266,6 +338,16 @@ keel_submit_args_usage (FILE *out)
         "  --max-attempts N           task failures before giving up (0: broker default)\n"
         "  --output-dir DIR           write outputs to DIR/<task>.out\n"
         "  --log-level LEVEL          error|warn|info|debug (LogLevel)\n"
+        "  --detach                   submit: once every task is stored at the broker,\n"
+        "                             print the service id on stdout and exit 0; the\n"
+        "                             service runs on with no driver (collect its\n"
+        "                             results later with attach)\n"
+        "  --timeout DURATION         bound the whole run (30s, 5m, 2h; bare: seconds);\n"
+        "                             then submit detaches the service (print its id,\n"
+        "                             exit 1) and attach/wait give up (exit 1)\n"
+        "  --cancel-on-interrupt      submit: Ctrl-C cancels the service instead of\n"
+        "                             detaching it\n"
+        "  --all                      attach: every result still stored, collected or not\n"
         "  -h, --help                 this text\n"
         "  -V, --version              print the version\n"
         "\n"
@@ -287,6 +369,18 @@ keel_submit_args_usage (FILE *out)
         "a progress bar with tasks/s and an ETA, cleared before anything else is\n"
         "written to that terminal.\n"
         "\n"
-        "Exit: 0 every task succeeded, 1 some failed, 2 usage or configuration error,\n"
-        "3 no broker reachable in time.\n");
+        "Interrupt: the first Ctrl-C (SIGINT) detaches the service: keel-driver\n"
+        "prints the results it has, waits until every task submitted is stored,\n"
+        "prints the service id with the keel-driver attach and keel-admin cancel\n"
+        "commands for it on stderr, and exits 130 (the input not yet read is not\n"
+        "submitted). With --cancel-on-interrupt it cancels the service instead.\n"
+        "A second Ctrl-C ends keel-driver at once. A service no driver collects is\n"
+        "purged RetentionHours (broker) after its last result.\n"
+        "\n"
+        "Exit: 0 every task succeeded (submit --detach: every task stored; wait: the\n"
+        "service completed and every task succeeded), 1 some failed (or --timeout\n"
+        "passed), 2 usage or configuration error (a malformed SERVICE_ID included),\n"
+        "3 no broker reachable in time, 4 no such service (attach, wait: the broker\n"
+        "does not know SERVICE_ID: never submitted there, or purged), 130\n"
+        "interrupted (the service was detached or cancelled).\n");
 }

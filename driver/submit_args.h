@@ -5,6 +5,9 @@
                   (--input TEXT [--count N] | --input-file FILE | --range A:B)
                   [--broker URL] [--failover URL]... [--priority N]
                   [--max-attempts N] [--output-dir DIR] [--log-level LEVEL]
+                  [--detach] [--timeout DURATION] [--cancel-on-interrupt]
+      keel-driver [...] attach SERVICE_ID [--all] [--output-dir DIR] [--timeout DURATION]
+      keel-driver [...] wait SERVICE_ID [--timeout DURATION]
       keel-driver --help | --version
 
     Strings in keel_submit_args_t point into argv; the arrays are owned by
@@ -25,8 +28,26 @@ typedef enum {
     KEEL_INPUT_RANGE // --range A:B, inputs A..B-1 in decimal
 } keel_input_kind_t;
 
+typedef enum {
+    KEEL_COMMAND_SUBMIT = 0,
+    KEEL_COMMAND_ATTACH, // collect a service's results (keel_session_attach)
+    KEEL_COMMAND_WAIT    // wait until a service is complete (keel_session_watch)
+} keel_command_t;
+
+// keel-driver's exit code for a service id the broker does not know (never
+// submitted there, or purged after RetentionHours): attach and wait.
+#define KEEL_EXIT_NO_SERVICE  4
+// ... and after an interrupt (SIGINT) that detached or cancelled the service.
+#define KEEL_EXIT_INTERRUPTED 130
+
 typedef struct {
     bool help;
+    keel_command_t command;
+    const char *service_id; // attach, wait: the SERVICE_ID argument
+    bool detach;            // submit --detach
+    bool all;               // attach --all
+    bool cancel_on_interrupt;
+    int64_t timeout_ms; // --timeout; 0: none
     bool version;
     bool config_markdown;    // hidden: print the settings as Markdown (docs/configuration.md)
     const char *config_path; // -c

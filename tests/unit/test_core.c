@@ -646,6 +646,79 @@ Test (core, a_cancelled_service_is_purged_with_unacknowledged_results)
                         "a closed service went before its results were acknowledged");
 }
 
+// A service no connected driver has (submit --detach, a driver killed)
+// is purged RetentionHours after its last result, acknowledged or not,
+// open or closed; not while a task of it runs, and not while its driver
+// is attached.
+Test (core, an_abandoned_service_is_purged_after_its_last_result_acknowledged_or_not)
+{
+    s_hello ();
+    const char *ids[] = { "open", "closed", "busy" };
+    for (int i = 0; i < 3; i++) {
+        s_submit_service (ids[i]);
+        s_submit_tasks (ids[i], 2);
+    }
+    s_commit (true);
+    for (int i = 0; i < 3; i++) {
+        keel_service_rec_t *svc = s_service (ids[i]);
+        for (uint64_t t = 0; t < (i == 2 ? 1u : 2u); t++) {
+            keel_task_result_t *r = calloc (1, sizeof *r);
+            r->status = KEEL__TASK_STATUS__STATUS_OK;
+            keel_core_task_finished (core, svc, t, r, KEEL_TASK_STATE_DONE);
+        }
+    }
+    cr_assert (keel_core_service_to (core, s_service ("closed"), KEEL_SERVICE_CLOSED));
+    s_tick (1);
+    cr_assert_eq (keel_core_purge_now (core, 0), 0, "purged while its driver is attached");
+    keel_model_driver (keel_core_model (core), "d1")->connected = false; // gone
+    cr_assert_eq (keel_core_purge_now (core, 3600 * 1000), 0, "purged before its retention");
+    cr_assert_eq (keel_core_purge_now (core, 0), 2);
+    cr_assert_null (keel_model_service (keel_core_model (core), "open"));
+    cr_assert_null (keel_model_service (keel_core_model (core), "closed"));
+    cr_assert_not_null (keel_model_service (keel_core_model (core), "busy"),
+                        "purged with a task still queued");
+}
+
+// DriverHello.attach: the service moves to the attaching driver, is closed
+// to new tasks, and its unacknowledged results are sent; with `all` the
+// acknowledged ones too. An unknown id is answered known = false.
+Test (core, an_attach_takes_the_service_over_closes_it_and_resends_its_results)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 3);
+    s_commit (true);
+    keel_service_rec_t *svc = s_service ("s1");
+    for (uint64_t t = 0; t < 2; t++) {
+        keel_task_result_t *r = calloc (1, sizeof *r);
+        r->status = KEEL__TASK_STATUS__STATUS_OK;
+        keel_core_task_finished (core, svc, t, r, KEEL_TASK_STATE_DONE);
+    }
+    keel_service_task (svc, 0)->acked = 1; // collected by the first driver
+    svc->unacked--;
+    keel_core_send_results (core);
+    for (int all = 0; all < 2; all++) {
+        Keel__Envelope env;
+        Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
+        Keel__AttachService a[2];
+        keel_item_attach (&a[0], "s1", all);
+        keel_item_attach (&a[1], "nope", false);
+        Keel__AttachService *ptrs[] = { &a[0], &a[1] };
+        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+        hello.driver_id = "d2";
+        hello.n_attach = 2;
+        hello.attach = ptrs;
+        env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
+        env.driver_hello = &hello;
+        keel_core_message (core, drv_route, &env);
+        cr_assert_str_eq (svc->driver_id, "d2", "the service is not bound to the attacher");
+        cr_assert_eq (svc->state, KEEL_SERVICE_CLOSED, "an attached service takes no more tasks");
+        cr_assert_eq (core->nresults, all ? 2u : 1u, "results queued for the attacher (all=%d)",
+                      all);
+        keel_core_send_results (core);
+    }
+}
+
 // An execution whose engine goes silent waits for a claim until the
 // engine's tasks are due elsewhere; a claim at login takes it back.
 Test (core, a_lost_engines_execution_awaits_a_claim_then_runs_again_or_is_requeued)

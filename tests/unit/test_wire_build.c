@@ -1138,8 +1138,12 @@ Test (wire_build, every_body_has_a_builder_from_an_allowed_sender)
     keel_pair_heartbeat_args_t beat = { .state = KEEL__PAIR_STATE__PAIR_STATE_ACTIVE,
                                         .role = "primary",
                                         .endpoints = "tcp://127.0.0.1:1" };
+    Keel__ServiceInfo info;
+    keel__service_info__init (&info);
+    info.service_id = (char *) S_SERVICE;
+    Keel__ServiceInfo *infos[] = { &info };
     bool seen[128] = { false };
-    size_t count = 33;
+    size_t count = 35;
     for (size_t i = 0; i < count; i++) {
         keel_msg_t m;
         keel_env_t *env = NULL;
@@ -1243,6 +1247,12 @@ Test (wire_build, every_body_has_a_builder_from_an_allowed_sender)
                 break;
             case 32:
                 env = keel_msg_pair_handover (&m, 1);
+                break;
+            case 33:
+                env = keel_msg_service_query (&m, ids, 1);
+                break;
+            case 34:
+                env = keel_msg_service_status (&m, infos, 1);
                 break;
         }
         cr_assert_not_null (env);

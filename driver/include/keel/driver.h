@@ -109,13 +109,23 @@ typedef enum {
     //  Added after the first release (new kinds only ever go at the end, so
     //  the values above never change; a handler should ignore kinds it
     //  does not know).
-    KEEL_STATUS_CONNECTING // not connected yet: what the driver is trying and for how long.
-                           // Once at start (level INFO: "connecting to tcp://b1:7070,
-                           // retrying for 5 min (DSBrokerTimeout)"), then every
-                           // DSBrokerTimeout/3 (at least 1 s, at most 30 s) while no broker
-                           // answers (level WARNING: "still connecting to ... after 30 s;
-                           // retrying for 4 min 30 s more ..."). LOST and TRYING texts
-                           // also say for how long the broker will be retried.
+    KEEL_STATUS_CONNECTING,  // not connected yet: what the driver is trying and for how long.
+                             // Once at start (level INFO: "connecting to tcp://b1:7070,
+                             // retrying for 5 min (DSBrokerTimeout)"), then every
+                             // DSBrokerTimeout/3 (at least 1 s, at most 30 s) while no broker
+                             // answers (level WARNING: "still connecting to ... after 30 s;
+                             // retrying for 4 min 30 s more ..."). LOST and TRYING texts
+                             // also say for how long the broker will be retried.
+    KEEL_STATUS_ATTACHED,    // keel_session_attach: a broker answered for the service
+                             // (service_id). INFO: attached, the text says how many results
+                             // come; ERROR: the broker does not know it (never submitted
+                             // there, or purged): the attach failed, nothing will come
+                             // (keel_service_info says known = false); WARNING: a broker the
+                             // driver moved to does not know it (the driver keeps waiting)
+    KEEL_STATUS_DETACHED,    // keel_service_detach finished: every task is stored, the service
+                             // is closed to new tasks and its results stay at the broker
+    KEEL_STATUS_SERVICE_INFO // keel_session_watch: fresh news of the service
+                             // (keel_service_info); about once a second
 } keel_status_kind_t;
 
 typedef enum {
@@ -243,6 +253,70 @@ keel_err keel_service_close (keel_service_t *service, keel_error_t *err);
 // ones. Every task still waiting for its result is delivered as
 // KEEL_TASK_CANCELLED (once; a result already in flight may win instead).
 keel_err keel_service_cancel (keel_service_t *service, keel_error_t *err);
+
+// ---------------------------------------------------------------- collecting later
+//
+// Submit now, collect later, from any process (docs/services.md). A
+// service lives at its broker without a driver: its tasks run and its
+// results wait there, unacknowledged, until a driver attaches and takes
+// them, or until RetentionHours after its last result (then it is purged,
+// results and all). keel-driver's submit --detach, attach and wait are
+// these calls.
+
+// What a broker last said of a service (keel_service_info).
+typedef struct {
+    bool answered;    // a broker has answered about it; the fields below are its answer
+    bool known;       // the broker has it (false: never submitted there, or purged)
+    char state[16];   // "open", "closed", "cancelled" or "detached" (a failover broker's)
+    uint64_t tasks;   // tasks stored
+    uint64_t done;    // tasks ended (ok, failed, cancelled)
+    uint64_t failed;  // ... of which failed or cancelled
+    uint64_t unacked; // results no driver has acknowledged
+    bool complete;    // closed or cancelled, and no task queued or running
+} keel_service_info_t;
+
+// Gives the service up without cancelling it. Tasks may still be
+// submitted until keel_service_close; once the service is closed, the
+// library keeps (re)submitting until every task submitted is Accepted
+// (stored) by the broker, then closes the service there (no more tasks)
+// and forgets it: a KEEL_STATUS_DETACHED event, and keel_service_detached
+// turns true. (Detach first and then submit, as keel-driver submit
+// --detach does, to leave every result at the broker.) From the call on, the service's
+// results are neither delivered nor acknowledged: they wait at the broker
+// for keel_session_attach. Results delivered before the call stay
+// delivered (acknowledged). keel_driver_outstanding stops counting the
+// service's tasks once it is detached.
+keel_err keel_service_detach (keel_service_t *service, keel_error_t *err);
+// True once a keel_service_detach has finished.
+bool keel_service_detached (const keel_service_t *service);
+
+// Takes over the service service_id (a UUID another driver submitted, or
+// this program in an earlier life) to collect its results: returns a
+// handle at once (NULL and KEEL_ERR_INVALID for an id that is not 1-64 of
+// [A-Za-z0-9_.:-]); the broker's answer comes as a KEEL_STATUS_ATTACHED
+// event (keel_service_info: known or not). The broker binds the service to
+// this driver, closes it to new tasks (what is stored is the whole
+// service) and sends every result no driver has acknowledged yet — with
+// all, every result it still stores. Each is delivered once, like any
+// result, and acknowledged, so a later attach gets only the rest: across
+// attaches, each result reaches one application once (as long as an
+// application does not die between taking a result and keeping it:
+// the library acknowledges a result once handed over). Across broker
+// failover and restart it behaves like a service this driver submitted.
+// keel_driver_outstanding and keel_driver_wait_all count its results
+// once the broker has answered; tasks still running are waited for.
+keel_service_t *keel_session_attach (keel_driver_t *self, const char *service_id, bool all,
+                                     keel_error_t *err);
+
+// Follows the service service_id without taking it over (no results):
+// about once a second the broker says how it stands, as a
+// KEEL_STATUS_SERVICE_INFO event and in keel_service_info. For
+// keel-driver wait.
+keel_service_t *keel_session_watch (keel_driver_t *self, const char *service_id, keel_error_t *err);
+
+// What a broker last said of an attached or watched service (answered is
+// false before the first answer, and for a service opened here).
+void keel_service_info (const keel_service_t *service, keel_service_info_t *info);
 
 // ---------------------------------------------------------------- msgpack invocations
 //
