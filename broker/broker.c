@@ -136,8 +136,15 @@ s_sync_failed (keel_broker_t *self, const keel_error_t *err)
 static void
 s_collect (keel_broker_t *self)
 {
-    if (!self->nanswers || self->fatal)
+    if (self->fatal)
         return;
+    if (!self->nanswers) {
+        // Transactions of the store's own (a member's lease renewal) are
+        // answered too: read, or the poller wakes for them for ever.
+        if (keel_store_answer_fd (self->store) >= 0)
+            keel_store_collect (self->store, NULL);
+        return;
+    }
     keel_error_t err = { "" };
     uint64_t confirmed = keel_store_collect (self->store, &err);
     size_t n = 0;

@@ -283,6 +283,8 @@ keel_store_pg_tick (keel_store_pg_t *self, bool paused)
     if (self->lost_lock)
         return KEEL_STORE_FENCED;
     if (self->role == KEEL_STORE_SERVING) {
+        if (self->nflights && self->conn)
+            keel_store_pg_collect (self, NULL); // the last renewal's answer, if it came
         // A renewal of its own when no turn carried one: one more
         // transaction in flight, answered like a turn's.
         if (now >= self->renew_at && !self->in_txn && self->nflights < KEEL_STORE_PG_FLIGHTS

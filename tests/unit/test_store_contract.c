@@ -1221,6 +1221,25 @@ Test (store_pg, a_second_member_stands_by_and_serves_when_the_first_closes)
     keel_store_destroy (&second);
 }
 
+// An idle serving member keeps its lease by ticking alone (its renewals
+// are transactions of their own, answered while nothing else is): a
+// standby never takes over from it.
+Test (store_pg, an_idle_serving_member_keeps_its_lease)
+{
+    keel_store_t *first = s_open ();
+    keel_store_member_setup (first, "tcp://127.0.0.1:1001", 500);
+    keel_store_t *second = s_open ();
+    keel_store_member_setup (second, "tcp://127.0.0.1:1002", 500);
+    for (int i = 0; i < 60; i++) { // 3 s: six leases
+        cr_assert_eq (keel_store_tick (first, false), KEEL_STORE_SERVING);
+        cr_assert_eq (keel_store_tick (second, false), KEEL_STORE_STANDBY,
+                      "the standby took over from a member that renews");
+        usleep (50 * 1000);
+    }
+    keel_store_destroy (&second);
+    keel_store_destroy (&first);
+}
+
 // A serving member that stops renewing (a paused broker) loses the store
 // once its lease has passed: a standby ends its session and serves. The
 // paused member's next writes are refused (fenced), never stored; it
