@@ -770,8 +770,7 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         keel_broker_destroy (&self);
         return NULL;
     }
-    if (self->member)
-        keel_core_set_pair_peer (self->core, keel_broker_member_peer (self->member));
+    keel_broker_member_tell_core (self->member);
     self->router = s_bind_router (keel_broker_cfg_Endpoint (settings),
                                   keel_broker_cfg_MaxMessageSize (settings), err, "Endpoint");
     if (!self->router) {

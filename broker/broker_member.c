@@ -21,6 +21,10 @@ struct _keel_broker_member_t {
     int64_t next_tick; // monotonic ms
     int64_t last_turn; // monotonic ms, for noticing a pause
     char peer[256];    // first other live member's endpoint (the core points here)
+    // The live members' endpoints for welcomes (the core points here).
+    char endpoints[KEEL_STORE_MEMBERS_MAX][256];
+    char *listed[KEEL_STORE_MEMBERS_MAX];
+    size_t nlisted;
     uint64_t takeovers, fenced, fenced_writes, clients_refused;
     keel_ratelimit_t refused_rl;
 };
@@ -44,6 +48,23 @@ s_note_peer (keel_broker_member_t *self)
             snprintf (self->peer, sizeof self->peer, "%s", m[i].endpoint);
             break;
         }
+    self->nlisted = 0;
+    for (size_t i = 0; i < n && self->nlisted < KEEL_STORE_MEMBERS_MAX; i++)
+        if (m[i].endpoint[0]) {
+            snprintf (self->endpoints[self->nlisted], sizeof self->endpoints[0], "%s",
+                      m[i].endpoint);
+            self->listed[self->nlisted] = self->endpoints[self->nlisted];
+            self->nlisted++;
+        }
+}
+
+void
+keel_broker_member_tell_core (keel_broker_member_t *self)
+{
+    if (!self)
+        return;
+    keel_core_set_pair_peer (self->broker->core, self->peer);
+    keel_core_set_cluster_members (self->broker->core, self->listed, &self->nlisted);
 }
 
 static void
@@ -60,7 +81,7 @@ s_serve (keel_broker_member_t *self)
     }
     self->role = KEEL_STORE_SERVING;
     self->takeovers++;
-    keel_core_set_pair_peer (broker->core, self->peer);
+    keel_broker_member_tell_core (self);
 }
 
 static void

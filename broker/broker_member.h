@@ -62,6 +62,9 @@ void keel_broker_member_refuse (keel_broker_member_t *self, zframe_t *route);
 
 // The first other live member's endpoint ("" when none), for welcomes.
 const char *keel_broker_member_peer (const keel_broker_member_t *self);
+// Points the core's welcomes at the member's peer and live members (after
+// the core is made; the strings change in place at each tick). NULL: no-op.
+void keel_broker_member_tell_core (keel_broker_member_t *self);
 
 // keel-admin status: the cluster's part (pointers valid until the next turn).
 void keel_broker_member_status (const keel_broker_member_t *self, keel_admin_cluster_t *status);

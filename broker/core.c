@@ -414,6 +414,13 @@ keel_core_set_pair_peer (keel_core_t *self, const char *peer)
 }
 
 void
+keel_core_set_cluster_members (keel_core_t *self, char **members, const size_t *n)
+{
+    self->cluster_members = members;
+    self->ncluster_members = n;
+}
+
+void
 keel_core_set_metrics (keel_core_t *self, keel_metrics_t *metrics)
 {
     self->metrics = metrics;

@@ -171,6 +171,10 @@ const char *keel_core_name (const keel_core_t *self);
 // DriverWelcome and LoginReply (pair_peer). The string is the caller's and
 // may change in place; NULL or "": not in a pair.
 void keel_core_set_pair_peer (keel_core_t *self, const char *peer);
+// A member of a shared store: the live members' endpoints, named in every
+// DriverWelcome and LoginReply (cluster_members). The array is the
+// caller's (it may change in place; *n is read at each welcome); NULL: none.
+void keel_core_set_cluster_members (keel_core_t *self, char **members, const size_t *n);
 // Where the core reports task run times and queue waits (metrics.h; the
 // caller's, it outlives the core). NULL: nowhere (the default).
 void keel_core_set_metrics (keel_core_t *self, keel_metrics_t *metrics);

@@ -448,6 +448,8 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
     keel_env_t *welcome = keel_msg_driver_welcome (
         &msg, self->name, self->epoch, (uint64_t) self->heartbeat_ms, unknown, nunknown);
     keel_msg_set_pair_peer (&msg, self->pair_peer && *self->pair_peer ? self->pair_peer : NULL);
+    if (self->ncluster_members)
+        keel_msg_set_cluster_members (&msg, self->cluster_members, *self->ncluster_members);
     s_held_t held;
     s_held_build (self, hello, &held);
     keel_msg_set_welcome_held (&msg, held.ptrs, held.n, self->pair_alone);

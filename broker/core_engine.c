@@ -355,6 +355,8 @@ s_login_reply (keel_core_t *self, keel_engine_t *engine, Keel__TaskVerdict **ver
                                      .n_verdicts = n };
     keel_env_t *reply = keel_msg_login_reply (&msg, &args);
     keel_msg_set_pair_peer (&msg, self->pair_peer && *self->pair_peer ? self->pair_peer : NULL);
+    if (self->ncluster_members)
+        keel_msg_set_cluster_members (&msg, self->cluster_members, *self->ncluster_members);
     keel_core_send_engine (self, engine, reply);
 }
 

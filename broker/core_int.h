@@ -77,9 +77,11 @@ typedef struct {
 struct _keel_core_t {
     keel_settings_t *settings;
     char name[128];
-    const char *pair_peer; // a pair's peer (keel_core_set_pair_peer), NULL: none
-    char pair_notice[300]; // told once to every driver after a takeover ("": none)
-    bool pair_alone;       // a pair's active with no peer attached (Accepted.alone)
+    const char *pair_peer;          // a pair's peer (keel_core_set_pair_peer), NULL: none
+    char **cluster_members;         // a shared store's live members (keel_core_set_cluster_members)
+    const size_t *ncluster_members; // ... how many, NULL: none
+    char pair_notice[300];          // told once to every driver after a takeover ("": none)
+    bool pair_alone;                // a pair's active with no peer attached (Accepted.alone)
     // Settings read once per change (keel_core_apply_settings).
     int64_t heartbeat_ms;
     int64_t engine_timeout_ms;

@@ -112,6 +112,19 @@ keel_msg_set_pair_peer (keel_msg_t *msg, const char *peer)
 }
 
 void
+keel_msg_set_cluster_members (keel_msg_t *msg, char **members, size_t n)
+{
+    if (msg->env.body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME) {
+        msg->body.driver_welcome.cluster_members = members;
+        msg->body.driver_welcome.n_cluster_members = n;
+    }
+    else if (msg->env.body_case == KEEL__ENVELOPE__BODY_LOGIN_REPLY) {
+        msg->body.login_reply.cluster_members = members;
+        msg->body.login_reply.n_cluster_members = n;
+    }
+}
+
+void
 keel_msg_set_welcome_held (keel_msg_t *msg, Keel__DeliveredTasks **held, size_t n, bool alone)
 {
     if (msg->env.body_case != KEEL__ENVELOPE__BODY_DRIVER_WELCOME)

@@ -105,6 +105,9 @@ keel_env_t *keel_msg_driver_welcome (keel_msg_t *msg, const char *broker_name, u
 
 // Passive: "go to the active broker of my pair". active, reason NULL: absent.
 keel_env_t *keel_msg_passive (keel_msg_t *msg, const char *active, const char *reason);
+// DriverWelcome / LoginReply: the live members of a shared store (borrowed:
+// they must outlive the send).
+void keel_msg_set_cluster_members (keel_msg_t *msg, char **members, size_t n);
 
 // Sets pair_peer on the DriverWelcome or LoginReply just built in msg
 // (peer NULL: absent, as built).

@@ -262,6 +262,21 @@ s_check_service_status (const keel_env_t *env, const char *w, keel_error_t *err)
     return s_service_infos (err, w, "services", m->n_services, m->services);
 }
 
+// cluster_members: at most KEEL_MEMBERS_MAX non-empty endpoints.
+static bool
+s_members (keel_error_t *err, const char *w, size_t n, char **members)
+{
+    if (!s_count (err, w, "cluster_members", n, 0, KEEL_MEMBERS_MAX))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char where[64];
+        snprintf (where, sizeof where, "%s: cluster_members[%zu]", w, i);
+        if (!s_text (err, where, "endpoint", members[i], true, KEEL_ENDPOINT_MAX))
+            return false;
+    }
+    return true;
+}
+
 static bool
 s_check_driver_welcome (const keel_env_t *env, const char *w, keel_error_t *err)
 {
@@ -273,6 +288,7 @@ s_check_driver_welcome (const keel_env_t *env, const char *w, keel_error_t *err)
         return s_fail (err, w, "heartbeat_ms: below %d", S_MIN_HEARTBEAT_MS);
     return s_id_list (err, w, "unknown_services", m->n_unknown_services, m->unknown_services, 0)
            && s_text (err, w, "pair_peer", m->pair_peer, false, KEEL_TEXT_MAX)
+           && s_members (err, w, m->n_cluster_members, m->cluster_members)
            && s_delivered (err, w, "held", m->n_held, m->held)
            && s_service_infos (err, w, "attached", m->n_attached, m->attached);
 }
@@ -461,7 +477,8 @@ s_check_login_reply (const keel_env_t *env, const char *w, keel_error_t *err)
     if (!s_has (err, w, "ok", m->has_ok)
         || !s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX)
         || !s_text (err, w, "broker_name", m->broker_name, false, KEEL_TEXT_MAX)
-        || !s_count (err, w, "verdicts", m->n_verdicts, 0, KEEL_LIST_MAX))
+        || !s_count (err, w, "verdicts", m->n_verdicts, 0, KEEL_LIST_MAX)
+        || !s_members (err, w, m->n_cluster_members, m->cluster_members))
         return false;
     if (m->ok) {
         if (!s_has (err, w, "heartbeat_ms", m->has_heartbeat_ms)

@@ -27,6 +27,8 @@
 #define KEEL_LIST_MAX             100000 // entries in any repeated field
 #define KEEL_BATCH_MAX            4096   // Assigns in an AssignBatch, Results in a ResultBatch
 #define KEEL_DEFAULT_MAX_MSG_SIZE (64 * 1024 * 1024)
+#define KEEL_MEMBERS_MAX          16  // cluster_members in a welcome
+#define KEEL_ENDPOINT_MAX         255 // an endpoint's length
 
 typedef Keel__Envelope keel_env_t;
 

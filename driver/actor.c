@@ -160,7 +160,7 @@ s_handle_probe (keel_actor_t *self)
             //  The primary came back passive: no failback in a pair.
             KEEL_LOG_LIMITED (&self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT,
                               "primary %s answered the probe: passive active=%s reason=\"%s\"",
-                              self->config->brokers[0],
+                              keel_session_endpoint (self->session, 0),
                               env->passive->active ? env->passive->active : "?",
                               env->passive->reason ? env->passive->reason : "");
             keel_session_input_t in = { .event = KEEL_SESSION_EV_PROBE_PASSIVE,
@@ -169,7 +169,8 @@ s_handle_probe (keel_actor_t *self)
         }
         else if (env && env->body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME
                  && keel_actor_admit (self, env, 0, zclock_mono ())) {
-            KEEL_INFO (S_COMPONENT, "primary %s answered the probe", self->config->brokers[0]);
+            KEEL_INFO (S_COMPONENT, "primary %s answered the probe",
+                       keel_session_endpoint (self->session, 0));
             self->welcome = env;
             keel_session_input_t in = { .event = KEEL_SESSION_EV_PROBE_WELCOME,
                                         .heartbeat_ms = env->driver_welcome->heartbeat_ms,

@@ -378,10 +378,10 @@ s_detached (keel_actor_t *self, keel_actor_service_t *svc)
     snprintf (text, sizeof text,
               "service %s detached: %" PRIu64 " task(s) stored at %s; its results wait there",
               svc->open->service_id, keel_outstanding_next_id (svc->tasks),
-              self->config->brokers[keel_session_broker (self->session)]);
+              keel_session_endpoint (self->session, keel_session_broker (self->session)));
     s_status (self, KEEL_STATUS_DETACHED, KEEL_LEVEL_INFO,
-              self->config->brokers[keel_session_broker (self->session)], svc->open->service_id,
-              text);
+              keel_session_endpoint (self->session, keel_session_broker (self->session)),
+              svc->open->service_id, text);
 }
 
 #define S_WATCH_MS 1000 // ServiceQuery interval for watched services
@@ -567,7 +567,7 @@ static void
 s_welcome_attached (keel_actor_t *self, keel_actor_service_t *svc)
 {
     const char *id = svc->open->service_id;
-    const char *broker = self->config->brokers[keel_session_broker (self->session)];
+    const char *broker = keel_session_endpoint (self->session, keel_session_broker (self->session));
     const Keel__ServiceInfo *info = s_attached_info (self->welcome, id);
     char text[KEEL_TEXT_MAX];
     keel_actor_status_t *status;
@@ -691,12 +691,12 @@ s_tell_delivered (keel_actor_t *self)
                 msgs++;
             }
             if (ids)
-                KEEL_LOG_LIMITED (&self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT,
-                                  "told %s: results held service=%s tasks=%" PRIu64
-                                  " messages=%zu outstanding=%zu",
-                                  self->config->brokers[keel_session_broker (self->session)],
-                                  svc->open->service_id, ids, msgs,
-                                  keel_outstanding_count (svc->tasks));
+                KEEL_LOG_LIMITED (
+                    &self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT,
+                    "told %s: results held service=%s tasks=%" PRIu64
+                    " messages=%zu outstanding=%zu",
+                    keel_session_endpoint (self->session, keel_session_broker (self->session)),
+                    svc->open->service_id, ids, msgs, keel_outstanding_count (svc->tasks));
         }
         svc = zlistx_next (self->services);
     }
@@ -712,9 +712,10 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
         switch (action->what) {
             case KEEL_SESSION_DO_CONNECT:
                 zsock_destroy (&self->main);
-                self->main = s_dealer_new (config->brokers[action->broker]);
+                self->main = s_dealer_new (keel_session_endpoint (self->session, action->broker));
                 self->gen++;
-                KEEL_DEBUG (S_COMPONENT, "hello to %s", config->brokers[action->broker]);
+                KEEL_DEBUG (S_COMPONENT, "hello to %s",
+                            keel_session_endpoint (self->session, action->broker));
                 s_send_hello (self, self->main, action->broker == 0);
                 break;
             case KEEL_SESSION_DO_HELLO:
@@ -734,7 +735,7 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
                 break;
             case KEEL_SESSION_DO_PROBE_OPEN:
                 zsock_destroy (&self->probe);
-                self->probe = s_dealer_new (config->brokers[0]);
+                self->probe = s_dealer_new (keel_session_endpoint (self->session, 0));
                 self->gen++;
                 s_send_hello (self, self->probe, true);
                 break;
@@ -792,21 +793,23 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
                     default:
                         break;
                 }
-                s_status (self, kind, level, config->brokers[keel_session_broker (self->session)],
-                          NULL, action->text);
+                s_status (
+                    self, kind, level,
+                    keel_session_endpoint (self->session, keel_session_broker (self->session)),
+                    NULL, action->text);
                 break;
             }
             case KEEL_SESSION_DO_GIVE_UP: {
                 char text[KEEL_TEXT_MAX], timeout[32];
                 keel_session_duration_text (config->broker_timeout_ms, timeout, sizeof timeout);
-                if (config->nbrokers == 1)
+                if (keel_session_nbrokers (self->session) == 1)
                     snprintf (text, sizeof text,
                               "no broker reachable: %s did not answer for %s (DSBrokerTimeout)",
-                              config->brokers[0], timeout);
+                              keel_session_endpoint (self->session, 0), timeout);
                 else
                     snprintf (text, sizeof text,
                               "no broker reachable: %d brokers tried for %s each (DSBrokerTimeout)",
-                              config->nbrokers, timeout);
+                              keel_session_nbrokers (self->session), timeout);
                 s_status (self, KEEL_STATUS_NO_BROKER, KEEL_LEVEL_ERROR, "", NULL, text);
                 break;
             }
@@ -831,20 +834,37 @@ keel_actor_apply (keel_actor_t *self, const keel_session_input_t *in)
     s_run_actions (self, &out);
 }
 
+// A welcome from a member of a shared store lists the live members: the
+// ones this driver was not configured with become brokers it may turn to.
+static void
+s_learn_members (keel_actor_t *self, const Keel__DriverWelcome *w)
+{
+    for (size_t i = 0; i < w->n_cluster_members; i++) {
+        int before = keel_session_nbrokers (self->session);
+        int at = keel_session_learn (self->session, w->cluster_members[i]);
+        if (at >= before)
+            KEEL_INFO (S_COMPONENT, "broker %s is a member of the cluster: added as broker %d",
+                       w->cluster_members[i], at);
+    }
+}
+
 bool
 keel_actor_admit (keel_actor_t *self, const keel_env_t *env, int broker, int64_t now)
 {
     bool welcome = env->body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME;
     if (keel_session_admit (self->session, broker, welcome,
                             welcome ? env->driver_welcome->pair_peer : NULL, env->has_epoch,
-                            env->epoch))
+                            env->epoch)) {
+        if (welcome)
+            s_learn_members (self, env->driver_welcome);
         return true;
+    }
     KEEL_LOG_LIMITED (&self->rl_stale, now, KEEL_LOG_INFO, S_COMPONENT,
                       "dropped %s from %s: epoch %" PRIu64
                       " is below the highest its pair has shown (a deposed active broker) "
                       "dropped=%" PRIu64,
-                      keel_wire_body_name (env), self->config->brokers[broker], env->epoch,
-                      keel_session_stale_count (self->session));
+                      keel_wire_body_name (env), keel_session_endpoint (self->session, broker),
+                      env->epoch, keel_session_stale_count (self->session));
     return false;
 }
 
@@ -986,14 +1006,14 @@ s_on_notice (keel_actor_t *self, const Keel__Notice *notice)
     else if (notice->level == KEEL__NOTICE_LEVEL__NOTICE_ERROR)
         level = KEEL_LEVEL_ERROR;
     s_status (self, KEEL_STATUS_NOTICE, level,
-              self->config->brokers[keel_session_broker (self->session)], notice->service_id,
-              notice->text ? notice->text : "");
+              keel_session_endpoint (self->session, keel_session_broker (self->session)),
+              notice->service_id, notice->text ? notice->text : "");
 }
 
 static void
 s_on_service_status (keel_actor_t *self, const Keel__ServiceStatus *st)
 {
-    const char *broker = self->config->brokers[keel_session_broker (self->session)];
+    const char *broker = keel_session_endpoint (self->session, keel_session_broker (self->session));
     for (size_t i = 0; i < st->n_services; i++) {
         const Keel__ServiceInfo *info = st->services[i];
         keel_actor_service_t *svc = zhashx_lookup (self->by_id, info->service_id);
@@ -1046,11 +1066,12 @@ keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now)
             break;
         }
         case KEEL__ENVELOPE__BODY_PASSIVE: {
-            KEEL_LOG_LIMITED (&self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
-                              "passive broker=%s active=%s reason=\"%s\"",
-                              self->config->brokers[keel_session_broker (self->session)],
-                              env->passive->active ? env->passive->active : "?",
-                              env->passive->reason ? env->passive->reason : "");
+            KEEL_LOG_LIMITED (
+                &self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
+                "passive broker=%s active=%s reason=\"%s\"",
+                keel_session_endpoint (self->session, keel_session_broker (self->session)),
+                env->passive->active ? env->passive->active : "?",
+                env->passive->reason ? env->passive->reason : "");
             keel_session_input_t in = { .event = KEEL_SESSION_EV_PASSIVE,
                                         .active = env->passive->active,
                                         .reason = env->passive->reason };

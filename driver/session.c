@@ -54,6 +54,7 @@ struct _keel_session_t {
     int pending;         // CONNECTING: broker to connect to at attempt_deadline (-1: none)
     bool pending_forget; // FORGET_ACCEPTED before that move (not a move within a pair)
     uint64_t stale;      // messages dropped for a stale epoch
+    int learned;         // brokers added from welcomes' cluster_members (keel_session_learn)
 };
 
 static void
@@ -576,6 +577,49 @@ keel_session_new (const keel_session_config_t *config, int64_t now)
                s_min (S_PROGRESS_MAX_MS, config->broker_timeout_ms / S_PROGRESS_PER_TIMEOUT));
     self->progress_next = now + self->progress_ms;
     return self;
+}
+
+int
+keel_session_learn (keel_session_t *self, const char *endpoint)
+{
+    assert (self);
+    if (!keel_endpoint_named (endpoint) || strlen (endpoint) > 255)
+        return -1;
+    int known = keel_session_find_broker (self, endpoint);
+    if (known >= 0)
+        return known;
+    if (self->learned >= KEEL_SESSION_LEARNED_MAX)
+        return -1;
+    int n = self->config.nbrokers;
+    char **brokers = realloc (self->brokers, (size_t) (n + 1) * sizeof *brokers);
+    if (!brokers)
+        return -1;
+    self->brokers = brokers;
+    s_pair_t *pairs = realloc (self->pairs, (size_t) (n + 1) * sizeof *pairs);
+    if (!pairs)
+        return -1;
+    self->pairs = pairs;
+    self->brokers[n] = strdup (endpoint);
+    if (!self->brokers[n])
+        return -1;
+    self->pairs[n] = (s_pair_t) { .peer = -1 };
+    self->config.nbrokers = n + 1;
+    self->learned++;
+    return n;
+}
+
+const char *
+keel_session_endpoint (const keel_session_t *self, int broker)
+{
+    assert (self);
+    return broker >= 0 && broker < self->config.nbrokers ? self->brokers[broker] : "?";
+}
+
+int
+keel_session_nbrokers (const keel_session_t *self)
+{
+    assert (self);
+    return self->config.nbrokers;
 }
 
 void

@@ -221,6 +221,19 @@ int keel_session_pair_peer (const keel_session_t *self, int broker);
 // trailing blanks are trimmed from both; -1: none.
 int keel_session_find_broker (const keel_session_t *self, const char *endpoint);
 
+// A member of a shared store listed in a welcome (cluster_members): added
+// after the brokers known so far, so that the session may turn to it (as
+// a failover broker, or as a pair peer the welcome names), and returned
+// with its index; an endpoint already known returns its index. -1 for a
+// blank or over-long endpoint, or past KEEL_SESSION_LEARNED_MAX learned
+// brokers (or out of memory). Call before applying the welcome.
+#define KEEL_SESSION_LEARNED_MAX 16
+int keel_session_learn (keel_session_t *self, const char *endpoint);
+// Endpoint of broker i ("?" out of range), and how many brokers there are
+// (configured plus learned).
+const char *keel_session_endpoint (const keel_session_t *self, int broker);
+int keel_session_nbrokers (const keel_session_t *self);
+
 // Liveness bookkeeping: any message received on the session socket, and
 // any message sent on it.
 void keel_session_received (keel_session_t *self, int64_t now);

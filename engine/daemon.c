@@ -166,7 +166,7 @@ s_op_connect (void *arg, int index)
 {
     keel_daemon_t *self = arg;
     zsock_destroy (&self->dealer);
-    self->dealer = s_dealer_new (self, self->cfg->brokers[index], true);
+    self->dealer = s_dealer_new (self, keel_engine_session_endpoint (self->session, index), true);
     self->dealer_gen++;
     return self->dealer != NULL;
 }
@@ -284,7 +284,7 @@ s_op_probe_open (void *arg)
     keel_daemon_t *self = arg;
     zsock_destroy (&self->probe);
     //  No ZMQ_IMMEDIATE here: the probe heartbeat waits for the connection.
-    self->probe = s_dealer_new (self, self->cfg->brokers[0], false);
+    self->probe = s_dealer_new (self, keel_engine_session_endpoint (self->session, 0), false);
     if (self->probe && !s_send_heartbeat (self, self->probe))
         zsock_destroy (&self->probe);
     return self->probe != NULL;
@@ -435,9 +435,9 @@ s_metrics_turn (keel_daemon_t *self)
         .engine_id = keel_statedir_engine_id (self->statedir),
         .session_id = self->session_id,
         .state = keel_engine_session_state_name (state),
-        .broker = state == KEEL_ENGINE_SESSION_ONLINE
-                      ? self->cfg->brokers[keel_engine_session_broker (self->session)]
-                      : "",
+        .broker = state == KEEL_ENGINE_SESSION_ONLINE ? keel_engine_session_endpoint (
+                      self->session, keel_engine_session_broker (self->session))
+                                                      : "",
         .slots = self->cfg->slots,
         .running = running,
         .held_results = held > running ? held - running : 0,

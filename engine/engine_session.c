@@ -51,7 +51,35 @@ struct _keel_engine_session_t {
     unsigned jumped;       // brokers a Passive sent the session to in this round (bit i: broker i)
     char broker_name[128]; // the name in the last LoginReply
     char moved_from[128];  // moving home: the failover broker left ("" otherwise)
+    // Members of a shared store that LoginReply.cluster_members named,
+    // after the configured brokers (owned copies; see s_endpoint).
+    char *learned[KEEL_ENGINE_MAX_BROKERS];
+    int nlearned;
 };
+
+static int
+s_nconfigured (const keel_engine_session_t *self)
+{
+    return self->cfg->n_brokers < KEEL_ENGINE_MAX_BROKERS ? self->cfg->n_brokers
+                                                          : KEEL_ENGINE_MAX_BROKERS;
+}
+
+// Brokers: the configured ones, then the learned ones.
+static int
+s_nbrokers (const keel_engine_session_t *self)
+{
+    int n = s_nconfigured (self) + self->nlearned;
+    return n < KEEL_ENGINE_MAX_BROKERS ? n : KEEL_ENGINE_MAX_BROKERS;
+}
+
+static const char *
+s_endpoint (const keel_engine_session_t *self, int i)
+{
+    int c = s_nconfigured (self);
+    if (i < 0 || i >= s_nbrokers (self))
+        return "?";
+    return i < c ? self->cfg->brokers[i] : self->learned[i - c];
+}
 
 static const char *s_state_names[] = { "offline", "logging-in", "online", "stopped" };
 
@@ -84,8 +112,36 @@ keel_engine_session_destroy (keel_engine_session_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    free (*self_p);
+    keel_engine_session_t *self = *self_p;
+    for (int i = 0; i < self->nlearned; i++)
+        free (self->learned[i]);
+    free (self);
     *self_p = NULL;
+}
+
+int
+keel_engine_session_learn (keel_engine_session_t *self, const char *endpoint)
+{
+    if (!keel_endpoint_named (endpoint) || strlen (endpoint) > 255)
+        return -1;
+    int known = keel_engine_session_find_broker (self, endpoint);
+    if (known >= 0)
+        return known;
+    if (s_nbrokers (self) >= KEEL_ENGINE_MAX_BROKERS)
+        return -1;
+    char *copy = strdup (endpoint);
+    if (!copy)
+        return -1;
+    self->learned[self->nlearned++] = copy;
+    KEEL_INFO ("engine", "broker %s is a member of the cluster: added as broker %d", copy,
+               s_nbrokers (self) - 1);
+    return s_nbrokers (self) - 1;
+}
+
+const char *
+keel_engine_session_endpoint (const keel_engine_session_t *self, int broker)
+{
+    return s_endpoint (self, broker);
 }
 
 keel_engine_session_state_t
@@ -143,9 +199,11 @@ keel_engine_session_wants_writable (const keel_engine_session_t *self)
 int
 keel_engine_session_find_broker (const keel_engine_session_t *self, const char *endpoint)
 {
-    int n = self->cfg->n_brokers < KEEL_ENGINE_MAX_BROKERS ? self->cfg->n_brokers
-                                                           : KEEL_ENGINE_MAX_BROKERS;
-    return keel_endpoint_find ((const char *const *) self->cfg->brokers, n, endpoint);
+    int n = s_nbrokers (self);
+    for (int i = 0; i < n; i++)
+        if (keel_endpoint_find ((const char *const[]) { s_endpoint (self, i) }, 1, endpoint) == 0)
+            return i;
+    return -1;
 }
 
 int
@@ -188,7 +246,7 @@ keel_engine_session_stale (const keel_engine_session_t *self, const keel_env_t *
     if (!s_epoch_checked (self, env, &peer))
         return false;
     uint64_t high = self->pair_epoch[b];
-    for (int i = 0; i < self->cfg->n_brokers && i < KEEL_ENGINE_MAX_BROKERS; i++)
+    for (int i = 0; i < s_nbrokers (self) && i < KEEL_ENGINE_MAX_BROKERS; i++)
         if (i != b && (i == peer || self->pair_peer[i] == b) && self->paired[i]
             && self->pair_epoch[i] > high)
             high = self->pair_epoch[i];
@@ -269,7 +327,7 @@ static void s_try_failed (keel_engine_session_t *self, int64_t now);
 static void
 s_start_login (keel_engine_session_t *self, int64_t now)
 {
-    const char *endpoint = self->cfg->brokers[self->broker];
+    const char *endpoint = s_endpoint (self, self->broker);
     if (!self->ops->connect (self->arg, self->broker)) {
         KEEL_WARN ("engine", "cannot connect broker=%s", endpoint);
         s_try_failed (self, now);
@@ -295,7 +353,7 @@ s_go_offline (keel_engine_session_t *self, int64_t now)
     self->offline_since = now;
     if (peer >= 0)
         KEEL_INFO ("engine", "trying the pair peer first broker=%s lost=%s",
-                   self->cfg->brokers[peer], self->cfg->brokers[self->broker]);
+                   s_endpoint (self, peer), s_endpoint (self, self->broker));
     self->broker = peer >= 0 ? peer : 0;
     self->rounds_failed = 0;
     self->jumped = 0;
@@ -313,7 +371,7 @@ s_try_failed (keel_engine_session_t *self, int64_t now)
     self->ops->disconnect (self->arg);
     self->broker++;
     self->retry_at = now;
-    if (self->broker >= self->cfg->n_brokers) {
+    if (self->broker >= s_nbrokers (self)) {
         self->broker = 0;
         self->jumped = 0;
         self->rounds_failed++;
@@ -331,8 +389,8 @@ s_try_failed (keel_engine_session_t *self, int64_t now)
 static void
 s_move_to_primary (keel_engine_session_t *self, int64_t now, const char *why)
 {
-    KEEL_INFO ("engine", "moving to primary broker=%s from=%s reason=\"%s\"", self->cfg->brokers[0],
-               self->cfg->brokers[self->broker], why);
+    KEEL_INFO ("engine", "moving to primary broker=%s from=%s reason=\"%s\"", s_endpoint (self, 0),
+               s_endpoint (self, self->broker), why);
     if (self->broker != 0) {
         self->ops->send_logoff (self->arg, "moving");
         snprintf (self->moved_from, sizeof self->moved_from, "%s", self->broker_name);
@@ -349,6 +407,8 @@ static void
 s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
 {
     const Keel__LoginReply *reply = env->login_reply;
+    for (size_t i = 0; i < reply->n_cluster_members; i++)
+        keel_engine_session_learn (self, reply->cluster_members[i]);
     s_note_pair (self, reply->pair_peer);
     self->jumped = 0;
     self->heartbeat_ms = (int64_t) reply->heartbeat_ms;
@@ -370,7 +430,7 @@ s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
     KEEL_INFO ("engine",
                "logged in broker=%s name=%s slots=%d heartbeat_ms=%lld "
                "engine_timeout_ms=%lld verdicts=%zu pair_peer=%s",
-               self->cfg->brokers[self->broker], reply->broker_name ? reply->broker_name : "?",
+               s_endpoint (self, self->broker), reply->broker_name ? reply->broker_name : "?",
                self->cfg->slots, (long long) self->heartbeat_ms,
                (long long) self->engine_timeout_ms, reply->n_verdicts,
                reply->pair_peer ? reply->pair_peer : "-");
@@ -390,7 +450,7 @@ s_passive (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
     int from = self->broker;
     int target = keel_engine_session_find_broker (self, passive->active);
     KEEL_INFO ("engine", "broker is passive broker=%s active=%s reason=\"%s\"",
-               self->cfg->brokers[from], passive->active ? passive->active : "?",
+               s_endpoint (self, from), passive->active ? passive->active : "?",
                passive->reason ? passive->reason : "");
     if (self->state == KEEL_ENGINE_SESSION_ONLINE) {
         //  Left ONLINE: the Engine Timeout counts from now; a fresh round.
@@ -399,7 +459,7 @@ s_passive (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
         self->jumped = 0;
     }
     if ((target < 0 || target == from) && self->state == KEEL_ENGINE_SESSION_ONLINE)
-        target = (from + 1) % self->cfg->n_brokers; // a fresh round from the next broker
+        target = (from + 1) % s_nbrokers (self); // a fresh round from the next broker
     if (target >= 0 && target != from && target < KEEL_ENGINE_MAX_BROKERS
         && !(self->jumped & (1u << target))) {
         self->jumped |= 1u << target;
@@ -495,7 +555,7 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
                     break;
                 case KEEL_ENGINE_SEV_LOGIN_REFUSED:
                     KEEL_WARN ("engine", "login refused broker=%s error=\"%s\"",
-                               self->cfg->brokers[self->broker],
+                               s_endpoint (self, self->broker),
                                env->login_reply->error ? env->login_reply->error : "");
                     s_try_failed (self, now);
                     break;
@@ -505,11 +565,11 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
                 case KEEL_ENGINE_SEV_LOGIN_TIMEOUT:
                     if (self->rounds_failed < S_QUIET_ROUNDS)
                         KEEL_INFO ("engine", "no login reply broker=%s connected=%s",
-                                   self->cfg->brokers[self->broker],
+                                   s_endpoint (self, self->broker),
                                    self->login_sent ? "yes" : "no");
                     else
                         KEEL_DEBUG ("engine", "no login reply broker=%s connected=%s",
-                                    self->cfg->brokers[self->broker],
+                                    s_endpoint (self, self->broker),
                                     self->login_sent ? "yes" : "no");
                     s_try_failed (self, now);
                     break;
@@ -532,7 +592,7 @@ keel_engine_session_event (keel_engine_session_t *self, keel_engine_session_even
                     break;
                 case KEEL_ENGINE_SEV_BROKER_SILENT:
                     KEEL_WARN ("engine", "offline: broker silent broker=%s silent_ms=%lld",
-                               self->cfg->brokers[self->broker],
+                               s_endpoint (self, self->broker),
                                (long long) (now - self->clock.last_recv));
                     s_go_offline (self, now);
                     break;

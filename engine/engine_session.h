@@ -172,6 +172,15 @@ void keel_engine_session_on_probe_passive (keel_engine_session_t *self, const ch
 bool keel_engine_session_stale (const keel_engine_session_t *self, const keel_env_t *env);
 // The configured broker its LoginReply named as pair peer of broker; -1: none.
 int keel_engine_session_pair_peer (const keel_engine_session_t *self, int broker);
+
+// A member of a shared store a LoginReply listed (cluster_members): added
+// after the brokers known so far (up to KEEL_ENGINE_MAX_BROKERS in all), so
+// the engine may turn to it; returns its index (an endpoint already known:
+// its index), -1 when blank, over-long or no room. The session learns the
+// members of every LoginReply itself; this is for tests and the daemon.
+int keel_engine_session_learn (keel_engine_session_t *self, const char *endpoint);
+// Endpoint of broker i, configured or learned ("?" out of range).
+const char *keel_engine_session_endpoint (const keel_engine_session_t *self, int broker);
 // The configured broker whose endpoint is `endpoint` once both are trimmed
 // of leading and trailing blanks; -1: none.
 int keel_engine_session_find_broker (const keel_engine_session_t *self, const char *endpoint);

@@ -1,8 +1,10 @@
 /*  test_cluster.c — several brokers on one PostgreSQL database
     (Store=postgresql://, docs/operations.md §4 "Several brokers on one
     database"): one member serves, the others stand by and send clients to
-    it; kill -9 of the serving member makes a standby serve at once (its
-    clients turn to it without waiting DSBrokerTimeout, engines claim their
+    it; welcomes list the members, so clients configured with one member
+    learn the others; kill -9 of the serving member makes a standby serve
+    at once (its clients turn to it without waiting DSBrokerTimeout,
+    engines claim their
     running tasks, nothing is resubmitted or run again); a serving member
     paused past its lease is taken over and, when it runs again, fenced:
     its writes refused and counted, it stands by as a new member. A private
@@ -80,8 +82,10 @@ Test (cluster, kill9_of_the_serving_member_makes_the_standby_serve_at_once, .ini
     s_plan (&c, "2s");
     s_start (&c);
     long long epoch_a = ft_status (&c.a, "epoch");
-    // engine2 is configured with B first: B stands by and sends it to A.
-    pid_t e1 = ft_engine_start (&c.a, &c.b, "engine1", 1, NULL);
+    // engine1 and the driver know only A: A's welcome lists B, and they
+    // turn to B when A is gone. engine2 is configured with B first: B
+    // stands by and sends it to A.
+    pid_t e1 = ft_engine_start (&c.a, NULL, "engine1", 1, NULL);
     pid_t e2 = ft_engine_start (&c.b, &c.a, "engine2", 1, NULL);
     HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&c.a, 2, 15000),
                     "engines not online on A");
@@ -90,13 +94,16 @@ Test (cluster, kill9_of_the_serving_member_makes_the_standby_serve_at_once, .ini
     // 400 tasks of 20 ms on 2 slots: about 4 s of work. DSBrokerTimeout
     // far above the test's patience: the driver must turn to B at once.
     const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
-    const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
-    pid_t driver = ft_driver_start ("driver", &c.a, &c.b, driver_sets, submit);
+    const char *driver_sets[] = { "DSBrokerTimeout=120s", "LogLevel=info", NULL };
+    pid_t driver = ft_driver_start ("driver", &c.a, NULL, driver_sets, submit);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
     HARNESS_ASSERT (ft_wait_status (&c.a, "counters.tasks_submitted", 400, 15000),
                     "A did not get the 400 tasks");
     pt_lines_wait_t some = { "driver.out", 20 };
     HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
+    HARNESS_ASSERT (ft_log_has ("driver.err", "is a member of the cluster")
+                        && ft_log_has ("engine1.err", "is a member of the cluster"),
+                    "the driver or engine1 did not learn B from A's welcome");
     long before = pt_lines ("driver.out");
     HARNESS_ASSERT (before < 300, "the batch was nearly done before the kill (%ld)", before);
     HARNESS_ASSERT (harness_kill9 (c.a.pid), "broker A did not die");

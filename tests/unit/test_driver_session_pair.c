@@ -2,6 +2,7 @@
     pair (DESIGN §6): pair peers named by welcomes, Passive, epochs. Driven
     with invented times (no sockets), as test_driver_session.c. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "driver_session_fake.h"
@@ -391,5 +392,47 @@ Test (driver_session_pair, messages_without_an_epoch_are_not_checked)
     cr_assert (keel_session_admit (s, 0, true, S_B, true, 8));
     s_welcome (s, S_B, 0, &out);
     cr_assert (keel_session_admit (s, 0, false, NULL, false, 0));
+    keel_session_destroy (&s);
+}
+
+// ---------------------------------------------------------------- cluster members
+
+// A welcome from a member of a shared store lists the members: the ones
+// the driver was not configured with are learned (after the configured
+// ones), and the pair peer the welcome names is then one it turns to.
+Test (driver_session_pair, learns_cluster_members_and_turns_to_a_learned_peer)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session (1, 0);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    cr_assert_eq (keel_session_learn (s, S_A), 0, "a configured broker keeps its index");
+    cr_assert_eq (keel_session_learn (s, " " S_B " "), 1);
+    cr_assert_eq (keel_session_learn (s, S_B), 1, "learned once");
+    cr_assert_eq (keel_session_learn (s, "  "), -1, "a blank endpoint is not a broker");
+    cr_assert_eq (keel_session_nbrokers (s), 2);
+    cr_assert_str_eq (keel_session_endpoint (s, 1), " " S_B " ");
+    s_welcome (s, S_B, 0, &out);
+    keel_session_received (s, 0);
+    cr_assert_eq (keel_session_pair_peer (s, 0), 1);
+    keel_session_step (s, KEEL_SESSION_EV_TICK, 0, 3000, &out);
+    int connect = s_find (&out, KEEL_SESSION_DO_CONNECT);
+    cr_assert_geq (connect, 0);
+    cr_assert_eq (out.actions[connect].broker, 1, "turns to the learned member at once");
+    cr_assert_not (s_has (&out, KEEL_SESSION_DO_FORGET_ACCEPTED));
+    keel_session_destroy (&s);
+}
+
+Test (driver_session_pair, learns_at_most_a_bounded_number_of_members)
+{
+    keel_session_t *s = s_session (1, 0);
+    char endpoint[64];
+    int learned = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf (endpoint, sizeof endpoint, "tcp://member-%d:1", i);
+        if (keel_session_learn (s, endpoint) >= 0)
+            learned++;
+    }
+    cr_assert_eq (learned, KEEL_SESSION_LEARNED_MAX);
+    cr_assert_eq (keel_session_nbrokers (s), 1 + KEEL_SESSION_LEARNED_MAX);
     keel_session_destroy (&s);
 }

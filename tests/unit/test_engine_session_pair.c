@@ -295,3 +295,33 @@ Test (engine_session_pair, epochs_of_standalone_brokers_are_not_compared)
     cr_assert (s_login_reply (NULL, 3, 1600), "a restarted standalone broker");
     cr_assert_eq (keel_engine_session_state (s_session), KEEL_ENGINE_SESSION_ONLINE);
 }
+
+//  A LoginReply from a member of a shared store lists the members: those
+//  the engine was not configured with are learned, and a learned pair
+//  peer is followed at once when the broker goes silent.
+Test (engine_session_pair, learns_cluster_members_from_the_login_reply_and_follows_them)
+{
+    keel_engine_session_tick (s_session, 0);
+    Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
+    reply.has_ok = reply.ok = true;
+    reply.has_heartbeat_ms = reply.has_engine_timeout_ms = true;
+    reply.heartbeat_ms = 500;
+    reply.engine_timeout_ms = 60000;
+    reply.broker_name = "b";
+    char *members[] = { S_A, "tcp://member-c:3", S_B, "  " };
+    reply.cluster_members = members;
+    reply.n_cluster_members = 4;
+    reply.pair_peer = "tcp://member-c:3";
+    keel_env_t env;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
+    env.has_epoch = true;
+    env.epoch = 3;
+    env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
+    env.login_reply = &reply;
+    cr_assert (keel_engine_session_on_message (s_session, &env, 0));
+    cr_assert_str_eq (keel_engine_session_endpoint (s_session, 2), "tcp://member-c:3");
+    cr_assert_str_eq (keel_engine_session_endpoint (s_session, 3), "?", "blank: not learned");
+    cr_assert_eq (keel_engine_session_pair_peer (s_session, 0), 2);
+    keel_engine_session_tick (s_session, 1500); // silent for 3·H
+    cr_assert_eq (keel_engine_session_broker (s_session), 2, "the learned peer at once");
+}

@@ -1426,3 +1426,25 @@ Test (wire, rejects_hostile_ranges_of_results_held)
     env->result_ack->n_delivered = 2, env->result_ack->delivered = ok;
     s_expect_rejected (env, "result_ack: delivered: not allowed from a broker");
 }
+
+// cluster_members (a shared store's members in DriverWelcome and
+// LoginReply): at most KEEL_MEMBERS_MAX endpoints, none blank or over-long.
+Test (wire, bounds_the_cluster_members_of_welcomes)
+{
+    s_msg_t m;
+    char *members[KEEL_MEMBERS_MAX + 1];
+    for (int i = 0; i <= KEEL_MEMBERS_MAX; i++)
+        members[i] = "tcp://member:1";
+    keel_env_t *env =
+        s_build (&m, KEEL__ENVELOPE__BODY_DRIVER_WELCOME, KEEL__SENDER_KIND__SENDER_BROKER);
+    env->driver_welcome->cluster_members = members;
+    env->driver_welcome->n_cluster_members = KEEL_MEMBERS_MAX;
+    cr_assert_eq (keel_wire_validate (env, NULL), KEEL_OK);
+    env->driver_welcome->n_cluster_members = KEEL_MEMBERS_MAX + 1;
+    s_expect_rejected (env, "cluster_members");
+    env = s_build (&m, KEEL__ENVELOPE__BODY_LOGIN_REPLY, KEEL__SENDER_KIND__SENDER_BROKER);
+    members[1] = "";
+    env->login_reply->cluster_members = members;
+    env->login_reply->n_cluster_members = 2;
+    s_expect_rejected (env, "cluster_members[1]");
+}
