@@ -471,7 +471,9 @@ s_to_proto (const keel_change_t *c, Keel__Change *m)
 uint8_t *
 keel_changes_encode (keel_changes_t *self, uint64_t seq, size_t *size_p)
 {
-    if (self->n > self->scratch_cap) {
+    // Grown before the first encode too: an empty journal still encodes
+    // (to a batch of no records), it is not "out of memory".
+    if (self->n > self->scratch_cap || !self->scratch) {
         size_t cap = self->n < 64 ? 64 : self->n + self->n / 2;
         Keel__Change *msgs = realloc (self->scratch, cap * sizeof *msgs);
         if (msgs)

@@ -13,11 +13,25 @@
 
 // ---------------------------------------------------------------- recovery
 
+// A row without the text that names it (a NULL where no broker writes one:
+// a torn or foreign store; SQLite lets a TEXT PRIMARY KEY be NULL) cannot
+// be put anywhere: it is skipped with a warning, never dereferenced.
+static bool
+s_unnamed (const char *table, const char *a, const char *b, const char *c)
+{
+    if (a && b && c)
+        return false;
+    KEEL_WARN ("broker", "skipping a %s row of the store with a NULL name", table);
+    return true;
+}
+
 static int
 s_load_service (const keel_store_service_t *row, void *arg)
 {
     keel_core_t *self = arg;
     keel_core_load_t *ld = &self->load;
+    if (s_unnamed ("services", row->service_id, row->type, row->driver_id))
+        return 0;
     keel_service_rec_t *svc =
         keel_model_service_add (self->model, row->service_id, row->type, row->driver_id);
     if (!svc)
@@ -32,7 +46,16 @@ s_load_service (const keel_store_service_t *row, void *arg)
         memcpy (svc->init_data, row->init_data, row->init_len);
         svc->init_len = row->init_len;
     }
-    svc->state = row->state;
+    // A state no broker writes (a torn or foreign store) would index past
+    // every table of states: such a service is kept open, as a task in an
+    // unknown state is queued, so nothing acknowledged is dropped.
+    if ((unsigned) row->state > KEEL_SERVICE_DETACHED) {
+        KEEL_WARN ("broker", "service %s: unknown state %d in the store, taken as open",
+                   row->service_id, (int) row->state);
+        svc->state = KEEL_SERVICE_OPEN;
+    }
+    else
+        svc->state = row->state;
     svc->created_wall_ms = row->created_wall_ms;
     svc->closed_wall_ms = row->closed_wall_ms;
     // The store keeps no time of the last result: an abandoned service's
@@ -47,9 +70,20 @@ s_load_task (const keel_store_task_t *row, void *arg)
 {
     keel_core_t *self = arg;
     keel_core_load_t *ld = &self->load;
+    if (s_unnamed ("tasks", row->service_id, "", ""))
+        return 0;
     keel_service_rec_t *svc = keel_model_service (self->model, row->service_id);
     if (!svc)
         return 0; // orphan row: ignore
+    // Task ids index pages (model.h): no broker takes one at or past the
+    // largest MaxTasksPerService, and a row that has one would make the
+    // model allocate for every id below it.
+    const keel_setting_def_t *def = keel_settings_def (self->settings, "MaxTasksPerService");
+    if (def && (double) row->task_id >= def->max) {
+        KEEL_WARN ("broker", "service %s: skipping task %llu of the store: ids stop below %.0f",
+                   row->service_id, (unsigned long long) row->task_id, def->max);
+        return 0;
+    }
     keel_task_t *t = keel_service_task_add (svc, row->task_id, row->input, row->input_len);
     if (!t)
         return -1;
@@ -111,6 +145,8 @@ s_load_exec (const keel_store_execution_t *row, void *arg)
 {
     keel_core_t *self = arg;
     keel_core_load_t *ld = &self->load;
+    if (s_unnamed ("executions", row->service_id, "", ""))
+        return 0;
     keel_service_rec_t *svc = keel_model_service (self->model, row->service_id);
     if (!svc || !keel_service_task (svc, row->task_id))
         return 0;
@@ -140,6 +176,8 @@ s_load_pending (const keel_store_pending_t *row, void *arg)
 {
     keel_core_t *self = arg;
     keel_core_load_t *ld = &self->load;
+    if (s_unnamed ("pending", row->service_id, "", ""))
+        return 0;
     keel_task_result_t *r = NULL;
     if (row->has_result) {
         r = calloc (1, sizeof *r);
@@ -166,6 +204,8 @@ s_load_config (const char *key, const char *value, void *arg)
 {
     keel_core_t *self = arg;
     keel_error_t err;
+    if (s_unnamed ("config", key, value, ""))
+        return 0;
     if (keel_settings_set (self->settings, key, value, "store", &err) != KEEL_OK)
         KEEL_WARN ("broker", "ignoring stored setting: %s", err.text);
     return 0;
@@ -178,6 +218,8 @@ static int
 s_load_engine (const keel_store_engine_t *row, void *arg)
 {
     keel_core_t *self = arg;
+    if (s_unnamed ("engines", row->engine_id, row->host, row->session))
+        return 0;
     keel_engine_t *engine = keel_model_engine (self->model, row->engine_id);
     if (!engine)
         engine = keel_model_engine_add (self->model, row->engine_id);

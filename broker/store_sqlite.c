@@ -119,8 +119,8 @@ static const char *s_migrations[] = {
     // (a restarted broker's login window waits for those). Schema 3 wrote
     // seen_wall_ms = login_wall_ms at a login and the time it went offline
     // at a loss or logoff: that is the best guess for the rows it left.
-    "ALTER TABLE engines ADD COLUMN online INTEGER NOT NULL DEFAULT 0;"
-    "UPDATE engines SET online = (seen_wall_ms = login_wall_ms);",
+    ("ALTER TABLE engines ADD COLUMN online INTEGER NOT NULL DEFAULT 0;"
+     "UPDATE engines SET online = (seen_wall_ms = login_wall_ms);"),
 };
 #define KEEL_STORE_SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 

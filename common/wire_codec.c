@@ -13,9 +13,10 @@
 #include <string.h>
 #include "wire_codec.h"
 
-#define S_ALLOC_FACTOR 16 // bytes allocated per frame byte
-#define S_ALLOC_SLACK  (64 * 1024)
-#define S_MAX_DEPTH    8 // nesting the NUL scan follows
+#define S_ALLOC_FACTOR     16 // bytes allocated per frame byte
+#define S_ALLOC_SLACK      (64 * 1024)
+#define S_MAX_DEPTH        8          // nesting the NUL scan follows
+#define S_MAX_FIELD_NUMBER 536870911u // 2^29 - 1, protobuf's largest
 
 // ---------------------------------------------------------------- decoding
 
@@ -107,7 +108,8 @@ s_read_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
     return false;
 }
 
-// Walks the encoded message and reports the first string field holding a
+// Walks the encoded message and reports the first field with an invalid
+// number, or the first string field holding a
 // NUL byte (protobuf-c would hand it over cut short at the NUL). Returns
 // false with err filled on a NUL or on bytes it cannot walk.
 static bool
@@ -119,6 +121,11 @@ s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescript
         uint64_t key, length;
         if (!s_read_varint (&p, end, &key))
             return keel_error_set (err, KEEL_ERR_INVALID, "bad field key"), false;
+        // Field numbers are 1..2^29-1. protobuf-c keeps a field 0 (written
+        // in a long varint) as an unknown field and packs it back as a key
+        // no decoder takes: what we read must be what we could send.
+        if ((key >> 3) == 0 || (key >> 3) > S_MAX_FIELD_NUMBER)
+            return keel_error_set (err, KEEL_ERR_INVALID, "bad field number"), false;
         switch (key & 7) {
             case 0:
                 if (!s_read_varint (&p, end, &length))

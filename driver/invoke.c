@@ -2,6 +2,7 @@
     inputs and read msgpack outputs (declared in keel/driver.h).
 */
 #include "keel/driver.h"
+#include "msgpack_bound.h"
 
 #include <string.h>
 
@@ -61,6 +62,12 @@ static keel_err
 s_unpack_one (const void *data, size_t size, msgpack_unpacked *unpacked, keel_error_t *err)
 {
     msgpack_unpacked_init (unpacked);
+    // Before msgpack-c, which would allocate what a header claims.
+    keel_msgpack_bound_t bound = keel_msgpack_bounded (data, size, NULL);
+    if (bound == KEEL_MSGPACK_TRUNCATED)
+        return keel_error_set (err, KEEL_ERR_INVALID, "truncated msgpack (%zu bytes)", size);
+    if (bound != KEEL_MSGPACK_BOUNDED)
+        return keel_error_set (err, KEEL_ERR_INVALID, "not msgpack (parse error)");
     size_t off = 0;
     msgpack_unpack_return rc = msgpack_unpack_next (unpacked, data, size, &off);
     if (rc == MSGPACK_UNPACK_CONTINUE || (rc != MSGPACK_UNPACK_SUCCESS && size == 0))
@@ -106,7 +113,9 @@ keel_invocation_parse (const void *data, size_t size, msgpack_unpacked *unpacked
                                KEEL_INVOCATION_METHOD_MAX);
     memcpy (method, m->via.str.ptr, m->via.str.size);
     method[m->via.str.size] = 0;
-    if (!s_method_valid (method))
+    // A NUL inside the name would cut it short ("run\0x" read as "run"):
+    // the engine refuses such a name, so must the driver.
+    if (memchr (m->via.str.ptr, 0, m->via.str.size) || !s_method_valid (method))
         return keel_error_set (err, KEEL_ERR_INVALID, "method name may hold only [A-Za-z0-9_]");
     if (root->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY)
         return keel_error_set (err, KEEL_ERR_INVALID, "arguments must be an array");

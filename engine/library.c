@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "msgpack_bound.h"
 
 typedef struct {
     char *path;
@@ -168,6 +169,15 @@ bool
 keel_library_parse_invocation (const uint8_t *data, size_t size, msgpack_unpacked *unpacked,
                                char *method, msgpack_object *args, char *why, size_t why_size)
 {
+    // Before msgpack-c, which would allocate what a header claims.
+    keel_msgpack_bound_t bound = keel_msgpack_bounded (data, size, NULL);
+    if (bound != KEEL_MSGPACK_BOUNDED) {
+        if (bound == KEEL_MSGPACK_TRUNCATED)
+            snprintf (why, why_size, "truncated msgpack (%zu bytes)", size);
+        else
+            snprintf (why, why_size, "not msgpack (parse error)");
+        return false;
+    }
     size_t off = 0;
     msgpack_unpack_return rc = msgpack_unpack_next (unpacked, (const char *) data, size, &off);
     if (rc == MSGPACK_UNPACK_CONTINUE || (rc != MSGPACK_UNPACK_SUCCESS && size == 0)) {

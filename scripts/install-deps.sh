@@ -13,6 +13,7 @@ packages=(
     procps util-linux strace
     python3 mount faketime
     clang-format
+    clang libclang-rt-dev      # scripts/fuzz/run.sh: the fuzz targets (libFuzzer, sanitizers)
     postgresql libpq-dev
     systemd     # systemd-analyze: tests/install verifies the units (nothing starts it)
     libmicrohttpd-dev          # MetricsEndpoint's HTTP server

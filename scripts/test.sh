@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds Keel and runs every unit and integration test.
-#   scripts/test.sh          build in build/ (RelWithDebInfo)
+#   scripts/test.sh          build in build/ (RelWithDebInfo); also runs each
+#                            fuzz target briefly (scripts/fuzz/run.sh, in build-fuzz/)
 #   scripts/test.sh --asan   build in build-asan/ with AddressSanitizer + UBSan
-# KEEL_BUILD_DIR overrides the build directory (relative to the repo).
+# KEEL_BUILD_DIR overrides the build directory (relative to the repo);
+# KEEL_FUZZ_SECONDS the time per fuzz target (default 5; 0 skips them).
 # Exits non-zero when the build or any test fails.
 set -euo pipefail
 
@@ -43,5 +45,14 @@ if [[ "${asan:-false}" == true ]]; then
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
 
+# Each fuzz target for a few seconds on its seed corpus: a decoder that now
+# crashes on a seed or a near one fails CI (docs/security.md, "Fuzzing").
+fuzz_status=0
+fuzz_seconds=${KEEL_FUZZ_SECONDS:-5}
+if [[ "${asan:-false}" != true && "$fuzz_seconds" != 0 ]]; then
+    scripts/fuzz/run.sh "$fuzz_seconds" || fuzz_status=$?
+fi
+
 cd "$root/$build_dir"
 ctest --output-on-failure -j2
+exit "$fuzz_status"
