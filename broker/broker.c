@@ -191,13 +191,13 @@ static void
 s_watch_store (keel_broker_t *self, zpoller_t *poller)
 {
     int fd = keel_store_answer_fd (self->store);
-    if (fd == self->store_fd)
+    if (fd == *self->store_fd)
         return;
-    if (self->store_fd >= 0)
-        zpoller_remove (poller, &self->store_fd);
-    self->store_fd = fd;
-    if (fd >= 0 && zpoller_add (poller, &self->store_fd) != 0)
-        self->store_fd = -1; // polled again next turn; answers are read each turn anyway
+    if (*self->store_fd >= 0)
+        zpoller_remove (poller, self->store_fd);
+    *self->store_fd = fd;
+    if (fd >= 0 && zpoller_add (poller, self->store_fd) != 0)
+        *self->store_fd = -1; // polled again next turn; answers are read each turn anyway
 }
 
 static void
@@ -730,11 +730,13 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     }
     self->settings = settings;
     self->core = keel_core_new (settings, zclock_mono (), zclock_time ());
-    self->store_fd = -1;
+    self->store_fd = calloc (1, KEEL_FD_BOX);
+    if (self->store_fd)
+        *self->store_fd = -1;
     self->sendq = zlistx_new ();
     self->held = zlistx_new ();
     self->admin_queue = zlistx_new ();
-    if (!self->core || !self->sendq || !self->held || !self->admin_queue) {
+    if (!self->core || !self->sendq || !self->held || !self->admin_queue || !self->store_fd) {
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
         keel_broker_destroy (&self);
         return NULL;
@@ -819,6 +821,7 @@ keel_broker_destroy (keel_broker_t **self_p)
     zlistx_destroy (&self->sendq);
     zlistx_destroy (&self->held);
     free (self->answers);
+    free (self->store_fd);
     keel_core_destroy (&self->core);
     keel_syncer_destroy (&self->syncer); // before the store: it syncs its WAL
     keel_store_destroy (&self->store);

@@ -17,6 +17,8 @@
 #include "store.h"
 #include "syncer.h"
 
+#define KEEL_FD_BOX 8192
+
 struct _keel_broker_t {
     keel_settings_t *settings;
     keel_core_t *core;
@@ -35,7 +37,12 @@ struct _keel_broker_t {
         uint64_t turn, seq;
     } * answers;
     size_t nanswers, answers_cap;
-    int store_fd;          // keel_store_answer_fd as the poller has it, -1 none
+    // keel_store_answer_fd as the poller has it (-1 none), in a zeroed
+    // block of its own of KEEL_FD_BOX bytes: zpoller takes a pointer to an
+    // fd, and CZMQ first probes that pointer as a libzmq socket, reading
+    // its tag well past the int (valgrind caught the read landing in a
+    // freed core next to the broker).
+    int *store_fd;
     uint64_t commit_seq;   // the last commit's number (keel_core_committed)
     uint64_t local_synced; // commits durable in this store (the syncer's word)
     // Resilient pair (broker_pair.h), NULL when standalone. A commit's
