@@ -779,9 +779,19 @@ keel_admin_handle (const keel_admin_view_t *v, const char *command, char **args,
                 s_fail (reply, "takeover: %s", err.text);
         }
     }
+    else if (strcmp (command, "leave") == 0) {
+        if (s_args (reply, command, nargs, 0, "leave")) {
+            if (v->leave && v->leave (v->broker, &err) == KEEL_OK)
+                s_done (reply, "leave",
+                        "leaving: this member sends its drivers and engines to the next member"
+                        " and stops");
+            else
+                s_fail (reply, "leave: %s", err.text);
+        }
+    }
     else
         s_fail (reply,
                 "unknown command '%s' (commands: status, engines, services, tasks, cancel, "
-                "config, events, maintenance, drain, takeover)",
+                "config, events, maintenance, drain, takeover, leave)",
                 command);
 }

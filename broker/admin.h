@@ -68,6 +68,7 @@ typedef struct {
     keel_err (*drain) (void *broker, const char *engine_id, keel_error_t *err);
     keel_err (*maintenance) (void *broker, keel_store_maintenance_t *report, keel_error_t *err);
     keel_err (*takeover) (void *broker, keel_error_t *err);
+    keel_err (*leave) (void *broker, keel_error_t *err);
 } keel_admin_view_t;
 
 typedef struct {

@@ -97,6 +97,13 @@ s_admin_takeover (void *broker, keel_error_t *err)
 }
 
 static keel_err
+s_admin_leave (void *broker, keel_error_t *err)
+{
+    keel_broker_t *self = broker;
+    return keel_broker_member_leave (self->member, err);
+}
+
+static keel_err
 s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_t *err)
 {
     keel_broker_t *self = broker;
@@ -147,7 +154,8 @@ keel_broker_admin_view (keel_broker_t *self, keel_admin_view_t *view, keel_admin
                                   .config_set = s_admin_config_set,
                                   .drain = s_admin_drain,
                                   .maintenance = s_admin_maintenance,
-                                  .takeover = s_admin_takeover };
+                                  .takeover = s_admin_takeover,
+                                  .leave = s_admin_leave };
     keel_core_admin_view (self->core, view);
     if (self->pair) {
         keel_broker_pair_status (self->pair, pair);

@@ -13,6 +13,7 @@
 #include "wire.h"
 
 #define KEEL_MEMBER_TICK_MS 250
+#define S_LEAVE_LINGER_MS   2000 // a member that left answers Passive this long, then exits
 
 struct _keel_broker_member_t {
     keel_broker_t *broker;
@@ -27,6 +28,11 @@ struct _keel_broker_member_t {
     size_t nlisted;
     uint64_t takeovers, fenced, fenced_writes, clients_refused;
     keel_ratelimit_t refused_rl;
+    // keel-admin leave: asked (leaving), then done (left: the store is
+    // closed, clients are answered Passive naming `peer` until exit_at).
+    bool leaving, left;
+    int64_t exit_at;
+    uint64_t members_gen; // the store's member list as peer/listed show it
 };
 
 static const char *
@@ -66,6 +72,8 @@ keel_broker_member_tell_core (keel_broker_member_t *self)
     keel_core_set_pair_peer (self->broker->core, self->peer);
     keel_core_set_cluster_members (self->broker->core, self->listed, &self->nlisted);
 }
+
+static void s_leave (keel_broker_member_t *self);
 
 static void
 s_serve (keel_broker_member_t *self)
@@ -154,6 +162,23 @@ keel_broker_member_turn (keel_broker_member_t *self)
 {
     keel_broker_t *broker = self->broker;
     int64_t now = zclock_mono ();
+    if (self->left) {
+        if (now >= self->exit_at) {
+            KEEL_INFO ("broker", "left the cluster: stopping");
+            keel_broker_stop (broker);
+        }
+        return;
+    }
+    if (self->leaving) {
+        s_leave (self);
+        return;
+    }
+    // Welcomes name the members as the store last read them: a new list
+    // (a renewal's answer) shows at once, not at the next tick.
+    if (keel_store_members_gen (broker->store) != self->members_gen) {
+        self->members_gen = keel_store_members_gen (broker->store);
+        s_note_peer (self);
+    }
     bool paused = self->last_turn && now - self->last_turn >= self->lease_ms / 2;
     self->last_turn = now;
     if (now < self->next_tick && !paused && keel_store_role (broker->store) != KEEL_STORE_FENCED)
@@ -176,10 +201,68 @@ keel_broker_member_turn (keel_broker_member_t *self)
     s_note_peer (self);
 }
 
+// Sends Passive (go to `peer`) to every driver and engine the core knows.
+static void
+s_send_clients_away (keel_broker_member_t *self)
+{
+    keel_broker_t *broker = self->broker;
+    keel_model_t *model = keel_core_model (broker->core);
+    keel_msg_t msg;
+    size_t sent = 0;
+    zlistx_t *lists[2] = { keel_model_drivers (model), keel_model_engines (model) };
+    for (int l = 0; l < 2; l++) {
+        for (void *item = zlistx_first (lists[l]); item; item = zlistx_next (lists[l])) {
+            zframe_t *route =
+                l == 0 ? ((keel_driver_rec_t *) item)->route : ((keel_engine_t *) item)->route;
+            if (!route)
+                continue;
+            keel_env_t *env =
+                keel_msg_passive (&msg, self->peer[0] ? self->peer : NULL, "member leaving");
+            keel_link_send_to (broker->router, route, env);
+            sent++;
+        }
+    }
+    KEEL_INFO ("broker", "leaving: %zu drivers and engines sent to %s", sent,
+               self->peer[0] ? self->peer : "(no other member)");
+}
+
+// keel-admin leave, carried out: everything committed and sent, the
+// clients told where to go, the store left (its lock goes to a standby).
+static void
+s_leave (keel_broker_member_t *self)
+{
+    keel_broker_t *broker = self->broker;
+    if (self->role == KEEL_STORE_SERVING) {
+        keel_broker_commit_pending (broker);
+        keel_broker_flush (broker);
+    }
+    keel_store_leave (broker->store);
+    if (self->role == KEEL_STORE_SERVING) {
+        s_send_clients_away (self);
+        keel_broker_deactivate (broker);
+    }
+    self->role = KEEL_STORE_STANDBY;
+    self->left = true;
+    self->exit_at = zclock_mono () + S_LEAVE_LINGER_MS;
+    KEEL_JOURNAL ("left", .epoch = (int64_t) keel_store_member_id (broker->store));
+}
+
+keel_err
+keel_broker_member_leave (keel_broker_member_t *self, keel_error_t *err)
+{
+    if (!self)
+        return keel_error_set (err, KEEL_ERR_STATE,
+                               "this broker is not a member of a shared store (Store=postgresql://"
+                               "…): stop it with SIGTERM");
+    self->leaving = true;
+    self->next_tick = 0; // at the end of this turn
+    return KEEL_OK;
+}
+
 int64_t
 keel_broker_member_wait_ms (const keel_broker_member_t *self)
 {
-    int64_t wait = self->next_tick - zclock_mono ();
+    int64_t wait = (self->left ? self->exit_at : self->next_tick) - zclock_mono ();
     return wait < 0 ? 0 : wait;
 }
 
@@ -191,6 +274,8 @@ keel_broker_member_refuse (keel_broker_member_t *self, zframe_t *route)
     const keel_store_member_t *m;
     size_t n = keel_store_members (broker->store, &m);
     const char *active = n && m[0].serving && m[0].endpoint[0] ? m[0].endpoint : NULL;
+    if (self->left) // the next member takes over: send them there
+        active = self->peer[0] ? self->peer : NULL;
     KEEL_LOG_LIMITED (&self->refused_rl, zclock_mono (), KEEL_LOG_INFO, "broker",
                       "client refused: this member stands by; %s serves",
                       active ? active : "(no member yet)");
@@ -210,7 +295,9 @@ keel_broker_member_status (const keel_broker_member_t *self, keel_admin_cluster_
 {
     keel_store_t *store = self->broker->store;
     *status = (keel_admin_cluster_t) {
-        .state = s_role_name (self->role),
+        .state = self->left      ? "left"
+                 : self->leaving ? "leaving"
+                                 : s_role_name (self->role),
         .lease_epoch = keel_store_member_id (store),
         .db = keel_store_db_up (store) ? "up" : "lost",
         .takeovers = self->takeovers,

@@ -57,6 +57,12 @@ bool keel_broker_member_serving (const keel_broker_member_t *self);
 void keel_broker_member_turn (keel_broker_member_t *self);
 int64_t keel_broker_member_wait_ms (const keel_broker_member_t *self);
 
+// keel-admin leave: at the end of this turn the member commits and sends
+// everything, leaves the store (a standby serves it at once), answers
+// every driver and engine Passive naming the next member, keeps answering
+// so for 2 s, and stops. Error when the store is not shared (NULL).
+keel_err keel_broker_member_leave (keel_broker_member_t *self, keel_error_t *err);
+
 // A client's message reached a member that stands by: answered Passive.
 void keel_broker_member_refuse (keel_broker_member_t *self, zframe_t *route);
 

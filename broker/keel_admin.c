@@ -54,6 +54,9 @@ static const s_command_t s_commands[] = {
     { "drain", 1, 1, "drain ENGINE", "stop giving new tasks to an engine" },
     { "takeover", 0, 0, "takeover",
       "on the passive broker of a pair: planned handover, this broker becomes active" },
+    { "leave", 0, 0, "leave",
+      "a member of a shared store (Store=postgresql): send its drivers and engines to the "
+      "next member, leave the store to it, and stop" },
     { NULL, 0, 0, NULL, NULL }
 };
 

@@ -326,12 +326,27 @@ keel_store_rejoin (keel_store_t *self, uint64_t *dropped_p, keel_error_t *err)
     return self->pg ? keel_store_pg_rejoin (self->pg, dropped_p, err) : KEEL_OK;
 }
 
+void
+keel_store_leave (keel_store_t *self)
+{
+    assert (self);
+    if (self->pg)
+        keel_store_pg_leave (self->pg);
+}
+
 size_t
 keel_store_members (const keel_store_t *self, const keel_store_member_t **members_p)
 {
     assert (self && members_p);
     *members_p = NULL;
     return self->pg ? keel_store_pg_members (self->pg, members_p) : 0;
+}
+
+uint64_t
+keel_store_members_gen (const keel_store_t *self)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_members_gen (self->pg) : 0;
 }
 
 uint64_t

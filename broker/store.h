@@ -201,8 +201,16 @@ keel_store_role_t keel_store_tick (keel_store_t *self, bool paused);
 // new member, standing by.
 keel_err keel_store_rejoin (keel_store_t *self, uint64_t *dropped_p, keel_error_t *err);
 
-// The live members as last read (serving first), this member included.
+// Leaves the cluster for good (keel-admin leave): waits (bounded) for the
+// commits in flight, deletes this member's row and ends its session, so
+// the lock goes to a standby at once. Nothing is written afterwards; tick
+// does nothing. No-op when ALONE.
+void keel_store_leave (keel_store_t *self);
+
+// The live members as last read (serving first), this member included;
+// the generation grows each time they are read again.
 size_t keel_store_members (const keel_store_t *self, const keel_store_member_t **members_p);
+uint64_t keel_store_members_gen (const keel_store_t *self);
 uint64_t keel_store_member_id (const keel_store_t *self);
 // False while the database cannot be reached (the last attempt failed).
 bool keel_store_db_up (const keel_store_t *self);

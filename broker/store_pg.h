@@ -84,6 +84,8 @@ keel_store_role_t keel_store_pg_role (const keel_store_pg_t *self);
 keel_store_role_t keel_store_pg_tick (keel_store_pg_t *self, bool paused);
 keel_err keel_store_pg_rejoin (keel_store_pg_t *self, uint64_t *dropped_p, keel_error_t *err);
 size_t keel_store_pg_members (const keel_store_pg_t *self, const keel_store_member_t **members_p);
+void keel_store_pg_leave (keel_store_pg_t *self);
+uint64_t keel_store_pg_members_gen (const keel_store_pg_t *self);
 uint64_t keel_store_pg_member_id (const keel_store_pg_t *self);
 bool keel_store_pg_db_up (const keel_store_pg_t *self);
 

@@ -110,6 +110,8 @@ struct _keel_store_pg_t {
     bool renew_in_txn;      // the open transaction renews the lease (its rows: the members)
     keel_store_member_t members[KEEL_STORE_MEMBERS_MAX];
     size_t nmembers;
+    uint64_t members_gen; // read again (keel_store_pg_read_members) this many times
+    bool left;            // keel_store_pg_leave: no member any more, nothing more written
 };
 
 // Monotonic milliseconds.

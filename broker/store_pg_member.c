@@ -42,6 +42,7 @@
 #define S_LEASE_DEFAULT 5000 // ms, until keel_store_pg_member_setup says
 #define S_LEASE_MIN     500
 #define S_JOIN_WAIT_MS  5000 // for the lock of a session that is ending
+#define S_LEAVE_WAIT_MS 3000 // for a standby to serve after this member left
 
 // The live members other than this one, then this member's own row (the
 // statement's snapshot does not see its own upsert). $1 member_id,
@@ -119,6 +120,7 @@ keel_store_pg_read_members (keel_store_pg_t *self, const PGresult *res)
         self->members[1] = tmp;
     }
     self->nmembers = n;
+    self->members_gen++;
 }
 
 keel_err
@@ -272,9 +274,51 @@ s_check_session (keel_store_pg_t *self)
     }
 }
 
+void
+keel_store_pg_leave (keel_store_pg_t *self)
+{
+    if (self->left)
+        return;
+    keel_store_pg_rollback (self);
+    keel_error_t err;
+    keel_store_pg_sync (self, &err); // the commits in flight: answered, or lost
+    if (self->conn && !self->lost_lock) {
+        keel_store_pg_params_t p = { 0 };
+        keel_store_pg_p_int (&p, (int64_t) self->member_id);
+        PQclear (keel_store_pg_query (self, "DELETE FROM keel_members WHERE member_id = $1::bigint",
+                                      &p, false, &err));
+        // Hand the lock over and wait (bounded) until a standby says it
+        // serves: the clients this member sends away must find it serving,
+        // not standing by (they would come back here).
+        bool was_serving = self->role == KEEL_STORE_SERVING;
+        PQclear (keel_store_pg_query (self, "SELECT pg_advisory_unlock_all()", NULL, false, &err));
+        int64_t deadline = keel_store_pg_now_ms () + S_LEAVE_WAIT_MS;
+        for (int i = 0; was_serving && self->conn && i < 1000; i++) {
+            PGresult *res = keel_store_pg_query (
+                self, "SELECT count(*) FROM keel_members WHERE serving = 1 AND lease_until > now()",
+                NULL, false, &err);
+            bool served = res && keel_store_pg_int (res, 0, 0) > 0;
+            PQclear (res);
+            if (served || keel_store_pg_now_ms () >= deadline)
+                break;
+            struct timespec pause = { 0, 20 * 1000 * 1000 };
+            nanosleep (&pause, NULL);
+        }
+    }
+    self->closing = true; // nothing unconfirmed is sent again
+    keel_store_pg_disconnect (self);
+    self->closing = false;
+    keel_changes_clear (self->replay);
+    self->left = true;
+    self->role = KEEL_STORE_STANDBY;
+    self->retry_ms = INT64_MAX / 2; // never reconnect
+}
+
 keel_store_role_t
 keel_store_pg_tick (keel_store_pg_t *self, bool paused)
 {
+    if (self->left)
+        return self->role;
     int64_t now = keel_store_pg_now_ms ();
     if (self->lost_lock)
         return KEEL_STORE_FENCED;
@@ -352,6 +396,12 @@ keel_store_pg_members (const keel_store_pg_t *self, const keel_store_member_t **
 {
     *members_p = self->members;
     return self->nmembers;
+}
+
+uint64_t
+keel_store_pg_members_gen (const keel_store_pg_t *self)
+{
+    return self->members_gen;
 }
 
 uint64_t

@@ -183,3 +183,51 @@ Test (cluster, a_member_paused_past_its_lease_is_taken_over_and_fenced, .init = 
     HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
     pg_stop (&c.pg, 10000);
 }
+
+// keel-admin leave on the serving member mid-run: it commits and sends
+// what it has, leaves the store to the standby, sends its drivers and
+// engines there (Passive naming it) and exits 0; the run ends on B with
+// every task once, nothing resubmitted and no task run twice.
+Test (cluster, leave_hands_the_store_and_the_clients_to_the_standby, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 240)
+{
+    s_cluster_t c;
+    s_plan (&c, "2s");
+    s_start (&c);
+    pid_t e1 = ft_engine_start (&c.a, NULL, "engine1", 1, NULL);
+    pid_t e2 = ft_engine_start (&c.a, NULL, "engine2", 1, NULL);
+    HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&c.a, 2, 15000),
+                    "engines not online on A");
+    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
+    const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
+    pid_t driver = ft_driver_start ("driver", &c.a, NULL, driver_sets, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    HARNESS_ASSERT (ft_wait_status (&c.a, "counters.tasks_submitted", 400, 15000),
+                    "A did not get the 400 tasks");
+    pt_lines_wait_t some = { "driver.out", 20 };
+    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
+
+    harness_result_t res;
+    HARNESS_ASSERT (harness_admin (&c.a, &res, false, "leave", NULL) == 0, "leave refused: %s",
+                    res.err);
+    harness_result_free (&res);
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (c.a.pid, 15000, &code), "A did not exit after leave");
+    HARNESS_ASSERT (code == 0, "A exited %d after leave", code);
+    HARNESS_ASSERT (pt_wait_field (&c.b, "cluster.state", "serving", 10000), "B does not serve");
+    HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish on B");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    pt_assert_each_once ("driver.out", 400);
+    HARNESS_ASSERT (ft_status (&c.b, "counters.tasks_resubmitted") == 0,
+                    "the driver resubmitted %lld tasks to B",
+                    ft_status (&c.b, "counters.tasks_resubmitted"));
+    int started =
+        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
+    HARNESS_ASSERT (started == 400, "the engines started %d executions for 400 tasks", started);
+    // A standalone broker has nothing to leave.
+    HARNESS_ASSERT (harness_admin (&c.b, &res, false, "leave", "now", NULL) != 0,
+                    "leave took an argument");
+    harness_result_free (&res);
+    HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
+    pg_stop (&c.pg, 10000);
+}
