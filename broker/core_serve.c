@@ -42,8 +42,7 @@ keel_core_blacklisted (const keel_core_t *self, keel_engine_t *engine,
 }
 
 bool
-keel_core_can_serve (keel_core_t *self, const keel_engine_t *except,
-                     const keel_service_rec_t *svc)
+keel_core_can_serve (keel_core_t *self, const keel_engine_t *except, const keel_service_rec_t *svc)
 {
     zlistx_t *engines = keel_model_engines (self->model);
     for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines))
@@ -109,8 +108,7 @@ keel_core_blacklist_expire (keel_core_t *self)
     for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
         if (zhashx_size (e->blacklist) == 0)
             continue;
-        for (keel_blacklist_t *b = zhashx_first (e->blacklist); b;
-             b = zhashx_next (e->blacklist)) {
+        for (keel_blacklist_t *b = zhashx_first (e->blacklist); b; b = zhashx_next (e->blacklist)) {
             if (!b->blacklisted || b->until_mono > self->now)
                 continue;
             const char *service_id = zhashx_cursor (e->blacklist);
@@ -241,14 +239,14 @@ keel_core_no_engine_check (keel_core_t *self)
             continue;
         char text[300];
         if (self->no_engine_timeout_ms > 0)
-            snprintf (text, sizeof text,
-                      "no engine online offers service type '%s'; %llu tasks wait, and fail in "
-                      "%lld s (DSNoEngineTimeout=%s)",
-                      s->type, (unsigned long long) s->count[KEEL_TASK_STATE_QUEUED],
-                      (long long) ((s->no_engine_since + self->no_engine_timeout_ms - self->now
-                                    + 999)
-                                   / 1000),
-                      keel_settings_str (self->settings, "DSNoEngineTimeout"));
+            snprintf (
+                text, sizeof text,
+                "no engine online offers service type '%s'; %llu tasks wait, and fail in "
+                "%lld s (DSNoEngineTimeout=%s)",
+                s->type, (unsigned long long) s->count[KEEL_TASK_STATE_QUEUED],
+                (long long) ((s->no_engine_since + self->no_engine_timeout_ms - self->now + 999)
+                             / 1000),
+                keel_settings_str (self->settings, "DSNoEngineTimeout"));
         else
             snprintf (text, sizeof text,
                       "no engine online offers service type '%s'; %llu tasks wait "

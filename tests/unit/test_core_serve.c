@@ -328,8 +328,7 @@ Test (core_serve, unblacklist_ends_a_blacklisting_and_names_what_it_does_not_kno
     keel_error_t err = { "" };
     cr_assert_eq (keel_core_unblacklist (core, "nobody", NULL, &cleared, &err), KEEL_ERR_NOTFOUND);
     cr_assert (strstr (err.text, "no engine 'nobody'"), "%s", err.text);
-    cr_assert_eq (keel_core_unblacklist (core, "e1", "nothing", &cleared, &err),
-                  KEEL_ERR_NOTFOUND);
+    cr_assert_eq (keel_core_unblacklist (core, "e1", "nothing", &cleared, &err), KEEL_ERR_NOTFOUND);
     cr_assert (strstr (err.text, "no service 'nothing'"), "%s", err.text);
     cr_assert (keel_core_blacklisted (core, e1, svc), "a refused unblacklist changed something");
 
