@@ -272,7 +272,8 @@ void keel_core_store_task (const keel_service_rec_t *svc, uint64_t task_id, cons
 // ---- core_serve.c: which engines may serve a service
 // True when an online engine that is not draining offers type.
 bool keel_core_type_offered (keel_core_t *self, const char *type);
-// True while engine is blacklisted for svc.
+// True while engine is blacklisted for svc (dispatch skips it for svc
+// while keel_core_can_serve finds another engine).
 bool keel_core_blacklisted (const keel_core_t *self, keel_engine_t *engine,
                             const keel_service_rec_t *svc);
 // True when an online engine other than except (NULL: any), not draining,

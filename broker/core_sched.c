@@ -736,8 +736,12 @@ s_accept (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, voi
     // this turn and the store took the last one (see s_turn).
     if (!task->durable && self->store_failed)
         return false;
-    // No task of a service whose executions failed here too often.
-    if (keel_core_blacklisted (self, engine, svc))
+    // No task of a service whose executions failed here too often, while
+    // another engine may take it: a blacklist steers work away from an
+    // engine, it never leaves a service with no engine at all (a single
+    // engine, or one whose tasks fail everywhere: they fail after their
+    // attempts instead of waiting BlacklistFor).
+    if (keel_core_blacklisted (self, engine, svc) && keel_core_can_serve (self, engine, svc))
         return false;
     // Retry a failed task on another engine when there is one (one that
     // offers the type and is not blacklisted for the service: else the

@@ -1,7 +1,8 @@
 /*  core_serve.c — which engines may serve a service: the engines that
     offer its type, less those blacklisted for it (an engine whose
     executions of the service failed BlacklistAfter times in a row gets none
-    of its tasks for BlacklistFor), and what happens to a service no online
+    of its tasks for BlacklistFor, while another engine may take them), and
+    what happens to a service no online
     engine offers (its driver is told every minute; after DSNoEngineTimeout,
     when set, its queued tasks fail).
 
@@ -94,8 +95,8 @@ keel_core_blacklist_note (keel_core_t *self, keel_engine_t *engine, keel_service
                   "row; no more of its tasks there for %s (BlacklistFor)%s",
                   engine->id, engine->host, b->blacklisted, duration,
                   others ? ""
-                         : "; no other online engine may take them: they wait "
-                           "(keel-admin unblacklist ends it)");
+                         : "; no other online engine may take them: it still gets them "
+                           "until one may");
         keel_core_notice (self, drv, svc->id, text);
     }
 }

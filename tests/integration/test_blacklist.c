@@ -102,8 +102,8 @@ s_grid_start (s_grid_t *g, const char *blacklist_for)
     char bad_script[512], good_script[512], text[1200];
     harness_path (g->broken, sizeof g->broken, "BROKEN");
     harness_write_file (text, sizeof text, "BROKEN", "");
-    snprintf (text, sizeof text, "#!/bin/sh\nif [ -e '%s' ]; then echo broken >&2; exit 1; fi\ncat\n",
-              g->broken);
+    snprintf (text, sizeof text,
+              "#!/bin/sh\nif [ -e '%s' ]; then echo broken >&2; exit 1; fi\ncat\n", g->broken);
     harness_write_file (bad_script, sizeof bad_script, "bad.sh", text);
     harness_write_file (good_script, sizeof good_script, "good.sh", "#!/bin/sh\nsleep 0.3\ncat\n");
     chmod (bad_script, 0755);
@@ -126,8 +126,8 @@ s_grid_start (s_grid_t *g, const char *blacklist_for)
                         && s_engine_id (&g->broker, "good", g->good, sizeof g->good),
                     "no engine ids in keel-admin engines");
 
-    const char *argv[] = { "--broker", g->broker.endpoint, "submit", "--service", "work",
-                           "--range",  "0:30",             NULL };
+    const char *argv[] = { "--broker", g->broker.endpoint, "submit", "--service",
+                           "work",     "--range",          "0:30",   NULL };
     g->driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (g->driver > 0, "keel-driver did not start");
 }
@@ -183,9 +183,8 @@ Test (blacklist, a_failing_engine_is_blacklisted_and_used_again_after_unblacklis
     cr_expect_eq (harness_admin (&g.broker, &res, false, "unblacklist", "no-such-engine", NULL), 1);
     cr_expect (strstr (res.err, "unblacklist: no engine 'no-such-engine'"), "%s", res.err);
     harness_result_free (&res);
-    cr_expect_eq (harness_admin (&g.broker, &res, false, "unblacklist", g.bad, "no-such-service",
-                                 NULL),
-                  1);
+    cr_expect_eq (
+        harness_admin (&g.broker, &res, false, "unblacklist", g.bad, "no-such-service", NULL), 1);
     cr_expect (strstr (res.err, "no service 'no-such-service'"), "%s", res.err);
     harness_result_free (&res);
     HARNESS_ASSERT (s_blacklisted (&b), "a refused unblacklist ended the blacklisting");
@@ -222,8 +221,10 @@ Test (blacklist, tasks_of_a_type_no_engine_offers_fail_after_ds_no_engine_timeou
     HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0, "no engine");
     HARNESS_ASSERT (harness_wait_engines (&broker, 1, 15000), "engine not online in 15 s");
 
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "nobody-serves",
-                           "--input",  "x",             "--count", "3",        NULL };
+    const char *argv[] = { "--broker",  broker.endpoint, "submit",
+                           "--service", "nobody-serves", "--input",
+                           "x",         "--count",       "3",
+                           NULL };
     harness_result_t res;
     harness_run (&res, 30000, "keel-driver", argv);
     HARNESS_ASSERT (res.code == 1, "keel-driver exited %d (expected 1):\n%s\n%s", res.code, res.out,
@@ -250,13 +251,13 @@ Test (blacklist, an_engine_offering_the_type_that_joins_before_the_timeout_runs_
     harness_broker_t broker;
     const char *sets[] = { "DSNoEngineTimeout=30s", NULL };
     HARNESS_ASSERT (harness_broker_start (&broker, "broker", sets), "keel-broker did not start");
-    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "echo",
-                           "--input",  "hi",            "--count", "3",       NULL };
+    const char *argv[] = { "--broker", broker.endpoint, "submit", "--service", "echo", "--input",
+                           "hi",       "--count",       "3",      NULL };
     pid_t driver = harness_spawn ("driver", "keel-driver", argv);
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
-    HARNESS_ASSERT (harness_wait_log ("driver.err", "no engine online offers service type 'echo'",
-                                      1, 15000),
-                    "the driver was not told that no engine offers echo");
+    HARNESS_ASSERT (
+        harness_wait_log ("driver.err", "no engine online offers service type 'echo'", 1, 15000),
+        "the driver was not told that no engine offers echo");
     HARNESS_ASSERT (harness_engine_start (&broker, "engine1", 1, NULL) > 0, "no engine");
     int code = -1;
     HARNESS_ASSERT (harness_wait_exit (driver, 30000, &code), "keel-driver did not end in 30 s");

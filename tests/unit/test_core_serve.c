@@ -208,36 +208,92 @@ s_result (int which, keel_exec_t *x, bool ok)
     s_commit ();
 }
 
-// ---------------------------------------------------------------- blacklist
+// The engine says it is alive, listing what it runs.
+static void
+s_alive (int which, keel_engine_t *e)
+{
+    uint64_t ids[8];
+    size_t n = 0;
+    for (keel_exec_t *x = zlistx_first (e->execs); x && n < 8; x = zlistx_next (e->execs))
+        ids[n++] = x->id;
+    Keel__Envelope env;
+    Keel__Heartbeat hb = KEEL__HEARTBEAT__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_ENGINE);
+    hb.n_running = n;
+    hb.running = ids;
+    env.body_case = KEEL__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    keel_core_message (core, routes[which], &env);
+}
+
+// e1 and e2 online, svc's tasks dispatched to both; e1 then fails `fails`
+// of svc's executions in a row (each time given the next one) while e2
+// keeps its first task running. Returns e1; *e2_p is e2.
+static keel_engine_t *
+s_e1_fails (keel_service_rec_t *svc, int fails, keel_engine_t **e2_p)
+{
+    keel_engine_t *e1 = s_login (0);
+    keel_engine_t *e2 = s_login (1);
+    keel_core_dispatch (core);
+    cr_assert_not_null (s_running (e2), "e2 got no task");
+    for (int i = 0; i < fails; i++) {
+        keel_exec_t *x = s_running (e1);
+        cr_assert_not_null (x, "e1 got no task before failure %d", i);
+        cr_assert_eq (x->service, svc);
+        cr_assert_not (keel_core_blacklisted (core, e1, svc), "blacklisted after %d failures", i);
+        s_result (0, x, false);
+        keel_core_dispatch (core);
+    }
+    *e2_p = e2;
+    return e1;
+}
 
 Test (core_serve, an_engine_whose_executions_fail_three_times_in_a_row_gets_no_more_of_them)
 {
     s_hello ();
     keel_service_rec_t *svc = s_submit ("s1", 6);
-    keel_engine_t *e1 = s_login (0);
     s_sent_to_driver (0); // what was sent so far (the notice that no engine offered "t")
-    for (int i = 0; i < 3; i++) {
-        cr_assert_not (keel_core_blacklisted (core, e1, svc), "blacklisted after %d failures", i);
-        keel_core_dispatch (core);
-        s_result (0, s_running (e1), false); // alone: retried here, and failing again
-    }
+    keel_engine_t *e2;
+    keel_engine_t *e1 = s_e1_fails (svc, 3, &e2);
     cr_assert (keel_core_blacklisted (core, e1, svc), "3 failures in a row: blacklisted");
     cr_assert_eq (core->counters.engines_blacklisted, 1);
     cr_assert_eq (keel_core_blacklist_count (core), 1);
     cr_assert_eq (s_sent_to_driver (KEEL__ENVELOPE__BODY_NOTICE), 1,
                   "the driver hears of the blacklisting");
-    keel_core_dispatch (core);
     cr_assert_null (s_running (e1), "a blacklisted engine got a task of the service");
 
-    // Another engine takes the service's tasks, the failed ones included.
-    keel_engine_t *e2 = s_login (1);
+    // The other engine takes the service's tasks, the failed ones included,
+    // even while it is busy.
     for (int i = 0; i < 6; i++) {
+        s_result (1, s_running (e2), true);
         keel_core_dispatch (core);
         cr_assert_null (s_running (e1));
-        s_result (1, s_running (e2), true);
     }
     cr_assert_eq (svc->count[KEEL_TASK_STATE_DONE], 6);
     cr_assert_eq (core->counters.engines_blacklisted, 1);
+}
+
+// A blacklist steers work away from an engine; it never leaves a service
+// with no engine: alone, a blacklisted engine still gets its tasks (they
+// fail after their attempts instead of waiting BlacklistFor).
+Test (core_serve, a_blacklisted_engine_alone_still_gets_the_tasks)
+{
+    s_hello ();
+    keel_service_rec_t *svc = s_submit ("s1", 6);
+    keel_engine_t *e1 = s_login (0);
+    for (int i = 0; i < 3; i++) {
+        keel_core_dispatch (core);
+        s_result (0, s_running (e1), false);
+    }
+    cr_assert (keel_core_blacklisted (core, e1, svc));
+    keel_core_dispatch (core);
+    cr_assert_not_null (s_running (e1), "the only engine got nothing: the service stalls");
+    s_result (0, s_running (e1), true);
+    // Another engine arrives: the blacklisted one gets no more.
+    keel_engine_t *e2 = s_login (1);
+    keel_core_dispatch (core);
+    cr_assert_null (s_running (e1));
+    cr_assert_not_null (s_running (e2));
 }
 
 Test (core_serve, a_success_clears_the_failures_in_a_row)
@@ -271,12 +327,9 @@ Test (core_serve, blacklist_after_zero_never_blacklists)
 Test (core_serve, a_blacklisting_is_per_service)
 {
     s_hello ();
-    keel_service_rec_t *s1 = s_submit ("s1", 3);
-    keel_engine_t *e1 = s_login (0);
-    for (int i = 0; i < 3; i++) {
-        keel_core_dispatch (core);
-        s_result (0, s_running (e1), false);
-    }
+    keel_service_rec_t *s1 = s_submit ("s1", 6);
+    keel_engine_t *e2;
+    keel_engine_t *e1 = s_e1_fails (s1, 3, &e2);
     cr_assert (keel_core_blacklisted (core, e1, s1));
     keel_service_rec_t *s2 = s_submit ("s2", 1);
     cr_assert_not (keel_core_blacklisted (core, e1, s2));
@@ -291,23 +344,22 @@ Test (core_serve, a_blacklisting_ends_after_blacklist_for)
     s_set ("BlacklistFor", "10s");
     s_set ("BlacklistAfter", "2");
     s_hello ();
-    keel_service_rec_t *svc = s_submit ("s1", 3);
-    keel_engine_t *e1 = s_login (0);
-    for (int i = 0; i < 2; i++) {
-        keel_core_dispatch (core);
-        s_result (0, s_running (e1), false);
-    }
+    keel_service_rec_t *svc = s_submit ("s1", 4);
+    keel_engine_t *e2;
+    keel_engine_t *e1 = s_e1_fails (svc, 2, &e2);
     cr_assert (keel_core_blacklisted (core, e1, svc));
     int64_t hb = keel_broker_cfg_HeartbeatInterval (settings);
-    for (int64_t t = 0; t < 9000; t += hb) { // the engine stays online meanwhile
+    for (int64_t t = 0; t < 9000; t += hb) { // both engines stay online meanwhile
         s_tick (hb);
-        s_login (0);
+        s_alive (0, e1);
+        s_alive (1, e2);
         keel_core_timers (core);
+        keel_core_dispatch (core);
+        cr_assert_null (s_running (e1), "the blacklisting ended early");
     }
-    keel_core_dispatch (core);
-    cr_assert_null (s_running (e1), "the blacklisting ended early");
     s_tick (1000);
-    s_login (0);
+    s_alive (0, e1);
+    s_alive (1, e2);
     keel_core_timers (core);
     cr_assert_not (keel_core_blacklisted (core, e1, svc), "BlacklistFor passed");
     keel_core_dispatch (core);
@@ -317,12 +369,9 @@ Test (core_serve, a_blacklisting_ends_after_blacklist_for)
 Test (core_serve, unblacklist_ends_a_blacklisting_and_names_what_it_does_not_know)
 {
     s_hello ();
-    keel_service_rec_t *svc = s_submit ("s1", 4);
-    keel_engine_t *e1 = s_login (0);
-    for (int i = 0; i < 3; i++) {
-        keel_core_dispatch (core);
-        s_result (0, s_running (e1), false);
-    }
+    keel_service_rec_t *svc = s_submit ("s1", 6);
+    keel_engine_t *e2;
+    keel_engine_t *e1 = s_e1_fails (svc, 3, &e2);
     cr_assert (keel_core_blacklisted (core, e1, svc));
     size_t cleared = 99;
     keel_error_t err = { "" };
