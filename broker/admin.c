@@ -262,6 +262,48 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
 
 // ---------------------------------------------------------------- engines
 
+// Wall-clock ms as an ISO 8601 UTC time.
+static void
+s_iso_time (int64_t wall_ms, char *out, size_t size)
+{
+    time_t secs = (time_t) (wall_ms / 1000);
+    struct tm tm;
+    gmtime_r (&secs, &tm);
+    strftime (out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+// An engine's blacklistings (BlacklistAfter): "blacklisted":[{service,
+// type, failures, remaining_ms, until}] in JSON, one indented line each
+// under the engine's row in text.
+static void
+s_engine_blacklist (const keel_admin_view_t *v, keel_engine_t *e, keel_json_t *j, s_text_t *t)
+{
+    int64_t now = zclock_mono ();
+    keel_json_key (j, "blacklisted");
+    keel_json_array (j);
+    for (keel_blacklist_t *b = zhashx_first (e->blacklist); b; b = zhashx_next (e->blacklist)) {
+        if (!b->blacklisted || b->until_mono <= now)
+            continue;
+        const char *service_id = zhashx_cursor (e->blacklist);
+        keel_service_rec_t *svc = keel_model_service (v->model, service_id);
+        char until[40];
+        s_iso_time (b->until_wall_ms, until, sizeof until);
+        keel_json_object (j);
+        keel_json_kv_str (j, "service", service_id);
+        keel_json_kv_str (j, "type", svc ? svc->type : "");
+        keel_json_kv_uint (j, "failures", b->blacklisted);
+        keel_json_kv_uint (j, "remaining_ms", (uint64_t) (b->until_mono - now));
+        keel_json_kv_str (j, "until", until);
+        keel_json_end_object (j);
+        s_tf (t,
+              "  blacklisted for service %s (%s) until %s (%lld s left) after %u failures in a "
+              "row\n",
+              service_id, svc ? svc->type : "?", until,
+              (long long) ((b->until_mono - now + 999) / 1000), b->blacklisted);
+    }
+    keel_json_end_array (j);
+}
+
 static void
 s_engines (const keel_admin_view_t *v, keel_admin_reply_t *reply)
 {
@@ -294,11 +336,12 @@ s_engines (const keel_admin_view_t *v, keel_admin_reply_t *reply)
             s_tf (&types, "%s%s", i ? "," : "", e->types[i]);
         }
         keel_json_end_array (&j);
-        keel_json_end_object (&j);
         s_tf (&t, "%-36s  %-16.16s  %-8s  %5u  %7zu  %9llu  %s\n", e->id, e->host, state, e->slots,
               zlistx_size (e->execs), (unsigned long long) e->tasks_done,
               types.buf ? types.buf : "");
         free (types.buf);
+        s_engine_blacklist (v, e, &j, &t);
+        keel_json_end_object (&j);
     }
     keel_json_end_array (&j);
     keel_json_end_object (&j);
@@ -655,11 +698,8 @@ static void
 s_event (int64_t wall_ms, const char *kind, const char *text, void *arg)
 {
     s_events_ctx_t *c = arg;
-    time_t secs = (time_t) (wall_ms / 1000);
-    struct tm tm;
-    gmtime_r (&secs, &tm);
     char when[40];
-    strftime (when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    s_iso_time (wall_ms, when, sizeof when);
     keel_json_object (c->j);
     keel_json_kv_str (c->j, "time", when);
     keel_json_kv_int (c->j, "time_ms", wall_ms);
@@ -698,6 +738,23 @@ s_args (keel_admin_reply_t *reply, const char *command, size_t nargs, size_t wan
         return true;
     s_fail (reply, "%s: usage: %s", command, usage);
     return false;
+}
+
+static void
+s_unblacklisted (keel_admin_reply_t *reply, size_t cleared)
+{
+    keel_json_t j;
+    keel_json_init (&j);
+    keel_json_object (&j);
+    keel_json_kv_str (&j, "unblacklist", "ok");
+    keel_json_kv_uint (&j, "cleared", cleared);
+    keel_json_end_object (&j);
+    s_text_t t = { 0 };
+    if (cleared)
+        s_tf (&t, "blacklistings ended: %zu (the engine gets those tasks again)\n", cleared);
+    else
+        s_tf (&t, "the engine was not blacklisted there: nothing to end\n");
+    s_ok (reply, &j, &t);
 }
 
 void
@@ -769,6 +826,18 @@ keel_admin_handle (const keel_admin_view_t *v, const char *command, char **args,
                 s_fail (reply, "drain: %s", err.text);
         }
     }
+    else if (strcmp (command, "unblacklist") == 0) {
+        if (nargs < 1 || nargs > 2)
+            s_fail (reply, "unblacklist: usage: unblacklist ENGINE [SERVICE]");
+        else {
+            size_t cleared = 0;
+            if (v->unblacklist (v->broker, args[0], nargs == 2 ? args[1] : NULL, &cleared, &err)
+                != KEEL_OK)
+                s_fail (reply, "unblacklist: %s", err.text);
+            else
+                s_unblacklisted (reply, cleared);
+        }
+    }
     else if (strcmp (command, "takeover") == 0) {
         if (s_args (reply, command, nargs, 0, "takeover")) {
             if (v->takeover (v->broker, &err) == KEEL_OK)
@@ -792,6 +861,6 @@ keel_admin_handle (const keel_admin_view_t *v, const char *command, char **args,
     else
         s_fail (reply,
                 "unknown command '%s' (commands: status, engines, services, tasks, cancel, "
-                "config, events, maintenance, drain, takeover, leave)",
+                "config, events, maintenance, drain, unblacklist, takeover, leave)",
                 command);
 }

@@ -66,6 +66,9 @@ typedef struct {
     keel_err (*cancel) (void *broker, const char *service_id, keel_error_t *err);
     keel_err (*config_set) (void *broker, const char *key, const char *value, keel_error_t *err);
     keel_err (*drain) (void *broker, const char *engine_id, keel_error_t *err);
+    // service_id NULL: every service; *cleared: blacklistings ended.
+    keel_err (*unblacklist) (void *broker, const char *engine_id, const char *service_id,
+                             size_t *cleared, keel_error_t *err);
     keel_err (*maintenance) (void *broker, keel_store_maintenance_t *report, keel_error_t *err);
     keel_err (*takeover) (void *broker, keel_error_t *err);
     keel_err (*leave) (void *broker, keel_error_t *err);

@@ -90,6 +90,16 @@ s_admin_drain (void *broker, const char *engine_id, keel_error_t *err)
 }
 
 static keel_err
+s_admin_unblacklist (void *broker, const char *engine_id, const char *service_id, size_t *cleared,
+                     keel_error_t *err)
+{
+    keel_broker_t *self = broker;
+    if (s_not_serving (self, err) != KEEL_OK)
+        return KEEL_ERR_STATE;
+    return keel_core_unblacklist (self->core, engine_id, service_id, cleared, err);
+}
+
+static keel_err
 s_admin_takeover (void *broker, keel_error_t *err)
 {
     keel_broker_t *self = broker;
@@ -153,6 +163,7 @@ keel_broker_admin_view (keel_broker_t *self, keel_admin_view_t *view, keel_admin
                                   .cancel = s_admin_cancel,
                                   .config_set = s_admin_config_set,
                                   .drain = s_admin_drain,
+                                  .unblacklist = s_admin_unblacklist,
                                   .maintenance = s_admin_maintenance,
                                   .takeover = s_admin_takeover,
                                   .leave = s_admin_leave };

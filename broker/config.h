@@ -62,6 +62,16 @@
          "Executions of a task that may fail before it is reported failed (per service override)") \
     KEY (CancelRedundant, BOOL, NULL, "true", 0, 0, true, NULL,                                    \
          "Cancel the other executions of a task once one result wins")                             \
+    KEY (BlacklistAfter, INT, "failures", "3", 0, 1000, true, NULL,                                \
+         "An engine whose executions of a service fail this many times in a row gets no more "     \
+         "tasks of that service for BlacklistFor (keel-admin engines shows it, keel-admin "        \
+         "unblacklist ends it); 0 = no blacklisting")                                              \
+    KEY (BlacklistFor, DURATION, "s", "10m", 0, 604800, true, NULL,                                \
+         "How long a blacklisted engine gets no tasks of the service it failed")                   \
+    KEY (DSNoEngineTimeout, DURATION, "s", "0", 0, 31536000, true, NULL,                           \
+         "A service whose type no online engine offers: its queued tasks fail after this long "    \
+         "(\"no engine offers service type 'X'\"); 0 = they wait for ever and the driver is "      \
+         "told again every minute")                                                                \
     KEY (RetentionHours, DURATION, "h", "24", 0, 100000, true, NULL,                               \
          "How long a closed service whose results are all acknowledged, or a service its driver "  \
          "detached (moved back to its primary) once no execution of it is left, is kept before "   \

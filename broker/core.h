@@ -152,6 +152,14 @@ void keel_core_admin_who (keel_core_t *self, const char *who);
 keel_err keel_core_cancel_service_by_id (keel_core_t *self, const char *service_id,
                                          keel_error_t *err);
 keel_err keel_core_drain (keel_core_t *self, const char *engine_id, keel_error_t *err);
+// keel-admin unblacklist: engine_id gets tasks of service_id (NULL: of
+// every service) again, and its failures in a row there are forgotten.
+// *cleared: how many blacklistings ended. KEEL_ERR_NOTFOUND (err says
+// which) for an unknown engine or service.
+keel_err keel_core_unblacklist (keel_core_t *self, const char *engine_id, const char *service_id,
+                                size_t *cleared, keel_error_t *err);
+// Engine-service pairs blacklisted now (a gauge for /metrics).
+size_t keel_core_blacklist_count (const keel_core_t *self);
 // A runtime setting changed (keel-admin config set, once committed).
 void keel_core_settings_changed (keel_core_t *self, const char *key, const char *value,
                                  const char *was);

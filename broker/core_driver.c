@@ -523,14 +523,11 @@ keel_core_notice_all (keel_core_t *self, const char *text)
             s_notice (self, d, KEEL__NOTICE_LEVEL__NOTICE_WARNING, NULL, text);
 }
 
-static bool
-s_type_offered (keel_core_t *self, const char *type)
+void
+keel_core_notice (keel_core_t *self, keel_driver_rec_t *drv, const char *service_id,
+                  const char *text)
 {
-    zlistx_t *engines = keel_model_engines (self->model);
-    for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines))
-        if (e->state == KEEL_ENGINE_ONLINE && keel_engine_offers (e, type))
-            return true;
-    return false;
+    s_notice (self, drv, KEEL__NOTICE_LEVEL__NOTICE_WARNING, service_id, text);
 }
 
 static void
@@ -578,11 +575,14 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
     keel_core_accept (self, route, svc->id, NULL, 0);
     keel_core_event (self, "service-opened", "service=%s type=%s driver=%s priority=%d", svc->id,
                      svc->type, drv->id, svc->priority);
-    if (!s_type_offered (self, svc->type)) {
+    if (!keel_core_type_offered (self, svc->type)) {
+        // Told again every minute while it lasts; DSNoEngineTimeout may
+        // fail its tasks (core_serve.c).
         char text[200];
         snprintf (text, sizeof text, "no engine online offers service type '%s' yet; tasks wait",
                   svc->type);
         s_notice (self, drv, KEEL__NOTICE_LEVEL__NOTICE_WARNING, svc->id, text);
+        svc->no_engine_notice_at = self->now;
     }
 }
 

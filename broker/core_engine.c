@@ -193,6 +193,12 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
         return;
     }
     keel_core_ack_engine (self, engine, res->execution_id);
+    // The engine's record with this service (blacklisting), whether or not
+    // this result wins.
+    if (res->status == KEEL__TASK_STATUS__STATUS_OK
+        || res->status == KEEL__TASK_STATUS__STATUS_FAILED)
+        keel_core_blacklist_note (self, engine, svc,
+                                  res->status == KEEL__TASK_STATUS__STATUS_FAILED);
     if (t->state >= KEEL_TASK_STATE_DONE) {
         self->counters.redundant_results_discarded++;
         KEEL_DEBUG ("broker", "redundant result discarded service=%s task=%llu exec=%llu", svc->id,

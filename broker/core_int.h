@@ -94,6 +94,9 @@ struct _keel_core_t {
     uint64_t prefetch_room;      // dispatch: weight the engine at hand may still take (s_accept)
     bool cancel_redundant;
     uint64_t max_tasks;
+    uint32_t blacklist_after;     // BlacklistAfter (0: no blacklisting)
+    int64_t blacklist_for_ms;     // BlacklistFor
+    int64_t no_engine_timeout_ms; // DSNoEngineTimeout (0: wait for ever)
 
     keel_changes_t *changes; // the turn's journal of durable changes (changes.h)
     bool store_failed;
@@ -268,9 +271,35 @@ void keel_core_exec_drop (keel_core_t *self, keel_exec_t *x);
 void keel_core_store_task (const keel_service_rec_t *svc, uint64_t task_id, const keel_task_t *task,
                            keel_store_task_t *row);
 
+// ---- core_serve.c: which engines may serve a service
+// True when an online engine that is not draining offers type.
+bool keel_core_type_offered (keel_core_t *self, const char *type);
+// True while engine is blacklisted for svc (dispatch skips it for svc
+// while keel_core_can_serve finds another engine).
+bool keel_core_blacklisted (const keel_core_t *self, keel_engine_t *engine,
+                            const keel_service_rec_t *svc);
+// True when an online engine other than except (NULL: any), not draining,
+// offers svc's type and is not blacklisted for svc.
+bool keel_core_can_serve (keel_core_t *self, const keel_engine_t *except,
+                          const keel_service_rec_t *svc);
+// An execution of svc on engine reported its outcome: a success clears
+// the engine's failures in a row for svc; a failure counts, and
+// BlacklistAfter of them blacklist the engine for svc for BlacklistFor
+// (counted, an event, a Notice to the service's driver).
+void keel_core_blacklist_note (keel_core_t *self, keel_engine_t *engine, keel_service_rec_t *svc,
+                               bool failed);
+// Timers (once a second): blacklistings whose BlacklistFor has passed end;
+// services no engine offers are told so every minute, and their queued
+// tasks fail after DSNoEngineTimeout (when set).
+void keel_core_blacklist_expire (keel_core_t *self);
+void keel_core_no_engine_check (keel_core_t *self);
+
 // ---- core_driver.c / core_engine.c: message handlers
 void keel_core_driver_msg (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env);
 void keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *hello);
+// Sends drv a warning Notice about service_id (recorded as an event).
+void keel_core_notice (keel_core_t *self, keel_driver_rec_t *drv, const char *service_id,
+                       const char *text);
 void keel_core_engine_msg (keel_core_t *self, keel_engine_t *engine, keel_env_t *env);
 void keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *login);
 // A task reached a terminal state: store it, deliver it, cancel the rest.

@@ -31,6 +31,9 @@ keel_core_apply_settings (keel_core_t *self)
     self->prefetch_window_us = (uint64_t) keel_broker_cfg_PrefetchWindow (s) * 1000;
     self->cancel_redundant = keel_broker_cfg_CancelRedundant (s);
     self->max_tasks = (uint64_t) keel_broker_cfg_MaxTasksPerService (s);
+    self->blacklist_after = (uint32_t) keel_broker_cfg_BlacklistAfter (s);
+    self->blacklist_for_ms = keel_broker_cfg_BlacklistFor (s);
+    self->no_engine_timeout_ms = keel_broker_cfg_DSNoEngineTimeout (s);
     keel_log_level_t level;
     if (keel_log_level_parse (keel_broker_cfg_LogLevel (s), &level) == 0)
         keel_log_init (level);
@@ -702,6 +705,8 @@ keel_core_timers (keel_core_t *self)
     if (self->now - self->last_slow_timer >= every) {
         self->last_slow_timer = self->now;
         s_pending_expire (self);
+        keel_core_blacklist_expire (self);
+        keel_core_no_engine_check (self);
         // A failed store is tried again once a second: the first commit
         // that succeeds takes submissions again, even on a broker with
         // nothing else to write. With nothing in the transaction, the write
@@ -724,17 +729,6 @@ keel_core_timers (keel_core_t *self)
 // ---------------------------------------------------------------- dispatch
 
 static bool
-s_other_engine_offers (keel_core_t *self, keel_engine_t *engine, const char *type)
-{
-    zlistx_t *engines = keel_model_engines (self->model);
-    for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines))
-        if (e != engine && e->state == KEEL_ENGINE_ONLINE && !e->draining
-            && keel_engine_offers (e, type))
-            return true;
-    return false;
-}
-
-static bool
 s_accept (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, void *arg)
 {
     keel_core_t *self = arg;
@@ -742,8 +736,17 @@ s_accept (keel_service_rec_t *svc, keel_task_t *task, keel_engine_t *engine, voi
     // this turn and the store took the last one (see s_turn).
     if (!task->durable && self->store_failed)
         return false;
-    // Retry a failed task on another engine when there is one.
-    if (task->avoid == engine->number && s_other_engine_offers (self, engine, svc->type))
+    // No task of a service whose executions failed here too often, while
+    // another engine may take it: a blacklist steers work away from an
+    // engine, it never leaves a service with no engine at all (a single
+    // engine, or one whose tasks fail everywhere: they fail after their
+    // attempts instead of waiting BlacklistFor).
+    if (keel_core_blacklisted (self, engine, svc) && keel_core_can_serve (self, engine, svc))
+        return false;
+    // Retry a failed task on another engine when there is one (one that
+    // offers the type and is not blacklisted for the service: else the
+    // task would wait for nobody).
+    if (task->avoid == engine->number && keel_core_can_serve (self, engine, svc))
         return false;
     // Beyond the engine's free slots, only what fits its PrefetchWindow.
     if (self->prefetch_room != UINT64_MAX && keel_service_cost (svc) > self->prefetch_room)

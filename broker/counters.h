@@ -3,6 +3,10 @@
 
     send_failures counts messages a live peer did not get (its queue was
     full, or the send was interrupted): worth a look when it grows.
+    engines_blacklisted counts blacklistings (an engine's executions of a
+    service failed BlacklistAfter times in a row); tasks_failed_no_engine
+    the tasks failed because no online engine offered their service's type
+    for DSNoEngineTimeout.
     sends_to_departed_peers counts messages to a connection that had
     already closed (ZMQ_ROUTER_MANDATORY: EHOSTUNREACH), e.g. a heartbeat
     or admin reply racing a peer that just left: normal, harmless.
@@ -33,7 +37,9 @@
     X (sends_to_departed_peers)                                                                    \
     X (store_commits)                                                                              \
     X (store_syncs)                                                                                \
-    X (store_failures)
+    X (store_failures)                                                                             \
+    X (engines_blacklisted)                                                                        \
+    X (tasks_failed_no_engine)
 
 typedef struct {
 #define KEEL_COUNTER_FIELD(name) uint64_t name;

@@ -52,6 +52,9 @@ static const s_command_t s_commands[] = {
       "compact the store; --pair: on both brokers of a resilient pair, passive first, handing "
       "over in between, so the pair keeps serving" },
     { "drain", 1, 1, "drain ENGINE", "stop giving new tasks to an engine" },
+    { "unblacklist", 1, 2, "unblacklist ENGINE [SERVICE]",
+      "give an engine tasks of a service (every service without SERVICE) it was blacklisted "
+      "for (BlacklistAfter) again" },
     { "takeover", 0, 0, "takeover",
       "on the passive broker of a pair: planned handover, this broker becomes active" },
     { "leave", 0, 0, "leave",

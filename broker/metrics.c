@@ -182,9 +182,12 @@ s_type_histos (FILE *f, const keel_metrics_t *self, const char *name, const char
 static void
 s_render_model (FILE *f, keel_metrics_t *self, const keel_admin_view_t *v)
 {
-    uint64_t online = 0, offline = 0, draining = 0, slots = 0, busy = 0;
+    uint64_t online = 0, offline = 0, draining = 0, slots = 0, busy = 0, blacklisted = 0;
+    int64_t now = zclock_mono ();
     zlistx_t *engines = keel_model_engines (v->model);
     for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
+        for (keel_blacklist_t *b = zhashx_first (e->blacklist); b; b = zhashx_next (e->blacklist))
+            blacklisted += b->blacklisted && b->until_mono > now;
         if (e->state == KEEL_ENGINE_ONLINE) {
             online++;
             draining += e->draining;
@@ -212,6 +215,9 @@ s_render_model (FILE *f, keel_metrics_t *self, const keel_admin_view_t *v)
              (unsigned long long) online, (unsigned long long) offline);
     s_gauge (f, "keel_engines_draining", "Online engines draining (no new tasks)",
              (double) draining);
+    s_gauge (f, "keel_engine_blacklistings",
+             "Engines blacklisted for a service now (one per engine and service)",
+             (double) blacklisted);
     s_gauge (f, "keel_engine_slots", "Task slots of the online engines", (double) slots);
     s_gauge (f, "keel_engine_slots_busy", "Executions running on the online engines",
              (double) busy);

@@ -94,6 +94,13 @@ s_service_free (keel_service_rec_t *svc)
 }
 
 static void
+s_blacklist_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static void
 s_engine_free (keel_engine_t *engine)
 {
     zframe_destroy (&engine->route);
@@ -102,6 +109,7 @@ s_engine_free (keel_engine_t *engine)
     free (engine->types);
     zlistx_destroy (&engine->execs);
     zhashx_destroy (&engine->init_sent);
+    zhashx_destroy (&engine->blacklist);
     free (engine);
 }
 
@@ -222,8 +230,10 @@ keel_model_service_remove (keel_model_t *self, keel_service_rec_t *svc)
         while (t && t->execs)
             keel_model_exec_remove (self, t->execs);
     }
-    for (keel_engine_t *e = zhashx_first (self->engines); e; e = zhashx_next (self->engines))
+    for (keel_engine_t *e = zhashx_first (self->engines); e; e = zhashx_next (self->engines)) {
         zhashx_delete (e->init_sent, svc->id);
+        zhashx_delete (e->blacklist, svc->id);
+    }
     zhashx_delete (self->services, svc->id);
     s_service_free (svc);
 }
@@ -574,8 +584,12 @@ keel_model_engine_add (keel_model_t *self, const char *engine_id)
     e->number = self->engine_seq;
     e->execs = zlistx_new ();
     e->init_sent = zhashx_new ();
+    e->blacklist = zhashx_new ();
+    if (e->blacklist)
+        zhashx_set_destructor (e->blacklist, s_blacklist_free);
     e->state = KEEL_ENGINE_OFFLINE;
-    if (!e->execs || !e->init_sent || zhashx_insert (self->engines, e->id, e) != 0) {
+    if (!e->execs || !e->init_sent || !e->blacklist
+        || zhashx_insert (self->engines, e->id, e) != 0) {
         s_engine_free (e);
         return NULL;
     }
@@ -618,6 +632,20 @@ keel_model_engine_by_route (keel_model_t *self, zframe_t *route)
     char key[64];
     keel_route_key (route, key);
     return zhashx_lookup (self->engine_routes, key);
+}
+
+keel_blacklist_t *
+keel_engine_blacklist (keel_engine_t *engine, const char *service_id, bool create)
+{
+    keel_blacklist_t *b = zhashx_lookup (engine->blacklist, service_id);
+    if (b || !create)
+        return b;
+    b = calloc (1, sizeof *b);
+    if (b && zhashx_insert (engine->blacklist, service_id, b) != 0) {
+        free (b);
+        b = NULL;
+    }
+    return b;
 }
 
 bool

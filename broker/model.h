@@ -114,6 +114,11 @@ struct _keel_service_rec_t {
     void *sched_handle;                // position in the scheduler's list, NULL if absent
     uint64_t run_us_est;               // estimated task run time, µs (keel_service_note_run)
     uint32_t run_samples;              // results it is made of (0: not known yet)
+    // While it has queued tasks and no online engine offers its type
+    // (core_sched.c, DSNoEngineTimeout): since when (0: an engine offers
+    // it), and when its driver was last told.
+    int64_t no_engine_since;
+    int64_t no_engine_notice_at;
 };
 
 // What a task of svc is expected to weigh on an engine: the mean run time
@@ -162,6 +167,16 @@ struct _keel_exec_t {
 
 typedef enum { KEEL_ENGINE_ONLINE = 0, KEEL_ENGINE_OFFLINE = 1 } keel_engine_state_t;
 
+// How an engine fares with one service (core_blacklist.c): its executions'
+// failures in a row, and whether it is blacklisted for the service. In
+// memory only (docs/operations.md, "Blacklisted engines").
+typedef struct {
+    uint32_t failures;     // executions that failed in a row since its last success
+    uint32_t blacklisted;  // failures that blacklisted it (0: not blacklisted)
+    int64_t until_mono;    // blacklisted until then
+    int64_t until_wall_ms; // the same, for people
+} keel_blacklist_t;
+
 struct _keel_engine_t {
     char id[KEEL_ID_MAX + 1];
     char session[KEEL_ID_MAX + 1];
@@ -177,6 +192,7 @@ struct _keel_engine_t {
     zlistx_t *execs;     // keel_exec_t * running here
     uint64_t backlog_us; // sum of their cost_us: the work they are expected to hold
     zhashx_t *init_sent; // service ids whose init data this engine has
+    zhashx_t *blacklist; // service id → keel_blacklist_t (its failures there)
     keel_peer_clock_t clock;
     int64_t offline_since_mono;
     int64_t login_wall_ms;
@@ -274,6 +290,10 @@ void keel_model_engine_remove (keel_model_t *self, keel_engine_t *engine);
 void keel_model_engine_route (keel_model_t *self, keel_engine_t *engine, zframe_t *route);
 keel_engine_t *keel_model_engine_by_route (keel_model_t *self, zframe_t *route);
 bool keel_engine_offers (const keel_engine_t *engine, const char *type);
+// The engine's record for a service id: NULL when it has none and create
+// is false (or on OOM). Records go with their service (removed with it).
+keel_blacklist_t *keel_engine_blacklist (keel_engine_t *engine, const char *service_id,
+                                         bool create);
 void keel_engine_set_types (keel_engine_t *engine, char **types, size_t ntypes);
 // Engines in a stable order (round-robin dispatch).
 zlistx_t *keel_model_engines (keel_model_t *self);

@@ -50,6 +50,7 @@ Test (admin_errors, every_refusal_names_keel_admin_once, .init = harness_setup,
         { "tasks", "no-such-service", NULL, NULL, "no service 'no-such-service'" },
         { "cancel", "no-such-service", NULL, NULL, "cancel: no service 'no-such-service'" },
         { "drain", "no-such-engine", NULL, NULL, "drain: no engine 'no-such-engine'" },
+        { "unblacklist", "no-such-engine", NULL, NULL, "unblacklist: no engine 'no-such-engine'" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         harness_result_t res;
