@@ -3,12 +3,17 @@
 # tasks on loopback. Everything it starts is stopped (by PID) when it ends,
 # and its temp dir removed; the daemons' logs are shown if something fails.
 # KEEL_BUILD_DIR (default build) names the build directory under the repo.
-#   usage: scripts/demo.sh [--help]
+#   usage: scripts/demo.sh [--cluster] [--help]
+#   --cluster: a private PostgreSQL, two brokers on it (one serves, one
+#   stands by), engines and a driver that know only the first; the first
+#   is killed -9 mid-run and the second finishes the batch.
 set -euo pipefail
 
+cluster=0
 case "${1:-}" in
     "") ;;
-    -h|--help) sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cluster) cluster=1 ;;
+    -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 esac
 
@@ -54,6 +59,15 @@ cleanup() {
         fi
         wait "$pid" 2>/dev/null || true
     done
+    if [[ -n "${pg_pid:-}" ]]; then
+        kill -INT "$pg_pid" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pg_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pg_pid" 2>/dev/null || true
+        wait "$pg_pid" 2>/dev/null || true
+    fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -72,6 +86,107 @@ free_port() {
     echo "demo: no free port found" >&2
     return 1
 }
+
+# Waits (bounded) until `keel-admin -e $1 --json status` has $2 (a sed
+# pattern) ; prints the status.
+wait_status() {
+    local admin=$1 pattern=$2 limit=$3 status="" i
+    for ((i = 0; i < limit * 5; i++)); do
+        status=$("$bin/keel-admin" -e "$admin" --json --timeout 1s status 2>/dev/null || true)
+        if grep -q "$pattern" <<<"$status"; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "demo: '$pattern' not in the status of $admin within $limit s: ${status:-no answer}" >&2
+    return 1
+}
+
+if ((cluster)); then
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    if [[ ! -x "$pg_bin/initdb" ]]; then
+        echo "demo: no PostgreSQL in /usr/lib/postgresql (scripts/install-deps.sh installs it)" >&2
+        exit 1
+    fi
+    as=()
+    if ((EUID == 0)); then
+        chown postgres: "$tmp"
+        as=(setpriv --reuid=postgres --regid=postgres --init-groups) # exec: its PID is postgres'
+    fi
+    echo "==> a private PostgreSQL in $tmp"
+    "${as[@]}" "$pg_bin/initdb" -D "$tmp/pg" -U postgres -A trust --no-sync >"$tmp/initdb.log" 2>&1
+    pg_port=$(free_port)
+    "${as[@]}" "$pg_bin/postgres" -D "$tmp/pg" -k "$tmp" -p "$pg_port" \
+        -c listen_addresses=127.0.0.1 >"$tmp/postgres.log" 2>&1 &
+    pg_pid=$!
+    for ((i = 0; i < 300; i++)); do
+        "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break
+        kill -0 "$pg_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" || { echo "demo: PostgreSQL did not start" >&2; exit 1; }
+    store="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+    names=(A B)
+    for n in 0 1; do
+        port=$(free_port)
+        aport=$(free_port)
+        ep[$n]="tcp://127.0.0.1:$port"
+        adm[$n]="tcp://127.0.0.1:$aport"
+        echo "==> keel-broker ${names[$n]} on ${ep[$n]} (Store=$store)"
+        "$bin/keel-broker" --set "Name=${names[$n]}" --set "Endpoint=${ep[$n]}" \
+            --set "AdminEndpoint=${adm[$n]}" --set "Store=$store" --set "MemberLease=2s" \
+            --set "HeartbeatInterval=250ms" >"$tmp/broker${names[$n]}.log" 2>&1 &
+        bpid[$n]=$!
+        pids+=("${bpid[$n]}")
+        if ((n == 0)); then
+            wait_status "${adm[0]}" '"state":"serving"' 15
+        else
+            wait_status "${adm[1]}" '"state":"standby"' 15
+        fi
+    done
+    wait_status "${adm[0]}" "${ep[1]}" 15 # A lists B as a member
+    for n in 1 2; do
+        mkdir -p "$tmp/engine$n"
+        echo "==> keel-engine $n (1 slot), configured with broker A only"
+        "$bin/keel-engine" --set "StateDir=$tmp/engine$n" --set "Brokers=${ep[0]}" \
+            --set "Slots=1" >"$tmp/engine$n.log" 2>&1 &
+        pids+=($!)
+    done
+    wait_status "${adm[0]}" '"online":2' 30
+    echo "==> keel-driver --broker A submit --service sleep --input 20 --count 300 (in the background)"
+    "$bin/keel-driver" --broker "${ep[0]}" --set DSBrokerTimeout=120s submit --service sleep \
+        --input 20 --count 300 >"$tmp/results.jsonl" 2>"$tmp/driver.log" &
+    driver_pid=$!
+    pids+=("$driver_pid")
+    for ((i = 0; i < 300; i++)); do
+        [[ -s "$tmp/results.jsonl" && $(wc -l <"$tmp/results.jsonl") -ge 30 ]] && break
+        sleep 0.1
+    done
+    echo "==> $(wc -l <"$tmp/results.jsonl") results in; kill -9 broker A"
+    kill -KILL "${bpid[0]}"
+    wait "${bpid[0]}" 2>/dev/null || true
+    t0=$SECONDS
+    wait_status "${adm[1]}" '"state":"serving"' 15
+    echo "==> broker B serves (within $((SECONDS - t0 + 1)) s); the driver and engines moved to it"
+    if ! wait "$driver_pid"; then
+        echo "demo: keel-driver failed" >&2
+        cat "$tmp/driver.log" >&2
+        exit 1
+    fi
+    lines=$(wc -l <"$tmp/results.jsonl")
+    unique=$(sed -n 's/.*"task":\([0-9]*\).*/\1/p' "$tmp/results.jsonl" | sort -u | wc -l)
+    echo "driver: $lines results, $unique distinct tasks (300 expected, each once)"
+    grep -E "failover|member" "$tmp/driver.log" | head -n 3 || true
+    echo "==> keel-admin status of B"
+    "$bin/keel-admin" -e "${adm[1]}" status | sed -n '/# Broker/,/# Engines/p'
+    if [[ "$lines" -ne 300 || "$unique" -ne 300 ]]; then
+        echo "demo: expected 300 results, each once" >&2
+        exit 1
+    fi
+    ok=1
+    echo "==> done: a broker killed mid-run, its standby finished the batch; stopping everything"
+    exit 0
+fi
 
 # The broker binds its two ports; if another process took one since
 # free_port looked, start it again on other ports (a few tries).
