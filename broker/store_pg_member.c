@@ -136,8 +136,8 @@ keel_store_pg_send_renewal (keel_store_pg_t *self)
     return KEEL_OK;
 }
 
-// One synchronous query of the standby (or of join); NULL after a failure
-// (logged at most once per failure streak).
+// One synchronous query (a standby's tick, join, leave), bounded by
+// KEEL_STORE_PG_TIMEOUT_MS; NULL after a failure, err set.
 static PGresult *
 s_query (keel_store_pg_t *self, const char *sql, const keel_store_pg_params_t *p, keel_error_t *err)
 {
