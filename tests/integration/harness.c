@@ -880,3 +880,43 @@ harness_json_int (const char *json, const char *path, long long *value)
     *value = v;
     return true;
 }
+
+void
+harness_assert_each_once (const char *name, long tasks, const char *output)
+{
+    char path[512];
+    char *text = harness_read_file (harness_path (path, sizeof path, name));
+    HARNESS_ASSERT (text, "no output in %s", name);
+    unsigned char *seen = calloc ((size_t) tasks, 1);
+    cr_assert_not_null (seen);
+    bool doubled = output && strcmp (output, "2*id") == 0;
+    long lines = 0;
+    char *save = NULL;
+    for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
+        lines++;
+        long long task = -1;
+        char status[32] = "", out[64] = "";
+        HARNESS_ASSERT (harness_json_int (line, "task", &task) && task >= 0 && task < tasks,
+                        "%s: bad task id: %s", name, line);
+        HARNESS_ASSERT (!seen[task], "%s: task %lld delivered twice: %s", name, task, line);
+        seen[task] = 1;
+        HARNESS_ASSERT (harness_json_get (line, "status", status, sizeof status)
+                            && strcmp (status, "ok") == 0,
+                        "%s: task %lld not ok: %s", name, task, line);
+        if (!output)
+            continue;
+        HARNESS_ASSERT (harness_json_get (line, "output", out, sizeof out), "%s: no output: %s",
+                        name, line);
+        if (doubled)
+            HARNESS_ASSERT (strtoll (out, NULL, 10) == 2 * task,
+                            "%s: task %lld: output is not %lld: %s", name, task, 2 * task, line);
+        else
+            HARNESS_ASSERT (strcmp (out, output) == 0, "%s: task %lld: output is not %s: %s", name,
+                            task, output, line);
+    }
+    for (long i = 0; i < tasks; i++)
+        HARNESS_ASSERT (seen[i], "%s: task %ld has no result", name, i);
+    HARNESS_ASSERT (lines == tasks, "%s: %ld lines for %ld tasks", name, lines, tasks);
+    free (seen);
+    free (text);
+}

@@ -171,4 +171,12 @@ bool harness_wait_engines (const harness_broker_t *b, long long n, int timeout_m
 bool harness_json_get (const char *json, const char *path, char *out, size_t size);
 bool harness_json_int (const char *json, const char *path, long long *value);
 
+// ------------------------------------------------------------ results
+
+// Asserts keel-driver's output in <dir>/<name>: one line per task
+// 0..tasks-1, each exactly once, with status ok, and an output that is
+// `output` (NULL: any; "2*id": twice the task id, as `double` gives).
+// The failure names the first bad line, the duplicated or missing task.
+void harness_assert_each_once (const char *name, long tasks, const char *output);
+
 #endif

@@ -71,28 +71,7 @@ Test (engine_kill, reschedules_the_tasks_of_an_engine_killed_mid_run, .init = ha
                     "keel-driver did not finish within 60 s");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
 
-    char *out = harness_read_file (flowing.path);
-    cr_assert_not_null (out);
-    unsigned char seen[TASKS] = { 0 };
-    long lines = 0;
-    char *save = NULL;
-    for (char *line = strtok_r (out, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
-        lines++;
-        long long task = -1;
-        char status[32], output[32];
-        cr_assert (harness_json_int (line, "task", &task) && task >= 0 && task < TASKS,
-                   "bad task id: %s", line);
-        cr_assert (!seen[task], "task %lld delivered twice: %s", task, line);
-        seen[task] = 1;
-        cr_assert (harness_json_get (line, "status", status, sizeof status)
-                       && strcmp (status, "ok") == 0,
-                   "task %lld not ok: %s", task, line);
-        cr_assert (harness_json_get (line, "output", output, sizeof output)
-                       && strcmp (output, "50") == 0,
-                   "task %lld: output is not 50: %s", task, line);
-    }
-    cr_assert_eq (lines, TASKS, "expected %d results, got %ld", TASKS, lines);
-    free (out);
+    harness_assert_each_once ("driver.out", TASKS, "50");
 
     HARNESS_ASSERT (harness_poll_until (s_rescheduled, &broker, 5000),
                     "broker counter tasks_rescheduled stayed 0 after an engine was killed");

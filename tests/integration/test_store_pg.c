@@ -33,38 +33,6 @@ s_counter_reached (void *arg)
     return v >= w->at_least;
 }
 
-// Checks keel-driver's output: every task 0..tasks-1 exactly once, ok,
-// with output 2 * id.
-static void
-s_check_results (const char *name, long tasks)
-{
-    char path[512];
-    char *out = harness_read_file (harness_path (path, sizeof path, name));
-    cr_assert_not_null (out, "no %s", name);
-    unsigned char *seen = calloc ((size_t) tasks, 1);
-    cr_assert_not_null (seen);
-    long lines = 0;
-    char *save = NULL;
-    for (char *line = strtok_r (out, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
-        lines++;
-        long long task = -1;
-        char status[32], text[32];
-        cr_assert (harness_json_int (line, "task", &task) && task >= 0 && task < tasks,
-                   "bad task id: %s", line);
-        cr_assert (!seen[task], "task %lld delivered twice: %s", task, line);
-        seen[task] = 1;
-        cr_assert (harness_json_get (line, "status", status, sizeof status)
-                       && strcmp (status, "ok") == 0,
-                   "task %lld not ok: %s", task, line);
-        cr_assert (harness_json_get (line, "output", text, sizeof text)
-                       && strtoll (text, NULL, 10) == 2 * task,
-                   "task %lld: output is not %lld: %s", task, 2 * task, line);
-    }
-    cr_assert_eq (lines, tasks, "%s: expected %ld results, got %ld", name, tasks, lines);
-    free (seen);
-    free (out);
-}
-
 Test (store_pg, a_database_outage_mid_run_loses_and_repeats_nothing, .init = harness_setup,
       .fini = harness_teardown, .timeout = 240)
 {
@@ -141,11 +109,11 @@ Test (store_pg, a_database_outage_mid_run_loses_and_repeats_nothing, .init = har
     HARNESS_ASSERT (harness_wait_exit (driver, 120000, &code),
                     "keel-driver did not finish within 120 s");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
-    s_check_results ("driver.out", TASKS);
+    harness_assert_each_once ("driver.out", TASKS, "2*id");
     HARNESS_ASSERT (harness_wait_exit (late, 60000, &code),
                     "the second keel-driver did not finish within 60 s of the recovery");
     HARNESS_ASSERT (code == 0, "the second keel-driver exited %d", code);
-    s_check_results ("late.out", 200);
+    harness_assert_each_once ("late.out", 200, "2*id");
     HARNESS_ASSERT (harness_stop (broker.pid, 10000) == 0, "keel-broker did not stop cleanly");
     pg_stop (&pg, 10000);
 }

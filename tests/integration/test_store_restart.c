@@ -288,32 +288,7 @@ s_three_kills (const char *store, long long kill2, long long kill3)
                     "keel-driver did not finish within 120 s");
     HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
 
-    char path[512];
-    char *out = harness_read_file (harness_path (path, sizeof path, "driver.out"));
-    cr_assert_not_null (out);
-    unsigned char *seen = calloc (TASKS, 1);
-    cr_assert_not_null (seen);
-    long lines = 0;
-    char *save = NULL;
-    for (char *line = strtok_r (out, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
-        lines++;
-        long long task = -1, output = -1;
-        char status[32];
-        cr_assert (harness_json_int (line, "task", &task) && task >= 0 && task < TASKS,
-                   "bad task id: %s", line);
-        cr_assert (!seen[task], "task %lld delivered twice: %s", task, line);
-        seen[task] = 1;
-        cr_assert (harness_json_get (line, "status", status, sizeof status)
-                       && strcmp (status, "ok") == 0,
-                   "task %lld not ok: %s", task, line);
-        char text[32];
-        cr_assert (harness_json_get (line, "output", text, sizeof text), "no output: %s", line);
-        output = strtoll (text, NULL, 10);
-        cr_assert (output == 2 * task, "task %lld: output is not %lld: %s", task, 2 * task, line);
-    }
-    cr_assert_eq (lines, TASKS, "expected %d results, got %ld", TASKS, lines);
-    free (seen);
-    free (out);
+    harness_assert_each_once ("driver.out", TASKS, "2*id");
 
     long long submitted = s_status (&broker, "counters.tasks_submitted");
     long long resubmitted = s_status (&broker, "counters.tasks_resubmitted");
