@@ -122,34 +122,7 @@ pt_lines_at_least (void *arg)
 static inline void
 pt_assert_each_once (const char *name, int n)
 {
-    char path[600];
-    harness_path (path, sizeof path, name);
-    char *text = harness_read_file (path);
-    HARNESS_ASSERT (text, "no output from %s", name);
-    unsigned char *seen = calloc ((size_t) n, 1);
-    long lines = 0, bad = 0, dups = 0;
-    char *save = NULL;
-    for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
-        lines++;
-        long long task = -1;
-        char status[16] = "";
-        if (!harness_json_int (line, "task", &task) || task < 0 || task >= n
-            || !harness_json_get (line, "status", status, sizeof status)
-            || strcmp (status, "ok") != 0) {
-            bad++;
-            continue;
-        }
-        if (seen[task]++)
-            dups++;
-    }
-    long missing = 0;
-    for (int i = 0; i < n; i++)
-        missing += !seen[i];
-    free (seen);
-    free (text);
-    HARNESS_ASSERT (bad == 0 && dups == 0 && missing == 0 && lines == n,
-                    "%s: %ld lines for %d tasks: %ld bad, %ld duplicated, %ld missing", name, lines,
-                    n, bad, dups, missing);
+    harness_assert_each_once (name, n, NULL);
 }
 
 typedef struct {
