@@ -75,6 +75,48 @@ s_start (s_cluster_t *c)
     }
 }
 
+// Two 1-slot engines online at A (engine1 configured with A then `e1b`,
+// engine2 with `e2` then `e2b`) and a driver (A then `db`) submitting 400
+// tasks of 20 ms: about 4 s of work. DSBrokerTimeout is far above the
+// test's patience: the driver must turn to another member at once.
+// Returns the driver's pid once A has every task and 20 results are out.
+static pid_t
+s_load (s_cluster_t *c, const harness_broker_t *e1b, const harness_broker_t *e2,
+        const harness_broker_t *e2b, const harness_broker_t *db)
+{
+    pid_t e1p = ft_engine_start (&c->a, e1b, "engine1", 1, NULL);
+    pid_t e2p = ft_engine_start (e2, e2b, "engine2", 1, NULL);
+    HARNESS_ASSERT (e1p > 0 && e2p > 0 && harness_wait_engines (&c->a, 2, 15000),
+                    "engines not online on A");
+    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
+    const char *driver_sets[] = { "DSBrokerTimeout=120s", "LogLevel=info", NULL };
+    pid_t driver = ft_driver_start ("driver", &c->a, db, driver_sets, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    HARNESS_ASSERT (ft_wait_status (&c->a, "counters.tasks_submitted", 400, 15000),
+                    "A did not get the 400 tasks");
+    pt_lines_wait_t some = { "driver.out", 20 };
+    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
+    return driver;
+}
+
+// The driver ends 0 with every task once, B was resent nothing, and (with
+// ran_once) the engines started 400 executions for the 400 tasks.
+static void
+s_finish (s_cluster_t *c, pid_t driver, bool ran_once)
+{
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish on B");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    pt_assert_each_once ("driver.out", 400);
+    HARNESS_ASSERT (ft_status (&c->b, "counters.tasks_resubmitted") == 0,
+                    "the driver resubmitted %lld tasks to B",
+                    ft_status (&c->b, "counters.tasks_resubmitted"));
+    int started =
+        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
+    HARNESS_ASSERT (!ran_once || started == 400, "the engines started %d executions for 400 tasks",
+                    started);
+}
+
 Test (cluster, kill9_of_the_serving_member_makes_the_standby_serve_at_once, .init = harness_setup,
       .fini = harness_teardown, .timeout = 240)
 {
@@ -85,22 +127,9 @@ Test (cluster, kill9_of_the_serving_member_makes_the_standby_serve_at_once, .ini
     // engine1 and the driver know only A: A's welcome lists B, and they
     // turn to B when A is gone. engine2 is configured with B first: B
     // stands by and sends it to A.
-    pid_t e1 = ft_engine_start (&c.a, NULL, "engine1", 1, NULL);
-    pid_t e2 = ft_engine_start (&c.b, &c.a, "engine2", 1, NULL);
-    HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&c.a, 2, 15000),
-                    "engines not online on A");
+    pid_t driver = s_load (&c, NULL, &c.b, &c.a, NULL);
     HARNESS_ASSERT (ft_status (&c.b, "cluster.counters.clients_refused") >= 1,
                     "B did not refuse engine2");
-    // 400 tasks of 20 ms on 2 slots: about 4 s of work. DSBrokerTimeout
-    // far above the test's patience: the driver must turn to B at once.
-    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
-    const char *driver_sets[] = { "DSBrokerTimeout=120s", "LogLevel=info", NULL };
-    pid_t driver = ft_driver_start ("driver", &c.a, NULL, driver_sets, submit);
-    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
-    HARNESS_ASSERT (ft_wait_status (&c.a, "counters.tasks_submitted", 400, 15000),
-                    "A did not get the 400 tasks");
-    pt_lines_wait_t some = { "driver.out", 20 };
-    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
     HARNESS_ASSERT (ft_log_has ("driver.err", "is a member of the cluster")
                         && ft_log_has ("engine1.err", "is a member of the cluster"),
                     "the driver or engine1 did not learn B from A's welcome");
@@ -110,25 +139,15 @@ Test (cluster, kill9_of_the_serving_member_makes_the_standby_serve_at_once, .ini
     cr_log_info ("killed A with %ld of 400 results in", before);
     HARNESS_ASSERT (pt_wait_field (&c.b, "cluster.state", "serving", 10000),
                     "B did not serve within 10 s of the kill");
-
-    int code = -1;
-    HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish on B");
-    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
-    pt_assert_each_once ("driver.out", 400);
+    s_finish (&c, driver, true);
     HARNESS_ASSERT (ft_status (&c.b, "epoch") > epoch_a, "B's epoch %lld is not above A's %lld",
                     ft_status (&c.b, "epoch"), epoch_a);
     HARNESS_ASSERT (ft_status (&c.b, "cluster.counters.takeovers") == 1, "B took over %lld times",
                     ft_status (&c.b, "cluster.counters.takeovers"));
-    HARNESS_ASSERT (ft_status (&c.b, "counters.tasks_resubmitted") == 0,
-                    "the driver resubmitted %lld tasks to B",
-                    ft_status (&c.b, "counters.tasks_resubmitted"));
     HARNESS_ASSERT (ft_status (&c.b, "counters.tasks_submitted") == 0,
                     "B was sent %lld tasks as new", ft_status (&c.b, "counters.tasks_submitted"));
     // The tasks the engines were running at the kill were claimed, not run again.
     HARNESS_ASSERT (ft_status (&c.b, "counters.claims_kept") >= 1, "B kept no claim");
-    int started =
-        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
-    HARNESS_ASSERT (started == 400, "the engines started %d executions for 400 tasks", started);
     HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
     pg_stop (&c.pg, 10000);
 }
@@ -140,18 +159,7 @@ Test (cluster, a_member_paused_past_its_lease_is_taken_over_and_fenced, .init = 
     s_plan (&c, "1s");
     s_start (&c);
     long long member_a = ft_status (&c.a, "cluster.lease_epoch");
-    pid_t e1 = ft_engine_start (&c.a, &c.b, "engine1", 1, NULL);
-    pid_t e2 = ft_engine_start (&c.a, &c.b, "engine2", 1, NULL);
-    HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&c.a, 2, 15000),
-                    "engines not online on A");
-    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
-    const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
-    pid_t driver = ft_driver_start ("driver", &c.a, &c.b, driver_sets, submit);
-    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
-    HARNESS_ASSERT (ft_wait_status (&c.a, "counters.tasks_submitted", 400, 15000),
-                    "A did not get the 400 tasks");
-    pt_lines_wait_t some = { "driver.out", 20 };
-    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
+    pid_t driver = s_load (&c, &c.b, &c.a, &c.b, &c.b);
 
     // A stops running (SIGSTOP) with its session, and its lock, alive.
     harness_signal (c.a.pid, SIGSTOP);
@@ -171,14 +179,7 @@ Test (cluster, a_member_paused_past_its_lease_is_taken_over_and_fenced, .init = 
                     ft_status (&c.a, "cluster.lease_epoch"), member_a);
     cr_log_info ("A fenced: %lld writes refused",
                  ft_status (&c.a, "cluster.counters.fenced_writes"));
-
-    int code = -1;
-    HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish on B");
-    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
-    pt_assert_each_once ("driver.out", 400);
-    HARNESS_ASSERT (ft_status (&c.b, "counters.tasks_resubmitted") == 0,
-                    "the driver resubmitted %lld tasks to B",
-                    ft_status (&c.b, "counters.tasks_resubmitted"));
+    s_finish (&c, driver, false);
     HARNESS_ASSERT (harness_stop (c.a.pid, 10000) == 0, "broker A did not stop cleanly");
     HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
     pg_stop (&c.pg, 10000);
@@ -194,19 +195,7 @@ Test (cluster, leave_hands_the_store_and_the_clients_to_the_standby, .init = har
     s_cluster_t c;
     s_plan (&c, "2s");
     s_start (&c);
-    pid_t e1 = ft_engine_start (&c.a, NULL, "engine1", 1, NULL);
-    pid_t e2 = ft_engine_start (&c.a, NULL, "engine2", 1, NULL);
-    HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&c.a, 2, 15000),
-                    "engines not online on A");
-    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
-    const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
-    pid_t driver = ft_driver_start ("driver", &c.a, NULL, driver_sets, submit);
-    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
-    HARNESS_ASSERT (ft_wait_status (&c.a, "counters.tasks_submitted", 400, 15000),
-                    "A did not get the 400 tasks");
-    pt_lines_wait_t some = { "driver.out", 20 };
-    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
-
+    pid_t driver = s_load (&c, NULL, &c.a, NULL, NULL);
     harness_result_t res;
     HARNESS_ASSERT (harness_admin (&c.a, &res, false, "leave", NULL) == 0, "leave refused: %s",
                     res.err);
@@ -215,16 +204,8 @@ Test (cluster, leave_hands_the_store_and_the_clients_to_the_standby, .init = har
     HARNESS_ASSERT (harness_wait_exit (c.a.pid, 15000, &code), "A did not exit after leave");
     HARNESS_ASSERT (code == 0, "A exited %d after leave", code);
     HARNESS_ASSERT (pt_wait_field (&c.b, "cluster.state", "serving", 10000), "B does not serve");
-    HARNESS_ASSERT (harness_wait_exit (driver, 90000, &code), "keel-driver did not finish on B");
-    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
-    pt_assert_each_once ("driver.out", 400);
-    HARNESS_ASSERT (ft_status (&c.b, "counters.tasks_resubmitted") == 0,
-                    "the driver resubmitted %lld tasks to B",
-                    ft_status (&c.b, "counters.tasks_resubmitted"));
-    int started =
-        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
-    HARNESS_ASSERT (started == 400, "the engines started %d executions for 400 tasks", started);
-    // A standalone broker has nothing to leave.
+    s_finish (&c, driver, true);
+    // leave takes no argument.
     HARNESS_ASSERT (harness_admin (&c.b, &res, false, "leave", "now", NULL) != 0,
                     "leave took an argument");
     harness_result_free (&res);

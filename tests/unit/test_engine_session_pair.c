@@ -39,10 +39,10 @@ teardown (void)
 
 TestSuite (engine_session_pair, .init = setup, .fini = teardown);
 
-//  Feeds a LoginReply{ok, H = 500 ms} with this pair peer (NULL: none) and
-//  envelope epoch; returns whether the session took it.
+//  Feeds a LoginReply{ok, H = 500 ms} with this pair peer (NULL: none),
+//  cluster members and envelope epoch; returns whether the session took it.
 static bool
-s_login_reply (const char *pair_peer, uint64_t epoch, int64_t now)
+s_login_reply_members (const char *pair_peer, char **members, size_t n, uint64_t epoch, int64_t now)
 {
     Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
     reply.has_ok = reply.ok = true;
@@ -51,6 +51,8 @@ s_login_reply (const char *pair_peer, uint64_t epoch, int64_t now)
     reply.engine_timeout_ms = 60000;
     reply.broker_name = "b";
     reply.pair_peer = (char *) pair_peer;
+    reply.cluster_members = members;
+    reply.n_cluster_members = n;
     keel_env_t env;
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
     env.has_epoch = true;
@@ -58,6 +60,12 @@ s_login_reply (const char *pair_peer, uint64_t epoch, int64_t now)
     env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
     env.login_reply = &reply;
     return keel_engine_session_on_message (s_session, &env, now);
+}
+
+static bool
+s_login_reply (const char *pair_peer, uint64_t epoch, int64_t now)
+{
+    return s_login_reply_members (pair_peer, NULL, 0, epoch, now);
 }
 
 static bool
@@ -302,23 +310,8 @@ Test (engine_session_pair, epochs_of_standalone_brokers_are_not_compared)
 Test (engine_session_pair, learns_cluster_members_from_the_login_reply_and_follows_them)
 {
     keel_engine_session_tick (s_session, 0);
-    Keel__LoginReply reply = KEEL__LOGIN_REPLY__INIT;
-    reply.has_ok = reply.ok = true;
-    reply.has_heartbeat_ms = reply.has_engine_timeout_ms = true;
-    reply.heartbeat_ms = 500;
-    reply.engine_timeout_ms = 60000;
-    reply.broker_name = "b";
     char *members[] = { S_A, "tcp://member-c:3", S_B, "  " };
-    reply.cluster_members = members;
-    reply.n_cluster_members = 4;
-    reply.pair_peer = "tcp://member-c:3";
-    keel_env_t env;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_BROKER);
-    env.has_epoch = true;
-    env.epoch = 3;
-    env.body_case = KEEL__ENVELOPE__BODY_LOGIN_REPLY;
-    env.login_reply = &reply;
-    cr_assert (keel_engine_session_on_message (s_session, &env, 0));
+    cr_assert (s_login_reply_members ("tcp://member-c:3", members, 4, 3, 0));
     cr_assert_str_eq (keel_engine_session_endpoint (s_session, 2), "tcp://member-c:3");
     cr_assert_str_eq (keel_engine_session_endpoint (s_session, 3), "?", "blank: not learned");
     cr_assert_eq (keel_engine_session_pair_peer (s_session, 0), 2);
