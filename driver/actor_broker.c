@@ -3,10 +3,10 @@
 
     Submissions and their flow control, acknowledgements, the session's
     actions (connect, hello, heartbeat, probe, failback, resync after a
-    welcome) and the handling of each broker message (results, Accepted,
-    Refused and the resubmission it may call for, notices). The loop, the
-    pipe and the actor's lifetime are in actor.c; actor_int.h has what the
-    two share.
+    welcome). The handling of each broker message (results, Accepted,
+    Refused and the resubmission it may call for, notices, service status)
+    is in actor_inbox.c; the loop, the pipe and the actor's lifetime in
+    actor.c; actor_int.h has what they share.
 */
 #include "actor_int.h"
 
@@ -16,8 +16,7 @@
 #include "log.h"
 
 #define S_COMPONENT            "driver"
-#define S_MAX_BATCHES_PER_TURN 64 // SubmitTasks sent per service per loop turn
-#define S_STORE_FULL_DELAY_MS  1000
+#define S_MAX_BATCHES_PER_TURN 64   // SubmitTasks sent per service per loop turn
 #define S_HELLO_RANGES         2048 // range entries in one DriverHello, all services (<= 20 KB)
 #define S_TELL_RANGES          8192 // range entries in one ResultAck.delivered (<= 80 KB)
 
@@ -74,9 +73,9 @@ s_to_app (keel_actor_t *self, keel_actor_to_app_kind_t kind, void *item, keel_ac
     zlistx_add_end (self->to_app, entry);
 }
 
-static keel_actor_status_t *
-s_status (keel_actor_t *self, keel_status_kind_t kind, keel_status_level_t level,
-          const char *broker, const char *service_id, const char *text)
+keel_actor_status_t *
+keel_actor_status (keel_actor_t *self, keel_status_kind_t kind, keel_status_level_t level,
+                   const char *broker, const char *service_id, const char *text)
 {
     KEEL_LOG_LIMITED (&self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT,
                       "status %s kind=%s", text, keel_status_kind_name (kind));
@@ -93,8 +92,8 @@ s_status (keel_actor_t *self, keel_status_kind_t kind, keel_status_level_t level
 }
 
 //  ServiceInfo as the application reads it.
-static void
-s_info_copy (const Keel__ServiceInfo *in, keel_service_info_t *out)
+void
+keel_actor_info_copy (const Keel__ServiceInfo *in, keel_service_info_t *out)
 {
     memset (out, 0, sizeof *out);
     out->answered = true;
@@ -110,8 +109,8 @@ s_info_copy (const Keel__ServiceInfo *in, keel_service_info_t *out)
 }
 
 //  A result made here (refused, cancelled) or received: hand it over once.
-static void
-s_deliver (keel_actor_t *self, keel_actor_service_t *svc, keel_result_t *result)
+void
+keel_actor_deliver (keel_actor_t *self, keel_actor_service_t *svc, keel_result_t *result)
 {
     if (!result) {
         KEEL_ERROR (S_COMPONENT, "out of memory building a result");
@@ -124,8 +123,9 @@ void
 keel_actor_fail_task (keel_actor_t *self, keel_actor_service_t *svc, uint64_t task_id,
                       keel_task_status_t status, const char *error)
 {
-    s_deliver (self, svc,
-               keel_actor_result_new (svc->open->service_id, task_id, status, NULL, 0, error, ""));
+    keel_actor_deliver (
+        self, svc,
+        keel_actor_result_new (svc->open->service_id, task_id, status, NULL, 0, error, ""));
 }
 
 //  Fails every task still waiting in svc and stops sending for it.
@@ -379,9 +379,9 @@ s_detached (keel_actor_t *self, keel_actor_service_t *svc)
               "service %s detached: %" PRIu64 " task(s) stored at %s; its results wait there",
               svc->open->service_id, keel_outstanding_next_id (svc->tasks),
               keel_session_endpoint (self->session, keel_session_broker (self->session)));
-    s_status (self, KEEL_STATUS_DETACHED, KEEL_LEVEL_INFO,
-              keel_session_endpoint (self->session, keel_session_broker (self->session)),
-              svc->open->service_id, text);
+    keel_actor_status (self, KEEL_STATUS_DETACHED, KEEL_LEVEL_INFO,
+                       keel_session_endpoint (self->session, keel_session_broker (self->session)),
+                       svc->open->service_id, text);
 }
 
 #define S_WATCH_MS 1000 // ServiceQuery interval for watched services
@@ -579,7 +579,7 @@ s_welcome_attached (keel_actor_t *self, keel_actor_service_t *svc)
                       "%s does not know service %s: its results are on the broker that stored it; "
                       "still waiting for them",
                       broker, id);
-            s_status (self, KEEL_STATUS_ATTACHED, KEEL_LEVEL_WARNING, broker, id, text);
+            keel_actor_status (self, KEEL_STATUS_ATTACHED, KEEL_LEVEL_WARNING, broker, id, text);
             return;
         }
         svc->attach_failed = true;
@@ -587,10 +587,10 @@ s_welcome_attached (keel_actor_t *self, keel_actor_service_t *svc)
                   "no such service %s at %s: never submitted there, or purged after "
                   "RetentionHours",
                   id, broker);
-        status = s_status (self, KEEL_STATUS_ATTACHED, KEEL_LEVEL_ERROR, broker, id, text);
+        status = keel_actor_status (self, KEEL_STATUS_ATTACHED, KEEL_LEVEL_ERROR, broker, id, text);
         if (status) {
             status->has_info = true;
-            s_info_copy (info, &status->info);
+            keel_actor_info_copy (info, &status->info);
         }
         return;
     }
@@ -614,10 +614,10 @@ s_welcome_attached (keel_actor_t *self, keel_actor_service_t *svc)
               id, broker, info->state ? info->state : "?", info->tasks, info->done,
               keel_outstanding_count (svc->tasks));
     svc->attach_known = true;
-    status = s_status (self, KEEL_STATUS_ATTACHED, KEEL_LEVEL_INFO, broker, id, text);
+    status = keel_actor_status (self, KEEL_STATUS_ATTACHED, KEEL_LEVEL_INFO, broker, id, text);
     if (status) {
         status->has_info = true;
-        s_info_copy (info, &status->info);
+        keel_actor_info_copy (info, &status->info);
         status->expect = svc->expect;
     }
 }
@@ -793,7 +793,7 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
                     default:
                         break;
                 }
-                s_status (
+                keel_actor_status (
                     self, kind, level,
                     keel_session_endpoint (self->session, keel_session_broker (self->session)),
                     NULL, action->text);
@@ -810,7 +810,7 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
                     snprintf (text, sizeof text,
                               "no broker reachable: %d brokers tried for %s each (DSBrokerTimeout)",
                               keel_session_nbrokers (self->session), timeout);
-                s_status (self, KEEL_STATUS_NO_BROKER, KEEL_LEVEL_ERROR, "", NULL, text);
+                keel_actor_status (self, KEEL_STATUS_NO_BROKER, KEEL_LEVEL_ERROR, "", NULL, text);
                 break;
             }
             default:
@@ -866,241 +866,4 @@ keel_actor_admit (keel_actor_t *self, const keel_env_t *env, int broker, int64_t
                       keel_wire_body_name (env), keel_session_endpoint (self->session, broker),
                       env->epoch, keel_session_stale_count (self->session));
     return false;
-}
-
-// ---------------------------------------------------------------- broker messages
-
-static keel_actor_service_t *
-s_lookup (keel_actor_t *self, const char *service_id, const char *what)
-{
-    keel_actor_service_t *svc = service_id ? zhashx_lookup (self->by_id, service_id) : NULL;
-    if (!svc)
-        keel_actor_log_limited (&self->rl_unknown, what, "unknown service id, ignored");
-    return svc;
-}
-
-static void
-s_on_results (keel_actor_t *self, const Keel__TaskResults *results)
-{
-    for (size_t i = 0; i < results->n_results; i++) {
-        const Keel__TaskResult *r = results->results[i];
-        keel_actor_service_t *svc = s_lookup (self, r->service_id, "task result");
-        if (!svc || svc->detaching || svc->detached || svc->open->mode == KEEL_ACTOR_WATCH)
-            continue; // left unacknowledged at the broker, for an attach
-        switch (keel_outstanding_complete (svc->tasks, r->task_id)) {
-            case KEEL_OUTSTANDING_NEW: {
-                keel_task_status_t status = KEEL_TASK_FAILED;
-                const char *error = r->error;
-                if (r->status == KEEL__TASK_STATUS__STATUS_OK)
-                    status = KEEL_TASK_OK;
-                else if (r->status == KEEL__TASK_STATUS__STATUS_CANCELLED)
-                    status = KEEL_TASK_CANCELLED;
-                else if (r->status != KEEL__TASK_STATUS__STATUS_FAILED && !error)
-                    error = "result without a status";
-                keel_result_t *result =
-                    keel_actor_result_new (svc->open->service_id, r->task_id, status,
-                                           r->has_output ? r->output.data : NULL,
-                                           r->has_output ? r->output.len : 0, error, r->engine_id);
-                if (result) {
-                    result->execution_id = r->execution_id;
-                    result->attempts = r->attempts;
-                    if (r->timings) {
-                        result->queued_ms = r->timings->queued_ms;
-                        result->run_ms = r->timings->run_ms;
-                    }
-                }
-                s_deliver (self, svc, result);
-                break;
-            }
-            case KEEL_OUTSTANDING_DUPLICATE:
-                keel_actor_ack_later (svc, r->task_id);
-                break;
-            default:
-                keel_actor_log_limited (&self->rl_unknown, "task result",
-                                        "unknown task id, ignored");
-                break;
-        }
-    }
-}
-
-static void
-s_on_accepted (keel_actor_t *self, const Keel__Accepted *accepted)
-{
-    keel_actor_service_t *svc = s_lookup (self, accepted->service_id, "accepted");
-    if (!svc)
-        return;
-    for (size_t i = 0; i < accepted->n_task_ids; i++)
-        keel_outstanding_accept (svc->tasks, accepted->task_ids[i],
-                                 accepted->has_alone && accepted->alone);
-}
-
-static void
-s_on_refused (keel_actor_t *self, const Keel__Refused *refused, int64_t now)
-{
-    keel_actor_service_t *svc = s_lookup (self, refused->service_id, "refused");
-    if (!svc || svc->cancelled)
-        return;
-    const char *error = refused->error ? refused->error : "";
-    KEEL_LOG_LIMITED (&self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
-                      "refused service=%s code=%d tasks=%zu: %s", svc->open->service_id,
-                      (int) refused->code, refused->n_task_ids, error);
-    int64_t guard = 3 * keel_session_heartbeat_ms (self->session);
-    switch (refused->code) {
-        case KEEL__REFUSE_CODE__REFUSE_UNKNOWN_SERVICE:
-            if (refused->n_task_ids == 0 || now - svc->resubmitted_at > guard) {
-                //  The broker lost the service: everything again, once per 3·H.
-                svc->resubmitted_at = now;
-                svc->submitted = false;
-                svc->close_sent = false;
-                keel_outstanding_forget_accepted (svc->tasks);
-            }
-            else
-                for (size_t i = 0; i < refused->n_task_ids; i++)
-                    keel_outstanding_unsend (svc->tasks, refused->task_ids[i]);
-            break;
-        case KEEL__REFUSE_CODE__REFUSE_STORE_FULL: {
-            for (size_t i = 0; i < refused->n_task_ids; i++)
-                keel_outstanding_unsend (svc->tasks, refused->task_ids[i]);
-            if (now >= self->hold_until) {
-                char text[KEEL_TEXT_MAX];
-                if (refused->n_task_ids)
-                    snprintf (text, sizeof text,
-                              "the broker cannot store new work (%s); retrying %zu task(s) in "
-                              "%.1f s",
-                              error, refused->n_task_ids, S_STORE_FULL_DELAY_MS / 1000.0);
-                else
-                    snprintf (text, sizeof text,
-                              "the broker cannot store new work (%s); retrying the service in "
-                              "%.1f s",
-                              error, S_STORE_FULL_DELAY_MS / 1000.0);
-                s_status (self, KEEL_STATUS_STORE_FULL, KEEL_LEVEL_WARNING, "",
-                          svc->open->service_id, text);
-            }
-            self->hold_until = now + S_STORE_FULL_DELAY_MS;
-            break;
-        }
-        default: {
-            //  INVALID, SERVICE_CLOSED or an unnamed reason: do not retry.
-            char text[KEEL_TEXT_MAX];
-            snprintf (text, sizeof text, "refused by broker: %s",
-                      error[0] ? error : "no reason given");
-            if (refused->n_task_ids == 0)
-                keel_actor_fail_service (self, svc, KEEL_TASK_FAILED, text);
-            else
-                for (size_t i = 0; i < refused->n_task_ids; i++)
-                    if (keel_outstanding_complete (svc->tasks, refused->task_ids[i])
-                        == KEEL_OUTSTANDING_NEW)
-                        keel_actor_fail_task (self, svc, refused->task_ids[i], KEEL_TASK_FAILED,
-                                              text);
-            break;
-        }
-    }
-}
-
-static void
-s_on_notice (keel_actor_t *self, const Keel__Notice *notice)
-{
-    keel_status_level_t level = KEEL_LEVEL_INFO;
-    if (notice->level == KEEL__NOTICE_LEVEL__NOTICE_WARNING)
-        level = KEEL_LEVEL_WARNING;
-    else if (notice->level == KEEL__NOTICE_LEVEL__NOTICE_ERROR)
-        level = KEEL_LEVEL_ERROR;
-    s_status (self, KEEL_STATUS_NOTICE, level,
-              keel_session_endpoint (self->session, keel_session_broker (self->session)),
-              notice->service_id, notice->text ? notice->text : "");
-}
-
-static void
-s_on_service_status (keel_actor_t *self, const Keel__ServiceStatus *st)
-{
-    const char *broker = keel_session_endpoint (self->session, keel_session_broker (self->session));
-    for (size_t i = 0; i < st->n_services; i++) {
-        const Keel__ServiceInfo *info = st->services[i];
-        keel_actor_service_t *svc = zhashx_lookup (self->by_id, info->service_id);
-        if (!svc || svc->open->mode != KEEL_ACTOR_WATCH)
-            continue;
-        char text[KEEL_TEXT_MAX];
-        if (info->known)
-            snprintf (text, sizeof text,
-                      "service %s at %s: %s, %" PRIu64 " of %" PRIu64 " tasks done (%" PRIu64
-                      " failed)%s",
-                      info->service_id, broker, info->state ? info->state : "?", info->done,
-                      info->tasks, info->failed, info->complete ? ", complete" : "");
-        else
-            snprintf (text, sizeof text,
-                      "no such service %s at %s: never submitted there, or purged after "
-                      "RetentionHours",
-                      info->service_id, broker);
-        keel_actor_status_t *status = s_status (self, KEEL_STATUS_SERVICE_INFO,
-                                                info->known ? KEEL_LEVEL_INFO : KEEL_LEVEL_ERROR,
-                                                broker, info->service_id, text);
-        if (status) {
-            status->has_info = true;
-            s_info_copy (info, &status->info);
-        }
-    }
-}
-
-void
-keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now)
-{
-    //  Passive only sends the driver elsewhere: obeyed whatever its epoch.
-    if (env->body_case != KEEL__ENVELOPE__BODY_PASSIVE
-        && !keel_actor_admit (self, env, keel_session_broker (self->session), now))
-        return; // not even a sign of life
-    keel_session_received (self->session, now);
-    switch (env->body_case) {
-        case KEEL__ENVELOPE__BODY_DRIVER_WELCOME: {
-            const Keel__DriverWelcome *w = env->driver_welcome;
-            KEEL_LOG_LIMITED (&self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
-                              "welcome broker=%s epoch=%" PRIu64
-                              " unknown_services=%zu pair_peer=%s",
-                              w->broker_name ? w->broker_name : "", w->epoch, w->n_unknown_services,
-                              w->pair_peer ? w->pair_peer : "-");
-            self->welcome = env;
-            keel_session_input_t in = { .event = KEEL_SESSION_EV_WELCOME,
-                                        .heartbeat_ms = w->heartbeat_ms,
-                                        .pair_peer = w->pair_peer };
-            keel_actor_apply (self, &in);
-            self->welcome = NULL;
-            break;
-        }
-        case KEEL__ENVELOPE__BODY_PASSIVE: {
-            KEEL_LOG_LIMITED (
-                &self->rl_peer, now, KEEL_LOG_INFO, S_COMPONENT,
-                "passive broker=%s active=%s reason=\"%s\"",
-                keel_session_endpoint (self->session, keel_session_broker (self->session)),
-                env->passive->active ? env->passive->active : "?",
-                env->passive->reason ? env->passive->reason : "");
-            keel_session_input_t in = { .event = KEEL_SESSION_EV_PASSIVE,
-                                        .active = env->passive->active,
-                                        .reason = env->passive->reason };
-            keel_actor_apply (self, &in);
-            break;
-        }
-        case KEEL__ENVELOPE__BODY_RELOGIN:
-            keel_actor_step (self, KEEL_SESSION_EV_RELOGIN, 0);
-            break;
-        case KEEL__ENVELOPE__BODY_HEARTBEAT:
-            break;
-        case KEEL__ENVELOPE__BODY_NOTICE:
-            s_on_notice (self, env->notice);
-            break;
-        case KEEL__ENVELOPE__BODY_ACCEPTED:
-            s_on_accepted (self, env->accepted);
-            break;
-        case KEEL__ENVELOPE__BODY_REFUSED:
-            s_on_refused (self, env->refused, now);
-            break;
-        case KEEL__ENVELOPE__BODY_TASK_RESULTS:
-            s_on_results (self, env->task_results);
-            break;
-        case KEEL__ENVELOPE__BODY_SERVICE_STATUS:
-            s_on_service_status (self, env->service_status);
-            break;
-        default:
-            keel_actor_log_limited (&self->rl_malformed, "unexpected message from broker",
-                                    keel_wire_body_name (env));
-            break;
-    }
 }

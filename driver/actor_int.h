@@ -87,6 +87,15 @@ struct _keel_actor_t {
 
 // Logs a warning about what the broker sent, at most as often as rl allows.
 void keel_actor_log_limited (keel_ratelimit_t *rl, const char *what, const char *detail);
+// actor_broker.c, for actor_inbox.c: a status event for the application
+// (broker: an endpoint or ""; service_id NULL when about none); a result
+// handed to the application (acknowledged once it is); a ServiceInfo in
+// its public form.
+keel_actor_status_t *keel_actor_status (keel_actor_t *self, keel_status_kind_t kind,
+                                        keel_status_level_t level, const char *broker,
+                                        const char *service_id, const char *text);
+void keel_actor_deliver (keel_actor_t *self, keel_actor_service_t *svc, keel_result_t *result);
+void keel_actor_info_copy (const Keel__ServiceInfo *in, keel_service_info_t *out);
 // Hands the application a result with the given status (and error) for one
 // task of svc.
 void keel_actor_fail_task (keel_actor_t *self, keel_actor_service_t *svc, uint64_t task_id,
