@@ -251,6 +251,13 @@ keel_store_meta_get (keel_store_t *self, const char *name, uint64_t *value_p)
     return self->sql ? keel_store_sqlite_meta_get (self->sql, name, value_p) : KEEL_OK;
 }
 
+int64_t
+keel_store_service_owner (keel_store_t *self, const char *service_id)
+{
+    assert (self && service_id);
+    return self->pg ? keel_store_pg_service_owner (self->pg, service_id) : 0;
+}
+
 keel_err
 keel_store_load (keel_store_t *self, const keel_store_loader_t *loader, void *arg,
                  keel_error_t *err)

@@ -835,16 +835,20 @@ keel_actor_apply (keel_actor_t *self, const keel_session_input_t *in)
 }
 
 // A welcome from a member of a shared store lists the live members: the
-// ones this driver was not configured with become brokers it may turn to.
+// ones this driver was not configured with become brokers it may turn to,
+// and every one (the welcoming broker too) is known as a member.
 static void
-s_learn_members (keel_actor_t *self, const Keel__DriverWelcome *w)
+s_learn_members (keel_actor_t *self, const Keel__DriverWelcome *w, int broker)
 {
+    if (w->n_cluster_members)
+        keel_session_member (self->session, broker);
     for (size_t i = 0; i < w->n_cluster_members; i++) {
         int before = keel_session_nbrokers (self->session);
         int at = keel_session_learn (self->session, w->cluster_members[i]);
         if (at >= before)
             KEEL_INFO (S_COMPONENT, "broker %s is a member of the cluster: added as broker %d",
                        w->cluster_members[i], at);
+        keel_session_member (self->session, at);
     }
 }
 
@@ -852,13 +856,12 @@ bool
 keel_actor_admit (keel_actor_t *self, const keel_env_t *env, int broker, int64_t now)
 {
     bool welcome = env->body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME;
+    if (welcome) // members first: their epochs are not checked
+        s_learn_members (self, env->driver_welcome, broker);
     if (keel_session_admit (self->session, broker, welcome,
                             welcome ? env->driver_welcome->pair_peer : NULL, env->has_epoch,
-                            env->epoch)) {
-        if (welcome)
-            s_learn_members (self, env->driver_welcome);
+                            env->epoch))
         return true;
-    }
     KEEL_LOG_LIMITED (&self->rl_stale, now, KEEL_LOG_INFO, S_COMPONENT,
                       "dropped %s from %s: epoch %" PRIu64
                       " is below the highest its pair has shown (a deposed active broker) "
