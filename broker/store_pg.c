@@ -77,6 +77,8 @@ static const char *s_migrations[] = {
     "CREATE TABLE keel_members ("
     "  member_id bigint PRIMARY KEY, name bytea NOT NULL, endpoint bytea NOT NULL,"
     "  serving bigint NOT NULL, lease_until timestamptz NOT NULL, backend_pid bigint NOT NULL);",
+    // 2 -> 3: a service's condition on engines (the SQLite store's 4 -> 5).
+    "ALTER TABLE services ADD COLUMN condition_text bytea;",
 };
 #define KEEL_STORE_PG_SCHEMA ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
