@@ -4,13 +4,15 @@
     and explained by keel-admin (services, why) until an engine that meets
     it joins; a malformed condition ends keel-driver with exit code 2
     naming the column, before it connects; and a broker killed -9 and
-    restarted on its store keeps the condition.
+    restarted on its store, or a pair's passive that takes over, keeps the
+    condition.
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
+#include "test_pair.h"
 
 #define S_GPU_A100 "property.gpu=a100"
 
@@ -237,4 +239,40 @@ Test (conditions, a_broker_restarted_on_its_store_keeps_the_condition, .init = h
     cr_expect (strstr (res.out, "\"condition\":\"gpu == \\\"a100\\\"\""),
                "the restarted broker lost the condition:\n%s", res.out);
     harness_result_free (&res);
+}
+
+Test (conditions, the_passive_that_takes_over_keeps_the_condition, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 240)
+{
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
+    const char *plain_sets[] = { "property.gpu=v100", NULL };
+    const char *gpu_sets[] = { S_GPU_A100, NULL };
+    pid_t plain = ft_engine_start (&p.a, &p.b, "plain", 1, plain_sets);
+    pid_t gpu = ft_engine_start (&p.a, &p.b, "gpu", 1, gpu_sets);
+    HARNESS_ASSERT (plain > 0 && gpu > 0 && harness_wait_engines (&p.a, 2, 15000),
+                    "engines not online on A");
+    char gpu_id[64];
+    HARNESS_ASSERT (s_engine_id ("gpu", gpu_id, sizeof gpu_id), "no engine id for gpu");
+    // 40 tasks of 100 ms on the one matching slot: about 4 s.
+    const char *submit[] = { "--service", "sleep",     "--input",         "100", "--count",
+                             "40",        "--require", "gpu == \"a100\"", NULL };
+    const char *driver_sets[] = { "DSBrokerTimeout=120s", NULL };
+    pid_t driver = ft_driver_start ("driver", &p.a, &p.b, driver_sets, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    HARNESS_ASSERT (ft_wait_status (&p.a, "counters.tasks_submitted", 40, 15000),
+                    "A did not get the 40 tasks");
+    pt_brokers_t both = { &p.a, &p.b };
+    HARNESS_ASSERT (harness_poll_until (pt_mirror_caught_up, &both, 10000),
+                    "B's mirror did not catch up with A");
+    pt_lines_wait_t some = { "driver.out", 3 };
+    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some, 30000), "no results from A");
+    HARNESS_ASSERT (harness_kill9 (p.a.pid), "broker A did not die");
+    HARNESS_ASSERT (pt_wait_field (&p.b, "role", "active", 30000), "B did not take over");
+    s_driver_done_on (driver, 40, gpu_id);
+    char *json = ft_admin_json (&p.b, "services", NULL);
+    cr_expect (json && strstr (json, "\"condition\":\"gpu == \\\"a100\\\"\""),
+               "B lost the condition:\n%s", json ? json : "");
+    free (json);
 }
