@@ -392,15 +392,11 @@ keel_cond_parse (const char *text, keel_error_t *err)
     }
     s_parser_t p = { .s = text, .len = len, .cond = self, .err = err };
     bool ok = s_next (&p) && s_or (&p, 0);
-    if (ok && p.tok != T_END) {
-        const char *what = p.tok == T_RP ? "')' without its '('" : NULL;
-        if (what)
-            s_fail (&p, p.col, "%s", what);
-        else
-            s_fail (&p, p.col, "expected '&&', '||' or the end, got '%.*s'",
-                    (int) (p.tok_len > 40 ? 40 : p.tok_len), text + p.col);
-        ok = false;
-    }
+    if (ok && p.tok == T_RP)
+        ok = s_fail (&p, p.col, "')' without its '('");
+    else if (ok && p.tok != T_END)
+        ok = s_fail (&p, p.col, "expected '&&', '||' or the end, got '%.*s'",
+                     (int) (p.tok_len > 40 ? 40 : p.tok_len), text + p.col);
     if (!ok)
         keel_cond_destroy (&self);
     return self;
