@@ -77,7 +77,9 @@ static const char *s_migrations[] = {
     "CREATE TABLE keel_members ("
     "  member_id bigint PRIMARY KEY, name bytea NOT NULL, endpoint bytea NOT NULL,"
     "  serving bigint NOT NULL, lease_until timestamptz NOT NULL, backend_pid bigint NOT NULL);",
-    // 2 -> 3: every member serves its own work (store_pg_member.c); 0 = no
+    // 2 -> 3: a service's condition on engines (the SQLite store's 4 -> 5).
+    "ALTER TABLE services ADD COLUMN condition_text bytea;",
+    // 3 -> 4: every member serves its own work (store_pg_member.c); 0 = no
     // member yet (the next to join takes it).
     "ALTER TABLE services ADD COLUMN owner bigint NOT NULL DEFAULT 0;"
     "CREATE INDEX services_owner ON services (owner);"

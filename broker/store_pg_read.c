@@ -50,6 +50,7 @@ s_service (const PGresult *r, const keel_store_loader_t *loader, void *arg)
         .state = (keel_service_state_t) keel_store_pg_int (r, 0, 7),
         .created_wall_ms = keel_store_pg_int (r, 0, 8),
         .closed_wall_ms = keel_store_pg_int (r, 0, 9),
+        .condition = keel_store_pg_str (r, 0, 10),
     };
     svc.init_data = keel_store_pg_blob (r, 0, 6, &svc.init_len);
     return loader->service (&svc, arg);

@@ -67,13 +67,14 @@ typedef enum {
 #define S_XSTR(x) S_STR (x)
 
 static const char *s_sql[S_COUNT] = {
-    [P_SERVICE_PUT] = "INSERT INTO services VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
+    [P_SERVICE_PUT] = "INSERT INTO services VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
                       " ON CONFLICT (service_id) DO UPDATE SET (type, driver_id, priority,"
                       " max_attempts, reschedule_delay_ms, init_data, state, created_wall_ms,"
-                      " closed_wall_ms, owner) = (EXCLUDED.type, EXCLUDED.driver_id,"
-                      " EXCLUDED.priority, EXCLUDED.max_attempts, EXCLUDED.reschedule_delay_ms,"
-                      " EXCLUDED.init_data, EXCLUDED.state, EXCLUDED.created_wall_ms,"
-                      " EXCLUDED.closed_wall_ms, EXCLUDED.owner)",
+                      " closed_wall_ms, condition_text, owner) = (EXCLUDED.type,"
+                      " EXCLUDED.driver_id, EXCLUDED.priority, EXCLUDED.max_attempts,"
+                      " EXCLUDED.reschedule_delay_ms, EXCLUDED.init_data, EXCLUDED.state,"
+                      " EXCLUDED.created_wall_ms, EXCLUDED.closed_wall_ms, EXCLUDED.condition_text,"
+                      " EXCLUDED.owner)",
     [P_SERVICE_STATE] = "UPDATE services SET state = $2::bigint,"
                         " closed_wall_ms = CASE WHEN $2::bigint = 0 THEN 0 ELSE $3::bigint END"
                         " WHERE service_id = $1",
@@ -608,6 +609,7 @@ keel_store_pg_apply (keel_store_pg_t *self, const keel_change_t *c)
             keel_store_pg_p_int (&p, s->state);
             keel_store_pg_p_int (&p, s->created_wall_ms);
             keel_store_pg_p_int (&p, s->closed_wall_ms);
+            keel_store_pg_p_str (&p, s->condition);
             keel_store_pg_p_int (&p, (int64_t) self->member_id);
             return s_send (self, P_SERVICE_PUT, &p);
         }

@@ -627,6 +627,7 @@ keel_actor_open_destroy (keel_actor_open_t **open_p)
     if (!open)
         return;
     free (open->init_data);
+    free (open->condition);
     free (open);
     *open_p = NULL;
 }

@@ -313,6 +313,7 @@ s_send_service (keel_actor_t *self, keel_actor_service_t *svc)
         .reschedule_delay_ms = open->reschedule_delay_ms,
         .init_data = open->init_data,
         .init_size = open->init_data_size,
+        .condition = open->condition,
     };
     keel_msg_t msg;
     return s_send (self, self->main, keel_msg_submit_service (&msg, &submit));

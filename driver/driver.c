@@ -13,6 +13,7 @@
 
 #include "actor.h"
 #include "cli.h"
+#include "cond.h"
 #include "driver_config.h"
 #include "journal.h"
 #include "log.h"
@@ -670,6 +671,15 @@ keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *opt
                         KEEL_DEFAULT_MAX_MSG_SIZE / 2);
         return NULL;
     }
+    if (options->condition && *options->condition) {
+        keel_error_t cerr;
+        keel_cond_t *cond = keel_cond_parse (options->condition, &cerr);
+        if (!cond) {
+            keel_error_set (err, KEEL_ERR_INVALID, "condition: %s", cerr.text);
+            return NULL;
+        }
+        keel_cond_destroy (&cond);
+    }
     keel_service_t *service = calloc (1, sizeof *service);
     keel_actor_open_t *open = calloc (1, sizeof *open);
     if (!service || !open)
@@ -688,6 +698,9 @@ keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *opt
         memcpy (open->init_data, options->init_data, options->init_data_size);
         open->init_data_size = options->init_data_size;
     }
+    if (options->condition && *options->condition
+        && !(open->condition = strdup (options->condition)))
+        goto nomem;
     if (s_command (self, "sp", "OPEN", open) != 0) {
         keel_actor_open_destroy (&open);
         free (service);

@@ -820,6 +820,7 @@ main (int argc, char **argv)
     keel_service_options_init (&options, args.service);
     if (args.has_priority)
         options.priority = args.priority;
+    options.condition = args.require;
     if (args.has_max_attempts)
         options.max_attempts = args.max_attempts;
     keel_service_t *service = keel_driver_open_service (driver, &options, &err);

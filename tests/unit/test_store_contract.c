@@ -189,6 +189,7 @@ STORE_TEST (every_record_type_survives_commit_close_and_reopen)
     cr_expect_eq (seen.svc.priority, -3);
     cr_expect_eq (seen.svc.max_attempts, 5);
     cr_expect_eq (seen.svc.reschedule_delay_ms, -1);
+    cr_expect_str_eq (seen.svc.condition, "memory_mb >= 4096 && gpu == \"a100\"");
     cr_expect_eq (seen.svc.init_len, svc.init_len);
     cr_expect_arr_eq (seen.svc.init_data, svc.init_data, svc.init_len);
     cr_expect_eq (seen.svc.state, KEEL_SERVICE_OPEN);

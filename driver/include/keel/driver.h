@@ -221,6 +221,19 @@ typedef struct {
     int64_t reschedule_delay_ms; // after engine loss; -1 = broker's RescheduleDelay
     const void *init_data;       // given to each engine once per service; may be NULL
     size_t init_data_size;
+    // A condition on engines (NULL or "": any engine offering the type):
+    // the service's tasks run only on engines whose properties meet it,
+    // e.g. "memory_mb >= 4096 && gpu == \"a100\"". Properties: the
+    // engine's built-in host, os, cores, memory_mb, slots and its
+    // property.<name> keys. Language (docs/services.md, "Conditions on
+    // engines"): comparisons == != < <= > >= between property names,
+    // "strings" and numbers (numerically when both sides are numbers), &&,
+    // ||, !, parentheses; a comparison naming a property the engine lacks
+    // is false. At most 1024 bytes. keel_driver_open_service refuses a
+    // malformed one (KEEL_ERR_INVALID, "condition: column N: ..."); the
+    // text is copied. While no online engine meets it, tasks wait and the
+    // status callback gets a notice every minute (KEEL_STATUS_NOTICE).
+    const char *condition;
 } keel_service_options_t;
 
 // Fills options with the defaults for service type `type`.
