@@ -290,3 +290,89 @@ Test (cluster, a_driver_at_a_member_that_does_not_own_its_service_is_sent_to_the
     HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
     pg_stop (&c.pg, 10000);
 }
+
+// Waits until every broker in bs lists endpoint among its members.
+static bool
+s_all_list (const harness_broker_t *const bs[], int n, const char *endpoint, int timeout_ms)
+{
+    for (int tries = 0; tries < timeout_ms / 100; tries++) {
+        int listed = 0;
+        for (int i = 0; i < n; i++) {
+            char *json = ft_admin_json (bs[i], "status", NULL);
+            const char *members = json ? strstr (json, "\"members\"") : NULL;
+            listed += members && strstr (members, endpoint) != NULL;
+            free (json);
+        }
+        if (listed == n)
+            return true;
+        usleep (100 * 1000);
+    }
+    return false;
+}
+
+// Three members, drivers and engines spread over them: 20,000 tasks from
+// two drivers (at A and at B), every result exactly once. Mid-run a fourth
+// member is started (hot add): every member lists it, and a new driver and
+// engine configured with it alone are served there.
+Test (cluster, three_members_serve_two_drivers_and_a_fourth_joins_mid_run, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 240)
+{
+    s_cluster_t c;
+    s_plan (&c, "2s");
+    harness_broker_t m3, m4;
+    HARNESS_ASSERT (ft_broker_plan (&m3, "brokerC") && ft_broker_plan (&m4, "brokerD"), "no ports");
+    snprintf (m3.store, sizeof m3.store, "%s", c.pg.uri);
+    snprintf (m4.store, sizeof m4.store, "%s", c.pg.uri);
+    s_start (&c);
+    HARNESS_ASSERT (ft_broker_spawn (&m3, c.sets), "broker C did not start");
+    const harness_broker_t *three[] = { &c.a, &c.b, &m3 };
+    HARNESS_ASSERT (s_all_list (three, 3, m3.endpoint, 15000), "not every member lists C");
+
+    // Engines: two at A, one at B, one at C (each with a failover member).
+    pid_t e[4] = { ft_engine_start (&c.a, &c.b, "engine1", 2, NULL),
+                   ft_engine_start (&c.a, &m3, "engine2", 2, NULL),
+                   ft_engine_start (&c.b, &m3, "engine3", 2, NULL),
+                   ft_engine_start (&m3, &c.a, "engine4", 2, NULL) };
+    for (int i = 0; i < 4; i++)
+        HARNESS_ASSERT (e[i] > 0, "engine%d did not start", i + 1);
+    HARNESS_ASSERT (harness_wait_engines (&c.a, 2, 15000) && harness_wait_engines (&c.b, 1, 15000)
+                        && harness_wait_engines (&m3, 1, 15000),
+                    "the engines are not online at their members");
+    const char *sub1[] = { "--service", "double", "--range", "0:10000", NULL };
+    const char *sub2[] = { "--service", "double", "--range", "0:10000", NULL };
+    pid_t d1 = ft_driver_start ("driver1", &c.a, NULL, NULL, sub1);
+    pid_t d2 = ft_driver_start ("driver2", &c.b, NULL, NULL, sub2);
+    HARNESS_ASSERT (d1 > 0 && d2 > 0, "a keel-driver did not start");
+    HARNESS_ASSERT (ft_wait_status (&c.a, "counters.tasks_submitted", 1000, 30000),
+                    "A got no tasks");
+
+    // Hot add: D joins while the drivers run.
+    HARNESS_ASSERT (ft_broker_spawn (&m4, c.sets), "broker D did not start");
+    const harness_broker_t *four[] = { &c.a, &c.b, &m3, &m4 };
+    HARNESS_ASSERT (s_all_list (four, 4, m4.endpoint, 15000), "not every member lists D");
+    pid_t e5 = ft_engine_start (&m4, NULL, "engine5", 1, NULL);
+    HARNESS_ASSERT (e5 > 0 && harness_wait_engines (&m4, 1, 15000), "engine5 not online at D");
+    const char *sub3[] = { "--service", "double", "--range", "0:100", NULL };
+    pid_t d3 = ft_driver_start ("driver3", &m4, NULL, NULL, sub3);
+
+    pid_t drivers[3] = { d1, d2, d3 };
+    for (int i = 0; i < 3; i++) {
+        int code = -1;
+        HARNESS_ASSERT (harness_wait_exit (drivers[i], 120000, &code) && code == 0,
+                        "driver%d exited %d", i + 1, code);
+    }
+    harness_assert_each_once ("driver1.out", 10000, "2*id");
+    harness_assert_each_once ("driver2.out", 10000, "2*id");
+    harness_assert_each_once ("driver3.out", 100, "2*id");
+    HARNESS_ASSERT (ft_status (&m4, "counters.tasks_submitted") == 100,
+                    "D was submitted %lld tasks, not driver3's 100",
+                    ft_status (&m4, "counters.tasks_submitted"));
+    for (int i = 0; i < 4; i++)
+        HARNESS_ASSERT (ft_status (four[i], "counters.tasks_resubmitted") == 0
+                            && ft_status (four[i], "cluster.counters.takeovers") == 0,
+                        "%s resubmitted or took over", four[i]->name);
+    for (int i = 3; i >= 0; i--)
+        HARNESS_ASSERT (harness_stop (four[i]->pid, 10000) == 0, "%s did not stop cleanly",
+                        four[i]->name);
+    pg_stop (&c.pg, 10000);
+}
