@@ -204,6 +204,7 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         keel_json_kv_uint (&j, "fenced_writes", c->fenced_writes);
         keel_json_kv_uint (&j, "clients_refused", c->clients_refused);
         keel_json_kv_uint (&j, "clients_redirected", c->clients_redirected);
+        keel_json_kv_uint (&j, "engines_lent", c->engines_lent);
         keel_json_end_object (&j);
         keel_json_end_object (&j);
     }
@@ -244,10 +245,10 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
                   c->members[i].serving ? " serving" : "", (long long) c->members[i].lease_left_ms);
         s_tf (&t,
               "takeovers:%llu\nfenced:%llu\nfenced_writes:%llu\nclients_refused:%llu\n"
-              "clients_redirected:%llu\n",
+              "clients_redirected:%llu\nengines_lent:%llu\n",
               (unsigned long long) c->takeovers, (unsigned long long) c->fenced,
               (unsigned long long) c->fenced_writes, (unsigned long long) c->clients_refused,
-              (unsigned long long) c->clients_redirected);
+              (unsigned long long) c->clients_redirected, (unsigned long long) c->engines_lent);
     }
     s_tf (&t, "\n# Engines\nonline:%llu\noffline:%llu\nslots:%llu\nbusy:%llu\n",
           (unsigned long long) online, (unsigned long long) offline, (unsigned long long) slots,

@@ -46,6 +46,7 @@ typedef struct {
     uint64_t fenced_writes;      // journal records refused then (never stored, never acknowledged)
     uint64_t clients_refused;    // client messages answered Passive while not serving (left)
     uint64_t clients_redirected; // driver hellos sent to the member that owns their services
+    uint64_t engines_lent;       // idle engines sent to a member with queued work
 } keel_admin_cluster_t;
 
 typedef struct {

@@ -13,6 +13,7 @@
 #include "wire.h"
 
 #define KEEL_MEMBER_TICK_MS 250
+#define S_LEND_IDLE_MS      1000 // this member has had nothing queued this long before it lends
 #define S_LEAVE_LINGER_MS   2000 // a member that left answers Passive this long, then exits
 
 struct _keel_broker_member_t {
@@ -33,6 +34,18 @@ struct _keel_broker_member_t {
     bool leaving, left;
     int64_t exit_at;
     uint64_t members_gen; // the store's member list as peer/listed show it
+    // Lending idle engines: since when nothing is queued here (0: now
+    // something is), and the member list generation of the last loan (one
+    // loan per renewal, so the borrower's load is read again in between).
+    int64_t empty_since;
+    uint64_t lent_gen;
+    uint64_t engines_lent;
+    // Engines lent lately: still in the model until their silence is
+    // noticed, never lent twice (engine number, when).
+    struct {
+        uint32_t number;
+        int64_t at;
+    } lent[8];
 };
 
 // The first other live member with an endpoint (this member's successor:
@@ -69,6 +82,7 @@ keel_broker_member_tell_core (keel_broker_member_t *self)
 }
 
 static void s_leave (keel_broker_member_t *self);
+static void s_lend (keel_broker_member_t *self, int64_t now);
 
 // (Re)loads the member's work into a fresh core: after a takeover (the
 // work of a member that is gone is this member's now), or after a rejoin.
@@ -205,6 +219,91 @@ keel_broker_member_turn (keel_broker_member_t *self)
         s_load (self, "took over the work of a member that is gone");
     }
     s_note_peer (self);
+    if (self->active && !self->leaving)
+        s_lend (self, now);
+}
+
+// ---------------------------------------------------------------- lending
+
+#define S_LENT_FOR_MS 10000 // a lent engine is not counted here, nor lent again, this long
+
+static bool
+s_lent_lately (const keel_broker_member_t *self, const keel_engine_t *e, int64_t now)
+{
+    for (size_t i = 0; i < sizeof self->lent / sizeof self->lent[0]; i++)
+        if (self->lent[i].number == e->number && now - self->lent[i].at < S_LENT_FOR_MS)
+            return true;
+    return false;
+}
+
+// This member's load for the others: tasks queued, and free slots of its
+// online engines; *idle_p: an online engine running nothing (to lend).
+static void
+s_load_of (keel_broker_member_t *self, int64_t now, int64_t *queued_p, int64_t *free_p,
+           keel_engine_t **idle_p)
+{
+    keel_model_t *model = keel_core_model (self->broker->core);
+    int64_t queued = 0, free_slots = 0;
+    for (keel_service_rec_t *svc = keel_model_service_first (model); svc;
+         svc = keel_model_service_next (model))
+        queued += (int64_t) svc->qlen;
+    *idle_p = NULL;
+    zlistx_t *engines = keel_model_engines (model);
+    for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines)) {
+        if (e->state != KEEL_ENGINE_ONLINE || e->draining || !e->route
+            || s_lent_lately (self, e, now))
+            continue;
+        size_t running = zlistx_size (e->execs);
+        if (running < e->slots)
+            free_slots += (int64_t) (e->slots - running);
+        if (running == 0 && !*idle_p)
+            *idle_p = e;
+    }
+    *queued_p = queued;
+    *free_p = free_slots;
+}
+
+// Work is not trapped where it was submitted: a member with nothing queued
+// for a while lends an idle engine to a member that has queued work and no
+// free slot (Passive naming it: the engine logs in there). One engine per
+// renewal of the member list; the borrower's load is read again first.
+static void
+s_lend (keel_broker_member_t *self, int64_t now)
+{
+    keel_broker_t *broker = self->broker;
+    int64_t queued, free_slots;
+    keel_engine_t *idle;
+    s_load_of (self, now, &queued, &free_slots, &idle);
+    keel_store_member_load (broker->store, queued, free_slots);
+    if (queued > 0 || !self->empty_since) {
+        self->empty_since = queued > 0 ? 0 : now;
+        return;
+    }
+    uint64_t gen = keel_store_members_gen (broker->store);
+    if (!idle || now - self->empty_since < S_LEND_IDLE_MS || gen == self->lent_gen)
+        return;
+    const keel_store_member_t *m;
+    size_t n = keel_store_members (broker->store, &m);
+    const keel_store_member_t *to = NULL;
+    for (size_t i = 1; i < n; i++) // the busiest with no free slot
+        if (m[i].queued > 0 && m[i].idle_slots == 0 && m[i].endpoint[0]
+            && (!to || m[i].queued > to->queued))
+            to = &m[i];
+    if (!to)
+        return;
+    self->lent_gen = gen;
+    self->lent[self->engines_lent % (sizeof self->lent / sizeof self->lent[0])].number =
+        idle->number;
+    self->lent[self->engines_lent % (sizeof self->lent / sizeof self->lent[0])].at = now;
+    self->engines_lent++;
+    KEEL_INFO ("broker",
+               "engine %s lent to member %llu (%s): nothing queued here, %lld tasks queued there",
+               idle->id, (unsigned long long) to->member_id, to->endpoint, (long long) to->queued);
+    keel_msg_t msg;
+    char reason[96];
+    snprintf (reason, sizeof reason, "lent to member %llu: it has queued work",
+              (unsigned long long) to->member_id);
+    keel_link_send_to (broker->router, idle->route, keel_msg_passive (&msg, to->endpoint, reason));
 }
 
 // Sends Passive (go to `peer`) to every driver and engine the core knows.
@@ -363,6 +462,7 @@ keel_broker_member_status (const keel_broker_member_t *self, keel_admin_cluster_
         .fenced_writes = self->fenced_writes,
         .clients_refused = self->clients_refused,
         .clients_redirected = self->clients_redirected,
+        .engines_lent = self->engines_lent,
     };
     status->nmembers = keel_store_members (store, &status->members);
 }

@@ -251,6 +251,14 @@ keel_store_meta_get (keel_store_t *self, const char *name, uint64_t *value_p)
     return self->sql ? keel_store_sqlite_meta_get (self->sql, name, value_p) : KEEL_OK;
 }
 
+void
+keel_store_member_load (keel_store_t *self, int64_t queued, int64_t idle_slots)
+{
+    assert (self);
+    if (self->pg)
+        keel_store_pg_member_load (self->pg, queued, idle_slots);
+}
+
 int64_t
 keel_store_service_owner (keel_store_t *self, const char *service_id)
 {

@@ -175,6 +175,8 @@ typedef struct {
     char endpoint[256]; // where clients reach it ("" when it did not say)
     bool serving;
     int64_t lease_left_ms; // time its lease still runs (database clock)
+    int64_t queued;        // its queued tasks at its last renewal
+    int64_t idle_slots;    // its online engines' free slots then
 } keel_store_member_t;
 
 #define KEEL_STORE_MEMBERS_MAX 16 // members listed at most
@@ -212,6 +214,9 @@ void keel_store_leave (keel_store_t *self);
 size_t keel_store_members (const keel_store_t *self, const keel_store_member_t **members_p);
 uint64_t keel_store_members_gen (const keel_store_t *self);
 uint64_t keel_store_member_id (const keel_store_t *self);
+// This member's load, published to the others at its next renewal:
+// tasks queued, and free slots of its online engines. No-op when ALONE.
+void keel_store_member_load (keel_store_t *self, int64_t queued, int64_t idle_slots);
 // The member that owns service_id (waiting for the server, bounded): 0
 // when the store does not have it (or is not shared), -1 on failure.
 int64_t keel_store_service_owner (keel_store_t *self, const char *service_id);

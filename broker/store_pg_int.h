@@ -114,6 +114,8 @@ struct _keel_store_pg_t {
     uint64_t members_gen; // read again (keel_store_pg_read_members) this many times
     bool left;            // keel_store_pg_leave: no member any more, nothing more written
     size_t ndead;         // members whose lease has passed, as last read
+    int64_t load_queued;  // this member's queued tasks, published at each renewal
+    int64_t load_idle;    // ... and its engines' idle slots
     int64_t watch_at;     // monotonic ms: the next look for dead members
     bool reconnected;     // the connection is not the first one
 };

@@ -54,17 +54,19 @@
 #define S_JOIN_WAIT_MS  15000 // for the session of a dead member to end
 #define S_LEAVE_WAIT_MS 3000  // for the successor to take over after leave
 
-// Renews this member's row and reads the members: this member first (the
-// UPDATE's row: none when a taker deleted it), then the others, live or
-// not, lease left in ms (negative: passed). $1 member_id, $2 lease ms,
-// $3 endpoint.
+// Renews this member's row (with its load) and reads the members: this
+// member first (the UPDATE's row: none when a taker deleted it), then the
+// others, live or not, lease left in ms (negative: passed), and their
+// load. $1 member_id, $2 lease ms, $3 endpoint, $4 queued, $5 idle slots.
 static const char *s_renew_sql =
     "WITH me AS (UPDATE keel_members SET endpoint = $3::bytea,"
-    "   lease_until = now() + $2::bigint * interval '1 millisecond', backend_pid = pg_backend_pid()"
+    "   lease_until = now() + $2::bigint * interval '1 millisecond', backend_pid = "
+    "pg_backend_pid(),"
+    "   queued = $4::bigint, idle_slots = $5::bigint"
     "   WHERE member_id = $1::bigint RETURNING member_id, name, endpoint)"
-    " SELECT member_id, name, endpoint, 1::int8, $2::bigint FROM me"
+    " SELECT member_id, name, endpoint, 1::int8, $2::bigint, $4::bigint, $5::bigint FROM me"
     " UNION ALL SELECT member_id, name, endpoint, 0::int8,"
-    "   (extract(epoch FROM lease_until - now()) * 1000)::int8"
+    "   (extract(epoch FROM lease_until - now()) * 1000)::int8, queued, idle_slots"
     " FROM keel_members WHERE member_id <> $1::bigint";
 
 // Every other member: lease left (ms, negative once passed), server pid,
@@ -108,7 +110,7 @@ keel_store_pg_read_members (keel_store_pg_t *self, const PGresult *res)
     keel_store_member_t others[KEEL_STORE_MEMBERS_MAX];
     size_t n = 0;
     bool me = false;
-    if (PQnfields (res) != 5)
+    if (PQnfields (res) != 7)
         return;
     int rows = PQntuples (res);
     self->ndead = 0;
@@ -127,7 +129,9 @@ keel_store_pg_read_members (keel_store_pg_t *self, const PGresult *res)
         keel_store_member_t *m = &others[n++];
         *m = (keel_store_member_t) { .member_id = (uint64_t) keel_store_pg_int (res, r, 0),
                                      .serving = true,
-                                     .lease_left_ms = left };
+                                     .lease_left_ms = left,
+                                     .queued = keel_store_pg_int (res, r, 5),
+                                     .idle_slots = keel_store_pg_int (res, r, 6) };
         s_copy (m->name, sizeof m->name, keel_store_pg_str (res, r, 1));
         s_copy (m->endpoint, sizeof m->endpoint, keel_store_pg_str (res, r, 2));
     }
@@ -146,7 +150,9 @@ keel_store_pg_read_members (keel_store_pg_t *self, const PGresult *res)
     keel_store_member_t *out = self->members;
     out[0] = (keel_store_member_t) { .member_id = self->member_id,
                                      .serving = true,
-                                     .lease_left_ms = self->lease_ms };
+                                     .lease_left_ms = self->lease_ms,
+                                     .queued = self->load_queued,
+                                     .idle_slots = self->load_idle };
     s_copy (out[0].name, sizeof out[0].name, self->member_name);
     s_copy (out[0].endpoint, sizeof out[0].endpoint, self->endpoint);
     size_t k = 1;
@@ -165,6 +171,8 @@ s_renew_params (keel_store_pg_t *self, keel_store_pg_params_t *p)
     keel_store_pg_p_int (p, (int64_t) self->member_id);
     keel_store_pg_p_int (p, self->lease_ms);
     keel_store_pg_p_str (p, self->endpoint);
+    keel_store_pg_p_int (p, self->load_queued);
+    keel_store_pg_p_int (p, self->load_idle);
 }
 
 keel_err
@@ -428,6 +436,13 @@ keel_store_pg_member_setup (keel_store_pg_t *self, const char *endpoint, int64_t
     self->renew_at = 0; // tell the others at the next renewal
     if (self->nmembers)
         s_copy (self->members[0].endpoint, sizeof self->members[0].endpoint, self->endpoint);
+}
+
+void
+keel_store_pg_member_load (keel_store_pg_t *self, int64_t queued, int64_t idle_slots)
+{
+    self->load_queued = queued;
+    self->load_idle = idle_slots;
 }
 
 keel_store_role_t

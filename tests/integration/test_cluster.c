@@ -376,3 +376,33 @@ Test (cluster, three_members_serve_two_drivers_and_a_fourth_joins_mid_run, .init
                         four[i]->name);
     pg_stop (&c.pg, 10000);
 }
+
+// Work is not trapped where it was submitted: a driver at A and engines
+// only at B. B, with nothing queued, lends its idle engines to A (Passive
+// naming A: they log in there) and A's batch is done once each.
+Test (cluster, a_member_with_nothing_queued_lends_its_idle_engines_to_one_with_work,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 240)
+{
+    s_cluster_t c;
+    s_plan (&c, "2s");
+    s_start (&c);
+    pid_t e1 = ft_engine_start (&c.b, NULL, "engine1", 1, NULL);
+    pid_t e2 = ft_engine_start (&c.b, NULL, "engine2", 1, NULL);
+    HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&c.b, 2, 15000),
+                    "engines not online at B");
+    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "200", NULL };
+    pid_t driver = ft_driver_start ("driver", &c.a, NULL, NULL, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 60000, &code), "the batch at A was not done");
+    HARNESS_ASSERT (code == 0, "keel-driver exited %d", code);
+    harness_assert_each_once ("driver.out", 200, NULL);
+    HARNESS_ASSERT (ft_status (&c.b, "cluster.counters.engines_lent") >= 1,
+                    "B lent no engine to A");
+    int started =
+        ft_log_count ("engine1.err", "task started") + ft_log_count ("engine2.err", "task started");
+    HARNESS_ASSERT (started == 200, "B's engines started %d executions for A's 200 tasks", started);
+    HARNESS_ASSERT (harness_stop (c.a.pid, 10000) == 0, "broker A did not stop cleanly");
+    HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
+    pg_stop (&c.pg, 10000);
+}
