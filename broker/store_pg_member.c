@@ -53,6 +53,7 @@
 #define S_TICK_MS       250   // a member looks for dead members this often
 #define S_JOIN_WAIT_MS  15000 // for the session of a dead member to end
 #define S_LEAVE_WAIT_MS 3000  // for the successor to take over after leave
+#define S_GRACE_MS      2500  // after a reconnection, the others' time to come back
 
 // Renews this member's row (with its load) and reads the members: this
 // member first (the UPDATE's row: none when a taker deleted it), then the
@@ -330,17 +331,19 @@ s_watch (keel_store_pg_t *self, bool joining, keel_error_t *err)
         w[n].held = keel_store_pg_int (res, r, 4) != 0;
     }
     PQclear (res);
-    // Back from a lost connection (the server restarted: every session
-    // ended, every lock went), a member leaves the others half a lease to
-    // reconnect before it takes a free lock for a death.
-    bool fresh =
-        self->reconnected && keel_store_pg_now_ms () - self->connected_at < self->lease_ms / 2;
+    // Back from a lost connection (the server restarted or was out of
+    // reach: every session may have ended, every lock gone, and every
+    // lease passed meanwhile, since nobody could renew), a member leaves
+    // the others a lease (at least S_GRACE_MS: they retry once a second)
+    // to reconnect and renew before it counts anything as a death.
+    int64_t grace = self->lease_ms > S_GRACE_MS ? self->lease_ms : S_GRACE_MS;
+    bool fresh = self->reconnected && keel_store_pg_now_ms () - self->connected_at < grace;
     for (size_t i = 0; i < n; i++) {
         s_watched_t *m = &w[i];
         bool passed = m->left_ms <= 0, gone_here = s_gone_here (m->name);
         if (m->held && !passed && !gone_here)
             continue; // alive
-        if (!m->held && !passed && fresh)
+        if (fresh && !gone_here)
             continue;
         if (!s_successor_of (self, w, n, m->id) && m->left_ms > -self->lease_ms)
             continue; // its successor's work, for a lease

@@ -406,3 +406,87 @@ Test (cluster, a_member_with_nothing_queued_lends_its_idle_engines_to_one_with_w
     HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
     pg_stop (&c.pg, 10000);
 }
+
+typedef struct {
+    const s_cluster_t *c;
+} s_takeover_seen_t;
+
+static bool
+s_takeover_seen (void *arg)
+{
+    const s_cluster_t *c = ((s_takeover_seen_t *) arg)->c;
+    return ft_status (&c->a, "cluster.counters.takeovers") > 0
+           || ft_status (&c->b, "cluster.counters.takeovers") > 0;
+}
+
+// The database stopped (immediate) for 10 s under two members, each with
+// a driver and an engine: both live through it, refuse what they cannot
+// store, reconnect with their own locks (neither takes the other over),
+// and every task of both drivers completes exactly once.
+Test (cluster, members_live_through_a_database_outage, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 240)
+{
+    s_cluster_t c;
+    s_plan (&c, "2s");
+    c.sets[3] = "EnginePrefetch=0"; // one task per slot: the batches outlast the outage
+    c.sets[4] = NULL;
+    s_start (&c);
+    pid_t e1 = ft_engine_start (&c.a, NULL, "engine1", 1, NULL);
+    pid_t e2 = ft_engine_start (&c.b, NULL, "engine2", 1, NULL);
+    HARNESS_ASSERT (e1 > 0 && e2 > 0 && harness_wait_engines (&c.a, 1, 15000)
+                        && harness_wait_engines (&c.b, 1, 15000),
+                    "engines not online");
+    const char *submit[] = { "--service", "sleep", "--input", "20", "--count", "400", NULL };
+    const char *sets[] = { "DSBrokerTimeout=120s", NULL };
+    pid_t d1 = ft_driver_start ("driver1", &c.a, NULL, sets, submit);
+    pid_t d2 = ft_driver_start ("driver2", &c.b, NULL, sets, submit);
+    HARNESS_ASSERT (d1 > 0 && d2 > 0, "a keel-driver did not start");
+    pt_lines_wait_t some1 = { "driver1.out", 20 }, some2 = { "driver2.out", 20 };
+    HARNESS_ASSERT (harness_poll_until (pt_lines_at_least, &some1, 30000)
+                        && harness_poll_until (pt_lines_at_least, &some2, 30000),
+                    "no results before the outage");
+
+    HARNESS_ASSERT (pg_halt (&c.pg, true, 10000), "PostgreSQL did not stop");
+    HARNESS_ASSERT (harness_wait_log ("brokerA.err", "store commit failed", 1, 10000)
+                        && harness_wait_log ("brokerB.err", "store commit failed", 1, 10000),
+                    "a member did not notice the database was gone");
+    // The outage itself: 10 s of no database (a fault, not a wait).
+    for (int64_t waited = 0; waited < 10000; waited += 200) {
+        HARNESS_ASSERT (harness_alive (c.a.pid) && harness_alive (c.b.pid),
+                        "a member died during the outage");
+        HARNESS_ASSERT (harness_alive (e1) && harness_alive (e2), "an engine died");
+        usleep (200 * 1000);
+    }
+    char why[1024];
+    HARNESS_ASSERT (pg_resume (&c.pg, why, sizeof why), "%s", why);
+    // Both write again (a small batch each, stored after the outage), and
+    // for two leases more neither takes the other over: every lease passed
+    // during the outage, and the first member back must not count that as
+    // a death.
+    const char *small[] = { "--service", "double", "--range", "0:20", NULL };
+    pid_t s1 = ft_driver_start ("small1", &c.a, NULL, sets, small);
+    pid_t s2 = ft_driver_start ("small2", &c.b, NULL, sets, small);
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (s1, 60000, &code) && code == 0, "small1 exited %d", code);
+    HARNESS_ASSERT (harness_wait_exit (s2, 60000, &code) && code == 0, "small2 exited %d", code);
+    s_takeover_seen_t seen = { &c };
+    HARNESS_ASSERT (!harness_poll_until (s_takeover_seen, &seen, 4000),
+                    "a member took the other over after the outage");
+    HARNESS_ASSERT (harness_wait_exit (d1, 120000, &code) && code == 0, "driver1 exited %d", code);
+    HARNESS_ASSERT (harness_wait_exit (d2, 120000, &code) && code == 0, "driver2 exited %d", code);
+    harness_assert_each_once ("driver1.out", 400, NULL);
+    harness_assert_each_once ("driver2.out", 400, NULL);
+    for (int i = 0; i < 2; i++) {
+        const harness_broker_t *m = i ? &c.b : &c.a;
+        HARNESS_ASSERT (ft_status (m, "cluster.counters.takeovers") == 0
+                            && ft_status (m, "cluster.counters.fenced") == 0,
+                        "%s took work over (%lld) or was fenced (%lld) for an outage", m->name,
+                        ft_status (m, "cluster.counters.takeovers"),
+                        ft_status (m, "cluster.counters.fenced"));
+        HARNESS_ASSERT (ft_status (m, "counters.store_failures") > 0, "%s saw no failed commit",
+                        m->name);
+    }
+    HARNESS_ASSERT (harness_stop (c.a.pid, 10000) == 0, "broker A did not stop cleanly");
+    HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
+    pg_stop (&c.pg, 10000);
+}
