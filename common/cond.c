@@ -453,7 +453,7 @@ s_compare (const keel_cond_t *self, const s_node_t *n, keel_cond_lookup_fn *look
     const char *b = s_value (self, &n->rhs, lookup, arg);
     if (!a || !b)
         return false;
-    double x, y;
+    double x = 0, y = 0;
     int c;
     bool xa = n->lhs.prop ? s_as_number (a, strlen (a), &x) : (x = n->lhs.num, n->lhs.is_num);
     bool yb = n->rhs.prop ? s_as_number (b, strlen (b), &y) : (y = n->rhs.num, n->rhs.is_num);
