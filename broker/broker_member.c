@@ -407,6 +407,12 @@ s_admit_service (keel_broker_member_t *self, zframe_t *route, const char *id)
     for (size_t i = 1; i < n && owner > 0; i++)
         if (m[i].member_id == (uint64_t) owner && m[i].endpoint[0])
             there = m[i].endpoint;
+    // Listed, but maybe just gone (killed: its lock is free before its
+    // lease has passed): then its successor takes it over first.
+    if (there && keel_store_member_alive (broker->store, (uint64_t) owner) != 1) {
+        there = NULL;
+        self->next_tick = 0;
+    }
     if (there) {
         self->clients_redirected++;
         KEEL_LOG_LIMITED (&self->refused_rl, zclock_mono (), KEEL_LOG_INFO, "broker",

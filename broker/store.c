@@ -259,6 +259,13 @@ keel_store_member_load (keel_store_t *self, int64_t queued, int64_t idle_slots)
         keel_store_pg_member_load (self->pg, queued, idle_slots);
 }
 
+int
+keel_store_member_alive (keel_store_t *self, uint64_t member_id)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_member_alive (self->pg, member_id) : -1;
+}
+
 int64_t
 keel_store_service_owner (keel_store_t *self, const char *service_id)
 {

@@ -217,6 +217,10 @@ uint64_t keel_store_member_id (const keel_store_t *self);
 // This member's load, published to the others at its next renewal:
 // tasks queued, and free slots of its online engines. No-op when ALONE.
 void keel_store_member_load (keel_store_t *self, int64_t queued, int64_t idle_slots);
+// Whether member_id is alive now (its lease runs and its session holds its
+// lock; waiting for the server, bounded): 1, 0 (gone: the next tick looks
+// for the dead at once), -1 when the server did not answer (or ALONE).
+int keel_store_member_alive (keel_store_t *self, uint64_t member_id);
 // The member that owns service_id (waiting for the server, bounded): 0
 // when the store does not have it (or is not shared), -1 on failure.
 int64_t keel_store_service_owner (keel_store_t *self, const char *service_id);

@@ -89,6 +89,7 @@ uint64_t keel_store_pg_members_gen (const keel_store_pg_t *self);
 uint64_t keel_store_pg_member_id (const keel_store_pg_t *self);
 int64_t keel_store_pg_service_owner (keel_store_pg_t *self, const char *service_id);
 void keel_store_pg_member_load (keel_store_pg_t *self, int64_t queued, int64_t idle_slots);
+int keel_store_pg_member_alive (keel_store_pg_t *self, uint64_t member_id);
 bool keel_store_pg_db_up (const keel_store_pg_t *self);
 
 #endif

@@ -441,6 +441,25 @@ keel_store_pg_member_setup (keel_store_pg_t *self, const char *endpoint, int64_t
         s_copy (self->members[0].endpoint, sizeof self->members[0].endpoint, self->endpoint);
 }
 
+int
+keel_store_pg_member_alive (keel_store_pg_t *self, uint64_t member_id)
+{
+    if (self->in_txn || self->left)
+        return -1;
+    keel_error_t err;
+    int64_t v =
+        s_ask (self,
+               "SELECT (m.lease_until > now() AND EXISTS (SELECT 1 FROM pg_locks l"
+               " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int8 = " S_XSTR (
+                   KEEL_STORE_PG_MEMBER_LOCK) " AND l.objid::int8 = m.member_id"
+                                              " AND l.objsubid = 2))::int::int8"
+                                              " FROM keel_members m WHERE m.member_id = "
+                                              "$1::bigint",
+               member_id, &err);
+    self->watch_at = 0; // and look for the dead at the next tick
+    return v < 0 ? (self->conn ? 0 : -1) : (int) v;
+}
+
 void
 keel_store_pg_member_load (keel_store_pg_t *self, int64_t queued, int64_t idle_slots)
 {
