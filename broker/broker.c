@@ -390,6 +390,9 @@ s_recv_router (keel_broker_t *self)
             else if (route && env->body_case == KEEL__ENVELOPE__BODY_DRIVER_HELLO
                      && !keel_broker_member_admit_hello (self->member, route, env->driver_hello))
                 ; // sent to the member whose work it is, or held back for a takeover
+            else if (route && env->body_case == KEEL__ENVELOPE__BODY_ENGINE_LOGIN
+                     && !keel_broker_member_admit_login (self->member, route, env->engine_login))
+                ; // the same for an engine carrying another member's tasks
             else if (route
                      && (keel_broker_pair_serving (self->pair)
                          || keel_broker_pair_client (self->pair, route, env)))

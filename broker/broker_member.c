@@ -416,7 +416,7 @@ s_admit_service (keel_broker_member_t *self, zframe_t *route, const char *id)
     if (there) {
         self->clients_redirected++;
         KEEL_LOG_LIMITED (&self->refused_rl, zclock_mono (), KEEL_LOG_INFO, "broker",
-                          "driver sent to %s: service %s is member %lld's work", there, id,
+                          "client sent to %s: service %s is member %lld's work", there, id,
                           (long long) owner);
         keel_msg_t msg;
         char reason[160];
@@ -425,10 +425,22 @@ s_admit_service (keel_broker_member_t *self, zframe_t *route, const char *id)
     }
     else
         KEEL_LOG_LIMITED (&self->refused_rl, zclock_mono (), KEEL_LOG_INFO, "broker",
-                          "driver hello held back: service %s is the work of member %lld, which"
+                          "client's hello held back: service %s is the work of member %lld, which"
                           " is gone or unreachable (%s); its successor takes it over",
                           id, (long long) owner, owner < 0 ? "the store did not answer" : "gone");
     return false;
+}
+
+bool
+keel_broker_member_admit_login (keel_broker_member_t *self, zframe_t *route,
+                                const Keel__EngineLogin *login)
+{
+    if (!self || !self->active || !login)
+        return true;
+    for (size_t i = 0; i < login->n_held; i++)
+        if (login->held[i] && !s_admit_service (self, route, login->held[i]->service_id))
+            return false;
+    return true;
 }
 
 bool

@@ -77,6 +77,12 @@ void keel_broker_member_refuse (keel_broker_member_t *self, zframe_t *route);
 // True when the hello may go to the core. NULL: true.
 bool keel_broker_member_admit_hello (keel_broker_member_t *self, zframe_t *route,
                                      const Keel__DriverHello *hello);
+// The same for an engine's login: the services of the tasks it holds
+// (running, or with a result) must be new here or this member's; an
+// engine whose tasks are another live member's work goes there, where its
+// claims are kept.
+bool keel_broker_member_admit_login (keel_broker_member_t *self, zframe_t *route,
+                                     const Keel__EngineLogin *login);
 
 // The successor's endpoint ("" when none), for welcomes.
 const char *keel_broker_member_peer (const keel_broker_member_t *self);
