@@ -1,7 +1,8 @@
 /*  test_collect.c — submit now, collect later (issue 16 §1): keel-driver
     submit --detach, attach SERVICE_ID [--all], wait SERVICE_ID, the first
     Ctrl-C detaching, a driver killed -9 replaced by attach, and attach
-    across a broker restart on the same store. Real broker, engine and
+    across a broker restart on the same store and across the failover of a
+    resilient pair (test_pair.h). Real broker, engine and
     drivers on loopback; every result checked exactly once (by task id and
     by its output) in the union of the outputs that collected it.
 */
@@ -9,9 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "test_ft.h"
+#include "test_pair.h"
 
 #define N_FAST 5 // tasks that end at once (sleep 50 ms)
 #define N_SLOW 5 // tasks that run for a while
@@ -52,13 +54,17 @@ s_expected (int i, int slow_ms, char *out, size_t size)
 //  stdout in <dir>/<name>. Returns the exit code; *res keeps the output
 //  when res is not NULL (the caller frees it).
 static int
-s_driver (const harness_broker_t *b, const char *name, int timeout_ms, harness_result_t *res,
-          const char *const args[])
+s_driver_via (const harness_broker_t *b, const harness_broker_t *failover, const char *name,
+              int timeout_ms, harness_result_t *res, const char *const args[])
 {
     const char *argv[40];
     int n = 0;
     argv[n++] = "--broker";
     argv[n++] = b->endpoint;
+    if (failover) {
+        argv[n++] = "--failover";
+        argv[n++] = failover->endpoint;
+    }
     argv[n++] = "--set";
     argv[n++] = "DSBrokerTimeout=20s";
     for (int i = 0; args[i] && n < 39; i++)
@@ -75,6 +81,13 @@ s_driver (const harness_broker_t *b, const char *name, int timeout_ms, harness_r
     if (!res)
         harness_result_free (&local);
     return code;
+}
+
+static int
+s_driver (const harness_broker_t *b, const char *name, int timeout_ms, harness_result_t *res,
+          const char *const args[])
+{
+    return s_driver_via (b, NULL, name, timeout_ms, res, args);
 }
 
 //  submit --detach: the service id it prints (out, 64 bytes at least).
@@ -361,4 +374,60 @@ Test (collect, a_service_nobody_collects_is_purged_after_retention, .init = harn
     HARNESS_ASSERT (code == 4 && strstr (res.err, "purged"), "attach of a purged service: %d %s",
                     code, res.err);
     harness_result_free (&res);
+}
+
+Test (collect, attach_goes_on_across_failover_of_a_resilient_pair, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 240)
+{
+    pt_pair_t p;
+    pt_plan (&p);
+    pt_start_pair (&p);
+    pid_t engine = ft_engine_start (&p.a, &p.b, "engine", N_FAST + N_SLOW, NULL);
+    HARNESS_ASSERT (engine > 0 && harness_wait_engines (&p.a, 1, 15000), "engine not on A");
+    char path[600], id[64];
+    const int slow = 4000;
+    s_inputs (path, sizeof path, slow);
+    harness_result_t res;
+    const char *submit[] = {
+        "submit", "--service", "sleep", "--input-file", path, "--detach", NULL
+    };
+    int code = s_driver_via (&p.a, &p.b, "submit.out", 30000, &res, submit);
+    HARNESS_ASSERT (code == 0, "submit --detach exited %d: %s", code, res.err);
+    snprintf (id, sizeof id, "%s", res.out);
+    id[strcspn (id, "\n")] = 0;
+    harness_result_free (&res);
+    HARNESS_ASSERT (strlen (id) == 36, "submit --detach printed no service id");
+    // DSBrokerTimeout far above the test's patience: attach must move to
+    // the pair peer at once.
+    const char *argv[] = { "--broker",   p.a.endpoint, "--failover",
+                           p.b.endpoint, "--set",      "DSBrokerTimeout=120s",
+                           "attach",     id,           NULL };
+    pid_t attach = harness_spawn ("attach_f", "keel-driver", argv);
+    HARNESS_ASSERT (attach > 0, "keel-driver attach did not start");
+    char outpath[600];
+    harness_path (outpath, sizeof outpath, "attach_f.out");
+    long lines = 0;
+    for (int i = 0; i < 1000 && (lines = harness_count_lines (outpath)) < N_FAST; i++)
+        usleep (20 * 1000);
+    HARNESS_ASSERT (lines == N_FAST, "attach printed %ld results in 20 s", lines);
+    // B mirrors the attach and the acknowledgements of the fast results.
+    pt_brokers_t both = { &p.a, &p.b };
+    HARNESS_ASSERT (harness_poll_until (pt_mirror_caught_up, &both, 10000),
+                    "B's mirror did not catch up with A");
+    HARNESS_ASSERT (harness_kill9 (p.a.pid), "broker A did not die");
+    HARNESS_ASSERT (harness_wait_exit (attach, 90000, &code), "attach did not finish on B");
+    HARNESS_ASSERT (code == 0, "attach exited %d across the failover", code);
+    char role[32];
+    pt_status_str (&p.b, "role", role, sizeof role);
+    HARNESS_ASSERT (strcmp (role, "active") == 0, "B is %s", role);
+    ft_results_t all;
+    memset (&all, 0, sizeof all);
+    s_union (&all, "attach_f.out", NULL);
+    s_assert_union (&all, slow);
+    // Everything was collected through B: a new attach gets nothing.
+    const char *again[] = { "attach", id, NULL };
+    HARNESS_ASSERT (s_driver_via (&p.b, NULL, "again.out", 30000, NULL, again) == 0,
+                    "attach on B after the failover did not exit 0");
+    HARNESS_ASSERT (harness_count_lines (harness_path ((char[600]) { 0 }, 600, "again.out")) == 0,
+                    "an attach after the failover printed results again");
 }
