@@ -139,6 +139,27 @@ s_assert_union (const ft_results_t *all, int slow_ms)
                     N_FAST + N_SLOW);
 }
 
+//  kill -9 of the driver `killed` (stdout killed.out), then attach to its
+//  service (the id from its output) into attach.out: *all is the union.
+static void
+s_kill_then_attach (const harness_broker_t *b, pid_t driver, ft_results_t *all)
+{
+    HARNESS_ASSERT (harness_kill9 (driver), "kill -9 of the driver failed");
+    char outpath[600];
+    char *text = harness_read_file (harness_path (outpath, sizeof outpath, "killed.out"));
+    char id[64] = "";
+    HARNESS_ASSERT (text && harness_json_get (text, "service", id, sizeof id),
+                    "no service id in the killed driver's output");
+    free (text);
+    const char *attach[] = { "attach", id, NULL };
+    HARNESS_ASSERT (s_driver (b, "attach.out", 30000, NULL, attach) == 0, "attach did not exit 0");
+    memset (all, 0, sizeof *all);
+    int n_killed = 0, n_attach = 0;
+    s_union (all, "killed.out", &n_killed);
+    s_union (all, "attach.out", &n_attach);
+    cr_log_info ("the killed driver wrote %d results, attach %d", n_killed, n_attach);
+}
+
 Test (collect, detach_then_attach_gets_every_result_once_and_all_rereads, .init = harness_setup,
       .fini = harness_teardown, .timeout = 120)
 {
@@ -215,18 +236,8 @@ Test (collect, a_driver_killed_mid_run_is_replaced_by_attach, .init = harness_se
     for (int i = 0; i < 1000 && (lines = harness_count_lines (outpath)) < N_FAST; i++)
         usleep (20 * 1000);
     HARNESS_ASSERT (lines == N_FAST, "the driver printed %ld results in 20 s", lines);
-    HARNESS_ASSERT (harness_kill9 (driver), "kill -9 of the driver failed");
-    char *text = harness_read_file (outpath);
-    char id[64] = "";
-    HARNESS_ASSERT (text && harness_json_get (text, "service", id, sizeof id),
-                    "no service id in the killed driver's output");
-    free (text);
-    const char *attach[] = { "attach", id, NULL };
-    HARNESS_ASSERT (s_driver (&b, "attach.out", 30000, NULL, attach) == 0, "attach did not exit 0");
     ft_results_t all;
-    memset (&all, 0, sizeof all);
-    s_union (&all, "killed.out", NULL);
-    s_union (&all, "attach.out", NULL);
+    s_kill_then_attach (&b, driver, &all);
     s_assert_union (&all, slow);
 }
 
@@ -430,4 +441,50 @@ Test (collect, attach_goes_on_across_failover_of_a_resilient_pair, .init = harne
                     "attach on B after the failover did not exit 0");
     HARNESS_ASSERT (harness_count_lines (harness_path ((char[600]) { 0 }, 600, "again.out")) == 0,
                     "an attach after the failover printed results again");
+}
+
+#define N_STREAM 40 // tasks whose results come one every S_STREAM_MS
+
+#define S_STREAM_MS 30
+
+//  keel-driver writes its lines in batches (4 KiB or 100 ms): killed -9
+//  between two writes, the results it holds must still be at the broker
+//  (not acknowledged before they were written), so that attach gets them.
+Test (collect, a_driver_killed_between_two_output_writes_loses_no_result, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
+{
+    harness_broker_t b;
+    const char *sets[] = { "HeartbeatInterval=200ms", NULL };
+    HARNESS_ASSERT (harness_broker_start (&b, "broker", sets), "keel-broker did not start");
+    HARNESS_ASSERT (harness_engine_start (&b, "engine", N_STREAM, NULL) > 0,
+                    "engine did not start");
+    HARNESS_ASSERT (harness_wait_engines (&b, 1, 15000), "engine not online within 15 s");
+    char text[1024] = "", path[600], outpath[600];
+    size_t used = 0;
+    for (int i = 0; i < N_STREAM; i++)
+        used += (size_t) snprintf (text + used, sizeof text - used, "%d\n", 300 + S_STREAM_MS * i);
+    harness_write_file (path, sizeof path, "stream.txt", text);
+    const char *submit[] = { "--service", "sleep", "--input-file", path, NULL };
+    pid_t driver = ft_driver_start ("killed", &b, NULL, NULL, submit);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    harness_path (outpath, sizeof outpath, "killed.out");
+    // A write of a batch seen, the kill comes half a batch period later:
+    // results have arrived since (one every S_STREAM_MS) and wait in the
+    // driver for the next write.
+    long lines = 0;
+    for (int i = 0; i < 20000 && (lines = harness_count_lines (outpath)) < N_STREAM / 4; i++)
+        usleep (1000);
+    HARNESS_ASSERT (lines >= N_STREAM / 4 && lines < N_STREAM, "the driver printed %ld results",
+                    lines);
+    struct timespec half = { 0, 50 * 1000 * 1000 };
+    nanosleep (&half, NULL); // the fault's timing, not a synchronisation
+    ft_results_t all;
+    s_kill_then_attach (&b, driver, &all);
+    for (int i = 0; i < N_STREAM; i++) {
+        char want[16];
+        snprintf (want, sizeof want, "%d", 300 + S_STREAM_MS * i);
+        HARNESS_ASSERT (all.count[i] == 1, "task %d collected %d times (expected once)", i,
+                        all.count[i]);
+        HARNESS_ASSERT (strcmp (all.output[i], want) == 0, "task %d output '%s'", i, all.output[i]);
+    }
 }
