@@ -18,7 +18,6 @@
 #define S_COMPONENT            "driver"
 #define S_MAX_BATCHES_PER_TURN 64   // SubmitTasks sent per service per loop turn
 #define S_HELLO_RANGES         2048 // range entries in one DriverHello, all services (<= 20 KB)
-#define S_DUPLICATE_SCAN       4096 // hold_acks: results waiting for the application searched
 #define S_TELL_RANGES          8192 // range entries in one ResultAck.delivered (<= 80 KB)
 
 // ---------------------------------------------------------------- helpers
@@ -219,11 +218,14 @@ s_hello_delivered (keel_actor_t *self, size_t max, size_t *n_p, Keel__DeliveredT
     size_t n = 0, used = 0;
     keel_actor_service_t *svc = zlistx_first (self->services);
     while (svc && n < max && S_HELLO_RANGES - used >= 2) {
-        if (s_service_active (svc)) {
+        size_t nexcept = 0;
+        uint64_t *except = NULL;
+        if (s_service_active (svc) && keel_actor_not_kept (self, svc, &except, &nexcept)) {
             keel_ranges_writer_t w;
             keel_ranges_writer_init (&w, buf + used, S_HELLO_RANGES - used);
             uint64_t from = 0;
-            keel_outstanding_delivered (svc->tasks, &from, &w);
+            keel_outstanding_delivered (svc->tasks, &from, &w, except, nexcept);
+            free (except);
             if (w.n > 0) {
                 keel_item_delivered (&entries[n], svc->open->service_id, w.buf, w.n);
                 ptrs[n] = &entries[n];
@@ -494,65 +496,6 @@ keel_actor_ack_later (keel_actor_service_t *svc, uint64_t task_id)
     svc->acks[svc->nacks++] = task_id;
 }
 
-void
-keel_actor_handed (keel_actor_t *self, keel_actor_service_t *svc, uint64_t task_id)
-{
-    if (!self->hold_acks) {
-        if (svc)
-            keel_actor_ack_later (svc, task_id);
-        return;
-    }
-    uint64_t seq = self->handed++;
-    if (self->nkept == self->kept_cap) {
-        size_t cap = self->kept_cap ? self->kept_cap * 2 : 256;
-        keel_actor_kept_t *kept = realloc (self->kept, cap * sizeof *kept);
-        if (!kept) {
-            //  Not held: acknowledged as without hold_acks (the sequence stays right).
-            if (svc)
-                keel_actor_ack_later (svc, task_id);
-            return;
-        }
-        self->kept = kept;
-        self->kept_cap = cap;
-    }
-    self->kept[self->nkept++] = (keel_actor_kept_t) { svc, task_id, seq };
-}
-
-void
-keel_actor_ack_taken (keel_actor_t *self, uint64_t upto)
-{
-    size_t n = 0;
-    while (n < self->nkept && self->kept[n].seq < upto) {
-        if (self->kept[n].service)
-            keel_actor_ack_later (self->kept[n].service, self->kept[n].task_id);
-        n++;
-    }
-    if (n > 0) {
-        memmove (self->kept, self->kept + n, (self->nkept - n) * sizeof *self->kept);
-        self->nkept -= n;
-    }
-    keel_actor_flush_acks (self);
-}
-
-void
-keel_actor_ack_duplicate (keel_actor_t *self, keel_actor_service_t *svc, uint64_t task_id)
-{
-    if (self->hold_acks) {
-        for (size_t i = 0; i < self->nkept; i++)
-            if (self->kept[i].service == svc && self->kept[i].task_id == task_id)
-                return; // handed over, not kept yet: ACKTAKEN acknowledges it
-        //  Not handed over yet: acknowledged once kept. A long queue is not
-        //  searched: then the broker keeps the copy and sends it again after
-        //  a reconnect, acknowledged then.
-        if (zlistx_size (self->to_app) > S_DUPLICATE_SCAN)
-            return;
-        for (keel_actor_to_app_t *e = zlistx_first (self->to_app); e;
-             e = zlistx_next (self->to_app))
-            if (e->service == svc && e->task_id == task_id && e->kind == KEEL_ACTOR_TO_APP_RESULT)
-                return;
-    }
-    keel_actor_ack_later (svc, task_id);
-}
 // ---------------------------------------------------------------- session actions
 
 static void
@@ -731,7 +674,10 @@ s_tell_delivered (keel_actor_t *self)
     uint64_t *buf = NULL;
     keel_actor_service_t *svc = zlistx_first (self->services);
     while (svc && self->main) {
-        if (s_service_active (svc) && !s_listed (self->welcome, svc->open->service_id)) {
+        size_t nexcept = 0;
+        uint64_t *except = NULL;
+        if (s_service_active (svc) && !s_listed (self->welcome, svc->open->service_id)
+            && keel_actor_not_kept (self, svc, &except, &nexcept)) {
             uint64_t from = 0, ids = 0;
             size_t msgs = 0;
             while (from < keel_outstanding_next_id (svc->tasks)) {
@@ -741,7 +687,7 @@ s_tell_delivered (keel_actor_t *self)
                     break; // the broker may then run some again: harmless
                 keel_ranges_writer_t w;
                 keel_ranges_writer_init (&w, buf, S_TELL_RANGES);
-                keel_outstanding_delivered (svc->tasks, &from, &w);
+                keel_outstanding_delivered (svc->tasks, &from, &w, except, nexcept);
                 if (w.n == 0)
                     break;
                 keel_msg_t msg;
@@ -759,6 +705,7 @@ s_tell_delivered (keel_actor_t *self)
                     " messages=%zu outstanding=%zu",
                     keel_session_endpoint (self->session, keel_session_broker (self->session)),
                     svc->open->service_id, ids, msgs, keel_outstanding_count (svc->tasks));
+            free (except);
         }
         svc = zlistx_next (self->services);
     }
