@@ -1,8 +1,11 @@
 /*  test_collect.c — submit now, collect later (issue 16 §1): keel-driver
     submit --detach, attach SERVICE_ID [--all], wait SERVICE_ID, the first
-    Ctrl-C detaching, a driver killed -9 replaced by attach, and attach
-    across a broker restart on the same store and across the failover of a
-    resilient pair (test_pair.h). Real broker, engine and
+    Ctrl-C detaching (or with --cancel-on-interrupt cancelling), submit
+    --timeout detaching, a driver killed -9 replaced by attach (also
+    between two of its batched writes), a killed driver's service purged
+    after keel-admin cancel, and attach across a broker restart on the
+    same store and across the failover of a resilient pair (test_pair.h).
+    Real broker, engine and
     drivers on loopback; every result checked exactly once (by task id and
     by its output) in the union of the outputs that collected it.
 */
@@ -485,4 +488,102 @@ Test (collect, a_driver_killed_between_two_output_writes_loses_no_result, .init 
                         all.count[i]);
         HARNESS_ASSERT (strcmp (all.output[i], want) == 0, "task %d output '%s'", i, all.output[i]);
     }
+}
+
+Test (collect, submit_timeout_detaches_prints_the_attach_command_and_exits_1, .init = harness_setup,
+      .fini = harness_teardown, .timeout = 120)
+{
+    harness_broker_t b;
+    s_grid (&b, NULL);
+    char path[600];
+    const int slow = 4000;
+    s_inputs (path, sizeof path, slow);
+    harness_result_t res;
+    const char *submit[] = { "submit", "--service", "sleep", "--input-file",
+                             path,     "--timeout", "2s",    NULL };
+    int code = s_driver (&b, "timed.out", 30000, &res, submit);
+    HARNESS_ASSERT (code == 1, "submit --timeout exited %d, expected 1: %s", code, res.err);
+    const char *at = strstr (res.err, " attach ");
+    HARNESS_ASSERT (at && strstr (res.err, "--timeout passed")
+                        && strstr (res.err, "keel-admin cancel "),
+                    "no detach message with the attach/cancel commands: %s", res.err);
+    char id[64] = "";
+    sscanf (at + 8, "%63s", id);
+    harness_result_free (&res);
+    HARNESS_ASSERT (strlen (id) == 36, "no service id after 'attach'");
+    const char *attach[] = { "attach", id, NULL };
+    HARNESS_ASSERT (s_driver (&b, "attach.out", 30000, NULL, attach) == 0, "attach did not exit 0");
+    ft_results_t all;
+    memset (&all, 0, sizeof all);
+    int n1 = 0;
+    s_union (&all, "timed.out", &n1);
+    s_union (&all, "attach.out", NULL);
+    HARNESS_ASSERT (n1 == N_FAST, "submit printed %d results before its timeout", n1);
+    s_assert_union (&all, slow);
+}
+
+//  Waits until <dir>/<name> holds n lines (a driver's results).
+static void
+s_wait_lines (const char *name, long n)
+{
+    char outpath[600];
+    harness_path (outpath, sizeof outpath, name);
+    long lines = 0;
+    for (int i = 0; i < 1000 && (lines = harness_count_lines (outpath)) < n; i++)
+        usleep (20 * 1000);
+    HARNESS_ASSERT (lines == n, "%s: %ld results in 20 s, expected %ld", name, lines, n);
+}
+
+Test (collect, cancel_on_interrupt_cancels_and_cancel_purges_a_killed_drivers_service,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+{
+    harness_broker_t b;
+    const char *sets[] = { "HeartbeatInterval=200ms", "RetentionHours=0", NULL };
+    s_grid (&b, sets);
+    char path[600];
+    s_inputs (path, sizeof path, 60000);
+    // Ctrl-C with --cancel-on-interrupt: the service is cancelled, exit 130.
+    const char *submit_c[] = { "--service", "sleep", "--input-file", path, "--cancel-on-interrupt",
+                               NULL };
+    pid_t driver = ft_driver_start ("interrupted", &b, NULL, NULL, submit_c);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    s_wait_lines ("interrupted.out", N_FAST);
+    harness_signal (driver, SIGINT);
+    int code = -1;
+    HARNESS_ASSERT (harness_wait_exit (driver, 20000, &code), "keel-driver did not exit");
+    HARNESS_ASSERT (code == 130, "keel-driver exited %d after SIGINT, expected 130", code);
+    HARNESS_ASSERT (ft_log_has ("interrupted.err", " cancelled"),
+                    "keel-driver did not say it cancelled the service");
+    HARNESS_ASSERT (ft_log_count ("interrupted.out", "\"status\":\"ok\"") == N_FAST,
+                    "the fast results are not all in the output");
+    char *json = ft_admin_json (&b, "services", NULL);
+    HARNESS_ASSERT (json && strstr (json, "\"state\":\"cancelled\""),
+                    "keel-admin services does not show the service cancelled: %s", json);
+    free (json);
+    // A driver killed -9 mid-run: its service stays open with its slow
+    // tasks running; keel-admin cancel + maintenance purges it
+    // (RetentionHours=0), results uncollected and all.
+    const char *submit_k[] = { "--service", "sleep", "--input-file", path, NULL };
+    driver = ft_driver_start ("killed", &b, NULL, NULL, submit_k);
+    HARNESS_ASSERT (driver > 0, "keel-driver did not start");
+    s_wait_lines ("killed.out", N_FAST);
+    HARNESS_ASSERT (harness_kill9 (driver), "kill -9 of the driver failed");
+    char *text = harness_read_file (harness_path (path, sizeof path, "killed.out"));
+    char id[64] = "";
+    HARNESS_ASSERT (text && harness_json_get (text, "service", id, sizeof id), "no service id");
+    free (text);
+    harness_result_t res;
+    HARNESS_ASSERT (harness_admin (&b, &res, false, "maintenance", NULL) == 0, "maintenance");
+    harness_result_free (&res);
+    json = ft_admin_json (&b, "services", NULL);
+    HARNESS_ASSERT (json && strstr (json, id), "the running service was purged before a cancel");
+    free (json);
+    HARNESS_ASSERT (harness_admin (&b, &res, false, "cancel", id, NULL) == 0, "cancel: %s",
+                    res.err);
+    harness_result_free (&res);
+    HARNESS_ASSERT (harness_admin (&b, &res, false, "maintenance", NULL) == 0, "maintenance");
+    harness_result_free (&res);
+    json = ft_admin_json (&b, "services", NULL);
+    HARNESS_ASSERT (json && !strstr (json, id), "cancel + maintenance did not purge it: %s", json);
+    free (json);
 }
