@@ -27,7 +27,8 @@
 
     Exactly once. The broker may send a result again (it keeps results until
     acknowledged, and re-sends them after a reconnect); the library delivers
-    each task's result to the application once, then acknowledges it.
+    each task's result to the application once, then acknowledges it (or,
+    after keel_driver_hold_acks, once the application says it kept it).
     Results arrive in completion order, not submit order.
 
     Flow control. Submitting never blocks: tasks are queued in the library
