@@ -218,11 +218,14 @@ s_hello_delivered (keel_actor_t *self, size_t max, size_t *n_p, Keel__DeliveredT
     size_t n = 0, used = 0;
     keel_actor_service_t *svc = zlistx_first (self->services);
     while (svc && n < max && S_HELLO_RANGES - used >= 2) {
-        if (s_service_active (svc)) {
+        size_t nexcept = 0;
+        uint64_t *except = NULL;
+        if (s_service_active (svc) && keel_actor_not_kept (self, svc, &except, &nexcept)) {
             keel_ranges_writer_t w;
             keel_ranges_writer_init (&w, buf + used, S_HELLO_RANGES - used);
             uint64_t from = 0;
-            keel_outstanding_delivered (svc->tasks, &from, &w);
+            keel_outstanding_delivered (svc->tasks, &from, &w, except, nexcept);
+            free (except);
             if (w.n > 0) {
                 keel_item_delivered (&entries[n], svc->open->service_id, w.buf, w.n);
                 ptrs[n] = &entries[n];
@@ -492,6 +495,7 @@ keel_actor_ack_later (keel_actor_service_t *svc, uint64_t task_id)
     }
     svc->acks[svc->nacks++] = task_id;
 }
+
 // ---------------------------------------------------------------- session actions
 
 static void
@@ -670,7 +674,10 @@ s_tell_delivered (keel_actor_t *self)
     uint64_t *buf = NULL;
     keel_actor_service_t *svc = zlistx_first (self->services);
     while (svc && self->main) {
-        if (s_service_active (svc) && !s_listed (self->welcome, svc->open->service_id)) {
+        size_t nexcept = 0;
+        uint64_t *except = NULL;
+        if (s_service_active (svc) && !s_listed (self->welcome, svc->open->service_id)
+            && keel_actor_not_kept (self, svc, &except, &nexcept)) {
             uint64_t from = 0, ids = 0;
             size_t msgs = 0;
             while (from < keel_outstanding_next_id (svc->tasks)) {
@@ -680,7 +687,7 @@ s_tell_delivered (keel_actor_t *self)
                     break; // the broker may then run some again: harmless
                 keel_ranges_writer_t w;
                 keel_ranges_writer_init (&w, buf, S_TELL_RANGES);
-                keel_outstanding_delivered (svc->tasks, &from, &w);
+                keel_outstanding_delivered (svc->tasks, &from, &w, except, nexcept);
                 if (w.n == 0)
                     break;
                 keel_msg_t msg;
@@ -698,6 +705,7 @@ s_tell_delivered (keel_actor_t *self)
                     " messages=%zu outstanding=%zu",
                     keel_session_endpoint (self->session, keel_session_broker (self->session)),
                     svc->open->service_id, ids, msgs, keel_outstanding_count (svc->tasks));
+            free (except);
         }
         svc = zlistx_next (self->services);
     }

@@ -60,7 +60,7 @@ s_on_results (keel_actor_t *self, const Keel__TaskResults *results)
                 break;
             }
             case KEEL_OUTSTANDING_DUPLICATE:
-                keel_actor_ack_later (svc, r->task_id);
+                keel_actor_ack_duplicate (self, svc, r->task_id);
                 break;
             default:
                 keel_actor_log_limited (&self->rl_unknown, "task result",

@@ -60,6 +60,9 @@ struct _keel_driver_t {
     uint64_t submitted;
     uint64_t delivered;
     bool lent_last; // the last wait lent the actor (it may be parked)
+    bool hold_acks; // keel_driver_hold_acks: acknowledge only what the application kept
+    uint64_t taken; // ... results handed to the application (in the actor's order)
+    uint64_t acked; // ... of which the actor was told to acknowledge this many
     bool no_broker; // a NO_BROKER event waits to be returned
     char no_broker_text[KEEL_TEXT_MAX + 1];
 };
@@ -163,6 +166,7 @@ s_handle_result (keel_driver_t *self, keel_result_t *result)
                   .output_len = result->output_size,
                   .text = result->status == KEEL_TASK_OK ? NULL : result->error);
     if (self->result_fn) {
+        self->taken++;
         self->result_fn (result, self->result_arg);
         keel_result_destroy (&result);
     }
@@ -541,6 +545,7 @@ keel_driver_set_result_handler (keel_driver_t *self, keel_result_fn *fn, void *a
         for (size_t i = 0; i < bound && zlistx_size (self->results) > 0; i++) {
             keel_result_t *result = zlistx_first (self->results);
             zlistx_detach_cur (self->results);
+            self->taken++;
             self->result_fn (result, self->result_arg);
             keel_result_destroy (&result);
         }
@@ -597,6 +602,7 @@ keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **re
         if (zlistx_size (self->results) > 0) {
             *result_p = zlistx_first (self->results);
             zlistx_detach_cur (self->results);
+            self->taken++;
             return KEEL_OK;
         }
         int64_t left = deadline - zclock_mono ();
@@ -630,6 +636,38 @@ keel_driver_wait_all (keel_driver_t *self, int timeout_ms, keel_error_t *err)
         if (rc != KEEL_OK)
             return rc;
     }
+    return KEEL_OK;
+}
+
+keel_err
+keel_driver_hold_acks (keel_driver_t *self, keel_error_t *err)
+{
+    assert (self);
+    if (self->hold_acks)
+        return KEEL_OK;
+    //  The actor counts what it hands over from the command on, this
+    //  thread what it takes: no result may be on its way meanwhile.
+    if (zlistx_size (self->services) > 0)
+        return keel_error_set (err, KEEL_ERR_STATE,
+                               "keel_driver_hold_acks: a service is already open");
+    if (s_command (self, "s", "HOLDACKS", NULL) != 0)
+        return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    self->hold_acks = true;
+    return KEEL_OK;
+}
+
+keel_err
+keel_driver_ack_taken (keel_driver_t *self, keel_error_t *err)
+{
+    assert (self);
+    if (!self->hold_acks || self->acked == self->taken)
+        return KEEL_OK;
+    uint64_t upto = self->taken;
+    int rc = zsock_send (self->actor, "sb", "ACKTAKEN", &upto, sizeof upto);
+    if (rc != 0)
+        return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    keel_lend_sent (self->lend);
+    self->acked = upto;
     return KEEL_OK;
 }
 
