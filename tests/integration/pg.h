@@ -1,5 +1,5 @@
 /*  pg.h — a private PostgreSQL instance for tests (issue 14, the active
-    cluster on PostgreSQL: docs/cluster-plan.md). Real parts, never a mock:
+    cluster on PostgreSQL: docs/operations.md §4). Real parts, never a mock:
     initdb in a fresh directory, postgres on a free port of 127.0.0.1 with
     its socket in that directory, stopped by the PID it was started with.
 
