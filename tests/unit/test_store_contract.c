@@ -1067,6 +1067,21 @@ Test (store_pg, an_unreachable_server_is_a_clear_error_without_the_password)
     cr_expect_null (strstr (err.text, "s3cret"), "the password leaked: %s", err.text);
 }
 
+// A URI naming a database the server does not have: a clear refusal that
+// names the URI (its password hidden) and the server's reason.
+Test (store_pg, a_database_that_does_not_exist_is_a_clear_error_without_the_password)
+{
+    char uri[300];
+    snprintf (uri, sizeof uri, "postgresql://postgres:s3cret@127.0.0.1:%s/no_such_db",
+              getenv ("KEEL_TEST_PG_PORT"));
+    keel_error_t err = { "" };
+    cr_assert_null (keel_store_open (uri, KEEL_STORE_SYNC_FULL, &err));
+    cr_expect (strstr (err.text, "no_such_db") && strstr (err.text, "does not exist"), "%s",
+               err.text);
+    cr_expect (strstr (err.text, "postgres:***@127.0.0.1"), "%s", err.text);
+    cr_expect_null (strstr (err.text, "s3cret"), "the password leaked: %s", err.text);
+}
+
 Test (store_pg, a_database_of_another_application_is_refused_and_left_alone)
 {
     s_sql ("CREATE TABLE invoices (id int)");
