@@ -436,3 +436,47 @@ Test (driver_session_pair, learns_at_most_a_bounded_number_of_members)
     cr_assert_eq (keel_session_nbrokers (s), 1 + KEEL_SESSION_LEARNED_MAX);
     keel_session_destroy (&s);
 }
+
+// ---------------------------------------------------------------- cluster members
+
+// Members of a shared store's cluster have epochs of their own: a member
+// whose epoch is below its successor's is heard (the store fences, not
+// epochs), and a Passive from a member naming another member (the owner of
+// the service) moves the driver there without forgetting what was accepted.
+Test (driver_session_pair, members_of_a_cluster_are_one_store_and_their_epochs_their_own)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session (2, 0);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    keel_session_member (s, 0);
+    keel_session_member (s, 1);
+    cr_assert (keel_session_admit (s, 0, true, S_B, true, 7));
+    s_welcome (s, S_B, 0, &out);
+    keel_session_received (s, 0);
+    // A Passive from A naming B (B owns the service): no forgetting.
+    s_passive (s, KEEL_SESSION_EV_PASSIVE, S_B, 10, &out);
+    int connect = s_find (&out, KEEL_SESSION_DO_CONNECT);
+    cr_assert_geq (connect, 0);
+    cr_assert_eq (out.actions[connect].broker, 1);
+    cr_assert_not (s_has (&out, KEEL_SESSION_DO_FORGET_ACCEPTED),
+                   "a move between members forgot what was accepted");
+    // B's epoch (3) is below A's (7): still a live member, heard.
+    cr_assert (keel_session_admit (s, 1, true, S_A, true, 3));
+    cr_assert (keel_session_admit (s, 1, false, NULL, true, 3));
+    cr_assert_eq (keel_session_stale_count (s), 0);
+    keel_session_destroy (&s);
+}
+
+// Without the members marked, the same is a pair's rule: forgetting and
+// epoch checks apply (the test above can fail).
+Test (driver_session_pair, brokers_not_marked_as_members_keep_the_pair_rules)
+{
+    keel_session_out_t out;
+    keel_session_t *s = s_session (2, 0);
+    keel_session_step (s, KEEL_SESSION_EV_START, 0, 0, &out);
+    cr_assert (keel_session_admit (s, 0, true, S_B, true, 7));
+    s_welcome (s, S_B, 0, &out);
+    keel_session_received (s, 0);
+    cr_assert_not (keel_session_admit (s, 1, true, S_A, true, 3), "a lower epoch of the pair");
+    keel_session_destroy (&s);
+}
