@@ -385,6 +385,8 @@ s_recv_router (keel_broker_t *self)
             keel_env_t *env = keel_wire_decode (zmq_msg_data (&body), zmq_msg_size (&body), &err);
             if (!env)
                 keel_core_malformed (self->core, "%s", err.text);
+            else if (!keel_broker_security_allows (self, &body, env))
+                ; // refused: counted and logged
             else if (route && !keel_broker_member_serving (self->member))
                 keel_broker_member_refuse (self->member, route);
             else if (route
@@ -453,9 +455,11 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
 {
     s_watch_store (self, poller);
     zpoller_wait (poller, (int) s_poll_timeout (self));
-    if (zpoller_terminated (poller) || zsys_interrupted)
+    // A SIGHUP interrupts the wait as a stop signal would; only a stop ends.
+    if (zsys_interrupted || (zpoller_terminated (poller) && !keel_broker_security_hup ()))
         return false;
     s_clock (self);
+    keel_broker_security_turn (self);
     s_collect (self);
     // A pair's links first: a peer that took over while this broker was
     // paused demotes it before it serves anything.
@@ -536,6 +540,10 @@ keel_broker_run (keel_broker_t *self)
         zpoller_destroy (&poller);
         return KEEL_ERR_NOMEM;
     }
+    if (self->zap && zpoller_add (poller, keel_zap_actor (self->zap)) != 0) {
+        zpoller_destroy (&poller);
+        return KEEL_ERR_NOMEM;
+    }
     if (self->pair && keel_broker_pair_poll_on (self->pair, poller) != 0) {
         zpoller_destroy (&poller);
         return KEEL_ERR_NOMEM;
@@ -591,13 +599,15 @@ keel_broker_stop (keel_broker_t *self)
 // ---------------------------------------------------------------- lifecycle
 
 static zsock_t *
-s_bind_router (const char *endpoint, int64_t max_msg, keel_error_t *err, const char *key)
+s_bind_router (const keel_security_t *security, const char *domain, const char *endpoint,
+               int64_t max_msg, keel_error_t *err, const char *key)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
         keel_error_set (err, KEEL_ERR_IO, "cannot create a ZeroMQ socket");
         return NULL;
     }
+    keel_security_server (sock, security, domain);
     zsock_set_router_mandatory (sock, 1);
     zsock_set_router_handover (sock, 1);
     zsock_set_maxmsgsize (sock, (int) (max_msg > INT32_MAX ? INT32_MAX : max_msg));
@@ -753,6 +763,11 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         keel_broker_destroy (&self);
         return NULL;
     }
+    // The keys and the ZAP handler before any socket binds (the pair's too).
+    if (keel_broker_security_start (self, err) != KEEL_OK) {
+        keel_broker_destroy (&self);
+        return NULL;
+    }
     err->text[0] = 0;
     self->pair = keel_broker_pair_new (self, err);
     if (!self->pair && err->text[0]) {
@@ -773,14 +788,16 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         return NULL;
     }
     keel_broker_member_tell_core (self->member);
-    self->router = s_bind_router (keel_broker_cfg_Endpoint (settings),
-                                  keel_broker_cfg_MaxMessageSize (settings), err, "Endpoint");
+    self->router =
+        s_bind_router (&self->security, KEEL_ZAP_DOMAIN_CLIENT, keel_broker_cfg_Endpoint (settings),
+                       keel_broker_cfg_MaxMessageSize (settings), err, "Endpoint");
     if (!self->router) {
         keel_broker_destroy (&self);
         return NULL;
     }
     self->admin =
-        s_bind_router (keel_broker_cfg_AdminEndpoint (settings), 1024 * 1024, err, "AdminEndpoint");
+        s_bind_router (&self->security, KEEL_ZAP_DOMAIN_ADMIN,
+                       keel_broker_cfg_AdminEndpoint (settings), 1024 * 1024, err, "AdminEndpoint");
     if (!self->admin) {
         keel_broker_destroy (&self);
         return NULL;
@@ -810,6 +827,7 @@ keel_broker_destroy (keel_broker_t **self_p)
     keel_broker_member_destroy (&self->member);
     zsock_destroy (&self->router);
     zsock_destroy (&self->admin);
+    keel_broker_security_stop (self); // after every socket it answered for
     if (self->admin_queue) {
         zmsg_t *msg;
         while ((msg = zlistx_first (self->admin_queue))) {

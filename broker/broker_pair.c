@@ -672,13 +672,14 @@ keel_broker_pair_status (keel_broker_pair_t *self, keel_admin_pair_t *status)
 // ---------------------------------------------------------------- lifecycle
 
 static zsock_t *
-s_bind (const char *endpoint, keel_error_t *err)
+s_bind (keel_broker_t *broker, const char *endpoint, keel_error_t *err)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
         keel_error_set (err, KEEL_ERR_IO, "cannot create a ZeroMQ socket");
         return NULL;
     }
+    keel_security_server (sock, &broker->security, KEEL_ZAP_DOMAIN_PAIR);
     zsock_set_rcvhwm (sock, 100000);
     zsock_set_linger (sock, 0);
     zsock_set_maxmsgsize (sock, 64 * 1024 * 1024);
@@ -691,13 +692,14 @@ s_bind (const char *endpoint, keel_error_t *err)
 }
 
 static zsock_t *
-s_connect (const char *endpoint, keel_error_t *err)
+s_connect (keel_broker_t *broker, const char *endpoint, keel_error_t *err)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock) {
         keel_error_set (err, KEEL_ERR_IO, "cannot create a ZeroMQ socket");
         return NULL;
     }
+    keel_security_client (sock, &broker->security, broker->pair_peer_key);
     zsock_set_immediate (sock, 1);
     zsock_set_sndhwm (sock, 100000);
     zsock_set_sndtimeo (sock, 5000);
@@ -783,8 +785,8 @@ keel_broker_pair_new (keel_broker_t *broker, keel_error_t *err)
     }
     self->nlinks = nown;
     for (int i = 0; i < self->nlinks; i++) {
-        self->in[i] = s_bind (self->own[i], err);
-        self->out[i] = self->in[i] ? s_connect (self->peers[i], err) : NULL;
+        self->in[i] = s_bind (broker, self->own[i], err);
+        self->out[i] = self->in[i] ? s_connect (broker, self->peers[i], err) : NULL;
         if (!self->out[i]) {
             keel_broker_pair_destroy (&self);
             return NULL;

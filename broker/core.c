@@ -334,6 +334,34 @@ keel_core_malformed (keel_core_t *self, const char *fmt, ...)
         KEEL_WARN ("broker", "malformed message dropped: %s", text);
 }
 
+void
+keel_core_refused (keel_core_t *self, bool role, const char *fmt, ...)
+{
+    if (role)
+        self->counters.role_refused++;
+    else
+        self->counters.auth_refused++;
+    int64_t suppressed = 0;
+    if (!keel_ratelimit_allow (&self->refused_rl, self->now, &suppressed))
+        return;
+    char text[400];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (text, sizeof text, fmt, args);
+    va_end (args);
+    if (suppressed)
+        KEEL_WARN ("broker", "%s refused: %s (and %lld more not logged)", role ? "role" : "auth",
+                   text, (long long) suppressed);
+    else
+        KEEL_WARN ("broker", "%s refused: %s", role ? "role" : "auth", text);
+}
+
+void
+keel_core_principal (keel_core_t *self, const char *principal)
+{
+    snprintf (self->principal, sizeof self->principal, "%s", principal ? principal : "");
+}
+
 // A loop that did not wake for 2·H or more (SIGSTOP, a paused VM, a
 // stalled disk) said nothing to its peers meanwhile. Engines give a broker
 // up after 3·H of silence and the last heartbeat they had from us may be H
@@ -464,6 +492,7 @@ keel_core_new (keel_settings_t *settings, int64_t now, int64_t wall)
     self->last_wake = now;
     self->prefetch_room = UINT64_MAX; // set per engine during dispatch (core_sched.c)
     self->malformed_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "malformed message");
+    self->refused_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "refusal");
     self->rl[KEEL_CORE_RL_EVENTS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 100, "event");
     self->rl[KEEL_CORE_RL_DRIVERS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "driver");
     self->rl[KEEL_CORE_RL_VALUES] =

@@ -210,6 +210,10 @@ typedef struct {
     uint64_t broker_timeout_ms;
     bool connected;
     bool pair_noticed; // got the pair's takeover notice (keel_core_pair_notice)
+    // Security=curve: the authenticated key that said hello first under
+    // this driver id since the broker started ("" none); no other key may
+    // speak for the driver or its services (core_driver.c).
+    char principal[64];
 } keel_driver_rec_t;
 
 typedef struct _keel_model_t keel_model_t;

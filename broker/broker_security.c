@@ -1,0 +1,116 @@
+/*  broker_security.c — the loop's side of Security=curve (docs/security.md):
+    the broker's keys, the ZAP handler (zap.h) started before any socket
+    binds, its refusals counted, SIGHUP rereading the Authorized*
+    directories, and the role check of every message on the client
+    endpoint: the role the handshake authenticated (the connection's ZAP
+    user id) must be the sender the message claims, so an engine key cannot
+    send a driver's message and a driver key cannot send an engine's
+    (wire_check.c allows each body from one sender kind only).
+*/
+
+#include "broker_int.h"
+
+#include <signal.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+
+// Set by the SIGHUP handler, taken by the loop.
+static volatile sig_atomic_t s_hup;
+
+static void
+s_on_hup (int sig)
+{
+    (void) sig;
+    s_hup = 1;
+}
+
+keel_err
+keel_broker_security_start (keel_broker_t *self, keel_error_t *err)
+{
+    keel_settings_t *s = self->settings;
+    keel_err rc = keel_security_init (&self->security, keel_broker_cfg_Security (s), "CurveKey",
+                                      keel_broker_cfg_CurveKey (s), NULL, NULL, err);
+    if (rc != KEEL_OK)
+        return rc;
+    if (!self->security.curve) {
+        keel_security_warn_open ("broker");
+        return KEEL_OK;
+    }
+    const char *pair_role = keel_broker_cfg_PairRole (s);
+    bool pair = pair_role && *pair_role && strcmp (pair_role, "none") != 0;
+    if (pair) {
+        rc = keel_security_load_public ("PairPeerKey", keel_broker_cfg_PairPeerKey (s),
+                                        self->pair_peer_key, err);
+        if (rc != KEEL_OK)
+            return rc;
+    }
+    keel_zap_config_t zc = { .drivers = keel_broker_cfg_AuthorizedDrivers (s),
+                             .engines = keel_broker_cfg_AuthorizedEngines (s),
+                             .admins = keel_broker_cfg_AuthorizedAdmins (s),
+                             .pair_key = pair ? self->pair_peer_key : NULL };
+    self->zap = keel_zap_new (&zc, err);
+    if (!self->zap)
+        return KEEL_ERR_CONFIG;
+    struct sigaction sa;
+    memset (&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_hup;
+    sigemptyset (&sa.sa_mask);
+    sigaction (SIGHUP, &sa, NULL);
+    KEEL_INFO ("broker", "Security=curve: key %s, drivers from %s, engines from %s, admins from %s",
+               self->security.public_txt, zc.drivers, zc.engines, zc.admins);
+    return KEEL_OK;
+}
+
+void
+keel_broker_security_stop (keel_broker_t *self)
+{
+    keel_zap_destroy (&self->zap);
+}
+
+bool
+keel_broker_security_hup (void)
+{
+    return s_hup != 0;
+}
+
+void
+keel_broker_security_turn (keel_broker_t *self)
+{
+    if (!self->zap)
+        return;
+    if (s_hup) {
+        s_hup = 0;
+        keel_zap_reload (self->zap);
+        KEEL_INFO ("broker", "SIGHUP: authorized keys reread (AuthorizedDrivers, "
+                             "AuthorizedEngines, AuthorizedAdmins); connections already made "
+                             "stay until they close");
+    }
+    zsock_t *pipe = zactor_sock (keel_zap_actor (self->zap));
+    for (int i = 0; i < 4096 && (zsock_events (pipe) & ZMQ_POLLIN); i++) {
+        bool role = false;
+        char text[256];
+        if (keel_zap_recv_refusal (self->zap, &role, text, sizeof text))
+            keel_core_refused (self->core, role, "handshake refused: %s", text);
+    }
+}
+
+bool
+keel_broker_security_allows (keel_broker_t *self, zmq_msg_t *body, const keel_env_t *env)
+{
+    if (!self->security.curve)
+        return true;
+    const char *uid = keel_security_role (body);
+    bool ok = (env->sender == KEEL__SENDER_KIND__SENDER_DRIVER
+               && keel_security_role_is (uid, KEEL_ROLE_DRIVER))
+              || (env->sender == KEEL__SENDER_KIND__SENDER_ENGINE
+                  && keel_security_role_is (uid, KEEL_ROLE_ENGINE));
+    if (!ok) {
+        keel_core_refused (self->core, true, "%s from a connection authenticated as %s dropped",
+                           keel_wire_body_name (env), *uid ? uid : "nobody");
+        return false;
+    }
+    keel_core_principal (self->core, uid);
+    return true;
+}
