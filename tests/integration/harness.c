@@ -128,6 +128,7 @@ harness_setup (void)
     s_nprocs = 0;
     s_nports = 0;
     s_runs = 0;
+    harness_curve_setup (s_dir);
     if (!s_atexit_set) {
         atexit (s_kill_all);
         s_atexit_set = true;
@@ -242,6 +243,7 @@ s_spawn (const char *program, const char *const argv[], const char *out_path, co
 
     fflush (stdout);
     fflush (stderr);
+    char **envp = harness_curve_env (path); // built before the fork
     pid_t parent = getpid ();
     pid_t pid = fork ();
     if (pid < 0)
@@ -264,7 +266,7 @@ s_spawn (const char *program, const char *const argv[], const char *out_path, co
         // Daemons start in their own process group so a terminal ^C reaches
         // only the test, which then stops them by pid.
         setpgid (0, 0);
-        execv (path, (char *const *) args);
+        execve (path, (char *const *) args, envp);
         dprintf (2, "harness: cannot run %s: %s\n", path, strerror (errno));
         _exit (127);
     }

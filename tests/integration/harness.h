@@ -39,6 +39,23 @@
         cr_assert (harness_ok_, __VA_ARGS__);                                                      \
     } while (0)
 
+// ------------------------------------------------------------ Security
+
+// KEEL_TEST_SECURITY=curve runs every process the harness starts with
+// Security=curve (harness_curve.c): harness_setup makes one certificate
+// per role in the test's keys/ directory (broker.key, driver.key,
+// engine.key, admin.key, and authorized-drivers/, -engines/, -admins/
+// holding the public parts), each program gets its role's settings in its
+// environment, the test process the driver's (KEEL_DSSecurity, ...).
+// harness_curve: whether this run is in curve mode. harness_key: the path
+// of keys/NAME. harness_curve_setup (called by harness_setup) and
+// harness_curve_env (the environment for a program, built before a fork)
+// are the harness's own.
+bool harness_curve (void);
+char *harness_key (char *buf, size_t size, const char *name);
+void harness_curve_setup (const char *dir);
+char **harness_curve_env (const char *program);
+
 // ------------------------------------------------------------ lifecycle
 
 // Creates the test's temp dir. Criterion .init.
