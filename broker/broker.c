@@ -411,6 +411,10 @@ s_recv_admin (keel_broker_t *self)
         zmsg_t *msg = zmsg_recv (self->admin);
         if (!msg)
             break;
+        if (!keel_broker_security_admin_allows (self, msg)) {
+            zmsg_destroy (&msg);
+            continue;
+        }
         zlistx_add_end (self->admin_queue, msg);
     }
 }
@@ -455,8 +459,7 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
 {
     s_watch_store (self, poller);
     zpoller_wait (poller, (int) s_poll_timeout (self));
-    // A SIGHUP interrupts the wait as a stop signal would; only a stop ends.
-    if (zsys_interrupted || (zpoller_terminated (poller) && !keel_broker_security_hup ()))
+    if (zpoller_terminated (poller) || zsys_interrupted)
         return false;
     s_clock (self);
     keel_broker_security_turn (self);
@@ -739,6 +742,7 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         return NULL;
     }
     self->settings = settings;
+    self->hup_fd = -1;
     self->core = keel_core_new (settings, zclock_mono (), zclock_time ());
     self->store_fd = calloc (1, KEEL_FD_BOX);
     if (self->store_fd)

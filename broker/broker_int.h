@@ -69,6 +69,7 @@ struct _keel_broker_t {
     keel_security_t security;
     char pair_peer_key[KEEL_CURVE_KEY_TXT];
     keel_zap_t *zap;
+    int hup_fd; // signalfd for SIGHUP, -1 none
     bool stop;
 };
 
@@ -127,12 +128,13 @@ void keel_broker_metrics_stop (keel_broker_t *self);
 // Security (broker_security.c): load the keys and, with Security=curve,
 // start the ZAP handler before any socket binds (with Security=none: log
 // that the grid is open); each turn, count the handler's refusals and
-// reread the Authorized* directories after a SIGHUP; whether a message
+// reread the Authorized* directories after a SIGHUP; whether an admin
+// request comes from an admin key; whether a message
 // from the client endpoint comes from a connection whose authenticated
 // role is the sender it claims (a refusal is counted and logged); stop.
 keel_err keel_broker_security_start (keel_broker_t *self, keel_error_t *err);
 void keel_broker_security_turn (keel_broker_t *self);
-bool keel_broker_security_hup (void);
+bool keel_broker_security_admin_allows (keel_broker_t *self, zmsg_t *msg);
 bool keel_broker_security_allows (keel_broker_t *self, zmq_msg_t *body, const keel_env_t *env);
 void keel_broker_security_stop (keel_broker_t *self);
 

@@ -1,8 +1,9 @@
 /*  broker_security.c — the loop's side of Security=curve (docs/security.md):
     the broker's keys, the ZAP handler (zap.h) started before any socket
     binds, its refusals counted, SIGHUP rereading the Authorized*
-    directories, and the role check of every message on the client
-    endpoint: the role the handshake authenticated (the connection's ZAP
+    directories (taken from a signalfd: main.c blocks SIGHUP before any
+    thread starts), the admin role of every admin request, and the role
+    check of every message on the client endpoint: the role the handshake authenticated (the connection's ZAP
     user id) must be the sender the message claims, so an engine key cannot
     send a driver's message and a driver key cannot send an engine's
     (wire_check.c allows each body from one sender kind only).
@@ -10,21 +11,11 @@
 
 #include "broker_int.h"
 
-#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
-
-// Set by the SIGHUP handler, taken by the loop.
-static volatile sig_atomic_t s_hup;
-
-static void
-s_on_hup (int sig)
-{
-    (void) sig;
-    s_hup = 1;
-}
 
 keel_err
 keel_broker_security_start (keel_broker_t *self, keel_error_t *err)
@@ -53,11 +44,12 @@ keel_broker_security_start (keel_broker_t *self, keel_error_t *err)
     self->zap = keel_zap_new (&zc, err);
     if (!self->zap)
         return KEEL_ERR_CONFIG;
-    struct sigaction sa;
-    memset (&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_hup;
-    sigemptyset (&sa.sa_mask);
-    sigaction (SIGHUP, &sa, NULL);
+    // SIGHUP is blocked (main.c, before any thread) and read here, once a
+    // turn: the loop wakes at least every heartbeat interval.
+    self->hup_fd = keel_security_hup_fd ();
+    if (self->hup_fd < 0)
+        KEEL_WARN ("broker", "no signalfd for SIGHUP: authorized keys are reread only as "
+                             "their directories change");
     KEEL_INFO ("broker", "Security=curve: key %s, drivers from %s, engines from %s, admins from %s",
                self->security.public_txt, zc.drivers, zc.engines, zc.admins);
     return KEEL_OK;
@@ -67,12 +59,9 @@ void
 keel_broker_security_stop (keel_broker_t *self)
 {
     keel_zap_destroy (&self->zap);
-}
-
-bool
-keel_broker_security_hup (void)
-{
-    return s_hup != 0;
+    if (self->hup_fd >= 0)
+        close (self->hup_fd);
+    self->hup_fd = -1;
 }
 
 void
@@ -80,8 +69,7 @@ keel_broker_security_turn (keel_broker_t *self)
 {
     if (!self->zap)
         return;
-    if (s_hup) {
-        s_hup = 0;
+    if (keel_security_hup_taken (self->hup_fd)) {
         keel_zap_reload (self->zap);
         KEEL_INFO ("broker", "SIGHUP: authorized keys reread (AuthorizedDrivers, "
                              "AuthorizedEngines, AuthorizedAdmins); connections already made "
@@ -94,6 +82,25 @@ keel_broker_security_turn (keel_broker_t *self)
         if (keel_zap_recv_refusal (self->zap, &role, text, sizeof text))
             keel_core_refused (self->core, role, "handshake refused: %s", text);
     }
+}
+
+bool
+keel_broker_security_admin_allows (keel_broker_t *self, zmsg_t *msg)
+{
+    if (!self->security.curve)
+        return true;
+    // The ZAP handler lets only admin keys on this socket; checked again
+    // here so that nothing but an authenticated admin key reaches a
+    // command even if the handler were gone (libzmq then lets any key in).
+    zframe_t *last = zmsg_last (msg);
+    const char *uid = last ? zframe_meta (last, "User-Id") : NULL;
+    if (keel_security_role_is (uid, KEEL_ROLE_ADMIN))
+        return true;
+    keel_core_refused (self->core, true,
+                       "admin request from a connection authenticated as %s "
+                       "dropped",
+                       uid && *uid ? uid : "nobody");
+    return false;
 }
 
 bool

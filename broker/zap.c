@@ -3,6 +3,7 @@
 
 #include "zap.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
@@ -140,7 +141,12 @@ s_actor (zsock_t *pipe, void *arg)
     s_load (self);
     self->bound = true;
     zsock_signal (pipe, 0);
+    // Only $TERM ends the handler: not SIGINT/SIGTERM (the broker stops
+    // its sockets first), not an interrupted wait. Without a handler,
+    // libzmq would let any CURVE key in.
     zpoller_t *poller = zpoller_new (pipe, self->handler, NULL);
+    if (poller)
+        zpoller_set_nonstop (poller, true);
     while (poller) {
         void *which = zpoller_wait (poller, -1);
         if (which == self->handler)
@@ -149,7 +155,7 @@ s_actor (zsock_t *pipe, void *arg)
             if (!s_command (self))
                 break;
         }
-        else if (zpoller_terminated (poller))
+        else if (zpoller_terminated (poller) && zmq_errno () == ETERM)
             break;
     }
     zpoller_destroy (&poller);

@@ -4,7 +4,10 @@
 #include "security.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -180,6 +183,35 @@ keel_security_role_is (const char *user_id, const char *role)
 {
     size_t n = strlen (role);
     return user_id && strncmp (user_id, role, n) == 0 && user_id[n] == ':';
+}
+
+void
+keel_security_block_hup (void)
+{
+    sigset_t set;
+    sigemptyset (&set);
+    sigaddset (&set, SIGHUP);
+    pthread_sigmask (SIG_BLOCK, &set, NULL);
+}
+
+int
+keel_security_hup_fd (void)
+{
+    sigset_t set;
+    sigemptyset (&set);
+    sigaddset (&set, SIGHUP);
+    pthread_sigmask (SIG_BLOCK, &set, NULL);
+    return signalfd (-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+bool
+keel_security_hup_taken (int fd)
+{
+    bool taken = false;
+    struct signalfd_siginfo info;
+    while (fd >= 0 && read (fd, &info, sizeof info) == (ssize_t) sizeof info)
+        taken = true;
+    return taken;
 }
 
 void

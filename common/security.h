@@ -85,6 +85,18 @@ const char *keel_security_role (zmq_msg_t *msg);
 // Whether a user id as above is role's.
 bool keel_security_role_is (const char *user_id, const char *role);
 
+// Blocks SIGHUP in the calling thread (and the threads it creates later);
+// a program that does so before it starts any thread takes SIGHUP from
+// keel_security_hup_fd only.
+void keel_security_block_hup (void);
+
+// A non-blocking signalfd for SIGHUP (blocked first, in the calling
+// thread), or -1. Read it with keel_security_hup_taken.
+int keel_security_hup_fd (void);
+
+// Whether a SIGHUP arrived on fd since the last call (reads them all).
+bool keel_security_hup_taken (int fd);
+
 // Logs, once at start, that Security=none leaves the grid open (component
 // names the program in the log line).
 void keel_security_warn_open (const char *component);
