@@ -89,8 +89,7 @@ Test (security, a_secret_key_others_may_read_is_refused_naming_the_file, .init =
                   err.text);
 }
 
-Test (security, missing_and_malformed_key_files_are_refused, .init = s_setup,
-      .fini = s_teardown)
+Test (security, missing_and_malformed_key_files_are_refused, .init = s_setup, .fini = s_teardown)
 {
     char path[300], secret[320], pub[KEEL_CURVE_KEY_TXT];
     keel_error_t err = { "" };
@@ -235,20 +234,18 @@ Test (zap, gives_each_key_its_role_and_refuses_the_rest, .init = s_setup, .fini 
         const char *domain;
         keel_security_t *client;
         bool role;
-    } refused[] = { { KEEL_ZAP_DOMAIN_ADMIN, &drv, true },
-                    { KEEL_ZAP_DOMAIN_ADMIN, &eng, true },
-                    { KEEL_ZAP_DOMAIN_CLIENT, &adm, true },
-                    { KEEL_ZAP_DOMAIN_PAIR, &drv, true },
-                    { KEEL_ZAP_DOMAIN_CLIENT, &peer, true },
-                    { KEEL_ZAP_DOMAIN_CLIENT, &stranger, false } };
+    } refused[] = {
+        { KEEL_ZAP_DOMAIN_ADMIN, &drv, true },   { KEEL_ZAP_DOMAIN_ADMIN, &eng, true },
+        { KEEL_ZAP_DOMAIN_CLIENT, &adm, true },  { KEEL_ZAP_DOMAIN_PAIR, &drv, true },
+        { KEEL_ZAP_DOMAIN_CLIENT, &peer, true }, { KEEL_ZAP_DOMAIN_CLIENT, &stranger, false }
+    };
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         s_try (&server, refused[i].domain, refused[i].client, uid, sizeof uid);
         cr_expect_str_empty (uid, "case %zu let in as %s", i, uid);
         zsock_set_rcvtimeo (zactor_sock (keel_zap_actor (zap)), 2000);
         bool role = !refused[i].role;
         char text[256] = "";
-        cr_expect (keel_zap_recv_refusal (zap, &role, text, sizeof text), "case %zu: no report",
-                   i);
+        cr_expect (keel_zap_recv_refusal (zap, &role, text, sizeof text), "case %zu: no report", i);
         cr_expect_eq (role, refused[i].role, "case %zu: %s", i, text);
     }
 
@@ -268,6 +265,6 @@ Test (zap, refuses_a_missing_directory, .init = s_setup, .fini = s_teardown)
     keel_zap_config_t zc = { "/nonexistent/d", s_dir, s_dir, NULL };
     keel_error_t err = { "" };
     cr_expect_null (keel_zap_new (&zc, &err));
-    cr_expect (strstr (err.text, "AuthorizedDrivers") && strstr (err.text, "/nonexistent/d"),
-               "%s", err.text);
+    cr_expect (strstr (err.text, "AuthorizedDrivers") && strstr (err.text, "/nonexistent/d"), "%s",
+               err.text);
 }
