@@ -315,23 +315,32 @@ keel_core_answer_submissions (keel_core_t *self, bool committed, const char *err
     }
 }
 
+// Logs "<what>: <text>" as a warning unless rl has had its lines for this
+// window; the first line of a new window says how many were not logged.
+static void
+s_warn_limited (keel_core_t *self, keel_ratelimit_t *rl, const char *what, const char *fmt,
+                va_list args)
+{
+    int64_t suppressed = 0;
+    if (!keel_ratelimit_allow (rl, self->now, &suppressed))
+        return;
+    char text[400];
+    vsnprintf (text, sizeof text, fmt, args);
+    if (suppressed)
+        KEEL_WARN ("broker", "%s: %s (and %lld more not logged)", what, text,
+                   (long long) suppressed);
+    else
+        KEEL_WARN ("broker", "%s: %s", what, text);
+}
+
 void
 keel_core_malformed (keel_core_t *self, const char *fmt, ...)
 {
     self->counters.malformed_messages++;
-    int64_t suppressed = 0;
-    if (!keel_ratelimit_allow (&self->malformed_rl, self->now, &suppressed))
-        return;
-    char text[300];
     va_list args;
     va_start (args, fmt);
-    vsnprintf (text, sizeof text, fmt, args);
+    s_warn_limited (self, &self->malformed_rl, "malformed message dropped", fmt, args);
     va_end (args);
-    if (suppressed)
-        KEEL_WARN ("broker", "malformed message dropped: %s (and %lld more not logged)", text,
-                   (long long) suppressed);
-    else
-        KEEL_WARN ("broker", "malformed message dropped: %s", text);
 }
 
 void
@@ -341,19 +350,10 @@ keel_core_refused (keel_core_t *self, bool role, const char *fmt, ...)
         self->counters.role_refused++;
     else
         self->counters.auth_refused++;
-    int64_t suppressed = 0;
-    if (!keel_ratelimit_allow (&self->refused_rl, self->now, &suppressed))
-        return;
-    char text[400];
     va_list args;
     va_start (args, fmt);
-    vsnprintf (text, sizeof text, fmt, args);
+    s_warn_limited (self, &self->refused_rl, role ? "role refused" : "auth refused", fmt, args);
     va_end (args);
-    if (suppressed)
-        KEEL_WARN ("broker", "%s refused: %s (and %lld more not logged)", role ? "role" : "auth",
-                   text, (long long) suppressed);
-    else
-        KEEL_WARN ("broker", "%s refused: %s", role ? "role" : "auth", text);
 }
 
 void

@@ -690,22 +690,29 @@ harness_status_int (const harness_broker_t *b, const char *path, long long *valu
 
 typedef struct {
     const harness_broker_t *b;
+    const char *path;
     long long n;
-} s_engines_wait_t;
+} s_status_wait_t;
 
 static bool
-s_engines_online (void *arg)
+s_status_at_least (void *arg)
 {
-    s_engines_wait_t *w = arg;
-    long long online = 0;
-    return harness_status_int (w->b, "engines.online", &online) && online >= w->n;
+    s_status_wait_t *w = arg;
+    long long value = 0;
+    return harness_status_int (w->b, w->path, &value) && value >= w->n;
+}
+
+bool
+harness_wait_status (const harness_broker_t *b, const char *path, long long n, int timeout_ms)
+{
+    s_status_wait_t w = { b, path, n };
+    return harness_poll_until (s_status_at_least, &w, timeout_ms);
 }
 
 bool
 harness_wait_engines (const harness_broker_t *b, long long n, int timeout_ms)
 {
-    s_engines_wait_t w = { b, n };
-    return harness_poll_until (s_engines_online, &w, timeout_ms);
+    return harness_wait_status (b, "engines.online", n, timeout_ms);
 }
 
 // ------------------------------------------------------------ JSON

@@ -176,6 +176,10 @@ int harness_admin (const harness_broker_t *b, harness_result_t *res, bool json, 
 // "counters.malformed_messages"). Returns true and *value when it answered.
 bool harness_status_int (const harness_broker_t *b, const char *path, long long *value);
 
+// Waits until the integer at path of `keel-admin --json status`
+// ("counters.auth_refused") is at least n.
+bool harness_wait_status (const harness_broker_t *b, const char *path, long long n, int timeout_ms);
+
 // Waits until status shows at least n engines online.
 bool harness_wait_engines (const harness_broker_t *b, long long n, int timeout_ms);
 

@@ -32,8 +32,9 @@ harness_curve (void)
 char *
 harness_key (char *buf, size_t size, const char *name)
 {
-    snprintf (buf, size, "%s/%s", s_keys, name);
-    return buf;
+    char rel[300];
+    snprintf (rel, sizeof rel, "keys/%s", name);
+    return harness_path (buf, size, rel);
 }
 
 // Writes a certificate keys/NAME (and NAME_secret); with dir, its public

@@ -48,24 +48,12 @@ s_counter (const harness_broker_t *b, const char *name)
     return v;
 }
 
-typedef struct {
-    const harness_broker_t *b;
-    const char *name;
-    long long at_least;
-} s_counter_wait_t;
-
-static bool
-s_counter_reached (void *arg)
-{
-    s_counter_wait_t *w = arg;
-    return s_counter (w->b, w->name) >= w->at_least;
-}
-
 static bool
 s_wait_counter (const harness_broker_t *b, const char *name, long long at_least, int timeout_ms)
 {
-    s_counter_wait_t w = { b, name, at_least };
-    return harness_poll_until (s_counter_reached, &w, timeout_ms);
+    char path[64];
+    snprintf (path, sizeof path, "counters.%s", name);
+    return harness_wait_status (b, path, at_least, timeout_ms);
 }
 
 // Runs keel-driver submit against b with the extra --set settings
