@@ -381,18 +381,23 @@ s_recv_router (keel_broker_t *self)
                                  frames);
         else {
             zframe_t *route = zframe_new (zmq_msg_data (&head), zmq_msg_size (&head));
+            const char *principal = "";
             keel_error_t err;
             keel_env_t *env = keel_wire_decode (zmq_msg_data (&body), zmq_msg_size (&body), &err);
             if (!env)
                 keel_core_malformed (self->core, "%s", err.text);
-            else if (!keel_broker_security_allows (self, &body, env))
+            else if (!keel_broker_security_allows (self, &body, env, &principal))
                 ; // refused: counted and logged
             else if (route && !keel_broker_member_serving (self->member))
                 keel_broker_member_refuse (self->member, route);
             else if (route
                      && (keel_broker_pair_serving (self->pair)
-                         || keel_broker_pair_client (self->pair, route, env)))
+                         || keel_broker_pair_client (self->pair, route, env, principal))) {
+                // The core now serving (a takeover may just have replaced it)
+                // learns who sent the message.
+                keel_core_principal (self->core, principal);
                 keel_core_message (self->core, route, env);
+            }
             keel_wire_free (&env);
             zframe_destroy (&route);
         }

@@ -129,13 +129,15 @@ void keel_broker_metrics_stop (keel_broker_t *self);
 // start the ZAP handler before any socket binds (with Security=none: log
 // that the grid is open); each turn, count the handler's refusals and
 // reread the Authorized* directories after a SIGHUP; whether an admin
-// request comes from an admin key; whether a message
+// request comes from an admin key; whether a message (its principal, the
+// connection's user id, in *principal_p: valid while body is)
 // from the client endpoint comes from a connection whose authenticated
 // role is the sender it claims (a refusal is counted and logged); stop.
 keel_err keel_broker_security_start (keel_broker_t *self, keel_error_t *err);
 void keel_broker_security_turn (keel_broker_t *self);
 bool keel_broker_security_admin_allows (keel_broker_t *self, zmsg_t *msg);
-bool keel_broker_security_allows (keel_broker_t *self, zmq_msg_t *body, const keel_env_t *env);
+bool keel_broker_security_allows (keel_broker_t *self, zmq_msg_t *body, const keel_env_t *env,
+                                  const char **principal_p);
 void keel_broker_security_stop (keel_broker_t *self);
 
 #endif

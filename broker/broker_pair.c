@@ -24,6 +24,7 @@ typedef struct {
     zframe_t *route;
     zframe_t *body; // the message, encoded again
     int64_t at;
+    char principal[64]; // its authenticated principal (keel_core_principal)
 } s_vote_t;
 
 #define S_SILENCE_WARN_MS 30000
@@ -225,8 +226,10 @@ s_settle_votes (keel_broker_pair_t *self)
         if (serving) {
             keel_error_t err = { "" };
             keel_env_t *env = keel_wire_decode (zframe_data (v->body), zframe_size (v->body), &err);
-            if (env)
+            if (env) {
+                keel_core_principal (self->broker->core, v->principal);
                 keel_core_message (self->broker->core, v->route, env);
+            }
             keel_wire_free (&env);
         }
         else if (self->now - v->at < self->timeout_ms)
@@ -560,7 +563,8 @@ keel_broker_pair_serving (const keel_broker_pair_t *self)
 }
 
 bool
-keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *env)
+keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *env,
+                         const char *principal)
 {
     self->now = zclock_mono ();
     keel_pair_do_t what = keel_pair_client (self->fsm, self->now);
@@ -578,6 +582,7 @@ keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *
             v->route = zframe_dup (route);
             v->body = keel_wire_encode (env);
             v->at = self->now;
+            snprintf (v->principal, sizeof v->principal, "%s", principal ? principal : "");
         }
         if (!v || !v->route || !v->body) {
             void *item = v;
