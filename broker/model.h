@@ -180,6 +180,10 @@ typedef struct {
 struct _keel_engine_t {
     char id[KEEL_ID_MAX + 1];
     char session[KEEL_ID_MAX + 1];
+    // Security=curve: the authenticated key of the first login under this
+    // engine id since the broker started ("" none); no other key may log in
+    // as this engine (core_engine.c).
+    char principal[64];
     char host[256];
     char route_key[64]; // hex of the routing id
     zframe_t *route;    // routing id frame, NULL when offline

@@ -286,6 +286,29 @@ Test (security, each_role_violation_is_refused_and_counted, .init = s_curve_setu
     harness_stop (fake, 5000);
     roles = s_counter (&b, "role_refused");
 
+    // Another authorized engine key cannot log in as this engine (its id
+    // copied into a fresh state directory).
+    s_new_cert ("engine2.key", "authorized-engines");
+    char id_src[700], id_dst[800], state[700], key2e[700], set5[800];
+    harness_path (id_src, sizeof id_src, "engine1.state/engine-id");
+    harness_path (state, sizeof state, "engine2.state");
+    cr_assert_eq (mkdir (state, 0700), 0);
+    snprintf (id_dst, sizeof id_dst, "%s/engine-id", state);
+    char *id_text = harness_read_file (id_src);
+    cr_assert_not_null (id_text, "no %s", id_src);
+    FILE *idf = fopen (id_dst, "w");
+    fputs (id_text, idf);
+    fclose (idf);
+    free (id_text);
+    snprintf (set5, sizeof set5, "CurveKey=%s", harness_key (key2e, sizeof key2e, "engine2.key"));
+    const char *as_engine2[] = { set5, NULL };
+    pid_t twin = harness_engine_start (&b, "engine2", 2, as_engine2);
+    HARNESS_ASSERT (twin > 0, "the second engine did not start");
+    HARNESS_ASSERT (s_wait_counter (&b, "role_refused", roles + 1, 10000),
+                    "role_refused did not grow for a login as another key's engine");
+    harness_stop (twin, 5000);
+    roles = s_counter (&b, "role_refused");
+
     // Only admin keys reach admin commands: a driver's and an engine's
     // keys get no answer.
     const char *keys[] = { driver_key, engine_key };
