@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin_why.h"
 #include "config.h"
 #include "json.h"
 
@@ -202,6 +203,8 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         keel_json_kv_uint (&j, "fenced", c->fenced);
         keel_json_kv_uint (&j, "fenced_writes", c->fenced_writes);
         keel_json_kv_uint (&j, "clients_refused", c->clients_refused);
+        keel_json_kv_uint (&j, "clients_redirected", c->clients_redirected);
+        keel_json_kv_uint (&j, "engines_lent", c->engines_lent);
         keel_json_end_object (&j);
         keel_json_end_object (&j);
     }
@@ -240,9 +243,12 @@ s_status (const keel_admin_view_t *v, keel_admin_reply_t *reply)
                   (unsigned long long) c->members[i].member_id, c->members[i].name,
                   c->members[i].endpoint[0] ? c->members[i].endpoint : "-",
                   c->members[i].serving ? " serving" : "", (long long) c->members[i].lease_left_ms);
-        s_tf (&t, "takeovers:%llu\nfenced:%llu\nfenced_writes:%llu\nclients_refused:%llu\n",
+        s_tf (&t,
+              "takeovers:%llu\nfenced:%llu\nfenced_writes:%llu\nclients_refused:%llu\n"
+              "clients_redirected:%llu\nengines_lent:%llu\n",
               (unsigned long long) c->takeovers, (unsigned long long) c->fenced,
-              (unsigned long long) c->fenced_writes, (unsigned long long) c->clients_refused);
+              (unsigned long long) c->fenced_writes, (unsigned long long) c->clients_refused,
+              (unsigned long long) c->clients_redirected, (unsigned long long) c->engines_lent);
     }
     s_tf (&t, "\n# Engines\nonline:%llu\noffline:%llu\nslots:%llu\nbusy:%llu\n",
           (unsigned long long) online, (unsigned long long) offline, (unsigned long long) slots,
@@ -375,6 +381,15 @@ s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
         keel_json_kv_str (&j, "state", s_service_state[s->state]);
         keel_json_kv_int (&j, "priority", s->priority);
         keel_json_kv_uint (&j, "unacked_results", s->unacked);
+        // Its condition on engines, and why its queued tasks wait (null
+        // while an online engine may take them): keel-admin why SERVICE
+        // says it per engine.
+        keel_json_kv_str (&j, "condition", s->cond ? keel_cond_text (s->cond) : NULL);
+        char why[KEEL_UNSERVED_TEXT] = "";
+        bool waiting = (s->state == KEEL_SERVICE_OPEN || s->state == KEEL_SERVICE_CLOSED)
+                       && s->count[KEEL_TASK_STATE_QUEUED] > 0
+                       && !keel_model_service_served (v->model, s, why, sizeof why);
+        keel_json_kv_str (&j, "waiting", waiting ? why : NULL);
         keel_json_key (&j, "tasks");
         keel_json_object (&j);
         keel_json_kv_uint (&j, "total", s->total);
@@ -387,6 +402,10 @@ s_services (const keel_admin_view_t *v, keel_admin_reply_t *reply)
               (unsigned long long) s->count[0], (unsigned long long) s->count[1],
               (unsigned long long) s->count[2], (unsigned long long) s->count[3],
               attached ? "attached" : "detached (no driver)");
+        if (s->cond)
+            s_tf (&t, "  condition: %s\n", keel_cond_text (s->cond));
+        if (waiting)
+            s_tf (&t, "  waiting: %s (keel-admin why %s)\n", why, s->id);
     }
     keel_json_end_array (&j);
     keel_json_end_object (&j);
@@ -771,6 +790,15 @@ keel_admin_handle (const keel_admin_view_t *v, const char *command, char **args,
         s_engines (v, reply);
     else if (strcmp (command, "services") == 0)
         s_services (v, reply);
+    else if (strcmp (command, "why") == 0) {
+        keel_service_rec_t *s = nargs == 1 ? keel_model_service (v->model, args[0]) : NULL;
+        if (nargs != 1)
+            s_fail (reply, "why: usage: why SERVICE");
+        else if (!s)
+            s_fail (reply, "no service '%s' (keel-admin services lists them)", args[0]);
+        else
+            keel_admin_why (v, s, reply);
+    }
     else if (strcmp (command, "tasks") == 0) {
         if (nargs >= 1 && nargs <= 4)
             s_tasks (v, args, nargs, reply);
@@ -860,7 +888,7 @@ keel_admin_handle (const keel_admin_view_t *v, const char *command, char **args,
     }
     else
         s_fail (reply,
-                "unknown command '%s' (commands: status, engines, services, tasks, cancel, "
+                "unknown command '%s' (commands: status, engines, services, why, tasks, cancel, "
                 "config, events, maintenance, drain, unblacklist, takeover, leave)",
                 command);
 }

@@ -36,15 +36,17 @@ typedef struct {
 
 // Several brokers on one shared store (store.h "members").
 typedef struct {
-    const char *state;    // "serving" / "standby"
+    const char *state;    // "serving", "rejoining", "leaving", "left"
     uint64_t lease_epoch; // this member's id: a new one at every join
     const char *db;       // "up" / "lost"
     const keel_store_member_t *members;
     size_t nmembers;
-    uint64_t takeovers;       // times this broker began serving after another member
-    uint64_t fenced;          // times it found it had lost the store, and rejoined
-    uint64_t fenced_writes;   // journal records refused then (never stored, never acknowledged)
-    uint64_t clients_refused; // client messages answered Passive while standing by
+    uint64_t takeovers;          // times this member took over the work of a member gone
+    uint64_t fenced;             // times it found it had lost its work, and rejoined
+    uint64_t fenced_writes;      // journal records refused then (never stored, never acknowledged)
+    uint64_t clients_refused;    // client messages answered Passive while not serving (left)
+    uint64_t clients_redirected; // driver hellos sent to the member that owns their services
+    uint64_t engines_lent;       // idle engines sent to a member with queued work
 } keel_admin_cluster_t;
 
 typedef struct {

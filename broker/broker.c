@@ -390,6 +390,12 @@ s_recv_router (keel_broker_t *self)
                 ; // refused: counted and logged
             else if (route && !keel_broker_member_serving (self->member))
                 keel_broker_member_refuse (self->member, route);
+            else if (route && env->body_case == KEEL__ENVELOPE__BODY_DRIVER_HELLO
+                     && !keel_broker_member_admit_hello (self->member, route, env->driver_hello))
+                ; // sent to the member whose work it is, or held back for a takeover
+            else if (route && env->body_case == KEEL__ENVELOPE__BODY_ENGINE_LOGIN
+                     && !keel_broker_member_admit_login (self->member, route, env->engine_login))
+                ; // the same for an engine carrying another member's tasks
             else if (route
                      && (keel_broker_pair_serving (self->pair)
                          || keel_broker_pair_client (self->pair, route, env, principal))) {
@@ -474,7 +480,7 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     if (self->pair)
         keel_broker_pair_turn (self->pair);
     // A member back from a pause checks that the store is still its own
-    // before it serves anything; a standby may take over here.
+    // before it serves anything; a member may take another's work over here.
     if (self->member)
         keel_broker_member_turn (self->member);
     if (keel_broker_serving (self))
@@ -680,8 +686,11 @@ s_empty_core (keel_broker_t *self, keel_error_t *err)
 {
     keel_core_destroy (&self->core);
     self->core = keel_core_new (self->settings, zclock_mono (), zclock_time ());
-    if (self->core)
+    if (self->core) {
         keel_core_set_metrics (self->core, self->metrics); // NULL: off
+        if (self->store)
+            keel_core_set_member (self->core, keel_store_member_id (self->store));
+    }
     self->commit_seq = 0;
     self->local_synced = 0;
     if (!self->core)
@@ -789,8 +798,8 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         return NULL;
     }
     // A pair's broker rebuilds its core from the store only when it
-    // becomes active (keel_broker_activate), a member that stands by when
-    // it begins to serve.
+    // becomes active (keel_broker_activate).
+    keel_core_set_member (self->core, keel_store_member_id (self->store));
     if (keel_broker_serving (self)
         && (s_recover (self, err) != KEEL_OK || s_start_syncer (self, err) != KEEL_OK)) {
         keel_broker_destroy (&self);

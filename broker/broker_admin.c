@@ -19,13 +19,11 @@ static keel_err
 s_not_serving (keel_broker_t *self, keel_error_t *err)
 {
     if (!keel_broker_member_serving (self->member)) {
-        keel_admin_cluster_t c;
-        keel_broker_member_status (self->member, &c);
-        const char *serving = c.nmembers && c.members[0].serving ? c.members[0].endpoint : "";
+        const char *next = keel_broker_member_peer (self->member);
         return keel_error_set (err, KEEL_ERR_STATE,
-                               "this broker stands by in its cluster: run the command on the"
-                               " member that serves the store%s%s",
-                               *serving ? " " : "", serving);
+                               "this member of the cluster does not serve (it left, or it is"
+                               " rejoining): run the command on another member%s%s",
+                               *next ? " such as " : "", next);
     }
     if (keel_broker_pair_serving (self->pair))
         return KEEL_OK;
@@ -118,7 +116,7 @@ s_admin_maintenance (void *broker, keel_store_maintenance_t *report, keel_error_
 {
     keel_broker_t *self = broker;
     if (!keel_broker_member_serving (self->member))
-        return s_not_serving (self, err); // the serving member's to run
+        return s_not_serving (self, err); // a member that serves runs it
     if (!keel_broker_pair_serving (self->pair)) {
         // A passive's store is the active's mirror: compact it, change
         // nothing in it (purging is the active's, and reaches it as updates).

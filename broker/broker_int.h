@@ -52,7 +52,7 @@ struct _keel_broker_t {
     // attached) in the peer's mirror.
     keel_broker_pair_t *pair;
     // Membership of a shared store (broker_member.h), NULL when the store
-    // is not shared. A member that stands by serves nothing.
+    // is not shared. A member that left serves nothing.
     keel_broker_member_t *member;
     zpoller_t *poller;     // the loop's, while it runs (the syncer joins it)
     zlistx_t *sendq;       // keel_core_out_t * ready to send, in order
@@ -101,7 +101,7 @@ void keel_broker_mark_held_alone (keel_broker_t *self, uint64_t mirrored);
 keel_err keel_broker_activate (keel_broker_t *self, keel_error_t *err);
 void keel_broker_deactivate (keel_broker_t *self);
 
-// True when this broker serves: not a pair's passive, not a standby member.
+// True when this broker serves: not a pair's passive, not a member that left.
 bool keel_broker_serving (const keel_broker_t *self);
 
 // The store's file (sqlite:PATH), for files kept beside it.

@@ -2,34 +2,35 @@
     (store.h "members"; docs/operations.md §4 "Several brokers on one
     database").
 
-    When the store is shared (postgresql:), every broker on it is a member;
-    one serves (holds the store's lock), the others stand by. This module
-    runs the membership's step each few hundred ms (keel_store_tick) and
-    carries out what it says:
+    When the store is shared (postgresql:), every broker on it is a member
+    and every member serves: it owns the services its drivers submit and
+    the engines logged in to it (docs/architecture.md "Members of a shared
+    store"). This module runs the membership's step each few hundred ms
+    (keel_store_tick) and carries out what it says:
 
-      role now   store says   the broker
-      ---------  -----------  ---------------------------------------------
-      standby    SERVING      rebuilds its core from the store (a new
-                              epoch, as after a restart) and serves: the
-                              engines of the member that went claim their
-                              tasks, its drivers say hello again
-      serving    FENCED       it lost the store while it was away (paused
-                              past its lease, or cut off): drops its model
-                              unsent and unacknowledged, counts the writes
-                              refused, and joins again as a new member that
-                              stands by
-      standby    (a client)   answers Passive naming the serving member:
-                              the client moves there at once
+      store says   the broker
+      -----------  ------------------------------------------------------
+      ADOPTED      it took over the work of a member that is gone: commits
+                   and sends what it has, then loads its work again into a
+                   fresh core (a new epoch, as after a restart): the
+                   engines of the member that went claim their tasks here,
+                   its drivers say hello here, and so do this member's own
+                   clients (a restart's hiccup, nothing lost)
+      FENCED       it lost its work while it was away (paused past its
+                   lease, or cut off): drops its model unsent and
+                   unacknowledged, counts the writes refused, and joins
+                   again as a new member with no work
 
-    A serving member that notices its own pause (a loop turn later than
-    half a lease) checks its session before it serves anything: another
-    member may have taken over meanwhile.
+    A member that notices its own pause (a loop turn later than half a
+    lease) checks its session before it serves anything: another member may
+    have taken its work over meanwhile.
 
-    Welcomes name the first other live member as the pair peer
-    (DriverWelcome/LoginReply.pair_peer): a client that loses this member
-    turns to it at once. A standalone store (sqlite:, memory:) has no
-    membership: keel_broker_member_new returns NULL and the functions
-    taking NULL say "serving".
+    Welcomes name this member's successor (the next live member by id, the
+    one that takes its work over) as the pair peer (DriverWelcome/
+    LoginReply.pair_peer) and list the live members: a client that loses
+    this member turns to the successor at once. A standalone store
+    (sqlite:, memory:) has no membership: keel_broker_member_new returns
+    NULL and the functions taking NULL say "serving".
 */
 #ifndef KEEL_BROKER_MEMBER_H
 #define KEEL_BROKER_MEMBER_H
@@ -58,15 +59,32 @@ void keel_broker_member_turn (keel_broker_member_t *self);
 int64_t keel_broker_member_wait_ms (const keel_broker_member_t *self);
 
 // keel-admin leave: at the end of this turn the member commits and sends
-// everything, leaves the store (a standby serves it at once), answers
-// every driver and engine Passive naming the next member, keeps answering
-// so for 2 s, and stops. Error when the store is not shared (NULL).
+// everything, hands its work to its successor (waiting, bounded, until the
+// successor has taken it), answers every driver and engine Passive naming
+// the successor, keeps answering so for 2 s, and stops. Error when the
+// store is not shared (NULL).
 keel_err keel_broker_member_leave (keel_broker_member_t *self, keel_error_t *err);
 
-// A client's message reached a member that stands by: answered Passive.
+// A client's message reached a member that does not serve (it left, or
+// its rejoin failed): answered Passive naming its successor.
 void keel_broker_member_refuse (keel_broker_member_t *self, zframe_t *route);
 
-// The first other live member's endpoint ("" when none), for welcomes.
+// A driver's hello names services this member does not hold: each must
+// be new, or this member's. One that another live member owns is that
+// member's work: the driver is answered Passive naming it (it moves there,
+// keeping what was accepted: one store). One whose member is gone waits
+// for the takeover (the hello is dropped; the driver says hello again).
+// True when the hello may go to the core. NULL: true.
+bool keel_broker_member_admit_hello (keel_broker_member_t *self, zframe_t *route,
+                                     const Keel__DriverHello *hello);
+// The same for an engine's login: the services of the tasks it holds
+// (running, or with a result) must be new here or this member's; an
+// engine whose tasks are another live member's work goes there, where its
+// claims are kept.
+bool keel_broker_member_admit_login (keel_broker_member_t *self, zframe_t *route,
+                                     const Keel__EngineLogin *login);
+
+// The successor's endpoint ("" when none), for welcomes.
 const char *keel_broker_member_peer (const keel_broker_member_t *self);
 // Points the core's welcomes at the member's peer and live members (after
 // the core is made; the strings change in place at each tick). NULL: no-op.

@@ -12,6 +12,7 @@
 
 #include "changes.h"
 #include "changes.pb-c.h"
+#include "cond.h"
 
 #define S_BLOCK_SIZE (64 * 1024)
 
@@ -258,13 +259,13 @@ s_own (keel_changes_t *self, keel_change_t *c)
     switch (c->kind) {
         case KEEL_CHANGE_SERVICE_STATE:
         case KEEL_CHANGE_SERVICE_DELETE:
-            c->service.type = c->service.driver_id = NULL;
+            c->service.type = c->service.driver_id = c->service.condition = NULL;
             c->service.init_data = NULL;
             c->service.init_len = 0;
             // fall through
         case KEEL_CHANGE_SERVICE_PUT:
             return s_str (self, &c->service.service_id) && s_str (self, &c->service.type)
-                   && s_str (self, &c->service.driver_id)
+                   && s_str (self, &c->service.driver_id) && s_str (self, &c->service.condition)
                    && s_blob (self, &c->service.init_data, c->service.init_len);
         case KEEL_CHANGE_TASK_STATE:
         case KEEL_CHANGE_TASK_ACKED:
@@ -375,6 +376,7 @@ s_to_proto (const keel_change_t *c, Keel__Change *m)
             S_SET (m, reschedule_delay_ms, s->reschedule_delay_ms);
             S_BIN (m, init_data, s->init_data, s->init_len);
             S_SET (m, created_wall_ms, s->created_wall_ms);
+            m->condition = (char *) s->condition;
             break;
         }
         case KEEL_CHANGE_TASK_PUT:
@@ -573,6 +575,11 @@ s_from_proto (const Keel__Change *m, size_t index, keel_change_t *c, keel_error_
     if (missing)
         return keel_error_set (err, KEEL_ERR_INVALID, "change %zu (%s): no %s", index, name,
                                missing);
+    if (m->condition && strnlen (m->condition, KEEL_COND_MAX_LEN + 1) > KEEL_COND_MAX_LEN)
+        return keel_error_set (err, KEEL_ERR_INVALID,
+                               "change %zu (%s): condition longer than %d "
+                               "bytes",
+                               index, name, KEEL_COND_MAX_LEN);
     if (m->has_service_state && m->service_state > KEEL_SERVICE_DETACHED)
         return keel_error_set (err, KEEL_ERR_INVALID, "change %zu (%s): service_state %u", index,
                                name, m->service_state);
@@ -596,7 +603,8 @@ s_from_proto (const Keel__Change *m, size_t index, keel_change_t *c, keel_error_
                 .init_len = m->has_init_data ? m->init_data.len : 0,
                 .state = (keel_service_state_t) m->service_state,
                 .created_wall_ms = m->created_wall_ms,
-                .closed_wall_ms = m->closed_wall_ms
+                .closed_wall_ms = m->closed_wall_ms,
+                .condition = m->condition
             };
             break;
         case KEEL_CHANGE_TASK_PUT:

@@ -83,6 +83,7 @@ typedef struct {
     keel_service_state_t state;
     int64_t created_wall_ms;
     int64_t closed_wall_ms; // 0 while open
+    const char *condition;  // its condition on engines (cond.h), NULL: none
 } keel_store_service_t;
 
 typedef struct {

@@ -99,8 +99,8 @@
          "The endpoint clients are told to use for this broker (pair peers and the members of a "  \
          "shared store name it in their welcome); empty = Endpoint")                               \
     KEY (MemberLease, DURATION, "ms", "5000", 500, 600000, false, NULL,                            \
-         "Store=postgresql: the serving member renews its lease every quarter of this; a "         \
-         "standby takes over from a serving member whose lease has passed (paused, cut off)")      \
+         "Store=postgresql: each member renews its lease every quarter of this; its successor "    \
+         "takes its work over once its lease has passed (paused, cut off)")                        \
     KEY (NotifyCommand, STRING, NULL, "", 0, 0, false, NULL,                                       \
          "Run with /bin/sh -c on every pair event, with KEEL_EVENT, KEEL_BROKER, KEEL_PEER, "      \
          "KEEL_EPOCH and KEEL_DETAIL in its environment; empty = none")                            \

@@ -477,6 +477,13 @@ s_name_prefix (const char *name)
     return ((uint64_t) (h % 255 + 1)) << 40;
 }
 
+void
+keel_core_set_member (keel_core_t *self, uint64_t member_id)
+{
+    if (member_id)
+        self->exec_prefix = ((uint64_t) (member_id % 255 + 1)) << 40;
+}
+
 keel_core_t *
 keel_core_new (keel_settings_t *settings, int64_t now, int64_t wall)
 {

@@ -187,6 +187,10 @@ const char *keel_core_name (const keel_core_t *self);
 // DriverWelcome and LoginReply (pair_peer). The string is the caller's and
 // may change in place; NULL or "": not in a pair.
 void keel_core_set_pair_peer (keel_core_t *self, const char *peer);
+// A member of a shared store: execution ids carry a prefix from its member
+// id instead of its name, so members serving side by side (often with one
+// name) hand out different ids. Before the store is loaded.
+void keel_core_set_member (keel_core_t *self, uint64_t member_id);
 // A member of a shared store: the live members' endpoints, named in every
 // DriverWelcome and LoginReply (cluster_members). The array is the
 // caller's (it may change in place; *n is read at each welcome); NULL: none.

@@ -80,7 +80,8 @@ s_store_service (keel_core_t *self, const keel_service_rec_t *svc)
                                  .init_len = svc->init_len,
                                  .state = svc->state,
                                  .created_wall_ms = svc->created_wall_ms,
-                                 .closed_wall_ms = svc->closed_wall_ms };
+                                 .closed_wall_ms = svc->closed_wall_ms,
+                                 .condition = svc->cond ? keel_cond_text (svc->cond) : NULL };
     keel_core_change (self, (keel_change_t) { .kind = KEEL_CHANGE_SERVICE_PUT, .service = row });
 }
 
@@ -601,9 +602,27 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
                   s_store_failed_text (self));
         return;
     }
+    // Its condition is parsed here, once: a client that skipped the
+    // driver's own check gets the same error.
+    keel_cond_t *cond = NULL;
+    if (msg->condition && *msg->condition) {
+        keel_error_t err;
+        cond = keel_cond_parse (msg->condition, &err);
+        if (!cond) {
+            char text[300];
+            snprintf (text, sizeof text, "condition: %s", err.text);
+            s_refuse (self, drv, msg->service_id, NULL, 0, KEEL__REFUSE_CODE__REFUSE_INVALID, text);
+            keel_core_event (self, "service-refused", "service=%s driver=%s why=\"%s\"",
+                             msg->service_id, drv->id, text);
+            return;
+        }
+    }
     svc = keel_model_service_add (self->model, msg->service_id, msg->type, drv->id);
-    if (!svc)
+    if (!svc) {
+        keel_cond_destroy (&cond);
         return;
+    }
+    svc->cond = cond;
     svc->priority = msg->has_priority ? msg->priority : 0;
     svc->max_attempts = msg->has_max_attempts ? msg->max_attempts : 0;
     svc->reschedule_delay_ms = msg->has_reschedule_delay_ms ? msg->reschedule_delay_ms : -1;
@@ -619,14 +638,15 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
     s_store_service (self, svc);
     zlistx_add_end (self->fresh_services, svc);
     keel_core_accept (self, route, svc->id, NULL, 0);
-    keel_core_event (self, "service-opened", "service=%s type=%s driver=%s priority=%d", svc->id,
-                     svc->type, drv->id, svc->priority);
-    if (!keel_core_type_offered (self, svc->type)) {
+    keel_core_event (self, "service-opened", "service=%s type=%s driver=%s priority=%d%s%s%s",
+                     svc->id, svc->type, drv->id, svc->priority, cond ? " condition=\"" : "",
+                     cond ? keel_cond_text (cond) : "", cond ? "\"" : "");
+    char why[KEEL_UNSERVED_TEXT];
+    if (!keel_model_service_served (self->model, svc, why, sizeof why)) {
         // Told again every minute while it lasts; DSNoEngineTimeout may
         // fail its tasks (core_serve.c).
-        char text[200];
-        snprintf (text, sizeof text, "no engine online offers service type '%s' yet; tasks wait",
-                  svc->type);
+        char text[KEEL_UNSERVED_TEXT + 32];
+        snprintf (text, sizeof text, "%s yet; tasks wait", why);
         s_notice (self, drv, KEEL__NOTICE_LEVEL__NOTICE_WARNING, svc->id, text);
         svc->no_engine_notice_at = self->now;
     }

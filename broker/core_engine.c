@@ -366,6 +366,28 @@ s_login_reply (keel_core_t *self, keel_engine_t *engine, Keel__TaskVerdict **ver
     keel_core_send_engine (self, engine, reply);
 }
 
+// The engine's properties as it sent them (validated by wire_check.c):
+// conditions are evaluated against them again from now on.
+static void
+s_set_props (keel_engine_t *engine, const Keel__EngineLogin *login)
+{
+    size_t n = 0;
+    char **props = login->n_properties ? calloc (2 * login->n_properties, sizeof *props) : NULL;
+    for (size_t i = 0; props && i < login->n_properties; i++) {
+        char *name = strdup (login->properties[i]->name);
+        char *value = strdup (login->properties[i]->value);
+        if (!name || !value) {
+            free (name);
+            free (value);
+            continue; // no memory: the engine lacks that property until its next login
+        }
+        props[2 * n] = name;
+        props[2 * n + 1] = value;
+        n++;
+    }
+    keel_engine_set_props (engine, props, n);
+}
+
 void
 keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *login)
 {
@@ -397,6 +419,7 @@ keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *l
             ntypes++;
     }
     keel_engine_set_types (engine, types, ntypes);
+    s_set_props (engine, login);
     keel_core_engine_to (self, engine, KEEL_ENGINE_ONLINE, route);
     keel_core_window_moved_in (self, engine, login->moved_from);
     if (new_session)

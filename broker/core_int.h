@@ -283,7 +283,7 @@ bool keel_core_type_offered (keel_core_t *self, const char *type);
 bool keel_core_blacklisted (const keel_core_t *self, keel_engine_t *engine,
                             const keel_service_rec_t *svc);
 // True when an online engine other than except (NULL: any), not draining,
-// offers svc's type and is not blacklisted for svc.
+// offers svc's type, meets its condition and is not blacklisted for svc.
 bool keel_core_can_serve (keel_core_t *self, const keel_engine_t *except,
                           const keel_service_rec_t *svc);
 // An execution of svc on engine reported its outcome: a success clears
@@ -296,6 +296,7 @@ void keel_core_blacklist_note (keel_core_t *self, keel_engine_t *engine, keel_se
 // services no engine offers are told so every minute, and their queued
 // tasks fail after DSNoEngineTimeout (when set).
 void keel_core_blacklist_expire (keel_core_t *self);
+
 void keel_core_no_engine_check (keel_core_t *self);
 
 // ---- core_driver.c / core_engine.c: message handlers

@@ -39,6 +39,20 @@ s_load_service (const keel_store_service_t *row, void *arg)
     svc->priority = row->priority;
     svc->max_attempts = row->max_attempts;
     svc->reschedule_delay_ms = row->reschedule_delay_ms;
+    if (row->condition && *row->condition) {
+        // Parsed when the service was opened; a store that holds one that
+        // does not parse (torn, foreign) leaves the service waiting for no
+        // engine rather than running its tasks anywhere.
+        keel_error_t err;
+        svc->cond = keel_cond_parse (row->condition, &err);
+        if (!svc->cond) {
+            KEEL_WARN ("broker",
+                       "service %s: condition '%.100s' in the store: %s; its tasks "
+                       "go to no engine",
+                       row->service_id, row->condition, err.text);
+            svc->cond = keel_cond_parse ("__keel_unparsable_condition == 1", NULL);
+        }
+    }
     if (row->init_len) {
         svc->init_data = malloc (row->init_len);
         if (!svc->init_data)

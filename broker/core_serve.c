@@ -1,9 +1,11 @@
 /*  core_serve.c — which engines may serve a service: the engines that
-    offer its type, less those blacklisted for it (an engine whose
+    offer its type and meet its condition (cond.h; evaluated once per engine
+    and service, keel_engine_matches), less those blacklisted for it (an engine whose
     executions of the service failed BlacklistAfter times in a row gets none
     of its tasks for BlacklistFor, while another engine may take them), and
     what happens to a service no online
-    engine offers (its driver is told every minute; after DSNoEngineTimeout,
+    engine may serve (none offers its type, or none of those meets its
+    condition: its driver is told every minute; after DSNoEngineTimeout,
     when set, its queued tasks fail).
 
     The blacklist lives in memory only, on the engine's record
@@ -48,7 +50,8 @@ keel_core_can_serve (keel_core_t *self, const keel_engine_t *except, const keel_
     zlistx_t *engines = keel_model_engines (self->model);
     for (keel_engine_t *e = zlistx_first (engines); e; e = zlistx_next (engines))
         if (e != except && e->state == KEEL_ENGINE_ONLINE && !e->draining
-            && keel_engine_offers (e, svc->type) && !keel_core_blacklisted (self, e, svc))
+            && keel_engine_offers (e, svc->type) && keel_engine_matches (e, svc)
+            && !keel_core_blacklisted (self, e, svc))
             return true;
     return false;
 }
@@ -178,11 +181,15 @@ keel_core_blacklist_count (const keel_core_t *self)
 // Fails every queued task of svc: no engine offered its type for
 // DSNoEngineTimeout.
 static void
-s_fail_queued (keel_core_t *self, keel_service_rec_t *svc)
+s_fail_queued (keel_core_t *self, keel_service_rec_t *svc, const char *why)
 {
-    char error[300];
-    snprintf (error, sizeof error, "no engine offers service type '%s' (DSNoEngineTimeout=%s)",
-              svc->type, keel_settings_str (self->settings, "DSNoEngineTimeout"));
+    char error[KEEL_UNSERVED_TEXT + 64];
+    if (keel_core_type_offered (self, svc->type)) // offered, but no engine meets its condition
+        snprintf (error, sizeof error, "%s (DSNoEngineTimeout=%s)", why,
+                  keel_settings_str (self->settings, "DSNoEngineTimeout"));
+    else
+        snprintf (error, sizeof error, "no engine offers service type '%s' (DSNoEngineTimeout=%s)",
+                  svc->type, keel_settings_str (self->settings, "DSNoEngineTimeout"));
     uint64_t failed = 0;
     for (uint64_t id = 0; id < svc->ntasks; id++) {
         keel_task_t *t = keel_service_task (svc, id);
@@ -220,7 +227,8 @@ keel_core_no_engine_check (keel_core_t *self)
             s->no_engine_since = 0; // its notice stands: tasks may come soon
             continue;
         }
-        if (keel_core_type_offered (self, s->type)) {
+        char why[KEEL_UNSERVED_TEXT];
+        if (keel_model_service_served (self->model, s, why, sizeof why)) {
             s->no_engine_since = s->no_engine_notice_at = 0;
             continue;
         }
@@ -228,7 +236,7 @@ keel_core_no_engine_check (keel_core_t *self)
             s->no_engine_since = self->now;
         if (self->no_engine_timeout_ms > 0
             && self->now - s->no_engine_since >= self->no_engine_timeout_ms) {
-            s_fail_queued (self, s); // changes s only, not the list of services
+            s_fail_queued (self, s, why); // changes s only, not the list of services
             s->no_engine_since = s->no_engine_notice_at = 0;
             continue;
         }
@@ -238,21 +246,19 @@ keel_core_no_engine_check (keel_core_t *self)
         keel_driver_rec_t *drv = keel_model_driver (self->model, s->driver_id);
         if (!drv || !drv->connected)
             continue;
-        char text[300];
+        char text[KEEL_UNSERVED_TEXT + 100];
         if (self->no_engine_timeout_ms > 0)
             snprintf (
                 text, sizeof text,
-                "no engine online offers service type '%s'; %llu tasks wait, and fail in "
+                "%s; %llu tasks wait, and fail in "
                 "%lld s (DSNoEngineTimeout=%s)",
-                s->type, (unsigned long long) s->count[KEEL_TASK_STATE_QUEUED],
+                why, (unsigned long long) s->count[KEEL_TASK_STATE_QUEUED],
                 (long long) ((s->no_engine_since + self->no_engine_timeout_ms - self->now + 999)
                              / 1000),
                 keel_settings_str (self->settings, "DSNoEngineTimeout"));
         else
-            snprintf (text, sizeof text,
-                      "no engine online offers service type '%s'; %llu tasks wait "
-                      "(DSNoEngineTimeout=0: for ever)",
-                      s->type, (unsigned long long) s->count[KEEL_TASK_STATE_QUEUED]);
+            snprintf (text, sizeof text, "%s; %llu tasks wait (DSNoEngineTimeout=0: for ever)", why,
+                      (unsigned long long) s->count[KEEL_TASK_STATE_QUEUED]);
         keel_core_notice (self, drv, s->id, text);
     }
 }

@@ -54,7 +54,11 @@ typedef struct {
 static const s_command_t s_commands[] = {
     { "status", 0, 0, "status", "broker role, epoch, engines, services, tasks, counters" },
     { "engines", 0, 0, "engines", "engines known to the broker, online and offline" },
-    { "services", 0, 0, "services", "services and their task counts" },
+    { "services", 0, 0, "services",
+      "services and their task counts; a service whose tasks wait for an engine says why" },
+    { "why", 1, 1, "why SERVICE",
+      "why a service's tasks wait: per online engine offering its type, whether it meets the "
+      "service's condition (and which comparison failed), is draining or blacklisted" },
     { "tasks", 1, 8, "tasks SERVICE [--state STATE] [--limit N] [--offset N]",
       "tasks of one service: state, attempts, engines, error (STATE: queued|running|done|"
       "failed|cancelled; 10000 rows unless --limit)" },

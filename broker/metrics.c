@@ -262,6 +262,13 @@ s_render_cluster (FILE *f, const keel_admin_cluster_t *c)
     s_family (f, "keel_cluster_fenced_writes_total", "counter",
               "keel-admin status cluster.fenced_writes");
     fprintf (f, "keel_cluster_fenced_writes_total %llu\n", (unsigned long long) c->fenced_writes);
+    s_family (f, "keel_cluster_clients_redirected_total", "counter",
+              "keel-admin status cluster.clients_redirected");
+    fprintf (f, "keel_cluster_clients_redirected_total %llu\n",
+             (unsigned long long) c->clients_redirected);
+    s_family (f, "keel_cluster_engines_lent_total", "counter",
+              "keel-admin status cluster.engines_lent");
+    fprintf (f, "keel_cluster_engines_lent_total %llu\n", (unsigned long long) c->engines_lent);
 }
 
 static void

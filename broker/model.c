@@ -90,6 +90,7 @@ s_service_free (keel_service_rec_t *svc)
     }
     free (svc->queue);
     free (svc->init_data);
+    keel_cond_destroy (&svc->cond);
     free (svc);
 }
 
@@ -110,6 +111,8 @@ s_engine_free (keel_engine_t *engine)
     zlistx_destroy (&engine->execs);
     zhashx_destroy (&engine->init_sent);
     zhashx_destroy (&engine->blacklist);
+    keel_engine_set_props (engine, NULL, 0);
+    zhashx_destroy (&engine->matches);
     free (engine);
 }
 
@@ -233,6 +236,7 @@ keel_model_service_remove (keel_model_t *self, keel_service_rec_t *svc)
     for (keel_engine_t *e = zhashx_first (self->engines); e; e = zhashx_next (self->engines)) {
         zhashx_delete (e->init_sent, svc->id);
         zhashx_delete (e->blacklist, svc->id);
+        zhashx_delete (e->matches, svc->id);
     }
     zhashx_delete (self->services, svc->id);
     s_service_free (svc);
@@ -587,8 +591,9 @@ keel_model_engine_add (keel_model_t *self, const char *engine_id)
     e->blacklist = zhashx_new ();
     if (e->blacklist)
         zhashx_set_destructor (e->blacklist, s_blacklist_free);
+    e->matches = zhashx_new ();
     e->state = KEEL_ENGINE_OFFLINE;
-    if (!e->execs || !e->init_sent || !e->blacklist
+    if (!e->execs || !e->init_sent || !e->blacklist || !e->matches
         || zhashx_insert (self->engines, e->id, e) != 0) {
         s_engine_free (e);
         return NULL;
@@ -665,6 +670,78 @@ keel_engine_set_types (keel_engine_t *engine, char **types, size_t ntypes)
     free (engine->types);
     engine->types = types;
     engine->ntypes = ntypes;
+}
+
+void
+keel_engine_set_props (keel_engine_t *engine, char **props, size_t npairs)
+{
+    for (size_t i = 0; i < 2 * engine->nprops; i++)
+        free (engine->props[i]);
+    free (engine->props);
+    engine->props = props;
+    engine->nprops = npairs;
+    if (engine->matches)
+        zhashx_purge (engine->matches);
+}
+
+const char *
+keel_engine_prop (const keel_engine_t *engine, const char *name)
+{
+    for (size_t i = 0; i < engine->nprops; i++)
+        if (strcmp (engine->props[2 * i], name) == 0)
+            return engine->props[2 * i + 1];
+    return NULL;
+}
+
+static const char *
+s_prop_lookup (const char *name, void *arg)
+{
+    return keel_engine_prop (arg, name);
+}
+
+bool
+keel_engine_matches (keel_engine_t *engine, const keel_service_rec_t *svc)
+{
+    if (!svc->cond)
+        return true;
+    void *known = zhashx_lookup (engine->matches, svc->id);
+    if (known)
+        return known == KEEL_MATCH_YES;
+    bool yes = keel_cond_eval (svc->cond, s_prop_lookup, engine, NULL, 0);
+    zhashx_insert (engine->matches, svc->id, yes ? KEEL_MATCH_YES : KEEL_MATCH_NO);
+    return yes;
+}
+
+void
+keel_engine_mismatch (const keel_engine_t *engine, const keel_service_rec_t *svc, char *why,
+                      size_t size)
+{
+    if (size)
+        why[0] = 0;
+    if (svc->cond)
+        keel_cond_eval (svc->cond, s_prop_lookup, (void *) engine, why, size);
+}
+
+bool
+keel_model_service_served (keel_model_t *self, const keel_service_rec_t *svc, char *why,
+                           size_t size)
+{
+    bool offered = false;
+    for (keel_engine_t *e = zlistx_first (self->engine_list); e;
+         e = zlistx_next (self->engine_list)) {
+        if (e->state != KEEL_ENGINE_ONLINE || e->draining || !keel_engine_offers (e, svc->type))
+            continue;
+        offered = true;
+        if (keel_engine_matches (e, svc))
+            return true;
+    }
+    if (why && !offered)
+        snprintf (why, size, "no engine online offers service type '%s'", svc->type);
+    else if (why)
+        snprintf (why, size,
+                  "no engine online offering service type '%s' meets its condition '%.300s'",
+                  svc->type, keel_cond_text (svc->cond));
+    return false;
 }
 
 zlistx_t *

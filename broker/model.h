@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <czmq.h>
+#include "cond.h"
 #include "heartbeat.h"
 #include "store.h"
 #include "wire.h"
@@ -119,6 +120,10 @@ struct _keel_service_rec_t {
     // it), and when its driver was last told.
     int64_t no_engine_since;
     int64_t no_engine_notice_at;
+    // Its condition on engines (SubmitService.condition, stored with the
+    // service): NULL = any engine offering the type. Which engines match is
+    // cached on each engine (keel_engine_matches).
+    keel_cond_t *cond;
 };
 
 // What a task of svc is expected to weigh on an engine: the mean run time
@@ -197,6 +202,9 @@ struct _keel_engine_t {
     uint64_t backlog_us; // sum of their cost_us: the work they are expected to hold
     zhashx_t *init_sent; // service ids whose init data this engine has
     zhashx_t *blacklist; // service id → keel_blacklist_t (its failures there)
+    char **props;        // its properties at its last login: name, value, name, value…
+    size_t nprops;       // pairs in props
+    zhashx_t *matches;   // service id → KEEL_MATCH_YES/NO: its condition evaluated here
     keel_peer_clock_t clock;
     int64_t offline_since_mono;
     int64_t login_wall_ms;
@@ -303,6 +311,30 @@ bool keel_engine_offers (const keel_engine_t *engine, const char *type);
 keel_blacklist_t *keel_engine_blacklist (keel_engine_t *engine, const char *service_id,
                                          bool create);
 void keel_engine_set_types (keel_engine_t *engine, char **types, size_t ntypes);
+// Replaces the engine's properties (takes props: 2 * npairs strings, name
+// then value, and the array) and forgets every condition evaluated on the
+// old ones.
+void keel_engine_set_props (keel_engine_t *engine, char **props, size_t npairs);
+// The value of property name on engine, NULL when it has none.
+const char *keel_engine_prop (const keel_engine_t *engine, const char *name);
+// True when engine's properties meet svc's condition (always, with none).
+// Evaluated once per engine and service, then read from engine->matches
+// until the engine's properties change or the service goes.
+#define KEEL_MATCH_YES ((void *) 1)
+#define KEEL_MATCH_NO  ((void *) 2)
+bool keel_engine_matches (keel_engine_t *engine, const keel_service_rec_t *svc);
+// Why engine does not meet svc's condition (keel_cond_eval's why: the
+// comparison that decided and the values it saw); "" when it does.
+void keel_engine_mismatch (const keel_engine_t *engine, const keel_service_rec_t *svc, char *why,
+                           size_t size);
+// True when an online engine that is not draining offers svc's type and
+// meets its condition (blacklistings aside: they never leave a service
+// with no engine). Otherwise fills why (when not NULL) with the reason its
+// tasks wait: "no engine online offers service type 'X'" or "no engine
+// online offering service type 'X' meets its condition '...'".
+#define KEEL_UNSERVED_TEXT 512
+bool keel_model_service_served (keel_model_t *self, const keel_service_rec_t *svc, char *why,
+                                size_t size);
 // Engines in a stable order (round-robin dispatch).
 zlistx_t *keel_model_engines (keel_model_t *self);
 

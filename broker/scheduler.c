@@ -95,7 +95,8 @@ keel_sched_next (keel_sched_t *self, keel_engine_t *engine, keel_sched_accept_fn
         if (svc->nready == 0) {
             keel_sched_remove (self, svc);
         }
-        else if (keel_engine_offers (engine, svc->type)) {
+        else if (keel_engine_offers (engine, svc->type)
+                 && (!svc->cond || keel_engine_matches (engine, svc))) {
             s_filter_t f = { accept, arg, svc, engine };
             keel_task_t *task = keel_service_queue_pop (svc, accept ? s_filter : NULL, &f,
                                                         KEEL_SCHED_SCAN, task_id_p);

@@ -3,7 +3,8 @@
     Services with dispatchable tasks sit in one list sorted by priority
     (highest first) and, within a priority, by when they were last served
     (round-robin). keel_sched_next walks the list in that order and returns
-    the first task of the first service whose type the engine offers, taken
+    the first task of the first service whose type the engine offers (and
+    whose condition, if it has one, the engine's properties meet), taken
     FIFO from that service; that service then moves behind the others of its
     priority. Services whose FIFO has emptied leave the list as they are met.
 

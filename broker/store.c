@@ -251,6 +251,28 @@ keel_store_meta_get (keel_store_t *self, const char *name, uint64_t *value_p)
     return self->sql ? keel_store_sqlite_meta_get (self->sql, name, value_p) : KEEL_OK;
 }
 
+void
+keel_store_member_load (keel_store_t *self, int64_t queued, int64_t idle_slots)
+{
+    assert (self);
+    if (self->pg)
+        keel_store_pg_member_load (self->pg, queued, idle_slots);
+}
+
+int
+keel_store_member_alive (keel_store_t *self, uint64_t member_id)
+{
+    assert (self);
+    return self->pg ? keel_store_pg_member_alive (self->pg, member_id) : -1;
+}
+
+int64_t
+keel_store_service_owner (keel_store_t *self, const char *service_id)
+{
+    assert (self && service_id);
+    return self->pg ? keel_store_pg_service_owner (self->pg, service_id) : 0;
+}
+
 keel_err
 keel_store_load (keel_store_t *self, const keel_store_loader_t *loader, void *arg,
                  keel_error_t *err)

@@ -152,21 +152,21 @@ keel_err keel_store_events (keel_store_t *self, int limit, keel_store_event_fn *
 
 // ---------------------------------------------------------------- members
 // A store several brokers share (postgresql:) makes each broker that opens
-// it a member (docs/operations.md §4, docs/cluster-plan.md). For now one
-// member serves at a time: the one holding the store's lock. The others
-// stand by: they write nothing (a write fails naming the member that
-// serves), renew their lease, and take the lock over when the serving
-// member's session ends (kill -9: at once) or when its lease, renewed
-// through the database's clock, has passed (a paused broker: its session
-// is ended for it). A serving member that lost the lock while it was away
-// (a pause, a partition) is FENCED: nothing it writes reaches the store.
-// sqlite: and memory: stores are ALONE: they always serve.
+// it a member (docs/operations.md §4, docs/architecture.md "Members of a
+// shared store"). Every member serves: it owns the services submitted to
+// it and the engines logged in to it, and loads only those. A member whose
+// session ended (kill -9: at once) or whose lease, renewed through the
+// database's clock, has passed (a paused broker: its session is ended for
+// it) is gone: its successor (the next member by id, the one its welcomes
+// named) takes its work over and loads it (ADOPTED). A member that lost
+// its work while it was away (a pause, a partition) is FENCED: nothing it
+// writes reaches the store. sqlite: and memory: stores are ALONE.
 
 typedef enum {
-    KEEL_STORE_ALONE = 0, // not shared: always serves
-    KEEL_STORE_SERVING,   // holds the store's lock: writes
-    KEEL_STORE_STANDBY,   // waits for the serving member's lock
-    KEEL_STORE_FENCED     // lost the lock while serving: rejoin (keel_store_rejoin)
+    KEEL_STORE_ALONE = 0, // not shared
+    KEEL_STORE_SERVING,   // a member: writes its own work
+    KEEL_STORE_ADOPTED,   // (tick) took over a member that is gone: load the store again
+    KEEL_STORE_FENCED     // lost its work while away: rejoin (keel_store_rejoin)
 } keel_store_role_t;
 
 typedef struct {
@@ -175,6 +175,8 @@ typedef struct {
     char endpoint[256]; // where clients reach it ("" when it did not say)
     bool serving;
     int64_t lease_left_ms; // time its lease still runs (database clock)
+    int64_t queued;        // its queued tasks at its last renewal
+    int64_t idle_slots;    // its online engines' free slots then
 } keel_store_member_t;
 
 #define KEEL_STORE_MEMBERS_MAX 16 // members listed at most
@@ -186,32 +188,42 @@ void keel_store_member_setup (keel_store_t *self, const char *endpoint, int64_t 
 keel_store_role_t keel_store_role (const keel_store_t *self);
 
 // The membership's step, called by the loop every few hundred ms (and at
-// once after a pause): a serving member renews its lease (in the next
-// transaction, or in one of its own: never waits); a standby renews, tries
-// the lock (then SERVING: load the store and serve) and ends the session
-// of a serving member whose lease has passed. A standby's step waits for
-// the server (bounded). With paused (the loop noticed it was not running
-// for a while), a serving member first checks, waiting, that its session
-// is still there (or can be had again): FENCED if another member took the
-// store meanwhile. Returns the role afterwards.
+// once after a pause), never inside a turn: renews the lease (in the next
+// transaction, or in one of its own: never waits) and, while there are
+// other members, looks for one that is gone (waiting for the server,
+// bounded): ADOPTED when this member took its work over (the broker loads
+// the store again). With paused (the loop noticed it was not running for a
+// while), first checks, waiting, that its session is still there (or can
+// be had again): FENCED if another member took its work meanwhile.
 keel_store_role_t keel_store_tick (keel_store_t *self, bool paused);
 
 // After FENCED: forgets every write not confirmed (they are not the
 // store's any more: *dropped_p counts the records) and joins again as a
-// new member, standing by.
+// new member, with no work.
 keel_err keel_store_rejoin (keel_store_t *self, uint64_t *dropped_p, keel_error_t *err);
 
 // Leaves the cluster for good (keel-admin leave): waits (bounded) for the
-// commits in flight, deletes this member's row and ends its session, so
-// the lock goes to a standby at once. Nothing is written afterwards; tick
+// commits in flight, ends its lease and its lock, and waits (bounded) for
+// its successor to take its work over. Nothing is written afterwards; tick
 // does nothing. No-op when ALONE.
 void keel_store_leave (keel_store_t *self);
 
-// The live members as last read (serving first), this member included;
+// The live members as last read: this member first, then the others by
+// member id starting after it (its successor second), wrapping;
 // the generation grows each time they are read again.
 size_t keel_store_members (const keel_store_t *self, const keel_store_member_t **members_p);
 uint64_t keel_store_members_gen (const keel_store_t *self);
 uint64_t keel_store_member_id (const keel_store_t *self);
+// This member's load, published to the others at its next renewal:
+// tasks queued, and free slots of its online engines. No-op when ALONE.
+void keel_store_member_load (keel_store_t *self, int64_t queued, int64_t idle_slots);
+// Whether member_id is alive now (its lease runs and its session holds its
+// lock; waiting for the server, bounded): 1, 0 (gone: the next tick looks
+// for the dead at once), -1 when the server did not answer (or ALONE).
+int keel_store_member_alive (keel_store_t *self, uint64_t member_id);
+// The member that owns service_id (waiting for the server, bounded): 0
+// when the store does not have it (or is not shared), -1 on failure.
+int64_t keel_store_service_owner (keel_store_t *self, const char *service_id);
 // False while the database cannot be reached (the last attempt failed).
 bool keel_store_db_up (const keel_store_t *self);
 

@@ -77,6 +77,17 @@ static const char *s_migrations[] = {
     "CREATE TABLE keel_members ("
     "  member_id bigint PRIMARY KEY, name bytea NOT NULL, endpoint bytea NOT NULL,"
     "  serving bigint NOT NULL, lease_until timestamptz NOT NULL, backend_pid bigint NOT NULL);",
+    // 2 -> 3: a service's condition on engines (the SQLite store's 4 -> 5).
+    "ALTER TABLE services ADD COLUMN condition_text bytea;",
+    // 3 -> 4: every member serves its own work (store_pg_member.c); 0 = no
+    // member yet (the next to join takes it).
+    "ALTER TABLE services ADD COLUMN owner bigint NOT NULL DEFAULT 0;"
+    "CREATE INDEX services_owner ON services (owner);"
+    "ALTER TABLE engines ADD COLUMN owner bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE pending ADD COLUMN owner bigint NOT NULL DEFAULT 0;",
+    // 4 -> 5: each member's load, for lending idle engines (store_pg_member.c).
+    "ALTER TABLE keel_members ADD COLUMN queued bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE keel_members ADD COLUMN idle_slots bigint NOT NULL DEFAULT 0;",
 };
 #define KEEL_STORE_PG_SCHEMA ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -508,9 +519,9 @@ s_connect (keel_store_pg_t *self, bool first, keel_error_t *err)
     keel_err rc = PQsetnonblocking (self->conn, 1) == 0
                       ? KEEL_OK
                       : keel_store_pg_error (self, err, NULL, "nonblocking mode");
-    // A serving member that reconnects takes its lock again before it
-    // writes: a member that cannot (another serves now) is fenced.
-    if (!rc && !first && self->role == KEEL_STORE_SERVING) {
+    // A member that reconnects takes its lock again before it writes: a
+    // member that cannot, or whose row is gone, lost its work to another.
+    if (!rc && !first && self->member_id) {
         keel_error_t why = { "" };
         if (!keel_store_pg_lock_now (self, &why)) {
             if (why.text[0])
@@ -518,8 +529,8 @@ s_connect (keel_store_pg_t *self, bool first, keel_error_t *err)
             else {
                 self->lost_lock = true;
                 rc = keel_error_set (err, KEEL_ERR_STORE,
-                                     "%s: member %llu is fenced: another member serves the store"
-                                     " now (this one lost its session while it was away)",
+                                     "%s: member %llu is fenced: another member took its work over"
+                                     " (this one lost its session while it was away)",
                                      self->safe, (unsigned long long) self->member_id);
             }
             if (err && why.text[0])
@@ -546,6 +557,7 @@ s_connect (keel_store_pg_t *self, bool first, keel_error_t *err)
     }
     else {
         self->connected_at = keel_store_pg_now_ms ();
+        self->reconnected = !first;
         self->renew_at = 0; // the member row names this session at the next renewal
     }
     return rc;
@@ -584,11 +596,15 @@ keel_store_pg_destroy (keel_store_pg_t **self_p)
         return;
     if (self->nflights && self->conn)
         s_drain_all (self, NULL); // the last commits' answers, if they come in time
-    if (self->member_id && self->conn && !self->lost_lock && !self->in_txn) {
+    // The lease ends now: the successor (or the next broker to open the
+    // store) takes this member's work over once the session has ended.
+    if (self->member_id && self->conn && !self->lost_lock && !self->in_txn && !self->left) {
         keel_store_pg_params_t p = { 0 };
         keel_store_pg_p_int (&p, (int64_t) self->member_id);
         keel_error_t ignored;
-        PQclear (keel_store_pg_query (self, "DELETE FROM keel_members WHERE member_id = $1::bigint",
+        PQclear (keel_store_pg_query (self,
+                                      "UPDATE keel_members SET lease_until = now() - interval '1"
+                                      " minute' WHERE member_id = $1::bigint",
                                       &p, false, &ignored));
     }
     self->closing = true; // what is not confirmed is not ours to finish
@@ -673,10 +689,8 @@ keel_store_pg_begin (keel_store_pg_t *self)
         return KEEL_OK;
     if (self->role != KEEL_STORE_SERVING && !self->lost_lock) {
         keel_error_set (&self->last, KEEL_ERR_STORE,
-                        "%s: this broker stands by (member %llu): %s serves the store", self->safe,
-                        (unsigned long long) self->member_id,
-                        self->nmembers && self->members[0].serving ? self->members[0].name
-                                                                   : "another member");
+                        "%s: member %llu has left the cluster: it writes nothing more", self->safe,
+                        (unsigned long long) self->member_id);
         return keel_store_pg_poison (self, KEEL_ERR_STORE);
     }
     // Up to KEEL_STORE_PG_FLIGHTS commits in flight; the oldest answer is

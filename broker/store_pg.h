@@ -5,9 +5,9 @@
     function here has the contract of the store.h function of the same
     name without "_pg". What differs from SQLite:
 
-    Several brokers may share the database, one serving at a time
-    (store_pg_member.c, store.h "members"): the serving member's session
-    holds an advisory lock, the fence; the others stand by and take over
+    Several brokers may share the database, each serving its own work
+    (store_pg_member.c, store.h "members"): each member's session holds an
+    advisory lock of its own, its fence; its successor takes its work over
     when that session ends or its lease passes.
     A turn is one pipeline. The first write of a turn enters libpq's
     pipeline mode and sends BEGIN; every write sends one prepared statement
@@ -23,7 +23,7 @@
     Every wait on the server is bounded (KEEL_STORE_PG_TIMEOUT_MS): a
     server that does not answer fails the turn and the connection is
     dropped; the next write reconnects (at most once a second) and takes
-    the advisory lock again (or finds this member fenced). A commit whose answer was lost may have
+    its advisory lock again (or finds this member fenced). A commit whose answer was lost may have
     happened: the broker rewrites the turn's rows (puts are upserts), and
     drivers resubmit what was not acknowledged, which the broker knows.
 
@@ -87,6 +87,9 @@ size_t keel_store_pg_members (const keel_store_pg_t *self, const keel_store_memb
 void keel_store_pg_leave (keel_store_pg_t *self);
 uint64_t keel_store_pg_members_gen (const keel_store_pg_t *self);
 uint64_t keel_store_pg_member_id (const keel_store_pg_t *self);
+int64_t keel_store_pg_service_owner (keel_store_pg_t *self, const char *service_id);
+void keel_store_pg_member_load (keel_store_pg_t *self, int64_t queued, int64_t idle_slots);
+int keel_store_pg_member_alive (keel_store_pg_t *self, uint64_t member_id);
 bool keel_store_pg_db_up (const keel_store_pg_t *self);
 
 #endif

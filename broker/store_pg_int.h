@@ -12,8 +12,9 @@
 #include "changes.h"
 #include "store_pg.h"
 
-#define KEEL_STORE_PG_LOCK       1262830924 // 0x4B45454C, "KEEL": the serving member's advisory lock
-#define KEEL_STORE_PG_EVENTS_MAX 10000      // newest events kept (as the SQLite store)
+#define KEEL_STORE_PG_LOCK        1262830924 // 0x4B45454C, "KEEL": (this, 1) guards schema creation
+#define KEEL_STORE_PG_MEMBER_LOCK 1262830925 // (this, member_id): each member's fence
+#define KEEL_STORE_PG_EVENTS_MAX  10000      // newest events kept (as the SQLite store)
 
 // One statement's parameters, in libpq's binary format. Integers are kept
 // big-endian in `ints`; strings and blobs point at the caller's buffers
@@ -101,17 +102,22 @@ struct _keel_store_pg_t {
     bool replaying;         // sending replay's records (not copied into txn)
     // Membership (store_pg_member.c).
     uint64_t member_id;     // this member's row, a new one at each join
-    keel_store_role_t role; // SERVING or STANDBY (FENCED is lost_lock)
+    keel_store_role_t role; // SERVING once joined (FENCED is lost_lock)
     char member_name[128];  // keel-broker[PID]@HOST
     char endpoint[256];     // for clients (keel_store_pg_member_setup)
     int64_t lease_ms;       // the lease each renewal grants
-    int64_t renew_at;       // monotonic ms: a renewal is due (a standby's next tick)
+    int64_t renew_at;       // monotonic ms: a renewal is due
     int64_t connected_at;   // monotonic ms of the last connection
     bool renew_in_txn;      // the open transaction renews the lease (its rows: the members)
     keel_store_member_t members[KEEL_STORE_MEMBERS_MAX];
     size_t nmembers;
     uint64_t members_gen; // read again (keel_store_pg_read_members) this many times
     bool left;            // keel_store_pg_leave: no member any more, nothing more written
+    size_t ndead;         // members whose lease has passed, as last read
+    int64_t load_queued;  // this member's queued tasks, published at each renewal
+    int64_t load_idle;    // ... and its engines' idle slots
+    int64_t watch_at;     // monotonic ms: the next look for dead members
+    bool reconnected;     // the connection is not the first one
 };
 
 // Monotonic milliseconds.
@@ -171,10 +177,11 @@ keel_err keel_store_pg_value (keel_store_pg_t *self, const char *sql, char *out,
                               keel_error_t *err);
 void keel_store_pg_disconnect (keel_store_pg_t *self);
 
-// store_pg_member.c: joins as a new member (a standby that serves at once
-// when the lock is free); sends the lease renewal in the turn's pipeline;
-// reads the members from a renewal's rows; takes the store's lock now
-// (false when another session holds it or on failure, err set then).
+// store_pg_member.c: joins as a new member (taking over the work of
+// members that are gone); sends the lease renewal in the turn's pipeline;
+// reads the members from a renewal's rows; takes this member's lock again
+// after a reconnection (false when its row is gone — another member took
+// its work over — or on failure, err set then).
 keel_err keel_store_pg_join (keel_store_pg_t *self, keel_error_t *err);
 keel_err keel_store_pg_send_renewal (keel_store_pg_t *self);
 void keel_store_pg_read_members (keel_store_pg_t *self, const PGresult *res);

@@ -1,32 +1,41 @@
 /*  store_pg_member.c — membership of a shared PostgreSQL store (store.h
-    "members", docs/operations.md §4).
+    "members", docs/operations.md §4, docs/architecture.md "Members of a
+    shared store").
 
     Every broker that opens the database is a member: a row of keel_members
     with a fresh member_id (from keel_member_seq: the member's lease epoch),
-    its name, the endpoint clients reach it at, whether it serves, its
-    lease (lease_until, in the database's clock) and the server pid of its
-    session. One member serves: the one whose session holds the store's
-    advisory lock (KEEL_STORE_PG_LOCK). That lock is the fence: a session
-    ends (kill -9, a dropped connection, pg_terminate_backend) and its lock
-    goes with it, after the session's last transaction ended; a member
-    reconnecting must take the lock again before it writes, and a member
-    that cannot (another took over meanwhile) is FENCED and writes nothing
-    more. So whatever a standby loads after it took the lock holds every
-    commit the previous member made, and nothing that member writes later
-    can reach the store.
+    its name, the endpoint clients reach it at, its lease (lease_until, in
+    the database's clock) and the server pid of its session. Every member
+    serves: it owns the services submitted to it (services.owner) and the
+    engines logged in to it (engines.owner), and loads only those.
 
-    The lease is what lets a standby take over from a member that is alive
-    but not running (SIGSTOP, a frozen VM): its session stays, so does the
-    lock. The serving member renews its row every lease/4 — the renewal
+    A member's fence is an advisory lock of its own (KEEL_STORE_PG_MEMBER_LOCK,
+    its member_id), held by its session from join to close. A session ends
+    (kill -9, a dropped connection, pg_terminate_backend) and its lock goes
+    with it, after the session's last transaction ended. A member that
+    reconnects takes its lock again and checks that its row is still there
+    before it writes; one that cannot is FENCED and writes nothing more.
+
+    Taking over: a member whose lock is free (its session ended) or whose
+    lease has passed (a paused broker: its session is ended for it with
+    pg_terminate_backend) is dead. Its successor — the next live member by
+    member_id, wrapping, which is the member its welcomes named to its
+    clients — takes its lock, deletes its row and makes its services and
+    engines its own in one transaction, then tells the broker to load them
+    (KEEL_STORE_ADOPTED). Whoever notices a member dead for a whole lease
+    more takes it over whether it is the successor or not. Holding the
+    dead member's lock while its row goes is what makes the takeover and a
+    late write of that member exclusive: the member's next session finds
+    its row gone.
+
+    A member's tick runs its queries synchronously (bounded by
+    KEEL_STORE_PG_TIMEOUT_MS), outside the loop's turns; the lease renewal
     rides in the turn's pipeline, or in a transaction of its own when the
-    loop is idle, never waited for. A standby whose tick finds the lock held
-    by a session whose member's lease has passed ends that session
-    (pg_terminate_backend) and takes the lock at its next tick.
-
-    A standby's tick runs its queries synchronously (bounded by
-    KEEL_STORE_PG_TIMEOUT_MS): it serves nothing while it waits.
+    loop is idle, never waited for.
 */
 #include <assert.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,52 +50,44 @@
 
 #define S_LEASE_DEFAULT 5000 // ms, until keel_store_pg_member_setup says
 #define S_LEASE_MIN     500
-#define S_JOIN_WAIT_MS  5000 // for the lock of a session that is ending
-#define S_LEAVE_WAIT_MS 3000 // for a standby to serve after this member left
+#define S_TICK_MS       250   // a member looks for dead members this often
+#define S_JOIN_WAIT_MS  15000 // for the session of a dead member to end
+#define S_LEAVE_WAIT_MS 3000  // for the successor to take over after leave
+#define S_GRACE_MS      2500  // after a reconnection, the others' time to come back
 
-// The live members other than this one, then this member's own row (the
-// statement's snapshot does not see its own upsert). $1 member_id,
-// $2 lease ms, $3 name, $4 endpoint, $5 serving (0/1).
+// Renews this member's row (with its load) and reads the members: this
+// member first (the UPDATE's row: none when a taker deleted it), then the
+// others, live or not, lease left in ms (negative: passed), and their
+// load. $1 member_id, $2 lease ms, $3 endpoint, $4 queued, $5 idle slots.
 static const char *s_renew_sql =
-    "WITH gone AS (DELETE FROM keel_members"
-    "   WHERE lease_until < now() - interval '1 minute' AND member_id <> $1::bigint),"
-    " me AS (INSERT INTO keel_members"
-    "   (member_id, name, endpoint, serving, lease_until, backend_pid)"
-    "   VALUES ($1::bigint, $3::bytea, $4::bytea, $5::bigint,"
-    "   now() + $2::bigint * interval '1 millisecond', pg_backend_pid())"
-    "   ON CONFLICT (member_id) DO UPDATE SET endpoint = EXCLUDED.endpoint,"
-    "   serving = EXCLUDED.serving, lease_until = EXCLUDED.lease_until,"
-    "   backend_pid = EXCLUDED.backend_pid RETURNING member_id)"
-    " SELECT member_id, name, endpoint, serving,"
-    "   (extract(epoch FROM lease_until - now()) * 1000)::int8"
-    " FROM keel_members WHERE lease_until > now() AND member_id <> $1::bigint"
-    " ORDER BY serving DESC, member_id LIMIT " S_XSTR (KEEL_STORE_MEMBERS_MAX);
+    "WITH me AS (UPDATE keel_members SET endpoint = $3::bytea,"
+    "   lease_until = now() + $2::bigint * interval '1 millisecond', backend_pid = "
+    "pg_backend_pid(),"
+    "   queued = $4::bigint, idle_slots = $5::bigint"
+    "   WHERE member_id = $1::bigint RETURNING member_id, name, endpoint)"
+    " SELECT member_id, name, endpoint, 1::int8, $2::bigint, $4::bigint, $5::bigint FROM me"
+    " UNION ALL SELECT member_id, name, endpoint, 0::int8,"
+    "   (extract(epoch FROM lease_until - now()) * 1000)::int8, queued, idle_slots"
+    " FROM keel_members WHERE member_id <> $1::bigint";
 
-static const char *s_lock_sql =
-    "SELECT pg_try_advisory_lock(" S_XSTR (KEEL_STORE_PG_LOCK) ")::int::int8";
+// Every other member: lease left (ms, negative once passed), server pid,
+// and whether its session holds its lock.
+static const char *s_watch_sql =
+    "SELECT m.member_id, m.name, m.backend_pid,"
+    "   (extract(epoch FROM m.lease_until - now()) * 1000)::int8,"
+    "   EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+    "     AND l.classid::int8 = " S_XSTR (
+        KEEL_STORE_PG_MEMBER_LOCK) " AND l.objid::int8 = m.member_id"
+                                   "     AND l.objsubid = 2 AND l.database ="
+                                   "     (SELECT oid FROM pg_database WHERE datname = "
+                                   "current_database()))::int::int8"
+                                   " FROM keel_members m WHERE m.member_id <> $1::bigint ORDER BY "
+                                   "m.member_id";
 
-// The session holding the store's lock, when its member's lease has
-// passed: ended. Returns the member it was.
-static const char *s_fence_sql =
-    "SELECT m.member_id, m.name, pg_terminate_backend(l.pid)::int::int8"
-    " FROM pg_locks l JOIN keel_members m ON m.backend_pid = l.pid"
-    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0"
-    " AND l.objid = " S_XSTR (
-        KEEL_STORE_PG_LOCK) " AND l.objsubid = 1"
-                            " AND l.database = (SELECT oid FROM pg_database WHERE datname = "
-                            "current_database())"
-                            " AND m.lease_until < now() AND m.member_id <> $1::bigint";
-
-static void
-s_renew_params (keel_store_pg_t *self, keel_store_pg_params_t *p, bool serving)
-{
-    memset (p, 0, sizeof *p);
-    keel_store_pg_p_int (p, (int64_t) self->member_id);
-    keel_store_pg_p_int (p, self->lease_ms);
-    keel_store_pg_p_str (p, self->member_name);
-    keel_store_pg_p_str (p, self->endpoint);
-    keel_store_pg_p_int (p, serving ? 1 : 0);
-}
+static const char *s_lock_sql = "SELECT pg_try_advisory_lock(" S_XSTR (
+    KEEL_STORE_PG_MEMBER_LOCK) ", ($1::bigint)::int4)::int::int8";
+static const char *s_unlock_sql = "SELECT pg_advisory_unlock(" S_XSTR (
+    KEEL_STORE_PG_MEMBER_LOCK) ", ($1::bigint)::int4)::int::int8";
 
 static void
 s_copy (char *out, size_t size, const char *in)
@@ -94,40 +95,92 @@ s_copy (char *out, size_t size, const char *in)
     snprintf (out, size, "%s", in ? in : "");
 }
 
+// Live members by member_id, starting after this one and wrapping: the
+// first other is this member's successor (the one its clients turn to).
+static int
+s_by_id (const void *a, const void *b)
+{
+    uint64_t x = ((const keel_store_member_t *) a)->member_id;
+    uint64_t y = ((const keel_store_member_t *) b)->member_id;
+    return x < y ? -1 : x > y;
+}
+
 void
 keel_store_pg_read_members (keel_store_pg_t *self, const PGresult *res)
 {
+    keel_store_member_t others[KEEL_STORE_MEMBERS_MAX];
     size_t n = 0;
-    keel_store_member_t *me = &self->members[n++];
-    *me = (keel_store_member_t) { .member_id = self->member_id,
-                                  .serving = self->role == KEEL_STORE_SERVING,
-                                  .lease_left_ms = self->lease_ms };
-    s_copy (me->name, sizeof me->name, self->member_name);
-    s_copy (me->endpoint, sizeof me->endpoint, self->endpoint);
+    bool me = false;
+    if (PQnfields (res) != 7)
+        return;
     int rows = PQntuples (res);
-    for (int r = 0; r < rows && n < KEEL_STORE_MEMBERS_MAX && PQnfields (res) == 5; r++) {
-        keel_store_member_t *m = &self->members[n++];
-        m->member_id = (uint64_t) keel_store_pg_int (res, r, 0);
+    self->ndead = 0;
+    for (int r = 0; r < rows; r++) {
+        if (keel_store_pg_int (res, r, 3) == 1) {
+            me = true;
+            continue;
+        }
+        int64_t left = keel_store_pg_int (res, r, 4);
+        if (left <= 0) {
+            self->ndead++;
+            continue;
+        }
+        if (n == KEEL_STORE_MEMBERS_MAX - 1)
+            continue;
+        keel_store_member_t *m = &others[n++];
+        *m = (keel_store_member_t) { .member_id = (uint64_t) keel_store_pg_int (res, r, 0),
+                                     .serving = true,
+                                     .lease_left_ms = left,
+                                     .queued = keel_store_pg_int (res, r, 5),
+                                     .idle_slots = keel_store_pg_int (res, r, 6) };
         s_copy (m->name, sizeof m->name, keel_store_pg_str (res, r, 1));
         s_copy (m->endpoint, sizeof m->endpoint, keel_store_pg_str (res, r, 2));
-        m->serving = keel_store_pg_int (res, r, 3) != 0;
-        m->lease_left_ms = keel_store_pg_int (res, r, 4);
     }
-    // Serving first: this member goes after a serving other.
-    if (self->role != KEEL_STORE_SERVING && n > 1 && self->members[1].serving) {
-        keel_store_member_t tmp = self->members[0];
-        self->members[0] = self->members[1];
-        self->members[1] = tmp;
+    if (!me && !self->left) {
+        // A taker deleted this member's row: its work is another's now.
+        self->lost_lock = true;
+        keel_error_set (&self->last, KEEL_ERR_STORE,
+                        "%s: member %llu is fenced: another member took its work over while it"
+                        " was away",
+                        self->safe, (unsigned long long) self->member_id);
     }
-    self->nmembers = n;
+    qsort (others, n, sizeof others[0], s_by_id);
+    size_t after = 0;
+    while (after < n && others[after].member_id < self->member_id)
+        after++;
+    keel_store_member_t *out = self->members;
+    out[0] = (keel_store_member_t) { .member_id = self->member_id,
+                                     .serving = true,
+                                     .lease_left_ms = self->lease_ms,
+                                     .queued = self->load_queued,
+                                     .idle_slots = self->load_idle };
+    s_copy (out[0].name, sizeof out[0].name, self->member_name);
+    s_copy (out[0].endpoint, sizeof out[0].endpoint, self->endpoint);
+    size_t k = 1;
+    for (size_t i = after; i < n; i++)
+        out[k++] = others[i];
+    for (size_t i = 0; i < after; i++)
+        out[k++] = others[i];
+    self->nmembers = k;
     self->members_gen++;
+}
+
+static void
+s_renew_params (keel_store_pg_t *self, keel_store_pg_params_t *p)
+{
+    memset (p, 0, sizeof *p);
+    keel_store_pg_p_int (p, (int64_t) self->member_id);
+    keel_store_pg_p_int (p, self->lease_ms);
+    keel_store_pg_p_str (p, self->endpoint);
+    keel_store_pg_p_int (p, self->load_queued);
+    keel_store_pg_p_int (p, self->load_idle);
 }
 
 keel_err
 keel_store_pg_send_renewal (keel_store_pg_t *self)
 {
     keel_store_pg_params_t p;
-    s_renew_params (self, &p, true);
+    s_renew_params (self, &p);
     if (!PQsendQueryParams (self->conn, s_renew_sql, p.n, NULL, p.values, p.lengths, p.formats, 1))
         return keel_store_pg_error (self, NULL, NULL, "renewing the lease");
     self->sent++;
@@ -136,21 +189,12 @@ keel_store_pg_send_renewal (keel_store_pg_t *self)
     return KEEL_OK;
 }
 
-// One synchronous query (a standby's tick, join, leave), bounded by
-// KEEL_STORE_PG_TIMEOUT_MS; NULL after a failure, err set.
-static PGresult *
-s_query (keel_store_pg_t *self, const char *sql, const keel_store_pg_params_t *p, keel_error_t *err)
-{
-    PGresult *res = keel_store_pg_query (self, sql, p, false, err);
-    return res;
-}
-
 static keel_err
-s_renew_now (keel_store_pg_t *self, bool serving, keel_error_t *err)
+s_renew_now (keel_store_pg_t *self, keel_error_t *err)
 {
     keel_store_pg_params_t p;
-    s_renew_params (self, &p, serving);
-    PGresult *res = s_query (self, s_renew_sql, &p, err);
+    s_renew_params (self, &p);
+    PGresult *res = keel_store_pg_query (self, s_renew_sql, &p, false, err);
     if (!res)
         return KEEL_ERR_STORE;
     keel_store_pg_read_members (self, res);
@@ -159,40 +203,179 @@ s_renew_now (keel_store_pg_t *self, bool serving, keel_error_t *err)
     return KEEL_OK;
 }
 
-// Takes the lock if free: this member serves from now on.
-static keel_err
-s_try_serve (keel_store_pg_t *self, bool *got_p, keel_error_t *err)
+// One bigint answer of a statement taking member as $1; -1 on failure.
+static int64_t
+s_ask (keel_store_pg_t *self, const char *sql, uint64_t member, keel_error_t *err)
 {
-    *got_p = false;
-    PGresult *res = s_query (self, s_lock_sql, NULL, err);
-    if (!res)
-        return KEEL_ERR_STORE;
-    *got_p = PQntuples (res) == 1 && keel_store_pg_int (res, 0, 0) == 1;
-    PQclear (res);
-    if (!*got_p)
-        return KEEL_OK;
     keel_store_pg_params_t p = { 0 };
-    keel_store_pg_p_int (&p, (int64_t) self->member_id);
-    res = s_query (
-        self, "UPDATE keel_members SET serving = 0 WHERE serving = 1 AND member_id <> $1::bigint",
-        &p, err);
-    keel_err rc = res ? KEEL_OK : KEEL_ERR_STORE;
+    keel_store_pg_p_int (&p, (int64_t) member);
+    PGresult *res = keel_store_pg_query (self, sql, &p, false, err);
+    int64_t v = res && PQntuples (res) == 1 ? keel_store_pg_int (res, 0, 0) : -1;
     PQclear (res);
-    self->role = KEEL_STORE_SERVING;
-    if (rc == KEEL_OK)
-        rc = s_renew_now (self, true, err);
-    return rc;
+    return v;
 }
 
 bool
 keel_store_pg_lock_now (keel_store_pg_t *self, keel_error_t *err)
 {
-    char got[16] = "";
-    if (keel_store_pg_value (self, "SELECT pg_try_advisory_lock(" S_XSTR (KEEL_STORE_PG_LOCK) ")",
-                             got, sizeof got, err)
-        != KEEL_OK)
+    // The lock, then the row: a member whose row a taker deleted is fenced
+    // even if its lock was free again.
+    if (s_ask (self, s_lock_sql, self->member_id, err) != 1)
         return false;
-    return strcmp (got, "t") == 0;
+    return s_ask (self, "SELECT count(*)::int8 FROM keel_members WHERE member_id = $1::bigint",
+                  self->member_id, err)
+           == 1;
+}
+
+// A member's name is keel-broker[PID]@HOST: true when that is a process of
+// this host that is gone (a broker killed here whose server session has
+// not ended yet: it is dead, whatever its lease says).
+static bool
+s_gone_here (const char *name)
+{
+    char host[100] = "";
+    gethostname (host, sizeof host - 1);
+    long pid = 0;
+    char at[128] = "";
+    if (sscanf (name, "keel-broker[%ld]@%127s", &pid, at) != 2 || pid <= 0)
+        return false;
+    return strcmp (at, host) == 0 && pid != (long) getpid () && kill ((pid_t) pid, 0) == -1
+           && errno == ESRCH;
+}
+
+// Runs sql (with member as $1 and this member as $2, unless bare); false
+// (err set) on failure.
+static bool
+s_step (keel_store_pg_t *self, const char *sql, bool bare, uint64_t member, keel_error_t *err)
+{
+    keel_store_pg_params_t p = { 0 };
+    keel_store_pg_p_int (&p, (int64_t) member);
+    keel_store_pg_p_int (&p, (int64_t) self->member_id);
+    PGresult *res = keel_store_pg_query (self, sql, bare ? NULL : &p, false, err);
+    PQclear (res);
+    return res != NULL;
+}
+
+// The dead member's lock is taken: its row goes and its work becomes this
+// member's, in one transaction.
+static bool
+s_adopt (keel_store_pg_t *self, uint64_t dead, const char *name, keel_error_t *err)
+{
+    bool ok =
+        s_step (self, "BEGIN", true, 0, err)
+        && s_step (self, "DELETE FROM keel_members WHERE member_id = $1::bigint AND $2::bigint > 0",
+                   false, dead, err)
+        && s_step (self, "UPDATE services SET owner = $2::bigint WHERE owner = $1::bigint", false,
+                   dead, err)
+        && s_step (self, "UPDATE engines SET owner = $2::bigint WHERE owner = $1::bigint", false,
+                   dead, err)
+        && s_step (self, "UPDATE pending SET owner = $2::bigint WHERE owner = $1::bigint", false,
+                   dead, err)
+        && s_step (self, "COMMIT", true, 0, err);
+    if (!ok) {
+        keel_error_t ignored;
+        PQclear (keel_store_pg_query (self, "ROLLBACK", NULL, false, &ignored));
+    }
+    keel_error_t ignored;
+    s_ask (self, s_unlock_sql, dead, &ignored);
+    if (ok)
+        KEEL_WARN ("store", "member %llu (%s) is gone: member %llu takes its work over",
+                   (unsigned long long) dead, name, (unsigned long long) self->member_id);
+    return ok;
+}
+
+typedef struct {
+    uint64_t id;
+    char name[128];
+    int64_t pid, left_ms;
+    bool held;
+} s_watched_t;
+
+// This member's successor's view: among the live members and this one,
+// the first after dead by member_id, wrapping.
+static bool
+s_successor_of (const keel_store_pg_t *self, const s_watched_t *w, size_t n, uint64_t dead)
+{
+    uint64_t best = 0, lowest = self->member_id;
+    for (size_t i = 0; i <= n; i++) {
+        uint64_t id = i < n ? w[i].id : self->member_id;
+        bool live = i == n || (w[i].held && w[i].left_ms > 0);
+        if (!live)
+            continue;
+        if (id < lowest)
+            lowest = id;
+        if (id > dead && (best == 0 || id < best))
+            best = id;
+    }
+    return (best ? best : lowest) == self->member_id;
+}
+
+// Looks for dead members and takes over (at most) one: true when this
+// member has new work to load. With joining, waits (bounded) for the
+// session of a dead member to end.
+static bool
+s_watch (keel_store_pg_t *self, bool joining, keel_error_t *err)
+{
+    s_watched_t w[64];
+    size_t n = 0;
+    keel_store_pg_params_t p = { 0 };
+    keel_store_pg_p_int (&p, (int64_t) self->member_id);
+    PGresult *res = keel_store_pg_query (self, s_watch_sql, &p, false, err);
+    if (!res)
+        return false;
+    for (int r = 0; r < PQntuples (res) && n < 64; r++, n++) {
+        w[n].id = (uint64_t) keel_store_pg_int (res, r, 0);
+        s_copy (w[n].name, sizeof w[n].name, keel_store_pg_str (res, r, 1));
+        w[n].pid = keel_store_pg_int (res, r, 2);
+        w[n].left_ms = keel_store_pg_int (res, r, 3);
+        w[n].held = keel_store_pg_int (res, r, 4) != 0;
+    }
+    PQclear (res);
+    // Back from a lost connection (the server restarted or was out of
+    // reach: every session may have ended, every lock gone, and every
+    // lease passed meanwhile, since nobody could renew), a member leaves
+    // the others a lease (at least S_GRACE_MS: they retry once a second)
+    // to reconnect and renew before it counts anything as a death.
+    int64_t grace = self->lease_ms > S_GRACE_MS ? self->lease_ms : S_GRACE_MS;
+    bool fresh = self->reconnected && keel_store_pg_now_ms () - self->connected_at < grace;
+    for (size_t i = 0; i < n; i++) {
+        s_watched_t *m = &w[i];
+        bool passed = m->left_ms <= 0, gone_here = s_gone_here (m->name);
+        if (m->held && !passed && !gone_here)
+            continue; // alive
+        if (fresh && !gone_here)
+            continue;
+        if (!s_successor_of (self, w, n, m->id) && m->left_ms > -self->lease_ms)
+            continue; // its successor's work, for a lease
+        if (m->held && !gone_here) {
+            // Alive but not renewing (paused): its session is ended for
+            // it; its lock goes when its last transaction has.
+            KEEL_WARN ("store",
+                       "member %llu (%s) has not renewed its lease: its session is ended;"
+                       " member %llu takes over",
+                       (unsigned long long) m->id, m->name, (unsigned long long) self->member_id);
+            keel_store_pg_params_t kp = { 0 };
+            keel_store_pg_p_int (&kp, m->pid);
+            PQclear (keel_store_pg_query (
+                self, "SELECT pg_terminate_backend(($1::bigint)::int4)::int::int8", &kp, false,
+                err));
+        }
+        // A broker of this host that is gone: its session still works
+        // through what it sent; what it commits is kept. Wait for it.
+        int64_t deadline = keel_store_pg_now_ms () + (joining ? S_JOIN_WAIT_MS : 0);
+        if (m->held && !gone_here)
+            deadline = keel_store_pg_now_ms () + 1000;
+        for (int t = 0; t < 2000; t++) {
+            if (s_ask (self, s_lock_sql, m->id, err) == 1)
+                return s_adopt (self, m->id, m->name, err);
+            if (keel_store_pg_now_ms () >= deadline)
+                break;
+            struct timespec pause = { 0, 10 * 1000 * 1000 };
+            nanosleep (&pause, NULL);
+        }
+        return false; // its session has not ended yet: the next tick
+    }
+    return false;
 }
 
 keel_err
@@ -204,39 +387,45 @@ keel_store_pg_join (keel_store_pg_t *self, keel_error_t *err)
     gethostname (host, sizeof host - 1);
     snprintf (self->member_name, sizeof self->member_name, "keel-broker[%ld]@%s", (long) getpid (),
               host);
-    PGresult *res = s_query (self, "SELECT nextval('keel_member_seq')", NULL, err);
+    self->member_id = 0; // no lock to take again if the connection drops meanwhile
+    int64_t id = s_ask (self, "SELECT nextval('keel_member_seq') + $1::bigint", 0, err);
+    if (id <= 0)
+        return KEEL_ERR_STORE;
+    keel_store_pg_params_t p = { 0 };
+    keel_store_pg_p_int (&p, id);
+    keel_store_pg_p_str (&p, self->member_name);
+    keel_store_pg_p_str (&p, self->endpoint);
+    keel_store_pg_p_int (&p, self->lease_ms);
+    PGresult *res = keel_store_pg_query (
+        self,
+        "INSERT INTO keel_members (member_id, name, endpoint, serving, lease_until, backend_pid)"
+        " VALUES ($1::bigint, $2::bytea, $3::bytea, 1, now() + $4::bigint * interval '1 "
+        "millisecond',"
+        " pg_backend_pid())",
+        &p, false, err);
     if (!res)
         return KEEL_ERR_STORE;
-    self->member_id = (uint64_t) keel_store_pg_int (res, 0, 0);
     PQclear (res);
-    self->role = KEEL_STORE_STANDBY;
+    if (s_ask (self, s_lock_sql, (uint64_t) id, err) != 1)
+        return keel_error_set (err, KEEL_ERR_STORE, "%s: cannot take member %lld's lock",
+                               self->safe, (long long) id);
+    self->member_id = (uint64_t) id;
+    self->role = KEEL_STORE_SERVING;
     self->lost_lock = false;
-    keel_err rc = s_renew_now (self, false, err);
-    // The lock held and no member serving: the session of a broker that
-    // just closed the store (or died without a member row) is ending;
-    // wait for it, briefly, rather than stand by behind nobody.
-    int64_t deadline = keel_store_pg_now_ms () + S_JOIN_WAIT_MS;
-    for (int i = 0; rc == KEEL_OK && i < 1000; i++) {
-        bool got = false;
-        rc = s_try_serve (self, &got, err);
-        if (rc || got || keel_store_pg_now_ms () >= deadline)
-            break;
-        keel_store_pg_params_t p = { 0 };
-        keel_store_pg_p_int (&p, (int64_t) self->member_id);
-        PGresult *res = s_query (self,
-                                 "SELECT count(*) FROM keel_members WHERE serving = 1"
-                                 " AND lease_until > now() AND member_id <> $1::bigint",
-                                 &p, err);
-        if (!res)
-            return KEEL_ERR_STORE;
-        bool someone = keel_store_pg_int (res, 0, 0) > 0;
-        PQclear (res);
-        if (someone)
-            break;
-        struct timespec pause = { 0, 50 * 1000 * 1000 };
-        nanosleep (&pause, NULL);
-    }
-    return rc;
+    self->reconnected = false;
+    // The work of members that are gone (a broker restarted on this
+    // store, one that closed it): this member's before it loads.
+    for (int i = 0; i < 64 && s_watch (self, true, err); i++)
+        ;
+    // Work no member owns (a store from before members had work).
+    if (!s_step (self, "UPDATE services SET owner = $2::bigint WHERE owner = $1::bigint", false, 0,
+                 err)
+        || !s_step (self, "UPDATE engines SET owner = $2::bigint WHERE owner = $1::bigint", false,
+                    0, err)
+        || !s_step (self, "UPDATE pending SET owner = $2::bigint WHERE owner = $1::bigint", false,
+                    0, err))
+        return KEEL_ERR_STORE;
+    return s_renew_now (self, err);
 }
 
 // ---------------------------------------------------------------- store.h
@@ -250,6 +439,32 @@ keel_store_pg_member_setup (keel_store_pg_t *self, const char *endpoint, int64_t
     self->renew_at = 0; // tell the others at the next renewal
     if (self->nmembers)
         s_copy (self->members[0].endpoint, sizeof self->members[0].endpoint, self->endpoint);
+}
+
+int
+keel_store_pg_member_alive (keel_store_pg_t *self, uint64_t member_id)
+{
+    if (self->in_txn || self->left)
+        return -1;
+    keel_error_t err;
+    int64_t v =
+        s_ask (self,
+               "SELECT (m.lease_until > now() AND EXISTS (SELECT 1 FROM pg_locks l"
+               " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int8 = " S_XSTR (
+                   KEEL_STORE_PG_MEMBER_LOCK) " AND l.objid::int8 = m.member_id"
+                                              " AND l.objsubid = 2))::int::int8"
+                                              " FROM keel_members m WHERE m.member_id = "
+                                              "$1::bigint",
+               member_id, &err);
+    self->watch_at = 0; // and look for the dead at the next tick
+    return v < 0 ? (self->conn ? 0 : -1) : (int) v;
+}
+
+void
+keel_store_pg_member_load (keel_store_pg_t *self, int64_t queued, int64_t idle_slots)
+{
+    self->load_queued = queued;
+    self->load_idle = idle_slots;
 }
 
 keel_store_role_t
@@ -283,23 +498,22 @@ keel_store_pg_leave (keel_store_pg_t *self)
     keel_error_t err;
     keel_store_pg_sync (self, &err); // the commits in flight: answered, or lost
     if (self->conn && !self->lost_lock) {
+        // The lease ends now and the lock goes: the successor takes this
+        // member's work over at its next tick. Wait (bounded) until it
+        // has, so the clients sent there find their work there.
         keel_store_pg_params_t p = { 0 };
         keel_store_pg_p_int (&p, (int64_t) self->member_id);
-        PQclear (keel_store_pg_query (self, "DELETE FROM keel_members WHERE member_id = $1::bigint",
+        PQclear (keel_store_pg_query (self,
+                                      "UPDATE keel_members SET lease_until = now() - interval '1"
+                                      " minute' WHERE member_id = $1::bigint",
                                       &p, false, &err));
-        // Hand the lock over and wait (bounded) until a standby says it
-        // serves: the clients this member sends away must find it serving,
-        // not standing by (they would come back here).
-        bool was_serving = self->role == KEEL_STORE_SERVING;
         PQclear (keel_store_pg_query (self, "SELECT pg_advisory_unlock_all()", NULL, false, &err));
         int64_t deadline = keel_store_pg_now_ms () + S_LEAVE_WAIT_MS;
-        for (int i = 0; was_serving && self->conn && i < 1000; i++) {
-            PGresult *res = keel_store_pg_query (
-                self, "SELECT count(*) FROM keel_members WHERE serving = 1 AND lease_until > now()",
-                NULL, false, &err);
-            bool served = res && keel_store_pg_int (res, 0, 0) > 0;
-            PQclear (res);
-            if (served || keel_store_pg_now_ms () >= deadline)
+        for (int i = 0; self->nmembers > 1 && self->conn && i < 1000; i++) {
+            if (s_ask (self, "SELECT count(*)::int8 FROM keel_members WHERE member_id = $1::bigint",
+                       self->member_id, &err)
+                    != 1
+                || keel_store_pg_now_ms () >= deadline)
                 break;
             struct timespec pause = { 0, 20 * 1000 * 1000 };
             nanosleep (&pause, NULL);
@@ -310,7 +524,6 @@ keel_store_pg_leave (keel_store_pg_t *self)
     self->closing = false;
     keel_changes_clear (self->replay);
     self->left = true;
-    self->role = KEEL_STORE_STANDBY;
     self->retry_ms = INT64_MAX / 2; // never reconnect
 }
 
@@ -322,48 +535,32 @@ keel_store_pg_tick (keel_store_pg_t *self, bool paused)
     int64_t now = keel_store_pg_now_ms ();
     if (self->lost_lock)
         return KEEL_STORE_FENCED;
-    if (self->role == KEEL_STORE_SERVING && paused)
+    if (paused)
         s_check_session (self);
     if (self->lost_lock)
         return KEEL_STORE_FENCED;
-    if (self->role == KEEL_STORE_SERVING) {
-        if (self->nflights && self->conn)
-            keel_store_pg_collect (self, NULL); // the last renewal's answer, if it came
-        // A renewal of its own when no turn carried one: one more
-        // transaction in flight, answered like a turn's.
-        if (now >= self->renew_at && !self->in_txn && self->nflights < KEEL_STORE_PG_FLIGHTS
-            && (self->conn || now - self->retry_ms >= 1000)) {
-            if (keel_store_pg_begin (self) == KEEL_OK)
-                keel_store_pg_commit_async (self, NULL);
-            else
-                keel_store_pg_rollback (self);
+    if (self->nflights && self->conn)
+        keel_store_pg_collect (self, NULL); // the last renewal's answer, if it came
+    // A renewal of its own when no turn carried one: one more transaction
+    // in flight, answered like a turn's.
+    if (now >= self->renew_at && !self->in_txn && self->nflights < KEEL_STORE_PG_FLIGHTS
+        && (self->conn || now - self->retry_ms >= 1000)) {
+        if (keel_store_pg_begin (self) == KEEL_OK)
+            keel_store_pg_commit_async (self, NULL);
+        else
+            keel_store_pg_rollback (self);
+    }
+    // Members that are gone: looked for while there are others.
+    if ((self->nmembers > 1 || self->ndead) && self->conn && !self->in_txn
+        && now >= self->watch_at) {
+        self->watch_at = now + S_TICK_MS;
+        keel_error_t err = { "" };
+        if (s_watch (self, false, &err)) {
+            keel_error_t ignored;
+            s_renew_now (self, &ignored);
+            return KEEL_STORE_ADOPTED;
         }
-        return keel_store_pg_role (self);
     }
-    if (now < self->renew_at - self->lease_ms / 4 + 250)
-        return self->role; // a standby asks every 250 ms
-    // Back from a lost connection (the server restarted: every session
-    // ended, the serving member's too), a standby leaves the serving member
-    // half a lease to reconnect and take its lock again first.
-    bool fresh = !self->conn || now - self->connected_at < self->lease_ms / 2;
-    keel_error_t err = { "" };
-    bool got = false;
-    keel_err rc = s_renew_now (self, false, &err);
-    if (rc == KEEL_OK && !(fresh && self->nmembers > 1 && self->members[0].serving))
-        rc = s_try_serve (self, &got, &err);
-    if (rc == KEEL_OK && !got && !fresh) {
-        keel_store_pg_params_t p = { 0 };
-        keel_store_pg_p_int (&p, (int64_t) self->member_id);
-        PGresult *res = s_query (self, s_fence_sql, &p, &err);
-        for (int r = 0; res && r < PQntuples (res); r++)
-            KEEL_WARN ("store",
-                       "member %lld (%s) has not renewed its lease: its session is ended;"
-                       " member %llu takes over",
-                       (long long) keel_store_pg_int (res, r, 0), keel_store_pg_str (res, r, 1),
-                       (unsigned long long) self->member_id);
-        PQclear (res);
-    }
-    self->renew_at = now + self->lease_ms / 4; // also after a failure: at most every 250 ms
     return keel_store_pg_role (self);
 }
 
@@ -371,7 +568,7 @@ keel_err
 keel_store_pg_rejoin (keel_store_pg_t *self, uint64_t *dropped_p, keel_error_t *err)
 {
     // Nothing this member did not see confirmed is the store's: another
-    // member serves what the store holds.
+    // member owns what it had.
     keel_store_pg_rollback (self);
     uint64_t dropped = keel_changes_size (self->replay);
     for (size_t i = 0; i < self->nflights; i++) {
@@ -385,10 +582,11 @@ keel_store_pg_rejoin (keel_store_pg_t *self, uint64_t *dropped_p, keel_error_t *
     if (dropped_p)
         *dropped_p = dropped;
     self->lost_lock = false;
-    self->role = KEEL_STORE_STANDBY;
     self->nmembers = 0;
     self->retry_ms = 0;
-    return keel_store_pg_join (self, err);
+    self->member_id = 0; // a new member: no lock of the old one to take again
+    keel_err rc = keel_store_pg_ready (self, err);
+    return rc ? rc : keel_store_pg_join (self, err);
 }
 
 size_t
@@ -402,6 +600,23 @@ uint64_t
 keel_store_pg_members_gen (const keel_store_pg_t *self)
 {
     return self->members_gen;
+}
+
+int64_t
+keel_store_pg_service_owner (keel_store_pg_t *self, const char *service_id)
+{
+    if (self->in_txn || self->left)
+        return -1;
+    keel_store_pg_params_t p = { 0 };
+    keel_store_pg_p_str (&p, service_id);
+    keel_error_t err;
+    PGresult *res = keel_store_pg_query (
+        self, "SELECT owner FROM services WHERE service_id = $1::bytea", &p, false, &err);
+    if (!res)
+        return -1;
+    int64_t owner = PQntuples (res) == 1 ? keel_store_pg_int (res, 0, 0) : 0;
+    PQclear (res);
+    return owner;
 }
 
 uint64_t

@@ -50,6 +50,7 @@ s_service (const PGresult *r, const keel_store_loader_t *loader, void *arg)
         .state = (keel_service_state_t) keel_store_pg_int (r, 0, 7),
         .created_wall_ms = keel_store_pg_int (r, 0, 8),
         .closed_wall_ms = keel_store_pg_int (r, 0, 9),
+        .condition = keel_store_pg_str (r, 0, 10),
     };
     svc.init_data = keel_store_pg_blob (r, 0, 6, &svc.init_len);
     return loader->service (&svc, arg);
@@ -134,11 +135,12 @@ s_engine (const PGresult *r, const keel_store_loader_t *loader, void *arg)
 // Streams one table's rows to a loader callback. A callback that stops the
 // load leaves rows unread: they are drained before returning.
 static keel_err
-s_load_table (keel_store_pg_t *self, const char *what, const char *sql, s_row_fn *row,
+s_load_table (keel_store_pg_t *self, const char *what, const char *sql,
+              const keel_store_pg_params_t *params, s_row_fn *row,
               const keel_store_loader_t *loader, void *arg, keel_error_t *err)
 {
     keel_error_t sent = { "" };
-    keel_store_pg_query (self, sql, NULL, true, &sent);
+    keel_store_pg_query (self, sql, params, true, &sent);
     if (sent.text[0]) {
         if (err)
             *err = sent;
@@ -173,35 +175,47 @@ keel_err
 keel_store_pg_load (keel_store_pg_t *self, const keel_store_loader_t *loader, void *arg,
                     keel_error_t *err)
 {
+    // A member loads its own work: the services it owns (and their tasks,
+    // executions and claims) and the engines last logged in to it ($1).
+#define S_OWNED " WHERE service_id IN (SELECT service_id FROM services WHERE owner = $1::bigint)"
     const struct {
         const char *what;
         const char *sql;
         s_row_fn *row;
-        bool wanted;
+        bool wanted, owned;
     } tables[] = {
-        { "services", "SELECT * FROM services ORDER BY created_wall_ms, service_id", s_service,
-          loader->service != NULL },
+        { "services",
+          "SELECT * FROM services WHERE owner = $1::bigint ORDER BY created_wall_ms, service_id",
+          s_service, loader->service != NULL, true },
         { "tasks",
           "SELECT service_id, task_id, state, attempts, status, error, engine_id, execution_id,"
           " run_ms, queued_ms, acked, checkpoint_wall_ms, input, output, checkpoint"
-          " FROM tasks ORDER BY service_id, task_id",
-          s_task, loader->task != NULL },
-        { "executions", "SELECT * FROM executions ORDER BY execution_id", s_execution,
-          loader->execution != NULL },
-        { "pending", "SELECT * FROM pending ORDER BY service_id, task_id, execution_id", s_pending,
-          loader->pending != NULL },
-        { "config", "SELECT key, value FROM config ORDER BY key", s_config,
-          loader->config != NULL },
+          " FROM tasks" S_OWNED " ORDER BY service_id, task_id",
+          s_task, loader->task != NULL, true },
+        { "executions", "SELECT * FROM executions" S_OWNED " ORDER BY execution_id", s_execution,
+          loader->execution != NULL, true },
+        // A claim held for a service no member knows (yet) is the claiming
+        // member's.
+        { "pending",
+          "SELECT * FROM pending" S_OWNED " OR owner = $1::bigint"
+          " ORDER BY service_id, task_id, execution_id",
+          s_pending, loader->pending != NULL, true },
+        { "config", "SELECT key, value FROM config ORDER BY key", s_config, loader->config != NULL,
+          false },
         { "engines",
           "SELECT engine_id, host, session, slots, login_wall_ms, seen_wall_ms, online"
-          " FROM engines ORDER BY login_wall_ms, engine_id",
-          s_engine, loader->engine != NULL },
+          " FROM engines WHERE owner = $1::bigint ORDER BY login_wall_ms, engine_id",
+          s_engine, loader->engine != NULL, true },
     };
+#undef S_OWNED
+    keel_store_pg_params_t member = { 0 };
+    keel_store_pg_p_int (&member, (int64_t) self->member_id);
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         if (!tables[i].wanted)
             continue;
         keel_err rc =
-            s_load_table (self, tables[i].what, tables[i].sql, tables[i].row, loader, arg, err);
+            s_load_table (self, tables[i].what, tables[i].sql, tables[i].owned ? &member : NULL,
+                          tables[i].row, loader, arg, err);
         if (rc)
             return rc;
     }
@@ -273,16 +287,13 @@ keel_err
 keel_store_pg_maintenance (keel_store_pg_t *self, int64_t now_wall_ms, int64_t retention_ms,
                            keel_store_maintenance_t *report, keel_error_t *err)
 {
-    if (self->role != KEEL_STORE_SERVING)
-        return keel_error_set (err, KEEL_ERR_STATE,
-                               "%s: maintenance runs on the member that serves the store",
-                               self->safe);
     keel_err rc = keel_store_pg_ready (self, err);
     if (rc)
         return rc;
     keel_store_maintenance_t result = { .bytes_before = s_size_now (self) };
     keel_store_pg_params_t cutoff = { 0 };
     keel_store_pg_p_int (&cutoff, now_wall_ms - retention_ms);
+    keel_store_pg_p_int (&cutoff, (int64_t) self->member_id); // its own services only
     // Purgeable: cancelled before the cutoff, or closed before it with no
     // result the driver has not acknowledged (cancelled tasks have none).
     static const char *purge[] = {
@@ -294,7 +305,8 @@ keel_store_pg_maintenance (keel_store_pg_t *self, int64_t now_wall_ms, int64_t r
     s_step (self, "BEGIN", NULL, &rc, NULL, err);
     s_step (self,
             "CREATE TEMP TABLE doomed ON COMMIT DROP AS SELECT service_id FROM services s"
-            " WHERE state IN (1, 2) AND closed_wall_ms < $1 AND (state = 2 OR NOT EXISTS (SELECT 1"
+            " WHERE owner = $2 AND state IN (1, 2) AND closed_wall_ms < $1"
+            " AND (state = 2 OR NOT EXISTS (SELECT 1"
             " FROM tasks t WHERE t.service_id = s.service_id AND t.acked = 0 AND t.state <> 4))",
             &cutoff, &rc, NULL, err);
     for (size_t i = 0; i < sizeof purge / sizeof purge[0]; i++)

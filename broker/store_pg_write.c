@@ -67,12 +67,14 @@ typedef enum {
 #define S_XSTR(x) S_STR (x)
 
 static const char *s_sql[S_COUNT] = {
-    [P_SERVICE_PUT] = "INSERT INTO services VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+    [P_SERVICE_PUT] = "INSERT INTO services VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
                       " ON CONFLICT (service_id) DO UPDATE SET (type, driver_id, priority,"
                       " max_attempts, reschedule_delay_ms, init_data, state, created_wall_ms,"
-                      " closed_wall_ms) = (EXCLUDED.type, EXCLUDED.driver_id, EXCLUDED.priority,"
-                      " EXCLUDED.max_attempts, EXCLUDED.reschedule_delay_ms, EXCLUDED.init_data,"
-                      " EXCLUDED.state, EXCLUDED.created_wall_ms, EXCLUDED.closed_wall_ms)",
+                      " closed_wall_ms, condition_text, owner) = (EXCLUDED.type,"
+                      " EXCLUDED.driver_id, EXCLUDED.priority, EXCLUDED.max_attempts,"
+                      " EXCLUDED.reschedule_delay_ms, EXCLUDED.init_data, EXCLUDED.state,"
+                      " EXCLUDED.created_wall_ms, EXCLUDED.closed_wall_ms, EXCLUDED.condition_text,"
+                      " EXCLUDED.owner)",
     [P_SERVICE_STATE] = "UPDATE services SET state = $2::bigint,"
                         " closed_wall_ms = CASE WHEN $2::bigint = 0 THEN 0 ELSE $3::bigint END"
                         " WHERE service_id = $1",
@@ -101,27 +103,29 @@ static const char *s_sql[S_COUNT] = {
                    " attempt, started_wall_ms) = (EXCLUDED.service_id, EXCLUDED.task_id,"
                    " EXCLUDED.engine_id, EXCLUDED.attempt, EXCLUDED.started_wall_ms)",
     [P_EXEC_DEL] = "DELETE FROM executions WHERE execution_id = $1",
-    [P_PENDING_PUT] = "INSERT INTO pending VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+    [P_PENDING_PUT] = "INSERT INTO pending VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
                       " ON CONFLICT (service_id, task_id, execution_id) DO UPDATE SET"
-                      " (engine_id, has_result, status, output, error, run_ms, expires_wall_ms)"
-                      " = (EXCLUDED.engine_id, EXCLUDED.has_result, EXCLUDED.status,"
+                      " (engine_id, has_result, status, output, error, run_ms, expires_wall_ms,"
+                      " owner) = (EXCLUDED.engine_id, EXCLUDED.has_result, EXCLUDED.status,"
                       " EXCLUDED.output, EXCLUDED.error, EXCLUDED.run_ms,"
-                      " EXCLUDED.expires_wall_ms)",
+                      " EXCLUDED.expires_wall_ms, EXCLUDED.owner)",
     [P_PENDING_DEL] = "DELETE FROM pending WHERE service_id = $1 AND task_id = $2"
                       " AND execution_id = $3",
     [P_CONFIG_SET] = "INSERT INTO config VALUES ($1, $2)"
                      " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
     [P_CONFIG_DEL] = "DELETE FROM config WHERE key = $1",
-    [P_ENGINE_PUT] = "INSERT INTO engines VALUES ($1,$2,$3,$4,$5,$6,$7)"
+    [P_ENGINE_PUT] = "INSERT INTO engines VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
                      " ON CONFLICT (engine_id) DO UPDATE SET (host, session, slots,"
-                     " login_wall_ms, seen_wall_ms, online) = (EXCLUDED.host, EXCLUDED.session,"
-                     " EXCLUDED.slots, EXCLUDED.login_wall_ms, EXCLUDED.seen_wall_ms,"
-                     " EXCLUDED.online)",
+                     " login_wall_ms, seen_wall_ms, online, owner) = (EXCLUDED.host,"
+                     " EXCLUDED.session, EXCLUDED.slots, EXCLUDED.login_wall_ms,"
+                     " EXCLUDED.seen_wall_ms, EXCLUDED.online, EXCLUDED.owner)",
     [P_EVENT] = "INSERT INTO events (wall_ms, kind, text) VALUES ($1, $2, $3)",
     [P_EVENT_TRIM] = "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - " S_XSTR (
         KEEL_STORE_PG_EVENTS_MAX),
+    // Members share the meta rows (the execution id reservation: each
+    // member's ids carry its own prefix): a value never goes down.
     [P_META_SET] = "INSERT INTO meta VALUES ($1, $2)"
-                   " ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                   " ON CONFLICT (name) DO UPDATE SET value = GREATEST(meta.value, EXCLUDED.value)",
     // Batches: the same parameters as the single statement above, each an
     // array with one element per row.
     [B_TASK_PUT] = "INSERT INTO tasks SELECT * FROM unnest($1::bytea[], $2::bigint[],"
@@ -605,6 +609,8 @@ keel_store_pg_apply (keel_store_pg_t *self, const keel_change_t *c)
             keel_store_pg_p_int (&p, s->state);
             keel_store_pg_p_int (&p, s->created_wall_ms);
             keel_store_pg_p_int (&p, s->closed_wall_ms);
+            keel_store_pg_p_str (&p, s->condition);
+            keel_store_pg_p_int (&p, (int64_t) self->member_id);
             return s_send (self, P_SERVICE_PUT, &p);
         }
         case KEEL_CHANGE_SERVICE_STATE:
@@ -660,6 +666,7 @@ keel_store_pg_apply (keel_store_pg_t *self, const keel_change_t *c)
             keel_store_pg_p_str (&p, q->error);
             keel_store_pg_p_int (&p, (int64_t) q->run_ms);
             keel_store_pg_p_int (&p, q->expires_wall_ms);
+            keel_store_pg_p_int (&p, (int64_t) self->member_id);
             return s_send (self, P_PENDING_PUT, &p);
         }
         case KEEL_CHANGE_PENDING_DELETE:
@@ -675,6 +682,7 @@ keel_store_pg_apply (keel_store_pg_t *self, const keel_change_t *c)
             keel_store_pg_p_int (&p, e->login_wall_ms);
             keel_store_pg_p_int (&p, e->seen_wall_ms);
             keel_store_pg_p_int (&p, e->online ? 1 : 0);
+            keel_store_pg_p_int (&p, (int64_t) self->member_id);
             return s_send (self, P_ENGINE_PUT, &p);
         }
         case KEEL_CHANGE_CONFIG_SET:

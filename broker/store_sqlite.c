@@ -121,6 +121,9 @@ static const char *s_migrations[] = {
     // at a loss or logoff: that is the best guess for the rows it left.
     ("ALTER TABLE engines ADD COLUMN online INTEGER NOT NULL DEFAULT 0;"
      "UPDATE engines SET online = (seen_wall_ms = login_wall_ms);"),
+    // 4 -> 5: a service's condition on engines (docs/services.md); NULL
+    // for the services schema 4 wrote: they had none.
+    "ALTER TABLE services ADD COLUMN condition_text TEXT;",
 };
 #define KEEL_STORE_SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -133,7 +136,7 @@ static const char *s_sql[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
-    [Q_SERVICE_PUT] = "INSERT OR REPLACE INTO services VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    [Q_SERVICE_PUT] = "INSERT OR REPLACE INTO services VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
     [Q_SERVICE_STATE] = "UPDATE services SET state = ?2,"
                         " closed_wall_ms = CASE WHEN ?2 = 0 THEN 0 ELSE ?3 END"
                         " WHERE service_id = ?1",

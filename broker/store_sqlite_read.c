@@ -71,6 +71,7 @@ s_load_service (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg
         .state = (keel_service_state_t) sqlite3_column_int (stmt, 7),
         .created_wall_ms = sqlite3_column_int64 (stmt, 8),
         .closed_wall_ms = sqlite3_column_int64 (stmt, 9),
+        .condition = s_col_text (stmt, 10),
     };
     svc.init_data = s_col_blob (stmt, 6, &svc.init_len);
     return loader->service (&svc, arg);

@@ -159,6 +159,7 @@ keel_store_sqlite_service_put (keel_store_sqlite_t *self, const keel_store_servi
     s_int (stmt, 8, svc->state);
     s_int (stmt, 9, svc->created_wall_ms);
     s_int (stmt, 10, svc->closed_wall_ms);
+    s_text (self, stmt, 11, svc->condition);
     return s_run (self, Q_SERVICE_PUT);
 }
 

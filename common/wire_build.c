@@ -354,6 +354,7 @@ keel_msg_submit_service (keel_msg_t *msg, const keel_submit_service_args_t *args
         m->has_init_data = true;
         m->init_data = S_BYTES (args->init_data, args->init_size);
     }
+    m->condition = args->condition && args->condition[0] ? S_STR (args->condition) : NULL;
     keel_env_t *env = s_env (msg, S_DRIVER, KEEL__ENVELOPE__BODY_SUBMIT_SERVICE);
     env->submit_service = m;
     return env;
@@ -442,6 +443,8 @@ keel_msg_engine_login (keel_msg_t *msg, const keel_engine_login_args_t *args)
     m->n_held = args->n_held;
     m->held = (Keel__HeldTask **) args->held;
     m->moved_from = args->moved_from && args->moved_from[0] ? S_STR (args->moved_from) : NULL;
+    m->n_properties = args->n_properties;
+    m->properties = (Keel__EngineProperty **) args->properties;
     keel_env_t *env = s_env (msg, S_ENGINE, KEEL__ENVELOPE__BODY_ENGINE_LOGIN);
     env->engine_login = m;
     return env;

@@ -225,6 +225,7 @@ typedef struct {
     int64_t reschedule_delay_ms; // -1: the broker's RescheduleDelay
     const uint8_t *init_data;    // NULL: absent
     size_t init_size;
+    const char *condition; // NULL or "": absent (no condition)
 } keel_submit_service_args_t;
 
 // SubmitService (priority, max_attempts, reschedule_delay_ms always sent).
@@ -257,7 +258,9 @@ typedef struct {
     size_t n_service_types;
     Keel__HeldTask *const *held; // items made with keel_item_held_task
     size_t n_held;
-    const char *moved_from; // NULL or "": absent (EngineLogin.moved_from)
+    const char *moved_from;                  // NULL or "": absent (EngineLogin.moved_from)
+    Keel__EngineProperty *const *properties; // name and value each (EngineLogin.properties)
+    size_t n_properties;
 } keel_engine_login_args_t;
 
 // EngineLogin (slots and pid always sent).

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cond.h"
 #include "ranges.h"
 #include "wire_check.h"
 
@@ -299,6 +300,10 @@ s_check_submit_service (const keel_env_t *env, const char *w, keel_error_t *err)
     const Keel__SubmitService *m = env->submit_service;
     if (!s_id (err, w, "service_id", m->service_id, true) || !s_type (err, w, "type", m->type))
         return false;
+    // The condition's length only: its grammar is the broker's to check,
+    // so that a malformed one is refused with its column, not dropped.
+    if (!s_text (err, w, "condition", m->condition, false, KEEL_COND_MAX_LEN))
+        return false;
     return !m->has_reschedule_delay_ms || m->reschedule_delay_ms >= -1
            || s_fail (err, w, "reschedule_delay_ms: below -1");
 }
@@ -439,6 +444,32 @@ s_check_held (const Keel__HeldTask *h, const char *w, keel_error_t *err)
     return true;
 }
 
+// An engine's properties: at most KEEL_PROPERTIES_MAX, each a valid name
+// (cond.h) given once, with a value of at most KEEL_COND_VALUE_MAX bytes.
+static bool
+s_properties (keel_error_t *err, const char *w, size_t n, Keel__EngineProperty **props)
+{
+    if (!s_count (err, w, "properties", n, 0, KEEL_PROPERTIES_MAX))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const Keel__EngineProperty *p = props[i];
+        if (!p->name || !keel_cond_name_ok (p->name))
+            return s_fail (err, w,
+                           "properties[%zu]: bad name (want [A-Za-z_][A-Za-z0-9_]*, at "
+                           "most %d bytes)",
+                           i, KEEL_COND_NAME_MAX);
+        if (!p->value)
+            return s_fail (err, w, "properties[%zu]: missing value", i);
+        if (strnlen (p->value, KEEL_COND_VALUE_MAX + 1) > KEEL_COND_VALUE_MAX)
+            return s_fail (err, w, "properties[%zu] (%s): value longer than %d bytes", i, p->name,
+                           KEEL_COND_VALUE_MAX);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp (props[j]->name, p->name) == 0)
+                return s_fail (err, w, "properties[%zu]: '%s' given twice", i, p->name);
+    }
+    return true;
+}
+
 static bool
 s_check_engine_login (const keel_env_t *env, const char *w, keel_error_t *err)
 {
@@ -459,7 +490,8 @@ s_check_engine_login (const keel_env_t *env, const char *w, keel_error_t *err)
         if (!s_type (err, w, name, m->service_types[i]))
             return false;
     }
-    if (!s_count (err, w, "held", m->n_held, 0, KEEL_LIST_MAX))
+    if (!s_properties (err, w, m->n_properties, m->properties)
+        || !s_count (err, w, "held", m->n_held, 0, KEEL_LIST_MAX))
         return false;
     for (size_t i = 0; i < m->n_held; i++) {
         char where[64];

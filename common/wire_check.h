@@ -29,6 +29,7 @@
 #define KEEL_DEFAULT_MAX_MSG_SIZE (64 * 1024 * 1024)
 #define KEEL_MEMBERS_MAX          16  // cluster_members in a welcome
 #define KEEL_ENDPOINT_MAX         255 // an endpoint's length
+#define KEEL_PROPERTIES_MAX       64  // properties in an EngineLogin
 
 typedef Keel__Envelope keel_env_t;
 

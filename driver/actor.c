@@ -74,8 +74,8 @@ s_handed_app (keel_actor_t *self, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         keel_actor_to_app_t *entry = zlistx_first (self->to_app);
-        if (entry->kind == KEEL_ACTOR_TO_APP_RESULT && entry->service)
-            keel_actor_ack_later (entry->service, entry->task_id);
+        if (entry->kind == KEEL_ACTOR_TO_APP_RESULT)
+            keel_actor_handed (self, entry->service, entry->task_id);
         free (zlistx_detach (self->to_app, NULL));
     }
 }
@@ -277,6 +277,16 @@ s_apply_command (keel_actor_t *self, zmsg_t *msg)
         free (service_id);
         counted = true;
     }
+    else if (streq (command, "HOLDACKS")) {
+        self->hold_acks = true;
+        counted = true;
+    }
+    else if (streq (command, "ACKTAKEN") && arg && zframe_size (arg) == sizeof (uint64_t)) {
+        uint64_t upto;
+        memcpy (&upto, zframe_data (arg), sizeof upto);
+        keel_actor_ack_taken (self, upto); // at once: a STOP may follow in this turn
+        counted = true;
+    }
     //  "WAKE" (after a lend) needs nothing: the turn that reads it looks at the sockets.
     zstr_free (&command);
     zframe_destroy (&arg);
@@ -340,6 +350,7 @@ s_actor_destroy (keel_actor_t **self_p)
     free (self->inputs);
     free (self->input_ptrs);
     free (self->refs);
+    free (self->kept);
     free (self);
     *self_p = NULL;
 }
@@ -627,6 +638,7 @@ keel_actor_open_destroy (keel_actor_open_t **open_p)
     if (!open)
         return;
     free (open->init_data);
+    free (open->condition);
     free (open);
     *open_p = NULL;
 }

@@ -82,6 +82,7 @@ typedef struct {
     int64_t reschedule_delay_ms;
     uint8_t *init_data; // owned; NULL when none
     size_t init_data_size;
+    char *condition; // owned; NULL when none (SubmitService.condition)
 } keel_actor_open_t;
 
 typedef struct {

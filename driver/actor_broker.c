@@ -219,11 +219,14 @@ s_hello_delivered (keel_actor_t *self, size_t max, size_t *n_p, Keel__DeliveredT
     size_t n = 0, used = 0;
     keel_actor_service_t *svc = zlistx_first (self->services);
     while (svc && n < max && S_HELLO_RANGES - used >= 2) {
-        if (s_service_active (svc)) {
+        size_t nexcept = 0;
+        uint64_t *except = NULL;
+        if (s_service_active (svc) && keel_actor_not_kept (self, svc, &except, &nexcept)) {
             keel_ranges_writer_t w;
             keel_ranges_writer_init (&w, buf + used, S_HELLO_RANGES - used);
             uint64_t from = 0;
-            keel_outstanding_delivered (svc->tasks, &from, &w);
+            keel_outstanding_delivered (svc->tasks, &from, &w, except, nexcept);
+            free (except);
             if (w.n > 0) {
                 keel_item_delivered (&entries[n], svc->open->service_id, w.buf, w.n);
                 ptrs[n] = &entries[n];
@@ -314,6 +317,7 @@ s_send_service (keel_actor_t *self, keel_actor_service_t *svc)
         .reschedule_delay_ms = open->reschedule_delay_ms,
         .init_data = open->init_data,
         .init_size = open->init_data_size,
+        .condition = open->condition,
     };
     keel_msg_t msg;
     return s_send (self, self->main, keel_msg_submit_service (&msg, &submit));
@@ -492,6 +496,7 @@ keel_actor_ack_later (keel_actor_service_t *svc, uint64_t task_id)
     }
     svc->acks[svc->nacks++] = task_id;
 }
+
 // ---------------------------------------------------------------- session actions
 
 static void
@@ -670,7 +675,10 @@ s_tell_delivered (keel_actor_t *self)
     uint64_t *buf = NULL;
     keel_actor_service_t *svc = zlistx_first (self->services);
     while (svc && self->main) {
-        if (s_service_active (svc) && !s_listed (self->welcome, svc->open->service_id)) {
+        size_t nexcept = 0;
+        uint64_t *except = NULL;
+        if (s_service_active (svc) && !s_listed (self->welcome, svc->open->service_id)
+            && keel_actor_not_kept (self, svc, &except, &nexcept)) {
             uint64_t from = 0, ids = 0;
             size_t msgs = 0;
             while (from < keel_outstanding_next_id (svc->tasks)) {
@@ -680,7 +688,7 @@ s_tell_delivered (keel_actor_t *self)
                     break; // the broker may then run some again: harmless
                 keel_ranges_writer_t w;
                 keel_ranges_writer_init (&w, buf, S_TELL_RANGES);
-                keel_outstanding_delivered (svc->tasks, &from, &w);
+                keel_outstanding_delivered (svc->tasks, &from, &w, except, nexcept);
                 if (w.n == 0)
                     break;
                 keel_msg_t msg;
@@ -698,6 +706,7 @@ s_tell_delivered (keel_actor_t *self)
                     " messages=%zu outstanding=%zu",
                     keel_session_endpoint (self->session, keel_session_broker (self->session)),
                     svc->open->service_id, ids, msgs, keel_outstanding_count (svc->tasks));
+            free (except);
         }
         svc = zlistx_next (self->services);
     }
@@ -838,16 +847,20 @@ keel_actor_apply (keel_actor_t *self, const keel_session_input_t *in)
 }
 
 // A welcome from a member of a shared store lists the live members: the
-// ones this driver was not configured with become brokers it may turn to.
+// ones this driver was not configured with become brokers it may turn to,
+// and every one (the welcoming broker too) is known as a member.
 static void
-s_learn_members (keel_actor_t *self, const Keel__DriverWelcome *w)
+s_learn_members (keel_actor_t *self, const Keel__DriverWelcome *w, int broker)
 {
+    if (w->n_cluster_members)
+        keel_session_member (self->session, broker);
     for (size_t i = 0; i < w->n_cluster_members; i++) {
         int before = keel_session_nbrokers (self->session);
         int at = keel_session_learn (self->session, w->cluster_members[i]);
         if (at >= before)
             KEEL_INFO (S_COMPONENT, "broker %s is a member of the cluster: added as broker %d",
                        w->cluster_members[i], at);
+        keel_session_member (self->session, at);
     }
 }
 
@@ -855,13 +868,12 @@ bool
 keel_actor_admit (keel_actor_t *self, const keel_env_t *env, int broker, int64_t now)
 {
     bool welcome = env->body_case == KEEL__ENVELOPE__BODY_DRIVER_WELCOME;
+    if (welcome) // members first: their epochs are not checked
+        s_learn_members (self, env->driver_welcome, broker);
     if (keel_session_admit (self->session, broker, welcome,
                             welcome ? env->driver_welcome->pair_peer : NULL, env->has_epoch,
-                            env->epoch)) {
-        if (welcome)
-            s_learn_members (self, env->driver_welcome);
+                            env->epoch))
         return true;
-    }
     KEEL_LOG_LIMITED (&self->rl_stale, now, KEEL_LOG_INFO, S_COMPONENT,
                       "dropped %s from %s: epoch %" PRIu64
                       " is below the highest its pair has shown (a deposed active broker) "

@@ -60,7 +60,7 @@ s_on_results (keel_actor_t *self, const Keel__TaskResults *results)
                 break;
             }
             case KEEL_OUTSTANDING_DUPLICATE:
-                keel_actor_ack_later (svc, r->task_id);
+                keel_actor_ack_duplicate (self, svc, r->task_id);
                 break;
             default:
                 keel_actor_log_limited (&self->rl_unknown, "task result",
@@ -219,6 +219,14 @@ keel_actor_on_message (keel_actor_t *self, keel_env_t *env, int64_t now)
                 keel_session_endpoint (self->session, keel_session_broker (self->session)),
                 env->passive->active ? env->passive->active : "?",
                 env->passive->reason ? env->passive->reason : "");
+            // The broker it names (a member of the cluster that owns this
+            // driver's service, a pair's active) may be one this driver
+            // was not configured with: it becomes one it may turn to.
+            int before = keel_session_nbrokers (self->session);
+            int at = keel_session_learn (self->session, env->passive->active);
+            if (at >= before)
+                KEEL_INFO (S_COMPONENT, "broker %s named by a passive broker: added as broker %d",
+                           env->passive->active, at);
             keel_session_input_t in = { .event = KEEL_SESSION_EV_PASSIVE,
                                         .active = env->passive->active,
                                         .reason = env->passive->reason };

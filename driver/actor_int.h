@@ -1,6 +1,7 @@
-/*  actor_int.h — state shared by the driver actor's loop (actor.c) and its
-    broker side (actor_broker.c). Private to the driver library: nothing
-    outside those two files includes it. The interface to the application
+/*  actor_int.h — state shared by the driver actor's loop (actor.c), its
+    broker side (actor_broker.c, actor_inbox.c) and its acknowledgements
+    held for the application (actor_acks.c). Private to the driver library:
+    nothing outside those files includes it. The interface to the application
     thread is actor.h; the public API is include/keel/driver.h.
 */
 #ifndef KEEL_DRIVER_ACTOR_INT_H
@@ -47,6 +48,14 @@ typedef struct {
     uint64_t task_id;
 } keel_actor_to_app_t;
 
+// A result handed to the application, not acknowledged before the
+// application says it kept it (keel_driver_hold_acks).
+typedef struct {
+    keel_actor_service_t *service; // NULL: nothing to acknowledge
+    uint64_t task_id;
+    uint64_t seq; // handed-over results before it (the application counts the same)
+} keel_actor_kept_t;
+
 // The actor's state. Made by the application thread (keel_actor_new),
 // freed by the actor thread. Two groups of fields:
 // - the actor thread's own (never lent): pipe, held, kicked, stopping,
@@ -81,9 +90,13 @@ struct _keel_actor_t {
     Keel__TaskInput *inputs;   // scratch for SubmitTasks, batch_size entries
     Keel__TaskInput **input_ptrs;
     keel_outstanding_ref_t *refs;
+    bool hold_acks;          // HOLDACKS: results are acknowledged on ACKTAKEN only
+    uint64_t handed;         // ... results handed over since
+    keel_actor_kept_t *kept; // ... those not acknowledged yet, in hand-over order
+    size_t nkept, kept_cap;
 };
 
-// ---- actor_broker.c, called from the loop in actor.c
+// ---- actor_broker.c and actor_acks.c, called from the loop in actor.c
 
 // Logs a warning about what the broker sent, at most as often as rl allows.
 void keel_actor_log_limited (keel_ratelimit_t *rl, const char *what, const char *detail);
@@ -110,6 +123,21 @@ void keel_actor_flush_acks (keel_actor_t *self);
 // Notes that the result of task_id was handed to the application; the next
 // keel_actor_flush_acks acknowledges it to the broker.
 void keel_actor_ack_later (keel_actor_service_t *svc, uint64_t task_id);
+// A result was handed to the application: acknowledged next (ack_later), or
+// with hold_acks kept until the application's ACKTAKEN counts it.
+void keel_actor_handed (keel_actor_t *self, keel_actor_service_t *svc, uint64_t task_id);
+// ACKTAKEN: the application kept the first upto results handed over since
+// HOLDACKS; acknowledges them now.
+void keel_actor_ack_taken (keel_actor_t *self, uint64_t upto);
+// A result the broker sent again for a task already handed over:
+// acknowledged, unless held (the application's ACKTAKEN acknowledges it).
+void keel_actor_ack_duplicate (keel_actor_t *self, keel_actor_service_t *svc, uint64_t task_id);
+// With hold_acks: the ids of svc's results handed over or waiting to be,
+// not kept yet, sorted, in *ids_p (caller frees; NULL when none) — what a
+// hello must not count as delivered. False when out of memory (then say
+// nothing of svc).
+bool keel_actor_not_kept (keel_actor_t *self, keel_actor_service_t *svc, uint64_t **ids_p,
+                          size_t *n_p);
 // Sends DriverHello again on the session socket (a service was attached:
 // the broker answers for it in the welcome).
 void keel_actor_hello_again (keel_actor_t *self);

@@ -13,6 +13,7 @@
 
 #include "actor.h"
 #include "cli.h"
+#include "cond.h"
 #include "driver_config.h"
 #include "journal.h"
 #include "log.h"
@@ -59,6 +60,9 @@ struct _keel_driver_t {
     uint64_t submitted;
     uint64_t delivered;
     bool lent_last; // the last wait lent the actor (it may be parked)
+    bool hold_acks; // keel_driver_hold_acks: acknowledge only what the application kept
+    uint64_t taken; // ... results handed to the application (in the actor's order)
+    uint64_t acked; // ... of which the actor was told to acknowledge this many
     bool no_broker; // a NO_BROKER event waits to be returned
     char no_broker_text[KEEL_TEXT_MAX + 1];
 };
@@ -162,6 +166,7 @@ s_handle_result (keel_driver_t *self, keel_result_t *result)
                   .output_len = result->output_size,
                   .text = result->status == KEEL_TASK_OK ? NULL : result->error);
     if (self->result_fn) {
+        self->taken++;
         self->result_fn (result, self->result_arg);
         keel_result_destroy (&result);
     }
@@ -547,6 +552,7 @@ keel_driver_set_result_handler (keel_driver_t *self, keel_result_fn *fn, void *a
         for (size_t i = 0; i < bound && zlistx_size (self->results) > 0; i++) {
             keel_result_t *result = zlistx_first (self->results);
             zlistx_detach_cur (self->results);
+            self->taken++;
             self->result_fn (result, self->result_arg);
             keel_result_destroy (&result);
         }
@@ -603,6 +609,7 @@ keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **re
         if (zlistx_size (self->results) > 0) {
             *result_p = zlistx_first (self->results);
             zlistx_detach_cur (self->results);
+            self->taken++;
             return KEEL_OK;
         }
         int64_t left = deadline - zclock_mono ();
@@ -636,6 +643,38 @@ keel_driver_wait_all (keel_driver_t *self, int timeout_ms, keel_error_t *err)
         if (rc != KEEL_OK)
             return rc;
     }
+    return KEEL_OK;
+}
+
+keel_err
+keel_driver_hold_acks (keel_driver_t *self, keel_error_t *err)
+{
+    assert (self);
+    if (self->hold_acks)
+        return KEEL_OK;
+    //  The actor counts what it hands over from the command on, this
+    //  thread what it takes: no result may be on its way meanwhile.
+    if (zlistx_size (self->services) > 0)
+        return keel_error_set (err, KEEL_ERR_STATE,
+                               "keel_driver_hold_acks: a service is already open");
+    if (s_command (self, "s", "HOLDACKS", NULL) != 0)
+        return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    self->hold_acks = true;
+    return KEEL_OK;
+}
+
+keel_err
+keel_driver_ack_taken (keel_driver_t *self, keel_error_t *err)
+{
+    assert (self);
+    if (!self->hold_acks || self->acked == self->taken)
+        return KEEL_OK;
+    uint64_t upto = self->taken;
+    int rc = zsock_send (self->actor, "sb", "ACKTAKEN", &upto, sizeof upto);
+    if (rc != 0)
+        return keel_error_set (err, KEEL_ERR_IO, "cannot reach the driver thread");
+    keel_lend_sent (self->lend);
+    self->acked = upto;
     return KEEL_OK;
 }
 
@@ -677,6 +716,15 @@ keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *opt
                         KEEL_DEFAULT_MAX_MSG_SIZE / 2);
         return NULL;
     }
+    if (options->condition && *options->condition) {
+        keel_error_t cerr;
+        keel_cond_t *cond = keel_cond_parse (options->condition, &cerr);
+        if (!cond) {
+            keel_error_set (err, KEEL_ERR_INVALID, "condition: %s", cerr.text);
+            return NULL;
+        }
+        keel_cond_destroy (&cond);
+    }
     keel_service_t *service = calloc (1, sizeof *service);
     keel_actor_open_t *open = calloc (1, sizeof *open);
     if (!service || !open)
@@ -695,6 +743,9 @@ keel_driver_open_service (keel_driver_t *self, const keel_service_options_t *opt
         memcpy (open->init_data, options->init_data, options->init_data_size);
         open->init_data_size = options->init_data_size;
     }
+    if (options->condition && *options->condition
+        && !(open->condition = strdup (options->condition)))
+        goto nomem;
     if (s_command (self, "sp", "OPEN", open) != 0) {
         keel_actor_open_destroy (&open);
         free (service);

@@ -13,6 +13,10 @@
     (only when stderr is a terminal) is cleared before anything else is
     written to that terminal, a JSON line included when stdout is the same
     terminal, so the two never share a line.
+
+    A result is acknowledged to the broker only once its line is written
+    (keel_driver_hold_acks): killed -9 with lines still in its buffer,
+    keel-driver leaves their results at the broker for `attach`.
 */
 #include <errno.h>
 #include <signal.h>
@@ -65,8 +69,9 @@ typedef struct {
     const char *output_dir;
     keel_jsonl_buf_t line;
     bool write_failed;
-    bool gave_up;     // NO_BROKER came: the job ends, later statuses are not news
-    int64_t deadline; // --timeout: monotonic ms; INT64_MAX: none
+    keel_driver_t *driver; // told (keel_driver_ack_taken) once lines are written
+    bool gave_up;          // NO_BROKER came: the job ends, later statuses are not news
+    int64_t deadline;      // --timeout: monotonic ms; INT64_MAX: none
 } s_job_t;
 
 //  Why a run stopped before its work was done.
@@ -160,7 +165,19 @@ s_clear_progress (s_job_t *job)
     }
 }
 
-//  Writes the gathered stdout lines (whole lines only).
+//  The results taken so far are written: the broker may forget them. (A
+//  line that could not be written leaves its result at the broker, for
+//  attach.)
+static void
+s_ack_written (s_job_t *job)
+{
+    if (job->driver && !job->write_failed)
+        keel_driver_ack_taken (job->driver, NULL);
+}
+
+//  Writes the gathered stdout lines (whole lines only), then acknowledges
+//  their results: a driver killed -9 before the write leaves them at the
+//  broker.
 static void
 s_out_flush (s_job_t *job)
 {
@@ -177,6 +194,7 @@ s_out_flush (s_job_t *job)
     }
     job->out_len = 0;
     job->out_at = zclock_mono ();
+    s_ack_written (job);
 }
 
 //  One line to stdout. A line longer than the buffer goes out alone.
@@ -198,6 +216,7 @@ s_out_line (s_job_t *job, const char *line, size_t len)
             }
             off += (size_t) n;
         }
+        s_ack_written (job);
         return;
     }
     memcpy (job->out + job->out_len, line, len);
@@ -800,6 +819,12 @@ main (int argc, char **argv)
         goto done;
     }
     keel_driver_set_status_handler (driver, s_on_status, &job);
+    //  A result is acknowledged once its line is written, not when taken.
+    if (keel_driver_hold_acks (driver, &err) != KEEL_OK) {
+        fprintf (stderr, S_PROGRAM ": %s\n", err.text);
+        goto done;
+    }
+    job.driver = driver;
     if (args.command != KEEL_COMMAND_SUBMIT) {
         int64_t began = job.started = zclock_mono ();
         if (args.command == KEEL_COMMAND_WAIT)
@@ -820,6 +845,7 @@ main (int argc, char **argv)
     keel_service_options_init (&options, args.service);
     if (args.has_priority)
         options.priority = args.priority;
+    options.condition = args.require;
     if (args.has_max_attempts)
         options.max_attempts = args.max_attempts;
     keel_service_t *service = keel_driver_open_service (driver, &options, &err);

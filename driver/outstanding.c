@@ -291,21 +291,32 @@ keel_outstanding_take (keel_outstanding_t *self, size_t max, keel_outstanding_re
     return n;
 }
 
+//  True when id is in except[*k_p..) (sorted); moves *k_p past the ids below.
+static bool
+s_excepted (const uint64_t *except, size_t nexcept, size_t *k_p, uint64_t id)
+{
+    while (*k_p < nexcept && except[*k_p] < id)
+        ++*k_p;
+    return *k_p < nexcept && except[*k_p] == id;
+}
+
 void
 keel_outstanding_delivered (const keel_outstanding_t *self, uint64_t *from_p,
-                            keel_ranges_writer_t *w)
+                            keel_ranges_writer_t *w, const uint64_t *except, size_t nexcept)
 {
     assert (self && from_p && w);
     uint64_t id = *from_p;
+    size_t k = 0;
     while (id < self->next_id) {
-        while (id < self->next_id && s_lookup (self, id))
-            id++; // held: still waits for its result
+        while (id < self->next_id && (s_lookup (self, id) || s_excepted (except, nexcept, &k, id)))
+            id++; // held (still waits for its result), or not kept yet
         if (id == self->next_id)
             break;
         uint64_t lo = id;
+        uint64_t stop = k < nexcept && except[k] < self->next_id ? except[k] : self->next_id;
         if (id < self->base)
-            id = self->base; // nothing below base is held
-        while (id < self->next_id && !s_lookup (self, id))
+            id = self->base < stop ? self->base : stop; // nothing below base is held
+        while (id < stop && !s_lookup (self, id))
             id++;
         if (!keel_ranges_writer_add (w, lo, id)) {
             *from_p = lo;

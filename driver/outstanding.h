@@ -90,10 +90,12 @@ size_t keel_outstanding_take (keel_outstanding_t *self, size_t max, keel_outstan
 
 // Describes the ids in [*from_p, next_id) that are not held — their
 // results were delivered (or the tasks failed locally) — as ranges into w,
-// until w is full. Sets *from_p to the first id not described: next_id
-// when all were, else where to continue with a fresh writer. O(ids looked at).
+// until w is full, leaving out the nexcept ids in except (sorted, may be
+// NULL: results the application took but has not kept yet). Sets *from_p
+// to the first id not described: next_id when all were, else where to
+// continue with a fresh writer. O(ids looked at + nexcept).
 void keel_outstanding_delivered (const keel_outstanding_t *self, uint64_t *from_p,
-                                 keel_ranges_writer_t *w);
+                                 keel_ranges_writer_t *w, const uint64_t *except, size_t nexcept);
 
 // Forgets the held task with the lowest id and returns true with its id,
 // or false when none is held. For failing a service's tasks locally.

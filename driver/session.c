@@ -29,6 +29,10 @@ typedef struct {
     bool paired; // its last welcome named a pair peer (configured or not): its epochs are checked
     uint64_t epoch;    // highest epoch seen from it while paired
     bool said_passive; // answered Passive since the last welcome
+    // A member of a shared store's cluster (a welcome listed it): members
+    // share one store, so a move between two keeps the accepted flags, and
+    // their epochs are their own (the store fences a member, not epochs).
+    bool member;
 } s_pair_t;
 
 struct _keel_session_t {
@@ -102,6 +106,8 @@ s_related (const keel_session_t *self, int a, int b)
 {
     if (a < 0 || b < 0 || a == b || a >= self->config.nbrokers || b >= self->config.nbrokers)
         return false;
+    if (self->pairs[a].member && self->pairs[b].member)
+        return true;
     return self->pairs[a].peer == b || self->pairs[b].peer == a;
 }
 
@@ -608,6 +614,14 @@ keel_session_learn (keel_session_t *self, const char *endpoint)
     return n;
 }
 
+void
+keel_session_member (keel_session_t *self, int broker)
+{
+    assert (self);
+    if (broker >= 0 && broker < self->config.nbrokers)
+        self->pairs[broker].member = true;
+}
+
 const char *
 keel_session_endpoint (const keel_session_t *self, int broker)
 {
@@ -732,7 +746,7 @@ keel_session_admit (keel_session_t *self, int broker, bool welcome, const char *
         return true;
     s_pair_t *pair = &self->pairs[broker];
     bool paired = welcome ? keel_endpoint_named (pair_peer) : pair->paired;
-    if (!paired)
+    if (!paired || pair->member)
         return true; // a standalone broker: its epochs are its own business
     int peer = welcome ? keel_session_find_broker (self, pair_peer) : pair->peer;
     uint64_t high = pair->epoch;

@@ -229,6 +229,12 @@ int keel_session_find_broker (const keel_session_t *self, const char *endpoint);
 // brokers (or out of memory). Call before applying the welcome.
 #define KEEL_SESSION_LEARNED_MAX 16
 int keel_session_learn (keel_session_t *self, const char *endpoint);
+// Broker i is a member of a shared store's cluster (a welcome listed the
+// members): a move between two members keeps the accepted flags (one
+// store holds them), and a member's epochs are not checked against
+// another's (each member has its own; the store fences a member that lost
+// its work). Call before admitting the welcome.
+void keel_session_member (keel_session_t *self, int broker);
 // Endpoint of broker i ("?" out of range), and how many brokers there are
 // (configured plus learned).
 const char *keel_session_endpoint (const keel_session_t *self, int broker);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cond.h"
 #include "settings.h"
 #include "wire.h"
 
@@ -29,7 +30,8 @@ enum {
     S_OPT_DETACH,
     S_OPT_ALL,
     S_OPT_TIMEOUT,
-    S_OPT_CANCEL_ON_INTERRUPT
+    S_OPT_CANCEL_ON_INTERRUPT,
+    S_OPT_REQUIRE
 };
 
 static const struct option s_options[] = {
@@ -53,6 +55,7 @@ static const struct option s_options[] = {
     { "all", no_argument, NULL, S_OPT_ALL },
     { "timeout", required_argument, NULL, S_OPT_TIMEOUT },
     { "cancel-on-interrupt", no_argument, NULL, S_OPT_CANCEL_ON_INTERRUPT },
+    { "require", required_argument, NULL, S_OPT_REQUIRE },
     { NULL, 0, NULL, 0 }
 };
 
@@ -119,10 +122,10 @@ s_check_other (keel_submit_args_t *args, const char *command, const char *id, in
                                command, id, KEEL_ID_MAX);
     args->service_id = id;
     if (args->service || sources || args->has_priority || args->has_max_attempts || args->detach
-        || args->cancel_on_interrupt)
+        || args->cancel_on_interrupt || args->require)
         return keel_error_set (err, KEEL_ERR_INVALID,
-                               "%s: --service, inputs, --priority, --max-attempts, --detach and "
-                               "--cancel-on-interrupt go with submit",
+                               "%s: --service, inputs, --priority, --max-attempts, --require, "
+                               "--detach and --cancel-on-interrupt go with submit",
                                command);
     if (args->all && args->command != KEEL_COMMAND_ATTACH)
         return keel_error_set (err, KEEL_ERR_INVALID, "--all goes with attach");
@@ -251,6 +254,17 @@ keel_submit_args_parse (int argc, char **argv, keel_submit_args_t *args, keel_er
             case S_OPT_OUTPUT_DIR:
                 args->output_dir = optarg;
                 break;
+            case S_OPT_REQUIRE: {
+                // Checked before anything connects: a malformed condition
+                // is a usage error (exit 2) naming its column.
+                keel_error_t cerr;
+                keel_cond_t *cond = keel_cond_parse (optarg, &cerr);
+                if (!cond)
+                    return keel_error_set (err, KEEL_ERR_INVALID, "--require: %s", cerr.text);
+                keel_cond_destroy (&cond);
+                args->require = optarg;
+                break;
+            }
             case S_OPT_LOG_LEVEL:
                 args->log_level = optarg;
                 break;
@@ -336,6 +350,12 @@ keel_submit_args_usage (FILE *out)
         "  --failover URL             failover broker (repeatable, DSFailoverBrokers)\n"
         "  --priority N               service priority (higher first)\n"
         "  --max-attempts N           task failures before giving up (0: broker default)\n"
+        "  --require CONDITION        run tasks only on engines whose properties meet\n"
+        "                             CONDITION, e.g. 'memory_mb >= 4096 && gpu == \"a100\"'\n"
+        "                             (== != < <= > >=, && || !, parentheses, \"strings\",\n"
+        "                             numbers, property names; a missing property makes a\n"
+        "                             comparison false; docs/services.md). A malformed one\n"
+        "                             exits 2 naming its column, before connecting\n"
         "  --output-dir DIR           write outputs to DIR/<task>.out\n"
         "  --log-level LEVEL          error|warn|info|debug (LogLevel)\n"
         "  --detach                   submit: once every task is stored at the broker,\n"

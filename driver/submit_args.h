@@ -68,6 +68,7 @@ typedef struct {
     uint32_t max_attempts;
     const char *output_dir;
     const char *log_level; // --log-level
+    const char *require;   // --require CONDITION (checked here: keel_cond_parse)
 } keel_submit_args_t;
 
 // Parses argv. Returns KEEL_OK (check help/version first), or

@@ -191,6 +191,13 @@ s_op_send_login (void *arg)
     char *types[KEEL_ENGINE_MAX_SERVICES];
     for (int i = 0; i < self->cfg->n_services; i++)
         types[i] = self->cfg->services[i].name;
+    Keel__EngineProperty props[KEEL_PROPERTIES_MAX], *prop_ptrs[KEEL_PROPERTIES_MAX];
+    for (int i = 0; i < self->cfg->n_props; i++) {
+        keel__engine_property__init (&props[i]);
+        props[i].name = self->cfg->props[i].name;
+        props[i].value = self->cfg->props[i].value;
+        prop_ptrs[i] = &props[i];
+    }
     keel_engine_login_args_t login = { .engine_id = keel_statedir_engine_id (self->statedir),
                                        .session = self->session_id,
                                        .host = self->cfg->host,
@@ -198,8 +205,9 @@ s_op_send_login (void *arg)
                                        .pid = (uint32_t) getpid (),
                                        .service_types = types,
                                        .n_service_types = (size_t) self->cfg->n_services,
-                                       .moved_from =
-                                           keel_engine_session_moved_from (self->session) };
+                                       .moved_from = keel_engine_session_moved_from (self->session),
+                                       .properties = prop_ptrs,
+                                       .n_properties = (size_t) self->cfg->n_props };
     return keel_outbox_send_login (self->outbox, &login); // with every held task
 }
 

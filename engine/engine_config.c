@@ -2,11 +2,15 @@
     See engine_config.h. */
 #include "engine_config.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "builtin.h"
+#include "cond.h"
 #include "wire.h"
 
 #define S_DEFAULT_ENGINE_TIMEOUT_MS (15 * 60 * 1000)
@@ -168,6 +172,79 @@ s_parse_brokers (keel_engine_config_t *cfg, const char *text, keel_error_t *err)
     return KEEL_OK;
 }
 
+// ---------------------------------------------------------------- properties
+
+// Sets property name to value (replacing one of that name).
+static keel_err
+s_prop_set (keel_engine_config_t *cfg, const char *name, const char *value, const char *key,
+            keel_error_t *err)
+{
+    if (!keel_cond_name_ok (name))
+        return keel_error_set (err, KEEL_ERR_CONFIG,
+                               "%s: '%s' is not a property name ([A-Za-z_][A-Za-z0-9_]*, at most "
+                               "%d bytes)",
+                               key, name, KEEL_COND_NAME_MAX);
+    if (strlen (value) > KEEL_COND_VALUE_MAX)
+        return keel_error_set (err, KEEL_ERR_CONFIG, "%s: value longer than %d bytes", key,
+                               KEEL_COND_VALUE_MAX);
+    int i = 0;
+    while (i < cfg->n_props && strcmp (cfg->props[i].name, name) != 0)
+        i++;
+    if (i == KEEL_PROPERTIES_MAX)
+        return keel_error_set (err, KEEL_ERR_CONFIG, "%s: more than %d properties", key,
+                               KEEL_PROPERTIES_MAX);
+    char *copy = strdup (value);
+    if (!copy || (i == cfg->n_props && !(cfg->props[i].name = strdup (name)))) {
+        free (copy);
+        return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
+    }
+    free (cfg->props[i].value);
+    cfg->props[i].value = copy;
+    if (i == cfg->n_props)
+        cfg->n_props++;
+    return KEEL_OK;
+}
+
+static void
+s_on_property (const char *key, const char *wildcard, const char *value, void *arg)
+{
+    s_walk_t *walk = arg;
+    if (walk->rc == KEEL_OK)
+        walk->rc = s_prop_set (walk->cfg, wildcard, value, key, walk->err);
+}
+
+// The built-in properties: host, os (uname's system, lower case), cores
+// (online), memory_mb (physical memory), slots.
+static keel_err
+s_builtin_props (keel_engine_config_t *cfg, keel_error_t *err)
+{
+    char os[64] = "unknown", num[32];
+    struct utsname u;
+    if (uname (&u) == 0) {
+        snprintf (os, sizeof os, "%.60s", u.sysname);
+        for (char *c = os; *c; c++)
+            *c = (char) tolower ((unsigned char) *c);
+    }
+    char host[KEEL_COND_VALUE_MAX + 1];
+    snprintf (host, sizeof host, "%.*s", KEEL_COND_VALUE_MAX, cfg->host);
+    long cores = sysconf (_SC_NPROCESSORS_ONLN);
+    long pages = sysconf (_SC_PHYS_PAGES), page = sysconf (_SC_PAGESIZE);
+    uint64_t mb = pages > 0 && page > 0 ? (uint64_t) pages * (uint64_t) page / (1024 * 1024) : 0;
+    keel_err rc = s_prop_set (cfg, "host", host, "host", err);
+    if (!rc)
+        rc = s_prop_set (cfg, "os", os, "os", err);
+    snprintf (num, sizeof num, "%ld", cores > 0 ? cores : 1);
+    if (!rc)
+        rc = s_prop_set (cfg, "cores", num, "cores", err);
+    snprintf (num, sizeof num, "%llu", (unsigned long long) mb);
+    if (!rc)
+        rc = s_prop_set (cfg, "memory_mb", num, "memory_mb", err);
+    snprintf (num, sizeof num, "%d", cfg->slots);
+    if (!rc)
+        rc = s_prop_set (cfg, "slots", num, "slots", err);
+    return rc;
+}
+
 keel_engine_config_t *
 keel_engine_config_new (const keel_settings_t *settings, keel_error_t *err)
 {
@@ -230,6 +307,10 @@ keel_engine_config_new (const keel_settings_t *settings, keel_error_t *err)
     keel_engine_cfg_match_service_library (settings, s_on_library, &walk);
     keel_engine_cfg_match_service_exec (settings, s_on_exec, &walk);
     keel_engine_cfg_match_service_timeout (settings, s_on_timeout, &walk);
+    if (walk.rc == KEEL_OK)
+        walk.rc = s_builtin_props (cfg, err);
+    if (walk.rc == KEEL_OK)
+        keel_engine_cfg_match_property (settings, s_on_property, &walk);
     if (walk.rc != KEEL_OK)
         goto fail;
     return cfg;
@@ -251,6 +332,10 @@ keel_engine_config_destroy (keel_engine_config_t **self_p)
         free (cfg->services[i].name);
         free (cfg->services[i].command);
         free (cfg->services[i].library);
+    }
+    for (int i = 0; i < cfg->n_props; i++) {
+        free (cfg->props[i].name);
+        free (cfg->props[i].value);
     }
     free (cfg->state_dir);
     free (cfg->host);

@@ -10,7 +10,9 @@
     keel_engine_config_new() turns parsed settings into a plain struct the
     rest of the engine reads: the broker list, slots, state dir, timers and
     the service types this engine offers (built-ins first, then every
-    service.<name>.library and service.<name>.exec). It rejects what the
+    service.<name>.library and service.<name>.exec), and the properties it
+    advertises (built-in host, os, cores, memory_mb, slots, then every
+    property.<name>, which replaces a built-in of its name). It rejects what the
     engine cannot use (a service shadowing a built-in, one that is both a
     command and a library, an empty broker list) with a message naming the
     key. Whether a command's program or a library can actually run here is
@@ -28,6 +30,7 @@
 #include "error.h"
 #include "security.h"
 #include "settings.h"
+#include "wire_check.h"
 
 #define KEEL_ENGINE_MAX_BROKERS  16
 #define KEEL_ENGINE_MAX_SERVICES 256
@@ -77,7 +80,11 @@
              "kill a task of this service (the sleep and count built-ins too; echo, double and "   \
              "fail run inline and return at once) after this long; 0 = no limit")                  \
     PATTERN (service_library, "service.*.library", STRING, NULL, NULL, 0, 0, false, NULL,          \
-             "library service: path of a shared object implementing keel/service.h")
+             "library service: path of a shared object implementing keel/service.h")               \
+    PATTERN (property, "property.*", STRING, NULL, NULL, 0, 0, false, NULL,                        \
+             "a property this engine advertises, which service conditions (--require) test; "      \
+             "names [A-Za-z_][A-Za-z0-9_]*, values up to 256 bytes; one named like a built-in "    \
+             "(host, os, cores, memory_mb, slots) replaces it")
 
 #define KEEL_ENGINE_CFG_ACCESSOR(name, type, ...)                                                  \
     KEEL_SETTING_ACCESSOR (keel_engine_cfg_, name, type)
@@ -99,6 +106,12 @@ typedef struct {
     int64_t timeout_ms; // 0 = no timeout
 } keel_service_def_t;
 
+// One property the engine advertises at login (EngineLogin.properties).
+typedef struct {
+    char *name;
+    char *value;
+} keel_engine_prop_t;
+
 typedef struct {
     char *brokers[KEEL_ENGINE_MAX_BROKERS]; // [0] is the primary
     int n_brokers;
@@ -116,6 +129,10 @@ typedef struct {
     keel_security_t security; // Security, CurveKey, BrokerKey (security.h)
     keel_service_def_t services[KEEL_ENGINE_MAX_SERVICES];
     int n_services;
+    // Built-in host, os, cores, memory_mb, slots (computed here), then each
+    // property.<name> key: a key named like a built-in replaces its value.
+    keel_engine_prop_t props[KEEL_PROPERTIES_MAX];
+    int n_props;
 } keel_engine_config_t;
 
 // The engine's settings table, built from KEEL_ENGINE_SETTINGS (static, ends

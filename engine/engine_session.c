@@ -223,7 +223,10 @@ s_related (const keel_engine_session_t *self, int a, int b)
 
 //  Whether env from the current broker takes part in the epoch rule
 //  (*peer_p: its pair peer then): a LoginReply that names a pair peer, or
-//  anything else from a broker whose LoginReply did. Passive never does.
+//  anything else from a broker whose LoginReply did. Passive never does,
+//  nor does a member of a shared store's cluster (its LoginReply lists the
+//  members): each member has epochs of its own, and the store fences a
+//  member that lost its work.
 static bool
 s_epoch_checked (const keel_engine_session_t *self, const keel_env_t *env, int *peer_p)
 {
@@ -233,7 +236,8 @@ s_epoch_checked (const keel_engine_session_t *self, const keel_env_t *env, int *
         return false;
     if (env->body_case == KEEL__ENVELOPE__BODY_LOGIN_REPLY) {
         *peer_p = keel_engine_session_find_broker (self, env->login_reply->pair_peer);
-        return keel_endpoint_named (env->login_reply->pair_peer);
+        return keel_endpoint_named (env->login_reply->pair_peer)
+               && env->login_reply->n_cluster_members == 0;
     }
     *peer_p = self->pair_peer[b];
     return self->paired[b];
@@ -262,15 +266,17 @@ s_note_epoch (keel_engine_session_t *self, const keel_env_t *env)
         self->pair_epoch[self->broker] = env->epoch;
 }
 
-//  A LoginReply from the current broker named pair_peer (NULL: none).
+//  A LoginReply from the current broker named pair_peer (NULL: none); a
+//  member of a cluster names its successor, but its epochs are its own.
 static void
-s_note_pair (keel_engine_session_t *self, const char *pair_peer)
+s_note_pair (keel_engine_session_t *self, const char *pair_peer, bool member)
 {
     int b = self->broker;
     if (b < 0 || b >= KEEL_ENGINE_MAX_BROKERS)
         return;
-    self->paired[b] = keel_endpoint_named (pair_peer);
-    self->pair_peer[b] = self->paired[b] ? keel_engine_session_find_broker (self, pair_peer) : -1;
+    bool named = keel_endpoint_named (pair_peer);
+    self->paired[b] = named && !member;
+    self->pair_peer[b] = named ? keel_engine_session_find_broker (self, pair_peer) : -1;
     if (self->pair_peer[b] == b)
         self->pair_peer[b] = -1;
     if (!self->paired[b])
@@ -409,7 +415,7 @@ s_logged_in (keel_engine_session_t *self, const keel_env_t *env, int64_t now)
     const Keel__LoginReply *reply = env->login_reply;
     for (size_t i = 0; i < reply->n_cluster_members; i++)
         keel_engine_session_learn (self, reply->cluster_members[i]);
-    s_note_pair (self, reply->pair_peer);
+    s_note_pair (self, reply->pair_peer, reply->n_cluster_members > 0);
     self->jumped = 0;
     self->heartbeat_ms = (int64_t) reply->heartbeat_ms;
     self->engine_timeout_ms = (int64_t) reply->engine_timeout_ms;

@@ -4,9 +4,10 @@
 # and its temp dir removed; the daemons' logs are shown if something fails.
 # KEEL_BUILD_DIR (default build) names the build directory under the repo.
 #   usage: scripts/demo.sh [--cluster] [--help]
-#   --cluster: a private PostgreSQL, two brokers on it (one serves, one
-#   stands by), engines and a driver that know only the first; the first
-#   is killed -9 mid-run and the second finishes the batch.
+#   --cluster: a private PostgreSQL, two brokers on it (both serve, each
+#   its own work), engines and a driver that know only the first; the
+#   first is killed -9 mid-run and the second takes its work over and
+#   finishes the batch.
 set -euo pipefail
 
 cluster=0
@@ -138,11 +139,7 @@ if ((cluster)); then
             --set "HeartbeatInterval=250ms" >"$tmp/broker${names[$n]}.log" 2>&1 &
         bpid[$n]=$!
         pids+=("${bpid[$n]}")
-        if ((n == 0)); then
-            wait_status "${adm[0]}" '"state":"serving"' 15
-        else
-            wait_status "${adm[1]}" '"state":"standby"' 15
-        fi
+        wait_status "${adm[$n]}" '"state":"serving"' 15
     done
     wait_status "${adm[0]}" "${ep[1]}" 15 # A lists B as a member
     for n in 1 2; do
@@ -166,8 +163,8 @@ if ((cluster)); then
     kill -KILL "${bpid[0]}"
     wait "${bpid[0]}" 2>/dev/null || true
     t0=$SECONDS
-    wait_status "${adm[1]}" '"state":"serving"' 15
-    echo "==> broker B serves (within $((SECONDS - t0 + 1)) s); the driver and engines moved to it"
+    wait_status "${adm[1]}" '"takeovers":1' 15
+    echo "==> broker B took A's work over (within $((SECONDS - t0 + 1)) s); the driver and engines moved to it"
     if ! wait "$driver_pid"; then
         echo "demo: keel-driver failed" >&2
         cat "$tmp/driver.log" >&2
@@ -184,7 +181,7 @@ if ((cluster)); then
         exit 1
     fi
     ok=1
-    echo "==> done: a broker killed mid-run, its standby finished the batch; stopping everything"
+    echo "==> done: a broker killed mid-run, its successor finished the batch; stopping everything"
     exit 0
 fi
 

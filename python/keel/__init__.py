@@ -173,14 +173,23 @@ class Session:
                 _log.exception("status callback failed")
 
     def open_service(self, type_, priority=0, max_attempts=0, reschedule_delay_ms=-1,
-                     init_data=None):
+                     init_data=None, condition=None):
         """Opens a service of type type_ ("double", a command service ...);
-        raises KeelError for invalid options (e.g. a bad type name)."""
+        condition: its tasks run only on engines whose properties meet it
+        (e.g. 'memory_mb >= 4096 && gpu == "a100"', docs/services.md);
+        raises KeelError for invalid options (a bad type name, a malformed
+        condition: "condition: column N: ...")."""
         options = _lib.ServiceOptions()
-        self._lib.keel_service_options_init(ctypes.byref(options), type_.encode())
+        self._lib.keel_service_options_init(ctypes.byref(options), None)
+        # Assigned here, not passed to init: the struct keeps a reference to
+        # the bytes (a temporary passed to init could be freed and its
+        # memory reused before keel_driver_open_service reads it).
+        options.type = type_.encode()
         options.priority = priority
         options.max_attempts = max_attempts
         options.reschedule_delay_ms = reschedule_delay_ms
+        if condition:
+            options.condition = condition.encode()
         init = _bytes(init_data) if init_data is not None else None
         if init:
             options.init_data = ctypes.cast(ctypes.c_char_p(init), ctypes.c_void_p)

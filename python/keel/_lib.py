@@ -47,6 +47,7 @@ class ServiceOptions(ctypes.Structure):
         ("reschedule_delay_ms", ctypes.c_int64),
         ("init_data", ctypes.c_void_p),
         ("init_data_size", ctypes.c_size_t),
+        ("condition", ctypes.c_char_p),  # keel_service_options_init writes the whole struct
     ]
 
 

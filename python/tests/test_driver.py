@@ -62,6 +62,22 @@ def test_invalid_service_type_raises(broker):
             session.open_service("no such type!")
 
 
+def test_malformed_condition_raises_naming_its_column(broker):
+    with keel.Session(broker) as session:
+        with pytest.raises(keel.KeelError, match="condition: column 6: expected a value after '>='"):
+            session.open_service("double", condition="a >= ")
+
+
+def test_a_condition_every_engine_meets_runs_the_tasks(broker):
+    with keel.Session(broker) as session:
+        service = session.open_service("double", condition='os == "linux" && cores >= 1')
+        service.submit("1")
+        service.submit("2")
+        service.close()
+        outputs = sorted(result.output for result in session.results())
+    assert outputs == [b"2", b"4"]
+
+
 def test_service_no_engine_offers_is_reported_and_cancel_ends_it(broker):
     events = []
     with keel.Session(broker, status=lambda *e: events.append(e)) as session:

@@ -12,9 +12,11 @@
 # KEEL_BENCH_GEARMAN_THREADS, KEEL_BENCH_RELAY1_TASKS (tasks of the relay's
 # 1-in-flight row), KEEL_BENCH_W4_BIG=1 (adds W4's 10,000,000-task point:
 # ~1.2 GiB of broker memory and several minutes per run),
-# KEEL_BENCH_ONLY="w1 w3 w4 pair pg" (pair: W1/W2 against a resilient pair,
-# beside the single broker's, and W3 failover of a pair; pg: W1 on
-# Store=postgresql:// beside SQLite, a private PostgreSQL),
+# KEEL_BENCH_ONLY="w1 w3 w4 pair pg cluster" (pair: W1/W2 against a
+# resilient pair, beside the single broker's, and W3 failover of a pair; pg:
+# W1 on Store=postgresql:// beside SQLite, a private PostgreSQL; cluster: W1
+# through two members of one database against one member, and kill -9 of a
+# member at HeartbeatInterval=250ms),
 # KEEL_BENCH_W3_PAIR_TASKS (tasks of W3-pair, default 20,000),
 # KEEL_BENCH_W3_PAIR_KILL_AFTER (results before the kill, default a tenth).
 # The Gearman rows need gearman-job-server and libgearman-dev: installed with
@@ -70,7 +72,7 @@ prefetch=${KEEL_BENCH_PREFETCH:-256}
 # StoreSync=full beside them, and W3-pair; w3pair: W3-pair alone; curve:
 # W1 and W2 with Security=curve beside Security=none; flood: the flood
 # benchmark of issue 15).
-only=" ${KEEL_BENCH_ONLY:-w1 w3 w4 pair pg curve flood} "
+only=" ${KEEL_BENCH_ONLY:-w1 w3 w4 pair pg cluster curve flood} "
 want() { [[ "$only" == *" $1 "* ]]; }
 broker_timeout=2s
 # W3-pair: the pair's heartbeat (engines and drivers take the broker's), and
@@ -732,6 +734,86 @@ if want pg; then
     pg_cleanup
 fi
 
+# ---------------------------------------------------------------- cluster
+# Members of one PostgreSQL database (docs/operations.md §4). W1 on one
+# member (two engines, one driver of w1_n tasks) against two members (an
+# engine and a driver of w1_n/2 tasks each, both drivers at once: the
+# aggregate rate); each grid on a database of its own. Then kill -9 of a
+# member under load at HeartbeatInterval=250ms: kill -> the driver's next
+# result (keel-bench failover; the driver knows only the member it loses
+# and learns the other from its welcome).
+if want cluster; then
+    if pg_start; then
+        echo "==> cluster on PostgreSQL $pg_version: W1 ($w1_n tasks) on one member and on two" >&2
+        half=$((w1_n / 2))
+        for ((r = 0; r < runs; r++)); do
+            pg_sql "CREATE DATABASE one$r" >/dev/null
+            pg_sql "CREATE DATABASE two$r" >/dev/null
+            start_broker "broker-cl1-$r" "$tmp/unused.db" \
+                --set "Store=postgresql://postgres@127.0.0.1:$pg_port/one$r"
+            one_ep=$broker_ep
+            start_engine "engine-cl1-$r-1" "$one_ep"
+            start_engine "engine-cl1-$r-2" "$one_ep"
+            wait_status "$broker_admin" online 2 30
+            w1_keel_run w1_cluster_one --broker "$one_ep"
+            stop_all
+            start_broker "broker-cl2a-$r" "$tmp/unused.db" \
+                --set "Store=postgresql://postgres@127.0.0.1:$pg_port/two$r"
+            a_ep=$broker_ep a_admin=$broker_admin
+            start_broker "broker-cl2b-$r" "$tmp/unused.db" \
+                --set "Store=postgresql://postgres@127.0.0.1:$pg_port/two$r"
+            b_ep=$broker_ep b_admin=$broker_admin
+            start_engine "engine-cl2-$r-1" "$a_ep"
+            start_engine "engine-cl2-$r-2" "$b_ep"
+            wait_status "$a_admin" online 1 30
+            wait_status "$b_admin" online 1 30
+            t0=$(now_ns)
+            "$bin/keel-driver" --broker "$a_ep" submit --service double --range "0:$half" \
+                >/dev/null 2>>"$tmp/driver.log" &
+            d1=$!
+            "$bin/keel-driver" --broker "$b_ep" submit --service double --range "0:$half" \
+                >/dev/null 2>>"$tmp/driver.log" &
+            d2=$!
+            wait "$d1" || fail "keel-driver W1 (cluster, member A)"
+            wait "$d2" || fail "keel-driver W1 (cluster, member B)"
+            t1=$(now_ns)
+            sample w1_cluster_two tasks_per_s "$(awk -v n=$((2 * half)) -v ns=$((t1 - t0)) \
+                'BEGIN { printf "%.1f", n / (ns / 1e9) }')"
+            stop_all
+            # kill -9 of member A under load; B takes A's work over.
+            pg_sql "CREATE DATABASE kill$r" >/dev/null
+            start_broker "broker-clka-$r" "$tmp/unused.db" --set "HeartbeatInterval=250ms" \
+                --set "Store=postgresql://postgres@127.0.0.1:$pg_port/kill$r"
+            a_ep=$broker_ep a_admin=$broker_admin a_pid=$broker_pid
+            disown "$a_pid" # keel-bench kills it with SIGKILL
+            start_broker "broker-clkb-$r" "$tmp/unused.db" --set "HeartbeatInterval=250ms" \
+                --set "Store=postgresql://postgres@127.0.0.1:$pg_port/kill$r"
+            b_admin=$broker_admin
+            # Clients learn the members from their welcome: A must list B
+            # (its next lease renewal) before they connect.
+            for ((i = 0; i < 100; i++)); do
+                grep -q "${broker_ep#tcp://}" <<<"$(status_json "$a_admin")" && break
+                sleep 0.1
+            done
+            start_engine "engine-clk-$r-1" "$a_ep"
+            start_engine "engine-clk-$r-2" "$a_ep"
+            wait_status "$a_admin" online 2 30
+            wait_status "$b_admin" uptime_s 0 10
+            KEEL_BENCH_DEADLINE_S=60 "$bench/keel-bench" failover "$a_ep" - "$a_pid" \
+                "DSBrokerTimeout=60s" >"$tmp/cluster-kill-$r.out" 2>>"$tmp/keel-bench.log" ||
+                fail "cluster: keel-bench failover failed"
+            forget_pid "$a_pid"
+            gap=$(kv "$(cat "$tmp/cluster-kill-$r.out")" gap_ms)
+            [[ -n "$gap" ]] || fail "cluster: no gap measured"
+            sample cluster_kill gap_ms "$gap"
+            stop_all
+        done
+    else
+        echo "bench: cluster rows skipped: $pg_skip" >&2
+    fi
+    pg_cleanup
+fi
+
 # ---------------------------------------------------------------- W3
 # failover_run VARIANT: restart (kill -9 the broker, start it again on the
 # same store) or failover (kill -9 the primary; a failover broker takes over).
@@ -932,6 +1014,9 @@ rows=(
     "W1 Keel Store=postgresql (x SQLite)|w1_pg|tasks_per_s|w1_pg_sqlite"
     "W1 Keel Store=postgresql: PostgreSQL CPU/task|w1_pg|pg_cpu_us_per_task|"
     "W1 Keel Store=postgresql: statements/task|w1_pg|statements_per_task|"
+    "W1 cluster: one member (2 engines)|w1_cluster_one|tasks_per_s|"
+    "W1 cluster: two members (an engine and a driver each; x one member)|w1_cluster_two|tasks_per_s|w1_cluster_one"
+    "cluster: kill -9 of a member -> next result (HeartbeatInterval=250ms)|cluster_kill|gap_ms|"
     "W2 Keel pair StoreSync=full median|w2_pair|median_us|w2_relay"
     "W2 Keel pair StoreSync=full p99|w2_pair|p99_us|w2_relay"
     "W1 Keel Security=none (beside curve)|w1_none|tasks_per_s|"

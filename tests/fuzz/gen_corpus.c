@@ -348,6 +348,25 @@ s_props (void)
     }
 }
 
+// ---------------------------------------------------------------- fuzz_cond
+
+// Conditions as users write them (docs/services.md), and a few refused.
+static void
+s_cond (void)
+{
+    const char *seeds[] = { "memory_mb >= 4096 && gpu == \"a100\"",
+                            "!(gpu == \"a100\") || (os != \"linux\" && cores > 8)",
+                            "host == \"node-1\" || host == \"say \\\"hi\\\"\"",
+                            "slots >= 2 && memory_mb / 2",
+                            "((cores < -1.5e3))",
+                            "memory_mb >= 4096 && gpu >=" };
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char name[32];
+        snprintf (name, sizeof name, "cond_%zu", i);
+        s_write ("fuzz_cond", name, seeds[i], strlen (seeds[i]));
+    }
+}
+
 // ---------------------------------------------------------------- fuzz_changes
 
 static void
@@ -608,6 +627,7 @@ main (int argc, char **argv)
     s_spool ();
     s_invoke ();
     s_props ();
+    s_cond ();
     s_changes ();
     s_store_rows ();
     return 0;

@@ -179,6 +179,7 @@ s_service (const char *id)
         .state = KEEL_SERVICE_OPEN,
         .created_wall_ms = 1700000000000,
         .closed_wall_ms = 0,
+        .condition = "memory_mb >= 4096 && gpu == \"a100\"",
     };
 }
 
@@ -249,6 +250,7 @@ s_on_service (const keel_store_service_t *svc, void *arg)
     seen->svc.type = s_keep (seen, 1, svc->type);
     seen->svc.driver_id = s_keep (seen, 2, svc->driver_id);
     seen->svc.init_data = s_keep_blob (seen, 0, svc->init_data, svc->init_len);
+    seen->svc.condition = s_keep (seen, 15, svc->condition);
     return 0;
 }
 

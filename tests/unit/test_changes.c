@@ -17,7 +17,7 @@ s_fill (keel_changes_t *j)
     keel_change_t all[] = {
         { .kind = KEEL_CHANGE_SERVICE_PUT,
           .service = { "svc-1", "double", "drv-1", -3, 5, 2500, s_blob, sizeof s_blob,
-                       KEEL_SERVICE_OPEN, 1700000000000, 0 } },
+                       KEEL_SERVICE_OPEN, 1700000000000, 0, "gpu == \"a100\"" } },
         { .kind = KEEL_CHANGE_SERVICE_STATE,
           .service = { .service_id = "svc-1",
                        .state = KEEL_SERVICE_CLOSED,
@@ -108,6 +108,7 @@ s_assert_same (const keel_change_t *a, const keel_change_t *b)
                 cr_assert_eq (a->service.max_attempts, b->service.max_attempts);
                 cr_assert_eq (a->service.reschedule_delay_ms, b->service.reschedule_delay_ms);
                 cr_assert_eq (a->service.created_wall_ms, b->service.created_wall_ms);
+                cr_assert (s_str_eq (a->service.condition, b->service.condition));
             }
             break;
         case KEEL_CHANGE_TASK_PUT:

@@ -1,7 +1,8 @@
 /*  test_core_serve.c — which engines may serve a service (broker/core_serve.c),
     driven through the core with invented times: engines blacklisted for a
-    service after BlacklistAfter failures in a row, and services whose type
-    no online engine offers (DSNoEngineTimeout).
+    service after BlacklistAfter failures in a row, services whose type
+    no online engine offers (DSNoEngineTimeout), and conditions on engines
+    (a service's tasks go only to engines whose properties meet it).
 */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -119,15 +120,17 @@ s_driver_alive (void)
     keel_core_message (core, drv_route, &env);
 }
 
-// Service id of type "t" with n tasks (ids 0..n-1), committed.
+// Service id of type "t" with n tasks (ids 0..n-1) and a condition on
+// engines (NULL: none), committed.
 static keel_service_rec_t *
-s_submit (const char *id, uint64_t n)
+s_submit_cond (const char *id, uint64_t n, const char *condition)
 {
     Keel__Envelope env;
     Keel__SubmitService svc = KEEL__SUBMIT_SERVICE__INIT;
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
     svc.service_id = (char *) id;
     svc.type = "t";
+    svc.condition = (char *) condition;
     env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_SERVICE;
     env.submit_service = &svc;
     keel_core_message (core, drv_route, &env);
@@ -157,9 +160,16 @@ s_submit (const char *id, uint64_t n)
     return rec;
 }
 
-// Engine e1 or e2 (which 0 or 1) logs in with one slot, offering "t".
+static keel_service_rec_t *
+s_submit (const char *id, uint64_t n)
+{
+    return s_submit_cond (id, n, NULL);
+}
+
+// Engine e1 or e2 (which 0 or 1) logs in with one slot, offering "t", with
+// property gpu=gpu (none when NULL).
 static keel_engine_t *
-s_login (int which)
+s_login_gpu (int which, const char *gpu)
 {
     Keel__Envelope env;
     Keel__EngineLogin login = KEEL__ENGINE_LOGIN__INIT;
@@ -172,6 +182,11 @@ s_login (int which)
     login.slots = 1;
     login.n_service_types = 1;
     login.service_types = types;
+    Keel__EngineProperty prop = KEEL__ENGINE_PROPERTY__INIT, *props[] = { &prop };
+    prop.name = "gpu";
+    prop.value = (char *) gpu;
+    login.n_properties = gpu ? 1 : 0;
+    login.properties = props;
     env.body_case = KEEL__ENVELOPE__BODY_ENGINE_LOGIN;
     env.engine_login = &login;
     keel_core_message (core, routes[which], &env);
@@ -179,6 +194,12 @@ s_login (int which)
     keel_engine_t *e = keel_model_engine (keel_core_model (core), login.engine_id);
     cr_assert_not_null (e);
     return e;
+}
+
+static keel_engine_t *
+s_login (int which)
+{
+    return s_login_gpu (which, NULL);
 }
 
 // The execution the engine runs (it has one slot), or NULL.
@@ -506,4 +527,111 @@ Test (core_serve, with_no_timeout_the_driver_is_told_again_every_minute)
     }
     cr_assert_eq (notices, 3, "told %d times in 3 minutes, not 3", notices);
     cr_assert_eq (svc->count[KEEL_TASK_STATE_QUEUED], 1, "DSNoEngineTimeout=0 waits for ever");
+}
+
+// ---------------------------------------------------------------- conditions
+
+Test (core_serve, a_service_with_a_condition_goes_only_to_engines_that_meet_it)
+{
+    s_hello ();
+    keel_engine_t *e1 = s_login_gpu (0, "v100");
+    keel_engine_t *e2 = s_login_gpu (1, "a100");
+    keel_service_rec_t *svc = s_submit_cond ("s1", 3, "gpu == \"a100\"");
+    cr_assert_not_null (svc->cond);
+    for (int i = 0; i < 3; i++) {
+        keel_core_dispatch (core);
+        cr_assert_null (s_running (e1), "a task went to the engine that does not match");
+        s_result (1, s_running (e2), true);
+    }
+    cr_assert_eq (svc->count[KEEL_TASK_STATE_DONE], 3);
+    cr_assert_eq (zhashx_lookup (e1->matches, "s1"), KEEL_MATCH_NO, "not cached");
+    // Another service with no condition goes to both.
+    keel_service_rec_t *any = s_submit ("s2", 2);
+    keel_core_dispatch (core);
+    cr_assert_not_null (s_running (e1));
+    cr_assert_not_null (s_running (e2));
+    cr_assert_eq (any->count[KEEL_TASK_STATE_RUNNING], 2);
+}
+
+Test (core_serve, a_condition_no_engine_meets_is_told_every_minute_until_one_that_does_logs_in)
+{
+    s_hello ();
+    keel_engine_t *e1 = s_login_gpu (0, NULL);
+    keel_service_rec_t *svc = s_submit_cond ("s1", 1, "!(gpu == \"x\") && gpu >= \"a\"");
+    cr_assert_eq (s_sent_to_driver (KEEL__ENVELOPE__BODY_NOTICE), 1, "no notice at submit");
+    char why[KEEL_UNSERVED_TEXT];
+    cr_assert_not (keel_model_service_served (keel_core_model (core), svc, why, sizeof why));
+    cr_assert_str_eq (why, "no engine online offering service type 't' meets its condition "
+                           "'!(gpu == \"x\") && gpu >= \"a\"'");
+    char mismatch[300];
+    keel_engine_mismatch (e1, svc, mismatch, sizeof mismatch);
+    cr_assert_str_eq (mismatch, "gpu >= \"a\" is false (gpu is not set)");
+    int notices = 0;
+    for (int s = 1; s <= 120; s++) {
+        s_tick (1000);
+        s_driver_alive ();
+        s_alive (0, e1);
+        keel_core_timers (core);
+        keel_core_dispatch (core);
+        notices += s_sent_to_driver (KEEL__ENVELOPE__BODY_NOTICE);
+    }
+    cr_assert_eq (notices, 2, "told %d times in 2 minutes, not 2", notices);
+    cr_assert_null (s_running (e1));
+    // The same engine logs in again with the property: evaluated again.
+    s_login_gpu (0, "a100");
+    keel_core_dispatch (core);
+    cr_assert_not_null (s_running (e1), "the engine that now matches got nothing");
+    s_result (0, s_running (e1), true);
+    cr_assert_eq (svc->count[KEEL_TASK_STATE_DONE], 1);
+}
+
+Test (core_serve, a_malformed_condition_is_refused_naming_its_column)
+{
+    s_hello ();
+    Keel__Envelope env;
+    Keel__SubmitService msg = KEEL__SUBMIT_SERVICE__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    msg.service_id = "s1";
+    msg.type = "t";
+    msg.condition = "memory_mb >= 4096 && gpu >=";
+    env.body_case = KEEL__ENVELOPE__BODY_SUBMIT_SERVICE;
+    env.submit_service = &msg;
+    keel_core_message (core, drv_route, &env);
+    cr_assert_null (keel_model_service (keel_core_model (core), "s1"));
+    keel_core_out_t *out;
+    int refused = 0;
+    while ((out = keel_core_out_next (core))) {
+        keel_error_t err;
+        keel_env_t *e =
+            keel_wire_decode (zframe_data (out->payload), zframe_size (out->payload), &err);
+        cr_assert_not_null (e, "%s", err.text);
+        if (e->body_case == KEEL__ENVELOPE__BODY_REFUSED) {
+            refused++;
+            cr_expect_eq (e->refused->code, KEEL__REFUSE_CODE__REFUSE_INVALID);
+            cr_expect_str_eq (e->refused->error,
+                              "condition: column 28: expected a value after '>='");
+        }
+        keel_wire_free (&e);
+        keel_core_out_destroy (&out);
+    }
+    cr_assert_eq (refused, 1);
+}
+
+// A blacklisted engine's tasks may go elsewhere only to an engine that
+// meets the condition: else the blacklisted one keeps them.
+Test (core_serve, a_blacklisting_steers_work_only_to_engines_that_meet_the_condition)
+{
+    s_hello ();
+    keel_engine_t *e1 = s_login_gpu (0, "a100");
+    keel_engine_t *e2 = s_login_gpu (1, NULL);
+    keel_service_rec_t *svc = s_submit_cond ("s1", 5, "gpu == \"a100\"");
+    for (int i = 0; i < 4; i++) {
+        keel_core_dispatch (core);
+        cr_assert_null (s_running (e2));
+        s_result (0, s_running (e1), false);
+    }
+    cr_assert (keel_core_blacklisted (core, e1, svc));
+    cr_assert_not (keel_core_can_serve (core, e1, svc), "e2 does not meet the condition");
+    keel_core_dispatch (core);
+    cr_assert_not_null (s_running (e1), "the only matching engine gets the tasks");
 }

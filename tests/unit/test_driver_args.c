@@ -166,3 +166,23 @@ Test (driver_args, rejects_an_invalid_service_name)
     s_expect_error ("service name",
                     PARSE (&a, &err, "kd", "submit", "--service", "a b", "--input", "x"), &a, &err);
 }
+
+Test (driver_args, require_takes_a_condition_and_refuses_a_malformed_one_naming_its_column)
+{
+    keel_submit_args_t a;
+    keel_error_t err = { "" };
+    cr_assert_eq (PARSE (&a, &err, "kd", "submit", "--service", "echo", "--input", "x", "--require",
+                         "memory_mb >= 4096 && gpu == \"a100\""),
+                  KEEL_OK, "%s", err.text);
+    cr_assert_str_eq (a.require, "memory_mb >= 4096 && gpu == \"a100\"");
+    keel_submit_args_free (&a);
+    cr_assert_eq (PARSE (&a, &err, "kd", "submit", "--service", "echo", "--input", "x", "--require",
+                         "memory_mb >= 4096 && gpu >="),
+                  KEEL_ERR_INVALID);
+    cr_assert_str_eq (err.text, "--require: column 28: expected a value after '>='");
+    keel_submit_args_free (&a);
+    cr_assert_eq (PARSE (&a, &err, "kd", "wait", "--require", "gpu == 1", "svc-1"),
+                  KEEL_ERR_INVALID);
+    cr_assert (strstr (err.text, "--require"), "%s", err.text);
+    keel_submit_args_free (&a);
+}

@@ -194,7 +194,7 @@ Test (driver_outstanding, describes_the_results_held_as_ranges_around_the_tasks_
     keel_ranges_writer_t w;
     keel_ranges_writer_init (&w, buf, 16);
     uint64_t from = 0;
-    keel_outstanding_delivered (o, &from, &w);
+    keel_outstanding_delivered (o, &from, &w, NULL, 0);
     cr_assert_eq (w.n, 0, "nothing delivered yet");
     cr_assert_eq (from, 10);
     //  Results of 0, 1, 2, 5, 6 and 9 arrived; 3, 4, 7, 8 are in flight.
@@ -203,7 +203,7 @@ Test (driver_outstanding, describes_the_results_held_as_ranges_around_the_tasks_
         cr_assert_eq (keel_outstanding_complete (o, done[i]), KEEL_OUTSTANDING_NEW);
     keel_ranges_writer_init (&w, buf, 16);
     from = 0;
-    keel_outstanding_delivered (o, &from, &w);
+    keel_outstanding_delivered (o, &from, &w, NULL, 0);
     char text[200];
     s_ranges_text (buf, w.n, text, sizeof text);
     cr_assert_str_eq (text, "0-3,5-7,9-10,");
@@ -211,6 +211,39 @@ Test (driver_outstanding, describes_the_results_held_as_ranges_around_the_tasks_
     cr_assert_eq (from, 10);
     size_t at;
     cr_assert_null (keel_ranges_problem (buf, w.n, &at));
+    keel_outstanding_destroy (&o);
+}
+
+//  Results taken by the application but not kept yet (keel_driver_hold_acks)
+//  are left out: a broker told of them would never send them again.
+Test (driver_outstanding, leaves_out_the_results_not_kept_yet)
+{
+    keel_outstanding_t *o = s_with_tasks (10);
+    for (uint64_t id = 0; id < 10; id++)
+        if (id != 4)
+            keel_outstanding_complete (o, id); // 4 in flight
+    uint64_t buf[16];
+    keel_ranges_writer_t w;
+    keel_ranges_writer_init (&w, buf, 16);
+    uint64_t from = 0;
+    const uint64_t not_kept[] = { 0, 2, 3, 9, 12 };
+    keel_outstanding_delivered (o, &from, &w, not_kept, 5);
+    char text[200];
+    s_ranges_text (buf, w.n, text, sizeof text);
+    cr_assert_str_eq (text, "1-2,5-9,");
+    cr_assert_eq (w.ids, 5);
+    cr_assert_eq (from, 10);
+    // Below the window's base too (everything there was delivered).
+    keel_outstanding_t *done = s_with_tasks (6);
+    for (uint64_t id = 0; id < 6; id++)
+        keel_outstanding_complete (done, id);
+    keel_ranges_writer_init (&w, buf, 16);
+    from = 0;
+    const uint64_t one[] = { 3 };
+    keel_outstanding_delivered (done, &from, &w, one, 1);
+    s_ranges_text (buf, w.n, text, sizeof text);
+    cr_assert_str_eq (text, "0-3,4-6,");
+    keel_outstanding_destroy (&done);
     keel_outstanding_destroy (&o);
 }
 
@@ -226,7 +259,7 @@ Test (driver_outstanding, continues_a_description_that_did_not_fit)
     while (from < keel_outstanding_next_id (o) && chunks < 10) {
         keel_ranges_writer_t w;
         keel_ranges_writer_init (&w, buf, 4); // two ranges per chunk
-        keel_outstanding_delivered (o, &from, &w);
+        keel_outstanding_delivered (o, &from, &w, NULL, 0);
         if (w.n == 0)
             break;
         s_ranges_text (buf, w.n, text, sizeof text);
@@ -252,7 +285,7 @@ Test (driver_outstanding, describes_a_million_results_in_a_few_entries)
     keel_ranges_writer_t w;
     keel_ranges_writer_init (&w, buf, 16);
     uint64_t from = 0;
-    keel_outstanding_delivered (o, &from, &w);
+    keel_outstanding_delivered (o, &from, &w, NULL, 0);
     cr_assert_eq (w.n, 6, "%zu entries", w.n);
     cr_assert_eq (w.ids, 999900 - 2);
     char text[200];

@@ -243,6 +243,67 @@ Test (engine_config, a_command_cannot_replace_a_built_in)
     cr_assert (strstr (err.text, "service.echo.exec"), "%s", err.text);
 }
 
+// The value of property name in cfg, or NULL.
+static const char *
+s_prop (const keel_engine_config_t *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->n_props; i++)
+        if (strcmp (cfg->props[i].name, name) == 0)
+            return cfg->props[i].value;
+    return NULL;
+}
+
+Test (engine_config, properties_are_the_built_ins_then_the_property_keys)
+{
+    char *sets[] = { "Host=node-7", "Slots=3", "property.gpu=a100", "property.memory_mb=2048",
+                     "property.rack=r 12" };
+    keel_error_t err = { "" };
+    keel_engine_config_t *cfg = s_config (sets, 5, &err);
+    cr_assert (cfg, "%s", err.text);
+    cr_assert_str_eq (s_prop (cfg, "host"), "node-7");
+    cr_assert_str_eq (s_prop (cfg, "os"), "linux");
+    cr_assert_gt (atoi (s_prop (cfg, "cores")), 0);
+    cr_assert_str_eq (s_prop (cfg, "slots"), "3");
+    cr_assert_str_eq (s_prop (cfg, "memory_mb"), "2048", "property.memory_mb replaces it");
+    cr_assert_str_eq (s_prop (cfg, "gpu"), "a100");
+    cr_assert_str_eq (s_prop (cfg, "rack"), "r 12");
+    cr_assert_eq (cfg->n_props, 7);
+    keel_engine_config_destroy (&cfg);
+
+    keel_engine_config_t *plain = s_config (NULL, 0, &err);
+    cr_assert (plain, "%s", err.text);
+    cr_assert_gt (atoll (s_prop (plain, "memory_mb")), 0);
+    cr_assert_null (s_prop (plain, "gpu"));
+    keel_engine_config_destroy (&plain);
+}
+
+Test (engine_config, a_bad_property_is_refused_naming_its_key)
+{
+    keel_error_t err = { "" };
+    char *dash[] = { "property.gpu-kind=a100" };
+    cr_assert_null (s_config (dash, 1, &err));
+    cr_assert (strstr (err.text, "property.gpu-kind: 'gpu-kind' is not a property name"), "%s",
+               err.text);
+    char value[300], set[320];
+    memset (value, 'v', 257);
+    value[257] = 0;
+    snprintf (set, sizeof set, "property.big=%s", value);
+    char *big[] = { set };
+    cr_assert_null (s_config (big, 1, &err));
+    cr_assert (strstr (err.text, "property.big: value longer than 256 bytes"), "%s", err.text);
+    char *many[64];
+    char keys[64][32];
+    for (int i = 0; i < 64; i++) {
+        snprintf (keys[i], sizeof keys[i], "property.p%d=x", i);
+        many[i] = keys[i];
+    }
+    cr_assert_null (s_config (many, 64, &err), "5 built-ins + 64 are more than 64");
+    cr_assert (strstr (err.text, "more than 64 properties"), "%s", err.text);
+    keel_engine_config_t *cfg = s_config (many, 59, &err);
+    cr_assert_not_null (cfg, "%s", err.text);
+    keel_engine_config_destroy (&cfg);
+}
+
 // ------------------------------------------------------------ runner
 
 typedef struct {

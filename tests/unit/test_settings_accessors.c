@@ -46,7 +46,7 @@ Test (settings_accessors, engine_table_holds_exactly_the_listed_keys_in_order)
     size_t i = 0;
     KEEL_ENGINE_SETTINGS (S_ROW, S_PATTERN_ROW)
     cr_expect_null (table[i].name, "the table has %s beyond the list", table[i].name);
-    cr_expect_eq (i, 18);
+    cr_expect_eq (i, 19);
 }
 
 Test (settings_accessors, driver_table_holds_exactly_the_listed_keys_in_order)
@@ -219,11 +219,12 @@ Test (settings_accessors, every_engine_pattern_wrapper_matches_what_its_pattern_
     keel_settings_t *s = s_settings (keel_engine_settings_table ());
     keel_error_t err;
     const char *sets[] = { "service.web.exec=./web", "service.batch.exec=./batch",
-                           "service.web.timeout=30s", "service.lib.library=./lib.so" };
+                           "service.web.timeout=30s", "service.lib.library=./lib.so",
+                           "property.gpu=a100" };
     for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++)
         cr_assert_eq (keel_settings_set_pair (s, sets[k], &err), KEEL_OK, "%s", err.text);
     int patterns = 0;
     KEEL_ENGINE_SETTINGS (KEEL_SETTING_IGNORE, S_ENGINE_MATCH_SAME)
-    cr_expect_eq (patterns, 3);
+    cr_expect_eq (patterns, 4);
     keel_settings_destroy (&s);
 }

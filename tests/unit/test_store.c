@@ -56,7 +56,7 @@ Test (store, an_empty_file_becomes_a_new_store)
     s_write_file (s_path, "", 0);
     keel_store_t *store = s_open ();
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 4);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 5);
     cr_expect_eq (s_sql_int ("PRAGMA application_id"), 0x4B45454C);
 }
 
@@ -67,7 +67,7 @@ Test (store, a_store_with_a_newer_schema_is_refused)
     s_sql ("PRAGMA user_version = 7");
     char want[600];
     snprintf (want, sizeof want,
-              "%s: store schema version 7 is newer than this broker supports (4);"
+              "%s: store schema version 7 is newer than this broker supports (5);"
               " upgrade keel-broker",
               s_path);
     cr_expect_str_eq (s_refused (), want);
@@ -85,7 +85,7 @@ Test (store, an_older_keel_store_is_migrated_forward)
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.services, 1);
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 4);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 5);
 }
 
 // The released schema steps 0 -> 1 and 1 -> 2, verbatim from s_migrations
@@ -149,7 +149,7 @@ Test (store, a_version_one_store_gains_the_engines_table)
     cr_expect_eq (seen.engines, 1);
     cr_expect_eq (seen.engine_slots, 4);
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 4);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 5);
     cr_expect_eq (s_sql_int ("SELECT slots FROM engines WHERE engine_id = 'engine-1'"), 4);
 }
 
@@ -241,7 +241,7 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
     s_commit (store);
     keel_store_destroy (&store);
 
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 4);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 5);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'"
                              " AND sql LIKE '%WITHOUT ROWID%'"),
                   1);

@@ -189,6 +189,7 @@ STORE_TEST (every_record_type_survives_commit_close_and_reopen)
     cr_expect_eq (seen.svc.priority, -3);
     cr_expect_eq (seen.svc.max_attempts, 5);
     cr_expect_eq (seen.svc.reschedule_delay_ms, -1);
+    cr_expect_str_eq (seen.svc.condition, "memory_mb >= 4096 && gpu == \"a100\"");
     cr_expect_eq (seen.svc.init_len, svc.init_len);
     cr_expect_arr_eq (seen.svc.init_data, svc.init_data, svc.init_len);
     cr_expect_eq (seen.svc.state, KEEL_SERVICE_OPEN);
@@ -1160,91 +1161,117 @@ Test (store_pg, strings_that_are_not_utf8_round_trip)
 
 // ---------------------------------------------------------------- members
 
-// Ticks store until it has role, at most timeout_ms (ticks are cheap when
-// not due).
+// Ticks store until it says role, at most timeout_ms (ticks are cheap
+// when not due).
 static bool
-s_tick_until (keel_store_t *store, keel_store_role_t role, int timeout_ms)
+s_tick_until_says (keel_store_t *store, keel_store_role_t role, int timeout_ms)
 {
     for (int i = 0; i < timeout_ms / 20; i++) {
         if (keel_store_tick (store, false) == role)
             return true;
         usleep (20 * 1000);
     }
-    return keel_store_role (store) == role;
+    return false;
 }
 
-// A second broker on the database is a member standing by: it writes
-// nothing (naming the member that serves), lists both members, and serves
-// once the first closes the store.
-Test (store_pg, a_second_member_stands_by_and_serves_when_the_first_closes)
+// Two brokers on the database are two members, both serving: each writes
+// its own services and loads only those; each lists both, itself first.
+Test (store_pg, members_serve_side_by_side_and_load_their_own_work)
 {
     keel_store_t *first = s_open ();
-    cr_assert_eq (keel_store_role (first), KEEL_STORE_SERVING);
     keel_store_member_setup (first, "tcp://127.0.0.1:1001", 2000);
-    keel_store_tick (first, false); // the renewal names its endpoint
-    keel_error_t err = { "" };
-    cr_assert_eq (keel_store_sync (first, &err), KEEL_OK, "%s", err.text);
     keel_store_t *second = s_open ();
-    cr_assert_eq (keel_store_role (second), KEEL_STORE_STANDBY);
     keel_store_member_setup (second, "tcp://127.0.0.1:1002", 2000);
+    cr_assert_eq (keel_store_role (first), KEEL_STORE_SERVING);
+    cr_assert_eq (keel_store_role (second), KEEL_STORE_SERVING);
     cr_expect_gt (keel_store_member_id (second), keel_store_member_id (first));
 
-    keel_store_service_t svc = s_service ("svc");
-    keel_err rc = test_store_service_put (second, &svc);
-    if (rc == KEEL_OK)
-        rc = keel_store_commit (second, &err);
-    else
-        keel_store_rollback (second);
-    cr_expect_eq (rc, KEEL_ERR_STORE, "a standby wrote");
-    cr_expect (strstr (keel_store_last_error (second), "stands by"), "%s",
-               keel_store_last_error (second));
-
-    usleep (300 * 1000);
-    keel_store_tick (second, false);
-    const keel_store_member_t *m;
-    size_t n = keel_store_members (second, &m);
-    cr_assert_eq (n, 2, "members seen by the standby: %zu", n);
-    cr_expect (m[0].serving && m[0].member_id == keel_store_member_id (first));
-    cr_expect_str_eq (m[0].endpoint, "tcp://127.0.0.1:1001");
-    cr_expect_str_eq (m[1].endpoint, "tcp://127.0.0.1:1002");
-    cr_expect (!m[1].serving);
-
-    cr_assert_eq (test_store_service_put (first, &svc), KEEL_OK);
+    keel_store_service_t a = s_service ("svc-a"), b = s_service ("svc-b");
+    keel_store_task_t ta = s_task ("svc-a", 1), tb = s_task ("svc-b", 2);
+    cr_assert_eq (test_store_service_put (first, &a), KEEL_OK);
+    cr_assert_eq (test_store_task_put (first, &ta), KEEL_OK);
     s_commit (first);
-    keel_store_destroy (&first);
-    cr_assert (s_tick_until (second, KEEL_STORE_SERVING, 5000), "the standby never served");
-    s_seen_t seen = s_load (second);
-    cr_expect_eq (seen.services, 1);
-    keel_store_task_t task = s_task ("svc", 1);
-    cr_assert_eq (test_store_task_put (second, &task), KEEL_OK);
+    cr_assert_eq (test_store_service_put (second, &b), KEEL_OK);
+    cr_assert_eq (test_store_task_put (second, &tb), KEEL_OK);
     s_commit (second);
+
+    s_seen_t seen = s_load (first);
+    cr_expect_eq (seen.services, 1);
+    cr_expect_eq (seen.tasks, 1);
+    cr_expect_str_eq (seen.svc.service_id, "svc-a");
+    seen = s_load (second);
+    cr_expect_eq (seen.services, 1);
+    cr_expect_str_eq (seen.svc.service_id, "svc-b");
+
+    for (int i = 0; i < 2; i++) {
+        keel_store_t *who = i ? second : first;
+        keel_error_t err = { "" };
+        usleep (600 * 1000); // a renewal is due (lease / 4)
+        keel_store_tick (who, false);
+        cr_assert_eq (keel_store_sync (who, &err), KEEL_OK, "%s", err.text);
+        const keel_store_member_t *m;
+        size_t n = keel_store_members (who, &m);
+        cr_assert_eq (n, 2, "members seen: %zu", n);
+        cr_expect_eq (m[0].member_id, keel_store_member_id (who), "itself first");
+        cr_expect_str_eq (m[1].endpoint, i ? "tcp://127.0.0.1:1001" : "tcp://127.0.0.1:1002");
+    }
     keel_store_destroy (&second);
+    keel_store_destroy (&first);
 }
 
-// An idle serving member keeps its lease by ticking alone (its renewals
-// are transactions of their own, answered while nothing else is): a
-// standby never takes over from it.
-Test (store_pg, an_idle_serving_member_keeps_its_lease)
+// Members that renew keep their work: ticking side by side for six
+// leases, neither takes the other's over (an idle member's renewals are
+// transactions of their own, answered while nothing else is).
+Test (store_pg, idle_members_keep_their_leases)
 {
     keel_store_t *first = s_open ();
     keel_store_member_setup (first, "tcp://127.0.0.1:1001", 500);
     keel_store_t *second = s_open ();
     keel_store_member_setup (second, "tcp://127.0.0.1:1002", 500);
     for (int i = 0; i < 60; i++) { // 3 s: six leases
-        cr_assert_eq (keel_store_tick (first, false), KEEL_STORE_SERVING);
-        cr_assert_eq (keel_store_tick (second, false), KEEL_STORE_STANDBY,
-                      "the standby took over from a member that renews");
+        cr_assert_eq (keel_store_tick (first, false), KEEL_STORE_SERVING,
+                      "the first member took work over or was fenced");
+        cr_assert_eq (keel_store_tick (second, false), KEEL_STORE_SERVING,
+                      "the second member took work over or was fenced");
         usleep (50 * 1000);
     }
     keel_store_destroy (&second);
     keel_store_destroy (&first);
 }
 
-// A serving member that stops renewing (a paused broker) loses the store
-// once its lease has passed: a standby ends its session and serves. The
-// paused member's next writes are refused (fenced), never stored; it
-// rejoins as a new member standing by.
-Test (store_pg, a_member_past_its_lease_is_fenced_and_rejoins_standing_by)
+// A member that closes the store ends its lease: its successor takes its
+// work over at its next tick (ADOPTED) and loads it with its own.
+Test (store_pg, a_closed_members_work_goes_to_its_successor)
+{
+    keel_store_t *first = s_open ();
+    keel_store_member_setup (first, "tcp://127.0.0.1:1001", 2000);
+    keel_store_t *second = s_open ();
+    keel_store_member_setup (second, "tcp://127.0.0.1:1002", 2000);
+    keel_store_service_t a = s_service ("svc-a"), b = s_service ("svc-b");
+    cr_assert_eq (test_store_service_put (first, &a), KEEL_OK);
+    s_commit (first);
+    cr_assert_eq (test_store_service_put (second, &b), KEEL_OK);
+    s_commit (second);
+    usleep (600 * 1000);
+    keel_store_tick (second, false); // a renewal: it sees the first
+    keel_error_t err = { "" };
+    cr_assert_eq (keel_store_sync (second, &err), KEEL_OK, "%s", err.text);
+    keel_store_destroy (&first);
+    cr_assert (s_tick_until_says (second, KEEL_STORE_ADOPTED, 5000),
+               "the successor did not take the closed member's work over");
+    cr_expect_eq (keel_store_role (second), KEEL_STORE_SERVING);
+    s_seen_t seen = s_load (second);
+    cr_expect_eq (seen.services, 2);
+    const keel_store_member_t *m;
+    cr_expect_eq (keel_store_members (second, &m), 1, "the closed member is still listed");
+    keel_store_destroy (&second);
+}
+
+// A member that stops renewing (a paused broker) loses its work once its
+// lease has passed: its successor ends its session and takes the work
+// over. The paused member's next writes are refused (fenced), never
+// stored; it rejoins as a new member with no work.
+Test (store_pg, a_member_past_its_lease_is_fenced_and_rejoins_with_no_work)
 {
     keel_store_t *first = s_open ();
     keel_store_member_setup (first, "tcp://127.0.0.1:1001", 500);
@@ -1252,10 +1279,9 @@ Test (store_pg, a_member_past_its_lease_is_fenced_and_rejoins_standing_by)
     cr_assert_eq (test_store_service_put (first, &svc), KEEL_OK);
     s_commit (first); // renews: lease 500 ms from now
     keel_store_t *second = s_open ();
-    cr_assert_eq (keel_store_role (second), KEEL_STORE_STANDBY);
     keel_store_member_setup (second, "tcp://127.0.0.1:1002", 500);
-    cr_assert (s_tick_until (second, KEEL_STORE_SERVING, 10000),
-               "the standby did not take over from a member past its lease");
+    cr_assert (s_tick_until_says (second, KEEL_STORE_ADOPTED, 10000),
+               "the successor did not take over from a member past its lease");
 
     // The paused member wakes up and writes.
     keel_store_role_t role = keel_store_role (first);
@@ -1278,10 +1304,13 @@ Test (store_pg, a_member_past_its_lease_is_fenced_and_rejoins_standing_by)
     uint64_t was = keel_store_member_id (first), dropped = 0;
     keel_error_t err = { "" };
     cr_assert_eq (keel_store_rejoin (first, &dropped, &err), KEEL_OK, "%s", err.text);
-    cr_expect_eq (keel_store_role (first), KEEL_STORE_STANDBY);
+    cr_expect_eq (keel_store_role (first), KEEL_STORE_SERVING);
     cr_expect_gt (keel_store_member_id (first), was, "a rejoin is a new member");
+    s_seen_t mine = s_load (first);
+    cr_expect_eq (mine.services, 0, "the rejoined member still has the work it lost");
 
     s_seen_t seen = s_load (second);
+    cr_expect_eq (seen.services, 1);
     cr_expect_eq (seen.tasks, 0, "a fenced write reached the store");
     keel_store_destroy (&first);
     keel_store_destroy (&second);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include "cond.h"
 #include "wire.h"
 
 // ---------------------------------------------------------------- valid messages
@@ -1447,4 +1448,56 @@ Test (wire, bounds_the_cluster_members_of_welcomes)
     env->login_reply->cluster_members = members;
     env->login_reply->n_cluster_members = 2;
     s_expect_rejected (env, "cluster_members[1]");
+}
+
+// An engine's properties and a service's condition: bounded here, the
+// condition's grammar checked by the broker (a refusal names its column).
+Test (wire, bounds_engine_properties_and_service_conditions)
+{
+    s_msg_t m;
+    keel_env_t *env =
+        s_build (&m, KEEL__ENVELOPE__BODY_ENGINE_LOGIN, KEEL__SENDER_KIND__SENDER_ENGINE);
+    static Keel__EngineProperty props[KEEL_PROPERTIES_MAX + 1];
+    static Keel__EngineProperty *ptrs[KEEL_PROPERTIES_MAX + 1];
+    static char names[KEEL_PROPERTIES_MAX + 1][16];
+    for (int i = 0; i <= KEEL_PROPERTIES_MAX; i++) {
+        keel__engine_property__init (&props[i]);
+        snprintf (names[i], sizeof names[i], "p%d", i);
+        props[i].name = names[i];
+        props[i].value = "v";
+        ptrs[i] = &props[i];
+    }
+    env->engine_login->properties = ptrs;
+    env->engine_login->n_properties = KEEL_PROPERTIES_MAX;
+    keel_error_t err = { "" };
+    keel_env_t *decoded = s_reencode (env, &err);
+    cr_assert_not_null (decoded, "%s", err.text);
+    cr_assert_eq (decoded->engine_login->n_properties, KEEL_PROPERTIES_MAX);
+    cr_assert_str_eq (decoded->engine_login->properties[3]->name, "p3");
+    keel_wire_free (&decoded);
+    env->engine_login->n_properties = KEEL_PROPERTIES_MAX + 1;
+    s_expect_rejected (env, "engine_login: properties: more than 64 entries");
+    env->engine_login->n_properties = 2;
+    props[1].name = "gpu-kind";
+    s_expect_rejected (env, "engine_login: properties[1]: bad name");
+    props[1].name = "p0";
+    s_expect_rejected (env, "engine_login: properties[1]: 'p0' given twice");
+    props[1].name = "p1";
+    props[1].value = NULL;
+    s_expect_rejected (env, "engine_login: properties[1]: missing value");
+    static char value[KEEL_COND_VALUE_MAX + 2];
+    memset (value, 'v', KEEL_COND_VALUE_MAX + 1);
+    props[1].value = value;
+    s_expect_rejected (env, "engine_login: properties[1] (p1): value longer than 256 bytes");
+
+    env = s_build (&m, KEEL__ENVELOPE__BODY_SUBMIT_SERVICE, KEEL__SENDER_KIND__SENDER_DRIVER);
+    static char cond[KEEL_COND_MAX_LEN + 2];
+    memset (cond, '(', KEEL_COND_MAX_LEN);
+    env->submit_service->condition = cond; // malformed, but within bounds: the broker refuses it
+    decoded = s_reencode (env, &err);
+    cr_assert_not_null (decoded, "%s", err.text);
+    cr_assert_str_eq (decoded->submit_service->condition, cond);
+    keel_wire_free (&decoded);
+    cond[KEEL_COND_MAX_LEN] = '(';
+    s_expect_rejected (env, "submit_service: condition: longer than 1024 bytes");
 }

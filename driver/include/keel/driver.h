@@ -27,7 +27,8 @@
 
     Exactly once. The broker may send a result again (it keeps results until
     acknowledged, and re-sends them after a reconnect); the library delivers
-    each task's result to the application once, then acknowledges it.
+    each task's result to the application once, then acknowledges it (or,
+    after keel_driver_hold_acks, once the application says it kept it).
     Results arrive in completion order, not submit order.
 
     Flow control. Submitting never blocks: tasks are queued in the library
@@ -212,6 +213,25 @@ keel_err keel_driver_wait_all (keel_driver_t *self, int timeout_ms, keel_error_t
 // application yet.
 uint64_t keel_driver_outstanding (const keel_driver_t *self);
 
+// Acknowledging only what the application kept. By default a result is
+// acknowledged to the broker once it is handed to the application, so an
+// application killed between taking a result and keeping it (writing it
+// out) loses that result. After keel_driver_hold_acks, a result is
+// acknowledged only when the application says it has kept it, with
+// keel_driver_ack_taken: one killed before that leaves the result at the
+// broker, for keel_session_attach (killed just after keeping it and before
+// the acknowledgement leaves, it may get it again there). Call
+// keel_driver_hold_acks before opening or attaching any service; returns
+// KEEL_ERR_STATE afterwards. keel-driver holds acknowledgements until its
+// lines are written.
+keel_err keel_driver_hold_acks (keel_driver_t *self, keel_error_t *err);
+
+// With keel_driver_hold_acks: acknowledges every result handed to the
+// application so far (returned by keel_driver_next_result or given to the
+// result callback); the application has kept them. Returns KEEL_ERR_IO when
+// the driver thread cannot be reached.
+keel_err keel_driver_ack_taken (keel_driver_t *self, keel_error_t *err);
+
 // ---------------------------------------------------------------- services
 
 typedef struct {
@@ -221,6 +241,19 @@ typedef struct {
     int64_t reschedule_delay_ms; // after engine loss; -1 = broker's RescheduleDelay
     const void *init_data;       // given to each engine once per service; may be NULL
     size_t init_data_size;
+    // A condition on engines (NULL or "": any engine offering the type):
+    // the service's tasks run only on engines whose properties meet it,
+    // e.g. "memory_mb >= 4096 && gpu == \"a100\"". Properties: the
+    // engine's built-in host, os, cores, memory_mb, slots and its
+    // property.<name> keys. Language (docs/services.md, "Conditions on
+    // engines"): comparisons == != < <= > >= between property names,
+    // "strings" and numbers (numerically when both sides are numbers), &&,
+    // ||, !, parentheses; a comparison naming a property the engine lacks
+    // is false. At most 1024 bytes. keel_driver_open_service refuses a
+    // malformed one (KEEL_ERR_INVALID, "condition: column N: ..."); the
+    // text is copied. While no online engine meets it, tasks wait and the
+    // status callback gets a notice every minute (KEEL_STATUS_NOTICE).
+    const char *condition;
 } keel_service_options_t;
 
 // Fills options with the defaults for service type `type`.
@@ -301,7 +334,8 @@ bool keel_service_detached (const keel_service_t *service);
 // result, and acknowledged, so a later attach gets only the rest: across
 // attaches, each result reaches one application once (as long as an
 // application does not die between taking a result and keeping it:
-// the library acknowledges a result once handed over). Across broker
+// the library acknowledges a result once handed over, or with
+// keel_driver_hold_acks once the application says so). Across broker
 // failover and restart it behaves like a service this driver submitted.
 // keel_driver_outstanding and keel_driver_wait_all count its results
 // once the broker has answered; tasks still running are waited for.
