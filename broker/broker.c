@@ -381,10 +381,13 @@ s_recv_router (keel_broker_t *self)
                                  frames);
         else {
             zframe_t *route = zframe_new (zmq_msg_data (&head), zmq_msg_size (&head));
+            const char *principal = "";
             keel_error_t err;
             keel_env_t *env = keel_wire_decode (zmq_msg_data (&body), zmq_msg_size (&body), &err);
             if (!env)
                 keel_core_malformed (self->core, "%s", err.text);
+            else if (!keel_broker_security_allows (self, &body, env, &principal))
+                ; // refused: counted and logged
             else if (route && !keel_broker_member_serving (self->member))
                 keel_broker_member_refuse (self->member, route);
             else if (route && env->body_case == KEEL__ENVELOPE__BODY_DRIVER_HELLO
@@ -395,8 +398,12 @@ s_recv_router (keel_broker_t *self)
                 ; // the same for an engine carrying another member's tasks
             else if (route
                      && (keel_broker_pair_serving (self->pair)
-                         || keel_broker_pair_client (self->pair, route, env)))
+                         || keel_broker_pair_client (self->pair, route, env, principal))) {
+                // The core now serving (a takeover may just have replaced it)
+                // learns who sent the message.
+                keel_core_principal (self->core, principal);
                 keel_core_message (self->core, route, env);
+            }
             keel_wire_free (&env);
             zframe_destroy (&route);
         }
@@ -415,6 +422,10 @@ s_recv_admin (keel_broker_t *self)
         zmsg_t *msg = zmsg_recv (self->admin);
         if (!msg)
             break;
+        if (!keel_broker_security_admin_allows (self, msg)) {
+            zmsg_destroy (&msg);
+            continue;
+        }
         zlistx_add_end (self->admin_queue, msg);
     }
 }
@@ -462,6 +473,7 @@ s_turn (keel_broker_t *self, zpoller_t *poller)
     if (zpoller_terminated (poller) || zsys_interrupted)
         return false;
     s_clock (self);
+    keel_broker_security_turn (self);
     s_collect (self);
     // A pair's links first: a peer that took over while this broker was
     // paused demotes it before it serves anything.
@@ -542,6 +554,10 @@ keel_broker_run (keel_broker_t *self)
         zpoller_destroy (&poller);
         return KEEL_ERR_NOMEM;
     }
+    if (self->zap && zpoller_add (poller, keel_zap_actor (self->zap)) != 0) {
+        zpoller_destroy (&poller);
+        return KEEL_ERR_NOMEM;
+    }
     if (self->pair && keel_broker_pair_poll_on (self->pair, poller) != 0) {
         zpoller_destroy (&poller);
         return KEEL_ERR_NOMEM;
@@ -597,13 +613,15 @@ keel_broker_stop (keel_broker_t *self)
 // ---------------------------------------------------------------- lifecycle
 
 static zsock_t *
-s_bind_router (const char *endpoint, int64_t max_msg, keel_error_t *err, const char *key)
+s_bind_router (const keel_security_t *security, const char *domain, const char *endpoint,
+               int64_t max_msg, keel_error_t *err, const char *key)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
         keel_error_set (err, KEEL_ERR_IO, "cannot create a ZeroMQ socket");
         return NULL;
     }
+    keel_security_server (sock, security, domain);
     zsock_set_router_mandatory (sock, 1);
     zsock_set_router_handover (sock, 1);
     zsock_set_maxmsgsize (sock, (int) (max_msg > INT32_MAX ? INT32_MAX : max_msg));
@@ -738,6 +756,7 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         return NULL;
     }
     self->settings = settings;
+    self->hup_fd = -1;
     self->core = keel_core_new (settings, zclock_mono (), zclock_time ());
     self->store_fd = calloc (1, KEEL_FD_BOX);
     if (self->store_fd)
@@ -762,6 +781,11 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         keel_broker_destroy (&self);
         return NULL;
     }
+    // The keys and the ZAP handler before any socket binds (the pair's too).
+    if (keel_broker_security_start (self, err) != KEEL_OK) {
+        keel_broker_destroy (&self);
+        return NULL;
+    }
     err->text[0] = 0;
     self->pair = keel_broker_pair_new (self, err);
     if (!self->pair && err->text[0]) {
@@ -782,14 +806,16 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
         return NULL;
     }
     keel_broker_member_tell_core (self->member);
-    self->router = s_bind_router (keel_broker_cfg_Endpoint (settings),
-                                  keel_broker_cfg_MaxMessageSize (settings), err, "Endpoint");
+    self->router =
+        s_bind_router (&self->security, KEEL_ZAP_DOMAIN_CLIENT, keel_broker_cfg_Endpoint (settings),
+                       keel_broker_cfg_MaxMessageSize (settings), err, "Endpoint");
     if (!self->router) {
         keel_broker_destroy (&self);
         return NULL;
     }
     self->admin =
-        s_bind_router (keel_broker_cfg_AdminEndpoint (settings), 1024 * 1024, err, "AdminEndpoint");
+        s_bind_router (&self->security, KEEL_ZAP_DOMAIN_ADMIN,
+                       keel_broker_cfg_AdminEndpoint (settings), 1024 * 1024, err, "AdminEndpoint");
     if (!self->admin) {
         keel_broker_destroy (&self);
         return NULL;
@@ -819,6 +845,7 @@ keel_broker_destroy (keel_broker_t **self_p)
     keel_broker_member_destroy (&self->member);
     zsock_destroy (&self->router);
     zsock_destroy (&self->admin);
+    keel_broker_security_stop (self); // after every socket it answered for
     if (self->admin_queue) {
         zmsg_t *msg;
         while ((msg = zlistx_first (self->admin_queue))) {

@@ -16,6 +16,8 @@
 #include "metrics.h"
 #include "store.h"
 #include "syncer.h"
+#include "security.h"
+#include "zap.h"
 
 #define KEEL_FD_BOX 8192
 
@@ -62,6 +64,12 @@ struct _keel_broker_t {
     keel_metrics_t *metrics;
     keel_httpd_t *httpd;
     int64_t metrics_due; // monotonic ms
+    // Security=curve (security.h): the broker's keys, the pair peer's
+    // public key, and the ZAP handler (zap.h; NULL with Security=none).
+    keel_security_t security;
+    char pair_peer_key[KEEL_CURVE_KEY_TXT];
+    keel_zap_t *zap;
+    int hup_fd; // signalfd for SIGHUP, -1 none
     bool stop;
 };
 
@@ -116,5 +124,20 @@ keel_err keel_broker_metrics_start (keel_broker_t *self, keel_error_t *err);
 void keel_broker_metrics_turn (keel_broker_t *self);
 int64_t keel_broker_metrics_wait_ms (keel_broker_t *self);
 void keel_broker_metrics_stop (keel_broker_t *self);
+
+// Security (broker_security.c): load the keys and, with Security=curve,
+// start the ZAP handler before any socket binds (with Security=none: log
+// that the grid is open); each turn, count the handler's refusals and
+// reread the Authorized* directories after a SIGHUP; whether an admin
+// request comes from an admin key; whether a message (its principal, the
+// connection's user id, in *principal_p: valid while body is)
+// from the client endpoint comes from a connection whose authenticated
+// role is the sender it claims (a refusal is counted and logged); stop.
+keel_err keel_broker_security_start (keel_broker_t *self, keel_error_t *err);
+void keel_broker_security_turn (keel_broker_t *self);
+bool keel_broker_security_admin_allows (keel_broker_t *self, zmsg_t *msg);
+bool keel_broker_security_allows (keel_broker_t *self, zmq_msg_t *body, const keel_env_t *env,
+                                  const char **principal_p);
+void keel_broker_security_stop (keel_broker_t *self);
 
 #endif

@@ -75,6 +75,15 @@ keel_broker_metrics_start (keel_broker_t *self, keel_error_t *err)
     const char *endpoint = keel_broker_cfg_MetricsEndpoint (self->settings);
     if (!*endpoint)
         return KEEL_OK;
+    // Nothing listens in the clear with Security=curve unless the operator
+    // says so (DESIGN §9).
+    if (self->security.curve && !keel_broker_cfg_MetricsInsecure (self->settings)) {
+        KEEL_WARN ("broker",
+                   "MetricsEndpoint %s not served: Security=curve and MetricsInsecure=false "
+                   "(set MetricsInsecure=true to serve it in the clear)",
+                   endpoint);
+        return KEEL_OK;
+    }
     self->metrics = keel_metrics_new ();
     if (!self->metrics)
         return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");

@@ -24,6 +24,7 @@ typedef struct {
     zframe_t *route;
     zframe_t *body; // the message, encoded again
     int64_t at;
+    char principal[64]; // its authenticated principal (keel_core_principal)
 } s_vote_t;
 
 #define S_SILENCE_WARN_MS 30000
@@ -225,8 +226,10 @@ s_settle_votes (keel_broker_pair_t *self)
         if (serving) {
             keel_error_t err = { "" };
             keel_env_t *env = keel_wire_decode (zframe_data (v->body), zframe_size (v->body), &err);
-            if (env)
+            if (env) {
+                keel_core_principal (self->broker->core, v->principal);
                 keel_core_message (self->broker->core, v->route, env);
+            }
             keel_wire_free (&env);
         }
         else if (self->now - v->at < self->timeout_ms)
@@ -560,7 +563,8 @@ keel_broker_pair_serving (const keel_broker_pair_t *self)
 }
 
 bool
-keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *env)
+keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *env,
+                         const char *principal)
 {
     self->now = zclock_mono ();
     keel_pair_do_t what = keel_pair_client (self->fsm, self->now);
@@ -578,6 +582,7 @@ keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *
             v->route = zframe_dup (route);
             v->body = keel_wire_encode (env);
             v->at = self->now;
+            snprintf (v->principal, sizeof v->principal, "%s", principal ? principal : "");
         }
         if (!v || !v->route || !v->body) {
             void *item = v;
@@ -672,13 +677,14 @@ keel_broker_pair_status (keel_broker_pair_t *self, keel_admin_pair_t *status)
 // ---------------------------------------------------------------- lifecycle
 
 static zsock_t *
-s_bind (const char *endpoint, keel_error_t *err)
+s_bind (keel_broker_t *broker, const char *endpoint, keel_error_t *err)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
         keel_error_set (err, KEEL_ERR_IO, "cannot create a ZeroMQ socket");
         return NULL;
     }
+    keel_security_server (sock, &broker->security, KEEL_ZAP_DOMAIN_PAIR);
     zsock_set_rcvhwm (sock, 100000);
     zsock_set_linger (sock, 0);
     zsock_set_maxmsgsize (sock, 64 * 1024 * 1024);
@@ -691,13 +697,14 @@ s_bind (const char *endpoint, keel_error_t *err)
 }
 
 static zsock_t *
-s_connect (const char *endpoint, keel_error_t *err)
+s_connect (keel_broker_t *broker, const char *endpoint, keel_error_t *err)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock) {
         keel_error_set (err, KEEL_ERR_IO, "cannot create a ZeroMQ socket");
         return NULL;
     }
+    keel_security_client (sock, &broker->security, broker->pair_peer_key);
     zsock_set_immediate (sock, 1);
     zsock_set_sndhwm (sock, 100000);
     zsock_set_sndtimeo (sock, 5000);
@@ -783,8 +790,8 @@ keel_broker_pair_new (keel_broker_t *broker, keel_error_t *err)
     }
     self->nlinks = nown;
     for (int i = 0; i < self->nlinks; i++) {
-        self->in[i] = s_bind (self->own[i], err);
-        self->out[i] = self->in[i] ? s_connect (self->peers[i], err) : NULL;
+        self->in[i] = s_bind (broker, self->own[i], err);
+        self->out[i] = self->in[i] ? s_connect (broker, self->peers[i], err) : NULL;
         if (!self->out[i]) {
             keel_broker_pair_destroy (&self);
             return NULL;

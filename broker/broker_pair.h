@@ -78,8 +78,10 @@ bool keel_broker_pair_serving (const keel_broker_pair_t *self);
 // the broker took over and the message is to be served; false when it was
 // answered with Passive, or kept (the peer is in doubt: it is served if
 // this broker takes over within PairTimeout, answered Passive if the peer
-// is heard again), or dropped.
-bool keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *env);
+// is heard again), or dropped. principal: the message's authenticated
+// principal (keel_core_principal; "" with Security=none), kept with a vote.
+bool keel_broker_pair_client (keel_broker_pair_t *self, zframe_t *route, keel_env_t *env,
+                              const char *principal);
 
 // Before a commit of the active: stamps the journal with the next update
 // number. After it succeeded: keel_broker_pair_committed encodes the

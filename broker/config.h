@@ -107,6 +107,28 @@
     KEY (MetricsEndpoint, STRING, NULL, "", 0, 0, false, NULL,                                     \
          "HOST:PORT (or PORT: 127.0.0.1) serving GET /metrics (Prometheus), /status.json and "     \
          "the status page /; read-only, unauthenticated; empty = off")                             \
+    KEY (MetricsInsecure, BOOL, NULL, "false", 0, 0, false, NULL,                                  \
+         "With Security=curve, serve MetricsEndpoint anyway (plain HTTP, unauthenticated); "       \
+         "false = Security=curve turns MetricsEndpoint off")                                       \
+    KEY (Security, ENUM, NULL, "none", 0, 0, false, "none|curve",                                  \
+         "none: every socket in the clear, anyone who reaches a port is trusted (a warning at "    \
+         "start); curve: CurveZMQ on every socket, clients authenticated by their keys "           \
+         "(docs/security.md)")                                                                     \
+    KEY (CurveKey, STRING, NULL, "", 0, 0, false, NULL,                                            \
+         "Security=curve: this broker's certificate (keel-admin keygen): FILE public, "            \
+         "FILE_secret secret (mode 0600)")                                                         \
+    KEY (AuthorizedDrivers, STRING, NULL, "", 0, 0, false, NULL,                                   \
+         "Security=curve: directory of the public certificates of drivers allowed to connect "     \
+         "(reread on SIGHUP)")                                                                     \
+    KEY (AuthorizedEngines, STRING, NULL, "", 0, 0, false, NULL,                                   \
+         "Security=curve: directory of the public certificates of engines allowed to connect "     \
+         "(reread on SIGHUP)")                                                                     \
+    KEY (AuthorizedAdmins, STRING, NULL, "", 0, 0, false, NULL,                                    \
+         "Security=curve: directory of the public certificates allowed on AdminEndpoint "          \
+         "(keel-admin; reread on SIGHUP)")                                                         \
+    KEY (PairPeerKey, STRING, NULL, "", 0, 0, false, NULL,                                         \
+         "Security=curve, resilient pair: the peer broker's public certificate (its CurveKey "     \
+         "FILE); required with PairRole")                                                          \
     KEY (LogLevel, ENUM, NULL, "info", 0, 0, true, "error|warn|info|debug", "Log level")
 
 // The table (ends with KEEL_SETTINGS_END).

@@ -315,23 +315,51 @@ keel_core_answer_submissions (keel_core_t *self, bool committed, const char *err
     }
 }
 
+// Logs "<what>: <text>" as a warning unless rl has had its lines for this
+// window; the first line of a new window says how many were not logged.
+static void
+s_warn_limited (keel_core_t *self, keel_ratelimit_t *rl, const char *what, const char *fmt,
+                va_list args)
+{
+    int64_t suppressed = 0;
+    if (!keel_ratelimit_allow (rl, self->now, &suppressed))
+        return;
+    char text[400];
+    vsnprintf (text, sizeof text, fmt, args);
+    if (suppressed)
+        KEEL_WARN ("broker", "%s: %s (and %lld more not logged)", what, text,
+                   (long long) suppressed);
+    else
+        KEEL_WARN ("broker", "%s: %s", what, text);
+}
+
 void
 keel_core_malformed (keel_core_t *self, const char *fmt, ...)
 {
     self->counters.malformed_messages++;
-    int64_t suppressed = 0;
-    if (!keel_ratelimit_allow (&self->malformed_rl, self->now, &suppressed))
-        return;
-    char text[300];
     va_list args;
     va_start (args, fmt);
-    vsnprintf (text, sizeof text, fmt, args);
+    s_warn_limited (self, &self->malformed_rl, "malformed message dropped", fmt, args);
     va_end (args);
-    if (suppressed)
-        KEEL_WARN ("broker", "malformed message dropped: %s (and %lld more not logged)", text,
-                   (long long) suppressed);
+}
+
+void
+keel_core_refused (keel_core_t *self, bool role, const char *fmt, ...)
+{
+    if (role)
+        self->counters.role_refused++;
     else
-        KEEL_WARN ("broker", "malformed message dropped: %s", text);
+        self->counters.auth_refused++;
+    va_list args;
+    va_start (args, fmt);
+    s_warn_limited (self, &self->refused_rl, role ? "role refused" : "auth refused", fmt, args);
+    va_end (args);
+}
+
+void
+keel_core_principal (keel_core_t *self, const char *principal)
+{
+    snprintf (self->principal, sizeof self->principal, "%s", principal ? principal : "");
 }
 
 // A loop that did not wake for 2·H or more (SIGSTOP, a paused VM, a
@@ -471,6 +499,7 @@ keel_core_new (keel_settings_t *settings, int64_t now, int64_t wall)
     self->last_wake = now;
     self->prefetch_room = UINT64_MAX; // set per engine during dispatch (core_sched.c)
     self->malformed_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "malformed message");
+    self->refused_rl = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 5, "refusal");
     self->rl[KEEL_CORE_RL_EVENTS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 100, "event");
     self->rl[KEEL_CORE_RL_DRIVERS] = (keel_ratelimit_t) KEEL_RATELIMIT_NAMED (10000, 20, "driver");
     self->rl[KEEL_CORE_RL_VALUES] =

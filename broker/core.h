@@ -94,6 +94,14 @@ void keel_core_message (keel_core_t *self, zframe_t *route, keel_env_t *env);
 // A message that could not be decoded (counted, logged at a rate limit).
 void keel_core_malformed (keel_core_t *self, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
+// A refusal by Security=curve (counted as role_refused when role, else
+// auth_refused; logged at a rate limit).
+void keel_core_refused (keel_core_t *self, bool role, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+// The authenticated principal of the message keel_core_message handles
+// next ("" with Security=none): its connection's role and key, so that a
+// driver keeps to its own driver id and services.
+void keel_core_principal (keel_core_t *self, const char *principal);
 // A send the loop made failed with errno err: counted as a send to a
 // departed peer (EHOSTUNREACH: its connection has closed) or a send
 // failure (the peer's queue is full).

@@ -398,10 +398,54 @@ s_service_query (keel_core_t *self, keel_driver_rec_t *drv, Keel__ServiceQuery *
     free (ptrs);
 }
 
+// With Security=curve, whether the driver of the message being handled
+// (self->principal) may speak for the service: its driver (svc->driver_id)
+// said hello under the same key, or not since the broker started. A
+// refusal is counted and logged.
+static bool
+s_owned (keel_core_t *self, const char *driver_id, const char *service_id)
+{
+    if (!self->principal[0])
+        return true;
+    keel_service_rec_t *svc = keel_model_service (self->model, service_id);
+    keel_driver_rec_t *owner = svc ? keel_model_driver (self->model, svc->driver_id) : NULL;
+    if (!owner || !owner->principal[0] || strcmp (owner->principal, self->principal) == 0)
+        return true;
+    keel_core_refused (self, true, "driver=%s may not use service=%s: opened under another key",
+                       driver_id, service_id);
+    return false;
+}
+
+// With Security=curve, whether a hello's driver id and services belong to
+// the key it comes from (the driver id is bound to the first key that
+// says hello with it).
+static bool
+s_hello_owned (keel_core_t *self, keel_driver_rec_t *drv, Keel__DriverHello *hello)
+{
+    if (!self->principal[0])
+        return true;
+    if (drv && drv->principal[0] && strcmp (drv->principal, self->principal) != 0) {
+        keel_core_refused (self, true, "hello as driver=%s from another key", hello->driver_id);
+        return false;
+    }
+    for (size_t i = 0; i < hello->n_services; i++)
+        if (!s_owned (self, hello->driver_id, hello->services[i]))
+            return false;
+    for (size_t i = 0; i < hello->n_attach; i++)
+        if (!s_owned (self, hello->driver_id, hello->attach[i]->service_id))
+            return false;
+    for (size_t i = 0; i < hello->n_delivered; i++)
+        if (!s_owned (self, hello->driver_id, hello->delivered[i]->service_id))
+            return false;
+    return true;
+}
+
 void
 keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *hello)
 {
     keel_driver_rec_t *drv = keel_model_driver (self->model, hello->driver_id);
+    if (!s_hello_owned (self, drv, hello))
+        return;
     if (!drv) {
         drv = keel_model_driver_add (self->model, hello->driver_id);
         if (!drv)
@@ -414,6 +458,8 @@ keel_core_driver_hello (keel_core_t *self, zframe_t *route, Keel__DriverHello *h
                        drv->id);
     keel_model_driver_route (self->model, drv, route);
     drv->connected = true;
+    if (self->principal[0] && !drv->principal[0])
+        snprintf (drv->principal, sizeof drv->principal, "%s", self->principal);
     keel_peer_clock_init (&drv->clock, self->heartbeat_ms, 3, self->now);
     drv->broker_timeout_ms = hello->has_broker_timeout_ms ? hello->broker_timeout_ms : 0;
 
@@ -742,9 +788,60 @@ s_detach (keel_core_t *self, Keel__Detach *msg)
     }
 }
 
+// With Security=curve, whether every service the message names belongs to
+// the driver's key.
+static bool
+s_msg_owned (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env)
+{
+    if (!self->principal[0])
+        return true;
+    if (drv->principal[0] && strcmp (drv->principal, self->principal) != 0) {
+        keel_core_refused (self, true, "message as driver=%s from another key", drv->id);
+        return false;
+    }
+    const char *one = NULL;
+    char **ids = NULL;
+    size_t n = 0;
+    switch (env->body_case) {
+        case KEEL__ENVELOPE__BODY_SUBMIT_SERVICE:
+            one = env->submit_service->service_id;
+            break;
+        case KEEL__ENVELOPE__BODY_SUBMIT_TASKS:
+            one = env->submit_tasks->service_id;
+            break;
+        case KEEL__ENVELOPE__BODY_RESULT_ACK:
+            one = env->result_ack->service_id;
+            break;
+        case KEEL__ENVELOPE__BODY_CLOSE_SERVICE:
+            one = env->close_service->service_id;
+            break;
+        case KEEL__ENVELOPE__BODY_CANCEL_SERVICE:
+            one = env->cancel_service->service_id;
+            break;
+        case KEEL__ENVELOPE__BODY_DETACH:
+            ids = env->detach->service_ids;
+            n = env->detach->n_service_ids;
+            break;
+        case KEEL__ENVELOPE__BODY_SERVICE_QUERY:
+            ids = env->service_query->service_ids;
+            n = env->service_query->n_service_ids;
+            break;
+        default:
+            break;
+    }
+    if (one && !s_owned (self, drv->id, one))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!s_owned (self, drv->id, ids[i]))
+            return false;
+    return true;
+}
+
 void
 keel_core_driver_msg (keel_core_t *self, keel_driver_rec_t *drv, keel_env_t *env)
 {
+    if (!s_msg_owned (self, drv, env))
+        return;
     switch (env->body_case) {
         case KEEL__ENVELOPE__BODY_HEARTBEAT:
             break;

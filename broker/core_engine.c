@@ -392,12 +392,21 @@ void
 keel_core_engine_login (keel_core_t *self, zframe_t *route, Keel__EngineLogin *login)
 {
     keel_engine_t *engine = keel_model_engine (self->model, login->engine_id);
+    // Security=curve: an engine id belongs to the key that first logged in
+    // with it (its tasks, its held results).
+    if (self->principal[0] && engine && engine->principal[0]
+        && strcmp (engine->principal, self->principal) != 0) {
+        keel_core_refused (self, true, "login as engine=%s from another key", login->engine_id);
+        return;
+    }
     bool returning = engine != NULL;
     if (!engine) {
         engine = keel_model_engine_add (self->model, login->engine_id);
         if (!engine)
             return;
     }
+    if (self->principal[0] && !engine->principal[0])
+        snprintf (engine->principal, sizeof engine->principal, "%s", self->principal);
     bool new_session = strcmp (engine->session, login->session) != 0;
     snprintf (engine->session, sizeof engine->session, "%s", login->session);
     snprintf (engine->host, sizeof engine->host, "%s", login->host ? login->host : "");

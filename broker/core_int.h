@@ -141,6 +141,10 @@ struct _keel_core_t {
     keel_counters_t counters;
     keel_metrics_t *metrics; // the loop's, NULL = none (keel_core_set_metrics)
     keel_ratelimit_t malformed_rl;
+    keel_ratelimit_t refused_rl; // keel_core_refused
+    // The authenticated principal of the message being handled
+    // (keel_core_principal): "driver:KEY" with Security=curve, else "".
+    char principal[64];
     keel_ratelimit_t rl[KEEL_CORE_RL_COUNT];
     // Events (keel_core_event) made by an admin request name it: "admin=<routing id>
     // from=<address>" while one is handled, "" otherwise.

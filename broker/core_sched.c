@@ -695,6 +695,7 @@ keel_core_timers (keel_core_t *self)
     // Say how many peer-triggered lines each limiter dropped, once its
     // window is over.
     keel_ratelimit_flush (&self->malformed_rl, self->now, KEEL_LOG_WARN, "broker");
+    keel_ratelimit_flush (&self->refused_rl, self->now, KEEL_LOG_WARN, "broker");
     for (int i = 0; i < KEEL_CORE_RL_COUNT; i++)
         keel_ratelimit_flush (&self->rl[i], self->now, KEEL_LOG_WARN, "broker");
     if (self->recovered_release_at && self->now >= self->recovered_release_at)

@@ -10,6 +10,11 @@
     sends_to_departed_peers counts messages to a connection that had
     already closed (ZMQ_ROUTER_MANDATORY: EHOSTUNREACH), e.g. a heartbeat
     or admin reply racing a peer that just left: normal, harmless.
+    auth_refused counts handshakes refused with Security=curve (a key in no
+    Authorized* directory, or no CURVE at all); role_refused a known key
+    on a socket its role may not use, a message whose sender is not the
+    connection's authenticated role, or a driver key speaking for another
+    key's driver or services (docs/security.md).
 */
 #ifndef KEEL_COUNTERS_H
 #define KEEL_COUNTERS_H
@@ -39,7 +44,9 @@
     X (store_syncs)                                                                                \
     X (store_failures)                                                                             \
     X (engines_blacklisted)                                                                        \
-    X (tasks_failed_no_engine)
+    X (tasks_failed_no_engine)                                                                     \
+    X (auth_refused)                                                                               \
+    X (role_refused)
 
 typedef struct {
 #define KEEL_COUNTER_FIELD(name) uint64_t name;

@@ -1,7 +1,16 @@
 /*  keel_admin.c — keel-admin, the operator's command line for a running broker.
 
     keel-admin [-e ENDPOINT | -c broker.properties] [--json] [--timeout DURATION]
+               [--set Security=curve --set CurveKey=FILE --set BrokerKey=FILE]
                COMMAND [ARGS]
+    keel-admin keygen NAME
+
+    With Security=curve (--set, or KEEL_Security / KEEL_CurveKey /
+    KEEL_BrokerKey in the environment) the request goes over CurveZMQ with
+    the admin's certificate CurveKey to the broker whose public certificate
+    is BrokerKey; the broker lets only AuthorizedAdmins keys in. `keygen NAME`
+    writes a new certificate, NAME (0644) and NAME_secret (0600), and talks
+    to no broker.
 
     `tasks SERVICE [--state STATE] [--limit N] [--offset N]` sends its options
     as the arguments "state=STATE", "limit=N", "offset=N" after SERVICE.
@@ -14,6 +23,7 @@
     configuration error, 3 no answer within the timeout.
 */
 #include <czmq.h>
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +32,16 @@
 #include "cli.h"
 #include "error.h"
 #include "props.h"
+#include "security.h"
 #include "settings.h"
 #include "wire.h"
 
 #define PROGRAM                "keel-admin"
 #define DEFAULT_ADMIN_ENDPOINT "tcp://127.0.0.1:7071"
 #define DEFAULT_TIMEOUT_MS     5000
+
+// Security, CurveKey, BrokerKey: set once in main before any request.
+static keel_security_t s_security;
 
 typedef struct {
     const char *name;
@@ -61,6 +75,9 @@ static const s_command_t s_commands[] = {
       "for (BlacklistAfter) again" },
     { "takeover", 0, 0, "takeover",
       "on the passive broker of a pair: planned handover, this broker becomes active" },
+    { "keygen", 1, 1, "keygen NAME",
+      "write a new CurveZMQ certificate: NAME (public, 0644) and NAME_secret (0600); no broker "
+      "is asked" },
     { "leave", 0, 0, "leave",
       "a member of a shared store (Store=postgresql): send its drivers and engines to the "
       "next member, leave the store to it, and stop" },
@@ -77,7 +94,10 @@ s_print_usage (FILE *out)
              "Options:\n"
              "  -e, --endpoint ENDPOINT  admin endpoint (default " DEFAULT_ADMIN_ENDPOINT ")\n"
              "  -c, --config FILE        read AdminEndpoint from the broker's properties file\n"
-             "      --set KEY=VALUE      AdminEndpoint=ENDPOINT or Timeout=DURATION\n"
+             "      --set KEY=VALUE      AdminEndpoint=ENDPOINT, Timeout=DURATION,\n"
+             "                           Security=none|curve, CurveKey=FILE (this admin's\n"
+             "                           certificate), BrokerKey=FILE (the broker's public one);\n"
+             "                           also from KEEL_Security, KEEL_CurveKey, KEEL_BrokerKey\n"
              "      --json               print the reply as one JSON object\n"
              "      --timeout DURATION   how long to wait for the answer (default 5s)\n"
              "  -h, --help               this text\n"
@@ -215,6 +235,21 @@ s_format_duration (int64_t ms, char *buf, size_t size)
         snprintf (buf, size, "%.1f s", (double) ms / 1000.0);
 }
 
+// The environment's KEEL_<key> (as written, or upper-cased), or NULL.
+static const char *
+s_env (const char *key)
+{
+    char name[64], upper[64];
+    snprintf (name, sizeof name, "KEEL_%s", key);
+    const char *value = getenv (name);
+    if (value)
+        return value;
+    for (size_t i = 0; i < sizeof upper && (upper[i] = (char) toupper (name[i])); i++)
+        ;
+    upper[sizeof upper - 1] = 0;
+    return getenv (upper);
+}
+
 // Reads AdminEndpoint from a broker properties file into endpoint (owned by
 // the caller). Returns 0, or 2 after printing the error.
 static int
@@ -267,6 +302,7 @@ s_request (const char *endpoint, const char *command, int nargs, char **args, in
     zsock_set_linger (dealer, 0);
     zsock_set_maxmsgsize (dealer, KEEL_DEFAULT_MAX_MSG_SIZE);
     zsock_set_sndtimeo (dealer, (int) timeout_ms);
+    keel_security_client (dealer, &s_security, NULL);
     if (zsock_connect (dealer, "%s", endpoint) != 0) {
         fprintf (stderr, PROGRAM ": cannot connect to '%s': %s\n", endpoint,
                  zmq_strerror (zmq_errno ()));
@@ -511,6 +547,9 @@ main (int argc, char **argv)
     const char *endpoint_arg = NULL;
     const char *config_path = NULL;
     const char *timeout_arg = NULL;
+    const char *security_arg = s_env ("Security");
+    const char *cert_arg = s_env ("CurveKey");
+    const char *broker_key_arg = s_env ("BrokerKey");
     bool json = false;
     int opt;
 
@@ -538,9 +577,16 @@ main (int argc, char **argv)
                     endpoint_arg = optarg + 14;
                 else if (strncmp (optarg, "Timeout=", 8) == 0)
                     timeout_arg = optarg + 8;
+                else if (strncmp (optarg, "Security=", 9) == 0)
+                    security_arg = optarg + 9;
+                else if (strncmp (optarg, "CurveKey=", 9) == 0)
+                    cert_arg = optarg + 9;
+                else if (strncmp (optarg, "BrokerKey=", 10) == 0)
+                    broker_key_arg = optarg + 10;
                 else {
                     fprintf (stderr,
-                             PROGRAM ": --set %s: unknown key (keys: AdminEndpoint, Timeout)\n",
+                             PROGRAM ": --set %s: unknown key (keys: AdminEndpoint, Timeout, "
+                                     "Security, CurveKey, BrokerKey)\n",
                              optarg);
                     return KEEL_EXIT_USAGE;
                 }
@@ -576,6 +622,29 @@ main (int argc, char **argv)
     char **args = argv + optind + 1;
     if (!s_command_check (command, nargs, args))
         return KEEL_EXIT_USAGE;
+    if (strcmp (command, "keygen") == 0) {
+        keel_error_t err = { "" };
+        if (keel_security_keygen (args[0], &err) != KEEL_OK) {
+            fprintf (stderr, PROGRAM ": %s\n", err.text);
+            return KEEL_EXIT_USAGE;
+        }
+        printf ("%s\n%s_secret\n", args[0], args[0]);
+        return KEEL_EXIT_OK;
+    }
+    if (security_arg && strcmp (security_arg, "none") != 0 && strcmp (security_arg, "curve") != 0) {
+        fprintf (stderr, PROGRAM ": Security: expected one of none|curve, got '%s'\n",
+                 security_arg);
+        return KEEL_EXIT_USAGE;
+    }
+    {
+        keel_error_t err = { "" };
+        if (keel_security_init (&s_security, security_arg, "CurveKey", cert_arg, "BrokerKey",
+                                broker_key_arg, &err)
+            != KEEL_OK) {
+            fprintf (stderr, PROGRAM ": %s\n", err.text);
+            return KEEL_EXIT_USAGE;
+        }
+    }
 
     int64_t timeout_ms = DEFAULT_TIMEOUT_MS;
     if (timeout_arg) {

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <czmq.h>
 
 #include "broker.h"
@@ -12,6 +13,7 @@
 #include "config.h"
 #include "journal.h"
 #include "log.h"
+#include "security.h"
 
 int
 main (int argc, char **argv)
@@ -28,6 +30,12 @@ main (int argc, char **argv)
     keel_settings_t *settings = keel_cli_parse (&cli, argc, argv, &code);
     if (!settings)
         return code;
+    // Security=curve: SIGHUP rereads the authorized keys. It is blocked
+    // here, before any thread exists, so every thread inherits the mask and
+    // the loop alone takes it from a signalfd (broker_security.c); no wait
+    // anywhere is interrupted by it.
+    if (strcmp (keel_broker_cfg_Security (settings), "curve") == 0)
+        keel_security_block_hup ();
     keel_log_level_t level;
     if (keel_log_level_parse (keel_broker_cfg_LogLevel (settings), &level) == 0)
         keel_log_init (level);

@@ -185,6 +185,10 @@ typedef struct {
 struct _keel_engine_t {
     char id[KEEL_ID_MAX + 1];
     char session[KEEL_ID_MAX + 1];
+    // Security=curve: the authenticated key of the first login under this
+    // engine id since the broker started ("" none); no other key may log in
+    // as this engine (core_engine.c).
+    char principal[64];
     char host[256];
     char route_key[64]; // hex of the routing id
     zframe_t *route;    // routing id frame, NULL when offline
@@ -218,6 +222,10 @@ typedef struct {
     uint64_t broker_timeout_ms;
     bool connected;
     bool pair_noticed; // got the pair's takeover notice (keel_core_pair_notice)
+    // Security=curve: the authenticated key that said hello first under
+    // this driver id since the broker started ("" none); no other key may
+    // speak for the driver or its services (core_driver.c).
+    char principal[64];
 } keel_driver_rec_t;
 
 typedef struct _keel_model_t keel_model_t;

@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include "actor_lend.h"
 #include "keel/driver.h"
+#include "security.h"
 #include "wire.h"
 
 // What an "EVENTS" entry carries, and what a lender takes
@@ -61,6 +62,7 @@ typedef struct {
     int64_t heartbeat_ms;
     int64_t batch_size;
     int64_t max_unaccepted;
+    keel_security_t security; // DSSecurity, DSCurveKey, DSBrokerKey (security.h)
 } keel_actor_config_t;
 
 // How a service came to the driver.

@@ -143,7 +143,7 @@ keel_actor_fail_service (keel_actor_t *self, keel_actor_service_t *svc, keel_tas
 // ---------------------------------------------------------------- sending
 
 static zsock_t *
-s_dealer_new (const char *endpoint)
+s_dealer_new (const keel_security_t *security, const char *endpoint)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock)
@@ -154,6 +154,7 @@ s_dealer_new (const char *endpoint)
     zsock_set_rcvhwm (sock, 100000);
     zsock_set_reconnect_ivl (sock, 100);
     zsock_set_reconnect_ivl_max (sock, 2000);
+    keel_security_client (sock, security, NULL);
     if (zsock_connect (sock, "%s", endpoint) != 0) {
         KEEL_ERROR (S_COMPONENT, "cannot connect to %s: %s", endpoint, zmq_strerror (zmq_errno ()));
         zsock_destroy (&sock);
@@ -721,7 +722,8 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
         switch (action->what) {
             case KEEL_SESSION_DO_CONNECT:
                 zsock_destroy (&self->main);
-                self->main = s_dealer_new (keel_session_endpoint (self->session, action->broker));
+                self->main = s_dealer_new (&self->config->security,
+                                           keel_session_endpoint (self->session, action->broker));
                 self->gen++;
                 KEEL_DEBUG (S_COMPONENT, "hello to %s",
                             keel_session_endpoint (self->session, action->broker));
@@ -744,7 +746,8 @@ s_run_actions (keel_actor_t *self, const keel_session_out_t *out)
                 break;
             case KEEL_SESSION_DO_PROBE_OPEN:
                 zsock_destroy (&self->probe);
-                self->probe = s_dealer_new (keel_session_endpoint (self->session, 0));
+                self->probe = s_dealer_new (&self->config->security,
+                                            keel_session_endpoint (self->session, 0));
                 self->gen++;
                 s_send_hello (self, self->probe, true);
                 break;

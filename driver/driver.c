@@ -436,6 +436,13 @@ keel_driver_new_from_settings (const keel_settings_t *settings, keel_error_t *er
     config->max_unaccepted = keel_driver_cfg_DSMaxUnaccepted (settings);
     if (config->batch_size < 1)
         config->batch_size = 1;
+    if (keel_security_init (&config->security, keel_driver_cfg_DSSecurity (settings), "DSCurveKey",
+                            keel_driver_cfg_DSCurveKey (settings), "DSBrokerKey",
+                            keel_driver_cfg_DSBrokerKey (settings), err)
+        != KEEL_OK) {
+        keel_actor_config_destroy (&config);
+        return NULL;
+    }
 
     keel_driver_t *self = calloc (1, sizeof *self);
     if (!self) {

@@ -35,6 +35,14 @@
     KEY (DSMaxUnaccepted, INT, "tasks", "100000", 1, 100000000, false, NULL,                       \
          "tasks sent but not yet accepted by the broker before further tasks wait in the driver; " \
          "keel-driver also holds at most this many tasks without a result (bounded memory)")       \
+    KEY (DSSecurity, ENUM, NULL, "none", 0, 0, false, "none|curve",                                \
+         "none: talk to brokers in the clear; curve: CurveZMQ, the driver authenticates with "     \
+         "DSCurveKey and checks the broker's DSBrokerKey")                                         \
+    KEY (DSCurveKey, STRING, NULL, "", 0, 0, false, NULL,                                          \
+         "DSSecurity=curve: this driver's certificate (keel-admin keygen): FILE public, "          \
+         "FILE_secret secret (mode 0600)")                                                         \
+    KEY (DSBrokerKey, STRING, NULL, "", 0, 0, false, NULL,                                         \
+         "DSSecurity=curve: the brokers' public certificate (their CurveKey FILE)")                \
     KEY (LogLevel, ENUM, NULL, "warn", 0, 0, false, "error|warn|info|debug",                       \
          "log level of keel-driver (the library leaves process logging to the application)")
 

@@ -89,6 +89,7 @@ s_dealer_new (keel_daemon_t *self, const char *endpoint, bool immediate)
     zsock_set_maxmsgsize (sock, self->cfg->max_message_bytes);
     zsock_set_sndhwm (sock, S_HWM);
     zsock_set_rcvhwm (sock, S_HWM);
+    keel_security_client (sock, &self->cfg->security, NULL);
     if (zsock_connect (sock, "%s", endpoint) != 0) {
         zsock_destroy (&sock);
         return NULL;
@@ -370,7 +371,14 @@ keel_daemon_new (const keel_engine_config_t *cfg, keel_error_t *err)
         return NULL;
     }
     self->started = self->now;
-    if (cfg->metrics_endpoint) {
+    if (!cfg->security.curve)
+        keel_security_warn_open ("engine");
+    if (cfg->metrics_endpoint && cfg->security.curve && !cfg->metrics_insecure)
+        KEEL_WARN ("engine",
+                   "MetricsEndpoint %s not served: Security=curve and MetricsInsecure=false "
+                   "(set MetricsInsecure=true to serve it in the clear)",
+                   cfg->metrics_endpoint);
+    else if (cfg->metrics_endpoint) {
         self->httpd = keel_httpd_new (cfg->metrics_endpoint, err);
         if (!self->httpd) {
             keel_error_prefix (err, "MetricsEndpoint");

@@ -283,6 +283,12 @@ keel_engine_config_new (const keel_settings_t *settings, keel_error_t *err)
     const char *metrics = keel_engine_cfg_MetricsEndpoint (settings);
     if (*metrics)
         cfg->metrics_endpoint = strdup (metrics);
+    cfg->metrics_insecure = keel_engine_cfg_MetricsInsecure (settings);
+    if (keel_security_init (&cfg->security, keel_engine_cfg_Security (settings), "CurveKey",
+                            keel_engine_cfg_CurveKey (settings), "BrokerKey",
+                            keel_engine_cfg_BrokerKey (settings), err)
+        != KEEL_OK)
+        goto fail;
 
     const char *host = keel_engine_cfg_Host (settings);
     if (*host)

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "error.h"
+#include "security.h"
 #include "settings.h"
 #include "wire_check.h"
 
@@ -61,6 +62,17 @@
     KEY (MetricsEndpoint, STRING, NULL, "", 0, 0, false, NULL,                                     \
          "HOST:PORT (or PORT: 127.0.0.1) serving GET /metrics (Prometheus: slots, running, held "  \
          "results, offline seconds); read-only, unauthenticated; empty = off")                     \
+    KEY (MetricsInsecure, BOOL, NULL, "false", 0, 0, false, NULL,                                  \
+         "with Security=curve, serve MetricsEndpoint anyway (plain HTTP, unauthenticated); "       \
+         "false = Security=curve turns MetricsEndpoint off")                                       \
+    KEY (Security, ENUM, NULL, "none", 0, 0, false, "none|curve",                                  \
+         "none: talk to brokers in the clear (a warning at start); curve: CurveZMQ, the engine "   \
+         "authenticates with CurveKey and checks the broker's BrokerKey")                          \
+    KEY (CurveKey, STRING, NULL, "", 0, 0, false, NULL,                                            \
+         "Security=curve: this engine's certificate (keel-admin keygen): FILE public, "            \
+         "FILE_secret secret (mode 0600)")                                                         \
+    KEY (BrokerKey, STRING, NULL, "", 0, 0, false, NULL,                                           \
+         "Security=curve: the brokers' public certificate (their CurveKey FILE)")                  \
     PATTERN (                                                                                      \
         service_exec, "service.*.exec", STRING, NULL, NULL, 0, 0, false, NULL,                     \
         "command service: run with /bin/sh -c, input on stdin, output from stdout, exit 0 = ok")   \
@@ -112,7 +124,9 @@ typedef struct {
     int64_t max_output_bytes;
     int64_t max_message_bytes;
     char *host;
-    char *metrics_endpoint; // MetricsEndpoint, NULL when off
+    char *metrics_endpoint;   // MetricsEndpoint, NULL when off
+    bool metrics_insecure;    // MetricsInsecure: serve it even with Security=curve
+    keel_security_t security; // Security, CurveKey, BrokerKey (security.h)
     keel_service_def_t services[KEEL_ENGINE_MAX_SERVICES];
     int n_services;
     // Built-in host, os, cores, memory_mb, slots (computed here), then each

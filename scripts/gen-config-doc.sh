@@ -40,6 +40,14 @@ Keys marked *runtime* can be changed on a running broker with
 `keel-admin config set KEY VALUE`; the change is stored in the broker's store
 and survives restarts.
 
+**Security** (`Security`, `CurveKey`, `BrokerKey`, the broker's `Authorized*` and
+`PairPeerKey`, the driver's `DSSecurity`, `DSCurveKey`, `DSBrokerKey`): key files
+are CZMQ certificates made by `keel-admin keygen NAME` (FILE public, FILE_secret
+secret, mode 0600); see docs/security.md. keel-admin has no properties file of its
+own: it takes `--set Security=none|curve`, `--set CurveKey=FILE` (its certificate,
+in `AuthorizedAdmins`) and `--set BrokerKey=FILE`, or `KEEL_Security`,
+`KEEL_CurveKey`, `KEEL_BrokerKey` in its environment.
+
 This file is generated from the programs' settings tables by
 `scripts/gen-config-doc.sh`; the test suite fails when it is stale.
 HEAD

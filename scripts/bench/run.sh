@@ -69,8 +69,10 @@ heartbeat=200ms
 prefetch=${KEEL_BENCH_PREFETCH:-256}
 # KEEL_BENCH_ONLY="w1 w3" runs only those workloads (w1 covers W1, W2, W5;
 # pair covers W1 and W2 against a pair, with the single broker's W1 and W2
-# StoreSync=full beside them, and W3-pair; w3pair: W3-pair alone).
-only=" ${KEEL_BENCH_ONLY:-w1 w3 w4 pair pg cluster} "
+# StoreSync=full beside them, and W3-pair; w3pair: W3-pair alone; curve:
+# W1 and W2 with Security=curve beside Security=none; flood: the flood
+# benchmark of issue 15).
+only=" ${KEEL_BENCH_ONLY:-w1 w3 w4 pair pg cluster curve flood} "
 want() { [[ "$only" == *" $1 "* ]]; }
 broker_timeout=2s
 # W3-pair: the pair's heartbeat (engines and drivers take the broker's), and
@@ -249,14 +251,16 @@ restart_broker() {
     pids+=("$broker_pid")
 }
 
-# start_engine NAME BROKERS. Besides the built-ins (double runs inline in
-# the engine), every engine offers double_lib: the same work as a library
-# service, run in the engine's worker process.
+# start_engine NAME BROKERS [--set K=V]... Besides the built-ins (double
+# runs inline in the engine), every engine offers double_lib: the same work
+# as a library service, run in the engine's worker process.
 start_engine() {
-    mkdir -p "$tmp/$1.state"
-    "$bin/keel-engine" --set "StateDir=$tmp/$1.state" --set "Brokers=$2" --set "Slots=1" \
+    local name=$1 brokers=$2
+    shift 2
+    mkdir -p "$tmp/$name.state"
+    "$bin/keel-engine" --set "StateDir=$tmp/$name.state" --set "Brokers=$brokers" --set "Slots=1" \
         --set "service.double_lib.library=$bench/libkeel_bench_double.so" \
-        --set "LogLevel=warn" >>"$tmp/$1.log" 2>&1 &
+        --set "LogLevel=warn" "$@" >>"$tmp/$name.log" 2>&1 &
     pids+=("$!")
 }
 
@@ -545,6 +549,110 @@ if want w1; then
         done
         stop_all
     done
+fi
+
+# ---------------------------------------------------------------- Security=curve
+# W1 and W2 with Security=curve (issue 15) on a grid of its own beside the
+# same grid with Security=none (StoreSync=full, defaults), both up at once
+# and measured one after the other in each run: ratios curve/none of the
+# same run. Keys made by keel-admin keygen in the run's temp dir.
+curve_keys() {
+    local k=$tmp/keys
+    [[ -d "$k" ]] && return 0
+    mkdir -p "$k/drivers" "$k/engines" "$k/admins"
+    for who in broker driver engine admin; do
+        "$bin/keel-admin" keygen "$k/$who.key" >/dev/null || fail "keel-admin keygen"
+    done
+    cp "$k/driver.key" "$k/drivers/"
+    cp "$k/engine.key" "$k/engines/"
+    cp "$k/admin.key" "$k/admins/"
+    curve_broker=(--set Security=curve --set "CurveKey=$k/broker.key"
+        --set "AuthorizedDrivers=$k/drivers" --set "AuthorizedEngines=$k/engines"
+        --set "AuthorizedAdmins=$k/admins")
+    curve_engine=(--set Security=curve --set "CurveKey=$k/engine.key" --set "BrokerKey=$k/broker.key")
+    curve_driver=(--set DSSecurity=curve --set "DSCurveKey=$k/driver.key" --set "DSBrokerKey=$k/broker.key")
+    curve_bench=(DSSecurity=curve "DSCurveKey=$k/driver.key" "DSBrokerKey=$k/broker.key")
+}
+# keel-admin status of a curve broker (the admin's key).
+curve_status_json() {
+    "$bin/keel-admin" -e "$1" --set Security=curve --set "CurveKey=$tmp/keys/admin.key" \
+        --set "BrokerKey=$tmp/keys/broker.key" --json --timeout 3s status 2>/dev/null || true
+}
+curve_wait_online() {     # curve_wait_online ADMIN N SECONDS
+    local deadline=$((SECONDS + $3)) value
+    while ((SECONDS < deadline)); do
+        value=$(json_int "$(curve_status_json "$1")" online)
+        [[ -n "$value" ]] && ((value >= $2)) && return 0
+        sleep 0.1
+    done
+    fail "curve grid: $2 engines not online at $1"
+}
+# A curve grid: broker (StoreSync=full) and two 1-slot engines; sets
+# curve_ep, curve_admin, curve_pid.
+start_curve_grid() {
+    curve_keys
+    start_broker "broker-$1" "$tmp/$1.db" --set StoreSync=full "${curve_broker[@]}"
+    curve_ep=$broker_ep curve_admin=$broker_admin curve_pid=$broker_pid
+    start_engine "engine-$1-1" "$curve_ep" "${curve_engine[@]}"
+    start_engine "engine-$1-2" "$curve_ep" "${curve_engine[@]}"
+    curve_wait_online "$curve_admin" 2 30
+}
+if want curve; then
+    echo "==> Keel, Security=curve beside Security=none: W1 ($w1_n tasks) and W2 ($w2_n round trips)" >&2
+    start_grid full w1-none
+    none_ep=$broker_ep
+    start_curve_grid w1-curve
+    for ((r = 0; r < runs; r++)); do
+        w1_keel_run w1_none --broker "$none_ep"
+        w1_keel_run w1_curve --broker "$curve_ep" "${curve_driver[@]}"
+        w2_keel_run w2_none "$none_ep"
+        w2_keel_run w2_curve "$curve_ep" "${curve_bench[@]}"
+    done
+    stop_all
+fi
+
+# ---------------------------------------------------------------- flood
+# Issue 15's flood: a Security=curve broker, 1,000 raw TCP connections that
+# never finish a handshake plus 100,000 random frames on fresh connections
+# (flood.py), while a legitimate driver makes W2 round trips. Reported: its
+# p99 under the flood against its p99 unloaded (the same grid, just
+# before; target < 2x), and the broker's RSS growth from before the flood
+# to after it (target < 10 MiB), with its auth_refused.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+if want flood; then
+    echo "==> flood: 1,000 idle raw connections + 100,000 random frames against Security=curve" >&2
+    start_curve_grid flood
+    flood_port=${curve_ep##*:}
+    for ((r = 0; r < runs; r++)); do
+        w2_keel_run w2_flood_unloaded "$curve_ep" "${curve_bench[@]}"
+        rss0=$(rss_kib "$curve_pid")
+        python3 "$root/scripts/bench/flood.py" 127.0.0.1 "$flood_port" 1000 100000 \
+            >"$tmp/flood-$r.out" 2>>"$tmp/flood.log" &
+        flood_pid=$!
+        pids+=("$flood_pid")
+        deadline=$((SECONDS + 60))
+        until grep -q '^ready' "$tmp/flood-$r.out" 2>/dev/null; do
+            ((SECONDS < deadline)) && kill -0 "$flood_pid" 2>/dev/null || fail "flood.py did not get ready"
+            sleep 0.1
+        done
+        w2_keel_run w2_flood_loaded "$curve_ep" "${curve_bench[@]}"
+        kill -TERM "$flood_pid" 2>/dev/null || true
+        deadline=$((SECONDS + 300))
+        while kill -0 "$flood_pid" 2>/dev/null; do
+            ((SECONDS < deadline)) || fail "flood.py did not finish"
+            sleep 0.2
+        done
+        forget_pid "$flood_pid"
+        rss1=$(rss_kib "$curve_pid")
+        line=$(grep '^frames=' "$tmp/flood-$r.out" || true)
+        [[ -n "$line" ]] || fail "flood.py reported nothing"
+        sample w2_flood_loaded frames "$(kv "$line" frames)"
+        sample w2_flood_loaded idle_open "$(kv "$line" idle_open)"
+        sample w2_flood_loaded rss_growth_mib "$(awk -v a="$rss0" -v b="$rss1" 'BEGIN { printf "%.2f", (b - a) / 1024 }')"
+        sample w2_flood_loaded auth_refused "$(json_int "$(curve_status_json "$curve_admin")" auth_refused)"
+        kill -0 "$curve_pid" 2>/dev/null || fail "the broker died under the flood"
+    done
+    stop_all
 fi
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -911,6 +1019,19 @@ rows=(
     "cluster: kill -9 of a member -> next result (HeartbeatInterval=250ms)|cluster_kill|gap_ms|"
     "W2 Keel pair StoreSync=full median|w2_pair|median_us|w2_relay"
     "W2 Keel pair StoreSync=full p99|w2_pair|p99_us|w2_relay"
+    "W1 Keel Security=none (beside curve)|w1_none|tasks_per_s|"
+    "W1 Keel Security=curve (x none)|w1_curve|tasks_per_s|w1_none"
+    "W2 Keel Security=none median|w2_none|median_us|"
+    "W2 Keel Security=none p99|w2_none|p99_us|"
+    "W2 Keel Security=curve median (x none)|w2_curve|median_us|w2_none"
+    "W2 Keel Security=curve p99 (x none)|w2_curve|p99_us|w2_none"
+    "Flood: W2 curve p99 unloaded|w2_flood_unloaded|p99_us|"
+    "Flood: W2 curve p99 under the flood (x unloaded)|w2_flood_loaded|p99_us|w2_flood_unloaded"
+    "Flood: W2 curve median under the flood|w2_flood_loaded|median_us|w2_flood_unloaded"
+    "Flood: random frames sent|w2_flood_loaded|frames|"
+    "Flood: idle connections still open at the end|w2_flood_loaded|idle_open|"
+    "Flood: broker RSS growth (MiB)|w2_flood_loaded|rss_growth_mib|"
+    "Flood: broker auth_refused after the run|w2_flood_loaded|auth_refused|"
     "W3 kill -9 broker, restart on same store|w3_restart|gap_ms|"
     "W3 kill -9 primary, failover broker|w3_failover|gap_ms|"
     "W3 failover: engines logged in to B|w3_failover|engines_on_b_ms|"
@@ -1008,6 +1129,19 @@ if want pg; then
         "$t_pg" "$(median w1_pg pg_cpu_us_per_task)" "$(median w1_pg statements_per_task)" \
         "${pg_skip:+ (skipped: $pg_skip)}"
 fi
+t_cw1=$(ratio "$(median w1_curve tasks_per_s)" "$(median w1_none tasks_per_s)")
+t_cw2m=$(ratio "$(median w2_curve median_us)" "$(median w2_none median_us)")
+t_cw2p=$(ratio "$(median w2_curve p99_us)" "$(median w2_none p99_us)")
+t_fp99=$(ratio "$(median w2_flood_loaded p99_us)" "$(median w2_flood_unloaded p99_us)")
+t_frss=$(median w2_flood_loaded rss_growth_mib)
+if want curve; then
+    printf 'Security=curve: W1 curve/none %s (>= 0.8); W2 curve/none median %s, p99 %s\n' \
+        "$t_cw1" "$t_cw2m" "$t_cw2p"
+fi
+if want flood; then
+    printf 'Flood: W2 p99 under the flood / unloaded %s (< 2); broker RSS growth %s MiB (< 10)\n' \
+        "$t_fp99" "${t_frss:-null}"
+fi
 [[ -n "$gearman_skip" ]] && printf 'Gearman rows skipped: %s\n' "$gearman_skip"
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -1036,7 +1170,9 @@ cat >"$root/bench-results.json" <<EOF
     "pair_w2_median_over_relay": $t_pw2mr, "pair_w2_p99_over_relay": $t_pw2pr,
     "pair_w3_gap_ms": ${t_pgap:-null}, "pair_w3_failed_checks": $w3p_failures,
     "pair_w3_runs_without_resubmission": $w3p_no_resubmit,
-    "pg_w1_over_sqlite": $t_pg},
+    "pg_w1_over_sqlite": $t_pg,
+    "curve_w1_over_none": $t_cw1, "curve_w2_median_over_none": $t_cw2m, "curve_w2_p99_over_none": $t_cw2p,
+    "flood_w2_p99_over_unloaded": $t_fp99, "flood_rss_growth_mib": ${t_frss:-null}},
   "results": [$json_rows
   ]
 }

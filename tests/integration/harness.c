@@ -128,6 +128,7 @@ harness_setup (void)
     s_nprocs = 0;
     s_nports = 0;
     s_runs = 0;
+    harness_curve_setup (s_dir);
     if (!s_atexit_set) {
         atexit (s_kill_all);
         s_atexit_set = true;
@@ -242,6 +243,7 @@ s_spawn (const char *program, const char *const argv[], const char *out_path, co
 
     fflush (stdout);
     fflush (stderr);
+    char **envp = harness_curve_env (path); // built before the fork
     pid_t parent = getpid ();
     pid_t pid = fork ();
     if (pid < 0)
@@ -264,7 +266,7 @@ s_spawn (const char *program, const char *const argv[], const char *out_path, co
         // Daemons start in their own process group so a terminal ^C reaches
         // only the test, which then stops them by pid.
         setpgid (0, 0);
-        execv (path, (char *const *) args);
+        execve (path, (char *const *) args, envp);
         dprintf (2, "harness: cannot run %s: %s\n", path, strerror (errno));
         _exit (127);
     }
@@ -688,22 +690,29 @@ harness_status_int (const harness_broker_t *b, const char *path, long long *valu
 
 typedef struct {
     const harness_broker_t *b;
+    const char *path;
     long long n;
-} s_engines_wait_t;
+} s_status_wait_t;
 
 static bool
-s_engines_online (void *arg)
+s_status_at_least (void *arg)
 {
-    s_engines_wait_t *w = arg;
-    long long online = 0;
-    return harness_status_int (w->b, "engines.online", &online) && online >= w->n;
+    s_status_wait_t *w = arg;
+    long long value = 0;
+    return harness_status_int (w->b, w->path, &value) && value >= w->n;
+}
+
+bool
+harness_wait_status (const harness_broker_t *b, const char *path, long long n, int timeout_ms)
+{
+    s_status_wait_t w = { b, path, n };
+    return harness_poll_until (s_status_at_least, &w, timeout_ms);
 }
 
 bool
 harness_wait_engines (const harness_broker_t *b, long long n, int timeout_ms)
 {
-    s_engines_wait_t w = { b, n };
-    return harness_poll_until (s_engines_online, &w, timeout_ms);
+    return harness_wait_status (b, "engines.online", n, timeout_ms);
 }
 
 // ------------------------------------------------------------ JSON

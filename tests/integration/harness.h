@@ -39,6 +39,23 @@
         cr_assert (harness_ok_, __VA_ARGS__);                                                      \
     } while (0)
 
+// ------------------------------------------------------------ Security
+
+// KEEL_TEST_SECURITY=curve runs every process the harness starts with
+// Security=curve (harness_curve.c): harness_setup makes one certificate
+// per role in the test's keys/ directory (broker.key, driver.key,
+// engine.key, admin.key, and authorized-drivers/, -engines/, -admins/
+// holding the public parts), each program gets its role's settings in its
+// environment, the test process the driver's (KEEL_DSSecurity, ...).
+// harness_curve: whether this run is in curve mode. harness_key: the path
+// of keys/NAME. harness_curve_setup (called by harness_setup) and
+// harness_curve_env (the environment for a program, built before a fork)
+// are the harness's own.
+bool harness_curve (void);
+char *harness_key (char *buf, size_t size, const char *name);
+void harness_curve_setup (const char *dir);
+char **harness_curve_env (const char *program);
+
 // ------------------------------------------------------------ lifecycle
 
 // Creates the test's temp dir. Criterion .init.
@@ -158,6 +175,10 @@ int harness_admin (const harness_broker_t *b, harness_result_t *res, bool json, 
 // Reads an integer field from `keel-admin --json status` ("engines.online",
 // "counters.malformed_messages"). Returns true and *value when it answered.
 bool harness_status_int (const harness_broker_t *b, const char *path, long long *value);
+
+// Waits until the integer at path of `keel-admin --json status`
+// ("counters.auth_refused") is at least n.
+bool harness_wait_status (const harness_broker_t *b, const char *path, long long n, int timeout_ms);
 
 // Waits until status shows at least n engines online.
 bool harness_wait_engines (const harness_broker_t *b, long long n, int timeout_ms);

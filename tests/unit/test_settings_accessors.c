@@ -37,7 +37,7 @@ Test (settings_accessors, broker_table_holds_exactly_the_listed_keys_in_order)
     size_t i = 0;
     KEEL_BROKER_SETTINGS (S_ROW, S_PATTERN_ROW)
     cr_expect_null (table[i].name, "the table has %s beyond the list", table[i].name);
-    cr_expect_eq (i, 30);
+    cr_expect_eq (i, 37);
 }
 
 Test (settings_accessors, engine_table_holds_exactly_the_listed_keys_in_order)
@@ -46,7 +46,7 @@ Test (settings_accessors, engine_table_holds_exactly_the_listed_keys_in_order)
     size_t i = 0;
     KEEL_ENGINE_SETTINGS (S_ROW, S_PATTERN_ROW)
     cr_expect_null (table[i].name, "the table has %s beyond the list", table[i].name);
-    cr_expect_eq (i, 15);
+    cr_expect_eq (i, 19);
 }
 
 Test (settings_accessors, driver_table_holds_exactly_the_listed_keys_in_order)
@@ -55,7 +55,7 @@ Test (settings_accessors, driver_table_holds_exactly_the_listed_keys_in_order)
     size_t i = 0;
     KEEL_DRIVER_SETTINGS (S_ROW, S_PATTERN_ROW)
     cr_expect_null (table[i].name, "the table has %s beyond the list", table[i].name);
-    cr_expect_eq (i, 8);
+    cr_expect_eq (i, 11);
 }
 
 // ------------------------------------------------------------ the values
