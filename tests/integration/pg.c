@@ -199,6 +199,23 @@ pg_start (pg_instance_t *pg, char *why, size_t why_size)
         return s_fail (why, why_size, "initdb failed (status %d): %s", status, tail);
     }
 
+    // One user must give its password (PG_PASSWORD_USER), first in
+    // pg_hba.conf (the first line that matches decides); every other user
+    // is trusted.
+    char hba[340];
+    snprintf (hba, sizeof hba, "%s/pg_hba.conf", data);
+    char *old = harness_read_file (hba);
+    FILE *f = old ? fopen (hba, "w") : NULL;
+    if (f) {
+        fprintf (f, "host all " PG_PASSWORD_USER " 127.0.0.1/32 scram-sha-256\n%s", old);
+        fclose (f);
+    }
+    free (old);
+    if (!f) {
+        pg_stop (pg, 0);
+        return s_fail (why, why_size, "cannot rewrite %s", hba);
+    }
+
     for (int attempt = 0; attempt < 5; attempt++) {
         pg->port = harness_free_port ();
         snprintf (pg->conninfo, sizeof pg->conninfo,

@@ -9,6 +9,10 @@
     (/usr/lib/postgresql/<version>/bin, package postgresql, installed by
     scripts/install-deps.sh); the newest version found is used.
 
+    Every user is trusted except PG_PASSWORD_USER, who must give its
+    password (scram-sha-256; a test creates the role it needs): the
+    refusal of a wrong password is real.
+
     Every wait is bounded; a failure says why in `why`. pg_stop (or the
     test process dying: the server gets SIGKILL then, as with the harness's
     daemons) ends the server; pg_stop also removes the directory.
@@ -19,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+#define PG_PASSWORD_USER "keel_pw"
 
 typedef struct {
     pid_t pid;          // the postmaster (0: not running)

@@ -1067,6 +1067,33 @@ Test (store_pg, an_unreachable_server_is_a_clear_error_without_the_password)
     cr_expect_null (strstr (err.text, "s3cret"), "the password leaked: %s", err.text);
 }
 
+// A wrong password: a clear refusal naming the URI (the password hidden)
+// and the server's reason, and the database untouched.
+Test (store_pg, a_wrong_password_is_a_clear_error_and_the_database_is_untouched)
+{
+    s_sql ("CREATE ROLE " PG_PASSWORD_USER " LOGIN PASSWORD 'right-one'");
+    const char *db = strrchr (s_uri, '/') + 1;
+    char uri[300];
+    snprintf (uri, sizeof uri, "postgresql://" PG_PASSWORD_USER ":wrong-one@127.0.0.1:%s/%s",
+              getenv ("KEEL_TEST_PG_PORT"), db);
+    keel_error_t err = { "" };
+    cr_assert_null (keel_store_open (uri, KEEL_STORE_SYNC_FULL, &err));
+    cr_expect (strstr (err.text, "password authentication failed"), "%s", err.text);
+    cr_expect (strstr (err.text, PG_PASSWORD_USER ":***@127.0.0.1"), "%s", err.text);
+    cr_expect_null (strstr (err.text, "wrong-one"), "the password leaked: %s", err.text);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), 0,
+                  "the refused open created tables");
+    // The right password opens it.
+    snprintf (uri, sizeof uri, "postgresql://" PG_PASSWORD_USER ":right-one@127.0.0.1:%s/%s",
+              getenv ("KEEL_TEST_PG_PORT"), db);
+    s_sql ("GRANT ALL ON SCHEMA public TO " PG_PASSWORD_USER);
+    keel_store_t *store = keel_store_open (uri, KEEL_STORE_SYNC_FULL, &err);
+    cr_assert_not_null (store, "%s", err.text);
+    keel_store_destroy (&store);
+    s_sql ("DROP OWNED BY " PG_PASSWORD_USER);
+    s_sql ("DROP ROLE " PG_PASSWORD_USER);
+}
+
 // A URI naming a database the server does not have: a clear refusal that
 // names the URI (its password hidden) and the server's reason.
 Test (store_pg, a_database_that_does_not_exist_is_a_clear_error_without_the_password)
