@@ -199,7 +199,10 @@ keel_broker_member_turn (keel_broker_member_t *self)
     }
     bool paused = self->last_turn && now - self->last_turn >= self->lease_ms / 2;
     self->last_turn = now;
-    if (now < self->next_tick && !paused && keel_store_role (broker->store) != KEEL_STORE_FENCED)
+    // A member just fenced acts at once; one whose rejoin failed tries again
+    // at the tick's pace.
+    bool fenced = self->active && keel_store_role (broker->store) == KEEL_STORE_FENCED;
+    if (now < self->next_tick && !paused && !fenced)
         return;
     self->next_tick = now + KEEL_MEMBER_TICK_MS;
     // After a pause, before anything is served: is its work still this

@@ -586,7 +586,11 @@ keel_store_pg_rejoin (keel_store_pg_t *self, uint64_t *dropped_p, keel_error_t *
     self->retry_ms = 0;
     self->member_id = 0; // a new member: no lock of the old one to take again
     keel_err rc = keel_store_pg_ready (self, err);
-    return rc ? rc : keel_store_pg_join (self, err);
+    if (!rc)
+        rc = keel_store_pg_join (self, err);
+    if (rc)
+        self->lost_lock = true; // still FENCED: the broker tries again
+    return rc;
 }
 
 size_t
