@@ -76,6 +76,11 @@ Test (ft_pause, a_paused_broker_gives_engines_the_login_window_and_runs_nothing_
     HARNESS_ASSERT (driver > 0, "keel-driver did not start");
     HARNESS_ASSERT (ft_wait_status (&a, "tasks.running", TASKS, 15000),
                     "the %d tasks are not all running", TASKS);
+    // The broker counts a task running when it sends it: the engines log
+    // its start a moment later.
+    HARNESS_ASSERT (harness_wait_log ("engine1.err", "task started", 2, 10000)
+                        && harness_wait_log ("engine2.err", "task started", 2, 10000),
+                    "the engines did not start their tasks");
     HARNESS_ASSERT (ft_log_count ("engine1.err", "task started") == 2
                         && ft_log_count ("engine2.err", "task started") == 2,
                     "the tasks are not two on each engine");
