@@ -86,8 +86,10 @@ static const char *s_migrations[] = {
     "ALTER TABLE engines ADD COLUMN owner bigint NOT NULL DEFAULT 0;"
     "ALTER TABLE pending ADD COLUMN owner bigint NOT NULL DEFAULT 0;",
     // 4 -> 5: each member's load, for lending idle engines (store_pg_member.c).
-    "ALTER TABLE keel_members ADD COLUMN queued bigint NOT NULL DEFAULT 0;"
-    "ALTER TABLE keel_members ADD COLUMN idle_slots bigint NOT NULL DEFAULT 0;",
+    // (In parentheses: clang's -Wstring-concatenation takes two literals
+    // in a row for a missing comma.)
+    ("ALTER TABLE keel_members ADD COLUMN queued bigint NOT NULL DEFAULT 0;"
+     "ALTER TABLE keel_members ADD COLUMN idle_slots bigint NOT NULL DEFAULT 0;"),
 };
 #define KEEL_STORE_PG_SCHEMA ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
