@@ -13,7 +13,8 @@
     check of the SQLite reader itself.
 
     Per input: fresh settings when the previous input loaded config rows
-    (EngineLoginWindow=0: the window ends at the first turn), a new core,
+    (EngineLoginWindow=0: the window ends at the first turn; LogLevel=error),
+    a new core,
     recover_begin with the input's meta counters, the
     records table by table (services, tasks, executions, pending, config,
     engines; keel_store_load's order), each in input order, recover_end, a
@@ -64,9 +65,11 @@ s_settings_new (void)
 {
     keel_error_t err;
     keel_settings_t *settings = keel_settings_new (keel_broker_settings, &err);
-    // The login window ends at the first turn (no waiting on the clock).
-    if (!settings
-        || keel_settings_set (settings, "EngineLoginWindow", "0", "fuzz", &err) != KEEL_OK) {
+    // The login window ends at the first turn (no waiting on the clock);
+    // LogLevel error: each core sets the process's level from its settings
+    // (the default, info, would write lines for every input).
+    if (!settings || keel_settings_set (settings, "EngineLoginWindow", "0", "fuzz", &err) != KEEL_OK
+        || keel_settings_set (settings, "LogLevel", "error", "fuzz", &err) != KEEL_OK) {
         fprintf (stderr, "fuzz_store_load: %s\n", err.text);
         abort ();
     }

@@ -83,16 +83,18 @@ s_exec (const char *sql)
     }
 }
 
-//  The broker's settings for one input: the defaults, and the login window
-//  ends at the first turn (no waiting on the clock). Fresh per input: a
-//  config row of one input would otherwise change the next one's.
+//  The broker's settings for one input: the defaults, the login window
+//  ending at the first turn (no waiting on the clock), LogLevel error (each
+//  core sets the process's level from its settings: the default, info,
+//  wrote lines for every input). Fresh per input: a config row of one
+//  input would otherwise change the next one's.
 static keel_settings_t *
 s_settings_new (void)
 {
     keel_error_t err;
     keel_settings_t *settings = keel_settings_new (keel_broker_settings, &err);
-    if (!settings
-        || keel_settings_set (settings, "EngineLoginWindow", "0", "fuzz", &err) != KEEL_OK) {
+    if (!settings || keel_settings_set (settings, "EngineLoginWindow", "0", "fuzz", &err) != KEEL_OK
+        || keel_settings_set (settings, "LogLevel", "error", "fuzz", &err) != KEEL_OK) {
         fprintf (stderr, "fuzz_store_rows: %s\n", err.text);
         abort ();
     }
