@@ -480,6 +480,11 @@ keel_task_attempts (const keel_task_t *task)
 keel_exec_t *
 keel_model_exec (keel_model_t *self, uint64_t exec_id)
 {
+    // Id 0 is no execution's (ids are a prefix and a sequence from 1), and
+    // as a key it is a NULL pointer, which zhashx asserts against: an id
+    // from a store row or a message is looked up without that check.
+    if (exec_id == 0)
+        return NULL;
     return zhashx_lookup (self->execs, (void *) (uintptr_t) exec_id);
 }
 
@@ -488,7 +493,7 @@ keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_rec_t *s
                      uint64_t task_id, keel_engine_t *engine, uint32_t attempt, int64_t now)
 {
     keel_task_t *t = keel_service_task (svc, task_id);
-    if (!t || keel_model_exec (self, exec_id))
+    if (!t || exec_id == 0 || keel_model_exec (self, exec_id))
         return NULL;
     keel_exec_t *e = calloc (1, sizeof *e);
     if (!e)

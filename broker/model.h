@@ -280,6 +280,8 @@ void keel_task_result_destroy (keel_task_result_t **result_p);
 uint32_t keel_task_attempts (const keel_task_t *task);
 
 // ---------------------------------------------------------------- executions
+// The execution with id exec_id, or NULL (always for 0: no execution has
+// it, and keel_model_exec_add refuses it).
 keel_exec_t *keel_model_exec (keel_model_t *self, uint64_t exec_id);
 // Adds an execution of svc/task_id on engine (may be NULL) and links it.
 keel_exec_t *keel_model_exec_add (keel_model_t *self, uint64_t exec_id, keel_service_rec_t *svc,

@@ -3,7 +3,8 @@
 # turn, one process at a time, on its corpus; fails on any finding.
 #   scripts/fuzz/run.sh [SECONDS] [TARGET...]      (default: 60 s, every target)
 #   scripts/fuzz/run.sh --runs=N [TARGET...]       (N executions each instead)
-# TARGET: wire, props, invoke, spool, store_rows, changes, cond (or fuzz_wire, ...).
+# TARGET: wire, props, invoke, spool, store_rows, store_load, changes, cond (or
+# fuzz_wire, ...).
 # New inputs go to build-fuzz/corpus/<target>/ (the checked-in seeds in
 # tests/fuzz/corpus/<target>/ are read, never written); a crashing input is
 # kept as build-fuzz/artifacts/<target>-crash-*. Prints executions per target.
@@ -11,7 +12,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
-all=(wire props invoke spool store_rows changes cond)
+all=(wire props invoke spool store_rows store_load changes cond)
 
 limit=(-max_total_time=60)
 if [[ $# -gt 0 && "$1" =~ ^--runs=([0-9]+)$ ]]; then

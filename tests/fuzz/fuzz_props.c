@@ -18,6 +18,7 @@
         lines never go backwards, and keel_props_get finds the last value
         of each key;
       - keel_settings_check and keel_settings_set agree on every value;
+        a value taken reads back with the origin it was set from;
       - a value that was set reads back (keel_settings_str) as text that
         is accepted again and leaves the typed value unchanged (what
         keel-admin config get shows, config set takes).
@@ -130,8 +131,9 @@ s_same_value (const keel_settings_t *a, const keel_settings_t *b, const keel_set
     }
 }
 
-//  Sets key = value in settings; checks the invariants above.
-static void
+//  Sets key = value in settings; checks the invariants above. True when
+//  the value was taken.
+static bool
 s_set (keel_settings_t *settings, const keel_setting_def_t *table, const char *key,
        const char *value, const char *origin)
 {
@@ -141,12 +143,15 @@ s_set (keel_settings_t *settings, const keel_setting_def_t *table, const char *k
     if ((checked == KEEL_OK) != (rc == KEEL_OK))
         abort ();
     if (rc != KEEL_OK)
-        return;
+        return false;
     const keel_setting_def_t *def = keel_settings_def (settings, key);
     if (!def)
         abort ();
     if (strchr (def->name, '*'))
-        return;
+        return true;
+    // It says where it came from (keel-admin config get shows it).
+    if (strcmp (keel_settings_origin (settings, key), origin) != 0)
+        abort ();
     // Read back as text, set again on fresh settings: the same value.
     char *text = strdup (keel_settings_str (settings, key));
     keel_settings_t *again = s_again[s_which (table)];
@@ -158,6 +163,7 @@ s_set (keel_settings_t *settings, const keel_setting_def_t *table, const char *k
     }
     s_same_value (settings, again, def, key);
     free (text);
+    return true;
 }
 
 static void
@@ -168,17 +174,16 @@ s_on_match (const char *key, const char *wildcard, const char *value, void *arg)
         abort ();
 }
 
-//  Builds what the programs build from their settings.
+//  Builds what the programs build from their settings. (A key the input
+//  did not set holds its default, the same for every input: s_set checks
+//  what the input set, value and origin.)
 static void
 s_use (int which, keel_settings_t *settings)
 {
     const keel_setting_def_t *table = s_table (which);
-    for (size_t i = 0; table[i].name; i++) {
+    for (size_t i = 0; table[i].name; i++)
         if (strchr (table[i].name, '*'))
             keel_settings_match (settings, table[i].name, s_on_match, NULL);
-        else
-            (void) keel_settings_origin (settings, table[i].name);
-    }
     if (which == 1) {
         keel_error_t err;
         keel_engine_config_t *cfg = keel_engine_config_new (settings, &err);
@@ -222,11 +227,10 @@ s_props_file (const uint8_t *data, size_t size)
     }
     // Each entry goes to the tables that know its key (one file can feed
     // all three programs); a key none knows is refused as the broker would
-    // (with its "did you mean"), and ends the file.
-    keel_settings_t *settings[3];
-    for (int which = 0; which < 3; which++)
-        if (!(settings[which] = keel_settings_new (s_table (which), &err)))
-            abort ();
+    // (with its "did you mean"), and ends the file. A program's settings
+    // are made at the first key it knows: one the file never reaches would
+    // hold its defaults, the same for every input.
+    keel_settings_t *settings[3] = { NULL, NULL, NULL };
     bool ok[3] = { true, true, true };
     for (size_t i = 0; i < keel_props_size (props); i++) {
         const keel_prop_t *p = keel_props_at (props, i);
@@ -234,23 +238,24 @@ s_props_file (const uint8_t *data, size_t size)
         snprintf (origin, sizeof origin, "fuzz.properties:%d", p->line);
         bool known = false;
         for (int which = 0; which < 3; which++) {
-            if (!keel_settings_def (settings[which], p->key))
+            if (!keel_settings_def (s_again[which], p->key))
                 continue;
             known = true;
-            if (ok[which])
-                s_set (settings[which], s_table (which), p->key, p->value, origin);
+            if (!settings[which] && !(settings[which] = keel_settings_new (s_table (which), &err)))
+                abort ();
             ok[which] =
-                ok[which]
-                && keel_settings_set (settings[which], p->key, p->value, origin, &err) == KEEL_OK;
+                ok[which] && s_set (settings[which], s_table (which), p->key, p->value, origin);
         }
         if (!known) {
-            if (keel_settings_set (settings[0], p->key, p->value, origin, &err) == KEEL_OK)
+            // Refused without a change, so the broker's settings kept for
+            // read-backs serve (were it taken, the run stops here anyway).
+            if (keel_settings_set (s_again[0], p->key, p->value, origin, &err) == KEEL_OK)
                 abort (); // an unknown key was taken
             break;
         }
     }
     for (int which = 0; which < 3; which++) {
-        if (ok[which])
+        if (settings[which] && ok[which])
             s_use (which, settings[which]);
         keel_settings_destroy (&settings[which]);
     }

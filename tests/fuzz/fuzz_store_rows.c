@@ -12,7 +12,8 @@
     directory for the whole run. Each input is decoded into rows that a
     second, plain SQLite connection writes over the store's tables with
     INSERT (whatever SQLite's constraints let through, of any type), then
-    the broker does what broker.c s_recover does: a new core, the store's
+    the broker does what broker.c s_recover does: a new core (on fresh
+    settings: config rows change them), the store's
     meta counters, keel_store_load through keel_core_loader, recover_end,
     a commit of the journal, recover_done; then a turn past the login
     window (timers, dispatch, a commit of every changed row) and a status
@@ -82,6 +83,24 @@ s_exec (const char *sql)
     }
 }
 
+//  The broker's settings for one input: the defaults, the login window
+//  ending at the first turn (no waiting on the clock), LogLevel error (each
+//  core sets the process's level from its settings: the default, info,
+//  wrote lines for every input). Fresh per input: a config row of one
+//  input would otherwise change the next one's.
+static keel_settings_t *
+s_settings_new (void)
+{
+    keel_error_t err;
+    keel_settings_t *settings = keel_settings_new (keel_broker_settings, &err);
+    if (!settings || keel_settings_set (settings, "EngineLoginWindow", "0", "fuzz", &err) != KEEL_OK
+        || keel_settings_set (settings, "LogLevel", "error", "fuzz", &err) != KEEL_OK) {
+        fprintf (stderr, "fuzz_store_rows: %s\n", err.text);
+        abort ();
+    }
+    return settings;
+}
+
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
 {
@@ -98,14 +117,12 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
     char uri[320];
     snprintf (uri, sizeof uri, "sqlite:%s", s_path);
     keel_error_t err;
-    s_settings = keel_settings_new (keel_broker_settings, &err);
+    s_settings = s_settings_new ();
     s_store = keel_store_open (uri, KEEL_STORE_SYNC_NORMAL, &err);
-    if (!s_settings || !s_store) {
+    if (!s_store) {
         fprintf (stderr, "fuzz_store_rows: %s\n", err.text);
         abort ();
     }
-    // The login window ends at the first turn (no waiting on the clock).
-    keel_settings_set (s_settings, "EngineLoginWindow", "0", "fuzz", &err);
     if (sqlite3_open (s_path, &s_raw) != SQLITE_OK)
         abort ();
     sqlite3_busy_timeout (s_raw, 5000);
@@ -296,5 +313,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     keel_changes_clear (keel_core_changes (core));
     s_drain (core);
     keel_core_destroy (&core);
+    // Stored config rows changed the settings: the next input starts from
+    // the defaults again.
+    keel_settings_destroy (&s_settings);
+    s_settings = s_settings_new ();
     return 0;
 }

@@ -3,10 +3,12 @@
     Each seed is made by the code that makes such bytes in real life: the
     message builders (wire_build.h), the invocation packer (keel/driver.h),
     the journal encoder (changes.h), the spool's frame of a Result, a real
-    SQLite store written through keel_store_apply and read back row by row.
+    SQLite store written through keel_store_apply and read back row by row
+    (fuzz_store_rows) and through keel_store_load (fuzz_store_load).
     Run it again when a format changes; scripts/fuzz/run.sh does not.
 */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -542,6 +544,213 @@ s_put_value (uint8_t *out, sqlite3_stmt *q, int col)
     return n;
 }
 
+// ---------------------------------------------------------------- fuzz_store_load
+
+// One record kind's seeds in fuzz_store_load's input form (see there).
+typedef struct {
+    uint8_t data[7][16384]; // by kind: service, task, execution, pending, config, engine, meta
+    size_t len[7];
+} s_records_t;
+
+static void
+s_rec_put (s_records_t *r, int kind, const void *bytes, size_t n)
+{
+    if (r->len[kind] + n > sizeof r->data[kind]) {
+        fprintf (stderr, "gen_corpus: fuzz_store_load seed too big\n");
+        exit (1);
+    }
+    memcpy (r->data[kind] + r->len[kind], bytes, n);
+    r->len[kind] += n;
+}
+
+static void
+s_rec_int (s_records_t *r, int kind, int64_t v)
+{
+    uint8_t b[9];
+    size_t n;
+    if (v >= -128 && v <= 127 && (uint8_t) (int8_t) v < 0xFD) {
+        b[0] = (uint8_t) (int8_t) v;
+        n = 0;
+    }
+    else if (v >= INT16_MIN && v <= INT16_MAX)
+        b[0] = 0xFD, n = 2;
+    else if (v >= INT32_MIN && v <= INT32_MAX)
+        b[0] = 0xFE, n = 4;
+    else
+        b[0] = 0xFF, n = 8;
+    for (size_t i = 0; i < n; i++)
+        b[1 + i] = (uint8_t) ((uint64_t) v >> (8 * i));
+    s_rec_put (r, kind, b, 1 + n);
+}
+
+static void
+s_rec_bytes (s_records_t *r, int kind, const void *data, size_t len)
+{
+    uint8_t b[3];
+    if (!data)
+        s_rec_put (r, kind, (uint8_t[]) { 0 }, 1);
+    else if (len < 254) {
+        b[0] = (uint8_t) (len + 1);
+        s_rec_put (r, kind, b, 1);
+    }
+    else {
+        b[0] = 255, b[1] = (uint8_t) len, b[2] = (uint8_t) (len >> 8);
+        s_rec_put (r, kind, b, 3);
+    }
+    if (len)
+        s_rec_put (r, kind, data, len);
+}
+
+static void
+s_rec_text (s_records_t *r, int kind, const char *text)
+{
+    s_rec_bytes (r, kind, text, text ? strlen (text) : 0);
+}
+
+static void
+s_rec_kind (s_records_t *r, int kind)
+{
+    s_rec_put (r, kind, (uint8_t[]) { (uint8_t) kind }, 1);
+}
+
+static int
+s_rec_service (const keel_store_service_t *row, void *arg)
+{
+    s_records_t *r = arg;
+    s_rec_kind (r, 0);
+    s_rec_text (r, 0, row->service_id);
+    s_rec_text (r, 0, row->type);
+    s_rec_text (r, 0, row->driver_id);
+    s_rec_int (r, 0, row->priority);
+    s_rec_int (r, 0, row->max_attempts);
+    s_rec_int (r, 0, row->reschedule_delay_ms);
+    s_rec_bytes (r, 0, row->init_data, row->init_len);
+    s_rec_int (r, 0, row->state);
+    s_rec_int (r, 0, row->created_wall_ms);
+    s_rec_int (r, 0, row->closed_wall_ms);
+    s_rec_text (r, 0, row->condition);
+    return 0;
+}
+
+static int
+s_rec_task (const keel_store_task_t *row, void *arg)
+{
+    s_records_t *r = arg;
+    s_rec_kind (r, 1);
+    s_rec_text (r, 1, row->service_id);
+    s_rec_int (r, 1, (int64_t) row->task_id);
+    s_rec_int (r, 1, row->state);
+    s_rec_int (r, 1, row->attempts);
+    s_rec_bytes (r, 1, row->input, row->input_len);
+    s_rec_int (r, 1, row->status);
+    s_rec_bytes (r, 1, row->output, row->output_len);
+    s_rec_text (r, 1, row->error);
+    s_rec_text (r, 1, row->engine_id);
+    s_rec_int (r, 1, (int64_t) row->execution_id);
+    s_rec_int (r, 1, (int64_t) row->run_ms);
+    s_rec_int (r, 1, (int64_t) row->queued_ms);
+    s_rec_int (r, 1, row->result_acked);
+    s_rec_bytes (r, 1, row->checkpoint, row->checkpoint_len);
+    s_rec_int (r, 1, row->checkpoint_wall_ms);
+    return 0;
+}
+
+static int
+s_rec_execution (const keel_store_execution_t *row, void *arg)
+{
+    s_records_t *r = arg;
+    s_rec_kind (r, 2);
+    s_rec_int (r, 2, (int64_t) row->execution_id);
+    s_rec_text (r, 2, row->service_id);
+    s_rec_int (r, 2, (int64_t) row->task_id);
+    s_rec_text (r, 2, row->engine_id);
+    s_rec_int (r, 2, row->attempt);
+    s_rec_int (r, 2, row->started_wall_ms);
+    return 0;
+}
+
+static int
+s_rec_pending (const keel_store_pending_t *row, void *arg)
+{
+    s_records_t *r = arg;
+    s_rec_kind (r, 3);
+    s_rec_text (r, 3, row->service_id);
+    s_rec_int (r, 3, (int64_t) row->task_id);
+    s_rec_int (r, 3, (int64_t) row->execution_id);
+    s_rec_text (r, 3, row->engine_id);
+    s_rec_int (r, 3, row->has_result);
+    s_rec_int (r, 3, row->status);
+    s_rec_bytes (r, 3, row->output, row->output_len);
+    s_rec_text (r, 3, row->error);
+    s_rec_int (r, 3, (int64_t) row->run_ms);
+    s_rec_int (r, 3, row->expires_wall_ms);
+    return 0;
+}
+
+static int
+s_rec_config (const char *key, const char *value, void *arg)
+{
+    s_records_t *r = arg;
+    s_rec_kind (r, 4);
+    s_rec_text (r, 4, key);
+    s_rec_text (r, 4, value);
+    return 0;
+}
+
+static int
+s_rec_engine (const keel_store_engine_t *row, void *arg)
+{
+    s_records_t *r = arg;
+    s_rec_kind (r, 5);
+    s_rec_text (r, 5, row->engine_id);
+    s_rec_text (r, 5, row->host);
+    s_rec_text (r, 5, row->session);
+    s_rec_int (r, 5, row->slots);
+    s_rec_int (r, 5, row->login_wall_ms);
+    s_rec_int (r, 5, row->seen_wall_ms);
+    s_rec_int (r, 5, row->online);
+    return 0;
+}
+
+//  fuzz_store_load's seeds: what keel_store_load hands the broker's loader
+//  from the store s_store_rows wrote (one seed per record kind and one of
+//  them all, the meta counters first).
+static void
+s_store_load (keel_store_t *store)
+{
+    static s_records_t r;
+    static const keel_store_loader_t loader = { s_rec_service, s_rec_task,   s_rec_execution,
+                                                s_rec_pending, s_rec_config, s_rec_engine };
+    keel_error_t err;
+    uint64_t epoch = 0, seq = 0;
+    if (keel_store_load (store, &loader, &r, &err) != KEEL_OK
+        || keel_store_meta_get (store, "epoch", &epoch) != KEEL_OK
+        || keel_store_meta_get (store, "execution_seq", &seq) != KEEL_OK) {
+        fprintf (stderr, "gen_corpus: store load: %s\n", err.text);
+        exit (1);
+    }
+    s_rec_kind (&r, 6);
+    s_rec_int (&r, 6, 0);
+    s_rec_int (&r, 6, (int64_t) epoch);
+    s_rec_kind (&r, 6);
+    s_rec_int (&r, 6, 1);
+    s_rec_int (&r, 6, (int64_t) seq);
+    static const char *names[] = { "services", "tasks",   "executions", "pending",
+                                   "config",   "engines", "meta" };
+    static uint8_t all[7 * 16384];
+    size_t all_n = 0;
+    static const int order[] = { 6, 0, 1, 2, 3, 4, 5 };
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        int k = order[i];
+        if (!r.len[k])
+            continue;
+        s_write ("fuzz_store_load", names[k], r.data[k], r.len[k]);
+        memcpy (all + all_n, r.data[k], r.len[k]);
+        all_n += r.len[k];
+    }
+    s_write ("fuzz_store_load", "all_tables", all, all_n);
+}
+
 static void
 s_store_rows (void)
 {
@@ -572,6 +781,7 @@ s_store_rows (void)
         exit (1);
     }
     keel_changes_destroy (&c);
+    s_store_load (store);
     keel_store_destroy (&store);
 
     // The rows, table by table in fuzz_store_rows' order, as its input.

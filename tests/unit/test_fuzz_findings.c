@@ -235,3 +235,24 @@ Test (fuzz_findings, a_stored_task_id_past_every_max_tasks_per_service_is_skippe
     cr_assert_not_null (keel_service_task (rec, 3));
     cr_assert_eq (rec->ntasks, 4);
 }
+
+Test (fuzz_findings, a_stored_execution_with_id_0_is_skipped, .fini = s_teardown)
+{
+    s_recover_begin ();
+    const keel_store_loader_t *ld = keel_core_loader ();
+    keel_store_service_t svc = { .service_id = "s-1", .type = "double", .driver_id = "d-1" };
+    cr_assert_eq (ld->service (&svc, core), 0);
+    keel_store_task_t task = { .service_id = "s-1",
+                               .task_id = 1,
+                               .state = KEEL_TASK_STATE_RUNNING };
+    cr_assert_eq (ld->task (&task, core), 0);
+    // Id 0 as a zhashx key is NULL: zhashx_lookup asserted (fuzz_store_load).
+    keel_store_execution_t exec = { .execution_id = 0, .service_id = "s-1", .task_id = 1 };
+    cr_assert_eq (ld->execution (&exec, core), 0);
+    cr_assert_null (keel_model_exec (keel_core_model (core), 0));
+    s_recover_end ();
+    // The running task without its execution gets a placeholder, as any.
+    keel_service_rec_t *rec = keel_model_service (keel_core_model (core), "s-1");
+    cr_assert_not_null (keel_service_task (rec, 1)->execs);
+    cr_assert_neq (keel_service_task (rec, 1)->execs->id, 0);
+}
