@@ -9,14 +9,14 @@
     NULL, any blob or NULL, tables in keel_store_load's order, rows of a
     table in any order and repeated: a column's SQLite type decides its
     place in an ORDER BY and its uniqueness, not the text the reader sees),
-    so it runs a hundred times as fast. fuzz_store_rows stays the end-to-end
-    check of the SQLite reader itself.
+    without a store's writes and reads per input, so it runs several times
+    as fast. fuzz_store_rows stays the end-to-end check of the SQLite reader
+    itself.
 
     Per input: fresh settings when the previous input loaded config rows
     (EngineLoginWindow=0: the window ends at the first turn; LogLevel=error),
-    a new core,
-    recover_begin with the input's meta counters, the
-    records table by table (services, tasks, executions, pending, config,
+    a new core, recover_begin with the input's meta counters, the records
+    table by table (services, tasks, executions, pending, config,
     engines; keel_store_load's order), each in input order, recover_end, a
     commit of the journal to a memory: store, recover_done; then a turn
     past the login window (timers, send_results, dispatch, a commit) and
