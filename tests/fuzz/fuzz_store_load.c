@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_broker.h"
 #include "admin.h"
 #include "config.h"
 #include "core.h"
@@ -351,47 +352,6 @@ s_load_kind (const uint8_t *data, size_t size, const s_start_t *starts, size_t n
 
 // ---------------------------------------------------------------- the broker's start
 
-//  Applies and commits the core's journal, as broker.c does.
-static bool
-s_commit (keel_core_t *core)
-{
-    keel_error_t err;
-    keel_changes_t *changes = keel_core_changes (core);
-    keel_err rc = keel_store_apply_all (s_store, changes);
-    if (rc == KEEL_OK)
-        rc = keel_store_commit (s_store, &err);
-    if (rc != KEEL_OK)
-        keel_store_rollback (s_store);
-    keel_changes_clear (changes);
-    return rc == KEEL_OK;
-}
-
-static void
-s_drain (keel_core_t *core)
-{
-    keel_core_out_t *out;
-    while ((out = keel_core_out_next (core)))
-        keel_core_out_destroy (&out);
-}
-
-//  keel-admin status, services and engines on the recovered model.
-static void
-s_status (keel_core_t *core)
-{
-    keel_admin_view_t view = { 0 };
-    keel_core_admin_view (core, &view);
-    view.name = "fuzz";
-    view.role = "standalone";
-    view.store = s_store;
-    view.settings = s_settings;
-    const char *commands[] = { "status", "services", "engines" };
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        keel_admin_reply_t reply;
-        keel_admin_handle (&view, commands[i], NULL, 0, &reply);
-        keel_admin_reply_clear (&reply);
-    }
-}
-
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -412,27 +372,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     for (int kind = K_SERVICE; kind <= K_ENGINE && !stopped; kind++)
         stopped = s_load_kind (data, size, starts, n, kind, &ld);
     free (starts);
-    if (!stopped) {
-        keel_core_recover_end (core);
-        if (s_commit (core)) {
-            keel_core_recover_done (core);
-            // One turn once the login window is over.
-            now += 60000;
-            wall += 60000;
-            keel_core_clock (core, now, wall);
-            keel_core_turn_begin (core);
-            keel_core_timers (core);
-            keel_core_send_results (core);
-            keel_core_dispatch (core);
-            bool wrote = false;
-            if (keel_core_prepare_commit (core, &wrote) == KEEL_OK && s_commit (core))
-                keel_core_committed (core, wrote);
-            s_drain (core);
-            s_status (core);
-        }
-    }
+    if (!stopped)
+        fuzz_broker_start (core, s_store, s_settings, now, wall);
     keel_changes_clear (keel_core_changes (core));
-    s_drain (core);
+    fuzz_broker_drain (core);
     keel_core_destroy (&core);
     // Stored config rows changed the settings: the next input starts from
     // the defaults again.

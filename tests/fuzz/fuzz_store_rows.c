@@ -36,6 +36,7 @@
 
 #include <sqlite3.h>
 
+#include "fuzz_broker.h"
 #include "admin.h"
 #include "config.h"
 #include "core.h"
@@ -237,47 +238,6 @@ s_write_rows (const uint8_t *data, size_t size)
     s_exec ("COMMIT");
 }
 
-//  Applies and commits the core's journal, as broker.c does.
-static bool
-s_commit (keel_core_t *core)
-{
-    keel_error_t err;
-    keel_changes_t *changes = keel_core_changes (core);
-    keel_err rc = keel_store_apply_all (s_store, changes);
-    if (rc == KEEL_OK)
-        rc = keel_store_commit (s_store, &err);
-    if (rc != KEEL_OK)
-        keel_store_rollback (s_store);
-    keel_changes_clear (changes);
-    return rc == KEEL_OK;
-}
-
-static void
-s_drain (keel_core_t *core)
-{
-    keel_core_out_t *out;
-    while ((out = keel_core_out_next (core)))
-        keel_core_out_destroy (&out);
-}
-
-//  keel-admin status on the recovered model.
-static void
-s_status (keel_core_t *core)
-{
-    keel_admin_view_t view = { 0 };
-    keel_core_admin_view (core, &view);
-    view.name = "fuzz";
-    view.role = "standalone";
-    view.store = s_store;
-    view.settings = s_settings;
-    const char *commands[] = { "status", "services", "engines" };
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        keel_admin_reply_t reply;
-        keel_admin_handle (&view, commands[i], NULL, 0, &reply);
-        keel_admin_reply_clear (&reply);
-    }
-}
-
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -291,27 +251,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     keel_store_meta_get (s_store, "execution_seq", &seq);
     keel_core_recover_begin (core, epoch, seq);
     keel_error_t err;
-    if (keel_store_load (s_store, keel_core_loader (), core, &err) == KEEL_OK) {
-        keel_core_recover_end (core);
-        if (s_commit (core)) {
-            keel_core_recover_done (core);
-            // One turn once the login window is over.
-            now += 60000;
-            wall += 60000;
-            keel_core_clock (core, now, wall);
-            keel_core_turn_begin (core);
-            keel_core_timers (core);
-            keel_core_send_results (core);
-            keel_core_dispatch (core);
-            bool wrote = false;
-            if (keel_core_prepare_commit (core, &wrote) == KEEL_OK && s_commit (core))
-                keel_core_committed (core, wrote);
-            s_drain (core);
-            s_status (core);
-        }
-    }
+    if (keel_store_load (s_store, keel_core_loader (), core, &err) == KEEL_OK)
+        fuzz_broker_start (core, s_store, s_settings, now, wall);
     keel_changes_clear (keel_core_changes (core));
-    s_drain (core);
+    fuzz_broker_drain (core);
     keel_core_destroy (&core);
     // Stored config rows changed the settings: the next input starts from
     // the defaults again.
