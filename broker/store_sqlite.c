@@ -12,7 +12,9 @@
 
     Task blobs (input, output, checkpoint) up to KEEL_STORE_INLINE_MAX
     bytes live inline in the task's row, so the hot path of a tiny task is
-    one b-tree write per call (tasks is WITHOUT ROWID: no separate index).
+    one b-tree write per call. Since schema 6 a task's row is found by one
+    integer, key = services.num << 32 | task_id (s_task_key in
+    store_sqlite_write.c maps a service id to its number, with a cache).
     Larger blobs live in task_blobs, one row per blob, with the inline
     column NULL and the blob's bit set in tasks.spilled, so the frequent
     small updates of a task (state, attempts, acked) do not rewrite a large
@@ -124,6 +126,33 @@ static const char *s_migrations[] = {
     // 4 -> 5: a service's condition on engines (docs/services.md); NULL
     // for the services schema 4 wrote: they had none.
     "ALTER TABLE services ADD COLUMN condition_text TEXT;",
+    // 5 -> 6: tasks keyed by one integer, key = services.num << 32 |
+    // task_id (a rowid table: an insert appends, a lookup compares
+    // integers, not 36-byte service ids; W1 spent ~16% of the broker in
+    // those compares). services.num numbers the services, never changes
+    // for a service, and is unique; task_id stays readable as a virtual
+    // column. Tasks of no service, or with an id past 2^32 - 1, are
+    // dropped (recovery skipped them: no service, or ids past the largest
+    // MaxTasksPerService), and the blobs of no service with them.
+    ("ALTER TABLE services ADD COLUMN num INTEGER;"
+     "UPDATE services SET num = rowid;"
+     "CREATE UNIQUE INDEX services_num ON services (num);"
+     "CREATE TABLE tasks_v6 ("
+     "  key INTEGER PRIMARY KEY,"
+     "  task_id INTEGER GENERATED ALWAYS AS (key & 4294967295) VIRTUAL,"
+     "  state INTEGER NOT NULL, attempts INTEGER NOT NULL, status INTEGER NOT NULL, error TEXT,"
+     "  engine_id TEXT, execution_id INTEGER NOT NULL, run_ms INTEGER NOT NULL,"
+     "  queued_ms INTEGER NOT NULL, acked INTEGER NOT NULL, checkpoint_wall_ms INTEGER NOT NULL,"
+     "  input BLOB, output BLOB, checkpoint BLOB, spilled INTEGER NOT NULL);"
+     "INSERT INTO tasks_v6 SELECT (s.num << 32) | t.task_id, t.state, t.attempts, t.status,"
+     "  t.error, t.engine_id, t.execution_id, t.run_ms, t.queued_ms, t.acked,"
+     "  t.checkpoint_wall_ms, t.input, t.output, t.checkpoint, t.spilled"
+     "  FROM tasks t JOIN services s ON s.service_id = t.service_id"
+     "  WHERE t.task_id BETWEEN 0 AND 4294967295;"
+     "DELETE FROM task_blobs WHERE NOT EXISTS (SELECT 1 FROM services s"
+     "  WHERE s.service_id = task_blobs.service_id);"
+     "DROP TABLE tasks;"
+     "ALTER TABLE tasks_v6 RENAME TO tasks;"),
 };
 #define KEEL_STORE_SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -136,36 +165,51 @@ static const char *s_sql[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
-    [Q_SERVICE_PUT] = "INSERT OR REPLACE INTO services VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+    // A service keeps its number; a new one takes the next (schema 6).
+    [Q_SERVICE_PUT] = "INSERT OR REPLACE INTO services VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,"
+                      " coalesce((SELECT num FROM services WHERE service_id = ?1),"
+                      " (SELECT coalesce(max(num), 0) + 1 FROM services"
+                      " WHERE typeof (num) = 'integer')))",
+    // A service's number (s_task_key), given one first if a damaged store
+    // left it without a usable one.
+    [Q_SERVICE_NUMBER] = "UPDATE services SET num = (SELECT coalesce(max(num), 0) + 1 FROM services"
+                         " WHERE typeof (num) = 'integer')"
+                         " WHERE service_id = ?1 AND (typeof (num) <> 'integer' OR num < 1"
+                         " OR num > 2147483647)",
+    [Q_SERVICE_NUM] = "SELECT num FROM services WHERE service_id = ?1",
     [Q_SERVICE_STATE] = "UPDATE services SET state = ?2,"
                         " closed_wall_ms = CASE WHEN ?2 = 0 THEN 0 ELSE ?3 END"
                         " WHERE service_id = ?1",
     [Q_SERVICE_DEL_BLOBS] = "DELETE FROM task_blobs WHERE service_id = ?1",
-    [Q_SERVICE_DEL_TASKS] = "DELETE FROM tasks WHERE service_id = ?1",
+    [Q_SERVICE_DEL_TASKS] = "DELETE FROM tasks WHERE key >= (SELECT num FROM services"
+                            " WHERE service_id = ?1) << 32 AND key < ((SELECT num FROM services"
+                            " WHERE service_id = ?1) + 1) << 32",
     [Q_SERVICE_DEL_EXECS] = "DELETE FROM executions WHERE service_id = ?1",
     [Q_SERVICE_DEL_PENDING] = "DELETE FROM pending WHERE service_id = ?1",
     [Q_SERVICE_DEL] = "DELETE FROM services WHERE service_id = ?1",
     // A new task: one b-tree insert; no row changes when the task exists.
-    [Q_TASK_INSERT] = "INSERT INTO tasks VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,"
+    // ?1 is the key (s_task_key), ?2 the task id: task_id is a virtual
+    // column, computed from the key, so ?2 is bound and unused here.
+    [Q_TASK_INSERT] = "INSERT INTO tasks VALUES (?1,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,"
                       "?15,?16) ON CONFLICT DO NOTHING",
-    [Q_TASK_REPLACE] = "INSERT OR REPLACE INTO tasks VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,"
+    [Q_TASK_REPLACE] = "INSERT OR REPLACE INTO tasks VALUES (?1,?3,?4,?5,?6,?7,?8,?9,?10,?11,"
                        "?12,?13,?14,?15,?16)",
     [Q_TASK_BLOBS_DEL] = "DELETE FROM task_blobs WHERE service_id = ?1 AND task_id = ?2",
     [Q_BLOB_PUT] = "INSERT OR REPLACE INTO task_blobs VALUES (?1,?2,?3,?4)",
     [Q_BLOB_DEL] = "DELETE FROM task_blobs WHERE service_id = ?1 AND task_id = ?2 AND kind = ?3",
     [Q_TASK_STATE] = "UPDATE tasks SET state = ?3, attempts = ?4"
-                     " WHERE service_id = ?1 AND task_id = ?2",
+                     " WHERE key = ?1",
     // The last parameter of the two blob updates is a guard: with the
     // blob's bit, the row is left alone if its old blob is in task_blobs
     // (see s_update_blob); with 0 the update always applies.
     [Q_TASK_RESULT] = "UPDATE tasks SET state = ?3, attempts = ?4, status = ?5, error = ?6,"
                       " engine_id = ?7, execution_id = ?8, run_ms = ?9, queued_ms = ?10,"
                       " acked = ?11, output = ?12, spilled = (spilled & ~2) | ?13"
-                      " WHERE service_id = ?1 AND task_id = ?2 AND (spilled & ?14) = 0",
-    [Q_TASK_ACKED] = "UPDATE tasks SET acked = 1 WHERE service_id = ?1 AND task_id = ?2",
+                      " WHERE key = ?1 AND (spilled & ?14) = 0",
+    [Q_TASK_ACKED] = "UPDATE tasks SET acked = 1 WHERE key = ?1",
     [Q_TASK_CHECKPOINT] = "UPDATE tasks SET checkpoint_wall_ms = ?3, checkpoint = ?4,"
                           " spilled = (spilled & ~4) | ?5"
-                          " WHERE service_id = ?1 AND task_id = ?2 AND (spilled & ?6) = 0",
+                          " WHERE key = ?1 AND (spilled & ?6) = 0",
     [Q_EXEC_PUT] = "INSERT OR REPLACE INTO executions VALUES (?1,?2,?3,?4,?5,?6)",
     [Q_EXEC_DEL] = "DELETE FROM executions WHERE execution_id = ?1",
     [Q_PENDING_PUT] = "INSERT OR REPLACE INTO pending VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
@@ -224,6 +268,8 @@ keel_store_sqlite_rollback_now (keel_store_sqlite_t *self)
         sqlite3_reset (self->q[Q_ROLLBACK]);
     }
     self->in_txn = false;
+    if (self->nums)
+        zhashx_purge (self->nums); // numbers of services this transaction added are gone
 }
 
 // ---------------------------------------------------------------- open
@@ -618,6 +664,8 @@ keel_store_sqlite_close_db (keel_store_sqlite_t *self)
     }
     sqlite3_close (self->db);
     self->db = NULL;
+    if (self->nums)
+        zhashx_purge (self->nums); // a replaced store numbers its services its own way
 }
 
 keel_err
@@ -724,8 +772,13 @@ keel_store_sqlite_open (const char *path, keel_store_sync_t sync, keel_error_t *
         self->lock_fd = -1;
         self->sync = sync;
         self->path = strdup (path);
+        self->nums = zhashx_new (); // keys duplicated and freed; values are numbers
     }
-    if (!self || !self->path) {
+    if (!self || !self->path || !self->nums) {
+        if (self) {
+            zhashx_destroy (&self->nums);
+            free (self->path);
+        }
         free (self);
         keel_error_set (err, KEEL_ERR_NOMEM, "%s: out of memory", path);
         return NULL;
@@ -749,6 +802,7 @@ keel_store_sqlite_destroy (keel_store_sqlite_t **self_p)
         close (self->wal_fd);
     if (self->lock_fd >= 0)
         close (self->lock_fd); // last: the lock outlives every write
+    zhashx_destroy (&self->nums);
     free (self->path);
     free (self);
     *self_p = NULL;

@@ -10,6 +10,7 @@
 #ifndef KEEL_STORE_SQLITE_INT_H
 #define KEEL_STORE_SQLITE_INT_H
 
+#include <czmq.h>
 #include <sqlite3.h>
 
 #include "store_sqlite.h"
@@ -19,17 +20,16 @@
 //  Task blobs (input, output, checkpoint) up to KEEL_STORE_INLINE_MAX bytes
 //  live inline in their tasks row (schema 3); larger ones live in
 //  task_blobs, one row per blob, with the inline column NULL and the
-//  blob's bit (1 << kind) set in tasks.spilled. Why 256: tasks is a
-//  WITHOUT ROWID table, so each row is one cell of an index b-tree, and
-//  every UPDATE of a task (state, result, ack) rewrites the whole cell.
-//  Such a cell keeps at most ~1000 bytes on a 4 KiB page before SQLite
-//  spills it into overflow pages; three inline blobs of 256 bytes plus the
-//  key and the other columns (~100 bytes) stay under that, so a task row
-//  never needs an overflow page (barring a long error text), a leaf page
-//  holds at least four tasks, and the frequent small updates never rewrite
-//  more than ~900 bytes. A big input is written once to task_blobs and
-//  never again. The limit is only a policy: readers follow tasks.spilled,
-//  not the size, so changing it needs no migration.
+//  blob's bit (1 << kind) set in tasks.spilled. Why 256: every UPDATE of a
+//  task (state, result, ack) rewrites its whole row. Three inline blobs of
+//  256 bytes plus the other columns (~100 bytes) keep a row under ~900
+//  bytes, so a row never needs an overflow page (barring a long error
+//  text), a leaf page holds at least four tasks, and the frequent small
+//  updates never rewrite more than that. (Schemas 3-5 kept tasks WITHOUT
+//  ROWID, where a cell over ~1000 bytes spilled; since schema 6 tasks is a
+//  rowid table keyed by an integer.) A big input is written once to
+//  task_blobs and never again. The limit is only a policy: readers follow
+//  tasks.spilled, not the size, so changing it needs no migration.
 #define KEEL_STORE_INLINE_MAX 256
 
 // task_blobs.kind, and the bit (1 << kind) in tasks.spilled.
@@ -41,6 +41,8 @@ typedef enum {
     Q_COMMIT,
     Q_ROLLBACK,
     Q_SERVICE_PUT,
+    Q_SERVICE_NUMBER,
+    Q_SERVICE_NUM,
     Q_SERVICE_STATE,
     Q_SERVICE_DEL_BLOBS,
     Q_SERVICE_DEL_TASKS,
@@ -78,9 +80,11 @@ struct _keel_store_sqlite_t {
     keel_err poison;         // a write of this turn failed (KEEL_OK if not)
     keel_error_t poison_err; // its message
     int bind_rc;             // first failed binding of the statement being built
+    bool skip;               // the statement being built has no row to touch (s_bind_key)
     int wal_fd;              // the WAL file, for fdatasync (StoreSync=full); -1 if none
     int lock_fd;             // the store file, flock'ed LOCK_EX for this broker's life; -1 if none
     keel_store_sync_t sync;  // StoreSync, kept for reopening after keel_store_sqlite_replace
+    zhashx_t *nums;          // service id -> services.num (s_task_key); purged with every rollback
 };
 
 // Maps a SQLite result code to a Keel error: KEEL_ERR_FULL when the disk is

@@ -182,8 +182,19 @@ s_load_table (keel_store_sqlite_t *self, const char *what, const char *sql, s_ro
 // for a small or absent blob.
 #define S_BLOB_SQL(kind, column)                                                                   \
     "CASE WHEN (t.spilled & (1 << " #kind ")) = 0 THEN t." column                                  \
-    " ELSE (SELECT data FROM task_blobs b WHERE b.service_id = t.service_id"                       \
+    " ELSE (SELECT data FROM task_blobs b WHERE b.service_id = s.service_id"                       \
     " AND b.task_id = t.task_id AND b.kind = " #kind ") END"
+
+// The tasks with their service ids. key = services.num << 32 | task_id
+// (schema 6): a row whose number no service has is not loaded (as a row
+// of no service never was).
+// clang-format off
+#define S_TASKS_SQL                                                                                \
+    "SELECT s.service_id, t.task_id, t.state, t.attempts, t.status, t.error, t.engine_id,"         \
+    " t.execution_id, t.run_ms, t.queued_ms, t.acked, t.checkpoint_wall_ms, "                      \
+    S_BLOB_SQL (0, "input") ", " S_BLOB_SQL (1, "output") ", " S_BLOB_SQL (2, "checkpoint")        \
+    " FROM tasks t JOIN services s ON s.num = t.key >> 32 ORDER BY t.key"
+// clang-format on
 
 keel_err
 keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *loader, void *arg,
@@ -199,16 +210,7 @@ keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *lo
     } tables[] = {
         { "services", "SELECT * FROM services ORDER BY created_wall_ms, service_id", s_load_service,
           loader->service != NULL },
-        { "tasks",
-          "SELECT t.service_id, t.task_id, t.state, t.attempts, t.status, t.error, t.engine_id,"
-          " t.execution_id, t.run_ms, t.queued_ms, t.acked, t.checkpoint_wall_ms, " S_BLOB_SQL (
-              0, "input") ", " S_BLOB_SQL (1,
-                                           "output") ", " S_BLOB_SQL (2,
-                                                                      "checkpoint") " FROM tasks t "
-                                                                                    "ORDER BY "
-                                                                                    "t.service_id, "
-                                                                                    "t.task_id",
-          s_load_task, loader->task != NULL },
+        { "tasks", S_TASKS_SQL, s_load_task, loader->task != NULL },
         { "executions", "SELECT * FROM executions ORDER BY execution_id", s_load_execution,
           loader->execution != NULL },
         { "pending", "SELECT * FROM pending ORDER BY service_id, task_id, execution_id",
@@ -261,7 +263,8 @@ s_purgeable (keel_store_sqlite_t *self, int64_t cutoff, char ***ids_p, size_t *c
     int rc = sqlite3_prepare_v2 (self->db,
                                  "SELECT service_id FROM services s WHERE state IN (1, 2)"
                                  " AND closed_wall_ms < ?1 AND (state = 2 OR NOT EXISTS (SELECT 1"
-                                 " FROM tasks t WHERE t.service_id = s.service_id AND t.acked = 0"
+                                 " FROM tasks t WHERE t.key >= s.num << 32"
+                                 " AND t.key < (s.num + 1) << 32 AND t.acked = 0"
                                  " AND t.state <> 4))",
                                  -1, &stmt, NULL);
     if (rc != SQLITE_OK)

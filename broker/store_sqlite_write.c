@@ -80,8 +80,9 @@ static keel_err
 s_run (keel_store_sqlite_t *self, keel_store_sqlite_query_t query)
 {
     sqlite3_stmt *stmt = self->q[query];
-    int rc = self->bind_rc ? self->bind_rc : sqlite3_step (stmt);
+    int rc = self->bind_rc ? self->bind_rc : self->skip ? SQLITE_DONE : sqlite3_step (stmt);
     self->bind_rc = SQLITE_OK;
+    self->skip = false;
     sqlite3_reset (stmt);
     sqlite3_clear_bindings (stmt);
     if (rc != SQLITE_DONE)
@@ -94,8 +95,9 @@ s_run (keel_store_sqlite_t *self, keel_store_sqlite_query_t query)
 static keel_err
 s_run_changed (keel_store_sqlite_t *self, keel_store_sqlite_query_t query, int *changed_p)
 {
+    bool skipped = self->skip;
     keel_err rc = s_run (self, query);
-    *changed_p = rc == KEEL_OK ? sqlite3_changes (self->db) : 0;
+    *changed_p = rc == KEEL_OK && !skipped ? sqlite3_changes (self->db) : 0;
     return rc;
 }
 
@@ -192,11 +194,71 @@ keel_store_sqlite_service_delete (keel_store_sqlite_t *self, const char *service
         if ((rc = s_run (self, steps[i])) != KEEL_OK)
             return rc;
     }
+    zhashx_delete (self->nums, service_id); // a service put again later takes a new number
     return KEEL_OK;
 }
 
+// The number of a service (services.num, schema 6), from the cache or the
+// store; 0 when the store has no such service. A service row without a
+// usable number (a damaged store) is given one first.
+static int64_t
+s_service_num (keel_store_sqlite_t *self, const char *service_id)
+{
+    void *cached = zhashx_lookup (self->nums, service_id);
+    if (cached)
+        return (int64_t) (intptr_t) cached;
+    int64_t num = 0;
+    sqlite3_stmt *fix = self->q[Q_SERVICE_NUMBER];
+    sqlite3_stmt *get = self->q[Q_SERVICE_NUM];
+    int rc = sqlite3_bind_text (fix, 1, service_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && (rc = sqlite3_step (fix)) == SQLITE_DONE)
+        rc = sqlite3_bind_text (get, 1, service_id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK && (rc = sqlite3_step (get)) == SQLITE_ROW) {
+        if (sqlite3_column_type (get, 0) == SQLITE_INTEGER)
+            num = sqlite3_column_int64 (get, 0);
+        rc = SQLITE_DONE;
+    }
+    // A failed lookup (I/O) fails the write being built, not "no row".
+    s_bound (self, rc == SQLITE_DONE ? SQLITE_OK : rc);
+    sqlite3_reset (fix);
+    sqlite3_clear_bindings (fix);
+    sqlite3_reset (get);
+    sqlite3_clear_bindings (get);
+    if (num < 1 || num > INT32_MAX)
+        return 0; // none (or numbers ran out: max(num) reached 2^31 - 1)
+    zhashx_insert (self->nums, service_id, (void *) (intptr_t) num);
+    return num;
+}
+
+// A task's row key: services.num << 32 | task_id. False when no row can
+// have one: the store has no such service, or the id is past 2^32 - 1.
+static bool
+s_task_key (keel_store_sqlite_t *self, const char *service_id, uint64_t task_id, int64_t *key_p)
+{
+    int64_t num = service_id && task_id <= UINT32_MAX ? s_service_num (self, service_id) : 0;
+    *key_p = num > 0 ? (int64_t) ((uint64_t) num << 32 | task_id) : 0;
+    return num > 0;
+}
+
+// Binds a tasks statement's key (?1) and task id (?2, unused by some
+// statements but in range of every one). For a task no row can have,
+// the statement is skipped: s_run runs nothing and changes no row.
 static void
 s_bind_key (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const char *service_id, uint64_t task_id)
+{
+    int64_t key;
+    if (!s_task_key (self, service_id, task_id, &key))
+        self->skip = true;
+    s_int (stmt, 1, key);
+    if (sqlite3_bind_parameter_count (stmt) >= 2)
+        s_int (stmt, 2, (int64_t) task_id);
+}
+
+// Binds a (service id, task id) pair as text and integer (?1, ?2): the
+// key of task_blobs and pending rows.
+static void
+s_bind_text_key (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const char *service_id,
+                 uint64_t task_id)
 {
     s_text (self, stmt, 1, service_id);
     s_int (stmt, 2, (int64_t) task_id);
@@ -246,11 +308,30 @@ s_task_row (keel_store_sqlite_t *self, keel_store_sqlite_query_t query,
 keel_err
 keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *task)
 {
+    keel_err rc = keel_store_sqlite_begin (self);
+    int64_t key;
+    bool known = rc == KEEL_OK && s_task_key (self, task->service_id, task->task_id, &key);
+    if (rc == KEEL_OK && self->bind_rc) {
+        int failed = self->bind_rc;
+        self->bind_rc = SQLITE_OK;
+        return s_poison (self, failed, "numbering a service (services.num)");
+    }
+    if (rc == KEEL_OK && !known) {
+        // The broker puts a service before its tasks and never numbers a
+        // task past MaxTasksPerService; a row here could never be loaded.
+        keel_store_sqlite_rollback_now (self);
+        self->poison = keel_error_set (
+            &self->poison_err, KEEL_ERR_STORE,
+            "%s: task %" PRIu64 " of service %s: the store has no such service%s", self->path,
+            task->task_id, task->service_id ? task->service_id : "(none)",
+            task->task_id > UINT32_MAX ? " (or the task id is past 2^32 - 1)" : "");
+        return self->poison;
+    }
     int changed = 0;
-    keel_err rc = s_task_row (self, Q_TASK_INSERT, task, &changed);
+    rc = s_task_row (self, Q_TASK_INSERT, task, &changed);
     if (rc == KEEL_OK && !changed) {
         sqlite3_stmt *stmt = self->q[Q_TASK_BLOBS_DEL];
-        s_bind_key (self, stmt, task->service_id, task->task_id);
+        s_bind_text_key (self, stmt, task->service_id, task->task_id);
         rc = s_run (self, Q_TASK_BLOBS_DEL);
         if (rc == KEEL_OK)
             rc = s_task_row (self, Q_TASK_REPLACE, task, &changed);
@@ -419,7 +500,7 @@ keel_store_sqlite_pending_put (keel_store_sqlite_t *self, const keel_store_pendi
     sqlite3_stmt *stmt = s_write (self, Q_PENDING_PUT, &rc);
     if (!stmt)
         return rc;
-    s_bind_key (self, stmt, pending->service_id, pending->task_id);
+    s_bind_text_key (self, stmt, pending->service_id, pending->task_id);
     s_int (stmt, 3, (int64_t) pending->execution_id);
     s_text (self, stmt, 4, pending->engine_id ? pending->engine_id : "");
     s_int (stmt, 5, pending->has_result);
@@ -439,7 +520,7 @@ keel_store_sqlite_pending_delete (keel_store_sqlite_t *self, const char *service
     sqlite3_stmt *stmt = s_write (self, Q_PENDING_DEL, &rc);
     if (!stmt)
         return rc;
-    s_bind_key (self, stmt, service_id, task_id);
+    s_bind_text_key (self, stmt, service_id, task_id);
     s_int (stmt, 3, (int64_t) execution_id);
     return s_run (self, Q_PENDING_DEL);
 }

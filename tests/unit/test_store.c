@@ -56,7 +56,7 @@ Test (store, an_empty_file_becomes_a_new_store)
     s_write_file (s_path, "", 0);
     keel_store_t *store = s_open ();
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 5);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 6);
     cr_expect_eq (s_sql_int ("PRAGMA application_id"), 0x4B45454C);
 }
 
@@ -67,7 +67,7 @@ Test (store, a_store_with_a_newer_schema_is_refused)
     s_sql ("PRAGMA user_version = 7");
     char want[600];
     snprintf (want, sizeof want,
-              "%s: store schema version 7 is newer than this broker supports (5);"
+              "%s: store schema version 7 is newer than this broker supports (6);"
               " upgrade keel-broker",
               s_path);
     cr_expect_str_eq (s_refused (), want);
@@ -85,7 +85,7 @@ Test (store, an_older_keel_store_is_migrated_forward)
     s_seen_t seen = s_reopen_and_load (&store);
     cr_expect_eq (seen.services, 1);
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 5);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 6);
 }
 
 // The released schema steps 0 -> 1 and 1 -> 2, verbatim from s_migrations
@@ -149,7 +149,7 @@ Test (store, a_version_one_store_gains_the_engines_table)
     cr_expect_eq (seen.engines, 1);
     cr_expect_eq (seen.engine_slots, 4);
     keel_store_destroy (&store);
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 5);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 6);
     cr_expect_eq (s_sql_int ("SELECT slots FROM engines WHERE engine_id = 'engine-1'"), 4);
 }
 
@@ -241,10 +241,14 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
     s_commit (store);
     keel_store_destroy (&store);
 
-    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 5);
+    cr_expect_eq (s_sql_int ("PRAGMA user_version"), 6);
+    // Schema 6 keys tasks by services.num << 32 | task_id (a rowid table).
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name = 'tasks'"
-                             " AND sql LIKE '%WITHOUT ROWID%'"),
+                             " AND sql LIKE '%key INTEGER PRIMARY KEY%'"),
                   1);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks t JOIN services s ON s.num = t.key >> 32"
+                             " WHERE s.service_id = 'svc'"),
+                  3);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM sqlite_master WHERE name LIKE 'tasks_%'"), 0);
     cr_expect_eq (s_sql_int ("SELECT count(*) FROM task_blobs"), 1,
                   "only task 2's big input is left in task_blobs");
@@ -262,6 +266,84 @@ Test (store, a_version_two_store_moves_small_blobs_inline_and_keeps_big_ones)
     cr_expect_arr_eq (all->task[0].output, out, sizeof out);
     cr_expect (s_blob_is (all->task[0].input, all->task[0].input_len, 40, 'i'));
     cr_expect (s_blob_is (all->task[1].input, all->task[1].input_len, 257, 'I'));
+    keel_store_destroy (&store);
+}
+
+// ---------------------------------------------------------------- task keys (schema 6)
+
+Test (store, a_task_row_is_keyed_by_its_services_number_which_a_put_again_keeps)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t a = s_service ("svc-a"), b = s_service ("svc-b");
+    cr_assert_eq (test_store_service_put (store, &a), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &b), KEEL_OK);
+    keel_store_task_t ta = s_task ("svc-a", 7), tb = s_task ("svc-b", 7);
+    cr_assert_eq (test_store_task_put (store, &ta), KEEL_OK);
+    cr_assert_eq (test_store_task_put (store, &tb), KEEL_OK);
+    s_commit (store);
+    // A service written again (a state change written as a whole row)
+    // keeps its number, so its tasks stay its own.
+    a.state = KEEL_SERVICE_CLOSED;
+    cr_assert_eq (test_store_service_put (store, &a), KEEL_OK);
+    cr_assert_eq (test_store_task_acked (store, "svc-a", 7), KEEL_OK);
+    s_commit (store);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(DISTINCT num) FROM services"), 2);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks t JOIN services s ON s.num = t.key >> 32"
+                             " WHERE s.service_id = 'svc-a' AND t.task_id = 7 AND t.acked = 1"),
+                  1);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks WHERE acked = 1"), 1,
+                  "svc-b's task 7 is another row");
+    store = s_open ();
+    s_seen_t seen = s_load (store);
+    cr_expect_eq (seen.tasks, 2);
+    keel_store_destroy (&store);
+}
+
+Test (store, a_task_of_a_service_the_store_does_not_have_fails_the_turn_with_a_clear_error)
+{
+    keel_store_t *store = s_open ();
+    keel_store_task_t orphan = s_task ("svc-none", 1);
+    cr_expect_eq (test_store_task_put (store, &orphan), KEEL_ERR_STORE);
+    cr_expect (strstr (keel_store_last_error (store), "task 1 of service svc-none: the store has"
+                                                      " no such service"),
+               "%s", keel_store_last_error (store));
+    keel_error_t err = { "" };
+    cr_expect_neq (keel_store_commit (store, &err), KEEL_OK, "the turn is poisoned");
+    // Updates of a task no row can have change nothing, as for a missing row.
+    keel_store_service_t svc = s_service ("svc");
+    cr_assert_eq (test_store_service_put (store, &svc), KEEL_OK);
+    cr_expect_eq (test_store_task_acked (store, "svc-none", 1), KEEL_OK);
+    cr_expect_eq (
+        test_store_task_state (store, "svc", UINT64_C (1) << 33, KEEL_TASK_STATE_QUEUED, 1),
+        KEEL_OK);
+    s_commit (store);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(*) FROM tasks"), 0);
+}
+
+Test (store, a_service_row_without_a_usable_number_is_given_one_at_its_next_task)
+{
+    keel_store_t *store = s_open ();
+    keel_store_service_t a = s_service ("svc-a"), b = s_service ("svc-b");
+    cr_assert_eq (test_store_service_put (store, &a), KEEL_OK);
+    cr_assert_eq (test_store_service_put (store, &b), KEEL_OK);
+    s_commit (store);
+    keel_store_destroy (&store);
+    s_sql ("UPDATE services SET num = NULL WHERE service_id = 'svc-a';"
+           "UPDATE services SET num = 'x' WHERE service_id = 'svc-b'");
+    store = s_open ();
+    keel_store_task_t ta = s_task ("svc-a", 1), tb = s_task ("svc-b", 1);
+    cr_assert_eq (test_store_task_put (store, &ta), KEEL_OK, "%s", keel_store_last_error (store));
+    cr_assert_eq (test_store_task_put (store, &tb), KEEL_OK, "%s", keel_store_last_error (store));
+    s_commit (store);
+    keel_store_destroy (&store);
+    cr_expect_eq (s_sql_int ("SELECT count(DISTINCT num) FROM services"
+                             " WHERE typeof (num) = 'integer' AND num >= 1"),
+                  2);
+    store = s_open ();
+    s_seen_t seen = s_load (store);
+    cr_expect_eq (seen.tasks, 2);
     keel_store_destroy (&store);
 }
 
