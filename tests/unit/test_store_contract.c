@@ -674,8 +674,9 @@ STORE_TEST (acknowledgements_of_many_tasks_mark_exactly_those)
     // SQLite keys a task by its service's number (schema 6), PostgreSQL
     // by the service id.
     char sql[400];
-    const char *of_service = s_pg ? "service_id = '%s'"
-                                  : "key >> 32 = (SELECT num FROM services WHERE service_id = '%s')";
+    const char *of_service = s_pg
+                                 ? "service_id = '%s'"
+                                 : "key >> 32 = (SELECT num FROM services WHERE service_id = '%s')";
     char where[200];
     snprintf (where, sizeof where, of_service, "a");
     snprintf (sql, sizeof sql,
