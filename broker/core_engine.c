@@ -52,7 +52,11 @@ s_result_from (const Keel__Result *res, const char *engine_id)
     }
     if (res->error)
         r->error = strdup (res->error);
-    snprintf (r->engine_id, sizeof r->engine_id, "%s", engine_id ? engine_id : "");
+    if (engine_id) { // a plain copy: snprintf per result showed in W1's profile
+        size_t len = strnlen (engine_id, sizeof r->engine_id - 1);
+        memcpy (r->engine_id, engine_id, len);
+        r->engine_id[len] = '\0';
+    }
     r->execution_id = res->execution_id;
     r->run_ms = res->has_run_ms ? res->run_ms : 0;
     r->permanent =

@@ -270,6 +270,7 @@ keel_store_sqlite_rollback_now (keel_store_sqlite_t *self)
     self->in_txn = false;
     if (self->nums)
         zhashx_purge (self->nums); // numbers of services this transaction added are gone
+    self->last_num = 0;
 }
 
 // ---------------------------------------------------------------- open
@@ -666,6 +667,7 @@ keel_store_sqlite_close_db (keel_store_sqlite_t *self)
     self->db = NULL;
     if (self->nums)
         zhashx_purge (self->nums); // a replaced store numbers its services its own way
+    self->last_num = 0;
 }
 
 keel_err

@@ -85,6 +85,8 @@ struct _keel_store_sqlite_t {
     int lock_fd;             // the store file, flock'ed LOCK_EX for this broker's life; -1 if none
     keel_store_sync_t sync;  // StoreSync, kept for reopening after keel_store_sqlite_replace
     zhashx_t *nums;          // service id -> services.num (s_task_key); purged with every rollback
+    char last_sid[64];       // the service id s_service_num found last ...
+    int64_t last_num;        // ... and its number; 0 when none (cleared with nums)
 };
 
 // Maps a SQLite result code to a Keel error: KEEL_ERR_FULL when the disk is

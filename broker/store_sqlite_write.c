@@ -195,7 +195,22 @@ keel_store_sqlite_service_delete (keel_store_sqlite_t *self, const char *service
             return rc;
     }
     zhashx_delete (self->nums, service_id); // a service put again later takes a new number
+    self->last_num = 0;
     return KEEL_OK;
+}
+
+// Remembers the last service looked up (s_service_num); returns num.
+static int64_t
+s_service_seen (keel_store_sqlite_t *self, const char *service_id, int64_t num)
+{
+    size_t len = strlen (service_id);
+    if (len < sizeof self->last_sid) {
+        memcpy (self->last_sid, service_id, len + 1);
+        self->last_num = num;
+    }
+    else
+        self->last_num = 0;
+    return num;
 }
 
 // The number of a service (services.num, schema 6), from the cache or the
@@ -204,9 +219,11 @@ keel_store_sqlite_service_delete (keel_store_sqlite_t *self, const char *service
 static int64_t
 s_service_num (keel_store_sqlite_t *self, const char *service_id)
 {
+    if (self->last_num && strcmp (self->last_sid, service_id) == 0)
+        return self->last_num; // a turn's rows are mostly of one service
     void *cached = zhashx_lookup (self->nums, service_id);
     if (cached)
-        return (int64_t) (intptr_t) cached;
+        return s_service_seen (self, service_id, (int64_t) (intptr_t) cached);
     int64_t num = 0;
     sqlite3_stmt *fix = self->q[Q_SERVICE_NUMBER];
     sqlite3_stmt *get = self->q[Q_SERVICE_NUM];
@@ -227,7 +244,7 @@ s_service_num (keel_store_sqlite_t *self, const char *service_id)
     if (num < 1 || num > INT32_MAX)
         return 0; // none (or numbers ran out: max(num) reached 2^31 - 1)
     zhashx_insert (self->nums, service_id, (void *) (intptr_t) num);
-    return num;
+    return s_service_seen (self, service_id, num);
 }
 
 // A task's row key: services.num << 32 | task_id. False when no row can

@@ -576,12 +576,16 @@ s_check_assign_batch (const keel_env_t *env, const char *w, keel_error_t *err)
     if (!s_batch_count (err, w, "assigns", m->n_assigns))
         return false;
     for (size_t i = 0; i < m->n_assigns; i++) {
+        keel_error_t scratch;
+        if (m->assigns[i] && s_check_assign_msg (m->assigns[i], w, &scratch))
+            continue;
+        // The element's name is formatted only for the error (a batch of
+        // a thousand results paid a snprintf each).
         char where[64];
         snprintf (where, sizeof where, "%s: assigns[%zu]", w, i);
         if (!m->assigns[i])
             return s_fail (err, where, "missing"); // only a locally built one
-        if (!s_check_assign_msg (m->assigns[i], where, err))
-            return false;
+        return s_check_assign_msg (m->assigns[i], where, err);
     }
     return true;
 }
@@ -593,12 +597,16 @@ s_check_result_batch (const keel_env_t *env, const char *w, keel_error_t *err)
     if (!s_batch_count (err, w, "results", m->n_results))
         return false;
     for (size_t i = 0; i < m->n_results; i++) {
+        keel_error_t scratch;
+        if (m->results[i] && s_check_result_msg (m->results[i], w, &scratch))
+            continue;
+        // The element's name is formatted only for the error (a batch of
+        // a thousand results paid a snprintf each).
         char where[64];
         snprintf (where, sizeof where, "%s: results[%zu]", w, i);
         if (!m->results[i])
             return s_fail (err, where, "missing"); // only a locally built one
-        if (!s_check_result_msg (m->results[i], where, err))
-            return false;
+        return s_check_result_msg (m->results[i], where, err);
     }
     return true;
 }
