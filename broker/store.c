@@ -236,8 +236,27 @@ keel_store_apply_all (keel_store_t *self, const keel_changes_t *changes)
 {
     keel_err rc = KEEL_OK;
     size_t n = keel_changes_size (changes);
-    for (size_t i = 0; rc == KEEL_OK && i < n; i++)
-        rc = keel_store_apply (self, keel_changes_at (changes, i));
+    keel_store_sqlite_t *q = self->pg ? NULL : self->sql;
+    for (size_t i = 0; rc == KEEL_OK && i < n; i++) {
+        const keel_change_t *c = keel_changes_at (changes, i);
+        if (q && c->kind == KEEL_CHANGE_TASK_PUT) {
+            // SQLite: new tasks by the batch (store_sqlite.h)
+            size_t taken = keel_store_sqlite_put_many (q, changes, i, &rc);
+            if (taken) {
+                i += taken - 1;
+                continue;
+            }
+        }
+        if (q && c->kind == KEEL_CHANGE_TASK_ACKED)
+            rc = keel_store_sqlite_acked_later (q, c->task.service_id, c->task.task_id);
+        else
+            rc = keel_store_apply (self, c);
+    }
+    if (q) {
+        keel_err flushed = keel_store_sqlite_acked_flush (q);
+        if (rc == KEEL_OK)
+            rc = flushed;
+    }
     return rc;
 }
 

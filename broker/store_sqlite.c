@@ -207,6 +207,8 @@ static const char *s_sql[Q_COUNT] = {
                       " acked = ?11, output = ?12, spilled = (spilled & ~2) | ?13"
                       " WHERE key = ?1 AND (spilled & ?14) = 0",
     [Q_TASK_ACKED] = "UPDATE tasks SET acked = 1 WHERE key = ?1",
+    [Q_TASK_ACKED_RANGE] = "UPDATE tasks SET acked = 1 WHERE key BETWEEN ?1 AND ?2",
+    [Q_TASK_INSERT_MANY] = NULL, // built by s_insert_many_sql
     [Q_TASK_CHECKPOINT] = "UPDATE tasks SET checkpoint_wall_ms = ?3, checkpoint = ?4,"
                           " spilled = (spilled & ~4) | ?5"
                           " WHERE key = ?1 AND (spilled & ?6) = 0",
@@ -271,6 +273,7 @@ keel_store_sqlite_rollback_now (keel_store_sqlite_t *self)
     if (self->nums)
         zhashx_purge (self->nums); // numbers of services this transaction added are gone
     self->last_num = 0;
+    self->nacked = 0;
 }
 
 // ---------------------------------------------------------------- open
@@ -531,9 +534,30 @@ s_open_wal (keel_store_sqlite_t *self, bool reconnect, keel_error_t *err)
     return keel_store_sqlite_exec (self, "PRAGMA synchronous = FULL;", err);
 }
 
+// Q_TASK_INSERT_MANY: Q_TASK_INSERT's row KEEL_STORE_PUT_BATCH times, row
+// i numbered from ?(16 i + 1) as Q_TASK_INSERT is from ?1.
+static const char *
+s_insert_many_sql (void)
+{
+    static char sql[KEEL_STORE_PUT_BATCH * 80 + 64];
+    if (sql[0])
+        return sql;
+    size_t n = (size_t) snprintf (sql, sizeof sql, "INSERT INTO tasks VALUES ");
+    for (int row = 0; row < KEEL_STORE_PUT_BATCH; row++) {
+        int base = row * 16;
+        n += (size_t) snprintf (sql + n, sizeof sql - n, "%s(?%d", row ? "," : "", base + 1);
+        for (int col = 3; col <= 16; col++)
+            n += (size_t) snprintf (sql + n, sizeof sql - n, ",?%d", base + col);
+        n += (size_t) snprintf (sql + n, sizeof sql - n, ")");
+    }
+    snprintf (sql + n, sizeof sql - n, " ON CONFLICT DO NOTHING");
+    return sql;
+}
+
 static keel_err
 s_prepare (keel_store_sqlite_t *self, keel_error_t *err)
 {
+    s_sql[Q_TASK_INSERT_MANY] = s_insert_many_sql ();
     for (int i = 0; i < Q_COUNT; i++) {
         int rc = sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->q[i],
                                      NULL);
@@ -805,6 +829,7 @@ keel_store_sqlite_destroy (keel_store_sqlite_t **self_p)
     if (self->lock_fd >= 0)
         close (self->lock_fd); // last: the lock outlives every write
     zhashx_destroy (&self->nums);
+    free (self->acked);
     free (self->path);
     free (self);
     *self_p = NULL;

@@ -35,6 +35,18 @@ keel_err keel_store_sqlite_task_state (keel_store_sqlite_t *self, const char *se
 keel_err keel_store_sqlite_task_result (keel_store_sqlite_t *self, const keel_store_task_t *task);
 keel_err keel_store_sqlite_task_acked (keel_store_sqlite_t *self, const char *service_id,
                                        uint64_t task_id);
+// A turn's journal in fewer statements (keel_store_apply_all):
+// put_many writes the KEEL_STORE_PUT_BATCH records from `at` with one
+// multi-row insert when each is a new task it can take, and returns how
+// many it took (0: none; *rc_p tells a failure). acked_later keeps an
+// acknowledgement for acked_flush, which marks the kept ones with one
+// range update per run of consecutive task ids (a journal's
+// acknowledgements change nothing else, so they can come last).
+size_t keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_changes_t *changes,
+                                   size_t at, keel_err *rc_p);
+keel_err keel_store_sqlite_acked_later (keel_store_sqlite_t *self, const char *service_id,
+                                        uint64_t task_id);
+keel_err keel_store_sqlite_acked_flush (keel_store_sqlite_t *self);
 keel_err keel_store_sqlite_task_checkpoint (keel_store_sqlite_t *self, const char *service_id,
                                             uint64_t task_id, const uint8_t *data, size_t len,
                                             int64_t wall_ms);

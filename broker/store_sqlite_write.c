@@ -281,20 +281,45 @@ s_bind_text_key (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const char *serv
     s_int (stmt, 2, (int64_t) task_id);
 }
 
-// Binds a task's key (?1, ?2) and its state and result columns (?3 .. ?10),
-// which Q_TASK_INSERT, Q_TASK_REPLACE and Q_TASK_RESULT number alike.
+// Binds a task's state and result columns (?base+3 .. ?base+10), which
+// Q_TASK_INSERT, Q_TASK_REPLACE, Q_TASK_RESULT and each row of
+// Q_TASK_INSERT_MANY number alike.
+static void
+s_bind_outcome_at (keel_store_sqlite_t *self, sqlite3_stmt *stmt, int base,
+                   const keel_store_task_t *task)
+{
+    s_int (stmt, base + 3, task->state);
+    s_int (stmt, base + 4, task->attempts);
+    s_int (stmt, base + 5, task->status);
+    s_text (self, stmt, base + 6, task->error);
+    s_text (self, stmt, base + 7, task->engine_id);
+    s_int (stmt, base + 8, (int64_t) task->execution_id);
+    s_int (stmt, base + 9, (int64_t) task->run_ms);
+    s_int (stmt, base + 10, (int64_t) task->queued_ms);
+}
+
+// Binds a task's key (?1, ?2) and its state and result columns (?3 .. ?10).
 static void
 s_bind_outcome (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const keel_store_task_t *task)
 {
     s_bind_key (self, stmt, task->service_id, task->task_id);
-    s_int (stmt, 3, task->state);
-    s_int (stmt, 4, task->attempts);
-    s_int (stmt, 5, task->status);
-    s_text (self, stmt, 6, task->error);
-    s_text (self, stmt, 7, task->engine_id);
-    s_int (stmt, 8, (int64_t) task->execution_id);
-    s_int (stmt, 9, (int64_t) task->run_ms);
-    s_int (stmt, 10, (int64_t) task->queued_ms);
+    s_bind_outcome_at (self, stmt, 0, task);
+}
+
+// Binds the rest of a whole task row (?base+11 .. ?base+16).
+static void
+s_bind_row_rest (keel_store_sqlite_t *self, sqlite3_stmt *stmt, int base,
+                 const keel_store_task_t *task)
+{
+    s_int (stmt, base + 11, task->result_acked);
+    s_int (stmt, base + 12, task->checkpoint_wall_ms);
+    s_blob_inline (self, stmt, base + 13, task->input, task->input_len);
+    s_blob_inline (self, stmt, base + 14, task->output, task->output_len);
+    s_blob_inline (self, stmt, base + 15, task->checkpoint, task->checkpoint_len);
+    s_int (stmt, base + 16,
+           (s_big (task->input, task->input_len) << KEEL_STORE_BLOB_INPUT)
+               | (s_big (task->output, task->output_len) << KEEL_STORE_BLOB_OUTPUT)
+               | (s_big (task->checkpoint, task->checkpoint_len) << KEEL_STORE_BLOB_CHECKPOINT));
 }
 
 // Runs Q_TASK_INSERT or Q_TASK_REPLACE for a whole task row.
@@ -307,15 +332,7 @@ s_task_row (keel_store_sqlite_t *self, keel_store_sqlite_query_t query,
     if (!stmt)
         return rc;
     s_bind_outcome (self, stmt, task);
-    s_int (stmt, 11, task->result_acked);
-    s_int (stmt, 12, task->checkpoint_wall_ms);
-    s_blob_inline (self, stmt, 13, task->input, task->input_len);
-    s_blob_inline (self, stmt, 14, task->output, task->output_len);
-    s_blob_inline (self, stmt, 15, task->checkpoint, task->checkpoint_len);
-    s_int (stmt, 16,
-           (s_big (task->input, task->input_len) << KEEL_STORE_BLOB_INPUT)
-               | (s_big (task->output, task->output_len) << KEEL_STORE_BLOB_OUTPUT)
-               | (s_big (task->checkpoint, task->checkpoint_len) << KEEL_STORE_BLOB_CHECKPOINT));
+    s_bind_row_rest (self, stmt, 0, task);
     return s_run_changed (self, query, changed_p);
 }
 
@@ -607,4 +624,105 @@ keel_store_sqlite_meta_set (keel_store_sqlite_t *self, const char *name, uint64_
     s_text (self, stmt, 1, name);
     s_int (stmt, 2, (int64_t) value);
     return s_run (self, Q_META_SET);
+}
+
+// ---------------------------------------------------------------- a turn's journal
+
+// A new task the multi-row insert can take: no big blob (those need
+// task_blobs rows) and a service the store has.
+static bool
+s_put_batchable (keel_store_sqlite_t *self, const keel_change_t *c)
+{
+    const keel_store_task_t *t = &c->task;
+    int64_t key;
+    return c->kind == KEEL_CHANGE_TASK_PUT && !s_big (t->input, t->input_len)
+           && !s_big (t->output, t->output_len) && !s_big (t->checkpoint, t->checkpoint_len)
+           && !self->bind_rc && s_task_key (self, t->service_id, t->task_id, &key);
+}
+
+size_t
+keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_changes_t *changes, size_t at,
+                            keel_err *rc_p)
+{
+    *rc_p = KEEL_OK;
+    if (keel_changes_size (changes) - at < KEEL_STORE_PUT_BATCH)
+        return 0;
+    for (size_t i = 0; i < KEEL_STORE_PUT_BATCH; i++)
+        if (!s_put_batchable (self, keel_changes_at (changes, at + i)))
+            return 0;
+    sqlite3_stmt *stmt = s_write (self, Q_TASK_INSERT_MANY, rc_p);
+    if (!stmt)
+        return KEEL_STORE_PUT_BATCH; // *rc_p says why
+    for (int i = 0; i < KEEL_STORE_PUT_BATCH; i++) {
+        const keel_store_task_t *t = &keel_changes_at (changes, at + (size_t) i)->task;
+        int64_t key;
+        s_task_key (self, t->service_id, t->task_id, &key); // cached by s_put_batchable
+        s_int (stmt, i * 16 + 1, key);
+        s_bind_outcome_at (self, stmt, i * 16, t);
+        s_bind_row_rest (self, stmt, i * 16, t);
+    }
+    int changed = 0;
+    *rc_p = s_run_changed (self, Q_TASK_INSERT_MANY, &changed);
+    // A task that existed kept its old row (ON CONFLICT DO NOTHING): the
+    // one-row path replaces it (a row inserted above is simply replaced by
+    // itself).
+    for (int i = 0; *rc_p == KEEL_OK && changed < KEEL_STORE_PUT_BATCH && i < KEEL_STORE_PUT_BATCH;
+         i++)
+        *rc_p =
+            keel_store_sqlite_task_put (self, &keel_changes_at (changes, at + (size_t) i)->task);
+    return KEEL_STORE_PUT_BATCH;
+}
+
+keel_err
+keel_store_sqlite_acked_later (keel_store_sqlite_t *self, const char *service_id, uint64_t task_id)
+{
+    int64_t key;
+    if (!s_task_key (self, service_id, task_id, &key)) {
+        if (!self->bind_rc)
+            return KEEL_OK; // no row can have it: as an update of a missing row
+        int failed = self->bind_rc;
+        self->bind_rc = SQLITE_OK;
+        return s_poison (self, failed, "numbering a service (services.num)");
+    }
+    if (self->nacked == self->acked_cap) {
+        size_t cap = self->acked_cap ? self->acked_cap * 2 : 1024;
+        int64_t *grown = realloc (self->acked, cap * sizeof *grown);
+        if (!grown)
+            return keel_store_sqlite_task_acked (self, service_id, task_id); // one at a time
+        self->acked = grown;
+        self->acked_cap = cap;
+    }
+    self->acked[self->nacked++] = key;
+    return KEEL_OK;
+}
+
+static int
+s_key_cmp (const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
+    return (x > y) - (x < y);
+}
+
+keel_err
+keel_store_sqlite_acked_flush (keel_store_sqlite_t *self)
+{
+    keel_err rc = KEEL_OK;
+    size_t n = self->nacked;
+    self->nacked = 0;
+    if (!n)
+        return KEEL_OK;
+    qsort (self->acked, n, sizeof *self->acked, s_key_cmp);
+    for (size_t i = 0; rc == KEEL_OK && i < n;) {
+        size_t j = i;
+        while (j + 1 < n && self->acked[j + 1] - self->acked[j] <= 1)
+            j++; // a run of consecutive keys (or the same key twice)
+        sqlite3_stmt *stmt = s_write (self, Q_TASK_ACKED_RANGE, &rc);
+        if (!stmt)
+            break;
+        s_int (stmt, 1, self->acked[i]);
+        s_int (stmt, 2, self->acked[j]);
+        rc = s_run (self, Q_TASK_ACKED_RANGE);
+        i = j + 1;
+    }
+    return rc;
 }
