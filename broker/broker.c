@@ -688,8 +688,10 @@ s_empty_core (keel_broker_t *self, keel_error_t *err)
     self->core = keel_core_new (self->settings, zclock_mono (), zclock_time ());
     if (self->core) {
         keel_core_set_metrics (self->core, self->metrics); // NULL: off
-        if (self->store)
+        if (self->store) {
             keel_core_set_member (self->core, keel_store_member_id (self->store));
+            keel_core_set_whole_rows (self->core, keel_store_whole_row_max (self->store));
+        }
     }
     self->commit_seq = 0;
     self->local_synced = 0;
@@ -800,6 +802,7 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     // A pair's broker rebuilds its core from the store only when it
     // becomes active (keel_broker_activate).
     keel_core_set_member (self->core, keel_store_member_id (self->store));
+    keel_core_set_whole_rows (self->core, keel_store_whole_row_max (self->store));
     if (keel_broker_serving (self)
         && (s_recover (self, err) != KEEL_OK || s_start_syncer (self, err) != KEEL_OK)) {
         keel_broker_destroy (&self);

@@ -484,6 +484,12 @@ keel_core_set_member (keel_core_t *self, uint64_t member_id)
         self->exec_prefix = ((uint64_t) (member_id % 255 + 1)) << 40;
 }
 
+void
+keel_core_set_whole_rows (keel_core_t *self, size_t max)
+{
+    self->whole_row_max = max;
+}
+
 keel_core_t *
 keel_core_new (keel_settings_t *settings, int64_t now, int64_t wall)
 {

@@ -195,6 +195,10 @@ void keel_core_set_member (keel_core_t *self, uint64_t member_id);
 // DriverWelcome and LoginReply (cluster_members). The array is the
 // caller's (it may change in place; *n is read at each welcome); NULL: none.
 void keel_core_set_cluster_members (keel_core_t *self, char **members, const size_t *n);
+// The store's keel_store_whole_row_max: a result of a task whose blobs are
+// all at most max bytes is written as its whole row (TASK_PUT), not as an
+// update (TASK_RESULT). 0 (the default): updates.
+void keel_core_set_whole_rows (keel_core_t *self, size_t max);
 // Where the core reports task run times and queue waits (metrics.h; the
 // caller's, it outlives the core). NULL: nowhere (the default).
 void keel_core_set_metrics (keel_core_t *self, keel_metrics_t *metrics);

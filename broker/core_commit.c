@@ -156,7 +156,14 @@ s_write_dirty (keel_core_t *self)
             continue;
         keel_store_task_t row;
         keel_core_store_task (svc, id, t, &row);
-        if (t->dirty & KEEL_DIRTY_NEW)
+        // A result of a small task goes as its whole row where the store
+        // takes that faster (keel_core_set_whole_rows); the row carries the
+        // acknowledgement and the checkpoint too.
+        bool whole = self->whole_row_max > 0 && (t->dirty & KEEL_DIRTY_RESULT)
+                     && row.input_len <= self->whole_row_max
+                     && row.output_len <= self->whole_row_max
+                     && row.checkpoint_len <= self->whole_row_max;
+        if ((t->dirty & KEEL_DIRTY_NEW) || whole)
             rc = keel_core_change (self,
                                    (keel_change_t) { .kind = KEEL_CHANGE_TASK_PUT, .task = row });
         else {

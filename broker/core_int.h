@@ -100,6 +100,7 @@ struct _keel_core_t {
 
     keel_changes_t *changes; // the turn's journal of durable changes (changes.h)
     bool store_failed;
+    size_t whole_row_max; // keel_core_set_whole_rows
     // Commits are numbered; messages that promise durability carry the
     // number of the commit that must be durable before they leave (the
     // loop holds them until keel_core_synced says so).

@@ -390,6 +390,13 @@ keel_store_members_gen (const keel_store_t *self)
     return self->pg ? keel_store_pg_members_gen (self->pg) : 0;
 }
 
+size_t
+keel_store_whole_row_max (const keel_store_t *self)
+{
+    assert (self);
+    return self->sql && !self->pg ? KEEL_STORE_SQLITE_WHOLE_ROW_MAX : 0;
+}
+
 uint64_t
 keel_store_member_id (const keel_store_t *self)
 {

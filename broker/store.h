@@ -214,6 +214,12 @@ void keel_store_leave (keel_store_t *self);
 size_t keel_store_members (const keel_store_t *self, const keel_store_member_t **members_p);
 uint64_t keel_store_members_gen (const keel_store_t *self);
 uint64_t keel_store_member_id (const keel_store_t *self);
+
+// The largest blob (input, output, checkpoint) of a task whose result this
+// store takes faster as its whole row (TASK_PUT) than as an update
+// (TASK_RESULT): SQLite rewrites a row in a multi-row INSERT OR REPLACE for
+// a quarter of what one UPDATE costs. 0: updates (postgresql:, memory:).
+size_t keel_store_whole_row_max (const keel_store_t *self);
 // This member's load, published to the others at its next renewal:
 // tasks queued, and free slots of its online engines. No-op when ALONE.
 void keel_store_member_load (keel_store_t *self, int64_t queued, int64_t idle_slots);

@@ -208,7 +208,8 @@ static const char *s_sql[Q_COUNT] = {
                       " WHERE key = ?1 AND (spilled & ?14) = 0",
     [Q_TASK_ACKED] = "UPDATE tasks SET acked = 1 WHERE key = ?1",
     [Q_TASK_ACKED_RANGE] = "UPDATE tasks SET acked = 1 WHERE key BETWEEN ?1 AND ?2",
-    [Q_TASK_INSERT_MANY] = NULL, // built by s_insert_many_sql
+    [Q_TASK_PUT_MANY] = NULL,     // built by s_many_sql
+    [Q_TASK_SPILLED_MANY] = NULL, // built by s_many_sql
     [Q_TASK_CHECKPOINT] = "UPDATE tasks SET checkpoint_wall_ms = ?3, checkpoint = ?4,"
                           " spilled = (spilled & ~4) | ?5"
                           " WHERE key = ?1 AND (spilled & ?6) = 0",
@@ -534,30 +535,37 @@ s_open_wal (keel_store_sqlite_t *self, bool reconnect, keel_error_t *err)
     return keel_store_sqlite_exec (self, "PRAGMA synchronous = FULL;", err);
 }
 
-// Q_TASK_INSERT_MANY: Q_TASK_INSERT's row KEEL_STORE_PUT_BATCH times, row
-// i numbered from ?(16 i + 1) as Q_TASK_INSERT is from ?1.
+// Q_TASK_PUT_MANY: Q_TASK_REPLACE's row KEEL_STORE_PUT_BATCH times, row i
+// numbered from ?(16 i + 1) as Q_TASK_REPLACE is from ?1.
+// Q_TASK_SPILLED_MANY: how many of those rows exist with a blob in
+// task_blobs (their keys numbered alike).
 static const char *
-s_insert_many_sql (void)
+s_many_sql (keel_store_sqlite_query_t query)
 {
-    static char sql[KEEL_STORE_PUT_BATCH * 80 + 64];
-    if (sql[0])
-        return sql;
-    size_t n = (size_t) snprintf (sql, sizeof sql, "INSERT INTO tasks VALUES ");
-    for (int row = 0; row < KEEL_STORE_PUT_BATCH; row++) {
-        int base = row * 16;
-        n += (size_t) snprintf (sql + n, sizeof sql - n, "%s(?%d", row ? "," : "", base + 1);
-        for (int col = 3; col <= 16; col++)
-            n += (size_t) snprintf (sql + n, sizeof sql - n, ",?%d", base + col);
-        n += (size_t) snprintf (sql + n, sizeof sql - n, ")");
+    static char put[KEEL_STORE_PUT_BATCH * 80 + 64], spilled[KEEL_STORE_PUT_BATCH * 8 + 80];
+    if (!put[0]) {
+        size_t n = (size_t) snprintf (put, sizeof put, "INSERT OR REPLACE INTO tasks VALUES ");
+        size_t m = (size_t) snprintf (spilled, sizeof spilled,
+                                      "SELECT count(*) FROM tasks WHERE spilled <> 0 AND key IN (");
+        for (int row = 0; row < KEEL_STORE_PUT_BATCH; row++) {
+            int base = row * 16;
+            n += (size_t) snprintf (put + n, sizeof put - n, "%s(?%d", row ? "," : "", base + 1);
+            for (int col = 3; col <= 16; col++)
+                n += (size_t) snprintf (put + n, sizeof put - n, ",?%d", base + col);
+            n += (size_t) snprintf (put + n, sizeof put - n, ")");
+            m += (size_t) snprintf (spilled + m, sizeof spilled - m, "%s?%d", row ? "," : "",
+                                    base + 1);
+        }
+        snprintf (spilled + m, sizeof spilled - m, ")");
     }
-    snprintf (sql + n, sizeof sql - n, " ON CONFLICT DO NOTHING");
-    return sql;
+    return query == Q_TASK_PUT_MANY ? put : spilled;
 }
 
 static keel_err
 s_prepare (keel_store_sqlite_t *self, keel_error_t *err)
 {
-    s_sql[Q_TASK_INSERT_MANY] = s_insert_many_sql ();
+    s_sql[Q_TASK_PUT_MANY] = s_many_sql (Q_TASK_PUT_MANY);
+    s_sql[Q_TASK_SPILLED_MANY] = s_many_sql (Q_TASK_SPILLED_MANY);
     for (int i = 0; i < Q_COUNT; i++) {
         int rc = sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->q[i],
                                      NULL);

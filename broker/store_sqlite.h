@@ -37,11 +37,15 @@ keel_err keel_store_sqlite_task_acked (keel_store_sqlite_t *self, const char *se
                                        uint64_t task_id);
 // A turn's journal in fewer statements (keel_store_apply_all):
 // put_many writes the KEEL_STORE_PUT_BATCH records from `at` with one
-// multi-row insert when each is a new task it can take, and returns how
-// many it took (0: none; *rc_p tells a failure). acked_later keeps an
+// multi-row INSERT OR REPLACE when each is a whole task row it can take
+// (TASK_PUT, no big blob, no big blob in the row it replaces), and returns
+// how many it took (0: none; *rc_p tells a failure). acked_later keeps an
 // acknowledgement for acked_flush, which marks the kept ones with one
 // range update per run of consecutive task ids (a journal's
 // acknowledgements change nothing else, so they can come last).
+// Whole rows up to this blob size go through put_many (keel_store_whole_row_max):
+// KEEL_STORE_INLINE_MAX, the largest blob kept inside a row.
+#define KEEL_STORE_SQLITE_WHOLE_ROW_MAX 256
 size_t keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_changes_t *changes,
                                    size_t at, keel_err *rc_p);
 keel_err keel_store_sqlite_acked_later (keel_store_sqlite_t *self, const char *service_id,

@@ -31,10 +31,13 @@
 //  task_blobs and never again. The limit is only a policy: readers follow
 //  tasks.spilled, not the size, so changing it needs no migration.
 #define KEEL_STORE_INLINE_MAX 256
+_Static_assert(KEEL_STORE_SQLITE_WHOLE_ROW_MAX == KEEL_STORE_INLINE_MAX,
+               "whole rows are rows without task_blobs");
 
-//  New tasks a turn's journal writes with one statement (Q_TASK_INSERT_MANY):
-//  a multi-row insert costs ~0.4 us a row against ~1.2 us for one row a
-//  statement (SQLite 3.40, this machine); 32 rows are most of that.
+//  Whole task rows a turn's journal writes with one statement
+//  (Q_TASK_PUT_MANY): a multi-row INSERT OR REPLACE costs ~0.4-0.5 us a row,
+//  new or not, against ~1.2 us for one row a statement and ~2 us for an
+//  UPDATE of a result (SQLite 3.40, this machine); 32 rows are most of that.
 #define KEEL_STORE_PUT_BATCH 32
 
 // task_blobs.kind, and the bit (1 << kind) in tasks.spilled.
@@ -55,7 +58,8 @@ typedef enum {
     Q_SERVICE_DEL_PENDING,
     Q_SERVICE_DEL,
     Q_TASK_INSERT,
-    Q_TASK_INSERT_MANY,
+    Q_TASK_PUT_MANY,
+    Q_TASK_SPILLED_MANY,
     Q_TASK_REPLACE,
     Q_TASK_BLOBS_DEL,
     Q_BLOB_PUT,

@@ -628,7 +628,7 @@ keel_store_sqlite_meta_set (keel_store_sqlite_t *self, const char *name, uint64_
 
 // ---------------------------------------------------------------- a turn's journal
 
-// A new task the multi-row insert can take: no big blob (those need
+// A whole task row the multi-row put can take: no big blob (those need
 // task_blobs rows) and a service the store has.
 static bool
 s_put_batchable (keel_store_sqlite_t *self, const keel_change_t *c)
@@ -650,26 +650,35 @@ keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_changes_t *cha
     for (size_t i = 0; i < KEEL_STORE_PUT_BATCH; i++)
         if (!s_put_batchable (self, keel_changes_at (changes, at + i)))
             return 0;
-    sqlite3_stmt *stmt = s_write (self, Q_TASK_INSERT_MANY, rc_p);
-    if (!stmt)
+    // A row replaced must not leave task_blobs rows behind (its old blobs
+    // were big): such a batch goes row by row (keel_store_sqlite_task_put).
+    sqlite3_stmt *check = s_write (self, Q_TASK_SPILLED_MANY, rc_p);
+    if (!check)
         return KEEL_STORE_PUT_BATCH; // *rc_p says why
+    int64_t keys[KEEL_STORE_PUT_BATCH];
     for (int i = 0; i < KEEL_STORE_PUT_BATCH; i++) {
         const keel_store_task_t *t = &keel_changes_at (changes, at + (size_t) i)->task;
-        int64_t key;
-        s_task_key (self, t->service_id, t->task_id, &key); // cached by s_put_batchable
-        s_int (stmt, i * 16 + 1, key);
+        s_task_key (self, t->service_id, t->task_id, &keys[i]); // cached by s_put_batchable
+        s_int (check, i * 16 + 1, keys[i]);
+    }
+    int rc = sqlite3_step (check);
+    int spilled = rc == SQLITE_ROW ? sqlite3_column_int (check, 0) : -1;
+    sqlite3_reset (check);
+    sqlite3_clear_bindings (check);
+    if (spilled < 0) {
+        *rc_p = s_poison (self, rc, keel_store_sqlite_sql (Q_TASK_SPILLED_MANY));
+        return KEEL_STORE_PUT_BATCH;
+    }
+    if (spilled > 0)
+        return 0;
+    sqlite3_stmt *stmt = self->q[Q_TASK_PUT_MANY];
+    for (int i = 0; i < KEEL_STORE_PUT_BATCH; i++) {
+        const keel_store_task_t *t = &keel_changes_at (changes, at + (size_t) i)->task;
+        s_int (stmt, i * 16 + 1, keys[i]);
         s_bind_outcome_at (self, stmt, i * 16, t);
         s_bind_row_rest (self, stmt, i * 16, t);
     }
-    int changed = 0;
-    *rc_p = s_run_changed (self, Q_TASK_INSERT_MANY, &changed);
-    // A task that existed kept its old row (ON CONFLICT DO NOTHING): the
-    // one-row path replaces it (a row inserted above is simply replaced by
-    // itself).
-    for (int i = 0; *rc_p == KEEL_OK && changed < KEEL_STORE_PUT_BATCH && i < KEEL_STORE_PUT_BATCH;
-         i++)
-        *rc_p =
-            keel_store_sqlite_task_put (self, &keel_changes_at (changes, at + (size_t) i)->task);
+    *rc_p = s_run (self, Q_TASK_PUT_MANY);
     return KEEL_STORE_PUT_BATCH;
 }
 
