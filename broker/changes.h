@@ -27,6 +27,8 @@
       SERVICE_DELETE       service: service_id                        delete it with its tasks,
                                                                       executions, pending claims
       TASK_PUT             task: every field                          insert (QUEUED) or replace
+                                                                      (also a result written whole:
+                                                                      keel_core_set_whole_rows)
       TASK_STATE           task: service_id, task_id, state, attempts set state and attempts
       TASK_RESULT          task: all but input and checkpoint         store the terminal result
       TASK_ACKED           task: service_id, task_id                  the driver has the result

@@ -336,9 +336,11 @@ s_task_row (keel_store_sqlite_t *self, keel_store_sqlite_query_t query,
     return s_run_changed (self, query, changed_p);
 }
 
-// A new task (the broker's only use) is one insert, plus one task_blobs
-// row per big blob. Over an existing row, whose big blobs would otherwise
-// stay behind, the task's task_blobs rows are deleted and the row replaced.
+// One whole task row (a new task, or a result written whole outside a
+// batch of keel_store_sqlite_put_many): a new task is one insert, plus one
+// task_blobs row per big blob. Over an existing row, whose big blobs would
+// otherwise stay behind, the task's task_blobs rows are deleted and the row
+// replaced.
 keel_err
 keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *task)
 {
