@@ -683,8 +683,19 @@ keel_store_sqlite_connect (keel_store_sqlite_t *self, bool reconnect, keel_error
         rc = s_check_marker (self, err);
     if (!rc)
         rc = s_prepare (self, err);
+    if (!rc)
+        rc = keel_store_sqlite_note_blobs (self, err);
     if (!rc && self->sync == KEEL_STORE_SYNC_FULL)
         rc = s_open_wal (self, reconnect, err);
+    return rc;
+}
+
+keel_err
+keel_store_sqlite_note_blobs (keel_store_sqlite_t *self, keel_error_t *err)
+{
+    int64_t any = 1;
+    keel_err rc = s_query_int (self, "SELECT EXISTS (SELECT 1 FROM task_blobs)", &any, err);
+    self->blobs_maybe = rc != KEEL_OK || any != 0;
     return rc;
 }
 

@@ -202,6 +202,9 @@ keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *lo
 {
     if (!self->db)
         return keel_error_set (err, KEEL_ERR_STORE, "%s", self->poison_err.text);
+    keel_err noted = keel_store_sqlite_note_blobs (self, err);
+    if (noted)
+        return noted;
     const struct {
         const char *what;
         const char *sql;

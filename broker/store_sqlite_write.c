@@ -134,6 +134,8 @@ s_task_blob (keel_store_sqlite_t *self, const char *service_id, uint64_t task_id
     sqlite3_stmt *stmt = s_write (self, data ? Q_BLOB_PUT : Q_BLOB_DEL, &rc);
     if (!stmt)
         return rc;
+    if (data)
+        self->blobs_maybe = true; // until the next connect or load looks again
     s_text (self, stmt, 1, service_id);
     s_int (stmt, 2, (int64_t) task_id);
     s_int (stmt, 3, kind);
@@ -652,28 +654,32 @@ keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_changes_t *cha
     for (size_t i = 0; i < KEEL_STORE_PUT_BATCH; i++)
         if (!s_put_batchable (self, keel_changes_at (changes, at + i)))
             return 0;
-    // A row replaced must not leave task_blobs rows behind (its old blobs
-    // were big): such a batch goes row by row (keel_store_sqlite_task_put).
-    sqlite3_stmt *check = s_write (self, Q_TASK_SPILLED_MANY, rc_p);
-    if (!check)
+    sqlite3_stmt *stmt = s_write (self, Q_TASK_PUT_MANY, rc_p);
+    if (!stmt)
         return KEEL_STORE_PUT_BATCH; // *rc_p says why
     int64_t keys[KEEL_STORE_PUT_BATCH];
     for (int i = 0; i < KEEL_STORE_PUT_BATCH; i++) {
         const keel_store_task_t *t = &keel_changes_at (changes, at + (size_t) i)->task;
         s_task_key (self, t->service_id, t->task_id, &keys[i]); // cached by s_put_batchable
-        s_int (check, i * 16 + 1, keys[i]);
     }
-    int rc = sqlite3_step (check);
-    int spilled = rc == SQLITE_ROW ? sqlite3_column_int (check, 0) : -1;
-    sqlite3_reset (check);
-    sqlite3_clear_bindings (check);
-    if (spilled < 0) {
-        *rc_p = s_poison (self, rc, keel_store_sqlite_sql (Q_TASK_SPILLED_MANY));
-        return KEEL_STORE_PUT_BATCH;
+    // A row replaced must not leave task_blobs rows behind (its old blobs
+    // were big): such a batch goes row by row (keel_store_sqlite_task_put).
+    // Only asked when task_blobs may have rows at all (~0.25 us a row).
+    if (self->blobs_maybe) {
+        sqlite3_stmt *check = self->q[Q_TASK_SPILLED_MANY];
+        for (int i = 0; i < KEEL_STORE_PUT_BATCH; i++)
+            s_int (check, i * 16 + 1, keys[i]);
+        int rc = sqlite3_step (check);
+        int spilled = rc == SQLITE_ROW ? sqlite3_column_int (check, 0) : -1;
+        sqlite3_reset (check);
+        sqlite3_clear_bindings (check);
+        if (spilled < 0) {
+            *rc_p = s_poison (self, rc, keel_store_sqlite_sql (Q_TASK_SPILLED_MANY));
+            return KEEL_STORE_PUT_BATCH;
+        }
+        if (spilled > 0)
+            return 0;
     }
-    if (spilled > 0)
-        return 0;
-    sqlite3_stmt *stmt = self->q[Q_TASK_PUT_MANY];
     for (int i = 0; i < KEEL_STORE_PUT_BATCH; i++) {
         const keel_store_task_t *t = &keel_changes_at (changes, at + (size_t) i)->task;
         s_int (stmt, i * 16 + 1, keys[i]);
