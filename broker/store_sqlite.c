@@ -693,10 +693,20 @@ keel_store_sqlite_connect (keel_store_sqlite_t *self, bool reconnect, keel_error
 keel_err
 keel_store_sqlite_note_blobs (keel_store_sqlite_t *self, keel_error_t *err)
 {
-    int64_t any = 1;
-    keel_err rc = s_query_int (self, "SELECT EXISTS (SELECT 1 FROM task_blobs)", &any, err);
-    self->blobs_maybe = rc != KEEL_OK || any != 0;
-    return rc;
+    zhashx_purge (self->blob_services);
+    sqlite3_stmt *stmt = NULL;
+    const char *sql = "SELECT DISTINCT service_id FROM task_blobs";
+    int rc = sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        const char *id = (const char *) sqlite3_column_text (stmt, 0);
+        if (id)
+            zhashx_update (self->blob_services, id, self);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize (stmt);
+    if (rc != SQLITE_DONE)
+        return keel_store_sqlite_error (self, err, rc == SQLITE_OK ? SQLITE_ERROR : rc, sql);
+    return KEEL_OK;
 }
 
 void
@@ -817,11 +827,13 @@ keel_store_sqlite_open (const char *path, keel_store_sync_t sync, keel_error_t *
         self->lock_fd = -1;
         self->sync = sync;
         self->path = strdup (path);
-        self->nums = zhashx_new (); // keys duplicated and freed; values are numbers
+        self->nums = zhashx_new ();          // keys duplicated and freed; values are numbers
+        self->blob_services = zhashx_new (); // values: any non-NULL pointer
     }
-    if (!self || !self->path || !self->nums) {
+    if (!self || !self->path || !self->nums || !self->blob_services) {
         if (self) {
             zhashx_destroy (&self->nums);
+            zhashx_destroy (&self->blob_services);
             free (self->path);
         }
         free (self);
@@ -848,6 +860,7 @@ keel_store_sqlite_destroy (keel_store_sqlite_t **self_p)
     if (self->lock_fd >= 0)
         close (self->lock_fd); // last: the lock outlives every write
     zhashx_destroy (&self->nums);
+    zhashx_destroy (&self->blob_services);
     free (self->acked);
     free (self->path);
     free (self);

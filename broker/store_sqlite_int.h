@@ -98,8 +98,9 @@ struct _keel_store_sqlite_t {
     zhashx_t *nums;          // service id -> services.num (s_task_key); purged with every rollback
     char last_sid[64];       // the service id s_service_num found last ...
     int64_t last_num;        // ... and its number; 0 when none (cleared with nums)
-    int64_t *acked;   // keys of the journal's acknowledgements (keel_store_sqlite_acked_later)
-    bool blobs_maybe; // task_blobs may have rows (keel_store_sqlite_note_blobs)
+    int64_t *acked; // keys of the journal's acknowledgements (keel_store_sqlite_acked_later)
+    zhashx_t
+        *blob_services; // services that may have task_blobs rows (keel_store_sqlite_note_blobs)
     size_t nacked, acked_cap;
 };
 
@@ -131,10 +132,12 @@ keel_err keel_store_sqlite_exec (keel_store_sqlite_t *self, const char *sql, kee
 // hold, so it syncs the new WAL from then on.
 keel_err keel_store_sqlite_connect (keel_store_sqlite_t *self, bool reconnect, keel_error_t *err);
 
-// Sets blobs_maybe: whether task_blobs has any row now (at connect and at
-// each load: rows may come from outside). Set again by every blob write.
-// While it is false no task row has a spilled bit, so a batch of whole
-// rows needs no check for blobs it would leave behind.
+// Fills blob_services: the services with rows in task_blobs now (at
+// connect and at each load: rows may come from outside); every blob write
+// adds its service, and nothing takes one out before the next look (an
+// extra service only costs a check). A task of a service not in it has no
+// spilled bit, so a batch of whole rows of such services needs no check
+// for blobs it would leave behind.
 keel_err keel_store_sqlite_note_blobs (keel_store_sqlite_t *self, keel_error_t *err);
 
 // Finalizes the statements and closes the connection at once (db NULL
