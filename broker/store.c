@@ -237,27 +237,39 @@ keel_store_apply_all (keel_store_t *self, const keel_changes_t *changes)
     keel_err rc = KEEL_OK;
     size_t n = keel_changes_size (changes);
     keel_store_sqlite_t *q = self->pg ? NULL : self->sql;
+    if (!q) {
+        for (size_t i = 0; rc == KEEL_OK && i < n; i++)
+            rc = keel_store_apply (self, keel_changes_at (changes, i));
+        return rc;
+    }
+    // SQLite (store_sqlite.h): whole task rows by the batch, gathered across
+    // the acknowledgements between them (those come last, and before a
+    // service is deleted); any other record first writes the rows gathered,
+    // so every row is written in the journal's order.
+    const keel_change_t *puts[KEEL_STORE_SQLITE_PUT_BATCH];
+    size_t nputs = 0;
     for (size_t i = 0; rc == KEEL_OK && i < n; i++) {
         const keel_change_t *c = keel_changes_at (changes, i);
-        if (q && c->kind == KEEL_CHANGE_TASK_PUT) {
-            // SQLite: new tasks by the batch (store_sqlite.h)
-            size_t taken = keel_store_sqlite_put_many (q, changes, i, &rc);
-            if (taken) {
-                i += taken - 1;
-                continue;
-            }
-        }
-        if (q && c->kind == KEEL_CHANGE_TASK_ACKED)
+        if (c->kind == KEEL_CHANGE_TASK_ACKED) {
             rc = keel_store_sqlite_acked_later (q, c->task.service_id, c->task.task_id);
-        else
+            continue;
+        }
+        if (c->kind == KEEL_CHANGE_TASK_PUT) {
+            puts[nputs++] = c;
+            if (nputs == KEEL_STORE_SQLITE_PUT_BATCH)
+                rc = keel_store_sqlite_put_many (q, puts, &nputs);
+            continue;
+        }
+        rc = keel_store_sqlite_put_many (q, puts, &nputs);
+        if (rc == KEEL_OK && c->kind == KEEL_CHANGE_SERVICE_DELETE)
+            rc = keel_store_sqlite_acked_flush (q);
+        if (rc == KEEL_OK)
             rc = keel_store_apply (self, c);
     }
-    if (q) {
-        keel_err flushed = keel_store_sqlite_acked_flush (q);
-        if (rc == KEEL_OK)
-            rc = flushed;
-    }
-    return rc;
+    if (rc == KEEL_OK)
+        rc = keel_store_sqlite_put_many (q, puts, &nputs);
+    keel_err flushed = keel_store_sqlite_acked_flush (q);
+    return rc == KEEL_OK ? flushed : rc;
 }
 
 keel_err

@@ -36,18 +36,21 @@ keel_err keel_store_sqlite_task_result (keel_store_sqlite_t *self, const keel_st
 keel_err keel_store_sqlite_task_acked (keel_store_sqlite_t *self, const char *service_id,
                                        uint64_t task_id);
 // A turn's journal in fewer statements (keel_store_apply_all):
-// put_many writes the KEEL_STORE_PUT_BATCH records from `at` with one
-// multi-row INSERT OR REPLACE when each is a whole task row it can take
-// (TASK_PUT, no big blob, no big blob in the row it replaces), and returns
-// how many it took (0: none; *rc_p tells a failure). acked_later keeps an
-// acknowledgement for acked_flush, which marks the kept ones with one
-// range update per run of consecutive task ids (a journal's
-// acknowledgements change nothing else, so they can come last).
-// Whole rows up to this blob size go through put_many (keel_store_whole_row_max):
-// KEEL_STORE_INLINE_MAX, the largest blob kept inside a row.
+// put_many writes the *n_p TASK_PUT records of puts (whole task rows) and
+// sets *n_p to 0: with one multi-row INSERT OR REPLACE when they are
+// KEEL_STORE_SQLITE_PUT_BATCH rows it can take (no big blob, none in a row
+// it replaces), else one by one (keel_store_sqlite_task_put). acked_later
+// keeps an acknowledgement for acked_flush, which marks the kept ones with
+// one range update per run of consecutive task ids (an acknowledgement
+// only ever sets a flag, so it may come after the journal's other writes
+// of its row; before a service is deleted, as its number may be given again).
+#define KEEL_STORE_SQLITE_PUT_BATCH 32
+// Whole rows up to this blob size go through put_many
+// (keel_store_whole_row_max): KEEL_STORE_INLINE_MAX, the largest blob kept
+// inside a row.
 #define KEEL_STORE_SQLITE_WHOLE_ROW_MAX 256
-size_t keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_changes_t *changes,
-                                   size_t at, keel_err *rc_p);
+keel_err keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_change_t **puts,
+                                     size_t *n_p);
 keel_err keel_store_sqlite_acked_later (keel_store_sqlite_t *self, const char *service_id,
                                         uint64_t task_id);
 keel_err keel_store_sqlite_acked_flush (keel_store_sqlite_t *self);

@@ -35,10 +35,11 @@ _Static_assert(KEEL_STORE_SQLITE_WHOLE_ROW_MAX == KEEL_STORE_INLINE_MAX,
                "whole rows are rows without task_blobs");
 
 //  Whole task rows a turn's journal writes with one statement
-//  (Q_TASK_PUT_MANY): a multi-row INSERT OR REPLACE costs ~0.4-0.5 us a row,
-//  new or not, against ~1.2 us for one row a statement and ~2 us for an
-//  UPDATE of a result (SQLite 3.40, this machine); 32 rows are most of that.
-#define KEEL_STORE_PUT_BATCH 32
+//  (Q_TASK_PUT_MANY, KEEL_STORE_SQLITE_PUT_BATCH rows): a multi-row INSERT OR
+//  REPLACE costs ~0.4-0.5 us a row, new or not, against ~1.2 us for one row a
+//  statement and ~2 us for an UPDATE of a result (SQLite 3.40, this machine);
+//  32 rows are most of that.
+#define KEEL_STORE_PUT_BATCH KEEL_STORE_SQLITE_PUT_BATCH
 
 // task_blobs.kind, and the bit (1 << kind) in tasks.spilled.
 enum { KEEL_STORE_BLOB_INPUT = 0, KEEL_STORE_BLOB_OUTPUT = 1, KEEL_STORE_BLOB_CHECKPOINT = 2 };

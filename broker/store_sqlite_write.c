@@ -644,24 +644,23 @@ s_put_batchable (keel_store_sqlite_t *self, const keel_change_t *c)
            && !self->bind_rc && s_task_key (self, t->service_id, t->task_id, &key);
 }
 
-size_t
-keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_changes_t *changes, size_t at,
-                            keel_err *rc_p)
+// The batch of put_many, when it can take every row: returns false (and
+// writes nothing) when one row must go alone.
+static bool
+s_put_batch (keel_store_sqlite_t *self, const keel_change_t **puts, keel_err *rc_p)
 {
     *rc_p = KEEL_OK;
-    if (keel_changes_size (changes) - at < KEEL_STORE_PUT_BATCH)
-        return 0;
     for (size_t i = 0; i < KEEL_STORE_PUT_BATCH; i++)
-        if (!s_put_batchable (self, keel_changes_at (changes, at + i)))
-            return 0;
+        if (!s_put_batchable (self, puts[i]))
+            return false;
     sqlite3_stmt *stmt = s_write (self, Q_TASK_PUT_MANY, rc_p);
     if (!stmt)
-        return KEEL_STORE_PUT_BATCH; // *rc_p says why
+        return true; // *rc_p says why
     int64_t keys[KEEL_STORE_PUT_BATCH];
     bool blobs = false;
     const char *seen = NULL; // the last service looked up in blob_services
     for (int i = 0; i < KEEL_STORE_PUT_BATCH; i++) {
-        const keel_store_task_t *t = &keel_changes_at (changes, at + (size_t) i)->task;
+        const keel_store_task_t *t = &puts[i]->task;
         s_task_key (self, t->service_id, t->task_id, &keys[i]); // cached by s_put_batchable
         if (!blobs && (!seen || strcmp (seen, t->service_id) != 0)) {
             blobs = zhashx_lookup (self->blob_services, t->service_id) != NULL;
@@ -682,19 +681,32 @@ keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_changes_t *cha
         sqlite3_clear_bindings (check);
         if (spilled < 0) {
             *rc_p = s_poison (self, rc, keel_store_sqlite_sql (Q_TASK_SPILLED_MANY));
-            return KEEL_STORE_PUT_BATCH;
+            return true;
         }
         if (spilled > 0)
-            return 0;
+            return false;
     }
     for (int i = 0; i < KEEL_STORE_PUT_BATCH; i++) {
-        const keel_store_task_t *t = &keel_changes_at (changes, at + (size_t) i)->task;
+        const keel_store_task_t *t = &puts[i]->task;
         s_int (stmt, i * 16 + 1, keys[i]);
         s_bind_outcome_at (self, stmt, i * 16, t);
         s_bind_row_rest (self, stmt, i * 16, t);
     }
     *rc_p = s_run (self, Q_TASK_PUT_MANY);
-    return KEEL_STORE_PUT_BATCH;
+    return true;
+}
+
+keel_err
+keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_change_t **puts, size_t *n_p)
+{
+    size_t n = *n_p;
+    *n_p = 0;
+    keel_err rc = KEEL_OK;
+    if (n == KEEL_STORE_PUT_BATCH && s_put_batch (self, puts, &rc))
+        return rc;
+    for (size_t i = 0; rc == KEEL_OK && i < n; i++)
+        rc = keel_store_sqlite_task_put (self, &puts[i]->task);
+    return rc;
 }
 
 keel_err
