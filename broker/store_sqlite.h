@@ -44,7 +44,7 @@ keel_err keel_store_sqlite_task_acked (keel_store_sqlite_t *self, const char *se
 // one range update per run of consecutive task ids (an acknowledgement
 // only ever sets a flag, so it may come after the journal's other writes
 // of its row; before a service is deleted, as its number may be given again).
-#define KEEL_STORE_SQLITE_PUT_BATCH 32
+#define KEEL_STORE_SQLITE_PUT_BATCH     32
 // Whole rows up to this blob size go through put_many
 // (keel_store_whole_row_max): KEEL_STORE_INLINE_MAX, the largest blob kept
 // inside a row.
