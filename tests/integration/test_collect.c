@@ -222,6 +222,17 @@ Test (collect, two_attaches_split_the_results, .init = harness_setup, .fini = ha
     s_assert_union (&all, slow);
 }
 
+// The broker holds no result its driver has not acknowledged.
+static bool
+s_fast_acknowledged (void *arg)
+{
+    harness_result_t res;
+    bool ok = harness_admin (arg, &res, true, "services", NULL) == 0 && res.out
+              && strstr (res.out, "\"unacked_results\":0");
+    harness_result_free (&res);
+    return ok;
+}
+
 Test (collect, a_driver_killed_mid_run_is_replaced_by_attach, .init = harness_setup,
       .fini = harness_teardown, .timeout = 120)
 {
@@ -239,6 +250,12 @@ Test (collect, a_driver_killed_mid_run_is_replaced_by_attach, .init = harness_se
     for (int i = 0; i < 1000 && (lines = harness_count_lines (outpath)) < N_FAST; i++)
         usleep (20 * 1000);
     HARNESS_ASSERT (lines == N_FAST, "the driver printed %ld results in 20 s", lines);
+    // ... and acknowledged: a kill in the instant between the write of a
+    // line and its acknowledgement gives that result to the attach again
+    // (docs/services.md, a limit the union would count as a duplicate; seen
+    // once under a loaded test suite).
+    HARNESS_ASSERT (harness_poll_until (s_fast_acknowledged, &b, 20000),
+                    "the broker still holds unacknowledged results after 20 s");
     ft_results_t all;
     s_kill_then_attach (&b, driver, &all);
     s_assert_union (&all, slow);
