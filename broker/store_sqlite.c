@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,8 +209,8 @@ static const char *s_sql[Q_COUNT] = {
                       " WHERE key = ?1 AND (spilled & ?14) = 0",
     [Q_TASK_ACKED] = "UPDATE tasks SET acked = 1 WHERE key = ?1",
     [Q_TASK_ACKED_RANGE] = "UPDATE tasks SET acked = 1 WHERE key BETWEEN ?1 AND ?2",
-    [Q_TASK_PUT_MANY] = NULL,     // built by s_many_sql
-    [Q_TASK_SPILLED_MANY] = NULL, // built by s_many_sql
+    [Q_TASK_PUT_MANY] = NULL,     // built by s_many_build
+    [Q_TASK_SPILLED_MANY] = NULL, // built by s_many_build
     [Q_TASK_CHECKPOINT] = "UPDATE tasks SET checkpoint_wall_ms = ?3, checkpoint = ?4,"
                           " spilled = (spilled & ~4) | ?5"
                           " WHERE key = ?1 AND (spilled & ?6) = 0",
@@ -539,33 +540,39 @@ s_open_wal (keel_store_sqlite_t *self, bool reconnect, keel_error_t *err)
 // numbered from ?(16 i + 1) as Q_TASK_REPLACE is from ?1.
 // Q_TASK_SPILLED_MANY: how many of those rows exist with a blob in
 // task_blobs (their keys numbered alike).
-static const char *
-s_many_sql (keel_store_sqlite_query_t query)
+static char s_put_many[KEEL_STORE_PUT_BATCH * 100 + 64];
+static char s_spilled_many[KEEL_STORE_PUT_BATCH * 8 + 80];
+
+static void
+s_many_build (void)
 {
-    static char put[KEEL_STORE_PUT_BATCH * 80 + 64], spilled[KEEL_STORE_PUT_BATCH * 8 + 80];
-    if (!put[0]) {
-        size_t n = (size_t) snprintf (put, sizeof put, "INSERT OR REPLACE INTO tasks VALUES ");
-        size_t m = (size_t) snprintf (spilled, sizeof spilled,
+    char *put = s_put_many, *spilled = s_spilled_many;
+    {
+        size_t n =
+            (size_t) snprintf (put, sizeof s_put_many, "INSERT OR REPLACE INTO tasks VALUES ");
+        size_t m = (size_t) snprintf (spilled, sizeof s_spilled_many,
                                       "SELECT count(*) FROM tasks WHERE spilled <> 0 AND key IN (");
         for (int row = 0; row < KEEL_STORE_PUT_BATCH; row++) {
             int base = row * 16;
-            n += (size_t) snprintf (put + n, sizeof put - n, "%s(?%d", row ? "," : "", base + 1);
+            n += (size_t) snprintf (put + n, sizeof s_put_many - n, "%s(?%d", row ? "," : "",
+                                    base + 1);
             for (int col = 3; col <= 16; col++)
-                n += (size_t) snprintf (put + n, sizeof put - n, ",?%d", base + col);
-            n += (size_t) snprintf (put + n, sizeof put - n, ")");
-            m += (size_t) snprintf (spilled + m, sizeof spilled - m, "%s?%d", row ? "," : "",
+                n += (size_t) snprintf (put + n, sizeof s_put_many - n, ",?%d", base + col);
+            n += (size_t) snprintf (put + n, sizeof s_put_many - n, ")");
+            m += (size_t) snprintf (spilled + m, sizeof s_spilled_many - m, "%s?%d", row ? "," : "",
                                     base + 1);
         }
-        snprintf (spilled + m, sizeof spilled - m, ")");
+        snprintf (spilled + m, sizeof s_spilled_many - m, ")");
     }
-    return query == Q_TASK_PUT_MANY ? put : spilled;
+    s_sql[Q_TASK_PUT_MANY] = s_put_many;
+    s_sql[Q_TASK_SPILLED_MANY] = s_spilled_many;
 }
 
 static keel_err
 s_prepare (keel_store_sqlite_t *self, keel_error_t *err)
 {
-    s_sql[Q_TASK_PUT_MANY] = s_many_sql (Q_TASK_PUT_MANY);
-    s_sql[Q_TASK_SPILLED_MANY] = s_many_sql (Q_TASK_SPILLED_MANY);
+    static pthread_once_t once = PTHREAD_ONCE_INIT; // stores may open in several threads
+    pthread_once (&once, s_many_build);
     for (int i = 0; i < Q_COUNT; i++) {
         int rc = sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->q[i],
                                      NULL);

@@ -285,7 +285,7 @@ s_bind_text_key (keel_store_sqlite_t *self, sqlite3_stmt *stmt, const char *serv
 
 // Binds a task's state and result columns (?base+3 .. ?base+10), which
 // Q_TASK_INSERT, Q_TASK_REPLACE, Q_TASK_RESULT and each row of
-// Q_TASK_INSERT_MANY number alike.
+// Q_TASK_PUT_MANY number alike.
 static void
 s_bind_outcome_at (keel_store_sqlite_t *self, sqlite3_stmt *stmt, int base,
                    const keel_store_task_t *task)
@@ -347,14 +347,16 @@ keel_err
 keel_store_sqlite_task_put (keel_store_sqlite_t *self, const keel_store_task_t *task)
 {
     keel_err rc = keel_store_sqlite_begin (self);
+    if (rc != KEEL_OK)
+        return rc;
     int64_t key;
-    bool known = rc == KEEL_OK && s_task_key (self, task->service_id, task->task_id, &key);
-    if (rc == KEEL_OK && self->bind_rc) {
+    bool known = s_task_key (self, task->service_id, task->task_id, &key);
+    if (self->bind_rc) {
         int failed = self->bind_rc;
         self->bind_rc = SQLITE_OK;
         return s_poison (self, failed, "numbering a service (services.num)");
     }
-    if (rc == KEEL_OK && !known) {
+    if (!known) {
         // The broker puts a service before its tasks and never numbers a
         // task past MaxTasksPerService; a row here could never be loaded.
         keel_store_sqlite_rollback_now (self);
