@@ -44,9 +44,13 @@ if ((runs < 3)); then runs=3; fi
 if ((quick)); then
     # The 1-in-flight relay does ~6,000-20,000 tasks/s here: 10,000 keeps
     # its three runs within seconds.
-    w1_n=3000 w2_n=300 w4_sizes="10000 100000" relay_n=100000 relay1_n=10000
+    # W4 at 10,000 and 30,000 and a flood of 300 connections and 30,000
+    # frames: the full points took 43 s and 34 s of the two minutes.
+    w1_n=3000 w2_n=300 w4_sizes="10000 30000" relay_n=100000 relay1_n=10000
+    flood_conns=300 flood_frames=30000
 else
     w1_n=200000 w2_n=5000 w4_sizes="100000 1000000" relay_n=200000 relay1_n=200000
+    flood_conns=1000 flood_frames=100000
 fi
 # W3-pair: tasks of the driver whose active broker is killed, and after how
 # many printed results (1 in 200) the kill comes. The driver prints more
@@ -620,13 +624,13 @@ fi
 # to after it (target < 10 MiB), with its auth_refused.
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 if want flood; then
-    echo "==> flood: 1,000 idle raw connections + 100,000 random frames against Security=curve" >&2
+    echo "==> flood: $flood_conns idle raw connections + $flood_frames random frames against Security=curve" >&2
     start_curve_grid flood
     flood_port=${curve_ep##*:}
     for ((r = 0; r < runs; r++)); do
         w2_keel_run w2_flood_unloaded "$curve_ep" "${curve_bench[@]}"
         rss0=$(rss_kib "$curve_pid")
-        python3 "$root/scripts/bench/flood.py" 127.0.0.1 "$flood_port" 1000 100000 \
+        python3 "$root/scripts/bench/flood.py" 127.0.0.1 "$flood_port" "$flood_conns" "$flood_frames" \
             >"$tmp/flood-$r.out" 2>>"$tmp/flood.log" &
         flood_pid=$!
         pids+=("$flood_pid")
