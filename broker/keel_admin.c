@@ -573,6 +573,9 @@ s_security_setup (const char *security, const char *cert, const char *broker_key
                  config_path, file->authorized_admins ? file->authorized_admins : "",
                  file->authorized_admins ? ", the broker's AuthorizedAdmins"
                                          : "the broker's AuthorizedAdmins");
+    else if (config_path && broker_key && broker_key == file->broker_key
+             && strncmp (err.text, "BrokerKey", 9) == 0)
+        fprintf (stderr, PROGRAM ": %s (BrokerKey: the CurveKey of %s)\n", err.text, config_path);
     else
         fprintf (stderr, PROGRAM ": %s\n", err.text);
     return KEEL_EXIT_USAGE;
