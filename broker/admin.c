@@ -37,22 +37,29 @@ typedef struct {
 static void
 s_tf (s_text_t *t, const char *fmt, ...)
 {
+    // Formats into the room left, and again only when it did not fit.
     va_list args;
     va_start (args, fmt);
-    int n = vsnprintf (NULL, 0, fmt, args);
+    int n = vsnprintf (t->buf ? t->buf + t->len : NULL, t->cap - t->len, fmt, args);
     va_end (args);
-    if (n < 0)
+    if (n < 0 || t->len + (size_t) n + 1 <= t->cap) {
+        if (n < 0 && t->buf)
+            t->buf[t->len] = 0; // nothing of a failed format is kept
+        else if (n > 0)
+            t->len += (size_t) n;
         return;
-    if (t->len + (size_t) n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 512;
-        while (cap < t->len + (size_t) n + 1)
-            cap *= 2;
-        char *b = realloc (t->buf, cap);
-        if (!b)
-            return;
-        t->buf = b;
-        t->cap = cap;
     }
+    size_t cap = t->cap ? t->cap : 512;
+    while (cap < t->len + (size_t) n + 1)
+        cap *= 2;
+    char *b = realloc (t->buf, cap);
+    if (!b) {
+        if (t->buf)
+            t->buf[t->len] = 0; // drop what was cut short
+        return;
+    }
+    t->buf = b;
+    t->cap = cap;
     va_start (args, fmt);
     vsnprintf (t->buf + t->len, t->cap - t->len, fmt, args);
     va_end (args);
@@ -617,7 +624,8 @@ s_tasks (const keel_admin_view_t *v, char **args, size_t nargs, keel_admin_reply
     // Rows in task id order; offset counts the rows that match the filter.
     // The reply stops early rather than outgrow what keel-admin accepts.
     uint64_t matched = 0, listed = 0;
-    for (uint64_t id = 0; id < s->ntasks && listed < q.limit; id++) {
+    for (uint64_t id = keel_service_task_next (s, 0); id < s->ntasks && listed < q.limit;
+         id = keel_service_task_next (s, id + 1)) {
         const keel_task_t *task = keel_service_task (s, id);
         if (!task || (q.state >= 0 && task->state != q.state))
             continue;

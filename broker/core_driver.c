@@ -91,7 +91,8 @@ s_resend_results (keel_core_t *self, keel_service_rec_t *svc)
 {
     if (svc->unacked == 0)
         return;
-    for (uint64_t id = 0; id < svc->ntasks; id++) {
+    for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks;
+         id = keel_service_task_next (svc, id + 1)) {
         keel_task_t *t = keel_service_task (svc, id);
         if (t && t->result && !t->acked)
             keel_core_deliver (self, svc, id);
@@ -143,11 +144,9 @@ s_delivered (keel_core_t *self, keel_driver_rec_t *drv, keel_service_rec_t *svc,
     while (keel_ranges_reader_next (&reader, &lo, &hi) && lo < svc->ntasks) {
         if (hi > svc->ntasks)
             hi = svc->ntasks;
-        for (uint64_t id = lo; id < hi; id++) {
-            keel_task_t *t = keel_service_task (svc, id);
-            if (t)
-                s_delivered_task (self, svc, id, t);
-        }
+        for (uint64_t id = keel_service_task_next (svc, lo); id < hi;
+             id = keel_service_task_next (svc, id + 1))
+            s_delivered_task (self, svc, id, keel_service_task (svc, id));
     }
     return self->counters.tasks_delivered_elsewhere - before;
 }
@@ -210,7 +209,9 @@ s_held_build (keel_core_t *self, Keel__DriverHello *hello, s_held_t *h)
         keel_ranges_writer_init (&w, h->buf + used, S_HELD_RANGES - used);
         uint64_t lo = 0;
         bool open = false, full = false;
-        for (uint64_t id = 0; id < svc->ntasks && !full; id++) {
+        // Outside a range, ids with no task change nothing: skip them.
+        for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks && !full;
+             id = open ? id + 1 : keel_service_task_next (svc, id + 1)) {
             keel_task_t *t = keel_service_task (svc, id);
             bool held = t && t->durable && !(t->dirty & KEEL_DIRTY_NEW);
             if (held && !open) {
@@ -282,7 +283,9 @@ s_info_skip (const keel_service_rec_t *svc, bool all, keel_ranges_writer_t *w)
 {
     uint64_t lo = 0;
     bool open = false;
-    for (uint64_t id = 0; id < svc->ntasks; id++) {
+    // Inside a range, ids with no task are skipped too: jump over them.
+    for (uint64_t id = 0; id < svc->ntasks;
+         id = open ? keel_service_task_next (svc, id + 1) : id + 1) {
         const keel_task_t *t = keel_service_task (svc, id);
         bool skip = !t || (!t->result && t->state >= KEEL_TASK_STATE_DONE)
                     || (t->result && t->acked && !all);
@@ -361,7 +364,8 @@ s_attach (keel_core_t *self, keel_driver_rec_t *drv, Keel__DriverHello *hello, s
         info->n_skip = w.n;
         info->skip = h->buf + used;
         used += w.n;
-        for (uint64_t id = 0; id < svc->ntasks; id++) {
+        for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks;
+             id = keel_service_task_next (svc, id + 1)) {
             keel_task_t *t = keel_service_task (svc, id);
             if (t && t->result && !t->acked)
                 keel_core_deliver (self, svc, id);
@@ -586,7 +590,8 @@ s_submit_service (keel_core_t *self, keel_driver_rec_t *drv, zframe_t *route,
         // Resubmission is idempotent; a detached service comes back.
         if (svc->state == KEEL_SERVICE_DETACHED) {
             keel_core_service_to (self, svc, KEEL_SERVICE_OPEN);
-            for (uint64_t id = 0; id < svc->ntasks; id++) {
+            for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks;
+                 id = keel_service_task_next (svc, id + 1)) {
                 keel_task_t *t = keel_service_task (svc, id);
                 if (t && t->state == KEEL_TASK_STATE_QUEUED && !t->queued)
                     keel_core_requeue (self, svc, id);
@@ -746,7 +751,8 @@ keel_core_cancel_service (keel_core_t *self, keel_service_rec_t *svc)
     if (svc->state == KEEL_SERVICE_CANCELLED)
         return KEEL_OK;
     keel_sched_remove (self->sched, svc);
-    for (uint64_t id = 0; id < svc->ntasks; id++) {
+    for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks;
+         id = keel_service_task_next (svc, id + 1)) {
         keel_task_t *t = keel_service_task (svc, id);
         if (!t || t->state >= KEEL_TASK_STATE_DONE)
             continue;
@@ -771,7 +777,8 @@ s_detach (keel_core_t *self, Keel__Detach *msg)
             continue;
         keel_core_service_to (self, svc, KEEL_SERVICE_DETACHED); // retention counts from here
         zlistx_t *sent = zlistx_new ();
-        for (uint64_t id = 0; id < svc->ntasks; id++) {
+        for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks;
+             id = keel_service_task_next (svc, id + 1)) {
             keel_task_t *t = keel_service_task (svc, id);
             if (!t)
                 continue;

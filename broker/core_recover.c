@@ -276,7 +276,8 @@ keel_core_recover_end (keel_core_t *self)
     // same login window through a placeholder execution.
     for (keel_service_rec_t *svc = keel_model_service_first (self->model); svc;
          svc = keel_model_service_next (self->model)) {
-        for (uint64_t id = 0; id < svc->ntasks; id++) {
+        for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks;
+             id = keel_service_task_next (svc, id + 1)) {
             keel_task_t *t = keel_service_task (svc, id);
             if (t && t->state == KEEL_TASK_STATE_RUNNING && !t->execs) {
                 self->exec_seq++;

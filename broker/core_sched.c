@@ -205,7 +205,8 @@ keel_core_send_failed (keel_core_t *self, int err)
 static bool
 s_no_executions (const keel_service_rec_t *svc)
 {
-    for (uint64_t id = 0; id < svc->ntasks; id++) {
+    for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks;
+         id = keel_service_task_next (svc, id + 1)) {
         const keel_task_t *t = keel_service_task (svc, id);
         if (t && t->execs)
             return false;
@@ -540,7 +541,8 @@ s_release_recovered (keel_core_t *self)
          svc = keel_model_service_next (self->model)) {
         if (svc->state != KEEL_SERVICE_OPEN && svc->state != KEEL_SERVICE_CLOSED)
             continue; // as keel_core_requeue: closed services still run their tasks
-        for (uint64_t id = 0; id < svc->ntasks; id++) {
+        for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks;
+             id = keel_service_task_next (svc, id + 1)) {
             keel_task_t *t = keel_service_task (svc, id);
             if (t && t->state == KEEL_TASK_STATE_QUEUED && !t->queued && !t->execs) {
                 keel_core_requeue (self, svc, id);

@@ -191,7 +191,8 @@ s_fail_queued (keel_core_t *self, keel_service_rec_t *svc, const char *why)
         snprintf (error, sizeof error, "no engine offers service type '%s' (DSNoEngineTimeout=%s)",
                   svc->type, keel_settings_str (self->settings, "DSNoEngineTimeout"));
     uint64_t failed = 0;
-    for (uint64_t id = 0; id < svc->ntasks; id++) {
+    for (uint64_t id = keel_service_task_next (svc, 0); id < svc->ntasks;
+         id = keel_service_task_next (svc, id + 1)) {
         keel_task_t *t = keel_service_task (svc, id);
         if (!t || t->state != KEEL_TASK_STATE_QUEUED)
             continue;

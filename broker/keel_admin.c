@@ -12,6 +12,14 @@
     writes a new certificate, NAME (0644) and NAME_secret (0600), and talks
     to no broker.
 
+    -c broker.properties reads what the broker's own file says about
+    reaching it: AdminEndpoint, Security, and its public key (the public
+    file of the broker's CurveKey: what a client names as BrokerKey). The
+    admin's own certificate is never taken from it: the file's CurveKey is
+    the broker's, and an admin key is one listed in AuthorizedAdmins; it
+    comes from --set CurveKey or KEEL_CurveKey. --set and the environment
+    win over the file.
+
     `tasks SERVICE [--state STATE] [--limit N] [--offset N]` sends its options
     as the arguments "state=STATE", "limit=N", "offset=N" after SERVICE.
 
@@ -93,7 +101,10 @@ s_print_usage (FILE *out)
              "Asks a running keel-broker on its admin endpoint.\n\n"
              "Options:\n"
              "  -e, --endpoint ENDPOINT  admin endpoint (default " DEFAULT_ADMIN_ENDPOINT ")\n"
-             "  -c, --config FILE        read AdminEndpoint from the broker's properties file\n"
+             "  -c, --config FILE        the broker's properties file: its AdminEndpoint,\n"
+             "                           Security and (as BrokerKey) the public file of its\n"
+             "                           CurveKey; this admin's CurveKey comes from --set or\n"
+             "                           the environment\n"
              "      --set KEY=VALUE      AdminEndpoint=ENDPOINT, Timeout=DURATION,\n"
              "                           Security=none|curve, CurveKey=FILE (this admin's\n"
              "                           certificate), BrokerKey=FILE (the broker's public one);\n"
@@ -250,22 +261,41 @@ s_env (const char *key)
     return getenv (upper);
 }
 
-// Reads AdminEndpoint from a broker properties file into endpoint (owned by
-// the caller). Returns 0, or 2 after printing the error.
+// What -c takes from the broker's properties file (see the top of this
+// file). Each is NULL when the file does not set it; the strings belong to
+// props.
+typedef struct {
+    keel_props_t *props;
+    const char *endpoint;          // AdminEndpoint
+    const char *security;          // Security
+    const char *broker_key;        // CurveKey: the broker's certificate
+    const char *authorized_admins; // AuthorizedAdmins, for a hint
+} s_file_t;
+
+static const char *
+s_file_get (keel_props_t *props, const char *key)
+{
+    const char *value = keel_props_get (props, key);
+    return value && *value ? value : NULL;
+}
+
+// Reads the broker's properties file at path into *file (destroy its props
+// with keel_props_destroy). Returns 0, or 2 after printing the error.
 static int
-s_endpoint_from_file (const char *path, char **endpoint)
+s_file_read (const char *path, s_file_t *file)
 {
     keel_error_t err = { "" };
-    keel_props_t *props = keel_props_load_file (path, &err);
-    if (!props) {
+    memset (file, 0, sizeof *file);
+    file->props = keel_props_load_file (path, &err);
+    if (!file->props) {
         fprintf (stderr, PROGRAM ": %s\n", err.text[0] ? err.text : path);
         return KEEL_EXIT_USAGE;
     }
-    const char *value = keel_props_get (props, "AdminEndpoint");
-    free (*endpoint);
-    *endpoint = strdup (value && *value ? value : DEFAULT_ADMIN_ENDPOINT);
-    keel_props_destroy (&props);
-    return *endpoint ? 0 : KEEL_EXIT_USAGE;
+    file->endpoint = s_file_get (file->props, "AdminEndpoint");
+    file->security = s_file_get (file->props, "Security");
+    file->broker_key = s_file_get (file->props, "CurveKey");
+    file->authorized_admins = s_file_get (file->props, "AuthorizedAdmins");
+    return 0;
 }
 
 // Sends the request and waits for the reply. Returns the exit code.
@@ -519,6 +549,38 @@ s_pair_maintenance (const char *endpoint, bool json, int64_t timeout_ms)
     return KEEL_EXIT_OK;
 }
 
+// Checks Security and loads the keys into s_security. Returns 0, or 2
+// after printing what is wrong (with a hint when -c asked for curve and
+// no admin certificate was given).
+static int
+s_security_setup (const char *security, const char *cert, const char *broker_key,
+                  const char *config_path, const s_file_t *file)
+{
+    if (security && strcmp (security, "none") != 0 && strcmp (security, "curve") != 0) {
+        fprintf (stderr, PROGRAM ": Security: expected one of none|curve, got '%s'\n", security);
+        return KEEL_EXIT_USAGE;
+    }
+    keel_error_t err = { "" };
+    if (keel_security_init (&s_security, security, "CurveKey", cert, "BrokerKey", broker_key, &err)
+        == KEEL_OK)
+        return 0;
+    // security == file->security: Security=curve came from the file.
+    if (config_path && security == file->security && (!cert || !*cert))
+        fprintf (stderr,
+                 PROGRAM ": CurveKey: %s says Security=curve: give this admin's own certificate "
+                         "with --set CurveKey=FILE or KEEL_CurveKey (not the broker's CurveKey); "
+                         "its public file belongs in %s%s\n",
+                 config_path, file->authorized_admins ? file->authorized_admins : "",
+                 file->authorized_admins ? ", the broker's AuthorizedAdmins"
+                                         : "the broker's AuthorizedAdmins");
+    else if (config_path && broker_key && broker_key == file->broker_key
+             && strncmp (err.text, "BrokerKey", 9) == 0)
+        fprintf (stderr, PROGRAM ": %s (BrokerKey: the CurveKey of %s)\n", err.text, config_path);
+    else
+        fprintf (stderr, PROGRAM ": %s\n", err.text);
+    return KEEL_EXIT_USAGE;
+}
+
 //  --help or --version anywhere before "--", also after the command
 //  ("keel-admin tasks --help"): answered at once, before any other argument
 //  is checked and without contacting a broker. Returns 'h', 'V' or 0.
@@ -631,21 +693,6 @@ main (int argc, char **argv)
         printf ("%s\n%s_secret\n", args[0], args[0]);
         return KEEL_EXIT_OK;
     }
-    if (security_arg && strcmp (security_arg, "none") != 0 && strcmp (security_arg, "curve") != 0) {
-        fprintf (stderr, PROGRAM ": Security: expected one of none|curve, got '%s'\n",
-                 security_arg);
-        return KEEL_EXIT_USAGE;
-    }
-    {
-        keel_error_t err = { "" };
-        if (keel_security_init (&s_security, security_arg, "CurveKey", cert_arg, "BrokerKey",
-                                broker_key_arg, &err)
-            != KEEL_OK) {
-            fprintf (stderr, PROGRAM ": %s\n", err.text);
-            return KEEL_EXIT_USAGE;
-        }
-    }
-
     int64_t timeout_ms = DEFAULT_TIMEOUT_MS;
     if (timeout_arg) {
         keel_error_t err = { "" };
@@ -658,21 +705,33 @@ main (int argc, char **argv)
         }
     }
 
-    char *endpoint = strdup (endpoint_arg ? endpoint_arg : DEFAULT_ADMIN_ENDPOINT);
-    if (!endpoint)
-        return KEEL_EXIT_FAILED;
+    s_file_t file = { 0 };
     if (config_path) {
-        int rc = s_endpoint_from_file (config_path, &endpoint);
-        if (rc != 0) {
-            free (endpoint);
+        int rc = s_file_read (config_path, &file);
+        if (rc != 0)
             return rc;
-        }
+        if (!security_arg)
+            security_arg = file.security;
+        if (!broker_key_arg)
+            broker_key_arg = file.broker_key;
     }
+    int rc = s_security_setup (security_arg, cert_arg, broker_key_arg, config_path, &file);
+    char *endpoint = NULL;
+    if (rc == 0) {
+        endpoint = strdup (endpoint_arg    ? endpoint_arg
+                           : file.endpoint ? file.endpoint
+                                           : DEFAULT_ADMIN_ENDPOINT);
+        if (!endpoint)
+            rc = KEEL_EXIT_FAILED;
+    }
+    keel_props_destroy (&file.props);
+    if (rc != 0)
+        return rc;
 
     char *tasks_args[8];
     char tasks_store[8][64];
     if (strcmp (command, "tasks") == 0) {
-        int rc = s_tasks_args (nargs, args, tasks_args, tasks_store, &nargs, &json);
+        rc = s_tasks_args (nargs, args, tasks_args, tasks_store, &nargs, &json);
         if (rc != 0) {
             free (endpoint);
             return rc;
@@ -682,7 +741,6 @@ main (int argc, char **argv)
 
     // CZMQ would otherwise install its own SIGINT handler and print on exit.
     zsys_handler_set (NULL);
-    int rc;
     if (strcmp (command, "takeover") == 0)
         rc = s_takeover (endpoint, timeout_ms);
     else if (strcmp (command, "maintenance") == 0 && nargs == 1)

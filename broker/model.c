@@ -76,7 +76,8 @@ s_task_free (keel_task_t *t)
 static void
 s_service_free (keel_service_rec_t *svc)
 {
-    for (uint64_t i = 0; i < svc->ntasks; i++) {
+    for (uint64_t i = keel_service_task_next (svc, 0); i < svc->ntasks;
+         i = keel_service_task_next (svc, i + 1)) {
         keel_task_t *t = keel_service_task (svc, i);
         if (t)
             s_task_free (t);
@@ -228,7 +229,8 @@ keel_model_service_add (keel_model_t *self, const char *id, const char *type, co
 void
 keel_model_service_remove (keel_model_t *self, keel_service_rec_t *svc)
 {
-    for (uint64_t i = 0; i < svc->ntasks; i++) {
+    for (uint64_t i = keel_service_task_next (svc, 0); i < svc->ntasks;
+         i = keel_service_task_next (svc, i + 1)) {
         keel_task_t *t = keel_service_task (svc, i);
         while (t && t->execs)
             keel_model_exec_remove (self, t->execs);
@@ -291,6 +293,24 @@ keel_service_task (const keel_service_rec_t *svc, uint64_t task_id)
     keel_task_t *page = svc->pages[task_id / KEEL_TASK_PAGE];
     keel_task_t *t = page ? &page[task_id % KEEL_TASK_PAGE] : NULL;
     return t && t->present ? t : NULL;
+}
+
+uint64_t
+keel_service_task_next (const keel_service_rec_t *svc, uint64_t task_id)
+{
+    while (task_id < svc->ntasks) {
+        const keel_task_t *page = svc->pages[task_id / KEEL_TASK_PAGE];
+        uint64_t page_end = (task_id / KEEL_TASK_PAGE + 1) * KEEL_TASK_PAGE;
+        if (page_end > svc->ntasks)
+            page_end = svc->ntasks;
+        if (page) {
+            for (; task_id < page_end; task_id++)
+                if (page[task_id % KEEL_TASK_PAGE].present)
+                    return task_id;
+        }
+        task_id = page_end;
+    }
+    return svc->ntasks;
 }
 
 // The slot of task_id, its page allocated if needed; NULL on OOM.
@@ -376,8 +396,11 @@ keel_service_task_drop (keel_service_rec_t *svc, uint64_t task_id)
     svc->count[t->state]--;
     svc->total--;
     s_task_free (t); // a shared input's bytes stay in their block until the service goes
-    while (svc->ntasks > 0 && !keel_service_task (svc, svc->ntasks - 1))
-        svc->ntasks--;
+    // ntasks: past the last task left, a page with none at a time.
+    while (svc->ntasks > 0 && !keel_service_task (svc, svc->ntasks - 1)) {
+        uint64_t page_start = (svc->ntasks - 1) / KEEL_TASK_PAGE * KEEL_TASK_PAGE;
+        svc->ntasks = svc->pages[page_start / KEEL_TASK_PAGE] ? svc->ntasks - 1 : page_start;
+    }
 }
 
 void

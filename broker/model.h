@@ -249,6 +249,12 @@ size_t keel_model_service_count (keel_model_t *self);
 // The task with this id, or NULL. The pointer stays valid until the task
 // is dropped or its service removed (tasks never move).
 keel_task_t *keel_service_task (const keel_service_rec_t *svc, uint64_t task_id);
+// The smallest id >= task_id of a task svc has, or svc->ntasks when there
+// is none. Every walk over a service's tasks goes through it: it skips a
+// page with no task in one step, so a service whose ids are sparse (a
+// store the broker did not write, ids up to MaxTasksPerService's limit)
+// costs its pages, not its largest id.
+uint64_t keel_service_task_next (const keel_service_rec_t *svc, uint64_t task_id);
 // Adds a task in state QUEUED (not yet in the FIFO). Takes a copy of input
 // (into the service's input blocks when it is small).
 // Returns NULL on OOM or when the task exists.

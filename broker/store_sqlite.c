@@ -162,6 +162,16 @@ _Static_assert(KEEL_STORE_BLOB_INPUT == 0 && KEEL_STORE_BLOB_OUTPUT == 1
                    && KEEL_STORE_BLOB_CHECKPOINT == 2,
                "blob kinds are numbered in SQL text");
 
+// A task blob in the load: the inline column, or its task_blobs row when
+// the blob's bit is set in spilled (see KEEL_STORE_INLINE_MAX); no
+// task_blobs lookup for a small or absent blob.
+#define S_BLOB_SQL(kind, column)                                                                   \
+    "CASE WHEN (t.spilled & (1 << " #kind ")) = 0 THEN t." column                                  \
+    " ELSE (SELECT data FROM task_blobs b WHERE b.service_id = s.service_id"                       \
+    " AND b.task_id = t.task_id AND b.kind = " #kind ") END"
+#define S_TASK_BLOBS_SQL                                                                           \
+    S_BLOB_SQL (0, "input") ", " S_BLOB_SQL (1, "output") ", " S_BLOB_SQL (2, "checkpoint")
+
 static const char *s_sql[Q_COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
@@ -226,6 +236,19 @@ static const char *s_sql[Q_COUNT] = {
     [Q_EVENT_TRIM] = "DELETE FROM events WHERE id <= ?1",
     [Q_META_SET] = "INSERT OR REPLACE INTO meta VALUES (?1, ?2)",
     [Q_META_GET] = "SELECT value FROM meta WHERE name = ?1",
+    // The load (store_sqlite_read.c), one table at a time, in the order the
+    // broker rebuilds its model in.
+    [Q_LOAD_SERVICES] = "SELECT * FROM services ORDER BY created_wall_ms, service_id",
+    // key = services.num << 32 | task_id (schema 6): a row whose number no
+    // service has is not loaded (as a row of no service never was).
+    [Q_LOAD_TASKS] = "SELECT s.service_id, t.task_id, t.state, t.attempts, t.status, t.error,"
+                     " t.engine_id, t.execution_id, t.run_ms, t.queued_ms, t.acked,"
+                     " t.checkpoint_wall_ms, " S_TASK_BLOBS_SQL
+                     " FROM tasks t JOIN services s ON s.num = t.key >> 32 ORDER BY t.key",
+    [Q_LOAD_EXECUTIONS] = "SELECT * FROM executions ORDER BY execution_id",
+    [Q_LOAD_PENDING] = "SELECT * FROM pending ORDER BY service_id, task_id, execution_id",
+    [Q_LOAD_CONFIG] = "SELECT key, value FROM config ORDER BY key",
+    [Q_LOAD_ENGINES] = "SELECT * FROM engines ORDER BY login_wall_ms, engine_id",
 };
 
 const char *

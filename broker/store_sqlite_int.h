@@ -44,7 +44,10 @@ _Static_assert(KEEL_STORE_SQLITE_WHOLE_ROW_MAX == KEEL_STORE_INLINE_MAX,
 // task_blobs.kind, and the bit (1 << kind) in tasks.spilled.
 enum { KEEL_STORE_BLOB_INPUT = 0, KEEL_STORE_BLOB_OUTPUT = 1, KEEL_STORE_BLOB_CHECKPOINT = 2 };
 
-// Prepared once at open, reused every turn.
+// Prepared once at open, reused every turn. The load's statements too: a
+// broker loads once, when it becomes active, but parsing the six SELECTs
+// costs more than running them on a small store, and fuzz_store_rows
+// loads once per input.
 typedef enum {
     Q_BEGIN,
     Q_COMMIT,
@@ -81,6 +84,12 @@ typedef enum {
     Q_EVENT_TRIM,
     Q_META_SET,
     Q_META_GET,
+    Q_LOAD_SERVICES,
+    Q_LOAD_TASKS,
+    Q_LOAD_EXECUTIONS,
+    Q_LOAD_PENDING,
+    Q_LOAD_CONFIG,
+    Q_LOAD_ENGINES,
     Q_COUNT
 } keel_store_sqlite_query_t;
 

@@ -2,9 +2,10 @@
     loading the store at start, the event log, maintenance and the size
     (see store.h, store_sqlite.h; internals in store_sqlite_int.h).
 
-    Loading streams rows to the broker's callbacks one at a time. Unlike
-    the writes, these statements are prepared per call: each runs rarely
-    (at start, on an admin request, at maintenance). Maintenance runs
+    Loading streams rows to the broker's callbacks one at a time, with
+    statements prepared at open like the writes' (store_sqlite_int.h). The
+    others are prepared per call: each runs rarely (on an admin request, at
+    maintenance). Maintenance runs
     outside a loop turn: it purges old services in one transaction, trims
     the event log, then checkpoints and vacuums.
 */
@@ -155,15 +156,15 @@ s_load_engine (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg)
 
 typedef int (s_row_fn) (sqlite3_stmt *stmt, const keel_store_loader_t *loader, void *arg);
 
-// Streams one table's rows to a loader callback, one row in memory at a time.
+// Streams one table's rows to a loader callback, one row in memory at a
+// time. The statement is reset after the last row (or a stop), which frees
+// the row as finalizing it did: a record is valid only during its call.
 static keel_err
-s_load_table (keel_store_sqlite_t *self, const char *what, const char *sql, s_row_fn *row,
-              const keel_store_loader_t *loader, void *arg, keel_error_t *err)
+s_load_table (keel_store_sqlite_t *self, const char *what, keel_store_sqlite_query_t query,
+              s_row_fn *row, const keel_store_loader_t *loader, void *arg, keel_error_t *err)
 {
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL);
-    if (rc != SQLITE_OK)
-        return keel_store_sqlite_error (self, err, rc, what);
+    sqlite3_stmt *stmt = self->q[query];
+    int rc;
     int stopped = 0;
     while (!stopped && (rc = sqlite3_step (stmt)) == SQLITE_ROW)
         stopped = row (stmt, loader, arg);
@@ -173,28 +174,9 @@ s_load_table (keel_store_sqlite_t *self, const char *what, const char *sql, s_ro
                                self->path, what, stopped);
     else if (rc != SQLITE_DONE)
         code = keel_store_sqlite_error (self, err, rc, what);
-    sqlite3_finalize (stmt);
+    sqlite3_reset (stmt);
     return code;
 }
-
-// A task blob: the inline column, or its task_blobs row when the blob's
-// bit is set in spilled (see KEEL_STORE_INLINE_MAX); no task_blobs lookup
-// for a small or absent blob.
-#define S_BLOB_SQL(kind, column)                                                                   \
-    "CASE WHEN (t.spilled & (1 << " #kind ")) = 0 THEN t." column                                  \
-    " ELSE (SELECT data FROM task_blobs b WHERE b.service_id = s.service_id"                       \
-    " AND b.task_id = t.task_id AND b.kind = " #kind ") END"
-
-// The tasks with their service ids. key = services.num << 32 | task_id
-// (schema 6): a row whose number no service has is not loaded (as a row
-// of no service never was).
-// clang-format off
-#define S_TASKS_SQL                                                                                \
-    "SELECT s.service_id, t.task_id, t.state, t.attempts, t.status, t.error, t.engine_id,"         \
-    " t.execution_id, t.run_ms, t.queued_ms, t.acked, t.checkpoint_wall_ms, "                      \
-    S_BLOB_SQL (0, "input") ", " S_BLOB_SQL (1, "output") ", " S_BLOB_SQL (2, "checkpoint")        \
-    " FROM tasks t JOIN services s ON s.num = t.key >> 32 ORDER BY t.key"
-// clang-format on
 
 keel_err
 keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *loader, void *arg,
@@ -207,27 +189,22 @@ keel_store_sqlite_load (keel_store_sqlite_t *self, const keel_store_loader_t *lo
         return noted;
     const struct {
         const char *what;
-        const char *sql;
+        keel_store_sqlite_query_t query;
         s_row_fn *row;
         bool wanted;
     } tables[] = {
-        { "services", "SELECT * FROM services ORDER BY created_wall_ms, service_id", s_load_service,
-          loader->service != NULL },
-        { "tasks", S_TASKS_SQL, s_load_task, loader->task != NULL },
-        { "executions", "SELECT * FROM executions ORDER BY execution_id", s_load_execution,
-          loader->execution != NULL },
-        { "pending", "SELECT * FROM pending ORDER BY service_id, task_id, execution_id",
-          s_load_pending, loader->pending != NULL },
-        { "config", "SELECT key, value FROM config ORDER BY key", s_load_config,
-          loader->config != NULL },
-        { "engines", "SELECT * FROM engines ORDER BY login_wall_ms, engine_id", s_load_engine,
-          loader->engine != NULL },
+        { "services", Q_LOAD_SERVICES, s_load_service, loader->service != NULL },
+        { "tasks", Q_LOAD_TASKS, s_load_task, loader->task != NULL },
+        { "executions", Q_LOAD_EXECUTIONS, s_load_execution, loader->execution != NULL },
+        { "pending", Q_LOAD_PENDING, s_load_pending, loader->pending != NULL },
+        { "config", Q_LOAD_CONFIG, s_load_config, loader->config != NULL },
+        { "engines", Q_LOAD_ENGINES, s_load_engine, loader->engine != NULL },
     };
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         if (!tables[i].wanted)
             continue;
         keel_err rc =
-            s_load_table (self, tables[i].what, tables[i].sql, tables[i].row, loader, arg, err);
+            s_load_table (self, tables[i].what, tables[i].query, tables[i].row, loader, arg, err);
         if (rc)
             return rc;
     }

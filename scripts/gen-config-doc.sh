@@ -46,7 +46,12 @@ are CZMQ certificates made by `keel-admin keygen NAME` (FILE public, FILE_secret
 secret, mode 0600); see docs/security.md. keel-admin has no properties file of its
 own: it takes `--set Security=none|curve`, `--set CurveKey=FILE` (its certificate,
 in `AuthorizedAdmins`) and `--set BrokerKey=FILE`, or `KEEL_Security`,
-`KEEL_CurveKey`, `KEEL_BrokerKey` in its environment.
+`KEEL_CurveKey`, `KEEL_BrokerKey` in its environment. `keel-admin -c
+broker.properties` reads the broker's file for what it says about reaching the
+broker: `AdminEndpoint`, `Security`, and the broker's `CurveKey` as the
+`BrokerKey` (only its public file is read); never the admin's own certificate,
+which still comes from `--set CurveKey` or `KEEL_CurveKey`. `--set` and the
+environment win over the file.
 
 This file is generated from the programs' settings tables by
 `scripts/gen-config-doc.sh`; the test suite fails when it is stale.

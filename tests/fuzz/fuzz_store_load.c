@@ -4,14 +4,14 @@
     s_recover does after a load, and a turn, as fuzz_store_rows does.
 
     fuzz_store_rows writes every input into a real SQLite store and reads it
-    back (about 500 inputs a second); this target reaches the same callbacks
-    with the values a store's reader can hand them (any integer, any text or
-    NULL, any blob or NULL, tables in keel_store_load's order, rows of a
-    table in any order and repeated: a column's SQLite type decides its
-    place in an ORDER BY and its uniqueness, not the text the reader sees),
-    without a store's writes and reads per input, so it runs several times
-    as fast. fuzz_store_rows stays the end-to-end check of the SQLite reader
-    itself.
+    back (about 1,000 inputs a second, fewer as they grow); this target
+    reaches the same callbacks with the values a store's reader can hand
+    them (any integer, any text or NULL, any blob or NULL, tables in
+    keel_store_load's order, rows of a table in any order and repeated: a
+    column's SQLite type decides its place in an ORDER BY and its
+    uniqueness, not the text the reader sees), without a store's writes and
+    reads per input, so it runs several times as fast. fuzz_store_rows
+    stays the end-to-end check of the SQLite reader itself.
 
     Per input: fresh settings when the previous input loaded config rows
     (EngineLoginWindow=0: the window ends at the first turn; LogLevel=error),

@@ -9,15 +9,17 @@
     accept them without crashing, leaking or corrupting memory.
 
     One store (sqlite:, StoreSync=normal) lives in a private temporary
-    directory for the whole run. Each input is decoded into rows that a
-    second, plain SQLite connection writes over the store's tables with
-    INSERT (whatever SQLite's constraints let through, of any type), then
-    the broker does what broker.c s_recover does: a new core (on fresh
-    settings: config rows change them), the store's
-    meta counters, keel_store_load through keel_core_loader, recover_end,
-    a commit of the journal, recover_done; then a turn past the login
-    window (timers, dispatch, a commit of every changed row) and a status
-    reply, as keel-admin would ask for it.
+    directory (on /dev/shm when there is one) for the whole run. Each input
+    is decoded into rows that a second, plain SQLite connection writes over
+    the store's tables (DELETE, then INSERT: whatever SQLite's constraints
+    let through, of any type; its statements are prepared once), then the
+    broker does what broker.c s_recover does: a new core (on the default
+    settings again after an input that stored config rows: they change the
+    settings), the store's meta counters, keel_store_load through
+    keel_core_loader, recover_end, a commit of the journal, recover_done;
+    then a turn past the login window (timers, dispatch, a commit of every
+    changed row) and keel-admin status, services and engines
+    (fuzz_broker.h).
 
     Input: records, each
         TABLE            one byte, modulo the 8 tables below
@@ -49,19 +51,24 @@ int LLVMFuzzerInitialize (int *argc, char ***argv);
 static const char *s_tables[] = { "services", "tasks",  "task_blobs", "executions",
                                   "pending",  "config", "engines",    "meta" };
 #define S_NTABLES ((int) (sizeof s_tables / sizeof s_tables[0]))
+#define S_CONFIG  5 // s_tables[S_CONFIG] is "config"
 
 static char s_dir[256], s_path[300];
 static keel_store_t *s_store;
 static sqlite3 *s_raw;
-static sqlite3_stmt *s_insert[S_NTABLES];
+static sqlite3_stmt *s_insert[S_NTABLES], *s_delete[S_NTABLES], *s_begin, *s_commit;
 static int s_columns[S_NTABLES];
 static keel_settings_t *s_settings;
 
 static void
 s_cleanup (void)
 {
-    for (int i = 0; i < S_NTABLES; i++)
+    for (int i = 0; i < S_NTABLES; i++) {
         sqlite3_finalize (s_insert[i]);
+        sqlite3_finalize (s_delete[i]);
+    }
+    sqlite3_finalize (s_begin);
+    sqlite3_finalize (s_commit);
     sqlite3_close (s_raw);
     keel_store_destroy (&s_store);
     keel_settings_destroy (&s_settings);
@@ -84,11 +91,33 @@ s_exec (const char *sql)
     }
 }
 
+static sqlite3_stmt *
+s_prepare (const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v3 (s_raw, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK) {
+        fprintf (stderr, "fuzz_store_rows: %s: %s\n", sql, sqlite3_errmsg (s_raw));
+        abort ();
+    }
+    return stmt;
+}
+
+//  Runs a statement that returns no rows (BEGIN, DELETE, COMMIT).
+static void
+s_run (sqlite3_stmt *stmt)
+{
+    if (sqlite3_step (stmt) != SQLITE_DONE) {
+        fprintf (stderr, "fuzz_store_rows: %s: %s\n", sqlite3_sql (stmt), sqlite3_errmsg (s_raw));
+        abort ();
+    }
+    sqlite3_reset (stmt);
+}
+
 //  The broker's settings for one input: the defaults, the login window
 //  ending at the first turn (no waiting on the clock), LogLevel error (each
 //  core sets the process's level from its settings: the default, info,
-//  wrote lines for every input). Fresh per input: a config row of one
-//  input would otherwise change the next one's.
+//  wrote lines for every input). Made again after an input that stored
+//  config rows: they would otherwise change the next input's settings.
 static keel_settings_t *
 s_settings_new (void)
 {
@@ -128,6 +157,8 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
         abort ();
     sqlite3_busy_timeout (s_raw, 5000);
     s_exec ("PRAGMA synchronous = OFF");
+    if (strcmp (s_tables[S_CONFIG], "config") != 0)
+        abort ();
     for (int t = 0; t < S_NTABLES; t++) {
         char sql[512];
         snprintf (sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('%s')", s_tables[t]);
@@ -141,10 +172,14 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
         for (int c = 0; c < s_columns[t]; c++)
             n += snprintf (sql + n, sizeof sql - (size_t) n, c ? ",?" : "?");
         snprintf (sql + n, sizeof sql - (size_t) n, ")");
-        if (s_columns[t] < 2
-            || sqlite3_prepare_v2 (s_raw, sql, -1, &s_insert[t], NULL) != SQLITE_OK)
+        if (s_columns[t] < 2)
             abort ();
+        s_insert[t] = s_prepare (sql);
+        snprintf (sql, sizeof sql, "DELETE FROM %s", s_tables[t]);
+        s_delete[t] = s_prepare (sql);
     }
+    s_begin = s_prepare ("BEGIN IMMEDIATE");
+    s_commit = s_prepare ("COMMIT");
     atexit (s_cleanup);
     return 0;
 }
@@ -213,15 +248,14 @@ s_bind_value (s_reader_t *r, sqlite3_stmt *stmt, int col)
 }
 
 //  Replaces every row of the store's tables with the input's rows.
-static void
+//  Returns true when a config row was stored.
+static bool
 s_write_rows (const uint8_t *data, size_t size)
 {
-    s_exec ("BEGIN IMMEDIATE");
-    for (int t = 0; t < S_NTABLES; t++) {
-        char sql[64];
-        snprintf (sql, sizeof sql, "DELETE FROM %s", s_tables[t]);
-        s_exec (sql);
-    }
+    bool config = false;
+    s_run (s_begin);
+    for (int t = 0; t < S_NTABLES; t++)
+        s_run (s_delete[t]);
     s_reader_t r = { data, data + size };
     const uint8_t *b;
     while (s_take (&r, 1, &b)) {
@@ -230,18 +264,20 @@ s_write_rows (const uint8_t *data, size_t size)
         bool whole = true;
         for (int c = 1; whole && c <= s_columns[t]; c++)
             whole = s_bind_value (&r, stmt, c);
-        if (whole)
-            sqlite3_step (stmt); // a constraint may refuse it: so be it
+        // A constraint may refuse the row: so be it.
+        if (whole && sqlite3_step (stmt) == SQLITE_DONE && t == S_CONFIG)
+            config = true;
         sqlite3_reset (stmt);
         sqlite3_clear_bindings (stmt);
     }
-    s_exec ("COMMIT");
+    s_run (s_commit);
+    return config;
 }
 
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-    s_write_rows (data, size);
+    bool config = s_write_rows (data, size);
     int64_t now = 1000000, wall = 1700000000000;
     keel_core_t *core = keel_core_new (s_settings, now, wall);
     if (!core)
@@ -258,7 +294,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     keel_core_destroy (&core);
     // Stored config rows changed the settings: the next input starts from
     // the defaults again.
-    keel_settings_destroy (&s_settings);
-    s_settings = s_settings_new ();
+    if (config) {
+        keel_settings_destroy (&s_settings);
+        s_settings = s_settings_new ();
+    }
     return 0;
 }

@@ -2,8 +2,9 @@
     plaintext clients get nothing, each role violation is refused and
     counted while the broker keeps serving, a secret key others may read
     stops a program at start, SIGHUP rereads the authorized keys, the
-    metrics endpoint stays off unless MetricsInsecure, and Security=none
-    says once that the grid is open.
+    metrics endpoint stays off unless MetricsInsecure, keel-admin -c takes
+    the broker's Security and public key from the broker's file, and
+    Security=none says once that the grid is open.
 
     Every test but the last runs in the harness's curve mode
     (KEEL_TEST_SECURITY=curve, harness_curve.c): each process started gets
@@ -437,6 +438,71 @@ static bool
 s_listening_cond (void *arg)
 {
     return s_listening (*(int *) arg);
+}
+
+// keel-admin -c broker.properties takes Security and the broker's public
+// key (the public file of the broker's CurveKey) from the broker's file,
+// and the admin's own certificate from its environment. keel-admin runs
+// through env(1) so that the harness's KEEL_Security and KEEL_BrokerKey
+// for keel-admin (harness_curve.c) are not there: only the file says
+// curve. --set still wins over the file, and without an admin certificate
+// keel-admin says where one goes.
+Test (security, keel_admin_takes_security_and_broker_key_from_the_broker_file,
+      .init = s_curve_setup, .fini = harness_teardown, .timeout = 120)
+{
+    harness_broker_t b;
+    HARNESS_ASSERT (harness_broker_start (&b, "broker", NULL), "keel-broker did not start");
+    // The broker's file as an operator writes it, with the settings the
+    // harness gave this broker.
+    char file[700], keys[700], admin_key[700];
+    harness_path (file, sizeof file, "broker.properties");
+    harness_key (keys, sizeof keys, "");
+    FILE *f = fopen (file, "w");
+    cr_assert_not_null (f);
+    fprintf (f,
+             "Endpoint=%s\nAdminEndpoint=%s\nSecurity=curve\nCurveKey=%sbroker.key\n"
+             "AuthorizedDrivers=%sauthorized-drivers\nAuthorizedEngines=%sauthorized-engines\n"
+             "AuthorizedAdmins=%sauthorized-admins\n",
+             b.endpoint, b.admin_endpoint, keys, keys, keys, keys);
+    fclose (f);
+    char admin[600], cert[800];
+    snprintf (admin, sizeof admin, "%s/keel-admin", KEEL_BIN_DIR);
+    snprintf (cert, sizeof cert, "KEEL_CurveKey=%s",
+              harness_key (admin_key, sizeof admin_key, "admin.key"));
+
+    // The file's Security and the broker's key, the admin's certificate.
+    harness_result_t res;
+    const char *with_cert[] = { "-u", "KEEL_Security", "-u", "KEEL_BrokerKey", cert, admin, "-c",
+                                file, "--timeout",     "5s", "status",         NULL };
+    int code = harness_run (&res, 20000, "/usr/bin/env", with_cert);
+    HARNESS_ASSERT (code == 0, "keel-admin -c exited %d:\n%s%s", code, res.out, res.err);
+    cr_expect (strstr (res.out, "# Broker") != NULL, "no status:\n%s", res.out);
+    harness_result_free (&res);
+
+    // --set wins over the file: a plaintext request gets nothing.
+    const char *plain[] = { "-u",        "KEEL_Security",
+                            "-u",        "KEEL_BrokerKey",
+                            cert,        admin,
+                            "-c",        file,
+                            "--set",     "Security=none",
+                            "--timeout", "1s",
+                            "status",    NULL };
+    code = harness_run (&res, 20000, "/usr/bin/env", plain);
+    HARNESS_ASSERT (code == 3, "keel-admin -c --set Security=none exited %d:\n%s%s", code, res.out,
+                    res.err);
+    harness_result_free (&res);
+
+    // No admin certificate: a usage error that says where one goes (never
+    // the broker's own CurveKey).
+    const char *no_cert[] = { "-u", "KEEL_Security", "-u",  "KEEL_BrokerKey",
+                              "-u", "KEEL_CurveKey", admin, "-c",
+                              file, "status",        NULL };
+    code = harness_run (&res, 20000, "/usr/bin/env", no_cert);
+    HARNESS_ASSERT (code == 2, "keel-admin -c without CurveKey exited %d:\n%s%s", code, res.out,
+                    res.err);
+    cr_expect (strstr (res.err, "CurveKey") && strstr (res.err, "authorized-admins"),
+               "the error does not say where the admin's key goes: %s", res.err);
+    harness_result_free (&res);
 }
 
 Test (security, metrics_endpoint_is_off_unless_metrics_insecure, .init = s_curve_setup,
