@@ -75,7 +75,7 @@ keel_broker_security_turn (keel_broker_t *self)
                              "AuthorizedEngines, AuthorizedAdmins); connections already made "
                              "stay until they close");
     }
-    zsock_t *pipe = zactor_sock (keel_zap_actor (self->zap));
+    zsock_t *pipe = keel_zap_actor (self->zap);
     for (int i = 0; i < 4096 && (zsock_events (pipe) & ZMQ_POLLIN); i++) {
         bool role = false;
         char text[256];

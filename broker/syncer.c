@@ -5,6 +5,7 @@
       thread -> loop   "84"  seq now durable, errno (0 = success)
 */
 #include "syncer.h"
+#include "thread.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -13,7 +14,8 @@
 #include <unistd.h>
 
 struct _keel_syncer_t {
-    zactor_t *actor;
+    keel_thread_t *thread;
+    zsock_t *actor; // its pipe
     int fd;
     uint64_t requested; // highest seq asked for
     uint64_t inflight;  // seq of the fdatasync running, 0 = none
@@ -59,12 +61,13 @@ keel_syncer_new (int fd)
     if (!self)
         return NULL;
     self->fd = fd;
-    self->actor = zactor_new (s_thread, &self->fd);
+    self->thread = keel_thread_new (s_thread, &self->fd);
+    self->actor = self->thread ? keel_thread_pipe (self->thread) : NULL;
     if (!self->actor) {
         free (self);
         return NULL;
     }
-    zsock_set_sndtimeo (zactor_sock (self->actor), 0);
+    zsock_set_sndtimeo (self->actor, 0);
     return self;
 }
 
@@ -74,7 +77,8 @@ keel_syncer_destroy (keel_syncer_t **self_p)
     if (!self_p || !*self_p)
         return;
     keel_syncer_t *self = *self_p;
-    zactor_destroy (&self->actor); // sends $TERM, waits for the thread
+    keel_thread_destroy (&self->thread); // sends $TERM, joins the thread
+    self->actor = NULL;
     free (self);
     *self_p = NULL;
 }
@@ -106,7 +110,7 @@ keel_syncer_request (keel_syncer_t *self, uint64_t seq)
         s_issue (self);
 }
 
-zactor_t *
+zsock_t *
 keel_syncer_actor (keel_syncer_t *self)
 {
     return self->actor;

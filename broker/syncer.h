@@ -43,7 +43,7 @@ void keel_syncer_destroy (keel_syncer_t **self_p);
 void keel_syncer_request (keel_syncer_t *self, uint64_t seq);
 
 // What the loop polls: readable when an fdatasync has finished.
-zactor_t *keel_syncer_actor (keel_syncer_t *self);
+zsock_t *keel_syncer_actor (keel_syncer_t *self);
 
 // Reads the finished fdatasync (call when the actor is readable). On
 // success returns KEEL_OK and the highest commit now durable in *synced_p

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "thread.h"
+
 #define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 
 typedef struct {
@@ -175,7 +177,8 @@ s_self_free (s_self_t *self)
 }
 
 struct _keel_zap_t {
-    zactor_t *actor;
+    keel_thread_t *thread;
+    zsock_t *actor;  // its pipe
     s_self_t *state; // the actor's, freed after it stops
 };
 
@@ -204,7 +207,8 @@ keel_zap_new (const keel_zap_config_t *config, keel_error_t *err)
         }
     if (config->pair_key)
         snprintf (self->pair_key, sizeof self->pair_key, "%s", config->pair_key);
-    zap->actor = zactor_new (s_actor, self);
+    zap->thread = keel_thread_new (s_actor, self);
+    zap->actor = zap->thread ? keel_thread_pipe (zap->thread) : NULL;
     if (!zap->actor || !self->bound) {
         keel_zap_destroy (&zap);
         keel_error_set (err, KEEL_ERR_IO, "cannot start the ZAP handler (%s)", S_ZAP_ENDPOINT);
@@ -219,13 +223,14 @@ keel_zap_destroy (keel_zap_t **self_p)
     if (!self_p || !*self_p)
         return;
     keel_zap_t *self = *self_p;
-    zactor_destroy (&self->actor);
+    keel_thread_destroy (&self->thread); // joined: its sockets are closed
+    self->actor = NULL;
     s_self_free (self->state);
     free (self);
     *self_p = NULL;
 }
 
-zactor_t *
+zsock_t *
 keel_zap_actor (keel_zap_t *self)
 {
     return self ? self->actor : NULL;

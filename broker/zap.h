@@ -49,7 +49,7 @@ keel_zap_t *keel_zap_new (const keel_zap_config_t *config, keel_error_t *err);
 void keel_zap_destroy (keel_zap_t **self_p);
 
 // The actor, for a poller: readable when a refusal report waits.
-zactor_t *keel_zap_actor (keel_zap_t *self);
+zsock_t *keel_zap_actor (keel_zap_t *self);
 
 // Rereads the three directories now (waits until done).
 void keel_zap_reload (keel_zap_t *self);

@@ -16,6 +16,7 @@
 #include "cond.h"
 #include "driver_config.h"
 #include "journal.h"
+#include "thread.h"
 #include "log.h"
 
 #define S_MAX_BROKERS          16
@@ -43,7 +44,8 @@ struct _keel_service_t {
 };
 
 struct _keel_driver_t {
-    zactor_t *actor;
+    keel_thread_t *thread;
+    zsock_t *actor;     // the actor thread's pipe (keel_thread_pipe)
     keel_actor_t *core; // the actor's state, lent while this thread waits; NULL once it ended
     keel_lend_t *lend;  // its lend token (actor_lend.h)
     keel_actor_event_t events[S_LEND_EVENTS];
@@ -474,8 +476,8 @@ keel_driver_new_from_settings (const keel_settings_t *settings, keel_error_t *er
     }
     self->lend = keel_actor_lend (self->core);
     //  From here the actor thread owns self->core and frees it when it ends
-    //  (zactor_new asserts rather than return NULL once the thread runs).
-    self->actor = zactor_new (keel_actor_run, self->core);
+    self->thread = keel_thread_new (keel_actor_run, self->core);
+    self->actor = self->thread ? keel_thread_pipe (self->thread) : NULL;
     if (!self->actor) {
         self->core = NULL;
         self->lend = NULL;
@@ -513,7 +515,8 @@ keel_driver_destroy (keel_driver_t **self_p)
             if (!s_read_events (self, false, &stopped))
                 continue;
         }
-        zactor_destroy (&self->actor);
+        keel_thread_destroy (&self->thread); // joined: its sockets are closed
+        self->actor = NULL;
         self->core = NULL; // freed by the actor thread
         self->lend = NULL;
     }
