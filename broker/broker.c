@@ -265,6 +265,24 @@ keel_broker_commit_now (keel_broker_t *self, keel_error_t *err)
     return rc;
 }
 
+// The WAL is due a checkpoint: the syncer's checkpointer makes it, off the
+// loop (syncer.h). One that failed is said once per failure; the commits
+// then checkpoint the WAL on the loop past KEEL_STORE_SQLITE_WAL_FORCE.
+static void
+s_checkpoint (keel_broker_t *self)
+{
+    uint64_t failed = 0;
+    keel_syncer_checkpoints (self->syncer, &failed);
+    if (failed > self->checkpoints_failed) {
+        KEEL_WARN ("broker",
+                   "store checkpoint failed (%" PRIu64 " so far); the WAL grows until a commit "
+                   "checkpoints it",
+                   failed);
+        self->checkpoints_failed = failed;
+    }
+    keel_syncer_checkpoint (self->syncer);
+}
+
 // Commits the turn's journal. Returns true on success. Acceptances and
 // engine acknowledgements are sent only after a commit that succeeded (and
 // is durable); a failed commit undoes the turn's new submissions and
@@ -301,6 +319,8 @@ s_commit (keel_broker_t *self)
     // The pair's update carries this commit: its messages wait for the
     // peer's acknowledgement of it too.
     keel_broker_pair_stream (self->pair, seq);
+    if (self->syncer && keel_store_checkpoint_due (self->store))
+        s_checkpoint (self);
     if (self->syncer && seq > keel_core_synced_seq (self->core)) {
         keel_syncer_request (self->syncer, seq);
         if (keel_syncer_failed (self->syncer)) {
@@ -664,9 +684,11 @@ s_start_syncer (keel_broker_t *self, keel_error_t *err)
 {
     if (keel_store_sync_fd (self->store) < 0)
         return KEEL_OK;
-    self->syncer = keel_syncer_new (keel_store_sync_fd (self->store));
+    self->syncer = keel_syncer_new (keel_store_sync_fd (self->store),
+                                    keel_store_checkpoint_path (self->store));
     if (!self->syncer)
         return keel_error_set (err, KEEL_ERR_NOMEM, "cannot start the store sync thread");
+    keel_store_checkpoints_elsewhere (self->store, true); // the syncer's from now on
     if (self->poller && zpoller_add (self->poller, keel_syncer_actor (self->syncer)) != 0)
         return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
     return KEEL_OK;
@@ -678,6 +700,8 @@ s_stop_syncer (keel_broker_t *self)
     if (self->syncer && self->poller)
         zpoller_remove (self->poller, keel_syncer_actor (self->syncer));
     keel_syncer_destroy (&self->syncer);
+    if (self->store)
+        keel_store_checkpoints_elsewhere (self->store, false);
 }
 
 // A fresh core with nothing in it (a pair's broker that does not serve).

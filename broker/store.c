@@ -150,6 +150,30 @@ keel_store_sync_fd (const keel_store_t *self)
     return self->sql ? keel_store_sqlite_sync_fd (self->sql) : -1;
 }
 
+const char *
+keel_store_checkpoint_path (const keel_store_t *self)
+{
+    assert (self);
+    return self->sql && keel_store_sqlite_sync_fd (self->sql) >= 0
+               ? keel_store_sqlite_path (self->sql)
+               : NULL;
+}
+
+bool
+keel_store_checkpoint_due (const keel_store_t *self)
+{
+    assert (self);
+    return self->sql && keel_store_sqlite_checkpoint_due (self->sql);
+}
+
+void
+keel_store_checkpoints_elsewhere (keel_store_t *self, bool elsewhere)
+{
+    assert (self);
+    if (self->sql)
+        keel_store_sqlite_checkpoints_elsewhere (self->sql, elsewhere);
+}
+
 keel_err
 keel_store_sync (keel_store_t *self, keel_error_t *err)
 {

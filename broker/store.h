@@ -88,6 +88,14 @@ keel_err keel_store_commit (keel_store_t *self, keel_error_t *err);
 // then keel_store_commit_async is already as durable as StoreSync asks.
 keel_err keel_store_commit_async (keel_store_t *self, keel_error_t *err);
 int keel_store_sync_fd (const keel_store_t *self);
+// StoreSync=full on SQLite: the store file to checkpoint off the loop
+// (syncer.h), else NULL; and whether its WAL is due a checkpoint now.
+// keel_store_checkpoints_elsewhere (true) tells the store a syncer takes
+// them: until then (a pair's passive, a broker starting) its commits
+// checkpoint every 1,000 WAL pages as SQLite would.
+const char *keel_store_checkpoint_path (const keel_store_t *self);
+bool keel_store_checkpoint_due (const keel_store_t *self);
+void keel_store_checkpoints_elsewhere (keel_store_t *self, bool elsewhere);
 keel_err keel_store_sync (keel_store_t *self, keel_error_t *err);
 
 // Commits answered later (postgresql:). keel_store_commit_async sends the

@@ -21,6 +21,13 @@ void keel_store_sqlite_destroy (keel_store_sqlite_t **self_p);
 keel_err keel_store_sqlite_commit (keel_store_sqlite_t *self, keel_error_t *err);
 int keel_store_sqlite_sync_fd (const keel_store_sqlite_t *self);
 keel_err keel_store_sqlite_sync (keel_store_sqlite_t *self, keel_error_t *err);
+// StoreSync=full: the WAL holds KEEL_STORE_SQLITE_WAL_CHECKPOINT pages or
+// more, to be checkpointed off the loop (store_sqlite.c, s_wal_hook).
+#define KEEL_STORE_SQLITE_WAL_CHECKPOINT 1000 // SQLite's wal_autocheckpoint
+#define KEEL_STORE_SQLITE_WAL_FORCE      8000 // past this the commit checkpoints itself
+bool keel_store_sqlite_checkpoint_due (const keel_store_sqlite_t *self);
+void keel_store_sqlite_checkpoints_elsewhere (keel_store_sqlite_t *self, bool elsewhere);
+const char *keel_store_sqlite_path (const keel_store_sqlite_t *self);
 void keel_store_sqlite_rollback (keel_store_sqlite_t *self);
 const char *keel_store_sqlite_last_error (const keel_store_sqlite_t *self);
 

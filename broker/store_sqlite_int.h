@@ -103,6 +103,8 @@ struct _keel_store_sqlite_t {
     int bind_rc;             // first failed binding of the statement being built
     bool skip;               // the statement being built has no row to touch (s_bind_key)
     int wal_fd;              // the WAL file, for fdatasync (StoreSync=full); -1 if none
+    int wal_pages;           // pages in the WAL after the last commit (s_wal_hook; 0 if unhooked)
+    bool ckpt_elsewhere;     // a syncer thread checkpoints (keel_store_checkpoints_elsewhere)
     int lock_fd;             // the store file, flock'ed LOCK_EX for this broker's life; -1 if none
     keel_store_sync_t sync;  // StoreSync, kept for reopening after keel_store_sqlite_replace
     zhashx_t *nums;          // service id -> services.num (s_task_key); purged with every rollback

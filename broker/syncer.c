@@ -3,19 +3,34 @@
     Protocol on the actor's pipe (zsock picture):
       loop -> thread   "8"   commit seq to make durable
       thread -> loop   "84"  seq now durable, errno (0 = success)
+
+    The checkpointer is a second thread, so a checkpoint never delays a
+    flush: the loop sends it "CHECKPOINT" and reads nothing back; the
+    thread says it is done through an atomic the loop reads.
 */
 #include "syncer.h"
 #include "thread.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+// What the checkpointer thread shares with the loop.
+typedef struct {
+    char *db_path;       // set before the thread starts, never changed
+    atomic_bool running; // a checkpoint was asked for and is not over
+    atomic_uint_fast64_t done, failed;
+} s_ckpt_t;
+
 struct _keel_syncer_t {
     keel_thread_t *thread;
-    zsock_t *actor; // its pipe
+    zsock_t *actor;             // its pipe
+    keel_thread_t *ckpt_thread; // NULL without db_path
+    s_ckpt_t ckpt;
     int fd;
     uint64_t requested; // highest seq asked for
     uint64_t inflight;  // seq of the fdatasync running, 0 = none
@@ -24,15 +39,74 @@ struct _keel_syncer_t {
     bool broken; // a request could not reach the thread
 };
 
+// Signals are the loop's business (SIGTERM stops the broker): one
+// delivered to a syncer thread would interrupt its receive.
+static void
+s_block_signals (void)
+{
+    sigset_t all;
+    sigfillset (&all);
+    pthread_sigmask (SIG_BLOCK, &all, NULL);
+}
+
+// A PASSIVE checkpoint of the store at path on a connection of its own,
+// opened for it: it copies what the WAL holds into the database file
+// (syncing both) beside the loop's connection, without taking the write
+// lock. The connection neither checkpoints nor deletes the WAL when it
+// closes (were the loop's connection gone first). Returns a SQLite code.
+static int
+s_checkpoint (const char *path)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_db_config (db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    int persist = 1;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_file_control (db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    // A read opens the WAL: before one, the connection does not know the
+    // file is in WAL mode, and the checkpoint does nothing (log = -1).
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec (db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+    int log = 0, done = 0;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_wal_checkpoint_v2 (db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc == SQLITE_OK && log < 0)
+        rc = SQLITE_ERROR; // not in WAL mode: nothing was checkpointed
+    sqlite3_close (db);
+    return rc;
+}
+
+static void
+s_ckpt_thread (zsock_t *pipe, void *arg)
+{
+    s_ckpt_t *ckpt = arg;
+    s_block_signals ();
+    zsock_signal (pipe, 0);
+    while (true) {
+        char *command = zstr_recv (pipe);
+        if (!command) {
+            if (zmq_errno () == EINTR)
+                continue;
+            break; // the context is going away
+        }
+        bool term = strcmp (command, "$TERM") == 0;
+        zstr_free (&command);
+        if (term)
+            break;
+        if (s_checkpoint (ckpt->db_path) == SQLITE_OK)
+            atomic_fetch_add (&ckpt->done, 1);
+        else
+            atomic_fetch_add (&ckpt->failed, 1); // the commits checkpoint past the force mark
+        atomic_store (&ckpt->running, false);
+    }
+}
+
 static void
 s_thread (zsock_t *pipe, void *arg)
 {
     int fd = *(int *) arg;
-    //  Signals are the loop's business (SIGTERM stops the broker): one
-    //  delivered here would interrupt the receive below.
-    sigset_t all;
-    sigfillset (&all);
-    pthread_sigmask (SIG_BLOCK, &all, NULL);
+    s_block_signals ();
     zsock_signal (pipe, 0);
     while (true) {
         zmsg_t *msg = zmsg_recv (pipe);
@@ -55,15 +129,31 @@ s_thread (zsock_t *pipe, void *arg)
 }
 
 keel_syncer_t *
-keel_syncer_new (int fd)
+keel_syncer_new (int fd, const char *db_path)
 {
     keel_syncer_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
     self->fd = fd;
+    atomic_init (&self->ckpt.running, false);
+    atomic_init (&self->ckpt.done, 0);
+    atomic_init (&self->ckpt.failed, 0);
+    if (db_path) {
+        self->ckpt.db_path = strdup (db_path);
+        self->ckpt_thread =
+            self->ckpt.db_path ? keel_thread_new (s_ckpt_thread, &self->ckpt) : NULL;
+        if (!self->ckpt_thread) {
+            free (self->ckpt.db_path);
+            free (self);
+            return NULL;
+        }
+        zsock_set_sndtimeo (keel_thread_pipe (self->ckpt_thread), 0);
+    }
     self->thread = keel_thread_new (s_thread, &self->fd);
     self->actor = self->thread ? keel_thread_pipe (self->thread) : NULL;
     if (!self->actor) {
+        keel_thread_destroy (&self->ckpt_thread);
+        free (self->ckpt.db_path);
         free (self);
         return NULL;
     }
@@ -79,6 +169,8 @@ keel_syncer_destroy (keel_syncer_t **self_p)
     keel_syncer_t *self = *self_p;
     keel_thread_destroy (&self->thread); // sends $TERM, joins the thread
     self->actor = NULL;
+    keel_thread_destroy (&self->ckpt_thread); // after the checkpoint running, if any
+    free (self->ckpt.db_path);
     free (self);
     *self_p = NULL;
 }
@@ -108,6 +200,24 @@ keel_syncer_request (keel_syncer_t *self, uint64_t seq)
         self->requested = seq;
     if (!self->inflight && self->requested > self->synced)
         s_issue (self);
+}
+
+void
+keel_syncer_checkpoint (keel_syncer_t *self)
+{
+    if (!self->ckpt_thread || atomic_load (&self->ckpt.running))
+        return;
+    atomic_store (&self->ckpt.running, true);
+    if (zstr_send (keel_thread_pipe (self->ckpt_thread), "CHECKPOINT") != 0)
+        atomic_store (&self->ckpt.running, false); // asked again at the next commit
+}
+
+uint64_t
+keel_syncer_checkpoints (const keel_syncer_t *self, uint64_t *failures)
+{
+    if (failures)
+        *failures = atomic_load (&self->ckpt.failed);
+    return atomic_load (&self->ckpt.done);
 }
 
 zsock_t *

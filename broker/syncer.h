@@ -15,11 +15,17 @@
     (group commit), so the number of flushes per second is bounded by the
     disk, not by the commit rate.
 
-    The syncer's thread does one thing: fdatasync(fd). It never touches
-    SQLite, so the connection stays single-threaded. A failed fdatasync is
-    reported, never retried: after a failed flush the kernel may have
-    dropped the dirty pages, so nothing written so far can be trusted to
-    be on disk; the broker stops without acknowledging more.
+    The syncer's thread does one thing: fdatasync(fd). A second thread, the
+    checkpointer, runs when the loop asks (keel_syncer_checkpoint, once the
+    WAL holds 1,000 pages) a PASSIVE checkpoint of the store on a SQLite
+    connection of its own, opened for it: the copy of the WAL into the database file and its two
+    flushes, which SQLite's automatic checkpoint made inside a commit on
+    the loop (store_sqlite.c, s_wal_hook). The loop's connection stays
+    single-threaded, and a flush never waits for a checkpoint. A failed fdatasync is reported, never retried: after a
+    failed flush the kernel may have dropped the dirty pages, so nothing
+    written so far can be trusted to be on disk; the broker stops without
+    acknowledging more. A failed checkpoint is counted; the WAL then grows
+    until a commit checkpoints it on the loop (KEEL_STORE_SQLITE_WAL_FORCE).
 */
 #ifndef KEEL_BROKER_SYNCER_H
 #define KEEL_BROKER_SYNCER_H
@@ -32,15 +38,20 @@
 
 typedef struct _keel_syncer_t keel_syncer_t;
 
-// Starts the syncer thread for fd (not owned: it must outlive the syncer).
+// Starts the syncer thread for fd (not owned: it must outlive the syncer);
+// db_path (copied; NULL: no checkpoints) is the SQLite store to checkpoint.
 // Returns NULL on failure (out of memory, no thread).
-keel_syncer_t *keel_syncer_new (int fd);
+keel_syncer_t *keel_syncer_new (int fd, const char *db_path);
 
 // Stops the thread (after any fdatasync in flight), frees, nulls *self_p.
 void keel_syncer_destroy (keel_syncer_t **self_p);
 
 // Asks that every commit up to seq be made durable (no-op if already asked).
 void keel_syncer_request (keel_syncer_t *self, uint64_t seq);
+
+// Asks the checkpointer thread for a checkpoint (never blocks); no-op
+// while one is running, or without db_path.
+void keel_syncer_checkpoint (keel_syncer_t *self);
 
 // What the loop polls: readable when an fdatasync has finished.
 zsock_t *keel_syncer_actor (keel_syncer_t *self);
@@ -60,5 +71,9 @@ bool keel_syncer_failed (const keel_syncer_t *self);
 
 // Number of fdatasync calls made so far.
 uint64_t keel_syncer_flushes (const keel_syncer_t *self);
+
+// Checkpoints made so far (and in *failures, when not NULL, those that
+// failed).
+uint64_t keel_syncer_checkpoints (const keel_syncer_t *self, uint64_t *failures);
 
 #endif
