@@ -147,9 +147,13 @@ keel_core_send_results (keel_core_t *self)
 {
     if (self->nresults == 0)
         return;
-    Keel__TaskResult *items = calloc (KEEL_RESULTS_PER_MSG, sizeof *items);
-    Keel__TaskResult **ptrs = calloc (KEEL_RESULTS_PER_MSG, sizeof *ptrs);
-    Keel__Timings *timings = calloc (KEEL_RESULTS_PER_MSG, sizeof *timings);
+    // A message holds at most this many (each item is initialized as it
+    // is filled): one result, the usual case at a low rate, is one item,
+    // not a zeroed 150 KiB for 512.
+    size_t cap = self->nresults < KEEL_RESULTS_PER_MSG ? self->nresults : KEEL_RESULTS_PER_MSG;
+    Keel__TaskResult *items = malloc (cap * sizeof *items);
+    Keel__TaskResult **ptrs = malloc (cap * sizeof *ptrs);
+    Keel__Timings *timings = malloc (cap * sizeof *timings);
     uint8_t *done = calloc (self->nresults, 1);
     if (!items || !ptrs || !timings || !done)
         goto cleanup;
@@ -189,7 +193,7 @@ keel_core_send_results (keel_core_t *self)
             ptrs[n] = &items[n];
             n++;
             bytes += r->output_len + (r->error ? strlen (r->error) : 0) + 64;
-            if (n == KEEL_RESULTS_PER_MSG || bytes >= KEEL_RESULTS_BYTES_PER_MSG) {
+            if (n == cap || bytes >= KEEL_RESULTS_BYTES_PER_MSG) {
                 s_send_results_batch (self, drv, ptrs, n);
                 n = 0;
                 bytes = 0;
@@ -544,6 +548,8 @@ keel_core_destroy (keel_core_t **self_p)
     free (self->dirty);
     free (self->fresh);
     free (self->results);
+    free (self->assign_items);
+    free (self->assign_ptrs);
     free (self->acks);
     free (self->exec_puts);
     free (self->exec_dels);

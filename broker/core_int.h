@@ -172,6 +172,11 @@ struct _keel_core_t {
     zlistx_t *fresh_services;
     keel_ref_t *results; // results to send to drivers
     size_t nresults, results_cap;
+    // Dispatch's AssignBatch scratch (core_sched.c), KEEL_ASSIGNS_PER_MSG
+    // each, made at the first dispatch and kept: 512 Assigns are ~80 KiB,
+    // and a malloc and free of that per turn cost a heap consolidation.
+    Keel__Assign *assign_items;
+    Keel__Assign **assign_ptrs;
     keel_ack_t *acks; // result acks to send to engines
     size_t nacks, acks_cap;
     // Execution rows are written at the commit, not when an execution

@@ -886,20 +886,24 @@ keel_core_dispatch (keel_core_t *self)
         return;
     Keel__Assign one;
     Keel__Assign *one_p = &one;
-    s_batch_t b = { NULL,
-                    malloc (KEEL_ASSIGNS_PER_MSG * sizeof *b.items),
-                    malloc (KEEL_ASSIGNS_PER_MSG * sizeof *b.ptrs),
-                    KEEL_ASSIGNS_PER_MSG,
-                    0,
-                    0,
-                    false };
-    if (b.items && b.ptrs) {
-        for (size_t i = 0; i < b.cap; i++)
-            b.ptrs[i] = &b.items[i];
+    if (!self->assign_items) {
+        Keel__Assign *items = malloc (KEEL_ASSIGNS_PER_MSG * sizeof *items);
+        Keel__Assign **ptrs = malloc (KEEL_ASSIGNS_PER_MSG * sizeof *ptrs);
+        if (items && ptrs) {
+            for (size_t i = 0; i < KEEL_ASSIGNS_PER_MSG; i++)
+                ptrs[i] = &items[i];
+            self->assign_items = items;
+            self->assign_ptrs = ptrs;
+        }
+        else {
+            free (items);
+            free (ptrs);
+        }
     }
-    else {
-        free (b.items);
-        free (b.ptrs);
+    s_batch_t b = {
+        NULL, self->assign_items, self->assign_ptrs, KEEL_ASSIGNS_PER_MSG, 0, 0, false
+    };
+    if (!b.items) {
         b.items = &one; // no memory for a batch: one Assign per message
         b.ptrs = &one_p;
         b.cap = 1;
@@ -947,8 +951,4 @@ keel_core_dispatch (keel_core_t *self)
     // (poll timeout 0) until the syncer, or a pair's mirror, confirmed it.
     if (b.out_of_ids)
         self->dispatch_ready = false;
-    if (b.items != &one) {
-        free (b.items);
-        free (b.ptrs);
-    }
 }
