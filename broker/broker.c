@@ -266,19 +266,23 @@ keel_broker_commit_now (keel_broker_t *self, keel_error_t *err)
 }
 
 // The WAL is due a checkpoint: the syncer's checkpointer makes it, off the
-// loop (syncer.h). One that failed is said once per failure; the commits
-// then checkpoint the WAL on the loop past KEEL_STORE_SQLITE_WAL_FORCE.
+// loop (syncer.h). Failures are said at most once a minute (a failing one
+// is asked again at every commit); the commits then checkpoint the WAL on
+// the loop past KEEL_STORE_SQLITE_WAL_FORCE.
 static void
 s_checkpoint (keel_broker_t *self)
 {
     uint64_t failed = 0;
     keel_syncer_checkpoints (self->syncer, &failed);
-    if (failed > self->checkpoints_failed) {
+    int64_t now = zclock_mono ();
+    if (failed > self->checkpoints_failed
+        && (!self->checkpoint_warned_at || now - self->checkpoint_warned_at >= 60000)) {
         KEEL_WARN ("broker",
                    "store checkpoint failed (%" PRIu64 " so far); the WAL grows until a commit "
                    "checkpoints it",
                    failed);
         self->checkpoints_failed = failed;
+        self->checkpoint_warned_at = now;
     }
     keel_syncer_checkpoint (self->syncer);
 }

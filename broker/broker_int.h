@@ -45,9 +45,10 @@ struct _keel_broker_t {
     // its tag well past the int (valgrind caught the read landing in a
     // freed core next to the broker).
     int *store_fd;
-    uint64_t commit_seq;         // the last commit's number (keel_core_committed)
-    uint64_t local_synced;       // commits durable in this store (the syncer's word)
-    uint64_t checkpoints_failed; // the syncer's failed checkpoints already logged
+    uint64_t commit_seq;          // the last commit's number (keel_core_committed)
+    uint64_t local_synced;        // commits durable in this store (the syncer's word)
+    uint64_t checkpoints_failed;  // the syncer's failed checkpoints already logged ...
+    int64_t checkpoint_warned_at; // ... and when (zclock_mono), for a rate limit
     // Resilient pair (broker_pair.h), NULL when standalone. A commit's
     // messages leave when it is durable here AND (while a peer is
     // attached) in the peer's mirror.

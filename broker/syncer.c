@@ -94,11 +94,14 @@ s_ckpt_thread (zsock_t *pipe, void *arg)
         zstr_free (&command);
         if (term)
             break;
-        if (s_checkpoint (ckpt->db_path) == SQLITE_OK)
+        int rc = s_checkpoint (ckpt->db_path);
+        // Free for the next request before the count moves: whoever sees
+        // the count may ask again at once.
+        atomic_store (&ckpt->running, false);
+        if (rc == SQLITE_OK)
             atomic_fetch_add (&ckpt->done, 1);
         else
             atomic_fetch_add (&ckpt->failed, 1); // the commits checkpoint past the force mark
-        atomic_store (&ckpt->running, false);
     }
 }
 

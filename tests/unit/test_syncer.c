@@ -276,3 +276,26 @@ Test (syncer, without_the_checkpointer_the_commits_keep_the_wal_bounded, .timeou
         s_remove (dir);
     }
 }
+
+// A checkpoint that cannot be made (no such store) is counted as failed,
+// and the checkpointer takes the next request.
+Test (syncer, a_failed_checkpoint_is_counted, .timeout = 30)
+{
+    char path[] = "/tmp/keel-syncer-XXXXXX";
+    int fd = mkstemp (path);
+    cr_assert_geq (fd, 0);
+    keel_syncer_t *syncer = keel_syncer_new (fd, "/nonexistent-dir/store.db");
+    cr_assert_not_null (syncer);
+    for (uint64_t want = 1; want <= 2; want++) {
+        keel_syncer_checkpoint (syncer);
+        uint64_t failed = 0;
+        for (int i = 0; i < 1000 && keel_syncer_checkpoints (syncer, &failed) == 0 && failed < want;
+             i++)
+            zclock_sleep (10);
+        cr_assert_eq (failed, want, "failures counted: %" PRIu64, failed);
+        cr_assert_eq (keel_syncer_checkpoints (syncer, NULL), 0);
+    }
+    keel_syncer_destroy (&syncer);
+    close (fd);
+    unlink (path);
+}
