@@ -3,6 +3,8 @@
 */
 #include "thread.h"
 
+#include "log.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -56,15 +58,23 @@ keel_thread_destroy (keel_thread_t **self_p)
     if (!self_p || !*self_p)
         return;
     keel_thread_t *self = *self_p;
+    *self_p = NULL;
     //  A handler that already returned (its pipe failed) has signalled:
-    //  the wait reads that signal, the "$TERM" goes nowhere.
-    zsock_set_sndtimeo (self->pipe, 0);
-    zstr_send (self->pipe, "$TERM");
+    //  the wait reads that signal, the "$TERM" goes nowhere. The send
+    //  waits (bounded) for room: a pipe full of requests the handler has
+    //  not read yet still takes the "$TERM" once it reads them.
+    zsock_set_sndtimeo (self->pipe, 10000);
+    if (zstr_send (self->pipe, "$TERM") != 0) {
+        //  A handler that reads nothing for 10 s cannot be told to stop:
+        //  leave it (and its pipe and this block) rather than hang here.
+        KEEL_ERROR ("thread", "a thread does not read its pipe; left running");
+        pthread_detach (self->thread);
+        return;
+    }
     zsock_wait (self->pipe);
     pthread_join (self->thread, NULL);
     zsock_destroy (&self->pipe);
     free (self);
-    *self_p = NULL;
 }
 
 zsock_t *

@@ -26,8 +26,10 @@ typedef struct _keel_thread_t keel_thread_t;
 // Starts handler (args) on a new thread and waits for its first signal.
 // Returns NULL when the pipe or the thread cannot be made.
 keel_thread_t *keel_thread_new (zactor_fn *handler, void *args);
-// Sends "$TERM" (without blocking), waits for the handler's last signal,
-// joins the thread and closes the pipe. NULL-safe.
+// Sends "$TERM" (waiting up to 10 s for room in the pipe), waits for the
+// handler's last signal, joins the thread and closes the pipe. A handler
+// that takes nothing from its pipe for 10 s is left running, with its pipe
+// (logged: the alternative is to hang). NULL-safe.
 void keel_thread_destroy (keel_thread_t **self_p);
 // The caller's end of the pipe: send to it, receive from it, poll it
 // (it stays the thread's until keel_thread_destroy).
