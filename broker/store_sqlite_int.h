@@ -176,4 +176,8 @@ keel_err keel_store_sqlite_flock (int fd, const char *path, keel_error_t *err);
 void keel_store_sqlite_dirname (const char *path, char *dir, size_t size);
 keel_err keel_store_sqlite_sync_dir (const char *path, keel_error_t *err);
 
+// StoreSync=full (store_sqlite_wal.c): opens the WAL for fdatasync and
+// hooks its page count, or falls back to synchronous=FULL.
+keel_err keel_store_sqlite_open_wal (keel_store_sqlite_t *self, bool reconnect, keel_error_t *err);
+
 #endif

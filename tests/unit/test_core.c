@@ -688,6 +688,21 @@ Test (core, an_abandoned_service_is_purged_after_its_last_result_acknowledged_or
                         "purged with a task still queued");
 }
 
+// A DriverHello from driver_id attaching the n services of attach.
+static void
+s_hello_attach (const char *driver_id, Keel__AttachService **attach, size_t n)
+{
+    Keel__Envelope env;
+    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    hello.driver_id = (char *) driver_id;
+    hello.n_attach = n;
+    hello.attach = attach;
+    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
+    env.driver_hello = &hello;
+    keel_core_message (core, drv_route, &env);
+}
+
 // DriverHello.attach: the service moves to the attaching driver, is closed
 // to new tasks, and its unacknowledged results are sent; with `all` the
 // acknowledged ones too. An unknown id is answered known = false.
@@ -707,19 +722,11 @@ Test (core, an_attach_takes_the_service_over_closes_it_and_resends_its_results)
     svc->unacked--;
     keel_core_send_results (core);
     for (int all = 0; all < 2; all++) {
-        Keel__Envelope env;
-        Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
         Keel__AttachService a[2];
         keel_item_attach (&a[0], "s1", all);
         keel_item_attach (&a[1], "nope", false);
         Keel__AttachService *ptrs[] = { &a[0], &a[1] };
-        keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-        hello.driver_id = "d2";
-        hello.n_attach = 2;
-        hello.attach = ptrs;
-        env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
-        env.driver_hello = &hello;
-        keel_core_message (core, drv_route, &env);
+        s_hello_attach ("d2", ptrs, 2);
         cr_assert_str_eq (svc->driver_id, "d2", "the service is not bound to the attacher");
         cr_assert_eq (svc->state, KEEL_SERVICE_CLOSED, "an attached service takes no more tasks");
         cr_assert_eq (core->nresults, all ? 2u : 1u, "results queued for the attacher (all=%d)",
@@ -785,18 +792,10 @@ Test (core, the_ranges_of_a_service_with_sparse_ids_see_every_gap)
     svc->unacked--;
     keel_core_send_results (core);
     s_take ();
-    Keel__Envelope attach;
-    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
     Keel__AttachService a;
     keel_item_attach (&a, "s1", false);
     Keel__AttachService *ptrs[] = { &a };
-    keel_env_init (&attach, KEEL__SENDER_KIND__SENDER_DRIVER);
-    hello.driver_id = "d2";
-    hello.n_attach = 1;
-    hello.attach = ptrs;
-    attach.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
-    attach.driver_hello = &hello;
-    keel_core_message (core, drv_route, &attach);
+    s_hello_attach ("d2", ptrs, 1);
     w = s_welcome (&env);
     cr_assert_eq (w->n_attached, 1);
     Keel__ServiceInfo *info = w->attached[0];
