@@ -251,12 +251,12 @@ keel_broker_commit_now (keel_broker_t *self, keel_error_t *err)
     keel_err rc = keel_store_apply_all (self->store, changes);
     if (rc == KEEL_OK)
         rc = keel_store_commit (self->store, err);
-    if (rc == KEEL_OK && self->metrics)
-        keel_metrics_store_commit (self->metrics, (uint64_t) (zclock_usecs () - start));
-    else {
+    if (rc != KEEL_OK) {
         keel_error_set (err, rc, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
     }
+    else if (self->metrics)
+        keel_metrics_store_commit (self->metrics, (uint64_t) (zclock_usecs () - start));
     if (rc == KEEL_OK)
         keel_broker_pair_committed (self->pair, changes);
     keel_changes_clear (changes);
@@ -305,12 +305,12 @@ s_commit (keel_broker_t *self)
     }
     if (rc == KEEL_OK)
         rc = keel_store_commit_async (self->store, &err);
-    if (rc == KEEL_OK && self->metrics)
-        keel_metrics_store_commit (self->metrics, (uint64_t) (zclock_usecs () - start));
-    else {
+    if (rc != KEEL_OK) {
         snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
     }
+    else if (self->metrics)
+        keel_metrics_store_commit (self->metrics, (uint64_t) (zclock_usecs () - start));
     if (rc == KEEL_OK)
         keel_broker_pair_committed (self->pair, changes);
     keel_changes_clear (changes);
