@@ -478,14 +478,14 @@ s_name_prefix (const char *name)
     uint32_t h = 2166136261u;
     for (const char *p = name; *p; p++)
         h = (h ^ (uint8_t) *p) * 16777619u;
-    return ((uint64_t) (h % 255 + 1)) << 40;
+    return ((uint64_t) (h % KEEL_STORE_EXEC_PREFIXES + 1)) << 40;
 }
 
 void
 keel_core_set_member (keel_core_t *self, uint64_t member_id)
 {
     if (member_id)
-        self->exec_prefix = ((uint64_t) (member_id % 255 + 1)) << 40;
+        self->exec_prefix = ((uint64_t) (member_id % KEEL_STORE_EXEC_PREFIXES + 1)) << 40;
 }
 
 void

@@ -189,6 +189,13 @@ typedef struct {
 
 #define KEEL_STORE_MEMBERS_MAX 16 // members listed at most
 
+// A member's execution ids carry a prefix made of its member_id
+// (member_id % KEEL_STORE_EXEC_PREFIXES + 1, keel_core_set_member): a join
+// takes a member_id whose prefix no row of keel_members holds (a member
+// that is gone keeps its row, and its engines their ids, until its
+// successor adopts its work), so at most this many rows.
+#define KEEL_STORE_EXEC_PREFIXES 255
+
 // This broker's endpoint for clients (its AdvertisedEndpoint) and its
 // lease (ms); both take effect at the next renewal. No-op when ALONE.
 void keel_store_member_setup (keel_store_t *self, const char *endpoint, int64_t lease_ms);

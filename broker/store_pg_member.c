@@ -388,9 +388,34 @@ keel_store_pg_join (keel_store_pg_t *self, keel_error_t *err)
     snprintf (self->member_name, sizeof self->member_name, "keel-broker[%ld]@%s", (long) getpid (),
               host);
     self->member_id = 0; // no lock to take again if the connection drops meanwhile
-    int64_t id = s_ask (self, "SELECT nextval('keel_member_seq') + $1::bigint", 0, err);
-    if (id <= 0)
-        return KEEL_ERR_STORE;
+    // The next member_id whose execution-id prefix no member row holds
+    // (store.h, KEEL_STORE_EXEC_PREFIXES): two members sharing one could
+    // hand out the same execution id (each reserves its ids from where the
+    // shared reservation stood when it started, so the ranges of members
+    // that run side by side overlap; the prefix keeps them apart). Joins
+    // racing each other take ids from one sequence, so they could share a
+    // prefix only after 255 other joins in between.
+    int64_t id = 0;
+    for (int tries = 0; tries <= KEEL_STORE_EXEC_PREFIXES && id == 0; tries++) {
+        int64_t next = s_ask (self, "SELECT nextval('keel_member_seq') + $1::bigint", 0, err);
+        if (next <= 0)
+            return KEEL_ERR_STORE;
+        int64_t holders = s_ask (self,
+                                 "SELECT count(*)::int8 FROM keel_members WHERE member_id % "
+                                 S_XSTR (KEEL_STORE_EXEC_PREFIXES) " = $1::bigint % "
+                                 S_XSTR (KEEL_STORE_EXEC_PREFIXES),
+                                 (uint64_t) next, err);
+        if (holders < 0)
+            return KEEL_ERR_STORE;
+        if (holders == 0)
+            id = next;
+    }
+    if (id == 0)
+        return keel_error_set (err, KEEL_ERR_STORE,
+                               "%s: %d member rows hold every execution-id prefix: no room for "
+                               "another member (see keel-admin status: members that are gone "
+                               "leave once their successor adopts their work)",
+                               self->safe, KEEL_STORE_EXEC_PREFIXES);
     keel_store_pg_params_t p = { 0 };
     keel_store_pg_p_int (&p, id);
     keel_store_pg_p_str (&p, self->member_name);

@@ -8,9 +8,11 @@
     again); a member paused past its lease is taken over and, when it runs
     again, fenced: its writes refused and counted, it serves again as a new
     member with no work; `keel-admin leave` hands a member's work and
-    clients to its successor. A private PostgreSQL (pg.h), stopped by its
-    PID.
+    clients to its successor; a joining member never takes the
+    execution-id prefix of a member row. A private PostgreSQL (pg.h),
+    stopped by its PID.
 */
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -491,5 +493,49 @@ Test (cluster, members_live_through_a_database_outage, .init = harness_setup,
     }
     HARNESS_ASSERT (harness_stop (c.a.pid, 10000) == 0, "broker A did not stop cleanly");
     HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
+    pg_stop (&c.pg, 10000);
+}
+
+// One bigint answer of sql on the private database.
+static long long
+s_sql_int (const pg_instance_t *pg, const char *sql)
+{
+    PGconn *conn = PQconnectdb (pg->conninfo);
+    HARNESS_ASSERT (PQstatus (conn) == CONNECTION_OK, "connect: %s", PQerrorMessage (conn));
+    PGresult *res = PQexec (conn, sql);
+    HARNESS_ASSERT (PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1, "%s: %s",
+                    sql, PQresultErrorMessage (res));
+    long long v = atoll (PQgetvalue (res, 0, 0));
+    PQclear (res);
+    PQfinish (conn);
+    return v;
+}
+
+// Execution ids carry a prefix made of the member id (member_id % 255 + 1):
+// after 255 joins the sequence hands out an id whose prefix a live member
+// holds, and both would number executions alike. The join skips it. (Here
+// the sequence is moved so that B's first try is A's id + 255.)
+Test (cluster, a_joining_member_never_takes_the_execution_id_prefix_of_a_member,
+      .init = harness_setup, .fini = harness_teardown, .timeout = 120)
+{
+    s_cluster_t c;
+    s_plan (&c, "3s");
+    HARNESS_ASSERT (ft_broker_spawn (&c.a, c.sets), "broker A did not start");
+    HARNESS_ASSERT (pt_wait_field (&c.a, "cluster.state", "serving", 15000), "A does not serve");
+    long long a = s_sql_int (&c.pg, "SELECT max(member_id) FROM keel_members");
+    char sql[200];
+    snprintf (sql, sizeof sql, "SELECT setval('keel_member_seq', %lld)", a + 254);
+    s_sql_int (&c.pg, sql);
+    HARNESS_ASSERT (ft_broker_spawn (&c.b, c.sets), "broker B did not start");
+    HARNESS_ASSERT (pt_wait_field (&c.b, "cluster.state", "serving", 15000), "B does not serve");
+    HARNESS_ASSERT (s_sql_int (&c.pg, "SELECT count(*) FROM keel_members") == 2,
+                    "expected the rows of A and B");
+    long long b = s_sql_int (&c.pg, "SELECT max(member_id) FROM keel_members");
+    HARNESS_ASSERT (b > a + 255, "B joined as member %lld: the prefix of A (member %lld)", b, a);
+    HARNESS_ASSERT (s_sql_int (&c.pg, "SELECT count(DISTINCT member_id % 255) FROM keel_members")
+                        == 2,
+                    "A (%lld) and B (%lld) share an execution-id prefix", a, b);
+    HARNESS_ASSERT (harness_stop (c.b.pid, 10000) == 0, "broker B did not stop cleanly");
+    HARNESS_ASSERT (harness_stop (c.a.pid, 10000) == 0, "broker A did not stop cleanly");
     pg_stop (&c.pg, 10000);
 }
