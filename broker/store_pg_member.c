@@ -400,11 +400,11 @@ keel_store_pg_join (keel_store_pg_t *self, keel_error_t *err)
         int64_t next = s_ask (self, "SELECT nextval('keel_member_seq') + $1::bigint", 0, err);
         if (next <= 0)
             return KEEL_ERR_STORE;
-        int64_t holders = s_ask (self,
-                                 "SELECT count(*)::int8 FROM keel_members WHERE member_id % "
-                                 S_XSTR (KEEL_STORE_EXEC_PREFIXES) " = $1::bigint % "
-                                 S_XSTR (KEEL_STORE_EXEC_PREFIXES),
-                                 (uint64_t) next, err);
+        int64_t holders = s_ask (
+            self,
+            "SELECT count(*)::int8 FROM keel_members WHERE member_id % " S_XSTR (
+                KEEL_STORE_EXEC_PREFIXES) " = $1::bigint % " S_XSTR (KEEL_STORE_EXEC_PREFIXES),
+            (uint64_t) next, err);
         if (holders < 0)
             return KEEL_ERR_STORE;
         if (holders == 0)

@@ -503,8 +503,8 @@ s_sql_int (const pg_instance_t *pg, const char *sql)
     PGconn *conn = PQconnectdb (pg->conninfo);
     HARNESS_ASSERT (PQstatus (conn) == CONNECTION_OK, "connect: %s", PQerrorMessage (conn));
     PGresult *res = PQexec (conn, sql);
-    HARNESS_ASSERT (PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1, "%s: %s",
-                    sql, PQresultErrorMessage (res));
+    HARNESS_ASSERT (PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1, "%s: %s", sql,
+                    PQresultErrorMessage (res));
     long long v = atoll (PQgetvalue (res, 0, 0));
     PQclear (res);
     PQfinish (conn);
