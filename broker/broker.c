@@ -688,8 +688,9 @@ s_start_syncer (keel_broker_t *self, keel_error_t *err)
 {
     if (keel_store_sync_fd (self->store) < 0)
         return KEEL_OK;
-    self->syncer = keel_syncer_new (keel_store_sync_fd (self->store),
-                                    keel_store_checkpoint_path (self->store));
+    self->syncer =
+        keel_syncer_new (keel_store_sync_fd (self->store), keel_store_checkpoint_path (self->store),
+                         keel_broker_cfg_StoreSyncInterval (self->settings));
     if (!self->syncer)
         return keel_error_set (err, KEEL_ERR_NOMEM, "cannot start the store sync thread");
     keel_store_checkpoints_elsewhere (self->store, true); // the syncer's from now on

@@ -35,6 +35,11 @@
          "full: an acknowledgement survives power loss (the WAL is fdatasynced, off the broker's " \
          "loop, before acceptances and result acknowledgements leave); normal: survives kill -9 "  \
          "of the broker only. SQLite only: on PostgreSQL the server's synchronous_commit decides") \
+    KEY (StoreSyncInterval, DURATION, "ms", "2ms", 0, 1000, false, NULL,                           \
+         "StoreSync=full: shortest time from the start of one flush of the store to the start of " \
+         "the next; commits made meanwhile share the next flush (acceptances and result "          \
+         "acknowledgements wait for it), so a busy broker flushes at most 1/StoreSyncInterval "    \
+         "times a second and spends that CPU on work instead; 0 = flush as soon as one is asked")  \
     KEY (CommitDelay, DURATION, "ms", "100ms", 0, 10000, true, NULL,                               \
          "Longest time a change nobody waits for (dispatch state, acknowledgements to engines) "   \
          "stays uncommitted; acceptances always commit at once")                                   \

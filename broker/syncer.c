@@ -26,12 +26,19 @@ typedef struct {
     atomic_uint_fast64_t done, failed;
 } s_ckpt_t;
 
+// What the flushing thread shares with the loop.
+typedef struct {
+    int fd;
+    int64_t interval_us;         // from the start of one flush to the start of the next
+    atomic_uint_fast64_t latest; // the last commit asked for: written before it is stored here
+} s_flush_t;
+
 struct _keel_syncer_t {
     keel_thread_t *thread;
+    s_flush_t flush;
     zsock_t *actor;             // its pipe
     keel_thread_t *ckpt_thread; // NULL without db_path
     s_ckpt_t ckpt;
-    int fd;
     uint64_t requested; // highest seq asked for
     uint64_t inflight;  // seq of the fdatasync running, 0 = none
     uint64_t synced;    // highest seq known durable
@@ -108,9 +115,10 @@ s_ckpt_thread (zsock_t *pipe, void *arg)
 static void
 s_thread (zsock_t *pipe, void *arg)
 {
-    int fd = *(int *) arg;
+    const s_flush_t *flush = arg;
     s_block_signals ();
     zsock_signal (pipe, 0);
+    int64_t last_start = 0;
     while (true) {
         zmsg_t *msg = zmsg_recv (pipe);
         if (!msg) {
@@ -126,18 +134,33 @@ s_thread (zsock_t *pipe, void *arg)
         zmsg_destroy (&msg);
         if (term)
             break;
-        int error = fdatasync (fd) == 0 ? 0 : errno;
+        // StoreSyncInterval: wait out what is left of it since the last
+        // flush started; the loop's requests meanwhile wait in the pipe and
+        // are merged into the next (keel_syncer_request).
+        int64_t wait = last_start ? last_start + flush->interval_us - zclock_usecs () : 0;
+        if (wait > 0)
+            usleep ((useconds_t) wait);
+        last_start = zclock_usecs ();
+        // Every commit asked for by now is in the file (the loop writes a
+        // commit before it asks): this flush makes them all durable, not
+        // only the one the message named.
+        uint64_t latest = atomic_load_explicit (&flush->latest, memory_order_acquire);
+        if (latest > seq)
+            seq = latest;
+        int error = fdatasync (flush->fd) == 0 ? 0 : errno;
         zsock_send (pipe, "84", seq, (uint32_t) error);
     }
 }
 
 keel_syncer_t *
-keel_syncer_new (int fd, const char *db_path)
+keel_syncer_new (int fd, const char *db_path, int64_t interval_ms)
 {
     keel_syncer_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->fd = fd;
+    self->flush.fd = fd;
+    self->flush.interval_us = interval_ms > 0 ? interval_ms * 1000 : 0;
+    atomic_init (&self->flush.latest, 0);
     atomic_init (&self->ckpt.running, false);
     atomic_init (&self->ckpt.done, 0);
     atomic_init (&self->ckpt.failed, 0);
@@ -152,7 +175,7 @@ keel_syncer_new (int fd, const char *db_path)
         }
         zsock_set_sndtimeo (keel_thread_pipe (self->ckpt_thread), 0);
     }
-    self->thread = keel_thread_new (s_thread, &self->fd);
+    self->thread = keel_thread_new (s_thread, &self->flush);
     self->actor = self->thread ? keel_thread_pipe (self->thread) : NULL;
     if (!self->actor) {
         keel_thread_destroy (&self->ckpt_thread);
@@ -199,8 +222,10 @@ s_issue (keel_syncer_t *self)
 void
 keel_syncer_request (keel_syncer_t *self, uint64_t seq)
 {
-    if (seq > self->requested)
+    if (seq > self->requested) {
         self->requested = seq;
+        atomic_store_explicit (&self->flush.latest, seq, memory_order_release);
+    }
     if (!self->inflight && self->requested > self->synced)
         s_issue (self);
 }

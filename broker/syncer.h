@@ -12,8 +12,11 @@
     Commits are numbered by the broker (1, 2, ...). keel_syncer_request(n)
     asks that every commit up to n be made durable. One fdatasync is in
     flight at a time; requests made meanwhile are merged into the next one
-    (group commit), so the number of flushes per second is bounded by the
-    disk, not by the commit rate.
+    (group commit), and the next one starts no sooner than StoreSyncInterval
+    after the last one started, so the number of flushes per second is
+    bounded by the disk and by that interval, not by the commit rate. A
+    flush costs ~65-110 µs of kernel CPU here; at one per round trip it was
+    a fifth of the broker's CPU in W2 (docs/benchmarks.md).
 
     The syncer's thread does one thing: fdatasync(fd). A second thread, the
     checkpointer, runs when the loop asks (keel_syncer_checkpoint, once the
@@ -40,8 +43,10 @@ typedef struct _keel_syncer_t keel_syncer_t;
 
 // Starts the syncer thread for fd (not owned: it must outlive the syncer);
 // db_path (copied; NULL: no checkpoints) is the SQLite store to checkpoint.
-// Returns NULL on failure (out of memory, no thread).
-keel_syncer_t *keel_syncer_new (int fd, const char *db_path);
+// A flush starts at least interval_ms after the one before started
+// (StoreSyncInterval): requests made meanwhile are merged into it. Returns
+// NULL on failure (out of memory, no thread).
+keel_syncer_t *keel_syncer_new (int fd, const char *db_path, int64_t interval_ms);
 
 // Stops the thread (after any fdatasync in flight), frees, nulls *self_p.
 void keel_syncer_destroy (keel_syncer_t **self_p);
