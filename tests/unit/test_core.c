@@ -125,20 +125,31 @@ s_changes (keel_change_kind_t kind)
 
 // ---------------------------------------------------------------- messages
 
-// Driver d1's hello, naming service_id as open (NULL: none).
+// A DriverHello from driver_id naming service_id as open (NULL: none) and
+// attaching the n services of attach.
 static void
-s_hello_with (const char *service_id)
+s_driver_hello (const char *driver_id, const char *service_id, Keel__AttachService **attach,
+                size_t n)
 {
     Keel__Envelope env;
     Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
     char *services[] = { (char *) service_id };
     keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-    hello.driver_id = "d1";
+    hello.driver_id = (char *) driver_id;
     hello.n_services = service_id ? 1 : 0;
     hello.services = services;
+    hello.n_attach = n;
+    hello.attach = attach;
     env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
     env.driver_hello = &hello;
     keel_core_message (core, drv_route, &env);
+}
+
+// Driver d1's hello, naming service_id as open (NULL: none).
+static void
+s_hello_with (const char *service_id)
+{
+    s_driver_hello ("d1", service_id, NULL, 0);
 }
 
 static void
@@ -692,15 +703,7 @@ Test (core, an_abandoned_service_is_purged_after_its_last_result_acknowledged_or
 static void
 s_hello_attach (const char *driver_id, Keel__AttachService **attach, size_t n)
 {
-    Keel__Envelope env;
-    Keel__DriverHello hello = KEEL__DRIVER_HELLO__INIT;
-    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
-    hello.driver_id = (char *) driver_id;
-    hello.n_attach = n;
-    hello.attach = attach;
-    env.body_case = KEEL__ENVELOPE__BODY_DRIVER_HELLO;
-    env.driver_hello = &hello;
-    keel_core_message (core, drv_route, &env);
+    s_driver_hello (driver_id, NULL, attach, n);
 }
 
 // DriverHello.attach: the service moves to the attaching driver, is closed

@@ -30,12 +30,21 @@ s_wait (keel_syncer_t *syncer, uint64_t *synced, keel_error_t *err)
     return keel_syncer_recv (syncer, synced, err);
 }
 
-Test (syncer, flushes_a_file_and_merges_requests_made_meanwhile, .timeout = 30)
+// A fresh file with one byte written, for a syncer to flush (path: a
+// mkstemp template, filled in).
+static int
+s_dirty_file (char *path)
 {
-    char path[] = "/tmp/keel-syncer-XXXXXX";
     int fd = mkstemp (path);
     cr_assert_geq (fd, 0);
     cr_assert_eq (write (fd, "x", 1), 1);
+    return fd;
+}
+
+Test (syncer, flushes_a_file_and_merges_requests_made_meanwhile, .timeout = 30)
+{
+    char path[] = "/tmp/keel-syncer-XXXXXX";
+    int fd = s_dirty_file (path);
     keel_syncer_t *syncer = keel_syncer_new (fd, NULL, 0);
     cr_assert_not_null (syncer);
     cr_expect_not (keel_syncer_busy (syncer));
@@ -71,9 +80,7 @@ Test (syncer, flushes_a_file_and_merges_requests_made_meanwhile, .timeout = 30)
 Test (syncer, flushes_are_spaced_by_the_interval_and_cover_what_waited, .timeout = 30)
 {
     char path[] = "/tmp/keel-syncer-XXXXXX";
-    int fd = mkstemp (path);
-    cr_assert_geq (fd, 0);
-    cr_assert_eq (write (fd, "x", 1), 1);
+    int fd = s_dirty_file (path);
     keel_syncer_t *syncer = keel_syncer_new (fd, NULL, 200);
     cr_assert_not_null (syncer);
     uint64_t synced = 0;
@@ -134,8 +141,7 @@ s_on_usr1 (int sig)
 Test (syncer, a_signal_does_not_end_the_thread, .timeout = 20)
 {
     char path[] = "/tmp/keel-syncer-XXXXXX";
-    int fd = mkstemp (path);
-    cr_assert_geq (fd, 0);
+    int fd = s_dirty_file (path);
     struct sigaction sa = { 0 };
     sa.sa_handler = s_on_usr1; // no SA_RESTART: interrupts system calls
     cr_assert_eq (sigaction (SIGUSR1, &sa, NULL), 0);
@@ -321,8 +327,7 @@ Test (syncer, without_the_checkpointer_the_commits_keep_the_wal_bounded, .timeou
 Test (syncer, a_failed_checkpoint_is_counted, .timeout = 30)
 {
     char path[] = "/tmp/keel-syncer-XXXXXX";
-    int fd = mkstemp (path);
-    cr_assert_geq (fd, 0);
+    int fd = s_dirty_file (path);
     keel_syncer_t *syncer = keel_syncer_new (fd, "/nonexistent-dir/store.db", 0);
     cr_assert_not_null (syncer);
     for (uint64_t want = 1; want <= 2; want++) {
