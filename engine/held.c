@@ -10,13 +10,19 @@
 
 //  items keeps insertion order for keel_held_at (swap-remove); slots is an
 //  open-addressing index (linear probing) from execution id to item: each
-//  slot holds an items index + 1, 0 = empty; nslots is a power of two at
-//  least twice cap, so a lookup is O(1) however many tasks an engine holds
-//  (with EnginePrefetch, thousands of finished tasks may await their acks).
+//  slot holds the id and its items index + 1 (v, 0 = empty), so a probe
+//  reads the index alone, not the task; nslots is a power of two at least
+//  twice cap, so a lookup is O(1) however many tasks an engine holds (with
+//  prefetch, thousands of finished tasks may await their acks).
+typedef struct {
+    uint64_t id;
+    size_t v;
+} s_slot_t;
+
 struct _keel_held_t {
     keel_held_task_t **items;
     size_t size, cap;
-    size_t *slots;
+    s_slot_t *slots;
     size_t nslots;
 };
 
@@ -30,32 +36,40 @@ s_hash (uint64_t id)
 }
 
 //  The slot holding id, or the empty slot where it would go.
-static size_t *
+static s_slot_t *
 s_slot (const keel_held_t *self, uint64_t id)
 {
     size_t mask = self->nslots - 1;
     for (size_t i = s_hash (id) & mask;; i = (i + 1) & mask) {
-        size_t v = self->slots[i];
-        if (!v || self->items[v - 1]->execution_id == id)
-            return &self->slots[i];
+        s_slot_t *slot = &self->slots[i];
+        if (!slot->v || slot->id == id)
+            return slot;
     }
+}
+
+static void
+s_set_slot (keel_held_t *self, uint64_t id, size_t v)
+{
+    s_slot_t *slot = s_slot (self, id);
+    slot->id = id;
+    slot->v = v;
 }
 
 //  Empties a slot, shifting back the entries that probed past it.
 static void
-s_unslot (keel_held_t *self, size_t *slot)
+s_unslot (keel_held_t *self, s_slot_t *slot)
 {
     size_t mask = self->nslots - 1;
     size_t hole = (size_t) (slot - self->slots);
-    self->slots[hole] = 0;
-    for (size_t j = (hole + 1) & mask; self->slots[j]; j = (j + 1) & mask) {
-        size_t home = s_hash (self->items[self->slots[j] - 1]->execution_id) & mask;
+    self->slots[hole].v = 0;
+    for (size_t j = (hole + 1) & mask; self->slots[j].v; j = (j + 1) & mask) {
+        size_t home = s_hash (self->slots[j].id) & mask;
         //  The entry at j may move to the hole unless its home lies
         //  cyclically in (hole, j].
         bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (!stays) {
             self->slots[hole] = self->slots[j];
-            self->slots[j] = 0;
+            self->slots[j].v = 0;
             hole = j;
         }
     }
@@ -64,14 +78,14 @@ s_unslot (keel_held_t *self, size_t *slot)
 static bool
 s_reindex (keel_held_t *self, size_t nslots)
 {
-    size_t *slots = calloc (nslots, sizeof *slots);
+    s_slot_t *slots = calloc (nslots, sizeof *slots);
     if (!slots)
         return false;
     free (self->slots);
     self->slots = slots;
     self->nslots = nslots;
     for (size_t i = 0; i < self->size; i++)
-        *s_slot (self, self->items[i]->execution_id) = i + 1;
+        s_set_slot (self, self->items[i]->execution_id, i + 1);
     return true;
 }
 
@@ -127,7 +141,7 @@ s_append (keel_held_t *self, uint64_t execution_id, const char *service_id, uint
     task->execution_id = execution_id;
     task->task_id = task_id;
     self->items[self->size++] = task;
-    *s_slot (self, execution_id) = self->size;
+    s_set_slot (self, execution_id, self->size);
     return task;
 }
 
@@ -167,7 +181,7 @@ keel_held_find (const keel_held_t *self, uint64_t execution_id)
 {
     if (!self->nslots)
         return NULL;
-    size_t v = *s_slot (self, execution_id);
+    size_t v = s_slot (self, execution_id)->v;
     return v ? self->items[v - 1] : NULL;
 }
 
@@ -207,15 +221,15 @@ keel_held_remove (keel_held_t *self, uint64_t execution_id)
 {
     if (!self->nslots)
         return false;
-    size_t *slot = s_slot (self, execution_id);
-    if (!*slot)
+    s_slot_t *slot = s_slot (self, execution_id);
+    if (!slot->v)
         return false;
-    size_t i = *slot - 1;
+    size_t i = slot->v - 1;
     s_unslot (self, slot);
     s_free (self->items[i]);
     self->items[i] = self->items[--self->size];
     if (i < self->size)
-        *s_slot (self, self->items[i]->execution_id) = i + 1;
+        s_slot (self, self->items[i]->execution_id)->v = i + 1;
     return true;
 }
 

@@ -116,6 +116,8 @@ s_push (keel_starter_t *self, const Keel__Assign *assign)
     return true;
 }
 
+//  pid < 0: the task runs in this process (an inline built-in). getpid is
+//  asked only when the line is written: it is a system call per task.
 static void
 s_log_started (keel_starter_t *self, const Keel__Assign *assign, int pid)
 {
@@ -123,7 +125,7 @@ s_log_started (keel_starter_t *self, const Keel__Assign *assign, int pid)
                "task started exec=%" PRIu64 " service=%s task=%" PRIu64 " type=%s "
                "memory_bytes=%zu pid=%d",
                assign->execution_id, assign->service_id, assign->task_id, assign->type,
-               assign->has_memory ? assign->memory.len : 0, pid);
+               assign->has_memory ? assign->memory.len : 0, pid < 0 ? (int) getpid () : pid);
     KEEL_JOURNAL ("exec_start", .service = assign->service_id, .task = assign->task_id,
                   .execution = assign->execution_id, .engine = self->engine_id);
 }
@@ -133,7 +135,7 @@ s_log_started (keel_starter_t *self, const Keel__Assign *assign, int pid)
 static void
 s_run_inline (keel_starter_t *self, const Keel__Assign *assign)
 {
-    s_log_started (self, assign, (int) getpid ());
+    s_log_started (self, assign, -1);
     int64_t started = keel_runner_usecs ();
     keel_builtin_result_t out;
     bool ran = keel_builtin_run (assign->type, assign->input.data, assign->input.len, &out)
