@@ -341,6 +341,18 @@ s_check_refused (const keel_env_t *env, const char *w, keel_error_t *err)
            && s_text (err, w, "error", m->error, false, KEEL_TEXT_MAX);
 }
 
+// One element of a TaskResults.
+static bool
+s_check_task_result (const Keel__TaskResult *r, const char *w, keel_error_t *err)
+{
+    return s_id (err, w, "service_id", r->service_id, true)
+           && s_has (err, w, "task_id", r->has_task_id) && s_has (err, w, "status", r->has_status)
+           && s_enum (err, w, "status", true, r->status, KEEL__TASK_STATUS__STATUS_OK,
+                      KEEL__TASK_STATUS__STATUS_CANCELLED)
+           && s_text (err, w, "error", r->error, false, KEEL_TEXT_MAX)
+           && s_id (err, w, "engine_id", r->engine_id, false);
+}
+
 static bool
 s_check_task_results (const keel_env_t *env, const char *w, keel_error_t *err)
 {
@@ -348,17 +360,14 @@ s_check_task_results (const keel_env_t *env, const char *w, keel_error_t *err)
     if (!s_count (err, w, "results", m->n_results, 1, KEEL_LIST_MAX))
         return false;
     for (size_t i = 0; i < m->n_results; i++) {
-        const Keel__TaskResult *r = m->results[i];
+        keel_error_t scratch;
+        if (s_check_task_result (m->results[i], w, &scratch))
+            continue;
+        // The element's name is formatted only for the error (a driver's
+        // batch of 256 results paid a snprintf each).
         char where[64];
         snprintf (where, sizeof where, "%s: results[%zu]", w, i);
-        if (!s_id (err, where, "service_id", r->service_id, true)
-            || !s_has (err, where, "task_id", r->has_task_id)
-            || !s_has (err, where, "status", r->has_status)
-            || !s_enum (err, where, "status", true, r->status, KEEL__TASK_STATUS__STATUS_OK,
-                        KEEL__TASK_STATUS__STATUS_CANCELLED)
-            || !s_text (err, where, "error", r->error, false, KEEL_TEXT_MAX)
-            || !s_id (err, where, "engine_id", r->engine_id, false))
-            return false;
+        return s_check_task_result (m->results[i], where, err);
     }
     return true;
 }

@@ -127,10 +127,18 @@ s_inputs_next (s_inputs_t *in, const char **data, size_t *size)
         case KEEL_INPUT_RANGE: {
             if (in->produced >= args->range_to - args->range_from)
                 return in->ended = true, false;
-            int n = snprintf (in->number, sizeof in->number, "%lld",
-                              (long long) (args->range_from + in->produced));
-            *data = in->number;
-            *size = (size_t) n;
+            //  The digits by hand: an snprintf per task showed in W1's profile.
+            long long v = (long long) (args->range_from + in->produced);
+            unsigned long long m = v < 0 ? 0ULL - (unsigned long long) v : (unsigned long long) v;
+            char *end = in->number + sizeof in->number, *p = end;
+            do {
+                *--p = (char) ('0' + m % 10);
+                m /= 10;
+            } while (m);
+            if (v < 0)
+                *--p = '-';
+            *data = p;
+            *size = (size_t) (end - p);
             break;
         }
         case KEEL_INPUT_FILE: {
