@@ -271,7 +271,7 @@ s_undo_fresh (keel_core_t *self)
             s_withdraw_ack (self, r->execution_id);
             if (self->counters.claims_kept)
                 self->counters.claims_kept--;
-            char engine_id[sizeof r->engine_id];
+            char engine_id[KEEL_ID_MAX + 1];
             snprintf (engine_id, sizeof engine_id, "%s", r->engine_id);
             keel_core_pending_add (self, svc->id, self->fresh[i].task_id, r->execution_id,
                                    engine_id, r);

@@ -37,26 +37,11 @@ keel_core_requeue (keel_core_t *self, keel_service_rec_t *svc, uint64_t task_id)
 static keel_task_result_t *
 s_result_from (const Keel__Result *res, const char *engine_id)
 {
-    keel_task_result_t *r = calloc (1, sizeof *r);
+    keel_task_result_t *r =
+        keel_task_result_new (res->status, res->has_output ? res->output.data : NULL,
+                              res->has_output ? res->output.len : 0, res->error, engine_id);
     if (!r)
         return NULL;
-    r->status = res->status;
-    if (res->has_output && res->output.len) {
-        r->output = malloc (res->output.len);
-        if (!r->output) {
-            free (r);
-            return NULL;
-        }
-        memcpy (r->output, res->output.data, res->output.len);
-        r->output_len = res->output.len;
-    }
-    if (res->error)
-        r->error = strdup (res->error);
-    if (engine_id) { // a plain copy: snprintf per result showed in W1's profile
-        size_t len = strnlen (engine_id, sizeof r->engine_id - 1);
-        memcpy (r->engine_id, engine_id, len);
-        r->engine_id[len] = '\0';
-    }
     r->execution_id = res->execution_id;
     r->run_ms = res->has_run_ms ? res->run_ms : 0;
     r->permanent =

@@ -115,21 +115,10 @@ s_load_task (const keel_store_task_t *row, void *arg)
     }
     keel_task_state_t state = row->state < KEEL_TASK_NSTATES ? row->state : KEEL_TASK_STATE_QUEUED;
     if (state == KEEL_TASK_STATE_DONE || state == KEEL_TASK_STATE_FAILED) {
-        keel_task_result_t *r = calloc (1, sizeof *r);
+        keel_task_result_t *r = keel_task_result_new (row->status, row->output, row->output_len,
+                                                      row->error, row->engine_id);
         if (!r)
             return -1;
-        r->status = row->status;
-        if (row->output_len) {
-            r->output = malloc (row->output_len);
-            if (!r->output) {
-                free (r);
-                return -1;
-            }
-            memcpy (r->output, row->output, row->output_len);
-            r->output_len = row->output_len;
-        }
-        r->error = row->error ? strdup (row->error) : NULL;
-        snprintf (r->engine_id, sizeof r->engine_id, "%s", row->engine_id ? row->engine_id : "");
         r->execution_id = row->execution_id;
         r->run_ms = row->run_ms;
         r->queued_ms = row->queued_ms;
@@ -194,16 +183,10 @@ s_load_pending (const keel_store_pending_t *row, void *arg)
         return 0;
     keel_task_result_t *r = NULL;
     if (row->has_result) {
-        r = calloc (1, sizeof *r);
+        r = keel_task_result_new (row->status, row->output, row->output_len, row->error,
+                                  row->engine_id);
         if (!r)
             return -1;
-        r->status = row->status;
-        if (row->output_len && (r->output = malloc (row->output_len))) {
-            memcpy (r->output, row->output, row->output_len);
-            r->output_len = row->output_len;
-        }
-        r->error = row->error ? strdup (row->error) : NULL;
-        snprintf (r->engine_id, sizeof r->engine_id, "%s", row->engine_id ? row->engine_id : "");
         r->execution_id = row->execution_id;
         r->run_ms = row->run_ms;
     }

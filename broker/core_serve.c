@@ -196,14 +196,10 @@ s_fail_queued (keel_core_t *self, keel_service_rec_t *svc, const char *why)
         keel_task_t *t = keel_service_task (svc, id);
         if (!t || t->state != KEEL_TASK_STATE_QUEUED)
             continue;
-        keel_task_result_t *r = calloc (1, sizeof *r);
-        if (r)
-            r->error = strdup (error);
-        if (!r || !r->error) {
-            keel_task_result_destroy (&r);
+        keel_task_result_t *r =
+            keel_task_result_new (KEEL__TASK_STATUS__STATUS_FAILED, NULL, 0, error, NULL);
+        if (!r)
             continue; // no memory now: the next check tries again
-        }
-        r->status = KEEL__TASK_STATUS__STATUS_FAILED;
         keel_core_task_finished (self, svc, id, r, KEEL_TASK_STATE_FAILED);
         failed++;
     }

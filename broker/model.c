@@ -56,11 +56,40 @@ keel_task_result_destroy (keel_task_result_t **result_p)
 {
     if (!result_p || !*result_p)
         return;
-    keel_task_result_t *r = *result_p;
-    free (r->output);
-    free (r->error);
-    free (r);
+    free (*result_p);
     *result_p = NULL;
+}
+
+keel_task_result_t *
+keel_task_result_new (int status, const void *output, size_t output_len, const char *error,
+                      const char *engine_id)
+{
+    if (!output)
+        output_len = 0;
+    size_t error_len = error ? strlen (error) + 1 : 0;
+    size_t engine_len = engine_id ? strnlen (engine_id, KEEL_ID_MAX) : 0;
+    keel_task_result_t *r = malloc (sizeof *r + output_len + error_len + engine_len + 1);
+    if (!r)
+        return NULL;
+    memset (r, 0, sizeof *r);
+    char *p = (char *) (r + 1);
+    if (output_len) {
+        memcpy (p, output, output_len);
+        r->output = (const uint8_t *) p;
+        r->output_len = output_len;
+        p += output_len;
+    }
+    if (error) {
+        memcpy (p, error, error_len);
+        r->error = p;
+        p += error_len;
+    }
+    if (engine_len)
+        memcpy (p, engine_id, engine_len);
+    p[engine_len] = '\0';
+    r->engine_id = p;
+    r->status = status;
+    return r;
 }
 
 static void

@@ -34,16 +34,22 @@ typedef struct _keel_exec_t keel_exec_t;
 typedef struct _keel_engine_t keel_engine_t;
 typedef struct _keel_service_rec_t keel_service_rec_t;
 
+// A task's terminal result: one allocation (keel_task_result_new), its
+// output, error and engine id stored behind the record. The model keeps a
+// finished task's result until its service is deleted (an attach with
+// `all` gets every result again), so W1 holds hundreds of thousands: the
+// record was 128 bytes and three allocations when its engine id was an
+// array and its output and error blocks of their own.
 typedef struct {
-    int status; // KEEL__TASK_STATUS__STATUS_*
-    uint8_t *output;
-    size_t output_len;
-    char *error; // NULL when none
-    char engine_id[KEEL_ID_MAX + 1];
     uint64_t execution_id;
     uint64_t run_ms;
     uint64_t queued_ms;
-    bool permanent; // FAILED, and the engine says no retry can succeed
+    const uint8_t *output; // NULL when none
+    size_t output_len;
+    const char *error;     // NULL when none
+    const char *engine_id; // "" when none (at most KEEL_ID_MAX bytes)
+    int status;            // KEEL__TASK_STATUS__STATUS_*
+    bool permanent;        // FAILED, and the engine says no retry can succeed
 } keel_task_result_t;
 
 // What changed in a task since the last successful commit.
@@ -277,6 +283,11 @@ keel_task_t *keel_service_queue_pop (keel_service_rec_t *svc,
 void keel_service_queue_remove (keel_service_rec_t *svc, uint64_t task_id);
 // Stores a terminal result (takes ownership of result).
 void keel_task_set_result (keel_task_t *task, keel_task_result_t *result);
+// A result with copies of output (output_len bytes; NULL or 0: none),
+// error (NULL: none) and engine_id (NULL: "", cut to KEEL_ID_MAX bytes);
+// the other fields are the caller's to set. NULL when out of memory.
+keel_task_result_t *keel_task_result_new (int status, const void *output, size_t output_len,
+                                          const char *error, const char *engine_id);
 void keel_task_result_destroy (keel_task_result_t **result_p);
 // Attempts as reported to people and drivers (TaskResult.attempts,
 // keel-admin tasks): executions that ended in a task failure plus the one

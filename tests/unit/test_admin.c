@@ -22,11 +22,8 @@ static keel_engine_t *engine_a, *engine_b;
 static void
 s_result (keel_task_t *t, int status, const char *error, const char *engine_id)
 {
-    keel_task_result_t *r = calloc (1, sizeof *r);
+    keel_task_result_t *r = keel_task_result_new (status, NULL, 0, error, engine_id);
     cr_assert_not_null (r);
-    r->status = status;
-    r->error = error ? strdup (error) : NULL;
-    snprintf (r->engine_id, sizeof r->engine_id, "%s", engine_id);
     r->execution_id = 77;
     keel_task_set_result (t, r);
 }

@@ -237,9 +237,9 @@ s_task (const char *service_id, uint64_t task_id)
 static void
 s_finish (const char *service_id, uint64_t task_id)
 {
-    keel_task_result_t *r = calloc (1, sizeof *r);
+    keel_task_result_t *r =
+        keel_task_result_new (KEEL__TASK_STATUS__STATUS_OK, NULL, 0, NULL, NULL);
     cr_assert_not_null (r);
-    r->status = KEEL__TASK_STATUS__STATUS_OK;
     keel_core_task_finished (core, s_svc (service_id), task_id, r, KEEL_TASK_STATE_DONE);
 }
 

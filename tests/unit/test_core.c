@@ -620,8 +620,8 @@ Test (core, a_purged_service_leaves_no_reference_in_the_turn)
     s_submit_tasks ("s1", 1);
     s_commit (true);
     keel_service_rec_t *svc = s_service ("s1");
-    keel_task_result_t *r = calloc (1, sizeof *r);
-    r->status = KEEL__TASK_STATUS__STATUS_OK;
+    keel_task_result_t *r =
+        keel_task_result_new (KEEL__TASK_STATUS__STATUS_OK, NULL, 0, NULL, NULL);
     keel_core_task_finished (core, svc, 0, r, KEEL_TASK_STATE_DONE);
     cr_assert_gt (core->nresults, 0, "the result waits to be sent");
     keel_task_t *t = keel_service_task (svc, 0);
@@ -651,8 +651,8 @@ Test (core, a_cancelled_service_is_purged_with_unacknowledged_results)
     s_commit (true);
     for (int i = 0; i < 2; i++) {
         keel_service_rec_t *svc = s_service (ids[i]);
-        keel_task_result_t *r = calloc (1, sizeof *r);
-        r->status = KEEL__TASK_STATUS__STATUS_OK;
+        keel_task_result_t *r =
+            keel_task_result_new (KEEL__TASK_STATUS__STATUS_OK, NULL, 0, NULL, NULL);
         keel_core_task_finished (core, svc, 0, r, KEEL_TASK_STATE_DONE);
         cr_assert_eq (svc->unacked, 1, "%s: the result is not waiting for its ack", ids[i]);
         cr_assert (keel_core_service_to (core, svc,
@@ -682,8 +682,8 @@ Test (core, an_abandoned_service_is_purged_after_its_last_result_acknowledged_or
     for (int i = 0; i < 3; i++) {
         keel_service_rec_t *svc = s_service (ids[i]);
         for (uint64_t t = 0; t < (i == 2 ? 1u : 2u); t++) {
-            keel_task_result_t *r = calloc (1, sizeof *r);
-            r->status = KEEL__TASK_STATUS__STATUS_OK;
+            keel_task_result_t *r =
+                keel_task_result_new (KEEL__TASK_STATUS__STATUS_OK, NULL, 0, NULL, NULL);
             keel_core_task_finished (core, svc, t, r, KEEL_TASK_STATE_DONE);
         }
     }
@@ -717,8 +717,8 @@ Test (core, an_attach_takes_the_service_over_closes_it_and_resends_its_results)
     s_commit (true);
     keel_service_rec_t *svc = s_service ("s1");
     for (uint64_t t = 0; t < 2; t++) {
-        keel_task_result_t *r = calloc (1, sizeof *r);
-        r->status = KEEL__TASK_STATUS__STATUS_OK;
+        keel_task_result_t *r =
+            keel_task_result_new (KEEL__TASK_STATUS__STATUS_OK, NULL, 0, NULL, NULL);
         keel_core_task_finished (core, svc, t, r, KEEL_TASK_STATE_DONE);
     }
     keel_service_task (svc, 0)->acked = 1; // collected by the first driver
@@ -788,8 +788,8 @@ Test (core, the_ranges_of_a_service_with_sparse_ids_see_every_gap)
 
     // Task 3's result is acknowledged: an attach skips it and every id
     // with no task.
-    keel_task_result_t *r = calloc (1, sizeof *r);
-    r->status = KEEL__TASK_STATUS__STATUS_OK;
+    keel_task_result_t *r =
+        keel_task_result_new (KEEL__TASK_STATUS__STATUS_OK, NULL, 0, NULL, NULL);
     keel_core_task_finished (core, svc, 3, r, KEEL_TASK_STATE_DONE);
     keel_service_task (svc, 3)->acked = 1;
     svc->unacked--;
