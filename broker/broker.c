@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,11 +201,84 @@ s_watch_store (keel_broker_t *self, zpoller_t *poller)
         *self->store_fd = -1; // polled again next turn; answers are read each turn anyway
 }
 
+// ---------------------------------------------------------------- quiet sockets
+//
+// The poller holds a quiet socket's ZMQ_FD, a plain descriptor that turns
+// readable when the socket's mailbox gets commands (a message arrived,
+// the peer went away), not its ZMQ_EVENTS. Any call on the socket may
+// read those commands, a send included, and leave messages waiting with
+// the descriptor quiet: so a socket used since ZMQ_EVENTS last said
+// "nothing" is `touched`, and the loop asks it before it waits (and
+// waits not at all when it has a message). One poll of the descriptors
+// after each wait says which were signalled.
+
+static bool
+s_quiet_new (keel_quiet_t *q)
+{
+    q->sock = NULL;
+    q->touched = false;
+    q->fd = calloc (1, KEEL_FD_BOX);
+    if (q->fd)
+        *q->fd = -1;
+    return q->fd != NULL;
+}
+
+// Points q at sock (NULL: none), in the poller when there is one.
+static int
+s_quiet_set (keel_quiet_t *q, zsock_t *sock, zpoller_t *poller)
+{
+    if (q->sock && poller)
+        zpoller_remove (poller, q->fd);
+    q->sock = sock;
+    *q->fd = sock ? zsock_fd (sock) : -1;
+    q->touched = sock != NULL;
+    return sock && poller ? zpoller_add (poller, q->fd) : 0;
+}
+
+bool
+keel_broker_quiet_readable (keel_quiet_t *q)
+{
+    if (!q->sock || !q->touched)
+        return false;
+    if (zsock_events (q->sock) & ZMQ_POLLIN)
+        return true;
+    q->touched = false;
+    return false;
+}
+
+// Before a wait: whether a quiet socket has a message (then no wait).
+static bool
+s_quiet_pending (keel_broker_t *self)
+{
+    bool admin = keel_broker_quiet_readable (&self->admin_q);
+    bool syncer = keel_broker_quiet_readable (&self->syncer_q);
+    bool zap = keel_broker_quiet_readable (&self->zap_q);
+    return admin || syncer || zap;
+}
+
+// After a wait: the quiet sockets whose descriptors were signalled.
+static void
+s_quiet_look (keel_broker_t *self)
+{
+    keel_quiet_t *all[] = { &self->admin_q, &self->syncer_q, &self->zap_q };
+    struct pollfd fds[3];
+    keel_quiet_t *which[3];
+    nfds_t n = 0;
+    for (size_t i = 0; i < 3; i++)
+        if (all[i]->sock && !all[i]->touched) {
+            fds[n] = (struct pollfd) { .fd = *all[i]->fd, .events = POLLIN };
+            which[n++] = all[i];
+        }
+    if (n && poll (fds, n, 0) > 0)
+        for (nfds_t i = 0; i < n; i++)
+            if (fds[i].revents)
+                which[i]->touched = true;
+}
+
 static void
 s_recv_syncer (keel_broker_t *self)
 {
-    while (self->syncer && !self->fatal
-           && (zsock_events (keel_syncer_actor (self->syncer)) & ZMQ_POLLIN)) {
+    while (self->syncer && !self->fatal && keel_broker_quiet_readable (&self->syncer_q)) {
         uint64_t seq = 0;
         keel_error_t err = { "" };
         keel_core_count_sync (self->core);
@@ -327,6 +401,7 @@ s_commit (keel_broker_t *self)
         s_checkpoint (self);
     if (self->syncer && seq > keel_core_synced_seq (self->core)) {
         keel_syncer_request (self->syncer, seq);
+        self->syncer_q.touched = true; // it may have sent on the pipe
         if (keel_syncer_failed (self->syncer)) {
             keel_error_t gone;
             keel_error_set (&gone, KEEL_ERR_STORE, "the store's sync thread is gone");
@@ -441,7 +516,7 @@ static void
 s_recv_admin (keel_broker_t *self)
 {
     for (int i = 0; i < 64; i++) {
-        if (!(zsock_events (self->admin) & ZMQ_POLLIN))
+        if (!keel_broker_quiet_readable (&self->admin_q))
             break;
         zmsg_t *msg = zmsg_recv (self->admin);
         if (!msg)
@@ -460,6 +535,7 @@ s_answer_admin (keel_broker_t *self)
     zmsg_t *msg;
     while ((msg = zlistx_first (self->admin_queue))) {
         zlistx_detach_cur (self->admin_queue);
+        self->admin_q.touched = true; // its reply is a call on the socket
         keel_broker_admin (self, msg);
         zmsg_destroy (&msg);
     }
@@ -493,9 +569,10 @@ static bool
 s_turn (keel_broker_t *self, zpoller_t *poller)
 {
     s_watch_store (self, poller);
-    zpoller_wait (poller, (int) s_poll_timeout (self));
+    zpoller_wait (poller, s_quiet_pending (self) ? 0 : (int) s_poll_timeout (self));
     if (zpoller_terminated (poller) || zsys_interrupted)
         return false;
+    s_quiet_look (self);
     s_clock (self);
     keel_broker_security_turn (self);
     s_collect (self);
@@ -571,14 +648,14 @@ s_say_serving (keel_broker_t *self)
 keel_err
 keel_broker_run (keel_broker_t *self)
 {
-    zpoller_t *poller = zpoller_new (self->router, self->admin, NULL);
+    zpoller_t *poller = zpoller_new (self->router, NULL);
     if (!poller)
         return KEEL_ERR_NOMEM;
-    if (self->syncer && zpoller_add (poller, keel_syncer_actor (self->syncer)) != 0) {
-        zpoller_destroy (&poller);
-        return KEEL_ERR_NOMEM;
-    }
-    if (self->zap && zpoller_add (poller, keel_zap_actor (self->zap)) != 0) {
+    if (s_quiet_set (&self->admin_q, self->admin, poller) != 0
+        || s_quiet_set (&self->syncer_q, self->syncer ? keel_syncer_actor (self->syncer) : NULL,
+                        poller)
+               != 0
+        || s_quiet_set (&self->zap_q, self->zap ? keel_zap_actor (self->zap) : NULL, poller) != 0) {
         zpoller_destroy (&poller);
         return KEEL_ERR_NOMEM;
     }
@@ -606,6 +683,7 @@ keel_broker_run (keel_broker_t *self)
     while (s_turn (self, poller))
         ;
     zpoller_destroy (&poller);
+    self->admin_q.sock = self->syncer_q.sock = self->zap_q.sock = NULL; // in no poller now
     if (self->fatal) {
         s_take_outbox (self);
         zlistx_purge (self->sendq);
@@ -694,7 +772,7 @@ s_start_syncer (keel_broker_t *self, keel_error_t *err)
     if (!self->syncer)
         return keel_error_set (err, KEEL_ERR_NOMEM, "cannot start the store sync thread");
     keel_store_checkpoints_elsewhere (self->store, true); // the syncer's from now on
-    if (self->poller && zpoller_add (self->poller, keel_syncer_actor (self->syncer)) != 0)
+    if (s_quiet_set (&self->syncer_q, keel_syncer_actor (self->syncer), self->poller) != 0)
         return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
     return KEEL_OK;
 }
@@ -702,8 +780,7 @@ s_start_syncer (keel_broker_t *self, keel_error_t *err)
 static void
 s_stop_syncer (keel_broker_t *self)
 {
-    if (self->syncer && self->poller)
-        zpoller_remove (self->poller, keel_syncer_actor (self->syncer));
+    s_quiet_set (&self->syncer_q, NULL, self->poller);
     keel_syncer_destroy (&self->syncer);
     if (self->store)
         keel_store_checkpoints_elsewhere (self->store, false);
@@ -792,10 +869,13 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     self->store_fd = calloc (1, KEEL_FD_BOX);
     if (self->store_fd)
         *self->store_fd = -1;
+    bool quiet =
+        s_quiet_new (&self->admin_q) & s_quiet_new (&self->syncer_q) & s_quiet_new (&self->zap_q);
     self->sendq = zlistx_new ();
     self->held = zlistx_new ();
     self->admin_queue = zlistx_new ();
-    if (!self->core || !self->sendq || !self->held || !self->admin_queue || !self->store_fd) {
+    if (!self->core || !self->sendq || !self->held || !self->admin_queue || !self->store_fd
+        || !quiet) {
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
         keel_broker_destroy (&self);
         return NULL;
@@ -890,6 +970,9 @@ keel_broker_destroy (keel_broker_t **self_p)
     zlistx_destroy (&self->held);
     free (self->answers);
     free (self->store_fd);
+    free (self->admin_q.fd);
+    free (self->syncer_q.fd);
+    free (self->zap_q.fd);
     keel_core_destroy (&self->core);
     keel_syncer_destroy (&self->syncer); // before the store: it syncs its WAL
     keel_store_destroy (&self->store);

@@ -219,6 +219,7 @@ keel_broker_admin (keel_broker_t *self, zmsg_t *msg)
     keel_core_admin_who (self->core, NULL);
     keel_msg_t out;
     keel_env_t *env = keel_msg_admin_reply (&out, reply.ok, reply.error, reply.json, reply.text);
+    self->admin_q.touched = true; // a send may read the socket's commands
     if (keel_wire_send_to (self->admin, route, env) != KEEL_OK)
         keel_core_send_failed (self->core, errno); // keel-admin gave up waiting
     keel_admin_reply_clear (&reply);

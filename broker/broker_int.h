@@ -21,6 +21,17 @@
 
 #define KEEL_FD_BOX 8192
 
+// A rarely busy socket (the admin socket, the syncer's and the ZAP
+// handler's pipes) that the loop polls by its ZMQ_FD instead of as a
+// socket (broker.c, "Quiet sockets"): zmq_poll asks each socket item for
+// ZMQ_EVENTS on every pass, a zero-timeout poll of its mailbox and a
+// getpid each, and those were about half the loop's system calls in W2.
+typedef struct {
+    zsock_t *sock; // NULL: none
+    int *fd;       // its ZMQ_FD, in a zeroed KEEL_FD_BOX block (see store_fd)
+    bool touched;  // used or signalled since ZMQ_EVENTS last said "nothing"
+} keel_quiet_t;
+
 struct _keel_broker_t {
     keel_settings_t *settings;
     keel_core_t *core;
@@ -45,6 +56,7 @@ struct _keel_broker_t {
     // its tag well past the int (valgrind caught the read landing in a
     // freed core next to the broker).
     int *store_fd;
+    keel_quiet_t admin_q, syncer_q, zap_q;
     uint64_t commit_seq;          // the last commit's number (keel_core_committed)
     uint64_t local_synced;        // commits durable in this store (the syncer's word)
     uint64_t checkpoints_failed;  // the syncer's failed checkpoints already logged ...
@@ -74,6 +86,11 @@ struct _keel_broker_t {
     int hup_fd; // signalfd for SIGHUP, -1 none
     bool stop;
 };
+
+// Whether a quiet socket has a message waiting. Asks ZMQ_EVENTS only when
+// the socket was touched (keel_quiet_t); a false answer after asking
+// clears touched.
+bool keel_broker_quiet_readable (keel_quiet_t *q);
 
 // Applies the core's journal so far and commits it at once (durable on
 // return), outside the turn's group commit: for recovery and the admin

@@ -71,12 +71,12 @@ keel_broker_security_turn (keel_broker_t *self)
         return;
     if (keel_security_hup_taken (self->hup_fd)) {
         keel_zap_reload (self->zap);
+        self->zap_q.touched = true; // a call on its pipe
         KEEL_INFO ("broker", "SIGHUP: authorized keys reread (AuthorizedDrivers, "
                              "AuthorizedEngines, AuthorizedAdmins); connections already made "
                              "stay until they close");
     }
-    zsock_t *pipe = keel_zap_actor (self->zap);
-    for (int i = 0; i < 4096 && (zsock_events (pipe) & ZMQ_POLLIN); i++) {
+    for (int i = 0; i < 4096 && keel_broker_quiet_readable (&self->zap_q); i++) {
         bool role = false;
         char text[256];
         if (keel_zap_recv_refusal (self->zap, &role, text, sizeof text))
