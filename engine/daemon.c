@@ -619,6 +619,7 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
             items[n++] = (zmq_pollitem_t) { zsock_resolve (self->probe), 0, ZMQ_POLLIN, 0 };
         }
         int nfds = keel_runner_fds (self->runner, fds, KEEL_ENGINE_MAX_SLOTS);
+        int fds_at = n;
         for (int i = 0; i < nfds; i++)
             items[n++] = (zmq_pollitem_t) { NULL, fds[i], ZMQ_POLLIN, 0 };
 
@@ -643,7 +644,11 @@ keel_daemon_run (keel_daemon_t *self, volatile sig_atomic_t *stop)
             s_read_broker (self);
         if (probe_at >= 0 && (items[probe_at].revents & ZMQ_POLLIN))
             s_read_probe (self);
-        keel_runner_process (self->runner, self->now, &handlers);
+        int nready = 0;
+        for (int i = 0; i < nfds; i++)
+            if (items[fds_at + i].revents)
+                fds[nready++] = fds[i];
+        keel_runner_process_polled (self->runner, self->now, &handlers, fds, nready);
         keel_starter_start_queued (self->starter, self->now);
         keel_outbox_end_turn (self->outbox); // the Results of the tasks that ended in this turn
     }

@@ -44,6 +44,7 @@ struct _keel_runner_t {
     int slots;
     size_t max_output;
     s_worker_t *workers;
+    int64_t reap_at; // keel_runner_process_polled: the next waitpid(-1) when no fd is readable
 };
 
 static int64_t
@@ -414,13 +415,35 @@ s_read (keel_runner_t *self, s_worker_t *w, int64_t now, const keel_runner_handl
     return 0;
 }
 
+static bool
+s_listed (const int *fds, int n, int fd)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] == fd)
+            return true;
+    return false;
+}
+
 int
 keel_runner_process (keel_runner_t *self, int64_t now, const keel_runner_handlers_t *handlers)
+{
+    return keel_runner_process_polled (self, now, handlers, NULL, -1);
+}
+
+int
+keel_runner_process_polled (keel_runner_t *self, int64_t now,
+                            const keel_runner_handlers_t *handlers, const int *readable,
+                            int nreadable)
 {
     keel_runner_done_fn *done = handlers->done;
     void *arg = handlers->arg;
     int reported = 0;
-    for (int i = 0; i < S_REAP_PER_TURN; i++) {
+    //  A worker that ends closes its socket (readable), so a turn with none
+    //  readable only reaps a command's orphans: every KEEL_RUNNER_REAP_MS.
+    bool reap = nreadable != 0 || now >= self->reap_at;
+    if (reap)
+        self->reap_at = now + KEEL_RUNNER_REAP_MS;
+    for (int i = 0; reap && i < S_REAP_PER_TURN; i++) {
         int status = 0;
         pid_t pid = waitpid (-1, &status, WNOHANG);
         if (pid <= 0)
@@ -438,7 +461,11 @@ keel_runner_process (keel_runner_t *self, int64_t now, const keel_runner_handler
                 s_replace (self, w, now);
             continue;
         }
-        int rc = s_read (self, w, now, handlers);
+        //  Only what the poll found readable: a read that would block is a
+        //  system call per worker per turn, in every turn of the engine.
+        int rc = nreadable < 0 || s_listed (readable, nreadable, w->fd)
+                     ? s_read (self, w, now, handlers)
+                     : 0;
         if (rc > 0)
             reported++;
         else if (rc < 0) {

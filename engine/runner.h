@@ -104,4 +104,14 @@ int64_t keel_runner_next_deadline (const keel_runner_t *self);
 // every checkpoint of a running task. Returns the number of results reported.
 int keel_runner_process (keel_runner_t *self, int64_t now, const keel_runner_handlers_t *handlers);
 
+// The same after the owner's poll: reads only the workers whose fds are
+// among the nreadable in readable (the others would block), and reaps
+// children only when one was readable or KEEL_RUNNER_REAP_MS passed (a
+// worker that ends makes its fd readable; a command's orphans wait that
+// long). nreadable < 0: every worker, every time (keel_runner_process).
+#define KEEL_RUNNER_REAP_MS 100
+int keel_runner_process_polled (keel_runner_t *self, int64_t now,
+                                const keel_runner_handlers_t *handlers, const int *readable,
+                                int nreadable);
+
 #endif
