@@ -869,13 +869,15 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     self->store_fd = calloc (1, KEEL_FD_BOX);
     if (self->store_fd)
         *self->store_fd = -1;
-    bool quiet =
-        s_quiet_new (&self->admin_q) & s_quiet_new (&self->syncer_q) & s_quiet_new (&self->zap_q);
+    // Each allocated, whatever the others did: keel_broker_destroy frees all three.
+    bool admin_q = s_quiet_new (&self->admin_q);
+    bool syncer_q = s_quiet_new (&self->syncer_q);
+    bool zap_q = s_quiet_new (&self->zap_q);
     self->sendq = zlistx_new ();
     self->held = zlistx_new ();
     self->admin_queue = zlistx_new ();
     if (!self->core || !self->sendq || !self->held || !self->admin_queue || !self->store_fd
-        || !quiet) {
+        || !admin_q || !syncer_q || !zap_q) {
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
         keel_broker_destroy (&self);
         return NULL;
