@@ -109,22 +109,39 @@ s_take_app (keel_actor_t *self, keel_actor_event_t *events, size_t max)
 
 // ---------------------------------------------------------------- broker sockets
 
-//  Decodes one message from a broker socket; NULL (logged) when malformed.
-//  A message is exactly one frame: a longer one is read whole and dropped
+//  Receives and decodes one message from a broker socket without waiting:
+//  *none when nothing was waiting, else NULL (logged) when malformed. A
+//  message is exactly one frame: a longer one is read whole and dropped
 //  whole, so no part of it (its last frame, say) passes for a message.
+//  Reading until nothing waits asks libzmq for the socket's commands once
+//  per drain; a ZMQ_EVENTS before each message asked once more per message
+//  (a zero-timeout poll and a getpid each).
 static keel_env_t *
-s_recv (keel_actor_t *self, zsock_t *sock)
+s_recv (keel_actor_t *self, zsock_t *sock, bool *none)
 {
-    zmsg_t *msg = zmsg_recv (sock);
-    if (!msg)
+    void *handle = zsock_resolve (sock);
+    zmq_msg_t part;
+    zmq_msg_init (&part);
+    *none = zmq_msg_recv (&part, handle, ZMQ_DONTWAIT) < 0;
+    if (*none) {
+        zmq_msg_close (&part);
         return NULL;
+    }
     keel_error_t err = { "multi-frame message" };
     keel_env_t *env = NULL;
-    if (zmsg_size (msg) == 1) {
-        zframe_t *frame = zmsg_first (msg);
-        env = keel_wire_decode (zframe_data (frame), zframe_size (frame), &err);
+    if (!zmq_msg_more (&part))
+        env = keel_wire_decode (zmq_msg_data (&part), zmq_msg_size (&part), &err);
+    else {
+        //  The rest of a multi-part message is there already (ZeroMQ
+        //  delivers a message whole): bounded by what arrived.
+        for (int more = 1; more;) {
+            zmq_msg_t rest;
+            zmq_msg_init (&rest);
+            more = zmq_msg_recv (&rest, handle, ZMQ_DONTWAIT) >= 0 && zmq_msg_more (&rest);
+            zmq_msg_close (&rest);
+        }
     }
-    zmsg_destroy (&msg);
+    zmq_msg_close (&part);
     if (env && env->sender != KEEL__SENDER_KIND__SENDER_BROKER) {
         snprintf (err.text, sizeof err.text, "sender is not a broker");
         keel_wire_free (&env);
@@ -139,9 +156,10 @@ s_handle_main (keel_actor_t *self)
 {
     zsock_t *sock = self->main;
     for (int i = 0; i < S_MAX_MSGS_PER_TURN && sock == self->main; i++) {
-        if (!(zsock_events (sock) & ZMQ_POLLIN))
+        bool none = false;
+        keel_env_t *env = s_recv (self, sock, &none);
+        if (none)
             break;
-        keel_env_t *env = s_recv (self, sock);
         if (env)
             keel_actor_on_message (self, env, zclock_mono ());
         keel_wire_free (&env);
@@ -153,9 +171,10 @@ s_handle_probe (keel_actor_t *self)
 {
     zsock_t *sock = self->probe;
     for (int i = 0; i < S_MAX_MSGS_PER_TURN && sock && sock == self->probe; i++) {
-        if (!(zsock_events (sock) & ZMQ_POLLIN))
+        bool none = false;
+        keel_env_t *env = s_recv (self, sock, &none);
+        if (none)
             break;
-        keel_env_t *env = s_recv (self, sock);
         if (env && env->body_case == KEEL__ENVELOPE__BODY_PASSIVE) {
             //  The primary came back passive: no failback in a pair.
             KEEL_LOG_LIMITED (&self->rl_peer, zclock_mono (), KEEL_LOG_INFO, S_COMPONENT,
