@@ -328,3 +328,31 @@ Test (engine_sdk, the_init_data_table_keeps_each_service_and_forgets_the_oldest_
     keel_initdata_destroy (&t);
     cr_assert_null (t);
 }
+
+//  keel_runner_process_polled reads only the workers the owner's poll
+//  found readable: a finished task's result waits on an unlisted worker
+//  and is read once its fd is listed.
+Test (engine_sdk, a_polled_turn_reads_only_the_workers_listed_readable)
+{
+    keel_runner_t *runner = keel_runner_new (1, 1 << 20, NULL);
+    keel_worker_request_t req = s_count ("1 0", NULL);
+    cr_assert_eq (keel_runner_start (runner, &req, 0, s_now ()), KEEL_OK);
+    int fds[8];
+    cr_assert_eq (keel_runner_fds (runner, fds, 8), 1);
+    //  Wait until the worker has written its result (its fd readable).
+    struct pollfd pfd = { fds[0], POLLIN, 0 };
+    int64_t until = s_now () + 10000;
+    while (poll (&pfd, 1, 20) == 0 && s_now () < until)
+        ;
+    cr_assert (pfd.revents & POLLIN, "the worker wrote nothing within 10 s");
+    s_seen_t seen = { 0 };
+    keel_runner_handlers_t h = { s_on_done, s_on_checkpoint, &seen };
+    keel_runner_process_polled (runner, s_now (), &h, NULL, 0);
+    cr_assert_eq (seen.results, 0, "a worker no poll found readable was read");
+    for (int i = 0; i < 100 && seen.results == 0; i++)
+        keel_runner_process_polled (runner, s_now (), &h, fds, 1);
+    cr_assert_eq (seen.results, 1, "the listed worker's result was not read");
+    cr_assert (seen.ok, "%s", seen.text);
+    cr_assert_str_eq (seen.text, "0-0");
+    keel_runner_destroy (&runner);
+}
