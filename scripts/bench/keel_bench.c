@@ -5,6 +5,8 @@
           N sequential round trips of one `double` task each: submit one,
           wait for its result, repeat. Prints median and p99 in µs. The
           first 1% (at least 10) are warm-up and not counted.
+          KEEL_BENCH_LATENCIES=FILE writes every counted round trip's µs
+          to FILE, in order.
 
       keel-bench failover PRIMARY FAILOVER|- PID [KEY=VALUE]...
           Keeps `sleep 50` tasks flowing (8 in flight), and once 20 results
@@ -173,6 +175,15 @@ s_latency (const char *broker, long total, int argc, char **argv)
         else if (i >= 0)
             lat[i] = elapsed;
         keel_result_destroy (&result);
+    }
+    //  KEEL_BENCH_LATENCIES=FILE: every counted round trip in µs, in order,
+    //  one a line (to see when the slow ones come, not only how many).
+    const char *dump = getenv ("KEEL_BENCH_LATENCIES");
+    FILE *out = rc == 0 && dump && *dump ? fopen (dump, "w") : NULL;
+    if (out) {
+        for (long i = 0; i < total; i++)
+            fprintf (out, "%" PRId64 "\n", lat[i]);
+        fclose (out);
     }
     if (rc == 0) {
         qsort (lat, (size_t) total, sizeof *lat, s_cmp_i64);
