@@ -535,8 +535,7 @@ s_answer_admin (keel_broker_t *self)
     zmsg_t *msg;
     while ((msg = zlistx_first (self->admin_queue))) {
         zlistx_detach_cur (self->admin_queue);
-        self->admin_q.touched = true; // its reply is a call on the socket
-        keel_broker_admin (self, msg);
+        keel_broker_admin (self, msg); // marks admin_q touched when it replies
         zmsg_destroy (&msg);
     }
 }

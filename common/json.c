@@ -254,15 +254,22 @@ keel_json_uint (keel_json_t *j, uint64_t v)
     s_put (j, p, (size_t) (tmp + sizeof tmp - p));
 }
 
+char *
+keel_json_int_text (int64_t v, char *end)
+{
+    // The magnitude of INT64_MIN does not fit an int64_t: negate as uint64_t.
+    uint64_t m = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
+    char *p = s_digits (m, end);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
 void
 keel_json_int (keel_json_t *j, int64_t v)
 {
     char tmp[24];
-    // The magnitude of INT64_MIN does not fit an int64_t: negate as uint64_t.
-    uint64_t m = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
-    char *p = s_digits (m, tmp + sizeof tmp);
-    if (v < 0)
-        *--p = '-';
+    char *p = keel_json_int_text (v, tmp + sizeof tmp);
     s_sep (j);
     s_put (j, p, (size_t) (tmp + sizeof tmp - p));
 }

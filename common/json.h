@@ -38,6 +38,9 @@ void keel_json_key (keel_json_t *j, const char *key);
 void keel_json_str (keel_json_t *j, const char *s);            // NULL → null
 void keel_json_strn (keel_json_t *j, const char *s, size_t n); // may contain NUL bytes
 void keel_json_int (keel_json_t *j, int64_t v);
+// v in decimal written backwards so that it ends just before end (at
+// most 20 bytes, no NUL); returns its first character.
+char *keel_json_int_text (int64_t v, char *end);
 void keel_json_uint (keel_json_t *j, uint64_t v);
 void keel_json_double (keel_json_t *j, double v);
 void keel_json_bool (keel_json_t *j, bool v);
