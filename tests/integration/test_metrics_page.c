@@ -24,6 +24,29 @@ s_service_running (void *arg)
     return harness_status_int (arg, "tasks.running", &running) && running > 0;
 }
 
+// True once the /status.json the broker publishes (once a second, see
+// broker_metrics.c) shows both engines online and a task running: the page
+// renders the copy published last, which can predate the engines' logins
+// (seen: a page with "0" engines, loaded 0.2 s after the broker started).
+static bool
+s_published (void *arg)
+{
+    char code[512];
+    snprintf (code, sizeof code,
+              "import http.client, json, sys\n"
+              "c = http.client.HTTPConnection('127.0.0.1', %d, timeout=5)\n"
+              "c.request('GET', '/status.json')\n"
+              "s = json.loads(c.getresponse().read())['status']\n"
+              "sys.exit(0 if s['engines']['online'] == 2 and s['tasks']['running'] > 0 else 1)\n",
+              *(const int *) arg);
+    const char *argv[] = { "-c", code, NULL };
+    harness_result_t res;
+    harness_run (&res, 10000, "/usr/bin/python3", argv);
+    bool ok = res.code == 0;
+    harness_result_free (&res);
+    return ok;
+}
+
 // The page as Chromium renders it after its script ran (--dump-dom waits
 // for the virtual time budget: the fetch of /status.json and the render).
 static int
@@ -68,6 +91,8 @@ Test (status_page, shows_live_engines_and_services_in_chromium, .init = harness_
     HARNESS_ASSERT (harness_spawn ("driver", "keel-driver", argv) > 0, "keel-driver did not start");
     HARNESS_ASSERT (harness_poll_until (s_service_running, &b, 15000),
                     "no task running within 15 s");
+    HARNESS_ASSERT (harness_poll_until (s_published, &port, 15000),
+                    "/status.json did not show 2 engines and a running task within 15 s");
 
     harness_result_t res;
     s_dump_dom (url, &res);
