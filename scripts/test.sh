@@ -47,12 +47,22 @@ fi
 
 # Each fuzz target for a few seconds on its seed corpus: a decoder that now
 # crashes on a seed or a near one fails CI (docs/security.md, "Fuzzing").
+# Its report is printed again after the tests when it failed: a CI log
+# shows the end of the output, where the tests' lines would hide it.
 fuzz_status=0
 fuzz_seconds=${KEEL_FUZZ_SECONDS:-5}
+fuzz_log="$root/$build_dir/fuzz-step.log"
 if [[ "${asan:-false}" != true && "$fuzz_seconds" != 0 ]]; then
-    scripts/fuzz/run.sh "$fuzz_seconds" || fuzz_status=$?
+    scripts/fuzz/run.sh "$fuzz_seconds" >"$fuzz_log" 2>&1 || fuzz_status=$?
+    cat "$fuzz_log"
 fi
 
 cd "$root/$build_dir"
-ctest --output-on-failure -j2
+ctest_status=0
+ctest --output-on-failure -j2 || ctest_status=$?
+if ((fuzz_status != 0)); then
+    echo "test.sh: the fuzz step failed (exit $fuzz_status) before the tests ran:" >&2
+    cat "$fuzz_log" >&2
+fi
+((ctest_status == 0)) || exit "$ctest_status"
 exit "$fuzz_status"

@@ -59,6 +59,14 @@ for t in "${targets[@]}"; do
         status=1
         echo "fuzz/run.sh: fuzz_$t FAILED (exit $rc); the end of $log:" >&2
         tail -n 40 "$log" >&2
+        # The input itself, so that a finding made only on a CI machine
+        # (which keeps no files) can be reproduced: base64 -d > crash,
+        # then build-fuzz/bin/fuzz_$t crash.
+        artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
+        if [[ -n "$artifact" && -f "$artifact" ]]; then
+            echo "fuzz/run.sh: the input ($(stat -c %s "$artifact") bytes, base64, at most 64 KiB):" >&2
+            head -c 65536 "$artifact" | base64 -w 100 >&2
+        fi
         summary+=("fuzz_$t: FAILED after ${runs:-?} executions")
     else
         summary+=("fuzz_$t: ${runs:-?} executions in ${secs:-?} s, no finding")
