@@ -1,6 +1,7 @@
 /*  test_json.c — the JSON writer (common/json.c): escaping, UTF-8, layout. */
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,52 @@ Test (json, copies_runs_between_escapes)
                       "ef\\n\"");
     cr_assert_str_eq (s_escape ("\"x\"", 3), "\"\\\"x\\\"\"");
     cr_assert_str_eq (s_escape ("abc\xff", 4), "\"abc\\u00ff\"");
+}
+
+// The escaping a byte at a time, as json.c did before its word-at-a-time
+// scan (ASCII only: every byte >= 0x80 here is a lone one, not UTF-8).
+static size_t
+s_reference (const unsigned char *text, size_t len, char *out)
+{
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = text[i];
+        const char *esc = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                          : c == '\b' ? "\\b"
+                          : c == '\f' ? "\\f"
+                                      : NULL;
+        if (esc)
+            o += (size_t) sprintf (out + o, "%s", esc);
+        else if (c < 0x20 || c >= 0x7f)
+            o += (size_t) sprintf (out + o, "\\u%04x", c);
+        else
+            out[o++] = (char) c;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return o;
+}
+
+Test (json, the_word_at_a_time_scan_escapes_every_byte_in_every_position)
+{
+    // Every byte value at every offset of a 19-byte run of plain text (two
+    // whole words and a tail, at each alignment), so each word test meets
+    // each byte in each of its lanes.
+    unsigned char text[19];
+    char want[19 * 6 + 3];
+    for (int c = 0; c < 256; c++)
+        for (size_t at = 0; at < sizeof text; at++) {
+            memset (text, 'a' + (int) (at % 26), sizeof text);
+            text[at] = (unsigned char) c;
+            s_reference (text, sizeof text, want);
+            cr_assert_str_eq (s_escape ((const char *) text, sizeof text), want,
+                              "byte 0x%02x at %zu", c, at);
+        }
 }
 
 Test (json, writes_integers_at_their_limits)
