@@ -5,7 +5,8 @@
 #   scripts/test.sh --asan   build in build-asan/ with AddressSanitizer + UBSan
 # KEEL_BUILD_DIR overrides the build directory (relative to the repo);
 # KEEL_FUZZ_SECONDS the time per fuzz target (default 5; 0 skips them).
-# Exits non-zero when the build or any test fails.
+# Exits non-zero when the build or any test fails. A failed fuzz step's
+# report (with the failing input in base64) is printed again at the end.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
