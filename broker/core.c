@@ -228,29 +228,52 @@ keel_core_ack_engine (keel_core_t *self, keel_engine_t *engine, uint64_t exec_id
     self->acks[self->nacks++] = (keel_ack_t) { engine, exec_id };
 }
 
+static int
+s_cmp_id (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return (x > y) - (x < y);
+}
+
 void
 keel_core_send_acks (keel_core_t *self)
 {
     if (self->nacks == 0)
         return;
-    uint64_t *ids = calloc (self->nacks, sizeof *ids);
-    uint8_t *done = calloc (self->nacks, 1);
-    for (size_t first = 0; ids && done && first < self->nacks; first++) {
+    // The acks of rows this commit left for the next one stay (in order,
+    // at the front); the others go, one message per engine.
+    size_t kept = 0;
+    if (self->ncarried) {
+        qsort (self->carried_execs, self->ncarried, sizeof (uint64_t), s_cmp_id);
+        for (size_t i = 0; i < self->nacks; i++)
+            if (bsearch (&self->acks[i].exec_id, self->carried_execs, self->ncarried,
+                         sizeof (uint64_t), s_cmp_id)) {
+                keel_ack_t a = self->acks[kept];
+                self->acks[kept++] = self->acks[i];
+                self->acks[i] = a;
+            }
+        self->ncarried = 0;
+    }
+    size_t nsend = self->nacks - kept;
+    keel_ack_t *send = self->acks + kept;
+    uint64_t *ids = nsend ? calloc (nsend, sizeof *ids) : NULL;
+    uint8_t *done = nsend ? calloc (nsend, 1) : NULL;
+    for (size_t first = 0; ids && done && first < nsend; first++) {
         if (done[first])
             continue;
-        keel_engine_t *engine = self->acks[first].engine;
+        keel_engine_t *engine = send[first].engine;
         size_t n = 0;
-        for (size_t i = first; i < self->nacks; i++)
-            if (!done[i] && self->acks[i].engine == engine) {
+        for (size_t i = first; i < nsend; i++)
+            if (!done[i] && send[i].engine == engine) {
                 done[i] = 1;
-                ids[n++] = self->acks[i].exec_id;
+                ids[n++] = send[i].exec_id;
             }
         keel_msg_t msg;
         keel_core_send_engine (self, engine, keel_msg_execution_ack (&msg, ids, n));
     }
     free (ids);
     free (done);
-    self->nacks = 0;
+    self->nacks = kept;
 }
 
 // ---------------------------------------------------------------- acceptances
@@ -551,6 +574,7 @@ keel_core_destroy (keel_core_t **self_p)
     free (self->assign_items);
     free (self->assign_ptrs);
     free (self->acks);
+    free (self->carried_execs);
     free (self->exec_puts);
     free (self->exec_dels);
     keel_sched_destroy (&self->sched);

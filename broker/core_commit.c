@@ -143,16 +143,48 @@ s_clear_execs (keel_core_t *self)
     self->nexec_dels = 0;
 }
 
-// Writes every changed task into the open transaction.
+// Whether a task's changed row waits for the next commit. An engine's
+// result that came since the last commit, to a task stored before it and
+// not yet acknowledged by its driver, waits one commit when this one comes
+// early (for submissions, before CommitDelay ran out; never in a turn that
+// must be durable at once, a login's): the driver has the result already
+// (results go out before commits) and acknowledges it within a round
+// trip, so the next commit writes the result and the acknowledgement as
+// one row instead of a row and then an UPDATE of it. Once only: `young`
+// is cleared here. The engine's acknowledgement waits with the row
+// (keel_core_send_acks), so it still means "stored".
+static bool
+s_carry (keel_core_t *self, keel_task_t *t)
+{
+    if (!t->young)
+        return false;
+    t->young = 0;
+    bool early =
+        self->uncommitted_since == 0 || self->now - self->uncommitted_since < self->commit_delay_ms;
+    if (!early || self->sync_now || t->acked || !(t->dirty & KEEL_DIRTY_RESULT)
+        || (t->dirty & KEEL_DIRTY_NEW) || !t->result
+        || !s_push_id (&self->carried_execs, &self->ncarried, &self->carried_cap,
+                       t->result->execution_id))
+        return false;
+    t->carried = 1;
+    return true;
+}
+
+// Writes every changed task into the open transaction (but the rows
+// s_carry leaves for the next commit).
 static keel_err
 s_write_dirty (keel_core_t *self)
 {
+    self->ncarried = 0;
     keel_err rc = s_write_execs (self);
     for (size_t i = 0; rc == KEEL_OK && i < self->ndirty; i++) {
         keel_service_rec_t *svc = self->dirty[i].svc;
         uint64_t id = self->dirty[i].task_id;
         keel_task_t *t = keel_service_task (svc, id);
         if (!t || !t->dirty)
+            continue;
+        t->carried = 0; // a carried row that a failed commit kept: written now
+        if (s_carry (self, t))
             continue;
         keel_store_task_t row;
         keel_core_store_task (svc, id, t, &row);
@@ -189,8 +221,14 @@ s_write_dirty (keel_core_t *self)
 static void
 s_clear_dirty (keel_core_t *self)
 {
+    size_t kept = 0; // carried rows stay changed, for the next commit
     for (size_t i = 0; i < self->ndirty; i++) {
         keel_task_t *t = keel_service_task (self->dirty[i].svc, self->dirty[i].task_id);
+        if (t && t->carried) {
+            t->carried = 0;
+            self->dirty[kept++] = self->dirty[i];
+            continue;
+        }
         if (t) {
             t->dirty = 0;
             if (!t->durable) {
@@ -199,7 +237,7 @@ s_clear_dirty (keel_core_t *self)
             }
         }
     }
-    self->ndirty = 0;
+    self->ndirty = kept;
 }
 
 static void

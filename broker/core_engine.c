@@ -202,6 +202,10 @@ s_engine_result (keel_core_t *self, keel_engine_t *engine, Keel__Result *res)
         max = UINT16_MAX; // t->attempts is 16 bits: it must not wrap
     if (res->status == KEEL__TASK_STATUS__STATUS_OK) {
         keel_core_task_finished (self, svc, res->task_id, r, KEEL_TASK_STATE_DONE);
+        // Its row may wait one commit for the driver's ack (core_commit.c).
+        keel_task_t *done = keel_service_task (svc, res->task_id);
+        if (done)
+            done->young = 1;
         return;
     }
     // The task itself failed.

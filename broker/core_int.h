@@ -179,6 +179,10 @@ struct _keel_core_t {
     Keel__Assign **assign_ptrs;
     keel_ack_t *acks; // result acks to send to engines
     size_t nacks, acks_cap;
+    // Executions whose result row the commit being made leaves for the
+    // next one (core_commit.c s_write_dirty): their engines' acks wait too.
+    uint64_t *carried_execs;
+    size_t ncarried, carried_cap;
     // Execution rows are written at the commit, not when an execution
     // starts or ends: one that starts and ends between two commits (most
     // tiny tasks) never costs a store write. Ids, looked up at the commit.

@@ -69,6 +69,8 @@ typedef struct {
     uint16_t durable : 1;      // committed to the store (may be dispatched)
     uint16_t input_shared : 1; // input is in the service's input blocks (not freed alone)
     uint16_t dirty : 5;        // KEEL_DIRTY_* bits: what the next commit must write
+    uint16_t young : 1;        // an engine's result not yet past a commit (core_commit.c)
+    uint16_t carried : 1;      // its row waits for the next commit (core_commit.c)
     uint16_t attempts;         // executions that ended in a task failure
     uint32_t input_len;
     uint8_t *input;

@@ -902,6 +902,109 @@ s_results (const uint64_t *ids, size_t n, uint64_t run_us)
     }
 }
 
+// The driver acknowledges the results of these tasks of service_id.
+static void
+s_driver_acks (const char *service_id, const uint64_t *task_ids, size_t n)
+{
+    Keel__Envelope env;
+    Keel__ResultAck ack = KEEL__RESULT_ACK__INIT;
+    keel_env_init (&env, KEEL__SENDER_KIND__SENDER_DRIVER);
+    ack.service_id = (char *) service_id;
+    ack.n_task_ids = n;
+    ack.task_ids = (uint64_t *) task_ids;
+    env.body_case = KEEL__ENVELOPE__BODY_RESULT_ACK;
+    env.result_ack = &ack;
+    keel_core_message (core, drv_route, &env);
+}
+
+// Records of a kind in the journal, and how many of the task rows among
+// them say the driver has the result.
+static size_t
+s_rows (keel_change_kind_t kind, size_t *acked)
+{
+    keel_changes_t *j = keel_core_changes (core);
+    size_t n = 0;
+    *acked = 0;
+    for (size_t i = 0; i < keel_changes_size (j); i++) {
+        const keel_change_t *c = keel_changes_at (j, i);
+        if (c->kind == kind) {
+            n++;
+            *acked += c->task.result_acked;
+        }
+    }
+    return n;
+}
+
+// One commit made by hand: prepare, then the journal's rows of each kind
+// are counted before it is cleared, committed and made durable.
+typedef struct {
+    size_t puts, results, rows_acked, acked_updates;
+    uint64_t seq;
+} s_commit_rows_t;
+
+static s_commit_rows_t
+s_commit_counting (void)
+{
+    s_commit_rows_t c = { 0 };
+    bool wrote = false;
+    size_t acked_puts, acked_results, unused;
+    cr_assert_eq (keel_core_prepare_commit (core, &wrote), KEEL_OK);
+    c.puts = s_rows (KEEL_CHANGE_TASK_PUT, &acked_puts);
+    c.results = s_rows (KEEL_CHANGE_TASK_RESULT, &acked_results);
+    c.rows_acked = acked_puts + acked_results;
+    c.acked_updates = s_rows (KEEL_CHANGE_TASK_ACKED, &unused);
+    keel_changes_clear (keel_core_changes (core));
+    c.seq = keel_core_committed (core, wrote);
+    keel_core_synced (core, c.seq);
+    return c;
+}
+
+// An engine's result that comes between commits waits one commit for its
+// driver's acknowledgement, so that both go to the store as one row (not a
+// row and then an UPDATE of it), and the engine is told its result is
+// stored only once the row is: after the second commit, not the first.
+// Without the driver's acknowledgement the row is written at the second
+// commit all the same.
+Test (core, a_result_waits_one_commit_for_its_drivers_ack_and_the_engines_ack_waits_with_it)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 2);
+    s_commit (true);
+    s_login (NULL, 0); // 2 slots
+    s_commit (true);
+    keel_core_dispatch (core);
+    uint64_t ids[2];
+    cr_assert_eq (s_engine_execs (ids, 2), 2);
+    keel_exec_t *x0 = keel_model_exec (keel_core_model (core), ids[0]);
+    cr_assert_not_null (x0);
+    uint64_t task0 = x0->task_id;
+    s_results (ids, 2, 15);
+    keel_core_send_results (core);
+    s_take ();
+    s_nsent = 0;
+
+    s_commit_rows_t first = s_commit_counting ();
+    cr_expect_eq (first.puts + first.results, 0, "the results' rows wait for the next commit");
+    s_take ();
+    cr_expect_lt (s_find (KEEL__ENVELOPE__BODY_RESULT_ACK), 0,
+                  "the engine is not told its results are stored before they are");
+
+    s_driver_acks ("s1", &task0, 1); // task 1's acknowledgement does not come
+    s_commit_rows_t second = s_commit_counting ();
+    cr_expect_eq (second.puts + second.results, 2, "both rows are written at the next commit");
+    cr_expect_eq (second.rows_acked, 1, "task 0's row carries its driver's acknowledgement");
+    cr_expect_eq (second.acked_updates, 0, "no UPDATE of a row just written");
+    s_take ();
+    int ack = s_find (KEEL__ENVELOPE__BODY_RESULT_ACK);
+    cr_assert_geq (ack, 0, "the engine is told once the rows are stored");
+    cr_expect (s_sent[ack].to_engine);
+    cr_expect_eq (s_sent[ack].seq, second.seq, "with the commit that wrote the rows");
+
+    s_commit_rows_t third = s_commit_counting ();
+    cr_expect_eq (third.puts + third.results + third.acked_updates, 0, "nothing left to write");
+}
+
 // Tasks of a service whose run time is not known go to free slots only;
 // once results say they are tiny, the engine gets the rest at once.
 Test (core, tiny_tasks_are_prefetched_once_their_run_time_is_known)
