@@ -1005,6 +1005,34 @@ Test (core, a_result_waits_one_commit_for_its_drivers_ack_and_the_engines_ack_wa
     cr_expect_eq (third.puts + third.results + third.acked_updates, 0, "nothing left to write");
 }
 
+// A commit that comes only because CommitDelay ran out (nobody waits for
+// an earlier one) writes a result's row at once: a row waits a commit only
+// when the commit comes early, so it never waits more than CommitDelay.
+Test (core, a_result_is_written_at_once_by_a_commit_that_came_after_commit_delay)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 1);
+    s_commit (true);
+    s_login (NULL, 0);
+    s_commit (true);
+    keel_core_dispatch (core);
+    uint64_t ids[1];
+    cr_assert_eq (s_engine_execs (ids, 1), 1);
+    s_results (ids, 1, 15);
+    s_take ();
+    s_nsent = 0;
+    cr_assert_not (keel_core_commit_due (core), "nobody waits: the commit waits CommitDelay");
+    s_tick (keel_broker_cfg_CommitDelay (settings) + 1);
+    cr_assert (keel_core_commit_due (core));
+    s_commit_rows_t c = s_commit_counting ();
+    cr_expect_eq (c.puts + c.results, 1, "the row is written by this commit");
+    s_take ();
+    int ack = s_find (KEEL__ENVELOPE__BODY_RESULT_ACK);
+    cr_assert_geq (ack, 0, "the engine is told with this commit");
+    cr_expect_eq (s_sent[ack].seq, c.seq);
+}
+
 // Tasks of a service whose run time is not known go to free slots only;
 // once results say they are tiny, the engine gets the rest at once.
 Test (core, tiny_tasks_are_prefetched_once_their_run_time_is_known)
