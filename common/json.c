@@ -177,7 +177,7 @@ s_plain8 (const unsigned char *p)
     memcpy (&x, p, sizeof x);
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     uint64_t below_space = (x - ones * 0x20) & ~x & highs;
-    uint64_t above_tilde = ((x + ones * (127 - 0x7e)) | x) & highs;
+    uint64_t above_tilde = ((x + ones) | x) & highs; // 0x7f + 1 = 0x80; >= 0x80 already
     uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
     uint64_t quote = (q - ones) & ~q & highs, backslash = (b - ones) & ~b & highs;
     return (below_space | above_tilde | quote | backslash) == 0;
