@@ -16,6 +16,14 @@ keel_json_init (keel_json_t *j)
 }
 
 void
+keel_json_init_buf (keel_json_t *j, char *buf, size_t cap)
+{
+    keel_json_init (j);
+    j->buf = buf;
+    j->cap = buf ? cap : 0;
+}
+
+void
 keel_json_reset (keel_json_t *j)
 {
     free (j->buf);
@@ -42,6 +50,12 @@ s_put (keel_json_t *j, const char *s, size_t n)
     memcpy (j->buf + j->len, s, n);
     j->len += n;
     j->buf[j->len] = 0;
+}
+
+void
+keel_json_raw (keel_json_t *j, const char *text, size_t len)
+{
+    s_put (j, text, len);
 }
 
 static void
@@ -152,8 +166,19 @@ bool
 keel_utf8_valid (const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *) s;
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     size_t i = 0;
     while (i < n) {
+        if (n - i >= 8) {
+            // Eight ASCII bytes with no NUL at once (a task's output is
+            // mostly that): no byte with its high bit, none equal to zero.
+            uint64_t x;
+            memcpy (&x, p + i, sizeof x);
+            if (((x | ((x - ones) & ~x)) & highs) == 0) {
+                i += 8;
+                continue;
+            }
+        }
         if (p[i] == 0)
             return false;
         size_t l = s_utf8_len (p + i, n - i);

@@ -27,6 +27,13 @@ typedef struct {
 } keel_json_t;
 
 void keel_json_init (keel_json_t *j);
+// Starts a writer on a buffer the caller keeps between texts (buf of cap
+// bytes, or NULL and 0): the writer grows it with realloc; j->buf, j->len
+// and j->cap are the text and the buffer after. keel-driver writes every
+// result line into one buffer this way.
+void keel_json_init_buf (keel_json_t *j, char *buf, size_t cap);
+// Appends text as it is (no separator, no escaping): a line's "\n", say.
+void keel_json_raw (keel_json_t *j, const char *text, size_t len);
 // Frees the buffer (when not taken).
 void keel_json_reset (keel_json_t *j);
 

@@ -64,12 +64,13 @@ keel_actor_ack_duplicate (keel_actor_t *self, keel_actor_service_t *svc, uint64_
         //  Not handed over yet: acknowledged once kept. A long queue is not
         //  searched: then the broker keeps the copy and sends it again after
         //  a reconnect, acknowledged then.
-        if (zlistx_size (self->to_app) > S_DUPLICATE_SCAN)
+        if (self->to_app.len > S_DUPLICATE_SCAN)
             return;
-        for (keel_actor_to_app_t *e = zlistx_first (self->to_app); e;
-             e = zlistx_next (self->to_app))
+        for (size_t i = 0; i < self->to_app.len; i++) {
+            const keel_actor_to_app_t *e = keel_actor_queue_at (&self->to_app, i);
             if (e->service == svc && e->task_id == task_id && e->kind == KEEL_ACTOR_TO_APP_RESULT)
                 return;
+        }
     }
     keel_actor_ack_later (svc, task_id);
 }
@@ -88,7 +89,7 @@ keel_actor_not_kept (keel_actor_t *self, keel_actor_service_t *svc, uint64_t **i
     *n_p = 0;
     if (!self->hold_acks)
         return true;
-    size_t max = self->nkept + zlistx_size (self->to_app), n = 0;
+    size_t max = self->nkept + self->to_app.len, n = 0;
     if (max == 0)
         return true;
     uint64_t *ids = malloc (max * sizeof *ids);
@@ -97,10 +98,11 @@ keel_actor_not_kept (keel_actor_t *self, keel_actor_service_t *svc, uint64_t **i
     for (size_t i = 0; i < self->nkept; i++)
         if (self->kept[i].service == svc)
             ids[n++] = self->kept[i].task_id;
-    for (keel_actor_to_app_t *e = zlistx_first (self->to_app); e && n < max;
-         e = zlistx_next (self->to_app))
+    for (size_t i = 0; i < self->to_app.len && n < max; i++) {
+        const keel_actor_to_app_t *e = keel_actor_queue_at (&self->to_app, i);
         if (e->kind == KEEL_ACTOR_TO_APP_RESULT && e->service == svc)
             ids[n++] = e->task_id;
+    }
     qsort (ids, n, sizeof *ids, s_cmp_id);
     *ids_p = ids;
     *n_p = n;

@@ -20,9 +20,16 @@
 static keel_actor_service_t *
 s_lookup (keel_actor_t *self, const char *service_id, const char *what)
 {
-    keel_actor_service_t *svc = service_id ? zhashx_lookup (self->by_id, service_id) : NULL;
+    //  A batch's results are mostly of one service: the last one found is
+    //  compared first (services stay in by_id as long as the actor).
+    keel_actor_service_t *svc = self->last_found;
+    if (service_id && svc && strcmp (svc->open->service_id, service_id) == 0)
+        return svc;
+    svc = service_id ? zhashx_lookup (self->by_id, service_id) : NULL;
     if (!svc)
         keel_actor_log_limited (&self->rl_unknown, what, "unknown service id, ignored");
+    else
+        self->last_found = svc;
     return svc;
 }
 

@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,10 +55,14 @@ struct _keel_driver_t {
     void *status_arg;
     keel_result_fn *result_fn;
     void *result_arg;
-    zlistx_t *services;          // keel_service_t *, owned
-    zhashx_t *by_id;             // id -> keel_service_t * (not owned)
-    zlistx_t *results;           // keel_result_t * kept for keel_driver_next_result
-    keel_actor_tasks_t *pending; // submitted, not yet passed to the actor
+    zlistx_t *services; // keel_service_t *, owned
+    zhashx_t *by_id;    // id -> keel_service_t * (not owned)
+    // Results kept for keel_driver_next_result, oldest first: a ring of
+    // results_cap (0 or a power of two) from results_head.
+    keel_result_t **results;
+    size_t results_head, nresults, results_cap;
+    keel_service_t *last_service; // the last result's (services live as long as the driver)
+    keel_actor_tasks_t *pending;  // submitted, not yet passed to the actor
     size_t batch_size;
     uint64_t submitted;
     uint64_t delivered;
@@ -78,10 +83,36 @@ s_service_free (void **item)
     *item = NULL;
 }
 
-static void
-s_result_free (void **item)
+//  Keeps a result for keel_driver_next_result. False when out of memory.
+static bool
+s_results_push (keel_driver_t *self, keel_result_t *result)
 {
-    keel_result_destroy ((keel_result_t **) item);
+    if (self->nresults == self->results_cap) {
+        size_t cap = self->results_cap ? self->results_cap * 2 : 64;
+        keel_result_t **ring = malloc (cap * sizeof *ring);
+        if (!ring)
+            return false;
+        for (size_t i = 0; i < self->nresults; i++)
+            ring[i] = self->results[(self->results_head + i) & (self->results_cap - 1)];
+        free (self->results);
+        self->results = ring;
+        self->results_head = 0;
+        self->results_cap = cap;
+    }
+    self->results[(self->results_head + self->nresults++) & (self->results_cap - 1)] = result;
+    return true;
+}
+
+//  The oldest kept result, or NULL.
+static keel_result_t *
+s_results_pop (keel_driver_t *self)
+{
+    if (self->nresults == 0)
+        return NULL;
+    keel_result_t *result = self->results[self->results_head];
+    self->results_head = (self->results_head + 1) & (self->results_cap - 1);
+    self->nresults--;
+    return result;
 }
 
 //  Splits a comma list into endpoints appended to brokers[]; checks each.
@@ -155,7 +186,12 @@ s_flush_pending (keel_driver_t *self)
 static void
 s_handle_result (keel_driver_t *self, keel_result_t *result)
 {
-    result->service = zhashx_lookup (self->by_id, result->service_id);
+    keel_service_t *last = self->last_service;
+    result->service = last && strcmp (last->id, result->service_id) == 0
+                          ? last
+                          : zhashx_lookup (self->by_id, result->service_id);
+    if (result->service)
+        self->last_service = result->service;
     self->delivered++;
     if (result->service)
         result->service->delivered++;
@@ -172,8 +208,11 @@ s_handle_result (keel_driver_t *self, keel_result_t *result)
         self->result_fn (result, self->result_arg);
         keel_result_destroy (&result);
     }
-    else
-        zlistx_add_end (self->results, result);
+    else if (!s_results_push (self, result)) {
+        KEEL_ERROR ("driver", "out of memory keeping result %" PRIu64 " of %s", result->task_id,
+                    result->service_id);
+        keel_result_destroy (&result);
+    }
 }
 
 static void
@@ -457,15 +496,13 @@ keel_driver_new_from_settings (const keel_settings_t *settings, keel_error_t *er
     self->batch_size = (size_t) config->batch_size;
     self->services = zlistx_new ();
     self->by_id = zhashx_new ();
-    self->results = zlistx_new ();
-    if (!self->services || !self->by_id || !self->results) {
+    if (!self->services || !self->by_id) {
         keel_actor_config_destroy (&config);
         keel_driver_destroy (&self);
         keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
         return NULL;
     }
     zlistx_set_destructor (self->services, s_service_free);
-    zlistx_set_destructor (self->results, s_result_free);
     KEEL_INFO ("driver", "driver %s starting primary=%s brokers=%d", self->id, config->brokers[0],
                config->nbrokers);
     self->core = keel_actor_new (config); // takes config over
@@ -521,7 +558,9 @@ keel_driver_destroy (keel_driver_t **self_p)
         self->lend = NULL;
     }
     keel_actor_tasks_destroy (&self->pending);
-    zlistx_destroy (&self->results);
+    for (keel_result_t *result; (result = s_results_pop (self));)
+        keel_result_destroy (&result);
+    free (self->results);
     zhashx_destroy (&self->by_id);
     zlistx_destroy (&self->services);
     free (self);
@@ -551,10 +590,7 @@ keel_driver_set_result_handler (keel_driver_t *self, keel_result_fn *fn, void *a
     self->result_arg = arg;
     if (fn) {
         //  Results kept so far go to the new handler at the next poll.
-        size_t bound = zlistx_size (self->results);
-        for (size_t i = 0; i < bound && zlistx_size (self->results) > 0; i++) {
-            keel_result_t *result = zlistx_first (self->results);
-            zlistx_detach_cur (self->results);
+        for (keel_result_t *result; (result = s_results_pop (self));) {
             self->taken++;
             self->result_fn (result, self->result_arg);
             keel_result_destroy (&result);
@@ -609,9 +645,8 @@ keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **re
     int64_t deadline = zclock_mono () + (timeout_ms < 0 ? 0 : timeout_ms);
     //  Each turn waits for at least one event, so the loop ends by the deadline.
     for (uint64_t turn = 0;; turn++) {
-        if (zlistx_size (self->results) > 0) {
-            *result_p = zlistx_first (self->results);
-            zlistx_detach_cur (self->results);
+        if (self->nresults > 0) {
+            *result_p = s_results_pop (self);
             self->taken++;
             return KEEL_OK;
         }
@@ -620,7 +655,7 @@ keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **re
             return KEEL_OK;
         keel_err rc =
             keel_driver_poll (self, timeout_ms < 0 ? -1 : (int) (left > 0 ? left : 0), err);
-        if (rc == KEEL_ERR_TIMEOUT && zlistx_size (self->results) > 0) {
+        if (rc == KEEL_ERR_TIMEOUT && self->nresults > 0) {
             //  Results that came in with the news go first (the broker has
             //  them acknowledged); "no broker" is reported on a later call.
             self->no_broker = true;

@@ -107,9 +107,9 @@ void
 keel_jsonl_format_result (keel_jsonl_buf_t *buf, const keel_result_t *result,
                           const char *output_path)
 {
-    keel_jsonl_buf_reset (buf);
+    //  Written straight into buf's storage, kept from line to line.
     keel_json_t j;
-    keel_json_init (&j);
+    keel_json_init_buf (&j, buf->data, buf->cap);
     keel_json_object (&j);
     keel_json_kv_str (&j, "service", result->service_id ? result->service_id : "");
     keel_json_kv_uint (&j, "task", result->task_id);
@@ -136,12 +136,11 @@ keel_jsonl_format_result (keel_jsonl_buf_t *buf, const keel_result_t *result,
     keel_json_kv_uint (&j, "execution", result->execution_id);
     keel_json_kv_uint (&j, "attempts", result->attempts);
     keel_json_end_object (&j);
-    char *line = keel_json_take (&j);
-    if (!line) {
-        buf->failed = true;
-        return;
-    }
-    keel_jsonl_append_raw (buf, line, strlen (line));
-    keel_jsonl_append_raw (buf, "\n", 1);
-    free (line);
+    keel_json_raw (&j, "\n", 1);
+    buf->data = j.buf;
+    buf->cap = j.cap;
+    buf->len = j.failed ? 0 : j.len;
+    buf->failed = j.failed;
+    if (buf->data)
+        buf->data[buf->len] = 0;
 }

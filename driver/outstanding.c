@@ -1,7 +1,7 @@
 /*  outstanding.c — one service's tasks between submit and result.
 
-    slots[off + (id - base)] holds task id for base <= id < next_id, NULL
-    once its result arrived. base advances past completed tasks, so the
+    slots[off + (id - base)] holds task id for base <= id < next_id (by
+    value: no allocation per task), not held once its result arrived. base advances past completed tasks, so the
     window spans only from the oldest task still waiting to the newest.
     cursor is the lowest id that may still need sending.
 */
@@ -14,13 +14,14 @@
 typedef struct {
     uint8_t *input;
     size_t size;
+    bool held;     // waits for its result
     bool sent;     // sent to the current broker
     bool accepted; // the current broker Accepted it
     bool alone;    // ... on its own store alone (a pair's active without its peer)
 } s_task_t;
 
 struct _keel_outstanding_t {
-    s_task_t **slots;
+    s_task_t *slots;
     size_t cap;        // slots allocated
     size_t off;        // index of id `base` in slots
     uint64_t base;     // lowest id that may be held
@@ -36,14 +37,15 @@ s_lookup (const keel_outstanding_t *self, uint64_t task_id)
 {
     if (task_id < self->base || task_id >= self->next_id)
         return NULL;
-    return self->slots[self->off + (size_t) (task_id - self->base)];
+    s_task_t *task = &self->slots[self->off + (size_t) (task_id - self->base)];
+    return task->held ? task : NULL;
 }
 
 //  Advances base past completed tasks at the front of the window.
 static void
 s_trim (keel_outstanding_t *self)
 {
-    while (self->base < self->next_id && !self->slots[self->off]) {
+    while (self->base < self->next_id && !self->slots[self->off].held) {
         self->base++;
         self->off++;
     }
@@ -57,14 +59,13 @@ static void
 s_forget (keel_outstanding_t *self, uint64_t task_id)
 {
     size_t index = self->off + (size_t) (task_id - self->base);
-    s_task_t *task = self->slots[index];
+    s_task_t *task = &self->slots[index];
     if (task->sent && !task->accepted)
         self->unaccepted--;
     if (!task->sent)
         self->unsent--;
     free (task->input);
-    free (task);
-    self->slots[index] = NULL;
+    *task = (s_task_t) { 0 };
     self->count--;
     s_trim (self);
 }
@@ -83,13 +84,8 @@ keel_outstanding_destroy (keel_outstanding_t **self_p)
     if (!self)
         return;
     size_t len = (size_t) (self->next_id - self->base);
-    for (size_t i = 0; i < len; i++) {
-        s_task_t *task = self->slots[self->off + i];
-        if (task) {
-            free (task->input);
-            free (task);
-        }
-    }
+    for (size_t i = 0; i < len; i++)
+        free (self->slots[self->off + i].input); // NULL when not held
     free (self->slots);
     free (self);
     *self_p = NULL;
@@ -106,12 +102,12 @@ keel_outstanding_add (keel_outstanding_t *self, uint64_t task_id, uint8_t *input
     size_t len = (size_t) (self->next_id - self->base);
     if (self->off + len == self->cap) {
         if (self->off > 0 && self->off >= self->cap / 2) {
-            memmove (self->slots, self->slots + self->off, len * sizeof (s_task_t *));
+            memmove (self->slots, self->slots + self->off, len * sizeof (s_task_t));
             self->off = 0;
         }
         else {
             size_t cap = self->cap ? self->cap * 2 : 64;
-            s_task_t **slots = realloc (self->slots, cap * sizeof (s_task_t *));
+            s_task_t *slots = realloc (self->slots, cap * sizeof (s_task_t));
             if (!slots) {
                 free (input);
                 return KEEL_ERR_NOMEM;
@@ -120,14 +116,7 @@ keel_outstanding_add (keel_outstanding_t *self, uint64_t task_id, uint8_t *input
             self->cap = cap;
         }
     }
-    s_task_t *task = calloc (1, sizeof *task);
-    if (!task) {
-        free (input);
-        return KEEL_ERR_NOMEM;
-    }
-    task->input = input;
-    task->size = size;
-    self->slots[self->off + len] = task;
+    self->slots[self->off + len] = (s_task_t) { .input = input, .size = size, .held = true };
     self->next_id++;
     self->count++;
     self->unsent++;
@@ -224,8 +213,8 @@ keel_outstanding_resend_unaccepted (keel_outstanding_t *self)
     assert (self);
     size_t len = (size_t) (self->next_id - self->base);
     for (size_t i = 0; i < len; i++) {
-        s_task_t *task = self->slots[self->off + i];
-        if (task && task->sent && !task->accepted) {
+        s_task_t *task = &self->slots[self->off + i];
+        if (task->held && task->sent && !task->accepted) {
             task->sent = false;
             self->unsent++;
         }
@@ -240,8 +229,8 @@ keel_outstanding_forget_alone (keel_outstanding_t *self)
     assert (self);
     size_t len = (size_t) (self->next_id - self->base);
     for (size_t i = 0; i < len; i++) {
-        s_task_t *task = self->slots[self->off + i];
-        if (task && task->accepted && task->alone) {
+        s_task_t *task = &self->slots[self->off + i];
+        if (task->held && task->accepted && task->alone) {
             task->accepted = false;
             task->alone = false;
             task->sent = false;
@@ -258,8 +247,8 @@ keel_outstanding_forget_accepted (keel_outstanding_t *self)
     assert (self);
     size_t len = (size_t) (self->next_id - self->base);
     for (size_t i = 0; i < len; i++) {
-        s_task_t *task = self->slots[self->off + i];
-        if (task) {
+        s_task_t *task = &self->slots[self->off + i];
+        if (task->held) {
             task->sent = false;
             task->accepted = false;
         }

@@ -141,6 +141,64 @@ Test (json, the_word_at_a_time_scan_escapes_every_byte_in_every_position)
         }
 }
 
+Test (json, the_word_at_a_time_utf8_check_sees_every_byte_in_every_position)
+{
+    // keel_utf8_valid takes 8 ASCII bytes at once: every byte value at every
+    // offset of a 19-byte run must get the answer of the byte-by-byte rule
+    // (a lone byte is valid UTF-8 only below 0x80, and not NUL).
+    char text[19];
+    for (int c = 0; c < 256; c++)
+        for (size_t at = 0; at < sizeof text; at++) {
+            memset (text, 'a' + (int) (at % 26), sizeof text);
+            text[at] = (char) c;
+            bool want = c != 0 && c < 0x80;
+            cr_assert_eq (keel_utf8_valid (text, sizeof text), want, "byte 0x%02x at %zu", c, at);
+        }
+    // A valid multi-byte sequence across a word's edge.
+    memset (text, 'a', sizeof text);
+    memcpy (text + 6, "\xf0\x9f\x98\x80", 4);
+    cr_assert (keel_utf8_valid (text, sizeof text));
+    text[9] = 'a'; // cut short
+    cr_assert_not (keel_utf8_valid (text, sizeof text));
+}
+
+Test (json, writes_text_after_text_into_a_buffer_it_keeps)
+{
+    // keel-driver writes every result line into one buffer.
+    char *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < 3; i++) {
+        keel_json_t j;
+        keel_json_init_buf (&j, buf, cap);
+        keel_json_object (&j);
+        keel_json_kv_int (&j, "n", i);
+        keel_json_kv_str (&j, "long",
+                          i == 1 ? "a text long enough to make it grow: 0123456789"
+                                   "0123456789012345678901234567890123456789"
+                                   "0123456789012345678901234567890123456789"
+                                   "0123456789012345678901234567890123456789"
+                                   "0123456789012345678901234567890123456789"
+                                 : "");
+        keel_json_end_object (&j);
+        keel_json_raw (&j, "\n", 1);
+        cr_assert_not (j.failed);
+        char want[512];
+        snprintf (want, sizeof want, "{\"n\":%d,\"long\":\"%s\"}\n", i,
+                  i == 1 ? "a text long enough to make it grow: 0123456789"
+                           "0123456789012345678901234567890123456789"
+                           "0123456789012345678901234567890123456789"
+                           "0123456789012345678901234567890123456789"
+                           "0123456789012345678901234567890123456789"
+                         : "");
+        cr_assert_eq (j.len, strlen (want));
+        cr_assert_str_eq (j.buf, want);
+        cr_assert_geq (j.cap, j.len + 1);
+        buf = j.buf;
+        cap = j.cap;
+    }
+    free (buf);
+}
+
 Test (json, writes_integers_at_their_limits)
 {
     keel_json_t j;
