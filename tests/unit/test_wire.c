@@ -648,6 +648,31 @@ Test (wire, checks_ids_and_type_names_by_their_own_rules)
     cr_assert_not (keel_type_name_valid (name));
 }
 
+Test (wire, checks_every_byte_of_a_name_against_its_character_set)
+{
+    // Ids take [A-Za-z0-9_.-] and ':', type names the same without ':';
+    // every byte value in every position of a name, the first and the last
+    // included, and each length rule beside it.
+    char name[8];
+    for (int c = 1; c < 256; c++) {
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+                     || c == '_' || c == '.' || c == '-';
+        for (size_t at = 0; at + 1 < sizeof name; at++) {
+            memset (name, 'k', sizeof name - 1);
+            name[sizeof name - 1] = 0;
+            name[at] = (char) c;
+            cr_assert_eq (keel_id_valid (name), plain || c == ':', "id byte 0x%02x at %zu", c, at);
+            cr_assert_eq (keel_type_name_valid (name), plain, "type byte 0x%02x at %zu", c, at);
+        }
+    }
+    char longest[KEEL_ID_MAX + 2];
+    memset (longest, 'a', sizeof longest);
+    longest[KEEL_ID_MAX] = 0;
+    cr_assert (keel_id_valid (longest));
+    longest[KEEL_ID_MAX] = 'a', longest[KEEL_ID_MAX + 1] = 0;
+    cr_assert_not (keel_id_valid (longest));
+}
+
 Test (wire, rejects_bad_service_type_names)
 {
     s_msg_t m;
