@@ -112,6 +112,58 @@ s_ckpt_thread (zsock_t *pipe, void *arg)
     }
 }
 
+// Reads one request from the pipe: false on $TERM (or when the context
+// is going away), else true with *seq_p raised to the seq it names.
+static bool
+s_recv_request (zsock_t *pipe, uint64_t *seq_p)
+{
+    while (true) {
+        zmsg_t *msg = zmsg_recv (pipe);
+        if (!msg) {
+            if (zmq_errno () == EINTR)
+                continue;
+            return false; // the context is going away
+        }
+        zframe_t *frame = zmsg_first (msg);
+        bool term = frame && zframe_streq (frame, "$TERM");
+        uint64_t seq = 0;
+        if (frame && zframe_size (frame) == sizeof seq)
+            memcpy (&seq, zframe_data (frame), sizeof seq);
+        zmsg_destroy (&msg);
+        if (seq > *seq_p)
+            *seq_p = seq;
+        return !term;
+    }
+}
+
+// StoreSyncInterval: waits until `until` (zclock_usecs), reading the
+// loop's requests meanwhile into *seq_p (they are merged into the coming
+// flush). Returns false when $TERM came: the broker is stopping, and a
+// wait of up to the interval (StoreSyncInterval can be a second) would
+// hold its exit.
+static bool
+s_wait_until (zsock_t *pipe, int64_t until, uint64_t *seq_p)
+{
+    void *handle = zsock_resolve (pipe);
+    // Bounded: each pass reads a request or lets time pass.
+    for (int pass = 0; pass < 100000; pass++) {
+        int64_t left = until - zclock_usecs ();
+        if (left <= 0)
+            return true;
+        if (left < 1000) {
+            usleep ((useconds_t) left); // under a millisecond: zmq_poll's unit
+            return true;
+        }
+        zmq_pollitem_t item = { handle, 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&item, 1, (long) (left / 1000));
+        if (rc > 0 && !s_recv_request (pipe, seq_p))
+            return false;
+        if (rc < 0 && zmq_errno () != EINTR)
+            return false; // the context is going away
+    }
+    return true;
+}
+
 static void
 s_thread (zsock_t *pipe, void *arg)
 {
@@ -120,26 +172,14 @@ s_thread (zsock_t *pipe, void *arg)
     zsock_signal (pipe, 0);
     int64_t last_start = 0;
     while (true) {
-        zmsg_t *msg = zmsg_recv (pipe);
-        if (!msg) {
-            if (zmq_errno () == EINTR)
-                continue;
-            break; // the context is going away
-        }
-        zframe_t *frame = zmsg_first (msg);
-        bool term = frame && zframe_streq (frame, "$TERM");
         uint64_t seq = 0;
-        if (frame && zframe_size (frame) == sizeof seq)
-            memcpy (&seq, zframe_data (frame), sizeof seq);
-        zmsg_destroy (&msg);
-        if (term)
+        if (!s_recv_request (pipe, &seq))
             break;
         // StoreSyncInterval: wait out what is left of it since the last
-        // flush started; the loop's requests meanwhile wait in the pipe and
-        // are merged into the next (keel_syncer_request).
-        int64_t wait = last_start ? last_start + flush->interval_us - zclock_usecs () : 0;
-        if (wait > 0)
-            usleep ((useconds_t) wait);
+        // flush started; the loop's requests meanwhile are merged into
+        // this flush (keel_syncer_request), and $TERM ends the wait.
+        if (last_start && !s_wait_until (pipe, last_start + flush->interval_us, &seq))
+            break;
         last_start = zclock_usecs ();
         // Every commit asked for by now is in the file (the loop writes a
         // commit before it asks): this flush makes them all durable, not

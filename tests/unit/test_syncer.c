@@ -108,6 +108,28 @@ Test (syncer, flushes_are_spaced_by_the_interval_and_cover_what_waited, .timeout
     unlink (path);
 }
 
+// A broker stopping while its syncer waits out StoreSyncInterval (up to a
+// second) is not held by that wait: $TERM ends it.
+Test (syncer, stopping_does_not_wait_out_the_interval, .timeout = 30)
+{
+    char path[] = "/tmp/keel-syncer-XXXXXX";
+    int fd = s_dirty_file (path);
+    keel_syncer_t *syncer = keel_syncer_new (fd, NULL, 20000); // 20 s between flushes
+    cr_assert_not_null (syncer);
+    uint64_t synced = 0;
+    keel_error_t err = { "" };
+    keel_syncer_request (syncer, 1); // the first flush starts at once
+    cr_assert_eq (s_wait (syncer, &synced, &err), KEEL_OK, "%s", err.text);
+    keel_syncer_request (syncer, 2); // the thread waits up to 20 s to flush it
+    int64_t start = zclock_mono ();
+    keel_syncer_destroy (&syncer);
+    int64_t took_ms = zclock_mono () - start;
+    cr_expect_lt (took_ms, 10000, "stopping the syncer took %lld ms: it waited out the interval",
+                  (long long) took_ms);
+    close (fd);
+    unlink (path);
+}
+
 Test (syncer, a_failed_flush_is_reported_with_its_reason, .timeout = 30)
 {
     int fds[2];
