@@ -1127,6 +1127,31 @@ s_login_holding (zframe_t *route, const char *engine_id, uint32_t slots, const u
     keel_core_message (core, route, &env);
 }
 
+// A turn that must be durable at once (a login that drops a held copy of
+// a finished task: its LoginReply lets the engine forget it) writes a
+// result's row at once: the row's wait for its driver's acknowledgement
+// (s_carry) never delays such a turn.
+Test (core, a_result_is_written_at_once_in_a_turn_that_must_be_durable)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", 2);
+    s_commit (true);
+    s_login (NULL, 0); // e1, 2 slots
+    s_commit (true);
+    keel_core_dispatch (core);
+    uint64_t ids[2];
+    cr_assert_eq (s_engine_execs (ids, 2), 2);
+    uint64_t task = keel_model_exec (keel_core_model (core), ids[0])->task_id;
+    s_results (ids, 1, 15); // young: would wait a commit for the driver's ack
+    zframe_t *route2 = zframe_new ("\0eng2", 5);
+    s_login_holding (route2, "e2", 1, &task, (uint64_t[]) { 777 }, 1); // a copy: DROP
+    cr_assert (keel_core_commit_due (core), "the drop's LoginReply waits for this commit");
+    s_commit_rows_t c = s_commit_counting ();
+    cr_expect_eq (c.puts + c.results, 1, "the result's row is written by this commit");
+    zframe_destroy (&route2);
+}
+
 static void
 s_engine_says (zframe_t *route, int body, uint64_t running)
 {
