@@ -504,24 +504,39 @@ w2_keel_run() {     # w2_keel_run SAMPLE_KEY BROKER [KEY=VALUE]...
     sample "$key" median_us "$(kv "$out" median_us)"
     sample "$key" p99_us "$(kv "$out" p99_us)"
 }
-for sync in $syncs; do
+# One grid per StoreSync value (and the pair), all up at once, and each
+# run measures every one of them seconds apart, in an order that turns
+# over from run to run: W5 (full against normal) compares runs made side by
+# side. Measured one after the other (the three full runs, then the three
+# normal ones), a machine that turned faster in between showed as a gap
+# (0.83 in one run of main at ec483ce, 0.99 in alternating pairs).
+if [[ -n "$syncs" ]]; then
     with_pair=0
-    [[ "$sync" == full ]] && want pair && with_pair=1
-    echo "==> Keel, StoreSync=$sync: W1 ($w1_n tasks) and W2 ($w2_n round trips)" \
-        "$( ((with_pair)) && echo "on one broker and on a pair")" >&2
-    start_grid "$sync" "w1-$sync"
-    single_ep=$broker_ep
+    [[ " $syncs " == *" full "* ]] && want pair && with_pair=1
+    echo "==> Keel, StoreSync=${syncs// //}: W1 ($w1_n tasks) and W2 ($w2_n round trips)," \
+        "one grid each$( ((with_pair)) && echo " and a pair"), runs alternated" >&2
+    declare -A sync_ep=()
+    for sync in $syncs; do
+        start_grid "$sync" "w1-$sync"
+        sync_ep[$sync]=$broker_ep
+    done
     if ((with_pair)); then
-        start_pair w1-pair --set "StoreSync=$sync"
+        start_pair w1-pair --set "StoreSync=full"
         start_engine engine-w1-pair-1 "$pair_a_ep,$pair_b_ep"
         start_engine engine-w1-pair-2 "$pair_a_ep,$pair_b_ep"
         wait_status "$pair_a_admin" online 2 30
     fi
+    read -r -a order <<<"$syncs"
     for ((r = 0; r < runs; r++)); do
-        w1_keel_run "w1_keel_$sync" --broker "$single_ep"
+        for sync in "${order[@]}"; do
+            w1_keel_run "w1_keel_$sync" --broker "${sync_ep[$sync]}"
+        done
         ((with_pair)) && w1_keel_run w1_pair --broker "$pair_a_ep" --failover "$pair_b_ep"
-        w2_keel_run "w2_keel_$sync" "$single_ep"
+        for sync in "${order[@]}"; do
+            w2_keel_run "w2_keel_$sync" "${sync_ep[$sync]}"
+        done
         ((with_pair)) && w2_keel_run w2_pair "$pair_a_ep" "DSFailoverBrokers=$pair_b_ep"
+        order=("${order[@]:1}" "${order[0]}") # the next run starts with the next grid
     done
     if ((with_pair)); then
         # No failover happened during the runs: A still active, B passive.
@@ -529,7 +544,7 @@ for sync in $syncs; do
             fail "pair W1/W2: the pair changed roles during the runs"
     fi
     stop_all
-done
+fi
 # W1 again with EnginePrefetch: engines keep tasks queued, so a slot never
 # waits for the broker between tiny tasks (docs/operations.md), for both
 # StoreSync values; and with full, the same work as a library service in
