@@ -58,18 +58,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    local port i
-    for ((i = 0; i < 200; i++)); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "cpu-ab: no free port found" >&2
-    return 1
-}
+# shellcheck source=scripts/bench/free_port.sh
+source "$(dirname "${BASH_SOURCE[0]}")/free_port.sh"
 
 # CPU ticks (user + system) of a process, or of one of its threads.
 ticks() { awk '{ print $14 + $15 }' "$1/stat"; }

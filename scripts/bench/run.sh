@@ -203,19 +203,9 @@ fail() {
     exit 1
 }
 
-# A loopback port nobody listens on (bounded number of tries).
-free_port() {
-    local port i
-    for ((i = 0; i < 200; i++)); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "bench: no free port found" >&2
-    return 1
-}
+# free_port: a loopback port nobody listens on.
+# shellcheck source=scripts/bench/free_port.sh
+source "$root/scripts/bench/free_port.sh"
 
 now_ns() { date +%s%N; }
 
