@@ -64,8 +64,8 @@ static size_t
 s_peek_app (keel_actor_t *self, keel_actor_event_t *events, size_t max)
 {
     size_t n = 0;
-    for (; n < self->to_app.len && n < max; n++) {
-        const keel_actor_to_app_t *entry = keel_actor_queue_at (&self->to_app, n);
+    for (; n < keel_fifo_len (&self->to_app) && n < max; n++) {
+        const keel_actor_to_app_t *entry = keel_fifo_at (&self->to_app, n);
         events[n] = (keel_actor_event_t) { entry->kind, entry->item };
     }
     return n;
@@ -76,19 +76,12 @@ s_peek_app (keel_actor_t *self, keel_actor_event_t *events, size_t max)
 static void
 s_handed_app (keel_actor_t *self, size_t n)
 {
-    keel_actor_queue_t *q = &self->to_app;
-    for (size_t i = 0; i < n && q->len; i++) {
-        keel_actor_to_app_t *entry = keel_actor_queue_at (q, 0);
+    for (size_t i = 0; i < n && i < keel_fifo_len (&self->to_app); i++) {
+        const keel_actor_to_app_t *entry = keel_fifo_at (&self->to_app, i);
         if (entry->kind == KEEL_ACTOR_TO_APP_RESULT)
             keel_actor_handed (self, entry->service, entry->task_id);
-        q->head = (q->head + 1) & (q->cap - 1);
-        q->len--;
     }
-    if (q->len == 0 && q->cap > S_QUEUE_KEEP) {
-        //  A backlog drained (a slow application): give its room back.
-        free (q->items);
-        *q = (keel_actor_queue_t) { 0 };
-    }
+    keel_fifo_drop (&self->to_app, n, S_QUEUE_KEEP); // a drained backlog's room goes back
 }
 
 //  Moves results and status events into the pipe without blocking, in
@@ -98,7 +91,7 @@ s_push_app (keel_actor_t *self)
 {
     void *handle = zsock_resolve (self->pipe);
     keel_actor_event_t batch[KEEL_ACTOR_EVENTS_MAX];
-    for (size_t sent = 0, bound = self->to_app.len; sent < bound;) {
+    for (size_t sent = 0, bound = keel_fifo_len (&self->to_app); sent < bound;) {
         size_t n = s_peek_app (self, batch, KEEL_ACTOR_EVENTS_MAX);
         if (zmq_send (handle, "EVENTS", 6, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
             break; // the application is slow: try next turn
@@ -363,9 +356,9 @@ s_actor_destroy (keel_actor_t **self_p)
     zsock_destroy (&self->old);
     zsock_destroy (&self->probe);
     zmsg_destroy (&self->held);
-    for (size_t i = 0; i < self->to_app.len; i++)
-        free (keel_actor_queue_at (&self->to_app, i)->item);
-    free (self->to_app.items);
+    for (size_t i = 0; i < keel_fifo_len (&self->to_app); i++)
+        free (((keel_actor_to_app_t *) keel_fifo_at (&self->to_app, i))->item);
+    keel_fifo_free (&self->to_app);
     zhashx_destroy (&self->by_id);
     zlistx_destroy (&self->services);
     keel_session_destroy (&self->session);
@@ -402,6 +395,7 @@ keel_actor_new (keel_actor_config_t *config)
     self->session = keel_session_new (&sc, now);
     self->services = zlistx_new ();
     self->by_id = zhashx_new ();
+    keel_fifo_init (&self->to_app, sizeof (keel_actor_to_app_t));
     size_t batch = (size_t) config->batch_size;
     self->inputs = calloc (batch, sizeof (Keel__TaskInput));
     self->input_ptrs = calloc (batch, sizeof (Keel__TaskInput *));
@@ -496,7 +490,8 @@ s_prepare_wait (keel_actor_t *self, zmq_pollitem_t *items, int *n_p)
     int n = 0;
     items[n++] = (zmq_pollitem_t) {
         zsock_resolve (self->pipe), 0,
-        (short) (ZMQ_POLLIN | (self->to_app.len && !self->stopping ? ZMQ_POLLOUT : 0)), 0
+        (short) (ZMQ_POLLIN | (keel_fifo_len (&self->to_app) && !self->stopping ? ZMQ_POLLOUT : 0)),
+        0
     };
     *n_p = n;
     if (self->stopping)
@@ -630,7 +625,7 @@ keel_actor_lent_next_due (keel_actor_t *self, bool *wake_p)
     int64_t now = zclock_mono ();
     //  The lender read the sockets last: a message it left consumed the
     //  fd's signal, so the actor would not see it.
-    bool wake = self->gen != self->polled_gen || self->to_app.len > 0;
+    bool wake = self->gen != self->polled_gen || keel_fifo_len (&self->to_app) > 0;
     if (self->main && (zsock_events (self->main) & ZMQ_POLLIN))
         wake = true;
     if (self->probe && (zsock_events (self->probe) & ZMQ_POLLIN))

@@ -64,10 +64,10 @@ keel_actor_ack_duplicate (keel_actor_t *self, keel_actor_service_t *svc, uint64_
         //  Not handed over yet: acknowledged once kept. A long queue is not
         //  searched: then the broker keeps the copy and sends it again after
         //  a reconnect, acknowledged then.
-        if (self->to_app.len > S_DUPLICATE_SCAN)
+        if (keel_fifo_len (&self->to_app) > S_DUPLICATE_SCAN)
             return;
-        for (size_t i = 0; i < self->to_app.len; i++) {
-            const keel_actor_to_app_t *e = keel_actor_queue_at (&self->to_app, i);
+        for (size_t i = 0; i < keel_fifo_len (&self->to_app); i++) {
+            const keel_actor_to_app_t *e = keel_fifo_at (&self->to_app, i);
             if (e->service == svc && e->task_id == task_id && e->kind == KEEL_ACTOR_TO_APP_RESULT)
                 return;
         }
@@ -89,7 +89,7 @@ keel_actor_not_kept (keel_actor_t *self, keel_actor_service_t *svc, uint64_t **i
     *n_p = 0;
     if (!self->hold_acks)
         return true;
-    size_t max = self->nkept + self->to_app.len, n = 0;
+    size_t max = self->nkept + keel_fifo_len (&self->to_app), n = 0;
     if (max == 0)
         return true;
     uint64_t *ids = malloc (max * sizeof *ids);
@@ -98,8 +98,8 @@ keel_actor_not_kept (keel_actor_t *self, keel_actor_service_t *svc, uint64_t **i
     for (size_t i = 0; i < self->nkept; i++)
         if (self->kept[i].service == svc)
             ids[n++] = self->kept[i].task_id;
-    for (size_t i = 0; i < self->to_app.len && n < max; i++) {
-        const keel_actor_to_app_t *e = keel_actor_queue_at (&self->to_app, i);
+    for (size_t i = 0; i < keel_fifo_len (&self->to_app) && n < max; i++) {
+        const keel_actor_to_app_t *e = keel_fifo_at (&self->to_app, i);
         if (e->kind == KEEL_ACTOR_TO_APP_RESULT && e->service == svc)
             ids[n++] = e->task_id;
     }

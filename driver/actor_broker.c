@@ -58,24 +58,13 @@ static void
 s_to_app (keel_actor_t *self, keel_actor_to_app_kind_t kind, void *item, keel_actor_service_t *svc,
           uint64_t task_id)
 {
-    keel_actor_queue_t *q = &self->to_app;
-    if (q->len == q->cap) {
-        //  Twice the room, the entries moved to the front in order.
-        size_t cap = q->cap ? q->cap * 2 : 64;
-        keel_actor_to_app_t *items = malloc (cap * sizeof *items);
-        if (!items) {
-            //  Out of memory: the result is not acknowledged, so the broker sends it again.
-            free (item);
-            if (svc)
-                KEEL_ERROR (S_COMPONENT, "out of memory handing over a result");
-            return;
-        }
-        for (size_t i = 0; i < q->len; i++)
-            items[i] = *keel_actor_queue_at (q, i);
-        free (q->items);
-        *q = (keel_actor_queue_t) { items, 0, q->len, cap };
+    keel_actor_to_app_t entry = { kind, item, svc, task_id };
+    if (!keel_fifo_push (&self->to_app, &entry)) {
+        //  Out of memory: the result is not acknowledged, so the broker sends it again.
+        free (item);
+        if (svc)
+            KEEL_ERROR (S_COMPONENT, "out of memory handing over a result");
     }
-    *keel_actor_queue_at (q, q->len++) = (keel_actor_to_app_t) { kind, item, svc, task_id };
 }
 
 keel_actor_status_t *

@@ -13,6 +13,7 @@
 
 #include "actor.h"
 #include "actor_lend.h"
+#include "fifo.h"
 #include "log.h"
 #include "outstanding.h"
 #include "session.h"
@@ -48,20 +49,6 @@ typedef struct {
     uint64_t task_id;
 } keel_actor_to_app_t;
 
-// Events waiting for the pipe, oldest first: a ring of entries by value
-// (W1 made an entry and a list node per result, two allocations).
-typedef struct {
-    keel_actor_to_app_t *items;
-    size_t head, len, cap; // cap is 0 or a power of two
-} keel_actor_queue_t;
-
-// The index-th entry from the oldest (index < len).
-static inline keel_actor_to_app_t *
-keel_actor_queue_at (const keel_actor_queue_t *q, size_t index)
-{
-    return &q->items[(q->head + index) & (q->cap - 1)];
-}
-
 // A result handed to the application, not acknowledged before the
 // application says it kept it (keel_driver_hold_acks).
 typedef struct {
@@ -91,7 +78,7 @@ struct _keel_actor_t {
     zlistx_t *services;               // keel_actor_service_t *, in open order; owns them
     zhashx_t *by_id;                  // service_id -> keel_actor_service_t * (not owned)
     keel_actor_service_t *last_found; // by_id's last answer (actor_inbox.c s_lookup)
-    keel_actor_queue_t to_app;        // results and status events not yet in the pipe
+    keel_fifo_t to_app;               // keel_actor_to_app_t not yet in the pipe
     keel_env_t *welcome;              // the DriverWelcome being applied (RESYNC)
     uint64_t seq;
     int64_t hold_until; // STORE_FULL: send no tasks before this

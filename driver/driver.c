@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "cond.h"
 #include "driver_config.h"
+#include "fifo.h"
 #include "journal.h"
 #include "thread.h"
 #include "log.h"
@@ -55,12 +56,9 @@ struct _keel_driver_t {
     void *status_arg;
     keel_result_fn *result_fn;
     void *result_arg;
-    zlistx_t *services; // keel_service_t *, owned
-    zhashx_t *by_id;    // id -> keel_service_t * (not owned)
-    // Results kept for keel_driver_next_result, oldest first: a ring of
-    // results_cap (0 or a power of two) from results_head.
-    keel_result_t **results;
-    size_t results_head, nresults, results_cap;
+    zlistx_t *services;           // keel_service_t *, owned
+    zhashx_t *by_id;              // id -> keel_service_t * (not owned)
+    keel_fifo_t results;          // keel_result_t * kept for keel_driver_next_result
     keel_service_t *last_service; // the last result's (services live as long as the driver)
     keel_actor_tasks_t *pending;  // submitted, not yet passed to the actor
     size_t batch_size;
@@ -83,35 +81,12 @@ s_service_free (void **item)
     *item = NULL;
 }
 
-//  Keeps a result for keel_driver_next_result. False when out of memory.
-static bool
-s_results_push (keel_driver_t *self, keel_result_t *result)
-{
-    if (self->nresults == self->results_cap) {
-        size_t cap = self->results_cap ? self->results_cap * 2 : 64;
-        keel_result_t **ring = malloc (cap * sizeof *ring);
-        if (!ring)
-            return false;
-        for (size_t i = 0; i < self->nresults; i++)
-            ring[i] = self->results[(self->results_head + i) & (self->results_cap - 1)];
-        free (self->results);
-        self->results = ring;
-        self->results_head = 0;
-        self->results_cap = cap;
-    }
-    self->results[(self->results_head + self->nresults++) & (self->results_cap - 1)] = result;
-    return true;
-}
-
 //  The oldest kept result, or NULL.
 static keel_result_t *
 s_results_pop (keel_driver_t *self)
 {
-    if (self->nresults == 0)
-        return NULL;
-    keel_result_t *result = self->results[self->results_head];
-    self->results_head = (self->results_head + 1) & (self->results_cap - 1);
-    self->nresults--;
+    keel_result_t *result = NULL;
+    keel_fifo_pop (&self->results, &result);
     return result;
 }
 
@@ -208,7 +183,7 @@ s_handle_result (keel_driver_t *self, keel_result_t *result)
         self->result_fn (result, self->result_arg);
         keel_result_destroy (&result);
     }
-    else if (!s_results_push (self, result)) {
+    else if (!keel_fifo_push (&self->results, &result)) {
         KEEL_ERROR ("driver", "out of memory keeping result %" PRIu64 " of %s", result->task_id,
                     result->service_id);
         keel_result_destroy (&result);
@@ -496,6 +471,7 @@ keel_driver_new_from_settings (const keel_settings_t *settings, keel_error_t *er
     self->batch_size = (size_t) config->batch_size;
     self->services = zlistx_new ();
     self->by_id = zhashx_new ();
+    keel_fifo_init (&self->results, sizeof (keel_result_t *));
     if (!self->services || !self->by_id) {
         keel_actor_config_destroy (&config);
         keel_driver_destroy (&self);
@@ -560,7 +536,7 @@ keel_driver_destroy (keel_driver_t **self_p)
     keel_actor_tasks_destroy (&self->pending);
     for (keel_result_t *result; (result = s_results_pop (self));)
         keel_result_destroy (&result);
-    free (self->results);
+    keel_fifo_free (&self->results);
     zhashx_destroy (&self->by_id);
     zlistx_destroy (&self->services);
     free (self);
@@ -645,7 +621,7 @@ keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **re
     int64_t deadline = zclock_mono () + (timeout_ms < 0 ? 0 : timeout_ms);
     //  Each turn waits for at least one event, so the loop ends by the deadline.
     for (uint64_t turn = 0;; turn++) {
-        if (self->nresults > 0) {
+        if (keel_fifo_len (&self->results) > 0) {
             *result_p = s_results_pop (self);
             self->taken++;
             return KEEL_OK;
@@ -655,7 +631,7 @@ keel_driver_next_result (keel_driver_t *self, int timeout_ms, keel_result_t **re
             return KEEL_OK;
         keel_err rc =
             keel_driver_poll (self, timeout_ms < 0 ? -1 : (int) (left > 0 ? left : 0), err);
-        if (rc == KEEL_ERR_TIMEOUT && self->nresults > 0) {
+        if (rc == KEEL_ERR_TIMEOUT && keel_fifo_len (&self->results) > 0) {
             //  Results that came in with the news go first (the broker has
             //  them acknowledged); "no broker" is reported on a later call.
             self->no_broker = true;

@@ -1,8 +1,9 @@
 /*  outstanding.c — one service's tasks between submit and result.
 
     slots[off + (id - base)] holds task id for base <= id < next_id (by
-    value: no allocation per task), not held once its result arrived. base advances past completed tasks, so the
-    window spans only from the oldest task still waiting to the newest.
+    value: no allocation per task), not held once its result arrived. base
+    advances past completed tasks, so the window spans only from the oldest
+    task still waiting to the newest.
     cursor is the lowest id that may still need sending.
 */
 #include "outstanding.h"

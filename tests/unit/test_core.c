@@ -917,6 +917,20 @@ s_driver_acks (const char *service_id, const uint64_t *task_ids, size_t n)
     keel_core_message (core, drv_route, &env);
 }
 
+// Service s1 of the driver with ntasks queued and stored, engine e1 (2
+// slots) logged in, and one dispatch turn made.
+static void
+s_dispatched (uint64_t ntasks)
+{
+    s_hello ();
+    s_submit_service ("s1");
+    s_submit_tasks ("s1", ntasks);
+    s_commit (true);
+    s_login (NULL, 0);
+    s_commit (true);
+    keel_core_dispatch (core);
+}
+
 // Records of a kind in the journal, and how many of the task rows among
 // them say the driver has the result.
 static size_t
@@ -967,13 +981,7 @@ s_commit_counting (void)
 // commit all the same.
 Test (core, a_result_waits_one_commit_for_its_drivers_ack_and_the_engines_ack_waits_with_it)
 {
-    s_hello ();
-    s_submit_service ("s1");
-    s_submit_tasks ("s1", 2);
-    s_commit (true);
-    s_login (NULL, 0); // 2 slots
-    s_commit (true);
-    keel_core_dispatch (core);
+    s_dispatched (2);
     uint64_t ids[2];
     cr_assert_eq (s_engine_execs (ids, 2), 2);
     keel_exec_t *x0 = keel_model_exec (keel_core_model (core), ids[0]);
@@ -1010,13 +1018,7 @@ Test (core, a_result_waits_one_commit_for_its_drivers_ack_and_the_engines_ack_wa
 // when the commit comes early, so it never waits more than CommitDelay.
 Test (core, a_result_is_written_at_once_by_a_commit_that_came_after_commit_delay)
 {
-    s_hello ();
-    s_submit_service ("s1");
-    s_submit_tasks ("s1", 1);
-    s_commit (true);
-    s_login (NULL, 0);
-    s_commit (true);
-    keel_core_dispatch (core);
+    s_dispatched (1);
     uint64_t ids[1];
     cr_assert_eq (s_engine_execs (ids, 1), 1);
     s_results (ids, 1, 15);
@@ -1037,13 +1039,7 @@ Test (core, a_result_is_written_at_once_by_a_commit_that_came_after_commit_delay
 // once results say they are tiny, the engine gets the rest at once.
 Test (core, tiny_tasks_are_prefetched_once_their_run_time_is_known)
 {
-    s_hello ();
-    s_submit_service ("s1");
-    s_submit_tasks ("s1", 8);
-    s_commit (true);
-    s_login (NULL, 0); // 2 slots
-    s_commit (true);
-    keel_core_dispatch (core);
+    s_dispatched (8);
     uint64_t ids[8];
     cr_assert_eq (s_engine_execs (ids, 8), 2, "no run time known yet: one task per free slot");
     s_results (ids, 2, 15);
@@ -1059,13 +1055,7 @@ Test (core, tiny_tasks_are_prefetched_once_their_run_time_is_known)
 // prefetch: EnginePrefetch tasks, whatever they weigh.
 Test (core, long_tasks_wait_for_a_free_slot)
 {
-    s_hello ();
-    s_submit_service ("s1");
-    s_submit_tasks ("s1", 8);
-    s_commit (true);
-    s_login (NULL, 0); // 2 slots
-    s_commit (true);
-    keel_core_dispatch (core);
+    s_dispatched (8);
     uint64_t ids[8];
     cr_assert_eq (s_engine_execs (ids, 8), 2);
     s_results (ids, 2, 500000); // half a second each
@@ -1133,13 +1123,7 @@ s_login_holding (zframe_t *route, const char *engine_id, uint32_t slots, const u
 // (s_carry) never delays such a turn.
 Test (core, a_result_is_written_at_once_in_a_turn_that_must_be_durable)
 {
-    s_hello ();
-    s_submit_service ("s1");
-    s_submit_tasks ("s1", 2);
-    s_commit (true);
-    s_login (NULL, 0); // e1, 2 slots
-    s_commit (true);
-    keel_core_dispatch (core);
+    s_dispatched (2);
     uint64_t ids[2];
     cr_assert_eq (s_engine_execs (ids, 2), 2);
     uint64_t task = keel_model_exec (keel_core_model (core), ids[0])->task_id;
