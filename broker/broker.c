@@ -139,6 +139,11 @@ s_collect (keel_broker_t *self)
 {
     if (self->fatal)
         return;
+    keel_error_t broken = { "" };
+    if (keel_store_broken (self->store, &broken)) {
+        s_sync_failed (self, &broken);
+        return;
+    }
     if (!self->nanswers) {
         // Transactions of the store's own (a member's lease renewal) are
         // answered too: read, or the poller wakes for them for ever.
@@ -380,14 +385,15 @@ s_commit (keel_broker_t *self)
     if (rc == KEEL_OK)
         rc = keel_store_commit_async (self->store, &err);
     if (rc != KEEL_OK) {
-        snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
+        if (!err.text[0]) // a failed write says why in last_error; a failed COMMIT in err
+            snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
     }
     else if (self->metrics)
         keel_metrics_store_commit (self->metrics, (uint64_t) (zclock_usecs () - start));
     if (rc == KEEL_OK)
         keel_broker_pair_committed (self->pair, changes);
-    keel_changes_clear (changes);
+    keel_store_hand_over (self->store, changes); // to the store's writer, if it has one
     if (rc != KEEL_OK) {
         keel_core_commit_failed (self->core, err.text[0] ? err.text : "store commit failed");
         return false;
@@ -763,6 +769,13 @@ s_recover (keel_broker_t *self, keel_error_t *err)
 static keel_err
 s_start_syncer (keel_broker_t *self, keel_error_t *err)
 {
+    // A SQLite store writes on its own thread (store_writer.h): it flushes
+    // too, and this broker then needs no syncer (sync_fd says -1).
+    if (strcmp (keel_broker_cfg_StoreWriter (self->settings), "thread") == 0
+        && keel_store_start_writer (self->store, keel_broker_cfg_StoreSyncInterval (self->settings),
+                                    err)
+               != KEEL_OK)
+        return KEEL_ERR_STORE;
     if (keel_store_sync_fd (self->store) < 0)
         return KEEL_OK;
     self->syncer =
@@ -781,8 +794,10 @@ s_stop_syncer (keel_broker_t *self)
 {
     s_quiet_set (&self->syncer_q, NULL, self->poller);
     keel_syncer_destroy (&self->syncer);
-    if (self->store)
+    if (self->store) {
+        keel_store_stop_writer (self->store);
         keel_store_checkpoints_elsewhere (self->store, false);
+    }
 }
 
 // A fresh core with nothing in it (a pair's broker that does not serve).

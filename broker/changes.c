@@ -191,6 +191,14 @@ keel_changes_clear (keel_changes_t *self)
     }
 }
 
+void
+keel_changes_swap (keel_changes_t *a, keel_changes_t *b)
+{
+    keel_changes_t t = *a;
+    *a = *b;
+    *b = t;
+}
+
 // Room for size bytes in the arena, or NULL.
 static uint8_t *
 s_alloc (keel_changes_t *self, size_t size)

@@ -225,6 +225,10 @@ const keel_change_t *keel_changes_at (const keel_changes_t *self, size_t index);
 // Drops every record (keeps the memory for the next turn).
 void keel_changes_clear (keel_changes_t *self);
 
+// Exchanges the records (and the memory) of a and b: how a journal is
+// handed to the store's writer thread without a copy (store_writer.h).
+void keel_changes_swap (keel_changes_t *a, keel_changes_t *b);
+
 // The journal as bytes: a protobuf ChangeBatch (proto/keel.proto) carrying
 // KEEL_CHANGES_VERSION and seq (the commit number the batch belongs to).
 // Returns a malloc'd buffer (caller frees) and its size, or NULL on OOM.

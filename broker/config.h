@@ -40,6 +40,12 @@
          "the next; commits made meanwhile share the next flush (acceptances and result "          \
          "acknowledgements wait for it), so a busy broker flushes at most 1/StoreSyncInterval "    \
          "times a second and spends that CPU on work instead; 0 = flush as soon as one is asked")  \
+    KEY (StoreWriter, ENUM, NULL, "thread", 0, 0, false, "thread|loop",                            \
+         "SQLite: who writes each turn's changes. thread: a writer thread of the store's (the "    \
+         "loop hands the turn over and goes on; the thread commits a group of turns, flushes, "    \
+         "and answers; a write that fails is tried again every second while new submissions are "  \
+         "refused); loop: the broker's loop, in its turn (a turn whose write fails is refused at " \
+         "once). PostgreSQL and memory: ignore it")                                                \
     KEY (CommitDelay, DURATION, "ms", "100ms", 0, 10000, true, NULL,                               \
          "Longest time a change nobody waits for (dispatch state, acknowledgements to engines) "   \
          "stays uncommitted; acceptances always commit at once")                                   \

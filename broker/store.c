@@ -2,6 +2,13 @@
     dispatch to the SQLite backend (store_sqlite.c) and the PostgreSQL
     backend (store_pg.c). See store.h.
 
+    A SQLite store with a writer (keel_store_start_writer, store_writer.h)
+    stages the turn's journal in keel_store_apply_all (nothing is written
+    yet), hands it to the writer in keel_store_hand_over after
+    keel_store_commit_async said it may, and answers durability later like
+    PostgreSQL (issued, collect, answer_fd). Every other use of the
+    connection holds the writer idle around it (s_hold).
+
     A memory: store has no backend object; every write succeeds at once,
     loads find nothing and counters read 0.
 */
@@ -13,12 +20,41 @@
 #include "store.h"
 #include "store_pg.h"
 #include "store_sqlite.h"
+#include "store_writer.h"
 
 struct _keel_store_t {
     keel_store_sqlite_t *sql; // sqlite:PATH
     keel_store_pg_t *pg;      // postgresql://… (both NULL for memory:)
     char describe[4200];
+    // SQLite with a writer thread: the journal staged by apply_all, whether
+    // commit_async said it may be handed over, and the writer's last error.
+    keel_store_writer_t *writer;
+    const keel_changes_t *staged;
+    bool handing;
+    char writer_error[512];
 };
+
+// The connection for the loop while a writer runs (store_writer.h): drain
+// for writes and reads that must see every turn handed over.
+static keel_err
+s_hold (keel_store_t *self, bool drain, keel_error_t *err)
+{
+    keel_error_t mine = { "" };
+    keel_err rc = self->writer ? keel_store_writer_hold (self->writer, drain, &mine) : KEEL_OK;
+    if (rc != KEEL_OK) {
+        snprintf (self->writer_error, sizeof self->writer_error, "%s", mine.text);
+        if (err)
+            *err = mine;
+    }
+    return rc;
+}
+
+static void
+s_release (keel_store_t *self)
+{
+    if (self->writer)
+        keel_store_writer_release (self->writer);
+}
 
 keel_store_t *
 keel_store_open (const char *uri, keel_store_sync_t sync, keel_error_t *err)
@@ -68,6 +104,7 @@ keel_store_destroy (keel_store_t **self_p)
     keel_store_t *self = *self_p;
     if (!self)
         return;
+    keel_store_writer_destroy (&self->writer); // writes what it was handed first
     keel_store_sqlite_destroy (&self->sql);
     keel_store_pg_destroy (&self->pg);
     free (self);
@@ -100,6 +137,8 @@ keel_store_in_transaction (const keel_store_t *self)
     assert (self);
     if (self->pg)
         return keel_store_pg_in_transaction (self->pg);
+    if (self->writer)
+        return self->staged && keel_changes_size (self->staged) > 0;
     return self->sql ? keel_store_sqlite_in_transaction (self->sql) : false;
 }
 
@@ -109,6 +148,31 @@ keel_store_commit (keel_store_t *self, keel_error_t *err)
     assert (self);
     if (self->pg)
         return keel_store_pg_commit (self->pg, err);
+    if (self->writer) {
+        // Written here, once the writer has written every turn before it.
+        const keel_changes_t *staged = self->staged;
+        self->staged = NULL;
+        self->handing = false;
+        self->writer_error[0] = 0;
+        keel_err rc = s_hold (self, true, err);
+        if (rc != KEEL_OK)
+            return rc;
+        if (staged)
+            rc = keel_store_sqlite_apply_all (self->sql, staged);
+        if (rc == KEEL_OK)
+            rc = keel_store_sqlite_commit (self->sql, err);
+        else
+            snprintf (self->writer_error, sizeof self->writer_error, "%s",
+                      keel_store_sqlite_last_error (self->sql));
+        if (rc == KEEL_OK)
+            rc = keel_store_sqlite_sync (self->sql, err);
+        else
+            keel_store_sqlite_rollback (self->sql);
+        if (rc != KEEL_OK && !self->writer_error[0] && err)
+            snprintf (self->writer_error, sizeof self->writer_error, "%s", err->text);
+        s_release (self);
+        return rc;
+    }
     keel_err rc = keel_store_commit_async (self, err);
     return rc == KEEL_OK ? keel_store_sync (self, err) : rc;
 }
@@ -119,13 +183,68 @@ keel_store_commit_async (keel_store_t *self, keel_error_t *err)
     assert (self);
     if (self->pg)
         return keel_store_pg_commit_async (self->pg, err);
+    if (self->writer) {
+        self->writer_error[0] = 0;
+        if (!self->staged || !keel_changes_size (self->staged))
+            return KEEL_OK; // nothing to write: no turn
+        keel_error_t mine = { "" };
+        keel_err rc = keel_store_writer_ready (self->writer, &mine);
+        if (rc != KEEL_OK) {
+            snprintf (self->writer_error, sizeof self->writer_error, "%s", mine.text);
+            if (err)
+                *err = mine;
+            return rc;
+        }
+        self->handing = true;
+        return KEEL_OK;
+    }
     return self->sql ? keel_store_sqlite_commit (self->sql, err) : KEEL_OK;
+}
+
+void
+keel_store_hand_over (keel_store_t *self, keel_changes_t *changes)
+{
+    assert (self && changes);
+    if (self->writer && self->handing && changes == self->staged)
+        keel_store_writer_hand_over (self->writer, changes);
+    self->staged = NULL;
+    self->handing = false;
+    keel_changes_clear (changes);
+}
+
+keel_err
+keel_store_start_writer (keel_store_t *self, int64_t interval_ms, keel_error_t *err)
+{
+    assert (self);
+    if (!self->sql || self->writer)
+        return KEEL_OK;
+    bool flush = keel_store_sqlite_sync_fd (self->sql) >= 0;
+    self->writer = keel_store_writer_new (self->sql, flush, interval_ms, err);
+    return self->writer ? KEEL_OK : KEEL_ERR_STORE;
+}
+
+void
+keel_store_stop_writer (keel_store_t *self)
+{
+    assert (self);
+    keel_store_writer_destroy (&self->writer);
+    self->staged = NULL;
+    self->handing = false;
+}
+
+bool
+keel_store_broken (keel_store_t *self, keel_error_t *err)
+{
+    assert (self);
+    return self->writer && keel_store_writer_broken (self->writer, err);
 }
 
 int
 keel_store_answer_fd (const keel_store_t *self)
 {
     assert (self);
+    if (self->writer)
+        return keel_store_writer_fd (self->writer);
     return self->pg ? keel_store_pg_answer_fd (self->pg) : -1;
 }
 
@@ -133,6 +252,8 @@ uint64_t
 keel_store_issued (const keel_store_t *self)
 {
     assert (self);
+    if (self->writer)
+        return keel_store_writer_issued (self->writer);
     return self->pg ? keel_store_pg_issued (self->pg) : 0;
 }
 
@@ -140,6 +261,8 @@ uint64_t
 keel_store_collect (keel_store_t *self, keel_error_t *err)
 {
     assert (self);
+    if (self->writer)
+        return keel_store_writer_collect (self->writer);
     return self->pg ? keel_store_pg_collect (self->pg, err) : 0;
 }
 
@@ -147,23 +270,21 @@ int
 keel_store_sync_fd (const keel_store_t *self)
 {
     assert (self);
-    return self->sql ? keel_store_sqlite_sync_fd (self->sql) : -1;
+    return self->sql && !self->writer ? keel_store_sqlite_sync_fd (self->sql) : -1;
 }
 
 const char *
 keel_store_checkpoint_path (const keel_store_t *self)
 {
     assert (self);
-    return self->sql && keel_store_sqlite_sync_fd (self->sql) >= 0
-               ? keel_store_sqlite_path (self->sql)
-               : NULL;
+    return keel_store_sync_fd (self) >= 0 ? keel_store_sqlite_path (self->sql) : NULL;
 }
 
 bool
 keel_store_checkpoint_due (const keel_store_t *self)
 {
     assert (self);
-    return self->sql && keel_store_sqlite_checkpoint_due (self->sql);
+    return self->sql && !self->writer && keel_store_sqlite_checkpoint_due (self->sql);
 }
 
 void
@@ -180,6 +301,8 @@ keel_store_sync (keel_store_t *self, keel_error_t *err)
     assert (self);
     if (self->pg)
         return keel_store_pg_sync (self->pg, err);
+    if (self->writer)
+        return keel_store_writer_wait (self->writer, err);
     return self->sql ? keel_store_sqlite_sync (self->sql, err) : KEEL_OK;
 }
 
@@ -187,7 +310,9 @@ void
 keel_store_rollback (keel_store_t *self)
 {
     assert (self);
-    if (self->sql)
+    self->staged = NULL;
+    self->handing = false;
+    if (self->sql && !self->writer)
         keel_store_sqlite_rollback (self->sql);
     if (self->pg)
         keel_store_pg_rollback (self->pg);
@@ -199,6 +324,8 @@ keel_store_last_error (const keel_store_t *self)
     assert (self);
     if (self->pg)
         return keel_store_pg_last_error (self->pg);
+    if (self->writer) // the connection's own text is the writer's to change
+        return self->writer_error;
     return self->sql ? keel_store_sqlite_last_error (self->sql) : "";
 }
 
@@ -210,90 +337,26 @@ keel_store_apply (keel_store_t *self, const keel_change_t *c)
     assert (self && c);
     if (self->pg)
         return keel_store_pg_apply (self->pg, c);
-    keel_store_sqlite_t *q = self->sql;
-    if (!q)
-        return KEEL_OK; // memory: every write succeeds without doing anything
-    switch (c->kind) {
-        case KEEL_CHANGE_SERVICE_PUT:
-            return keel_store_sqlite_service_put (q, &c->service);
-        case KEEL_CHANGE_SERVICE_STATE:
-            return keel_store_sqlite_service_state (q, c->service.service_id, c->service.state,
-                                                    c->service.closed_wall_ms);
-        case KEEL_CHANGE_SERVICE_DELETE:
-            return keel_store_sqlite_service_delete (q, c->service.service_id);
-        case KEEL_CHANGE_TASK_PUT:
-            return keel_store_sqlite_task_put (q, &c->task);
-        case KEEL_CHANGE_TASK_STATE:
-            return keel_store_sqlite_task_state (q, c->task.service_id, c->task.task_id,
-                                                 c->task.state, c->task.attempts);
-        case KEEL_CHANGE_TASK_RESULT:
-            return keel_store_sqlite_task_result (q, &c->task);
-        case KEEL_CHANGE_TASK_ACKED:
-            return keel_store_sqlite_task_acked (q, c->task.service_id, c->task.task_id);
-        case KEEL_CHANGE_TASK_CHECKPOINT:
-            return keel_store_sqlite_task_checkpoint (q, c->task.service_id, c->task.task_id,
-                                                      c->task.checkpoint, c->task.checkpoint_len,
-                                                      c->task.checkpoint_wall_ms);
-        case KEEL_CHANGE_EXEC_PUT:
-            return keel_store_sqlite_execution_put (q, &c->exec);
-        case KEEL_CHANGE_EXEC_DELETE:
-            return keel_store_sqlite_execution_delete (q, c->exec.execution_id);
-        case KEEL_CHANGE_PENDING_PUT:
-            return keel_store_sqlite_pending_put (q, &c->pending);
-        case KEEL_CHANGE_PENDING_DELETE:
-            return keel_store_sqlite_pending_delete (q, c->pending.service_id, c->pending.task_id,
-                                                     c->pending.execution_id);
-        case KEEL_CHANGE_ENGINE_PUT:
-            return keel_store_sqlite_engine_put (q, &c->engine);
-        case KEEL_CHANGE_CONFIG_SET:
-            return keel_store_sqlite_config_set (q, c->config.key, c->config.value);
-        case KEEL_CHANGE_EVENT:
-            return keel_store_sqlite_event (q, c->event.wall_ms, c->event.kind, c->event.text);
-        case KEEL_CHANGE_META_SET:
-            return keel_store_sqlite_meta_set (q, c->meta.name, c->meta.value);
-    }
-    return KEEL_ERR_INVALID;
+    if (self->writer) // one record outside a turn: not while a writer owns the connection
+        return keel_error_set (NULL, KEEL_ERR_STORE, "keel_store_apply with a writer thread");
+    return self->sql ? keel_store_sqlite_apply (self->sql, c) : KEEL_OK; // memory: nothing
 }
 
 keel_err
 keel_store_apply_all (keel_store_t *self, const keel_changes_t *changes)
 {
+    assert (self && changes);
+    if (self->writer) {
+        self->staged = changes; // written by the writer or by keel_store_commit
+        return KEEL_OK;
+    }
+    if (self->sql)
+        return keel_store_sqlite_apply_all (self->sql, changes);
     keel_err rc = KEEL_OK;
     size_t n = keel_changes_size (changes);
-    keel_store_sqlite_t *q = self->pg ? NULL : self->sql;
-    if (!q) {
-        for (size_t i = 0; rc == KEEL_OK && i < n; i++)
-            rc = keel_store_apply (self, keel_changes_at (changes, i));
-        return rc;
-    }
-    // SQLite (store_sqlite.h): whole task rows by the batch, gathered across
-    // the acknowledgements between them (those come last, and before a
-    // service is deleted); any other record first writes the rows gathered,
-    // so every row is written in the journal's order.
-    const keel_change_t *puts[KEEL_STORE_SQLITE_PUT_BATCH];
-    size_t nputs = 0;
-    for (size_t i = 0; rc == KEEL_OK && i < n; i++) {
-        const keel_change_t *c = keel_changes_at (changes, i);
-        if (c->kind == KEEL_CHANGE_TASK_ACKED) {
-            rc = keel_store_sqlite_acked_later (q, c->task.service_id, c->task.task_id);
-            continue;
-        }
-        if (c->kind == KEEL_CHANGE_TASK_PUT) {
-            puts[nputs++] = c;
-            if (nputs == KEEL_STORE_SQLITE_PUT_BATCH)
-                rc = keel_store_sqlite_put_many (q, puts, &nputs);
-            continue;
-        }
-        rc = keel_store_sqlite_put_many (q, puts, &nputs);
-        if (rc == KEEL_OK && c->kind == KEEL_CHANGE_SERVICE_DELETE)
-            rc = keel_store_sqlite_acked_flush (q);
-        if (rc == KEEL_OK)
-            rc = keel_store_apply (self, c);
-    }
-    if (rc == KEEL_OK)
-        rc = keel_store_sqlite_put_many (q, puts, &nputs);
-    keel_err flushed = keel_store_sqlite_acked_flush (q);
-    return rc == KEEL_OK ? flushed : rc;
+    for (size_t i = 0; rc == KEEL_OK && i < n; i++)
+        rc = keel_store_apply (self, keel_changes_at (changes, i));
+    return rc;
 }
 
 keel_err
@@ -303,7 +366,13 @@ keel_store_meta_get (keel_store_t *self, const char *name, uint64_t *value_p)
     *value_p = 0;
     if (self->pg)
         return keel_store_pg_meta_get (self->pg, name, value_p);
-    return self->sql ? keel_store_sqlite_meta_get (self->sql, name, value_p) : KEEL_OK;
+    if (!self->sql)
+        return KEEL_OK;
+    keel_err rc = s_hold (self, true, NULL);
+    if (rc == KEEL_OK)
+        rc = keel_store_sqlite_meta_get (self->sql, name, value_p);
+    s_release (self);
+    return rc;
 }
 
 void
@@ -335,7 +404,13 @@ keel_store_load (keel_store_t *self, const keel_store_loader_t *loader, void *ar
     assert (self && loader);
     if (self->pg)
         return keel_store_pg_load (self->pg, loader, arg, err);
-    return self->sql ? keel_store_sqlite_load (self->sql, loader, arg, err) : KEEL_OK;
+    if (!self->sql)
+        return KEEL_OK;
+    keel_err rc = s_hold (self, true, err);
+    if (rc == KEEL_OK)
+        rc = keel_store_sqlite_load (self->sql, loader, arg, err);
+    s_release (self);
+    return rc;
 }
 
 keel_err
@@ -344,7 +419,13 @@ keel_store_events (keel_store_t *self, int limit, keel_store_event_fn *fn, void 
     assert (self && fn);
     if (self->pg)
         return keel_store_pg_events (self->pg, limit, fn, arg);
-    return self->sql ? keel_store_sqlite_events (self->sql, limit, fn, arg) : KEEL_OK;
+    if (!self->sql)
+        return KEEL_OK;
+    keel_err rc = s_hold (self, false, NULL);
+    if (rc == KEEL_OK)
+        rc = keel_store_sqlite_events (self->sql, limit, fn, arg);
+    s_release (self);
+    return rc;
 }
 
 keel_err
@@ -352,8 +433,13 @@ keel_store_maintenance (keel_store_t *self, int64_t now_wall_ms, int64_t retenti
                         keel_store_maintenance_t *report, keel_error_t *err)
 {
     assert (self);
-    if (self->sql)
-        return keel_store_sqlite_maintenance (self->sql, now_wall_ms, retention_ms, report, err);
+    if (self->sql) {
+        keel_err rc = s_hold (self, true, err);
+        if (rc == KEEL_OK)
+            rc = keel_store_sqlite_maintenance (self->sql, now_wall_ms, retention_ms, report, err);
+        s_release (self);
+        return rc;
+    }
     if (self->pg)
         return keel_store_pg_maintenance (self->pg, now_wall_ms, retention_ms, report, err);
     if (report)
@@ -367,7 +453,11 @@ keel_store_size (keel_store_t *self)
     assert (self);
     if (self->pg)
         return keel_store_pg_size (self->pg);
-    return self->sql ? keel_store_sqlite_size (self->sql) : 0;
+    if (!self->sql || s_hold (self, false, NULL) != KEEL_OK)
+        return 0;
+    uint64_t size = keel_store_sqlite_size (self->sql);
+    s_release (self);
+    return size;
 }
 
 // ---------------------------------------------------------------- members
@@ -467,8 +557,13 @@ keel_err
 keel_store_snapshot (keel_store_t *self, const char *path, keel_error_t *err)
 {
     assert (self && path);
-    return self->sql ? keel_store_sqlite_snapshot (self->sql, path, err)
-                     : s_refuses (self, "snapshot", err);
+    if (!self->sql)
+        return s_refuses (self, "snapshot", err);
+    keel_err rc = s_hold (self, true, err);
+    if (rc == KEEL_OK)
+        rc = keel_store_sqlite_snapshot (self->sql, path, err);
+    s_release (self);
+    return rc;
 }
 
 keel_err
@@ -482,6 +577,11 @@ keel_err
 keel_store_replace (keel_store_t *self, const char *path, keel_error_t *err)
 {
     assert (self && path);
-    return self->sql ? keel_store_sqlite_replace (self->sql, path, err)
-                     : s_refuses (self, "replace", err);
+    if (!self->sql)
+        return s_refuses (self, "replace", err);
+    keel_err rc = s_hold (self, true, err);
+    if (rc == KEEL_OK)
+        rc = keel_store_sqlite_replace (self->sql, path, err);
+    s_release (self);
+    return rc;
 }

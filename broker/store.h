@@ -98,6 +98,26 @@ bool keel_store_checkpoint_due (const keel_store_t *self);
 void keel_store_checkpoints_elsewhere (keel_store_t *self, bool elsewhere);
 keel_err keel_store_sync (keel_store_t *self, keel_error_t *err);
 
+// The SQLite store's writes on a thread of their own (store_writer.h):
+// once started, keel_store_apply_all only stages the turn's journal,
+// keel_store_commit_async says whether it may be handed over (a failing
+// writer refuses it with its error), and keel_store_hand_over hands it over;
+// commits are then answered later, as below (issued, collect, answer_fd),
+// and keel_store_sync waits for every one. keel_store_commit still commits
+// before it returns (after every turn handed over). interval_ms is
+// StoreSyncInterval. No-op for other backends. keel_store_stop_writer
+// writes what was handed over and stops the thread (so does destroy).
+keel_err keel_store_start_writer (keel_store_t *self, int64_t interval_ms, keel_error_t *err);
+void keel_store_stop_writer (keel_store_t *self);
+// Ends a turn's journal after keel_store_commit_async: hands it to the
+// writer (which takes its records) when there is one and the commit
+// succeeded; clears it in every case (use it where keel_changes_clear
+// would end the turn).
+void keel_store_hand_over (keel_store_t *self, keel_changes_t *changes);
+// True (the reason in err) once the writer failed to flush: what it
+// answered durable may not be; the broker must stop acknowledging.
+bool keel_store_broken (keel_store_t *self, keel_error_t *err);
+
 // Commits answered later (postgresql:). keel_store_commit_async sends the
 // commit and returns; the commit is durable once keel_store_collect returns
 // a number at least the keel_store_issued read right after it. collect
@@ -128,8 +148,12 @@ const char *keel_store_last_error (const keel_store_t *self);
 // (changes.h) in the open transaction (opening one if needed). A write
 // fails only on store errors; the broker then rolls back the turn.
 
+// (Fails with a writer thread: a turn's records go through apply_all.)
 keel_err keel_store_apply (keel_store_t *self, const keel_change_t *change);
 // Applies every record of changes in order; stops at the first failure.
+// With a writer thread it only stages changes (kept, not copied) for the
+// keel_store_commit_async / keel_store_hand_over or keel_store_commit that
+// follows.
 keel_err keel_store_apply_all (keel_store_t *self, const keel_changes_t *changes);
 
 // ---------------------------------------------------------------- reads

@@ -56,6 +56,9 @@ keel_err keel_store_sqlite_task_acked (keel_store_sqlite_t *self, const char *se
 // (keel_store_whole_row_max): KEEL_STORE_INLINE_MAX, the largest blob kept
 // inside a row.
 #define KEEL_STORE_SQLITE_WHOLE_ROW_MAX 256
+// The records of a journal (keel_store_apply, keel_store_apply_all).
+keel_err keel_store_sqlite_apply (keel_store_sqlite_t *self, const keel_change_t *c);
+keel_err keel_store_sqlite_apply_all (keel_store_sqlite_t *self, const keel_changes_t *changes);
 keel_err keel_store_sqlite_put_many (keel_store_sqlite_t *self, const keel_change_t **puts,
                                      size_t *n_p);
 keel_err keel_store_sqlite_acked_later (keel_store_sqlite_t *self, const char *service_id,

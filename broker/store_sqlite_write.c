@@ -764,3 +764,85 @@ keel_store_sqlite_acked_flush (keel_store_sqlite_t *self)
     }
     return rc;
 }
+
+// ---------------------------------------------------------------- journal
+
+keel_err
+keel_store_sqlite_apply (keel_store_sqlite_t *q, const keel_change_t *c)
+{
+    switch (c->kind) {
+        case KEEL_CHANGE_SERVICE_PUT:
+            return keel_store_sqlite_service_put (q, &c->service);
+        case KEEL_CHANGE_SERVICE_STATE:
+            return keel_store_sqlite_service_state (q, c->service.service_id, c->service.state,
+                                                    c->service.closed_wall_ms);
+        case KEEL_CHANGE_SERVICE_DELETE:
+            return keel_store_sqlite_service_delete (q, c->service.service_id);
+        case KEEL_CHANGE_TASK_PUT:
+            return keel_store_sqlite_task_put (q, &c->task);
+        case KEEL_CHANGE_TASK_STATE:
+            return keel_store_sqlite_task_state (q, c->task.service_id, c->task.task_id,
+                                                 c->task.state, c->task.attempts);
+        case KEEL_CHANGE_TASK_RESULT:
+            return keel_store_sqlite_task_result (q, &c->task);
+        case KEEL_CHANGE_TASK_ACKED:
+            return keel_store_sqlite_task_acked (q, c->task.service_id, c->task.task_id);
+        case KEEL_CHANGE_TASK_CHECKPOINT:
+            return keel_store_sqlite_task_checkpoint (q, c->task.service_id, c->task.task_id,
+                                                      c->task.checkpoint, c->task.checkpoint_len,
+                                                      c->task.checkpoint_wall_ms);
+        case KEEL_CHANGE_EXEC_PUT:
+            return keel_store_sqlite_execution_put (q, &c->exec);
+        case KEEL_CHANGE_EXEC_DELETE:
+            return keel_store_sqlite_execution_delete (q, c->exec.execution_id);
+        case KEEL_CHANGE_PENDING_PUT:
+            return keel_store_sqlite_pending_put (q, &c->pending);
+        case KEEL_CHANGE_PENDING_DELETE:
+            return keel_store_sqlite_pending_delete (q, c->pending.service_id, c->pending.task_id,
+                                                     c->pending.execution_id);
+        case KEEL_CHANGE_ENGINE_PUT:
+            return keel_store_sqlite_engine_put (q, &c->engine);
+        case KEEL_CHANGE_CONFIG_SET:
+            return keel_store_sqlite_config_set (q, c->config.key, c->config.value);
+        case KEEL_CHANGE_EVENT:
+            return keel_store_sqlite_event (q, c->event.wall_ms, c->event.kind, c->event.text);
+        case KEEL_CHANGE_META_SET:
+            return keel_store_sqlite_meta_set (q, c->meta.name, c->meta.value);
+    }
+    return KEEL_ERR_INVALID;
+}
+
+keel_err
+keel_store_sqlite_apply_all (keel_store_sqlite_t *q, const keel_changes_t *changes)
+{
+    keel_err rc = KEEL_OK;
+    size_t n = keel_changes_size (changes);
+    // SQLite (store_sqlite.h): whole task rows by the batch, gathered across
+    // the acknowledgements between them (those come last, and before a
+    // service is deleted); any other record first writes the rows gathered,
+    // so every row is written in the journal's order.
+    const keel_change_t *puts[KEEL_STORE_SQLITE_PUT_BATCH];
+    size_t nputs = 0;
+    for (size_t i = 0; rc == KEEL_OK && i < n; i++) {
+        const keel_change_t *c = keel_changes_at (changes, i);
+        if (c->kind == KEEL_CHANGE_TASK_ACKED) {
+            rc = keel_store_sqlite_acked_later (q, c->task.service_id, c->task.task_id);
+            continue;
+        }
+        if (c->kind == KEEL_CHANGE_TASK_PUT) {
+            puts[nputs++] = c;
+            if (nputs == KEEL_STORE_SQLITE_PUT_BATCH)
+                rc = keel_store_sqlite_put_many (q, puts, &nputs);
+            continue;
+        }
+        rc = keel_store_sqlite_put_many (q, puts, &nputs);
+        if (rc == KEEL_OK && c->kind == KEEL_CHANGE_SERVICE_DELETE)
+            rc = keel_store_sqlite_acked_flush (q);
+        if (rc == KEEL_OK)
+            rc = keel_store_sqlite_apply (q, c);
+    }
+    if (rc == KEEL_OK)
+        rc = keel_store_sqlite_put_many (q, puts, &nputs);
+    keel_err flushed = keel_store_sqlite_acked_flush (q);
+    return rc == KEEL_OK ? flushed : rc;
+}

@@ -564,6 +564,10 @@ s_start_sqlite (void)
     keel_error_t err;
     cr_assert_eq (keel_settings_set (settings, "Endpoint", endpoint, "test", &err), KEEL_OK);
     cr_assert_eq (keel_settings_set (settings, "StoreSync", "full", "test", &err), KEEL_OK);
+    // The loop writes: these tests are about a turn whose own commit fails
+    // (refused at once). With the writer thread a failed write is tried
+    // again instead (test_store_writer.c, it_test_store_full).
+    cr_assert_eq (keel_settings_set (settings, "StoreWriter", "loop", "test", &err), KEEL_OK);
     s_start ();
     cr_assert_not_null (broker->syncer, "StoreSync=full on SQLite should sync off the loop");
     eng_sock = zsock_new (ZMQ_DEALER);

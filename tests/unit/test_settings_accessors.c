@@ -37,7 +37,7 @@ Test (settings_accessors, broker_table_holds_exactly_the_listed_keys_in_order)
     size_t i = 0;
     KEEL_BROKER_SETTINGS (S_ROW, S_PATTERN_ROW)
     cr_expect_null (table[i].name, "the table has %s beyond the list", table[i].name);
-    cr_expect_eq (i, 38);
+    cr_expect_eq (i, 39);
 }
 
 Test (settings_accessors, engine_table_holds_exactly_the_listed_keys_in_order)
