@@ -41,8 +41,8 @@ struct _keel_store_writer_t {
 
     // Shared, under lock.
     pthread_mutex_t lock;
-    pthread_cond_t work; // to the writer: a journal, a release, stop
-    pthread_cond_t idle; // to the loop: the writer idle, a turn durable, a failure
+    pthread_cond_t work;   // to the writer: a journal, a release, stop
+    pthread_cond_t idle;   // to the loop: the writer idle, a turn durable, a failure
     s_node_t *head, *tail; // handed over, not yet written
     s_node_t *free;        // written: nodes for the loop's next spares
     uint64_t durable;      // every turn up to it is durable
@@ -121,7 +121,8 @@ s_take_and_write (keel_store_writer_t *self)
             self->tail = last;
         self->head = batch;
         self->failing = rc;
-        snprintf (self->error, sizeof self->error, "%s", err.text[0] ? err.text : "store commit failed");
+        snprintf (self->error, sizeof self->error, "%s",
+                  err.text[0] ? err.text : "store commit failed");
         if (self->tries++ == 0) // said once per outage (the logger is one write(2) a line)
             KEEL_WARN ("broker",
                        "writing the store failed: %s; trying again every %d ms, refusing new "
@@ -191,8 +192,8 @@ s_run (void *arg)
             pthread_mutex_lock (&self->lock);
             if (rc != KEEL_OK) {
                 self->broken = true; // the words of syncer.c, which docs/operations.md quotes
-                snprintf (self->error, sizeof self->error, "fdatasync of the store's WAL failed: %s",
-                          err.text);
+                snprintf (self->error, sizeof self->error,
+                          "fdatasync of the store's WAL failed: %s", err.text);
             }
         }
         if (turn && !self->broken && turn > self->durable)
@@ -207,8 +208,7 @@ s_run (void *arg)
 }
 
 keel_store_writer_t *
-keel_store_writer_new (keel_store_sqlite_t *sql, bool flush, int64_t interval_ms,
-                       keel_error_t *err)
+keel_store_writer_new (keel_store_sqlite_t *sql, bool flush, int64_t interval_ms, keel_error_t *err)
 {
     keel_store_writer_t *self = calloc (1, sizeof *self);
     if (!self) {

@@ -41,9 +41,9 @@ s_journal (const char *service_id, bool put, uint64_t first, uint64_t n, size_t 
         keel_store_task_t t = s_task (service_id, i);
         t.input = input;
         t.input_len = size;
-        cr_assert_eq (keel_changes_add (j, &(keel_change_t) { .kind = KEEL_CHANGE_TASK_PUT,
-                                                              .task = t }),
-                      KEEL_OK);
+        cr_assert_eq (
+            keel_changes_add (j, &(keel_change_t) { .kind = KEEL_CHANGE_TASK_PUT, .task = t }),
+            KEEL_OK);
     }
     return j;
 }
@@ -236,8 +236,8 @@ Test (store_writer, reads_and_maintenance_wait_for_the_turns_handed_over)
     s_seen_t seen = s_load (store); // no wait for the answers first
     cr_expect_eq (seen.tasks, 1000, "a load missed turns handed over before it");
     keel_store_maintenance_t report;
-    cr_expect_eq (keel_store_maintenance (store, 1700000000000, 1000, &report, &err), KEEL_OK,
-                  "%s", err.text);
+    cr_expect_eq (keel_store_maintenance (store, 1700000000000, 1000, &report, &err), KEEL_OK, "%s",
+                  err.text);
     cr_expect_gt (keel_store_size (store), 0);
     keel_store_stop_writer (store);
     cr_expect_eq (keel_store_answer_fd (store), -1);
