@@ -192,6 +192,19 @@ keel_changes_clear (keel_changes_t *self)
 }
 
 void
+keel_changes_clear_to (keel_changes_t *self, size_t max_records)
+{
+    keel_changes_clear (self);
+    if (self->cap <= max_records)
+        return;
+    free (self->records);
+    self->records = NULL;
+    self->cap = 0;
+    s_free_blocks (self->blocks);
+    self->blocks = NULL;
+}
+
+void
 keel_changes_swap (keel_changes_t *a, keel_changes_t *b)
 {
     keel_changes_t t = *a;

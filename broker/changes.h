@@ -225,6 +225,10 @@ const keel_change_t *keel_changes_at (const keel_changes_t *self, size_t index);
 // Drops every record (keeps the memory for the next turn).
 void keel_changes_clear (keel_changes_t *self);
 
+// Drops every record, and gives the memory back when it held room for
+// more than max_records (a journal that once carried a huge turn).
+void keel_changes_clear_to (keel_changes_t *self, size_t max_records);
+
 // Exchanges the records (and the memory) of a and b: how a journal is
 // handed to the store's writer thread without a copy (store_writer.h).
 void keel_changes_swap (keel_changes_t *a, keel_changes_t *b);

@@ -44,10 +44,13 @@ struct _keel_store_writer_t {
     pthread_cond_t work;   // to the writer: a journal, a release, stop
     pthread_cond_t idle;   // to the loop: the writer idle, a turn durable, a failure
     s_node_t *head, *tail; // handed over, not yet written
+    size_t queued;         // records in them
+    size_t writing;        // records in the turns the writer took
     s_node_t *free;        // written: nodes for the loop's next spares
-    uint64_t durable;      // every turn up to it is durable
-    bool busy;             // the writer is using the connection (or flushing)
-    bool held;             // the loop is using the connection: the writer waits
+    size_t nfree;
+    uint64_t durable; // every turn up to it is durable
+    bool busy;        // the writer is using the connection (or flushing)
+    bool held;        // the loop is using the connection: the writer waits
     bool stop;
     keel_err failing; // the last transaction failed: tried again later
     bool broken;      // a flush failed: nothing more is durable
@@ -109,17 +112,23 @@ static uint64_t
 s_take_and_write (keel_store_writer_t *self)
 {
     s_node_t *batch = self->head, *last = self->tail;
+    size_t records = self->queued;
     self->head = self->tail = NULL;
+    self->queued = 0;
+    self->writing = records;
     self->busy = true;
     pthread_mutex_unlock (&self->lock);
     keel_error_t err = { "" };
     keel_err rc = s_write (self, batch, &err);
     pthread_mutex_lock (&self->lock);
+    self->writing = 0;
+    pthread_cond_broadcast (&self->idle); // room for more (keel_store_writer_ready)
     if (rc != KEEL_OK) {
         last->next = self->head; // back at the head, in order
         if (!self->head)
             self->tail = last;
         self->head = batch;
+        self->queued += records;
         self->failing = rc;
         snprintf (self->error, sizeof self->error, "%s",
                   err.text[0] ? err.text : "store commit failed");
@@ -135,10 +144,26 @@ s_take_and_write (keel_store_writer_t *self)
     self->tries = 0;
     self->failing = KEEL_OK;
     uint64_t turn = last->turn;
-    for (s_node_t *n = batch; n; n = n->next)
-        keel_changes_clear (n->changes);
-    last->next = self->free;
-    self->free = batch;
+    // Nodes back on the free list, a few at most: each keeps the memory of
+    // the journal it carried.
+    s_node_t *extra = NULL;
+    while (batch) {
+        s_node_t *n = batch;
+        batch = n->next;
+        if (self->nfree < KEEL_STORE_WRITER_SPARES) {
+            keel_changes_clear_to (n->changes, KEEL_STORE_WRITER_QUEUE_MAX);
+            n->next = self->free;
+            self->free = n;
+            self->nfree++;
+        }
+        else {
+            n->next = extra;
+            extra = n;
+        }
+    }
+    pthread_mutex_unlock (&self->lock);
+    s_free_nodes (extra);
+    pthread_mutex_lock (&self->lock);
     return turn;
 }
 
@@ -283,11 +308,17 @@ keel_err
 keel_store_writer_ready (keel_store_writer_t *self, keel_error_t *err)
 {
     pthread_mutex_lock (&self->lock);
-    keel_err rc = s_failure (self, err);
+    keel_err rc;
+    // A bounded queue: a loop that hands over faster than the writer writes
+    // waits here (as it waited for its own writes without a writer).
+    while ((rc = s_failure (self, err)) == KEEL_OK
+           && self->queued + self->writing >= KEEL_STORE_WRITER_QUEUE_MAX)
+        pthread_cond_wait (&self->idle, &self->lock);
     if (rc == KEEL_OK && !self->spare && self->free) {
         self->spare = self->free;
         self->free = self->free->next;
         self->spare->next = NULL;
+        self->nfree--;
     }
     pthread_mutex_unlock (&self->lock);
     if (rc != KEEL_OK || self->spare)
@@ -312,7 +343,9 @@ keel_store_writer_hand_over (keel_store_writer_t *self, keel_changes_t *changes)
     self->spare = NULL;
     keel_changes_swap (n->changes, changes);
     n->turn = ++self->issued;
+    size_t records = keel_changes_size (n->changes);
     pthread_mutex_lock (&self->lock);
+    self->queued += records;
     if (self->tail)
         self->tail->next = n;
     else

@@ -54,7 +54,15 @@
 #include "error.h"
 #include "store_sqlite.h"
 
-#define KEEL_STORE_WRITER_RETRY_MS 1000
+#define KEEL_STORE_WRITER_RETRY_MS  1000
+// Records handed over and not yet written, at most: beyond,
+// keel_store_writer_ready waits for the writer (the memory of journals in
+// flight stays bounded: W4, a million tasks submitted at once, handed the
+// writer turns of 20,000-70,000 records faster than it wrote them).
+#define KEEL_STORE_WRITER_QUEUE_MAX 32768
+// Written nodes kept for the next hand-overs (each keeps its journal's
+// memory, up to room for KEEL_STORE_WRITER_QUEUE_MAX records).
+#define KEEL_STORE_WRITER_SPARES    4
 
 typedef struct _keel_store_writer_t keel_store_writer_t;
 
@@ -70,7 +78,8 @@ keel_store_writer_t *keel_store_writer_new (keel_store_sqlite_t *sql, bool flush
 // nulls *self_p.
 void keel_store_writer_destroy (keel_store_writer_t **self_p);
 
-// Whether a journal may be handed over now: KEEL_OK, or the error the
+// Whether a journal may be handed over now (after waiting while
+// KEEL_STORE_WRITER_QUEUE_MAX records are queued): KEEL_OK, or the error the
 // writer is failing with (KEEL_ERR_FULL for a full disk, else
 // KEEL_ERR_STORE; KEEL_ERR_NOMEM when there is no memory for the hand
 // over), written to err.

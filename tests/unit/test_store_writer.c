@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "store_test.h"
+#include "store_writer.h" // KEEL_STORE_WRITER_QUEUE_MAX
 #include <czmq.h>
 
 TestSuite (store_writer, .init = s_setup, .fini = s_teardown, .timeout = 60);
@@ -242,5 +243,23 @@ Test (store_writer, reads_and_maintenance_wait_for_the_turns_handed_over)
     keel_store_stop_writer (store);
     cr_expect_eq (keel_store_answer_fd (store), -1);
     cr_expect_geq (keel_store_sync_fd (store), 0, "without the writer the WAL is the syncer's");
+    keel_store_destroy (&store);
+}
+
+Test (store_writer, a_loop_ahead_of_the_writer_waits_for_it)
+{
+    keel_store_t *store = s_open_writer ();
+    keel_error_t err = { "" };
+    // One turn of more records than the queue takes: the next hand-over
+    // waits until the writer has written it.
+    keel_changes_t *j = s_journal ("svc", true, 0, KEEL_STORE_WRITER_QUEUE_MAX + 100, 8);
+    cr_assert_eq (s_turn (store, j, &err), KEEL_OK, "%s", err.text);
+    keel_changes_t *next = s_journal ("svc", false, 100000, 1, 8);
+    cr_assert_eq (s_turn (store, next, &err), KEEL_OK, "%s", err.text);
+    cr_expect_geq (s_count_tasks (), KEEL_STORE_WRITER_QUEUE_MAX + 100,
+                   "a second turn was handed over before the first, too big to queue, was written");
+    cr_assert (s_durable (store, 2));
+    keel_changes_destroy (&j);
+    keel_changes_destroy (&next);
     keel_store_destroy (&store);
 }
