@@ -144,6 +144,9 @@ s_collect (keel_broker_t *self)
         s_sync_failed (self, &broken);
         return;
     }
+    for (uint64_t f = keel_store_flushes (self->store); self->flushes_seen < f;
+         self->flushes_seen++)
+        keel_core_count_sync (self->core); // the writer's flushes, in store_syncs
     if (!self->nanswers) {
         // Transactions of the store's own (a member's lease renewal) are
         // answered too: read, or the poller wakes for them for ever.
@@ -794,6 +797,7 @@ s_stop_syncer (keel_broker_t *self)
 {
     s_quiet_set (&self->syncer_q, NULL, self->poller);
     keel_syncer_destroy (&self->syncer);
+    self->flushes_seen = 0; // a new writer counts from 0
     if (self->store) {
         keel_store_stop_writer (self->store);
         keel_store_checkpoints_elsewhere (self->store, false);

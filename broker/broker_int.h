@@ -59,6 +59,7 @@ struct _keel_broker_t {
     keel_quiet_t admin_q, syncer_q, zap_q;
     uint64_t commit_seq;          // the last commit's number (keel_core_committed)
     uint64_t local_synced;        // commits durable in this store (the syncer's word)
+    uint64_t flushes_seen;        // the store writer's flushes counted in store_syncs
     uint64_t checkpoints_failed;  // the syncer's failed checkpoints already logged ...
     int64_t checkpoint_warned_at; // ... and when (zclock_mono), for a rate limit
     // Resilient pair (broker_pair.h), NULL when standalone. A commit's

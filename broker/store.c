@@ -232,6 +232,13 @@ keel_store_stop_writer (keel_store_t *self)
     self->handing = false;
 }
 
+uint64_t
+keel_store_flushes (keel_store_t *self)
+{
+    assert (self);
+    return self->writer ? keel_store_writer_flushes (self->writer) : 0;
+}
+
 bool
 keel_store_broken (keel_store_t *self, keel_error_t *err)
 {

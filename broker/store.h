@@ -114,6 +114,9 @@ void keel_store_stop_writer (keel_store_t *self);
 // succeeded; clears it in every case (use it where keel_changes_clear
 // would end the turn).
 void keel_store_hand_over (keel_store_t *self, keel_changes_t *changes);
+// The writer's flushes so far (0 without a writer): the broker counts them
+// in store_syncs, as it counts the syncer's.
+uint64_t keel_store_flushes (keel_store_t *self);
 // True (the reason in err) once the writer failed to flush: what it
 // answered durable may not be; the broker must stop acknowledging.
 bool keel_store_broken (keel_store_t *self, keel_error_t *err);

@@ -55,6 +55,7 @@ struct _keel_store_writer_t {
     keel_err failing; // the last transaction failed: tried again later
     bool broken;      // a flush failed: nothing more is durable
     unsigned tries;   // failed transactions in a row (the writer's)
+    uint64_t flushes; // fdatasyncs that succeeded
     char error[512];
 };
 
@@ -215,7 +216,9 @@ s_run (void *arg)
             keel_error_t err = { "" };
             keel_err rc = keel_store_sqlite_sync (self->sql, &err);
             pthread_mutex_lock (&self->lock);
-            if (rc != KEEL_OK) {
+            if (rc == KEEL_OK)
+                self->flushes++;
+            else {
                 self->broken = true; // the words of syncer.c, which docs/operations.md quotes
                 snprintf (self->error, sizeof self->error,
                           "fdatasync of the store's WAL failed: %s", err.text);
@@ -377,6 +380,15 @@ int
 keel_store_writer_fd (const keel_store_writer_t *self)
 {
     return self->fd;
+}
+
+uint64_t
+keel_store_writer_flushes (keel_store_writer_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    uint64_t flushes = self->flushes;
+    pthread_mutex_unlock (&self->lock);
+    return flushes;
 }
 
 bool

@@ -99,6 +99,9 @@ uint64_t keel_store_writer_collect (keel_store_writer_t *self);
 // Readable when an answer arrived (read by keel_store_writer_collect).
 int keel_store_writer_fd (const keel_store_writer_t *self);
 
+// The flushes (fdatasync) made so far.
+uint64_t keel_store_writer_flushes (keel_store_writer_t *self);
+
 // True (with the reason in err) once a flush failed: nothing more may be
 // acknowledged, the broker must stop.
 bool keel_store_writer_broken (keel_store_writer_t *self, keel_error_t *err);

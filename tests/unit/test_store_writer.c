@@ -101,6 +101,7 @@ Test (store_writer, turns_handed_over_are_written_in_order_and_answered_durable)
                (unsigned long long) keel_store_collect (store, NULL));
     cr_expect_eq (keel_store_sync (store, &err), KEEL_OK, "%s", err.text);
     cr_expect_eq (s_count_tasks (), 200);
+    cr_expect_gt (keel_store_flushes (store), 0, "StoreSync=full: the WAL was never flushed");
     // A synchronous commit runs after every turn handed over, in order.
     keel_changes_t *last = s_journal ("svc", false, 200, 1, 8);
     cr_assert_eq (keel_store_apply_all (store, last), KEEL_OK);
