@@ -147,6 +147,13 @@ s_collect (keel_broker_t *self)
     for (uint64_t f = keel_store_flushes (self->store); self->flushes_seen < f;
          self->flushes_seen++)
         keel_core_count_sync (self->core); // the writer's flushes, in store_syncs
+    if (self->metrics) {                   // the writer's commits, in keel_store_commit_seconds
+        uint64_t us[64];
+        size_t n;
+        while ((n = keel_store_commit_times (self->store, us, 64)) > 0)
+            for (size_t i = 0; i < n; i++)
+                keel_metrics_store_commit (self->metrics, us[i]);
+    }
     if (!self->nanswers) {
         // Transactions of the store's own (a member's lease renewal) are
         // answered too: read, or the poller wakes for them for ever.
@@ -392,7 +399,7 @@ s_commit (keel_broker_t *self)
             snprintf (err.text, sizeof err.text, "%s", keel_store_last_error (self->store));
         keel_store_rollback (self->store);
     }
-    else if (self->metrics)
+    else if (self->metrics && !keel_store_has_writer (self->store)) // the writer's: s_collect
         keel_metrics_store_commit (self->metrics, (uint64_t) (zclock_usecs () - start));
     if (rc == KEEL_OK)
         keel_broker_pair_committed (self->pair, changes);

@@ -232,6 +232,20 @@ keel_store_stop_writer (keel_store_t *self)
     self->handing = false;
 }
 
+size_t
+keel_store_commit_times (keel_store_t *self, uint64_t *us, size_t max)
+{
+    assert (self && us);
+    return self->writer ? keel_store_writer_commit_times (self->writer, us, max) : 0;
+}
+
+bool
+keel_store_has_writer (const keel_store_t *self)
+{
+    assert (self);
+    return self->writer != NULL;
+}
+
 uint64_t
 keel_store_flushes (keel_store_t *self)
 {

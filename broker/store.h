@@ -114,6 +114,11 @@ void keel_store_stop_writer (keel_store_t *self);
 // succeeded; clears it in every case (use it where keel_changes_clear
 // would end the turn).
 void keel_store_hand_over (keel_store_t *self, keel_changes_t *changes);
+// With a writer: the durations (µs) of its commits since the last call, at
+// most max (the broker's keel_store_commit_seconds); 0 without one (the
+// loop times its own commits). keel_store_has_writer says which.
+size_t keel_store_commit_times (keel_store_t *self, uint64_t *us, size_t max);
+bool keel_store_has_writer (const keel_store_t *self);
 // The writer's flushes so far (0 without a writer): the broker counts them
 // in store_syncs, as it counts the syncer's.
 uint64_t keel_store_flushes (keel_store_t *self);

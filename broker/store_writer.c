@@ -52,10 +52,12 @@ struct _keel_store_writer_t {
     bool busy;        // the writer is using the connection (or flushing)
     bool held;        // the loop is using the connection: the writer waits
     bool stop;
-    keel_err failing; // the last transaction failed: tried again later
-    bool broken;      // a flush failed: nothing more is durable
-    unsigned tries;   // failed transactions in a row (the writer's)
-    uint64_t flushes; // fdatasyncs that succeeded
+    keel_err failing;                        // the last transaction failed: tried again later
+    bool broken;                             // a flush failed: nothing more is durable
+    unsigned tries;                          // failed transactions in a row (the writer's)
+    uint64_t flushes;                        // fdatasyncs that succeeded
+    uint64_t times[KEEL_STORE_WRITER_TIMES]; // µs of the commits not read yet
+    size_t ntimes;
     char error[512];
 };
 
@@ -120,10 +122,14 @@ s_take_and_write (keel_store_writer_t *self)
     self->busy = true;
     pthread_mutex_unlock (&self->lock);
     keel_error_t err = { "" };
+    int64_t start = s_now_ns ();
     keel_err rc = s_write (self, batch, &err);
+    uint64_t took_us = (uint64_t) (s_now_ns () - start) / 1000;
     pthread_mutex_lock (&self->lock);
     self->writing = 0;
-    pthread_cond_broadcast (&self->idle); // room for more (keel_store_writer_ready)
+    if (rc == KEEL_OK && self->ntimes < KEEL_STORE_WRITER_TIMES)
+        self->times[self->ntimes++] = took_us; // beyond: the loop has not read them: dropped
+    pthread_cond_broadcast (&self->idle);      // room for more (keel_store_writer_ready)
     if (rc != KEEL_OK) {
         last->next = self->head; // back at the head, in order
         if (!self->head)
@@ -380,6 +386,18 @@ int
 keel_store_writer_fd (const keel_store_writer_t *self)
 {
     return self->fd;
+}
+
+size_t
+keel_store_writer_commit_times (keel_store_writer_t *self, uint64_t *us, size_t max)
+{
+    pthread_mutex_lock (&self->lock);
+    size_t n = self->ntimes < max ? self->ntimes : max;
+    memcpy (us, self->times, n * sizeof *us);
+    memmove (self->times, self->times + n, (self->ntimes - n) * sizeof *us);
+    self->ntimes -= n;
+    pthread_mutex_unlock (&self->lock);
+    return n;
 }
 
 uint64_t

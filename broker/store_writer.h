@@ -99,6 +99,12 @@ uint64_t keel_store_writer_collect (keel_store_writer_t *self);
 // Readable when an answer arrived (read by keel_store_writer_collect).
 int keel_store_writer_fd (const keel_store_writer_t *self);
 
+// The durations (µs) of the writer's transactions (apply and commit) since
+// the last call, oldest first, at most max (the loop's metrics; the writer
+// keeps KEEL_STORE_WRITER_TIMES unread ones at most).
+#define KEEL_STORE_WRITER_TIMES 256
+size_t keel_store_writer_commit_times (keel_store_writer_t *self, uint64_t *us, size_t max);
+
 // The flushes (fdatasync) made so far.
 uint64_t keel_store_writer_flushes (keel_store_writer_t *self);
 

@@ -102,6 +102,10 @@ Test (store_writer, turns_handed_over_are_written_in_order_and_answered_durable)
     cr_expect_eq (keel_store_sync (store, &err), KEEL_OK, "%s", err.text);
     cr_expect_eq (s_count_tasks (), 200);
     cr_expect_gt (keel_store_flushes (store), 0, "StoreSync=full: the WAL was never flushed");
+    uint64_t us[300];
+    size_t times = keel_store_commit_times (store, us, 300);
+    cr_expect (times >= 1 && times <= 20, "%zu commit times for 20 turns", times);
+    cr_expect_eq (keel_store_commit_times (store, us, 300), 0, "the times were not drained");
     // A synchronous commit runs after every turn handed over, in order.
     keel_changes_t *last = s_journal ("svc", false, 200, 1, 8);
     cr_assert_eq (keel_store_apply_all (store, last), KEEL_OK);
