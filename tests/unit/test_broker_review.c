@@ -13,6 +13,7 @@
 #include "broker_int.h"
 #include "core_int.h"
 #include "config.h"
+#include "no_room.h"
 #include "store_writes.h"
 
 static keel_settings_t *settings;
@@ -66,26 +67,6 @@ teardown (void)
 }
 
 // ---------------------------------------------------------------- messages
-
-// Makes every file write fail (a 1-byte RLIMIT_FSIZE, SIGXFSZ ignored):
-// store commits fail as on a full disk. Returns the limit s_room_again
-// restores.
-static struct rlimit
-s_no_room (void)
-{
-    signal (SIGXFSZ, SIG_IGN);
-    struct rlimit old, tiny = { 1, 1 };
-    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
-    tiny.rlim_max = old.rlim_max;
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
-    return old;
-}
-
-static void
-s_room_again (struct rlimit old)
-{
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &old), 0);
-}
 
 // A task an engine lists at login as still running.
 static Keel__HeldTask

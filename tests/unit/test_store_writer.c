@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "store_test.h"
+#include "no_room.h"
 #include "store_writer.h" // KEEL_STORE_WRITER_QUEUE_MAX
 #include <czmq.h>
 
@@ -132,18 +133,6 @@ Test (store_writer, the_turns_handed_over_are_written_before_the_store_closes)
     cr_expect_eq (s_count_tasks (), 5000);
 }
 
-// A file size limit: SQLite cannot grow the WAL (EFBIG: a write error).
-static struct rlimit
-s_no_room (void)
-{
-    signal (SIGXFSZ, SIG_IGN);
-    struct rlimit old, tiny = { 1, 1 };
-    cr_assert_eq (getrlimit (RLIMIT_FSIZE, &old), 0);
-    tiny.rlim_max = old.rlim_max;
-    cr_assert_eq (setrlimit (RLIMIT_FSIZE, &tiny), 0);
-    return old;
-}
-
 Test (store_writer, a_failed_write_is_tried_again_and_new_turns_are_refused_meanwhile)
 {
     keel_store_t *store = s_open_writer ();
@@ -176,7 +165,7 @@ Test (store_writer, a_failed_write_is_tried_again_and_new_turns_are_refused_mean
     cr_expect_str_eq (keel_store_last_error (store), err.text);
     cr_expect_neq (keel_store_sync (store, &err), KEEL_OK, "sync said durable while failing");
     cr_expect_lt (keel_store_collect (store, NULL), 2, "the failed turn was answered durable");
-    setrlimit (RLIMIT_FSIZE, &old);
+    s_room_again (old);
 
     // Tried again (once a second): the failed turn is written after all.
     uint64_t issued = keel_store_issued (store);
