@@ -290,6 +290,11 @@ keel_store_writer_destroy (keel_store_writer_t **self_p)
         pthread_mutex_unlock (&self->lock);
         pthread_join (self->thread, NULL);
     }
+    if (self->head) // failing or broken: none of it was acknowledged
+        KEEL_WARN ("broker",
+                   "store writer stopped with %zu changes not written (%s); drivers and engines "
+                   "keep what was not acknowledged",
+                   self->queued, self->error[0] ? self->error : "not written");
     s_free_nodes (self->head);
     s_free_nodes (self->free);
     if (self->spare)
