@@ -17,6 +17,12 @@
 #define S_ALLOC_SLACK      (64 * 1024)
 #define S_MAX_DEPTH        8          // nesting the NUL scan follows
 #define S_MAX_FIELD_NUMBER 536870911u // 2^29 - 1, protobuf's largest
+// Fields a message of this build does not know, at most, in one message
+// (a newer peer's few additions pass). protobuf-c keeps each one (a struct
+// and a copy of its bytes), ~20 times its size on the wire: a frame of
+// thousands of them, padded with fields a re-encode drops, decoded within
+// its budget while its own re-encoding did not (fuzz_wire, 2026-12-08).
+#define S_MAX_UNKNOWN      16
 
 // ---------------------------------------------------------------- decoding
 
@@ -109,14 +115,16 @@ s_read_varint (const uint8_t **p, const uint8_t *end, uint64_t *value)
 }
 
 // Walks the encoded message and reports the first field with an invalid
-// number, or the first string field holding a
-// NUL byte (protobuf-c would hand it over cut short at the NUL). Returns
+// number, a message with more than S_MAX_UNKNOWN unknown fields, or the
+// first string field holding a NUL byte (protobuf-c would hand it over cut
+// short at the NUL). Returns
 // false with err filled on a NUL or on bytes it cannot walk.
 static bool
 s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescriptor *desc, int depth,
                 keel_error_t *err)
 {
     const uint8_t *p = data, *end = data + size;
+    unsigned unknown = 0;
     while (p < end) {
         uint64_t key, length;
         if (!s_read_varint (&p, end, &key))
@@ -126,6 +134,12 @@ s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescript
         // no decoder takes: what we read must be what we could send.
         if ((key >> 3) == 0 || (key >> 3) > S_MAX_FIELD_NUMBER)
             return keel_error_set (err, KEEL_ERR_INVALID, "bad field number"), false;
+        const ProtobufCFieldDescriptor *field =
+            protobuf_c_message_descriptor_get_field (desc, (unsigned) (key >> 3));
+        if (!field && ++unknown > S_MAX_UNKNOWN)
+            return keel_error_set (err, KEEL_ERR_INVALID, "%s: more than %d unknown fields",
+                                   desc->short_name, S_MAX_UNKNOWN),
+                   false;
         switch (key & 7) {
             case 0:
                 if (!s_read_varint (&p, end, &length))
@@ -146,10 +160,8 @@ s_scan_strings (const uint8_t *data, size_t size, const ProtobufCMessageDescript
         }
         if (length > (uint64_t) (end - p))
             return keel_error_set (err, KEEL_ERR_INVALID, "field past the end"), false;
-        const ProtobufCFieldDescriptor *field =
-            (key & 7) == 2 && (key >> 3) <= UINT32_MAX
-                ? protobuf_c_message_descriptor_get_field (desc, (unsigned) (key >> 3))
-                : NULL;
+        if ((key & 7) != 2)
+            field = NULL; // the checks below are for length-delimited fields
         if (field && field->type == PROTOBUF_C_TYPE_STRING && memchr (p, 0, length))
             return keel_error_set (err, KEEL_ERR_INVALID, "%s.%s: embedded NUL", desc->short_name,
                                    field->name),

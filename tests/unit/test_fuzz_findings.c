@@ -34,6 +34,34 @@ Test (fuzz_findings, a_frame_with_field_number_0_is_refused_not_kept_as_an_unkno
     keel_wire_free (&env);
 }
 
+// A driver's Heartbeat (as above) with n unknown fields (field 6, varint 0)
+// after it: a message may carry a few fields of a newer peer, not
+// thousands. fuzz_wire found a ResultAck with 1,071 of them, padded with
+// fields its re-encoding dropped: it decoded within its budget, and its own
+// re-encoding did not ("message too large to decode").
+static keel_env_t *
+s_heartbeat_with_unknown (size_t n, keel_error_t *err)
+{
+    uint8_t frame[6 + 2 * 64] = { 0x08, 0x01, 0x10, 0x01, 0x52, 0x00 };
+    cr_assert_leq (n, 64);
+    for (size_t i = 0; i < n; i++) {
+        frame[6 + 2 * i] = 0x30; // field 6, varint
+        frame[7 + 2 * i] = 0x00;
+    }
+    return keel_wire_decode (frame, 6 + 2 * n, err);
+}
+
+Test (fuzz_findings, a_message_with_more_than_16_unknown_fields_is_refused)
+{
+    keel_error_t err = { "" };
+    keel_env_t *env = s_heartbeat_with_unknown (16, &err);
+    cr_assert_not_null (env, "16 unknown fields: %s", err.text);
+    keel_wire_free (&env);
+    env = s_heartbeat_with_unknown (17, &err);
+    cr_assert_null (env);
+    cr_assert (strstr (err.text, "more than 16 unknown fields"), "%s", err.text);
+}
+
 // ---------------------------------------------------------------- invocations
 
 Test (fuzz_findings, a_method_name_with_a_nul_is_refused_by_driver_and_engine_alike)
