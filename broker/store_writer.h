@@ -79,9 +79,9 @@ keel_store_writer_t *keel_store_writer_new (keel_store_sqlite_t *sql, bool flush
 void keel_store_writer_destroy (keel_store_writer_t **self_p);
 
 // Whether a journal may be handed over now (after waiting while
-// KEEL_STORE_WRITER_QUEUE_MAX records are queued): KEEL_OK, or the error the
-// writer is failing with (KEEL_ERR_FULL for a full disk, else
-// KEEL_ERR_STORE; KEEL_ERR_NOMEM when there is no memory for the hand
+// KEEL_STORE_WRITER_QUEUE_MAX records are queued or being written): KEEL_OK,
+// or the error the writer is failing with (KEEL_ERR_FULL for a full disk,
+// else KEEL_ERR_STORE; KEEL_ERR_NOMEM when there is no memory for the hand
 // over), written to err.
 keel_err keel_store_writer_ready (keel_store_writer_t *self, keel_error_t *err);
 
