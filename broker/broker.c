@@ -216,80 +216,6 @@ s_watch_store (keel_broker_t *self, zpoller_t *poller)
         *self->store_fd = -1; // polled again next turn; answers are read each turn anyway
 }
 
-// ---------------------------------------------------------------- quiet sockets
-//
-// The poller holds a quiet socket's ZMQ_FD, a plain descriptor that turns
-// readable when the socket's mailbox gets commands (a message arrived,
-// the peer went away), not its ZMQ_EVENTS. Any call on the socket may
-// read those commands, a send included, and leave messages waiting with
-// the descriptor quiet: so a socket used since ZMQ_EVENTS last said
-// "nothing" is `touched`, and the loop asks it before it waits (and
-// waits not at all when it has a message). One poll of the descriptors
-// after each wait says which were signalled.
-
-static bool
-s_quiet_new (keel_quiet_t *q)
-{
-    q->sock = NULL;
-    q->touched = false;
-    q->fd = calloc (1, KEEL_FD_BOX);
-    if (q->fd)
-        *q->fd = -1;
-    return q->fd != NULL;
-}
-
-// Points q at sock (NULL: none), in the poller when there is one.
-static int
-s_quiet_set (keel_quiet_t *q, zsock_t *sock, zpoller_t *poller)
-{
-    if (q->sock && poller)
-        zpoller_remove (poller, q->fd);
-    q->sock = sock;
-    *q->fd = sock ? zsock_fd (sock) : -1;
-    q->touched = sock != NULL;
-    return sock && poller ? zpoller_add (poller, q->fd) : 0;
-}
-
-bool
-keel_broker_quiet_readable (keel_quiet_t *q)
-{
-    if (!q->sock || !q->touched)
-        return false;
-    if (zsock_events (q->sock) & ZMQ_POLLIN)
-        return true;
-    q->touched = false;
-    return false;
-}
-
-// Before a wait: whether a quiet socket has a message (then no wait).
-static bool
-s_quiet_pending (keel_broker_t *self)
-{
-    bool admin = keel_broker_quiet_readable (&self->admin_q);
-    bool syncer = keel_broker_quiet_readable (&self->syncer_q);
-    bool zap = keel_broker_quiet_readable (&self->zap_q);
-    return admin || syncer || zap;
-}
-
-// After a wait: the quiet sockets whose descriptors were signalled.
-static void
-s_quiet_look (keel_broker_t *self)
-{
-    keel_quiet_t *all[] = { &self->admin_q, &self->syncer_q, &self->zap_q };
-    struct pollfd fds[3];
-    keel_quiet_t *which[3];
-    nfds_t n = 0;
-    for (size_t i = 0; i < 3; i++)
-        if (all[i]->sock && !all[i]->touched) {
-            fds[n] = (struct pollfd) { .fd = *all[i]->fd, .events = POLLIN };
-            which[n++] = all[i];
-        }
-    if (n && poll (fds, n, 0) > 0)
-        for (nfds_t i = 0; i < n; i++)
-            if (fds[i].revents)
-                which[i]->touched = true;
-}
-
 static void
 s_recv_syncer (keel_broker_t *self)
 {
@@ -584,10 +510,10 @@ static bool
 s_turn (keel_broker_t *self, zpoller_t *poller)
 {
     s_watch_store (self, poller);
-    zpoller_wait (poller, s_quiet_pending (self) ? 0 : (int) s_poll_timeout (self));
+    zpoller_wait (poller, keel_broker_quiet_pending (self) ? 0 : (int) s_poll_timeout (self));
     if (zpoller_terminated (poller) || zsys_interrupted)
         return false;
-    s_quiet_look (self);
+    keel_broker_quiet_look (self);
     s_clock (self);
     keel_broker_security_turn (self);
     s_collect (self);
@@ -666,11 +592,13 @@ keel_broker_run (keel_broker_t *self)
     zpoller_t *poller = zpoller_new (self->router, NULL);
     if (!poller)
         return KEEL_ERR_NOMEM;
-    if (s_quiet_set (&self->admin_q, self->admin, poller) != 0
-        || s_quiet_set (&self->syncer_q, self->syncer ? keel_syncer_actor (self->syncer) : NULL,
-                        poller)
+    if (keel_broker_quiet_set (&self->admin_q, self->admin, poller) != 0
+        || keel_broker_quiet_set (&self->syncer_q,
+                                  self->syncer ? keel_syncer_actor (self->syncer) : NULL, poller)
                != 0
-        || s_quiet_set (&self->zap_q, self->zap ? keel_zap_actor (self->zap) : NULL, poller) != 0) {
+        || keel_broker_quiet_set (&self->zap_q, self->zap ? keel_zap_actor (self->zap) : NULL,
+                                  poller)
+               != 0) {
         zpoller_destroy (&poller);
         return KEEL_ERR_NOMEM;
     }
@@ -794,7 +722,8 @@ s_start_syncer (keel_broker_t *self, keel_error_t *err)
     if (!self->syncer)
         return keel_error_set (err, KEEL_ERR_NOMEM, "cannot start the store sync thread");
     keel_store_checkpoints_elsewhere (self->store, true); // the syncer's from now on
-    if (s_quiet_set (&self->syncer_q, keel_syncer_actor (self->syncer), self->poller) != 0)
+    if (keel_broker_quiet_set (&self->syncer_q, keel_syncer_actor (self->syncer), self->poller)
+        != 0)
         return keel_error_set (err, KEEL_ERR_NOMEM, "out of memory");
     return KEEL_OK;
 }
@@ -802,7 +731,7 @@ s_start_syncer (keel_broker_t *self, keel_error_t *err)
 static void
 s_stop_syncer (keel_broker_t *self)
 {
-    s_quiet_set (&self->syncer_q, NULL, self->poller);
+    keel_broker_quiet_set (&self->syncer_q, NULL, self->poller);
     keel_syncer_destroy (&self->syncer);
     self->flushes_seen = 0; // a new writer counts from 0
     if (self->store) {
@@ -895,9 +824,9 @@ keel_broker_new (keel_settings_t *settings, keel_error_t *err)
     if (self->store_fd)
         *self->store_fd = -1;
     // Each allocated, whatever the others did: keel_broker_destroy frees all three.
-    bool admin_q = s_quiet_new (&self->admin_q);
-    bool syncer_q = s_quiet_new (&self->syncer_q);
-    bool zap_q = s_quiet_new (&self->zap_q);
+    bool admin_q = keel_broker_quiet_new (&self->admin_q);
+    bool syncer_q = keel_broker_quiet_new (&self->syncer_q);
+    bool zap_q = keel_broker_quiet_new (&self->zap_q);
     self->sendq = zlistx_new ();
     self->held = zlistx_new ();
     self->admin_queue = zlistx_new ();

@@ -23,7 +23,7 @@
 
 // A rarely busy socket (the admin socket, the syncer's and the ZAP
 // handler's pipes) that the loop polls by its ZMQ_FD instead of as a
-// socket (broker.c, "Quiet sockets"): zmq_poll asks each socket item for
+// socket (broker_quiet.c): zmq_poll asks each socket item for
 // ZMQ_EVENTS on every pass, a zero-timeout poll of its mailbox and a
 // getpid each, and those were about half the loop's system calls in W2.
 typedef struct {
@@ -92,6 +92,14 @@ struct _keel_broker_t {
 // the socket was touched (keel_quiet_t); a false answer after asking
 // clears touched.
 bool keel_broker_quiet_readable (keel_quiet_t *q);
+// broker_quiet.c: a quiet socket's descriptor box (false: out of memory);
+// q pointed at sock (NULL: none), in the poller when there is one;
+// before a wait, whether a quiet socket has a message (then no wait);
+// after one, which descriptors were signalled.
+bool keel_broker_quiet_new (keel_quiet_t *q);
+int keel_broker_quiet_set (keel_quiet_t *q, zsock_t *sock, zpoller_t *poller);
+bool keel_broker_quiet_pending (keel_broker_t *self);
+void keel_broker_quiet_look (keel_broker_t *self);
 
 // Applies the core's journal so far and commits it at once (durable on
 // return), outside the turn's group commit: for recovery and the admin
